@@ -1,0 +1,80 @@
+# sqlfs — build, test and run.
+#   make            build build/sqlfs
+#   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
+#   make test       install deps, build, run unit tests (plain + ASan/UBSan) and integration tests
+#   make deps       install the Debian packages the project needs (idempotent)
+
+CC      ?= cc
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp
+SAN     ?=
+
+OPT     ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -Wformat=2
+CFLAGS  += -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c | sort)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit test-unit test-asan test-integration clean bench bench-quick fmt fmt-check
+
+all: $(BUILD)/sqlfs
+
+$(BUILD)/libsqlfs.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/sqlfs: $(BUILD)/src/main.o $(BUILD)/libsqlfs.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsqlfs.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS) -lcmocka
+
+deps:
+	@bash scripts/deps.sh
+
+run: deps all
+	./$(BUILD)/sqlfs serve $(ARGS)
+
+unit: $(UNIT_BIN)
+
+test-unit: unit
+	@bash scripts/run-unit.sh $(UNIT_BIN)
+
+test-asan:
+	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' test-unit
+
+test-integration: all
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+test: deps
+	$(MAKE) all
+	$(MAKE) test-unit
+	$(MAKE) test-asan
+	$(MAKE) test-integration
+
+fmt:
+	clang-format -i $$(find src tests/unit -name '*.[ch]')
+
+fmt-check:
+	clang-format --dry-run --Werror $$(find src tests/unit -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d

@@ -1,0 +1,54 @@
+/*
+ * config — every setting of `sqlfs serve`, from defaults, then the environment, then flags
+ * (flags win). Limits follow API.md §8. Strings are malloc'd and owned by the struct.
+ */
+#ifndef SQLFS_CONFIG_H
+#define SQLFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct config {
+    char *listen_host;             /* SQLFS_LISTEN host part / --listen; default 127.0.0.1 */
+    int port;                      /* PORT or SQLFS_LISTEN port; default 8080 */
+    char *data_dir;                /* SQLFS_DATA / --data; default ./data */
+    char *auth_secret;             /* AUTH_SECRET; NULL → generated and kept in data dir */
+    char *admin_secret;            /* ADMIN_SECRET; NULL → admin route answers 500 */
+    bool trust_proxy;              /* TRUST_PROXY: honour X-Forwarded-For for rate limits */
+    int64_t max_request_body_bytes; /* MAX_REQUEST_BODY_BYTES 268435456 (JSON bodies) */
+    int64_t max_file_write_bytes;  /* MAX_FILE_WRITE_BYTES 1073741824 */
+    int64_t max_bulk_write_files;  /* MAX_BULK_WRITE_FILES 1000 */
+    int64_t max_ingest_files;      /* MAX_INGEST_FILES 100000 */
+    int64_t max_ingest_bytes;      /* MAX_INGEST_BYTES 4294967296 */
+    int64_t max_tree_entries;      /* MAX_TREE_ENTRIES 50000 */
+    int64_t max_exec_output_bytes; /* MAX_EXEC_OUTPUT_BYTES 16777216 */
+    int64_t sandbox_quota_bytes;   /* SANDBOX_QUOTA_BYTES 10737418240 */
+    int64_t exec_memory_bytes;     /* EXEC_MEMORY_BYTES 1073741824 */
+    int64_t exec_pids_max;         /* EXEC_PIDS_MAX 512 */
+    int64_t exec_cpu_percent;      /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */
+    int64_t exec_file_size_bytes;  /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
+    int64_t exec_concurrency;      /* EXEC_CONCURRENCY: execs running at once; default 2×CPUs+2 */
+    int64_t exec_queue;            /* EXEC_QUEUE: execs waiting beyond that; default 256 */
+    int64_t batch_workers;         /* BATCH_WORKERS: read-only batch parallelism; default 2×CPUs */
+    int64_t auth_rate_limit_max;   /* AUTH_RATE_LIMIT_MAX 5 */
+    int64_t auth_rate_limit_window_ms; /* AUTH_RATE_LIMIT_WINDOW_MS 60000 */
+    int64_t lock_timeout_ms;       /* LOCK_TIMEOUT_MS 60000: wait for a sandbox lock */
+    int64_t checkout_budget_bytes; /* CHECKOUT_BUDGET_BYTES 10737418240: disk for checkouts */
+    int64_t max_connections;       /* MAX_CONNECTIONS 2000 */
+    int64_t max_connections_per_ip; /* MAX_CONNECTIONS_PER_IP 0 = unlimited */
+    int64_t connection_timeout_s;  /* CONNECTION_TIMEOUT_S 600: idle connection timeout */
+    char *rootfs;                  /* SQLFS_ROOTFS / --rootfs; NULL → host "/" (its /usr) */
+    bool quiet;                    /* SQLFS_QUIET / --quiet: no per-request log lines */
+};
+
+/* Fills defaults. Allocates; pair with config_release. -ENOMEM. */
+__attribute__((warn_unused_result)) int config_init(struct config *c);
+/* Applies environment variables. -EINVAL with err_set() naming the bad variable. */
+__attribute__((warn_unused_result)) int config_from_env(struct config *c);
+/* Applies `serve` flags (argv[0] is "serve"). -EINVAL with err_set() naming the bad flag. */
+__attribute__((warn_unused_result)) int config_from_args(struct config *c, int argc, char **argv);
+void config_release(struct config *c);
+/* The help text of `sqlfs serve`. */
+const char *config_serve_help(void);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * err — the one table of sqlfs errors and their HTTP mapping.
+ *
+ * Fallible functions return >= 0 on success and a negative code on failure: either -errno
+ * (ENOENT, EISDIR, ENOTDIR, EEXIST, ENOTEMPTY, ELOOP, EINVAL, EFBIG, ENOSPC, ENOMEM, EIO, ...) or
+ * -ERR_* from the enum below. err_info() turns any such code into the wire code, HTTP status and
+ * retryable flag; the HTTP layer builds error bodies only from it.
+ *
+ * A human message and details can accompany a failure: err_set()/err_detail() store them in
+ * thread-local state (like errno), which the HTTP layer reads when it answers the request that
+ * failed on this thread. err_clear() resets it at the start of each request.
+ * Messages must never hold host paths, SQL text or secrets.
+ */
+#ifndef SQLFS_UTIL_ERR_H
+#define SQLFS_UTIL_ERR_H
+
+#include <stdbool.h>
+
+enum err_code {
+    ERR_BASE = 10000,
+    ERR_INVALID_INPUT = ERR_BASE, /* 400 */
+    ERR_EDIT_BINARY,              /* 400 */
+    ERR_AUTH_REQUIRED,            /* 401 */
+    ERR_AUTH_INVALID,             /* 401 */
+    ERR_FORBIDDEN,                /* 403 */
+    ERR_SANDBOX_NOT_FOUND,        /* 404 */
+    ERR_NOT_FOUND,                /* 404 unknown route */
+    ERR_METHOD_NOT_ALLOWED,       /* 405 */
+    ERR_EXEC_TIMEOUT,             /* 408 */
+    ERR_EDIT_NO_MATCH,            /* 409 */
+    ERR_EDIT_NOT_UNIQUE,          /* 409 */
+    ERR_PAYLOAD_TOO_LARGE,        /* 413 */
+    ERR_QUOTA,                    /* 413 EQUOTA */
+    ERR_TOO_MANY_ENTRIES,         /* 413 tree/ingest entry caps */
+    ERR_UNSUPPORTED_MEDIA_TYPE,   /* 415 */
+    ERR_READONLY_VIOLATION,       /* 422 */
+    ERR_RATE_LIMITED,             /* 429 */
+    ERR_INTERNAL,                 /* 500 */
+    ERR_ADMIN_NOT_CONFIGURED,     /* 500 */
+    ERR_JAIL_UNAVAILABLE,         /* 503 the sandbox runtime cannot run execs */
+    ERR_BUSY,                     /* 503 retryable */
+    ERR_SHUTTING_DOWN,            /* 503 retryable */
+    ERR_LOCK_TIMEOUT,             /* 503 retryable */
+    ERR_STORAGE_FULL,             /* 507 disk full, retryable */
+    ERR_END
+};
+
+struct err_info {
+    const char *code;    /* wire code, e.g. "ENOENT" */
+    int status;          /* HTTP status */
+    bool retryable;      /* nothing applied; may succeed later */
+    const char *message; /* default human message */
+};
+
+/* Maps a (negative or positive) error code to its table entry; unknown codes map to
+ * INTERNAL_ERROR. Never NULL. */
+const struct err_info *err_info(int code);
+
+/* Records a message for the current thread and returns -abs(code), so callers can write
+ * `return err_set(-ENOENT, "no such file: %s", path);`. */
+__attribute__((format(printf, 2, 3))) int err_set(int code, const char *fmt, ...);
+/* Appends one detail string (at most 32 are kept). */
+__attribute__((format(printf, 1, 2))) void err_detail(const char *fmt, ...);
+/* The message recorded since the last err_clear(), or NULL. */
+const char *err_message(void);
+/* Number of details and the i-th one. */
+int err_detail_count(void);
+const char *err_detail_at(int i);
+/* Forgets the message and details of this thread. */
+void err_clear(void);
+
+#endif
