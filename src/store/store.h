@@ -181,8 +181,9 @@ store_stat(struct store *st, const char *sandbox_id, const char *path, struct fi
     return st->ops->stat(st, sandbox_id, path, ret);
 }
 
-/* Walks the rows strictly below `prefix` in path order (byte order, so a directory comes right
- * before its contents), at most max_depth levels below it (<= 0: unlimited). */
+/* Walks the rows strictly below `prefix` in path order (memcmp byte order: a directory always
+ * comes before its contents), at most max_depth levels below it (<= 0: unlimited). The root "/"
+ * is implicit: it has no row, and listing "/" walks the whole tree. */
 __attribute__((warn_unused_result)) static inline int
 store_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
            store_file_cb cb, void *userdata)

@@ -1,0 +1,16 @@
+/*
+ * ids — the identities a sandbox runs as, shared by the jail (uid maps), the checkout (file
+ * owners) and the diff (what the sandbox user can have made).
+ *
+ * Inside the jail the script runs as `user` (uid/gid 1000). That uid maps to one unprivileged
+ * host uid/gid (SANDBOX_HOST_UID) that owns every file of every checkout, so the sandbox user can
+ * modify its own tree through the overlay, and nothing else on the host.
+ */
+#ifndef SQLFS_EXEC_IDS_H
+#define SQLFS_EXEC_IDS_H
+
+#define SANDBOX_UID 1000            /* uid/gid of `user` inside the jail */
+#define SANDBOX_HOST_UID 100000     /* host uid/gid mapped to SANDBOX_UID */
+#define SANDBOX_HOME "/home/user"   /* HOME and the initial cwd */
+
+#endif
