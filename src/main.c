@@ -1,5 +1,192 @@
-/* placeholder entry point; replaced when the server is wired */
-int main(void)
+/*
+ * sqlfs — persistent bash sandboxes for AI agents, served over HTTP.
+ *
+ * main parses the command line, wires the modules into one struct app, serves until SIGTERM or
+ * SIGINT, then shuts down in order: stop accepting, let in-flight requests finish (bounded),
+ * stop the HTTP server, close the store. Only this file may exit the process.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/http.h"
+#include "app.h"
+#include "auth/ratelimit.h"
+#include "auth/secret.h"
+#include "cli.h"
+#include "config.h"
+#include "exec/engine.h"
+#include "sandbox/lock.h"
+#include "store/store.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define SQLFS_VERSION "0.1.0"
+#define SHUTDOWN_GRACE_MS 5000
+
+static int die(const char *what, int r)
 {
+    const char *m = err_message();
+    fprintf(stderr, "sqlfs: %s: %s\n", what, m ? m : strerror(r < 0 ? -r : r));
+    return 1;
+}
+
+static int make_data_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return err_set(-errno, "cannot create data directory %s: %s", dir, strerror(errno));
     return 0;
+}
+
+static void print_banner(const struct app *app, bool secret_created)
+{
+    const struct config *c = app->cfg;
+    char url[300];
+    snprintf(url, sizeof(url), "http://%s:%d", c->listen_host, c->port);
+    json_t *f = json_object();
+    json_object_set_new(f, "listen", json_string(url));
+    json_object_set_new(f, "version", json_string(SQLFS_VERSION));
+    json_object_set_new(f, "store", json_string("sqlite"));
+    log_json("info", "sqlfs serving", f);
+    if (secret_created || !getenv("AUTH_SECRET")) {
+        /* the secret itself is never printed: it stays in its 0600 file */
+        fprintf(stderr,
+                "\nsqlfs is listening on %s\n"
+                "AUTH_SECRET was not set: using the secret stored in %s/auth_secret%s.\n"
+                "Get a token:\n"
+                "  curl -s -X POST %s/v1/auth/bootstrap -H \"X-Auth-Secret: $(cat %s/auth_secret)\" "
+                "-H 'Content-Type: application/json' -d '{\"sub\":\"me\"}'\n"
+                "or offline: sqlfs token --sub me --data %s\n\n",
+                url, c->data_dir, secret_created ? " (generated now)" : "", url, c->data_dir,
+                c->data_dir);
+    }
+}
+
+/* Blocks until SIGTERM/SIGINT (the signals are blocked in every thread so only sigwait sees
+ * them). */
+static int wait_for_signal(const sigset_t *set)
+{
+    int sig = 0;
+    while (sigwait(set, &sig) != 0)
+        ;
+    return sig;
+}
+
+static void shutdown_server(struct app *app, struct MHD_Daemon *d)
+{
+    atomic_store(&app->shutting_down, true);
+    http_quiesce(d);
+    int64_t deadline = time_mono_ms() + SHUTDOWN_GRACE_MS;
+    while (atomic_load(&app->active_requests) > 0 && time_mono_ms() < deadline)
+        usleep(20 * 1000);
+    http_stop(d);
+}
+
+static int serve(int argc, char **argv)
+{
+    struct config cfg;
+    int r = config_init(&cfg);
+    if (r < 0)
+        return die("configuration", r);
+    r = config_from_env(&cfg);
+    if (r == 0)
+        r = config_from_args(&cfg, argc, argv);
+    if (r == 1) { /* --help */
+        fputs(config_serve_help(), stdout);
+        config_release(&cfg);
+        return 0;
+    }
+    if (r < 0) {
+        die("configuration", r);
+        config_release(&cfg);
+        return 2;
+    }
+    log_set_quiet(cfg.quiet);
+    struct app app = {.cfg = &cfg};
+    int status = 1;
+    bool secret_created = false;
+    struct MHD_Daemon *daemon = NULL;
+    char *db_path = NULL;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((r = make_data_dir(cfg.data_dir)) < 0) {
+        die("data directory", r);
+        goto out;
+    }
+    if (cfg.auth_secret && *cfg.auth_secret) {
+        app.auth_secret = strdup(cfg.auth_secret);
+    } else if ((r = secret_load_or_create(cfg.data_dir, &app.auth_secret, &secret_created)) < 0) {
+        die("auth secret", r);
+        goto out;
+    }
+    if (!app.auth_secret)
+        goto out;
+    app.auth_secret_len = strlen(app.auth_secret);
+    if (asprintf(&db_path, "%s/sqlfs.db", cfg.data_dir) < 0) {
+        db_path = NULL;
+        goto out;
+    }
+    if ((r = store_open_sqlite(db_path, &app.store)) < 0) {
+        die("store", r);
+        goto out;
+    }
+    if ((r = locks_new(&app.locks)) < 0) {
+        die("locks", r);
+        goto out;
+    }
+    app.auth_limit = ratelimit_new(cfg.auth_rate_limit_max, cfg.auth_rate_limit_window_ms);
+    if (!app.auth_limit)
+        goto out;
+    if ((r = http_start(&app, &daemon)) < 0) {
+        die("listen", r);
+        goto out;
+    }
+    print_banner(&app, secret_created);
+    int sig = wait_for_signal(&set);
+    log_msg("info", "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    shutdown_server(&app, daemon);
+    daemon = NULL;
+    status = 0;
+out:
+    http_stop(daemon);
+    store_close(app.store);
+    locks_free(app.locks);
+    ratelimit_free(app.auth_limit);
+    free(app.auth_secret);
+    free(db_path);
+    config_release(&cfg);
+    if (status == 0)
+        log_msg("info", "stopped cleanly");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(cli_main_help(), argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("sqlfs %s\n", SQLFS_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") == 0)
+        return serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "token") == 0)
+        return cli_token(argc - 1, argv + 1);
+    fprintf(stderr, "sqlfs: unknown command '%s'\n\n%s", argv[1], cli_main_help());
+    return 2;
 }

@@ -1,0 +1,111 @@
+/*
+ * http — the HTTP layer on libmicrohttpd: one request struct per request, the route table
+ * dispatch, bodies (buffered JSON with a cap, or streamed to the route) and responses (JSON,
+ * empty, streamed). Error responses are built in exactly one place (http_reply_error) from the
+ * error table of util/err.h.
+ *
+ * Threading: libmicrohttpd runs one thread per connection; all callbacks of a request run on its
+ * connection's thread, so a route may block (exec, lock waits) without stalling other clients.
+ * Request-scoped data hangs off struct request and is freed in one place when the request
+ * completes (including client aborts), which also releases any sandbox lock it holds.
+ */
+#ifndef SQLFS_API_HTTP_H
+#define SQLFS_API_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "store/store.h"
+#include "util/buf.h"
+
+struct request;
+struct lock_ref;
+
+enum body_mode {
+    BODY_NONE = 0,   /* a body is read and ignored (bounded) */
+    BODY_JSON = 1,   /* buffered up to MAX_REQUEST_BODY_BYTES, parsed before the handler */
+    BODY_STREAM = 2, /* handed to route->on_data piece by piece */
+    BODY_RAW = 3,    /* buffered up to MAX_REQUEST_BODY_BYTES, not parsed (exec text/plain) */
+};
+
+struct route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/v1/sandboxes/:id/files/*": ":id" = one segment, "*" = the rest */
+    enum body_mode body;
+    bool auth;           /* needs a valid bearer token */
+    /* BODY_STREAM: called before the first body byte; may reject (negative error). */
+    int (*on_begin)(struct request *req);
+    /* BODY_STREAM: one piece of the body. */
+    int (*on_data)(struct request *req, const char *data, size_t len);
+    /* Called once the whole body is in (or streamed); sets a response or returns an error. */
+    int (*handler)(struct request *req);
+    /* Optional: the request ended (completed or aborted); release route state. */
+    void (*on_done)(struct request *req, bool completed);
+};
+
+struct request {
+    struct app *app;
+    struct MHD_Connection *conn;
+    const struct route *route;
+    const char *method;
+    char *url;              /* raw URL path, still percent-encoded */
+    char *sandbox_id;       /* the ":id" capture, validated UUID, or NULL */
+    char *rest;             /* the "*" capture, percent-decoded (may be NULL) */
+    size_t rest_len;        /* bytes in rest (it may not be a C string if it held %00) */
+    char *tenant;           /* authenticated owner */
+    char *sub;
+    int64_t started_ns;     /* monotonic start, for the log line */
+    struct buf body;        /* BODY_JSON / BODY_RAW */
+    json_t *json;           /* BODY_JSON parsed object */
+    int64_t body_bytes;     /* bytes of body seen */
+    int pending_error;      /* an error found while reading the body, answered at the end */
+    bool begun;             /* on_begin ran */
+    struct MHD_Response *response; /* set by the handler */
+    unsigned status;        /* status of response */
+    struct lock_ref *lock;  /* a sandbox lock held until the request completes */
+    void *route_state;      /* route-owned; freed by route->on_done */
+};
+
+/* Starts the server. -errno with err_set() on failure. */
+__attribute__((warn_unused_result)) int http_start(struct app *app, struct MHD_Daemon **ret);
+/* Stops accepting new connections (existing ones finish). */
+void http_quiesce(struct MHD_Daemon *d);
+void http_stop(struct MHD_Daemon *d);
+
+/* ---- helpers for routes ---- */
+
+/* A request header, or NULL. */
+const char *http_header(struct request *req, const char *name);
+/* A query argument, percent-decoded into *ret (malloc'd; NULL when absent). -EINVAL when it
+ * holds a NUL byte, -ENOMEM. */
+__attribute__((warn_unused_result)) int http_query(struct request *req, const char *name,
+                                                   char **ret);
+/* The client's address (X-Forwarded-For first hop when TRUST_PROXY is set) into out. */
+void http_client_ip(struct request *req, char *out, size_t outlen);
+/* The socket of the connection (to notice a client that goes away during a long exec). */
+int http_client_fd(struct request *req);
+
+/* Responses: each replaces any previous one. They steal `body` / take ownership of `resp`. */
+int http_reply_json(struct request *req, unsigned status, json_t *body);
+int http_reply_empty(struct request *req, unsigned status);
+int http_reply_response(struct request *req, unsigned status, struct MHD_Response *resp);
+/* Sets an error response for `code` (negative), using err_message()/err_detail_*(). */
+void http_reply_error(struct request *req, int code);
+/* Adds a header to the current response. */
+void http_add_header(struct request *req, const char *name, const char *value);
+
+/* Percent-decodes s[0..len) into a new buffer (may contain NUL bytes; *ret_len says how many). */
+__attribute__((warn_unused_result)) int http_unescape(const char *s, size_t len, char **ret,
+                                                      size_t *ret_len);
+
+/* Formats a sandbox-visible ISO timestamp for epoch ms; "null" handling is the caller's. */
+json_t *http_time_json(int64_t ms);
+
+/* The route table (api/routes.c). */
+extern const struct route http_routes[];
+extern const size_t http_routes_count;
+
+#endif

@@ -1,0 +1,120 @@
+#include "api/jsonv.h"
+
+#include <string.h>
+
+#include "util/err.h"
+
+int jsonv_string(json_t *obj, const char *key, size_t maxlen, const char **ret, size_t *ret_len)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return err_set(-ERR_INVALID_INPUT, "field '%s' must be a string", key);
+    size_t len = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (memchr(s, '\0', len))
+        return err_set(-ERR_INVALID_INPUT, "field '%s' must not contain NUL bytes", key);
+    if (maxlen && len > maxlen)
+        return err_set(-ERR_INVALID_INPUT, "field '%s' is longer than %zu bytes", key, maxlen);
+    *ret = s;
+    if (ret_len)
+        *ret_len = len;
+    return 1;
+}
+
+int jsonv_bool(json_t *obj, const char *key, bool *ret)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return err_set(-ERR_INVALID_INPUT, "field '%s' must be a boolean", key);
+    *ret = json_is_true(v);
+    return 1;
+}
+
+int jsonv_int(json_t *obj, const char *key, int64_t min, int64_t max, int64_t *ret)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    int64_t n;
+    if (json_is_integer(v)) {
+        n = json_integer_value(v);
+    } else if (json_is_real(v) && json_real_value(v) == (double)(int64_t)json_real_value(v)) {
+        n = (int64_t)json_real_value(v);
+    } else {
+        return err_set(-ERR_INVALID_INPUT, "field '%s' must be an integer between %lld and %lld",
+                       key, (long long)min, (long long)max);
+    }
+    if (n < min || n > max)
+        return err_set(-ERR_INVALID_INPUT, "field '%s' must be between %lld and %lld (got %lld)",
+                       key, (long long)min, (long long)max, (long long)n);
+    *ret = n;
+    return 1;
+}
+
+int jsonv_object(json_t *obj, const char *key, json_t **ret)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return err_set(-ERR_INVALID_INPUT, "field '%s' must be an object", key);
+    *ret = v;
+    return 1;
+}
+
+int jsonv_array(json_t *obj, const char *key, json_t **ret)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v))
+        return err_set(-ERR_INVALID_INPUT, "field '%s' must be an array", key);
+    *ret = v;
+    return 1;
+}
+
+bool jsonv_env_name_ok(const char *name)
+{
+    if (!name[0] || !((name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') ||
+                      name[0] == '_'))
+        return false;
+    for (const char *p = name + 1; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return false;
+    return strlen(name) <= 256;
+}
+
+int jsonv_env(json_t *obj, const char *key, size_t max_vars, json_t **ret)
+{
+    json_t *env = NULL;
+    int r = jsonv_object(obj, key, &env);
+    if (r <= 0)
+        return r;
+    if (json_object_size(env) > max_vars)
+        return err_set(-ERR_INVALID_INPUT, "field '%s' has more than %zu variables", key,
+                       max_vars);
+    const char *name;
+    json_t *val;
+    int bad = 0;
+    json_object_foreach(env, name, val)
+    {
+        if (!jsonv_env_name_ok(name)) {
+            err_detail("bad variable name: '%.64s' (must match ^[A-Za-z_][A-Za-z0-9_]*$)", name);
+            bad++;
+        } else if (!json_is_string(val) ||
+                   memchr(json_string_value(val), '\0', json_string_length(val))) {
+            err_detail("value of '%s' must be a string without NUL bytes", name);
+            bad++;
+        }
+    }
+    if (bad)
+        return err_set(-ERR_INVALID_INPUT, "field '%s' has %d invalid entr%s", key, bad,
+                       bad == 1 ? "y" : "ies");
+    *ret = env;
+    return 1;
+}

@@ -1,0 +1,32 @@
+/*
+ * jsonv — validation of fields of JSON request bodies, with error messages that tell the client
+ * what to fix ("field 'timeoutMs' must be an integer between 1 and 300000"). Every getter
+ * returns 0 when the field is absent (leaving *ret unchanged), 1 when present and valid, or
+ * -ERR_INVALID_INPUT (message set). `obj` may be NULL (no body): every field is then absent.
+ */
+#ifndef SQLFS_API_JSONV_H
+#define SQLFS_API_JSONV_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A string of at most maxlen bytes (0: unlimited) without NUL bytes; *ret borrows from obj. */
+__attribute__((warn_unused_result)) int jsonv_string(json_t *obj, const char *key, size_t maxlen,
+                                                     const char **ret, size_t *ret_len);
+__attribute__((warn_unused_result)) int jsonv_bool(json_t *obj, const char *key, bool *ret);
+/* An integer in [min, max]. */
+__attribute__((warn_unused_result)) int jsonv_int(json_t *obj, const char *key, int64_t min,
+                                                  int64_t max, int64_t *ret);
+/* An object (borrowed). */
+__attribute__((warn_unused_result)) int jsonv_object(json_t *obj, const char *key, json_t **ret);
+/* An array (borrowed). */
+__attribute__((warn_unused_result)) int jsonv_array(json_t *obj, const char *key, json_t **ret);
+/* An object of environment variables: names ^[A-Za-z_][A-Za-z0-9_]*$, string values without
+ * NUL bytes; at most max_vars entries. */
+__attribute__((warn_unused_result)) int jsonv_env(json_t *obj, const char *key, size_t max_vars,
+                                                  json_t **ret);
+/* True when name is a valid environment variable name. */
+bool jsonv_env_name_ok(const char *name);
+
+#endif

@@ -1,0 +1,52 @@
+/* routes — the handlers of every route, one file per resource; the table is in routes.c. */
+#ifndef SQLFS_API_ROUTES_H
+#define SQLFS_API_ROUTES_H
+
+#include "api/http.h"
+
+/* health.c */
+int route_healthz(struct request *req);
+int route_readyz(struct request *req);
+
+/* auth_routes.c */
+int route_auth_bootstrap(struct request *req);
+int route_auth_admin(struct request *req);
+
+/* sandboxes.c */
+int route_sandbox_create(struct request *req);
+int route_sandbox_list(struct request *req);
+int route_sandbox_get(struct request *req);
+int route_sandbox_delete(struct request *req);
+
+/* files.c */
+int route_file_get(struct request *req);
+int route_file_put_begin(struct request *req);
+int route_file_put_data(struct request *req, const char *data, size_t len);
+int route_file_put(struct request *req);
+void route_file_put_done(struct request *req, bool completed);
+int route_file_patch(struct request *req);
+int route_file_delete(struct request *req);
+int route_mkdir(struct request *req);
+int route_write_files(struct request *req);
+int route_tree(struct request *req);
+
+/* exec routes (api/exec.c) */
+int route_exec_sync(struct request *req);
+int route_exec_stream(struct request *req);
+int route_exec_batch(struct request *req);
+
+/* archive routes (api/archive.c) */
+int route_ingest_begin(struct request *req);
+int route_ingest_data(struct request *req, const char *data, size_t len);
+int route_ingest(struct request *req);
+void route_ingest_done(struct request *req, bool completed);
+int route_ingest_files(struct request *req);
+int route_export(struct request *req);
+
+/* Shared by routes: the sandbox path named by the "*" capture (normalised, malloc'd). */
+__attribute__((warn_unused_result)) int route_capture_path(struct request *req, char **ret);
+/* Shared by routes: normalises a path given in a JSON field or query parameter. */
+__attribute__((warn_unused_result)) int route_path_arg(const char *field, const char *value,
+                                                       size_t len, char **ret);
+
+#endif

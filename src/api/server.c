@@ -1,0 +1,528 @@
+/*
+ * server — libmicrohttpd wiring: dispatch through the route table, body handling, responses,
+ * the per-request log line. See http.h for the contract.
+ */
+#include "api/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth/jwt.h"
+#include "sandbox/lock.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/rand.h"
+#include "util/timeutil.h"
+
+/* Bodies of routes that take none are still drained, but only this much. */
+#define IGNORED_BODY_MAX (64 * 1024)
+
+const char *http_header(struct request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+int http_unescape(const char *s, size_t len, char **ret, size_t *ret_len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    /* libmicrohttpd's decoder: "%xx" → byte; it returns the decoded length, which may include
+     * NUL bytes that the caller must check for. */
+    size_t n = MHD_http_unescape(copy);
+    *ret = copy;
+    if (ret_len)
+        *ret_len = n;
+    return 0;
+}
+
+int http_query(struct request *req, const char *name, char **ret)
+{
+    *ret = NULL;
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!raw)
+        return 0;
+    /* '+' means space in query strings */
+    size_t len = strlen(raw);
+    char *tmp = strdup(raw);
+    if (!tmp)
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        if (tmp[i] == '+')
+            tmp[i] = ' ';
+    char *out;
+    size_t outlen;
+    int r = http_unescape(tmp, len, &out, &outlen);
+    free(tmp);
+    if (r < 0)
+        return r;
+    if (memchr(out, '\0', outlen)) {
+        free(out);
+        return err_set(-ERR_INVALID_INPUT, "query parameter '%s' contains a NUL byte", name);
+    }
+    *ret = out;
+    return 0;
+}
+
+void http_client_ip(struct request *req, char *out, size_t outlen)
+{
+    if (req->app->cfg->trust_proxy) {
+        const char *xff = http_header(req, "X-Forwarded-For");
+        if (xff && *xff) {
+            size_t n = strcspn(xff, ", ");
+            if (n >= outlen)
+                n = outlen - 1;
+            memcpy(out, xff, n);
+            out[n] = '\0';
+            return;
+        }
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, outlen, "unknown");
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+                  (socklen_t)outlen);
+}
+
+int http_client_fd(struct request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+int http_reply_response(struct request *req, unsigned status, struct MHD_Response *resp)
+{
+    if (!resp)
+        return err_set(-ENOMEM, "out of memory");
+    if (req->response)
+        MHD_destroy_response(req->response);
+    req->response = resp;
+    req->status = status;
+    return 0;
+}
+
+void http_add_header(struct request *req, const char *name, const char *value)
+{
+    if (req->response)
+        MHD_add_response_header(req->response, name, value);
+}
+
+int http_reply_json(struct request *req, unsigned status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text)
+        return err_set(-ENOMEM, "out of memory");
+    size_t len = strlen(text);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return err_set(-ENOMEM, "out of memory");
+    }
+    http_reply_response(req, status, r);
+    http_add_header(req, "Content-Type", "application/json");
+    return 0;
+}
+
+int http_reply_empty(struct request *req, unsigned status)
+{
+    return http_reply_response(req, status,
+                               MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
+}
+
+void http_reply_error(struct request *req, int code)
+{
+    const struct err_info *info = err_info(code);
+    json_t *o = json_object();
+    const char *msg = err_message();
+    json_object_set_new(o, "error", json_string(msg && *msg ? msg : info->message));
+    json_object_set_new(o, "code", json_string(info->code));
+    if (err_detail_count() > 0) {
+        json_t *d = json_array();
+        for (int i = 0; i < err_detail_count(); i++)
+            json_array_append_new(d, json_string(err_detail_at(i)));
+        json_object_set_new(o, "details", d);
+    }
+    json_object_set_new(o, "retryable", json_boolean(info->retryable));
+    if (http_reply_json(req, (unsigned)info->status, o) < 0)
+        return;
+    if (info->status == 405 && req->route == NULL) {
+        /* Allow is set by dispatch when it knows the methods */
+    }
+}
+
+json_t *http_time_json(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char ts[TIME_ISO_LEN];
+    time_iso8601(ms, ts, sizeof(ts));
+    return json_string(ts);
+}
+
+/* ---- dispatch ---- */
+
+/* Matches url against pattern; on success fills the captures of req. 1 match, 0 no match,
+ * negative on a bad capture. */
+static int match_route(const char *pattern, const char *url, struct request *req, bool fill)
+{
+    const char *p = pattern, *u = url;
+    while (*p) {
+        if (*p == '*') {
+            if (fill) {
+                int r = http_unescape(u, strlen(u), &req->rest, &req->rest_len);
+                if (r < 0)
+                    return r;
+            }
+            return 1;
+        }
+        if (*p == ':') {
+            const char *pe = strchr(p, '/');
+            const char *ue = strchr(u, '/');
+            size_t ulen = ue ? (size_t)(ue - u) : strlen(u);
+            if (ulen == 0)
+                return 0;
+            if (fill) {
+                req->sandbox_id = strndup(u, ulen);
+                if (!req->sandbox_id)
+                    return -ENOMEM;
+            }
+            p = pe ? pe : p + strlen(p);
+            u += ulen;
+            continue;
+        }
+        if (*p != *u)
+            return 0;
+        p++;
+        u++;
+    }
+    return *u == '\0' ? 1 : 0;
+}
+
+/* Finds the route for (method, url). Sets *ret_route, or returns -ERR_NOT_FOUND /
+ * -ERR_METHOD_NOT_ALLOWED (with the allowed methods in allow). */
+static int find_route(const char *method, const char *url, const struct route **ret_route,
+                      char *allow, size_t allowlen)
+{
+    bool path_matched = false;
+    allow[0] = '\0';
+    for (size_t i = 0; i < http_routes_count; i++) {
+        const struct route *r = &http_routes[i];
+        if (match_route(r->pattern, url, NULL, false) != 1)
+            continue;
+        if (strcmp(r->method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)) {
+            *ret_route = r;
+            return 0;
+        }
+        path_matched = true;
+        if (!strstr(allow, r->method)) {
+            size_t n = strlen(allow);
+            snprintf(allow + n, allowlen - n, "%s%s", n ? ", " : "", r->method);
+        }
+    }
+    if (path_matched)
+        return err_set(-ERR_METHOD_NOT_ALLOWED, "method %s is not allowed on this route (allowed: %s)",
+                       method, allow);
+    return err_set(-ERR_NOT_FOUND, "no such route: %s %s", method, url);
+}
+
+static int authenticate(struct request *req)
+{
+    const char *h = http_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7])
+        return err_set(-ERR_AUTH_REQUIRED,
+                       "missing or malformed Authorization header; expected 'Bearer <token>'");
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    struct jwt_claims claims;
+    int r = jwt_verify(req->app->auth_secret, req->app->auth_secret_len, tok, strlen(tok),
+                       time_now_ms() / 1000, &claims);
+    if (r < 0)
+        return r;
+    req->tenant = strdup(claims.tenant);
+    req->sub = strdup(claims.sub);
+    jwt_claims_release(&claims);
+    if (!req->tenant || !req->sub)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Checks done once the headers are in, before any body byte is read. */
+static int begin_request(struct request *req, const char *method, const char *url)
+{
+    char allow[128];
+    int r = find_route(method, url, &req->route, allow, sizeof(allow));
+    if (r < 0) {
+        http_reply_error(req, r);
+        if (r == -ERR_METHOD_NOT_ALLOWED)
+            http_add_header(req, "Allow", allow);
+        return r;
+    }
+    if (atomic_load(&req->app->shutting_down))
+        return err_set(-ERR_SHUTTING_DOWN, "server is shutting down");
+    r = match_route(req->route->pattern, url, req, true);
+    if (r < 0)
+        return r;
+    if (req->route->auth) {
+        r = authenticate(req);
+        if (r < 0)
+            return r;
+    }
+    if (req->sandbox_id && !uuid_valid(req->sandbox_id))
+        return err_set(-ERR_SANDBOX_NOT_FOUND, "sandbox not found");
+    const char *cl = http_header(req, "Content-Length");
+    if (cl && req->route->body != BODY_STREAM) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        int64_t cap = req->route->body == BODY_NONE ? IGNORED_BODY_MAX
+                                                     : req->app->cfg->max_request_body_bytes;
+        if (errno || *end || n > (unsigned long long)cap) {
+            err_set(-ERR_PAYLOAD_TOO_LARGE, "request body is larger than %lld bytes",
+                    (long long)cap);
+            err_detail(req->route->body == BODY_NONE ? "this route takes no body"
+                                                     : "MAX_REQUEST_BODY_BYTES=%lld",
+                       (long long)cap);
+            return -ERR_PAYLOAD_TOO_LARGE;
+        }
+    }
+    if (req->route->body == BODY_JSON || req->route->body == BODY_RAW)
+        req->body.max = (size_t)req->app->cfg->max_request_body_bytes;
+    if (req->route->body == BODY_STREAM && req->route->on_begin) {
+        r = req->route->on_begin(req);
+        if (r < 0)
+            return r;
+    }
+    req->begun = true;
+    return 0;
+}
+
+static int take_body(struct request *req, const char *data, size_t len)
+{
+    req->body_bytes += (int64_t)len;
+    switch (req->route->body) {
+    case BODY_STREAM:
+        return req->route->on_data(req, data, len);
+    case BODY_JSON:
+    case BODY_RAW: {
+        int r = buf_add(&req->body, data, len);
+        if (r == -EFBIG) {
+            err_set(-ERR_PAYLOAD_TOO_LARGE, "request body is larger than %lld bytes",
+                    (long long)req->app->cfg->max_request_body_bytes);
+            err_detail("MAX_REQUEST_BODY_BYTES=%lld",
+                       (long long)req->app->cfg->max_request_body_bytes);
+            return -ERR_PAYLOAD_TOO_LARGE;
+        }
+        return r;
+    }
+    default:
+        if (req->body_bytes > IGNORED_BODY_MAX)
+            return err_set(-ERR_PAYLOAD_TOO_LARGE, "this route takes no body");
+        return 0;
+    }
+}
+
+static int parse_json_body(struct request *req)
+{
+    if (req->body.len == 0) {
+        req->json = NULL; /* absent body: the handler decides */
+        return 0;
+    }
+    json_error_t jerr;
+    req->json = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req->json)
+        return err_set(-ERR_INVALID_INPUT, "request body is not valid JSON: %s (line %d)",
+                       jerr.text, jerr.line);
+    if (!json_is_object(req->json))
+        return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object");
+    return 0;
+}
+
+static enum MHD_Result queue(struct request *req)
+{
+    if (!req->response)
+        http_reply_error(req, err_set(-ERR_INTERNAL, "internal error"));
+    return MHD_queue_response(req->conn, req->status, req->response);
+}
+
+static enum MHD_Result fail(struct request *req, int code)
+{
+    if (!(req->response && req->status >= 400))
+        http_reply_error(req, code);
+    if (code == -ERR_RATE_LIMITED || err_info(code)->status == 429) {
+        /* the route added Retry-After itself */
+    }
+    return queue(req);
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    struct app *app = cls;
+    struct request *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        req->app = app;
+        req->conn = conn;
+        req->method = method;
+        req->url = strdup(url);
+        req->started_ns = time_mono_ns();
+        req->body = (struct buf)BUF_INIT(0);
+        atomic_fetch_add(&app->active_requests, 1);
+        err_clear();
+        int r = req->url ? begin_request(req, method, url) : -ENOMEM;
+        if (r < 0)
+            return fail(req, r);
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (req->pending_error == 0) {
+            err_clear();
+            int r = take_body(req, upload_data, *upload_data_size);
+            if (r < 0) {
+                req->pending_error = r;
+                /* keep the message for the final answer */
+                http_reply_error(req, r);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->response) /* already answered (an error at the start) */
+        return MHD_YES;
+    if (req->pending_error)
+        return queue(req);
+    err_clear();
+    int r = 0;
+    if (req->route->body == BODY_JSON)
+        r = parse_json_body(req);
+    if (r == 0)
+        r = req->route->handler(req);
+    if (r < 0)
+        return fail(req, r);
+    return queue(req);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct app *app = cls;
+    struct request *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    if (req->route && req->route->on_done)
+        req->route->on_done(req, ok);
+    locks_release(req->lock);
+    if (!app->cfg->quiet) {
+        json_t *f = json_object();
+        json_object_set_new(f, "method", json_string(req->method ? req->method : ""));
+        json_object_set_new(f, "path", json_string(req->url ? req->url : ""));
+        json_object_set_new(f, "status", json_integer(req->status));
+        json_object_set_new(f, "durationMs",
+                            json_real((double)(time_mono_ns() - req->started_ns) / 1e6));
+        if (!ok)
+            json_object_set_new(f, "aborted", json_true());
+        log_json("info", "request", f);
+    }
+    if (req->response)
+        MHD_destroy_response(req->response);
+    json_decref(req->json);
+    buf_release(&req->body);
+    free(req->url);
+    free(req->sandbox_id);
+    free(req->rest);
+    free(req->tenant);
+    free(req->sub);
+    free(req);
+    atomic_fetch_sub(&app->active_requests, 1);
+}
+
+/* Keeps the URL as sent: routes decode each capture themselves, so "%00" or "%2F" cannot
+ * change how a path is split or be silently truncated. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_json("debug", msg, NULL);
+}
+
+int http_start(struct app *app, struct MHD_Daemon **ret)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC;
+    if (inet_pton(AF_INET, app->cfg->listen_host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)app->cfg->port);
+    } else if (inet_pton(AF_INET6, app->cfg->listen_host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)app->cfg->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        return err_set(-EINVAL, "listen address '%s' is not an IPv4 or IPv6 address",
+                       app->cfg->listen_host);
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)app->cfg->port, NULL, NULL, access_cb, app, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, app, MHD_OPTION_UNESCAPE_CALLBACK,
+        keep_escaped, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (!d)
+        return err_set(-EADDRINUSE, "cannot listen on %s:%d (address in use or not available)",
+                       app->cfg->listen_host, app->cfg->port);
+    *ret = d;
+    return 0;
+}
+
+void http_quiesce(struct MHD_Daemon *d)
+{
+    MHD_socket s = MHD_quiesce_daemon(d);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+void http_stop(struct MHD_Daemon *d)
+{
+    if (d)
+        MHD_stop_daemon(d);
+}

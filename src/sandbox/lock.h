@@ -1,0 +1,38 @@
+/*
+ * lock — per-sandbox readers-writer locks (DESIGN.md "Concurrency").
+ *
+ * Write-mode execs and file writes take a sandbox's lock exclusively; read-only execs, reads,
+ * tree and export take it shared. Different sandboxes never wait for each other. Waiting writers
+ * block new readers, so a stream of readers cannot starve a writer. A lock may be released by a
+ * different thread than the one that took it (a streaming response ends on a callback).
+ *
+ * Entries exist only while someone holds or waits for the lock: an idle sandbox costs no memory.
+ * Thread-safe.
+ */
+#ifndef SQLFS_SANDBOX_LOCK_H
+#define SQLFS_SANDBOX_LOCK_H
+
+#include <stdint.h>
+
+enum lock_mode {
+    LOCK_SHARED = 1,
+    LOCK_EXCLUSIVE = 2,
+};
+
+struct locks;
+struct lock_ref;
+
+__attribute__((warn_unused_result)) int locks_new(struct locks **ret);
+/* Frees the table; every lock must have been released. NULL-safe. */
+void locks_free(struct locks *l);
+/* Takes the lock of sandbox `id` in `mode`, waiting at most timeout_ms (< 0: forever).
+ * -ERR_LOCK_TIMEOUT when the wait times out, -ENOMEM. */
+__attribute__((warn_unused_result)) int locks_acquire(struct locks *l, const char *id,
+                                                      enum lock_mode mode, int64_t timeout_ms,
+                                                      struct lock_ref **ret);
+/* Releases a lock taken by locks_acquire. NULL-safe. */
+void locks_release(struct lock_ref *ref);
+/* Number of sandboxes with a live entry (held or awaited): for tests and diagnostics. */
+int locks_active(struct locks *l);
+
+#endif
