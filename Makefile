@@ -26,7 +26,8 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit test-unit test-asan test-integration clean bench bench-quick fmt fmt-check
+.PHONY: all deps run test unit test-unit test-asan test-integration clean bench bench-quick \
+        bench-foundation fmt fmt-check
 
 all: $(BUILD)/sqlfs
 
@@ -44,6 +45,16 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsqlfs.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/httpbench: bench/httpbench.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -o $@ $< $$(pkg-config --cflags --libs libcurl) -lpthread
+
+bench-tools: all $(BUILD)/bench/httpbench
+
+# Benchmarks print their figures and write bench/results/*.json (see README "Performance").
+bench-foundation: bench-tools
+	$(PYTHON) bench/foundation.py
 
 deps:
 	@bash scripts/deps.sh

@@ -6,9 +6,9 @@ pkgs=(
   # build
   build-essential pkg-config clang
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libarchive-dev libseccomp-dev
-  libcmocka-dev libclang-rt-14-dev
+  libcmocka-dev libclang-rt-14-dev libcurl4-openssl-dev
   # tests
-  python3 python3-pytest python3-httpx sqlite3 curl valgrind
+  python3 python3-pytest python3-httpx sqlite3 curl valgrind bubblewrap
   # tools inside the default sandbox rootfs (the host /usr)
   bash coreutils grep sed gawk findutils diffutils patch tar gzip bzip2 xz-utils zstd zip unzip
   jq git python3 nodejs ripgrep file tree bc xxd procps less

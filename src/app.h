@@ -26,9 +26,10 @@ struct app {
     struct ratelimit *auth_limit;  /* bootstrap/admin attempts per client */
     struct exec_engine *exec;      /* checkouts + jail; NULL when the runtime is unusable */
     /* Called after every successful commit of a sandbox (keeps caches such as the exec
-     * checkout coherent); NULL when nothing caches sandbox trees. */
+     * checkout coherent); `upper_dir` is the overlay upper an exec's change set came from
+     * (its files can be moved into place), NULL for API writes. NULL hook: nothing caches. */
     void (*after_commit)(struct app *app, const char *sandbox_id, int64_t old_version,
-                         int64_t new_version, const struct changeset *cs);
+                         int64_t new_version, const struct changeset *cs, const char *upper_dir);
     void (*after_delete)(struct app *app, const char *sandbox_id);
     char *auth_secret;             /* HS256 key of every token */
     size_t auth_secret_len;

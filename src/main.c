@@ -149,6 +149,14 @@ static int serve(int argc, char **argv)
     app.auth_limit = ratelimit_new(cfg.auth_rate_limit_max, cfg.auth_rate_limit_window_ms);
     if (!app.auth_limit)
         goto out;
+    err_clear();
+    if ((r = exec_engine_new(&app, &app.exec)) < 0) {
+        /* the API still serves files; execs answer 503 and /readyz says why */
+        json_t *f = json_object();
+        const char *m = err_message();
+        json_object_set_new(f, "error", json_string(m ? m : strerror(-r)));
+        log_json("error", "exec engine unavailable: sandboxes cannot run commands", f);
+    }
     if ((r = http_start(&app, &daemon)) < 0) {
         die("listen", r);
         goto out;
@@ -161,6 +169,7 @@ static int serve(int argc, char **argv)
     status = 0;
 out:
     http_stop(daemon);
+    exec_engine_free(app.exec);
     store_close(app.store);
     locks_free(app.locks);
     ratelimit_free(app.auth_limit);

@@ -33,7 +33,7 @@ enum body_mode {
 
 struct route {
     const char *method;  /* "GET", "POST", ... */
-    const char *pattern; /* "/v1/sandboxes/:id/files/*": ":id" = one segment, "*" = the rest */
+    const char *pattern; /* e.g. "/v1/sandboxes/:id/files/..." (see server.c) */
     enum body_mode body;
     bool auth;           /* needs a valid bearer token */
     /* BODY_STREAM: called before the first body byte; may reject (negative error). */

@@ -20,6 +20,7 @@ const struct route http_routes[] = {
     {"POST", SBX "/mkdir", BODY_JSON, true, NULL, NULL, route_mkdir, NULL},
     {"POST", SBX "/writeFiles", BODY_JSON, true, NULL, NULL, route_write_files, NULL},
     {"GET", SBX "/tree", BODY_NONE, true, NULL, NULL, route_tree, NULL},
+    {"POST", SBX "/exec-sync", BODY_RAW, true, NULL, NULL, route_exec_sync, NULL},
 };
 
 const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);

@@ -1,10 +1,511 @@
+/*
+ * engine — checkout → jail → run → diff → commit. See engine.h for the contract.
+ *
+ * Per exec the engine makes <data>/uppers/<exec-id>/{upper,work} (same filesystem as the
+ * checkouts, so the commit can move files into the checkout by rename) and removes it at the end
+ * whatever happened. The final cwd of the script travels on a dedicated pipe (fd 3 in the jail)
+ * written by an EXIT trap, so it never mixes with the script's output.
+ */
 #include "exec/engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "exec/checkout.h"
+#include "exec/diff.h"
+#include "exec/ids.h"
+#include "exec/jail.h"
+#include "exec/runner.h"
+#include "sandbox/sandbox.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/path.h"
+#include "util/rand.h"
+#include "util/timeutil.h"
+
+/* Prepended to every script on its first line (so $LINENO stays right): reports $PWD on fd 3
+ * when the shell exits, without tracing itself under `set -x`. */
+static const char cwd_trap[] =
+    "trap '{ set +x; } 2>/dev/null; builtin printf \"%s\" \"$PWD\" >&3 2>/dev/null' EXIT; ";
+
+struct exec_engine {
+    struct app *app;
+    struct jail_runtime *jail;
+    struct checkouts *checkouts;
+    char *uppers_dir;       /* <data>/uppers */
+    pthread_mutex_t mu;     /* guards the admission counters */
+    pthread_cond_t cond;
+    int64_t running;        /* execs holding a slot */
+    int64_t waiting;        /* execs queued for a slot */
+};
+
+static char last_error[512] = "the exec engine has not started";
+
+void exec_outcome_release(struct exec_outcome *o)
+{
+    buf_release(&o->out);
+    buf_release(&o->err);
+}
+
+const char *exec_signal_name(int sig)
+{
+    switch (sig) {
+    case 0: return NULL;
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGTRAP: return "SIGTRAP";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGALRM: return "SIGALRM";
+    case SIGTERM: return "SIGTERM";
+    case SIGXCPU: return "SIGXCPU";
+    case SIGXFSZ: return "SIGXFSZ";
+    case SIGSYS: return "SIGSYS";
+    default: return "SIGUNKNOWN";
+    }
+}
+
+/* ---- commit hooks: keep checkouts coherent with every commit ---- */
+
+static void after_commit(struct app *app, const char *sandbox_id, int64_t old_version,
+                         int64_t new_version, const struct changeset *cs, const char *upper_dir)
+{
+    struct exec_engine *e = app->exec;
+    if (!e)
+        return;
+    int r = upper_dir ? checkout_apply_upper(e->checkouts, sandbox_id, old_version, new_version,
+                                             upper_dir, cs)
+                      : checkout_apply(e->checkouts, sandbox_id, old_version, new_version, cs);
+    if (r < 0)
+        err_clear(); /* the checkout invalidated itself: the next exec rebuilds it */
+}
+
+static void after_delete(struct app *app, const char *sandbox_id)
+{
+    if (app->exec && checkout_remove(app->exec->checkouts, sandbox_id) < 0)
+        err_clear();
+}
+
+/* ---- lifecycle ---- */
+
+int exec_engine_new(struct app *app, struct exec_engine **ret)
+{
+    *ret = NULL;
+    struct exec_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->app = app;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cond, NULL);
+    int r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
+    if (r == 0)
+        r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
+    if (r == 0 && mkdir(e->uppers_dir, 0700) < 0 && errno != EEXIST)
+        r = err_set(-errno, "cannot create the uppers directory");
+    if (r == 0)
+        r = checkouts_new(app->cfg->data_dir, app->store, app->cfg->checkout_budget_bytes,
+                          &e->checkouts);
+    if (r < 0) {
+        const char *m = err_message();
+        snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
+        exec_engine_free(e);
+        return r;
+    }
+    app->after_commit = after_commit;
+    app->after_delete = after_delete;
+    *ret = e;
+    return 0;
+}
+
+void exec_engine_free(struct exec_engine *e)
+{
+    if (!e)
+        return;
+    checkouts_free(e->checkouts);
+    jail_runtime_free(e->jail);
+    pthread_cond_destroy(&e->cond);
+    pthread_mutex_destroy(&e->mu);
+    free(e->uppers_dir);
+    free(e);
+}
 
 json_t *exec_engine_status_json(struct exec_engine *e)
 {
     json_t *o = json_object();
     json_object_set_new(o, "ok", json_boolean(e != NULL));
-    if (!e)
-        json_object_set_new(o, "error", json_string("the exec engine is not running"));
+    if (!e) {
+        json_object_set_new(o, "error", json_string(last_error));
+        return o;
+    }
+    struct jail_info info;
+    jail_runtime_info(e->jail, &info);
+    json_t *lim = json_object();
+    json_object_set_new(lim, "memory", json_boolean(info.memory_limit));
+    json_object_set_new(lim, "pids", json_boolean(info.pids_limit));
+    json_object_set_new(lim, "cpu", json_boolean(info.cpu_limit));
+    json_object_set_new(lim, "cgroup", json_string(cgroup_mode_name(info.cgroup_mode)));
+    if (info.cgroup_message && *info.cgroup_message)
+        json_object_set_new(lim, "note", json_string(info.cgroup_message));
+    json_object_set_new(o, "limits", lim);
+    pthread_mutex_lock(&e->mu);
+    json_object_set_new(o, "running", json_integer(e->running));
+    json_object_set_new(o, "queued", json_integer(e->waiting));
+    pthread_mutex_unlock(&e->mu);
     return o;
+}
+
+/* ---- admission: at most EXEC_CONCURRENCY running, EXEC_QUEUE waiting ---- */
+
+static int admit(struct exec_engine *e)
+{
+    const struct config *c = e->app->cfg;
+    pthread_mutex_lock(&e->mu);
+    if (e->running >= c->exec_concurrency && e->waiting >= c->exec_queue) {
+        pthread_mutex_unlock(&e->mu);
+        return err_set(-ERR_BUSY, "too many execs in flight (%lld running, %lld queued); retry",
+                       (long long)e->running, (long long)e->waiting);
+    }
+    e->waiting++;
+    while (e->running >= c->exec_concurrency)
+        pthread_cond_wait(&e->cond, &e->mu);
+    e->waiting--;
+    e->running++;
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+static void leave(struct exec_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->running--;
+    pthread_cond_signal(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- one exec ---- */
+
+struct upper {
+    char id[33];     /* exec id (hex) */
+    char *base;      /* <uppers>/<id> */
+    char *upper;     /* <base>/upper */
+    char *work;      /* <base>/work */
+};
+
+static void upper_release(struct exec_engine *e, struct upper *u)
+{
+    if (u->base) {
+        int dfd = open(e->uppers_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            if (checkout_rm_rf_at(dfd, u->id, NULL) < 0)
+                log_msg("warn", "could not remove exec upper %s", u->id);
+            close(dfd);
+        }
+    }
+    free(u->base);
+    free(u->upper);
+    free(u->work);
+    memset(u, 0, sizeof(*u));
+}
+
+static int upper_make(struct exec_engine *e, struct upper *u)
+{
+    memset(u, 0, sizeof(*u));
+    uint8_t rnd[16];
+    int r = rand_bytes(rnd, sizeof(rnd));
+    if (r < 0)
+        return r;
+    hex_encode(rnd, sizeof(rnd), u->id);
+    if (asprintf(&u->base, "%s/%s", e->uppers_dir, u->id) < 0 ||
+        asprintf(&u->upper, "%s/upper", u->base) < 0 ||
+        asprintf(&u->work, "%s/work", u->base) < 0)
+        return -ENOMEM;
+    if (mkdir(u->base, 0700) < 0)
+        return err_set(-errno, "cannot create an exec directory");
+    if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0)
+        return err_set(-errno, "cannot create an exec directory");
+    /* the merged root takes the upper root's owner: keep it the sandbox user's like the lower */
+    if (chown(u->upper, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0)
+        return err_set(-errno, "cannot prepare an exec directory");
+    return 0;
+}
+
+/* Builds "K=V" entries: sandbox env, then request env (later wins in the jail). */
+static char **build_env(const char *sandbox_env_json, json_t *request_env)
+{
+    json_t *senv = sandbox_env_json ? json_loads(sandbox_env_json, 0, NULL) : NULL;
+    size_t n = (senv ? json_object_size(senv) : 0) +
+               (request_env ? json_object_size(request_env) : 0);
+    char **envp = calloc(n + 1, sizeof(char *));
+    size_t i = 0;
+    json_t *sources[2] = {senv, request_env};
+    for (int s = 0; envp && s < 2; s++) {
+        const char *k;
+        json_t *v;
+        if (!sources[s] || !json_is_object(sources[s]))
+            continue;
+        json_object_foreach(sources[s], k, v)
+        {
+            if (!json_is_string(v))
+                continue;
+            if (asprintf(&envp[i], "%s=%s", k, json_string_value(v)) < 0) {
+                envp[i] = NULL;
+                continue;
+            }
+            i++;
+        }
+    }
+    json_decref(senv);
+    return envp;
+}
+
+static void free_env(char **envp)
+{
+    if (!envp)
+        return;
+    for (char **p = envp; *p; p++)
+        free(*p);
+    free(envp);
+}
+
+/* A memfd holding the stdin text (rewound), or -1 for none. */
+static int make_stdin(const char *data, size_t len)
+{
+    if (!data)
+        return -1;
+    int fd = memfd_create("sqlfs-stdin", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            close(fd);
+            return r;
+        }
+        off += (size_t)w;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* Buffers output with the cap of MAX_EXEC_OUTPUT_BYTES and forwards it to the caller. */
+struct collect {
+    const struct exec_params *p;
+    struct exec_outcome *out;
+    int64_t cap;
+};
+
+static void on_output(void *userdata, int stream, const char *data, size_t len)
+{
+    struct collect *c = userdata;
+    if (c->p->on_output) {
+        c->p->on_output(c->p->userdata, stream, data, len);
+        return;
+    }
+    struct buf *b = stream == 1 ? &c->out->out : &c->out->err;
+    bool *trunc = stream == 1 ? &c->out->out_truncated : &c->out->err_truncated;
+    size_t room = b->len < (size_t)c->cap ? (size_t)c->cap - b->len : 0;
+    if (len > room) {
+        *trunc = true;
+        len = room;
+    }
+    if (len && buf_add(b, data, len) < 0)
+        *trunc = true;
+}
+
+/* Reads what the EXIT trap reported on the cwd pipe: a normalised absolute path, or NULL. */
+static char *read_cwd(int fd)
+{
+    char raw[PATH_MAX_LEN + 1];
+    size_t n = 0;
+    for (;;) {
+        ssize_t got = read(fd, raw + n, sizeof(raw) - 1 - n);
+        if (got > 0) {
+            n += (size_t)got;
+            if (n >= sizeof(raw) - 1)
+                return NULL; /* longer than any valid path */
+            continue;
+        }
+        if (got < 0 && errno == EINTR)
+            continue;
+        break;
+    }
+    if (n == 0 || raw[0] != '/')
+        return NULL;
+    char *norm = NULL;
+    if (path_normalize(raw, n, &norm) < 0)
+        return NULL;
+    return norm;
+}
+
+static int run_jail(struct exec_engine *e, struct sandbox_rec *rec, const struct exec_params *p,
+                    const char *lower, const struct upper *u, int cwd_wfd, struct exec_outcome *out,
+                    const char *cwd)
+{
+    char *script = NULL;
+    size_t script_len = sizeof(cwd_trap) - 1 + p->script_len;
+    script = malloc(script_len + 1);
+    if (!script)
+        return -ENOMEM;
+    memcpy(script, cwd_trap, sizeof(cwd_trap) - 1);
+    memcpy(script + sizeof(cwd_trap) - 1, p->script, p->script_len);
+    script[script_len] = '\0';
+    char **envp = build_env(rec->env_json, p->env);
+    int stdin_fd = make_stdin(p->stdin_data, p->stdin_len);
+    int r = !envp ? -ENOMEM : stdin_fd < -1 ? stdin_fd : 0;
+    struct jail_proc *proc = NULL;
+    if (r == 0) {
+        const struct config *c = e->app->cfg;
+        struct jail_plan plan = {
+            .exec_id = u->id,
+            .lower = lower,
+            .upper = u->upper,
+            .work = u->work,
+            .cwd = cwd,
+            .envp = envp,
+            .script = script,
+            .script_len = script_len,
+            .debug = p->debug,
+            .stdin_fd = stdin_fd,
+            .report_fd = cwd_wfd,
+            .python = rec->python,
+            .javascript = rec->javascript,
+            .limits =
+                {
+                    .memory_bytes = c->exec_memory_bytes,
+                    .pids_max = c->exec_pids_max,
+                    .cpu_percent = c->exec_cpu_percent,
+                    .fsize_bytes = c->exec_file_size_bytes,
+                },
+        };
+        r = jail_spawn(e->jail, &plan, &proc);
+    }
+    if (stdin_fd >= 0)
+        close(stdin_fd);
+    free_env(envp);
+    free(script);
+    if (r < 0)
+        return r;
+    struct collect col = {.p = p, .out = out, .cap = e->app->cfg->max_exec_output_bytes};
+    struct runner_opts ro = {
+        .timeout_ms = p->timeout_ms,
+        .cancel_fd = p->cancel_fd,
+        .on_output = on_output,
+        .userdata = &col,
+    };
+    struct runner_result res;
+    r = runner_run(proc, &ro, &res);
+    jail_proc_free(proc);
+    if (r < 0)
+        return r;
+    out->exit_code = res.exit_code;
+    out->exit_signal = res.exit_signal;
+    out->timed_out = res.timed_out;
+    out->cancelled = res.cancelled;
+    out->duration_ms = res.duration_ms;
+    return 0;
+}
+
+int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct exec_params *p,
+                    struct exec_outcome *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->out = (struct buf)BUF_INIT(0);
+    out->err = (struct buf)BUF_INIT(0);
+    int r = admit(e);
+    if (r < 0)
+        return r;
+    struct upper u = {0};
+    char *lower = NULL, *new_cwd = NULL;
+    bool acquired = false;
+    int pipefd[2] = {-1, -1};
+    r = upper_make(e, &u);
+    if (r == 0)
+        r = checkout_acquire(e->checkouts, rec->id, rec->version, &lower);
+    acquired = r == 0;
+    if (r == 0 && pipe2(pipefd, O_CLOEXEC) < 0)
+        r = -errno;
+    if (r == 0) {
+        const char *cwd = p->cwd ? p->cwd : rec->cwd;
+        r = run_jail(e, rec, p, lower, &u, pipefd[1], out, cwd);
+        if (r == -ENOENT && !p->cwd) {
+            /* the stored cwd was deleted by an earlier exec: start at home instead */
+            err_clear();
+            r = run_jail(e, rec, p, lower, &u, pipefd[1], out, SANDBOX_HOME);
+        }
+        close(pipefd[1]);
+        pipefd[1] = -1;
+        if (r == 0)
+            new_cwd = read_cwd(pipefd[0]);
+    }
+    if (r == 0 && p->read_only) {
+        int changed = diff_upper_changed(u.upper, lower);
+        if (changed < 0)
+            r = changed;
+        else if (changed > 0)
+            r = err_set(-ERR_READONLY_VIOLATION,
+                        "read-only exec changed the filesystem; nothing was kept");
+    } else if (r == 0) {
+        struct changeset cs;
+        changeset_init(&cs, "exec");
+        struct diff_stats ds;
+        r = diff_upper(e->app->store, u.upper, &cs, &ds);
+        if (r == 0 && new_cwd && (!rec->cwd || strcmp(new_cwd, rec->cwd) != 0)) {
+            cs.new_cwd = new_cwd;
+            new_cwd = NULL;
+        }
+        if (r == 0 && (cs.n > 0 || cs.new_cwd)) {
+            json_t *info = json_pack("{s:i,s:i,s:b}", "exitCode", out->exit_code, "durationMs",
+                                     (json_int_t)out->duration_ms, "timedOut", out->timed_out);
+            char *txt = info ? json_dumps(info, JSON_COMPACT) : NULL;
+            json_decref(info);
+            if (txt && changeset_set_info(&cs, txt) < 0)
+                err_clear();
+            free(txt);
+            r = sandbox_commit(e->app, rec, &cs, u.upper, NULL);
+            out->files_changed = (int64_t)cs.n;
+        } else if (r == 0) {
+            sandbox_touch(e->app, rec->id);
+        }
+        changeset_release(&cs);
+    } else if (r == 0) {
+        sandbox_touch(e->app, rec->id);
+    }
+    if (r == 0 && p->read_only)
+        sandbox_touch(e->app, rec->id);
+    if (pipefd[0] >= 0)
+        close(pipefd[0]);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
+    free(new_cwd);
+    if (acquired)
+        checkout_release(e->checkouts, rec->id);
+    free(lower);
+    upper_release(e, &u);
+    leave(e);
+    return r;
 }

@@ -1,15 +1,83 @@
 /*
- * engine — the exec engine as the rest of the server sees it: checkout → jail → run → diff →
- * commit (DESIGN.md "Exec"). Owns the checkout cache and the jail runtime.
+ * engine — the exec engine as the rest of the server sees it (DESIGN.md "Exec"):
+ *   admission (bounded concurrency + bounded queue) → checkout (lower layer, at the sandbox's
+ *   version) → jail (overlay with a fresh upper) → run bash, streaming its output → diff of the
+ *   upper into a change set → commit through sandbox_commit → the upper's files move into the
+ *   checkout.
+ * Semantics (API.md §5): changes commit whatever the exit code, also after a timeout or a client
+ * disconnect; nothing commits on a server-side failure or when the quota would be exceeded;
+ * a read-only exec that changed anything fails with EREADONLY_VIOLATION and keeps nothing; the
+ * final cwd of a write-mode exec becomes the sandbox's stored cwd.
+ *
+ * The caller holds the sandbox's lock for the whole run: exclusive for write mode, shared for
+ * read-only. Thread-safe: one engine serves every connection thread.
  */
 #ifndef SQLFS_EXEC_ENGINE_H
 #define SQLFS_EXEC_ENGINE_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "store/store.h"
+#include "util/buf.h"
 
 struct exec_engine;
 
-/* Readiness of the engine for /readyz: {"ok": bool, ...}; NULL engine → not available. */
+/* Receives output as it is produced (stream 1 = stdout, 2 = stderr). */
+typedef void (*exec_output_cb)(void *userdata, int stream, const char *data, size_t len);
+
+struct exec_params {
+    const char *script;     /* bash script (binary-safe) */
+    size_t script_len;
+    const char *cwd;        /* start dir; NULL = the sandbox's stored cwd */
+    json_t *env;            /* request env object (string→string), may be NULL */
+    int64_t timeout_ms;     /* 1..300000 */
+    bool debug;             /* set -x */
+    bool read_only;         /* shared lock held; any change → EREADONLY_VIOLATION */
+    const char *stdin_data; /* may be NULL */
+    size_t stdin_len;
+    int cancel_fd;          /* client socket: hang-up kills the script; -1 = none */
+    exec_output_cb on_output; /* NULL: output is buffered in the outcome (capped) */
+    void *userdata;
+};
+
+struct exec_outcome {
+    int exit_code;        /* bash's exit code (128+N when killed by signal N) */
+    int exit_signal;      /* 0 or the signal number */
+    bool timed_out;       /* killed at timeout_ms */
+    bool cancelled;       /* killed because the client went away */
+    int64_t duration_ms;  /* wall time of the script */
+    struct buf out, err;  /* buffered output when on_output is NULL (raw bytes) */
+    bool out_truncated, err_truncated;
+    int64_t files_changed; /* changes committed */
+};
+
+void exec_outcome_release(struct exec_outcome *o);
+
+/* Starts the engine: jail runtime (start-up checks), checkout cache, cleanup of leftovers.
+ * On failure the server still runs without execs (readyz degraded): *ret is NULL and the
+ * status JSON explains which feature is missing (logged by the caller). */
+__attribute__((warn_unused_result)) int exec_engine_new(struct app *app,
+                                                        struct exec_engine **ret);
+void exec_engine_free(struct exec_engine *e);
+
+/* Readiness for /readyz: {"ok": bool, "limits": {...}, "checks": {...}}. NULL engine → the
+ * reason recorded by the last failed exec_engine_new. */
 json_t *exec_engine_status_json(struct exec_engine *e);
+
+/* Runs one exec for the sandbox whose record was read under its lock. rec->version/cwd are
+ * updated by the commit. Errors: -ERR_BUSY (queue full), -ERR_READONLY_VIOLATION, -ERR_QUOTA,
+ * -ENOENT (cwd missing, message set), -ERR_JAIL_UNAVAILABLE, -EIO ... ; on error nothing was
+ * committed but `out` may still hold output. */
+__attribute__((warn_unused_result)) int exec_engine_run(struct exec_engine *e,
+                                                        struct sandbox_rec *rec,
+                                                        const struct exec_params *p,
+                                                        struct exec_outcome *out);
+
+/* Signal name for exitSignal ("SIGKILL"), or NULL for 0. */
+const char *exec_signal_name(int sig);
 
 #endif

@@ -38,7 +38,7 @@ int sandbox_open(struct app *app, const char *id, const char *tenant, const char
 }
 
 int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct changeset *cs,
-                   struct commit_result *ret)
+                   const char *upper_dir, struct commit_result *ret)
 {
     struct commit_opts opts = {
         .expect_version = rec->version,
@@ -61,8 +61,15 @@ int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct change
     rec->version = res.version;
     rec->size_bytes = res.size_bytes;
     rec->last_used_ms = opts.now_ms;
+    if (cs->new_cwd) {
+        char *cwd = strdup(cs->new_cwd);
+        if (cwd) {
+            free(rec->cwd);
+            rec->cwd = cwd;
+        }
+    }
     if (app->after_commit)
-        app->after_commit(app, rec->id, old, res.version, cs);
+        app->after_commit(app, rec->id, old, res.version, cs, upper_dir);
     if (ret)
         *ret = res;
     return 0;
@@ -244,8 +251,8 @@ void sandbox_touch(struct app *app, const char *sandbox_id)
         touches[h].ms = now;
     }
     pthread_mutex_unlock(&touch_mu);
-    if (!recent)
-        (void)store_sandbox_touch(app->store, sandbox_id, now);
+    if (!recent && store_sandbox_touch(app->store, sandbox_id, now) < 0)
+        err_clear(); /* advisory: a failed touch must not fail the request */
 }
 
 json_t *sandbox_mtime_json(int64_t mtime_ns)

@@ -35,9 +35,11 @@ __attribute__((warn_unused_result)) int sandbox_lookup(struct app *app, const ch
 
 /* Commits cs for the sandbox whose record (read under its exclusive lock) is rec; rec->version
  * and rec->size_bytes are updated. Fails like store_commit (-ERR_QUOTA with the quota in the
- * details, -ESTALE, ...) and then nothing changed. */
+ * details, -ESTALE, ...) and then nothing changed. `upper_dir` (may be NULL) is passed on to
+ * app->after_commit: the exec's overlay upper the change set was read from. */
 __attribute__((warn_unused_result)) int sandbox_commit(struct app *app, struct sandbox_rec *rec,
                                                        const struct changeset *cs,
+                                                       const char *upper_dir,
                                                        struct commit_result *ret);
 
 /* Resolves path inside the sandbox, following symlinks of every intermediate segment, and of

@@ -1,0 +1,157 @@
+"""Shared helpers of the benchmark scripts: a server on a temp dir, tokens, RSS sampling,
+percentiles, the httpbench load generator."""
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+import httpx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "build", "sqlfs")
+HTTPBENCH = os.path.join(ROOT, "build", "bench", "httpbench")
+RESULTS = os.path.join(ROOT, "bench", "results")
+SECRET = "bench-secret-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env=None, data_dir=None):
+        self.tmp = tempfile.mkdtemp(prefix="sqlfs-bench-")
+        self.data = data_dir or os.path.join(self.tmp, "data")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, AUTH_SECRET=SECRET, SQLFS_QUIET="1",
+                        AUTH_RATE_LIMIT_MAX="1000000")
+        self.env.update(env or {})
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([BINARY, "serve", "--listen", f"127.0.0.1:{self.port}",
+                                      "--data", self.data], env=self.env,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.tmp, "log"), "ab"))
+        for _ in range(400):
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.025)
+        raise RuntimeError("server did not start")
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(30)
+            self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def token(self, sub="bench"):
+        r = httpx.post(self.url + "/v1/auth/bootstrap", json={"sub": sub},
+                       headers={"X-Auth-Secret": SECRET})
+        r.raise_for_status()
+        return r.json()["token"]
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+class RssSampler:
+    """Samples a process's RSS every 10 ms in a thread; .peak_mib after stop()."""
+
+    def __init__(self, server):
+        self.server = server
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.server.rss_kib())
+            except OSError:
+                pass
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join()
+
+    @property
+    def peak_mib(self):
+        return self.peak / 1024.0
+
+
+def httpbench(server, token, path, method="GET", body=None, n=100, concurrency=1, ids=None,
+              expect=None, content_type=None):
+    cmd = [HTTPBENCH, "--url", server.url, "--token", token, "--method", method, "--path", path,
+           "--n", str(n), "--concurrency", str(concurrency)]
+    if body is not None:
+        cmd += ["--body", body, "--content-type", content_type or "application/json"]
+    if expect:
+        cmd += ["--expect", str(expect)]
+    idfile = None
+    if ids:
+        idfile = tempfile.NamedTemporaryFile("w", delete=False, suffix=".ids")
+        idfile.write("\n".join(ids) + "\n")
+        idfile.close()
+        cmd += ["--ids", idfile.name]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        if idfile:
+            os.unlink(idfile.name)
+    res = json.loads(out.stdout)
+    return res
+
+
+def percentile(values, p):
+    v = sorted(values)
+    if not v:
+        return 0.0
+    return v[min(len(v) - 1, int(round(p * (len(v) - 1))))]
+
+
+def summarize(values):
+    return {"n": len(values), "p50_ms": round(percentile(values, 0.5), 3),
+            "p99_ms": round(percentile(values, 0.99), 3),
+            "mean_ms": round(statistics.mean(values), 3) if values else 0}
+
+
+def save(name, data):
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, name + ".json"), "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+
+
+def curl_transfer(url, token, method, path, src=None):
+    """Uploads src (a file path) or downloads to /dev/null with curl; returns (seconds, bytes)."""
+    cmd = ["curl", "-s", "-S", "-f", "-o", "/dev/null", "-H", "Authorization: Bearer " + token,
+           "-H", "Expect:", "-w", "%{time_total} %{size_upload} %{size_download}"]
+    if src:
+        cmd += ["-X", method, "-T", src]
+    cmd.append(url + path)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    t, up, down = float(out[0]), float(out[1]), float(out[2])
+    return t, (up if src else down)

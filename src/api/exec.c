@@ -1,0 +1,201 @@
+/* Exec routes (API.md §5): exec-sync (this file), SSE exec and batches (exec_stream.c). */
+#include "api/exec.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/jsonv.h"
+#include "api/routes.h"
+#include "exec/engine.h"
+#include "sandbox/sandbox.h"
+#include "util/err.h"
+#include "util/utf8.h"
+
+#define EXEC_TIMEOUT_DEFAULT 30000
+#define EXEC_TIMEOUT_MAX 300000
+#define EXEC_ENV_MAX 1000
+
+void exec_request_release(struct exec_request *x)
+{
+    json_decref(x->owned);
+    free(x->cwd);
+    memset(x, 0, sizeof(*x));
+}
+
+static bool is_text_script(const char *ctype)
+{
+    if (!ctype)
+        return false;
+    size_t n = strcspn(ctype, ";");
+    return (n == 10 && strncasecmp(ctype, "text/plain", n) == 0) ||
+           (n == 18 && strncasecmp(ctype, "text/x-shellscript", n) == 0);
+}
+
+static bool is_json(const char *ctype)
+{
+    if (!ctype || !*ctype)
+        return true; /* clients that send JSON without saying so */
+    size_t n = strcspn(ctype, ";");
+    return n == 16 && strncasecmp(ctype, "application/json", n) == 0;
+}
+
+int exec_parse_timeout(json_t *body, struct request *req, int64_t *ret)
+{
+    *ret = EXEC_TIMEOUT_DEFAULT;
+    if (body)
+        return jsonv_int(body, "timeoutMs", 1, EXEC_TIMEOUT_MAX, ret) < 0 ? -ERR_INVALID_INPUT : 0;
+    char *q = NULL;
+    int r = http_query(req, "timeoutMs", &q);
+    if (r < 0 || !q)
+        return r;
+    char *e;
+    errno = 0;
+    long long v = strtoll(q, &e, 10);
+    if (errno || e == q || *e || v < 1 || v > EXEC_TIMEOUT_MAX)
+        r = err_set(-ERR_INVALID_INPUT, "query parameter 'timeoutMs' must be an integer between "
+                                        "1 and %d",
+                    EXEC_TIMEOUT_MAX);
+    else
+        *ret = v;
+    free(q);
+    return r;
+}
+
+int exec_request_parse(struct request *req, struct exec_request *x)
+{
+    memset(x, 0, sizeof(*x));
+    const char *ctype = http_header(req, "Content-Type");
+    int r;
+    if (is_text_script(ctype)) {
+        x->params.script = buf_cstr(&req->body);
+        x->params.script_len = req->body.len;
+        r = exec_parse_timeout(NULL, req, &x->params.timeout_ms);
+        if (r < 0)
+            return r;
+        goto check;
+    }
+    if (!is_json(ctype))
+        return err_set(-ERR_UNSUPPORTED_MEDIA_TYPE,
+                       "Content-Type must be application/json, text/plain or text/x-shellscript");
+    json_error_t jerr;
+    x->owned = json_loadb(buf_cstr(&req->body), req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!x->owned)
+        return err_set(-ERR_INVALID_INPUT, "request body is not valid JSON: %s", jerr.text);
+    if (!json_is_object(x->owned))
+        return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object");
+    json_t *b = x->owned;
+    const char *script = NULL, *cwd = NULL, *stdin_data = NULL;
+    size_t script_len = 0, cwd_len = 0, stdin_len = 0;
+    if ((r = jsonv_string(b, "script", 0, &script, &script_len)) < 0)
+        return r;
+    if (r == 0)
+        return err_set(-ERR_INVALID_INPUT, "field 'script' is required");
+    if ((r = jsonv_string(b, "cwd", 0, &cwd, &cwd_len)) < 0)
+        return r;
+    if (r > 0 && (r = route_path_arg("cwd", cwd, cwd_len, &x->cwd)) < 0)
+        return r;
+    if ((r = jsonv_env(b, "env", EXEC_ENV_MAX, &x->params.env)) < 0)
+        return r;
+    if ((r = exec_parse_timeout(b, req, &x->params.timeout_ms)) < 0)
+        return r;
+    if ((r = jsonv_bool(b, "debug", &x->params.debug)) < 0 ||
+        (r = jsonv_bool(b, "readOnly", &x->params.read_only)) < 0)
+        return r;
+    json_t *si = json_object_get(b, "stdin");
+    if (si && !json_is_null(si)) {
+        if (!json_is_string(si))
+            return err_set(-ERR_INVALID_INPUT, "field 'stdin' must be a string");
+        stdin_data = json_string_value(si);
+        stdin_len = json_string_length(si);
+    }
+    x->params.script = script;
+    x->params.script_len = script_len;
+    x->params.cwd = x->cwd;
+    x->params.stdin_data = stdin_data;
+    x->params.stdin_len = stdin_len;
+check:
+    if (memchr(x->params.script, '\0', x->params.script_len))
+        return err_set(-ERR_INVALID_INPUT, "script must not contain NUL bytes");
+    x->params.cancel_fd = http_client_fd(req);
+    return 0;
+}
+
+int exec_output_json(const struct buf *b, json_t **ret)
+{
+    struct buf clean = BUF_INIT(0);
+    size_t len = b->len;
+    /* a cut at the cap may split a character: drop the incomplete tail instead of a U+FFFD */
+    len -= utf8_incomplete_tail(buf_cstr(b), len);
+    int r = utf8_sanitize_into(&clean, buf_cstr(b), len);
+    if (r < 0) {
+        buf_release(&clean);
+        return r;
+    }
+    *ret = json_stringn(buf_cstr(&clean), clean.len);
+    buf_release(&clean);
+    return *ret ? 0 : -ENOMEM;
+}
+
+/* Opens the sandbox with the lock the exec needs (shared for read-only). */
+int exec_open_sandbox(struct request *req, bool read_only, struct sandbox_rec *rec)
+{
+    return sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub,
+                        read_only ? LOCK_SHARED : LOCK_EXCLUSIVE, rec, &req->lock);
+}
+
+int route_exec_sync(struct request *req)
+{
+    if (!req->app->exec)
+        return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server; see /readyz");
+    struct exec_request x;
+    int r = exec_request_parse(req, &x);
+    if (r < 0) {
+        exec_request_release(&x);
+        return r;
+    }
+    struct sandbox_rec rec;
+    r = exec_open_sandbox(req, x.params.read_only, &rec);
+    if (r < 0) {
+        exec_request_release(&x);
+        return r;
+    }
+    struct exec_outcome out;
+    int64_t timeout_ms = x.params.timeout_ms;
+    r = exec_engine_run(req->app->exec, &rec, &x.params, &out);
+    sandbox_rec_release(&rec);
+    exec_request_release(&x);
+    if (r < 0) {
+        exec_outcome_release(&out);
+        return r;
+    }
+    json_t *o = json_object();
+    json_t *so = NULL, *se = NULL;
+    if (exec_output_json(&out.out, &so) < 0 || exec_output_json(&out.err, &se) < 0) {
+        json_decref(so);
+        json_decref(o);
+        exec_outcome_release(&out);
+        return -ENOMEM;
+    }
+    json_object_set_new(o, "stdout", so);
+    json_object_set_new(o, "stderr", se);
+    if (out.timed_out) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "exec timed out after %lld ms", (long long)timeout_ms);
+        json_object_set_new(o, "error", json_string(msg));
+        json_object_set_new(o, "code", json_string("EXEC_TIMEOUT"));
+        json_object_set_new(o, "retryable", json_false());
+    }
+    const char *sig = exec_signal_name(out.exit_signal);
+    json_object_set_new(o, "exitCode", json_integer(out.exit_code));
+    json_object_set_new(o, "exitSignal", sig ? json_string(sig) : json_null());
+    json_object_set_new(o, "timedOut", json_boolean(out.timed_out));
+    json_object_set_new(o, "durationMs", json_integer(out.duration_ms));
+    json_object_set_new(o, "stdoutTruncated", json_boolean(out.out_truncated));
+    json_object_set_new(o, "stderrTruncated", json_boolean(out.err_truncated));
+    unsigned status = out.timed_out ? 408 : 200;
+    exec_outcome_release(&out);
+    return http_reply_json(req, status, o);
+}

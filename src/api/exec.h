@@ -1,0 +1,30 @@
+/* exec — request parsing and response shaping shared by the exec routes (API.md §5). */
+#ifndef SQLFS_API_EXEC_H
+#define SQLFS_API_EXEC_H
+
+#include <jansson.h>
+
+#include "api/http.h"
+#include "exec/engine.h"
+
+/* A parsed exec request: params borrow from `owned` and the request body. */
+struct exec_request {
+    struct exec_params params;
+    json_t *owned; /* the parsed JSON body, NULL for text/plain */
+    char *cwd;     /* normalised cwd */
+};
+
+/* Parses a JSON or text/plain exec body (415 for other content types), validating every field. */
+__attribute__((warn_unused_result)) int exec_request_parse(struct request *req,
+                                                           struct exec_request *x);
+void exec_request_release(struct exec_request *x);
+/* timeoutMs from the JSON body, or from ?timeoutMs= when body is NULL. */
+__attribute__((warn_unused_result)) int exec_parse_timeout(json_t *body, struct request *req,
+                                                           int64_t *ret);
+/* stdout/stderr bytes as a JSON string: invalid UTF-8 replaced by U+FFFD. */
+__attribute__((warn_unused_result)) int exec_output_json(const struct buf *b, json_t **ret);
+/* Takes the sandbox lock an exec needs: shared when read_only, else exclusive. */
+__attribute__((warn_unused_result)) int exec_open_sandbox(struct request *req, bool read_only,
+                                                          struct sandbox_rec *rec);
+
+#endif

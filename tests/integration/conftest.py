@@ -1,0 +1,145 @@
+"""Fixtures: the real build/sqlfs binary on a free loopback port with a temporary data dir."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import httpx
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.path.join(ROOT, "build", "sqlfs")
+SECRET = "test-auth-secret-0123456789abcdef"
+ADMIN_SECRET = "test-admin-secret-abcdef"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One sqlfs process; start/stop/restart keep the same data dir."""
+
+    def __init__(self, data_dir, env=None):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({"AUTH_SECRET": SECRET, "ADMIN_SECRET": ADMIN_SECRET,
+                         "SQLFS_QUIET": "1"})
+        self.env.update(env or {})
+        self.proc = None
+        self.log_path = os.path.join(data_dir + ".log")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir],
+            env=self.env, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: " + open(self.log_path).read()[-2000:])
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def token(self, sub="tester", tenant=None):
+        body = {"sub": sub}
+        if tenant:
+            body["tenant"] = tenant
+        r = httpx.post(self.url + "/v1/auth/bootstrap", json=body,
+                       headers={"X-Auth-Secret": SECRET})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    def client(self, sub="tester", tenant=None, timeout=60):
+        # the bootstrap route is rate limited per IP: tests raise the limit via env
+        return httpx.Client(base_url=self.url, timeout=timeout,
+                            headers={"Authorization": "Bearer " + self.token(sub, tenant)})
+
+
+def make_server(tmp_root, env=None):
+    data = tempfile.mkdtemp(prefix="sqlfs-test-", dir=tmp_root)
+    return Server(data, env)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    if not os.path.exists(BINARY):
+        pytest.fail("build/sqlfs is missing: run `make` first")
+    s = make_server(str(tmp_path_factory.mktemp("srv")),
+                    {"AUTH_RATE_LIMIT_MAX": "100000"}).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def api(server):
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def sandbox(api):
+    r = api.post("/v1/sandboxes", json={"name": "t"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    yield sid
+    api.delete(f"/v1/sandboxes/{sid}")
+
+
+@pytest.fixture
+def fresh_server(tmp_path):
+    """A private server for tests that restart or configure it."""
+    servers = []
+
+    def factory(env=None):
+        s = make_server(str(tmp_path), env)
+        servers.append(s)
+        return s.start()
+
+    yield factory
+    for s in servers:
+        if s.proc:
+            s.stop()
+
+
+def assert_error(resp, status, code=None):
+    assert resp.status_code == status, f"{resp.status_code} {resp.text}"
+    assert resp.headers["content-type"].startswith("application/json")
+    body = resp.json()
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["retryable"], bool)
+    if code:
+        assert body["code"] == code, body
+    return body

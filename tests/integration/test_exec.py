@@ -1,0 +1,216 @@
+"""Exec (API.md §5, exec-sync): semantics, persistence, limits, readOnly, runtime flags."""
+import json
+import os
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import SECRET, assert_error
+
+
+def run(api, sid, script, **kw):
+    body = {"script": script, **kw}
+    return api.post(f"/v1/sandboxes/{sid}/exec-sync", json=body)
+
+
+def ok(api, sid, script, **kw):
+    r = run(api, sid, script, **kw)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_echo_and_shape(api, sandbox):
+    res = ok(api, sandbox, "echo hello; echo oops >&2; whoami; pwd; echo $HOME $USER")
+    assert res["stdout"] == "hello\nuser\n/home/user\n/home/user user\n"
+    assert res["stderr"] == "oops\n"
+    assert res["exitCode"] == 0 and res["exitSignal"] is None and res["timedOut"] is False
+    assert isinstance(res["durationMs"], int)
+    assert res["stdoutTruncated"] is False and res["stderrTruncated"] is False
+
+
+def test_exit_code_and_commit_whatever_exit(api, sandbox):
+    res = ok(api, sandbox, "echo a > f; false")
+    assert res["exitCode"] == 1
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/f").content == b"a\n"
+
+
+def test_files_api_and_exec_see_each_other(api, sandbox):
+    api.put(f"/v1/sandboxes/{sandbox}/files/home/user/in.txt", content=b"from api")
+    assert ok(api, sandbox, "cat in.txt")["stdout"] == "from api"
+    ok(api, sandbox, "mkdir -p d && echo x > d/out.txt && rm in.txt && ln -s d/out.txt link")
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/d/out.txt").content == b"x\n"
+    assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/in.txt"), 404, "ENOENT")
+    tree = {e["path"]: e["kind"] for e in api.get(f"/v1/sandboxes/{sandbox}/tree",
+                                                  params={"prefix": "/home/user"}).json()}
+    assert tree["/home/user/link"] == "symlink"
+    # the file API follows the symlink
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/link").content == b"x\n"
+    # API writes after an exec keep the checkout coherent
+    api.put(f"/v1/sandboxes/{sandbox}/files/home/user/d/out.txt", content=b"new")
+    api.delete(f"/v1/sandboxes/{sandbox}/files/home/user/link")
+    res = ok(api, sandbox, "cat d/out.txt; ls")
+    assert res["stdout"] == "newd\n"
+
+
+def test_modes_mtimes_and_deletes_persist(api, sandbox):
+    ok(api, sandbox, "echo 'echo hi' > s.sh && chmod 755 s.sh && touch -d 2020-01-02 old.txt")
+    st = json.loads(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/s.sh").headers["x-fs-stat"])
+    assert st["mode"] == 0o755
+    st = json.loads(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/old.txt")
+                    .headers["x-fs-stat"])
+    assert st["mtime"].startswith("2020-01-02")
+    assert ok(api, sandbox, "./s.sh")["stdout"] == "hi\n"
+    ok(api, sandbox, "mkdir -p t/u && echo 1 > t/u/f && rm -rf t && mkdir t && echo 2 > t/g")
+    tree = [e["path"] for e in api.get(f"/v1/sandboxes/{sandbox}/tree",
+                                       params={"prefix": "/home/user/t"}).json()]
+    assert tree == ["/home/user/t/g"]
+
+
+def test_cwd_persists_and_env(api, server):
+    r = api.post("/v1/sandboxes", json={"env": {"FOO": "sandbox", "BAR": "b"}})
+    sid = r.json()["id"]
+    ok(api, sid, "mkdir -p /tmp/work && cd /tmp/work")
+    assert ok(api, sid, "pwd")["stdout"] == "/tmp/work\n"
+    assert api.get(f"/v1/sandboxes/{sid}").json()["cwd"] == "/tmp/work"
+    res = ok(api, sid, "echo $FOO $BAR $BAZ", env={"FOO": "request", "BAZ": "z"})
+    assert res["stdout"] == "request b z\n"
+    assert ok(api, sid, "pwd", cwd="/home/user")["stdout"] == "/home/user\n"
+    # variables do not persist across execs
+    ok(api, sid, "export X=1")
+    assert ok(api, sid, "echo ${X:-unset}")["stdout"] == "unset\n"
+    # a deleted stored cwd falls back to home
+    ok(api, sid, "cd /tmp/work && rm -rf /tmp/work")
+    assert ok(api, sid, "pwd")["stdout"] == "/home/user\n"
+
+
+def test_cwd_survives_restart(fresh_server):
+    s = fresh_server()
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        assert c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                      json={"script": "mkdir -p /home/user/p && cd p && echo z > z"}
+                      ).status_code == 200
+    s.restart()
+    # remove the checkout cache: it must be rebuilt from SQL
+    import shutil
+    shutil.rmtree(os.path.join(s.data_dir, "checkouts"), ignore_errors=True)
+    s.restart()
+    with s.client() as c:
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "pwd; cat z"})
+        assert r.json()["stdout"] == "/home/user/p\nz\n"
+
+
+def test_debug_stdin_and_text_plain(api, sandbox, server):
+    res = ok(api, sandbox, "echo traced", debug=True)
+    assert "+ echo traced" in res["stderr"] and "printf" not in res["stderr"]
+    assert ok(api, sandbox, "tr a-z A-Z", stdin="shout")["stdout"] == "SHOUT"
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", content=b"echo plain",
+                 headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200 and r.json()["stdout"] == "plain\n"
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync?timeoutMs=0", content=b"true",
+                 headers={"Content-Type": "text/plain"})
+    assert_error(r, 400, "INVALID_INPUT")
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", content=b"x",
+                 headers={"Content-Type": "application/xml"})
+    assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+def test_validation(api, sandbox):
+    for body in [{}, {"script": 5}, {"script": "true", "timeoutMs": 0},
+                 {"script": "true", "timeoutMs": 300001}, {"script": "true", "cwd": "rel"},
+                 {"script": "true", "env": {"A-B": "x"}}, {"script": "true", "readOnly": 1}]:
+        assert_error(api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json=body), 400,
+                     "INVALID_INPUT")
+    assert_error(run(api, "00000000-0000-4000-8000-000000000000", "true"), 404,
+                 "SANDBOX_NOT_FOUND")
+    assert_error(run(api, sandbox, "true", cwd="/does/not/exist"), 400)
+
+
+def test_timeout_commits_partial(api, sandbox):
+    t0 = time.time()
+    r = run(api, sandbox, "echo before > t.txt; echo partial; sleep 30", timeoutMs=500)
+    assert time.time() - t0 < 5
+    body = assert_error(r, 408, "EXEC_TIMEOUT")
+    assert body["timedOut"] is True and body["stdout"] == "partial\n"
+    assert body["error"] == "exec timed out after 500 ms"
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/t.txt").content == b"before\n"
+
+
+def test_exit_signal(api, sandbox):
+    res = ok(api, sandbox, "kill -9 $$")
+    assert res["exitSignal"] == "SIGKILL" and res["exitCode"] == 137
+
+
+def test_invalid_utf8_replaced_and_output_cap(fresh_server):
+    s = fresh_server({"MAX_EXEC_OUTPUT_BYTES": "1000"})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                   json={"script": "printf 'a\\xffb'; head -c 5000 /dev/zero | tr '\\0' x >&2"})
+        res = r.json()
+        assert res["stdout"] == "a\ufffdb"
+        assert len(res["stderr"]) == 1000 and res["stderrTruncated"] is True
+
+
+def test_read_only(api, sandbox):
+    api.put(f"/v1/sandboxes/{sandbox}/files/home/user/r.txt", content=b"ro")
+    res = ok(api, sandbox, "cat r.txt; cd /tmp", readOnly=True)
+    assert res["stdout"] == "ro"
+    assert api.get(f"/v1/sandboxes/{sandbox}").json()["cwd"] == "/home/user"
+    assert_error(run(api, sandbox, "echo x > w.txt", readOnly=True), 422, "EREADONLY_VIOLATION")
+    assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/w.txt"), 404)
+    assert_error(run(api, sandbox, "rm r.txt", readOnly=True), 422, "EREADONLY_VIOLATION")
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/r.txt").content == b"ro"
+
+
+def test_read_only_execs_run_in_parallel(api, sandbox):
+    results = []
+
+    def one():
+        results.append(run(api, sandbox, "sleep 1", readOnly=True).status_code)
+
+    t0 = time.time()
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert results == [200] * 4
+    assert time.time() - t0 < 2.5
+
+
+def test_quota_exceeded_commits_nothing(fresh_server):
+    s = fresh_server({"SANDBOX_QUOTA_BYTES": "100000"})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                   json={"script": "echo small > s; head -c 200000 /dev/zero > big"})
+        body = assert_error(r, 413, "EQUOTA")
+        assert any("100000" in d for d in body["details"])
+        assert_error(c.get(f"/v1/sandboxes/{sid}/files/home/user/s"), 404)
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "ls"})
+        assert r.json()["stdout"] == ""
+
+
+def test_runtime_flags(api):
+    off = api.post("/v1/sandboxes").json()["id"]
+    for cmd in ["python3 -c 'print(1)'", "python -V", "py-exec -c 'print(1)'", "node -e 1",
+                "js-exec -c 1"]:
+        res = ok(api, off, cmd)
+        assert res["exitCode"] == 127, (cmd, res)
+        assert "not enabled for this sandbox" in res["stderr"]
+    on = api.post("/v1/sandboxes", json={"python": True, "javascript": True}).json()["id"]
+    assert ok(api, on, "python3 -c 'print(1+1)'")["stdout"] == "2\n"
+    assert ok(api, on, "py-exec -c 'print(3)'")["stdout"] == "3\n"
+    assert ok(api, on, "node -e 'console.log(4)'")["stdout"] == "4\n"
+    assert ok(api, on, "js-exec -c 'console.log(5)'")["stdout"] == "5\n"
+    ok(api, on, "echo 'console.log(6)' > a.js")
+    assert ok(api, on, "js-exec a.js")["stdout"] == "6\n"
+
+
+def test_tools_present(api, sandbox):
+    tools = ("bash grep sed awk find diff patch tar gzip xz zip unzip jq sqlite3 git rg file "
+             "tree bc xxd sha256sum")
+    res = ok(api, sandbox, f"for t in {tools}; do command -v $t >/dev/null || echo missing $t; "
+                           "done")
+    assert res["stdout"] == ""

@@ -1,0 +1,144 @@
+"""Adversarial tests of the jail: what a script must not be able to do (issue: exec engine)."""
+import os
+import time
+
+import httpx
+import pytest
+
+from conftest import SECRET, assert_error
+
+
+def ok(api, sid, script, **kw):
+    r = api.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": script, **kw})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_cannot_see_server_data_or_secret(api, sandbox, server):
+    res = ok(api, sandbox, f"ls {server.data_dir} 2>&1; cat /proc/1/environ | tr '\\0' '\\n'; "
+                           "env; cat /etc/shadow 2>&1; ls /sys 2>&1")
+    out = res["stdout"] + res["stderr"]
+    assert SECRET not in out and "AUTH_SECRET" not in out
+    assert "sqlfs.db" not in out and "auth_secret" not in out
+    res = ok(api, sandbox, "grep -rs AUTH_SECRET /proc/*/environ /etc 2>/dev/null | head -3; "
+                           "ls /home")
+    assert SECRET not in res["stdout"] and res["stdout"] == "user\n"
+
+
+def test_other_sandboxes_invisible(api, sandbox):
+    other = api.post("/v1/sandboxes").json()["id"]
+    ok(api, other, "echo secret-of-other > mine.txt; sleep 0")
+    res = ok(api, sandbox, "find / -xdev -name mine.txt 2>/dev/null; ls /proc | grep -c '^[0-9]'")
+    assert "mine.txt" not in res["stdout"]
+    # only the jail's own few processes are visible
+    assert int(res["stdout"].split()[-1]) < 10
+
+
+def test_cannot_write_system_dirs(api, sandbox):
+    res = ok(api, sandbox, "touch /usr/x 2>&1; touch /etc/x 2>&1; echo > /usr/bin/bash 2>&1; "
+                           "id -u")
+    assert res["stdout"].count("Read-only file system") + \
+        res["stdout"].count("Permission denied") >= 3
+    assert res["stdout"].strip().endswith("1000")
+
+
+def test_no_network_but_loopback(api, sandbox):
+    res = ok(api, sandbox, "ip -o link 2>/dev/null | wc -l; "
+                           "(exec 3<>/dev/tcp/1.1.1.1/80) 2>&1 | head -1; "
+                           "(exec 3<>/dev/tcp/127.0.0.1/9) 2>&1 | head -1")
+    assert "Network is unreachable" in res["stdout"]
+
+
+def test_privileged_operations_fail(api, sandbox):
+    res = ok(api, sandbox, "mount -t tmpfs x /tmp 2>&1 | head -1; echo rc=$?; "
+                           "unshare -U true 2>&1 | head -1; "
+                           "python3 -c 1 2>&1 | head -1; "
+                           "cat /proc/self/status | grep -E 'CapEff|NoNewPrivs|Seccomp:'")
+    out = res["stdout"]
+    assert "CapEff:\t0000000000000000" in out
+    assert "NoNewPrivs:\t1" in out
+    assert "Seccomp:\t2" in out
+    assert "unshare" in out and ("Operation not permitted" in out or "not permitted" in out)
+
+
+def test_no_process_survives_exec(api, sandbox):
+    ok(api, sandbox, "(sleep 100 &) ; nohup sleep 100 >/dev/null 2>&1 & disown; echo started")
+    time.sleep(0.3)
+    res = ok(api, sandbox, "ps -e -o comm= | grep -c sleep || true")
+    assert res["stdout"].strip() == "0"
+    host = os.popen("pgrep -f 'sleep 100' | wc -l").read().strip()
+    assert host == "0"
+
+
+def test_fork_bomb_contained(fresh_server):
+    s = fresh_server({"EXEC_PIDS_MAX": "64"})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                   json={"script": "b(){ b|b & }; b; sleep 1; echo done", "timeoutMs": 5000})
+        assert r.status_code in (200, 408)
+        assert httpx.get(s.url + "/healthz", timeout=2).status_code == 200
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "echo alive"})
+        assert r.json()["stdout"] == "alive\n"
+
+
+def test_memory_hog_contained(fresh_server):
+    s = fresh_server({"EXEC_MEMORY_BYTES": str(64 << 20)})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                   json={"script": "head -c 400000000 /dev/zero | tail -c 1 >/dev/null; "
+                                   "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo ${#x}",
+                         "timeoutMs": 20000})
+        res = r.json()
+        assert r.status_code == 200
+        assert res["exitCode"] != 0 or "300000000" not in res["stdout"]
+        assert httpx.get(s.url + "/healthz").status_code == 200
+        assert c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                      json={"script": "echo ok"}).json()["stdout"] == "ok\n"
+
+
+def test_huge_stdout_is_capped(api, sandbox):
+    t0 = time.time()
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                 json={"script": "head -c 2000000000 /dev/zero", "timeoutMs": 60000})
+    res = r.json()
+    assert res["stdoutTruncated"] is True
+    assert len(res["stdout"]) == 16 * 1024 * 1024
+    assert time.time() - t0 < 30
+
+
+def test_disk_filler_contained(fresh_server):
+    s = fresh_server({"SANDBOX_QUOTA_BYTES": str(50 << 20)})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                   json={"script": "head -c 100000000 /dev/zero > fill; echo $?"})
+        assert_error(r, 413, "EQUOTA")
+        assert c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                      json={"script": "ls; echo ok"}).json()["stdout"] == "ok\n"
+
+
+def test_symlink_escape_resolves_inside(api, sandbox):
+    ok(api, sandbox, "ln -s / hostroot && ln -s /etc/hostname hn")
+    # the file API resolves inside the sandbox: the sandbox has no /etc/hostname row
+    assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/hn"), 404, "ENOENT")
+    assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/hostroot/etc/shadow"), 404)
+    # writing through the link lands inside the sandbox tree
+    assert api.put(f"/v1/sandboxes/{sandbox}/files/home/user/hostroot/tmp/via-link",
+                   content=b"inside").status_code == 204
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/tmp/via-link").content == b"inside"
+    assert not os.path.exists("/tmp/via-link")
+
+
+def test_healthz_fast_with_execs_sleeping(api, server):
+    import threading
+    sids = [api.post("/v1/sandboxes").json()["id"] for _ in range(20)]
+    threads = [threading.Thread(target=lambda s=s: api.post(
+        f"/v1/sandboxes/{s}/exec-sync", json={"script": "sleep 2"})) for s in sids]
+    [t.start() for t in threads]
+    time.sleep(0.5)
+    t0 = time.time()
+    assert httpx.get(server.url + "/healthz").status_code == 200
+    assert time.time() - t0 < 0.2
+    [t.join() for t in threads]

@@ -1,0 +1,148 @@
+"""Sandboxes (API.md §3): create, list, get, delete, ownership, persistence."""
+import json
+import re
+import sqlite3
+import os
+
+import httpx
+
+from conftest import SECRET, assert_error
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_create_defaults_record_shape(api):
+    r = api.post("/v1/sandboxes")
+    assert r.status_code == 201, r.text
+    rec = r.json()
+    assert UUID.match(rec["id"])
+    for k in ("id", "name", "owner", "createdAt", "lastUsedAt", "python", "javascript",
+              "network"):
+        assert k in rec
+    assert rec["name"] is None and rec["owner"] == "tester"
+    assert rec["python"] is False and rec["javascript"] is False and rec["network"] is False
+    assert ISO.match(rec["createdAt"])
+    tree = api.get(f"/v1/sandboxes/{rec['id']}/tree", params={"prefix": "/"}).json()
+    kinds = {e["path"]: (e["kind"], e["mode"]) for e in tree}
+    assert kinds["/home/user"] == ("dir", 0o755)
+    assert kinds["/tmp"] == ("dir", 0o1777)
+
+
+def test_create_with_everything(api):
+    r = api.post("/v1/sandboxes", json={
+        "name": "demo", "env": {"FOO": "bar"}, "python": True, "javascript": True,
+        "files": {"/home/user/a/b.txt": "hello", "/opt/x.txt": "ü"}, "unknown": 1})
+    assert r.status_code == 201, r.text
+    rec = r.json()
+    assert rec["name"] == "demo" and rec["python"] and rec["javascript"]
+    assert rec["env"] == {"FOO": "bar"}
+    sid = rec["id"]
+    assert api.get(f"/v1/sandboxes/{sid}/files/home/user/a/b.txt").content == b"hello"
+    assert api.get(f"/v1/sandboxes/{sid}/files/opt/x.txt").content == "ü".encode()
+
+
+def test_create_empty_body_and_bad_files_is_atomic(api):
+    before = len(api.get("/v1/sandboxes").json()["sandboxes"])
+    assert api.post("/v1/sandboxes", content=b"").status_code == 201
+    assert_error(api.post("/v1/sandboxes", json={"files": {"relative.txt": "x"}}), 400)
+    assert_error(api.post("/v1/sandboxes", json={"files": {"/a": 5}}), 400)
+    assert_error(api.post("/v1/sandboxes", json={"files": {"/home/user": "x"}}), 400, "EISDIR")
+    assert len(api.get("/v1/sandboxes").json()["sandboxes"]) == before + 1
+
+
+def test_list_newest_first_and_only_own(server, api):
+    ids = [api.post("/v1/sandboxes", json={"name": f"n{i}"}).json()["id"] for i in range(3)]
+    listed = [s["id"] for s in api.get("/v1/sandboxes").json()["sandboxes"]]
+    assert listed[:3] == ids[::-1]
+    with server.client(sub="someone-else") as other:
+        assert all(s["id"] not in ids for s in other.get("/v1/sandboxes").json()["sandboxes"])
+        # a foreign sandbox looks exactly like a missing one
+        assert_error(other.get(f"/v1/sandboxes/{ids[0]}"), 404, "SANDBOX_NOT_FOUND")
+        assert_error(other.delete(f"/v1/sandboxes/{ids[0]}"), 404, "SANDBOX_NOT_FOUND")
+        assert_error(other.get(f"/v1/sandboxes/{ids[0]}/files/home"), 404, "SANDBOX_NOT_FOUND")
+    with server.client(sub="tester", tenant="t2") as other_tenant:
+        assert_error(other_tenant.get(f"/v1/sandboxes/{ids[0]}"), 404, "SANDBOX_NOT_FOUND")
+    assert api.get(f"/v1/sandboxes/{ids[0]}").status_code == 200
+
+
+def test_get_missing_and_invalid_ids(api):
+    assert_error(api.get("/v1/sandboxes/00000000-0000-4000-8000-000000000000"), 404,
+                 "SANDBOX_NOT_FOUND")
+    assert_error(api.get("/v1/sandboxes/not-a-uuid"), 404, "SANDBOX_NOT_FOUND")
+
+
+def test_last_used_at_updates(api, sandbox):
+    assert api.get(f"/v1/sandboxes/{sandbox}").json()["lastUsedAt"] is not None or True
+    api.put(f"/v1/sandboxes/{sandbox}/files/home/user/x", content=b"1")
+    rec = api.get(f"/v1/sandboxes/{sandbox}").json()
+    assert ISO.match(rec["lastUsedAt"])
+
+
+def test_delete_reclaims_storage(server, api):
+    blob = os.urandom(3 * 1024 * 1024)
+    sid = api.post("/v1/sandboxes").json()["id"]
+    assert api.put(f"/v1/sandboxes/{sid}/files/home/user/big.bin", content=blob).status_code == 204
+    db = os.path.join(server.data_dir, "sqlfs.db")
+
+    def chunk_bytes():
+        con = sqlite3.connect(db)
+        try:
+            return con.execute("SELECT COALESCE(SUM(length(data)),0) FROM chunks").fetchone()[0]
+        finally:
+            con.close()
+
+    before = chunk_bytes()
+    assert before >= len(blob)
+    assert api.delete(f"/v1/sandboxes/{sid}").status_code == 204
+    assert chunk_bytes() <= before - len(blob)
+    assert_error(api.get(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+    assert_error(api.delete(f"/v1/sandboxes/{sid}"), 404, "SANDBOX_NOT_FOUND")
+
+
+def test_data_survives_restart(fresh_server):
+    s = fresh_server()
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes", json={"name": "keep", "env": {"K": "v"}}).json()["id"]
+        assert c.put(f"/v1/sandboxes/{sid}/files/home/user/f.txt",
+                     content=b"persisted").status_code == 204
+    assert s.stop() == 0  # clean shutdown on SIGTERM
+    s.start()
+    with s.client() as c:
+        rec = c.get(f"/v1/sandboxes/{sid}").json()
+        assert rec["name"] == "keep" and rec["env"] == {"K": "v"}
+        assert c.get(f"/v1/sandboxes/{sid}/files/home/user/f.txt").content == b"persisted"
+
+
+def test_generated_secret_file(tmp_path):
+    import subprocess
+    import time
+    from conftest import BINARY, free_port
+    data = tmp_path / "d"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "AUTH_SECRET"}
+    p = subprocess.Popen([BINARY, "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        secret_file = data / "auth_secret"
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+        secret = secret_file.read_text().strip()
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/auth/bootstrap", json={"sub": "a"},
+                       headers={"X-Auth-Secret": secret})
+        assert r.status_code == 201
+        # the offline CLI mints a token the server accepts
+        tok = subprocess.run([BINARY, "token", "--sub", "cli-user", "--data", str(data)],
+                             env=env, capture_output=True, text=True, check=True).stdout.strip()
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/sandboxes",
+                      headers={"Authorization": "Bearer " + tok})
+        assert r.status_code == 200
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=10)
+    assert secret.encode() not in out + err
