@@ -549,7 +549,7 @@ static void build_help(void)
     for (size_t i = 0; r >= 0 && i < NLIMITS; i++) {
         kebab(limits[i].env, flag, sizeof(flag));
         format_default(&limits[i], def, sizeof(def));
-        r = buf_addf(&b, "  --%s %s\n      %s; env %s, default %s\n", flag,
+        r = buf_addf(&b, "  --%s %s\n      %s\n      env %s, default %s\n", flag,
                      limits[i].bytes ? "BYTES" : "N", limits[i].help, limits[i].env, def);
     }
     if (r < 0) {
