@@ -172,8 +172,8 @@ int cli_token(int argc, char **argv)
         return rc;
     char *token = NULL;
     err_clear();
-    int r = jwt_mint(secret, strlen(secret), o.sub, o.tenant, expires, true,
-                     time_now_ms() / 1000, &token, NULL);
+    int r = jwt_mint(secret, strlen(secret), o.sub, o.tenant, expires, true, time_now_ms() / 1000,
+                     &token, NULL);
     free(secret);
     if (r < 0) {
         fprintf(stderr, "sqlfs token: cannot mint the token: %s\n",

@@ -23,21 +23,20 @@
 #define TIB (1024LL * GIB)
 #define PIB (1024LL * TIB)
 
-#define COUNT_MAX 2147483647LL       /* counts fit in an int for every consumer */
+#define COUNT_MAX 2147483647LL          /* counts fit in an int for every consumer */
 #define MS_MAX (7LL * 24 * 3600 * 1000) /* a week */
-#define DEFAULT_COMPUTED -1          /* default depends on the number of CPUs */
-#define VALUE_SHOWN_MAX 40           /* bad values are quoted in messages up to this length */
+#define VALUE_SHOWN_MAX 40              /* bad values are quoted in messages up to this length */
 
 enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2 };
 
 struct limit_spec {
-    const char *env;      /* environment variable; the flag is its kebab-case form */
-    size_t offset;        /* offsetof the int64_t field in struct config */
-    int64_t def;          /* default (when computed == FIXED) */
+    const char *env;        /* environment variable; the flag is its kebab-case form */
+    size_t offset;          /* offsetof the int64_t field in struct config */
+    int64_t def;            /* default (when computed == FIXED) */
     enum computed computed; /* how a CPU-dependent default is derived */
-    int64_t min, max;     /* accepted range, inclusive */
-    bool bytes;           /* a byte count: size suffixes allowed */
-    const char *help;     /* one line for the help text */
+    int64_t min, max;       /* accepted range, inclusive */
+    bool bytes;             /* a byte count: size suffixes allowed */
+    const char *help;       /* one line for the help text */
 };
 
 #define F(field) offsetof(struct config, field)
@@ -61,8 +60,7 @@ static const struct limit_spec limits[] = {
      "storage quota of one sandbox"},
     {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,
      "memory limit of one exec"},
-    {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false,
-     "processes in one exec"},
+    {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false, "processes in one exec"},
     {"EXEC_CPU_PERCENT", F(exec_cpu_percent), 100, FIXED, 0, 100000, false,
      "CPU of one exec, in percent of one core (0 = no cap)"},
     {"EXEC_FILE_SIZE_BYTES", F(exec_file_size_bytes), 4294967296, FIXED, 1, PIB, true,
@@ -105,9 +103,12 @@ static int64_t cpu_count(void)
 static int64_t limit_default(const struct limit_spec *l, int64_t cpus)
 {
     switch (l->computed) {
-    case CPUS_X2_PLUS_2: return 2 * cpus + 2;
-    case CPUS_X2: return 2 * cpus;
-    case FIXED: break;
+    case CPUS_X2_PLUS_2:
+        return 2 * cpus + 2;
+    case CPUS_X2:
+        return 2 * cpus;
+    case FIXED:
+        break;
     }
     return l->def;
 }
@@ -247,8 +248,9 @@ static int parse_listen(const char *s, char **ret_host, int *ret_port)
 
 /* Shows a rejected value in a message: quoted, cut short. Values here are limits, ports and
  * paths from the operator's own command line or environment, never secrets. */
-#define SHOWN(v) (int)(strlen(v) > VALUE_SHOWN_MAX ? VALUE_SHOWN_MAX : strlen(v)), (v), \
-                 (strlen(v) > VALUE_SHOWN_MAX ? "..." : "")
+#define SHOWN(v)                                                                                   \
+    (int)(strlen(v) > VALUE_SHOWN_MAX ? VALUE_SHOWN_MAX : strlen(v)), (v),                         \
+        (strlen(v) > VALUE_SHOWN_MAX ? "..." : "")
 
 static int bad_limit(const char *name, const struct limit_spec *l, const char *v)
 {
@@ -387,8 +389,9 @@ static int apply_flag(struct config *c, const char *name, const char *v)
     }
     if (strcmp(name, "port") == 0) {
         if (parse_port(v, &c->port) < 0)
-            return err_set(-EINVAL, "--port: expected a port number from 0 to 65535, got "
-                                    "\"%.*s%s\"",
+            return err_set(-EINVAL,
+                           "--port: expected a port number from 0 to 65535, got "
+                           "\"%.*s%s\"",
                            SHOWN(v));
         return 0;
     }
@@ -436,8 +439,7 @@ int config_from_args(struct config *c, int argc, char **argv)
             return 1;
         if (flag_is(arg, "quiet", &inline_value) || flag_is(arg, "trust-proxy", &inline_value)) {
             if (inline_value)
-                return err_set(-EINVAL, "%.*s takes no value", (int)(strchr(arg, '=') - arg),
-                               arg);
+                return err_set(-EINVAL, "%.*s takes no value", (int)(strchr(arg, '=') - arg), arg);
             if (arg[2] == 'q')
                 c->quiet = true;
             else
@@ -502,8 +504,8 @@ static void format_default(const struct limit_spec *l, char *out, size_t n)
 static void build_help(void)
 {
     struct buf b = BUF_INIT(0);
-    int r = buf_addstr(&b,
-                       "Usage: sqlfs serve [OPTIONS]\n"
+    int r =
+        buf_addstr(&b, "Usage: sqlfs serve [OPTIONS]\n"
                        "\n"
                        "Serves the sqlfs HTTP API. Every option has an environment variable; an "
                        "option given\n"
@@ -562,6 +564,7 @@ static void build_help(void)
 const char *config_serve_help(void)
 {
     pthread_once(&help_once, build_help);
-    return help_text ? help_text : "Usage: sqlfs serve [OPTIONS] (help text unavailable: out of "
-                                   "memory)\n";
+    return help_text ? help_text
+                     : "Usage: sqlfs serve [OPTIONS] (help text unavailable: out of "
+                       "memory)\n";
 }

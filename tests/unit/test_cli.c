@@ -93,9 +93,8 @@ static void test_env_secret(void **state)
                          out, err, sizeof(out)),
                      0);
     verify_output(out, "env-secret", "a", "t1", -1);
-    assert_int_equal(run((const char *[]){"--sub", "a", "--expires", "24h", NULL}, out, err,
-                         sizeof(out)),
-                     0);
+    assert_int_equal(
+        run((const char *[]){"--sub", "a", "--expires", "24h", NULL}, out, err, sizeof(out)), 0);
     verify_output(out, "env-secret", "a", "default", 86400);
     unsetenv("AUTH_SECRET");
 }
@@ -107,9 +106,9 @@ static void test_data_secret(void **state)
     unsetenv("AUTH_SECRET");
     snprintf(dir, sizeof(dir), "%s/data", tmpdir);
     /* No secret anywhere: status 1, and nothing is created. */
-    assert_int_equal(run((const char *[]){"--sub", "a", "--data", dir, NULL}, out, err,
-                         sizeof(out)),
-                     CLI_EXIT_FAILURE);
+    assert_int_equal(
+        run((const char *[]){"--sub", "a", "--data", dir, NULL}, out, err, sizeof(out)),
+        CLI_EXIT_FAILURE);
     assert_string_equal(out, "");
     assert_non_null(strstr(err, "AUTH_SECRET"));
     assert_int_equal(access(dir, F_OK), -1);

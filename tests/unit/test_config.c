@@ -9,13 +9,36 @@
 
 /* Every variable config_from_env reads; cleared before each test so the host cannot leak in. */
 static const char *const vars[] = {
-    "PORT", "SQLFS_LISTEN", "SQLFS_DATA", "SQLFS_ROOTFS", "AUTH_SECRET", "ADMIN_SECRET",
-    "TRUST_PROXY", "SQLFS_QUIET", "MAX_REQUEST_BODY_BYTES", "MAX_FILE_WRITE_BYTES",
-    "MAX_BULK_WRITE_FILES", "MAX_INGEST_FILES", "MAX_INGEST_BYTES", "MAX_TREE_ENTRIES",
-    "MAX_EXEC_OUTPUT_BYTES", "SANDBOX_QUOTA_BYTES", "EXEC_MEMORY_BYTES", "EXEC_PIDS_MAX",
-    "EXEC_CPU_PERCENT", "EXEC_FILE_SIZE_BYTES", "EXEC_CONCURRENCY", "EXEC_QUEUE",
-    "BATCH_WORKERS", "AUTH_RATE_LIMIT_MAX", "AUTH_RATE_LIMIT_WINDOW_MS", "LOCK_TIMEOUT_MS",
-    "CHECKOUT_BUDGET_BYTES", "MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_IP", "CONNECTION_TIMEOUT_S",
+    "PORT",
+    "SQLFS_LISTEN",
+    "SQLFS_DATA",
+    "SQLFS_ROOTFS",
+    "AUTH_SECRET",
+    "ADMIN_SECRET",
+    "TRUST_PROXY",
+    "SQLFS_QUIET",
+    "MAX_REQUEST_BODY_BYTES",
+    "MAX_FILE_WRITE_BYTES",
+    "MAX_BULK_WRITE_FILES",
+    "MAX_INGEST_FILES",
+    "MAX_INGEST_BYTES",
+    "MAX_TREE_ENTRIES",
+    "MAX_EXEC_OUTPUT_BYTES",
+    "SANDBOX_QUOTA_BYTES",
+    "EXEC_MEMORY_BYTES",
+    "EXEC_PIDS_MAX",
+    "EXEC_CPU_PERCENT",
+    "EXEC_FILE_SIZE_BYTES",
+    "EXEC_CONCURRENCY",
+    "EXEC_QUEUE",
+    "BATCH_WORKERS",
+    "AUTH_RATE_LIMIT_MAX",
+    "AUTH_RATE_LIMIT_WINDOW_MS",
+    "LOCK_TIMEOUT_MS",
+    "CHECKOUT_BUDGET_BYTES",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
+    "CONNECTION_TIMEOUT_S",
 };
 
 static int clear_env(void **state)
@@ -126,8 +149,8 @@ static void test_listen(void **state)
     expect_listen("::1", "::1", 1111);
     expect_listen("example.org:0", "example.org", 0);
 
-    const char *bad[] = {":8080", "[::1", "[::1]x", "host:", "host:65536", "host:-1", "a b:1",
-                         "[]:80"};
+    const char *bad[] = {
+        ":8080", "[::1", "[::1]x", "host:", "host:65536", "host:-1", "a b:1", "[]:80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         setenv("SQLFS_LISTEN", bad[i], 1);
         struct config c;
@@ -315,9 +338,17 @@ static void test_help(void **state)
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         if (!strstr(help, vars[i]))
             fail_msg("help does not mention %s", vars[i]);
-    const char *flags[] = {"--listen", "--port", "--data", "--rootfs", "--quiet", "--trust-proxy",
-                           "--max-file-write-bytes", "--exec-memory-bytes", "--exec-concurrency",
-                           "--connection-timeout-s", "--help"};
+    const char *flags[] = {"--listen",
+                           "--port",
+                           "--data",
+                           "--rootfs",
+                           "--quiet",
+                           "--trust-proxy",
+                           "--max-file-write-bytes",
+                           "--exec-memory-bytes",
+                           "--exec-concurrency",
+                           "--connection-timeout-s",
+                           "--help"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         if (!strstr(help, flags[i]))
             fail_msg("help does not mention %s", flags[i]);
@@ -331,7 +362,7 @@ static void test_help(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_defaults),         T(test_env),           T(test_listen), T(test_env_rejected),
+        T(test_defaults),          T(test_env),           T(test_listen), T(test_env_rejected),
         T(test_args_override_env), T(test_args_rejected), T(test_help),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -10,8 +10,8 @@ static void expect(int code, const char *wire, int status, bool retryable)
     const struct err_info *e = err_info(code);
     assert_non_null(e);
     if (strcmp(e->code, wire) != 0 || e->status != status || e->retryable != retryable)
-        fail_msg("code %d → %s %d %d, want %s %d %d", code, e->code, e->status, e->retryable,
-                 wire, status, retryable);
+        fail_msg("code %d → %s %d %d, want %s %d %d", code, e->code, e->status, e->retryable, wire,
+                 status, retryable);
     assert_non_null(e->message);
     /* Sign does not matter. */
     assert_ptr_equal(err_info(-code), e);
@@ -71,8 +71,8 @@ static void test_sqlfs_codes(void **state)
 static void test_unknown(void **state)
 {
     (void)state;
-    const int unknown[] = {0, -EPERM, -ENOMEM, -EIO, -EACCES, -ERR_END, -(ERR_BASE - 1), 99999,
-                           -2147483647};
+    const int unknown[] = {0,        -EPERM,          -ENOMEM, -EIO,       -EACCES,
+                           -ERR_END, -(ERR_BASE - 1), 99999,   -2147483647};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         const struct err_info *e = err_info(unknown[i]);
         assert_string_equal(e->code, "INTERNAL_ERROR");

@@ -182,8 +182,10 @@ static void test_equal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_and_reload), cmocka_unit_test(test_refuse_unsafe),
-        cmocka_unit_test(test_missing),           cmocka_unit_test(test_too_long),
+        cmocka_unit_test(test_create_and_reload),
+        cmocka_unit_test(test_refuse_unsafe),
+        cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_equal),
     };
     return cmocka_run_group_tests_name("secret", tests, setup, teardown);
