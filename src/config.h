@@ -45,7 +45,8 @@ struct config {
 __attribute__((warn_unused_result)) int config_init(struct config *c);
 /* Applies environment variables. -EINVAL with err_set() naming the bad variable. */
 __attribute__((warn_unused_result)) int config_from_env(struct config *c);
-/* Applies `serve` flags (argv[0] is "serve"). -EINVAL with err_set() naming the bad flag. */
+/* Applies `serve` flags (argv[0] is "serve"). -EINVAL with err_set() naming the bad flag.
+ * Returns 1 (and stops) at -h/--help: the caller prints config_serve_help() and exits 0. */
 __attribute__((warn_unused_result)) int config_from_args(struct config *c, int argc, char **argv);
 void config_release(struct config *c);
 /* The help text of `sqlfs serve`. */

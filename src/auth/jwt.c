@@ -23,7 +23,8 @@
 #define JWT_TIME_MAX 100000000000LL
 #define EXPIRES_MAX_S (100LL * 365 * 86400)
 
-static const char jwt_header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"HS256","typ":"JWT"} */
+static const char jwt_header_b64[] =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"HS256","typ":"JWT"} */
 
 void jwt_claims_release(struct jwt_claims *c)
 {
@@ -61,8 +62,8 @@ static size_t b64url_encode(const uint8_t *in, size_t n, char *out)
 
 static bool b64url_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 /*
@@ -177,7 +178,8 @@ bool jwt_sub_valid(const char *s, size_t len)
 }
 
 /* Reads an optional NumericDate claim. Absent → 0 and *present false. Present but not a
- * number in [0, JWT_TIME_MAX] → -ERR_AUTH_INVALID. Fractions are truncated (RFC 7519 allows them). */
+ * number in [0, JWT_TIME_MAX] → -ERR_AUTH_INVALID. Fractions are truncated (RFC 7519 allows them).
+ */
 static int claim_time(const json_t *payload, const char *name, int64_t *ret, bool *present)
 {
     const json_t *v = json_object_get(payload, name);
@@ -427,12 +429,23 @@ int jwt_parse_expires(const char *s, int64_t *ret_seconds)
         return err_set(-EINVAL, "%s", expected);
     int64_t unit;
     switch (s[len - 1]) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    case 'y': unit = 365LL * 86400; break;
-    default: return err_set(-EINVAL, "%s", expected);
+    case 's':
+        unit = 1;
+        break;
+    case 'm':
+        unit = 60;
+        break;
+    case 'h':
+        unit = 3600;
+        break;
+    case 'd':
+        unit = 86400;
+        break;
+    case 'y':
+        unit = 365LL * 86400;
+        break;
+    default:
+        return err_set(-EINVAL, "%s", expected);
     }
     int64_t n = 0;
     for (size_t i = 0; i + 1 < len; i++) {

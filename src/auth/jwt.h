@@ -47,7 +47,10 @@ struct jwt_claims {
     char *jti;    /* token id (admin- and CLI-minted tokens); NULL when absent */
 };
 
-#define JWT_CLAIMS_INIT {NULL, NULL, 0, 0, NULL}
+#define JWT_CLAIMS_INIT                                                                            \
+    {                                                                                              \
+        NULL, NULL, 0, 0, NULL                                                                     \
+    }
 
 /* Frees the strings of c and resets it to JWT_CLAIMS_INIT. NULL-safe. */
 void jwt_claims_release(struct jwt_claims *c);

@@ -17,27 +17,27 @@
 #define RL_MIN_BUCKETS 64
 
 struct rl_entry {
-    struct rl_entry *hnext;      /* next entry in the same hash bucket */
+    struct rl_entry *hnext;       /* next entry in the same hash bucket */
     struct rl_entry *prev, *next; /* neighbours in the age list (older, newer) */
-    int64_t window_start_ms;     /* when the current window opened */
-    int64_t count;               /* hits allowed in the current window */
-    uint64_t hash;               /* SipHash of the key */
-    size_t keylen;               /* bytes in key */
-    char key[];                  /* the (truncated) key, not NUL-terminated */
+    int64_t window_start_ms;      /* when the current window opened */
+    int64_t count;                /* hits allowed in the current window */
+    uint64_t hash;                /* SipHash of the key */
+    size_t keylen;                /* bytes in key */
+    char key[];                   /* the (truncated) key, not NUL-terminated */
 };
 
 struct ratelimit {
-    pthread_mutex_t lock;   /* guards everything below */
-    int64_t max;            /* hits allowed per window; 0 = unlimited */
-    int64_t window_ms;      /* window length */
-    size_t max_keys;        /* cap on entries */
-    size_t count;           /* entries in the table */
+    pthread_mutex_t lock;      /* guards everything below */
+    int64_t max;               /* hits allowed per window; 0 = unlimited */
+    int64_t window_ms;         /* window length */
+    size_t max_keys;           /* cap on entries */
+    size_t count;              /* entries in the table */
     struct rl_entry **buckets; /* nbuckets chains */
-    size_t nbuckets;        /* a power of two */
-    struct rl_entry *oldest; /* head of the age list */
-    struct rl_entry *newest; /* tail of the age list */
-    EVP_MAC_CTX *mac;       /* SipHash context, keyed at each use with sipkey */
-    uint8_t sipkey[16];     /* random per limiter */
+    size_t nbuckets;           /* a power of two */
+    struct rl_entry *oldest;   /* head of the age list */
+    struct rl_entry *newest;   /* tail of the age list */
+    EVP_MAC_CTX *mac;          /* SipHash context, keyed at each use with sipkey */
+    uint8_t sipkey[16];        /* random per limiter */
 };
 
 struct ratelimit *ratelimit_new(int64_t max, int64_t window_ms)

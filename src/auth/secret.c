@@ -36,12 +36,12 @@ static int read_secret_fd(int fd, char **ret)
     if (!S_ISREG(st.st_mode))
         return err_set(-EINVAL, SECRET_FILE_NAME " in the data directory is not a regular file");
     if (st.st_uid != geteuid() || (st.st_mode & 077) != 0)
-        return err_set(-EACCES,
-                       SECRET_FILE_NAME " in the data directory must be owned by the server user "
-                                        "and not accessible to group or others (found mode %04o%s); "
-                                        "fix it with chmod 600",
-                       (unsigned)(st.st_mode & 07777),
-                       st.st_uid != geteuid() ? ", different owner" : "");
+        return err_set(
+            -EACCES,
+            SECRET_FILE_NAME " in the data directory must be owned by the server user "
+                             "and not accessible to group or others (found mode %04o%s); "
+                             "fix it with chmod 600",
+            (unsigned)(st.st_mode & 07777), st.st_uid != geteuid() ? ", different owner" : "");
     char *data = malloc(SECRET_MAX_LEN + 2);
     if (!data)
         return -ENOMEM;

@@ -30,8 +30,7 @@ __attribute__((warn_unused_result)) int secret_load(const char *data_dir, char *
 /* Like secret_load, but when the file does not exist it creates the data directory (and missing
  * parents, mode 0700) and a new random secret. *ret_created tells which happened (may be NULL). */
 __attribute__((warn_unused_result)) int secret_load_or_create(const char *data_dir,
-                                                              char **ret_secret,
-                                                              bool *ret_created);
+                                                              char **ret_secret, bool *ret_created);
 
 /* Compares two secrets in time independent of their contents and lengths (it compares SHA-256
  * digests of both with CRYPTO_memcmp). False also when hashing fails. */

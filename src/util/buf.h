@@ -30,7 +30,9 @@ __attribute__((warn_unused_result)) int buf_add(struct buf *b, const void *data,
 __attribute__((warn_unused_result)) int buf_addstr(struct buf *b, const char *s);
 __attribute__((warn_unused_result, format(printf, 2, 3))) int buf_addf(struct buf *b,
                                                                         const char *fmt, ...);
-__attribute__((warn_unused_result)) int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
+__attribute__((warn_unused_result, format(printf, 2, 0))) int buf_vaddf(struct buf *b,
+                                                                        const char *fmt,
+                                                                        va_list ap);
 /* Drops the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /* Empties the buffer, keeping its storage. */

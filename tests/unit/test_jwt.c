@@ -74,8 +74,7 @@ static void test_round_trip(void **state)
 {
     (void)state;
     json_t *claims = json_pack("{s:s, s:s, s:I, s:I, s:s}", "sub", "agent-001", "tenant", "t1",
-                               "iat", (json_int_t)NOW, "exp", (json_int_t)(NOW + 60), "jti",
-                               "abc");
+                               "iat", (json_int_t)NOW, "exp", (json_int_t)(NOW + 60), "jti", "abc");
     char *tok = NULL;
     assert_int_equal(jwt_sign(SECRET, strlen(SECRET), claims, &tok), 0);
     json_decref(claims);
@@ -105,8 +104,7 @@ static void test_round_trip(void **state)
     padded[n + 1] = '\0';
     assert_int_equal(jwt_verify(SECRET, strlen(SECRET), padded, n, NOW, &c), 0);
     jwt_claims_release(&c);
-    assert_int_equal(jwt_verify(SECRET, strlen(SECRET), padded, n + 1, NOW, &c),
-                     -ERR_AUTH_INVALID);
+    assert_int_equal(jwt_verify(SECRET, strlen(SECRET), padded, n + 1, NOW, &c), -ERR_AUTH_INVALID);
     free(padded);
     free(tok);
 }
@@ -183,10 +181,14 @@ static void test_alg(void **state)
     (void)state;
     const char *payload = "{\"sub\":\"alice\"}";
     const char *headers[] = {
-        "{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"HS512\",\"typ\":\"JWT\"}",
-        "{\"alg\":\"hs256\"}",                "{\"typ\":\"JWT\"}",
-        "{\"alg\":null}",                     "{\"alg\":[\"HS256\"]}",
-        "{\"alg\":\"HS256 \"}",                "{\"alg\":\"RS256\"}",
+        "{\"alg\":\"none\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"HS512\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"hs256\"}",
+        "{\"typ\":\"JWT\"}",
+        "{\"alg\":null}",
+        "{\"alg\":[\"HS256\"]}",
+        "{\"alg\":\"HS256 \"}",
+        "{\"alg\":\"RS256\"}",
     };
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
         /* Even with a correct HMAC, the header decides. */
@@ -315,8 +317,8 @@ static void test_sub_tenant(void **state)
     assert_false(jwt_tenant_valid("", 0));
     assert_false(jwt_sub_valid("a\0b", 3));
     assert_false(jwt_sub_valid("\xff", 1));
-    assert_false(jwt_sub_valid("\xc0\x80", 2));       /* overlong NUL */
-    assert_false(jwt_sub_valid("\xed\xa0\x80", 3));   /* surrogate */
+    assert_false(jwt_sub_valid("\xc0\x80", 2));        /* overlong NUL */
+    assert_false(jwt_sub_valid("\xed\xa0\x80", 3));    /* surrogate */
     assert_true(jwt_sub_valid("\xf0\x9f\x98\x80", 4)); /* emoji */
 }
 
@@ -400,8 +402,8 @@ static void test_parse_expires(void **state)
     assert_int_equal(jwt_parse_expires("15m", &s), 0);
     assert_int_equal(s, 900);
     assert_int_equal(jwt_parse_expires("100y", &s), 0);
-    const char *bad[] = {"",   "h",    "0h",    "-1h", "+1h",  "1 h", " 1h",
-                         "1",  "1w",   "1H",    "1.5h", "Never", "101y", "99999999999999999d",
+    const char *bad[] = {"",    "h",     "0h",    "-1h",  "+1h",   "1 h",  " 1h",
+                         "1",   "1w",    "1H",    "1.5h", "Never", "101y", "99999999999999999d",
                          "1hh", "0x10s", "never "};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         s = 42;
@@ -419,8 +421,8 @@ static void test_mint(void **state)
     (void)state;
     char *tok = NULL;
     int64_t exp = 0;
-    assert_int_equal(
-        jwt_mint(SECRET, strlen(SECRET), "bob", "t-2", 86400, true, NOW, &tok, &exp), 0);
+    assert_int_equal(jwt_mint(SECRET, strlen(SECRET), "bob", "t-2", 86400, true, NOW, &tok, &exp),
+                     0);
     assert_int_equal(exp, NOW + 86400);
     struct jwt_claims c = JWT_CLAIMS_INIT;
     assert_int_equal(verify(tok, &c), 0);
@@ -438,9 +440,8 @@ static void test_mint(void **state)
 
     assert_int_equal(jwt_mint(SECRET, strlen(SECRET), "bob", NULL, -1, false, NOW, &tok, &exp), 0);
     assert_int_equal(exp, 0);
-    assert_int_equal(jwt_verify(SECRET, strlen(SECRET), tok, strlen(tok), NOW + 100LL * 31536000,
-                                &c),
-                     0);
+    assert_int_equal(
+        jwt_verify(SECRET, strlen(SECRET), tok, strlen(tok), NOW + 100LL * 31536000, &c), 0);
     assert_string_equal(c.tenant, "default");
     assert_int_equal(c.exp, 0);
     assert_null(c.jti);
@@ -450,9 +451,8 @@ static void test_mint(void **state)
     tok = NULL;
     assert_int_equal(jwt_mint(SECRET, strlen(SECRET), "", NULL, -1, false, NOW, &tok, NULL),
                      -EINVAL);
-    assert_int_equal(jwt_mint(SECRET, strlen(SECRET), "a", "bad tenant", -1, false, NOW, &tok,
-                              NULL),
-                     -EINVAL);
+    assert_int_equal(
+        jwt_mint(SECRET, strlen(SECRET), "a", "bad tenant", -1, false, NOW, &tok, NULL), -EINVAL);
     assert_int_equal(jwt_mint(SECRET, strlen(SECRET), "a", NULL, 0, false, NOW, &tok, NULL),
                      -EINVAL);
     assert_int_equal(jwt_mint(SECRET, 0, "a", NULL, 60, false, NOW, &tok, NULL), -EINVAL);
@@ -466,16 +466,11 @@ static void test_mint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_defaults_and_independent_token),
-        cmocka_unit_test(test_tampered),
-        cmocka_unit_test(test_alg),
-        cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_sub_tenant),
-        cmocka_unit_test(test_structure),
-        cmocka_unit_test(test_noncanonical_base64),
-        cmocka_unit_test(test_parse_expires),
-        cmocka_unit_test(test_mint),
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_defaults_and_independent_token),
+        cmocka_unit_test(test_tampered),      cmocka_unit_test(test_alg),
+        cmocka_unit_test(test_expiry),        cmocka_unit_test(test_sub_tenant),
+        cmocka_unit_test(test_structure),     cmocka_unit_test(test_noncanonical_base64),
+        cmocka_unit_test(test_parse_expires), cmocka_unit_test(test_mint),
     };
     return cmocka_run_group_tests_name("jwt", tests, NULL, NULL);
 }

@@ -1,0 +1,570 @@
+/*
+ * config — defaults, environment, then `serve` flags. Every numeric limit is described once in
+ * the `limits` table (variable name, default, range, whether it is a byte count); its flag is the
+ * variable name in kebab case, so the environment, the flags and the help text cannot drift apart.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+#define KIB 1024LL
+#define MIB (1024LL * KIB)
+#define GIB (1024LL * MIB)
+#define TIB (1024LL * GIB)
+#define PIB (1024LL * TIB)
+
+#define COUNT_MAX 2147483647LL          /* counts fit in an int for every consumer */
+#define MS_MAX (7LL * 24 * 3600 * 1000) /* a week */
+#define VALUE_SHOWN_MAX 40              /* bad values are quoted in messages up to this length */
+
+enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2 };
+
+struct limit_spec {
+    const char *env;        /* environment variable; the flag is its kebab-case form */
+    size_t offset;          /* offsetof the int64_t field in struct config */
+    int64_t def;            /* default (when computed == FIXED) */
+    enum computed computed; /* how a CPU-dependent default is derived */
+    int64_t min, max;       /* accepted range, inclusive */
+    bool bytes;             /* a byte count: size suffixes allowed */
+    const char *help;       /* one line for the help text */
+};
+
+#define F(field) offsetof(struct config, field)
+
+static const struct limit_spec limits[] = {
+    {"MAX_REQUEST_BODY_BYTES", F(max_request_body_bytes), 268435456, FIXED, 1, PIB, true,
+     "largest JSON request body"},
+    {"MAX_FILE_WRITE_BYTES", F(max_file_write_bytes), 1073741824, FIXED, 1, PIB, true,
+     "largest file upload (PUT, streamed)"},
+    {"MAX_BULK_WRITE_FILES", F(max_bulk_write_files), 1000, FIXED, 1, COUNT_MAX, false,
+     "files in one bulk write"},
+    {"MAX_INGEST_FILES", F(max_ingest_files), 100000, FIXED, 1, COUNT_MAX, false,
+     "entries in one ingested archive"},
+    {"MAX_INGEST_BYTES", F(max_ingest_bytes), 4294967296, FIXED, 1, PIB, true,
+     "unpacked bytes of one ingested archive"},
+    {"MAX_TREE_ENTRIES", F(max_tree_entries), 50000, FIXED, 1, COUNT_MAX, false,
+     "entries in one tree listing"},
+    {"MAX_EXEC_OUTPUT_BYTES", F(max_exec_output_bytes), 16777216, FIXED, 1, PIB, true,
+     "stdout+stderr kept from one exec"},
+    {"SANDBOX_QUOTA_BYTES", F(sandbox_quota_bytes), 10737418240, FIXED, 1, PIB, true,
+     "storage quota of one sandbox"},
+    {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,
+     "memory limit of one exec"},
+    {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false, "processes in one exec"},
+    {"EXEC_CPU_PERCENT", F(exec_cpu_percent), 100, FIXED, 0, 100000, false,
+     "CPU of one exec, in percent of one core (0 = no cap)"},
+    {"EXEC_FILE_SIZE_BYTES", F(exec_file_size_bytes), 4294967296, FIXED, 1, PIB, true,
+     "largest file an exec may write (RLIMIT_FSIZE)"},
+    {"EXEC_CONCURRENCY", F(exec_concurrency), 0, CPUS_X2_PLUS_2, 1, 100000, false,
+     "execs running at once"},
+    {"EXEC_QUEUE", F(exec_queue), 256, FIXED, 0, 1000000, false,
+     "execs waiting beyond that (then 503 EBUSY)"},
+    {"BATCH_WORKERS", F(batch_workers), 0, CPUS_X2, 1, 10000, false,
+     "parallelism of read-only batch execs"},
+    {"AUTH_RATE_LIMIT_MAX", F(auth_rate_limit_max), 5, FIXED, 0, COUNT_MAX, false,
+     "auth requests per window per client IP (0 = no limit)"},
+    {"AUTH_RATE_LIMIT_WINDOW_MS", F(auth_rate_limit_window_ms), 60000, FIXED, 1, MS_MAX, false,
+     "auth rate-limit window, milliseconds"},
+    {"LOCK_TIMEOUT_MS", F(lock_timeout_ms), 60000, FIXED, 0, MS_MAX, false,
+     "wait for a busy sandbox before 503 ELOCKTIMEOUT, milliseconds"},
+    {"CHECKOUT_BUDGET_BYTES", F(checkout_budget_bytes), 10737418240, FIXED, 1, PIB, true,
+     "disk used by sandbox checkouts"},
+    {"MAX_CONNECTIONS", F(max_connections), 2000, FIXED, 1, 1000000, false,
+     "open HTTP connections"},
+    {"MAX_CONNECTIONS_PER_IP", F(max_connections_per_ip), 0, FIXED, 0, 1000000, false,
+     "open HTTP connections per client IP (0 = no limit)"},
+    {"CONNECTION_TIMEOUT_S", F(connection_timeout_s), 600, FIXED, 1, 86400, false,
+     "idle HTTP connection timeout, seconds"},
+};
+
+#define NLIMITS (sizeof(limits) / sizeof(limits[0]))
+
+static int64_t *limit_field(struct config *c, const struct limit_spec *l)
+{
+    return (int64_t *)((char *)c + l->offset);
+}
+
+static int64_t cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n;
+}
+
+static int64_t limit_default(const struct limit_spec *l, int64_t cpus)
+{
+    switch (l->computed) {
+    case CPUS_X2_PLUS_2:
+        return 2 * cpus + 2;
+    case CPUS_X2:
+        return 2 * cpus;
+    case FIXED:
+        break;
+    }
+    return l->def;
+}
+
+/* "MAX_FILE_WRITE_BYTES" → "max-file-write-bytes" into out (>= strlen + 1 bytes). */
+static void kebab(const char *env, char *out, size_t n)
+{
+    size_t i = 0;
+    for (; env[i] && i + 1 < n; i++)
+        out[i] = env[i] == '_' ? '-' : (char)(env[i] | 0x20);
+    out[i] = '\0';
+}
+
+static int set_str(char **field, const char *value)
+{
+    char *s = strdup(value);
+    if (!s)
+        return -ENOMEM;
+    free(*field);
+    *field = s;
+    return 0;
+}
+
+/* ---- value parsers: 0 or -EINVAL, no messages (callers name the variable or flag) ---- */
+
+static const struct {
+    const char *suffix;
+    int64_t mult;
+} size_suffixes[] = {
+    {"K", KIB}, {"KiB", KIB}, {"M", MIB}, {"MiB", MIB},
+    {"G", GIB}, {"GiB", GIB}, {"T", TIB}, {"TiB", TIB},
+};
+
+/* A decimal integer in [min, max]; with `bytes`, optionally followed by a binary size suffix.
+ * No sign, no spaces, no hex or octal. */
+static int parse_number(const char *s, bool bytes, int64_t min, int64_t max, int64_t *ret)
+{
+    if (s[0] < '0' || s[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE)
+        return -EINVAL;
+    int64_t mult = 1;
+    if (*end) {
+        if (!bytes)
+            return -EINVAL;
+        size_t i = 0;
+        while (i < sizeof(size_suffixes) / sizeof(size_suffixes[0]) &&
+               strcmp(end, size_suffixes[i].suffix) != 0)
+            i++;
+        if (i == sizeof(size_suffixes) / sizeof(size_suffixes[0]))
+            return -EINVAL;
+        mult = size_suffixes[i].mult;
+    }
+    if (v > max / mult)
+        return -EINVAL;
+    v *= mult;
+    if (v < min)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *ret)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *ret = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *ret = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int parse_port(const char *s, int *ret)
+{
+    int64_t v;
+    int r = parse_number(s, false, 0, 65535, &v);
+    if (r >= 0)
+        *ret = (int)v;
+    return r;
+}
+
+/*
+ * HOST, HOST:PORT, [IPV6] or [IPV6]:PORT; a bare IPv6 address (two or more colons) is a host
+ * without port. On success *ret_host is malloc'd and *ret_port is set, or left alone when the
+ * value carries no port. -EINVAL or -ENOMEM.
+ */
+static int parse_listen(const char *s, char **ret_host, int *ret_port)
+{
+    const char *host = s, *port = NULL;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close)
+            return -EINVAL;
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0')
+            return -EINVAL;
+    } else {
+        const char *colon = strchr(s, ':');
+        if (colon && !strchr(colon + 1, ':')) {
+            hlen = (size_t)(colon - s);
+            port = colon + 1;
+        } else {
+            hlen = strlen(s);
+        }
+    }
+    if (hlen == 0 || hlen > 255)
+        return -EINVAL;
+    for (size_t i = 0; i < hlen; i++)
+        if (host[i] == ' ' || host[i] == '/' || (unsigned char)host[i] < 0x20 ||
+            (host[i] == ']' || host[i] == '['))
+            return -EINVAL;
+    int p = 0;
+    if (port && parse_port(port, &p) < 0)
+        return -EINVAL;
+    char *h = strndup(host, hlen);
+    if (!h)
+        return -ENOMEM;
+    *ret_host = h;
+    if (port)
+        *ret_port = p;
+    return 0;
+}
+
+/* Shows a rejected value in a message: quoted, cut short. Values here are limits, ports and
+ * paths from the operator's own command line or environment, never secrets. */
+#define SHOWN(v)                                                                                   \
+    (int)(strlen(v) > VALUE_SHOWN_MAX ? VALUE_SHOWN_MAX : strlen(v)), (v),                         \
+        (strlen(v) > VALUE_SHOWN_MAX ? "..." : "")
+
+static int bad_limit(const char *name, const struct limit_spec *l, const char *v)
+{
+    if (l->bytes)
+        return err_set(-EINVAL,
+                       "%s: expected a byte count from %lld to %lld (suffixes K, M, G, T or KiB, "
+                       "MiB, GiB, TiB allowed), got \"%.*s%s\"",
+                       name, (long long)l->min, (long long)l->max, SHOWN(v));
+    return err_set(-EINVAL, "%s: expected an integer from %lld to %lld, got \"%.*s%s\"", name,
+                   (long long)l->min, (long long)l->max, SHOWN(v));
+}
+
+/* ---- public ---- */
+
+int config_init(struct config *c)
+{
+    *c = (struct config){0};
+    int64_t cpus = cpu_count();
+    for (size_t i = 0; i < NLIMITS; i++)
+        *limit_field(c, &limits[i]) = limit_default(&limits[i], cpus);
+    c->port = 8080;
+    c->listen_host = strdup("127.0.0.1");
+    c->data_dir = strdup("./data");
+    if (!c->listen_host || !c->data_dir) {
+        config_release(c);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void config_release(struct config *c)
+{
+    free(c->listen_host);
+    free(c->data_dir);
+    free(c->auth_secret);
+    free(c->admin_secret);
+    free(c->rootfs);
+    c->listen_host = c->data_dir = c->auth_secret = c->admin_secret = c->rootfs = NULL;
+}
+
+/* An environment variable, with an empty value counted as unset. */
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static int env_path(const char *name, char **field)
+{
+    const char *v = env(name);
+    return v ? set_str(field, v) : 0;
+}
+
+static int env_bool(const char *name, bool *field)
+{
+    const char *v = env(name);
+    if (v && parse_bool(v, field) < 0)
+        return err_set(-EINVAL, "%s: expected 1/0, true/false, yes/no or on/off, got \"%.*s%s\"",
+                       name, SHOWN(v));
+    return 0;
+}
+
+int config_from_env(struct config *c)
+{
+    const char *v = env("PORT");
+    if (v && parse_port(v, &c->port) < 0)
+        return err_set(-EINVAL, "PORT: expected a port number from 0 to 65535, got \"%.*s%s\"",
+                       SHOWN(v));
+    v = env("SQLFS_LISTEN");
+    if (v) {
+        char *host = NULL;
+        int r = parse_listen(v, &host, &c->port);
+        if (r == -ENOMEM)
+            return r;
+        if (r < 0)
+            return err_set(-EINVAL,
+                           "SQLFS_LISTEN: expected HOST, HOST:PORT or [IPV6]:PORT with a port "
+                           "from 0 to 65535, got \"%.*s%s\"",
+                           SHOWN(v));
+        free(c->listen_host);
+        c->listen_host = host;
+    }
+    int r;
+    if ((r = env_path("SQLFS_DATA", &c->data_dir)) < 0 ||
+        (r = env_path("SQLFS_ROOTFS", &c->rootfs)) < 0 ||
+        (r = env_path("AUTH_SECRET", &c->auth_secret)) < 0 ||
+        (r = env_path("ADMIN_SECRET", &c->admin_secret)) < 0 ||
+        (r = env_bool("TRUST_PROXY", &c->trust_proxy)) < 0 ||
+        (r = env_bool("SQLFS_QUIET", &c->quiet)) < 0)
+        return r;
+    for (size_t i = 0; i < NLIMITS; i++) {
+        v = env(limits[i].env);
+        if (v && parse_number(v, limits[i].bytes, limits[i].min, limits[i].max,
+                              limit_field(c, &limits[i])) < 0)
+            return bad_limit(limits[i].env, &limits[i], v);
+    }
+    return 0;
+}
+
+/* The option named by arg ("--name" or "--name=value"); *ret_value gets the inline value. */
+static bool flag_is(const char *arg, const char *name, const char **ret_value)
+{
+    if (strncmp(arg, "--", 2) != 0)
+        return false;
+    size_t n = strlen(name);
+    if (strncmp(arg + 2, name, n) != 0)
+        return false;
+    if (arg[2 + n] == '\0') {
+        *ret_value = NULL;
+        return true;
+    }
+    if (arg[2 + n] == '=') {
+        *ret_value = arg + 3 + n;
+        return true;
+    }
+    return false;
+}
+
+/* Applies one value-taking flag; -EINVAL with a message naming it. */
+static int apply_flag(struct config *c, const char *name, const char *v)
+{
+    char flag[64];
+    if (strcmp(name, "listen") == 0) {
+        char *host = NULL;
+        int r = parse_listen(v, &host, &c->port);
+        if (r == -ENOMEM)
+            return r;
+        if (r < 0)
+            return err_set(-EINVAL,
+                           "--listen: expected HOST, HOST:PORT or [IPV6]:PORT with a port from "
+                           "0 to 65535, got \"%.*s%s\"",
+                           SHOWN(v));
+        free(c->listen_host);
+        c->listen_host = host;
+        return 0;
+    }
+    if (strcmp(name, "port") == 0) {
+        if (parse_port(v, &c->port) < 0)
+            return err_set(-EINVAL,
+                           "--port: expected a port number from 0 to 65535, got "
+                           "\"%.*s%s\"",
+                           SHOWN(v));
+        return 0;
+    }
+    if (strcmp(name, "data") == 0 || strcmp(name, "rootfs") == 0) {
+        if (!*v)
+            return err_set(-EINVAL, "--%s: expected a directory, got an empty value", name);
+        return set_str(strcmp(name, "data") == 0 ? &c->data_dir : &c->rootfs, v);
+    }
+    for (size_t i = 0; i < NLIMITS; i++) {
+        kebab(limits[i].env, flag, sizeof(flag));
+        if (strcmp(name, flag) != 0)
+            continue;
+        if (parse_number(v, limits[i].bytes, limits[i].min, limits[i].max,
+                         limit_field(c, &limits[i])) < 0) {
+            char shown[70];
+            snprintf(shown, sizeof(shown), "--%s", flag);
+            return bad_limit(shown, &limits[i], v);
+        }
+        return 0;
+    }
+    return err_set(-EINVAL, "unknown option --%s (see sqlfs serve --help)", name);
+}
+
+static bool takes_value(const char *name)
+{
+    static const char *const with_value[] = {"listen", "port", "data", "rootfs"};
+    for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
+        if (strcmp(name, with_value[i]) == 0)
+            return true;
+    char flag[64];
+    for (size_t i = 0; i < NLIMITS; i++) {
+        kebab(limits[i].env, flag, sizeof(flag));
+        if (strcmp(name, flag) == 0)
+            return true;
+    }
+    return false;
+}
+
+int config_from_args(struct config *c, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *inline_value = NULL;
+        if (strcmp(arg, "-h") == 0 || flag_is(arg, "help", &inline_value))
+            return 1;
+        if (flag_is(arg, "quiet", &inline_value) || flag_is(arg, "trust-proxy", &inline_value)) {
+            if (inline_value)
+                return err_set(-EINVAL, "%.*s takes no value", (int)(strchr(arg, '=') - arg), arg);
+            if (arg[2] == 'q')
+                c->quiet = true;
+            else
+                c->trust_proxy = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            return err_set(-EINVAL, "unexpected argument \"%.*s%s\" (see sqlfs serve --help)",
+                           SHOWN(arg));
+        char name[64];
+        const char *eq = strchr(arg + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        if (nlen >= sizeof(name))
+            return err_set(-EINVAL, "unknown option \"%.*s%s\" (see sqlfs serve --help)",
+                           SHOWN(arg));
+        memcpy(name, arg + 2, nlen);
+        name[nlen] = '\0';
+        if (!takes_value(name))
+            return err_set(-EINVAL, "unknown option --%s (see sqlfs serve --help)", name);
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v) {
+            if (i + 1 >= argc)
+                return err_set(-EINVAL, "--%s needs a value (see sqlfs serve --help)", name);
+            v = argv[++i];
+        }
+        int r = apply_flag(c, name, v);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* ---- help ---- */
+
+static char *help_text;
+static pthread_once_t help_once = PTHREAD_ONCE_INIT;
+
+static void format_default(const struct limit_spec *l, char *out, size_t n)
+{
+    if (l->computed == CPUS_X2_PLUS_2) {
+        snprintf(out, n, "2 x CPUs + 2");
+        return;
+    }
+    if (l->computed == CPUS_X2) {
+        snprintf(out, n, "2 x CPUs");
+        return;
+    }
+    static const struct {
+        int64_t mult;
+        const char *unit;
+    } units[] = {{TIB, "TiB"}, {GIB, "GiB"}, {MIB, "MiB"}, {KIB, "KiB"}};
+    if (l->bytes && l->def > 0)
+        for (size_t i = 0; i < 4; i++)
+            if (l->def % units[i].mult == 0) {
+                snprintf(out, n, "%lld (%lld%s)", (long long)l->def,
+                         (long long)(l->def / units[i].mult), units[i].unit);
+                return;
+            }
+    snprintf(out, n, "%lld", (long long)l->def);
+}
+
+static void build_help(void)
+{
+    struct buf b = BUF_INIT(0);
+    int r =
+        buf_addstr(&b, "Usage: sqlfs serve [OPTIONS]\n"
+                       "\n"
+                       "Serves the sqlfs HTTP API. Every option has an environment variable; an "
+                       "option given\n"
+                       "on the command line wins over the variable. An empty variable counts as "
+                       "unset.\n"
+                       "Options take their value as --name VALUE or --name=VALUE.\n"
+                       "\n"
+                       "Server:\n"
+                       "  --listen HOST[:PORT]     SQLFS_LISTEN   address to listen on; IPv6 as "
+                       "[::1]:8080\n"
+                       "                                          (default 127.0.0.1)\n"
+                       "  --port N                 PORT           TCP port, 0 picks a free one "
+                       "(default 8080)\n"
+                       "  --data DIR               SQLFS_DATA     data directory: database and "
+                       "auth_secret\n"
+                       "                                          (default ./data)\n"
+                       "  --rootfs DIR             SQLFS_ROOTFS   root file system for execs "
+                       "(default: the\n"
+                       "                                          host's own /usr)\n"
+                       "  --trust-proxy            TRUST_PROXY    take the client IP from "
+                       "X-Forwarded-For for\n"
+                       "                                          rate limits (only behind a "
+                       "proxy you run)\n"
+                       "  --quiet                  SQLFS_QUIET    no per-request log lines\n"
+                       "  -h, --help                              this text\n"
+                       "\n"
+                       "Secrets (environment only, so they never appear in the process list):\n"
+                       "  AUTH_SECRET    HS256 signing key of bearer tokens and the "
+                       "X-Auth-Secret of\n"
+                       "                 POST /v1/auth/bootstrap. Unset: a random secret is "
+                       "generated once\n"
+                       "                 and kept in DATA/auth_secret (mode 0600).\n"
+                       "  ADMIN_SECRET   X-Admin-Secret of POST /v1/auth/admin. Unset: that "
+                       "route answers\n"
+                       "                 500 ADMIN_NOT_CONFIGURED.\n"
+                       "\n"
+                       "Limits (byte counts accept the suffixes K, M, G, T or KiB, MiB, GiB, TiB, "
+                       "all powers\n"
+                       "of 1024, e.g. 512M or 4GiB; TRUST_PROXY and SQLFS_QUIET take 1/0, "
+                       "true/false,\n"
+                       "yes/no or on/off):\n");
+    char flag[64], def[64];
+    for (size_t i = 0; r >= 0 && i < NLIMITS; i++) {
+        kebab(limits[i].env, flag, sizeof(flag));
+        format_default(&limits[i], def, sizeof(def));
+        r = buf_addf(&b, "  --%s %s\n      %s\n      env %s, default %s\n", flag,
+                     limits[i].bytes ? "BYTES" : "N", limits[i].help, limits[i].env, def);
+    }
+    if (r < 0) {
+        buf_release(&b);
+        return;
+    }
+    help_text = buf_detach(&b, NULL);
+}
+
+const char *config_serve_help(void)
+{
+    pthread_once(&help_once, build_help);
+    return help_text ? help_text
+                     : "Usage: sqlfs serve [OPTIONS] (help text unavailable: out of "
+                       "memory)\n";
+}

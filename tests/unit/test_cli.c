@@ -1,0 +1,168 @@
+#include "unit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "auth/jwt.h"
+#include "auth/secret.h"
+#include "cli.h"
+#include "util/timeutil.h"
+
+static char tmpdir[] = "/tmp/sqlfs-cli-XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Runs cli_token with stdout and stderr captured into out/errout (each up to n bytes). */
+static int run(const char *const *args, char *out, char *errout, size_t n)
+{
+    char *argv[16];
+    int argc = 0;
+    argv[argc++] = (char *)"token";
+    for (; *args; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+
+    FILE *fo = tmpfile(), *fe = tmpfile();
+    assert_non_null(fo);
+    assert_non_null(fe);
+    fflush(stdout);
+    fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    dup2(fileno(fo), 1);
+    dup2(fileno(fe), 2);
+    int rc = cli_token(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    FILE *files[] = {fo, fe};
+    char *bufs[] = {out, errout};
+    for (int i = 0; i < 2; i++) {
+        rewind(files[i]);
+        size_t got = fread(bufs[i], 1, n - 1, files[i]);
+        bufs[i][got] = '\0';
+        fclose(files[i]);
+    }
+    return rc;
+}
+
+static void verify_output(const char *out, const char *secret, const char *sub, const char *tenant,
+                          int64_t lifetime)
+{
+    size_t len = strlen(out);
+    assert_true(len > 0 && out[len - 1] == '\n');
+    struct jwt_claims c = JWT_CLAIMS_INIT;
+    int64_t now = time_now_ms() / 1000;
+    assert_int_equal(jwt_verify(secret, strlen(secret), out, len - 1, now, &c), 0);
+    assert_string_equal(c.sub, sub);
+    assert_string_equal(c.tenant, tenant);
+    assert_non_null(c.jti);
+    assert_true(c.iat >= now - 5 && c.iat <= now);
+    if (lifetime < 0)
+        assert_int_equal(c.exp, 0);
+    else
+        assert_int_equal(c.exp, c.iat + lifetime);
+    jwt_claims_release(&c);
+}
+
+static void test_env_secret(void **state)
+{
+    (void)state;
+    char out[4096], err[4096];
+    setenv("AUTH_SECRET", "env-secret", 1);
+    assert_int_equal(run((const char *[]){"--sub", "agent-1", NULL}, out, err, sizeof(out)), 0);
+    verify_output(out, "env-secret", "agent-1", "default", 30 * 86400);
+    assert_string_equal(err, "");
+    assert_int_equal(run((const char *[]){"--sub=a", "--tenant=t1", "--expires", "never", NULL},
+                         out, err, sizeof(out)),
+                     0);
+    verify_output(out, "env-secret", "a", "t1", -1);
+    assert_int_equal(
+        run((const char *[]){"--sub", "a", "--expires", "24h", NULL}, out, err, sizeof(out)), 0);
+    verify_output(out, "env-secret", "a", "default", 86400);
+    unsetenv("AUTH_SECRET");
+}
+
+static void test_data_secret(void **state)
+{
+    (void)state;
+    char out[4096], err[4096], dir[256];
+    unsetenv("AUTH_SECRET");
+    snprintf(dir, sizeof(dir), "%s/data", tmpdir);
+    /* No secret anywhere: status 1, and nothing is created. */
+    assert_int_equal(
+        run((const char *[]){"--sub", "a", "--data", dir, NULL}, out, err, sizeof(out)),
+        CLI_EXIT_FAILURE);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "AUTH_SECRET"));
+    assert_int_equal(access(dir, F_OK), -1);
+
+    char *secret = NULL;
+    assert_int_equal(secret_load_or_create(dir, &secret, NULL), 0);
+    assert_int_equal(run((const char *[]){"--sub", "a", "--data", dir, "--expires", "1y", NULL},
+                         out, err, sizeof(out)),
+                     0);
+    verify_output(out, secret, "a", "default", 365 * 86400);
+    /* SQLFS_DATA is the fallback for --data. */
+    setenv("SQLFS_DATA", dir, 1);
+    assert_int_equal(run((const char *[]){"--sub", "b", NULL}, out, err, sizeof(out)), 0);
+    verify_output(out, secret, "b", "default", 30 * 86400);
+    unsetenv("SQLFS_DATA");
+    assert_null(strstr(err, secret)); /* the secret is never printed */
+    free(secret);
+}
+
+static void test_usage(void **state)
+{
+    (void)state;
+    char out[4096], err[4096];
+    setenv("AUTH_SECRET", "env-secret", 1);
+    const char *const *bad[] = {
+        (const char *[]){NULL},
+        (const char *[]){"--tenant", "t", NULL},
+        (const char *[]){"--sub", NULL},
+        (const char *[]){"--sub", "", NULL},
+        (const char *[]){"--sub", "a", "--tenant", "bad tenant", NULL},
+        (const char *[]){"--sub", "a", "--expires", "tomorrow", NULL},
+        (const char *[]){"--sub", "a", "--bogus", NULL},
+        (const char *[]){"--sub", "a", "stray", NULL},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(run(bad[i], out, err, sizeof(out)), CLI_EXIT_USAGE);
+        assert_string_equal(out, "");
+        assert_non_null(strstr(err, "sqlfs token: "));
+    }
+    assert_int_equal(run((const char *[]){"--help", NULL}, out, err, sizeof(out)), 0);
+    assert_non_null(strstr(out, "--expires"));
+    unsetenv("AUTH_SECRET");
+    assert_non_null(strstr(cli_main_help(), "serve"));
+    assert_non_null(strstr(cli_main_help(), "token"));
+    assert_non_null(strstr(cli_main_help(), "version"));
+    assert_non_null(strstr(cli_main_help(), "AUTH_SECRET"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_env_secret),
+        cmocka_unit_test(test_data_secret),
+        cmocka_unit_test(test_usage),
+    };
+    return cmocka_run_group_tests_name("cli", tests, setup, teardown);
+}

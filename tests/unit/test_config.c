@@ -1,0 +1,369 @@
+#include "unit.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util/err.h"
+
+/* Every variable config_from_env reads; cleared before each test so the host cannot leak in. */
+static const char *const vars[] = {
+    "PORT",
+    "SQLFS_LISTEN",
+    "SQLFS_DATA",
+    "SQLFS_ROOTFS",
+    "AUTH_SECRET",
+    "ADMIN_SECRET",
+    "TRUST_PROXY",
+    "SQLFS_QUIET",
+    "MAX_REQUEST_BODY_BYTES",
+    "MAX_FILE_WRITE_BYTES",
+    "MAX_BULK_WRITE_FILES",
+    "MAX_INGEST_FILES",
+    "MAX_INGEST_BYTES",
+    "MAX_TREE_ENTRIES",
+    "MAX_EXEC_OUTPUT_BYTES",
+    "SANDBOX_QUOTA_BYTES",
+    "EXEC_MEMORY_BYTES",
+    "EXEC_PIDS_MAX",
+    "EXEC_CPU_PERCENT",
+    "EXEC_FILE_SIZE_BYTES",
+    "EXEC_CONCURRENCY",
+    "EXEC_QUEUE",
+    "BATCH_WORKERS",
+    "AUTH_RATE_LIMIT_MAX",
+    "AUTH_RATE_LIMIT_WINDOW_MS",
+    "LOCK_TIMEOUT_MS",
+    "CHECKOUT_BUDGET_BYTES",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
+    "CONNECTION_TIMEOUT_S",
+};
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+    err_clear();
+    return 0;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.port, 8080);
+    assert_string_equal(c.data_dir, "./data");
+    assert_null(c.auth_secret);
+    assert_null(c.admin_secret);
+    assert_null(c.rootfs);
+    assert_false(c.trust_proxy);
+    assert_false(c.quiet);
+    assert_int_equal(c.max_request_body_bytes, 268435456);
+    assert_int_equal(c.max_file_write_bytes, 1073741824);
+    assert_int_equal(c.max_bulk_write_files, 1000);
+    assert_int_equal(c.max_ingest_files, 100000);
+    assert_int_equal(c.max_ingest_bytes, 4294967296LL);
+    assert_int_equal(c.max_tree_entries, 50000);
+    assert_int_equal(c.max_exec_output_bytes, 16777216);
+    assert_int_equal(c.sandbox_quota_bytes, 10737418240LL);
+    assert_int_equal(c.exec_memory_bytes, 1073741824);
+    assert_int_equal(c.exec_pids_max, 512);
+    assert_int_equal(c.exec_cpu_percent, 100);
+    assert_int_equal(c.exec_file_size_bytes, 4294967296LL);
+    assert_int_equal(c.exec_concurrency, 2 * cpus + 2);
+    assert_int_equal(c.exec_queue, 256);
+    assert_int_equal(c.batch_workers, 2 * cpus);
+    assert_int_equal(c.auth_rate_limit_max, 5);
+    assert_int_equal(c.auth_rate_limit_window_ms, 60000);
+    assert_int_equal(c.lock_timeout_ms, 60000);
+    assert_int_equal(c.checkout_budget_bytes, 10737418240LL);
+    assert_int_equal(c.max_connections, 2000);
+    assert_int_equal(c.max_connections_per_ip, 0);
+    assert_int_equal(c.connection_timeout_s, 600);
+    config_release(&c);
+    assert_null(c.listen_host);
+    config_release(&c); /* twice is harmless */
+}
+
+static void test_env(void **state)
+{
+    (void)state;
+    setenv("PORT", "9000", 1);
+    setenv("SQLFS_DATA", "/var/lib/sqlfs", 1);
+    setenv("SQLFS_ROOTFS", "/srv/rootfs", 1);
+    setenv("AUTH_SECRET", "s3cret", 1);
+    setenv("ADMIN_SECRET", "adm", 1);
+    setenv("TRUST_PROXY", "TRUE", 1);
+    setenv("SQLFS_QUIET", "1", 1);
+    setenv("MAX_FILE_WRITE_BYTES", "512M", 1);
+    setenv("MAX_INGEST_BYTES", "2GiB", 1);
+    setenv("EXEC_CONCURRENCY", "7", 1);
+    setenv("AUTH_RATE_LIMIT_MAX", "0", 1);
+    setenv("MAX_TREE_ENTRIES", "", 1); /* empty = unset */
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_int_equal(c.port, 9000);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_string_equal(c.data_dir, "/var/lib/sqlfs");
+    assert_string_equal(c.rootfs, "/srv/rootfs");
+    assert_string_equal(c.auth_secret, "s3cret");
+    assert_string_equal(c.admin_secret, "adm");
+    assert_true(c.trust_proxy);
+    assert_true(c.quiet);
+    assert_int_equal(c.max_file_write_bytes, 512LL << 20);
+    assert_int_equal(c.max_ingest_bytes, 2LL << 30);
+    assert_int_equal(c.exec_concurrency, 7);
+    assert_int_equal(c.auth_rate_limit_max, 0);
+    assert_int_equal(c.max_tree_entries, 50000);
+    config_release(&c);
+}
+
+static void expect_listen(const char *value, const char *host, int port)
+{
+    setenv("PORT", "1111", 1);
+    setenv("SQLFS_LISTEN", value, 1);
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_string_equal(c.listen_host, host);
+    assert_int_equal(c.port, port);
+    config_release(&c);
+}
+
+static void test_listen(void **state)
+{
+    (void)state;
+    expect_listen("0.0.0.0:9090", "0.0.0.0", 9090); /* SQLFS_LISTEN's port wins over PORT */
+    expect_listen("0.0.0.0", "0.0.0.0", 1111);
+    expect_listen("localhost:80", "localhost", 80);
+    expect_listen("[::1]:8081", "::1", 8081);
+    expect_listen("[::]", "::", 1111);
+    expect_listen("::1", "::1", 1111);
+    expect_listen("example.org:0", "example.org", 0);
+
+    const char *bad[] = {
+        ":8080", "[::1", "[::1]x", "host:", "host:65536", "host:-1", "a b:1", "[]:80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("SQLFS_LISTEN", bad[i], 1);
+        struct config c;
+        assert_int_equal(config_init(&c), 0);
+        err_clear();
+        if (config_from_env(&c) != -EINVAL)
+            fail_msg("accepted SQLFS_LISTEN=%s", bad[i]);
+        assert_non_null(strstr(err_message(), "SQLFS_LISTEN"));
+        config_release(&c);
+    }
+}
+
+/* Sets var=value and expects config_from_env to fail naming var. */
+static void expect_env_rejected(const char *var, const char *value)
+{
+    clear_env(NULL);
+    setenv(var, value, 1);
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    if (config_from_env(&c) != -EINVAL)
+        fail_msg("accepted %s=%s", var, value);
+    const char *msg = err_message();
+    assert_non_null(msg);
+    if (strncmp(msg, var, strlen(var)) != 0 || msg[strlen(var)] != ':')
+        fail_msg("message \"%s\" does not name %s", msg, var);
+    config_release(&c);
+}
+
+static void test_env_rejected(void **state)
+{
+    (void)state;
+    expect_env_rejected("PORT", "80a");
+    expect_env_rejected("PORT", "65536");
+    expect_env_rejected("PORT", "-1");
+    expect_env_rejected("PORT", " 80");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "abc");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "0");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "-5");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "+5");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "1.5G");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "10X");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "0x10");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "99999999999999999999");
+    expect_env_rejected("MAX_FILE_WRITE_BYTES", "9000000000000T"); /* overflows int64 */
+    expect_env_rejected("EXEC_PIDS_MAX", "5K"); /* not a byte count: no suffixes */
+    expect_env_rejected("EXEC_PIDS_MAX", "0");
+    expect_env_rejected("EXEC_MEMORY_BYTES", "1000"); /* below 1 MiB */
+    expect_env_rejected("BATCH_WORKERS", "0");
+    expect_env_rejected("AUTH_RATE_LIMIT_WINDOW_MS", "0");
+    expect_env_rejected("CONNECTION_TIMEOUT_S", "1e3");
+    expect_env_rejected("TRUST_PROXY", "maybe");
+    expect_env_rejected("SQLFS_QUIET", "2");
+    /* The message states what is expected. */
+    expect_env_rejected("MAX_INGEST_FILES", "many");
+    assert_non_null(strstr(err_message(), "expected an integer from 1 to"));
+    assert_non_null(strstr(err_message(), "\"many\""));
+    expect_env_rejected("MAX_INGEST_BYTES", "lots");
+    assert_non_null(strstr(err_message(), "GiB"));
+}
+
+static int run_args(struct config *c, const char *const *args)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = (char *)"serve";
+    for (; *args; args++)
+        argv[argc++] = (char *)*args;
+    argv[argc] = NULL;
+    err_clear();
+    return config_from_args(c, argc, argv);
+}
+
+static void test_args_override_env(void **state)
+{
+    (void)state;
+    setenv("PORT", "9000", 1);
+    setenv("SQLFS_DATA", "/env/data", 1);
+    setenv("MAX_FILE_WRITE_BYTES", "1G", 1);
+    setenv("EXEC_CONCURRENCY", "3", 1);
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    const char *args[] = {"--listen",
+                          "0.0.0.0:7000",
+                          "--data",
+                          "/flag/data",
+                          "--rootfs=/r",
+                          "--quiet",
+                          "--trust-proxy",
+                          "--max-file-write-bytes",
+                          "64KiB",
+                          "--exec-memory-bytes=256M",
+                          "--exec-concurrency",
+                          "9",
+                          "--auth-rate-limit-window-ms",
+                          "1000",
+                          "--max-connections-per-ip=16",
+                          NULL};
+    assert_int_equal(run_args(&c, args), 0);
+    assert_string_equal(c.listen_host, "0.0.0.0");
+    assert_int_equal(c.port, 7000);
+    assert_string_equal(c.data_dir, "/flag/data");
+    assert_string_equal(c.rootfs, "/r");
+    assert_true(c.quiet);
+    assert_true(c.trust_proxy);
+    assert_int_equal(c.max_file_write_bytes, 65536);
+    assert_int_equal(c.exec_memory_bytes, 256LL << 20);
+    assert_int_equal(c.exec_concurrency, 9);
+    assert_int_equal(c.auth_rate_limit_window_ms, 1000);
+    assert_int_equal(c.max_connections_per_ip, 16);
+    /* Later flags win; --port after --listen replaces its port. */
+    const char *more[] = {"--port", "7001", "--listen=[::1]", NULL};
+    assert_int_equal(run_args(&c, more), 0);
+    assert_int_equal(c.port, 7001);
+    assert_string_equal(c.listen_host, "::1");
+    config_release(&c);
+
+    /* A flag exists for every limit: walk the help text and try each one. */
+    assert_int_equal(config_init(&c), 0);
+    const char *help = config_serve_help();
+    int seen = 0;
+    for (const char *p = strstr(help, "\n  --"); p; p = strstr(p + 1, "\n  --")) {
+        char flag[64];
+        if (sscanf(p + 3, "%63s", flag) != 1)
+            continue;
+        const char *kind = p + 3 + strlen(flag) + 1;
+        if (strncmp(kind, "BYTES", 5) != 0 && strncmp(kind, "N\n", 2) != 0)
+            continue;
+        bool bytes = strncmp(kind, "BYTES", 5) == 0;
+        const char *a[] = {flag, bytes ? "2M" : "2048", NULL};
+        if (run_args(&c, a) != 0)
+            fail_msg("%s %s rejected: %s", flag, a[1], err_message());
+        seen++;
+    }
+    assert_int_equal(seen, 22);
+    assert_int_equal(c.max_tree_entries, 2048);
+    assert_int_equal(c.exec_memory_bytes, 2LL << 20);
+    assert_int_equal(c.connection_timeout_s, 2048);
+    config_release(&c);
+}
+
+/* Expects the flags to be refused with a message starting with or containing `want`. */
+static void expect_args_rejected(const char *const *args, const char *want)
+{
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(run_args(&c, args), -EINVAL);
+    const char *msg = err_message();
+    assert_non_null(msg);
+    if (!strstr(msg, want))
+        fail_msg("message \"%s\" lacks \"%s\"", msg, want);
+    config_release(&c);
+}
+
+static void test_args_rejected(void **state)
+{
+    (void)state;
+    expect_args_rejected((const char *[]){"--port", "http", NULL}, "--port:");
+    expect_args_rejected((const char *[]){"--port", NULL}, "--port needs a value");
+    expect_args_rejected((const char *[]){"--max-file-write-bytes", "1Q", NULL},
+                         "--max-file-write-bytes: expected a byte count");
+    expect_args_rejected((const char *[]){"--exec-concurrency=0", NULL},
+                         "--exec-concurrency: expected an integer from 1");
+    expect_args_rejected((const char *[]){"--exec-pids-max", "1M", NULL}, "--exec-pids-max:");
+    expect_args_rejected((const char *[]){"--listen", ":80", NULL}, "--listen:");
+    expect_args_rejected((const char *[]){"--bogus", "1", NULL}, "unknown option --bogus");
+    expect_args_rejected((const char *[]){"--auth-secret", "x", NULL}, "unknown option");
+    expect_args_rejected((const char *[]){"extra", NULL}, "unexpected argument \"extra\"");
+    expect_args_rejected((const char *[]){"--quiet=yes", NULL}, "--quiet takes no value");
+    expect_args_rejected((const char *[]){"--data=", NULL}, "--data:");
+    expect_args_rejected((const char *[]){"--", NULL}, "unexpected argument");
+
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(run_args(&c, (const char *[]){"--help", NULL}), 1);
+    assert_int_equal(run_args(&c, (const char *[]){"--port", "1", "-h", NULL}), 1);
+    config_release(&c);
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    const char *help = config_serve_help();
+    assert_ptr_equal(help, config_serve_help());
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        if (!strstr(help, vars[i]))
+            fail_msg("help does not mention %s", vars[i]);
+    const char *flags[] = {"--listen",
+                           "--port",
+                           "--data",
+                           "--rootfs",
+                           "--quiet",
+                           "--trust-proxy",
+                           "--max-file-write-bytes",
+                           "--exec-memory-bytes",
+                           "--exec-concurrency",
+                           "--connection-timeout-s",
+                           "--help"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        if (!strstr(help, flags[i]))
+            fail_msg("help does not mention %s", flags[i]);
+    assert_non_null(strstr(help, "default 1073741824 (1GiB)"));
+    assert_non_null(strstr(help, "2 x CPUs + 2"));
+    assert_non_null(strstr(help, "KiB"));
+}
+
+#define T(f) cmocka_unit_test_setup(f, clear_env)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_defaults),          T(test_env),           T(test_listen), T(test_env_rejected),
+        T(test_args_override_env), T(test_args_rejected), T(test_help),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
