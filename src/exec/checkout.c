@@ -783,7 +783,7 @@ static int store_version(struct store *st, const char *id, int64_t *ret)
 }
 
 /* Builds version `version` into <id>/build-<rnd>, swaps it in as <id>/tree and tags it.
- * Runs under e->mu with the tag already removed. */
+ * Runs under e->mu. */
 static int build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_t version)
 {
     int64_t t0 = time_mono_ms();
@@ -830,7 +830,11 @@ static int build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_t 
         r = -errno;
     if (r < 0)
         goto out;
-    /* Swap in: exchange with an old tree (which then goes away under the build name). */
+    /* Swap in: untag, exchange with an old tree (which then goes away under the build
+     * name), tag. The old tree stayed valid while building. */
+    e->version = -1;
+    if ((r = tag_remove(edfd)) < 0)
+        goto out;
     if (renameat2(edfd, bname, edfd, TREE_NAME, RENAME_EXCHANGE) < 0) {
         if (errno != ENOENT || renameat(edfd, bname, edfd, TREE_NAME) < 0) {
             r = -errno;
@@ -1041,10 +1045,7 @@ int checkout_acquire(struct checkouts *cos, const char *sandbox_id, int64_t vers
         if (busy) {
             r = err_set(-ERR_BUSY, "sandbox checkout is in use at another version");
         } else {
-            e->version = -1;
-            r = tag_remove(edfd);
-            if (r >= 0)
-                r = build_tree(cos, e, edfd, version);
+            r = build_tree(cos, e, edfd, version);
         }
     }
     if (edfd >= 0)
@@ -1283,18 +1284,40 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
     }
     if (r < 0 || cs->n == 0)
         return r;
-    char **parents = calloc(cs->n, sizeof(*parents));
-    if (!parents)
-        return -ENOMEM;
-    size_t np = 0;
+    /* Parents, and with create_parents all ancestors (they may have been created). */
+    size_t cap = 0, np = 0;
+    char **parents = NULL;
     for (size_t i = 0; i < cs->n && r >= 0; i++) {
         char *pp = path_parent(cs->items[i].meta.path);
-        if (!pp)
-            r = -ENOMEM;
-        else if (strcmp(pp, "/") == 0 || is_put_dir(cs, pp))
-            free(pp);
-        else
-            parents[np++] = pp;
+        while (r >= 0) {
+            if (!pp) {
+                r = -ENOMEM;
+                break;
+            }
+            if (strcmp(pp, "/") == 0) {
+                free(pp);
+                break;
+            }
+            char *next = cs->create_parents ? path_parent(pp) : strdup("/");
+            if (is_put_dir(cs, pp)) {
+                free(pp);
+            } else {
+                if (np == cap) {
+                    size_t ncap = cap ? cap * 2 : 16;
+                    char **q = realloc(parents, ncap * sizeof(*q));
+                    if (!q) {
+                        free(pp);
+                        free(next);
+                        r = -ENOMEM;
+                        break;
+                    }
+                    parents = q;
+                    cap = ncap;
+                }
+                parents[np++] = pp;
+            }
+            pp = next;
+        }
     }
     qsort(parents, np, sizeof(*parents), cmp_str);
     for (size_t i = 0; i < np && r >= 0; i++) {
