@@ -1319,7 +1319,8 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
             pp = next;
         }
     }
-    qsort(parents, np, sizeof(*parents), cmp_str);
+    if (np > 1)
+        qsort(parents, np, sizeof(*parents), cmp_str);
     for (size_t i = 0; i < np && r >= 0; i++) {
         if (i > 0 && strcmp(parents[i], parents[i - 1]) == 0)
             continue;

@@ -137,7 +137,7 @@ static int list_dir(int fd, struct names *ret)
     if (r == 0 && errno)
         r = -errno;
     closedir(d);
-    if (r == 0)
+    if (r == 0 && ret->n > 1)
         qsort(ret->v, ret->n, sizeof(*ret->v), cmp_str);
     return r;
 }

@@ -462,6 +462,7 @@ static void test_apply_changeset(void **state)
     fx_commit(f, &cs);
     assert_int_equal(checkout_apply(cos, f->id, old - 1, f->version, &cs), -ESTALE);
     changeset_release(&cs);
+    free(tree2);
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree2), 0);
     checkouts_get_stats(cos, &s);
     assert_int_equal(s.builds, 2);
@@ -615,6 +616,7 @@ static void rebuild_bench(struct fx *f, int files, int64_t bytes)
     checkout_release(cos, g.id);
     /* A second rebuild replaces the existing tree (the stale-checkout case). */
     checkout_invalidate(cos, g.id);
+    free(tree);
     t0 = time_mono_ns();
     assert_int_equal(checkout_acquire(cos, g.id, g.version, &tree), 0);
     int64_t rebuild_ns = time_mono_ns() - t0;
