@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -537,6 +538,61 @@ static void test_eviction(void **state)
     checkouts_free(cos);
 }
 
+struct racer {
+    struct checkouts *cos;
+    pthread_barrier_t *bar;
+    const char *id;
+    int64_t version;
+    int rc;
+    char *tree;
+};
+
+static void *race_acquire(void *arg)
+{
+    struct racer *r = arg;
+    pthread_barrier_wait(r->bar);
+    r->rc = checkout_acquire(r->cos, r->id, r->version, &r->tree);
+    return NULL;
+}
+
+/* Readers of one sandbox race: one builds, the others wait and share it; another sandbox
+ * builds at the same time. */
+static void test_concurrent_acquire(void **state)
+{
+    struct fx *f = *state;
+    struct fx g = {0};
+    make_sandbox_of(f, &g, 300000);
+    struct checkouts *cos = NULL;
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    enum { N = 6 };
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, N);
+    struct racer rs[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        rs[i] = (struct racer){.cos = cos, .bar = &bar, .id = i < 4 ? f->id : g.id,
+                               .version = i < 4 ? f->version : g.version};
+        assert_int_equal(pthread_create(&th[i], NULL, race_acquire, &rs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    pthread_barrier_destroy(&bar);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rs[i].rc, 0);
+        assert_string_equal(rs[i].tree, rs[i < 4 ? 0 : 4].tree);
+    }
+    struct checkout_stats s;
+    checkouts_get_stats(cos, &s);
+    assert_int_equal(s.builds, 2);
+    assert_tree_matches(f->st, f->id, rs[0].tree);
+    assert_tree_matches(f->st, g.id, rs[4].tree);
+    for (int i = 0; i < N; i++) {
+        checkout_release(cos, rs[i].id);
+        free(rs[i].tree);
+    }
+    checkouts_free(cos);
+}
+
 /* rm -rf never follows a symlink out of the tree and copes with deep nesting. */
 static void test_rm_rf_safe(void **state)
 {
@@ -652,6 +708,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_adopts_and_cleans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_apply_changeset, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_eviction, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_acquire, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rm_rf_safe, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_speed, fx_setup, fx_teardown),
     };
