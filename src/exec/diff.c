@@ -1,0 +1,540 @@
+/*
+ * diff — see diff.h.
+ *
+ * The walk is iterative: a stack of directories still to read, each reopened from the upper's
+ * root with openat2 (so no fd is held per level and no symlink is ever followed). Directory
+ * paths are bounded by PATH_MAX_LEN, which keeps each openat2 within PATH_MAX.
+ */
+#include "exec/diff.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "util/err.h"
+#include "util/path.h"
+
+#define DIFF_BUF_SIZE (1024 * 1024)
+
+static int open_beneath(int dirfd, const char *rel, int flags)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd = syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how, sizeof(how));
+    if (fd < 0)
+        return -errno;
+    return (int)fd;
+}
+
+static int64_t mtime_ns_of(const struct stat *sb)
+{
+    return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+}
+
+/* The value of an overlay xattr (trusted.overlay.<n>, else user.overlay.<n>) into v (NUL
+ * terminated); length, or -ENODATA when absent. */
+static ssize_t ovl_xattr(int fd, const char *n, char *v, size_t cap)
+{
+    static const char *const prefixes[] = {"trusted.overlay.", "user.overlay."};
+    for (size_t i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s%s", prefixes[i], n);
+        ssize_t len = fgetxattr(fd, name, v, cap - 1);
+        if (len >= 0) {
+            v[len] = '\0';
+            return len;
+        }
+        if (errno == ERANGE)
+            return (ssize_t)cap; /* present, long: callers only test presence or "y" */
+        if (errno != ENODATA && errno != ENOTSUP)
+            return -errno;
+    }
+    return -ENODATA;
+}
+
+static bool ovl_has(int fd, const char *n)
+{
+    char v[8];
+    return ovl_xattr(fd, n, v, sizeof(v)) >= 0;
+}
+
+static bool is_dots(const char *n)
+{
+    return n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0'));
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static void names_release(struct names *ns)
+{
+    for (size_t i = 0; i < ns->n; i++)
+        free(ns->v[i]);
+    free(ns->v);
+    memset(ns, 0, sizeof(*ns));
+}
+
+/* Takes ownership of s (frees it on failure). */
+static int names_push(struct names *ns, char *s)
+{
+    if (!s)
+        return -ENOMEM;
+    if (ns->n == ns->cap) {
+        size_t cap = ns->cap ? ns->cap * 2 : 16;
+        char **p = realloc(ns->v, cap * sizeof(*p));
+        if (!p) {
+            free(s);
+            return -ENOMEM;
+        }
+        ns->v = p;
+        ns->cap = cap;
+    }
+    ns->v[ns->n++] = s;
+    return 0;
+}
+
+/* The sorted entry names of the directory fd (without "." and ".."). */
+static int list_dir(int fd, struct names *ret)
+{
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int r = -errno;
+        close(dfd);
+        return r;
+    }
+    int r = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d))) {
+        if (is_dots(de->d_name))
+            continue;
+        if ((r = names_push(ret, strdup(de->d_name))) < 0)
+            break;
+        errno = 0;
+    }
+    if (r == 0 && errno)
+        r = -errno;
+    closedir(d);
+    if (r == 0 && ret->n > 1)
+        qsort(ret->v, ret->n, sizeof(*ret->v), cmp_str);
+    return r;
+}
+
+/* "<rel>/<name>" (or "<name>" at the root) and the sandbox path "/<that>". */
+static int join_rel(const char *rel, const char *name, char **ret)
+{
+    char *s = NULL;
+    int n = *rel ? asprintf(&s, "%s/%s", rel, name) : asprintf(&s, "%s", name);
+    if (n < 0)
+        return -ENOMEM;
+    if ((size_t)n + 1 > PATH_MAX_LEN) {
+        free(s);
+        return err_set(-ENAMETOOLONG, "a path made by the command is too long");
+    }
+    *ret = s;
+    return 0;
+}
+
+static int sandbox_path(const char *rel, char **ret)
+{
+    return asprintf(ret, "/%s", rel) < 0 ? -ENOMEM : 0;
+}
+
+/* ---------- diff_upper ---------- */
+
+struct walker {
+    struct store *st;
+    struct changeset *cs;
+    struct diff_stats stats;
+    char *buf; /* DIFF_BUF_SIZE */
+};
+
+static int put_delete(struct walker *w, const char *rel)
+{
+    char *p;
+    int r = sandbox_path(rel, &p);
+    if (r < 0)
+        return r;
+    r = changeset_delete(w->cs, p);
+    free(p);
+    if (r == 0)
+        w->stats.deletes++;
+    return r;
+}
+
+static int put_meta(struct walker *w, const char *rel, struct file_meta *m)
+{
+    int r = sandbox_path(rel, &m->path);
+    if (r < 0)
+        return r;
+    r = changeset_put(w->cs, m);
+    free(m->path);
+    m->path = NULL;
+    return r;
+}
+
+/* Streams the regular file open at fd into the store. */
+static int store_file(struct walker *w, int fd, struct file_meta *m)
+{
+    struct content_writer *cw = NULL;
+    int r = store_content_begin(w->st, &cw);
+    if (r < 0)
+        return r;
+    for (;;) {
+        ssize_t n = read(fd, w->buf, DIFF_BUF_SIZE);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        r = store_content_write(w->st, cw, w->buf, (size_t)n);
+        if (r < 0)
+            break;
+    }
+    if (r < 0) {
+        store_content_abort(w->st, cw);
+        return r;
+    }
+    int64_t size = 0;
+    r = store_content_finish(w->st, cw, m->content, &size);
+    if (r < 0)
+        return r;
+    m->size = size;
+    m->has_content = size > 0;
+    return 0;
+}
+
+static int diff_file(struct walker *w, int dfd, const char *name, const char *rel)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat sb;
+    int r = 0;
+    if (fstat(fd, &sb) < 0)
+        r = -errno;
+    else if (!S_ISREG(sb.st_mode))
+        r = -EIO; /* changed under us: nothing may write the upper any more */
+    else if (ovl_has(fd, "metacopy"))
+        r = err_set(-ENOTSUP, "overlay metadata-only copy-up is not supported");
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    if (sb.st_size == 0 && ovl_has(fd, "whiteout")) {
+        close(fd);
+        return put_delete(w, rel);
+    }
+    struct file_meta m;
+    memset(&m, 0, sizeof(m));
+    m.kind = FILE_KIND_FILE;
+    m.mode = sb.st_mode & 07777;
+    r = store_file(w, fd, &m);
+    struct stat after;
+    if (r == 0 && fstat(fd, &after) < 0)
+        r = -errno;
+    close(fd);
+    if (r < 0)
+        return r;
+    if (m.size != after.st_size)
+        return -EIO;
+    m.mtime_ns = mtime_ns_of(&after);
+    r = put_meta(w, rel, &m);
+    if (r == 0) {
+        w->stats.files++;
+        w->stats.bytes += m.size;
+    }
+    return r;
+}
+
+static int diff_symlink(struct walker *w, int dfd, const char *name, const char *rel,
+                        const struct stat *sb)
+{
+    char target[PATH_MAX_LEN + 1];
+    ssize_t n = readlinkat(dfd, name, target, sizeof(target));
+    if (n < 0)
+        return -errno;
+    if (n == 0 || (size_t)n >= sizeof(target))
+        return err_set(-ENAMETOOLONG, "a symlink target made by the command is too long");
+    target[n] = '\0';
+    struct file_meta m;
+    memset(&m, 0, sizeof(m));
+    m.kind = FILE_KIND_SYMLINK;
+    m.mode = 0777;
+    m.size = n;
+    m.mtime_ns = mtime_ns_of(sb);
+    m.target = target;
+    int r = put_meta(w, rel, &m);
+    if (r == 0)
+        w->stats.symlinks++;
+    return r;
+}
+
+/* Emits the directory's own changes; its entries are read later from the stack. */
+static int diff_dir(struct walker *w, int dfd, const char *name, const char *rel)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat sb;
+    int r = 0;
+    char v[8];
+    if (fstat(fd, &sb) < 0)
+        r = -errno;
+    else if (ovl_has(fd, "redirect"))
+        r = err_set(-ENOTSUP, "overlay redirected directories are not supported");
+    else if (ovl_xattr(fd, "opaque", v, sizeof(v)) == 1 && v[0] == 'y')
+        r = put_delete(w, rel);
+    close(fd);
+    if (r < 0)
+        return r;
+    struct file_meta m;
+    memset(&m, 0, sizeof(m));
+    m.kind = FILE_KIND_DIR;
+    m.mode = sb.st_mode & 07777;
+    m.mtime_ns = mtime_ns_of(&sb);
+    r = put_meta(w, rel, &m);
+    if (r == 0)
+        w->stats.dirs++;
+    return r;
+}
+
+/* Diffs the entries of the directory at rel; pushes its subdirectories onto `todo`. */
+static int diff_entries(struct walker *w, int rootfd, const char *rel, struct names *todo)
+{
+    int dfd = open_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0)
+        return dfd;
+    struct names ns = {0};
+    int r = list_dir(dfd, &ns);
+    size_t first_sub = todo->n;
+    for (size_t i = 0; i < ns.n && r >= 0; i++) {
+        const char *name = ns.v[i];
+        char *crel = NULL;
+        struct stat sb;
+        if ((r = join_rel(rel, name, &crel)) < 0)
+            break;
+        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = -errno;
+        } else if (S_ISCHR(sb.st_mode) && major(sb.st_rdev) == 0 && minor(sb.st_rdev) == 0) {
+            r = put_delete(w, crel);
+        } else if (S_ISREG(sb.st_mode)) {
+            r = diff_file(w, dfd, name, crel);
+        } else if (S_ISLNK(sb.st_mode)) {
+            r = diff_symlink(w, dfd, name, crel, &sb);
+        } else if (S_ISDIR(sb.st_mode)) {
+            r = diff_dir(w, dfd, name, crel);
+            if (r >= 0) {
+                r = names_push(todo, crel);
+                crel = NULL;
+            }
+        } else {
+            w->stats.skipped++;
+        }
+        free(crel);
+    }
+    names_release(&ns);
+    close(dfd);
+    if (r < 0)
+        return r;
+    /* Reverse the pushed subdirectories so that they pop in name order. */
+    for (size_t a = first_sub, b = todo->n; a + 1 < b; a++, b--) {
+        char *t = todo->v[a];
+        todo->v[a] = todo->v[b - 1];
+        todo->v[b - 1] = t;
+    }
+    return 0;
+}
+
+int diff_upper(struct store *st, const char *upper_dir, struct changeset *cs,
+               struct diff_stats *ret)
+{
+    struct walker w = {.st = st, .cs = cs};
+    int rootfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (rootfd < 0)
+        return -errno;
+    w.buf = malloc(DIFF_BUF_SIZE);
+    struct names todo = {0};
+    int r = w.buf ? names_push(&todo, strdup("")) : -ENOMEM;
+    while (r >= 0 && todo.n > 0) {
+        char *rel = todo.v[--todo.n];
+        r = diff_entries(&w, rootfd, rel, &todo);
+        free(rel);
+    }
+    names_release(&todo);
+    free(w.buf);
+    close(rootfd);
+    if (r >= 0 && ret)
+        *ret = w.stats;
+    return r < 0 ? r : 0;
+}
+
+/* ---------- diff_upper_changed ---------- */
+
+/* 1 when the two open regular files differ in content. */
+static int content_differs(int a, int b, char *buf)
+{
+    char *ba = buf, *bb = buf + DIFF_BUF_SIZE / 2;
+    for (;;) {
+        ssize_t na = read(a, ba, DIFF_BUF_SIZE / 2);
+        if (na < 0)
+            return -errno;
+        size_t got = 0;
+        while (got < (size_t)na) {
+            ssize_t nb = read(b, bb + got, (size_t)na - got);
+            if (nb < 0)
+                return -errno;
+            if (nb == 0)
+                return 1;
+            got += (size_t)nb;
+        }
+        if (memcmp(ba, bb, (size_t)na) != 0)
+            return 1;
+        if (na == 0) {
+            ssize_t nb = read(b, bb, 1);
+            return nb < 0 ? -errno : nb > 0;
+        }
+    }
+}
+
+/* 1 when the upper node rel (stat usb, in dir udfd) is a change against the lower. */
+static int node_changed(int udfd, const char *name, const struct stat *usb, int lowerfd,
+                        const char *rel, char *buf)
+{
+    struct stat lsb;
+    int lfd = open_beneath(lowerfd, rel, O_PATH);
+    if (lfd == -ENOENT || lfd == -ELOOP || lfd == -ENOTDIR)
+        return 1;
+    if (lfd < 0)
+        return lfd;
+    int r = fstat(lfd, &lsb) < 0 ? -errno : 0;
+    close(lfd);
+    if (r < 0)
+        return r;
+    if ((usb->st_mode & S_IFMT) != (lsb.st_mode & S_IFMT) ||
+        (usb->st_mode & 07777) != (lsb.st_mode & 07777) || mtime_ns_of(usb) != mtime_ns_of(&lsb))
+        return 1;
+    if (S_ISDIR(usb->st_mode)) {
+        int fd = openat(udfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        char v[8];
+        r = ovl_xattr(fd, "opaque", v, sizeof(v)) == 1 && v[0] == 'y';
+        r = r || ovl_has(fd, "redirect");
+        close(fd);
+        return r;
+    }
+    if (S_ISLNK(usb->st_mode)) {
+        char t1[PATH_MAX_LEN + 1], t2[PATH_MAX_LEN + 1];
+        ssize_t n1 = readlinkat(udfd, name, t1, sizeof(t1));
+        const char *slash = strrchr(rel, '/');
+        char *prel = strndup(rel, slash ? (size_t)(slash - rel) : 0);
+        if (!prel)
+            return -ENOMEM;
+        int pfd = open_beneath(lowerfd, prel, O_PATH | O_DIRECTORY);
+        free(prel);
+        if (pfd < 0)
+            return 1;
+        ssize_t n2 = readlinkat(pfd, slash ? slash + 1 : rel, t2, sizeof(t2));
+        close(pfd);
+        return n1 < 0 || n2 < 0 || n1 != n2 || memcmp(t1, t2, (size_t)n1) != 0;
+    }
+    if (!S_ISREG(usb->st_mode))
+        return 0;
+    if (usb->st_size != lsb.st_size)
+        return 1;
+    int ufd = openat(udfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (ufd < 0)
+        return -errno;
+    lfd = open_beneath(lowerfd, rel, O_RDONLY | O_NONBLOCK);
+    if (lfd < 0) {
+        close(ufd);
+        return 1;
+    }
+    r = ovl_has(ufd, "metacopy") ? 0 : content_differs(ufd, lfd, buf);
+    close(ufd);
+    close(lfd);
+    return r;
+}
+
+static int changed_entries(int upperfd, int lowerfd, const char *rel, struct names *todo,
+                           char *buf)
+{
+    int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0)
+        return dfd;
+    struct names ns = {0};
+    int r = list_dir(dfd, &ns);
+    for (size_t i = 0; i < ns.n && r == 0; i++) {
+        const char *name = ns.v[i];
+        char *crel = NULL;
+        struct stat sb;
+        if ((r = join_rel(rel, name, &crel)) < 0)
+            break;
+        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            r = -errno;
+        else if (S_ISCHR(sb.st_mode) && sb.st_rdev == makedev(0, 0))
+            r = 1;
+        else if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode) || S_ISLNK(sb.st_mode))
+            r = node_changed(dfd, name, &sb, lowerfd, crel, buf);
+        if (r == 0 && S_ISDIR(sb.st_mode)) {
+            r = names_push(todo, crel);
+            crel = NULL;
+        }
+        free(crel);
+    }
+    names_release(&ns);
+    close(dfd);
+    return r;
+}
+
+int diff_upper_changed(const char *upper_dir, const char *lower_dir)
+{
+    int upperfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (upperfd < 0)
+        return -errno;
+    int lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lowerfd < 0) {
+        int r = -errno;
+        close(upperfd);
+        return r;
+    }
+    char *buf = malloc(DIFF_BUF_SIZE);
+    struct names todo = {0};
+    int r = buf ? names_push(&todo, strdup("")) : -ENOMEM;
+    while (r == 0 && todo.n > 0) {
+        char *rel = todo.v[--todo.n];
+        r = changed_entries(upperfd, lowerfd, rel, &todo, buf);
+        free(rel);
+    }
+    names_release(&todo);
+    free(buf);
+    close(upperfd);
+    close(lowerfd);
+    return r;
+}
