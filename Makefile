@@ -40,7 +40,7 @@ $(BUILD)/sqlfs: $(BUILD)/src/main.o $(BUILD)/libsqlfs.a
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC $<"; $(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsqlfs.a
 	@mkdir -p $(@D)

@@ -21,6 +21,8 @@ const struct route http_routes[] = {
     {"POST", SBX "/writeFiles", BODY_JSON, true, NULL, NULL, route_write_files, NULL},
     {"GET", SBX "/tree", BODY_NONE, true, NULL, NULL, route_tree, NULL},
     {"POST", SBX "/exec-sync", BODY_RAW, true, NULL, NULL, route_exec_sync, NULL},
+    {"POST", SBX "/exec", BODY_RAW, true, NULL, NULL, route_exec_stream, route_exec_stream_done},
+    {"POST", SBX "/exec-sync-batch", BODY_JSON, true, NULL, NULL, route_exec_batch, NULL},
 };
 
 const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "exec/engine_internal.h"
 #include "exec/checkout.h"
 #include "exec/diff.h"
 #include "exec/ids.h"
@@ -36,17 +37,6 @@
  * when the shell exits, without tracing itself under `set -x`. */
 static const char cwd_trap[] =
     "trap '{ set +x; } 2>/dev/null; builtin printf \"%s\" \"$PWD\" >&3 2>/dev/null' EXIT; ";
-
-struct exec_engine {
-    struct app *app;
-    struct jail_runtime *jail;
-    struct checkouts *checkouts;
-    char *uppers_dir;       /* <data>/uppers */
-    pthread_mutex_t mu;     /* guards the admission counters */
-    pthread_cond_t cond;
-    int64_t running;        /* execs holding a slot */
-    int64_t waiting;        /* execs queued for a slot */
-};
 
 static char last_error[512] = "the exec engine has not started";
 
@@ -201,13 +191,6 @@ static void leave(struct exec_engine *e)
 
 /* ---- one exec ---- */
 
-struct upper {
-    char id[33];     /* exec id (hex) */
-    char *base;      /* <uppers>/<id> */
-    char *upper;     /* <base>/upper */
-    char *work;      /* <base>/work */
-};
-
 static void upper_release(struct exec_engine *e, struct upper *u)
 {
     if (u->base) {
@@ -337,7 +320,70 @@ static void on_output(void *userdata, int stream, const char *data, size_t len)
         *trunc = true;
 }
 
-/* Reads what the EXIT trap reported on the cwd pipe: a normalised absolute path, or NULL. */
+/* ---- sessions: what one exec or one batch holds from admission to cleanup ---- */
+
+int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct exec_session *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->e = e;
+    s->rec = rec;
+    s->report[0] = s->report[1] = -1;
+    int r = admit(e);
+    if (r < 0)
+        return r;
+    s->admitted = true;
+    r = upper_make(e, &s->u);
+    if (r == 0)
+        r = checkout_acquire(e->checkouts, rec->id, rec->version, &s->lower);
+    if (r == 0)
+        s->acquired = true;
+    if (r == 0 && pipe2(s->report, O_CLOEXEC | O_NONBLOCK) < 0)
+        r = -errno;
+    return r;
+}
+
+int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
+                       struct jail_proc **ret)
+{
+    struct exec_engine *e = s->e;
+    char **envp = build_env(s->rec->env_json, sp->env);
+    if (!envp)
+        return -ENOMEM;
+    const struct config *c = e->app->cfg;
+    struct jail_plan plan = {
+        .exec_id = s->u.id,
+        .lower = s->lower,
+        .upper = s->u.upper,
+        .work = s->u.work,
+        .cwd = sp->cwd,
+        .envp = envp,
+        .script = sp->script,
+        .script_len = sp->script_len,
+        .debug = sp->debug,
+        .stdin_fd = sp->stdin_fd,
+        .report_fd = s->report[1],
+        .python = s->rec->python,
+        .javascript = s->rec->javascript,
+        .limits =
+            {
+                .memory_bytes = c->exec_memory_bytes,
+                .pids_max = c->exec_pids_max,
+                .cpu_percent = c->exec_cpu_percent,
+                .fsize_bytes = c->exec_file_size_bytes,
+            },
+    };
+    int r = jail_spawn(e->jail, &plan, ret);
+    if (r == -ENOENT && sp->cwd_is_stored) {
+        /* the stored cwd was deleted by an earlier exec: start at home instead */
+        err_clear();
+        plan.cwd = SANDBOX_HOME;
+        r = jail_spawn(e->jail, &plan, ret);
+    }
+    free_env(envp);
+    return r;
+}
+
+/* Reads what the EXIT trap reported on the report pipe: a normalised absolute path, or NULL. */
 static char *read_cwd(int fd)
 {
     char raw[PATH_MAX_LEN + 1];
@@ -362,72 +408,67 @@ static char *read_cwd(int fd)
     return norm;
 }
 
-static int run_jail(struct exec_engine *e, struct sandbox_rec *rec, const struct exec_params *p,
-                    const char *lower, const struct upper *u, int cwd_wfd, struct exec_outcome *out,
-                    const char *cwd)
+int exec_session_finish(struct exec_session *s, bool read_only, const char *new_cwd,
+                        const char *info_json, int64_t *ret_changes)
 {
-    char *script = NULL;
-    size_t script_len = sizeof(cwd_trap) - 1 + p->script_len;
-    script = malloc(script_len + 1);
-    if (!script)
-        return -ENOMEM;
-    memcpy(script, cwd_trap, sizeof(cwd_trap) - 1);
-    memcpy(script + sizeof(cwd_trap) - 1, p->script, p->script_len);
-    script[script_len] = '\0';
-    char **envp = build_env(rec->env_json, p->env);
-    int stdin_fd = make_stdin(p->stdin_data, p->stdin_len);
-    int r = !envp ? -ENOMEM : stdin_fd < -1 ? stdin_fd : 0;
-    struct jail_proc *proc = NULL;
-    if (r == 0) {
-        const struct config *c = e->app->cfg;
-        struct jail_plan plan = {
-            .exec_id = u->id,
-            .lower = lower,
-            .upper = u->upper,
-            .work = u->work,
-            .cwd = cwd,
-            .envp = envp,
-            .script = script,
-            .script_len = script_len,
-            .debug = p->debug,
-            .stdin_fd = stdin_fd,
-            .report_fd = cwd_wfd,
-            .python = rec->python,
-            .javascript = rec->javascript,
-            .limits =
-                {
-                    .memory_bytes = c->exec_memory_bytes,
-                    .pids_max = c->exec_pids_max,
-                    .cpu_percent = c->exec_cpu_percent,
-                    .fsize_bytes = c->exec_file_size_bytes,
-                },
-        };
-        r = jail_spawn(e->jail, &plan, &proc);
+    struct exec_engine *e = s->e;
+    if (ret_changes)
+        *ret_changes = 0;
+    if (read_only) {
+        int changed = diff_upper_changed(s->u.upper, s->lower);
+        if (changed < 0)
+            return changed;
+        if (changed > 0)
+            return err_set(-ERR_READONLY_VIOLATION,
+                           "read-only exec changed the filesystem; nothing was kept");
+        sandbox_touch(e->app, s->rec->id);
+        return 0;
     }
-    if (stdin_fd >= 0)
-        close(stdin_fd);
-    free_env(envp);
-    free(script);
-    if (r < 0)
-        return r;
-    struct collect col = {.p = p, .out = out, .cap = e->app->cfg->max_exec_output_bytes};
-    struct runner_opts ro = {
-        .timeout_ms = p->timeout_ms,
-        .cancel_fd = p->cancel_fd,
-        .on_output = on_output,
-        .userdata = &col,
-    };
-    struct runner_result res;
-    r = runner_run(proc, &ro, &res);
-    jail_proc_free(proc);
-    if (r < 0)
-        return r;
-    out->exit_code = res.exit_code;
-    out->exit_signal = res.exit_signal;
-    out->timed_out = res.timed_out;
-    out->cancelled = res.cancelled;
-    out->duration_ms = res.duration_ms;
-    return 0;
+    struct changeset cs;
+    changeset_init(&cs, "exec");
+    struct diff_stats ds;
+    int r = diff_upper(e->app->store, s->u.upper, &cs, &ds);
+    if (r == 0 && new_cwd && (!s->rec->cwd || strcmp(new_cwd, s->rec->cwd) != 0)) {
+        cs.new_cwd = strdup(new_cwd);
+        if (!cs.new_cwd)
+            r = -ENOMEM;
+    }
+    if (r == 0 && (cs.n > 0 || cs.new_cwd)) {
+        if (info_json && changeset_set_info(&cs, info_json) < 0)
+            r = -ENOMEM;
+        if (r == 0)
+            r = sandbox_commit(e->app, s->rec, &cs, s->u.upper, NULL);
+        if (r == 0 && ret_changes)
+            *ret_changes = (int64_t)cs.n;
+    } else if (r == 0) {
+        sandbox_touch(e->app, s->rec->id);
+    }
+    changeset_release(&cs);
+    return r;
+}
+
+void exec_session_end(struct exec_session *s)
+{
+    if (s->report[0] >= 0)
+        close(s->report[0]);
+    if (s->report[1] >= 0)
+        close(s->report[1]);
+    if (s->acquired)
+        checkout_release(s->e->checkouts, s->rec->id);
+    free(s->lower);
+    upper_release(s->e, &s->u);
+    if (s->admitted)
+        leave(s->e);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Closes the parent's copy of the report pipe's write end once the jail holds its own. */
+void exec_session_close_report_writer(struct exec_session *s)
+{
+    if (s->report[1] >= 0) {
+        close(s->report[1]);
+        s->report[1] = -1;
+    }
 }
 
 int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct exec_params *p,
@@ -436,76 +477,70 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
     memset(out, 0, sizeof(*out));
     out->out = (struct buf)BUF_INIT(0);
     out->err = (struct buf)BUF_INIT(0);
-    int r = admit(e);
-    if (r < 0)
-        return r;
-    struct upper u = {0};
-    char *lower = NULL, *new_cwd = NULL;
-    bool acquired = false;
-    int pipefd[2] = {-1, -1};
-    r = upper_make(e, &u);
-    if (r == 0)
-        r = checkout_acquire(e->checkouts, rec->id, rec->version, &lower);
-    acquired = r == 0;
-    if (r == 0 && pipe2(pipefd, O_CLOEXEC) < 0)
-        r = -errno;
+    struct exec_session s;
+    int r = exec_session_begin(e, rec, &s);
+    char *script = NULL, *new_cwd = NULL;
+    int stdin_fd = -1;
+    struct jail_proc *proc = NULL;
     if (r == 0) {
-        const char *cwd = p->cwd ? p->cwd : rec->cwd;
-        r = run_jail(e, rec, p, lower, &u, pipefd[1], out, cwd);
-        if (r == -ENOENT && !p->cwd) {
-            /* the stored cwd was deleted by an earlier exec: start at home instead */
-            err_clear();
-            r = run_jail(e, rec, p, lower, &u, pipefd[1], out, SANDBOX_HOME);
+        size_t trap_len = sizeof(cwd_trap) - 1;
+        script = malloc(trap_len + p->script_len + 1);
+        if (!script)
+            r = -ENOMEM;
+        else {
+            memcpy(script, cwd_trap, trap_len);
+            memcpy(script + trap_len, p->script, p->script_len);
+            script[trap_len + p->script_len] = '\0';
         }
-        close(pipefd[1]);
-        pipefd[1] = -1;
-        if (r == 0)
-            new_cwd = read_cwd(pipefd[0]);
     }
-    if (r == 0 && p->read_only) {
-        int changed = diff_upper_changed(u.upper, lower);
-        if (changed < 0)
-            r = changed;
-        else if (changed > 0)
-            r = err_set(-ERR_READONLY_VIOLATION,
-                        "read-only exec changed the filesystem; nothing was kept");
-    } else if (r == 0) {
-        struct changeset cs;
-        changeset_init(&cs, "exec");
-        struct diff_stats ds;
-        r = diff_upper(e->app->store, u.upper, &cs, &ds);
-        if (r == 0 && new_cwd && (!rec->cwd || strcmp(new_cwd, rec->cwd) != 0)) {
-            cs.new_cwd = new_cwd;
-            new_cwd = NULL;
-        }
-        if (r == 0 && (cs.n > 0 || cs.new_cwd)) {
-            json_t *info = json_pack("{s:i,s:i,s:b}", "exitCode", out->exit_code, "durationMs",
-                                     (json_int_t)out->duration_ms, "timedOut", out->timed_out);
-            char *txt = info ? json_dumps(info, JSON_COMPACT) : NULL;
-            json_decref(info);
-            if (txt && changeset_set_info(&cs, txt) < 0)
-                err_clear();
-            free(txt);
-            r = sandbox_commit(e->app, rec, &cs, u.upper, NULL);
-            out->files_changed = (int64_t)cs.n;
-        } else if (r == 0) {
-            sandbox_touch(e->app, rec->id);
-        }
-        changeset_release(&cs);
-    } else if (r == 0) {
-        sandbox_touch(e->app, rec->id);
+    if (r == 0) {
+        stdin_fd = make_stdin(p->stdin_data, p->stdin_len);
+        if (stdin_fd < -1)
+            r = stdin_fd;
     }
-    if (r == 0 && p->read_only)
-        sandbox_touch(e->app, rec->id);
-    if (pipefd[0] >= 0)
-        close(pipefd[0]);
-    if (pipefd[1] >= 0)
-        close(pipefd[1]);
+    if (r == 0) {
+        struct exec_spawn sp = {
+            .script = script,
+            .script_len = sizeof(cwd_trap) - 1 + p->script_len,
+            .cwd = p->cwd ? p->cwd : rec->cwd,
+            .cwd_is_stored = p->cwd == NULL,
+            .env = p->env,
+            .debug = p->debug,
+            .stdin_fd = stdin_fd,
+        };
+        r = exec_session_spawn(&s, &sp, &proc);
+    }
+    if (stdin_fd >= 0)
+        close(stdin_fd);
+    free(script);
+    if (r == 0) {
+        exec_session_close_report_writer(&s);
+        struct collect col = {.p = p, .out = out, .cap = e->app->cfg->max_exec_output_bytes};
+        struct runner_opts ro = {
+            .timeout_ms = p->timeout_ms,
+            .cancel_fd = p->cancel_fd,
+            .on_output = on_output,
+            .ud = &col,
+        };
+        struct runner_result res;
+        r = runner_run(proc, &ro, &res);
+        jail_proc_free(proc);
+        if (r == 0) {
+            out->exit_code = res.exit_code;
+            out->exit_signal = res.exit_signal;
+            out->timed_out = res.timed_out;
+            out->cancelled = res.cancelled;
+            out->duration_ms = res.duration_ms;
+            new_cwd = read_cwd(s.report[0]);
+        }
+    }
+    if (r == 0) {
+        char info[160];
+        snprintf(info, sizeof(info), "{\"exitCode\":%d,\"durationMs\":%lld,\"timedOut\":%s}",
+                 out->exit_code, (long long)out->duration_ms, out->timed_out ? "true" : "false");
+        r = exec_session_finish(&s, p->read_only, new_cwd, info, &out->files_changed);
+    }
     free(new_cwd);
-    if (acquired)
-        checkout_release(e->checkouts, rec->id);
-    free(lower);
-    upper_release(e, &u);
-    leave(e);
+    exec_session_end(&s);
     return r;
 }

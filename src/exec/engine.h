@@ -77,6 +77,43 @@ __attribute__((warn_unused_result)) int exec_engine_run(struct exec_engine *e,
                                                         const struct exec_params *p,
                                                         struct exec_outcome *out);
 
+/* ---- batches (API.md §5 exec-sync-batch) ---- */
+
+struct batch_script {
+    const char *id;     /* caller's id, echoed back */
+    const char *script; /* bash source (no NUL bytes) */
+    size_t script_len;
+};
+
+struct batch_result {
+    struct buf out, err;   /* this script's output (raw bytes, capped) */
+    bool out_truncated, err_truncated;
+    int exit_code;         /* -1 when it did not finish */
+    int64_t duration_ms;
+    const char *error;     /* NULL, "timeout", "skipped" (stopOnError) or "aborted" */
+    bool started;
+};
+
+struct batch_params {
+    const struct batch_script *scripts;
+    size_t n;                       /* 1..50 */
+    int64_t timeout_ms;             /* total budget */
+    int64_t per_script_timeout_ms;  /* 0 = only the total budget */
+    bool stop_on_error;             /* write mode: skip the rest after a non-zero exit */
+    bool read_only;                 /* parallel read-only jails, shared lock held */
+    int cancel_fd;                  /* client socket, -1 = none */
+};
+
+/* Runs a batch. Write mode: one bash process runs the scripts in order under the exclusive lock
+ * held by the caller, sharing shell state; one commit at the end (cwd stored). Read-only: the
+ * scripts run in parallel jails (BATCH_WORKERS at once), one shared deadline; any change →
+ * -ERR_READONLY_VIOLATION for the whole batch. results has n entries, filled in input order. */
+__attribute__((warn_unused_result)) int exec_engine_run_batch(struct exec_engine *e,
+                                                              struct sandbox_rec *rec,
+                                                              const struct batch_params *p,
+                                                              struct batch_result *results);
+void batch_results_release(struct batch_result *results, size_t n);
+
 /* Signal name for exitSignal ("SIGKILL"), or NULL for 0. */
 const char *exec_signal_name(int sig);
 

@@ -1,0 +1,147 @@
+/* POST /v1/sandboxes/{id}/exec-sync-batch (API.md §5). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/exec.h"
+#include "api/jsonv.h"
+#include "api/routes.h"
+#include "sandbox/sandbox.h"
+#include "util/err.h"
+
+#define BATCH_MAX_SCRIPTS 50
+#define BATCH_TIMEOUT_DEFAULT 30000
+#define BATCH_TIMEOUT_MAX 300000
+
+static int parse_scripts(json_t *arr, struct batch_script **ret, size_t *ret_n)
+{
+    size_t n = json_array_size(arr);
+    if (n < 1 || n > BATCH_MAX_SCRIPTS)
+        return err_set(-ERR_INVALID_INPUT, "'scripts' must hold 1 to %d scripts (got %zu)",
+                       BATCH_MAX_SCRIPTS, n);
+    struct batch_script *v = calloc(n, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *it = json_array_get(arr, i);
+        json_t *id = json_is_object(it) ? json_object_get(it, "id") : NULL;
+        json_t *sc = json_is_object(it) ? json_object_get(it, "script") : NULL;
+        if (!json_is_object(it) || !json_is_string(id) || !json_is_string(sc)) {
+            err_detail("scripts[%zu]: must be {\"id\": string, \"script\": string}", i);
+            bad++;
+            continue;
+        }
+        if (memchr(json_string_value(sc), '\0', json_string_length(sc))) {
+            err_detail("scripts[%zu]: script must not contain NUL bytes", i);
+            bad++;
+            continue;
+        }
+        v[i].id = json_string_value(id);
+        v[i].script = json_string_value(sc);
+        v[i].script_len = json_string_length(sc);
+    }
+    if (bad) {
+        free(v);
+        return err_set(-ERR_INVALID_INPUT, "%d invalid entr%s in 'scripts'", bad,
+                       bad == 1 ? "y" : "ies");
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static json_t *result_json(const struct batch_script *s, const struct batch_result *r)
+{
+    json_t *o = json_object();
+    json_t *so = NULL, *se = NULL;
+    if (exec_output_json(&r->out, &so) < 0 || exec_output_json(&r->err, &se) < 0) {
+        json_decref(so);
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "id", json_string(s->id));
+    json_object_set_new(o, "stdout", so);
+    json_object_set_new(o, "stderr", se);
+    json_object_set_new(o, "exitCode", json_integer(r->exit_code));
+    json_object_set_new(o, "durationMs", json_integer(r->duration_ms));
+    if (r->error)
+        json_object_set_new(o, "error", json_string(r->error));
+    json_object_set_new(o, "stdoutTruncated", json_boolean(r->out_truncated));
+    json_object_set_new(o, "stderrTruncated", json_boolean(r->err_truncated));
+    return o;
+}
+
+int route_exec_batch(struct request *req)
+{
+    if (!req->app->exec)
+        return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server; see /readyz");
+    json_t *body = req->json; /* borrowed */
+    if (!body)
+        return err_set(-ERR_INVALID_INPUT, "request body must be {\"scripts\": [...]}");
+    struct batch_params p = {.timeout_ms = BATCH_TIMEOUT_DEFAULT, .cancel_fd = -1};
+    struct batch_script *scripts = NULL;
+    json_t *arr = NULL;
+    int r = json_is_object(body) ? 0
+                                 : err_set(-ERR_INVALID_INPUT, "request body must be an object");
+    if (r == 0 && (r = jsonv_array(body, "scripts", &arr)) == 0)
+        r = err_set(-ERR_INVALID_INPUT, "field 'scripts' is required: [{\"id\", \"script\"}]");
+    if (r > 0)
+        r = parse_scripts(arr, &scripts, &p.n);
+    if (r == 0) {
+        /* the total budget is clamped, not refused (API.md) */
+        json_t *t = json_object_get(body, "timeoutMs");
+        if (t && !json_is_null(t)) {
+            if (!json_is_integer(t) || json_integer_value(t) < 1)
+                r = err_set(-ERR_INVALID_INPUT, "field 'timeoutMs' must be a positive integer");
+            else
+                p.timeout_ms = json_integer_value(t) > BATCH_TIMEOUT_MAX ? BATCH_TIMEOUT_MAX
+                                                                          : json_integer_value(t);
+        }
+    }
+    if (r == 0 &&
+        (r = jsonv_int(body, "perScriptTimeoutMs", 1, BATCH_TIMEOUT_MAX,
+                       &p.per_script_timeout_ms)) > 0)
+        r = 0;
+    if (r == 0 && (r = jsonv_bool(body, "readOnly", &p.read_only)) > 0)
+        r = 0;
+    if (r == 0 && (r = jsonv_bool(body, "stopOnError", &p.stop_on_error)) > 0)
+        r = 0;
+    struct sandbox_rec rec;
+    bool opened = false;
+    if (r == 0) {
+        r = exec_open_sandbox(req, p.read_only, &rec);
+        opened = r == 0;
+    }
+    struct batch_result *res = NULL;
+    if (r == 0) {
+        res = calloc(p.n, sizeof(*res));
+        if (!res)
+            r = -ENOMEM;
+    }
+    if (r == 0) {
+        p.scripts = scripts;
+        p.cancel_fd = http_client_fd(req);
+        r = exec_engine_run_batch(req->app->exec, &rec, &p, res);
+    }
+    if (r == 0) {
+        json_t *out = json_array();
+        for (size_t i = 0; i < p.n && r == 0; i++) {
+            json_t *o = result_json(&scripts[i], &res[i]);
+            r = o ? json_array_append_new(out, o) : -ENOMEM;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "results", out);
+        if (r == 0)
+            r = http_reply_json(req, 200, o);
+        else
+            json_decref(o);
+    }
+    if (res)
+        batch_results_release(res, p.n);
+    free(res);
+    free(scripts);
+    if (opened)
+        sandbox_rec_release(&rec);
+    return r;
+}

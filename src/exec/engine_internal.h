@@ -1,0 +1,69 @@
+/*
+ * engine_internal — what the single exec (engine.c) and the batch runner (batch.c) share:
+ * the engine struct and exec sessions. A session is everything one run holds from admission
+ * to cleanup: an admission slot, the acquired checkout (lower layer), a fresh upper dir and the
+ * report pipe (fd 3 in the jail: the script's final cwd, batch markers). Not for other modules.
+ */
+#ifndef SQLFS_EXEC_ENGINE_INTERNAL_H
+#define SQLFS_EXEC_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "exec/engine.h"
+#include "exec/jail.h"
+
+struct exec_engine {
+    struct app *app;
+    struct jail_runtime *jail;
+    struct checkouts *checkouts;
+    char *uppers_dir;   /* <data>/uppers */
+    pthread_mutex_t mu; /* guards the admission counters */
+    pthread_cond_t cond;
+    int64_t running;    /* execs holding a slot */
+    int64_t waiting;    /* execs queued for a slot */
+};
+
+struct upper {
+    char id[33]; /* exec id (hex) */
+    char *base;  /* <uppers>/<id> */
+    char *upper; /* <base>/upper */
+    char *work;  /* <base>/work */
+};
+
+struct exec_session {
+    struct exec_engine *e;
+    struct sandbox_rec *rec; /* borrowed; updated by the commit */
+    struct upper u;
+    char *lower;             /* checkout tree */
+    bool admitted, acquired;
+    int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
+};
+
+/* What to run in a session's jail. */
+struct exec_spawn {
+    const char *script;
+    size_t script_len;
+    const char *cwd;
+    bool cwd_is_stored; /* cwd came from the sandbox record: fall back to home if missing */
+    json_t *env;        /* request env, may be NULL */
+    bool debug;
+    int stdin_fd;       /* -1 = /dev/null */
+};
+
+__attribute__((warn_unused_result)) int exec_session_begin(struct exec_engine *e,
+                                                           struct sandbox_rec *rec,
+                                                           struct exec_session *s);
+__attribute__((warn_unused_result)) int exec_session_spawn(struct exec_session *s,
+                                                           const struct exec_spawn *sp,
+                                                           struct jail_proc **ret);
+void exec_session_close_report_writer(struct exec_session *s);
+/* Read-only: fails with EREADONLY_VIOLATION if the upper holds a change. Write mode: diffs the
+ * upper and commits it with new_cwd (may be NULL) and the commit-log info. */
+__attribute__((warn_unused_result)) int exec_session_finish(struct exec_session *s,
+                                                            bool read_only, const char *new_cwd,
+                                                            const char *info_json,
+                                                            int64_t *ret_changes);
+void exec_session_end(struct exec_session *s);
+
+#endif
