@@ -1,0 +1,1146 @@
+/* Unit tests of the SQLite store engine (store.h / changeset.h), on a real database in a temp
+ * directory. The raw SQLite file is inspected directly where the contract has no accessor
+ * (chunk counts, the commit log). */
+#include "unit.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "store/store.h"
+#include "util/err.h"
+
+#define MIB (1024 * 1024)
+
+struct fx {
+    char dir[64];
+    char db[128];
+    struct store *st;
+};
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/store.db", f->dir);
+    assert_int_equal(store_open_sqlite(f->db, &f->st), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    store_close(f->st);
+    nftw(f->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void reopen(struct fx *f)
+{
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open_sqlite(f->db, &f->st), 0);
+}
+
+/* One integer from the raw database (chunk database attached as "blobs"). */
+static int64_t db_int(struct fx *f, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    char attach[256];
+    snprintf(attach, sizeof(attach), "ATTACH DATABASE '%s.chunks' AS blobs", f->db);
+    assert_int_equal(sqlite3_exec(db, attach, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)x;
+    }
+}
+
+/* Stores len bytes through a writer, in writes of `step` bytes. */
+static void put_bytes_step(struct store *st, const void *data, size_t len, size_t step,
+                           uint8_t id[CONTENT_ID_LEN])
+{
+    struct content_writer *w;
+    assert_int_equal(store_content_begin(st, &w), 0);
+    for (size_t off = 0; off < len; off += step) {
+        size_t n = len - off < step ? len - off : step;
+        assert_int_equal(store_content_write(st, w, (const uint8_t *)data + off, n), 0);
+    }
+    int64_t size = -1;
+    assert_int_equal(store_content_finish(st, w, id, &size), 0);
+    assert_int_equal(size, (int64_t)len);
+}
+
+static void put_bytes(struct store *st, const void *data, size_t len,
+                      uint8_t id[CONTENT_ID_LEN])
+{
+    put_bytes_step(st, data, len, 65536 + 17, id);
+}
+
+/* Reads a whole content with reads of `step` bytes; returns a malloc'd buffer. */
+static uint8_t *read_all(struct store *st, const uint8_t id[CONTENT_ID_LEN], size_t step,
+                         size_t *ret_len)
+{
+    struct content_reader *r;
+    assert_int_equal(store_content_open(st, id, &r), 0);
+    size_t cap = MIB, len = 0;
+    uint8_t *buf = malloc(cap);
+    for (;;) {
+        if (cap - len < step) {
+            cap = cap * 2 + step;
+            buf = realloc(buf, cap);
+        }
+        size_t got = 99;
+        assert_int_equal(store_content_read(st, r, buf + len, step, &got), 0);
+        if (got == 0)
+            break;
+        assert_true(got <= step);
+        len += got;
+    }
+    store_content_close(st, r);
+    *ret_len = len;
+    return buf;
+}
+
+static void expect_content(struct store *st, const uint8_t id[CONTENT_ID_LEN], const void *data,
+                           size_t len)
+{
+    size_t got;
+    uint8_t *buf = read_all(st, id, 7777, &got);
+    assert_int_equal(got, len);
+    if (len)
+        assert_memory_equal(buf, data, len);
+    free(buf);
+}
+
+static struct sandbox_rec rec_of(const char *id, const char *tenant, const char *sub,
+                                 int64_t created)
+{
+    struct sandbox_rec r = {0};
+    snprintf(r.id, sizeof(r.id), "%s", id);
+    r.tenant = (char *)tenant;
+    r.sub = (char *)sub;
+    r.created_ms = created;
+    return r;
+}
+
+#define SB1 "11111111-1111-4111-8111-111111111111"
+#define SB2 "22222222-2222-4222-8222-222222222222"
+#define SB3 "33333333-3333-4333-8333-333333333333"
+
+static void create_sb(struct store *st, const char *id)
+{
+    struct sandbox_rec r = rec_of(id, "t", "u", 1000);
+    assert_int_equal(store_sandbox_create(st, &r, NULL, NULL), 0);
+}
+
+static void cs_file(struct changeset *cs, const char *path, const uint8_t *id, int64_t size)
+{
+    struct file_meta m = {.path = (char *)path, .kind = FILE_KIND_FILE, .mode = 0644,
+                          .size = size, .mtime_ns = 5};
+    if (size > 0) {
+        m.has_content = true;
+        memcpy(m.content, id, CONTENT_ID_LEN);
+    }
+    assert_int_equal(changeset_put(cs, &m), 0);
+}
+
+static void cs_dir(struct changeset *cs, const char *path, uint32_t mode)
+{
+    struct file_meta m = {.path = (char *)path, .kind = FILE_KIND_DIR, .mode = mode,
+                          .mtime_ns = 7};
+    assert_int_equal(changeset_put(cs, &m), 0);
+}
+
+/* Stores `text` and puts it at path. */
+static void cs_text(struct store *st, struct changeset *cs, const char *path, const char *text)
+{
+    uint8_t id[CONTENT_ID_LEN];
+    put_bytes(st, text, strlen(text), id);
+    cs_file(cs, path, id, (int64_t)strlen(text));
+}
+
+static int commit(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
+                  int64_t quota, struct commit_result *res)
+{
+    struct commit_opts o = {.expect_version = expect, .quota_bytes = quota, .now_ms = 42000};
+    struct commit_result tmp;
+    int r = store_commit(st, sb, cs, &o, res ? res : &tmp);
+    changeset_release(cs);
+    return r;
+}
+
+static struct sandbox_rec get_sb(struct store *st, const char *id)
+{
+    struct sandbox_rec r;
+    assert_int_equal(store_sandbox_get(st, id, NULL, NULL, &r), 0);
+    return r;
+}
+
+static void expect_kind(struct store *st, const char *sb, const char *path, int kind)
+{
+    struct file_meta m;
+    int r = store_stat(st, sb, path, &m);
+    if (kind == 0) {
+        assert_int_equal(r, -ENOENT);
+        return;
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(m.kind, kind);
+    assert_string_equal(m.path, path);
+    file_meta_release(&m);
+}
+
+/* ---- sandboxes ------------------------------------------------------------------------- */
+
+struct idlist {
+    char ids[16][UUID_STR_LEN];
+    int n;
+    int stop_after;
+};
+
+static int collect_sb(const struct sandbox_rec *rec, void *ud)
+{
+    struct idlist *l = ud;
+    snprintf(l->ids[l->n++], UUID_STR_LEN, "%s", rec->id);
+    return l->stop_after && l->n == l->stop_after ? 77 : 0;
+}
+
+static void test_sandbox_crud(void **state)
+{
+    struct fx *f = *state;
+    struct sandbox_rec r1 = rec_of(SB1, "t1", "u1", 1000);
+    r1.name = "first";
+    r1.python = true;
+    r1.env_json = "{\"A\":\"1\"}";
+    struct sandbox_rec r2 = rec_of(SB2, "t1", "u2", 2000);
+    struct sandbox_rec r3 = rec_of(SB3, "t1", "u1", 3000);
+    r3.cwd = "/work";
+    assert_int_equal(store_sandbox_create(f->st, &r1, NULL, NULL), 0);
+    assert_int_equal(store_sandbox_create(f->st, &r2, NULL, NULL), 0);
+    assert_int_equal(store_sandbox_create(f->st, &r3, NULL, NULL), 0);
+    assert_int_equal(store_sandbox_create(f->st, &r1, NULL, NULL), -EEXIST);
+
+    struct sandbox_rec g;
+    assert_int_equal(store_sandbox_get(f->st, SB1, "t1", "u1", &g), 0);
+    assert_string_equal(g.id, SB1);
+    assert_string_equal(g.name, "first");
+    assert_string_equal(g.env_json, "{\"A\":\"1\"}");
+    assert_string_equal(g.cwd, "/home/user");
+    assert_true(g.python);
+    assert_false(g.javascript);
+    assert_int_equal(g.version, 0);
+    assert_int_equal(g.created_ms, 1000);
+    assert_int_equal(g.last_used_ms, 0);
+    sandbox_rec_release(&g);
+    assert_int_equal(store_sandbox_get(f->st, SB2, "t1", "u2", &g), 0);
+    assert_null(g.name);
+    assert_string_equal(g.env_json, "{}");
+    sandbox_rec_release(&g);
+    assert_int_equal(store_sandbox_get(f->st, SB3, NULL, NULL, &g), 0);
+    assert_string_equal(g.cwd, "/work");
+    sandbox_rec_release(&g);
+
+    /* Foreign or missing: -ENOENT alike. */
+    assert_int_equal(store_sandbox_get(f->st, SB1, "t1", "u2", &g), -ENOENT);
+    assert_int_equal(store_sandbox_get(f->st, SB1, "t2", "u1", &g), -ENOENT);
+    assert_int_equal(store_sandbox_get(f->st, "nope", NULL, NULL, &g), -ENOENT);
+
+    struct idlist l = {0};
+    assert_int_equal(store_sandbox_list(f->st, "t1", "u1", collect_sb, &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.ids[0], SB3); /* newest first */
+    assert_string_equal(l.ids[1], SB1);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_sandbox_list(f->st, NULL, NULL, collect_sb, &l), 0);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.ids[0], SB3);
+    assert_string_equal(l.ids[1], SB2);
+    assert_string_equal(l.ids[2], SB1);
+    memset(&l, 0, sizeof(l));
+    l.stop_after = 1;
+    assert_int_equal(store_sandbox_list(f->st, NULL, NULL, collect_sb, &l), 77);
+    assert_int_equal(l.n, 1);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_sandbox_list(f->st, "t9", "u1", collect_sb, &l), 0);
+    assert_int_equal(l.n, 0);
+
+    assert_int_equal(store_sandbox_touch(f->st, SB2, 5555), 0);
+    assert_int_equal(store_sandbox_get(f->st, SB2, NULL, NULL, &g), 0);
+    assert_int_equal(g.last_used_ms, 5555);
+    sandbox_rec_release(&g);
+    assert_int_equal(store_sandbox_touch(f->st, "nope", 1), -ENOENT);
+
+    assert_int_equal(store_sandbox_delete(f->st, SB1, "t1", "u2"), -ENOENT);
+    assert_int_equal(store_sandbox_delete(f->st, SB1, "t1", "u1"), 0);
+    assert_int_equal(store_sandbox_get(f->st, SB1, NULL, NULL, &g), -ENOENT);
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), -ENOENT);
+    assert_int_equal(store_check(f->st), 0);
+}
+
+static void test_create_with_initial(void **state)
+{
+    struct fx *f = *state;
+    struct changeset cs;
+    changeset_init(&cs, "create");
+    cs.create_parents = true;
+    cs_dir(&cs, "/home/user", 0755);
+    cs_text(f->st, &cs, "/home/user/readme", "hi\n");
+    struct sandbox_rec r = rec_of(SB1, "t", "u", 1000);
+    struct commit_opts o = {.expect_version = 99, .now_ms = 1234};
+    assert_int_equal(store_sandbox_create(f->st, &r, &cs, &o), 0);
+    /* Creation fails whole: a bad initial change set leaves no sandbox behind. */
+    struct sandbox_rec r2 = rec_of(SB2, "t", "u", 1000);
+    struct changeset bad;
+    changeset_init(&bad, "create");
+    cs_dir(&bad, "/x/y", 0755); /* no parent, create_parents off */
+    assert_int_equal(store_sandbox_create(f->st, &r2, &bad, &o), -ENOENT);
+    changeset_release(&bad);
+    changeset_release(&cs);
+    struct sandbox_rec g;
+    assert_int_equal(store_sandbox_get(f->st, SB2, NULL, NULL, &g), -ENOENT);
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.version, 1);
+    assert_int_equal(g.file_count, 3); /* /home, /home/user, readme */
+    assert_int_equal(g.size_bytes, 3);
+    assert_int_equal(g.last_used_ms, 1234);
+    sandbox_rec_release(&g);
+    expect_kind(f->st, SB1, "/home", FILE_KIND_DIR);
+    expect_kind(f->st, SB1, "/home/user/readme", FILE_KIND_FILE);
+}
+
+/* ---- content --------------------------------------------------------------------------- */
+
+static void test_content_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    static const size_t sizes[] = {0,           1,         16 * 1024,     16 * 1024 + 1,
+                                   MIB - 1,     MIB,       MIB + 1,       2 * MIB,
+                                   3 * MIB + MIB / 2};
+    uint8_t *data = malloc(4 * MIB);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        fill(data, sizes[i], i + 1);
+        uint8_t id[CONTENT_ID_LEN];
+        put_bytes(f->st, data, sizes[i], id);
+        static const uint8_t zero[CONTENT_ID_LEN] = {0};
+        if (sizes[i] == 0)
+            assert_memory_equal(id, zero, CONTENT_ID_LEN);
+        else
+            assert_memory_not_equal(id, zero, CONTENT_ID_LEN);
+        expect_content(f->st, id, data, sizes[i]);
+        /* Big reads too (one call crosses chunk boundaries). */
+        size_t got;
+        uint8_t *buf = read_all(f->st, id, 3 * MIB, &got);
+        assert_int_equal(got, sizes[i]);
+        if (got)
+            assert_memory_equal(buf, data, got);
+        free(buf);
+        /* One big write gives the same id as many small ones. */
+        uint8_t id2[CONTENT_ID_LEN];
+        put_bytes_step(f->st, data, sizes[i], sizes[i] ? sizes[i] : 1, id2);
+        assert_memory_equal(id, id2, CONTENT_ID_LEN);
+    }
+    free(data);
+    uint8_t unknown[CONTENT_ID_LEN];
+    memset(unknown, 0xab, sizeof(unknown));
+    struct content_reader *r;
+    assert_int_equal(store_content_open(f->st, unknown, &r), -ENOENT);
+}
+
+/* The content id is SHA-256(chunk hashes || 8-byte big-endian size). */
+static void test_content_id_format(void **state)
+{
+    struct fx *f = *state;
+    uint8_t *data = malloc(MIB + 5);
+    fill(data, MIB + 5, 9);
+    uint8_t want[32], h[64];
+    unsigned int n;
+    assert_int_equal(EVP_Digest(data, MIB, h, &n, EVP_sha256(), NULL), 1);
+    assert_int_equal(EVP_Digest(data + MIB, 5, h + 32, &n, EVP_sha256(), NULL), 1);
+    uint8_t buf[72];
+    memcpy(buf, h, 64);
+    uint64_t size = MIB + 5;
+    for (int i = 0; i < 8; i++)
+        buf[64 + i] = (uint8_t)(size >> (56 - 8 * i));
+    assert_int_equal(EVP_Digest(buf, 72, want, &n, EVP_sha256(), NULL), 1);
+    uint8_t id[CONTENT_ID_LEN];
+    put_bytes(f->st, data, MIB + 5, id);
+    assert_memory_equal(id, want, 32);
+    /* Small (inline) content follows the same formula with one chunk. */
+    assert_int_equal(EVP_Digest("abc", 3, buf, &n, EVP_sha256(), NULL), 1);
+    memset(buf + 32, 0, 8);
+    buf[39] = 3;
+    assert_int_equal(EVP_Digest(buf, 40, want, &n, EVP_sha256(), NULL), 1);
+    put_bytes(f->st, "abc", 3, id);
+    assert_memory_equal(id, want, 32);
+    free(data);
+}
+
+static void test_dedup(void **state)
+{
+    struct fx *f = *state;
+    size_t len = 2 * MIB + 100;
+    uint8_t *data = malloc(len);
+    fill(data, len, 3);
+    uint8_t a[CONTENT_ID_LEN], b[CONTENT_ID_LEN];
+    put_bytes(f->st, data, len, a);
+    put_bytes_step(f->st, data, len, 4096, b);
+    assert_memory_equal(a, b, CONTENT_ID_LEN);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 3);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 1);
+    /* A zero-filled file: its equal chunks are stored once. */
+    uint8_t *zeros = calloc(1, 3 * MIB);
+    uint8_t z[CONTENT_ID_LEN];
+    put_bytes(f->st, zeros, 3 * MIB, z);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 4);
+    expect_content(f->st, z, zeros, 3 * MIB);
+    free(zeros);
+    free(data);
+}
+
+static void test_seek(void **state)
+{
+    struct fx *f = *state;
+    size_t len = 3 * MIB + MIB / 2;
+    uint8_t *data = malloc(len);
+    fill(data, len, 4);
+    uint8_t id[CONTENT_ID_LEN];
+    put_bytes(f->st, data, len, id);
+    struct content_reader *r;
+    assert_int_equal(store_content_open(f->st, id, &r), 0);
+    static const int64_t offs[] = {0, 5, MIB - 3, MIB, MIB + 1, 2 * MIB + MIB / 2 + 7,
+                                   3 * MIB + MIB / 2 - 10, 100};
+    uint8_t buf[5000];
+    for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+        assert_int_equal(store_content_seek(f->st, r, offs[i]), 0);
+        size_t want = len - (size_t)offs[i] < sizeof(buf) ? len - (size_t)offs[i] : sizeof(buf);
+        size_t got;
+        assert_int_equal(store_content_read(f->st, r, buf, sizeof(buf), &got), 0);
+        assert_int_equal(got, want);
+        assert_memory_equal(buf, data + offs[i], want);
+    }
+    assert_int_equal(store_content_seek(f->st, r, (int64_t)len), 0);
+    size_t got = 1;
+    assert_int_equal(store_content_read(f->st, r, buf, sizeof(buf), &got), 0);
+    assert_int_equal(got, 0);
+    assert_int_equal(store_content_seek(f->st, r, (int64_t)len + 1), -EINVAL);
+    assert_int_equal(store_content_seek(f->st, r, -1), -EINVAL);
+    store_content_close(f->st, r);
+    /* Seek inside an inline (small) content. */
+    put_bytes(f->st, "hello world", 11, id);
+    assert_int_equal(store_content_open(f->st, id, &r), 0);
+    assert_int_equal(store_content_seek(f->st, r, 6), 0);
+    assert_int_equal(store_content_read(f->st, r, buf, sizeof(buf), &got), 0);
+    assert_int_equal(got, 5);
+    assert_memory_equal(buf, "world", 5);
+    store_content_close(f->st, r);
+    free(data);
+}
+
+static void test_writer_abort(void **state)
+{
+    struct fx *f = *state;
+    uint8_t *data = malloc(2 * MIB);
+    fill(data, 2 * MIB, 5);
+    struct content_writer *w;
+    assert_int_equal(store_content_begin(f->st, &w), 0);
+    assert_int_equal(store_content_write(f->st, w, data, 2 * MIB), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 2);
+    store_content_abort(f->st, w);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM pending_chunks"), 0);
+    free(data);
+}
+
+/* ---- commits --------------------------------------------------------------------------- */
+
+static void test_commit_parents(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/a/b/c.txt", "abc");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOENT);
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    assert_int_equal(g.version, 0);
+    assert_int_equal(g.file_count, 0);
+    sandbox_rec_release(&g);
+
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    cs_text(f->st, &cs, "/a/b/c.txt", "abc");
+    struct commit_result res;
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_int_equal(res.version, 1);
+    assert_int_equal(res.size_bytes, 3);
+    struct file_meta m;
+    assert_int_equal(store_stat(f->st, SB1, "/a/b", &m), 0);
+    assert_int_equal(m.kind, FILE_KIND_DIR);
+    assert_int_equal(m.mode, 0755);
+    assert_int_equal(m.mtime_ns, 42000LL * 1000000);
+    file_meta_release(&m);
+    assert_int_equal(store_stat(f->st, SB1, "/a/b/c.txt", &m), 0);
+    assert_int_equal(m.size, 3);
+    assert_true(m.has_content);
+    assert_int_equal(m.mode, 0644);
+    expect_content(f->st, m.content, "abc", 3);
+    file_meta_release(&m);
+
+    /* A file (or a symlink) as a parent: -ENOTDIR, even with create_parents. */
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    cs_dir(&cs, "/a/b/c.txt/d", 0755);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOTDIR);
+    changeset_init(&cs, "put");
+    struct file_meta link = {.path = "/a/link", .kind = FILE_KIND_SYMLINK, .mode = 0777,
+                             .target = "b"};
+    assert_int_equal(changeset_put(&cs, &link), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    assert_int_equal(store_stat(f->st, SB1, "/a/link", &m), 0);
+    assert_int_equal(m.kind, FILE_KIND_SYMLINK);
+    assert_string_equal(m.target, "b");
+    assert_int_equal(m.size, 1);
+    file_meta_release(&m);
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    cs_text(f->st, &cs, "/a/link/x", "x");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOTDIR);
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.version, 2);
+    assert_int_equal(g.file_count, 4);
+    assert_int_equal(g.size_bytes, 3); /* symlinks and dirs do not count */
+    sandbox_rec_release(&g);
+    /* The root: a dir put is a no-op, anything else is refused. */
+    changeset_init(&cs, "put");
+    cs_dir(&cs, "/", 0700);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/", "x");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -EISDIR);
+    assert_int_equal(store_stat(f->st, SB1, "/", &m), 0);
+    assert_int_equal(m.kind, FILE_KIND_DIR);
+    file_meta_release(&m);
+    /* Commits to a missing sandbox. */
+    changeset_init(&cs, "put");
+    assert_int_equal(commit(f->st, SB2, &cs, -1, 0, NULL), -ENOENT);
+}
+
+static int64_t sum_sizes_cb_total;
+static int64_t sum_rows;
+static int sum_cb(const struct file_meta *m, void *ud)
+{
+    (void)ud;
+    sum_rows++;
+    if (m->kind == FILE_KIND_FILE)
+        sum_sizes_cb_total += m->size;
+    return 0;
+}
+
+/* size_bytes and file_count equal a full recount. */
+static void check_accounting(struct store *st, const char *sb)
+{
+    sum_sizes_cb_total = sum_rows = 0;
+    assert_int_equal(store_list(st, sb, "/", 0, sum_cb, NULL), 0);
+    struct sandbox_rec g = get_sb(st, sb);
+    assert_int_equal(g.size_bytes, sum_sizes_cb_total);
+    assert_int_equal(g.file_count, sum_rows);
+    sandbox_rec_release(&g);
+}
+
+static void test_commit_replace_and_delete(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    cs_text(f->st, &cs, "/d/x/1", "one");
+    cs_text(f->st, &cs, "/d/x/2", "two!");
+    cs_text(f->st, &cs, "/d/y", "yy");
+    cs_text(f->st, &cs, "/d.txt", "sibling"); /* sorts between /d and /d/... ('.' < '/') */
+    cs_text(f->st, &cs, "/d0", "after");      /* sorts after the subtree of /d */
+    cs_text(f->st, &cs, "/d!", "before");     /* '!' < '/' */
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    check_accounting(f->st, SB1);
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    assert_int_equal(g.file_count, 8);
+    assert_int_equal(g.size_bytes, 3 + 4 + 2 + 7 + 5 + 6);
+    sandbox_rec_release(&g);
+
+    /* A dir over a dir: mode and mtime change, children stay. */
+    changeset_init(&cs, "put");
+    cs_dir(&cs, "/d", 0700);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    struct file_meta m;
+    assert_int_equal(store_stat(f->st, SB1, "/d", &m), 0);
+    assert_int_equal(m.mode, 0700);
+    assert_int_equal(m.mtime_ns, 7);
+    file_meta_release(&m);
+    expect_kind(f->st, SB1, "/d/x/1", FILE_KIND_FILE);
+
+    /* A file over a dir removes the subtree, and nothing else. */
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/d", "now a file");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    expect_kind(f->st, SB1, "/d", FILE_KIND_FILE);
+    expect_kind(f->st, SB1, "/d/x", 0);
+    expect_kind(f->st, SB1, "/d/x/1", 0);
+    expect_kind(f->st, SB1, "/d/y", 0);
+    expect_kind(f->st, SB1, "/d.txt", FILE_KIND_FILE);
+    expect_kind(f->st, SB1, "/d0", FILE_KIND_FILE);
+    expect_kind(f->st, SB1, "/d!", FILE_KIND_FILE);
+    check_accounting(f->st, SB1);
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.file_count, 4);
+    assert_int_equal(g.size_bytes, 10 + 7 + 5 + 6);
+    sandbox_rec_release(&g);
+
+    /* Replace a file by a dir, add below it, then delete the subtree; absent paths are fine. */
+    changeset_init(&cs, "put");
+    cs_dir(&cs, "/d", 0755);
+    cs_text(f->st, &cs, "/d/n", "n");
+    cs_dir(&cs, "/d/sub", 0755);
+    cs_text(f->st, &cs, "/d/sub/m", "mm");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    check_accounting(f->st, SB1);
+    changeset_init(&cs, "delete");
+    assert_int_equal(changeset_delete(&cs, "/d"), 0);
+    assert_int_equal(changeset_delete(&cs, "/does/not/exist"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    expect_kind(f->st, SB1, "/d", 0);
+    expect_kind(f->st, SB1, "/d/sub/m", 0);
+    expect_kind(f->st, SB1, "/d.txt", FILE_KIND_FILE);
+    check_accounting(f->st, SB1);
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.file_count, 3);
+    assert_int_equal(g.size_bytes, 7 + 5 + 6);
+    sandbox_rec_release(&g);
+
+    /* Changes apply in order: put then delete in one commit. */
+    changeset_init(&cs, "mix");
+    cs_text(f->st, &cs, "/tmp1", "t");
+    assert_int_equal(changeset_delete(&cs, "/tmp1"), 0);
+    cs_text(f->st, &cs, "/tmp2", "tt");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    expect_kind(f->st, SB1, "/tmp1", 0);
+    expect_kind(f->st, SB1, "/tmp2", FILE_KIND_FILE);
+    check_accounting(f->st, SB1);
+
+    /* Deleting the root empties the tree. */
+    changeset_init(&cs, "delete");
+    assert_int_equal(changeset_delete(&cs, "/"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.file_count, 0);
+    assert_int_equal(g.size_bytes, 0);
+    sandbox_rec_release(&g);
+    assert_int_equal(store_has_children(f->st, SB1, "/"), 0);
+}
+
+static void test_commit_quota(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/a", "0123456789"); /* 10 bytes */
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 100, NULL), 0);
+
+    char big[200];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/b", "small");
+    assert_int_equal(changeset_delete(&cs, "/a"), 0);
+    cs_text(f->st, &cs, "/c", big);
+    cs.new_cwd = strdup("/elsewhere");
+    err_clear();
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 100, NULL), -ERR_QUOTA);
+    assert_non_null(err_message());
+    assert_non_null(strstr(err_message(), "100"));
+    /* Nothing changed. */
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    assert_int_equal(g.version, 1);
+    assert_int_equal(g.size_bytes, 10);
+    assert_int_equal(g.file_count, 1);
+    assert_string_equal(g.cwd, "/home/user");
+    sandbox_rec_release(&g);
+    expect_kind(f->st, SB1, "/a", FILE_KIND_FILE);
+    expect_kind(f->st, SB1, "/b", 0);
+    expect_kind(f->st, SB1, "/c", 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM commits"), 1);
+
+    /* Exactly at the quota fits; an over-quota sandbox may still shrink. */
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/b", big + 109); /* 90 bytes */
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 100, NULL), 0);
+    changeset_init(&cs, "put");
+    assert_int_equal(changeset_delete(&cs, "/a"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 50, NULL), 0);
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.size_bytes, 90);
+    sandbox_rec_release(&g);
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/e", "e");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 50, NULL), -ERR_QUOTA);
+}
+
+static void test_commit_stale_cwd_log(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/f", "f");
+    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, NULL), -ESTALE);
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/f", "f");
+    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0);
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/g", "g");
+    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), -ESTALE);
+    expect_kind(f->st, SB1, "/g", 0);
+
+    /* An empty change set bumps the version, logs and sets cwd. */
+    changeset_init(&cs, "exec");
+    cs.new_cwd = strdup("/tmp");
+    assert_int_equal(changeset_set_info(&cs, "{\"exitCode\":0}"), 0);
+    struct commit_result res;
+    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, &res), 0);
+    assert_int_equal(res.version, 2);
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    assert_int_equal(g.version, 2);
+    assert_string_equal(g.cwd, "/tmp");
+    assert_int_equal(g.last_used_ms, 42000);
+    sandbox_rec_release(&g);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM commits WHERE id = %lld AND version = 2 AND kind = 'exec' "
+             "AND info = '{\"exitCode\":0}' AND changes = 0 AND created_ms = 42000",
+             (long long)res.commit_id);
+    assert_int_equal(db_int(f, sql), 1);
+
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/h", "hhh");
+    assert_int_equal(changeset_delete(&cs, "/f"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM commits WHERE id = %lld AND changes = 2 AND bytes_delta = 2",
+             (long long)res.commit_id);
+    assert_int_equal(db_int(f, sql), 1);
+    snprintf(sql, sizeof(sql),
+             "SELECT group_concat(op || path, ',') = '1/h,2/f' FROM "
+             "(SELECT op, path FROM commit_changes WHERE commit_id = %lld ORDER BY seq)",
+             (long long)res.commit_id);
+    assert_int_equal(db_int(f, sql), 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM commits"), 3);
+}
+
+static void test_commit_bad_content(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    uint8_t unknown[CONTENT_ID_LEN];
+    memset(unknown, 7, sizeof(unknown));
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs_file(&cs, "/x", unknown, 10);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -EIO);
+    uint8_t id[CONTENT_ID_LEN];
+    put_bytes(f->st, "12345", 5, id);
+    changeset_init(&cs, "put");
+    cs_file(&cs, "/x", id, 6);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -EINVAL);
+    changeset_init(&cs, "put");
+    cs_file(&cs, "/x", id, 5);
+    cs_file(&cs, "/empty", NULL, 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    struct file_meta m;
+    assert_int_equal(store_stat(f->st, SB1, "/empty", &m), 0);
+    assert_false(m.has_content);
+    assert_int_equal(m.size, 0);
+    file_meta_release(&m);
+    check_accounting(f->st, SB1);
+}
+
+/* ---- garbage collection ---------------------------------------------------------------- */
+
+static void test_gc_after_delete(void **state)
+{
+    struct fx *f = *state;
+    size_t lx = 2 * MIB, ly = MIB + MIB / 2;
+    uint8_t *x = malloc(lx), *y = malloc(ly);
+    fill(x, lx, 11);
+    fill(y, ly, 12);
+    uint8_t idx[CONTENT_ID_LEN], idy[CONTENT_ID_LEN], ids[CONTENT_ID_LEN];
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    put_bytes(f->st, x, lx, idx);
+    cs_file(&cs, "/x", idx, (int64_t)lx);
+    put_bytes(f->st, y, ly, idy);
+    cs_file(&cs, "/y", idy, (int64_t)ly);
+    put_bytes(f->st, "small", 5, ids);
+    cs_file(&cs, "/s", ids, 5);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    changeset_init(&cs, "put");
+    put_bytes(f->st, x, lx, idx);
+    cs_file(&cs, "/shared", idx, (int64_t)lx);
+    assert_int_equal(commit(f->st, SB2, &cs, -1, 0, NULL), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 4);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM content_pins"), 0);
+
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.contents_deleted, 0);
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 2);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM files"), 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM commits"), 1);
+    struct content_reader *r;
+    assert_int_equal(store_content_open(f->st, idy, &r), -ENOENT);
+    assert_int_equal(store_content_open(f->st, ids, &r), -ENOENT);
+    expect_content(f->st, idx, x, lx);
+
+    /* Overwriting the last reference makes it garbage too. */
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/shared", "replaced");
+    assert_int_equal(commit(f->st, SB2, &cs, -1, 0, NULL), 0);
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.contents_deleted, 1);
+    assert_int_equal(gs.chunks_deleted, 2);
+    assert_int_equal(gs.bytes_freed, (int64_t)lx);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 0);
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.contents_deleted, 0);
+    assert_int_equal(store_sandbox_delete(f->st, SB2, NULL, NULL), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM gc_candidates"), 0);
+    free(x);
+    free(y);
+}
+
+static void test_gc_keeps_pinned(void **state)
+{
+    struct fx *f = *state;
+    uint8_t *data = malloc(MIB);
+    fill(data, MIB, 21);
+    uint8_t id[CONTENT_ID_LEN], id2[CONTENT_ID_LEN];
+
+    /* Finished, not committed: pinned. */
+    put_bytes(f->st, data, MIB, id);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    expect_content(f->st, id, data, MIB);
+
+    /* The same content committed, then unreferenced, while a second writer re-pinned it. */
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs_file(&cs, "/f", id, MIB);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0); /* drops the only pin */
+    put_bytes(f->st, data, MIB, id2);                           /* pinned again */
+    assert_memory_equal(id, id2, CONTENT_ID_LEN);
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0); /* runs GC */
+    expect_content(f->st, id, data, MIB);
+    changeset_init(&cs, "put");
+    cs_file(&cs, "/g", id, MIB);
+    assert_int_equal(commit(f->st, SB2, &cs, -1, 0, NULL), 0);
+
+    /* A writer in progress holds a chunk that GC would otherwise collect. */
+    struct content_writer *w;
+    assert_int_equal(store_content_begin(f->st, &w), 0);
+    assert_int_equal(store_content_write(f->st, w, data, MIB), 0); /* chunk stored, pending */
+    assert_int_equal(store_sandbox_delete(f->st, SB2, NULL, NULL), 0);
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 1);
+    int64_t size;
+    assert_int_equal(store_content_finish(f->st, w, id2, &size), 0);
+    assert_memory_equal(id, id2, CONTENT_ID_LEN);
+    expect_content(f->st, id, data, MIB);
+
+    /* Pins do not survive a restart: the uncommitted content is collected at open. */
+    reopen(f);
+    struct content_reader *r;
+    assert_int_equal(store_content_open(f->st, id, &r), -ENOENT);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 0);
+    free(data);
+}
+
+/* ---- persistence, listing -------------------------------------------------------------- */
+
+static void test_persistence(void **state)
+{
+    struct fx *f = *state;
+    size_t len = MIB + 3;
+    uint8_t *data = malloc(len);
+    fill(data, len, 31);
+    struct sandbox_rec rec = rec_of(SB1, "t", "u", 777);
+    rec.name = "persist";
+    rec.network = true;
+    assert_int_equal(store_sandbox_create(f->st, &rec, NULL, NULL), 0);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    uint8_t id[CONTENT_ID_LEN];
+    put_bytes(f->st, data, len, id);
+    cs_file(&cs, "/home/user/big.bin", id, (int64_t)len);
+    cs_text(f->st, &cs, "/home/user/small.txt", "small");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    reopen(f);
+    reopen(f);
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    assert_string_equal(g.name, "persist");
+    assert_true(g.network);
+    assert_int_equal(g.version, 1);
+    assert_int_equal(g.file_count, 4);
+    assert_int_equal(g.size_bytes, (int64_t)len + 5);
+    sandbox_rec_release(&g);
+    struct file_meta m;
+    assert_int_equal(store_stat(f->st, SB1, "/home/user/big.bin", &m), 0);
+    expect_content(f->st, m.content, data, len);
+    file_meta_release(&m);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_migrations"), 1);
+    free(data);
+}
+
+struct walk_log {
+    char paths[32][64];
+    int n;
+    int stop_at;
+};
+
+static int log_cb(const struct file_meta *m, void *ud)
+{
+    struct walk_log *l = ud;
+    snprintf(l->paths[l->n++], 64, "%s", m->path);
+    return l->stop_at && l->n == l->stop_at ? 5 : 0;
+}
+
+static void expect_walk(struct store *st, const char *prefix, int depth, const char *want)
+{
+    struct walk_log l = {0};
+    assert_int_equal(store_list(st, SB1, prefix, depth, log_cb, &l), 0);
+    char got[1024] = "";
+    for (int i = 0; i < l.n; i++) {
+        if (i)
+            strcat(got, " ");
+        strcat(got, l.paths[i]);
+    }
+    assert_string_equal(got, want);
+}
+
+static void test_list(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    cs_text(f->st, &cs, "/a/b/c/d.txt", "d");
+    cs_text(f->st, &cs, "/a/b!x", "!");
+    cs_text(f->st, &cs, "/a/x", "x");
+    cs_text(f->st, &cs, "/a.txt", "a");
+    cs_dir(&cs, "/b", 0755);
+    cs_text(f->st, &cs, "/a/b/e", "e");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+
+    /* memcmp order: "/a.txt" and "/a/b!x" sort before "/a/b..." ('.', '!' < '/'). */
+    expect_walk(f->st, "/", 0, "/a /a.txt /a/b /a/b!x /a/b/c /a/b/c/d.txt /a/b/e /a/x /b");
+    expect_walk(f->st, "/", 1, "/a /a.txt /b");
+    expect_walk(f->st, "/", 2, "/a /a.txt /a/b /a/b!x /a/x /b");
+    expect_walk(f->st, "/a", 1, "/a/b /a/b!x /a/x");
+    expect_walk(f->st, "/a", 2, "/a/b /a/b!x /a/b/c /a/b/e /a/x");
+    expect_walk(f->st, "/a", -1, "/a/b /a/b!x /a/b/c /a/b/c/d.txt /a/b/e /a/x");
+    expect_walk(f->st, "/a/b", 0, "/a/b/c /a/b/c/d.txt /a/b/e");
+    expect_walk(f->st, "/a/b/c/d.txt", 0, "");
+    expect_walk(f->st, "/b", 0, "");
+    expect_walk(f->st, "/zzz", 0, "");
+
+    struct walk_log l = {.stop_at = 2};
+    assert_int_equal(store_list(f->st, SB1, "/", 0, log_cb, &l), 5);
+    assert_int_equal(l.n, 2);
+    l = (struct walk_log){0};
+    assert_int_equal(store_list(f->st, SB2, "/", 0, log_cb, &l), -ENOENT);
+
+    assert_int_equal(store_has_children(f->st, SB1, "/"), 1);
+    assert_int_equal(store_has_children(f->st, SB1, "/a/b"), 1);
+    assert_int_equal(store_has_children(f->st, SB1, "/a/b/c/d.txt"), 0);
+    assert_int_equal(store_has_children(f->st, SB1, "/b"), 0);
+    assert_int_equal(store_has_children(f->st, SB2, "/"), -ENOENT);
+}
+
+/* ---- concurrency ----------------------------------------------------------------------- */
+
+#define NTHREADS 4
+#define ITERS 40
+
+struct worker {
+    struct store *st;
+    char sb[UUID_STR_LEN];
+    int failures;
+};
+
+static int count_cb(const struct file_meta *m, void *ud)
+{
+    (void)m;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static void *writer_main(void *arg)
+{
+    struct worker *wk = arg;
+    uint8_t *data = malloc(MIB + 100);
+    for (int i = 0; i < ITERS; i++) {
+        size_t len = i % 5 == 0 ? MIB + 100 : (size_t)(10 + i);
+        fill(data, len, (uint64_t)i + 1000);
+        struct content_writer *w;
+        uint8_t id[CONTENT_ID_LEN];
+        int64_t size;
+        if (store_content_begin(wk->st, &w) < 0 || store_content_write(wk->st, w, data, len) < 0 ||
+            store_content_finish(wk->st, w, id, &size) < 0) {
+            wk->failures++;
+            continue;
+        }
+        struct changeset cs;
+        changeset_init(&cs, "put");
+        cs.create_parents = true;
+        char path[64];
+        snprintf(path, sizeof(path), "/dir%d/file%d", i % 3, i);
+        struct file_meta m = {.path = path, .kind = FILE_KIND_FILE, .mode = 0644,
+                              .size = size, .has_content = true};
+        memcpy(m.content, id, CONTENT_ID_LEN);
+        struct commit_opts o = {.expect_version = i, .now_ms = 1};
+        struct commit_result res;
+        if (changeset_put(&cs, &m) < 0 || store_commit(wk->st, wk->sb, &cs, &o, &res) < 0)
+            wk->failures++;
+        changeset_release(&cs);
+        /* Read back what was committed. */
+        struct content_reader *r;
+        uint8_t *buf = malloc(len);
+        size_t got = 0, total = 0;
+        if (store_content_open(wk->st, id, &r) < 0) {
+            wk->failures++;
+        } else {
+            while (store_content_read(wk->st, r, buf + total, len - total + 1, &got) == 0 &&
+                   got > 0)
+                total += got;
+            store_content_close(wk->st, r);
+            if (total != len || memcmp(buf, data, len) != 0)
+                wk->failures++;
+        }
+        free(buf);
+    }
+    free(data);
+    return NULL;
+}
+
+static void *reader_main(void *arg)
+{
+    struct worker *wk = arg;
+    for (int i = 0; i < ITERS * 4; i++) {
+        int n = 0;
+        if (store_list(wk->st, wk->sb, "/", 0, count_cb, &n) < 0)
+            wk->failures++;
+        struct sandbox_rec g;
+        if (store_sandbox_get(wk->st, wk->sb, NULL, NULL, &g) < 0)
+            wk->failures++;
+        else
+            sandbox_rec_release(&g);
+        struct gc_stats gs;
+        if (i % 16 == 0 && store_gc(wk->st, &gs) < 0)
+            wk->failures++;
+    }
+    return NULL;
+}
+
+static void test_concurrency(void **state)
+{
+    struct fx *f = *state;
+    struct worker wk[NTHREADS * 2];
+    pthread_t th[NTHREADS * 2];
+    for (int i = 0; i < NTHREADS; i++) {
+        memset(&wk[i], 0, sizeof(wk[i]));
+        wk[i].st = f->st;
+        snprintf(wk[i].sb, UUID_STR_LEN, "%08d-0000-4000-8000-000000000000", i);
+        create_sb(f->st, wk[i].sb);
+        wk[NTHREADS + i] = wk[i];
+    }
+    for (int i = 0; i < NTHREADS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, writer_main, &wk[i]), 0);
+        assert_int_equal(pthread_create(&th[NTHREADS + i], NULL, reader_main, &wk[NTHREADS + i]),
+                         0);
+    }
+    for (int i = 0; i < NTHREADS * 2; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(wk[i].failures, 0);
+    }
+    for (int i = 0; i < NTHREADS; i++) {
+        struct sandbox_rec g = get_sb(f->st, wk[i].sb);
+        assert_int_equal(g.version, ITERS);
+        assert_int_equal(g.file_count, ITERS + 3);
+        sandbox_rec_release(&g);
+        check_accounting(f->st, wk[i].sb);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_sandbox_crud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_with_initial, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_id_format, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_parents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_replace_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_quota, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_stale_cwd_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_bad_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_after_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
