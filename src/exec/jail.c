@@ -79,18 +79,19 @@ static const char *const dev_links[][2] = {
 
 /* Paths below the new root that every exec uses, computed once. */
 enum { P_USR, P_ETC, P_BIN, P_PROC, P_PROC_SYS, P_PROC_SYSRQ, P_DEV, P_PTS, P_SHM, P_COUNT };
-static const char *const p_suffix[P_COUNT] = {"/usr", "/etc", "/opt/sqlfs/bin", "/proc",
-                                              "/proc/sys", "/proc/sysrq-trigger", "/dev",
-                                              "/dev/pts", "/dev/shm"};
+/* Relative to the new root (the child's working directory while it assembles it). */
+static const char *const p_suffix[P_COUNT] = {"usr", "etc", "opt/sqlfs/bin", "proc",
+                                              "proc/sys", "proc/sysrq-trigger", "dev",
+                                              "dev/pts", "dev/shm"};
 
 struct jail_runtime {
     struct rootfs rf;
     struct seccomp_prog prog;
     struct cgroup_rt cg;
-    char *p[P_COUNT];                         /* newroot + p_suffix */
+    char *p[P_COUNT];                         /* p_suffix (relative to the new root) */
     char *dev_src[DEV_NODES], *dev_dst[DEV_NODES];
     char *link_dst[DEV_LINKS];
-    char *stub_dst[2][ROOTFS_MAX_STUBS];      /* newroot + rootfs target */
+    char *stub_dst[2][ROOTFS_MAX_STUBS];      /* rootfs target, relative to the new root */
 };
 
 /* Everything the child needs, prepared by the parent; read-only in the child. */
@@ -190,7 +191,11 @@ static void child_dev(const struct jail_runtime *rt)
         child_fail("mount /dev/shm");
 }
 
-static void child_mounts(const struct child_plan *cp)
+/* Mounts that need to reach into the server's data directory (often mode 0700, owned by host
+ * root): done while the child still has the host-root uid it was cloned with (unmapped in its
+ * namespace, but the owner of those directories), before it becomes the sandbox user. Every
+ * target is relative to the new root, which becomes the working directory. */
+static void child_mounts_early(const struct child_plan *cp)
 {
     const struct jail_runtime *rt = cp->rt;
     /* Nothing we mount may propagate back to the host. */
@@ -199,6 +204,8 @@ static void child_mounts(const struct child_plan *cp)
     if (move_mount(SLOT_OVL, "", AT_FDCWD, rt->rf.newroot, MOVE_MOUNT_F_EMPTY_PATH) < 0)
         child_fail("attach overlay root");
     close(SLOT_OVL);
+    if (chdir(rt->rf.newroot) < 0)
+        child_fail("enter new root");
     bind_ro(rt->rf.usr, rt->p[P_USR], true, "bind /usr");
     bind_ro(rt->rf.etc, rt->p[P_ETC], false, "bind /etc");
     bind_ro(cp->bin, rt->p[P_BIN], false, "bind /opt/sqlfs/bin");
@@ -208,13 +215,19 @@ static void child_mounts(const struct child_plan *cp)
         for (int i = 0; i < rt->rf.ntargets[k]; i++)
             bind_ro(rt->rf.stub[k], rt->stub_dst[k][i], false, "bind runtime stub");
     }
+}
+
+/* Mounts that create files (they need the mapped sandbox uid), then the switch of root. */
+static void child_mounts_late(const struct child_plan *cp)
+{
+    const struct jail_runtime *rt = cp->rt;
     if (mount("proc", rt->p[P_PROC], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         child_fail("mount /proc");
     bind_ro(rt->p[P_PROC_SYS], rt->p[P_PROC_SYS], true, "protect /proc/sys");
     if (access(rt->p[P_PROC_SYSRQ], F_OK) == 0) /* absent on kernels without magic SysRq */
         bind_ro(rt->p[P_PROC_SYSRQ], rt->p[P_PROC_SYSRQ], false, "protect /proc/sysrq-trigger");
     child_dev(rt);
-    if (chdir(rt->rf.newroot) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
         child_fail("pivot_root");
     /* The old root is stacked under the new one: detach it. */
     if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
@@ -316,6 +329,7 @@ __attribute__((noreturn)) static void child_main(const struct child_plan *cp)
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP)
             (void)sigaction(s, &dfl, NULL);
+    child_mounts_early(cp);
     /* Host groups of the server must not follow the sandbox. */
     if (setgroups(0, NULL) < 0 || setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0 ||
         setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
@@ -328,12 +342,17 @@ __attribute__((noreturn)) static void child_main(const struct child_plan *cp)
     if (sethostname("sandbox", 7) < 0)
         child_fail("hostname");
     child_net();
-    child_mounts(cp);
+    child_mounts_late(cp);
     child_drop_privileges(cp);
     if (chdir(cp->cwd) < 0) {
         child_report(REPORT_CWD_ERR, errno, 0, "cwd");
         _exit(126);
     }
+    /* The init is a copy of the server process (its memory and /proc/1/environ hold the
+     * server's environment): make it non-dumpable so the script cannot read either. bash
+     * becomes dumpable again at execve, as any process does. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        child_fail("dumpable");
     child_sandbox();
     struct sock_fprog prog = {.len = cp->rt->prog.len, .filter = cp->rt->prog.filter};
     /* init itself runs under the filter too. */
@@ -362,12 +381,6 @@ struct jail_proc {
     struct jail_status status;
 };
 
-static char *cat2(const char *a, const char *b)
-{
-    char *s = NULL;
-    return asprintf(&s, "%s%s", a, b) < 0 ? NULL : s;
-}
-
 static void runtime_free_paths(struct jail_runtime *rt)
 {
     for (int i = 0; i < P_COUNT; i++)
@@ -385,21 +398,20 @@ static void runtime_free_paths(struct jail_runtime *rt)
 
 static int runtime_paths(struct jail_runtime *rt)
 {
-    const char *nr = rt->rf.newroot;
     for (int i = 0; i < P_COUNT; i++)
-        if (!(rt->p[i] = cat2(nr, p_suffix[i])))
+        if (!(rt->p[i] = strdup(p_suffix[i])))
             return -ENOMEM;
     for (int i = 0; i < DEV_NODES; i++) {
         if (asprintf(&rt->dev_src[i], "/dev/%s", dev_nodes[i]) < 0 ||
-            asprintf(&rt->dev_dst[i], "%s/dev/%s", nr, dev_nodes[i]) < 0)
+            asprintf(&rt->dev_dst[i], "dev/%s", dev_nodes[i]) < 0)
             return -ENOMEM;
     }
     for (size_t i = 0; i < DEV_LINKS; i++)
-        if (asprintf(&rt->link_dst[i], "%s/dev/%s", nr, dev_links[i][1]) < 0)
+        if (asprintf(&rt->link_dst[i], "dev/%s", dev_links[i][1]) < 0)
             return -ENOMEM;
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < rt->rf.ntargets[k]; i++)
-            if (!(rt->stub_dst[k][i] = cat2(nr, rt->rf.targets[k][i])))
+            if (!(rt->stub_dst[k][i] = strdup(rt->rf.targets[k][i] + 1)))
                 return -ENOMEM;
     return 0;
 }

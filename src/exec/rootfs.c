@@ -249,16 +249,19 @@ static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
         snprintf(dir, sizeof(dir), "bin/%d", n);
         if (mkdirat(jailfd, dir, 0755) < 0)
             return -errno;
-        for (int i = 0; i < 2; i++) {
-            bool on = n & (1 << i);
+        for (int i = 0; i < 3; i++) {
+            /* i: 0 py-exec, 1 js-exec, 2 python (python3 under its common short name) */
+            int kind = i == 2 ? 0 : i;
+            bool on = n & (1 << kind);
             if (!on) {
                 snprintf(text, sizeof(text),
                          "#!/bin/sh\necho \"%s is not enabled for this sandbox; create it with "
                          "%s=true\" >&2\nexit 127\n",
-                         runtime_names[i], runtime_names[i]);
+                         runtime_names[kind], runtime_names[kind]);
             }
-            snprintf(path, sizeof(path), "%s/%s", dir, i == 0 ? "py-exec" : "js-exec");
-            int r = write_file(jailfd, path, on ? (i == 0 ? py_exec : js_exec) : text, 0555);
+            static const char *const names[3] = {"py-exec", "js-exec", "python"};
+            snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+            int r = write_file(jailfd, path, on ? (kind == 0 ? py_exec : js_exec) : text, 0555);
             if (r < 0)
                 return r;
         }

@@ -51,6 +51,6 @@ __attribute__((warn_unused_result)) int rootfs_build(const char *data_dir, const
 void rootfs_release(struct rootfs *r);
 
 /* Removes a directory tree without following symlinks or crossing mounts. 0 or -errno. */
-__attribute__((warn_unused_result)) int rootfs_rm_rf(const char *path);
+int rootfs_rm_rf(const char *path);
 
 #endif
