@@ -298,7 +298,11 @@ int cgroup_exec_create(const struct cgroup_rt *rt, const char *id,
         int dfd = rt->base_fd[i];
         if (dfd < 0 || (rt->mode == CGROUP_V2 && i > 0))
             continue;
-        if (mkdirat(dfd, ret->name, 0755) < 0 && errno != EEXIST) {
+        /* An existing one is a leftover whose removal failed earlier: it must be empty now,
+         * or some other exec is using the id. */
+        if (mkdirat(dfd, ret->name, 0755) < 0 &&
+            (errno != EEXIST || unlinkat(dfd, ret->name, AT_REMOVEDIR) < 0 ||
+             mkdirat(dfd, ret->name, 0755) < 0)) {
             int r = -errno;
             cgroup_exec_destroy(ret);
             return r;

@@ -100,9 +100,10 @@ struct jail_info {
 };
 
 /* Prepares everything execs share: generates <data_dir>/jail (see rootfs.h), compiles the
- * seccomp filter, probes cgroups and removes leftovers of a previous run (stale exec cgroups and
- * <data_dir>/uppers/<*>). `rootfs` NULL = the host's "/". Must run before the server starts
- * threads is not required, but it writes to err state of the calling thread on failure.
+ * seccomp filter, probes cgroups and removes leftovers of a previous run (stale exec cgroups
+ * with their processes, and everything under <data_dir>/uppers/). Call it once at start,
+ * before any exec runs. `rootfs` NULL = the host's "/". Jail mounts only ever exist inside the
+ * per-exec mount namespaces, so no host mount can be left behind by a crash.
  * -errno / -ERR_JAIL_UNAVAILABLE with err_set(). */
 __attribute__((warn_unused_result)) int jail_runtime_init(const char *data_dir,
                                                           const char *rootfs,

@@ -252,6 +252,8 @@ static void test_privileged_ops_fail(void **state)
         "mount -t tmpfs none /tmp 2>/dev/null && echo mount; "
         "unshare -U true 2>/dev/null && echo unshare; unshare -r true 2>/dev/null && echo "
         "unshare-r; strace -f true >/dev/null 2>&1 && echo strace; "
+        "setarch x86_64 -X true 2>/dev/null && echo read-implies-exec; "
+        "setarch x86_64 -R true || echo no-addr-no-randomize; "
         "python3 -c 'import ctypes,os\n"
         "libc=ctypes.CDLL(None, use_errno=True)\n"
         "print(\"ptrace\", libc.ptrace(0,0,0,0), ctypes.get_errno())\n"
