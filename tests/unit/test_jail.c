@@ -418,6 +418,61 @@ static void test_runtimes(void **state)
                         "js\n4\n");
 }
 
+struct conc {
+    int idx;
+    int ok;
+};
+
+/* One thread: three execs of its own, each checking it sees its own output. */
+static void *conc_thread(void *arg)
+{
+    struct conc *c = arg;
+    for (int i = 0; i < 3; i++) {
+        char dir[128], up[160], wk[160], cmd[400], id[32], script[64], want[32];
+        snprintf(dir, sizeof(dir), "%s/uppers/c%d-%d", data_dir, c->idx, i);
+        snprintf(up, sizeof(up), "%s/upper", dir);
+        snprintf(wk, sizeof(wk), "%s/work", dir);
+        snprintf(cmd, sizeof(cmd), "mkdir -p %s %s", up, wk);
+        if (system(cmd) != 0)
+            return NULL;
+        snprintf(id, sizeof(id), "c%d-%d", c->idx, i);
+        snprintf(script, sizeof(script), "echo %d-%d > /tmp/f; cat /tmp/f", c->idx, i);
+        snprintf(want, sizeof(want), "%d-%d\n", c->idx, i);
+        struct jail_plan plan = {.exec_id = id, .lower = lower, .upper = up, .work = wk,
+                                 .script = script, .script_len = strlen(script),
+                                 .stdin_fd = -1};
+        struct jail_proc *p = NULL;
+        if (jail_spawn(rt, &plan, &p) < 0)
+            return NULL;
+        struct runner_buffer b;
+        runner_buffer_init(&b, 1024);
+        struct runner_opts o = {.timeout_ms = 20000, .cancel_fd = -1,
+                                .on_output = runner_buffer_on_output, .ud = &b};
+        struct runner_result res;
+        if (runner_run(p, &o, &res) == 0 && res.exit_code == 0 &&
+            strcmp(buf_cstr(&b.out), want) == 0)
+            c->ok++;
+        runner_buffer_release(&b);
+        jail_proc_free(p);
+    }
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    struct conc c[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = (struct conc){i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, conc_thread, &c[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(c[i].ok, 3);
+    }
+}
+
 static void test_sysprobe(void **state)
 {
     (void)state;
@@ -455,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_pids_limit),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_runtimes),
+        cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_sysprobe),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
