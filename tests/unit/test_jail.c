@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "exec/ids.h"
@@ -115,9 +116,9 @@ static int setup(void **state)
     snprintf(lower, sizeof(lower), "%s/lower", base);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
-             "mkdir -p %s/uppers/stale/upper %s/home/user %s/tmp && echo old > "
-             "%s/home/user/old.txt && chown -R %d:%d %s && chmod 1777 %s/tmp",
-             data_dir, lower, lower, lower, SANDBOX_HOST_UID, SANDBOX_HOST_UID, lower, lower);
+             "mkdir -p %s/uppers/stale/upper %s/home/user/d %s/tmp && echo old > "
+             "%s/home/user/old.txt && touch %s/home/user/gone.txt %s/home/user/d/x && chown -R %d:%d %s && chmod 1777 %s/tmp",
+             data_dir, lower, lower, lower, lower, lower, SANDBOX_HOST_UID, SANDBOX_HOST_UID, lower, lower);
     if (system(cmd) != 0)
         return -1;
     setenv("AUTH_SECRET", "s3cret-server-token", 1);
@@ -165,7 +166,9 @@ static void test_cwd_and_env(void **state)
 static void test_writes_land_in_upper(void **state)
 {
     (void)state;
-    run_ok("echo new > /home/user/new.txt; echo more >> /home/user/old.txt; rm -f /tmp/x", NULL);
+    run_ok("echo new > /home/user/new.txt; echo more >> /home/user/old.txt; "
+           "rm /home/user/gone.txt; rm -r /home/user/d; mkdir /home/user/d",
+           NULL);
     char path[512], text[64] = "";
     snprintf(path, sizeof(path), "%s/home/user/new.txt", upper);
     FILE *f = fopen(path, "r");
@@ -181,6 +184,16 @@ static void test_writes_land_in_upper(void **state)
     snprintf(path, sizeof(path), "%s/home/user/old.txt", lower);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, 4); /* the lower layer is untouched */
+    /* Deletion = a 0/0 character device whiteout; a replaced directory is opaque through a
+     * trusted.overlay.* xattr (the overlay was mounted by host root). */
+    snprintf(path, sizeof(path), "%s/home/user/gone.txt", upper);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+    assert_int_equal(st.st_rdev, 0);
+    snprintf(path, sizeof(path), "%s/home/user/d", upper);
+    char val[8] = "";
+    assert_int_equal(lgetxattr(path, "trusted.overlay.opaque", val, sizeof(val)), 1);
+    assert_int_equal(val[0], 'y');
     /* No mount point leaked into the upper layer. */
     snprintf(path, sizeof(path), "%s/usr", upper);
     assert_int_equal(access(path, F_OK), -1);
