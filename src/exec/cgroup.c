@@ -351,7 +351,8 @@ bool cgroup_exec_oom(const struct cgroup_exec *cg)
     if (n <= 0)
         return false;
     text[n] = '\0';
-    const char *key = v2 ? "oom_kill " : "oom_kill ";
+    /* Both v2 memory.events and v1 memory.oom_control have an "oom_kill N" line. */
+    const char *key = "oom_kill ";
     const char *p = strstr(text, key);
     return p && strtol(p + strlen(key), NULL, 10) > 0;
 }

@@ -751,8 +751,13 @@ static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struc
         return err_set(-ERR_JAIL_UNAVAILABLE, "sandbox setup failed");
     if (rec.kind == REPORT_READY)
         return 0;
-    if (rec.kind == REPORT_CWD_ERR)
+    if (rec.kind == REPORT_CWD_ERR) {
+        if (rec.err == ENOTDIR)
+            return err_set(-ENOENT, "cwd is not a directory: %s", cwd);
+        if (rec.err == EACCES)
+            return err_set(-ENOENT, "cwd is not accessible: %s", cwd);
         return err_set(-ENOENT, "cwd does not exist: %s", cwd);
+    }
     rec.step[sizeof(rec.step) - 1] = '\0';
     return err_set(-ERR_JAIL_UNAVAILABLE, "sandbox setup failed at %s: %s", rec.step,
                    strerror(rec.err));

@@ -128,10 +128,11 @@ static const char *const etc_copy[] = {
     "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "profile", "bash.bashrc",
     "inputrc", "mime.types", "protocols", "services", "os-release", "debian_version", "magic",
     "magic.mime", "shells", "python3", "python3.11", "python3.12", "python3.13", "ssl/certs",
-    "ssl/openssl.cnf", "ca-certificates.conf", "gai.conf", "host.conf", "issue", "lsb-release",
-    "environment", "terminfo", "vim", "nanorc", "wgetrc", "manpath.config", "papersize",
-    "locale.alias", "locale.gen", "ethertypes", "rpc", "networks", "subversion", "gitconfig",
+    "ssl/openssl.cnf", "gai.conf", "host.conf", "lsb-release", "terminfo", "vim", "nanorc",
+    "manpath.config", "papersize", "locale.alias", "ethertypes", "rpc", "networks",
 };
+/* Deliberately absent though tools read them: environment, wgetrc, gitconfig, subversion, pip
+ * and npm configs — operators put proxy credentials and tokens there. */
 
 static const struct {
     const char *name;
