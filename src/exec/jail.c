@@ -138,7 +138,9 @@ static void child_fds(const struct child_plan *cp)
     int tmp[SLOT_COUNT];
     for (int i = 0; i < SLOT_COUNT; i++) {
         tmp[i] = -1;
-        if (cp->src_fd[i] >= 0 && (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, 100)) < 0)
+        /* Above every slot, so no dup2 below can clobber a descriptor still to be moved. */
+        if (cp->src_fd[i] >= 0 &&
+            (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, SLOT_COUNT)) < 0)
             _exit(126);
     }
     for (int i = 0; i < SLOT_COUNT; i++) {
@@ -517,9 +519,23 @@ static int make_overlay(const struct jail_runtime *rt, const struct jail_plan *p
     if (fs < 0)
         return -errno;
     int r = 0;
-    if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", plan->lower, 0) < 0 ||
-        fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", rt->rf.skel, 0) < 0 ||
-        fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", plan->upper, 0) < 0 ||
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", plan->lower, 0) < 0) {
+        /* Kernels before 6.8 only know the ':'-separated list (each fsconfig string is at
+         * most 256 bytes; ':' and ',' in the paths would need escaping: refuse those). */
+        char list[256];
+        int n = snprintf(list, sizeof(list), "%s:%s", plan->lower, rt->rf.skel);
+        if (errno != EINVAL || n < 0 || (size_t)n >= sizeof(list) ||
+            strpbrk(plan->lower, ":,\\") || strpbrk(rt->rf.skel, ":,\\") ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", list, 0) < 0)
+            r = -errno;
+    } else if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", rt->rf.skel, 0) < 0) {
+        r = -errno;
+    }
+    if (r < 0) {
+        close(fs);
+        return r;
+    }
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", plan->upper, 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "workdir", plan->work, 0) < 0 ||
         /* The upper dir is thrown away after a crash anyway: skip the syncfs() of the whole
          * host filesystem that unmounting would otherwise do. */
