@@ -1,0 +1,370 @@
+#include "exec/cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <mntent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const ctl_names[CGROUP_NCTL] = {"memory", "pids", "cpu"};
+
+/* Writes a short string to dirfd/path. */
+static int write_at(int dirfd, const char *path, const char *s)
+{
+    int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(s);
+    ssize_t n = write(fd, s, len);
+    int r = n == (ssize_t)len ? 0 : (n < 0 ? -errno : -EIO);
+    close(fd);
+    return r;
+}
+
+static bool exists_at(int dirfd, const char *path)
+{
+    return faccessat(dirfd, path, F_OK, 0) == 0;
+}
+
+/* The server's own cgroup path in a hierarchy, from /proc/self/cgroup: "0::/x" for v2, or the
+ * v1 line whose controller list contains `ctl`. */
+static int own_cgroup(const char *ctl, char *out, size_t outlen)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return -errno;
+    char line[1024];
+    int r = -ENOENT;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        const char *ctls = c1 + 1;
+        bool match = false;
+        if (!ctl) {
+            match = strcmp(line, "0") == 0 && *ctls == '\0';
+        } else {
+            char tmp[256];
+            snprintf(tmp, sizeof(tmp), "%s", ctls);
+            char *save = NULL;
+            for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                if (strcmp(t, ctl) == 0)
+                    match = true;
+        }
+        if (match) {
+            snprintf(out, outlen, "%s", c2 + 1);
+            r = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return r;
+}
+
+/* Mount point of the v2 hierarchy (ctl NULL) or of the v1 hierarchy holding `ctl`. */
+static int find_mount(const char *ctl, char *out, size_t outlen)
+{
+    FILE *f = setmntent("/proc/self/mounts", "re");
+    if (!f)
+        return -errno;
+    struct mntent ent;
+    char sbuf[4096];
+    int r = -ENOENT;
+    while (getmntent_r(f, &ent, sbuf, sizeof(sbuf))) {
+        bool match = ctl ? strcmp(ent.mnt_type, "cgroup") == 0 && hasmntopt(&ent, ctl)
+                         : strcmp(ent.mnt_type, "cgroup2") == 0;
+        if (match) {
+            snprintf(out, outlen, "%s", ent.mnt_dir);
+            r = 0;
+            break;
+        }
+    }
+    endmntent(f);
+    return r;
+}
+
+/* Kills every process listed in dirfd/name/cgroup.procs. */
+static void kill_procs(int dirfd, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", name);
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return;
+    }
+    long pid;
+    while (fscanf(f, "%ld", &pid) == 1)
+        if (pid > 1)
+            (void)kill((pid_t)pid, SIGKILL);
+    fclose(f);
+}
+
+/* rmdir with a short retry: a cgroup stays busy for a moment after its last task died. */
+static int rmdir_retry(int dirfd, const char *name)
+{
+    for (int i = 0; i < 200; i++) {
+        if (unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY)
+            return -errno;
+        if (i == 0)
+            kill_procs(dirfd, name);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return -EBUSY;
+}
+
+/* Removes every leftover exec cgroup below a base directory. */
+static void clean_base(int base_fd)
+{
+    int fd = openat(base_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_type == DT_DIR && e->d_name[0] != '.')
+            (void)rmdir_retry(base_fd, e->d_name);
+    closedir(d);
+}
+
+/* Opens (creating) "<mount>/<own>/sqlfs". */
+static int open_base(const char *mnt, const char *own)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s/sqlfs", mnt, strcmp(own, "/") == 0 ? "" : own);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+static bool probe_v2(struct cgroup_rt *rt)
+{
+    char mnt[1024], own[2048];
+    if (find_mount(NULL, mnt, sizeof(mnt)) < 0 || own_cgroup(NULL, own, sizeof(own)) < 0)
+        return false;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own);
+    int own_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (own_fd < 0)
+        return false;
+    char ctrls[512] = "";
+    int fd = openat(own_fd, "cgroup.controllers", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, ctrls, sizeof(ctrls) - 1);
+        ctrls[n > 0 ? n : 0] = '\0';
+        close(fd);
+    }
+    bool ok = strstr(ctrls, "memory") && strstr(ctrls, "pids") && strstr(ctrls, "cpu");
+    /* Enabling controllers for children fails (EBUSY) if our own cgroup holds processes and is
+     * not the root: then v2 cannot be used without moving the server, which we do not do. */
+    if (ok)
+        ok = write_at(own_fd, "cgroup.subtree_control", "+memory +pids +cpu") == 0;
+    close(own_fd);
+    if (!ok)
+        return false;
+    int base = open_base(mnt, own);
+    if (base < 0)
+        return false;
+    if (write_at(base, "cgroup.subtree_control", "+memory +pids +cpu") < 0) {
+        close(base);
+        return false;
+    }
+    rt->mode = CGROUP_V2;
+    for (int i = 0; i < CGROUP_NCTL; i++) {
+        rt->base_fd[i] = i == 0 ? base : fcntl(base, F_DUPFD_CLOEXEC, 3);
+        rt->enforced[i] = rt->base_fd[i] >= 0;
+    }
+    return true;
+}
+
+static void probe_v1(struct cgroup_rt *rt)
+{
+    for (int i = 0; i < CGROUP_NCTL; i++) {
+        char mnt[1024], own[2048];
+        if (find_mount(ctl_names[i], mnt, sizeof(mnt)) < 0 ||
+            own_cgroup(ctl_names[i], own, sizeof(own)) < 0)
+            continue;
+        int base = open_base(mnt, own);
+        if (base < 0)
+            continue;
+        rt->base_fd[i] = base;
+        rt->enforced[i] = true;
+        rt->mode = CGROUP_V1;
+    }
+    if (rt->base_fd[CGROUP_MEMORY] >= 0)
+        rt->memsw = exists_at(rt->base_fd[CGROUP_MEMORY], "memory.memsw.limit_in_bytes");
+}
+
+void cgroup_probe(struct cgroup_rt *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        ret->base_fd[i] = -1;
+    if (!probe_v2(ret))
+        probe_v1(ret);
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        if (ret->base_fd[i] >= 0 && (i == 0 || ret->mode == CGROUP_V1))
+            clean_base(ret->base_fd[i]);
+    size_t off = 0;
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        if (!ret->enforced[i])
+            off += (size_t)snprintf(ret->message + off, sizeof(ret->message) - off,
+                                    "%scgroup controller %s unavailable: no %s limit",
+                                    off ? "; " : "", ctl_names[i], ctl_names[i]);
+}
+
+void cgroup_rt_release(struct cgroup_rt *rt)
+{
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        if (rt->base_fd[i] >= 0)
+            close(rt->base_fd[i]);
+    memset(rt, 0, sizeof(*rt));
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        rt->base_fd[i] = -1;
+}
+
+static int set_limit(const struct cgroup_rt *rt, int ctl, const char *name,
+                     const struct cgroup_limits *lim)
+{
+    int dfd = rt->base_fd[ctl];
+    char path[160], val[64];
+    int r = 0;
+    if (ctl == CGROUP_MEMORY && lim->memory_bytes > 0) {
+        snprintf(val, sizeof(val), "%" PRId64, lim->memory_bytes);
+        if (rt->mode == CGROUP_V2) {
+            snprintf(path, sizeof(path), "%s/memory.max", name);
+            r = write_at(dfd, path, val);
+            snprintf(path, sizeof(path), "%s/memory.swap.max", name);
+            if (r == 0 && exists_at(dfd, path))
+                r = write_at(dfd, path, "0");
+        } else {
+            snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", name);
+            r = write_at(dfd, path, val);
+            snprintf(path, sizeof(path), "%s/memory.memsw.limit_in_bytes", name);
+            if (r == 0 && rt->memsw)
+                r = write_at(dfd, path, val);
+        }
+    } else if (ctl == CGROUP_PIDS && lim->pids_max > 0) {
+        snprintf(val, sizeof(val), "%" PRId64, lim->pids_max);
+        snprintf(path, sizeof(path), "%s/pids.max", name);
+        r = write_at(dfd, path, val);
+    } else if (ctl == CGROUP_CPU && lim->cpu_percent > 0) {
+        int64_t quota = lim->cpu_percent * 1000; /* per 100 ms period */
+        if (rt->mode == CGROUP_V2) {
+            snprintf(val, sizeof(val), "%" PRId64 " 100000", quota);
+            snprintf(path, sizeof(path), "%s/cpu.max", name);
+            r = write_at(dfd, path, val);
+        } else {
+            snprintf(val, sizeof(val), "%" PRId64, quota);
+            snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", name);
+            r = write_at(dfd, path, val);
+        }
+    }
+    return r;
+}
+
+int cgroup_exec_create(const struct cgroup_rt *rt, const char *id,
+                       const struct cgroup_limits *lim, struct cgroup_exec *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->rt = rt;
+    size_t len = strlen(id);
+    if (len == 0 || len > 64 || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789_-") != len)
+        return -EINVAL;
+    memcpy(ret->name, id, len + 1);
+    for (int i = 0; i < CGROUP_NCTL; i++) {
+        int dfd = rt->base_fd[i];
+        if (dfd < 0 || (rt->mode == CGROUP_V2 && i > 0))
+            continue;
+        /* An existing one is a leftover whose removal failed earlier: it must be empty now,
+         * or some other exec is using the id. */
+        if (mkdirat(dfd, ret->name, 0755) < 0 &&
+            (errno != EEXIST || unlinkat(dfd, ret->name, AT_REMOVEDIR) < 0 ||
+             mkdirat(dfd, ret->name, 0755) < 0)) {
+            int r = -errno;
+            cgroup_exec_destroy(ret);
+            return r;
+        }
+        ret->created[i] = true;
+    }
+    for (int i = 0; i < CGROUP_NCTL; i++) {
+        if (!rt->enforced[i])
+            continue;
+        int r = set_limit(rt, i, ret->name, lim);
+        if (r < 0) {
+            cgroup_exec_destroy(ret);
+            return r;
+        }
+    }
+    return 0;
+}
+
+int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid)
+{
+    char path[128], val[32];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", cg->name);
+    snprintf(val, sizeof(val), "%d", (int)pid);
+    for (int i = 0; i < CGROUP_NCTL; i++) {
+        if (!cg->created[i])
+            continue;
+        int r = write_at(cg->rt->base_fd[i], path, val);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+bool cgroup_exec_oom(const struct cgroup_exec *cg)
+{
+    if (!cg->rt || !cg->created[CGROUP_MEMORY])
+        return false;
+    char path[128], text[512];
+    bool v2 = cg->rt->mode == CGROUP_V2;
+    snprintf(path, sizeof(path), "%s/%s", cg->name, v2 ? "memory.events" : "memory.oom_control");
+    int fd = openat(cg->rt->base_fd[CGROUP_MEMORY], path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    text[n] = '\0';
+    /* Both v2 memory.events and v1 memory.oom_control have an "oom_kill N" line. */
+    const char *key = "oom_kill ";
+    const char *p = strstr(text, key);
+    return p && strtol(p + strlen(key), NULL, 10) > 0;
+}
+
+void cgroup_exec_destroy(struct cgroup_exec *cg)
+{
+    if (!cg->rt)
+        return;
+    for (int i = 0; i < CGROUP_NCTL; i++) {
+        if (!cg->created[i])
+            continue;
+        (void)rmdir_retry(cg->rt->base_fd[i], cg->name);
+        cg->created[i] = false;
+    }
+}

@@ -1,0 +1,906 @@
+/*
+ * jail.c — see jail.h for the model. Two halves:
+ *   - the parent side (jail_runtime_init, jail_spawn, jail_wait, ...) runs in server threads
+ *     and may allocate;
+ *   - the child side (child_main and below) runs between clone3() and execve() in a copy of a
+ *     multi-threaded process: it only makes system calls, reads the prepared struct child_plan
+ *     and writes fixed-size records. It never returns.
+ * Trusted: everything in struct child_plan (built by the parent from the server's own paths).
+ * Untrusted: the script, cwd and env strings, which the child only passes to chdir/execve.
+ */
+#include "exec/jail.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "exec/ids.h"
+#include "exec/rootfs.h"
+#include "exec/seccomp.h"
+#include "util/err.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+const char *const jail_default_env[] = {
+    "HOME=" SANDBOX_HOME, "USER=user", "LOGNAME=user", "SHELL=/bin/bash",
+    "PATH=/opt/sqlfs/bin:/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "TZ=UTC", "TERM=dumb",
+    NULL,
+};
+
+/* ---- shared between parent and child --------------------------------------------------- */
+
+enum report_kind { REPORT_READY = 1, REPORT_SETUP_ERR, REPORT_CWD_ERR, REPORT_EXEC_ERR,
+                   REPORT_STATUS };
+
+/* One record on the report pipe; smaller than PIPE_BUF, so every write is atomic. */
+struct report {
+    int32_t kind;
+    int32_t err;    /* errno of the failed step */
+    int32_t status; /* REPORT_STATUS: bash's wait status */
+    char step[52];  /* which setup step failed (static text) */
+};
+
+/* Fixed descriptor slots in the child after remapping. */
+enum { SLOT_STDIN = 0, SLOT_STDOUT, SLOT_STDERR, SLOT_SCRIPT, SLOT_REPORT, SLOT_SYNC, SLOT_OVL,
+       SLOT_COUNT };
+
+#define DEV_NODES 6
+static const char *const dev_nodes[DEV_NODES] = {"null", "zero", "full", "random", "urandom",
+                                                 "tty"};
+static const char *const dev_links[][2] = {
+    {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+    {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"}};
+#define DEV_LINKS (sizeof(dev_links) / sizeof(dev_links[0]))
+
+/* Paths below the new root that every exec uses, computed once. */
+enum { P_USR, P_ETC, P_BIN, P_PROC, P_PROC_SYS, P_PROC_SYSRQ, P_DEV, P_PTS, P_SHM, P_COUNT };
+/* Relative to the new root (the child's working directory while it assembles it). */
+static const char *const p_suffix[P_COUNT] = {"usr", "etc", "opt/sqlfs/bin", "proc",
+                                              "proc/sys", "proc/sysrq-trigger", "dev",
+                                              "dev/pts", "dev/shm"};
+
+struct jail_runtime {
+    struct rootfs rf;
+    struct seccomp_prog prog;
+    struct cgroup_rt cg;
+    char *p[P_COUNT];                         /* p_suffix (relative to the new root) */
+    char *dev_src[DEV_NODES], *dev_dst[DEV_NODES];
+    char *link_dst[DEV_LINKS];
+    char *stub_dst[2][ROOTFS_MAX_STUBS];      /* rootfs target, relative to the new root */
+};
+
+/* Everything the child needs, prepared by the parent; read-only in the child. */
+struct child_plan {
+    const struct jail_runtime *rt;
+    int src_fd[SLOT_COUNT];   /* parent fds to move into the slots (-1 = leave the slot closed) */
+    bool python, javascript;
+    const char *bin;          /* bind source for /opt/sqlfs/bin */
+    const char *cwd;
+    char **argv;
+    char **envp;
+    struct rlimit nofile, fsize, core;
+};
+
+/* ---- child side: async-signal-safe only ------------------------------------------------ */
+
+static void child_report(int kind, int err, int status, const char *step)
+{
+    struct report rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.kind = kind;
+    rec.err = err;
+    rec.status = status;
+    if (step) {
+        size_t n = strlen(step);
+        memcpy(rec.step, step, n < sizeof(rec.step) - 1 ? n : sizeof(rec.step) - 1);
+    }
+    ssize_t w;
+    do
+        w = write(SLOT_REPORT, &rec, sizeof(rec));
+    while (w < 0 && errno == EINTR);
+}
+
+__attribute__((noreturn)) static void child_fail(const char *step)
+{
+    child_report(REPORT_SETUP_ERR, errno, 0, step);
+    _exit(126);
+}
+
+/* Moves the plan's fds into their slots and closes every other inherited fd (the server's
+ * sockets and database files must not stay open in the jail). */
+static void child_fds(const struct child_plan *cp)
+{
+    int tmp[SLOT_COUNT];
+    for (int i = 0; i < SLOT_COUNT; i++) {
+        tmp[i] = -1;
+        /* Above every slot, so no dup2 below can clobber a descriptor still to be moved. */
+        if (cp->src_fd[i] >= 0 &&
+            (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, SLOT_COUNT)) < 0)
+            _exit(126);
+    }
+    for (int i = 0; i < SLOT_COUNT; i++) {
+        if (tmp[i] >= 0) {
+            if (dup2(tmp[i], i) < 0)
+                _exit(126);
+        } else {
+            close(i);
+        }
+    }
+    if (syscall(SYS_close_range, SLOT_COUNT, ~0U, 0) < 0)
+        _exit(126);
+    /* Only stdio and the script reach bash. */
+    for (int i = SLOT_REPORT; i < SLOT_COUNT; i++)
+        if (fcntl(i, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
+            _exit(126);
+}
+
+static void bind_ro(const char *src, const char *dst, bool recursive, const char *step)
+{
+    if (mount(src, dst, NULL, MS_BIND | (recursive ? MS_REC : 0), NULL) < 0)
+        child_fail(step);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                          MOUNT_ATTR_NODEV};
+    if (mount_setattr(AT_FDCWD, dst, recursive ? AT_RECURSIVE : 0, &attr, sizeof(attr)) < 0)
+        child_fail(step);
+}
+
+static void child_dev(const struct jail_runtime *rt)
+{
+    if (mount("tmpfs", rt->p[P_DEV], "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0)
+        child_fail("mount /dev");
+    for (int i = 0; i < DEV_NODES; i++) {
+        int fd = open(rt->dev_dst[i], O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0)
+            child_fail("create /dev node");
+        close(fd);
+        if (mount(rt->dev_src[i], rt->dev_dst[i], NULL, MS_BIND, NULL) < 0)
+            child_fail("bind /dev node");
+    }
+    for (size_t i = 0; i < DEV_LINKS; i++)
+        if (symlink(dev_links[i][0], rt->link_dst[i]) < 0)
+            child_fail("/dev links");
+    if (mkdir(rt->p[P_PTS], 0755) < 0 || mkdir(rt->p[P_SHM], 01777) < 0)
+        child_fail("/dev dirs");
+    if (mount("devpts", rt->p[P_PTS], "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620") < 0)
+        child_fail("mount /dev/pts");
+    if (mount("tmpfs", rt->p[P_SHM], "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+        child_fail("mount /dev/shm");
+}
+
+/* Mounts that need to reach into the server's data directory (often mode 0700, owned by host
+ * root): done while the child still has the host-root uid it was cloned with (unmapped in its
+ * namespace, but the owner of those directories), before it becomes the sandbox user. Every
+ * target is relative to the new root, which becomes the working directory. */
+static void child_mounts_early(const struct child_plan *cp)
+{
+    const struct jail_runtime *rt = cp->rt;
+    /* Nothing we mount may propagate back to the host. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_fail("make mounts private");
+    if (move_mount(SLOT_OVL, "", AT_FDCWD, rt->rf.newroot, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        child_fail("attach overlay root");
+    close(SLOT_OVL);
+    if (chdir(rt->rf.newroot) < 0)
+        child_fail("enter new root");
+    bind_ro(rt->rf.usr, rt->p[P_USR], true, "bind /usr");
+    bind_ro(rt->rf.etc, rt->p[P_ETC], false, "bind /etc");
+    bind_ro(cp->bin, rt->p[P_BIN], false, "bind /opt/sqlfs/bin");
+    for (int k = 0; k < 2; k++) {
+        if (k == 0 ? cp->python : cp->javascript)
+            continue;
+        for (int i = 0; i < rt->rf.ntargets[k]; i++)
+            bind_ro(rt->rf.stub[k], rt->stub_dst[k][i], false, "bind runtime stub");
+    }
+}
+
+/* Mounts that create files (they need the mapped sandbox uid), then the switch of root. */
+static void child_mounts_late(const struct child_plan *cp)
+{
+    const struct jail_runtime *rt = cp->rt;
+    if (mount("proc", rt->p[P_PROC], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        child_fail("mount /proc");
+    bind_ro(rt->p[P_PROC_SYS], rt->p[P_PROC_SYS], true, "protect /proc/sys");
+    if (access(rt->p[P_PROC_SYSRQ], F_OK) == 0) /* absent on kernels without magic SysRq */
+        bind_ro(rt->p[P_PROC_SYSRQ], rt->p[P_PROC_SYSRQ], false, "protect /proc/sysrq-trigger");
+    child_dev(rt);
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        child_fail("pivot_root");
+    /* The old root is stacked under the new one: detach it. */
+    if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        child_fail("detach old root");
+}
+
+static void child_net(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        child_fail("loopback socket");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", 3);
+    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        child_fail("loopback up");
+    close(s);
+}
+
+static void child_drop_privileges(const struct child_plan *cp)
+{
+    if (setrlimit(RLIMIT_NOFILE, &cp->nofile) < 0 || setrlimit(RLIMIT_FSIZE, &cp->fsize) < 0 ||
+        setrlimit(RLIMIT_CORE, &cp->core) < 0)
+        child_fail("rlimits");
+    for (int c = 0; c < 64; c++)
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            child_fail("drop bounding set");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        child_fail("clear ambient capabilities");
+    struct {
+        uint32_t version;
+        int pid;
+    } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    struct {
+        uint32_t effective, permitted, inheritable;
+    } data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        child_fail("drop capabilities");
+}
+
+static void child_sandbox(void)
+{
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        child_fail("no_new_privs");
+}
+
+/* Runs in the forked bash process: exec or report. */
+__attribute__((noreturn)) static void child_exec_bash(const struct child_plan *cp)
+{
+    execve("/bin/bash", cp->argv, cp->envp);
+    child_report(REPORT_EXEC_ERR, errno, 0, "execve bash");
+    _exit(127);
+}
+
+/* pid 1 of the jail: reaps everything, ends with bash. */
+__attribute__((noreturn)) static void child_init(const struct child_plan *cp, pid_t bash)
+{
+    close(SLOT_STDIN);
+    close(SLOT_STDOUT);
+    close(SLOT_STDERR);
+    close(SLOT_SCRIPT);
+    int status = 0;
+    for (;;) {
+        int st;
+        pid_t pid = wait4(-1, &st, __WALL, NULL);
+        if (pid == bash) {
+            status = st;
+            break;
+        }
+        if (pid < 0 && errno != EINTR) {
+            status = 127 << 8;
+            break;
+        }
+    }
+    child_report(REPORT_STATUS, 0, status, NULL);
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+__attribute__((noreturn)) static void child_main(const struct child_plan *cp)
+{
+    child_fds(cp);
+    /* Wait until the parent has written our uid/gid maps and placed us in the cgroup. */
+    char go;
+    ssize_t n;
+    do
+        n = read(SLOT_SYNC, &go, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(126);
+    close(SLOT_SYNC);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            (void)sigaction(s, &dfl, NULL);
+    child_mounts_early(cp);
+    /* Host groups of the server must not follow the sandbox. */
+    if (setgroups(0, NULL) < 0 || setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0 ||
+        setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
+        child_fail("set uid/gid");
+    /* Credential changes reset the parent-death signal: set it afterwards. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        child_fail("pdeathsig");
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        child_fail("cgroup namespace");
+    if (sethostname("sandbox", 7) < 0)
+        child_fail("hostname");
+    child_net();
+    child_mounts_late(cp);
+    child_drop_privileges(cp);
+    if (chdir(cp->cwd) < 0) {
+        child_report(REPORT_CWD_ERR, errno, 0, "cwd");
+        _exit(126);
+    }
+    /* The init is a copy of the server process (its memory and /proc/1/environ hold the
+     * server's environment): make it non-dumpable so the script cannot read either. bash
+     * becomes dumpable again at execve, as any process does. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        child_fail("dumpable");
+    child_sandbox();
+    struct sock_fprog prog = {.len = cp->rt->prog.len, .filter = cp->rt->prog.filter};
+    /* init itself runs under the filter too. */
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+        child_fail("seccomp");
+    /* A raw clone: glibc's fork() would run atfork handlers and take locks that another server
+     * thread may have held at clone3 time. */
+    long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0)
+        child_fail("fork bash");
+    if (pid == 0)
+        child_exec_bash(cp);
+    child_report(REPORT_READY, 0, 0, NULL);
+    child_init(cp, (pid_t)pid);
+}
+
+/* ---- parent side ------------------------------------------------------------------------ */
+
+struct jail_proc {
+    pid_t pid;
+    int pidfd;
+    int stdout_fd, stderr_fd;
+    int report_fd;
+    struct cgroup_exec cg;
+    bool waited;
+    struct jail_status status;
+};
+
+static void runtime_free_paths(struct jail_runtime *rt)
+{
+    for (int i = 0; i < P_COUNT; i++)
+        free(rt->p[i]);
+    for (int i = 0; i < DEV_NODES; i++) {
+        free(rt->dev_src[i]);
+        free(rt->dev_dst[i]);
+    }
+    for (size_t i = 0; i < DEV_LINKS; i++)
+        free(rt->link_dst[i]);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < ROOTFS_MAX_STUBS; i++)
+            free(rt->stub_dst[k][i]);
+}
+
+static int runtime_paths(struct jail_runtime *rt)
+{
+    for (int i = 0; i < P_COUNT; i++)
+        if (!(rt->p[i] = strdup(p_suffix[i])))
+            return -ENOMEM;
+    for (int i = 0; i < DEV_NODES; i++) {
+        if (asprintf(&rt->dev_src[i], "/dev/%s", dev_nodes[i]) < 0 ||
+            asprintf(&rt->dev_dst[i], "dev/%s", dev_nodes[i]) < 0)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < DEV_LINKS; i++)
+        if (asprintf(&rt->link_dst[i], "dev/%s", dev_links[i][1]) < 0)
+            return -ENOMEM;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < rt->rf.ntargets[k]; i++)
+            if (!(rt->stub_dst[k][i] = strdup(rt->rf.targets[k][i] + 1)))
+                return -ENOMEM;
+    return 0;
+}
+
+/* Removes <data>/uppers/<*> left by a previous run (no exec is running yet). */
+static int clean_uppers(const char *data_dir)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/uppers", data_dir) < 0)
+        return -ENOMEM;
+    int r = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        DIR *d = fdopendir(fd);
+        if (!d) {
+            r = -errno;
+            close(fd);
+        } else {
+            struct dirent *e;
+            while (r == 0 && (e = readdir(d))) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                    continue;
+                char *path = NULL;
+                if (asprintf(&path, "%s/%s", dir, e->d_name) < 0) {
+                    r = -ENOMEM;
+                    break;
+                }
+                r = rootfs_rm_rf(path);
+                free(path);
+            }
+            closedir(d);
+        }
+    }
+    free(dir);
+    return r;
+}
+
+int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runtime **ret)
+{
+    struct jail_runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        return -ENOMEM;
+    cgroup_probe(&rt->cg);
+    int r = rootfs_build(data_dir, rootfs, &rt->rf);
+    if (r < 0)
+        goto fail;
+    if (!rt->rf.has_bash) {
+        r = err_set(-ERR_JAIL_UNAVAILABLE, "the rootfs has no /usr/bin/bash");
+        goto fail;
+    }
+    r = runtime_paths(rt);
+    if (r < 0)
+        goto fail;
+    r = seccomp_build(&rt->prog);
+    if (r < 0)
+        goto fail;
+    r = clean_uppers(data_dir);
+    if (r < 0) {
+        err_set(r, "cannot remove stale overlay upper directories");
+        goto fail;
+    }
+    *ret = rt;
+    return 0;
+fail:
+    jail_runtime_free(rt);
+    return r;
+}
+
+void jail_runtime_free(struct jail_runtime *rt)
+{
+    if (!rt)
+        return;
+    runtime_free_paths(rt);
+    rootfs_release(&rt->rf);
+    seccomp_prog_release(&rt->prog);
+    cgroup_rt_release(&rt->cg);
+    free(rt);
+}
+
+void jail_runtime_info(const struct jail_runtime *rt, struct jail_info *ret)
+{
+    ret->cgroup_mode = rt->cg.mode;
+    ret->memory_limit = rt->cg.enforced[CGROUP_MEMORY];
+    ret->pids_limit = rt->cg.enforced[CGROUP_PIDS];
+    ret->cpu_limit = rt->cg.enforced[CGROUP_CPU];
+    ret->cgroup_message = rt->cg.message;
+}
+
+const struct rootfs *jail_runtime_rootfs(const struct jail_runtime *rt)
+{
+    return &rt->rf;
+}
+
+int jail_proc_stdout_fd(const struct jail_proc *p) { return p->stdout_fd; }
+int jail_proc_stderr_fd(const struct jail_proc *p) { return p->stderr_fd; }
+int jail_proc_pidfd(const struct jail_proc *p) { return p->pidfd; }
+pid_t jail_proc_pid(const struct jail_proc *p) { return p->pid; }
+
+/* The overlay root, created with host-root credentials as a detached mount. */
+static int make_overlay(const struct jail_runtime *rt, const struct jail_plan *plan)
+{
+    int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -errno;
+    int r = 0;
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", plan->lower, 0) < 0) {
+        /* Kernels before 6.8 only know the ':'-separated list (each fsconfig string is at
+         * most 256 bytes; ':' and ',' in the paths would need escaping: refuse those). */
+        char list[256];
+        int n = snprintf(list, sizeof(list), "%s:%s", plan->lower, rt->rf.skel);
+        if (errno != EINVAL || n < 0 || (size_t)n >= sizeof(list) ||
+            strpbrk(plan->lower, ":,\\") || strpbrk(rt->rf.skel, ":,\\") ||
+            fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", list, 0) < 0)
+            r = -errno;
+    } else if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", rt->rf.skel, 0) < 0) {
+        r = -errno;
+    }
+    if (r < 0) {
+        close(fs);
+        return r;
+    }
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", plan->upper, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "workdir", plan->work, 0) < 0 ||
+        /* The upper dir is thrown away after a crash anyway: skip the syncfs() of the whole
+         * host filesystem that unmounting would otherwise do. */
+        fsconfig(fs, FSCONFIG_SET_FLAG, "volatile", NULL, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        r = -errno;
+    int mfd = r < 0 ? -1 : fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (r == 0 && mfd < 0)
+        r = -errno;
+    close(fs);
+    return r < 0 ? r : mfd;
+}
+
+static bool valid_path(const char *s)
+{
+    return s && s[0] == '/' && strlen(s) < 4096;
+}
+
+static bool env_key_eq(const char *a, const char *b)
+{
+    size_t la = strcspn(a, "="), lb = strcspn(b, "=");
+    return la == lb && memcmp(a, b, la) == 0;
+}
+
+/* defaults, then the caller's entries (later wins), then PWD. Pointers borrow from the inputs
+ * except *pwd, which the caller frees. */
+static int build_env(const struct jail_plan *plan, const char *cwd, char ***ret, char **pwd)
+{
+    size_t nuser = 0;
+    while (plan->envp && plan->envp[nuser])
+        nuser++;
+    size_t ndef = sizeof(jail_default_env) / sizeof(jail_default_env[0]) - 1;
+    char **env = calloc(ndef + nuser + 2, sizeof(char *));
+    if (!env)
+        return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < ndef + nuser; i++) {
+        const char *e = i < ndef ? jail_default_env[i] : plan->envp[i - ndef];
+        const char *eq = strchr(e, '=');
+        if (!eq || eq == e) {
+            free(env);
+            return err_set(-EINVAL, "invalid environment entry");
+        }
+        if (strncmp(e, "PWD=", 4) == 0)
+            continue;
+        size_t j = 0;
+        while (j < n && !env_key_eq(env[j], e))
+            j++;
+        env[j] = (char *)e;
+        if (j == n)
+            n++;
+    }
+    if (asprintf(pwd, "PWD=%s", cwd) < 0) {
+        free(env);
+        return -ENOMEM;
+    }
+    env[n++] = *pwd;
+    env[n] = NULL;
+    *ret = env;
+    return 0;
+}
+
+/* argv for bash; *script_fd gets a memfd holding the script when it is too big for -c. */
+static int build_argv(const struct jail_plan *plan, char *argv[6], char **copy, int *script_fd)
+{
+    int n = 0;
+    argv[n++] = "bash";
+    if (plan->debug)
+        argv[n++] = "-x";
+    bool big = plan->script_len > JAIL_SCRIPT_ARG_MAX ||
+               memchr(plan->script, '\0', plan->script_len) != NULL;
+    if (!big) {
+        if (!(*copy = strndup(plan->script, plan->script_len)))
+            return -ENOMEM;
+        argv[n++] = "-c";
+        argv[n++] = *copy;
+    } else {
+        int fd = memfd_create("script", MFD_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        size_t off = 0;
+        while (off < plan->script_len) {
+            ssize_t w = write(fd, plan->script + off, plan->script_len - off);
+            if (w < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+            }
+            off += (size_t)w;
+        }
+        *script_fd = fd;
+        argv[n++] = "/dev/fd/3";
+    }
+    argv[n] = NULL;
+    return 0;
+}
+
+static int write_proc_file(pid_t pid, const char *name, const char *text)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(text);
+    int r = write(fd, text, len) == (ssize_t)len ? 0 : -errno;
+    close(fd);
+    return r;
+}
+
+struct clone_args_v0 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+};
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static int read_report(int fd, struct report *rec)
+{
+    size_t got = 0;
+    while (got < sizeof(*rec)) {
+        ssize_t n = read(fd, (char *)rec + got, sizeof(*rec) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : (got ? -EIO : 0);
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+/* Everything jail_spawn allocates before the clone, released in one place. */
+struct spawn_ctx {
+    int out[2], err[2], rep[2], sync[2];
+    int in_fd, ovl_fd, script_fd;
+    char *script_copy, *pwd;
+    char **envp;
+};
+
+static void spawn_ctx_release(struct spawn_ctx *c)
+{
+    int *fds[] = {&c->out[0], &c->out[1], &c->err[0], &c->err[1], &c->rep[0], &c->rep[1],
+                  &c->sync[0], &c->sync[1], &c->in_fd, &c->ovl_fd, &c->script_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        close_fd(fds[i]);
+    free(c->script_copy);
+    free(c->pwd);
+    free(c->envp);
+}
+
+static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *plan,
+                         struct spawn_ctx *c, struct child_plan *cp, char *argv[6])
+{
+    const char *cwd = plan->cwd ? plan->cwd : SANDBOX_HOME;
+    if (!valid_path(plan->lower) || !valid_path(plan->upper) || !valid_path(plan->work) ||
+        !plan->exec_id || (!plan->script && plan->script_len))
+        return err_set(-EINVAL, "invalid exec plan");
+    if (!valid_path(cwd))
+        return err_set(-EINVAL, "cwd must be an absolute path");
+    if (pipe2(c->out, O_CLOEXEC) < 0 || pipe2(c->err, O_CLOEXEC) < 0 ||
+        pipe2(c->rep, O_CLOEXEC) < 0 || pipe2(c->sync, O_CLOEXEC) < 0)
+        return -errno;
+    if (fcntl(c->out[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(c->err[0], F_SETFL, O_NONBLOCK) < 0)
+        return -errno;
+    c->in_fd = plan->stdin_fd >= 0 ? fcntl(plan->stdin_fd, F_DUPFD_CLOEXEC, 3)
+                                   : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (c->in_fd < 0)
+        return -errno;
+    int r = build_argv(plan, argv, &c->script_copy, &c->script_fd);
+    if (r < 0)
+        return r;
+    r = build_env(plan, cwd, &c->envp, &c->pwd);
+    if (r < 0)
+        return r;
+    c->ovl_fd = make_overlay(rt, plan);
+    if (c->ovl_fd < 0)
+        return err_set(c->ovl_fd, "cannot mount the sandbox overlay");
+
+    memset(cp, 0, sizeof(*cp));
+    cp->rt = rt;
+    cp->src_fd[SLOT_STDIN] = c->in_fd;
+    cp->src_fd[SLOT_STDOUT] = c->out[1];
+    cp->src_fd[SLOT_STDERR] = c->err[1];
+    cp->src_fd[SLOT_SCRIPT] = c->script_fd;
+    cp->src_fd[SLOT_REPORT] = c->rep[1];
+    cp->src_fd[SLOT_SYNC] = c->sync[0];
+    cp->src_fd[SLOT_OVL] = c->ovl_fd;
+    cp->python = plan->python;
+    cp->javascript = plan->javascript;
+    cp->bin = rt->rf.bin[(plan->python ? 1 : 0) | (plan->javascript ? 2 : 0)];
+    cp->cwd = cwd;
+    cp->argv = argv;
+    cp->envp = c->envp;
+    rlim_t nofile = plan->limits.nofile > 0 ? (rlim_t)plan->limits.nofile : JAIL_DEFAULT_NOFILE;
+    cp->nofile = (struct rlimit){nofile, nofile};
+    rlim_t fsize = plan->limits.fsize_bytes > 0 ? (rlim_t)plan->limits.fsize_bytes
+                                                : RLIM_INFINITY;
+    cp->fsize = (struct rlimit){fsize, fsize};
+    cp->core = (struct rlimit){0, 0};
+    return 0;
+}
+
+/* After clone3: maps, cgroup, go, then wait for READY or a setup error. */
+static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struct jail_proc *p,
+                       const char *cwd)
+{
+    char map[64];
+    snprintf(map, sizeof(map), "%d %d 1\n", SANDBOX_UID, SANDBOX_HOST_UID);
+    int r = write_proc_file(p->pid, "uid_map", map);
+    if (r == 0)
+        r = write_proc_file(p->pid, "gid_map", map);
+    if (r < 0)
+        return err_set(r, "cannot set the sandbox uid map");
+    r = cgroup_exec_attach(&p->cg, p->pid);
+    if (r < 0)
+        return err_set(r, "cannot move the sandbox into its cgroup");
+    if (write(c->sync[1], "g", 1) != 1)
+        return err_set(-EIO, "cannot start the sandbox");
+    close_fd(&c->sync[1]);
+    struct report rec;
+    r = read_report(p->report_fd, &rec);
+    if (r < 0)
+        return err_set(r, "sandbox setup failed");
+    if (r == 0)
+        return err_set(-ERR_JAIL_UNAVAILABLE, "sandbox setup failed");
+    if (rec.kind == REPORT_READY)
+        return 0;
+    if (rec.kind == REPORT_CWD_ERR) {
+        if (rec.err == ENOTDIR)
+            return err_set(-ENOENT, "cwd is not a directory: %s", cwd);
+        if (rec.err == EACCES)
+            return err_set(-ENOENT, "cwd is not accessible: %s", cwd);
+        return err_set(-ENOENT, "cwd does not exist: %s", cwd);
+    }
+    rec.step[sizeof(rec.step) - 1] = '\0';
+    return err_set(-ERR_JAIL_UNAVAILABLE, "sandbox setup failed at %s: %s", rec.step,
+                   strerror(rec.err));
+}
+
+int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan,
+               struct jail_proc **ret)
+{
+    struct spawn_ctx c = {.out = {-1, -1}, .err = {-1, -1}, .rep = {-1, -1}, .sync = {-1, -1},
+                          .in_fd = -1, .ovl_fd = -1, .script_fd = -1};
+    struct child_plan cp;
+    char *argv[6];
+    struct jail_proc *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->pid = -1;
+    p->pidfd = p->stdout_fd = p->stderr_fd = p->report_fd = -1;
+    int r = spawn_prepare(rt, plan, &c, &cp, argv);
+    if (r < 0)
+        goto fail;
+    struct cgroup_limits lim = {plan->limits.memory_bytes, plan->limits.pids_max,
+                                plan->limits.cpu_percent};
+    r = cgroup_exec_create(&rt->cg, plan->exec_id, &lim, &p->cg);
+    if (r < 0) {
+        err_set(r, "cannot create the exec cgroup");
+        goto fail;
+    }
+    int pidfd = -1;
+    struct clone_args_v0 ca = {
+        .flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
+                 CLONE_NEWIPC | CLONE_NEWUTS,
+        .pidfd = (uint64_t)(uintptr_t)&pidfd,
+        .exit_signal = SIGCHLD,
+    };
+    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid == 0)
+        child_main(&cp);
+    if (pid < 0) {
+        r = err_set(-errno, "cannot create the sandbox process");
+        goto fail;
+    }
+    p->pid = (pid_t)pid;
+    p->pidfd = pidfd;
+    p->stdout_fd = c.out[0];
+    p->stderr_fd = c.err[0];
+    p->report_fd = c.rep[0];
+    c.out[0] = c.err[0] = c.rep[0] = -1;
+    int *child_ends[] = {&c.out[1], &c.err[1], &c.rep[1], &c.sync[0], &c.in_fd, &c.ovl_fd,
+                         &c.script_fd};
+    for (size_t i = 0; i < sizeof(child_ends) / sizeof(child_ends[0]); i++)
+        close_fd(child_ends[i]);
+    r = spawn_start(rt, &c, p, cp.cwd);
+    if (r < 0)
+        goto fail;
+    spawn_ctx_release(&c);
+    *ret = p;
+    return 0;
+fail:
+    spawn_ctx_release(&c);
+    jail_proc_free(p);
+    return r;
+}
+
+void jail_kill(struct jail_proc *p)
+{
+    if (!p || p->waited || p->pidfd < 0)
+        return;
+    (void)syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+}
+
+int jail_wait(struct jail_proc *p, struct jail_status *ret)
+{
+    if (p->waited) {
+        *ret = p->status;
+        return 0;
+    }
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    int r;
+    do
+        r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    /* Default: the init itself ended (killed from outside, or setup died). */
+    struct jail_status st = {0};
+    if (si.si_code == CLD_EXITED) {
+        st.exit_code = si.si_status;
+    } else {
+        st.exit_signal = si.si_status;
+        st.exit_code = 128 + si.si_status;
+    }
+    /* bash's own status, if the init lived to report it. */
+    struct report rec;
+    while (read_report(p->report_fd, &rec) > 0) {
+        if (rec.kind != REPORT_STATUS)
+            continue;
+        if (WIFEXITED(rec.status)) {
+            st.exit_code = WEXITSTATUS(rec.status);
+            st.exit_signal = 0;
+        } else if (WIFSIGNALED(rec.status)) {
+            st.exit_signal = WTERMSIG(rec.status);
+            st.exit_code = 128 + st.exit_signal;
+        }
+    }
+    st.oom = cgroup_exec_oom(&p->cg);
+    cgroup_exec_destroy(&p->cg);
+    p->status = st;
+    p->waited = true;
+    *ret = st;
+    return 0;
+}
+
+void jail_proc_free(struct jail_proc *p)
+{
+    if (!p)
+        return;
+    if (p->pid > 0 && !p->waited) {
+        jail_kill(p);
+        struct jail_status st;
+        if (jail_wait(p, &st) < 0)
+            (void)st; /* nothing more to do: the fds are closed below */
+    }
+    cgroup_exec_destroy(&p->cg);
+    close_fd(&p->pidfd);
+    close_fd(&p->stdout_fd);
+    close_fd(&p->stderr_fd);
+    close_fd(&p->report_fd);
+    free(p);
+}

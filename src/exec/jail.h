@@ -1,0 +1,138 @@
+/*
+ * jail — runs one bash script in a fresh sandbox: the security boundary of sqlfs.
+ *
+ * What the script gets: new user, mount, pid, net, ipc, uts and cgroup namespaces; uid/gid 1000
+ * (`user`) mapped to SANDBOX_HOST_UID and nothing else mapped; root = an overlayfs whose lower
+ * layers are the sandbox checkout over a skeleton of mount points and whose upper/work dirs are
+ * the caller's fresh directories for this exec; read-only nosuid nodev binds of the rootfs /usr
+ * (+ merged-/usr links), a curated /etc and /opt/sqlfs/bin; a fresh /proc (with /proc/sys read
+ * only); a minimal /dev (null zero full random urandom tty, devpts with its own ptmx, tmpfs
+ * /dev/shm); no /sys; only a loopback interface. No capabilities (bounding, ambient, inheritable
+ * sets cleared), no_new_privs, the seccomp filter of seccomp.h, rlimits, and a per-exec cgroup
+ * with memory/pids/CPU limits where the host has the controllers. The environment is built
+ * from scratch: nothing of the server's environment reaches the script.
+ *
+ * Trust: the plan's paths (lower/upper/work) and exec id come from the server; the script, cwd
+ * and env are hostile and only ever interpreted inside the jail. The overlay is created by the
+ * server (host root) with the new mount API before the child exists, so overlayfs uses
+ * trusted.* xattrs and 0/0 character-device whiteouts in the upper dir, and the sandbox can
+ * never remount it.
+ *
+ * Process model. The server is multi-threaded, so the child is created with a raw clone3()
+ * (CLONE_PIDFD, fork-like, all namespaces at once) and from then on only runs async-signal-safe
+ * system calls over a plan (struct child_plan in jail.c) that the parent prepared completely:
+ * every path, argv, envp, the BPF program, the fd numbers. No malloc, no stdio, no locks. This
+ * was chosen over re-executing a helper binary because it saves an execve and the dynamic
+ * loading of a second program per exec. The child:
+ *   1. waits for the parent to write its uid/gid maps and move it into the exec cgroup;
+ *   2. builds the mount tree, pivots into it, drops groups/uid/gid, sets rlimits, drops all
+ *      capabilities, sets no_new_privs and loads the seccomp filter;
+ *   3. becomes a tiny init (pid 1 of the new pid namespace): forks bash (raw clone, no atfork
+ *      handlers), reaps every zombie, and when bash exits reports bash's wait status over the
+ *      report pipe and exits. pid-namespace semantics then SIGKILL every remaining process
+ *      (background jobs die with the script).
+ * Setup failures travel to the parent as a fixed-size record over a CLOEXEC pipe (the libuv
+ * process.c pattern); jail_spawn returns only once bash is started or setup failed.
+ * The parent keeps a pidfd for the namespace init: killing it (jail_kill) kills the namespace.
+ * The child asks for PR_SET_PDEATHSIG(SIGKILL): the thread that called jail_spawn must live
+ * until jail_wait (the exec route runs both on one connection thread).
+ *
+ * Exit status: exit_code as bash reports it; when bash died by a signal, exit_signal = N and
+ * exit_code = 128 + N. When the namespace is killed from outside (timeout, cancel, OOM of init)
+ * exit_signal is SIGKILL and exit_code 137.
+ *
+ * Thread-safety: a jail_runtime is immutable after jail_runtime_init and shared by all threads.
+ * A jail_proc belongs to one thread at a time. SIGCHLD must not be SIG_IGN in the server.
+ */
+#ifndef SQLFS_EXEC_JAIL_H
+#define SQLFS_EXEC_JAIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "exec/cgroup.h"
+
+struct jail_runtime;
+struct jail_proc;
+
+struct jail_limits {
+    int64_t memory_bytes; /* cgroup memory limit; 0 = none */
+    int64_t pids_max;     /* cgroup pids limit; 0 = none */
+    int64_t cpu_percent;  /* cgroup CPU quota in % of one core; 0 = none */
+    int64_t fsize_bytes;  /* RLIMIT_FSIZE; 0 = unlimited */
+    int64_t nofile;       /* RLIMIT_NOFILE; 0 = JAIL_DEFAULT_NOFILE */
+};
+
+#define JAIL_DEFAULT_NOFILE 4096
+/* Scripts up to this size go to `bash -c`; larger ones are read by bash from a memfd. */
+#define JAIL_SCRIPT_ARG_MAX (96 * 1024)
+
+struct jail_plan {
+    const char *exec_id;  /* names the exec cgroup: [A-Za-z0-9_-], 1..64 bytes */
+    const char *lower;    /* checkout directory (read-only lower layer); absolute */
+    const char *upper;    /* fresh empty overlay upper dir; absolute, same fs as work */
+    const char *work;     /* fresh empty overlay work dir; absolute */
+    const char *cwd;      /* start directory inside the jail (absolute); NULL = /home/user */
+    char *const *envp;    /* "K=V" entries overlaid on the defaults (later wins); may be NULL */
+    const char *script;   /* bash script; binary-safe with script_len */
+    size_t script_len;
+    bool debug;           /* run with `set -x` (bash -x) */
+    int stdin_fd;         /* fd the script reads as stdin (dup'd, not taken), -1 = /dev/null */
+    bool python;          /* python3/python/py-exec available */
+    bool javascript;      /* node/js-exec available */
+    struct jail_limits limits;
+};
+
+struct jail_status {
+    int exit_code;   /* bash's exit code, or 128 + exit_signal */
+    int exit_signal; /* signal that killed bash (or the jail), 0 if it exited */
+    bool oom;        /* the memory limit was hit during the exec */
+};
+
+struct jail_info {
+    enum cgroup_mode cgroup_mode;
+    bool memory_limit; /* limits enforced on this host */
+    bool pids_limit;
+    bool cpu_limit;
+    const char *cgroup_message; /* "" or why some cgroup limit is missing */
+};
+
+/* Prepares everything execs share: generates <data_dir>/jail (see rootfs.h), compiles the
+ * seccomp filter, probes cgroups and removes leftovers of a previous run (stale exec cgroups
+ * with their processes, and everything under <data_dir>/uppers/). Call it once at start,
+ * before any exec runs. `rootfs` NULL = the host's "/". Jail mounts only ever exist inside the
+ * per-exec mount namespaces, so no host mount can be left behind by a crash.
+ * -errno / -ERR_JAIL_UNAVAILABLE with err_set(). */
+__attribute__((warn_unused_result)) int jail_runtime_init(const char *data_dir,
+                                                          const char *rootfs,
+                                                          struct jail_runtime **ret);
+void jail_runtime_free(struct jail_runtime *rt);
+void jail_runtime_info(const struct jail_runtime *rt, struct jail_info *ret);
+/* The generated static tree (rootfs.h), for probes and tests. */
+const struct rootfs *jail_runtime_rootfs(const struct jail_runtime *rt);
+
+/* Starts the script. On success *ret owns the process; its stdout/stderr pipes are
+ * non-blocking read ends. Errors: -EINVAL (bad plan), -ENOENT with err_set("cwd does not exist:
+ * ...") when the start directory is missing inside the jail (the caller answers 400), other
+ * -errno / -ERR_JAIL_UNAVAILABLE on setup failure. Nothing is left running on failure. */
+__attribute__((warn_unused_result)) int jail_spawn(const struct jail_runtime *rt,
+                                                   const struct jail_plan *plan,
+                                                   struct jail_proc **ret);
+int jail_proc_stdout_fd(const struct jail_proc *p);
+int jail_proc_stderr_fd(const struct jail_proc *p);
+int jail_proc_pidfd(const struct jail_proc *p); /* readable (POLLIN) when the jail has ended */
+pid_t jail_proc_pid(const struct jail_proc *p);  /* host pid of the namespace init */
+/* SIGKILLs the whole jail. Safe to call repeatedly and after it ended. */
+void jail_kill(struct jail_proc *p);
+/* Waits for the jail to end (blocking), reaps it, removes its cgroup, fills *ret. Idempotent:
+ * later calls return the same status. 0 or -errno. */
+__attribute__((warn_unused_result)) int jail_wait(struct jail_proc *p, struct jail_status *ret);
+/* Kills (if still running), waits, closes everything. NULL-safe. */
+void jail_proc_free(struct jail_proc *p);
+
+/* Env defaults every exec starts from (NULL-terminated "K=V"; PWD is added per exec). */
+extern const char *const jail_default_env[];
+
+#endif

@@ -1,0 +1,421 @@
+#include "exec/rootfs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "exec/ids.h"
+#include "util/err.h"
+
+static const char *const runtime_names[2] = {"python", "javascript"};
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    int r = type == FTW_DP ? rmdir(path) : unlink(path);
+    return r < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int rootfs_rm_rf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+        return errno ? -errno : -EIO;
+    return 0;
+}
+
+static int write_file(int dirfd, const char *name, const char *text, mode_t mode)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(text);
+    ssize_t n = write(fd, text, len);
+    int r = n == (ssize_t)len ? 0 : -EIO;
+    if (fchmod(fd, mode) < 0 && r == 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+/* Copies one regular file (contents and permission bits). */
+static int copy_file(int sfd, const char *name, int dfd, mode_t mode)
+{
+    int in = openat(sfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (in < 0)
+        return -errno;
+    int out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0) {
+        close(in);
+        return -errno;
+    }
+    char buf[65536];
+    ssize_t n;
+    int r = 0;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            r = -EIO;
+            break;
+        }
+    if (n < 0)
+        r = -errno;
+    if (r == 0 && fchmod(out, mode & 0755) < 0)
+        r = -errno;
+    close(in);
+    close(out);
+    return r;
+}
+
+/* Copies name (file, symlink or directory tree) from sfd to dfd. Other file types, and files
+ * only root may read (mode without o+r: keys and the like), are skipped. */
+static int copy_tree(int sfd, const char *name, int dfd)
+{
+    struct stat st;
+    if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (S_ISLNK(st.st_mode)) {
+        char target[4096];
+        ssize_t n = readlinkat(sfd, name, target, sizeof(target) - 1);
+        if (n < 0)
+            return -errno;
+        target[n] = '\0';
+        return symlinkat(target, dfd, name) < 0 ? -errno : 0;
+    }
+    if (!(st.st_mode & S_IROTH))
+        return 0;
+    if (S_ISREG(st.st_mode))
+        return copy_file(sfd, name, dfd, st.st_mode);
+    if (!S_ISDIR(st.st_mode))
+        return 0;
+    if (mkdirat(dfd, name, 0755) < 0)
+        return -errno;
+    int s2 = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int d2 = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int r = s2 < 0 || d2 < 0 ? -errno : 0;
+    DIR *d = r == 0 ? fdopendir(s2) : NULL;
+    if (r == 0 && !d)
+        r = -errno;
+    if (d) {
+        s2 = -1;
+        struct dirent *e;
+        while (r == 0 && (e = readdir(d)))
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                r = copy_tree(dirfd(d), e->d_name, d2);
+        closedir(d);
+    }
+    if (s2 >= 0)
+        close(s2);
+    if (d2 >= 0)
+        close(d2);
+    return r;
+}
+
+/* Files copied from the rootfs's /etc when present: what the dynamic linker, TLS, shells,
+ * name lookups and common tools read. Secrets (shadow, gshadow, ssh, ssl/private,
+ * machine-id, ...) are deliberately not here. */
+static const char *const etc_copy[] = {
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "profile", "bash.bashrc",
+    "inputrc", "mime.types", "protocols", "services", "os-release", "debian_version", "magic",
+    "magic.mime", "shells", "python3", "python3.11", "python3.12", "python3.13", "ssl/certs",
+    "ssl/openssl.cnf", "gai.conf", "host.conf", "lsb-release", "terminfo", "vim", "nanorc",
+    "manpath.config", "papersize", "locale.alias", "ethertypes", "rpc", "networks",
+};
+/* Deliberately absent though tools read them: environment, wgetrc, gitconfig, subversion, pip
+ * and npm configs — operators put proxy credentials and tokens there. */
+
+static const struct {
+    const char *name;
+    const char *text;
+} etc_gen[] = {
+    {"passwd", "root:x:0:0:root:/root:/bin/bash\n"
+               "user:x:1000:1000:user:/home/user:/bin/bash\n"
+               "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
+    {"group", "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"},
+    {"hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tsandbox\n"
+              "::1\tlocalhost ip6-localhost ip6-loopback\n"},
+    {"hostname", "sandbox\n"},
+    {"nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
+                      "networks: files\nprotocols: files\nservices: files\nethers: files\n"
+                      "rpc: files\n"},
+    {"timezone", "Etc/UTC\n"},
+    {"resolv.conf", "# no network in the sandbox\n"},
+};
+
+static int build_etc(int rootfd, int jailfd)
+{
+    if (mkdirat(jailfd, "etc", 0755) < 0 || mkdirat(jailfd, "etc/ssl", 0755) < 0)
+        return -errno;
+    int efd = openat(jailfd, "etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int sfd = openat(rootfd, "etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = efd < 0 ? -errno : 0;
+    for (size_t i = 0; r == 0 && sfd >= 0 && i < sizeof(etc_copy) / sizeof(etc_copy[0]); i++) {
+        const char *slash = strchr(etc_copy[i], '/');
+        if (!slash) {
+            r = copy_tree(sfd, etc_copy[i], efd);
+            continue;
+        }
+        int s2 = openat(sfd, "ssl", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int d2 = openat(efd, "ssl", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s2 >= 0 && d2 >= 0)
+            r = copy_tree(s2, slash + 1, d2);
+        if (s2 >= 0)
+            close(s2);
+        if (d2 >= 0)
+            close(d2);
+    }
+    for (size_t i = 0; r == 0 && i < sizeof(etc_gen) / sizeof(etc_gen[0]); i++)
+        r = write_file(efd, etc_gen[i].name, etc_gen[i].text, 0644);
+    if (r == 0 && symlinkat("/usr/share/zoneinfo/Etc/UTC", efd, "localtime") < 0)
+        r = -errno;
+    if (r == 0 && symlinkat("../proc/self/mounts", efd, "mtab") < 0)
+        r = -errno;
+    if (sfd >= 0)
+        close(sfd);
+    if (efd >= 0)
+        close(efd);
+    return r;
+}
+
+/* The lowest overlay layer: mount points, merged-/usr links, home and tmp. */
+static int build_skel(int rootfd, int jailfd)
+{
+    static const char *const dirs[] = {"skel", "skel/usr", "skel/etc", "skel/proc", "skel/dev",
+                                       "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin",
+                                       "skel/home", "skel/home/user", "skel/tmp", "skel/root",
+                                       "skel/var", "skel/var/tmp", "skel/run"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        if (mkdirat(jailfd, dirs[i], 0755) < 0)
+            return -errno;
+    if (fchownat(jailfd, "skel/home/user", SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
+        fchmodat(jailfd, "skel/tmp", 01777, 0) < 0 || fchmodat(jailfd, "skel/var/tmp", 01777, 0) < 0 ||
+        fchmodat(jailfd, "skel/root", 0700, 0) < 0)
+        return -errno;
+    /* Top-level links of the rootfs into usr (Debian's merged /usr). */
+    static const char *const links[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+    int sk = openat(jailfd, "skel", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sk < 0)
+        return -errno;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < sizeof(links) / sizeof(links[0]); i++) {
+        char target[256];
+        ssize_t n = readlinkat(rootfd, links[i], target, sizeof(target) - 1);
+        if (n < 0)
+            continue;
+        target[n] = '\0';
+        const char *t = target[0] == '/' ? target + 1 : target;
+        if (strncmp(t, "usr/", 4) == 0 && symlinkat(t, sk, links[i]) < 0)
+            r = -errno;
+    }
+    close(sk);
+    return r;
+}
+
+static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
+{
+    if (mkdirat(jailfd, "stub", 0755) < 0 || mkdirat(jailfd, "bin", 0755) < 0)
+        return -errno;
+    char text[512];
+    for (int i = 0; i < 2; i++) {
+        snprintf(text, sizeof(text),
+                 "#!/bin/sh\necho \"%s is not enabled for this sandbox; create it with %s=true\""
+                 " >&2\nexit 127\n",
+                 runtime_names[i], runtime_names[i]);
+        char name[64];
+        snprintf(name, sizeof(name), "stub/%s", runtime_names[i]);
+        int r = write_file(jailfd, name, text, 0555);
+        if (r < 0)
+            return r;
+    }
+    static const char py_exec[] = "#!/bin/sh\nexec python3 \"$@\"\n";
+    static const char js_exec[] =
+        "#!/bin/sh\n"
+        "if [ \"$1\" = \"-c\" ]; then\n"
+        "  if [ $# -lt 2 ]; then echo 'usage: js-exec -c CODE | js-exec FILE' >&2; exit 2; fi\n"
+        "  code=$2; shift 2; exec node -e \"$code\" \"$@\"\n"
+        "fi\n"
+        "exec node \"$@\"\n";
+    for (int n = 0; n < 4; n++) {
+        char dir[32], path[64];
+        snprintf(dir, sizeof(dir), "bin/%d", n);
+        if (mkdirat(jailfd, dir, 0755) < 0)
+            return -errno;
+        for (int i = 0; i < 3; i++) {
+            /* i: 0 py-exec, 1 js-exec, 2 python (python3 under its common short name) */
+            int kind = i == 2 ? 0 : i;
+            bool on = n & (1 << kind);
+            if (!on) {
+                snprintf(text, sizeof(text),
+                         "#!/bin/sh\necho \"%s is not enabled for this sandbox; create it with "
+                         "%s=true\" >&2\nexit 127\n",
+                         runtime_names[kind], runtime_names[kind]);
+            }
+            static const char *const names[3] = {"py-exec", "js-exec", "python"};
+            snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+            int r = write_file(jailfd, path, on ? (kind == 0 ? py_exec : js_exec) : text, 0555);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+/* Resolves rootfs/<dir>/<name> inside the rootfs (symlinks resolved as the jail will see
+ * them) and records the final path if it is a regular file not recorded yet. */
+static void add_target(struct rootfs *rf, int rootfd, int kind, const char *rel)
+{
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+    int fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+    if (fd < 0)
+        return;
+    struct stat st;
+    char proc[64], real[4096];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(proc, real, sizeof(real) - 1);
+    bool ok = n > 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    if (!ok)
+        return;
+    real[n] = '\0';
+    size_t plen = strcmp(rf->rootfs, "/") == 0 ? 0 : strlen(rf->rootfs);
+    if (strncmp(real, rf->rootfs, plen) != 0 || strncmp(real + plen, "/usr/", 5) != 0)
+        return;
+    const char *inside = real + plen;
+    for (int i = 0; i < rf->ntargets[kind]; i++)
+        if (strcmp(rf->targets[kind][i], inside) == 0)
+            return;
+    if (rf->ntargets[kind] < ROOTFS_MAX_STUBS) {
+        char *s = strdup(inside);
+        if (s)
+            rf->targets[kind][rf->ntargets[kind]++] = s;
+    }
+}
+
+/* python, python3, python3.N (and pythonN.N-config is left alone), node, nodejs in usr/bin and
+ * usr/local/bin. */
+static void find_targets(struct rootfs *rf, int rootfd)
+{
+    static const char *const dirs[] = {"usr/bin", "usr/local/bin"};
+    for (size_t d = 0; d < 2; d++) {
+        int dfd = openat(rootfd, dirs[d], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+            continue;
+        DIR *dir = fdopendir(dfd);
+        if (!dir) {
+            close(dfd);
+            continue;
+        }
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            const char *n = e->d_name;
+            int kind = -1;
+            if (strncmp(n, "python", 6) == 0 && strspn(n + 6, "0123456789.") == strlen(n + 6))
+                kind = 0;
+            else if (strcmp(n, "node") == 0 || strcmp(n, "nodejs") == 0)
+                kind = 1;
+            if (kind < 0)
+                continue;
+            char rel[512];
+            snprintf(rel, sizeof(rel), "%s/%s", dirs[d], n);
+            add_target(rf, rootfd, kind, rel);
+        }
+        closedir(dir);
+    }
+}
+
+static char *joinp(const char *a, const char *b)
+{
+    char *s = NULL;
+    return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
+}
+
+int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
+{
+    struct rootfs rf;
+    memset(&rf, 0, sizeof(rf));
+    char rpath[4096];
+    if (!realpath(rootfs ? rootfs : "/", rpath))
+        return err_set(-errno, "rootfs: the system image directory does not exist");
+    char dpath[4096];
+    if (!realpath(data_dir, dpath))
+        return err_set(-errno, "rootfs: the data directory does not exist");
+    int r = -ENOMEM;
+    rf.rootfs = strdup(rpath);
+    rf.usr = joinp(strcmp(rpath, "/") == 0 ? "" : rpath, "usr");
+    rf.jail_dir = joinp(dpath, "jail");
+    if (!rf.rootfs || !rf.usr || !rf.jail_dir)
+        goto fail;
+    rf.etc = joinp(rf.jail_dir, "etc");
+    rf.skel = joinp(rf.jail_dir, "skel");
+    rf.newroot = joinp(rf.jail_dir, "root");
+    rf.stub[0] = joinp(rf.jail_dir, "stub/python");
+    rf.stub[1] = joinp(rf.jail_dir, "stub/javascript");
+    for (int i = 0; i < 4; i++)
+        if (asprintf(&rf.bin[i], "%s/bin/%d", rf.jail_dir, i) < 0)
+            rf.bin[i] = NULL;
+    if (!rf.etc || !rf.skel || !rf.newroot || !rf.stub[0] || !rf.stub[1] || !rf.bin[0] ||
+        !rf.bin[1] || !rf.bin[2] || !rf.bin[3])
+        goto fail;
+
+    r = rootfs_rm_rf(rf.jail_dir);
+    if (r < 0) {
+        err_set(r, "rootfs: cannot remove the previous jail directory");
+        goto fail;
+    }
+    if (mkdir(rf.jail_dir, 0755) < 0 || mkdir(rf.newroot, 0755) < 0) {
+        r = err_set(-errno, "rootfs: cannot create the jail directory");
+        goto fail;
+    }
+    int rootfd = open(rf.rootfs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int jailfd = open(rf.jail_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    r = rootfd < 0 || jailfd < 0 ? -errno : 0;
+    if (r == 0 && (r = build_etc(rootfd, jailfd)) < 0)
+        err_set(r, "rootfs: cannot generate /etc");
+    if (r == 0 && (r = build_skel(rootfd, jailfd)) < 0)
+        err_set(r, "rootfs: cannot generate the skeleton layer");
+    if (r == 0 && (r = build_stubs_and_bins(&rf, jailfd)) < 0)
+        err_set(r, "rootfs: cannot generate the runtime stubs");
+    if (r == 0) {
+        find_targets(&rf, rootfd);
+        rf.has_bash = faccessat(rootfd, "usr/bin/bash", X_OK, 0) == 0;
+    }
+    if (rootfd >= 0)
+        close(rootfd);
+    if (jailfd >= 0)
+        close(jailfd);
+    if (r < 0)
+        goto fail;
+    *ret = rf;
+    return 0;
+fail:
+    rootfs_release(&rf);
+    return r;
+}
+
+void rootfs_release(struct rootfs *r)
+{
+    free(r->rootfs);
+    free(r->usr);
+    free(r->jail_dir);
+    free(r->etc);
+    free(r->skel);
+    free(r->newroot);
+    for (int i = 0; i < 4; i++)
+        free(r->bin[i]);
+    for (int i = 0; i < 2; i++) {
+        free(r->stub[i]);
+        for (int j = 0; j < r->ntargets[i]; j++)
+            free(r->targets[i][j]);
+    }
+    memset(r, 0, sizeof(*r));
+}

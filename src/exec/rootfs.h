@@ -1,0 +1,56 @@
+/*
+ * rootfs — the static parts of every jail, generated once at start under "<data>/jail/":
+ *
+ *   etc/      the curated read-only /etc (passwd/group with `user`, hosts, hostname,
+ *             nsswitch.conf, the dynamic linker cache and config, alternatives, CA certificates,
+ *             shell start files, timezone UTC, ...). Never shadow, gshadow, ssh keys,
+ *             machine-id or anything else secret from the host.
+ *   skel/     the lowest overlay layer: empty mount points (usr, etc, proc, dev, opt/sqlfs/bin)
+ *             and the merged-/usr links (bin → usr/bin, ...), plus home/user and tmp, so that
+ *             mounting over them never writes into the sandbox's upper layer.
+ *   stub/     "python"/"javascript" stubs: exit 127 with a one-line hint on stderr.
+ *   bin/N/    /opt/sqlfs/bin for each combination of the runtime flags (N = python | js << 1):
+ *             py-exec and js-exec, real or stubs.
+ *   root/     the empty directory a jail assembles its new root on (in its own mount namespace).
+ *
+ * It also resolves which files of the rootfs are the python and node interpreters, so that a
+ * jail without the runtime can bind the stub over each.
+ *
+ * Ownership: struct rootfs owns its strings (rootfs_release). Read-only after rootfs_build, safe
+ * to share between threads. The rootfs directory itself is trusted (the host's own /usr or an
+ * image chosen by the operator).
+ */
+#ifndef SQLFS_EXEC_ROOTFS_H
+#define SQLFS_EXEC_ROOTFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ROOTFS_MAX_STUBS 16
+
+struct rootfs {
+    char *rootfs;       /* the system image root ("/" by default), without trailing slash */
+    char *usr;          /* <rootfs>/usr */
+    char *jail_dir;     /* <data>/jail */
+    char *etc;          /* <data>/jail/etc */
+    char *skel;         /* <data>/jail/skel */
+    char *newroot;      /* <data>/jail/root */
+    char *bin[4];       /* <data>/jail/bin/<python | js << 1> */
+    char *stub[2];      /* <data>/jail/stub/{python,javascript} */
+    /* Paths inside the jail (no symlinks, below /usr) to cover with stub[i] when runtime i is
+     * off (0 = python, 1 = javascript). */
+    char *targets[2][ROOTFS_MAX_STUBS];
+    int ntargets[2];
+    bool has_bash;      /* <rootfs>/usr/bin/bash exists */
+};
+
+/* Generates <data_dir>/jail from scratch (removing any previous one). `rootfs` NULL means "/".
+ * -errno with err_set() on failure. */
+__attribute__((warn_unused_result)) int rootfs_build(const char *data_dir, const char *rootfs,
+                                                     struct rootfs *ret);
+void rootfs_release(struct rootfs *r);
+
+/* Removes a directory tree without following symlinks or crossing mounts. 0 or -errno. */
+int rootfs_rm_rf(const char *path);
+
+#endif
