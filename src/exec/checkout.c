@@ -58,6 +58,19 @@ struct checkouts {
     pthread_mutex_t mu;        /* entries list, pins, sizes, stats */
     struct entry *head, *tail; /* LRU list */
     struct checkout_stats stats;
+    /* Deleting a tree takes long (one unlink per node): directories to delete are renamed to
+     * .trash-<rnd> at once and removed by a background thread. */
+    pthread_t reaper;
+    bool reaper_running;
+    pthread_mutex_t qmu;       /* trash queue and stop flag */
+    pthread_cond_t qcond;
+    struct trash *queue;       /* names to remove, LIFO */
+    bool stop;
+};
+
+struct trash {
+    struct trash *next;
+    char name[32];
 };
 
 /* ---------- small fs helpers ---------- */
@@ -474,38 +487,66 @@ static int entry_pin(struct checkouts *cos, const char *id, bool create, bool to
     return 0;
 }
 
-/* Renames each victim's directory to a trash name under the lock; returns the trash names. */
-static void evict_collect(struct checkouts *cos, char ***ret_trash, size_t *ret_n)
+/* Renames fromfd/name to <checkouts>/.trash-<rnd> and queues it for the reaper. 0, 1 when
+ * name did not exist, negative errno. */
+static int trash_move(struct checkouts *cos, int fromfd, const char *name)
 {
-    *ret_trash = NULL;
-    *ret_n = 0;
+    struct trash *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    uint8_t rnd[8];
+    char hex[17];
+    int r = rand_bytes(rnd, sizeof(rnd));
+    if (r < 0) {
+        free(t);
+        return r;
+    }
+    hex_encode(rnd, sizeof(rnd), hex);
+    snprintf(t->name, sizeof(t->name), TRASH_PREFIX "%s", hex);
+    if (renameat(fromfd, name, cos->dirfd, t->name) < 0) {
+        r = errno == ENOENT ? 1 : -errno;
+        free(t);
+        return r;
+    }
+    pthread_mutex_lock(&cos->qmu);
+    t->next = cos->queue;
+    cos->queue = t;
+    pthread_cond_signal(&cos->qcond);
+    pthread_mutex_unlock(&cos->qmu);
+    return 0;
+}
+
+static void *reaper_main(void *arg)
+{
+    struct checkouts *cos = arg;
+    pthread_mutex_lock(&cos->qmu);
+    for (;;) {
+        while (!cos->queue && !cos->stop)
+            pthread_cond_wait(&cos->qcond, &cos->qmu);
+        if (cos->stop)
+            break; /* what is left is removed at the next start */
+        struct trash *t = cos->queue;
+        cos->queue = t->next;
+        pthread_mutex_unlock(&cos->qmu);
+        rm_rf_quiet(cos->dirfd, t->name, NULL);
+        free(t);
+        pthread_mutex_lock(&cos->qmu);
+    }
+    pthread_mutex_unlock(&cos->qmu);
+    return NULL;
+}
+
+/* Under cos->mu: evicts least recently used unpinned checkouts until within the budget. */
+static void evict_locked(struct checkouts *cos)
+{
     if (cos->budget <= 0)
         return;
-    size_t cap = 0;
     struct entry *e = cos->tail;
     while (e && cos->stats.bytes > cos->budget) {
         struct entry *prev = e->prev;
         if (e->pins == 0) {
-            char trash[64];
-            uint8_t rnd[8];
-            char hex[17];
-            if (rand_bytes(rnd, sizeof(rnd)) < 0)
+            if (trash_move(cos, cos->dirfd, e->id) < 0)
                 break;
-            hex_encode(rnd, sizeof(rnd), hex);
-            snprintf(trash, sizeof(trash), TRASH_PREFIX "%s", hex);
-            bool moved = renameat(cos->dirfd, e->id, cos->dirfd, trash) == 0;
-            if (!moved && errno != ENOENT)
-                break;
-            if (moved && *ret_n == cap) {
-                size_t ncap = cap ? cap * 2 : 4;
-                char **p = realloc(*ret_trash, ncap * sizeof(*p));
-                if (p) {
-                    *ret_trash = p;
-                    cap = ncap;
-                }
-            }
-            if (moved && *ret_n < cap)
-                (*ret_trash)[(*ret_n)++] = strdup(trash);
             lru_unlink(cos, e);
             cos->stats.bytes -= e->size;
             cos->stats.entries--;
@@ -516,16 +557,6 @@ static void evict_collect(struct checkouts *cos, char ***ret_trash, size_t *ret_
     }
 }
 
-static void trash_remove(struct checkouts *cos, char **trash, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (trash[i])
-            rm_rf_quiet(cos->dirfd, trash[i], NULL);
-        free(trash[i]);
-    }
-    free(trash);
-}
-
 /* Drops one pin (and one user when `user`); then enforces the budget. */
 static void entry_unpin(struct checkouts *cos, struct entry *e, bool user)
 {
@@ -533,11 +564,8 @@ static void entry_unpin(struct checkouts *cos, struct entry *e, bool user)
     e->pins--;
     if (user)
         e->users--;
-    char **trash;
-    size_t n;
-    evict_collect(cos, &trash, &n);
+    evict_locked(cos);
     pthread_mutex_unlock(&cos->mu);
-    trash_remove(cos, trash, n);
 }
 
 static void entry_set_size(struct checkouts *cos, struct entry *e, int64_t size)
@@ -852,7 +880,9 @@ static int build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_t 
     pthread_mutex_unlock(&cos->mu);
 out:
     close_fd(&rootfd);
-    rm_rf_quiet(edfd, bname, NULL);
+    /* The old tree after a swap, or a failed build. */
+    if (trash_move(cos, edfd, bname) < 0)
+        rm_rf_quiet(edfd, bname, NULL);
     rows_release(&rs);
     return r;
 }
@@ -952,6 +982,8 @@ int checkouts_new(const char *data_dir, struct store *st, int64_t budget_bytes,
         return -ENOMEM;
     cos->dirfd = -1;
     pthread_mutex_init(&cos->mu, NULL);
+    pthread_mutex_init(&cos->qmu, NULL);
+    pthread_cond_init(&cos->qcond, NULL);
     cos->st = st;
     cos->budget = budget_bytes;
     read_boot_id(cos->boot_id);
@@ -973,10 +1005,14 @@ int checkouts_new(const char *data_dir, struct store *st, int64_t budget_bytes,
     r = scan_dir(cos);
     if (r < 0)
         goto fail;
-    char **trash;
-    size_t n;
-    evict_collect(cos, &trash, &n);
-    trash_remove(cos, trash, n);
+    if (pthread_create(&cos->reaper, NULL, reaper_main, cos) != 0) {
+        r = -EAGAIN;
+        goto fail;
+    }
+    cos->reaper_running = true;
+    pthread_mutex_lock(&cos->mu);
+    evict_locked(cos);
+    pthread_mutex_unlock(&cos->mu);
     *ret = cos;
     return 0;
 fail:
@@ -988,6 +1024,20 @@ void checkouts_free(struct checkouts *cos)
 {
     if (!cos)
         return;
+    if (cos->reaper_running) {
+        pthread_mutex_lock(&cos->qmu);
+        cos->stop = true;
+        pthread_cond_signal(&cos->qcond);
+        pthread_mutex_unlock(&cos->qmu);
+        pthread_join(cos->reaper, NULL);
+    }
+    while (cos->queue) {
+        struct trash *t = cos->queue;
+        cos->queue = t->next;
+        free(t);
+    }
+    pthread_cond_destroy(&cos->qcond);
+    pthread_mutex_destroy(&cos->qmu);
     struct entry *e = cos->head;
     while (e) {
         struct entry *next = e->next;
@@ -1063,11 +1113,8 @@ int checkout_acquire(struct checkouts *cos, const char *sandbox_id, int64_t vers
     }
     /* Keep the pin; enforce the budget for the others now that this tree's size is known. */
     pthread_mutex_lock(&cos->mu);
-    char **trash;
-    size_t n;
-    evict_collect(cos, &trash, &n);
+    evict_locked(cos);
     pthread_mutex_unlock(&cos->mu);
-    trash_remove(cos, trash, n);
     *ret_tree_path = path;
     return 0;
 }
@@ -1103,18 +1150,7 @@ int checkout_remove(struct checkouts *cos, const char *sandbox_id)
         return r;
     pthread_mutex_lock(&e->mu);
     entry_invalidate_locked(cos, e);
-    char trash[64];
-    uint8_t rnd[8];
-    char hex[17];
-    r = rand_bytes(rnd, sizeof(rnd));
-    if (r >= 0) {
-        hex_encode(rnd, sizeof(rnd), hex);
-        snprintf(trash, sizeof(trash), TRASH_PREFIX "%s", hex);
-        if (renameat(cos->dirfd, sandbox_id, cos->dirfd, trash) < 0)
-            r = errno == ENOENT ? 1 : -errno;
-    }
-    if (r == 0)
-        r = checkout_rm_rf_at(cos->dirfd, trash, NULL);
+    r = trash_move(cos, cos->dirfd, sandbox_id);
     entry_set_size(cos, e, 0);
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_lock(&cos->mu);

@@ -5,7 +5,7 @@
  *   <id>/tree          the sandbox's tree: sandbox path "/a/b" is <id>/tree/a/b
  *   <id>/tag           "the tree is complete and reflects version N" (written atomically, last)
  *   <id>/build-<rnd>   a tree being built (never valid; removed at start)
- *   .trash-<rnd>       a checkout being deleted (removed at start)
+ *   .trash-<rnd>       a tree being deleted by a background thread (or at the next start)
  * A checkout without a tag is invalid: every operation that changes a tree removes the tag
  * first and writes it back only when the tree is coherent again, so a crash at any point leaves
  * either a valid tree or an untagged one that is dropped at the next start. Tags also record the

@@ -149,7 +149,9 @@ static void fx_tree(struct fx *f)
 static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/sqlfs-co-XXXXXX");
+    /* SQLFS_TEST_TMP: where to put the data dir (e.g. a tmpfs, to time the code alone). */
+    const char *tmp = getenv("SQLFS_TEST_TMP");
+    snprintf(f->dir, sizeof(f->dir), "%s/sqlfs-co-XXXXXX", tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(f->dir));
     char db[128];
     snprintf(db, sizeof(db), "%s/sqlfs.db", f->dir);
@@ -702,6 +704,8 @@ int main(void)
         fprintf(stderr, "test_checkout: needs root (chown to the sandbox uid); skipped\n");
         return 0;
     }
+    if (getenv("SQLFS_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("SQLFS_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_acquire_builds_tree, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stale_and_untagged_rebuild, fx_setup, fx_teardown),
