@@ -136,6 +136,11 @@ void exec_engine_free(struct exec_engine *e)
     free(e);
 }
 
+static const char *cgroup_mode_name(enum cgroup_mode m)
+{
+    return m == CGROUP_V2 ? "v2" : m == CGROUP_V1 ? "v1" : "none";
+}
+
 json_t *exec_engine_status_json(struct exec_engine *e)
 {
     json_t *o = json_object();

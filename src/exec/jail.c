@@ -66,8 +66,10 @@ struct report {
 };
 
 /* Fixed descriptor slots in the child after remapping. */
-enum { SLOT_STDIN = 0, SLOT_STDOUT, SLOT_STDERR, SLOT_SCRIPT, SLOT_REPORT, SLOT_SYNC, SLOT_OVL,
-       SLOT_COUNT };
+/* fd 3 of bash is the caller's report pipe (plan->report_fd: the script's final cwd, batch
+ * markers); fd 4 holds a big script. Slots from SLOT_REPORT on are the jail's own. */
+enum { SLOT_STDIN = 0, SLOT_STDOUT, SLOT_STDERR, SLOT_USER, SLOT_SCRIPT, SLOT_REPORT, SLOT_SYNC,
+       SLOT_OVL, SLOT_COUNT };
 
 #define DEV_NODES 6
 static const char *const dev_nodes[DEV_NODES] = {"null", "zero", "full", "random", "urandom",
@@ -153,7 +155,7 @@ static void child_fds(const struct child_plan *cp)
     }
     if (syscall(SYS_close_range, SLOT_COUNT, ~0U, 0) < 0)
         _exit(126);
-    /* Only stdio and the script reach bash. */
+    /* Only stdio, the caller's report pipe and the script reach bash. */
     for (int i = SLOT_REPORT; i < SLOT_COUNT; i++)
         if (fcntl(i, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
             _exit(126);
@@ -292,6 +294,7 @@ __attribute__((noreturn)) static void child_init(const struct child_plan *cp, pi
     close(SLOT_STDIN);
     close(SLOT_STDOUT);
     close(SLOT_STDERR);
+    close(SLOT_USER);
     close(SLOT_SCRIPT);
     int status = 0;
     for (;;) {
@@ -627,7 +630,7 @@ static int build_argv(const struct jail_plan *plan, char *argv[6], char **copy, 
             off += (size_t)w;
         }
         *script_fd = fd;
-        argv[n++] = "/dev/fd/3";
+        argv[n++] = "/dev/fd/4";
     }
     argv[n] = NULL;
     return 0;
@@ -723,6 +726,8 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
     cp->src_fd[SLOT_STDIN] = c->in_fd;
     cp->src_fd[SLOT_STDOUT] = c->out[1];
     cp->src_fd[SLOT_STDERR] = c->err[1];
+    /* 0..2 are never a report pipe: a plan that left the field zeroed gets no fd 3 */
+    cp->src_fd[SLOT_USER] = plan->report_fd > STDERR_FILENO ? plan->report_fd : -1;
     cp->src_fd[SLOT_SCRIPT] = c->script_fd;
     cp->src_fd[SLOT_REPORT] = c->rep[1];
     cp->src_fd[SLOT_SYNC] = c->sync[0];

@@ -80,6 +80,8 @@ struct jail_plan {
     size_t script_len;
     bool debug;           /* run with `set -x` (bash -x) */
     int stdin_fd;         /* fd the script reads as stdin (dup'd, not taken), -1 = /dev/null */
+    int report_fd;        /* becomes fd 3 of bash (dup'd, not taken): a write end the caller
+                           * reads (final cwd, batch markers); -1 (or 0..2) = none */
     bool python;          /* python3/python/py-exec available */
     bool javascript;      /* node/js-exec available */
     struct jail_limits limits;
