@@ -379,10 +379,18 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
     };
     int r = jail_spawn(e->jail, &plan, ret);
     if (r == -ENOENT && sp->cwd_is_stored) {
-        /* the stored cwd was deleted by an earlier exec: start at home instead */
+        /* the stored cwd was deleted by an earlier exec: start at home instead, on fresh
+         * overlay dirs (the failed attempt may have used them) */
         err_clear();
-        plan.cwd = SANDBOX_HOME;
-        r = jail_spawn(e->jail, &plan, ret);
+        upper_release(e, &s->u);
+        r = upper_make(e, &s->u);
+        if (r == 0) {
+            plan.exec_id = s->u.id;
+            plan.upper = s->u.upper;
+            plan.work = s->u.work;
+            plan.cwd = SANDBOX_HOME;
+            r = jail_spawn(e->jail, &plan, ret);
+        }
     }
     free_env(envp);
     return r;
