@@ -1397,8 +1397,9 @@ static int sq_has_children(struct store *st, const char *sandbox_id, const char 
 struct content_writer {
     struct sqlite_store *s;
     int64_t writer_id;       /* key of this writer's pending_chunks rows */
-    uint8_t *buf;            /* the partial chunk (STORE_CHUNK_SIZE bytes once allocated) */
+    uint8_t *buf;            /* the partial chunk (grows up to STORE_CHUNK_SIZE) */
     size_t len;              /* bytes in buf */
+    size_t bufcap;           /* bytes allocated at buf */
     int64_t size;            /* bytes written so far */
     EVP_MD_CTX *idctx;       /* SHA-256 over the chunk hashes: the content id */
     int64_t *chunk_ids;      /* stored chunks in order */
@@ -1508,14 +1509,22 @@ static int content_write_inner(struct content_writer *w, const uint8_t *p, size_
             len -= STORE_CHUNK_SIZE;
             continue;
         }
-        if (!w->buf) {
-            w->buf = malloc(STORE_CHUNK_SIZE);
-            if (!w->buf)
-                return -ENOMEM;
-        }
         size_t take = STORE_CHUNK_SIZE - w->len;
         if (take > len)
             take = len;
+        if (w->len + take > w->bufcap) {
+            /* Grow geometrically: small files never pay for a whole chunk buffer. */
+            size_t cap = w->bufcap ? w->bufcap : 16384;
+            while (cap < w->len + take)
+                cap *= 2;
+            if (cap > STORE_CHUNK_SIZE)
+                cap = STORE_CHUNK_SIZE;
+            uint8_t *p2 = realloc(w->buf, cap);
+            if (!p2)
+                return -ENOMEM;
+            w->buf = p2;
+            w->bufcap = cap;
+        }
         memcpy(w->buf + w->len, p, take);
         w->len += take;
         p += take;
@@ -1848,8 +1857,8 @@ static void sq_content_close(struct content_reader *rd)
 #define CKPT_BLOBS 2u
 #define CKPT_SOFT_MAIN 1000  /* frames of 4 KiB */
 #define CKPT_HARD_MAIN 16000
-#define CKPT_SOFT_BLOBS 256  /* frames of 64 KiB */
-#define CKPT_HARD_BLOBS 2048
+#define CKPT_SOFT_BLOBS 128  /* frames of 64 KiB */
+#define CKPT_HARD_BLOBS 1024
 
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
 {

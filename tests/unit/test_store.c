@@ -1099,7 +1099,7 @@ static void test_concurrency(void **state)
     for (int i = 0; i < NTHREADS; i++) {
         memset(&wk[i], 0, sizeof(wk[i]));
         wk[i].st = f->st;
-        snprintf(wk[i].sb, UUID_STR_LEN, "%08d-0000-4000-8000-000000000000", i);
+        snprintf(wk[i].sb, UUID_STR_LEN, "%08x-0000-4000-8000-000000000000", (unsigned)i);
         create_sb(f->st, wk[i].sb);
         wk[NTHREADS + i] = wk[i];
     }
