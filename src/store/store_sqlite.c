@@ -31,8 +31,18 @@
  * Content readers do not hold a transaction between calls (a long read transaction would stop
  * WAL checkpoints during a slow download); each read opens the chunk blobs it needs on a pooled
  * connection. The caller keeps the content referenced while reading it (the sandbox read lock);
- * chunk ids are AUTOINCREMENT, never reused, so a chunk collected under a reader yields -EIO,
- * never another content's bytes.
+ * chunk ids and inline content row ids are AUTOINCREMENT, never reused, so data collected under
+ * a reader yields -EIO, never another content's bytes.
+ *
+ * Two database files: `path` holds all metadata (4 KiB pages, so small commits write little),
+ * `path`.chunks holds the chunk bytes (64 KiB pages: several times less work per MiB). Contents
+ * up to INLINE_MAX bytes live inline in their `contents` row, so a small file costs one
+ * transaction on the metadata database only. A transaction over both files is atomic per file
+ * only (SQLite WAL): the states a crash can leave across them are a pending row naming a chunk
+ * that was never stored (cleared at open) or chunks no content uses, which open sweeps.
+ *
+ * WAL checkpoints run on a background thread (see wal_hook) so that commits never wait for the
+ * checkpoint's fsyncs.
  */
 #include "store/store.h"
 
@@ -97,7 +107,7 @@ static const char *const migrations[] = {
     "  size INTEGER NOT NULL,"
     "  data BLOB NOT NULL);"
     "CREATE TABLE contents ("
-    "  rid INTEGER PRIMARY KEY,"
+    "  rid INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  id BLOB NOT NULL UNIQUE,"
     "  size INTEGER NOT NULL,"
     "  nchunks INTEGER NOT NULL,"
