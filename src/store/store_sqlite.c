@@ -59,7 +59,7 @@
 #include "util/err.h"
 #include "util/timeutil.h"
 
-#define POOL_IDLE_MAX 8
+#define POOL_IDLE_MAX 16
 #define BUSY_TIMEOUT_MS 10000
 #define PIN_LEASE_MS (60LL * 60 * 1000)
 #define GC_BATCH 256
@@ -385,7 +385,7 @@ static int conn_open(const char *path, const char *blobs_path, bool readonly, st
                          "PRAGMA blobs.journal_size_limit = 67108864;"
                          "PRAGMA blobs.cache_size = -4096; PRAGMA temp_store = MEMORY;");
     if (r >= 0 && readonly)
-        r = conn_exec(c, "PRAGMA main.cache_size = -4096; PRAGMA blobs.cache_size = -1024;");
+        r = conn_exec(c, "PRAGMA main.cache_size = -2048; PRAGMA blobs.cache_size = -512;");
     if (r < 0) {
         conn_close(c);
         return r;
@@ -732,6 +732,28 @@ static int row_insert(struct apply *a, const char *path, size_t len, int kind, u
     return 0;
 }
 
+/* The error for a missing directory path[0..len): like path resolution, -ENOTDIR when the
+ * nearest existing ancestor is not a directory, else -ENOENT. */
+static int parent_missing(struct apply *a, const char *path, size_t len)
+{
+    for (size_t n = len; n > 1;) {
+        while (n > 0 && path[n - 1] != '/')
+            n--;
+        if (n <= 1)
+            break;
+        n--;
+        struct old_row anc;
+        int r = row_lookup(a, path, n, &anc);
+        if (r < 0)
+            return r;
+        if (anc.kind == FILE_KIND_DIR)
+            break;
+        if (anc.kind)
+            return err_set(-ENOTDIR, "not a directory: %.*s", (int)n, path);
+    }
+    return err_set(-ENOENT, "no such directory: %.*s", (int)len, path);
+}
+
 /* Makes sure the parent of path[0..len) exists as a directory, creating missing ones (0755)
  * when the change set allows it. The tree invariant (every row's parent is a dir row or the
  * root) means an existing parent directory needs no further check. */
@@ -752,7 +774,7 @@ static int parents_ensure(struct apply *a, const char *path, size_t len)
     if (parent.kind)
         return err_set(-ENOTDIR, "not a directory: %.*s", (int)plen, path);
     if (!a->create_parents)
-        return err_set(-ENOENT, "no such directory: %.*s", (int)plen, path);
+        return parent_missing(a, path, plen);
     r = parents_ensure(a, path, plen);
     if (r < 0)
         return r;

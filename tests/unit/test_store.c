@@ -537,6 +537,13 @@ static void test_commit_parents(void **state)
     cs.create_parents = true;
     cs_text(f->st, &cs, "/a/link/x", "x");
     assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOTDIR);
+    /* Without create_parents, a file further up still reads as -ENOTDIR. */
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/a/b/c.txt/d/e", "x");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOTDIR);
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/a/b/nope/e", "x");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOENT);
     g = get_sb(f->st, SB1);
     assert_int_equal(g.version, 2);
     assert_int_equal(g.file_count, 4);
