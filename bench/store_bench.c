@@ -1,9 +1,11 @@
 /*
  * store_bench — throughput and latency of the SQLite store engine.
  *
- * Build (after `make`):
- *   cc -O2 -std=gnu11 -D_GNU_SOURCE -Isrc bench/store_bench.c build/libsqlfs.a $(pkg-config --libs sqlite3 libcrypto jansson) -lpthread -o build/store_bench
- * Run: build/store_bench [dir] [MiB] [sandboxes]   (defaults: a temp dir under /tmp, 256, 10000)
+ * Build (after `make`), one line:
+ *   cc -O2 -D_GNU_SOURCE -Isrc bench/store_bench.c build/libsqlfs.a \
+ *      $(pkg-config --libs sqlite3 libcrypto jansson) -lpthread -o build/store_bench
+ * Run: build/store_bench [dir] [MiB] [sandboxes]
+ *      (defaults: a temp dir under /tmp, 256, 10000)
  *
  * Prints: streaming write and read MB/s of one large file, small-file commit latency, and
  * sandbox create/get/list figures with the database bytes per idle sandbox.
@@ -112,8 +114,12 @@ int main(int argc, char **argv)
         int64_t b = time_mono_ns();
         struct changeset cs;
         changeset_init(&cs, "put");
-        struct file_meta m = {.path = path, .kind = FILE_KIND_FILE, .mode = 0644, .size = size,
-                              .mtime_ns = now * 1000000, .has_content = true};
+        struct file_meta m = {.path = path,
+                              .kind = FILE_KIND_FILE,
+                              .mode = 0644,
+                              .size = size,
+                              .mtime_ns = now * 1000000,
+                              .has_content = true};
         memcpy(m.content, id, CONTENT_ID_LEN);
         if ((r = changeset_put(&cs, &m)) < 0)
             die("changeset_put", r);
