@@ -1010,6 +1010,52 @@ static void test_list(void **state)
     assert_int_equal(store_has_children(f->st, SB2, "/"), -ENOENT);
 }
 
+/* Callbacks may call the store (export walks the tree and streams each file). */
+struct nested {
+    struct store *st;
+    int files;
+    int failures;
+};
+
+static int nested_cb(const struct file_meta *m, void *ud)
+{
+    struct nested *n = ud;
+    struct file_meta again;
+    if (store_stat(n->st, SB1, m->path, &again) < 0 || again.kind != m->kind) {
+        n->failures++;
+        return 0;
+    }
+    file_meta_release(&again);
+    if (m->kind == FILE_KIND_FILE) {
+        size_t len;
+        uint8_t *buf = read_all(n->st, m->content, 1000, &len);
+        if ((int64_t)len != m->size || memcmp(buf, m->path, len) != 0)
+            n->failures++;
+        free(buf);
+        n->files++;
+    }
+    return 0;
+}
+
+static void test_nested_calls(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    char path[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof(path), "/d%d/f%d", i % 4, i);
+        cs_text(f->st, &cs, path, path); /* each file holds its own path */
+    }
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    struct nested n = {.st = f->st};
+    assert_int_equal(store_list(f->st, SB1, "/", 0, nested_cb, &n), 0);
+    assert_int_equal(n.failures, 0);
+    assert_int_equal(n.files, 40);
+}
+
 /* ---- concurrency ----------------------------------------------------------------------- */
 
 #define NTHREADS 4
@@ -1144,6 +1190,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
