@@ -245,7 +245,13 @@ int main(int argc, char **argv)
     free(rbuf);
     free(lat);
     if (argc <= 1) {
-        unlink(dbpath);
+        static const char *const suffixes[] = {"",        "-wal",        "-shm",
+                                               ".chunks", ".chunks-wal", ".chunks-shm"};
+        for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+            char p[4200];
+            snprintf(p, sizeof(p), "%s%s", dbpath, suffixes[i]);
+            unlink(p);
+        }
         rmdir(dir);
     }
     return 0;
