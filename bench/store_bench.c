@@ -1,9 +1,11 @@
 /*
  * store_bench — throughput and latency of the SQLite store engine.
  *
- * Build (after `make`):
- *   cc -O2 -std=gnu11 -D_GNU_SOURCE -Isrc bench/store_bench.c build/libsqlfs.a $(pkg-config --libs sqlite3 libcrypto jansson) -lpthread -o build/store_bench
- * Run: build/store_bench [dir] [MiB] [sandboxes]   (defaults: a temp dir under /tmp, 256, 10000)
+ * Build (after `make`), one line:
+ *   cc -O2 -D_GNU_SOURCE -Isrc bench/store_bench.c build/libsqlfs.a \
+ *      $(pkg-config --libs sqlite3 libcrypto jansson) -lpthread -o build/store_bench
+ * Run: build/store_bench [dir] [MiB] [sandboxes]
+ *      (defaults: a temp dir under /tmp, 256, 10000)
  *
  * Prints: streaming write and read MB/s of one large file, small-file commit latency, and
  * sandbox create/get/list figures with the database bytes per idle sandbox.
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -25,6 +28,25 @@ static void die(const char *what, int r)
 {
     fprintf(stderr, "store_bench: %s failed: %d (%s)\n", what, r, strerror(r < 0 ? -r : r));
     exit(1);
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* CPU time of the whole process (includes the store's checkpoint thread). */
+static int64_t cpu_ns(void)
+{
+    return clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+/* CPU time of the calling thread: what bounds the rate on an otherwise idle machine. */
+static int64_t thread_ns(void)
+{
+    return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static int64_t file_size(const char *path)
@@ -83,52 +105,9 @@ int main(int argc, char **argv)
     if (r < 0)
         die("open", r);
 
-    /* Streaming write: unique 256 KiB blocks (a counter stamped in each), so no dedup. */
-    uint8_t *block = malloc(IO_BLOCK);
-    uint64_t x = 0x9e3779b97f4a7c15ULL;
-    for (size_t i = 0; i < IO_BLOCK; i += 8) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        memcpy(block + i, &x, 8);
-    }
-    int64_t total = mib * 1024 * 1024;
     struct content_writer *w;
-    int64_t t0 = time_mono_ns();
-    if ((r = store_content_begin(st, &w)) < 0)
-        die("content_begin", r);
-    for (int64_t off = 0; off < total; off += IO_BLOCK) {
-        memcpy(block, &off, sizeof(off));
-        if ((r = store_content_write(st, w, block, IO_BLOCK)) < 0)
-            die("content_write", r);
-    }
     uint8_t id[CONTENT_ID_LEN];
     int64_t size;
-    if ((r = store_content_finish(st, w, id, &size)) < 0)
-        die("content_finish", r);
-    int64_t t1 = time_mono_ns();
-    printf("write %" PRId64 " MiB: %.0f MB/s\n", mib, total / 1e6 / ((t1 - t0) / 1e9));
-
-    struct content_reader *rd;
-    uint8_t *rbuf = malloc(IO_BLOCK);
-    t0 = time_mono_ns();
-    if ((r = store_content_open(st, id, &rd)) < 0)
-        die("content_open", r);
-    int64_t got_total = 0;
-    for (;;) {
-        size_t got;
-        if ((r = store_content_read(st, rd, rbuf, IO_BLOCK, &got)) < 0)
-            die("content_read", r);
-        if (got == 0)
-            break;
-        if (memcmp(rbuf, &got_total, 8) != 0)
-            die("verify", -EIO);
-        got_total += (int64_t)got;
-    }
-    store_content_close(st, rd);
-    t1 = time_mono_ns();
-    if (got_total != total)
-        die("read size", -EIO);
-    printf("read  %" PRId64 " MiB: %.0f MB/s\n", mib, total / 1e6 / ((t1 - t0) / 1e9));
-
     /* Commit latency: one small file per commit (content written first, as the API does). */
     int64_t now = time_now_ms();
     make_sandbox(st, "00000000-0000-4000-8000-000000000000", "bench", "user", now);
@@ -147,8 +126,12 @@ int main(int argc, char **argv)
         int64_t b = time_mono_ns();
         struct changeset cs;
         changeset_init(&cs, "put");
-        struct file_meta m = {.path = path, .kind = FILE_KIND_FILE, .mode = 0644, .size = size,
-                              .mtime_ns = now * 1000000, .has_content = true};
+        struct file_meta m = {.path = path,
+                              .kind = FILE_KIND_FILE,
+                              .mode = 0644,
+                              .size = size,
+                              .mtime_ns = now * 1000000,
+                              .has_content = true};
         memcpy(m.content, id, CONTENT_ID_LEN);
         if ((r = changeset_put(&cs, &m)) < 0)
             die("changeset_put", r);
@@ -168,6 +151,57 @@ int main(int argc, char **argv)
            "(content write+finish before it: mean %.1f us)\n",
            sum / 1e3 / NCOMMITS, lat[NCOMMITS / 2] / 1e3, lat[NCOMMITS * 99 / 100] / 1e3,
            wsum / 1e3 / NCOMMITS);
+
+    /* Streaming write: unique 256 KiB blocks (a counter stamped in each), so no dedup. */
+    uint8_t *block = malloc(IO_BLOCK);
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < IO_BLOCK; i += 8) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        memcpy(block + i, &x, 8);
+    }
+    int64_t total = mib * 1024 * 1024;
+    int64_t c0 = cpu_ns(), h0 = thread_ns();
+    int64_t t0 = time_mono_ns();
+    if ((r = store_content_begin(st, &w)) < 0)
+        die("content_begin", r);
+    for (int64_t off = 0; off < total; off += IO_BLOCK) {
+        memcpy(block, &off, sizeof(off));
+        if ((r = store_content_write(st, w, block, IO_BLOCK)) < 0)
+            die("content_write", r);
+    }
+    if ((r = store_content_finish(st, w, id, &size)) < 0)
+        die("content_finish", r);
+    int64_t t1 = time_mono_ns();
+    int64_t c1 = cpu_ns(), h1 = thread_ns();
+    printf("write %" PRId64 " MiB: %.0f MB/s wall; %.0f MB per CPU-second of the writing thread, "
+           "%.0f MB per CPU-second of all threads\n",
+           mib, total / 1e6 / ((t1 - t0) / 1e9), total / 1e6 / ((h1 - h0) / 1e9),
+           total / 1e6 / ((c1 - c0) / 1e9));
+
+    struct content_reader *rd;
+    uint8_t *rbuf = malloc(IO_BLOCK);
+    c0 = cpu_ns();
+    t0 = time_mono_ns();
+    if ((r = store_content_open(st, id, &rd)) < 0)
+        die("content_open", r);
+    int64_t got_total = 0;
+    for (;;) {
+        size_t got;
+        if ((r = store_content_read(st, rd, rbuf, IO_BLOCK, &got)) < 0)
+            die("content_read", r);
+        if (got == 0)
+            break;
+        if (memcmp(rbuf, &got_total, 8) != 0)
+            die("verify", -EIO);
+        got_total += (int64_t)got;
+    }
+    store_content_close(st, rd);
+    t1 = time_mono_ns();
+    if (got_total != total)
+        die("read size", -EIO);
+    c1 = cpu_ns();
+    printf("read  %" PRId64 " MiB: %.0f MB/s (%.0f MB per CPU-second)\n", mib,
+           total / 1e6 / ((t1 - t0) / 1e9), total / 1e6 / ((c1 - c0) / 1e9));
 
     /* Many sandboxes: create, then get and list by owner. */
     struct gc_stats gs;
@@ -211,7 +245,13 @@ int main(int argc, char **argv)
     free(rbuf);
     free(lat);
     if (argc <= 1) {
-        unlink(dbpath);
+        static const char *const suffixes[] = {"",        "-wal",        "-shm",
+                                               ".chunks", ".chunks-wal", ".chunks-shm"};
+        for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+            char p[4200];
+            snprintf(p, sizeof(p), "%s%s", dbpath, suffixes[i]);
+            unlink(p);
+        }
         rmdir(dir);
     }
     return 0;

@@ -60,7 +60,9 @@ void sandbox_rec_release(struct sandbox_rec *r);
 
 struct commit_opts {
     int64_t expect_version; /* -1: do not check */
-    int64_t quota_bytes;    /* 0: unlimited; the sandbox's size after the commit must fit */
+    int64_t quota_bytes;    /* 0: unlimited; the sandbox's size after the commit must fit,
+                               unless the commit does not grow it (an over-quota sandbox can
+                               always be cleaned up) */
     int64_t now_ms;         /* timestamp of the commit (also lastUsedAt) */
 };
 
@@ -76,7 +78,9 @@ struct gc_stats {
     int64_t bytes_freed;
 };
 
-/* Called once per sandbox / file; a non-zero return stops the walk and is returned. */
+/* Called once per sandbox / file; a non-zero return stops the walk and is returned. The record
+ * or file_meta (and its strings) is valid during the call only. The callback may call other
+ * store functions. */
 typedef int (*store_sandbox_cb)(const struct sandbox_rec *rec, void *userdata);
 typedef int (*store_file_cb)(const struct file_meta *meta, void *userdata);
 
@@ -174,7 +178,8 @@ store_sandbox_touch(struct store *st, const char *id, int64_t now_ms)
     return st->ops->sandbox_touch(st, id, now_ms);
 }
 
-/* The row at path (no symlink following); -ENOENT. */
+/* The row at path (no symlink following); -ENOENT. The root "/" has no row: it is reported as
+ * a 0755 directory while the sandbox exists. ret's strings are owned: file_meta_release. */
 __attribute__((warn_unused_result)) static inline int
 store_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret)
 {
@@ -183,7 +188,8 @@ store_stat(struct store *st, const char *sandbox_id, const char *path, struct fi
 
 /* Walks the rows strictly below `prefix` in path order (memcmp byte order: a directory always
  * comes before its contents), at most max_depth levels below it (<= 0: unlimited). The root "/"
- * is implicit: it has no row, and listing "/" walks the whole tree. */
+ * is implicit: it has no row, and listing "/" walks the whole tree. -ENOENT when the sandbox
+ * does not exist. */
 __attribute__((warn_unused_result)) static inline int
 store_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
            store_file_cb cb, void *userdata)
@@ -191,16 +197,18 @@ store_list(struct store *st, const char *sandbox_id, const char *prefix, int max
     return st->ops->list(st, sandbox_id, prefix, max_depth, cb, userdata);
 }
 
-/* 1 when some row lies below path, 0 when none, negative on error. */
+/* 1 when some row lies below path, 0 when none, negative on error (-ENOENT: no sandbox). */
 __attribute__((warn_unused_result)) static inline int
 store_has_children(struct store *st, const char *sandbox_id, const char *path)
 {
     return st->ops->has_children(st, sandbox_id, path);
 }
 
-/* Content writers: begin, write any number of times, then finish (which frees the writer and
- * yields the content id and size; the content stays pinned until a commit references it or
- * the store restarts) or abort. An empty content finishes with size 0 and an all-zero id. */
+/* Content writers: begin, write any number of times, then finish (which frees the writer
+ * whatever it returns, and yields the content id and size; the content stays pinned until a
+ * commit references it, an hour passes, or the store restarts) or abort. After a failed write
+ * the writer can only be aborted (finish fails too). An empty content finishes with size 0 and
+ * an all-zero id. */
 __attribute__((warn_unused_result)) static inline int
 store_content_begin(struct store *st, struct content_writer **ret)
 {
@@ -223,7 +231,10 @@ static inline void store_content_abort(struct store *st, struct content_writer *
         st->ops->content_abort(w);
 }
 
-/* Content readers stream a content's bytes; read returns *ret_got == 0 at the end. */
+/* Content readers stream a content's bytes; read returns *ret_got == 0 at the end. The caller
+ * keeps the content referenced while reading (e.g. under the sandbox read lock): content
+ * collected meanwhile reads as -EIO. A reader is used by one thread at a time. The all-zero id
+ * opens as an empty content. */
 __attribute__((warn_unused_result)) static inline int
 store_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN], struct content_reader **ret)
 {

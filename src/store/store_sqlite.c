@@ -31,8 +31,18 @@
  * Content readers do not hold a transaction between calls (a long read transaction would stop
  * WAL checkpoints during a slow download); each read opens the chunk blobs it needs on a pooled
  * connection. The caller keeps the content referenced while reading it (the sandbox read lock);
- * chunk ids are AUTOINCREMENT, never reused, so a chunk collected under a reader yields -EIO,
- * never another content's bytes.
+ * chunk ids and inline content row ids are AUTOINCREMENT, never reused, so data collected under
+ * a reader yields -EIO, never another content's bytes.
+ *
+ * Two database files: `path` holds all metadata (4 KiB pages, so small commits write little),
+ * `path`.chunks holds the chunk bytes (64 KiB pages: several times less work per MiB). Contents
+ * up to INLINE_MAX bytes live inline in their `contents` row, so a small file costs one
+ * transaction on the metadata database only. A transaction over both files is atomic per file
+ * only (SQLite WAL): the states a crash can leave across them are a pending row naming a chunk
+ * that was never stored (cleared at open) or chunks no content uses, which open sweeps.
+ *
+ * WAL checkpoints run on a background thread (see wal_hook) so that commits never wait for the
+ * checkpoint's fsyncs.
  */
 #include "store/store.h"
 
@@ -49,7 +59,7 @@
 #include "util/err.h"
 #include "util/timeutil.h"
 
-#define POOL_IDLE_MAX 8
+#define POOL_IDLE_MAX 16
 #define BUSY_TIMEOUT_MS 10000
 #define PIN_LEASE_MS (60LL * 60 * 1000)
 #define GC_BATCH 256
@@ -97,7 +107,7 @@ static const char *const migrations[] = {
     "  size INTEGER NOT NULL,"
     "  data BLOB NOT NULL);"
     "CREATE TABLE contents ("
-    "  rid INTEGER PRIMARY KEY,"
+    "  rid INTEGER PRIMARY KEY AUTOINCREMENT,"
     "  id BLOB NOT NULL UNIQUE,"
     "  size INTEGER NOT NULL,"
     "  nchunks INTEGER NOT NULL,"
@@ -136,8 +146,8 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (commit_id, seq)) WITHOUT ROWID;",
 };
 
-#define SB_COLS                                                                                \
-    "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, " \
+#define SB_COLS                                                                                    \
+    "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, "     \
     "version, size_bytes, file_count"
 #define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
 #define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = ?1)"
@@ -228,8 +238,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_F_STAT] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1 " AND path = ?2",
     [ST_F_LIST] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1
                   " AND path >= ?2 AND path < ?3 ORDER BY path",
-    [ST_F_HAS_CHILD] = "SELECT 1 FROM files WHERE sid = " SID_OF_1
-                       " AND path >= ?2 AND path < ?3 LIMIT 1",
+    [ST_F_HAS_CHILD] =
+        "SELECT 1 FROM files WHERE sid = " SID_OF_1 " AND path >= ?2 AND path < ?3 LIMIT 1",
     [ST_CAND_ADD] = "INSERT OR IGNORE INTO gc_candidates (content_id) VALUES (?1)",
     [ST_CONTENT_SIZE] = "SELECT size, nchunks, rid FROM contents WHERE id = ?1",
     [ST_CONTENT_INSERT] = "INSERT OR IGNORE INTO contents (id, size, nchunks, data) "
@@ -273,28 +283,28 @@ static const char *const stmt_sql[ST_COUNT] = {
 /* ---- connections ----------------------------------------------------------------------- */
 
 struct conn {
-    sqlite3 *db;                   /* owned */
-    sqlite3_stmt *stmt[ST_COUNT];  /* prepared on first use, finalized at close */
-    struct conn *next;             /* idle list link (read pool) */
+    sqlite3 *db;                  /* owned */
+    sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use, finalized at close */
+    struct conn *next;            /* idle list link (read pool) */
 };
 
 struct sqlite_store {
-    struct store base;             /* must stay first: struct store * is cast to this */
-    char *path;                    /* metadata database file */
-    char *blobs_path;              /* chunk database file: path + ".chunks" */
-    pthread_mutex_t wlock;         /* guards w and every write transaction */
-    struct conn *w;                /* the one read-write connection */
-    pthread_mutex_t plock;         /* guards idle, nidle */
-    struct conn *idle;             /* idle read-only connections */
+    struct store base;     /* must stay first: struct store * is cast to this */
+    char *path;            /* metadata database file */
+    char *blobs_path;      /* chunk database file: path + ".chunks" */
+    pthread_mutex_t wlock; /* guards w and every write transaction */
+    struct conn *w;        /* the one read-write connection */
+    pthread_mutex_t plock; /* guards idle, nidle */
+    struct conn *idle;     /* idle read-only connections */
     int nidle;
-    int64_t next_writer;           /* content writer ids (atomic) */
-    pthread_mutex_t ckpt_lock;     /* guards ckpt_want, ckpt_stop */
-    pthread_cond_t ckpt_cond;      /* signals the checkpointer */
-    unsigned ckpt_want;            /* databases to checkpoint: CKPT_MAIN | CKPT_BLOBS */
-    bool ckpt_stop;                /* the checkpointer must exit */
-    bool ckpt_running;             /* ckpt_thread was started */
-    pthread_t ckpt_thread;         /* runs WAL checkpoints off the write path */
-    struct conn *ckpt;             /* the checkpointer's own read-write connection */
+    int64_t next_writer;       /* content writer ids (atomic) */
+    pthread_mutex_t ckpt_lock; /* guards ckpt_want, ckpt_stop */
+    pthread_cond_t ckpt_cond;  /* signals the checkpointer */
+    unsigned ckpt_want;        /* databases to checkpoint: CKPT_MAIN | CKPT_BLOBS */
+    bool ckpt_stop;            /* the checkpointer must exit */
+    bool ckpt_running;         /* ckpt_thread was started */
+    pthread_t ckpt_thread;     /* runs WAL checkpoints off the write path */
+    struct conn *ckpt;         /* the checkpointer's own read-write connection */
 };
 
 static struct sqlite_store *to_sq(struct store *st)
@@ -375,7 +385,7 @@ static int conn_open(const char *path, const char *blobs_path, bool readonly, st
                          "PRAGMA blobs.journal_size_limit = 67108864;"
                          "PRAGMA blobs.cache_size = -4096; PRAGMA temp_store = MEMORY;");
     if (r >= 0 && readonly)
-        r = conn_exec(c, "PRAGMA main.cache_size = -4096; PRAGMA blobs.cache_size = -1024;");
+        r = conn_exec(c, "PRAGMA main.cache_size = -2048; PRAGMA blobs.cache_size = -512;");
     if (r < 0) {
         conn_close(c);
         return r;
@@ -645,8 +655,7 @@ static int candidate_add(struct conn *c, const uint8_t id[CONTENT_ID_LEN])
 }
 
 /* Removes the rows in [lo, hi), keeping the accounting and GC candidates up to date. */
-static int range_delete(struct apply *a, const char *lo, size_t lolen, const char *hi,
-                        size_t hilen)
+static int range_delete(struct apply *a, const char *lo, size_t lolen, const char *hi, size_t hilen)
 {
     static const enum stmt_id ids[] = {ST_F_RANGE_STATS, ST_F_RANGE_CAND, ST_F_RANGE_DEL};
     int64_t n = 0, bytes = 0;
@@ -722,6 +731,28 @@ static int row_insert(struct apply *a, const char *path, size_t len, int kind, u
     return 0;
 }
 
+/* The error for a missing directory path[0..len): like path resolution, -ENOTDIR when the
+ * nearest existing ancestor is not a directory, else -ENOENT. */
+static int parent_missing(struct apply *a, const char *path, size_t len)
+{
+    for (size_t n = len; n > 1;) {
+        while (n > 0 && path[n - 1] != '/')
+            n--;
+        if (n <= 1)
+            break;
+        n--;
+        struct old_row anc;
+        int r = row_lookup(a, path, n, &anc);
+        if (r < 0)
+            return r;
+        if (anc.kind == FILE_KIND_DIR)
+            break;
+        if (anc.kind)
+            return err_set(-ENOTDIR, "not a directory: %.*s", (int)n, path);
+    }
+    return err_set(-ENOENT, "no such directory: %.*s", (int)len, path);
+}
+
 /* Makes sure the parent of path[0..len) exists as a directory, creating missing ones (0755)
  * when the change set allows it. The tree invariant (every row's parent is a dir row or the
  * root) means an existing parent directory needs no further check. */
@@ -742,7 +773,7 @@ static int parents_ensure(struct apply *a, const char *path, size_t len)
     if (parent.kind)
         return err_set(-ENOTDIR, "not a directory: %.*s", (int)plen, path);
     if (!a->create_parents)
-        return err_set(-ENOENT, "no such directory: %.*s", (int)plen, path);
+        return parent_missing(a, path, plen);
     r = parents_ensure(a, path, plen);
     if (r < 0)
         return r;
@@ -904,18 +935,17 @@ static int pins_drop(struct conn *c, const struct changeset *cs)
     return r;
 }
 
-static int commit_log(struct apply *a, const struct changeset *cs, int64_t version,
-                      int64_t now_ms, int64_t delta, int64_t *ret_id)
+static int commit_log(struct apply *a, const struct changeset *cs, int64_t version, int64_t now_ms,
+                      int64_t delta, int64_t *ret_id)
 {
     sqlite3_stmt *st = NULL;
     int r = stmt_get(a->c, ST_COMMIT_INSERT, &st);
     if (r >= 0)
-        r = bind_check(a->c, sqlite3_bind_int64(st, 1, a->sid) |
-                                 sqlite3_bind_int64(st, 2, version) |
-                                 bind_text(st, 3, cs->kind) | bind_text(st, 4, cs->info_json) |
-                                 sqlite3_bind_int64(st, 5, now_ms) |
-                                 sqlite3_bind_int64(st, 6, (int64_t)cs->n) |
-                                 sqlite3_bind_int64(st, 7, delta));
+        r = bind_check(
+            a->c, sqlite3_bind_int64(st, 1, a->sid) | sqlite3_bind_int64(st, 2, version) |
+                      bind_text(st, 3, cs->kind) | bind_text(st, 4, cs->info_json) |
+                      sqlite3_bind_int64(st, 5, now_ms) |
+                      sqlite3_bind_int64(st, 6, (int64_t)cs->n) | sqlite3_bind_int64(st, 7, delta));
     if (r >= 0)
         r = stmt_run(a->c, st);
     if (r < 0)
@@ -958,8 +988,8 @@ static int commit_locked(struct sqlite_store *s, const char *id, const struct ch
         a.count = sqlite3_column_int64(st, 3);
     }
     if (opts->expect_version >= 0 && opts->expect_version != version)
-        return err_set(-ESTALE, "sandbox changed: version %" PRId64 ", expected %" PRId64,
-                       version, opts->expect_version);
+        return err_set(-ESTALE, "sandbox changed: version %" PRId64 ", expected %" PRId64, version,
+                       opts->expect_version);
     int64_t now_ms = opts->now_ms > 0 ? opts->now_ms : time_now_ms();
     a.now_ns = now_ms * 1000000;
     a.create_parents = cs->create_parents;
@@ -990,11 +1020,10 @@ static int commit_locked(struct sqlite_store *s, const char *id, const struct ch
     sqlite3_stmt *st = NULL;
     r = stmt_get(c, ST_SB_UPDATE, &st);
     if (r >= 0)
-        r = bind_check(c, sqlite3_bind_int64(st, 1, a.sid) |
-                              sqlite3_bind_int64(st, 2, version + 1) |
-                              sqlite3_bind_int64(st, 3, a.size) |
-                              sqlite3_bind_int64(st, 4, a.count) |
-                              sqlite3_bind_int64(st, 5, now_ms) | bind_text(st, 6, cs->new_cwd));
+        r = bind_check(c,
+                       sqlite3_bind_int64(st, 1, a.sid) | sqlite3_bind_int64(st, 2, version + 1) |
+                           sqlite3_bind_int64(st, 3, a.size) | sqlite3_bind_int64(st, 4, a.count) |
+                           sqlite3_bind_int64(st, 5, now_ms) | bind_text(st, 6, cs->new_cwd));
     if (r >= 0)
         r = stmt_run(c, st);
     if (r >= 0)
@@ -1099,9 +1128,8 @@ static int sq_sandbox_get(struct store *st, const char *id, const char *tenant, 
             r = bind_check(c, bind_text(q, 1, id));
         if (r >= 0)
             r = stmt_step(c, q);
-        if (r == 0 ||
-            (r > 0 && !owner_matches(tenant, sub, (const char *)sqlite3_column_text(q, 1),
-                                     (const char *)sqlite3_column_text(q, 2))))
+        if (r == 0 || (r > 0 && !owner_matches(tenant, sub, (const char *)sqlite3_column_text(q, 1),
+                                               (const char *)sqlite3_column_text(q, 2))))
             r = err_set(-ENOENT, "sandbox not found");
         else if (r > 0)
             r = rec_copy_row(q, ret);
@@ -1138,8 +1166,7 @@ static int sq_sandbox_list(struct store *st, const char *tenant, const char *sub
     return r;
 }
 
-static int sq_sandbox_delete(struct store *st, const char *id, const char *tenant,
-                             const char *sub)
+static int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub)
 {
     struct sqlite_store *s = to_sq(st);
     int r = wtx_begin(s);
@@ -1153,9 +1180,8 @@ static int sq_sandbox_delete(struct store *st, const char *id, const char *tenan
             r = bind_check(s->w, bind_text(q, 1, id));
         if (r >= 0)
             r = stmt_step(s->w, q);
-        if (r == 0 ||
-            (r > 0 && !owner_matches(tenant, sub, (const char *)sqlite3_column_text(q, 4),
-                                     (const char *)sqlite3_column_text(q, 5))))
+        if (r == 0 || (r > 0 && !owner_matches(tenant, sub, (const char *)sqlite3_column_text(q, 4),
+                                               (const char *)sqlite3_column_text(q, 5))))
             r = err_set(-ENOENT, "sandbox not found");
         else if (r > 0)
             a.sid = sqlite3_column_int64(q, 0);
@@ -1276,12 +1302,12 @@ static size_t depth_cut(const char *path, size_t base, int max_depth)
 struct walk {
     struct conn *c;
     const char *sandbox_id;
-    char *lo, *hi;        /* current range bounds (lo moves forward on skips) */
+    char *lo, *hi; /* current range bounds (lo moves forward on skips) */
     size_t lolen, hilen;
     size_t locap;
-    size_t base;          /* offset of the first byte below the prefix */
+    size_t base; /* offset of the first byte below the prefix */
     int max_depth;
-    bool seen;            /* some row lies below the prefix */
+    bool seen; /* some row lies below the prefix */
 };
 
 /* Walks [lo, hi); on a row deeper than max_depth restarts after that row's ancestor at
@@ -1396,14 +1422,15 @@ static int sq_has_children(struct store *st, const char *sandbox_id, const char 
 
 struct content_writer {
     struct sqlite_store *s;
-    int64_t writer_id;       /* key of this writer's pending_chunks rows */
-    uint8_t *buf;            /* the partial chunk (STORE_CHUNK_SIZE bytes once allocated) */
-    size_t len;              /* bytes in buf */
-    int64_t size;            /* bytes written so far */
-    EVP_MD_CTX *idctx;       /* SHA-256 over the chunk hashes: the content id */
-    int64_t *chunk_ids;      /* stored chunks in order */
+    int64_t writer_id;  /* key of this writer's pending_chunks rows */
+    uint8_t *buf;       /* the partial chunk (grows up to STORE_CHUNK_SIZE) */
+    size_t len;         /* bytes in buf */
+    size_t bufcap;      /* bytes allocated at buf */
+    int64_t size;       /* bytes written so far */
+    EVP_MD_CTX *idctx;  /* SHA-256 over the chunk hashes: the content id */
+    int64_t *chunk_ids; /* stored chunks in order */
     size_t n, cap;
-    bool failed;             /* a write failed: only abort is allowed */
+    bool failed; /* a write failed: only abort is allowed */
 };
 
 static int sq_content_begin(struct store *st, struct content_writer **ret)
@@ -1460,8 +1487,8 @@ static int chunk_store(struct content_writer *w, const uint8_t hash[32], const v
         sqlite3_stmt *q = NULL;
         r = stmt_get(c, ST_PENDING_ADD, &q);
         if (r >= 0)
-            r = bind_check(c, sqlite3_bind_int64(q, 1, w->writer_id) |
-                                  sqlite3_bind_int64(q, 2, id));
+            r = bind_check(c,
+                           sqlite3_bind_int64(q, 1, w->writer_id) | sqlite3_bind_int64(q, 2, id));
         if (r >= 0)
             r = stmt_run(c, q);
     }
@@ -1508,14 +1535,22 @@ static int content_write_inner(struct content_writer *w, const uint8_t *p, size_
             len -= STORE_CHUNK_SIZE;
             continue;
         }
-        if (!w->buf) {
-            w->buf = malloc(STORE_CHUNK_SIZE);
-            if (!w->buf)
-                return -ENOMEM;
-        }
         size_t take = STORE_CHUNK_SIZE - w->len;
         if (take > len)
             take = len;
+        if (w->len + take > w->bufcap) {
+            /* Grow geometrically: small files never pay for a whole chunk buffer. */
+            size_t cap = w->bufcap ? w->bufcap : 16384;
+            while (cap < w->len + take)
+                cap *= 2;
+            if (cap > STORE_CHUNK_SIZE)
+                cap = STORE_CHUNK_SIZE;
+            uint8_t *p2 = realloc(w->buf, cap);
+            if (!p2)
+                return -ENOMEM;
+            w->buf = p2;
+            w->bufcap = cap;
+        }
         memcpy(w->buf + w->len, p, take);
         w->len += take;
         p += take;
@@ -1594,11 +1629,11 @@ static int content_record(struct content_writer *w, const uint8_t id[CONTENT_ID_
     sqlite3_stmt *q = NULL;
     r = stmt_get(c, ST_CONTENT_INSERT, &q);
     if (r >= 0)
-        r = bind_check(c, bind_id(q, 1, id) | sqlite3_bind_int64(q, 2, w->size) |
-                              sqlite3_bind_int64(q, 3, (int64_t)w->n) |
-                              (inline_data ? sqlite3_bind_blob(q, 4, inline_data, (int)w->size,
-                                                               SQLITE_STATIC)
-                                           : sqlite3_bind_null(q, 4)));
+        r = bind_check(
+            c, bind_id(q, 1, id) | sqlite3_bind_int64(q, 2, w->size) |
+                   sqlite3_bind_int64(q, 3, (int64_t)w->n) |
+                   (inline_data ? sqlite3_bind_blob(q, 4, inline_data, (int)w->size, SQLITE_STATIC)
+                                : sqlite3_bind_null(q, 4)));
     if (r >= 0)
         r = stmt_run(c, q);
     if (r >= 0 && sqlite3_changes(c->db) > 0 && w->n > 0) {
@@ -1669,19 +1704,19 @@ static int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID
 /* ---- content readers ------------------------------------------------------------------- */
 
 struct rchunk {
-    int64_t id;     /* chunks rowid */
-    int64_t off;    /* offset of its first byte in the content */
-    int64_t len;    /* its size */
+    int64_t id;  /* chunks rowid */
+    int64_t off; /* offset of its first byte in the content */
+    int64_t len; /* its size */
 };
 
 struct content_reader {
     struct sqlite_store *s;
     struct rchunk *chunks; /* in order */
     size_t n;
-    size_t cur;            /* chunk holding pos (n at the end) */
-    int64_t size;          /* content size */
-    int64_t pos;           /* read position */
-    bool inline_data;      /* the one "chunk" is the contents row's data (rid) */
+    size_t cur;       /* chunk holding pos (n at the end) */
+    int64_t size;     /* content size */
+    int64_t pos;      /* read position */
+    bool inline_data; /* the one "chunk" is the contents row's data (rid) */
 };
 
 static int reader_add(struct content_reader *rd, size_t *cap, int64_t id, int64_t len)
@@ -1702,8 +1737,7 @@ static int reader_add(struct content_reader *rd, size_t *cap, int64_t id, int64_
 }
 
 /* Loads the ordered chunk list (or the inline row) of content `id`. */
-static int reader_load(struct conn *c, const uint8_t id[CONTENT_ID_LEN],
-                       struct content_reader *rd)
+static int reader_load(struct conn *c, const uint8_t id[CONTENT_ID_LEN], struct content_reader *rd)
 {
     int64_t size, nchunks, rid;
     size_t cap = 0;
@@ -1788,9 +1822,9 @@ static int sq_content_read(struct content_reader *rd, void *buf, size_t cap, siz
             break;
         const struct rchunk *ch = &rd->chunks[rd->cur];
         int rc = blob ? sqlite3_blob_reopen(blob, ch->id)
-              : rd->inline_data
-                  ? sqlite3_blob_open(c->db, "main", "contents", "data", ch->id, 0, &blob)
-                  : sqlite3_blob_open(c->db, "blobs", "chunks", "data", ch->id, 0, &blob);
+                 : rd->inline_data
+                     ? sqlite3_blob_open(c->db, "main", "contents", "data", ch->id, 0, &blob)
+                     : sqlite3_blob_open(c->db, "blobs", "chunks", "data", ch->id, 0, &blob);
         if (rc == SQLITE_OK && sqlite3_blob_bytes(blob) != ch->len)
             rc = SQLITE_CORRUPT;
         int64_t in_chunk = rd->pos - ch->off;
@@ -1846,10 +1880,10 @@ static void sq_content_close(struct content_reader *rd)
  * past a hard limit (the background thread cannot keep up) does the writer checkpoint itself. */
 #define CKPT_MAIN 1u
 #define CKPT_BLOBS 2u
-#define CKPT_SOFT_MAIN 1000  /* frames of 4 KiB */
+#define CKPT_SOFT_MAIN 1000 /* frames of 4 KiB */
 #define CKPT_HARD_MAIN 16000
-#define CKPT_SOFT_BLOBS 256  /* frames of 64 KiB */
-#define CKPT_HARD_BLOBS 2048
+#define CKPT_SOFT_BLOBS 128 /* frames of 64 KiB */
+#define CKPT_HARD_BLOBS 1024
 
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
 {
@@ -1883,11 +1917,11 @@ static void *ckpt_main(void *arg)
         /* Failures (SQLITE_BUSY while another checkpoint runs) are retried on the next
          * request; a WAL never loses data by not being checkpointed. */
         if (want & CKPT_MAIN)
-            (void)sqlite3_wal_checkpoint_v2(s->ckpt->db, "main", SQLITE_CHECKPOINT_PASSIVE,
-                                            NULL, NULL);
+            (void)sqlite3_wal_checkpoint_v2(s->ckpt->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                            NULL);
         if (want & CKPT_BLOBS)
-            (void)sqlite3_wal_checkpoint_v2(s->ckpt->db, "blobs", SQLITE_CHECKPOINT_PASSIVE,
-                                            NULL, NULL);
+            (void)sqlite3_wal_checkpoint_v2(s->ckpt->db, "blobs", SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                            NULL);
         pthread_mutex_lock(&s->ckpt_lock);
     }
     pthread_mutex_unlock(&s->ckpt_lock);
@@ -2094,8 +2128,8 @@ static int migrate(struct conn *c)
     int64_t current = 0;
     {
         sqlite3_stmt *q = NULL;
-        int rc = sqlite3_prepare_v2(c->db, "SELECT coalesce(max(version), 0) FROM schema_migrations",
-                                    -1, &q, NULL);
+        int rc = sqlite3_prepare_v2(
+            c->db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1, &q, NULL);
         if (rc == SQLITE_OK) {
             rc = sqlite3_step(q);
             if (rc == SQLITE_ROW) {
@@ -2109,9 +2143,9 @@ static int migrate(struct conn *c)
     }
     int64_t latest = (int64_t)(sizeof(migrations) / sizeof(migrations[0]));
     if (current > latest)
-        return err_set(-EIO, "the database schema (version %" PRId64
-                             ") is newer than this server understands",
-                       current);
+        return err_set(
+            -EIO, "the database schema (version %" PRId64 ") is newer than this server understands",
+            current);
     for (int64_t v = current + 1; v <= latest && r >= 0; v++) {
         r = conn_exec(c, "BEGIN IMMEDIATE");
         if (r < 0)

@@ -102,8 +102,7 @@ static void put_bytes_step(struct store *st, const void *data, size_t len, size_
     assert_int_equal(size, (int64_t)len);
 }
 
-static void put_bytes(struct store *st, const void *data, size_t len,
-                      uint8_t id[CONTENT_ID_LEN])
+static void put_bytes(struct store *st, const void *data, size_t len, uint8_t id[CONTENT_ID_LEN])
 {
     put_bytes_step(st, data, len, 65536 + 17, id);
 }
@@ -167,8 +166,8 @@ static void create_sb(struct store *st, const char *id)
 
 static void cs_file(struct changeset *cs, const char *path, const uint8_t *id, int64_t size)
 {
-    struct file_meta m = {.path = (char *)path, .kind = FILE_KIND_FILE, .mode = 0644,
-                          .size = size, .mtime_ns = 5};
+    struct file_meta m = {
+        .path = (char *)path, .kind = FILE_KIND_FILE, .mode = 0644, .size = size, .mtime_ns = 5};
     if (size > 0) {
         m.has_content = true;
         memcpy(m.content, id, CONTENT_ID_LEN);
@@ -178,8 +177,7 @@ static void cs_file(struct changeset *cs, const char *path, const uint8_t *id, i
 
 static void cs_dir(struct changeset *cs, const char *path, uint32_t mode)
 {
-    struct file_meta m = {.path = (char *)path, .kind = FILE_KIND_DIR, .mode = mode,
-                          .mtime_ns = 7};
+    struct file_meta m = {.path = (char *)path, .kind = FILE_KIND_DIR, .mode = mode, .mtime_ns = 7};
     assert_int_equal(changeset_put(cs, &m), 0);
 }
 
@@ -345,9 +343,8 @@ static void test_create_with_initial(void **state)
 static void test_content_roundtrip(void **state)
 {
     struct fx *f = *state;
-    static const size_t sizes[] = {0,           1,         16 * 1024,     16 * 1024 + 1,
-                                   MIB - 1,     MIB,       MIB + 1,       2 * MIB,
-                                   3 * MIB + MIB / 2};
+    static const size_t sizes[] = {0,   1,       16 * 1024, 16 * 1024 + 1,    MIB - 1,
+                                   MIB, MIB + 1, 2 * MIB,   3 * MIB + MIB / 2};
     uint8_t *data = malloc(4 * MIB);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         fill(data, sizes[i], i + 1);
@@ -439,8 +436,8 @@ static void test_seek(void **state)
     put_bytes(f->st, data, len, id);
     struct content_reader *r;
     assert_int_equal(store_content_open(f->st, id, &r), 0);
-    static const int64_t offs[] = {0, 5, MIB - 3, MIB, MIB + 1, 2 * MIB + MIB / 2 + 7,
-                                   3 * MIB + MIB / 2 - 10, 100};
+    static const int64_t offs[] = {
+        0, 5, MIB - 3, MIB, MIB + 1, 2 * MIB + MIB / 2 + 7, 3 * MIB + MIB / 2 - 10, 100};
     uint8_t buf[5000];
     for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
         assert_int_equal(store_content_seek(f->st, r, offs[i]), 0);
@@ -524,8 +521,8 @@ static void test_commit_parents(void **state)
     cs_dir(&cs, "/a/b/c.txt/d", 0755);
     assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOTDIR);
     changeset_init(&cs, "put");
-    struct file_meta link = {.path = "/a/link", .kind = FILE_KIND_SYMLINK, .mode = 0777,
-                             .target = "b"};
+    struct file_meta link = {
+        .path = "/a/link", .kind = FILE_KIND_SYMLINK, .mode = 0777, .target = "b"};
     assert_int_equal(changeset_put(&cs, &link), 0);
     assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
     assert_int_equal(store_stat(f->st, SB1, "/a/link", &m), 0);
@@ -537,6 +534,13 @@ static void test_commit_parents(void **state)
     cs.create_parents = true;
     cs_text(f->st, &cs, "/a/link/x", "x");
     assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOTDIR);
+    /* Without create_parents, a file further up still reads as -ENOTDIR. */
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/a/b/c.txt/d/e", "x");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOTDIR);
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/a/b/nope/e", "x");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -ENOENT);
     g = get_sb(f->st, SB1);
     assert_int_equal(g.version, 2);
     assert_int_equal(g.file_count, 4);
@@ -874,7 +878,7 @@ static void test_gc_keeps_pinned(void **state)
     changeset_init(&cs, "put");
     cs_file(&cs, "/f", id, MIB);
     assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0); /* drops the only pin */
-    put_bytes(f->st, data, MIB, id2);                           /* pinned again */
+    put_bytes(f->st, data, MIB, id2);                          /* pinned again */
     assert_memory_equal(id, id2, CONTENT_ID_LEN);
     assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0); /* runs GC */
     expect_content(f->st, id, data, MIB);
@@ -1006,6 +1010,52 @@ static void test_list(void **state)
     assert_int_equal(store_has_children(f->st, SB2, "/"), -ENOENT);
 }
 
+/* Callbacks may call the store (export walks the tree and streams each file). */
+struct nested {
+    struct store *st;
+    int files;
+    int failures;
+};
+
+static int nested_cb(const struct file_meta *m, void *ud)
+{
+    struct nested *n = ud;
+    struct file_meta again;
+    if (store_stat(n->st, SB1, m->path, &again) < 0 || again.kind != m->kind) {
+        n->failures++;
+        return 0;
+    }
+    file_meta_release(&again);
+    if (m->kind == FILE_KIND_FILE) {
+        size_t len;
+        uint8_t *buf = read_all(n->st, m->content, 1000, &len);
+        if ((int64_t)len != m->size || memcmp(buf, m->path, len) != 0)
+            n->failures++;
+        free(buf);
+        n->files++;
+    }
+    return 0;
+}
+
+static void test_nested_calls(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    char path[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof(path), "/d%d/f%d", i % 4, i);
+        cs_text(f->st, &cs, path, path); /* each file holds its own path */
+    }
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    struct nested n = {.st = f->st};
+    assert_int_equal(store_list(f->st, SB1, "/", 0, nested_cb, &n), 0);
+    assert_int_equal(n.failures, 0);
+    assert_int_equal(n.files, 40);
+}
+
 /* ---- concurrency ----------------------------------------------------------------------- */
 
 #define NTHREADS 4
@@ -1044,8 +1094,8 @@ static void *writer_main(void *arg)
         cs.create_parents = true;
         char path[64];
         snprintf(path, sizeof(path), "/dir%d/file%d", i % 3, i);
-        struct file_meta m = {.path = path, .kind = FILE_KIND_FILE, .mode = 0644,
-                              .size = size, .has_content = true};
+        struct file_meta m = {
+            .path = path, .kind = FILE_KIND_FILE, .mode = 0644, .size = size, .has_content = true};
         memcpy(m.content, id, CONTENT_ID_LEN);
         struct commit_opts o = {.expect_version = i, .now_ms = 1};
         struct commit_result res;
@@ -1099,7 +1149,7 @@ static void test_concurrency(void **state)
     for (int i = 0; i < NTHREADS; i++) {
         memset(&wk[i], 0, sizeof(wk[i]));
         wk[i].st = f->st;
-        snprintf(wk[i].sb, UUID_STR_LEN, "%08d-0000-4000-8000-000000000000", i);
+        snprintf(wk[i].sb, UUID_STR_LEN, "%08x-0000-4000-8000-000000000000", (unsigned)i);
         create_sb(f->st, wk[i].sb);
         wk[NTHREADS + i] = wk[i];
     }
@@ -1140,6 +1190,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
