@@ -39,6 +39,8 @@ struct run_opts {
     int cancel_fd;
     const char *cwd;
     char *const *envp;
+    int stdin_fd; /* 0 = none */
+    bool debug;
 };
 
 static void run_script(const char *script, const struct run_opts *o, struct run *ret)
@@ -60,7 +62,8 @@ static void run_script(const char *script, const struct run_opts *o, struct run 
         .envp = o ? o->envp : NULL,
         .script = script,
         .script_len = strlen(script),
-        .stdin_fd = -1,
+        .debug = o && o->debug,
+        .stdin_fd = o && o->stdin_fd ? o->stdin_fd : -1,
         .python = o && o->python,
         .javascript = o && o->javascript,
         .limits = {.memory_bytes = o && o->memory_bytes ? o->memory_bytes : 512 << 20,
@@ -155,6 +158,14 @@ static void test_cwd_and_env(void **state)
     char *env[] = {"FOO=bar", "HOME=/tmp", "PWD=/nope", NULL};
     struct run_opts o = {.cwd = "/tmp", .envp = env};
     assert_string_equal(run_ok("echo $FOO $HOME $PWD; pwd", &o), "bar /tmp /tmp\n/tmp\n");
+    int in[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(write(in[1], "from stdin\n", 11), 11);
+    close(in[1]);
+    struct run_opts oi = {.stdin_fd = in[0]};
+    assert_string_equal(run_ok("cat; cat </dev/null", &oi), "from stdin\n");
+    close(in[0]);
+    assert_string_equal(run_ok("cat; echo end", NULL), "end\n"); /* default: /dev/null */
     struct run r;
     o.cwd = "/does/not/exist";
     run_script("true", &o, &r);
@@ -300,6 +311,11 @@ static void test_exit_status(void **state)
     assert_int_equal(r.res.exit_signal, 0);
     assert_string_equal(buf_cstr(&r.buf.out), "out\n");
     assert_string_equal(buf_cstr(&r.buf.err), "err\n");
+    run_release(&r);
+    struct run_opts dbg = {.debug = true};
+    run_script("echo traced", &dbg, &r);
+    assert_string_equal(buf_cstr(&r.buf.out), "traced\n");
+    assert_string_equal(buf_cstr(&r.buf.err), "+ echo traced\n");
     run_release(&r);
     run_script("kill -9 $$", NULL, &r);
     assert_int_equal(r.res.exit_signal, SIGKILL);
