@@ -210,6 +210,17 @@ static void child_mounts_early(const struct child_plan *cp)
     close(SLOT_OVL);
     if (chdir(rt->rf.newroot) < 0)
         child_fail("enter new root");
+    /* The sandbox tree could hold a symlink (or file) where a system directory goes; mounting
+     * would follow it. Nothing else writes the tree during setup, so checking first is enough. */
+    static const char *const mount_points[] = {"usr", "etc", "opt", "opt/sqlfs",
+                                               "opt/sqlfs/bin", "proc", "dev"};
+    for (size_t i = 0; i < sizeof(mount_points) / sizeof(mount_points[0]); i++) {
+        struct stat st;
+        if (lstat(mount_points[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            child_fail("a system directory is shadowed by the sandbox tree");
+        }
+    }
     bind_ro(rt->rf.usr, rt->p[P_USR], true, "bind /usr");
     bind_ro(rt->rf.etc, rt->p[P_ETC], false, "bind /etc");
     bind_ro(cp->bin, rt->p[P_BIN], false, "bind /opt/sqlfs/bin");
@@ -283,7 +294,8 @@ static void child_sandbox(void)
 /* Runs in the forked bash process: exec or report. */
 __attribute__((noreturn)) static void child_exec_bash(const struct child_plan *cp)
 {
-    execve("/bin/bash", cp->argv, cp->envp);
+    /* /usr/bin: the sandbox tree may shadow the /bin link. */
+    execve("/usr/bin/bash", cp->argv, cp->envp);
     child_report(REPORT_EXEC_ERR, errno, 0, "execve bash");
     _exit(127);
 }

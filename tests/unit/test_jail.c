@@ -174,6 +174,20 @@ static void test_cwd_and_env(void **state)
     run_release(&r);
 }
 
+static void test_shadowed_system_dir(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/proc", lower);
+    assert_int_equal(symlink("/etc", path), 0);
+    struct run r;
+    run_script("true", NULL, &r);
+    assert_int_equal(r.spawn_rc, -ERR_JAIL_UNAVAILABLE);
+    assert_non_null(strstr(err_message(), "shadowed"));
+    run_release(&r);
+    assert_int_equal(unlink(path), 0);
+}
+
 static void test_writes_land_in_upper(void **state)
 {
     (void)state;
@@ -527,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_cwd_and_env),
         cmocka_unit_test(test_writes_land_in_upper),
+        cmocka_unit_test(test_shadowed_system_dir),
         cmocka_unit_test(test_readonly_system),
         cmocka_unit_test(test_processes_hidden),
         cmocka_unit_test(test_env_not_leaked),
