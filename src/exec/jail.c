@@ -466,15 +466,29 @@ static int clean_uppers(const char *data_dir)
     return r;
 }
 
+/* Exec cgroups are grouped per data directory (FNV-1a of its real path: a name, not a secret),
+ * so servers with different data directories on one host leave each other's execs alone. */
+static void cgroup_probe_instance(struct jail_runtime *rt)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *c = rt->rf.jail_dir; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    char instance[24];
+    snprintf(instance, sizeof(instance), "%016llx", (unsigned long long)h);
+    cgroup_probe(instance, &rt->cg);
+}
+
 int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runtime **ret)
 {
     struct jail_runtime *rt = calloc(1, sizeof(*rt));
     if (!rt)
         return -ENOMEM;
-    cgroup_probe(&rt->cg);
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        rt->cg.base_fd[i] = rt->cg.parent_fd[i] = -1; /* freed before the probe ran */
     int r = rootfs_build(data_dir, rootfs, &rt->rf);
     if (r < 0)
         goto fail;
+    cgroup_probe_instance(rt);
     if (!rt->rf.has_bash) {
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the rootfs has no /usr/bin/bash");
         goto fail;
