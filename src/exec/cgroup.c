@@ -302,14 +302,15 @@ static int set_limit(const struct cgroup_rt *rt, int ctl, const char *name,
     return r;
 }
 
-int cgroup_exec_create(const struct cgroup_rt *rt, const char *id,
-                       const struct cgroup_limits *lim, struct cgroup_exec *ret)
+int cgroup_exec_create(const struct cgroup_rt *rt, const char *id, const struct cgroup_limits *lim,
+                       struct cgroup_exec *ret)
 {
     memset(ret, 0, sizeof(*ret));
     ret->rt = rt;
     size_t len = strlen(id);
-    if (len == 0 || len > 64 || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                           "0123456789_-") != len)
+    if (len == 0 || len > 64 ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_-") != len)
         return -EINVAL;
     memcpy(ret->name, id, len + 1);
     for (int i = 0; i < CGROUP_NCTL; i++) {

@@ -29,7 +29,7 @@ enum { CGROUP_MEMORY = 0, CGROUP_PIDS, CGROUP_CPU, CGROUP_NCTL };
 
 struct cgroup_rt {
     enum cgroup_mode mode;
-    int base_fd[CGROUP_NCTL]; /* dir fd of ".../sqlfs" per controller (v2: all the same), or -1 */
+    int base_fd[CGROUP_NCTL];   /* dir fd of ".../sqlfs" per controller (v2: all the same), or -1 */
     bool enforced[CGROUP_NCTL]; /* which limits the host lets us enforce */
     int parent_fd[CGROUP_NCTL]; /* dir fd of the server's own cgroup per controller, or -1 */
     char base_name[48];         /* "sqlfs-<instance>" */
@@ -45,7 +45,7 @@ struct cgroup_limits {
 
 struct cgroup_exec {
     const struct cgroup_rt *rt;
-    char name[72];              /* "<id>" below each base */
+    char name[72]; /* "<id>" below each base */
     bool created[CGROUP_NCTL];
 };
 
@@ -63,8 +63,7 @@ __attribute__((warn_unused_result)) int cgroup_exec_create(const struct cgroup_r
                                                            const struct cgroup_limits *lim,
                                                            struct cgroup_exec *ret);
 /* Moves process `pid` into the exec cgroup in every hierarchy. */
-__attribute__((warn_unused_result)) int cgroup_exec_attach(const struct cgroup_exec *cg,
-                                                           pid_t pid);
+__attribute__((warn_unused_result)) int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid);
 /* Kills whatever is still inside (should be nothing) and removes the cgroup. Idempotent. */
 void cgroup_exec_destroy(struct cgroup_exec *cg);
 /* True if the memory limit was hit (an OOM kill happened) in this exec cgroup. */

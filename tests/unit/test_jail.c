@@ -120,8 +120,10 @@ static int setup(void **state)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "mkdir -p %s/uppers/stale/upper %s/home/user/d %s/tmp && echo old > "
-             "%s/home/user/old.txt && touch %s/home/user/gone.txt %s/home/user/d/x && chown -R %d:%d %s && chmod 1777 %s/tmp",
-             data_dir, lower, lower, lower, lower, lower, SANDBOX_HOST_UID, SANDBOX_HOST_UID, lower, lower);
+             "%s/home/user/old.txt && touch %s/home/user/gone.txt %s/home/user/d/x && chown -R "
+             "%d:%d %s && chmod 1777 %s/tmp",
+             data_dir, lower, lower, lower, lower, lower, SANDBOX_HOST_UID, SANDBOX_HOST_UID, lower,
+             lower);
     if (system(cmd) != 0)
         return -1;
     setenv("AUTH_SECRET", "s3cret-server-token", 1);
@@ -229,15 +231,15 @@ static void test_writes_land_in_upper(void **state)
 static void test_readonly_system(void **state)
 {
     (void)state;
-    const char *out = run_ok(
-        "touch /usr/x 2>/dev/null && echo usr-writable; touch /etc/x 2>/dev/null && echo "
-        "etc-writable; echo x > /opt/sqlfs/bin/x 2>/dev/null && echo bin-writable; "
-        "test -e /etc/shadow && echo shadow; test -e /etc/gshadow && echo gshadow; "
-        "test -e /etc/ssh && echo ssh; test -e /etc/machine-id && echo machine-id; "
-        "test -e /sys/kernel && echo sys; echo x > /proc/sys/kernel/hostname 2>/dev/null && "
-        "echo procsys; grep -q '^user:x:1000:1000::*.*/home/user:/bin/bash' /etc/passwd || "
-        "echo no-user; echo done",
-        NULL);
+    const char *out =
+        run_ok("touch /usr/x 2>/dev/null && echo usr-writable; touch /etc/x 2>/dev/null && echo "
+               "etc-writable; echo x > /opt/sqlfs/bin/x 2>/dev/null && echo bin-writable; "
+               "test -e /etc/shadow && echo shadow; test -e /etc/gshadow && echo gshadow; "
+               "test -e /etc/ssh && echo ssh; test -e /etc/machine-id && echo machine-id; "
+               "test -e /sys/kernel && echo sys; echo x > /proc/sys/kernel/hostname 2>/dev/null && "
+               "echo procsys; grep -q '^user:x:1000:1000::*.*/home/user:/bin/bash' /etc/passwd || "
+               "echo no-user; echo done",
+               NULL);
     assert_string_equal(out, "done\n");
 }
 
@@ -270,15 +272,15 @@ static void test_network(void **state)
 {
     (void)state;
     struct run_opts o = {.python = true};
-    const char *out = run_ok(
-        "ls /sys/class/net 2>/dev/null; ip -o link | awk '{print $2}'; "
-        "(echo > /dev/tcp/1.1.1.1/53) 2>/dev/null && echo internet; "
-        "(echo > /dev/tcp/10.0.2.2/80) 2>/dev/null && echo host; "
-        "python3 -c 'import socket\n"
-        "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(1)\n"
-        "c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.send(b\"lo-ok\")\n"
-        "print(a.recv(10).decode())'",
-        &o);
+    const char *out =
+        run_ok("ls /sys/class/net 2>/dev/null; ip -o link | awk '{print $2}'; "
+               "(echo > /dev/tcp/1.1.1.1/53) 2>/dev/null && echo internet; "
+               "(echo > /dev/tcp/10.0.2.2/80) 2>/dev/null && echo host; "
+               "python3 -c 'import socket\n"
+               "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(1)\n"
+               "c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.send(b\"lo-ok\")\n"
+               "print(a.recv(10).decode())'",
+               &o);
     assert_string_equal(out, "lo:\nlo-ok\n");
 }
 
@@ -286,17 +288,17 @@ static void test_privileged_ops_fail(void **state)
 {
     (void)state;
     struct run_opts o = {.python = true};
-    const char *out = run_ok(
-        "mount -t tmpfs none /tmp 2>/dev/null && echo mount; "
-        "unshare -U true 2>/dev/null && echo unshare; unshare -r true 2>/dev/null && echo "
-        "unshare-r; strace -f true >/dev/null 2>&1 && echo strace; "
-        "setarch x86_64 -X true 2>/dev/null && echo read-implies-exec; "
-        "setarch x86_64 -R true || echo no-addr-no-randomize; "
-        "python3 -c 'import ctypes,os\n"
-        "libc=ctypes.CDLL(None, use_errno=True)\n"
-        "print(\"ptrace\", libc.ptrace(0,0,0,0), ctypes.get_errno())\n"
-        "print(\"setuid\", libc.setuid(0))'",
-        &o);
+    const char *out =
+        run_ok("mount -t tmpfs none /tmp 2>/dev/null && echo mount; "
+               "unshare -U true 2>/dev/null && echo unshare; unshare -r true 2>/dev/null && echo "
+               "unshare-r; strace -f true >/dev/null 2>&1 && echo strace; "
+               "setarch x86_64 -X true 2>/dev/null && echo read-implies-exec; "
+               "setarch x86_64 -R true || echo no-addr-no-randomize; "
+               "python3 -c 'import ctypes,os\n"
+               "libc=ctypes.CDLL(None, use_errno=True)\n"
+               "print(\"ptrace\", libc.ptrace(0,0,0,0), ctypes.get_errno())\n"
+               "print(\"setuid\", libc.setuid(0))'",
+               &o);
     assert_string_equal(out, "ptrace -1 1\nsetuid -1\n");
 }
 
@@ -438,14 +440,13 @@ static void test_runtimes(void **state)
 {
     (void)state;
     struct run r;
-    const char *cmds[] = {"python3 -c 1", "python -c 1", "py-exec -c 1",
-                          "/usr/bin/python3 -c 1"};
+    const char *cmds[] = {"python3 -c 1", "python -c 1", "py-exec -c 1", "/usr/bin/python3 -c 1"};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         run_script(cmds[i], NULL, &r);
         assert_int_equal(r.res.exit_code, 127);
-        assert_non_null(
-            strstr(buf_cstr(&r.buf.err), "python is not enabled for this sandbox; create it "
-                                         "with python=true"));
+        assert_non_null(strstr(buf_cstr(&r.buf.err),
+                               "python is not enabled for this sandbox; create it "
+                               "with python=true"));
         run_release(&r);
     }
     run_script("js-exec -c 1", NULL, &r);
@@ -453,8 +454,7 @@ static void test_runtimes(void **state)
     assert_non_null(strstr(buf_cstr(&r.buf.err), "javascript is not enabled"));
     run_release(&r);
     struct run_opts o = {.python = true, .javascript = true};
-    assert_string_equal(run_ok("python3 -c 'print(6*7)'; py-exec -c 'print(1)'", &o),
-                        "42\n1\n");
+    assert_string_equal(run_ok("python3 -c 'print(6*7)'; py-exec -c 'print(1)'", &o), "42\n1\n");
     assert_string_equal(run_ok("echo 'console.log(2+2)' > /tmp/a.js; js-exec -c "
                                "'console.log(\"js\")'; js-exec /tmp/a.js",
                                &o),
@@ -481,16 +481,20 @@ static void *conc_thread(void *arg)
         snprintf(id, sizeof(id), "c%d-%d", c->idx, i);
         snprintf(script, sizeof(script), "echo %d-%d > /tmp/f; cat /tmp/f", c->idx, i);
         snprintf(want, sizeof(want), "%d-%d\n", c->idx, i);
-        struct jail_plan plan = {.exec_id = id, .lower = lower, .upper = up, .work = wk,
-                                 .script = script, .script_len = strlen(script),
+        struct jail_plan plan = {.exec_id = id,
+                                 .lower = lower,
+                                 .upper = up,
+                                 .work = wk,
+                                 .script = script,
+                                 .script_len = strlen(script),
                                  .stdin_fd = -1};
         struct jail_proc *p = NULL;
         if (jail_spawn(rt, &plan, &p) < 0)
             return NULL;
         struct runner_buffer b;
         runner_buffer_init(&b, 1024);
-        struct runner_opts o = {.timeout_ms = 20000, .cancel_fd = -1,
-                                .on_output = runner_buffer_on_output, .ud = &b};
+        struct runner_opts o = {
+            .timeout_ms = 20000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
         struct runner_result res;
         if (runner_run(p, &o, &res) == 0 && res.exit_code == 0 &&
             strcmp(buf_cstr(&b.out), want) == 0)
