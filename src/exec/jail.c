@@ -571,9 +571,25 @@ pid_t jail_proc_pid(const struct jail_proc *p)
     return p->pid;
 }
 
+/* A volatile overlay leaves work/work/incompat/volatile/dirty behind, and overlayfs refuses
+ * (EINVAL) to mount that work dir again. When a caller reuses its upper/work pair (the
+ * previous exec's overlay is gone once jail_wait returned), the marker is stale: drop it. */
+static void clear_volatile_marker(const char *work)
+{
+    static const char *const rel[] = {"work/incompat/volatile/dirty", "work/incompat/volatile",
+                                      "work/incompat"};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", work, rel[i]);
+        if ((i == 0 ? unlink(path) : rmdir(path)) < 0 && errno == ENOENT && i == 0)
+            return; /* a fresh work dir: nothing to clear */
+    }
+}
+
 /* The overlay root, created with host-root credentials as a detached mount. */
 static int make_overlay(const struct jail_runtime *rt, const struct jail_plan *plan)
 {
+    clear_volatile_marker(plan->work);
     int fs = fsopen("overlay", FSOPEN_CLOEXEC);
     if (fs < 0)
         return -errno;

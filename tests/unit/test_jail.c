@@ -228,6 +228,41 @@ static void test_writes_land_in_upper(void **state)
     assert_int_equal(access(path, F_OK), -1);
 }
 
+/* The engine may run several execs on one upper/work pair (a session, a retry). */
+static void test_reused_upper(void **state)
+{
+    (void)state;
+    char dir[128], cmd[1024];
+    snprintf(dir, sizeof(dir), "%s/uppers/reuse", data_dir);
+    snprintf(upper, sizeof(upper), "%s/upper", dir);
+    snprintf(work, sizeof(work), "%s/work", dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s %s", upper, work);
+    assert_int_equal(system(cmd), 0);
+    for (int i = 0; i < 3; i++) {
+        const char *script = "echo x >> /tmp/reuse; wc -l < /tmp/reuse";
+        struct jail_plan plan = {.exec_id = "reuse",
+                                 .lower = lower,
+                                 .upper = upper,
+                                 .work = work,
+                                 .script = script,
+                                 .script_len = strlen(script),
+                                 .stdin_fd = -1};
+        struct jail_proc *p = NULL;
+        assert_int_equal(jail_spawn(rt, &plan, &p), 0);
+        struct runner_buffer b;
+        runner_buffer_init(&b, 64);
+        struct runner_opts o = {
+            .timeout_ms = 10000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
+        struct runner_result res;
+        assert_int_equal(runner_run(p, &o, &res), 0);
+        jail_proc_free(p);
+        char want[8];
+        snprintf(want, sizeof(want), "%d\n", i + 1);
+        assert_string_equal(buf_cstr(&b.out), want);
+        runner_buffer_release(&b);
+    }
+}
+
 static void test_readonly_system(void **state)
 {
     (void)state;
@@ -546,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_cwd_and_env),
         cmocka_unit_test(test_writes_land_in_upper),
         cmocka_unit_test(test_shadowed_system_dir),
+        cmocka_unit_test(test_reused_upper),
         cmocka_unit_test(test_readonly_system),
         cmocka_unit_test(test_processes_hidden),
         cmocka_unit_test(test_env_not_leaked),
