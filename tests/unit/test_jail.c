@@ -256,7 +256,7 @@ static void test_reused_upper(void **state)
         struct runner_result res;
         assert_int_equal(runner_run(p, &o, &res), 0);
         jail_proc_free(p);
-        char want[8];
+        char want[16];
         snprintf(want, sizeof(want), "%d\n", i + 1);
         assert_string_equal(buf_cstr(&b.out), want);
         runner_buffer_release(&b);
