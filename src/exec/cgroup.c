@@ -147,15 +147,27 @@ static void clean_base(int base_fd)
     closedir(d);
 }
 
-/* Opens (creating) "<mount>/<own>/sqlfs". */
-static int open_base(const char *mnt, const char *own)
+/* Opens (creating) "<mount>/<own>/<base_name>"; remembers the parent for the final rmdir. */
+static int open_base(struct cgroup_rt *rt, int ctl, const char *mnt, const char *own)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s%s/sqlfs", mnt, strcmp(own, "/") == 0 ? "" : own);
-    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+    snprintf(path, sizeof(path), "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own);
+    int parent = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (parent < 0)
         return -errno;
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    if (mkdirat(parent, rt->base_name, 0755) < 0 && errno != EEXIST) {
+        int r = -errno;
+        close(parent);
+        return r;
+    }
+    int fd = openat(parent, rt->base_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        int r = -errno;
+        close(parent);
+        return r;
+    }
+    rt->parent_fd[ctl] = parent;
+    return fd;
 }
 
 static bool probe_v2(struct cgroup_rt *rt)
@@ -183,7 +195,7 @@ static bool probe_v2(struct cgroup_rt *rt)
     close(own_fd);
     if (!ok)
         return false;
-    int base = open_base(mnt, own);
+    int base = open_base(rt, CGROUP_MEMORY, mnt, own);
     if (base < 0)
         return false;
     if (write_at(base, "cgroup.subtree_control", "+memory +pids +cpu") < 0) {
@@ -205,7 +217,7 @@ static void probe_v1(struct cgroup_rt *rt)
         if (find_mount(ctl_names[i], mnt, sizeof(mnt)) < 0 ||
             own_cgroup(ctl_names[i], own, sizeof(own)) < 0)
             continue;
-        int base = open_base(mnt, own);
+        int base = open_base(rt, i, mnt, own);
         if (base < 0)
             continue;
         rt->base_fd[i] = base;
@@ -216,11 +228,12 @@ static void probe_v1(struct cgroup_rt *rt)
         rt->memsw = exists_at(rt->base_fd[CGROUP_MEMORY], "memory.memsw.limit_in_bytes");
 }
 
-void cgroup_probe(struct cgroup_rt *ret)
+void cgroup_probe(const char *instance, struct cgroup_rt *ret)
 {
     memset(ret, 0, sizeof(*ret));
     for (int i = 0; i < CGROUP_NCTL; i++)
-        ret->base_fd[i] = -1;
+        ret->base_fd[i] = ret->parent_fd[i] = -1;
+    snprintf(ret->base_name, sizeof(ret->base_name), "sqlfs-%s", instance);
     if (!probe_v2(ret))
         probe_v1(ret);
     for (int i = 0; i < CGROUP_NCTL; i++)
@@ -236,12 +249,17 @@ void cgroup_probe(struct cgroup_rt *ret)
 
 void cgroup_rt_release(struct cgroup_rt *rt)
 {
-    for (int i = 0; i < CGROUP_NCTL; i++)
+    for (int i = 0; i < CGROUP_NCTL; i++) {
         if (rt->base_fd[i] >= 0)
             close(rt->base_fd[i]);
+        if (rt->parent_fd[i] >= 0) {
+            (void)unlinkat(rt->parent_fd[i], rt->base_name, AT_REMOVEDIR); /* fails if busy */
+            close(rt->parent_fd[i]);
+        }
+    }
     memset(rt, 0, sizeof(*rt));
     for (int i = 0; i < CGROUP_NCTL; i++)
-        rt->base_fd[i] = -1;
+        rt->base_fd[i] = rt->parent_fd[i] = -1;
 }
 
 static int set_limit(const struct cgroup_rt *rt, int ctl, const char *name,
@@ -284,14 +302,15 @@ static int set_limit(const struct cgroup_rt *rt, int ctl, const char *name,
     return r;
 }
 
-int cgroup_exec_create(const struct cgroup_rt *rt, const char *id,
-                       const struct cgroup_limits *lim, struct cgroup_exec *ret)
+int cgroup_exec_create(const struct cgroup_rt *rt, const char *id, const struct cgroup_limits *lim,
+                       struct cgroup_exec *ret)
 {
     memset(ret, 0, sizeof(*ret));
     ret->rt = rt;
     size_t len = strlen(id);
-    if (len == 0 || len > 64 || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                           "0123456789_-") != len)
+    if (len == 0 || len > 64 ||
+        strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_-") != len)
         return -EINVAL;
     memcpy(ret->name, id, len + 1);
     for (int i = 0; i < CGROUP_NCTL; i++) {

@@ -4,9 +4,10 @@
  * At start cgroup_probe() finds the hierarchies: cgroup v2 when its mount has the memory, pids
  * and cpu controllers available and they can be enabled below the server's own cgroup;
  * otherwise cgroup v1 with whichever of the memory, pids and cpu hierarchies are mounted. Every
- * exec cgroup lives below "<server's own cgroup>/sqlfs/" in each hierarchy, so host-level limits
- * on the server still bound all sandboxes together. Leftovers of a previous run (a crash) are
- * killed and removed by the probe.
+ * exec cgroup lives below "<server's own cgroup>/sqlfs-<instance>/" in each hierarchy, so
+ * host-level limits on the server still bound all sandboxes together, and several servers (with
+ * different data directories) on one host never touch each other's execs. Leftovers of a
+ * previous run of the same instance (a crash) are killed and removed by the probe.
  *
  * Per exec: cgroup_exec_create() makes "sqlfs/<id>" and writes the limits, cgroup_exec_attach()
  * moves the (not yet running) jail child into it, cgroup_exec_destroy() removes it once every
@@ -28,8 +29,10 @@ enum { CGROUP_MEMORY = 0, CGROUP_PIDS, CGROUP_CPU, CGROUP_NCTL };
 
 struct cgroup_rt {
     enum cgroup_mode mode;
-    int base_fd[CGROUP_NCTL]; /* dir fd of ".../sqlfs" per controller (v2: all the same), or -1 */
+    int base_fd[CGROUP_NCTL];   /* dir fd of ".../sqlfs" per controller (v2: all the same), or -1 */
     bool enforced[CGROUP_NCTL]; /* which limits the host lets us enforce */
+    int parent_fd[CGROUP_NCTL]; /* dir fd of the server's own cgroup per controller, or -1 */
+    char base_name[48];         /* "sqlfs-<instance>" */
     bool memsw;                 /* v1: memory.memsw.limit_in_bytes exists (swap is capped too) */
     char message[160];          /* why something is missing; "" when all is well */
 };
@@ -42,13 +45,15 @@ struct cgroup_limits {
 
 struct cgroup_exec {
     const struct cgroup_rt *rt;
-    char name[72];              /* "<id>" below each base */
+    char name[72]; /* "<id>" below each base */
     bool created[CGROUP_NCTL];
 };
 
-/* Probes the hierarchies and prepares the "sqlfs" base directories. Never fails hard: a host
- * without usable cgroups gives mode CGROUP_NONE and a message. */
-void cgroup_probe(struct cgroup_rt *ret);
+/* Probes the hierarchies and prepares the "sqlfs-<instance>" base directories; `instance` is a
+ * short name of this server ([A-Za-z0-9_-], e.g. a hash of its data directory). Never fails
+ * hard: a host without usable cgroups gives mode CGROUP_NONE and a message. */
+void cgroup_probe(const char *instance, struct cgroup_rt *ret);
+/* Closes the base directories and removes them when empty. */
 void cgroup_rt_release(struct cgroup_rt *rt);
 
 /* Creates the exec cgroup `id` ([A-Za-z0-9_-], at most 64 bytes) with the limits. With mode
@@ -58,8 +63,7 @@ __attribute__((warn_unused_result)) int cgroup_exec_create(const struct cgroup_r
                                                            const struct cgroup_limits *lim,
                                                            struct cgroup_exec *ret);
 /* Moves process `pid` into the exec cgroup in every hierarchy. */
-__attribute__((warn_unused_result)) int cgroup_exec_attach(const struct cgroup_exec *cg,
-                                                           pid_t pid);
+__attribute__((warn_unused_result)) int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid);
 /* Kills whatever is still inside (should be nothing) and removes the cgroup. Idempotent. */
 void cgroup_exec_destroy(struct cgroup_exec *cg);
 /* True if the memory limit was hit (an OOM kill happened) in this exec cgroup. */

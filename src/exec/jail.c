@@ -47,15 +47,26 @@
 #endif
 
 const char *const jail_default_env[] = {
-    "HOME=" SANDBOX_HOME, "USER=user", "LOGNAME=user", "SHELL=/bin/bash",
-    "PATH=/opt/sqlfs/bin:/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "TZ=UTC", "TERM=dumb",
+    "HOME=" SANDBOX_HOME,
+    "USER=user",
+    "LOGNAME=user",
+    "SHELL=/bin/bash",
+    "PATH=/opt/sqlfs/bin:/usr/local/bin:/usr/bin:/bin",
+    "LANG=C.UTF-8",
+    "TZ=UTC",
+    "TERM=dumb",
     NULL,
 };
 
 /* ---- shared between parent and child --------------------------------------------------- */
 
-enum report_kind { REPORT_READY = 1, REPORT_SETUP_ERR, REPORT_CWD_ERR, REPORT_EXEC_ERR,
-                   REPORT_STATUS };
+enum report_kind {
+    REPORT_READY = 1,
+    REPORT_SETUP_ERR,
+    REPORT_CWD_ERR,
+    REPORT_EXEC_ERR,
+    REPORT_STATUS
+};
 
 /* One record on the report pipe; smaller than PIPE_BUF, so every write is atomic. */
 struct report {
@@ -68,40 +79,49 @@ struct report {
 /* Fixed descriptor slots in the child after remapping. */
 /* fd 3 of bash is the caller's report pipe (plan->report_fd: the script's final cwd, batch
  * markers); fd 4 holds a big script. Slots from SLOT_REPORT on are the jail's own. */
-enum { SLOT_STDIN = 0, SLOT_STDOUT, SLOT_STDERR, SLOT_USER, SLOT_SCRIPT, SLOT_REPORT, SLOT_SYNC,
-       SLOT_OVL, SLOT_COUNT };
+enum {
+    SLOT_STDIN = 0,
+    SLOT_STDOUT,
+    SLOT_STDERR,
+    SLOT_USER,
+    SLOT_SCRIPT,
+    SLOT_REPORT,
+    SLOT_SYNC,
+    SLOT_OVL,
+    SLOT_COUNT
+};
 
 #define DEV_NODES 6
-static const char *const dev_nodes[DEV_NODES] = {"null", "zero", "full", "random", "urandom",
-                                                 "tty"};
+static const char *const dev_nodes[DEV_NODES] = {"null",   "zero",    "full",
+                                                 "random", "urandom", "tty"};
 static const char *const dev_links[][2] = {
-    {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-    {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"/proc/kcore", "core"}};
+    {"/proc/self/fd", "fd"},       {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+    {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},         {"/proc/kcore", "core"}};
 #define DEV_LINKS (sizeof(dev_links) / sizeof(dev_links[0]))
 
 /* Paths below the new root that every exec uses, computed once. */
 enum { P_USR, P_ETC, P_BIN, P_PROC, P_PROC_SYS, P_PROC_SYSRQ, P_DEV, P_PTS, P_SHM, P_COUNT };
 /* Relative to the new root (the child's working directory while it assembles it). */
-static const char *const p_suffix[P_COUNT] = {"usr", "etc", "opt/sqlfs/bin", "proc",
-                                              "proc/sys", "proc/sysrq-trigger", "dev",
-                                              "dev/pts", "dev/shm"};
+static const char *const p_suffix[P_COUNT] = {"usr",  "etc",      "opt/sqlfs/bin",
+                                              "proc", "proc/sys", "proc/sysrq-trigger",
+                                              "dev",  "dev/pts",  "dev/shm"};
 
 struct jail_runtime {
     struct rootfs rf;
     struct seccomp_prog prog;
     struct cgroup_rt cg;
-    char *p[P_COUNT];                         /* p_suffix (relative to the new root) */
+    char *p[P_COUNT]; /* p_suffix (relative to the new root) */
     char *dev_src[DEV_NODES], *dev_dst[DEV_NODES];
     char *link_dst[DEV_LINKS];
-    char *stub_dst[2][ROOTFS_MAX_STUBS];      /* rootfs target, relative to the new root */
+    char *stub_dst[2][ROOTFS_MAX_STUBS]; /* rootfs target, relative to the new root */
 };
 
 /* Everything the child needs, prepared by the parent; read-only in the child. */
 struct child_plan {
     const struct jail_runtime *rt;
-    int src_fd[SLOT_COUNT];   /* parent fds to move into the slots (-1 = leave the slot closed) */
+    int src_fd[SLOT_COUNT]; /* parent fds to move into the slots (-1 = leave the slot closed) */
     bool python, javascript;
-    const char *bin;          /* bind source for /opt/sqlfs/bin */
+    const char *bin; /* bind source for /opt/sqlfs/bin */
     const char *cwd;
     char **argv;
     char **envp;
@@ -141,8 +161,7 @@ static void child_fds(const struct child_plan *cp)
     for (int i = 0; i < SLOT_COUNT; i++) {
         tmp[i] = -1;
         /* Above every slot, so no dup2 below can clobber a descriptor still to be moved. */
-        if (cp->src_fd[i] >= 0 &&
-            (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, SLOT_COUNT)) < 0)
+        if (cp->src_fd[i] >= 0 && (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, SLOT_COUNT)) < 0)
             _exit(126);
     }
     for (int i = 0; i < SLOT_COUNT; i++) {
@@ -165,8 +184,7 @@ static void bind_ro(const char *src, const char *dst, bool recursive, const char
 {
     if (mount(src, dst, NULL, MS_BIND | (recursive ? MS_REC : 0), NULL) < 0)
         child_fail(step);
-    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                                          MOUNT_ATTR_NODEV};
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
     if (mount_setattr(AT_FDCWD, dst, recursive ? AT_RECURSIVE : 0, &attr, sizeof(attr)) < 0)
         child_fail(step);
 }
@@ -210,6 +228,17 @@ static void child_mounts_early(const struct child_plan *cp)
     close(SLOT_OVL);
     if (chdir(rt->rf.newroot) < 0)
         child_fail("enter new root");
+    /* The sandbox tree could hold a symlink (or file) where a system directory goes; mounting
+     * would follow it. Nothing else writes the tree during setup, so checking first is enough. */
+    static const char *const mount_points[] = {"usr",           "etc",  "opt", "opt/sqlfs",
+                                               "opt/sqlfs/bin", "proc", "dev"};
+    for (size_t i = 0; i < sizeof(mount_points) / sizeof(mount_points[0]); i++) {
+        struct stat st;
+        if (lstat(mount_points[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            child_fail("a system directory is shadowed by the sandbox tree");
+        }
+    }
     bind_ro(rt->rf.usr, rt->p[P_USR], true, "bind /usr");
     bind_ro(rt->rf.etc, rt->p[P_ETC], false, "bind /etc");
     bind_ro(cp->bin, rt->p[P_BIN], false, "bind /opt/sqlfs/bin");
@@ -283,7 +312,8 @@ static void child_sandbox(void)
 /* Runs in the forked bash process: exec or report. */
 __attribute__((noreturn)) static void child_exec_bash(const struct child_plan *cp)
 {
-    execve("/bin/bash", cp->argv, cp->envp);
+    /* /usr/bin: the sandbox tree may shadow the /bin link. */
+    execve("/usr/bin/bash", cp->argv, cp->envp);
     child_report(REPORT_EXEC_ERR, errno, 0, "execve bash");
     _exit(127);
 }
@@ -454,15 +484,29 @@ static int clean_uppers(const char *data_dir)
     return r;
 }
 
+/* Exec cgroups are grouped per data directory (FNV-1a of its real path: a name, not a secret),
+ * so servers with different data directories on one host leave each other's execs alone. */
+static void cgroup_probe_instance(struct jail_runtime *rt)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *c = rt->rf.jail_dir; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    char instance[24];
+    snprintf(instance, sizeof(instance), "%016llx", (unsigned long long)h);
+    cgroup_probe(instance, &rt->cg);
+}
+
 int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runtime **ret)
 {
     struct jail_runtime *rt = calloc(1, sizeof(*rt));
     if (!rt)
         return -ENOMEM;
-    cgroup_probe(&rt->cg);
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        rt->cg.base_fd[i] = rt->cg.parent_fd[i] = -1; /* freed before the probe ran */
     int r = rootfs_build(data_dir, rootfs, &rt->rf);
     if (r < 0)
         goto fail;
+    cgroup_probe_instance(rt);
     if (!rt->rf.has_bash) {
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the rootfs has no /usr/bin/bash");
         goto fail;
@@ -510,14 +554,42 @@ const struct rootfs *jail_runtime_rootfs(const struct jail_runtime *rt)
     return &rt->rf;
 }
 
-int jail_proc_stdout_fd(const struct jail_proc *p) { return p->stdout_fd; }
-int jail_proc_stderr_fd(const struct jail_proc *p) { return p->stderr_fd; }
-int jail_proc_pidfd(const struct jail_proc *p) { return p->pidfd; }
-pid_t jail_proc_pid(const struct jail_proc *p) { return p->pid; }
+int jail_proc_stdout_fd(const struct jail_proc *p)
+{
+    return p->stdout_fd;
+}
+int jail_proc_stderr_fd(const struct jail_proc *p)
+{
+    return p->stderr_fd;
+}
+int jail_proc_pidfd(const struct jail_proc *p)
+{
+    return p->pidfd;
+}
+pid_t jail_proc_pid(const struct jail_proc *p)
+{
+    return p->pid;
+}
+
+/* A volatile overlay leaves work/work/incompat/volatile/dirty behind, and overlayfs refuses
+ * (EINVAL) to mount that work dir again. When a caller reuses its upper/work pair (the
+ * previous exec's overlay is gone once jail_wait returned), the marker is stale: drop it. */
+static void clear_volatile_marker(const char *work)
+{
+    static const char *const rel[] = {"work/incompat/volatile/dirty", "work/incompat/volatile",
+                                      "work/incompat"};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", work, rel[i]);
+        if ((i == 0 ? unlink(path) : rmdir(path)) < 0 && errno == ENOENT && i == 0)
+            return; /* a fresh work dir: nothing to clear */
+    }
+}
 
 /* The overlay root, created with host-root credentials as a detached mount. */
 static int make_overlay(const struct jail_runtime *rt, const struct jail_plan *plan)
 {
+    clear_volatile_marker(plan->work);
     int fs = fsopen("overlay", FSOPEN_CLOEXEC);
     if (fs < 0)
         return -errno;
@@ -527,8 +599,8 @@ static int make_overlay(const struct jail_runtime *rt, const struct jail_plan *p
          * most 256 bytes; ':' and ',' in the paths would need escaping: refuse those). */
         char list[256];
         int n = snprintf(list, sizeof(list), "%s:%s", plan->lower, rt->rf.skel);
-        if (errno != EINVAL || n < 0 || (size_t)n >= sizeof(list) ||
-            strpbrk(plan->lower, ":,\\") || strpbrk(rt->rf.skel, ":,\\") ||
+        if (errno != EINVAL || n < 0 || (size_t)n >= sizeof(list) || strpbrk(plan->lower, ":,\\") ||
+            strpbrk(rt->rf.skel, ":,\\") ||
             fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", list, 0) < 0)
             r = -errno;
     } else if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", rt->rf.skel, 0) < 0) {
@@ -684,8 +756,8 @@ struct spawn_ctx {
 
 static void spawn_ctx_release(struct spawn_ctx *c)
 {
-    int *fds[] = {&c->out[0], &c->out[1], &c->err[0], &c->err[1], &c->rep[0], &c->rep[1],
-                  &c->sync[0], &c->sync[1], &c->in_fd, &c->ovl_fd, &c->script_fd};
+    int *fds[] = {&c->out[0],  &c->out[1],  &c->err[0], &c->err[1], &c->rep[0],   &c->rep[1],
+                  &c->sync[0], &c->sync[1], &c->in_fd,  &c->ovl_fd, &c->script_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         close_fd(fds[i]);
     free(c->script_copy);
@@ -740,8 +812,7 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
     cp->envp = c->envp;
     rlim_t nofile = plan->limits.nofile > 0 ? (rlim_t)plan->limits.nofile : JAIL_DEFAULT_NOFILE;
     cp->nofile = (struct rlimit){nofile, nofile};
-    rlim_t fsize = plan->limits.fsize_bytes > 0 ? (rlim_t)plan->limits.fsize_bytes
-                                                : RLIM_INFINITY;
+    rlim_t fsize = plan->limits.fsize_bytes > 0 ? (rlim_t)plan->limits.fsize_bytes : RLIM_INFINITY;
     cp->fsize = (struct rlimit){fsize, fsize};
     cp->core = (struct rlimit){0, 0};
     return 0;
@@ -784,11 +855,15 @@ static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struc
                    strerror(rec.err));
 }
 
-int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan,
-               struct jail_proc **ret)
+int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, struct jail_proc **ret)
 {
-    struct spawn_ctx c = {.out = {-1, -1}, .err = {-1, -1}, .rep = {-1, -1}, .sync = {-1, -1},
-                          .in_fd = -1, .ovl_fd = -1, .script_fd = -1};
+    struct spawn_ctx c = {.out = {-1, -1},
+                          .err = {-1, -1},
+                          .rep = {-1, -1},
+                          .sync = {-1, -1},
+                          .in_fd = -1,
+                          .ovl_fd = -1,
+                          .script_fd = -1};
     struct child_plan cp;
     char *argv[6];
     struct jail_proc *p = calloc(1, sizeof(*p));
@@ -826,8 +901,8 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan,
     p->stderr_fd = c.err[0];
     p->report_fd = c.rep[0];
     c.out[0] = c.err[0] = c.rep[0] = -1;
-    int *child_ends[] = {&c.out[1], &c.err[1], &c.rep[1], &c.sync[0], &c.in_fd, &c.ovl_fd,
-                         &c.script_fd};
+    int *child_ends[] = {&c.out[1], &c.err[1], &c.rep[1],   &c.sync[0],
+                         &c.in_fd,  &c.ovl_fd, &c.script_fd};
     for (size_t i = 0; i < sizeof(child_ends) / sizeof(child_ends[0]); i++)
         close_fd(child_ends[i]);
     r = spawn_start(rt, &c, p, cp.cwd);

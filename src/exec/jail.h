@@ -70,20 +70,20 @@ struct jail_limits {
 #define JAIL_SCRIPT_ARG_MAX (96 * 1024)
 
 struct jail_plan {
-    const char *exec_id;  /* names the exec cgroup: [A-Za-z0-9_-], 1..64 bytes */
-    const char *lower;    /* checkout directory (read-only lower layer); absolute */
-    const char *upper;    /* fresh empty overlay upper dir; absolute, same fs as work */
-    const char *work;     /* fresh empty overlay work dir; absolute */
-    const char *cwd;      /* start directory inside the jail (absolute); NULL = /home/user */
-    char *const *envp;    /* "K=V" entries overlaid on the defaults (later wins); may be NULL */
-    const char *script;   /* bash script; binary-safe with script_len */
+    const char *exec_id; /* names the exec cgroup: [A-Za-z0-9_-], 1..64 bytes */
+    const char *lower;   /* checkout directory (read-only lower layer); absolute */
+    const char *upper;   /* fresh empty overlay upper dir; absolute, same fs as work */
+    const char *work;    /* fresh empty overlay work dir; absolute */
+    const char *cwd;     /* start directory inside the jail (absolute); NULL = /home/user */
+    char *const *envp;   /* "K=V" entries overlaid on the defaults (later wins); may be NULL */
+    const char *script;  /* bash script; binary-safe with script_len */
     size_t script_len;
-    bool debug;           /* run with `set -x` (bash -x) */
-    int stdin_fd;         /* fd the script reads as stdin (dup'd, not taken), -1 = /dev/null */
-    int report_fd;        /* becomes fd 3 of bash (dup'd, not taken): a write end the caller
-                           * reads (final cwd, batch markers); -1 (or 0..2) = none */
-    bool python;          /* python3/python/py-exec available */
-    bool javascript;      /* node/js-exec available */
+    bool debug;      /* run with `set -x` (bash -x) */
+    int stdin_fd;    /* fd the script reads as stdin (dup'd, not taken), -1 = /dev/null */
+    int report_fd;   /* becomes fd 3 of bash (dup'd, not taken): a write end the caller
+                      * reads (final cwd, batch markers); -1 (or 0..2) = none */
+    bool python;     /* python3/python/py-exec available */
+    bool javascript; /* node/js-exec available */
     struct jail_limits limits;
 };
 
@@ -107,8 +107,7 @@ struct jail_info {
  * before any exec runs. `rootfs` NULL = the host's "/". Jail mounts only ever exist inside the
  * per-exec mount namespaces, so no host mount can be left behind by a crash.
  * -errno / -ERR_JAIL_UNAVAILABLE with err_set(). */
-__attribute__((warn_unused_result)) int jail_runtime_init(const char *data_dir,
-                                                          const char *rootfs,
+__attribute__((warn_unused_result)) int jail_runtime_init(const char *data_dir, const char *rootfs,
                                                           struct jail_runtime **ret);
 void jail_runtime_free(struct jail_runtime *rt);
 void jail_runtime_info(const struct jail_runtime *rt, struct jail_info *ret);
@@ -119,13 +118,12 @@ const struct rootfs *jail_runtime_rootfs(const struct jail_runtime *rt);
  * non-blocking read ends. Errors: -EINVAL (bad plan), -ENOENT with err_set("cwd does not exist:
  * ...") when the start directory is missing inside the jail (the caller answers 400), other
  * -errno / -ERR_JAIL_UNAVAILABLE on setup failure. Nothing is left running on failure. */
-__attribute__((warn_unused_result)) int jail_spawn(const struct jail_runtime *rt,
-                                                   const struct jail_plan *plan,
-                                                   struct jail_proc **ret);
+__attribute__((warn_unused_result)) int
+jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, struct jail_proc **ret);
 int jail_proc_stdout_fd(const struct jail_proc *p);
 int jail_proc_stderr_fd(const struct jail_proc *p);
 int jail_proc_pidfd(const struct jail_proc *p); /* readable (POLLIN) when the jail has ended */
-pid_t jail_proc_pid(const struct jail_proc *p);  /* host pid of the namespace init */
+pid_t jail_proc_pid(const struct jail_proc *p); /* host pid of the namespace init */
 /* SIGKILLs the whole jail. Safe to call repeatedly and after it ended. */
 void jail_kill(struct jail_proc *p);
 /* Waits for the jail to end (blocking), reaps it, removes its cgroup, fills *ret. Idempotent:

@@ -125,11 +125,15 @@ static int copy_tree(int sfd, const char *name, int dfd)
  * name lookups and common tools read. Secrets (shadow, gshadow, ssh, ssl/private,
  * machine-id, ...) are deliberately not here. */
 static const char *const etc_copy[] = {
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "profile", "bash.bashrc",
-    "inputrc", "mime.types", "protocols", "services", "os-release", "debian_version", "magic",
-    "magic.mime", "shells", "python3", "python3.11", "python3.12", "python3.13", "ssl/certs",
-    "ssl/openssl.cnf", "gai.conf", "host.conf", "lsb-release", "terminfo", "vim", "nanorc",
-    "manpath.config", "papersize", "locale.alias", "ethertypes", "rpc", "networks",
+    "ld.so.cache",     "ld.so.conf",   "ld.so.conf.d", "alternatives",
+    "profile",         "bash.bashrc",  "inputrc",      "mime.types",
+    "protocols",       "services",     "os-release",   "debian_version",
+    "magic",           "magic.mime",   "shells",       "python3",
+    "python3.11",      "python3.12",   "python3.13",   "ssl/certs",
+    "ssl/openssl.cnf", "gai.conf",     "host.conf",    "lsb-release",
+    "terminfo",        "vim",          "nanorc",       "manpath.config",
+    "papersize",       "locale.alias", "ethertypes",   "rpc",
+    "networks",
 };
 /* Deliberately absent though tools read them: environment, wgetrc, gitconfig, subversion, pip
  * and npm configs — operators put proxy credentials and tokens there. */
@@ -190,15 +194,16 @@ static int build_etc(int rootfd, int jailfd)
 /* The lowest overlay layer: mount points, merged-/usr links, home and tmp. */
 static int build_skel(int rootfd, int jailfd)
 {
-    static const char *const dirs[] = {"skel", "skel/usr", "skel/etc", "skel/proc", "skel/dev",
-                                       "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin",
-                                       "skel/home", "skel/home/user", "skel/tmp", "skel/root",
-                                       "skel/var", "skel/var/tmp", "skel/run"};
+    static const char *const dirs[] = {
+        "skel",     "skel/usr",       "skel/etc",           "skel/proc",    "skel/dev",
+        "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin", "skel/home",    "skel/home/user",
+        "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
         if (mkdirat(jailfd, dirs[i], 0755) < 0)
             return -errno;
     if (fchownat(jailfd, "skel/home/user", SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
-        fchmodat(jailfd, "skel/tmp", 01777, 0) < 0 || fchmodat(jailfd, "skel/var/tmp", 01777, 0) < 0 ||
+        fchmodat(jailfd, "skel/tmp", 01777, 0) < 0 ||
+        fchmodat(jailfd, "skel/var/tmp", 01777, 0) < 0 ||
         fchmodat(jailfd, "skel/root", 0700, 0) < 0)
         return -errno;
     /* Top-level links of the rootfs into usr (Debian's merged /usr). */

@@ -29,19 +29,19 @@
 #define ROOTFS_MAX_STUBS 16
 
 struct rootfs {
-    char *rootfs;       /* the system image root ("/" by default), without trailing slash */
-    char *usr;          /* <rootfs>/usr */
-    char *jail_dir;     /* <data>/jail */
-    char *etc;          /* <data>/jail/etc */
-    char *skel;         /* <data>/jail/skel */
-    char *newroot;      /* <data>/jail/root */
-    char *bin[4];       /* <data>/jail/bin/<python | js << 1> */
-    char *stub[2];      /* <data>/jail/stub/{python,javascript} */
+    char *rootfs;   /* the system image root ("/" by default), without trailing slash */
+    char *usr;      /* <rootfs>/usr */
+    char *jail_dir; /* <data>/jail */
+    char *etc;      /* <data>/jail/etc */
+    char *skel;     /* <data>/jail/skel */
+    char *newroot;  /* <data>/jail/root */
+    char *bin[4];   /* <data>/jail/bin/<python | js << 1> */
+    char *stub[2];  /* <data>/jail/stub/{python,javascript} */
     /* Paths inside the jail (no symlinks, below /usr) to cover with stub[i] when runtime i is
      * off (0 = python, 1 = javascript). */
     char *targets[2][ROOTFS_MAX_STUBS];
     int ntargets[2];
-    bool has_bash;      /* <rootfs>/usr/bin/bash exists */
+    bool has_bash; /* <rootfs>/usr/bin/bash exists */
 };
 
 /* Generates <data_dir>/jail from scratch (removing any previous one). `rootfs` NULL means "/".

@@ -46,14 +46,13 @@ struct runner_result {
 
 /* Runs `proc` (from jail_spawn) to its end. The proc is waited for but not freed. 0 or -errno
  * (poll/read failures: the jail is then killed and reaped before returning). */
-__attribute__((warn_unused_result)) int runner_run(struct jail_proc *proc,
-                                                   const struct runner_opts *opts,
-                                                   struct runner_result *ret);
+__attribute__((warn_unused_result)) int
+runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct runner_result *ret);
 
 struct runner_buffer {
-    struct buf out;      /* stdout, at most `cap` bytes */
-    struct buf err;      /* stderr, at most `cap` bytes */
-    bool out_truncated;  /* stdout produced more than `cap` bytes */
+    struct buf out;     /* stdout, at most `cap` bytes */
+    struct buf err;     /* stderr, at most `cap` bytes */
+    bool out_truncated; /* stdout produced more than `cap` bytes */
     bool err_truncated;
     size_t cap;
 };

@@ -29,8 +29,9 @@ static void set(struct sysprobe_check *c, bool ok, const char *msg)
 static void probe_userns(struct sysprobe_check *c)
 {
     /* A raw clone into every namespace the jail uses; the child exits at once. */
-    long pid = syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
-                                      CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+    long pid = syscall(SYS_clone,
+                       CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+                           CLONE_NEWUTS | SIGCHLD,
                        NULL, NULL, NULL, NULL);
     if (pid == 0)
         _exit(0);
@@ -95,15 +96,19 @@ static void probe_exec(const struct jail_runtime *rt, struct sysprobe_check *c)
     snprintf(wk, sizeof(wk), "%s/work", dir);
     snprintf(lo, sizeof(lo), "%s/lower", dir);
     (void)rootfs_rm_rf(dir);
-    if (mkdir(dir, 0700) < 0 || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 ||
-        mkdir(lo, 0755) < 0) {
+    if (mkdir(dir, 0700) < 0 || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(lo, 0755) < 0) {
         set(c, false, "cannot create probe directories");
         return;
     }
     static const char script[] = "echo ok";
-    struct jail_plan plan = {.exec_id = "probe", .lower = lo, .upper = up, .work = wk,
-                             .script = script, .script_len = sizeof(script) - 1,
-                             .stdin_fd = -1, .cwd = "/"};
+    struct jail_plan plan = {.exec_id = "probe",
+                             .lower = lo,
+                             .upper = up,
+                             .work = wk,
+                             .script = script,
+                             .script_len = sizeof(script) - 1,
+                             .stdin_fd = -1,
+                             .cwd = "/"};
     struct jail_proc *p = NULL;
     int r = jail_spawn(rt, &plan, &p);
     if (r < 0) {
@@ -115,8 +120,8 @@ static void probe_exec(const struct jail_runtime *rt, struct sysprobe_check *c)
     }
     struct runner_buffer b;
     runner_buffer_init(&b, 64);
-    struct runner_opts o = {.timeout_ms = 10000, .cancel_fd = -1,
-                            .on_output = runner_buffer_on_output, .ud = &b};
+    struct runner_opts o = {
+        .timeout_ms = 10000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
     struct runner_result res;
     r = runner_run(p, &o, &res);
     jail_proc_free(p);
@@ -149,8 +154,7 @@ void sysprobe_run(const struct jail_runtime *rt, struct sysprobe *ret)
     ret->memory_limit = info.memory_limit;
     ret->pids_limit = info.pids_limit;
     ret->cpu_limit = info.cpu_limit;
-    set(&ret->cgroup, info.memory_limit && info.pids_limit && info.cpu_limit,
-        info.cgroup_message);
+    set(&ret->cgroup, info.memory_limit && info.pids_limit && info.cpu_limit, info.cgroup_message);
     if (ret->userns.ok && ret->overlay.ok && ret->seccomp.ok && ret->rootfs.ok)
         probe_exec(rt, &ret->exec);
     else

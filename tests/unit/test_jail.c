@@ -39,6 +39,8 @@ struct run_opts {
     int cancel_fd;
     const char *cwd;
     char *const *envp;
+    int stdin_fd; /* 0 = none */
+    bool debug;
 };
 
 static void run_script(const char *script, const struct run_opts *o, struct run *ret)
@@ -60,7 +62,8 @@ static void run_script(const char *script, const struct run_opts *o, struct run 
         .envp = o ? o->envp : NULL,
         .script = script,
         .script_len = strlen(script),
-        .stdin_fd = -1,
+        .debug = o && o->debug,
+        .stdin_fd = o && o->stdin_fd ? o->stdin_fd : -1,
         .python = o && o->python,
         .javascript = o && o->javascript,
         .limits = {.memory_bytes = o && o->memory_bytes ? o->memory_bytes : 512 << 20,
@@ -117,8 +120,10 @@ static int setup(void **state)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
              "mkdir -p %s/uppers/stale/upper %s/home/user/d %s/tmp && echo old > "
-             "%s/home/user/old.txt && touch %s/home/user/gone.txt %s/home/user/d/x && chown -R %d:%d %s && chmod 1777 %s/tmp",
-             data_dir, lower, lower, lower, lower, lower, SANDBOX_HOST_UID, SANDBOX_HOST_UID, lower, lower);
+             "%s/home/user/old.txt && touch %s/home/user/gone.txt %s/home/user/d/x && chown -R "
+             "%d:%d %s && chmod 1777 %s/tmp",
+             data_dir, lower, lower, lower, lower, lower, SANDBOX_HOST_UID, SANDBOX_HOST_UID, lower,
+             lower);
     if (system(cmd) != 0)
         return -1;
     setenv("AUTH_SECRET", "s3cret-server-token", 1);
@@ -155,12 +160,34 @@ static void test_cwd_and_env(void **state)
     char *env[] = {"FOO=bar", "HOME=/tmp", "PWD=/nope", NULL};
     struct run_opts o = {.cwd = "/tmp", .envp = env};
     assert_string_equal(run_ok("echo $FOO $HOME $PWD; pwd", &o), "bar /tmp /tmp\n/tmp\n");
+    int in[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(write(in[1], "from stdin\n", 11), 11);
+    close(in[1]);
+    struct run_opts oi = {.stdin_fd = in[0]};
+    assert_string_equal(run_ok("cat; cat </dev/null", &oi), "from stdin\n");
+    close(in[0]);
+    assert_string_equal(run_ok("cat; echo end", NULL), "end\n"); /* default: /dev/null */
     struct run r;
     o.cwd = "/does/not/exist";
     run_script("true", &o, &r);
     assert_int_equal(r.spawn_rc, -ENOENT);
     assert_non_null(strstr(err_message(), "cwd does not exist"));
     run_release(&r);
+}
+
+static void test_shadowed_system_dir(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/proc", lower);
+    assert_int_equal(symlink("/etc", path), 0);
+    struct run r;
+    run_script("true", NULL, &r);
+    assert_int_equal(r.spawn_rc, -ERR_JAIL_UNAVAILABLE);
+    assert_non_null(strstr(err_message(), "shadowed"));
+    run_release(&r);
+    assert_int_equal(unlink(path), 0);
 }
 
 static void test_writes_land_in_upper(void **state)
@@ -201,18 +228,53 @@ static void test_writes_land_in_upper(void **state)
     assert_int_equal(access(path, F_OK), -1);
 }
 
+/* The engine may run several execs on one upper/work pair (a session, a retry). */
+static void test_reused_upper(void **state)
+{
+    (void)state;
+    char dir[128], cmd[1024];
+    snprintf(dir, sizeof(dir), "%s/uppers/reuse", data_dir);
+    snprintf(upper, sizeof(upper), "%s/upper", dir);
+    snprintf(work, sizeof(work), "%s/work", dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s %s", upper, work);
+    assert_int_equal(system(cmd), 0);
+    for (int i = 0; i < 3; i++) {
+        const char *script = "echo x >> /tmp/reuse; wc -l < /tmp/reuse";
+        struct jail_plan plan = {.exec_id = "reuse",
+                                 .lower = lower,
+                                 .upper = upper,
+                                 .work = work,
+                                 .script = script,
+                                 .script_len = strlen(script),
+                                 .stdin_fd = -1};
+        struct jail_proc *p = NULL;
+        assert_int_equal(jail_spawn(rt, &plan, &p), 0);
+        struct runner_buffer b;
+        runner_buffer_init(&b, 64);
+        struct runner_opts o = {
+            .timeout_ms = 10000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
+        struct runner_result res;
+        assert_int_equal(runner_run(p, &o, &res), 0);
+        jail_proc_free(p);
+        char want[16];
+        snprintf(want, sizeof(want), "%d\n", i + 1);
+        assert_string_equal(buf_cstr(&b.out), want);
+        runner_buffer_release(&b);
+    }
+}
+
 static void test_readonly_system(void **state)
 {
     (void)state;
-    const char *out = run_ok(
-        "touch /usr/x 2>/dev/null && echo usr-writable; touch /etc/x 2>/dev/null && echo "
-        "etc-writable; echo x > /opt/sqlfs/bin/x 2>/dev/null && echo bin-writable; "
-        "test -e /etc/shadow && echo shadow; test -e /etc/gshadow && echo gshadow; "
-        "test -e /etc/ssh && echo ssh; test -e /etc/machine-id && echo machine-id; "
-        "test -e /sys/kernel && echo sys; echo x > /proc/sys/kernel/hostname 2>/dev/null && "
-        "echo procsys; grep -q '^user:x:1000:1000::*.*/home/user:/bin/bash' /etc/passwd || "
-        "echo no-user; echo done",
-        NULL);
+    const char *out =
+        run_ok("touch /usr/x 2>/dev/null && echo usr-writable; touch /etc/x 2>/dev/null && echo "
+               "etc-writable; echo x > /opt/sqlfs/bin/x 2>/dev/null && echo bin-writable; "
+               "test -e /etc/shadow && echo shadow; test -e /etc/gshadow && echo gshadow; "
+               "test -e /etc/ssh && echo ssh; test -e /etc/machine-id && echo machine-id; "
+               "test -e /sys/kernel && echo sys; echo x > /proc/sys/kernel/hostname 2>/dev/null && "
+               "echo procsys; grep -q '^user:x:1000:1000::*.*/home/user:/bin/bash' /etc/passwd || "
+               "echo no-user; echo done",
+               NULL);
     assert_string_equal(out, "done\n");
 }
 
@@ -245,15 +307,15 @@ static void test_network(void **state)
 {
     (void)state;
     struct run_opts o = {.python = true};
-    const char *out = run_ok(
-        "ls /sys/class/net 2>/dev/null; ip -o link | awk '{print $2}'; "
-        "(echo > /dev/tcp/1.1.1.1/53) 2>/dev/null && echo internet; "
-        "(echo > /dev/tcp/10.0.2.2/80) 2>/dev/null && echo host; "
-        "python3 -c 'import socket\n"
-        "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(1)\n"
-        "c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.send(b\"lo-ok\")\n"
-        "print(a.recv(10).decode())'",
-        &o);
+    const char *out =
+        run_ok("ls /sys/class/net 2>/dev/null; ip -o link | awk '{print $2}'; "
+               "(echo > /dev/tcp/1.1.1.1/53) 2>/dev/null && echo internet; "
+               "(echo > /dev/tcp/10.0.2.2/80) 2>/dev/null && echo host; "
+               "python3 -c 'import socket\n"
+               "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(1)\n"
+               "c=socket.create_connection(s.getsockname()); a,_=s.accept(); c.send(b\"lo-ok\")\n"
+               "print(a.recv(10).decode())'",
+               &o);
     assert_string_equal(out, "lo:\nlo-ok\n");
 }
 
@@ -261,17 +323,17 @@ static void test_privileged_ops_fail(void **state)
 {
     (void)state;
     struct run_opts o = {.python = true};
-    const char *out = run_ok(
-        "mount -t tmpfs none /tmp 2>/dev/null && echo mount; "
-        "unshare -U true 2>/dev/null && echo unshare; unshare -r true 2>/dev/null && echo "
-        "unshare-r; strace -f true >/dev/null 2>&1 && echo strace; "
-        "setarch x86_64 -X true 2>/dev/null && echo read-implies-exec; "
-        "setarch x86_64 -R true || echo no-addr-no-randomize; "
-        "python3 -c 'import ctypes,os\n"
-        "libc=ctypes.CDLL(None, use_errno=True)\n"
-        "print(\"ptrace\", libc.ptrace(0,0,0,0), ctypes.get_errno())\n"
-        "print(\"setuid\", libc.setuid(0))'",
-        &o);
+    const char *out =
+        run_ok("mount -t tmpfs none /tmp 2>/dev/null && echo mount; "
+               "unshare -U true 2>/dev/null && echo unshare; unshare -r true 2>/dev/null && echo "
+               "unshare-r; strace -f true >/dev/null 2>&1 && echo strace; "
+               "setarch x86_64 -X true 2>/dev/null && echo read-implies-exec; "
+               "setarch x86_64 -R true || echo no-addr-no-randomize; "
+               "python3 -c 'import ctypes,os\n"
+               "libc=ctypes.CDLL(None, use_errno=True)\n"
+               "print(\"ptrace\", libc.ptrace(0,0,0,0), ctypes.get_errno())\n"
+               "print(\"setuid\", libc.setuid(0))'",
+               &o);
     assert_string_equal(out, "ptrace -1 1\nsetuid -1\n");
 }
 
@@ -300,6 +362,11 @@ static void test_exit_status(void **state)
     assert_int_equal(r.res.exit_signal, 0);
     assert_string_equal(buf_cstr(&r.buf.out), "out\n");
     assert_string_equal(buf_cstr(&r.buf.err), "err\n");
+    run_release(&r);
+    struct run_opts dbg = {.debug = true};
+    run_script("echo traced", &dbg, &r);
+    assert_string_equal(buf_cstr(&r.buf.out), "traced\n");
+    assert_string_equal(buf_cstr(&r.buf.err), "+ echo traced\n");
     run_release(&r);
     run_script("kill -9 $$", NULL, &r);
     assert_int_equal(r.res.exit_signal, SIGKILL);
@@ -408,14 +475,13 @@ static void test_runtimes(void **state)
 {
     (void)state;
     struct run r;
-    const char *cmds[] = {"python3 -c 1", "python -c 1", "py-exec -c 1",
-                          "/usr/bin/python3 -c 1"};
+    const char *cmds[] = {"python3 -c 1", "python -c 1", "py-exec -c 1", "/usr/bin/python3 -c 1"};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         run_script(cmds[i], NULL, &r);
         assert_int_equal(r.res.exit_code, 127);
-        assert_non_null(
-            strstr(buf_cstr(&r.buf.err), "python is not enabled for this sandbox; create it "
-                                         "with python=true"));
+        assert_non_null(strstr(buf_cstr(&r.buf.err),
+                               "python is not enabled for this sandbox; create it "
+                               "with python=true"));
         run_release(&r);
     }
     run_script("js-exec -c 1", NULL, &r);
@@ -423,8 +489,7 @@ static void test_runtimes(void **state)
     assert_non_null(strstr(buf_cstr(&r.buf.err), "javascript is not enabled"));
     run_release(&r);
     struct run_opts o = {.python = true, .javascript = true};
-    assert_string_equal(run_ok("python3 -c 'print(6*7)'; py-exec -c 'print(1)'", &o),
-                        "42\n1\n");
+    assert_string_equal(run_ok("python3 -c 'print(6*7)'; py-exec -c 'print(1)'", &o), "42\n1\n");
     assert_string_equal(run_ok("echo 'console.log(2+2)' > /tmp/a.js; js-exec -c "
                                "'console.log(\"js\")'; js-exec /tmp/a.js",
                                &o),
@@ -451,16 +516,20 @@ static void *conc_thread(void *arg)
         snprintf(id, sizeof(id), "c%d-%d", c->idx, i);
         snprintf(script, sizeof(script), "echo %d-%d > /tmp/f; cat /tmp/f", c->idx, i);
         snprintf(want, sizeof(want), "%d-%d\n", c->idx, i);
-        struct jail_plan plan = {.exec_id = id, .lower = lower, .upper = up, .work = wk,
-                                 .script = script, .script_len = strlen(script),
+        struct jail_plan plan = {.exec_id = id,
+                                 .lower = lower,
+                                 .upper = up,
+                                 .work = wk,
+                                 .script = script,
+                                 .script_len = strlen(script),
                                  .stdin_fd = -1};
         struct jail_proc *p = NULL;
         if (jail_spawn(rt, &plan, &p) < 0)
             return NULL;
         struct runner_buffer b;
         runner_buffer_init(&b, 1024);
-        struct runner_opts o = {.timeout_ms = 20000, .cancel_fd = -1,
-                                .on_output = runner_buffer_on_output, .ud = &b};
+        struct runner_opts o = {
+            .timeout_ms = 20000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
         struct runner_result res;
         if (runner_run(p, &o, &res) == 0 && res.exit_code == 0 &&
             strcmp(buf_cstr(&b.out), want) == 0)
@@ -511,6 +580,8 @@ int main(void)
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_cwd_and_env),
         cmocka_unit_test(test_writes_land_in_upper),
+        cmocka_unit_test(test_shadowed_system_dir),
+        cmocka_unit_test(test_reused_upper),
         cmocka_unit_test(test_readonly_system),
         cmocka_unit_test(test_processes_hidden),
         cmocka_unit_test(test_env_not_leaked),
