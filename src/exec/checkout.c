@@ -1108,7 +1108,20 @@ int checkout_acquire(struct checkouts *cos, const char *sandbox_id, int64_t vers
     pthread_mutex_unlock(&e->mu);
     if (r < 0) {
         free(path);
-        entry_unpin(cos, e, false);
+        /* Forget an entry that never got a valid tree, unless others wait on it. */
+        pthread_mutex_lock(&cos->mu);
+        if (e->pins == 1 && e->users == 0 && e->version < 0) {
+            if (trash_move(cos, cos->dirfd, e->id) >= 0) {
+                lru_unlink(cos, e);
+                cos->stats.bytes -= e->size;
+                cos->stats.entries--;
+                entry_free(e);
+                e = NULL;
+            }
+        }
+        pthread_mutex_unlock(&cos->mu);
+        if (e)
+            entry_unpin(cos, e, false);
         return r;
     }
     /* Keep the pin; enforce the budget for the others now that this tree's size is known. */
@@ -1251,14 +1264,12 @@ static int move_from_upper(struct applier *a, int pfd, const char *name,
     if (fd < 0)
         return -errno;
     /* Overlay bookkeeping xattrs of the upper (origin, metacopy, ...) mean something in a
-     * lower layer: strip them. */
+     * lower layer, and no xattr is part of the store's state: strip them all, so the tree
+     * equals a rebuild. */
     char names[4096];
     ssize_t len = flistxattr(fd, names, sizeof(names));
-    for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1) {
-        const char *x = names + off;
-        if (has_prefix(x, "trusted.overlay.") || has_prefix(x, "user.overlay."))
-            (void)fremovexattr(fd, x);
-    }
+    for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1)
+        (void)fremovexattr(fd, names + off);
     r = set_meta_fd(fd, m->mode, m->mtime_ns);
     close(fd);
     return r;

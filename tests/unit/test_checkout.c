@@ -418,6 +418,12 @@ static void test_restart_adopts_and_cleans(void **state)
     checkouts_get_stats(cos, &s);
     assert_int_equal(s.entries, 0);
     assert_int_equal(s.bytes, 0);
+    /* A failed first acquire leaves nothing behind. */
+    char *bad = NULL;
+    assert_int_equal(checkout_acquire(cos, f->id, f->version + 1, &bad), -ESTALE);
+    checkouts_get_stats(cos, &s);
+    assert_int_equal(s.entries, 0);
+    assert_false(exists_at(co, f->id));
     free(tree);
     free(tree2);
     checkouts_free(cos);
