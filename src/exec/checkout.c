@@ -760,38 +760,110 @@ static int fix_dir(int rootfd, const char *p, uint32_t mode, int64_t mtime_ns)
     return r;
 }
 
-/* Creates every row below the fresh tree rootfd. Adds file bytes to *size. */
-static int build_rows(struct checkouts *cos, int rootfd, struct rows *rs, int64_t *size)
+/* Files and symlinks are created by up to BUILD_MAX_THREADS threads taking batches of rows
+ * (rows of a batch mostly share a parent): creating many small files is bound by system calls,
+ * which run in parallel on several cores. */
+#define BUILD_MAX_THREADS 4
+#define BUILD_BATCH 64
+
+struct build_job {
+    struct checkouts *cos;
+    int rootfd;            /* the tree being built */
+    const struct rows *rs; /* all rows; directories already exist */
+    pthread_mutex_t mu;    /* next, err */
+    size_t next;           /* first row of the next batch */
+    int err;               /* first failure */
+};
+
+static int create_leaf(struct store *st, struct parent_cache *pc, const struct file_meta *m,
+                       char *buf)
 {
+    const char *name;
+    int pfd = parent_get(pc, m->path, &name);
+    if (pfd < 0)
+        return pfd;
+    if (m->kind == FILE_KIND_FILE)
+        return create_file(st, pfd, name, m, buf);
+    return create_symlink(pfd, name, m);
+}
+
+static void *build_worker(void *arg)
+{
+    struct build_job *job = arg;
     char *buf = malloc(IO_BUF_SIZE);
-    if (!buf)
-        return -ENOMEM;
-    struct parent_cache pc = {.rootfd = rootfd, .path = NULL, .fd = -1};
-    int r = 0;
-    for (size_t i = 0; i < rs->n && r >= 0; i++) {
-        const struct file_meta *m = &rs->v[i];
-        if (!row_path_ok(m->path)) {
-            r = err_set(-EIO, "bad path in store");
+    struct parent_cache pc = {.rootfd = job->rootfd, .path = NULL, .fd = -1};
+    int r = buf ? 0 : -ENOMEM;
+    while (r >= 0) {
+        pthread_mutex_lock(&job->mu);
+        size_t start = job->next;
+        bool stop = job->err < 0 || start >= job->rs->n;
+        job->next = start + BUILD_BATCH;
+        pthread_mutex_unlock(&job->mu);
+        if (stop)
             break;
-        }
-        const char *name;
-        int pfd = parent_get(&pc, m->path, &name);
-        if (pfd < 0) {
-            r = pfd;
-            break;
-        }
-        switch (m->kind) {
-        case FILE_KIND_FILE:
-            r = create_file(cos->st, pfd, name, m, buf);
-            *size += m->size;
-            break;
-        case FILE_KIND_DIR: r = create_dir(pfd, name); break;
-        case FILE_KIND_SYMLINK: r = create_symlink(pfd, name, m); break;
-        default: r = -EIO;
-        }
+        size_t end = start + BUILD_BATCH < job->rs->n ? start + BUILD_BATCH : job->rs->n;
+        for (size_t i = start; i < end && r >= 0; i++)
+            if (job->rs->v[i].kind != FILE_KIND_DIR)
+                r = create_leaf(job->cos->st, &pc, &job->rs->v[i], buf);
+    }
+    if (r < 0) {
+        pthread_mutex_lock(&job->mu);
+        if (job->err == 0)
+            job->err = r;
+        pthread_mutex_unlock(&job->mu);
     }
     parent_cache_release(&pc);
     free(buf);
+    return NULL;
+}
+
+/* Creates every row below the fresh tree rootfd: directories first (in path order, so parents
+ * come first), then files and symlinks in parallel, then directory modes and mtimes (creating
+ * entries moved them). Adds file bytes to *size. */
+static int build_rows(struct checkouts *cos, int rootfd, struct rows *rs, int64_t *size)
+{
+    struct parent_cache pc = {.rootfd = rootfd, .path = NULL, .fd = -1};
+    int r = 0;
+    size_t leaves = 0;
+    for (size_t i = 0; i < rs->n && r >= 0; i++) {
+        const struct file_meta *m = &rs->v[i];
+        if (!row_path_ok(m->path) || m->kind < FILE_KIND_FILE || m->kind > FILE_KIND_SYMLINK) {
+            r = err_set(-EIO, "bad row in store");
+            break;
+        }
+        if (m->kind != FILE_KIND_DIR) {
+            leaves++;
+            if (m->kind == FILE_KIND_FILE)
+                *size += m->size;
+            continue;
+        }
+        const char *name;
+        int pfd = parent_get(&pc, m->path, &name);
+        r = pfd < 0 ? pfd : create_dir(pfd, name);
+    }
+    parent_cache_release(&pc);
+    if (r < 0)
+        return r;
+
+    struct build_job job = {.cos = cos, .rootfd = rootfd, .rs = rs};
+    pthread_mutex_init(&job.mu, NULL);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = leaves / (4 * BUILD_BATCH) + 1;
+    if (want > BUILD_MAX_THREADS)
+        want = BUILD_MAX_THREADS;
+    if (ncpu > 0 && want > (size_t)ncpu)
+        want = (size_t)ncpu;
+    pthread_t th[BUILD_MAX_THREADS];
+    size_t started = 0;
+    for (; started + 1 < want; started++)
+        if (pthread_create(&th[started], NULL, build_worker, &job) != 0)
+            break; /* fewer threads: still correct */
+    build_worker(&job);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&job.mu);
+    r = job.err;
+
     for (size_t i = rs->n; i-- > 0 && r >= 0;)
         if (rs->v[i].kind == FILE_KIND_DIR)
             r = fix_dir(rootfd, rs->v[i].path, rs->v[i].mode, rs->v[i].mtime_ns);

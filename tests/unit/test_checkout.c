@@ -650,7 +650,7 @@ static void rebuild_bench(struct fx *f, int files, int64_t bytes)
     g.st = f->st;
     fx_sandbox(&g);
     size_t each = (size_t)(bytes / files);
-    char *data = big_data(each + 4096, 3);
+    char *data = big_data(each + 8192, 3);
     int per_dir = 100;
     struct changeset cs;
     changeset_init(&cs, "bench");
