@@ -4,9 +4,9 @@
  * After an exec the upper directory holds exactly what changed relative to the lower layer (the
  * checkout): new and modified files (whole files: a copy-up copies the content even for a chmod),
  * directories copied up or created, whiteouts (0/0 character devices, or zero-size files marked
- * with an overlay "whiteout" xattr) for deletions, and opaque directories (overlay xattr
- * "opaque" = "y", trusted.* or user.* namespace) whose lower content is hidden. Walking it gives
- * the change set without scanning the unchanged tree.
+ * trusted.overlay.whiteout) for deletions, and opaque directories (overlay xattr "opaque" = "y",
+ * trusted.* or user.* namespace) whose lower content is hidden. Walking it gives the change set
+ * without scanning the unchanged tree.
  *
  * Mapping (paths are sandbox paths: upper/<rel> is "/<rel>"):
  *   regular file → CHANGE_PUT file (content stored by streaming, mode & 07777, size, mtime_ns)

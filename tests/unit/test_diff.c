@@ -538,6 +538,12 @@ static void test_diff_markers(void **state)
     int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     close(fd);
     assert_int_equal(setxattr(p, "trusted.overlay.whiteout", "", 0, 0), 0);
+    /* A sandbox can set user.* xattrs: they must not turn its empty file into a deletion. */
+    snprintf(p, sizeof(p), "%s/uwh", f->upper);
+    fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    close(fd);
+    assert_int_equal(setxattr(p, "user.overlay.whiteout", "", 0, 0), 0);
+    assert_int_equal(setxattr(p, "user.overlay.metacopy", "", 0, 0), 0);
     snprintf(p, sizeof(p), "%s/null", f->upper);
     assert_int_equal(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
     struct changeset cs;
@@ -548,6 +554,7 @@ static void test_diff_markers(void **state)
     expect_delete(&cs, &i, "/d");
     expect_put(&cs, &i, "/d", FILE_KIND_DIR);
     expect_put(&cs, &i, "/notopaque", FILE_KIND_DIR);
+    expect_put(&cs, &i, "/uwh", FILE_KIND_FILE);
     expect_delete(&cs, &i, "/wh");
     expect_delete(&cs, &i, "/xwh");
     assert_int_equal(i, cs.n);
