@@ -62,9 +62,9 @@ struct checkouts {
      * .trash-<rnd> at once and removed by a background thread. */
     pthread_t reaper;
     bool reaper_running;
-    pthread_mutex_t qmu;       /* trash queue and stop flag */
+    pthread_mutex_t qmu; /* trash queue and stop flag */
     pthread_cond_t qcond;
-    struct trash *queue;       /* names to remove, LIFO */
+    struct trash *queue; /* names to remove, LIFO */
     bool stop;
 };
 
@@ -144,9 +144,9 @@ static bool row_path_ok(const char *p)
 /* ---------- rm -rf without following symlinks ---------- */
 
 struct rm_frame {
-    char **names;     /* subdirectories still to remove */
-    size_t n, i;      /* count, next index */
-    dev_t dev;        /* identity of the directory, to check ".." when coming back */
+    char **names; /* subdirectories still to remove */
+    size_t n, i;  /* count, next index */
+    dev_t dev;    /* identity of the directory, to check ".." when coming back */
     ino_t ino;
 };
 
@@ -266,8 +266,8 @@ int checkout_rm_rf_at(int dirfd, const char *name, int64_t *ret_bytes)
         while (!descended && depth > 0) {
             f = &stack[depth - 1];
             if (f->i < f->n) {
-                int child = openat(fd, f->names[f->i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                                          O_CLOEXEC);
+                int child =
+                    openat(fd, f->names[f->i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (child < 0) {
                     r = -errno;
                     break;
@@ -345,8 +345,8 @@ static int tag_write(struct checkouts *cos, int edfd, int64_t version, int64_t s
     char text[256];
     int len = snprintf(text, sizeof(text), TAG_MAGIC " %lld %lld %s\n", (long long)version,
                        (long long)size, cos->boot_id);
-    int fd = openat(edfd, TAG_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                    0600);
+    int fd =
+        openat(edfd, TAG_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     int r = write_all(fd, text, (size_t)len);
@@ -642,9 +642,9 @@ static int rows_add(const struct file_meta *meta, void *userdata)
 /* Resolves parent directories of tree paths, caching the last one (rows come in path order, so
  * siblings share it). */
 struct parent_cache {
-    int rootfd;  /* the tree root (not owned) */
-    char *path;  /* relative path of the cached parent ("" = root) */
-    int fd;      /* O_PATH fd of it, -1 when none */
+    int rootfd; /* the tree root (not owned) */
+    char *path; /* relative path of the cached parent ("" = root) */
+    int fd;     /* O_PATH fd of it, -1 when none */
 };
 
 static void parent_cache_release(struct parent_cache *pc)
@@ -925,8 +925,8 @@ static int build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_t 
         goto out;
     }
     r = build_rows(cos, rootfd, &rs, &size);
-    if (r >= 0 && (fchown(rootfd, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 ||
-                   fchmod(rootfd, 0755) < 0))
+    if (r >= 0 &&
+        (fchown(rootfd, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 || fchmod(rootfd, 0755) < 0))
         r = -errno;
     if (r < 0)
         goto out;
@@ -1287,8 +1287,7 @@ static int make_parents(struct applier *a, const char *p)
     for (char *slash; (slash = strchr(seg, '/')); seg = slash + 1) {
         *slash = '\0';
         if (mkdirat(fd, seg, 0755) == 0) {
-            if (fchownat(fd, seg, SANDBOX_HOST_UID, SANDBOX_HOST_UID, AT_SYMLINK_NOFOLLOW) <
-                0) {
+            if (fchownat(fd, seg, SANDBOX_HOST_UID, SANDBOX_HOST_UID, AT_SYMLINK_NOFOLLOW) < 0) {
                 r = -errno;
                 break;
             }
@@ -1311,8 +1310,7 @@ static int make_parents(struct applier *a, const char *p)
 
 /* Moves the exec's file at the same path from the upper into the tree. -EAGAIN when the upper
  * does not hold a regular file of the expected size (the caller then uses the store). */
-static int move_from_upper(struct applier *a, int pfd, const char *name,
-                           const struct file_meta *m)
+static int move_from_upper(struct applier *a, int pfd, const char *name, const struct file_meta *m)
 {
     const char *slash = strrchr(m->path, '/');
     char *prel = strndup(m->path + 1, (size_t)(slash - m->path) - (slash > m->path ? 1 : 0));
@@ -1476,8 +1474,8 @@ static int apply_changes(struct applier *a, const struct changeset *cs)
         }
         if (pfd < 0)
             return pfd;
-        int r = c->op == CHANGE_DELETE ? remove_node(a, pfd, name)
-                                       : apply_put(a, pfd, name, &c->meta);
+        int r =
+            c->op == CHANGE_DELETE ? remove_node(a, pfd, name) : apply_put(a, pfd, name, &c->meta);
         if (r < 0)
             return r;
     }
@@ -1492,8 +1490,12 @@ static int apply_common(struct checkouts *cos, const char *sandbox_id, int64_t o
     if (r < 0 || !e)
         return r;
     pthread_mutex_lock(&e->mu);
-    struct applier a = {.cos = cos, .rootfd = -1, .upperfd = -1, .pc = {.fd = -1},
-                        .sandbox_id = sandbox_id, .create_parents = cs->create_parents};
+    struct applier a = {.cos = cos,
+                        .rootfd = -1,
+                        .upperfd = -1,
+                        .pc = {.fd = -1},
+                        .sandbox_id = sandbox_id,
+                        .create_parents = cs->create_parents};
     int edfd = entry_dir_open(cos, sandbox_id, false);
     if (edfd < 0) {
         r = edfd == -ENOENT ? 0 : edfd;

@@ -488,8 +488,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
     return r;
 }
 
-static int changed_entries(int upperfd, int lowerfd, const char *rel, struct names *todo,
-                           char *buf)
+static int changed_entries(int upperfd, int lowerfd, const char *rel, struct names *todo, char *buf)
 {
     int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY);
     if (dfd < 0)

@@ -50,8 +50,7 @@ struct diff_stats {
  * streamed; content stays pinned until a commit references it). ret (may be NULL) receives the
  * stats. On failure cs may hold some of the changes: release it. */
 __attribute__((warn_unused_result)) int diff_upper(struct store *st, const char *upper_dir,
-                                                   struct changeset *cs,
-                                                   struct diff_stats *ret);
+                                                   struct changeset *cs, struct diff_stats *ret);
 
 /* For read-only execs: 1 when upper_dir holds a persistable change relative to lower_dir (the
  * checkout the exec ran on), 0 when it does not, negative on error. Not a change: directories

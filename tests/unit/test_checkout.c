@@ -18,7 +18,7 @@
 #include "util/timeutil.h"
 
 struct fx {
-    char dir[64];  /* temp dir = data dir */
+    char dir[64]; /* temp dir = data dir */
     struct store *st;
     char id[UUID_STR_LEN];
     int64_t version;
@@ -80,8 +80,8 @@ static void put_symlink(struct changeset *cs, const char *path, const char *targ
 
 static void fx_commit(struct fx *f, struct changeset *cs)
 {
-    struct commit_opts o = {.expect_version = f->version, .quota_bytes = 0,
-                            .now_ms = time_now_ms()};
+    struct commit_opts o = {
+        .expect_version = f->version, .quota_bytes = 0, .now_ms = time_now_ms()};
     struct commit_result res;
     assert_int_equal(store_commit(f->st, f->id, cs, &o, &res), 0);
     assert_true(res.version > f->version);
@@ -579,7 +579,9 @@ static void test_concurrent_acquire(void **state)
     struct racer rs[N];
     pthread_t th[N];
     for (int i = 0; i < N; i++) {
-        rs[i] = (struct racer){.cos = cos, .bar = &bar, .id = i < 4 ? f->id : g.id,
+        rs[i] = (struct racer){.cos = cos,
+                               .bar = &bar,
+                               .id = i < 4 ? f->id : g.id,
                                .version = i < 4 ? f->version : g.version};
         assert_int_equal(pthread_create(&th[i], NULL, race_acquire, &rs[i]), 0);
     }
@@ -701,8 +703,8 @@ static void rebuild_bench(struct fx *f, int files, int64_t bytes)
     fprintf(stderr,
             "checkout rebuild of %d files / %lld MB: first %.3f s (%.3f s CPU), replacing "
             "%.3f s (%.3f s CPU); store commit %.3f s\n",
-            files, (long long)(bytes / 1000000), build_ns / 1e9, cpu_first, rebuild_ns / 1e9,
-            cpu, commit_ms / 1e3);
+            files, (long long)(bytes / 1000000), build_ns / 1e9, cpu_first, rebuild_ns / 1e9, cpu,
+            commit_ms / 1e3);
     free(tree);
     assert_int_equal(checkout_remove(cos, g.id), 0);
     checkouts_free(cos);

@@ -64,8 +64,8 @@ static void put_dir(struct changeset *cs, const char *path, uint32_t mode, int64
 
 static void fx_commit(struct fx *f, struct changeset *cs)
 {
-    struct commit_opts o = {.expect_version = f->version, .quota_bytes = 0,
-                            .now_ms = time_now_ms()};
+    struct commit_opts o = {
+        .expect_version = f->version, .quota_bytes = 0, .now_ms = time_now_ms()};
     struct commit_result res;
     assert_int_equal(store_commit(f->st, f->id, cs, &o, &res), 0);
     f->version = res.version;
@@ -132,8 +132,8 @@ static void fx_mount(struct fx *f)
 {
     char opts[1024];
     snprintf(opts, sizeof(opts),
-             "lowerdir=%s,upperdir=%s,workdir=%s,redirect_dir=off,metacopy=off,index=off",
-             f->lower, f->upper, f->work);
+             "lowerdir=%s,upperdir=%s,workdir=%s,redirect_dir=off,metacopy=off,index=off", f->lower,
+             f->upper, f->work);
     if (mount("overlay", f->merged, "overlay", 0, opts) != 0)
         fail_msg("mount overlay: %s", strerror(errno));
     f->mounted = true;
@@ -348,9 +348,15 @@ static void test_diff_exec_and_apply(void **state)
     p = mpath(f, "/home/user/fifo");
     assert_int_equal(mkfifo(p, 0644), 0);
     free(p);
-    const char *snap_paths[] = {"/home", "/home/user", "/home/user/a.txt", "/home/user/big.bin",
-                                "/home/user/bin", "/home/user/ln2", "/home/user/new.txt",
-                                "/home/user/sub", "/home/user/bin/run.sh",
+    const char *snap_paths[] = {"/home",
+                                "/home/user",
+                                "/home/user/a.txt",
+                                "/home/user/big.bin",
+                                "/home/user/bin",
+                                "/home/user/ln2",
+                                "/home/user/new.txt",
+                                "/home/user/sub",
+                                "/home/user/bin/run.sh",
                                 "/home/user/sub/n.txt"};
     struct stat snap[10];
     for (int i = 0; i < 10; i++)
