@@ -479,6 +479,38 @@ static void test_apply_changeset(void **state)
     assert_tree_matches(f->st, f->id, tree2);
     checkout_release(cos, f->id);
 
+    /* Hostile change sets (never accepted by the store) whose parent in the tree is a symlink
+     * pointing out: nothing is written or deleted through it, the checkout is invalidated. */
+    char outside[128];
+    snprintf(outside, sizeof(outside), "%s/outside", f->dir);
+    assert_int_equal(mkdir(outside, 0755), 0);
+    int kfd = open(outside, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int kf = openat(kfd, "keep", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    close(kf);
+    close(kfd);
+    char *tag = NULL;
+    assert_true(asprintf(&tag, "%s/checkouts/%s/tag", f->dir, f->id) > 0);
+    for (int round = 0; round < 2; round++) {
+        free(tree2);
+        assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree2), 0);
+        checkout_release(cos, f->id);
+        char *lp = NULL;
+        assert_true(asprintf(&lp, "%s/home/user/out", tree2) > 0);
+        assert_int_equal(symlink(outside, lp), 0);
+        free(lp);
+        changeset_init(&cs, "put");
+        if (round == 0)
+            put_file(f->st, &cs, "/home/user/out/pwned", "x", 1, 0644, t + 7);
+        else
+            assert_int_equal(changeset_delete(&cs, "/home/user/out/keep"), 0);
+        assert_true(checkout_apply(cos, f->id, f->version, f->version + 1, &cs) < 0);
+        changeset_release(&cs);
+        assert_true(access(tag, F_OK) != 0); /* invalidated */
+        assert_false(exists_at(outside, "pwned"));
+        assert_true(exists_at(outside, "keep"));
+    }
+    free(tag);
+
     /* No checkout at all: nothing to do. */
     assert_int_equal(checkout_remove(cos, f->id), 0);
     changeset_init(&cs, "put");

@@ -407,6 +407,11 @@ static void test_diff_exec_and_apply(void **state)
     /* Commit and move the upper into the checkout: it must equal the merged view. */
     int64_t old = f->version;
     fx_commit(f, &cs);
+    /* A file gone from the upper is taken from the store instead. */
+    char *gone = NULL;
+    assert_true(asprintf(&gone, "%s/home/user/big.bin", f->upper) > 0);
+    assert_int_equal(unlink(gone), 0);
+    free(gone);
     assert_int_equal(checkout_apply_upper(f->cos, f->id, old, f->version, f->upper, &cs), 0);
     changeset_release(&cs);
     char *s = read_at(f->upper, "home/user/new.txt");
