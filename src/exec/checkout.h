@@ -22,6 +22,13 @@
  * Disk budget: each checkout's size (bytes of its files) is tracked; when the total passes the
  * budget, least-recently-used checkouts that nobody uses are deleted.
  *
+ * Threads: a rebuild creates files on up to 4 threads (bounded by the CPUs); the cache owns one
+ * background thread that deletes trash, so replacing or evicting a tree never waits for its
+ * deletion.
+ *
+ * The caller keeps the tree unchanged while it is acquired (it is an overlay lower layer) except
+ * through checkout_apply*, which an exec's own commit calls while still holding its acquire.
+ *
  * Thread-safety: all functions may be called from any thread. Calls for different sandboxes run
  * concurrently. For one sandbox the caller serialises writers against everything else (the
  * sandbox lock): checkout_apply*, checkout_invalidate and checkout_remove run under the exclusive
