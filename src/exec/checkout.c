@@ -62,9 +62,9 @@ struct checkouts {
      * .trash-<rnd> at once and removed by a background thread. */
     pthread_t reaper;
     bool reaper_running;
-    pthread_mutex_t qmu;       /* trash queue and stop flag */
+    pthread_mutex_t qmu; /* trash queue and stop flag */
     pthread_cond_t qcond;
-    struct trash *queue;       /* names to remove, LIFO */
+    struct trash *queue; /* names to remove, LIFO */
     bool stop;
 };
 
@@ -144,9 +144,9 @@ static bool row_path_ok(const char *p)
 /* ---------- rm -rf without following symlinks ---------- */
 
 struct rm_frame {
-    char **names;     /* subdirectories still to remove */
-    size_t n, i;      /* count, next index */
-    dev_t dev;        /* identity of the directory, to check ".." when coming back */
+    char **names; /* subdirectories still to remove */
+    size_t n, i;  /* count, next index */
+    dev_t dev;    /* identity of the directory, to check ".." when coming back */
     ino_t ino;
 };
 
@@ -266,8 +266,8 @@ int checkout_rm_rf_at(int dirfd, const char *name, int64_t *ret_bytes)
         while (!descended && depth > 0) {
             f = &stack[depth - 1];
             if (f->i < f->n) {
-                int child = openat(fd, f->names[f->i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                                          O_CLOEXEC);
+                int child =
+                    openat(fd, f->names[f->i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (child < 0) {
                     r = -errno;
                     break;
@@ -345,8 +345,8 @@ static int tag_write(struct checkouts *cos, int edfd, int64_t version, int64_t s
     char text[256];
     int len = snprintf(text, sizeof(text), TAG_MAGIC " %lld %lld %s\n", (long long)version,
                        (long long)size, cos->boot_id);
-    int fd = openat(edfd, TAG_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                    0600);
+    int fd =
+        openat(edfd, TAG_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     int r = write_all(fd, text, (size_t)len);
@@ -642,9 +642,9 @@ static int rows_add(const struct file_meta *meta, void *userdata)
 /* Resolves parent directories of tree paths, caching the last one (rows come in path order, so
  * siblings share it). */
 struct parent_cache {
-    int rootfd;  /* the tree root (not owned) */
-    char *path;  /* relative path of the cached parent ("" = root) */
-    int fd;      /* O_PATH fd of it, -1 when none */
+    int rootfd; /* the tree root (not owned) */
+    char *path; /* relative path of the cached parent ("" = root) */
+    int fd;     /* O_PATH fd of it, -1 when none */
 };
 
 static void parent_cache_release(struct parent_cache *pc)
@@ -760,38 +760,110 @@ static int fix_dir(int rootfd, const char *p, uint32_t mode, int64_t mtime_ns)
     return r;
 }
 
-/* Creates every row below the fresh tree rootfd. Adds file bytes to *size. */
-static int build_rows(struct checkouts *cos, int rootfd, struct rows *rs, int64_t *size)
+/* Files and symlinks are created by up to BUILD_MAX_THREADS threads taking batches of rows
+ * (rows of a batch mostly share a parent): creating many small files is bound by system calls,
+ * which run in parallel on several cores. */
+#define BUILD_MAX_THREADS 4
+#define BUILD_BATCH 64
+
+struct build_job {
+    struct checkouts *cos;
+    int rootfd;            /* the tree being built */
+    const struct rows *rs; /* all rows; directories already exist */
+    pthread_mutex_t mu;    /* next, err */
+    size_t next;           /* first row of the next batch */
+    int err;               /* first failure */
+};
+
+static int create_leaf(struct store *st, struct parent_cache *pc, const struct file_meta *m,
+                       char *buf)
 {
+    const char *name;
+    int pfd = parent_get(pc, m->path, &name);
+    if (pfd < 0)
+        return pfd;
+    if (m->kind == FILE_KIND_FILE)
+        return create_file(st, pfd, name, m, buf);
+    return create_symlink(pfd, name, m);
+}
+
+static void *build_worker(void *arg)
+{
+    struct build_job *job = arg;
     char *buf = malloc(IO_BUF_SIZE);
-    if (!buf)
-        return -ENOMEM;
-    struct parent_cache pc = {.rootfd = rootfd, .path = NULL, .fd = -1};
-    int r = 0;
-    for (size_t i = 0; i < rs->n && r >= 0; i++) {
-        const struct file_meta *m = &rs->v[i];
-        if (!row_path_ok(m->path)) {
-            r = err_set(-EIO, "bad path in store");
+    struct parent_cache pc = {.rootfd = job->rootfd, .path = NULL, .fd = -1};
+    int r = buf ? 0 : -ENOMEM;
+    while (r >= 0) {
+        pthread_mutex_lock(&job->mu);
+        size_t start = job->next;
+        bool stop = job->err < 0 || start >= job->rs->n;
+        job->next = start + BUILD_BATCH;
+        pthread_mutex_unlock(&job->mu);
+        if (stop)
             break;
-        }
-        const char *name;
-        int pfd = parent_get(&pc, m->path, &name);
-        if (pfd < 0) {
-            r = pfd;
-            break;
-        }
-        switch (m->kind) {
-        case FILE_KIND_FILE:
-            r = create_file(cos->st, pfd, name, m, buf);
-            *size += m->size;
-            break;
-        case FILE_KIND_DIR: r = create_dir(pfd, name); break;
-        case FILE_KIND_SYMLINK: r = create_symlink(pfd, name, m); break;
-        default: r = -EIO;
-        }
+        size_t end = start + BUILD_BATCH < job->rs->n ? start + BUILD_BATCH : job->rs->n;
+        for (size_t i = start; i < end && r >= 0; i++)
+            if (job->rs->v[i].kind != FILE_KIND_DIR)
+                r = create_leaf(job->cos->st, &pc, &job->rs->v[i], buf);
+    }
+    if (r < 0) {
+        pthread_mutex_lock(&job->mu);
+        if (job->err == 0)
+            job->err = r;
+        pthread_mutex_unlock(&job->mu);
     }
     parent_cache_release(&pc);
     free(buf);
+    return NULL;
+}
+
+/* Creates every row below the fresh tree rootfd: directories first (in path order, so parents
+ * come first), then files and symlinks in parallel, then directory modes and mtimes (creating
+ * entries moved them). Adds file bytes to *size. */
+static int build_rows(struct checkouts *cos, int rootfd, struct rows *rs, int64_t *size)
+{
+    struct parent_cache pc = {.rootfd = rootfd, .path = NULL, .fd = -1};
+    int r = 0;
+    size_t leaves = 0;
+    for (size_t i = 0; i < rs->n && r >= 0; i++) {
+        const struct file_meta *m = &rs->v[i];
+        if (!row_path_ok(m->path) || m->kind < FILE_KIND_FILE || m->kind > FILE_KIND_SYMLINK) {
+            r = err_set(-EIO, "bad row in store");
+            break;
+        }
+        if (m->kind != FILE_KIND_DIR) {
+            leaves++;
+            if (m->kind == FILE_KIND_FILE)
+                *size += m->size;
+            continue;
+        }
+        const char *name;
+        int pfd = parent_get(&pc, m->path, &name);
+        r = pfd < 0 ? pfd : create_dir(pfd, name);
+    }
+    parent_cache_release(&pc);
+    if (r < 0)
+        return r;
+
+    struct build_job job = {.cos = cos, .rootfd = rootfd, .rs = rs};
+    pthread_mutex_init(&job.mu, NULL);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = leaves / (4 * BUILD_BATCH) + 1;
+    if (want > BUILD_MAX_THREADS)
+        want = BUILD_MAX_THREADS;
+    if (ncpu > 0 && want > (size_t)ncpu)
+        want = (size_t)ncpu;
+    pthread_t th[BUILD_MAX_THREADS];
+    size_t started = 0;
+    for (; started + 1 < want; started++)
+        if (pthread_create(&th[started], NULL, build_worker, &job) != 0)
+            break; /* fewer threads: still correct */
+    build_worker(&job);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&job.mu);
+    r = job.err;
+
     for (size_t i = rs->n; i-- > 0 && r >= 0;)
         if (rs->v[i].kind == FILE_KIND_DIR)
             r = fix_dir(rootfd, rs->v[i].path, rs->v[i].mode, rs->v[i].mtime_ns);
@@ -853,8 +925,8 @@ static int build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_t 
         goto out;
     }
     r = build_rows(cos, rootfd, &rs, &size);
-    if (r >= 0 && (fchown(rootfd, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 ||
-                   fchmod(rootfd, 0755) < 0))
+    if (r >= 0 &&
+        (fchown(rootfd, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 || fchmod(rootfd, 0755) < 0))
         r = -errno;
     if (r < 0)
         goto out;
@@ -1108,7 +1180,20 @@ int checkout_acquire(struct checkouts *cos, const char *sandbox_id, int64_t vers
     pthread_mutex_unlock(&e->mu);
     if (r < 0) {
         free(path);
-        entry_unpin(cos, e, false);
+        /* Forget an entry that never got a valid tree, unless others wait on it. */
+        pthread_mutex_lock(&cos->mu);
+        if (e->pins == 1 && e->users == 0 && e->version < 0) {
+            if (trash_move(cos, cos->dirfd, e->id) >= 0) {
+                lru_unlink(cos, e);
+                cos->stats.bytes -= e->size;
+                cos->stats.entries--;
+                entry_free(e);
+                e = NULL;
+            }
+        }
+        pthread_mutex_unlock(&cos->mu);
+        if (e)
+            entry_unpin(cos, e, false);
         return r;
     }
     /* Keep the pin; enforce the budget for the others now that this tree's size is known. */
@@ -1202,8 +1287,7 @@ static int make_parents(struct applier *a, const char *p)
     for (char *slash; (slash = strchr(seg, '/')); seg = slash + 1) {
         *slash = '\0';
         if (mkdirat(fd, seg, 0755) == 0) {
-            if (fchownat(fd, seg, SANDBOX_HOST_UID, SANDBOX_HOST_UID, AT_SYMLINK_NOFOLLOW) <
-                0) {
+            if (fchownat(fd, seg, SANDBOX_HOST_UID, SANDBOX_HOST_UID, AT_SYMLINK_NOFOLLOW) < 0) {
                 r = -errno;
                 break;
             }
@@ -1226,8 +1310,7 @@ static int make_parents(struct applier *a, const char *p)
 
 /* Moves the exec's file at the same path from the upper into the tree. -EAGAIN when the upper
  * does not hold a regular file of the expected size (the caller then uses the store). */
-static int move_from_upper(struct applier *a, int pfd, const char *name,
-                           const struct file_meta *m)
+static int move_from_upper(struct applier *a, int pfd, const char *name, const struct file_meta *m)
 {
     const char *slash = strrchr(m->path, '/');
     char *prel = strndup(m->path + 1, (size_t)(slash - m->path) - (slash > m->path ? 1 : 0));
@@ -1251,14 +1334,12 @@ static int move_from_upper(struct applier *a, int pfd, const char *name,
     if (fd < 0)
         return -errno;
     /* Overlay bookkeeping xattrs of the upper (origin, metacopy, ...) mean something in a
-     * lower layer: strip them. */
+     * lower layer, and no xattr is part of the store's state: strip them all, so the tree
+     * equals a rebuild. */
     char names[4096];
     ssize_t len = flistxattr(fd, names, sizeof(names));
-    for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1) {
-        const char *x = names + off;
-        if (has_prefix(x, "trusted.overlay.") || has_prefix(x, "user.overlay."))
-            (void)fremovexattr(fd, x);
-    }
+    for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1)
+        (void)fremovexattr(fd, names + off);
     r = set_meta_fd(fd, m->mode, m->mtime_ns);
     close(fd);
     return r;
@@ -1393,8 +1474,8 @@ static int apply_changes(struct applier *a, const struct changeset *cs)
         }
         if (pfd < 0)
             return pfd;
-        int r = c->op == CHANGE_DELETE ? remove_node(a, pfd, name)
-                                       : apply_put(a, pfd, name, &c->meta);
+        int r =
+            c->op == CHANGE_DELETE ? remove_node(a, pfd, name) : apply_put(a, pfd, name, &c->meta);
         if (r < 0)
             return r;
     }
@@ -1409,8 +1490,12 @@ static int apply_common(struct checkouts *cos, const char *sandbox_id, int64_t o
     if (r < 0 || !e)
         return r;
     pthread_mutex_lock(&e->mu);
-    struct applier a = {.cos = cos, .rootfd = -1, .upperfd = -1, .pc = {.fd = -1},
-                        .sandbox_id = sandbox_id, .create_parents = cs->create_parents};
+    struct applier a = {.cos = cos,
+                        .rootfd = -1,
+                        .upperfd = -1,
+                        .pc = {.fd = -1},
+                        .sandbox_id = sandbox_id,
+                        .create_parents = cs->create_parents};
     int edfd = entry_dir_open(cos, sandbox_id, false);
     if (edfd < 0) {
         r = edfd == -ENOENT ? 0 : edfd;

@@ -22,6 +22,13 @@
  * Disk budget: each checkout's size (bytes of its files) is tracked; when the total passes the
  * budget, least-recently-used checkouts that nobody uses are deleted.
  *
+ * Threads: a rebuild creates files on up to 4 threads (bounded by the CPUs); the cache owns one
+ * background thread that deletes trash, so replacing or evicting a tree never waits for its
+ * deletion.
+ *
+ * The caller keeps the tree unchanged while it is acquired (it is an overlay lower layer) except
+ * through checkout_apply*, which an exec's own commit calls while still holding its acquire.
+ *
  * Thread-safety: all functions may be called from any thread. Calls for different sandboxes run
  * concurrently. For one sandbox the caller serialises writers against everything else (the
  * sandbox lock): checkout_apply*, checkout_invalidate and checkout_remove run under the exclusive
@@ -40,10 +47,10 @@ struct checkouts;
 
 /* Statistics of the whole cache (for metrics and tests). */
 struct checkout_stats {
-    int64_t entries;     /* checkouts on disk (valid or being built) */
-    int64_t bytes;       /* their tracked size */
-    int64_t builds;      /* full rebuilds from the store since start */
-    int64_t evictions;   /* checkouts deleted to stay within the budget */
+    int64_t entries;       /* checkouts on disk (valid or being built) */
+    int64_t bytes;         /* their tracked size */
+    int64_t builds;        /* full rebuilds from the store since start */
+    int64_t evictions;     /* checkouts deleted to stay within the budget */
     int64_t last_build_ms; /* duration of the latest rebuild */
 };
 
@@ -51,8 +58,7 @@ struct checkout_stats {
  * (untagged checkouts, build dirs, trash, tags of another boot) and adopts the valid ones.
  * `st` must outlive the cache. budget_bytes <= 0: unlimited. */
 __attribute__((warn_unused_result)) int checkouts_new(const char *data_dir, struct store *st,
-                                                      int64_t budget_bytes,
-                                                      struct checkouts **ret);
+                                                      int64_t budget_bytes, struct checkouts **ret);
 /* Frees the cache (not the trees on disk); NULL-safe. Nothing may be acquired. */
 void checkouts_free(struct checkouts *cos);
 
@@ -73,8 +79,8 @@ void checkout_release(struct checkouts *cos, const char *sandbox_id);
  * checkout is not at old_version or anything fails, it is invalidated (rebuilt at the next
  * acquire) and the error is returned; the commit itself stands, so callers only log it. */
 __attribute__((warn_unused_result)) int checkout_apply(struct checkouts *cos,
-                                                       const char *sandbox_id,
-                                                       int64_t old_version, int64_t new_version,
+                                                       const char *sandbox_id, int64_t old_version,
+                                                       int64_t new_version,
                                                        const struct changeset *cs);
 
 /* Like checkout_apply after an exec commit: `cs` is the diff of `upper_dir` (exec/diff.h), which
@@ -82,12 +88,9 @@ __attribute__((warn_unused_result)) int checkout_apply(struct checkouts *cos,
  * moved from the upper into the tree by rename (falling back to the store's content), deletions
  * and opaque directories are applied, the tree is retagged. The upper is left for the caller to
  * discard. Same failure rule as checkout_apply. */
-__attribute__((warn_unused_result)) int checkout_apply_upper(struct checkouts *cos,
-                                                             const char *sandbox_id,
-                                                             int64_t old_version,
-                                                             int64_t new_version,
-                                                             const char *upper_dir,
-                                                             const struct changeset *cs);
+__attribute__((warn_unused_result)) int
+checkout_apply_upper(struct checkouts *cos, const char *sandbox_id, int64_t old_version,
+                     int64_t new_version, const char *upper_dir, const struct changeset *cs);
 
 /* Marks the checkout invalid (the next acquire rebuilds it). */
 void checkout_invalidate(struct checkouts *cos, const char *sandbox_id);

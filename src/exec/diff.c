@@ -43,12 +43,12 @@ static int64_t mtime_ns_of(const struct stat *sb)
     return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
 }
 
-/* The value of an overlay xattr (trusted.overlay.<n>, else user.overlay.<n>) into v (NUL
- * terminated); length, or -ENODATA when absent. */
-static ssize_t ovl_xattr(int fd, const char *n, char *v, size_t cap)
+/* The value of the overlay xattr trusted.overlay.<n> (and user.overlay.<n> when `user`) into v
+ * (NUL terminated); its length, or -ENODATA when absent. */
+static ssize_t ovl_xattr(int fd, const char *n, bool user, char *v, size_t cap)
 {
     static const char *const prefixes[] = {"trusted.overlay.", "user.overlay."};
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < (user ? 2u : 1u); i++) {
         char name[64];
         snprintf(name, sizeof(name), "%s%s", prefixes[i], n);
         ssize_t len = fgetxattr(fd, name, v, cap - 1);
@@ -64,10 +64,19 @@ static ssize_t ovl_xattr(int fd, const char *n, char *v, size_t cap)
     return -ENODATA;
 }
 
+/* Markers that change what the diff means are honoured only in the trusted namespace, which a
+ * sandbox cannot write; user.overlay.opaque is accepted too (an overlay mounted with userxattr),
+ * since the worst it can do is replace the sandbox's own directory. */
 static bool ovl_has(int fd, const char *n)
 {
     char v[8];
-    return ovl_xattr(fd, n, v, sizeof(v)) >= 0;
+    return ovl_xattr(fd, n, false, v, sizeof(v)) >= 0;
+}
+
+static bool ovl_opaque(int fd)
+{
+    char v[8];
+    return ovl_xattr(fd, "opaque", true, v, sizeof(v)) == 1 && v[0] == 'y';
 }
 
 static bool is_dots(const char *n)
@@ -303,12 +312,11 @@ static int diff_dir(struct walker *w, int dfd, const char *name, const char *rel
         return -errno;
     struct stat sb;
     int r = 0;
-    char v[8];
     if (fstat(fd, &sb) < 0)
         r = -errno;
     else if (ovl_has(fd, "redirect"))
         r = err_set(-ENOTSUP, "overlay redirected directories are not supported");
-    else if (ovl_xattr(fd, "opaque", v, sizeof(v)) == 1 && v[0] == 'y')
+    else if (ovl_opaque(fd))
         r = put_delete(w, rel);
     close(fd);
     if (r < 0)
@@ -443,9 +451,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
         int fd = openat(udfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
             return -errno;
-        char v[8];
-        r = ovl_xattr(fd, "opaque", v, sizeof(v)) == 1 && v[0] == 'y';
-        r = r || ovl_has(fd, "redirect");
+        r = ovl_opaque(fd) || ovl_has(fd, "redirect");
         close(fd);
         return r;
     }
@@ -482,8 +488,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
     return r;
 }
 
-static int changed_entries(int upperfd, int lowerfd, const char *rel, struct names *todo,
-                           char *buf)
+static int changed_entries(int upperfd, int lowerfd, const char *rel, struct names *todo, char *buf)
 {
     int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY);
     if (dfd < 0)

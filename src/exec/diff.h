@@ -4,9 +4,9 @@
  * After an exec the upper directory holds exactly what changed relative to the lower layer (the
  * checkout): new and modified files (whole files: a copy-up copies the content even for a chmod),
  * directories copied up or created, whiteouts (0/0 character devices, or zero-size files marked
- * with an overlay "whiteout" xattr) for deletions, and opaque directories (overlay xattr
- * "opaque" = "y", trusted.* or user.* namespace) whose lower content is hidden. Walking it gives
- * the change set without scanning the unchanged tree.
+ * trusted.overlay.whiteout) for deletions, and opaque directories (overlay xattr "opaque" = "y",
+ * trusted.* or user.* namespace) whose lower content is hidden. Walking it gives the change set
+ * without scanning the unchanged tree.
  *
  * Mapping (paths are sandbox paths: upper/<rel> is "/<rel>"):
  *   regular file → CHANGE_PUT file (content stored by streaming, mode & 07777, size, mtime_ns)
@@ -50,8 +50,7 @@ struct diff_stats {
  * streamed; content stays pinned until a commit references it). ret (may be NULL) receives the
  * stats. On failure cs may hold some of the changes: release it. */
 __attribute__((warn_unused_result)) int diff_upper(struct store *st, const char *upper_dir,
-                                                   struct changeset *cs,
-                                                   struct diff_stats *ret);
+                                                   struct changeset *cs, struct diff_stats *ret);
 
 /* For read-only execs: 1 when upper_dir holds a persistable change relative to lower_dir (the
  * checkout the exec ran on), 0 when it does not, negative on error. Not a change: directories

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,7 +18,7 @@
 #include "util/timeutil.h"
 
 struct fx {
-    char dir[64];  /* temp dir = data dir */
+    char dir[64]; /* temp dir = data dir */
     struct store *st;
     char id[UUID_STR_LEN];
     int64_t version;
@@ -79,8 +80,8 @@ static void put_symlink(struct changeset *cs, const char *path, const char *targ
 
 static void fx_commit(struct fx *f, struct changeset *cs)
 {
-    struct commit_opts o = {.expect_version = f->version, .quota_bytes = 0,
-                            .now_ms = time_now_ms()};
+    struct commit_opts o = {
+        .expect_version = f->version, .quota_bytes = 0, .now_ms = time_now_ms()};
     struct commit_result res;
     assert_int_equal(store_commit(f->st, f->id, cs, &o, &res), 0);
     assert_true(res.version > f->version);
@@ -418,6 +419,12 @@ static void test_restart_adopts_and_cleans(void **state)
     checkouts_get_stats(cos, &s);
     assert_int_equal(s.entries, 0);
     assert_int_equal(s.bytes, 0);
+    /* A failed first acquire leaves nothing behind. */
+    char *bad = NULL;
+    assert_int_equal(checkout_acquire(cos, f->id, f->version + 1, &bad), -ESTALE);
+    checkouts_get_stats(cos, &s);
+    assert_int_equal(s.entries, 0);
+    assert_false(exists_at(co, f->id));
     free(tree);
     free(tree2);
     checkouts_free(cos);
@@ -471,6 +478,38 @@ static void test_apply_changeset(void **state)
     assert_int_equal(s.builds, 2);
     assert_tree_matches(f->st, f->id, tree2);
     checkout_release(cos, f->id);
+
+    /* Hostile change sets (never accepted by the store) whose parent in the tree is a symlink
+     * pointing out: nothing is written or deleted through it, the checkout is invalidated. */
+    char outside[128];
+    snprintf(outside, sizeof(outside), "%s/outside", f->dir);
+    assert_int_equal(mkdir(outside, 0755), 0);
+    int kfd = open(outside, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int kf = openat(kfd, "keep", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    close(kf);
+    close(kfd);
+    char *tag = NULL;
+    assert_true(asprintf(&tag, "%s/checkouts/%s/tag", f->dir, f->id) > 0);
+    for (int round = 0; round < 2; round++) {
+        free(tree2);
+        assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree2), 0);
+        checkout_release(cos, f->id);
+        char *lp = NULL;
+        assert_true(asprintf(&lp, "%s/home/user/out", tree2) > 0);
+        assert_int_equal(symlink(outside, lp), 0);
+        free(lp);
+        changeset_init(&cs, "put");
+        if (round == 0)
+            put_file(f->st, &cs, "/home/user/out/pwned", "x", 1, 0644, t + 7);
+        else
+            assert_int_equal(changeset_delete(&cs, "/home/user/out/keep"), 0);
+        assert_true(checkout_apply(cos, f->id, f->version, f->version + 1, &cs) < 0);
+        changeset_release(&cs);
+        assert_true(access(tag, F_OK) != 0); /* invalidated */
+        assert_false(exists_at(outside, "pwned"));
+        assert_true(exists_at(outside, "keep"));
+    }
+    free(tag);
 
     /* No checkout at all: nothing to do. */
     assert_int_equal(checkout_remove(cos, f->id), 0);
@@ -572,7 +611,9 @@ static void test_concurrent_acquire(void **state)
     struct racer rs[N];
     pthread_t th[N];
     for (int i = 0; i < N; i++) {
-        rs[i] = (struct racer){.cos = cos, .bar = &bar, .id = i < 4 ? f->id : g.id,
+        rs[i] = (struct racer){.cos = cos,
+                               .bar = &bar,
+                               .id = i < 4 ? f->id : g.id,
                                .version = i < 4 ? f->version : g.version};
         assert_int_equal(pthread_create(&th[i], NULL, race_acquire, &rs[i]), 0);
     }
@@ -637,6 +678,14 @@ static void test_rm_rf_safe(void **state)
     close(top);
 }
 
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
 /* Rebuild time of a sandbox of `files` files totalling `bytes`. */
 static void rebuild_bench(struct fx *f, int files, int64_t bytes)
 {
@@ -644,7 +693,7 @@ static void rebuild_bench(struct fx *f, int files, int64_t bytes)
     g.st = f->st;
     fx_sandbox(&g);
     size_t each = (size_t)(bytes / files);
-    char *data = big_data(each + 4096, 3);
+    char *data = big_data(each + 8192, 3);
     int per_dir = 100;
     struct changeset cs;
     changeset_init(&cs, "bench");
@@ -668,21 +717,25 @@ static void rebuild_bench(struct fx *f, int files, int64_t bytes)
     struct checkouts *cos = NULL;
     assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
     char *tree = NULL;
+    double cpu_first = cpu_seconds();
     t0 = time_mono_ns();
     assert_int_equal(checkout_acquire(cos, g.id, g.version, &tree), 0);
     int64_t build_ns = time_mono_ns() - t0;
+    cpu_first = cpu_seconds() - cpu_first;
     checkout_release(cos, g.id);
     /* A second rebuild replaces the existing tree (the stale-checkout case). */
     checkout_invalidate(cos, g.id);
     free(tree);
+    double cpu0 = cpu_seconds();
     t0 = time_mono_ns();
     assert_int_equal(checkout_acquire(cos, g.id, g.version, &tree), 0);
     int64_t rebuild_ns = time_mono_ns() - t0;
+    double cpu = cpu_seconds() - cpu0;
     checkout_release(cos, g.id);
     fprintf(stderr,
-            "checkout rebuild of %d files / %lld MB: first %.3f s, replacing %.3f s "
-            "(store commit %.3f s)\n",
-            files, (long long)(bytes / 1000000), build_ns / 1e9, rebuild_ns / 1e9,
+            "checkout rebuild of %d files / %lld MB: first %.3f s (%.3f s CPU), replacing "
+            "%.3f s (%.3f s CPU); store commit %.3f s\n",
+            files, (long long)(bytes / 1000000), build_ns / 1e9, cpu_first, rebuild_ns / 1e9, cpu,
             commit_ms / 1e3);
     free(tree);
     assert_int_equal(checkout_remove(cos, g.id), 0);

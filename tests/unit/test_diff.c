@@ -64,8 +64,8 @@ static void put_dir(struct changeset *cs, const char *path, uint32_t mode, int64
 
 static void fx_commit(struct fx *f, struct changeset *cs)
 {
-    struct commit_opts o = {.expect_version = f->version, .quota_bytes = 0,
-                            .now_ms = time_now_ms()};
+    struct commit_opts o = {
+        .expect_version = f->version, .quota_bytes = 0, .now_ms = time_now_ms()};
     struct commit_result res;
     assert_int_equal(store_commit(f->st, f->id, cs, &o, &res), 0);
     f->version = res.version;
@@ -132,8 +132,8 @@ static void fx_mount(struct fx *f)
 {
     char opts[1024];
     snprintf(opts, sizeof(opts),
-             "lowerdir=%s,upperdir=%s,workdir=%s,redirect_dir=off,metacopy=off,index=off",
-             f->lower, f->upper, f->work);
+             "lowerdir=%s,upperdir=%s,workdir=%s,redirect_dir=off,metacopy=off,index=off", f->lower,
+             f->upper, f->work);
     if (mount("overlay", f->merged, "overlay", 0, opts) != 0)
         fail_msg("mount overlay: %s", strerror(errno));
     f->mounted = true;
@@ -348,9 +348,15 @@ static void test_diff_exec_and_apply(void **state)
     p = mpath(f, "/home/user/fifo");
     assert_int_equal(mkfifo(p, 0644), 0);
     free(p);
-    const char *snap_paths[] = {"/home", "/home/user", "/home/user/a.txt", "/home/user/big.bin",
-                                "/home/user/bin", "/home/user/ln2", "/home/user/new.txt",
-                                "/home/user/sub", "/home/user/bin/run.sh",
+    const char *snap_paths[] = {"/home",
+                                "/home/user",
+                                "/home/user/a.txt",
+                                "/home/user/big.bin",
+                                "/home/user/bin",
+                                "/home/user/ln2",
+                                "/home/user/new.txt",
+                                "/home/user/sub",
+                                "/home/user/bin/run.sh",
                                 "/home/user/sub/n.txt"};
     struct stat snap[10];
     for (int i = 0; i < 10; i++)
@@ -401,6 +407,11 @@ static void test_diff_exec_and_apply(void **state)
     /* Commit and move the upper into the checkout: it must equal the merged view. */
     int64_t old = f->version;
     fx_commit(f, &cs);
+    /* A file gone from the upper is taken from the store instead. */
+    char *gone = NULL;
+    assert_true(asprintf(&gone, "%s/home/user/big.bin", f->upper) > 0);
+    assert_int_equal(unlink(gone), 0);
+    free(gone);
     assert_int_equal(checkout_apply_upper(f->cos, f->id, old, f->version, f->upper, &cs), 0);
     changeset_release(&cs);
     char *s = read_at(f->upper, "home/user/new.txt");
@@ -538,6 +549,12 @@ static void test_diff_markers(void **state)
     int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     close(fd);
     assert_int_equal(setxattr(p, "trusted.overlay.whiteout", "", 0, 0), 0);
+    /* A sandbox can set user.* xattrs: they must not turn its empty file into a deletion. */
+    snprintf(p, sizeof(p), "%s/uwh", f->upper);
+    fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    close(fd);
+    assert_int_equal(setxattr(p, "user.overlay.whiteout", "", 0, 0), 0);
+    assert_int_equal(setxattr(p, "user.overlay.metacopy", "", 0, 0), 0);
     snprintf(p, sizeof(p), "%s/null", f->upper);
     assert_int_equal(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
     struct changeset cs;
@@ -548,6 +565,7 @@ static void test_diff_markers(void **state)
     expect_delete(&cs, &i, "/d");
     expect_put(&cs, &i, "/d", FILE_KIND_DIR);
     expect_put(&cs, &i, "/notopaque", FILE_KIND_DIR);
+    expect_put(&cs, &i, "/uwh", FILE_KIND_FILE);
     expect_delete(&cs, &i, "/wh");
     expect_delete(&cs, &i, "/xwh");
     assert_int_equal(i, cs.n);
