@@ -94,7 +94,7 @@ class _Core:
     def build(self, http: Any, call: b.Call, token: Optional[str]) -> httpx.Request:
         headers = dict(self._headers)
         headers.update(call.headers)
-        if call.auth and token is not None:
+        if call.auth and token is not None and "Authorization" not in call.headers:
             headers["Authorization"] = f"Bearer {token}"
         kwargs: Dict[str, Any] = {}
         if call.json is not b._UNSET:

@@ -32,8 +32,31 @@ if str(PYTHON_DIR) not in sys.path:
 import sqlfs  # noqa: E402
 
 BINARY = Path(os.environ.get("SQLFS_BINARY", str(REPO / "build" / "sqlfs")))
-# The published README, kept beside the repo as ../shared/seed/...
-SEED_README = REPO.parent / "shared" / "seed" / "sql-fs-sdk-README.md"
+
+
+def _seed_readme() -> Path:
+    """The published README, kept beside the repo as ../shared/seed/... (for a git worktree:
+    beside the main checkout). SQLFS_SEED_README overrides."""
+    rel = Path("shared") / "seed" / "sql-fs-sdk-README.md"
+    if os.environ.get("SQLFS_SEED_README"):
+        return Path(os.environ["SQLFS_SEED_README"])
+    candidates = [REPO.parent / rel]
+    try:
+        common = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        if common:
+            candidates.append(Path(common).parent.parent / rel)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    for c in candidates:
+        if c.exists():
+            return c
+    return candidates[0]
+
+
+SEED_README = _seed_readme()
 
 # Limits of the default server: the bootstrap rate limit is raised because every Client of the
 # suite mints its own token.
@@ -217,7 +240,7 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                line = f"{self.command} {self.path}"
+                line = f"{self.command} {self.path} "  # trailing space: "…/exec " matches only that route
                 with proxy.lock:
                     proxy.seen.append(line)
                     fault = None
