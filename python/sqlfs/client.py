@@ -91,7 +91,9 @@ class _Core:
         assert self._auth_secret is not None and self.sub
         return b.bootstrap_call(self._auth_secret, self.sub, self.tenant, self.expires_in)
 
-    def build(self, http: Any, call: b.Call, token: Optional[str]) -> httpx.Request:
+    def build(
+        self, http: Union[httpx.Client, httpx.AsyncClient], call: b.Call, token: Optional[str]
+    ) -> httpx.Request:
         headers = dict(self._headers)
         headers.update(call.headers)
         if call.auth and token is not None and "Authorization" not in call.headers:

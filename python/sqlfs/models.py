@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
 
 __all__ = [
     "SandboxRecord",
@@ -24,6 +24,8 @@ __all__ = [
     "IngestResult",
     "EditResult",
 ]
+
+R = TypeVar("R", bound="SandboxRecord")
 
 _CAMEL_RE = re.compile(r"_([a-z0-9])")
 
@@ -85,7 +87,7 @@ class SandboxRecord(_RawAccess):
         return {k: v for k, v in self.raw.items() if k not in known}
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Any:
+    def from_json(cls: Type[R], d: Mapping[str, Any]) -> R:
         owner = d.get("owner")
         return cls(
             id=str(d["id"]),

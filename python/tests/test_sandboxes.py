@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -46,6 +47,7 @@ def test_create_defaults(client: sqlfs.Client) -> None:
 def test_list_only_mine_newest_first(server: Server) -> None:
     with server.client() as a, server.client() as other:
         s1 = a.sandboxes.create(name="one")
+        time.sleep(0.05)  # distinct createdAt (millisecond resolution)
         s2 = a.sandboxes.create(name="two")
         theirs = other.sandboxes.create(name="theirs")
         try:
