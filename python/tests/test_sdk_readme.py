@@ -15,7 +15,7 @@ from typing import List, Tuple
 import pytest
 
 import sqlfs
-from conftest import SEED_README, Server, new_sub
+from sqlfs_testlib import SEED_README, Server, new_sub
 
 BLOCK_RE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 import sqlfs
-from conftest import FaultProxy, Server, json_error
+from sqlfs_testlib import FaultProxy, Server, json_error
 
 pytestmark = pytest.mark.server
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import sqlfs
-from conftest import FaultProxy, Server, json_error, new_sub
+from sqlfs_testlib import FaultProxy, Server, json_error, new_sub
 
 pytestmark = pytest.mark.server
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON_DIR
+from sqlfs_testlib import PYTHON_DIR
 
 PY = sys.executable
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 import sqlfs
-from conftest import Server, new_sub
+from sqlfs_testlib import Server, new_sub
 
 pytestmark = pytest.mark.server
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import PYTHON_DIR, Server
+from sqlfs_testlib import PYTHON_DIR, Server
 
 pytestmark = pytest.mark.server
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 import sqlfs
-from conftest import Server, ServerPool, free_port, new_sub
+from sqlfs_testlib import Server, ServerPool, free_port, new_sub
 
 pytestmark = pytest.mark.server
 
