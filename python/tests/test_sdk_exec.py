@@ -146,3 +146,10 @@ def test_stream_leaving_early_kills_script(sb: sqlfs.Sandbox) -> None:
             break
     time.sleep(4)
     assert sb.exec("test -e /home/user/late").exit_code == 1
+
+
+def test_python_runtime_flag(py_sb: sqlfs.Sandbox, sb: sqlfs.Sandbox) -> None:
+    assert py_sb.exec("py-exec -c 'print(1 + 1)'").stdout == "2\n"
+    assert py_sb.exec("python3 -c 'print(3)'").stdout == "3\n"
+    off = sb.exec("python3 -c 'print(1)'")
+    assert off.exit_code == 127 and "python" in off.stderr

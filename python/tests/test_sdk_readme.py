@@ -80,6 +80,10 @@ def test_readme_block_runs(lang: str, code: str, server: Server) -> None:
         printed = out.getvalue()
         if "echo hello" in code:
             assert "hello\n" in printed and "True" in printed
+            # the last `result` of the quick start is the py-exec run of script.py
+            assert ns["result"].stdout == "0\n1\n2\n3\n4\n", ns["result"]
+            assert ns["text"] == "print('hi')\n"
+            assert any(e.path == "/home/user/main.py" for e in ns["entries"])
             # the quick start deletes its sandbox at the end
             left = [r.id for r in fs.sandboxes.list()]
             assert sb.id not in left
