@@ -208,7 +208,6 @@ class AsyncSandboxes:
     async def create(
         self,
         name: Optional[str] = None,
-        *,
         env: Optional[Mapping[str, str]] = None,
         files: Optional[Mapping[str, b.FileContent]] = None,
         python: Optional[bool] = None,
@@ -288,7 +287,6 @@ class AsyncSandbox:
     async def exec(
         self,
         script: str,
-        *,
         cwd: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         timeout_ms: Optional[int] = None,
@@ -304,7 +302,6 @@ class AsyncSandbox:
     async def exec_batch(
         self,
         scripts: Sequence[b.BatchItem],
-        *,
         timeout_ms: Optional[int] = None,
         read_only: bool = False,
         stop_on_error: Optional[bool] = None,
@@ -319,7 +316,6 @@ class AsyncSandbox:
     def exec_stream(
         self,
         script: str,
-        *,
         cwd: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         timeout_ms: Optional[int] = None,

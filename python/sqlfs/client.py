@@ -349,7 +349,6 @@ class Sandboxes:
     def create(
         self,
         name: Optional[str] = None,
-        *,
         env: Optional[Mapping[str, str]] = None,
         files: Optional[Mapping[str, b.FileContent]] = None,
         python: Optional[bool] = None,
@@ -437,7 +436,6 @@ class Sandbox:
     def exec(
         self,
         script: str,
-        *,
         cwd: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         timeout_ms: Optional[int] = None,
@@ -454,7 +452,6 @@ class Sandbox:
     def exec_batch(
         self,
         scripts: Sequence[b.BatchItem],
-        *,
         timeout_ms: Optional[int] = None,
         read_only: bool = False,
         stop_on_error: Optional[bool] = None,
@@ -472,7 +469,6 @@ class Sandbox:
     def exec_stream(
         self,
         script: str,
-        *,
         cwd: Optional[str] = None,
         env: Optional[Mapping[str, str]] = None,
         timeout_ms: Optional[int] = None,
