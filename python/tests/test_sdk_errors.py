@@ -140,16 +140,19 @@ def test_5xx_server_error_from_busy_server(servers: ServerPool) -> None:
     import threading
 
     srv = servers.get(EXEC_CONCURRENCY="1", EXEC_QUEUE="0")
-    with srv.client() as c:
+    sub = new_sub()
+    with srv.client(sub=sub) as c:
         a = c.sandboxes.create()
         b = c.sandboxes.create()
         t = threading.Thread(target=lambda: a.exec("sleep 2"))
         t.start()
         time.sleep(0.7)
-        with srv.client(max_retries=0) as c0:
-            with pytest.raises(sqlfs.ServerError) as ei:
-                c0.sandboxes.attach(b.id).exec("echo hi")
-        t.join()
+        try:
+            with srv.client(sub=sub, max_retries=0) as c0:
+                with pytest.raises(sqlfs.ServerError) as ei:
+                    c0.sandboxes.attach(b.id).exec("echo hi")
+        finally:
+            t.join()
         assert ei.value.status == 503 and ei.value.retryable is True
         assert ei.value.code == "EBUSY"
         a.delete()

@@ -50,6 +50,16 @@ def test_readme_has_the_expected_blocks() -> None:
     assert langs.count("python") >= 3
 
 
+def earlier_imports(code: str) -> str:
+    lines = []
+    for lang, block in blocks():
+        if block == code:
+            break
+        if lang == "python":
+            lines += [ln for ln in block.splitlines() if re.match(r"(from \S+ )?import ", ln)]
+    return "\n".join(lines) + "\n"
+
+
 def substitute(code: str, server: Server, sub: str) -> str:
     code = code.replace('base_url="https://api.example.com"', f'base_url="{server.url}"')
     code = code.replace('base_url="..."', f'base_url="{server.url}"')
@@ -67,6 +77,8 @@ def test_readme_block_runs(lang: str, code: str, server: Server) -> None:
     with server.client(sub=sub) as fs:
         sb = fs.sandboxes.create(name="readme", python=True)
         ns = {"__name__": "__readme__", "fs": fs, "sb": sb}
+        # The README is read top to bottom: names imported by earlier blocks are known.
+        exec(earlier_imports(code), ns)
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):

@@ -13,9 +13,9 @@ pytestmark = pytest.mark.server
 
 
 @pytest.fixture
-def via(server: Server, proxy: FaultProxy):
-    """A client that talks to the server through the proxy (token minted directly)."""
-    token = server.token("retry-tests")
+def via(client: sqlfs.Client, proxy: FaultProxy):
+    """Clients that talk to the server through the proxy, as the owner of the `sb` fixture."""
+    token = client.token
     clients = []
 
     def make(**kw) -> sqlfs.Client:
