@@ -61,6 +61,8 @@ SEED_README = _seed_readme()
 # Limits of the default server: the bootstrap rate limit is raised because every Client of the
 # suite mints its own token.
 DEFAULT_ENV = {"AUTH_RATE_LIMIT_MAX": "100000", "SQLFS_QUIET": "1"}
+if os.environ.get("SQLFS_TEST_SERVER_LOG"):  # keep per-request log lines (in the temp dir)
+    DEFAULT_ENV.pop("SQLFS_QUIET")
 
 
 def free_port() -> int:
@@ -141,6 +143,8 @@ def start_server(base: Path, env_over: Dict[str, str]) -> Server:
             )
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                if os.environ.get("SQLFS_TEST_SERVER_LOG"):
+                    print(f"sqlfs test server {url} log: {log}", file=sys.stderr)
                 return server
         except httpx.HTTPError:
             pass

@@ -86,6 +86,7 @@ def test_async_exec_batch_stream(server: Server) -> None:
     run(body, server)
 
 
+@pytest.mark.ingest_export
 def test_async_ingest_export(server: Server) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

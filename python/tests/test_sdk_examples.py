@@ -15,7 +15,13 @@ pytestmark = pytest.mark.server
 EXAMPLES = sorted(p for p in (PYTHON_DIR / "examples").glob("*.py") if not p.name.startswith("_"))
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+PARAMS = [
+    pytest.param(p, id=p.stem, marks=[pytest.mark.ingest_export] if "ingest" in p.stem else [])
+    for p in EXAMPLES
+]
+
+
+@pytest.mark.parametrize("script", PARAMS)
 def test_example_runs(script, server: Server, tmp_path) -> None:
     env = dict(os.environ, SQLFS_URL=server.url, AUTH_SECRET=server.secret)
     env.pop("PYTHONPATH", None)

@@ -77,7 +77,7 @@ def test_batch_write_mode_shares_shell_state(sb: sqlfs.Sandbox) -> None:
     ])
     assert [r.id for r in res] == ["a", "b", "c"]
     assert all(isinstance(r, sqlfs.BatchExecResult) for r in res)
-    assert res[1].stdout == "/tmp\n42\nfn\n" and res[1].exit_code == 4 and not res[1].ok
+    assert res[1].stdout == "/tmp\n42\nfn\n" and res[1].exit_code == 4 and not res[1].ok, res
     assert res[2].ok and res[2].error is None
     assert sb.fs.read_text("/home/user/batch.txt") == "after\n"
 
@@ -112,7 +112,7 @@ def test_stream_events_arrive_before_exit(sb: sqlfs.Sandbox) -> None:
     assert types[-1] == "exit" and types.count("exit") == 1
     out = "".join(e.data for e, _ in events if e.type == "stdout")
     err = "".join(e.data for e, _ in events if e.type == "stderr")
-    assert out == "first\nsecond\n" and err == "e1\n"
+    assert out == "first\nsecond\n" and err == "e1\n", [(e.raw, round(t, 2)) for e, t in events]
     first_at = next(t for e, t in events if e.type == "stdout" and "first" in e.data)
     exit_ev, exit_at = events[-1]
     assert exit_at - first_at > 1.5, "stdout was batched until the end"

@@ -11,7 +11,7 @@ import pytest
 
 import sqlfs
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.ingest_export]
 
 
 def make_tar_gz(files: Dict[str, bytes]) -> bytes:
