@@ -15,7 +15,7 @@ from typing import List, Tuple
 import pytest
 
 import sqlfs
-from sqlfs_testlib import SEED_README, Server, new_sub
+from sqlfs_testlib import PYTHON_DIR, SEED_README, Server, new_sub
 
 BLOCK_RE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
@@ -62,6 +62,7 @@ def earlier_imports(code: str) -> str:
 
 def substitute(code: str, server: Server, sub: str) -> str:
     code = code.replace('base_url="https://api.example.com"', f'base_url="{server.url}"')
+    code = code.replace('base_url="http://127.0.0.1:8080"', f'base_url="{server.url}"')
     code = code.replace('base_url="..."', f'base_url="{server.url}"')
     code = code.replace('"<AUTH_SECRET>"', repr(server.secret))
     code = code.replace('"agent-001"', repr(sub))
@@ -101,3 +102,27 @@ def test_readme_block_runs(lang: str, code: str, server: Server) -> None:
             assert sb.id not in left
         if "exec_stream" in code:
             assert "1\n2\n3\n" in printed and "exit=0" in printed
+
+
+OWN_README = PYTHON_DIR / "README.md"
+
+
+def own_python_blocks():
+    found = [(m.group(1), m.group(2)) for m in BLOCK_RE.finditer(OWN_README.read_text())]
+    return [pytest.param(code, id=f"own{i}") for i, (lang, code) in enumerate(found) if lang == "python"]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("code", own_python_blocks())
+def test_own_readme_python_blocks_run(code: str, server: Server) -> None:
+    """The python/README.md examples run too (same substitutions)."""
+    sub = new_sub()
+    with server.client(sub=sub) as fs:
+        sb = fs.sandboxes.create(name="readme", python=True)
+        ns = {"__name__": "__readme__", "fs": fs, "sb": sb, "Client": sqlfs.Client}
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(substitute(code, server, sub), "<python/README.md>", "exec"), ns)
+        finally:
+            with contextlib.suppress(sqlfs.SQLFSError):
+                sb.delete()
