@@ -13,8 +13,11 @@ import os
 import random
 from dataclasses import dataclass, field
 from typing import (
+    IO,
     Any,
+    AsyncIterator,
     Callable,
+    Iterator,
     Dict,
     List,
     Mapping,
@@ -51,6 +54,7 @@ EXEC_READ_SLACK = 15.0
 DEFAULT_EXEC_TIMEOUT_MS = 30000
 
 FileContent = Union[str, bytes]
+WriteContent = Union[str, bytes, IO[bytes]]
 TimeoutArg = Union[float, int, httpx.Timeout, None]
 
 
@@ -81,6 +85,43 @@ class Call:
     auth: bool = True
     expect: Optional[Tuple[int, ...]] = None
     rewind: Optional[Callable[[], bool]] = None
+    # A binary file object sent in chunks (chunked transfer encoding), for large uploads.
+    stream_body: Any = None
+
+
+STREAM_CHUNK = 1 << 20
+
+
+def rewinder(file_obj: Any) -> Callable[[], bool]:
+    """A function that puts ``file_obj`` back where it is now (False if it cannot seek)."""
+    try:
+        pos = file_obj.tell() if file_obj.seekable() else None
+    except (AttributeError, OSError):
+        pos = None
+    if pos is None:
+        return lambda: False
+
+    def rewind() -> bool:
+        file_obj.seek(pos)
+        return True
+
+    return rewind
+
+
+def iter_file(file_obj: Any) -> Iterator[bytes]:
+    while True:
+        chunk = file_obj.read(STREAM_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+async def aiter_file(file_obj: Any) -> AsyncIterator[bytes]:
+    while True:
+        chunk = file_obj.read(STREAM_CHUNK)
+        if not chunk:
+            return
+        yield chunk
 
 
 def env_default(value: Optional[str], name: str) -> Optional[str]:
@@ -266,13 +307,21 @@ def parse_read(path: str) -> Callable[[httpx.Response], ReadResult]:
     return parse
 
 
-def write_call(sid: str, path: str, content: FileContent) -> Call:
-    return Call(
+def write_call(sid: str, path: str, content: WriteContent) -> Call:
+    call = Call(
         "PUT",
         sandbox_path(sid, "/files/" + file_url_path(path)),
-        content=as_bytes(content),
         headers={"Content-Type": "application/octet-stream"},
+        read_timeout=300.0,
     )
+    if isinstance(content, (str, bytes, bytearray, memoryview)):
+        call.content = as_bytes(content)
+    elif hasattr(content, "read"):
+        call.stream_body = content
+        call.rewind = rewinder(content)
+    else:
+        raise TypeError(f"content must be str, bytes or a binary file object, not {type(content).__name__}")
+    return call
 
 
 def edit_call(sid: str, path: str, old: str, new: str, replace_all: bool) -> Call:
@@ -467,16 +516,7 @@ def ingest_archive_call(
         payload: Any = bytes(file_obj)
     else:
         payload = file_obj
-        try:
-            pos = file_obj.tell() if file_obj.seekable() else None
-        except (AttributeError, OSError):
-            pos = None
-        if pos is None:
-            rewind = lambda: False  # noqa: E731 - a one-shot stream cannot be sent twice
-        else:
-            def rewind() -> bool:
-                file_obj.seek(pos)
-                return True
+        rewind = rewinder(file_obj)
     return Call(
         "POST",
         sandbox_path(sid, "/ingest"),

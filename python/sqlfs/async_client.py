@@ -242,7 +242,7 @@ class AsyncFiles:
     async def read_text(self, path: str, encoding: str = "utf-8", errors: str = "strict") -> str:
         return (await self.read(path)).content.decode(encoding, errors)
 
-    async def write(self, path: str, content: b.FileContent) -> None:
+    async def write(self, path: str, content: b.WriteContent) -> None:
         await self._client._call(b.write_call(self._id, path, content), b.parse_none)
 
     async def write_files(self, files: Mapping[str, b.FileContent]) -> None:

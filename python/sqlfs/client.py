@@ -103,6 +103,11 @@ class _Core:
             kwargs["json"] = call.json
         if call.content is not None:
             kwargs["content"] = call.content
+        elif call.stream_body is not None:
+            if isinstance(http, httpx.AsyncClient):
+                kwargs["content"] = b.aiter_file(call.stream_body)
+            else:
+                kwargs["content"] = b.iter_file(call.stream_body)
         if call.files is not None:
             kwargs["files"] = call.files
         if call.data is not None:
@@ -387,8 +392,11 @@ class Files:
     def read_text(self, path: str, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read(path).content.decode(encoding, errors)
 
-    def write(self, path: str, content: b.FileContent) -> None:
-        """Create or replace a file (parents created; an existing file keeps its mode)."""
+    def write(self, path: str, content: b.WriteContent) -> None:
+        """Create or replace a file (parents created; an existing file keeps its mode).
+
+        ``content`` is str (UTF-8), bytes, or a binary file object, which is streamed in chunks
+        (for files too large to hold in memory; retried only if it can seek back)."""
         self._client._call(b.write_call(self._id, path, content), b.parse_none)
 
     def write_files(self, files: Mapping[str, b.FileContent]) -> None:

@@ -37,6 +37,8 @@ def test_async_sandboxes_and_files(server: Server) -> None:
         info = await fs.sandboxes.get(sb.id)
         assert isinstance(info, sqlfs.SandboxInfo) and info.id == sb.id
         await sb.fs.write("/home/user/a.txt", "alpha")
+        await sb.fs.write("/home/user/s.bin", io.BytesIO(b"\x00" * 3_000_000))
+        assert (await sb.fs.read("/home/user/s.bin")).content == b"\x00" * 3_000_000
         await sb.fs.write_files({"/home/user/d/b.txt": "beta"})
         res = await sb.fs.read("/home/user/a.txt")
         assert res.content == b"alpha" and res.stat is not None and res.stat.size == 5

@@ -121,3 +121,16 @@ def test_edit(sb: sqlfs.Sandbox) -> None:
 def test_relative_path_is_refused_locally(sb: sqlfs.Sandbox) -> None:
     with pytest.raises(ValueError):
         sb.fs.read("home/user/x")
+
+
+def test_write_streams_file_objects(sb: sqlfs.Sandbox, tmp_path) -> None:
+    import io
+
+    blob = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several chunks
+    sb.fs.write("/home/user/big.bin", io.BytesIO(blob))
+    assert sb.fs.read("/home/user/big.bin").content == blob
+    p = tmp_path / "src.bin"
+    p.write_bytes(blob[:1000])
+    with open(p, "rb") as f:
+        sb.fs.write("/home/user/from-file.bin", f)
+    assert sb.fs.read("/home/user/from-file.bin").content == blob[:1000]

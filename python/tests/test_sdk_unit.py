@@ -233,3 +233,14 @@ def test_client_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     c.close()
     with pytest.raises(ValueError):
         sqlfs.Client(base_url="http://x", token="t").sandboxes.attach("")
+
+
+def test_write_call_streams_file_objects() -> None:
+    f = io.BytesIO(b"x" * 10)
+    c = b.write_call("id", "/a", f)
+    assert c.content is None and c.stream_body is f
+    assert b"".join(b.iter_file(f)) == b"x" * 10
+    assert c.rewind is not None and c.rewind() and f.tell() == 0
+    assert b.write_call("id", "/a", "t\u00e9").content == "t\u00e9".encode()
+    with pytest.raises(TypeError):
+        b.write_call("id", "/a", 5)  # type: ignore[arg-type]
