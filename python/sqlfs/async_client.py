@@ -242,6 +242,12 @@ class AsyncFiles:
     async def read_text(self, path: str, encoding: str = "utf-8", errors: str = "strict") -> str:
         return (await self.read(path)).content.decode(encoding, errors)
 
+    def read_stream(self, path: str, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
+        """``async for chunk in sb.fs.read_stream(path)`` (not awaited itself). Not retried."""
+        call = b.read_call(self._id, path)
+        call.retry = b.Retry.NONE
+        return self._client._iter_bytes(call, chunk_size)
+
     async def write(self, path: str, content: b.WriteContent) -> None:
         await self._client._call(b.write_call(self._id, path, content), b.parse_none)
 

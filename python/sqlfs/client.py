@@ -392,6 +392,13 @@ class Files:
     def read_text(self, path: str, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read(path).content.decode(encoding, errors)
 
+    def read_stream(self, path: str, chunk_size: Optional[int] = None) -> Iterator[bytes]:
+        """The file's bytes in chunks as they arrive, for files too large to hold in memory.
+        Not retried."""
+        call = b.read_call(self._id, path)
+        call.retry = b.Retry.NONE
+        return self._client._iter_bytes(call, chunk_size)
+
     def write(self, path: str, content: b.WriteContent) -> None:
         """Create or replace a file (parents created; an existing file keeps its mode).
 

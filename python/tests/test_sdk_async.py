@@ -39,6 +39,7 @@ def test_async_sandboxes_and_files(server: Server) -> None:
         await sb.fs.write("/home/user/a.txt", "alpha")
         await sb.fs.write("/home/user/s.bin", io.BytesIO(b"\x00" * 3_000_000))
         assert (await sb.fs.read("/home/user/s.bin")).content == b"\x00" * 3_000_000
+        assert b"".join([c async for c in sb.fs.read_stream("/home/user/s.bin")]) == b"\x00" * 3_000_000
         await sb.fs.write_files({"/home/user/d/b.txt": "beta"})
         res = await sb.fs.read("/home/user/a.txt")
         assert res.content == b"alpha" and res.stat is not None and res.stat.size == 5

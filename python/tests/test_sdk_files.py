@@ -129,6 +129,10 @@ def test_write_streams_file_objects(sb: sqlfs.Sandbox, tmp_path) -> None:
     blob = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several chunks
     sb.fs.write("/home/user/big.bin", io.BytesIO(blob))
     assert sb.fs.read("/home/user/big.bin").content == blob
+    chunks = list(sb.fs.read_stream("/home/user/big.bin", chunk_size=65536))
+    assert len(chunks) > 1 and b"".join(chunks) == blob
+    with pytest.raises(sqlfs.NotFoundError):
+        list(sb.fs.read_stream("/home/user/absent"))
     p = tmp_path / "src.bin"
     p.write_bytes(blob[:1000])
     with open(p, "rb") as f:
