@@ -38,7 +38,7 @@ def block_params():
         if lang != "python":
             marks.append(pytest.mark.skip(
                 reason=f"{lang or 'plain'} block ({first!r}) installs from the package index or the "
-                "upstream repo layout; the offline install is covered by test_install.py"))
+                "upstream repo layout; the offline install is covered by test_sdk_install.py"))
         out.append(pytest.param(lang, code, id=f"block{i}-{lang}", marks=marks))
     return out
 
