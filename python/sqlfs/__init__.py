@@ -1,0 +1,72 @@
+"""sqlfs: Python SDK for the sqlfs API — persistent bash sandboxes for AI agents.
+
+>>> from sqlfs import Client
+>>> with Client(base_url="http://127.0.0.1:8080", auth_secret="...", sub="agent-001") as fs:
+...     sb = fs.sandboxes.create(name="demo")
+...     print(sb.exec("echo hello").stdout)
+"""
+
+from .async_client import AsyncClient, AsyncFiles, AsyncSandbox, AsyncSandboxes
+from .client import Client, Files, Sandbox, Sandboxes
+from .errors import (
+    AuthError,
+    ConflictError,
+    ExecTimeoutError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitError,
+    ReadOnlyViolationError,
+    ServerError,
+    SQLFSError,
+    TransportError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
+from .models import (
+    BatchExecResult,
+    EditResult,
+    ExecResult,
+    FileStat,
+    IngestResult,
+    ReadResult,
+    SandboxInfo,
+    SandboxRecord,
+    StreamEvent,
+    TreeEntry,
+)
+
+__version__ = "0.3.0"
+
+__all__ = [
+    "__version__",
+    "Client",
+    "AsyncClient",
+    "Sandboxes",
+    "Sandbox",
+    "Files",
+    "AsyncSandboxes",
+    "AsyncSandbox",
+    "AsyncFiles",
+    "SandboxRecord",
+    "SandboxInfo",
+    "FileStat",
+    "ReadResult",
+    "TreeEntry",
+    "ExecResult",
+    "BatchExecResult",
+    "StreamEvent",
+    "IngestResult",
+    "EditResult",
+    "SQLFSError",
+    "ValidationError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+    "AuthError",
+    "NotFoundError",
+    "ExecTimeoutError",
+    "ConflictError",
+    "ReadOnlyViolationError",
+    "RateLimitError",
+    "ServerError",
+    "TransportError",
+]

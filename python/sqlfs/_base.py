@@ -1,0 +1,556 @@
+"""Shared plumbing of the sync and async clients: request descriptions, retry policy, parsers.
+
+Every SDK method is described once here as a :class:`Call` (what to send and how it may be
+retried) plus a parser of the response; ``Client`` and ``AsyncClient`` only differ in how they
+send it.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import os
+import random
+from dataclasses import dataclass, field
+from typing import (
+    IO,
+    Any,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+from urllib.parse import quote
+
+import httpx
+
+from .errors import SQLFSError, parse_retry_after
+from .models import (
+    BatchExecResult,
+    EditResult,
+    ExecResult,
+    IngestResult,
+    ReadResult,
+    SandboxInfo,
+    SandboxRecord,
+    TreeEntry,
+    parse_stat_header,
+    records_from_list,
+)
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_MAX_RETRY_DELAY = 30.0
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+# Extra seconds the HTTP read timeout allows beyond an exec's own timeout.
+EXEC_READ_SLACK = 15.0
+DEFAULT_EXEC_TIMEOUT_MS = 30000
+
+FileContent = Union[str, bytes]
+WriteContent = Union[str, bytes, IO[bytes]]
+TimeoutArg = Union[float, int, httpx.Timeout, None]
+
+
+class Retry(enum.Enum):
+    """How a call may be repeated after a failure."""
+
+    NONE = "none"  # streams: at most once
+    IDEMPOTENT = "idempotent"  # 429, 5xx, any transport error
+    ATOMIC = "atomic"  # 429, 5xx responses, connect errors (the request was never sent)
+    SAFE_ONLY = "safe-only"  # 429, responses marked retryable, connect errors (write exec)
+
+
+_UNSET: Any = object()
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    params: Optional[Dict[str, Any]] = None
+    json: Any = _UNSET
+    content: Optional[bytes] = None
+    files: Any = None
+    data: Optional[Dict[str, str]] = None
+    headers: Dict[str, str] = field(default_factory=dict)
+    read_timeout: Optional[float] = None
+    retry: Retry = Retry.IDEMPOTENT
+    auth: bool = True
+    expect: Optional[Tuple[int, ...]] = None
+    rewind: Optional[Callable[[], bool]] = None
+    # A binary file object sent in chunks (chunked transfer encoding), for large uploads.
+    stream_body: Any = None
+
+
+STREAM_CHUNK = 1 << 20
+
+
+def rewinder(file_obj: Any) -> Callable[[], bool]:
+    """A function that puts ``file_obj`` back where it is now (False if it cannot seek)."""
+    try:
+        pos = file_obj.tell() if file_obj.seekable() else None
+    except (AttributeError, OSError):
+        pos = None
+    if pos is None:
+        return lambda: False
+
+    def rewind() -> bool:
+        file_obj.seek(pos)
+        return True
+
+    return rewind
+
+
+def iter_file(file_obj: Any) -> Iterator[bytes]:
+    while True:
+        chunk = file_obj.read(STREAM_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+async def aiter_file(file_obj: Any) -> AsyncIterator[bytes]:
+    while True:
+        chunk = file_obj.read(STREAM_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def env_default(value: Optional[str], name: str) -> Optional[str]:
+    return value if value is not None else os.environ.get(name)
+
+
+def make_timeout(base: TimeoutArg, read: Optional[float]) -> httpx.Timeout:
+    if isinstance(base, httpx.Timeout):
+        if read is None:
+            return base
+        cur = base.read
+        r = read if cur is None else max(cur, read)
+        return httpx.Timeout(connect=base.connect, read=r, write=base.write, pool=base.pool)
+    t = DEFAULT_TIMEOUT if base is None else float(base)
+    return httpx.Timeout(t, read=max(t, read) if read is not None else t)
+
+
+def is_unsent(exc: Exception) -> bool:
+    """True when the transport error happened before the request reached the server."""
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+def should_retry_response(call: Call, err: SQLFSError) -> bool:
+    if call.retry is Retry.NONE:
+        return False
+    status = err.status or 0
+    if status == 429:
+        return True
+    if status < 500:
+        return False
+    if call.retry is Retry.SAFE_ONLY:
+        return err.retryable
+    return True
+
+
+def should_retry_transport(call: Call, exc: Exception) -> bool:
+    if call.retry is Retry.NONE:
+        return False
+    if is_unsent(exc):
+        return True
+    return call.retry is Retry.IDEMPOTENT
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff with jitter: attempt 0 → 0.25..0.5 s, 1 → 0.5..1 s, ..."""
+    top = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt))
+    return random.uniform(top / 2, top)
+
+
+def retry_delay(attempt: int, response: Optional[httpx.Response]) -> float:
+    if response is not None:
+        ra = parse_retry_after(response.headers.get("retry-after"))
+        if ra is not None:
+            return ra
+    return backoff_delay(attempt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths
+
+
+def file_url_path(path: str) -> str:
+    """``/home/user/a b.txt`` → ``home/user/a%20b.txt`` (each segment percent-encoded)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"path must be absolute (start with '/'): {path!r}")
+    if "\0" in path:
+        raise ValueError("path must not contain NUL")
+    return "/".join(quote(seg, safe="") for seg in path[1:].split("/"))
+
+
+def sandbox_path(sandbox_id: str, suffix: str = "") -> str:
+    if not isinstance(sandbox_id, str) or not sandbox_id:
+        raise ValueError("sandbox id must be a non-empty string")
+    return f"/v1/sandboxes/{quote(sandbox_id, safe='')}{suffix}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls
+
+
+def bootstrap_call(
+    auth_secret: str, sub: str, tenant: Optional[str], expires_in: Optional[str]
+) -> Call:
+    body: Dict[str, Any] = {"sub": sub}
+    if tenant is not None:
+        body["tenant"] = tenant
+    if expires_in is not None:
+        body["expiresIn"] = expires_in
+    return Call(
+        "POST",
+        "/v1/auth/bootstrap",
+        json=body,
+        headers={"X-Auth-Secret": auth_secret},
+        auth=False,
+        expect=(201,),
+    )
+
+
+def parse_token(resp: httpx.Response) -> str:
+    body = resp.json()
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise SQLFSError("bootstrap response has no token", code="BAD_RESPONSE", status=resp.status_code)
+    return token
+
+
+def create_call(
+    name: Optional[str],
+    env: Optional[Mapping[str, str]],
+    files: Optional[Mapping[str, FileContent]],
+    python: Optional[bool],
+    javascript: Optional[bool],
+    network: Optional[bool],
+    extra: Mapping[str, Any],
+) -> Call:
+    body: Dict[str, Any] = {}
+    if name is not None:
+        body["name"] = name
+    if env is not None:
+        body["env"] = dict(env)
+    if files is not None:
+        body["files"] = {p: as_text(c, p) for p, c in files.items()}
+    if python is not None:
+        body["python"] = bool(python)
+    if javascript is not None:
+        body["javascript"] = bool(javascript)
+    if network is not None:
+        body["network"] = bool(network)
+    body.update(extra)
+    return Call("POST", "/v1/sandboxes", json=body, retry=Retry.ATOMIC, expect=(201, 200))
+
+
+def parse_record(resp: httpx.Response) -> SandboxRecord:
+    return SandboxRecord.from_json(resp.json())
+
+
+def parse_info(resp: httpx.Response) -> SandboxInfo:
+    return SandboxInfo.from_json(resp.json())
+
+
+def parse_records(resp: httpx.Response) -> List[SandboxRecord]:
+    return records_from_list(resp.json())
+
+
+def parse_none(resp: httpx.Response) -> None:
+    return None
+
+
+def as_text(content: FileContent, path: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(content).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"{path}: content is not UTF-8 text; use fs.write() or ingest_files() for binary data"
+            ) from None
+    raise TypeError(f"{path}: content must be str or bytes, not {type(content).__name__}")
+
+
+def as_bytes(content: FileContent) -> bytes:
+    if isinstance(content, str):
+        return content.encode("utf-8")
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return bytes(content)
+    raise TypeError(f"content must be str or bytes, not {type(content).__name__}")
+
+
+def read_call(sid: str, path: str) -> Call:
+    return Call("GET", sandbox_path(sid, "/files/" + file_url_path(path)))
+
+
+def parse_read(path: str) -> Callable[[httpx.Response], ReadResult]:
+    def parse(resp: httpx.Response) -> ReadResult:
+        return ReadResult(
+            path=path,
+            content=resp.content,
+            stat=parse_stat_header(resp.headers.get("x-fs-stat")),
+            content_type=resp.headers.get("content-type"),
+        )
+
+    return parse
+
+
+def write_call(sid: str, path: str, content: WriteContent) -> Call:
+    call = Call(
+        "PUT",
+        sandbox_path(sid, "/files/" + file_url_path(path)),
+        headers={"Content-Type": "application/octet-stream"},
+        read_timeout=300.0,
+    )
+    if isinstance(content, (str, bytes, bytearray, memoryview)):
+        call.content = as_bytes(content)
+    elif hasattr(content, "read"):
+        call.stream_body = content
+        call.rewind = rewinder(content)
+    else:
+        raise TypeError(f"content must be str, bytes or a binary file object, not {type(content).__name__}")
+    return call
+
+
+def edit_call(sid: str, path: str, old: str, new: str, replace_all: bool) -> Call:
+    body: Dict[str, Any] = {"oldString": old, "newString": new}
+    if replace_all:
+        body["replaceAll"] = True
+    # Not idempotent once applied (the old string is gone), so only retry what was not applied.
+    return Call(
+        "PATCH", sandbox_path(sid, "/files/" + file_url_path(path)), json=body, retry=Retry.SAFE_ONLY
+    )
+
+
+def parse_edit(resp: httpx.Response) -> EditResult:
+    return EditResult.from_json(resp.json())
+
+
+def write_files_call(sid: str, files: Mapping[str, FileContent]) -> Call:
+    return Call(
+        "POST",
+        sandbox_path(sid, "/writeFiles"),
+        json={"files": {p: as_text(c, p) for p, c in files.items()}},
+    )
+
+
+def delete_file_call(sid: str, path: str, recursive: bool) -> Call:
+    return Call(
+        "DELETE",
+        sandbox_path(sid, "/files/" + file_url_path(path)),
+        params={"recursive": "true"} if recursive else None,
+    )
+
+
+def mkdir_call(sid: str, path: str, recursive: bool) -> Call:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"path must be absolute (start with '/'): {path!r}")
+    return Call("POST", sandbox_path(sid, "/mkdir"), json={"path": path, "recursive": bool(recursive)})
+
+
+def tree_call(sid: str, prefix: Optional[str], depth: Optional[int]) -> Call:
+    params: Dict[str, Any] = {}
+    if prefix is not None:
+        params["prefix"] = prefix
+    if depth is not None:
+        params["depth"] = str(depth)
+    return Call("GET", sandbox_path(sid, "/tree"), params=params or None)
+
+
+def parse_tree(resp: httpx.Response) -> List[TreeEntry]:
+    body = resp.json()
+    if isinstance(body, dict):
+        body = body.get("entries", body.get("tree", []))
+    return [TreeEntry.from_json(e) for e in body]
+
+
+def exec_body(
+    script: str,
+    cwd: Optional[str],
+    env: Optional[Mapping[str, str]],
+    timeout_ms: Optional[int],
+    debug: bool,
+    read_only: bool,
+    stdin: Optional[str],
+) -> Dict[str, Any]:
+    if not isinstance(script, str):
+        raise TypeError("script must be a str")
+    body: Dict[str, Any] = {"script": script}
+    if cwd is not None:
+        body["cwd"] = cwd
+    if env is not None:
+        body["env"] = dict(env)
+    if timeout_ms is not None:
+        body["timeoutMs"] = int(timeout_ms)
+    if debug:
+        body["debug"] = True
+    if read_only:
+        body["readOnly"] = True
+    if stdin is not None:
+        body["stdin"] = stdin
+    return body
+
+
+def exec_read_timeout(timeout_ms: Optional[int]) -> float:
+    ms = DEFAULT_EXEC_TIMEOUT_MS if timeout_ms is None else max(0, int(timeout_ms))
+    return ms / 1000.0 + EXEC_READ_SLACK
+
+
+def exec_retry(read_only: bool, retry_exec: bool) -> Retry:
+    # A write-mode exec may have changed the sandbox before a failure, so by default it is only
+    # repeated when the server said nothing was applied (429, or a 5xx marked retryable).
+    return Retry.IDEMPOTENT if (read_only or retry_exec) else Retry.SAFE_ONLY
+
+
+def exec_call(
+    sid: str,
+    script: str,
+    cwd: Optional[str],
+    env: Optional[Mapping[str, str]],
+    timeout_ms: Optional[int],
+    debug: bool,
+    read_only: bool,
+    stdin: Optional[str],
+    retry_exec: bool,
+) -> Call:
+    return Call(
+        "POST",
+        sandbox_path(sid, "/exec-sync"),
+        json=exec_body(script, cwd, env, timeout_ms, debug, read_only, stdin),
+        read_timeout=exec_read_timeout(timeout_ms),
+        retry=exec_retry(read_only, retry_exec),
+    )
+
+
+def parse_exec(resp: httpx.Response) -> ExecResult:
+    return ExecResult.from_json(resp.json())
+
+
+BatchItem = Union[str, Mapping[str, Any]]
+
+
+def batch_call(
+    sid: str,
+    scripts: Sequence[BatchItem],
+    timeout_ms: Optional[int],
+    read_only: bool,
+    stop_on_error: Optional[bool],
+    per_script_timeout_ms: Optional[int],
+    retry_exec: bool,
+) -> Call:
+    items: List[Dict[str, Any]] = []
+    for i, s in enumerate(scripts):
+        if isinstance(s, str):
+            items.append({"id": str(i), "script": s})
+        elif isinstance(s, Mapping):
+            if "script" not in s:
+                raise ValueError(f"batch item {i} has no 'script'")
+            item = dict(s)
+            item.setdefault("id", str(i))
+            items.append(item)
+        else:
+            raise TypeError(f"batch item {i} must be a str or a mapping with 'id' and 'script'")
+    body: Dict[str, Any] = {"scripts": items}
+    if timeout_ms is not None:
+        body["timeoutMs"] = int(timeout_ms)
+    if per_script_timeout_ms is not None:
+        body["perScriptTimeoutMs"] = int(per_script_timeout_ms)
+    if read_only:
+        body["readOnly"] = True
+    if stop_on_error is not None:
+        body["stopOnError"] = bool(stop_on_error)
+    return Call(
+        "POST",
+        sandbox_path(sid, "/exec-sync-batch"),
+        json=body,
+        read_timeout=exec_read_timeout(timeout_ms),
+        retry=exec_retry(read_only, retry_exec),
+    )
+
+
+def parse_batch(resp: httpx.Response) -> List[BatchExecResult]:
+    body = resp.json()
+    items = body.get("results", []) if isinstance(body, dict) else body
+    return [BatchExecResult.from_json(r) for r in items]
+
+
+def stream_call(
+    sid: str,
+    script: str,
+    cwd: Optional[str],
+    env: Optional[Mapping[str, str]],
+    timeout_ms: Optional[int],
+    debug: bool,
+    read_only: bool,
+    stdin: Optional[str],
+) -> Call:
+    return Call(
+        "POST",
+        sandbox_path(sid, "/exec"),
+        json=exec_body(script, cwd, env, timeout_ms, debug, read_only, stdin),
+        headers={"Accept": "text/event-stream"},
+        # Keep-alive comments arrive every 15 s while the script is silent.
+        read_timeout=max(exec_read_timeout(timeout_ms), 45.0),
+        retry=Retry.NONE,
+    )
+
+
+def ingest_archive_call(
+    sid: str, file_obj: Any, base_path: Optional[str], filename: str
+) -> Call:
+    data = {"basePath": base_path} if base_path is not None else None
+    rewind: Optional[Callable[[], bool]] = None
+    if isinstance(file_obj, (bytes, bytearray, memoryview)):
+        payload: Any = bytes(file_obj)
+    else:
+        payload = file_obj
+        rewind = rewinder(file_obj)
+    return Call(
+        "POST",
+        sandbox_path(sid, "/ingest"),
+        files={"archive": (filename, payload, "application/octet-stream")},
+        data=data,
+        read_timeout=300.0,
+        rewind=rewind,
+    )
+
+
+def ingest_files_call(
+    sid: str, files: Mapping[str, FileContent], base_path: Optional[str]
+) -> Call:
+    body: Dict[str, Any] = {
+        "files": {p: base64.b64encode(as_bytes(c)).decode("ascii") for p, c in files.items()}
+    }
+    if base_path is not None:
+        body["basePath"] = base_path
+    return Call("POST", sandbox_path(sid, "/ingest-files"), json=body, read_timeout=300.0)
+
+
+def parse_ingest(resp: httpx.Response) -> IngestResult:
+    return IngestResult.from_json(resp.json())
+
+
+def export_call(sid: str, base_path: Optional[str], stream: bool) -> Call:
+    return Call(
+        "GET",
+        sandbox_path(sid, "/export"),
+        params={"basePath": base_path} if base_path is not None else None,
+        read_timeout=300.0,
+        retry=Retry.NONE if stream else Retry.IDEMPOTENT,
+    )
+
+
+def parse_bytes(resp: httpx.Response) -> bytes:
+    return resp.content

@@ -1,0 +1,366 @@
+"""Result types returned by the SDK.
+
+All are immutable dataclasses built from the server's camelCase JSON. Each keeps the decoded
+object in ``.raw``; fields the SDK does not know yet stay reachable there and as snake_case
+attributes (``record.file_count`` reads ``fileCount``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
+
+__all__ = [
+    "SandboxRecord",
+    "SandboxInfo",
+    "FileStat",
+    "ReadResult",
+    "TreeEntry",
+    "ExecResult",
+    "BatchExecResult",
+    "StreamEvent",
+    "IngestResult",
+    "EditResult",
+]
+
+R = TypeVar("R", bound="SandboxRecord")
+
+_CAMEL_RE = re.compile(r"_([a-z0-9])")
+
+
+def _camel(name: str) -> str:
+    return _CAMEL_RE.sub(lambda m: m.group(1).upper(), name)
+
+
+class _RawAccess:
+    """Mixin: unknown snake_case attributes fall back to camelCase keys of ``raw``."""
+
+    raw: Dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "raw":
+            raise AttributeError(name)
+        raw = self.__dict__.get("raw") or {}
+        for key in (name, _camel(name)):
+            if key in raw:
+                return raw[key]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The raw wire field ``key`` (camelCase), or ``default``."""
+        return self.raw.get(key, default)
+
+
+def _opt_int(v: Any) -> Optional[int]:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return int(v)
+    return None
+
+
+@dataclass(frozen=True)
+class SandboxRecord(_RawAccess):
+    """A sandbox as listed by ``GET /v1/sandboxes``."""
+
+    id: str
+    name: Optional[str] = None
+    owner: Optional[str] = None
+    created_at: Optional[str] = None
+    last_used_at: Optional[str] = None
+    python: bool = False
+    javascript: bool = False
+    network: bool = False
+    file_count: Optional[int] = None
+    size_bytes: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def extra(self) -> Dict[str, Any]:
+        """Wire fields beyond the documented record shape."""
+        known = {
+            "id", "name", "owner", "createdAt", "lastUsedAt", "python", "javascript",
+            "network", "fileCount", "sizeBytes",
+        }
+        return {k: v for k, v in self.raw.items() if k not in known}
+
+    @classmethod
+    def from_json(cls: Type[R], d: Mapping[str, Any]) -> R:
+        owner = d.get("owner")
+        return cls(
+            id=str(d["id"]),
+            name=d.get("name"),
+            owner=owner if isinstance(owner, str) or owner is None else json.dumps(owner),
+            created_at=d.get("createdAt"),
+            last_used_at=d.get("lastUsedAt"),
+            python=bool(d.get("python", False)),
+            javascript=bool(d.get("javascript", False)),
+            network=bool(d.get("network", False)),
+            file_count=_opt_int(d.get("fileCount")),
+            size_bytes=_opt_int(d.get("sizeBytes")),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class SandboxInfo(SandboxRecord):
+    """A sandbox as returned by ``GET /v1/sandboxes/{id}`` (same shape as the record)."""
+
+
+@dataclass(frozen=True)
+class FileStat(_RawAccess):
+    """Metadata of a file from the ``X-FS-Stat`` header."""
+
+    kind: str
+    mode: int
+    size: int
+    mtime: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "FileStat":
+        return cls(
+            kind=str(d.get("kind", "file")),
+            mode=int(d.get("mode", 0)),
+            size=int(d.get("size", 0)),
+            mtime=d.get("mtime"),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """Content and metadata of a file read."""
+
+    path: str
+    content: bytes
+    stat: Optional[FileStat] = None
+    content_type: Optional[str] = None
+
+    @property
+    def text(self) -> str:
+        """The content decoded as UTF-8 (undecodable bytes replaced)."""
+        return self.content.decode("utf-8", "replace")
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
+@dataclass(frozen=True)
+class TreeEntry(_RawAccess):
+    """One entry of ``sb.fs.tree()``."""
+
+    path: str
+    kind: str
+    size: int = 0
+    mtime: Optional[str] = None
+    mode: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "TreeEntry":
+        return cls(
+            path=str(d["path"]),
+            kind=str(d.get("kind", "file")),
+            size=int(d.get("size") or 0),
+            mtime=d.get("mtime"),
+            mode=_opt_int(d.get("mode")),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class ExecResult(_RawAccess):
+    """Outcome of ``sb.exec()``. A non-zero exit code is a result, not an exception."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: int = 0
+    timed_out: bool = False
+    exit_signal: Optional[str] = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def error(self) -> str:
+        """Alias of ``stderr``."""
+        return self.stderr
+
+    @property
+    def ok(self) -> bool:
+        """True when the script exited 0 and was not killed."""
+        return self.exit_code == 0 and not self.timed_out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "ExecResult":
+        code = d.get("exitCode")
+        return cls(
+            stdout=str(d.get("stdout") or ""),
+            stderr=str(d.get("stderr") or ""),
+            exit_code=int(code) if isinstance(code, (int, float)) else -1,
+            duration_ms=int(d.get("durationMs") or 0),
+            timed_out=bool(d.get("timedOut", False)),
+            exit_signal=d.get("exitSignal"),
+            stdout_truncated=bool(d.get("stdoutTruncated", False)),
+            stderr_truncated=bool(d.get("stderrTruncated", False)),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class BatchExecResult(_RawAccess):
+    """One script's outcome in ``sb.exec_batch()``.
+
+    ``error`` is the server's per-script status (``"timeout"``, ``"skipped"``) or None; unlike
+    :attr:`ExecResult.error` it is not an alias of stderr.
+    """
+
+    id: str
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: int = 0
+    error: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.error is None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.error == "timeout"
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "BatchExecResult":
+        code = d.get("exitCode")
+        err = d.get("error")
+        return cls(
+            id=str(d.get("id", "")),
+            stdout=str(d.get("stdout") or ""),
+            stderr=str(d.get("stderr") or ""),
+            exit_code=int(code) if isinstance(code, (int, float)) else -1,
+            duration_ms=int(d.get("durationMs") or 0),
+            error=str(err) if err is not None else None,
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class StreamEvent(_RawAccess):
+    """One event of ``sb.exec_stream()``.
+
+    ``type`` is ``"stdout"``, ``"stderr"``, ``"exit"`` or ``"error"`` (unknown types are passed
+    through). ``data`` is the output chunk for stdout/stderr, the message for ``error`` and ``""``
+    otherwise. ``exit_code``/``duration_ms``/``timed_out`` are set on ``exit``; ``code`` on
+    ``error``. ``t`` is milliseconds since the script started.
+    """
+
+    type: str
+    data: str = ""
+    t: Optional[float] = None
+    exit_code: Optional[int] = None
+    duration_ms: Optional[int] = None
+    timed_out: bool = False
+    code: Optional[str] = None
+    error: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_frame(cls, event: str, data: str) -> "StreamEvent":
+        try:
+            d = json.loads(data) if data else {}
+        except ValueError:
+            d = {"data": data}
+        if not isinstance(d, dict):
+            d = {"data": d}
+        t = d.get("t")
+        text = d.get("data")
+        if event == "error" and text is None:
+            text = d.get("error")
+        code = d.get("exitCode")
+        err = d.get("error")
+        return cls(
+            type=event,
+            data=text if isinstance(text, str) else ("" if text is None else json.dumps(text)),
+            t=float(t) if isinstance(t, (int, float)) else None,
+            exit_code=int(code) if isinstance(code, (int, float)) else None,
+            duration_ms=_opt_int(d.get("durationMs")),
+            timed_out=bool(d.get("timedOut", False)),
+            code=d.get("code"),
+            error=str(err) if err is not None else None,
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class IngestResult(_RawAccess):
+    """Outcome of ``ingest_archive``/``ingest_files``."""
+
+    status: str
+    file_count: int = 0
+    base_path: Optional[str] = None
+    bytes: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "IngestResult":
+        return cls(
+            status=str(d.get("status", "ok")),
+            file_count=int(d.get("fileCount") or 0),
+            base_path=d.get("basePath"),
+            bytes=_opt_int(d.get("bytes")),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class EditResult(_RawAccess):
+    """Outcome of ``sb.fs.edit()``."""
+
+    path: str
+    replacements: int
+    size: int
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "EditResult":
+        return cls(
+            path=str(d.get("path", "")),
+            replacements=int(d.get("replacements") or 0),
+            size=int(d.get("size") or 0),
+            raw=dict(d),
+        )
+
+
+def parse_stat_header(value: Optional[str]) -> Optional[FileStat]:
+    if not value:
+        return None
+    try:
+        d = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(d, dict):
+        return None
+    try:
+        return FileStat.from_json(d)
+    except (TypeError, ValueError):
+        return None
+
+
+def records_from_list(body: Any) -> List[SandboxRecord]:
+    items = body.get("sandboxes", []) if isinstance(body, dict) else body
+    return [SandboxRecord.from_json(x) for x in (items or [])]

@@ -1,0 +1,246 @@
+"""Pure unit tests: error mapping, Retry-After, retry policy, paths, request bodies, models."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import io
+import json
+import time
+
+import httpx
+import pytest
+
+import sqlfs
+from sqlfs import _base as b
+from sqlfs.errors import error_from_response, parse_retry_after
+
+
+def err(status: int, body: object = None, headers: dict = None) -> sqlfs.SQLFSError:
+    content = json.dumps(body).encode() if body is not None else b""
+    return error_from_response(status, httpx.Headers(headers or {}), content)
+
+
+@pytest.mark.parametrize(
+    "status,cls",
+    [
+        (400, sqlfs.ValidationError),
+        (401, sqlfs.AuthError),
+        (403, sqlfs.AuthError),
+        (404, sqlfs.NotFoundError),
+        (408, sqlfs.ExecTimeoutError),
+        (409, sqlfs.ConflictError),
+        (413, sqlfs.PayloadTooLargeError),
+        (415, sqlfs.UnsupportedMediaTypeError),
+        (422, sqlfs.ReadOnlyViolationError),
+        (429, sqlfs.RateLimitError),
+        (500, sqlfs.ServerError),
+        (502, sqlfs.ServerError),
+        (503, sqlfs.ServerError),
+        (405, sqlfs.SQLFSError),
+    ],
+)
+def test_status_mapping(status: int, cls: type) -> None:
+    e = err(status, {"error": "msg", "code": "CODE", "details": ["d1", "d2"], "retryable": True})
+    assert type(e) is cls
+    assert isinstance(e, sqlfs.SQLFSError)
+    assert (e.status, e.code, e.details, e.retryable, e.message) == (status, "CODE", ["d1", "d2"], True, "msg")
+    assert "CODE" in str(e) and "d1" in str(e)
+
+
+def test_subclass_choices() -> None:
+    assert issubclass(sqlfs.PayloadTooLargeError, sqlfs.ValidationError)
+    assert issubclass(sqlfs.UnsupportedMediaTypeError, sqlfs.ValidationError)
+    assert not issubclass(sqlfs.ReadOnlyViolationError, sqlfs.ValidationError)
+    assert issubclass(sqlfs.TransportError, sqlfs.SQLFSError)
+
+
+def test_non_json_and_empty_bodies() -> None:
+    e = error_from_response(502, httpx.Headers({}), b"<html>bad gateway</html>")
+    assert isinstance(e, sqlfs.ServerError) and e.code == "HTTP_502" and "bad gateway" in e.message
+    assert e.details == [] and e.body is None and not e.retryable
+    e = error_from_response(404, httpx.Headers({}), b"")
+    assert isinstance(e, sqlfs.NotFoundError) and e.message == "HTTP 404"
+
+
+def test_exec_timeout_fields() -> None:
+    e = err(408, {"error": "exec timed out after 500 ms", "code": "EXEC_TIMEOUT", "timedOut": True,
+                  "durationMs": 512, "stdout": "part", "stderr": "e"})
+    assert isinstance(e, sqlfs.ExecTimeoutError)
+    assert (e.duration_ms, e.stdout, e.stderr, e.code) == (512, "part", "e", "EXEC_TIMEOUT")
+
+
+def test_rate_limit_retry_after() -> None:
+    e = err(429, {"error": "slow down", "code": "RATE_LIMITED"}, {"Retry-After": "17"})
+    assert isinstance(e, sqlfs.RateLimitError) and e.retry_after == 17.0
+    assert err(429, {"code": "RATE_LIMITED"}).retry_after is None
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 0 ") == 0.0
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= (parse_retry_after(date, now=now) or 0) <= 31
+
+
+def call(retry: b.Retry) -> b.Call:
+    return b.Call("GET", "/x", retry=retry)
+
+
+def test_retry_policy_on_responses() -> None:
+    r500 = err(500, {"code": "INTERNAL_ERROR"})
+    r503 = err(503, {"code": "EBUSY", "retryable": True})
+    r429 = err(429, {"code": "RATE_LIMITED"})
+    r404 = err(404, {"code": "ENOENT"})
+    for e in (r500, r503, r429):
+        assert b.should_retry_response(call(b.Retry.IDEMPOTENT), e)
+        assert b.should_retry_response(call(b.Retry.ATOMIC), e)
+        assert not b.should_retry_response(call(b.Retry.NONE), e)
+    assert not b.should_retry_response(call(b.Retry.IDEMPOTENT), r404)
+    assert not b.should_retry_response(call(b.Retry.SAFE_ONLY), r500)
+    assert b.should_retry_response(call(b.Retry.SAFE_ONLY), r503)
+    assert b.should_retry_response(call(b.Retry.SAFE_ONLY), r429)
+    for status in (400, 401, 403, 408, 409, 413, 415, 422):
+        assert not b.should_retry_response(call(b.Retry.IDEMPOTENT), err(status, {"code": "X"}))
+
+
+def test_retry_policy_on_transport_errors() -> None:
+    req = httpx.Request("GET", "http://x")
+    unsent = httpx.ConnectError("refused", request=req)
+    sent = httpx.ReadError("reset", request=req)
+    assert b.should_retry_transport(call(b.Retry.SAFE_ONLY), unsent)
+    assert not b.should_retry_transport(call(b.Retry.SAFE_ONLY), sent)
+    assert not b.should_retry_transport(call(b.Retry.ATOMIC), sent)
+    assert b.should_retry_transport(call(b.Retry.IDEMPOTENT), sent)
+    assert not b.should_retry_transport(call(b.Retry.NONE), unsent)
+
+
+def test_exec_retry_modes() -> None:
+    def mode(read_only: bool, retry_exec: bool) -> b.Retry:
+        return b.exec_call("id", "true", None, None, None, False, read_only, None, retry_exec).retry
+
+    assert mode(False, False) is b.Retry.SAFE_ONLY
+    assert mode(True, False) is b.Retry.IDEMPOTENT
+    assert mode(False, True) is b.Retry.IDEMPOTENT
+    assert b.stream_call("id", "true", None, None, None, False, False, None).retry is b.Retry.NONE
+    assert b.export_call("id", None, True).retry is b.Retry.NONE
+    assert b.export_call("id", None, False).retry is b.Retry.IDEMPOTENT
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    for attempt in range(10):
+        d = b.backoff_delay(attempt)
+        top = min(b.BACKOFF_CAP, b.BACKOFF_BASE * 2 ** attempt)
+        assert top / 2 <= d <= top
+
+
+def test_file_url_path() -> None:
+    assert b.file_url_path("/home/user/a b.txt") == "home/user/a%20b.txt"
+    assert b.file_url_path("/a/%/#/?/\u00e9") == "a/%25/%23/%3F/%C3%A9"
+    with pytest.raises(ValueError):
+        b.file_url_path("relative/path")
+    with pytest.raises(ValueError):
+        b.file_url_path("/a\0b")
+
+
+def test_exec_body_camel_case() -> None:
+    body = b.exec_body("ls", "/tmp", {"A": "1"}, 500, True, True, "in")
+    assert body == {"script": "ls", "cwd": "/tmp", "env": {"A": "1"}, "timeoutMs": 500,
+                    "debug": True, "readOnly": True, "stdin": "in"}
+    assert b.exec_body("ls", None, None, None, False, False, None) == {"script": "ls"}
+
+
+def test_batch_body() -> None:
+    c = b.batch_call("id", ["a", {"id": "x", "script": "b"}], 1000, True, True, 50, False)
+    assert c.json == {"scripts": [{"id": "0", "script": "a"}, {"id": "x", "script": "b"}],
+                      "timeoutMs": 1000, "perScriptTimeoutMs": 50, "readOnly": True, "stopOnError": True}
+    with pytest.raises(ValueError):
+        b.batch_call("id", [{"id": "x"}], None, False, None, None, False)
+
+
+def test_ingest_files_body_is_base64() -> None:
+    c = b.ingest_files_call("id", {"a.bin": b"\x00\xff", "t.txt": "h\u00e9"}, "/home/user/p")
+    assert c.json["basePath"] == "/home/user/p"
+    assert base64.b64decode(c.json["files"]["a.bin"]) == b"\x00\xff"
+    assert base64.b64decode(c.json["files"]["t.txt"]) == "h\u00e9".encode()
+
+
+def test_write_files_rejects_binary() -> None:
+    assert b.write_files_call("id", {"/a": b"text"}).json == {"files": {"/a": "text"}}
+    with pytest.raises(ValueError):
+        b.write_files_call("id", {"/a": b"\xff\xfe"})
+
+
+def test_ingest_archive_rewind() -> None:
+    f = io.BytesIO(b"0123456789")
+    f.read(2)
+    c = b.ingest_archive_call("id", f, "/x", "a.tar")
+    f.read()
+    assert c.rewind is not None and c.rewind() and f.tell() == 2
+    assert c.data == {"basePath": "/x"} and "archive" in c.files
+
+
+def test_make_timeout_extends_read() -> None:
+    t = b.make_timeout(10.0, 45.0)
+    assert t.read == 45.0 and t.connect == 10.0
+    assert b.make_timeout(100.0, 45.0).read == 100.0
+    custom = httpx.Timeout(5.0, connect=1.0)
+    assert b.make_timeout(custom, 20.0).connect == 1.0 and b.make_timeout(custom, 20.0).read == 20.0
+
+
+def test_models_keep_unknown_fields() -> None:
+    rec = sqlfs.SandboxRecord.from_json({
+        "id": "i", "name": None, "owner": "default/a", "createdAt": "2026-01-01T00:00:00.000Z",
+        "lastUsedAt": None, "python": True, "javascript": False, "network": False,
+        "fileCount": 3, "sizeBytes": 10, "cwd": "/home/user", "someNewField": [1],
+    })
+    assert rec.python and rec.file_count == 3 and rec.size_bytes == 10
+    assert rec.cwd == "/home/user" and rec.some_new_field == [1] and rec.get("someNewField") == [1]
+    assert rec.extra == {"cwd": "/home/user", "someNewField": [1]}
+    with pytest.raises(AttributeError):
+        rec.nope
+    info = sqlfs.SandboxInfo.from_json({"id": "j"})
+    assert isinstance(info, sqlfs.SandboxRecord) and info.name is None and not info.python
+
+
+def test_exec_result() -> None:
+    r = sqlfs.ExecResult.from_json({"stdout": "o", "stderr": "e", "exitCode": 0, "exitSignal": None,
+                                    "timedOut": False, "durationMs": 5, "stdoutTruncated": True})
+    assert r.ok and r.error == "e" and r.duration_ms == 5 and r.stdout_truncated and not r.stderr_truncated
+    r = sqlfs.ExecResult.from_json({"stdout": "", "stderr": "", "exitCode": 137, "exitSignal": "SIGKILL"})
+    assert not r.ok and r.exit_signal == "SIGKILL"
+
+
+def test_batch_result() -> None:
+    r = sqlfs.BatchExecResult.from_json({"id": "a", "stdout": "", "stderr": "", "exitCode": -1,
+                                         "durationMs": 3, "error": "timeout"})
+    assert r.timed_out and not r.ok and r.error == "timeout"
+
+
+def test_client_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SQLFS_TOKEN", "AUTH_SECRET", "SQLFS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ValueError):
+        sqlfs.Client(base_url="http://x", auth_secret="s")  # no sub
+    with pytest.raises(ValueError):
+        sqlfs.Client(base_url="http://x")  # no credentials
+    c = sqlfs.Client(base_url="http://x/", token="tok")
+    assert c.base_url == "http://x" and c.token == "tok"
+    c.close()
+    with pytest.raises(ValueError):
+        sqlfs.Client(base_url="http://x", token="t").sandboxes.attach("")
+
+
+def test_write_call_streams_file_objects() -> None:
+    f = io.BytesIO(b"x" * 10)
+    c = b.write_call("id", "/a", f)
+    assert c.content is None and c.stream_body is f
+    assert b"".join(b.iter_file(f)) == b"x" * 10
+    assert c.rewind is not None and c.rewind() and f.tell() == 0
+    assert b.write_call("id", "/a", "t\u00e9").content == "t\u00e9".encode()
+    with pytest.raises(TypeError):
+        b.write_call("id", "/a", 5)  # type: ignore[arg-type]
