@@ -72,6 +72,7 @@ test-asan:
 
 test-integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 test: deps
 	$(MAKE) all

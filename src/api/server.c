@@ -412,10 +412,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (req->pending_error) /* an error while reading the body: answer it now */
+        return queue(req);
     if (req->response) /* already answered (an error at the start) */
         return MHD_YES;
-    if (req->pending_error)
-        return queue(req);
     err_clear();
     int r = 0;
     if (req->route->body == BODY_JSON)

@@ -153,8 +153,14 @@ static int feed_next(struct batch_run *b)
 /* Handles one report record (without its NUL). */
 static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd, int errfd)
 {
-    drain(b, outfd, 1);
-    drain(b, errfd, 2);
+    /* Output already in the pipes was written before this record: before an E it belongs to
+     * the ending script; before an S there is none of the previous script left (its E came
+     * first), so the S is handled before draining and the new script's early output stays
+     * with it. */
+    if (!(len >= 1 && rec[0] == 'S')) {
+        drain(b, outfd, 1);
+        drain(b, errfd, 2);
+    }
     if (len >= 1 && rec[0] == 'S') {
         if (b->last + 1 >= (ssize_t)b->p->n)
             return 0; /* a script started a nested driver? ignore */
@@ -162,6 +168,8 @@ static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd
         b->last = b->cur;
         b->res[b->cur].started = true;
         b->script_start = time_mono_ms();
+        drain(b, outfd, 1);
+        drain(b, errfd, 2);
         return 0;
     }
     if (len >= 2 && rec[0] == 'E' && b->cur >= 0) {

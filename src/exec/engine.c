@@ -37,6 +37,10 @@
  * when the shell exits, without tracing itself under `set -x`. */
 static const char cwd_trap[] =
     "trap '{ set +x; } 2>/dev/null; builtin printf \"%s\" \"$PWD\" >&3 2>/dev/null' EXIT; ";
+/* With debug, tracing starts after the trap so the trace shows only the user's script. */
+static const char cwd_trap_debug[] =
+    "trap '{ set +x; } 2>/dev/null; builtin printf \"%s\" \"$PWD\" >&3 2>/dev/null' EXIT; "
+    "set -x; ";
 
 static char last_error[512] = "the exec engine has not started";
 
@@ -495,13 +499,14 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
     char *script = NULL, *new_cwd = NULL;
     int stdin_fd = -1;
     struct jail_proc *proc = NULL;
+    const char *prefix = p->debug ? cwd_trap_debug : cwd_trap;
+    size_t trap_len = strlen(prefix);
     if (r == 0) {
-        size_t trap_len = sizeof(cwd_trap) - 1;
         script = malloc(trap_len + p->script_len + 1);
         if (!script)
             r = -ENOMEM;
         else {
-            memcpy(script, cwd_trap, trap_len);
+            memcpy(script, prefix, trap_len);
             memcpy(script + trap_len, p->script, p->script_len);
             script[trap_len + p->script_len] = '\0';
         }
@@ -514,14 +519,15 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
     if (r == 0) {
         struct exec_spawn sp = {
             .script = script,
-            .script_len = sizeof(cwd_trap) - 1 + p->script_len,
+            .script_len = trap_len + p->script_len,
             .cwd = p->cwd ? p->cwd : rec->cwd,
             .cwd_is_stored = p->cwd == NULL,
             .env = p->env,
-            .debug = p->debug,
             .stdin_fd = stdin_fd,
         };
         r = exec_session_spawn(&s, &sp, &proc);
+        if (r == -ENOENT && p->cwd) /* the request named a start directory that is missing */
+            r = err_set(-ERR_INVALID_INPUT, "cwd does not exist in the sandbox: %s", p->cwd);
     }
     if (stdin_fd >= 0)
         close(stdin_fd);

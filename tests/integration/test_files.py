@@ -65,13 +65,27 @@ def test_get_errors(api, sandbox):
     assert_error(api.put(f(sandbox, "/home/user"), content=b"x"), 400, "EISDIR")
 
 
-def test_hostile_paths_stay_inside(api, sandbox):
+def test_hostile_paths_stay_inside(api, sandbox, server):
     api.put(f(sandbox, "/etc/passwd"), content=b"sandbox passwd")
     # .. and %2e%2e never leave the sandbox root
-    for p in ["home/user/../../../etc/passwd", "home/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-              "%2E%2E/%2E%2E/etc/passwd"]:
+    for p in ["home/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "%2E%2E/%2E%2E/etc/passwd",
+              "home/user%2f..%2f..%2f..%2fetc/passwd"]:
         r = api.get(f"/v1/sandboxes/{sandbox}/files/{p}")
         assert r.status_code == 200 and r.content == b"sandbox passwd", p
+    # literal ".." segments (httpx would normalise them away): a raw request
+    import socket
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(f"GET /v1/sandboxes/{sandbox}/files/home/user/../../../../etc/passwd HTTP/1.1"
+                 f"\r\nHost: x\r\nAuthorization: {api.headers['authorization']}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"sandbox passwd")
     assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/a%00b"), 400, "INVALID_INPUT")
     assert_error(api.put(f"/v1/sandboxes/{sandbox}/files/" + "x" * 300, content=b"1"), 400)
     assert_error(api.put(f"/v1/sandboxes/{sandbox}/files/" + "a/" * 2100 + "x", content=b"1"),
@@ -85,10 +99,11 @@ def test_patch_edit(api, sandbox):
     assert r.status_code == 200, r.text
     assert r.json() == {"path": "/home/user/e.py", "replacements": 1, "size": 12}
     assert api.get(p).content == b"a = 2\nb = 1\n"
-    body = assert_error(api.patch(p, json={"oldString": "= 1", "newString": "= 3"}), 409,
+    body = assert_error(api.patch(p, json={"oldString": " = ", "newString": "="}), 409,
                         "EDIT_NOT_UNIQUE")
+    assert "2 matches" in body["details"][0]
     assert_error(api.patch(p, json={"oldString": "zzz", "newString": "y"}), 409, "EDIT_NO_MATCH")
-    r = api.patch(p, json={"oldString": "= ", "newString": "=", "replaceAll": True})
+    r = api.patch(p, json={"oldString": " = ", "newString": "=", "replaceAll": True})
     assert r.json()["replacements"] == 2 and api.get(p).content == b"a=2\nb=1\n"
     assert_error(api.patch(p, json={"oldString": "", "newString": "x"}), 400, "INVALID_INPUT")
     assert_error(api.patch(p, json={"oldString": "x", "newString": "x"}), 400, "INVALID_INPUT")

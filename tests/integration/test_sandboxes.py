@@ -88,7 +88,10 @@ def test_delete_reclaims_storage(server, api):
     def chunk_bytes():
         con = sqlite3.connect(db)
         try:
-            return con.execute("SELECT COALESCE(SUM(length(data)),0) FROM chunks").fetchone()[0]
+            # chunk bytes live in a second database file beside the main one
+            con.execute("ATTACH ? AS blobs", (db + ".chunks",))
+            return con.execute("SELECT COALESCE(SUM(length(data)),0) FROM blobs.chunks"
+                               ).fetchone()[0]
         finally:
             con.close()
 
