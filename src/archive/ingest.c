@@ -1,17 +1,20 @@
 #include "archive/ingest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <archive.h>
 #include <archive_entry.h>
 
 #include "archive/b64.h"
+#include "util/buf.h"
 #include "util/err.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -198,7 +201,8 @@ static void detail_entry(const char *name)
 struct ingest {
     struct store *st;
     char *base;                /* normalised basePath */
-    struct ingest_limits lim;
+    struct ingest_limits lim;  /* lim.tmp_dir points at tmp_dir */
+    char *tmp_dir;             /* copy of the caller's, or NULL */
 
     pthread_mutex_t mu;
     pthread_cond_t can_read;   /* data or eof or abort for the worker */
@@ -222,9 +226,10 @@ struct ingest {
     int64_t bytes;             /* uncompressed file bytes read (the max_bytes count) */
 };
 
-static la_ssize_t read_cb(struct archive *a, void *userdata, const void **ret_buf)
+/* Releases what the previous call lent out, waits for data, and lends the next contiguous
+ * piece of the ring: its length, 0 at the end of the body, -ECANCELED when aborted. */
+static ssize_t queue_take(struct ingest *ing, const void **ret_buf)
 {
-    struct ingest *ing = userdata;
     pthread_mutex_lock(&ing->mu);
     if (ing->held) {
         ing->rd += ing->held;
@@ -235,8 +240,7 @@ static la_ssize_t read_cb(struct archive *a, void *userdata, const void **ret_bu
         pthread_cond_wait(&ing->can_read, &ing->mu);
     if (ing->abort) {
         pthread_mutex_unlock(&ing->mu);
-        archive_set_error(a, ECANCELED, "ingest aborted");
-        return -1;
+        return -ECANCELED;
     }
     size_t avail = (size_t)(ing->wr - ing->rd);
     size_t pos = (size_t)(ing->rd % INGEST_QUEUE_BYTES);
@@ -244,7 +248,37 @@ static la_ssize_t read_cb(struct archive *a, void *userdata, const void **ret_bu
     ing->held = n;
     pthread_mutex_unlock(&ing->mu);
     *ret_buf = ing->ring + pos;
-    return (la_ssize_t)n; /* 0 at eof */
+    return (ssize_t)n;
+}
+
+/* Copies up to `want` first unread bytes without consuming them (fewer at the end of the body). */
+static int queue_peek(struct ingest *ing, uint8_t *out, size_t want, size_t *ret_n)
+{
+    pthread_mutex_lock(&ing->mu);
+    while (ing->wr - ing->rd < want && !ing->eof && !ing->abort)
+        pthread_cond_wait(&ing->can_read, &ing->mu);
+    if (ing->abort) {
+        pthread_mutex_unlock(&ing->mu);
+        return -ECANCELED;
+    }
+    size_t n = (size_t)(ing->wr - ing->rd);
+    if (n > want)
+        n = want;
+    for (size_t i = 0; i < n; i++)
+        out[i] = ing->ring[(ing->rd + i) % INGEST_QUEUE_BYTES];
+    pthread_mutex_unlock(&ing->mu);
+    *ret_n = n;
+    return 0;
+}
+
+static la_ssize_t read_cb(struct archive *a, void *userdata, const void **ret_buf)
+{
+    ssize_t n = queue_take(userdata, ret_buf);
+    if (n < 0) {
+        archive_set_error(a, ECANCELED, "ingest aborted");
+        return -1;
+    }
+    return (la_ssize_t)n;
 }
 
 int ingest_feed(struct ingest *ing, const void *data, size_t len)
@@ -492,28 +526,116 @@ out:
     return r;
 }
 
+/* Zip keeps modes and symlinks only in its central directory, at the end of the file: reading
+ * it as a stream would lose them (and cannot read stored entries with data descriptors). So a
+ * zip body is spooled to an unlinked temporary file, bounded by SPOOL_MAX, and read seekably. */
+static int spool_open(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+        return fd >= 0 ? fd : -errno;
+    struct buf name = BUF_INIT(PATH_MAX_LEN);
+    int r = buf_addf(&name, "%s/sqlfs-ingest-XXXXXX", dir);
+    if (r < 0) {
+        buf_release(&name);
+        return r;
+    }
+    fd = mkostemp(name.data, O_CLOEXEC);
+    r = fd < 0 ? -errno : fd;
+    if (fd >= 0)
+        unlink(name.data);
+    buf_release(&name);
+    return r;
+}
+
+static int64_t spool_max(const struct ingest *ing)
+{
+    if (ing->lim.max_bytes <= 0)
+        return INT64_MAX;
+    /* deflate can grow data a little, and each entry costs headers in two places */
+    return ing->lim.max_bytes + ing->lim.max_bytes / 8 + (64 << 20);
+}
+
+static int spool(struct ingest *ing, int fd)
+{
+    int64_t total = 0, max = spool_max(ing);
+    for (;;) {
+        const void *p;
+        ssize_t n = queue_take(ing, &p);
+        if (n < 0)
+            return err_set((int)n, "ingest aborted");
+        if (n == 0)
+            return 0;
+        total += n;
+        if (total > max) {
+            int r = err_set(-ERR_PAYLOAD_TOO_LARGE, "zip archive larger than the ingest limit");
+            err_detail("MAX_INGEST_BYTES=%lld", (long long)ing->lim.max_bytes);
+            return r;
+        }
+        for (const char *c = p; n > 0;) {
+            ssize_t w = write(fd, c, (size_t)n);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return err_set(errno == ENOSPC ? -ENOSPC : -EIO, "cannot spool the zip archive");
+            c += w;
+            n -= w;
+        }
+    }
+}
+
+static bool is_zip(const uint8_t *m, size_t n)
+{
+    return n == 4 && m[0] == 'P' && m[1] == 'K' &&
+           ((m[2] == 3 && m[3] == 4) || (m[2] == 5 && m[3] == 6) || (m[2] == 7 && m[3] == 8));
+}
+
 static int run_archive(struct ingest *ing)
 {
+    uint8_t magic[4];
+    size_t nmagic = 0;
+    int r = queue_peek(ing, magic, sizeof(magic), &nmagic);
+    if (r < 0)
+        return err_set(r, "ingest aborted");
+    int fd = -1;
+    if (is_zip(magic, nmagic)) {
+        const char *dir = ing->lim.tmp_dir ? ing->lim.tmp_dir : getenv("TMPDIR");
+        fd = spool_open(dir && *dir ? dir : "/tmp");
+        if (fd < 0)
+            return err_set(fd, "cannot create a temporary file for the zip archive");
+        if ((r = spool(ing, fd)) < 0 || lseek(fd, 0, SEEK_SET) != 0) {
+            close(fd);
+            return r < 0 ? r : -EIO;
+        }
+    }
     struct archive *a = archive_read_new();
-    if (!a)
+    if (!a) {
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
-    /* An explicit list: no filter that would spawn an external program. */
-    archive_read_support_filter_gzip(a);
-    archive_read_support_filter_bzip2(a);
-    archive_read_support_filter_xz(a);
-    archive_read_support_filter_lzma(a);
-    archive_read_support_filter_zstd(a);
-    archive_read_support_format_tar(a);
-    archive_read_support_format_gnutar(a);
-    archive_read_support_format_zip(a);
-    int r = 0;
-    if (archive_read_open(a, ing, NULL, read_cb, NULL) != ARCHIVE_OK) {
+    }
+    int ar;
+    if (fd >= 0) {
+        archive_read_support_format_zip_seekable(a);
+        ar = archive_read_open_fd(a, fd, 64 * 1024);
+    } else {
+        /* An explicit list: no filter that would spawn an external program. */
+        archive_read_support_filter_gzip(a);
+        archive_read_support_filter_bzip2(a);
+        archive_read_support_filter_xz(a);
+        archive_read_support_filter_lzma(a);
+        archive_read_support_filter_zstd(a);
+        archive_read_support_format_tar(a);
+        archive_read_support_format_gnutar(a);
+        ar = archive_read_open(a, ing, NULL, read_cb, NULL);
+    }
+    if (ar != ARCHIVE_OK) {
         r = archive_fail(a, "not a supported archive");
         goto out;
     }
     for (;;) {
         struct archive_entry *e;
-        int ar = archive_read_next_header(a, &e);
+        ar = archive_read_next_header(a, &e);
         if (ar == ARCHIVE_EOF)
             break;
         if (ar < ARCHIVE_WARN) {
@@ -525,6 +647,8 @@ static int run_archive(struct ingest *ing)
     }
 out:
     archive_read_free(a);
+    if (fd >= 0)
+        close(fd);
     return r;
 }
 
@@ -575,6 +699,7 @@ static void ingest_free(struct ingest *ing)
     free(ing->err_msg);
     free(ing->ring);
     free(ing->base);
+    free(ing->tmp_dir);
     pthread_cond_destroy(&ing->can_read);
     pthread_cond_destroy(&ing->can_write);
     pthread_mutex_destroy(&ing->mu);
@@ -591,6 +716,12 @@ int ingest_new(struct store *st, const char *base_path, const struct ingest_limi
         return -ENOMEM;
     ing->st = st;
     ing->lim = *lim;
+    ing->lim.tmp_dir = NULL;
+    if (lim->tmp_dir && !(ing->tmp_dir = strdup(lim->tmp_dir))) {
+        free(ing);
+        return -ENOMEM;
+    }
+    ing->lim.tmp_dir = ing->tmp_dir;
     pthread_mutex_init(&ing->mu, NULL);
     pthread_cond_init(&ing->can_read, NULL);
     pthread_cond_init(&ing->can_write, NULL);

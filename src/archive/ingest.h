@@ -5,9 +5,12 @@
  * ingest_feed() as they arrive. A worker thread owned by the ingest runs libarchive with a read
  * callback that pulls from a bounded queue (INGEST_QUEUE_BYTES); when the queue is full,
  * ingest_feed() blocks until the worker catches up, so memory does not grow with the archive.
- * Formats are detected from the bytes: tar (ustar, pax, GNU, v7), zip, each raw or compressed
- * with gzip, bzip2, xz, lzma or zstd. File contents go chunk by chunk into store content writers;
- * the change set is built in memory from metadata only.
+ * Formats are detected from the bytes: tar (ustar, pax, GNU, v7) raw or compressed with gzip,
+ * bzip2, xz, lzma or zstd, read as a stream; and zip. Zip keeps modes and symlinks only in its
+ * central directory at the end, so a zip body (recognised by its "PK" signature) is first spooled
+ * to an unlinked temporary file under tmp_dir (at most max_bytes * 9/8 + 64 MiB, else
+ * -ERR_PAYLOAD_TOO_LARGE) and then read seekably. File contents go chunk by chunk into store
+ * content writers; the change set is built in memory from metadata only.
  *
  * Rules (all input is hostile):
  *  - Every entry name is joined to basePath with path_join_strict(): a leading "./" is dropped,
@@ -61,6 +64,8 @@ struct ingest;
 struct ingest_limits {
     int64_t max_files; /* entries of any kind (MAX_INGEST_FILES); <= 0: unlimited */
     int64_t max_bytes; /* uncompressed file bytes (MAX_INGEST_BYTES); <= 0: unlimited */
+    const char *tmp_dir; /* where a zip body is spooled (NULL: $TMPDIR, else /tmp); borrowed
+                          * until ingest_new() returns (copied) */
 };
 
 struct ingest_result {
