@@ -323,7 +323,11 @@ static void test_export_bounded(void **state)
     export_close(exp);
     fprintf(stderr, "export of 48 MiB: %zu bytes out, RSS grew %ld KiB\n", total, peak - rss0);
     assert_true(total > big);
+#ifdef __SANITIZE_ADDRESS__
+    assert_true(peak - rss0 < 32 * 1024); /* ASan's quarantine keeps freed blocks resident */
+#else
     assert_true(peak - rss0 < 8 * 1024);
+#endif
     store_close(&ms->base);
 }
 
