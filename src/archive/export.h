@@ -9,7 +9,8 @@
  * path, a big file or a non-ASCII name needs a pax extension), so any tar reads it. Entries are
  * named relative to basePath ("src/a.c", directories "src/"), in path order (a directory comes
  * before its contents); modes, mtimes and symlinks (verbatim targets) are kept; owner is uid/gid
- * 1000 "user". gzip at level EXPORT_GZIP_LEVEL (chosen for throughput).
+ * 1000 "user". gzip: a sequence of gzip members of about 1 MiB of tar each, compressed by
+ * libdeflate at level EXPORT_GZIP_LEVEL (chosen for throughput, see export.c).
  *
  * basePath: a directory exports its contents (basePath itself is not an entry; "/" exports the
  * whole sandbox); a file or symlink exports that single node under its own name; missing →
