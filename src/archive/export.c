@@ -19,27 +19,28 @@
 /* Tar bytes per gzip member. */
 #define EXPORT_GZ_BLOCK (1024 * 1024)
 
-struct export {
+struct export
+{
     struct store *st;
-    char *base;                /* normalised basePath */
-    size_t base_skip;          /* bytes of a listed path before its archive name */
-    struct file_meta *v;       /* the entries, in path order */
+    char *base;          /* normalised basePath */
+    size_t base_skip;    /* bytes of a listed path before its archive name */
+    struct file_meta *v; /* the entries, in path order */
     size_t n, cap;
-    size_t next;               /* next entry to write a header for */
+    size_t next; /* next entry to write a header for */
 
     struct archive *a;
     struct archive_entry *entry; /* reused for every header */
-    bool closed;               /* archive_write_close done: only `out` is left */
-    bool failed;               /* a write error: the stream is unusable */
+    bool closed;                 /* archive_write_close done: only `out` is left */
+    bool failed;                 /* a write error: the stream is unusable */
 
     struct content_reader *rd; /* content of the current file, or NULL */
     int64_t remaining;         /* bytes of the current file still to write */
     uint8_t *step;             /* EXPORT_STEP bytes of file data */
 
     struct libdeflate_compressor *gz; /* EXPORT_TAR_GZ only */
-    struct buf tar;            /* gzip: tar bytes not yet compressed (about one block) */
-    struct buf out;            /* archive bytes produced, not yet read */
-    size_t out_off;            /* bytes of `out` already handed out */
+    struct buf tar;                   /* gzip: tar bytes not yet compressed (about one block) */
+    struct buf out;                   /* archive bytes produced, not yet read */
+    size_t out_off;                   /* bytes of `out` already handed out */
 };
 
 static int collect_cb(const struct file_meta *meta, void *userdata)
@@ -206,7 +207,8 @@ static int write_header(struct export *exp)
         archive_entry_set_size(e, m->has_content ? m->size : 0);
     }
     archive_entry_set_perm(e, m->kind == FILE_KIND_SYMLINK ? 0777 : (m->mode & 07777));
-    archive_entry_set_mtime(e, (time_t)(m->mtime_ns / 1000000000), (long)(m->mtime_ns % 1000000000));
+    archive_entry_set_mtime(e, (time_t)(m->mtime_ns / 1000000000),
+                            (long)(m->mtime_ns % 1000000000));
     archive_entry_set_uid(e, 1000);
     archive_entry_set_gid(e, 1000);
     archive_entry_copy_uname(e, "user");

@@ -19,6 +19,14 @@
  * Consistency is the caller's job: it holds the sandbox's shared lock from export_open() to
  * export_close(), so the listed contents cannot be collected underneath the export.
  *
+ * Driving it from the HTTP layer: take the sandbox's shared lock, export_open() (ENOENT → 404
+ * before any byte is sent), then MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 KiB,
+ * reader, exp, free_cb): the reader calls export_read(exp, buf, max, &got) and returns got,
+ * MHD_CONTENT_READER_END_OF_STREAM when got == 0, MHD_CONTENT_READER_END_WITH_ERROR on an error;
+ * free_cb calls export_close() (and the lock is released when the request completes).
+ * Headers: Content-Type application/gzip (or application/x-tar) and
+ * Content-Disposition: attachment; filename="export.tar.gz" (or "export.tar").
+ *
  * Not thread-safe: one thread at a time drives an export (it may be a different thread per call).
  */
 #ifndef SQLFS_ARCHIVE_EXPORT_H
@@ -42,8 +50,8 @@ struct export;
  * prepares the archive writer. -ENOENT (missing basePath), -EINVAL (bad basePath), -ENOMEM,
  * store errors. */
 __attribute__((warn_unused_result)) int export_open(struct store *st, const char *sandbox_id,
-                                                    const char *base_path,
-                                                    enum export_format fmt, struct export **ret);
+                                                    const char *base_path, enum export_format fmt,
+                                                    struct export **ret);
 
 /* Number of entries the archive will hold (for logs). */
 size_t export_entry_count(const struct export *exp);

@@ -200,30 +200,30 @@ static void detail_entry(const char *name)
 
 struct ingest {
     struct store *st;
-    char *base;                /* normalised basePath */
-    struct ingest_limits lim;  /* lim.tmp_dir points at tmp_dir */
-    char *tmp_dir;             /* copy of the caller's, or NULL */
+    char *base;               /* normalised basePath */
+    struct ingest_limits lim; /* lim.tmp_dir points at tmp_dir */
+    char *tmp_dir;            /* copy of the caller's, or NULL */
 
     pthread_mutex_t mu;
-    pthread_cond_t can_read;   /* data or eof or abort for the worker */
-    pthread_cond_t can_write;  /* room or worker done for the feeder */
-    uint8_t *ring;             /* INGEST_QUEUE_BYTES */
-    uint64_t wr;               /* bytes ever written into the ring */
-    uint64_t rd;               /* bytes ever released by the worker */
-    size_t held;               /* bytes lent to libarchive by the last read callback */
-    bool eof;                  /* the feeder has no more data */
-    bool abort;                /* stop now */
-    bool done;                 /* the worker has finished (rc is final) */
+    pthread_cond_t can_read;  /* data or eof or abort for the worker */
+    pthread_cond_t can_write; /* room or worker done for the feeder */
+    uint8_t *ring;            /* INGEST_QUEUE_BYTES */
+    uint64_t wr;              /* bytes ever written into the ring */
+    uint64_t rd;              /* bytes ever released by the worker */
+    size_t held;              /* bytes lent to libarchive by the last read callback */
+    bool eof;                 /* the feeder has no more data */
+    bool abort;               /* stop now */
+    bool done;                /* the worker has finished (rc is final) */
     pthread_t thread;
 
     /* written by the worker only; read after `done` (under mu) or after join */
     int rc;
-    char *err_msg;             /* the worker's err_message(), malloc'd, or NULL */
-    char **err_details;        /* its details */
+    char *err_msg;      /* the worker's err_message(), malloc'd, or NULL */
+    char **err_details; /* its details */
     int n_details;
     struct entries es;
-    int64_t n_entries;         /* entries seen (the max_files count) */
-    int64_t bytes;             /* uncompressed file bytes read (the max_bytes count) */
+    int64_t n_entries; /* entries seen (the max_files count) */
+    int64_t bytes;     /* uncompressed file bytes read (the max_bytes count) */
 };
 
 /* Releases what the previous call lent out, waits for data, and lends the next contiguous
@@ -680,7 +680,8 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* ---- lifecycle -------------------------------------------------------------------------------- */
+/* ---- lifecycle --------------------------------------------------------------------------------
+ */
 
 void ingest_result_release(struct ingest_result *r)
 {

@@ -41,6 +41,18 @@
  * Errors and messages: failures found by the worker thread are recorded in the ingest and
  * re-raised with err_set()/err_detail() on the thread that calls ingest_feed()/ingest_finish().
  *
+ * Driving it from the HTTP layer (BODY_STREAM route):
+ *   on_begin  resolve basePath (query, or the multipart field seen before the archive part),
+ *             ingest_new(); raw bodies: any of application/x-tar, application/gzip,
+ *             application/zip, application/octet-stream (the bytes decide the format).
+ *   on_data   ingest_feed() with the body piece (multipart: from the MHD_PostProcessor iterator
+ *             for key "archive"). On a negative return remember the error, stop feeding and
+ *             discard the rest of the body.
+ *   handler   ingest_finish() (also after a feed error: it re-raises the worker's error), then
+ *             take the sandbox's exclusive lock and store_commit() the change set; the contents
+ *             stay pinned until then. Reply {"status":"ok","basePath","fileCount","bytes"}.
+ *   on_done   if the request ended before the handler ran (client gone): ingest_abort().
+ *
  * Thread-safety: one ingest is driven by one thread at a time (feed, then finish or abort); it
  * may be a different thread for each call (libmicrohttpd may switch threads between callbacks
  * only in thread-pool mode; any thread is fine). The store must be usable from the worker.
@@ -62,8 +74,8 @@
 struct ingest;
 
 struct ingest_limits {
-    int64_t max_files; /* entries of any kind (MAX_INGEST_FILES); <= 0: unlimited */
-    int64_t max_bytes; /* uncompressed file bytes (MAX_INGEST_BYTES); <= 0: unlimited */
+    int64_t max_files;   /* entries of any kind (MAX_INGEST_FILES); <= 0: unlimited */
+    int64_t max_bytes;   /* uncompressed file bytes (MAX_INGEST_BYTES); <= 0: unlimited */
     const char *tmp_dir; /* where a zip body is spooled (NULL: $TMPDIR, else /tmp); borrowed
                           * until ingest_new() returns (copied) */
 };

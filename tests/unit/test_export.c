@@ -11,13 +11,14 @@
 #include "memstore.h"
 #include "util/err.h"
 
-/* ---- populating a store directly -------------------------------------------------------------- */
+/* ---- populating a store directly --------------------------------------------------------------
+ */
 
 static void put_file(struct store *st, struct changeset *cs, const char *path, unsigned mode,
                      int64_t mtime_ns, const void *data, size_t len)
 {
-    struct file_meta m = {.path = (char *)path, .kind = FILE_KIND_FILE, .mode = mode,
-                          .mtime_ns = mtime_ns};
+    struct file_meta m = {
+        .path = (char *)path, .kind = FILE_KIND_FILE, .mode = mode, .mtime_ns = mtime_ns};
     struct content_writer *w = NULL;
     assert_int_equal(store_content_begin(st, &w), 0);
     for (size_t o = 0; o < len; o += 100000) {
@@ -32,8 +33,12 @@ static void put_file(struct store *st, struct changeset *cs, const char *path, u
 static void put_node(struct changeset *cs, const char *path, enum file_kind kind, unsigned mode,
                      int64_t mtime_ns, const char *target)
 {
-    struct file_meta m = {.path = (char *)path, .kind = kind, .mode = mode, .mtime_ns = mtime_ns,
-                          .target = (char *)target, .size = target ? (int64_t)strlen(target) : 0};
+    struct file_meta m = {.path = (char *)path,
+                          .kind = kind,
+                          .mode = mode,
+                          .mtime_ns = mtime_ns,
+                          .target = (char *)target,
+                          .size = target ? (int64_t)strlen(target) : 0};
     assert_int_equal(changeset_put(cs, &m), 0);
 }
 

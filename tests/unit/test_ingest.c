@@ -21,11 +21,11 @@ enum fmt { F_TAR, F_TGZ, F_TBZ2, F_TXZ, F_TZST, F_ZIP };
 
 struct spec {
     const char *name;
-    char type;          /* f file, d dir, l symlink, h hardlink, c char device, p fifo */
+    char type; /* f file, d dir, l symlink, h hardlink, c char device, p fifo */
     unsigned mode;
-    int64_t mtime;      /* seconds */
-    const char *data;   /* file data or link target */
-    size_t len;         /* file length (data may be NULL: pattern bytes) */
+    int64_t mtime;    /* seconds */
+    const char *data; /* file data or link target */
+    size_t len;       /* file length (data may be NULL: pattern bytes) */
 };
 
 static la_ssize_t buf_write_cb(struct archive *a, void *ud, const void *d, size_t n)
@@ -53,11 +53,20 @@ static void build(enum fmt f, const struct spec *sp, size_t n, struct buf *out)
     else
         assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
     switch (f) {
-    case F_TGZ: assert_int_equal(archive_write_add_filter_gzip(a), ARCHIVE_OK); break;
-    case F_TBZ2: assert_int_equal(archive_write_add_filter_bzip2(a), ARCHIVE_OK); break;
-    case F_TXZ: assert_int_equal(archive_write_add_filter_xz(a), ARCHIVE_OK); break;
-    case F_TZST: assert_int_equal(archive_write_add_filter_zstd(a), ARCHIVE_OK); break;
-    default: break;
+    case F_TGZ:
+        assert_int_equal(archive_write_add_filter_gzip(a), ARCHIVE_OK);
+        break;
+    case F_TBZ2:
+        assert_int_equal(archive_write_add_filter_bzip2(a), ARCHIVE_OK);
+        break;
+    case F_TXZ:
+        assert_int_equal(archive_write_add_filter_xz(a), ARCHIVE_OK);
+        break;
+    case F_TZST:
+        assert_int_equal(archive_write_add_filter_zstd(a), ARCHIVE_OK);
+        break;
+    default:
+        break;
     }
     /* no padding of the compressed stream to a 10 KiB block (tar --zstd does not pad) */
     assert_int_equal(archive_write_set_bytes_in_last_block(a, 1), ARCHIVE_OK);
@@ -69,8 +78,13 @@ static void build(enum fmt f, const struct spec *sp, size_t n, struct buf *out)
         archive_entry_set_perm(e, sp[i].mode);
         archive_entry_set_mtime(e, sp[i].mtime, 0);
         switch (sp[i].type) {
-        case 'f': archive_entry_set_filetype(e, AE_IFREG); archive_entry_set_size(e, (la_int64_t)sp[i].len); break;
-        case 'd': archive_entry_set_filetype(e, AE_IFDIR); break;
+        case 'f':
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_size(e, (la_int64_t)sp[i].len);
+            break;
+        case 'd':
+            archive_entry_set_filetype(e, AE_IFDIR);
+            break;
         case 'l':
             archive_entry_set_filetype(e, AE_IFLNK);
             archive_entry_copy_symlink(e, sp[i].data);
@@ -80,13 +94,19 @@ static void build(enum fmt f, const struct spec *sp, size_t n, struct buf *out)
             archive_entry_copy_hardlink(e, sp[i].data);
             archive_entry_set_size(e, 0);
             break;
-        case 'c': archive_entry_set_filetype(e, AE_IFCHR); archive_entry_set_rdev(e, 0x0101); break;
-        case 'p': archive_entry_set_filetype(e, AE_IFIFO); break;
+        case 'c':
+            archive_entry_set_filetype(e, AE_IFCHR);
+            archive_entry_set_rdev(e, 0x0101);
+            break;
+        case 'p':
+            archive_entry_set_filetype(e, AE_IFIFO);
+            break;
         }
         assert_true(archive_write_header(a, e) >= ARCHIVE_WARN);
         if (sp[i].type == 'f' && sp[i].len) {
             if (sp[i].data) {
-                assert_int_equal(archive_write_data(a, sp[i].data, sp[i].len), (la_ssize_t)sp[i].len);
+                assert_int_equal(archive_write_data(a, sp[i].data, sp[i].len),
+                                 (la_ssize_t)sp[i].len);
             } else {
                 uint8_t blk[4096];
                 for (size_t o = 0; o < sp[i].len; o += sizeof(blk)) {
@@ -168,7 +188,8 @@ static void expect_refused(enum fmt f, const struct spec *sp, size_t n,
     store_close(&ms->base);
 }
 
-/* ---- round trip ------------------------------------------------------------------------------- */
+/* ---- round trip -------------------------------------------------------------------------------
+ */
 
 static const char hello[] = "int main(void) { return 0; }\n";
 
@@ -183,7 +204,8 @@ static const struct spec tree[] = {
     {"abs", 'l', 0777, 1700000010, "/etc/passwd", 0},
     {"up", 'l', 0777, 1700000010, "../../x", 0},
     {"d/e/f/deep/name-that-is-rather-long-to-need-more-than-one-hundred-bytes-in-a-tar-header-"
-     "so-pax-is-used.txt", 'f', 0640, 1700000012, "deep\n", 5},
+     "so-pax-is-used.txt",
+     'f', 0640, 1700000012, "deep\n", 5},
 };
 #define NTREE (sizeof(tree) / sizeof(tree[0]))
 
@@ -293,8 +315,8 @@ static void round_trip(enum fmt f, size_t piece)
     struct changeset cs;
     changeset_init(&cs, "ingest");
     struct ingest_result res = {0};
-    int r = run_ingest(&ms->base, "/home/user/project", ar.data, ar.len, piece, &nolimits, &cs,
-                       &res);
+    int r =
+        run_ingest(&ms->base, "/home/user/project", ar.data, ar.len, piece, &nolimits, &cs, &res);
     if (r < 0)
         fail_msg("ingest failed: %d %s", r, err_message());
     assert_true(cs.create_parents);
@@ -389,8 +411,7 @@ static void test_absolute(void **state)
 
 static void test_symlink_write_through(void **state)
 {
-    const struct spec a[] = {{"l", 'l', 0777, 1, "/etc", 0},
-                             {"l/passwd", 'f', 0644, 1, "evil", 4}};
+    const struct spec a[] = {{"l", 'l', 0777, 1, "/etc", 0}, {"l/passwd", 'f', 0644, 1, "evil", 4}};
     expect_refused(F_TAR, a, 2, &nolimits, -ERR_INVALID_INPUT, "l/passwd");
     const struct spec b[] = {{"d/", 'd', 0755, 1, NULL, 0},
                              {"d/up", 'l', 0777, 1, "../../..", 0},
@@ -420,8 +441,10 @@ static void test_bad_hardlink(void **state)
 
 static void test_limits(void **state)
 {
-    const struct spec a[] = {{"a", 'f', 0644, 1, "1", 1}, {"b", 'f', 0644, 1, "2", 1},
-                             {"c/", 'd', 0755, 1, NULL, 0}, {"c/d", 'f', 0644, 1, "3", 1},
+    const struct spec a[] = {{"a", 'f', 0644, 1, "1", 1},
+                             {"b", 'f', 0644, 1, "2", 1},
+                             {"c/", 'd', 0755, 1, NULL, 0},
+                             {"c/d", 'f', 0644, 1, "3", 1},
                              {"e", 'l', 0777, 1, "a", 0}};
     struct ingest_limits four = {4, 0, NULL};
     expect_refused(F_TAR, a, 5, &four, -ERR_TOO_MANY_ENTRIES, "MAX_INGEST_FILES=4");
@@ -594,7 +617,8 @@ static void test_corrupt(void **state)
 static void test_abort(void **state)
 {
     struct memstore *ms = memstore_new();
-    const struct spec sp[] = {{"a", 'f', 0644, 1, NULL, 3 << 20}, {"b", 'f', 0644, 1, NULL, 3 << 20}};
+    const struct spec sp[] = {{"a", 'f', 0644, 1, NULL, 3 << 20},
+                              {"b", 'f', 0644, 1, NULL, 3 << 20}};
     struct buf ar = BUF_INIT(0);
     build(F_TGZ, sp, 2, &ar);
     struct ingest *ing = NULL;
@@ -671,7 +695,8 @@ static void test_setuid_dropped(void **state)
     store_close(&ms->base);
 }
 
-/* ---- base64 and ingest-files ------------------------------------------------------------------ */
+/* ---- base64 and ingest-files ------------------------------------------------------------------
+ */
 
 static void expect_b64(const char *in, const char *want)
 {
@@ -711,18 +736,18 @@ static void test_b64(void **state)
     assert_int_equal(out[1], 1);
     assert_int_equal(out[2], 0);
     free(out);
-    expect_b64_bad("Zg", 2);           /* unpadded */
-    expect_b64_bad("Zg=", 3);          /* wrong length */
-    expect_b64_bad("Zm9v\n", 5);       /* newline */
-    expect_b64_bad("Zm9v YmFy", 9);    /* space */
-    expect_b64_bad(" Zm9", 4);         /* leading space */
-    expect_b64_bad("Zm9\t", 4);        /* tab */
-    expect_b64_bad("Z===", 4);         /* too much padding */
-    expect_b64_bad("Zg=a", 4);         /* padding in the middle */
-    expect_b64_bad("Zg==Zg==", 8);     /* padding before the end */
-    expect_b64_bad("Zm9-", 4);         /* URL-safe alphabet */
+    expect_b64_bad("Zg", 2);        /* unpadded */
+    expect_b64_bad("Zg=", 3);       /* wrong length */
+    expect_b64_bad("Zm9v\n", 5);    /* newline */
+    expect_b64_bad("Zm9v YmFy", 9); /* space */
+    expect_b64_bad(" Zm9", 4);      /* leading space */
+    expect_b64_bad("Zm9\t", 4);     /* tab */
+    expect_b64_bad("Z===", 4);      /* too much padding */
+    expect_b64_bad("Zg=a", 4);      /* padding in the middle */
+    expect_b64_bad("Zg==Zg==", 8);  /* padding before the end */
+    expect_b64_bad("Zm9-", 4);      /* URL-safe alphabet */
     expect_b64_bad("Zm9_", 4);
-    expect_b64_bad("Zm\0v", 4);        /* NUL */
+    expect_b64_bad("Zm\0v", 4); /* NUL */
     expect_b64_bad("====", 4);
     /* round trip of every length 0..300 through encode/decode */
     uint8_t src[300];
@@ -746,8 +771,7 @@ static void test_b64(void **state)
 static void test_ingest_files(void **state)
 {
     struct memstore *ms = memstore_new();
-    json_t *files = json_pack("{s:s, s:s, s:s}", "a.txt", "aGVsbG8=", "dir/b.bin", "AAEC",
-                              "e", "");
+    json_t *files = json_pack("{s:s, s:s, s:s}", "a.txt", "aGVsbG8=", "dir/b.bin", "AAEC", "e", "");
     struct changeset cs;
     changeset_init(&cs, "ingest");
     struct ingest_result res = {0};
@@ -778,9 +802,9 @@ static void test_ingest_files(void **state)
 
     /* every bad key is named; nothing is stored */
     changeset_init(&cs, "ingest");
-    files = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "good", "Zm9v",
-                      "/abs", "Zm9v", "../up", "Zm9v", "a/./b", "Zm9v", "a//b", "Zm9v",
-                      "num", 5, "ws", "Zm9v\n", "pad", "Zg=", "p", "Zm9v", "p/child", "Zm9v");
+    files = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:s}", "good", "Zm9v", "/abs",
+                      "Zm9v", "../up", "Zm9v", "a/./b", "Zm9v", "a//b", "Zm9v", "num", 5, "ws",
+                      "Zm9v\n", "pad", "Zg=", "p", "Zm9v", "p/child", "Zm9v");
     int before = ms->writers_begun;
     err_clear();
     assert_int_equal(ingest_files_build(&ms->base, "/home/user/x", files, 100, 1000, &cs, &res),
@@ -820,15 +844,23 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bomb), /* first: its peak-RSS check needs a low baseline */
-        cmocka_unit_test(test_round_trip_tar),  cmocka_unit_test(test_round_trip_tgz),
-        cmocka_unit_test(test_round_trip_tbz2), cmocka_unit_test(test_round_trip_txz),
-        cmocka_unit_test(test_round_trip_tzst), cmocka_unit_test(test_round_trip_zip),
-        cmocka_unit_test(test_zip_slip),        cmocka_unit_test(test_absolute),
-        cmocka_unit_test(test_symlink_write_through), cmocka_unit_test(test_device_fifo),
-        cmocka_unit_test(test_bad_hardlink),    cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_round_trip_tar),
+        cmocka_unit_test(test_round_trip_tgz),
+        cmocka_unit_test(test_round_trip_tbz2),
+        cmocka_unit_test(test_round_trip_txz),
+        cmocka_unit_test(test_round_trip_tzst),
+        cmocka_unit_test(test_round_trip_zip),
+        cmocka_unit_test(test_zip_slip),
+        cmocka_unit_test(test_absolute),
+        cmocka_unit_test(test_symlink_write_through),
+        cmocka_unit_test(test_device_fifo),
+        cmocka_unit_test(test_bad_hardlink),
+        cmocka_unit_test(test_limits),
         cmocka_unit_test(test_corrupt),
-        cmocka_unit_test(test_abort),           cmocka_unit_test(test_duplicates_and_dot),
-        cmocka_unit_test(test_setuid_dropped),  cmocka_unit_test(test_b64),
+        cmocka_unit_test(test_abort),
+        cmocka_unit_test(test_duplicates_and_dot),
+        cmocka_unit_test(test_setuid_dropped),
+        cmocka_unit_test(test_b64),
         cmocka_unit_test(test_ingest_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
