@@ -453,6 +453,19 @@ static const char *entry_name(struct archive_entry *e)
     return n ? n : archive_entry_pathname(e);
 }
 
+/* path_join_strict() answers in a PATH_MAX_LEN buffer: keep only the bytes needed, since
+ * every entry's path stays in memory until the change set is built. */
+static int join_compact(const char *base, const char *rel, char **ret)
+{
+    char *p = NULL;
+    int r = path_join_strict(base, rel, &p);
+    if (r < 0)
+        return r;
+    *ret = strdup(p);
+    free(p);
+    return *ret ? 0 : -ENOMEM;
+}
+
 static int process_entry(struct ingest *ing, struct archive *a, struct archive_entry *e)
 {
     const char *name = entry_name(e);
@@ -467,7 +480,7 @@ static int process_entry(struct ingest *ing, struct archive *a, struct archive_e
         return r;
     }
     struct file_meta meta = {0};
-    int r = path_join_strict(ing->base, name, &meta.path);
+    int r = join_compact(ing->base, name, &meta.path);
     if (r == -ENAMETOOLONG)
         return refuse("archive entry path too long", name);
     if (r == -EINVAL)
@@ -840,7 +853,7 @@ static int files_validate(struct entries *es, const char *base, json_t *files, i
     json_object_foreach(files, key, val)
     {
         struct file_meta meta = {.kind = FILE_KIND_FILE, .mode = 0644, .mtime_ns = now};
-        int r = path_join_strict(base, key, &meta.path);
+        int r = join_compact(base, key, &meta.path);
         if (r == -ENOMEM)
             return r;
         if (r < 0) {

@@ -6,6 +6,7 @@
  * -DBENCH_MEMSTORE). Prints MB/s of uncompressed file bytes and the peak RSS. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,19 @@ static struct store ns_store = {&ns_ops};
 #endif
 
 static const char *SB = "00000000-0000-4000-8000-000000000001";
+static char tmpdir[64];
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* Removes the temporary store directory. */
+static void cleanup(void)
+{
+    if (tmpdir[0])
+        nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
 
 static long max_rss_mb(void)
 {
@@ -88,11 +102,12 @@ static struct store *open_store(void)
 #elif defined(BENCH_NULLSTORE)
     return &ns_store;
 #else
-    char dir[] = "/tmp/sqlfs-bench-XXXXXX";
-    if (!mkdtemp(dir))
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/sqlfs-bench-XXXXXX");
+    if (!mkdtemp(tmpdir))
         exit(1);
+    atexit(cleanup);
     char path[128];
-    snprintf(path, sizeof(path), "%s/store.db", dir);
+    snprintf(path, sizeof(path), "%s/store.db", tmpdir);
     struct store *st = NULL;
     if (store_open_sqlite(path, &st) < 0) {
         fprintf(stderr, "store: %s\n", err_message());
