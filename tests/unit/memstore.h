@@ -1,6 +1,9 @@
-/* A small in-memory engine of store.h for unit tests of modules above the store, used where the
- * SQLite engine is not linked in. Only what ingest/export use: contents, stat, list, commit.
- * One sandbox ("any id"), no version checks, no quota. Thread-safe via one mutex. */
+/* Stores for unit tests of modules above the store.
+ * memstore: a small in-memory engine of store.h, instrumented (content writers begun and still
+ * open, commits) for tests that must prove nothing leaked or was committed. Only what
+ * ingest/export use: contents, stat, list, commit. One sandbox (any id), no version checks, no
+ * quota. Thread-safe via one mutex.
+ * test_sqlite_*: the real SQLite engine in a temporary directory, for round trips. */
 #ifndef SQLFS_TESTS_MEMSTORE_H
 #define SQLFS_TESTS_MEMSTORE_H
 
@@ -265,3 +268,57 @@ static inline struct memstore *memstore_new(void)
 }
 
 #endif
+
+/* ---- the real SQLite engine in a temporary directory ----------------------------------------- */
+
+#include <ftw.h>
+#include <stdio.h>
+
+#define TEST_SB "11111111-1111-4111-8111-111111111111"
+
+static int test_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Opens a fresh SQLite store under dir (>= 64 bytes, filled here) holding sandbox TEST_SB. */
+static inline struct store *test_sqlite_open(char *dir)
+{
+    snprintf(dir, 64, "/tmp/test_archive.XXXXXX");
+    if (!mkdtemp(dir))
+        return NULL;
+    char db[128];
+    snprintf(db, sizeof(db), "%s/store.db", dir);
+    struct store *st = NULL;
+    if (store_open_sqlite(db, &st) < 0)
+        return NULL;
+    struct sandbox_rec r = {0};
+    snprintf(r.id, sizeof(r.id), "%s", TEST_SB);
+    r.tenant = (char *)"t";
+    r.sub = (char *)"u";
+    if (store_sandbox_create(st, &r, NULL, NULL) < 0) {
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+static inline void test_sqlite_close(struct store *st, const char *dir)
+{
+    store_close(st);
+    nftw(dir, test_rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The sandbox's version (how many commits it saw). */
+static inline int64_t test_sqlite_version(struct store *st)
+{
+    struct sandbox_rec r;
+    if (store_sandbox_get(st, TEST_SB, NULL, NULL, &r) < 0)
+        return -1;
+    int64_t v = r.version;
+    sandbox_rec_release(&r);
+    return v;
+}

@@ -48,7 +48,7 @@ static int export_all(struct store *st, const char *base, enum export_format f, 
 {
     struct export *exp = NULL;
     err_clear();
-    int r = export_open(st, "sb", base, f, &exp);
+    int r = export_open(st, TEST_SB, base, f, &exp);
     if (r < 0)
         return r;
     uint8_t *tmp = malloc(cap);
@@ -118,40 +118,44 @@ static void release_entries(struct got_entry *g, size_t n)
 
 static const int64_t T = 1700000000LL * 1000000000LL;
 
-static struct memstore *sample_store(char **longname)
+static const struct commit_opts copts = {.expect_version = -1, .quota_bytes = 0, .now_ms = 1};
+
+/* A SQLite store (in dir) holding a sample tree under /home/user and a file outside it. */
+static struct store *sample_store(char *dir, char **longname)
 {
-    struct memstore *ms = memstore_new();
+    struct store *st = test_sqlite_open(dir);
+    assert_non_null(st);
     struct changeset cs;
     changeset_init(&cs, "test");
     cs.create_parents = true;
     put_node(&cs, "/home", FILE_KIND_DIR, 0755, T, NULL);
     put_node(&cs, "/home/user", FILE_KIND_DIR, 0755, T, NULL);
     put_node(&cs, "/home/user/src", FILE_KIND_DIR, 0700, T + 1000000000, NULL);
-    put_file(&ms->base, &cs, "/home/user/src/a.c", 0644, T + 2000000000, "int a;\n", 7);
-    put_file(&ms->base, &cs, "/home/user/run.sh", 0755, T + 3000000000, "#!/bin/sh\n", 10);
-    put_file(&ms->base, &cs, "/home/user/empty", 0600, T, "", 0);
+    put_file(st, &cs, "/home/user/src/a.c", 0644, T + 2000000000, "int a;\n", 7);
+    put_file(st, &cs, "/home/user/run.sh", 0755, T + 3000000000, "#!/bin/sh\n", 10);
+    put_file(st, &cs, "/home/user/empty", 0600, T, "", 0);
     put_node(&cs, "/home/user/link", FILE_KIND_SYMLINK, 0777, T, "/etc/passwd");
     put_node(&cs, "/home/user/emptydir", FILE_KIND_DIR, 0755, T, NULL);
-    put_file(&ms->base, &cs, "/home/user/h\xc3\xa9llo.txt", 0644, T, "utf8\n", 5);
+    put_file(st, &cs, "/home/user/h\xc3\xa9llo.txt", 0644, T, "utf8\n", 5);
     /* a path of more than 255 bytes and a name of more than 100: pax extensions */
     static char lng[400];
     snprintf(lng, sizeof(lng), "/home/user/%0100d/%0100d/%0150d.txt", 1, 2, 3);
     for (char *p = lng; *p; p++)
         if (*p == '0')
             *p = 'x';
-    put_file(&ms->base, &cs, lng, 0644, T, "long\n", 5);
+    put_file(st, &cs, lng, 0644, T, "long\n", 5);
     size_t big = 3 * 1024 * 1024 + 17;
     uint8_t *data = malloc(big);
     for (size_t i = 0; i < big; i++)
         data[i] = (uint8_t)(i * 2654435761u >> 24);
-    put_file(&ms->base, &cs, "/home/user/big.bin", 0644, T, data, big);
+    put_file(st, &cs, "/home/user/big.bin", 0644, T, data, big);
     free(data);
-    put_file(&ms->base, &cs, "/other/secret", 0600, T, "not exported", 12);
-    assert_int_equal(store_commit(&ms->base, "sb", &cs, NULL, NULL), 0);
+    put_file(st, &cs, "/other/secret", 0600, T, "not exported", 12);
+    assert_int_equal(store_commit(st, TEST_SB, &cs, &copts, NULL), 0);
     changeset_release(&cs);
     if (longname)
         *longname = lng + strlen("/home/user/");
-    return ms;
+    return st;
 }
 
 static const struct got_entry *find(const struct got_entry *g, size_t n, const char *name)
@@ -200,14 +204,15 @@ static void check_sample(const struct got_entry *g, size_t n, const char *longna
 static void test_export_formats(void **state)
 {
     char *longname = NULL;
-    struct memstore *ms = sample_store(&longname);
+    char dir[64];
+    struct store *st = sample_store(dir, &longname);
     size_t caps[] = {1, 1000, 65536, 1 << 20};
     for (int f = EXPORT_TAR_GZ; f <= EXPORT_TAR; f++) {
         for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
             if (caps[c] == 1 && f == EXPORT_TAR)
                 continue; /* 3 MiB one byte at a time once is enough */
             struct buf ar = BUF_INIT(0);
-            assert_int_equal(export_all(&ms->base, "/home/user", f, caps[c], &ar), 0);
+            assert_int_equal(export_all(st, "/home/user", f, caps[c], &ar), 0);
             if (f == EXPORT_TAR_GZ)
                 assert_true((uint8_t)ar.data[0] == 0x1f && (uint8_t)ar.data[1] == 0x8b);
             else
@@ -223,20 +228,21 @@ static void test_export_formats(void **state)
             buf_release(&ar);
         }
     }
-    store_close(&ms->base);
+    test_sqlite_close(st, dir);
 }
 
 static void test_export_base_kinds(void **state)
 {
-    struct memstore *ms = sample_store(NULL);
+    char dir[64];
+    struct store *st = sample_store(dir, NULL);
     struct buf ar = BUF_INIT(0);
     struct got_entry g[32];
     /* missing basePath */
-    assert_int_equal(export_all(&ms->base, "/home/nobody", EXPORT_TAR_GZ, 4096, &ar), -ENOENT);
+    assert_int_equal(export_all(st, "/home/nobody", EXPORT_TAR_GZ, 4096, &ar), -ENOENT);
     assert_non_null(err_message());
-    assert_int_equal(export_all(&ms->base, "relative", EXPORT_TAR_GZ, 4096, &ar), -EINVAL);
+    assert_int_equal(export_all(st, "relative", EXPORT_TAR_GZ, 4096, &ar), -EINVAL);
     /* a file: that file alone, under its own name */
-    assert_int_equal(export_all(&ms->base, "/home/user/src/a.c", EXPORT_TAR, 4096, &ar), 0);
+    assert_int_equal(export_all(st, "/home/user/src/a.c", EXPORT_TAR, 4096, &ar), 0);
     size_t n = read_back(&ar, g, 32);
     assert_int_equal(n, 1);
     assert_string_equal(g[0].name, "a.c");
@@ -244,7 +250,7 @@ static void test_export_base_kinds(void **state)
     release_entries(g, n);
     buf_release(&ar);
     /* a symlink: the link itself */
-    assert_int_equal(export_all(&ms->base, "/home/user/link", EXPORT_TAR, 4096, &ar), 0);
+    assert_int_equal(export_all(st, "/home/user/link", EXPORT_TAR, 4096, &ar), 0);
     n = read_back(&ar, g, 32);
     assert_int_equal(n, 1);
     assert_string_equal(g[0].name, "link");
@@ -252,11 +258,11 @@ static void test_export_base_kinds(void **state)
     release_entries(g, n);
     buf_release(&ar);
     /* an empty directory: a valid empty archive */
-    assert_int_equal(export_all(&ms->base, "/home/user/emptydir", EXPORT_TAR_GZ, 4096, &ar), 0);
+    assert_int_equal(export_all(st, "/home/user/emptydir", EXPORT_TAR_GZ, 4096, &ar), 0);
     assert_int_equal(read_back(&ar, g, 32), 0);
     buf_release(&ar);
     /* the root: everything, relative to / */
-    assert_int_equal(export_all(&ms->base, "/", EXPORT_TAR_GZ, 65536, &ar), 0);
+    assert_int_equal(export_all(st, "/", EXPORT_TAR_GZ, 65536, &ar), 0);
     n = read_back(&ar, g, 32);
     assert_int_equal(n, 15);
     assert_non_null(find(g, n, "home/"));
@@ -265,20 +271,21 @@ static void test_export_base_kinds(void **state)
     release_entries(g, n);
     buf_release(&ar);
     /* basePath is normalised */
-    assert_int_equal(export_all(&ms->base, "/home/user/src/../src/", EXPORT_TAR, 512, &ar), 0);
+    assert_int_equal(export_all(st, "/home/user/src/../src/", EXPORT_TAR, 512, &ar), 0);
     n = read_back(&ar, g, 32);
     assert_int_equal(n, 1);
     assert_string_equal(g[0].name, "a.c");
     release_entries(g, n);
     buf_release(&ar);
-    store_close(&ms->base);
+    test_sqlite_close(st, dir);
 }
 
 static void test_export_close_early(void **state)
 {
-    struct memstore *ms = sample_store(NULL);
+    char dir[64];
+    struct store *st = sample_store(dir, NULL);
     struct export *exp = NULL;
-    assert_int_equal(export_open(&ms->base, "sb", "/home/user", EXPORT_TAR_GZ, &exp), 0);
+    assert_int_equal(export_open(st, TEST_SB, "/home/user", EXPORT_TAR_GZ, &exp), 0);
     assert_int_equal(export_entry_count(exp), 11);
     char tmp[3000];
     size_t got = 0;
@@ -286,7 +293,7 @@ static void test_export_close_early(void **state)
         assert_int_equal(export_read(exp, tmp, sizeof(tmp), &got), 0);
     export_close(exp); /* mid-file: the content reader and writer are released */
     export_close(NULL);
-    store_close(&ms->base);
+    test_sqlite_close(st, dir);
 }
 
 static long rss_kb(void)
@@ -301,7 +308,9 @@ static long rss_kb(void)
 /* Memory stays bounded while a large file streams out: the export holds about one step. */
 static void test_export_bounded(void **state)
 {
-    struct memstore *ms = memstore_new();
+    char dir[64];
+    struct store *st = test_sqlite_open(dir);
+    assert_non_null(st);
     struct changeset cs;
     changeset_init(&cs, "test");
     cs.create_parents = true;
@@ -309,12 +318,12 @@ static void test_export_bounded(void **state)
     uint8_t *data = malloc(big);
     for (size_t i = 0; i < big; i++)
         data[i] = (uint8_t)(i * 2654435761u >> 24);
-    put_file(&ms->base, &cs, "/d/big", 0644, T, data, big);
+    put_file(st, &cs, "/d/big", 0644, T, data, big);
     free(data);
-    assert_int_equal(store_commit(&ms->base, "sb", &cs, NULL, NULL), 0);
+    assert_int_equal(store_commit(st, TEST_SB, &cs, &copts, NULL), 0);
     changeset_release(&cs);
     struct export *exp = NULL;
-    assert_int_equal(export_open(&ms->base, "sb", "/d", EXPORT_TAR, &exp), 0);
+    assert_int_equal(export_open(st, TEST_SB, "/d", EXPORT_TAR, &exp), 0);
     long rss0 = rss_kb(), peak = rss0;
     char tmp[32768];
     size_t total = 0, got = 0;
@@ -333,7 +342,7 @@ static void test_export_bounded(void **state)
 #else
     assert_true(peak - rss0 < 8 * 1024);
 #endif
-    store_close(&ms->base);
+    test_sqlite_close(st, dir);
 }
 
 int main(void)

@@ -219,7 +219,7 @@ static void check_export(struct store *st, enum export_format ef, const struct s
                          size_t readcap)
 {
     struct export *exp = NULL;
-    assert_int_equal(export_open(st, "sb", "/home/user/project", ef, &exp), 0);
+    assert_int_equal(export_open(st, TEST_SB, "/home/user/project", ef, &exp), 0);
     struct buf out = BUF_INIT(0);
     uint8_t *tmp = malloc(readcap);
     for (;;) {
@@ -299,9 +299,14 @@ static void check_export(struct store *st, enum export_format ef, const struct s
     buf_release(&out);
 }
 
+static const struct commit_opts copts = {.expect_version = -1, .quota_bytes = 0, .now_ms = 1};
+
+/* archive → ingest → change set → commit (SQLite) → export (tar.gz and tar) → compare */
 static void round_trip(enum fmt f, size_t piece)
 {
-    struct memstore *ms = memstore_new();
+    char dir[64];
+    struct store *st = test_sqlite_open(dir);
+    assert_non_null(st);
     struct spec sp[NTREE + 1];
     memcpy(sp, tree, sizeof(tree));
     size_t n = NTREE;
@@ -315,10 +320,11 @@ static void round_trip(enum fmt f, size_t piece)
     struct changeset cs;
     changeset_init(&cs, "ingest");
     struct ingest_result res = {0};
-    int r =
-        run_ingest(&ms->base, "/home/user/project", ar.data, ar.len, piece, &nolimits, &cs, &res);
+    int64_t v0 = test_sqlite_version(st);
+    int r = run_ingest(st, "/home/user/project", ar.data, ar.len, piece, &nolimits, &cs, &res);
     if (r < 0)
         fail_msg("ingest failed: %d %s", r, err_message());
+    assert_int_equal(test_sqlite_version(st), v0); /* nothing committed by the ingest itself */
     assert_true(cs.create_parents);
     assert_string_equal(res.base_path, "/home/user/project");
     int64_t files = 0, bytes = 0;
@@ -343,13 +349,17 @@ static void round_trip(enum fmt f, size_t piece)
     assert_non_null(em);
     assert_false(em->meta.has_content);
     assert_int_equal(em->meta.size, 0);
-    assert_int_equal(store_commit(&ms->base, "sb", &cs, NULL, NULL), 0);
-    check_export(&ms->base, EXPORT_TAR_GZ, sp, n, 65536);
-    check_export(&ms->base, EXPORT_TAR, sp, n, 1000);
+    struct commit_result cr;
+    r = store_commit(st, TEST_SB, &cs, &copts, &cr);
+    if (r < 0)
+        fail_msg("commit failed: %d %s", r, err_message());
+    assert_int_equal(cr.version, v0 + 1);
+    check_export(st, EXPORT_TAR_GZ, sp, n, 65536);
+    check_export(st, EXPORT_TAR, sp, n, 1000);
     ingest_result_release(&res);
     changeset_release(&cs);
     buf_release(&ar);
-    store_close(&ms->base);
+    test_sqlite_close(st, dir);
 }
 
 static void test_round_trip_tar(void **state)
@@ -770,13 +780,15 @@ static void test_b64(void **state)
 
 static void test_ingest_files(void **state)
 {
-    struct memstore *ms = memstore_new();
+    char dir[64];
+    struct store *st = test_sqlite_open(dir);
+    assert_non_null(st);
     json_t *files = json_pack("{s:s, s:s, s:s}", "a.txt", "aGVsbG8=", "dir/b.bin", "AAEC", "e", "");
     struct changeset cs;
     changeset_init(&cs, "ingest");
     struct ingest_result res = {0};
     err_clear();
-    assert_int_equal(ingest_files_build(&ms->base, "/home/user/x", files, 10, 100, &cs, &res), 0);
+    assert_int_equal(ingest_files_build(st, "/home/user/x", files, 10, 100, &cs, &res), 0);
     assert_int_equal(res.file_count, 3);
     assert_int_equal(res.bytes, 8);
     assert_true(cs.create_parents);
@@ -787,18 +799,20 @@ static void test_ingest_files(void **state)
     assert_int_equal(c->meta.size, 5);
     assert_true(c->meta.has_content);
     assert_false(find_change(&cs, "/home/user/x/e")->meta.has_content);
-    assert_int_equal(store_commit(&ms->base, "sb", &cs, NULL, NULL), 0);
+    assert_int_equal(store_commit(st, TEST_SB, &cs, &copts, NULL), 0);
     struct content_reader *rd = NULL;
-    assert_int_equal(store_content_open(&ms->base, c->meta.content, &rd), 0);
+    assert_int_equal(store_content_open(st, c->meta.content, &rd), 0);
     char got[16];
     size_t n = 0;
-    assert_int_equal(store_content_read(&ms->base, rd, got, sizeof(got), &n), 0);
+    assert_int_equal(store_content_read(st, rd, got, sizeof(got), &n), 0);
     assert_int_equal(n, 5);
     assert_memory_equal(got, "hello", 5);
-    store_content_close(&ms->base, rd);
+    store_content_close(st, rd);
     ingest_result_release(&res);
     changeset_release(&cs);
     json_decref(files);
+    test_sqlite_close(st, dir);
+    struct memstore *ms = memstore_new();
 
     /* every bad key is named; nothing is stored */
     changeset_init(&cs, "ingest");
