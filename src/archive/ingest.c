@@ -541,7 +541,7 @@ out:
 
 /* Zip keeps modes and symlinks only in its central directory, at the end of the file: reading
  * it as a stream would lose them (and cannot read stored entries with data descriptors). So a
- * zip body is spooled to an unlinked temporary file, bounded by SPOOL_MAX, and read seekably. */
+ * zip body is spooled to an unlinked temporary file, bounded by spool_max(), and read seekably. */
 static int spool_open(const char *dir)
 {
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -614,8 +614,9 @@ static int run_archive(struct ingest *ing)
     if (is_zip(magic, nmagic)) {
         const char *dir = ing->lim.tmp_dir ? ing->lim.tmp_dir : getenv("TMPDIR");
         fd = spool_open(dir && *dir ? dir : "/tmp");
-        if (fd < 0)
-            return err_set(fd, "cannot create a temporary file for the zip archive");
+        if (fd < 0) /* a server-side problem, whatever errno says (ENOENT must not be a 404) */
+            return err_set(fd == -ENOSPC ? -ENOSPC : -EIO,
+                           "cannot create a temporary file for the zip archive");
         if ((r = spool(ing, fd)) < 0 || lseek(fd, 0, SEEK_SET) != 0) {
             close(fd);
             return r < 0 ? r : -EIO;
