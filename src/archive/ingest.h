@@ -28,6 +28,9 @@
  *    are decompressed (and declared sizes are checked up front), so a bomb stops early.
  *  - Duplicate paths: the last entry wins.
  *  - A corrupt, truncated or unrecognised archive → -ERR_INVALID_INPUT with libarchive's message.
+ *    Two blind spots of libarchive: a tar cut exactly at an entry boundary reads as complete (the
+ *    end-of-archive records are optional to it), and gzip's CRC is not checked. A body cut by a
+ *    client disconnect never gets here: the HTTP layer aborts instead of finishing.
  *  - Every refusal is -ERR_INVALID_INPUT (or a limit error) naming the entry in err_detail(),
  *    and nothing at all reaches the caller's change set: the caller commits only on success.
  *    Content already written for a failed ingest is unreferenced and left to store_gc().
