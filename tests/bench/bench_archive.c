@@ -3,7 +3,9 @@
  *                                  then export the result as tar.gz and as tar
  *   bench_archive small N          ingest a tar of N small files (built in memory) and commit
  * Store: SQLite in a fresh temporary directory (or the in-memory test engine when built with
- * -DBENCH_MEMSTORE). Prints MB/s of uncompressed file bytes and the peak RSS. */
+ * -DBENCH_MEMSTORE). Prints MB/s of uncompressed file bytes and the peak RSS.
+ * Build: cc -O2 -D_GNU_SOURCE -Isrc -Itests/unit tests/bench/bench_archive.c build/libsqlfs.a
+ *        $(pkg-config --libs jansson sqlite3 libcrypto libarchive libdeflate) -lpthread */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
