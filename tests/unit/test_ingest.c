@@ -659,6 +659,36 @@ static void test_abort(void **state)
     store_close(&ms->base);
 }
 
+/* Zip bodies are spooled under tmp_dir; a broken tmp_dir is a server error, never a 404, and
+ * does not concern tar bodies. */
+static void test_zip_spool_dir(void **state)
+{
+    struct memstore *ms = memstore_new();
+    const struct spec sp[] = {{"a", 'f', 0644, 2, "zip", 3}};
+    struct ingest_limits bad = {0, 0, "/nonexistent-dir-for-sqlfs-tests"};
+    struct changeset cs;
+    changeset_init(&cs, "ingest");
+    struct ingest_result res = {0};
+    struct buf ar = BUF_INIT(0);
+    build(F_ZIP, sp, 1, &ar);
+    assert_int_equal(run_ingest(&ms->base, "/p", ar.data, ar.len, 100, &bad, &cs, &res), -EIO);
+    assert_int_equal(cs.n, 0);
+    buf_release(&ar);
+    build(F_TGZ, sp, 1, &ar);
+    assert_int_equal(run_ingest(&ms->base, "/p", ar.data, ar.len, 100, &bad, &cs, &res), 0);
+    assert_int_equal(res.file_count, 1);
+    ingest_result_release(&res);
+    /* a usable tmp_dir is used, and the spool leaves no file behind */
+    struct ingest_limits good = {0, 0, "/tmp"};
+    buf_release(&ar);
+    build(F_ZIP, sp, 1, &ar);
+    assert_int_equal(run_ingest(&ms->base, "/p", ar.data, ar.len, 100, &good, &cs, &res), 0);
+    ingest_result_release(&res);
+    changeset_release(&cs);
+    buf_release(&ar);
+    store_close(&ms->base);
+}
+
 static void test_duplicates_and_dot(void **state)
 {
     struct memstore *ms = memstore_new();
@@ -873,6 +903,7 @@ int main(void)
         cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_duplicates_and_dot),
+        cmocka_unit_test(test_zip_spool_dir),
         cmocka_unit_test(test_setuid_dropped),
         cmocka_unit_test(test_b64),
         cmocka_unit_test(test_ingest_files),
