@@ -7,7 +7,7 @@
 CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
-PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp
+PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate
 SAN     ?=
 
 OPT     ?= -O2 -g

@@ -6,7 +6,7 @@ pkgs=(
   # build
   build-essential pkg-config clang
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libarchive-dev libseccomp-dev
-  libcmocka-dev libclang-rt-14-dev libcurl4-openssl-dev
+  libcmocka-dev libclang-rt-14-dev libcurl4-openssl-dev libdeflate-dev
   # tests
   python3 python3-pytest python3-httpx sqlite3 curl valgrind bubblewrap
   python3-pip python3-venv python3-setuptools python3-wheel
