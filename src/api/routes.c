@@ -23,6 +23,10 @@ const struct route http_routes[] = {
     {"POST", SBX "/exec-sync", BODY_RAW, true, NULL, NULL, route_exec_sync, NULL},
     {"POST", SBX "/exec", BODY_RAW, true, NULL, NULL, route_exec_stream, route_exec_stream_done},
     {"POST", SBX "/exec-sync-batch", BODY_JSON, true, NULL, NULL, route_exec_batch, NULL},
+    {"POST", SBX "/ingest", BODY_STREAM, true, route_ingest_begin, route_ingest_data,
+     route_ingest, route_ingest_done},
+    {"POST", SBX "/ingest-files", BODY_JSON, true, NULL, NULL, route_ingest_files, NULL},
+    {"GET", SBX "/export", BODY_NONE, true, NULL, NULL, route_export, NULL},
 };
 
 const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);
