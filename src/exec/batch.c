@@ -238,13 +238,13 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, int report_fd
         }
         struct pollfd fds[6];
         int nfds = 0;
-        int i_out = -1, i_err = -1, i_rep = -1, i_ctl = -1, i_pid = -1, i_can = -1;
+        int i_out = -1, i_err = -1, i_ctl = -1, i_pid = -1, i_can = -1;
         if (out_open)
             fds[i_out = nfds++] = (struct pollfd){.fd = outfd, .events = POLLIN};
         if (err_open)
             fds[i_err = nfds++] = (struct pollfd){.fd = errfd, .events = POLLIN};
         if (report_fd >= 0)
-            fds[i_rep = nfds++] = (struct pollfd){.fd = report_fd, .events = POLLIN};
+            fds[nfds++] = (struct pollfd){.fd = report_fd, .events = POLLIN};
         if (control_fd >= 0 && b->control.len > 0)
             fds[i_ctl = nfds++] = (struct pollfd){.fd = control_fd, .events = POLLOUT};
         if (!ended)
@@ -275,18 +275,27 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, int report_fd
             jail_kill(proc);
             killed = true;
         }
+        /* Markers first: output in the pipes may belong to a script whose "S" is already
+         * waiting in the report pipe (it was written before the script ran). */
+        while (report_fd >= 0 && r == 0) {
+            char chunk[4096];
+            ssize_t got = read(report_fd, chunk, sizeof(chunk));
+            if (got > 0) {
+                r = buf_add(&b->report, chunk, (size_t)got);
+                if (r == 0)
+                    r = parse_reports(b, outfd, errfd);
+                continue;
+            }
+            if (got == 0)
+                report_fd = -1;
+            else if (errno == EINTR)
+                continue;
+            break;
+        }
         if (i_out >= 0 && fds[i_out].revents)
             out_open = drain(b, outfd, 1);
         if (i_err >= 0 && fds[i_err].revents)
             err_open = drain(b, errfd, 2);
-        if (i_rep >= 0 && fds[i_rep].revents) {
-            char chunk[4096];
-            ssize_t got = read(report_fd, chunk, sizeof(chunk));
-            if (got > 0 && buf_add(&b->report, chunk, (size_t)got) == 0)
-                r = parse_reports(b, outfd, errfd);
-            else if (got == 0)
-                report_fd = -1;
-        }
         if (i_ctl >= 0 && (fds[i_ctl].revents & (POLLOUT | POLLERR | POLLHUP))) {
             ssize_t w = write(control_fd, b->control.data, b->control.len);
             if (w > 0)

@@ -1,0 +1,170 @@
+"""SSE exec streaming and exec batches (API.md §5)."""
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import assert_error
+
+
+def sse_events(resp):
+    """The SDK-style parser: blank-line separated frames, `event:` and `data:` lines."""
+    buf = b""
+    for chunk in resp.iter_raw():
+        buf += chunk
+        while b"\n\n" in buf:
+            frame, buf = buf.split(b"\n\n", 1)
+            event, data = None, []
+            for line in frame.split(b"\n"):
+                if line.startswith(b"event:"):
+                    event = line[6:].strip().decode()
+                elif line.startswith(b"data:"):
+                    data.append(line[5:].strip())
+                elif line.startswith(b":"):
+                    event = event or "comment"
+            if event and event != "comment":
+                yield event, json.loads(b"\n".join(data)), time.time()
+
+
+def stream(api, sid, script, **kw):
+    return api.stream("POST", f"/v1/sandboxes/{sid}/exec", json={"script": script, **kw},
+                      timeout=120)
+
+
+def test_chunks_arrive_live(api, sandbox):
+    with stream(api, sandbox, "echo one; sleep 2; echo two >&2") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = list(sse_events(r))
+    kinds = [e[0] for e in events]
+    assert kinds[-1] == "exit"
+    first = next(e for e in events if e[0] == "stdout")
+    assert first[1]["data"] == "one\n" and isinstance(first[1]["t"], int)
+    assert events[-1][2] - first[2] > 1.5  # "one" arrived long before the exit frame
+    assert any(e[0] == "stderr" and e[1]["data"] == "two\n" for e in events)
+    ex = events[-1][1]
+    assert ex["exitCode"] == 0 and ex["timedOut"] is False and ex["durationMs"] >= 2000
+
+
+def test_utf8_never_split(api, sandbox):
+    # "é" is written one byte at a time with a pause between the bytes
+    script = "printf '\\xc3'; sleep 0.3; printf '\\xa9'; sleep 0.3; printf ' done'"
+    with stream(api, sandbox, script) as r:
+        text = "".join(e[1]["data"] for e in sse_events(r) if e[0] == "stdout")
+    assert text == "é done"
+
+
+def test_ten_mb_streams(api, sandbox, server):
+    total = 0
+    with stream(api, sandbox, "head -c 10000000 /dev/zero | tr '\\0' a") as r:
+        for ev, data, _ in sse_events(r):
+            if ev == "stdout":
+                total += len(data["data"])
+    assert total == 10000000
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        rss = [int(l.split()[1]) for l in f if l.startswith("VmRSS")][0]
+    assert rss < 200 * 1024
+
+
+def test_timeout_and_error_frames(api, sandbox):
+    with stream(api, sandbox, "echo hi; sleep 10", timeoutMs=500) as r:
+        events = list(sse_events(r))
+    ex = events[-1]
+    assert ex[0] == "exit" and ex[1]["exitCode"] == -1 and ex[1]["error"] == "timeout"
+    with stream(api, sandbox, "echo x > ro.txt", readOnly=True) as r:
+        events = list(sse_events(r))
+    assert [e[0] for e in events[-2:]] == ["error", "exit"]
+    assert events[-2][1]["code"] == "EREADONLY_VIOLATION" and events[-1][1]["exitCode"] == -1
+
+
+def test_validation_before_stream(api, sandbox):
+    assert_error(api.post(f"/v1/sandboxes/{sandbox}/exec", json={}), 400)
+    assert_error(api.post("/v1/sandboxes/00000000-0000-4000-8000-000000000000/exec",
+                          json={"script": "true"}), 404)
+
+
+def test_disconnect_kills_and_commits(server, api, sandbox):
+    tok = api.headers["authorization"]
+    body = json.dumps({"script": "echo early > early.txt; echo go; sleep 60; echo late > l"})
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(f"POST /v1/sandboxes/{sandbox}/exec HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: {tok}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+    got = b""
+    while b"go" not in got:
+        got += sock.recv(4096)
+    sock.close()
+    t0 = time.time()
+    # the sandbox lock is free again once the script is gone
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": "cat early.txt; ls"})
+    assert time.time() - t0 < 3
+    assert r.json()["stdout"] == "early\nearly.txt\n"
+
+
+def batch(api, sid, scripts, **kw):
+    return api.post(f"/v1/sandboxes/{sid}/exec-sync-batch",
+                    json={"scripts": [{"id": f"s{i}", "script": s}
+                                      for i, s in enumerate(scripts)], **kw}, timeout=120)
+
+
+def test_batch_shares_shell_state(api, sandbox):
+    r = batch(api, sandbox, ["X=41; f(){ echo fn-$1; }; export E=exp; mkdir -p w && cd w",
+                             "echo $((X+1)); f a; bash -c 'echo $E'; pwd",
+                             "echo out; echo err >&2; touch made"])
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert [x["id"] for x in res] == ["s0", "s1", "s2"]
+    assert res[1]["stdout"] == "42\nfn-a\nexp\n/home/user/w\n"
+    assert res[2]["stdout"] == "out\n" and res[2]["stderr"] == "err\n"
+    assert all(x["exitCode"] == 0 and "error" not in x for x in res)
+    # one commit at the end, cwd stored
+    assert api.get(f"/v1/sandboxes/{sandbox}").json()["cwd"] == "/home/user/w"
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/w/made").status_code == 200
+
+
+def test_batch_exit_ends_only_that_script(api, sandbox):
+    r = batch(api, sandbox, ["V=kept; g(){ echo g; }; cd /tmp; echo before; exit 3; echo never",
+                             "echo $V; g; pwd", "false"])
+    res = r.json()["results"]
+    assert res[0]["exitCode"] == 3 and res[0]["stdout"] == "before\n"
+    assert res[1]["stdout"] == "kept\ng\n/tmp\n" and res[1]["exitCode"] == 0
+    assert res[2]["exitCode"] == 1
+
+
+def test_batch_timeouts_and_stop_on_error(api, sandbox):
+    r = batch(api, sandbox, ["echo a", "sleep 10", "echo c"], perScriptTimeoutMs=500)
+    res = r.json()["results"]
+    assert res[0]["stdout"] == "a\n" and res[1]["exitCode"] == -1
+    assert res[1]["error"] == "timeout" and res[2]["error"] == "timeout"
+    r = batch(api, sandbox, ["sleep 0.2", "sleep 10"], timeoutMs=1000)
+    assert r.json()["results"][1]["error"] == "timeout"
+    r = batch(api, sandbox, ["true", "false", "echo no"], stopOnError=True)
+    res = r.json()["results"]
+    assert res[1]["exitCode"] == 1 and res[2]["error"] == "skipped" and res[2]["stdout"] == ""
+
+
+def test_batch_read_only_parallel(api, sandbox):
+    t0 = time.time()
+    r = batch(api, sandbox, ["sleep 1; echo 1", "sleep 1; echo 2", "sleep 1; echo 3",
+                             "sleep 1; echo 4"], readOnly=True)
+    elapsed = time.time() - t0
+    res = r.json()["results"]
+    assert [x["stdout"] for x in res] == ["1\n", "2\n", "3\n", "4\n"]
+    assert elapsed < 2.5
+    r = batch(api, sandbox, ["true", "echo x > bad.txt"], readOnly=True)
+    assert_error(r, 422, "EREADONLY_VIOLATION")
+    assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/bad.txt"), 404)
+
+
+def test_batch_validation(api, sandbox):
+    url = f"/v1/sandboxes/{sandbox}/exec-sync-batch"
+    assert_error(api.post(url, json={"scripts": []}), 400)
+    assert_error(api.post(url, json={"scripts": [{"id": "a", "script": "true"}] * 51}), 400)
+    assert_error(api.post(url, json={"scripts": [{"id": 1, "script": "true"}]}), 400)
+    assert_error(api.post(url, json={}), 400)
+    r = api.post(url, json={"scripts": [{"id": "d", "script": "echo 1"},
+                                        {"id": "d", "script": "echo 2"}]})
+    assert [x["stdout"] for x in r.json()["results"]] == ["1\n", "2\n"]
