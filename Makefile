@@ -16,6 +16,9 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+# Bind every symbol at load: the jail child (a fork-like copy of a threaded server) must never
+# enter the dynamic linker lazily.
+LDFLAGS += -Wl,-z,now -Wl,-z,relro
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
