@@ -26,6 +26,7 @@
 #include "exec/ids.h"
 #include "exec/jail.h"
 #include "exec/runner.h"
+#include "exec/sysprobe.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -43,6 +44,47 @@ static const char cwd_trap_debug[] =
     "set -x; ";
 
 static char last_error[512] = "the exec engine has not started";
+/* The start-up checks of the last exec_engine_new (read-only afterwards). */
+static struct sysprobe probe;
+static bool probed;
+
+static json_t *probe_json(void)
+{
+    json_t *o = json_object();
+    const struct {
+        const char *name;
+        const struct sysprobe_check *c;
+    } checks[] = {{"userns", &probe.userns}, {"overlay", &probe.overlay},
+                  {"seccomp", &probe.seccomp}, {"cgroup", &probe.cgroup},
+                  {"rootfs", &probe.rootfs}, {"exec", &probe.exec}};
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+        json_object_set_new(o, checks[i].name,
+                            json_string(checks[i].c->ok ? "ok" : checks[i].c->message));
+    return o;
+}
+
+/* Runs the start-up checks and logs one line per missing feature. */
+static bool run_probe(const struct jail_runtime *rt)
+{
+    sysprobe_run(rt, &probe);
+    probed = true;
+    const struct {
+        const char *name;
+        const struct sysprobe_check *c;
+    } checks[] = {{"user namespaces", &probe.userns}, {"overlayfs", &probe.overlay},
+                  {"seccomp", &probe.seccomp}, {"cgroup limits", &probe.cgroup},
+                  {"rootfs", &probe.rootfs}, {"jailed exec", &probe.exec}};
+    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        if (checks[i].c->ok)
+            continue;
+        json_t *f = json_object();
+        json_object_set_new(f, "feature", json_string(checks[i].name));
+        json_object_set_new(f, "error", json_string(checks[i].c->message));
+        log_json(checks[i].c == &probe.cgroup ? "warn" : "error", "sandbox runtime check failed",
+                 f);
+    }
+    return sysprobe_ok(&probe);
+}
 
 void exec_outcome_release(struct exec_outcome *o)
 {
@@ -111,6 +153,12 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     int r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
         r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
+    if (r < 0) {
+        const char *m = err_message();
+        snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
+    }
+    if (!run_probe(e->jail) && r == 0)
+        r = err_set(-ERR_JAIL_UNAVAILABLE, "the host lacks a feature the jail needs (see checks)");
     if (r == 0 && mkdir(e->uppers_dir, 0700) < 0 && errno != EEXIST)
         r = err_set(-errno, "cannot create the uppers directory");
     if (r == 0)
@@ -118,7 +166,8 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
                           &e->checkouts);
     if (r < 0) {
         const char *m = err_message();
-        snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
+        if (e->jail || !last_error[0])
+            snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
         exec_engine_free(e);
         return r;
     }
@@ -149,6 +198,8 @@ json_t *exec_engine_status_json(struct exec_engine *e)
 {
     json_t *o = json_object();
     json_object_set_new(o, "ok", json_boolean(e != NULL));
+    if (probed)
+        json_object_set_new(o, "checks", probe_json());
     if (!e) {
         json_object_set_new(o, "error", json_string(last_error));
         return o;

@@ -81,3 +81,39 @@ def test_request_log_has_no_token(server, api):
     with open(server.log_path, "rb") as f:
         log = f.read()
     assert api.headers["authorization"].split()[1].encode() not in log
+
+
+def test_readyz_degraded_without_runtime(tmp_path):
+    """A missing rootfs is reported at start and by /readyz; files still work, exec is 503."""
+    import os
+    import subprocess
+    from conftest import BINARY, SECRET, free_port
+    port = free_port()
+    env = dict(os.environ, AUTH_SECRET=SECRET)
+    p = subprocess.Popen([BINARY, "serve", "--listen", f"127.0.0.1:{port}", "--data",
+                          str(tmp_path / "d"), "--rootfs", str(tmp_path / "missing")],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(url + "/healthz")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        r = httpx.get(url + "/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "degraded"
+        assert "rootfs" in r.json()["checks"]["exec"]["error"]
+        tok = httpx.post(url + "/v1/auth/bootstrap", json={"sub": "a"},
+                         headers={"X-Auth-Secret": SECRET}).json()["token"]
+        h = {"Authorization": "Bearer " + tok}
+        sid = httpx.post(url + "/v1/sandboxes", headers=h).json()["id"]
+        assert httpx.put(f"{url}/v1/sandboxes/{sid}/files/x", content=b"1",
+                         headers=h).status_code == 204
+        r = httpx.post(f"{url}/v1/sandboxes/{sid}/exec-sync", json={"script": "true"},
+                       headers=h)
+        assert_error(r, 503, "EXEC_UNAVAILABLE")
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=10)
+    assert b"sandbox runtime check failed" in err
