@@ -85,6 +85,12 @@ static void shutdown_server(struct app *app, struct MHD_Daemon *d)
     int64_t deadline = time_mono_ms() + SHUTDOWN_GRACE_MS;
     while (atomic_load(&app->active_requests) > 0 && time_mono_ms() < deadline)
         usleep(20 * 1000);
+    /* what is still running after the grace period is cancelled: execs are killed (their
+     * writes commit like a timeout's), then the remaining requests end */
+    exec_engine_shutdown(app->exec);
+    deadline = time_mono_ms() + SHUTDOWN_GRACE_MS;
+    while (atomic_load(&app->active_requests) > 0 && time_mono_ms() < deadline)
+        usleep(20 * 1000);
     http_stop(d);
 }
 

@@ -355,7 +355,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         int w = jail_wait(proc, &st);
         if (r == 0 && w < 0)
             r = w;
-        jail_proc_free(proc);
+        exec_session_free_proc(&s, proc);
     }
     if (ctl[1] >= 0)
         close(ctl[1]);

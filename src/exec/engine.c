@@ -186,6 +186,7 @@ void exec_engine_free(struct exec_engine *e)
     pthread_cond_destroy(&e->cond);
     pthread_mutex_destroy(&e->mu);
     free(e->uppers_dir);
+    free(e->live);
     free(e);
 }
 
@@ -432,6 +433,13 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
                 .fsize_bytes = c->exec_file_size_bytes,
             },
     };
+    pthread_mutex_lock(&e->mu);
+    bool stopping = e->stopping;
+    pthread_mutex_unlock(&e->mu);
+    if (stopping) {
+        free_env(envp);
+        return err_set(-ERR_SHUTTING_DOWN, "server is shutting down");
+    }
     int r = jail_spawn(e->jail, &plan, ret);
     if (r == -ENOENT && sp->cwd_is_stored) {
         /* the stored cwd was deleted by an earlier exec: start at home instead, on fresh
@@ -448,7 +456,47 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
         }
     }
     free_env(envp);
-    return r;
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&e->mu);
+    if (e->nlive == e->caplive) {
+        size_t cap = e->caplive ? e->caplive * 2 : 16;
+        struct jail_proc **v = realloc(e->live, cap * sizeof(*v));
+        if (v) {
+            e->live = v;
+            e->caplive = cap;
+        }
+    }
+    if (e->nlive < e->caplive)
+        e->live[e->nlive++] = *ret;
+    if (e->stopping) /* shutdown began while this one was starting */
+        jail_kill(*ret);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+void exec_session_free_proc(struct exec_session *s, struct jail_proc *proc)
+{
+    struct exec_engine *e = s->e;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = 0; i < e->nlive; i++)
+        if (e->live[i] == proc) {
+            e->live[i] = e->live[--e->nlive];
+            break;
+        }
+    pthread_mutex_unlock(&e->mu);
+    jail_proc_free(proc);
+}
+
+void exec_engine_shutdown(struct exec_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    for (size_t i = 0; i < e->nlive; i++)
+        jail_kill(e->live[i]);
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* Reads what the EXIT trap reported on the report pipe: a normalised absolute path, or NULL. */
@@ -594,7 +642,7 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         };
         struct runner_result res;
         r = runner_run(proc, &ro, &res);
-        jail_proc_free(proc);
+        exec_session_free_proc(&s, proc);
         if (r == 0) {
             out->exit_code = res.exit_code;
             out->exit_signal = res.exit_signal;

@@ -114,6 +114,10 @@ __attribute__((warn_unused_result)) int exec_engine_run_batch(struct exec_engine
                                                               struct batch_result *results);
 void batch_results_release(struct batch_result *results, size_t n);
 
+/* Shutdown: refuses new execs and kills every running jail (their writes commit like a
+ * timeout's). */
+void exec_engine_shutdown(struct exec_engine *e);
+
 /* Signal name for exitSignal ("SIGKILL"), or NULL for 0. */
 const char *exec_signal_name(int sig);
 

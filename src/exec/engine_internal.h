@@ -22,6 +22,9 @@ struct exec_engine {
     pthread_cond_t cond;
     int64_t running;    /* execs holding a slot */
     int64_t waiting;    /* execs queued for a slot */
+    struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
+    size_t nlive, caplive;
+    bool stopping;      /* shutdown: no new jail starts */
 };
 
 struct upper {
@@ -58,6 +61,8 @@ __attribute__((warn_unused_result)) int exec_session_spawn(struct exec_session *
                                                            const struct exec_spawn *sp,
                                                            struct jail_proc **ret);
 void exec_session_close_report_writer(struct exec_session *s);
+/* Frees a jail started by exec_session_spawn (and forgets it for shutdown). */
+void exec_session_free_proc(struct exec_session *s, struct jail_proc *proc);
 /* Read-only: fails with EREADONLY_VIOLATION if the upper holds a change. Write mode: diffs the
  * upper and commits it with new_cwd (may be NULL) and the commit-log info. */
 __attribute__((warn_unused_result)) int exec_session_finish(struct exec_session *s,

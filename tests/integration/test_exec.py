@@ -214,3 +214,29 @@ def test_tools_present(api, sandbox):
     res = ok(api, sandbox, f"for t in {tools}; do command -v $t >/dev/null || echo missing $t; "
                            "done")
     assert res["stdout"] == ""
+
+
+def test_sigterm_cancels_running_exec(fresh_server):
+    s = fresh_server()
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        result = {}
+
+        def long_exec():
+            try:
+                result["r"] = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                                     json={"script": "echo kept > k; sleep 120",
+                                           "timeoutMs": 300000})
+            except httpx.HTTPError as e:
+                result["e"] = e
+
+        t = threading.Thread(target=long_exec)
+        t.start()
+        time.sleep(1)
+        t0 = time.time()
+        assert s.stop() == 0
+        assert time.time() - t0 < 13
+        t.join(5)
+    s.start()
+    with s.client() as c:
+        assert c.get(f"/v1/sandboxes/{sid}/files/home/user/k").content == b"kept\n"
