@@ -2,6 +2,7 @@
 #   make            build build/sqlfs
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
 #   make test       install deps, build, run unit tests (plain + ASan/UBSan) and integration tests
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 
 CC      ?= cc
@@ -30,7 +31,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit test-unit test-asan test-integration clean bench bench-quick \
-        bench-foundation fmt fmt-check
+        bench-foundation fmt fmt-check fuzz fuzz-smoke fuzz-build
 
 all: $(BUILD)/sqlfs
 
@@ -82,6 +83,40 @@ test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-asan
 	$(MAKE) test-integration
+	$(MAKE) fuzz-smoke
+
+# Fuzzing (libFuzzer, clang): every fuzz/fuzz_<t>.c is linked against the library compiled with
+# clang and ASan/UBSan, then run on fuzz/corpus/<t> (new inputs go to build/fuzz/work/<t>, crash
+# reproducers to build/fuzz/). Fails on the first crash, leak or invariant violation.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra -Werror \
+                -Wno-unused-parameter -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	@echo "  CC(fuzz) $<"; $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/libsqlfs.a: $(FUZZ_LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libsqlfs.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libsqlfs.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# About 30 s in all: a crash-regression run of every target on its seed corpus.
+fuzz-smoke: fuzz-build
+	@bash scripts/fuzz.sh 4 $(FUZZ_TARGETS)
 
 fmt:
 	clang-format -i $$(find src tests/unit -name '*.[ch]')
@@ -92,4 +127,4 @@ fmt-check:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d $(wildcard $(FUZZ_BUILD)/src/*/*.d)

@@ -34,6 +34,13 @@ int jsonv_bool(json_t *obj, const char *key, bool *ret)
     return 1;
 }
 
+/* True when d is a whole number that int64_t holds. Checked before the cast: converting an
+ * out-of-range double (1e19) to an integer is undefined behaviour. */
+static bool real_is_int64(double d)
+{
+    return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(int64_t)d;
+}
+
 int jsonv_int(json_t *obj, const char *key, int64_t min, int64_t max, int64_t *ret)
 {
     json_t *v = obj ? json_object_get(obj, key) : NULL;
@@ -42,7 +49,7 @@ int jsonv_int(json_t *obj, const char *key, int64_t min, int64_t max, int64_t *r
     int64_t n;
     if (json_is_integer(v)) {
         n = json_integer_value(v);
-    } else if (json_is_real(v) && json_real_value(v) == (double)(int64_t)json_real_value(v)) {
+    } else if (json_is_real(v) && real_is_int64(json_real_value(v))) {
         n = (int64_t)json_real_value(v);
     } else {
         return err_set(-ERR_INVALID_INPUT, "field '%s' must be an integer between %lld and %lld",

@@ -22,7 +22,9 @@ static int push_segments(char *out, size_t *olen, const char *in, size_t len, bo
         if (memchr(s, '\0', seg))
             return -EINVAL;
         if (seg == 1 && s[0] == '.') {
-            if (strict && !(start == 0 && i < len))
+            /* strict input never has "." segments: path_join_strict has already dropped the one
+             * leading "./" it allows, so "././" must not collapse to the base itself */
+            if (strict)
                 return -EINVAL;
             continue;
         }

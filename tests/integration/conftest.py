@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BINARY = os.path.join(ROOT, "build", "sqlfs")
+BINARY = os.environ.get("SQLFS_BINARY") or os.path.join(ROOT, "build", "sqlfs")
 SECRET = "test-auth-secret-0123456789abcdef"
 ADMIN_SECRET = "test-admin-secret-abcdef"
 
@@ -96,7 +96,7 @@ def make_server(tmp_root, env=None):
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     if not os.path.exists(BINARY):
-        pytest.fail("build/sqlfs is missing: run `make` first")
+        pytest.fail(f"{BINARY} is missing: run `make` first")
     s = make_server(str(tmp_path_factory.mktemp("srv")),
                     {"AUTH_RATE_LIMIT_MAX": "100000"}).start()
     yield s

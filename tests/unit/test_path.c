@@ -64,6 +64,9 @@ static void test_join_strict(void **state)
     assert_int_equal(path_join_strict("/base", "/etc/passwd", &out), -EINVAL);
     assert_int_equal(path_join_strict("/base", "a//b", &out), -EINVAL);
     assert_int_equal(path_join_strict("/base", "a/./b", &out), -EINVAL);
+    /* found by fuzz_path: a doubled "./" collapsed to the base directory itself */
+    assert_int_equal(path_join_strict("/base", "././", &out), -EINVAL);
+    assert_int_equal(path_join_strict("/base", "./././a", &out), -EINVAL);
     assert_int_equal(path_join_strict("/base", "", &out), -EINVAL);
     assert_null(out);
 }
