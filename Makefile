@@ -50,7 +50,11 @@ $(BUILD)/bench/httpbench: bench/httpbench.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -o $@ $< $$(pkg-config --cflags --libs libcurl) -lpthread
 
-bench-tools: all $(BUILD)/bench/httpbench
+$(BUILD)/bench/spawnbench: bench/spawnbench.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -o $@ $<
+
+bench-tools: all $(BUILD)/bench/httpbench $(BUILD)/bench/spawnbench
 
 # Benchmarks print their figures and write bench/results/*.json (see README "Performance").
 bench-foundation: bench-tools
