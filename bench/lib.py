@@ -54,7 +54,7 @@ class Server:
         if self.proc:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(8)
             except subprocess.TimeoutExpired:
                 # a wedged server (see docs/BENCHMARKS.md, "Problems found"): kill it and the
                 # children it forked, by pid
@@ -119,7 +119,7 @@ class RssSampler:
 
 
 def httpbench(server, token, path, method="GET", body=None, n=100, concurrency=1, ids=None,
-              expect=None, content_type=None):
+              expect=None, content_type=None, timeout=300):
     cmd = [HTTPBENCH, "--url", server.url, "--token", token, "--method", method, "--path", path,
            "--n", str(n), "--concurrency", str(concurrency)]
     if body is not None:
@@ -133,7 +133,11 @@ def httpbench(server, token, path, method="GET", body=None, n=100, concurrency=1
         idfile.close()
         cmd += ["--ids", idfile.name]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"n": n, "errors": n, "hung": True, "p50_ms": None, "p99_ms": None,
+                    "rps": 0.0, "statuses": {}}
     finally:
         if idfile:
             os.unlink(idfile.name)

@@ -146,7 +146,8 @@ def plot_concurrency():
                               ("one_ro", "one sandbox, readOnly", "s--")):
         ks = sorted(c[key], key=int)
         a1.plot([int(k) for k in ks], [c[key][k]["rps"] for k in ks], style, label=label)
-        a2.plot([int(k) for k in ks], [c[key][k]["p99_ms"] for k in ks], style, label=label)
+        a2.plot([int(k) for k in ks], [c[key][k]["p99_ms"] or float("nan") for k in ks], style,
+                label=label)
     for a in (a1, a2):
         a.set_xscale("log", base=2)
         a.set_xticks([1, 4, 16, 64])
@@ -234,15 +235,18 @@ def headline():
             "≥ 100 MB/s", sse["mb_s_median"] >= 100, only("sse"))
     c = g("concurrency")
     if c:
+        r64 = c.get("ratio_64_over_1") or 0
         add("64 clients / 1 client throughput (distinct sandboxes)",
-            f"{f(c['ratio_64_over_1'])}× ({f(c['distinct']['64']['rps'], 0)} vs "
-            f"{f(c['distinct']['1']['rps'], 0)} execs/s)", "≥ 2×", c["ratio_64_over_1"] >= 2,
+            f"{f(r64)}× ({f(c['distinct']['64']['rps'], 0)} vs "
+            f"{f(c['distinct']['1']['rps'], 0)} execs/s)", "≥ 2×", r64 >= 2,
             only("concurrency"))
         r16 = c["distinct"]["16"]["rps"]
         add("trivial execs/s across 16 sandboxes", f"{f(r16, 0)}", "≥ 200", r16 >= 200,
             only("concurrency"))
-        add("errors under concurrency", str(c["errors"]), "0", c["errors"] == 0,
-            only("concurrency"))
+        hung = c.get("hung_runs") or []
+        add("errors under concurrency", f"{c['errors']} failed requests"
+            + (f"; runs that hung (no answer): {', '.join(hung)}" if hung else ""), "0",
+            c["errors"] == 0 and not hung, only("concurrency"))
     s = g("scale")
     if s:
         add("server RSS per idle sandbox", f"{f(s['rss_bytes_per_idle_sandbox'], 0)} B",
@@ -367,8 +371,9 @@ def section_concurrency():
     for k in sorted(c["distinct"], key=int):
         a, b = c["distinct"][k], c["one_ro"][k]
         lines.append(f"| {k} | {f(a['rps'], 0)} | {f(a['p50_ms'])} | {f(a['p99_ms'])} | "
-                     f"{a['errors']} | {f(b['rps'], 0)} | {f(b['p50_ms'])} | {f(b['p99_ms'])} | "
-                     f"{b['errors']} |")
+                     f"{a['errors']}{' (hung)' if a.get('hung') else ''} | {f(b['rps'], 0)} | "
+                     f"{f(b['p50_ms'])} | {f(b['p99_ms'])} | "
+                     f"{b['errors']}{' (hung)' if b.get('hung') else ''} |")
     lines += ["", f"64 ÷ 1 client throughput: distinct {f(c['ratio_64_over_1'])}×, one sandbox "
               f"{f(c['ratio_64_over_1_one_ro'])}×. Server RSS after the run: "
               f"{f(c['rss_mib_after'], 1)} MiB.", "", "Reproduce: " + only("concurrency")]
@@ -453,24 +458,28 @@ def section_cold():
 
 
 PROBLEMS = """\
-1. **Read-only `exec-sync-batch` deadlocks the server (hang, then SIGTERM cannot stop it).**
-   Reproduction: `make && /usr/bin/python3 bench/repro_ro_batch.py 20` — a fresh sandbox, then
-   `POST /v1/sandboxes/{id}/exec-sync-batch` with
-   `{"readOnly": true, "scripts": [8 × {"script": "true"}]}`; the first request already never
-   answers (the script reports `HUNG > 10 s` and `wedged on SIGTERM: True`). Backtrace of the stuck
-   jail child (gdb): `setgroups()` → `__nptl_setxid` → `setxid_mark_thread` (futex wait) ←
-   `child_main` (src/exec/jail.c:369) ← `jail_spawn` ← `exec_engine_run` ← `ro_worker`
-   (src/exec/batch.c:422). The parent's `ro_worker` threads wait in `read_report` for that child,
-   `run_read_only_batch` in `pthread_join`, and `MHD_stop_daemon` joins the connection thread, so
-   the server never exits on SIGTERM. Cause: the child is started while other threads of the
-   server run, and glibc's `setgroups`/`setres[ug]id` wrappers broadcast the id change to every
-   thread glibc believes exists (`__nptl_setxid`); in the child those threads do not exist (or one
-   is mid-`clone`), so it waits forever. Parallel spawns from several threads — which only the
-   read-only batch does from one request — make it likely. Fix: in the child call the raw system
-   calls (`syscall(SYS_setgroups, 0, NULL)`, `syscall(SYS_setresgid, …)`,
-   `syscall(SYS_setresuid, …)`), which change only the calling thread — correct there, since the
-   child is single-threaded — and/or serialise `jail_spawn`. Consequence here: the read-only
-   parallel batch figures are missing from this report.
+1. **Concurrent execs can deadlock a jail child; the request never answers and SIGTERM cannot
+   stop the server.** Reproduction: `make && /usr/bin/python3 bench/repro_ro_batch.py 20` — a fresh
+   sandbox, then `POST /v1/sandboxes/{id}/exec-sync-batch` with
+   `{"readOnly": true, "scripts": [8 × {"script": "true"}]}`; on this machine the first request
+   already hangs (the script prints `HUNG > 10 s` and `wedged on SIGTERM: True`). The same hang
+   appears with plain `exec-sync` `{"script":"true","readOnly":true}` from 4 concurrent
+   `httpbench` clients on one sandbox (the concurrency scenario). Backtrace of the stuck child
+   (gdb): `setgroups()` → `__nptl_setxid` → `setxid_mark_thread` (futex wait) ← `child_main`
+   (src/exec/jail.c:369) ← `jail_spawn` (jail.c:893) ← `exec_engine_run` ← `ro_worker`
+   (src/exec/batch.c:422) or the MHD connection thread. The parent waits in `read_report`
+   (jail.c:739), `run_read_only_batch` in `pthread_join`, and `MHD_stop_daemon` joins that
+   connection thread, so shutdown hangs too. Cause: the child is created with a raw `clone3`
+   syscall (jail.c:891), which skips glibc's fork bookkeeping; the child inherits glibc's list of
+   the parent's threads, and glibc's `setgroups`/`setresgid`/`setresuid` wrappers try to
+   broadcast the credential change to all of them (`__nptl_setxid`). If another server thread
+   was inside `pthread_create` at the moment of the clone (MHD starting a connection thread, the
+   read-only batch starting its workers), the child waits for that thread forever. Fix: in the
+   child use the raw system calls — `syscall(SYS_setgroups, 0, NULL)`,
+   `syscall(SYS_setresgid, …)`, `syscall(SYS_setresuid, …)` — which act on the calling thread
+   only (right for a single-threaded child), and keep the child free of other glibc calls that
+   take process-wide locks (malloc, stdio). The harness here puts a timeout on every request,
+   records the hung runs, and kills the wedged server by pid.
 2. A Python `httpx` client measured `POST /v1/sandboxes` at ~45 ms p50 (40 ms = delayed ACK ×
    Nagle: httpx writes headers and body in two segments). Not a server problem — libcurl and
    `http.client` (one write) see ~0.3–1 ms — but SDK users of httpx will see it; the SDK could
