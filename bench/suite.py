@@ -423,6 +423,17 @@ def sc_sse(res):
         out.update({"wall_s": [round(w, 3) for w in walls], "payload_bytes": payloads,
                     "mb_s_median": round(size / best / 1e6, 1),
                     "peak_rss_mib": round(max(peaks), 1)})
+        # the same stream read by curl (C) into /dev/null: tells the client's share apart
+        cw = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(["curl", "-s", "-N", "-o", "/dev/null", "-H",
+                            "Authorization: Bearer " + api.tok, "-H",
+                            "Content-Type: application/json", "--data-binary", body,
+                            f"{s.url}/v1/sandboxes/{sid}/exec"], check=True)
+            cw.append(time.perf_counter() - t0)
+        out["curl_wall_s"] = [round(w, 3) for w in cw]
+        out["curl_mb_s_median"] = round(size / sorted(cw)[len(cw) // 2] / 1e6, 1)
         # native reference: the same pipeline into a pipe
         t0 = time.perf_counter()
         subprocess.run(["bash", "-c", script + " | cat > /dev/null"], check=True)
