@@ -348,6 +348,9 @@ def section_grep():
                  f"{cell(N['ro_parallel_batch'])} (8 greps with `&`) | — |")
     lines.append(f"| one `grep -rE 'p1\\|…\\|p8'` | {cell(S['alternation'])} | "
                  f"{cell(N['alternation'])} | {f(J['alternation']['p50_ms'])} |")
+    if gr.get("ro_parallel_error"):
+        lines += ["", f"Read-only batch: {gr['ro_parallel_error']} (problem 1 below); its row "
+                  "holds only the runs that completed."]
     r = gr["ratios"]
     lines += ["", "| ratio | value | target |", "|---|---|---|",
               f"| sequential batch ÷ native | {f(r['seq_vs_native'])}× | ≤ 3× |",
@@ -578,7 +581,9 @@ def main():
         "# Benchmarks", "",
         f"Results of `{CMD}` ({'quick' if QUICK else 'full'} run, started {R.get('started')}, "
         f"{R.get('total_s', '?')} s). Machine-readable: `{os.path.relpath(SRC, ROOT)}`; "
-        "this page is generated from it by `bench/report.py`.", "",
+        "this page is generated from it by `bench/report.py`."
+        + "".join(f" Scenarios {', '.join(x['only'])} were re-run alone at {x['at']}."
+                  for x in R.get("reruns", [])), "",
         "## Machine", "",
         "| | |", "|---|---|",
         f"| CPUs (nproc) | {m['nproc']} |", f"| CPU model | {m['cpu']} |",

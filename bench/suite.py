@@ -681,7 +681,11 @@ def main():
     res.setdefault("loadavg", {})
     res.setdefault("seconds", {})
     res.setdefault("errors", {})
-    res["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if ONLY:
+        res.setdefault("reruns", []).append({"at": now, "only": sorted(ONLY)})
+    else:
+        res["started"] = now
     t_all = time.perf_counter()
     for name, fn in SCENARIOS:
         if ONLY and name not in ONLY:
@@ -700,7 +704,8 @@ def main():
         os.makedirs(RESULTS, exist_ok=True)
         with open(path, "w") as f:
             json.dump(res, f, indent=2, sort_keys=True)
-    res["total_s"] = round(time.perf_counter() - t_all, 1)
+    if not ONLY:
+        res["total_s"] = round(time.perf_counter() - t_all, 1)
     with open(path, "w") as f:
         json.dump(res, f, indent=2, sort_keys=True)
     print(f"total {res['total_s']} s -> {path}")
