@@ -31,7 +31,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit test-unit test-asan test-integration clean bench bench-quick \
-        bench-foundation fmt fmt-check fuzz fuzz-smoke fuzz-build
+        bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build
 
 all: $(BUILD)/sqlfs
 
@@ -54,11 +54,31 @@ $(BUILD)/bench/httpbench: bench/httpbench.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -o $@ $< $$(pkg-config --cflags --libs libcurl) -lpthread
 
-bench-tools: all $(BUILD)/bench/httpbench
+$(BUILD)/bench/spawnbench: bench/spawnbench.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -o $@ $<
+
+bench-tools: all $(BUILD)/bench/httpbench $(BUILD)/bench/spawnbench
 
 # Benchmarks print their figures and write bench/results/*.json (see README "Performance").
 bench-foundation: bench-tools
 	$(PYTHON) bench/foundation.py
+
+# Comparison suite (sqlfs vs bubblewrap, just-bash, native): bench/results/suite*.json, then
+# docs/BENCHMARKS.md and docs/img/*.png. Needs `make bench-deps` once.
+bench: bench-tools
+	$(PYTHON) bench/suite.py
+	$(PYTHON) bench/report.py bench/results/suite.json
+
+bench-quick: bench-tools
+	$(PYTHON) bench/suite.py --quick
+	$(PYTHON) bench/report.py bench/results/suite-quick.json
+
+# Tools the comparison needs; kept out of `make deps` so tests and CI do not need them.
+bench-deps:
+	@command -v bwrap >/dev/null && $(PYTHON) -c 'import matplotlib' 2>/dev/null || \
+		apt-get install -y --no-install-recommends bubblewrap python3-matplotlib
+	cd bench && npm install --no-audit --no-fund
 
 deps:
 	@bash scripts/deps.sh

@@ -35,6 +35,7 @@ class Server:
                         AUTH_RATE_LIMIT_MAX="1000000")
         self.env.update(env or {})
         self.proc = None
+        self.wedged = False
 
     def start(self):
         self.proc = subprocess.Popen([BINARY, "serve", "--listen", f"127.0.0.1:{self.port}",
@@ -52,7 +53,21 @@ class Server:
     def stop(self):
         if self.proc:
             self.proc.terminate()
-            self.proc.wait(30)
+            try:
+                self.proc.wait(8)
+            except subprocess.TimeoutExpired:
+                # a wedged server (see docs/BENCHMARKS.md, "Problems found"): kill it and the
+                # children it forked, by pid
+                kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                                      text=True).stdout.split()
+                for k in kids:
+                    try:
+                        os.kill(int(k), 9)
+                    except OSError:
+                        pass
+                self.proc.kill()
+                self.proc.wait(15)
+                self.wedged = True
             self.proc = None
 
     def cleanup(self):
@@ -104,7 +119,7 @@ class RssSampler:
 
 
 def httpbench(server, token, path, method="GET", body=None, n=100, concurrency=1, ids=None,
-              expect=None, content_type=None):
+              expect=None, content_type=None, timeout=300):
     cmd = [HTTPBENCH, "--url", server.url, "--token", token, "--method", method, "--path", path,
            "--n", str(n), "--concurrency", str(concurrency)]
     if body is not None:
@@ -118,7 +133,11 @@ def httpbench(server, token, path, method="GET", body=None, n=100, concurrency=1
         idfile.close()
         cmd += ["--ids", idfile.name]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"n": n, "errors": n, "hung": True, "p50_ms": None, "p99_ms": None,
+                    "rps": 0.0, "statuses": {}}
     finally:
         if idfile:
             os.unlink(idfile.name)
