@@ -366,8 +366,12 @@ __attribute__((noreturn)) static void child_main(const struct child_plan *cp)
             (void)sigaction(s, &dfl, NULL);
     child_mounts_early(cp);
     /* Host groups of the server must not follow the sandbox. */
-    if (setgroups(0, NULL) < 0 || setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0 ||
-        setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
+    /* Raw system calls, not the libc wrappers: glibc's setgroups/setresgid/setresuid broadcast
+     * the change to every thread of the parent (nptl setxid), threads that do not exist in this
+     * child, and wait forever when one of them was being created at clone time. */
+    if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+        syscall(SYS_setresgid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0 ||
+        syscall(SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
         child_fail("set uid/gid");
     /* Credential changes reset the parent-death signal: set it afterwards. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
