@@ -31,7 +31,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit test-unit test-asan test-integration clean bench bench-quick \
-        bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build
+        bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load
 
 all: $(BUILD)/sqlfs
 
@@ -137,6 +137,10 @@ fuzz: fuzz-build
 # About 30 s in all: a crash-regression run of every target on its seed corpus.
 fuzz-smoke: fuzz-build
 	@bash scripts/fuzz.sh 4 $(FUZZ_TARGETS)
+
+# Load and abuse test (about 1-2 min; not part of make test): bench/load.py.
+load: all
+	$(PYTHON) bench/load.py
 
 fmt:
 	clang-format -i $$(find src tests/unit -name '*.[ch]')
