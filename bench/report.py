@@ -465,33 +465,23 @@ def section_cold():
 
 
 PROBLEMS = """\
-1. **Concurrent execs can deadlock a jail child; the request never answers and SIGTERM cannot
-   stop the server.** Reproduction: `make && /usr/bin/python3 bench/repro_ro_batch.py 20` — a fresh
-   sandbox, then `POST /v1/sandboxes/{id}/exec-sync-batch` with
-   `{"readOnly": true, "scripts": [8 × {"script": "true"}]}`; on this machine the first request
-   already hangs (the script prints `HUNG > 10 s` and `wedged on SIGTERM: True`). The same hang
-   appears with plain `exec-sync` `{"script":"true"}` from 4 concurrent `httpbench` clients,
-   on one sandbox (`readOnly`) and on 4 distinct sandboxes (write mode) alike: in the full run
-   every concurrency level above 1 hung (see Concurrency). Backtrace of the stuck child
-   (gdb): `setgroups()` → `__nptl_setxid` → `setxid_mark_thread` (futex wait) ← `child_main`
-   (src/exec/jail.c:369) ← `jail_spawn` (jail.c:893) ← `exec_engine_run` ← `ro_worker`
-   (src/exec/batch.c:422) or the MHD connection thread. The parent waits in `read_report`
-   (jail.c:739), `run_read_only_batch` in `pthread_join`, and `MHD_stop_daemon` joins that
-   connection thread, so shutdown hangs too. Cause: the child is created with a raw `clone3`
-   syscall (jail.c:891), which skips glibc's fork bookkeeping; the child inherits glibc's list of
-   the parent's threads, and glibc's `setgroups`/`setresgid`/`setresuid` wrappers try to
-   broadcast the credential change to all of them (`__nptl_setxid`). If another server thread
-   was inside `pthread_create` at the moment of the clone (MHD starting a connection thread, the
-   read-only batch starting its workers), the child waits for that thread forever. Fix: in the
-   child use the raw system calls — `syscall(SYS_setgroups, 0, NULL)`,
-   `syscall(SYS_setresgid, …)`, `syscall(SYS_setresuid, …)` — which act on the calling thread
-   only (right for a single-threaded child), and keep the child free of other glibc calls that
-   take process-wide locks (malloc, stdio). The harness here puts a timeout on every request,
-   records the hung runs, and kills the wedged server by pid.
-2. A Python `httpx` client measured `POST /v1/sandboxes` at ~45 ms p50 (40 ms = delayed ACK ×
-   Nagle: httpx writes headers and body in two segments). Not a server problem — libcurl and
-   `http.client` (one write) see ~0.3–1 ms — but SDK users of httpx will see it; the SDK could
-   set `TCP_NODELAY` or send small bodies in one write.
+Found by this suite, both fixed before the run recorded here:
+
+1. **Concurrent execs could deadlock a jail child** (the request never answered and SIGTERM could
+   not stop the server): the child, made by a raw `clone3` of the threaded server, called glibc's
+   `setgroups`/`setresgid`/`setresuid`, which wait for every thread glibc believes exists.
+   Fixed by raw system calls in the child and binding every symbol at load (`-z now`);
+   `bench/repro_ro_batch.py 20` and `tests/integration/test_exec_concurrency.py` check it.
+2. **A 40 ms stall for clients that write headers and body separately** (Python httpx: Nagle on
+   the client waiting for the server's delayed ACK). Fixed in the server: the headers are
+   acknowledged at once (`TCP_QUICKACK`); `POST /v1/sandboxes` from httpx is ~1 ms p50 again.
+   (The build/sqlfs binary changed for this while the recorded run was in progress; the
+   figures here are measured with libcurl and `http.client`, which never hit the stall.)
+
+Per-exec cost bounds the throughput targets: a trivial exec costs about 20 ms of CPU
+(server + jail processes, from /proc/PID/stat over 100 execs), so 2 CPUs top out near 100 execs/s
+before any other load; ≥ 200/s needs a cheaper jail start (reused cgroups, a pre-forked
+zygote), which is future work.
 """
 
 

@@ -572,9 +572,10 @@ void exec_session_end(struct exec_session *s)
     if (s->acquired)
         checkout_release(s->e->checkouts, s->rec->id);
     free(s->lower);
-    upper_release(s->e, &s->u);
+    /* the slot is free once the jail is gone: removing the upper need not hold it */
     if (s->admitted)
         leave(s->e);
+    upper_release(s->e, &s->u);
     memset(s, 0, sizeof(*s));
 }
 
