@@ -185,8 +185,7 @@ int route_ingest(struct request *req)
     struct sandbox_rec rec;
     bool opened = false;
     if (r == 0) {
-        r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                         &req->lock);
+        r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
         opened = r == 0;
     }
     if (r == 0 && cs.n > 0)
@@ -222,8 +221,7 @@ int route_ingest_files(struct request *req)
     if ((r = route_path_arg("basePath", base, blen, &norm)) < 0)
         return r;
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
     if (r < 0) {
         free(norm);
         return r;
@@ -285,8 +283,7 @@ int route_export(struct request *req)
     if (r < 0)
         return r;
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_SHARED, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_SHARED, &rec);
     if (r < 0) {
         free(norm);
         return r;

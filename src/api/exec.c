@@ -142,8 +142,7 @@ int exec_output_json(const struct buf *b, json_t **ret)
 /* Opens the sandbox with the lock the exec needs (shared for read-only). */
 int exec_open_sandbox(struct request *req, bool read_only, struct sandbox_rec *rec)
 {
-    return sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub,
-                        read_only ? LOCK_SHARED : LOCK_EXCLUSIVE, rec, &req->lock);
+    return route_open_sandbox(req, read_only ? LOCK_SHARED : LOCK_EXCLUSIVE, rec);
 }
 
 int route_exec_sync(struct request *req)

@@ -29,6 +29,22 @@ int route_path_arg(const char *field, const char *value, size_t len, char **ret)
     return r;
 }
 
+int route_open_sandbox(struct request *req, enum lock_mode mode, struct sandbox_rec *rec)
+{
+    return sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, mode, rec,
+                        &req->lock);
+}
+
+int route_check_bulk_count(struct request *req, size_t n)
+{
+    int64_t max = req->app->cfg->max_bulk_write_files;
+    if ((int64_t)n <= max)
+        return 0;
+    err_set(-ERR_PAYLOAD_TOO_LARGE, "too many files: %zu (limit %lld)", n, (long long)max);
+    err_detail("MAX_BULK_WRITE_FILES=%lld", (long long)max);
+    return -ERR_PAYLOAD_TOO_LARGE;
+}
+
 int route_capture_path(struct request *req, char **ret)
 {
     const char *rest = req->rest ? req->rest : "";
@@ -162,8 +178,7 @@ int route_file_get(struct request *req)
     if (r < 0)
         return r;
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_SHARED, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_SHARED, &rec);
     if (r < 0) {
         free(path);
         return r;
@@ -343,8 +358,7 @@ int route_file_put(struct request *req)
         return r;
     m.has_content = m.size > 0;
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
     if (r < 0)
         return r;
     r = write_target(req->app, req->sandbox_id, st->path, &m.path, &m.mode);
@@ -451,8 +465,7 @@ int route_file_patch(struct request *req)
     if ((r = route_capture_path(req, &path)) < 0)
         return r;
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
     if (r < 0) {
         free(path);
         return r;
@@ -546,8 +559,7 @@ int route_file_delete(struct request *req)
         return err_set(-EINVAL, "cannot delete the sandbox root; delete the sandbox instead");
     }
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
     if (r < 0) {
         free(path);
         return r;
@@ -595,8 +607,7 @@ int route_mkdir(struct request *req)
     if ((r = route_path_arg("path", p, plen, &path)) < 0)
         return r;
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
     if (r < 0) {
         free(path);
         return r;
@@ -646,13 +657,8 @@ int route_write_files(struct request *req)
         return r;
     if (r == 0)
         return err_set(-ERR_INVALID_INPUT, "field 'files' is required: {\"/abs/path\": \"text\"}");
-    int64_t max = req->app->cfg->max_bulk_write_files;
-    if ((int64_t)json_object_size(files) > max) {
-        err_set(-ERR_PAYLOAD_TOO_LARGE, "too many files: %zu (limit %lld)",
-                json_object_size(files), (long long)max);
-        err_detail("MAX_BULK_WRITE_FILES=%lld", (long long)max);
-        return -ERR_PAYLOAD_TOO_LARGE;
-    }
+    if ((r = route_check_bulk_count(req, json_object_size(files))) < 0)
+        return r;
     /* validate everything before touching anything */
     const char *key;
     json_t *val;
@@ -676,8 +682,7 @@ int route_write_files(struct request *req)
         return err_set(-ERR_INVALID_INPUT, "%d invalid entr%s in 'files'", bad,
                        bad == 1 ? "y" : "ies");
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
     if (r < 0)
         return r;
     struct changeset cs;
@@ -752,8 +757,7 @@ int route_tree(struct request *req)
         return r;
     }
     struct sandbox_rec rec;
-    r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_SHARED, &rec,
-                     &req->lock);
+    r = route_open_sandbox(req, LOCK_SHARED, &rec);
     if (r < 0) {
         free(prefix);
         return r;

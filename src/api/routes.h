@@ -3,6 +3,7 @@
 #define SQLFS_API_ROUTES_H
 
 #include "api/http.h"
+#include "sandbox/lock.h"
 
 /* health.c */
 int route_healthz(struct request *req);
@@ -46,6 +47,13 @@ int route_export(struct request *req);
 
 /* Shared by routes: the sandbox path named by the "*" capture (normalised, malloc'd). */
 __attribute__((warn_unused_result)) int route_capture_path(struct request *req, char **ret);
+/* Shared by routes: takes the lock of the request's sandbox in `mode` (held until the request
+ * completes) and reads its record for the caller (see sandbox_open). */
+__attribute__((warn_unused_result)) int route_open_sandbox(struct request *req,
+                                                           enum lock_mode mode,
+                                                           struct sandbox_rec *rec);
+/* Shared by routes: 413 naming MAX_BULK_WRITE_FILES when a request carries more than it. */
+__attribute__((warn_unused_result)) int route_check_bulk_count(struct request *req, size_t n);
 /* Shared by routes: normalises a path given in a JSON field or query parameter. */
 __attribute__((warn_unused_result)) int route_path_arg(const char *field, const char *value,
                                                        size_t len, char **ret);

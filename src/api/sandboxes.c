@@ -34,12 +34,9 @@ static int add_skeleton(struct changeset *cs)
 /* Adds the "files" of a create request: absolute path → UTF-8 text. */
 static int add_initial_files(struct request *req, json_t *files, struct changeset *cs)
 {
-    if ((int64_t)json_object_size(files) > req->app->cfg->max_bulk_write_files) {
-        err_set(-ERR_PAYLOAD_TOO_LARGE, "too many files: %zu (limit %lld)",
-                json_object_size(files), (long long)req->app->cfg->max_bulk_write_files);
-        err_detail("MAX_BULK_WRITE_FILES=%lld", (long long)req->app->cfg->max_bulk_write_files);
-        return -ERR_PAYLOAD_TOO_LARGE;
-    }
+    int r = route_check_bulk_count(req, json_object_size(files));
+    if (r < 0)
+        return r;
     const char *key;
     json_t *val;
     json_object_foreach(files, key, val)
@@ -47,7 +44,7 @@ static int add_initial_files(struct request *req, json_t *files, struct changese
         if (!json_is_string(val))
             return err_set(-ERR_INVALID_INPUT, "files['%.200s'] must be a string", key);
         char *path = NULL;
-        int r = route_path_arg("files", key, strlen(key), &path);
+        r = route_path_arg("files", key, strlen(key), &path);
         if (r < 0)
             return r;
         if (strcmp(path, "/") == 0 || strcmp(path, "/home") == 0 ||
@@ -155,8 +152,7 @@ int route_sandbox_get(struct request *req)
 int route_sandbox_delete(struct request *req)
 {
     struct sandbox_rec rec;
-    int r = sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, LOCK_EXCLUSIVE, &rec,
-                         &req->lock);
+    int r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
     if (r < 0)
         return r;
     sandbox_rec_release(&rec);
