@@ -1,7 +1,8 @@
 # sqlfs — build, test and run.
 #   make            build build/sqlfs
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
-#   make test       install deps, build, run unit tests (plain + ASan/UBSan) and integration tests
+#   make test       install deps, build, run unit tests and integration tests, each plain and
+#                   under ASan/LSan/UBSan (zero sanitizer reports required), then a fuzz smoke
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 
@@ -30,7 +31,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit test-unit test-asan test-integration clean bench bench-quick \
+.PHONY: all deps run test unit test-unit test-asan test-integration test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load
 
 all: $(BUILD)/sqlfs
@@ -94,6 +95,11 @@ test-unit: unit
 test-asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' test-unit
 
+# The same suites against the ASan/LSan/UBSan server; fails on any sanitizer report.
+test-integration-asan:
+	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' build/asan/sqlfs
+	PYTHON=$(PYTHON) bash scripts/integration-asan.sh
+
 test-integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
@@ -103,6 +109,7 @@ test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-asan
 	$(MAKE) test-integration
+	$(MAKE) test-integration-asan
 	$(MAKE) fuzz-smoke
 
 # Fuzzing (libFuzzer, clang): every fuzz/fuzz_<t>.c is linked against the library compiled with
