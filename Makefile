@@ -26,8 +26,11 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c | sort)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c ! -path 'src/exec/init/*' | sort)
+# The jail's init is a program of its own (static, never sanitized), embedded in the library.
+INIT_SRC := src/exec/init/jail_init.c
+INIT_IMG := src/exec/init/jail_init_image.S
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/exec/init/jail_init_image.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -39,6 +42,15 @@ all: $(BUILD)/sqlfs
 $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
+
+.PRECIOUS: %/jail-init
+%/jail-init: $(INIT_SRC) src/exec/jail_proto.h
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -Os -D_GNU_SOURCE -Isrc $(WARN) -static -s -o $@ $(INIT_SRC)
+
+%/src/exec/init/jail_init_image.o: $(INIT_IMG) %/jail-init
+	@mkdir -p $(@D)
+	$(CC) -c -DJAIL_INIT_PATH='"$(abspath $*/jail-init)"' -o $@ $(INIT_IMG)
 
 $(BUILD)/sqlfs: $(BUILD)/src/main.o $(BUILD)/libsqlfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -123,7 +135,7 @@ FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/src/exec/init/jail_init_image.o
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 $(FUZZ_BUILD)/%.o: %.c

@@ -2,9 +2,10 @@
  * jail.c — see jail.h for the model. Two halves:
  *   - the parent side (jail_runtime_init, jail_spawn, jail_wait, ...) runs in server threads
  *     and may allocate;
- *   - the child side (child_main and below) runs between clone3() and execve() in a copy of a
- *     multi-threaded process: it only makes system calls, reads the prepared struct child_plan
- *     and writes fixed-size records. It never returns.
+ *   - the child side (child_main and below) runs between clone() and the execve() of the init
+ *     in the server's own address space (CLONE_VM, like posix_spawn's child) on a stack of its
+ *     own: it only makes system calls, reads the prepared struct child_plan and writes
+ *     fixed-size records. It never returns and never writes the server's memory.
  * Trusted: everything in struct child_plan (built by the parent from the server's own paths).
  * Untrusted: the script, cwd and env strings, which the child only passes to chdir/execve.
  */
@@ -19,6 +20,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@
 #include <unistd.h>
 
 #include "exec/ids.h"
+#include "exec/jail_proto.h"
 #include "exec/rootfs.h"
 #include "exec/seccomp.h"
 #include "util/err.h"
@@ -60,36 +63,12 @@ const char *const jail_default_env[] = {
 
 /* ---- shared between parent and child --------------------------------------------------- */
 
-enum report_kind {
-    REPORT_READY = 1,
-    REPORT_SETUP_ERR,
-    REPORT_CWD_ERR,
-    REPORT_EXEC_ERR,
-    REPORT_STATUS
-};
+/* The embedded init program (init/jail_init_image.S). */
+extern const unsigned char jail_init_image[], jail_init_image_end[];
 
-/* One record on the report pipe; smaller than PIPE_BUF, so every write is atomic. */
-struct report {
-    int32_t kind;
-    int32_t err;    /* errno of the failed step */
-    int32_t status; /* REPORT_STATUS: bash's wait status */
-    char step[52];  /* which setup step failed (static text) */
-};
-
-/* Fixed descriptor slots in the child after remapping. */
-/* fd 3 of bash is the caller's report pipe (plan->report_fd: the script's final cwd, batch
- * markers); fd 4 holds a big script. Slots from SLOT_REPORT on are the jail's own. */
-enum {
-    SLOT_STDIN = 0,
-    SLOT_STDOUT,
-    SLOT_STDERR,
-    SLOT_USER,
-    SLOT_SCRIPT,
-    SLOT_REPORT,
-    SLOT_SYNC,
-    SLOT_OVL,
-    SLOT_COUNT
-};
+/* The setup child's stack: it only runs the few frames of child_main (sanitizer builds make
+ * them larger). */
+#define CHILD_STACK_SIZE (256 * 1024)
 
 #define DEV_NODES 6
 static const char *const dev_nodes[DEV_NODES] = {"null",   "zero",    "full",
@@ -114,16 +93,18 @@ struct jail_runtime {
     char *dev_src[DEV_NODES], *dev_dst[DEV_NODES];
     char *link_dst[DEV_LINKS];
     char *stub_dst[2][ROOTFS_MAX_STUBS]; /* rootfs target, relative to the new root */
+    int init_fd;                         /* sealed memfd holding the jail init program */
 };
 
 /* Everything the child needs, prepared by the parent; read-only in the child. */
 struct child_plan {
     const struct jail_runtime *rt;
-    int src_fd[SLOT_COUNT]; /* parent fds to move into the slots (-1 = leave the slot closed) */
+    int src_fd[JAIL_SLOT_COUNT]; /* parent fds to move into the slots (-1 = leave it closed) */
+    int sync_fd;                 /* the parent writes one byte once maps and cgroup are set */
     bool python, javascript;
     const char *bin; /* bind source for /opt/sqlfs/bin */
     const char *cwd;
-    char **argv;
+    char **argv; /* the init's (jail_proto.h) */
     char **envp;
     struct rlimit nofile, fsize, core;
 };
@@ -132,7 +113,7 @@ struct child_plan {
 
 static void child_report(int kind, int err, int status, const char *step)
 {
-    struct report rec;
+    struct jail_report rec;
     memset(&rec, 0, sizeof(rec));
     rec.kind = kind;
     rec.err = err;
@@ -143,13 +124,13 @@ static void child_report(int kind, int err, int status, const char *step)
     }
     ssize_t w;
     do
-        w = write(SLOT_REPORT, &rec, sizeof(rec));
+        w = write(JAIL_SLOT_REPORT, &rec, sizeof(rec));
     while (w < 0 && errno == EINTR);
 }
 
 __attribute__((noreturn)) static void child_fail(const char *step)
 {
-    child_report(REPORT_SETUP_ERR, errno, 0, step);
+    child_report(JAIL_REPORT_SETUP_ERR, errno, 0, step);
     _exit(126);
 }
 
@@ -157,14 +138,14 @@ __attribute__((noreturn)) static void child_fail(const char *step)
  * sockets and database files must not stay open in the jail). */
 static void child_fds(const struct child_plan *cp)
 {
-    int tmp[SLOT_COUNT];
-    for (int i = 0; i < SLOT_COUNT; i++) {
+    int tmp[JAIL_SLOT_COUNT];
+    for (int i = 0; i < JAIL_SLOT_COUNT; i++) {
         tmp[i] = -1;
         /* Above every slot, so no dup2 below can clobber a descriptor still to be moved. */
-        if (cp->src_fd[i] >= 0 && (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, SLOT_COUNT)) < 0)
+        if (cp->src_fd[i] >= 0 && (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, JAIL_SLOT_COUNT)) < 0)
             _exit(126);
     }
-    for (int i = 0; i < SLOT_COUNT; i++) {
+    for (int i = 0; i < JAIL_SLOT_COUNT; i++) {
         if (tmp[i] >= 0) {
             if (dup2(tmp[i], i) < 0)
                 _exit(126);
@@ -172,10 +153,10 @@ static void child_fds(const struct child_plan *cp)
             close(i);
         }
     }
-    if (syscall(SYS_close_range, SLOT_COUNT, ~0U, 0) < 0)
+    if (syscall(SYS_close_range, JAIL_SLOT_COUNT, ~0U, 0) < 0)
         _exit(126);
-    /* Only stdio, the caller's report pipe and the script reach bash. */
-    for (int i = SLOT_REPORT; i < SLOT_COUNT; i++)
+    /* The init keeps the report slot; the overlay and the init image are gone at its exec. */
+    for (int i = JAIL_SLOT_REPORT + 1; i < JAIL_SLOT_COUNT; i++)
         if (fcntl(i, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF)
             _exit(126);
 }
@@ -223,9 +204,9 @@ static void child_mounts_early(const struct child_plan *cp)
     /* Nothing we mount may propagate back to the host. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail("make mounts private");
-    if (move_mount(SLOT_OVL, "", AT_FDCWD, rt->rf.newroot, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    if (move_mount(JAIL_SLOT_OVL, "", AT_FDCWD, rt->rf.newroot, MOVE_MOUNT_F_EMPTY_PATH) < 0)
         child_fail("attach overlay root");
-    close(SLOT_OVL);
+    close(JAIL_SLOT_OVL);
     if (chdir(rt->rf.newroot) < 0)
         child_fail("enter new root");
     /* The sandbox tree could hold a symlink (or file) where a system directory goes; mounting
@@ -309,67 +290,32 @@ static void child_sandbox(void)
         child_fail("no_new_privs");
 }
 
-/* Runs in the forked bash process: exec or report. */
-__attribute__((noreturn)) static void child_exec_bash(const struct child_plan *cp)
+/* The clone() entry point. Until the parent writes "go" it only waits, so the two never
+ * race on errno (which they share: same address space, same thread pointer); from "go" until
+ * the init's READY record the parent only blocks in read() with every signal blocked. */
+static int child_main(void *arg)
 {
-    /* /usr/bin: the sandbox tree may shadow the /bin link. */
-    execve("/usr/bin/bash", cp->argv, cp->envp);
-    child_report(REPORT_EXEC_ERR, errno, 0, "execve bash");
-    _exit(127);
-}
-
-/* pid 1 of the jail: reaps everything, ends with bash. */
-__attribute__((noreturn)) static void child_init(const struct child_plan *cp, pid_t bash)
-{
-    close(SLOT_STDIN);
-    close(SLOT_STDOUT);
-    close(SLOT_STDERR);
-    close(SLOT_USER);
-    close(SLOT_SCRIPT);
-    int status = 0;
-    for (;;) {
-        int st;
-        pid_t pid = wait4(-1, &st, __WALL, NULL);
-        if (pid == bash) {
-            status = st;
-            break;
-        }
-        if (pid < 0 && errno != EINTR) {
-            status = 127 << 8;
-            break;
-        }
-    }
-    child_report(REPORT_STATUS, 0, status, NULL);
-    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-}
-
-__attribute__((noreturn)) static void child_main(const struct child_plan *cp)
-{
-    child_fds(cp);
+    const struct child_plan *cp = arg;
     /* Wait until the parent has written our uid/gid maps and placed us in the cgroup. */
     char go;
-    ssize_t n;
-    do
-        n = read(SLOT_SYNC, &go, 1);
-    while (n < 0 && errno == EINTR);
-    if (n != 1)
+    if (read(cp->sync_fd, &go, 1) != 1)
         _exit(126);
-    close(SLOT_SYNC);
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
+    /* The handlers are the server's (a copy of its table): default them before unblocking. */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP)
             (void)sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    child_fds(cp);
     child_mounts_early(cp);
     /* Host groups of the server must not follow the sandbox. */
     /* Raw system calls, not the libc wrappers: glibc's set*id() broadcast the change to every
-     * thread it knows of (nptl "setxid"), and this fork-like child still believes it has the
-     * server's threads, so the wrapper waits for them forever when one was mid-call at clone
-     * time. The kernel calls change only this task, which is all there is. */
+     * thread of the process (nptl "setxid"), and this task shares the server's memory and
+     * thread list without being one of its threads. The kernel calls change only this task. */
     if (syscall(SYS_setgroups, 0, NULL) < 0 ||
         syscall(SYS_setresgid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0 ||
         syscall(SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
@@ -385,28 +331,17 @@ __attribute__((noreturn)) static void child_main(const struct child_plan *cp)
     child_mounts_late(cp);
     child_drop_privileges(cp);
     if (chdir(cp->cwd) < 0) {
-        child_report(REPORT_CWD_ERR, errno, 0, "cwd");
+        child_report(JAIL_REPORT_CWD_ERR, errno, 0, "cwd");
         _exit(126);
     }
-    /* The init is a copy of the server process (its memory and /proc/1/environ hold the
-     * server's environment): make it non-dumpable so the script cannot read either. bash
-     * becomes dumpable again at execve, as any process does. */
-    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        child_fail("dumpable");
     child_sandbox();
     struct sock_fprog prog = {.len = cp->rt->prog.len, .filter = cp->rt->prog.filter};
-    /* init itself runs under the filter too. */
+    /* The init runs under the filter too. */
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
         child_fail("seccomp");
-    /* A raw clone: glibc's fork() would run atfork handlers and take locks that another server
-     * thread may have held at clone3 time. */
-    long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid < 0)
-        child_fail("fork bash");
-    if (pid == 0)
-        child_exec_bash(cp);
-    child_report(REPORT_READY, 0, 0, NULL);
-    child_init(cp, (pid_t)pid);
+    /* From here on the jail has its own address space: the init (jail_proto.h) starts bash. */
+    syscall(SYS_execveat, JAIL_SLOT_INIT, "", cp->argv, cp->envp, AT_EMPTY_PATH);
+    child_fail("execute the jail init");
 }
 
 /* ---- parent side ------------------------------------------------------------------------ */
@@ -489,6 +424,35 @@ static int clean_uppers(const char *data_dir)
     return r;
 }
 
+/* The init program in a sealed memfd: executed by every jail from its descriptor, so it needs
+ * no path inside the jail and cannot be changed by anyone once sealed. */
+static int load_init_image(struct jail_runtime *rt)
+{
+    int fd = memfd_create(JAIL_INIT_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    const unsigned char *img = jail_init_image;
+    size_t len = (size_t)(jail_init_image_end - jail_init_image);
+    while (len > 0) {
+        ssize_t w = write(fd, img, len);
+        if (w < 0) {
+            int r = -errno;
+            close(fd);
+            return r;
+        }
+        img += w;
+        len -= (size_t)w;
+    }
+    if (fchmod(fd, 0555) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    rt->init_fd = fd;
+    return 0;
+}
+
 /* Exec cgroups are grouped per data directory (FNV-1a of its real path: a name, not a secret),
  * so servers with different data directories on one host leave each other's execs alone. */
 static void cgroup_probe_instance(struct jail_runtime *rt)
@@ -508,6 +472,7 @@ int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runt
         return -ENOMEM;
     for (int i = 0; i < CGROUP_NCTL; i++)
         rt->cg.base_fd[i] = rt->cg.parent_fd[i] = -1; /* freed before the probe ran */
+    rt->init_fd = -1;
     int r = rootfs_build(data_dir, rootfs, &rt->rf);
     if (r < 0)
         goto fail;
@@ -522,6 +487,11 @@ int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runt
     r = seccomp_build(&rt->prog);
     if (r < 0)
         goto fail;
+    r = load_init_image(rt);
+    if (r < 0) {
+        err_set(r, "cannot load the jail init program");
+        goto fail;
+    }
     r = clean_uppers(data_dir);
     if (r < 0) {
         err_set(r, "cannot remove stale overlay upper directories");
@@ -542,6 +512,8 @@ void jail_runtime_free(struct jail_runtime *rt)
     rootfs_release(&rt->rf);
     seccomp_prog_release(&rt->prog);
     cgroup_rt_release(&rt->cg);
+    if (rt->init_fd >= 0)
+        close(rt->init_fd);
     free(rt);
 }
 
@@ -678,10 +650,16 @@ static int build_env(const struct jail_plan *plan, const char *cwd, char ***ret,
     return 0;
 }
 
-/* argv for bash; *script_fd gets a memfd holding the script when it is too big for -c. */
-static int build_argv(const struct jail_plan *plan, char *argv[6], char **copy, int *script_fd)
+/* argv for the init, which runs bash with argv + 2 (jail_proto.h); *script_fd gets a memfd
+ * holding the script when it is too big for -c. */
+#define INIT_ARGV_MAX 8
+static int build_argv(const struct jail_plan *plan, char *argv[INIT_ARGV_MAX], char **copy,
+                      int *script_fd)
 {
     int n = 0;
+    argv[n++] = JAIL_INIT_NAME;
+    /* /usr/bin: the sandbox tree may shadow the /bin link. */
+    argv[n++] = "/usr/bin/bash";
     argv[n++] = "bash";
     if (plan->debug)
         argv[n++] = "-x";
@@ -726,10 +704,6 @@ static int write_proc_file(pid_t pid, const char *name, const char *text)
     return r;
 }
 
-struct clone_args_v0 {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-};
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0)
@@ -737,7 +711,7 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-static int read_report(int fd, struct report *rec)
+static int read_report(int fd, struct jail_report *rec)
 {
     size_t got = 0;
     while (got < sizeof(*rec)) {
@@ -771,7 +745,7 @@ static void spawn_ctx_release(struct spawn_ctx *c)
 }
 
 static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *plan,
-                         struct spawn_ctx *c, struct child_plan *cp, char *argv[6])
+                         struct spawn_ctx *c, struct child_plan *cp, char *argv[INIT_ARGV_MAX])
 {
     const char *cwd = plan->cwd ? plan->cwd : SANDBOX_HOME;
     if (!valid_path(plan->lower) || !valid_path(plan->upper) || !valid_path(plan->work) ||
@@ -800,15 +774,16 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
 
     memset(cp, 0, sizeof(*cp));
     cp->rt = rt;
-    cp->src_fd[SLOT_STDIN] = c->in_fd;
-    cp->src_fd[SLOT_STDOUT] = c->out[1];
-    cp->src_fd[SLOT_STDERR] = c->err[1];
+    cp->src_fd[JAIL_SLOT_STDIN] = c->in_fd;
+    cp->src_fd[JAIL_SLOT_STDOUT] = c->out[1];
+    cp->src_fd[JAIL_SLOT_STDERR] = c->err[1];
     /* 0..2 are never a report pipe: a plan that left the field zeroed gets no fd 3 */
-    cp->src_fd[SLOT_USER] = plan->report_fd > STDERR_FILENO ? plan->report_fd : -1;
-    cp->src_fd[SLOT_SCRIPT] = c->script_fd;
-    cp->src_fd[SLOT_REPORT] = c->rep[1];
-    cp->src_fd[SLOT_SYNC] = c->sync[0];
-    cp->src_fd[SLOT_OVL] = c->ovl_fd;
+    cp->src_fd[JAIL_SLOT_USER] = plan->report_fd > STDERR_FILENO ? plan->report_fd : -1;
+    cp->src_fd[JAIL_SLOT_SCRIPT] = c->script_fd;
+    cp->src_fd[JAIL_SLOT_REPORT] = c->rep[1];
+    cp->src_fd[JAIL_SLOT_OVL] = c->ovl_fd;
+    cp->src_fd[JAIL_SLOT_INIT] = rt->init_fd;
+    cp->sync_fd = c->sync[0];
     cp->python = plan->python;
     cp->javascript = plan->javascript;
     cp->bin = rt->rf.bin[(plan->python ? 1 : 0) | (plan->javascript ? 2 : 0)];
@@ -840,15 +815,15 @@ static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struc
     if (write(c->sync[1], "g", 1) != 1)
         return err_set(-EIO, "cannot start the sandbox");
     close_fd(&c->sync[1]);
-    struct report rec;
+    struct jail_report rec;
     r = read_report(p->report_fd, &rec);
     if (r < 0)
         return err_set(r, "sandbox setup failed");
     if (r == 0)
         return err_set(-ERR_JAIL_UNAVAILABLE, "sandbox setup failed");
-    if (rec.kind == REPORT_READY)
+    if (rec.kind == JAIL_REPORT_READY)
         return 0;
-    if (rec.kind == REPORT_CWD_ERR) {
+    if (rec.kind == JAIL_REPORT_CWD_ERR) {
         if (rec.err == ENOTDIR)
             return err_set(-ENOENT, "cwd is not a directory: %s", cwd);
         if (rec.err == EACCES)
@@ -870,7 +845,10 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
                           .ovl_fd = -1,
                           .script_fd = -1};
     struct child_plan cp;
-    char *argv[6];
+    char *argv[INIT_ARGV_MAX];
+    void *stack = NULL;
+    sigset_t all, saved;
+    bool masked = false;
     struct jail_proc *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
@@ -886,16 +864,25 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
         err_set(r, "cannot create the exec cgroup");
         goto fail;
     }
+    /* Heap memory rather than a mapping of its own: freed like any allocation, so sanitizer
+     * builds keep an exact picture of it. */
+    if (!(stack = malloc(CHILD_STACK_SIZE))) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    /* No server signal handler may run on the child's stack: the child starts with every
+     * signal blocked and unblocks once its handlers are the defaults. This thread keeps them
+     * blocked until the child is done with the shared memory (see child_main). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    masked = true;
+    /* CLONE_VM: no copy of the server's page tables, and no copy-on-write faults in the
+     * server's threads afterwards; the child leaves this address space at the init's execve. */
     int pidfd = -1;
-    struct clone_args_v0 ca = {
-        .flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
-                 CLONE_NEWIPC | CLONE_NEWUTS,
-        .pidfd = (uint64_t)(uintptr_t)&pidfd,
-        .exit_signal = SIGCHLD,
-    };
-    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
-    if (pid == 0)
-        child_main(&cp);
+    int pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
+                    CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
+                        CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+                    &cp, &pidfd);
     if (pid < 0) {
         r = err_set(-errno, "cannot create the sandbox process");
         goto fail;
@@ -906,6 +893,8 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     p->stderr_fd = c.err[0];
     p->report_fd = c.rep[0];
     c.out[0] = c.err[0] = c.rep[0] = -1;
+    /* The child has its own descriptor table (no CLONE_FILES): our copies of its ends go, so
+     * that a child dying without a record reads as EOF. */
     int *child_ends[] = {&c.out[1], &c.err[1], &c.rep[1],   &c.sync[0],
                          &c.in_fd,  &c.ovl_fd, &c.script_fd};
     for (size_t i = 0; i < sizeof(child_ends) / sizeof(child_ends[0]); i++)
@@ -913,12 +902,19 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     r = spawn_start(rt, &c, p, cp.cwd);
     if (r < 0)
         goto fail;
+    /* READY comes from the init: the child has executed it and no longer uses the stack. */
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    free(stack);
     spawn_ctx_release(&c);
     *ret = p;
     return 0;
 fail:
-    spawn_ctx_release(&c);
+    /* Reaps the child (killing it first) before its stack and plan go away. */
     jail_proc_free(p);
+    if (masked)
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    free(stack);
+    spawn_ctx_release(&c);
     return r;
 }
 
@@ -952,9 +948,9 @@ int jail_wait(struct jail_proc *p, struct jail_status *ret)
         st.exit_code = 128 + si.si_status;
     }
     /* bash's own status, if the init lived to report it. */
-    struct report rec;
+    struct jail_report rec;
     while (read_report(p->report_fd, &rec) > 0) {
-        if (rec.kind != REPORT_STATUS)
+        if (rec.kind != JAIL_REPORT_STATUS)
             continue;
         if (WIFEXITED(rec.status)) {
             st.exit_code = WEXITSTATUS(rec.status);

@@ -18,19 +18,21 @@
  * trusted.* xattrs and 0/0 character-device whiteouts in the upper dir, and the sandbox can
  * never remount it.
  *
- * Process model. The server is multi-threaded, so the child is created with a raw clone3()
- * (CLONE_PIDFD, fork-like, all namespaces at once) and from then on only runs async-signal-safe
- * system calls over a plan (struct child_plan in jail.c) that the parent prepared completely:
- * every path, argv, envp, the BPF program, the fd numbers. No malloc, no stdio, no locks. This
- * was chosen over re-executing a helper binary because it saves an execve and the dynamic
- * loading of a second program per exec. The child:
+ * Process model. The server is multi-threaded, so the child is created like posix_spawn's: one
+ * clone() with CLONE_VM (the server's address space is shared, not copied: no page-table copy,
+ * no copy-on-write faults in the server's threads afterwards), CLONE_PIDFD and all namespaces at
+ * once, on a stack of its own. Until it executes the init it only runs async-signal-safe system
+ * calls over a plan (struct child_plan in jail.c) that the parent prepared completely: every
+ * path, argv, envp, the BPF program, the fd numbers. No malloc, no stdio, no locks, no write to
+ * the server's memory. The child:
  *   1. waits for the parent to write its uid/gid maps and move it into the exec cgroup;
  *   2. builds the mount tree, pivots into it, drops groups/uid/gid, sets rlimits, drops all
  *      capabilities, sets no_new_privs and loads the seccomp filter;
- *   3. becomes a tiny init (pid 1 of the new pid namespace): forks bash (raw clone, no atfork
- *      handlers), reaps every zombie, and when bash exits reports bash's wait status over the
- *      report pipe and exits. pid-namespace semantics then SIGKILL every remaining process
- *      (background jobs die with the script).
+ *   3. executes the jail init (init/jail_init.c: a static program embedded in the server, run
+ *      from a sealed memfd) as pid 1 of the new pid namespace: it forks bash, reaps every zombie,
+ *      and when bash exits reports bash's wait status over the report pipe and exits.
+ *      pid-namespace semantics then SIGKILL every remaining process (background jobs die with
+ *      the script).
  * Setup failures travel to the parent as a fixed-size record over a CLOEXEC pipe (the libuv
  * process.c pattern); jail_spawn returns only once bash is started or setup failed.
  * The parent keeps a pidfd for the namespace init: killing it (jail_kill) kills the namespace.
