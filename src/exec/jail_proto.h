@@ -10,7 +10,10 @@
 #ifndef SQLFS_EXEC_JAIL_PROTO_H
 #define SQLFS_EXEC_JAIL_PROTO_H
 
+#include <errno.h>
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
 
 enum jail_report_kind {
     JAIL_REPORT_READY = 1, /* init: bash is forked, the jail is running */
@@ -44,6 +47,24 @@ enum {
     JAIL_SLOT_INIT,
     JAIL_SLOT_COUNT
 };
+
+/* Writes one record on the report pipe (async-signal-safe: used before and after the init). */
+static inline void jail_report_write(int kind, int err, int status, const char *step)
+{
+    struct jail_report rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.kind = kind;
+    rec.err = err;
+    rec.status = status;
+    if (step) {
+        size_t n = strlen(step);
+        memcpy(rec.step, step, n < sizeof(rec.step) - 1 ? n : sizeof(rec.step) - 1);
+    }
+    ssize_t w;
+    do
+        w = write(JAIL_SLOT_REPORT, &rec, sizeof(rec));
+    while (w < 0 && errno == EINTR);
+}
 
 /* The init's command line: argv[0] = this name, argv[1] = the program to run as the script's
  * shell, argv[2..] = that program's own argv (argv[2] is its argv[0]). Its environment is the

@@ -22,44 +22,29 @@
 
 #include "exec/jail_proto.h"
 
-static void report(int kind, int err, int status, const char *step)
-{
-    struct jail_report rec;
-    memset(&rec, 0, sizeof(rec));
-    rec.kind = kind;
-    rec.err = err;
-    rec.status = status;
-    if (step)
-        strncpy(rec.step, step, sizeof(rec.step) - 1);
-    ssize_t w;
-    do
-        w = write(JAIL_SLOT_REPORT, &rec, sizeof(rec));
-    while (w < 0 && errno == EINTR);
-}
-
 int main(int argc, char **argv, char **envp)
 {
     /* The script runs as the same uid: it must not ptrace or read the memory of its init. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 ||
         fcntl(JAIL_SLOT_REPORT, F_SETFD, FD_CLOEXEC) < 0) {
-        report(JAIL_REPORT_SETUP_ERR, errno, 0, "init");
+        jail_report_write(JAIL_REPORT_SETUP_ERR, errno, 0, "init");
         return 126;
     }
     if (argc < 3) {
-        report(JAIL_REPORT_SETUP_ERR, EINVAL, 0, "init arguments");
+        jail_report_write(JAIL_REPORT_SETUP_ERR, EINVAL, 0, "init arguments");
         return 126;
     }
     pid_t shell = fork();
     if (shell < 0) {
-        report(JAIL_REPORT_SETUP_ERR, errno, 0, "fork bash");
+        jail_report_write(JAIL_REPORT_SETUP_ERR, errno, 0, "fork bash");
         return 126;
     }
     if (shell == 0) {
         execve(argv[1], argv + 2, envp);
-        report(JAIL_REPORT_EXEC_ERR, errno, 0, "execve bash");
+        jail_report_write(JAIL_REPORT_EXEC_ERR, errno, 0, "execve bash");
         _exit(127);
     }
-    report(JAIL_REPORT_READY, 0, 0, NULL);
+    jail_report_write(JAIL_REPORT_READY, 0, 0, NULL);
     for (int fd = JAIL_SLOT_STDIN; fd < JAIL_SLOT_REPORT; fd++)
         close(fd);
     int status = 127 << 8;
@@ -73,6 +58,6 @@ int main(int argc, char **argv, char **envp)
         if (pid < 0 && errno != EINTR)
             break;
     }
-    report(JAIL_REPORT_STATUS, 0, status, NULL);
+    jail_report_write(JAIL_REPORT_STATUS, 0, status, NULL);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
