@@ -201,11 +201,14 @@ int route_file_get(struct request *req)
     int ranged = parse_range(http_header(req, "Range"), m.size, &start, &end);
     char cr[96];
     if (ranged < 0) {
+        /* an error like any other (JSON body), plus the size the client can retry against */
         snprintf(cr, sizeof(cr), "bytes */%lld", (long long)m.size);
+        r = err_set(-ERR_RANGE_NOT_SATISFIABLE,
+                    "Range starts past the end of the file (%lld bytes)", (long long)m.size);
         file_meta_release(&m);
-        r = http_reply_empty(req, 416);
+        http_reply_error(req, r);
         http_add_header(req, "Content-Range", cr);
-        return r;
+        return 0;
     }
     struct MHD_Response *resp;
     if (m.size == 0 || !m.has_content) {

@@ -45,6 +45,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
     [ERR_LOCK_TIMEOUT - ERR_BASE] = {"ELOCKTIMEOUT", 503, true,
                                      "sandbox is busy; timed out waiting for its lock"},
     [ERR_STORAGE_FULL - ERR_BASE] = {"ENOSPC", 507, true, "server storage is full"},
+    [ERR_RANGE_NOT_SATISFIABLE - ERR_BASE] = {"RANGE_NOT_SATISFIABLE", 416, false,
+                                              "requested range not satisfiable"},
 };
 
 static const struct err_info errno_table[] = {

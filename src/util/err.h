@@ -42,6 +42,7 @@ enum err_code {
     ERR_SHUTTING_DOWN,            /* 503 retryable */
     ERR_LOCK_TIMEOUT,             /* 503 retryable */
     ERR_STORAGE_FULL,             /* 507 disk full, retryable */
+    ERR_RANGE_NOT_SATISFIABLE,    /* 416 Range starts past the end of the file */
     ERR_END
 };
 
