@@ -46,7 +46,8 @@ $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 .PRECIOUS: %/jail-init
 %/jail-init: $(INIT_SRC) src/exec/jail_proto.h
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -Os -D_GNU_SOURCE -Isrc $(WARN) -static -s -o $@ $(INIT_SRC)
+	$(CC) -std=gnu11 -Os -Isrc $(WARN) -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+		-nostdlib -static -s -o $@ $(INIT_SRC)
 
 %/src/exec/init/jail_init_image.o: $(INIT_IMG) %/jail-init
 	@mkdir -p $(@D)

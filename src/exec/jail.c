@@ -111,9 +111,19 @@ struct child_plan {
 
 /* ---- child side: async-signal-safe only ------------------------------------------------ */
 
+static void child_report(int kind, int err, int status, const char *step)
+{
+    struct jail_report rec;
+    jail_report_fill(&rec, kind, err, status, step);
+    ssize_t w;
+    do
+        w = write(JAIL_SLOT_REPORT, &rec, sizeof(rec));
+    while (w < 0 && errno == EINTR);
+}
+
 __attribute__((noreturn)) static void child_fail(const char *step)
 {
-    jail_report_write(JAIL_REPORT_SETUP_ERR, errno, 0, step);
+    child_report(JAIL_REPORT_SETUP_ERR, errno, 0, step);
     _exit(126);
 }
 
@@ -314,7 +324,7 @@ static int child_main(void *arg)
     child_mounts_late(cp);
     child_drop_privileges(cp);
     if (chdir(cp->cwd) < 0) {
-        jail_report_write(JAIL_REPORT_CWD_ERR, errno, 0, "cwd");
+        child_report(JAIL_REPORT_CWD_ERR, errno, 0, "cwd");
         _exit(126);
     }
     child_sandbox();

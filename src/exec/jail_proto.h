@@ -10,10 +10,7 @@
 #ifndef SQLFS_EXEC_JAIL_PROTO_H
 #define SQLFS_EXEC_JAIL_PROTO_H
 
-#include <errno.h>
 #include <stdint.h>
-#include <string.h>
-#include <unistd.h>
 
 enum jail_report_kind {
     JAIL_REPORT_READY = 1, /* init: bash is forked, the jail is running */
@@ -48,22 +45,19 @@ enum {
     JAIL_SLOT_COUNT
 };
 
-/* Writes one record on the report pipe (async-signal-safe: used before and after the init). */
-static inline void jail_report_write(int kind, int err, int status, const char *step)
+/* Fills one report record. Plain loops, no library call: the init is built without a C library
+ * and the setup child may only make async-signal-safe calls. */
+static inline void jail_report_fill(struct jail_report *rec, int kind, int err, int status,
+                                    const char *step)
 {
-    struct jail_report rec;
-    memset(&rec, 0, sizeof(rec));
-    rec.kind = kind;
-    rec.err = err;
-    rec.status = status;
-    if (step) {
-        size_t n = strlen(step);
-        memcpy(rec.step, step, n < sizeof(rec.step) - 1 ? n : sizeof(rec.step) - 1);
-    }
-    ssize_t w;
-    do
-        w = write(JAIL_SLOT_REPORT, &rec, sizeof(rec));
-    while (w < 0 && errno == EINTR);
+    unsigned char *raw = (unsigned char *)rec;
+    for (unsigned long i = 0; i < sizeof(*rec); i++)
+        raw[i] = 0;
+    rec->kind = kind;
+    rec->err = err;
+    rec->status = status;
+    for (unsigned long i = 0; step && step[i] && i < sizeof(rec->step) - 1; i++)
+        rec->step[i] = step[i];
 }
 
 /* The init's command line: argv[0] = this name, argv[1] = the program to run as the script's
