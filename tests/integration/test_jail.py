@@ -25,6 +25,21 @@ def test_cannot_see_server_data_or_secret(api, sandbox, server):
     assert SECRET not in res["stdout"] and res["stdout"] == "user\n"
 
 
+def test_init_is_a_tiny_separate_program(api, sandbox):
+    """pid 1 of the jail is sqlfs's own init, not a copy of the server: a few pages of memory,
+    the script's environment, and closed to the script (non-dumpable)."""
+    res = ok(api, sandbox, "tr '\\0' '\\n' < /proc/1/cmdline | head -3 | tr '\\n' ' '; echo; "
+                           "awk '/^VmRSS/ {print $2}' /proc/1/status; "
+                           "head -c 16 /proc/1/mem >/dev/null 2>&1 && echo R1; "
+                           "readlink /proc/1/exe >/dev/null 2>&1 && echo R2; "
+                           "tr '\\0' '\\n' < /proc/1/environ 2>/dev/null | grep -c . ; true")
+    lines = res["stdout"].splitlines()
+    assert lines[0] == "sqlfs-init /usr/bin/bash bash ", res
+    assert int(lines[1]) < 1024, res  # KiB: a copy of the server would hold many MiB
+    # /proc/1/mem, /proc/1/exe and /proc/1/environ are closed to the script
+    assert lines[2:] == ["0"], res
+
+
 def test_other_sandboxes_invisible(api, sandbox):
     other = api.post("/v1/sandboxes").json()["id"]
     ok(api, other, "echo secret-of-other > mine.txt; sleep 0")
