@@ -516,6 +516,11 @@ static int trash_move(struct checkouts *cos, int fromfd, const char *name)
     return 0;
 }
 
+int checkout_discard(struct checkouts *cos, int dirfd, const char *name)
+{
+    return trash_move(cos, dirfd, name);
+}
+
 static void *reaper_main(void *arg)
 {
     struct checkouts *cos = arg;
