@@ -516,6 +516,11 @@ static int trash_move(struct checkouts *cos, int fromfd, const char *name)
     return 0;
 }
 
+int checkout_discard(struct checkouts *cos, int dirfd, const char *name)
+{
+    return trash_move(cos, dirfd, name);
+}
+
 static void *reaper_main(void *arg)
 {
     struct checkouts *cos = arg;
@@ -1365,6 +1370,8 @@ static int apply_put(struct applier *a, int pfd, const char *name, const struct 
         return create_symlink(pfd, name, m);
     if (m->kind != FILE_KIND_FILE)
         return -EIO;
+    /* Unlink, then rename: renaming over an existing file makes ext4 (auto_da_alloc) start
+     * writeback of the new file's data at once, about 1 ms instead of 0.03 ms here. */
     r = -EAGAIN;
     if (a->upperfd >= 0)
         r = move_from_upper(a, pfd, name, m);

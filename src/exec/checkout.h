@@ -107,4 +107,12 @@ void checkouts_get_stats(struct checkouts *cos, struct checkout_stats *ret);
 __attribute__((warn_unused_result)) int checkout_rm_rf_at(int dirfd, const char *name,
                                                           int64_t *ret_bytes);
 
+/* Discards the directory tree dirfd/`name`, which must be on the same filesystem as the
+ * checkouts (e.g. an exec's upper/work dirs): renames it into the checkouts directory at once and
+ * removes it on the background thread (or at the next start), so callers do not wait for one
+ * unlink per node. 0, 1 when name does not exist, negative errno (nothing moved: the caller may
+ * remove it itself). Thread-safe. */
+__attribute__((warn_unused_result)) int checkout_discard(struct checkouts *cos, int dirfd,
+                                                         const char *name);
+
 #endif

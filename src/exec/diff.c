@@ -177,8 +177,24 @@ struct walker {
     struct store *st;
     struct changeset *cs;
     struct diff_stats stats;
-    char *buf; /* DIFF_BUF_SIZE */
+    char *buf; /* bufcap bytes, grown up to DIFF_BUF_SIZE on demand */
+    size_t bufcap;
 };
+
+/* Most files an exec writes are small: a buffer of their size (not the full 1 MiB, a fresh
+ * mapping and page faults per exec) is enough to read them in one call. */
+static int walker_buf(struct walker *w, int64_t size)
+{
+    size_t want = size < 0 || size >= DIFF_BUF_SIZE ? DIFF_BUF_SIZE : (size_t)size + 1;
+    if (want <= w->bufcap)
+        return 0;
+    char *p = realloc(w->buf, want);
+    if (!p)
+        return -ENOMEM;
+    w->buf = p;
+    w->bufcap = want;
+    return 0;
+}
 
 static int put_delete(struct walker *w, const char *rel)
 {
@@ -204,15 +220,18 @@ static int put_meta(struct walker *w, const char *rel, struct file_meta *m)
     return r;
 }
 
-/* Streams the regular file open at fd into the store. */
-static int store_file(struct walker *w, int fd, struct file_meta *m)
+/* Streams the regular file open at fd (size_hint: its size when stat'ed) into the store. */
+static int store_file(struct walker *w, int fd, int64_t size_hint, struct file_meta *m)
 {
+    int r = walker_buf(w, size_hint);
+    if (r < 0)
+        return r;
     struct content_writer *cw = NULL;
-    int r = store_content_begin(w->st, &cw);
+    r = store_content_begin(w->st, &cw);
     if (r < 0)
         return r;
     for (;;) {
-        ssize_t n = read(fd, w->buf, DIFF_BUF_SIZE);
+        ssize_t n = read(fd, w->buf, w->bufcap);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -263,7 +282,7 @@ static int diff_file(struct walker *w, int dfd, const char *name, const char *re
     memset(&m, 0, sizeof(m));
     m.kind = FILE_KIND_FILE;
     m.mode = sb.st_mode & 07777;
-    r = store_file(w, fd, &m);
+    r = store_file(w, fd, sb.st_size, &m);
     struct stat after;
     if (r == 0 && fstat(fd, &after) < 0)
         r = -errno;
@@ -386,9 +405,8 @@ int diff_upper(struct store *st, const char *upper_dir, struct changeset *cs,
     int rootfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (rootfd < 0)
         return -errno;
-    w.buf = malloc(DIFF_BUF_SIZE);
     struct names todo = {0};
-    int r = w.buf ? names_push(&todo, strdup("")) : -ENOMEM;
+    int r = names_push(&todo, strdup(""));
     while (r >= 0 && todo.n > 0) {
         char *rel = todo.v[--todo.n];
         r = diff_entries(&w, rootfd, rel, &todo);

@@ -255,9 +255,12 @@ static void leave(struct exec_engine *e)
 static void upper_release(struct exec_engine *e, struct upper *u)
 {
     if (u->base) {
-        int dfd = open(e->uppers_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int dfd = open(e->uppers_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
-            if (checkout_rm_rf_at(dfd, u->id, NULL) < 0)
+            /* removing takes one unlink per node (~0.1 ms each on ext4): move it aside at once
+             * and let the checkouts' reaper delete it after the reply */
+            if (checkout_discard(e->checkouts, dfd, u->id) < 0 &&
+                checkout_rm_rf_at(dfd, u->id, NULL) < 0)
                 log_msg("warn", "could not remove exec upper %s", u->id);
             close(dfd);
         }

@@ -678,6 +678,60 @@ static void test_rm_rf_safe(void **state)
     close(top);
 }
 
+/* A discarded directory leaves its place at once and is deleted in the background; leftovers
+ * of a stop are deleted at the next start. */
+static void test_discard(void **state)
+{
+    struct fx *f = *state;
+    struct checkouts *cos = NULL;
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/uppers", f->dir);
+    assert_int_equal(mkdir(p, 0700), 0);
+    int ufd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_true(ufd >= 0);
+    /* an exec's dirs: nested, and a mode-000 directory like overlayfs's work dir */
+    assert_int_equal(mkdirat(ufd, "x1", 0700), 0);
+    assert_int_equal(mkdirat(ufd, "x1/upper", 0755), 0);
+    assert_int_equal(mkdirat(ufd, "x1/work", 0000), 0);
+    assert_int_equal(mkdirat(ufd, "x1/work/work", 0000), 0);
+    int fd = openat(ufd, "x1/upper/f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "abc", 3), 3);
+    close(fd);
+    assert_int_equal(checkout_discard(cos, ufd, "x1"), 0);
+    assert_false(exists_at(p, "x1"));
+    assert_int_equal(checkout_discard(cos, ufd, "x1"), 1); /* absent */
+    /* the reaper empties the checkouts dir of trash */
+    char co[256];
+    snprintf(co, sizeof(co), "%s/checkouts", f->dir);
+    int trash = 1;
+    for (int i = 0; i < 500 && trash > 0; i++) {
+        trash = 0;
+        DIR *d = opendir(co);
+        assert_non_null(d);
+        for (struct dirent *de; (de = readdir(d));)
+            trash += strncmp(de->d_name, ".trash-", 7) == 0;
+        closedir(d);
+        if (trash)
+            usleep(10000);
+    }
+    assert_int_equal(trash, 0);
+    /* trash left by a stop is removed by the next start */
+    assert_int_equal(mkdirat(ufd, "x2", 0700), 0);
+    assert_int_equal(mkdirat(ufd, "x2/d", 0000), 0);
+    checkouts_free(cos);
+    int cofd = open(co, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    assert_true(cofd >= 0);
+    assert_int_equal(renameat(ufd, "x2", cofd, ".trash-left"), 0);
+    close(cofd);
+    assert_true(exists_at(co, ".trash-left"));
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_false(exists_at(co, ".trash-left"));
+    checkouts_free(cos);
+    close(ufd);
+}
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -767,6 +821,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eviction, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_acquire, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rm_rf_safe, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_discard, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_speed, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("checkout", tests, NULL, NULL);

@@ -254,6 +254,7 @@ struct cmp {
     int rootfd;
     struct store *st;
     int64_t rows;
+    int64_t file_bytes;
 };
 
 static int cmp_row(const struct file_meta *m, void *userdata)
@@ -269,6 +270,7 @@ static int cmp_row(const struct file_meta *m, void *userdata)
         assert_true(S_ISREG(sb.st_mode));
         assert_int_equal(sb.st_size, m->size);
         assert_int_equal(sb.st_mode & 07777, m->mode);
+        c->file_bytes += m->size;
     } else if (m->kind == FILE_KIND_DIR) {
         assert_true(S_ISDIR(sb.st_mode));
         assert_int_equal(sb.st_mode & 07777, m->mode);
@@ -438,6 +440,10 @@ static void test_diff_exec_and_apply(void **state)
     cm.rootfd = open(f->lower, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     assert_int_equal(store_list(f->st, f->id, "/", 0, cmp_row, &cm), 0);
     assert_int_equal(count_nodes(cm.rootfd), cm.rows);
+    /* the tracked size follows replaced, new and deleted files */
+    struct checkout_stats cst;
+    checkouts_get_stats(f->cos, &cst);
+    assert_int_equal(cst.bytes, cm.file_bytes);
     struct stat sb;
     assert_int_equal(fstatat(cm.rootfd, "home/user/ln2", &sb, AT_SYMLINK_NOFOLLOW), 0);
     assert_true(S_ISLNK(sb.st_mode));
@@ -453,7 +459,6 @@ static void test_diff_exec_and_apply(void **state)
     free(p);
 
     /* Applied in place: the cache did not rebuild, and the checkout is at the new version. */
-    struct checkout_stats cst;
     checkouts_get_stats(f->cos, &cst);
     assert_int_equal(cst.builds, 1);
     char *again = NULL;
