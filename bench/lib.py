@@ -80,6 +80,12 @@ class Server:
         r.raise_for_status()
         return r.json()["token"]
 
+    def cpu_seconds(self):
+        """CPU time of the server and of its reaped children (jails, bash), user + system."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:

@@ -244,8 +244,10 @@ def headline():
             f"{f(c['distinct']['1']['rps'], 0)} execs/s)", "≥ 2×", r64 >= 2,
             only("concurrency"))
         r16 = c["distinct"]["16"]["rps"]
-        add("trivial execs/s across 16 sandboxes", f"{f(r16, 0)}", "≥ 200", r16 >= 200,
-            only("concurrency"))
+        cpu16 = c["distinct"]["16"].get("cpu_ms_per_exec")
+        add("trivial execs/s across 16 sandboxes", f"{f(r16, 0)}"
+            + (f" ({f(cpu16, 1)} ms of CPU per exec: server, jail and bash)" if cpu16 else ""),
+            "≥ 200", r16 >= 200, only("concurrency"))
         hung = c.get("hung_runs") or []
         add("errors under concurrency", f"{c['errors']} failed requests"
             + (f"; runs that hung (no answer): {', '.join(hung)}" if hung else ""), "0",
@@ -372,13 +374,17 @@ def section_concurrency():
     lines = ["`httpbench` clients, one keep-alive connection each, running `true` via "
              "`exec-sync`. *distinct*: client i uses sandbox i; *one, readOnly*: all clients on "
              "one sandbox with `readOnly: true` (shared lock).", "",
-             "| clients | distinct: execs/s | p50 ms | p99 ms | errors | one readOnly: execs/s | "
-             "p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|"]
+             "one sandbox with `readOnly: true` (shared lock). CPU ms/exec: CPU time of the server "
+             "and its reaped children (jail setup, init, bash) divided by the execs.", "",
+             "| clients | distinct: execs/s | p50 ms | p99 ms | CPU ms/exec | errors | "
+             "one readOnly: execs/s | p50 ms | p99 ms | CPU ms/exec | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k in sorted(c["distinct"], key=int):
         a, b = c["distinct"][k], c["one_ro"][k]
         lines.append(f"| {k} | {f(a['rps'], 0)} | {f(a['p50_ms'])} | {f(a['p99_ms'])} | "
+                     f"{f(a.get('cpu_ms_per_exec'), 1)} | "
                      f"{a['errors']}{' (hung)' if a.get('hung') else ''} | {f(b['rps'], 0)} | "
-                     f"{f(b['p50_ms'])} | {f(b['p99_ms'])} | "
+                     f"{f(b['p50_ms'])} | {f(b['p99_ms'])} | {f(b.get('cpu_ms_per_exec'), 1)} | "
                      f"{b['errors']}{' (hung)' if b.get('hung') else ''} |")
     lines += ["", f"64 ÷ 1 client throughput: distinct {f(c['ratio_64_over_1'])}×, one sandbox "
               f"{f(c['ratio_64_over_1_one_ro'])}×. Server RSS after the run: "

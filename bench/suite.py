@@ -456,9 +456,12 @@ def sc_concurrency(res):
                 ids = [api.create() for _ in range(c if mode == "distinct" else 1)]
                 for sid in ids:
                     api.exec(sid, "true")
+                cpu0 = s.cpu_seconds()
                 r = httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
                               body=api.exec_body("true", readOnly=(mode == "one_ro")), n=n,
                               concurrency=c, ids=ids, expect=200, timeout=q(30, 15))
+                # CPU per exec (server + jails + bash): the figure least moved by other load
+                r["cpu_ms_per_exec"] = round((s.cpu_seconds() - cpu0) * 1000 / n, 2)
                 out[mode][str(c)] = r
                 out["errors"] += r["errors"]
                 if r.get("hung"):

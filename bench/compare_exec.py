@@ -1,0 +1,53 @@
+"""Side-by-side exec cost of two server binaries (e.g. before/after a change), interleaved.
+
+    /usr/bin/python3 bench/compare_exec.py OLD_BINARY NEW_BINARY [--clients 16] [--n 300]
+        [--rounds 2] [--script true]
+
+For each round and binary: a fresh server, one sandbox per client, N `exec-sync` requests of the
+script through bench/httpbench (make bench-tools), then execs/s, p50/p99 latency and the CPU time
+per exec of the server and its reaped children (jail setup, init, bash) — the last figure is the
+one least moved by other load on a shared machine. Prints one JSON line per run.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+from suite import Api  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--script", default="true")
+    a = ap.parse_args()
+    for rnd in range(a.rounds):
+        for name, binary in (("old", a.old), ("new", a.new)):
+            lib.BINARY = os.path.abspath(binary)
+            s = lib.Server().start()
+            try:
+                api = Api(s)
+                ids = [api.create() for _ in range(a.clients)]
+                for sid in ids:
+                    api.exec(sid, a.script)
+                cpu0 = s.cpu_seconds()
+                r = lib.httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
+                                  body=api.exec_body(a.script), n=a.n, concurrency=a.clients,
+                                  ids=ids, expect=200, timeout=120)
+                cpu = (s.cpu_seconds() - cpu0) * 1000 / a.n
+                print(json.dumps({"round": rnd, "binary": name, "rps": r["rps"],
+                                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                                  "errors": r["errors"], "cpu_ms_per_exec": round(cpu, 2),
+                                  "loadavg": round(os.getloadavg()[0], 1)}), flush=True)
+            finally:
+                s.cleanup()
+
+
+if __name__ == "__main__":
+    main()
