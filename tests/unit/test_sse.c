@@ -47,6 +47,11 @@ static void check_escape(const char *s, size_t n)
 static void test_every_ascii_byte(void **state)
 {
     (void)state;
+    struct buf empty = BUF_INIT(0);
+    assert_int_equal(sse_json_escape(&empty, "", 0), 0);
+    assert_int_equal(empty.len, 0);
+    assert_string_equal(buf_cstr(&empty), "");
+    buf_release(&empty);
     for (int c = 0; c < 128; c++) {
         char one = (char)c;
         check_escape(&one, 1);
