@@ -405,7 +405,7 @@ def sc_sse(res):
                     assert r.status_code == 200, r.read()
                     buf = b""
                     exit_seen = False
-                    for chunk in r.iter_raw(1 << 20):
+                    for chunk in r.iter_raw():  # as received: a chunk size adds a copy
                         buf += chunk
                         frames = buf.split(b"\n\n")
                         buf = frames.pop()

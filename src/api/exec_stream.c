@@ -1,12 +1,15 @@
 /*
  * POST /v1/sandboxes/{id}/exec — live Server-Sent Events (API.md §5).
  *
- * The exec runs in a worker thread (it owns the jail from spawn to wait); its output becomes
- * SSE frames in a bounded queue that libmicrohttpd's content callback drains on the connection
- * thread. Backpressure, not truncation: when the queue holds STREAM_QUEUE_MAX bytes the worker
- * stops reading the script's pipes, so a slow client slows the script down instead of growing
- * server memory (the exec's own timeout still applies). Chunks never split a UTF-8 character:
- * an incomplete tail is held back until the next chunk (or the end) completes it.
+ * The exec runs in a worker thread (it owns the jail from spawn to wait); each chunk of its
+ * output becomes one SSE frame (api/sse.h), built outside the lock and appended whole to a
+ * bounded queue that libmicrohttpd's content callback drains on the connection thread.
+ * Backpressure, not truncation: when the queued frames hold STREAM_QUEUE_MAX bytes of memory the
+ * worker stops reading the script's pipes until half of it is sent, so a slow client slows the
+ * script down instead of growing server memory (the exec's own timeout still applies). Sent
+ * frames are kept for reuse up to the same bound. Each side signals the other only when it
+ * sleeps. Chunks never split a UTF-8 character: an incomplete tail is held back until the next
+ * chunk (or the end) completes it.
  *
  * The connection thread watches the client socket while it waits for frames: a hang-up cancels
  * the exec (what it wrote so far commits, like a timeout). A silent script gets a
@@ -23,6 +26,7 @@
 
 #include "api/exec.h"
 #include "api/routes.h"
+#include "api/sse.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/timeutil.h"
@@ -31,6 +35,15 @@
 #define STREAM_QUEUE_MAX (1024 * 1024)
 #define KEEPALIVE_MS 15000
 #define WAIT_SLICE_MS 100
+
+/* One SSE frame (or several) waiting in the queue. Frames are built by the worker outside the
+ * lock and handed over whole, so each byte is copied once more only: into libmicrohttpd's
+ * buffer. */
+struct frame {
+    struct frame *next;
+    size_t off;   /* bytes already handed to libmicrohttpd */
+    struct buf b; /* SSE text */
+};
 
 struct stream {
     struct app *app;
@@ -41,12 +54,19 @@ struct stream {
     int cancel_pipe[2];         /* closing [1] cancels the exec (runner sees POLLHUP on [0]) */
     int client_fd;              /* the connection's socket, watched for hang-up */
     int64_t started_ms;         /* monotonic start, for "t" */
-    pthread_mutex_t mu;
-    pthread_cond_t cond;        /* signalled when frames are queued or consumed */
-    struct buf queue;           /* SSE bytes not yet sent */
+    pthread_mutex_t mu;         /* guards the fields below, up to tail */
+    pthread_cond_t readable;    /* for the reader: a frame was queued, or done / gone was set */
+    pthread_cond_t writable;    /* for the worker: the queue drained, or gone was set */
+    struct frame *head, *last;  /* the queue, oldest first */
+    size_t queued;              /* bytes in the queue not yet handed out */
+    size_t held;                /* memory (buffer capacity) of the queued frames */
+    struct frame *spare;        /* sent frames kept for reuse (their memory is already mapped) */
+    size_t spare_bytes;         /* capacity held in `spare`, at most STREAM_QUEUE_MAX */
+    bool reader_waiting;        /* the reader sleeps on `readable` */
+    bool writer_waiting;        /* the worker sleeps on `writable` */
     bool done;                  /* the exit frame is queued */
     bool gone;                  /* the client went away: drop output, do not wait */
-    struct buf tail[3];         /* per stream: incomplete UTF-8 held back */
+    struct buf tail[3];         /* worker only, per stream: incomplete UTF-8 held back */
     int64_t deadline_ms;        /* monotonic: the exec's own timeout */
 };
 
@@ -55,56 +75,118 @@ static int64_t since_start(struct stream *s)
     return time_mono_ms() - s->started_ms;
 }
 
-/* Appends one frame; waits while the queue is full (backpressure) unless the client is gone
- * or the exec is past its deadline. */
-static void push_frame(struct stream *s, const char *event, json_t *data)
+static void frame_free(struct frame *f)
 {
-    char *txt = json_dumps(data, JSON_COMPACT);
-    json_decref(data);
-    if (!txt)
+    if (!f)
         return;
-    pthread_mutex_lock(&s->mu);
-    while (!s->gone && s->queue.len >= STREAM_QUEUE_MAX && time_mono_ms() < s->deadline_ms) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+    buf_release(&f->b);
+    free(f);
+}
+
+static void frame_list_free(struct frame *f)
+{
+    while (f) {
+        struct frame *next = f->next;
+        frame_free(f);
+        f = next;
     }
-    if (!s->gone && buf_addf(&s->queue, "event: %s\ndata: %s\n\n", event, txt) < 0)
-        s->gone = true; /* out of memory: treat like a lost client */
-    pthread_cond_broadcast(&s->cond);
+}
+
+/* An empty frame: a spare one when there is one. Reusing sent frames spares the worker a fresh
+ * allocation (and its page faults) for every chunk. NULL when out of memory. */
+static struct frame *frame_get(struct stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    struct frame *f = s->spare;
+    if (f) {
+        s->spare = f->next;
+        s->spare_bytes -= f->b.cap;
+    }
     pthread_mutex_unlock(&s->mu);
-    free(txt);
+    if (!f)
+        return calloc(1, sizeof(struct frame));
+    f->next = NULL;
+    f->off = 0;
+    buf_reset(&f->b);
+    return f;
+}
+
+static void timed_wait(pthread_cond_t *cond, pthread_mutex_t *mu)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cond, mu, &ts);
+}
+
+/* Queues a frame (taking it); waits while the queue is full (backpressure) unless the client
+ * is gone or the exec is past its deadline. Wakes the reader only if it sleeps. */
+static void push_frame(struct stream *s, struct frame *f)
+{
+    pthread_mutex_lock(&s->mu);
+    while (!s->gone && s->held >= STREAM_QUEUE_MAX && time_mono_ms() < s->deadline_ms) {
+        s->writer_waiting = true;
+        timed_wait(&s->writable, &s->mu);
+        s->writer_waiting = false;
+    }
+    if (s->gone) {
+        pthread_mutex_unlock(&s->mu);
+        frame_free(f);
+        return;
+    }
+    if (s->last)
+        s->last->next = f;
+    else
+        s->head = f;
+    s->last = f;
+    s->queued += f->b.len;
+    s->held += f->b.cap;
+    if (s->reader_waiting)
+        pthread_cond_signal(&s->readable);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void push_json(struct stream *s, const char *event, json_t *data)
+{
+    struct frame *f = frame_get(s);
+    if (f && sse_json_frame(&f->b, event, data) == 0) {
+        push_frame(s, f);
+        f = NULL;
+    }
+    frame_free(f);
+    json_decref(data);
 }
 
 static void push_output(struct stream *s, int stream, const char *data, size_t len, bool flush)
 {
     struct buf *tail = &s->tail[stream];
-    struct buf chunk = BUF_INIT(0);
-    if (buf_add(&chunk, buf_cstr(tail), tail->len) < 0 || buf_add(&chunk, data, len) < 0) {
-        buf_release(&chunk);
-        return;
-    }
-    buf_reset(tail);
-    size_t keep = flush ? 0 : utf8_incomplete_tail(buf_cstr(&chunk), chunk.len);
-    if (keep && buf_add(tail, chunk.data + chunk.len - keep, keep) < 0)
-        keep = 0;
-    size_t n = chunk.len - keep;
-    if (n > 0) {
-        struct buf clean = BUF_INIT(0);
-        if (utf8_sanitize_into(&clean, buf_cstr(&chunk), n) == 0) {
-            json_t *d = json_object();
-            json_object_set_new(d, "t", json_integer(since_start(s)));
-            json_object_set_new(d, "data", json_stringn(buf_cstr(&clean), clean.len));
-            push_frame(s, stream == 1 ? "stdout" : "stderr", d);
+    struct buf joined = BUF_INIT(0);
+    if (tail->len > 0) { /* a character split across reads: rejoin it */
+        if (buf_add(&joined, tail->data, tail->len) < 0 || buf_add(&joined, data, len) < 0) {
+            buf_release(&joined);
+            return;
         }
-        buf_release(&clean);
+        buf_reset(tail);
+        data = joined.data;
+        len = joined.len;
     }
-    buf_release(&chunk);
+    size_t keep = flush ? 0 : utf8_incomplete_tail(data, len);
+    if (keep && buf_add(tail, data + len - keep, keep) < 0)
+        keep = 0;
+    if (len > keep) {
+        struct frame *f = frame_get(s);
+        if (f && sse_output_frame(&f->b, stream == 1 ? "stdout" : "stderr", since_start(s), data,
+                                  len - keep) == 0) {
+            push_frame(s, f);
+            f = NULL;
+        }
+        frame_free(f);
+    }
+    buf_release(&joined);
 }
 
 static void on_output(void *userdata, int stream, const char *data, size_t len)
@@ -127,7 +209,7 @@ static void *worker_main(void *arg)
         json_object_set_new(e, "code", json_string(info->code));
         json_object_set_new(e, "error", json_string(msg && *msg ? msg : info->message));
         json_object_set_new(e, "retryable", json_boolean(info->retryable));
-        push_frame(s, "error", e);
+        push_json(s, "error", e);
     }
     json_t *x = json_object();
     json_object_set_new(x, "t", json_integer(since_start(s)));
@@ -138,11 +220,11 @@ static void *worker_main(void *arg)
         json_object_set_new(x, "error", json_string("timeout"));
     const char *sig = exec_signal_name(out.exit_signal);
     json_object_set_new(x, "exitSignal", sig && r == 0 ? json_string(sig) : json_null());
-    push_frame(s, "exit", x);
+    push_json(s, "exit", x);
     exec_outcome_release(&out);
     pthread_mutex_lock(&s->mu);
     s->done = true;
-    pthread_cond_broadcast(&s->cond);
+    pthread_cond_signal(&s->readable);
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
@@ -163,18 +245,60 @@ static bool client_gone(int fd)
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+/* Moves up to `max` queued bytes to `out` (mu held). Fully sent frames become spares, or go to
+ * *spent (to be freed outside the lock) when enough memory is held in spares already. */
+static size_t take_queued(struct stream *s, char *out, size_t max, struct frame **spent)
+{
+    size_t n = 0;
+    while (s->head && n < max) {
+        struct frame *f = s->head;
+        size_t k = f->b.len - f->off < max - n ? f->b.len - f->off : max - n;
+        memcpy(out + n, f->b.data + f->off, k);
+        f->off += k;
+        n += k;
+        if (f->off < f->b.len)
+            break;
+        s->head = f->next;
+        if (!s->head)
+            s->last = NULL;
+        s->held -= f->b.cap;
+        if (s->spare_bytes + f->b.cap <= STREAM_QUEUE_MAX) {
+            f->next = s->spare;
+            s->spare = f;
+            s->spare_bytes += f->b.cap;
+        } else {
+            f->next = *spent;
+            *spent = f;
+        }
+    }
+    s->queued -= n;
+    /* the worker resumes once half the queue drained, so it refills in a burst rather than
+     * waking for every block sent */
+    if (s->writer_waiting && s->held <= STREAM_QUEUE_MAX / 2)
+        pthread_cond_signal(&s->writable);
+    return n;
+}
+
+static void mark_gone(struct stream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->gone = true;
+    pthread_cond_broadcast(&s->writable);
+    pthread_cond_broadcast(&s->readable);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 {
     struct stream *s = cls;
     int64_t last_activity = time_mono_ms();
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        if (s->queue.len > 0) {
-            size_t n = s->queue.len < max ? s->queue.len : max;
-            memcpy(out, s->queue.data, n);
-            buf_consume(&s->queue, n);
-            pthread_cond_broadcast(&s->cond);
+        if (s->queued > 0) {
+            struct frame *spent = NULL;
+            size_t n = take_queued(s, out, max, &spent);
             pthread_mutex_unlock(&s->mu);
+            frame_list_free(spent);
             return (ssize_t)n;
         }
         if (s->done) {
@@ -190,23 +314,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
         }
         pthread_mutex_unlock(&s->mu);
         if (client_gone(s->client_fd)) {
-            pthread_mutex_lock(&s->mu);
-            s->gone = true;
-            pthread_cond_broadcast(&s->cond);
-            pthread_mutex_unlock(&s->mu);
+            mark_gone(s);
             cancel_exec(s);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         pthread_mutex_lock(&s->mu);
-        if (s->queue.len == 0 && !s->done) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+        if (s->queued == 0 && !s->done) {
+            s->reader_waiting = true;
+            timed_wait(&s->readable, &s->mu);
+            s->reader_waiting = false;
         }
     }
 }
@@ -216,10 +332,7 @@ static void stream_free(struct stream *s)
     if (!s)
         return;
     if (s->worker_started) {
-        pthread_mutex_lock(&s->mu);
-        s->gone = true; /* the worker must not wait for a reader that is gone */
-        pthread_cond_broadcast(&s->cond);
-        pthread_mutex_unlock(&s->mu);
+        mark_gone(s); /* the worker must not wait for a reader that is gone */
         if (!s->done)
             cancel_exec(s);
         pthread_join(s->worker, NULL);
@@ -227,12 +340,14 @@ static void stream_free(struct stream *s)
     cancel_exec(s);
     if (s->cancel_pipe[0] >= 0)
         close(s->cancel_pipe[0]);
-    buf_release(&s->queue);
+    frame_list_free(s->head);
+    frame_list_free(s->spare);
     for (int i = 0; i < 3; i++)
         buf_release(&s->tail[i]);
     sandbox_rec_release(&s->rec);
     exec_request_release(&s->x);
-    pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->readable);
+    pthread_cond_destroy(&s->writable);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -257,9 +372,9 @@ int route_exec_stream(struct request *req)
         return -ENOMEM;
     s->app = req->app;
     s->cancel_pipe[0] = s->cancel_pipe[1] = -1;
-    s->queue = (struct buf)BUF_INIT(0);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    pthread_cond_init(&s->readable, NULL);
+    pthread_cond_init(&s->writable, NULL);
     req->route_state = s;
     int r = exec_request_parse(req, &s->x);
     if (r < 0)

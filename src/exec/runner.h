@@ -8,7 +8,10 @@
  * RUNNER_CHUNK bytes to on_output, in the order each pipe produced it; the caller owns
  * buffering, caps and UTF-8 handling. The pipes are drained to EOF before returning, so no
  * output written before the end is lost, and reading never stops while the script runs (a
- * script is never blocked by a full pipe).
+ * script waits on a full pipe only during the short pause below, or while on_output blocks).
+ * Throughput: the pipes are enlarged (F_SETPIPE_SZ, best effort), and once a script has written
+ * a lot the runner reads in batches, pausing at most about a millisecond after catching up, so
+ * a chunk reaches on_output at most that much later than it was written.
  *
  * runner_buffer is the sync route's collector: one bounded buffer per stream; bytes past the cap
  * are read and dropped, and the stream is marked truncated.
