@@ -37,6 +37,7 @@
 struct store;
 struct content_writer;
 struct content_reader;
+struct content_batch;
 
 /* One sandbox row. Strings are malloc'd and owned by the record. */
 struct sandbox_rec {
@@ -106,6 +107,12 @@ struct store_ops {
     int (*content_finish)(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN],
                           int64_t *ret_size);
     void (*content_abort)(struct content_writer *w);
+    /* optional (NULL: finishes are not batched) */
+    int (*content_batch_new)(struct store *st, struct content_batch **ret);
+    int (*content_finish_in)(struct content_batch *b, struct content_writer *w,
+                             uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
+    int (*content_batch_flush)(struct content_batch *b);
+    void (*content_batch_free)(struct content_batch *b);
     int (*content_open)(struct store *st, const uint8_t id[CONTENT_ID_LEN],
                         struct content_reader **ret);
     int (*content_read)(struct content_reader *r, void *buf, size_t cap, size_t *ret_got);
@@ -229,6 +236,38 @@ static inline void store_content_abort(struct store *st, struct content_writer *
 {
     if (w)
         st->ops->content_abort(w);
+}
+
+/* Content batches, for many small contents in a row (archive ingest): store_content_finish_in()
+ * is store_content_finish() except that the content is stored and pinned only by a later flush
+ * (the batch flushes itself when it holds a few MiB), with a few transactions for many contents.
+ * Until store_content_batch_flush() has returned 0, a content finished into the batch may not be
+ * committed; store_content_batch_free() discards what was not flushed. After a failed flush the
+ * batch's unflushed contents are gone and every later call fails. Memory: the batch holds at most
+ * a few MiB. A batch is used by one thread at a time. Engines without batches give a NULL batch,
+ * with which finish_in is a plain finish and flush does nothing. */
+__attribute__((warn_unused_result)) static inline int
+store_content_batch_new(struct store *st, struct content_batch **ret)
+{
+    *ret = NULL;
+    return st->ops->content_batch_new ? st->ops->content_batch_new(st, ret) : 0;
+}
+__attribute__((warn_unused_result)) static inline int
+store_content_finish_in(struct store *st, struct content_batch *b, struct content_writer *w,
+                        uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size)
+{
+    return b ? st->ops->content_finish_in(b, w, ret_id, ret_size)
+             : st->ops->content_finish(w, ret_id, ret_size);
+}
+__attribute__((warn_unused_result)) static inline int
+store_content_batch_flush(struct store *st, struct content_batch *b)
+{
+    return b ? st->ops->content_batch_flush(b) : 0;
+}
+static inline void store_content_batch_free(struct store *st, struct content_batch *b)
+{
+    if (b)
+        st->ops->content_batch_free(b);
 }
 
 /* Content readers stream a content's bytes; read returns *ret_got == 0 at the end. The caller

@@ -1426,11 +1426,15 @@ struct content_writer {
     uint8_t *buf;       /* the partial chunk (grows up to STORE_CHUNK_SIZE) */
     size_t len;         /* bytes in buf */
     size_t bufcap;      /* bytes allocated at buf */
-    int64_t size;       /* bytes written so far */
+    int64_t size;       /* bytes written so far (after sealing: the content's size) */
     EVP_MD_CTX *idctx;  /* SHA-256 over the chunk hashes: the content id */
     int64_t *chunk_ids; /* stored chunks in order */
     size_t n, cap;
-    bool failed; /* a write failed: only abort is allowed */
+    bool failed;        /* a write failed: only abort is allowed */
+    /* set by writer_seal(): the rest is the tail in buf (stored inline or as a last chunk) */
+    bool is_inline;             /* buf holds the whole content, stored in its contents row */
+    uint8_t tail_hash[32];      /* hash of the tail chunk (len > 0 and not inline) */
+    uint8_t id[CONTENT_ID_LEN]; /* the content id */
 };
 
 static int sq_content_begin(struct store *st, struct content_writer **ret)
@@ -1451,17 +1455,14 @@ static int sq_content_begin(struct store *st, struct content_writer **ret)
     return 0;
 }
 
-/* Finds or inserts the chunk and lists it as pending for this writer, in one transaction, so
- * GC can never take it before the content that uses it is recorded. */
-static int chunk_store(struct content_writer *w, const uint8_t hash[32], const void *data,
-                       size_t len, int64_t *ret_id)
+/* Finds or inserts the chunk and lists it as pending for this writer, inside the caller's write
+ * transaction, so GC can never take it before the content that uses it is recorded. */
+static int chunk_store_tx(struct content_writer *w, const uint8_t hash[32], const void *data,
+                          size_t len, int64_t *ret_id)
 {
-    struct sqlite_store *s = w->s;
-    struct conn *c = s->w;
-    int r = wtx_begin(s);
-    if (r < 0)
-        return r;
+    struct conn *c = w->s->w;
     int64_t id = 0;
+    int r;
     {
         _cleanup_reset_ sqlite3_stmt *q = NULL;
         r = stmt_get(c, ST_CHUNK_FIND, &q);
@@ -1492,9 +1493,44 @@ static int chunk_store(struct content_writer *w, const uint8_t hash[32], const v
         if (r >= 0)
             r = stmt_run(c, q);
     }
-    r = wtx_end(s, r);
     if (r >= 0)
         *ret_id = id;
+    return r;
+}
+
+static int chunk_hash(struct content_writer *w, const void *data, size_t len, uint8_t hash[32])
+{
+    unsigned int hlen = 0;
+    if (EVP_Digest(data, len, hash, &hlen, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(w->idctx, hash, 32) != 1)
+        return err_set(-EIO, "hashing failed");
+    return 0;
+}
+
+static int chunk_ids_reserve(struct content_writer *w)
+{
+    if (w->n < w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap * 2 : 16;
+    int64_t *p = realloc(w->chunk_ids, cap * sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    w->chunk_ids = p;
+    w->cap = cap;
+    return 0;
+}
+
+/* Stores one hashed chunk in its own transaction and appends it to the writer's list. */
+static int chunk_store(struct content_writer *w, const uint8_t hash[32], const void *data,
+                       size_t len)
+{
+    int r = chunk_ids_reserve(w);
+    if (r < 0 || (r = wtx_begin(w->s)) < 0)
+        return r;
+    int64_t id = 0;
+    r = wtx_end(w->s, chunk_store_tx(w, hash, data, len, &id));
+    if (r >= 0)
+        w->chunk_ids[w->n++] = id;
     return r;
 }
 
@@ -1502,25 +1538,12 @@ static int chunk_store(struct content_writer *w, const uint8_t hash[32], const v
 static int chunk_flush(struct content_writer *w, const void *data, size_t len)
 {
     uint8_t hash[32];
-    unsigned int hlen = 0;
-    if (EVP_Digest(data, len, hash, &hlen, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(w->idctx, hash, sizeof(hash)) != 1)
-        return err_set(-EIO, "hashing failed");
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 16;
-        int64_t *p = realloc(w->chunk_ids, cap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        w->chunk_ids = p;
-        w->cap = cap;
-    }
-    int64_t id;
-    int r = chunk_store(w, hash, data, len, &id);
-    if (r < 0)
-        return r;
-    w->chunk_ids[w->n++] = id;
-    w->size += (int64_t)len;
-    return 0;
+    int r = chunk_hash(w, data, len, hash);
+    if (r >= 0)
+        r = chunk_store(w, hash, data, len);
+    if (r >= 0)
+        w->size += (int64_t)len;
+    return r;
 }
 
 static int content_write_inner(struct content_writer *w, const uint8_t *p, size_t len)
@@ -1616,21 +1639,17 @@ static void sq_content_abort(struct content_writer *w)
     writer_free(w);
 }
 
-/* Records the content (if new) with its chunk list or its inline bytes, pins it and drops the
- * pending rows. */
-static int content_record(struct content_writer *w, const uint8_t id[CONTENT_ID_LEN],
-                          const void *inline_data)
+/* Records the sealed content (if new) with its chunk list or its inline bytes, pins it and drops
+ * the pending rows, inside the caller's write transaction. */
+static int content_record_tx(struct content_writer *w)
 {
-    struct sqlite_store *s = w->s;
-    struct conn *c = s->w;
-    int r = wtx_begin(s);
-    if (r < 0)
-        return r;
+    struct conn *c = w->s->w;
+    const void *inline_data = w->is_inline ? w->buf : NULL;
     sqlite3_stmt *q = NULL;
-    r = stmt_get(c, ST_CONTENT_INSERT, &q);
+    int r = stmt_get(c, ST_CONTENT_INSERT, &q);
     if (r >= 0)
         r = bind_check(
-            c, bind_id(q, 1, id) | sqlite3_bind_int64(q, 2, w->size) |
+            c, bind_id(q, 1, w->id) | sqlite3_bind_int64(q, 2, w->size) |
                    sqlite3_bind_int64(q, 3, (int64_t)w->n) |
                    (inline_data ? sqlite3_bind_blob(q, 4, inline_data, (int)w->size, SQLITE_STATIC)
                                 : sqlite3_bind_null(q, 4)));
@@ -1639,7 +1658,7 @@ static int content_record(struct content_writer *w, const uint8_t id[CONTENT_ID_
     if (r >= 0 && sqlite3_changes(c->db) > 0 && w->n > 0) {
         r = stmt_get(c, ST_CC_INSERT, &q);
         for (size_t i = 0; i < w->n && r >= 0; i++) {
-            r = bind_check(c, bind_id(q, 1, id) | sqlite3_bind_int64(q, 2, (int64_t)i) |
+            r = bind_check(c, bind_id(q, 1, w->id) | sqlite3_bind_int64(q, 2, (int64_t)i) |
                                   sqlite3_bind_int64(q, 3, w->chunk_ids[i]));
             if (r >= 0)
                 r = stmt_run(c, q);
@@ -1648,7 +1667,7 @@ static int content_record(struct content_writer *w, const uint8_t id[CONTENT_ID_
     if (r >= 0)
         r = stmt_get(c, ST_PIN_ADD, &q);
     if (r >= 0)
-        r = bind_check(c, bind_id(q, 1, id) | sqlite3_bind_int64(q, 2, time_now_ms()));
+        r = bind_check(c, bind_id(q, 1, w->id) | sqlite3_bind_int64(q, 2, time_now_ms()));
     if (r >= 0)
         r = stmt_run(c, q);
     if (r >= 0)
@@ -1657,48 +1676,192 @@ static int content_record(struct content_writer *w, const uint8_t id[CONTENT_ID_
         r = bind_check(c, sqlite3_bind_int64(q, 1, w->writer_id));
     if (r >= 0)
         r = stmt_run(c, q);
-    return wtx_end(s, r);
+    return r;
 }
 
-static int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN],
-                             int64_t *ret_size)
+/* Ends the byte stream: hashes the tail left in buf (a small content stays inline, like a
+ * one-chunk content with the same id) and computes the content id and size. What remains to be
+ * stored is the tail (storing it appends to chunk_ids) and the contents row. */
+static int writer_seal(struct content_writer *w)
 {
-    int r = w->failed ? err_set(-EINVAL, "content writer already failed") : 0;
-    const void *inline_data = NULL;
-    if (r >= 0 && w->len > 0 && w->n == 0 && w->len <= INLINE_MAX) {
-        /* Small content: hashed like a one-chunk content (same id), stored inline. */
-        uint8_t hash[32];
-        unsigned int hlen = 0;
-        if (EVP_Digest(w->buf, w->len, hash, &hlen, EVP_sha256(), NULL) != 1 ||
-            EVP_DigestUpdate(w->idctx, hash, sizeof(hash)) != 1)
-            r = err_set(-EIO, "hashing failed");
-        w->size = (int64_t)w->len;
-        inline_data = w->buf;
-    } else if (r >= 0 && w->len > 0) {
-        r = chunk_flush(w, w->buf, w->len);
-        w->len = 0;
+    if (w->failed)
+        return err_set(-EINVAL, "content writer already failed");
+    if (w->len > 0) {
+        int r = chunk_hash(w, w->buf, w->len, w->tail_hash);
+        if (r < 0)
+            return r;
+        w->is_inline = w->n == 0 && w->len <= INLINE_MAX;
+        w->size += (int64_t)w->len;
     }
-    uint8_t id[CONTENT_ID_LEN] = {0};
-    if (r >= 0 && w->size > 0) {
+    memset(w->id, 0, sizeof(w->id));
+    if (w->size > 0) {
         uint8_t be[8];
         for (int i = 0; i < 8; i++)
             be[i] = (uint8_t)((uint64_t)w->size >> (56 - 8 * i));
         unsigned int hlen = 0;
         if (EVP_DigestUpdate(w->idctx, be, sizeof(be)) != 1 ||
-            EVP_DigestFinal_ex(w->idctx, id, &hlen) != 1)
-            r = err_set(-EIO, "hashing failed");
-        if (r >= 0)
-            r = content_record(w, id, inline_data);
+            EVP_DigestFinal_ex(w->idctx, w->id, &hlen) != 1)
+            return err_set(-EIO, "hashing failed");
+    }
+    return 0;
+}
+
+static bool writer_has_tail_chunk(const struct content_writer *w)
+{
+    return w->len > 0 && !w->is_inline;
+}
+
+static int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN],
+                             int64_t *ret_size)
+{
+    int r = writer_seal(w);
+    if (r >= 0 && writer_has_tail_chunk(w))
+        r = chunk_store(w, w->tail_hash, w->buf, w->len);
+    if (r >= 0 && w->size > 0 && (r = wtx_begin(w->s)) >= 0)
+        r = wtx_end(w->s, content_record_tx(w));
+    if (r < 0) {
+        sq_content_abort(w);
+        return r;
+    }
+    memcpy(ret_id, w->id, CONTENT_ID_LEN);
+    if (ret_size)
+        *ret_size = w->size;
+    writer_free(w);
+    return 0;
+}
+
+/* ---- content batches ------------------------------------------------------------------- */
+
+/* A batch holds sealed writers (tail bytes in memory) and records them with two transactions
+ * per flush instead of two per content: first every tail chunk with its pending row, then every
+ * contents row, pin and pending cleanup. The order matters: a transaction over both database
+ * files is atomic per file only, so content_chunks rows must never be committed in the same
+ * transaction as the chunks they name. Until a flush, a batched content exists only here. */
+#define BATCH_MAX_BYTES ((size_t)4 << 20)
+#define BATCH_MAX_WRITERS 2048
+
+struct content_batch {
+    struct sqlite_store *s;
+    struct content_writer **v; /* sealed, not yet recorded */
+    size_t n, cap;
+    size_t bytes; /* tail buffer bytes held by v */
+    bool failed;  /* a flush failed: its contents are gone, the batch only frees */
+};
+
+static int sq_content_batch_new(struct store *st, struct content_batch **ret)
+{
+    struct content_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->s = to_sq(st);
+    *ret = b;
+    return 0;
+}
+
+static void batch_drop(struct content_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        sq_content_abort(b->v[i]);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+static int batch_store_tails(struct content_batch *b)
+{
+    size_t i = 0;
+    while (i < b->n && !writer_has_tail_chunk(b->v[i]))
+        i++;
+    if (i == b->n)
+        return 0;
+    for (size_t k = i; k < b->n; k++) {
+        int r = chunk_ids_reserve(b->v[k]);
+        if (r < 0)
+            return r;
+    }
+    int r = wtx_begin(b->s);
+    if (r < 0)
+        return r;
+    for (; i < b->n && r >= 0; i++) {
+        struct content_writer *w = b->v[i];
+        if (writer_has_tail_chunk(w))
+            r = chunk_store_tx(w, w->tail_hash, w->buf, w->len, &w->chunk_ids[w->n]);
+    }
+    r = wtx_end(b->s, r);
+    if (r < 0)
+        return r;
+    for (i = 0; i < b->n; i++) {
+        struct content_writer *w = b->v[i];
+        if (writer_has_tail_chunk(w)) {
+            w->n++;
+            w->len = 0;
+        }
+    }
+    return 0;
+}
+
+static int sq_content_batch_flush(struct content_batch *b)
+{
+    if (b->failed)
+        return err_set(-EIO, "content batch already failed");
+    if (b->n == 0)
+        return 0;
+    int r = batch_store_tails(b);
+    if (r >= 0 && (r = wtx_begin(b->s)) >= 0) {
+        for (size_t i = 0; i < b->n && r >= 0; i++)
+            r = content_record_tx(b->v[i]);
+        r = wtx_end(b->s, r);
+    }
+    if (r < 0) {
+        b->failed = true;
+        batch_drop(b);
+        return r;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        writer_free(b->v[i]);
+    b->n = 0;
+    b->bytes = 0;
+    return 0;
+}
+
+static int sq_content_finish_in(struct content_batch *b, struct content_writer *w,
+                                uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size)
+{
+    int r = b->failed ? err_set(-EIO, "content batch already failed") : writer_seal(w);
+    if (r >= 0 && b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct content_writer **v = realloc(b->v, cap * sizeof(*v));
+        if (!v)
+            r = -ENOMEM;
+        else {
+            b->v = v;
+            b->cap = cap;
+        }
     }
     if (r < 0) {
         sq_content_abort(w);
         return r;
     }
-    memcpy(ret_id, id, CONTENT_ID_LEN);
+    memcpy(ret_id, w->id, CONTENT_ID_LEN);
     if (ret_size)
         *ret_size = w->size;
-    writer_free(w);
+    if (w->size == 0) {
+        writer_free(w);
+        return 0;
+    }
+    EVP_MD_CTX_free(w->idctx); /* sealed: no more hashing */
+    w->idctx = NULL;
+    b->v[b->n++] = w;
+    b->bytes += w->bufcap;
+    if (b->n >= BATCH_MAX_WRITERS || b->bytes >= BATCH_MAX_BYTES)
+        return sq_content_batch_flush(b);
     return 0;
+}
+
+static void sq_content_batch_free(struct content_batch *b)
+{
+    batch_drop(b);
+    free(b->v);
+    free(b);
 }
 
 /* ---- content readers ------------------------------------------------------------------- */
@@ -2234,6 +2397,10 @@ static const struct store_ops sqlite_ops = {
     .content_write = sq_content_write,
     .content_finish = sq_content_finish,
     .content_abort = sq_content_abort,
+    .content_batch_new = sq_content_batch_new,
+    .content_finish_in = sq_content_finish_in,
+    .content_batch_flush = sq_content_batch_flush,
+    .content_batch_free = sq_content_batch_free,
     .content_open = sq_content_open,
     .content_read = sq_content_read,
     .content_seek = sq_content_seek,

@@ -480,6 +480,78 @@ static void test_writer_abort(void **state)
     free(data);
 }
 
+/* Writes len bytes and finishes the content into batch b. */
+static void put_in_batch(struct store *st, struct content_batch *b, const void *data, size_t len,
+                         uint8_t id[CONTENT_ID_LEN])
+{
+    struct content_writer *w;
+    assert_int_equal(store_content_begin(st, &w), 0);
+    if (len)
+        assert_int_equal(store_content_write(st, w, data, len), 0);
+    int64_t size = -1;
+    assert_int_equal(store_content_finish_in(st, b, w, id, &size), 0);
+    assert_int_equal(size, (int64_t)len);
+}
+
+static void test_content_batch(void **state)
+{
+    struct fx *f = *state;
+    static const size_t sizes[] = {0, 3, 16 * 1024, 16 * 1024 + 1, 200000, MIB + 5, 2 * MIB, 3};
+    enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+    uint8_t *data = malloc(N * 2 * MIB);
+    uint8_t ids[N][CONTENT_ID_LEN];
+    struct content_batch *b;
+    assert_int_equal(store_content_batch_new(f->st, &b), 0);
+    assert_non_null(b);
+    for (size_t i = 0; i < N; i++) {
+        /* the last one repeats the second: the same content twice in one batch */
+        fill(data + i * 2 * MIB, sizes[i], i == N - 1 ? 1 : i);
+        put_in_batch(f->st, b, data + i * 2 * MIB, sizes[i], ids[i]);
+    }
+    assert_memory_equal(ids[1], ids[N - 1], CONTENT_ID_LEN);
+    /* Nothing recorded yet; only the whole chunks are stored, held by their pending rows. */
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 3);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM pending_chunks"), 3);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(store_content_batch_flush(f->st, b), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 6);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 6);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM pending_chunks"), 0);
+    assert_int_equal(db_int(f, "SELECT sum(refs) FROM content_pins"), 7);
+    assert_int_equal(store_gc(f->st, &gs), 0); /* pinned: kept */
+    for (size_t i = 0; i < N; i++) {
+        expect_content(f->st, ids[i], data + i * 2 * MIB, sizes[i]);
+        uint8_t id[CONTENT_ID_LEN]; /* the same id as a plain finish */
+        put_bytes(f->st, data + i * 2 * MIB, sizes[i], id);
+        assert_memory_equal(id, ids[i], CONTENT_ID_LEN);
+    }
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 6);
+    assert_int_equal(store_content_batch_flush(f->st, b), 0); /* empty: nothing to do */
+    store_content_batch_free(f->st, b);
+
+    /* A full batch flushes itself; what is left unflushed is discarded by free. */
+    assert_int_equal(store_content_batch_new(f->st, &b), 0);
+    int64_t before = db_int(f, "SELECT count(*) FROM contents");
+    for (uint32_t i = 0; i < 3000; i++) {
+        uint8_t id[CONTENT_ID_LEN];
+        char text[32];
+        int n = snprintf(text, sizeof(text), "small file %u", i);
+        put_in_batch(f->st, b, text, (size_t)n, id);
+    }
+    int64_t flushed = db_int(f, "SELECT count(*) FROM contents") - before;
+    assert_true(flushed > 0 && flushed < 3000);
+    uint8_t id[CONTENT_ID_LEN];
+    fill(data, MIB + 100, 77);
+    put_in_batch(f->st, b, data, MIB + 100, id);
+    store_content_batch_free(f->st, b);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents") - before, flushed);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM pending_chunks"), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 6);
+    free(data);
+}
+
 /* ---- commits --------------------------------------------------------------------------- */
 
 static void test_commit_parents(void **state)
@@ -1181,6 +1253,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seek, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_replace_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_quota, setup, teardown),
