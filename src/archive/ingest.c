@@ -224,6 +224,8 @@ struct ingest {
     struct entries es;
     int64_t n_entries; /* entries seen (the max_files count) */
     int64_t bytes;     /* uncompressed file bytes read (the max_bytes count) */
+    struct content_batch *batch; /* contents finished but maybe not yet stored (see
+                                  * store_content_finish_in): flushed before the worker ends */
 };
 
 /* Releases what the previous call lent out, waits for data, and lends the next contiguous
@@ -404,7 +406,7 @@ static int read_content(struct ingest *ing, struct archive *a, struct archive_en
     if (declared > off && (r = write_zeros(ing, w, declared - off)) < 0)
         goto fail;
     int64_t got = 0;
-    r = store_content_finish(ing->st, w, meta->content, &got);
+    r = store_content_finish_in(ing->st, ing->batch, w, meta->content, &got);
     if (r < 0)
         return r;
     meta->size = got;
@@ -670,7 +672,14 @@ static void *worker_main(void *arg)
 {
     struct ingest *ing = arg;
     err_clear();
-    int rc = run_archive(ing);
+    /* Per-file transactions would cost more than the bytes of most files of a source tree. */
+    int rc = store_content_batch_new(ing->st, &ing->batch);
+    if (rc >= 0)
+        rc = run_archive(ing);
+    if (rc >= 0)
+        rc = store_content_batch_flush(ing->st, ing->batch);
+    store_content_batch_free(ing->st, ing->batch);
+    ing->batch = NULL;
     char *msg = NULL;
     char **details = NULL;
     int nd = 0;
