@@ -1432,7 +1432,9 @@ struct content_writer {
     size_t n, cap;
     bool failed;        /* a write failed: only abort is allowed */
     /* set by writer_seal(): the rest is the tail in buf (stored inline or as a last chunk) */
-    bool is_inline;             /* buf holds the whole content, stored in its contents row */
+    bool is_inline;             /* tail is the whole content, stored in its contents row */
+    const uint8_t *tail;        /* the len bytes left after the whole chunks: buf, or a copy
+                                 * in a batch's arena */
     uint8_t tail_hash[32];      /* hash of the tail chunk (len > 0 and not inline) */
     uint8_t id[CONTENT_ID_LEN]; /* the content id */
 };
@@ -1644,7 +1646,7 @@ static void sq_content_abort(struct content_writer *w)
 static int content_record_tx(struct content_writer *w)
 {
     struct conn *c = w->s->w;
-    const void *inline_data = w->is_inline ? w->buf : NULL;
+    const void *inline_data = w->is_inline ? w->tail : NULL;
     sqlite3_stmt *q = NULL;
     int r = stmt_get(c, ST_CONTENT_INSERT, &q);
     if (r >= 0)
@@ -1686,6 +1688,7 @@ static int writer_seal(struct content_writer *w)
 {
     if (w->failed)
         return err_set(-EINVAL, "content writer already failed");
+    w->tail = w->buf;
     if (w->len > 0) {
         int r = chunk_hash(w, w->buf, w->len, w->tail_hash);
         if (r < 0)
@@ -1716,7 +1719,7 @@ static int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID
 {
     int r = writer_seal(w);
     if (r >= 0 && writer_has_tail_chunk(w))
-        r = chunk_store(w, w->tail_hash, w->buf, w->len);
+        r = chunk_store(w, w->tail_hash, w->tail, w->len);
     if (r >= 0 && w->size > 0 && (r = wtx_begin(w->s)) >= 0)
         r = wtx_end(w->s, content_record_tx(w));
     if (r < 0) {
@@ -1737,22 +1740,27 @@ static int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID
  * contents row, pin and pending cleanup. The order matters: a transaction over both database
  * files is atomic per file only, so content_chunks rows must never be committed in the same
  * transaction as the chunks they name. Until a flush, a batched content exists only here. */
-#define BATCH_MAX_BYTES ((size_t)4 << 20)
+#define BATCH_ARENA_BYTES ((size_t)4 << 20)
 #define BATCH_MAX_WRITERS 2048
 
 struct content_batch {
     struct sqlite_store *s;
     struct content_writer **v; /* sealed, not yet recorded */
     size_t n, cap;
-    size_t bytes; /* tail buffer bytes held by v */
-    bool failed;  /* a flush failed: its contents are gone, the batch only frees */
+    /* The tails of v, copied so that each writer's buffer is freed at once: the next writer
+     * reuses that warm memory instead of faulting in fresh pages for every file. */
+    uint8_t *arena; /* BATCH_ARENA_BYTES (>= STORE_CHUNK_SIZE: any tail fits) */
+    size_t used;
+    bool failed; /* a flush failed: its contents are gone, the batch only frees */
 };
 
 static int sq_content_batch_new(struct store *st, struct content_batch **ret)
 {
     struct content_batch *b = calloc(1, sizeof(*b));
-    if (!b)
+    if (!b || !(b->arena = malloc(BATCH_ARENA_BYTES))) {
+        free(b);
         return -ENOMEM;
+    }
     b->s = to_sq(st);
     *ret = b;
     return 0;
@@ -1763,7 +1771,7 @@ static void batch_drop(struct content_batch *b)
     for (size_t i = 0; i < b->n; i++)
         sq_content_abort(b->v[i]);
     b->n = 0;
-    b->bytes = 0;
+    b->used = 0;
 }
 
 static int batch_store_tails(struct content_batch *b)
@@ -1784,7 +1792,7 @@ static int batch_store_tails(struct content_batch *b)
     for (; i < b->n && r >= 0; i++) {
         struct content_writer *w = b->v[i];
         if (writer_has_tail_chunk(w))
-            r = chunk_store_tx(w, w->tail_hash, w->buf, w->len, &w->chunk_ids[w->n]);
+            r = chunk_store_tx(w, w->tail_hash, w->tail, w->len, &w->chunk_ids[w->n]);
     }
     r = wtx_end(b->s, r);
     if (r < 0)
@@ -1819,7 +1827,7 @@ static int sq_content_batch_flush(struct content_batch *b)
     for (size_t i = 0; i < b->n; i++)
         writer_free(b->v[i]);
     b->n = 0;
-    b->bytes = 0;
+    b->used = 0;
     return 0;
 }
 
@@ -1827,6 +1835,9 @@ static int sq_content_finish_in(struct content_batch *b, struct content_writer *
                                 uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size)
 {
     int r = b->failed ? err_set(-EIO, "content batch already failed") : writer_seal(w);
+    if (r >= 0 && w->size > 0 &&
+        (b->n == BATCH_MAX_WRITERS || b->used + w->len > BATCH_ARENA_BYTES))
+        r = sq_content_batch_flush(b);
     if (r >= 0 && b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         struct content_writer **v = realloc(b->v, cap * sizeof(*v));
@@ -1848,12 +1859,17 @@ static int sq_content_finish_in(struct content_batch *b, struct content_writer *
         writer_free(w);
         return 0;
     }
-    EVP_MD_CTX_free(w->idctx); /* sealed: no more hashing */
+    if (w->len > 0) {
+        memcpy(b->arena + b->used, w->buf, w->len);
+        w->tail = b->arena + b->used;
+        b->used += w->len;
+    }
+    free(w->buf); /* sealed: no more bytes, no more hashing */
+    w->buf = NULL;
+    w->bufcap = 0;
+    EVP_MD_CTX_free(w->idctx);
     w->idctx = NULL;
     b->v[b->n++] = w;
-    b->bytes += w->bufcap;
-    if (b->n >= BATCH_MAX_WRITERS || b->bytes >= BATCH_MAX_BYTES)
-        return sq_content_batch_flush(b);
     return 0;
 }
 
@@ -1861,6 +1877,7 @@ static void sq_content_batch_free(struct content_batch *b)
 {
     batch_drop(b);
     free(b->v);
+    free(b->arena);
     free(b);
 }
 
