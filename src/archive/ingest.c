@@ -196,81 +196,143 @@ static void detail_entry(const char *name)
     err_detail("entry: %s", clean_name(name, clean));
 }
 
-/* ---- the queue between the feeding thread and the worker --------------------------------- */
+/* ---- bounded queues between threads ------------------------------------------------------ */
 
-struct ingest {
-    struct store *st;
-    char *base;               /* normalised basePath */
-    struct ingest_limits lim; /* lim.tmp_dir points at tmp_dir */
-    char *tmp_dir;            /* copy of the caller's, or NULL */
-
+/* One writing thread, one reading thread (libarchive's read callback), INGEST_QUEUE_BYTES. */
+struct queue {
     pthread_mutex_t mu;
-    pthread_cond_t can_read;  /* data or eof or abort for the worker */
-    pthread_cond_t can_write; /* room or worker done for the feeder */
-    uint8_t *ring;            /* INGEST_QUEUE_BYTES */
-    uint64_t wr;              /* bytes ever written into the ring */
-    uint64_t rd;              /* bytes ever released by the worker */
-    size_t held;              /* bytes lent to libarchive by the last read callback */
-    bool eof;                 /* the feeder has no more data */
-    bool abort;               /* stop now */
-    bool done;                /* the worker has finished (rc is final) */
-    pthread_t thread;
-
-    /* written by the worker only; read after `done` (under mu) or after join */
-    int rc;
-    char *err_msg;      /* the worker's err_message(), malloc'd, or NULL */
-    char **err_details; /* its details */
-    int n_details;
-    struct entries es;
-    int64_t n_entries; /* entries seen (the max_files count) */
-    int64_t bytes;     /* uncompressed file bytes read (the max_bytes count) */
-    struct content_batch *batch; /* contents finished but maybe not yet stored (see
-                                  * store_content_finish_in): flushed before the worker ends */
+    pthread_cond_t can_read;  /* data, eof or abort for the reader */
+    pthread_cond_t can_write; /* room, or the reader done, for the writer */
+    uint8_t *ring;
+    uint64_t wr;  /* bytes ever written into the ring */
+    uint64_t rd;  /* bytes ever released by the reader */
+    size_t held;  /* bytes lent to libarchive by the last read callback */
+    bool eof;     /* the writer has no more data */
+    bool failed;  /* ... because it failed: reads fail */
+    bool abort;   /* the reader must stop now */
+    bool done;    /* the reader has finished: writes are dropped */
 };
 
-/* Releases what the previous call lent out, waits for data, and lends the next contiguous
- * piece of the ring: its length, 0 at the end of the body, -ECANCELED when aborted. */
-static ssize_t queue_take(struct ingest *ing, const void **ret_buf)
+static int queue_init(struct queue *q)
 {
-    pthread_mutex_lock(&ing->mu);
-    if (ing->held) {
-        ing->rd += ing->held;
-        ing->held = 0;
-        pthread_cond_signal(&ing->can_write);
+    memset(q, 0, sizeof(*q));
+    q->ring = malloc(INGEST_QUEUE_BYTES);
+    if (!q->ring)
+        return -ENOMEM;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->can_read, NULL);
+    pthread_cond_init(&q->can_write, NULL);
+    return 0;
+}
+
+static void queue_destroy(struct queue *q)
+{
+    if (!q->ring)
+        return;
+    free(q->ring);
+    q->ring = NULL;
+    pthread_cond_destroy(&q->can_read);
+    pthread_cond_destroy(&q->can_write);
+    pthread_mutex_destroy(&q->mu);
+}
+
+/* Releases what the previous call lent out, waits for data, and lends the next contiguous
+ * piece of the ring: its length, 0 at the end of the data, -ECANCELED when aborted or when the
+ * writer failed. */
+static ssize_t queue_take(struct queue *q, const void **ret_buf)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->held) {
+        q->rd += q->held;
+        q->held = 0;
+        pthread_cond_signal(&q->can_write);
     }
-    while (ing->wr == ing->rd && !ing->eof && !ing->abort)
-        pthread_cond_wait(&ing->can_read, &ing->mu);
-    if (ing->abort) {
-        pthread_mutex_unlock(&ing->mu);
+    while (q->wr == q->rd && !q->eof && !q->abort)
+        pthread_cond_wait(&q->can_read, &q->mu);
+    if (q->abort || q->failed) {
+        pthread_mutex_unlock(&q->mu);
         return -ECANCELED;
     }
-    size_t avail = (size_t)(ing->wr - ing->rd);
-    size_t pos = (size_t)(ing->rd % INGEST_QUEUE_BYTES);
+    size_t avail = (size_t)(q->wr - q->rd);
+    size_t pos = (size_t)(q->rd % INGEST_QUEUE_BYTES);
     size_t n = avail < INGEST_QUEUE_BYTES - pos ? avail : INGEST_QUEUE_BYTES - pos;
-    ing->held = n;
-    pthread_mutex_unlock(&ing->mu);
-    *ret_buf = ing->ring + pos;
+    q->held = n;
+    pthread_mutex_unlock(&q->mu);
+    *ret_buf = q->ring + pos;
     return (ssize_t)n;
 }
 
-/* Copies up to `want` first unread bytes without consuming them (fewer at the end of the body). */
-static int queue_peek(struct ingest *ing, uint8_t *out, size_t want, size_t *ret_n)
+/* Copies up to `want` first unread bytes without consuming them (fewer at the end of the data). */
+static int queue_peek(struct queue *q, uint8_t *out, size_t want, size_t *ret_n)
 {
-    pthread_mutex_lock(&ing->mu);
-    while (ing->wr - ing->rd < want && !ing->eof && !ing->abort)
-        pthread_cond_wait(&ing->can_read, &ing->mu);
-    if (ing->abort) {
-        pthread_mutex_unlock(&ing->mu);
+    pthread_mutex_lock(&q->mu);
+    while (q->wr - q->rd < want && !q->eof && !q->abort)
+        pthread_cond_wait(&q->can_read, &q->mu);
+    if (q->abort || q->failed) {
+        pthread_mutex_unlock(&q->mu);
         return -ECANCELED;
     }
-    size_t n = (size_t)(ing->wr - ing->rd);
+    size_t n = (size_t)(q->wr - q->rd);
     if (n > want)
         n = want;
     for (size_t i = 0; i < n; i++)
-        out[i] = ing->ring[(ing->rd + i) % INGEST_QUEUE_BYTES];
-    pthread_mutex_unlock(&ing->mu);
+        out[i] = q->ring[(q->rd + i) % INGEST_QUEUE_BYTES];
+    pthread_mutex_unlock(&q->mu);
     *ret_n = n;
     return 0;
+}
+
+/* Copies len bytes in, waiting for room. Returns true when the reader has finished (the rest is
+ * dropped). */
+static bool queue_put(struct queue *q, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    pthread_mutex_lock(&q->mu);
+    while (len > 0 && !q->done) {
+        size_t used = (size_t)(q->wr - q->rd);
+        if (used == INGEST_QUEUE_BYTES) {
+            pthread_cond_wait(&q->can_write, &q->mu);
+            continue;
+        }
+        size_t pos = (size_t)(q->wr % INGEST_QUEUE_BYTES);
+        size_t n = INGEST_QUEUE_BYTES - used;
+        if (n > INGEST_QUEUE_BYTES - pos)
+            n = INGEST_QUEUE_BYTES - pos;
+        if (n > len)
+            n = len;
+        /* The reader never touches [wr, wr + n): copying without the lock is safe. */
+        pthread_mutex_unlock(&q->mu);
+        memcpy(q->ring + pos, p, n);
+        pthread_mutex_lock(&q->mu);
+        q->wr += n;
+        p += n;
+        len -= n;
+        pthread_cond_signal(&q->can_read);
+    }
+    bool done = q->done;
+    pthread_mutex_unlock(&q->mu);
+    return done;
+}
+
+/* The writer's end: no more data (failed: because of an error), or abort: the reader must stop
+ * now. */
+static void queue_close(struct queue *q, bool failed, bool abort)
+{
+    pthread_mutex_lock(&q->mu);
+    q->eof = true;
+    q->failed = q->failed || failed;
+    q->abort = q->abort || abort;
+    pthread_cond_broadcast(&q->can_read);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* The reader's end: the writer stops waiting for room. */
+static void queue_reader_done(struct queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->done = true;
+    pthread_cond_broadcast(&q->can_write);
+    pthread_mutex_unlock(&q->mu);
 }
 
 static la_ssize_t read_cb(struct archive *a, void *userdata, const void **ret_buf)
@@ -283,40 +345,75 @@ static la_ssize_t read_cb(struct archive *a, void *userdata, const void **ret_bu
     return (la_ssize_t)n;
 }
 
+/* ---- errors carried from one thread to another ----------------------------------------------
+ */
+
+struct saved_err {
+    int rc;
+    char *msg;      /* err_message(), malloc'd, or NULL */
+    char **details; /* its details */
+    int n_details;
+};
+
+/* Records rc with this thread's message and details. */
+static void saved_err_take(struct saved_err *se, int rc)
+{
+    se->rc = rc;
+    if (rc >= 0)
+        return;
+    const char *m = err_message();
+    se->msg = m ? strdup(m) : NULL;
+    int cnt = err_detail_count();
+    se->details = cnt ? calloc((size_t)cnt, sizeof(*se->details)) : NULL;
+    for (int i = 0; se->details && i < cnt; i++)
+        if ((se->details[i] = strdup(err_detail_at(i))))
+            se->n_details++;
+}
+
+/* Raises the saved error on this thread; returns its rc. */
+static int saved_err_raise(const struct saved_err *se)
+{
+    if (se->rc < 0) {
+        err_set(se->rc, "%s", se->msg ? se->msg : err_info(se->rc)->message);
+        for (int i = 0; i < se->n_details; i++)
+            err_detail("%s", se->details[i]);
+    }
+    return se->rc;
+}
+
+static void saved_err_release(struct saved_err *se)
+{
+    for (int i = 0; i < se->n_details; i++)
+        free(se->details[i]);
+    free(se->details);
+    free(se->msg);
+    memset(se, 0, sizeof(*se));
+}
+
+struct ingest {
+    struct store *st;
+    char *base;               /* normalised basePath */
+    struct ingest_limits lim; /* lim.tmp_dir points at tmp_dir */
+    char *tmp_dir;            /* copy of the caller's, or NULL */
+    struct queue in;          /* the body, from ingest_feed() to the worker */
+    pthread_t thread;
+
+    /* written by the worker only; read after in.done (under in.mu) or after join */
+    struct saved_err err;
+    struct entries es;
+    int64_t n_entries; /* entries seen (the max_files count) */
+    int64_t bytes;     /* uncompressed file bytes read (the max_bytes count) */
+    struct content_batch *batch; /* contents finished but maybe not yet stored (see
+                                  * store_content_finish_in): flushed before the worker ends */
+};
+
 int ingest_feed(struct ingest *ing, const void *data, size_t len)
 {
-    const uint8_t *p = data;
-    pthread_mutex_lock(&ing->mu);
-    while (len > 0 && !ing->done) {
-        size_t used = (size_t)(ing->wr - ing->rd);
-        if (used == INGEST_QUEUE_BYTES) {
-            pthread_cond_wait(&ing->can_write, &ing->mu);
-            continue;
-        }
-        size_t pos = (size_t)(ing->wr % INGEST_QUEUE_BYTES);
-        size_t n = INGEST_QUEUE_BYTES - used;
-        if (n > INGEST_QUEUE_BYTES - pos)
-            n = INGEST_QUEUE_BYTES - pos;
-        if (n > len)
-            n = len;
-        /* The worker never touches [wr, wr + n): copying without the lock is safe. */
-        pthread_mutex_unlock(&ing->mu);
-        memcpy(ing->ring + pos, p, n);
-        pthread_mutex_lock(&ing->mu);
-        ing->wr += n;
-        p += n;
-        len -= n;
-        pthread_cond_signal(&ing->can_read);
-    }
-    int rc = ing->done ? ing->rc : 0;
-    pthread_mutex_unlock(&ing->mu);
-    if (rc < 0) {
-        /* rc, err_msg and details are final once done is set */
-        err_set(rc, "%s", ing->err_msg ? ing->err_msg : err_info(rc)->message);
-        for (int i = 0; i < ing->n_details; i++)
-            err_detail("%s", ing->err_details[i]);
-    }
-    return rc;
+    if (!queue_put(&ing->in, data, len))
+        return 0;
+    /* The worker has finished (seen under in.mu, after it saved its error): err is final. */
+    int rc = saved_err_raise(&ing->err);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- the worker ------------------------------------------------------------------------------ */
@@ -576,7 +673,7 @@ static int spool(struct ingest *ing, int fd)
     int64_t total = 0, max = spool_max(ing);
     for (;;) {
         const void *p;
-        ssize_t n = queue_take(ing, &p);
+        ssize_t n = queue_take(&ing->in, &p);
         if (n < 0)
             return err_set((int)n, "ingest aborted");
         if (n == 0)
@@ -601,18 +698,119 @@ static int spool(struct ingest *ing, int fd)
 
 static bool is_zip(const uint8_t *m, size_t n)
 {
-    return n == 4 && m[0] == 'P' && m[1] == 'K' &&
+    return n >= 4 && m[0] == 'P' && m[1] == 'K' &&
            ((m[2] == 3 && m[3] == 4) || (m[2] == 5 && m[3] == 6) || (m[2] == 7 && m[3] == 8));
+}
+
+/* gzip, bzip2, xz or zstd (lzma has no reliable signature: it stays on the worker). */
+static bool is_compressed(const uint8_t *m, size_t n)
+{
+    return (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) || (n >= 3 && memcmp(m, "BZh", 3) == 0) ||
+           (n >= 6 && memcmp(m, "\xfd" "7zXZ\0", 6) == 0) ||
+           (n >= 4 && memcmp(m, "\x28\xb5\x2f\xfd", 4) == 0);
+}
+
+/* An explicit list: no filter that would spawn an external program. */
+static void support_filters(struct archive *a)
+{
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_bzip2(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_filter_lzma(a);
+    archive_read_support_filter_zstd(a);
+}
+
+/* ---- the inflater: decompression on its own thread ------------------------------------------
+ * Decompressing and parsing on one thread left the other core idle while the worker also hashes
+ * and stores; the inflater reads the body (libarchive's raw format behind the same filters) and
+ * hands the tar stream to the worker through a second queue. */
+
+struct inflater {
+    struct queue *in; /* the body */
+    struct queue out; /* the decompressed stream, read by the worker */
+    pthread_t thread;
+    struct saved_err err; /* final after join */
+};
+
+static int run_inflate(struct inflater *inf)
+{
+    struct archive *a = archive_read_new();
+    if (!a)
+        return -ENOMEM;
+    support_filters(a);
+    archive_read_support_format_raw(a);
+    int r = 0;
+    struct archive_entry *e;
+    int ar = archive_read_open(a, inf->in, NULL, read_cb, NULL);
+    if (ar == ARCHIVE_OK)
+        ar = archive_read_next_header(a, &e);
+    while (ar == ARCHIVE_OK || ar == ARCHIVE_WARN) {
+        const void *buf;
+        size_t size;
+        la_int64_t offset;
+        ar = archive_read_data_block(a, &buf, &size, &offset);
+        if ((ar == ARCHIVE_OK || ar == ARCHIVE_WARN) && size > 0 &&
+            queue_put(&inf->out, buf, size))
+            break; /* the worker is done: the rest is not needed */
+    }
+    if (ar < ARCHIVE_WARN)
+        r = archive_fail(a, "corrupt or unsupported archive");
+    archive_read_free(a);
+    return r;
+}
+
+static void *inflate_main(void *arg)
+{
+    struct inflater *inf = arg;
+    err_clear();
+    int r = run_inflate(inf);
+    saved_err_take(&inf->err, r);
+    queue_close(&inf->out, r < 0, false);
+    return NULL;
+}
+
+/* NULL when the inflater cannot run (the worker then decompresses itself). */
+static struct inflater *inflater_start(struct queue *in)
+{
+    struct inflater *inf = calloc(1, sizeof(*inf));
+    if (!inf)
+        return NULL;
+    inf->in = in;
+    if (queue_init(&inf->out) < 0) {
+        free(inf);
+        return NULL;
+    }
+    if (pthread_create(&inf->thread, NULL, inflate_main, inf) != 0) {
+        queue_destroy(&inf->out);
+        free(inf);
+        return NULL;
+    }
+    return inf;
+}
+
+/* Stops and frees the inflater; returns the worker's result r, or the inflater's error when the
+ * worker failed because the inflater did (a corrupt or truncated stream). */
+static int inflater_stop(struct inflater *inf, int r)
+{
+    queue_reader_done(&inf->out);
+    pthread_join(inf->thread, NULL);
+    if (r < 0 && inf->err.rc < 0 && inf->err.rc != -ECANCELED)
+        r = saved_err_raise(&inf->err);
+    saved_err_release(&inf->err);
+    queue_destroy(&inf->out);
+    free(inf);
+    return r;
 }
 
 static int run_archive(struct ingest *ing)
 {
-    uint8_t magic[4];
+    uint8_t magic[6];
     size_t nmagic = 0;
-    int r = queue_peek(ing, magic, sizeof(magic), &nmagic);
+    int r = queue_peek(&ing->in, magic, sizeof(magic), &nmagic);
     if (r < 0)
         return err_set(r, "ingest aborted");
     int fd = -1;
+    struct inflater *inf = NULL;
     if (is_zip(magic, nmagic)) {
         const char *dir = ing->lim.tmp_dir ? ing->lim.tmp_dir : getenv("TMPDIR");
         fd = spool_open(dir && *dir ? dir : "/tmp");
@@ -623,27 +821,23 @@ static int run_archive(struct ingest *ing)
             close(fd);
             return r < 0 ? r : -EIO;
         }
+    } else if (is_compressed(magic, nmagic)) {
+        inf = inflater_start(&ing->in);
     }
     struct archive *a = archive_read_new();
     if (!a) {
-        if (fd >= 0)
-            close(fd);
-        return -ENOMEM;
+        r = -ENOMEM;
+        goto out;
     }
     int ar;
     if (fd >= 0) {
         archive_read_support_format_zip_seekable(a);
         ar = archive_read_open_fd(a, fd, 64 * 1024);
     } else {
-        /* An explicit list: no filter that would spawn an external program. */
-        archive_read_support_filter_gzip(a);
-        archive_read_support_filter_bzip2(a);
-        archive_read_support_filter_xz(a);
-        archive_read_support_filter_lzma(a);
-        archive_read_support_filter_zstd(a);
+        support_filters(a);
         archive_read_support_format_tar(a);
         archive_read_support_format_gnutar(a);
-        ar = archive_read_open(a, ing, NULL, read_cb, NULL);
+        ar = archive_read_open(a, inf ? &inf->out : &ing->in, NULL, read_cb, NULL);
     }
     if (ar != ARCHIVE_OK) {
         r = archive_fail(a, "not a supported archive");
@@ -663,6 +857,8 @@ static int run_archive(struct ingest *ing)
     }
 out:
     archive_read_free(a);
+    if (inf)
+        r = inflater_stop(inf, r);
     if (fd >= 0)
         close(fd);
     return r;
@@ -680,26 +876,8 @@ static void *worker_main(void *arg)
         rc = store_content_batch_flush(ing->st, ing->batch);
     store_content_batch_free(ing->st, ing->batch);
     ing->batch = NULL;
-    char *msg = NULL;
-    char **details = NULL;
-    int nd = 0;
-    if (rc < 0) {
-        const char *m = err_message();
-        msg = m ? strdup(m) : NULL;
-        int cnt = err_detail_count();
-        details = cnt ? calloc((size_t)cnt, sizeof(*details)) : NULL;
-        for (int i = 0; details && i < cnt; i++)
-            if ((details[i] = strdup(err_detail_at(i))))
-                nd++;
-    }
-    pthread_mutex_lock(&ing->mu);
-    ing->rc = rc;
-    ing->err_msg = msg;
-    ing->err_details = details;
-    ing->n_details = nd;
-    ing->done = true;
-    pthread_cond_broadcast(&ing->can_write);
-    pthread_mutex_unlock(&ing->mu);
+    saved_err_take(&ing->err, rc);
+    queue_reader_done(&ing->in);
     return NULL;
 }
 
@@ -717,16 +895,10 @@ void ingest_result_release(struct ingest_result *r)
 static void ingest_free(struct ingest *ing)
 {
     entries_release(&ing->es);
-    for (int i = 0; i < ing->n_details; i++)
-        free(ing->err_details[i]);
-    free(ing->err_details);
-    free(ing->err_msg);
-    free(ing->ring);
+    saved_err_release(&ing->err);
+    queue_destroy(&ing->in);
     free(ing->base);
     free(ing->tmp_dir);
-    pthread_cond_destroy(&ing->can_read);
-    pthread_cond_destroy(&ing->can_write);
-    pthread_mutex_destroy(&ing->mu);
     free(ing);
 }
 
@@ -746,16 +918,12 @@ int ingest_new(struct store *st, const char *base_path, const struct ingest_limi
         return -ENOMEM;
     }
     ing->lim.tmp_dir = ing->tmp_dir;
-    pthread_mutex_init(&ing->mu, NULL);
-    pthread_cond_init(&ing->can_read, NULL);
-    pthread_cond_init(&ing->can_write, NULL);
     int r = path_normalize(base_path, strlen(base_path), &ing->base);
     if (r < 0) {
         ingest_free(ing);
         return err_set(r, "invalid basePath");
     }
-    ing->ring = malloc(INGEST_QUEUE_BYTES);
-    if (!ing->ring) {
+    if (queue_init(&ing->in) < 0) {
         ingest_free(ing);
         return -ENOMEM;
     }
@@ -770,25 +938,16 @@ int ingest_new(struct store *st, const char *base_path, const struct ingest_limi
 
 static void stop_worker(struct ingest *ing, bool abort)
 {
-    pthread_mutex_lock(&ing->mu);
-    if (abort)
-        ing->abort = true;
-    ing->eof = true;
-    pthread_cond_broadcast(&ing->can_read);
-    pthread_mutex_unlock(&ing->mu);
+    queue_close(&ing->in, false, abort);
     pthread_join(ing->thread, NULL);
 }
 
 int ingest_finish(struct ingest *ing, struct changeset *cs, struct ingest_result *ret)
 {
     stop_worker(ing, false);
-    int r = ing->rc;
-    if (r < 0) {
-        err_set(r, "%s", ing->err_msg ? ing->err_msg : err_info(r)->message);
-        for (int i = 0; i < ing->n_details; i++)
-            err_detail("%s", ing->err_details[i]);
+    int r = saved_err_raise(&ing->err);
+    if (r < 0)
         goto out;
-    }
     char *base = strdup(ing->base);
     if (!base) {
         r = -ENOMEM;

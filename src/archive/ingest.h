@@ -5,6 +5,10 @@
  * ingest_feed() as they arrive. A worker thread owned by the ingest runs libarchive with a read
  * callback that pulls from a bounded queue (INGEST_QUEUE_BYTES); when the queue is full,
  * ingest_feed() blocks until the worker catches up, so memory does not grow with the archive.
+ * A gzip, bzip2, xz or zstd body is decompressed on a second thread of the ingest, which hands
+ * the tar stream to the worker through a second queue of the same size (parsing, hashing and
+ * storing then overlap with decompression). The worker finishes contents into a store content
+ * batch (few transactions for many small files), flushed before the worker reports success.
  * Formats are detected from the bytes: tar (ustar, pax, GNU, v7) raw or compressed with gzip,
  * bzip2, xz, lzma or zstd, read as a stream; and zip. Zip keeps modes and symlinks only in its
  * central directory at the end, so a zip body (recognised by its "PK" signature) is first spooled
