@@ -979,8 +979,8 @@ void ingest_abort(struct ingest *ing)
 /* Base64 text decoded per content write: a multiple of 4 characters, 768 KiB of bytes. */
 #define B64_STEP ((size_t)1024 * 1024)
 
-static int store_b64(struct store *st, const char *text, size_t len, uint8_t *scratch,
-                     struct file_meta *meta)
+static int store_b64(struct store *st, struct content_batch *batch, const char *text, size_t len,
+                     uint8_t *scratch, struct file_meta *meta)
 {
     struct content_writer *w = NULL;
     int r = store_content_begin(st, &w);
@@ -996,7 +996,7 @@ static int store_b64(struct store *st, const char *text, size_t len, uint8_t *sc
         }
     }
     int64_t size = 0;
-    r = store_content_finish(st, w, meta->content, &size);
+    r = store_content_finish_in(st, batch, w, meta->content, &size);
     if (r < 0)
         return r;
     meta->size = size;
@@ -1066,13 +1066,17 @@ static int files_validate(struct entries *es, const char *base, json_t *files, i
     return bad;
 }
 
-/* Pass 2: decodes each value straight into a content writer. */
+/* Pass 2: decodes each value straight into a content writer (finished into a batch: few
+ * transactions for many small files). */
 static int files_store(struct store *st, struct entries *es, const char *base, json_t *files)
 {
+    struct content_batch *batch = NULL;
     uint8_t *scratch = malloc(B64_STEP / 4 * 3);
-    if (!scratch)
-        return -ENOMEM;
-    int r = 0;
+    int r = scratch ? store_content_batch_new(st, &batch) : -ENOMEM;
+    if (r < 0) {
+        free(scratch);
+        return r;
+    }
     const char *key;
     json_t *val;
     json_object_foreach(files, key, val)
@@ -1084,10 +1088,14 @@ static int files_store(struct store *st, struct entries *es, const char *base, j
         free(path);
         if (!it)
             continue;
-        r = store_b64(st, json_string_value(val), json_string_length(val), scratch, &it->meta);
+        r = store_b64(st, batch, json_string_value(val), json_string_length(val), scratch,
+                      &it->meta);
         if (r < 0)
             break;
     }
+    if (r >= 0)
+        r = store_content_batch_flush(st, batch);
+    store_content_batch_free(st, batch);
     free(scratch);
     return r;
 }
