@@ -362,6 +362,45 @@ static void round_trip(enum fmt f, size_t piece)
     test_sqlite_close(st, dir);
 }
 
+/* More files than one store content batch holds (and more bytes than it buffers), gzip'd, so
+ * several batch flushes and the inflater thread are crossed; every byte comes back. */
+static void test_many_files_sqlite(void **state)
+{
+    char dir[64];
+    struct store *st = test_sqlite_open(dir);
+    assert_non_null(st);
+    enum { N = 3000 };
+    struct spec *sp = calloc(N, sizeof(*sp));
+    char (*names)[32] = calloc(N, sizeof(*names));
+    assert_non_null(sp);
+    assert_non_null(names);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "d%02zu/f%04zu", i / 100, i);
+        size_t len = i % 50 == 0 ? 40000 + i * 7 : i % 3 == 0 ? 0 : 100 + i % 900;
+        sp[i] = (struct spec){names[i], 'f', 0640, 1700000000 + (int64_t)i, NULL, len};
+    }
+    struct buf ar = BUF_INIT(0);
+    build(F_TGZ, sp, N, &ar);
+    struct changeset cs;
+    changeset_init(&cs, "ingest");
+    struct ingest_result res = {0};
+    int r = run_ingest(st, "/home/user/project", ar.data, ar.len, 65536, &nolimits, &cs, &res);
+    if (r < 0)
+        fail_msg("ingest failed: %d %s", r, err_message());
+    assert_int_equal(res.file_count, N);
+    struct commit_result cr;
+    r = store_commit(st, TEST_SB, &cs, &copts, &cr);
+    if (r < 0)
+        fail_msg("commit failed: %d %s", r, err_message());
+    check_export(st, EXPORT_TAR, sp, N, 65536);
+    ingest_result_release(&res);
+    changeset_release(&cs);
+    buf_release(&ar);
+    free(names);
+    free(sp);
+    test_sqlite_close(st, dir);
+}
+
 static void test_round_trip_tar(void **state)
 {
     round_trip(F_TAR, 1);
@@ -890,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_bomb), /* first: its peak-RSS check needs a low baseline */
         cmocka_unit_test(test_round_trip_tar),
         cmocka_unit_test(test_round_trip_tgz),
+        cmocka_unit_test(test_many_files_sqlite),
         cmocka_unit_test(test_round_trip_tbz2),
         cmocka_unit_test(test_round_trip_txz),
         cmocka_unit_test(test_round_trip_tzst),
