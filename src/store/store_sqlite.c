@@ -25,6 +25,9 @@
  *   - a finished content is pinned in `content_pins` (a reference count: one per finish, and a
  *     lease time). A commit drops one reference for each distinct content it puts; pins older than
  *     PIN_LEASE_MS (finished, never committed: e.g. the commit failed on quota) expire in GC.
+ *   - a content batch keeps finished contents in memory until its flush, which stores their
+ *     last chunks with pending rows in one transaction and their contents rows and pins in the
+ *     next, so the two rules above hold for batched contents too.
  * Writers are in-process only, so at open both tables are cleared: pending chunks nobody uses are
  * deleted and pinned contents become GC candidates.
  *
