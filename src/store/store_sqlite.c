@@ -1675,6 +1675,8 @@ static int content_record_tx(struct content_writer *w)
         r = bind_check(c, bind_id(q, 1, w->id) | sqlite3_bind_int64(q, 2, time_now_ms()));
     if (r >= 0)
         r = stmt_run(c, q);
+    if (w->n == 0) /* no chunk stored (inline or empty): no pending rows */
+        return r;
     if (r >= 0)
         r = stmt_get(c, ST_PENDING_DEL, &q);
     if (r >= 0)
