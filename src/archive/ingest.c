@@ -237,8 +237,8 @@ static void queue_destroy(struct queue *q)
 }
 
 /* Releases what the previous call lent out, waits for data, and lends the next contiguous
- * piece of the ring: its length, 0 at the end of the data, -ECANCELED when aborted or when the
- * writer failed. */
+ * piece of the ring: its length, 0 at the end of the data, -ECANCELED when aborted or, once the
+ * data is drained, when the writer failed. */
 static ssize_t queue_take(struct queue *q, const void **ret_buf)
 {
     pthread_mutex_lock(&q->mu);
@@ -249,7 +249,9 @@ static ssize_t queue_take(struct queue *q, const void **ret_buf)
     }
     while (q->wr == q->rd && !q->eof && !q->abort)
         pthread_cond_wait(&q->can_read, &q->mu);
-    if (q->abort || q->failed) {
+    /* What the writer put before it failed is still handed out: the reader may not need more
+     * (a tar ends before a damaged tail of its compressed stream). */
+    if (q->abort || (q->failed && q->wr == q->rd)) {
         pthread_mutex_unlock(&q->mu);
         return -ECANCELED;
     }
