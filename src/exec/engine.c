@@ -8,6 +8,7 @@
  */
 #include "exec/engine.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -120,12 +121,15 @@ const char *exec_signal_name(int sig)
 
 /* ---- commit hooks: keep checkouts coherent with every commit ---- */
 
+static void idle_drop(struct exec_engine *e, const char *sandbox_id);
+
 static void after_commit(struct app *app, const char *sandbox_id, int64_t old_version,
                          int64_t new_version, const struct changeset *cs, const char *upper_dir)
 {
     struct exec_engine *e = app->exec;
     if (!e)
         return;
+    idle_drop(e, sandbox_id); /* made over the old version: never reusable now */
     int r = upper_dir ? checkout_apply_upper(e->checkouts, sandbox_id, old_version, new_version,
                                              upper_dir, cs)
                       : checkout_apply(e->checkouts, sandbox_id, old_version, new_version, cs);
@@ -135,7 +139,10 @@ static void after_commit(struct app *app, const char *sandbox_id, int64_t old_ve
 
 static void after_delete(struct app *app, const char *sandbox_id)
 {
-    if (app->exec && checkout_remove(app->exec->checkouts, sandbox_id) < 0)
+    if (!app->exec)
+        return;
+    idle_drop(app->exec, sandbox_id);
+    if (checkout_remove(app->exec->checkouts, sandbox_id) < 0)
         err_clear();
 }
 
@@ -181,6 +188,9 @@ void exec_engine_free(struct exec_engine *e)
 {
     if (!e)
         return;
+    if (e->checkouts)
+        idle_drop(e, NULL);
+    free(e->idle);
     checkouts_free(e->checkouts);
     jail_runtime_free(e->jail);
     pthread_cond_destroy(&e->cond);
@@ -254,14 +264,16 @@ static void leave(struct exec_engine *e)
 
 static void upper_release(struct exec_engine *e, struct upper *u)
 {
+    if (u->ovl_fd >= 0)
+        close(u->ovl_fd);
     if (u->base) {
         int dfd = open(e->uppers_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             /* removing takes one unlink per node (~0.1 ms each on ext4): move it aside at once
              * and let the checkouts' reaper delete it after the reply */
-            if (checkout_discard(e->checkouts, dfd, u->id) < 0 &&
-                checkout_rm_rf_at(dfd, u->id, NULL) < 0)
-                log_msg("warn", "could not remove exec upper %s", u->id);
+            if (checkout_discard(e->checkouts, dfd, u->dir) < 0 &&
+                checkout_rm_rf_at(dfd, u->dir, NULL) < 0)
+                log_msg("warn", "could not remove exec upper %s", u->dir);
             close(dfd);
         }
     }
@@ -269,17 +281,27 @@ static void upper_release(struct exec_engine *e, struct upper *u)
     free(u->upper);
     free(u->work);
     memset(u, 0, sizeof(*u));
+    u->ovl_fd = -1;
+}
+
+static int new_exec_id(struct upper *u)
+{
+    uint8_t rnd[16];
+    int r = rand_bytes(rnd, sizeof(rnd));
+    if (r == 0)
+        hex_encode(rnd, sizeof(rnd), u->id);
+    return r;
 }
 
 static int upper_make(struct exec_engine *e, struct upper *u)
 {
     memset(u, 0, sizeof(*u));
-    uint8_t rnd[16];
-    int r = rand_bytes(rnd, sizeof(rnd));
+    u->ovl_fd = -1;
+    int r = new_exec_id(u);
     if (r < 0)
         return r;
-    hex_encode(rnd, sizeof(rnd), u->id);
-    if (asprintf(&u->base, "%s/%s", e->uppers_dir, u->id) < 0 ||
+    memcpy(u->dir, u->id, sizeof(u->dir));
+    if (asprintf(&u->base, "%s/%s", e->uppers_dir, u->dir) < 0 ||
         asprintf(&u->upper, "%s/upper", u->base) < 0 ||
         asprintf(&u->work, "%s/work", u->base) < 0)
         return -ENOMEM;
@@ -290,6 +312,167 @@ static int upper_make(struct exec_engine *e, struct upper *u)
     /* the merged root takes the upper root's owner: keep it the sandbox user's like the lower */
     if (chown(u->upper, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0)
         return err_set(-errno, "cannot prepare an exec directory");
+    return 0;
+}
+
+/* ---- idle uppers: an unchanged upper and its overlay, kept for the sandbox's next exec ----
+ *
+ * Making an upper costs three mkdirs and mounting an overlay a new superblock whose mount-time
+ * checks create and delete files in the work dir; on a busy ext4 each new inode is expensive.
+ * After an exec that changed nothing (a read-only exec, a grep, `true`) the upper is still
+ * empty and exactly as made, so it is kept (up to idle_max() of them, LRU) and the next exec of
+ * the same sandbox at the same version over the same checkout directory mounts a clone of the
+ * same overlay instead. Any difference — a commit, a rebuilt or evicted checkout, an upper that
+ * is not pristine — and it is discarded instead. */
+
+#define STATX_ID (STATX_INO | STATX_BTIME)
+
+static bool same_time(struct statx_timestamp a, struct statx_timestamp b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+static int lower_identity(const char *lower, struct statx *ret)
+{
+    if (statx(AT_FDCWD, lower, AT_SYMLINK_NOFOLLOW, STATX_ID, ret) < 0)
+        return -errno;
+    /* without a birth time a recycled inode number could pass for the old directory */
+    return (ret->stx_mask & STATX_ID) == STATX_ID ? 0 : -ENOTSUP;
+}
+
+static bool same_lower(const struct statx *a, const struct statx *b)
+{
+    return a->stx_dev_major == b->stx_dev_major && a->stx_dev_minor == b->stx_dev_minor &&
+           a->stx_ino == b->stx_ino && same_time(a->stx_btime, b->stx_btime);
+}
+
+/* The upper as the overlay left it at mount time: same metadata, no entry. */
+static bool upper_pristine(const struct upper *u)
+{
+    struct statx now;
+    if (statx(AT_FDCWD, u->upper, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &now) < 0)
+        return false;
+    const struct statx *then = &u->root0;
+    if (now.stx_ino != then->stx_ino || now.stx_mode != then->stx_mode ||
+        now.stx_uid != then->stx_uid || now.stx_gid != then->stx_gid ||
+        now.stx_nlink != then->stx_nlink || !same_time(now.stx_mtime, then->stx_mtime) ||
+        !same_time(now.stx_ctime, then->stx_ctime))
+        return false;
+    DIR *d = opendir(u->upper);
+    if (!d)
+        return false;
+    bool empty = true;
+    struct dirent *ent;
+    while (empty && (ent = readdir(d)))
+        empty = strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
+static size_t idle_max(const struct exec_engine *e)
+{
+    int64_t n = e->app->cfg->exec_concurrency * 2;
+    return n < 8 ? 8 : (size_t)n;
+}
+
+/* Takes the sandbox's idle upper if it still fits `lower` at `version`. */
+static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, const char *lower,
+                      struct upper *ret)
+{
+    bool found = false;
+    pthread_mutex_lock(&e->mu);
+    for (size_t i = e->nidle; i-- > 0;) {
+        if (strcmp(e->idle[i].sandbox_id, rec->id) == 0) {
+            free(e->idle[i].sandbox_id);
+            *ret = e->idle[i].u;
+            memmove(&e->idle[i], &e->idle[i + 1], (e->nidle - i - 1) * sizeof(e->idle[0]));
+            e->nidle--;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (!found)
+        return false;
+    struct statx id;
+    if (ret->version != rec->version || lower_identity(lower, &id) < 0 ||
+        !same_lower(&id, &ret->lower_id) || new_exec_id(ret) < 0) {
+        upper_release(e, ret);
+        return false;
+    }
+    return true;
+}
+
+/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are too many. */
+static void idle_put(struct exec_engine *e, const char *sandbox_id, struct upper *u)
+{
+    struct idle_upper drop = {0};
+    char *id = strdup(sandbox_id);
+    pthread_mutex_lock(&e->mu);
+    if (id && !e->stopping && e->nidle == e->capidle) {
+        size_t cap = e->capidle ? e->capidle * 2 : 8;
+        struct idle_upper *v = realloc(e->idle, cap * sizeof(*v));
+        if (v) {
+            e->idle = v;
+            e->capidle = cap;
+        }
+    }
+    if (id && !e->stopping && e->nidle < e->capidle) {
+        if (e->nidle >= idle_max(e)) {
+            drop = e->idle[0];
+            memmove(&e->idle[0], &e->idle[1], (e->nidle - 1) * sizeof(e->idle[0]));
+            e->nidle--;
+        }
+        e->idle[e->nidle++] = (struct idle_upper){id, *u};
+        id = NULL;
+        memset(u, 0, sizeof(*u));
+        u->ovl_fd = -1;
+    }
+    pthread_mutex_unlock(&e->mu);
+    free(id);
+    upper_release(e, u); /* not kept (no memory, shutting down): a no-op once taken over */
+    if (drop.sandbox_id) {
+        free(drop.sandbox_id);
+        upper_release(e, &drop.u);
+    }
+}
+
+/* Drops the idle uppers of one sandbox (NULL: all of them). */
+static void idle_drop(struct exec_engine *e, const char *sandbox_id)
+{
+    for (;;) {
+        struct idle_upper it = {0};
+        pthread_mutex_lock(&e->mu);
+        for (size_t i = 0; i < e->nidle; i++) {
+            if (!sandbox_id || strcmp(e->idle[i].sandbox_id, sandbox_id) == 0) {
+                it = e->idle[i];
+                e->idle[i] = e->idle[--e->nidle];
+                break;
+            }
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (!it.sandbox_id)
+            return;
+        free(it.sandbox_id);
+        upper_release(e, &it.u);
+    }
+}
+
+/* Mounts the session's overlay unless its upper came with one. */
+static int upper_overlay(struct exec_session *s)
+{
+    struct upper *u = &s->u;
+    if (u->ovl_fd >= 0)
+        return 0;
+    int fd = jail_overlay_open(s->e->jail, s->lower, u->upper, u->work);
+    if (fd < 0)
+        return err_set(fd, "cannot mount the sandbox overlay");
+    u->ovl_fd = fd;
+    u->version = s->rec->version;
+    /* no identity (e.g. no birth time on this file system): never reused, works as before */
+    if (lower_identity(s->lower, &u->lower_id) < 0 ||
+        statx(AT_FDCWD, u->upper, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &u->root0) < 0)
+        u->version = -1;
     return 0;
 }
 
@@ -392,15 +575,17 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     s->e = e;
     s->rec = rec;
     s->report[0] = s->report[1] = -1;
+    s->u.ovl_fd = -1;
     int r = admit(e);
     if (r < 0)
         return r;
     s->admitted = true;
-    r = upper_make(e, &s->u);
-    if (r == 0)
-        r = checkout_acquire(e->checkouts, rec->id, rec->version, &s->lower);
-    if (r == 0)
+    r = checkout_acquire(e->checkouts, rec->id, rec->version, &s->lower);
+    if (r == 0) {
         s->acquired = true;
+        if (!idle_take(e, rec, s->lower, &s->u))
+            r = upper_make(e, &s->u);
+    }
     if (r == 0 && pipe2(s->report, O_CLOEXEC | O_NONBLOCK) < 0)
         r = -errno;
     return r;
@@ -426,6 +611,7 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
         .debug = sp->debug,
         .stdin_fd = sp->stdin_fd,
         .report_fd = s->report[1],
+        .overlay_fd = s->u.ovl_fd,
         .python = s->rec->python,
         .javascript = s->rec->javascript,
         .limits =
@@ -443,17 +629,23 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
         free_env(envp);
         return err_set(-ERR_SHUTTING_DOWN, "server is shutting down");
     }
-    int r = jail_spawn(e->jail, &plan, ret);
+    int r = upper_overlay(s);
+    plan.overlay_fd = s->u.ovl_fd;
+    if (r == 0)
+        r = jail_spawn(e->jail, &plan, ret);
     if (r == -ENOENT && sp->cwd_is_stored) {
         /* the stored cwd was deleted by an earlier exec: start at home instead, on fresh
          * overlay dirs (the failed attempt may have used them) */
         err_clear();
         upper_release(e, &s->u);
         r = upper_make(e, &s->u);
+        if (r == 0)
+            r = upper_overlay(s);
         if (r == 0) {
             plan.exec_id = s->u.id;
             plan.upper = s->u.upper;
             plan.work = s->u.work;
+            plan.overlay_fd = s->u.ovl_fd;
             plan.cwd = SANDBOX_HOME;
             r = jail_spawn(e->jail, &plan, ret);
         }
@@ -540,6 +732,7 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
         if (changed > 0)
             return err_set(-ERR_READONLY_VIOLATION,
                            "read-only exec changed the filesystem; nothing was kept");
+        s->unchanged = true;
         sandbox_touch(e->app, s->rec->id);
         return 0;
     }
@@ -562,6 +755,7 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
     } else if (r == 0) {
         sandbox_touch(e->app, s->rec->id);
     }
+    s->unchanged = r == 0 && cs.n == 0;
     changeset_release(&cs);
     return r;
 }
@@ -578,7 +772,13 @@ void exec_session_end(struct exec_session *s)
     /* the slot is free once the jail is gone: removing the upper need not hold it */
     if (s->admitted)
         leave(s->e);
-    upper_release(s->e, &s->u);
+    /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
+    if (s->unchanged && s->u.version >= 0 && upper_pristine(&s->u)) {
+        s->u.version = s->rec->version;
+        idle_put(s->e, s->rec->id, &s->u);
+    } else {
+        upper_release(s->e, &s->u);
+    }
     memset(s, 0, sizeof(*s));
 }
 

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 
 #include "exec/engine.h"
 #include "exec/jail.h"
@@ -25,13 +26,31 @@ struct exec_engine {
     struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
     bool stopping;      /* shutdown: no new jail starts */
+    struct idle_upper *idle; /* unchanged uppers kept for the next exec (guarded by mu) */
+    size_t nidle, capidle;
 };
 
+/* An exec's overlay upper. Made per exec; an upper the script left exactly as it was is kept
+ * with its overlay (engine.c, "idle uppers") and reused by the next exec of the same sandbox
+ * tree: no directories to create or remove, no overlay to mount. */
 struct upper {
-    char id[33]; /* exec id (hex) */
-    char *base;  /* <uppers>/<id> */
-    char *upper; /* <base>/upper */
-    char *work;  /* <base>/work */
+    char id[33];  /* exec id (hex): names the exec cgroup; new for every exec */
+    char dir[33]; /* <uppers>/<dir> holds upper/ and work/ */
+    char *base;   /* <uppers>/<dir> */
+    char *upper;  /* <base>/upper */
+    char *work;   /* <base>/work */
+    int ovl_fd;   /* detached overlay over `lower` (jail_overlay_open), -1 until made */
+    /* What the overlay was made over and how its upper looked then: reused only while all of
+     * it still holds (the checkout directory's identity includes its birth time, so a checkout
+     * rebuilt at the same path with a recycled inode number never matches). */
+    int64_t version;
+    struct statx lower_id;
+    struct statx root0;
+};
+
+struct idle_upper {
+    char *sandbox_id;
+    struct upper u;
 };
 
 struct exec_session {
@@ -40,6 +59,7 @@ struct exec_session {
     struct upper u;
     char *lower;             /* checkout tree */
     bool admitted, acquired;
+    bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
     int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
 };
 

@@ -557,19 +557,20 @@ static void clear_volatile_marker(const char *work)
 }
 
 /* The overlay root, created with host-root credentials as a detached mount. */
-static int make_overlay(const struct jail_runtime *rt, const struct jail_plan *plan)
+int jail_overlay_open(const struct jail_runtime *rt, const char *lower, const char *upper,
+                      const char *work)
 {
-    clear_volatile_marker(plan->work);
+    clear_volatile_marker(work);
     int fs = fsopen("overlay", FSOPEN_CLOEXEC);
     if (fs < 0)
         return -errno;
     int r = 0;
-    if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", plan->lower, 0) < 0) {
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", lower, 0) < 0) {
         /* Kernels before 6.8 only know the ':'-separated list (each fsconfig string is at
          * most 256 bytes; ':' and ',' in the paths would need escaping: refuse those). */
         char list[256];
-        int n = snprintf(list, sizeof(list), "%s:%s", plan->lower, rt->rf.skel);
-        if (errno != EINVAL || n < 0 || (size_t)n >= sizeof(list) || strpbrk(plan->lower, ":,\\") ||
+        int n = snprintf(list, sizeof(list), "%s:%s", lower, rt->rf.skel);
+        if (errno != EINVAL || n < 0 || (size_t)n >= sizeof(list) || strpbrk(lower, ":,\\") ||
             strpbrk(rt->rf.skel, ":,\\") ||
             fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir", list, 0) < 0)
             r = -errno;
@@ -580,8 +581,8 @@ static int make_overlay(const struct jail_runtime *rt, const struct jail_plan *p
         close(fs);
         return r;
     }
-    if (fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", plan->upper, 0) < 0 ||
-        fsconfig(fs, FSCONFIG_SET_STRING, "workdir", plan->work, 0) < 0 ||
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0 ||
         /* The upper dir is thrown away after a crash anyway: skip the syncfs() of the whole
          * host filesystem that unmounting would otherwise do. */
         fsconfig(fs, FSCONFIG_SET_FLAG, "volatile", NULL, 0) < 0 ||
@@ -761,9 +762,14 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
     r = build_env(plan, cwd, &c->envp, &c->pwd);
     if (r < 0)
         return r;
-    c->ovl_fd = make_overlay(rt, plan);
+    /* A clone shares the caller's overlay instance: no new superblock, no work-dir checks. */
+    c->ovl_fd = plan->overlay_fd > STDERR_FILENO
+                    ? (int)syscall(SYS_open_tree, plan->overlay_fd, "",
+                                   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)
+                    : jail_overlay_open(rt, plan->lower, plan->upper, plan->work);
     if (c->ovl_fd < 0)
-        return err_set(c->ovl_fd, "cannot mount the sandbox overlay");
+        return err_set(plan->overlay_fd > STDERR_FILENO ? -errno : c->ovl_fd,
+                       "cannot mount the sandbox overlay");
 
     memset(cp, 0, sizeof(*cp));
     cp->rt = rt;

@@ -84,6 +84,8 @@ struct jail_plan {
     int stdin_fd;    /* fd the script reads as stdin (dup'd, not taken), -1 = /dev/null */
     int report_fd;   /* becomes fd 3 of bash (dup'd, not taken): a write end the caller
                       * reads (final cwd, batch markers); -1 (or 0..2) = none */
+    int overlay_fd;  /* > 2: a detached overlay from jail_overlay_open to use (cloned, not
+                      * taken) instead of mounting lower/upper/work afresh; 0..2 = none */
     bool python;     /* python3/python/py-exec available */
     bool javascript; /* node/js-exec available */
     struct jail_limits limits;
@@ -115,6 +117,15 @@ void jail_runtime_free(struct jail_runtime *rt);
 void jail_runtime_info(const struct jail_runtime *rt, struct jail_info *ret);
 /* The generated static tree (rootfs.h), for probes and tests. */
 const struct rootfs *jail_runtime_rootfs(const struct jail_runtime *rt);
+
+/* Mounts the overlay lower/upper/work (host-root credentials, new mount API) as a detached
+ * mount and returns its fd (O_CLOEXEC), for jail_plan.overlay_fd: every jail started with it gets
+ * its own clone of the mount over the same overlay instance, so a caller can keep an unchanged
+ * upper for the next exec of the same tree without paying the overlay's mount-time work again.
+ * One jail at a time per fd. -errno. */
+__attribute__((warn_unused_result)) int jail_overlay_open(const struct jail_runtime *rt,
+                                                          const char *lower, const char *upper,
+                                                          const char *work);
 
 /* Starts the script. On success *ret owns the process; its stdout/stderr pipes are
  * non-blocking read ends. Errors: -EINVAL (bad plan), -ENOENT with err_set("cwd does not exist:

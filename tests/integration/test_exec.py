@@ -240,3 +240,53 @@ def test_sigterm_cancels_running_exec(fresh_server):
     s.start()
     with s.client() as c:
         assert c.get(f"/v1/sandboxes/{sid}/files/home/user/k").content == b"kept\n"
+
+
+UPPER = "grep -o 'upperdir=[^,]*' /proc/self/mountinfo | head -1"
+
+
+def upper_of(api, sid, script="true", **kw):
+    res = ok(api, sid, f"{UPPER}; {script}", **kw)
+    return res["stdout"].splitlines()[0], res
+
+
+def test_unchanged_upper_is_reused_and_never_leaks(api, sandbox, server):
+    """An exec that left the tree as it was hands its upper (and overlay) to the next exec of
+    the sandbox; anything else gets a fresh one, so no state crosses from one exec to the next
+    outside SQL."""
+    first, _ = upper_of(api, sandbox)
+    again, _ = upper_of(api, sandbox)
+    assert again == first  # `true` changed nothing: reused
+    ro, _ = upper_of(api, sandbox, readOnly=True)
+    assert ro == first  # read-only execs use and return it too
+    cd, _ = upper_of(api, sandbox, "cd /tmp")  # a cwd-only commit keeps the tree as it was
+    assert cd == first
+    wrote, _ = upper_of(api, sandbox, "echo a > /home/user/a.txt")
+    assert wrote == first  # it ran on the clean upper ...
+    after_write, res = upper_of(api, sandbox, "cat /home/user/a.txt")
+    assert after_write != first and res["stdout"].splitlines()[1] == "a"  # ... which is gone
+    # metadata-only changes of the root are not persisted and must not reach the next exec
+    upper_of(api, sandbox, "chmod 700 /; touch -d 2001-01-01 /")
+    fresh, res = upper_of(api, sandbox, "stat -c '%a %Y' /")
+    mode, mtime = res["stdout"].splitlines()[1].split()
+    assert fresh != after_write and mode == "755" and int(mtime) > 978307200
+    # a file-API write moves the version on: the idle upper is not used over the new tree
+    r = api.put(f"/v1/sandboxes/{sandbox}/files/home/user/b.txt", content=b"B")
+    assert r.status_code in (200, 201, 204), r.text
+    put_after, res = upper_of(api, sandbox, "cat /home/user/b.txt")
+    assert put_after != fresh and res["stdout"].splitlines()[1] == "B"
+    # other sandboxes never get it
+    other = api.post("/v1/sandboxes").json()["id"]
+    try:
+        mine, _ = upper_of(api, sandbox)
+        theirs, _ = upper_of(api, other)
+        assert theirs != mine
+    finally:
+        api.delete(f"/v1/sandboxes/{other}")
+    # a failed read-only exec (a violation) discards it
+    upper_of(api, sandbox)
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                 json={"script": "echo x > /home/user/x.txt", "readOnly": True})
+    assert r.status_code == 422
+    last, res = upper_of(api, sandbox, "ls /home/user")
+    assert "x.txt" not in res["stdout"]
