@@ -1,9 +1,10 @@
 /*
  * engine — checkout → jail → run → diff → commit. See engine.h for the contract.
  *
- * Per exec the engine makes <data>/uppers/<exec-id>/{upper,work} (same filesystem as the
- * checkouts, so the commit can move files into the checkout by rename) and removes it at the end
- * whatever happened. The final cwd of the script travels on a dedicated pipe (fd 3 in the jail)
+ * Per exec the engine makes <data>/uppers/<dir>/{upper,work} (same filesystem as the
+ * checkouts, so the commit can move files into the checkout by rename) and discards it at the
+ * end — unless the exec left it exactly as made, in which case it is kept with its overlay for
+ * the sandbox's next exec ("idle uppers" below). The final cwd of the script travels on a dedicated pipe (fd 3 in the jail)
  * written by an EXIT trap, so it never mixes with the script's output.
  */
 #include "exec/engine.h"
