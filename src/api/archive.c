@@ -178,6 +178,7 @@ int route_ingest(struct request *req)
     }
     struct changeset cs;
     changeset_init(&cs, "ingest");
+    cs.keep_dirs = true;
     struct ingest_result res = {0};
     struct ingest *ing = st->ing;
     st->ing = NULL;
@@ -228,6 +229,7 @@ int route_ingest_files(struct request *req)
     }
     struct changeset cs;
     changeset_init(&cs, "ingest-files");
+    cs.keep_dirs = true;
     struct ingest_result res = {0};
     r = ingest_files_build(req->app->store, norm, files, req->app->cfg->max_ingest_files,
                            req->app->cfg->max_ingest_bytes, &cs, &res);

@@ -64,6 +64,9 @@ struct changeset {
     struct change *items; /* in application order */
     size_t n, cap;
     bool create_parents;  /* create missing parent dirs (0755) instead of failing -ENOENT */
+    bool keep_dirs;       /* a file or symlink PUT onto an existing directory fails -EISDIR
+                           * (archive ingests, like the file API) instead of replacing the
+                           * directory's subtree (what an exec's diff means by it) */
     char *new_cwd;        /* when set, the sandbox's stored cwd becomes this */
     char *kind;           /* what made it: "put", "exec", "ingest", ... (commit log) */
     char *info_json;      /* free-form JSON object for the commit log, or NULL */

@@ -615,6 +615,7 @@ struct apply {
     int64_t count;       /* running file_count */
     int64_t now_ns;      /* mtime of created parents */
     bool create_parents; /* from the change set */
+    bool keep_dirs;      /* from the change set */
 };
 
 /* An existing row as seen by a commit. kind 0: no row. */
@@ -854,6 +855,8 @@ static int change_put(struct apply *a, const struct file_meta *m)
                                      sqlite3_bind_int64(st, 4, m->mtime_ns));
         return r < 0 ? r : stmt_run(a->c, st);
     }
+    if (old.kind == FILE_KIND_DIR && a->keep_dirs)
+        return err_set(-EISDIR, "would replace the directory %s: delete it first", m->path);
     if (old.kind == FILE_KIND_DIR)
         r = subtree_delete(a, m->path, len);
     if (r >= 0 && old.kind)
@@ -996,6 +999,7 @@ static int commit_locked(struct sqlite_store *s, const char *id, const struct ch
     int64_t now_ms = opts->now_ms > 0 ? opts->now_ms : time_now_ms();
     a.now_ns = now_ms * 1000000;
     a.create_parents = cs->create_parents;
+    a.keep_dirs = cs->keep_dirs;
     int64_t old_size = a.size;
     int r = 0;
     for (size_t i = 0; i < cs->n && r >= 0; i++) {

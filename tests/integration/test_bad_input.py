@@ -618,10 +618,7 @@ def check_message(c, resp, case):
 
 
 # Rows the server does not pass yet; strict, so a fix turns them into failures to remove here.
-KNOWN = {
-    "if-over-directory": "ingest-files replaces a non-empty directory (and its subtree)",
-    "ingest-file-over-directory": "ingest replaces a non-empty directory (and its subtree)",
-}
+KNOWN = {}
 
 
 @pytest.mark.parametrize("case", [

@@ -686,6 +686,22 @@ static void test_commit_replace_and_delete(void **state)
     file_meta_release(&m);
     expect_kind(f->st, SB1, "/d/x/1", FILE_KIND_FILE);
 
+    /* With keep_dirs (archive ingests) a file over a dir is refused and nothing changes. */
+    g = get_sb(f->st, SB1);
+    int64_t v0 = g.version;
+    sandbox_rec_release(&g);
+    changeset_init(&cs, "ingest");
+    cs.keep_dirs = true;
+    cs_text(f->st, &cs, "/d.txt", "replaced");
+    cs_text(f->st, &cs, "/d", "now a file");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), -EISDIR);
+    expect_kind(f->st, SB1, "/d", FILE_KIND_DIR);
+    expect_kind(f->st, SB1, "/d/x/1", FILE_KIND_FILE);
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.version, v0);
+    assert_int_equal(g.size_bytes, 3 + 4 + 2 + 7 + 5 + 6);
+    sandbox_rec_release(&g);
+
     /* A file over a dir removes the subtree, and nothing else. */
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/d", "now a file");
