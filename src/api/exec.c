@@ -80,12 +80,8 @@ int exec_request_parse(struct request *req, struct exec_request *x)
     if (!is_json(ctype))
         return err_set(-ERR_UNSUPPORTED_MEDIA_TYPE,
                        "Content-Type must be application/json, text/plain or text/x-shellscript");
-    json_error_t jerr;
-    x->owned = json_loadb(buf_cstr(&req->body), req->body.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!x->owned)
-        return err_set(-ERR_INVALID_INPUT, "request body is not valid JSON: %s", jerr.text);
-    if (!json_is_object(x->owned))
-        return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object");
+    if ((r = jsonv_parse_object(buf_cstr(&req->body), req->body.len, &x->owned)) < 0)
+        return r;
     json_t *b = x->owned;
     const char *script = NULL, *cwd = NULL, *stdin_data = NULL;
     size_t script_len = 0, cwd_len = 0, stdin_len = 0;

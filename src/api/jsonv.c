@@ -4,6 +4,26 @@
 
 #include "util/err.h"
 
+int jsonv_parse_object(const char *data, size_t len, json_t **ret)
+{
+    json_error_t jerr;
+    *ret = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*ret) {
+        if (json_error_code(&jerr) == json_error_null_character)
+            return err_set(-ERR_INVALID_INPUT, "JSON strings in the request body must not contain "
+                           "\\u0000 (line %d, column %d)", jerr.line,
+                           jerr.column);
+        return err_set(-ERR_INVALID_INPUT, "request body is not valid JSON: %s (line %d)",
+                       jerr.text, jerr.line);
+    }
+    if (!json_is_object(*ret)) {
+        json_decref(*ret);
+        *ret = NULL;
+        return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object");
+    }
+    return 0;
+}
+
 int jsonv_string(json_t *obj, const char *key, size_t maxlen, const char **ret, size_t *ret_len)
 {
     json_t *v = obj ? json_object_get(obj, key) : NULL;

@@ -12,6 +12,10 @@
 #include <stdint.h>
 
 /* A string of at most maxlen bytes (0: unlimited) without NUL bytes; *ret borrows from obj. */
+/* Parses a request body that must be one JSON object (duplicate keys refused). *ret is a new
+ * reference. -ERR_INVALID_INPUT with a message saying what is wrong and where. */
+__attribute__((warn_unused_result)) int jsonv_parse_object(const char *data, size_t len,
+                                                           json_t **ret);
 __attribute__((warn_unused_result)) int jsonv_string(json_t *obj, const char *key, size_t maxlen,
                                                      const char **ret, size_t *ret_len);
 __attribute__((warn_unused_result)) int jsonv_bool(json_t *obj, const char *key, bool *ret);

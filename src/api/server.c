@@ -3,6 +3,7 @@
  * the per-request log line. See http.h for the contract.
  */
 #include "api/http.h"
+#include "api/jsonv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -348,14 +349,7 @@ static int parse_json_body(struct request *req)
         req->json = NULL; /* absent body: the handler decides */
         return 0;
     }
-    json_error_t jerr;
-    req->json = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!req->json)
-        return err_set(-ERR_INVALID_INPUT, "request body is not valid JSON: %s (line %d)",
-                       jerr.text, jerr.line);
-    if (!json_is_object(req->json))
-        return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object");
-    return 0;
+    return jsonv_parse_object(req->body.data, req->body.len, &req->json);
 }
 
 static enum MHD_Result queue(struct request *req)

@@ -1,6 +1,7 @@
 #include "unit.h"
 
 #include <jansson.h>
+#include <string.h>
 
 #include "api/jsonv.h"
 #include "util/err.h"
@@ -40,10 +41,37 @@ static void test_int(void **state)
     assert_int_equal(rc, -ERR_INVALID_INPUT);
 }
 
+static int parse(const char *text, json_t **ret)
+{
+    return jsonv_parse_object(text, strlen(text), ret);
+}
+
+static void test_parse_object(void **state)
+{
+    (void)state;
+    json_t *o = NULL;
+    assert_int_equal(parse("{\"a\": 1}", &o), 0);
+    assert_true(json_is_object(o));
+    json_decref(o);
+    assert_int_equal(parse("[1]", &o), -ERR_INVALID_INPUT);
+    assert_null(o);
+    assert_non_null(strstr(err_message(), "JSON object"));
+    assert_int_equal(parse("{\"a\": 1, \"a\": 2}", &o), -ERR_INVALID_INPUT);
+    assert_null(o);
+    assert_int_equal(parse("{\"a\": ", &o), -ERR_INVALID_INPUT);
+    assert_non_null(strstr(err_message(), "not valid JSON"));
+    /* the NUL refusal names the escape, not the parser's flag */
+    assert_int_equal(parse("{\"a\": \"x\\u0000y\"}", &o), -ERR_INVALID_INPUT);
+    assert_non_null(strstr(err_message(), "\\u0000"));
+    assert_null(strstr(err_message(), "JSON_ALLOW_NUL"));
+    err_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int),
+        cmocka_unit_test(test_parse_object),
     };
     return cmocka_run_group_tests_name("jsonv", tests, NULL, NULL);
 }
