@@ -28,6 +28,15 @@ struct exec_engine {
     bool stopping;      /* shutdown: no new jail starts */
     struct idle_upper *idle; /* unchanged uppers kept for the next exec (guarded by mu) */
     size_t nidle, capidle;
+    /* Prewarming: after an exec committed files, a background thread makes the sandbox's next
+     * upper and overlay over the new tree, off the request's path (engine.c). */
+    pthread_t prewarm_thread;
+    bool prewarm_running;
+    pthread_mutex_t pw_mu;
+    pthread_cond_t pw_cond;
+    bool pw_stop;
+    struct prewarm_job *pw_jobs; /* bounded queue, guarded by pw_mu */
+    size_t pw_n;
 };
 
 /* An exec's overlay upper. Made per exec; an upper the script left exactly as it was is kept
@@ -53,6 +62,12 @@ struct idle_upper {
     struct upper u;
 };
 
+struct prewarm_job {
+    char *sandbox_id;
+    char *lower;
+    int64_t version;
+};
+
 struct exec_session {
     struct exec_engine *e;
     struct sandbox_rec *rec; /* borrowed; updated by the commit */
@@ -60,6 +75,7 @@ struct exec_session {
     char *lower;             /* checkout tree */
     bool admitted, acquired;
     bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
+    bool committed_files;    /* it committed file changes (set by exec_session_finish) */
     int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
 };
 

@@ -290,3 +290,21 @@ def test_unchanged_upper_is_reused_and_never_leaks(api, sandbox, server):
     assert r.status_code == 422
     last, res = upper_of(api, sandbox, "ls /home/user")
     assert "x.txt" not in res["stdout"]
+
+
+def test_upper_prewarmed_after_a_write(api, sandbox, server):
+    """After an exec that committed files, the sandbox's next upper and overlay are made in the
+    background over the new tree; the next exec uses them and sees the new files."""
+    uppers = os.path.join(server.data_dir, "uppers")
+    upper_of(api, sandbox)  # whatever was idle for this sandbox is now in use and back
+    before = set(os.listdir(uppers))
+    wrote, _ = upper_of(api, sandbox, "echo w > /home/user/w.txt")
+    deadline = time.time() + 5
+    ready = None
+    while time.time() < deadline and ready is None:
+        new = set(os.listdir(uppers)) - before
+        ready = next(iter(new), None)
+        time.sleep(0.02)
+    assert ready, "no upper was prepared after the write"
+    nxt, res = upper_of(api, sandbox, "cat /home/user/w.txt")
+    assert ready in nxt and res["stdout"].splitlines()[1] == "w"
