@@ -8,7 +8,10 @@
  *
  *   httpbench --url http://127.0.0.1:8080 --token T --method POST --path /v1/sandboxes \
  *             [--body '{}'] [--content-type application/json] [--n 1000] [--concurrency 1]
- *             [--ids FILE] [--expect 201]
+ *             [--ids FILE] [--expect 201] [--pause-ms 0]
+ *
+ * --pause-ms: each client waits that long after every response before its next request (not
+ * counted in the latency), like an agent that thinks between commands.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -20,7 +23,7 @@
 
 struct opts {
     const char *url, *token, *method, *path, *body, *ctype;
-    long n, conc, expect;
+    long n, conc, expect, pause_ms;
     char **ids;
     long nids;
 };
@@ -102,6 +105,11 @@ static void *run_worker(void *arg)
         w->statuses[status]++;
         if (o->expect ? status != o->expect : status >= 400)
             w->errors++;
+        if (o->pause_ms > 0) {
+            struct timespec ts = {o->pause_ms / 1000, (o->pause_ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+        }
     }
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
@@ -171,6 +179,8 @@ int main(int argc, char **argv)
             o.conc = strtol(v, NULL, 10);
         else if (!strcmp(k, "--expect"))
             o.expect = strtol(v, NULL, 10);
+        else if (!strcmp(k, "--pause-ms"))
+            o.pause_ms = strtol(v, NULL, 10);
         else if (!strcmp(k, "--ids"))
             o.ids = read_lines(v, &o.nids);
         else {
@@ -181,7 +191,7 @@ int main(int argc, char **argv)
     if (!o.url || !o.token || o.n <= 0 || o.conc <= 0) {
         fprintf(stderr, "usage: httpbench --url U --token T [--method M] [--path P] [--body B] "
                         "[--content-type T] [--n N] [--concurrency C] [--ids FILE] "
-                        "[--expect STATUS]\n");
+                        "[--expect STATUS] [--pause-ms MS]\n");
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -125,9 +125,9 @@ class RssSampler:
 
 
 def httpbench(server, token, path, method="GET", body=None, n=100, concurrency=1, ids=None,
-              expect=None, content_type=None, timeout=300):
+              expect=None, content_type=None, timeout=300, pause_ms=0):
     cmd = [HTTPBENCH, "--url", server.url, "--token", token, "--method", method, "--path", path,
-           "--n", str(n), "--concurrency", str(concurrency)]
+           "--n", str(n), "--concurrency", str(concurrency), "--pause-ms", str(pause_ms)]
     if body is not None:
         cmd += ["--body", body, "--content-type", content_type or "application/json"]
     if expect:

@@ -269,6 +269,9 @@ EXEC_CASES = [("true", "true"), ("echo", "echo hi"), ("write", "echo hello > w.t
               ("read", "cat r.txt")]
 
 
+PACE_MS = 50
+
+
 def sc_exec(res):
     n = q(500, 50)
     s = Server().start()
@@ -284,6 +287,17 @@ def sc_exec(res):
             r = httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
                           body=api.exec_body(script), n=n, ids=ids, expect=200)
             out[name] = {"sqlfs": r}
+        # The same pair with a pause after every response, as an agent thinking between
+        # commands: what one write costs when the server is not also catching up on the last.
+        paced = {"pause_ms": PACE_MS, "n": q(200, 30)}
+        for name in ("true", "write"):
+            script = dict(EXEC_CASES)[name]
+            paced[name] = httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
+                                    body=api.exec_body(script), n=paced["n"], ids=ids,
+                                    expect=200, pause_ms=PACE_MS)
+        paced["write_commit_extra_ms"] = round(paced["write"]["p50_ms"]
+                                               - paced["true"]["p50_ms"], 3)
+        out["paced"] = paced
     finally:
         s.cleanup()
     home = tempfile.mkdtemp(prefix="bench-bwrap-home-")

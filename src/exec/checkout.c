@@ -340,11 +340,22 @@ static void read_boot_id(char out[64])
         snprintf(out, 64, "%s", b);
 }
 
+/* The tag lives in an extended attribute of the entry directory when the file system has them:
+ * retagging after every commit is then one setxattr, where a tag file costs a new inode, a
+ * rename and an unlink per commit (expensive on a busy ext4 without a journal). Where the
+ * attribute is not supported the tag is the file TAG_NAME, written by rename. Readers and the
+ * remover handle both. */
+#define TAG_XATTR "trusted.sqlfs.checkout"
+
 static int tag_write(struct checkouts *cos, int edfd, int64_t version, int64_t size)
 {
     char text[256];
     int len = snprintf(text, sizeof(text), TAG_MAGIC " %lld %lld %s\n", (long long)version,
                        (long long)size, cos->boot_id);
+    if (fsetxattr(edfd, TAG_XATTR, text, (size_t)len, 0) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != ENOTSUP && errno != EPERM)
+        return -errno;
     int fd =
         openat(edfd, TAG_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -359,6 +370,9 @@ static int tag_write(struct checkouts *cos, int edfd, int64_t version, int64_t s
 
 static int tag_remove(int edfd)
 {
+    if (fremovexattr(edfd, TAG_XATTR) < 0 && errno != ENODATA && errno != EOPNOTSUPP &&
+        errno != ENOTSUP && errno != EPERM)
+        return -errno;
     if (unlinkat(edfd, TAG_NAME, 0) < 0 && errno != ENOENT)
         return -errno;
     return 0;
@@ -377,12 +391,15 @@ static int parse_i64(const char *s, char **end, int64_t *ret)
 /* Reads the tag: 0 and the version/size when valid for this boot, -ENOENT/-EINVAL otherwise. */
 static int tag_read(struct checkouts *cos, int edfd, int64_t *ret_version, int64_t *ret_size)
 {
-    int fd = openat(edfd, TAG_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
     char b[256];
-    ssize_t n = read(fd, b, sizeof(b) - 1);
-    close(fd);
+    ssize_t n = fgetxattr(edfd, TAG_XATTR, b, sizeof(b) - 1);
+    if (n < 0) {
+        int fd = openat(edfd, TAG_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        n = read(fd, b, sizeof(b) - 1);
+        close(fd);
+    }
     if (n <= 0)
         return -EINVAL;
     b[n] = '\0';
@@ -596,7 +613,8 @@ static int entry_dir_open(struct checkouts *cos, const char *id, bool create)
 {
     if (create && mkdirat(cos->dirfd, id, 0700) < 0 && errno != EEXIST)
         return -errno;
-    int fd = openat(cos->dirfd, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    /* not O_PATH: the tag is an extended attribute of this directory (f*xattr need a real fd) */
+    int fd = openat(cos->dirfd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 
