@@ -340,6 +340,15 @@ int cgroup_exec_create(const struct cgroup_rt *rt, const char *id, const struct 
     return 0;
 }
 
+int cgroup_exec_limit_memory(const struct cgroup_exec *cg, int64_t memory_bytes)
+{
+    const struct cgroup_rt *rt = cg->rt;
+    if (!rt || !rt->enforced[CGROUP_MEMORY] || !cg->created[CGROUP_MEMORY] || memory_bytes <= 0)
+        return 0;
+    struct cgroup_limits lim = {.memory_bytes = memory_bytes};
+    return set_limit(rt, CGROUP_MEMORY, cg->name, &lim);
+}
+
 int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid)
 {
     char path[128], val[32];

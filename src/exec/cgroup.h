@@ -62,6 +62,9 @@ __attribute__((warn_unused_result)) int cgroup_exec_create(const struct cgroup_r
                                                            const char *id,
                                                            const struct cgroup_limits *lim,
                                                            struct cgroup_exec *ret);
+/* Sets (or tightens) the memory limit of an existing exec cgroup, where it is enforced. */
+__attribute__((warn_unused_result)) int cgroup_exec_limit_memory(const struct cgroup_exec *cg,
+                                                                 int64_t memory_bytes);
 /* Moves process `pid` into the exec cgroup in every hierarchy. */
 __attribute__((warn_unused_result)) int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid);
 /* Kills whatever is still inside (should be nothing) and removes the cgroup. Idempotent. */

@@ -354,7 +354,7 @@ static int tag_write(struct checkouts *cos, int edfd, int64_t version, int64_t s
                        (long long)size, cos->boot_id);
     if (fsetxattr(edfd, TAG_XATTR, text, (size_t)len, 0) == 0)
         return 0;
-    if (errno != EOPNOTSUPP && errno != ENOTSUP && errno != EPERM)
+    if (errno != EOPNOTSUPP && errno != ENOTSUP && errno != EPERM && errno != EACCES)
         return -errno;
     int fd =
         openat(edfd, TAG_TMP_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -371,7 +371,7 @@ static int tag_write(struct checkouts *cos, int edfd, int64_t version, int64_t s
 static int tag_remove(int edfd)
 {
     if (fremovexattr(edfd, TAG_XATTR) < 0 && errno != ENODATA && errno != EOPNOTSUPP &&
-        errno != ENOTSUP && errno != EPERM)
+        errno != ENOTSUP && errno != EPERM && errno != EACCES)
         return -errno;
     if (unlinkat(edfd, TAG_NAME, 0) < 0 && errno != ENOENT)
         return -errno;
@@ -393,6 +393,10 @@ static int tag_read(struct checkouts *cos, int edfd, int64_t *ret_version, int64
 {
     char b[256];
     ssize_t n = fgetxattr(edfd, TAG_XATTR, b, sizeof(b) - 1);
+    /* Both present: written in different runs (attributes usable in one, not in the other),
+     * so neither can be trusted. */
+    if (n >= 0 && faccessat(edfd, TAG_NAME, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        return -EINVAL;
     if (n < 0) {
         int fd = openat(edfd, TAG_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)

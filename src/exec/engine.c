@@ -188,6 +188,7 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     /* without the thread (no memory, no thread) every exec makes its own upper, as before */
     e->prewarm_running =
         e->pw_jobs && pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
+    e->pw_stop = !e->prewarm_running; /* no thread: queue nothing */
     app->after_commit = after_commit;
     app->after_delete = after_delete;
     *ret = e;
@@ -417,12 +418,19 @@ static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, cons
     return true;
 }
 
-/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are too many. */
-static void idle_put(struct exec_engine *e, const char *sandbox_id, struct upper *u)
+/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are too many.
+ * A prewarmed upper passes the idle_drops count of when it was asked for: if a sandbox was
+ * committed to or deleted since, it may be over a tree that no longer exists, and is not kept. */
+static void idle_put(struct exec_engine *e, const char *sandbox_id, struct upper *u,
+                     const uint64_t *drops_then)
 {
     struct idle_upper drop = {0};
     char *id = strdup(sandbox_id);
     pthread_mutex_lock(&e->mu);
+    if (drops_then && *drops_then != e->idle_drops) {
+        free(id);
+        id = NULL;
+    }
     if (id && !e->stopping && e->nidle == e->capidle) {
         size_t cap = e->capidle ? e->capidle * 2 : 8;
         struct idle_upper *v = realloc(e->idle, cap * sizeof(*v));
@@ -457,10 +465,13 @@ static void idle_drop(struct exec_engine *e, const char *sandbox_id)
     for (;;) {
         struct idle_upper it = {0};
         pthread_mutex_lock(&e->mu);
+        e->idle_drops++;
         for (size_t i = 0; i < e->nidle; i++) {
             if (!sandbox_id || strcmp(e->idle[i].sandbox_id, sandbox_id) == 0) {
                 it = e->idle[i];
-                e->idle[i] = e->idle[--e->nidle];
+                /* keep the oldest-first order idle_put evicts by */
+                memmove(&e->idle[i], &e->idle[i + 1], (e->nidle - i - 1) * sizeof(e->idle[0]));
+                e->nidle--;
                 break;
             }
         }
@@ -530,7 +541,7 @@ static void *prewarm_main(void *arg)
         if (r == 0)
             r = upper_mount(e, &u, job.lower, job.version);
         if (r == 0 && u.version >= 0)
-            idle_put(e, job.sandbox_id, &u);
+            idle_put(e, job.sandbox_id, &u, &job.drops);
         else
             upper_release(e, &u);
         err_clear();
@@ -544,11 +555,15 @@ static void *prewarm_main(void *arg)
 static void prewarm_request(struct exec_engine *e, const char *sandbox_id, const char *lower,
                             int64_t version)
 {
-    if (!e->prewarm_running)
-        return;
-    struct prewarm_job job = {strdup(sandbox_id), strdup(lower), version};
+    struct prewarm_job job = {strdup(sandbox_id), strdup(lower), version, 0};
+    pthread_mutex_lock(&e->mu);
+    job.drops = e->idle_drops;
+    pthread_mutex_unlock(&e->mu);
     pthread_mutex_lock(&e->pw_mu);
-    bool queued = job.sandbox_id && job.lower && !e->pw_stop && e->pw_n < PREWARM_QUEUE;
+    /* pw_stop is set (under pw_mu) before the thread is joined: checked here, not the flag the
+     * joiner clears afterwards */
+    bool queued = job.sandbox_id && job.lower && e->pw_jobs && !e->pw_stop &&
+                  e->pw_n < PREWARM_QUEUE;
     if (queued) {
         e->pw_jobs[e->pw_n++] = job;
         pthread_cond_signal(&e->pw_cond);
@@ -872,7 +887,7 @@ void exec_session_end(struct exec_session *s)
     /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
     if (s->unchanged && s->u.version >= 0 && upper_pristine(&s->u)) {
         s->u.version = s->rec->version;
-        idle_put(s->e, s->rec->id, &s->u);
+        idle_put(s->e, s->rec->id, &s->u, NULL);
     } else {
         upper_release(s->e, &s->u);
         if (s->committed_files && s->lower)

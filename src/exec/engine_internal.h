@@ -28,6 +28,7 @@ struct exec_engine {
     bool stopping;      /* shutdown: no new jail starts */
     struct idle_upper *idle; /* unchanged uppers kept for the next exec (guarded by mu) */
     size_t nidle, capidle;
+    uint64_t idle_drops;     /* count of idle_drop calls (guarded by mu) */
     /* Prewarming: after an exec committed files, a background thread makes the sandbox's next
      * upper and overlay over the new tree, off the request's path (engine.c). */
     pthread_t prewarm_thread;
@@ -66,6 +67,7 @@ struct prewarm_job {
     char *sandbox_id;
     char *lower;
     int64_t version;
+    uint64_t drops; /* exec_engine.idle_drops when queued: any drop since voids the job */
 };
 
 struct exec_session {

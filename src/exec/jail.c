@@ -5,7 +5,11 @@
  *   - the child side (child_main and below) runs between clone() and the execve() of the init
  *     in the server's own address space (CLONE_VM, like posix_spawn's child) on a stack of its
  *     own: it only makes system calls, reads the prepared struct child_plan and writes
- *     fixed-size records. It never returns and never writes the server's memory.
+ *     fixed-size records. It never returns. The only server state it touches is its parent
+ *     thread's errno and glibc's per-thread cancellation word (shared thread pointer; harmless:
+ *     see child_main, and the server never cancels threads) and the address space's dumpable
+ *     flag (kept off). glibc's internal signals 32/33 cannot be blocked through its API and stay
+ *     deliverable to the child until the init runs; nothing in a jail can send them.
  * Trusted: everything in struct child_plan (built by the parent from the server's own paths).
  * Untrusted: the script, cwd and env strings, which the child only passes to chdir/execve.
  */
@@ -313,6 +317,10 @@ static int child_main(void *arg)
         syscall(SYS_setresgid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0 ||
         syscall(SYS_setresuid, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID) < 0)
         child_fail("set uid/gid");
+    /* The uid change set the dumpable flag of the address space this task shares with the
+     * server from fs.suid_dumpable: keep it off (jail_runtime_init turned it off for good). */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        child_fail("dumpable");
     /* Credential changes reset the parent-death signal: set it afterwards. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         child_fail("pdeathsig");
@@ -421,7 +429,14 @@ static int clean_uppers(const char *data_dir)
  * no path inside the jail and cannot be changed by anyone once sealed. */
 static int load_init_image(struct jail_runtime *rt)
 {
-    int fd = memfd_create(JAIL_INIT_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+    /* MFD_EXEC: hosts with vm.memfd_noexec=1 make memfds non-executable by default; kernels
+     * before 6.3 do not know the flag (EINVAL) and make every memfd executable. */
+    int fd = memfd_create(JAIL_INIT_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL)
+        fd = memfd_create(JAIL_INIT_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -errno;
     const unsigned char *img = jail_init_image;
@@ -483,6 +498,14 @@ int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runt
     r = load_init_image(rt);
     if (r < 0) {
         err_set(r, "cannot load the jail init program");
+        goto fail;
+    }
+    /* Every jail's setup child shares the server's address space until it executes the init, and
+     * its uid change resets that space's dumpable flag from fs.suid_dumpable: make the server
+     * non-dumpable from the start, so its state does not depend on the first exec or the sysctl
+     * (no core dumps; /proc/<pid> owned by root; ptrace needs CAP_SYS_PTRACE). */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        r = err_set(-errno, "cannot make the server non-dumpable");
         goto fail;
     }
     r = clean_uppers(data_dir);
@@ -856,8 +879,10 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     int r = spawn_prepare(rt, plan, &c, &cp, argv);
     if (r < 0)
         goto fail;
-    struct cgroup_limits lim = {plan->limits.memory_bytes, plan->limits.pids_max,
-                                plan->limits.cpu_percent};
+    /* No memory limit yet: until the init's execve the child shares the server's address space,
+     * and an out-of-memory kill in the exec cgroup would pick it and with it kill the server.
+     * The limit is set once the init runs in a space of its own (READY). */
+    struct cgroup_limits lim = {0, plan->limits.pids_max, plan->limits.cpu_percent};
     r = cgroup_exec_create(&rt->cg, plan->exec_id, &lim, &p->cg);
     if (r < 0) {
         err_set(r, "cannot create the exec cgroup");
@@ -899,6 +924,8 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     for (size_t i = 0; i < sizeof(child_ends) / sizeof(child_ends[0]); i++)
         close_fd(child_ends[i]);
     r = spawn_start(rt, &c, p, cp.cwd);
+    if (r == 0 && (r = cgroup_exec_limit_memory(&p->cg, plan->limits.memory_bytes)) < 0)
+        err_set(r, "cannot set the exec's memory limit");
     if (r < 0)
         goto fail;
     /* READY comes from the init: the child has executed it and no longer uses the stack. */

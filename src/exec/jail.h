@@ -24,7 +24,10 @@
  * once, on a stack of its own. Until it executes the init it only runs async-signal-safe system
  * calls over a plan (struct child_plan in jail.c) that the parent prepared completely: every
  * path, argv, envp, the BPF program, the fd numbers. No malloc, no stdio, no locks, no write to
- * the server's memory. The child:
+ * the server's data. The server is non-dumpable (jail_runtime_init), since the child's uid change
+ * would otherwise set the shared address space's dumpable flag from fs.suid_dumpable. An
+ * out-of-memory kill must not hit the child while it shares the server's memory, so the exec's
+ * memory limit is set only once the init runs. The child:
  *   1. waits for the parent to write its uid/gid maps and move it into the exec cgroup;
  *   2. builds the mount tree, pivots into it, drops groups/uid/gid, sets rlimits, drops all
  *      capabilities, sets no_new_privs and loads the seccomp filter;

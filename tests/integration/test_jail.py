@@ -164,3 +164,19 @@ def test_healthz_fast_with_execs_sleeping(api, server):
     assert httpx.get(server.url + "/healthz").status_code == 200
     assert time.time() - t0 < 0.2
     [t.join() for t in threads]
+
+
+def test_memory_limit_kill_during_setup_spares_the_server(fresh_server):
+    """The jail's setup child shares the server's memory until it executes the init: an
+    out-of-memory kill in the exec's cgroup then (a tiny EXEC_MEMORY_BYTES, a big environment
+    copied by that execve) must not take the server down with it."""
+    s = fresh_server({"EXEC_MEMORY_BYTES": "1048576", "AUTH_RATE_LIMIT_MAX": "1000"})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        env = {f"BIG{i}": "x" * 120_000 for i in range(9)}
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "true", "env": env})
+        assert r.status_code < 600
+        assert s.proc.poll() is None, "the server died"
+        assert httpx.get(s.url + "/healthz", timeout=5).status_code == 200
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "echo ok"})
+        assert r.status_code == 200 and s.proc.poll() is None
