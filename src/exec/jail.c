@@ -293,6 +293,12 @@ static void child_sandbox(void)
 static int child_main(void *arg)
 {
     const struct child_plan *cp = arg;
+    /* Die with the spawning thread from the start, not only once the uid change is done (it
+     * resets this; set again below): a server killed while this child assembles the jail must
+     * not leave it to start the script unsupervised. If it died before this line, the read
+     * below sees EOF. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        _exit(126);
     /* Wait until the parent has written our uid/gid maps and placed us in the cgroup. */
     char go;
     if (read(cp->sync_fd, &go, 1) != 1)
