@@ -162,7 +162,7 @@ store_sandbox_get(struct store *st, const char *id, const char *tenant, const ch
     return st->ops->sandbox_get(st, id, tenant, sub, ret);
 }
 
-/* Walks the owner's sandboxes, newest first. */
+/* Walks the owner's sandboxes, newest first (creations within one millisecond in creation order). */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_list(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
                    void *userdata)

@@ -217,10 +217,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, 0)",
     [ST_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1",
     [ST_SB_LIST_OWNER] = "SELECT " SB_COLS " FROM sandboxes WHERE tenant = ?1 AND sub = ?2 "
-                         "ORDER BY created_ms DESC, id",
+                         "ORDER BY created_ms DESC, sid DESC",
     [ST_SB_LIST_ANY] = "SELECT " SB_COLS " FROM sandboxes "
                        "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR sub = ?2) "
-                       "ORDER BY created_ms DESC, id",
+                       "ORDER BY created_ms DESC, sid DESC",
     [ST_SB_STATE] = "SELECT sid, version, size_bytes, file_count, tenant, sub FROM sandboxes "
                     "WHERE id = ?1",
     [ST_SB_UPDATE] = "UPDATE sandboxes SET version = ?2, size_bytes = ?3, file_count = ?4, "
