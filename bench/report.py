@@ -389,19 +389,18 @@ def section_concurrency():
         return "_not measured_ " + str(g("errors", "concurrency", default=""))
     lines = ["`httpbench` clients, one keep-alive connection each, running `true` via "
              "`exec-sync`. *distinct*: client i uses sandbox i; *one, readOnly*: all clients on "
-             "one sandbox with `readOnly: true` (shared lock).", "",
              "one sandbox with `readOnly: true` (shared lock). CPU ms/exec: CPU time of the server "
              "and its reaped children (jail setup, init, bash) divided by the execs.", "",
              "| clients | distinct: execs/s | p50 ms | p99 ms | CPU ms/exec | errors | "
              "one readOnly: execs/s | p50 ms | p99 ms | CPU ms/exec | errors |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    def cells(r):
+        return (f"{f(r['rps'], 0)} | {f(r['p50_ms'])} | {f(r['p99_ms'])} | "
+                f"{f(r.get('cpu_ms_per_exec'), 1)} | {r['errors']}"
+                f"{' (hung)' if r.get('hung') else ''}")
+
     for k in sorted(c["distinct"], key=int):
-        a, b = c["distinct"][k], c["one_ro"][k]
-        lines.append(f"| {k} | {f(a['rps'], 0)} | {f(a['p50_ms'])} | {f(a['p99_ms'])} | "
-                     f"{f(a.get('cpu_ms_per_exec'), 1)} | "
-                     f"{a['errors']}{' (hung)' if a.get('hung') else ''} | {f(b['rps'], 0)} | "
-                     f"{f(b['p50_ms'])} | {f(b['p99_ms'])} | {f(b.get('cpu_ms_per_exec'), 1)} | "
-                     f"{b['errors']}{' (hung)' if b.get('hung') else ''} |")
+        lines.append(f"| {k} | {cells(c['distinct'][k])} | {cells(c['one_ro'][k])} |")
     lines += ["", f"64 ÷ 1 client throughput: distinct {f(c['ratio_64_over_1'])}×, one sandbox "
               f"{f(c['ratio_64_over_1_one_ro'])}×. Server RSS after the run: "
               f"{f(c['rss_mib_after'], 1)} MiB.", "", "Reproduce: " + only("concurrency")]
