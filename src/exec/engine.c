@@ -390,6 +390,15 @@ static size_t idle_max(const struct exec_engine *e)
     return n < 8 ? 8 : (size_t)n;
 }
 
+/* Under e->mu: takes entry i out, keeping the oldest-first order idle_put evicts by. */
+static struct idle_upper idle_remove_locked(struct exec_engine *e, size_t i)
+{
+    struct idle_upper it = e->idle[i];
+    memmove(&e->idle[i], &e->idle[i + 1], (e->nidle - i - 1) * sizeof(e->idle[0]));
+    e->nidle--;
+    return it;
+}
+
 /* Takes the sandbox's idle upper if it still fits `lower` at `version`. */
 static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, const char *lower,
                       struct upper *ret)
@@ -398,10 +407,9 @@ static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, cons
     pthread_mutex_lock(&e->mu);
     for (size_t i = e->nidle; i-- > 0;) {
         if (strcmp(e->idle[i].sandbox_id, rec->id) == 0) {
-            free(e->idle[i].sandbox_id);
-            *ret = e->idle[i].u;
-            memmove(&e->idle[i], &e->idle[i + 1], (e->nidle - i - 1) * sizeof(e->idle[0]));
-            e->nidle--;
+            struct idle_upper it = idle_remove_locked(e, i);
+            free(it.sandbox_id);
+            *ret = it.u;
             found = true;
             break;
         }
@@ -441,9 +449,7 @@ static void idle_put(struct exec_engine *e, const char *sandbox_id, struct upper
     }
     if (id && !e->stopping && e->nidle < e->capidle) {
         if (e->nidle >= idle_max(e)) {
-            drop = e->idle[0];
-            memmove(&e->idle[0], &e->idle[1], (e->nidle - 1) * sizeof(e->idle[0]));
-            e->nidle--;
+            drop = idle_remove_locked(e, 0);
         }
         e->idle[e->nidle++] = (struct idle_upper){id, *u};
         id = NULL;
@@ -468,10 +474,7 @@ static void idle_drop(struct exec_engine *e, const char *sandbox_id)
         e->idle_drops++;
         for (size_t i = 0; i < e->nidle; i++) {
             if (!sandbox_id || strcmp(e->idle[i].sandbox_id, sandbox_id) == 0) {
-                it = e->idle[i];
-                /* keep the oldest-first order idle_put evicts by */
-                memmove(&e->idle[i], &e->idle[i + 1], (e->nidle - i - 1) * sizeof(e->idle[0]));
-                e->nidle--;
+                it = idle_remove_locked(e, i);
                 break;
             }
         }
