@@ -11,7 +11,7 @@ pkgs=(
   python3 python3-pytest python3-httpx sqlite3 curl valgrind bubblewrap
   python3-pip python3-venv python3-setuptools python3-wheel
   # tools inside the default sandbox rootfs (the host /usr)
-  bash coreutils grep sed gawk findutils diffutils patch tar gzip bzip2 xz-utils zstd zip unzip
+  bash bash-static coreutils grep sed gawk findutils diffutils patch tar gzip bzip2 xz-utils zstd zip unzip
   jq git python3 nodejs ripgrep file tree bc xxd procps less
 )
 missing=()

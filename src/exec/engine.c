@@ -8,6 +8,7 @@
  * written by an EXIT trap, so it never mixes with the script's output.
  */
 #include "exec/engine.h"
+#include "exec/rootfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -240,6 +241,7 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     if (info.cgroup_message && *info.cgroup_message)
         json_object_set_new(lim, "note", json_string(info.cgroup_message));
     json_object_set_new(o, "limits", lim);
+    json_object_set_new(o, "shell", json_string(jail_runtime_rootfs(e->jail)->shell));
     pthread_mutex_lock(&e->mu);
     json_object_set_new(o, "running", json_integer(e->running));
     json_object_set_new(o, "queued", json_integer(e->waiting));

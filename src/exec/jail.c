@@ -676,13 +676,13 @@ static int build_env(const struct jail_plan *plan, const char *cwd, char ***ret,
 /* argv for the init, which runs bash with argv + 2 (jail_proto.h); *script_fd gets a memfd
  * holding the script when it is too big for -c. */
 #define INIT_ARGV_MAX 8
-static int build_argv(const struct jail_plan *plan, char *argv[INIT_ARGV_MAX], char **copy,
-                      int *script_fd)
+static int build_argv(const struct rootfs *rf, const struct jail_plan *plan,
+                      char *argv[INIT_ARGV_MAX], char **copy, int *script_fd)
 {
     int n = 0;
     argv[n++] = JAIL_INIT_NAME;
-    /* /usr/bin: the sandbox tree may shadow the /bin link. */
-    argv[n++] = "/usr/bin/bash";
+    /* Below /usr/bin: the sandbox tree may shadow the /bin link. */
+    argv[n++] = (char *)rf->shell;
     argv[n++] = "bash";
     if (plan->debug)
         argv[n++] = "-x";
@@ -785,7 +785,7 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
                                    : open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (c->in_fd < 0)
         return -errno;
-    int r = build_argv(plan, argv, &c->script_copy, &c->script_fd);
+    int r = build_argv(&rt->rf, plan, argv, &c->script_copy, &c->script_fd);
     if (r < 0)
         return r;
     r = build_env(plan, cwd, &c->envp, &c->pwd);

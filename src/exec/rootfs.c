@@ -393,6 +393,9 @@ int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
     if (r == 0) {
         find_targets(&rf, rootfd);
         rf.has_bash = faccessat(rootfd, "usr/bin/bash", X_OK, 0) == 0;
+        rf.shell = rf.has_bash && faccessat(rootfd, "usr/bin/bash-static", X_OK, 0) == 0
+                       ? "/usr/bin/bash-static"
+                       : "/usr/bin/bash";
     }
     if (rootfd >= 0)
         close(rootfd);

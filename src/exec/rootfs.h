@@ -42,6 +42,10 @@ struct rootfs {
     char *targets[2][ROOTFS_MAX_STUBS];
     int ntargets[2];
     bool has_bash; /* <rootfs>/usr/bin/bash exists */
+    /* The bash binary a jail runs: "/usr/bin/bash-static" when the rootfs has it (the same GNU
+     * bash, statically linked: no dynamic loader, about half the start-up cost of every exec),
+     * else "/usr/bin/bash". Scripts still see $BASH = /usr/bin/bash (argv[0] is "bash"). */
+    const char *shell;
 };
 
 /* Generates <data_dir>/jail from scratch (removing any previous one). `rootfs` NULL means "/".

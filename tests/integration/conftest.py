@@ -25,8 +25,9 @@ def free_port():
 class Server:
     """One sqlfs process; start/stop/restart keep the same data dir."""
 
-    def __init__(self, data_dir, env=None):
+    def __init__(self, data_dir, env=None, args=None):
         self.data_dir = data_dir
+        self.args = list(args or [])
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update({"AUTH_SECRET": SECRET, "ADMIN_SECRET": ADMIN_SECRET,
@@ -42,7 +43,8 @@ class Server:
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir],
+            [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir]
+            + self.args,
             env=self.env, stdout=self.log, stderr=self.log)
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -88,9 +90,9 @@ class Server:
                             headers={"Authorization": "Bearer " + self.token(sub, tenant)})
 
 
-def make_server(tmp_root, env=None):
+def make_server(tmp_root, env=None, args=None):
     data = tempfile.mkdtemp(prefix="sqlfs-test-", dir=tmp_root)
-    return Server(data, env)
+    return Server(data, env, args)
 
 
 @pytest.fixture(scope="session")
@@ -123,8 +125,8 @@ def fresh_server(tmp_path):
     """A private server for tests that restart or configure it."""
     servers = []
 
-    def factory(env=None):
-        s = make_server(str(tmp_path), env)
+    def factory(env=None, args=None):
+        s = make_server(str(tmp_path), env, args)
         servers.append(s)
         return s.start()
 

@@ -308,3 +308,51 @@ def test_upper_prewarmed_after_a_write(api, sandbox, server):
     assert ready, "no upper was prepared after the write"
     nxt, res = upper_of(api, sandbox, "cat /home/user/w.txt")
     assert ready in nxt and res["stdout"].splitlines()[1] == "w"
+
+
+def test_shell_is_the_static_build_of_the_same_bash(api, sandbox, server):
+    """With bash-static in the rootfs the jail runs it (no dynamic loader per exec); scripts see
+    the same GNU bash: version, $BASH and error messages name /usr/bin/bash and "bash"."""
+    assert httpx.get(server.url + "/readyz").json()["checks"]["exec"]["shell"] == \
+        "/usr/bin/bash-static"
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": (
+        'readlink /proc/$$/exe; echo "$BASH"; echo "$BASH_VERSION"; '
+        '/usr/bin/bash -c \'echo "$BASH_VERSION"\'; echo ~user; nosuchcmd')})
+    assert r.status_code == 200, r.text
+    out = r.json()["stdout"].splitlines()
+    assert out[0] == "/usr/bin/bash-static" and out[1] == "/usr/bin/bash", out
+    assert out[2] == out[3] and out[2].startswith("5."), out
+    assert out[4] == "/home/user", out
+    assert r.json()["stderr"] == "bash: line 1: nosuchcmd: command not found\n"
+    assert r.json()["exitCode"] == 127
+
+
+def test_rootfs_without_static_bash_runs_dynamic_bash(fresh_server, tmp_path):
+    """A dedicated --rootfs image without bash-static: the jail runs its /usr/bin/bash, loaded by
+    the image's own dynamic linker and libraries."""
+    import shutil
+    import subprocess
+    root = tmp_path / "image"
+    files = {"/usr/bin/bash", "/usr/bin/readlink"}
+    for b in list(files):
+        ldd = subprocess.run(["ldd", b], capture_output=True, text=True, check=True).stdout
+        files |= {w for w in ldd.split() if w.startswith("/")}
+    for f in files:
+        real = os.path.realpath(f)
+        dest = root / ("usr" + f[4:] if f.startswith("/usr/") else "usr" + f).lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(real, dest)
+    for link in ("bin", "lib", "lib64"):  # a merged-/usr image, like Debian's
+        os.symlink("usr/" + link, root / link)
+    s = fresh_server(args=["--rootfs", str(root)])
+    ready = httpx.get(s.url + "/readyz").json()
+    assert ready["checks"]["exec"]["shell"] == "/usr/bin/bash", ready
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={
+            "script": 'readlink /proc/$$/exe; echo "$BASH_VERSION"; echo hi > f; ls 2>&1'})
+        assert r.status_code == 200, r.text
+        out = r.json()["stdout"].splitlines()
+        assert out[0] == "/usr/bin/bash" and out[1].startswith("5."), r.json()
+        assert "command not found" in out[2]  # the image has no ls: it is not the host's /usr
+        assert c.get(f"/v1/sandboxes/{sid}/files/home/user/f").content == b"hi\n"

@@ -25,7 +25,7 @@ def test_cannot_see_server_data_or_secret(api, sandbox, server):
     assert SECRET not in res["stdout"] and res["stdout"] == "user\n"
 
 
-def test_init_is_a_tiny_separate_program(api, sandbox):
+def test_init_is_a_tiny_separate_program(api, sandbox, server):
     """pid 1 of the jail is sqlfs's own init, not a copy of the server: a few pages of memory,
     the script's environment, and closed to the script (non-dumpable)."""
     res = ok(api, sandbox, "tr '\\0' '\\n' < /proc/1/cmdline | head -3 | tr '\\n' ' '; echo; "
@@ -34,7 +34,8 @@ def test_init_is_a_tiny_separate_program(api, sandbox):
                            "readlink /proc/1/exe >/dev/null 2>&1 && echo R2; "
                            "tr '\\0' '\\n' < /proc/1/environ 2>/dev/null | grep -c . ; true")
     lines = res["stdout"].splitlines()
-    assert lines[0] == "sqlfs-init /usr/bin/bash bash ", res
+    shell = httpx.get(server.url + "/readyz").json()["checks"]["exec"]["shell"]
+    assert lines[0] == f"sqlfs-init {shell} bash ", res
     assert int(lines[1]) < 1024, res  # KiB: a copy of the server would hold many MiB
     # /proc/1/mem, /proc/1/exe and /proc/1/environ are closed to the script
     assert lines[2:] == ["0"], res
