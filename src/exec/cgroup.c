@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <mntent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,20 @@
 #include <unistd.h>
 
 static const char *const ctl_names[CGROUP_NCTL] = {"memory", "pids", "cpu"};
+
+/* A pooled exec cgroup between two execs: which one, the limits in place, its kill counter. */
+struct pooled {
+    unsigned slot;
+    struct cgroup_limits written;
+    int64_t oom_kills;
+};
+
+struct cgroup_pool {
+    pthread_mutex_t mu;
+    struct pooled *free; /* a stack: the most recently used (warmest) first out */
+    size_t nfree, cap;
+    unsigned next_slot;
+};
 
 /* Writes a short string to dirfd/path. */
 static int write_at(int dirfd, const char *path, const char *s)
@@ -236,6 +251,16 @@ void cgroup_probe(const char *instance, struct cgroup_rt *ret)
     snprintf(ret->base_name, sizeof(ret->base_name), "sqlfs-%s", instance);
     if (!probe_v2(ret))
         probe_v1(ret);
+    if (ret->mode != CGROUP_NONE) {
+        ret->pool = calloc(1, sizeof(*ret->pool));
+        if (!ret->pool || pthread_mutex_init(&ret->pool->mu, NULL) != 0) {
+            free(ret->pool);
+            ret->pool = NULL;
+            cgroup_rt_release(ret);
+            snprintf(ret->message, sizeof(ret->message), "out of memory: no cgroup limits");
+            return;
+        }
+    }
     for (int i = 0; i < CGROUP_NCTL; i++)
         if (ret->base_fd[i] >= 0 && (i == 0 || ret->mode == CGROUP_V1))
             clean_base(ret->base_fd[i]);
@@ -249,6 +274,18 @@ void cgroup_probe(const char *instance, struct cgroup_rt *ret)
 
 void cgroup_rt_release(struct cgroup_rt *rt)
 {
+    if (rt->pool) {
+        for (size_t k = 0; k < rt->pool->nfree; k++) {
+            char name[24];
+            snprintf(name, sizeof(name), "x%u", rt->pool->free[k].slot);
+            for (int i = 0; i < CGROUP_NCTL; i++)
+                if (rt->base_fd[i] >= 0 && (i == 0 || rt->mode == CGROUP_V1))
+                    (void)rmdir_retry(rt->base_fd[i], name);
+        }
+        pthread_mutex_destroy(&rt->pool->mu);
+        free(rt->pool->free);
+        free(rt->pool);
+    }
     for (int i = 0; i < CGROUP_NCTL; i++) {
         if (rt->base_fd[i] >= 0)
             close(rt->base_fd[i]);
@@ -260,6 +297,12 @@ void cgroup_rt_release(struct cgroup_rt *rt)
     memset(rt, 0, sizeof(*rt));
     for (int i = 0; i < CGROUP_NCTL; i++)
         rt->base_fd[i] = rt->parent_fd[i] = -1;
+}
+
+/* The hierarchies a cgroup has a directory in: v2 has one for all controllers. */
+static bool has_dir(const struct cgroup_rt *rt, int ctl)
+{
+    return rt->base_fd[ctl] >= 0 && (ctl == 0 || rt->mode == CGROUP_V1);
 }
 
 static int set_limit(const struct cgroup_rt *rt, int ctl, const char *name,
@@ -283,18 +326,25 @@ static int set_limit(const struct cgroup_rt *rt, int ctl, const char *name,
             if (r == 0 && rt->memsw)
                 r = write_at(dfd, path, val);
         }
-    } else if (ctl == CGROUP_PIDS && lim->pids_max > 0) {
-        snprintf(val, sizeof(val), "%" PRId64, lim->pids_max);
+    } else if (ctl == CGROUP_PIDS && lim->pids_max != 0) {
+        /* < 0: lift a limit an earlier exec of a pooled cgroup had */
+        if (lim->pids_max > 0)
+            snprintf(val, sizeof(val), "%" PRId64, lim->pids_max);
+        else
+            snprintf(val, sizeof(val), "max");
         snprintf(path, sizeof(path), "%s/pids.max", name);
         r = write_at(dfd, path, val);
-    } else if (ctl == CGROUP_CPU && lim->cpu_percent > 0) {
+    } else if (ctl == CGROUP_CPU && lim->cpu_percent != 0) {
         int64_t quota = lim->cpu_percent * 1000; /* per 100 ms period */
         if (rt->mode == CGROUP_V2) {
-            snprintf(val, sizeof(val), "%" PRId64 " 100000", quota);
+            if (quota > 0)
+                snprintf(val, sizeof(val), "%" PRId64 " 100000", quota);
+            else
+                snprintf(val, sizeof(val), "max 100000");
             snprintf(path, sizeof(path), "%s/cpu.max", name);
             r = write_at(dfd, path, val);
         } else {
-            snprintf(val, sizeof(val), "%" PRId64, quota);
+            snprintf(val, sizeof(val), "%" PRId64, quota > 0 ? quota : -1);
             snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", name);
             r = write_at(dfd, path, val);
         }
@@ -302,51 +352,126 @@ static int set_limit(const struct cgroup_rt *rt, int ctl, const char *name,
     return r;
 }
 
-int cgroup_exec_create(const struct cgroup_rt *rt, const char *id, const struct cgroup_limits *lim,
-                       struct cgroup_exec *ret)
+static bool limit_differs(const struct cgroup_limits *a, const struct cgroup_limits *b, int ctl)
 {
-    memset(ret, 0, sizeof(*ret));
-    ret->rt = rt;
-    size_t len = strlen(id);
-    if (len == 0 || len > 64 ||
-        strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789_-") != len)
-        return -EINVAL;
-    memcpy(ret->name, id, len + 1);
+    return ctl == CGROUP_PIDS ? a->pids_max != b->pids_max
+                              : ctl == CGROUP_CPU && a->cpu_percent != b->cpu_percent;
+}
+
+/* Makes "x<slot>" in every hierarchy; an existing one is a leftover whose removal failed
+ * earlier and must be empty now. */
+static int make_dirs(struct cgroup_exec *cg)
+{
+    const struct cgroup_rt *rt = cg->rt;
     for (int i = 0; i < CGROUP_NCTL; i++) {
+        if (!has_dir(rt, i))
+            continue;
         int dfd = rt->base_fd[i];
-        if (dfd < 0 || (rt->mode == CGROUP_V2 && i > 0))
-            continue;
-        /* An existing one is a leftover whose removal failed earlier: it must be empty now,
-         * or some other exec is using the id. */
-        if (mkdirat(dfd, ret->name, 0755) < 0 &&
-            (errno != EEXIST || unlinkat(dfd, ret->name, AT_REMOVEDIR) < 0 ||
-             mkdirat(dfd, ret->name, 0755) < 0)) {
-            int r = -errno;
-            cgroup_exec_destroy(ret);
-            return r;
-        }
-        ret->created[i] = true;
-    }
-    for (int i = 0; i < CGROUP_NCTL; i++) {
-        if (!rt->enforced[i])
-            continue;
-        int r = set_limit(rt, i, ret->name, lim);
-        if (r < 0) {
-            cgroup_exec_destroy(ret);
-            return r;
-        }
+        if (mkdirat(dfd, cg->name, 0755) < 0 &&
+            (errno != EEXIST || unlinkat(dfd, cg->name, AT_REMOVEDIR) < 0 ||
+             mkdirat(dfd, cg->name, 0755) < 0))
+            return -errno;
+        cg->created[i] = true;
     }
     return 0;
 }
 
-int cgroup_exec_limit_memory(const struct cgroup_exec *cg, int64_t memory_bytes)
+static int64_t read_oom_kills(const struct cgroup_exec *cg)
+{
+    char path[64], text[512];
+    bool v2 = cg->rt->mode == CGROUP_V2;
+    snprintf(path, sizeof(path), "%s/%s", cg->name, v2 ? "memory.events" : "memory.oom_control");
+    int fd = openat(cg->rt->base_fd[CGROUP_MEMORY], path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    /* Both v2 memory.events and v1 memory.oom_control have an "oom_kill N" line. */
+    const char *key = "oom_kill ";
+    const char *p = strstr(text, key);
+    return p ? strtoll(p + strlen(key), NULL, 10) : 0;
+}
+
+int cgroup_exec_acquire(const struct cgroup_rt *rt, const struct cgroup_limits *lim,
+                        struct cgroup_exec *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->oom_kills_now = -1;
+    if (rt->mode == CGROUP_NONE || !rt->pool)
+        return 0;
+    ret->rt = rt;
+    struct cgroup_pool *pool = rt->pool;
+    bool fresh = false;
+    pthread_mutex_lock(&pool->mu);
+    if (pool->nfree > 0) {
+        struct pooled *e = &pool->free[--pool->nfree];
+        ret->slot = e->slot;
+        ret->written = e->written;
+        ret->oom_kills = e->oom_kills;
+    } else {
+        ret->slot = pool->next_slot++;
+        fresh = true;
+    }
+    pthread_mutex_unlock(&pool->mu);
+    snprintf(ret->name, sizeof(ret->name), "x%u", ret->slot);
+    int r = 0;
+    if (fresh)
+        r = make_dirs(ret);
+    else
+        for (int i = 0; i < CGROUP_NCTL; i++)
+            ret->created[i] = has_dir(rt, i);
+    for (int i = CGROUP_PIDS; r == 0 && i < CGROUP_NCTL; i++) {
+        bool limited = i == CGROUP_PIDS ? lim->pids_max > 0 : lim->cpu_percent > 0;
+        if (!rt->enforced[i] || (fresh ? !limited : !limit_differs(&ret->written, lim, i)))
+            continue;
+        /* 0 means no limit: a reused cgroup gets the "no limit" value written. */
+        struct cgroup_limits want = *lim;
+        if (i == CGROUP_PIDS && want.pids_max <= 0)
+            want.pids_max = -1;
+        if (i == CGROUP_CPU && want.cpu_percent <= 0)
+            want.cpu_percent = -1;
+        r = set_limit(rt, i, ret->name, &want);
+    }
+    if (r < 0) {
+        cgroup_exec_release(ret, false);
+        return r;
+    }
+    ret->written = *lim;
+    ret->written.memory_bytes = 0;
+    return 0;
+}
+
+int cgroup_exec_limit_memory(struct cgroup_exec *cg, int64_t memory_bytes)
 {
     const struct cgroup_rt *rt = cg->rt;
     if (!rt || !rt->enforced[CGROUP_MEMORY] || !cg->created[CGROUP_MEMORY] || memory_bytes <= 0)
         return 0;
     struct cgroup_limits lim = {.memory_bytes = memory_bytes};
+    cg->memory_limited = true; /* even if the write fails half way: release lifts both */
     return set_limit(rt, CGROUP_MEMORY, cg->name, &lim);
+}
+
+/* Back to no memory limit, for the next exec's setup (see cgroup_exec_limit_memory). v1 wants
+ * memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every step: memsw goes first. */
+static int lift_memory_limit(const struct cgroup_exec *cg)
+{
+    const struct cgroup_rt *rt = cg->rt;
+    int dfd = rt->base_fd[CGROUP_MEMORY];
+    char path[64];
+    if (rt->mode == CGROUP_V2) {
+        snprintf(path, sizeof(path), "%s/memory.max", cg->name);
+        return write_at(dfd, path, "max");
+    }
+    int r = 0;
+    if (rt->memsw) {
+        snprintf(path, sizeof(path), "%s/memory.memsw.limit_in_bytes", cg->name);
+        r = write_at(dfd, path, "-1");
+    }
+    snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", cg->name);
+    return r < 0 ? r : write_at(dfd, path, "-1");
 }
 
 int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid)
@@ -364,35 +489,51 @@ int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid)
     return 0;
 }
 
-bool cgroup_exec_oom(const struct cgroup_exec *cg)
+bool cgroup_exec_oom(struct cgroup_exec *cg)
 {
     if (!cg->rt || !cg->created[CGROUP_MEMORY])
         return false;
-    char path[128], text[512];
-    bool v2 = cg->rt->mode == CGROUP_V2;
-    snprintf(path, sizeof(path), "%s/%s", cg->name, v2 ? "memory.events" : "memory.oom_control");
-    int fd = openat(cg->rt->base_fd[CGROUP_MEMORY], path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    text[n] = '\0';
-    /* Both v2 memory.events and v1 memory.oom_control have an "oom_kill N" line. */
-    const char *key = "oom_kill ";
-    const char *p = strstr(text, key);
-    return p && strtol(p + strlen(key), NULL, 10) > 0;
+    cg->oom_kills_now = read_oom_kills(cg);
+    return cg->oom_kills_now > cg->oom_kills;
 }
 
-void cgroup_exec_destroy(struct cgroup_exec *cg)
+void cgroup_exec_release(struct cgroup_exec *cg, bool empty)
 {
-    if (!cg->rt)
+    const struct cgroup_rt *rt = cg->rt;
+    if (!rt)
         return;
+    bool complete = true;
+    for (int i = 0; i < CGROUP_NCTL; i++)
+        complete = complete && cg->created[i] == has_dir(rt, i);
+    if (empty && complete && (!cg->memory_limited || lift_memory_limit(cg) == 0)) {
+        struct pooled e = {cg->slot, cg->written,
+                           cg->created[CGROUP_MEMORY] && cg->oom_kills_now < 0
+                               ? read_oom_kills(cg)
+                               : (cg->oom_kills_now < 0 ? 0 : cg->oom_kills_now)};
+        struct cgroup_pool *pool = rt->pool;
+        pthread_mutex_lock(&pool->mu);
+        if (pool->nfree == pool->cap) {
+            size_t cap = pool->cap ? pool->cap * 2 : 16;
+            struct pooled *grown = realloc(pool->free, cap * sizeof(*grown));
+            if (grown) {
+                pool->free = grown;
+                pool->cap = cap;
+            }
+        }
+        bool kept = pool->nfree < pool->cap;
+        if (kept)
+            pool->free[pool->nfree++] = e;
+        pthread_mutex_unlock(&pool->mu);
+        if (kept) {
+            cg->rt = NULL;
+            return;
+        }
+    }
     for (int i = 0; i < CGROUP_NCTL; i++) {
         if (!cg->created[i])
             continue;
-        (void)rmdir_retry(cg->rt->base_fd[i], cg->name);
+        (void)rmdir_retry(rt->base_fd[i], cg->name);
         cg->created[i] = false;
     }
+    cg->rt = NULL;
 }

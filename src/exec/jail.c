@@ -889,9 +889,9 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
      * and an out-of-memory kill in the exec cgroup would pick it and with it kill the server.
      * The limit is set once the init runs in a space of its own (READY). */
     struct cgroup_limits lim = {0, plan->limits.pids_max, plan->limits.cpu_percent};
-    r = cgroup_exec_create(&rt->cg, plan->exec_id, &lim, &p->cg);
+    r = cgroup_exec_acquire(&rt->cg, &lim, &p->cg);
     if (r < 0) {
-        err_set(r, "cannot create the exec cgroup");
+        err_set(r, "cannot set up the exec cgroup");
         goto fail;
     }
     /* Heap memory rather than a mapping of its own: freed like any allocation, so sanitizer
@@ -993,7 +993,8 @@ int jail_wait(struct jail_proc *p, struct jail_status *ret)
         }
     }
     st.oom = cgroup_exec_oom(&p->cg);
-    cgroup_exec_destroy(&p->cg);
+    /* The init was pid 1 of the jail's pid namespace: with it reaped, nothing of the jail runs. */
+    cgroup_exec_release(&p->cg, true);
     p->status = st;
     p->waited = true;
     *ret = st;
@@ -1010,7 +1011,7 @@ void jail_proc_free(struct jail_proc *p)
         if (jail_wait(p, &st) < 0)
             (void)st; /* nothing more to do: the fds are closed below */
     }
-    cgroup_exec_destroy(&p->cg);
+    cgroup_exec_release(&p->cg, false); /* only when never reaped: make sure, remove it */
     close_fd(&p->pidfd);
     close_fd(&p->stdout_fd);
     close_fd(&p->stderr_fd);

@@ -452,6 +452,18 @@ static void test_pids_limit(void **state)
                              &o);
     int forks = atoi(out);
     assert_true(forks > 0 && forks < 32);
+    /* The next exec reuses that exec cgroup (the pool hands out the last one returned): its
+     * own, higher limit is in place, not the previous exec's. */
+    struct run_opts more = {.python = true, .pids_max = 128};
+    out = run_ok("python3 -c 'import os,time\n"
+                 "n=0\n"
+                 "for i in range(60):\n"
+                 "  if os.fork()==0:\n"
+                 "    time.sleep(2); os._exit(0)\n"
+                 "  n+=1\n"
+                 "print(n)'",
+                 &more);
+    assert_int_equal(atoi(out), 60);
 }
 
 static void test_memory_limit(void **state)
@@ -468,6 +480,15 @@ static void test_memory_limit(void **state)
     assert_int_not_equal(r.res.exit_code, 0);
     assert_true(r.res.oom);
     assert_null(strstr(buf_cstr(&r.buf.out), "419430400"));
+    run_release(&r);
+    /* The same (pooled) exec cgroup serves the next exec: the kill above is not reported again,
+     * and the new, higher limit replaced the old one. */
+    struct run_opts big = {.python = true, .memory_bytes = 384 << 20};
+    run_script("python3 -c 'x = b\"a\" * (150 << 20); print(len(x))'", &big, &r);
+    assert_int_equal(r.spawn_rc, 0);
+    assert_int_equal(r.res.exit_code, 0);
+    assert_false(r.res.oom);
+    assert_string_equal(buf_cstr(&r.buf.out), "157286400\n");
     run_release(&r);
 }
 
