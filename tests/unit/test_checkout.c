@@ -509,7 +509,14 @@ static void test_apply_changeset(void **state)
             assert_int_equal(changeset_delete(&cs, "/home/user/out/keep"), 0);
         assert_true(checkout_apply(cos, f->id, f->version, f->version + 1, &cs) < 0);
         changeset_release(&cs);
-        assert_true(access(tag, F_OK) != 0); /* invalidated */
+        assert_true(access(tag, F_OK) != 0); /* invalidated: no tag file ... */
+        char edir[256], xv[256];
+        snprintf(edir, sizeof(edir), "%s/checkouts/%s", f->dir, f->id);
+        ssize_t xn = getxattr(edir, "trusted.sqlfs.checkout", xv, sizeof(xv) - 1);
+        /* ... and no valid tag attribute: overwritten in place with a negative version */
+        assert_true(xn > 17);
+        xv[xn] = '\0';
+        assert_memory_equal(xv, "sqlfs-checkout 1 -", 18);
         assert_false(exists_at(outside, "pwned"));
         assert_true(exists_at(outside, "keep"));
     }
