@@ -252,8 +252,12 @@ def headline():
             only("concurrency"))
         r16 = c["distinct"]["16"]["rps"]
         cpu16 = c["distinct"]["16"].get("cpu_ms_per_exec")
+        nat = c.get("native_16") or {}
         add("trivial execs/s across 16 sandboxes", f"{f(r16, 0)}"
-            + (f" ({f(cpu16, 1)} ms of CPU per exec: server, jail and bash)" if cpu16 else ""),
+            + (f" ({f(cpu16, 1)} ms of CPU per exec: server, jail and bash)" if cpu16 else "")
+            + (f"; this machine starts `bash -c true` {f(nat['bash'], 0)}/s natively "
+               f"(bash-static {f(nat.get('bash_static'), 0)}/s, bwrap {f(nat['bwrap'], 0)}/s) "
+               "with 16 parallel loops, no server" if nat else ""),
             "≥ 200", r16 >= 200, only("concurrency"))
         hung = c.get("hung_runs") or []
         add("errors under concurrency", f"{c['errors']} failed requests"
@@ -401,6 +405,14 @@ def section_concurrency():
 
     for k in sorted(c["distinct"], key=int):
         lines.append(f"| {k} | {cells(c['distinct'][k])} | {cells(c['one_ro'][k])} |")
+    nat = c.get("native_16")
+    if nat:
+        lines += ["", "The machine's ceiling, measured in the same run: `bash -c true` started by 16 "
+                  "parallel `spawnbench` loops (posix_spawn + wait; no HTTP, no sandbox, no "
+                  f"database): {f(nat['bash'], 0)}/s with /usr/bin/bash, "
+                  f"{f(nat.get('bash_static'), 0)}/s with /usr/bin/bash-static (what the jail "
+                  "runs); bubblewrap (`bwrap --unshare-all ... bash -c true`, as in the exec "
+                  f"table): {f(nat['bwrap'], 0)}/s."]
     lines += ["", f"64 ÷ 1 client throughput: distinct {f(c['ratio_64_over_1'])}×, one sandbox "
               f"{f(c['ratio_64_over_1_one_ro'])}×. Server RSS after the run: "
               f"{f(c['rss_mib_after'], 1)} MiB.", "", "Reproduce: " + only("concurrency")]

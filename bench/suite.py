@@ -67,6 +67,18 @@ def time_local(argv, n, cwd=None):
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
+def spawn_rate(argv, workers, total):
+    """Runs/s of argv with `workers` concurrent spawnbench loops (total runs in all): what this
+    machine can start in parallel without any server (the ceiling of the exec throughput)."""
+    each = max(1, total // workers)
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([SPAWNBENCH, str(each), "--"] + argv, stdout=subprocess.DEVNULL)
+             for _ in range(workers)]
+    if any(p.wait() != 0 for p in procs):
+        raise RuntimeError("spawnbench failed: " + " ".join(argv))
+    return round(each * workers / (time.monotonic() - t0), 1)
+
+
 def bwrap_argv(script, home=None):
     argv = list(BWRAP)
     if home:
@@ -461,6 +473,15 @@ def sc_concurrency(res):
     """A fresh server per (mode, clients) so that one wedged run (see BENCHMARKS.md) does not
     spoil the next."""
     out = {"distinct": {}, "one_ro": {}, "errors": 0, "hung_runs": []}
+    # The machine's own ceiling, in the same run: `bash -c true` started by 16 parallel loops
+    # with no server and no sandbox (dynamic and static bash), and bubblewrap's.
+    n_native = q(800, 200)
+    out["native_16"] = {
+        "bash": spawn_rate(["/usr/bin/bash", "-c", "true"], 16, n_native),
+        "bash_static": spawn_rate(["/usr/bin/bash-static", "-c", "true"], 16, n_native)
+        if os.access("/usr/bin/bash-static", os.X_OK) else None,
+        "bwrap": spawn_rate(bwrap_argv("true"), 16, n_native // 2),
+    }
     for mode in ("distinct", "one_ro"):
         for c in (1, 4, 16, 64):
             n = max(q(300, 100), c * q(10, 4))
