@@ -71,6 +71,7 @@ struct checkouts {
 struct trash {
     struct trash *next;
     char name[32];
+    int close_fd; /* closed before the removal, or -1 */
 };
 
 /* ---------- small fs helpers ---------- */
@@ -526,11 +527,13 @@ static int entry_pin(struct checkouts *cos, const char *id, bool create, bool to
 
 /* Renames fromfd/name to <checkouts>/.trash-<rnd> and queues it for the reaper. 0, 1 when
  * name did not exist, negative errno. */
-static int trash_move(struct checkouts *cos, int fromfd, const char *name)
+/* 0 when moved and queued (t owns close_fd from then on), 1 when absent, -errno. */
+static int trash_move(struct checkouts *cos, int fromfd, const char *name, int close_fd)
 {
     struct trash *t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
+    t->close_fd = -1;
     uint8_t rnd[8];
     char hex[17];
     int r = rand_bytes(rnd, sizeof(rnd));
@@ -545,6 +548,7 @@ static int trash_move(struct checkouts *cos, int fromfd, const char *name)
         free(t);
         return r;
     }
+    t->close_fd = close_fd;
     pthread_mutex_lock(&cos->qmu);
     t->next = cos->queue;
     cos->queue = t;
@@ -553,9 +557,19 @@ static int trash_move(struct checkouts *cos, int fromfd, const char *name)
     return 0;
 }
 
-int checkout_discard(struct checkouts *cos, int dirfd, const char *name)
+int checkout_discard(struct checkouts *cos, int dirfd, const char *name, int close_fd)
 {
-    return trash_move(cos, dirfd, name);
+    int r = trash_move(cos, dirfd, name, close_fd);
+    if (r != 0 && close_fd >= 0)
+        close(close_fd);
+    return r;
+}
+
+static void trash_free(struct trash *t)
+{
+    if (t->close_fd >= 0)
+        close(t->close_fd);
+    free(t);
 }
 
 static void *reaper_main(void *arg)
@@ -570,8 +584,12 @@ static void *reaper_main(void *arg)
         struct trash *t = cos->queue;
         cos->queue = t->next;
         pthread_mutex_unlock(&cos->qmu);
+        if (t->close_fd >= 0) { /* unmount before the unlinks */
+            close(t->close_fd);
+            t->close_fd = -1;
+        }
         rm_rf_quiet(cos->dirfd, t->name, NULL);
-        free(t);
+        trash_free(t);
         pthread_mutex_lock(&cos->qmu);
     }
     pthread_mutex_unlock(&cos->qmu);
@@ -587,7 +605,7 @@ static void evict_locked(struct checkouts *cos)
     while (e && cos->stats.bytes > cos->budget) {
         struct entry *prev = e->prev;
         if (e->pins == 0) {
-            if (trash_move(cos, cos->dirfd, e->id) < 0)
+            if (trash_move(cos, cos->dirfd, e->id, -1) < 0)
                 break;
             lru_unlink(cos, e);
             cos->stats.bytes -= e->size;
@@ -996,7 +1014,7 @@ static int build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_t 
 out:
     close_fd(&rootfd);
     /* The old tree after a swap, or a failed build. */
-    if (trash_move(cos, edfd, bname) < 0)
+    if (trash_move(cos, edfd, bname, -1) < 0)
         rm_rf_quiet(edfd, bname, NULL);
     rows_release(&rs);
     return r;
@@ -1149,7 +1167,7 @@ void checkouts_free(struct checkouts *cos)
     while (cos->queue) {
         struct trash *t = cos->queue;
         cos->queue = t->next;
-        free(t);
+        trash_free(t);
     }
     pthread_cond_destroy(&cos->qcond);
     pthread_mutex_destroy(&cos->qmu);
@@ -1226,7 +1244,7 @@ int checkout_acquire(struct checkouts *cos, const char *sandbox_id, int64_t vers
         /* Forget an entry that never got a valid tree, unless others wait on it. */
         pthread_mutex_lock(&cos->mu);
         if (e->pins == 1 && e->users == 0 && e->version < 0) {
-            if (trash_move(cos, cos->dirfd, e->id) >= 0) {
+            if (trash_move(cos, cos->dirfd, e->id, -1) >= 0) {
                 lru_unlink(cos, e);
                 cos->stats.bytes -= e->size;
                 cos->stats.entries--;
@@ -1278,7 +1296,7 @@ int checkout_remove(struct checkouts *cos, const char *sandbox_id)
         return r;
     pthread_mutex_lock(&e->mu);
     entry_invalidate_locked(cos, e);
-    r = trash_move(cos, cos->dirfd, sandbox_id);
+    r = trash_move(cos, cos->dirfd, sandbox_id, -1);
     entry_set_size(cos, e, 0);
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_lock(&cos->mu);

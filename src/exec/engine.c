@@ -281,19 +281,23 @@ static void leave(struct exec_engine *e)
 
 static void upper_release(struct exec_engine *e, struct upper *u)
 {
-    if (u->ovl_fd >= 0)
-        close(u->ovl_fd);
+    int ovl_fd = u->ovl_fd;
+    u->ovl_fd = -1;
     if (u->base) {
         int dfd = open(e->uppers_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
-            /* removing takes one unlink per node (~0.1 ms each on ext4): move it aside at once
-             * and let the checkouts' reaper delete it after the reply */
-            if (checkout_discard(e->checkouts, dfd, u->dir) < 0 &&
+            /* removing takes one unlink per node (~0.1 ms each on ext4) and closing the overlay
+             * unmounts it: move the dirs aside at once and let the checkouts' reaper do both
+             * after the reply */
+            if (checkout_discard(e->checkouts, dfd, u->dir, ovl_fd) < 0 &&
                 checkout_rm_rf_at(dfd, u->dir, NULL) < 0)
                 log_msg("warn", "could not remove exec upper %s", u->dir);
+            ovl_fd = -1; /* consumed */
             close(dfd);
         }
     }
+    if (ovl_fd >= 0)
+        close(ovl_fd);
     free(u->base);
     free(u->upper);
     free(u->work);

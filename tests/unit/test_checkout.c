@@ -710,9 +710,9 @@ static void test_discard(void **state)
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "abc", 3), 3);
     close(fd);
-    assert_int_equal(checkout_discard(cos, ufd, "x1"), 0);
+    assert_int_equal(checkout_discard(cos, ufd, "x1", -1), 0);
     assert_false(exists_at(p, "x1"));
-    assert_int_equal(checkout_discard(cos, ufd, "x1"), 1); /* absent */
+    assert_int_equal(checkout_discard(cos, ufd, "x1", -1), 1); /* absent */
     /* the reaper empties the checkouts dir of trash */
     char co[256];
     snprintf(co, sizeof(co), "%s/checkouts", f->dir);
@@ -728,6 +728,19 @@ static void test_discard(void **state)
             usleep(10000);
     }
     assert_int_equal(trash, 0);
+    /* A descriptor handed over with the tree is closed: by the reaper when the tree was moved,
+     * at once when there was nothing to move. */
+    int pa[2], pb[2];
+    assert_int_equal(pipe2(pa, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pb, O_CLOEXEC), 0);
+    assert_int_equal(mkdirat(ufd, "x3", 0700), 0);
+    assert_int_equal(checkout_discard(cos, ufd, "x3", pa[1]), 0);
+    assert_int_equal(checkout_discard(cos, ufd, "absent", pb[1]), 1);
+    char byte;
+    assert_int_equal(read(pa[0], &byte, 1), 0); /* EOF: every write end is closed */
+    assert_int_equal(read(pb[0], &byte, 1), 0);
+    close(pa[0]);
+    close(pb[0]);
     /* trash left by a stop is removed by the next start */
     assert_int_equal(mkdirat(ufd, "x2", 0700), 0);
     assert_int_equal(mkdirat(ufd, "x2/d", 0000), 0);
