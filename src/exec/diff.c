@@ -175,6 +175,7 @@ static int sandbox_path(const char *rel, char **ret)
 
 struct walker {
     struct store *st;
+    int lowerfd; /* the tree the upper was over, or -1 */
     struct changeset *cs;
     struct diff_stats stats;
     char *buf; /* bufcap bytes, grown up to DIFF_BUF_SIZE on demand */
@@ -323,6 +324,20 @@ static int diff_symlink(struct walker *w, int dfd, const char *name, const char 
     return r;
 }
 
+/* True when the lower holds rel as a directory with the same mode and mtime as sb. */
+static bool same_dir_in_lower(int lowerfd, const char *rel, const struct stat *sb)
+{
+    int fd = open_beneath(lowerfd, rel, O_PATH | O_DIRECTORY);
+    if (fd < 0)
+        return false;
+    struct stat lsb;
+    bool same = fstat(fd, &lsb) == 0 && S_ISDIR(lsb.st_mode) &&
+                (lsb.st_mode & 07777) == (sb->st_mode & 07777) &&
+                mtime_ns_of(&lsb) == mtime_ns_of(sb);
+    close(fd);
+    return same;
+}
+
 /* Emits the directory's own changes; its entries are read later from the stack. */
 static int diff_dir(struct walker *w, int dfd, const char *name, const char *rel)
 {
@@ -331,15 +346,20 @@ static int diff_dir(struct walker *w, int dfd, const char *name, const char *rel
         return -errno;
     struct stat sb;
     int r = 0;
+    bool opaque = false;
     if (fstat(fd, &sb) < 0)
         r = -errno;
     else if (ovl_has(fd, "redirect"))
         r = err_set(-ENOTSUP, "overlay redirected directories are not supported");
-    else if (ovl_opaque(fd))
+    else if ((opaque = ovl_opaque(fd)))
         r = put_delete(w, rel);
     close(fd);
     if (r < 0)
         return r;
+    /* Copied up (or prepared in the upper) and still as the lower has it: nothing to store.
+     * Its entries are still walked. */
+    if (!opaque && w->lowerfd >= 0 && same_dir_in_lower(w->lowerfd, rel, &sb))
+        return 0;
     struct file_meta m;
     memset(&m, 0, sizeof(m));
     m.kind = FILE_KIND_DIR;
@@ -398,13 +418,21 @@ static int diff_entries(struct walker *w, int rootfd, const char *rel, struct na
     return 0;
 }
 
-int diff_upper(struct store *st, const char *upper_dir, struct changeset *cs,
-               struct diff_stats *ret)
+int diff_upper(struct store *st, const char *upper_dir, const char *lower_dir,
+               struct changeset *cs, struct diff_stats *ret)
 {
-    struct walker w = {.st = st, .cs = cs};
+    struct walker w = {.st = st, .cs = cs, .lowerfd = -1};
     int rootfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (rootfd < 0)
         return -errno;
+    if (lower_dir) {
+        w.lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (w.lowerfd < 0) {
+            int r = -errno;
+            close(rootfd);
+            return r;
+        }
+    }
     struct names todo = {0};
     int r = names_push(&todo, strdup(""));
     while (r >= 0 && todo.n > 0) {
@@ -415,6 +443,8 @@ int diff_upper(struct store *st, const char *upper_dir, struct changeset *cs,
     names_release(&todo);
     free(w.buf);
     close(rootfd);
+    if (w.lowerfd >= 0)
+        close(w.lowerfd);
     if (r >= 0 && ret)
         *ret = w.stats;
     return r < 0 ? r : 0;

@@ -10,8 +10,9 @@
  *
  * Mapping (paths are sandbox paths: upper/<rel> is "/<rel>"):
  *   regular file → CHANGE_PUT file (content stored by streaming, mode & 07777, size, mtime_ns)
- *   directory    → CHANGE_PUT dir (mode, mtime); an opaque one is preceded by CHANGE_DELETE of
- *                  its path, since its lower subtree is replaced
+ *   directory    → CHANGE_PUT dir (mode, mtime) unless the lower has it alike (diff_upper);
+ *                  an opaque one is preceded by CHANGE_DELETE of its path, since its lower
+ *                  subtree is replaced
  *   symlink      → CHANGE_PUT symlink (target verbatim)
  *   whiteout     → CHANGE_DELETE
  *   fifo, socket, other devices → not persisted, counted in stats.skipped
@@ -47,10 +48,14 @@ struct diff_stats {
 };
 
 /* Appends the changes recorded in upper_dir to cs, storing file contents in st (each file is
- * streamed; content stays pinned until a commit references it). ret (may be NULL) receives the
- * stats. On failure cs may hold some of the changes: release it. */
+ * streamed; content stays pinned until a commit references it). lower_dir (may be NULL) is the
+ * checkout the upper was over: a directory in the upper that is not opaque and has the same
+ * mode and mtime as the lower's is not a change (copied up only because something inside it
+ * changed, or prepared in the upper by the engine) and gives no entry. ret (may be NULL)
+ * receives the stats. On failure cs may hold some of the changes: release it. */
 __attribute__((warn_unused_result)) int diff_upper(struct store *st, const char *upper_dir,
-                                                   struct changeset *cs, struct diff_stats *ret);
+                                                   const char *lower_dir, struct changeset *cs,
+                                                   struct diff_stats *ret);
 
 /* For read-only execs: 1 when upper_dir holds a persistable change relative to lower_dir (the
  * checkout the exec ran on), 0 when it does not, negative on error. Not a change: directories

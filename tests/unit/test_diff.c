@@ -368,7 +368,7 @@ static void test_diff_exec_and_apply(void **state)
     struct changeset cs;
     changeset_init(&cs, "exec");
     struct diff_stats ds;
-    assert_int_equal(diff_upper(f->st, f->upper, &cs, &ds), 0);
+    assert_int_equal(diff_upper(f->st, f->upper, NULL, &cs, &ds), 0);
     size_t i = 0;
     expect_meta(expect_put(&cs, &i, "/home", FILE_KIND_DIR), &snap[0]);
     expect_meta(expect_put(&cs, &i, "/home/user", FILE_KIND_DIR), &snap[1]);
@@ -538,6 +538,61 @@ static void test_changed_kinds(void **state)
 }
 
 /* An upper built by hand: overlay markers in either xattr namespace, rejected features. */
+/* With the lower given, directories copied up (or prepared in the upper) that still match the
+ * lower are not changes; a changed or opaque one still is. */
+static void test_diff_skips_dirs_like_lower(void **state)
+{
+    struct fx *f = *state;
+    fx_mount(f);
+    m_write(f, "/home/user/sub/deep/y.txt", "y", O_CREAT | O_EXCL, 0644); /* copies up 4 dirs */
+    char *p = mpath(f, "/home/user/bin");
+    assert_int_equal(chmod(p, 0700), 0); /* a real change of a directory */
+    free(p);
+    struct stat deep = m_stat(f, "/home/user/sub/deep");
+    struct stat bin = m_stat(f, "/home/user/bin");
+    fx_umount(f);
+    /* like the engine's prepared skeleton: a directory made in the upper with the lower's
+     * mode and times, and one made the same way but opaque */
+    char up[512];
+    snprintf(up, sizeof(up), "%s/home/user/sub", f->upper); /* exists: copied up */
+    struct stat lsb;
+    char lp[512];
+    snprintf(lp, sizeof(lp), "%s/home/user/sub", f->lower);
+    assert_int_equal(stat(lp, &lsb), 0);
+    struct changeset cs;
+    changeset_init(&cs, "exec");
+    struct diff_stats ds;
+    assert_int_equal(diff_upper(f->st, f->upper, f->lower, &cs, &ds), 0);
+    size_t i = 0;
+    /* /home, /home/user and /home/user/sub kept their mode and mtime: no entries */
+    expect_meta(expect_put(&cs, &i, "/home/user/bin", FILE_KIND_DIR), &bin);
+    expect_meta(expect_put(&cs, &i, "/home/user/sub/deep", FILE_KIND_DIR), &deep);
+    expect_put(&cs, &i, "/home/user/sub/deep/y.txt", FILE_KIND_FILE);
+    assert_int_equal(i, cs.n);
+    assert_int_equal(ds.dirs, 2);
+    changeset_release(&cs);
+    /* without the lower every directory in the upper is an entry, as before */
+    changeset_init(&cs, "exec");
+    assert_int_equal(diff_upper(f->st, f->upper, NULL, &cs, &ds), 0);
+    assert_int_equal(ds.dirs, 5);
+    changeset_release(&cs);
+    /* an opaque directory alike in mode and mtime still replaces the lower subtree */
+    assert_int_equal(setxattr(up, "trusted.overlay.opaque", "y", 1, 0), 0);
+    struct timespec ts[2] = {lsb.st_atim, lsb.st_mtim};
+    assert_int_equal(utimensat(AT_FDCWD, up, ts, 0), 0);
+    changeset_init(&cs, "exec");
+    assert_int_equal(diff_upper(f->st, f->upper, f->lower, &cs, &ds), 0);
+    bool deleted = false, put = false;
+    for (size_t k = 0; k < cs.n; k++) {
+        if (strcmp(cs.items[k].meta.path, "/home/user/sub") != 0)
+            continue;
+        deleted = deleted || cs.items[k].op == CHANGE_DELETE;
+        put = put || (cs.items[k].op == CHANGE_PUT && deleted);
+    }
+    assert_true(deleted && put);
+    changeset_release(&cs);
+}
+
 static void test_diff_markers(void **state)
 {
     struct fx *f = *state;
@@ -565,7 +620,7 @@ static void test_diff_markers(void **state)
     struct changeset cs;
     changeset_init(&cs, "exec");
     struct diff_stats ds;
-    assert_int_equal(diff_upper(f->st, f->upper, &cs, &ds), 0);
+    assert_int_equal(diff_upper(f->st, f->upper, NULL, &cs, &ds), 0);
     size_t i = 0;
     expect_delete(&cs, &i, "/d");
     expect_put(&cs, &i, "/d", FILE_KIND_DIR);
@@ -580,7 +635,7 @@ static void test_diff_markers(void **state)
     snprintf(p, sizeof(p), "%s/notopaque", f->upper);
     assert_int_equal(setxattr(p, "trusted.overlay.redirect", "/elsewhere", 10, 0), 0);
     changeset_init(&cs, "exec");
-    assert_int_equal(diff_upper(f->st, f->upper, &cs, &ds), -ENOTSUP);
+    assert_int_equal(diff_upper(f->st, f->upper, NULL, &cs, &ds), -ENOTSUP);
     changeset_release(&cs);
     assert_int_equal(removexattr(p, "trusted.overlay.redirect"), 0);
     snprintf(p, sizeof(p), "%s/d/meta", f->upper);
@@ -588,7 +643,7 @@ static void test_diff_markers(void **state)
     close(fd);
     assert_int_equal(setxattr(p, "trusted.overlay.metacopy", "", 0, 0), 0);
     changeset_init(&cs, "exec");
-    assert_int_equal(diff_upper(f->st, f->upper, &cs, &ds), -ENOTSUP);
+    assert_int_equal(diff_upper(f->st, f->upper, NULL, &cs, &ds), -ENOTSUP);
     changeset_release(&cs);
 
     /* An empty upper is no change; a missing one is an error. */
@@ -597,13 +652,13 @@ static void test_diff_markers(void **state)
     close(top);
     assert_int_equal(mkdir(f->upper, 0755), 0);
     changeset_init(&cs, "exec");
-    assert_int_equal(diff_upper(f->st, f->upper, &cs, &ds), 0);
+    assert_int_equal(diff_upper(f->st, f->upper, NULL, &cs, &ds), 0);
     assert_int_equal(cs.n, 0);
     changeset_release(&cs);
     assert_int_equal(diff_upper_changed(f->upper, f->lower), 0);
     assert_int_equal(rmdir(f->upper), 0);
     changeset_init(&cs, "exec");
-    assert_int_equal(diff_upper(f->st, f->upper, &cs, &ds), -ENOENT);
+    assert_int_equal(diff_upper(f->st, f->upper, NULL, &cs, &ds), -ENOENT);
     changeset_release(&cs);
 }
 
@@ -618,6 +673,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_changed_readonly, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_changed_kinds, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_diff_markers, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_diff_skips_dirs_like_lower, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("diff", tests, NULL, NULL);
 }
