@@ -43,6 +43,8 @@ struct exec_engine {
 /* An exec's overlay upper. Made per exec; an upper the script left exactly as it was is kept
  * with its overlay (engine.c, "idle uppers") and reused by the next exec of the same sandbox
  * tree: no directories to create or remove, no overlay to mount. */
+#define UPPER_SKEL_MAX 8
+
 struct upper {
     char id[33];  /* exec id (hex): names the exec cgroup; new for every exec */
     char dir[33]; /* <uppers>/<dir> holds upper/ and work/ */
@@ -56,6 +58,13 @@ struct upper {
     int64_t version;
     struct statx lower_id;
     struct statx root0;
+    /* The directories of the sandbox's cwd copied into the upper before the mount, with the
+     * lower's mode, owner and times (upper_skeleton): a write there then needs no copy-up, and
+     * the diff skips them while unchanged. `skel` is their path ("home/user"), skel_st how each
+     * looked after the mount; none when nskel is 0. */
+    char *skel;
+    int nskel;
+    struct statx skel_st[UPPER_SKEL_MAX];
 };
 
 struct idle_upper {
@@ -66,6 +75,7 @@ struct idle_upper {
 struct prewarm_job {
     char *sandbox_id;
     char *lower;
+    char *cwd; /* the sandbox's cwd: its directories go into the upper (upper_skeleton) */
     int64_t version;
     uint64_t drops; /* exec_engine.idle_drops when queued: any drop since voids the job */
 };

@@ -310,6 +310,47 @@ def test_upper_prewarmed_after_a_write(api, sandbox, server):
     assert ready in nxt and res["stdout"].splitlines()[1] == "w"
 
 
+def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
+    """The upper prepared after a write already holds the cwd's directories, alike to the tree
+    (mode, owner, times): the next write there needs no copy-up, a no-op exec still finds the
+    upper pristine and hands it on, and only directories that really changed are committed."""
+    uppers = os.path.join(server.data_dir, "uppers")
+    tree = os.path.join(server.data_dir, "checkouts", sandbox, "tree")
+    ok(api, sandbox, "mkdir -p /home/user/proj && cd /home/user/proj && echo 1 > one")
+    deadline = time.time() + 5
+    ready = None
+    while time.time() < deadline and ready is None:
+        for d in os.listdir(uppers):
+            if os.path.isdir(os.path.join(uppers, d, "upper", "home", "user", "proj")):
+                ready = d
+        time.sleep(0.02)
+    assert ready, "no upper with the cwd's directories was prepared"
+    for rel in ("home", "home/user", "home/user/proj"):
+        u = os.stat(os.path.join(uppers, ready, "upper", rel))
+        t = os.stat(os.path.join(tree, rel))
+        assert (u.st_mode, u.st_uid, u.st_gid, u.st_mtime_ns) == \
+            (t.st_mode, t.st_uid, t.st_gid, t.st_mtime_ns), rel
+    assert os.listdir(os.path.join(uppers, ready, "upper", "home", "user", "proj")) == []
+    used, res = upper_of(api, sandbox, "pwd; ls")  # reads only: the upper stays pristine
+    assert ready in used and res["stdout"].splitlines()[1:] == ["/home/user/proj", "one"]
+    again, _ = upper_of(api, sandbox)
+    assert again == used
+    ok(api, sandbox, "echo 2 > two")
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/proj/two").content == b"2\n"
+    # the commit names only what changed: the new file and its directory's new mtime
+    import sqlite3
+    db = sqlite3.connect(f"file:{os.path.join(server.data_dir, 'sqlfs.db')}?mode=ro", uri=True)
+    try:
+        paths = [r[0] for r in db.execute(
+            "SELECT path FROM commit_changes WHERE commit_id = (SELECT max(c.id) FROM commits c "
+            "JOIN sandboxes s ON s.sid = c.sid WHERE s.id = ?) ORDER BY seq", (sandbox,))]
+    finally:
+        db.close()
+    assert paths == ["/home/user/proj", "/home/user/proj/two"], paths
+    res = ok(api, sandbox, "ls /home/user/proj; stat -c %a /home/user/proj")
+    assert res["stdout"] == "one\ntwo\n755\n"
+
+
 def test_shell_is_the_static_build_of_the_same_bash(api, sandbox, server):
     """With bash-static in the rootfs the jail runs it (no dynamic loader per exec); scripts see
     the same GNU bash: version, $BASH and error messages name /usr/bin/bash and "bash"."""
