@@ -376,23 +376,46 @@ static int make_dirs(struct cgroup_exec *cg)
     return 0;
 }
 
-static int64_t read_oom_kills(const struct cgroup_exec *cg)
+/* The number in the exec cgroup's memory controller file `file` (after `key` when not NULL),
+ * or -1 when it cannot be read. */
+static int64_t read_memory_number(const struct cgroup_exec *cg, const char *file, const char *key)
 {
     char path[64], text[512];
-    bool v2 = cg->rt->mode == CGROUP_V2;
-    snprintf(path, sizeof(path), "%s/%s", cg->name, v2 ? "memory.events" : "memory.oom_control");
+    snprintf(path, sizeof(path), "%s/%s", cg->name, file);
     int fd = openat(cg->rt->base_fd[CGROUP_MEMORY], path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
+        return -1;
     ssize_t n = read(fd, text, sizeof(text) - 1);
     close(fd);
     if (n <= 0)
-        return 0;
+        return -1;
     text[n] = '\0';
-    /* Both v2 memory.events and v1 memory.oom_control have an "oom_kill N" line. */
-    const char *key = "oom_kill ";
-    const char *p = strstr(text, key);
-    return p ? strtoll(p + strlen(key), NULL, 10) : 0;
+    const char *p = key ? strstr(text, key) : text;
+    if (!p)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(p + (key ? strlen(key) : 0), &end, 10);
+    return errno || end == p || v < 0 ? -1 : v;
+}
+
+/* Both v2 memory.events and v1 memory.oom_control have an "oom_kill N" line. */
+static int64_t read_oom_kills(const struct cgroup_exec *cg)
+{
+    return read_memory_number(cg, cg->rt->mode == CGROUP_V2 ? "memory.events" : "memory.oom_control",
+                              "oom_kill ");
+}
+
+/* Memory still charged to a cgroup going back to the pool: above this (a script's page cache
+ * or tmpfs files, not reclaimed yet) it is removed instead, so that one exec's leftovers never
+ * crowd the next exec's limit. */
+#define POOL_MAX_CHARGED_BYTES (32LL << 20)
+
+static bool poolable_charge(const struct cgroup_exec *cg)
+{
+    int64_t used = read_memory_number(
+        cg, cg->rt->mode == CGROUP_V2 ? "memory.current" : "memory.usage_in_bytes", NULL);
+    return used >= 0 && used <= POOL_MAX_CHARGED_BYTES;
 }
 
 int cgroup_exec_acquire(const struct cgroup_rt *rt, const struct cgroup_limits *lim,
@@ -462,8 +485,11 @@ static int lift_memory_limit(const struct cgroup_exec *cg)
     int dfd = rt->base_fd[CGROUP_MEMORY];
     char path[64];
     if (rt->mode == CGROUP_V2) {
+        /* swap too: set_limit capped it at 0 with the memory limit */
+        snprintf(path, sizeof(path), "%s/memory.swap.max", cg->name);
+        int r = exists_at(dfd, path) ? write_at(dfd, path, "max") : 0;
         snprintf(path, sizeof(path), "%s/memory.max", cg->name);
-        return write_at(dfd, path, "max");
+        return r < 0 ? r : write_at(dfd, path, "max");
     }
     int r = 0;
     if (rt->memsw) {
@@ -493,7 +519,7 @@ bool cgroup_exec_oom(struct cgroup_exec *cg)
 {
     if (!cg->rt || !cg->created[CGROUP_MEMORY])
         return false;
-    cg->oom_kills_now = read_oom_kills(cg);
+    cg->oom_kills_now = read_oom_kills(cg); /* -1: unknown, and then the cgroup is not pooled */
     return cg->oom_kills_now > cg->oom_kills;
 }
 
@@ -505,11 +531,11 @@ void cgroup_exec_release(struct cgroup_exec *cg, bool empty)
     bool complete = true;
     for (int i = 0; i < CGROUP_NCTL; i++)
         complete = complete && cg->created[i] == has_dir(rt, i);
-    if (empty && complete && (!cg->memory_limited || lift_memory_limit(cg) == 0)) {
-        struct pooled e = {cg->slot, cg->written,
-                           cg->created[CGROUP_MEMORY] && cg->oom_kills_now < 0
-                               ? read_oom_kills(cg)
-                               : (cg->oom_kills_now < 0 ? 0 : cg->oom_kills_now)};
+    bool memory = cg->created[CGROUP_MEMORY];
+    int64_t kills = !memory ? 0 : cg->oom_kills_now >= 0 ? cg->oom_kills_now : read_oom_kills(cg);
+    if (empty && complete && kills >= 0 && (!memory || poolable_charge(cg)) &&
+        (!cg->memory_limited || lift_memory_limit(cg) == 0)) {
+        struct pooled e = {cg->slot, cg->written, kills};
         struct cgroup_pool *pool = rt->pool;
         pthread_mutex_lock(&pool->mu);
         if (pool->nfree == pool->cap) {

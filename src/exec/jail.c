@@ -1011,7 +1011,9 @@ void jail_proc_free(struct jail_proc *p)
         if (jail_wait(p, &st) < 0)
             (void)st; /* nothing more to do: the fds are closed below */
     }
-    cgroup_exec_release(&p->cg, false); /* only when never reaped: make sure, remove it */
+    /* Still held only when the child was never created (nothing can be inside: back to the
+     * pool) or never reaped (whatever is inside is killed, the cgroup removed). */
+    cgroup_exec_release(&p->cg, p->pid <= 0);
     close_fd(&p->pidfd);
     close_fd(&p->stdout_fd);
     close_fd(&p->stderr_fd);

@@ -351,6 +351,8 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
     assert res["stdout"] == "one\ntwo\n755\n"
 
 
+@pytest.mark.skipif(not os.access("/usr/bin/bash-static", os.X_OK),
+                    reason="bash-static is not installed (make deps installs it)")
 def test_shell_is_the_static_build_of_the_same_bash(api, sandbox, server):
     """With bash-static in the rootfs the jail runs it (no dynamic loader per exec); scripts see
     the same GNU bash: version, $BASH and error messages name /usr/bin/bash and "bash"."""

@@ -513,10 +513,13 @@ static void test_apply_changeset(void **state)
         char edir[256], xv[256];
         snprintf(edir, sizeof(edir), "%s/checkouts/%s", f->dir, f->id);
         ssize_t xn = getxattr(edir, "trusted.sqlfs.checkout", xv, sizeof(xv) - 1);
-        /* ... and no valid tag attribute: overwritten in place with a negative version */
-        assert_true(xn > 17);
-        xv[xn] = '\0';
-        assert_memory_equal(xv, "sqlfs-checkout 1 -", 18);
+        /* ... and no valid tag attribute: overwritten in place with a negative version (where
+         * the file system has trusted.* attributes at all) */
+        if (xn >= 0 || (errno != ENOTSUP && errno != EOPNOTSUPP)) {
+            assert_true(xn > 17);
+            xv[xn] = '\0';
+            assert_memory_equal(xv, "sqlfs-checkout 1 -", 18);
+        }
         assert_false(exists_at(outside, "pwned"));
         assert_true(exists_at(outside, "keep"));
     }

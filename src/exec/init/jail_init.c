@@ -10,8 +10,8 @@
  *
  * Why no C library: it runs once per exec, and a statically linked C library's start-up alone
  * (TLS, IRELATIVE relocations, tunables, RELRO) cost ~1.3 ms of CPU per run on the development
- * machine against ~0.3 ms for this program. It needs only seven system calls, made directly, and starts the shell
- * with a vfork-style clone (spawn_shell).
+ * machine against ~0.3 ms for this program. It needs nine system calls, made directly, and starts the shell with a
+ * vfork-style clone (spawn_shell).
  *
  * Contract (exec/jail_proto.h): argv[1] = path of the shell, argv[2..] = its argv, envp = its
  * environment; descriptors 0..4 are for the shell, JAIL_SLOT_REPORT is the report pipe.
