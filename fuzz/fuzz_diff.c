@@ -112,7 +112,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct changeset cs;
     changeset_init(&cs, "exec");
     struct diff_stats st;
-    int r = diff_upper(&ms->base, top, &cs, &st);
+    /* half the inputs compare with a lower: the upper itself, where every directory matches */
+    int r = diff_upper(&ms->base, top, size & 1 ? top : NULL, &cs, &st);
     if (r > 0)
         abort();
     if (r == 0) {
