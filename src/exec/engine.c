@@ -165,6 +165,11 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     pthread_cond_init(&e->cond, NULL);
     pthread_mutex_init(&e->pw_mu, NULL);
     pthread_cond_init(&e->pw_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->pw_done, &ca);
+    pthread_condattr_destroy(&ca);
     int r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
         r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
@@ -211,6 +216,7 @@ void exec_engine_free(struct exec_engine *e)
     pthread_cond_destroy(&e->cond);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->pw_cond);
+    pthread_cond_destroy(&e->pw_done);
     pthread_mutex_destroy(&e->pw_mu);
     free(e->uppers_dir);
     free(e->live);
@@ -665,6 +671,7 @@ static void *prewarm_main(void *arg)
         struct prewarm_job job = e->pw_jobs[0];
         memmove(&e->pw_jobs[0], &e->pw_jobs[1], (e->pw_n - 1) * sizeof(job));
         e->pw_n--;
+        e->pw_busy = &job;
         pthread_mutex_unlock(&e->pw_mu);
         struct upper u;
         int r = upper_make(e, &u);
@@ -677,6 +684,10 @@ static void *prewarm_main(void *arg)
         else
             upper_release(e, &u);
         err_clear();
+        pthread_mutex_lock(&e->pw_mu);
+        e->pw_busy = NULL;
+        pthread_cond_broadcast(&e->pw_done);
+        pthread_mutex_unlock(&e->pw_mu);
         prewarm_job_free(&job);
         pthread_mutex_lock(&e->pw_mu);
     }
@@ -706,6 +717,41 @@ static void prewarm_request(struct exec_engine *e, const char *sandbox_id, const
         prewarm_job_free(&job);
 }
 
+static bool prewarm_job_is(const struct prewarm_job *j, const char *sandbox_id, int64_t version)
+{
+    return j->version == version && strcmp(j->sandbox_id, sandbox_id) == 0;
+}
+
+/* Waits (at most PREWARM_WAIT_MS) while the sandbox's next upper for `version` is queued or in
+ * the making. Back to back — the next command sent as soon as the last answered — an exec that
+ * made an upper of its own would repeat that work while the background one competes with it for
+ * the CPU. True when such a job ended meanwhile (its upper is then idle, unless dropped). */
+#define PREWARM_WAIT_MS 20
+static bool prewarm_wait(struct exec_engine *e, const char *sandbox_id, int64_t version)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += (long)PREWARM_WAIT_MS * 1000000L;
+    deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+    deadline.tv_nsec %= 1000000000L;
+    bool waited = false;
+    pthread_mutex_lock(&e->pw_mu);
+    for (;;) {
+        bool pending = e->pw_busy && prewarm_job_is(e->pw_busy, sandbox_id, version);
+        for (size_t i = 0; !pending && i < e->pw_n; i++)
+            pending = prewarm_job_is(&e->pw_jobs[i], sandbox_id, version);
+        if (!pending || e->pw_stop)
+            break;
+        waited = true;
+        if (pthread_cond_timedwait(&e->pw_done, &e->pw_mu, &deadline) == ETIMEDOUT) {
+            waited = false;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->pw_mu);
+    return waited;
+}
+
 static void prewarm_stop(struct exec_engine *e)
 {
     if (!e->prewarm_running)
@@ -713,6 +759,7 @@ static void prewarm_stop(struct exec_engine *e)
     pthread_mutex_lock(&e->pw_mu);
     e->pw_stop = true;
     pthread_cond_signal(&e->pw_cond);
+    pthread_cond_broadcast(&e->pw_done);
     pthread_mutex_unlock(&e->pw_mu);
     pthread_join(e->prewarm_thread, NULL);
     e->prewarm_running = false;
@@ -819,6 +866,7 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     memset(s, 0, sizeof(*s));
     s->e = e;
     s->rec = rec;
+    s->pristine = -1;
     s->report[0] = s->report[1] = -1;
     s->u.ovl_fd = -1;
     int r = admit(e);
@@ -828,7 +876,8 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     r = checkout_acquire(e->checkouts, rec->id, rec->version, &s->lower);
     if (r == 0) {
         s->acquired = true;
-        if (!idle_take(e, rec, s->lower, &s->u))
+        if (!idle_take(e, rec, s->lower, &s->u) &&
+            !(prewarm_wait(e, rec->id, rec->version) && idle_take(e, rec, s->lower, &s->u)))
             r = upper_make(e, &s->u);
     }
     if (r == 0 && pipe2(s->report, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -970,8 +1019,12 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
     struct exec_engine *e = s->e;
     if (ret_changes)
         *ret_changes = 0;
+    /* An upper exactly as it was mounted (every directory of it unchanged, nothing else in it)
+     * holds no change: the diff's walk is skipped, and the answer serves exec_session_end. */
+    if (s->pristine < 0)
+        s->pristine = s->u.version >= 0 && upper_pristine(&s->u);
     if (read_only) {
-        int changed = diff_upper_changed(s->u.upper, s->lower);
+        int changed = s->pristine ? 0 : diff_upper_changed(s->u.upper, s->lower);
         if (changed < 0)
             return changed;
         if (changed > 0)
@@ -983,8 +1036,8 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
     }
     struct changeset cs;
     changeset_init(&cs, "exec");
-    struct diff_stats ds;
-    int r = diff_upper(e->app->store, s->u.upper, s->lower, &cs, &ds);
+    struct diff_stats ds = {0};
+    int r = s->pristine ? 0 : diff_upper(e->app->store, s->u.upper, s->lower, &cs, &ds);
     if (r == 0 && new_cwd && (!s->rec->cwd || strcmp(new_cwd, s->rec->cwd) != 0)) {
         cs.new_cwd = strdup(new_cwd);
         if (!cs.new_cwd)
@@ -1018,7 +1071,9 @@ void exec_session_end(struct exec_session *s)
     if (s->admitted)
         leave(s->e);
     /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
-    if (s->unchanged && s->u.version >= 0 && upper_pristine(&s->u)) {
+    if (s->pristine < 0) /* the session ended before exec_session_finish */
+        s->pristine = s->u.version >= 0 && upper_pristine(&s->u);
+    if (s->unchanged && s->u.version >= 0 && s->pristine) {
         s->u.version = s->rec->version;
         idle_put(s->e, s->rec->id, &s->u, NULL);
     } else {

@@ -38,6 +38,8 @@ struct exec_engine {
     bool pw_stop;
     struct prewarm_job *pw_jobs; /* bounded queue, guarded by pw_mu */
     size_t pw_n;
+    const struct prewarm_job *pw_busy; /* the job being made, or NULL (guarded by pw_mu) */
+    pthread_cond_t pw_done;            /* broadcast when a job ends (CLOCK_MONOTONIC) */
 };
 
 /* An exec's overlay upper. Made per exec; an upper the script left exactly as it was is kept
@@ -88,6 +90,7 @@ struct exec_session {
     bool admitted, acquired;
     bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
     bool committed_files;    /* it committed file changes (set by exec_session_finish) */
+    int pristine;            /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */
     int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
 };
 
