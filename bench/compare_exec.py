@@ -2,6 +2,12 @@
 
     /usr/bin/python3 bench/compare_exec.py OLD_BINARY NEW_BINARY [--clients 16] [--n 300]
         [--rounds 2] [--script true]
+    /usr/bin/python3 bench/compare_exec.py OLD_BINARY NEW_BINARY --write-pair [--pause-ms 50]
+        [--n 200] [--rounds 3]
+
+--write-pair: one sandbox, N execs of `true` then N of `echo hello > w.txt` (as the suite's
+exec scenario), each series p50, and the write's extra over the no-op; with --pause-ms a pause
+after every response (an agent reading each answer).
 
 For each round and binary: a fresh server, one sandbox per client, N `exec-sync` requests of the
 script through bench/httpbench (make bench-tools), then execs/s, p50/p99 latency and the CPU time
@@ -26,7 +32,11 @@ def main():
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--script", default="true")
+    ap.add_argument("--write-pair", action="store_true")
+    ap.add_argument("--pause-ms", type=int, default=0)
     a = ap.parse_args()
+    if a.write_pair:
+        return write_pair(a)
     for rnd in range(a.rounds):
         for name, binary in (("old", a.old), ("new", a.new)):
             lib.BINARY = os.path.abspath(binary)
@@ -44,6 +54,29 @@ def main():
                 print(json.dumps({"round": rnd, "binary": name, "rps": r["rps"],
                                   "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
                                   "errors": r["errors"], "cpu_ms_per_exec": round(cpu, 2),
+                                  "loadavg": round(os.getloadavg()[0], 1)}), flush=True)
+            finally:
+                s.cleanup()
+
+
+def write_pair(a):
+    for rnd in range(a.rounds):
+        for name, binary in (("old", a.old), ("new", a.new)):
+            lib.BINARY = os.path.abspath(binary)
+            s = lib.Server().start()
+            try:
+                api = Api(s)
+                sid = api.create()
+                api.exec(sid, "echo hello > w.txt")
+                p50 = {}
+                for case, script in (("true", "true"), ("write", "echo hello > w.txt")):
+                    r = lib.httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
+                                      body=api.exec_body(script), n=a.n, ids=[sid], expect=200,
+                                      pause_ms=a.pause_ms, timeout=300)
+                    p50[case] = r["p50_ms"]
+                print(json.dumps({"round": rnd, "binary": name, "pause_ms": a.pause_ms,
+                                  "true_p50_ms": p50["true"], "write_p50_ms": p50["write"],
+                                  "write_extra_ms": round(p50["write"] - p50["true"], 3),
                                   "loadavg": round(os.getloadavg()[0], 1)}), flush=True)
             finally:
                 s.cleanup()
