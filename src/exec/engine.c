@@ -1022,7 +1022,7 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
     /* An upper exactly as it was mounted (every directory of it unchanged, nothing else in it)
      * holds no change: the diff's walk is skipped, and the answer serves exec_session_end. */
     if (s->pristine < 0)
-        s->pristine = s->u.version >= 0 && upper_pristine(&s->u);
+        s->pristine = s->u.version >= 0 && s->u.upper && upper_pristine(&s->u);
     if (read_only) {
         int changed = s->pristine ? 0 : diff_upper_changed(s->u.upper, s->lower);
         if (changed < 0)
@@ -1071,9 +1071,8 @@ void exec_session_end(struct exec_session *s)
     if (s->admitted)
         leave(s->e);
     /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
-    if (s->pristine < 0) /* the session ended before exec_session_finish */
-        s->pristine = s->u.version >= 0 && upper_pristine(&s->u);
-    if (s->unchanged && s->u.version >= 0 && s->pristine) {
+    /* unchanged is only ever set by exec_session_finish, which found out pristine too */
+    if (s->unchanged && s->u.version >= 0 && s->pristine > 0) {
         s->u.version = s->rec->version;
         idle_put(s->e, s->rec->id, &s->u, NULL);
     } else {
