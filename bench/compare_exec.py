@@ -35,51 +35,48 @@ def main():
     ap.add_argument("--write-pair", action="store_true")
     ap.add_argument("--pause-ms", type=int, default=0)
     a = ap.parse_args()
-    if a.write_pair:
-        return write_pair(a)
+    interleaved(a, write_pair if a.write_pair else throughput)
+
+
+def interleaved(a, measure):
+    """Per round, a fresh server of each binary in turn; measure(a, server, api) gives the
+    figures printed as one JSON line."""
     for rnd in range(a.rounds):
         for name, binary in (("old", a.old), ("new", a.new)):
             lib.BINARY = os.path.abspath(binary)
             s = lib.Server().start()
             try:
-                api = Api(s)
-                ids = [api.create() for _ in range(a.clients)]
-                for sid in ids:
-                    api.exec(sid, a.script)
-                cpu0 = s.cpu_seconds()
-                r = lib.httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
-                                  body=api.exec_body(a.script), n=a.n, concurrency=a.clients,
-                                  ids=ids, expect=200, timeout=120)
-                cpu = (s.cpu_seconds() - cpu0) * 1000 / a.n
-                print(json.dumps({"round": rnd, "binary": name, "rps": r["rps"],
-                                  "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
-                                  "errors": r["errors"], "cpu_ms_per_exec": round(cpu, 2),
+                fig = measure(a, s, Api(s))
+                print(json.dumps({"round": rnd, "binary": name, **fig,
                                   "loadavg": round(os.getloadavg()[0], 1)}), flush=True)
             finally:
                 s.cleanup()
 
 
-def write_pair(a):
-    for rnd in range(a.rounds):
-        for name, binary in (("old", a.old), ("new", a.new)):
-            lib.BINARY = os.path.abspath(binary)
-            s = lib.Server().start()
-            try:
-                api = Api(s)
-                sid = api.create()
-                api.exec(sid, "echo hello > w.txt")
-                p50 = {}
-                for case, script in (("true", "true"), ("write", "echo hello > w.txt")):
-                    r = lib.httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
-                                      body=api.exec_body(script), n=a.n, ids=[sid], expect=200,
-                                      pause_ms=a.pause_ms, timeout=300)
-                    p50[case] = r["p50_ms"]
-                print(json.dumps({"round": rnd, "binary": name, "pause_ms": a.pause_ms,
-                                  "true_p50_ms": p50["true"], "write_p50_ms": p50["write"],
-                                  "write_extra_ms": round(p50["write"] - p50["true"], 3),
-                                  "loadavg": round(os.getloadavg()[0], 1)}), flush=True)
-            finally:
-                s.cleanup()
+def throughput(a, s, api):
+    ids = [api.create() for _ in range(a.clients)]
+    for sid in ids:
+        api.exec(sid, a.script)
+    cpu0 = s.cpu_seconds()
+    r = lib.httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
+                      body=api.exec_body(a.script), n=a.n, concurrency=a.clients,
+                      ids=ids, expect=200, timeout=120)
+    cpu = (s.cpu_seconds() - cpu0) * 1000 / a.n
+    return {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+            "errors": r["errors"], "cpu_ms_per_exec": round(cpu, 2)}
+
+
+def write_pair(a, s, api):
+    sid = api.create()
+    api.exec(sid, "echo hello > w.txt")
+    p50 = {}
+    for case, script in (("true", "true"), ("write", "echo hello > w.txt")):
+        r = lib.httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
+                          body=api.exec_body(script), n=a.n, ids=[sid], expect=200,
+                          pause_ms=a.pause_ms, timeout=300)
+        p50[case] = r["p50_ms"]
+    return {"pause_ms": a.pause_ms, "true_p50_ms": p50["true"], "write_p50_ms": p50["write"],
+            "write_extra_ms": round(p50["write"] - p50["true"], 3)}
 
 
 if __name__ == "__main__":
