@@ -402,31 +402,49 @@ static bool dir_holds_only(const char *path, const char *only, size_t only_len)
     return ok && seen == (only != NULL);
 }
 
+/* Segment i of the skeleton's path (not NUL-terminated: *len bytes); NULL past its end. */
+static const char *skel_segment(const struct upper *u, int i, size_t *len)
+{
+    const char *seg = u->skel;
+    for (int k = 0; seg && k < i; k++)
+        seg = k + 1 < u->nskel ? strchr(seg, '/') + 1 : NULL;
+    if (i >= u->nskel || !seg)
+        return NULL;
+    *len = strcspn(seg, "/");
+    return seg;
+}
+
+/* The host path of the skeleton directory at `depth` (0: the upper root). */
+static bool skel_path(const struct upper *u, int depth, char *buf, size_t cap)
+{
+    size_t len = 0, sl = 0;
+    int n = snprintf(buf, cap, "%s", u->upper);
+    for (int i = 0; n >= 0 && (size_t)n < cap - len && i < depth; i++) {
+        len += (size_t)n;
+        const char *seg = skel_segment(u, i, &sl);
+        if (!seg)
+            return false;
+        n = snprintf(buf + len, cap - len, "/%.*s", (int)sl, seg);
+    }
+    return n >= 0 && (size_t)n < cap - len;
+}
+
 /* The upper as the overlay left it at mount time: same metadata, no entry but the skeleton
  * (upper_skeleton), each of its directories as it was. */
 static bool upper_pristine(const struct upper *u)
 {
-    struct statx now;
-    if (statx(AT_FDCWD, u->upper, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &now) < 0 ||
-        !same_node(&now, &u->root0))
-        return false;
     char path[PATH_MAX];
-    int len = snprintf(path, sizeof(path), "%s", u->upper);
-    const char *next = u->nskel > 0 ? u->skel : NULL;
-    for (int i = 0;; i++) {
-        size_t next_len = next ? strcspn(next, "/") : 0;
-        if (!dir_holds_only(path, next, next_len))
-            return false;
-        if (!next)
-            return true;
-        int n = snprintf(path + len, sizeof(path) - (size_t)len, "/%.*s", (int)next_len, next);
-        if (n < 0 || (size_t)n >= sizeof(path) - (size_t)len ||
+    for (int depth = 0; depth <= u->nskel; depth++) {
+        struct statx now;
+        size_t next_len = 0;
+        const char *next = skel_segment(u, depth, &next_len);
+        if (!skel_path(u, depth, path, sizeof(path)) ||
             statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &now) < 0 ||
-            !same_node(&now, &u->skel_st[i]))
+            !same_node(&now, depth ? &u->skel_st[depth - 1] : &u->root0) ||
+            !dir_holds_only(path, next, next_len))
             return false;
-        len += n;
-        next = i + 1 < u->nskel ? next + next_len + 1 : NULL;
     }
+    return true;
 }
 
 /* Copies the directories of the sandbox path `cwd` that are real directories in `lower` into
@@ -621,17 +639,10 @@ static int upper_mount(struct exec_engine *e, struct upper *u, const char *lower
         u->version = -1;
     /* how the skeleton looks now, for upper_pristine */
     char path[PATH_MAX];
-    int len = snprintf(path, sizeof(path), "%s", u->upper);
-    const char *seg = u->skel;
-    for (int i = 0; i < u->nskel && u->version >= 0; i++) {
-        size_t sl = strcspn(seg, "/");
-        int n = snprintf(path + len, sizeof(path) - (size_t)len, "/%.*s", (int)sl, seg);
-        if (n < 0 || (size_t)n >= sizeof(path) - (size_t)len ||
+    for (int i = 0; i < u->nskel && u->version >= 0; i++)
+        if (!skel_path(u, i + 1, path, sizeof(path)) ||
             statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &u->skel_st[i]) < 0)
             u->version = -1;
-        len += n;
-        seg += sl + (seg[sl] == '/');
-    }
     return 0;
 }
 
@@ -1071,8 +1082,9 @@ void exec_session_end(struct exec_session *s)
     if (s->admitted)
         leave(s->e);
     /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
-    /* unchanged is only ever set by exec_session_finish, which found out pristine too */
-    if (s->unchanged && s->u.version >= 0 && s->pristine > 0) {
+    /* unchanged is only ever set by exec_session_finish, which found out pristine too (never
+     * for an upper that cannot be reused: version -1) */
+    if (s->unchanged && s->pristine > 0) {
         s->u.version = s->rec->version;
         idle_put(s->e, s->rec->id, &s->u, NULL);
     } else {
