@@ -249,6 +249,8 @@ json_t *exec_engine_status_json(struct exec_engine *e)
         json_object_set_new(lim, "note", json_string(info.cgroup_message));
     json_object_set_new(o, "limits", lim);
     json_object_set_new(o, "shell", json_string(jail_runtime_rootfs(e->jail)->shell));
+    json_object_set_new(o, "localeArchive",
+                        json_boolean(jail_runtime_rootfs(e->jail)->locale != NULL));
     pthread_mutex_lock(&e->mu);
     json_object_set_new(o, "running", json_integer(e->running));
     json_object_set_new(o, "queued", json_integer(e->waiting));

@@ -83,11 +83,23 @@ static const char *const dev_links[][2] = {
 #define DEV_LINKS (sizeof(dev_links) / sizeof(dev_links[0]))
 
 /* Paths below the new root that every exec uses, computed once. */
-enum { P_USR, P_ETC, P_BIN, P_PROC, P_PROC_SYS, P_PROC_SYSRQ, P_DEV, P_PTS, P_SHM, P_COUNT };
+enum {
+    P_USR,
+    P_LOCALE,
+    P_ETC,
+    P_BIN,
+    P_PROC,
+    P_PROC_SYS,
+    P_PROC_SYSRQ,
+    P_DEV,
+    P_PTS,
+    P_SHM,
+    P_COUNT
+};
 /* Relative to the new root (the child's working directory while it assembles it). */
-static const char *const p_suffix[P_COUNT] = {"usr",  "etc",      "opt/sqlfs/bin",
-                                              "proc", "proc/sys", "proc/sysrq-trigger",
-                                              "dev",  "dev/pts",  "dev/shm"};
+static const char *const p_suffix[P_COUNT] = {
+    "usr",      "usr/lib/locale",     "etc", "opt/sqlfs/bin", "proc",
+    "proc/sys", "proc/sysrq-trigger", "dev", "dev/pts",       "dev/shm"};
 
 struct jail_runtime {
     struct rootfs rf;
@@ -218,6 +230,8 @@ static void child_mounts_early(const struct child_plan *cp)
         }
     }
     bind_ro(rt->rf.usr, rt->p[P_USR], true, "bind /usr");
+    if (rt->rf.locale)
+        bind_ro(rt->rf.locale, rt->p[P_LOCALE], false, "bind the locale archive");
     bind_ro(rt->rf.etc, rt->p[P_ETC], false, "bind /etc");
     bind_ro(cp->bin, rt->p[P_BIN], false, "bind /opt/sqlfs/bin");
     for (int k = 0; k < 2; k++) {

@@ -5,17 +5,23 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <linux/openat2.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "exec/ids.h"
 #include "util/err.h"
+#include "util/log.h"
 
 static const char *const runtime_names[2] = {"python", "javascript"};
+
+/* Compiled locales put into the jail's archive, at most. */
+#define LOCALE_MAX_DIRS 64
 
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -344,6 +350,143 @@ static char *joinp(const char *a, const char *b)
     return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
 }
 
+/* Runs the host's localedef to put the compiled locales `names` (directories of `src`) into one
+ * archive under `prefix` (localedef writes <prefix>/usr/lib/locale/locale-archive). 0 or -errno. */
+static int run_localedef(const char *prefix, const char *src, char *const *names, size_t n)
+{
+    char *argv[4 + LOCALE_MAX_DIRS + 1];
+    char prefix_opt[4200];
+    snprintf(prefix_opt, sizeof(prefix_opt), "--prefix=%s", prefix);
+    size_t k = 0;
+    argv[k++] = "localedef";
+    argv[k++] = prefix_opt;
+    argv[k++] = "--add-to-archive";
+    argv[k++] = "--replace";
+    char *paths[LOCALE_MAX_DIRS];
+    size_t made = 0;
+    int r = 0;
+    for (; made < n; made++) {
+        paths[made] = joinp(src, names[made]);
+        if (!paths[made]) {
+            r = -ENOMEM;
+            break;
+        }
+        argv[k++] = paths[made];
+    }
+    argv[k] = NULL;
+    char *envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
+    posix_spawn_file_actions_t fa;
+    bool fa_ok = r == 0 && posix_spawn_file_actions_init(&fa) == 0;
+    if (r == 0 && !fa_ok)
+        r = -ENOMEM;
+    /* localedef prints "Adding …" for each locale: nothing the server's log needs. */
+    if (fa_ok && (posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) != 0 ||
+                  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0) != 0 ||
+                  posix_spawn_file_actions_adddup2(&fa, 1, 2) != 0))
+        r = -ENOMEM;
+    pid_t pid = -1;
+    if (r == 0) {
+        int e = posix_spawn(&pid, "/usr/bin/localedef", &fa, NULL, argv, envp);
+        if (e != 0)
+            r = -e;
+    }
+    if (pid > 0) {
+        int status = 0;
+        pid_t w;
+        while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+            ;
+        if (w < 0)
+            r = -errno;
+        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            r = -EIO;
+    }
+    if (fa_ok)
+        posix_spawn_file_actions_destroy(&fa);
+    for (size_t i = 0; i < made; i++)
+        free(paths[i]);
+    return r;
+}
+
+/* locale/: the rootfs's /usr/lib/locale plus one archive of its compiled locales. Every
+ * program in a jail sets its locale from LANG=C.UTF-8 at start; without an archive glibc looks
+ * for each of the 13 categories in its own file (two opens, a stat and a map each), with it one
+ * map of one file serves them all: about 0.5 ms less for every program a script starts.
+ * Built only over the host's own /usr (the archive is the host glibc's format, made by its
+ * localedef) and only when the host has no archive already; an image given with --rootfs ships
+ * its own. A failure is logged and leaves the jail reading the separate files, as before. */
+static int build_locale(struct rootfs *rf, int jailfd)
+{
+    if (strcmp(rf->rootfs, "/") != 0 || access("/usr/lib/locale/locale-archive", F_OK) == 0)
+        return 0;
+    DIR *d = opendir("/usr/lib/locale");
+    if (!d)
+        return 0;
+    char *names[LOCALE_MAX_DIRS];
+    size_t n = 0;
+    struct dirent *e;
+    while (n < LOCALE_MAX_DIRS && (e = readdir(d))) {
+        char probe[512];
+        snprintf(probe, sizeof(probe), "%s/LC_CTYPE", e->d_name);
+        if (e->d_name[0] == '.' || faccessat(dirfd(d), probe, R_OK, 0) < 0)
+            continue;
+        if (!(names[n] = strdup(e->d_name)))
+            break;
+        n++;
+    }
+    char *staging = joinp(rf->jail_dir, "locale.build");
+    char *out = joinp(staging ? staging : "", "usr/lib/locale");
+    char *final = joinp(rf->jail_dir, "locale");
+    int r = !staging || !out || !final ? -ENOMEM : 0;
+    if (r == 0 && n == 0)
+        r = 1; /* nothing to archive */
+    if (r == 0 && (mkdirat(jailfd, "locale.build", 0755) < 0 ||
+                   mkdirat(jailfd, "locale.build/usr", 0755) < 0 ||
+                   mkdirat(jailfd, "locale.build/usr/lib", 0755) < 0 ||
+                   mkdirat(jailfd, "locale.build/usr/lib/locale", 0755) < 0 ||
+                   mkdirat(jailfd, "locale", 0755) < 0))
+        r = -errno;
+    if (r == 0)
+        r = run_localedef(staging, "/usr/lib/locale", names, n);
+    /* The directories too, so that the jail's /usr/lib/locale lists what the host's does. */
+    int lfd = r == 0 ? openat(jailfd, "locale", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (r == 0 && lfd < 0)
+        r = -errno;
+    for (size_t i = 0; r == 0 && i < n; i++)
+        r = copy_tree(dirfd(d), names[i], lfd);
+    if (r == 0) {
+        char *archive = joinp(out, "locale-archive");
+        if (!archive)
+            r = -ENOMEM;
+        else if (renameat(AT_FDCWD, archive, lfd, "locale-archive") < 0)
+            r = -errno;
+        free(archive);
+    }
+    if (r == 0 && fchmod(lfd, 0755) < 0)
+        r = -errno;
+    if (lfd >= 0)
+        close(lfd);
+    closedir(d);
+    if (staging)
+        (void)rootfs_rm_rf(staging);
+    if (r == 0) {
+        rf->locale = final;
+        final = NULL;
+    } else if (final) {
+        (void)rootfs_rm_rf(final);
+    }
+    if (r < 0)
+        log_msg("warn",
+                "exec: cannot build the jail's locale archive (%s); programs in a sandbox "
+                "read each locale category from its own file",
+                strerror(-r));
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(staging);
+    free(out);
+    free(final);
+    return 0;
+}
+
 int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
 {
     struct rootfs rf;
@@ -390,6 +533,8 @@ int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
         err_set(r, "rootfs: cannot generate the skeleton layer");
     if (r == 0 && (r = build_stubs_and_bins(&rf, jailfd)) < 0)
         err_set(r, "rootfs: cannot generate the runtime stubs");
+    if (r == 0)
+        r = build_locale(&rf, jailfd);
     if (r == 0) {
         find_targets(&rf, rootfd);
         rf.has_bash = faccessat(rootfd, "usr/bin/bash", X_OK, 0) == 0;
@@ -418,6 +563,7 @@ void rootfs_release(struct rootfs *r)
     free(r->etc);
     free(r->skel);
     free(r->newroot);
+    free(r->locale);
     for (int i = 0; i < 4; i++)
         free(r->bin[i]);
     for (int i = 0; i < 2; i++) {

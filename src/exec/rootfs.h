@@ -12,6 +12,9 @@
  *   bin/N/    /opt/sqlfs/bin for each combination of the runtime flags (N = python | js << 1):
  *             py-exec and js-exec, real or stubs.
  *   root/     the empty directory a jail assembles its new root on (in its own mount namespace).
+ *   locale/   over the host's /usr only, when the host has no locale archive: its compiled
+ *             locales (C.utf8, ...) and one archive holding them all, mounted on the jail's
+ *             /usr/lib/locale so that a program's start maps one file instead of 13.
  *
  * It also resolves which files of the rootfs are the python and node interpreters, so that a
  * jail without the runtime can bind the stub over each.
@@ -37,6 +40,7 @@ struct rootfs {
     char *newroot;  /* <data>/jail/root */
     char *bin[4];   /* <data>/jail/bin/<python | js << 1> */
     char *stub[2];  /* <data>/jail/stub/{python,javascript} */
+    char *locale;   /* <data>/jail/locale, or NULL: the jail sees the rootfs's /usr/lib/locale */
     /* Paths inside the jail (no symlinks, below /usr) to cover with stub[i] when runtime i is
      * off (0 = python, 1 = javascript). */
     char *targets[2][ROOTFS_MAX_STUBS];

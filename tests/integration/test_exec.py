@@ -370,6 +370,29 @@ def test_shell_is_the_static_build_of_the_same_bash(api, sandbox, server):
     assert r.json()["exitCode"] == 127
 
 
+@pytest.mark.skipif(not os.path.isfile("/usr/lib/locale/C.utf8/LC_CTYPE")
+                    or os.path.exists("/usr/lib/locale/locale-archive"),
+                    reason="needs the host's compiled C.utf8 and no locale archive of its own")
+def test_programs_take_their_locale_from_one_archive(api, sandbox, server):
+    """The host keeps C.UTF-8 as 13 separate files; the jail's /usr/lib/locale adds one archive
+    of them, so a program maps that one file at start. UTF-8 still works, the host's compiled
+    locales are still listed, and the archive cannot be written."""
+    assert httpx.get(server.url + "/readyz").json()["checks"]["exec"]["localeArchive"] is True
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": (
+        "grep -o '/usr/lib/locale/.*' /proc/self/maps | sort -u; echo --; ls /usr/lib/locale; "
+        "echo --; locale -a; echo --; printf '\\303\\251t\\303\\251' | wc -m; "
+        "echo x >> /usr/lib/locale/locale-archive")})
+    assert r.status_code == 200, r.text
+    maps, listing, names, rest = r.json()["stdout"].split("--\n")
+    assert maps.split() == ["/usr/lib/locale/locale-archive"], maps
+    host = sorted(os.listdir("/usr/lib/locale"))
+    assert listing.split() == sorted(host + ["locale-archive"]), listing
+    assert "C.utf8" in names.split(), names
+    assert rest == "3\n", rest
+    err = r.json()["stderr"]
+    assert "Permission denied" in err or "Read-only file system" in err, err
+
+
 def test_rootfs_without_static_bash_runs_dynamic_bash(fresh_server, tmp_path):
     """A dedicated --rootfs image without bash-static: the jail runs its /usr/bin/bash, loaded by
     the image's own dynamic linker and libraries."""
