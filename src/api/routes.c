@@ -20,7 +20,7 @@ const struct route http_routes[] = {
     {"POST", SBX "/mkdir", BODY_JSON, true, NULL, NULL, route_mkdir, NULL},
     {"POST", SBX "/writeFiles", BODY_JSON, true, NULL, NULL, route_write_files, NULL},
     {"GET", SBX "/tree", BODY_NONE, true, NULL, NULL, route_tree, NULL},
-    {"POST", SBX "/exec-sync", BODY_RAW, true, NULL, NULL, route_exec_sync, NULL},
+    {"POST", SBX "/exec-sync", BODY_RAW, true, NULL, NULL, route_exec_sync, route_exec_sync_done},
     {"POST", SBX "/exec", BODY_RAW, true, NULL, NULL, route_exec_stream, route_exec_stream_done},
     {"POST", SBX "/exec-sync-batch", BODY_JSON, true, NULL, NULL, route_exec_batch, NULL},
     {"POST", SBX "/ingest", BODY_STREAM, true, route_ingest_begin, route_ingest_data,

@@ -33,6 +33,7 @@ int route_tree(struct request *req);
 
 /* exec routes (api/exec.c) */
 int route_exec_sync(struct request *req);
+void route_exec_sync_done(struct request *req, bool completed);
 int route_exec_stream(struct request *req);
 void route_exec_stream_done(struct request *req, bool completed);
 int route_exec_batch(struct request *req);

@@ -90,8 +90,18 @@ static bool run_probe(const struct jail_runtime *rt)
     return sysprobe_ok(&probe);
 }
 
+void exec_outcome_finish(struct exec_outcome *o)
+{
+    if (!o->rest)
+        return;
+    exec_session_end(o->rest);
+    free(o->rest);
+    o->rest = NULL;
+}
+
 void exec_outcome_release(struct exec_outcome *o)
 {
+    exec_outcome_finish(o);
     buf_release(&o->out);
     buf_release(&o->err);
 }
@@ -1047,29 +1057,44 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
         sandbox_touch(e->app, s->rec->id);
         return 0;
     }
-    struct changeset cs;
-    changeset_init(&cs, "exec");
+    /* The change set outlives the commit: exec_session_end applies it to the checkout. */
+    struct changeset *cs = &s->cs;
+    changeset_release(cs);
+    changeset_init(cs, "exec");
     struct diff_stats ds = {0};
-    int r = s->pristine ? 0 : diff_upper(e->app->store, s->u.upper, s->lower, &cs, &ds);
+    int r = s->pristine ? 0 : diff_upper(e->app->store, s->u.upper, s->lower, cs, &ds);
     if (r == 0 && new_cwd && (!s->rec->cwd || strcmp(new_cwd, s->rec->cwd) != 0)) {
-        cs.new_cwd = strdup(new_cwd);
-        if (!cs.new_cwd)
+        cs->new_cwd = strdup(new_cwd);
+        if (!cs->new_cwd)
             r = -ENOMEM;
     }
-    if (r == 0 && (cs.n > 0 || cs.new_cwd)) {
-        if (info_json && changeset_set_info(&cs, info_json) < 0)
+    if (r == 0 && (cs->n > 0 || cs->new_cwd)) {
+        if (info_json && changeset_set_info(cs, info_json) < 0)
             r = -ENOMEM;
+        int64_t from = s->rec->version;
         if (r == 0)
-            r = sandbox_commit(e->app, s->rec, &cs, s->u.upper, NULL);
+            r = sandbox_commit_untold(e->app, s->rec, cs, NULL);
+        if (r == 0) {
+            s->tell_pending = true;
+            s->tell_from = from;
+        }
         if (r == 0 && ret_changes)
-            *ret_changes = (int64_t)cs.n;
-        s->committed_files = r == 0 && cs.n > 0;
+            *ret_changes = (int64_t)cs->n;
+        s->committed_files = r == 0 && cs->n > 0;
     } else if (r == 0) {
         sandbox_touch(e->app, s->rec->id);
     }
-    s->unchanged = r == 0 && cs.n == 0;
-    changeset_release(&cs);
+    s->unchanged = r == 0 && cs->n == 0;
+    if (!s->tell_pending)
+        changeset_release(cs);
     return r;
+}
+
+void exec_session_leave(struct exec_session *s)
+{
+    if (s->admitted)
+        leave(s->e);
+    s->admitted = false;
 }
 
 void exec_session_end(struct exec_session *s)
@@ -1078,11 +1103,15 @@ void exec_session_end(struct exec_session *s)
         close(s->report[0]);
     if (s->report[1] >= 0)
         close(s->report[1]);
+    /* before the upper goes: the checkout apply reads the changed files from it */
+    if (s->tell_pending)
+        sandbox_tell_commit(s->e->app, s->rec->id, s->tell_from, s->rec->version, &s->cs,
+                            s->u.upper);
+    changeset_release(&s->cs);
     if (s->acquired)
         checkout_release(s->e->checkouts, s->rec->id);
     /* the slot is free once the jail is gone: removing the upper need not hold it */
-    if (s->admitted)
-        leave(s->e);
+    exec_session_leave(s);
     /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
     /* unchanged is only ever set by exec_session_finish, which found out pristine too (never
      * for an upper that cannot be reused: version -1) */
@@ -1113,8 +1142,10 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
     memset(out, 0, sizeof(*out));
     out->out = (struct buf)BUF_INIT(0);
     out->err = (struct buf)BUF_INIT(0);
-    struct exec_session s;
-    int r = exec_session_begin(e, rec, &s);
+    struct exec_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    int r = exec_session_begin(e, rec, s);
     char *script = NULL, *new_cwd = NULL;
     int stdin_fd = -1;
     struct jail_proc *proc = NULL;
@@ -1144,7 +1175,7 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
             .env = p->env,
             .stdin_fd = stdin_fd,
         };
-        r = exec_session_spawn(&s, &sp, &proc);
+        r = exec_session_spawn(s, &sp, &proc);
         if (r == -ENOENT && p->cwd) /* the request named a start directory that is missing */
             r = err_set(-ERR_INVALID_INPUT, "cwd does not exist in the sandbox: %s", p->cwd);
     }
@@ -1152,7 +1183,7 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         close(stdin_fd);
     free(script);
     if (r == 0) {
-        exec_session_close_report_writer(&s);
+        exec_session_close_report_writer(s);
         struct collect col = {.p = p, .out = out, .cap = e->app->cfg->max_exec_output_bytes};
         struct runner_opts ro = {
             .timeout_ms = p->timeout_ms,
@@ -1162,23 +1193,29 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         };
         struct runner_result res;
         r = runner_run(proc, &ro, &res);
-        exec_session_free_proc(&s, proc);
+        exec_session_free_proc(s, proc);
         if (r == 0) {
             out->exit_code = res.exit_code;
             out->exit_signal = res.exit_signal;
             out->timed_out = res.timed_out;
             out->cancelled = res.cancelled;
             out->duration_ms = res.duration_ms;
-            new_cwd = read_cwd(s.report[0]);
+            new_cwd = read_cwd(s->report[0]);
         }
     }
     if (r == 0) {
         char info[160];
         snprintf(info, sizeof(info), "{\"exitCode\":%d,\"durationMs\":%lld,\"timedOut\":%s}",
                  out->exit_code, (long long)out->duration_ms, out->timed_out ? "true" : "false");
-        r = exec_session_finish(&s, p->read_only, new_cwd, info, &out->files_changed);
+        r = exec_session_finish(s, p->read_only, new_cwd, info, &out->files_changed);
     }
     free(new_cwd);
-    exec_session_end(&s);
+    exec_session_leave(s);
+    if (r == 0 && p->rest_after_reply) {
+        out->rest = s;
+        return 0;
+    }
+    exec_session_end(s);
+    free(s);
     return r;
 }

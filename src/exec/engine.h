@@ -42,6 +42,10 @@ struct exec_params {
     int cancel_fd;          /* client socket: hang-up kills the script; -1 = none */
     exec_output_cb on_output; /* NULL: output is buffered in the outcome (capped) */
     void *userdata;
+    /* The caller answers first: what the exec leaves to do once its outcome is known (the
+     * checkout apply of its commit, the upper's removal, the next upper's preparation) is
+     * handed back in exec_outcome.rest instead of being done before exec_engine_run returns. */
+    bool rest_after_reply;
 };
 
 struct exec_outcome {
@@ -53,8 +57,15 @@ struct exec_outcome {
     struct buf out, err;  /* buffered output when on_output is NULL (raw bytes) */
     bool out_truncated, err_truncated;
     int64_t files_changed; /* changes committed */
+    /* With exec_params.rest_after_reply, on success: the exec's remaining work. The caller
+     * runs it with exec_outcome_finish once its reply is out, holding the sandbox lock and
+     * keeping the record it passed to exec_engine_run until then. */
+    struct exec_session *rest;
 };
 
+/* Runs and frees o->rest, if any. */
+void exec_outcome_finish(struct exec_outcome *o);
+/* Frees the output buffers, and runs o->rest if it is still there. */
 void exec_outcome_release(struct exec_outcome *o);
 
 /* Starts the engine: jail runtime (start-up checks), checkout cache, cleanup of leftovers.

@@ -92,6 +92,11 @@ struct exec_session {
     bool committed_files;    /* it committed file changes (set by exec_session_finish) */
     int pristine;            /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */
     int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
+    /* The committed change set, whose app->after_commit call (the checkout apply) is owed
+     * until exec_session_end: from version tell_from to rec->version. */
+    struct changeset cs;
+    bool tell_pending;
+    int64_t tell_from;
 };
 
 /* What to run in a session's jail. */
@@ -120,6 +125,11 @@ __attribute__((warn_unused_result)) int exec_session_finish(struct exec_session 
                                                             bool read_only, const char *new_cwd,
                                                             const char *info_json,
                                                             int64_t *ret_changes);
+/* Frees the session's admission slot (exec_session_end does it too, if not done). */
+void exec_session_leave(struct exec_session *s);
+/* Everything else the session holds: the owed after-commit call (checkout apply), the
+ * checkout, the upper (kept for reuse or removed in the background), and the preparation of
+ * the next upper after a commit of files. */
 void exec_session_end(struct exec_session *s);
 
 #endif

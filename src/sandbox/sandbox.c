@@ -37,8 +37,8 @@ int sandbox_open(struct app *app, const char *id, const char *tenant, const char
     return 0;
 }
 
-int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct changeset *cs,
-                   const char *upper_dir, struct commit_result *ret)
+int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs,
+                          struct commit_result *ret)
 {
     struct commit_opts opts = {
         .expect_version = rec->version,
@@ -57,7 +57,6 @@ int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct change
         return err_set(-ENOENT, "parent directory does not exist");
     if (r < 0)
         return r;
-    int64_t old = rec->version;
     rec->version = res.version;
     rec->size_bytes = res.size_bytes;
     rec->last_used_ms = opts.now_ms;
@@ -68,8 +67,27 @@ int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct change
             rec->cwd = cwd;
         }
     }
+    if (ret)
+        *ret = res;
+    return 0;
+}
+
+void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,
+                         int64_t new_version, const struct changeset *cs, const char *upper_dir)
+{
     if (app->after_commit)
-        app->after_commit(app, rec->id, old, res.version, cs, upper_dir);
+        app->after_commit(app, sandbox_id, old_version, new_version, cs, upper_dir);
+}
+
+int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct changeset *cs,
+                   const char *upper_dir, struct commit_result *ret)
+{
+    int64_t old = rec->version;
+    struct commit_result res;
+    int r = sandbox_commit_untold(app, rec, cs, &res);
+    if (r < 0)
+        return r;
+    sandbox_tell_commit(app, rec->id, old, res.version, cs, upper_dir);
     if (ret)
         *ret = res;
     return 0;

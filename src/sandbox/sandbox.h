@@ -42,6 +42,17 @@ __attribute__((warn_unused_result)) int sandbox_commit(struct app *app, struct s
                                                        const char *upper_dir,
                                                        struct commit_result *ret);
 
+/* sandbox_commit in two steps, for a caller that answers its client in between: the commit
+ * (rec updated, nothing told) and then, before the sandbox lock is released, the
+ * app->after_commit call with the same change set and the version the commit started from
+ * (caches follow: the exec's checkout apply). An exec makes the second step after its reply. */
+__attribute__((warn_unused_result)) int sandbox_commit_untold(struct app *app,
+                                                              struct sandbox_rec *rec,
+                                                              const struct changeset *cs,
+                                                              struct commit_result *ret);
+void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,
+                         int64_t new_version, const struct changeset *cs, const char *upper_dir);
+
 /* Resolves path inside the sandbox, following symlinks of every intermediate segment, and of
  * the last one when follow_last (at most 40 links, else -ELOOP). Symlinks resolve against the
  * sandbox root, never the host. On success *ret_path is the resolved path and ret_meta (if not

@@ -320,9 +320,13 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
     deadline = time.time() + 5
     ready = None
     while time.time() < deadline and ready is None:
+        # the prepared upper, not the exec's own (which holds `one` until it is removed)
         for d in os.listdir(uppers):
-            if os.path.isdir(os.path.join(uppers, d, "upper", "home", "user", "proj")):
-                ready = d
+            try:
+                if os.listdir(os.path.join(uppers, d, "upper", "home", "user", "proj")) == []:
+                    ready = d
+            except FileNotFoundError:
+                pass
         time.sleep(0.02)
     assert ready, "no upper with the cwd's directories was prepared"
     for rel in ("home", "home/user", "home/user/proj"):
@@ -349,6 +353,25 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
     assert paths == ["/home/user/proj", "/home/user/proj/two"], paths
     res = ok(api, sandbox, "ls /home/user/proj; stat -c %a /home/user/proj")
     assert res["stdout"] == "one\ntwo\n755\n"
+
+
+def test_next_request_after_a_write_sees_it_at_once(api, sandbox, server):
+    """An exec's reply goes out before its checkout follows the commit (and before its upper is
+    removed); the sandbox stays locked until that is done. A request sent on another connection
+    the moment the reply arrives must therefore see the write, through the jail and the file
+    API, whether it reads or writes."""
+    with server.client() as other:
+        for i in range(25):
+            ok(api, sandbox, f"echo {i} > n.txt")
+            ro = other.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                            json={"script": "cat n.txt", "readOnly": True})
+            assert ro.status_code == 200 and ro.json()["stdout"] == f"{i}\n", ro.text
+            assert other.get(f"/v1/sandboxes/{sandbox}/files/home/user/n.txt").content == \
+                f"{i}\n".encode()
+            ok(api, sandbox, f"echo {i} >> log.txt")
+            rw = other.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                            json={"script": "cat n.txt; wc -l < log.txt"})
+            assert rw.status_code == 200 and rw.json()["stdout"] == f"{i}\n{i + 1}\n", rw.text
 
 
 @pytest.mark.skipif(not os.access("/usr/bin/bash-static", os.X_OK),
