@@ -30,5 +30,10 @@ int route_readyz(struct request *req)
     json_t *o = json_object();
     json_object_set_new(o, "status", json_string(ok ? "ok" : "degraded"));
     json_object_set_new(o, "checks", checks);
+    /* The store's caches grow with the database up to their bound: an operator (and the scale
+     * benchmark) can tell them apart from memory that would grow per sandbox. */
+    json_t *mem = json_object();
+    json_object_set_new(mem, "storeBytes", json_integer(store_memory_bytes(app->store)));
+    json_object_set_new(o, "memory", mem);
     return http_reply_json(req, ok ? 200 : 503, o);
 }

@@ -89,6 +89,8 @@ struct store_ops {
     const char *name;
     void (*close)(struct store *st);
     int (*check)(struct store *st);
+    /* Bytes of memory the engine holds (page caches, statements); -1 if it cannot tell. */
+    int64_t (*memory_bytes)(struct store *st);
     int (*sandbox_create)(struct store *st, const struct sandbox_rec *rec,
                           const struct changeset *initial, const struct commit_opts *opts);
     int (*sandbox_get)(struct store *st, const char *id, const char *tenant, const char *sub,
@@ -143,6 +145,13 @@ static inline void store_close(struct store *st)
 static inline int store_check(struct store *st)
 {
     return st->ops->check(st);
+}
+
+/* Bytes of memory the store's engine holds now (bounded caches: what the server's RSS grows by
+ * as the database grows, not per sandbox); -1 if the engine cannot tell. */
+static inline int64_t store_memory_bytes(struct store *st)
+{
+    return st->ops->memory_bytes ? st->ops->memory_bytes(st) : -1;
 }
 
 /* Inserts the sandbox row and commits `initial` (may be NULL) as its first version, in one

@@ -304,6 +304,8 @@ struct sqlite_store {
     pthread_mutex_t ckpt_lock; /* guards ckpt_want, ckpt_stop */
     pthread_cond_t ckpt_cond;  /* signals the checkpointer */
     unsigned ckpt_want;        /* databases to checkpoint: CKPT_MAIN | CKPT_BLOBS */
+    unsigned ckpt_dirty;       /* databases whose WAL holds frames since its last truncation */
+    int64_t ckpt_last_ms;      /* monotonic time of the last commit (time_mono_ms) */
     bool ckpt_stop;            /* the checkpointer must exit */
     bool ckpt_running;         /* ckpt_thread was started */
     pthread_t ckpt_thread;     /* runs WAL checkpoints off the write path */
@@ -2073,22 +2075,49 @@ static void sq_content_close(struct content_reader *rd)
 #define CKPT_HARD_MAIN 16000
 #define CKPT_SOFT_BLOBS 128 /* frames of 64 KiB */
 #define CKPT_HARD_BLOBS 1024
+/* After this long without a commit, a WAL is checkpointed in full and truncated: a busy burst
+ * may have grown it to journal_size_limit, and an idle server should not keep that on disk. */
+#define CKPT_IDLE_MS 2000
 
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
 {
     struct sqlite_store *s = ud;
     bool blobs = strcmp(name, "blobs") == 0;
-    if (frames >= (blobs ? CKPT_HARD_BLOBS : CKPT_HARD_MAIN)) {
+    unsigned bit = blobs ? CKPT_BLOBS : CKPT_MAIN;
+    if (frames >= (blobs ? CKPT_HARD_BLOBS : CKPT_HARD_MAIN))
         (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        return SQLITE_OK;
+    pthread_mutex_lock(&s->ckpt_lock);
+    s->ckpt_last_ms = time_mono_ms();
+    bool wake = !s->ckpt_dirty; /* the checkpointer sleeps without a deadline until now */
+    s->ckpt_dirty |= bit;
+    if (frames >= (blobs ? CKPT_SOFT_BLOBS : CKPT_SOFT_MAIN) &&
+        frames < (blobs ? CKPT_HARD_BLOBS : CKPT_HARD_MAIN)) {
+        s->ckpt_want |= bit;
+        wake = true;
     }
-    if (frames >= (blobs ? CKPT_SOFT_BLOBS : CKPT_SOFT_MAIN)) {
-        pthread_mutex_lock(&s->ckpt_lock);
-        s->ckpt_want |= blobs ? CKPT_BLOBS : CKPT_MAIN;
+    if (wake)
         pthread_cond_signal(&s->ckpt_cond);
-        pthread_mutex_unlock(&s->ckpt_lock);
-    }
+    pthread_mutex_unlock(&s->ckpt_lock);
     return SQLITE_OK;
+}
+
+/* Checkpoints every frame of the idle databases in `dirty` and truncates their WALs, without
+ * waiting for anything: with no busy handler, a reader still on an old snapshot (a long
+ * download) or a writer that just began makes it return SQLITE_BUSY after a passive pass, and
+ * it is tried again at the next idle moment. Returns the databases now truncated. */
+static unsigned ckpt_truncate_idle(struct sqlite_store *s, unsigned dirty)
+{
+    unsigned done = 0;
+    sqlite3 *db = s->ckpt->db;
+    (void)sqlite3_busy_timeout(db, 0);
+    if ((dirty & CKPT_MAIN) &&
+        sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) == SQLITE_OK)
+        done |= CKPT_MAIN;
+    if ((dirty & CKPT_BLOBS) &&
+        sqlite3_wal_checkpoint_v2(db, "blobs", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) == SQLITE_OK)
+        done |= CKPT_BLOBS;
+    (void)sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    return done;
 }
 
 static void *ckpt_main(void *arg)
@@ -2096,8 +2125,27 @@ static void *ckpt_main(void *arg)
     struct sqlite_store *s = arg;
     pthread_mutex_lock(&s->ckpt_lock);
     for (;;) {
-        while (!s->ckpt_want && !s->ckpt_stop)
-            pthread_cond_wait(&s->ckpt_cond, &s->ckpt_lock);
+        while (!s->ckpt_want && !s->ckpt_stop) {
+            if (!s->ckpt_dirty) {
+                pthread_cond_wait(&s->ckpt_cond, &s->ckpt_lock);
+                continue;
+            }
+            int64_t idle_at = s->ckpt_last_ms + CKPT_IDLE_MS;
+            if (time_mono_ms() >= idle_at) {
+                unsigned dirty = s->ckpt_dirty;
+                pthread_mutex_unlock(&s->ckpt_lock);
+                unsigned done = ckpt_truncate_idle(s, dirty);
+                pthread_mutex_lock(&s->ckpt_lock);
+                /* a commit meanwhile set its bit again and moved ckpt_last_ms: keep it */
+                if (s->ckpt_last_ms < idle_at)
+                    s->ckpt_dirty &= ~done;
+                if (s->ckpt_dirty && s->ckpt_last_ms < idle_at) /* busy: retry one period on */
+                    s->ckpt_last_ms = time_mono_ms();
+                continue;
+            }
+            struct timespec ts = {.tv_sec = idle_at / 1000, .tv_nsec = (idle_at % 1000) * 1000000L};
+            (void)pthread_cond_timedwait(&s->ckpt_cond, &s->ckpt_lock, &ts);
+        }
         if (s->ckpt_stop)
             break;
         unsigned want = s->ckpt_want;
@@ -2126,6 +2174,12 @@ static int ckpt_start(struct sqlite_store *s)
     if (r < 0)
         return err_set(r, "cannot start the checkpoint thread");
     s->ckpt_running = true;
+    /* whatever WAL an earlier run or the schema set-up left goes at the first idle moment */
+    pthread_mutex_lock(&s->ckpt_lock);
+    s->ckpt_dirty = CKPT_MAIN | CKPT_BLOBS;
+    s->ckpt_last_ms = time_mono_ms();
+    pthread_cond_signal(&s->ckpt_cond);
+    pthread_mutex_unlock(&s->ckpt_lock);
     pthread_mutex_lock(&s->wlock);
     sqlite3_wal_hook(s->w->db, wal_hook, s);
     pthread_mutex_unlock(&s->wlock);
@@ -2388,6 +2442,14 @@ static void sq_close(struct store *st)
     free(s);
 }
 
+/* SQLite's own allocator counter: every connection's page cache, schema and statements (one
+ * store per process). */
+static int64_t sq_memory_bytes(struct store *st)
+{
+    (void)st;
+    return sqlite3_memory_used();
+}
+
 static int sq_check(struct store *st)
 {
     struct sqlite_store *s = to_sq(st);
@@ -2411,6 +2473,7 @@ static const struct store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
     .check = sq_check,
+    .memory_bytes = sq_memory_bytes,
     .sandbox_create = sq_sandbox_create,
     .sandbox_get = sq_sandbox_get,
     .sandbox_list = sq_sandbox_list,
@@ -2444,7 +2507,11 @@ int store_open_sqlite(const char *path, struct store **ret)
     pthread_mutex_init(&s->wlock, NULL);
     pthread_mutex_init(&s->plock, NULL);
     pthread_mutex_init(&s->ckpt_lock, NULL);
-    pthread_cond_init(&s->ckpt_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->ckpt_cond, &ca);
+    pthread_condattr_destroy(&ca);
     s->path = strdup(path);
     if (asprintf(&s->blobs_path, "%s.chunks", path) < 0)
         s->blobs_path = NULL;

@@ -13,6 +13,9 @@ def test_healthz_and_readyz(server):
     r = httpx.get(server.url + "/readyz")
     assert r.status_code in (200, 503)
     assert r.json()["checks"]["store"] == "ok"
+    # SQLite's memory (its caches and schema): a real, positive byte count
+    assert isinstance(r.json()["memory"]["storeBytes"], int)
+    assert r.json()["memory"]["storeBytes"] > 100000
 
 
 def test_unknown_route_404_json(api):

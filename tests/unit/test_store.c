@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -1229,6 +1231,60 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+static off_t wal_size(const struct fx *f)
+{
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", f->db);
+    struct stat st;
+    return stat(wal, &st) == 0 ? st.st_size : -1;
+}
+
+/* Waits up to ms for the main WAL to be truncated to nothing; returns its last size. */
+static off_t wal_wait_empty(const struct fx *f, int ms)
+{
+    off_t sz = wal_size(f);
+    for (int waited = 0; sz != 0 && waited < ms; waited += 50) {
+        usleep(50 * 1000);
+        sz = wal_size(f);
+    }
+    return sz;
+}
+
+/* A burst of commits grows the WAL; once the store has been idle for a while it is checkpointed
+ * in full and truncated, but never while a reader still needs its frames (and that reader
+ * blocks no writer). */
+static void test_idle_wal_truncated(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < 200; i++) {
+        char id[37];
+        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012d", i % 1000000);
+        struct sandbox_rec r = rec_of(id, "t1", "u1", 1000 + i);
+        assert_int_equal(store_sandbox_create(f->st, &r, NULL, NULL), 0);
+    }
+    assert_true(wal_size(f) > 0);
+    /* an open read transaction on the current snapshot: the WAL must stay */
+    sqlite3 *reader;
+    assert_int_equal(sqlite3_open_v2(f->db, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM sandboxes;", NULL, NULL, NULL),
+        SQLITE_OK);
+    usleep(2600 * 1000);
+    /* a writer is not held up by the checkpointer's attempts */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    create_sb(f->st, SB1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 1000);
+    usleep(2600 * 1000);
+    assert_true(wal_size(f) > 0);
+    assert_int_equal(sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(reader);
+    assert_int_equal(wal_wait_empty(f, 6000), 0);
+    /* everything is in the database file */
+    assert_int_equal(db_int(f, "SELECT count(*) FROM sandboxes"), 201);
+}
+
 static void test_concurrency(void **state)
 {
     struct fx *f = *state;
@@ -1263,6 +1319,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sandbox_crud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_wal_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_with_initial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_id_format, setup, teardown),
