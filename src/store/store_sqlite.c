@@ -45,7 +45,10 @@
  * that was never stored (cleared at open) or chunks no content uses, which open sweeps.
  *
  * WAL checkpoints run on a background thread (see wal_hook) so that commits never wait for the
- * checkpoint's fsyncs.
+ * checkpoint's fsyncs. Once no commit has come for CKPT_IDLE_MS, that thread checkpoints each
+ * WAL in full and truncates it, if no reader still needs it: a burst of writes can grow a WAL to
+ * tens of MB (a busy writer rarely finds the moment to restart it), which an idle server would
+ * otherwise keep on disk.
  */
 #include "store/store.h"
 
