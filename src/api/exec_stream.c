@@ -199,6 +199,9 @@ static void *worker_main(void *arg)
     struct stream *s = arg;
     struct exec_outcome out;
     err_clear();
+    /* The exit event goes out first; the checkout apply and the upper's removal follow (in
+     * exec_outcome_release below) before the stream ends and its lock is released. */
+    s->x.params.rest_after_reply = true;
     int r = exec_engine_run(s->app->exec, &s->rec, &s->x.params, &out);
     push_output(s, 1, "", 0, true);
     push_output(s, 2, "", 0, true);

@@ -49,6 +49,23 @@ def test_chunks_arrive_live(api, sandbox):
     assert ex["exitCode"] == 0 and ex["timedOut"] is False and ex["durationMs"] >= 2000
 
 
+def test_request_sent_at_the_exit_event_sees_the_write(api, sandbox, server):
+    """The exit event goes out before the checkout follows the commit; the stream (and the
+    sandbox's lock) ends only after. A request sent the moment the exit event arrives, before
+    the stream is read to its end, must see the write."""
+    with server.client() as other:
+        for i in range(15):
+            with stream(api, sandbox, f"echo {i} > s.txt") as r:
+                for kind, data, _ in sse_events(r):
+                    if kind == "exit":
+                        assert data["exitCode"] == 0, data
+                        break
+                # the stream may still be open: the other connection waits for its lock
+                got = other.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                                 json={"script": "cat s.txt", "readOnly": True})
+            assert got.status_code == 200 and got.json()["stdout"] == f"{i}\n", got.text
+
+
 def test_utf8_never_split(api, sandbox):
     # "é" is written one byte at a time with a pause between the bytes
     script = "printf '\\xc3'; sleep 0.3; printf '\\xa9'; sleep 0.3; printf ' done'"
