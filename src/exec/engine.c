@@ -8,6 +8,7 @@
  * written by an EXIT trap, so it never mixes with the script's output.
  */
 #include "exec/engine.h"
+#include "exec/netns.h"
 #include "exec/rootfs.h"
 
 #include <dirent.h>
@@ -158,11 +159,20 @@ static void after_delete(struct app *app, const char *sandbox_id)
     if (!app->exec)
         return;
     idle_drop(app->exec, sandbox_id);
+    netns_drop(app->exec->netns, sandbox_id);
     if (checkout_remove(app->exec->checkouts, sandbox_id) < 0)
         err_clear();
 }
 
 /* ---- lifecycle ---- */
+
+/* Network namespaces kept: a few per exec slot (each about 100-200 KiB of kernel memory), so
+ * that the sandboxes in use keep theirs. */
+static size_t netns_keep(const struct config *c)
+{
+    size_t n = 4 * (size_t)c->exec_concurrency;
+    return n < 16 ? 16 : n > 256 ? 256 : n;
+}
 
 int exec_engine_new(struct app *app, struct exec_engine **ret)
 {
@@ -194,6 +204,8 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     if (r == 0)
         r = checkouts_new(app->cfg->data_dir, app->store, app->cfg->checkout_budget_bytes,
                           &e->checkouts);
+    if (r == 0)
+        r = netns_cache_new(netns_keep(app->cfg), &e->netns);
     if (r < 0) {
         const char *m = err_message();
         if (e->jail || !last_error[0])
@@ -222,6 +234,7 @@ void exec_engine_free(struct exec_engine *e)
         idle_drop(e, NULL);
     free(e->idle);
     checkouts_free(e->checkouts);
+    netns_cache_free(e->netns);
     jail_runtime_free(e->jail);
     pthread_cond_destroy(&e->cond);
     pthread_mutex_destroy(&e->mu);
@@ -259,6 +272,7 @@ json_t *exec_engine_status_json(struct exec_engine *e)
         json_object_set_new(lim, "note", json_string(info.cgroup_message));
     json_object_set_new(o, "limits", lim);
     json_object_set_new(o, "shell", json_string(jail_runtime_rootfs(e->jail)->shell));
+    json_object_set_new(o, "networkNamespaces", json_integer((json_int_t)netns_count(e->netns)));
     json_object_set_new(o, "localeArchive",
                         json_boolean(jail_runtime_rootfs(e->jail)->locale != NULL));
     pthread_mutex_lock(&e->mu);
@@ -946,6 +960,12 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
         free_env(envp);
         return err_set(-ERR_SHUTTING_DOWN, "server is shutting down");
     }
+    int netfd = netns_get(e->netns, s->rec->id);
+    if (netfd < 0) {
+        free_env(envp);
+        return netfd;
+    }
+    plan.netns_fd = netfd;
     int r = upper_overlay(s);
     plan.overlay_fd = s->u.ovl_fd;
     if (r == 0)
@@ -967,6 +987,7 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
             r = jail_spawn(e->jail, &plan, ret);
         }
     }
+    close(netfd);
     free_env(envp);
     if (r < 0)
         return r;

@@ -18,6 +18,7 @@ struct exec_engine {
     struct app *app;
     struct jail_runtime *jail;
     struct checkouts *checkouts;
+    struct netns_cache *netns; /* each sandbox's network namespace, kept between its execs */
     char *uppers_dir;   /* <data>/uppers */
     pthread_mutex_t mu; /* guards the admission counters */
     pthread_cond_t cond;

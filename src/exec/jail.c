@@ -23,13 +23,11 @@
 #include <limits.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <net/if.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -42,9 +40,11 @@
 
 #include "exec/ids.h"
 #include "exec/jail_proto.h"
+#include "exec/netns.h"
 #include "exec/rootfs.h"
 #include "exec/seccomp.h"
 #include "util/err.h"
+#include "util/log.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -110,6 +110,7 @@ struct jail_runtime {
     char *link_dst[DEV_LINKS];
     char *stub_dst[2][ROOTFS_MAX_STUBS]; /* rootfs target, relative to the new root */
     int init_fd;                         /* sealed memfd holding the jail init program */
+    int host_net_fd; /* the server's own network namespace, to come back to after a clone */
 };
 
 /* Everything the child needs, prepared by the parent; read-only in the child. */
@@ -118,6 +119,7 @@ struct child_plan {
     int src_fd[JAIL_SLOT_COUNT]; /* parent fds to move into the slots (-1 = leave it closed) */
     int sync_fd;                 /* the parent writes one byte once maps and cgroup are set */
     bool python, javascript;
+    bool new_net;    /* cloned into a new network namespace: bring its lo up */
     const char *bin; /* bind source for /opt/sqlfs/bin */
     const char *cwd;
     char **argv; /* the init's (jail_proto.h) */
@@ -261,16 +263,11 @@ static void child_mounts_late(const struct child_plan *cp)
 
 static void child_net(void)
 {
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        child_fail("loopback socket");
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    memcpy(ifr.ifr_name, "lo", 3);
-    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+    int r = netns_loopback_up();
+    if (r < 0) {
+        errno = -r;
         child_fail("loopback up");
-    close(s);
+    }
 }
 
 static void child_drop_privileges(const struct child_plan *cp)
@@ -348,7 +345,8 @@ static int child_main(void *arg)
         child_fail("cgroup namespace");
     if (sethostname("sandbox", 7) < 0)
         child_fail("hostname");
-    child_net();
+    if (cp->new_net)
+        child_net();
     child_mounts_late(cp);
     child_drop_privileges(cp);
     if (chdir(cp->cwd) < 0) {
@@ -501,6 +499,11 @@ int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runt
     for (int i = 0; i < CGROUP_NCTL; i++)
         rt->cg.base_fd[i] = rt->cg.parent_fd[i] = -1; /* freed before the probe ran */
     rt->init_fd = -1;
+    rt->host_net_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (rt->host_net_fd < 0) {
+        free(rt);
+        return err_set(-errno, "cannot open the server's network namespace");
+    }
     int r = rootfs_build(data_dir, rootfs, &rt->rf);
     if (r < 0)
         goto fail;
@@ -550,6 +553,8 @@ void jail_runtime_free(struct jail_runtime *rt)
     cgroup_rt_release(&rt->cg);
     if (rt->init_fd >= 0)
         close(rt->init_fd);
+    if (rt->host_net_fd >= 0)
+        close(rt->host_net_fd);
     free(rt);
 }
 
@@ -828,6 +833,7 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
     cp->sync_fd = c->sync[0];
     cp->python = plan->python;
     cp->javascript = plan->javascript;
+    cp->new_net = plan->netns_fd <= 2;
     cp->bin = rt->rf.bin[(plan->python ? 1 : 0) | (plan->javascript ? 2 : 0)];
     cp->cwd = cwd;
     cp->argv = argv;
@@ -923,12 +929,27 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     /* CLONE_VM: no copy of the server's page tables, and no copy-on-write faults in the
      * server's threads afterwards; the child leaves this address space at the init's execve. */
     int pidfd = -1;
+    /* The sandbox's kept network namespace belongs to the host's user namespace, which the
+     * child (in a user namespace of its own) could not join: this thread joins it for the
+     * clone, whose child inherits it, and comes back at once. */
+    if (!cp.new_net && setns(plan->netns_fd, CLONE_NEWNET) < 0) {
+        r = err_set(-errno, "cannot enter the sandbox's network namespace");
+        goto fail;
+    }
     int pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
                     CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
-                        CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+                        (cp.new_net ? CLONE_NEWNET : 0) | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
                     &cp, &pidfd);
+    int clone_errno = errno;
+    if (!cp.new_net && setns(rt->host_net_fd, CLONE_NEWNET) < 0) {
+        /* A server thread left in a sandbox's network namespace cannot be trusted with any
+         * later connection: stop rather than go on. */
+        log_msg("error", "exec: cannot return to the server's network namespace: %s",
+                strerror(errno));
+        abort();
+    }
     if (pid < 0) {
-        r = err_set(-errno, "cannot create the sandbox process");
+        r = err_set(-clone_errno, "cannot create the sandbox process");
         goto fail;
     }
     p->pid = (pid_t)pid;

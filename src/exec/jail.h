@@ -89,6 +89,8 @@ struct jail_plan {
                       * reads (final cwd, batch markers); -1 (or 0..2) = none */
     int overlay_fd;  /* > 2: a detached overlay from jail_overlay_open to use (cloned, not
                       * taken) instead of mounting lower/upper/work afresh; 0..2 = none */
+    int netns_fd;    /* > 2: the sandbox's kept network namespace (netns_get) to run in, joined
+                      * not taken; 0..2: a new one with only lo up, gone with the exec */
     bool python;     /* python3/python/py-exec available */
     bool javascript; /* node/js-exec available */
     struct jail_limits limits;

@@ -65,6 +65,44 @@ def test_no_network_but_loopback(api, sandbox):
     assert "Network is unreachable" in res["stdout"]
 
 
+def test_network_namespace_is_the_sandboxes_own(api, server):
+    """Each sandbox has its own network namespace with only lo, kept between its execs: the
+    same one for every exec of a sandbox, never another sandbox's, never the host's. The script
+    can change nothing in it, no listener outlives its exec, and a deleted sandbox's goes."""
+    ids = [api.post("/v1/sandboxes", json={"python": True}).json()["id"] for _ in range(2)]
+    try:
+        script = "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"
+        a1, a2, b = (ok(api, sid, script)["stdout"].split() for sid in (ids[0], ids[0], ids[1]))
+        assert a1 == a2 and a1[1:] == ["lo"], (a1, a2)
+        assert b[0] != a1[0] and b[1:] == ["lo"], b
+        assert a1[0] != os.readlink("/proc/self/ns/net")
+        # nothing can be changed: the namespace belongs to the host's user namespace
+        res = ok(api, ids[0], "ip link set lo down 2>&1; ip link add d0 type dummy 2>&1; "
+                              "ip -o link show lo")
+        assert res["stdout"].count("Operation not permitted") == 2, res["stdout"]
+        assert "UP" in res["stdout"].splitlines()[-1], res["stdout"]
+        # a listener started in one exec is gone in the next; loopback itself works
+        listen = ("import socket,os,sys\n"
+                  "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                  "s.bind(('127.0.0.1', 5555)); s.listen()\n"
+                  "c=socket.create_connection(('127.0.0.1', 5555)); a,_=s.accept()\n"
+                  "c.sendall(b'ping'); print(a.recv(4).decode()); sys.stdout.flush()\n")
+        res = ok(api, ids[0], f"python3 -c \"{listen}\"; "
+                              "(python3 -c \"import socket,time; s=socket.socket(); "
+                              "s.bind(('127.0.0.1', 6666)); s.listen(); time.sleep(60)\" &) ; "
+                              "sleep 0.3; echo started")
+        assert res["stdout"] == "ping\nstarted\n", res
+        res = ok(api, ids[0], "(exec 3<>/dev/tcp/127.0.0.1/6666) 2>&1 | head -1")
+        assert "Connection refused" in res["stdout"], res
+        kept = httpx.get(server.url + "/readyz").json()["checks"]["exec"]["networkNamespaces"]
+        assert kept >= 2
+    finally:
+        for sid in ids:
+            api.delete(f"/v1/sandboxes/{sid}")
+    assert httpx.get(server.url + "/readyz").json()["checks"]["exec"]["networkNamespaces"] == \
+        kept - 2
+
+
 def test_privileged_operations_fail(api, sandbox):
     res = ok(api, sandbox, "mount -t tmpfs x /tmp 2>&1 | head -1; echo rc=$?; "
                            "unshare -U true 2>&1 | head -1; "

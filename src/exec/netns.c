@@ -1,0 +1,185 @@
+#include "exec/netns.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util/err.h"
+
+struct kept {
+    char *sandbox_id;
+    int fd;        /* the namespace (/proc/thread-self/ns/net of the thread that made it) */
+    uint64_t used; /* netns_cache.tick at the last netns_get */
+};
+
+struct netns_cache {
+    pthread_mutex_t mu;
+    struct kept *v;
+    size_t n, max;
+    uint64_t tick;
+};
+
+int netns_loopback_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", 3);
+    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+    int r = ioctl(s, SIOCSIFFLAGS, &ifr) < 0 ? -errno : 0;
+    close(s);
+    return r;
+}
+
+/* ---- making one: in a thread of its own, which leaves the host's namespace for good ---- */
+
+struct making {
+    int fd; /* result, or -errno */
+};
+
+static void *make_main(void *arg)
+{
+    struct making *m = arg;
+    if (unshare(CLONE_NEWNET) < 0) {
+        m->fd = -errno;
+        return NULL;
+    }
+    int r = netns_loopback_up();
+    int fd = r < 0 ? -1 : open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    m->fd = r < 0 ? r : fd < 0 ? -errno : fd;
+    return NULL; /* the thread's reference goes with it; the descriptor keeps the namespace */
+}
+
+static int make_netns(void)
+{
+    struct making m = {.fd = -EIO};
+    pthread_t t;
+    int e = pthread_create(&t, NULL, make_main, &m);
+    if (e != 0)
+        return err_set(-e, "cannot create the sandbox's network namespace");
+    pthread_join(t, NULL);
+    if (m.fd < 0)
+        return err_set(m.fd, "cannot create the sandbox's network namespace");
+    return m.fd;
+}
+
+/* ---- the cache ---- */
+
+int netns_cache_new(size_t max, struct netns_cache **ret)
+{
+    struct netns_cache *c = calloc(1, sizeof(*c));
+    if (!c || !(c->v = calloc(max ? max : 1, sizeof(*c->v)))) {
+        free(c);
+        return -ENOMEM;
+    }
+    c->max = max ? max : 1;
+    pthread_mutex_init(&c->mu, NULL);
+    *ret = c;
+    return 0;
+}
+
+static void kept_release(struct kept *k)
+{
+    if (k->fd >= 0)
+        close(k->fd);
+    free(k->sandbox_id);
+}
+
+void netns_cache_free(struct netns_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        kept_release(&c->v[i]);
+    free(c->v);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static struct kept *find_locked(struct netns_cache *c, const char *sandbox_id)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->v[i].sandbox_id, sandbox_id) == 0)
+            return &c->v[i];
+    return NULL;
+}
+
+static void remove_locked(struct netns_cache *c, struct kept *k)
+{
+    kept_release(k);
+    *k = c->v[--c->n];
+}
+
+/* dup of the kept descriptor, marked used now (mu held) */
+static int take_locked(struct netns_cache *c, struct kept *k)
+{
+    k->used = ++c->tick;
+    int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 3);
+    return fd < 0 ? err_set(-errno, "cannot use the sandbox's network namespace") : fd;
+}
+
+int netns_get(struct netns_cache *c, const char *sandbox_id)
+{
+    pthread_mutex_lock(&c->mu);
+    struct kept *k = find_locked(c, sandbox_id);
+    int r = k ? take_locked(c, k) : 0;
+    pthread_mutex_unlock(&c->mu);
+    if (k)
+        return r;
+    /* made outside the lock: other sandboxes' execs need not wait for it */
+    int fd = make_netns();
+    if (fd < 0)
+        return fd;
+    char *id = strdup(sandbox_id);
+    if (!id) {
+        close(fd);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&c->mu);
+    k = find_locked(c, sandbox_id);
+    if (k) { /* another exec of this sandbox made one meanwhile: both use that one */
+        close(fd);
+        free(id);
+    } else {
+        if (c->n == c->max) {
+            struct kept *oldest = &c->v[0];
+            for (size_t i = 1; i < c->n; i++)
+                if (c->v[i].used < oldest->used)
+                    oldest = &c->v[i];
+            remove_locked(c, oldest);
+        }
+        k = &c->v[c->n++];
+        *k = (struct kept){.sandbox_id = id, .fd = fd};
+    }
+    r = take_locked(c, k);
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+void netns_drop(struct netns_cache *c, const char *sandbox_id)
+{
+    pthread_mutex_lock(&c->mu);
+    struct kept *k = find_locked(c, sandbox_id);
+    if (k)
+        remove_locked(c, k);
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t netns_count(struct netns_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}

@@ -1,0 +1,41 @@
+/*
+ * netns — each sandbox's own network namespace, kept between its execs.
+ *
+ * A network namespace holding only `lo` (up) is made at a sandbox's first exec and kept,
+ * referenced by a descriptor, for the sandbox's next ones: creating one and tearing it down
+ * (a kernel worker, an expedited RCU grace period that interrupts every CPU) cost about 1 ms of
+ * CPU per exec. Only execs of the same sandbox share it; nothing of it survives an exec but
+ * what the kernel keeps on its own, such as a closed TCP connection's TIME_WAIT state. The
+ * namespace belongs to the host's user namespace, so the sandbox user, who holds no capability
+ * there, can change nothing in it (interfaces, addresses, routes, sysctls).
+ *
+ * At most `max` namespaces are kept; the least recently used one goes first. A sandbox's goes
+ * when it is deleted (netns_drop) and all go with the cache.
+ *
+ * Thread-safe.
+ */
+#ifndef SQLFS_EXEC_NETNS_H
+#define SQLFS_EXEC_NETNS_H
+
+#include <stddef.h>
+
+struct netns_cache;
+
+__attribute__((warn_unused_result)) int netns_cache_new(size_t max, struct netns_cache **ret);
+/* Closes every kept namespace (each is freed once no process uses it). NULL-safe. */
+void netns_cache_free(struct netns_cache *c);
+
+/* A descriptor (the caller's to close) of the sandbox's network namespace, made now (with `lo`
+ * up) when none is kept. -errno with err_set() on failure. */
+__attribute__((warn_unused_result)) int netns_get(struct netns_cache *c, const char *sandbox_id);
+
+/* Forgets the sandbox's namespace (a deleted sandbox). */
+void netns_drop(struct netns_cache *c, const char *sandbox_id);
+
+/* How many namespaces are kept now. */
+size_t netns_count(struct netns_cache *c);
+
+/* Brings `lo` up in the calling thread's network namespace. 0 or -errno. */
+int netns_loopback_up(void);
+
+#endif
