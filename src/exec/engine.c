@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -165,6 +166,19 @@ static void after_delete(struct app *app, const char *sandbox_id)
 }
 
 /* ---- lifecycle ---- */
+
+/* A kept network namespace could not be made or used: the exec runs in a new one, as every
+ * exec did before they were kept. Said once, not for every exec. */
+static void netns_warn_once(int r)
+{
+    static atomic_bool said;
+    if (!atomic_exchange(&said, true))
+        log_msg("warn",
+                "exec: cannot keep sandboxes' network namespaces (%s); each exec makes "
+                "its own",
+                err_message() ? err_message() : strerror(-r));
+    err_clear();
+}
 
 /* Network namespaces kept: a few per exec slot (each about 100-200 KiB of kernel memory), so
  * that the sandboxes in use keep theirs. */
@@ -960,10 +974,10 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
         free_env(envp);
         return err_set(-ERR_SHUTTING_DOWN, "server is shutting down");
     }
-    int netfd = netns_get(e->netns, s->rec->id);
-    if (netfd < 0) {
-        free_env(envp);
-        return netfd;
+    int netfd = netns_take(e->netns, s->rec->id);
+    if (netfd < 0) { /* the exec still runs, in a new namespace of its own */
+        netns_warn_once(netfd);
+        netfd = -1;
     }
     plan.netns_fd = netfd;
     int r = upper_overlay(s);
@@ -987,7 +1001,13 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
             r = jail_spawn(e->jail, &plan, ret);
         }
     }
-    close(netfd);
+    if (netfd > 2) {
+        close(netfd);
+        if (r < 0)
+            netns_give_back(e->netns, s->rec->id);
+        else
+            s->netns_taken = true;
+    }
     free_env(envp);
     if (r < 0)
         return r;
@@ -1008,6 +1028,14 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
     return 0;
 }
 
+/* The exec's processes are gone: the sandbox's network namespace is free for its next exec. */
+static void session_give_back_netns(struct exec_session *s)
+{
+    if (s->netns_taken)
+        netns_give_back(s->e->netns, s->rec->id);
+    s->netns_taken = false;
+}
+
 void exec_session_free_proc(struct exec_session *s, struct jail_proc *proc)
 {
     struct exec_engine *e = s->e;
@@ -1019,6 +1047,7 @@ void exec_session_free_proc(struct exec_session *s, struct jail_proc *proc)
         }
     pthread_mutex_unlock(&e->mu);
     jail_proc_free(proc);
+    session_give_back_netns(s);
 }
 
 void exec_engine_shutdown(struct exec_engine *e)
@@ -1124,6 +1153,7 @@ void exec_session_end(struct exec_session *s)
         close(s->report[0]);
     if (s->report[1] >= 0)
         close(s->report[1]);
+    session_give_back_netns(s);
     /* before the upper goes: the checkout apply reads the changed files from it */
     if (s->tell_pending)
         sandbox_tell_commit(s->e->app, s->rec->id, s->tell_from, s->rec->version, &s->cs,

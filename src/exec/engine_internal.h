@@ -89,6 +89,7 @@ struct exec_session {
     struct upper u;
     char *lower;             /* checkout tree */
     bool admitted, acquired;
+    bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
     bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
     bool committed_files;    /* it committed file changes (set by exec_session_finish) */
     int pristine;            /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */

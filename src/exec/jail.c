@@ -943,9 +943,11 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     int clone_errno = errno;
     if (!cp.new_net && setns(rt->host_net_fd, CLONE_NEWNET) < 0) {
         /* A server thread left in a sandbox's network namespace cannot be trusted with any
-         * later connection: stop rather than go on. */
+         * later connection: stop rather than go on. (Saved at once: the child shares this
+         * thread's errno until it executes the init.) */
+        int setns_errno = errno;
         log_msg("error", "exec: cannot return to the server's network namespace: %s",
-                strerror(errno));
+                strerror(setns_errno));
         abort();
     }
     if (pid < 0) {

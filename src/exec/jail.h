@@ -1,7 +1,8 @@
 /*
  * jail — runs one bash script in a fresh sandbox: the security boundary of sqlfs.
  *
- * What the script gets: new user, mount, pid, net, ipc, uts and cgroup namespaces; uid/gid 1000
+ * What the script gets: new user, mount, pid, ipc, uts and cgroup namespaces, and a network
+ * namespace with only lo: the plan's (the sandbox's kept one) or a new one; uid/gid 1000
  * (`user`) mapped to SANDBOX_HOST_UID and nothing else mapped; root = an overlayfs whose lower
  * layers are the sandbox checkout over a skeleton of mount points and whose upper/work dirs are
  * the caller's fresh directories for this exec; read-only nosuid nodev binds of the rootfs /usr
@@ -89,7 +90,7 @@ struct jail_plan {
                       * reads (final cwd, batch markers); -1 (or 0..2) = none */
     int overlay_fd;  /* > 2: a detached overlay from jail_overlay_open to use (cloned, not
                       * taken) instead of mounting lower/upper/work afresh; 0..2 = none */
-    int netns_fd;    /* > 2: the sandbox's kept network namespace (netns_get) to run in, joined
+    int netns_fd;    /* > 2: the sandbox's kept network namespace (netns_take) to run in, joined
                       * not taken; 0..2: a new one with only lo up, gone with the exec */
     bool python;     /* python3/python/py-exec available */
     bool javascript; /* node/js-exec available */

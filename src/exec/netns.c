@@ -18,7 +18,8 @@
 struct kept {
     char *sandbox_id;
     int fd;        /* the namespace (/proc/thread-self/ns/net of the thread that made it) */
-    uint64_t used; /* netns_cache.tick at the last netns_get */
+    uint64_t used; /* netns_cache.tick at the last netns_take */
+    bool in_use;   /* an exec runs in it (between netns_take and netns_give_back) */
 };
 
 struct netns_cache {
@@ -121,19 +122,32 @@ static void remove_locked(struct netns_cache *c, struct kept *k)
     *k = c->v[--c->n];
 }
 
-/* dup of the kept descriptor, marked used now (mu held) */
+/* For the exec taking it: a dup of the kept descriptor, marked used now (mu held). */
 static int take_locked(struct netns_cache *c, struct kept *k)
 {
-    k->used = ++c->tick;
     int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 3);
-    return fd < 0 ? err_set(-errno, "cannot use the sandbox's network namespace") : fd;
+    if (fd < 0)
+        return err_set(-errno, "cannot use the sandbox's network namespace");
+    k->used = ++c->tick;
+    k->in_use = true;
+    return fd;
 }
 
-int netns_get(struct netns_cache *c, const char *sandbox_id)
+/* The least recently used namespace no exec runs in, or NULL (mu held). */
+static struct kept *evictable_locked(struct netns_cache *c)
+{
+    struct kept *oldest = NULL;
+    for (size_t i = 0; i < c->n; i++)
+        if (!c->v[i].in_use && (!oldest || c->v[i].used < oldest->used))
+            oldest = &c->v[i];
+    return oldest;
+}
+
+int netns_take(struct netns_cache *c, const char *sandbox_id)
 {
     pthread_mutex_lock(&c->mu);
     struct kept *k = find_locked(c, sandbox_id);
-    int r = k ? take_locked(c, k) : 0;
+    int r = k && !k->in_use ? take_locked(c, k) : 0;
     pthread_mutex_unlock(&c->mu);
     if (k)
         return r;
@@ -148,23 +162,31 @@ int netns_get(struct netns_cache *c, const char *sandbox_id)
     }
     pthread_mutex_lock(&c->mu);
     k = find_locked(c, sandbox_id);
-    if (k) { /* another exec of this sandbox made one meanwhile: both use that one */
+    struct kept *room = k || c->n < c->max ? NULL : evictable_locked(c);
+    if (k || (c->n == c->max && !room)) {
+        /* another exec of this sandbox made one meanwhile, or every kept one is in use: this
+         * exec makes its own, as if none were kept */
         close(fd);
         free(id);
+        r = k && !k->in_use ? take_locked(c, k) : 0;
     } else {
-        if (c->n == c->max) {
-            struct kept *oldest = &c->v[0];
-            for (size_t i = 1; i < c->n; i++)
-                if (c->v[i].used < oldest->used)
-                    oldest = &c->v[i];
-            remove_locked(c, oldest);
-        }
+        if (room)
+            remove_locked(c, room);
         k = &c->v[c->n++];
         *k = (struct kept){.sandbox_id = id, .fd = fd};
+        r = take_locked(c, k);
     }
-    r = take_locked(c, k);
     pthread_mutex_unlock(&c->mu);
     return r;
+}
+
+void netns_give_back(struct netns_cache *c, const char *sandbox_id)
+{
+    pthread_mutex_lock(&c->mu);
+    struct kept *k = find_locked(c, sandbox_id);
+    if (k)
+        k->in_use = false;
+    pthread_mutex_unlock(&c->mu);
 }
 
 void netns_drop(struct netns_cache *c, const char *sandbox_id)

@@ -4,8 +4,9 @@
  * A network namespace holding only `lo` (up) is made at a sandbox's first exec and kept,
  * referenced by a descriptor, for the sandbox's next ones: creating one and tearing it down
  * (a kernel worker, an expedited RCU grace period that interrupts every CPU) cost about 1 ms of
- * CPU per exec. Only execs of the same sandbox share it; nothing of it survives an exec but
- * what the kernel keeps on its own, such as a closed TCP connection's TIME_WAIT state. The
+ * CPU per exec. One exec at a time runs in it, and only execs of that sandbox; nothing of it
+ * survives an exec but what the kernel keeps on its own after a socket closes, such as a TCP
+ * connection's TIME_WAIT state. The
  * namespace belongs to the host's user namespace, so the sandbox user, who holds no capability
  * there, can change nothing in it (interfaces, addresses, routes, sysctls).
  *
@@ -25,9 +26,14 @@ __attribute__((warn_unused_result)) int netns_cache_new(size_t max, struct netns
 /* Closes every kept namespace (each is freed once no process uses it). NULL-safe. */
 void netns_cache_free(struct netns_cache *c);
 
-/* A descriptor (the caller's to close) of the sandbox's network namespace, made now (with `lo`
- * up) when none is kept. -errno with err_set() on failure. */
-__attribute__((warn_unused_result)) int netns_get(struct netns_cache *c, const char *sandbox_id);
+/* For one exec: a descriptor (the caller's to close) of the sandbox's kept network namespace,
+ * made now (with `lo` up) when none is kept; the caller gives it back with netns_give_back once
+ * the exec's processes are gone. 0 when another exec of the sandbox runs in it (concurrent
+ * read-only execs) or every kept namespace is in use: the caller then runs in a new namespace
+ * of its own, as each exec did before, so that concurrent execs never share ports or sockets.
+ * -errno with err_set() on failure. */
+__attribute__((warn_unused_result)) int netns_take(struct netns_cache *c, const char *sandbox_id);
+void netns_give_back(struct netns_cache *c, const char *sandbox_id);
 
 /* Forgets the sandbox's namespace (a deleted sandbox). */
 void netns_drop(struct netns_cache *c, const char *sandbox_id);

@@ -94,6 +94,19 @@ def test_network_namespace_is_the_sandboxes_own(api, server):
         assert res["stdout"] == "ping\nstarted\n", res
         res = ok(api, ids[0], "(exec 3<>/dev/tcp/127.0.0.1/6666) 2>&1 | head -1")
         assert "Connection refused" in res["stdout"], res
+        # concurrent execs of one sandbox (read-only, in parallel) never share a namespace:
+        # each binds the same port, and none can reach another's listener
+        bind = ("python3 -c \"import socket,time; s=socket.socket(); "
+                "s.bind(('127.0.0.1', 7777)); s.listen(); time.sleep(1.5); print('bound')\" & "
+                "sleep 0.7; (exec 3<>/dev/tcp/127.0.0.1/7777 && echo reached) 2>/dev/null; "
+                "readlink /proc/self/ns/net; wait")
+        r = api.post(f"/v1/sandboxes/{ids[0]}/exec-sync-batch", timeout=60, json={
+            "readOnly": True, "scripts": [{"id": f"p{i}", "script": bind} for i in range(3)]})
+        assert r.status_code == 200, r.text
+        outs = [x["stdout"].split() for x in r.json()["results"]]
+        assert all(o[0] == "reached" and o[-1] == "bound" for o in outs), outs
+        assert len({o[1] for o in outs}) == 3, outs  # three namespaces at once
+        assert a1[0] in {o[1] for o in outs}  # one of them the sandbox's kept one
         kept = httpx.get(server.url + "/readyz").json()["checks"]["exec"]["networkNamespaces"]
         assert kept >= 2
     finally:

@@ -79,10 +79,11 @@ static void test_kept_per_sandbox(void **state)
     ino_t host = own_ns_ino();
     struct netns_cache *c;
     assert_int_equal(netns_cache_new(4, &c), 0);
-    int a1 = netns_get(c, SB_A);
+    int a1 = netns_take(c, SB_A);
     assert_true(a1 > 2);
-    int a2 = netns_get(c, SB_A);
-    int b = netns_get(c, SB_B);
+    netns_give_back(c, SB_A);
+    int a2 = netns_take(c, SB_A);
+    int b = netns_take(c, SB_B);
     assert_true(a2 > 2 && b > 2 && a2 != a1);
     assert_int_equal(ns_ino(a1), ns_ino(a2)); /* the same sandbox: the same namespace */
     assert_true(ns_ino(a1) != ns_ino(b));     /* another sandbox: its own */
@@ -96,9 +97,10 @@ static void test_kept_per_sandbox(void **state)
     assert_int_equal(own_ns_ino(), host);
     /* a deleted sandbox's namespace is forgotten: the next one is new */
     ino_t old = ns_ino(a1);
+    netns_give_back(c, SB_A);
     netns_drop(c, SB_A);
     assert_int_equal(netns_count(c), 1);
-    int a3 = netns_get(c, SB_A);
+    int a3 = netns_take(c, SB_A);
     assert_true(ns_ino(a3) != old);
     /* descriptors handed out stay valid whatever the cache does */
     assert_int_equal(ns_ino(a1), old);
@@ -110,21 +112,54 @@ static void test_kept_per_sandbox(void **state)
     close(b);
 }
 
+/* One exec at a time: while one runs in the sandbox's namespace, a concurrent exec of the same
+ * sandbox is told to make its own (0), and gets the kept one again once it is given back. */
+static void test_one_exec_at_a_time(void **state)
+{
+    (void)state;
+    struct netns_cache *c;
+    assert_int_equal(netns_cache_new(4, &c), 0);
+    int a = netns_take(c, SB_A);
+    assert_true(a > 2);
+    assert_int_equal(netns_take(c, SB_A), 0);
+    assert_int_equal(netns_take(c, SB_A), 0);
+    netns_give_back(c, SB_A);
+    int again = netns_take(c, SB_A);
+    assert_true(again > 2);
+    assert_int_equal(ns_ino(again), ns_ino(a));
+    assert_int_equal(netns_count(c), 1);
+    close(a);
+    close(again);
+    netns_cache_free(c);
+}
+
 static void test_least_recently_used_goes(void **state)
 {
     (void)state;
     struct netns_cache *c;
     assert_int_equal(netns_cache_new(2, &c), 0);
-    int a = netns_get(c, SB_A);
-    int b = netns_get(c, SB_B);
-    int again = netns_get(c, SB_A); /* A is now the more recent */
-    int cc = netns_get(c, SB_C);    /* full: B goes */
+    int a = netns_take(c, SB_A);
+    netns_give_back(c, SB_A);
+    int b = netns_take(c, SB_B);
+    netns_give_back(c, SB_B);
+    int again = netns_take(c, SB_A); /* A is now the more recent */
+    netns_give_back(c, SB_A);
+    int cc = netns_take(c, SB_C); /* full: B goes */
+    netns_give_back(c, SB_C);
     assert_int_equal(netns_count(c), 2);
-    int a2 = netns_get(c, SB_A);
+    int a2 = netns_take(c, SB_A);
     assert_int_equal(ns_ino(a2), ns_ino(a));
-    int b2 = netns_get(c, SB_B);
-    assert_true(ns_ino(b2) != ns_ino(b));
-    int fds[] = {a, b, again, cc, a2, b2};
+    /* full and both kept ones in use (A taken, C taken below): B gets none kept */
+    int c2 = netns_take(c, SB_C);
+    assert_true(c2 > 2);
+    assert_int_equal(netns_take(c, SB_B), 0);
+    assert_int_equal(netns_count(c), 2);
+    netns_give_back(c, SB_C);
+    int b2 = netns_take(c, SB_B); /* now C, the least recent not in use, goes */
+    assert_true(b2 > 2 && ns_ino(b2) != ns_ino(b));
+    int c3 = netns_take(c, SB_C);
+    assert_int_equal(c3, 0); /* C was evicted; no room: every kept one is in use */
+    int fds[] = {a, b, again, cc, a2, c2, b2};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         close(fds[i]);
     netns_cache_free(c);
@@ -138,6 +173,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kept_per_sandbox),
+        cmocka_unit_test(test_one_exec_at_a_time),
         cmocka_unit_test(test_least_recently_used_goes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
