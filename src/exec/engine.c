@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <linux/fs.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +169,26 @@ static void after_delete(struct app *app, const char *sandbox_id)
 
 /* ---- lifecycle ---- */
 
+/* Each exec's upper is created and removed again: on ext4 without a journal, allocating an
+ * inode skips (by reading each one) every inode of its block group freed in the last minute,
+ * so the churn of uppers in one group makes each new file there cost more and more (0.1-0.5 ms:
+ * the copy-up of an overwritten file, a new file, the upper's own directories). Marking the
+ * uppers directory as the top of a hierarchy (FS_TOPDIR_FL) makes ext4 place each upper in a
+ * block group of its own choosing, spreading that churn over the whole filesystem. Other
+ * filesystems ignore or refuse the flag; either way nothing else depends on it. */
+static void uppers_spread(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    int flags = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
+        flags |= FS_TOPDIR_FL;
+        (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
+}
+
 /* A kept network namespace could not be made or used: the exec runs in a new one, as every
  * exec did before they were kept. Said once, not for every exec. */
 static void netns_warn_once(int r)
@@ -215,6 +237,8 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the host lacks a feature the jail needs (see checks)");
     if (r == 0 && mkdir(e->uppers_dir, 0700) < 0 && errno != EEXIST)
         r = err_set(-errno, "cannot create the uppers directory");
+    if (r == 0)
+        uppers_spread(e->uppers_dir);
     if (r == 0)
         r = checkouts_new(app->cfg->data_dir, app->store, app->cfg->checkout_budget_bytes,
                           &e->checkouts);

@@ -355,6 +355,24 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
     assert res["stdout"] == "one\ntwo\n755\n"
 
 
+def test_uppers_spread_over_the_filesystem(server):
+    """On ext4 the uppers directory carries the top-of-hierarchy flag (FS_TOPDIR_FL, `lsattr`
+    shows T), so that each exec's upper goes to a block group of its own choosing."""
+    import fcntl
+    import struct
+    import subprocess
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", server.data_dir], capture_output=True,
+                            text=True).stdout.strip()
+    if fstype != "ext2/ext3":  # how stat names ext4
+        pytest.skip(f"data dir on {fstype}, not ext4")
+    fd = os.open(os.path.join(server.data_dir, "uppers"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buf = fcntl.ioctl(fd, 0x80086601, struct.pack("l", 0))  # FS_IOC_GETFLAGS
+    finally:
+        os.close(fd)
+    assert struct.unpack("l", buf)[0] & 0x00020000  # FS_TOPDIR_FL
+
+
 def test_next_request_after_a_write_sees_it_at_once(api, sandbox, server):
     """An exec's reply goes out before its checkout follows the commit (and before its upper is
     removed); the sandbox stays locked until that is done. A request sent on another connection
