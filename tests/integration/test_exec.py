@@ -316,31 +316,33 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
     upper pristine and hands it on, and only directories that really changed are committed."""
     uppers = os.path.join(server.data_dir, "uppers")
     tree = os.path.join(server.data_dir, "checkouts", sandbox, "tree")
-    ok(api, sandbox, "mkdir -p /home/user/proj && cd /home/user/proj && echo 1 > one")
+    # a name of this sandbox's own: the uppers of other tests' sandboxes share the directory
+    proj = f"proj-{sandbox[:8]}"
+    ok(api, sandbox, f"mkdir -p /home/user/{proj} && cd /home/user/{proj} && echo 1 > one")
     deadline = time.time() + 5
     ready = None
     while time.time() < deadline and ready is None:
         # the prepared upper, not the exec's own (which holds `one` until it is removed)
         for d in os.listdir(uppers):
             try:
-                if os.listdir(os.path.join(uppers, d, "upper", "home", "user", "proj")) == []:
+                if os.listdir(os.path.join(uppers, d, "upper", "home", "user", proj)) == []:
                     ready = d
             except FileNotFoundError:
                 pass
         time.sleep(0.02)
     assert ready, "no upper with the cwd's directories was prepared"
-    for rel in ("home", "home/user", "home/user/proj"):
+    for rel in ("home", "home/user", f"home/user/{proj}"):
         u = os.stat(os.path.join(uppers, ready, "upper", rel))
         t = os.stat(os.path.join(tree, rel))
         assert (u.st_mode, u.st_uid, u.st_gid, u.st_mtime_ns) == \
             (t.st_mode, t.st_uid, t.st_gid, t.st_mtime_ns), rel
-    assert os.listdir(os.path.join(uppers, ready, "upper", "home", "user", "proj")) == []
+    assert os.listdir(os.path.join(uppers, ready, "upper", "home", "user", proj)) == []
     used, res = upper_of(api, sandbox, "pwd; ls")  # reads only: the upper stays pristine
-    assert ready in used and res["stdout"].splitlines()[1:] == ["/home/user/proj", "one"]
+    assert ready in used and res["stdout"].splitlines()[1:] == [f"/home/user/{proj}", "one"]
     again, _ = upper_of(api, sandbox)
     assert again == used
     ok(api, sandbox, "echo 2 > two")
-    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/proj/two").content == b"2\n"
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/{proj}/two").content == b"2\n"
     # the commit names only what changed: the new file and its directory's new mtime
     import sqlite3
     db = sqlite3.connect(f"file:{os.path.join(server.data_dir, 'sqlfs.db')}?mode=ro", uri=True)
@@ -350,8 +352,8 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
             "JOIN sandboxes s ON s.sid = c.sid WHERE s.id = ?) ORDER BY seq", (sandbox,))]
     finally:
         db.close()
-    assert paths == ["/home/user/proj", "/home/user/proj/two"], paths
-    res = ok(api, sandbox, "ls /home/user/proj; stat -c %a /home/user/proj")
+    assert paths == [f"/home/user/{proj}", f"/home/user/{proj}/two"], paths
+    res = ok(api, sandbox, f"ls /home/user/{proj}; stat -c %a /home/user/{proj}")
     assert res["stdout"] == "one\ntwo\n755\n"
 
 
