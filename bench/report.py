@@ -526,10 +526,11 @@ Found by this suite, both fixed before the run recorded here:
    (The build/sqlfs binary changed for this while the recorded run was in progress; the
    figures here are measured with libcurl and `http.client`, which never hit the stall.)
 
-Per-exec cost bounds the throughput targets: a trivial exec costs about 20 ms of CPU
-(server + jail processes, from /proc/PID/stat over 100 execs), so 2 CPUs top out near 100 execs/s
-before any other load; ≥ 200/s needs a cheaper jail start (reused cgroups, a pre-forked
-zygote), which is future work.
+Per-exec cost bounds the throughput targets: the concurrency table gives the CPU time one
+trivial exec costs (server, jail processes and bash, from /proc/PID/stat), and 2 CPUs divided by
+it is the ceiling. Most of it is process creation and teardown on this paravirtualised machine
+(page-table updates, page faults, two execs: the jail's init and bash); the machine's own
+`bash -c true` from 16 parallel loops, in the same run, is the reference.
 """
 
 
@@ -562,20 +563,18 @@ def analysis():
         if x > 1 or (paced or 0) > 1:
             out.append(f"- a one-file write adds {f(x)} ms p50 over a no-op exec back to back"
                        + (f" and {f(paced)} ms with 50 ms between execs" if paced else "")
-                       + " (target ≤ 1 ms). Phase timing inside the server (one sandbox, 50 ms "
-                       "between execs, overwriting an existing file in the cwd; medians): the "
-                       "jail runs ~0.3-0.8 ms longer (the overlay copies the file up before "
-                       "truncating it: a temporary inode, its origin attribute, a rename; the "
-                       "cwd's directories are already in the prepared upper), the diff ~0.35 ms "
-                       "(walk of the upper, the content's own SQLite transaction), the commit "
-                       "transaction ~0.14 ms and applying it to the checkout ~0.15-0.2 ms; "
-                       "discarding the upper (unmount, removal) happens after the reply. On this "
-                       "machine's journal-less ext4 each new inode costs 0.1-0.3 ms under churn "
-                       "(ext4 skips recently deleted inodes by scanning). Back to back, the next "
-                       "request also competes for the 2 CPUs with the background work of the last "
-                       "one (preparing the next upper, removing the old one): the with-pause "
-                       "figure is the one an agent that reads each answer sees. p50s of two "
-                       "series on a shared 2-CPU machine differ by ~0.5 ms run to run.")
+                       + " (target ≤ 1 ms). Inside the server an exec-sync replies once its "
+                       "commit is in SQL; applying the commit to the checkout, discarding the "
+                       "upper and queueing the preparation of the next one follow, under the "
+                       "sandbox's lock. With time between execs (an agent reading each answer) "
+                       "all of that is done before the next request, and what remains is the "
+                       "overlay's copy-up of the overwritten file in the jail, the diff and the "
+                       "commit transaction, within the run-to-run noise of two p50s (~0.5 ms). "
+                       "Back to back, the next exec waits for that work and for its own upper, "
+                       "which the background thread is still making: three directories and an "
+                       "overlay mount, whose work-directory checks create and remove inodes, on "
+                       "this machine's journal-less ext4, where every inode allocation skips the "
+                       "group's recently freed inodes one by one.")
     lc = g("lifecycle")
     if lc and lc["first_exec"]["p50_ms"] > 1.5 * lc["bwrap_first_exec"]["p50_ms"]:
         out.append(f"- time-to-interactive (create + first exec) is "
