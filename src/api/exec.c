@@ -141,22 +141,14 @@ int exec_open_sandbox(struct request *req, bool read_only, struct sandbox_rec *r
     return route_open_sandbox(req, read_only ? LOCK_SHARED : LOCK_EXCLUSIVE, rec);
 }
 
-/* What an exec-sync leaves for after its reply (exec_params.rest_after_reply): the record the
- * exec ran with and the exec's remaining work, done in exec_sync_done while the sandbox lock is
- * still held. */
-struct exec_sync_rest {
-    struct sandbox_rec rec;
-    struct exec_outcome out; /* only .rest is used */
-};
-
-void route_exec_sync_done(struct request *req, bool completed)
+void route_exec_rest_done(struct request *req, bool completed)
 {
     (void)completed;
-    struct exec_sync_rest *rest = req->route_state;
+    struct exec_route_rest *rest = req->route_state;
     if (!rest)
         return;
     req->route_state = NULL;
-    exec_outcome_finish(&rest->out);
+    exec_rest_finish(rest->rest);
     sandbox_rec_release(&rest->rec);
     free(rest);
 }
@@ -167,7 +159,7 @@ int route_exec_sync(struct request *req)
         return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server; see /readyz");
     struct exec_request x;
     int r = exec_request_parse(req, &x);
-    struct exec_sync_rest *rest = r < 0 ? NULL : calloc(1, sizeof(*rest));
+    struct exec_route_rest *rest = r < 0 ? NULL : calloc(1, sizeof(*rest));
     if (r == 0 && !rest)
         r = -ENOMEM;
     if (r == 0)
@@ -178,13 +170,13 @@ int route_exec_sync(struct request *req)
         return r;
     }
     /* The reply goes out before the checkout follows the commit and the upper goes: both
-     * happen in route_exec_sync_done, under the same lock. */
+     * happen in route_exec_rest_done, under the same lock. */
     req->route_state = rest;
     struct exec_outcome out;
     int64_t timeout_ms = x.params.timeout_ms;
     x.params.rest_after_reply = true;
     r = exec_engine_run(req->app->exec, &rest->rec, &x.params, &out);
-    rest->out.rest = out.rest;
+    rest->rest = out.rest;
     out.rest = NULL;
     exec_request_release(&x);
     if (r < 0) {

@@ -23,6 +23,15 @@ __attribute__((warn_unused_result)) int exec_parse_timeout(json_t *body, struct 
                                                            int64_t *ret);
 /* stdout/stderr bytes as a JSON string: invalid UTF-8 replaced by U+FFFD. */
 __attribute__((warn_unused_result)) int exec_output_json(const struct buf *b, json_t **ret);
+/* What an exec route leaves for after its reply (exec_params.rest_after_reply, the ret_rest of
+ * exec_engine_run_batch): the record the exec ran with, kept alive, and the exec's remaining
+ * work. A route keeps it in req->route_state and names route_exec_rest_done as its on_done,
+ * which runs the work before the sandbox's lock is released. */
+struct exec_route_rest {
+    struct sandbox_rec rec;
+    struct exec_session *rest;
+};
+
 /* Takes the sandbox lock an exec needs: shared when read_only, else exclusive. */
 __attribute__((warn_unused_result)) int exec_open_sandbox(struct request *req, bool read_only,
                                                           struct sandbox_rec *rec);

@@ -107,11 +107,16 @@ int route_exec_batch(struct request *req)
         r = 0;
     if (r == 0 && (r = jsonv_bool(body, "stopOnError", &p.stop_on_error)) > 0)
         r = 0;
-    struct sandbox_rec rec;
-    bool opened = false;
-    if (r == 0) {
-        r = exec_open_sandbox(req, p.read_only, &rec);
-        opened = r == 0;
+    /* owned by the request from here on (route_exec_rest_done): a write batch's checkout
+     * apply and upper removal run after the reply, with the record and the lock kept */
+    struct exec_route_rest *state = NULL;
+    if (r == 0 && !(state = calloc(1, sizeof(*state))))
+        r = -ENOMEM;
+    if (r == 0 && (r = exec_open_sandbox(req, p.read_only, &state->rec)) == 0)
+        req->route_state = state;
+    else {
+        free(state);
+        state = NULL;
     }
     struct batch_result *res = NULL;
     if (r == 0) {
@@ -122,7 +127,7 @@ int route_exec_batch(struct request *req)
     if (r == 0) {
         p.scripts = scripts;
         p.cancel_fd = http_client_fd(req);
-        r = exec_engine_run_batch(req->app->exec, &rec, &p, res);
+        r = exec_engine_run_batch(req->app->exec, &state->rec, &p, res, &state->rest);
     }
     if (r == 0) {
         json_t *out = json_array();
@@ -141,7 +146,5 @@ int route_exec_batch(struct request *req)
         batch_results_release(res, p.n);
     free(res);
     free(scripts);
-    if (opened)
-        sandbox_rec_release(&rec);
     return r;
 }

@@ -33,7 +33,8 @@ int route_tree(struct request *req);
 
 /* exec routes (api/exec.c) */
 int route_exec_sync(struct request *req);
-void route_exec_sync_done(struct request *req, bool completed);
+/* on_done of exec-sync and exec-sync-batch: the exec's work left after the reply (api/exec.h) */
+void route_exec_rest_done(struct request *req, bool completed);
 int route_exec_stream(struct request *req);
 void route_exec_stream_done(struct request *req, bool completed);
 int route_exec_batch(struct request *req);

@@ -312,9 +312,12 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, int report_fd
 }
 
 static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
-                           const struct batch_params *p, struct batch_result *res)
+                           const struct batch_params *p, struct batch_result *res,
+                           struct exec_session **ret_rest)
 {
-    struct exec_session s;
+    struct exec_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
     int ctl[2] = {-1, -1};
     struct jail_proc *proc = NULL;
     struct batch_run b = {
@@ -329,7 +332,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     b.cap = cap < BATCH_MIN_CAP ? BATCH_MIN_CAP : cap;
     if (b.cap > (size_t)e->app->cfg->max_exec_output_bytes)
         b.cap = (size_t)e->app->cfg->max_exec_output_bytes;
-    int r = exec_session_begin(e, rec, &s);
+    int r = exec_session_begin(e, rec, s);
     if (r == 0 && pipe2(ctl, O_CLOEXEC) < 0)
         r = -errno;
     if (r == 0 && fcntl(ctl[1], F_SETFL, O_NONBLOCK) < 0)
@@ -342,20 +345,20 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
             .cwd_is_stored = true,
             .stdin_fd = ctl[0],
         };
-        r = exec_session_spawn(&s, &sp, &proc);
+        r = exec_session_spawn(s, &sp, &proc);
     }
     if (ctl[0] >= 0)
         close(ctl[0]);
     if (r == 0) {
-        exec_session_close_report_writer(&s);
+        exec_session_close_report_writer(s);
         b.batch_start = time_mono_ms();
-        r = batch_loop(&b, proc, s.report[0], ctl[1]);
+        r = batch_loop(&b, proc, s->report[0], ctl[1]);
         ctl[1] = -1; /* closed by the loop */
         struct jail_status st;
         int w = jail_wait(proc, &st);
         if (r == 0 && w < 0)
             r = w;
-        exec_session_free_proc(&s, proc);
+        exec_session_free_proc(s, proc);
     }
     if (ctl[1] >= 0)
         close(ctl[1]);
@@ -368,12 +371,17 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     if (r == 0) {
         char info[96];
         snprintf(info, sizeof(info), "{\"batch\":%zu}", p->n);
-        r = exec_session_finish(&s, false, b.cwd, info, NULL);
+        r = exec_session_finish(s, false, b.cwd, info, NULL);
     }
     free(b.cwd);
     buf_release(&b.control);
     buf_release(&b.report);
-    exec_session_end(&s);
+    exec_session_leave(s);
+    if (r == 0 && ret_rest) {
+        *ret_rest = s;
+        return 0;
+    }
+    exec_rest_finish(s);
     return r;
 }
 
@@ -482,12 +490,15 @@ static int run_read_only_batch(struct exec_engine *e, struct sandbox_rec *rec,
 }
 
 int exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec,
-                          const struct batch_params *p, struct batch_result *results)
+                          const struct batch_params *p, struct batch_result *results,
+                          struct exec_session **ret_rest)
 {
+    if (ret_rest)
+        *ret_rest = NULL;
     for (size_t i = 0; i < p->n; i++) {
         memset(&results[i], 0, sizeof(results[i]));
         results[i].exit_code = -1;
     }
     return p->read_only ? run_read_only_batch(e, rec, p, results)
-                        : run_write_batch(e, rec, p, results);
+                        : run_write_batch(e, rec, p, results, ret_rest);
 }

@@ -94,12 +94,17 @@ static bool run_probe(const struct jail_runtime *rt)
     return sysprobe_ok(&probe);
 }
 
+void exec_rest_finish(struct exec_session *rest)
+{
+    if (!rest)
+        return;
+    exec_session_end(rest);
+    free(rest);
+}
+
 void exec_outcome_finish(struct exec_outcome *o)
 {
-    if (!o->rest)
-        return;
-    exec_session_end(o->rest);
-    free(o->rest);
+    exec_rest_finish(o->rest);
     o->rest = NULL;
 }
 

@@ -63,6 +63,9 @@ struct exec_outcome {
     struct exec_session *rest;
 };
 
+/* Runs and frees what an exec left for after its reply (exec_outcome.rest, the ret_rest of
+ * exec_engine_run_batch). NULL-safe. */
+void exec_rest_finish(struct exec_session *rest);
 /* Runs and frees o->rest, if any. */
 void exec_outcome_finish(struct exec_outcome *o);
 /* Frees the output buffers, and runs o->rest if it is still there. */
@@ -118,11 +121,13 @@ struct batch_params {
 /* Runs a batch. Write mode: one bash process runs the scripts in order under the exclusive lock
  * held by the caller, sharing shell state; one commit at the end (cwd stored). Read-only: the
  * scripts run in parallel jails (BATCH_WORKERS at once), one shared deadline; any change →
- * -ERR_READONLY_VIOLATION for the whole batch. results has n entries, filled in input order. */
-__attribute__((warn_unused_result)) int exec_engine_run_batch(struct exec_engine *e,
-                                                              struct sandbox_rec *rec,
-                                                              const struct batch_params *p,
-                                                              struct batch_result *results);
+ * -ERR_READONLY_VIOLATION for the whole batch. results has n entries, filled in input order.
+ * ret_rest non-NULL: on success of a write batch, what it leaves to do (as exec_outcome.rest)
+ * is handed back there for exec_rest_finish once the reply is out; else it is done before
+ * returning. */
+__attribute__((warn_unused_result)) int
+exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec, const struct batch_params *p,
+                      struct batch_result *results, struct exec_session **ret_rest);
 void batch_results_release(struct batch_result *results, size_t n);
 
 /* Shutdown: refuses new execs and kills every running jail (their writes commit like a

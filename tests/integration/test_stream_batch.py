@@ -127,6 +127,19 @@ def batch(api, sid, scripts, **kw):
                                       for i, s in enumerate(scripts)], **kw}, timeout=120)
 
 
+def test_request_after_a_write_batch_sees_it_at_once(api, sandbox, server):
+    """A write batch replies before its checkout follows the commit; the sandbox stays locked
+    until that is done, so a request sent on another connection as the reply arrives sees the
+    batch's writes."""
+    with server.client() as other:
+        for i in range(10):
+            r = batch(api, sandbox, [f"echo {i} > b.txt", "echo more >> b.txt"])
+            assert r.status_code == 200, r.text
+            got = other.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                             json={"script": "cat b.txt", "readOnly": True})
+            assert got.status_code == 200 and got.json()["stdout"] == f"{i}\nmore\n", got.text
+
+
 def test_batch_shares_shell_state(api, sandbox):
     r = batch(api, sandbox, ["X=41; f(){ echo fn-$1; }; export E=exp; mkdir -p w && cd w",
                              "echo $((X+1)); f a; bash -c 'echo $E'; pwd",
