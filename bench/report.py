@@ -431,9 +431,10 @@ def section_scale():
         return "_not measured_ " + str(g("errors", "scale", default=""))
     return "\n".join([
         f"{s['idle_sandboxes']} idle sandboxes created over 10 owners (`httpbench`, 2 clients) "
-        f"in {s['fill_s']} s; server RSS and database bytes (`*.db*` files incl. WAL, checkouts "
-        "excluded) before and after, each taken once the server is idle: 2 s after its last "
-        "commit it checkpoints its WALs in full and truncates them.", "",
+        f"in {s['fill_s']} s; server RSS and database bytes (the database files, without their "
+        "WAL and shared-memory files; checkouts excluded) before and after, each taken once the "
+        "server is idle: 2 s after its last commit it checkpoints a WAL larger than 4 MiB in full "
+        "and truncates it (the WAL sizes are in the table).", "",
         "| figure | value |", "|---|---|",
         f"| server RSS before → after | {s['rss_kib_before'] / 1024:.1f} → "
         f"{s['rss_kib_after'] / 1024:.1f} MiB |",
@@ -627,9 +628,8 @@ def analysis():
     sc = g("scale")
     if sc and sc["db_bytes_per_idle_sandbox"] > 4096:
         out.append(f"- {f(sc['db_bytes_per_idle_sandbox'], 0)} database bytes per idle sandbox "
-                   "(target 4 KiB), measured as growth of the database files including the WAL "
-                   "(a checkpointed, vacuumed size would be lower); a new sandbox also stores its "
-                   "/, /home/user and /tmp entries.")
+                   "(target 4 KiB), measured as growth of the database files once idle; a new "
+                   "sandbox also stores its /, /home/user and /tmp entries.")
     besides = sc.get("rss_bytes_per_idle_sandbox_besides_store_cache") if sc else None
     if sc and (sc["rss_bytes_per_idle_sandbox"] if besides is None else besides) > 0:
         if besides is None:
