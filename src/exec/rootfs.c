@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <linux/openat2.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,10 @@
 
 static const char *const runtime_names[2] = {"python", "javascript"};
 
-/* Compiled locales put into the jail's archive, at most. */
+/* Compiled locales put into the jail's archive, at most (more: no archive is built). */
 #define LOCALE_MAX_DIRS 64
+/* How long the server's start waits for localedef. */
+#define LOCALEDEF_WAIT_MS 10000
 
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -391,13 +394,26 @@ static int run_localedef(const char *prefix, const char *src, char *const *names
             r = -e;
     }
     if (pid > 0) {
+        /* It takes ~20 ms; a localedef stuck (on a lock of an odd filesystem) must not hold up
+         * the server's start: after LOCALEDEF_WAIT_MS it is killed and the jail does without. */
         int status = 0;
-        pid_t w;
-        while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-            ;
-        if (w < 0)
+        pid_t w = 0;
+        for (int waited = 0; w == 0; waited += 10) {
+            w = waitpid(pid, &status, WNOHANG);
+            if (w < 0 && errno == EINTR)
+                w = 0;
+            else if (w == 0 && waited >= LOCALEDEF_WAIT_MS) {
+                (void)kill(pid, SIGKILL);
+                while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+                    ;
+                r = -ETIMEDOUT;
+            } else if (w == 0) {
+                usleep(10 * 1000);
+            }
+        }
+        if (r == 0 && w < 0)
             r = -errno;
-        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        else if (r == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
             r = -EIO;
     }
     if (fa_ok)
@@ -405,6 +421,34 @@ static int run_localedef(const char *prefix, const char *src, char *const *names
     for (size_t i = 0; i < made; i++)
         free(paths[i]);
     return r;
+}
+
+/* A compiled locale that may go into the jail's archive: a real directory (no symlink out of
+ * /usr) holding LC_CTYPE, itself and every file in it readable by anyone — localedef runs as
+ * root and would otherwise put what the sandbox user cannot read into a world-readable archive. */
+static bool locale_dir_public(int parent, const char *name)
+{
+    struct stat st;
+    if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
+        (st.st_mode & (S_IROTH | S_IXOTH)) != (S_IROTH | S_IXOTH))
+        return false;
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    bool ok = fstatat(fd, "LC_CTYPE", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    struct dirent *e;
+    while (ok && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        ok = fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) && (st.st_mode & S_IROTH);
+    }
+    closedir(d);
+    return ok;
 }
 
 /* locale/: the rootfs's /usr/lib/locale plus one archive of its compiled locales. Every
@@ -421,17 +465,24 @@ static int build_locale(struct rootfs *rf, int jailfd)
     DIR *d = opendir("/usr/lib/locale");
     if (!d)
         return 0;
+    /* The mount hides the host's directory: built only when the copy shows all of it. */
     char *names[LOCALE_MAX_DIRS];
     size_t n = 0;
+    bool whole = true;
     struct dirent *e;
-    while (n < LOCALE_MAX_DIRS && (e = readdir(d))) {
-        char probe[512];
-        snprintf(probe, sizeof(probe), "%s/LC_CTYPE", e->d_name);
-        if (e->d_name[0] == '.' || faccessat(dirfd(d), probe, R_OK, 0) < 0)
+    while (whole && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        if (!(names[n] = strdup(e->d_name)))
-            break;
-        n++;
+        whole = n < LOCALE_MAX_DIRS && locale_dir_public(dirfd(d), e->d_name);
+        if (whole && !(names[n] = strdup(e->d_name)))
+            whole = false;
+        n += whole;
+    }
+    if (!whole) { /* nothing is built: the jail sees the rootfs's directory as it is */
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        closedir(d);
+        return 0;
     }
     char *staging = joinp(rf->jail_dir, "locale.build");
     char *out = joinp(staging ? staging : "", "usr/lib/locale");
