@@ -322,10 +322,13 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
     deadline = time.time() + 5
     ready = None
     while time.time() < deadline and ready is None:
-        # the prepared upper, not the exec's own (which holds `one` until it is removed)
+        # the prepared upper, not the exec's own: that one's directory is emptied too when the
+        # checkout takes `one` from it (after the reply), but then its mtime is the move's
         for d in os.listdir(uppers):
             try:
-                if os.listdir(os.path.join(uppers, d, "upper", "home", "user", proj)) == []:
+                here = os.path.join(uppers, d, "upper", "home", "user", proj)
+                if os.listdir(here) == [] and os.stat(here).st_mtime_ns == \
+                        os.stat(os.path.join(tree, "home", "user", proj)).st_mtime_ns:
                     ready = d
             except FileNotFoundError:
                 pass
