@@ -190,7 +190,7 @@ int route_ingest(struct request *req)
         opened = r == 0;
     }
     if (r == 0 && cs.n > 0)
-        r = sandbox_commit(req->app, &rec, &cs, NULL, NULL);
+        r = sandbox_commit(req->app, &rec, &cs);
     if (r == 0) {
         json_t *o = json_object();
         json_object_set_new(o, "status", json_string("ok"));
@@ -234,7 +234,7 @@ int route_ingest_files(struct request *req)
     r = ingest_files_build(req->app->store, norm, files, req->app->cfg->max_ingest_files,
                            req->app->cfg->max_ingest_bytes, &cs, &res);
     if (r == 0 && cs.n > 0)
-        r = sandbox_commit(req->app, &rec, &cs, NULL, NULL);
+        r = sandbox_commit(req->app, &rec, &cs);
     if (r == 0) {
         json_t *o = json_object();
         json_object_set_new(o, "status", json_string("ok"));

@@ -371,7 +371,7 @@ int route_file_put(struct request *req)
         cs.create_parents = true;
         r = changeset_put(&cs, &m);
         if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs, NULL, NULL);
+            r = sandbox_commit(req->app, &rec, &cs);
         changeset_release(&cs);
     }
     free(m.path);
@@ -510,7 +510,7 @@ int route_file_patch(struct request *req)
     changeset_init(&cs, "edit");
     r = sandbox_put_bytes(req->app, &cs, real, buf_cstr(&edited), edited.len, m.mode);
     if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs, NULL, NULL);
+        r = sandbox_commit(req->app, &rec, &cs);
     changeset_release(&cs);
     if (r == 0) {
         json_t *o = json_object();
@@ -583,7 +583,7 @@ int route_file_delete(struct request *req)
         changeset_init(&cs, "delete");
         r = changeset_delete(&cs, real);
         if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs, NULL, NULL);
+            r = sandbox_commit(req->app, &rec, &cs);
         changeset_release(&cs);
     }
     free(real);
@@ -641,7 +641,7 @@ int route_mkdir(struct request *req)
         };
         r = changeset_put(&cs, &d);
         if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs, NULL, NULL);
+            r = sandbox_commit(req->app, &rec, &cs);
         changeset_release(&cs);
     }
     free(real);
@@ -707,7 +707,7 @@ int route_write_files(struct request *req)
             break;
     }
     if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs, NULL, NULL);
+        r = sandbox_commit(req->app, &rec, &cs);
     changeset_release(&cs);
     sandbox_rec_release(&rec);
     return r < 0 ? r : http_reply_empty(req, 204);

@@ -13,18 +13,18 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <linux/fs.h>
-#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -102,15 +102,10 @@ void exec_rest_finish(struct exec_session *rest)
     free(rest);
 }
 
-void exec_outcome_finish(struct exec_outcome *o)
+void exec_outcome_release(struct exec_outcome *o)
 {
     exec_rest_finish(o->rest);
     o->rest = NULL;
-}
-
-void exec_outcome_release(struct exec_outcome *o)
-{
-    exec_outcome_finish(o);
     buf_release(&o->out);
     buf_release(&o->err);
 }
@@ -1152,7 +1147,7 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
             r = -ENOMEM;
         int64_t from = s->rec->version;
         if (r == 0)
-            r = sandbox_commit_untold(e->app, s->rec, cs, NULL);
+            r = sandbox_commit_untold(e->app, s->rec, cs);
         if (r == 0) {
             s->tell_pending = true;
             s->tell_from = from;

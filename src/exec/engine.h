@@ -58,16 +58,15 @@ struct exec_outcome {
     bool out_truncated, err_truncated;
     int64_t files_changed; /* changes committed */
     /* With exec_params.rest_after_reply, on success: the exec's remaining work. The caller
-     * runs it with exec_outcome_finish once its reply is out, holding the sandbox lock and
-     * keeping the record it passed to exec_engine_run until then. */
+     * takes it (setting it to NULL) and runs it with exec_rest_finish once its reply is out,
+     * holding the sandbox lock and keeping the record it passed to exec_engine_run until then;
+     * exec_outcome_release runs whatever is still there. */
     struct exec_session *rest;
 };
 
 /* Runs and frees what an exec left for after its reply (exec_outcome.rest, the ret_rest of
  * exec_engine_run_batch). NULL-safe. */
 void exec_rest_finish(struct exec_session *rest);
-/* Runs and frees o->rest, if any. */
-void exec_outcome_finish(struct exec_outcome *o);
 /* Frees the output buffers, and runs o->rest if it is still there. */
 void exec_outcome_release(struct exec_outcome *o);
 

@@ -458,13 +458,13 @@ static bool locale_dir_public(int parent, const char *name)
  * Built only over the host's own /usr (the archive is the host glibc's format, made by its
  * localedef) and only when the host has no archive already; an image given with --rootfs ships
  * its own. A failure is logged and leaves the jail reading the separate files, as before. */
-static int build_locale(struct rootfs *rf, int jailfd)
+static void build_locale(struct rootfs *rf, int jailfd)
 {
     if (strcmp(rf->rootfs, "/") != 0 || access("/usr/lib/locale/locale-archive", F_OK) == 0)
-        return 0;
+        return;
     DIR *d = opendir("/usr/lib/locale");
     if (!d)
-        return 0;
+        return;
     /* The mount hides the host's directory: built only when the copy shows all of it. */
     char *names[LOCALE_MAX_DIRS];
     size_t n = 0;
@@ -478,18 +478,16 @@ static int build_locale(struct rootfs *rf, int jailfd)
             whole = false;
         n += whole;
     }
-    if (!whole) { /* nothing is built: the jail sees the rootfs's directory as it is */
+    if (!whole || n == 0) { /* nothing is built: the jail sees the rootfs's directory as is */
         for (size_t i = 0; i < n; i++)
             free(names[i]);
         closedir(d);
-        return 0;
+        return;
     }
     char *staging = joinp(rf->jail_dir, "locale.build");
     char *out = joinp(staging ? staging : "", "usr/lib/locale");
     char *final = joinp(rf->jail_dir, "locale");
     int r = !staging || !out || !final ? -ENOMEM : 0;
-    if (r == 0 && n == 0)
-        r = 1; /* nothing to archive */
     if (r == 0 && (mkdirat(jailfd, "locale.build", 0755) < 0 ||
                    mkdirat(jailfd, "locale.build/usr", 0755) < 0 ||
                    mkdirat(jailfd, "locale.build/usr/lib", 0755) < 0 ||
@@ -535,7 +533,6 @@ static int build_locale(struct rootfs *rf, int jailfd)
     free(staging);
     free(out);
     free(final);
-    return 0;
 }
 
 int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
@@ -585,7 +582,7 @@ int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
     if (r == 0 && (r = build_stubs_and_bins(&rf, jailfd)) < 0)
         err_set(r, "rootfs: cannot generate the runtime stubs");
     if (r == 0)
-        r = build_locale(&rf, jailfd);
+        build_locale(&rf, jailfd);
     if (r == 0) {
         find_targets(&rf, rootfd);
         rf.has_bash = faccessat(rootfd, "usr/bin/bash", X_OK, 0) == 0;

@@ -37,8 +37,7 @@ int sandbox_open(struct app *app, const char *id, const char *tenant, const char
     return 0;
 }
 
-int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs,
-                          struct commit_result *ret)
+int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
 {
     struct commit_opts opts = {
         .expect_version = rec->version,
@@ -67,8 +66,6 @@ int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct
             rec->cwd = cwd;
         }
     }
-    if (ret)
-        *ret = res;
     return 0;
 }
 
@@ -79,18 +76,13 @@ void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_ve
         app->after_commit(app, sandbox_id, old_version, new_version, cs, upper_dir);
 }
 
-int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct changeset *cs,
-                   const char *upper_dir, struct commit_result *ret)
+int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
 {
     int64_t old = rec->version;
-    struct commit_result res;
-    int r = sandbox_commit_untold(app, rec, cs, &res);
-    if (r < 0)
-        return r;
-    sandbox_tell_commit(app, rec->id, old, res.version, cs, upper_dir);
-    if (ret)
-        *ret = res;
-    return 0;
+    int r = sandbox_commit_untold(app, rec, cs);
+    if (r == 0)
+        sandbox_tell_commit(app, rec->id, old, rec->version, cs, NULL);
+    return r;
 }
 
 /* Joins dir and the remaining segments `rest` (may be empty) into a new normalised path. */

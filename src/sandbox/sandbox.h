@@ -33,23 +33,20 @@ __attribute__((warn_unused_result)) int sandbox_lookup(struct app *app, const ch
                                                        const char *tenant, const char *sub,
                                                        struct sandbox_rec *ret_rec);
 
-/* Commits cs for the sandbox whose record (read under its exclusive lock) is rec; rec->version
- * and rec->size_bytes are updated. Fails like store_commit (-ERR_QUOTA with the quota in the
- * details, -ESTALE, ...) and then nothing changed. `upper_dir` (may be NULL) is passed on to
- * app->after_commit: the exec's overlay upper the change set was read from. */
+/* Commits cs for the sandbox whose record (read under its exclusive lock) is rec; rec->version,
+ * size_bytes, last_used_ms and cwd are updated, then app->after_commit is told. Fails like
+ * store_commit (-ERR_QUOTA with the quota in the details, -ESTALE, ...) and then nothing
+ * changed. */
 __attribute__((warn_unused_result)) int sandbox_commit(struct app *app, struct sandbox_rec *rec,
-                                                       const struct changeset *cs,
-                                                       const char *upper_dir,
-                                                       struct commit_result *ret);
+                                                       const struct changeset *cs);
 
 /* sandbox_commit in two steps, for a caller that answers its client in between: the commit
  * (rec updated, nothing told) and then, before the sandbox lock is released, the
  * app->after_commit call with the same change set and the version the commit started from
- * (caches follow: the exec's checkout apply). An exec makes the second step after its reply. */
-__attribute__((warn_unused_result)) int sandbox_commit_untold(struct app *app,
-                                                              struct sandbox_rec *rec,
-                                                              const struct changeset *cs,
-                                                              struct commit_result *ret);
+ * (caches follow: the exec's checkout apply, from `upper_dir`, the overlay upper the change set
+ * was read from; NULL otherwise). An exec makes the second step after its reply. */
+__attribute__((warn_unused_result)) int
+sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs);
 void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,
                          int64_t new_version, const struct changeset *cs, const char *upper_dir);
 
