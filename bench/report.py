@@ -265,13 +265,13 @@ def headline():
             c["errors"] == 0 and not hung, only("concurrency"))
     s = g("scale")
     if s:
-        besides = s.get("rss_bytes_per_idle_sandbox_besides_store_cache")
-        rss_fig = s["rss_bytes_per_idle_sandbox"] if besides is None else besides
+        rss_fig = s["rss_bytes_per_idle_sandbox"]
+        store_part = None
+        if "store_memory_after" in s:
+            store_part = (s["store_memory_after"] - s["store_memory_before"]) / s["idle_sandboxes"]
         add("server RSS per idle sandbox",
-            f"{f(s['rss_bytes_per_idle_sandbox'], 0)} B"
-            + ("" if besides is None else
-               f", of which {f(s['rss_bytes_per_idle_sandbox'] - besides, 0)} B SQLite's page "
-               f"cache (bounded) and {f(besides, 1)} B the rest"),
+            f"{f(rss_fig, 0)} B"
+            + ("" if store_part is None else f", of which {f(store_part, 1)} B SQLite's memory"),
             "0 B (nothing resident)", rss_fig <= 0, only("scale"))
         add("DB bytes per idle sandbox", f"{f(s['db_bytes_per_idle_sandbox'], 0)} B", "≤ 4096 B",
             s["db_bytes_per_idle_sandbox"] <= 4096, only("scale"))
@@ -434,7 +434,8 @@ def section_scale():
         f"in {s['fill_s']} s; server RSS and database bytes (the database files, without their "
         "WAL and shared-memory files; checkouts excluded) before and after, each taken once the "
         "server is idle: 2 s after its last commit it checkpoints a WAL larger than 4 MiB in full "
-        "and truncates it (the WAL sizes are in the table).", "",
+        "and truncates it (the WAL sizes are in the table), its SQLite connections give their "
+        "page caches back and the C library returns the freed heap to the kernel.", "",
         "| figure | value |", "|---|---|",
         f"| server RSS before → after | {s['rss_kib_before'] / 1024:.1f} → "
         f"{s['rss_kib_after'] / 1024:.1f} MiB |",
@@ -630,21 +631,17 @@ def analysis():
         out.append(f"- {f(sc['db_bytes_per_idle_sandbox'], 0)} database bytes per idle sandbox "
                    "(target 4 KiB), measured as growth of the database files once idle; a new "
                    "sandbox also stores its /, /home/user and /tmp entries.")
-    besides = sc.get("rss_bytes_per_idle_sandbox_besides_store_cache") if sc else None
-    if sc and (sc["rss_bytes_per_idle_sandbox"] if besides is None else besides) > 0:
-        if besides is None:
-            out.append(f"- server RSS grew {f(sc['rss_bytes_per_idle_sandbox'], 0)} B per idle "
-                       "sandbox while creating them; SQLite's page caches grow with the "
-                       "database and were not measured apart.")
-        else:
-            out.append(
-                f"- server RSS grew {f(sc['rss_bytes_per_idle_sandbox'], 0)} B per idle sandbox;"
-                f" SQLite's own memory grew by {f(sc['rss_bytes_per_idle_sandbox'] - besides, 0)}"
-                " B per sandbox of that (its page caches fill with the growing database, up to "
-                "16 MiB for the writer and 2 MiB per reader, then stop). The rest, "
-                f"{f(besides, 1)} B per sandbox ({f(besides * sc['idle_sandboxes'] / 1024, 0)} "
-                "KiB in all), is within what allocator arenas and thread stacks of the burst's "
-                "connections account for. The server keeps no state per idle sandbox: its lock entry exists only while the lock is held or awaited, a checkout only after an exec.")
+    if sc and sc["rss_bytes_per_idle_sandbox"] > 0:
+        out.append(
+            f"- server RSS grew {f(sc['rss_bytes_per_idle_sandbox'], 0)} B per idle sandbox "
+            f"({f(sc['rss_bytes_per_idle_sandbox'] * sc['idle_sandboxes'] / 1024, 0)} KiB over "
+            f"{sc['idle_sandboxes']}), both figures taken once the server is idle, when its "
+            "SQLite connections have given their page caches back and the C library its free "
+            "heap. What stays is what the burst left behind, not state per sandbox: heap "
+            "fragmentation in the allocator arenas of the threads that served it, and the "
+            "connections' mappings of the WAL index, which grew with the 40 MB WAL. The server "
+            "keeps no state per idle sandbox: its lock entry exists only while the lock is held "
+            "or awaited, a checkout only after an exec.")
     c = g("concurrency")
     if c and c.get("hung_runs"):
         out.append(f"- concurrency runs that hung: {', '.join(c['hung_runs'])} — problem 1 below; "
@@ -655,6 +652,19 @@ def analysis():
     return "\n".join(out) if out else "All targets met."
 
 
+def last_reruns():
+    """(time, scenarios) of the re-runs whose figures the page shows: a scenario re-run twice
+    shows its latest."""
+    latest = {}
+    for x in R.get("reruns", []):
+        for name in x["only"]:
+            latest[name] = x["at"]
+    by_time = {}
+    for name, at in latest.items():
+        by_time.setdefault(at, []).append(name)
+    return sorted((at, sorted(names)) for at, names in by_time.items())
+
+
 def main():
     m = R["machine"]
     la = R.get("loadavg", {})
@@ -663,8 +673,8 @@ def main():
         f"Results of `{CMD}` ({'quick' if QUICK else 'full'} run, started {R.get('started')}, "
         f"{R.get('total_s', '?')} s). Machine-readable: `{os.path.relpath(SRC, ROOT)}`; "
         "this page is generated from it by `bench/report.py`."
-        + "".join(f" Scenarios {', '.join(x['only'])} were re-run alone at {x['at']}."
-                  for x in R.get("reruns", [])), "",
+        + "".join(f" Scenarios {', '.join(names)} were re-run alone at {at}."
+                  for at, names in last_reruns()), "",
         "## Machine", "",
         "| | |", "|---|---|",
         f"| CPUs (nproc) | {m['nproc']} |", f"| CPU model | {m['cpu']} |",

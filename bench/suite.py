@@ -535,6 +535,20 @@ def wait_wal_truncated(data, timeout=15):
     return wal_bytes(data)
 
 
+def wait_idle(server, timeout=15):
+    """An idle server (2 s without a commit) also gives its SQLite page caches back and returns
+    the freed heap to the kernel: waits past that point, until the store's memory is steady."""
+    time.sleep(2.5)
+    deadline = time.time() + timeout
+    last = store_memory(server)
+    while time.time() < deadline:
+        time.sleep(0.5)
+        now = store_memory(server)
+        if abs(now - last) < 64 << 10:
+            return
+        last = now
+
+
 def store_memory(server):
     with httpx.Client(base_url=server.url) as c:
         return c.get("/readyz").json().get("memory", {}).get("storeBytes", 0)
@@ -561,8 +575,8 @@ def sc_scale(res):
         for sid in warm:
             api.delete(sid)
         api.c.post(f"/v1/sandboxes/{api.create()}/exec-sync", json={"script": "true"})
-        time.sleep(0.5)
         wait_wal_truncated(s.data)
+        wait_idle(s)
         rss0, db0, mem0 = s.rss_kib(), db_bytes(s.data), store_memory(s)
         t0 = time.perf_counter()
         owners = 10
@@ -575,6 +589,7 @@ def sc_scale(res):
         subprocess.run(["sync"])
         wal_peak = wal_bytes(s.data)
         wal_idle = wait_wal_truncated(s.data)
+        wait_idle(s)
         rss1, db1, mem1 = s.rss_kib(), db_bytes(s.data), store_memory(s)
         create = httpbench(s, api.tok, "/v1/sandboxes", "POST", body="{}", n=q(300, 100),
                            expect=201)

@@ -48,13 +48,16 @@
  * checkpoint's fsyncs. Once no commit has come for CKPT_IDLE_MS, that thread checkpoints each
  * WAL in full and truncates it, if no reader still needs it: a burst of writes can grow a WAL to
  * tens of MB (a busy writer rarely finds the moment to restart it), which an idle server would
- * otherwise keep on disk.
+ * otherwise keep on disk. In the same idle pass every connection gives back its page cache
+ * (ckpt_release_memory): the caches grow with the database to their bounds, and an idle server
+ * should not keep them resident; the next requests read the few pages they need again.
  */
 #include "store/store.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -2150,6 +2153,24 @@ static unsigned ckpt_truncate_idle(struct sqlite_store *s, unsigned dirty)
     return done;
 }
 
+/* The idle pass's second half: every connection frees the pages of its cache (each while no
+ * other thread can use it: the writer under wlock, the idle readers under plock, and the
+ * checkpointer's own here), and the C library hands the freed heap back to the kernel. */
+static void ckpt_release_memory(struct sqlite_store *s)
+{
+    (void)sqlite3_db_release_memory(s->ckpt->db);
+    pthread_mutex_lock(&s->wlock);
+    (void)sqlite3_db_release_memory(s->w->db);
+    pthread_mutex_unlock(&s->wlock);
+    pthread_mutex_lock(&s->plock);
+    for (struct conn *c = s->idle; c; c = c->next)
+        (void)sqlite3_db_release_memory(c->db);
+    pthread_mutex_unlock(&s->plock);
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
+}
+
 static void *ckpt_main(void *arg)
 {
     struct sqlite_store *s = arg;
@@ -2165,6 +2186,7 @@ static void *ckpt_main(void *arg)
                 unsigned dirty = s->ckpt_dirty;
                 pthread_mutex_unlock(&s->ckpt_lock);
                 unsigned done = ckpt_truncate_idle(s, dirty);
+                ckpt_release_memory(s);
                 pthread_mutex_lock(&s->ckpt_lock);
                 /* a commit meanwhile set its bit again and moved ckpt_last_ms: keep it */
                 if (s->ckpt_last_ms < idle_at)

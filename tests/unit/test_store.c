@@ -1300,6 +1300,33 @@ static void test_idle_wal_truncated(void **state)
     assert_int_equal(wal_size(f), small);
 }
 
+/* Once the store has been idle for a while its connections give their page caches back:
+ * SQLite's memory falls well below what a burst of commits and reads left, and the data reads
+ * as before afterwards. */
+static void test_idle_releases_cache_memory(void **state)
+{
+    struct fx *f = *state;
+    create_many(f, 0, 400);
+    create_sb(f->st, SB1);
+    /* a few reads through the pooled readers fill their caches too */
+    for (int i = 0; i < 20; i++) {
+        struct sandbox_rec g = get_sb(f->st, SB1);
+        sandbox_rec_release(&g);
+    }
+    int64_t busy = store_memory_bytes(f->st);
+    assert_true(busy > 1 << 20);
+    int64_t now = busy;
+    for (int waited = 0; now > busy / 4 && waited < 8000; waited += 100) {
+        usleep(100 * 1000);
+        now = store_memory_bytes(f->st);
+    }
+    assert_true(now <= busy / 4);
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    assert_string_equal(g.id, SB1);
+    sandbox_rec_release(&g);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM sandboxes"), 401);
+}
+
 static void test_concurrency(void **state)
 {
     struct fx *f = *state;
@@ -1335,6 +1362,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sandbox_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_wal_truncated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_releases_cache_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_with_initial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_id_format, setup, teardown),
