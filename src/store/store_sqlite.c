@@ -48,7 +48,7 @@
  * checkpoint's fsyncs. Once no commit has come for CKPT_IDLE_MS, that thread checkpoints each
  * WAL in full and truncates it, if no reader still needs it: a burst of writes can grow a WAL to
  * tens of MB (a busy writer rarely finds the moment to restart it), which an idle server would
- * otherwise keep on disk. In the same idle pass every connection gives back its page cache
+ * otherwise keep on disk. In the same idle pass every idle connection gives back its page cache
  * (ckpt_release_memory): the caches grow with the database to their bounds, and an idle server
  * should not keep them resident; the next requests read the few pages they need again.
  */
@@ -309,11 +309,13 @@ struct sqlite_store {
     struct conn *idle;     /* idle read-only connections */
     int nidle;
     int64_t next_writer;       /* content writer ids (atomic) */
-    pthread_mutex_t ckpt_lock; /* guards ckpt_want, ckpt_dirty, ckpt_last_ms, ckpt_stop */
+    pthread_mutex_t ckpt_lock; /* guards ckpt_want, ckpt_dirty, ckpt_last_ms, mem_dirty,
+                                * ckpt_stop */
     pthread_cond_t ckpt_cond;  /* signals the checkpointer */
     unsigned ckpt_want;        /* databases to checkpoint: CKPT_MAIN | CKPT_BLOBS */
     unsigned ckpt_dirty;       /* databases whose WAL holds frames since its last truncation */
     int64_t ckpt_last_ms;      /* monotonic time of the last commit (time_mono_ms) */
+    bool mem_dirty;            /* a commit came since the caches were last given back */
     bool ckpt_stop;            /* the checkpointer must exit */
     bool ckpt_running;         /* ckpt_thread was started */
     pthread_t ckpt_thread;     /* runs WAL checkpoints off the write path */
@@ -2099,6 +2101,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
         (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     pthread_mutex_lock(&s->ckpt_lock);
     s->ckpt_last_ms = time_mono_ms();
+    s->mem_dirty = true;
     bool wake = !s->ckpt_dirty; /* the checkpointer sleeps without a deadline until now */
     s->ckpt_dirty |= bit;
     if (frames >= (blobs ? CKPT_SOFT_BLOBS : CKPT_SOFT_MAIN) &&
@@ -2153,9 +2156,11 @@ static unsigned ckpt_truncate_idle(struct sqlite_store *s, unsigned dirty)
     return done;
 }
 
-/* The idle pass's second half: every connection frees the pages of its cache (each while no
- * other thread can use it: the writer under wlock, the idle readers under plock, and the
- * checkpointer's own here), and the C library hands the freed heap back to the kernel. */
+/* The idle pass's second half, once per idle spell (a WAL truncation that must be retried does
+ * not repeat it): every connection not in use frees the pages of its cache (each while no other
+ * thread can use it: the writer under wlock, the idle readers under plock, and the
+ * checkpointer's own here; a reader checked out meanwhile keeps its cache), and the C library
+ * hands the freed heap back to the kernel. */
 static void ckpt_release_memory(struct sqlite_store *s)
 {
     (void)sqlite3_db_release_memory(s->ckpt->db);
@@ -2184,9 +2189,12 @@ static void *ckpt_main(void *arg)
             int64_t idle_at = s->ckpt_last_ms + CKPT_IDLE_MS;
             if (time_mono_ms() >= idle_at) {
                 unsigned dirty = s->ckpt_dirty;
+                bool release = s->mem_dirty;
+                s->mem_dirty = false;
                 pthread_mutex_unlock(&s->ckpt_lock);
                 unsigned done = ckpt_truncate_idle(s, dirty);
-                ckpt_release_memory(s);
+                if (release)
+                    ckpt_release_memory(s);
                 pthread_mutex_lock(&s->ckpt_lock);
                 /* a commit meanwhile set its bit again and moved ckpt_last_ms: keep it */
                 if (s->ckpt_last_ms < idle_at)
