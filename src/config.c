@@ -69,6 +69,8 @@ static const struct limit_spec limits[] = {
      "execs running at once"},
     {"EXEC_QUEUE", F(exec_queue), 256, FIXED, 0, 1000000, false,
      "execs waiting beyond that (then 503 EBUSY)"},
+    {"EXEC_WARM_SANDBOXES", F(exec_warm_sandboxes), 64, FIXED, 1, 4096, false,
+     "recently used sandboxes that keep their network namespace and unchanged upper"},
     {"BATCH_WORKERS", F(batch_workers), 0, CPUS_X2, 1, 10000, false,
      "parallelism of read-only batch execs"},
     {"AUTH_RATE_LIMIT_MAX", F(auth_rate_limit_max), 5, FIXED, 0, COUNT_MAX, false,

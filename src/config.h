@@ -29,6 +29,8 @@ struct config {
     int64_t exec_file_size_bytes;  /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
     int64_t exec_concurrency;      /* EXEC_CONCURRENCY: execs running at once; default 2×CPUs+2 */
     int64_t exec_queue;            /* EXEC_QUEUE: execs waiting beyond that; default 256 */
+    int64_t exec_warm_sandboxes;   /* EXEC_WARM_SANDBOXES 64: sandboxes keeping a network
+                                    * namespace and an idle upper between execs (LRU) */
     int64_t batch_workers;         /* BATCH_WORKERS: read-only batch parallelism; default 2×CPUs */
     int64_t auth_rate_limit_max;   /* AUTH_RATE_LIMIT_MAX 5 */
     int64_t auth_rate_limit_window_ms; /* AUTH_RATE_LIMIT_WINDOW_MS 60000 */

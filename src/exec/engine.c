@@ -202,12 +202,11 @@ static void netns_warn_once(int r)
     err_clear();
 }
 
-/* Network namespaces kept: a few per exec slot (each about 100-200 KiB of kernel memory), so
- * that the sandboxes in use keep theirs. */
+/* Network namespaces kept: one per warm sandbox (EXEC_WARM_SANDBOXES, each about 200 KiB of
+ * kernel memory), so that the sandboxes in use keep theirs. */
 static size_t netns_keep(const struct config *c)
 {
-    size_t n = 4 * (size_t)c->exec_concurrency;
-    return n < 16 ? 16 : n > 256 ? 256 : n;
+    return (size_t)c->exec_warm_sandboxes;
 }
 
 int exec_engine_new(struct app *app, struct exec_engine **ret)
@@ -316,7 +315,9 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     pthread_mutex_lock(&e->mu);
     json_object_set_new(o, "running", json_integer(e->running));
     json_object_set_new(o, "queued", json_integer(e->waiting));
+    json_object_set_new(o, "idleUppers", json_integer((json_int_t)e->nidle));
     pthread_mutex_unlock(&e->mu);
+    json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
     return o;
 }
 
@@ -575,10 +576,11 @@ static void upper_skeleton(struct upper *u, const char *lower, const char *cwd)
     }
 }
 
+/* One idle upper per warm sandbox (EXEC_WARM_SANDBOXES): a detached overlay mount and three
+ * empty directories each. */
 static size_t idle_max(const struct exec_engine *e)
 {
-    int64_t n = e->app->cfg->exec_concurrency * 2;
-    return n < 8 ? 8 : (size_t)n;
+    return (size_t)e->app->cfg->exec_warm_sandboxes;
 }
 
 /* Under e->mu: takes entry i out, keeping the oldest-first order idle_put evicts by. */

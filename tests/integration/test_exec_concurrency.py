@@ -21,3 +21,46 @@ def test_concurrent_execs_finish(fresh_server):
     with concurrent.futures.ThreadPoolExecutor(40) as ex:
         got = list(ex.map(one, range(80)))
     assert got == [(200, f"{i}\n") for i in range(80)]
+
+
+def warm_counts(srv):
+    ex = httpx.get(srv.url + "/readyz").json()["checks"]["exec"]
+    return ex["networkNamespaces"], ex["idleUppers"], ex["warmSandboxes"]
+
+
+def test_warm_sandboxes_are_bounded_and_least_recently_used_go_first(fresh_server):
+    """EXEC_WARM_SANDBOXES bounds the sandboxes that keep a network namespace and an unchanged
+    upper between execs; the least recently used lose theirs first and still run as before
+    (a dropped namespace's inode number may be reused, so only kept ones are compared)."""
+    srv = fresh_server({"EXEC_WARM_SANDBOXES": "2"})
+    h = {"Authorization": "Bearer " + srv.token("warm")}
+    with httpx.Client(base_url=srv.url, headers=h, timeout=60) as c:
+        sids = [c.post("/v1/sandboxes", json={}).json()["id"] for _ in range(4)]
+        ns = {}
+        for sid in sids:
+            r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                       json={"script": "readlink /proc/self/ns/net"})
+            assert r.status_code == 200, r.text
+            ns[sid] = r.json()["stdout"]
+        assert warm_counts(srv) == (2, 2, 2)
+        # the two most recent kept their namespace; the first lost it and gets a new one
+        for sid in sids[2:]:
+            r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                       json={"script": "readlink /proc/self/ns/net"})
+            assert r.json()["stdout"] == ns[sid]
+        # the least recent one lost its namespace and upper: it still runs and keeps its files
+        r = c.post(f"/v1/sandboxes/{sids[0]}/exec-sync", json={"script": "echo kept > f"})
+        assert r.status_code == 200, r.text
+        assert c.get(f"/v1/sandboxes/{sids[0]}/files/home/user/f").content == b"kept\n"
+        assert warm_counts(srv)[0] == 2
+
+
+def test_warm_sandboxes_default_keeps_each_recent_sandbox(fresh_server):
+    srv = fresh_server()
+    h = {"Authorization": "Bearer " + srv.token("warm")}
+    with httpx.Client(base_url=srv.url, headers=h, timeout=60) as c:
+        for _ in range(20):
+            sid = c.post("/v1/sandboxes", json={}).json()["id"]
+            assert c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                          json={"script": "true"}).status_code == 200
+    assert warm_counts(srv) == (20, 20, 64)

@@ -31,6 +31,7 @@ static const char *const vars[] = {
     "EXEC_FILE_SIZE_BYTES",
     "EXEC_CONCURRENCY",
     "EXEC_QUEUE",
+    "EXEC_WARM_SANDBOXES",
     "BATCH_WORKERS",
     "AUTH_RATE_LIMIT_MAX",
     "AUTH_RATE_LIMIT_WINDOW_MS",
@@ -79,6 +80,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.exec_file_size_bytes, 4294967296LL);
     assert_int_equal(c.exec_concurrency, 2 * cpus + 2);
     assert_int_equal(c.exec_queue, 256);
+    assert_int_equal(c.exec_warm_sandboxes, 64);
     assert_int_equal(c.batch_workers, 2 * cpus);
     assert_int_equal(c.auth_rate_limit_max, 5);
     assert_int_equal(c.auth_rate_limit_window_ms, 60000);
@@ -105,6 +107,7 @@ static void test_env(void **state)
     setenv("MAX_FILE_WRITE_BYTES", "512M", 1);
     setenv("MAX_INGEST_BYTES", "2GiB", 1);
     setenv("EXEC_CONCURRENCY", "7", 1);
+    setenv("EXEC_WARM_SANDBOXES", "3", 1);
     setenv("AUTH_RATE_LIMIT_MAX", "0", 1);
     setenv("MAX_TREE_ENTRIES", "", 1); /* empty = unset */
     struct config c;
@@ -121,6 +124,7 @@ static void test_env(void **state)
     assert_int_equal(c.max_file_write_bytes, 512LL << 20);
     assert_int_equal(c.max_ingest_bytes, 2LL << 30);
     assert_int_equal(c.exec_concurrency, 7);
+    assert_int_equal(c.exec_warm_sandboxes, 3);
     assert_int_equal(c.auth_rate_limit_max, 0);
     assert_int_equal(c.max_tree_entries, 50000);
     config_release(&c);
@@ -197,6 +201,8 @@ static void test_env_rejected(void **state)
     expect_env_rejected("MAX_FILE_WRITE_BYTES", "9000000000000T"); /* overflows int64 */
     expect_env_rejected("EXEC_PIDS_MAX", "5K"); /* not a byte count: no suffixes */
     expect_env_rejected("EXEC_PIDS_MAX", "0");
+    expect_env_rejected("EXEC_WARM_SANDBOXES", "0");
+    expect_env_rejected("EXEC_WARM_SANDBOXES", "4097");
     expect_env_rejected("EXEC_MEMORY_BYTES", "1000"); /* below 1 MiB */
     expect_env_rejected("BATCH_WORKERS", "0");
     expect_env_rejected("AUTH_RATE_LIMIT_WINDOW_MS", "0");
@@ -285,7 +291,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 22);
+    assert_int_equal(seen, 23);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.connection_timeout_s, 2048);
