@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -42,6 +43,42 @@ static int make_data_dir(const char *dir)
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return err_set(-errno, "cannot create data directory %s: %s", dir, strerror(errno));
     return 0;
+}
+
+/* Descriptors the server may hold at once with this configuration: one per connection, two per
+ * warm sandbox (its network namespace and idle overlay), a handful per running exec (pipes,
+ * pidfd, overlay, cgroup files), and a reserve for the store, the listener and start-up. */
+static rlim_t descriptors_needed(const struct config *c)
+{
+    return (rlim_t)c->max_connections + 2 * (rlim_t)c->exec_warm_sandboxes +
+           16 * (rlim_t)c->exec_concurrency + 256;
+}
+
+/* A login shell's soft limit on open files is often 1024, below what MAX_CONNECTIONS alone
+ * asks for: raise it to the hard limit (the kernel's per-process cap when that is unlimited).
+ * Every descriptor is polled with poll(), never select(), so high numbers are fine, and a
+ * jail sets its own RLIMIT_NOFILE. A limit still too low is only warned about. */
+static void raise_open_file_limit(const struct config *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = rl.rlim_max;
+    if (want == RLIM_INFINITY || want > (rlim_t)1 << 20)
+        want = (rlim_t)1 << 20; /* fs.nr_open's default: a soft limit above it is refused */
+    if (want > rl.rlim_cur) {
+        struct rlimit raised = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = want;
+    }
+    rlim_t need = descriptors_needed(c);
+    if (rl.rlim_cur < need)
+        log_msg("warn",
+                "the open-file limit (%llu) is below the ~%llu descriptors MAX_CONNECTIONS=%lld "
+                "can need: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower "
+                "MAX_CONNECTIONS",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)need,
+                (long long)c->max_connections);
 }
 
 static void print_banner(const struct app *app, bool secret_created)
@@ -114,6 +151,7 @@ static int serve(int argc, char **argv)
         return 2;
     }
     log_set_quiet(cfg.quiet);
+    raise_open_file_limit(&cfg);
     struct app app = {.cfg = &cfg};
     int status = 1;
     bool secret_created = false;

@@ -130,3 +130,50 @@ def test_readyz_degraded_without_runtime(tmp_path):
         p.terminate()
         _, err = p.communicate(timeout=10)
     assert b"sandbox runtime check failed" in err
+
+
+def test_server_raises_a_low_open_file_limit(tmp_path):
+    """Started from a shell whose soft limit on open files is low (1024 is common; 256 here),
+    the server raises it to the hard limit and serves more connections than the old limit
+    allowed, all at once."""
+    import resource
+    import subprocess
+
+    from conftest import BINARY, SECRET, free_port
+
+    port = free_port()
+    log = open(tmp_path / "log", "ab")
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 8192))
+
+    proc = subprocess.Popen(
+        [BINARY, "serve", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "data")],
+        env={"AUTH_SECRET": SECRET, "SQLFS_QUIET": "1", "PATH": "/usr/bin:/bin"},
+        stdout=log, stderr=log, preexec_fn=low_limit)
+    socks = []
+    try:
+        deadline = time.time() + 15
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.05)
+        with open(f"/proc/{proc.pid}/limits") as f:
+            line = next(x for x in f if x.startswith("Max open files"))
+        assert line.split()[3:5] == ["8192", "8192"], line
+        for _ in range(400):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            socks.append(s)
+        for s in socks:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        for s in socks:
+            assert s.recv(64).startswith(b"HTTP/1.1 200"), "a connection was not served"
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(15)
