@@ -66,6 +66,8 @@ struct checkouts {
     pthread_cond_t qcond;
     struct trash *queue; /* names to remove, LIFO */
     bool stop;
+    void (*evict_fn)(void *ud, const char *sandbox_id); /* checkouts_on_evict */
+    void *evict_ud;
 };
 
 struct trash {
@@ -611,6 +613,8 @@ static void evict_locked(struct checkouts *cos)
             cos->stats.bytes -= e->size;
             cos->stats.entries--;
             cos->stats.evictions++;
+            if (cos->evict_fn)
+                cos->evict_fn(cos->evict_ud, e->id);
             entry_free(e);
         }
         e = prev;
@@ -1105,6 +1109,13 @@ static int scan_dir(struct checkouts *cos)
     }
     rows_release(&names);
     return r;
+}
+
+void checkouts_on_evict(struct checkouts *cos, void (*fn)(void *ud, const char *sandbox_id),
+                        void *ud)
+{
+    cos->evict_fn = fn;
+    cos->evict_ud = ud;
 }
 
 int checkouts_new(const char *data_dir, struct store *st, int64_t budget_bytes,

@@ -59,6 +59,12 @@ struct checkout_stats {
  * `st` must outlive the cache. budget_bytes <= 0: unlimited. */
 __attribute__((warn_unused_result)) int checkouts_new(const char *data_dir, struct store *st,
                                                       int64_t budget_bytes, struct checkouts **ret);
+/* Calls fn(ud, sandbox_id) for each checkout evicted to meet the budget, once its tree is in the
+ * trash: whoever still holds that tree open (an idle overlay over it) lets it go, so that its
+ * blocks are freed. Set once, before the cache is used. fn runs with the cache's lock held: it
+ * may discard (checkout_discard) but call nothing else of this module. */
+void checkouts_on_evict(struct checkouts *cos, void (*fn)(void *ud, const char *sandbox_id),
+                        void *ud);
 /* Frees the cache (not the trees on disk); NULL-safe. Nothing may be acquired. */
 void checkouts_free(struct checkouts *cos);
 

@@ -176,6 +176,14 @@ static void after_delete(struct app *app, const char *sandbox_id)
  * uppers directory as the top of a hierarchy (FS_TOPDIR_FL) makes ext4 place each upper in a
  * block group of its own choosing, spreading that churn over the whole filesystem. Other
  * filesystems ignore or refuse the flag; either way nothing else depends on it. */
+/* A checkout evicted to meet the disk budget: an idle overlay over it would keep the blocks of
+ * every file an exec read from it allocated. Called under the checkouts' lock: idle_drop takes
+ * only e->mu (never held while calling into the checkouts) and discards into their trash. */
+static void on_checkout_evicted(void *ud, const char *sandbox_id)
+{
+    idle_drop(ud, sandbox_id);
+}
+
 static void uppers_spread(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -241,6 +249,8 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     if (r == 0)
         r = checkouts_new(app->cfg->data_dir, app->store, app->cfg->checkout_budget_bytes,
                           &e->checkouts);
+    if (r == 0)
+        checkouts_on_evict(e->checkouts, on_checkout_evicted, e);
     if (r == 0)
         r = netns_cache_new(netns_keep(app->cfg), &e->netns);
     if (r < 0) {
@@ -584,32 +594,45 @@ static size_t idle_max(const struct exec_engine *e)
 }
 
 /* Under e->mu: takes entry i out, keeping the oldest-first order idle_put evicts by. */
-static struct idle_upper idle_remove_locked(struct exec_engine *e, size_t i)
+static struct idle_upper *idle_remove_locked(struct exec_engine *e, size_t i)
 {
-    struct idle_upper it = e->idle[i];
+    struct idle_upper *it = e->idle[i];
     memmove(&e->idle[i], &e->idle[i + 1], (e->nidle - i - 1) * sizeof(e->idle[0]));
     e->nidle--;
     return it;
+}
+
+/* Under e->mu: the index of the sandbox's idle upper, or -1. */
+static ssize_t idle_find_locked(const struct exec_engine *e, const char *sandbox_id)
+{
+    for (size_t i = 0; i < e->nidle; i++)
+        if (strcmp(e->idle[i]->sandbox_id, sandbox_id) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void idle_upper_free(struct exec_engine *e, struct idle_upper *it)
+{
+    if (!it)
+        return;
+    upper_release(e, &it->u);
+    free(it->sandbox_id);
+    free(it);
 }
 
 /* Takes the sandbox's idle upper if it still fits `lower` at `version`. */
 static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, const char *lower,
                       struct upper *ret)
 {
-    bool found = false;
     pthread_mutex_lock(&e->mu);
-    for (size_t i = e->nidle; i-- > 0;) {
-        if (strcmp(e->idle[i].sandbox_id, rec->id) == 0) {
-            struct idle_upper it = idle_remove_locked(e, i);
-            free(it.sandbox_id);
-            *ret = it.u;
-            found = true;
-            break;
-        }
-    }
+    ssize_t i = idle_find_locked(e, rec->id);
+    struct idle_upper *it = i >= 0 ? idle_remove_locked(e, (size_t)i) : NULL;
     pthread_mutex_unlock(&e->mu);
-    if (!found)
+    if (!it)
         return false;
+    *ret = it->u;
+    free(it->sandbox_id);
+    free(it);
     struct statx id;
     if (ret->version != rec->version || lower_identity(lower, &id) < 0 ||
         !same_lower(&id, &ret->lower_id) || new_exec_id(ret) < 0) {
@@ -619,63 +642,66 @@ static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, cons
     return true;
 }
 
-/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are too many.
- * A prewarmed upper passes the idle_drops count of when it was asked for: if a sandbox was
+/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are idle_max().
+ * A sandbox keeps one: when parallel read-only execs of it end, the first one's stays. A
+ * prewarmed upper passes the idle_drops count of when it was asked for: if a sandbox was
  * committed to or deleted since, it may be over a tree that no longer exists, and is not kept. */
 static void idle_put(struct exec_engine *e, const char *sandbox_id, struct upper *u,
                      const uint64_t *drops_then)
 {
-    struct idle_upper drop = {0};
-    char *id = strdup(sandbox_id);
-    pthread_mutex_lock(&e->mu);
-    if (drops_then && *drops_then != e->idle_drops) {
-        free(id);
-        id = NULL;
+    struct idle_upper *it = calloc(1, sizeof(*it));
+    struct idle_upper *drop = NULL;
+    if (it && !(it->sandbox_id = strdup(sandbox_id))) {
+        free(it);
+        it = NULL;
     }
-    if (id && !e->stopping && e->nidle == e->capidle) {
+    bool taken = it != NULL;
+    if (taken) {
+        it->u = *u;
+        memset(u, 0, sizeof(*u));
+        u->ovl_fd = -1;
+    }
+    size_t max = idle_max(e);
+    pthread_mutex_lock(&e->mu);
+    bool keep = it && !e->stopping && (!drops_then || *drops_then == e->idle_drops) &&
+                idle_find_locked(e, sandbox_id) < 0;
+    if (keep && e->nidle == e->capidle && e->capidle < max) {
         size_t cap = e->capidle ? e->capidle * 2 : 8;
-        struct idle_upper *v = realloc(e->idle, cap * sizeof(*v));
+        if (cap > max)
+            cap = max;
+        struct idle_upper **v = realloc(e->idle, cap * sizeof(*v));
         if (v) {
             e->idle = v;
             e->capidle = cap;
         }
     }
-    if (id && !e->stopping && e->nidle < e->capidle) {
-        if (e->nidle >= idle_max(e)) {
-            drop = idle_remove_locked(e, 0);
-        }
-        e->idle[e->nidle++] = (struct idle_upper){id, *u};
-        id = NULL;
-        memset(u, 0, sizeof(*u));
-        u->ovl_fd = -1;
+    if (keep && e->nidle >= max && e->nidle > 0)
+        drop = idle_remove_locked(e, 0);
+    if (keep && e->nidle < e->capidle) {
+        e->idle[e->nidle++] = it;
+        it = NULL;
     }
     pthread_mutex_unlock(&e->mu);
-    free(id);
-    upper_release(e, u); /* not kept (no memory, shutting down): a no-op once taken over */
-    if (drop.sandbox_id) {
-        free(drop.sandbox_id);
-        upper_release(e, &drop.u);
-    }
+    if (!taken) /* no memory for the entry */
+        upper_release(e, u);
+    idle_upper_free(e, it); /* taken over but not kept */
+    idle_upper_free(e, drop);
 }
 
 /* Drops the idle uppers of one sandbox (NULL: all of them). */
 static void idle_drop(struct exec_engine *e, const char *sandbox_id)
 {
     for (;;) {
-        struct idle_upper it = {0};
+        struct idle_upper *it = NULL;
         pthread_mutex_lock(&e->mu);
         e->idle_drops++;
-        for (size_t i = 0; i < e->nidle; i++) {
-            if (!sandbox_id || strcmp(e->idle[i].sandbox_id, sandbox_id) == 0) {
-                it = idle_remove_locked(e, i);
-                break;
-            }
-        }
+        ssize_t i = sandbox_id ? idle_find_locked(e, sandbox_id) : e->nidle > 0 ? 0 : -1;
+        if (i >= 0)
+            it = idle_remove_locked(e, (size_t)i);
         pthread_mutex_unlock(&e->mu);
-        if (!it.sandbox_id)
+        if (!it)
             return;
-        free(it.sandbox_id);
-        upper_release(e, &it.u);
+        idle_upper_free(e, it);
     }
 }
 

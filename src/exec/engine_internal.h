@@ -27,7 +27,9 @@ struct exec_engine {
     struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
     bool stopping;      /* shutdown: no new jail starts */
-    struct idle_upper *idle; /* unchanged uppers kept for the next exec (guarded by mu) */
+    /* Unchanged uppers kept for the next exec, at most one per sandbox and idle_max() in all,
+     * oldest first (guarded by mu). Pointers: evicting the oldest moves only those. */
+    struct idle_upper **idle;
     size_t nidle, capidle;
     uint64_t idle_drops;     /* count of idle_drop calls (guarded by mu) */
     /* Prewarming: after an exec committed files, a background thread makes the sandbox's next

@@ -111,6 +111,9 @@ struct jail_runtime {
     char *stub_dst[2][ROOTFS_MAX_STUBS]; /* rootfs target, relative to the new root */
     int init_fd;                         /* sealed memfd holding the jail init program */
     int host_net_fd; /* the server's own network namespace, to come back to after a clone */
+    /* The server's hard limits at start: a jail (no capability over the host's user
+     * namespace) cannot set a hard limit above them, so its limits are capped there. */
+    rlim_t nofile_max, fsize_max;
 };
 
 /* Everything the child needs, prepared by the parent; read-only in the child. */
@@ -499,6 +502,9 @@ int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runt
     for (int i = 0; i < CGROUP_NCTL; i++)
         rt->cg.base_fd[i] = rt->cg.parent_fd[i] = -1; /* freed before the probe ran */
     rt->init_fd = -1;
+    struct rlimit rl;
+    rt->nofile_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_max : RLIM_INFINITY;
+    rt->fsize_max = getrlimit(RLIMIT_FSIZE, &rl) == 0 ? rl.rlim_max : RLIM_INFINITY;
     rt->host_net_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (rt->host_net_fd < 0) {
         free(rt);
@@ -839,8 +845,12 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
     cp->argv = argv;
     cp->envp = c->envp;
     rlim_t nofile = plan->limits.nofile > 0 ? (rlim_t)plan->limits.nofile : JAIL_DEFAULT_NOFILE;
+    if (nofile > rt->nofile_max)
+        nofile = rt->nofile_max;
     cp->nofile = (struct rlimit){nofile, nofile};
     rlim_t fsize = plan->limits.fsize_bytes > 0 ? (rlim_t)plan->limits.fsize_bytes : RLIM_INFINITY;
+    if (fsize > rt->fsize_max)
+        fsize = rt->fsize_max;
     cp->fsize = (struct rlimit){fsize, fsize};
     cp->core = (struct rlimit){0, 0};
     return 0;

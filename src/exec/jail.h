@@ -68,7 +68,8 @@ struct jail_limits {
     int64_t pids_max;     /* cgroup pids limit; 0 = none */
     int64_t cpu_percent;  /* cgroup CPU quota in % of one core; 0 = none */
     int64_t fsize_bytes;  /* RLIMIT_FSIZE; 0 = unlimited */
-    int64_t nofile;       /* RLIMIT_NOFILE; 0 = JAIL_DEFAULT_NOFILE */
+    int64_t nofile;       /* RLIMIT_NOFILE; 0 = JAIL_DEFAULT_NOFILE (this and fsize are capped
+                           * at the server's hard limits) */
 };
 
 #define JAIL_DEFAULT_NOFILE 4096

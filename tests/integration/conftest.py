@@ -25,8 +25,9 @@ def free_port():
 class Server:
     """One sqlfs process; start/stop/restart keep the same data dir."""
 
-    def __init__(self, data_dir, env=None, args=None):
+    def __init__(self, data_dir, env=None, args=None, preexec_fn=None):
         self.data_dir = data_dir
+        self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. set rlimits)
         self.args = list(args or [])
         self.port = free_port()
         self.env = dict(os.environ)
@@ -45,7 +46,7 @@ class Server:
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir]
             + self.args,
-            env=self.env, stdout=self.log, stderr=self.log)
+            env=self.env, stdout=self.log, stderr=self.log, preexec_fn=self.preexec_fn)
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -90,9 +91,9 @@ class Server:
                             headers={"Authorization": "Bearer " + self.token(sub, tenant)})
 
 
-def make_server(tmp_root, env=None, args=None):
+def make_server(tmp_root, env=None, args=None, preexec_fn=None):
     data = tempfile.mkdtemp(prefix="sqlfs-test-", dir=tmp_root)
-    return Server(data, env, args)
+    return Server(data, env, args, preexec_fn)
 
 
 @pytest.fixture(scope="session")
@@ -125,8 +126,8 @@ def fresh_server(tmp_path):
     """A private server for tests that restart or configure it."""
     servers = []
 
-    def factory(env=None, args=None):
-        s = make_server(str(tmp_path), env, args)
+    def factory(env=None, args=None, preexec_fn=None):
+        s = make_server(str(tmp_path), env, args, preexec_fn)
         servers.append(s)
         return s.start()
 

@@ -64,3 +64,40 @@ def test_warm_sandboxes_default_keeps_each_recent_sandbox(fresh_server):
             assert c.post(f"/v1/sandboxes/{sid}/exec-sync",
                           json={"script": "true"}).status_code == 200
     assert warm_counts(srv) == (20, 20, 64)
+
+
+def test_parallel_read_only_execs_keep_one_idle_upper(fresh_server):
+    """Parallel read-only scripts of one sandbox each end with an unchanged upper; the sandbox
+    keeps one of them, so it cannot push other sandboxes' warm uppers out."""
+    srv = fresh_server()
+    with srv.client("warm") as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync-batch", json={
+            "readOnly": True, "scripts": [{"id": f"s{i}", "script": "sleep 0.3"}
+                                          for i in range(3)]})
+        assert r.status_code == 200, r.text
+        assert [x["exitCode"] for x in r.json()["results"]] == [0, 0, 0]
+    assert warm_counts(srv)[1] == 1
+
+
+def test_evicted_checkout_drops_its_idle_upper(fresh_server):
+    """When a checkout is evicted to meet CHECKOUT_BUDGET_BYTES, the idle overlay over it goes
+    too (it would keep the blocks of every file an exec read allocated), and the sandbox's next
+    exec rebuilds its checkout and still sees its files."""
+    srv = fresh_server({"CHECKOUT_BUDGET_BYTES": str(3 << 20)})
+    with srv.client("evict") as c:
+        sids = [c.post("/v1/sandboxes", json={}).json()["id"] for _ in range(2)]
+        for sid in sids:
+            r = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                       json={"script": "head -c 2000000 /dev/urandom > big; wc -c < big"})
+            assert r.json()["stdout"] == "2000000\n", r.text
+        # reading the file keeps the first sandbox's overlay idle over its checkout...
+        r = c.post(f"/v1/sandboxes/{sids[0]}/exec-sync", json={"script": "wc -c < big"})
+        assert r.json()["stdout"] == "2000000\n", r.text
+        assert warm_counts(srv)[1] >= 1
+        # ...until the second sandbox's checkout pushes it over the budget
+        r = c.post(f"/v1/sandboxes/{sids[1]}/exec-sync", json={"script": "wc -c < big"})
+        assert r.json()["stdout"] == "2000000\n", r.text
+        assert warm_counts(srv)[1] == 1  # only the second sandbox's
+        r = c.post(f"/v1/sandboxes/{sids[0]}/exec-sync", json={"script": "wc -c < big"})
+        assert r.json()["stdout"] == "2000000\n", r.text

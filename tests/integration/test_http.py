@@ -132,42 +132,23 @@ def test_readyz_degraded_without_runtime(tmp_path):
     assert b"sandbox runtime check failed" in err
 
 
-def test_server_raises_a_low_open_file_limit(tmp_path):
+def test_server_raises_a_low_open_file_limit(fresh_server):
     """Started from a shell whose soft limit on open files is low (1024 is common; 256 here),
     the server raises it to the hard limit and serves more connections than the old limit
     allowed, all at once."""
     import resource
-    import subprocess
-
-    from conftest import BINARY, SECRET, free_port
-
-    port = free_port()
-    log = open(tmp_path / "log", "ab")
 
     def low_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 8192))
 
-    proc = subprocess.Popen(
-        [BINARY, "serve", "--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "data")],
-        env={"AUTH_SECRET": SECRET, "SQLFS_QUIET": "1", "PATH": "/usr/bin:/bin"},
-        stdout=log, stderr=log, preexec_fn=low_limit)
+    srv = fresh_server(preexec_fn=low_limit)
+    with open(f"/proc/{srv.proc.pid}/limits") as f:
+        line = next(x for x in f if x.startswith("Max open files"))
+    assert line.split()[3:5] == ["8192", "8192"], line
     socks = []
     try:
-        deadline = time.time() + 15
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.05)
-        with open(f"/proc/{proc.pid}/limits") as f:
-            line = next(x for x in f if x.startswith("Max open files"))
-        assert line.split()[3:5] == ["8192", "8192"], line
         for _ in range(400):
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            socks.append(s)
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
         for s in socks:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         for s in socks:
@@ -175,5 +156,19 @@ def test_server_raises_a_low_open_file_limit(tmp_path):
     finally:
         for s in socks:
             s.close()
-        proc.terminate()
-        proc.wait(15)
+
+
+def test_jail_limits_fit_under_a_low_hard_limit(fresh_server):
+    """A hard open-file limit below the jail's own (4096) caps the jail's instead of making
+    every exec fail: a jail cannot raise a hard limit."""
+    import resource
+
+    def low_hard_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 2048))
+
+    srv = fresh_server(preexec_fn=low_hard_limit)
+    with srv.client("lowlimit") as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "ulimit -n; ulimit -Hn"})
+        assert r.status_code == 200, r.text
+        assert r.json()["stdout"] == "2048\n2048\n"
