@@ -167,6 +167,22 @@ static void after_delete(struct app *app, const char *sandbox_id)
         err_clear();
 }
 
+/* A checkout evicted to meet the disk budget: an idle overlay over it would keep the blocks of
+ * every file an exec read from it allocated. Called under the checkouts' lock: idle_drop takes
+ * only e->mu (never held while calling into the checkouts) and discards into their trash. */
+static void on_checkout_evicted(void *ud, const char *sandbox_id)
+{
+    idle_drop(ud, sandbox_id);
+}
+
+/* Sandboxes kept warm (EXEC_WARM_SANDBOXES), least recently used dropped first: each keeps its
+ * network namespace (about 200 KiB of kernel memory) and one idle upper (a detached overlay
+ * mount and three empty directories). */
+static size_t warm_max(const struct config *c)
+{
+    return (size_t)c->exec_warm_sandboxes;
+}
+
 /* ---- lifecycle ---- */
 
 /* Each exec's upper is created and removed again: on ext4 without a journal, allocating an
@@ -176,14 +192,6 @@ static void after_delete(struct app *app, const char *sandbox_id)
  * uppers directory as the top of a hierarchy (FS_TOPDIR_FL) makes ext4 place each upper in a
  * block group of its own choosing, spreading that churn over the whole filesystem. Other
  * filesystems ignore or refuse the flag; either way nothing else depends on it. */
-/* A checkout evicted to meet the disk budget: an idle overlay over it would keep the blocks of
- * every file an exec read from it allocated. Called under the checkouts' lock: idle_drop takes
- * only e->mu (never held while calling into the checkouts) and discards into their trash. */
-static void on_checkout_evicted(void *ud, const char *sandbox_id)
-{
-    idle_drop(ud, sandbox_id);
-}
-
 static void uppers_spread(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -208,13 +216,6 @@ static void netns_warn_once(int r)
                 "its own",
                 err_message() ? err_message() : strerror(-r));
     err_clear();
-}
-
-/* Network namespaces kept: one per warm sandbox (EXEC_WARM_SANDBOXES, each about 200 KiB of
- * kernel memory), so that the sandboxes in use keep theirs. */
-static size_t netns_keep(const struct config *c)
-{
-    return (size_t)c->exec_warm_sandboxes;
 }
 
 int exec_engine_new(struct app *app, struct exec_engine **ret)
@@ -252,7 +253,7 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     if (r == 0)
         checkouts_on_evict(e->checkouts, on_checkout_evicted, e);
     if (r == 0)
-        r = netns_cache_new(netns_keep(app->cfg), &e->netns);
+        r = netns_cache_new(warm_max(app->cfg), &e->netns);
     if (r < 0) {
         const char *m = err_message();
         if (e->jail || !last_error[0])
@@ -424,7 +425,7 @@ static int upper_make(struct exec_engine *e, struct upper *u)
  * Making an upper costs three mkdirs and mounting an overlay a new superblock whose mount-time
  * checks create and delete files in the work dir; on a busy ext4 each new inode is expensive.
  * After an exec that changed nothing (a read-only exec, a grep, `true`) the upper is still
- * empty and exactly as made, so it is kept (up to idle_max() of them, LRU) and the next exec of
+ * empty and exactly as made, so it is kept (up to warm_max() of them, LRU) and the next exec of
  * the same sandbox at the same version over the same checkout directory mounts a clone of the
  * same overlay instead. Any difference — a commit, a rebuilt or evicted checkout, an upper that
  * is not pristine — and it is discarded instead. */
@@ -586,13 +587,6 @@ static void upper_skeleton(struct upper *u, const char *lower, const char *cwd)
     }
 }
 
-/* One idle upper per warm sandbox (EXEC_WARM_SANDBOXES): a detached overlay mount and three
- * empty directories each. */
-static size_t idle_max(const struct exec_engine *e)
-{
-    return (size_t)e->app->cfg->exec_warm_sandboxes;
-}
-
 /* Under e->mu: takes entry i out, keeping the oldest-first order idle_put evicts by. */
 static struct idle_upper *idle_remove_locked(struct exec_engine *e, size_t i)
 {
@@ -642,7 +636,7 @@ static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, cons
     return true;
 }
 
-/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are idle_max().
+/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are warm_max().
  * A sandbox keeps one: when parallel read-only execs of it end, the first one's stays. A
  * prewarmed upper passes the idle_drops count of when it was asked for: if a sandbox was
  * committed to or deleted since, it may be over a tree that no longer exists, and is not kept. */
@@ -661,7 +655,7 @@ static void idle_put(struct exec_engine *e, const char *sandbox_id, struct upper
         memset(u, 0, sizeof(*u));
         u->ovl_fd = -1;
     }
-    size_t max = idle_max(e);
+    size_t max = warm_max(e->app->cfg);
     pthread_mutex_lock(&e->mu);
     bool keep = it && !e->stopping && (!drops_then || *drops_then == e->idle_drops) &&
                 idle_find_locked(e, sandbox_id) < 0;
