@@ -322,6 +322,9 @@ def section_lifecycle():
         "", "Reproduce: " + only("lifecycle")])
 
 
+PACE_LABEL = "50 ms between execs"
+
+
 def section_exec():
     e = g("exec")
     if not e:
@@ -351,6 +354,26 @@ def section_exec():
                   f"**{f(pc['write_commit_extra_ms'])} ms** extra. With a pause the sandbox's "
                   "next upper and overlay are prepared in the background after the commit; back "
                   "to back each write still makes its own while a no-op exec reuses its idle one."]
+    ph = e.get("phases")
+    if ph:
+        order = ["lock", "queue", "prepare", "spawn", "run", "commit"]
+        lines += ["", "Where the time goes: the median of each phase the server reports in its "
+                  "`Server-Timing` header (ms; docs/API.md), over the same two scripts sent "
+                  "from Python:", "",
+                  "| script, pacing | " + " | ".join(order) + " | sum |",
+                  "|---|" + "---|" * (len(order) + 1)]
+        for key, label in (("true_back_to_back", "`true`, back to back"),
+                           ("write_back_to_back", "write, back to back"),
+                           ("true_paced", f"`true`, {PACE_LABEL}"),
+                           ("write_paced", f"write, {PACE_LABEL}")):
+            row = ph.get(key)
+            if row:
+                lines.append(f"| {label} | " + " | ".join(f(row[k]) for k in order)
+                             + f" | {f(sum(row[k] for k in order))} |")
+        lines += ["", "The phases' sum leaves out the HTTP exchange itself and what follows a "
+                  "reply (the checkout catching up with a commit, the removal of a used upper, "
+                  "the preparation of the next one): back to back, that work of the last write "
+                  "overlaps the next exec and shows as a longer `prepare` and `spawn`."]
     lines += ["", "Reproduce: " + only("exec")]
     return "\n".join(lines)
 

@@ -970,6 +970,7 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     if (r < 0)
         return r;
     s->admitted = true;
+    s->admitted_ns = time_mono_ns();
     r = checkout_acquire(e->checkouts, rec->id, rec->version, &s->lower);
     if (r == 0) {
         s->acquired = true;
@@ -1242,7 +1243,13 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
     struct exec_session *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
+    struct exec_timing *tm = &out->timing;
+    int64_t t = time_mono_ns();
     int r = exec_session_begin(e, rec, s);
+    if (s->admitted) {
+        tm->queue_ns = s->admitted_ns - t;
+        tm->prepare_ns = time_mono_ns() - s->admitted_ns;
+    }
     char *script = NULL, *new_cwd = NULL;
     int stdin_fd = -1;
     struct jail_proc *proc = NULL;
@@ -1272,7 +1279,9 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
             .env = p->env,
             .stdin_fd = stdin_fd,
         };
+        t = time_mono_ns();
         r = exec_session_spawn(s, &sp, &proc);
+        tm->spawn_ns = time_mono_ns() - t;
         if (r == -ENOENT && p->cwd) /* the request named a start directory that is missing */
             r = err_set(-ERR_INVALID_INPUT, "cwd does not exist in the sandbox: %s", p->cwd);
     }
@@ -1289,6 +1298,7 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
             .ud = &col,
         };
         struct runner_result res;
+        t = time_mono_ns();
         r = runner_run(proc, &ro, &res);
         exec_session_free_proc(s, proc);
         if (r == 0) {
@@ -1299,12 +1309,15 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
             out->duration_ms = res.duration_ms;
             new_cwd = read_cwd(s->report[0]);
         }
+        tm->run_ns = time_mono_ns() - t;
     }
     if (r == 0) {
         char info[160];
         snprintf(info, sizeof(info), "{\"exitCode\":%d,\"durationMs\":%lld,\"timedOut\":%s}",
                  out->exit_code, (long long)out->duration_ms, out->timed_out ? "true" : "false");
+        t = time_mono_ns();
         r = exec_session_finish(s, p->read_only, new_cwd, info, &out->files_changed);
+        tm->commit_ns = time_mono_ns() - t;
     }
     free(new_cwd);
     exec_session_leave(s);

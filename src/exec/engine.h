@@ -48,6 +48,16 @@ struct exec_params {
     bool rest_after_reply;
 };
 
+/* Wall time of one exec's phases (monotonic clock, ns): where its latency went. A phase the
+ * exec did not reach stays 0. */
+struct exec_timing {
+    int64_t queue_ns;   /* waiting for an exec slot (EXEC_CONCURRENCY, EXEC_QUEUE) */
+    int64_t prepare_ns; /* the checkout (rebuilt from SQL when missing or stale) and the upper */
+    int64_t spawn_ns;   /* the jail's set-up, until its init has started bash */
+    int64_t run_ns;     /* the script, until bash and its output ended */
+    int64_t commit_ns;  /* the upper's diff and its commit (read-only: the check for changes) */
+};
+
 struct exec_outcome {
     int exit_code;        /* bash's exit code (128+N when killed by signal N) */
     int exit_signal;      /* 0 or the signal number */
@@ -57,6 +67,7 @@ struct exec_outcome {
     struct buf out, err;  /* buffered output when on_output is NULL (raw bytes) */
     bool out_truncated, err_truncated;
     int64_t files_changed; /* changes committed */
+    struct exec_timing timing;
     /* With exec_params.rest_after_reply, on success: the exec's remaining work. The caller
      * takes it (setting it to NULL) and runs it with exec_rest_finish once its reply is out,
      * holding the sandbox lock and keeping the record it passed to exec_engine_run until then;

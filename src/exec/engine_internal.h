@@ -91,6 +91,7 @@ struct exec_session {
     struct upper u;
     char *lower;             /* checkout tree */
     bool admitted, acquired;
+    int64_t admitted_ns; /* time_mono_ns() when the exec got its slot */
     bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
     bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
     bool committed_files;    /* it committed file changes (set by exec_session_finish) */

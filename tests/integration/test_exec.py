@@ -138,6 +138,49 @@ def test_timeout_commits_partial(api, sandbox):
     assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/t.txt").content == b"before\n"
 
 
+PHASES = ["lock", "queue", "prepare", "spawn", "run", "commit"]
+
+
+def server_timing(resp):
+    """The Server-Timing header as {phase: ms}, checking the phases and their order."""
+    entries = [e.strip().split(";dur=") for e in resp.headers["server-timing"].split(",")]
+    assert [name for name, _ in entries] == PHASES, resp.headers["server-timing"]
+    return {name: float(ms) for name, ms in entries}
+
+
+def test_server_timing_splits_the_exec(api, sandbox):
+    t0 = time.monotonic()
+    r = run(api, sandbox, "sleep 0.3; echo x > timed.txt")
+    wall_ms = (time.monotonic() - t0) * 1000
+    assert r.status_code == 200, r.text
+    t = server_timing(r)
+    assert all(v >= 0 for v in t.values())
+    # the script's own time is in `run`, the rest is the exec's overhead around it
+    assert 300 <= t["run"] < wall_ms
+    assert t["spawn"] > 0 and t["commit"] > 0
+    assert sum(t.values()) <= wall_ms
+    assert t["run"] > 10 * max(t["spawn"], t["commit"], t["prepare"])
+    # a timed-out exec is answered with its phases too: it ran until the limit
+    t = server_timing(run(api, sandbox, "sleep 30", timeoutMs=400))
+    assert t["run"] >= 400
+
+
+def test_server_timing_shows_the_wait_for_a_slot(fresh_server):
+    s = fresh_server(env={"EXEC_CONCURRENCY": "1"})
+    with s.client() as c:
+        a, b = (c.post("/v1/sandboxes", json={}).json()["id"] for _ in range(2))
+        slow = {}
+        th = threading.Thread(target=lambda: slow.update(r=run(c, a, "sleep 0.8")))
+        th.start()
+        time.sleep(0.3)  # the slow exec holds the only slot
+        quick = run(c, b, "true")
+        th.join()
+        assert quick.status_code == 200 and slow["r"].status_code == 200
+        waited = server_timing(quick)
+        assert waited["queue"] >= 200, waited
+        assert server_timing(slow["r"])["queue"] < 100
+
+
 def test_exit_signal(api, sandbox):
     res = ok(api, sandbox, "kill -9 $$")
     assert res["exitSignal"] == "SIGKILL" and res["exitCode"] == 137
