@@ -144,6 +144,44 @@ def test_no_process_survives_exec(api, sandbox):
     assert survivors == []
 
 
+def test_background_writer_is_stopped_before_the_commit(api, sandbox):
+    """A background job still writing when the script ends must be dead before the upper is
+    diffed, or the stored file and the checkout would part."""
+    # its output goes elsewhere: no pipe of the exec stays open to hold the answer back
+    ok(api, sandbox, "(while :; do echo x >> bg.log; done) >/dev/null 2>&1 & sleep 0.3")
+    url = f"/v1/sandboxes/{sandbox}/files/home/user/bg.log"
+    first = api.get(url).content
+    assert len(first) > 0
+    time.sleep(0.3)
+    assert api.get(url).content == first
+    # the checkout the next exec runs on holds exactly what was committed
+    assert ok(api, sandbox, "wc -c < bg.log")["stdout"].strip() == str(len(first))
+
+
+def server_children(server):
+    kids = []
+    for tid in os.listdir(f"/proc/{server.proc.pid}/task"):
+        with open(f"/proc/{server.proc.pid}/task/{tid}/children") as f:
+            kids += f.read().split()
+    return kids
+
+
+def test_every_jail_is_reaped(fresh_server):
+    """The server reaps every jail it started (no zombie, no process left as its child), also
+    when their scripts leave background jobs behind."""
+    s = fresh_server()
+    with s.client() as c:
+        ids = [c.post("/v1/sandboxes", json={}).json()["id"] for _ in range(4)]
+        for _ in range(5):
+            for sid in ids:
+                r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "sleep 0.01 & true"})
+                assert r.status_code == 200, r.text
+        deadline = time.time() + 5
+        while server_children(s) and time.time() < deadline:
+            time.sleep(0.05)
+        assert server_children(s) == []
+
+
 def test_fork_bomb_contained(fresh_server):
     s = fresh_server({"EXEC_PIDS_MAX": "64"})
     with s.client() as c:
