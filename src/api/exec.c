@@ -155,7 +155,7 @@ void route_exec_rest_done(struct request *req, bool completed)
 }
 
 /* The Server-Timing header of an exec-sync reply (W3C Server Timing: durations in ms): the
- * wait for the sandbox's lock, then the engine's phases (exec_timing). What follows the reply
+ * sandbox's lock and record, then the engine's phases (exec_timing). What follows the reply
  * (the checkout catching up with the commit, the upper's removal) is in none of them. */
 static void exec_timing_header(char *buf, size_t cap, int64_t lock_ns, const struct exec_timing *t)
 {
