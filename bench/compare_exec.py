@@ -3,11 +3,13 @@
     /usr/bin/python3 bench/compare_exec.py OLD_BINARY NEW_BINARY [--clients 16] [--n 300]
         [--rounds 2] [--script true]
     /usr/bin/python3 bench/compare_exec.py OLD_BINARY NEW_BINARY --write-pair [--pause-ms 50]
-        [--n 200] [--rounds 3]
+        [--interleaved] [--n 200] [--rounds 3]
 
 --write-pair: one sandbox, N execs of `true` then N of `echo hello > w.txt` (as the suite's
 exec scenario), each series p50, and the write's extra over the no-op; with --pause-ms a pause
-after every response (an agent reading each answer).
+after every response (an agent reading each answer). With --interleaved the two scripts
+alternate (each followed by the pause) from a Python client, so that both see the same machine:
+medians of the client's wall time and of the server's Server-Timing phase sum.
 
 For each round and binary: a fresh server, one sandbox per client, N `exec-sync` requests of the
 script through bench/httpbench (make bench-tools), then execs/s, p50/p99 latency and the CPU time
@@ -17,11 +19,13 @@ one least moved by other load on a shared machine. Prints one JSON line per run.
 import argparse
 import json
 import os
+import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from suite import Api  # noqa: E402
+from suite import Api, timed_phases  # noqa: E402
 
 
 def main():
@@ -34,6 +38,7 @@ def main():
     ap.add_argument("--script", default="true")
     ap.add_argument("--write-pair", action="store_true")
     ap.add_argument("--pause-ms", type=int, default=0)
+    ap.add_argument("--interleaved", action="store_true")
     a = ap.parse_args()
     interleaved(a, write_pair if a.write_pair else throughput)
 
@@ -69,6 +74,8 @@ def throughput(a, s, api):
 def write_pair(a, s, api):
     sid = api.create()
     api.exec(sid, "echo hello > w.txt")
+    if a.interleaved:
+        return write_pair_interleaved(a, api, sid)
     p50 = {}
     for case, script in (("true", "true"), ("write", "echo hello > w.txt")):
         r = lib.httpbench(s, api.tok, "/v1/sandboxes/{id}/exec-sync", "POST",
@@ -77,6 +84,22 @@ def write_pair(a, s, api):
         p50[case] = r["p50_ms"]
     return {"pause_ms": a.pause_ms, "true_p50_ms": p50["true"], "write_p50_ms": p50["write"],
             "write_extra_ms": round(p50["write"] - p50["true"], 3)}
+
+
+def write_pair_interleaved(a, api, sid):
+    runs = {"true": [], "write": []}
+    for _ in range(a.n):
+        for case, script in (("true", "true"), ("write", "echo hello > w.txt")):
+            runs[case].append(timed_phases(api, sid, script))
+            time.sleep(a.pause_ms / 1000)
+    med = {case: {"client": statistics.median(r["client"] for r in rs),
+                  "server": statistics.median(sum(v for k, v in r.items() if k != "client")
+                                              for r in rs)} for case, rs in runs.items()}
+    return {"pause_ms": a.pause_ms, "interleaved": True,
+            "true_client_ms": round(med["true"]["client"], 3),
+            "write_client_ms": round(med["write"]["client"], 3),
+            "write_extra_client_ms": round(med["write"]["client"] - med["true"]["client"], 3),
+            "write_extra_server_ms": round(med["write"]["server"] - med["true"]["server"], 3)}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@
 #include <linux/fs.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -98,6 +99,14 @@ void exec_rest_finish(struct exec_session *rest)
 {
     if (!rest)
         return;
+    /* The reply has just been handed to the socket, which woke the client (or the proxy) that
+     * waits for it. After a commit, what is left (the checkout apply, the upper's removal, the
+     * next upper's request) takes a few hundred microseconds of CPU: let whatever the reply
+     * woke run first rather than after it. Measured on 2 CPUs, paced one-file writes: the
+     * client saw the answer 0.35-0.42 ms later without this; nothing is left to do after a
+     * read-only or unchanged exec, which keeps its upper and does not yield. */
+    if (rest->tell_pending || !(rest->unchanged && rest->pristine > 0))
+        sched_yield();
     exec_session_end(rest);
     free(rest);
 }
