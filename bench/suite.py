@@ -345,20 +345,31 @@ def sc_exec(res):
 
 
 def phase_split(api, sid, n):
-    """Where the latency of `true` and of the one-file write goes, back to back and paced: the
-    median of each phase of the server's Server-Timing header over n execs (sent from Python,
-    so "back to back" leaves a little more time between execs than httpbench does)."""
-    out = {}
-    for pause in (0, PACE_MS):
+    """Where the latency of `true` and of the one-file write goes: the median of each phase of
+    the server's Server-Timing header, and of the client's own wall time, over n execs of each
+    (sent from Python, so "back to back" leaves a little more time between execs than httpbench
+    does). Back to back, each script is a series of its own (a write follows a write); paced,
+    the two alternate, each followed by the pause, so that both see the same machine."""
+    runs = {}
+    for name in ("true", "write"):  # back to back: a series per script
+        script = dict(EXEC_CASES)[name]
+        runs[f"{name}_back_to_back"] = [timed_phases(api, sid, script) for _ in range(n)]
+    paced = {"true": [], "write": []}
+    for _ in range(n):  # paced: interleaved
         for name in ("true", "write"):
-            script = dict(EXEC_CASES)[name]
-            runs = []
-            for _ in range(n):
-                runs.append(api.exec_phases(sid, script))
-                time.sleep(pause / 1000)
-            key = f"{name}_{'paced' if pause else 'back_to_back'}"
-            out[key] = {ph: round(statistics.median(r[ph] for r in runs), 3) for ph in runs[0]}
-    return out
+            paced[name].append(timed_phases(api, sid, dict(EXEC_CASES)[name]))
+            time.sleep(PACE_MS / 1000)
+    runs.update({f"{name}_paced": v for name, v in paced.items()})
+    return {key: {ph: round(statistics.median(r[ph] for r in rs), 3) for ph in rs[0]}
+            for key, rs in runs.items()}
+
+
+def timed_phases(api, sid, script):
+    """One exec's Server-Timing phases, plus "client": its wall time as this client saw it."""
+    t0 = time.perf_counter()
+    ph = api.exec_phases(sid, script)
+    ph["client"] = (time.perf_counter() - t0) * 1000
+    return ph
 
 
 def grep_script(p):
