@@ -21,11 +21,10 @@ import json
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from suite import Api, timed_phases  # noqa: E402
+from suite import Api, alternate_pair  # noqa: E402
 
 
 def main():
@@ -87,11 +86,7 @@ def write_pair(a, s, api):
 
 
 def write_pair_interleaved(a, api, sid):
-    runs = {"true": [], "write": []}
-    for _ in range(a.n):
-        for case, script in (("true", "true"), ("write", "echo hello > w.txt")):
-            runs[case].append(timed_phases(api, sid, script))
-            time.sleep(a.pause_ms / 1000)
+    runs = alternate_pair(api, sid, a.n, a.pause_ms)
     med = {case: {"client": statistics.median(r["client"] for r in rs),
                   "server": statistics.median(sum(v for k, v in r.items() if k != "client")
                                               for r in rs)} for case, rs in runs.items()}

@@ -354,14 +354,21 @@ def phase_split(api, sid, n):
     for name in ("true", "write"):  # back to back: a series per script
         script = dict(EXEC_CASES)[name]
         runs[f"{name}_back_to_back"] = [timed_phases(api, sid, script) for _ in range(n)]
-    paced = {"true": [], "write": []}
-    for _ in range(n):  # paced: interleaved
-        for name in ("true", "write"):
-            paced[name].append(timed_phases(api, sid, dict(EXEC_CASES)[name]))
-            time.sleep(PACE_MS / 1000)
+    paced = alternate_pair(api, sid, n, PACE_MS)
     runs.update({f"{name}_paced": v for name, v in paced.items()})
     return {key: {ph: round(statistics.median(r[ph] for r in rs), 3) for ph in rs[0]}
             for key, rs in runs.items()}
+
+
+def alternate_pair(api, sid, n, pause_ms):
+    """n rounds of `true` then the one-file write, each followed by the pause: every exec's
+    timed_phases, per script."""
+    runs = {"true": [], "write": []}
+    for _ in range(n):
+        for name in runs:
+            runs[name].append(timed_phases(api, sid, dict(EXEC_CASES)[name]))
+            time.sleep(pause_ms / 1000)
+    return runs
 
 
 def timed_phases(api, sid, script):

@@ -95,6 +95,14 @@ static bool run_probe(const struct jail_runtime *rt)
     return sysprobe_ok(&probe);
 }
 
+/* The exec left its upper exactly as made: exec_session_end keeps it for the sandbox's next
+ * exec instead of discarding it. (unchanged is only ever set by exec_session_finish, which
+ * found out pristine too; never for an upper that cannot be reused: version -1.) */
+static bool session_keeps_upper(const struct exec_session *s)
+{
+    return s->unchanged && s->pristine > 0;
+}
+
 void exec_rest_finish(struct exec_session *rest)
 {
     if (!rest)
@@ -105,7 +113,7 @@ void exec_rest_finish(struct exec_session *rest)
      * woke run first rather than after it. Measured on 2 CPUs, paced one-file writes: the
      * client saw the answer 0.35-0.42 ms later without this; nothing is left to do after a
      * read-only or unchanged exec, which keeps its upper and does not yield. */
-    if (rest->tell_pending || !(rest->unchanged && rest->pristine > 0))
+    if (rest->tell_pending || !session_keeps_upper(rest))
         sched_yield();
     exec_session_end(rest);
     free(rest);
@@ -1220,9 +1228,7 @@ void exec_session_end(struct exec_session *s)
     /* the slot is free once the jail is gone: removing the upper need not hold it */
     exec_session_leave(s);
     /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
-    /* unchanged is only ever set by exec_session_finish, which found out pristine too (never
-     * for an upper that cannot be reused: version -1) */
-    if (s->unchanged && s->pristine > 0) {
+    if (session_keeps_upper(s)) {
         s->u.version = s->rec->version;
         idle_put(s->e, s->rec->id, &s->u, NULL);
     } else {
