@@ -24,6 +24,7 @@
 #include "exec/engine.h"
 #include "sandbox/lock.h"
 #include "store/store.h"
+#include "util/datadir.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -36,13 +37,6 @@ static int die(const char *what, int r)
     const char *m = err_message();
     fprintf(stderr, "sqlfs: %s: %s\n", what, m ? m : strerror(r < 0 ? -r : r));
     return 1;
-}
-
-static int make_data_dir(const char *dir)
-{
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return err_set(-errno, "cannot create data directory %s: %s", dir, strerror(errno));
-    return 0;
 }
 
 /* Descriptors the server may hold at once with this configuration: one per connection, two per
@@ -157,6 +151,7 @@ static int serve(int argc, char **argv)
     bool secret_created = false;
     struct MHD_Daemon *daemon = NULL;
     char *db_path = NULL;
+    struct datadir data = DATADIR_INIT;
 
     sigset_t set;
     sigemptyset(&set);
@@ -165,10 +160,24 @@ static int serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if ((r = make_data_dir(cfg.data_dir)) < 0) {
+    /* Before anything in the data dir or on the host is touched: one server per data dir, and
+     * every path derived from it absolute (the jail and the cgroups' names need that). */
+    pid_t owner = 0;
+    if ((r = datadir_open(cfg.data_dir, &data, &owner)) == -EBUSY) {
+        if (owner > 0)
+            fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs (pid %ld)\n",
+                    data.path, (long)owner);
+        else
+            fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs\n", data.path);
+        goto out;
+    }
+    if (r < 0) {
         die("data directory", r);
         goto out;
     }
+    free(cfg.data_dir);
+    if (!(cfg.data_dir = strdup(data.path)))
+        goto out;
     if (cfg.auth_secret && *cfg.auth_secret) {
         app.auth_secret = strdup(cfg.auth_secret);
     } else if ((r = secret_load_or_create(cfg.data_dir, &app.auth_secret, &secret_created)) < 0) {
@@ -219,6 +228,7 @@ out:
     ratelimit_free(app.auth_limit);
     free(app.auth_secret);
     free(db_path);
+    datadir_close(&data);
     config_release(&cfg);
     if (status == 0)
         log_msg("info", "stopped cleanly");

@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "util/datadir.h"
 #include "util/err.h"
 #include "util/rand.h"
 
@@ -124,31 +125,6 @@ int secret_load(const char *data_dir, char **ret_secret)
 }
 
 /* mkdir -p with mode 0700 for every directory it creates; existing ones are left as they are. */
-static int mkdir_parents(const char *dir)
-{
-    char *p = strdup(dir);
-    if (!p)
-        return -ENOMEM;
-    int r = 0;
-    for (char *s = p + 1;; s++) {
-        bool end = *s == '\0';
-        if (*s != '/' && !end)
-            continue;
-        char saved = *s;
-        *s = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            int e = errno;
-            r = err_set(-e, "cannot create the data directory: %s", strerror(e));
-            break;
-        }
-        *s = saved;
-        if (end)
-            break;
-    }
-    free(p);
-    return r;
-}
-
 static int write_all(int fd, const char *data, size_t len)
 {
     while (len > 0) {
@@ -224,7 +200,7 @@ int secret_load_or_create(const char *data_dir, char **ret_secret, bool *ret_cre
 {
     if (!data_dir || !*data_dir)
         return err_set(-EINVAL, "the data directory is not set");
-    int r = mkdir_parents(data_dir);
+    int r = datadir_make(data_dir);
     if (r < 0)
         return r;
     int dfd = open_dir(data_dir);

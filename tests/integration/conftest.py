@@ -25,8 +25,9 @@ def free_port():
 class Server:
     """One sqlfs process; start/stop/restart keep the same data dir."""
 
-    def __init__(self, data_dir, env=None, args=None, preexec_fn=None):
-        self.data_dir = data_dir
+    def __init__(self, data_dir, env=None, args=None, preexec_fn=None, cwd=None):
+        self.data_dir = data_dir  # relative to cwd when cwd is given
+        self.cwd = cwd
         self.preexec_fn = preexec_fn  # runs in the child before exec (e.g. set rlimits)
         self.args = list(args or [])
         self.port = free_port()
@@ -35,7 +36,7 @@ class Server:
                          "SQLFS_QUIET": "1"})
         self.env.update(env or {})
         self.proc = None
-        self.log_path = os.path.join(data_dir + ".log")
+        self.log_path = os.path.join(cwd or "", data_dir + ".log")
 
     @property
     def url(self):
@@ -46,7 +47,8 @@ class Server:
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", self.data_dir]
             + self.args,
-            env=self.env, stdout=self.log, stderr=self.log, preexec_fn=self.preexec_fn)
+            env=self.env, stdout=self.log, stderr=self.log, preexec_fn=self.preexec_fn,
+            cwd=self.cwd)
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
