@@ -55,7 +55,7 @@ static int start_ingest(struct request *req, struct ingest_state *st)
 {
     const char *base = st->base_path ? st->base_path : DEFAULT_INGEST_BASE;
     char *norm = NULL;
-    int r = route_path_arg("basePath", base, strlen(base), &norm);
+    int r = route_write_path_arg("basePath", base, strlen(base), true, &norm);
     if (r < 0)
         return r;
     struct ingest_limits lim = {
@@ -219,7 +219,7 @@ int route_ingest_files(struct request *req)
     if ((r = jsonv_string(req->json, "basePath", 0, &base, &blen)) < 0)
         return r;
     char *norm = NULL;
-    if ((r = route_path_arg("basePath", base, blen, &norm)) < 0)
+    if ((r = route_write_path_arg("basePath", base, blen, true, &norm)) < 0)
         return r;
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);

@@ -7,6 +7,7 @@
 
 #include "api/jsonv.h"
 #include "api/routes.h"
+#include "sandbox/reserved.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/path.h"
@@ -26,6 +27,19 @@ int route_path_arg(const char *field, const char *value, size_t len, char **ret)
     if (r == -ENAMETOOLONG)
         return err_set(-ENAMETOOLONG, "%s: path too long (max %d bytes, %d per name)", field,
                        PATH_MAX_LEN, PATH_NAME_MAX);
+    return r;
+}
+
+int route_write_path_arg(const char *field, const char *value, size_t len, bool is_dir,
+                         char **ret)
+{
+    int r = route_path_arg(field, value, len, ret);
+    const char *reserved = r < 0 ? NULL : reserved_root(*ret, is_dir);
+    if (reserved) {
+        r = reserved_error(*ret, reserved);
+        free(*ret);
+        *ret = NULL;
+    }
     return r;
 }
 
@@ -272,6 +286,9 @@ int route_file_put_begin(struct request *req)
         return r;
     if (strcmp(st->path, "/") == 0)
         return err_set(-EISDIR, "cannot write the sandbox root directory");
+    const char *reserved = reserved_root(st->path, false);
+    if (reserved) /* refused before the upload, not after it */
+        return reserved_error(st->path, reserved);
     struct sandbox_rec rec;
     r = sandbox_lookup(req->app, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
@@ -607,7 +624,7 @@ int route_mkdir(struct request *req)
     if ((r = jsonv_bool(req->json, "recursive", &recursive)) < 0)
         return r;
     char *path = NULL;
-    if ((r = route_path_arg("path", p, plen, &path)) < 0)
+    if ((r = route_write_path_arg("path", p, plen, true, &path)) < 0)
         return r;
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
@@ -672,7 +689,7 @@ int route_write_files(struct request *req)
         if (!json_is_string(val)) {
             err_detail("%.200s: value must be a string", key);
             bad++;
-        } else if (route_path_arg(key, key, strlen(key), &p) < 0) {
+        } else if (route_write_path_arg(key, key, strlen(key), false, &p) < 0) {
             err_detail("%.200s: %s", key, err_message() ? err_message() : "invalid path");
             bad++;
         } else if (strcmp(p, "/") == 0) {

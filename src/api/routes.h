@@ -59,5 +59,9 @@ __attribute__((warn_unused_result)) int route_check_bulk_count(struct request *r
 /* Shared by routes: normalises a path given in a JSON field or query parameter. */
 __attribute__((warn_unused_result)) int route_path_arg(const char *field, const char *value,
                                                        size_t len, char **ret);
+/* route_path_arg for a path the request will write at or below (a directory when is_dir): also
+ * 400 when it is reserved (sandbox/reserved.h). */
+__attribute__((warn_unused_result)) int route_write_path_arg(const char *field, const char *value,
+                                                             size_t len, bool is_dir, char **ret);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "api/jsonv.h"
 #include "api/routes.h"
+#include "sandbox/reserved.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/path.h"
@@ -44,7 +45,7 @@ static int add_initial_files(struct request *req, json_t *files, struct changese
         if (!json_is_string(val))
             return err_set(-ERR_INVALID_INPUT, "files['%.200s'] must be a string", key);
         char *path = NULL;
-        r = route_path_arg("files", key, strlen(key), &path);
+        r = route_write_path_arg("files", key, strlen(key), false, &path);
         if (r < 0)
             return r;
         if (strcmp(path, "/") == 0 || strcmp(path, "/home") == 0 ||
@@ -86,6 +87,8 @@ int route_sandbox_create(struct request *req)
         r = add_skeleton(&cs);
     if (r == 0 && files)
         r = add_initial_files(req, files, &cs);
+    if (r == 0)
+        r = reserved_check_changeset(&cs);
     if (r < 0) {
         changeset_release(&cs);
         return r;

@@ -206,7 +206,8 @@ static int write_header(struct export *exp)
         archive_entry_set_filetype(e, AE_IFREG);
         archive_entry_set_size(e, m->has_content ? m->size : 0);
     }
-    archive_entry_set_perm(e, m->kind == FILE_KIND_SYMLINK ? 0777 : (m->mode & 07777));
+    archive_entry_set_perm(e, m->kind == FILE_KIND_SYMLINK ? 0777
+                                                           : file_mode_allowed(m->kind, m->mode));
     archive_entry_set_mtime(e, (time_t)(m->mtime_ns / 1000000000),
                             (long)(m->mtime_ns % 1000000000));
     archive_entry_set_uid(e, 1000);

@@ -14,6 +14,7 @@
 #include <archive_entry.h>
 
 #include "archive/b64.h"
+#include "sandbox/reserved.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/path.h"
@@ -589,6 +590,12 @@ static int process_entry(struct ingest *ing, struct archive *a, struct archive_e
                       name);
     if (r < 0)
         return r;
+    const char *reserved = reserved_root(meta.path, archive_entry_filetype(e) == AE_IFDIR);
+    if (reserved) {
+        r = reserved_error(meta.path, reserved);
+        detail_entry(name);
+        goto out;
+    }
     if (entries_symlink_ancestor(&ing->es, ing->base, meta.path)) {
         r = refuse("archive entry goes through a symlink created by the archive", name);
         goto out;
@@ -1034,7 +1041,9 @@ static int files_validate(struct entries *es, const char *base, json_t *files, i
         }
         size_t dlen = 0;
         const char *why = NULL;
-        if (!json_is_string(val))
+        if (reserved_path(meta.path, false))
+            why = "lands in a path reserved by the sandbox runtime (/usr, /etc, /proc, ...)";
+        else if (!json_is_string(val))
             why = "value must be a base64 string";
         else if (b64_check(json_string_value(val), json_string_length(val), &dlen) < 0)
             why = "invalid base64 (strict: no whitespace, padded to a multiple of 4)";

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "exec/ids.h"
+#include "sandbox/reserved.h"
 #include "util/err.h"
 #include "util/path.h"
 #include "util/rand.h"
@@ -689,6 +690,8 @@ static void rows_release(struct rows *rs)
 static int rows_add(const struct file_meta *meta, void *userdata)
 {
     struct rows *rs = userdata;
+    if (reserved_path(meta->path, meta->kind == FILE_KIND_DIR))
+        return 0; /* the jail's own (sandbox/reserved.h): never materialised */
     if (rs->n == rs->cap) {
         size_t ncap = rs->cap ? rs->cap * 2 : 256;
         struct file_meta *p = realloc(rs->v, ncap * sizeof(*p));
@@ -1470,7 +1473,8 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
     int r = 0;
     for (size_t i = cs->n; i-- > 0 && r >= 0;) {
         const struct change *c = &cs->items[i];
-        if (c->op == CHANGE_PUT && c->meta.kind == FILE_KIND_DIR)
+        if (c->op == CHANGE_PUT && c->meta.kind == FILE_KIND_DIR &&
+            !reserved_path(c->meta.path, true))
             r = fix_dir(a->rootfd, c->meta.path, c->meta.mode, c->meta.mtime_ns);
     }
     if (r < 0 || cs->n == 0)
@@ -1479,6 +1483,8 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
     size_t cap = 0, np = 0;
     char **parents = NULL;
     for (size_t i = 0; i < cs->n && r >= 0; i++) {
+        if (reserved_path(cs->items[i].meta.path, true))
+            continue;
         char *pp = path_parent(cs->items[i].meta.path);
         while (r >= 0) {
             if (!pp) {
@@ -1536,6 +1542,8 @@ static int apply_changes(struct applier *a, const struct changeset *cs)
         const struct change *c = &cs->items[i];
         if (!row_path_ok(c->meta.path))
             return -EINVAL; /* includes "/": the root is never put or deleted here */
+        if (reserved_path(c->meta.path, c->op == CHANGE_DELETE || c->meta.kind == FILE_KIND_DIR))
+            continue; /* never in a tree (rows_add) */
         const char *name;
         int pfd = parent_get(&a->pc, c->meta.path, &name);
         if (pfd == -ENOENT && c->op == CHANGE_DELETE)

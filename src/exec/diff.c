@@ -21,6 +21,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "sandbox/reserved.h"
 #include "util/err.h"
 #include "util/path.h"
 
@@ -164,6 +165,21 @@ static int join_rel(const char *rel, const char *name, char **ret)
     }
     *ret = s;
     return 0;
+}
+
+/* An entry at a reserved path (sandbox/reserved.h: /usr, /etc, /proc, ...) belongs to the
+ * runtime, never to the change set: whatever a script did there (`rm /bin`, `mkdir /sys/x`) lasts
+ * only as long as its exec. Reserved paths are at most two segments deep, so only entries of the
+ * root (rel "") and of its direct subdirectories can be one. */
+static bool reserved_entry(const char *rel, const char *crel, const struct stat *sb)
+{
+    if (strchr(rel, '/'))
+        return false;
+    char path[2 * PATH_NAME_MAX + 3];
+    int n = snprintf(path, sizeof(path), "/%s", crel);
+    /* a whiteout deletes: never refused for a directory-only parent such as /opt */
+    bool is_dir = S_ISDIR(sb->st_mode) || S_ISCHR(sb->st_mode);
+    return n > 0 && (size_t)n < sizeof(path) && reserved_path(path, is_dir);
 }
 
 static int sandbox_path(const char *rel, char **ret)
@@ -388,6 +404,8 @@ static int diff_entries(struct walker *w, int rootfd, const char *rel, struct na
             break;
         if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
             r = -errno;
+        } else if (reserved_entry(rel, crel, &sb)) {
+            w->stats.reserved++;
         } else if (S_ISCHR(sb.st_mode) && major(sb.st_rdev) == 0 && minor(sb.st_rdev) == 0) {
             r = put_delete(w, crel);
         } else if (S_ISREG(sb.st_mode)) {
@@ -549,12 +567,16 @@ static int changed_entries(int upperfd, int lowerfd, const char *rel, struct nam
         struct stat sb;
         if ((r = join_rel(rel, name, &crel)) < 0)
             break;
-        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
             r = -errno;
-        else if (S_ISCHR(sb.st_mode) && sb.st_rdev == makedev(0, 0))
+        } else if (reserved_entry(rel, crel, &sb)) {
+            free(crel);
+            continue;
+        } else if (S_ISCHR(sb.st_mode) && sb.st_rdev == makedev(0, 0)) {
             r = 1;
-        else if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode) || S_ISLNK(sb.st_mode))
+        } else if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode) || S_ISLNK(sb.st_mode)) {
             r = node_changed(dfd, name, &sb, lowerfd, crel, buf);
+        }
         if (r == 0 && S_ISDIR(sb.st_mode)) {
             r = names_push(todo, crel);
             crel = NULL;

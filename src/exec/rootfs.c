@@ -200,20 +200,23 @@ static int build_etc(int rootfd, int jailfd)
     return r;
 }
 
-/* The lowest overlay layer: mount points, merged-/usr links, home and tmp. */
+/* The lowest overlay layer: mount points, merged-/usr links, an empty /sys, home and tmp. The
+ * checkout above it never holds a node at any of the runtime's paths (sandbox/reserved.h), so
+ * these always show through. */
 static int build_skel(int rootfd, int jailfd)
 {
     static const char *const dirs[] = {
         "skel",     "skel/usr",       "skel/etc",           "skel/proc",    "skel/dev",
         "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin", "skel/home",    "skel/home/user",
-        "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run"};
+        "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run",
+        "skel/sys"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
         if (mkdirat(jailfd, dirs[i], 0755) < 0)
             return -errno;
     if (fchownat(jailfd, "skel/home/user", SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
         fchmodat(jailfd, "skel/tmp", 01777, 0) < 0 ||
         fchmodat(jailfd, "skel/var/tmp", 01777, 0) < 0 ||
-        fchmodat(jailfd, "skel/root", 0700, 0) < 0)
+        fchmodat(jailfd, "skel/root", 0700, 0) < 0 || fchmodat(jailfd, "skel/sys", 0555, 0) < 0)
         return -errno;
     /* Top-level links of the rootfs into usr (Debian's merged /usr). */
     static const char *const links[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sandbox/reserved.h"
 #include "util/err.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -45,7 +46,10 @@ int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct
         .now_ms = time_now_ms(),
     };
     struct commit_result res;
-    int r = store_commit(app->store, rec->id, cs, &opts, &res);
+    int r = reserved_check_changeset(cs);
+    if (r < 0)
+        return r;
+    r = store_commit(app->store, rec->id, cs, &opts, &res);
     if (r == -ERR_QUOTA) {
         err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)app->cfg->sandbox_quota_bytes);
         return r;

@@ -3,6 +3,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+uint32_t file_mode_allowed(enum file_kind k, uint32_t mode)
+{
+    mode &= 07777 & ~(uint32_t)(S_ISUID | S_ISGID);
+    if (k != FILE_KIND_DIR)
+        mode &= ~(uint32_t)S_ISVTX;
+    return mode;
+}
 
 void file_meta_release(struct file_meta *m)
 {
@@ -73,6 +82,7 @@ int changeset_put(struct changeset *cs, const struct file_meta *meta)
     r = file_meta_copy(&c->meta, meta);
     if (r < 0)
         return r;
+    c->meta.mode = file_mode_allowed(c->meta.kind, c->meta.mode);
     cs->n++;
     return 0;
 }

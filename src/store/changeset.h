@@ -42,6 +42,12 @@ struct file_meta {
     char *target;                     /* symlinks only: the link target, verbatim */
 };
 
+/* The permission bits a node of kind k may carry in a sandbox: setuid and setgid never (a tree
+ * exported and unpacked by root must not grant privileges), the sticky bit only on directories
+ * (where it restricts deletion, as on /tmp; it means nothing on a file). Every PUT of a change
+ * set is stored with these bits, whatever way it came in (exec, file API, ingest). */
+uint32_t file_mode_allowed(enum file_kind k, uint32_t mode);
+
 /* Frees the strings of m (not m itself). */
 void file_meta_release(struct file_meta *m);
 /* Deep copy; -ENOMEM. */
@@ -74,7 +80,7 @@ struct changeset {
 
 void changeset_init(struct changeset *cs, const char *kind);
 void changeset_release(struct changeset *cs);
-/* Appends a copy of meta as a PUT. -ENOMEM. */
+/* Appends a copy of meta as a PUT, its mode reduced by file_mode_allowed(). -ENOMEM. */
 __attribute__((warn_unused_result)) int changeset_put(struct changeset *cs,
                                                       const struct file_meta *meta);
 /* Appends a DELETE of path (subtree). -ENOMEM. */

@@ -84,8 +84,8 @@ int datadir_open(const char *dir, struct datadir *ret, pid_t *ret_owner)
     int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     free(lock_path);
     if (fd < 0)
-        return err_set(-errno, "cannot open the lock file of the data directory %s: %s",
-                       ret->path, strerror(errno));
+        return err_set(-errno, "cannot open the lock file of the data directory %s: %s", ret->path,
+                       strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno;
         if (e == EWOULDBLOCK) {

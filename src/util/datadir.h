@@ -25,7 +25,10 @@ struct datadir {
     int lock_fd; /* the locked sqlfs.lock, -1 when not held */
 };
 
-#define DATADIR_INIT {.path = NULL, .lock_fd = -1}
+#define DATADIR_INIT                                                                               \
+    {                                                                                              \
+        .path = NULL, .lock_fd = -1                                                                \
+    }
 
 /* Creates `dir` and its missing parents (0700 each). -errno with err_set(). */
 __attribute__((warn_unused_result)) int datadir_make(const char *dir);

@@ -66,16 +66,16 @@ def test_get_errors(api, sandbox):
 
 
 def test_hostile_paths_stay_inside(api, sandbox, server):
-    api.put(f(sandbox, "/etc/passwd"), content=b"sandbox passwd")
+    api.put(f(sandbox, "/srv/passwd"), content=b"sandbox passwd")
     # .. and %2e%2e never leave the sandbox root
-    for p in ["home/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "%2E%2E/%2E%2E/etc/passwd",
-              "home/user%2f..%2f..%2f..%2fetc/passwd"]:
+    for p in ["home/%2e%2e/%2e%2e/%2e%2e/srv/passwd", "%2E%2E/%2E%2E/srv/passwd",
+              "home/user%2f..%2f..%2f..%2fsrv/passwd"]:
         r = api.get(f"/v1/sandboxes/{sandbox}/files/{p}")
         assert r.status_code == 200 and r.content == b"sandbox passwd", p
     # literal ".." segments (httpx would normalise them away): a raw request
     import socket
     sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.sendall(f"GET /v1/sandboxes/{sandbox}/files/home/user/../../../../etc/passwd HTTP/1.1"
+    sock.sendall(f"GET /v1/sandboxes/{sandbox}/files/home/user/../../../../srv/passwd HTTP/1.1"
                  f"\r\nHost: x\r\nAuthorization: {api.headers['authorization']}\r\n"
                  "Connection: close\r\n\r\n".encode())
     data = b""
