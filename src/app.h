@@ -23,7 +23,8 @@ struct app {
     struct config *cfg;            /* settings (read-only after start) */
     struct store *store;           /* the source of truth */
     struct locks *locks;           /* per-sandbox readers-writer locks */
-    struct ratelimit *auth_limit;  /* bootstrap/admin attempts per client */
+    struct ratelimit *auth_fail_limit;    /* failed bootstrap/admin attempts per client */
+    struct ratelimit *auth_success_limit; /* tokens minted by bootstrap/admin per client */
     struct exec_engine *exec;      /* checkouts + jail; NULL when the runtime is unusable */
     /* Called after every successful commit of a sandbox (keeps caches such as the exec
      * checkout coherent); `upper_dir` is the overlay upper an exec's change set came from

@@ -32,8 +32,10 @@ struct config {
     int64_t exec_warm_sandboxes;   /* EXEC_WARM_SANDBOXES 64: sandboxes keeping a network
                                     * namespace and an idle upper between execs (LRU) */
     int64_t batch_workers;         /* BATCH_WORKERS: read-only batch parallelism; default 2×CPUs */
-    int64_t auth_rate_limit_max;   /* AUTH_RATE_LIMIT_MAX 5 */
+    int64_t auth_rate_limit_max;   /* AUTH_RATE_LIMIT_MAX 5: failed auth requests per IP */
     int64_t auth_rate_limit_window_ms; /* AUTH_RATE_LIMIT_WINDOW_MS 60000 */
+    int64_t auth_success_rate_limit_max; /* AUTH_SUCCESS_RATE_LIMIT_MAX 600: tokens per IP */
+    int64_t auth_success_rate_limit_window_ms; /* AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS 60000 */
     int64_t lock_timeout_ms;       /* LOCK_TIMEOUT_MS 60000: wait for a sandbox lock */
     int64_t checkout_budget_bytes; /* CHECKOUT_BUDGET_BYTES 10737418240: disk for checkouts */
     int64_t max_connections;       /* MAX_CONNECTIONS 2000 */

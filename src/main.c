@@ -199,8 +199,10 @@ static int serve(int argc, char **argv)
         die("locks", r);
         goto out;
     }
-    app.auth_limit = ratelimit_new(cfg.auth_rate_limit_max, cfg.auth_rate_limit_window_ms);
-    if (!app.auth_limit)
+    app.auth_fail_limit = ratelimit_new(cfg.auth_rate_limit_max, cfg.auth_rate_limit_window_ms);
+    app.auth_success_limit =
+        ratelimit_new(cfg.auth_success_rate_limit_max, cfg.auth_success_rate_limit_window_ms);
+    if (!app.auth_fail_limit || !app.auth_success_limit)
         goto out;
     err_clear();
     if ((r = exec_engine_new(&app, &app.exec)) < 0) {
@@ -225,7 +227,8 @@ out:
     exec_engine_free(app.exec);
     store_close(app.store);
     locks_free(app.locks);
-    ratelimit_free(app.auth_limit);
+    ratelimit_free(app.auth_fail_limit);
+    ratelimit_free(app.auth_success_limit);
     free(app.auth_secret);
     free(db_path);
     datadir_close(&data);

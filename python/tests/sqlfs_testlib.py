@@ -58,8 +58,9 @@ def _seed_readme() -> Path:
 
 SEED_README = _seed_readme()
 
-# Limits of the default server: the bootstrap rate limit is raised because every Client of the
-# suite mints its own token.
+# Limits of the default server: the failed-auth limit (AUTH_RATE_LIMIT_MAX) is raised so that the
+# tests that send a wrong secret on purpose cannot lock the rest of the suite out. Every Client
+# mints its own token; successful mints have their own limit (600 a minute by default).
 DEFAULT_ENV = {"AUTH_RATE_LIMIT_MAX": "100000", "SQLFS_QUIET": "1"}
 if os.environ.get("SQLFS_TEST_SERVER_LOG"):  # keep per-request log lines (in the temp dir)
     DEFAULT_ENV.pop("SQLFS_QUIET")

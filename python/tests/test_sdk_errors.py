@@ -116,7 +116,7 @@ def test_422_read_only_violation(sb: sqlfs.Sandbox) -> None:
 
 
 def test_429_rate_limit(servers: ServerPool) -> None:
-    srv = servers.get(AUTH_RATE_LIMIT_MAX="2", AUTH_RATE_LIMIT_WINDOW_MS="60000")
+    srv = servers.get(AUTH_SUCCESS_RATE_LIMIT_MAX="2", AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS="60000")
     errors = []
     for _ in range(4):
         with sqlfs.Client(base_url=srv.url, auth_secret=srv.secret, sub=new_sub(), max_retries=0) as c:

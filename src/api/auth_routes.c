@@ -1,4 +1,15 @@
-/* POST /v1/auth/bootstrap and POST /v1/auth/admin (API.md §2). */
+/*
+ * POST /v1/auth/bootstrap and POST /v1/auth/admin (API.md §2).
+ *
+ * Two per-IP limits, shared by both routes (an attacker gains nothing by alternating them):
+ *   - failures (AUTH_RATE_LIMIT_*): every attempt is counted before its secret or body is
+ *     looked at and refunded once it has passed, so only client errors (403 wrong secret, 400
+ *     bad body) stay counted; an IP past the limit gets 429 for every auth request, the right
+ *     secret included, until its window ends;
+ *   - successes (AUTH_SUCCESS_RATE_LIMIT_*): tokens minted; past it, 429 and no token.
+ * A bad bearer token on the admin route is a 401 from the server before the route runs and is
+ * not counted here: it is the same check every authenticated route makes.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,62 +22,11 @@
 #include "util/err.h"
 #include "util/timeutil.h"
 
-static int rate_limit(struct request *req, int64_t *retry_after)
+/* A 429 with Retry-After; returns 0 (the response is set). */
+static int reply_limited(struct request *req, int64_t retry_after, const char *what)
 {
-    char ip[64];
-    http_client_ip(req, ip, sizeof(ip));
-    if (ratelimit_hit(req->app->auth_limit, ip, time_mono_ms(), retry_after))
-        return 0;
-    return err_set(-ERR_RATE_LIMITED, "too many token requests; retry in %lld s",
-                   (long long)*retry_after);
-}
-
-/* Validates the body shared by both routes and mints the token. */
-static int mint(struct request *req, bool admin)
-{
-    json_t *body = req->json;
-    if (!body)
-        return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object with 'sub'");
-    const char *sub = NULL, *tenant = "default", *expires = "30d";
-    size_t sublen = 0, tlen = 7;
-    int r = jsonv_string(body, "sub", 0, &sub, &sublen);
-    if (r < 0)
-        return r;
-    if (r == 0 || !jwt_sub_valid(sub, sublen))
-        return err_set(-ERR_INVALID_INPUT, "field 'sub' is required: a non-empty string of at "
-                                           "most 256 characters");
-    r = jsonv_string(body, "tenant", 0, &tenant, &tlen);
-    if (r < 0)
-        return r;
-    if (!jwt_tenant_valid(tenant, tlen))
-        return err_set(-ERR_INVALID_INPUT, "field 'tenant' must match ^[A-Za-z0-9_.-]{1,64}$");
-    r = jsonv_string(body, "expiresIn", 32, &expires, NULL);
-    if (r < 0)
-        return r;
-    int64_t secs;
-    if (jwt_parse_expires(expires, &secs) < 0)
-        return err_set(-ERR_INVALID_INPUT,
-                       "field 'expiresIn' must be like \"24h\", \"30d\", \"1y\" or \"never\"");
-    char *token = NULL;
-    int64_t exp_at = 0;
-    int64_t now = time_now_ms() / 1000;
-    r = jwt_mint(req->app->auth_secret, req->app->auth_secret_len, sub, tenant, secs, admin, now,
-                 &token, &exp_at);
-    if (r < 0)
-        return r;
-    json_t *o = json_object();
-    json_object_set_new(o, "token", json_string(token));
-    json_object_set_new(o, "sub", json_string(sub));
-    json_object_set_new(o, "tenant", json_string(tenant));
-    json_object_set_new(o, "expiresAt", exp_at > 0 ? http_time_json(exp_at * 1000) : json_null());
-    free(token);
-    return http_reply_json(req, 201, o);
-}
-
-static int reply_limited(struct request *req, int r, int64_t retry_after)
-{
-    if (r != -ERR_RATE_LIMITED)
-        return r;
+    int r = err_set(-ERR_RATE_LIMITED, "too many %s from this address; retry in %lld s", what,
+                    (long long)retry_after);
     http_reply_error(req, r);
     char v[32];
     snprintf(v, sizeof(v), "%lld", (long long)(retry_after > 0 ? retry_after : 1));
@@ -74,31 +34,119 @@ static int reply_limited(struct request *req, int r, int64_t retry_after)
     return 0;
 }
 
+/* What a valid body asks for; the strings point into req->json. */
+struct mint_req {
+    const char *sub;    /* 1..256 characters */
+    size_t sublen;      /* bytes in sub */
+    const char *tenant; /* ^[A-Za-z0-9_.-]{1,64}$, default "default" */
+    size_t tlen;        /* bytes in tenant */
+    int64_t secs;       /* lifetime in seconds, 0 = never expires */
+};
+
+/* Validates the body shared by both routes into *ret. -ERR_INVALID_INPUT with a message. */
+static int parse_body(json_t *body, struct mint_req *ret)
+{
+    if (!body)
+        return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object with 'sub'");
+    struct mint_req m = {.tenant = "default", .tlen = 7};
+    const char *expires = "30d";
+    int r = jsonv_string(body, "sub", 0, &m.sub, &m.sublen);
+    if (r < 0)
+        return r;
+    if (r == 0 || !jwt_sub_valid(m.sub, m.sublen))
+        return err_set(-ERR_INVALID_INPUT, "field 'sub' is required: a non-empty string of at "
+                                           "most 256 characters");
+    r = jsonv_string(body, "tenant", 0, &m.tenant, &m.tlen);
+    if (r < 0)
+        return r;
+    if (!jwt_tenant_valid(m.tenant, m.tlen))
+        return err_set(-ERR_INVALID_INPUT, "field 'tenant' must match ^[A-Za-z0-9_.-]{1,64}$");
+    r = jsonv_string(body, "expiresIn", 32, &expires, NULL);
+    if (r < 0)
+        return r;
+    if (jwt_parse_expires(expires, &m.secs) < 0)
+        return err_set(-ERR_INVALID_INPUT,
+                       "field 'expiresIn' must be like \"24h\", \"30d\", \"1y\" or \"never\"");
+    *ret = m;
+    return 0;
+}
+
+/* Checks the route's secret header (X-Auth-Secret, or X-Admin-Secret for admin), then parses and
+ * validates the body. 403 / 400 are the caller's failures; 500 when admin minting is off. */
+static int check_attempt(struct request *req, bool admin, struct mint_req *ret)
+{
+    const char *want = req->app->auth_secret;
+    size_t wantlen = req->app->auth_secret_len;
+    const char *header = "X-Auth-Secret";
+    if (admin) {
+        want = req->app->cfg->admin_secret;
+        if (!want || !*want)
+            return err_set(-ERR_ADMIN_NOT_CONFIGURED,
+                           "admin token minting is not configured (set ADMIN_SECRET)");
+        wantlen = strlen(want);
+        header = "X-Admin-Secret";
+    }
+    const char *given = http_header(req, header);
+    if (!given || !secret_equal(given, strlen(given), want, wantlen))
+        return err_set(-ERR_FORBIDDEN, "missing or wrong %s header", header);
+    int r = http_parse_json_body(req);
+    if (r < 0)
+        return r;
+    return parse_body(req->json, ret);
+}
+
+/* Mints the token the request asked for and answers 201. */
+static int mint(struct request *req, bool admin, const struct mint_req *m)
+{
+    char *token = NULL;
+    int64_t exp_at = 0;
+    int64_t now = time_now_ms() / 1000;
+    int r = jwt_mint(req->app->auth_secret, req->app->auth_secret_len, m->sub, m->tenant, m->secs,
+                     admin, now, &token, &exp_at);
+    if (r < 0)
+        return r;
+    json_t *o = json_object();
+    json_object_set_new(o, "token", json_string(token));
+    json_object_set_new(o, "sub", json_string(m->sub));
+    json_object_set_new(o, "tenant", json_string(m->tenant));
+    json_object_set_new(o, "expiresAt", exp_at > 0 ? http_time_json(exp_at * 1000) : json_null());
+    free(token);
+    return http_reply_json(req, 201, o);
+}
+
+static bool is_client_error(int r)
+{
+    int status = err_info(r)->status;
+    return status >= 400 && status < 500;
+}
+
+/* Both routes: the failure limit, the check, the success limit, the token. */
+static int auth_request(struct request *req, bool admin)
+{
+    struct app *app = req->app;
+    char ip[64];
+    http_client_ip(req, ip, sizeof(ip));
+    int64_t now = time_mono_ms(), retry_after = 0;
+    if (!ratelimit_hit(app->auth_fail_limit, ip, now, &retry_after))
+        return reply_limited(req, retry_after, "failed token requests");
+    struct mint_req m = {0};
+    int r = check_attempt(req, admin, &m);
+    if (r < 0 && is_client_error(r))
+        return r; /* the attempt stays counted as a failure */
+    ratelimit_refund(app->auth_fail_limit, ip, now);
+    if (r < 0)
+        return r;
+    if (!ratelimit_hit(app->auth_success_limit, ip, now, &retry_after))
+        return reply_limited(req, retry_after, "tokens minted");
+    return mint(req, admin, &m);
+}
+
 int route_auth_bootstrap(struct request *req)
 {
-    int64_t retry_after = 0;
-    int r = rate_limit(req, &retry_after);
-    if (r < 0)
-        return reply_limited(req, r, retry_after);
-    const char *given = http_header(req, "X-Auth-Secret");
-    if (!given || !secret_equal(given, strlen(given), req->app->auth_secret,
-                                req->app->auth_secret_len))
-        return err_set(-ERR_FORBIDDEN, "missing or wrong X-Auth-Secret header");
-    return mint(req, false);
+    return auth_request(req, false);
 }
 
 int route_auth_admin(struct request *req)
 {
-    int64_t retry_after = 0;
-    int r = rate_limit(req, &retry_after);
-    if (r < 0)
-        return reply_limited(req, r, retry_after);
-    const char *admin = req->app->cfg->admin_secret;
-    if (!admin || !*admin)
-        return err_set(-ERR_ADMIN_NOT_CONFIGURED,
-                       "admin token minting is not configured (set ADMIN_SECRET)");
-    const char *given = http_header(req, "X-Admin-Secret");
-    if (!given || !secret_equal(given, strlen(given), admin, strlen(admin)))
-        return err_set(-ERR_FORBIDDEN, "missing or wrong X-Admin-Secret header");
-    return mint(req, true);
+    return auth_request(req, true);
 }

@@ -28,7 +28,8 @@ enum body_mode {
     BODY_NONE = 0,   /* a body is read and ignored (bounded) */
     BODY_JSON = 1,   /* buffered up to MAX_REQUEST_BODY_BYTES, parsed before the handler */
     BODY_STREAM = 2, /* handed to route->on_data piece by piece */
-    BODY_RAW = 3,    /* buffered up to MAX_REQUEST_BODY_BYTES, not parsed (exec text/plain) */
+    BODY_RAW = 3,    /* buffered up to MAX_REQUEST_BODY_BYTES, not parsed before the handler
+                      * (exec's text/plain form; the auth routes parse after their rate check) */
 };
 
 struct route {
@@ -83,6 +84,10 @@ const char *http_header(struct request *req, const char *name);
  * holds a NUL byte, -ENOMEM. */
 __attribute__((warn_unused_result)) int http_query(struct request *req, const char *name,
                                                    char **ret);
+/* Parses the buffered body into req->json (freed with the request): a JSON object, or NULL
+ * when the body is empty (the handler decides). The server calls it before the handler of a
+ * BODY_JSON route; a BODY_RAW route may call it itself. -ERR_INVALID_INPUT with a message. */
+__attribute__((warn_unused_result)) int http_parse_json_body(struct request *req);
 /* The client's address (X-Forwarded-For first hop when TRUST_PROXY is set) into out. */
 void http_client_ip(struct request *req, char *out, size_t outlen);
 /* The socket of the connection (to notice a client that goes away during a long exec). */

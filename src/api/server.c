@@ -343,7 +343,7 @@ static int take_body(struct request *req, const char *data, size_t len)
     }
 }
 
-static int parse_json_body(struct request *req)
+int http_parse_json_body(struct request *req)
 {
     if (req->body.len == 0) {
         req->json = NULL; /* absent body: the handler decides */
@@ -420,7 +420,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     err_clear();
     int r = 0;
     if (req->route->body == BODY_JSON)
-        r = parse_json_body(req);
+        r = http_parse_json_body(req);
     if (r == 0)
         r = req->route->handler(req);
     if (r < 0)

@@ -173,6 +173,19 @@ static struct rl_entry *lookup(struct ratelimit *rl, const char *key, size_t len
     return NULL;
 }
 
+/* Drops expired entries, then looks key up: *ret_hash gets its hash, *ret its entry or NULL.
+ * Called with the lock held. -EIO when hashing fails. */
+static int find(struct ratelimit *rl, const char *key, size_t len, int64_t now_ms,
+                uint64_t *ret_hash, struct rl_entry **ret)
+{
+    int r = rl_hash(rl, key, len, ret_hash);
+    if (r < 0)
+        return r;
+    evict_expired(rl, now_ms);
+    *ret = lookup(rl, key, len, *ret_hash);
+    return 0;
+}
+
 static struct rl_entry *insert(struct ratelimit *rl, const char *key, size_t len, uint64_t h,
                                int64_t now_ms)
 {
@@ -206,10 +219,9 @@ bool ratelimit_hit(struct ratelimit *rl, const char *key, int64_t now_ms,
 
     pthread_mutex_lock(&rl->lock);
     uint64_t h;
-    if (rl_hash(rl, key, len, &h) < 0)
+    struct rl_entry *e;
+    if (find(rl, key, len, now_ms, &h, &e) < 0)
         goto out;
-    evict_expired(rl, now_ms);
-    struct rl_entry *e = lookup(rl, key, len, h);
     if (e && now_ms - e->window_start_ms >= rl->window_ms) {
         /* Only reachable when times went backwards (the list is then out of order). */
         e->window_start_ms = now_ms;
@@ -234,6 +246,24 @@ out:
         *ret_retry_after_s = s < 1 ? 1 : s;
     }
     return allowed;
+}
+
+void ratelimit_refund(struct ratelimit *rl, const char *key, int64_t now_ms)
+{
+    if (rl->max == 0)
+        return;
+    size_t len = strnlen(key, RATELIMIT_KEY_MAX);
+    pthread_mutex_lock(&rl->lock);
+    uint64_t h;
+    struct rl_entry *e;
+    if (find(rl, key, len, now_ms, &h, &e) < 0 || !e)
+        goto out;
+    if (e->count > 1)
+        e->count--;
+    else
+        entry_remove(rl, e);
+out:
+    pthread_mutex_unlock(&rl->lock);
 }
 
 size_t ratelimit_size(struct ratelimit *rl)

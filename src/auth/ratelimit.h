@@ -1,10 +1,16 @@
 /*
- * ratelimit — a per-key request limiter for the auth routes (API.md §2: by default 5 requests per
- * 60 s per client IP).
+ * ratelimit — a per-key request limiter for the auth routes (API.md §2: per client IP, failed
+ * attempts by default 5 per 60 s, minted tokens 600 per 60 s).
  *
  * Each key gets a fixed window that opens at its first hit: up to `max` hits are allowed until
  * `window_ms` later, then the window restarts at the next hit. Denied hits do not extend the
  * window. A limiter created with max 0 allows everything (rate limiting disabled).
+ *
+ * To limit only the attempts that turn out to fail, count each attempt with ratelimit_hit before
+ * looking at it and ratelimit_refund it once it has passed. Counting first keeps the limit exact
+ * under concurrency — a check made before counting would let through every attempt that arrives
+ * at once. The price: attempts in flight hold hits, so more than `max` at the same instant from
+ * one key are denied even if all of them would have passed.
  *
  * Memory is bounded: keys are truncated to RATELIMIT_KEY_MAX bytes, entries whose window has
  * passed are dropped as the limiter is used, and the table never holds more than `max_keys`
@@ -16,7 +22,8 @@
  * Times are caller-supplied milliseconds from a monotonic clock (time_mono_ms()); the eviction
  * order assumes they do not go backwards.
  *
- * Thread-safety: ratelimit_hit and ratelimit_size may be called concurrently (one mutex).
+ * Thread-safety: ratelimit_hit, ratelimit_refund and ratelimit_size may be called concurrently
+ * (one mutex).
  * Ownership: the limiter copies keys; ratelimit_free releases everything.
  */
 #ifndef SQLFS_AUTH_RATELIMIT_H
@@ -43,6 +50,13 @@ struct ratelimit *ratelimit_new_bounded(int64_t max, int64_t window_ms, size_t m
  * would let an attacker bypass the limit by exhausting memory. */
 bool ratelimit_hit(struct ratelimit *rl, const char *key, int64_t now_ms,
                    int64_t *ret_retry_after_s);
+
+/* Takes back one hit that ratelimit_hit allowed for key in its current window, for an attempt
+ * that, once checked, should not count. A key whose count drops to zero is forgotten (it holds no
+ * memory until its next hit). Does nothing when the key is not tracked (its window has ended, it
+ * was evicted, or the limiter has max 0). If the key's window restarted since the hit (only when
+ * window_ms is shorter than the caller's check), a hit of the new window is taken back. */
+void ratelimit_refund(struct ratelimit *rl, const char *key, int64_t now_ms);
 
 /* Number of keys currently tracked (for tests and metrics). */
 size_t ratelimit_size(struct ratelimit *rl);

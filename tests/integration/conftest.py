@@ -88,7 +88,7 @@ class Server:
         return r.json()["token"]
 
     def client(self, sub="tester", tenant=None, timeout=60):
-        # the bootstrap route is rate limited per IP: tests raise the limit via env
+        # each client mints a token: AUTH_SUCCESS_RATE_LIMIT_MAX per minute per IP (default 600)
         return httpx.Client(base_url=self.url, timeout=timeout,
                             headers={"Authorization": "Bearer " + self.token(sub, tenant)})
 

@@ -1,13 +1,16 @@
 """Auth (API.md §2): bootstrap, admin, bearer verification, rate limits."""
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import json
+import os
+import subprocess
 import time
 
 import httpx
 
-from conftest import ADMIN_SECRET, SECRET, assert_error
+from conftest import ADMIN_SECRET, BINARY, SECRET, assert_error, free_port
 
 
 def b64url(data):
@@ -104,15 +107,142 @@ def test_admin_not_configured(fresh_server):
     assert_error(r, 500, "ADMIN_NOT_CONFIGURED")
 
 
-def test_rate_limit_with_retry_after(fresh_server):
-    s = fresh_server({"AUTH_RATE_LIMIT_MAX": "3", "AUTH_RATE_LIMIT_WINDOW_MS": "60000"})
-    codes = []
-    for _ in range(5):
-        r = httpx.post(s.url + "/v1/auth/bootstrap", json={"sub": "a"},
-                       headers={"X-Auth-Secret": SECRET})
-        codes.append(r.status_code)
-    assert codes[:3] == [201, 201, 201]
-    assert codes[3] == 429
+# The default limits, whatever the environment running the tests says.
+DEFAULT_LIMITS = {"AUTH_RATE_LIMIT_MAX": "", "AUTH_RATE_LIMIT_WINDOW_MS": "",
+                  "AUTH_SUCCESS_RATE_LIMIT_MAX": "", "AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS": ""}
+
+
+def bootstrap(s, secret=SECRET, body=None, content=None):
+    headers = {"X-Auth-Secret": secret} if secret is not None else {}
+    if content is not None:
+        return httpx.post(s.url + "/v1/auth/bootstrap", content=content,
+                          headers={**headers, "Content-Type": "application/json"})
+    return httpx.post(s.url + "/v1/auth/bootstrap", json=body or {"sub": "a"}, headers=headers)
+
+
+def admin(s, token, secret=ADMIN_SECRET, body=None):
+    return httpx.post(s.url + "/v1/auth/admin", json=body or {"sub": "m"},
+                      headers={"Authorization": "Bearer " + token, "X-Admin-Secret": secret})
+
+
+def assert_limited(r, window_s=60):
     body = assert_error(r, 429, "RATE_LIMITED")
     assert body["retryable"] is True
-    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert 1 <= int(r.headers["retry-after"]) <= window_s
+    return body
+
+
+def test_successful_bootstraps_do_not_use_up_the_failure_limit(fresh_server):
+    s = fresh_server(DEFAULT_LIMITS)
+    codes = [bootstrap(s, body={"sub": f"dev-{i}"}).status_code for i in range(20)]
+    assert codes == [201] * 20
+    tok = s.token()
+    assert [admin(s, tok).status_code for _ in range(10)] == [201] * 10
+
+
+def test_failed_bootstraps_lock_out_the_address(fresh_server):
+    s = fresh_server(DEFAULT_LIMITS)
+    tok = s.token()
+    # 5 failures (wrong or missing secret); the successes between them do not reset the count
+    for secret in ["nope", None, "nope", ""]:
+        assert_error(bootstrap(s, secret=secret), 403, "FORBIDDEN")
+        assert bootstrap(s).status_code == 201
+    assert_error(bootstrap(s, secret="nope"), 403, "FORBIDDEN")
+    body = assert_limited(bootstrap(s, secret="nope"))
+    assert "failed" in body["error"]
+    # now the right secret is refused too, on both routes, without a token being minted
+    assert_limited(bootstrap(s))
+    assert_limited(admin(s, tok))
+    # other routes are not affected
+    assert get_list(s, tok).status_code == 200
+
+
+def test_concurrent_failures_stay_within_the_limit(fresh_server):
+    """Attempts are counted before they are checked, so a burst gets no extra guesses."""
+    s = fresh_server(DEFAULT_LIMITS)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda _: bootstrap(s, secret="nope").status_code, range(40)))
+    assert sorted(codes) == [403] * 5 + [429] * 35
+    assert_limited(bootstrap(s))
+
+
+def test_malformed_bodies_count_as_failures(fresh_server):
+    s = fresh_server({**DEFAULT_LIMITS, "AUTH_RATE_LIMIT_MAX": "6"})
+    for content in [b"{not json", b"[1, 2]", b'{"sub": 5}', b"{}", b'{"sub": "a", "tenant": "b c"}',
+                    b'{"sub": "a", "expiresIn": "soon"}']:
+        assert_error(bootstrap(s, content=content), 400, "INVALID_INPUT")
+    assert_limited(bootstrap(s))
+
+
+def test_failure_lockout_ends_with_its_window(fresh_server):
+    s = fresh_server({**DEFAULT_LIMITS, "AUTH_RATE_LIMIT_MAX": "2",
+                      "AUTH_RATE_LIMIT_WINDOW_MS": "1500"})
+    t0 = time.monotonic()
+    for _ in range(2):
+        assert_error(bootstrap(s, secret="nope"), 403, "FORBIDDEN")
+    r = bootstrap(s)
+    assert_limited(r, window_s=2)
+    time.sleep(max(0.0, 1.6 - (time.monotonic() - t0)))
+    assert bootstrap(s).status_code == 201
+
+
+def test_admin_failures_count_and_bad_bearer_does_not(fresh_server):
+    s = fresh_server({**DEFAULT_LIMITS, "AUTH_RATE_LIMIT_MAX": "2"})
+    tok = s.token()
+    # a bad bearer token is refused (401) before the route: not an auth-route failure
+    for _ in range(4):
+        assert_error(admin(s, "not.a.jwt"), 401, "AUTH_INVALID")
+    assert admin(s, tok).status_code == 201
+    # a wrong X-Admin-Secret and a bad body on the admin route do count, for both routes
+    assert_error(admin(s, tok, secret="wrong"), 403, "FORBIDDEN")
+    assert_error(admin(s, tok, body={"sub": ""}), 400, "INVALID_INPUT")
+    assert_limited(admin(s, tok))
+    assert_limited(bootstrap(s))
+
+
+def test_success_limit(fresh_server):
+    s = fresh_server({**DEFAULT_LIMITS, "AUTH_SUCCESS_RATE_LIMIT_MAX": "3"})
+    codes = [bootstrap(s).status_code for _ in range(3)]
+    assert codes == [201, 201, 201]
+    r = bootstrap(s)
+    body = assert_limited(r)
+    assert "token" not in body and "minted" in body["error"]
+    # being over the success limit is not a failure: the failure budget is untouched
+    for _ in range(6):
+        assert_limited(bootstrap(s))
+    for _ in range(5):
+        assert_error(bootstrap(s, secret="nope"), 403, "FORBIDDEN")
+
+
+def test_success_limit_covers_admin_mints(fresh_server):
+    s = fresh_server({**DEFAULT_LIMITS, "AUTH_SUCCESS_RATE_LIMIT_MAX": "3"})
+    tok = s.token()
+    assert admin(s, tok).status_code == 201
+    assert bootstrap(s).status_code == 201
+    assert_limited(admin(s, tok))
+
+
+def test_limits_disabled_with_zero(fresh_server):
+    s = fresh_server({"AUTH_RATE_LIMIT_MAX": "0", "AUTH_SUCCESS_RATE_LIMIT_MAX": "0"})
+    for _ in range(8):
+        assert_error(bootstrap(s, secret="nope"), 403, "FORBIDDEN")
+    assert [bootstrap(s).status_code for _ in range(8)] == [201] * 8
+
+
+def test_bad_limit_settings_refused_at_start(tmp_path):
+    cases = [({"AUTH_SUCCESS_RATE_LIMIT_MAX": "lots"}, [], "AUTH_SUCCESS_RATE_LIMIT_MAX: "),
+             ({"AUTH_SUCCESS_RATE_LIMIT_MAX": "-1"}, [], "AUTH_SUCCESS_RATE_LIMIT_MAX: "),
+             ({"AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS": "0"}, [],
+              "AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS: "),
+             ({"AUTH_RATE_LIMIT_MAX": "5x"}, [], "AUTH_RATE_LIMIT_MAX: "),
+             ({}, ["--auth-success-rate-limit-max", "1.5"], "--auth-success-rate-limit-max: "),
+             ({}, ["--auth-success-rate-limit-window-ms=0"],
+              "--auth-success-rate-limit-window-ms: ")]
+    for i, (env, args, want) in enumerate(cases):
+        data = tmp_path / f"d{i}"
+        p = subprocess.run([BINARY, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data",
+                            str(data)] + args, env={**os.environ, "AUTH_SECRET": SECRET, **env},
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, (env, args, p.stderr)
+        assert want in p.stderr and "expected an integer" in p.stderr, p.stderr
+        assert not data.exists()

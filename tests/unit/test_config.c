@@ -35,6 +35,8 @@ static const char *const vars[] = {
     "BATCH_WORKERS",
     "AUTH_RATE_LIMIT_MAX",
     "AUTH_RATE_LIMIT_WINDOW_MS",
+    "AUTH_SUCCESS_RATE_LIMIT_MAX",
+    "AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS",
     "LOCK_TIMEOUT_MS",
     "CHECKOUT_BUDGET_BYTES",
     "MAX_CONNECTIONS",
@@ -84,6 +86,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.batch_workers, 2 * cpus);
     assert_int_equal(c.auth_rate_limit_max, 5);
     assert_int_equal(c.auth_rate_limit_window_ms, 60000);
+    assert_int_equal(c.auth_success_rate_limit_max, 600);
+    assert_int_equal(c.auth_success_rate_limit_window_ms, 60000);
     assert_int_equal(c.lock_timeout_ms, 60000);
     assert_int_equal(c.checkout_budget_bytes, 10737418240LL);
     assert_int_equal(c.max_connections, 2000);
@@ -109,6 +113,8 @@ static void test_env(void **state)
     setenv("EXEC_CONCURRENCY", "7", 1);
     setenv("EXEC_WARM_SANDBOXES", "3", 1);
     setenv("AUTH_RATE_LIMIT_MAX", "0", 1);
+    setenv("AUTH_SUCCESS_RATE_LIMIT_MAX", "0", 1);
+    setenv("AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS", "1000", 1);
     setenv("MAX_TREE_ENTRIES", "", 1); /* empty = unset */
     struct config c;
     assert_int_equal(config_init(&c), 0);
@@ -126,6 +132,8 @@ static void test_env(void **state)
     assert_int_equal(c.exec_concurrency, 7);
     assert_int_equal(c.exec_warm_sandboxes, 3);
     assert_int_equal(c.auth_rate_limit_max, 0);
+    assert_int_equal(c.auth_success_rate_limit_max, 0);
+    assert_int_equal(c.auth_success_rate_limit_window_ms, 1000);
     assert_int_equal(c.max_tree_entries, 50000);
     config_release(&c);
 }
@@ -206,6 +214,11 @@ static void test_env_rejected(void **state)
     expect_env_rejected("EXEC_MEMORY_BYTES", "1000"); /* below 1 MiB */
     expect_env_rejected("BATCH_WORKERS", "0");
     expect_env_rejected("AUTH_RATE_LIMIT_WINDOW_MS", "0");
+    expect_env_rejected("AUTH_SUCCESS_RATE_LIMIT_MAX", "-1");
+    expect_env_rejected("AUTH_SUCCESS_RATE_LIMIT_MAX", "lots");
+    expect_env_rejected("AUTH_SUCCESS_RATE_LIMIT_MAX", "2147483648");
+    expect_env_rejected("AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS", "0");
+    expect_env_rejected("AUTH_SUCCESS_RATE_LIMIT_WINDOW_MS", "604800001"); /* over a week */
     expect_env_rejected("CONNECTION_TIMEOUT_S", "1e3");
     expect_env_rejected("TRUST_PROXY", "maybe");
     expect_env_rejected("SQLFS_QUIET", "2");
@@ -253,6 +266,7 @@ static void test_args_override_env(void **state)
                           "9",
                           "--auth-rate-limit-window-ms",
                           "1000",
+                          "--auth-success-rate-limit-max=42",
                           "--max-connections-per-ip=16",
                           NULL};
     assert_int_equal(run_args(&c, args), 0);
@@ -266,6 +280,7 @@ static void test_args_override_env(void **state)
     assert_int_equal(c.exec_memory_bytes, 256LL << 20);
     assert_int_equal(c.exec_concurrency, 9);
     assert_int_equal(c.auth_rate_limit_window_ms, 1000);
+    assert_int_equal(c.auth_success_rate_limit_max, 42);
     assert_int_equal(c.max_connections_per_ip, 16);
     /* Later flags win; --port after --listen replaces its port. */
     const char *more[] = {"--port", "7001", "--listen=[::1]", NULL};
@@ -291,7 +306,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 23);
+    assert_int_equal(seen, 25);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.connection_timeout_s, 2048);
@@ -321,6 +336,8 @@ static void test_args_rejected(void **state)
     expect_args_rejected((const char *[]){"--exec-concurrency=0", NULL},
                          "--exec-concurrency: expected an integer from 1");
     expect_args_rejected((const char *[]){"--exec-pids-max", "1M", NULL}, "--exec-pids-max:");
+    expect_args_rejected((const char *[]){"--auth-success-rate-limit-window-ms=0", NULL},
+                         "--auth-success-rate-limit-window-ms: expected an integer from 1");
     expect_args_rejected((const char *[]){"--listen", ":80", NULL}, "--listen:");
     expect_args_rejected((const char *[]){"--bogus", "1", NULL}, "unknown option --bogus");
     expect_args_rejected((const char *[]){"--auth-secret", "x", NULL}, "unknown option");

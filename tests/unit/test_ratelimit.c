@@ -111,6 +111,50 @@ static void test_key_truncation(void **state)
     assert_true(ratelimit_hit(rl, a, 0, NULL));
     assert_false(ratelimit_hit(rl, b, 0, NULL)); /* same first RATELIMIT_KEY_MAX bytes */
     assert_int_equal(ratelimit_size(rl), 1);
+    ratelimit_refund(rl, b, 0); /* truncated the same way */
+    assert_int_equal(ratelimit_size(rl), 0);
+    ratelimit_free(rl);
+}
+
+/* Count first, refund what passed: only the attempts that are not refunded use up the limit. */
+static void test_refund(void **state)
+{
+    (void)state;
+    struct ratelimit *rl = ratelimit_new(2, 60000);
+    assert_non_null(rl);
+    int64_t retry = 0;
+    for (int i = 0; i < 50; i++) { /* passing attempts never run out */
+        assert_true(ratelimit_hit(rl, "ok", i, NULL));
+        ratelimit_refund(rl, "ok", i);
+    }
+    assert_int_equal(ratelimit_size(rl), 0); /* a key refunded to zero is forgotten */
+    /* Two failures use it up; a passing attempt is then denied like any other. */
+    assert_true(ratelimit_hit(rl, "bad", 1000, NULL));
+    assert_true(ratelimit_hit(rl, "bad", 2000, NULL));
+    assert_false(ratelimit_hit(rl, "bad", 3000, &retry));
+    assert_int_equal(retry, 58);
+    /* A refund gives back one hit and keeps the window (and the other hit). */
+    ratelimit_refund(rl, "bad", 3000);
+    assert_int_equal(ratelimit_size(rl), 1);
+    assert_true(ratelimit_hit(rl, "bad", 3000, NULL));
+    assert_false(ratelimit_hit(rl, "bad", 3000, &retry));
+    assert_int_equal(retry, 58);
+    /* Refunds of unknown keys, or after the window ended, do nothing (no negative counts). */
+    ratelimit_refund(rl, "never-seen", 3000);
+    assert_int_equal(ratelimit_size(rl), 1);
+    ratelimit_refund(rl, "bad", 61000);
+    assert_int_equal(ratelimit_size(rl), 0);
+    ratelimit_refund(rl, "bad", 61000);
+    assert_true(ratelimit_hit(rl, "bad", 61000, NULL));
+    assert_true(ratelimit_hit(rl, "bad", 61000, NULL));
+    assert_false(ratelimit_hit(rl, "bad", 61000, NULL));
+    ratelimit_free(rl);
+
+    rl = ratelimit_new(0, 1000); /* unlimited: nothing tracked, refund is a no-op */
+    assert_non_null(rl);
+    assert_true(ratelimit_hit(rl, "k", 0, NULL));
+    ratelimit_refund(rl, "k", 0);
+    assert_int_equal(ratelimit_size(rl), 0);
     ratelimit_free(rl);
 }
 
@@ -131,22 +175,53 @@ static void *hammer_thread(void *arg)
     return NULL;
 }
 
-static void test_threads(void **state)
+/* Runs fn in 4 threads on rl; the hits they were allowed, in total. */
+static int run_threads(struct ratelimit *rl, void *(*fn)(void *))
 {
-    (void)state;
-    struct ratelimit *rl = ratelimit_new(100, 1000);
     struct hammer h[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
         h[i] = (struct hammer){rl, 0};
-        assert_int_equal(pthread_create(&th[i], NULL, hammer_thread, &h[i]), 0);
+        assert_int_equal(pthread_create(&th[i], NULL, fn, &h[i]), 0);
     }
     int total = 0;
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
         total += h[i].allowed;
     }
-    assert_int_equal(total, 4 * 100); /* 4 keys × 100 allowed each, no more, no fewer */
+    return total;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    struct ratelimit *rl = ratelimit_new(100, 1000);
+    /* 4 keys × 100 allowed each, no more, no fewer */
+    assert_int_equal(run_threads(rl, hammer_thread), 4 * 100);
+    ratelimit_free(rl);
+}
+
+/* Threads that each hold at most one hit at a time and refund it: with max = number of threads,
+ * none is ever denied, and the key is gone at the end. */
+static void *refund_thread(void *arg)
+{
+    struct hammer *h = arg;
+    for (int i = 0; i < 2000; i++) {
+        if (ratelimit_hit(h->rl, "shared", 5, NULL)) {
+            h->allowed++;
+            ratelimit_refund(h->rl, "shared", 5);
+        }
+    }
+    return NULL;
+}
+
+static void test_refund_threads(void **state)
+{
+    (void)state;
+    struct ratelimit *rl = ratelimit_new(4, 1000);
+    assert_non_null(rl);
+    assert_int_equal(run_threads(rl, refund_thread), 4 * 2000);
+    assert_int_equal(ratelimit_size(rl), 0);
     ratelimit_free(rl);
 }
 
@@ -160,6 +235,8 @@ int main(void)
         cmocka_unit_test(test_default_cap),
         cmocka_unit_test(test_key_truncation),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_refund),
+        cmocka_unit_test(test_refund_threads),
     };
     return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
 }
