@@ -13,7 +13,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "archive/b64.h"
+#include "util/b64.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/path.h"
