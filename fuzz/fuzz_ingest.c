@@ -1,7 +1,7 @@
 /* libFuzzer target: arbitrary bytes as an uploaded archive. The ingest must answer 0 or a clean
  * error, never crash, leak or hang, and never put a path outside basePath in the change set.
  * Build with clang -fsanitize=fuzzer,address,undefined from this file, src/archive/ingest.c,
- * src/archive/b64.c, src/store/changeset.c and the src/util sources (-Isrc -Itests/unit, linked
+ * src/store/changeset.c and the src/util sources (-Isrc -Itests/unit, linked
  * with jansson, libcrypto, libarchive and pthread); run with fuzz/corpus/ingest as the corpus (or `make fuzz`). */
 #include <stdint.h>
 #include <stdlib.h>

@@ -26,6 +26,7 @@
 #include "store/store.h"
 #include "util/datadir.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -209,7 +210,7 @@ static int serve(int argc, char **argv)
         /* the API still serves files; execs answer 503 and /readyz says why */
         json_t *f = json_object();
         const char *m = err_message();
-        json_object_set_new(f, "error", json_string(m ? m : strerror(-r)));
+        json_object_set_new(f, "error", jsontext(m ? m : strerror(-r)));
         log_json("error", "exec engine unavailable: sandboxes cannot run commands", f);
     }
     if ((r = http_start(&app, &daemon)) < 0) {

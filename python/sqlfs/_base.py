@@ -55,6 +55,8 @@ DEFAULT_EXEC_TIMEOUT_MS = 30000
 
 FileContent = Union[str, bytes]
 WriteContent = Union[str, bytes, IO[bytes]]
+# A sandbox path: str (undecodable bytes as surrogate escapes, like os.fsdecode) or raw bytes.
+PathArg = Union[str, bytes]
 TimeoutArg = Union[float, int, httpx.Timeout, None]
 
 
@@ -78,7 +80,7 @@ class Call:
     json: Any = _UNSET
     content: Optional[bytes] = None
     files: Any = None
-    data: Optional[Dict[str, str]] = None
+    data: Optional[Dict[str, Union[str, bytes]]] = None
     headers: Dict[str, str] = field(default_factory=dict)
     read_timeout: Optional[float] = None
     retry: Retry = Retry.IDEMPOTENT
@@ -183,13 +185,57 @@ def retry_delay(attempt: int, response: Optional[httpx.Response]) -> float:
 # Paths
 
 
-def file_url_path(path: str) -> str:
-    """``/home/user/a b.txt`` → ``home/user/a%20b.txt`` (each segment percent-encoded)."""
-    if not isinstance(path, str) or not path.startswith("/"):
+# Names in a sandbox are bytes. The server sends a name that is not UTF-8 as text with U+FFFD
+# plus its exact bytes (``pathBytes``); the SDK turns those into a str the way Python does for
+# file names (``bytes.decode("utf-8", "surrogateescape")``) and back again here, so every path
+# the SDK returns can be passed to it unchanged.
+
+
+def path_bytes(path: PathArg) -> bytes:
+    """The raw bytes of a path given as str (surrogate escapes for undecodable bytes) or bytes."""
+    if isinstance(path, str):
+        return path.encode("utf-8", "surrogateescape")
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        return bytes(path)
+    raise TypeError(f"path must be str or bytes, not {type(path).__name__}")
+
+
+def path_text(path: PathArg) -> str:
+    """A path as the SDK returns paths: str, undecodable bytes as surrogate escapes."""
+    return path if isinstance(path, str) else path_bytes(path).decode("utf-8", "surrogateescape")
+
+
+def absolute_path(path: PathArg) -> bytes:
+    raw = path_bytes(path)
+    if not raw.startswith(b"/"):
         raise ValueError(f"path must be absolute (start with '/'): {path!r}")
-    if "\0" in path:
+    if b"\0" in raw:
         raise ValueError("path must not contain NUL")
-    return "/".join(quote(seg, safe="") for seg in path[1:].split("/"))
+    return raw
+
+
+def json_path(path: PathArg, what: str = "path") -> str:
+    """A path for a JSON body, which can only carry UTF-8 names."""
+    try:
+        return path_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{what} {path!r} is not UTF-8 and cannot travel in a JSON body; "
+            "use fs.write() / ingest_archive(), whose paths take any bytes"
+        ) from None
+
+
+def file_url_path(path: PathArg) -> str:
+    """``/home/user/a b.txt`` → ``home/user/a%20b.txt`` (each segment's bytes percent-encoded)."""
+    raw = absolute_path(path)
+    return "/".join(quote(seg, safe="") for seg in raw[1:].split(b"/"))
+
+
+def with_query(path: str, params: Mapping[str, Optional[PathArg]]) -> str:
+    """``path?k=v&...`` with each value's bytes percent-encoded (None values left out). Built here,
+    not by httpx, because a value may hold bytes that are not UTF-8."""
+    parts = [f"{k}={quote(path_bytes(v), safe='/')}" for k, v in params.items() if v is not None]
+    return path + ("?" + "&".join(parts) if parts else "")
 
 
 def sandbox_path(sandbox_id: str, suffix: str = "") -> str:
@@ -243,7 +289,7 @@ def create_call(
     if env is not None:
         body["env"] = dict(env)
     if files is not None:
-        body["files"] = {p: as_text(c, p) for p, c in files.items()}
+        body["files"] = {json_path(p): as_text(c, p) for p, c in files.items()}
     if python is not None:
         body["python"] = bool(python)
     if javascript is not None:
@@ -291,14 +337,14 @@ def as_bytes(content: FileContent) -> bytes:
     raise TypeError(f"content must be str or bytes, not {type(content).__name__}")
 
 
-def read_call(sid: str, path: str) -> Call:
+def read_call(sid: str, path: PathArg) -> Call:
     return Call("GET", sandbox_path(sid, "/files/" + file_url_path(path)))
 
 
-def parse_read(path: str) -> Callable[[httpx.Response], ReadResult]:
+def parse_read(path: PathArg) -> Callable[[httpx.Response], ReadResult]:
     def parse(resp: httpx.Response) -> ReadResult:
         return ReadResult(
-            path=path,
+            path=path_text(path),
             content=resp.content,
             stat=parse_stat_header(resp.headers.get("x-fs-stat")),
             content_type=resp.headers.get("content-type"),
@@ -307,7 +353,7 @@ def parse_read(path: str) -> Callable[[httpx.Response], ReadResult]:
     return parse
 
 
-def write_call(sid: str, path: str, content: WriteContent) -> Call:
+def write_call(sid: str, path: PathArg, content: WriteContent) -> Call:
     call = Call(
         "PUT",
         sandbox_path(sid, "/files/" + file_url_path(path)),
@@ -324,7 +370,7 @@ def write_call(sid: str, path: str, content: WriteContent) -> Call:
     return call
 
 
-def edit_call(sid: str, path: str, old: str, new: str, replace_all: bool) -> Call:
+def edit_call(sid: str, path: PathArg, old: str, new: str, replace_all: bool) -> Call:
     body: Dict[str, Any] = {"oldString": old, "newString": new}
     if replace_all:
         body["replaceAll"] = True
@@ -342,11 +388,11 @@ def write_files_call(sid: str, files: Mapping[str, FileContent]) -> Call:
     return Call(
         "POST",
         sandbox_path(sid, "/writeFiles"),
-        json={"files": {p: as_text(c, p) for p, c in files.items()}},
+        json={"files": {json_path(p): as_text(c, p) for p, c in files.items()}},
     )
 
 
-def delete_file_call(sid: str, path: str, recursive: bool) -> Call:
+def delete_file_call(sid: str, path: PathArg, recursive: bool) -> Call:
     return Call(
         "DELETE",
         sandbox_path(sid, "/files/" + file_url_path(path)),
@@ -354,19 +400,14 @@ def delete_file_call(sid: str, path: str, recursive: bool) -> Call:
     )
 
 
-def mkdir_call(sid: str, path: str, recursive: bool) -> Call:
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ValueError(f"path must be absolute (start with '/'): {path!r}")
-    return Call("POST", sandbox_path(sid, "/mkdir"), json={"path": path, "recursive": bool(recursive)})
+def mkdir_call(sid: str, path: PathArg, recursive: bool) -> Call:
+    body = {"path": json_path(absolute_path(path)), "recursive": bool(recursive)}
+    return Call("POST", sandbox_path(sid, "/mkdir"), json=body)
 
 
-def tree_call(sid: str, prefix: Optional[str], depth: Optional[int]) -> Call:
-    params: Dict[str, Any] = {}
-    if prefix is not None:
-        params["prefix"] = prefix
-    if depth is not None:
-        params["depth"] = str(depth)
-    return Call("GET", sandbox_path(sid, "/tree"), params=params or None)
+def tree_call(sid: str, prefix: Optional[PathArg], depth: Optional[int]) -> Call:
+    query = {"prefix": prefix, "depth": None if depth is None else str(depth)}
+    return Call("GET", with_query(sandbox_path(sid, "/tree"), query))
 
 
 def parse_tree(resp: httpx.Response) -> List[TreeEntry]:
@@ -389,7 +430,7 @@ def exec_body(
         raise TypeError("script must be a str")
     body: Dict[str, Any] = {"script": script}
     if cwd is not None:
-        body["cwd"] = cwd
+        body["cwd"] = json_path(cwd, "cwd")
     if env is not None:
         body["env"] = dict(env)
     if timeout_ms is not None:
@@ -508,9 +549,12 @@ def stream_call(
 
 
 def ingest_archive_call(
-    sid: str, file_obj: Any, base_path: Optional[str], filename: str
+    sid: str, file_obj: Any, base_path: Optional[PathArg], filename: str
 ) -> Call:
-    data = {"basePath": base_path} if base_path is not None else None
+    # a form field carries raw bytes: any base path works here
+    data: Optional[Dict[str, Union[str, bytes]]] = None
+    if base_path is not None:
+        data = {"basePath": path_bytes(base_path)}
     rewind: Optional[Callable[[], bool]] = None
     if isinstance(file_obj, (bytes, bytearray, memoryview)):
         payload: Any = bytes(file_obj)
@@ -528,13 +572,15 @@ def ingest_archive_call(
 
 
 def ingest_files_call(
-    sid: str, files: Mapping[str, FileContent], base_path: Optional[str]
+    sid: str, files: Mapping[str, FileContent], base_path: Optional[PathArg]
 ) -> Call:
     body: Dict[str, Any] = {
-        "files": {p: base64.b64encode(as_bytes(c)).decode("ascii") for p, c in files.items()}
+        "files": {
+            json_path(p): base64.b64encode(as_bytes(c)).decode("ascii") for p, c in files.items()
+        }
     }
     if base_path is not None:
-        body["basePath"] = base_path
+        body["basePath"] = json_path(base_path, "base_path")
     return Call("POST", sandbox_path(sid, "/ingest-files"), json=body, read_timeout=300.0)
 
 
@@ -542,11 +588,10 @@ def parse_ingest(resp: httpx.Response) -> IngestResult:
     return IngestResult.from_json(resp.json())
 
 
-def export_call(sid: str, base_path: Optional[str], stream: bool) -> Call:
+def export_call(sid: str, base_path: Optional[PathArg], stream: bool) -> Call:
     return Call(
         "GET",
-        sandbox_path(sid, "/export"),
-        params={"basePath": base_path} if base_path is not None else None,
+        with_query(sandbox_path(sid, "/export"), {"basePath": base_path}),
         read_timeout=300.0,
         retry=Retry.NONE if stream else Retry.IDEMPOTENT,
     )

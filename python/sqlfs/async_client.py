@@ -236,35 +236,35 @@ class AsyncFiles:
         self._client = client
         self._id = sandbox_id
 
-    async def read(self, path: str) -> ReadResult:
+    async def read(self, path: b.PathArg) -> ReadResult:
         return await self._client._call(b.read_call(self._id, path), b.parse_read(path))
 
-    async def read_text(self, path: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    async def read_text(self, path: b.PathArg, encoding: str = "utf-8", errors: str = "strict") -> str:
         return (await self.read(path)).content.decode(encoding, errors)
 
-    def read_stream(self, path: str, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
+    def read_stream(self, path: b.PathArg, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
         """``async for chunk in sb.fs.read_stream(path)`` (not awaited itself). Not retried."""
         call = b.read_call(self._id, path)
         call.retry = b.Retry.NONE
         return self._client._iter_bytes(call, chunk_size)
 
-    async def write(self, path: str, content: b.WriteContent) -> None:
+    async def write(self, path: b.PathArg, content: b.WriteContent) -> None:
         await self._client._call(b.write_call(self._id, path, content), b.parse_none)
 
     async def write_files(self, files: Mapping[str, b.FileContent]) -> None:
         await self._client._call(b.write_files_call(self._id, files), b.parse_none)
 
-    async def delete(self, path: str, recursive: bool = False) -> None:
+    async def delete(self, path: b.PathArg, recursive: bool = False) -> None:
         await self._client._call(b.delete_file_call(self._id, path, recursive), b.parse_none)
 
-    async def mkdir(self, path: str, recursive: bool = False) -> None:
+    async def mkdir(self, path: b.PathArg, recursive: bool = False) -> None:
         await self._client._call(b.mkdir_call(self._id, path, recursive), b.parse_none)
 
-    async def tree(self, prefix: Optional[str] = None, depth: Optional[int] = None) -> List[TreeEntry]:
+    async def tree(self, prefix: Optional[b.PathArg] = None, depth: Optional[int] = None) -> List[TreeEntry]:
         return await self._client._call(b.tree_call(self._id, prefix, depth), b.parse_tree)
 
     async def edit(
-        self, path: str, old_string: str, new_string: str, replace_all: bool = False
+        self, path: b.PathArg, old_string: str, new_string: str, replace_all: bool = False
     ) -> EditResult:
         return await self._client._call(
             b.edit_call(self._id, path, old_string, new_string, replace_all), b.parse_edit
@@ -336,7 +336,7 @@ class AsyncSandbox:
     async def ingest_archive(
         self,
         file_obj: Union[IO[bytes], bytes],
-        base_path: Optional[str] = None,
+        base_path: Optional[b.PathArg] = None,
         *,
         filename: str = "archive",
     ) -> IngestResult:
@@ -344,15 +344,15 @@ class AsyncSandbox:
         return await self._client._call(call, b.parse_ingest)
 
     async def ingest_files(
-        self, files: Mapping[str, b.FileContent], base_path: Optional[str] = None
+        self, files: Mapping[str, b.FileContent], base_path: Optional[b.PathArg] = None
     ) -> IngestResult:
         return await self._client._call(b.ingest_files_call(self.id, files, base_path), b.parse_ingest)
 
-    async def export(self, base_path: Optional[str] = None) -> bytes:
+    async def export(self, base_path: Optional[b.PathArg] = None) -> bytes:
         return await self._client._call(b.export_call(self.id, base_path, False), b.parse_bytes)
 
     def export_stream(
-        self, base_path: Optional[str] = None, chunk_size: Optional[int] = None
+        self, base_path: Optional[b.PathArg] = None, chunk_size: Optional[int] = None
     ) -> AsyncIterator[bytes]:
         """``async for chunk in sb.export_stream(...)`` (not awaited itself)."""
         return self._client._iter_bytes(b.export_call(self.id, base_path, True), chunk_size)

@@ -386,20 +386,20 @@ class Files:
         self._client = client
         self._id = sandbox_id
 
-    def read(self, path: str) -> ReadResult:
+    def read(self, path: b.PathArg) -> ReadResult:
         return self._client._call(b.read_call(self._id, path), b.parse_read(path))
 
-    def read_text(self, path: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    def read_text(self, path: b.PathArg, encoding: str = "utf-8", errors: str = "strict") -> str:
         return self.read(path).content.decode(encoding, errors)
 
-    def read_stream(self, path: str, chunk_size: Optional[int] = None) -> Iterator[bytes]:
+    def read_stream(self, path: b.PathArg, chunk_size: Optional[int] = None) -> Iterator[bytes]:
         """The file's bytes in chunks as they arrive, for files too large to hold in memory.
         Not retried."""
         call = b.read_call(self._id, path)
         call.retry = b.Retry.NONE
         return self._client._iter_bytes(call, chunk_size)
 
-    def write(self, path: str, content: b.WriteContent) -> None:
+    def write(self, path: b.PathArg, content: b.WriteContent) -> None:
         """Create or replace a file (parents created; an existing file keeps its mode).
 
         ``content`` is str (UTF-8), bytes, or a binary file object, which is streamed in chunks
@@ -410,16 +410,16 @@ class Files:
         """Write several UTF-8 text files in one atomic transaction."""
         self._client._call(b.write_files_call(self._id, files), b.parse_none)
 
-    def delete(self, path: str, recursive: bool = False) -> None:
+    def delete(self, path: b.PathArg, recursive: bool = False) -> None:
         self._client._call(b.delete_file_call(self._id, path, recursive), b.parse_none)
 
-    def mkdir(self, path: str, recursive: bool = False) -> None:
+    def mkdir(self, path: b.PathArg, recursive: bool = False) -> None:
         self._client._call(b.mkdir_call(self._id, path, recursive), b.parse_none)
 
-    def tree(self, prefix: Optional[str] = None, depth: Optional[int] = None) -> List[TreeEntry]:
+    def tree(self, prefix: Optional[b.PathArg] = None, depth: Optional[int] = None) -> List[TreeEntry]:
         return self._client._call(b.tree_call(self._id, prefix, depth), b.parse_tree)
 
-    def edit(self, path: str, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
+    def edit(self, path: b.PathArg, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
         """Replace an exact string in a UTF-8 file (``PATCH /files/{path}``)."""
         return self._client._call(
             b.edit_call(self._id, path, old_string, new_string, replace_all), b.parse_edit
@@ -501,7 +501,7 @@ class Sandbox:
     def ingest_archive(
         self,
         file_obj: Union[IO[bytes], bytes],
-        base_path: Optional[str] = None,
+        base_path: Optional[b.PathArg] = None,
         *,
         filename: str = "archive",
     ) -> IngestResult:
@@ -511,18 +511,18 @@ class Sandbox:
         return self._client._call(call, b.parse_ingest)
 
     def ingest_files(
-        self, files: Mapping[str, b.FileContent], base_path: Optional[str] = None
+        self, files: Mapping[str, b.FileContent], base_path: Optional[b.PathArg] = None
     ) -> IngestResult:
         """Write files given as ``{relative/path: bytes or str}`` under ``base_path`` (sent
         base64-encoded, so binary content is fine). Atomic."""
         return self._client._call(b.ingest_files_call(self.id, files, base_path), b.parse_ingest)
 
-    def export(self, base_path: Optional[str] = None) -> bytes:
+    def export(self, base_path: Optional[b.PathArg] = None) -> bytes:
         """The subtree at ``base_path`` as a gzip-compressed tar archive."""
         return self._client._call(b.export_call(self.id, base_path, False), b.parse_bytes)
 
     def export_stream(
-        self, base_path: Optional[str] = None, chunk_size: Optional[int] = None
+        self, base_path: Optional[b.PathArg] = None, chunk_size: Optional[int] = None
     ) -> Iterator[bytes]:
         """Like :meth:`export` but yields the archive in chunks as it is produced."""
         return self._client._iter_bytes(b.export_call(self.id, base_path, True), chunk_size)

@@ -3,10 +3,16 @@
 All are immutable dataclasses built from the server's camelCase JSON. Each keeps the decoded
 object in ``.raw``; fields the SDK does not know yet stay reachable there and as snake_case
 attributes (``record.file_count`` reads ``fileCount``).
+
+Paths (``TreeEntry.path``, ``EditResult.path``, ``IngestResult.base_path``, ``record.cwd``) are
+str; a name that is not UTF-8 arrives with its exact bytes in ``<field>Bytes`` and becomes
+``bytes.decode("utf-8", "surrogateescape")``, which every SDK method accepts back as a path.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass, field
@@ -34,6 +40,18 @@ def _camel(name: str) -> str:
     return _CAMEL_RE.sub(lambda m: m.group(1).upper(), name)
 
 
+def _path(d: Mapping[str, Any], key: str) -> Any:
+    """d[key], or, when the server added ``<key>Bytes`` (a name that is not UTF-8), those bytes
+    decoded the way Python decodes file names (undecodable bytes as surrogate escapes)."""
+    enc = d.get(key + "Bytes")
+    if isinstance(enc, str):
+        try:
+            return base64.b64decode(enc, validate=True).decode("utf-8", "surrogateescape")
+        except (binascii.Error, ValueError):
+            pass
+    return d.get(key)
+
+
 class _RawAccess:
     """Mixin: unknown snake_case attributes fall back to camelCase keys of ``raw``."""
 
@@ -45,7 +63,7 @@ class _RawAccess:
         raw = self.__dict__.get("raw") or {}
         for key in (name, _camel(name)):
             if key in raw:
-                return raw[key]
+                return _path(raw, key)
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -171,7 +189,7 @@ class TreeEntry(_RawAccess):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "TreeEntry":
         return cls(
-            path=str(d["path"]),
+            path=str(_path(d, "path") if "pathBytes" in d else d["path"]),
             kind=str(d.get("kind", "file")),
             size=int(d.get("size") or 0),
             mtime=d.get("mtime"),
@@ -321,7 +339,7 @@ class IngestResult(_RawAccess):
         return cls(
             status=str(d.get("status", "ok")),
             file_count=int(d.get("fileCount") or 0),
-            base_path=d.get("basePath"),
+            base_path=_path(d, "basePath"),
             bytes=_opt_int(d.get("bytes")),
             raw=dict(d),
         )
@@ -339,7 +357,7 @@ class EditResult(_RawAccess):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "EditResult":
         return cls(
-            path=str(d.get("path", "")),
+            path=str(_path(d, "path") or ""),
             replacements=int(d.get("replacements") or 0),
             size=int(d.get("size") or 0),
             raw=dict(d),

@@ -138,3 +138,57 @@ def test_write_streams_file_objects(sb: sqlfs.Sandbox, tmp_path) -> None:
     with open(p, "rb") as f:
         sb.fs.write("/home/user/from-file.bin", f)
     assert sb.fs.read("/home/user/from-file.bin").content == blob[:1000]
+
+
+def test_names_that_are_not_utf8_round_trip(sb: sqlfs.Sandbox) -> None:
+    """Such names come back as surrogate-escaped str (os.fsdecode style) and go in as str or
+    bytes, so every tree entry can be read, edited and deleted as listed."""
+    assert sb.exec("cd /home/user; touch $'\\xff' $'a\\xfeb'; mkdir $'d\\xff'; "
+                   "printf 'x y' > $'d\\xff/f\\xfe'; cd $'d\\xff'").ok
+    entries = sb.fs.tree("/home/user")
+    assert {e.path for e in entries} == {"/home/user/\udcff", "/home/user/a\udcfeb",
+                                         "/home/user/d\udcff", "/home/user/d\udcff/f\udcfe"}
+    for e in entries:
+        assert e.raw["path"] == e.path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if e.is_file:
+            assert sb.fs.read(e.path).path == e.path
+    assert sb.fs.read("/home/user/d\udcff/f\udcfe").content == b"x y"
+    assert sb.fs.read(b"/home/user/d\xff/f\xfe").content == b"x y"
+    assert [e.path for e in sb.fs.tree(b"/home/user/d\xff")] == ["/home/user/d\udcff/f\udcfe"]
+    assert [e.path for e in sb.fs.tree("/home/user/d\udcff")] == ["/home/user/d\udcff/f\udcfe"]
+    assert sb.info().cwd == "/home/user/d\udcff"
+    res = sb.fs.edit("/home/user/d\udcff/f\udcfe", "x", "z")
+    assert res.path == "/home/user/d\udcff/f\udcfe" and res.replacements == 1
+    sb.fs.write(b"/home/user/w\xfe", b"by bytes")
+    assert sb.exec("cat /home/user/$'w\\xfe'").stdout == "by bytes"
+    sb.fs.delete("/home/user/w\udcfe")
+    sb.fs.delete("/home/user/\udcff")
+    assert sb.exec("ls -A /home/user | od -An -c | tr -s ' '").stdout.count("377") == 1  # d\xff
+    with pytest.raises(sqlfs.NotFoundError) as ei:
+        sb.fs.read("/home/user/\udcff")
+    assert "\ufffd" in str(ei.value)
+    # a JSON body can only carry UTF-8 names: refused before any request
+    with pytest.raises(ValueError):
+        sb.fs.mkdir("/home/user/m\udcff")
+    with pytest.raises(ValueError):
+        sb.fs.write_files({b"/home/user/\xfe": "x"})  # type: ignore[dict-item]
+
+
+def test_archive_paths_that_are_not_utf8(sb: sqlfs.Sandbox) -> None:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        info = tarfile.TarInfo("in\udcfe.txt")  # surrogate escape: written as the byte 0xfe
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"ok"))
+    res = sb.ingest_archive(buf.getvalue(), base_path=b"/home/user/\xff")
+    assert res.base_path == "/home/user/\udcff" and res.file_count == 1
+    assert "basePathBytes" in res.raw
+    assert sb.fs.read("/home/user/\udcff/in\udcfe.txt").content == b"ok"
+    exported = sb.export(base_path="/home/user/\udcff")
+    with tarfile.open(fileobj=io.BytesIO(exported), mode="r:gz") as t:
+        assert t.extractfile("in\udcfe.txt").read() == b"ok"
+    with pytest.raises(ValueError):
+        sb.ingest_files({"a.txt": b"1"}, base_path="/home/user/\udcff")

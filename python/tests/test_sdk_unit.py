@@ -145,6 +145,37 @@ def test_file_url_path() -> None:
         b.file_url_path("relative/path")
     with pytest.raises(ValueError):
         b.file_url_path("/a\0b")
+    # names that are not UTF-8: surrogate escapes or bytes, percent-encoded byte by byte
+    assert b.file_url_path("/home/\udcff/a\udcfeb") == "home/%FF/a%FEb"
+    assert b.file_url_path(b"/home/\xff/a\xfeb") == "home/%FF/a%FEb"
+    with pytest.raises(ValueError):
+        b.file_url_path(b"rel")
+    with pytest.raises(TypeError):
+        b.file_url_path(7)  # type: ignore[arg-type]
+    assert b.tree_call("id", "/d\udcff x", 2).path == "/v1/sandboxes/id/tree?prefix=/d%FF%20x&depth=2"
+    assert b.tree_call("id", None, None).path == "/v1/sandboxes/id/tree"
+    assert b.export_call("id", b"/\xfe", False).path == "/v1/sandboxes/id/export?basePath=/%FE"
+    assert b.ingest_archive_call("id", b"", "/\udcff", "a.tar").data == {"basePath": b"/\xff"}
+    assert b.parse_read(b"/x\xff")  # builds
+    with pytest.raises(ValueError):
+        b.mkdir_call("id", "/\udcff", False)
+    with pytest.raises(ValueError):
+        b.exec_body("ls", b"/\xff", None, None, False, False, None)
+
+
+def test_models_decode_path_bytes() -> None:
+    import base64
+
+    enc = base64.b64encode(b"/home/user/d\xff").decode()
+    e = sqlfs.TreeEntry.from_json({"path": "/home/user/d\ufffd", "pathBytes": enc, "kind": "dir"})
+    assert e.path == "/home/user/d\udcff" and e.raw["path"] == "/home/user/d\ufffd"
+    assert sqlfs.TreeEntry.from_json({"path": "/ok", "kind": "file"}).path == "/ok"
+    rec = sqlfs.SandboxRecord.from_json({"id": "s", "cwd": "/x\ufffd", "cwdBytes": "L3j/"})
+    assert rec.cwd == "/x\udcff" and rec.get("cwd") == "/x\ufffd"
+    res = sqlfs.IngestResult.from_json({"status": "ok", "basePath": "/\ufffd", "basePathBytes": "L/4="})
+    assert res.base_path == "/\udcfe"
+    ed = sqlfs.EditResult.from_json({"path": "/\ufffd", "pathBytes": "L/4=", "replacements": 1, "size": 1})
+    assert ed.path == "/\udcfe"
 
 
 def test_exec_body_camel_case() -> None:
@@ -181,7 +212,7 @@ def test_ingest_archive_rewind() -> None:
     c = b.ingest_archive_call("id", f, "/x", "a.tar")
     f.read()
     assert c.rewind is not None and c.rewind() and f.tell() == 2
-    assert c.data == {"basePath": "/x"} and "archive" in c.files
+    assert c.data == {"basePath": b"/x"} and "archive" in c.files
 
 
 def test_make_timeout_extends_read() -> None:

@@ -15,6 +15,7 @@
 #include "archive/ingest.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 
 #define DEFAULT_INGEST_BASE "/home/user/project"
 #define DEFAULT_EXPORT_BASE "/home/user"
@@ -194,10 +195,14 @@ int route_ingest(struct request *req)
     if (r == 0) {
         json_t *o = json_object();
         json_object_set_new(o, "status", json_string("ok"));
-        json_object_set_new(o, "basePath", json_string(res.base_path ? res.base_path : ""));
+        const char *base = res.base_path ? res.base_path : "";
+        r = jsontext_set_path(o, "basePath", base, strlen(base));
         json_object_set_new(o, "fileCount", json_integer(res.file_count));
         json_object_set_new(o, "bytes", json_integer(res.bytes));
-        r = http_reply_json(req, 200, o);
+        if (r == 0)
+            r = http_reply_json(req, 200, o);
+        else
+            json_decref(o);
     }
     if (opened)
         sandbox_rec_release(&rec);
@@ -238,10 +243,13 @@ int route_ingest_files(struct request *req)
     if (r == 0) {
         json_t *o = json_object();
         json_object_set_new(o, "status", json_string("ok"));
-        json_object_set_new(o, "basePath", json_string(norm));
+        r = jsontext_set_path(o, "basePath", norm, strlen(norm));
         json_object_set_new(o, "fileCount", json_integer(res.file_count));
         json_object_set_new(o, "bytes", json_integer(res.bytes));
-        r = http_reply_json(req, 200, o);
+        if (r == 0)
+            r = http_reply_json(req, 200, o);
+        else
+            json_decref(o);
     }
     ingest_result_release(&res);
     changeset_release(&cs);

@@ -12,6 +12,7 @@
 #include "exec/engine.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -122,17 +123,9 @@ check:
 
 int exec_output_json(const struct buf *b, json_t **ret)
 {
-    struct buf clean = BUF_INIT(0);
-    size_t len = b->len;
     /* a cut at the cap may split a character: drop the incomplete tail instead of a U+FFFD */
-    len -= utf8_incomplete_tail(buf_cstr(b), len);
-    int r = utf8_sanitize_into(&clean, buf_cstr(b), len);
-    if (r < 0) {
-        buf_release(&clean);
-        return r;
-    }
-    *ret = json_stringn(buf_cstr(&clean), clean.len);
-    buf_release(&clean);
+    size_t len = b->len - utf8_incomplete_tail(buf_cstr(b), b->len);
+    *ret = jsontext_new(buf_cstr(b), len);
     return *ret ? 0 : -ENOMEM;
 }
 

@@ -8,6 +8,7 @@
 #include "api/routes.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 
 #define BATCH_MAX_SCRIPTS 50
 #define BATCH_TIMEOUT_DEFAULT 30000
@@ -66,7 +67,7 @@ static json_t *result_json(const struct batch_script *s, const struct batch_resu
     json_object_set_new(o, "exitCode", json_integer(r->exit_code));
     json_object_set_new(o, "durationMs", json_integer(r->duration_ms));
     if (r->error)
-        json_object_set_new(o, "error", json_string(r->error));
+        json_object_set_new(o, "error", jsontext(r->error));
     json_object_set_new(o, "stdoutTruncated", json_boolean(r->out_truncated));
     json_object_set_new(o, "stderrTruncated", json_boolean(r->err_truncated));
     return o;

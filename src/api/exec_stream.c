@@ -205,15 +205,8 @@ static void *worker_main(void *arg)
     int r = exec_engine_run(s->app->exec, &s->rec, &s->x.params, &out);
     push_output(s, 1, "", 0, true);
     push_output(s, 2, "", 0, true);
-    if (r < 0) {
-        const struct err_info *info = err_info(r);
-        const char *msg = err_message();
-        json_t *e = json_object();
-        json_object_set_new(e, "code", json_string(info->code));
-        json_object_set_new(e, "error", json_string(msg && *msg ? msg : info->message));
-        json_object_set_new(e, "retryable", json_boolean(info->retryable));
-        push_json(s, "error", e);
-    }
+    if (r < 0)
+        push_json(s, "error", http_error_json(r));
     json_t *x = json_object();
     json_object_set_new(x, "t", json_integer(since_start(s)));
     json_object_set_new(x, "exitCode", json_integer(r < 0 || out.timed_out ? -1 : out.exit_code));

@@ -10,6 +10,7 @@
 #include "sandbox/reserved.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
@@ -531,10 +532,13 @@ int route_file_patch(struct request *req)
     changeset_release(&cs);
     if (r == 0) {
         json_t *o = json_object();
-        json_object_set_new(o, "path", json_string(real));
+        r = jsontext_set_path(o, "path", real, strlen(real));
         json_object_set_new(o, "replacements", json_integer((json_int_t)(all ? n : 1)));
         json_object_set_new(o, "size", json_integer((json_int_t)edited.len));
-        r = http_reply_json(req, 200, o);
+        if (r == 0)
+            r = http_reply_json(req, 200, o);
+        else
+            json_decref(o);
     }
 out:
     file_meta_release(&m);
@@ -744,7 +748,10 @@ static int tree_one(const struct file_meta *m, void *userdata)
     if (++t->n > t->max)
         return -ERR_TOO_MANY_ENTRIES;
     json_t *o = json_object();
-    json_object_set_new(o, "path", json_string(m->path));
+    if (!o || jsontext_set_path(o, "path", m->path, strlen(m->path)) < 0) {
+        json_decref(o);
+        return -ENOMEM;
+    }
     json_object_set_new(o, "kind", json_string(file_kind_name(m->kind)));
     json_object_set_new(o, "size", json_integer(m->size));
     json_object_set_new(o, "mtime", sandbox_mtime_json(m->mtime_ns));

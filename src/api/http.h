@@ -97,7 +97,11 @@ int http_client_fd(struct request *req);
 int http_reply_json(struct request *req, unsigned status, json_t *body);
 int http_reply_empty(struct request *req, unsigned status);
 int http_reply_response(struct request *req, unsigned status, struct MHD_Response *resp);
-/* Sets an error response for `code` (negative), using err_message()/err_detail_*(). */
+/* The error body for `code` (negative): {"error","code","details"?,"retryable"} from this
+ * thread's err_message()/err_detail_*(), any bytes in them made valid text (jsontext.h).
+ * New reference; NULL only when out of memory. */
+json_t *http_error_json(int code);
+/* Sets an error response for `code` (negative): http_error_json() with its status. */
 void http_reply_error(struct request *req, int code);
 /* Adds a header to the current response. */
 void http_add_header(struct request *req, const char *name, const char *value);

@@ -19,6 +19,7 @@
 #include "auth/jwt.h"
 #include "sandbox/lock.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 #include "util/log.h"
 #include "util/rand.h"
 #include "util/timeutil.h"
@@ -149,25 +150,29 @@ int http_reply_empty(struct request *req, unsigned status)
                                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
 }
 
-void http_reply_error(struct request *req, int code)
+json_t *http_error_json(int code)
 {
     const struct err_info *info = err_info(code);
     json_t *o = json_object();
+    if (!o)
+        return NULL;
     const char *msg = err_message();
-    json_object_set_new(o, "error", json_string(msg && *msg ? msg : info->message));
+    /* messages embed paths, which may be any bytes: jsontext keeps them valid JSON */
+    json_object_set_new(o, "error", jsontext(msg && *msg ? msg : info->message));
     json_object_set_new(o, "code", json_string(info->code));
     if (err_detail_count() > 0) {
         json_t *d = json_array();
         for (int i = 0; i < err_detail_count(); i++)
-            json_array_append_new(d, json_string(err_detail_at(i)));
+            json_array_append_new(d, jsontext(err_detail_at(i)));
         json_object_set_new(o, "details", d);
     }
     json_object_set_new(o, "retryable", json_boolean(info->retryable));
-    if (http_reply_json(req, (unsigned)info->status, o) < 0)
-        return;
-    if (info->status == 405 && req->route == NULL) {
-        /* Allow is set by dispatch when it knows the methods */
-    }
+    return o;
+}
+
+void http_reply_error(struct request *req, int code)
+{
+    (void)http_reply_json(req, (unsigned)err_info(code)->status, http_error_json(code));
 }
 
 json_t *http_time_json(int64_t ms)
@@ -442,8 +447,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     locks_release(req->lock);
     if (!app->cfg->quiet) {
         json_t *f = json_object();
-        json_object_set_new(f, "method", json_string(req->method ? req->method : ""));
-        json_object_set_new(f, "path", json_string(req->url ? req->url : ""));
+        json_object_set_new(f, "method", jsontext(req->method));
+        json_object_set_new(f, "path", jsontext(req->url));
         json_object_set_new(f, "status", json_integer(req->status));
         json_object_set_new(f, "durationMs",
                             json_real((double)(time_mono_ns() - req->started_ns) / 1e6));

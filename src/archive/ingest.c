@@ -13,8 +13,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "archive/b64.h"
 #include "sandbox/reserved.h"
+#include "util/b64.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/path.h"

@@ -38,6 +38,7 @@
 #include "exec/sysprobe.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "util/rand.h"
@@ -68,7 +69,7 @@ static json_t *probe_json(void)
                   {"rootfs", &probe.rootfs}, {"exec", &probe.exec}};
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
         json_object_set_new(o, checks[i].name,
-                            json_string(checks[i].c->ok ? "ok" : checks[i].c->message));
+                            jsontext(checks[i].c->ok ? "ok" : checks[i].c->message));
     return o;
 }
 
@@ -88,7 +89,7 @@ static bool run_probe(const struct jail_runtime *rt)
             continue;
         json_t *f = json_object();
         json_object_set_new(f, "feature", json_string(checks[i].name));
-        json_object_set_new(f, "error", json_string(checks[i].c->message));
+        json_object_set_new(f, "error", jsontext(checks[i].c->message));
         log_json(checks[i].c == &probe.cgroup ? "warn" : "error", "sandbox runtime check failed",
                  f);
     }
@@ -323,7 +324,7 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     if (probed)
         json_object_set_new(o, "checks", probe_json());
     if (!e) {
-        json_object_set_new(o, "error", json_string(last_error));
+        json_object_set_new(o, "error", jsontext(last_error));
         return o;
     }
     struct jail_info info;
@@ -334,9 +335,9 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(lim, "cpu", json_boolean(info.cpu_limit));
     json_object_set_new(lim, "cgroup", json_string(cgroup_mode_name(info.cgroup_mode)));
     if (info.cgroup_message && *info.cgroup_message)
-        json_object_set_new(lim, "note", json_string(info.cgroup_message));
+        json_object_set_new(lim, "note", jsontext(info.cgroup_message));
     json_object_set_new(o, "limits", lim);
-    json_object_set_new(o, "shell", json_string(jail_runtime_rootfs(e->jail)->shell));
+    json_object_set_new(o, "shell", jsontext(jail_runtime_rootfs(e->jail)->shell));
     json_object_set_new(o, "networkNamespaces", json_integer((json_int_t)netns_count(e->netns)));
     json_object_set_new(o, "localeArchive",
                         json_boolean(jail_runtime_rootfs(e->jail)->locale != NULL));

@@ -8,6 +8,7 @@
 
 #include "sandbox/reserved.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -295,7 +296,11 @@ json_t *sandbox_rec_json(const struct sandbox_rec *rec)
     json_object_set_new(o, "python", json_boolean(rec->python));
     json_object_set_new(o, "javascript", json_boolean(rec->javascript));
     json_object_set_new(o, "network", json_boolean(rec->network));
-    json_object_set_new(o, "cwd", json_string(rec->cwd ? rec->cwd : "/home/user"));
+    const char *cwd = rec->cwd ? rec->cwd : "/home/user";
+    if (jsontext_set_path(o, "cwd", cwd, strlen(cwd)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
     json_t *env = rec->env_json ? json_loads(rec->env_json, 0, NULL) : NULL;
     json_object_set_new(o, "env", env ? env : json_object());
     json_object_set_new(o, "fileCount", json_integer(rec->file_count));

@@ -70,7 +70,7 @@ __attribute__((warn_unused_result)) int sandbox_put_bytes(struct app *app, struc
 /* Marks the sandbox used now (lastUsedAt), at most about once a second per sandbox. */
 void sandbox_touch(struct app *app, const char *sandbox_id);
 
-/* The record as the API returns it (new reference). */
+/* The record as the API returns it (new reference; NULL when out of memory). */
 json_t *sandbox_rec_json(const struct sandbox_rec *rec);
 
 /* Milliseconds precision ISO time of a file's mtime. */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/jsontext.h"
 #include "util/timeutil.h"
 
 static int log_quiet;
@@ -25,7 +26,7 @@ void log_json(const char *level, const char *msg, json_t *fields)
     time_iso8601(time_now_ms(), ts, sizeof(ts));
     json_object_set_new(o, "ts", json_string(ts));
     json_object_set_new(o, "level", json_string(level));
-    json_object_set_new(o, "msg", json_string(msg));
+    json_object_set_new(o, "msg", jsontext(msg)); /* any bytes: never a dropped field */
     if (fields) {
         json_object_update(o, fields);
         json_decref(fields);

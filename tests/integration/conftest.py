@@ -139,6 +139,19 @@ def fresh_server(tmp_path):
             s.stop()
 
 
+def raw_http(port, request):
+    """Sends request bytes as they are (no client normalisation) and returns the whole reply;
+    the request should say `Connection: close`."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
 def assert_error(resp, status, code=None):
     assert resp.status_code == status, f"{resp.status_code} {resp.text}"
     assert resp.headers["content-type"].startswith("application/json")

@@ -6,7 +6,7 @@ import threading
 import httpx
 import pytest
 
-from conftest import assert_error
+from conftest import assert_error, raw_http
 
 
 def f(sid, path):
@@ -73,18 +73,10 @@ def test_hostile_paths_stay_inside(api, sandbox, server):
         r = api.get(f"/v1/sandboxes/{sandbox}/files/{p}")
         assert r.status_code == 200 and r.content == b"sandbox passwd", p
     # literal ".." segments (httpx would normalise them away): a raw request
-    import socket
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.sendall(f"GET /v1/sandboxes/{sandbox}/files/home/user/../../../../srv/passwd HTTP/1.1"
-                 f"\r\nHost: x\r\nAuthorization: {api.headers['authorization']}\r\n"
-                 "Connection: close\r\n\r\n".encode())
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    sock.close()
+    data = raw_http(server.port,
+                    f"GET /v1/sandboxes/{sandbox}/files/home/user/../../../../srv/passwd HTTP/1.1"
+                    f"\r\nHost: x\r\nAuthorization: {api.headers['authorization']}\r\n"
+                    "Connection: close\r\n\r\n".encode())
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"sandbox passwd")
     assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/a%00b"), 400, "INVALID_INPUT")
     assert_error(api.put(f"/v1/sandboxes/{sandbox}/files/" + "x" * 300, content=b"1"), 400)

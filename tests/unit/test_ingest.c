@@ -8,7 +8,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "archive/b64.h"
+#include "util/b64.h"
 #include "archive/export.h"
 #include "archive/ingest.h"
 #include "memstore.h"

@@ -1,4 +1,4 @@
-#include "archive/b64.h"
+#include "util/b64.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,5 +1,6 @@
 /*
- * b64 — strict base64 (RFC 4648 §4, standard alphabet, padded) for client-supplied file bodies.
+ * b64 — strict base64 (RFC 4648 §4, standard alphabet, padded): client-supplied file bodies in,
+ * and the exact bytes of names that are not UTF-8 out (see jsontext.h).
  *
  * Strict means: the length is a multiple of 4; only A–Z a–z 0–9 + / are accepted, plus at most
  * two '=' that may only end the text; no whitespace, no line breaks, no URL-safe alphabet.
@@ -9,8 +10,8 @@
  * The decoding itself is OpenSSL's EVP_DecodeBlock; this module adds the validation and the exact
  * decoded length (EVP_DecodeBlock counts '=' as zero bytes). Pure functions, thread-safe.
  */
-#ifndef SQLFS_ARCHIVE_B64_H
-#define SQLFS_ARCHIVE_B64_H
+#ifndef SQLFS_UTIL_B64_H
+#define SQLFS_UTIL_B64_H
 
 #include <stddef.h>
 #include <stdint.h>
