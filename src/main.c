@@ -212,6 +212,8 @@ static int serve(int argc, char **argv)
         const char *m = err_message();
         json_object_set_new(f, "error", jsontext(m ? m : strerror(-r)));
         log_json("error", "exec engine unavailable: sandboxes cannot run commands", f);
+    } else if (exec_engine_selftest(app.exec) < 0) {
+        /* logged with its cause; /readyz is 503 until an exec or a later self-test passes */
     }
     if ((r = http_start(&app, &daemon)) < 0) {
         die("listen", r);

@@ -172,7 +172,7 @@ static void exec_timing_header(char *buf, size_t cap, int64_t lock_ns, const str
 int route_exec_sync(struct request *req)
 {
     if (!req->app->exec)
-        return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server; see /readyz");
+        return exec_engine_unavailable();
     struct exec_request x;
     int r = exec_request_parse(req, &x);
     struct exec_route_rest *rest = r < 0 ? NULL : calloc(1, sizeof(*rest));

@@ -76,7 +76,7 @@ static json_t *result_json(const struct batch_script *s, const struct batch_resu
 int route_exec_batch(struct request *req)
 {
     if (!req->app->exec)
-        return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server; see /readyz");
+        return exec_engine_unavailable();
     json_t *body = req->json; /* borrowed */
     if (!body)
         return err_set(-ERR_INVALID_INPUT, "request body must be {\"scripts\": [...]}");

@@ -14,6 +14,10 @@
  * The connection thread watches the client socket while it waits for frames: a hang-up cancels
  * the exec (what it wrote so far commits, like a timeout). A silent script gets a
  * ": keep-alive" comment every KEEPALIVE_MS. The last frame is always `exit`.
+ *
+ * The 200 and its stream start only once the script runs: a failure before that (a missing cwd,
+ * a full exec queue, the server's own set-up fault) is answered with its own status and JSON
+ * error body, like exec-sync's, never as a 200 whose stream carries an error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +69,9 @@ struct stream {
     bool reader_waiting;        /* the reader sleeps on `readable` */
     bool writer_waiting;        /* the worker sleeps on `writable` */
     bool done;                  /* the exit frame is queued */
+    bool started;               /* bash runs the script: the stream can begin */
+    int failed;                 /* the exec failed before its script started (error code) */
+    json_t *failed_body;        /* its error body, built on the worker's thread */
     bool gone;                  /* the client went away: drop output, do not wait */
     struct buf tail[3];         /* worker only, per stream: incomplete UTF-8 held back */
     int64_t deadline_ms;        /* monotonic: the exec's own timeout */
@@ -194,6 +201,15 @@ static void on_output(void *userdata, int stream, const char *data, size_t len)
     push_output(userdata, stream == 1 ? 1 : 2, data, len, false);
 }
 
+static void on_start(void *userdata)
+{
+    struct stream *s = userdata;
+    pthread_mutex_lock(&s->mu);
+    s->started = true;
+    pthread_cond_broadcast(&s->readable);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *worker_main(void *arg)
 {
     struct stream *s = arg;
@@ -203,6 +219,20 @@ static void *worker_main(void *arg)
      * exec_outcome_release below) before the stream ends and its lock is released. */
     s->x.params.rest_after_reply = true;
     int r = exec_engine_run(s->app->exec, &s->rec, &s->x.params, &out);
+    pthread_mutex_lock(&s->mu);
+    bool started = s->started;
+    pthread_mutex_unlock(&s->mu);
+    if (r < 0 && !started) { /* answered by the route with this status and body */
+        json_t *body = http_error_json(r);
+        exec_outcome_release(&out);
+        pthread_mutex_lock(&s->mu);
+        s->failed = r;
+        s->failed_body = body;
+        s->done = true;
+        pthread_cond_broadcast(&s->readable);
+        pthread_mutex_unlock(&s->mu);
+        return NULL;
+    }
     push_output(s, 1, "", 0, true);
     push_output(s, 2, "", 0, true);
     if (r < 0)
@@ -340,6 +370,7 @@ static void stream_free(struct stream *s)
     frame_list_free(s->spare);
     for (int i = 0; i < 3; i++)
         buf_release(&s->tail[i]);
+    json_decref(s->failed_body);
     sandbox_rec_release(&s->rec);
     exec_request_release(&s->x);
     pthread_cond_destroy(&s->readable);
@@ -362,7 +393,7 @@ static void response_free(void *cls)
 int route_exec_stream(struct request *req)
 {
     if (!req->app->exec)
-        return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server; see /readyz");
+        return exec_engine_unavailable();
     struct stream *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -383,12 +414,21 @@ int route_exec_stream(struct request *req)
     s->client_fd = http_client_fd(req);
     s->x.params.cancel_fd = s->cancel_pipe[0];
     s->x.params.on_output = on_output;
+    s->x.params.on_start = on_start;
     s->x.params.userdata = s;
     s->started_ms = time_mono_ms();
     s->deadline_ms = s->started_ms + s->x.params.timeout_ms + 1000;
     if (pthread_create(&s->worker, NULL, worker_main, s) != 0)
         return err_set(-ERR_INTERNAL, "cannot start the exec");
     s->worker_started = true;
+    pthread_mutex_lock(&s->mu);
+    while (!s->started && !s->done)
+        pthread_cond_wait(&s->readable, &s->mu);
+    json_t *failed_body = s->failed ? s->failed_body : NULL;
+    s->failed_body = NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (failed_body)
+        return http_reply_error_body(req, s->failed, failed_body);
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s,
                                           response_free);

@@ -101,6 +101,9 @@ int http_reply_response(struct request *req, unsigned status, struct MHD_Respons
  * thread's err_message()/err_detail_*(), any bytes in them made valid text (jsontext.h).
  * New reference; NULL only when out of memory. */
 json_t *http_error_json(int code);
+/* Sets the error response for `code` with a body made by http_error_json (stolen), possibly on
+ * another thread: the status and headers of http_reply_error. Returns 0. */
+int http_reply_error_body(struct request *req, int code, json_t *body);
 /* Sets an error response for `code` (negative): http_error_json() with its status. */
 void http_reply_error(struct request *req, int code);
 /* Adds a header to the current response. */

@@ -15,23 +15,6 @@
 #define SANDBOX_NAME_MAX 255
 #define SANDBOX_ENV_MAX 1000
 
-/* The tree every sandbox starts with: /home/user (the start cwd) and /tmp (1777). */
-static int add_skeleton(struct changeset *cs)
-{
-    int64_t now = time_now_ns();
-    struct file_meta dirs[] = {
-        {.path = "/home", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
-        {.path = "/home/user", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
-        {.path = "/tmp", .kind = FILE_KIND_DIR, .mode = 01777, .mtime_ns = now},
-    };
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        int r = changeset_put(cs, &dirs[i]);
-        if (r < 0)
-            return r;
-    }
-    return 0;
-}
-
 /* Adds the "files" of a create request: absolute path → UTF-8 text. */
 static int add_initial_files(struct request *req, json_t *files, struct changeset *cs)
 {
@@ -84,7 +67,7 @@ int route_sandbox_create(struct request *req)
     cs.create_parents = true;
     r = rand_uuid(rec.id);
     if (r == 0)
-        r = add_skeleton(&cs);
+        r = sandbox_add_skeleton(&cs);
     if (r == 0 && files)
         r = add_initial_files(req, files, &cs);
     if (r == 0)

@@ -170,9 +170,21 @@ json_t *http_error_json(int code)
     return o;
 }
 
+int http_reply_error_body(struct request *req, int code, json_t *body)
+{
+    const struct err_info *info = err_info(code);
+    if (http_reply_json(req, (unsigned)info->status, body) < 0)
+        return 0;
+    /* A retryable 503 (busy, shutting down, short of resources) names when to come back; a
+     * 429 sets its own, computed from the window. */
+    if (info->status == 503 && info->retryable)
+        http_add_header(req, "Retry-After", "1");
+    return 0;
+}
+
 void http_reply_error(struct request *req, int code)
 {
-    (void)http_reply_json(req, (unsigned)err_info(code)->status, http_error_json(code));
+    (void)http_reply_error_body(req, code, http_error_json(code));
 }
 
 json_t *http_time_json(int64_t ms)

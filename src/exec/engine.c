@@ -27,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
@@ -54,6 +55,8 @@ static const char cwd_trap_debug[] =
     "set -x; ";
 
 static char last_error[512] = "the exec engine has not started";
+/* Why there is no engine, in words safe for any client (no host path). */
+static const char *unavailable_reason = "the exec engine has not started";
 /* The start-up checks of the last exec_engine_new (read-only afterwards). */
 static struct sysprobe probe;
 static bool probed;
@@ -236,13 +239,53 @@ static void netns_warn_once(int r)
     err_clear();
 }
 
+/* The jail is made by the server itself: new user, mount, pid and network namespaces, an
+ * overlayfs mount, uid/gid maps, cgroup files and pivot_root, all from the host's initial user
+ * namespace. That needs root: uid 0 with CAP_SYS_ADMIN (the mounts), CAP_SETUID/CAP_SETGID (the
+ * maps), CAP_SYS_CHROOT and write access to the cgroup hierarchy. Said once and clearly rather
+ * than as the first of the failures it causes. */
+static int check_root(void)
+{
+    struct {
+        uint32_t version;
+        int pid;
+    } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    struct {
+        uint32_t effective, permitted, inheritable;
+    } data[2];
+    memset(data, 0, sizeof(data));
+    bool sys_admin = syscall(SYS_capget, &hdr, data) == 0 && (data[0].effective & (1u << 21));
+    if (geteuid() == 0 && sys_admin)
+        return 0;
+    unavailable_reason = "this server runs without root, which the exec jail needs";
+    return err_set(-ERR_JAIL_UNAVAILABLE,
+                   "the exec jail needs root: uid 0 with CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID "
+                   "and CAP_SYS_CHROOT, on a kernel with user, mount, pid and network "
+                   "namespaces, overlayfs, seccomp and cgroups; this server runs as uid %ld%s, "
+                   "so sandboxes cannot run commands (files, archives and tokens still work)",
+                   (long)geteuid(), sys_admin ? "" : " without CAP_SYS_ADMIN");
+}
+
+int exec_engine_unavailable(void)
+{
+    return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server: %s; see /readyz",
+                   unavailable_reason);
+}
+
 int exec_engine_new(struct app *app, struct exec_engine **ret)
 {
     *ret = NULL;
+    int r = check_root();
+    if (r < 0) {
+        snprintf(last_error, sizeof(last_error), "%s", err_message());
+        return r;
+    }
+    unavailable_reason = "the host lacks a feature the exec jail needs";
     struct exec_engine *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
     e->app = app;
+    exec_health_init(&e->health);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cond, NULL);
     pthread_mutex_init(&e->pw_mu, NULL);
@@ -252,7 +295,7 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&e->pw_done, &ca);
     pthread_condattr_destroy(&ca);
-    int r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
+    r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
         r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
     if (r < 0) {
@@ -309,6 +352,7 @@ void exec_engine_free(struct exec_engine *e)
     pthread_mutex_destroy(&e->pw_mu);
     free(e->uppers_dir);
     free(e->live);
+    exec_health_release(&e->health);
     free(e);
 }
 
@@ -320,7 +364,7 @@ static const char *cgroup_mode_name(enum cgroup_mode m)
 json_t *exec_engine_status_json(struct exec_engine *e)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "ok", json_boolean(e != NULL));
+    json_object_set_new(o, "ok", json_boolean(exec_engine_ready(e)));
     if (probed)
         json_object_set_new(o, "checks", probe_json());
     if (!e) {
@@ -347,6 +391,7 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "idleUppers", json_integer((json_int_t)e->nidle));
     pthread_mutex_unlock(&e->mu);
     json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
+    exec_health_json(e, o);
     return o;
 }
 
@@ -998,7 +1043,7 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     }
     if (r == 0 && pipe2(s->report, O_CLOEXEC | O_NONBLOCK) < 0)
         r = -errno;
-    return r;
+    return exec_fault(e, "prepare", r);
 }
 
 int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
@@ -1049,7 +1094,7 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
     plan.overlay_fd = s->u.ovl_fd;
     if (r == 0)
         r = jail_spawn(e->jail, &plan, ret);
-    if (r == -ENOENT && sp->cwd_is_stored) {
+    if (r == -ERR_CWD_MISSING && sp->cwd_is_stored) {
         /* the stored cwd was deleted by an earlier exec: start at home instead, on fresh
          * overlay dirs (the failed attempt may have used them) */
         err_clear();
@@ -1065,6 +1110,10 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
             plan.cwd = SANDBOX_HOME;
             r = jail_spawn(e->jail, &plan, ret);
         }
+        if (r == -ERR_CWD_MISSING)
+            r = err_set(r, "the sandbox's working directory (%s) and " SANDBOX_HOME
+                           " are both missing; create " SANDBOX_HOME " or pass cwd",
+                        sp->cwd);
     }
     if (netfd > 2) {
         close(netfd);
@@ -1075,7 +1124,7 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
     }
     free_env(envp);
     if (r < 0)
-        return r;
+        return exec_fault(e, "spawn", r);
     pthread_mutex_lock(&e->mu);
     if (e->nlive == e->caplive) {
         size_t cap = e->caplive ? e->caplive * 2 : 16;
@@ -1286,6 +1335,7 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         if (stdin_fd < -1)
             r = stdin_fd;
     }
+    r = exec_fault(e, "prepare", r);
     if (r == 0) {
         struct exec_spawn sp = {
             .script = script,
@@ -1298,14 +1348,16 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         t = time_mono_ns();
         r = exec_session_spawn(s, &sp, &proc);
         tm->spawn_ns = time_mono_ns() - t;
-        if (r == -ENOENT && p->cwd) /* the request named a start directory that is missing */
-            r = err_set(-ERR_INVALID_INPUT, "cwd does not exist in the sandbox: %s", p->cwd);
+        if (r == -ERR_CWD_MISSING && p->cwd) /* the request named a missing start directory */
+            r = err_set(r, "cwd does not exist in the sandbox: %s", p->cwd);
     }
     if (stdin_fd >= 0)
         close(stdin_fd);
     free(script);
     if (r == 0) {
         exec_session_close_report_writer(s);
+        if (p->on_start)
+            p->on_start(p->userdata);
         struct collect col = {.p = p, .out = out, .cap = e->app->cfg->max_exec_output_bytes};
         struct runner_opts ro = {
             .timeout_ms = p->timeout_ms,
@@ -1315,7 +1367,7 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         };
         struct runner_result res;
         t = time_mono_ns();
-        r = runner_run(proc, &ro, &res);
+        r = exec_fault(e, "run", runner_run(proc, &ro, &res));
         exec_session_free_proc(s, proc);
         if (r == 0) {
             out->exit_code = res.exit_code;
@@ -1332,9 +1384,12 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         snprintf(info, sizeof(info), "{\"exitCode\":%d,\"durationMs\":%lld,\"timedOut\":%s}",
                  out->exit_code, (long long)out->duration_ms, out->timed_out ? "true" : "false");
         t = time_mono_ns();
-        r = exec_session_finish(s, p->read_only, new_cwd, info, &out->files_changed);
+        r = exec_fault(e, "commit",
+                       exec_session_finish(s, p->read_only, new_cwd, info, &out->files_changed));
         tm->commit_ns = time_mono_ns() - t;
     }
+    if (r == 0)
+        exec_health_ok(e);
     free(new_cwd);
     exec_session_leave(s);
     if (r == 0 && p->rest_after_reply) {

@@ -41,6 +41,8 @@ struct exec_params {
     size_t stdin_len;
     int cancel_fd;          /* client socket: hang-up kills the script; -1 = none */
     exec_output_cb on_output; /* NULL: output is buffered in the outcome (capped) */
+    void (*on_start)(void *userdata); /* may be NULL: called once bash runs the script (the
+                                       * set-up went through; output may follow) */
     void *userdata;
     /* The caller answers first: what the exec leaves to do once its outcome is known (the
      * checkout apply of its commit, the upper's removal, the next upper's preparation) is
@@ -88,9 +90,25 @@ __attribute__((warn_unused_result)) int exec_engine_new(struct app *app,
                                                         struct exec_engine **ret);
 void exec_engine_free(struct exec_engine *e);
 
-/* Readiness for /readyz: {"ok": bool, "limits": {...}, "checks": {...}}. NULL engine → the
- * reason recorded by the last failed exec_engine_new. */
+/* Readiness for /readyz: {"ok": bool, "limits": {...}, "checks": {...}, "faults": {...}}; "ok"
+ * is exec_engine_ready(). NULL engine → the reason recorded by the last failed exec_engine_new. */
 json_t *exec_engine_status_json(struct exec_engine *e);
+
+/* Runs one small write-mode exec through the real path: a private sandbox created in the store,
+ * its checkout, an overlay, the jail, the diff and the commit, then the sandbox is deleted. 0
+ * when the exec printed what it should. On failure the cause is logged and the engine is
+ * marked failing (/readyz 503, naming the phase and error). Called once at start, before the
+ * server listens; -EALREADY while another self-test runs. */
+__attribute__((warn_unused_result)) int exec_engine_selftest(struct exec_engine *e);
+
+/* True when execs work: no engine → false; while the latest exec or self-test failed on the
+ * server's side → false, after re-running the self-test when the last one is 10 s old (so a
+ * passing fault heals without an exec). */
+bool exec_engine_ready(struct exec_engine *e);
+
+/* What exec routes answer when the server has no exec engine: -ERR_JAIL_UNAVAILABLE (503) with
+ * a message saying why (e.g. the server runs without root) and pointing at /readyz. */
+int exec_engine_unavailable(void);
 
 /* Runs one exec for the sandbox whose record was read under its lock. rec->version/cwd are
  * updated by the commit. Errors: -ERR_BUSY (queue full), -ERR_READONLY_VIOLATION, -ERR_QUOTA,

@@ -14,6 +14,18 @@
 #include "exec/engine.h"
 #include "exec/jail.h"
 
+/* Whether execs work (health.c): the server's own set-up failures and the self-test. */
+struct exec_health {
+    pthread_mutex_t mu;
+    int64_t faults;        /* exec set-up failures of the server's own since start */
+    int64_t transient;     /* how many of them were a shortage (503, retryable) */
+    bool failing;          /* the latest exec or self-test ended in such a failure */
+    char reason[200];      /* why it failed: phase and error, no host path (shown in /readyz) */
+    int64_t failed_ms;     /* wall clock of that failure */
+    int64_t selftest_ns;   /* monotonic time the last self-test started, 0 = never */
+    bool selftest_running; /* one self-test at a time */
+};
+
 struct exec_engine {
     struct app *app;
     struct jail_runtime *jail;
@@ -43,6 +55,7 @@ struct exec_engine {
     size_t pw_n;
     const struct prewarm_job *pw_busy; /* the job being made, or NULL (guarded by pw_mu) */
     pthread_cond_t pw_done;            /* broadcast when a job ends (CLOCK_MONOTONIC) */
+    struct exec_health health;         /* faults and the self-test (health.c) */
 };
 
 /* An exec's overlay upper. Made per exec; an upper the script left exactly as it was is kept
@@ -136,5 +149,22 @@ void exec_session_leave(struct exec_session *s);
  * checkout, the upper (kept for reuse or removed in the background), and the preparation of
  * the next upper after a commit of files. */
 void exec_session_end(struct exec_session *s);
+
+/* ---- health.c ---- */
+
+void exec_health_init(struct exec_health *h);
+void exec_health_release(struct exec_health *h);
+/* Classifies the failure r of an exec's `phase` ("prepare", "spawn", "run", "commit"). Failures
+ * the request or its sandbox caused, and answers that already say what happened (EBUSY,
+ * EQUOTA, ENOSPC, a missing cwd, ...), are returned as they are. Anything else is the server's
+ * own fault: logged once with its cause, counted, /readyz marked failing, and returned as
+ * -ERR_EXEC_TRANSIENT (503, retryable, for a shortage of memory, processes or descriptors) or
+ * -ERR_EXEC_FAILED (500), with a message that names no host path. */
+__attribute__((warn_unused_result)) int exec_fault(struct exec_engine *e, const char *phase,
+                                                   int r);
+/* An exec went through: /readyz is no longer failing. */
+void exec_health_ok(struct exec_engine *e);
+/* Adds {"faults": {"count", "transient", "failing"?, "since"?}} to a status object. */
+void exec_health_json(struct exec_engine *e, json_t *o);
 
 #endif

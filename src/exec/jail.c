@@ -374,6 +374,8 @@ struct jail_proc {
     int stdout_fd, stderr_fd;
     int report_fd;
     struct cgroup_exec cg;
+    bool cg_suspect; /* set-up failed: remove the cgroup rather than pool it (it may be what
+                      * failed, e.g. removed from outside, and would fail every later exec) */
     bool waited;
     struct jail_status status;
 };
@@ -883,10 +885,10 @@ static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struc
         return 0;
     if (rec.kind == JAIL_REPORT_CWD_ERR) {
         if (rec.err == ENOTDIR)
-            return err_set(-ENOENT, "cwd is not a directory: %s", cwd);
+            return err_set(-ERR_CWD_MISSING, "cwd is not a directory: %s", cwd);
         if (rec.err == EACCES)
-            return err_set(-ENOENT, "cwd is not accessible: %s", cwd);
-        return err_set(-ENOENT, "cwd does not exist: %s", cwd);
+            return err_set(-ERR_CWD_MISSING, "cwd is not accessible: %s", cwd);
+        return err_set(-ERR_CWD_MISSING, "cwd does not exist: %s", cwd);
     }
     rec.step[sizeof(rec.step) - 1] = '\0';
     return err_set(-ERR_JAIL_UNAVAILABLE, "sandbox setup failed at %s: %s", rec.step,
@@ -989,6 +991,7 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     return 0;
 fail:
     /* Reaps the child (killing it first) before its stack and plan go away. */
+    p->cg_suspect = true;
     jail_proc_free(p);
     if (masked)
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
@@ -1041,7 +1044,7 @@ int jail_wait(struct jail_proc *p, struct jail_status *ret)
     }
     st.oom = cgroup_exec_oom(&p->cg);
     /* The init was pid 1 of the jail's pid namespace: with it reaped, nothing of the jail runs. */
-    cgroup_exec_release(&p->cg, true);
+    cgroup_exec_release(&p->cg, !p->cg_suspect);
     p->status = st;
     p->waited = true;
     *ret = st;

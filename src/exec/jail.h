@@ -135,9 +135,11 @@ __attribute__((warn_unused_result)) int jail_overlay_open(const struct jail_runt
                                                           const char *work);
 
 /* Starts the script. On success *ret owns the process; its stdout/stderr pipes are
- * non-blocking read ends. Errors: -EINVAL (bad plan), -ENOENT with err_set("cwd does not exist:
- * ...") when the start directory is missing inside the jail (the caller answers 400), other
- * -errno / -ERR_JAIL_UNAVAILABLE on setup failure. Nothing is left running on failure. */
+ * non-blocking read ends. Errors: -ERR_CWD_MISSING with err_set("cwd does not exist: ...") when
+ * the start directory is missing (or not a directory, or not accessible) inside the jail: the
+ * only failure the script's sandbox can cause. Every other failure is the server's: -EINVAL
+ * (bad plan), other -errno / -ERR_JAIL_UNAVAILABLE on setup failure. Nothing is left running on
+ * failure. */
 __attribute__((warn_unused_result)) int
 jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, struct jail_proc **ret);
 int jail_proc_stdout_fd(const struct jail_proc *p);

@@ -216,6 +216,22 @@ restart:;
     return 0;
 }
 
+int sandbox_add_skeleton(struct changeset *cs)
+{
+    int64_t now = time_now_ns();
+    struct file_meta dirs[] = {
+        {.path = "/home", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
+        {.path = "/home/user", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
+        {.path = "/tmp", .kind = FILE_KIND_DIR, .mode = 01777, .mtime_ns = now},
+    };
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        int r = changeset_put(cs, &dirs[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 int sandbox_put_bytes(struct app *app, struct changeset *cs, const char *path, const void *data,
                       size_t len, uint32_t mode)
 {

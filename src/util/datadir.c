@@ -17,6 +17,9 @@ int datadir_make(const char *dir)
 {
     if (!dir || !*dir)
         return err_set(-EINVAL, "the data directory must not be empty");
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0; /* its parents may not even be readable to us */
     char *p = strdup(dir);
     if (!p)
         return -ENOMEM;

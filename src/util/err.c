@@ -47,6 +47,12 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
     [ERR_STORAGE_FULL - ERR_BASE] = {"ENOSPC", 507, true, "server storage is full"},
     [ERR_RANGE_NOT_SATISFIABLE - ERR_BASE] = {"RANGE_NOT_SATISFIABLE", 416, false,
                                               "requested range not satisfiable"},
+    [ERR_EXEC_FAILED - ERR_BASE] = {"EXEC_FAILED", 500, false,
+                                    "the server failed to set up the exec; nothing ran"},
+    [ERR_EXEC_TRANSIENT - ERR_BASE] = {"EXEC_UNAVAILABLE", 503, true,
+                                       "the server is short of resources for an exec; retry"},
+    [ERR_CWD_MISSING - ERR_BASE] = {"INVALID_INPUT", 400, false,
+                                    "the working directory does not exist in the sandbox"},
 };
 
 static const struct err_info errno_table[] = {

@@ -37,12 +37,16 @@ enum err_code {
     ERR_RATE_LIMITED,             /* 429 */
     ERR_INTERNAL,                 /* 500 */
     ERR_ADMIN_NOT_CONFIGURED,     /* 500 */
-    ERR_JAIL_UNAVAILABLE,         /* 503 the sandbox runtime cannot run execs */
+    ERR_JAIL_UNAVAILABLE,         /* 503 EXEC_UNAVAILABLE: this server cannot run execs at all */
     ERR_BUSY,                     /* 503 retryable */
     ERR_SHUTTING_DOWN,            /* 503 retryable */
     ERR_LOCK_TIMEOUT,             /* 503 retryable */
     ERR_STORAGE_FULL,             /* 507 disk full, retryable */
     ERR_RANGE_NOT_SATISFIABLE,    /* 416 Range starts past the end of the file */
+    ERR_EXEC_FAILED,              /* 500 an exec's set-up failed on the server's side */
+    ERR_EXEC_TRANSIENT,           /* 503 EXEC_UNAVAILABLE, retryable: the host is short of a
+                                   * resource (memory, processes, descriptors) for an exec */
+    ERR_CWD_MISSING,              /* 400 an exec's start directory does not exist */
     ERR_END
 };
 

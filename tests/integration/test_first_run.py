@@ -5,10 +5,13 @@
   directory and the pid holding it, and leaves the first server's execs alone.
 """
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 
 import httpx
+import pytest
 
 from conftest import BINARY, SECRET, Server, free_port
 
@@ -79,3 +82,146 @@ def test_second_server_on_the_same_data_dir_exits_and_changes_nothing(tmp_path):
     # once the first one is gone, the directory is free again
     again = Server(data, {"AUTH_RATE_LIMIT_MAX": "1000"}).start()
     again.stop()
+
+
+# ---- server faults are the server's: 5xx, logged, counted, /readyz ----
+
+def cgroup_dirs(data_dir):
+    """The exec cgroup bases of the server on data_dir (named after its jail dir's FNV-1a)."""
+    h = 1469598103934665603
+    for c in os.path.join(os.path.realpath(data_dir), "jail").encode():
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    name = "sqlfs-%016x" % h
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(root, name))
+        if root.count("/") > 6:
+            dirs[:] = []
+    return found
+
+
+def remove_exec_cgroups(data_dir):
+    """What a second server on the same data dir used to do: remove the pooled exec cgroups."""
+    removed = 0
+    for base in cgroup_dirs(data_dir):
+        for d in os.listdir(base):
+            if d.startswith("x") and os.path.isdir(os.path.join(base, d)):
+                os.rmdir(os.path.join(base, d))
+                removed += 1
+    return removed
+
+
+def test_exec_setup_failure_is_a_server_error_and_readyz_says_so(fresh_server):
+    srv = fresh_server({"AUTH_RATE_LIMIT_MAX": "1000"})
+    with srv.client() as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        assert exec_sync(c, sid, "true").status_code == 200
+        assert httpx.get(srv.url + "/readyz").json()["checks"]["exec"]["faults"]["count"] == 0
+        routes = [
+            lambda: exec_sync(c, sid, "echo a"),
+            lambda: c.post(f"/v1/sandboxes/{sid}/exec-sync-batch",
+                           json={"scripts": [{"id": "a", "script": "echo a"}]}),
+            lambda: c.post(f"/v1/sandboxes/{sid}/exec", json={"script": "echo a"}),
+            lambda: exec_sync(c, sid, "echo a", readOnly=True),
+        ]
+        for call in routes:
+            if remove_exec_cgroups(srv.data_dir) == 0:
+                pytest.skip("this host gives the server no exec cgroups to remove")
+            r = call()
+            assert r.status_code == 500, r.text  # was 404 ENOENT: blamed on the client
+            body = r.json()
+            assert body["code"] == "EXEC_FAILED" and body["retryable"] is False, body
+            assert "server" in body["error"] and "/" + "sys" not in body["error"], body
+            ready = httpx.get(srv.url + "/readyz")
+            assert ready.status_code == 503, ready.text
+            faults = ready.json()["checks"]["exec"]["faults"]
+            assert faults["failing"].startswith("spawn:"), faults
+            # the broken cgroup is not reused: the next exec works and readiness comes back
+            r = exec_sync(c, sid, "echo back")
+            assert r.status_code == 200 and r.json()["stdout"] == "back\n", r.text
+            assert httpx.get(srv.url + "/readyz").status_code == 200
+        assert httpx.get(srv.url + "/readyz").json()["checks"]["exec"]["faults"]["count"] == 4
+    srv.stop()
+    log = open(srv.log_path).read()
+    assert log.count("exec set-up failed on the server's side") == 4, log[-3000:]
+
+
+PIDS = "/sys/fs/cgroup/pids"
+
+
+def test_a_shortage_is_a_retryable_503_with_retry_after(fresh_server, tmp_path):
+    """The server's own pids cgroup at its limit: the jail's clone gets EAGAIN."""
+    if not os.path.isfile(os.path.join(PIDS, "pids.max")) and \
+            not os.path.isfile(os.path.join(PIDS, "cgroup.procs")):
+        pytest.skip("no cgroup v1 pids hierarchy on this host")
+    cg = os.path.join(PIDS, "sqlfs-test-" + os.path.basename(str(tmp_path)))
+    os.mkdir(cg)
+
+    def enter():
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write("0")
+    try:
+        srv = fresh_server({"AUTH_RATE_LIMIT_MAX": "1000"}, preexec_fn=enter)
+        with srv.client() as c:
+            sid = c.post("/v1/sandboxes", json={}).json()["id"]
+            assert exec_sync(c, sid, "true").status_code == 200
+            used = int(open(os.path.join(cg, "pids.current")).read())
+            with open(os.path.join(cg, "pids.max"), "w") as f:
+                f.write(str(used))
+            r = exec_sync(c, sid, "echo hi")
+            with open(os.path.join(cg, "pids.max"), "w") as f:
+                f.write("max")
+            assert r.status_code == 503, r.text
+            assert r.headers.get("retry-after") == "1"
+            body = r.json()
+            assert body["code"] == "EXEC_UNAVAILABLE" and body["retryable"] is True, body
+            r = exec_sync(c, sid, "echo hi")
+            assert r.status_code == 200 and r.json()["stdout"] == "hi\n"
+            faults = httpx.get(srv.url + "/readyz").json()["checks"]["exec"]["faults"]
+            assert faults["transient"] >= 1, faults
+        srv.stop()
+    finally:
+        for root, dirs, _ in sorted(os.walk(cg), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(root)
+            except OSError:
+                pass
+
+
+def test_without_root_the_server_says_so_once_and_serves_files(tmp_path):
+    """As a new user might start it: as an ordinary user. Files work; execs say why not."""
+    top = tempfile.mkdtemp(prefix="sqlfs-nonroot-", dir="/tmp")
+    os.chmod(top, 0o755)
+    data = os.path.join(top, "data")
+    os.mkdir(data)
+    os.chown(data, 65534, 65534)
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    srv = Server(data, {"AUTH_RATE_LIMIT_MAX": "1000"}, preexec_fn=drop)
+    srv.log_path = str(tmp_path / "server.log")
+    try:
+        srv.start()
+        ready = httpx.get(srv.url + "/readyz")
+        assert ready.status_code == 503
+        err = ready.json()["checks"]["exec"]["error"]
+        assert "needs root" in err and "CAP_SYS_ADMIN" in err, err
+        with srv.client() as c:
+            sid = c.post("/v1/sandboxes", json={}).json()["id"]
+            assert c.put(f"/v1/sandboxes/{sid}/files/home/user/a", content=b"x").status_code == 204
+            assert c.get(f"/v1/sandboxes/{sid}/files/home/user/a").content == b"x"
+            r = exec_sync(c, sid, "true")
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert body["code"] == "EXEC_UNAVAILABLE" and "without root" in body["error"], body
+    finally:
+        if srv.proc:
+            srv.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    log = open(srv.log_path).read()
+    lines = [ln for ln in log.splitlines() if "needs root" in ln]
+    assert len(lines) == 1, log
+    assert "sandbox runtime check failed" not in log, log

@@ -101,6 +101,11 @@ def test_validation_before_stream(api, sandbox):
     assert_error(api.post(f"/v1/sandboxes/{sandbox}/exec", json={}), 400)
     assert_error(api.post("/v1/sandboxes/00000000-0000-4000-8000-000000000000/exec",
                           json={"script": "true"}), 404)
+    # found only once the jail is being set up, still answered before the stream starts
+    body = assert_error(api.post(f"/v1/sandboxes/{sandbox}/exec",
+                                 json={"script": "true", "cwd": "/home/user/missing"}),
+                        400, "INVALID_INPUT")
+    assert "/home/user/missing" in body["error"], body
 
 
 def test_disconnect_kills_and_commits(server, api, sandbox):

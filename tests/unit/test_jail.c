@@ -171,7 +171,7 @@ static void test_cwd_and_env(void **state)
     struct run r;
     o.cwd = "/does/not/exist";
     run_script("true", &o, &r);
-    assert_int_equal(r.spawn_rc, -ENOENT);
+    assert_int_equal(r.spawn_rc, -ERR_CWD_MISSING);
     assert_non_null(strstr(err_message(), "cwd does not exist"));
     run_release(&r);
 }

@@ -1,0 +1,266 @@
+/*
+ * health — whether execs work on this server, and who is to blame when one fails.
+ *
+ * An exec's set-up (checkout, overlay, cgroup, jail) can fail for reasons no request could
+ * cause: a relative path in a plan, a cgroup removed under the server, a full process table.
+ * Those must reach the client as a server error (500 EXEC_FAILED, or 503 EXEC_UNAVAILABLE with
+ * Retry-After for a shortage), never as a 4xx that blames the request, and /readyz must stop
+ * saying "ok". exec_fault() makes that decision in one place for every exec route; the
+ * self-test runs one real exec at start so that a server that cannot run execs says so before
+ * its first request.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "exec/engine_internal.h"
+#include "exec/ids.h"
+#include "sandbox/lock.h"
+#include "sandbox/sandbox.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+/* While failing, /readyz re-runs the self-test at most this often. */
+#define SELFTEST_RETRY_NS (10LL * 1000 * 1000 * 1000)
+/* The self-test's private sandbox: a fixed id (a leftover of a crash is found and removed by
+ * the next self-test) owned by a tenant no token can name (':' is outside the tenant syntax). */
+#define SELFTEST_ID "00000000-0000-4000-8000-000000000000"
+#define SELFTEST_TENANT "sqlfs:self-test"
+#define SELFTEST_SCRIPT "echo ok > self-test && cat self-test"
+
+void exec_health_init(struct exec_health *h)
+{
+    memset(h, 0, sizeof(*h));
+    pthread_mutex_init(&h->mu, NULL);
+}
+
+void exec_health_release(struct exec_health *h)
+{
+    pthread_mutex_destroy(&h->mu);
+}
+
+/* Failures that say what happened to the client in their own terms: the request's or its
+ * sandbox's doing, admission and shutdown, limits, and a full disk. */
+static bool answers_for_itself(int r)
+{
+    switch (-r) {
+    case ERR_BUSY:
+    case ERR_SHUTTING_DOWN:
+    case ERR_LOCK_TIMEOUT:
+    case ERR_QUOTA:
+    case ERR_READONLY_VIOLATION:
+    case ERR_INVALID_INPUT:
+    case ERR_CWD_MISSING:
+    case ERR_PAYLOAD_TOO_LARGE:
+    case ERR_TOO_MANY_ENTRIES:
+    case ERR_STORAGE_FULL:
+    case ERR_EXEC_FAILED:
+    case ERR_EXEC_TRANSIENT:
+    case ENOSPC:
+    case EDQUOT:
+    case ENAMETOOLONG: /* a path the script made is longer than a sandbox path may be */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool is_shortage(int r)
+{
+    switch (-r) {
+    case EAGAIN:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case EBUSY:
+    case EINTR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static const char *error_name(int r)
+{
+    return -r >= ERR_BASE ? err_info(r)->code : strerror(-r);
+}
+
+static void mark_failing(struct exec_engine *e, const char *phase, int r, bool count)
+{
+    struct exec_health *h = &e->health;
+    pthread_mutex_lock(&h->mu);
+    if (count) {
+        h->faults++;
+        h->transient += is_shortage(r);
+    }
+    h->failing = true;
+    h->failed_ms = time_now_ms();
+    snprintf(h->reason, sizeof(h->reason), "%s: %s", phase, error_name(r));
+    pthread_mutex_unlock(&h->mu);
+}
+
+int exec_fault(struct exec_engine *e, const char *phase, int r)
+{
+    if (r >= 0 || answers_for_itself(r))
+        return r;
+    /* The message set by the failing step may name host paths: it goes to the log only. */
+    json_t *f = json_object();
+    json_object_set_new(f, "phase", json_string(phase));
+    json_object_set_new(f, "error", json_string(error_name(r)));
+    const char *m = err_message();
+    if (m && *m)
+        json_object_set_new(f, "detail", json_string(m));
+    log_json("error", "exec set-up failed on the server's side", f);
+    mark_failing(e, phase, r, true);
+    err_clear();
+    if (is_shortage(r))
+        return err_set(-ERR_EXEC_TRANSIENT,
+                       "the server is short of resources to start this exec (%s: %s); nothing "
+                       "ran, retry",
+                       phase, error_name(r));
+    return err_set(-ERR_EXEC_FAILED,
+                   "the server failed to set up this exec (%s: %s); nothing ran. This is the "
+                   "server's fault, not the request's: its log has the cause",
+                   phase, error_name(r));
+}
+
+void exec_health_ok(struct exec_engine *e)
+{
+    struct exec_health *h = &e->health;
+    pthread_mutex_lock(&h->mu);
+    h->failing = false;
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Creates the self-test's sandbox (after removing a leftover of an earlier run). */
+static int selftest_create(struct app *app)
+{
+    int r = store_sandbox_delete(app->store, SELFTEST_ID, NULL, NULL);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    if (r == 0 && app->after_delete)
+        app->after_delete(app, SELFTEST_ID);
+    struct changeset cs;
+    changeset_init(&cs, "create");
+    cs.create_parents = true;
+    r = sandbox_add_skeleton(&cs);
+    struct sandbox_rec rec = {
+        .id = SELFTEST_ID,
+        .tenant = SELFTEST_TENANT,
+        .sub = "self-test",
+        .env_json = "{}",
+        .cwd = SANDBOX_HOME,
+        .created_ms = time_now_ms(),
+    };
+    struct commit_opts opts = {.expect_version = -1, .now_ms = rec.created_ms};
+    if (r == 0)
+        r = store_sandbox_create(app->store, &rec, &cs, &opts);
+    changeset_release(&cs);
+    return r;
+}
+
+/* The exec itself, under the sandbox's lock like any route's. */
+static int selftest_exec(struct exec_engine *e)
+{
+    struct app *app = e->app;
+    struct sandbox_rec rec;
+    struct lock_ref *lock = NULL;
+    int r = sandbox_open(app, SELFTEST_ID, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
+    if (r < 0)
+        return r;
+    static const char script[] = SELFTEST_SCRIPT;
+    struct exec_params p = {
+        .script = script,
+        .script_len = sizeof(script) - 1,
+        .timeout_ms = 10000,
+        .cancel_fd = -1,
+    };
+    struct exec_outcome out;
+    r = exec_engine_run(e, &rec, &p, &out);
+    if (r == 0 && (out.exit_code != 0 || out.timed_out || out.out.len != 3 ||
+                   memcmp(buf_cstr(&out.out), "ok\n", 3) != 0))
+        r = err_set(-EPROTO, "the test exec exited %d (stdout %zu bytes, stderr: %.120s)",
+                    out.exit_code, out.out.len, buf_cstr(&out.err));
+    exec_outcome_release(&out);
+    sandbox_rec_release(&rec);
+    locks_release(lock);
+    return r;
+}
+
+int exec_engine_selftest(struct exec_engine *e)
+{
+    struct exec_health *h = &e->health;
+    pthread_mutex_lock(&h->mu);
+    if (h->selftest_running) {
+        pthread_mutex_unlock(&h->mu);
+        return -EALREADY;
+    }
+    h->selftest_running = true;
+    h->selftest_ns = time_mono_ns();
+    pthread_mutex_unlock(&h->mu);
+
+    struct app *app = e->app;
+    err_clear();
+    const char *phase = "self-test: create its sandbox";
+    int r = selftest_create(app);
+    if (r == 0) {
+        phase = "self-test";
+        r = selftest_exec(e);
+        int d = store_sandbox_delete(app->store, SELFTEST_ID, NULL, NULL);
+        if (d == 0 && app->after_delete)
+            app->after_delete(app, SELFTEST_ID);
+    }
+    if (r < 0) {
+        json_t *f = json_object();
+        json_object_set_new(f, "error", json_string(error_name(r)));
+        const char *m = err_message();
+        if (m && *m)
+            json_object_set_new(f, "detail", json_string(m));
+        log_json("error", "exec self-test failed: sandboxes cannot run commands", f);
+        /* an exec fault was counted by exec_fault already; this only records the verdict */
+        mark_failing(e, phase, r, false);
+    } else {
+        exec_health_ok(e);
+    }
+    err_clear();
+    pthread_mutex_lock(&h->mu);
+    h->selftest_running = false;
+    pthread_mutex_unlock(&h->mu);
+    return r;
+}
+
+bool exec_engine_ready(struct exec_engine *e)
+{
+    if (!e)
+        return false;
+    struct exec_health *h = &e->health;
+    pthread_mutex_lock(&h->mu);
+    bool retry = h->failing && !h->selftest_running &&
+                 time_mono_ns() - h->selftest_ns >= SELFTEST_RETRY_NS;
+    pthread_mutex_unlock(&h->mu);
+    if (retry) {
+        int r = exec_engine_selftest(e); /* its verdict is read below */
+        (void)r;
+    }
+    pthread_mutex_lock(&h->mu);
+    bool ok = !h->failing;
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+void exec_health_json(struct exec_engine *e, json_t *o)
+{
+    struct exec_health *h = &e->health;
+    pthread_mutex_lock(&h->mu);
+    json_t *f = json_object();
+    json_object_set_new(f, "count", json_integer(h->faults));
+    json_object_set_new(f, "transient", json_integer(h->transient));
+    if (h->failing) {
+        json_object_set_new(f, "failing", json_string(h->reason));
+        json_object_set_new(f, "since", sandbox_mtime_json(h->failed_ms * 1000000));
+    }
+    pthread_mutex_unlock(&h->mu);
+    json_object_set_new(o, "faults", f);
+}
