@@ -237,8 +237,8 @@ bool exec_engine_ready(struct exec_engine *e)
         return false;
     struct exec_health *h = &e->health;
     pthread_mutex_lock(&h->mu);
-    bool retry = h->failing && !h->selftest_running &&
-                 time_mono_ns() - h->selftest_ns >= SELFTEST_RETRY_NS;
+    bool retry =
+        h->failing && !h->selftest_running && time_mono_ns() - h->selftest_ns >= SELFTEST_RETRY_NS;
     pthread_mutex_unlock(&h->mu);
     if (retry) {
         int r = exec_engine_selftest(e); /* its verdict is read below */
