@@ -1,6 +1,7 @@
 /*
  * config — every setting of `sqlfs serve`, from defaults, then the environment, then flags
- * (flags win). Limits follow API.md §8. Strings are malloc'd and owned by the struct.
+ * (flags win); README.md "Configuration" lists them. Strings are malloc'd and owned by the
+ * struct.
  */
 #ifndef SQLFS_CONFIG_H
 #define SQLFS_CONFIG_H

@@ -30,7 +30,7 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-#define SQLFS_VERSION "0.1.0"
+#define SQLFS_VERSION "0.3.0"
 #define SHUTDOWN_GRACE_MS 5000
 
 static int die(const char *what, int r)
@@ -76,7 +76,8 @@ static void raise_open_file_limit(const struct config *c)
                 (long long)c->max_connections);
 }
 
-static void print_banner(const struct app *app, bool secret_created)
+/* `self`: the program as the user started it ("./build/sqlfs"), so the hint can be pasted. */
+static void print_banner(const struct app *app, bool secret_created, const char *self)
 {
     const struct config *c = app->cfg;
     char url[300];
@@ -94,9 +95,9 @@ static void print_banner(const struct app *app, bool secret_created)
                 "Get a token:\n"
                 "  curl -s -X POST %s/v1/auth/bootstrap -H \"X-Auth-Secret: $(cat %s/auth_secret)\" "
                 "-H 'Content-Type: application/json' -d '{\"sub\":\"me\"}'\n"
-                "or offline: sqlfs token --sub me --data %s\n\n",
+                "or offline: %s token --sub me --data %s\n\n",
                 url, c->data_dir, secret_created ? " (generated now)" : "", url, c->data_dir,
-                c->data_dir);
+                self, c->data_dir);
     }
 }
 
@@ -126,7 +127,7 @@ static void shutdown_server(struct app *app, struct MHD_Daemon *d)
     http_stop(d);
 }
 
-static int serve(int argc, char **argv)
+static int serve(const char *self, int argc, char **argv)
 {
     struct config cfg;
     int r = config_init(&cfg);
@@ -219,7 +220,7 @@ static int serve(int argc, char **argv)
         die("listen", r);
         goto out;
     }
-    print_banner(&app, secret_created);
+    print_banner(&app, secret_created, self);
     int sig = wait_for_signal(&set);
     log_msg("info", "received %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     shutdown_server(&app, daemon);
@@ -253,7 +254,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "serve") == 0)
-        return serve(argc - 1, argv + 1);
+        return serve(argv[0], argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cli_token(argc - 1, argv + 1);
     fprintf(stderr, "sqlfs: unknown command '%s'\n\n%s", argv[1], cli_main_help());

@@ -1,7 +1,8 @@
 /*
- * Archive routes (API.md §6): POST ingest (multipart or raw archive body, streamed into the
- * store while it arrives), POST ingest-files (base64 JSON map), GET export (tar.gz or tar,
- * streamed from a consistent snapshot: the shared lock is held until the response ends).
+ * Archive routes (docs/API.md "Ingest and export"): POST ingest (multipart or raw archive body,
+ * streamed into the store while it arrives), POST ingest-files (base64 JSON map), GET export
+ * (tar.gz or tar, streamed from a consistent snapshot: the shared lock is held until the
+ * response ends).
  */
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * POST /v1/auth/bootstrap and POST /v1/auth/admin (API.md §2).
+ * POST /v1/auth/bootstrap and POST /v1/auth/admin (docs/API.md "Auth").
  *
  * Two per-IP limits, shared by both routes (an attacker gains nothing by alternating them):
  *   - failures (AUTH_RATE_LIMIT_*): every attempt is counted before its secret or body is

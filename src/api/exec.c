@@ -1,4 +1,4 @@
-/* Exec routes (API.md §5): exec-sync (this file), SSE exec and batches (exec_stream.c). */
+/* Exec routes (docs/API.md "Exec"): exec-sync (this file), SSE exec and batches (exec_stream.c). */
 #include "api/exec.h"
 
 #include <errno.h>

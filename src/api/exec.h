@@ -1,4 +1,4 @@
-/* exec — request parsing and response shaping shared by the exec routes (API.md §5). */
+/* exec — request parsing and response shaping shared by the exec routes (docs/API.md "Exec"). */
 #ifndef SQLFS_API_EXEC_H
 #define SQLFS_API_EXEC_H
 

@@ -1,4 +1,4 @@
-/* POST /v1/sandboxes/{id}/exec-sync-batch (API.md §5). */
+/* POST /v1/sandboxes/{id}/exec-sync-batch (docs/API.md "Exec"). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

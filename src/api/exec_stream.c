@@ -1,5 +1,5 @@
 /*
- * POST /v1/sandboxes/{id}/exec — live Server-Sent Events (API.md §5).
+ * POST /v1/sandboxes/{id}/exec — live Server-Sent Events (docs/API.md "Exec").
  *
  * The exec runs in a worker thread (it owns the jail from spawn to wait); each chunk of its
  * output becomes one SSE frame (api/sse.h), built outside the lock and appended whole to a

@@ -1,4 +1,4 @@
-/* Files (API.md §4): read, write (streamed), edit, delete, mkdir, writeFiles, tree. */
+/* Files (docs/API.md "Files"): read, write (streamed), edit, delete, mkdir, writeFiles, tree. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

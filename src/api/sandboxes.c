@@ -1,4 +1,4 @@
-/* Sandboxes (API.md §3): create, list, get, delete. */
+/* Sandboxes (docs/API.md "Sandboxes"): create, list, get, delete. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

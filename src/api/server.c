@@ -462,8 +462,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         json_object_set_new(f, "method", jsontext(req->method));
         json_object_set_new(f, "path", jsontext(req->url));
         json_object_set_new(f, "status", json_integer(req->status));
-        json_object_set_new(f, "durationMs",
-                            json_real((double)(time_mono_ns() - req->started_ns) / 1e6));
+        /* milliseconds with microseconds */
+        int64_t us = (time_mono_ns() - req->started_ns) / 1000;
+        json_object_set_new(f, "durationMs", json_real((double)us / 1000.0));
         if (!ok)
             json_object_set_new(f, "aborted", json_true());
         log_json("info", "request", f);

@@ -1,5 +1,5 @@
 /*
- * sse — Server-Sent Events framing of exec output (API.md §5).
+ * sse — Server-Sent Events framing of exec output (docs/API.md "Exec").
  *
  * An output frame is `event: <name>\ndata: {"t":<ms>,"data":"<chunk>"}\n\n`. The chunk is
  * arbitrary bytes from a script: bytes that are not valid UTF-8 become U+FFFD, and the result is

@@ -1,5 +1,6 @@
 /*
- * jwt — HS256 JSON Web Tokens (RFC 7519 / RFC 7515 compact form), the bearer tokens of API.md §2.
+ * jwt — HS256 JSON Web Tokens (RFC 7519 / RFC 7515 compact form), the bearer tokens of
+ * docs/API.md "Auth".
  *
  * Only HS256 exists here: jwt_verify rejects every other "alg" (including "none") before looking
  * at the claims, checks the HMAC in constant time before trusting anything in the payload, and

@@ -1,6 +1,6 @@
 /*
- * ratelimit — a per-key request limiter for the auth routes (API.md §2: per client IP, failed
- * attempts by default 5 per 60 s, minted tokens 600 per 60 s).
+ * ratelimit — a per-key request limiter for the auth routes (docs/API.md "Auth": per client IP,
+ * failed attempts by default 5 per 60 s, minted tokens 600 per 60 s).
  *
  * Each key gets a fixed window that opens at its first hit: up to `max` hits are allowed until
  * `window_ms` later, then the window restarts at the next hit. Denied hits do not extend the

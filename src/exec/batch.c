@@ -1,5 +1,5 @@
 /*
- * batch — exec-sync-batch (API.md §5).
+ * batch — exec-sync-batch (docs/API.md "Exec").
  *
  * Write mode runs every script in ONE bash process so that variables, functions, exports,
  * aliases, options and cwd carry from one script to the next. A small driver (below) reads the

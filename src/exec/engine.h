@@ -4,8 +4,8 @@
  *   version) → jail (overlay with a fresh upper) → run bash, streaming its output → diff of the
  *   upper into a change set → commit through sandbox_commit → the upper's files move into the
  *   checkout.
- * Semantics (API.md §5): changes commit whatever the exit code, also after a timeout or a client
- * disconnect; nothing commits on a server-side failure or when the quota would be exceeded;
+ * Semantics (docs/API.md "Exec"): changes commit whatever the exit code, also after a timeout or a
+ * client disconnect; nothing commits on a server-side failure or when the quota would be exceeded;
  * a read-only exec that changed anything fails with EREADONLY_VIOLATION and keeps nothing; the
  * final cwd of a write-mode exec becomes the sandbox's stored cwd.
  *
@@ -119,7 +119,7 @@ __attribute__((warn_unused_result)) int exec_engine_run(struct exec_engine *e,
                                                         const struct exec_params *p,
                                                         struct exec_outcome *out);
 
-/* ---- batches (API.md §5 exec-sync-batch) ---- */
+/* ---- batches (docs/API.md "Exec" exec-sync-batch) ---- */
 
 struct batch_script {
     const char *id;     /* caller's id, echoed back */

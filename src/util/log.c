@@ -31,7 +31,9 @@ void log_json(const char *level, const char *msg, json_t *fields)
         json_object_update(o, fields);
         json_decref(fields);
     }
-    char *line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    /* 15 significant digits: a duration rounded to the microsecond prints as 3.099, not as the
+     * nearest double's 17 digits (3.0989999999999998) */
+    char *line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15));
     json_decref(o);
     if (!line)
         return;

@@ -1,4 +1,4 @@
-"""Ingest and export (API.md §6): every format round trip, hostile archives, limits,
+"""Ingest and export (docs/API.md "Ingest and export"): every format round trip, hostile archives, limits,
 consistency, disconnects."""
 import base64
 import hashlib

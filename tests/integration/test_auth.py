@@ -1,4 +1,4 @@
-"""Auth (API.md §2): bootstrap, admin, bearer verification, rate limits."""
+"""Auth (docs/API.md "Auth"): bootstrap, admin, bearer verification, rate limits."""
 import base64
 import concurrent.futures
 import hashlib

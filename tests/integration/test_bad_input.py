@@ -1,4 +1,4 @@
-"""Bad input, one row per hostile request (API.md §1-§6).
+"""Bad input, one row per hostile request (docs/API.md "Errors"-§6).
 
 Every row is sent to the real server and must get (a) the exact status and error `code` from
 API.md, (b) an `error` message that says what to fix and leaks no host path, SQL or secret, and

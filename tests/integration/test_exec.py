@@ -1,4 +1,4 @@
-"""Exec (API.md §5, exec-sync): semantics, persistence, limits, readOnly, runtime flags."""
+"""Exec (docs/API.md "Exec", exec-sync): semantics, persistence, limits, readOnly, runtime flags."""
 import json
 import os
 import threading

@@ -1,4 +1,4 @@
-"""Files (API.md §4): read, write, edit, delete, mkdir, writeFiles, tree; hostile paths."""
+"""Files (docs/API.md "Files"): read, write, edit, delete, mkdir, writeFiles, tree; hostile paths."""
 import json
 import os
 import threading

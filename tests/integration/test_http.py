@@ -1,4 +1,4 @@
-"""HTTP conventions (API.md §1, §7): health, unknown routes, methods, bodies, limits."""
+"""HTTP conventions (docs/API.md "Errors", §7): health, unknown routes, methods, bodies, limits."""
 import socket
 import time
 

@@ -1,4 +1,4 @@
-"""Sandboxes (API.md §3): create, list, get, delete, ownership, persistence."""
+"""Sandboxes (docs/API.md "Sandboxes"): create, list, get, delete, ownership, persistence."""
 import json
 import re
 import sqlite3

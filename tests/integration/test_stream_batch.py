@@ -1,4 +1,4 @@
-"""SSE exec streaming and exec batches (API.md §5)."""
+"""SSE exec streaming and exec batches (docs/API.md "Exec")."""
 import json
 import socket
 import threading

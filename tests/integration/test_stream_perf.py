@@ -1,4 +1,4 @@
-"""SSE exec streaming under bulk output (API.md §5): exact text for every kind of byte, output
+"""SSE exec streaming under bulk output (docs/API.md "Exec"): exact text for every kind of byte, output
 still live after a bulk phase, and server memory bounded when the client reads slowly."""
 import re
 import statistics
