@@ -474,7 +474,12 @@ class Sandbox:
     ) -> List[BatchExecResult]:
         """Run several scripts in one request (``{"id", "script"}`` mappings or plain strings,
         whose ids are then their indexes). Write mode: sequential, shared shell state, one
-        commit. ``read_only=True``: parallel, nothing may be written."""
+        commit. ``read_only=True``: parallel, nothing may be written.
+
+        ``per_script_timeout_ms``: a script that runs longer is killed (``exit_code`` -1,
+        ``error == "timeout"``) and the batch continues with the next script, which starts from
+        the shell state after the last script that completed. ``timeout_ms`` is the budget of
+        the whole batch: when it runs out, the running script and every later one time out."""
         call = b.batch_call(
             self.id, scripts, timeout_ms, read_only, stop_on_error, per_script_timeout_ms,
             self._client._core.retry_exec,

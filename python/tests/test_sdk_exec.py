@@ -102,6 +102,18 @@ def test_batch_stop_on_error_and_timeout(sb: sqlfs.Sandbox) -> None:
     assert res[1].error == "timeout"
 
 
+@pytest.mark.exec_batch
+def test_batch_per_script_timeout_goes_on(sb: sqlfs.Sandbox) -> None:
+    t0 = time.monotonic()
+    res = sb.exec_batch([{"id": "set", "script": "X=kept"},
+                         {"id": "slow", "script": "X=lost; sleep 20"},
+                         {"id": "fast", "script": "echo fast $X"}],
+                        timeout_ms=15000, per_script_timeout_ms=1000)
+    assert time.monotonic() - t0 < 10
+    assert res[1].exit_code == -1 and res[1].timed_out and 950 <= res[1].duration_ms < 5000
+    assert res[2].ok and res[2].stdout == "fast kept\n", res
+
+
 @pytest.mark.exec_stream
 def test_stream_events_arrive_before_exit(sb: sqlfs.Sandbox) -> None:
     t0 = time.monotonic()

@@ -2,32 +2,57 @@
  * batch — exec-sync-batch (docs/API.md "Exec").
  *
  * Write mode runs every script in ONE bash process so that variables, functions, exports,
- * aliases, options and cwd carry from one script to the next. A small driver (below) reads the
- * scripts, NUL-terminated, from its stdin one at a time and `eval`s each in a subshell that
- * stays alive across scripts; the driver reports on fd 3 (the report pipe) "S" when a script
- * starts and "E<code> <cwd>" when it ends. The server feeds the next script only after the
- * previous one ended (so stopOnError can stop feeding), and attributes stdout/stderr to the
+ * aliases, options and cwd carry from one script to the next. A small driver (below) runs in
+ * the jail's shell (A, the init's only child). A starts a subshell (B) that reads the scripts,
+ * NUL-terminated, from its stdin (the control pipe) one at a time and `eval`s each; B stays
+ * alive across scripts. B reports on fd 3 (the report pipe) "S" when a script starts and
+ * "E<code> <cwd>" when it ends; each record is NUL-terminated and also preceded by a NUL, so
+ * that bytes a script wrote to fd 3 without a NUL end there instead of hiding the record (a
+ * record longer than any of ours is dropped unread). The server feeds the next script only after
+ * the previous one ended (so stopOnError can stop feeding), and attributes stdout/stderr to the
  * running script: at each marker the output pipes are drained first, because everything the
  * script wrote happened before its marker.
  *
- * `exit N` in a script ends only that script: it ends the subshell, whose EXIT trap saves the
- * shell state (variables incl. exported ones, functions, aliases, set -o / shopt options, cwd)
- * to /dev/shm (tmpfs private to the jail, never persisted), reports E<N>, and the driver starts
- * a new subshell that restores the state and goes on with the next script. What does not
- * survive an `exit`: traps, background jobs' job table, open file descriptors, the directory
- * stack, positional parameters, local variables of running functions.
+ * In a batch fd 3 blocks when full (the server reads it all along): no record is lost to what
+ * a script wrote there.
  *
- * Timeouts: the running script's deadline is min(batch start + timeoutMs, script start +
- * perScriptTimeoutMs). At the deadline the whole jail is killed: that script gets exitCode -1
- * and "timeout", the ones that never started get "timeout" too (the shell is gone). What ran
- * before commits, like a single exec's timeout.
+ * `exit N` in a script ends only that script: it ends B, whose EXIT trap saves the shell state
+ * (variables incl. exported ones, functions, aliases, set -o / shopt options, cwd) to /dev/shm
+ * (tmpfs private to the jail, never persisted), reports E<N>, and A starts a new B that restores
+ * the state and goes on with the next script. What does not survive an `exit`: traps, background
+ * jobs' job table, open file descriptors, the directory stack, positional parameters, local
+ * variables of running functions. A script that replaces B (`exec prog`) or sets its own EXIT
+ * trap leaves no saved state: A ends, and so does the batch.
+ *
+ * Timeouts. The batch's total budget (timeoutMs) kills the whole jail: the running script gets
+ * exitCode -1 and "timeout", the ones that never started get "timeout" too. What ran before
+ * commits, like a single exec's timeout.
+ * A per-script timeout (perScriptTimeoutMs) ends only the running script. With one in force, B
+ * saves the state before each script starts (so the state after the last completed script is
+ * always on /dev/shm) and A traps SIGUSR1. At the script's deadline the server sends SIGUSR1 to
+ * A (jail_signal_shell: a pidfd opened at spawn, while A is the init's only child); the trap
+ * SIGKILLs every process of the jail but the init and A (`kill -1`: the script, its children,
+ * daemons it started, setsid or not), A waits until they are all gone, reports "K" and waits
+ * for an empty record on the control pipe before it starts a new B from the saved state (the
+ * server sends two NULs: the first ends whatever B had half read when it died). The server
+ * marks the script exitCode -1 "timeout" (an "E" it reads after asking counts for nothing: the
+ * state is the one from before that script), drains the output that is still in the pipes into
+ * it, and feeds the next script (again, if B died having read it but before "S"). So the next
+ * script starts from the state after the last completed script, including its cwd. A "K" the
+ * server did not ask for (a script sent SIGUSR1 to its shell, `kill -USR1 $$`) ends the running
+ * script the same way, with exitCode 137. If the shell does not report within CUT_GRACE_MS,
+ * the whole jail is killed and the scripts not started are "aborted". Without a per-script
+ * timeout nothing is saved before a script and SIGUSR1 is not trapped: it ends A like any other
+ * fatal signal, and with it the batch.
  *
  * Read-only mode runs each script as its own read-only exec, BATCH_WORKERS at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,51 +61,102 @@
 #include "exec/engine_internal.h"
 #include "exec/jail.h"
 #include "util/err.h"
+#include "util/log.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
 #define BATCH_MIN_CAP (1024 * 1024)
+/* A report record is "S", "K" or "E<code> <cwd>": anything longer is not ours and is dropped. */
+#define REPORT_RECORD_MAX (PATH_MAX + 64)
+/* How long the shell may take to report a per-script kill before the whole jail is killed. */
+#define CUT_GRACE_MS 5000
+/* The signal that asks the driver to kill the running script (its trap in `driver`). */
+#define CUT_SIGNAL SIGUSR1
 
+/* The driver (A's script; __sqlfs_shell is B). The first record on the control pipe is
+ * __sqlfs_keep: "1" when a per-script timeout is in force, else "0". Bash details it relies on:
+ * B is started in the background so that A's `wait` returns when the trap runs, with job
+ * control on for the fork only, so that B neither ignores SIGINT/SIGQUIT nor reads /dev/null
+ * (what a background job gets without it) and A's `wait` does not return when B stops; A's own
+ * stderr is /dev/null, which keeps bash's "Killed" job notices out of the scripts' output; the
+ * state is written with builtins and `>|` only, whatever PATH, functions or noclobber a script
+ * left; `kill -1` returns failure once nothing but the init and A is left (zombies count), and
+ * a read with a timeout on a fresh pty master (no slave, never readable) paces that loop. */
 static const char driver[] =
     "__sqlfs_state=/dev/shm/.sqlfs-batch-state\n"
+    "__sqlfs_exit=/dev/shm/.sqlfs-batch-exit\n"
+    "__sqlfs_names=/dev/shm/.sqlfs-batch-names\n"
     "__sqlfs_save() {\n"
+    "  builtin local __sqlfs_vs __sqlfs_eg=0\n"
+    "  builtin shopt -q extglob && __sqlfs_eg=1\n"
+    "  builtin shopt -s extglob\n"
+    "  builtin compgen -v -X '@(BASH*|EUID|PPID|UID|SHELLOPTS|GROUPS|FUNCNAME|PIPESTATUS|_|"
+    "LINENO|RANDOM|SRANDOM|SECONDS|EPOCHREALTIME|EPOCHSECONDS|HISTCMD|DIRSTACK|OPTIND|OPTERR|"
+    "COMP_*|__sqlfs_*)' >| \"$__sqlfs_names\" 2>/dev/null\n"
+    "  [ \"$__sqlfs_eg\" = 1 ] || builtin shopt -u extglob\n"
+    "  builtin mapfile -t __sqlfs_vs < \"$__sqlfs_names\"\n"
     "  {\n"
-    "    local __v\n"
-    "    for __v in $(compgen -v); do\n"
-    "      case $__v in\n"
-    "        BASH*|EUID|PPID|UID|SHELLOPTS|GROUPS|FUNCNAME|PIPESTATUS|_|LINENO|RANDOM|SRANDOM|\\\n"
-    "        SECONDS|EPOCHREALTIME|EPOCHSECONDS|HISTCMD|DIRSTACK|OPTIND|OPTERR|COMP_*|\\\n"
-    "        __sqlfs_*|__v) ;;\n"
-    "        *) declare -p \"$__v\" 2>/dev/null ;;\n"
-    "      esac\n"
-    "    done\n"
-    "    declare -f\n"
-    "    alias -p\n"
-    "    shopt -p\n"
-    "    set +o\n"
-    "    printf 'cd -- %q\\n' \"$PWD\"\n"
-    "  } > \"$__sqlfs_state\" 2>/dev/null\n"
+    "    [ \"${#__sqlfs_vs[@]}\" = 0 ] || builtin declare -p \"${__sqlfs_vs[@]}\"\n"
+    "    builtin declare -f\n"
+    "    builtin alias -p\n"
+    "    builtin shopt -p\n"
+    "    builtin set +o\n"
+    "    builtin printf 'cd -- %q\\n' \"$PWD\"\n"
+    "  } >| \"$1\" 2>/dev/null\n"
     "}\n"
     "__sqlfs_shell() {\n"
-    "  if [ -f \"$__sqlfs_state\" ]; then\n"
-    "    . \"$__sqlfs_state\" >/dev/null 2>&1; command rm -f \"$__sqlfs_state\"\n"
-    "  fi\n"
+    "  if [ -s \"$__sqlfs_from\" ]; then . \"$__sqlfs_from\" >/dev/null 2>&1; fi\n"
+    "  >| \"$__sqlfs_exit\"\n"
     "  __sqlfs_busy=0\n"
-    "  trap '__sqlfs_rc=$?; if [ \"$__sqlfs_busy\" = 1 ]; then __sqlfs_save; "
-    "builtin printf \"E%d %s\\0\" \"$__sqlfs_rc\" \"$PWD\" >&3; fi' EXIT\n"
+    "  trap '__sqlfs_rc=$?; if [ \"$__sqlfs_busy\" = 1 ]; then __sqlfs_save \"$__sqlfs_exit\"; "
+    "builtin printf \"\\0E%d %s\\0\" \"$__sqlfs_rc\" \"$PWD\" >&3; fi' EXIT\n"
     "  while IFS= read -r -d '' __sqlfs_s; do\n"
-    "    builtin printf 'S\\0' >&3\n"
+    "    [ -n \"$__sqlfs_s\" ] || continue\n"
+    "    [ \"$__sqlfs_keep\" = 0 ] || __sqlfs_save \"$__sqlfs_state\"\n"
+    "    builtin printf '\\0S\\0' >&3\n"
     "    __sqlfs_busy=1\n"
     "    eval \"$__sqlfs_s\" </dev/null\n"
     "    __sqlfs_rc=$?\n"
     "    __sqlfs_busy=0\n"
-    "    builtin printf 'E%d %s\\0' \"$__sqlfs_rc\" \"$PWD\" >&3\n"
+    "    builtin printf '\\0E%d %s\\0' \"$__sqlfs_rc\" \"$PWD\" >&3\n"
     "  done\n"
     "  exit 0\n"
     "}\n"
+    "__sqlfs_settle() {\n"
+    "  local __i __t __x\n"
+    "  exec {__t}<>/dev/ptmx || __t=\n"
+    "  for ((__i = 0; __i < 1000; __i++)); do\n"
+    "    kill -KILL -1 || break\n"
+    "    [ -z \"$__t\" ] || read -r -t 0.001 -u \"$__t\" __x\n"
+    "  done\n"
+    "  [ -z \"$__t\" ] || exec {__t}>&-\n"
+    "}\n"
+    "exec {__sqlfs_err}>&2 2>/dev/null\n"
+    "IFS= read -r -d '' __sqlfs_keep\n"
+    "__sqlfs_from=\n"
+    "__sqlfs_cut=0\n"
+    "__sqlfs_sigs=0\n"
+    "[ \"$__sqlfs_keep\" = 0 ] || "
+    "trap '__sqlfs_cut=1; __sqlfs_sigs=$((__sqlfs_sigs + 1)); kill -KILL -1' USR1\n"
     "while :; do\n"
-    "  ( __sqlfs_shell )\n"
-    "  [ -f \"$__sqlfs_state\" ] || break\n"
+    "  set -m\n"
+    "  ( exec 2>&$__sqlfs_err {__sqlfs_err}>&-; set +m; __sqlfs_shell ) <&0 &\n"
+    "  set +m\n"
+    "  __sqlfs_b=$!\n"
+    "  [ \"$__sqlfs_cut\" = 0 ] || kill -KILL \"$__sqlfs_b\"\n"
+    "  while __sqlfs_n=$__sqlfs_sigs; wait \"$__sqlfs_b\"; "
+    "[ \"$__sqlfs_n\" != \"$__sqlfs_sigs\" ]; do :; done\n"
+    "  if [ \"$__sqlfs_cut\" = 1 ]; then\n"
+    "    __sqlfs_settle\n"
+    "    __sqlfs_cut=0\n"
+    "    builtin printf '\\0K\\0' >&3\n"
+    "    while IFS= read -r -d '' __sqlfs_r && [ -n \"$__sqlfs_r\" ]; do :; done\n"
+    "    __sqlfs_from=$__sqlfs_state\n"
+    "  elif [ -s \"$__sqlfs_exit\" ]; then\n"
+    "    __sqlfs_from=$__sqlfs_exit\n"
+    "  else\n"
+    "    break\n"
+    "  fi\n"
     "done\n";
 
 void batch_results_release(struct batch_result *results, size_t n)
@@ -94,16 +170,19 @@ void batch_results_release(struct batch_result *results, size_t n)
 struct batch_run {
     const struct batch_params *p;
     struct batch_result *res;
-    size_t cap;            /* per script and stream */
-    ssize_t cur;           /* running script, -1 between scripts */
-    ssize_t last;          /* last script that started (late output goes there) */
-    size_t fed;            /* scripts written to the control pipe */
-    bool stop;             /* feed nothing more */
+    size_t cap;     /* per script and stream */
+    ssize_t cur;    /* running script, -1 between scripts */
+    ssize_t last;   /* last script that started (late output goes there) */
+    size_t fed;     /* scripts written to the control pipe */
+    bool stop;      /* feed nothing more */
+    bool cutting;   /* the shell was asked to kill the running script; no "K" yet */
+    int64_t cut_at; /* when it was asked */
     int64_t batch_start;
     int64_t script_start;
-    char *cwd;             /* last reported cwd */
-    struct buf control;    /* bytes not yet written to the control pipe */
-    struct buf report;     /* report bytes not yet parsed */
+    char *cwd;          /* last reported cwd */
+    struct buf control; /* bytes not yet written to the control pipe */
+    struct buf report;  /* report record being received (no NUL yet) */
+    bool report_skip;   /* the record being received is too long: dropped up to its NUL */
 };
 
 static void keep_output(struct batch_run *b, int stream, const char *data, size_t len)
@@ -144,26 +223,98 @@ static int feed_next(struct batch_run *b)
     if (b->stop || b->fed >= b->p->n)
         return 0;
     const struct batch_script *s = &b->p->scripts[b->fed++];
-    int r = buf_add(&b->control, s->script, s->script_len);
+    /* An empty record means "no script" to the driver: an empty script is sent as a space. */
+    int r = s->script_len ? buf_add(&b->control, s->script, s->script_len)
+                          : buf_add(&b->control, " ", 1);
     if (r == 0)
         r = buf_add(&b->control, "", 1);
+    return r;
+}
+
+static void mark_timeout(struct batch_run *b, ssize_t i)
+{
+    if (i < 0 || b->res[i].error)
+        return;
+    b->res[i].error = "timeout";
+    b->res[i].exit_code = -1;
+    b->res[i].duration_ms = time_mono_ms() - b->script_start;
+}
+
+/* The script ended: exit code recorded, what comes next. */
+static int script_ended(struct batch_run *b)
+{
+    struct batch_result *r = &b->res[b->cur];
+    b->cur = -1;
+    if (b->p->stop_on_error && r->exit_code != 0)
+        b->stop = true;
+    return feed_next(b);
+}
+
+/* "E<code> <cwd>": the running script ended. */
+static int on_end(struct batch_run *b, const char *rec, size_t len)
+{
+    if (b->cur < 0 || b->cutting) /* while cutting, the script counts as timed out */
+        return 0;
+    struct batch_result *r = &b->res[b->cur];
+    const char *sp = memchr(rec, ' ', len);
+    char num[16];
+    size_t nl = (sp ? (size_t)(sp - rec) : len) - 1;
+    if (nl >= sizeof(num))
+        nl = sizeof(num) - 1;
+    memcpy(num, rec + 1, nl);
+    num[nl] = '\0';
+    r->exit_code = (int)(strtol(num, NULL, 10) & 0xff);
+    r->duration_ms = time_mono_ms() - b->script_start;
+    if (sp && (size_t)(sp - rec) + 1 < len) {
+        char *norm = NULL;
+        const char *path = sp + 1;
+        size_t plen = len - (size_t)(path - rec);
+        if (plen && path[0] == '/' && path_normalize(path, plen, &norm) == 0) {
+            free(b->cwd);
+            b->cwd = norm;
+        }
+    }
+    return script_ended(b);
+}
+
+/* "K": the driver killed the running script and everything it started, and waits for an empty
+ * record before it reads the next script (with a new shell restored from the state saved before
+ * that script started). Whatever it had read of a script that never started is gone: that
+ * script is sent again. */
+static int on_killed(struct batch_run *b)
+{
+    int r = 0;
+    if (b->cur >= 0 && !b->cutting) {
+        /* not asked for: something in the script signalled the shell */
+        b->res[b->cur].exit_code = 128 + SIGKILL;
+        b->res[b->cur].duration_ms = time_mono_ms() - b->script_start;
+    }
+    b->cutting = false;
+    buf_reset(&b->control);
+    b->fed = (size_t)(b->last + 1);
+    /* two NULs: the first ends a record torn by the kill, the second is the empty record */
+    r = buf_add(&b->control, "\0", 2);
+    if (r == 0 && b->cur >= 0)
+        r = script_ended(b);
+    else if (r == 0)
+        r = feed_next(b);
     return r;
 }
 
 /* Handles one report record (without its NUL). */
 static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd, int errfd)
 {
-    /* Output already in the pipes was written before this record: before an E it belongs to
-     * the ending script; before an S there is none of the previous script left (its E came
+    /* Output already in the pipes was written before this record: before an E or K it belongs
+     * to the ending script; before an S there is none of the previous script left (its E came
      * first), so the S is handled before draining and the new script's early output stays
-     * with it. */
-    if (!(len >= 1 && rec[0] == 'S')) {
+     * with it. Other records (empty ones, a script's bytes) leave the output where it is. */
+    if (len >= 1 && (rec[0] == 'E' || rec[0] == 'K')) {
         drain(b, outfd, 1);
         drain(b, errfd, 2);
     }
     if (len >= 1 && rec[0] == 'S') {
-        if (b->last + 1 >= (ssize_t)b->p->n)
-            return 0; /* a script started a nested driver? ignore */
+        if (b->cutting || b->last + 1 >= (ssize_t)b->p->n)
+            return 0; /* not the driver's: ignore */
         b->cur = b->last + 1;
         b->last = b->cur;
         b->res[b->cur].started = true;
@@ -172,67 +323,112 @@ static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd
         drain(b, errfd, 2);
         return 0;
     }
-    if (len >= 2 && rec[0] == 'E' && b->cur >= 0) {
-        struct batch_result *r = &b->res[b->cur];
-        char *sp = memchr(rec, ' ', len);
-        char num[16];
-        size_t nl = (sp ? (size_t)(sp - rec) : len) - 1;
-        if (nl >= sizeof(num))
-            nl = sizeof(num) - 1;
-        memcpy(num, rec + 1, nl);
-        num[nl] = '\0';
-        r->exit_code = atoi(num) & 0xff;
-        r->duration_ms = time_mono_ms() - b->script_start;
-        if (sp && (size_t)(sp - rec) + 1 < len) {
-            char *norm = NULL;
-            const char *path = sp + 1;
-            size_t plen = len - (size_t)(path - rec);
-            if (plen && path[0] == '/' && path_normalize(path, plen, &norm) == 0) {
-                free(b->cwd);
-                b->cwd = norm;
-            }
+    if (len >= 2 && rec[0] == 'E')
+        return on_end(b, rec, len);
+    if (len == 1 && rec[0] == 'K')
+        return on_killed(b);
+    return 0;
+}
+
+/* Takes bytes read from the report pipe: NUL-terminated records. fd 3 is the script's too, so a
+ * record longer than any of the driver's is dropped rather than held. */
+static int take_reports(struct batch_run *b, const char *data, size_t len, int outfd, int errfd)
+{
+    while (len > 0) {
+        const char *nul = memchr(data, '\0', len);
+        size_t n = nul ? (size_t)(nul - data) : len;
+        if (!b->report_skip && b->report.len + n > REPORT_RECORD_MAX) {
+            buf_reset(&b->report);
+            b->report_skip = true;
         }
-        b->cur = -1;
-        if (b->p->stop_on_error && r->exit_code != 0)
-            b->stop = true;
-        return feed_next(b);
+        if (!b->report_skip && n > 0) {
+            int r = buf_add(&b->report, data, n);
+            if (r < 0)
+                return r;
+        }
+        if (!nul)
+            return 0;
+        if (!b->report_skip) {
+            int r = on_record(b, buf_cstr(&b->report), b->report.len, outfd, errfd);
+            if (r < 0)
+                return r;
+        }
+        buf_reset(&b->report);
+        b->report_skip = false;
+        data += n + 1;
+        len -= n + 1;
     }
     return 0;
 }
 
-static int parse_reports(struct batch_run *b, int outfd, int errfd)
+/* Reads what is in the report pipe; *fd becomes -1 at its EOF. */
+static int read_reports(struct batch_run *b, int *fd, int outfd, int errfd)
 {
     for (;;) {
-        char *nul = memchr(b->report.data ? b->report.data : "", '\0', b->report.len);
-        if (!b->report.data || !nul)
-            return 0;
-        size_t len = (size_t)(nul - b->report.data);
-        int r = on_record(b, b->report.data, len, outfd, errfd);
-        buf_consume(&b->report, len + 1);
-        if (r < 0)
-            return r;
+        char chunk[4096];
+        ssize_t got = read(*fd, chunk, sizeof(chunk));
+        if (got > 0) {
+            int r = take_reports(b, chunk, (size_t)got, outfd, errfd);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (got == 0)
+            *fd = -1;
+        else if (errno == EINTR)
+            continue;
+        return 0;
     }
 }
 
 static int64_t deadline_of(const struct batch_run *b)
 {
     int64_t d = b->batch_start + b->p->timeout_ms;
-    if (b->cur >= 0 && b->p->per_script_timeout_ms > 0 &&
-        b->script_start + b->p->per_script_timeout_ms < d)
+    if (b->cutting && b->cut_at + CUT_GRACE_MS < d)
+        d = b->cut_at + CUT_GRACE_MS;
+    else if (!b->cutting && b->cur >= 0 && b->p->per_script_timeout_ms > 0 &&
+             b->script_start + b->p->per_script_timeout_ms < d)
         d = b->script_start + b->p->per_script_timeout_ms;
     return d;
 }
 
+/* A deadline passed. A per-script one: the shell is asked to kill the running script, which
+ * times out, and the batch goes on with the next (on_killed). The batch's own, or a per-script
+ * one the shell cannot act on (not pinned, gone): the whole jail is killed, the running script
+ * and those not started yet time out. The shell's grace to report a kill: the jail is killed,
+ * the scripts not started are left "aborted". Returns true when the jail was killed. */
+static bool on_deadline(struct batch_run *b, struct jail_proc *proc, bool shell_pinned)
+{
+    int64_t now = time_mono_ms();
+    bool batch_over = now >= b->batch_start + b->p->timeout_ms;
+    if (!batch_over && !b->cutting && shell_pinned && jail_signal_shell(proc, CUT_SIGNAL) == 0) {
+        mark_timeout(b, b->cur);
+        b->cutting = true;
+        b->cut_at = now;
+        return false;
+    }
+    jail_kill(proc);
+    mark_timeout(b, b->cur);
+    if (batch_over || !b->cutting)
+        for (size_t k = 0; k < b->p->n; k++)
+            if (!b->res[k].started && !b->res[k].error)
+                b->res[k].error = "timeout";
+    return true;
+}
+
 /* The poll loop of a write-mode batch. Returns when the jail has ended. */
-static int batch_loop(struct batch_run *b, struct jail_proc *proc, int report_fd, int control_fd)
+static int batch_loop(struct batch_run *b, struct jail_proc *proc, bool shell_pinned, int report_fd,
+                      int control_fd)
 {
     int outfd = jail_proc_stdout_fd(proc), errfd = jail_proc_stderr_fd(proc);
     int pidfd = jail_proc_pidfd(proc);
     bool out_open = true, err_open = true, ended = false, killed = false;
-    int r = feed_next(b);
+    int r = buf_add(&b->control, b->p->per_script_timeout_ms > 0 ? "1" : "0", 2);
+    if (r == 0)
+        r = feed_next(b);
     while (r == 0 && !(ended && !out_open && !err_open)) {
         if (control_fd >= 0 && b->control.len == 0 && (b->stop || b->fed >= b->p->n) &&
-            b->cur < 0) {
+            b->cur < 0 && !b->cutting) {
             close(control_fd); /* EOF: the driver leaves its loop */
             control_fd = -1;
         }
@@ -254,44 +450,17 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, int report_fd
         int64_t wait = killed || ended ? 100 : deadline_of(b) - time_mono_ms();
         if (wait < 0)
             wait = 0;
-        int n = poll(fds, (nfds_t)nfds, (int)(wait > 1000 ? 1000 : wait));
-        if (n < 0 && errno != EINTR)
+        /* revents stay 0 when poll times out or is interrupted */
+        if (poll(fds, (nfds_t)nfds, (int)(wait > 1000 ? 1000 : wait)) < 0 && errno != EINTR)
             return -errno;
-        if (!killed && !ended && time_mono_ms() >= deadline_of(b)) {
-            jail_kill(proc);
-            killed = true;
-            if (b->cur >= 0) {
-                b->res[b->cur].error = "timeout";
-                b->res[b->cur].exit_code = -1;
-                b->res[b->cur].duration_ms = time_mono_ms() - b->script_start;
-            }
-            for (size_t k = 0; k < b->p->n; k++)
-                if (!b->res[k].started && !b->res[k].error)
-                    b->res[k].error = "timeout";
-        }
-        if (n <= 0)
-            continue;
         if (i_can >= 0 && (fds[i_can].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
             jail_kill(proc);
             killed = true;
         }
         /* Markers first: output in the pipes may belong to a script whose "S" is already
          * waiting in the report pipe (it was written before the script ran). */
-        while (report_fd >= 0 && r == 0) {
-            char chunk[4096];
-            ssize_t got = read(report_fd, chunk, sizeof(chunk));
-            if (got > 0) {
-                r = buf_add(&b->report, chunk, (size_t)got);
-                if (r == 0)
-                    r = parse_reports(b, outfd, errfd);
-                continue;
-            }
-            if (got == 0)
-                report_fd = -1;
-            else if (errno == EINTR)
-                continue;
-            break;
-        }
+        if (report_fd >= 0)
+            r = read_reports(b, &report_fd, outfd, errfd);
         if (i_out >= 0 && fds[i_out].revents)
             out_open = drain(b, outfd, 1);
         if (i_err >= 0 && fds[i_err].revents)
@@ -305,6 +474,9 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, int report_fd
         }
         if (i_pid >= 0 && fds[i_pid].revents)
             ended = true;
+        /* after the reports: a script whose end is already reported did not time out */
+        if (r == 0 && !killed && !ended && time_mono_ms() >= deadline_of(b))
+            killed = on_deadline(b, proc, shell_pinned);
     }
     if (control_fd >= 0)
         close(control_fd);
@@ -333,6 +505,10 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     if (b.cap > (size_t)e->app->cfg->max_exec_output_bytes)
         b.cap = (size_t)e->app->cfg->max_exec_output_bytes;
     int r = exec_session_begin(e, rec, s);
+    /* The loop reads the report pipe all along, so the jail's end of it blocks when full (a
+     * single exec reads it only at the end and keeps it non-blocking). */
+    if (r == 0 && fcntl(s->report[1], F_SETFL, 0) < 0)
+        r = -errno;
     if (r == 0 && pipe2(ctl, O_CLOEXEC) < 0)
         r = -errno;
     if (r == 0 && fcntl(ctl[1], F_SETFL, O_NONBLOCK) < 0)
@@ -351,8 +527,20 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         close(ctl[0]);
     if (r == 0) {
         exec_session_close_report_writer(s);
+        /* Only the driver runs yet: its shell is still the init's only child. Without it a
+         * per-script deadline kills the whole jail. */
+        bool pinned = false;
+        if (p->per_script_timeout_ms > 0) {
+            int pin = jail_pin_shell(proc);
+            if (pin < 0)
+                log_msg("warn",
+                        "exec batch: cannot pin the batch shell (%s): a per-script "
+                        "timeout ends the batch",
+                        strerror(-pin));
+            pinned = pin == 0;
+        }
         b.batch_start = time_mono_ms();
-        r = batch_loop(&b, proc, s->report[0], ctl[1]);
+        r = batch_loop(&b, proc, pinned, s->report[0], ctl[1]);
         ctl[1] = -1; /* closed by the loop */
         struct jail_status st;
         int w = jail_wait(proc, &st);

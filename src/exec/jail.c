@@ -371,6 +371,7 @@ static int child_main(void *arg)
 struct jail_proc {
     pid_t pid;
     int pidfd;
+    int shell_fd; /* pidfd of the init's child, the shell (jail_pin_shell); -1 = none */
     int stdout_fd, stderr_fd;
     int report_fd;
     struct cgroup_exec cg;
@@ -913,7 +914,7 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     if (!p)
         return -ENOMEM;
     p->pid = -1;
-    p->pidfd = p->stdout_fd = p->stderr_fd = p->report_fd = -1;
+    p->pidfd = p->shell_fd = p->stdout_fd = p->stderr_fd = p->report_fd = -1;
     int r = spawn_prepare(rt, plan, &c, &cp, argv);
     if (r < 0)
         goto fail;
@@ -1007,6 +1008,96 @@ void jail_kill(struct jail_proc *p)
     (void)syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
 }
 
+/* Reads a small /proc file of a host pid into buf (NUL-terminated). Returns its length or
+ * -errno. */
+static ssize_t read_proc(pid_t pid, const char *rel, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, rel);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = 0;
+    while (len + 1 < size) {
+        ssize_t n = read(fd, buf + len, size - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
+
+/*
+ * Privileged: the server (host root) opens a pidfd to a process inside a jail and later signals
+ * it. What it trusts: the init's pid, which stays ours until jail_wait reaps it (the init is the
+ * server's child: its pid cannot be reused while unreaped), and the kernel's /proc. What it does
+ * not: anything the jail controls. The init's children are read from /proc; the init forks the
+ * shell once and nothing else, and before the caller hands the shell a script no other process
+ * of the jail can have been reparented to it, so exactly one child is the shell. That pid could
+ * end and be reused by any host process between the read and pidfd_open, so the identity is
+ * checked after the pidfd pins it: the pinned process's parent must be the init, and it must
+ * still be alive after that check (a live process keeps its pid, so the /proc read was about
+ * it). From then on the pidfd names that process only: once it ends, signalling fails (ESRCH)
+ * rather than reaching whatever reuses the pid.
+ */
+int jail_pin_shell(struct jail_proc *p)
+{
+    if (!p || p->pid <= 0 || p->waited)
+        return -ESRCH;
+    if (p->shell_fd >= 0)
+        return 0;
+    char buf[1024]; /* the start of /proc/<pid>/status holds PPid */
+    char rel[48];
+    snprintf(rel, sizeof(rel), "task/%d/children", (int)p->pid);
+    ssize_t n = read_proc(p->pid, rel, buf, sizeof(buf));
+    if (n < 0)
+        return (int)n;
+    char *end = NULL;
+    errno = 0;
+    long child = strtol(buf, &end, 10);
+    if (errno || end == buf || child <= 0 || child > INT_MAX)
+        return n == 0 ? -ESRCH : -ECHILD;
+    while (*end == ' ' || *end == '\n')
+        end++;
+    if (*end) /* more than one child */
+        return -ECHILD;
+    int fd = (int)syscall(SYS_pidfd_open, (pid_t)child, 0); /* always close-on-exec */
+    if (fd < 0)
+        return -errno;
+    char want[32];
+    snprintf(want, sizeof(want), "\nPPid:\t%d\n", (int)p->pid);
+    n = read_proc((pid_t)child, "status", buf, sizeof(buf));
+    int r = n < 0 ? (int)n : strstr(buf, want) ? 0 : -ESRCH;
+    if (r == 0 && syscall(SYS_pidfd_send_signal, fd, 0, NULL, 0) < 0)
+        r = -errno;
+    if (r < 0) {
+        close(fd);
+        return r == -ENOENT ? -ESRCH : r;
+    }
+    p->shell_fd = fd;
+    return 0;
+}
+
+int jail_signal_shell(struct jail_proc *p, int sig)
+{
+    if (!p || p->shell_fd < 0)
+        return -EBADF;
+    if (p->waited)
+        return -ESRCH;
+    if (syscall(SYS_pidfd_send_signal, p->shell_fd, sig, NULL, 0) < 0)
+        return -errno;
+    return 0;
+}
+
 int jail_wait(struct jail_proc *p, struct jail_status *ret)
 {
     if (p->waited) {
@@ -1065,6 +1156,7 @@ void jail_proc_free(struct jail_proc *p)
      * pool) or never reaped (whatever is inside is killed, the cgroup removed). */
     cgroup_exec_release(&p->cg, p->pid <= 0);
     close_fd(&p->pidfd);
+    close_fd(&p->shell_fd);
     close_fd(&p->stdout_fd);
     close_fd(&p->stderr_fd);
     close_fd(&p->report_fd);

@@ -148,6 +148,15 @@ int jail_proc_pidfd(const struct jail_proc *p); /* readable (POLLIN) when the ja
 pid_t jail_proc_pid(const struct jail_proc *p); /* host pid of the namespace init */
 /* SIGKILLs the whole jail. Safe to call repeatedly and after it ended. */
 void jail_kill(struct jail_proc *p);
+/* The jail's shell (the bash the init started, its only child) as a signal target for the
+ * caller, e.g. a driver script that traps a signal. jail_pin_shell opens a pidfd to it; call it
+ * right after jail_spawn, before the shell has been given anything untrusted to run: it fails
+ * with -ECHILD unless the init has exactly one child, and with -ESRCH when the shell has ended.
+ * Nothing is pinned on failure. jail_signal_shell sends `sig` to the pinned shell only (never
+ * to the host, never to any other process of the jail, even after the shell has ended and its
+ * pid was reused): 0, -EBADF when nothing is pinned, -ESRCH when the shell has ended. */
+__attribute__((warn_unused_result)) int jail_pin_shell(struct jail_proc *p);
+__attribute__((warn_unused_result)) int jail_signal_shell(struct jail_proc *p, int sig);
 /* Waits for the jail to end (blocking), reaps it, removes its cgroup, fills *ret. Idempotent:
  * later calls return the same status. 0 or -errno. */
 __attribute__((warn_unused_result)) int jail_wait(struct jail_proc *p, struct jail_status *ret);

@@ -173,12 +173,125 @@ def test_batch_timeouts_and_stop_on_error(api, sandbox):
     r = batch(api, sandbox, ["echo a", "sleep 10", "echo c"], perScriptTimeoutMs=500)
     res = r.json()["results"]
     assert res[0]["stdout"] == "a\n" and res[1]["exitCode"] == -1
-    assert res[1]["error"] == "timeout" and res[2]["error"] == "timeout"
+    assert res[1]["error"] == "timeout" and res[2]["stdout"] == "c\n" and "error" not in res[2]
+    r = batch(api, sandbox, ["echo a", "sleep 10", "echo c"], perScriptTimeoutMs=500,
+              stopOnError=True)
+    res = r.json()["results"]
+    assert res[1]["error"] == "timeout" and res[2]["error"] == "skipped"
     r = batch(api, sandbox, ["sleep 0.2", "sleep 10"], timeoutMs=1000)
     assert r.json()["results"][1]["error"] == "timeout"
     r = batch(api, sandbox, ["true", "false", "echo no"], stopOnError=True)
     res = r.json()["results"]
     assert res[1]["exitCode"] == 1 and res[2]["error"] == "skipped" and res[2]["stdout"] == ""
+
+
+def test_batch_per_script_timeout_goes_on_with_the_next(api, sandbox):
+    """The SDK's contract: a script that hits perScriptTimeoutMs gets exitCode -1 and the batch
+    continues with the next script."""
+    t0 = time.time()
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync-batch", timeout=60, json={
+        "scripts": [{"id": "slow", "script": "sleep 5"}, {"id": "fast", "script": "echo fast"}],
+        "timeoutMs": 10000, "perScriptTimeoutMs": 1000})
+    elapsed = time.time() - t0
+    assert r.status_code == 200, r.text
+    slow, fast = r.json()["results"]
+    assert slow["id"] == "slow" and slow["exitCode"] == -1 and slow["error"] == "timeout"
+    assert 950 <= slow["durationMs"] < 2500, slow
+    assert fast == {"id": "fast", "stdout": "fast\n", "stderr": "", "exitCode": 0,
+                    "durationMs": fast["durationMs"], "stdoutTruncated": False,
+                    "stderrTruncated": False}
+    assert elapsed < 4.5
+
+
+def test_batch_after_a_timeout_the_state_of_the_last_completed_script(api, sandbox):
+    r = batch(api, sandbox, [
+        "x=1; f(){ echo f-$x; }; shopt -s expand_aliases; alias hi='echo hi'; mkdir -p /tmp/w;"
+        " cd /tmp/w",
+        "x=2; f(){ echo changed; }; cd /; export Y=leaked; echo out-before; echo err-before >&2;"
+        " sleep 10",
+        "echo $x $PWD \"${Y-unset}\"; f; hi",
+        "cd /home/user; x=3; exit 4",
+        "cd /; x=4; sleep 10",
+        "echo $x $PWD"], perScriptTimeoutMs=1000)
+    res = r.json()["results"]
+    assert res[1]["exitCode"] == -1 and res[1]["error"] == "timeout"
+    # what the killed script wrote before the kill is its own
+    assert res[1]["stdout"] == "out-before\n" and res[1]["stderr"] == "err-before\n"
+    assert res[2]["stdout"] == "1 /tmp/w unset\nf-1\nhi\n" and res[2]["exitCode"] == 0
+    assert res[3]["exitCode"] == 4
+    assert res[4]["error"] == "timeout"
+    assert res[5]["stdout"] == "3 /home/user\n"
+    # the batch's cwd is the last completed script's
+    assert api.get(f"/v1/sandboxes/{sandbox}").json()["cwd"] == "/home/user"
+
+
+def test_batch_timed_out_script_leaves_nothing_running(api, sandbox):
+    r = batch(api, sandbox, [
+        "sleep 1000 & (sleep 1001 &) ; setsid sleep 1002 & nohup sleep 1003 >/dev/null 2>&1 &"
+        " setsid bash -c 'while :; do echo t >> /tmp/ticks; sleep 0.05; done' >/dev/null 2>&1 &"
+        " sleep 0.3; sleep 10",
+        "a=$(wc -l < /tmp/ticks); sleep 0.5; b=$(wc -l < /tmp/ticks); [ $a -gt 0 ] && echo $((b - a));"
+        " cat /proc/[0-9]*/comm"],
+        perScriptTimeoutMs=1500)
+    res = r.json()["results"]
+    assert res[0]["error"] == "timeout", res
+    out = res[1]["stdout"].split("\n")
+    assert out[0] == "0", res[1]  # the daemon stopped ticking
+    # left: the init, the batch shell and the subshell running this script (the glob is
+    # expanded before `cat` starts)
+    assert "sleep" not in out and len(out[1:-1]) == 3, res[1]
+
+
+def test_batch_total_budget_still_ends_the_batch(api, sandbox):
+    t0 = time.time()
+    r = batch(api, sandbox, ["sleep 10", "sleep 10", "echo never"], timeoutMs=1500,
+              perScriptTimeoutMs=1000)
+    res = r.json()["results"]
+    assert time.time() - t0 < 4
+    assert res[0]["error"] == "timeout" and 950 <= res[0]["durationMs"] < 1400, res[0]
+    assert res[1]["error"] == "timeout" and res[1]["exitCode"] == -1
+    assert res[1]["durationMs"] < 1000, res[1]
+    assert res[2]["error"] == "timeout" and res[2]["stdout"] == ""
+
+
+def test_batch_script_that_signals_its_shell(api, sandbox):
+    r = batch(api, sandbox, ["x=kept; cd /tmp", "x=lost; kill -USR1 $$; sleep 5",
+                             "echo $x $PWD"], perScriptTimeoutMs=3000)
+    res = r.json()["results"]
+    assert res[1]["exitCode"] == 137 and "error" not in res[1] and res[1]["durationMs"] < 2000
+    assert res[2]["stdout"] == "kept /tmp\n" and res[2]["exitCode"] == 0
+    # without a per-script timeout the signal is not trapped: it ends the shell and the batch
+    r = batch(api, sandbox, ["kill -USR1 $$; sleep 5", "echo never"])
+    res = r.json()["results"]
+    assert res[1]["error"] == "aborted" and res[1]["stdout"] == ""
+
+
+def test_batch_timed_out_script_commits_its_files(api, sandbox):
+    r = batch(api, sandbox, ["echo early > early.txt; sleep 10; echo late > late.txt",
+                             "cat early.txt; ls"], perScriptTimeoutMs=700)
+    res = r.json()["results"]
+    assert res[0]["error"] == "timeout"
+    assert res[1]["stdout"] == "early\nearly.txt\n"
+    got = api.get(f"/v1/sandboxes/{sandbox}/files/home/user/early.txt")
+    assert got.status_code == 200 and got.content == b"early\n"
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/late.txt").status_code == 404
+
+
+def test_batch_garbage_on_fd3(api, sandbox, server):
+    """fd 3 carries the batch markers and is the script's too: bytes without a NUL neither hide
+    the next marker nor pile up in the server."""
+    def rss_kb():
+        with open(f"/proc/{server.proc.pid}/status") as f:
+            return [int(l.split()[1]) for l in f if l.startswith("VmRSS")][0]
+    before = rss_kb()
+    r = batch(api, sandbox, ["head -c 150000000 /dev/zero | tr '\\0' x >&3; echo done",
+                             "printf junk >&3; sleep 10", "echo next"],
+              perScriptTimeoutMs=5000, timeoutMs=60000)
+    res = r.json()["results"]
+    assert res[0]["stdout"] == "done\n" and res[0]["exitCode"] == 0, res[0]
+    assert res[1]["error"] == "timeout"
+    assert res[2]["stdout"] == "next\n"
+    assert rss_kb() - before < 50 * 1024
 
 
 def test_batch_read_only_parallel(api, sandbox):

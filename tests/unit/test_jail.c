@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,7 +44,8 @@ struct run_opts {
     bool debug;
 };
 
-static void run_script(const char *script, const struct run_opts *o, struct run *ret)
+/* Starts a script in a fresh upper; jail_spawn's result. */
+static int spawn_script(const char *script, const struct run_opts *o, struct jail_proc **ret)
 {
     char cmd[1024], dir[128];
     snprintf(dir, sizeof(dir), "%s/uppers/%d", data_dir, ++seq);
@@ -71,10 +73,15 @@ static void run_script(const char *script, const struct run_opts *o, struct run 
                    .cpu_percent = 100,
                    .fsize_bytes = 1 << 30},
     };
+    return jail_spawn(rt, &plan, ret);
+}
+
+static void run_script(const char *script, const struct run_opts *o, struct run *ret)
+{
     memset(ret, 0, sizeof(*ret));
     runner_buffer_init(&ret->buf, o && o->cap ? o->cap : 1 << 20);
     struct jail_proc *p = NULL;
-    ret->spawn_rc = jail_spawn(rt, &plan, &p);
+    ret->spawn_rc = spawn_script(script, o, &p);
     if (ret->spawn_rc < 0) {
         fprintf(stderr, "jail_spawn: %d %s\n", ret->spawn_rc, err_message());
         return;
@@ -352,6 +359,54 @@ static void test_background_killed(void **state)
     assert_int_equal(atoi(line), 0);
 }
 
+/* Reads the jail's stdout until `want` has arrived (or 10 s passed). */
+static bool wait_output(struct jail_proc *p, const char *want)
+{
+    char got[256] = "";
+    size_t len = 0;
+    int64_t end = time_mono_ms() + 10000;
+    while (!strstr(got, want) && time_mono_ms() < end && len + 1 < sizeof(got)) {
+        struct pollfd pfd = {.fd = jail_proc_stdout_fd(p), .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        ssize_t n = read(pfd.fd, got + len, sizeof(got) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        got[len] = '\0';
+    }
+    return strstr(got, want) != NULL;
+}
+
+static void test_signal_shell(void **state)
+{
+    (void)state;
+    struct jail_proc *p = NULL;
+    assert_int_equal(spawn_script("trap 'echo got; exit 7' USR1; echo ready; "
+                                  "while :; do sleep 0.05; done",
+                                  NULL, &p),
+                     0);
+    /* nothing pinned yet: no signal goes anywhere */
+    assert_int_equal(jail_signal_shell(p, SIGUSR1), -EBADF);
+    assert_int_equal(jail_pin_shell(p), 0);
+    assert_true(wait_output(p, "ready"));
+    assert_int_equal(jail_signal_shell(p, SIGUSR1), 0);
+    assert_true(wait_output(p, "got"));
+    struct jail_status st;
+    assert_int_equal(jail_wait(p, &st), 0);
+    assert_int_equal(st.exit_code, 7);
+    /* the shell is gone (and its pid may be anyone's): signalling it fails */
+    assert_int_equal(jail_signal_shell(p, SIGUSR1), -ESRCH);
+    jail_proc_free(p);
+
+    /* a second child of the init (an orphan) makes the shell ambiguous: nothing is pinned */
+    assert_int_equal(spawn_script("(sleep 30 &); echo ready; sleep 30", NULL, &p), 0);
+    assert_true(wait_output(p, "ready"));
+    assert_int_equal(jail_pin_shell(p), -ECHILD);
+    assert_int_equal(jail_signal_shell(p, SIGUSR1), -EBADF);
+    jail_proc_free(p);
+}
+
 static void test_exit_status(void **state)
 {
     (void)state;
@@ -609,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_network),
         cmocka_unit_test(test_privileged_ops_fail),
         cmocka_unit_test(test_background_killed),
+        cmocka_unit_test(test_signal_shell),
         cmocka_unit_test(test_exit_status),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_big_script_and_output),
