@@ -513,6 +513,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         r = -errno;
     if (r == 0 && fcntl(ctl[1], F_SETFL, O_NONBLOCK) < 0)
         r = -errno;
+    r = exec_fault(e, "prepare", r);
     if (r == 0) {
         struct exec_spawn sp = {
             .script = driver,
@@ -546,6 +547,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         int w = jail_wait(proc, &st);
         if (r == 0 && w < 0)
             r = w;
+        r = exec_fault(e, "run", r);
         exec_session_free_proc(s, proc);
     }
     if (ctl[1] >= 0)
@@ -559,8 +561,10 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     if (r == 0) {
         char info[96];
         snprintf(info, sizeof(info), "{\"batch\":%zu}", p->n);
-        r = exec_session_finish(s, false, b.cwd, info, NULL);
+        r = exec_fault(e, "commit", exec_session_finish(s, false, b.cwd, info, NULL));
     }
+    if (r == 0)
+        exec_health_ok(e);
     free(b.cwd);
     buf_release(&b.control);
     buf_release(&b.report);
