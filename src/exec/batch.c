@@ -14,7 +14,15 @@
  * script wrote happened before its marker.
  *
  * In a batch fd 3 blocks when full (the server reads it all along): no record is lost to what
- * a script wrote there.
+ * a script wrote there. fd 3 is the scripts' too, so it has a budget: REPORT_BUDGET_FIXED bytes
+ * plus REPORT_BUDGET_PER_SCRIPT per script, a few times what the driver's own records take. A
+ * batch whose scripts write more there is killed and answered 413 PAYLOAD_TOO_LARGE; nothing
+ * commits (the server can no longer tell which script did what).
+ *
+ * The loop (batch_loop). Every pipe is read a bounded amount per wake-up, and every wake-up,
+ * whatever the pipes did, goes through batch_check: the client gone (its socket hung up), the
+ * status channel's budget, the deadline. So a script that writes as fast as it can to any of
+ * its pipes cannot keep the loop from its deadline or from noticing that the client left.
  *
  * `exit N` in a script ends only that script: it ends B, whose EXIT trap saves the shell state
  * (variables incl. exported ones, functions, aliases, set -o / shopt options, cwd) to /dev/shm
@@ -56,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
@@ -68,6 +77,14 @@
 #define BATCH_MIN_CAP (1024 * 1024)
 /* A report record is "S", "K" or "E<code> <cwd>": anything longer is not ours and is dropped. */
 #define REPORT_RECORD_MAX (PATH_MAX + 64)
+/* The most a batch may receive on the report pipe: the driver writes at most an S, an E and a K
+ * per script (the E with the cwd, at most REPORT_RECORD_MAX); the fixed part is for scripts that
+ * write a little to fd 3 themselves. */
+#define REPORT_BUDGET_FIXED (64 * 1024)
+#define REPORT_BUDGET_PER_SCRIPT (2 * REPORT_RECORD_MAX)
+/* What one wake-up of the loop reads at most: of the report pipe, of each output pipe. */
+#define REPORT_READ_PER_WAKE (64 * 1024)
+#define DRAIN_PER_WAKE (1024 * 1024)
 /* How long the shell may take to report a per-script kill before the whole jail is killed. */
 #define CUT_GRACE_MS 5000
 /* The signal that asks the driver to kill the running script (its trap in `driver`). */
@@ -179,10 +196,13 @@ struct batch_run {
     int64_t cut_at; /* when it was asked */
     int64_t batch_start;
     int64_t script_start;
-    char *cwd;          /* last reported cwd */
-    struct buf control; /* bytes not yet written to the control pipe */
-    struct buf report;  /* report record being received (no NUL yet) */
-    bool report_skip;   /* the record being received is too long: dropped up to its NUL */
+    char *cwd;            /* last reported cwd */
+    struct buf control;   /* bytes not yet written to the control pipe */
+    struct buf report;    /* report record being received (no NUL yet) */
+    bool report_skip;     /* the record being received is too long: dropped up to its NUL */
+    size_t report_read;   /* bytes read from the report pipe */
+    size_t report_budget; /* the most it may bring (REPORT_BUDGET_*) */
+    bool overflow;        /* the scripts wrote more than that: the batch is killed, 413 */
 };
 
 static void keep_output(struct batch_run *b, int stream, const char *data, size_t len)
@@ -202,20 +222,34 @@ static void keep_output(struct batch_run *b, int stream, const char *data, size_
         *trunc = true;
 }
 
-/* Reads everything available from a non-blocking output pipe. Returns false at EOF. */
-static bool drain(struct batch_run *b, int fd, int stream)
+/* Reads what is available from a non-blocking output pipe, at most `max` bytes. Returns false at
+ * EOF. */
+static bool drain(struct batch_run *b, int fd, int stream, size_t max)
 {
     char chunk[65536];
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
+    while (max > 0) {
+        ssize_t n = read(fd, chunk, max < sizeof(chunk) ? max : sizeof(chunk));
         if (n > 0) {
             keep_output(b, stream, chunk, (size_t)n);
+            max -= (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         return !(n == 0);
     }
+    return true;
+}
+
+/* Reads what a pipe holds now (what was written before a marker that was just read), not what a
+ * script keeps writing meanwhile. */
+static void drain_pending(struct batch_run *b, int fd, int stream)
+{
+    int n = 0;
+    if (ioctl(fd, FIONREAD, &n) < 0)
+        n = DRAIN_PER_WAKE;
+    if (n > 0)
+        (void)drain(b, fd, stream, (size_t)n);
 }
 
 static int feed_next(struct batch_run *b)
@@ -307,10 +341,11 @@ static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd
     /* Output already in the pipes was written before this record: before an E or K it belongs
      * to the ending script; before an S there is none of the previous script left (its E came
      * first), so the S is handled before draining and the new script's early output stays
-     * with it. Other records (empty ones, a script's bytes) leave the output where it is. */
-    if (len >= 1 && (rec[0] == 'E' || rec[0] == 'K')) {
-        drain(b, outfd, 1);
-        drain(b, errfd, 2);
+     * with it. Other records (empty ones, a script's bytes, an E that counts for nothing) leave
+     * the output where it is. */
+    if ((len >= 2 && rec[0] == 'E' && b->cur >= 0 && !b->cutting) || (len == 1 && rec[0] == 'K')) {
+        drain_pending(b, outfd, 1);
+        drain_pending(b, errfd, 2);
     }
     if (len >= 1 && rec[0] == 'S') {
         if (b->cutting || b->last + 1 >= (ssize_t)b->p->n)
@@ -319,8 +354,8 @@ static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd
         b->last = b->cur;
         b->res[b->cur].started = true;
         b->script_start = time_mono_ms();
-        drain(b, outfd, 1);
-        drain(b, errfd, 2);
+        drain_pending(b, outfd, 1);
+        drain_pending(b, errfd, 2);
         return 0;
     }
     if (len >= 2 && rec[0] == 'E')
@@ -361,13 +396,21 @@ static int take_reports(struct batch_run *b, const char *data, size_t len, int o
     return 0;
 }
 
-/* Reads what is in the report pipe; *fd becomes -1 at its EOF. */
+/* Reads what is in the report pipe, at most REPORT_READ_PER_WAKE bytes; *fd becomes -1 at its
+ * EOF, or once the batch's budget is spent (b->overflow is then set). */
 static int read_reports(struct batch_run *b, int *fd, int outfd, int errfd)
 {
-    for (;;) {
+    for (size_t round = 0; round < REPORT_READ_PER_WAKE;) {
         char chunk[4096];
         ssize_t got = read(*fd, chunk, sizeof(chunk));
         if (got > 0) {
+            round += (size_t)got;
+            b->report_read += (size_t)got;
+            if (b->report_read > b->report_budget) {
+                b->overflow = true; /* the jail is killed: the pipe is not read any more */
+                *fd = -1;
+                return 0;
+            }
             int r = take_reports(b, chunk, (size_t)got, outfd, errfd);
             if (r < 0)
                 return r;
@@ -379,6 +422,7 @@ static int read_reports(struct batch_run *b, int *fd, int outfd, int errfd)
             continue;
         return 0;
     }
+    return 0;
 }
 
 static int64_t deadline_of(const struct batch_run *b)
@@ -416,6 +460,21 @@ static bool on_deadline(struct batch_run *b, struct jail_proc *proc, bool shell_
     return true;
 }
 
+/* What every wake-up of the loop checks, whatever the pipes did: the client (gone: the jail is
+ * killed, what ran commits), the status channel's budget (spent: killed, 413), the deadline
+ * (on_deadline). Returns true when the jail was killed. */
+static bool batch_check(struct batch_run *b, struct jail_proc *proc, bool shell_pinned,
+                        bool client_gone, bool ended)
+{
+    if (client_gone || b->overflow) {
+        jail_kill(proc);
+        return true;
+    }
+    if (!ended && time_mono_ms() >= deadline_of(b))
+        return on_deadline(b, proc, shell_pinned);
+    return false;
+}
+
 /* The poll loop of a write-mode batch. Returns when the jail has ended. */
 static int batch_loop(struct batch_run *b, struct jail_proc *proc, bool shell_pinned, int report_fd,
                       int control_fd)
@@ -451,20 +510,20 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, bool shell_pi
         if (wait < 0)
             wait = 0;
         /* revents stay 0 when poll times out or is interrupted */
-        if (poll(fds, (nfds_t)nfds, (int)(wait > 1000 ? 1000 : wait)) < 0 && errno != EINTR)
-            return -errno;
-        if (i_can >= 0 && (fds[i_can].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-            jail_kill(proc);
-            killed = true;
+        if (poll(fds, (nfds_t)nfds, (int)(wait > 1000 ? 1000 : wait)) < 0 && errno != EINTR) {
+            r = -errno;
+            break;
         }
+        bool client_gone =
+            i_can >= 0 && (fds[i_can].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
         /* Markers first: output in the pipes may belong to a script whose "S" is already
          * waiting in the report pipe (it was written before the script ran). */
         if (report_fd >= 0)
             r = read_reports(b, &report_fd, outfd, errfd);
         if (i_out >= 0 && fds[i_out].revents)
-            out_open = drain(b, outfd, 1);
+            out_open = drain(b, outfd, 1, DRAIN_PER_WAKE);
         if (i_err >= 0 && fds[i_err].revents)
-            err_open = drain(b, errfd, 2);
+            err_open = drain(b, errfd, 2, DRAIN_PER_WAKE);
         if (i_ctl >= 0 && (fds[i_ctl].revents & (POLLOUT | POLLERR | POLLHUP))) {
             ssize_t w = write(control_fd, b->control.data, b->control.len);
             if (w > 0)
@@ -475,12 +534,28 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, bool shell_pi
         if (i_pid >= 0 && fds[i_pid].revents)
             ended = true;
         /* after the reports: a script whose end is already reported did not time out */
-        if (r == 0 && !killed && !ended && time_mono_ms() >= deadline_of(b))
-            killed = on_deadline(b, proc, shell_pinned);
+        if (r == 0 && !killed)
+            killed = batch_check(b, proc, shell_pinned, client_gone, ended);
     }
+    if (r < 0 && !killed)
+        jail_kill(proc); /* the caller waits for the jail */
     if (control_fd >= 0)
         close(control_fd);
     return r;
+}
+
+/* The answer to a batch whose scripts wrote more than its budget to fd 3. */
+static int overflow_error(const struct batch_run *b)
+{
+    ssize_t i = b->cur >= 0 ? b->cur : b->last;
+    err_set(-ERR_PAYLOAD_TOO_LARGE,
+            "a script of the batch (scripts[%zd]) wrote more than the batch's %zu bytes to fd 3, "
+            "the batch's status channel; the batch was stopped and nothing was kept. Leave fd 3 "
+            "alone in batch scripts (e.g. close it for a command: cmd 3>&-)",
+            i < 0 ? (ssize_t)0 : i, b->report_budget);
+    err_detail("status channel (fd 3) of a batch: %d bytes plus %d per script", REPORT_BUDGET_FIXED,
+               REPORT_BUDGET_PER_SCRIPT);
+    return -ERR_PAYLOAD_TOO_LARGE;
 }
 
 static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
@@ -504,6 +579,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     b.cap = cap < BATCH_MIN_CAP ? BATCH_MIN_CAP : cap;
     if (b.cap > (size_t)e->app->cfg->max_exec_output_bytes)
         b.cap = (size_t)e->app->cfg->max_exec_output_bytes;
+    b.report_budget = REPORT_BUDGET_FIXED + p->n * REPORT_BUDGET_PER_SCRIPT;
     int r = exec_session_begin(e, rec, s);
     /* The loop reads the report pipe all along, so the jail's end of it blocks when full (a
      * single exec reads it only at the end and keeps it non-blocking). */
@@ -549,6 +625,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
             r = w;
         r = exec_fault(e, "run", r);
         exec_session_free_proc(s, proc);
+        if (r == 0 && b.overflow)
+            r = overflow_error(&b);
     }
     if (ctl[1] >= 0)
         close(ctl[1]);

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from conftest import ADMIN_SECRET, SECRET, assert_error
+from test_exec_bounds import FD3_FLOOD, FD3_RECORDS  # scripts that flood a batch's fd 3
 
 # A script that would visibly change the sandbox if a rejected exec ran it anyway.
 EVIL = "rm -rf /home/user/*; echo pwned > /home/user/pwned; mkdir -p /tmp/x; cd /tmp/x"
@@ -456,6 +457,16 @@ CASES = [
     Case("batch-stoponerror-number", 400, INV, batch(stopOnError=1), "stopOnError"),
     Case("batch-not-json", 400, INV, jraw("POST", SBX + "/exec-sync-batch", "scripts: [rm]"),
          "JSON"),
+    # a script that floods the batch's status channel: stopped at once, nothing kept
+    Case("batch-fd3-flood", 413, "PAYLOAD_TOO_LARGE",
+         jpost(SBX + "/exec-sync-batch", {"scripts": [{"id": "a", "script": EVIL},
+                                                      {"id": "b", "script": FD3_FLOOD}],
+                                          "timeoutMs": 10000}), "fd 3"),
+    Case("batch-fd3-records", 413, "PAYLOAD_TOO_LARGE",
+         jpost(SBX + "/exec-sync-batch", {"scripts": [{"id": "a", "script": EVIL},
+                                                      {"id": "b", "script": FD3_RECORDS}],
+                                          "timeoutMs": 10000, "perScriptTimeoutMs": 5000}),
+         "fd 3"),
 
     # -- ingest --
     Case("ingest-garbage", 400, INV, ingest(b"this is not an archive at all\n" * 20,

@@ -1,0 +1,174 @@
+"""Hostile scripts and clients against the exec routes: what a request may cost the server.
+
+- A batch's status channel (fd 3) has a budget; a script that floods it gets 413 at once and
+  the batch keeps nothing. A batch whose scripts write as fast as they can still ends at its
+  deadline, and when its client leaves its exec slot is freed within a second.
+
+docs/API.md "Exec", SECURITY.md "Input limits".
+"""
+import json
+import os
+import socket
+import time
+
+import httpx
+import pytest
+
+import conftest
+from conftest import assert_error, make_server
+
+MIB = 1 << 20
+# The issue's script: fd 3 made blocking, 64 KiB writes without a NUL, forever.
+FD3_FLOOD = ("perl -e 'use Fcntl; open($o,\">&=3\"); fcntl($o,F_SETFL,fcntl($o,F_GETFL,0)"
+             "&~O_NONBLOCK); $b=\"x\"x65536; syswrite($o,$b) while 1'")
+# Records the server must look at one by one ("\0E\0": an end marker without a script).
+FD3_RECORDS = ("perl -e 'use Fcntl; open($o,\">&=3\"); fcntl($o,F_SETFL,fcntl($o,F_GETFL,0)"
+               "&~O_NONBLOCK); $b=\"\\0E\\0\"x21845; syswrite($o,$b) while 1'")
+OUT_FLOOD = "perl -e '$b=\"x\"x65536; syswrite(STDOUT,$b) while 1'"
+ERR_FLOOD = "perl -e '$b=\"x\"x65536; syswrite(STDERR,$b) while 1'"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = make_server(str(tmp_path_factory.mktemp("bounds"))).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def cl(srv):
+    with srv.client(timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+def sid(cl):
+    r = cl.post("/v1/sandboxes", json={})
+    assert r.status_code == 201, r.text
+    yield r.json()["id"]
+    cl.delete(f"/v1/sandboxes/{r.json()['id']}")
+
+
+def asan_quarantine_mib():
+    """None for a plain server; for one built with AddressSanitizer, the freed memory it keeps
+    aside (ASAN_OPTIONS quarantine_size_mb, 256 by default)."""
+    with open(conftest.BINARY, "rb") as f:
+        if b"__asan_init" not in f.read():
+            return None
+    for opt in os.environ.get("ASAN_OPTIONS", "").split(":"):
+        if opt.startswith("quarantine_size_mb="):
+            return int(opt.split("=")[1])
+    return 256
+
+
+def within(grown, bound, slack=8):
+    """The memory figure against a bound in MiB. An ASan server keeps what it frees in its
+    quarantine and grows a buffer by copying it, so it measures up to about twice what it holds
+    plus the quarantine."""
+    q = asan_quarantine_mib()
+    return grown < (bound + slack if q is None else 2 * bound + q + slack)
+
+
+def status_mib(server, field):
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(field)
+
+
+def exec_state(server):
+    return httpx.get(server.url + "/readyz", timeout=10).json()["checks"]["exec"]
+
+
+def wait_idle(server, within):
+    """Seconds until no exec runs or waits; fails after `within`."""
+    t0 = time.time()
+    while time.time() - t0 < within:
+        st = exec_state(server)
+        if st["running"] == 0 and st["queued"] == 0:
+            return time.time() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"an exec still holds its slot {within} s later: {exec_state(server)}")
+
+
+def raw_post(server, token, path, body, rcvbuf=None):
+    """Sends a request on a socket of its own and returns the socket, reading nothing."""
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", server.port))
+    data = json.dumps(body).encode()
+    sock.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                  ).encode() + data)
+    return sock
+
+
+# ---- the batch's status channel, its deadline, its client ----
+
+@pytest.mark.parametrize("flood", [FD3_FLOOD, FD3_RECORDS], ids=["bytes", "records"])
+def test_batch_status_channel_flood_is_stopped(srv, cl, sid, flood):
+    """A script flooding fd 3 gets 413 at once (not at its timeoutMs, not never), the batch
+    keeps nothing (the earlier script's file is not committed), the server's memory does not
+    grow and the exec slot is free when the answer comes."""
+    hwm = status_mib(srv, "VmHWM")
+    t0 = time.time()
+    r = cl.post(f"/v1/sandboxes/{sid}/exec-sync-batch", json={
+        "scripts": [{"id": "w", "script": "echo kept > /home/user/w.txt"},
+                    {"id": "flood", "script": flood}, {"id": "after", "script": "echo after"}],
+        "timeoutMs": 30000})
+    elapsed = time.time() - t0
+    body = assert_error(r, 413, "PAYLOAD_TOO_LARGE")
+    assert "fd 3" in body["error"] and "scripts[1]" in body["error"], body
+    assert elapsed < 5, elapsed
+    assert exec_state(srv)["running"] == 0
+    assert within(status_mib(srv, "VmHWM") - hwm, 8)
+    assert cl.get(f"/v1/sandboxes/{sid}/files/home/user/w.txt").status_code == 404
+    ok = cl.post(f"/v1/sandboxes/{sid}/exec-sync-batch",
+                 json={"scripts": [{"id": "a", "script": "echo ok"}]})
+    assert ok.status_code == 200 and ok.json()["results"][0]["stdout"] == "ok\n"
+
+
+def test_batch_status_channel_small_writes_are_fine(cl, sid):
+    """Within the budget (64 KiB plus some per script) a script may write to fd 3."""
+    r = cl.post(f"/v1/sandboxes/{sid}/exec-sync-batch", json={"scripts": [
+        {"id": "a", "script": "head -c 60000 /dev/zero | tr '\\0' x >&3; printf 'S\\0E1\\0' >&3;"
+                              " echo a"},
+        {"id": "b", "script": "echo b"}]})
+    assert r.status_code == 200, r.text
+    assert [x["stdout"] for x in r.json()["results"]] == ["a\n", "b\n"]
+
+
+@pytest.mark.parametrize("flood", [OUT_FLOOD, ERR_FLOOD, OUT_FLOOD + " & " + ERR_FLOOD],
+                         ids=["stdout", "stderr", "both"])
+def test_batch_flood_ends_at_its_deadline(srv, cl, sid, flood):
+    t0 = time.time()
+    r = cl.post(f"/v1/sandboxes/{sid}/exec-sync-batch", json={
+        "scripts": [{"id": "flood", "script": flood}, {"id": "next", "script": "echo next"}],
+        "timeoutMs": 3000})
+    elapsed = time.time() - t0
+    assert r.status_code == 200, r.text
+    flooded, nxt = r.json()["results"]
+    assert flooded["error"] == "timeout" and flooded["exitCode"] == -1
+    assert nxt["error"] == "timeout"
+    assert 2.9 < elapsed < 4.5, elapsed
+    assert exec_state(srv)["running"] == 0
+
+
+@pytest.mark.parametrize("route,flood", [
+    ("exec-sync-batch", FD3_RECORDS), ("exec-sync-batch", OUT_FLOOD),
+    ("exec-sync-batch", OUT_FLOOD + " & " + ERR_FLOOD), ("exec-sync", OUT_FLOOD)],
+    ids=["batch-fd3", "batch-stdout", "batch-both", "exec-sync-stdout"])
+def test_client_gone_frees_the_slot_within_a_second(srv, sid, route, flood):
+    body = ({"scripts": [{"id": "f", "script": flood}], "timeoutMs": 60000}
+            if route == "exec-sync-batch" else {"script": flood, "timeoutMs": 60000})
+    sock = raw_post(srv, srv.token(), f"/v1/sandboxes/{sid}/{route}", body)
+    try:
+        deadline = time.time() + 10
+        while exec_state(srv)["running"] == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # the script floods for a second
+    finally:
+        sock.close()
+    assert wait_idle(srv, 10) < 1.0
