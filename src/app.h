@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "util/budget.h"
 
 struct store;
 struct locks;
@@ -36,6 +37,9 @@ struct app {
     size_t auth_secret_len;
     atomic_bool shutting_down;     /* set by SIGTERM/SIGINT: new work gets 503 */
     atomic_int active_requests;    /* requests between accept and completion */
+    /* Exec output buffered for exec-sync and batch replies, from the script's write until the
+     * reply has gone out (REPLY_MEMORY_BYTES); limit set at start. */
+    struct budget reply_memory;
 };
 
 #endif

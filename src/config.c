@@ -55,7 +55,10 @@ static const struct limit_spec limits[] = {
     {"MAX_TREE_ENTRIES", F(max_tree_entries), 50000, FIXED, 1, COUNT_MAX, false,
      "entries in one tree listing"},
     {"MAX_EXEC_OUTPUT_BYTES", F(max_exec_output_bytes), 16777216, FIXED, 1, PIB, true,
-     "stdout+stderr kept from one exec"},
+     "stdout (and as much stderr) kept from one exec-sync or batch, all its scripts together"},
+    {"REPLY_MEMORY_BYTES", F(reply_memory_bytes), 268435456, FIXED, 1, PIB, true,
+     "exec output held in memory for exec-sync and batch replies, all requests together "
+     "(then 503 EBUSY)"},
     {"SANDBOX_QUOTA_BYTES", F(sandbox_quota_bytes), 10737418240, FIXED, 1, PIB, true,
      "storage quota of one sandbox"},
     {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,

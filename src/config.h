@@ -22,7 +22,9 @@ struct config {
     int64_t max_ingest_files;      /* MAX_INGEST_FILES 100000 */
     int64_t max_ingest_bytes;      /* MAX_INGEST_BYTES 4294967296 */
     int64_t max_tree_entries;      /* MAX_TREE_ENTRIES 50000 */
-    int64_t max_exec_output_bytes; /* MAX_EXEC_OUTPUT_BYTES 16777216 */
+    int64_t max_exec_output_bytes; /* MAX_EXEC_OUTPUT_BYTES 16777216: per stream of a request */
+    int64_t reply_memory_bytes;    /* REPLY_MEMORY_BYTES 268435456: exec output held for
+                                    * exec-sync and batch replies, all requests together */
     int64_t sandbox_quota_bytes;   /* SANDBOX_QUOTA_BYTES 10737418240 */
     int64_t exec_memory_bytes;     /* EXEC_MEMORY_BYTES 1073741824 */
     int64_t exec_pids_max;         /* EXEC_PIDS_MAX 512 */

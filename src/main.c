@@ -148,7 +148,7 @@ static int serve(const char *self, int argc, char **argv)
     }
     log_set_quiet(cfg.quiet);
     raise_open_file_limit(&cfg);
-    struct app app = {.cfg = &cfg};
+    struct app app = {.cfg = &cfg, .reply_memory = BUDGET_INIT(cfg.reply_memory_bytes)};
     int status = 1;
     bool secret_created = false;
     struct MHD_Daemon *daemon = NULL;

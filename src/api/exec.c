@@ -12,9 +12,7 @@
 #include "exec/engine.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
-#include "util/jsontext.h"
 #include "util/timeutil.h"
-#include "util/utf8.h"
 
 #define EXEC_TIMEOUT_DEFAULT 30000
 #define EXEC_TIMEOUT_MAX 300000
@@ -121,12 +119,34 @@ check:
     return 0;
 }
 
-int exec_output_json(const struct buf *b, json_t **ret)
+int exec_reply_admit(struct request *req)
 {
-    /* a cut at the cap may split a character: drop the incomplete tail instead of a U+FFFD */
-    size_t len = b->len - utf8_incomplete_tail(buf_cstr(b), b->len);
-    *ret = jsontext_new(buf_cstr(b), len);
-    return *ret ? 0 : -ENOMEM;
+    if (!budget_spent(&req->app->reply_memory))
+        return 0;
+    err_set(-ERR_BUSY, "the server holds all the exec output it may for replies that clients "
+                       "have not read yet; retry shortly");
+    err_detail("REPLY_MEMORY_BYTES=%lld", (long long)req->app->reply_memory.limit);
+    return -ERR_BUSY;
+}
+
+int exec_reply_result(struct outreply *rep, json_t *fields, struct buf *out, struct buf *err)
+{
+    int r = outreply_text(rep, "{", 1);
+    if (r == 0)
+        r = outreply_members(rep, fields);
+    if (r == 0)
+        r = json_object_size(fields) ? outreply_text(rep, ",\"stdout\":", 10)
+                                     : outreply_text(rep, "\"stdout\":", 9);
+    if (r == 0)
+        r = outreply_output(rep, out);
+    if (r == 0)
+        r = outreply_text(rep, ",\"stderr\":", 10);
+    if (r == 0)
+        r = outreply_output(rep, err);
+    if (r == 0)
+        r = outreply_text(rep, "}", 1);
+    json_decref(fields);
+    return r;
 }
 
 /* Opens the sandbox with the lock the exec needs (shared for read-only). */
@@ -178,6 +198,8 @@ int route_exec_sync(struct request *req)
     struct exec_route_rest *rest = r < 0 ? NULL : calloc(1, sizeof(*rest));
     if (r == 0 && !rest)
         r = -ENOMEM;
+    if (r == 0)
+        r = exec_reply_admit(req);
     int64_t lock_ns = time_mono_ns();
     if (r == 0)
         r = exec_open_sandbox(req, x.params.read_only, &rest->rec);
@@ -198,19 +220,10 @@ int route_exec_sync(struct request *req)
     out.rest = NULL;
     exec_request_release(&x);
     if (r < 0) {
-        exec_outcome_release(&out);
+        exec_outcome_release(req->app, &out);
         return r;
     }
     json_t *o = json_object();
-    json_t *so = NULL, *se = NULL;
-    if (exec_output_json(&out.out, &so) < 0 || exec_output_json(&out.err, &se) < 0) {
-        json_decref(so);
-        json_decref(o);
-        exec_outcome_release(&out);
-        return -ENOMEM;
-    }
-    json_object_set_new(o, "stdout", so);
-    json_object_set_new(o, "stderr", se);
     if (out.timed_out) {
         char msg[96];
         snprintf(msg, sizeof(msg), "exec timed out after %lld ms", (long long)timeout_ms);
@@ -228,8 +241,17 @@ int route_exec_sync(struct request *req)
     unsigned status = out.timed_out ? 408 : 200;
     char timing[256];
     exec_timing_header(timing, sizeof(timing), lock_ns, &out.timing);
-    exec_outcome_release(&out);
-    r = http_reply_json(req, status, o);
+    /* the output goes into the reply as it is, escaped only as it is sent */
+    struct outreply *rep = outreply_new(&req->app->reply_memory);
+    r = rep ? exec_reply_result(rep, o, &out.out, &out.err) : -ENOMEM;
+    if (!rep)
+        json_decref(o);
+    exec_outcome_release(req->app, &out);
+    if (r < 0) {
+        outreply_free(rep);
+        return r;
+    }
+    r = outreply_send(req, status, rep);
     if (r == 0)
         http_add_header(req, "Server-Timing", timing);
     return r;

@@ -5,6 +5,7 @@
 #include <jansson.h>
 
 #include "api/http.h"
+#include "api/outreply.h"
 #include "exec/engine.h"
 
 /* A parsed exec request: params borrow from `owned` and the request body. */
@@ -21,8 +22,13 @@ void exec_request_release(struct exec_request *x);
 /* timeoutMs from the JSON body, or from ?timeoutMs= when body is NULL. */
 __attribute__((warn_unused_result)) int exec_parse_timeout(json_t *body, struct request *req,
                                                            int64_t *ret);
-/* stdout/stderr bytes as a JSON string: invalid UTF-8 replaced by U+FFFD. */
-__attribute__((warn_unused_result)) int exec_output_json(const struct buf *b, json_t **ret);
+/* 503 EBUSY while REPLY_MEMORY_BYTES is spent (replies not read yet hold it all): checked by
+ * exec-sync and batch before their exec. 0 or -ERR_BUSY with a message. */
+__attribute__((warn_unused_result)) int exec_reply_admit(struct request *req);
+/* Appends one exec's result to a reply: {<fields' members>,"stdout":"…","stderr":"…"}, taking
+ * `fields` and the storage of both output buffers whatever happens. 0 or -ENOMEM. */
+__attribute__((warn_unused_result)) int exec_reply_result(struct outreply *rep, json_t *fields,
+                                                          struct buf *out, struct buf *err);
 /* What an exec route leaves for after its reply (exec_params.rest_after_reply, the ret_rest of
  * exec_engine_run_batch): the record the exec ran with, kept alive, and the exec's remaining
  * work. A route keeps it in req->route_state and names route_exec_rest_done as its on_done,

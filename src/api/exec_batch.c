@@ -52,25 +52,41 @@ static int parse_scripts(json_t *arr, struct batch_script **ret, size_t *ret_n)
     return 0;
 }
 
-static json_t *result_json(const struct batch_script *s, const struct batch_result *r)
+/* Appends one script's result to the reply, taking its output buffers. */
+static int add_result(struct outreply *rep, const struct batch_script *s, struct batch_result *r)
 {
     json_t *o = json_object();
-    json_t *so = NULL, *se = NULL;
-    if (exec_output_json(&r->out, &so) < 0 || exec_output_json(&r->err, &se) < 0) {
-        json_decref(so);
-        json_decref(o);
-        return NULL;
-    }
+    if (!o)
+        return -ENOMEM;
     json_object_set_new(o, "id", json_string(s->id));
-    json_object_set_new(o, "stdout", so);
-    json_object_set_new(o, "stderr", se);
     json_object_set_new(o, "exitCode", json_integer(r->exit_code));
     json_object_set_new(o, "durationMs", json_integer(r->duration_ms));
     if (r->error)
         json_object_set_new(o, "error", jsontext(r->error));
     json_object_set_new(o, "stdoutTruncated", json_boolean(r->out_truncated));
     json_object_set_new(o, "stderrTruncated", json_boolean(r->err_truncated));
-    return o;
+    return exec_reply_result(rep, o, &r->out, &r->err);
+}
+
+/* The reply: {"results": [...]}, the output escaped only as it is sent. */
+static int reply_results(struct request *req, const struct batch_script *scripts,
+                         struct batch_result *res, size_t n)
+{
+    struct outreply *rep = outreply_new(&req->app->reply_memory);
+    int r = rep ? outreply_text(rep, "{\"results\":[", 12) : -ENOMEM;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        if (i)
+            r = outreply_text(rep, ",", 1);
+        if (r == 0)
+            r = add_result(rep, &scripts[i], &res[i]);
+    }
+    if (r == 0)
+        r = outreply_text(rep, "]}", 2);
+    if (r < 0) {
+        outreply_free(rep);
+        return r;
+    }
+    return outreply_send(req, 200, rep);
 }
 
 int route_exec_batch(struct request *req)
@@ -108,6 +124,8 @@ int route_exec_batch(struct request *req)
         r = 0;
     if (r == 0 && (r = jsonv_bool(body, "stopOnError", &p.stop_on_error)) > 0)
         r = 0;
+    if (r == 0)
+        r = exec_reply_admit(req);
     /* owned by the request from here on (route_exec_rest_done): a write batch's checkout
      * apply and upper removal run after the reply, with the record and the lock kept */
     struct exec_route_rest *state = NULL;
@@ -130,21 +148,10 @@ int route_exec_batch(struct request *req)
         p.cancel_fd = http_client_fd(req);
         r = exec_engine_run_batch(req->app->exec, &state->rec, &p, res, &state->rest);
     }
-    if (r == 0) {
-        json_t *out = json_array();
-        for (size_t i = 0; i < p.n && r == 0; i++) {
-            json_t *o = result_json(&scripts[i], &res[i]);
-            r = o ? json_array_append_new(out, o) : -ENOMEM;
-        }
-        json_t *o = json_object();
-        json_object_set_new(o, "results", out);
-        if (r == 0)
-            r = http_reply_json(req, 200, o);
-        else
-            json_decref(o);
-    }
+    if (r == 0)
+        r = reply_results(req, scripts, res, p.n);
     if (res)
-        batch_results_release(res, p.n);
+        batch_results_release(req->app, res, p.n);
     free(res);
     free(scripts);
     return r;

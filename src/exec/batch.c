@@ -74,7 +74,6 @@
 #include "util/path.h"
 #include "util/timeutil.h"
 
-#define BATCH_MIN_CAP (1024 * 1024)
 /* A report record is "S", "K" or "E<code> <cwd>": anything longer is not ours and is dropped. */
 #define REPORT_RECORD_MAX (PATH_MAX + 64)
 /* The most a batch may receive on the report pipe: the driver writes at most an S, an E and a K
@@ -176,22 +175,23 @@ static const char driver[] =
     "  fi\n"
     "done\n";
 
-void batch_results_release(struct batch_result *results, size_t n)
+void batch_results_release(struct app *app, struct batch_result *results, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        buf_release(&results[i].out);
-        buf_release(&results[i].err);
+        exec_output_release(app, &results[i].out);
+        exec_output_release(app, &results[i].err);
     }
 }
 
 struct batch_run {
+    struct exec_engine *e;
     const struct batch_params *p;
     struct batch_result *res;
-    size_t cap;     /* per script and stream */
-    ssize_t cur;    /* running script, -1 between scripts */
-    ssize_t last;   /* last script that started (late output goes there) */
-    size_t fed;     /* scripts written to the control pipe */
-    bool stop;      /* feed nothing more */
+    struct exec_allowance allowance; /* the output all the scripts may keep */
+    ssize_t cur;                     /* running script, -1 between scripts */
+    ssize_t last;                    /* last script that started (late output goes there) */
+    size_t fed;                      /* scripts written to the control pipe */
+    bool stop;                       /* feed nothing more */
     bool cutting;   /* the shell was asked to kill the running script; no "K" yet */
     int64_t cut_at; /* when it was asked */
     int64_t batch_start;
@@ -211,15 +211,10 @@ static void keep_output(struct batch_run *b, int stream, const char *data, size_
     if (i < 0)
         return;
     struct batch_result *r = &b->res[i];
-    struct buf *buf = stream == 1 ? &r->out : &r->err;
-    bool *trunc = stream == 1 ? &r->out_truncated : &r->err_truncated;
-    size_t room = buf->len < b->cap ? b->cap - buf->len : 0;
-    if (len > room) {
-        *trunc = true;
-        len = room;
-    }
-    if (len && buf_add(buf, data, len) < 0)
-        *trunc = true;
+    if (stream == 1)
+        exec_output_keep(b->e, &b->allowance, 1, &r->out, &r->out_truncated, data, len);
+    else
+        exec_output_keep(b->e, &b->allowance, 2, &r->err, &r->err_truncated, data, len);
 }
 
 /* Reads what is available from a non-blocking output pipe, at most `max` bytes. Returns false at
@@ -568,6 +563,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     int ctl[2] = {-1, -1};
     struct jail_proc *proc = NULL;
     struct batch_run b = {
+        .e = e,
         .p = p,
         .res = res,
         .cur = -1,
@@ -575,10 +571,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         .control = BUF_INIT(0),
         .report = BUF_INIT(0),
     };
-    size_t cap = (size_t)e->app->cfg->max_exec_output_bytes / p->n;
-    b.cap = cap < BATCH_MIN_CAP ? BATCH_MIN_CAP : cap;
-    if (b.cap > (size_t)e->app->cfg->max_exec_output_bytes)
-        b.cap = (size_t)e->app->cfg->max_exec_output_bytes;
+    exec_allowance_init(e, &b.allowance);
     b.report_budget = REPORT_BUDGET_FIXED + p->n * REPORT_BUDGET_PER_SCRIPT;
     int r = exec_session_begin(e, rec, s);
     /* The loop reads the report pipe all along, so the jail's end of it blocks when full (a
@@ -663,6 +656,7 @@ struct ro_pool {
     const struct batch_params *p;
     struct batch_result *res;
     int64_t deadline;
+    struct exec_allowance allowance; /* the output all the scripts may keep */
     pthread_mutex_t mu;
     size_t next;
     int error; /* first failure */
@@ -694,6 +688,7 @@ static void *ro_worker(void *arg)
             .timeout_ms = left,
             .read_only = true,
             .cancel_fd = pool->p->cancel_fd,
+            .allowance = &pool->allowance,
         };
         struct exec_outcome out;
         err_clear();
@@ -729,6 +724,7 @@ static int run_read_only_batch(struct exec_engine *e, struct sandbox_rec *rec,
         .res = res,
         .deadline = time_mono_ms() + p->timeout_ms,
     };
+    exec_allowance_init(e, &pool.allowance);
     pthread_mutex_init(&pool.mu, NULL);
     size_t workers = (size_t)e->app->cfg->batch_workers;
     if (workers < 1)

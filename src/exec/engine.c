@@ -123,12 +123,41 @@ void exec_rest_finish(struct exec_session *rest)
     free(rest);
 }
 
-void exec_outcome_release(struct exec_outcome *o)
+void exec_outcome_release(struct app *app, struct exec_outcome *o)
 {
     exec_rest_finish(o->rest);
     o->rest = NULL;
-    buf_release(&o->out);
-    buf_release(&o->err);
+    exec_output_release(app, &o->out);
+    exec_output_release(app, &o->err);
+}
+
+void exec_allowance_init(struct exec_engine *e, struct exec_allowance *a)
+{
+    for (int i = 0; i < 2; i++)
+        a->stream[i] = (struct budget)BUDGET_INIT(e->app->cfg->max_exec_output_bytes);
+}
+
+void exec_output_release(struct app *app, struct buf *b)
+{
+    budget_give(&app->reply_memory, b->len);
+    buf_release(b);
+}
+
+void exec_output_keep(struct exec_engine *e, struct exec_allowance *a, int stream, struct buf *b,
+                      bool *truncated, const char *data, size_t len)
+{
+    if (*truncated) /* a stream stays a prefix of what the script wrote */
+        return;
+    struct budget *mine = &a->stream[stream == 1 ? 0 : 1];
+    size_t n = budget_take(mine, len);
+    size_t kept = budget_take(&e->app->reply_memory, n);
+    if (kept && buf_add(b, data, kept) < 0) {
+        budget_give(&e->app->reply_memory, kept);
+        kept = 0;
+    }
+    budget_give(mine, n - kept);
+    if (kept < len)
+        *truncated = true;
 }
 
 const char *exec_signal_name(int sig)
@@ -391,6 +420,10 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "idleUppers", json_integer((json_int_t)e->nidle));
     pthread_mutex_unlock(&e->mu);
     json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
+    json_t *mem = json_object();
+    json_object_set_new(mem, "used", json_integer(budget_used(&e->app->reply_memory)));
+    json_object_set_new(mem, "limit", json_integer(e->app->reply_memory.limit));
+    json_object_set_new(o, "replyMemoryBytes", mem);
     exec_health_json(e, o);
     return o;
 }
@@ -994,11 +1027,12 @@ static int make_stdin(const char *data, size_t len)
     return fd;
 }
 
-/* Buffers output with the cap of MAX_EXEC_OUTPUT_BYTES and forwards it to the caller. */
+/* Forwards output to the caller, or buffers it in the outcome within its allowance. */
 struct collect {
+    struct exec_engine *e;
     const struct exec_params *p;
     struct exec_outcome *out;
-    int64_t cap;
+    struct exec_allowance *allowance;
 };
 
 static void on_output(void *userdata, int stream, const char *data, size_t len)
@@ -1008,15 +1042,10 @@ static void on_output(void *userdata, int stream, const char *data, size_t len)
         c->p->on_output(c->p->userdata, stream, data, len);
         return;
     }
-    struct buf *b = stream == 1 ? &c->out->out : &c->out->err;
-    bool *trunc = stream == 1 ? &c->out->out_truncated : &c->out->err_truncated;
-    size_t room = b->len < (size_t)c->cap ? (size_t)c->cap - b->len : 0;
-    if (len > room) {
-        *trunc = true;
-        len = room;
-    }
-    if (len && buf_add(b, data, len) < 0)
-        *trunc = true;
+    if (stream == 1)
+        exec_output_keep(c->e, c->allowance, 1, &c->out->out, &c->out->out_truncated, data, len);
+    else
+        exec_output_keep(c->e, c->allowance, 2, &c->out->err, &c->out->err_truncated, data, len);
 }
 
 /* ---- sessions: what one exec or one batch holds from admission to cleanup ---- */
@@ -1358,7 +1387,12 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         exec_session_close_report_writer(s);
         if (p->on_start)
             p->on_start(p->userdata);
-        struct collect col = {.p = p, .out = out, .cap = e->app->cfg->max_exec_output_bytes};
+        struct exec_allowance own;
+        struct collect col = {.e = e, .p = p, .out = out, .allowance = p->allowance};
+        if (!col.allowance) {
+            exec_allowance_init(e, &own);
+            col.allowance = &own;
+        }
         struct runner_opts ro = {
             .timeout_ms = p->timeout_ms,
             .cancel_fd = p->cancel_fd,

@@ -3,8 +3,11 @@
 - A batch's status channel (fd 3) has a budget; a script that floods it gets 413 at once and
   the batch keeps nothing. A batch whose scripts write as fast as they can still ends at its
   deadline, and when its client leaves its exec slot is freed within a second.
+- Exec output takes at most MAX_EXEC_OUTPUT_BYTES per stream per request in server memory,
+  however much JSON escaping grows it; replies that clients do not read hold at most
+  REPLY_MEMORY_BYTES, and past it exec-sync and batches get 503 EBUSY.
 
-docs/API.md "Exec", SECURITY.md "Input limits".
+docs/API.md "Output and memory", SECURITY.md "Input limits".
 """
 import json
 import os
@@ -172,3 +175,121 @@ def test_client_gone_frees_the_slot_within_a_second(srv, sid, route, flood):
     finally:
         sock.close()
     assert wait_idle(srv, 10) < 1.0
+
+
+# ---- exec output in server memory ----
+
+def test_batch_output_memory_is_bounded(fresh_server):
+    """50 scripts each writing 10 MB of a byte JSON escapes to 6 (\\u0001): the batch keeps
+    MAX_EXEC_OUTPUT_BYTES of stdout and as much of stderr in all, and the server's peak memory
+    grows by about that, not by the 6-fold escaped reply (the reply is escaped as it is sent)."""
+    cap = 4 * MIB
+    s = fresh_server({"MAX_EXEC_OUTPUT_BYTES": str(cap)})
+    with s.client(timeout=300) as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        hwm = status_mib(s, "VmHWM")
+        script = ("head -c 10000000 /dev/zero | tr '\\0' '\\1';"
+                  " head -c 10000000 /dev/zero | tr '\\0' '\\2' >&2")
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync-batch", json={
+            "scripts": [{"id": str(i), "script": script} for i in range(50)],
+            "timeoutMs": 240000})
+        assert r.status_code == 200, r.text[:300]
+        grown = status_mib(s, "VmHWM") - hwm
+        print(f"batch: peak grew {grown:.1f} MiB, reply {len(r.content)} bytes")
+        # docs/API.md: a request's output holds at most 2 × MAX_EXEC_OUTPUT_BYTES + ~100 KiB
+        assert within(grown, 2 * cap / MIB), f"peak grew {grown:.0f} MiB"
+        res = r.json()["results"]
+        assert len(res) == 50 and all(x["exitCode"] == 0 for x in res)
+        assert sum(len(x["stdout"]) for x in res) == cap
+        assert sum(len(x["stderr"]) for x in res) == cap
+        assert set("".join(x["stdout"] for x in res)) == {"\x01"}
+        assert all(x["stdoutTruncated"] and x["stderrTruncated"] for x in res)
+        assert res[0]["stdout"] == "\x01" * cap  # the first script's output, in full
+        assert len(r.content) < 6 * 2 * cap + 64 * 1024
+        assert exec_state(s)["replyMemoryBytes"]["used"] == 0
+
+
+def test_exec_sync_output_memory_is_bounded(fresh_server):
+    cap = 8 * MIB
+    s = fresh_server({"MAX_EXEC_OUTPUT_BYTES": str(cap)})
+    with s.client(timeout=300) as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        hwm = status_mib(s, "VmHWM")
+        r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={
+            "script": "head -c 20000000 /dev/zero | tr '\\0' '\\1';"
+                      " head -c 20000000 /dev/zero | tr '\\0' '\\37' >&2"})
+        assert r.status_code == 200
+        grown = status_mib(s, "VmHWM") - hwm
+        print(f"exec-sync: peak grew {grown:.1f} MiB, reply {len(r.content)} bytes")
+        res = r.json()
+        assert res["stdout"] == "\x01" * cap and res["stderr"] == "\x1f" * cap
+        assert res["stdoutTruncated"] and res["stderrTruncated"]
+        assert within(grown, 2 * cap / MIB), f"peak grew {grown:.0f} MiB"
+
+
+def test_unread_replies_hold_at_most_the_budget(fresh_server):
+    """Ten clients send exec-syncs and never read the replies: the server holds at most
+    REPLY_MEMORY_BYTES of their output; once that is spent, the next exec-sync and batch get
+    503 EBUSY (retryable) without running; when the clients go, the memory comes back."""
+    cap, budget = 4 * MIB, 16 * MIB
+    s = fresh_server({"MAX_EXEC_OUTPUT_BYTES": str(cap), "REPLY_MEMORY_BYTES": str(budget)})
+    token = s.token()
+    with s.client(timeout=120) as c:
+        sids = [c.post("/v1/sandboxes", json={}).json()["id"] for _ in range(11)]
+        rss = status_mib(s, "VmRSS")
+        script = ("head -c 6000000 /dev/zero | tr '\\0' '\\1';"
+                  " head -c 6000000 /dev/zero | tr '\\0' '\\2' >&2")
+        socks, statuses = [], []
+        try:
+            for sid in sids[:10]:
+                sock = raw_post(s, token, f"/v1/sandboxes/{sid}/exec-sync",
+                                {"script": script}, rcvbuf=4096)
+                socks.append(sock)
+                sock.settimeout(60)
+                statuses.append(sock.recv(12).decode())  # the status line only
+            wait_idle(s, 30)
+            time.sleep(0.5)
+            grown = status_mib(s, "VmRSS") - rss
+            print(f"unread replies: RSS grew {grown:.1f} MiB; {statuses}")
+            assert within(grown, budget / MIB, slack=16), f"RSS grew {grown:.0f} MiB"
+            assert statuses.count("HTTP/1.1 200") >= 1, statuses
+            assert statuses.count("HTTP/1.1 503") >= 1, statuses
+            held = exec_state(s)["replyMemoryBytes"]
+            assert held == {"used": budget, "limit": budget}, held
+            for route, body in (("exec-sync", {"script": "echo x > /home/user/x"}),
+                                ("exec-sync-batch",
+                                 {"scripts": [{"id": "a", "script": "echo x > /home/user/x"}]})):
+                r = c.post(f"/v1/sandboxes/{sids[10]}/{route}", json=body)
+                err = assert_error(r, 503, "EBUSY")
+                assert err["retryable"] is True and r.headers["retry-after"] == "1"
+                assert "REPLY_MEMORY_BYTES=%d" % budget in err["details"], err
+            assert c.get(f"/v1/sandboxes/{sids[10]}/files/home/user/x").status_code == 404
+        finally:
+            for sock in socks:
+                sock.close()
+        deadline = time.time() + 10
+        while exec_state(s)["replyMemoryBytes"]["used"] and time.time() < deadline:
+            time.sleep(0.1)
+        assert exec_state(s)["replyMemoryBytes"]["used"] == 0
+        r = c.post(f"/v1/sandboxes/{sids[10]}/exec-sync", json={"script": script})
+        assert r.status_code == 200
+        assert r.json()["stdout"] == "\x01" * cap and r.json()["stdoutTruncated"] is True
+
+
+def test_reply_escapes_like_json_whatever_the_slices(cl, sid):
+    """The reply is escaped piece by piece as it is sent: characters that straddle the pieces,
+    invalid bytes, control bytes, quotes and backslashes come out as one JSON encoder would
+    write them, in exec-sync and in batches."""
+    unit = "é€😀\"\\\n\t\x01\x7f".encode() + b"\xff" + b"abc"  # 19 bytes
+    data = unit * 5000 + unit[:3]  # ends with the first byte of "€"
+    assert cl.put(f"/v1/sandboxes/{sid}/files/home/user/d.bin", content=data).status_code == 204
+    # what the server sends: up to the last complete character, each invalid byte as U+FFFD
+    want = data[:-1].decode("utf-8", "replace")
+    assert want.count("\ufffd") == 5000
+    r = cl.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "cat d.bin; cat d.bin >&2"})
+    assert r.status_code == 200
+    assert r.json()["stdout"] == want and r.json()["stderr"] == want
+    r = cl.post(f"/v1/sandboxes/{sid}/exec-sync-batch", json={"scripts": [
+        {"id": "a", "script": "cat d.bin"}, {"id": "b", "script": "cat d.bin >&2"}]})
+    a, b = r.json()["results"]
+    assert a["stdout"] == want and b["stderr"] == want and a["stderr"] == b["stdout"] == ""

@@ -24,6 +24,7 @@ static const char *const vars[] = {
     "MAX_INGEST_BYTES",
     "MAX_TREE_ENTRIES",
     "MAX_EXEC_OUTPUT_BYTES",
+    "REPLY_MEMORY_BYTES",
     "SANDBOX_QUOTA_BYTES",
     "EXEC_MEMORY_BYTES",
     "EXEC_PIDS_MAX",
@@ -75,6 +76,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_ingest_bytes, 4294967296LL);
     assert_int_equal(c.max_tree_entries, 50000);
     assert_int_equal(c.max_exec_output_bytes, 16777216);
+    assert_int_equal(c.reply_memory_bytes, 268435456);
     assert_int_equal(c.sandbox_quota_bytes, 10737418240LL);
     assert_int_equal(c.exec_memory_bytes, 1073741824);
     assert_int_equal(c.exec_pids_max, 512);
@@ -306,7 +308,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 25);
+    assert_int_equal(seen, 26);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.connection_timeout_s, 2048);
