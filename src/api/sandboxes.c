@@ -73,6 +73,7 @@ int route_sandbox_create(struct request *req)
     if (r == 0)
         r = reserved_check_changeset(&cs);
     if (r < 0) {
+        sandbox_discard(req->app, &cs);
         changeset_release(&cs);
         return r;
     }
@@ -92,6 +93,8 @@ int route_sandbox_create(struct request *req)
     };
     r = rec.env_json ? store_sandbox_create(req->app->store, &rec, &cs, &opts) : -ENOMEM;
     free(rec.env_json);
+    if (r < 0)
+        sandbox_discard(req->app, &cs);
     changeset_release(&cs);
     if (r == -ERR_QUOTA)
         err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)req->app->cfg->sandbox_quota_bytes);

@@ -423,6 +423,15 @@ int ingest_feed(struct ingest *ing, const void *data, size_t len)
 
 static int limit_bytes(struct ingest *ing, int64_t more)
 {
+    int64_t quota = ing->lim.quota_bytes;
+    if (quota > 0 && more > quota - ing->bytes &&
+        (ing->lim.max_bytes <= 0 || quota < ing->lim.max_bytes)) {
+        int r = err_set(-ERR_QUOTA,
+                        "the archive's files hold more than the sandbox's quota (%lld bytes)",
+                        (long long)quota);
+        err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)quota);
+        return r;
+    }
     if (ing->lim.max_bytes > 0 && more > ing->lim.max_bytes - ing->bytes) {
         int r = err_set(-ERR_PAYLOAD_TOO_LARGE, "archive expands to more than %lld bytes",
                         (long long)ing->lim.max_bytes);
@@ -468,7 +477,9 @@ static int read_content(struct ingest *ing, struct archive *a, struct archive_en
                         const char *name, struct file_meta *meta)
 {
     int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
-    if (declared > 0 && ing->lim.max_bytes > 0 && declared > ing->lim.max_bytes - ing->bytes) {
+    if (declared > 0 &&
+        ((ing->lim.max_bytes > 0 && declared > ing->lim.max_bytes - ing->bytes) ||
+         (ing->lim.quota_bytes > 0 && declared > ing->lim.quota_bytes - ing->bytes))) {
         int r = limit_bytes(ing, declared);
         detail_entry(name);
         return r;
@@ -951,12 +962,34 @@ static void stop_worker(struct ingest *ing, bool abort)
     pthread_join(ing->thread, NULL);
 }
 
+/* A failed ingest: the contents it stored (also of entries a later one replaced) are reclaimed
+ * now rather than when their pins expire. */
+static void entries_discard(struct store *st, const struct entries *es)
+{
+    struct changeset cs;
+    changeset_init(&cs, "ingest");
+    for (size_t i = 0; i < es->n; i++) {
+        const struct file_meta *m = &es->v[i].meta;
+        if (m->kind == FILE_KIND_FILE && m->has_content && changeset_put(&cs, m) < 0)
+            break;
+    }
+    int r = store_discard(st, &cs); /* on failure the pins expire as before */
+    (void)r;
+    changeset_release(&cs);
+}
+
 int ingest_finish(struct ingest *ing, struct changeset *cs, struct ingest_result *ret)
 {
     stop_worker(ing, false);
     int r = saved_err_raise(&ing->err);
-    if (r < 0)
+    if (r < 0) {
+        char msg[512]; /* the ingest's own error is the one to report */
+        snprintf(msg, sizeof(msg), "%s", err_message() ? err_message() : "");
+        entries_discard(ing->st, &ing->es);
+        if (msg[0])
+            err_set(r, "%s", msg);
         goto out;
+    }
     char *base = strdup(ing->base);
     if (!base) {
         r = -ENOMEM;
@@ -980,6 +1013,7 @@ void ingest_abort(struct ingest *ing)
     if (!ing)
         return;
     stop_worker(ing, true);
+    entries_discard(ing->st, &ing->es);
     ingest_free(ing);
 }
 

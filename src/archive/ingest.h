@@ -85,6 +85,9 @@ struct ingest_limits {
     int64_t max_bytes;   /* uncompressed file bytes (MAX_INGEST_BYTES); <= 0: unlimited */
     const char *tmp_dir; /* where a zip body is spooled (NULL: $TMPDIR, else /tmp); borrowed
                           * until ingest_new() returns (copied) */
+    int64_t quota_bytes; /* the sandbox's quota (SANDBOX_QUOTA_BYTES); <= 0: none. An archive
+                          * whose files hold more can never be committed: it stops there with
+                          * -ERR_QUOTA ("SANDBOX_QUOTA_BYTES=N") instead of being stored whole */
 };
 
 struct ingest_result {

@@ -1221,12 +1221,23 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
         sandbox_touch(e->app, s->rec->id);
         return 0;
     }
+    /* The upper's size against the quota before any of it is stored (the watch while the
+     * script ran checks at intervals; this is exact). */
+    if (!s->pristine) {
+        struct quota_watch qw;
+        quota_watch_init(&qw, s);
+        int q = quota_check_final(&qw);
+        if (q < 0)
+            return q;
+    }
     /* The change set outlives the commit: exec_session_end applies it to the checkout. */
     struct changeset *cs = &s->cs;
     changeset_release(cs);
     changeset_init(cs, "exec");
     struct diff_stats ds = {0};
     int r = s->pristine ? 0 : diff_upper(e->app->store, s->u.upper, s->lower, cs, &ds);
+    if (r < 0)
+        sandbox_discard(e->app, cs); /* what the diff stored before failing */
     if (r == 0 && new_cwd && (!s->rec->cwd || strcmp(new_cwd, s->rec->cwd) != 0)) {
         cs->new_cwd = strdup(new_cwd);
         if (!cs->new_cwd)
@@ -1359,16 +1370,23 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         if (p->on_start)
             p->on_start(p->userdata);
         struct collect col = {.p = p, .out = out, .cap = e->app->cfg->max_exec_output_bytes};
+        struct quota_watch qw;
+        quota_watch_init(&qw, s);
         struct runner_opts ro = {
             .timeout_ms = p->timeout_ms,
             .cancel_fd = p->cancel_fd,
             .on_output = on_output,
             .ud = &col,
+            .watch = qw.limit >= 0 ? quota_watch_check : NULL,
+            .watch_ud = &qw,
+            .watch_ms = QUOTA_WATCH_MS,
         };
         struct runner_result res;
         t = time_mono_ns();
         r = exec_fault(e, "run", runner_run(proc, &ro, &res));
         exec_session_free_proc(s, proc);
+        if (r == 0 && res.stopped) /* past the quota: nothing of it is kept */
+            r = quota_error(&qw);
         if (r == 0) {
             out->exit_code = res.exit_code;
             out->exit_signal = res.exit_signal;

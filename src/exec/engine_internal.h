@@ -150,6 +150,33 @@ void exec_session_leave(struct exec_session *s);
  * the next upper after a commit of files. */
 void exec_session_end(struct exec_session *s);
 
+/* ---- quota.c: the disk an exec may fill while it runs ---- */
+
+/* Checked every QUOTA_WATCH_MS while a script runs. */
+#define QUOTA_WATCH_MS 20
+
+struct quota_watch {
+    const char *upper;  /* the session's upper (borrowed) */
+    const char *lower;  /* its checkout (borrowed) */
+    int64_t limit;      /* bytes the upper may hold beyond what it replaces; -1: no quota */
+    int64_t quota;      /* SANDBOX_QUOTA_BYTES, for the error's detail */
+    int64_t used;       /* the upper's bytes (net of what it replaces) at the last walk */
+    int64_t entries;    /* nodes the last walk saw */
+    int64_t fs_used;    /* the data filesystem's bytes in use at the last walk */
+    int64_t walked_ms;  /* monotonic time of the last walk */
+    bool exceeded;      /* the upper went past the limit: the exec is to be stopped */
+};
+
+/* The watch of the session's upper against its sandbox's quota (no quota: a watch that never
+ * fires). Call once the session has its upper and checkout. */
+void quota_watch_init(struct quota_watch *w, const struct exec_session *s);
+/* A runner_opts.watch callback: true once the upper holds more than the limit. */
+bool quota_watch_check(void *w);
+/* Before a commit stores anything: -ERR_QUOTA (quota_error) when the upper is past the limit. */
+__attribute__((warn_unused_result)) int quota_check_final(struct quota_watch *w);
+/* Sets and returns the 413 EQUOTA error of an exec stopped by its watch. */
+int quota_error(const struct quota_watch *w);
+
 /* ---- health.c ---- */
 
 void exec_health_init(struct exec_health *h);

@@ -39,7 +39,7 @@ int sandbox_open(struct app *app, const char *id, const char *tenant, const char
     return 0;
 }
 
-int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
+static int commit_once(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
 {
     struct commit_opts opts = {
         .expect_version = rec->version,
@@ -72,6 +72,28 @@ int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct
         }
     }
     return 0;
+}
+
+void sandbox_discard(struct app *app, const struct changeset *cs)
+{
+    char saved[512];
+    const char *m = err_message();
+    snprintf(saved, sizeof(saved), "%s", m ? m : "");
+    if (store_discard(app->store, cs) == 0)
+        return;
+    /* Left pinned until its lease expires and the store's GC takes it; the caller's own error
+     * is what its client must see. */
+    err_clear_message();
+    if (m)
+        err_set(-EIO, "%s", saved);
+}
+
+int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
+{
+    int r = commit_once(app, rec, cs);
+    if (r < 0)
+        sandbox_discard(app, cs); /* nothing references what it stored: reclaim it now */
+    return r;
 }
 
 void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,

@@ -50,6 +50,10 @@ sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct cha
 void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,
                          int64_t new_version, const struct changeset *cs, const char *upper_dir);
 
+/* The change set will not be committed (its commit failed, or it was built and abandoned):
+ * reclaims the contents it stored (store_discard). Keeps this thread's error message. */
+void sandbox_discard(struct app *app, const struct changeset *cs);
+
 /* Resolves path inside the sandbox, following symlinks of every intermediate segment, and of
  * the last one when follow_last (at most 40 links, else -ELOOP). Symlinks resolve against the
  * sandbox root, never the host. On success *ret_path is the resolved path and ret_meta (if not

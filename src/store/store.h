@@ -123,6 +123,7 @@ struct store_ops {
     int (*commit)(struct store *st, const char *sandbox_id, const struct changeset *cs,
                   const struct commit_opts *opts, struct commit_result *ret);
     int (*gc)(struct store *st, struct gc_stats *ret);
+    int (*discard)(struct store *st, const struct changeset *cs);
 };
 
 /* Every engine's handle starts with this. */
@@ -321,6 +322,15 @@ __attribute__((warn_unused_result)) static inline int store_gc(struct store *st,
                                                                struct gc_stats *ret)
 {
     return st->ops->gc(st, ret);
+}
+
+/* The change set will never be committed (its commit failed, e.g. on the quota): gives back
+ * the pins its contents got when they were finished, and removes at once every content (and
+ * chunk) of it that nothing else references, so a refused write leaves nothing behind. */
+__attribute__((warn_unused_result)) static inline int store_discard(struct store *st,
+                                                                    const struct changeset *cs)
+{
+    return st->ops->discard ? st->ops->discard(st, cs) : 0;
 }
 
 #endif

@@ -909,8 +909,9 @@ static int id_cmp(const void *x, const void *y)
     return memcmp(x, y, CONTENT_ID_LEN);
 }
 
-/* Drops one pin reference of every distinct content the change set puts. */
-static int pins_drop(struct conn *c, const struct changeset *cs)
+/* Drops one pin reference of every distinct content the change set puts; with `candidates`,
+ * also records each as a GC candidate (the change set was abandoned: nothing references it). */
+static int pins_drop(struct conn *c, const struct changeset *cs, bool candidates)
 {
     size_t n = 0;
     for (size_t i = 0; i < cs->n; i++)
@@ -943,6 +944,13 @@ static int pins_drop(struct conn *c, const struct changeset *cs)
             r = stmt_run(c, st);
         if (r >= 0 && sqlite3_changes(c->db) > 0) {
             r = stmt_get(c, ST_PIN_DEL_ZERO, &st);
+            if (r >= 0)
+                r = bind_check(c, bind_id(st, 1, id));
+            if (r >= 0)
+                r = stmt_run(c, st);
+        }
+        if (r >= 0 && candidates) {
+            r = stmt_get(c, ST_CAND_ADD, &st);
             if (r >= 0)
                 r = bind_check(c, bind_id(st, 1, id));
             if (r >= 0)
@@ -1046,7 +1054,7 @@ static int commit_locked(struct sqlite_store *s, const char *id, const struct ch
     if (r >= 0)
         r = stmt_run(c, st);
     if (r >= 0)
-        r = pins_drop(c, cs);
+        r = pins_drop(c, cs, false);
     if (r < 0)
         return r;
     if (ret) {
@@ -2420,6 +2428,16 @@ static int sq_gc(struct store *st, struct gc_stats *ret)
     return gc_run(to_sq(st), ret);
 }
 
+static int sq_discard(struct store *st, const struct changeset *cs)
+{
+    struct sqlite_store *s = to_sq(st);
+    int r = wtx_begin(s);
+    if (r < 0)
+        return r;
+    r = wtx_end(s, pins_drop(s->w, cs, true));
+    return r < 0 ? r : gc_run(s, NULL);
+}
+
 /* ---- open / close ---------------------------------------------------------------------- */
 
 static int migrate(struct conn *c)
@@ -2556,6 +2574,7 @@ static const struct store_ops sqlite_ops = {
     .content_close = sq_content_close,
     .commit = sq_commit,
     .gc = sq_gc,
+    .discard = sq_discard,
 };
 
 int store_open_sqlite(const char *path, struct store **ret)

@@ -139,6 +139,12 @@ const char *err_detail_at(int i)
     return (i >= 0 && i < ndetails) ? details[i] : NULL;
 }
 
+void err_clear_message(void)
+{
+    has_msg = false;
+    msg[0] = '\0';
+}
+
 void err_clear(void)
 {
     has_msg = false;

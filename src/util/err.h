@@ -73,5 +73,7 @@ int err_detail_count(void);
 const char *err_detail_at(int i);
 /* Forgets the message and details of this thread. */
 void err_clear(void);
+/* Forgets the message only (the details stay). */
+void err_clear_message(void);
 
 #endif
