@@ -160,6 +160,11 @@ static void shutdown_server(struct app *app, struct MHD_Daemon *d)
 
 static int serve(const char *self, int argc, char **argv)
 {
+    /* Whatever umask the server was started with, what it creates is its own: the database
+     * and its journals, checkouts and uppers. What the jail must read (the generated jail
+     * tree, the sandbox trees) gets its modes explicitly, and the jail sets the script's
+     * umask itself. */
+    umask(077);
     struct config cfg;
     int r = config_init(&cfg);
     if (r < 0)
@@ -210,6 +215,11 @@ static int serve(const char *self, int argc, char **argv)
         die("data directory", r);
         goto out;
     }
+    if (data.loose_mode)
+        log_msg("warn",
+                "the data directory %s was accessible to group or others (mode %04o): made it "
+                "0700",
+                data.path, (unsigned)data.loose_mode);
     free(cfg.data_dir);
     if (!(cfg.data_dir = strdup(data.path)))
         goto out;
