@@ -14,7 +14,12 @@ struct config {
     int port;                      /* PORT or SQLFS_LISTEN port; default 8080 */
     char *data_dir;                /* SQLFS_DATA / --data; default ./data */
     char *auth_secret;             /* AUTH_SECRET; NULL → generated and kept in data dir */
-    char *admin_secret;            /* ADMIN_SECRET; NULL → admin route answers 500 */
+    char *auth_secret_previous;    /* AUTH_SECRET_PREVIOUS; NULL → none (key rotation) */
+    char *admin_secret;            /* ADMIN_SECRET; NULL → admin routes answer 500 */
+    int64_t token_default_expires_s; /* TOKEN_DEFAULT_EXPIRES 30d; -1 = never */
+    int64_t token_max_expires_s;     /* TOKEN_MAX_EXPIRES 365d; -1 = no maximum ("never") */
+    int64_t tokens_not_before_s;     /* TOKENS_NOT_BEFORE: tokens issued earlier are refused
+                                      * (Unix seconds; 0 = none) */
     bool trust_proxy;              /* TRUST_PROXY: honour X-Forwarded-For for rate limits */
     int64_t max_request_body_bytes; /* MAX_REQUEST_BODY_BYTES 268435456 (JSON bodies) */
     int64_t max_file_write_bytes;  /* MAX_FILE_WRITE_BYTES 1073741824 */
@@ -46,6 +51,9 @@ struct config {
     bool quiet;                    /* SQLFS_QUIET / --quiet: no per-request log lines */
 };
 
+#define CONFIG_TOKEN_DEFAULT_EXPIRES "30d"
+#define CONFIG_TOKEN_MAX_EXPIRES "365d"
+
 /* Fills defaults. Allocates; pair with config_release. -ENOMEM. */
 __attribute__((warn_unused_result)) int config_init(struct config *c);
 /* Applies environment variables. -EINVAL with err_set() naming the bad variable. */
@@ -53,6 +61,10 @@ __attribute__((warn_unused_result)) int config_from_env(struct config *c);
 /* Applies `serve` flags (argv[0] is "serve"). -EINVAL with err_set() naming the bad flag.
  * Returns 1 (and stops) at -h/--help: the caller prints config_serve_help() and exits 0. */
 __attribute__((warn_unused_result)) int config_from_args(struct config *c, int argc, char **argv);
+/* Checks what no single setting shows, once the environment and the flags are applied: the
+ * signing secrets long enough (secret_check_length), the default token lifetime within the
+ * maximum, TOKENS_NOT_BEFORE not in the future (now_s). -EINVAL with err_set(). */
+__attribute__((warn_unused_result)) int config_check(const struct config *c, int64_t now_s);
 void config_release(struct config *c);
 /* The help text of `sqlfs serve`. */
 const char *config_serve_help(void);

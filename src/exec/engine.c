@@ -55,25 +55,50 @@ static const char cwd_trap_debug[] =
     "set -x; ";
 
 static char last_error[512] = "the exec engine has not started";
-/* Why there is no engine, in words safe for any client (no host path). */
+/* Why there is no engine, in words safe for any client (no host path, no counter): a fixed
+ * text, or public_reason. Set by exec_engine_new before the server listens. */
 static const char *unavailable_reason = "the exec engine has not started";
+static char public_reason[600];
 /* The start-up checks of the last exec_engine_new (read-only afterwards). */
 static struct sysprobe probe;
 static bool probed;
 
+/* Each start-up check: its name in JSON and in /readyz, and the feature the log names. */
+static const struct {
+    const char *name;
+    const char *feature;
+    const struct sysprobe_check *c;
+} probe_checks[] = {
+    {"userns", "user namespaces", &probe.userns}, {"overlay", "overlayfs", &probe.overlay},
+    {"seccomp", "seccomp", &probe.seccomp},       {"cgroup", "cgroup limits", &probe.cgroup},
+    {"rootfs", "rootfs", &probe.rootfs},          {"exec", "jailed exec", &probe.exec},
+};
+
+#define NPROBE_CHECKS (sizeof(probe_checks) / sizeof(probe_checks[0]))
+
 static json_t *probe_json(void)
 {
     json_t *o = json_object();
-    const struct {
-        const char *name;
-        const struct sysprobe_check *c;
-    } checks[] = {{"userns", &probe.userns}, {"overlay", &probe.overlay},
-                  {"seccomp", &probe.seccomp}, {"cgroup", &probe.cgroup},
-                  {"rootfs", &probe.rootfs}, {"exec", &probe.exec}};
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
-        json_object_set_new(o, checks[i].name,
-                            jsontext(checks[i].c->ok ? "ok" : checks[i].c->message));
+    for (size_t i = 0; i < NPROBE_CHECKS; i++)
+        json_object_set_new(o, probe_checks[i].name,
+                            jsontext(probe_checks[i].c->ok ? "ok" : probe_checks[i].c->message));
     return o;
+}
+
+/* The start-up checks that failed, as " (name: what is missing; ...)" (messages name no host
+ * path), appended to out[len..n). Limits not enforced (cgroup) do not stop execs: left out. */
+static void probe_failures(char *out, size_t len, size_t n)
+{
+    const char *sep = " (";
+    for (size_t i = 0; probed && i < NPROBE_CHECKS && len < n; i++) {
+        if (probe_checks[i].c->ok || probe_checks[i].c == &probe.cgroup)
+            continue;
+        len += (size_t)snprintf(out + len, n - len, "%s%s: %s", sep, probe_checks[i].name,
+                                probe_checks[i].c->message);
+        sep = "; ";
+    }
+    if (*sep == ';' && len < n)
+        snprintf(out + len, n - len, ")");
 }
 
 /* Runs the start-up checks and logs one line per missing feature. */
@@ -81,20 +106,14 @@ static bool run_probe(const struct jail_runtime *rt)
 {
     sysprobe_run(rt, &probe);
     probed = true;
-    const struct {
-        const char *name;
-        const struct sysprobe_check *c;
-    } checks[] = {{"user namespaces", &probe.userns}, {"overlayfs", &probe.overlay},
-                  {"seccomp", &probe.seccomp}, {"cgroup limits", &probe.cgroup},
-                  {"rootfs", &probe.rootfs}, {"jailed exec", &probe.exec}};
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-        if (checks[i].c->ok)
+    for (size_t i = 0; i < NPROBE_CHECKS; i++) {
+        const struct sysprobe_check *c = probe_checks[i].c;
+        if (c->ok)
             continue;
         json_t *f = json_object();
-        json_object_set_new(f, "feature", json_string(checks[i].name));
-        json_object_set_new(f, "error", jsontext(checks[i].c->message));
-        log_json(checks[i].c == &probe.cgroup ? "warn" : "error", "sandbox runtime check failed",
-                 f);
+        json_object_set_new(f, "feature", json_string(probe_checks[i].feature));
+        json_object_set_new(f, "error", jsontext(c->message));
+        log_json(c == &probe.cgroup ? "warn" : "error", "sandbox runtime check failed", f);
     }
     return sysprobe_ok(&probe);
 }
@@ -298,11 +317,13 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
         r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
+    bool runtime_failed = r < 0;
     if (r < 0) {
         const char *m = err_message();
         snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
     }
-    if (!run_probe(e->jail) && r == 0)
+    bool probe_ok = run_probe(e->jail);
+    if (!probe_ok && r == 0)
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the host lacks a feature the jail needs (see checks)");
     if (r == 0 && mkdir(e->uppers_dir, 0700) < 0 && errno != EEXIST)
         r = err_set(-errno, "cannot create the uppers directory");
@@ -319,6 +340,15 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
         const char *m = err_message();
         if (e->jail || !last_error[0])
             snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
+        /* error messages name no host path (the project's rule), so they can be shown */
+        if (runtime_failed || probe_ok) {
+            snprintf(public_reason, sizeof(public_reason),
+                     "the sandbox runtime could not start: %s", last_error);
+        } else {
+            int len = snprintf(public_reason, sizeof(public_reason), "%s", unavailable_reason);
+            probe_failures(public_reason, (size_t)len, sizeof(public_reason));
+        }
+        unavailable_reason = public_reason;
         exec_engine_free(e);
         return r;
     }
@@ -393,6 +423,18 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
     exec_health_json(e, o);
     return o;
+}
+
+bool exec_engine_ready_why(struct exec_engine *e, char *why, size_t n)
+{
+    if (e && exec_engine_ready(e))
+        return true;
+    if (e) {
+        exec_health_reason(e, why, n);
+        return false;
+    }
+    snprintf(why, n, "%s", unavailable_reason);
+    return false;
 }
 
 /* ---- admission: at most EXEC_CONCURRENCY running, EXEC_QUEUE waiting ---- */
@@ -477,8 +519,9 @@ static int upper_make(struct exec_engine *e, struct upper *u)
         return err_set(-errno, "cannot create an exec directory");
     if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0)
         return err_set(-errno, "cannot create an exec directory");
-    /* the merged root takes the upper root's owner: keep it the sandbox user's like the lower */
-    if (chown(u->upper, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0)
+    /* the merged root takes the upper root's owner and mode: keep them the lower's (the
+     * sandbox user's, 0755 whatever the server's umask) */
+    if (chown(u->upper, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 || chmod(u->upper, 0755) < 0)
         return err_set(-errno, "cannot prepare an exec directory");
     return 0;
 }

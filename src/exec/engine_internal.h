@@ -193,5 +193,7 @@ __attribute__((warn_unused_result)) int exec_fault(struct exec_engine *e, const 
 void exec_health_ok(struct exec_engine *e);
 /* Adds {"faults": {"count", "transient", "failing"?, "since"?}} to a status object. */
 void exec_health_json(struct exec_engine *e, json_t *o);
+/* Copies the reason of the latest failure (phase: error) into why. */
+void exec_health_reason(struct exec_engine *e, char *why, size_t n);
 
 #endif

@@ -55,6 +55,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -64,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -2577,6 +2579,48 @@ static const struct store_ops sqlite_ops = {
     .discard = sq_discard,
 };
 
+/* Opens `path` (creating it when `create`, mode 0600) and takes away group and other access
+ * from it. A missing file that is not to be created is fine. */
+static int make_private(const char *path, bool create)
+{
+    int fd =
+        open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+    if (fd < 0)
+        return errno == ENOENT && !create ? 0 : -errno;
+    struct stat st;
+    int r = fstat(fd, &st) < 0 ? -errno : 0;
+    if (r == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) && fchmod(fd, st.st_mode & 07700) < 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+/*
+ * The database files hold every sandbox's data: 0600 whatever the umask. SQLite creates the
+ * main files with 0644 less the umask and gives its -wal, -shm and -journal files the mode of
+ * their database, so the main files are created 0600 here, before SQLite opens them; journals
+ * left by an earlier run (or files made by an older version) are made private too.
+ */
+static int files_private(const char *path, const char *blobs_path)
+{
+    static const char *const journals[] = {"-wal", "-shm", "-journal"};
+    const char *const mains[] = {path, blobs_path};
+    for (size_t i = 0; i < 2; i++) {
+        int r = make_private(mains[i], true);
+        for (size_t j = 0; r == 0 && j < sizeof(journals) / sizeof(journals[0]); j++) {
+            char *p = NULL;
+            if (asprintf(&p, "%s%s", mains[i], journals[j]) < 0)
+                return -ENOMEM;
+            r = make_private(p, false);
+            free(p);
+        }
+        if (r < 0)
+            return err_set(r, "cannot make the database files private (mode 0600): %s",
+                           strerror(-r));
+    }
+    return 0;
+}
+
 int store_open_sqlite(const char *path, struct store **ret)
 {
     struct sqlite_store *s = calloc(1, sizeof(*s));
@@ -2594,7 +2638,9 @@ int store_open_sqlite(const char *path, struct store **ret)
     s->path = strdup(path);
     if (asprintf(&s->blobs_path, "%s.chunks", path) < 0)
         s->blobs_path = NULL;
-    int r = s->path && s->blobs_path ? conn_open(path, s->blobs_path, false, &s->w) : -ENOMEM;
+    int r = s->path && s->blobs_path ? files_private(path, s->blobs_path) : -ENOMEM;
+    if (r >= 0)
+        r = conn_open(path, s->blobs_path, false, &s->w);
     if (r >= 0)
         r = migrate(s->w);
     if (r >= 0)

@@ -37,7 +37,7 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
     [ERR_RATE_LIMITED - ERR_BASE] = {"RATE_LIMITED", 429, true, "too many requests"},
     [ERR_INTERNAL - ERR_BASE] = {"INTERNAL_ERROR", 500, false, "internal error"},
     [ERR_ADMIN_NOT_CONFIGURED - ERR_BASE] = {"ADMIN_NOT_CONFIGURED", 500, false,
-                                             "admin token minting is not configured"},
+                                             "admin routes are not configured"},
     [ERR_JAIL_UNAVAILABLE - ERR_BASE] = {"EXEC_UNAVAILABLE", 503, false,
                                          "the sandbox runtime is not available on this host"},
     [ERR_BUSY - ERR_BASE] = {"EBUSY", 503, true, "server busy, retry later"},

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from conftest import SECRET, assert_error
+from conftest import SECRET, assert_error, status
 
 
 def run(api, sid, script, **kw):
@@ -445,8 +445,7 @@ def test_next_request_after_a_write_sees_it_at_once(api, sandbox, server):
 def test_shell_is_the_static_build_of_the_same_bash(api, sandbox, server):
     """With bash-static in the rootfs the jail runs it (no dynamic loader per exec); scripts see
     the same GNU bash: version, $BASH and error messages name /usr/bin/bash and "bash"."""
-    assert httpx.get(server.url + "/readyz").json()["checks"]["exec"]["shell"] == \
-        "/usr/bin/bash-static"
+    assert status(server)["exec"]["shell"] == "/usr/bin/bash-static"
     r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": (
         'readlink /proc/$$/exe; echo "$BASH"; echo "$BASH_VERSION"; '
         '/usr/bin/bash -c \'echo "$BASH_VERSION"\'; echo ~user; nosuchcmd')})
@@ -466,7 +465,7 @@ def test_programs_take_their_locale_from_one_archive(api, sandbox, server):
     """The host keeps C.UTF-8 as 13 separate files; the jail's /usr/lib/locale adds one archive
     of them, so a program maps that one file at start. UTF-8 still works, the host's compiled
     locales are still listed, and the archive cannot be written."""
-    assert httpx.get(server.url + "/readyz").json()["checks"]["exec"]["localeArchive"] is True
+    assert status(server)["exec"]["localeArchive"] is True
     r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": (
         "grep -o '/usr/lib/locale/.*' /proc/self/maps | sort -u; echo --; ls /usr/lib/locale; "
         "echo --; locale -a; echo --; printf '\\303\\251t\\303\\251' | wc -m; "
@@ -500,8 +499,8 @@ def test_rootfs_without_static_bash_runs_dynamic_bash(fresh_server, tmp_path):
     for link in ("bin", "lib", "lib64"):  # a merged-/usr image, like Debian's
         os.symlink("usr/" + link, root / link)
     s = fresh_server(args=["--rootfs", str(root)])
-    ready = httpx.get(s.url + "/readyz").json()
-    assert ready["checks"]["exec"]["shell"] == "/usr/bin/bash", ready
+    ex = status(s)["exec"]
+    assert ex["shell"] == "/usr/bin/bash", ex
     with s.client() as c:
         sid = c.post("/v1/sandboxes").json()["id"]
         r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={

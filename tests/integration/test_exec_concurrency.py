@@ -4,6 +4,8 @@ import concurrent.futures
 
 import httpx
 
+from conftest import status
+
 
 def test_concurrent_execs_finish(fresh_server):
     srv = fresh_server({"AUTH_RATE_LIMIT_MAX": "100000"})
@@ -24,7 +26,7 @@ def test_concurrent_execs_finish(fresh_server):
 
 
 def warm_counts(srv):
-    ex = httpx.get(srv.url + "/readyz").json()["checks"]["exec"]
+    ex = status(srv)["exec"]
     return ex["networkNamespaces"], ex["idleUppers"], ex["warmSandboxes"]
 
 
