@@ -170,8 +170,9 @@ struct quota_watch {
 /* The watch of the session's upper against its sandbox's quota (no quota: a watch that never
  * fires). Call once the session has its upper and checkout. */
 void quota_watch_init(struct quota_watch *w, const struct exec_session *s);
-/* A runner_opts.watch callback: true once the upper holds more than the limit. */
-bool quota_watch_check(void *w);
+/* A runner_opts.watch callback: true once the upper holds more than the limit; *next_ms gets
+ * the delay until the next check. */
+bool quota_watch_check(void *w, int64_t *next_ms);
 /* Before a commit stores anything: -ERR_QUOTA (quota_error) when the upper is past the limit. */
 __attribute__((warn_unused_result)) int quota_check_final(struct quota_watch *w);
 /* Sets and returns the 413 EQUOTA error of an exec stopped by its watch. */

@@ -9,9 +9,12 @@
  * space returns at the commit). The data filesystems sqlfs runs on have no per-directory quota
  * it could rely on (project quotas need a filesystem made and mounted for them), so this is
  * accounting with a kill, everywhere:
- *   - the exec's own thread checks every QUOTA_WATCH_MS while the script runs (runner_opts.watch,
- *     the batch loop): it walks the upper and sums its disk blocks (diff_upper_usage); only when
- *     that passes the limit does it also stat what the upper replaces in the lower;
+ *   - the exec's own thread checks while the script runs (runner_opts.watch, the batch loop),
+ *     every QUOTA_WATCH_MS, and sooner as the upper nears the limit (the next check is due
+ *     before the upper, growing as fast as since the last one, could use half of what is left,
+ *     but not sooner than QUOTA_WATCH_MIN_MS): it walks the upper and sums its disk blocks
+ *     (diff_upper_usage); only when that passes the limit does it also stat what the upper
+ *     replaces in the lower;
  *   - an upper too big to walk every time (more than QUOTA_WALK_ALWAYS nodes) is walked again
  *     only once the data filesystem as a whole has grown by what the limit still allows since
  *     the last walk (statfs: the upper cannot have grown more than the filesystem), or after
@@ -35,6 +38,7 @@
  * well under a millisecond). */
 #define QUOTA_WALK_ALWAYS 2000
 #define QUOTA_WALK_MAX_GAP_MS 1000
+#define QUOTA_WATCH_MIN_MS 2
 
 /* Bytes in use on the filesystem holding path, or -1. */
 static int64_t fs_used_bytes(const char *path)
@@ -77,9 +81,21 @@ static int quota_walk(struct quota_watch *w)
     return w->used > w->limit;
 }
 
-bool quota_watch_check(void *ud)
+/* The delay until the next check: QUOTA_WATCH_MS, or less when the upper, growing as it did
+ * since the check before, would use half of what it has left before then. */
+static int64_t next_delay(const struct quota_watch *w, int64_t grown, int64_t elapsed_ms)
+{
+    int64_t left = w->limit - w->used;
+    if (grown <= 0 || elapsed_ms <= 0)
+        return QUOTA_WATCH_MS;
+    int64_t ms = left / 2 / (grown / elapsed_ms + 1);
+    return ms < QUOTA_WATCH_MIN_MS ? QUOTA_WATCH_MIN_MS : ms > QUOTA_WATCH_MS ? QUOTA_WATCH_MS : ms;
+}
+
+bool quota_watch_check(void *ud, int64_t *next_ms)
 {
     struct quota_watch *w = ud;
+    *next_ms = QUOTA_WATCH_MS;
     if (w->limit < 0 || w->exceeded)
         return w->exceeded;
     int64_t now = time_mono_ms();
@@ -92,9 +108,11 @@ bool quota_watch_check(void *ud)
     }
     if (fs_used < 0)
         fs_used = fs_used_bytes(w->upper);
+    int64_t before = w->used, since = now - w->walked_ms;
     int r = quota_walk(w);
     w->fs_used = fs_used;
     w->walked_ms = now;
+    *next_ms = next_delay(w, w->used - before, since);
     /* a walk that fails (the upper is being torn down) decides nothing: the commit walks again */
     w->exceeded = r > 0;
     return w->exceeded;

@@ -104,12 +104,13 @@ int runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct ru
             jail_kill(proc);
         }
         if (watching && !killed && !exited && now >= next_watch) {
-            if (opts->watch(opts->watch_ud)) {
+            int64_t delay = opts->watch_ms;
+            if (opts->watch(opts->watch_ud, &delay)) {
                 res.stopped = true;
                 killed = true;
                 jail_kill(proc);
             }
-            next_watch = time_mono_ms() + opts->watch_ms;
+            next_watch = time_mono_ms() + (delay > 0 ? delay : 1);
         }
         if (pfd[3].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
             res.cancelled = true;

@@ -36,9 +36,10 @@ struct runner_opts {
     /* Called for every chunk; stream 1 = stdout, 2 = stderr. May be NULL (output dropped). */
     void (*on_output)(void *ud, int stream, const char *data, size_t len);
     void *ud;
-    /* Called about every watch_ms while the script runs (watch NULL or watch_ms <= 0: never);
-     * returning true kills the jail (result.stopped). The quota watch of engine.c. */
-    bool (*watch)(void *watch_ud);
+    /* Called watch_ms after the start, then after the delay it sets in *next_ms each time, while
+     * the script runs (watch NULL or watch_ms <= 0: never); returning true kills the jail
+     * (result.stopped). The quota watch of exec/quota.c. */
+    bool (*watch)(void *watch_ud, int64_t *next_ms);
     void *watch_ud;
     int64_t watch_ms;
 };
