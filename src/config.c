@@ -58,6 +58,8 @@ static const struct limit_spec limits[] = {
      "stdout+stderr kept from one exec"},
     {"SANDBOX_QUOTA_BYTES", F(sandbox_quota_bytes), 10737418240, FIXED, 1, PIB, true,
      "storage quota of one sandbox"},
+    {"MAX_SANDBOXES_PER_OWNER", F(max_sandboxes_per_owner), 1000, FIXED, 0, COUNT_MAX, false,
+     "sandboxes one owner (tenant, sub) may have, then 409 ESANDBOX_LIMIT (0 = no limit)"},
     {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,
      "memory limit of one exec"},
     {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false, "processes in one exec"},

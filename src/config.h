@@ -24,6 +24,7 @@ struct config {
     int64_t max_tree_entries;      /* MAX_TREE_ENTRIES 50000 */
     int64_t max_exec_output_bytes; /* MAX_EXEC_OUTPUT_BYTES 16777216 */
     int64_t sandbox_quota_bytes;   /* SANDBOX_QUOTA_BYTES 10737418240 */
+    int64_t max_sandboxes_per_owner; /* MAX_SANDBOXES_PER_OWNER 1000 (0 = no limit) */
     int64_t exec_memory_bytes;     /* EXEC_MEMORY_BYTES 1073741824 */
     int64_t exec_pids_max;         /* EXEC_PIDS_MAX 512 */
     int64_t exec_cpu_percent;      /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */

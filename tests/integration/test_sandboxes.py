@@ -286,3 +286,48 @@ def test_a_stranger_gets_404_not_a_lock_timeout(fresh_server):
                      "ELOCKTIMEOUT")
         th.join()
         assert out["r"].status_code == 200
+
+
+# ---- MAX_SANDBOXES_PER_OWNER ----
+
+def test_sandboxes_per_owner_limit(fresh_server):
+    """An owner (tenant, sub) has at most MAX_SANDBOXES_PER_OWNER sandboxes: one more is refused
+    with 409 ESANDBOX_LIMIT naming the setting, creates nothing, and does not touch other
+    owners; a delete makes room again."""
+    srv = fresh_server({"MAX_SANDBOXES_PER_OWNER": "3"})
+    with srv.client() as alice, srv.client(sub="bob") as bob, \
+            srv.client(sub="tester", tenant="t2") as alice2:
+        ids = [alice.post("/v1/sandboxes", json={}).json()["id"] for _ in range(3)]
+        body = assert_error(alice.post("/v1/sandboxes", json={"name": "one too many"}), 409,
+                            "ESANDBOX_LIMIT")
+        assert body["retryable"] is False
+        assert "MAX_SANDBOXES_PER_OWNER=3" in body["details"]
+        assert "3 sandboxes" in body["error"] and "delete" in body["error"]
+        listed = [s["id"] for s in alice.get("/v1/sandboxes").json()["sandboxes"]]
+        assert sorted(listed) == sorted(ids)
+        # the same sub in another tenant, and another sub, count on their own
+        for other in (bob, alice2):
+            assert other.post("/v1/sandboxes", json={}).status_code == 201
+        assert alice.delete(f"/v1/sandboxes/{ids[0]}").status_code == 204
+        assert alice.post("/v1/sandboxes", json={}).status_code == 201
+        assert_error(alice.post("/v1/sandboxes", json={}), 409, "ESANDBOX_LIMIT")
+
+
+def test_sandboxes_per_owner_limit_holds_under_concurrent_creates(fresh_server):
+    """The count is taken in the create's own transaction: 16 concurrent creates at limit - 1
+    make exactly one sandbox."""
+    srv = fresh_server({"MAX_SANDBOXES_PER_OWNER": "5"})
+    with srv.client() as alice:
+        for _ in range(4):
+            assert alice.post("/v1/sandboxes", json={}).status_code == 201
+        codes = []
+        barrier = threading.Barrier(16)
+
+        def create():
+            barrier.wait()
+            codes.append(alice.post("/v1/sandboxes", json={}).status_code)
+        threads = [threading.Thread(target=create) for _ in range(16)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert sorted(codes) == [201] + [409] * 15
+        assert len(alice.get("/v1/sandboxes").json()["sandboxes"]) == 5

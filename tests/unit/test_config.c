@@ -31,6 +31,7 @@ static const char *const vars[] = {
     "EXEC_FILE_SIZE_BYTES",
     "EXEC_CONCURRENCY",
     "EXEC_QUEUE",
+    "MAX_SANDBOXES_PER_OWNER",
     "EXEC_WARM_SANDBOXES",
     "BATCH_WORKERS",
     "AUTH_RATE_LIMIT_MAX",
@@ -82,6 +83,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.exec_file_size_bytes, 4294967296LL);
     assert_int_equal(c.exec_concurrency, 2 * cpus + 2);
     assert_int_equal(c.exec_queue, 256);
+    assert_int_equal(c.max_sandboxes_per_owner, 1000);
     assert_int_equal(c.exec_warm_sandboxes, 64);
     assert_int_equal(c.batch_workers, 2 * cpus);
     assert_int_equal(c.auth_rate_limit_max, 5);
@@ -135,6 +137,17 @@ static void test_env(void **state)
     assert_int_equal(c.auth_success_rate_limit_max, 0);
     assert_int_equal(c.auth_success_rate_limit_window_ms, 1000);
     assert_int_equal(c.max_tree_entries, 50000);
+    config_release(&c);
+}
+
+static void test_no_sandbox_limit(void **state)
+{
+    (void)state;
+    setenv("MAX_SANDBOXES_PER_OWNER", "0", 1); /* no limit */
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_int_equal(c.max_sandboxes_per_owner, 0);
     config_release(&c);
 }
 
@@ -306,7 +319,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 25);
+    assert_int_equal(seen, 26);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.connection_timeout_s, 2048);
@@ -386,7 +399,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_defaults),          T(test_env),           T(test_listen), T(test_env_rejected),
-        T(test_args_override_env), T(test_args_rejected), T(test_help),
+        T(test_args_override_env), T(test_args_rejected), T(test_help),   T(test_no_sandbox_limit),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
