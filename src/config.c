@@ -27,7 +27,9 @@
 #define MS_MAX (7LL * 24 * 3600 * 1000) /* a week */
 #define VALUE_SHOWN_MAX 40              /* bad values are quoted in messages up to this length */
 
-enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2 };
+/* How a default is derived: from the CPU count (config_init), or from another setting once
+ * every setting is known (config_finish; -1 until then). */
+enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2, HALF_EXEC_CONCURRENCY, QUARTER_EXEC_QUEUE };
 
 struct limit_spec {
     const char *env;        /* environment variable; the flag is its kebab-case form */
@@ -71,6 +73,10 @@ static const struct limit_spec limits[] = {
      "execs running at once"},
     {"EXEC_QUEUE", F(exec_queue), 256, FIXED, 0, 1000000, false,
      "execs waiting beyond that (then 503 EBUSY)"},
+    {"EXEC_OWNER_CONCURRENCY", F(exec_owner_concurrency), 0, HALF_EXEC_CONCURRENCY, 1, 100000,
+     false, "execs of one owner (tenant, sub) running at once"},
+    {"EXEC_OWNER_QUEUE", F(exec_owner_queue), 0, QUARTER_EXEC_QUEUE, 0, 1000000, false,
+     "execs of one owner waiting (then 503 EBUSY for that owner)"},
     {"EXEC_WARM_SANDBOXES", F(exec_warm_sandboxes), 64, FIXED, 1, 4096, false,
      "recently used sandboxes that keep their network namespace and unchanged upper"},
     {"BATCH_WORKERS", F(batch_workers), 0, CPUS_X2, 1, 10000, false,
@@ -115,6 +121,9 @@ static int64_t limit_default(const struct limit_spec *l, int64_t cpus)
         return 2 * cpus + 2;
     case CPUS_X2:
         return 2 * cpus;
+    case HALF_EXEC_CONCURRENCY:
+    case QUARTER_EXEC_QUEUE:
+        return -1;
     case FIXED:
         break;
     }
@@ -287,6 +296,14 @@ int config_init(struct config *c)
         return -ENOMEM;
     }
     return 0;
+}
+
+void config_finish(struct config *c)
+{
+    if (c->exec_owner_concurrency < 0)
+        c->exec_owner_concurrency = (c->exec_concurrency + 1) / 2;
+    if (c->exec_owner_queue < 0)
+        c->exec_owner_queue = (c->exec_queue + 3) / 4;
 }
 
 void config_release(struct config *c)
@@ -493,6 +510,14 @@ static void format_default(const struct limit_spec *l, char *out, size_t n)
     }
     if (l->computed == CPUS_X2) {
         snprintf(out, n, "2 x CPUs");
+        return;
+    }
+    if (l->computed == HALF_EXEC_CONCURRENCY) {
+        snprintf(out, n, "half of EXEC_CONCURRENCY, rounded up");
+        return;
+    }
+    if (l->computed == QUARTER_EXEC_QUEUE) {
+        snprintf(out, n, "a quarter of EXEC_QUEUE, rounded up");
         return;
     }
     static const struct {

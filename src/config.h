@@ -31,6 +31,11 @@ struct config {
     int64_t exec_file_size_bytes;  /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
     int64_t exec_concurrency;      /* EXEC_CONCURRENCY: execs running at once; default 2×CPUs+2 */
     int64_t exec_queue;            /* EXEC_QUEUE: execs waiting beyond that; default 256 */
+    int64_t exec_owner_concurrency; /* EXEC_OWNER_CONCURRENCY: execs of one owner (tenant, sub)
+                                     * running at once; default half of EXEC_CONCURRENCY,
+                                     * rounded up (-1 until config_finish) */
+    int64_t exec_owner_queue;      /* EXEC_OWNER_QUEUE: execs of one owner waiting; default a
+                                    * quarter of EXEC_QUEUE, rounded up (-1 until config_finish) */
     int64_t exec_warm_sandboxes;   /* EXEC_WARM_SANDBOXES 64: sandboxes keeping a network
                                     * namespace and an idle upper between execs (LRU) */
     int64_t batch_workers;         /* BATCH_WORKERS: read-only batch parallelism; default 2×CPUs */
@@ -54,6 +59,9 @@ __attribute__((warn_unused_result)) int config_from_env(struct config *c);
 /* Applies `serve` flags (argv[0] is "serve"). -EINVAL with err_set() naming the bad flag.
  * Returns 1 (and stops) at -h/--help: the caller prints config_serve_help() and exits 0. */
 __attribute__((warn_unused_result)) int config_from_args(struct config *c, int argc, char **argv);
+/* Fills the defaults derived from other settings (EXEC_OWNER_CONCURRENCY, EXEC_OWNER_QUEUE)
+ * that neither the environment nor a flag set: call once both are applied. */
+void config_finish(struct config *c);
 void config_release(struct config *c);
 /* The help text of `sqlfs serve`. */
 const char *config_serve_help(void);
