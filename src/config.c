@@ -54,6 +54,8 @@ static const struct limit_spec limits[] = {
      "entries in one ingested archive"},
     {"MAX_INGEST_BYTES", F(max_ingest_bytes), 4294967296, FIXED, 1, PIB, true,
      "unpacked bytes of one ingested archive"},
+    {"MAX_INGEST_PATH_BYTES", F(max_ingest_path_bytes), 33554432, FIXED, 1, PIB, true,
+     "bytes of the entry paths and symlink targets of one ingested archive (held in memory)"},
     {"MAX_TREE_ENTRIES", F(max_tree_entries), 50000, FIXED, 1, COUNT_MAX, false,
      "entries in one tree listing"},
     {"MAX_EXEC_OUTPUT_BYTES", F(max_exec_output_bytes), 16777216, FIXED, 1, PIB, true,

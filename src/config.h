@@ -21,6 +21,7 @@ struct config {
     int64_t max_bulk_write_files;  /* MAX_BULK_WRITE_FILES 1000 */
     int64_t max_ingest_files;      /* MAX_INGEST_FILES 100000 */
     int64_t max_ingest_bytes;      /* MAX_INGEST_BYTES 4294967296 */
+    int64_t max_ingest_path_bytes; /* MAX_INGEST_PATH_BYTES 33554432 */
     int64_t max_tree_entries;      /* MAX_TREE_ENTRIES 50000 */
     int64_t max_exec_output_bytes; /* MAX_EXEC_OUTPUT_BYTES 16777216 */
     int64_t sandbox_quota_bytes;   /* SANDBOX_QUOTA_BYTES 10737418240 */
@@ -34,8 +35,8 @@ struct config {
     int64_t exec_owner_concurrency; /* EXEC_OWNER_CONCURRENCY: execs of one owner (tenant, sub)
                                      * running at once; default half of EXEC_CONCURRENCY,
                                      * rounded up (-1 until config_finish) */
-    int64_t exec_owner_queue;      /* EXEC_OWNER_QUEUE: execs of one owner waiting; default a
-                                    * quarter of EXEC_QUEUE, rounded up (-1 until config_finish) */
+    int64_t exec_owner_queue;       /* EXEC_OWNER_QUEUE: execs of one owner waiting; default a
+                                     * quarter of EXEC_QUEUE, rounded up (-1 until config_finish) */
     int64_t exec_warm_sandboxes;   /* EXEC_WARM_SANDBOXES 64: sandboxes keeping a network
                                     * namespace and an idle upper between execs (LRU) */
     int64_t batch_workers;         /* BATCH_WORKERS: read-only batch parallelism; default 2×CPUs */

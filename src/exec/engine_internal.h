@@ -34,7 +34,7 @@ struct exec_engine {
     struct netns_cache *netns; /* each sandbox's network namespace, kept between its execs */
     char *uppers_dir;   /* <data>/uppers */
     struct admission *admission; /* exec slots, shared fairly between owners */
-    pthread_mutex_t mu; /* guards live, stopping and the idle uppers */
+    pthread_mutex_t mu;          /* guards live, stopping and the idle uppers */
     struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
     bool stopping;      /* shutdown: no new jail starts */

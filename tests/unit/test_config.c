@@ -22,6 +22,7 @@ static const char *const vars[] = {
     "MAX_BULK_WRITE_FILES",
     "MAX_INGEST_FILES",
     "MAX_INGEST_BYTES",
+    "MAX_INGEST_PATH_BYTES",
     "MAX_TREE_ENTRIES",
     "MAX_EXEC_OUTPUT_BYTES",
     "SANDBOX_QUOTA_BYTES",
@@ -76,6 +77,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_bulk_write_files, 1000);
     assert_int_equal(c.max_ingest_files, 100000);
     assert_int_equal(c.max_ingest_bytes, 4294967296LL);
+    assert_int_equal(c.max_ingest_path_bytes, 32LL << 20);
     assert_int_equal(c.max_tree_entries, 50000);
     assert_int_equal(c.max_exec_output_bytes, 16777216);
     assert_int_equal(c.sandbox_quota_bytes, 10737418240LL);
@@ -361,7 +363,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 28);
+    assert_int_equal(seen, 29);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.connection_timeout_s, 2048);

@@ -309,6 +309,36 @@ static void test_sandbox_crud(void **state)
     assert_int_equal(store_check(f->st), 0);
 }
 
+/* changeset_put_take moves the strings (and reduces the mode like changeset_put); after
+ * changeset_reserve(n) the next n appends keep the items where they are. */
+static void test_changeset_take(void **state)
+{
+    (void)state;
+    struct changeset cs;
+    changeset_init(&cs, "t");
+    assert_int_equal(changeset_delete(&cs, "/gone"), 0);
+    assert_int_equal(changeset_reserve(&cs, 100), 0);
+    assert_true(cs.cap - cs.n >= 100);
+    const struct change *items = cs.items;
+    for (int i = 0; i < 100; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/f%d", i);
+        struct file_meta m = {
+            .path = strdup(path), .kind = FILE_KIND_SYMLINK, .mode = 07777, .target = strdup("t")};
+        assert_non_null(m.path);
+        char *p = m.path;
+        assert_int_equal(changeset_put_take(&cs, &m), 0);
+        assert_null(m.path);
+        assert_null(m.target);
+        assert_ptr_equal(cs.items[cs.n - 1].meta.path, p);
+        assert_int_equal(cs.items[cs.n - 1].meta.mode, 0777);
+    }
+    assert_ptr_equal(cs.items, items);
+    assert_int_equal(cs.n, 101);
+    assert_string_equal(cs.items[100].meta.path, "/f99");
+    changeset_release(&cs);
+}
+
 /* max_owner_sandboxes counts the owner's (tenant, sub) sandboxes only; a delete makes room. */
 static void test_owner_sandbox_limit(void **state)
 {
@@ -1393,6 +1423,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sandbox_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_wal_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_releases_cache_memory, setup, teardown),
+        cmocka_unit_test(test_changeset_take),
         cmocka_unit_test_setup_teardown(test_owner_sandbox_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_with_initial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_roundtrip, setup, teardown),
