@@ -29,7 +29,9 @@
 #define MS_MAX (7LL * 24 * 3600 * 1000) /* a week */
 #define VALUE_SHOWN_MAX 40              /* bad values are quoted in messages up to this length */
 
-enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2 };
+/* How a default is derived: from the CPU count (config_init), or from another setting once
+ * every setting is known (config_finish; -1 until then). */
+enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2, HALF_EXEC_CONCURRENCY, QUARTER_EXEC_QUEUE };
 
 struct limit_spec {
     const char *env;        /* environment variable; the flag is its kebab-case form */
@@ -54,12 +56,16 @@ static const struct limit_spec limits[] = {
      "entries in one ingested archive"},
     {"MAX_INGEST_BYTES", F(max_ingest_bytes), 4294967296, FIXED, 1, PIB, true,
      "unpacked bytes of one ingested archive"},
+    {"MAX_INGEST_PATH_BYTES", F(max_ingest_path_bytes), 33554432, FIXED, 1, PIB, true,
+     "bytes of the entry paths and symlink targets of one ingested archive (held in memory)"},
     {"MAX_TREE_ENTRIES", F(max_tree_entries), 50000, FIXED, 1, COUNT_MAX, false,
      "entries in one tree listing"},
     {"MAX_EXEC_OUTPUT_BYTES", F(max_exec_output_bytes), 16777216, FIXED, 1, PIB, true,
      "stdout+stderr kept from one exec"},
     {"SANDBOX_QUOTA_BYTES", F(sandbox_quota_bytes), 10737418240, FIXED, 1, PIB, true,
      "storage quota of one sandbox"},
+    {"MAX_SANDBOXES_PER_OWNER", F(max_sandboxes_per_owner), 1000, FIXED, 0, COUNT_MAX, false,
+     "sandboxes one owner (tenant, sub) may have, then 409 ESANDBOX_LIMIT (0 = no limit)"},
     {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,
      "memory limit of one exec"},
     {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false, "processes in one exec"},
@@ -71,6 +77,10 @@ static const struct limit_spec limits[] = {
      "execs running at once"},
     {"EXEC_QUEUE", F(exec_queue), 256, FIXED, 0, 1000000, false,
      "execs waiting beyond that (then 503 EBUSY)"},
+    {"EXEC_OWNER_CONCURRENCY", F(exec_owner_concurrency), 0, HALF_EXEC_CONCURRENCY, 1, 100000,
+     false, "execs of one owner (tenant, sub) running at once"},
+    {"EXEC_OWNER_QUEUE", F(exec_owner_queue), 0, QUARTER_EXEC_QUEUE, 0, 1000000, false,
+     "execs of one owner waiting (then 503 EBUSY for that owner)"},
     {"EXEC_WARM_SANDBOXES", F(exec_warm_sandboxes), 64, FIXED, 1, 4096, false,
      "recently used sandboxes that keep their network namespace and unchanged upper"},
     {"BATCH_WORKERS", F(batch_workers), 0, CPUS_X2, 1, 10000, false,
@@ -130,6 +140,9 @@ static int64_t limit_default(const struct limit_spec *l, int64_t cpus)
         return 2 * cpus + 2;
     case CPUS_X2:
         return 2 * cpus;
+    case HALF_EXEC_CONCURRENCY:
+    case QUARTER_EXEC_QUEUE:
+        return -1;
     case FIXED:
         break;
     }
@@ -325,6 +338,14 @@ int config_init(struct config *c)
         return -ENOMEM;
     }
     return 0;
+}
+
+void config_finish(struct config *c)
+{
+    if (c->exec_owner_concurrency < 0)
+        c->exec_owner_concurrency = (c->exec_concurrency + 1) / 2;
+    if (c->exec_owner_queue < 0)
+        c->exec_owner_queue = (c->exec_queue + 3) / 4;
 }
 
 void config_release(struct config *c)
@@ -577,6 +598,14 @@ static void format_default(const struct limit_spec *l, char *out, size_t n)
     }
     if (l->computed == CPUS_X2) {
         snprintf(out, n, "2 x CPUs");
+        return;
+    }
+    if (l->computed == HALF_EXEC_CONCURRENCY) {
+        snprintf(out, n, "half of EXEC_CONCURRENCY, rounded up");
+        return;
+    }
+    if (l->computed == QUARTER_EXEC_QUEUE) {
+        snprintf(out, n, "a quarter of EXEC_QUEUE, rounded up");
         return;
     }
     static const struct {

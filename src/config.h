@@ -26,15 +26,22 @@ struct config {
     int64_t max_bulk_write_files;  /* MAX_BULK_WRITE_FILES 1000 */
     int64_t max_ingest_files;      /* MAX_INGEST_FILES 100000 */
     int64_t max_ingest_bytes;      /* MAX_INGEST_BYTES 4294967296 */
+    int64_t max_ingest_path_bytes; /* MAX_INGEST_PATH_BYTES 33554432 */
     int64_t max_tree_entries;      /* MAX_TREE_ENTRIES 50000 */
     int64_t max_exec_output_bytes; /* MAX_EXEC_OUTPUT_BYTES 16777216 */
     int64_t sandbox_quota_bytes;   /* SANDBOX_QUOTA_BYTES 10737418240 */
+    int64_t max_sandboxes_per_owner; /* MAX_SANDBOXES_PER_OWNER 1000 (0 = no limit) */
     int64_t exec_memory_bytes;     /* EXEC_MEMORY_BYTES 1073741824 */
     int64_t exec_pids_max;         /* EXEC_PIDS_MAX 512 */
     int64_t exec_cpu_percent;      /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */
     int64_t exec_file_size_bytes;  /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
     int64_t exec_concurrency;      /* EXEC_CONCURRENCY: execs running at once; default 2×CPUs+2 */
     int64_t exec_queue;            /* EXEC_QUEUE: execs waiting beyond that; default 256 */
+    int64_t exec_owner_concurrency; /* EXEC_OWNER_CONCURRENCY: execs of one owner (tenant, sub)
+                                     * running at once; default half of EXEC_CONCURRENCY,
+                                     * rounded up (-1 until config_finish) */
+    int64_t exec_owner_queue;       /* EXEC_OWNER_QUEUE: execs of one owner waiting; default a
+                                     * quarter of EXEC_QUEUE, rounded up (-1 until config_finish) */
     int64_t exec_warm_sandboxes;   /* EXEC_WARM_SANDBOXES 64: sandboxes keeping a network
                                     * namespace and an idle upper between execs (LRU) */
     int64_t batch_workers;         /* BATCH_WORKERS: read-only batch parallelism; default 2×CPUs */
@@ -65,6 +72,9 @@ __attribute__((warn_unused_result)) int config_from_args(struct config *c, int a
  * signing secrets long enough (secret_check_length), the default token lifetime within the
  * maximum, TOKENS_NOT_BEFORE not in the future (now_s). -EINVAL with err_set(). */
 __attribute__((warn_unused_result)) int config_check(const struct config *c, int64_t now_s);
+/* Fills the defaults derived from other settings (EXEC_OWNER_CONCURRENCY, EXEC_OWNER_QUEUE)
+ * that neither the environment nor a flag set: call once both are applied. */
+void config_finish(struct config *c);
 void config_release(struct config *c);
 /* The help text of `sqlfs serve`. */
 const char *config_serve_help(void);

@@ -172,6 +172,8 @@ static int serve(const char *self, int argc, char **argv)
     r = config_from_env(&cfg);
     if (r == 0)
         r = config_from_args(&cfg, argc, argv);
+    if (r == 0)
+        config_finish(&cfg);
     if (r == 1) { /* --help */
         fputs(config_serve_help(), stdout);
         config_release(&cfg);

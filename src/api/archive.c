@@ -63,6 +63,7 @@ static int start_ingest(struct request *req, struct ingest_state *st)
     struct ingest_limits lim = {
         .max_files = req->app->cfg->max_ingest_files,
         .max_bytes = req->app->cfg->max_ingest_bytes,
+        .max_path_bytes = req->app->cfg->max_ingest_path_bytes,
         .quota_bytes = req->app->cfg->sandbox_quota_bytes,
         .tmp_dir = req->app->cfg->data_dir,
     };

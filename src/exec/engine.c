@@ -306,7 +306,6 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     e->app = app;
     exec_health_init(&e->health);
     pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cond, NULL);
     pthread_mutex_init(&e->pw_mu, NULL);
     pthread_cond_init(&e->pw_cond, NULL);
     pthread_condattr_t ca;
@@ -314,7 +313,15 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&e->pw_done, &ca);
     pthread_condattr_destroy(&ca);
-    r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
+    struct admission_limits lim = {
+        .concurrency = app->cfg->exec_concurrency,
+        .queue = app->cfg->exec_queue,
+        .owner_concurrency = app->cfg->exec_owner_concurrency,
+        .owner_queue = app->cfg->exec_owner_queue,
+    };
+    r = admission_new(&lim, &e->admission);
+    if (r == 0)
+        r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
         r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
     bool runtime_failed = r < 0;
@@ -375,7 +382,7 @@ void exec_engine_free(struct exec_engine *e)
     checkouts_free(e->checkouts);
     netns_cache_free(e->netns);
     jail_runtime_free(e->jail);
-    pthread_cond_destroy(&e->cond);
+    admission_free(e->admission);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->pw_cond);
     pthread_cond_destroy(&e->pw_done);
@@ -415,9 +422,12 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "networkNamespaces", json_integer((json_int_t)netns_count(e->netns)));
     json_object_set_new(o, "localeArchive",
                         json_boolean(jail_runtime_rootfs(e->jail)->locale != NULL));
+    struct admission_stats adm;
+    admission_get_stats(e->admission, &adm);
+    json_object_set_new(o, "running", json_integer(adm.running));
+    json_object_set_new(o, "queued", json_integer(adm.waiting));
+    json_object_set_new(o, "owners", json_integer(adm.owners));
     pthread_mutex_lock(&e->mu);
-    json_object_set_new(o, "running", json_integer(e->running));
-    json_object_set_new(o, "queued", json_integer(e->waiting));
     json_object_set_new(o, "idleUppers", json_integer((json_int_t)e->nidle));
     pthread_mutex_unlock(&e->mu);
     json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
@@ -435,34 +445,6 @@ bool exec_engine_ready_why(struct exec_engine *e, char *why, size_t n)
     }
     snprintf(why, n, "%s", unavailable_reason);
     return false;
-}
-
-/* ---- admission: at most EXEC_CONCURRENCY running, EXEC_QUEUE waiting ---- */
-
-static int admit(struct exec_engine *e)
-{
-    const struct config *c = e->app->cfg;
-    pthread_mutex_lock(&e->mu);
-    if (e->running >= c->exec_concurrency && e->waiting >= c->exec_queue) {
-        pthread_mutex_unlock(&e->mu);
-        return err_set(-ERR_BUSY, "too many execs in flight (%lld running, %lld queued); retry",
-                       (long long)e->running, (long long)e->waiting);
-    }
-    e->waiting++;
-    while (e->running >= c->exec_concurrency)
-        pthread_cond_wait(&e->cond, &e->mu);
-    e->waiting--;
-    e->running++;
-    pthread_mutex_unlock(&e->mu);
-    return 0;
-}
-
-static void leave(struct exec_engine *e)
-{
-    pthread_mutex_lock(&e->mu);
-    e->running--;
-    pthread_cond_signal(&e->cond);
-    pthread_mutex_unlock(&e->mu);
 }
 
 /* ---- one exec ---- */
@@ -1072,7 +1054,7 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     s->pristine = -1;
     s->report[0] = s->report[1] = -1;
     s->u.ovl_fd = -1;
-    int r = admit(e);
+    int r = admission_enter(e->admission, rec->tenant, rec->sub, &s->owner);
     if (r < 0)
         return r;
     s->admitted = true;
@@ -1311,8 +1293,9 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
 void exec_session_leave(struct exec_session *s)
 {
     if (s->admitted)
-        leave(s->e);
+        admission_leave(s->e->admission, s->owner);
     s->admitted = false;
+    s->owner = NULL;
 }
 
 void exec_session_end(struct exec_session *s)

@@ -1,9 +1,9 @@
 /*
  * engine — the exec engine as the rest of the server sees it (DESIGN.md "Exec"):
- *   admission (bounded concurrency + bounded queue) → checkout (lower layer, at the sandbox's
- *   version) → jail (overlay with a fresh upper) → run bash, streaming its output → diff of the
- *   upper into a change set → commit through sandbox_commit → the upper's files move into the
- *   checkout.
+ *   admission (bounded concurrency + bounded queue, shared fairly between owners: admission.h)
+ *   → checkout (lower layer, at the sandbox's version) → jail (overlay with a fresh upper) → run
+ *   bash, streaming its output → diff of the upper into a change set → commit through
+ *   sandbox_commit → the upper's files move into the checkout.
  * Semantics (docs/API.md "Exec"): changes commit whatever the exit code, also after a timeout or a
  * client disconnect; nothing commits on a server-side failure or when the quota would be exceeded;
  * a read-only exec that changed anything fails with EREADONLY_VIOLATION and keeps nothing; the

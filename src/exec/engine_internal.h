@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
+#include "exec/admission.h"
 #include "exec/engine.h"
 #include "exec/jail.h"
 
@@ -32,10 +33,8 @@ struct exec_engine {
     struct checkouts *checkouts;
     struct netns_cache *netns; /* each sandbox's network namespace, kept between its execs */
     char *uppers_dir;   /* <data>/uppers */
-    pthread_mutex_t mu; /* guards the admission counters */
-    pthread_cond_t cond;
-    int64_t running;    /* execs holding a slot */
-    int64_t waiting;    /* execs queued for a slot */
+    struct admission *admission; /* exec slots, shared fairly between owners */
+    pthread_mutex_t mu;          /* guards live, stopping and the idle uppers */
     struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
     bool stopping;      /* shutdown: no new jail starts */
@@ -104,6 +103,7 @@ struct exec_session {
     struct upper u;
     char *lower;             /* checkout tree */
     bool admitted, acquired;
+    struct admission_owner *owner; /* the owner whose slot it holds, while admitted */
     int64_t admitted_ns; /* time_mono_ns() when the exec got its slot */
     bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
     bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */

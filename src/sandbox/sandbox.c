@@ -26,10 +26,18 @@ int sandbox_lookup(struct app *app, const char *id, const char *tenant, const ch
 int sandbox_open(struct app *app, const char *id, const char *tenant, const char *sub,
                  enum lock_mode mode, struct sandbox_rec *ret_rec, struct lock_ref **ret_lock)
 {
-    struct lock_ref *lock = NULL;
-    int r = locks_acquire(app->locks, id, mode, app->cfg->lock_timeout_ms, &lock);
+    /* Ownership first, from the record alone and before the lock: a sandbox of someone else is
+     * answered exactly like a missing one (one lookup, no wait), so a stranger can neither tell
+     * that its owner is busy nor queue on its lock (a waiting writer holds back new readers). */
+    int r = sandbox_lookup(app, id, tenant, sub, ret_rec);
     if (r < 0)
         return r;
+    sandbox_rec_release(ret_rec);
+    struct lock_ref *lock = NULL;
+    r = locks_acquire(app->locks, id, mode, app->cfg->lock_timeout_ms, &lock);
+    if (r < 0)
+        return r;
+    /* the record as of the lock: it may have changed, or gone, while we waited */
     r = sandbox_lookup(app, id, tenant, sub, ret_rec);
     if (r < 0) {
         locks_release(lock);

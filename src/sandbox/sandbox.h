@@ -19,9 +19,12 @@
 #include "sandbox/lock.h"
 #include "store/store.h"
 
-/* Takes the sandbox's lock in `mode` and reads its record, checking the owner (NULL tenant/sub:
- * any). -ERR_SANDBOX_NOT_FOUND when missing or foreign (the lock is then released),
- * -ERR_LOCK_TIMEOUT. On success the caller owns *ret_lock and must release it. */
+/* Checks the owner (NULL tenant/sub: any) from the record, without the lock, then takes the
+ * sandbox's lock in `mode` and reads the record again under it. -ERR_SANDBOX_NOT_FOUND when
+ * missing or foreign: a foreign sandbox never waits for its lock, so it is answered like a
+ * missing one, in the same time; -ERR_SANDBOX_NOT_FOUND also when it was deleted while we
+ * waited. -ERR_LOCK_TIMEOUT (owner only). On success the caller owns *ret_lock and must
+ * release it. */
 __attribute__((warn_unused_result)) int sandbox_open(struct app *app, const char *id,
                                                      const char *tenant, const char *sub,
                                                      enum lock_mode mode,

@@ -65,6 +65,9 @@ struct commit_opts {
                                unless the commit does not grow it (an over-quota sandbox can
                                always be cleaned up) */
     int64_t now_ms;         /* timestamp of the commit (also lastUsedAt) */
+    int64_t max_owner_sandboxes; /* store_sandbox_create only: the sandboxes the owner may have,
+                                  * this one included (0: no limit), counted in the same
+                                  * transaction as the insert */
 };
 
 struct commit_result {
@@ -156,7 +159,8 @@ static inline int64_t store_memory_bytes(struct store *st)
 }
 
 /* Inserts the sandbox row and commits `initial` (may be NULL) as its first version, in one
- * transaction. -EEXIST if the id is taken. */
+ * transaction. -EEXIST if the id is taken; -ERR_SANDBOX_LIMIT when the owner has
+ * opts->max_owner_sandboxes sandboxes already (concurrent creates cannot both pass the limit). */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_create(struct store *st, const struct sandbox_rec *rec,
                      const struct changeset *initial, const struct commit_opts *opts)

@@ -180,6 +180,7 @@ enum stmt_id {
     ST_SB_TOUCH,
     ST_SB_DELETE,
     ST_SB_CREATED,
+    ST_SB_COUNT_OWNER,
     ST_F_GET,
     ST_F_PUT,
     ST_F_SETDIR,
@@ -238,6 +239,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = ?2 WHERE id = ?1",
     [ST_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = ?1",
     [ST_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
+    [ST_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
+                          "WHERE tenant = ?1 AND sub = ?2 LIMIT ?3)",
     [ST_F_GET] = "SELECT kind, size, content FROM files WHERE sid = ?1 AND path = ?2",
     [ST_F_PUT] = "INSERT OR REPLACE INTO files (sid, " FILE_COLS ") "
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1085,6 +1088,27 @@ static int sq_commit(struct store *st, const char *sandbox_id, const struct chan
 
 static int gc_run(struct sqlite_store *s, struct gc_stats *ret);
 
+/* Inside the write transaction (so two creates cannot both pass at max - 1): -ERR_SANDBOX_LIMIT
+ * when rec's owner has `max` sandboxes already. Counts at most `max` rows of the owner index. */
+static int owner_limit_check(struct conn *c, const struct sandbox_rec *rec, int64_t max)
+{
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    int r = stmt_get(c, ST_SB_COUNT_OWNER, &q);
+    if (r >= 0)
+        r = bind_check(c, bind_text(q, 1, rec->tenant) | bind_text(q, 2, rec->sub) |
+                              sqlite3_bind_int64(q, 3, max));
+    if (r >= 0)
+        r = stmt_step(c, q);
+    if (r < 0)
+        return r;
+    if (r > 0 && sqlite3_column_int64(q, 0) >= max)
+        return err_set(-ERR_SANDBOX_LIMIT,
+                       "this owner already has %" PRId64 " sandboxes, the limit; delete one to "
+                       "create another",
+                       max);
+    return 0;
+}
+
 static int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
                              const struct changeset *initial, const struct commit_opts *opts)
 {
@@ -1097,8 +1121,11 @@ static int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
     int r = wtx_begin(s);
     if (r < 0)
         return r;
+    if (o.max_owner_sandboxes > 0)
+        r = owner_limit_check(s->w, rec, o.max_owner_sandboxes);
     sqlite3_stmt *ins = NULL;
-    r = stmt_get(s->w, ST_SB_INSERT, &ins);
+    if (r >= 0)
+        r = stmt_get(s->w, ST_SB_INSERT, &ins);
     if (r >= 0)
         r = bind_check(s->w,
                        bind_text(ins, 1, rec->id) | bind_text(ins, 2, rec->tenant) |

@@ -53,6 +53,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                        "the server is short of resources for an exec; retry"},
     [ERR_CWD_MISSING - ERR_BASE] = {"INVALID_INPUT", 400, false,
                                     "the working directory does not exist in the sandbox"},
+    [ERR_SANDBOX_LIMIT - ERR_BASE] = {"ESANDBOX_LIMIT", 409, false,
+                                      "too many sandboxes; delete one to create another"},
 };
 
 static const struct err_info errno_table[] = {

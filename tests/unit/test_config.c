@@ -26,6 +26,7 @@ static const char *const vars[] = {
     "MAX_BULK_WRITE_FILES",
     "MAX_INGEST_FILES",
     "MAX_INGEST_BYTES",
+    "MAX_INGEST_PATH_BYTES",
     "MAX_TREE_ENTRIES",
     "MAX_EXEC_OUTPUT_BYTES",
     "SANDBOX_QUOTA_BYTES",
@@ -35,6 +36,9 @@ static const char *const vars[] = {
     "EXEC_FILE_SIZE_BYTES",
     "EXEC_CONCURRENCY",
     "EXEC_QUEUE",
+    "EXEC_OWNER_CONCURRENCY",
+    "EXEC_OWNER_QUEUE",
+    "MAX_SANDBOXES_PER_OWNER",
     "EXEC_WARM_SANDBOXES",
     "BATCH_WORKERS",
     "AUTH_RATE_LIMIT_MAX",
@@ -82,6 +86,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_bulk_write_files, 1000);
     assert_int_equal(c.max_ingest_files, 100000);
     assert_int_equal(c.max_ingest_bytes, 4294967296LL);
+    assert_int_equal(c.max_ingest_path_bytes, 32LL << 20);
     assert_int_equal(c.max_tree_entries, 50000);
     assert_int_equal(c.max_exec_output_bytes, 16777216);
     assert_int_equal(c.sandbox_quota_bytes, 10737418240LL);
@@ -91,6 +96,12 @@ static void test_defaults(void **state)
     assert_int_equal(c.exec_file_size_bytes, 4294967296LL);
     assert_int_equal(c.exec_concurrency, 2 * cpus + 2);
     assert_int_equal(c.exec_queue, 256);
+    assert_int_equal(c.exec_owner_concurrency, -1); /* derived by config_finish */
+    assert_int_equal(c.exec_owner_queue, -1);
+    config_finish(&c);
+    assert_int_equal(c.exec_owner_concurrency, cpus + 1); /* half of 2 x CPUs + 2 */
+    assert_int_equal(c.exec_owner_queue, 64);
+    assert_int_equal(c.max_sandboxes_per_owner, 1000);
     assert_int_equal(c.exec_warm_sandboxes, 64);
     assert_int_equal(c.batch_workers, 2 * cpus);
     assert_int_equal(c.auth_rate_limit_max, 5);
@@ -153,6 +164,52 @@ static void test_env(void **state)
     assert_int_equal(c.auth_success_rate_limit_max, 0);
     assert_int_equal(c.auth_success_rate_limit_window_ms, 1000);
     assert_int_equal(c.max_tree_entries, 50000);
+    config_release(&c);
+}
+
+/* The per-owner exec limits follow EXEC_CONCURRENCY and EXEC_QUEUE however those are set,
+ * unless set themselves. */
+static void test_derived_defaults(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *concurrency, *queue, *owner_concurrency, *owner_queue;
+        const char *flag; /* one more flag, or NULL */
+        int64_t want_concurrency, want_queue;
+    } rows[] = {
+        {"7", "10", NULL, NULL, NULL, 4, 3},
+        {"1", "0", NULL, NULL, NULL, 1, 0},
+        {"2", "1", NULL, NULL, NULL, 1, 1},
+        {"8", "256", "8", "0", NULL, 8, 0},
+        {"8", "256", NULL, NULL, "--exec-concurrency=3", 2, 64},
+        {"8", "256", NULL, NULL, "--exec-owner-queue=5", 4, 5},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        setenv("EXEC_CONCURRENCY", rows[i].concurrency, 1);
+        setenv("EXEC_QUEUE", rows[i].queue, 1);
+        if (rows[i].owner_concurrency)
+            setenv("EXEC_OWNER_CONCURRENCY", rows[i].owner_concurrency, 1);
+        else
+            unsetenv("EXEC_OWNER_CONCURRENCY");
+        if (rows[i].owner_queue)
+            setenv("EXEC_OWNER_QUEUE", rows[i].owner_queue, 1);
+        else
+            unsetenv("EXEC_OWNER_QUEUE");
+        struct config c;
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_from_env(&c), 0);
+        char *argv[] = {"serve", (char *)rows[i].flag, NULL};
+        assert_int_equal(config_from_args(&c, rows[i].flag ? 2 : 1, argv), 0);
+        config_finish(&c);
+        assert_int_equal(c.exec_owner_concurrency, rows[i].want_concurrency);
+        assert_int_equal(c.exec_owner_queue, rows[i].want_queue);
+        config_release(&c);
+    }
+    setenv("MAX_SANDBOXES_PER_OWNER", "0", 1); /* no limit */
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_int_equal(c.max_sandboxes_per_owner, 0);
     config_release(&c);
 }
 
@@ -338,7 +395,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 25);
+    assert_int_equal(seen, 29);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.connection_timeout_s, 2048);
@@ -417,6 +474,8 @@ static void test_help(void **state)
             fail_msg("help does not mention %s", flags[i]);
     assert_non_null(strstr(help, "default 1073741824 (1GiB)"));
     assert_non_null(strstr(help, "2 x CPUs + 2"));
+    assert_non_null(strstr(help, "half of EXEC_CONCURRENCY, rounded up"));
+    assert_non_null(strstr(help, "a quarter of EXEC_QUEUE, rounded up"));
     assert_non_null(strstr(help, "KiB"));
 }
 
@@ -477,6 +536,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_defaults),          T(test_env),           T(test_listen), T(test_env_rejected),
         T(test_args_override_env), T(test_args_rejected), T(test_help),   T(test_check),
+        T(test_derived_defaults),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
