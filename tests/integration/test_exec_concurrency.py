@@ -108,7 +108,7 @@ def test_evicted_checkout_drops_its_idle_upper(fresh_server):
 
 
 def exec_counts(srv):
-    ex = httpx.get(srv.url + "/readyz").json()["checks"]["exec"]
+    ex = status(srv)["exec"]
     return ex["running"], ex["queued"], ex["owners"]
 
 

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from conftest import SECRET, assert_error
+from conftest import SECRET, assert_error, status
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -197,7 +197,7 @@ def foreign_requests(sid):
 
 
 def exec_running(server):
-    return httpx.get(server.url + "/readyz").json()["checks"]["exec"]["running"]
+    return status(server)["exec"]["running"]
 
 
 def start_busy_exec(server, client, sid, read_only, seconds=3):
