@@ -16,7 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "build", "sqlfs")
 HTTPBENCH = os.path.join(ROOT, "build", "bench", "httpbench")
 RESULTS = os.path.join(ROOT, "bench", "results")
-SECRET = "bench-secret-0123456789"
+SECRET = "bench-secret-0123456789abcdef0123456789"
+ADMIN_SECRET = "bench-admin-secret-0123456789abcdef"
 
 
 def free_port():
@@ -31,7 +32,7 @@ class Server:
         self.data = data_dir or os.path.join(self.tmp, "data")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, AUTH_SECRET=SECRET, SQLFS_QUIET="1",
+        self.env = dict(os.environ, AUTH_SECRET=SECRET, ADMIN_SECRET=ADMIN_SECRET, SQLFS_QUIET="1",
                         AUTH_RATE_LIMIT_MAX="1000000")
         self.env.update(env or {})
         self.proc = None
@@ -73,6 +74,12 @@ class Server:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def status(self):
+        """GET /v1/status: the exec counters and the store's memory (admin secret)."""
+        r = httpx.get(self.url + "/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET})
+        r.raise_for_status()
+        return r.json()
 
     def token(self, sub="bench"):
         r = httpx.post(self.url + "/v1/auth/bootstrap", json={"sub": sub},

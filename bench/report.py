@@ -512,7 +512,7 @@ def section_scale():
         f"| server RSS before → after | {s['rss_kib_before'] / 1024:.1f} → "
         f"{s['rss_kib_after'] / 1024:.1f} MiB |",
         f"| RSS per idle sandbox | {f(s['rss_bytes_per_idle_sandbox'], 0)} B |",
-        *([f"| SQLite's memory before → after (`/readyz` `memory.storeBytes`) | "
+        *([f"| SQLite's memory before → after (`/v1/status` `memory.storeBytes`) | "
            f"{s['store_memory_before'] / 1048576:.1f} → {s['store_memory_after'] / 1048576:.1f}"
            " MiB |",
            f"| RSS per idle sandbox besides SQLite's memory | "

@@ -597,8 +597,7 @@ def wait_idle(server, timeout=15):
 
 
 def store_memory(server):
-    with httpx.Client(base_url=server.url) as c:
-        return c.get("/readyz").json().get("memory", {}).get("storeBytes", 0)
+    return server.status().get("memory", {}).get("storeBytes", 0)
 
 
 def db_bytes(data):

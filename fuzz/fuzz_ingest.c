@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct memstore *ms;
     if (!ms)
         ms = memstore_new();
-    struct ingest_limits lim = {1000, 16 << 20, NULL};
+    struct ingest_limits lim = {
+        .max_files = 1000, .max_bytes = 16 << 20, .tmp_dir = NULL, .max_path_bytes = 1 << 20};
     struct ingest *ing = NULL;
     if (ingest_new(&ms->base, "/home/user/project", &lim, &ing) < 0)
         abort();

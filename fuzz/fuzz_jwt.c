@@ -25,7 +25,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char SECRET[] = "fuzz-secret";
+static const char SECRET[] = "fuzz-secret-0123456789abcdef-0123";
 #define NOW 1800000000LL
 
 static size_t b64url(const uint8_t *in, size_t n, char *out)

@@ -35,6 +35,9 @@ struct app {
     void (*after_delete)(struct app *app, const char *sandbox_id);
     char *auth_secret;             /* HS256 key of every token */
     size_t auth_secret_len;
+    char *auth_secret_previous; /* AUTH_SECRET_PREVIOUS: still accepted, never signs; or NULL */
+    size_t auth_secret_previous_len;
+    atomic_llong previous_secret_uses; /* requests authenticated with it since start */
     atomic_bool shutting_down;     /* set by SIGTERM/SIGINT: new work gets 503 */
     atomic_int active_requests;    /* requests between accept and completion */
     /* Exec output buffered for exec-sync and batch replies, from the script's write until the

@@ -14,6 +14,7 @@
 
 #include "auth/jwt.h"
 #include "auth/secret.h"
+#include "config.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 
@@ -53,13 +54,16 @@ const char *cli_token_help(void)
            "                      1 to 256 characters)\n"
            "  --tenant T          tenant, matching ^[A-Za-z0-9_.-]{1,64}$ (default \"default\")\n"
            "  --expires DURATION  lifetime: N followed by s, m, h, d or y (e.g. 3600s, 24h,\n"
-           "                      30d, 1y), or never (default 30d)\n"
+           "                      30d, 1y), or never; at most TOKEN_MAX_EXPIRES (default\n"
+           "                      365d; never only when that is never); default\n"
+           "                      TOKEN_DEFAULT_EXPIRES, else 30d\n"
            "  --data DIR          data directory holding auth_secret (default: SQLFS_DATA,\n"
            "                      else ./data)\n"
            "  -h, --help          this text\n"
            "\n"
-           "The signing secret is AUTH_SECRET when it is set, otherwise DIR/auth_secret as\n"
-           "created by sqlfs serve. Exit status: 0 success, 1 no usable secret, 2 bad usage.\n";
+           "The signing secret is AUTH_SECRET when it is set (at least 32 bytes), otherwise\n"
+           "DIR/auth_secret as created by sqlfs serve. Exit status: 0 success, 1 no usable\n"
+           "secret, 2 bad usage.\n";
 }
 
 struct token_opts {
@@ -119,6 +123,11 @@ static int token_secret(const struct token_opts *o, char **ret)
 {
     const char *env = getenv("AUTH_SECRET");
     if (env && *env) {
+        err_clear();
+        if (secret_check_length("AUTH_SECRET", strlen(env)) < 0) {
+            fprintf(stderr, "sqlfs token: %s\n", err_message());
+            return CLI_EXIT_FAILURE;
+        }
         *ret = strdup(env);
         return *ret ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
     }
@@ -146,9 +155,44 @@ static int token_secret(const struct token_opts *o, char **ret)
     return CLI_EXIT_OK;
 }
 
+/* A duration from the environment (as sqlfs serve reads it), else `def`. Message printed. */
+static int env_duration(const char *name, const char *def, int64_t *ret)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        v = def;
+    if (jwt_parse_expires(v, ret) < 0) {
+        fprintf(stderr,
+                "sqlfs token: %s: expected a duration such as 24h, 30d or 1y, or never, got "
+                "\"%.40s\"\n",
+                name, v);
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The token's lifetime: --expires, else TOKEN_DEFAULT_EXPIRES, within TOKEN_MAX_EXPIRES, the
+ * rule of the server's mint routes. Message printed. */
+static int token_lifetime(const struct token_opts *o, int64_t *ret)
+{
+    int64_t def, max;
+    int rc = env_duration("TOKEN_DEFAULT_EXPIRES", CONFIG_TOKEN_DEFAULT_EXPIRES, &def);
+    if (rc == CLI_EXIT_OK)
+        rc = env_duration("TOKEN_MAX_EXPIRES", CONFIG_TOKEN_MAX_EXPIRES, &max);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    err_clear();
+    if (jwt_lifetime("--expires", o->expires, def, max, ret) < 0) {
+        if (!o->expires)
+            return usage("TOKEN_DEFAULT_EXPIRES is longer than TOKEN_MAX_EXPIRES");
+        return usage("%s", err_message());
+    }
+    return CLI_EXIT_OK;
+}
+
 int cli_token(int argc, char **argv)
 {
-    struct token_opts o = {.expires = "30d"};
+    struct token_opts o = {0};
     int rc = parse_token_args(argc, argv, &o);
     if (rc != CLI_EXIT_OK)
         return rc;
@@ -163,8 +207,9 @@ int cli_token(int argc, char **argv)
     if (o.tenant && !jwt_tenant_valid(o.tenant, strlen(o.tenant)))
         return usage("%s must match ^[A-Za-z0-9_.-]{1,64}$", "--tenant");
     int64_t expires;
-    if (jwt_parse_expires(o.expires, &expires) < 0)
-        return usage("--expires: %s", err_message());
+    rc = token_lifetime(&o, &expires);
+    if (rc != CLI_EXIT_OK)
+        return rc;
 
     char *secret = NULL;
     rc = token_secret(&o, &secret);

@@ -14,6 +14,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth/jwt.h"
+#include "auth/secret.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -27,7 +29,9 @@
 #define MS_MAX (7LL * 24 * 3600 * 1000) /* a week */
 #define VALUE_SHOWN_MAX 40              /* bad values are quoted in messages up to this length */
 
-enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2 };
+/* How a default is derived: from the CPU count (config_init), or from another setting once
+ * every setting is known (config_finish; -1 until then). */
+enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2, HALF_EXEC_CONCURRENCY, QUARTER_EXEC_QUEUE };
 
 struct limit_spec {
     const char *env;        /* environment variable; the flag is its kebab-case form */
@@ -52,6 +56,8 @@ static const struct limit_spec limits[] = {
      "entries in one ingested archive"},
     {"MAX_INGEST_BYTES", F(max_ingest_bytes), 4294967296, FIXED, 1, PIB, true,
      "unpacked bytes of one ingested archive"},
+    {"MAX_INGEST_PATH_BYTES", F(max_ingest_path_bytes), 33554432, FIXED, 1, PIB, true,
+     "bytes of the entry paths and symlink targets of one ingested archive (held in memory)"},
     {"MAX_TREE_ENTRIES", F(max_tree_entries), 50000, FIXED, 1, COUNT_MAX, false,
      "entries in one tree listing"},
     {"MAX_EXEC_OUTPUT_BYTES", F(max_exec_output_bytes), 16777216, FIXED, 1, PIB, true,
@@ -61,6 +67,8 @@ static const struct limit_spec limits[] = {
      "(then 503 EBUSY)"},
     {"SANDBOX_QUOTA_BYTES", F(sandbox_quota_bytes), 10737418240, FIXED, 1, PIB, true,
      "storage quota of one sandbox"},
+    {"MAX_SANDBOXES_PER_OWNER", F(max_sandboxes_per_owner), 1000, FIXED, 0, COUNT_MAX, false,
+     "sandboxes one owner (tenant, sub) may have, then 409 ESANDBOX_LIMIT (0 = no limit)"},
     {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,
      "memory limit of one exec"},
     {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false, "processes in one exec"},
@@ -72,6 +80,10 @@ static const struct limit_spec limits[] = {
      "execs running at once"},
     {"EXEC_QUEUE", F(exec_queue), 256, FIXED, 0, 1000000, false,
      "execs waiting beyond that (then 503 EBUSY)"},
+    {"EXEC_OWNER_CONCURRENCY", F(exec_owner_concurrency), 0, HALF_EXEC_CONCURRENCY, 1, 100000,
+     false, "execs of one owner (tenant, sub) running at once"},
+    {"EXEC_OWNER_QUEUE", F(exec_owner_queue), 0, QUARTER_EXEC_QUEUE, 0, 1000000, false,
+     "execs of one owner waiting (then 503 EBUSY for that owner)"},
     {"EXEC_WARM_SANDBOXES", F(exec_warm_sandboxes), 64, FIXED, 1, 4096, false,
      "recently used sandboxes that keep their network namespace and unchanged upper"},
     {"BATCH_WORKERS", F(batch_workers), 0, CPUS_X2, 1, 10000, false,
@@ -98,6 +110,21 @@ static const struct limit_spec limits[] = {
 
 #define NLIMITS (sizeof(limits) / sizeof(limits[0]))
 
+/* Token settings: a duration (jwt_parse_expires syntax, "never" = -1) or a Unix time. */
+static const struct token_spec {
+    const char *env; /* the flag is its kebab-case form */
+    size_t offset;   /* offsetof the int64_t field in struct config */
+    bool duration;   /* else Unix seconds, 0 = none */
+} token_settings[] = {
+    {"TOKEN_DEFAULT_EXPIRES", F(token_default_expires_s), true},
+    {"TOKEN_MAX_EXPIRES", F(token_max_expires_s), true},
+    {"TOKENS_NOT_BEFORE", F(tokens_not_before_s), false},
+};
+
+#define NTOKEN_SETTINGS (sizeof(token_settings) / sizeof(token_settings[0]))
+/* Latest TOKENS_NOT_BEFORE accepted (as jwt.c's upper bound on token times). */
+#define UNIX_TIME_MAX 100000000000LL
+
 static int64_t *limit_field(struct config *c, const struct limit_spec *l)
 {
     return (int64_t *)((char *)c + l->offset);
@@ -116,6 +143,9 @@ static int64_t limit_default(const struct limit_spec *l, int64_t cpus)
         return 2 * cpus + 2;
     case CPUS_X2:
         return 2 * cpus;
+    case HALF_EXEC_CONCURRENCY:
+    case QUARTER_EXEC_QUEUE:
+        return -1;
     case FIXED:
         break;
     }
@@ -272,6 +302,26 @@ static int bad_limit(const char *name, const struct limit_spec *l, const char *v
                    (long long)l->min, (long long)l->max, SHOWN(v));
 }
 
+static int set_token_setting(struct config *c, const struct token_spec *t, const char *name,
+                             const char *v)
+{
+    int64_t *field = (int64_t *)((char *)c + t->offset);
+    if (t->duration) {
+        if (jwt_parse_expires(v, field) < 0)
+            return err_set(-EINVAL,
+                           "%s: expected a duration such as 3600s, 24h, 30d or 1y, or never, got "
+                           "\"%.*s%s\"",
+                           name, SHOWN(v));
+        return 0;
+    }
+    if (parse_number(v, false, 0, UNIX_TIME_MAX, field) < 0)
+        return err_set(-EINVAL,
+                       "%s: expected a time in seconds since 1970 (date +%%s), or 0 for none, got "
+                       "\"%.*s%s\"",
+                       name, SHOWN(v));
+    return 0;
+}
+
 /* ---- public ---- */
 
 int config_init(struct config *c)
@@ -281,6 +331,9 @@ int config_init(struct config *c)
     for (size_t i = 0; i < NLIMITS; i++)
         *limit_field(c, &limits[i]) = limit_default(&limits[i], cpus);
     c->port = 8080;
+    if (jwt_parse_expires(CONFIG_TOKEN_DEFAULT_EXPIRES, &c->token_default_expires_s) < 0 ||
+        jwt_parse_expires(CONFIG_TOKEN_MAX_EXPIRES, &c->token_max_expires_s) < 0)
+        return -EINVAL;
     c->listen_host = strdup("127.0.0.1");
     c->data_dir = strdup("./data");
     if (!c->listen_host || !c->data_dir) {
@@ -290,14 +343,49 @@ int config_init(struct config *c)
     return 0;
 }
 
+void config_finish(struct config *c)
+{
+    if (c->exec_owner_concurrency < 0)
+        c->exec_owner_concurrency = (c->exec_concurrency + 1) / 2;
+    if (c->exec_owner_queue < 0)
+        c->exec_owner_queue = (c->exec_queue + 3) / 4;
+}
+
 void config_release(struct config *c)
 {
     free(c->listen_host);
     free(c->data_dir);
     free(c->auth_secret);
+    free(c->auth_secret_previous);
     free(c->admin_secret);
     free(c->rootfs);
-    c->listen_host = c->data_dir = c->auth_secret = c->admin_secret = c->rootfs = NULL;
+    c->listen_host = c->data_dir = c->auth_secret = c->auth_secret_previous = c->admin_secret =
+        c->rootfs = NULL;
+}
+
+int config_check(const struct config *c, int64_t now_s)
+{
+    int r;
+    if ((c->auth_secret && (r = secret_check_length("AUTH_SECRET", strlen(c->auth_secret))) < 0) ||
+        (c->auth_secret_previous &&
+         (r = secret_check_length("AUTH_SECRET_PREVIOUS", strlen(c->auth_secret_previous))) < 0))
+        return r;
+    int64_t def = c->token_default_expires_s, max = c->token_max_expires_s;
+    if (max >= 0 && (def < 0 || def > max)) {
+        char d[32], m[32];
+        jwt_format_expires(def, d, sizeof(d));
+        jwt_format_expires(max, m, sizeof(m));
+        return err_set(-EINVAL,
+                       "TOKEN_DEFAULT_EXPIRES (%s) is longer than TOKEN_MAX_EXPIRES (%s): lower "
+                       "the one or raise the other",
+                       d, m);
+    }
+    if (c->tokens_not_before_s > now_s)
+        return err_set(-EINVAL,
+                       "TOKENS_NOT_BEFORE (%lld) is in the future: every token minted until then "
+                       "would be refused; use the current time (date +%%s)",
+                       (long long)c->tokens_not_before_s);
+    return 0;
 }
 
 /* An environment variable, with an empty value counted as unset. */
@@ -346,10 +434,16 @@ int config_from_env(struct config *c)
     if ((r = env_path("SQLFS_DATA", &c->data_dir)) < 0 ||
         (r = env_path("SQLFS_ROOTFS", &c->rootfs)) < 0 ||
         (r = env_path("AUTH_SECRET", &c->auth_secret)) < 0 ||
+        (r = env_path("AUTH_SECRET_PREVIOUS", &c->auth_secret_previous)) < 0 ||
         (r = env_path("ADMIN_SECRET", &c->admin_secret)) < 0 ||
         (r = env_bool("TRUST_PROXY", &c->trust_proxy)) < 0 ||
         (r = env_bool("SQLFS_QUIET", &c->quiet)) < 0)
         return r;
+    for (size_t i = 0; i < NTOKEN_SETTINGS; i++) {
+        v = env(token_settings[i].env);
+        if (v && (r = set_token_setting(c, &token_settings[i], token_settings[i].env, v)) < 0)
+            return r;
+    }
     for (size_t i = 0; i < NLIMITS; i++) {
         v = env(limits[i].env);
         if (v && parse_number(v, limits[i].bytes, limits[i].min, limits[i].max,
@@ -409,6 +503,14 @@ static int apply_flag(struct config *c, const char *name, const char *v)
             return err_set(-EINVAL, "--%s: expected a directory, got an empty value", name);
         return set_str(strcmp(name, "data") == 0 ? &c->data_dir : &c->rootfs, v);
     }
+    for (size_t i = 0; i < NTOKEN_SETTINGS; i++) {
+        kebab(token_settings[i].env, flag, sizeof(flag));
+        if (strcmp(name, flag) == 0) {
+            char shown[70];
+            snprintf(shown, sizeof(shown), "--%s", flag);
+            return set_token_setting(c, &token_settings[i], shown, v);
+        }
+    }
     for (size_t i = 0; i < NLIMITS; i++) {
         kebab(limits[i].env, flag, sizeof(flag));
         if (strcmp(name, flag) != 0)
@@ -431,6 +533,11 @@ static bool takes_value(const char *name)
         if (strcmp(name, with_value[i]) == 0)
             return true;
     char flag[64];
+    for (size_t i = 0; i < NTOKEN_SETTINGS; i++) {
+        kebab(token_settings[i].env, flag, sizeof(flag));
+        if (strcmp(name, flag) == 0)
+            return true;
+    }
     for (size_t i = 0; i < NLIMITS; i++) {
         kebab(limits[i].env, flag, sizeof(flag));
         if (strcmp(name, flag) == 0)
@@ -496,6 +603,14 @@ static void format_default(const struct limit_spec *l, char *out, size_t n)
         snprintf(out, n, "2 x CPUs");
         return;
     }
+    if (l->computed == HALF_EXEC_CONCURRENCY) {
+        snprintf(out, n, "half of EXEC_CONCURRENCY, rounded up");
+        return;
+    }
+    if (l->computed == QUARTER_EXEC_QUEUE) {
+        snprintf(out, n, "a quarter of EXEC_QUEUE, rounded up");
+        return;
+    }
     static const struct {
         int64_t mult;
         const char *unit;
@@ -544,12 +659,36 @@ static void build_help(void)
                        "Secrets (environment only, so they never appear in the process list):\n"
                        "  AUTH_SECRET    HS256 signing key of bearer tokens and the "
                        "X-Auth-Secret of\n"
-                       "                 POST /v1/auth/bootstrap. Unset: a random secret is "
+                       "                 POST /v1/auth/bootstrap; at least 32 bytes (make one "
+                       "with:\n"
+                       "                 openssl rand -hex 32). Unset: a random secret is "
                        "generated once\n"
                        "                 and kept in DATA/auth_secret (mode 0600).\n"
-                       "  ADMIN_SECRET   X-Admin-Secret of POST /v1/auth/admin. Unset: that "
-                       "route answers\n"
-                       "                 500 ADMIN_NOT_CONFIGURED.\n"
+                       "  AUTH_SECRET_PREVIOUS\n"
+                       "                 the signing secret before a rotation: tokens signed "
+                       "with it are\n"
+                       "                 still accepted (new ones are signed with AUTH_SECRET); "
+                       "remove it\n"
+                       "                 when the grace period ends.\n"
+                       "  ADMIN_SECRET   X-Admin-Secret of POST /v1/auth/admin and GET "
+                       "/v1/status. Unset:\n"
+                       "                 those routes answer 500 ADMIN_NOT_CONFIGURED.\n"
+                       "\n"
+                       "Tokens (a DURATION is N followed by s, m, h, d or y, e.g. 24h, 30d, "
+                       "1y, or never):\n"
+                       "  --token-default-expires DURATION\n"
+                       "      lifetime of a minted token whose request names none\n"
+                       "      env TOKEN_DEFAULT_EXPIRES, default " CONFIG_TOKEN_DEFAULT_EXPIRES "\n"
+                       "  --token-max-expires DURATION\n"
+                       "      longest lifetime a token may be minted with (never: no maximum, "
+                       "and never\n"
+                       "      may be asked for)\n"
+                       "      env TOKEN_MAX_EXPIRES, default " CONFIG_TOKEN_MAX_EXPIRES "\n"
+                       "  --tokens-not-before SECONDS\n"
+                       "      refuse every token issued before this time, in seconds since 1970 "
+                       "(date +%s):\n"
+                       "      revokes all tokens minted until then\n"
+                       "      env TOKENS_NOT_BEFORE, default 0 (none)\n"
                        "\n"
                        "Limits (byte counts accept the suffixes K, M, G, T or KiB, MiB, GiB, TiB, "
                        "all powers\n"

@@ -87,7 +87,7 @@ static void print_banner(const struct app *app, bool secret_created, const char 
     json_object_set_new(f, "version", json_string(SQLFS_VERSION));
     json_object_set_new(f, "store", json_string("sqlite"));
     log_json("info", "sqlfs serving", f);
-    if (secret_created || !getenv("AUTH_SECRET")) {
+    if (secret_created || !c->auth_secret) {
         /* the secret itself is never printed: it stays in its 0600 file */
         fprintf(stderr,
                 "\nsqlfs is listening on %s\n"
@@ -99,6 +99,37 @@ static void print_banner(const struct app *app, bool secret_created, const char 
                 url, c->data_dir, secret_created ? " (generated now)" : "", url, c->data_dir,
                 self, c->data_dir);
     }
+}
+
+/*
+ * The signing secrets: AUTH_SECRET (else the data dir's generated file) and, during a key
+ * rotation, AUTH_SECRET_PREVIOUS. Each at least SECRET_MIN_LEN bytes (config_check checked the
+ * variables, secret_load the file). The configuration keeps its own copies.
+ */
+static int load_secrets(struct app *app, bool *ret_created)
+{
+    const struct config *c = app->cfg;
+    int r;
+    if (c->auth_secret) {
+        if (!(app->auth_secret = strdup(c->auth_secret)))
+            return -ENOMEM;
+    } else if ((r = secret_load_or_create(c->data_dir, &app->auth_secret, ret_created)) < 0) {
+        return r;
+    }
+    app->auth_secret_len = strlen(app->auth_secret);
+    if (!c->auth_secret_previous)
+        return 0;
+    app->auth_secret_previous_len = strlen(c->auth_secret_previous);
+    if (secret_equal(c->auth_secret_previous, app->auth_secret_previous_len, app->auth_secret,
+                     app->auth_secret_len))
+        return err_set(-EINVAL, "AUTH_SECRET_PREVIOUS is the current secret: set it to the "
+                                "secret used before the rotation, or unset it");
+    if (!(app->auth_secret_previous = strdup(c->auth_secret_previous)))
+        return -ENOMEM;
+    log_msg("warn",
+            "key rotation: tokens signed with AUTH_SECRET_PREVIOUS are accepted until it is "
+            "removed (grace period); new tokens are signed with the current secret");
+    return 0;
 }
 
 /* Blocks until SIGTERM/SIGINT (the signals are blocked in every thread so only sigwait sees
@@ -129,6 +160,11 @@ static void shutdown_server(struct app *app, struct MHD_Daemon *d)
 
 static int serve(const char *self, int argc, char **argv)
 {
+    /* Whatever umask the server was started with, what it creates is its own: the database
+     * and its journals, checkouts and uppers. What the jail must read (the generated jail
+     * tree, the sandbox trees) gets its modes explicitly, and the jail sets the script's
+     * umask itself. */
+    umask(077);
     struct config cfg;
     int r = config_init(&cfg);
     if (r < 0)
@@ -136,11 +172,15 @@ static int serve(const char *self, int argc, char **argv)
     r = config_from_env(&cfg);
     if (r == 0)
         r = config_from_args(&cfg, argc, argv);
+    if (r == 0)
+        config_finish(&cfg);
     if (r == 1) { /* --help */
         fputs(config_serve_help(), stdout);
         config_release(&cfg);
         return 0;
     }
+    if (r == 0)
+        r = config_check(&cfg, time_now_ms() / 1000);
     if (r < 0) {
         die("configuration", r);
         config_release(&cfg);
@@ -177,18 +217,19 @@ static int serve(const char *self, int argc, char **argv)
         die("data directory", r);
         goto out;
     }
+    if (data.loose_mode)
+        log_msg("warn",
+                "the data directory %s was accessible to group or others (mode %04o): made it "
+                "0700",
+                data.path, (unsigned)data.loose_mode);
     free(cfg.data_dir);
     if (!(cfg.data_dir = strdup(data.path)))
         goto out;
-    if (cfg.auth_secret && *cfg.auth_secret) {
-        app.auth_secret = strdup(cfg.auth_secret);
-    } else if ((r = secret_load_or_create(cfg.data_dir, &app.auth_secret, &secret_created)) < 0) {
-        die("auth secret", r);
+    if ((r = load_secrets(&app, &secret_created)) < 0) {
+        if (r != -ENOMEM)
+            die("auth secret", r);
         goto out;
     }
-    if (!app.auth_secret)
-        goto out;
-    app.auth_secret_len = strlen(app.auth_secret);
     if (asprintf(&db_path, "%s/sqlfs.db", cfg.data_dir) < 0) {
         db_path = NULL;
         goto out;
@@ -234,6 +275,7 @@ out:
     ratelimit_free(app.auth_fail_limit);
     ratelimit_free(app.auth_success_limit);
     free(app.auth_secret);
+    free(app.auth_secret_previous);
     free(db_path);
     datadir_close(&data);
     config_release(&cfg);

@@ -128,7 +128,8 @@ class ExecTimeoutError(SQLFSError):
 
 
 class ConflictError(SQLFSError):
-    """409: the target exists, a directory is not empty, or an edit did not match uniquely."""
+    """409: the target exists, a directory is not empty, an edit did not match uniquely, or the
+    owner already has as many sandboxes as the server allows (``ESANDBOX_LIMIT``)."""
 
 
 class ReadOnlyViolationError(SQLFSError):

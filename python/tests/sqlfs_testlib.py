@@ -117,7 +117,7 @@ def start_server(base: Path, env_over: Dict[str, str]) -> Server:
     if not BINARY.exists():
         pytest.skip(f"server binary {BINARY} is not built (run `make` at the repo root)")
     port = free_port()
-    secret = "test-secret-" + secrets.token_hex(8)
+    secret = "test-secret-" + secrets.token_hex(16)  # the server wants at least 32 bytes
     data = base / "data"
     data.mkdir(parents=True)
     log = base / "server.log"

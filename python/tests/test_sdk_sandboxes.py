@@ -124,10 +124,25 @@ def test_tenant_separates_owners(server: Server) -> None:
             sb.delete()
 
 
+def _lifetime(token: str) -> int:
+    """exp - iat of a JWT (its payload read without checking the signature)."""
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return int(claims["exp"]) - int(claims["iat"])
+
+
 def test_token_argument_and_expires_in(server: Server) -> None:
-    with server.client(expires_in="never") as minting:
+    # expires_in is sent only when given: without it the server's default (30d) applies
+    with server.client() as default:
+        default.sandboxes.list()
+        assert _lifetime(default.token) == 30 * 86400
+    with server.client(expires_in="2h") as minting:
         token = minting.token
         sb = minting.sandboxes.create()
+        assert _lifetime(token) == 7200
     try:
         with sqlfs.Client(base_url=server.url, token=token) as c:
             assert sb.id in [r.id for r in c.sandboxes.list()]

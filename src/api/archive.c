@@ -63,6 +63,8 @@ static int start_ingest(struct request *req, struct ingest_state *st)
     struct ingest_limits lim = {
         .max_files = req->app->cfg->max_ingest_files,
         .max_bytes = req->app->cfg->max_ingest_bytes,
+        .max_path_bytes = req->app->cfg->max_ingest_path_bytes,
+        .quota_bytes = req->app->cfg->sandbox_quota_bytes,
         .tmp_dir = req->app->cfg->data_dir,
     };
     r = ingest_new(req->app->store, norm, &lim, &st->ing);
@@ -190,6 +192,8 @@ int route_ingest(struct request *req)
     if (r == 0) {
         r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
         opened = r == 0;
+        if (r < 0)
+            sandbox_discard(req->app, &cs); /* a failed commit discards for itself */
     }
     if (r == 0 && cs.n > 0)
         r = sandbox_commit(req->app, &rec, &cs);

@@ -1,7 +1,8 @@
 /*
- * POST /v1/auth/bootstrap and POST /v1/auth/admin (docs/API.md "Auth").
+ * POST /v1/auth/bootstrap and POST /v1/auth/admin (docs/API.md "Auth"), and the X-Admin-Secret
+ * check of GET /v1/status.
  *
- * Two per-IP limits, shared by both routes (an attacker gains nothing by alternating them):
+ * Two per-IP limits, shared by these routes (an attacker gains nothing by alternating them):
  *   - failures (AUTH_RATE_LIMIT_*): every attempt is counted before its secret or body is
  *     looked at and refunded once it has passed, so only client errors (403 wrong secret, 400
  *     bad body) stay counted; an IP past the limit gets 429 for every auth request, the right
@@ -40,16 +41,17 @@ struct mint_req {
     size_t sublen;      /* bytes in sub */
     const char *tenant; /* ^[A-Za-z0-9_.-]{1,64}$, default "default" */
     size_t tlen;        /* bytes in tenant */
-    int64_t secs;       /* lifetime in seconds, 0 = never expires */
+    int64_t secs;       /* lifetime in seconds, -1 = never expires */
 };
 
-/* Validates the body shared by both routes into *ret. -ERR_INVALID_INPUT with a message. */
-static int parse_body(json_t *body, struct mint_req *ret)
+/* Validates the body shared by both routes into *ret; expiresIn defaults to and is bounded by
+ * TOKEN_DEFAULT_EXPIRES and TOKEN_MAX_EXPIRES. -ERR_INVALID_INPUT with a message. */
+static int parse_body(const struct config *cfg, json_t *body, struct mint_req *ret)
 {
     if (!body)
         return err_set(-ERR_INVALID_INPUT, "request body must be a JSON object with 'sub'");
     struct mint_req m = {.tenant = "default", .tlen = 7};
-    const char *expires = "30d";
+    const char *expires = NULL;
     int r = jsonv_string(body, "sub", 0, &m.sub, &m.sublen);
     if (r < 0)
         return r;
@@ -64,16 +66,16 @@ static int parse_body(json_t *body, struct mint_req *ret)
     r = jsonv_string(body, "expiresIn", 32, &expires, NULL);
     if (r < 0)
         return r;
-    if (jwt_parse_expires(expires, &m.secs) < 0)
-        return err_set(-ERR_INVALID_INPUT,
-                       "field 'expiresIn' must be like \"24h\", \"30d\", \"1y\" or \"never\"");
+    if (jwt_lifetime("field 'expiresIn'", expires, cfg->token_default_expires_s,
+                     cfg->token_max_expires_s, &m.secs) < 0)
+        return -ERR_INVALID_INPUT; /* with jwt_lifetime's message */
     *ret = m;
     return 0;
 }
 
-/* Checks the route's secret header (X-Auth-Secret, or X-Admin-Secret for admin), then parses and
- * validates the body. 403 / 400 are the caller's failures; 500 when admin minting is off. */
-static int check_attempt(struct request *req, bool admin, struct mint_req *ret)
+/* Checks the request's secret header (X-Auth-Secret, or X-Admin-Secret for admin). 403 when it
+ * is missing or wrong; 500 when ADMIN_SECRET is not set. */
+static int check_secret(struct request *req, bool admin)
 {
     const char *want = req->app->auth_secret;
     size_t wantlen = req->app->auth_secret_len;
@@ -82,17 +84,27 @@ static int check_attempt(struct request *req, bool admin, struct mint_req *ret)
         want = req->app->cfg->admin_secret;
         if (!want || !*want)
             return err_set(-ERR_ADMIN_NOT_CONFIGURED,
-                           "admin token minting is not configured (set ADMIN_SECRET)");
+                           "admin routes are not configured on this server (set ADMIN_SECRET)");
         wantlen = strlen(want);
         header = "X-Admin-Secret";
     }
     const char *given = http_header(req, header);
     if (!given || !secret_equal(given, strlen(given), want, wantlen))
         return err_set(-ERR_FORBIDDEN, "missing or wrong %s header", header);
-    int r = http_parse_json_body(req);
+    return 0;
+}
+
+/* Checks the route's secret header, then parses and validates the body. 403 / 400 are the
+ * caller's failures; 500 when admin minting is off. */
+static int check_attempt(struct request *req, bool admin, struct mint_req *ret)
+{
+    int r = check_secret(req, admin);
     if (r < 0)
         return r;
-    return parse_body(req->json, ret);
+    r = http_parse_json_body(req);
+    if (r < 0)
+        return r;
+    return parse_body(req->app->cfg, req->json, ret);
 }
 
 /* Mints the token the request asked for and answers 201. */
@@ -149,4 +161,21 @@ int route_auth_bootstrap(struct request *req)
 int route_auth_admin(struct request *req)
 {
     return auth_request(req, true);
+}
+
+int route_admin_gate(struct request *req)
+{
+    struct app *app = req->app;
+    char ip[64];
+    http_client_ip(req, ip, sizeof(ip));
+    int64_t now = time_mono_ms(), retry_after = 0;
+    if (!ratelimit_hit(app->auth_fail_limit, ip, now, &retry_after)) {
+        reply_limited(req, retry_after, "failed token requests");
+        return 1;
+    }
+    int r = check_secret(req, true);
+    if (r < 0 && is_client_error(r))
+        return r; /* counted as a failure */
+    ratelimit_refund(app->auth_fail_limit, ip, now);
+    return r;
 }

@@ -274,7 +274,41 @@ struct put_state {
     char *path;                   /* normalised target path */
     struct content_writer *writer; /* open while the body streams */
     int64_t bytes;
+    int64_t room;  /* bytes the sandbox's quota has left for this file when the upload began
+                    * (the file it replaces counted as free), -1 = no quota */
+    int64_t quota; /* SANDBOX_QUOTA_BYTES, for the error's detail */
 };
+
+/* 413 EQUOTA for an upload of `bytes` (at least) that cannot fit in `room`. */
+static int put_over_quota(const struct put_state *st, int64_t bytes)
+{
+    int r = err_set(-ERR_QUOTA,
+                    "the file (%lld bytes or more) does not fit in what the sandbox's quota has "
+                    "left (%lld bytes); nothing was written",
+                    (long long)bytes, (long long)st->room);
+    err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)st->quota);
+    return r;
+}
+
+/* What the quota leaves for a file written at path: the quota minus the sandbox's size, plus
+ * the size of the file it replaces. -1 when there is no quota. */
+static int64_t put_room(struct app *app, const struct sandbox_rec *rec, const char *path)
+{
+    int64_t quota = app->cfg->sandbox_quota_bytes;
+    if (quota <= 0)
+        return -1;
+    int64_t room = quota - rec->size_bytes;
+    struct file_meta m;
+    char *real = NULL;
+    if (sandbox_resolve(app, rec->id, path, true, &real, &m) == 0) {
+        if (m.kind == FILE_KIND_FILE)
+            room += m.size;
+        file_meta_release(&m);
+    }
+    free(real);
+    err_clear(); /* a missing file is not this request's error */
+    return room > 0 ? room : 0;
+}
 
 int route_file_put_begin(struct request *req)
 {
@@ -294,6 +328,8 @@ int route_file_put_begin(struct request *req)
     r = sandbox_lookup(req->app, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
         return r;
+    st->room = put_room(req->app, &rec, st->path);
+    st->quota = req->app->cfg->sandbox_quota_bytes;
     sandbox_rec_release(&rec);
     int64_t cap = req->app->cfg->max_file_write_bytes;
     const char *cl = http_header(req, "Content-Length");
@@ -306,6 +342,9 @@ int route_file_put_begin(struct request *req)
             err_detail("MAX_FILE_WRITE_BYTES=%lld", (long long)cap);
             return -ERR_PAYLOAD_TOO_LARGE;
         }
+        /* refused before a byte of it is read or stored */
+        if (st->room >= 0 && (int64_t)n > st->room)
+            return put_over_quota(st, (int64_t)n);
     }
     return store_content_begin(req->app->store, &st->writer);
 }
@@ -315,10 +354,18 @@ int route_file_put_data(struct request *req, const char *data, size_t len)
     struct put_state *st = req->route_state;
     st->bytes += (int64_t)len;
     int64_t cap = req->app->cfg->max_file_write_bytes;
+    int r = 0;
     if (st->bytes > cap) {
-        err_set(-ERR_PAYLOAD_TOO_LARGE, "file is larger than %lld bytes", (long long)cap);
+        r = err_set(-ERR_PAYLOAD_TOO_LARGE, "file is larger than %lld bytes", (long long)cap);
         err_detail("MAX_FILE_WRITE_BYTES=%lld", (long long)cap);
-        return -ERR_PAYLOAD_TOO_LARGE;
+    } else if (st->room >= 0 && st->bytes > st->room) { /* a body without Content-Length */
+        r = put_over_quota(st, st->bytes);
+    }
+    if (r < 0) {
+        /* the rest of the body is read and dropped: what was stored of it goes now */
+        store_content_abort(req->app->store, st->writer);
+        st->writer = NULL;
+        return r;
     }
     return store_content_write(req->app->store, st->writer, data, len);
 }
@@ -379,21 +426,22 @@ int route_file_put(struct request *req)
         return r;
     m.has_content = m.size > 0;
     struct sandbox_rec rec;
-    r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
-    if (r < 0)
-        return r;
-    r = write_target(req->app, req->sandbox_id, st->path, &m.path, &m.mode);
-    if (r == 0) {
-        struct changeset cs;
-        changeset_init(&cs, "put");
-        cs.create_parents = true;
-        r = changeset_put(&cs, &m);
-        if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs);
-        changeset_release(&cs);
-    }
+    bool opened = (r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec)) == 0;
+    if (r == 0)
+        r = write_target(req->app, req->sandbox_id, st->path, &m.path, &m.mode);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    if (changeset_put(&cs, &m) < 0)
+        r = r < 0 ? r : -ENOMEM;
+    if (r == 0)
+        r = sandbox_commit(req->app, &rec, &cs); /* discards what it stored when it fails */
+    else if (m.has_content)
+        sandbox_discard(req->app, &cs); /* the upload is not going anywhere */
+    changeset_release(&cs);
     free(m.path);
-    sandbox_rec_release(&rec);
+    if (opened)
+        sandbox_rec_release(&rec);
     return r < 0 ? r : http_reply_empty(req, 204);
 }
 
@@ -728,7 +776,9 @@ int route_write_files(struct request *req)
             break;
     }
     if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs);
+        r = sandbox_commit(req->app, &rec, &cs); /* discards what it stored when it fails */
+    else
+        sandbox_discard(req->app, &cs);
     changeset_release(&cs);
     sandbox_rec_release(&rec);
     return r < 0 ? r : http_reply_empty(req, 204);

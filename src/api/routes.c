@@ -8,6 +8,7 @@ const struct route http_routes[] = {
     {"GET", "/readyz", BODY_NONE, false, NULL, NULL, route_readyz, NULL},
     {"POST", "/v1/auth/bootstrap", BODY_RAW, false, NULL, NULL, route_auth_bootstrap, NULL},
     {"POST", "/v1/auth/admin", BODY_RAW, true, NULL, NULL, route_auth_admin, NULL},
+    {"GET", "/v1/status", BODY_NONE, false, NULL, NULL, route_status, NULL},
     {"POST", "/v1/sandboxes", BODY_JSON, true, NULL, NULL, route_sandbox_create, NULL},
     {"GET", "/v1/sandboxes", BODY_NONE, true, NULL, NULL, route_sandbox_list, NULL},
     {"GET", SBX, BODY_NONE, true, NULL, NULL, route_sandbox_get, NULL},

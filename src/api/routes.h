@@ -8,10 +8,16 @@
 /* health.c */
 int route_healthz(struct request *req);
 int route_readyz(struct request *req);
+int route_status(struct request *req);
 
 /* auth_routes.c */
 int route_auth_bootstrap(struct request *req);
 int route_auth_admin(struct request *req);
+/* The X-Admin-Secret check of an operator route, under the failed-attempt limit of the auth
+ * routes (a wrong secret counts there, so no route is an oracle for guessing it). 0 when it
+ * passed; 1 when the request has been answered (429); negative: the error to answer (403,
+ * 500 ADMIN_NOT_CONFIGURED). */
+__attribute__((warn_unused_result)) int route_admin_gate(struct request *req);
 
 /* sandboxes.c */
 int route_sandbox_create(struct request *req);

@@ -73,6 +73,7 @@ int route_sandbox_create(struct request *req)
     if (r == 0)
         r = reserved_check_changeset(&cs);
     if (r < 0) {
+        sandbox_discard(req->app, &cs);
         changeset_release(&cs);
         return r;
     }
@@ -89,12 +90,18 @@ int route_sandbox_create(struct request *req)
         .expect_version = -1,
         .quota_bytes = req->app->cfg->sandbox_quota_bytes,
         .now_ms = rec.created_ms,
+        .max_owner_sandboxes = req->app->cfg->max_sandboxes_per_owner,
     };
     r = rec.env_json ? store_sandbox_create(req->app->store, &rec, &cs, &opts) : -ENOMEM;
     free(rec.env_json);
+    if (r < 0)
+        sandbox_discard(req->app, &cs);
     changeset_release(&cs);
     if (r == -ERR_QUOTA)
         err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)req->app->cfg->sandbox_quota_bytes);
+    if (r == -ERR_SANDBOX_LIMIT)
+        err_detail("MAX_SANDBOXES_PER_OWNER=%lld",
+                   (long long)req->app->cfg->max_sandboxes_per_owner);
     if (r < 0)
         return r;
     struct sandbox_rec created;

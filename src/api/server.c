@@ -263,6 +263,21 @@ static int find_route(const char *method, const char *url, const struct route **
     return err_set(-ERR_NOT_FOUND, "no such route: %s %s", method, url);
 }
 
+/* A token signed with AUTH_SECRET_PREVIOUS was accepted: counted (GET /v1/status), and the
+ * first one since start is logged, so the operator knows clients still hold such tokens. */
+static void previous_secret_used(struct app *app, const struct jwt_claims *c)
+{
+    if (atomic_fetch_add(&app->previous_secret_uses, 1) != 0)
+        return;
+    json_t *f = json_object();
+    json_object_set_new(f, "sub", jsontext(c->sub));
+    json_object_set_new(f, "tenant", jsontext(c->tenant));
+    log_json("warn",
+             "key rotation: accepted a token signed with AUTH_SECRET_PREVIOUS (grace period); "
+             "remove AUTH_SECRET_PREVIOUS once clients hold tokens signed with AUTH_SECRET",
+             f);
+}
+
 static int authenticate(struct request *req)
 {
     const char *h = http_header(req, "Authorization");
@@ -272,11 +287,24 @@ static int authenticate(struct request *req)
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
+    struct app *app = req->app;
+    const struct jwt_key keys[2] = {{app->auth_secret, app->auth_secret_len},
+                                    {app->auth_secret_previous, app->auth_secret_previous_len}};
     struct jwt_claims claims;
-    int r = jwt_verify(req->app->auth_secret, req->app->auth_secret_len, tok, strlen(tok),
-                       time_now_ms() / 1000, &claims);
+    size_t key = 0;
+    int r = jwt_verify_keys(keys, app->auth_secret_previous ? 2 : 1, tok, strlen(tok),
+                            time_now_ms() / 1000, &claims, &key);
     if (r < 0)
         return r;
+    int64_t cutoff = app->cfg->tokens_not_before_s;
+    if (cutoff > 0 && claims.iat < cutoff) {
+        jwt_claims_release(&claims);
+        return err_set(-ERR_AUTH_INVALID,
+                       "token revoked: it was issued before the server's cut-off "
+                       "(TOKENS_NOT_BEFORE); get a new token");
+    }
+    if (key == 1)
+        previous_secret_used(app, &claims);
     req->tenant = strdup(claims.tenant);
     req->sub = strdup(claims.sub);
     jwt_claims_release(&claims);

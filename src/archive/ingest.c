@@ -155,20 +155,19 @@ static const struct item *entries_symlink_ancestor(struct entries *es, const cha
     return NULL;
 }
 
-/* Appends the live items to cs; on failure cs is as it was. */
-static int entries_to_changeset(const struct entries *es, struct changeset *cs)
+/* Moves the live items into cs (their strings are not copied: the archive's metadata is held
+ * once); es can then only be released. On failure cs and es are as they were. */
+static int entries_to_changeset(struct entries *es, struct changeset *cs)
 {
-    size_t n0 = cs->n;
-    for (size_t i = 0; i < es->n; i++) {
-        if (es->v[i].dead)
-            continue;
-        int r = changeset_put(cs, &es->v[i].meta);
-        if (r < 0) {
-            while (cs->n > n0)
-                file_meta_release(&cs->items[--cs->n].meta);
-            return r;
-        }
-    }
+    size_t live = 0;
+    for (size_t i = 0; i < es->n; i++)
+        live += !es->v[i].dead;
+    int r = changeset_reserve(cs, live);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < es->n; i++)
+        if (!es->v[i].dead && (r = changeset_put_take(cs, &es->v[i].meta)) < 0)
+            return r; /* cannot happen: the room is reserved */
     cs->create_parents = true;
     return 0;
 }
@@ -406,6 +405,7 @@ struct ingest {
     struct entries es;
     int64_t n_entries; /* entries seen (the max_files count) */
     int64_t bytes;     /* uncompressed file bytes read (the max_bytes count) */
+    int64_t path_bytes; /* bytes of entry paths and symlink targets (the max_path_bytes count) */
     struct content_batch *batch; /* contents finished but maybe not yet stored (see
                                   * store_content_finish_in): flushed before the worker ends */
 };
@@ -423,6 +423,15 @@ int ingest_feed(struct ingest *ing, const void *data, size_t len)
 
 static int limit_bytes(struct ingest *ing, int64_t more)
 {
+    int64_t quota = ing->lim.quota_bytes;
+    if (quota > 0 && more > quota - ing->bytes &&
+        (ing->lim.max_bytes <= 0 || quota < ing->lim.max_bytes)) {
+        int r = err_set(-ERR_QUOTA,
+                        "the archive's files hold more than the sandbox's quota (%lld bytes)",
+                        (long long)quota);
+        err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)quota);
+        return r;
+    }
     if (ing->lim.max_bytes > 0 && more > ing->lim.max_bytes - ing->bytes) {
         int r = err_set(-ERR_PAYLOAD_TOO_LARGE, "archive expands to more than %lld bytes",
                         (long long)ing->lim.max_bytes);
@@ -431,6 +440,21 @@ static int limit_bytes(struct ingest *ing, int64_t more)
     }
     ing->bytes += more;
     return 0;
+}
+
+/* Counts `len` more bytes of metadata (a path or a symlink target) kept until the end. */
+static int limit_path_bytes(struct ingest *ing, size_t len, const char *name)
+{
+    ing->path_bytes += (int64_t)len;
+    if (ing->lim.max_path_bytes <= 0 || ing->path_bytes <= ing->lim.max_path_bytes)
+        return 0;
+    int r = err_set(-ERR_PAYLOAD_TOO_LARGE,
+                    "archive entry paths (and symlink targets) add up to more than %lld bytes; "
+                    "ingest the tree in parts or with shorter paths",
+                    (long long)ing->lim.max_path_bytes);
+    err_detail("MAX_INGEST_PATH_BYTES=%lld", (long long)ing->lim.max_path_bytes);
+    detail_entry(name);
+    return r;
 }
 
 static int archive_fail(struct archive *a, const char *what)
@@ -468,7 +492,9 @@ static int read_content(struct ingest *ing, struct archive *a, struct archive_en
                         const char *name, struct file_meta *meta)
 {
     int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
-    if (declared > 0 && ing->lim.max_bytes > 0 && declared > ing->lim.max_bytes - ing->bytes) {
+    if (declared > 0 &&
+        ((ing->lim.max_bytes > 0 && declared > ing->lim.max_bytes - ing->bytes) ||
+         (ing->lim.quota_bytes > 0 && declared > ing->lim.quota_bytes - ing->bytes))) {
         int r = limit_bytes(ing, declared);
         detail_entry(name);
         return r;
@@ -588,8 +614,10 @@ static int process_entry(struct ingest *ing, struct archive *a, struct archive_e
     if (r == -EINVAL)
         return refuse("archive entry escapes basePath (absolute path, '..', '.' or empty segment)",
                       name);
+    if (r == 0)
+        r = limit_path_bytes(ing, strlen(meta.path), name);
     if (r < 0)
-        return r;
+        goto out;
     const char *reserved = reserved_root(meta.path, archive_entry_filetype(e) == AE_IFDIR);
     if (reserved) {
         r = reserved_error(meta.path, reserved);
@@ -626,6 +654,8 @@ static int process_entry(struct ingest *ing, struct archive *a, struct archive_e
                 r = refuse("archive symlink has an empty or invalid target", name);
                 break;
             }
+            if ((r = limit_path_bytes(ing, strlen(t), name)) < 0)
+                break;
             meta.kind = FILE_KIND_SYMLINK;
             meta.mode = 0777;
             meta.target = strdup(t);
@@ -951,12 +981,34 @@ static void stop_worker(struct ingest *ing, bool abort)
     pthread_join(ing->thread, NULL);
 }
 
+/* A failed ingest: the contents it stored (also of entries a later one replaced) are reclaimed
+ * now rather than when their pins expire. */
+static void entries_discard(struct store *st, const struct entries *es)
+{
+    struct changeset cs;
+    changeset_init(&cs, "ingest");
+    for (size_t i = 0; i < es->n; i++) {
+        const struct file_meta *m = &es->v[i].meta;
+        if (m->kind == FILE_KIND_FILE && m->has_content && changeset_put(&cs, m) < 0)
+            break;
+    }
+    int r = store_discard(st, &cs); /* on failure the pins expire as before */
+    (void)r;
+    changeset_release(&cs);
+}
+
 int ingest_finish(struct ingest *ing, struct changeset *cs, struct ingest_result *ret)
 {
     stop_worker(ing, false);
     int r = saved_err_raise(&ing->err);
-    if (r < 0)
+    if (r < 0) {
+        char msg[512]; /* the ingest's own error is the one to report */
+        snprintf(msg, sizeof(msg), "%s", err_message() ? err_message() : "");
+        entries_discard(ing->st, &ing->es);
+        if (msg[0])
+            err_set(r, "%s", msg);
         goto out;
+    }
     char *base = strdup(ing->base);
     if (!base) {
         r = -ENOMEM;
@@ -980,6 +1032,7 @@ void ingest_abort(struct ingest *ing)
     if (!ing)
         return;
     stop_worker(ing, true);
+    entries_discard(ing->st, &ing->es);
     ingest_free(ing);
 }
 

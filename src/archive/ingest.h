@@ -27,9 +27,14 @@
  *    target must be a regular file appearing earlier in the archive.
  *  - Devices, fifos and sockets are refused. setuid/setgid bits are dropped (modes & 01777).
  *  - Limits: more than max_files entries (of any kind) → -ERR_TOO_MANY_ENTRIES; more than
- *    max_bytes uncompressed file bytes → -ERR_PAYLOAD_TOO_LARGE; both with a detail naming the
- *    limit ("MAX_INGEST_FILES=100000", "MAX_INGEST_BYTES=4294967296"). Bytes are counted as they
- *    are decompressed (and declared sizes are checked up front), so a bomb stops early.
+ *    max_bytes uncompressed file bytes → -ERR_PAYLOAD_TOO_LARGE; more than max_path_bytes of
+ *    entry paths (basePath included) and symlink targets → -ERR_PAYLOAD_TOO_LARGE; each with a
+ *    detail naming the limit ("MAX_INGEST_FILES=100000", "MAX_INGEST_BYTES=4294967296",
+ *    "MAX_INGEST_PATH_BYTES=33554432"). Bytes are counted as they are decompressed (and declared
+ *    sizes are checked up front), so a bomb stops early.
+ *  - Memory: an entry's metadata stays in memory until the change set is built (it is moved
+ *    there, not copied), so one ingest holds at most max_path_bytes of paths and targets plus
+ *    a few hundred bytes per entry (at most max_files entries).
  *  - Duplicate paths: the last entry wins.
  *  - A corrupt, truncated or unrecognised archive → -ERR_INVALID_INPUT with libarchive's message.
  *    Two blind spots of libarchive: a tar cut exactly at an entry boundary reads as complete (the
@@ -81,10 +86,16 @@
 struct ingest;
 
 struct ingest_limits {
-    int64_t max_files;   /* entries of any kind (MAX_INGEST_FILES); <= 0: unlimited */
-    int64_t max_bytes;   /* uncompressed file bytes (MAX_INGEST_BYTES); <= 0: unlimited */
-    const char *tmp_dir; /* where a zip body is spooled (NULL: $TMPDIR, else /tmp); borrowed
-                          * until ingest_new() returns (copied) */
+    int64_t max_files;      /* entries of any kind (MAX_INGEST_FILES); <= 0: unlimited */
+    int64_t max_bytes;      /* uncompressed file bytes (MAX_INGEST_BYTES); <= 0: unlimited */
+    const char *tmp_dir;    /* where a zip body is spooled (NULL: $TMPDIR, else /tmp); borrowed
+                             * until ingest_new() returns (copied) */
+    int64_t max_path_bytes; /* bytes of entry paths and symlink targets, the metadata held in
+                             * memory (MAX_INGEST_PATH_BYTES); <= 0: unlimited */
+    int64_t quota_bytes;    /* the sandbox's quota (SANDBOX_QUOTA_BYTES); <= 0: none. An archive
+                             * whose files hold more can never be committed: it stops there
+                             * with -ERR_QUOTA ("SANDBOX_QUOTA_BYTES=N") instead of being stored
+                             * whole */
 };
 
 struct ingest_result {

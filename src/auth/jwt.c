@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -305,8 +306,28 @@ static int hmac_sha256(const void *key, size_t key_len, const void *data, size_t
     return 0;
 }
 
-int jwt_verify(const void *secret, size_t secret_len, const char *token, size_t token_len,
-               int64_t now_s, struct jwt_claims *ret)
+/* Index of the key among keys[0..nkeys) whose HMAC of data equals sig, or -1. Every key is
+ * tried. -ERR_AUTH_INVALID (no key at all) or -ENOMEM. */
+static int match_key(const struct jwt_key *keys, size_t nkeys, const char *data, size_t len,
+                     const uint8_t *sig, size_t sig_len, long *ret_index)
+{
+    long found = -1;
+    for (size_t i = 0; i < nkeys; i++) {
+        uint8_t mac[SHA256_LEN];
+        int m = hmac_sha256(keys[i].secret, keys[i].len, data, len, mac);
+        if (m < 0)
+            return m == -EINVAL ? err_set(-ERR_AUTH_INVALID, "server has no signing secret") : m;
+        if (sig && sig_len == SHA256_LEN && CRYPTO_memcmp(mac, sig, SHA256_LEN) == 0 && found < 0)
+            found = (long)i;
+    }
+    if (nkeys == 0)
+        return err_set(-ERR_AUTH_INVALID, "server has no signing secret");
+    *ret_index = found;
+    return 0;
+}
+
+int jwt_verify_keys(const struct jwt_key *keys, size_t nkeys, const char *token, size_t token_len,
+                    int64_t now_s, struct jwt_claims *ret, size_t *ret_key)
 {
     if (!token || token_len == 0)
         return err_set(-ERR_AUTH_INVALID, "empty token");
@@ -323,7 +344,7 @@ int jwt_verify(const void *secret, size_t secret_len, const char *token, size_t 
         return err_set(-ERR_AUTH_INVALID, "malformed token: empty segment");
 
     uint8_t *header = NULL, *payload = NULL, *sig = NULL;
-    size_t header_len, payload_len, sig_len;
+    size_t header_len, payload_len, sig_len = 0;
     json_t *claims = NULL;
     struct jwt_claims c = JWT_CLAIMS_INIT;
     int r = b64url_decode(token, hlen, &header, &header_len);
@@ -339,13 +360,13 @@ int jwt_verify(const void *secret, size_t secret_len, const char *token, size_t 
     r = b64url_decode(dot2 + 1, slen, &sig, &sig_len);
     if (r == -ENOMEM)
         goto out;
-    uint8_t mac[SHA256_LEN];
-    int m = hmac_sha256(secret, secret_len, token, hlen + 1 + plen, mac);
+    long key = -1;
+    int m = match_key(keys, nkeys, token, hlen + 1 + plen, r < 0 ? NULL : sig, sig_len, &key);
     if (m < 0) {
-        r = m == -EINVAL ? err_set(-ERR_AUTH_INVALID, "server has no signing secret") : m;
+        r = m;
         goto out;
     }
-    if (r < 0 || sig_len != SHA256_LEN || CRYPTO_memcmp(mac, sig, SHA256_LEN) != 0) {
+    if (key < 0) {
         r = err_set(-ERR_AUTH_INVALID, "bad signature");
         goto out;
     }
@@ -365,6 +386,8 @@ int jwt_verify(const void *secret, size_t secret_len, const char *token, size_t 
     r = claims_from_payload(claims, now_s, &c);
     if (r < 0)
         goto out;
+    if (ret_key)
+        *ret_key = (size_t)key;
     *ret = c;
     c = (struct jwt_claims)JWT_CLAIMS_INIT;
     r = 0;
@@ -375,6 +398,13 @@ out:
     free(payload);
     free(sig);
     return r;
+}
+
+int jwt_verify(const void *secret, size_t secret_len, const char *token, size_t token_len,
+               int64_t now_s, struct jwt_claims *ret)
+{
+    const struct jwt_key key = {secret, secret_len};
+    return jwt_verify_keys(&key, 1, token, token_len, now_s, ret, NULL);
 }
 
 int jwt_sign(const void *secret, size_t secret_len, const json_t *claims, char **ret_token)
@@ -458,6 +488,43 @@ int jwt_parse_expires(const char *s, int64_t *ret_seconds)
     if (n == 0 || n > EXPIRES_MAX_S / unit)
         return err_set(-EINVAL, "%s", expected);
     *ret_seconds = n * unit;
+    return 0;
+}
+
+void jwt_format_expires(int64_t seconds, char *out, size_t n)
+{
+    static const struct {
+        int64_t unit;
+        char suffix;
+    } units[] = {{365LL * 86400, 'y'}, {86400, 'd'}, {3600, 'h'}, {60, 'm'}};
+    if (seconds < 0) {
+        snprintf(out, n, "never");
+        return;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (seconds > 0 && seconds % units[i].unit == 0) {
+            snprintf(out, n, "%lld%c", (long long)(seconds / units[i].unit), units[i].suffix);
+            return;
+        }
+    snprintf(out, n, "%llds", (long long)seconds);
+}
+
+int jwt_lifetime(const char *field, const char *requested, int64_t default_s, int64_t max_s,
+                 int64_t *ret_s)
+{
+    int64_t s = default_s;
+    if (requested && jwt_parse_expires(requested, &s) < 0)
+        return err_set(-EINVAL,
+                       "%s must be a positive number followed by s, m, h, d or y (e.g. \"24h\", "
+                       "\"30d\", \"1y\")%s",
+                       field, max_s < 0 ? ", or \"never\"" : "");
+    if (max_s >= 0 && (s < 0 || s > max_s)) {
+        char max[32];
+        jwt_format_expires(max_s, max, sizeof(max));
+        return err_set(-EINVAL, "%s may be at most %s on this server (TOKEN_MAX_EXPIRES)", field,
+                       max);
+    }
+    *ret_s = s;
     return 0;
 }
 

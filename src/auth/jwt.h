@@ -73,10 +73,36 @@ __attribute__((warn_unused_result)) int jwt_verify(const void *secret, size_t se
                                                    const char *token, size_t token_len,
                                                    int64_t now_s, struct jwt_claims *ret);
 
+/* One key a token may be signed with. */
+struct jwt_key {
+    const void *secret;
+    size_t len;
+};
+
+/* jwt_verify for a token that may be signed with any of keys[0..nkeys) (key rotation: the
+ * current secret, then the previous one). The signature is compared against every key, so the
+ * time taken does not tell which one matched. *ret_key (may be NULL) gets the index of the key
+ * that signed it. */
+__attribute__((warn_unused_result)) int jwt_verify_keys(const struct jwt_key *keys, size_t nkeys,
+                                                        const char *token, size_t token_len,
+                                                        int64_t now_s, struct jwt_claims *ret,
+                                                        size_t *ret_key);
+
 /* Parses an expiry such as "3600s", "15m", "24h", "30d", "1y" (365 days) or "never" (→ -1) into
  * seconds. The number is a positive decimal without sign or spaces; the total is capped at 100
  * years. -EINVAL with an err_set() message otherwise. */
 __attribute__((warn_unused_result)) int jwt_parse_expires(const char *s, int64_t *ret_seconds);
+
+/* Writes a lifetime in seconds (-1 = never) the way jwt_parse_expires reads it, in the largest
+ * unit that divides it: "never", "365d", "12h", "90m", "45s". */
+void jwt_format_expires(int64_t seconds, char *out, size_t n);
+
+/* The lifetime of a token to mint: `requested` (jwt_parse_expires syntax; NULL = default_s),
+ * which must not exceed max_s (-1 = no maximum, "never" allowed). -1 = never. -EINVAL with a
+ * message naming `field` (e.g. "field 'expiresIn'") and, when it is too long, the maximum. */
+__attribute__((warn_unused_result)) int jwt_lifetime(const char *field, const char *requested,
+                                                     int64_t default_s, int64_t max_s,
+                                                     int64_t *ret_s);
 
 /* Builds and signs {"sub", "tenant", "iat": now_s, "exp": now_s + expires_s (omitted when
  * expires_s is -1), "jti": random UUID (when with_jti)}. tenant NULL means "default". sub and

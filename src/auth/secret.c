@@ -74,6 +74,8 @@ static int read_secret_fd(int fd, char **ret)
         r = err_set(-EINVAL, SECRET_FILE_NAME " in the data directory is empty");
     else if (memchr(data + start, '\0', len - start))
         r = err_set(-EINVAL, SECRET_FILE_NAME " contains a NUL byte");
+    else
+        r = secret_check_length(SECRET_FILE_NAME " in the data directory", len - start);
     if (r < 0) {
         free(data);
         return r;
@@ -218,6 +220,14 @@ int secret_load_or_create(const char *data_dir, char **ret_secret, bool *ret_cre
     if (r >= 0 && ret_created)
         *ret_created = created;
     return r;
+}
+
+int secret_check_length(const char *name, size_t len)
+{
+    if (len >= SECRET_MIN_LEN)
+        return 0;
+    return err_set(-EINVAL, "%s is %zu bytes: a signing secret must be at least %d bytes (%s)",
+                   name, len, SECRET_MIN_LEN, SECRET_HOWTO);
 }
 
 bool secret_equal(const void *a, size_t alen, const void *b, size_t blen)

@@ -1362,7 +1362,9 @@ static int make_parents(struct applier *a, const char *p)
     for (char *slash; (slash = strchr(seg, '/')); seg = slash + 1) {
         *slash = '\0';
         if (mkdirat(fd, seg, 0755) == 0) {
-            if (fchownat(fd, seg, SANDBOX_HOST_UID, SANDBOX_HOST_UID, AT_SYMLINK_NOFOLLOW) < 0) {
+            /* the mode the store gives such a parent, whatever the server's umask */
+            if (fchownat(fd, seg, SANDBOX_HOST_UID, SANDBOX_HOST_UID, AT_SYMLINK_NOFOLLOW) < 0 ||
+                fchmodat(fd, seg, 0755, 0) < 0) {
                 r = -errno;
                 break;
             }

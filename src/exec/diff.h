@@ -67,4 +67,21 @@ __attribute__((warn_unused_result)) int diff_upper(struct store *st, const char 
 __attribute__((warn_unused_result)) int diff_upper_changed(const char *upper_dir,
                                                            const char *lower_dir);
 
+/* Disk use of an upper directory, read while its exec may still run (diff_upper_usage). */
+struct upper_usage {
+    int64_t bytes;    /* disk blocks of every node in the upper, in bytes */
+    int64_t replaced; /* disk blocks of the lower's regular files that the upper's files and
+                       * whiteouts replace or delete (their space returns at the commit) */
+    int64_t entries;  /* nodes walked */
+};
+
+/* Walks upper_dir (safe while the exec writes it: vanished entries are skipped) and sums what
+ * it holds on disk; with lower_dir (may be NULL: replaced stays 0) also what of the lower it
+ * replaces: one stat of the lower per regular file and whiteout of the upper (a deleted or
+ * replaced directory counts nothing). The quota watch of a running exec and its commit use it.
+ * Memory: one directory's names at a time plus the directories still to visit. */
+__attribute__((warn_unused_result)) int diff_upper_usage(const char *upper_dir,
+                                                         const char *lower_dir,
+                                                         struct upper_usage *ret);
+
 #endif

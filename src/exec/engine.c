@@ -55,25 +55,50 @@ static const char cwd_trap_debug[] =
     "set -x; ";
 
 static char last_error[512] = "the exec engine has not started";
-/* Why there is no engine, in words safe for any client (no host path). */
+/* Why there is no engine, in words safe for any client (no host path, no counter): a fixed
+ * text, or public_reason. Set by exec_engine_new before the server listens. */
 static const char *unavailable_reason = "the exec engine has not started";
+static char public_reason[600];
 /* The start-up checks of the last exec_engine_new (read-only afterwards). */
 static struct sysprobe probe;
 static bool probed;
 
+/* Each start-up check: its name in JSON and in /readyz, and the feature the log names. */
+static const struct {
+    const char *name;
+    const char *feature;
+    const struct sysprobe_check *c;
+} probe_checks[] = {
+    {"userns", "user namespaces", &probe.userns}, {"overlay", "overlayfs", &probe.overlay},
+    {"seccomp", "seccomp", &probe.seccomp},       {"cgroup", "cgroup limits", &probe.cgroup},
+    {"rootfs", "rootfs", &probe.rootfs},          {"exec", "jailed exec", &probe.exec},
+};
+
+#define NPROBE_CHECKS (sizeof(probe_checks) / sizeof(probe_checks[0]))
+
 static json_t *probe_json(void)
 {
     json_t *o = json_object();
-    const struct {
-        const char *name;
-        const struct sysprobe_check *c;
-    } checks[] = {{"userns", &probe.userns}, {"overlay", &probe.overlay},
-                  {"seccomp", &probe.seccomp}, {"cgroup", &probe.cgroup},
-                  {"rootfs", &probe.rootfs}, {"exec", &probe.exec}};
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
-        json_object_set_new(o, checks[i].name,
-                            jsontext(checks[i].c->ok ? "ok" : checks[i].c->message));
+    for (size_t i = 0; i < NPROBE_CHECKS; i++)
+        json_object_set_new(o, probe_checks[i].name,
+                            jsontext(probe_checks[i].c->ok ? "ok" : probe_checks[i].c->message));
     return o;
+}
+
+/* The start-up checks that failed, as " (name: what is missing; ...)" (messages name no host
+ * path), appended to out[len..n). Limits not enforced (cgroup) do not stop execs: left out. */
+static void probe_failures(char *out, size_t len, size_t n)
+{
+    const char *sep = " (";
+    for (size_t i = 0; probed && i < NPROBE_CHECKS && len < n; i++) {
+        if (probe_checks[i].c->ok || probe_checks[i].c == &probe.cgroup)
+            continue;
+        len += (size_t)snprintf(out + len, n - len, "%s%s: %s", sep, probe_checks[i].name,
+                                probe_checks[i].c->message);
+        sep = "; ";
+    }
+    if (*sep == ';' && len < n)
+        snprintf(out + len, n - len, ")");
 }
 
 /* Runs the start-up checks and logs one line per missing feature. */
@@ -81,20 +106,14 @@ static bool run_probe(const struct jail_runtime *rt)
 {
     sysprobe_run(rt, &probe);
     probed = true;
-    const struct {
-        const char *name;
-        const struct sysprobe_check *c;
-    } checks[] = {{"user namespaces", &probe.userns}, {"overlayfs", &probe.overlay},
-                  {"seccomp", &probe.seccomp}, {"cgroup limits", &probe.cgroup},
-                  {"rootfs", &probe.rootfs}, {"jailed exec", &probe.exec}};
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-        if (checks[i].c->ok)
+    for (size_t i = 0; i < NPROBE_CHECKS; i++) {
+        const struct sysprobe_check *c = probe_checks[i].c;
+        if (c->ok)
             continue;
         json_t *f = json_object();
-        json_object_set_new(f, "feature", json_string(checks[i].name));
-        json_object_set_new(f, "error", jsontext(checks[i].c->message));
-        log_json(checks[i].c == &probe.cgroup ? "warn" : "error", "sandbox runtime check failed",
-                 f);
+        json_object_set_new(f, "feature", json_string(probe_checks[i].feature));
+        json_object_set_new(f, "error", jsontext(c->message));
+        log_json(c == &probe.cgroup ? "warn" : "error", "sandbox runtime check failed", f);
     }
     return sysprobe_ok(&probe);
 }
@@ -316,7 +335,6 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     e->app = app;
     exec_health_init(&e->health);
     pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cond, NULL);
     pthread_mutex_init(&e->pw_mu, NULL);
     pthread_cond_init(&e->pw_cond, NULL);
     pthread_condattr_t ca;
@@ -324,14 +342,24 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&e->pw_done, &ca);
     pthread_condattr_destroy(&ca);
-    r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
+    struct admission_limits lim = {
+        .concurrency = app->cfg->exec_concurrency,
+        .queue = app->cfg->exec_queue,
+        .owner_concurrency = app->cfg->exec_owner_concurrency,
+        .owner_queue = app->cfg->exec_owner_queue,
+    };
+    r = admission_new(&lim, &e->admission);
+    if (r == 0)
+        r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
         r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
+    bool runtime_failed = r < 0;
     if (r < 0) {
         const char *m = err_message();
         snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
     }
-    if (!run_probe(e->jail) && r == 0)
+    bool probe_ok = run_probe(e->jail);
+    if (!probe_ok && r == 0)
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the host lacks a feature the jail needs (see checks)");
     if (r == 0 && mkdir(e->uppers_dir, 0700) < 0 && errno != EEXIST)
         r = err_set(-errno, "cannot create the uppers directory");
@@ -348,6 +376,15 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
         const char *m = err_message();
         if (e->jail || !last_error[0])
             snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
+        /* error messages name no host path (the project's rule), so they can be shown */
+        if (runtime_failed || probe_ok) {
+            snprintf(public_reason, sizeof(public_reason),
+                     "the sandbox runtime could not start: %s", last_error);
+        } else {
+            int len = snprintf(public_reason, sizeof(public_reason), "%s", unavailable_reason);
+            probe_failures(public_reason, (size_t)len, sizeof(public_reason));
+        }
+        unavailable_reason = public_reason;
         exec_engine_free(e);
         return r;
     }
@@ -374,7 +411,7 @@ void exec_engine_free(struct exec_engine *e)
     checkouts_free(e->checkouts);
     netns_cache_free(e->netns);
     jail_runtime_free(e->jail);
-    pthread_cond_destroy(&e->cond);
+    admission_free(e->admission);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->pw_cond);
     pthread_cond_destroy(&e->pw_done);
@@ -414,9 +451,12 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "networkNamespaces", json_integer((json_int_t)netns_count(e->netns)));
     json_object_set_new(o, "localeArchive",
                         json_boolean(jail_runtime_rootfs(e->jail)->locale != NULL));
+    struct admission_stats adm;
+    admission_get_stats(e->admission, &adm);
+    json_object_set_new(o, "running", json_integer(adm.running));
+    json_object_set_new(o, "queued", json_integer(adm.waiting));
+    json_object_set_new(o, "owners", json_integer(adm.owners));
     pthread_mutex_lock(&e->mu);
-    json_object_set_new(o, "running", json_integer(e->running));
-    json_object_set_new(o, "queued", json_integer(e->waiting));
     json_object_set_new(o, "idleUppers", json_integer((json_int_t)e->nidle));
     pthread_mutex_unlock(&e->mu);
     json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
@@ -428,32 +468,16 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     return o;
 }
 
-/* ---- admission: at most EXEC_CONCURRENCY running, EXEC_QUEUE waiting ---- */
-
-static int admit(struct exec_engine *e)
+bool exec_engine_ready_why(struct exec_engine *e, char *why, size_t n)
 {
-    const struct config *c = e->app->cfg;
-    pthread_mutex_lock(&e->mu);
-    if (e->running >= c->exec_concurrency && e->waiting >= c->exec_queue) {
-        pthread_mutex_unlock(&e->mu);
-        return err_set(-ERR_BUSY, "too many execs in flight (%lld running, %lld queued); retry",
-                       (long long)e->running, (long long)e->waiting);
+    if (e && exec_engine_ready(e))
+        return true;
+    if (e) {
+        exec_health_reason(e, why, n);
+        return false;
     }
-    e->waiting++;
-    while (e->running >= c->exec_concurrency)
-        pthread_cond_wait(&e->cond, &e->mu);
-    e->waiting--;
-    e->running++;
-    pthread_mutex_unlock(&e->mu);
-    return 0;
-}
-
-static void leave(struct exec_engine *e)
-{
-    pthread_mutex_lock(&e->mu);
-    e->running--;
-    pthread_cond_signal(&e->cond);
-    pthread_mutex_unlock(&e->mu);
+    snprintf(why, n, "%s", unavailable_reason);
+    return false;
 }
 
 /* ---- one exec ---- */
@@ -510,8 +534,9 @@ static int upper_make(struct exec_engine *e, struct upper *u)
         return err_set(-errno, "cannot create an exec directory");
     if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0)
         return err_set(-errno, "cannot create an exec directory");
-    /* the merged root takes the upper root's owner: keep it the sandbox user's like the lower */
-    if (chown(u->upper, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0)
+    /* the merged root takes the upper root's owner and mode: keep them the lower's (the
+     * sandbox user's, 0755 whatever the server's umask) */
+    if (chown(u->upper, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 || chmod(u->upper, 0755) < 0)
         return err_set(-errno, "cannot prepare an exec directory");
     return 0;
 }
@@ -1058,7 +1083,7 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     s->pristine = -1;
     s->report[0] = s->report[1] = -1;
     s->u.ovl_fd = -1;
-    int r = admit(e);
+    int r = admission_enter(e->admission, rec->tenant, rec->sub, &s->owner);
     if (r < 0)
         return r;
     s->admitted = true;
@@ -1250,12 +1275,23 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
         sandbox_touch(e->app, s->rec->id);
         return 0;
     }
+    /* The upper's size against the quota before any of it is stored (the watch while the
+     * script ran checks at intervals; this is exact). */
+    if (!s->pristine) {
+        struct quota_watch qw;
+        quota_watch_init(&qw, s);
+        int q = quota_check_final(&qw);
+        if (q < 0)
+            return q;
+    }
     /* The change set outlives the commit: exec_session_end applies it to the checkout. */
     struct changeset *cs = &s->cs;
     changeset_release(cs);
     changeset_init(cs, "exec");
     struct diff_stats ds = {0};
     int r = s->pristine ? 0 : diff_upper(e->app->store, s->u.upper, s->lower, cs, &ds);
+    if (r < 0)
+        sandbox_discard(e->app, cs); /* what the diff stored before failing */
     if (r == 0 && new_cwd && (!s->rec->cwd || strcmp(new_cwd, s->rec->cwd) != 0)) {
         cs->new_cwd = strdup(new_cwd);
         if (!cs->new_cwd)
@@ -1286,8 +1322,9 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
 void exec_session_leave(struct exec_session *s)
 {
     if (s->admitted)
-        leave(s->e);
+        admission_leave(s->e->admission, s->owner);
     s->admitted = false;
+    s->owner = NULL;
 }
 
 void exec_session_end(struct exec_session *s)
@@ -1393,16 +1430,23 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
             exec_allowance_init(e, &own);
             col.allowance = &own;
         }
+        struct quota_watch qw;
+        quota_watch_init(&qw, s);
         struct runner_opts ro = {
             .timeout_ms = p->timeout_ms,
             .cancel_fd = p->cancel_fd,
             .on_output = on_output,
             .ud = &col,
+            .watch = qw.limit >= 0 ? quota_watch_check : NULL,
+            .watch_ud = &qw,
+            .watch_ms = QUOTA_WATCH_MS,
         };
         struct runner_result res;
         t = time_mono_ns();
         r = exec_fault(e, "run", runner_run(proc, &ro, &res));
         exec_session_free_proc(s, proc);
+        if (r == 0 && res.stopped) /* past the quota: nothing of it is kept */
+            r = quota_error(&qw);
         if (r == 0) {
             out->exit_code = res.exit_code;
             out->exit_signal = res.exit_signal;

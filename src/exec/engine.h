@@ -1,9 +1,9 @@
 /*
  * engine — the exec engine as the rest of the server sees it (DESIGN.md "Exec"):
- *   admission (bounded concurrency + bounded queue) → checkout (lower layer, at the sandbox's
- *   version) → jail (overlay with a fresh upper) → run bash, streaming its output → diff of the
- *   upper into a change set → commit through sandbox_commit → the upper's files move into the
- *   checkout.
+ *   admission (bounded concurrency + bounded queue, shared fairly between owners: admission.h)
+ *   → checkout (lower layer, at the sandbox's version) → jail (overlay with a fresh upper) → run
+ *   bash, streaming its output → diff of the upper into a change set → commit through
+ *   sandbox_commit → the upper's files move into the checkout.
  * Semantics (docs/API.md "Exec"): changes commit whatever the exit code, also after a timeout or a
  * client disconnect; nothing commits on a server-side failure or when the quota would be exceeded;
  * a read-only exec that changed anything fails with EREADONLY_VIOLATION and keeps nothing; the
@@ -111,9 +111,16 @@ __attribute__((warn_unused_result)) int exec_engine_new(struct app *app,
                                                         struct exec_engine **ret);
 void exec_engine_free(struct exec_engine *e);
 
-/* Readiness for /readyz: {"ok": bool, "limits": {...}, "checks": {...}, "faults": {...}}; "ok"
- * is exec_engine_ready(). NULL engine → the reason recorded by the last failed exec_engine_new. */
+/* The operator's view (GET /v1/status): {"ok": bool, "checks": {...}, "limits": {...}, "shell",
+ * "localeArchive", "networkNamespaces", "running", "queued", "idleUppers", "warmSandboxes",
+ * "faults": {...}}; "ok" is exec_engine_ready(). NULL engine → {"ok", "checks"?, "error"} with
+ * the reason recorded by the last failed exec_engine_new (which may name host paths). */
 json_t *exec_engine_status_json(struct exec_engine *e);
+
+/* Readiness for /readyz: exec_engine_ready(e); when false, `why` gets the reason in words safe
+ * for anyone (no host path, no counter): why there is no engine and which start-up checks
+ * failed, or the phase and error of the latest failed exec set-up. */
+bool exec_engine_ready_why(struct exec_engine *e, char *why, size_t n);
 
 /* Runs one small write-mode exec through the real path: a private sandbox created in the store,
  * its checkout, an overlay, the jail, the diff and the commit, then the sandbox is deleted. 0

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 
+#include "exec/admission.h"
 #include "exec/engine.h"
 #include "exec/jail.h"
 
@@ -32,10 +33,8 @@ struct exec_engine {
     struct checkouts *checkouts;
     struct netns_cache *netns; /* each sandbox's network namespace, kept between its execs */
     char *uppers_dir;   /* <data>/uppers */
-    pthread_mutex_t mu; /* guards the admission counters */
-    pthread_cond_t cond;
-    int64_t running;    /* execs holding a slot */
-    int64_t waiting;    /* execs queued for a slot */
+    struct admission *admission; /* exec slots, shared fairly between owners */
+    pthread_mutex_t mu;          /* guards live, stopping and the idle uppers */
     struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
     bool stopping;      /* shutdown: no new jail starts */
@@ -104,6 +103,7 @@ struct exec_session {
     struct upper u;
     char *lower;             /* checkout tree */
     bool admitted, acquired;
+    struct admission_owner *owner; /* the owner whose slot it holds, while admitted */
     int64_t admitted_ns; /* time_mono_ns() when the exec got its slot */
     bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
     bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
@@ -156,6 +156,34 @@ void exec_session_leave(struct exec_session *s);
  * the next upper after a commit of files. */
 void exec_session_end(struct exec_session *s);
 
+/* ---- quota.c: the disk an exec may fill while it runs ---- */
+
+/* Checked every QUOTA_WATCH_MS while a script runs. */
+#define QUOTA_WATCH_MS 20
+
+struct quota_watch {
+    const char *upper;  /* the session's upper (borrowed) */
+    const char *lower;  /* its checkout (borrowed) */
+    int64_t limit;      /* bytes the upper may hold beyond what it replaces; -1: no quota */
+    int64_t quota;      /* SANDBOX_QUOTA_BYTES, for the error's detail */
+    int64_t used;       /* the upper's bytes (net of what it replaces) at the last walk */
+    int64_t entries;    /* nodes the last walk saw */
+    int64_t fs_used;    /* the data filesystem's bytes in use at the last walk */
+    int64_t walked_ms;  /* monotonic time of the last walk */
+    bool exceeded;      /* the upper went past the limit: the exec is to be stopped */
+};
+
+/* The watch of the session's upper against its sandbox's quota (no quota: a watch that never
+ * fires). Call once the session has its upper and checkout. */
+void quota_watch_init(struct quota_watch *w, const struct exec_session *s);
+/* A runner_opts.watch callback: true once the upper holds more than the limit; *next_ms gets
+ * the delay until the next check. */
+bool quota_watch_check(void *w, int64_t *next_ms);
+/* Before a commit stores anything: -ERR_QUOTA (quota_error) when the upper is past the limit. */
+__attribute__((warn_unused_result)) int quota_check_final(struct quota_watch *w);
+/* Sets and returns the 413 EQUOTA error of an exec stopped by its watch. */
+int quota_error(const struct quota_watch *w);
+
 /* ---- health.c ---- */
 
 void exec_health_init(struct exec_health *h);
@@ -172,5 +200,7 @@ __attribute__((warn_unused_result)) int exec_fault(struct exec_engine *e, const 
 void exec_health_ok(struct exec_engine *e);
 /* Adds {"faults": {"count", "transient", "failing"?, "since"?}} to a status object. */
 void exec_health_json(struct exec_engine *e, json_t *o);
+/* Copies the reason of the latest failure (phase: error) into why. */
+void exec_health_reason(struct exec_engine *e, char *why, size_t n);
 
 #endif

@@ -271,3 +271,11 @@ void exec_health_json(struct exec_engine *e, json_t *o)
     pthread_mutex_unlock(&h->mu);
     json_object_set_new(o, "faults", f);
 }
+
+void exec_health_reason(struct exec_engine *e, char *why, size_t n)
+{
+    struct exec_health *h = &e->health;
+    pthread_mutex_lock(&h->mu);
+    snprintf(why, n, "%s", h->reason);
+    pthread_mutex_unlock(&h->mu);
+}

@@ -327,6 +327,9 @@ static int child_main(void *arg)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* The script's umask, and that of the nodes made below: the usual 022, not the server's
+     * own (this task has its own fs_struct: no CLONE_FS). */
+    umask(022);
     child_fds(cp);
     child_mounts_early(cp);
     /* Host groups of the server must not follow the sandbox. */

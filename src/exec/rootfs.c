@@ -58,6 +58,15 @@ static int write_file(int dirfd, const char *name, const char *text, mode_t mode
     return r;
 }
 
+/* A directory of the jail tree, which the sandbox user reads through bind mounts and the
+ * skeleton layer: 0755 whatever the server's umask (its own is 077). */
+static int mkdir_public(int dirfd, const char *name)
+{
+    if (mkdirat(dirfd, name, 0755) < 0 || fchmodat(dirfd, name, 0755, 0) < 0)
+        return -errno;
+    return 0;
+}
+
 /* Copies one regular file (contents and permission bits). */
 static int copy_file(int sfd, const char *name, int dfd, mode_t mode)
 {
@@ -107,11 +116,12 @@ static int copy_tree(int sfd, const char *name, int dfd)
         return copy_file(sfd, name, dfd, st.st_mode);
     if (!S_ISDIR(st.st_mode))
         return 0;
-    if (mkdirat(dfd, name, 0755) < 0)
-        return -errno;
+    int r = mkdir_public(dfd, name);
+    if (r < 0)
+        return r;
     int s2 = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     int d2 = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    int r = s2 < 0 || d2 < 0 ? -errno : 0;
+    r = s2 < 0 || d2 < 0 ? -errno : 0;
     DIR *d = r == 0 ? fdopendir(s2) : NULL;
     if (r == 0 && !d)
         r = -errno;
@@ -167,11 +177,14 @@ static const struct {
 
 static int build_etc(int rootfd, int jailfd)
 {
-    if (mkdirat(jailfd, "etc", 0755) < 0 || mkdirat(jailfd, "etc/ssl", 0755) < 0)
-        return -errno;
+    int r = mkdir_public(jailfd, "etc");
+    if (r == 0)
+        r = mkdir_public(jailfd, "etc/ssl");
+    if (r < 0)
+        return r;
     int efd = openat(jailfd, "etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int sfd = openat(rootfd, "etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int r = efd < 0 ? -errno : 0;
+    r = efd < 0 ? -errno : 0;
     for (size_t i = 0; r == 0 && sfd >= 0 && i < sizeof(etc_copy) / sizeof(etc_copy[0]); i++) {
         const char *slash = strchr(etc_copy[i], '/');
         if (!slash) {
@@ -210,9 +223,11 @@ static int build_skel(int rootfd, int jailfd)
         "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin", "skel/home",    "skel/home/user",
         "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run",
         "skel/sys"};
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
-        if (mkdirat(jailfd, dirs[i], 0755) < 0)
-            return -errno;
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        int r = mkdir_public(jailfd, dirs[i]);
+        if (r < 0)
+            return r;
+    }
     if (fchownat(jailfd, "skel/home/user", SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
         fchmodat(jailfd, "skel/tmp", 01777, 0) < 0 ||
         fchmodat(jailfd, "skel/var/tmp", 01777, 0) < 0 ||
@@ -240,8 +255,11 @@ static int build_skel(int rootfd, int jailfd)
 
 static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
 {
-    if (mkdirat(jailfd, "stub", 0755) < 0 || mkdirat(jailfd, "bin", 0755) < 0)
-        return -errno;
+    int r = mkdir_public(jailfd, "stub");
+    if (r == 0)
+        r = mkdir_public(jailfd, "bin");
+    if (r < 0)
+        return r;
     char text[512];
     for (int i = 0; i < 2; i++) {
         snprintf(text, sizeof(text),
@@ -250,7 +268,7 @@ static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
                  runtime_names[i], runtime_names[i]);
         char name[64];
         snprintf(name, sizeof(name), "stub/%s", runtime_names[i]);
-        int r = write_file(jailfd, name, text, 0555);
+        r = write_file(jailfd, name, text, 0555);
         if (r < 0)
             return r;
     }
@@ -265,8 +283,8 @@ static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
     for (int n = 0; n < 4; n++) {
         char dir[32], path[64];
         snprintf(dir, sizeof(dir), "bin/%d", n);
-        if (mkdirat(jailfd, dir, 0755) < 0)
-            return -errno;
+        if ((r = mkdir_public(jailfd, dir)) < 0)
+            return r;
         for (int i = 0; i < 3; i++) {
             /* i: 0 py-exec, 1 js-exec, 2 python (python3 under its common short name) */
             int kind = i == 2 ? 0 : i;
@@ -279,7 +297,7 @@ static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
             }
             static const char *const names[3] = {"py-exec", "js-exec", "python"};
             snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-            int r = write_file(jailfd, path, on ? (kind == 0 ? py_exec : js_exec) : text, 0555);
+            r = write_file(jailfd, path, on ? (kind == 0 ? py_exec : js_exec) : text, 0555);
             if (r < 0)
                 return r;
         }
@@ -491,12 +509,10 @@ static void build_locale(struct rootfs *rf, int jailfd)
     char *out = joinp(staging ? staging : "", "usr/lib/locale");
     char *final = joinp(rf->jail_dir, "locale");
     int r = !staging || !out || !final ? -ENOMEM : 0;
-    if (r == 0 && (mkdirat(jailfd, "locale.build", 0755) < 0 ||
-                   mkdirat(jailfd, "locale.build/usr", 0755) < 0 ||
-                   mkdirat(jailfd, "locale.build/usr/lib", 0755) < 0 ||
-                   mkdirat(jailfd, "locale.build/usr/lib/locale", 0755) < 0 ||
-                   mkdirat(jailfd, "locale", 0755) < 0))
-        r = -errno;
+    static const char *const dirs[] = {"locale.build", "locale.build/usr", "locale.build/usr/lib",
+                                       "locale.build/usr/lib/locale", "locale"};
+    for (size_t i = 0; r == 0 && i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        r = mkdir_public(jailfd, dirs[i]);
     if (r == 0)
         r = run_localedef(staging, "/usr/lib/locale", names, n);
     /* The directories too, so that the jail's /usr/lib/locale lists what the host's does. */
@@ -509,7 +525,8 @@ static void build_locale(struct rootfs *rf, int jailfd)
         char *archive = joinp(out, "locale-archive");
         if (!archive)
             r = -ENOMEM;
-        else if (renameat(AT_FDCWD, archive, lfd, "locale-archive") < 0)
+        else if (renameat(AT_FDCWD, archive, lfd, "locale-archive") < 0 ||
+                 fchmodat(lfd, "locale-archive", 0644, 0) < 0)
             r = -errno;
         free(archive);
     }
@@ -571,7 +588,9 @@ int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
         err_set(r, "rootfs: cannot remove the previous jail directory");
         goto fail;
     }
-    if (mkdir(rf.jail_dir, 0755) < 0 || mkdir(rf.newroot, 0755) < 0) {
+    /* Private like the rest of the data dir: what the jail reads below it is bind-mounted or
+     * layered by the set-up child while it is still host root. */
+    if (mkdir(rf.jail_dir, 0700) < 0 || mkdir(rf.newroot, 0700) < 0) {
         r = err_set(-errno, "rootfs: cannot create the jail directory");
         goto fail;
     }

@@ -67,6 +67,8 @@ int runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct ru
     memset(&res, 0, sizeof(res));
     int64_t start = time_mono_ms();
     int64_t deadline = opts->timeout_ms > 0 ? start + opts->timeout_ms : 0;
+    bool watching = opts->watch && opts->watch_ms > 0;
+    int64_t next_watch = watching ? start + opts->watch_ms : 0;
     bool open_out = true, open_err = true, exited = false, killed = false;
     int cancel_fd = opts->cancel_fd;
     int r = 0;
@@ -78,8 +80,14 @@ int runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct ru
             {killed ? -1 : cancel_fd, POLLRDHUP, 0},
         };
         int timeout = -1;
-        if (deadline && !killed) {
-            int64_t left = deadline - time_mono_ms();
+        int64_t wake = 0; /* the earlier of the deadline and the next watch */
+        if (!killed) {
+            wake = deadline;
+            if (watching && (!wake || next_watch < wake))
+                wake = next_watch;
+        }
+        if (wake) {
+            int64_t left = wake - time_mono_ms();
             timeout = left > 0 ? (int)(left > 1000000 ? 1000000 : left) : 0;
         }
         int n = poll(pfd, 4, timeout);
@@ -89,10 +97,20 @@ int runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct ru
             r = -errno;
             break;
         }
-        if (deadline && !killed && time_mono_ms() >= deadline) {
+        int64_t now = time_mono_ms();
+        if (deadline && !killed && now >= deadline) {
             res.timed_out = true;
             killed = true;
             jail_kill(proc);
+        }
+        if (watching && !killed && !exited && now >= next_watch) {
+            int64_t delay = opts->watch_ms;
+            if (opts->watch(opts->watch_ud, &delay)) {
+                res.stopped = true;
+                killed = true;
+                jail_kill(proc);
+            }
+            next_watch = time_mono_ms() + (delay > 0 ? delay : 1);
         }
         if (pfd[3].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
             res.cancelled = true;

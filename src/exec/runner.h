@@ -36,6 +36,12 @@ struct runner_opts {
     /* Called for every chunk; stream 1 = stdout, 2 = stderr. May be NULL (output dropped). */
     void (*on_output)(void *ud, int stream, const char *data, size_t len);
     void *ud;
+    /* Called watch_ms after the start, then after the delay it sets in *next_ms each time, while
+     * the script runs (watch NULL or watch_ms <= 0: never); returning true kills the jail
+     * (result.stopped). The quota watch of exec/quota.c. */
+    bool (*watch)(void *watch_ud, int64_t *next_ms);
+    void *watch_ud;
+    int64_t watch_ms;
 };
 
 struct runner_result {
@@ -43,6 +49,7 @@ struct runner_result {
     int exit_signal;     /* 0, or the signal that ended the script (SIGKILL on timeout) */
     bool timed_out;      /* killed because timeout_ms passed */
     bool cancelled;      /* killed because cancel_fd reported a hangup */
+    bool stopped;        /* killed because opts.watch asked for it */
     bool oom;            /* the memory limit was hit */
     int64_t duration_ms; /* from runner_run's start to the end of the jail */
 };

@@ -96,7 +96,9 @@ static void probe_exec(const struct jail_runtime *rt, struct sysprobe_check *c)
     snprintf(wk, sizeof(wk), "%s/work", dir);
     snprintf(lo, sizeof(lo), "%s/lower", dir);
     (void)rootfs_rm_rf(dir);
-    if (mkdir(dir, 0700) < 0 || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(lo, 0755) < 0) {
+    /* the overlay's root shows the upper's mode: 0755 whatever the server's umask */
+    if (mkdir(dir, 0700) < 0 || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(lo, 0755) < 0 ||
+        chmod(up, 0755) < 0 || chmod(lo, 0755) < 0) {
         set(c, false, "cannot create probe directories");
         return;
     }

@@ -26,10 +26,18 @@ int sandbox_lookup(struct app *app, const char *id, const char *tenant, const ch
 int sandbox_open(struct app *app, const char *id, const char *tenant, const char *sub,
                  enum lock_mode mode, struct sandbox_rec *ret_rec, struct lock_ref **ret_lock)
 {
-    struct lock_ref *lock = NULL;
-    int r = locks_acquire(app->locks, id, mode, app->cfg->lock_timeout_ms, &lock);
+    /* Ownership first, from the record alone and before the lock: a sandbox of someone else is
+     * answered exactly like a missing one (one lookup, no wait), so a stranger can neither tell
+     * that its owner is busy nor queue on its lock (a waiting writer holds back new readers). */
+    int r = sandbox_lookup(app, id, tenant, sub, ret_rec);
     if (r < 0)
         return r;
+    sandbox_rec_release(ret_rec);
+    struct lock_ref *lock = NULL;
+    r = locks_acquire(app->locks, id, mode, app->cfg->lock_timeout_ms, &lock);
+    if (r < 0)
+        return r;
+    /* the record as of the lock: it may have changed, or gone, while we waited */
     r = sandbox_lookup(app, id, tenant, sub, ret_rec);
     if (r < 0) {
         locks_release(lock);
@@ -39,7 +47,7 @@ int sandbox_open(struct app *app, const char *id, const char *tenant, const char
     return 0;
 }
 
-int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
+static int commit_once(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
 {
     struct commit_opts opts = {
         .expect_version = rec->version,
@@ -72,6 +80,28 @@ int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct
         }
     }
     return 0;
+}
+
+void sandbox_discard(struct app *app, const struct changeset *cs)
+{
+    char saved[512];
+    const char *m = err_message();
+    snprintf(saved, sizeof(saved), "%s", m ? m : "");
+    if (store_discard(app->store, cs) == 0)
+        return;
+    /* Left pinned until its lease expires and the store's GC takes it; the caller's own error
+     * is what its client must see. */
+    err_clear_message();
+    if (m)
+        err_set(-EIO, "%s", saved);
+}
+
+int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
+{
+    int r = commit_once(app, rec, cs);
+    if (r < 0)
+        sandbox_discard(app, cs); /* nothing references what it stored: reclaim it now */
+    return r;
 }
 
 void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,

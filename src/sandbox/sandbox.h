@@ -19,9 +19,12 @@
 #include "sandbox/lock.h"
 #include "store/store.h"
 
-/* Takes the sandbox's lock in `mode` and reads its record, checking the owner (NULL tenant/sub:
- * any). -ERR_SANDBOX_NOT_FOUND when missing or foreign (the lock is then released),
- * -ERR_LOCK_TIMEOUT. On success the caller owns *ret_lock and must release it. */
+/* Checks the owner (NULL tenant/sub: any) from the record, without the lock, then takes the
+ * sandbox's lock in `mode` and reads the record again under it. -ERR_SANDBOX_NOT_FOUND when
+ * missing or foreign: a foreign sandbox never waits for its lock, so it is answered like a
+ * missing one, in the same time; -ERR_SANDBOX_NOT_FOUND also when it was deleted while we
+ * waited. -ERR_LOCK_TIMEOUT (owner only). On success the caller owns *ret_lock and must
+ * release it. */
 __attribute__((warn_unused_result)) int sandbox_open(struct app *app, const char *id,
                                                      const char *tenant, const char *sub,
                                                      enum lock_mode mode,
@@ -49,6 +52,10 @@ __attribute__((warn_unused_result)) int
 sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs);
 void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,
                          int64_t new_version, const struct changeset *cs, const char *upper_dir);
+
+/* The change set will not be committed (its commit failed, or it was built and abandoned):
+ * reclaims the contents it stored (store_discard). Keeps this thread's error message. */
+void sandbox_discard(struct app *app, const struct changeset *cs);
 
 /* Resolves path inside the sandbox, following symlinks of every intermediate segment, and of
  * the last one when follow_last (at most 40 links, else -ELOOP). Symlinks resolve against the

@@ -59,17 +59,27 @@ void changeset_release(struct changeset *cs)
     memset(cs, 0, sizeof(*cs));
 }
 
-static int reserve(struct changeset *cs)
+int changeset_reserve(struct changeset *cs, size_t more)
 {
-    if (cs->n < cs->cap)
+    if (more <= cs->cap - cs->n)
         return 0;
-    size_t cap = cs->cap ? cs->cap * 2 : 16;
+    size_t cap = cs->cap ? cs->cap : 16;
+    while (more > cap - cs->n) {
+        if (cap > SIZE_MAX / 2 / sizeof(struct change))
+            return -ENOMEM;
+        cap *= 2;
+    }
     struct change *p = realloc(cs->items, cap * sizeof(*p));
     if (!p)
         return -ENOMEM;
     cs->items = p;
     cs->cap = cap;
     return 0;
+}
+
+static int reserve(struct changeset *cs)
+{
+    return changeset_reserve(cs, 1);
 }
 
 int changeset_put(struct changeset *cs, const struct file_meta *meta)
@@ -84,6 +94,20 @@ int changeset_put(struct changeset *cs, const struct file_meta *meta)
         return r;
     c->meta.mode = file_mode_allowed(c->meta.kind, c->meta.mode);
     cs->n++;
+    return 0;
+}
+
+int changeset_put_take(struct changeset *cs, struct file_meta *meta)
+{
+    int r = reserve(cs);
+    if (r < 0)
+        return r;
+    struct change *c = &cs->items[cs->n++];
+    c->op = CHANGE_PUT;
+    c->meta = *meta;
+    c->meta.mode = file_mode_allowed(c->meta.kind, c->meta.mode);
+    meta->path = NULL;
+    meta->target = NULL;
     return 0;
 }
 

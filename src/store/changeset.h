@@ -83,6 +83,13 @@ void changeset_release(struct changeset *cs);
 /* Appends a copy of meta as a PUT, its mode reduced by file_mode_allowed(). -ENOMEM. */
 __attribute__((warn_unused_result)) int changeset_put(struct changeset *cs,
                                                       const struct file_meta *meta);
+/* Makes room for `more` further changes: that many appends cannot fail for want of memory.
+ * -ENOMEM. */
+__attribute__((warn_unused_result)) int changeset_reserve(struct changeset *cs, size_t more);
+/* changeset_put, but takes meta's strings instead of copying them: on success meta is left
+ * without strings. -ENOMEM (meta untouched); never fails within a changeset_reserve. */
+__attribute__((warn_unused_result)) int changeset_put_take(struct changeset *cs,
+                                                           struct file_meta *meta);
 /* Appends a DELETE of path (subtree). -ENOMEM. */
 __attribute__((warn_unused_result)) int changeset_delete(struct changeset *cs, const char *path);
 /* Sets info_json (copied). */

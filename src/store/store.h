@@ -65,6 +65,9 @@ struct commit_opts {
                                unless the commit does not grow it (an over-quota sandbox can
                                always be cleaned up) */
     int64_t now_ms;         /* timestamp of the commit (also lastUsedAt) */
+    int64_t max_owner_sandboxes; /* store_sandbox_create only: the sandboxes the owner may have,
+                                  * this one included (0: no limit), counted in the same
+                                  * transaction as the insert */
 };
 
 struct commit_result {
@@ -123,6 +126,7 @@ struct store_ops {
     int (*commit)(struct store *st, const char *sandbox_id, const struct changeset *cs,
                   const struct commit_opts *opts, struct commit_result *ret);
     int (*gc)(struct store *st, struct gc_stats *ret);
+    int (*discard)(struct store *st, const struct changeset *cs);
 };
 
 /* Every engine's handle starts with this. */
@@ -155,7 +159,8 @@ static inline int64_t store_memory_bytes(struct store *st)
 }
 
 /* Inserts the sandbox row and commits `initial` (may be NULL) as its first version, in one
- * transaction. -EEXIST if the id is taken. */
+ * transaction. -EEXIST if the id is taken; -ERR_SANDBOX_LIMIT when the owner has
+ * opts->max_owner_sandboxes sandboxes already (concurrent creates cannot both pass the limit). */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_create(struct store *st, const struct sandbox_rec *rec,
                      const struct changeset *initial, const struct commit_opts *opts)
@@ -321,6 +326,15 @@ __attribute__((warn_unused_result)) static inline int store_gc(struct store *st,
                                                                struct gc_stats *ret)
 {
     return st->ops->gc(st, ret);
+}
+
+/* The change set will never be committed (its commit failed, e.g. on the quota): gives back
+ * the pins its contents got when they were finished, and removes at once every content (and
+ * chunk) of it that nothing else references, so a refused write leaves nothing behind. */
+__attribute__((warn_unused_result)) static inline int store_discard(struct store *st,
+                                                                    const struct changeset *cs)
+{
+    return st->ops->discard ? st->ops->discard(st, cs) : 0;
 }
 
 #endif

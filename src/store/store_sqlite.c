@@ -55,6 +55,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -64,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -178,6 +180,7 @@ enum stmt_id {
     ST_SB_TOUCH,
     ST_SB_DELETE,
     ST_SB_CREATED,
+    ST_SB_COUNT_OWNER,
     ST_F_GET,
     ST_F_PUT,
     ST_F_SETDIR,
@@ -236,6 +239,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = ?2 WHERE id = ?1",
     [ST_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = ?1",
     [ST_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
+    [ST_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
+                          "WHERE tenant = ?1 AND sub = ?2 LIMIT ?3)",
     [ST_F_GET] = "SELECT kind, size, content FROM files WHERE sid = ?1 AND path = ?2",
     [ST_F_PUT] = "INSERT OR REPLACE INTO files (sid, " FILE_COLS ") "
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -909,8 +914,9 @@ static int id_cmp(const void *x, const void *y)
     return memcmp(x, y, CONTENT_ID_LEN);
 }
 
-/* Drops one pin reference of every distinct content the change set puts. */
-static int pins_drop(struct conn *c, const struct changeset *cs)
+/* Drops one pin reference of every distinct content the change set puts; with `candidates`,
+ * also records each as a GC candidate (the change set was abandoned: nothing references it). */
+static int pins_drop(struct conn *c, const struct changeset *cs, bool candidates)
 {
     size_t n = 0;
     for (size_t i = 0; i < cs->n; i++)
@@ -943,6 +949,13 @@ static int pins_drop(struct conn *c, const struct changeset *cs)
             r = stmt_run(c, st);
         if (r >= 0 && sqlite3_changes(c->db) > 0) {
             r = stmt_get(c, ST_PIN_DEL_ZERO, &st);
+            if (r >= 0)
+                r = bind_check(c, bind_id(st, 1, id));
+            if (r >= 0)
+                r = stmt_run(c, st);
+        }
+        if (r >= 0 && candidates) {
+            r = stmt_get(c, ST_CAND_ADD, &st);
             if (r >= 0)
                 r = bind_check(c, bind_id(st, 1, id));
             if (r >= 0)
@@ -1046,7 +1059,7 @@ static int commit_locked(struct sqlite_store *s, const char *id, const struct ch
     if (r >= 0)
         r = stmt_run(c, st);
     if (r >= 0)
-        r = pins_drop(c, cs);
+        r = pins_drop(c, cs, false);
     if (r < 0)
         return r;
     if (ret) {
@@ -1075,6 +1088,27 @@ static int sq_commit(struct store *st, const char *sandbox_id, const struct chan
 
 static int gc_run(struct sqlite_store *s, struct gc_stats *ret);
 
+/* Inside the write transaction (so two creates cannot both pass at max - 1): -ERR_SANDBOX_LIMIT
+ * when rec's owner has `max` sandboxes already. Counts at most `max` rows of the owner index. */
+static int owner_limit_check(struct conn *c, const struct sandbox_rec *rec, int64_t max)
+{
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    int r = stmt_get(c, ST_SB_COUNT_OWNER, &q);
+    if (r >= 0)
+        r = bind_check(c, bind_text(q, 1, rec->tenant) | bind_text(q, 2, rec->sub) |
+                              sqlite3_bind_int64(q, 3, max));
+    if (r >= 0)
+        r = stmt_step(c, q);
+    if (r < 0)
+        return r;
+    if (r > 0 && sqlite3_column_int64(q, 0) >= max)
+        return err_set(-ERR_SANDBOX_LIMIT,
+                       "this owner already has %" PRId64 " sandboxes, the limit; delete one to "
+                       "create another",
+                       max);
+    return 0;
+}
+
 static int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
                              const struct changeset *initial, const struct commit_opts *opts)
 {
@@ -1087,8 +1121,11 @@ static int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
     int r = wtx_begin(s);
     if (r < 0)
         return r;
+    if (o.max_owner_sandboxes > 0)
+        r = owner_limit_check(s->w, rec, o.max_owner_sandboxes);
     sqlite3_stmt *ins = NULL;
-    r = stmt_get(s->w, ST_SB_INSERT, &ins);
+    if (r >= 0)
+        r = stmt_get(s->w, ST_SB_INSERT, &ins);
     if (r >= 0)
         r = bind_check(s->w,
                        bind_text(ins, 1, rec->id) | bind_text(ins, 2, rec->tenant) |
@@ -2420,6 +2457,16 @@ static int sq_gc(struct store *st, struct gc_stats *ret)
     return gc_run(to_sq(st), ret);
 }
 
+static int sq_discard(struct store *st, const struct changeset *cs)
+{
+    struct sqlite_store *s = to_sq(st);
+    int r = wtx_begin(s);
+    if (r < 0)
+        return r;
+    r = wtx_end(s, pins_drop(s->w, cs, true));
+    return r < 0 ? r : gc_run(s, NULL);
+}
+
 /* ---- open / close ---------------------------------------------------------------------- */
 
 static int migrate(struct conn *c)
@@ -2556,7 +2603,50 @@ static const struct store_ops sqlite_ops = {
     .content_close = sq_content_close,
     .commit = sq_commit,
     .gc = sq_gc,
+    .discard = sq_discard,
 };
+
+/* Opens `path` (creating it when `create`, mode 0600) and takes away group and other access
+ * from it. A missing file that is not to be created is fine. */
+static int make_private(const char *path, bool create)
+{
+    int fd =
+        open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+    if (fd < 0)
+        return errno == ENOENT && !create ? 0 : -errno;
+    struct stat st;
+    int r = fstat(fd, &st) < 0 ? -errno : 0;
+    if (r == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) && fchmod(fd, st.st_mode & 07700) < 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+/*
+ * The database files hold every sandbox's data: 0600 whatever the umask. SQLite creates the
+ * main files with 0644 less the umask and gives its -wal, -shm and -journal files the mode of
+ * their database, so the main files are created 0600 here, before SQLite opens them; journals
+ * left by an earlier run (or files made by an older version) are made private too.
+ */
+static int files_private(const char *path, const char *blobs_path)
+{
+    static const char *const journals[] = {"-wal", "-shm", "-journal"};
+    const char *const mains[] = {path, blobs_path};
+    for (size_t i = 0; i < 2; i++) {
+        int r = make_private(mains[i], true);
+        for (size_t j = 0; r == 0 && j < sizeof(journals) / sizeof(journals[0]); j++) {
+            char *p = NULL;
+            if (asprintf(&p, "%s%s", mains[i], journals[j]) < 0)
+                return -ENOMEM;
+            r = make_private(p, false);
+            free(p);
+        }
+        if (r < 0)
+            return err_set(r, "cannot make the database files private (mode 0600): %s",
+                           strerror(-r));
+    }
+    return 0;
+}
 
 int store_open_sqlite(const char *path, struct store **ret)
 {
@@ -2575,7 +2665,9 @@ int store_open_sqlite(const char *path, struct store **ret)
     s->path = strdup(path);
     if (asprintf(&s->blobs_path, "%s.chunks", path) < 0)
         s->blobs_path = NULL;
-    int r = s->path && s->blobs_path ? conn_open(path, s->blobs_path, false, &s->w) : -ENOMEM;
+    int r = s->path && s->blobs_path ? files_private(path, s->blobs_path) : -ENOMEM;
+    if (r >= 0)
+        r = conn_open(path, s->blobs_path, false, &s->w);
     if (r >= 0)
         r = migrate(s->w);
     if (r >= 0)

@@ -99,7 +99,19 @@ int datadir_open(const char *dir, struct datadir *ret, pid_t *ret_owner)
         close(fd);
         return err_set(-e, "cannot lock the data directory %s: %s", ret->path, strerror(e));
     }
-    if ((r = write_owner(fd)) < 0) {
+    /* Ours now: what is in it is private to the server's user. */
+    if ((st.st_mode & 077) && chmod(ret->path, 0700) < 0) {
+        int e = errno;
+        close(fd);
+        return err_set(-e,
+                       "the data directory %s is accessible to group or others (mode %04o) and "
+                       "cannot be made 0700: %s",
+                       ret->path, (unsigned)(st.st_mode & 07777), strerror(e));
+    }
+    if (st.st_mode & 077)
+        ret->loose_mode = st.st_mode & 07777;
+    if (fchmod(fd, 0600) < 0 || (r = write_owner(fd)) < 0) {
+        r = r < 0 ? r : -errno;
         close(fd);
         return err_set(r, "cannot write the lock file of the data directory %s: %s", ret->path,
                        strerror(-r));

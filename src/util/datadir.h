@@ -21,19 +21,22 @@
 #define DATADIR_LOCK_NAME "sqlfs.lock"
 
 struct datadir {
-    char *path;  /* absolute, no symlinks, no trailing slash (realpath) */
-    int lock_fd; /* the locked sqlfs.lock, -1 when not held */
+    char *path;          /* absolute, no symlinks, no trailing slash (realpath) */
+    int lock_fd;         /* the locked sqlfs.lock, -1 when not held */
+    unsigned loose_mode; /* the mode it had when datadir_open made it 0700, else 0 */
 };
 
 #define DATADIR_INIT                                                                               \
     {                                                                                              \
-        .path = NULL, .lock_fd = -1                                                                \
+        .path = NULL, .lock_fd = -1, .loose_mode = 0                                               \
     }
 
 /* Creates `dir` and its missing parents (0700 each). -errno with err_set(). */
 __attribute__((warn_unused_result)) int datadir_make(const char *dir);
 
-/* Creates `dir` when missing, resolves it to an absolute path and takes its lock. When another
+/* Creates `dir` when missing, resolves it to an absolute path and takes its lock; the
+ * directory is made 0700 when it is accessible to group or others (ret->loose_mode says so, for
+ * the caller's log) and the lock file 0600. When another
  * process holds the lock: -EBUSY, with *ret_owner set to that process's pid (0 when unknown)
  * and ret->path set so the caller can name the directory; nothing was changed. Other failures:
  * -errno with err_set(). ret is always initialised; release it with datadir_close. */

@@ -37,7 +37,7 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
     [ERR_RATE_LIMITED - ERR_BASE] = {"RATE_LIMITED", 429, true, "too many requests"},
     [ERR_INTERNAL - ERR_BASE] = {"INTERNAL_ERROR", 500, false, "internal error"},
     [ERR_ADMIN_NOT_CONFIGURED - ERR_BASE] = {"ADMIN_NOT_CONFIGURED", 500, false,
-                                             "admin token minting is not configured"},
+                                             "admin routes are not configured"},
     [ERR_JAIL_UNAVAILABLE - ERR_BASE] = {"EXEC_UNAVAILABLE", 503, false,
                                          "the sandbox runtime is not available on this host"},
     [ERR_BUSY - ERR_BASE] = {"EBUSY", 503, true, "server busy, retry later"},
@@ -53,6 +53,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                        "the server is short of resources for an exec; retry"},
     [ERR_CWD_MISSING - ERR_BASE] = {"INVALID_INPUT", 400, false,
                                     "the working directory does not exist in the sandbox"},
+    [ERR_SANDBOX_LIMIT - ERR_BASE] = {"ESANDBOX_LIMIT", 409, false,
+                                      "too many sandboxes; delete one to create another"},
 };
 
 static const struct err_info errno_table[] = {
@@ -137,6 +139,12 @@ int err_detail_count(void)
 const char *err_detail_at(int i)
 {
     return (i >= 0 && i < ndetails) ? details[i] : NULL;
+}
+
+void err_clear_message(void)
+{
+    has_msg = false;
+    msg[0] = '\0';
 }
 
 void err_clear(void)

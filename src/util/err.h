@@ -47,6 +47,7 @@ enum err_code {
     ERR_EXEC_TRANSIENT,           /* 503 EXEC_UNAVAILABLE, retryable: the host is short of a
                                    * resource (memory, processes, descriptors) for an exec */
     ERR_CWD_MISSING,              /* 400 an exec's start directory does not exist */
+    ERR_SANDBOX_LIMIT,            /* 409 the owner has MAX_SANDBOXES_PER_OWNER sandboxes */
     ERR_END
 };
 
@@ -73,5 +74,7 @@ int err_detail_count(void);
 const char *err_detail_at(int i);
 /* Forgets the message and details of this thread. */
 void err_clear(void);
+/* Forgets the message only (the details stay). */
+void err_clear_message(void);
 
 #endif

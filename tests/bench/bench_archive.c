@@ -132,7 +132,7 @@ static struct store *open_store(void)
 
 static int64_t ingest_commit(struct store *st, int fd, const void *mem, size_t memlen)
 {
-    struct ingest_limits lim = {0, 0, NULL};
+    struct ingest_limits lim = {0, 0, NULL, 0};
     struct ingest *ing = NULL;
     int64_t t0 = time_mono_ns();
     if (ingest_new(st, "/home/user/project", &lim, &ing) < 0)

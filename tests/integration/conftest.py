@@ -152,6 +152,14 @@ def raw_http(port, request):
             data += chunk
 
 
+def status(server):
+    """GET /v1/status: the operator's view (exec counters and limits, store memory, token
+    settings), behind the admin secret."""
+    r = httpx.get(server.url + "/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def assert_error(resp, status, code=None):
     assert resp.status_code == status, f"{resp.status_code} {resp.text}"
     assert resp.headers["content-type"].startswith("application/json")

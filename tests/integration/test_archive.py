@@ -261,3 +261,65 @@ def test_disconnect_mid_ingest_leaves_nothing(server, api, sandbox):
     assert api.get(f"/v1/sandboxes/{sandbox}/tree",
                    params={"prefix": "/home/user/cut"}).json() == []
     assert httpx.get(server.url + "/healthz").status_code == 200
+
+
+def long_path_archive(n=20000, path_len=3500):
+    """The archive of the finding: n empty files, each under a ~path_len-byte path of 200-byte
+    names (a 0.7 MB tar.gz holding about 70 MB of paths)."""
+    deep = "/".join(f"d{j:03d}" + "x" * 195 for j in range((path_len - 220) // 200))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for i in range(n):
+            t.addfile(tarfile.TarInfo(f"{deep}/f{i:06d}"))
+    return buf.getvalue()
+
+
+def vm_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        return [int(l.split()[1]) for l in f if l.startswith(field + ":")][0]
+
+
+def asan(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+def test_ingest_path_bytes_bound_memory(fresh_server):
+    """Entry paths stay in memory until the commit: 20,000 entries of 3.5 KB paths (0.7 MB of
+    tar.gz) raised the server's peak RSS by about 140 MB. MAX_INGEST_PATH_BYTES (default 32 MiB)
+    refuses the archive with 413 naming it, nothing is written, and the peak grows by less than
+    the limit plus the ingest's two 4 MiB queues and its per-entry bookkeeping (48 MiB)."""
+    data = long_path_archive()
+    assert len(data) < 1 << 20
+    s = fresh_server()
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        before = vm_kb(s.proc.pid, "VmHWM")
+        body = assert_error(ingest(c, sid, data, ctype="application/gzip"), 413,
+                            "PAYLOAD_TOO_LARGE")
+        grown = vm_kb(s.proc.pid, "VmHWM") - before
+        assert "MAX_INGEST_PATH_BYTES=33554432" in body["details"]
+        # AddressSanitizer keeps up to 32 MiB of freed memory aside and shadows the rest
+        bound = (96 if asan(s.proc.pid) else 48) * 1024
+        assert grown < bound, f"peak RSS grew by {grown} KiB"
+        assert c.get(f"/v1/sandboxes/{sid}/tree", params={"prefix": "/home/user"}).json() == []
+
+
+def test_ingest_path_bytes_limit(fresh_server):
+    """MAX_INGEST_PATH_BYTES counts each entry's full path (basePath included) and each symlink
+    target; an archive at the limit goes in whole."""
+    s = fresh_server({"MAX_INGEST_PATH_BYTES": "1000"})
+    base = "/home/user/p"  # 13 bytes with the slash before each name
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes").json()["id"]
+        fits = {f"{c * 243}/{c * 243}": c.encode() for c in "ab"}  # 2 x 500
+        assert ingest(c, sid, tar_bytes(fits), base=base).status_code == 200
+        body = assert_error(ingest(c, sid, tar_bytes(dict(fits, c=b"3")), base=base), 413)
+        assert "MAX_INGEST_PATH_BYTES=1000" in body["details"]
+        link = tarfile.TarInfo("l")
+        link.type, link.linkname = tarfile.SYMTYPE, "t" * 987  # 14 + 987 bytes
+        body = assert_error(ingest(c, sid, tar_bytes({}, extra=[(link, None)]), base=base), 413)
+        assert "MAX_INGEST_PATH_BYTES=1000" in body["details"]
+        tree = c.get(f"/v1/sandboxes/{sid}/tree", params={"prefix": base}).json()
+        files = sorted(e["path"] for e in tree if e["kind"] == "file")
+        assert files == sorted(f"{base}/{n}" for n in fits)

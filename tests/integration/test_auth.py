@@ -1,6 +1,7 @@
 """Auth (docs/API.md "Auth"): bootstrap, admin, bearer verification, rate limits."""
 import base64
 import concurrent.futures
+import datetime
 import hashlib
 import hmac
 import json
@@ -10,7 +11,7 @@ import time
 
 import httpx
 
-from conftest import ADMIN_SECRET, BINARY, SECRET, assert_error, free_port
+from conftest import ADMIN_SECRET, BINARY, SECRET, assert_error, free_port, status
 
 
 def b64url(data):
@@ -39,11 +40,181 @@ def test_bootstrap_returns_201_with_token(server):
     assert get_list(server, body["token"]).status_code == 200
 
 
-def test_bootstrap_never_expires(server):
-    r = httpx.post(server.url + "/v1/auth/bootstrap", json={"sub": "x", "expiresIn": "never"},
-                   headers={"X-Auth-Secret": SECRET})
-    assert r.status_code == 201 and r.json()["expiresAt"] is None
+def claims_of(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_token_lifetime_default_and_maximum(server):
+    """Default 30d; at most TOKEN_MAX_EXPIRES (365d), so "never" is refused by default."""
+    h = {"X-Auth-Secret": SECRET}
+    r = httpx.post(server.url + "/v1/auth/bootstrap", json={"sub": "x"}, headers=h)
+    assert r.status_code == 201
+    c = claims_of(r.json()["token"])
+    assert c["exp"] - c["iat"] == 30 * 86400
+    r = httpx.post(server.url + "/v1/auth/bootstrap", json={"sub": "x", "expiresIn": "1y"},
+                   headers=h)
+    assert r.status_code == 201
+    c = claims_of(r.json()["token"])
+    assert c["exp"] - c["iat"] == 365 * 86400
+    for too_long in ("never", "366d", "2y"):
+        r = httpx.post(server.url + "/v1/auth/bootstrap",
+                       json={"sub": "x", "expiresIn": too_long}, headers=h)
+        body = assert_error(r, 400, "INVALID_INPUT")
+        assert "at most 1y" in body["error"] and "TOKEN_MAX_EXPIRES" in body["error"], body
+
+
+def test_token_lifetime_settings(fresh_server):
+    s = fresh_server({"TOKEN_DEFAULT_EXPIRES": "2h", "TOKEN_MAX_EXPIRES": "1d"})
+    r = bootstrap(s)
+    assert r.status_code == 201
+    c = claims_of(r.json()["token"])
+    assert c["exp"] - c["iat"] == 7200
+    expires_at = datetime.datetime.fromisoformat(r.json()["expiresAt"].replace("Z", "+00:00"))
+    assert abs(expires_at.timestamp() - (c["iat"] + 7200)) < 1
+    tok = r.json()["token"]
+    r = admin(s, tok)  # the admin route follows the same settings
+    assert r.status_code == 201
+    c = claims_of(r.json()["token"])
+    assert c["exp"] - c["iat"] == 7200 and c["jti"]
+    assert_error(bootstrap(s, body={"sub": "a", "expiresIn": "25h"}), 400, "INVALID_INPUT")
+    assert_error(admin(s, tok, body={"sub": "a", "expiresIn": "2d"}), 400, "INVALID_INPUT")
+    assert bootstrap(s, body={"sub": "a", "expiresIn": "24h"}).status_code == 201
+    st = status(s)["auth"]
+    assert st["tokenDefaultExpires"] == "2h" and st["tokenMaxExpires"] == "1d"
+    # never, only when the operator allows it
+    s2 = fresh_server({"TOKEN_MAX_EXPIRES": "never"})
+    r = bootstrap(s2, body={"sub": "x", "expiresIn": "never"})
+    assert r.status_code == 201 and r.json()["expiresAt"] is None, r.text
+    assert "exp" not in claims_of(r.json()["token"])
     assert r.json()["tenant"] == "default"
+    c = claims_of(bootstrap(s2).json()["token"])
+    assert c["exp"] - c["iat"] == 30 * 86400
+
+
+def start_refused(tmp_path, env, args=(), data=None):
+    """Runs `sqlfs serve` that must refuse to start: (returncode, stderr)."""
+    data = data or tmp_path / "refused"
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_SECRET", "TOKEN"))}
+    p = subprocess.run([BINARY, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data",
+                        str(data)] + list(args), env={**full, **env},
+                       capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stderr
+
+
+def test_short_secrets_refused_at_start(tmp_path):
+    short = "0123456789abcdef0123456789abcde"  # 31 bytes
+    for env in ({"AUTH_SECRET": short},
+                {"AUTH_SECRET": SECRET, "AUTH_SECRET_PREVIOUS": short}):
+        rc, err = start_refused(tmp_path, env)
+        name = "AUTH_SECRET_PREVIOUS" if "AUTH_SECRET_PREVIOUS" in env else "AUTH_SECRET"
+        assert rc == 2, err
+        assert err == f"sqlfs: configuration: {name} is 31 bytes: a signing secret must be at " \
+                      "least 32 bytes (make one with: openssl rand -hex 32)\n", err
+        assert short not in err
+        assert not (tmp_path / "refused").exists()  # nothing was touched
+    # the data dir's file, when an operator wrote a short one
+    data = tmp_path / "d"
+    data.mkdir(mode=0o700)
+    (data / "auth_secret").write_text("short-secret\n")
+    os.chmod(data / "auth_secret", 0o600)
+    rc, err = start_refused(tmp_path, {}, data=data)
+    assert rc == 1 and "auth_secret in the data directory is 12 bytes" in err, err
+    assert "openssl rand -hex 32" in err and "short-secret" not in err
+    assert (data / "auth_secret").read_text() == "short-secret\n"  # not replaced
+    # the same secret as current and previous is a mistake
+    rc, err = start_refused(tmp_path, {"AUTH_SECRET": SECRET, "AUTH_SECRET_PREVIOUS": SECRET})
+    assert rc == 1 and "AUTH_SECRET_PREVIOUS is the current secret" in err, err
+    # token settings that cannot work
+    for env, args, want in [({"TOKEN_DEFAULT_EXPIRES": "400d"}, [], "longer than"),
+                            ({"TOKEN_MAX_EXPIRES": "soon"}, [], "TOKEN_MAX_EXPIRES: expected"),
+                            ({}, ["--tokens-not-before", str(int(time.time()) + 3600)],
+                             "in the future")]:
+        rc, err = start_refused(tmp_path, {"AUTH_SECRET": SECRET, **env}, args)
+        assert rc == 2 and want in err, err
+
+
+def test_cli_token_refuses_a_short_secret(tmp_path):
+    env = {**os.environ, "AUTH_SECRET": "0123456789abcdef0123456789abcde"}
+    p = subprocess.run([BINARY, "token", "--sub", "a"], env=env, capture_output=True, text=True)
+    assert p.returncode == 1 and p.stdout == "", p
+    assert "AUTH_SECRET is 31 bytes" in p.stderr
+    env["AUTH_SECRET"] = SECRET
+    p = subprocess.run([BINARY, "token", "--sub", "a"], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_key_rotation_accepts_the_previous_secret_until_it_is_removed(fresh_server):
+    old, new = SECRET, "rotated-secret-0123456789abcdef-0123456789"
+    s = fresh_server({"AUTH_SECRET": old})
+    old_tok = s.token("rot")
+    # rotate: the new secret signs, the old one is still accepted
+    s.env.update({"AUTH_SECRET": new, "AUTH_SECRET_PREVIOUS": old})
+    s.restart()
+    assert get_list(s, old_tok).status_code == 200
+    assert get_list(s, old_tok).status_code == 200
+    assert_error(bootstrap(s, secret=old), 403, "FORBIDDEN")  # only the current one mints
+    r = bootstrap(s, secret=new, body={"sub": "rot"})
+    assert r.status_code == 201
+    new_tok = r.json()["token"]
+    h, p, sig = new_tok.split(".")
+    assert sig == b64url(hmac.new(new.encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+    assert get_list(s, new_tok).status_code == 200
+    # a token signed with neither secret
+    third = forge({"alg": "HS256"}, {"sub": "rot", "iat": int(time.time())}, b"x" * 40)
+    assert_error(get_list(s, third), 401, "AUTH_INVALID")
+    # an expired token stays expired under the previous secret
+    expired = forge({"alg": "HS256"}, {"sub": "rot", "exp": int(time.time()) - 5}, old.encode())
+    assert_error(get_list(s, expired), 401, "AUTH_INVALID")
+    st = status(s)["auth"]
+    assert st["previousSecret"] is True and st["previousSecretUses"] == 2, st
+    # the end of the grace period: the previous secret removed
+    s.env.pop("AUTH_SECRET_PREVIOUS")
+    s.restart()
+    assert_error(get_list(s, old_tok), 401, "AUTH_INVALID")
+    assert get_list(s, new_tok).status_code == 200
+    s.stop()
+    log = open(s.log_path).read()
+    assert log.count("tokens signed with AUTH_SECRET_PREVIOUS are accepted until it is "
+                     "removed") == 1, log[-3000:]
+    used = [ln for ln in log.splitlines() if "accepted a token signed with AUTH_SECRET_PREVIOUS"
+            in ln]
+    assert len(used) == 1 and '"sub":"rot"' in used[0], log[-3000:]
+    assert old not in log and new not in log
+
+
+def test_tokens_not_before_revokes_every_earlier_token(fresh_server):
+    s = fresh_server()
+    before = s.token("nb")
+    no_iat = forge({"alg": "HS256"}, {"sub": "nb"})
+    assert get_list(s, no_iat).status_code == 200
+    time.sleep(1.1)  # iat has a resolution of one second
+    cutoff = int(time.time())
+    s.args += ["--tokens-not-before", str(cutoff)]
+    s.restart()
+    for tok in (before, no_iat):
+        body = assert_error(get_list(s, tok), 401, "AUTH_INVALID")
+        assert "revoked" in body["error"] and "TOKENS_NOT_BEFORE" in body["error"], body
+    after = s.token("nb")  # a new token works
+    assert claims_of(after)["iat"] >= cutoff
+    assert get_list(s, after).status_code == 200
+    assert status(s)["auth"]["tokensNotBefore"] == time.strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(cutoff))
+
+
+def test_status_wrong_admin_secret_counts_as_an_auth_failure(fresh_server):
+    """GET /v1/status is no oracle for guessing ADMIN_SECRET: a wrong one is a failed auth
+    attempt like on the admin route, and past the limit even the right one gets 429."""
+    s = fresh_server({**DEFAULT_LIMITS, "AUTH_RATE_LIMIT_MAX": "2"})
+    ok = {"X-Admin-Secret": ADMIN_SECRET}
+    for _ in range(3):  # successes do not count
+        assert httpx.get(s.url + "/v1/status", headers=ok).status_code == 200
+    for _ in range(2):
+        assert_error(httpx.get(s.url + "/v1/status", headers={"X-Admin-Secret": "guess"}), 403,
+                     "FORBIDDEN")
+    assert_limited(httpx.get(s.url + "/v1/status", headers=ok))
+    assert_limited(bootstrap(s))
+    assert httpx.get(s.url + "/readyz").status_code == 200  # readiness is not limited
 
 
 def test_bootstrap_wrong_or_missing_secret(server):

@@ -144,6 +144,24 @@ def ingest(body, ctype="application/gzip", query=""):
     return req("POST", SBX + "/ingest" + query, content=body, headers={"Content-Type": ctype})
 
 
+def long_paths_tgz():
+    """12,000 empty files under 3.4 KB paths: 40 MB of entry paths in 0.4 MB of tar.gz."""
+    deep = "/".join(f"d{j:03d}" + "x" * 195 for j in range(17))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for i in range(12000):
+            t.addfile(tarfile.TarInfo(f"{deep}/f{i:05d}"))
+    return out.getvalue()
+
+
+def ingest_built(build):
+    """An ingest whose body is built when the row runs (not at import)."""
+    def send(ctx):
+        return ctx.api.post(SBX.format(sid=ctx.sid) + "/ingest", content=build(),
+                            headers={"Content-Type": "application/gzip"})
+    return send
+
+
 # ---- the catalogue ----
 
 Case = namedtuple("Case", "id status code send hint", defaults=(None,))
@@ -215,6 +233,28 @@ CASES = [
          req("GET", SBX + "/export?basePath=/", who="tenant")),
     Case("auth-other-tenant-same-sub-tree", 404, "SANDBOX_NOT_FOUND",
          req("GET", SBX + "/tree", who="tenant")),
+    Case("auth-other-sub-file-get", 404, "SANDBOX_NOT_FOUND",
+         req("GET", FILES + "/home/user/a.txt", who="mallory")),
+    Case("auth-other-sub-patch", 404, "SANDBOX_NOT_FOUND",
+         req("PATCH", FILES + "/home/user/a.txt", who="mallory",
+             json={"oldString": "hello", "newString": "pwned"})),
+    Case("auth-other-sub-file-delete", 404, "SANDBOX_NOT_FOUND",
+         req("DELETE", FILES + "/home/user/a.txt", who="mallory")),
+    Case("auth-other-sub-mkdir", 404, "SANDBOX_NOT_FOUND",
+         req("POST", SBX + "/mkdir", who="mallory", json={"path": "/home/user/pwned"})),
+    Case("auth-other-sub-writefiles", 404, "SANDBOX_NOT_FOUND",
+         req("POST", SBX + "/writeFiles", who="mallory",
+             json={"files": {"/home/user/pwned": "x"}})),
+    Case("auth-other-sub-exec-stream", 404, "SANDBOX_NOT_FOUND",
+         req("POST", SBX + "/exec", who="mallory", json={"script": EVIL})),
+    Case("auth-other-sub-batch", 404, "SANDBOX_NOT_FOUND",
+         req("POST", SBX + "/exec-sync-batch", who="mallory",
+             json={"scripts": [{"id": "a", "script": EVIL}]})),
+    Case("auth-other-sub-ingest", 404, "SANDBOX_NOT_FOUND",
+         req("POST", SBX + "/ingest", who="mallory", content=tar_bytes([GOOD]),
+             headers={"Content-Type": "application/gzip"})),
+    Case("auth-other-tenant-same-sub-ingest-files", 404, "SANDBOX_NOT_FOUND",
+         req("POST", SBX + "/ingest-files", who="tenant", json={"files": {"pwned": "eA=="}})),
     Case("auth-bootstrap-wrong-secret", 403, "FORBIDDEN",
          req("POST", "/v1/auth/bootstrap", who="anon", json={"sub": "x"},
              headers={"X-Auth-Secret": SECRET + "x"})),
@@ -226,6 +266,22 @@ CASES = [
     Case("auth-bootstrap-bad-expiresIn", 400, INV,
          req("POST", "/v1/auth/bootstrap", who="anon", json={"sub": "x", "expiresIn": "-1d"},
              headers={"X-Auth-Secret": SECRET}), "expiresIn"),
+    Case("auth-bootstrap-expiresIn-never", 400, INV,
+         req("POST", "/v1/auth/bootstrap", who="anon", json={"sub": "x", "expiresIn": "never"},
+             headers={"X-Auth-Secret": SECRET}), "at most 1y"),
+    Case("auth-bootstrap-expiresIn-over-max", 400, INV,
+         req("POST", "/v1/auth/bootstrap", who="anon", json={"sub": "x", "expiresIn": "366d"},
+             headers={"X-Auth-Secret": SECRET}), "TOKEN_MAX_EXPIRES"),
+    Case("auth-admin-expiresIn-over-max", 400, INV,
+         jpost("/v1/auth/admin", {"sub": "root", "expiresIn": "2y"},
+               headers={"X-Admin-Secret": ADMIN_SECRET}), "TOKEN_MAX_EXPIRES"),
+    Case("auth-status-no-admin-secret", 403, "FORBIDDEN",
+         req("GET", "/v1/status", who="anon"), "X-Admin-Secret"),
+    Case("auth-status-wrong-admin-secret", 403, "FORBIDDEN",
+         req("GET", "/v1/status", who="anon", headers={"X-Admin-Secret": ADMIN_SECRET + "x"})),
+    Case("auth-status-bearer-is-not-enough", 403, "FORBIDDEN", req("GET", "/v1/status")),
+    Case("auth-status-auth-secret-is-not-enough", 403, "FORBIDDEN",
+         req("GET", "/v1/status", who="anon", headers={"X-Admin-Secret": SECRET})),
     Case("auth-admin-wrong-secret", 403, "FORBIDDEN",
          jpost("/v1/auth/admin", {"sub": "root"}, headers={"X-Admin-Secret": "guess"})),
     Case("auth-admin-no-bearer", 401, "AUTH_REQUIRED",
@@ -502,6 +558,8 @@ CASES = [
          ingest(tar_bytes([GOOD]), query="?basePath=/home/user%00x"), "basePath"),
     Case("ingest-basepath-file", 400, "ENOTDIR",
          ingest(tar_bytes([GOOD]), query="?basePath=/home/user/a.txt")),
+    Case("ingest-path-bytes-over-cap", 413, "PAYLOAD_TOO_LARGE", ingest_built(long_paths_tgz),
+         "MAX_INGEST_PATH_BYTES"),
     Case("ingest-content-type", 415, "UNSUPPORTED_MEDIA_TYPE",
          ingest(tar_bytes([GOOD]), "text/plain"), "application/x-tar"),
     Case("ingest-multipart-no-archive", 400, INV,

@@ -14,7 +14,6 @@ import os
 import socket
 import time
 
-import httpx
 import pytest
 
 import conftest
@@ -81,18 +80,19 @@ def status_mib(server, field):
 
 
 def exec_state(server):
-    return httpx.get(server.url + "/readyz", timeout=10).json()["checks"]["exec"]
+    """The exec engine's counters (GET /v1/status): running, queued, replyMemoryBytes."""
+    return conftest.status(server)["exec"]
 
 
-def wait_idle(server, within):
-    """Seconds until no exec runs or waits; fails after `within`."""
+def wait_idle(server, seconds):
+    """Seconds until no exec runs or waits; fails after `seconds`."""
     t0 = time.time()
-    while time.time() - t0 < within:
+    while time.time() - t0 < seconds:
         st = exec_state(server)
         if st["running"] == 0 and st["queued"] == 0:
             return time.time() - t0
         time.sleep(0.05)
-    raise AssertionError(f"an exec still holds its slot {within} s later: {exec_state(server)}")
+    raise AssertionError(f"an exec still holds its slot {seconds} s later: {exec_state(server)}")
 
 
 def raw_post(server, token, path, body, rcvbuf=None):

@@ -1,8 +1,12 @@
 """Many concurrent execs on many sandboxes all finish (regression: the jail child used glibc's
 setgroups/setresuid wrappers, which wait for the parent's threads and hung under concurrency)."""
 import concurrent.futures
+import threading
+import time
 
 import httpx
+
+from conftest import assert_error, status
 
 
 def test_concurrent_execs_finish(fresh_server):
@@ -24,7 +28,7 @@ def test_concurrent_execs_finish(fresh_server):
 
 
 def warm_counts(srv):
-    ex = httpx.get(srv.url + "/readyz").json()["checks"]["exec"]
+    ex = status(srv)["exec"]
     return ex["networkNamespaces"], ex["idleUppers"], ex["warmSandboxes"]
 
 
@@ -101,3 +105,67 @@ def test_evicted_checkout_drops_its_idle_upper(fresh_server):
         assert warm_counts(srv)[1] == 1  # only the second sandbox's
         r = c.post(f"/v1/sandboxes/{sids[0]}/exec-sync", json={"script": "wc -c < big"})
         assert r.json()["stdout"] == "2000000\n", r.text
+
+
+def exec_counts(srv):
+    ex = status(srv)["exec"]
+    return ex["running"], ex["queued"], ex["owners"]
+
+
+def wait_counts(srv, running, queued):
+    deadline = time.monotonic() + 10
+    while exec_counts(srv)[:2] != (running, queued):
+        assert time.monotonic() < deadline, exec_counts(srv)
+        time.sleep(0.02)
+
+
+def test_one_owner_cannot_hold_every_exec_slot(fresh_server):
+    """EXEC_CONCURRENCY=2, EXEC_OWNER_CONCURRENCY=1, EXEC_OWNER_QUEUE=3: alice's four long execs
+    on four sandboxes hold one slot and queue three; a fifth is refused (503 EBUSY naming
+    EXEC_OWNER_QUEUE) at once. Bob's exec starts at once in the other slot, bob can still queue,
+    and when bob's slot frees his queued exec takes it, ahead of alice's older ones (alice is at
+    her cap)."""
+    srv = fresh_server({"EXEC_CONCURRENCY": "2", "EXEC_OWNER_CONCURRENCY": "1",
+                        "EXEC_OWNER_QUEUE": "3"})
+    with srv.client() as alice, srv.client(sub="bob") as bob:
+        a_ids = [alice.post("/v1/sandboxes", json={}).json()["id"] for _ in range(5)]
+        b_ids = [bob.post("/v1/sandboxes", json={}).json()["id"] for _ in range(2)]
+        t0 = time.monotonic()
+        done = {}
+
+        def run(name, client, sid, script):
+            r = client.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": script})
+            done[name] = (r, time.monotonic() - t0)
+
+        threads = []
+
+        def start(*args):
+            th = threading.Thread(target=run, args=args)
+            th.start()
+            threads.append(th)
+
+        for i in range(4):
+            start(f"alice{i}", alice, a_ids[i], "sleep 2")
+        wait_counts(srv, 1, 3)
+        assert exec_counts(srv)[2] == 1
+        t = time.monotonic()
+        body = assert_error(alice.post(f"/v1/sandboxes/{a_ids[4]}/exec-sync",
+                                       json={"script": "true"}), 503, "EBUSY")
+        assert time.monotonic() - t < 0.5
+        assert body["retryable"] is True and "EXEC_OWNER_QUEUE=3" in body["details"]
+        start("bob1", bob, b_ids[0], "sleep 1")
+        wait_counts(srv, 2, 3)
+        start("bob2", bob, b_ids[1], "echo queued")
+        wait_counts(srv, 2, 4)
+        assert exec_counts(srv)[2] == 2
+        for th in threads:
+            th.join()
+        for name, (r, _) in done.items():
+            assert r.status_code == 200, (name, r.text)
+        # bob1 ran at once: about its own second, not after alice's first exec (2 s)
+        assert done["bob1"][1] < 1.8, done["bob1"][1]
+        # bob2 waited for bob1 only: done before alice's first exec ended
+        first_alice = min(done[f"alice{i}"][1] for i in range(4))
+        assert done["bob2"][1] < first_alice, (done["bob2"][1], first_alice)
+        assert done["bob2"][0].json()["stdout"] == "queued\n"
+        assert exec_counts(srv) == (0, 0, 0)

@@ -6,6 +6,7 @@
 """
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -13,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from conftest import BINARY, SECRET, Server, free_port
+from conftest import BINARY, SECRET, Server, free_port, status
 
 
 def exec_sync(c, sid, script, **kw):
@@ -117,7 +118,7 @@ def test_exec_setup_failure_is_a_server_error_and_readyz_says_so(fresh_server):
     with srv.client() as c:
         sid = c.post("/v1/sandboxes", json={}).json()["id"]
         assert exec_sync(c, sid, "true").status_code == 200
-        assert httpx.get(srv.url + "/readyz").json()["checks"]["exec"]["faults"]["count"] == 0
+        assert status(srv)["exec"]["faults"]["count"] == 0
         routes = [
             lambda: exec_sync(c, sid, "echo a"),
             lambda: c.post(f"/v1/sandboxes/{sid}/exec-sync-batch",
@@ -135,13 +136,14 @@ def test_exec_setup_failure_is_a_server_error_and_readyz_says_so(fresh_server):
             assert "server" in body["error"] and "/" + "sys" not in body["error"], body
             ready = httpx.get(srv.url + "/readyz")
             assert ready.status_code == 503, ready.text
-            faults = ready.json()["checks"]["exec"]["faults"]
+            assert ready.json()["checks"]["exec"].startswith("spawn:"), ready.text
+            faults = status(srv)["exec"]["faults"]
             assert faults["failing"].startswith("spawn:"), faults
             # the broken cgroup is not reused: the next exec works and readiness comes back
             r = exec_sync(c, sid, "echo back")
             assert r.status_code == 200 and r.json()["stdout"] == "back\n", r.text
             assert httpx.get(srv.url + "/readyz").status_code == 200
-        assert httpx.get(srv.url + "/readyz").json()["checks"]["exec"]["faults"]["count"] == 4
+        assert status(srv)["exec"]["faults"]["count"] == 4
     srv.stop()
     log = open(srv.log_path).read()
     assert log.count("exec set-up failed on the server's side") == 4, log[-3000:]
@@ -178,7 +180,7 @@ def test_a_shortage_is_a_retryable_503_with_retry_after(fresh_server, tmp_path):
             assert body["code"] == "EXEC_UNAVAILABLE" and body["retryable"] is True, body
             r = exec_sync(c, sid, "echo hi")
             assert r.status_code == 200 and r.json()["stdout"] == "hi\n"
-            faults = httpx.get(srv.url + "/readyz").json()["checks"]["exec"]["faults"]
+            faults = status(srv)["exec"]["faults"]
             assert faults["transient"] >= 1, faults
         srv.stop()
     finally:
@@ -207,7 +209,8 @@ def test_without_root_the_server_says_so_once_and_serves_files(tmp_path):
         srv.start()
         ready = httpx.get(srv.url + "/readyz")
         assert ready.status_code == 503
-        err = ready.json()["checks"]["exec"]["error"]
+        assert "without root" in ready.json()["checks"]["exec"], ready.text
+        err = status(srv)["exec"]["error"]
         assert "needs root" in err and "CAP_SYS_ADMIN" in err, err
         with srv.client() as c:
             sid = c.post("/v1/sandboxes", json={}).json()["id"]
@@ -225,3 +228,101 @@ def test_without_root_the_server_says_so_once_and_serves_files(tmp_path):
     lines = [ln for ln in log.splitlines() if "needs root" in ln]
     assert len(lines) == 1, log
     assert "sandbox runtime check failed" not in log, log
+
+
+# ---- files on disk: private whatever the umask ----
+
+# Copies of the rootfs's public files and generated stubs, which the sandbox user reads through
+# read-only bind mounts (/etc, /usr/lib/locale, /opt/sqlfs/bin, runtime stubs): world-readable on
+# purpose; no data of the server or of any sandbox.
+PUBLIC = ("jail/etc", "jail/bin", "jail/stub", "jail/locale")
+
+
+def sandbox_tree(rel):
+    """The layers of a sandbox's root: a checkout's tree, an exec's upper (also once moved to a
+    checkouts/.trash-* directory for removal) and the skeleton below them. They carry the modes
+    its scripts see (/tmp 1777, /root 0700, files as stored), and are reached only through the
+    0700 directories above them."""
+    parts = rel.split("/")
+    return (len(parts) >= 3 and parts[0] in ("checkouts", "uppers")
+            and parts[2] in ("tree", "upper")) or \
+        (len(parts) >= 2 and parts[:2] == ["jail", "skel"])
+
+
+def private_violations(data_dir):
+    bad = []
+    for root, dirs, files in os.walk(data_dir):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, data_dir)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or sandbox_tree(rel):
+                continue
+            if any(rel == p or rel.startswith(p + "/") for p in PUBLIC):
+                # readable by the jail's user, and writable by no one but the server
+                if st.st_mode & 0o022 or not st.st_mode & 0o004 or \
+                        (stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o001):
+                    bad.append(f"{stat.filemode(st.st_mode)} {rel} (public)")
+            elif st.st_mode & 0o077:
+                bad.append(f"{stat.filemode(st.st_mode)} {rel}")
+    return bad
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077])
+def test_files_on_disk_are_private_whatever_the_umask(fresh_server, umask):
+    """Under umask 000 the database and its journals were 0644; under 077 the jail's tree was
+    unreadable to the sandbox user, so no exec could run, and a script's umask was the
+    server's."""
+    srv = fresh_server({"AUTH_RATE_LIMIT_MAX": "1000", "AUTH_SECRET": ""},
+                       preexec_fn=lambda: os.umask(umask))
+    secret = open(os.path.join(srv.data_dir, "auth_secret")).read().strip()
+    r = httpx.post(srv.url + "/v1/auth/bootstrap", json={"sub": "modes"},
+                   headers={"X-Auth-Secret": secret})
+    assert r.status_code == 201, r.text
+    with httpx.Client(base_url=srv.url, timeout=60,
+                      headers={"Authorization": "Bearer " + r.json()["token"]}) as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        assert c.put(f"/v1/sandboxes/{sid}/files/home/user/a.txt", content=b"a").status_code == 204
+        r = exec_sync(c, sid, "echo b > b; mkdir -p d/e; cat a.txt")
+        assert r.status_code == 200 and r.json()["stdout"] == "a", r.text
+        # an API write with new parents once the sandbox has a checkout
+        assert c.put(f"/v1/sandboxes/{sid}/files/home/user/n/m/f", content=b"f").status_code == 204
+        assert private_violations(srv.data_dir) == []
+        assert os.stat(srv.data_dir).st_mode & 0o777 == 0o700
+        for name in ("sqlfs.db", "sqlfs.db-wal", "sqlfs.db-shm", "sqlfs.db.chunks",
+                     "sqlfs.db.chunks-wal", "sqlfs.db.chunks-shm", "sqlfs.lock", "auth_secret"):
+            assert os.stat(os.path.join(srv.data_dir, name)).st_mode & 0o777 == 0o600, name
+        r = exec_sync(c, sid, "umask; stat -c '%a %n' / /home/user b d/e n/m n/m/f /etc/passwd")
+        assert r.status_code == 200, r.text
+        # the script's umask and the modes it sees do not depend on the server's umask
+        assert r.json()["stdout"].splitlines() == [
+            "0022", "755 /", "755 /home/user", "644 b", "755 d/e", "755 n/m", "644 n/m/f",
+            "644 /etc/passwd"], r.text
+
+
+def test_loose_data_dir_and_database_files_are_made_private(fresh_server):
+    """A data dir made by hand (mkdir under umask 022) and database files of an older version
+    (0644): made 0700 / 0600 at start, and the directory's change is logged."""
+    srv = fresh_server({"AUTH_RATE_LIMIT_MAX": "1000"})
+    with srv.client() as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        assert c.put(f"/v1/sandboxes/{sid}/files/home/user/a", content=b"x").status_code == 204
+    srv.stop()
+    os.chmod(srv.data_dir, 0o755)
+    for name in ("sqlfs.db", "sqlfs.db.chunks", "sqlfs.lock"):
+        os.chmod(os.path.join(srv.data_dir, name), 0o644)
+    # journals left behind by a crash
+    for name in ("sqlfs.db-wal", "sqlfs.db.chunks-shm"):
+        with open(os.path.join(srv.data_dir, name), "ab"):
+            pass
+        os.chmod(os.path.join(srv.data_dir, name), 0o644)
+    srv.start()
+    assert os.stat(srv.data_dir).st_mode & 0o777 == 0o700
+    for name in ("sqlfs.db", "sqlfs.db.chunks", "sqlfs.lock", "sqlfs.db-wal",
+                 "sqlfs.db.chunks-shm"):
+        assert os.stat(os.path.join(srv.data_dir, name)).st_mode & 0o777 == 0o600, name
+    with srv.client() as c:
+        assert c.get(f"/v1/sandboxes/{sid}/files/home/user/a").content == b"x"
+    srv.stop()
+    log = open(srv.log_path).read()
+    assert "was accessible to group or others (mode 0755): made it 0700" in log, log[-2000:]

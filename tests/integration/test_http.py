@@ -4,18 +4,50 @@ import time
 
 import httpx
 
-from conftest import assert_error
+from conftest import ADMIN_SECRET, SECRET, assert_error, status
 
 
 def test_healthz_and_readyz(server):
     r = httpx.get(server.url + "/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+    # readiness for anyone: each check "ok" or why not, and no counter
     r = httpx.get(server.url + "/readyz")
-    assert r.status_code in (200, 503)
-    assert r.json()["checks"]["store"] == "ok"
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ok", "checks": {"store": "ok", "exec": "ok"}}
+
+
+def test_status_has_the_counters_behind_the_admin_secret(server, api, sandbox):
+    assert api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": "true"}).status_code \
+        == 200
+    for headers in ({}, {"X-Admin-Secret": "wrong"}, {"X-Admin-Secret": SECRET},
+                    {"Authorization": api.headers["Authorization"]}):
+        assert_error(httpx.get(server.url + "/v1/status", headers=headers), 403, "FORBIDDEN")
+    st = status(server)
+    assert st["status"] == "ok" and st["checks"] == {"store": "ok", "exec": "ok"}
+    ex = st["exec"]
+    assert ex["ok"] is True
+    for k in ("running", "queued", "idleUppers", "networkNamespaces"):
+        assert isinstance(ex[k], int) and ex[k] >= 0, (k, ex)
+    assert ex["warmSandboxes"] == 64 and ex["faults"]["count"] == 0
+    assert set(ex["limits"]) >= {"memory", "pids", "cpu", "cgroup"}
+    assert ex["shell"].startswith("/usr/bin/bash")
     # SQLite's memory (its caches and schema): a real, positive byte count
-    assert isinstance(r.json()["memory"]["storeBytes"], int)
-    assert r.json()["memory"]["storeBytes"] > 100000
+    assert isinstance(st["memory"]["storeBytes"], int) and st["memory"]["storeBytes"] > 100000
+    assert st["auth"] == {"tokenDefaultExpires": "30d", "tokenMaxExpires": "1y",
+                          "tokensNotBefore": None, "previousSecret": False,
+                          "previousSecretUses": 0}
+    # HEAD like GET; other methods are refused
+    assert httpx.head(server.url + "/v1/status",
+                      headers={"X-Admin-Secret": ADMIN_SECRET}).status_code == 200
+    assert_error(httpx.post(server.url + "/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET}),
+                 405)
+
+
+def test_status_without_admin_secret_configured(fresh_server):
+    s = fresh_server({"ADMIN_SECRET": ""})
+    assert_error(httpx.get(s.url + "/v1/status", headers={"X-Admin-Secret": "x"}), 500,
+                 "ADMIN_NOT_CONFIGURED")
+    assert httpx.get(s.url + "/readyz").status_code == 200
 
 
 def test_unknown_route_404_json(api):
@@ -100,9 +132,9 @@ def test_readyz_degraded_without_runtime(tmp_path):
     """A missing rootfs is reported at start and by /readyz; files still work, exec is 503."""
     import os
     import subprocess
-    from conftest import BINARY, SECRET, free_port
+    from conftest import BINARY, free_port
     port = free_port()
-    env = dict(os.environ, AUTH_SECRET=SECRET)
+    env = dict(os.environ, AUTH_SECRET=SECRET, ADMIN_SECRET=ADMIN_SECRET)
     p = subprocess.Popen([BINARY, "serve", "--listen", f"127.0.0.1:{port}", "--data",
                           str(tmp_path / "d"), "--rootfs", str(tmp_path / "missing")],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -116,7 +148,11 @@ def test_readyz_degraded_without_runtime(tmp_path):
                 time.sleep(0.05)
         r = httpx.get(url + "/readyz")
         assert r.status_code == 503 and r.json()["status"] == "degraded"
-        assert "rootfs" in r.json()["checks"]["exec"]["error"]
+        # the reason, in words for anyone: no host path
+        assert "rootfs" in r.json()["checks"]["exec"], r.text
+        assert str(tmp_path) not in r.text
+        st = httpx.get(url + "/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET}).json()
+        assert st["exec"]["ok"] is False and "rootfs" in st["exec"]["error"], st
         tok = httpx.post(url + "/v1/auth/bootstrap", json={"sub": "a"},
                          headers={"X-Auth-Secret": SECRET}).json()["token"]
         h = {"Authorization": "Bearer " + tok}

@@ -5,7 +5,7 @@ import time
 import httpx
 import pytest
 
-from conftest import SECRET, assert_error
+from conftest import SECRET, assert_error, status
 
 
 def ok(api, sid, script, **kw):
@@ -34,7 +34,7 @@ def test_init_is_a_tiny_separate_program(api, sandbox, server):
                            "readlink /proc/1/exe >/dev/null 2>&1 && echo R2; "
                            "tr '\\0' '\\n' < /proc/1/environ 2>/dev/null | grep -c . ; true")
     lines = res["stdout"].splitlines()
-    shell = httpx.get(server.url + "/readyz").json()["checks"]["exec"]["shell"]
+    shell = status(server)["exec"]["shell"]
     assert lines[0] == f"sqlfs-init {shell} bash ", res
     assert int(lines[1]) < 1024, res  # KiB: a copy of the server would hold many MiB
     # /proc/1/mem, /proc/1/exe and /proc/1/environ are closed to the script
@@ -107,13 +107,12 @@ def test_network_namespace_is_the_sandboxes_own(api, server):
         assert all(o[0] == "reached" and o[-1] == "bound" for o in outs), outs
         assert len({o[1] for o in outs}) == 3, outs  # three namespaces at once
         assert a1[0] in {o[1] for o in outs}  # one of them the sandbox's kept one
-        kept = httpx.get(server.url + "/readyz").json()["checks"]["exec"]["networkNamespaces"]
+        kept = status(server)["exec"]["networkNamespaces"]
         assert kept >= 2
     finally:
         for sid in ids:
             api.delete(f"/v1/sandboxes/{sid}")
-    assert httpx.get(server.url + "/readyz").json()["checks"]["exec"]["networkNamespaces"] == \
-        kept - 2
+    assert status(server)["exec"]["networkNamespaces"] == kept - 2
 
 
 def test_privileged_operations_fail(api, sandbox):

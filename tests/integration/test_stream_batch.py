@@ -289,17 +289,23 @@ def test_batch_garbage_on_fd3(api, sandbox):
     assert res[2]["stdout"] == "next\n"
 
 
-def test_batch_read_only_parallel(api, sandbox):
-    t0 = time.time()
-    r = batch(api, sandbox, ["sleep 1; echo 1", "sleep 1; echo 2", "sleep 1; echo 3",
-                             "sleep 1; echo 4"], readOnly=True)
-    elapsed = time.time() - t0
-    res = r.json()["results"]
-    assert [x["stdout"] for x in res] == ["1\n", "2\n", "3\n", "4\n"]
-    assert elapsed < 2.5
-    r = batch(api, sandbox, ["true", "echo x > bad.txt"], readOnly=True)
-    assert_error(r, 422, "EREADONLY_VIOLATION")
-    assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/bad.txt"), 404)
+def test_batch_read_only_parallel(fresh_server):
+    """Four read-only scripts run at once: BATCH_WORKERS=4, and the owner may hold four exec
+    slots (EXEC_OWNER_CONCURRENCY; its default, half of EXEC_CONCURRENCY, depends on the CPUs)."""
+    srv = fresh_server({"BATCH_WORKERS": "4", "EXEC_CONCURRENCY": "8",
+                        "EXEC_OWNER_CONCURRENCY": "4"})
+    with srv.client() as api:
+        sandbox = api.post("/v1/sandboxes", json={}).json()["id"]
+        t0 = time.time()
+        r = batch(api, sandbox, ["sleep 1; echo 1", "sleep 1; echo 2", "sleep 1; echo 3",
+                                 "sleep 1; echo 4"], readOnly=True)
+        elapsed = time.time() - t0
+        res = r.json()["results"]
+        assert [x["stdout"] for x in res] == ["1\n", "2\n", "3\n", "4\n"]
+        assert elapsed < 2.5
+        r = batch(api, sandbox, ["true", "echo x > bad.txt"], readOnly=True)
+        assert_error(r, 422, "EREADONLY_VIOLATION")
+        assert_error(api.get(f"/v1/sandboxes/{sandbox}/files/home/user/bad.txt"), 404)
 
 
 def test_batch_validation(api, sandbox):

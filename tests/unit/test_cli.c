@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth/jwt.h"
@@ -11,6 +12,8 @@
 #include "util/timeutil.h"
 
 static char tmpdir[] = "/tmp/sqlfs-cli-XXXXXX";
+/* A signing secret long enough (SECRET_MIN_LEN). */
+#define ENV_SECRET "env-secret-0123456789abcdef-0123456789"
 
 static int setup(void **state)
 {
@@ -85,18 +88,76 @@ static void test_env_secret(void **state)
 {
     (void)state;
     char out[4096], err[4096];
-    setenv("AUTH_SECRET", "env-secret", 1);
+    setenv("AUTH_SECRET", ENV_SECRET, 1);
     assert_int_equal(run((const char *[]){"--sub", "agent-1", NULL}, out, err, sizeof(out)), 0);
-    verify_output(out, "env-secret", "agent-1", "default", 30 * 86400);
+    verify_output(out, ENV_SECRET, "agent-1", "default", 30 * 86400);
     assert_string_equal(err, "");
+    /* never: only when TOKEN_MAX_EXPIRES allows it, as on the server. */
+    assert_int_equal(
+        run((const char *[]){"--sub=a", "--expires", "never", NULL}, out, err, sizeof(out)),
+        CLI_EXIT_USAGE);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "--expires may be at most 1y"));
+    setenv("TOKEN_MAX_EXPIRES", "never", 1);
     assert_int_equal(run((const char *[]){"--sub=a", "--tenant=t1", "--expires", "never", NULL},
                          out, err, sizeof(out)),
                      0);
-    verify_output(out, "env-secret", "a", "t1", -1);
+    verify_output(out, ENV_SECRET, "a", "t1", -1);
+    unsetenv("TOKEN_MAX_EXPIRES");
     assert_int_equal(
         run((const char *[]){"--sub", "a", "--expires", "24h", NULL}, out, err, sizeof(out)), 0);
-    verify_output(out, "env-secret", "a", "default", 86400);
+    verify_output(out, ENV_SECRET, "a", "default", 86400);
+    /* The default and the maximum come from the environment sqlfs serve reads. */
+    setenv("TOKEN_DEFAULT_EXPIRES", "2h", 1);
+    assert_int_equal(run((const char *[]){"--sub", "a", NULL}, out, err, sizeof(out)), 0);
+    verify_output(out, ENV_SECRET, "a", "default", 7200);
+    setenv("TOKEN_MAX_EXPIRES", "1h", 1);
+    assert_int_equal(run((const char *[]){"--sub", "a", NULL}, out, err, sizeof(out)),
+                     CLI_EXIT_USAGE);
+    assert_non_null(strstr(err, "TOKEN_DEFAULT_EXPIRES is longer than TOKEN_MAX_EXPIRES"));
+    assert_int_equal(
+        run((const char *[]){"--sub", "a", "--expires", "61m", NULL}, out, err, sizeof(out)),
+        CLI_EXIT_USAGE);
+    assert_non_null(strstr(err, "at most 1h"));
+    assert_int_equal(
+        run((const char *[]){"--sub", "a", "--expires", "1h", NULL}, out, err, sizeof(out)), 0);
+    verify_output(out, ENV_SECRET, "a", "default", 3600);
+    setenv("TOKEN_MAX_EXPIRES", "soon", 1);
+    assert_int_equal(run((const char *[]){"--sub", "a", NULL}, out, err, sizeof(out)),
+                     CLI_EXIT_USAGE);
+    assert_non_null(strstr(err, "TOKEN_MAX_EXPIRES: expected a duration"));
+    unsetenv("TOKEN_MAX_EXPIRES");
+    unsetenv("TOKEN_DEFAULT_EXPIRES");
     unsetenv("AUTH_SECRET");
+}
+
+static void test_short_secret(void **state)
+{
+    (void)state;
+    char out[4096], err[4096], dir[256];
+    /* 31 bytes: refused like sqlfs serve refuses it, and no token printed. */
+    setenv("AUTH_SECRET", "0123456789abcdef0123456789abcde", 1);
+    assert_int_equal(run((const char *[]){"--sub", "a", NULL}, out, err, sizeof(out)),
+                     CLI_EXIT_FAILURE);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "AUTH_SECRET is 31 bytes"));
+    assert_non_null(strstr(err, "openssl rand -hex 32"));
+    assert_null(strstr(err, "0123456789abcdef")); /* never the secret itself */
+    unsetenv("AUTH_SECRET");
+    /* The same from the data directory's file. */
+    snprintf(dir, sizeof(dir), "%s/short", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    char file[300];
+    snprintf(file, sizeof(file), "%s/auth_secret", dir);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "short\n", 6), 6);
+    close(fd);
+    assert_int_equal(
+        run((const char *[]){"--sub", "a", "--data", dir, NULL}, out, err, sizeof(out)),
+        CLI_EXIT_FAILURE);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "at least 32 bytes"));
 }
 
 static void test_data_secret(void **state)
@@ -132,7 +193,7 @@ static void test_usage(void **state)
 {
     (void)state;
     char out[4096], err[4096];
-    setenv("AUTH_SECRET", "env-secret", 1);
+    setenv("AUTH_SECRET", ENV_SECRET, 1);
     const char *const *bad[] = {
         (const char *[]){NULL},
         (const char *[]){"--tenant", "t", NULL},
@@ -162,6 +223,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_secret),
         cmocka_unit_test(test_data_secret),
+        cmocka_unit_test(test_short_secret),
         cmocka_unit_test(test_usage),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);

@@ -14,7 +14,11 @@ static const char *const vars[] = {
     "SQLFS_DATA",
     "SQLFS_ROOTFS",
     "AUTH_SECRET",
+    "AUTH_SECRET_PREVIOUS",
     "ADMIN_SECRET",
+    "TOKEN_DEFAULT_EXPIRES",
+    "TOKEN_MAX_EXPIRES",
+    "TOKENS_NOT_BEFORE",
     "TRUST_PROXY",
     "SQLFS_QUIET",
     "MAX_REQUEST_BODY_BYTES",
@@ -22,6 +26,7 @@ static const char *const vars[] = {
     "MAX_BULK_WRITE_FILES",
     "MAX_INGEST_FILES",
     "MAX_INGEST_BYTES",
+    "MAX_INGEST_PATH_BYTES",
     "MAX_TREE_ENTRIES",
     "MAX_EXEC_OUTPUT_BYTES",
     "REPLY_MEMORY_BYTES",
@@ -32,6 +37,9 @@ static const char *const vars[] = {
     "EXEC_FILE_SIZE_BYTES",
     "EXEC_CONCURRENCY",
     "EXEC_QUEUE",
+    "EXEC_OWNER_CONCURRENCY",
+    "EXEC_OWNER_QUEUE",
+    "MAX_SANDBOXES_PER_OWNER",
     "EXEC_WARM_SANDBOXES",
     "BATCH_WORKERS",
     "AUTH_RATE_LIMIT_MAX",
@@ -65,7 +73,12 @@ static void test_defaults(void **state)
     assert_int_equal(c.port, 8080);
     assert_string_equal(c.data_dir, "./data");
     assert_null(c.auth_secret);
+    assert_null(c.auth_secret_previous);
     assert_null(c.admin_secret);
+    assert_int_equal(c.token_default_expires_s, 30 * 86400);
+    assert_int_equal(c.token_max_expires_s, 365 * 86400);
+    assert_int_equal(c.tokens_not_before_s, 0);
+    assert_int_equal(config_check(&c, 1800000000), 0);
     assert_null(c.rootfs);
     assert_false(c.trust_proxy);
     assert_false(c.quiet);
@@ -74,6 +87,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_bulk_write_files, 1000);
     assert_int_equal(c.max_ingest_files, 100000);
     assert_int_equal(c.max_ingest_bytes, 4294967296LL);
+    assert_int_equal(c.max_ingest_path_bytes, 32LL << 20);
     assert_int_equal(c.max_tree_entries, 50000);
     assert_int_equal(c.max_exec_output_bytes, 16777216);
     assert_int_equal(c.reply_memory_bytes, 268435456);
@@ -84,6 +98,12 @@ static void test_defaults(void **state)
     assert_int_equal(c.exec_file_size_bytes, 4294967296LL);
     assert_int_equal(c.exec_concurrency, 2 * cpus + 2);
     assert_int_equal(c.exec_queue, 256);
+    assert_int_equal(c.exec_owner_concurrency, -1); /* derived by config_finish */
+    assert_int_equal(c.exec_owner_queue, -1);
+    config_finish(&c);
+    assert_int_equal(c.exec_owner_concurrency, cpus + 1); /* half of 2 x CPUs + 2 */
+    assert_int_equal(c.exec_owner_queue, 64);
+    assert_int_equal(c.max_sandboxes_per_owner, 1000);
     assert_int_equal(c.exec_warm_sandboxes, 64);
     assert_int_equal(c.batch_workers, 2 * cpus);
     assert_int_equal(c.auth_rate_limit_max, 5);
@@ -106,8 +126,12 @@ static void test_env(void **state)
     setenv("PORT", "9000", 1);
     setenv("SQLFS_DATA", "/var/lib/sqlfs", 1);
     setenv("SQLFS_ROOTFS", "/srv/rootfs", 1);
-    setenv("AUTH_SECRET", "s3cret", 1);
+    setenv("AUTH_SECRET", "s3cret-0123456789abcdef0123456789", 1);
+    setenv("AUTH_SECRET_PREVIOUS", "old-s3cret-0123456789abcdef012345", 1);
     setenv("ADMIN_SECRET", "adm", 1);
+    setenv("TOKEN_DEFAULT_EXPIRES", "12h", 1);
+    setenv("TOKEN_MAX_EXPIRES", "never", 1);
+    setenv("TOKENS_NOT_BEFORE", "1700000000", 1);
     setenv("TRUST_PROXY", "TRUE", 1);
     setenv("SQLFS_QUIET", "1", 1);
     setenv("MAX_FILE_WRITE_BYTES", "512M", 1);
@@ -125,8 +149,13 @@ static void test_env(void **state)
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_string_equal(c.data_dir, "/var/lib/sqlfs");
     assert_string_equal(c.rootfs, "/srv/rootfs");
-    assert_string_equal(c.auth_secret, "s3cret");
+    assert_string_equal(c.auth_secret, "s3cret-0123456789abcdef0123456789");
+    assert_string_equal(c.auth_secret_previous, "old-s3cret-0123456789abcdef012345");
     assert_string_equal(c.admin_secret, "adm");
+    assert_int_equal(c.token_default_expires_s, 12 * 3600);
+    assert_int_equal(c.token_max_expires_s, -1);
+    assert_int_equal(c.tokens_not_before_s, 1700000000);
+    assert_int_equal(config_check(&c, 1800000000), 0);
     assert_true(c.trust_proxy);
     assert_true(c.quiet);
     assert_int_equal(c.max_file_write_bytes, 512LL << 20);
@@ -137,6 +166,52 @@ static void test_env(void **state)
     assert_int_equal(c.auth_success_rate_limit_max, 0);
     assert_int_equal(c.auth_success_rate_limit_window_ms, 1000);
     assert_int_equal(c.max_tree_entries, 50000);
+    config_release(&c);
+}
+
+/* The per-owner exec limits follow EXEC_CONCURRENCY and EXEC_QUEUE however those are set,
+ * unless set themselves. */
+static void test_derived_defaults(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *concurrency, *queue, *owner_concurrency, *owner_queue;
+        const char *flag; /* one more flag, or NULL */
+        int64_t want_concurrency, want_queue;
+    } rows[] = {
+        {"7", "10", NULL, NULL, NULL, 4, 3},
+        {"1", "0", NULL, NULL, NULL, 1, 0},
+        {"2", "1", NULL, NULL, NULL, 1, 1},
+        {"8", "256", "8", "0", NULL, 8, 0},
+        {"8", "256", NULL, NULL, "--exec-concurrency=3", 2, 64},
+        {"8", "256", NULL, NULL, "--exec-owner-queue=5", 4, 5},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        setenv("EXEC_CONCURRENCY", rows[i].concurrency, 1);
+        setenv("EXEC_QUEUE", rows[i].queue, 1);
+        if (rows[i].owner_concurrency)
+            setenv("EXEC_OWNER_CONCURRENCY", rows[i].owner_concurrency, 1);
+        else
+            unsetenv("EXEC_OWNER_CONCURRENCY");
+        if (rows[i].owner_queue)
+            setenv("EXEC_OWNER_QUEUE", rows[i].owner_queue, 1);
+        else
+            unsetenv("EXEC_OWNER_QUEUE");
+        struct config c;
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_from_env(&c), 0);
+        char *argv[] = {"serve", (char *)rows[i].flag, NULL};
+        assert_int_equal(config_from_args(&c, rows[i].flag ? 2 : 1, argv), 0);
+        config_finish(&c);
+        assert_int_equal(c.exec_owner_concurrency, rows[i].want_concurrency);
+        assert_int_equal(c.exec_owner_queue, rows[i].want_queue);
+        config_release(&c);
+    }
+    setenv("MAX_SANDBOXES_PER_OWNER", "0", 1); /* no limit */
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_int_equal(c.max_sandboxes_per_owner, 0);
     config_release(&c);
 }
 
@@ -224,6 +299,12 @@ static void test_env_rejected(void **state)
     expect_env_rejected("CONNECTION_TIMEOUT_S", "1e3");
     expect_env_rejected("TRUST_PROXY", "maybe");
     expect_env_rejected("SQLFS_QUIET", "2");
+    expect_env_rejected("TOKEN_DEFAULT_EXPIRES", "30");
+    expect_env_rejected("TOKEN_MAX_EXPIRES", "forever");
+    assert_non_null(strstr(err_message(), "expected a duration"));
+    expect_env_rejected("TOKENS_NOT_BEFORE", "2026-01-01");
+    assert_non_null(strstr(err_message(), "date +%s"));
+    expect_env_rejected("TOKENS_NOT_BEFORE", "-1");
     /* The message states what is expected. */
     expect_env_rejected("MAX_INGEST_FILES", "many");
     assert_non_null(strstr(err_message(), "expected an integer from 1 to"));
@@ -270,6 +351,11 @@ static void test_args_override_env(void **state)
                           "1000",
                           "--auth-success-rate-limit-max=42",
                           "--max-connections-per-ip=16",
+                          "--token-default-expires",
+                          "1h",
+                          "--token-max-expires=2d",
+                          "--tokens-not-before",
+                          "1700000000",
                           NULL};
     assert_int_equal(run_args(&c, args), 0);
     assert_string_equal(c.listen_host, "0.0.0.0");
@@ -284,6 +370,9 @@ static void test_args_override_env(void **state)
     assert_int_equal(c.auth_rate_limit_window_ms, 1000);
     assert_int_equal(c.auth_success_rate_limit_max, 42);
     assert_int_equal(c.max_connections_per_ip, 16);
+    assert_int_equal(c.token_default_expires_s, 3600);
+    assert_int_equal(c.token_max_expires_s, 2 * 86400);
+    assert_int_equal(c.tokens_not_before_s, 1700000000);
     /* Later flags win; --port after --listen replaces its port. */
     const char *more[] = {"--port", "7001", "--listen=[::1]", NULL};
     assert_int_equal(run_args(&c, more), 0);
@@ -308,7 +397,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 26);
+    assert_int_equal(seen, 30);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.connection_timeout_s, 2048);
@@ -347,6 +436,11 @@ static void test_args_rejected(void **state)
     expect_args_rejected((const char *[]){"--quiet=yes", NULL}, "--quiet takes no value");
     expect_args_rejected((const char *[]){"--data=", NULL}, "--data:");
     expect_args_rejected((const char *[]){"--", NULL}, "unexpected argument");
+    expect_args_rejected((const char *[]){"--token-max-expires", "1w", NULL},
+                         "--token-max-expires: expected a duration");
+    expect_args_rejected((const char *[]){"--tokens-not-before=now", NULL},
+                         "--tokens-not-before: expected a time in seconds");
+    expect_args_rejected((const char *[]){"--auth-secret-previous", "x", NULL}, "unknown option");
 
     struct config c;
     assert_int_equal(config_init(&c), 0);
@@ -373,13 +467,68 @@ static void test_help(void **state)
                            "--exec-memory-bytes",
                            "--exec-concurrency",
                            "--connection-timeout-s",
+                           "--token-default-expires",
+                           "--token-max-expires",
+                           "--tokens-not-before",
                            "--help"};
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         if (!strstr(help, flags[i]))
             fail_msg("help does not mention %s", flags[i]);
     assert_non_null(strstr(help, "default 1073741824 (1GiB)"));
     assert_non_null(strstr(help, "2 x CPUs + 2"));
+    assert_non_null(strstr(help, "half of EXEC_CONCURRENCY, rounded up"));
+    assert_non_null(strstr(help, "a quarter of EXEC_QUEUE, rounded up"));
     assert_non_null(strstr(help, "KiB"));
+}
+
+/* config_check: what only the whole configuration shows. */
+static void expect_check_rejected(const char *var, const char *value, const char *want)
+{
+    clear_env(NULL);
+    setenv(var, value, 1);
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    err_clear();
+    if (config_check(&c, 1800000000) != -EINVAL)
+        fail_msg("config_check accepted %s=%s", var, value);
+    if (!strstr(err_message(), want))
+        fail_msg("message \"%s\" lacks \"%s\"", err_message(), want);
+    if (strstr(var, "SECRET"))
+        assert_null(strstr(err_message(), value)); /* a secret is never repeated */
+    config_release(&c);
+}
+
+static void test_check(void **state)
+{
+    (void)state;
+    expect_check_rejected("AUTH_SECRET", "0123456789abcdef0123456789abcde",
+                          "AUTH_SECRET is 31 bytes: a signing secret must be at least 32 bytes "
+                          "(make one with: openssl rand -hex 32)");
+    expect_check_rejected("AUTH_SECRET_PREVIOUS", "short", "AUTH_SECRET_PREVIOUS is 5 bytes");
+    expect_check_rejected("TOKEN_DEFAULT_EXPIRES", "366d",
+                          "TOKEN_DEFAULT_EXPIRES (366d) is longer than TOKEN_MAX_EXPIRES (1y)");
+    expect_check_rejected("TOKEN_DEFAULT_EXPIRES", "never", "TOKEN_DEFAULT_EXPIRES (never)");
+    expect_check_rejected("TOKENS_NOT_BEFORE", "1800000001",
+                          "TOKENS_NOT_BEFORE (1800000001) is "
+                          "in the future");
+
+    struct config c;
+    clear_env(NULL);
+    setenv("AUTH_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    setenv("TOKEN_DEFAULT_EXPIRES", "never", 1);
+    setenv("TOKEN_MAX_EXPIRES", "never", 1);
+    setenv("TOKENS_NOT_BEFORE", "1800000000", 1); /* now is not the future */
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_int_equal(config_check(&c, 1800000000), 0);
+    /* A flag can fix what the environment got wrong: the check runs on the result. */
+    setenv("TOKEN_MAX_EXPIRES", "1d", 1);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_int_equal(config_check(&c, 1800000000), -EINVAL);
+    assert_int_equal(run_args(&c, (const char *[]){"--token-default-expires", "1d", NULL}), 0);
+    assert_int_equal(config_check(&c, 1800000000), 0);
+    config_release(&c);
 }
 
 #define T(f) cmocka_unit_test_setup(f, clear_env)
@@ -388,7 +537,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_defaults),          T(test_env),           T(test_listen), T(test_env_rejected),
-        T(test_args_override_env), T(test_args_rejected), T(test_help),
+        T(test_args_override_env), T(test_args_rejected), T(test_help),   T(test_check),
+        T(test_derived_defaults),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

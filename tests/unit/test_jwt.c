@@ -463,6 +463,100 @@ static void test_mint(void **state)
     assert_null(tok);
 }
 
+static void test_verify_keys(void **state)
+{
+    (void)state;
+    static const char CURRENT[] = "current-secret-0123456789abcdef0123";
+    static const char PREVIOUS[] = "previous-secret-0123456789abcdef012";
+    const struct jwt_key keys[2] = {{CURRENT, strlen(CURRENT)}, {PREVIOUS, strlen(PREVIOUS)}};
+    const char *payload = "{\"sub\":\"a\",\"iat\":1}";
+    char *by_current = make_token(HS256, payload, CURRENT);
+    char *by_previous = make_token(HS256, payload, PREVIOUS);
+    char *by_other = make_token(HS256, payload, SECRET);
+    struct jwt_claims c = JWT_CLAIMS_INIT;
+    size_t key = 7;
+
+    assert_int_equal(jwt_verify_keys(keys, 2, by_current, strlen(by_current), NOW, &c, &key), 0);
+    assert_int_equal(key, 0);
+    assert_string_equal(c.sub, "a");
+    jwt_claims_release(&c);
+    assert_int_equal(jwt_verify_keys(keys, 2, by_previous, strlen(by_previous), NOW, &c, &key), 0);
+    assert_int_equal(key, 1);
+    assert_int_equal(c.iat, 1);
+    jwt_claims_release(&c);
+    /* Signed with neither: refused, and *ret_key untouched. */
+    key = 7;
+    err_clear();
+    assert_int_equal(jwt_verify_keys(keys, 2, by_other, strlen(by_other), NOW, &c, &key),
+                     -ERR_AUTH_INVALID);
+    assert_string_equal(err_message(), "bad signature");
+    assert_int_equal(key, 7);
+    assert_null(c.sub);
+    /* Only the current key: the previous one's tokens are refused. */
+    assert_int_equal(jwt_verify_keys(keys, 1, by_previous, strlen(by_previous), NOW, &c, NULL),
+                     -ERR_AUTH_INVALID);
+    /* Claims are checked whichever key signed: an expired token stays expired. */
+    char *expired = make_token(HS256, "{\"sub\":\"a\",\"exp\":1000}", PREVIOUS);
+    err_clear();
+    assert_int_equal(jwt_verify_keys(keys, 2, expired, strlen(expired), NOW, &c, &key),
+                     -ERR_AUTH_INVALID);
+    assert_string_equal(err_message(), "token expired");
+    assert_int_equal(jwt_verify_keys(keys, 0, by_current, strlen(by_current), NOW, &c, &key),
+                     -ERR_AUTH_INVALID);
+    free(expired);
+    free(by_current);
+    free(by_previous);
+    free(by_other);
+}
+
+static void test_lifetime(void **state)
+{
+    (void)state;
+    char out[32];
+    const struct {
+        int64_t s;
+        const char *text;
+    } formats[] = {{-1, "never"},         {45, "45s"},         {90 * 60, "90m"},
+                   {12 * 3600, "12h"},    {30 * 86400, "30d"}, {365 * 86400, "1y"},
+                   {400 * 86400, "400d"}, {61, "61s"}};
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        jwt_format_expires(formats[i].s, out, sizeof(out));
+        assert_string_equal(out, formats[i].text);
+        int64_t back = 0;
+        assert_int_equal(jwt_parse_expires(out, &back), 0);
+        assert_int_equal(back, formats[i].s);
+    }
+
+    const int64_t day = 86400, def = 30 * day, max = 365 * day;
+    int64_t s = 0;
+    assert_int_equal(jwt_lifetime("f", NULL, def, max, &s), 0); /* the default */
+    assert_int_equal(s, def);
+    assert_int_equal(jwt_lifetime("f", "24h", def, max, &s), 0);
+    assert_int_equal(s, day);
+    assert_int_equal(jwt_lifetime("f", "1y", def, max, &s), 0); /* the maximum itself */
+    assert_int_equal(s, max);
+    s = 42;
+    err_clear();
+    assert_int_equal(jwt_lifetime("field 'expiresIn'", "366d", def, max, &s), -EINVAL);
+    assert_string_equal(err_message(),
+                        "field 'expiresIn' may be at most 1y on this server (TOKEN_MAX_EXPIRES)");
+    assert_int_equal(s, 42);
+    assert_int_equal(jwt_lifetime("f", "never", def, max, &s), -EINVAL);
+    assert_non_null(strstr(err_message(), "at most 1y"));
+    assert_int_equal(jwt_lifetime("f", "tomorrow", def, max, &s), -EINVAL);
+    assert_non_null(strstr(err_message(), "f must be a positive number"));
+    assert_null(strstr(err_message(), "never")); /* not offered where it is refused */
+    /* No maximum: never is allowed, and offered. */
+    assert_int_equal(jwt_lifetime("f", "never", def, -1, &s), 0);
+    assert_int_equal(s, -1);
+    assert_int_equal(jwt_lifetime("f", NULL, -1, -1, &s), 0);
+    assert_int_equal(s, -1);
+    assert_int_equal(jwt_lifetime("f", "x", def, -1, &s), -EINVAL);
+    assert_non_null(strstr(err_message(), "or \"never\""));
+    /* A default above the maximum is refused too (the server refuses to start with one). */
+    assert_int_equal(jwt_lifetime("f", NULL, -1, max, &s), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_expiry),        cmocka_unit_test(test_sub_tenant),
         cmocka_unit_test(test_structure),     cmocka_unit_test(test_noncanonical_base64),
         cmocka_unit_test(test_parse_expires), cmocka_unit_test(test_mint),
+        cmocka_unit_test(test_verify_keys),   cmocka_unit_test(test_lifetime),
     };
     return cmocka_run_group_tests_name("jwt", tests, NULL, NULL);
 }

@@ -30,6 +30,14 @@ static void path_in(char *out, size_t n, const char *rel)
     snprintf(out, n, "%s/%s", tmpdir, rel);
 }
 
+/* Makes the data directory tmpdir/name (0700) and names its auth_secret file. */
+static void secret_dir(const char *name, char dir[256], char file[300])
+{
+    path_in(dir, 256, name);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(file, 300, "%s/auth_secret", dir);
+}
+
 static void write_file(const char *path, const char *content, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
@@ -87,10 +95,8 @@ static void test_refuse_unsafe(void **state)
 {
     (void)state;
     char dir[256], file[300];
-    path_in(dir, sizeof(dir), "loose");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    snprintf(file, sizeof(file), "%s/auth_secret", dir);
-    write_file(file, "operator-chosen\n", 0644);
+    secret_dir("loose", dir, file);
+    write_file(file, "operator-chosen-0123456789abcdef-0123\n", 0644);
 
     char *s = NULL;
     err_clear();
@@ -108,7 +114,7 @@ static void test_refuse_unsafe(void **state)
     assert_int_equal(secret_load(dir, &s), -EACCES);
     assert_int_equal(chmod(file, 0600), 0);
     assert_int_equal(secret_load(dir, &s), 0);
-    assert_string_equal(s, "operator-chosen"); /* surrounding whitespace trimmed */
+    assert_string_equal(s, "operator-chosen-0123456789abcdef-0123"); /* whitespace trimmed */
     free(s);
     s = NULL;
 
@@ -151,9 +157,7 @@ static void test_too_long(void **state)
 {
     (void)state;
     char dir[256], file[300];
-    path_in(dir, sizeof(dir), "long");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    snprintf(file, sizeof(file), "%s/auth_secret", dir);
+    secret_dir("long", dir, file);
     char *big = malloc(SECRET_MAX_LEN + 2);
     memset(big, 'k', SECRET_MAX_LEN + 1);
     big[SECRET_MAX_LEN + 1] = '\0';
@@ -166,6 +170,40 @@ static void test_too_long(void **state)
     assert_int_equal(strlen(s), SECRET_MAX_LEN);
     free(s);
     free(big);
+}
+
+static void test_too_short(void **state)
+{
+    (void)state;
+    char dir[256], file[300];
+    secret_dir("short", dir, file);
+    /* 31 bytes once the surrounding whitespace is trimmed: refused, whatever the padding. */
+    write_file(file, "  0123456789abcdef0123456789abcde\n\n", 0600);
+    char *s = NULL;
+    err_clear();
+    assert_int_equal(secret_load(dir, &s), -EINVAL);
+    assert_null(s);
+    const char *m = err_message();
+    assert_non_null(strstr(m, "auth_secret in the data directory is 31 bytes"));
+    assert_non_null(strstr(m, "at least 32 bytes"));
+    assert_non_null(strstr(m, "openssl rand -hex 32"));
+    assert_null(strstr(m, tmpdir));
+    assert_null(strchr(m, '\n'));
+    /* ... and not replaced by a generated one: the operator chose it. */
+    assert_int_equal(secret_load_or_create(dir, &s, NULL), -EINVAL);
+    assert_null(s);
+    write_file(file, "0123456789abcdef0123456789abcdef\n", 0600); /* 32: enough */
+    assert_int_equal(secret_load(dir, &s), 0);
+    assert_int_equal(strlen(s), 32);
+    free(s);
+
+    err_clear();
+    assert_int_equal(secret_check_length("AUTH_SECRET", 0), -EINVAL);
+    assert_string_equal(err_message(),
+                        "AUTH_SECRET is 0 bytes: a signing secret must be at least 32 bytes "
+                        "(make one with: openssl rand -hex 32)");
+    assert_int_equal(secret_check_length("AUTH_SECRET", 31), -EINVAL);
+    assert_int_equal(secret_check_length("AUTH_SECRET", 32), 0);
 }
 
 static void test_equal(void **state)
@@ -182,11 +220,9 @@ static void test_equal(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_and_reload),
-        cmocka_unit_test(test_refuse_unsafe),
-        cmocka_unit_test(test_missing),
-        cmocka_unit_test(test_too_long),
-        cmocka_unit_test(test_equal),
+        cmocka_unit_test(test_create_and_reload), cmocka_unit_test(test_refuse_unsafe),
+        cmocka_unit_test(test_missing),           cmocka_unit_test(test_too_long),
+        cmocka_unit_test(test_too_short),         cmocka_unit_test(test_equal),
     };
     return cmocka_run_group_tests_name("secret", tests, setup, teardown);
 }

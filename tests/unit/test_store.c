@@ -309,6 +309,66 @@ static void test_sandbox_crud(void **state)
     assert_int_equal(store_check(f->st), 0);
 }
 
+/* changeset_put_take moves the strings (and reduces the mode like changeset_put); after
+ * changeset_reserve(n) the next n appends keep the items where they are. */
+static void test_changeset_take(void **state)
+{
+    (void)state;
+    struct changeset cs;
+    changeset_init(&cs, "t");
+    assert_int_equal(changeset_delete(&cs, "/gone"), 0);
+    assert_int_equal(changeset_reserve(&cs, 100), 0);
+    assert_true(cs.cap - cs.n >= 100);
+    const struct change *items = cs.items;
+    for (int i = 0; i < 100; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/f%d", i);
+        struct file_meta m = {
+            .path = strdup(path), .kind = FILE_KIND_SYMLINK, .mode = 07777, .target = strdup("t")};
+        assert_non_null(m.path);
+        char *p = m.path;
+        assert_int_equal(changeset_put_take(&cs, &m), 0);
+        assert_null(m.path);
+        assert_null(m.target);
+        assert_ptr_equal(cs.items[cs.n - 1].meta.path, p);
+        assert_int_equal(cs.items[cs.n - 1].meta.mode, 0777);
+    }
+    assert_ptr_equal(cs.items, items);
+    assert_int_equal(cs.n, 101);
+    assert_string_equal(cs.items[100].meta.path, "/f99");
+    changeset_release(&cs);
+}
+
+/* max_owner_sandboxes counts the owner's (tenant, sub) sandboxes only; a delete makes room. */
+static void test_owner_sandbox_limit(void **state)
+{
+    struct fx *f = *state;
+    struct commit_opts o = {.expect_version = -1, .max_owner_sandboxes = 2};
+    struct sandbox_rec r1 = rec_of(SB1, "t", "u", 1000);
+    struct sandbox_rec r2 = rec_of(SB2, "t", "u", 1001);
+    struct sandbox_rec r3 = rec_of(SB3, "t", "u", 1002);
+    assert_int_equal(store_sandbox_create(f->st, &r1, NULL, &o), 0);
+    assert_int_equal(store_sandbox_create(f->st, &r2, NULL, &o), 0);
+    err_clear();
+    assert_int_equal(store_sandbox_create(f->st, &r3, NULL, &o), -ERR_SANDBOX_LIMIT);
+    assert_non_null(strstr(err_message(), "2 sandboxes"));
+    struct sandbox_rec g;
+    assert_int_equal(store_sandbox_get(f->st, SB3, NULL, NULL, &g), -ENOENT);
+    /* another sub, another tenant with the same sub: their own counts */
+    struct sandbox_rec other_sub = rec_of(SB3, "t", "v", 1003);
+    assert_int_equal(store_sandbox_create(f->st, &other_sub, NULL, &o), 0);
+    assert_int_equal(store_sandbox_delete(f->st, SB3, NULL, NULL), 0);
+    struct sandbox_rec other_tenant = rec_of(SB3, "t2", "u", 1003);
+    assert_int_equal(store_sandbox_create(f->st, &other_tenant, NULL, &o), 0);
+    assert_int_equal(store_sandbox_delete(f->st, SB3, NULL, NULL), 0);
+    /* no limit, then room again after a delete */
+    struct commit_opts unlimited = {.expect_version = -1};
+    assert_int_equal(store_sandbox_create(f->st, &r3, NULL, &unlimited), 0);
+    assert_int_equal(store_sandbox_delete(f->st, SB3, NULL, NULL), 0);
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0);
+    assert_int_equal(store_sandbox_create(f->st, &r3, NULL, &o), 0);
+}
+
 static void test_create_with_initial(void **state)
 {
     struct fx *f = *state;
@@ -1363,6 +1423,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sandbox_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_wal_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_releases_cache_memory, setup, teardown),
+        cmocka_unit_test(test_changeset_take),
+        cmocka_unit_test_setup_teardown(test_owner_sandbox_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_with_initial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_id_format, setup, teardown),

@@ -1,0 +1,222 @@
+"""The storage quota bounds the disk a sandbox can fill, at every moment, not only at its commits.
+
+- An exec whose overlay upper passes what the quota has left is stopped within one watch
+  interval: 413 EQUOTA, nothing of it kept, its upper removed. The disk its upper reached stays
+  within the quota plus the watch's slack.
+- Files an exec replaces count as freed: rewriting a stored file of the same size is fine.
+- A PUT whose Content-Length does not fit is refused before a byte of its body is read; a
+  chunked one stops at the quota.
+- Content stored for a write that is then refused is reclaimed at once: the store is back
+  within 1 MiB of where it was.
+"""
+import io
+import os
+import socket
+import sqlite3
+import tarfile
+import threading
+import time
+
+import pytest
+
+from conftest import assert_error
+
+MB = 1 << 20
+QUOTA = 200 * MB
+# what the watch lets through beyond the quota: what a script writes in a few watch intervals
+SLACK = 64 * MB
+
+
+@pytest.fixture(scope="module")
+def quota_server(tmp_path_factory):
+    from conftest import make_server
+    s = make_server(str(tmp_path_factory.mktemp("quota")),
+                    {"AUTH_RATE_LIMIT_MAX": "1000", "SANDBOX_QUOTA_BYTES": str(QUOTA)}).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def qapi(quota_server):
+    with quota_server.client(timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+def qsandbox(qapi):
+    sid = qapi.post("/v1/sandboxes", json={}).json()["id"]
+    yield sid
+    qapi.delete(f"/v1/sandboxes/{sid}")
+
+
+def dir_bytes(path):
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for n in files + dirs:
+            try:
+                total += os.lstat(os.path.join(root, n)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+class PeakSampler:
+    """Samples the disk held under a directory while a request runs."""
+
+    def __init__(self, path):
+        self.path, self.peak, self.stop = path, 0, threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, dir_bytes(self.path))
+            time.sleep(0.005)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join()
+
+
+def store_used(data_dir):
+    """Bytes of both database files in use (pages not on the free list), WAL included."""
+    total = 0
+    for name in ("sqlfs.db", "sqlfs.db.chunks"):
+        db = sqlite3.connect(f"file:{os.path.join(data_dir, name)}?mode=ro", uri=True)
+        try:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            size = db.execute("PRAGMA page_size").fetchone()[0]
+            total += (pages - free) * size
+        finally:
+            db.close()
+    return total
+
+
+def exec_sync(c, sid, script, **kw):
+    return c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": script, **kw})
+
+
+def paths(c, sid):
+    return {e["path"] for e in c.get(f"/v1/sandboxes/{sid}/tree").json()}
+
+
+def test_exec_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qsandbox):
+    uppers = os.path.join(quota_server.data_dir, "uppers")
+    before = store_used(quota_server.data_dir)
+    script = ("echo kept > before.txt; for i in 1 2 3; do "
+              "dd if=/dev/zero of=big$i bs=1M count=100 status=none; done; echo done")
+    t0 = time.monotonic()
+    with PeakSampler(uppers) as peak:
+        r = exec_sync(qapi, qsandbox, script, timeoutMs=120000)
+    took = time.monotonic() - t0
+    body = assert_error(r, 413, "EQUOTA")
+    assert "SANDBOX_QUOTA_BYTES=%d" % QUOTA in body.get("details", []), body
+    assert "nothing" in body["error"], body
+    assert peak.peak <= QUOTA + SLACK, f"upper reached {peak.peak / MB:.0f} MiB"
+    assert took < 30, took
+    # nothing of it was kept: not even the small file written first
+    assert not any(p.startswith("/home/user/big") or p == "/home/user/before.txt"
+                   for p in paths(qapi, qsandbox))
+    time.sleep(0.5)  # the upper is removed after the reply
+    assert dir_bytes(uppers) < 1 * MB
+    assert store_used(quota_server.data_dir) - before < 1 * MB
+    # and the sandbox works on
+    r = exec_sync(qapi, qsandbox, "echo small > s; cat s")
+    assert r.status_code == 200 and r.json()["stdout"] == "small\n", r.text
+
+
+def test_one_big_file_and_read_only_execs_are_bounded_too(quota_server, qapi, qsandbox):
+    uppers = os.path.join(quota_server.data_dir, "uppers")
+    with PeakSampler(uppers) as peak:
+        r = exec_sync(qapi, qsandbox, "head -c 300M /dev/zero > one", timeoutMs=120000)
+    assert_error(r, 413, "EQUOTA")
+    assert peak.peak <= QUOTA + SLACK, f"upper reached {peak.peak / MB:.0f} MiB"
+    with PeakSampler(uppers) as peak:
+        r = exec_sync(qapi, qsandbox, "head -c 300M /dev/zero > /tmp/x", readOnly=True,
+                      timeoutMs=120000)
+    assert_error(r, 413, "EQUOTA")
+    assert peak.peak <= QUOTA + SLACK
+
+
+def test_files_an_exec_replaces_count_as_freed(quota_server, qapi, qsandbox):
+    r = exec_sync(qapi, qsandbox, "head -c 150M /dev/urandom > data", timeoutMs=120000)
+    assert r.status_code == 200, r.text
+    # rewriting the 150 MiB file leaves 150 MiB: within the quota although the upper holds a
+    # whole new copy while the script runs
+    r = exec_sync(qapi, qsandbox, "head -c 150M /dev/urandom > data; echo ok", timeoutMs=120000)
+    assert r.status_code == 200 and r.json()["stdout"] == "ok\n", r.text
+    # a second file of that size does not fit
+    r = exec_sync(qapi, qsandbox, "head -c 100M /dev/urandom > more", timeoutMs=120000)
+    assert_error(r, 413, "EQUOTA")
+    assert "/home/user/more" not in paths(qapi, qsandbox)
+
+
+def raw_put_headers(server, token, sid, path, headers):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall((f"PUT /v1/sandboxes/{sid}/files{path} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {token}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
+                                                              headers.items()) +
+               "\r\n").encode())
+    return s
+
+
+def test_put_larger_than_the_room_left_is_refused_before_its_body(quota_server, qsandbox):
+    token = quota_server.token()
+    s = raw_put_headers(quota_server, token, qsandbox, "/home/user/f",
+                        {"Content-Length": str(250 * MB)})
+    try:
+        data = s.recv(65536)  # answered without a byte of the body sent
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 413"), data[:200]
+    assert b"EQUOTA" in data
+
+
+def test_chunked_put_stops_at_the_quota_and_leaves_nothing(quota_server, qapi, qsandbox):
+    before = store_used(quota_server.data_dir)
+    sent = [0]
+
+    def body():
+        block = os.urandom(MB)
+        for _ in range(250):
+            sent[0] += MB
+            yield block
+    r = qapi.put(f"/v1/sandboxes/{qsandbox}/files/home/user/f", content=body())
+    body_json = assert_error(r, 413, "EQUOTA")
+    assert "SANDBOX_QUOTA_BYTES=%d" % QUOTA in body_json.get("details", [])
+    assert qapi.get(f"/v1/sandboxes/{qsandbox}/files/home/user/f").status_code == 404
+    assert store_used(quota_server.data_dir) - before < 1 * MB
+
+
+def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qsandbox):
+    r = exec_sync(qapi, qsandbox, "head -c 150M /dev/urandom > base", timeoutMs=120000)
+    assert r.status_code == 200, r.text
+    before = store_used(quota_server.data_dir)
+    # 100 MiB of new content: fits in the quota alone, not with what the sandbox holds, so the
+    # archive is stored whole and its commit refused
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w") as t:
+        blob = os.urandom(100 * MB)
+        ti = tarfile.TarInfo("new.bin")
+        ti.size = len(blob)
+        t.addfile(ti, io.BytesIO(blob))
+    r = qapi.post(f"/v1/sandboxes/{qsandbox}/ingest", params={"basePath": "/home/user/in"},
+                  content=bio.getvalue(), headers={"Content-Type": "application/x-tar"})
+    assert_error(r, 413, "EQUOTA")
+    assert store_used(quota_server.data_dir) - before < 1 * MB
+    # an archive whose files hold more than the whole quota stops there, and leaves nothing
+    big = io.BytesIO()
+    with tarfile.open(fileobj=big, mode="w") as t:
+        for name in ("a", "b", "c"):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(blob)
+            t.addfile(ti, io.BytesIO(blob))
+    r = qapi.post(f"/v1/sandboxes/{qsandbox}/ingest", params={"basePath": "/home/user/in"},
+                  content=big.getvalue(), headers={"Content-Type": "application/x-tar"})
+    body = assert_error(r, 413, "EQUOTA")
+    assert "SANDBOX_QUOTA_BYTES=%d" % QUOTA in body.get("details", []), body
+    assert store_used(quota_server.data_dir) - before < 1 * MB
