@@ -203,6 +203,8 @@ struct batch_run {
     size_t report_read;   /* bytes read from the report pipe */
     size_t report_budget; /* the most it may bring (REPORT_BUDGET_*) */
     bool overflow;        /* the scripts wrote more than that: the batch is killed, 413 */
+    struct quota_watch quota; /* the upper against the sandbox's quota (exec/quota.c) */
+    int64_t next_quota;       /* monotonic ms of its next check */
 };
 
 static void keep_output(struct batch_run *b, int stream, const char *data, size_t len)
@@ -465,7 +467,16 @@ static bool batch_check(struct batch_run *b, struct jail_proc *proc, bool shell_
         jail_kill(proc);
         return true;
     }
-    if (!ended && time_mono_ms() >= deadline_of(b))
+    int64_t now = time_mono_ms();
+    if (!ended && b->quota.limit >= 0 && now >= b->next_quota) {
+        int64_t delay = QUOTA_WATCH_MS;
+        if (quota_watch_check(&b->quota, &delay)) { /* past the quota: nothing is kept */
+            jail_kill(proc);
+            return true;
+        }
+        b->next_quota = time_mono_ms() + delay;
+    }
+    if (!ended && now >= deadline_of(b))
         return on_deadline(b, proc, shell_pinned);
     return false;
 }
@@ -501,7 +512,10 @@ static int batch_loop(struct batch_run *b, struct jail_proc *proc, bool shell_pi
             fds[i_pid = nfds++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
         if (b->p->cancel_fd >= 0 && !killed)
             fds[i_can = nfds++] = (struct pollfd){.fd = b->p->cancel_fd, .events = POLLRDHUP};
-        int64_t wait = killed || ended ? 100 : deadline_of(b) - time_mono_ms();
+        int64_t wake = deadline_of(b);
+        if (b->quota.limit >= 0 && b->next_quota < wake)
+            wake = b->next_quota;
+        int64_t wait = killed || ended ? 100 : wake - time_mono_ms();
         if (wait < 0)
             wait = 0;
         /* revents stay 0 when poll times out or is interrupted */
@@ -566,6 +580,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         .e = e,
         .p = p,
         .res = res,
+        .quota = {.limit = -1},
         .cur = -1,
         .last = -1,
         .control = BUF_INIT(0),
@@ -610,6 +625,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
             pinned = pin == 0;
         }
         b.batch_start = time_mono_ms();
+        quota_watch_init(&b.quota, s);
+        b.next_quota = b.batch_start + QUOTA_WATCH_MS;
         r = batch_loop(&b, proc, pinned, s->report[0], ctl[1]);
         ctl[1] = -1; /* closed by the loop */
         struct jail_status st;
@@ -620,6 +637,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         exec_session_free_proc(s, proc);
         if (r == 0 && b.overflow)
             r = overflow_error(&b);
+        if (r == 0 && b.quota.exceeded)
+            r = quota_error(&b.quota);
     }
     if (ctl[1] >= 0)
         close(ctl[1]);

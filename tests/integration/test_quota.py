@@ -220,3 +220,16 @@ def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qs
     body = assert_error(r, 413, "EQUOTA")
     assert "SANDBOX_QUOTA_BYTES=%d" % QUOTA in body.get("details", []), body
     assert store_used(quota_server.data_dir) - before < 1 * MB
+
+
+def test_a_batch_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qsandbox):
+    uppers = os.path.join(quota_server.data_dir, "uppers")
+    with PeakSampler(uppers) as peak:
+        r = qapi.post(f"/v1/sandboxes/{qsandbox}/exec-sync-batch", json={"timeoutMs": 120000,
+                      "scripts": [{"id": "a", "script": "echo kept > a"},
+                                  {"id": "b", "script": "head -c 300M /dev/zero > b"},
+                                  {"id": "c", "script": "echo c > c"}]})
+    body = assert_error(r, 413, "EQUOTA")
+    assert "SANDBOX_QUOTA_BYTES=%d" % QUOTA in body.get("details", []), body
+    assert peak.peak <= QUOTA + SLACK, f"upper reached {peak.peak / MB:.0f} MiB"
+    assert not {"/home/user/a", "/home/user/b", "/home/user/c"} & paths(qapi, qsandbox)
