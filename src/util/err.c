@@ -53,6 +53,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                        "the server is short of resources for an exec; retry"},
     [ERR_CWD_MISSING - ERR_BASE] = {"INVALID_INPUT", 400, false,
                                     "the working directory does not exist in the sandbox"},
+    [ERR_NOT_IMPLEMENTED - ERR_BASE] = {"NOT_IMPLEMENTED", 501, false,
+                                        "the server does not implement this request framing"},
 };
 
 static const struct err_info errno_table[] = {

@@ -47,6 +47,7 @@ enum err_code {
     ERR_EXEC_TRANSIENT,           /* 503 EXEC_UNAVAILABLE, retryable: the host is short of a
                                    * resource (memory, processes, descriptors) for an exec */
     ERR_CWD_MISSING,              /* 400 an exec's start directory does not exist */
+    ERR_NOT_IMPLEMENTED,          /* 501 a request framing the server does not implement */
     ERR_END
 };
 
