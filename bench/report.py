@@ -593,6 +593,12 @@ def section_cold():
         "", "Reproduce: " + only("cold")])
 
 
+def hostile_section():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from hostile import markdown_section
+    return markdown_section()
+
+
 PROBLEMS = """\
 Found by this suite, both fixed before the run recorded here:
 
@@ -827,6 +833,7 @@ def main():
         "## Scale: idle sandboxes", "", section_scale(), "",
         "## Data: files, trees, SSE", "", plot_data(), "", section_data(), "",
         "## Cold start", "", section_cold(), "",
+        "## Hostile clients", "", hostile_section(), "",
         "## Problems found", "", PROBLEMS,
         "## Reproducing", "",
         "```", "make bench-deps   # once: bubblewrap, python3-matplotlib, npm install just-bash",
