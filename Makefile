@@ -5,6 +5,7 @@
 #                   under ASan/LSan/UBSan (zero sanitizer reports required), then a fuzz smoke
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
+#   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
 
 CC      ?= cc
 BUILD   ?= build
@@ -35,7 +36,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit test-unit test-asan test-integration test-integration-asan clean bench bench-quick \
-        bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load
+        bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
 
 all: $(BUILD)/sqlfs
 
@@ -161,6 +162,11 @@ fuzz-smoke: fuzz-build
 # Load and abuse test (about 1-2 min; not part of make test): bench/load.py.
 load: all
 	$(PYTHON) bench/load.py
+
+# Hostile clients (about 1 min; not part of make test): one row per attack class with the
+# server's peak RSS growth and the class's figure against its bound (bench/hostile.py).
+bench-hostile: all
+	$(PYTHON) bench/hostile.py
 
 fmt:
 	clang-format -i $$(find src tests/unit -name '*.[ch]')

@@ -102,10 +102,15 @@ static const struct limit_spec limits[] = {
      "disk used by sandbox checkouts"},
     {"MAX_CONNECTIONS", F(max_connections), 2000, FIXED, 1, 1000000, false,
      "open HTTP connections"},
-    {"MAX_CONNECTIONS_PER_IP", F(max_connections_per_ip), 0, FIXED, 0, 1000000, false,
-     "open HTTP connections per client IP (0 = no limit)"},
+    {"MAX_CONNECTIONS_PER_IP", F(max_connections_per_ip), 64, FIXED, 0, 1000000, false,
+     "open HTTP connections per client IP, more are closed at once (0 = no limit; behind a "
+     "proxy every connection has the proxy's IP)"},
+    {"REQUEST_TIMEOUT_S", F(request_timeout_s), 30, FIXED, 1, 86400, false,
+     "seconds a client may stay silent while it sends a request (headers, body) or before its "
+     "next request on a kept-alive connection, then the connection is closed"},
     {"CONNECTION_TIMEOUT_S", F(connection_timeout_s), 600, FIXED, 1, 86400, false,
-     "idle HTTP connection timeout, seconds"},
+     "seconds a client may stop reading while the server sends a response (a streamed exec "
+     "sends a keep-alive every 15 s)"},
 };
 
 #define NLIMITS (sizeof(limits) / sizeof(limits[0]))

@@ -54,8 +54,9 @@ struct config {
     int64_t lock_timeout_ms;       /* LOCK_TIMEOUT_MS 60000: wait for a sandbox lock */
     int64_t checkout_budget_bytes; /* CHECKOUT_BUDGET_BYTES 10737418240: disk for checkouts */
     int64_t max_connections;       /* MAX_CONNECTIONS 2000 */
-    int64_t max_connections_per_ip; /* MAX_CONNECTIONS_PER_IP 0 = unlimited */
-    int64_t connection_timeout_s;  /* CONNECTION_TIMEOUT_S 600: idle connection timeout */
+    int64_t max_connections_per_ip; /* MAX_CONNECTIONS_PER_IP 64 (0 = unlimited) */
+    int64_t request_timeout_s;     /* REQUEST_TIMEOUT_S 30: client silent while sending a request */
+    int64_t connection_timeout_s;  /* CONNECTION_TIMEOUT_S 600: client silent during a response */
     char *rootfs;                  /* SQLFS_ROOTFS / --rootfs; NULL → host "/" (its /usr) */
     bool quiet;                    /* SQLFS_QUIET / --quiet: no per-request log lines */
 };

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "api/http.h"
+#include "api/jsonv.h"
 #include "app.h"
 #include "auth/ratelimit.h"
 #include "auth/secret.h"
@@ -187,7 +188,13 @@ static int serve(const char *self, int argc, char **argv)
         return 2;
     }
     log_set_quiet(cfg.quiet);
+    jsonv_init(); /* before any thread: jansson's allocator charges request parses */
     raise_open_file_limit(&cfg);
+    if (cfg.trust_proxy && cfg.max_connections_per_ip > 0)
+        log_msg("warn",
+                "TRUST_PROXY is set: every connection comes from the proxy's address, so "
+                "MAX_CONNECTIONS_PER_IP=%lld caps the proxy's connections (0 lifts it)",
+                (long long)cfg.max_connections_per_ip);
     struct app app = {.cfg = &cfg, .reply_memory = BUDGET_INIT(cfg.reply_memory_bytes)};
     int status = 1;
     bool secret_created = false;

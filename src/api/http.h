@@ -25,12 +25,16 @@ struct request;
 struct lock_ref;
 
 enum body_mode {
-    BODY_NONE = 0,   /* a body is read and ignored (bounded) */
-    BODY_JSON = 1,   /* buffered up to MAX_REQUEST_BODY_BYTES, parsed before the handler */
-    BODY_STREAM = 2, /* handed to route->on_data piece by piece */
-    BODY_RAW = 3,    /* buffered up to MAX_REQUEST_BODY_BYTES, not parsed before the handler
+    BODY_NONE = 0,   /* a body is read and ignored (at most 64 KiB) */
+    BODY_JSON = 1,   /* buffered up to the route's cap, parsed before the handler */
+    BODY_STREAM = 2, /* handed to route->on_data piece by piece (the route checks its size) */
+    BODY_RAW = 3,    /* buffered up to the route's cap, not parsed before the handler
                       * (exec's text/plain form; the auth routes parse after their rate check) */
 };
+
+/* The body cap of the auth routes: their JSON ({"sub", "tenant", "expiresIn"}) is under 4 KiB
+ * even with every character escaped. */
+#define HTTP_AUTH_BODY_MAX (8 * 1024)
 
 struct route {
     const char *method;  /* "GET", "POST", ... */
@@ -45,6 +49,10 @@ struct route {
     int (*handler)(struct request *req);
     /* Optional: the request ended (completed or aborted); release route state. */
     void (*on_done)(struct request *req, bool completed);
+    /* BODY_JSON / BODY_RAW: the largest body taken, bytes; 0 = MAX_REQUEST_BODY_BYTES. A
+     * Content-Length above it is refused before any body byte is read; a chunked body is
+     * refused once it passes it, and never buffered beyond it. */
+    size_t body_max;
 };
 
 struct request {
@@ -62,7 +70,10 @@ struct request {
     struct buf body;        /* BODY_JSON / BODY_RAW */
     json_t *json;           /* BODY_JSON parsed object */
     int64_t body_bytes;     /* bytes of body seen */
+    bool chunked;           /* the body comes with Transfer-Encoding: chunked (length unknown) */
     int pending_error;      /* an error found while reading the body, answered at the end */
+    int64_t drained;        /* chunked body bytes dropped after pending_error */
+    size_t parse_peak;      /* most memory the parse of the body held (jsonv_parse_peak) */
     bool begun;             /* on_begin ran */
     struct MHD_Response *response; /* set by the handler */
     unsigned status;        /* status of response */

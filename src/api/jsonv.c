@@ -1,13 +1,97 @@
 #include "api/jsonv.h"
 
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/err.h"
 
+/*
+ * The parse budget. jansson allocates through jsonv_init's functions: plain malloc and free,
+ * except on a thread whose budget is armed (only around the parse of a request body), where
+ * each allocation is charged at its real size (the usable size plus the allocator's header) and
+ * the one that would take the live total past the limit fails, which ends the parse. During the
+ * armed window the thread runs nothing but jansson's parser, and the parser frees only what it
+ * allocated in that window, so every free there is of a charged block.
+ */
+struct parse_budget {
+    bool armed;    /* charging this thread's jansson allocations */
+    bool exceeded; /* an allocation was refused for the limit */
+    size_t used;   /* live charged bytes */
+    size_t peak;   /* most live charged bytes during the parse */
+    size_t limit;  /* what used may reach */
+};
+
+static __thread struct parse_budget budget;
+
+static size_t charge_of(void *p)
+{
+    return malloc_usable_size(p) + sizeof(size_t);
+}
+
+static void *budget_malloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p || !budget.armed)
+        return p;
+    size_t c = charge_of(p);
+    if (c > budget.limit - budget.used) {
+        free(p);
+        budget.exceeded = true;
+        return NULL;
+    }
+    budget.used += c;
+    if (budget.used > budget.peak)
+        budget.peak = budget.used;
+    return p;
+}
+
+static void budget_free(void *p)
+{
+    if (p && budget.armed) {
+        size_t c = charge_of(p);
+        budget.used = c < budget.used ? budget.used - c : 0;
+    }
+    free(p);
+}
+
+void jsonv_init(void)
+{
+    json_set_alloc_funcs(budget_malloc, budget_free);
+}
+
+size_t jsonv_parse_limit(size_t len)
+{
+    if (len > (SIZE_MAX - JSONV_PARSE_SLACK) / JSONV_PARSE_FACTOR)
+        return SIZE_MAX;
+    return JSONV_PARSE_FACTOR * len + JSONV_PARSE_SLACK;
+}
+
+size_t jsonv_parse_peak(void)
+{
+    return budget.peak;
+}
+
 int jsonv_parse_object(const char *data, size_t len, json_t **ret)
 {
     json_error_t jerr;
+    size_t limit = jsonv_parse_limit(len);
+    budget = (struct parse_budget){.armed = true, .limit = limit};
     *ret = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    budget.armed = false;
+    if (!*ret && budget.exceeded) {
+        err_set(-ERR_PAYLOAD_TOO_LARGE,
+                "the request body needs more memory to parse than the server allows for its "
+                "size: send fewer, larger JSON values");
+        err_detail("JSON parse memory is limited to %d x the body size + %d bytes = %zu bytes "
+                   "for this %zu-byte body",
+                   JSONV_PARSE_FACTOR, JSONV_PARSE_SLACK, limit, len);
+        return -ERR_PAYLOAD_TOO_LARGE;
+    }
+    if (!*ret && json_error_code(&jerr) == json_error_out_of_memory)
+        return err_set(-ENOMEM, "out of memory");
     if (!*ret) {
         if (json_error_code(&jerr) == json_error_null_character)
             return err_set(-ERR_INVALID_INPUT, "JSON strings in the request body must not contain "

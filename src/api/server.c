@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -26,6 +27,14 @@
 
 /* Bodies of routes that take none are still drained, but only this much. */
 #define IGNORED_BODY_MAX (64 * 1024)
+/* After an error found while a chunked body arrives (its length unknown), the server reads and
+ * drops at most this much more of it, so that a client writing its whole body before reading
+ * still gets the answer when little follows; past it the connection is closed unanswered. A
+ * body with a Content-Length is drained to its end (the length was checked against the cap). */
+#define BODY_DRAIN_MAX (1024 * 1024)
+/* A request whose body buffer or JSON parse held this much returns the freed heap to the kernel
+ * when it completes: the C library keeps freed memory of its arenas otherwise. */
+#define TRIM_AFTER_BYTES (1024 * 1024)
 
 const char *http_header(struct request *req, const char *name)
 {
@@ -313,11 +322,115 @@ static int authenticate(struct request *req)
     return 0;
 }
 
-/* Checks done once the headers are in, before any body byte is read. */
-static int begin_request(struct request *req, const char *method, const char *url)
+/* The headers that say where a request ends, counted over every header line. */
+struct framing {
+    unsigned content_length;    /* Content-Length lines */
+    unsigned transfer_encoding; /* Transfer-Encoding lines */
+    unsigned host;              /* Host lines */
+    const char *te;             /* the (first) Transfer-Encoding value */
+    bool space_in_name;         /* a header name holding a space or tab */
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
 {
+    struct framing *f = cls;
+    if (strpbrk(key, " \t"))
+        f->space_in_name = true;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        f->content_length++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (f->transfer_encoding++ == 0)
+            f->te = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        f->host++;
+    return MHD_YES;
+}
+
+static int framing_error(const char *what)
+{
+    err_set(-ERR_INVALID_INPUT, "%s", what);
+    err_detail("the connection is closed after this answer");
+    return -ERR_INVALID_INPUT;
+}
+
+/* RFC 9112 §6.3: a request whose end two HTTP parsers (a proxy in front and this server) could
+ * see in different places is refused, before any body byte is read. An answer given now makes
+ * libmicrohttpd close the connection after it, so nothing that follows these headers is ever
+ * read as a request. libmicrohttpd itself reads only the first Content-Length line, and reads a
+ * body with any Transfer-Encoding other than "chunked" until the connection closes. */
+static int check_framing(struct request *req, const char *version)
+{
+    struct framing f = {0};
+    (void)MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_framing, &f);
+    bool http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
+    if (f.space_in_name)
+        return framing_error("a header name must not contain spaces or tabs (none before the ':')");
+    if (f.host > 1)
+        return framing_error("the request has more than one Host header");
+    if (f.host == 0 && !http10)
+        return framing_error("an HTTP/1.1 request needs a Host header");
+    if (f.content_length > 1)
+        return framing_error("the request has more than one Content-Length header");
+    if (f.transfer_encoding && f.content_length)
+        return framing_error("the request has both Content-Length and Transfer-Encoding; send "
+                             "one of them");
+    if (f.transfer_encoding > 1)
+        return framing_error("the request has more than one Transfer-Encoding header");
+    if (f.transfer_encoding && http10)
+        return framing_error("an HTTP/1.0 request must not use Transfer-Encoding");
+    if (f.transfer_encoding && strcasecmp(f.te, "chunked") != 0) {
+        err_set(-ERR_NOT_IMPLEMENTED,
+                "Transfer-Encoding '%.40s' is not supported: send the body "
+                "with Content-Length, or with 'Transfer-Encoding: chunked'",
+                f.te);
+        err_detail("the connection is closed after this answer");
+        return -ERR_NOT_IMPLEMENTED;
+    }
+    req->chunked = f.transfer_encoding == 1;
+    return 0;
+}
+
+/* The most body bytes the route takes; -1 for a streamed body, whose route checks its own. */
+static int64_t body_cap(const struct request *req)
+{
+    switch (req->route->body) {
+    case BODY_NONE:
+        return IGNORED_BODY_MAX;
+    case BODY_STREAM:
+        return -1;
+    case BODY_JSON:
+    case BODY_RAW:
+        break;
+    }
+    if (req->route->body_max)
+        return (int64_t)req->route->body_max;
+    return req->app->cfg->max_request_body_bytes;
+}
+
+/* 413 for a body over the route's cap, naming the cap and what sets it. */
+static int body_too_large(const struct request *req)
+{
+    int64_t cap = body_cap(req);
+    err_set(-ERR_PAYLOAD_TOO_LARGE, "request body is larger than %lld bytes", (long long)cap);
+    if (req->route->body == BODY_NONE)
+        err_detail("this route takes no body");
+    else if (req->route->body_max)
+        err_detail("this route takes a body of at most %lld bytes", (long long)cap);
+    else
+        err_detail("MAX_REQUEST_BODY_BYTES=%lld", (long long)cap);
+    return -ERR_PAYLOAD_TOO_LARGE;
+}
+
+/* Checks done once the headers are in, before any body byte is read. */
+static int begin_request(struct request *req, const char *method, const char *url,
+                         const char *version)
+{
+    int r = check_framing(req, version);
+    if (r < 0)
+        return r;
     char allow[128];
-    int r = find_route(method, url, &req->route, allow, sizeof(allow));
+    r = find_route(method, url, &req->route, allow, sizeof(allow));
     if (r < 0) {
         http_reply_error(req, r);
         if (r == -ERR_METHOD_NOT_ALLOWED)
@@ -336,24 +449,17 @@ static int begin_request(struct request *req, const char *method, const char *ur
     }
     if (req->sandbox_id && !uuid_valid(req->sandbox_id))
         return err_set(-ERR_SANDBOX_NOT_FOUND, "sandbox not found");
-    const char *cl = http_header(req, "Content-Length");
-    if (cl && req->route->body != BODY_STREAM) {
+    const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int64_t cap = body_cap(req);
+    if (cl && cap >= 0) {
         char *end;
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
-        int64_t cap = req->route->body == BODY_NONE ? IGNORED_BODY_MAX
-                                                     : req->app->cfg->max_request_body_bytes;
-        if (errno || *end || n > (unsigned long long)cap) {
-            err_set(-ERR_PAYLOAD_TOO_LARGE, "request body is larger than %lld bytes",
-                    (long long)cap);
-            err_detail(req->route->body == BODY_NONE ? "this route takes no body"
-                                                     : "MAX_REQUEST_BODY_BYTES=%lld",
-                       (long long)cap);
-            return -ERR_PAYLOAD_TOO_LARGE;
-        }
+        if (errno || *end || n > (unsigned long long)cap)
+            return body_too_large(req);
     }
     if (req->route->body == BODY_JSON || req->route->body == BODY_RAW)
-        req->body.max = (size_t)req->app->cfg->max_request_body_bytes;
+        req->body.max = (size_t)cap;
     if (req->route->body == BODY_STREAM && req->route->on_begin) {
         r = req->route->on_begin(req);
         if (r < 0)
@@ -372,18 +478,13 @@ static int take_body(struct request *req, const char *data, size_t len)
     case BODY_JSON:
     case BODY_RAW: {
         int r = buf_add(&req->body, data, len);
-        if (r == -EFBIG) {
-            err_set(-ERR_PAYLOAD_TOO_LARGE, "request body is larger than %lld bytes",
-                    (long long)req->app->cfg->max_request_body_bytes);
-            err_detail("MAX_REQUEST_BODY_BYTES=%lld",
-                       (long long)req->app->cfg->max_request_body_bytes);
-            return -ERR_PAYLOAD_TOO_LARGE;
-        }
+        if (r == -EFBIG)
+            return body_too_large(req);
         return r;
     }
     default:
         if (req->body_bytes > IGNORED_BODY_MAX)
-            return err_set(-ERR_PAYLOAD_TOO_LARGE, "this route takes no body");
+            return body_too_large(req);
         return 0;
     }
 }
@@ -394,13 +495,24 @@ int http_parse_json_body(struct request *req)
         req->json = NULL; /* absent body: the handler decides */
         return 0;
     }
-    return jsonv_parse_object(req->body.data, req->body.len, &req->json);
+    int r = jsonv_parse_object(req->body.data, req->body.len, &req->json);
+    req->parse_peak = jsonv_parse_peak();
+    return r;
+}
+
+/* Sets the connection's inactivity timeout: REQUEST_TIMEOUT_S while the server waits for the
+ * client's bytes (headers, a body, the next request), CONNECTION_TIMEOUT_S while it answers
+ * (a streamed exec may be silent between keep-alives, a download may be read slowly). */
+static void set_timeout(struct MHD_Connection *conn, int64_t seconds)
+{
+    (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)seconds);
 }
 
 static enum MHD_Result queue(struct request *req)
 {
     if (!req->response)
         http_reply_error(req, err_set(-ERR_INTERNAL, "internal error"));
+    set_timeout(req->conn, req->app->cfg->connection_timeout_s);
     return MHD_queue_response(req->conn, req->status, req->response);
 }
 
@@ -440,22 +552,27 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one)) < 0)
             err_clear();
         err_clear();
-        int r = req->url ? begin_request(req, method, url) : -ENOMEM;
+        int r = req->url ? begin_request(req, method, url, version) : -ENOMEM;
         if (r < 0)
             return fail(req, r);
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
         if (req->pending_error == 0) {
             err_clear();
-            int r = take_body(req, upload_data, *upload_data_size);
+            int r = take_body(req, upload_data, n);
             if (r < 0) {
                 req->pending_error = r;
                 /* keep the message for the final answer */
                 http_reply_error(req, r);
             }
+        } else if (req->chunked) {
+            req->drained += (int64_t)n;
+            if (req->drained > BODY_DRAIN_MAX)
+                return MHD_NO; /* closes the connection (see BODY_DRAIN_MAX) */
         }
-        *upload_data_size = 0;
         return MHD_YES;
     }
     if (req->pending_error) /* an error while reading the body: answer it now */
@@ -499,6 +616,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (req->response)
         MHD_destroy_response(req->response);
+    bool trim = req->body.cap + req->parse_peak >= TRIM_AFTER_BYTES;
     json_decref(req->json);
     buf_release(&req->body);
     free(req->url);
@@ -507,6 +625,12 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(req->tenant);
     free(req->sub);
     free(req);
+    /* the connection now waits for its next request, or closes */
+    set_timeout(conn, app->cfg->request_timeout_s);
+#ifdef __GLIBC__
+    if (trim)
+        (void)malloc_trim(0);
+#endif
     atomic_fetch_sub(&app->active_requests, 1);
 }
 
@@ -548,10 +672,10 @@ int http_start(struct app *app, struct MHD_Daemon **ret)
     }
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)app->cfg->port, NULL, NULL, access_cb, app, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, app, MHD_OPTION_UNESCAPE_CALLBACK,
-        keep_escaped, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, app, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
+        NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->request_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
         (size_t)(1024 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!d)

@@ -55,6 +55,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                     "the working directory does not exist in the sandbox"},
     [ERR_SANDBOX_LIMIT - ERR_BASE] = {"ESANDBOX_LIMIT", 409, false,
                                       "too many sandboxes; delete one to create another"},
+    [ERR_NOT_IMPLEMENTED - ERR_BASE] = {"NOT_IMPLEMENTED", 501, false,
+                                        "the server does not implement this request framing"},
 };
 
 static const struct err_info errno_table[] = {

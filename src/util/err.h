@@ -48,6 +48,7 @@ enum err_code {
                                    * resource (memory, processes, descriptors) for an exec */
     ERR_CWD_MISSING,              /* 400 an exec's start directory does not exist */
     ERR_SANDBOX_LIMIT,            /* 409 the owner has MAX_SANDBOXES_PER_OWNER sandboxes */
+    ERR_NOT_IMPLEMENTED,          /* 501 a request framing the server does not implement */
     ERR_END
 };
 

@@ -160,6 +160,30 @@ def status(server):
     return r.json()
 
 
+def read_all(sock, timeout=15):
+    """Everything the peer sends until it closes the connection (or resets it, or is silent
+    for `timeout` seconds)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except OSError:
+        return data
+
+
+def proc_status_kib(pid, key):
+    """A kB field of /proc/<pid>/status (VmRSS, VmHWM, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
 def assert_error(resp, status, code=None):
     assert resp.status_code == status, f"{resp.status_code} {resp.text}"
     assert resp.headers["content-type"].startswith("application/json")

@@ -16,6 +16,7 @@ import io
 import json
 import random
 import re
+import socket
 import tarfile
 import time
 import uuid
@@ -25,7 +26,7 @@ from collections import Counter, namedtuple
 import httpx
 import pytest
 
-from conftest import ADMIN_SECRET, SECRET, assert_error
+from conftest import ADMIN_SECRET, SECRET, assert_error, read_all
 from test_exec_bounds import FD3_FLOOD, FD3_RECORDS  # scripts that flood a batch's fd 3
 
 # A script that would visibly change the sandbox if a rejected exec ran it anyway.
@@ -68,6 +69,44 @@ def raw_length(method, path, length, content_type="application/json"):
         finally:
             conn.close()
     return send
+
+
+def raw_bytes(build):
+    """Bytes as they are on one connection (build(ctx) → bytes, with {sid} and {auth} filled):
+    exactly one response may come back, and the server must close the connection after it, so
+    a request smuggled after the first is never answered (nor run: the snapshot would see it)."""
+    def send(ctx):
+        data = build(ctx).replace(b"{sid}", ctx.sid.encode()).replace(
+            b"{auth}", ctx.api.headers["Authorization"].encode())
+        with socket.create_connection(("127.0.0.1", ctx.server.port)) as s:
+            s.sendall(data)
+            got = read_all(s, 10)  # a server that keeps the connection open: 10 s, then fail
+        head, _, body = got.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.strip().lower(): v.strip()
+                   for k, _, v in (x.partition(":") for x in lines[1:])}
+        n = int(headers["content-length"])
+        assert not body[n:], f"more than one response: {got!r}"
+        assert headers.get("connection", "").lower() == "close", headers
+        return Raw(int(lines[0].split()[1]), headers, body[:n])
+    return send
+
+
+# a request that would visibly change the target sandbox if it were ever read as one
+SMUGGLE = (b"DELETE /v1/sandboxes/{sid}/files/home/user/a.txt HTTP/1.1\r\nHost: x\r\n"
+           b"Authorization: {auth}\r\n\r\n")
+PWN = json.dumps({"files": {"/home/user/a.txt": "pwned"}}).encode()
+
+
+def framed(headers, body=b"0\r\n\r\n", version=b"HTTP/1.1", path=b"/writeFiles"):
+    """A writeFiles request of the target with the given framing headers, then SMUGGLE."""
+    return raw_bytes(lambda ctx: b"POST /v1/sandboxes/{sid}" + path + b" " + version +
+                     b"\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n" +
+                     headers + b"\r\n" + body + SMUGGLE)
+
+
+def chunked(body):
+    return b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
 
 
 class Raw:
@@ -611,6 +650,50 @@ CASES = [
          raw_length("POST", SBX + "/exec-sync", 300 * 1024 * 1024), "MAX_REQUEST_BODY_BYTES"),
     Case("http-body-on-bodyless-route", 413, "PAYLOAD_TOO_LARGE",
          req("DELETE", FILES + "/home/user/a.txt", content=b"x" * (128 * 1024)), "no body"),
+    Case("http-auth-body-over-cap", 413, "PAYLOAD_TOO_LARGE",
+         raw_length("POST", "/v1/auth/bootstrap", 9000), "8192"),
+    Case("http-admin-body-over-cap", 413, "PAYLOAD_TOO_LARGE",
+         raw_length("POST", "/v1/auth/admin", 1 << 24), "8192"),
+    Case("http-auth-chunked-over-cap", 413, "PAYLOAD_TOO_LARGE",
+         raw_bytes(lambda ctx: b"POST /v1/auth/bootstrap HTTP/1.1\r\nHost: x\r\n"
+                   b"X-Auth-Secret: " + SECRET.encode() + b"\r\nTransfer-Encoding: chunked\r\n"
+                   b"Connection: close\r\n\r\n" +
+                   chunked(b'{"sub":"' + b"s" * 9000 + b'"}')), "8192"),
+    Case("http-json-parse-memory", 413, "PAYLOAD_TOO_LARGE",
+         jraw("POST", SBX + "/writeFiles",
+              '{"files": {"/home/user/a.txt": "pwned"}, "x": [' + ",".join(["{}"] * 300000) +
+              "]}"), "16 x the body size"),
+    # -- HTTP framing: a request a proxy and the server could split differently --
+    Case("http-cl-and-te", 400, INV,
+         framed(b"Host: x\r\nContent-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(PWN),
+                chunked(PWN)), "Transfer-Encoding"),
+    Case("http-te-and-cl", 400, INV,
+         framed(b"Host: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                chunked(PWN)), "Content-Length"),
+    Case("http-two-content-lengths", 400, INV,
+         framed(b"Host: x\r\nContent-Length: 0\r\nContent-Length: %d\r\n" % len(PWN), PWN),
+         "Content-Length"),
+    Case("http-te-trailing-space", 501, "NOT_IMPLEMENTED",
+         framed(b"Host: x\r\nTransfer-Encoding: chunked \r\n", chunked(PWN)),
+         "Transfer-Encoding"),
+    Case("http-te-identity-chunked", 501, "NOT_IMPLEMENTED",
+         framed(b"Host: x\r\nTransfer-Encoding: identity, chunked\r\n", chunked(PWN)),
+         "Transfer-Encoding"),
+    Case("http-te-xchunked", 501, "NOT_IMPLEMENTED",
+         framed(b"Host: x\r\nTransfer-Encoding: xchunked\r\n", chunked(PWN)),
+         "Transfer-Encoding"),
+    Case("http-te-twice", 400, INV,
+         framed(b"Host: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                chunked(PWN)), "Transfer-Encoding"),
+    Case("http-te-in-http10", 400, INV,
+         framed(b"Host: x\r\nTransfer-Encoding: chunked\r\n", chunked(PWN), b"HTTP/1.0"),
+         "HTTP/1.0"),
+    Case("http-space-before-colon", 400, INV,
+         framed(b"Host: x\r\nTransfer-Encoding : chunked\r\n", chunked(PWN)), "spaces"),
+    Case("http-no-host", 400, INV,
+         framed(b"Content-Length: %d\r\n" % len(PWN), PWN), "Host"),
+    Case("http-two-hosts", 400, INV,
+         framed(b"Host: x\r\nHost: y\r\nContent-Length: %d\r\n" % len(PWN), PWN), "Host"),
 ]
 
 

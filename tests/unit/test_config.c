@@ -113,7 +113,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.lock_timeout_ms, 60000);
     assert_int_equal(c.checkout_budget_bytes, 10737418240LL);
     assert_int_equal(c.max_connections, 2000);
-    assert_int_equal(c.max_connections_per_ip, 0);
+    assert_int_equal(c.max_connections_per_ip, 64);
+    assert_int_equal(c.request_timeout_s, 30);
     assert_int_equal(c.connection_timeout_s, 600);
     config_release(&c);
     assert_null(c.listen_host);
@@ -397,9 +398,10 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 30);
+    assert_int_equal(seen, 31);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
+    assert_int_equal(c.request_timeout_s, 2048);
     assert_int_equal(c.connection_timeout_s, 2048);
     config_release(&c);
 }

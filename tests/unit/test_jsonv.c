@@ -1,9 +1,11 @@
 #include "unit.h"
 
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/jsonv.h"
+#include "util/buf.h"
 #include "util/err.h"
 
 static int64_t int_field(const char *text, int *ret_rc)
@@ -67,11 +69,57 @@ static void test_parse_object(void **state)
     err_clear();
 }
 
+/* "{"a":[item,item,...]}" of n items (malloc'd, *len set). */
+static char *repeated(const char *item, size_t n, size_t *len)
+{
+    struct buf b = BUF_INIT(0);
+    assert_int_equal(buf_addstr(&b, "{\"a\":["), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(buf_addf(&b, "%s%s", i ? "," : "", item), 0);
+    assert_int_equal(buf_addstr(&b, "]}"), 0);
+    return buf_detach(&b, len);
+}
+
+static void test_parse_budget(void **state)
+{
+    (void)state;
+    jsonv_init();
+    assert_int_equal(jsonv_parse_limit(1000), 16 * 1000 + 2 * 1024 * 1024);
+    /* 4 MiB of zeros takes about 20 x its size: refused, naming the bound */
+    size_t len;
+    char *zeros = repeated("0", 2 << 20, &len);
+    json_t *o = NULL;
+    assert_int_equal(jsonv_parse_object(zeros, len, &o), -ERR_PAYLOAD_TOO_LARGE);
+    assert_null(o);
+    assert_non_null(strstr(err_detail_at(0), "16 x the body size"));
+    assert_true(jsonv_parse_peak() <= jsonv_parse_limit(len));
+    assert_true(jsonv_parse_peak() > 16 * len);
+    free(zeros);
+    err_clear();
+    /* large strings take about 3 x: accepted, and the peak says what the parse held */
+    char *strs = repeated("\"0123456789abcdef0123456789abcdef\"", 1 << 17, &len);
+    assert_int_equal(jsonv_parse_object(strs, len, &o), 0);
+    assert_true(jsonv_parse_peak() > len && jsonv_parse_peak() < 8 * len);
+    /* the budget is off outside the parse: building a large value is not charged */
+    json_t *big = json_array();
+    for (int i = 0; i < 1 << 20; i++)
+        assert_int_equal(json_array_append_new(big, json_integer(i)), 0);
+    json_decref(big);
+    json_decref(o);
+    free(strs);
+    /* a small body is never refused for its shape: the fixed slack covers it */
+    char *small = repeated("{}", 2000, &len);
+    assert_int_equal(jsonv_parse_object(small, len, &o), 0);
+    json_decref(o);
+    free(small);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int),
         cmocka_unit_test(test_parse_object),
+        cmocka_unit_test(test_parse_budget),
     };
     return cmocka_run_group_tests_name("jsonv", tests, NULL, NULL);
 }
