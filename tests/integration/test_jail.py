@@ -81,6 +81,21 @@ def test_root_belongs_to_nobody(api, sandbox):
     assert "/x" not in tree and "/d" not in tree and "/home/user/top.txt" not in tree
 
 
+def test_host_information_under_proc_is_masked(api, sandbox):
+    """As container runtimes do: host files under /proc read empty, host directories are empty,
+    kernel knobs are read-only mounts; the rest of /proc works."""
+    res = ok(api, sandbox, "wc -c < /proc/cmdline; cat /proc/keys /proc/timer_list 2>&1 | wc -c; "
+                           "awk '$5 ~ /^[/]proc[/](sys|irq|bus|fs)$/ {print $5, substr($6, 1, 3)}' "
+                           "/proc/self/mountinfo | sort; ls /dev/core 2>&1 | grep -c 'No such'; "
+                           "ps -o pid= -p $$ | tr -d ' '; grep -c MemTotal /proc/meminfo")
+    lines = res["stdout"].splitlines()
+    assert lines[:2] == ["0", "0"], res
+    want = sorted(f"/proc/{d} ro," for d in ("sys", "irq", "bus", "fs")
+                  if os.path.exists(f"/proc/{d}"))
+    assert lines[2:2 + len(want)] == want, res
+    assert lines[2 + len(want):] == ["1", "2", "1"], res
+
+
 def test_no_network_but_loopback(api, sandbox):
     res = ok(api, sandbox, "ip -o link 2>/dev/null | wc -l; "
                            "(exec 3<>/dev/tcp/1.1.1.1/80) 2>&1 | head -1; "
