@@ -4,12 +4,19 @@
         [--rounds 2] [--script true]
     /usr/bin/python3 bench/compare_exec.py OLD_BINARY NEW_BINARY --write-pair [--pause-ms 50]
         [--interleaved] [--n 200] [--rounds 3]
+    /usr/bin/python3 bench/compare_exec.py OLD_BINARY NEW_BINARY --same-window [--batches 20]
+        [--n 40] [--pause-ms 0] [--rounds 3]
 
 --write-pair: one sandbox, N execs of `true` then N of `echo hello > w.txt` (as the suite's
 exec scenario), each series p50, and the write's extra over the no-op; with --pause-ms a pause
 after every response (an agent reading each answer). With --interleaved the two scripts
 alternate (each followed by the pause) from a Python client, so that both see the same machine:
 medians of the client's wall time and of the server's Server-Timing phase sum.
+
+--same-window: both servers run at once and take turns, --batches times per round (the order
+flipping every batch), each turn N pairs of `true` then the one-file write from a Python client:
+the two binaries see the same minutes of a shared machine's load. Per binary the medians of
+the client's wall time, the write's extra, and new/old ratios; one JSON line per round.
 
 For each round and binary: a fresh server, one sandbox per client, N `exec-sync` requests of the
 script through bench/httpbench (make bench-tools), then execs/s, p50/p99 latency and the CPU time
@@ -38,8 +45,13 @@ def main():
     ap.add_argument("--write-pair", action="store_true")
     ap.add_argument("--pause-ms", type=int, default=0)
     ap.add_argument("--interleaved", action="store_true")
+    ap.add_argument("--same-window", action="store_true")
+    ap.add_argument("--batches", type=int, default=20)
     a = ap.parse_args()
-    interleaved(a, write_pair if a.write_pair else throughput)
+    if a.same_window:
+        same_window(a)
+    else:
+        interleaved(a, write_pair if a.write_pair else throughput)
 
 
 def interleaved(a, measure):
@@ -55,6 +67,36 @@ def interleaved(a, measure):
                                   "loadavg": round(os.getloadavg()[0], 1)}), flush=True)
             finally:
                 s.cleanup()
+
+
+def same_window(a):
+    for rnd in range(a.rounds):
+        up = {}
+        try:
+            for name, binary in (("old", a.old), ("new", a.new)):
+                lib.BINARY = os.path.abspath(binary)
+                s = lib.Server().start()
+                api = Api(s)
+                up[name] = (s, api, api.create())
+                alternate_pair(api, up[name][2], 20, 0)  # warm up
+            runs = {name: {"true": [], "write": []} for name in up}
+            for b in range(a.batches):
+                for name in (("old", "new") if b % 2 == 0 else ("new", "old")):
+                    _, api, sid = up[name]
+                    for case, rs in alternate_pair(api, sid, a.n, a.pause_ms).items():
+                        runs[name][case] += [r["client"] for r in rs]
+        finally:
+            for s, _, _ in up.values():
+                s.cleanup()
+        fig = {}
+        for name, rs in runs.items():
+            t, w = statistics.median(rs["true"]), statistics.median(rs["write"])
+            fig[name] = {"true_ms": round(t, 3), "write_ms": round(w, 3),
+                         "write_extra_ms": round(w - t, 3), "n": len(rs["true"])}
+        print(json.dumps({"round": rnd, "pause_ms": a.pause_ms, **fig,
+                          "true_ratio": round(fig["new"]["true_ms"] / fig["old"]["true_ms"], 3),
+                          "write_ratio": round(fig["new"]["write_ms"] / fig["old"]["write_ms"], 3),
+                          "loadavg": round(os.getloadavg()[0], 1)}), flush=True)
 
 
 def throughput(a, s, api):

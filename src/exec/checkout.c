@@ -993,8 +993,7 @@ static int build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_t 
         goto out;
     }
     r = build_rows(cos, rootfd, &rs, &size);
-    if (r >= 0 &&
-        (fchown(rootfd, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 || fchmod(rootfd, 0755) < 0))
+    if (r >= 0 && (fchown(rootfd, 0, 0) < 0 || fchmod(rootfd, 0755) < 0))
         r = -errno;
     if (r < 0)
         goto out;

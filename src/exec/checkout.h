@@ -11,9 +11,10 @@
  * either a valid tree or an untagged one that is dropped at the next start. Tags also record the
  * host's boot id: after a reboot (possible loss of unsynced data) every checkout is rebuilt.
  *
- * Every node of a tree, the tree root included, is owned by SANDBOX_HOST_UID/GID (exec/ids.h)
- * and has the mode and mtime of its store row. Trees are built and changed only with *at()
- * calls relative to directory fds and never follow a symlink (openat2 RESOLVE_NO_SYMLINKS,
+ * Every node of a tree is owned by SANDBOX_HOST_UID/GID (exec/ids.h) and has the mode and mtime
+ * of its store row; the tree root, which has no row, is host root's with mode 0755, like the
+ * upper directory whose attributes the jail's `/` shows. Trees are built and changed only with
+ * *at() calls relative to directory fds and never follow a symlink (openat2 RESOLVE_NO_SYMLINKS,
  * O_NOFOLLOW, AT_SYMLINK_NOFOLLOW), so a symlink a sandbox made cannot redirect a host write.
  *
  * SQL is the source of truth: whenever a tree cannot be kept coherent it is invalidated and the

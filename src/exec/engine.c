@@ -534,9 +534,10 @@ static int upper_make(struct exec_engine *e, struct upper *u)
         return err_set(-errno, "cannot create an exec directory");
     if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0)
         return err_set(-errno, "cannot create an exec directory");
-    /* the merged root takes the upper root's owner and mode: keep them the lower's (the
-     * sandbox user's, 0755 whatever the server's umask) */
-    if (chown(u->upper, SANDBOX_HOST_UID, SANDBOX_HOST_UID) < 0 || chmod(u->upper, 0755) < 0)
+    /* The merged root takes the upper root's owner and mode: host root's (nobody in the jail),
+     * 0755 whatever the umask, like the checkout root. The script cannot create, remove or
+     * rename top-level entries; those the tree has stay its own to change. */
+    if (chmod(u->upper, 0755) < 0)
         return err_set(-errno, "cannot prepare an exec directory");
     return 0;
 }

@@ -3,8 +3,9 @@
  * owners) and the diff (what the sandbox user can have made).
  *
  * Inside the jail the script runs as `user` (uid/gid 1000). That uid maps to one unprivileged
- * host uid/gid (SANDBOX_HOST_UID) that owns every file of every checkout, so the sandbox user can
- * modify its own tree through the overlay, and nothing else on the host.
+ * host uid/gid (SANDBOX_HOST_UID) that owns every file of every checkout (not the tree root,
+ * which is host root's), so the sandbox user can modify its own tree through the overlay, and
+ * nothing else on the host.
  */
 #ifndef SQLFS_EXEC_IDS_H
 #define SQLFS_EXEC_IDS_H

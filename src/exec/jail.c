@@ -77,29 +77,28 @@ extern const unsigned char jail_init_image[], jail_init_image_end[];
 #define DEV_NODES 6
 static const char *const dev_nodes[DEV_NODES] = {"null",   "zero",    "full",
                                                  "random", "urandom", "tty"};
-static const char *const dev_links[][2] = {
-    {"/proc/self/fd", "fd"},       {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-    {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},         {"/proc/kcore", "core"}};
+static const char *const dev_links[][2] = {{"/proc/self/fd", "fd"},
+                                           {"/proc/self/fd/0", "stdin"},
+                                           {"/proc/self/fd/1", "stdout"},
+                                           {"/proc/self/fd/2", "stderr"},
+                                           {"pts/ptmx", "ptmx"}};
 #define DEV_LINKS (sizeof(dev_links) / sizeof(dev_links[0]))
 
+/* /proc entries covered in every jail, as container runtimes do (runc's and Docker's defaults):
+ * read-only, and masked — a file by /dev/null, a directory by an empty read-only one. Only
+ * those the kernel has are covered (proc_probe, at start). */
+static const char *const proc_readonly[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+static const char *const proc_masked[] = {"kcore",   "keys",          "timer_list",  "sched_debug",
+                                          "cmdline", "latency_stats", "timer_stats", "interrupts",
+                                          "acpi",    "scsi",          "asound"};
+#define PROC_READONLY (sizeof(proc_readonly) / sizeof(proc_readonly[0]))
+#define PROC_MASKED (sizeof(proc_masked) / sizeof(proc_masked[0]))
+
 /* Paths below the new root that every exec uses, computed once. */
-enum {
-    P_USR,
-    P_LOCALE,
-    P_ETC,
-    P_BIN,
-    P_PROC,
-    P_PROC_SYS,
-    P_PROC_SYSRQ,
-    P_DEV,
-    P_PTS,
-    P_SHM,
-    P_COUNT
-};
+enum { P_USR, P_LOCALE, P_ETC, P_BIN, P_PROC, P_SYS, P_DEV, P_PTS, P_SHM, P_COUNT };
 /* Relative to the new root (the child's working directory while it assembles it). */
 static const char *const p_suffix[P_COUNT] = {
-    "usr",      "usr/lib/locale",     "etc", "opt/sqlfs/bin", "proc",
-    "proc/sys", "proc/sysrq-trigger", "dev", "dev/pts",       "dev/shm"};
+    "usr", "usr/lib/locale", "etc", "opt/sqlfs/bin", "proc", "sys", "dev", "dev/pts", "dev/shm"};
 
 struct jail_runtime {
     struct rootfs rf;
@@ -107,7 +106,11 @@ struct jail_runtime {
     struct cgroup_rt cg;
     char *p[P_COUNT]; /* p_suffix (relative to the new root) */
     char *dev_src[DEV_NODES], *dev_dst[DEV_NODES];
-    char *link_dst[DEV_LINKS];
+    char *dev_tmpl; /* <data>/jail/dev (dev_template) */
+    /* The /proc entries of proc_readonly / proc_masked this kernel has, relative to the new
+     * root ("proc/sys"); masked ones split into files and directories. */
+    char *proc_ro[PROC_READONLY], *mask_file[PROC_MASKED], *mask_dir[PROC_MASKED];
+    int n_proc_ro, n_mask_file, n_mask_dir;
     char *stub_dst[2][ROOTFS_MAX_STUBS]; /* rootfs target, relative to the new root */
     int init_fd;                         /* sealed memfd holding the jail init program */
     int host_net_fd; /* the server's own network namespace, to come back to after a clone */
@@ -184,23 +187,14 @@ static void bind_ro(const char *src, const char *dst, bool recursive, const char
         child_fail(step);
 }
 
+/* /dev is the read-only template dev_template() made at start (bound in child_mounts_early):
+ * the host's device nodes go onto its empty files, a devpts instance and a tmpfs onto its
+ * directories. */
 static void child_dev(const struct jail_runtime *rt)
 {
-    if (mount("tmpfs", rt->p[P_DEV], "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0)
-        child_fail("mount /dev");
-    for (int i = 0; i < DEV_NODES; i++) {
-        int fd = open(rt->dev_dst[i], O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-        if (fd < 0)
-            child_fail("create /dev node");
-        close(fd);
+    for (int i = 0; i < DEV_NODES; i++)
         if (mount(rt->dev_src[i], rt->dev_dst[i], NULL, MS_BIND, NULL) < 0)
             child_fail("bind /dev node");
-    }
-    for (size_t i = 0; i < DEV_LINKS; i++)
-        if (symlink(dev_links[i][0], rt->link_dst[i]) < 0)
-            child_fail("/dev links");
-    if (mkdir(rt->p[P_PTS], 0755) < 0 || mkdir(rt->p[P_SHM], 01777) < 0)
-        child_fail("/dev dirs");
     if (mount("devpts", rt->p[P_PTS], "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0666,mode=0620") < 0)
         child_fail("mount /dev/pts");
@@ -239,6 +233,7 @@ static void child_mounts_early(const struct child_plan *cp)
         bind_ro(rt->rf.locale, rt->p[P_LOCALE], false, "bind the locale archive");
     bind_ro(rt->rf.etc, rt->p[P_ETC], false, "bind /etc");
     bind_ro(cp->bin, rt->p[P_BIN], false, "bind /opt/sqlfs/bin");
+    bind_ro(rt->dev_tmpl, rt->p[P_DEV], false, "bind /dev");
     for (int k = 0; k < 2; k++) {
         if (k == 0 ? cp->python : cp->javascript)
             continue;
@@ -253,9 +248,26 @@ static void child_mounts_late(const struct child_plan *cp)
     const struct jail_runtime *rt = cp->rt;
     if (mount("proc", rt->p[P_PROC], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         child_fail("mount /proc");
-    bind_ro(rt->p[P_PROC_SYS], rt->p[P_PROC_SYS], true, "protect /proc/sys");
-    if (access(rt->p[P_PROC_SYSRQ], F_OK) == 0) /* absent on kernels without magic SysRq */
-        bind_ro(rt->p[P_PROC_SYSRQ], rt->p[P_PROC_SYSRQ], false, "protect /proc/sysrq-trigger");
+    /* Each covered entry gets one bind: a read-only entry of itself, a masked file of /dev/null,
+     * a masked directory of the skeleton's empty /sys (root's, 0555). One recursive
+     * mount_setattr then makes them all read-only, and a second gives /proc itself back its
+     * write access: two calls in all instead of one per entry. */
+    for (int i = 0; i < rt->n_proc_ro; i++)
+        if (mount(rt->proc_ro[i], rt->proc_ro[i], NULL, MS_BIND, NULL) < 0)
+            child_fail("protect /proc");
+    for (int i = 0; i < rt->n_mask_file; i++)
+        if (mount(rt->dev_src[0], rt->mask_file[i], NULL, MS_BIND, NULL) < 0)
+            child_fail("mask /proc");
+    for (int i = 0; i < rt->n_mask_dir; i++)
+        if (mount(rt->p[P_SYS], rt->mask_dir[i], NULL, MS_BIND, NULL) < 0)
+            child_fail("mask /proc");
+    if (rt->n_proc_ro + rt->n_mask_file + rt->n_mask_dir > 0) {
+        struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+        struct mount_attr rw = {.attr_clr = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(AT_FDCWD, rt->p[P_PROC], AT_RECURSIVE, &ro, sizeof(ro)) < 0 ||
+            mount_setattr(AT_FDCWD, rt->p[P_PROC], 0, &rw, sizeof(rw)) < 0)
+            child_fail("protect /proc");
+    }
     child_dev(rt);
     if (syscall(SYS_pivot_root, ".", ".") < 0)
         child_fail("pivot_root");
@@ -331,6 +343,10 @@ static int child_main(void *arg)
      * own (this task has its own fs_struct: no CLONE_FS). */
     umask(022);
     child_fds(cp);
+    /* A session of its own, without a controlling terminal: a server started from a terminal
+     * would otherwise share it with the script (/dev/tty, and TIOCSTI input injection). */
+    if (setsid() < 0)
+        child_fail("new session");
     child_mounts_early(cp);
     /* Host groups of the server must not follow the sandbox. */
     /* Raw system calls, not the libc wrappers: glibc's set*id() broadcast the change to every
@@ -392,8 +408,13 @@ static void runtime_free_paths(struct jail_runtime *rt)
         free(rt->dev_src[i]);
         free(rt->dev_dst[i]);
     }
-    for (size_t i = 0; i < DEV_LINKS; i++)
-        free(rt->link_dst[i]);
+    free(rt->dev_tmpl);
+    for (int i = 0; i < rt->n_proc_ro; i++)
+        free(rt->proc_ro[i]);
+    for (int i = 0; i < rt->n_mask_file; i++)
+        free(rt->mask_file[i]);
+    for (int i = 0; i < rt->n_mask_dir; i++)
+        free(rt->mask_dir[i]);
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < ROOTFS_MAX_STUBS; i++)
             free(rt->stub_dst[k][i]);
@@ -409,14 +430,81 @@ static int runtime_paths(struct jail_runtime *rt)
             asprintf(&rt->dev_dst[i], "dev/%s", dev_nodes[i]) < 0)
             return -ENOMEM;
     }
-    for (size_t i = 0; i < DEV_LINKS; i++)
-        if (asprintf(&rt->link_dst[i], "dev/%s", dev_links[i][1]) < 0)
-            return -ENOMEM;
+    if (asprintf(&rt->dev_tmpl, "%s/dev", rt->rf.jail_dir) < 0)
+        return -ENOMEM;
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < rt->rf.ntargets[k]; i++)
             if (!(rt->stub_dst[k][i] = strdup(rt->rf.targets[k][i] + 1)))
                 return -ENOMEM;
     return 0;
+}
+
+/* The jail's /dev, made once: empty files for the host's device nodes to be bound on, the
+ * links, and the directories devpts and /dev/shm are mounted on. Every jail binds it
+ * read-only, so none creates any of it again, and none can change it. */
+static int dev_template(const struct jail_runtime *rt)
+{
+    if (mkdir(rt->dev_tmpl, 0755) < 0 || chmod(rt->dev_tmpl, 0755) < 0)
+        return -errno;
+    int dfd = open(rt->dev_tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    int r = 0;
+    for (int i = 0; r == 0 && i < DEV_NODES; i++)
+        if (mknodat(dfd, dev_nodes[i], S_IFREG | 0644, 0) < 0)
+            r = -errno;
+    for (size_t i = 0; r == 0 && i < DEV_LINKS; i++)
+        if (symlinkat(dev_links[i][0], dfd, dev_links[i][1]) < 0)
+            r = -errno;
+    if (r == 0 && (mkdirat(dfd, "pts", 0755) < 0 || mkdirat(dfd, "shm", 0755) < 0 ||
+                   fchmodat(dfd, "pts", 0755, 0) < 0 || fchmodat(dfd, "shm", 0755, 0) < 0))
+        r = -errno;
+    close(dfd);
+    return r;
+}
+
+/* Appends "proc/<name>" to list[*n]. */
+static int proc_path_add(char **list, int *n, const char *name)
+{
+    if (asprintf(&list[*n], "proc/%s", name) < 0)
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+/* Picks the entries of proc_readonly and proc_masked this kernel has, looking into a procfs as
+ * a jail mounts it: a new instance (the server's own /proc may be mounted with subset=pid or
+ * have entries covered by a container runtime), or /proc if none can be made. */
+static int proc_probe(struct jail_runtime *rt)
+{
+    int dfd = -1;
+    int fs = fsopen("proc", FSOPEN_CLOEXEC);
+    if (fs >= 0) {
+        if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+            dfd = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        close(fs);
+    }
+    if (dfd < 0 && (dfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -errno;
+    int r = 0;
+    struct stat st;
+    /* Only a missing entry is skipped: one that cannot be looked at may still be there. */
+    for (size_t i = 0; r == 0 && i < PROC_READONLY; i++) {
+        if (fstatat(dfd, proc_readonly[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+            r = errno == ENOENT ? 0 : -errno;
+        else
+            r = proc_path_add(rt->proc_ro, &rt->n_proc_ro, proc_readonly[i]);
+    }
+    for (size_t i = 0; r == 0 && i < PROC_MASKED; i++) {
+        if (fstatat(dfd, proc_masked[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+            r = errno == ENOENT ? 0 : -errno;
+        else if (S_ISDIR(st.st_mode))
+            r = proc_path_add(rt->mask_dir, &rt->n_mask_dir, proc_masked[i]);
+        else
+            r = proc_path_add(rt->mask_file, &rt->n_mask_file, proc_masked[i]);
+    }
+    close(dfd);
+    return r;
 }
 
 /* Removes <data>/uppers/<*> left by a previous run (no exec is running yet). */
@@ -527,6 +615,16 @@ int jail_runtime_init(const char *data_dir, const char *rootfs, struct jail_runt
     r = runtime_paths(rt);
     if (r < 0)
         goto fail;
+    r = proc_probe(rt);
+    if (r < 0) {
+        err_set(r, "cannot look into /proc");
+        goto fail;
+    }
+    r = dev_template(rt);
+    if (r < 0) {
+        err_set(r, "cannot generate the jail's /dev");
+        goto fail;
+    }
     r = seccomp_build(&rt->prog);
     if (r < 0)
         goto fail;

@@ -6,10 +6,14 @@
  * (`user`) mapped to SANDBOX_HOST_UID and nothing else mapped; root = an overlayfs whose lower
  * layers are the sandbox checkout over a skeleton of mount points and whose upper/work dirs are
  * the caller's fresh directories for this exec; read-only nosuid nodev binds of the rootfs /usr
- * (+ merged-/usr links), a curated /etc and /opt/sqlfs/bin; a fresh /proc (with /proc/sys read
- * only); a minimal /dev (null zero full random urandom tty, devpts with its own ptmx, tmpfs
- * /dev/shm); no /sys; only a loopback interface. No capabilities (bounding, ambient, inheritable
- * sets cleared), no_new_privs, the seccomp filter of seccomp.h, rlimits, and a per-exec cgroup
+ * (+ merged-/usr links), a curated /etc and /opt/sqlfs/bin; a fresh /proc with the host
+ * information container runtimes hide masked (kcore, keys, timer_list, cmdline, interrupts, ...:
+ * /dev/null over files, an empty read-only directory over directories) and /proc/sys,
+ * sysrq-trigger, irq, bus and fs read-only; a minimal read-only /dev (a template made at start,
+ * with null zero full random urandom tty bound from the host, devpts with its own ptmx, tmpfs
+ * /dev/shm); an empty /sys; only a loopback interface; a session
+ * of its own (no controlling terminal). No capabilities (bounding, ambient, inheritable sets
+ * cleared), no_new_privs, the seccomp allowlist of seccomp.h, rlimits, and a per-exec cgroup
  * with memory/pids/CPU limits where the host has the controllers. The environment is built
  * from scratch: nothing of the server's environment reaches the script.
  *
@@ -30,8 +34,8 @@
  * out-of-memory kill must not hit the child while it shares the server's memory, so the exec's
  * memory limit is set only once the init runs. The child:
  *   1. waits for the parent to write its uid/gid maps and move it into the exec cgroup;
- *   2. builds the mount tree, pivots into it, drops groups/uid/gid, sets rlimits, drops all
- *      capabilities, sets no_new_privs and loads the seccomp filter;
+ *   2. starts a new session, builds the mount tree, pivots into it, drops groups/uid/gid, sets
+ *      rlimits, drops all capabilities, sets no_new_privs and loads the seccomp filter;
  *   3. executes the jail init (init/jail_init.c: a static program embedded in the server, run
  *      from a sealed memfd) as pid 1 of the new pid namespace: it forks bash, reaps every zombie,
  *      and when bash exits reports bash's wait status over the report pipe and exits.

@@ -14,6 +14,7 @@
  *   bin/N/    /opt/sqlfs/bin for each combination of the runtime flags (N = python | js << 1):
  *             py-exec and js-exec, real or stubs.
  *   root/     the empty directory a jail assembles its new root on (in its own mount namespace).
+ *   dev/      the jail's /dev template, made by jail.c (jail_runtime_init) after this.
  *   locale/   over the host's /usr only, when the host has no locale archive: its compiled
  *             locales (C.utf8, ...) and one archive holding them all, mounted on the jail's
  *             /usr/lib/locale so that a program's start maps one file instead of 13.

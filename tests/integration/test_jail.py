@@ -58,6 +58,44 @@ def test_cannot_write_system_dirs(api, sandbox):
     assert res["stdout"].strip().endswith("1000")
 
 
+def test_root_belongs_to_nobody(api, sandbox):
+    """/ is host root's (nobody in the jail), 0755: the script cannot create, delete or rename
+    top-level entries, while a top-level file of the tree stays its own to change in place."""
+    assert api.put(f"/v1/sandboxes/{sandbox}/files/top.txt", content=b"one\n").status_code == 204
+    res = ok(api, sandbox, "export LC_ALL=C; stat -c '%U:%G %a' /; touch /x 2>&1; "
+                           "mkdir /d 2>&1; "
+                           "rm /top.txt 2>&1; mv /top.txt /home/user/ 2>&1; rm /bin 2>&1; "
+                           "echo two >> /top.txt && cat /top.txt; ls -d /x /d 2>&1 | wc -l")
+    assert res["stdout"].splitlines() == [
+        "nobody:nogroup 755",
+        "touch: cannot touch '/x': Permission denied",
+        "mkdir: cannot create directory '/d': Permission denied",
+        "rm: cannot remove '/top.txt': Permission denied",
+        "mv: cannot move '/top.txt' to '/home/user/top.txt': Permission denied",
+        "rm: cannot remove '/bin': Permission denied",
+        "one", "two", "2"], res
+    r = api.get(f"/v1/sandboxes/{sandbox}/files/top.txt")
+    assert r.status_code == 200 and r.content == b"one\ntwo\n", r.text
+    tree = {e["path"] for e in api.get(f"/v1/sandboxes/{sandbox}/tree",
+                                       params={"prefix": "/"}).json()}
+    assert "/x" not in tree and "/d" not in tree and "/home/user/top.txt" not in tree
+
+
+def test_host_information_under_proc_is_masked(api, sandbox):
+    """As container runtimes do: host files under /proc read empty, host directories are empty,
+    kernel knobs are read-only mounts; the rest of /proc works."""
+    res = ok(api, sandbox, "wc -c < /proc/cmdline; cat /proc/keys /proc/timer_list 2>&1 | wc -c; "
+                           "awk '$5 ~ /^[/]proc[/](sys|irq|bus|fs)$/ {print $5, substr($6, 1, 3)}' "
+                           "/proc/self/mountinfo | sort; ls /dev/core 2>&1 | grep -c 'No such'; "
+                           "ps -o pid= -p $$ | tr -d ' '; grep -c MemTotal /proc/meminfo")
+    lines = res["stdout"].splitlines()
+    assert lines[:2] == ["0", "0"], res
+    want = sorted(f"/proc/{d} ro," for d in ("sys", "irq", "bus", "fs")
+                  if os.path.exists(f"/proc/{d}"))
+    assert lines[2:2 + len(want)] == want, res
+    assert lines[2 + len(want):] == ["1", "2", "1"], res
+
+
 def test_no_network_but_loopback(api, sandbox):
     res = ok(api, sandbox, "ip -o link 2>/dev/null | wc -l; "
                            "(exec 3<>/dev/tcp/1.1.1.1/80) 2>&1 | head -1; "

@@ -160,24 +160,26 @@ def test_reading_and_deleting_reserved_paths_is_never_refused(api, sandbox):
 # ---- reserved paths: execs ----
 
 def test_exec_changes_at_reserved_paths_are_not_committed(api, sandbox):
+    # / is root's: the script cannot remove the runtime's /bin link at all
     out = run(api, sandbox,
-              "rm /bin && echo rm-bin; mkdir /sys/x 2>&1 | grep -c denied;"
-              " echo data > /home/user/kept; ls -ld /bin 2>&1 | grep -c 'No such'")
-    assert out["stdout"] == "rm-bin\n1\n1\n", out  # the script sees its own change...
+              "rm /bin 2>&1 | grep -c 'Permission denied'; mkdir /sys/x 2>&1 | grep -c denied;"
+              " mkdir /opt/sqlfs/bin/x 2>&1 | grep -c Read-only;"
+              " echo data > /home/user/kept; readlink /bin")
+    assert out["stdout"] == "1\n1\n1\nusr/bin\n", out
     tree = {e["path"] for e in api.get(f"/v1/sandboxes/{sandbox}/tree",
                                        params={"prefix": "/"}).json()}
     assert "/home/user/kept" in tree
-    assert not any(p.startswith(("/bin", "/sys")) for p in tree), tree
-    # ...and the next exec has the runtime's /bin back
+    assert not any(p.startswith(("/bin", "/sys", "/opt")) for p in tree), tree
     out = run(api, sandbox, "readlink /bin; /bin/echo ok")
     assert out["stdout"] == "usr/bin\nok\n", out
 
 
 def test_read_only_exec_that_only_touched_reserved_paths_is_no_violation(api, sandbox):
+    # / is root's: removing /sbin is refused, and the attempt breaks no read-only promise
     r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync",
-                 json={"script": "rm /sbin && echo gone", "readOnly": True})
+                 json={"script": "rm /sbin 2>&1 | grep -c denied; echo gone", "readOnly": True})
     assert r.status_code == 200, r.text
-    assert r.json()["stdout"] == "gone\n"
+    assert r.json()["stdout"] == "1\ngone\n"
 
 
 def test_a_tree_that_already_holds_reserved_entries_still_runs_execs(fresh_server):

@@ -344,6 +344,102 @@ static void test_privileged_ops_fail(void **state)
     assert_string_equal(out, "ptrace -1 1\nsetuid -1\n");
 }
 
+/* Host information under /proc is masked and kernel knobs are read-only, as container
+ * runtimes do: for every such entry this kernel has, a file reads empty, a directory is empty,
+ * read-only and root's, a read-only entry is a read-only mount. */
+static void test_proc_masked(void **state)
+{
+    (void)state;
+    static const char *const files[] = {"kcore",   "keys",          "timer_list",  "sched_debug",
+                                        "cmdline", "latency_stats", "timer_stats", "interrupts"};
+    static const char *const dirs[] = {"acpi", "scsi", "asound"};
+    static const char *const ro[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+    char want[1024] = "", line[128], path[64];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "/proc/%s", files[i]);
+        if (access(path, F_OK) == 0) {
+            snprintf(line, sizeof(line), "%s 0\n", files[i]);
+            strcat(want, line);
+        }
+    }
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(path, sizeof(path), "/proc/%s", dirs[i]);
+        if (access(path, F_OK) == 0) {
+            snprintf(line, sizeof(line), "%s 0 nobody:555 ro\n", dirs[i]);
+            strcat(want, line);
+        }
+    }
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
+        snprintf(path, sizeof(path), "/proc/%s", ro[i]);
+        if (access(path, F_OK) == 0) {
+            snprintf(line, sizeof(line), "%s ro\n", ro[i]);
+            strcat(want, line);
+        }
+    }
+    /* /proc/cmdline is never empty on the host: the mask is what empties it here */
+    assert_non_null(strstr(want, "cmdline 0\n"));
+    assert_non_null(strstr(want, "sys ro\n"));
+    const char *out = run_ok(
+        "cd /proc; mnt() { awk -v p=/proc/$1 '$5 == p {print substr($6, 1, 2)}' "
+        "/proc/self/mountinfo; }\n"
+        "for f in kcore keys timer_list sched_debug cmdline latency_stats timer_stats interrupts; "
+        "do [ -e $f ] && echo \"$f $(cat $f | wc -c)\"; done\n"
+        "for d in acpi scsi asound; do [ -e $d ] && echo \"$d $(ls -A $d | wc -l) "
+        "$(stat -c %U:%a $d) $(mnt $d)\"; done\n"
+        "for p in sys sysrq-trigger irq bus fs; do [ -e $p ] && echo \"$p $(mnt $p)\"; done\n"
+        "ls /proc/self/fd >/dev/null && echo 5 > /proc/self/oom_score_adj && cat /proc/uptime "
+        ">/dev/null || echo proc-broken; ls -A /sys; ls /dev/core 2>/dev/null; true",
+        NULL);
+    assert_string_equal(out, want);
+}
+
+/* /dev: the read-only template with the host's nodes bound on, its own devpts, a /dev/shm. */
+static void test_dev(void **state)
+{
+    (void)state;
+    const char *out = run_ok(
+        "ls -A /dev | tr '\\n' ' '; echo; stat -c %U:%a /dev; touch /dev/x 2>&1 | grep -c "
+        "Read-only; echo hi > /dev/null && head -c 4 /dev/zero | wc -c; readlink /dev/stdout "
+        "/dev/ptmx; touch /dev/shm/x && ls /dev/shm; test -c /dev/pts/ptmx && echo ptmx; "
+        "echo x >/dev/full 2>/dev/null || echo full",
+        NULL);
+    assert_string_equal(out, "fd full null ptmx pts random shm stderr stdin stdout tty urandom "
+                             "zero \nnobody:755\n1\n4\n/proc/self/fd/1\npts/ptmx\nx\nptmx\nfull\n");
+}
+
+/* The filter is an allowlist: a syscall it does not list gets EPERM, one this libseccomp does
+ * not know ENOSYS (as from a kernel without it, so libc falls back); vsock, which no network
+ * namespace confines, is refused however the family is spelled. */
+static void test_seccomp_allowlist(void **state)
+{
+    (void)state;
+    struct run_opts o = {.python = true};
+    const char *out = run_ok(
+        "python3 -c 'import ctypes, socket\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "L = ctypes.c_long\n"
+        "def call(*a):\n"
+        "    r = libc.syscall(*[L(x) for x in a]); e = ctypes.get_errno(); ctypes.set_errno(0)\n"
+        "    return \"ok\" if r >= 0 else e\n"
+        "print(\"vsock\", call(41, 40, 1, 0), call(41, (1 << 32) | 40, 1, 0))\n"
+        "print(\"unix\", call(41, socket.AF_UNIX, socket.SOCK_STREAM, 0))\n"
+        "print(\"process_madvise\", libc.process_madvise(-1, None, 0, 0, 0), ctypes.get_errno())\n"
+        "print(\"mseal\", call(462, 0, 0, 0))\n"
+        "print(\"unassigned\", call(500))'",
+        &o);
+    assert_string_equal(out, "vsock 1 1\nunix ok\nprocess_madvise -1 1\nmseal 38\nunassigned 38\n");
+}
+
+/* The jail is a session of its own: no controlling terminal of the server's. */
+static void test_own_session(void **state)
+{
+    (void)state;
+    assert_string_equal(run_ok("ps -o sid= -p $$ | tr -d ' '; cat /dev/tty 2>/dev/null || "
+                               "echo no-tty",
+                               NULL),
+                        "1\nno-tty\n");
+}
+
 static void test_background_killed(void **state)
 {
     (void)state;
@@ -663,6 +759,10 @@ int main(void)
         cmocka_unit_test(test_env_not_leaked),
         cmocka_unit_test(test_network),
         cmocka_unit_test(test_privileged_ops_fail),
+        cmocka_unit_test(test_proc_masked),
+        cmocka_unit_test(test_dev),
+        cmocka_unit_test(test_seccomp_allowlist),
+        cmocka_unit_test(test_own_session),
         cmocka_unit_test(test_background_killed),
         cmocka_unit_test(test_signal_shell),
         cmocka_unit_test(test_exit_status),
