@@ -27,7 +27,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
@@ -294,15 +293,7 @@ static void netns_warn_once(int r)
  * than as the first of the failures it causes. */
 static int check_root(void)
 {
-    struct {
-        uint32_t version;
-        int pid;
-    } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
-    struct {
-        uint32_t effective, permitted, inheritable;
-    } data[2];
-    memset(data, 0, sizeof(data));
-    bool sys_admin = syscall(SYS_capget, &hdr, data) == 0 && (data[0].effective & (1u << 21));
+    bool sys_admin = jail_has_sys_admin();
     if (geteuid() == 0 && sys_admin)
         return 0;
     unavailable_reason = "this server runs without root, which the exec jail needs";

@@ -133,6 +133,16 @@ struct child_plan {
     struct rlimit nofile, fsize, core;
 };
 
+/* capget/capset's arguments (linux/capability.h, version 3: two 32-bit words per set). */
+#define CAP_VERSION_3 0x20080522
+struct cap_header {
+    uint32_t version;
+    int pid;
+};
+struct cap_data {
+    uint32_t effective, permitted, inheritable;
+};
+
 /* ---- child side: async-signal-safe only ------------------------------------------------ */
 
 static void child_report(int kind, int err, int status, const char *step)
@@ -295,13 +305,8 @@ static void child_drop_privileges(const struct child_plan *cp)
             child_fail("drop bounding set");
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         child_fail("clear ambient capabilities");
-    struct {
-        uint32_t version;
-        int pid;
-    } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
-    struct {
-        uint32_t effective, permitted, inheritable;
-    } data[2];
+    struct cap_header hdr = {CAP_VERSION_3, 0};
+    struct cap_data data[2];
     memset(data, 0, sizeof(data));
     if (syscall(SYS_capset, &hdr, data) < 0)
         child_fail("drop capabilities");
@@ -451,7 +456,8 @@ static int dev_template(const struct jail_runtime *rt)
         return -errno;
     int r = 0;
     for (int i = 0; r == 0 && i < DEV_NODES; i++)
-        if (mknodat(dfd, dev_nodes[i], S_IFREG | 0644, 0) < 0)
+        if (mknodat(dfd, dev_nodes[i], S_IFREG | 0644, 0) < 0 ||
+            fchmodat(dfd, dev_nodes[i], 0644, 0) < 0) /* whatever the umask */
             r = -errno;
     for (size_t i = 0; r == 0 && i < DEV_LINKS; i++)
         if (symlinkat(dev_links[i][0], dfd, dev_links[i][1]) < 0)
@@ -680,6 +686,14 @@ void jail_runtime_info(const struct jail_runtime *rt, struct jail_info *ret)
 const struct rootfs *jail_runtime_rootfs(const struct jail_runtime *rt)
 {
     return &rt->rf;
+}
+
+bool jail_has_sys_admin(void)
+{
+    struct cap_header hdr = {CAP_VERSION_3, 0};
+    struct cap_data data[2];
+    memset(data, 0, sizeof(data));
+    return syscall(SYS_capget, &hdr, data) == 0 && (data[0].effective & (1u << 21));
 }
 
 int jail_proc_stdout_fd(const struct jail_proc *p)

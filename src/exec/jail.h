@@ -125,6 +125,9 @@ struct jail_info {
 __attribute__((warn_unused_result)) int jail_runtime_init(const char *data_dir, const char *rootfs,
                                                           struct jail_runtime **ret);
 void jail_runtime_free(struct jail_runtime *rt);
+/* True when this process has CAP_SYS_ADMIN in its effective set (with uid 0: what the jail
+ * needs of the server; see exec_engine_new). */
+bool jail_has_sys_admin(void);
 void jail_runtime_info(const struct jail_runtime *rt, struct jail_info *ret);
 /* The generated static tree (rootfs.h), for probes and tests. */
 const struct rootfs *jail_runtime_rootfs(const struct jail_runtime *rt);

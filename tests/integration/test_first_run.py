@@ -232,10 +232,10 @@ def test_without_root_the_server_says_so_once_and_serves_files(tmp_path):
 
 # ---- files on disk: private whatever the umask ----
 
-# Copies of the rootfs's public files and generated stubs, which the sandbox user reads through
-# read-only bind mounts (/etc, /usr/lib/locale, /opt/sqlfs/bin, runtime stubs): world-readable on
-# purpose; no data of the server or of any sandbox.
-PUBLIC = ("jail/etc", "jail/bin", "jail/stub", "jail/locale")
+# Copies of the rootfs's public files, generated stubs and the /dev template, which the sandbox
+# user reads through read-only bind mounts (/etc, /usr/lib/locale, /opt/sqlfs/bin, runtime stubs,
+# /dev): world-readable on purpose; no data of the server or of any sandbox.
+PUBLIC = ("jail/etc", "jail/bin", "jail/stub", "jail/locale", "jail/dev")
 
 
 def sandbox_tree(rel):
