@@ -163,8 +163,10 @@ fuzz-smoke: fuzz-build
 load: all
 	$(PYTHON) bench/load.py
 
-# Hostile clients (about 1 min; not part of make test): one row per attack class with the
-# server's peak RSS growth and the class's figure against its bound (bench/hostile.py).
+# Hostile clients and scripts (about 1.5 min; not part of make test): one row per attack class
+# with the server's peak RSS growth, the data dir's disk growth and the class's figure against
+# their bounds (bench/hostile.py; `--docs` writes the figures into docs/BENCHMARKS.md and
+# SECURITY.md). A build without the bounds takes longer: a class waits up to 60 s for an answer.
 bench-hostile: all
 	$(PYTHON) bench/hostile.py
 

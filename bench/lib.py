@@ -6,13 +6,15 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 
 import httpx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from conftest import PeakSampler  # noqa: E402
 BINARY = os.path.join(ROOT, "build", "sqlfs")
 HTTPBENCH = os.path.join(ROOT, "build", "bench", "httpbench")
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -87,6 +89,11 @@ class Server:
         r.raise_for_status()
         return r.json()["token"]
 
+    def client(self, sub="bench", timeout=120):
+        """An httpx client for this server with a token of `sub`."""
+        return httpx.Client(base_url=self.url, timeout=timeout,
+                            headers={"Authorization": "Bearer " + self.token(sub)})
+
     def cpu_seconds(self):
         """CPU time of the server and of its reaped children (jails, bash), user + system."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
@@ -101,30 +108,12 @@ class Server:
         return 0
 
 
-class RssSampler:
-    """Samples a process's RSS every 10 ms in a thread; .peak_mib after stop()."""
+class RssSampler(PeakSampler):
+    """Samples a server's RSS every 10 ms in a thread: .peak (KiB), .peak_mib after the block."""
 
     def __init__(self, server):
+        super().__init__(server.rss_kib, 0.01)
         self.server = server
-        self.peak = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.server.rss_kib())
-            except OSError:
-                pass
-            time.sleep(0.01)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join()
 
     @property
     def peak_mib(self):

@@ -3,8 +3,10 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 
 import httpx
@@ -182,6 +184,33 @@ def proc_status_kib(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise KeyError(key)
+
+
+class PeakSampler:
+    """The largest value measure() returned while a with-block ran (.peak, 0 before the first
+    sample), sampled every `interval` seconds in a thread. A sample that fails because what it
+    reads changed under it (a file removed, a database busy) is skipped."""
+
+    def __init__(self, measure, interval=0.005):
+        self.measure, self.interval, self.peak = measure, interval, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.measure())
+            except (OSError, sqlite3.Error):
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
 
 
 def assert_error(resp, status, code=None):

@@ -14,13 +14,12 @@ import os
 import socket
 import sqlite3
 import tarfile
-import threading
 import time
 
 import httpx
 import pytest
 
-from conftest import assert_error
+from conftest import PeakSampler, assert_error
 
 MB = 1 << 20
 QUOTA = 200 * MB
@@ -61,27 +60,6 @@ def dir_bytes(path):
     return total
 
 
-class PeakSampler:
-    """Samples the disk held under a directory while a request runs."""
-
-    def __init__(self, path):
-        self.path, self.peak, self.stop = path, 0, threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        while not self.stop.is_set():
-            self.peak = max(self.peak, dir_bytes(self.path))
-            time.sleep(0.005)
-
-    def __enter__(self):
-        self.t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.t.join()
-
-
 def store_used(data_dir):
     """Bytes of both database files in use (pages not on the free list), WAL included."""
     total = 0
@@ -111,7 +89,7 @@ def test_exec_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qs
     script = ("echo kept > before.txt; for i in 1 2 3; do "
               "dd if=/dev/zero of=big$i bs=1M count=100 status=none; done; echo done")
     t0 = time.monotonic()
-    with PeakSampler(uppers) as peak:
+    with PeakSampler(lambda: dir_bytes(uppers)) as peak:
         r = exec_sync(qapi, qsandbox, script, timeoutMs=120000)
     took = time.monotonic() - t0
     body = assert_error(r, 413, "EQUOTA")
@@ -132,11 +110,11 @@ def test_exec_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qs
 
 def test_one_big_file_and_read_only_execs_are_bounded_too(quota_server, qapi, qsandbox):
     uppers = os.path.join(quota_server.data_dir, "uppers")
-    with PeakSampler(uppers) as peak:
+    with PeakSampler(lambda: dir_bytes(uppers)) as peak:
         r = exec_sync(qapi, qsandbox, "head -c 300M /dev/zero > one", timeoutMs=120000)
     assert_error(r, 413, "EQUOTA")
     assert peak.peak <= QUOTA + SLACK, f"upper reached {peak.peak / MB:.0f} MiB"
-    with PeakSampler(uppers) as peak:
+    with PeakSampler(lambda: dir_bytes(uppers)) as peak:
         r = exec_sync(qapi, qsandbox, "head -c 300M /dev/zero > /tmp/x", readOnly=True,
                       timeoutMs=120000)
     assert_error(r, 413, "EQUOTA")
@@ -232,7 +210,7 @@ def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qs
 
 def test_a_batch_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qsandbox):
     uppers = os.path.join(quota_server.data_dir, "uppers")
-    with PeakSampler(uppers) as peak:
+    with PeakSampler(lambda: dir_bytes(uppers)) as peak:
         r = qapi.post(f"/v1/sandboxes/{qsandbox}/exec-sync-batch", json={"timeoutMs": 120000,
                       "scripts": [{"id": "a", "script": "echo kept > a"},
                                   {"id": "b", "script": "head -c 300M /dev/zero > b"},
