@@ -23,8 +23,9 @@ from conftest import PeakSampler, assert_error
 
 MB = 1 << 20
 QUOTA = 200 * MB
-# what the watch lets through beyond the quota: what a script writes in a few watch intervals
-SLACK = 64 * MB
+# what the watch lets through beyond the quota: what a script writes in one 20 ms check
+# interval, at most about 101 MiB on this class of machine (SECURITY.md, "Quotas")
+SLACK = 104 * MB
 
 
 @pytest.fixture(scope="module")
