@@ -27,11 +27,11 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c ! -path 'src/exec/init/*' | sort)
+LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c ! -path 'src/jail/init/*' | sort)
 # The jail's init is a program of its own (static, never sanitized), embedded in the library.
-INIT_SRC := src/exec/init/jail_init.c
-INIT_IMG := src/exec/init/jail_init_image.S
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/exec/init/jail_init_image.o
+INIT_SRC := src/jail/init/jail_init.c
+INIT_IMG := src/jail/init/jail_init_image.S
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -45,12 +45,12 @@ $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 .PRECIOUS: %/jail-init
-%/jail-init: $(INIT_SRC) src/exec/jail_proto.h
+%/jail-init: $(INIT_SRC) src/jail/jail_proto.h
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -Os -Isrc $(WARN) -ffreestanding -fno-stack-protector -fno-pie -no-pie \
 		-nostdlib -static -s -o $@ $(INIT_SRC)
 
-%/src/exec/init/jail_init_image.o: $(INIT_IMG) %/jail-init
+%/src/jail/init/jail_init_image.o: $(INIT_IMG) %/jail-init
 	@mkdir -p $(@D)
 	$(CC) -c -DJAIL_INIT_PATH='"$(abspath $*/jail-init)"' -o $@ $(INIT_IMG)
 
@@ -137,7 +137,7 @@ FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/src/exec/init/jail_init_image.o
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/src/jail/init/jail_init_image.o
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 $(FUZZ_BUILD)/%.o: %.c

@@ -1,4 +1,4 @@
-/* libFuzzer target: the overlay diff (src/exec/diff.h), which reads an upper directory written by
+/* libFuzzer target: the overlay diff (src/workspace/diff.h), which reads an upper directory written by
  * a sandbox. Each input builds a small upper tree in a temporary directory from 3-byte
  * instructions (kind, parent directory, name), with the shapes a script or overlayfs can leave:
  * files, directories, symlinks, fifos, 0/0 character-device whiteouts, xattr whiteouts, opaque
@@ -16,8 +16,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "exec/checkout.h"
-#include "exec/diff.h"
+#include "workspace/checkout.h"
+#include "workspace/diff.h"
 #include "memstore.h"
 #include "util/err.h"
 #include "util/path.h"

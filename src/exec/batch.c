@@ -68,7 +68,7 @@
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
-#include "exec/jail.h"
+#include "jail/jail.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/path.h"

@@ -8,8 +8,8 @@
  * written by an EXIT trap, so it never mixes with the script's output.
  */
 #include "exec/engine.h"
-#include "exec/netns.h"
-#include "exec/rootfs.h"
+#include "jail/netns.h"
+#include "jail/rootfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,12 +30,12 @@
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
-#include "exec/checkout.h"
-#include "exec/diff.h"
-#include "exec/ids.h"
-#include "exec/jail.h"
+#include "workspace/checkout.h"
+#include "workspace/diff.h"
+#include "jail/ids.h"
+#include "jail/jail.h"
 #include "exec/runner.h"
-#include "exec/sysprobe.h"
+#include "jail/sysprobe.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/jsontext.h"

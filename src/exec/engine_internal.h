@@ -13,7 +13,7 @@
 
 #include "exec/admission.h"
 #include "exec/engine.h"
-#include "exec/jail.h"
+#include "jail/jail.h"
 
 /* Whether execs work (health.c): the server's own set-up failures and the self-test. */
 struct exec_health {

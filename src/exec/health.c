@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "exec/engine_internal.h"
-#include "exec/ids.h"
+#include "jail/ids.h"
 #include "exec/runner.h"
 #include "sandbox/lock.h"
 #include "sandbox/sandbox.h"

@@ -29,7 +29,7 @@
 #include <string.h>
 #include <sys/statfs.h>
 
-#include "exec/diff.h"
+#include "workspace/diff.h"
 #include "exec/engine_internal.h"
 #include "util/err.h"
 #include "util/timeutil.h"

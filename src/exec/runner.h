@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "exec/jail.h"
+#include "jail/jail.h"
 #include "util/buf.h"
 
 #define RUNNER_CHUNK 65536

@@ -1,8 +1,8 @@
 /*
  * reserved — the paths of a sandbox that belong to the exec runtime, not to the sandbox's tree.
  *
- * Every jail provides its own system directories at these paths (see exec/jail.h and
- * exec/rootfs.h): /usr and Debian's merged-/usr links into it (/bin, /sbin, /lib, /lib32, /lib64,
+ * Every jail provides its own system directories at these paths (see jail/jail.h and
+ * jail/rootfs.h): /usr and Debian's merged-/usr links into it (/bin, /sbin, /lib, /lib32, /lib64,
  * /libx32), the curated /etc, /opt/sqlfs (py-exec and friends), a fresh /proc and /dev, and /sys
  * (an empty directory). A node of the tree at one of them would hide or break what the jail
  * mounts there; and /opt, the parent of /opt/sqlfs, may only be a directory. So:

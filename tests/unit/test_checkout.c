@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "exec/checkout.h"
-#include "exec/ids.h"
+#include "workspace/checkout.h"
+#include "jail/ids.h"
 #include "store/store.h"
 #include "util/rand.h"
 #include "util/timeutil.h"

@@ -12,9 +12,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "exec/checkout.h"
-#include "exec/diff.h"
-#include "exec/ids.h"
+#include "workspace/checkout.h"
+#include "workspace/diff.h"
+#include "jail/ids.h"
 #include "store/store.h"
 #include "util/rand.h"
 #include "util/timeutil.h"

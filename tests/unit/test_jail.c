@@ -13,11 +13,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "exec/ids.h"
-#include "exec/jail.h"
-#include "exec/rootfs.h"
+#include "jail/ids.h"
+#include "jail/jail.h"
+#include "jail/rootfs.h"
 #include "exec/runner.h"
-#include "exec/sysprobe.h"
+#include "jail/sysprobe.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "exec/netns.h"
+#include "jail/netns.h"
 
 #define SB_A "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 #define SB_B "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"

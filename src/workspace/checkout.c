@@ -9,7 +9,7 @@
  * else changes a tree while we work on it (sandbox lock), so the checks are not racing a
  * sandbox process.
  */
-#include "exec/checkout.h"
+#include "workspace/checkout.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "exec/ids.h"
+#include "jail/ids.h"
 #include "sandbox/reserved.h"
 #include "util/err.h"
 #include "util/path.h"

@@ -11,7 +11,7 @@
  * either a valid tree or an untagged one that is dropped at the next start. Tags also record the
  * host's boot id: after a reboot (possible loss of unsynced data) every checkout is rebuilt.
  *
- * Every node of a tree is owned by SANDBOX_HOST_UID/GID (exec/ids.h) and has the mode and mtime
+ * Every node of a tree is owned by SANDBOX_HOST_UID/GID (jail/ids.h) and has the mode and mtime
  * of its store row; the tree root, which has no row, is host root's with mode 0755, like the
  * upper directory whose attributes the jail's `/` shows. Trees are built and changed only with
  * *at() calls relative to directory fds and never follow a symlink (openat2 RESOLVE_NO_SYMLINKS,
@@ -36,8 +36,8 @@
  * lock; several checkout_acquire of the same version may run concurrently under the shared lock
  * (the first builds, the others wait for it and share the tree).
  */
-#ifndef SQLFS_EXEC_CHECKOUT_H
-#define SQLFS_EXEC_CHECKOUT_H
+#ifndef SQLFS_WORKSPACE_CHECKOUT_H
+#define SQLFS_WORKSPACE_CHECKOUT_H
 
 #include <stdint.h>
 
@@ -90,7 +90,7 @@ __attribute__((warn_unused_result)) int checkout_apply(struct checkouts *cos,
                                                        int64_t new_version,
                                                        const struct changeset *cs);
 
-/* Like checkout_apply after an exec commit: `cs` is the diff of `upper_dir` (exec/diff.h), which
+/* Like checkout_apply after an exec commit: `cs` is the diff of `upper_dir` (workspace/diff.h), which
  * must be unmounted and on the same filesystem as the checkouts. New and changed files are
  * moved from the upper into the tree by rename (falling back to the store's content), deletions
  * and opaque directories are applied, the tree is retagged. The upper is left for the caller to

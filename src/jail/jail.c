@@ -13,7 +13,7 @@
  * Trusted: everything in struct child_plan (built by the parent from the server's own paths).
  * Untrusted: the script, cwd and env strings, which the child only passes to chdir/execve.
  */
-#include "exec/jail.h"
+#include "jail/jail.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,11 +38,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "exec/ids.h"
-#include "exec/jail_proto.h"
-#include "exec/netns.h"
-#include "exec/rootfs.h"
-#include "exec/seccomp.h"
+#include "jail/ids.h"
+#include "jail/jail_proto.h"
+#include "jail/netns.h"
+#include "jail/rootfs.h"
+#include "jail/seccomp.h"
 #include "util/err.h"
 #include "util/log.h"
 

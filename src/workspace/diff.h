@@ -32,8 +32,8 @@
  *
  * Thread-safe (no shared state); memory is bounded by one I/O buffer plus the change set.
  */
-#ifndef SQLFS_EXEC_DIFF_H
-#define SQLFS_EXEC_DIFF_H
+#ifndef SQLFS_WORKSPACE_DIFF_H
+#define SQLFS_WORKSPACE_DIFF_H
 
 #include <stdint.h>
 

@@ -54,15 +54,15 @@
  * Thread-safety: a jail_runtime is immutable after jail_runtime_init and shared by all threads.
  * A jail_proc belongs to one thread at a time. SIGCHLD must not be SIG_IGN in the server.
  */
-#ifndef SQLFS_EXEC_JAIL_H
-#define SQLFS_EXEC_JAIL_H
+#ifndef SQLFS_JAIL_JAIL_H
+#define SQLFS_JAIL_JAIL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "exec/cgroup.h"
+#include "jail/cgroup.h"
 
 struct jail_runtime;
 struct jail_proc;

@@ -25,8 +25,8 @@
  * read-only after the probe but for the pool, which has its own lock, so it may be shared by
  * threads; a struct cgroup_exec belongs to one exec.
  */
-#ifndef SQLFS_EXEC_CGROUP_H
-#define SQLFS_EXEC_CGROUP_H
+#ifndef SQLFS_JAIL_CGROUP_H
+#define SQLFS_JAIL_CGROUP_H
 
 #include <stdbool.h>
 #include <stdint.h>

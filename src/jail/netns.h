@@ -15,8 +15,8 @@
  *
  * Thread-safe.
  */
-#ifndef SQLFS_EXEC_NETNS_H
-#define SQLFS_EXEC_NETNS_H
+#ifndef SQLFS_JAIL_NETNS_H
+#define SQLFS_JAIL_NETNS_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-#include "exec/rootfs.h"
+#include "jail/rootfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "exec/ids.h"
+#include "jail/ids.h"
 #include "util/err.h"
 #include "util/log.h"
 

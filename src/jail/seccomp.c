@@ -1,4 +1,4 @@
-#include "exec/seccomp.h"
+#include "jail/seccomp.h"
 
 #include <errno.h>
 #include <fcntl.h>

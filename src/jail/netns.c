@@ -1,4 +1,4 @@
-#include "exec/netns.h"
+#include "jail/netns.h"
 
 #include <errno.h>
 #include <fcntl.h>

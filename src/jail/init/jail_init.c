@@ -1,6 +1,6 @@
 /*
  * jail_init — pid 1 of every jail. A tiny static program, run by the jail's setup process right
- * after the jail is assembled (see exec/jail.h): it starts the script's shell, reaps every
+ * after the jail is assembled (see jail/jail.h): it starts the script's shell, reaps every
  * process of the pid namespace, and when the shell ends reports its wait status on the report
  * pipe and exits, which makes the kernel kill whatever the script left behind.
  *
@@ -13,7 +13,7 @@
  * machine against ~0.3 ms for this program. It needs nine system calls, made directly, and starts the shell with a
  * vfork-style clone (spawn_shell).
  *
- * Contract (exec/jail_proto.h): argv[1] = path of the shell, argv[2..] = its argv, envp = its
+ * Contract (jail/jail_proto.h): argv[1] = path of the shell, argv[2..] = its argv, envp = its
  * environment; descriptors 0..4 are for the shell, JAIL_SLOT_REPORT is the report pipe.
  * Runs as the sandbox user, with no capabilities, no_new_privs and the jail's seccomp filter.
  * Built with -ffreestanding -nostdlib -static, never with sanitizers.
@@ -24,7 +24,7 @@
 #include <linux/wait.h>
 #include <stddef.h>
 
-#include "exec/jail_proto.h"
+#include "jail/jail_proto.h"
 
 #define EINTR_ 4
 #define EINVAL_ 22

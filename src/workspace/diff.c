@@ -5,7 +5,7 @@
  * root with openat2 (so no fd is held per level and no symlink is ever followed). Directory
  * paths are bounded by PATH_MAX_LEN, which keeps each openat2 within PATH_MAX.
  */
-#include "exec/diff.h"
+#include "workspace/diff.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -7,8 +7,8 @@
  * which is host root's), so the sandbox user can modify its own tree through the overlay, and
  * nothing else on the host.
  */
-#ifndef SQLFS_EXEC_IDS_H
-#define SQLFS_EXEC_IDS_H
+#ifndef SQLFS_JAIL_IDS_H
+#define SQLFS_JAIL_IDS_H
 
 #define SANDBOX_UID 1000            /* uid/gid of `user` inside the jail */
 #define SANDBOX_HOST_UID 100000     /* host uid/gid mapped to SANDBOX_UID */

@@ -17,8 +17,8 @@
  * Ownership: struct seccomp_prog owns `filter`; seccomp_prog_release frees it. Immutable after
  * build, so any number of threads may read it.
  */
-#ifndef SQLFS_EXEC_SECCOMP_H
-#define SQLFS_EXEC_SECCOMP_H
+#ifndef SQLFS_JAIL_SECCOMP_H
+#define SQLFS_JAIL_SECCOMP_H
 
 #include <linux/filter.h>
 #include <stddef.h>

@@ -26,8 +26,8 @@
  * to share between threads. The rootfs directory itself is trusted (the host's own /usr or an
  * image chosen by the operator).
  */
-#ifndef SQLFS_EXEC_ROOTFS_H
-#define SQLFS_EXEC_ROOTFS_H
+#ifndef SQLFS_JAIL_ROOTFS_H
+#define SQLFS_JAIL_ROOTFS_H
 
 #include <stdbool.h>
 #include <stddef.h>

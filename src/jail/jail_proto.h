@@ -7,8 +7,8 @@
  * sealed memfd) so that pid 1 of a jail never holds a copy of the server's memory; the two sides
  * are built from this one header, never from two copies of these numbers.
  */
-#ifndef SQLFS_EXEC_JAIL_PROTO_H
-#define SQLFS_EXEC_JAIL_PROTO_H
+#ifndef SQLFS_JAIL_JAIL_PROTO_H
+#define SQLFS_JAIL_JAIL_PROTO_H
 
 #include <stdint.h>
 

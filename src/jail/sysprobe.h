@@ -10,8 +10,8 @@
  * is missing, never a host path) and which limits are enforced. Not thread-safe while
  * sysprobe_run fills it; read-only afterwards.
  */
-#ifndef SQLFS_EXEC_SYSPROBE_H
-#define SQLFS_EXEC_SYSPROBE_H
+#ifndef SQLFS_JAIL_SYSPROBE_H
+#define SQLFS_JAIL_SYSPROBE_H
 
 #include <stdbool.h>
 

@@ -1,4 +1,4 @@
-#include "exec/cgroup.h"
+#include "jail/cgroup.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "exec/sysprobe.h"
+#include "jail/sysprobe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "exec/jail.h"
-#include "exec/rootfs.h"
+#include "jail/jail.h"
+#include "jail/rootfs.h"
 #include "exec/runner.h"
-#include "exec/seccomp.h"
+#include "jail/seccomp.h"
 #include "util/err.h"
 
 static void set(struct sysprobe_check *c, bool ok, const char *msg)
