@@ -2,7 +2,8 @@
 #   make            build build/sqlfs
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
 #   make test       install deps, build, run unit tests and integration tests, each plain and
-#                   under ASan/LSan/UBSan (zero sanitizer reports required), then a fuzz smoke
+#                   under ASan/LSan/UBSan (zero sanitizer reports required), the unit tests
+#                   built with clang, then a fuzz smoke
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 #   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
@@ -35,7 +36,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit test-unit test-asan test-integration test-integration-asan clean bench bench-quick \
+.PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
 
 all: $(BUILD)/sqlfs
@@ -45,9 +46,10 @@ $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 .PRECIOUS: %/jail-init
+# -static links a non-PIE executable under gcc and clang alike (clang rejects -no-pie beside it).
 %/jail-init: $(INIT_SRC) src/jail/jail_proto.h
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -Os -Isrc $(WARN) -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+	$(CC) -std=gnu11 -Os -Isrc $(WARN) -ffreestanding -fno-stack-protector -fno-pie \
 		-nostdlib -static -s -o $@ $(INIT_SRC)
 
 %/src/jail/init/jail_init_image.o: $(INIT_IMG) %/jail-init
@@ -109,6 +111,11 @@ test-unit: unit
 test-asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' test-unit
 
+# The library and unit tests built and run with clang (its warnings differ from gcc's).
+test-clang:
+	$(MAKE) BUILD=build/clang CC=clang all unit
+	$(MAKE) BUILD=build/clang CC=clang test-unit
+
 # The same suites against the ASan/LSan/UBSan server; fails on any sanitizer report.
 test-integration-asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' build/asan/sqlfs
@@ -122,6 +129,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) test-unit
 	$(MAKE) test-asan
+	$(MAKE) test-clang
 	$(MAKE) test-integration
 	$(MAKE) test-integration-asan
 	$(MAKE) fuzz-smoke

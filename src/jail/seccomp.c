@@ -399,7 +399,7 @@ static int add_conditional_rules(scmp_filter_ctx ctx)
                          SCMP_A0(SCMP_CMP_MASKED_EQ, forbidden, 0));
     if (r >= 0)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1,
-                             SCMP_A0(SCMP_CMP_EQ, 0xffffffffUL));
+                             SCMP_A0(SCMP_CMP_EQ, 0xffffffffUL, 0));
     if (r < 0)
         return r;
 
