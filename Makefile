@@ -63,9 +63,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	@echo "  CC $<"; $(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsqlfs.a
+# Compiled and linked in one step; -MF names the dependency file (the headers the test includes)
+# the same way under gcc and clang.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsqlfs.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -MF $@.d -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS) -lcmocka
 
 $(BUILD)/bench/httpbench: bench/httpbench.c
 	@mkdir -p $(@D)
@@ -156,7 +158,7 @@ $(FUZZ_BUILD)/libsqlfs.a: $(FUZZ_LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libsqlfs.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libsqlfs.a $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< $(FUZZ_BUILD)/libsqlfs.a $(LDLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 
