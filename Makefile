@@ -1,9 +1,9 @@
 # sqlfs — build, test and run.
 #   make            build build/sqlfs
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
-#   make test       install deps, build, run unit tests and integration tests, each plain and
-#                   under ASan/LSan/UBSan (zero sanitizer reports required), the unit tests
-#                   built with clang, then a fuzz smoke
+#   make test       install deps, check formatting, build, run unit tests and integration tests,
+#                   each plain and under ASan/LSan/UBSan (zero sanitizer reports required), the
+#                   unit tests built with clang, then a fuzz smoke
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 #   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
@@ -35,6 +35,9 @@ INIT_IMG := src/jail/init/jail_init_image.S
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Every C file clang-format checks (.clang-format): the server, its unit tests, fuzz targets and
+# the C benchmarks.
+FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o -name '*.[ch]' -print | sort)
 
 .PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
@@ -128,6 +131,7 @@ test-integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 test: deps
+	$(MAKE) fmt-check
 	$(MAKE) all
 	$(MAKE) test-unit
 	$(MAKE) test-asan
@@ -181,12 +185,12 @@ bench-hostile: all
 	$(PYTHON) bench/hostile.py
 
 fmt:
-	clang-format -i $$(find src tests/unit -name '*.[ch]')
+	clang-format -i $(FMT_SRC)
 
 fmt-check:
-	clang-format --dry-run --Werror $$(find src tests/unit -name '*.[ch]')
+	@echo "  FMT-CHECK $(words $(FMT_SRC)) files"; clang-format --dry-run --Werror $(FMT_SRC)
 
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d $(wildcard $(FUZZ_BUILD)/src/*/*.d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d $(UNIT_BIN:=.d) $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_BIN:=.d)
