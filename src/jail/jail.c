@@ -974,7 +974,7 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
     return 0;
 }
 
-/* After clone3: maps, cgroup, go, then wait for READY or a setup error. */
+/* After the clone(): maps, cgroup, go, then wait for READY or a setup error. */
 static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struct jail_proc *p,
                        const char *cwd)
 {
@@ -1054,8 +1054,6 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     masked = true;
-    /* CLONE_VM: no copy of the server's page tables, and no copy-on-write faults in the
-     * server's threads afterwards; the child leaves this address space at the init's execve. */
     int pidfd = -1;
     /* The sandbox's kept network namespace belongs to the host's user namespace, which the
      * child (in a user namespace of its own) could not join: this thread joins it for the
@@ -1064,6 +1062,8 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
         r = err_set(-errno, "cannot enter the sandbox's network namespace");
         goto fail;
     }
+    /* CLONE_VM: no copy of the server's page tables, and no copy-on-write faults in the
+     * server's threads afterwards; the child leaves this address space at the init's execve. */
     int pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
                     CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
                         (cp.new_net ? CLONE_NEWNET : 0) | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,

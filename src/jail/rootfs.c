@@ -415,8 +415,8 @@ static int run_localedef(const char *prefix, const char *src, char *const *names
             r = -e;
     }
     if (pid > 0) {
-        /* It takes ~20 ms; a localedef stuck (on a lock of an odd filesystem) must not hold up
-         * the server's start: after LOCALEDEF_WAIT_MS it is killed and the jail does without. */
+        /* A localedef stuck (on a lock of an odd filesystem) must not hold up the server's
+         * start: after LOCALEDEF_WAIT_MS it is killed and the jail does without. */
         int status = 0;
         pid_t w = 0;
         for (int waited = 0; w == 0; waited += 10) {
@@ -475,10 +475,10 @@ static bool locale_dir_public(int parent, const char *name)
 /* locale/: the rootfs's /usr/lib/locale plus one archive of its compiled locales. Every
  * program in a jail sets its locale from LANG=C.UTF-8 at start; without an archive glibc looks
  * for each of the 13 categories in its own file (two opens, a stat and a map each), with it one
- * map of one file serves them all: about 0.5 ms less for every program a script starts.
+ * map of one file serves them all, for every program a script starts (docs/BENCHMARKS.md).
  * Built only over the host's own /usr (the archive is the host glibc's format, made by its
  * localedef) and only when the host has no archive already; an image given with --rootfs ships
- * its own. A failure is logged and leaves the jail reading the separate files, as before. */
+ * its own. A failure is logged and leaves the jail reading the separate files. */
 static void build_locale(struct rootfs *rf, int jailfd)
 {
     if (strcmp(rf->rootfs, "/") != 0 || access("/usr/lib/locale/locale-archive", F_OK) == 0)

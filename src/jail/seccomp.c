@@ -19,8 +19,8 @@
 
 /* Allowed outright: the container default profile's list (moby profiles/seccomp/default.json)
  * without what needs a capability the jail never has, and without io_uring, ptrace,
- * process_vm_readv/writev, name_to_handle_at, adjtimex and clock_adjtime, which the jail has
- * always denied; plus mbind, get_mempolicy and set_mempolicy (that profile reserves them to
+ * process_vm_readv/writev, name_to_handle_at, adjtimex and clock_adjtime, which the jail
+ * denies; plus mbind, get_mempolicy and set_mempolicy (that profile reserves them to
  * CAP_SYS_NICE, but they only place the caller's own memory; ps calls them through libnuma),
  * and the newer cachestat, fchmodat2, map_shadow_stack and futex_wake/wait/requeue. Names this
  * libseccomp does not know on the native architecture are skipped. */
