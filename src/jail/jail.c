@@ -975,8 +975,7 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
 }
 
 /* After the clone(): maps, cgroup, go, then wait for READY or a setup error. */
-static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struct jail_proc *p,
-                       const char *cwd)
+static int spawn_start(struct spawn_ctx *c, struct jail_proc *p, const char *cwd)
 {
     char map[64];
     snprintf(map, sizeof(map), "%d %d 1\n", SANDBOX_UID, SANDBOX_HOST_UID);
@@ -1094,7 +1093,7 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
                          &c.in_fd,  &c.ovl_fd, &c.script_fd};
     for (size_t i = 0; i < sizeof(child_ends) / sizeof(child_ends[0]); i++)
         close_fd(child_ends[i]);
-    r = spawn_start(rt, &c, p, cp.cwd);
+    r = spawn_start(&c, p, cp.cwd);
     if (r == 0 && (r = cgroup_exec_limit_memory(&p->cg, plan->limits.memory_bytes)) < 0)
         err_set(r, "cannot set the exec's memory limit");
     if (r < 0)

@@ -253,7 +253,7 @@ static int build_skel(int rootfd, int jailfd)
     return r;
 }
 
-static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
+static int build_stubs_and_bins(int jailfd)
 {
     int r = mkdir_public(jailfd, "stub");
     if (r == 0)
@@ -601,7 +601,7 @@ int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
         err_set(r, "rootfs: cannot generate /etc");
     if (r == 0 && (r = build_skel(rootfd, jailfd)) < 0)
         err_set(r, "rootfs: cannot generate the skeleton layer");
-    if (r == 0 && (r = build_stubs_and_bins(&rf, jailfd)) < 0)
+    if (r == 0 && (r = build_stubs_and_bins(jailfd)) < 0)
         err_set(r, "rootfs: cannot generate the runtime stubs");
     if (r == 0)
         build_locale(&rf, jailfd);
