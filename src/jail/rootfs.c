@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "jail/ids.h"
+#include "util/cleanup.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/fs.h"
 #include "util/log.h"
 
@@ -36,9 +38,7 @@ static int write_file(int dirfd, const char *name, const char *text, mode_t mode
     int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return -errno;
-    size_t len = strlen(text);
-    ssize_t n = write(fd, text, len);
-    int r = n == (ssize_t)len ? 0 : -EIO;
+    int r = write_all(fd, text, strlen(text));
     if (fchmod(fd, mode) < 0 && r == 0)
         r = -errno;
     close(fd);
@@ -57,29 +57,23 @@ static int mkdir_public(int dirfd, const char *name)
 /* Copies one regular file (contents and permission bits). */
 static int copy_file(int sfd, const char *name, int dfd, mode_t mode)
 {
-    int in = openat(sfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int in = openat(sfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (in < 0)
         return -errno;
-    int out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (out < 0) {
-        close(in);
+    _cleanup_close_ int out =
+        openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0)
         return -errno;
-    }
     char buf[65536];
     ssize_t n;
-    int r = 0;
-    while ((n = read(in, buf, sizeof(buf))) > 0)
-        if (write(out, buf, (size_t)n) != n) {
-            r = -EIO;
-            break;
-        }
+    while ((n = read_all(in, buf, sizeof(buf))) > 0) {
+        int r = write_all(out, buf, (size_t)n);
+        if (r < 0)
+            return r;
+    }
     if (n < 0)
-        r = -errno;
-    if (r == 0 && fchmod(out, mode & 0755) < 0)
-        r = -errno;
-    close(in);
-    close(out);
-    return r;
+        return (int)n;
+    return fchmod(out, mode & 0755) < 0 ? -errno : 0;
 }
 
 /* Copies name (file, symlink or directory tree) from sfd to dfd. Other file types, and files
