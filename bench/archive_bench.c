@@ -9,7 +9,6 @@
  * to that command line). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "archive/ingest.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/timeutil.h"
 
 #ifdef BENCH_MEMSTORE
@@ -81,16 +81,11 @@ static const char *SB = "00000000-0000-4000-8000-000000000001";
 #if !defined(BENCH_MEMSTORE) && !defined(BENCH_NULLSTORE)
 static char tmpdir[64];
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 /* Removes the temporary store directory. */
 static void cleanup(void)
 {
-    if (tmpdir[0])
-        nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    if (tmpdir[0] && rm_rf_at(AT_FDCWD, tmpdir, NULL) < 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 #endif
 
