@@ -81,6 +81,17 @@ $(BUILD)/bench/spawnbench: bench/spawnbench.c
 
 bench-tools: all $(BUILD)/bench/httpbench $(BUILD)/bench/spawnbench
 
+# The store and archive engines' own figures, without HTTP (bench/store_bench.c,
+# bench/archive_bench.c: how to run them is at their top).
+ENGINE_BENCH := $(BUILD)/bench/store_bench $(BUILD)/bench/archive_bench
+$(ENGINE_BENCH): $(BUILD)/bench/%: bench/%.c $(BUILD)/libsqlfs.a
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra -Wno-unused-parameter $(LDFLAGS) \
+		-o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS)
+
+.PHONY: bench-engines
+bench-engines: $(ENGINE_BENCH)
+
 # Benchmarks print their figures and write bench/results/*.json (see README "Performance").
 bench-foundation: bench-tools
 	$(PYTHON) bench/foundation.py
