@@ -39,7 +39,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o -name '*.[ch]' -print | sort)
 
 .PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-asan clean bench bench-quick \
-        bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
+        bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
 
 all: $(BUILD)/sqlfs
 
@@ -105,6 +105,10 @@ bench: bench-tools
 bench-quick: bench-tools
 	$(PYTHON) bench/suite.py --quick
 	$(PYTHON) bench/report.py bench/results/suite-quick.json
+
+# bench-quick's scenarios for two binaries side by side: make bench-side OLD=path/to/old/sqlfs
+bench-side: bench-tools
+	$(PYTHON) bench/side_by_side.py $(OLD) $(or $(NEW),$(BUILD)/sqlfs)
 
 # Tools the comparison needs; kept out of `make deps` so tests and CI do not need them.
 bench-deps:

@@ -31,6 +31,8 @@ ONLY = None
 if "--only" in sys.argv:
     ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(","))
 NAME = "suite-quick" if QUICK else "suite"
+if "--name" in sys.argv:  # where the results go: bench/results/<name>.json
+    NAME = sys.argv[sys.argv.index("--name") + 1]
 BENCH = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(ROOT, "build", "bench", "cache")
 TIMEOUT = 120  # seconds per request; a request that hangs is reported, not waited on
