@@ -44,6 +44,7 @@
 #include "jail/rootfs.h"
 #include "jail/seccomp.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/log.h"
 
 #ifndef P_PIDFD
