@@ -71,6 +71,7 @@
 #include "exec/engine_internal.h"
 #include "exec/runner.h"
 #include "jail/jail.h"
+#include "util/cleanup.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/path.h"
@@ -409,8 +410,7 @@ static int hook_poll_fds(void *ud, struct pollfd *fds)
     struct batch_run *b = ud;
     if (b->control_fd >= 0 && b->control.len == 0 && (b->stop || b->fed >= b->p->n) && b->cur < 0 &&
         !b->cutting) {
-        close(b->control_fd);
-        b->control_fd = -1;
+        b->control_fd = safe_close(b->control_fd);
     }
     int n = 0;
     b->i_ctl = -1;
@@ -562,8 +562,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         };
         r = exec_session_spawn(s, &sp, &b.proc);
     }
-    if (ctl[0] >= 0)
-        close(ctl[0]);
+    ctl[0] = safe_close(ctl[0]);
     if (r == 0) {
         exec_session_close_report_writer(s);
         /* Only the driver runs yet: its shell is still the init's only child. Without it a
@@ -579,8 +578,7 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         }
         quota_watch_init(&b.quota, s);
         b.report_fd = s->report[0];
-        b.control_fd = ctl[1];
-        ctl[1] = -1; /* b's now */
+        b.control_fd = TAKE_FD(ctl[1]);
         r = exec_fault(e, "run", batch_drive(&b));
         exec_session_free_proc(s, b.proc);
         if (r == 0 && b.overflow)
@@ -588,10 +586,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         if (r == 0 && b.quota.exceeded)
             r = quota_error(&b.quota);
     }
-    if (ctl[1] >= 0)
-        close(ctl[1]);
-    if (b.control_fd >= 0)
-        close(b.control_fd);
+    safe_close(ctl[1]);
+    safe_close(b.control_fd);
     for (size_t i = 0; i < p->n; i++) {
         if (!res[i].started && !res[i].error)
             res[i].error = b.stop ? "skipped" : "aborted";
