@@ -17,10 +17,11 @@
 #include "sandbox/sandbox.h"
 #include "util/compiler.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/jsontext.h"
 
-#define DEFAULT_INGEST_BASE "/home/user/project"
-#define DEFAULT_EXPORT_BASE "/home/user"
+#define DEFAULT_INGEST_BASE SANDBOX_HOME "/project"
+#define DEFAULT_EXPORT_BASE SANDBOX_HOME
 #define POST_BUFFER 65536
 #define BASE_PATH_FIELD_MAX 4096
 

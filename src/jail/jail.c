@@ -44,6 +44,7 @@
 #include "jail/seccomp.h"
 #include "util/err.h"
 #include "util/fd.h"
+#include "util/home.h"
 #include "util/log.h"
 
 #ifndef P_PIDFD

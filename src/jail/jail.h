@@ -89,7 +89,7 @@ struct jail_plan {
     const char *lower;   /* checkout directory (read-only lower layer); absolute */
     const char *upper;   /* fresh empty overlay upper dir; absolute, same fs as work */
     const char *work;    /* fresh empty overlay work dir; absolute */
-    const char *cwd;     /* start directory inside the jail (absolute); NULL = /home/user */
+    const char *cwd;     /* start directory inside the jail (absolute); NULL = SANDBOX_HOME */
     char *const *envp;   /* "K=V" entries overlaid on the defaults (later wins); may be NULL */
     const char *script;  /* bash script; binary-safe with script_len */
     size_t script_len;

@@ -19,6 +19,7 @@
 #include "util/err.h"
 #include "util/fd.h"
 #include "util/fs.h"
+#include "util/home.h"
 #include "util/log.h"
 
 static const char *const runtime_names[2] = {"python", "javascript"};
@@ -143,7 +144,7 @@ static const struct {
     const char *text;
 } etc_gen[] = {
     {"passwd", "root:x:0:0:root:/root:/bin/bash\n"
-               "user:x:1000:1000:user:/home/user:/bin/bash\n"
+               "user:x:1000:1000:user:" SANDBOX_HOME ":/bin/bash\n"
                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
     {"group", "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"},
     {"hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tsandbox\n"
@@ -200,16 +201,16 @@ static int build_etc(int rootfd, int jailfd)
 static int build_skel(int rootfd, int jailfd)
 {
     static const char *const dirs[] = {
-        "skel",     "skel/usr",       "skel/etc",           "skel/proc",    "skel/dev",
-        "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin", "skel/home",    "skel/home/user",
-        "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run",
-        "skel/sys"};
+        "skel",      "skel/usr",          "skel/etc",       "skel/proc",
+        "skel/dev",  "skel/opt",          "skel/opt/sqlfs", "skel/opt/sqlfs/bin",
+        "skel/home", "skel" SANDBOX_HOME, "skel/tmp",       "skel/root",
+        "skel/var",  "skel/var/tmp",      "skel/run",       "skel/sys"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         int r = mkdir_public(jailfd, dirs[i]);
         if (r < 0)
             return r;
     }
-    if (fchownat(jailfd, "skel/home/user", SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
+    if (fchownat(jailfd, "skel" SANDBOX_HOME, SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
         fchmodat(jailfd, "skel/tmp", 01777, 0) < 0 ||
         fchmodat(jailfd, "skel/var/tmp", 01777, 0) < 0 ||
         fchmodat(jailfd, "skel/root", 0700, 0) < 0 || fchmodat(jailfd, "skel/sys", 0555, 0) < 0)

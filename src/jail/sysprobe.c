@@ -16,6 +16,7 @@
 
 #include "jail/jail.h"
 #include "jail/rootfs.h"
+#include "exec/capture.h"
 #include "exec/runner.h"
 #include "jail/seccomp.h"
 #include "util/err.h"
@@ -120,16 +121,17 @@ static void probe_exec(const struct jail_runtime *rt, struct sysprobe_check *c)
         (void)rootfs_rm_rf(dir);
         return;
     }
-    struct runner_buffer b;
-    runner_buffer_init(&b, 64);
+    struct capture_allowance cap = CAPTURE_ALLOWANCE_INIT(64);
+    struct capture b;
+    capture_init(&b, &cap, NULL);
     struct runner_opts o = {
-        .timeout_ms = 10000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
+        .timeout_ms = 10000, .cancel_fd = -1, .on_output = capture_on_output, .ud = &b};
     struct runner_result res;
     r = runner_run(p, &o, &res);
     jail_proc_free(p);
-    set(c, r == 0 && res.exit_code == 0 && strcmp(buf_cstr(&b.out), "ok\n") == 0,
+    set(c, r == 0 && res.exit_code == 0 && strcmp(buf_cstr(&b.out.data), "ok\n") == 0,
         "a test exec did not print its output");
-    runner_buffer_release(&b);
+    capture_release(&b);
     (void)rootfs_rm_rf(dir);
 }
 

@@ -8,6 +8,7 @@
 
 #include "sandbox/reserved.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/jsontext.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -251,7 +252,7 @@ int sandbox_add_skeleton(struct changeset *cs)
     int64_t now = time_now_ns();
     struct file_meta dirs[] = {
         {.path = "/home", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
-        {.path = "/home/user", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
+        {.path = SANDBOX_HOME, .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
         {.path = "/tmp", .kind = FILE_KIND_DIR, .mode = 01777, .mtime_ns = now},
     };
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -342,7 +343,7 @@ json_t *sandbox_rec_json(const struct sandbox_rec *rec)
     json_object_set_new(o, "python", json_boolean(rec->python));
     json_object_set_new(o, "javascript", json_boolean(rec->javascript));
     json_object_set_new(o, "network", json_boolean(rec->network));
-    const char *cwd = rec->cwd ? rec->cwd : "/home/user";
+    const char *cwd = rec->cwd ? rec->cwd : SANDBOX_HOME;
     if (jsontext_set_path(o, "cwd", cwd, strlen(cwd)) < 0) {
         json_decref(o);
         return NULL;
