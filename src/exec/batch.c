@@ -441,12 +441,12 @@ static int hook_woke(void *ud, struct runner *run, const struct pollfd *fds, int
 static int64_t hook_deadline(void *ud)
 {
     const struct batch_run *b = ud;
-    int64_t d = b->batch_start + b->p->timeout_ms;
+    int64_t d = time_mono_deadline_ms(b->batch_start, b->p->timeout_ms);
     if (b->cutting && b->cut_at + CUT_GRACE_MS < d)
         d = b->cut_at + CUT_GRACE_MS;
     else if (!b->cutting && b->cur >= 0 && b->p->per_script_timeout_ms > 0 &&
-             b->script_start + b->p->per_script_timeout_ms < d)
-        d = b->script_start + b->p->per_script_timeout_ms;
+             time_mono_deadline_ms(b->script_start, b->p->per_script_timeout_ms) < d)
+        d = time_mono_deadline_ms(b->script_start, b->p->per_script_timeout_ms);
     return d;
 }
 
@@ -460,7 +460,7 @@ static bool hook_expired(void *ud)
 {
     struct batch_run *b = ud;
     int64_t now = time_mono_ms();
-    bool batch_over = now >= b->batch_start + b->p->timeout_ms;
+    bool batch_over = now >= time_mono_deadline_ms(b->batch_start, b->p->timeout_ms);
     if (!batch_over && !b->cutting && b->shell_pinned &&
         jail_signal_shell(b->proc, CUT_SIGNAL) == 0) {
         mark_timeout(b, b->cur);

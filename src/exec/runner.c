@@ -154,7 +154,7 @@ int runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct ru
     struct runner_result res;
     memset(&res, 0, sizeof(res));
     int64_t start = time_mono_ms();
-    run.timeout_at = opts->timeout_ms > 0 ? start + opts->timeout_ms : 0;
+    run.timeout_at = opts->timeout_ms > 0 ? time_mono_deadline_ms(start, opts->timeout_ms) : 0;
     run.next_watch = opts->watch && opts->watch_ms > 0 ? start + opts->watch_ms : 0;
     bool exited = false, killed = false;
     int r = 0;
