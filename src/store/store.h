@@ -1,7 +1,7 @@
 /*
  * store — the SQL source of truth: sandboxes, their path-keyed file rows, content-addressed
- * chunked content and the commit log. One interface, several engines (store_sqlite.c today;
- * a PostgreSQL engine plugs in behind the same vtable). Nothing above this header knows SQL.
+ * chunked content and the commit log. One interface (struct store_ops, below), one or more
+ * engines behind it: SQLite in store/sqlite/. Nothing above this header knows SQL.
  *
  * Content model: a file's bytes are split into chunks of at most STORE_CHUNK_SIZE bytes, each
  * stored once by its SHA-256. A content id is the SHA-256 of the file's ordered chunk hashes and
