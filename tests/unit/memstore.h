@@ -88,7 +88,8 @@ static void ms_abort(struct content_writer *w)
 static int ms_finish(struct content_writer *w, uint8_t id[CONTENT_ID_LEN], int64_t *ret_size)
 {
     struct memstore *ms = w->ms;
-    *ret_size = (int64_t)w->data.len;
+    if (ret_size)
+        *ret_size = (int64_t)w->data.len;
     if (w->data.len == 0) {
         memset(id, 0, CONTENT_ID_LEN);
         ms_abort(w);
@@ -151,6 +152,7 @@ static ssize_t ms_find(struct memstore *ms, const char *path)
 
 static int ms_stat(struct store *st, const char *sid, const char *path, struct file_meta *ret)
 {
+    (void)sid; /* one sandbox */
     struct memstore *ms = (struct memstore *)st;
     ssize_t i = ms_find(ms, path);
     if (i < 0)
@@ -166,6 +168,8 @@ static int ms_cmp(const void *a, const void *b)
 static int ms_list(struct store *st, const char *sid, const char *prefix, int max_depth,
                    store_file_cb cb, void *userdata)
 {
+    (void)sid;       /* one sandbox */
+    (void)max_depth; /* always the whole subtree */
     struct memstore *ms = (struct memstore *)st;
     qsort(ms->files, ms->nfiles, sizeof(*ms->files), ms_cmp);
     for (size_t i = 0; i < ms->nfiles; i++) {
@@ -209,6 +213,8 @@ static void ms_put(struct memstore *ms, const struct file_meta *m)
 static int ms_commit(struct store *st, const char *sid, const struct changeset *cs,
                      const struct commit_opts *opts, struct commit_result *ret)
 {
+    (void)sid;  /* one sandbox */
+    (void)opts; /* no version checks, no quota */
     struct memstore *ms = (struct memstore *)st;
     for (size_t c = 0; c < cs->n; c++) {
         const struct file_meta *m = &cs->items[c].meta;
@@ -245,6 +251,7 @@ static int ms_commit(struct store *st, const char *sid, const struct changeset *
 }
 
 static const struct store_ops memstore_ops = {
+    .version = STORE_OPS_VERSION,
     .name = "memory",
     .close = ms_close,
     .stat = ms_stat,

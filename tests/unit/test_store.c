@@ -237,6 +237,41 @@ static int collect_sb(const struct sandbox_rec *rec, void *ud)
     return l->stop_after && l->n == l->stop_after ? 77 : 0;
 }
 
+/* The engine's ops table passes the interface check; a table of another version, or missing a
+ * required member or part of the batch members, is refused. */
+static void test_ops_check(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(store_ops_check(f->st->ops), 0);
+    assert_int_equal(f->st->ops->version, STORE_OPS_VERSION);
+
+    struct store_ops ops = *f->st->ops;
+    ops.version = STORE_OPS_VERSION + 1;
+    err_clear();
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+    assert_non_null(strstr(err_message(), "sqlite"));
+    ops.version = 0;
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+
+    ops = *f->st->ops;
+    ops.commit = NULL;
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+
+    /* Optional members. */
+    ops = *f->st->ops;
+    ops.memory_bytes = NULL;
+    ops.discard = NULL;
+    assert_int_equal(store_ops_check(&ops), 0);
+    struct store plain = {.ops = &ops};
+    assert_int_equal(store_memory_bytes(&plain), -1);
+    ops.content_batch_flush = NULL;
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+    ops.content_batch_new = NULL;
+    ops.content_finish_in = NULL;
+    ops.content_batch_free = NULL;
+    assert_int_equal(store_ops_check(&ops), 0);
+}
+
 static void test_sandbox_crud(void **state)
 {
     struct fx *f = *state;
@@ -1420,6 +1455,7 @@ static void test_concurrency(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ops_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_wal_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_releases_cache_memory, setup, teardown),

@@ -78,6 +78,7 @@ static int sq_check(struct store *st)
 }
 
 static const struct store_ops sqlite_ops = {
+    .version = STORE_OPS_VERSION,
     .name = "sqlite",
     .close = sq_close,
     .check = sq_check,
@@ -151,6 +152,9 @@ static int files_private(const char *path, const char *blobs_path)
 
 int store_open_sqlite(const char *path, struct store **ret)
 {
+    int r = store_ops_check(&sqlite_ops);
+    if (r < 0)
+        return r;
     struct sqlite_store *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -166,7 +170,7 @@ int store_open_sqlite(const char *path, struct store **ret)
     s->path = strdup(path);
     if (asprintf(&s->blobs_path, "%s.chunks", path) < 0)
         s->blobs_path = NULL;
-    int r = s->path && s->blobs_path ? files_private(path, s->blobs_path) : -ENOMEM;
+    r = s->path && s->blobs_path ? files_private(path, s->blobs_path) : -ENOMEM;
     if (r >= 0)
         r = sq_conn_open(path, s->blobs_path, false, &s->w);
     if (r >= 0)
