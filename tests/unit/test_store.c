@@ -1092,6 +1092,47 @@ static void test_gc_keeps_pinned(void **state)
     free(data);
 }
 
+/* A refused change set, discarded: its own contents go at once (chunks included), a content it
+ * shares with a committed file stays, and no pin is left behind. */
+static void test_discard(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    uint8_t *data = malloc(2 * MIB);
+    fill(data, 2 * MIB, 41);
+    uint8_t kept[CONTENT_ID_LEN], mine[CONTENT_ID_LEN], small[CONTENT_ID_LEN];
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    put_bytes(f->st, data, MIB, kept);
+    cs_file(&cs, "/kept", kept, MIB);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    int64_t chunks_before = db_int(f, "SELECT count(*) FROM blobs.chunks");
+
+    changeset_init(&cs, "put");
+    put_bytes(f->st, data, MIB, kept); /* pinned again by this change set's writer */
+    cs_file(&cs, "/again", kept, MIB);
+    put_bytes(f->st, data + MIB, MIB, mine);
+    cs_file(&cs, "/mine", mine, MIB);
+    put_bytes(f->st, "small", 5, small); /* inline */
+    cs_file(&cs, "/small", small, 5);
+    struct commit_opts o = {.expect_version = -1, .quota_bytes = MIB + 1};
+    assert_int_equal(store_commit(f->st, SB1, &cs, &o, NULL), -ERR_QUOTA);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM content_pins"), 3);
+
+    assert_int_equal(store_discard(f->st, &cs), 0);
+    changeset_release(&cs);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM content_pins"), 0);
+    struct content_reader *r;
+    assert_int_equal(store_content_open(f->st, mine, &r), -ENOENT);
+    assert_int_equal(store_content_open(f->st, small, &r), -ENOENT);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), chunks_before);
+    expect_content(f->st, kept, data, MIB);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    expect_content(f->st, kept, data, MIB);
+    free(data);
+}
+
 /* ---- persistence, listing -------------------------------------------------------------- */
 
 static void test_persistence(void **state)
@@ -1475,6 +1516,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_bad_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
