@@ -312,8 +312,9 @@ int sq_ckpt_start(struct sqlite_store *s);
 /* Stops and joins the thread (if started) and closes its connection. */
 void sq_ckpt_stop(struct sqlite_store *s);
 
-/* ---- the store_ops members, by file ----------------------------------------------------- */
+/* ---- the store_ops members (contract: store.h) ------------------------------------------ */
 
+/* sqlite_sandbox.c */
 int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
                       const struct changeset *initial, const struct commit_opts *opts);
 int sq_sandbox_get(struct store *st, const char *id, const char *tenant, const char *sub,
@@ -323,11 +324,13 @@ int sq_sandbox_list(struct store *st, const char *tenant, const char *sub, store
 int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
 int sq_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
 
+/* sqlite_tree.c */
 int sq_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret);
 int sq_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
             store_file_cb cb, void *userdata);
 int sq_has_children(struct store *st, const char *sandbox_id, const char *path);
 
+/* sqlite_content_write.c */
 int sq_content_begin(struct store *st, struct content_writer **ret);
 int sq_content_write(struct content_writer *w, const void *data, size_t len);
 int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
@@ -338,12 +341,14 @@ int sq_content_finish_in(struct content_batch *b, struct content_writer *w,
 int sq_content_batch_flush(struct content_batch *b);
 void sq_content_batch_free(struct content_batch *b);
 
+/* sqlite_content_read.c */
 int sq_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN],
                     struct content_reader **ret);
 int sq_content_read(struct content_reader *r, void *buf, size_t cap, size_t *ret_got);
 int sq_content_seek(struct content_reader *r, int64_t offset);
 void sq_content_close(struct content_reader *r);
 
+/* sqlite_commit.c, sqlite_gc.c */
 int sq_commit(struct store *st, const char *sandbox_id, const struct changeset *cs,
               const struct commit_opts *opts, struct commit_result *ret);
 int sq_discard(struct store *st, const struct changeset *cs);
