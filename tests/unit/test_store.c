@@ -371,6 +371,15 @@ static void test_changeset_take(void **state)
     assert_ptr_equal(cs.items, items);
     assert_int_equal(cs.n, 101);
     assert_string_equal(cs.items[100].meta.path, "/f99");
+
+    /* A reservation that cannot be met fails and changes nothing. */
+    size_t cap = cs.cap;
+    assert_int_equal(changeset_reserve(&cs, SIZE_MAX), -ENOMEM);
+    assert_int_equal(changeset_reserve(&cs, SIZE_MAX / sizeof(struct change)), -ENOMEM);
+    assert_ptr_equal(cs.items, items);
+    assert_int_equal(cs.cap, cap);
+    assert_int_equal(cs.n, 101);
+    assert_int_equal(changeset_reserve(&cs, 0), 0);
     changeset_release(&cs);
 }
 

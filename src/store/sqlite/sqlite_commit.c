@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "util/cleanup.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 
@@ -290,7 +291,7 @@ static int pins_drop(struct conn *c, const struct changeset *cs, bool candidates
             n++;
     if (n == 0)
         return 0;
-    uint8_t *ids = malloc(n * CONTENT_ID_LEN);
+    _cleanup_free_ uint8_t *ids = malloc(n * CONTENT_ID_LEN);
     if (!ids)
         return -ENOMEM;
     n = 0;
@@ -312,7 +313,6 @@ static int pins_drop(struct conn *c, const struct changeset *cs, bool candidates
         if (r >= 0 && candidates)
             r = sq_run_content(c, ST_CAND_ADD, id);
     }
-    free(ids);
     return r;
 }
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "util/array.h"
 #include "util/err.h"
 
 struct rchunk {
@@ -33,13 +34,9 @@ struct content_reader {
 
 static int reader_add(struct content_reader *rd, size_t *cap, int64_t id, int64_t len)
 {
-    if (rd->n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        struct rchunk *p = realloc(rd->chunks, *cap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        rd->chunks = p;
-    }
+    int r = ARRAY_GROW(rd->chunks, rd->n + 1, *cap);
+    if (r < 0)
+        return r;
     struct rchunk *ch = &rd->chunks[rd->n++];
     ch->id = id;
     ch->len = len;

@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "util/array.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 
@@ -112,15 +113,7 @@ static int chunk_hash(struct content_writer *w, const void *data, size_t len, ui
 
 static int chunk_ids_reserve(struct content_writer *w)
 {
-    if (w->n < w->cap)
-        return 0;
-    size_t cap = w->cap ? w->cap * 2 : 16;
-    int64_t *p = realloc(w->chunk_ids, cap * sizeof(*p));
-    if (!p)
-        return -ENOMEM;
-    w->chunk_ids = p;
-    w->cap = cap;
-    return 0;
+    return ARRAY_GROW(w->chunk_ids, w->n + 1, w->cap);
 }
 
 /* Stores one hashed chunk in its own transaction and appends it to the writer's list. */
@@ -440,16 +433,8 @@ int sq_content_finish_in(struct content_batch *b, struct content_writer *w,
     if (r >= 0 && w->size > 0 &&
         (b->n == BATCH_MAX_WRITERS || b->used + w->len > BATCH_ARENA_BYTES))
         r = sq_content_batch_flush(b);
-    if (r >= 0 && b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        struct content_writer **v = realloc(b->v, cap * sizeof(*v));
-        if (!v)
-            r = -ENOMEM;
-        else {
-            b->v = v;
-            b->cap = cap;
-        }
-    }
+    if (r >= 0)
+        r = ARRAY_GROW(b->v, b->n + 1, b->cap);
     if (r < 0) {
         sq_content_abort(w);
         return r;

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "util/array.h"
+#include "util/cleanup.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 
@@ -57,21 +59,15 @@ static int gc_one(struct conn *c, const uint8_t *id, struct gc_stats *stats)
         if (r > 0 && sqlite3_column_int64(q, 1) == 0)
             stats->bytes_freed += sqlite3_column_int64(q, 0);
     }
-    int64_t *chunks = NULL;
+    _cleanup_free_ int64_t *chunks = NULL;
     size_t n = 0, cap = 0;
     {
         _cleanup_reset_ sqlite3_stmt *q = NULL;
         r = sq_query_content(c, ST_GC_CHUNKS_OF, id, &q);
         while (r > 0) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                int64_t *p = realloc(chunks, cap * sizeof(*p));
-                if (!p) {
-                    r = -ENOMEM;
-                    break;
-                }
-                chunks = p;
-            }
+            r = ARRAY_GROW(chunks, n + 1, cap);
+            if (r < 0)
+                break;
             chunks[n++] = sqlite3_column_int64(q, 0);
             r = sq_stmt_step(c, q);
         }
@@ -95,7 +91,6 @@ static int gc_one(struct conn *c, const uint8_t *id, struct gc_stats *stats)
         }
         sqlite3_reset(q);
     }
-    free(chunks);
     return r < 0 ? r : 0;
 }
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "util/array.h"
 #include "util/err.h"
 
 /* Points the file_meta at the columns of the current row (valid until the next step). */
@@ -120,15 +121,9 @@ static int walk_run(struct walk *w, store_file_cb cb, void *userdata)
             const char *path = (const char *)sqlite3_column_text(q, 0);
             size_t cut = w->max_depth > 0 && path ? depth_cut(path, w->base, w->max_depth) : 0;
             if (cut) {
-                if (cut + 1 > w->range.locap) {
-                    char *p = realloc(w->range.lo, cut + 1);
-                    if (!p) {
-                        r = -ENOMEM;
-                        break;
-                    }
-                    w->range.lo = p;
-                    w->range.locap = cut + 1;
-                }
+                r = ARRAY_GROW(w->range.lo, cut + 1, w->range.locap);
+                if (r < 0)
+                    break;
                 memcpy(w->range.lo, path, cut);
                 w->range.lo[cut] = '0';
                 w->range.lolen = cut + 1;

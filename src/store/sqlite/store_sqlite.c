@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/cleanup.h"
 #include "util/err.h"
 
 /* Writers live in this process only: whatever a previous run left pending or pinned is
@@ -112,7 +113,7 @@ static const struct store_ops sqlite_ops = {
  * from it. A missing file that is not to be created is fine. */
 static int make_private(const char *path, bool create)
 {
-    int fd =
+    _cleanup_close_ int fd =
         open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
     if (fd < 0)
         return errno == ENOENT && !create ? 0 : -errno;
@@ -120,7 +121,6 @@ static int make_private(const char *path, bool create)
     int r = fstat(fd, &st) < 0 ? -errno : 0;
     if (r == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) && fchmod(fd, st.st_mode & 07700) < 0)
         r = -errno;
-    close(fd);
     return r;
 }
 
