@@ -278,18 +278,13 @@ static inline struct memstore *memstore_new(void)
 
 /* ---- the real SQLite engine in a temporary directory ----------------------------------------- */
 
-#include <ftw.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+
+#include "util/fs.h"
 
 #define TEST_SB "11111111-1111-4111-8111-111111111111"
-
-static int test_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 /* Opens a fresh SQLite store under dir (>= 64 bytes, filled here) holding sandbox TEST_SB. */
 static inline struct store *test_sqlite_open(char *dir)
@@ -316,7 +311,7 @@ static inline struct store *test_sqlite_open(char *dir)
 static inline void test_sqlite_close(struct store *st, const char *dir)
 {
     store_close(st);
-    nftw(dir, test_rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    (void)rm_rf_at(AT_FDCWD, dir, NULL);
 }
 
 /* The sandbox's version (how many commits it saw). */

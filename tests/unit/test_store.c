@@ -4,7 +4,7 @@
 #include "unit.h"
 
 #include <errno.h>
-#include <ftw.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 
 #include "store/store.h"
 #include "util/err.h"
+#include "util/fs.h"
 
 #define MIB (1024 * 1024)
 
@@ -24,14 +25,6 @@ struct fx {
     char db[128];
     struct store *st;
 };
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -49,7 +42,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     store_close(f->st);
-    nftw(f->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(rm_rf_at(AT_FDCWD, f->dir, NULL), 0);
     free(f);
     return 0;
 }
