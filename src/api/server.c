@@ -19,6 +19,7 @@
 
 #include "auth/jwt.h"
 #include "sandbox/lock.h"
+#include "util/compiler.h"
 #include "util/err.h"
 #include "util/jsontext.h"
 #include "util/log.h"
@@ -331,7 +332,7 @@ struct framing {
     bool space_in_name;         /* a header name holding a space or tab */
 };
 
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind UNUSED, const char *key,
                                      const char *value)
 {
     struct framing *f = cls;
@@ -636,12 +637,13 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* Keeps the URL as sent: routes decode each capture themselves, so "%00" or "%2F" cannot
  * change how a path is split or be silently truncated. */
-static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+static size_t keep_escaped(void *cls UNUSED, struct MHD_Connection *c UNUSED, char *s)
 {
     return strlen(s);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls UNUSED, const char *fmt,
+                                                          va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
