@@ -151,10 +151,10 @@ static ssize_t ms_find(struct memstore *ms, const char *path)
     return -1;
 }
 
+/* One sandbox: sid is not looked at. */
 static int ms_stat(struct store *st, const char *sid UNUSED, const char *path,
                    struct file_meta *ret)
 {
-    (void)sid; /* one sandbox */
     struct memstore *ms = (struct memstore *)st;
     ssize_t i = ms_find(ms, path);
     if (i < 0)
@@ -167,11 +167,10 @@ static int ms_cmp(const void *a, const void *b)
     return strcmp(((const struct file_meta *)a)->path, ((const struct file_meta *)b)->path);
 }
 
+/* Always the whole subtree below prefix, whatever max_depth. */
 static int ms_list(struct store *st, const char *sid UNUSED, const char *prefix,
                    int max_depth UNUSED, store_file_cb cb, void *userdata)
 {
-    (void)sid;       /* one sandbox */
-    (void)max_depth; /* always the whole subtree */
     struct memstore *ms = (struct memstore *)st;
     qsort(ms->files, ms->nfiles, sizeof(*ms->files), ms_cmp);
     for (size_t i = 0; i < ms->nfiles; i++) {
@@ -212,11 +211,10 @@ static void ms_put(struct memstore *ms, const struct file_meta *m)
         ms->nfiles++;
 }
 
+/* No version checks, no quota. */
 static int ms_commit(struct store *st, const char *sid UNUSED, const struct changeset *cs,
                      const struct commit_opts *opts UNUSED, struct commit_result *ret)
 {
-    (void)sid;  /* one sandbox */
-    (void)opts; /* no version checks, no quota */
     struct memstore *ms = (struct memstore *)st;
     for (size_t c = 0; c < cs->n; c++) {
         const struct file_meta *m = &cs->items[c].meta;
@@ -313,7 +311,8 @@ static inline struct store *test_sqlite_open(char *dir)
 static inline void test_sqlite_close(struct store *st, const char *dir)
 {
     store_close(st);
-    (void)rm_rf_at(AT_FDCWD, dir, NULL);
+    if (rm_rf_at(AT_FDCWD, dir, NULL) < 0)
+        fprintf(stderr, "cannot remove the test directory %s\n", dir);
 }
 
 /* The sandbox's version (how many commits it saw). */

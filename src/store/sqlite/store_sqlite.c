@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/cleanup.h"
+#include "util/compiler.h"
 #include "util/err.h"
 
 /* Writers live in this process only: whatever a previous run left pending or pinned is
@@ -53,9 +54,8 @@ static void sq_close(struct store *st)
 
 /* SQLite's own allocator counter: every connection's page cache, schema and statements (one
  * store per process). */
-static int64_t sq_memory_bytes(struct store *st)
+static int64_t sq_memory_bytes(struct store *st UNUSED)
 {
-    (void)st;
     return sqlite3_memory_used();
 }
 
