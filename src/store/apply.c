@@ -1,8 +1,8 @@
 /*
  * apply.c — the commit driver every engine uses (engine.h): a change set's changes applied in
  * order through the engine's row primitives, with path checks, parents (found, created or
- * refused), subtree deletes and the size and count accounting; and the small helpers around a
- * commit (subtree ranges, the quota rule, the contents whose pins a commit drops).
+ * refused), subtree deletes and the size and count accounting; and the helpers around a commit
+ * (the quota rule, the contents whose pins a commit drops).
  */
 #include "store/engine.h"
 
@@ -11,55 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/array.h"
 #include "util/cleanup.h"
 #include "util/err.h"
-
-int subtree_init(struct subtree *r, const char *path, size_t len)
-{
-    bool root = len == 1 && path[0] == '/';
-    size_t n = root ? 1 : len + 1;
-    *r = (struct subtree){.lo = malloc(n), .hi = malloc(n), .lolen = n, .hilen = n, .locap = n};
-    if (!r->lo || !r->hi)
-        return -ENOMEM;
-    if (!root) {
-        memcpy(r->lo, path, len);
-        memcpy(r->hi, path, len);
-    }
-    r->lo[n - 1] = '/';
-    r->hi[n - 1] = '0';
-    return 0;
-}
-
-void subtree_release(struct subtree *r)
-{
-    free(r->lo);
-    free(r->hi);
-    r->lo = r->hi = NULL;
-}
-
-int subtree_seek(struct subtree *r, const char *key, size_t len, char next)
-{
-    int rc = ARRAY_GROW(r->lo, len + 1, r->locap);
-    if (rc < 0)
-        return rc;
-    memmove(r->lo, key, len);
-    r->lo[len] = next;
-    r->lolen = len + 1;
-    return 0;
-}
-
-size_t walk_depth_cut(const char *path, size_t base, int max_depth)
-{
-    if (max_depth <= 0)
-        return 0;
-    int depth = 1;
-    for (size_t i = base; path[i]; i++) {
-        if (path[i] == '/' && ++depth > max_depth)
-            return i;
-    }
-    return 0;
-}
 
 /* Removes the rows in the range, keeping the accounting. */
 static int subtree_delete(struct apply *a, const char *path, size_t len)

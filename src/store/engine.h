@@ -11,8 +11,9 @@
  *   - the commit driver (store/apply.c): applies a change set's changes in order through an
  *     engine's row primitives (struct apply_ops), with the parent rules, subtree deletes and
  *     the size and count accounting;
- *   - helpers: the distinct contents a change set puts (the pins a commit drops), the quota
- *     rule, the depth cut of a tree walk.
+ *   - helpers (engine.c, apply.c): the distinct contents a change set puts (the pins a commit
+ *     drops), the quota rule, the depth cut of a tree walk, sandbox records copied out of rows,
+ *     the owner check, the implicit root, the chunk holding an offset.
  *
  * Not thread-safe beyond what each function says: a chunker or an apply is used by one thread.
  */
@@ -75,6 +76,26 @@ __attribute__((warn_unused_result)) int subtree_seek(struct subtree *r, const ch
  * (max_depth <= 0: never). A walk that meets a deeper path skips that ancestor's subtree:
  * subtree_seek(range, path, cut, '0'). */
 size_t walk_depth_cut(const char *path, size_t base, int max_depth);
+
+/* True when the row's owner (row_tenant, row_sub) is (tenant, sub); a NULL half matches any. */
+bool owner_matches(const char *tenant, const char *sub, const char *row_tenant,
+                   const char *row_sub);
+/* A copy of `view` (strings pointing into a row) with strings of its own; env_json NULL becomes
+ * "{}", cwd NULL the sandbox home. -ENOMEM; *ret is set on success only. */
+__attribute__((warn_unused_result)) int sandbox_rec_dup(const struct sandbox_rec *view,
+                                                        struct sandbox_rec *ret);
+/* The root "/" of a sandbox created at created_ms, which has no row: a 0755 directory. -ENOMEM;
+ * release with file_meta_release. */
+__attribute__((warn_unused_result)) int root_meta(int64_t created_ms, struct file_meta *ret);
+
+/* Where one chunk of a content lies. A reader's chunk records start with it. */
+struct chunk_span {
+    int64_t off; /* offset of its first byte in the content */
+    int64_t len; /* its size */
+};
+/* The index of the chunk holding byte pos among n chunk records in content order, stride bytes
+ * apart, each starting with a struct chunk_span; n when pos is at or past the end. */
+size_t chunk_span_find(const void *chunks, size_t n, size_t stride, int64_t pos);
 
 /* ---- the content chunker (chunker.c) --------------------------------------------------- */
 

@@ -42,16 +42,7 @@ static int stat_locked(struct conn *c, const char *sandbox_id, const char *path,
         /* The root has no row: it is a directory that always exists. */
         int64_t created_ms = 0;
         int r = sandbox_exists(c, sandbox_id, &created_ms);
-        if (r < 0)
-            return r;
-        memset(ret, 0, sizeof(*ret));
-        ret->path = strdup("/");
-        if (!ret->path)
-            return -ENOMEM;
-        ret->kind = FILE_KIND_DIR;
-        ret->mode = DIR_MODE_DEFAULT;
-        ret->mtime_ns = created_ms * 1000000;
-        return 0;
+        return r < 0 ? r : root_meta(created_ms, ret);
     }
     _cleanup_reset_ sqlite3_stmt *q = NULL;
     int r = sq_stmt_get(c, ST_F_STAT, &q);
