@@ -11,7 +11,7 @@
 CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
-PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate
+PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate libpq
 SAN     ?=
 
 OPT     ?= -O2 -g
