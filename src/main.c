@@ -86,7 +86,7 @@ static void print_banner(const struct app *app, bool secret_created, const char 
     json_t *f = json_object();
     json_object_set_new(f, "listen", json_string(url));
     json_object_set_new(f, "version", json_string(SQLFS_VERSION));
-    json_object_set_new(f, "store", json_string("sqlite"));
+    json_object_set_new(f, "store", json_string(app->store->ops->name));
     log_json("info", "sqlfs serving", f);
     if (secret_created || !c->auth_secret) {
         /* the secret itself is never printed: it stays in its 0600 file */
@@ -199,7 +199,6 @@ static int serve(const char *self, int argc, char **argv)
     int status = 1;
     bool secret_created = false;
     struct MHD_Daemon *daemon = NULL;
-    char *db_path = NULL;
     struct datadir data = DATADIR_INIT;
 
     sigset_t set;
@@ -237,11 +236,12 @@ static int serve(const char *self, int argc, char **argv)
             die("auth secret", r);
         goto out;
     }
-    if (asprintf(&db_path, "%s/sqlfs.db", cfg.data_dir) < 0) {
-        db_path = NULL;
-        goto out;
-    }
-    if ((r = store_open_sqlite(db_path, &app.store)) < 0) {
+    struct store_config sc = {
+        .database = cfg.database,
+        .data_dir = cfg.data_dir,
+        .pg = {.pool_size = (int)cfg.database_pool_size, .pool_wait_ms = cfg.database_pool_wait_ms},
+    };
+    if ((r = store_open(&sc, &app.store)) < 0) {
         die("store", r);
         goto out;
     }
@@ -283,7 +283,6 @@ out:
     ratelimit_free(app.auth_success_limit);
     free(app.auth_secret);
     free(app.auth_secret_previous);
-    free(db_path);
     datadir_close(&data);
     config_release(&cfg);
     if (status == 0)
@@ -306,6 +305,8 @@ int main(int argc, char **argv)
         return serve(argv[0], argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cli_token(argc - 1, argv + 1);
+    if (strcmp(argv[1], "migrate") == 0)
+        return cli_migrate(argc - 1, argv + 1);
     fprintf(stderr, "sqlfs: unknown command '%s'\n\n%s", argv[1], cli_main_help());
     return 2;
 }
