@@ -11,7 +11,8 @@
 # for tests only. PostgreSQL refuses to run as root, so as root the cluster belongs to the
 # unprivileged "postgres" user (created by the package) and DIR is handed to it. The URL names
 # the database "postgres"; tests create their own databases in it. The server's log is
-# DIR/log. DIR's path must be short (a unix socket path holds at most 107 bytes).
+# DIR/log. DIR's path must be short (a unix socket path holds at most 107 bytes) and, as root,
+# reachable by the postgres user (a directory under /tmp is).
 set -euo pipefail
 
 usage() {
@@ -54,6 +55,11 @@ start)
     chown postgres: "$dir"
   fi
   chmod 0700 "$dir"
+  if ! as_owner test -w "$dir"; then
+    echo "pg-test-cluster: the postgres user cannot reach $dir (a parent directory is closed" \
+      "to it): use a directory under /tmp" >&2
+    exit 1
+  fi
   as_owner "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C \
     >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
   abs=$(cd "$dir" && pwd)
