@@ -1605,6 +1605,484 @@ static void test_concurrency(void **state)
     }
 }
 
+/* ---- PostgreSQL only: several stores on one database (replicas), lost connections, the pool */
+
+static int64_t ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* A second store on the test's database: another replica. */
+static struct store *replica(struct fx *f, const struct store_pg_opts *opts)
+{
+    struct store *st = NULL;
+    assert_int_equal(store_open_pg(f->url, opts ? opts : &pg_opts, &st), 0);
+    return st;
+}
+
+/* Runs SQL as the superuser on the test's database. */
+static void admin_sql(struct fx *f, const char *sql)
+{
+    PGconn *c = pg_admin(f->url);
+    pg_run(c, sql);
+    PQfinish(c);
+}
+
+struct racer {
+    struct store *st;
+    pthread_barrier_t *start;
+    struct changeset cs;
+    int64_t expect;
+    int result;
+};
+
+static void *race_commit(void *arg)
+{
+    struct racer *x = arg;
+    struct commit_opts o = {.expect_version = x->expect, .now_ms = 1};
+    struct commit_result res;
+    pthread_barrier_wait(x->start);
+    x->result = store_commit(x->st, SB1, &x->cs, &o, &res);
+    return NULL;
+}
+
+/* The version fence across replicas: two stores commit to one sandbox at the same moment, both
+ * based on the same version. Exactly one commit applies; the other gets -ESTALE and changes
+ * nothing, round after round (no in-process lock is involved: the stores are separate). */
+static void test_pg_fence_two_replicas(void **state)
+{
+    struct fx *f = *state;
+    struct store *b = replica(f, NULL);
+    create_sb(f->st, SB1);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    enum { ROUNDS = 25 };
+    for (int64_t v = 0; v < ROUNDS; v++) {
+        struct racer x[2] = {{.st = f->st, .start = &start, .expect = v},
+                             {.st = b, .start = &start, .expect = v}};
+        char path[2][48];
+        for (int i = 0; i < 2; i++) {
+            changeset_init(&x[i].cs, "put");
+            snprintf(path[i], sizeof(path[i]), "/r%d_%d", (int)v, i);
+            cs_text(x[i].st, &x[i].cs, path[i], path[i]);
+        }
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, race_commit, &x[i]), 0);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        int winner = x[0].result == 0 ? 0 : 1;
+        assert_int_equal(x[winner].result, 0);
+        assert_int_equal(x[1 - winner].result, -ESTALE);
+        expect_kind(f->st, SB1, path[winner], FILE_KIND_FILE);
+        expect_kind(f->st, SB1, path[1 - winner], 0);
+        assert_int_equal(store_discard(x[1 - winner].st, &x[1 - winner].cs), 0);
+        for (int i = 0; i < 2; i++)
+            changeset_release(&x[i].cs);
+    }
+    pthread_barrier_destroy(&start);
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    assert_int_equal(g.version, ROUNDS);
+    assert_int_equal(g.file_count, ROUNDS);
+    sandbox_rec_release(&g);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM commits"), ROUNDS);
+    store_close(b);
+}
+
+struct create_racer {
+    struct store *st;
+    pthread_barrier_t *start;
+    const char *id;
+    int result;
+};
+
+static void *race_create(void *arg)
+{
+    struct create_racer *x = arg;
+    struct sandbox_rec r = rec_of(x->id, "t", "same-owner", 1000);
+    struct commit_opts o = {.max_owner_sandboxes = 1};
+    pthread_barrier_wait(x->start);
+    x->result = store_sandbox_create(x->st, &r, NULL, &o);
+    return NULL;
+}
+
+/* The owner limit across replicas: two creates of one owner at its last free place, from two
+ * stores at once: one succeeds, the other gets -ERR_SANDBOX_LIMIT. */
+static void test_pg_owner_limit_two_replicas(void **state)
+{
+    struct fx *f = *state;
+    struct store *b = replica(f, NULL);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    static const char *const ids[][2] = {{SB1, SB2}, {SB3, "44444444-4444-4444-8444-444444444444"}};
+    for (int round = 0; round < 2; round++) {
+        struct create_racer x[2] = {{.st = f->st, .start = &start, .id = ids[round][0]},
+                                    {.st = b, .start = &start, .id = ids[round][1]}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, race_create, &x[i]), 0);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        if (round == 0) {
+            assert_true((x[0].result == 0) != (x[1].result == 0));
+            assert_int_equal(x[0].result + x[1].result, -ERR_SANDBOX_LIMIT);
+        } else {
+            assert_int_equal(x[0].result, -ERR_SANDBOX_LIMIT);
+            assert_int_equal(x[1].result, -ERR_SANDBOX_LIMIT);
+        }
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM sandboxes"), 1);
+    store_close(b);
+}
+
+struct killer_commit {
+    struct store *st;
+    struct changeset *cs;
+    int64_t expect;
+    int result;
+    struct commit_result res;
+};
+
+static void *run_commit(void *arg)
+{
+    struct killer_commit *k = arg;
+    struct commit_opts o = {.expect_version = k->expect, .now_ms = 1};
+    k->result = store_commit(k->st, SB1, k->cs, &o, &k->res);
+    return NULL;
+}
+
+/*
+ * A commit is atomic across connection loss: its session is terminated (pg_terminate_backend
+ * from another connection, as a server restart or a cut network does) at varying moments while
+ * a commit of many files runs. Whatever the moment, either the whole commit is there (and was
+ * reported so, or reported as in doubt) or none of it (reported as -ERR_STORE_UNAVAILABLE, or in
+ * doubt); the store works again at once on fresh connections.
+ */
+/* A change set of `files` files sharing content id, in a directory tree of its own (tag). */
+static void many_files(struct changeset *cs, const uint8_t id[CONTENT_ID_LEN], int tag, int files)
+{
+    changeset_init(cs, "put");
+    cs->create_parents = true;
+    for (int i = 0; i < files; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/a%d/d%d/f%d", tag, i % 10, i);
+        cs_file(cs, path, id, 10);
+    }
+}
+
+static void test_pg_connection_loss_mid_commit(void **state)
+{
+    struct fx *f = *state;
+    enum { FILES = 1000, ATTEMPTS = 12 };
+    create_sb(f->st, SB1);
+    uint8_t id[CONTENT_ID_LEN];
+    put_bytes(f->st, "same bytes", 10, id);
+    /* how long such a commit takes here, uncut */
+    struct changeset cs;
+    many_files(&cs, id, 0, FILES);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0);
+    int64_t span_ms = ms_since(&t0);
+    int lost = 0, applied = 0;
+    for (int attempt = 1; attempt <= ATTEMPTS; attempt++) {
+        struct sandbox_rec before = get_sb(f->st, SB1);
+        put_bytes(f->st, "same bytes", 10, id); /* pinned for this change set */
+        many_files(&cs, id, attempt, FILES);
+        struct killer_commit k = {.st = f->st, .cs = &cs, .expect = before.version};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, run_commit, &k), 0);
+        /* cut at moments spread from the start to past the end of a commit */
+        usleep((useconds_t)(span_ms * 1000 * 3 * attempt / (2 * ATTEMPTS)));
+        admin_sql(f, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = current_database() AND application_name = 'sqlfs' "
+                     "AND state <> 'idle'");
+        assert_int_equal(pthread_join(th, NULL), 0);
+        struct sandbox_rec after = get_sb(f->st, SB1);
+        bool all = after.version == before.version + 1 &&
+                   after.file_count == before.file_count + FILES + 10 + 1;
+        bool none = after.version == before.version && after.file_count == before.file_count;
+        if (k.result == 0)
+            assert_true(all);
+        else if (k.result == -ERR_STORE_UNAVAILABLE)
+            assert_true(none);
+        else
+            assert_true(k.result == -EIO && (all || none)); /* in doubt, and said so */
+        lost += k.result != 0;
+        applied += all;
+        if (!all)
+            assert_int_equal(store_discard(f->st, &cs), 0);
+        changeset_release(&cs);
+        sandbox_rec_release(&before);
+        sandbox_rec_release(&after);
+        check_accounting(f->st, SB1);
+    }
+    print_message("commit of %d files: %lld ms; %d of %d cut, %d applied\n", FILES,
+                  (long long)span_ms, lost, ATTEMPTS, applied);
+    /* the moments spread over the commit: some were cut, some finished */
+    assert_true(lost > 0);
+    assert_true(applied > 0);
+}
+
+struct churn {
+    struct store *st;
+    const uint8_t *data;
+    size_t len;
+    int rounds;
+    int failures;
+    volatile int done;
+};
+
+/* Creates a sandbox, writes the shared bytes into it, reads them back, deletes it: over and
+ * over, so the same content and chunks keep becoming garbage and being written again. */
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    for (int i = 0; i < c->rounds; i++) {
+        char sb[UUID_STR_LEN];
+        snprintf(sb, sizeof(sb), "5555%04u-0000-4000-8000-000000000000", (unsigned)i % 10000u);
+        struct sandbox_rec r = rec_of(sb, "t", "u", 1000);
+        struct content_writer *w;
+        uint8_t id[CONTENT_ID_LEN];
+        int64_t size;
+        struct changeset cs;
+        changeset_init(&cs, "put");
+        struct file_meta m = {.path = "/f",
+                              .kind = FILE_KIND_FILE,
+                              .mode = 0644,
+                              .size = (int64_t)c->len,
+                              .has_content = true};
+        int bad = store_sandbox_create(c->st, &r, NULL, NULL) < 0 ||
+                  store_content_begin(c->st, &w) < 0 ||
+                  store_content_write(c->st, w, c->data, c->len) < 0 ||
+                  store_content_finish(c->st, w, id, &size) < 0;
+        memcpy(m.content, id, CONTENT_ID_LEN);
+        bad = bad || changeset_put(&cs, &m) < 0 || store_commit(c->st, sb, &cs, NULL, NULL) < 0;
+        changeset_release(&cs);
+        if (!bad) {
+            struct content_reader *rd;
+            uint8_t *buf = malloc(c->len);
+            size_t got = 0, total = 0;
+            bad = !buf || store_content_open(c->st, id, &rd) < 0;
+            while (!bad && store_content_read(c->st, rd, buf + total, c->len - total, &got) == 0 &&
+                   got > 0)
+                total += got;
+            if (!bad) {
+                store_content_close(c->st, rd);
+                bad = total != c->len || memcmp(buf, c->data, c->len) != 0;
+            }
+            free(buf);
+        }
+        bad = store_sandbox_delete(c->st, sb, NULL, NULL) < 0 || bad;
+        c->failures += bad;
+    }
+    c->done = 1;
+    return NULL;
+}
+
+/*
+ * GC on one replica never takes what a writer on another replica is writing or has just
+ * finished: a writer's chunks (pending under its lease) survive the deletion of the only
+ * content that used them, and its content is whole when finished; a writer whose lease ran out
+ * has its chunks collected and then fails to finish (-EIO) instead of recording a content with
+ * missing chunks. Then a churn of writes, commits and deletes on one replica against GC looping
+ * on another: every content reads back whole.
+ */
+static void test_pg_gc_with_writer_on_other_replica(void **state)
+{
+    struct fx *f = *state;
+    struct store *b = replica(f, NULL);
+    size_t len = 2 * MIB;
+    uint8_t *data = malloc(len);
+    fill(data, len, 61);
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    uint8_t id[CONTENT_ID_LEN], id2[CONTENT_ID_LEN];
+    put_bytes(f->st, data, len, id);
+    cs_file(&cs, "/x", id, (int64_t)len);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+
+    struct content_writer *w;
+    assert_int_equal(store_content_begin(b, &w), 0);
+    assert_int_equal(store_content_write(b, w, data, len), 0); /* both chunks exist: pending */
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0); /* GC on this replica */
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM chunks"), 2);
+    int64_t size;
+    assert_int_equal(store_content_finish(b, w, id2, &size), 0);
+    assert_memory_equal(id, id2, CONTENT_ID_LEN);
+    assert_int_equal(store_gc(f->st, &gs), 0); /* pinned by b */
+    expect_content(f->st, id, data, len);
+    changeset_init(&cs, "put");
+    cs_file(&cs, "/y", id, (int64_t)len);
+    assert_int_equal(commit(b, SB2, &cs, -1, 0, NULL), 0);
+    expect_content(f->st, id, data, len);
+
+    /* a writer whose lease ran out (its replica stalled, or died) */
+    fill(data, len, 62);
+    assert_int_equal(store_content_begin(b, &w), 0);
+    assert_int_equal(store_content_write(b, w, data, MIB), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM chunks"), 3);
+    admin_sql(f, "UPDATE writers SET lease_ms = 0");
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.chunks_deleted, 1);
+    assert_int_equal(store_content_write(b, w, data + MIB, 100), 0);
+    assert_int_equal(store_content_finish(b, w, id2, &size), -EIO);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM chunks"), 2);
+
+    /* churn on b against GC looping on this replica */
+    fill(data, len, 63);
+    struct churn c = {.st = b, .data = data, .len = MIB + MIB / 2, .rounds = 30};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, churn_main, &c), 0);
+    int collections = 0;
+    while (!c.done) {
+        assert_int_equal(store_gc(f->st, &gs), 0);
+        collections++;
+    }
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(c.failures, 0);
+    assert_true(collections > 1);
+    store_close(b);
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 1); /* /y */
+    assert_int_equal(db_int(f, "SELECT count(*) FROM pending_chunks"), 0);
+    free(data);
+}
+
+struct blocked {
+    struct store *st;
+    int result;
+};
+
+static void *blocked_commit(void *arg)
+{
+    struct blocked *x = arg;
+    x->result = store_commit(x->st, SB1, NULL, NULL, NULL);
+    return NULL;
+}
+
+/* A call that finds every pooled connection in use waits DATABASE_POOL_WAIT_MS, then fails
+ * with the retryable -ERR_BUSY; it never hangs, and the pool serves again once a connection is
+ * given back. */
+static void test_pg_pool_exhausted(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    struct store_pg_opts one = {.pool_size = 1, .pool_wait_ms = 300};
+    struct store *p = replica(f, &one);
+    /* the commit takes p's only connection and waits for the sandbox row another session
+     * holds */
+    PGconn *holder = pg_admin(f->url);
+    pg_run(holder, "BEGIN");
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT 1 FROM sandboxes WHERE id = '%s' FOR UPDATE", SB1);
+    pg_run(holder, sql);
+    struct blocked x = {.st = p};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, blocked_commit, &x), 0);
+    usleep(200 * 1000);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct sandbox_rec g;
+    err_clear();
+    assert_int_equal(store_sandbox_get(p, SB2, NULL, NULL, &g), -ERR_BUSY);
+    int64_t waited = ms_since(&t0);
+    assert_true(waited >= 250 && waited < 3000);
+    assert_non_null(strstr(err_message(), "DATABASE_POOL_SIZE"));
+    pg_run(holder, "ROLLBACK");
+    PQfinish(holder);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(x.result, 0);
+    g = get_sb(p, SB2);
+    sandbox_rec_release(&g);
+    store_close(p);
+}
+
+/* The database out of reach: opening fails -ERR_STORE_UNAVAILABLE with libpq's reason and
+ * without the password; connections the server dropped while idle (a restart) are replaced
+ * on the next call, which succeeds. */
+static void test_pg_unavailable(void **state)
+{
+    struct fx *f = *state;
+    struct store *st = NULL;
+    err_clear();
+    assert_int_equal(
+        store_open_pg("postgresql://u:hunter2@/x?host=/nonexistent-sqlfs", &pg_opts, &st),
+        -ERR_STORE_UNAVAILABLE);
+    assert_null(st);
+    assert_non_null(strstr(err_message(), "cannot connect to the database"));
+    assert_null(strstr(err_message(), "hunter2"));
+    assert_int_equal(store_open_pg("mysql://x", &pg_opts, &st), -EINVAL);
+
+    create_sb(f->st, SB1);
+    struct sandbox_rec g = get_sb(f->st, SB1); /* a connection now idle in the pool */
+    sandbox_rec_release(&g);
+    admin_sql(f, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND application_name = 'sqlfs'");
+    usleep(100 * 1000);
+    g = get_sb(f->st, SB1);
+    sandbox_rec_release(&g);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/after", "restart");
+    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0);
+    assert_int_equal(store_check(f->st), 0);
+}
+
+struct opener {
+    const char *url;
+    pthread_barrier_t *start;
+    int result;
+    struct store *st;
+};
+
+static void *open_main(void *arg)
+{
+    struct opener *o = arg;
+    pthread_barrier_wait(o->start);
+    o->result = store_open_pg(o->url, &pg_opts, &o->st);
+    return NULL;
+}
+
+/* Servers starting together on a new database: one migrates, the others wait for it and find
+ * the schema current. */
+static void test_pg_migrate_together(void **state)
+{
+    (void)state;
+    char name[64];
+    char *url = pg_new_db(name, sizeof(name));
+    enum { N = 3 };
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, N);
+    struct opener o[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        o[i] = (struct opener){.url = url, .start = &start};
+        assert_int_equal(pthread_create(&th[i], NULL, open_main, &o[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(o[i].result, 0);
+        store_close(o[i].st);
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(store_migrate_pg(url), 0);
+    struct fx tmp = {.url = url};
+    assert_int_equal(db_int(&tmp, "SELECT count(*) FROM schema_migrations"), 1);
+    free(url);
+    pg_drop_db(name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1643,5 +2121,15 @@ int main(void)
     }
     on_pg = true;
     failed += cmocka_run_group_tests_name("store: postgres", tests, NULL, NULL);
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test_setup_teardown(test_pg_fence_two_replicas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_owner_limit_two_replicas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_connection_loss_mid_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_gc_with_writer_on_other_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_pool_exhausted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_unavailable, setup, teardown),
+        cmocka_unit_test(test_pg_migrate_together),
+    };
+    failed += cmocka_run_group_tests_name("store: postgres only", pg_tests, NULL, NULL);
     return failed;
 }

@@ -269,24 +269,15 @@ int pg_connect(struct pg_store *s, struct pg_conn **ret)
     return 0;
 }
 
-/* An idle connection whose socket has something to read was dropped by the server (an error
- * message before the close, or the end of the stream): true when it is still usable. */
+/* An idle connection is never sent anything (no notifications are listened for), except by a
+ * server about to close it (an error message, the end of the stream) or, rarely, a setting it
+ * reports: one whose socket has anything to read is not reused. */
 static bool conn_alive(struct pg_conn *c)
 {
     if (PQstatus(c->pg) != CONNECTION_OK)
         return false;
     struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
-    if (p.fd < 0)
-        return false;
-    int n = poll(&p, 1, 0);
-    if (n == 0)
-        return true;
-    if (n < 0 || PQconsumeInput(c->pg) != 1)
-        return false;
-    PGnotify *note;
-    while ((note = PQnotifies(c->pg)) != NULL)
-        PQfreemem(note);
-    return PQstatus(c->pg) == CONNECTION_OK && !PQisBusy(c->pg);
+    return p.fd >= 0 && poll(&p, 1, 0) == 0;
 }
 
 static struct timespec deadline_after(int64_t ms)

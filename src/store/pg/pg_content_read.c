@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "util/array.h"
+#include "util/cleanup.h"
 #include "util/err.h"
 
 struct rchunk {
@@ -51,7 +52,7 @@ static int reader_load(struct pg_store *s, struct pg_conn *c, const uint8_t id[C
 {
     struct pg_params p = {0};
     pp_id(&p, id);
-    PGresult *res = NULL;
+    _cleanup_pgresult_ PGresult *res = NULL;
     int r = pg_exec(s, c, PS_CONTENT_GET, &p, &res);
     if (r == 0)
         r = err_set(-ENOENT, "no such content");
@@ -61,13 +62,12 @@ static int reader_load(struct pg_store *s, struct pg_conn *c, const uint8_t id[C
     if (nchunks == 0) {
         size_t len = 0;
         rd->bytes = pg_bytes(res, 0, 2, &len);
-        rd->cur = res;
+        rd->cur = TAKE_PTR(res);
         rd->cur_len = (int64_t)len;
         rd->size = size;
         return rd->bytes && rd->cur_len == size ? 0
                                                 : err_set(-EIO, "content is no longer available");
     }
-    PQclear(res);
     _cleanup_pgresult_ PGresult *list = NULL;
     r = pg_exec(s, c, PS_CONTENT_CHUNKS, &p, &list);
     size_t cap = 0;
