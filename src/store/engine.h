@@ -7,7 +7,8 @@
  *     follows '/');
  *   - the content chunker (store/chunker.c): splits a content's bytes into chunks of
  *     STORE_CHUNK_SIZE, hashes each and computes the content id of store.h's content model,
- *     handing every whole chunk to the engine as it fills;
+ *     handing every whole chunk to the engine as it fills; and the part of content batches
+ *     that holds sealed writers until a flush (store/batch.c);
  *   - the commit driver (store/apply.c): applies a change set's changes in order through an
  *     engine's row primitives (struct apply_ops), with the parent rules, subtree deletes and
  *     the size and count accounting;
@@ -136,6 +137,82 @@ __attribute__((warn_unused_result)) int chunker_write(struct chunker *ck, const 
                                                       size_t len, chunk_fn fn, void *ctx);
 /* Ends the stream (see struct chunker). -EINVAL after a failed write. */
 __attribute__((warn_unused_result)) int chunker_seal(struct chunker *ck, size_t inline_max);
+
+/* The first member of every engine's struct content_writer: the byte stream and, once sealed,
+ * where its ck.len tail bytes are (ck.buf, or a copy in a batch's arena). */
+struct writer_head {
+    struct chunker ck;
+    const uint8_t *tail;
+};
+
+static inline struct writer_head *writer_head(struct content_writer *w)
+{
+    return (struct writer_head *)w;
+}
+
+/* Ends a writer's byte stream (chunker_seal, small contents inline) with its tail in ck.buf. */
+static inline int writer_seal(struct writer_head *h)
+{
+    int r = chunker_seal(&h->ck, STORE_INLINE_MAX);
+    h->tail = h->ck.buf;
+    return r;
+}
+
+/* After sealing: the tail is a last chunk to store (not inline, not empty). */
+static inline bool writer_has_tail_chunk(const struct writer_head *h)
+{
+    return h->ck.len > 0 && !h->ck.is_inline;
+}
+
+/* ---- content batches (batch.c) --------------------------------------------------------- */
+
+/*
+ * The engine-independent part of a content batch (store.h: store_content_finish_in), the first
+ * member of every engine's struct content_batch: sealed writers whose tails are copied into one
+ * arena (so each writer's chunk buffer is freed at once), flushed when BATCH_MAX_WRITERS or
+ * the arena are full. The engine records them (struct batch_engine).
+ */
+#define BATCH_ARENA_BYTES ((size_t)4 << 20) /* >= STORE_CHUNK_SIZE: any tail fits */
+#define BATCH_MAX_WRITERS 2048
+
+struct batch_engine;
+
+struct batch_core {
+    const struct batch_engine *e; /* the engine that records it */
+    struct content_writer **v;    /* sealed, not yet recorded */
+    size_t n, cap;
+    uint8_t *arena; /* BATCH_ARENA_BYTES: the tails of v */
+    size_t used;
+    bool failed; /* a flush failed: its contents are gone, the batch only frees */
+};
+
+/* What a batch needs from its engine. */
+struct batch_engine {
+    /* Stores and pins every writer of the batch (b's core.v), in the engine's transactions:
+     * 0, or a negative code with nothing of them stored. */
+    int (*record)(struct content_batch *b);
+    /* content_abort and the freeing of a recorded writer. */
+    void (*abort)(struct content_writer *w);
+    void (*free_writer)(struct content_writer *w);
+};
+
+static inline struct batch_core *batch_core(struct content_batch *b)
+{
+    return (struct batch_core *)b;
+}
+
+/* Sets up the core of a batch the engine allocated (size bytes, zeroed, the core first) and
+ * hands it out in *ret: the store_ops batch members below then serve it. -ENOMEM (b freed). */
+__attribute__((warn_unused_result)) int batch_new(void *b, const struct batch_engine *e,
+                                                  struct content_batch **ret);
+/* The store_ops members content_finish_in (seals w, small contents inline; flushes first when
+ * the batch is full; keeps w with its tail), content_batch_flush (records the writers with
+ * e->record and frees them; on failure drops them and fails every later call -EIO) and
+ * content_batch_free (drops what was not flushed, frees the batch). */
+int batch_finish_in(struct content_batch *b, struct content_writer *w,
+                    uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
+int batch_flush(struct content_batch *b);
+void batch_free(struct content_batch *b);
 
 /* ---- the commit driver (apply.c) ------------------------------------------------------- */
 

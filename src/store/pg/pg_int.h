@@ -5,8 +5,8 @@
  * Files: store_pg.c (open, close, the ops table), pg_conn.c (connections, the pool, statements,
  * parameters, transactions, error mapping), pg_schema.c (migrations and every statement's SQL),
  * pg_sandbox.c (sandbox rows), pg_tree.c (file reads), pg_commit.c (change sets),
- * pg_content_write.c (content writers), pg_content_read.c (content readers), pg_gc.c (garbage
- * collection, and the chunk collection aborts share).
+ * pg_content_write.c (content writers and batches), pg_content_read.c (content readers), pg_gc.c
+ * (garbage collection, and the chunk collection aborts share).
  *
  * Several servers (replicas) may share one database; every rule below holds across them.
  *
@@ -316,6 +316,7 @@ int pg_content_begin(struct store *st, struct content_writer **ret);
 int pg_content_write(struct content_writer *w, const void *data, size_t len);
 int pg_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
 void pg_content_abort(struct content_writer *w);
+int pg_content_batch_new(struct store *st, struct content_batch **ret);
 
 /* pg_content_read.c */
 int pg_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN],

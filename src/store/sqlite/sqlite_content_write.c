@@ -17,18 +17,16 @@
 #include "util/timeutil.h"
 
 struct content_writer {
+    struct writer_head h; /* must stay first: the byte stream and its tail (engine.h) */
     struct sqlite_store *s;
     int64_t writer_id;  /* key of this writer's pending_chunks rows */
-    struct chunker ck;  /* the byte stream: partial chunk, hashes, content id */
     int64_t *chunk_ids; /* stored chunks in order */
     size_t n, cap;
-    const uint8_t *tail; /* after sealing: the ck.len tail bytes (ck.buf, or a copy in a
-                          * batch's arena) */
 };
 
 static void writer_free(struct content_writer *w)
 {
-    chunker_release(&w->ck);
+    chunker_release(&w->h.ck);
     free(w->chunk_ids);
     free(w);
 }
@@ -41,7 +39,7 @@ int sq_content_begin(struct store *st, struct content_writer **ret)
         return -ENOMEM;
     w->s = s;
     w->writer_id = __atomic_add_fetch(&s->next_writer, 1, __ATOMIC_RELAXED);
-    int r = chunker_init(&w->ck);
+    int r = chunker_init(&w->h.ck);
     if (r < 0) {
         writer_free(w);
         return r;
@@ -115,7 +113,7 @@ static int chunk_store(void *ctx, const uint8_t hash[32], const void *data, size
 
 int sq_content_write(struct content_writer *w, const void *data, size_t len)
 {
-    return chunker_write(&w->ck, data, len, chunk_store, w);
+    return chunker_write(&w->h.ck, data, len, chunk_store, w);
 }
 
 /* Deletes the writer's pending rows and the chunks nobody else uses (best effort: what fails
@@ -156,21 +154,21 @@ void sq_content_abort(struct content_writer *w)
 static int content_record_tx(struct content_writer *w)
 {
     struct conn *c = w->s->w;
-    const void *inline_data = w->ck.is_inline ? w->tail : NULL;
+    const void *inline_data = w->h.ck.is_inline ? w->h.tail : NULL;
     sqlite3_stmt *q = NULL;
     int r = sq_stmt_get(c, ST_CONTENT_INSERT, &q);
     if (r >= 0)
-        r = sq_bind_check(c, bind_id(q, 1, w->ck.id) | sqlite3_bind_int64(q, 2, w->ck.size) |
+        r = sq_bind_check(c, bind_id(q, 1, w->h.ck.id) | sqlite3_bind_int64(q, 2, w->h.ck.size) |
                                  sqlite3_bind_int64(q, 3, (int64_t)w->n) |
                                  (inline_data ? sqlite3_bind_blob(q, 4, inline_data,
-                                                                  (int)w->ck.size, SQLITE_STATIC)
+                                                                  (int)w->h.ck.size, SQLITE_STATIC)
                                               : sqlite3_bind_null(q, 4)));
     if (r >= 0)
         r = sq_stmt_run(c, q);
     if (r >= 0 && sqlite3_changes(c->db) > 0 && w->n > 0) {
         r = sq_stmt_get(c, ST_CC_INSERT, &q);
         for (size_t i = 0; i < w->n && r >= 0; i++) {
-            r = sq_bind_check(c, bind_id(q, 1, w->ck.id) | sqlite3_bind_int64(q, 2, (int64_t)i) |
+            r = sq_bind_check(c, bind_id(q, 1, w->h.ck.id) | sqlite3_bind_int64(q, 2, (int64_t)i) |
                                      sqlite3_bind_int64(q, 3, w->chunk_ids[i]));
             if (r >= 0)
                 r = sq_stmt_run(c, q);
@@ -179,7 +177,7 @@ static int content_record_tx(struct content_writer *w)
     if (r >= 0)
         r = sq_stmt_get(c, ST_PIN_ADD, &q);
     if (r >= 0)
-        r = sq_bind_check(c, bind_id(q, 1, w->ck.id) | sqlite3_bind_int64(q, 2, time_now_ms()));
+        r = sq_bind_check(c, bind_id(q, 1, w->h.ck.id) | sqlite3_bind_int64(q, 2, time_now_ms()));
     if (r >= 0)
         r = sq_stmt_run(c, q);
     if (w->n == 0) /* no chunk stored (inline or empty): no pending rows */
@@ -193,170 +191,93 @@ static int content_record_tx(struct content_writer *w)
     return r;
 }
 
-/* Ends the byte stream (the chunker's seal: a small content stays inline); what remains to be
- * stored is the tail (storing it appends to chunk_ids) and the contents row. */
-static int writer_seal(struct content_writer *w)
-{
-    int r = chunker_seal(&w->ck, STORE_INLINE_MAX);
-    w->tail = w->ck.buf;
-    return r;
-}
-
-static bool writer_has_tail_chunk(const struct content_writer *w)
-{
-    return w->ck.len > 0 && !w->ck.is_inline;
-}
-
 int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size)
 {
-    int r = writer_seal(w);
-    if (r >= 0 && writer_has_tail_chunk(w))
-        r = chunk_store(w, w->ck.tail_hash, w->tail, w->ck.len);
-    if (r >= 0 && w->ck.size > 0 && (r = sq_wtx_begin(w->s)) >= 0)
+    int r = writer_seal(&w->h);
+    if (r >= 0 && writer_has_tail_chunk(&w->h))
+        r = chunk_store(w, w->h.ck.tail_hash, w->h.tail, w->h.ck.len);
+    if (r >= 0 && w->h.ck.size > 0 && (r = sq_wtx_begin(w->s)) >= 0)
         r = sq_wtx_end(w->s, content_record_tx(w));
     if (r < 0) {
         sq_content_abort(w);
         return r;
     }
-    memcpy(ret_id, w->ck.id, CONTENT_ID_LEN);
+    memcpy(ret_id, w->h.ck.id, CONTENT_ID_LEN);
     if (ret_size)
-        *ret_size = w->ck.size;
+        *ret_size = w->h.ck.size;
     writer_free(w);
     return 0;
 }
 
 /* ---- content batches ---------------------------------------------------------------- */
 
-/* A batch holds sealed writers (tail bytes in memory) and records them with two transactions
- * per flush instead of two per content: first every tail chunk with its pending row, then every
- * contents row, pin and pending cleanup. The order matters: a transaction over both database
- * files is atomic per file only, so content_chunks rows must never be committed in the same
- * transaction as the chunks they name. Until a flush, a batched content exists only here. */
-#define BATCH_ARENA_BYTES ((size_t)4 << 20)
-#define BATCH_MAX_WRITERS 2048
-
+/* A batch (store/batch.c holds the sealed writers) is recorded with two transactions per flush
+ * instead of two per content: first every tail chunk with its pending row, then every contents
+ * row, pin and pending cleanup. The order matters: a transaction over both database files is
+ * atomic per file only, so content_chunks rows must never be committed in the same transaction
+ * as the chunks they name. Until a flush, a batched content exists only in memory. */
 struct content_batch {
+    struct batch_core core; /* must stay first (engine.h) */
     struct sqlite_store *s;
-    struct content_writer **v; /* sealed, not yet recorded */
-    size_t n, cap;
-    /* The tails of v, copied so that each writer's buffer is freed at once: the next writer
-     * reuses that warm memory instead of faulting in fresh pages for every file. */
-    uint8_t *arena; /* BATCH_ARENA_BYTES (>= STORE_CHUNK_SIZE: any tail fits) */
-    size_t used;
-    bool failed; /* a flush failed: its contents are gone, the batch only frees */
 };
-
-int sq_content_batch_new(struct store *st, struct content_batch **ret)
-{
-    struct content_batch *b = calloc(1, sizeof(*b));
-    if (!b || !(b->arena = malloc(BATCH_ARENA_BYTES))) {
-        free(b);
-        return -ENOMEM;
-    }
-    b->s = to_sq(st);
-    *ret = b;
-    return 0;
-}
-
-static void batch_drop(struct content_batch *b)
-{
-    for (size_t i = 0; i < b->n; i++)
-        sq_content_abort(b->v[i]);
-    b->n = 0;
-    b->used = 0;
-}
 
 static int batch_store_tails(struct content_batch *b)
 {
-    size_t i = 0;
-    while (i < b->n && !writer_has_tail_chunk(b->v[i]))
+    struct content_writer **v = b->core.v;
+    size_t n = b->core.n, i = 0;
+    while (i < n && !writer_has_tail_chunk(&v[i]->h))
         i++;
-    if (i == b->n)
+    if (i == n)
         return 0;
-    for (size_t k = i; k < b->n; k++) {
-        int r = chunk_ids_reserve(b->v[k]);
+    for (size_t k = i; k < n; k++) {
+        int r = chunk_ids_reserve(v[k]);
         if (r < 0)
             return r;
     }
     int r = sq_wtx_begin(b->s);
     if (r < 0)
         return r;
-    for (; i < b->n && r >= 0; i++) {
-        struct content_writer *w = b->v[i];
-        if (writer_has_tail_chunk(w))
-            r = chunk_store_tx(w, w->ck.tail_hash, w->tail, w->ck.len, &w->chunk_ids[w->n]);
+    for (; i < n && r >= 0; i++) {
+        struct content_writer *w = v[i];
+        if (writer_has_tail_chunk(&w->h))
+            r = chunk_store_tx(w, w->h.ck.tail_hash, w->h.tail, w->h.ck.len, &w->chunk_ids[w->n]);
     }
     r = sq_wtx_end(b->s, r);
     if (r < 0)
         return r;
-    for (i = 0; i < b->n; i++) {
-        struct content_writer *w = b->v[i];
-        if (writer_has_tail_chunk(w)) {
+    for (i = 0; i < n; i++) {
+        struct content_writer *w = v[i];
+        if (writer_has_tail_chunk(&w->h)) {
             w->n++;
-            w->ck.len = 0;
+            w->h.ck.len = 0;
         }
     }
     return 0;
 }
 
-int sq_content_batch_flush(struct content_batch *b)
+/* batch_engine.record: the tails, then the contents rows. */
+static int batch_record(struct content_batch *b)
 {
-    if (b->failed)
-        return err_set(-EIO, "content batch already failed");
-    if (b->n == 0)
-        return 0;
     int r = batch_store_tails(b);
     if (r >= 0 && (r = sq_wtx_begin(b->s)) >= 0) {
-        for (size_t i = 0; i < b->n && r >= 0; i++)
-            r = content_record_tx(b->v[i]);
+        for (size_t i = 0; i < b->core.n && r >= 0; i++)
+            r = content_record_tx(b->core.v[i]);
         r = sq_wtx_end(b->s, r);
     }
-    if (r < 0) {
-        b->failed = true;
-        batch_drop(b);
-        return r;
-    }
-    for (size_t i = 0; i < b->n; i++)
-        writer_free(b->v[i]);
-    b->n = 0;
-    b->used = 0;
-    return 0;
+    return r;
 }
 
-int sq_content_finish_in(struct content_batch *b, struct content_writer *w,
-                         uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size)
-{
-    int r = b->failed ? err_set(-EIO, "content batch already failed") : writer_seal(w);
-    if (r >= 0 && w->ck.size > 0 &&
-        (b->n == BATCH_MAX_WRITERS || b->used + w->ck.len > BATCH_ARENA_BYTES))
-        r = sq_content_batch_flush(b);
-    if (r >= 0)
-        r = ARRAY_GROW(b->v, b->n + 1, b->cap);
-    if (r < 0) {
-        sq_content_abort(w);
-        return r;
-    }
-    memcpy(ret_id, w->ck.id, CONTENT_ID_LEN);
-    if (ret_size)
-        *ret_size = w->ck.size;
-    if (w->ck.size == 0) {
-        writer_free(w);
-        return 0;
-    }
-    if (w->ck.len > 0) {
-        memcpy(b->arena + b->used, w->ck.buf, w->ck.len);
-        w->tail = b->arena + b->used;
-        b->used += w->ck.len;
-    }
-    chunker_release(&w->ck); /* sealed: no more bytes, no more hashing */
-    b->v[b->n++] = w;
-    return 0;
-}
+static const struct batch_engine sq_batch = {
+    .record = batch_record,
+    .abort = sq_content_abort,
+    .free_writer = writer_free,
+};
 
-void sq_content_batch_free(struct content_batch *b)
+int sq_content_batch_new(struct store *st, struct content_batch **ret)
 {
-    batch_drop(b);
-    free(b->v);
-    free(b->arena);
-    free(b);
+    struct content_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->s = to_sq(st);
+    return batch_new(b, &sq_batch, ret);
 }

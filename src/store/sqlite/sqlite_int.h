@@ -287,10 +287,6 @@ int sq_content_write(struct content_writer *w, const void *data, size_t len);
 int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
 void sq_content_abort(struct content_writer *w);
 int sq_content_batch_new(struct store *st, struct content_batch **ret);
-int sq_content_finish_in(struct content_batch *b, struct content_writer *w,
-                         uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
-int sq_content_batch_flush(struct content_batch *b);
-void sq_content_batch_free(struct content_batch *b);
 
 /* sqlite_content_read.c */
 int sq_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN],
