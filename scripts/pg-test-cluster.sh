@@ -7,8 +7,8 @@
 #   scripts/pg-test-cluster.sh stop DIR    stop the server (fast shutdown) and remove DIR
 #
 # The server listens on no TCP address (listen_addresses=''), only on a socket in DIR; local
-# connections are trusted (whoever can reach DIR is the superuser "postgres"), and fsync is off:
-# for tests only. PostgreSQL refuses to run as root, so as root the cluster belongs to the
+# connections are trusted: any local user (tests run servers as unprivileged users too) is the
+# superuser "postgres" of this throw-away cluster. fsync is off. For tests only. PostgreSQL refuses to run as root, so as root the cluster belongs to the
 # unprivileged "postgres" user (created by the package) and DIR is handed to it. The URL names
 # the database "postgres"; tests create their own databases in it. The server's log is
 # DIR/log. DIR's path must be short (a unix socket path holds at most 107 bytes) and, as root,
@@ -54,7 +54,7 @@ start)
   if [ "$(id -u)" -eq 0 ]; then
     chown postgres: "$dir"
   fi
-  chmod 0700 "$dir"
+  chmod 0711 "$dir" # the socket's directory: any user may reach the socket, none may list it
   if ! as_owner test -w "$dir"; then
     echo "pg-test-cluster: the postgres user cannot reach $dir (a parent directory is closed" \
       "to it): use a directory under /tmp" >&2
