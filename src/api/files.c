@@ -7,7 +7,7 @@
 
 #include "api/jsonv.h"
 #include "api/routes.h"
-#include "sandbox/reserved.h"
+#include "store/reserved.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/jsontext.h"

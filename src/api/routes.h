@@ -66,7 +66,7 @@ __attribute__((warn_unused_result)) int route_check_bulk_count(struct request *r
 __attribute__((warn_unused_result)) int route_path_arg(const char *field, const char *value,
                                                        size_t len, char **ret);
 /* route_path_arg for a path the request will write at or below (a directory when is_dir): also
- * 400 when it is reserved (sandbox/reserved.h). */
+ * 400 when it is reserved (store/reserved.h). */
 __attribute__((warn_unused_result)) int route_write_path_arg(const char *field, const char *value,
                                                              size_t len, bool is_dir, char **ret);
 

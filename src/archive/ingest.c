@@ -13,7 +13,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "sandbox/reserved.h"
+#include "store/reserved.h"
 #include "util/b64.h"
 #include "util/buf.h"
 #include "util/err.h"

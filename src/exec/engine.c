@@ -358,7 +358,7 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
         uppers_spread(e->uppers_dir);
     if (r == 0)
         r = checkouts_new(app->cfg->data_dir, app->store, app->cfg->checkout_budget_bytes,
-                          &e->checkouts);
+                          SANDBOX_HOST_UID, SANDBOX_HOST_UID, &e->checkouts);
     if (r == 0)
         checkouts_on_evict(e->checkouts, on_checkout_evicted, e);
     if (r == 0)

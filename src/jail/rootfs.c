@@ -214,7 +214,7 @@ static int build_etc(int rootfd, int jailfd)
 }
 
 /* The lowest overlay layer: mount points, merged-/usr links, an empty /sys, home and tmp. The
- * checkout above it never holds a node at any of the runtime's paths (sandbox/reserved.h), so
+ * checkout above it never holds a node at any of the runtime's paths (store/reserved.h), so
  * these always show through. */
 static int build_skel(int rootfd, int jailfd)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sandbox/reserved.h"
+#include "store/reserved.h"
 #include "util/err.h"
 #include "util/jsontext.h"
 #include "util/path.h"

@@ -11,8 +11,9 @@
  * either a valid tree or an untagged one that is dropped at the next start. Tags also record the
  * host's boot id: after a reboot (possible loss of unsynced data) every checkout is rebuilt.
  *
- * Every node of a tree is owned by SANDBOX_HOST_UID/GID (jail/ids.h) and has the mode and mtime
- * of its store row; the tree root, which has no row, is host root's with mode 0755, like the
+ * Every node of a tree is owned by the uid/gid given to checkouts_new (the host identity the
+ * jail maps the sandbox user to: the exec engine passes SANDBOX_HOST_UID from jail/ids.h; this
+ * module knows nothing of the jail) and has the mode and mtime of its store row; the tree root, which has no row, is host root's with mode 0755, like the
  * upper directory whose attributes the jail's `/` shows. Trees are built and changed only with
  * *at() calls relative to directory fds and never follow a symlink (openat2 RESOLVE_NO_SYMLINKS,
  * O_NOFOLLOW, AT_SYMLINK_NOFOLLOW), so a symlink a sandbox made cannot redirect a host write.
@@ -40,6 +41,7 @@
 #define SQLFS_WORKSPACE_CHECKOUT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "store/changeset.h"
 #include "store/store.h"
@@ -57,9 +59,11 @@ struct checkout_stats {
 
 /* Opens the cache at <data_dir>/checkouts (created 0700 if missing), drops crash leftovers
  * (untagged checkouts, build dirs, trash, tags of another boot) and adopts the valid ones.
- * `st` must outlive the cache. budget_bytes <= 0: unlimited. */
+ * `st` must outlive the cache. budget_bytes <= 0: unlimited. Every node the cache creates in a
+ * tree (all but the tree root) is owned by uid/gid. */
 __attribute__((warn_unused_result)) int checkouts_new(const char *data_dir, struct store *st,
-                                                      int64_t budget_bytes, struct checkouts **ret);
+                                                      int64_t budget_bytes, uid_t uid, gid_t gid,
+                                                      struct checkouts **ret);
 /* Calls fn(ud, sandbox_id) for each checkout evicted to meet the budget, once its tree is in the
  * trash: whoever still holds that tree open (an idle overlay over it) lets it go, so that its
  * blocks are freed. Set once, before the cache is used. fn runs with the cache's lock held: it

@@ -21,7 +21,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "sandbox/reserved.h"
+#include "store/reserved.h"
 #include "util/err.h"
 #include "util/path.h"
 
@@ -167,7 +167,7 @@ static int join_rel(const char *rel, const char *name, char **ret)
     return 0;
 }
 
-/* An entry at a reserved path (sandbox/reserved.h: /usr, /etc, /proc, ...) belongs to the
+/* An entry at a reserved path (store/reserved.h: /usr, /etc, /proc, ...) belongs to the
  * runtime, never to the change set: whatever a script did there (`rm /bin`, `mkdir /sys/x`) lasts
  * only as long as its exec. Reserved paths are at most two segments deep, so only entries of the
  * root (rel "") and of its direct subdirectories can be one. */

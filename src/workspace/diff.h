@@ -16,7 +16,7 @@
  *   symlink      → CHANGE_PUT symlink (target verbatim)
  *   whiteout     → CHANGE_DELETE
  *   fifo, socket, other devices → not persisted, counted in stats.skipped
- *   anything at a reserved path (/usr, /etc, /proc, /dev, /sys, /bin, ...: sandbox/reserved.h)
+ *   anything at a reserved path (/usr, /etc, /proc, /dev, /sys, /bin, ...: store/reserved.h)
  *                → not persisted, counted in stats.reserved (diff_upper_changed ignores it too)
  * A directory's changes precede its entries; entries of a directory come in name order.
  * The upper root itself has no row (the sandbox root "/").
@@ -47,7 +47,7 @@ struct diff_stats {
     int64_t deletes;  /* deletions (whiteouts and opaque directories) */
     int64_t bytes;    /* content bytes stored */
     int64_t skipped;  /* fifos, sockets and device files not persisted */
-    int64_t reserved; /* entries at reserved paths (sandbox/reserved.h), not persisted */
+    int64_t reserved; /* entries at reserved paths (store/reserved.h), not persisted */
 };
 
 /* Appends the changes recorded in upper_dir to cs, storing file contents in st (each file is

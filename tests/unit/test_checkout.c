@@ -305,7 +305,7 @@ static void test_acquire_builds_tree(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     assert_tree_matches(f->st, f->id, tree);
@@ -332,7 +332,7 @@ static void test_stale_and_untagged_rebuild(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     checkout_release(cos, f->id);
@@ -385,7 +385,7 @@ static void test_restart_adopts_and_cleans(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     checkout_release(cos, f->id);
@@ -403,7 +403,7 @@ static void test_restart_adopts_and_cleans(void **state)
     snprintf(p, sizeof(p), "%s/checkouts/.trash-77", f->dir);
     assert_int_equal(mkdir(p, 0700), 0);
 
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char co[256];
     snprintf(co, sizeof(co), "%s/checkouts", f->dir);
     assert_false(exists_at(co, untagged));
@@ -439,7 +439,7 @@ static void test_apply_changeset(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     checkout_release(cos, f->id);
@@ -560,7 +560,7 @@ static void test_eviction(void **state)
     make_sandbox_of(f, &b, 600000);
     make_sandbox_of(f, &c, 600000);
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 1000000, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 1000000, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char co[256];
     snprintf(co, sizeof(co), "%s/checkouts", f->dir);
     char *ta = NULL, *tb = NULL, *tc = NULL;
@@ -619,7 +619,7 @@ static void test_concurrent_acquire(void **state)
     struct fx g = {0};
     make_sandbox_of(f, &g, 300000);
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     enum { N = 6 };
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, N);
@@ -699,7 +699,7 @@ static void test_discard(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char p[256];
     snprintf(p, sizeof(p), "%s/uppers", f->dir);
     assert_int_equal(mkdir(p, 0700), 0);
@@ -754,7 +754,7 @@ static void test_discard(void **state)
     assert_int_equal(renameat(ufd, "x2", cofd, ".trash-left"), 0);
     close(cofd);
     assert_true(exists_at(co, ".trash-left"));
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     assert_false(exists_at(co, ".trash-left"));
     checkouts_free(cos);
     close(ufd);
@@ -797,7 +797,7 @@ static void rebuild_bench(struct fx *f, int files, int64_t bytes)
     free(data);
 
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     double cpu_first = cpu_seconds();
     t0 = time_mono_ns();
