@@ -1,11 +1,11 @@
 /*
  * engine — checkout → jail → run → diff → commit. See engine.h for the contract.
  *
- * Per exec the engine makes <data>/uppers/<dir>/{upper,work} (same filesystem as the
- * checkouts, so the commit can move files into the checkout by rename) and discards it at the
- * end — unless the exec left it exactly as made, in which case it is kept with its overlay for
- * the sandbox's next exec ("idle uppers" below). The final cwd of the script travels on a dedicated pipe (fd 3 in the jail)
- * written by an EXIT trap, so it never mixes with the script's output.
+ * Per exec the engine takes the sandbox's checkout (workspace/checkout.h) as the lower layer
+ * and an upper from the uppers (workspace/upper.h): a new one, or the one the sandbox's last
+ * unchanged exec left idle, or one prewarmed after its last commit. The final cwd of the script
+ * travels on a dedicated pipe (fd 3 in the jail) written by an EXIT trap, so it never mixes
+ * with the script's output.
  */
 #include "exec/engine.h"
 #include "jail/netns.h"
@@ -32,6 +32,7 @@
 #include "exec/engine_internal.h"
 #include "workspace/checkout.h"
 #include "workspace/diff.h"
+#include "workspace/upper.h"
 #include "jail/ids.h"
 #include "jail/jail.h"
 #include "exec/runner.h"
@@ -206,18 +207,13 @@ const char *exec_signal_name(int sig)
 
 /* ---- commit hooks: keep checkouts coherent with every commit ---- */
 
-static void idle_drop(struct exec_engine *e, const char *sandbox_id);
-static void *prewarm_main(void *arg);
-static void prewarm_stop(struct exec_engine *e);
-#define PREWARM_QUEUE 16 /* pending prewarm jobs; more are dropped */
-
 static void after_commit(struct app *app, const char *sandbox_id, int64_t old_version,
                          int64_t new_version, const struct changeset *cs, const char *upper_dir)
 {
     struct exec_engine *e = app->exec;
     if (!e)
         return;
-    idle_drop(e, sandbox_id); /* made over the old version: never reusable now */
+    uppers_drop(e->uppers, sandbox_id); /* made over the old version: never reusable now */
     int r = upper_dir ? checkout_apply_upper(e->checkouts, sandbox_id, old_version, new_version,
                                              upper_dir, cs)
                       : checkout_apply(e->checkouts, sandbox_id, old_version, new_version, cs);
@@ -229,18 +225,20 @@ static void after_delete(struct app *app, const char *sandbox_id)
 {
     if (!app->exec)
         return;
-    idle_drop(app->exec, sandbox_id);
+    uppers_drop(app->exec->uppers, sandbox_id);
     netns_drop(app->exec->netns, sandbox_id);
     if (checkout_remove(app->exec->checkouts, sandbox_id) < 0)
         err_clear();
 }
 
 /* A checkout evicted to meet the disk budget: an idle overlay over it would keep the blocks of
- * every file an exec read from it allocated. Called under the checkouts' lock: idle_drop takes
- * only e->mu (never held while calling into the checkouts) and discards into their trash. */
+ * every file an exec read from it allocated. Called under the checkouts' lock: uppers_drop
+ * takes only the uppers' own lock (never held while calling into the checkouts) and discards
+ * into their trash. */
 static void on_checkout_evicted(void *ud, const char *sandbox_id)
 {
-    idle_drop(ud, sandbox_id);
+    struct exec_engine *e = ud;
+    uppers_drop(e->uppers, sandbox_id);
 }
 
 /* Sandboxes kept warm (EXEC_WARM_SANDBOXES), least recently used dropped first: each keeps its
@@ -253,24 +251,10 @@ static size_t warm_max(const struct config *c)
 
 /* ---- lifecycle ---- */
 
-/* Each exec's upper is created and removed again: on ext4 without a journal, allocating an
- * inode skips (by reading each one) every inode of its block group freed in the last minute,
- * so the churn of uppers in one group makes each new file there cost more and more (0.1-0.5 ms:
- * the copy-up of an overwritten file, a new file, the upper's own directories). Marking the
- * uppers directory as the top of a hierarchy (FS_TOPDIR_FL) makes ext4 place each upper in a
- * block group of its own choosing, spreading that churn over the whole filesystem. Other
- * filesystems ignore or refuse the flag; either way nothing else depends on it. */
-static void uppers_spread(const char *dir)
+/* uppers_config.overlay_open: the jail mounts the overlay (ud: the jail runtime). */
+static int overlay_open(void *ud, const char *lower, const char *upper, const char *work)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    int flags = 0;
-    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
-        flags |= FS_TOPDIR_FL;
-        (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
-    }
-    close(fd);
+    return jail_overlay_open(ud, lower, upper, work);
 }
 
 /* A kept network namespace could not be made or used: the exec runs in a new one, as every
@@ -326,13 +310,6 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     e->app = app;
     exec_health_init(&e->health);
     pthread_mutex_init(&e->mu, NULL);
-    pthread_mutex_init(&e->pw_mu, NULL);
-    pthread_cond_init(&e->pw_cond, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->pw_done, &ca);
-    pthread_condattr_destroy(&ca);
     struct admission_limits lim = {
         .concurrency = app->cfg->exec_concurrency,
         .queue = app->cfg->exec_queue,
@@ -340,8 +317,9 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
         .owner_queue = app->cfg->exec_owner_queue,
     };
     r = admission_new(&lim, &e->admission);
+    char *uppers_dir = NULL;
     if (r == 0)
-        r = asprintf(&e->uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
+        r = asprintf(&uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
         r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
     bool runtime_failed = r < 0;
@@ -352,13 +330,20 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     bool probe_ok = run_probe(e->jail);
     if (!probe_ok && r == 0)
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the host lacks a feature the jail needs (see checks)");
-    if (r == 0 && mkdir(e->uppers_dir, 0700) < 0 && errno != EEXIST)
-        r = err_set(-errno, "cannot create the uppers directory");
-    if (r == 0)
-        uppers_spread(e->uppers_dir);
     if (r == 0)
         r = checkouts_new(app->cfg->data_dir, app->store, app->cfg->checkout_budget_bytes,
                           SANDBOX_HOST_UID, SANDBOX_HOST_UID, &e->checkouts);
+    if (r == 0) {
+        struct uppers_config uc = {
+            .dir = uppers_dir,
+            .checkouts = e->checkouts,
+            .warm_max = warm_max(app->cfg),
+            .overlay_open = overlay_open,
+            .overlay_ud = e->jail,
+        };
+        r = uppers_new(&uc, &e->uppers);
+    }
+    free(uppers_dir);
     if (r == 0)
         checkouts_on_evict(e->checkouts, on_checkout_evicted, e);
     if (r == 0)
@@ -379,11 +364,6 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
         exec_engine_free(e);
         return r;
     }
-    e->pw_jobs = calloc(PREWARM_QUEUE, sizeof(*e->pw_jobs));
-    /* without the thread (no memory, no thread) every exec makes its own upper, as before */
-    e->prewarm_running =
-        e->pw_jobs && pthread_create(&e->prewarm_thread, NULL, prewarm_main, e) == 0;
-    e->pw_stop = !e->prewarm_running; /* no thread: queue nothing */
     app->after_commit = after_commit;
     app->after_delete = after_delete;
     *ret = e;
@@ -394,20 +374,12 @@ void exec_engine_free(struct exec_engine *e)
 {
     if (!e)
         return;
-    prewarm_stop(e);
-    free(e->pw_jobs);
-    if (e->checkouts)
-        idle_drop(e, NULL);
-    free(e->idle);
+    uppers_free(e->uppers);
     checkouts_free(e->checkouts);
     netns_cache_free(e->netns);
     jail_runtime_free(e->jail);
     admission_free(e->admission);
     pthread_mutex_destroy(&e->mu);
-    pthread_cond_destroy(&e->pw_cond);
-    pthread_cond_destroy(&e->pw_done);
-    pthread_mutex_destroy(&e->pw_mu);
-    free(e->uppers_dir);
     free(e->live);
     exec_health_release(&e->health);
     free(e);
@@ -447,9 +419,7 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "running", json_integer(adm.running));
     json_object_set_new(o, "queued", json_integer(adm.waiting));
     json_object_set_new(o, "owners", json_integer(adm.owners));
-    pthread_mutex_lock(&e->mu);
-    json_object_set_new(o, "idleUppers", json_integer((json_int_t)e->nidle));
-    pthread_mutex_unlock(&e->mu);
+    json_object_set_new(o, "idleUppers", json_integer((json_int_t)uppers_idle_count(e->uppers)));
     json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
     json_t *mem = json_object();
     json_object_set_new(mem, "used", json_integer(budget_used(&e->app->reply_memory)));
@@ -473,509 +443,12 @@ bool exec_engine_ready_why(struct exec_engine *e, char *why, size_t n)
 
 /* ---- one exec ---- */
 
-static void upper_release(struct exec_engine *e, struct upper *u)
-{
-    int ovl_fd = u->ovl_fd;
-    u->ovl_fd = -1;
-    if (u->base) {
-        int dfd = open(e->uppers_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            /* removing takes one unlink per node (~0.1 ms each on ext4) and closing the overlay
-             * unmounts it: move the dirs aside at once and let the checkouts' reaper do both
-             * after the reply */
-            if (checkout_discard(e->checkouts, dfd, u->dir, ovl_fd) < 0 &&
-                checkout_rm_rf_at(dfd, u->dir, NULL) < 0)
-                log_msg("warn", "could not remove exec upper %s", u->dir);
-            ovl_fd = -1; /* consumed */
-            close(dfd);
-        }
-    }
-    if (ovl_fd >= 0)
-        close(ovl_fd);
-    free(u->skel);
-    free(u->base);
-    free(u->upper);
-    free(u->work);
-    memset(u, 0, sizeof(*u));
-    u->ovl_fd = -1;
-}
-
-static int new_exec_id(struct upper *u)
-{
-    uint8_t rnd[16];
-    int r = rand_bytes(rnd, sizeof(rnd));
-    if (r == 0)
-        hex_encode(rnd, sizeof(rnd), u->id);
-    return r;
-}
-
-static int upper_make(struct exec_engine *e, struct upper *u)
-{
-    memset(u, 0, sizeof(*u));
-    u->ovl_fd = -1;
-    int r = new_exec_id(u);
-    if (r < 0)
-        return r;
-    memcpy(u->dir, u->id, sizeof(u->dir));
-    if (asprintf(&u->base, "%s/%s", e->uppers_dir, u->dir) < 0 ||
-        asprintf(&u->upper, "%s/upper", u->base) < 0 ||
-        asprintf(&u->work, "%s/work", u->base) < 0)
-        return -ENOMEM;
-    if (mkdir(u->base, 0700) < 0)
-        return err_set(-errno, "cannot create an exec directory");
-    if (mkdir(u->upper, 0755) < 0 || mkdir(u->work, 0700) < 0)
-        return err_set(-errno, "cannot create an exec directory");
-    /* The merged root takes the upper root's owner and mode: host root's (nobody in the jail),
-     * 0755 whatever the umask, like the checkout root. The script cannot create, remove or
-     * rename top-level entries; those the tree has stay its own to change. */
-    if (chmod(u->upper, 0755) < 0)
-        return err_set(-errno, "cannot prepare an exec directory");
-    return 0;
-}
-
-/* ---- idle uppers: an unchanged upper and its overlay, kept for the sandbox's next exec ----
- *
- * Making an upper costs three mkdirs and mounting an overlay a new superblock whose mount-time
- * checks create and delete files in the work dir; on a busy ext4 each new inode is expensive.
- * After an exec that changed nothing (a read-only exec, a grep, `true`) the upper is still
- * empty and exactly as made, so it is kept (up to warm_max() of them, LRU) and the next exec of
- * the same sandbox at the same version over the same checkout directory mounts a clone of the
- * same overlay instead. Any difference — a commit, a rebuilt or evicted checkout, an upper that
- * is not pristine — and it is discarded instead. */
-
-#define STATX_ID (STATX_INO | STATX_BTIME)
-
-static bool same_time(struct statx_timestamp a, struct statx_timestamp b)
-{
-    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
-static int lower_identity(const char *lower, struct statx *ret)
-{
-    if (statx(AT_FDCWD, lower, AT_SYMLINK_NOFOLLOW, STATX_ID, ret) < 0)
-        return -errno;
-    /* without a birth time a recycled inode number could pass for the old directory */
-    return (ret->stx_mask & STATX_ID) == STATX_ID ? 0 : -ENOTSUP;
-}
-
-static bool same_lower(const struct statx *a, const struct statx *b)
-{
-    return a->stx_dev_major == b->stx_dev_major && a->stx_dev_minor == b->stx_dev_minor &&
-           a->stx_ino == b->stx_ino && same_time(a->stx_btime, b->stx_btime);
-}
-
-static bool same_node(const struct statx *now, const struct statx *then)
-{
-    return now->stx_ino == then->stx_ino && now->stx_mode == then->stx_mode &&
-           now->stx_uid == then->stx_uid && now->stx_gid == then->stx_gid &&
-           now->stx_nlink == then->stx_nlink && same_time(now->stx_mtime, then->stx_mtime) &&
-           same_time(now->stx_ctime, then->stx_ctime);
-}
-
-/* True when directory `path` holds exactly the entry `only` (NULL: nothing). */
-static bool dir_holds_only(const char *path, const char *only, size_t only_len)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return false;
-    bool ok = true, seen = false;
-    struct dirent *ent;
-    while (ok && (ent = readdir(d))) {
-        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
-            continue;
-        ok = only && !seen && strlen(ent->d_name) == only_len &&
-             memcmp(ent->d_name, only, only_len) == 0;
-        seen = true;
-    }
-    closedir(d);
-    return ok && seen == (only != NULL);
-}
-
-/* Segment i of the skeleton's path (not NUL-terminated: *len bytes); NULL past its end. */
-static const char *skel_segment(const struct upper *u, int i, size_t *len)
-{
-    const char *seg = u->skel;
-    for (int k = 0; seg && k < i; k++)
-        seg = k + 1 < u->nskel ? strchr(seg, '/') + 1 : NULL;
-    if (i >= u->nskel || !seg)
-        return NULL;
-    *len = strcspn(seg, "/");
-    return seg;
-}
-
-/* The host path of the skeleton directory at `depth` (0: the upper root). */
-static bool skel_path(const struct upper *u, int depth, char *buf, size_t cap)
-{
-    size_t len = 0, sl = 0;
-    int n = snprintf(buf, cap, "%s", u->upper);
-    for (int i = 0; n >= 0 && (size_t)n < cap - len && i < depth; i++) {
-        len += (size_t)n;
-        const char *seg = skel_segment(u, i, &sl);
-        if (!seg)
-            return false;
-        n = snprintf(buf + len, cap - len, "/%.*s", (int)sl, seg);
-    }
-    return n >= 0 && (size_t)n < cap - len;
-}
-
-/* The upper as the overlay left it at mount time: same metadata, no entry but the skeleton
- * (upper_skeleton), each of its directories as it was. */
-static bool upper_pristine(const struct upper *u)
-{
-    char path[PATH_MAX];
-    for (int depth = 0; depth <= u->nskel; depth++) {
-        struct statx now;
-        size_t next_len = 0;
-        const char *next = skel_segment(u, depth, &next_len);
-        if (!skel_path(u, depth, path, sizeof(path)) ||
-            statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &now) < 0 ||
-            !same_node(&now, depth ? &u->skel_st[depth - 1] : &u->root0) ||
-            !dir_holds_only(path, next, next_len))
-            return false;
-    }
-    return true;
-}
-
-/* Copies the directories of the sandbox path `cwd` that are real directories in `lower` into
- * the (not yet mounted) upper, with the lower's mode, owner and times. The overlay then merges
- * them like directories it copied up itself, so a write in the cwd — the usual case — skips
- * the copy-up of each of its directories in the jail (~0.2 ms each here), and the diff skips
- * them while their mode and mtime still equal the lower's. Best effort: on any failure the
- * upper is left empty, as without it. */
-static void upper_skeleton(struct upper *u, const char *lower, const char *cwd)
-{
-    if (!cwd || cwd[0] != '/')
-        return;
-    /* fd[i] / name[i]: the parent and name of level i; fd[0] is the root of each layer */
-    int lfd[UPPER_SKEL_MAX + 1], ufd[UPPER_SKEL_MAX + 1];
-    char name[UPPER_SKEL_MAX][NAME_MAX + 1];
-    struct stat st[UPPER_SKEL_MAX];
-    int n = 0;
-    lfd[0] = open(lower, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    ufd[0] = open(u->upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    bool ok = lfd[0] >= 0 && ufd[0] >= 0;
-    for (const char *p = cwd; ok && n < UPPER_SKEL_MAX;) {
-        while (*p == '/')
-            p++;
-        size_t len = strcspn(p, "/");
-        if (len == 0 || len > NAME_MAX || (p[0] == '.' && (len == 1 || (len == 2 && p[1] == '.'))))
-            break; /* the end; "." and ".." never occur in a stored (normalised) cwd */
-        memcpy(name[n], p, len);
-        name[n][len] = '\0';
-        p += len;
-        if (fstatat(lfd[n], name[n], &st[n], AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st[n].st_mode))
-            break; /* not (or not yet) a directory of the tree: the skeleton ends above it */
-        if (mkdirat(ufd[n], name[n], 0700) < 0) {
-            ok = false;
-            break;
-        }
-        lfd[n + 1] = openat(lfd[n], name[n], O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        ufd[n + 1] = openat(ufd[n], name[n], O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        n++;
-        ok = lfd[n] >= 0 && ufd[n] >= 0;
-    }
-    /* Deepest first: making a child changed its parent's mtime. The owner before the mode
-     * (chown clears set-id bits). */
-    for (int i = n; ok && i-- > 0;) {
-        struct timespec times[2] = {st[i].st_atim, st[i].st_mtim};
-        ok = fchownat(ufd[i], name[i], st[i].st_uid, st[i].st_gid, AT_SYMLINK_NOFOLLOW) == 0 &&
-             fchmodat(ufd[i], name[i], st[i].st_mode & 07777, 0) == 0 &&
-             utimensat(ufd[i], name[i], times, AT_SYMLINK_NOFOLLOW) == 0;
-    }
-    size_t rlen = 0;
-    char rel[PATH_MAX];
-    for (int i = 0; ok && i < n; i++)
-        rlen += (size_t)snprintf(rel + rlen, sizeof(rel) - rlen, "%s%s", i ? "/" : "", name[i]);
-    if (ok && n > 0 && !(u->skel = strdup(rel)))
-        ok = false;
-    if (ok)
-        u->nskel = n;
-    for (int i = n; !ok && i-- > 0;) /* a skeleton unlike the lower would be persisted */
-        (void)unlinkat(ufd[i], name[i], AT_REMOVEDIR);
-    for (int i = 0; i <= n; i++) {
-        if (lfd[i] >= 0)
-            close(lfd[i]);
-        if (ufd[i] >= 0)
-            close(ufd[i]);
-    }
-}
-
-/* Under e->mu: takes entry i out, keeping the oldest-first order idle_put evicts by. */
-static struct idle_upper *idle_remove_locked(struct exec_engine *e, size_t i)
-{
-    struct idle_upper *it = e->idle[i];
-    memmove(&e->idle[i], &e->idle[i + 1], (e->nidle - i - 1) * sizeof(e->idle[0]));
-    e->nidle--;
-    return it;
-}
-
-/* Under e->mu: the index of the sandbox's idle upper, or -1. */
-static ssize_t idle_find_locked(const struct exec_engine *e, const char *sandbox_id)
-{
-    for (size_t i = 0; i < e->nidle; i++)
-        if (strcmp(e->idle[i]->sandbox_id, sandbox_id) == 0)
-            return (ssize_t)i;
-    return -1;
-}
-
-static void idle_upper_free(struct exec_engine *e, struct idle_upper *it)
-{
-    if (!it)
-        return;
-    upper_release(e, &it->u);
-    free(it->sandbox_id);
-    free(it);
-}
-
-/* Takes the sandbox's idle upper if it still fits `lower` at `version`. */
-static bool idle_take(struct exec_engine *e, const struct sandbox_rec *rec, const char *lower,
-                      struct upper *ret)
-{
-    pthread_mutex_lock(&e->mu);
-    ssize_t i = idle_find_locked(e, rec->id);
-    struct idle_upper *it = i >= 0 ? idle_remove_locked(e, (size_t)i) : NULL;
-    pthread_mutex_unlock(&e->mu);
-    if (!it)
-        return false;
-    *ret = it->u;
-    free(it->sandbox_id);
-    free(it);
-    struct statx id;
-    if (ret->version != rec->version || lower_identity(lower, &id) < 0 ||
-        !same_lower(&id, &ret->lower_id) || new_exec_id(ret) < 0) {
-        upper_release(e, ret);
-        return false;
-    }
-    return true;
-}
-
-/* Keeps u (taken over) as the sandbox's idle upper; the oldest goes when there are warm_max().
- * A sandbox keeps one: when parallel read-only execs of it end, the first one's stays. A
- * prewarmed upper passes the idle_drops count of when it was asked for: if a sandbox was
- * committed to or deleted since, it may be over a tree that no longer exists, and is not kept. */
-static void idle_put(struct exec_engine *e, const char *sandbox_id, struct upper *u,
-                     const uint64_t *drops_then)
-{
-    struct idle_upper *it = calloc(1, sizeof(*it));
-    struct idle_upper *drop = NULL;
-    if (it && !(it->sandbox_id = strdup(sandbox_id))) {
-        free(it);
-        it = NULL;
-    }
-    bool taken = it != NULL;
-    if (taken) {
-        it->u = *u;
-        memset(u, 0, sizeof(*u));
-        u->ovl_fd = -1;
-    }
-    size_t max = warm_max(e->app->cfg);
-    pthread_mutex_lock(&e->mu);
-    bool keep = it && !e->stopping && (!drops_then || *drops_then == e->idle_drops) &&
-                idle_find_locked(e, sandbox_id) < 0;
-    if (keep && e->nidle == e->capidle && e->capidle < max) {
-        size_t cap = e->capidle ? e->capidle * 2 : 8;
-        if (cap > max)
-            cap = max;
-        struct idle_upper **v = realloc(e->idle, cap * sizeof(*v));
-        if (v) {
-            e->idle = v;
-            e->capidle = cap;
-        }
-    }
-    if (keep && e->nidle >= max && e->nidle > 0)
-        drop = idle_remove_locked(e, 0);
-    if (keep && e->nidle < e->capidle) {
-        e->idle[e->nidle++] = it;
-        it = NULL;
-    }
-    pthread_mutex_unlock(&e->mu);
-    if (!taken) /* no memory for the entry */
-        upper_release(e, u);
-    idle_upper_free(e, it); /* taken over but not kept */
-    idle_upper_free(e, drop);
-}
-
-/* Drops the idle uppers of one sandbox (NULL: all of them). */
-static void idle_drop(struct exec_engine *e, const char *sandbox_id)
-{
-    for (;;) {
-        struct idle_upper *it = NULL;
-        pthread_mutex_lock(&e->mu);
-        e->idle_drops++;
-        ssize_t i = sandbox_id ? idle_find_locked(e, sandbox_id) : e->nidle > 0 ? 0 : -1;
-        if (i >= 0)
-            it = idle_remove_locked(e, (size_t)i);
-        pthread_mutex_unlock(&e->mu);
-        if (!it)
-            return;
-        idle_upper_free(e, it);
-    }
-}
-
-/* Mounts u's overlay over `lower` and records what it was made over. The identity is taken
- * before the mount: a checkout replaced in between then never matches (safe either way). */
-static int upper_mount(struct exec_engine *e, struct upper *u, const char *lower,
-                       int64_t version)
-{
-    /* no identity (e.g. no birth time on this file system): never reused, works as before */
-    bool known = lower_identity(lower, &u->lower_id) == 0;
-    int fd = jail_overlay_open(e->jail, lower, u->upper, u->work);
-    if (fd < 0)
-        return err_set(fd, "cannot mount the sandbox overlay");
-    u->ovl_fd = fd;
-    u->version = version;
-    if (u->nskel > 0) {
-        /* The overlay records the origin of a merged directory that lacks it (an xattr, a new
-         * ctime) at its first lookup: walk the skeleton once now, not in the exec, so that it
-         * looks afterwards as it will after any exec that only reads. */
-        int sfd = openat(fd, u->skel, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sfd < 0)
-            u->version = -1;
-        else
-            close(sfd);
-    }
-    if (!known || statx(AT_FDCWD, u->upper, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &u->root0) < 0)
-        u->version = -1;
-    /* how the skeleton looks now, for upper_pristine */
-    char path[PATH_MAX];
-    for (int i = 0; i < u->nskel && u->version >= 0; i++)
-        if (!skel_path(u, i + 1, path, sizeof(path)) ||
-            statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &u->skel_st[i]) < 0)
-            u->version = -1;
-    return 0;
-}
-
 /* Mounts the session's overlay unless its upper came with one. */
 static int upper_overlay(struct exec_session *s)
 {
     if (s->u.ovl_fd >= 0)
         return 0;
-    return upper_mount(s->e, &s->u, s->lower, s->rec->version);
-}
-
-/* ---- prewarming: the next exec after a commit finds its upper and overlay ready ----
- *
- * An exec that wrote files leaves an upper that cannot be reused (its overlay saw the old
- * tree), so the sandbox's next exec would pay for a new one: three mkdirs and an overlay mount,
- * about 1.3 ms here. The request thread only queues a job (bounded: when the queue is full the
- * job is dropped and the next exec makes its own); this thread makes the upper over the new
- * version and leaves it idle. Everything idle_take checks still applies when it is used. */
-
-
-static void prewarm_job_free(struct prewarm_job *j)
-{
-    free(j->sandbox_id);
-    free(j->lower);
-    free(j->cwd);
-}
-
-static void *prewarm_main(void *arg)
-{
-    struct exec_engine *e = arg;
-    pthread_mutex_lock(&e->pw_mu);
-    for (;;) {
-        while (!e->pw_stop && e->pw_n == 0)
-            pthread_cond_wait(&e->pw_cond, &e->pw_mu);
-        if (e->pw_stop)
-            break;
-        struct prewarm_job job = e->pw_jobs[0];
-        memmove(&e->pw_jobs[0], &e->pw_jobs[1], (e->pw_n - 1) * sizeof(job));
-        e->pw_n--;
-        e->pw_busy = &job;
-        pthread_mutex_unlock(&e->pw_mu);
-        struct upper u;
-        int r = upper_make(e, &u);
-        if (r == 0) {
-            upper_skeleton(&u, job.lower, job.cwd);
-            r = upper_mount(e, &u, job.lower, job.version);
-        }
-        if (r == 0 && u.version >= 0)
-            idle_put(e, job.sandbox_id, &u, &job.drops);
-        else
-            upper_release(e, &u);
-        err_clear();
-        pthread_mutex_lock(&e->pw_mu);
-        e->pw_busy = NULL;
-        pthread_cond_broadcast(&e->pw_done);
-        pthread_mutex_unlock(&e->pw_mu);
-        prewarm_job_free(&job);
-        pthread_mutex_lock(&e->pw_mu);
-    }
-    pthread_mutex_unlock(&e->pw_mu);
-    return NULL;
-}
-
-static void prewarm_request(struct exec_engine *e, const char *sandbox_id, const char *lower,
-                            const char *cwd, int64_t version)
-{
-    struct prewarm_job job = {strdup(sandbox_id), strdup(lower), cwd ? strdup(cwd) : NULL,
-                              version, 0};
-    pthread_mutex_lock(&e->mu);
-    job.drops = e->idle_drops;
-    pthread_mutex_unlock(&e->mu);
-    pthread_mutex_lock(&e->pw_mu);
-    /* pw_stop is set (under pw_mu) before the thread is joined: checked here, not the flag the
-     * joiner clears afterwards */
-    bool queued = job.sandbox_id && job.lower && (!cwd || job.cwd) && e->pw_jobs && !e->pw_stop &&
-                  e->pw_n < PREWARM_QUEUE;
-    if (queued) {
-        e->pw_jobs[e->pw_n++] = job;
-        pthread_cond_signal(&e->pw_cond);
-    }
-    pthread_mutex_unlock(&e->pw_mu);
-    if (!queued)
-        prewarm_job_free(&job);
-}
-
-static bool prewarm_job_is(const struct prewarm_job *j, const char *sandbox_id, int64_t version)
-{
-    return j->version == version && strcmp(j->sandbox_id, sandbox_id) == 0;
-}
-
-/* Waits (at most PREWARM_WAIT_MS) while the sandbox's next upper for `version` is queued or in
- * the making. Back to back — the next command sent as soon as the last answered — an exec that
- * made an upper of its own would repeat that work while the background one competes with it for
- * the CPU. True when such a job ended meanwhile (its upper is then idle, unless dropped). */
-#define PREWARM_WAIT_MS 20
-static bool prewarm_wait(struct exec_engine *e, const char *sandbox_id, int64_t version)
-{
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_nsec += (long)PREWARM_WAIT_MS * 1000000L;
-    deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-    deadline.tv_nsec %= 1000000000L;
-    bool waited = false;
-    pthread_mutex_lock(&e->pw_mu);
-    for (;;) {
-        bool pending = e->pw_busy && prewarm_job_is(e->pw_busy, sandbox_id, version);
-        for (size_t i = 0; !pending && i < e->pw_n; i++)
-            pending = prewarm_job_is(&e->pw_jobs[i], sandbox_id, version);
-        if (!pending || e->pw_stop)
-            break;
-        waited = true;
-        if (pthread_cond_timedwait(&e->pw_done, &e->pw_mu, &deadline) == ETIMEDOUT) {
-            waited = false;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&e->pw_mu);
-    return waited;
-}
-
-static void prewarm_stop(struct exec_engine *e)
-{
-    if (!e->prewarm_running)
-        return;
-    pthread_mutex_lock(&e->pw_mu);
-    e->pw_stop = true;
-    pthread_cond_signal(&e->pw_cond);
-    pthread_cond_broadcast(&e->pw_done);
-    pthread_mutex_unlock(&e->pw_mu);
-    pthread_join(e->prewarm_thread, NULL);
-    e->prewarm_running = false;
-    for (size_t i = 0; i < e->pw_n; i++)
-        prewarm_job_free(&e->pw_jobs[i]);
-    e->pw_n = 0;
+    return upper_mount(s->e->uppers, &s->u, s->lower, s->rec->version);
 }
 
 /* Builds "K=V" entries: sandbox env, then request env (later wins in the jail). */
@@ -1083,9 +556,7 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     r = checkout_acquire(e->checkouts, rec->id, rec->version, &s->lower);
     if (r == 0) {
         s->acquired = true;
-        if (!idle_take(e, rec, s->lower, &s->u) &&
-            !(prewarm_wait(e, rec->id, rec->version) && idle_take(e, rec, s->lower, &s->u)))
-            r = upper_make(e, &s->u);
+        r = upper_get(e->uppers, rec->id, rec->version, s->lower, &s->u);
     }
     if (r == 0 && pipe2(s->report, O_CLOEXEC | O_NONBLOCK) < 0)
         r = -errno;
@@ -1144,8 +615,8 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
         /* the stored cwd was deleted by an earlier exec: start at home instead, on fresh
          * overlay dirs (the failed attempt may have used them) */
         err_clear();
-        upper_release(e, &s->u);
-        r = upper_make(e, &s->u);
+        upper_release(e->uppers, &s->u);
+        r = upper_make(e->uppers, &s->u);
         if (r == 0)
             r = upper_overlay(s);
         if (r == 0) {
@@ -1219,6 +690,7 @@ void exec_engine_shutdown(struct exec_engine *e)
     for (size_t i = 0; i < e->nlive; i++)
         jail_kill(e->live[i]);
     pthread_mutex_unlock(&e->mu);
+    uppers_stop(e->uppers);
 }
 
 /* Reads what the EXIT trap reported on the report pipe: a normalised absolute path, or NULL. */
@@ -1338,11 +810,11 @@ void exec_session_end(struct exec_session *s)
     /* A cwd-only commit moved the version on but left the tree and its checkout as they were. */
     if (session_keeps_upper(s)) {
         s->u.version = s->rec->version;
-        idle_put(s->e, s->rec->id, &s->u, NULL);
+        upper_keep(s->e->uppers, s->rec->id, &s->u);
     } else {
-        upper_release(s->e, &s->u);
+        upper_release(s->e->uppers, &s->u);
         if (s->committed_files && s->lower)
-            prewarm_request(s->e, s->rec->id, s->lower, s->rec->cwd, s->rec->version);
+            uppers_prewarm(s->e->uppers, s->rec->id, s->lower, s->rec->cwd, s->rec->version);
     }
     free(s->lower);
     memset(s, 0, sizeof(*s));

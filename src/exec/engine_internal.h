@@ -14,6 +14,7 @@
 #include "exec/admission.h"
 #include "exec/engine.h"
 #include "jail/jail.h"
+#include "workspace/upper.h"
 
 /* Whether execs work (health.c): the server's own set-up failures and the self-test. */
 struct exec_health {
@@ -30,71 +31,15 @@ struct exec_health {
 struct exec_engine {
     struct app *app;
     struct jail_runtime *jail;
-    struct checkouts *checkouts;
+    struct checkouts *checkouts; /* the lower layers (workspace/checkout.h) */
+    struct uppers *uppers;       /* the upper layers, idle and prewarmed (workspace/upper.h) */
     struct netns_cache *netns; /* each sandbox's network namespace, kept between its execs */
-    char *uppers_dir;   /* <data>/uppers */
     struct admission *admission; /* exec slots, shared fairly between owners */
-    pthread_mutex_t mu;          /* guards live, stopping and the idle uppers */
+    pthread_mutex_t mu;          /* guards live and stopping */
     struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
     bool stopping;      /* shutdown: no new jail starts */
-    /* Unchanged uppers kept for the next exec, at most one per sandbox and idle_max() in all,
-     * oldest first (guarded by mu). Pointers: evicting the oldest moves only those. */
-    struct idle_upper **idle;
-    size_t nidle, capidle;
-    uint64_t idle_drops;     /* count of idle_drop calls (guarded by mu) */
-    /* Prewarming: after an exec committed files, a background thread makes the sandbox's next
-     * upper and overlay over the new tree, off the request's path (engine.c). */
-    pthread_t prewarm_thread;
-    bool prewarm_running;
-    pthread_mutex_t pw_mu;
-    pthread_cond_t pw_cond;
-    bool pw_stop;
-    struct prewarm_job *pw_jobs; /* bounded queue, guarded by pw_mu */
-    size_t pw_n;
-    const struct prewarm_job *pw_busy; /* the job being made, or NULL (guarded by pw_mu) */
-    pthread_cond_t pw_done;            /* broadcast when a job ends (CLOCK_MONOTONIC) */
     struct exec_health health;         /* faults and the self-test (health.c) */
-};
-
-/* An exec's overlay upper. Made per exec; an upper the script left exactly as it was is kept
- * with its overlay (engine.c, "idle uppers") and reused by the next exec of the same sandbox
- * tree: no directories to create or remove, no overlay to mount. */
-#define UPPER_SKEL_MAX 8
-
-struct upper {
-    char id[33];  /* exec id (hex): names the exec cgroup; new for every exec */
-    char dir[33]; /* <uppers>/<dir> holds upper/ and work/ */
-    char *base;   /* <uppers>/<dir> */
-    char *upper;  /* <base>/upper */
-    char *work;   /* <base>/work */
-    int ovl_fd;   /* detached overlay over `lower` (jail_overlay_open), -1 until made */
-    /* What the overlay was made over and how its upper looked then: reused only while all of
-     * it still holds (the checkout directory's identity includes its birth time, so a checkout
-     * rebuilt at the same path with a recycled inode number never matches). */
-    int64_t version;
-    struct statx lower_id;
-    struct statx root0;
-    /* The directories of the sandbox's cwd copied into the upper before the mount, with the
-     * lower's mode, owner and times (upper_skeleton): a write there then needs no copy-up, and
-     * the diff skips them while unchanged. `skel` is their path ("home/user"), skel_st how each
-     * looked after the mount; none when nskel is 0. */
-    char *skel;
-    int nskel;
-    struct statx skel_st[UPPER_SKEL_MAX];
-};
-
-struct idle_upper {
-    char *sandbox_id;
-    struct upper u;
-};
-
-struct prewarm_job {
-    char *sandbox_id;
-    char *lower;
-    char *cwd; /* the sandbox's cwd: its directories go into the upper (upper_skeleton) */
-    int64_t version;
-    uint64_t drops; /* exec_engine.idle_drops when queued: any drop since voids the job */
 };
 
 struct exec_session {
