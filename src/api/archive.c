@@ -119,7 +119,7 @@ int route_ingest_begin(struct request *req)
     st->field = (struct buf)BUF_INIT(BASE_PATH_FIELD_MAX);
     req->route_state = st;
     struct sandbox_rec rec;
-    int r = sandbox_lookup(req->app, req->sandbox_id, req->tenant, req->sub, &rec);
+    int r = sandbox_lookup(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
         return r;
     sandbox_rec_release(&rec);
@@ -193,10 +193,10 @@ int route_ingest(struct request *req)
         r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
         opened = r == 0;
         if (r < 0)
-            sandbox_discard(req->app, &cs); /* a failed commit discards for itself */
+            sandbox_discard(req->app->sandboxes, &cs); /* a failed commit discards for itself */
     }
     if (r == 0 && cs.n > 0)
-        r = sandbox_commit(req->app, &rec, &cs);
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
     if (r == 0) {
         json_t *o = json_object();
         json_object_set_new(o, "status", json_string("ok"));
@@ -244,7 +244,7 @@ int route_ingest_files(struct request *req)
     r = ingest_files_build(req->app->store, norm, files, req->app->cfg->max_ingest_files,
                            req->app->cfg->max_ingest_bytes, &cs, &res);
     if (r == 0 && cs.n > 0)
-        r = sandbox_commit(req->app, &rec, &cs);
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
     if (r == 0) {
         json_t *o = json_object();
         json_object_set_new(o, "status", json_string("ok"));
@@ -311,7 +311,7 @@ int route_export(struct request *req)
     free(norm);
     if (r < 0)
         return r;
-    sandbox_touch(req->app, req->sandbox_id);
+    sandbox_touch(req->app->sandboxes, req->sandbox_id);
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 * 1024, export_cb, exp,
                                           export_free);

@@ -220,7 +220,7 @@ int route_exec_sync(struct request *req)
     out.rest = NULL;
     exec_request_release(&x);
     if (r < 0) {
-        exec_outcome_release(req->app, &out);
+        exec_outcome_release(req->app->exec, &out);
         return r;
     }
     json_t *o = json_object();
@@ -246,7 +246,7 @@ int route_exec_sync(struct request *req)
     r = rep ? exec_reply_result(rep, o, &out.out, &out.err) : -ENOMEM;
     if (!rep)
         json_decref(o);
-    exec_outcome_release(req->app, &out);
+    exec_outcome_release(req->app->exec, &out);
     if (r < 0) {
         outreply_free(rep);
         return r;

@@ -151,7 +151,7 @@ int route_exec_batch(struct request *req)
     if (r == 0)
         r = reply_results(req, scripts, res, p.n);
     if (res)
-        batch_results_release(req->app, res, p.n);
+        batch_results_release(req->app->exec, res, p.n);
     free(res);
     free(scripts);
     return r;

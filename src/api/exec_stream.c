@@ -224,7 +224,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&s->mu);
     if (r < 0 && !started) { /* answered by the route with this status and body */
         json_t *body = http_error_json(r);
-        exec_outcome_release(s->app, &out);
+        exec_outcome_release(s->app->exec, &out);
         pthread_mutex_lock(&s->mu);
         s->failed = r;
         s->failed_body = body;
@@ -247,7 +247,7 @@ static void *worker_main(void *arg)
     const char *sig = exec_signal_name(out.exit_signal);
     json_object_set_new(x, "exitSignal", sig && r == 0 ? json_string(sig) : json_null());
     push_json(s, "exit", x);
-    exec_outcome_release(s->app, &out);
+    exec_outcome_release(s->app->exec, &out);
     pthread_mutex_lock(&s->mu);
     s->done = true;
     pthread_cond_signal(&s->readable);

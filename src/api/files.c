@@ -7,6 +7,7 @@
 
 #include "api/jsonv.h"
 #include "api/routes.h"
+#include "api/wire.h"
 #include "store/reserved.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
@@ -46,7 +47,7 @@ int route_write_path_arg(const char *field, const char *value, size_t len, bool 
 
 int route_open_sandbox(struct request *req, enum lock_mode mode, struct sandbox_rec *rec)
 {
-    return sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, mode, rec,
+    return sandbox_open(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, mode, rec,
                         &req->lock);
 }
 
@@ -115,7 +116,7 @@ static char *stat_header(const struct file_meta *m)
     json_object_set_new(o, "kind", json_string(file_kind_name(m->kind)));
     json_object_set_new(o, "mode", json_integer(m->mode & 07777));
     json_object_set_new(o, "size", json_integer(m->size));
-    json_object_set_new(o, "mtime", sandbox_mtime_json(m->mtime_ns));
+    json_object_set_new(o, "mtime", wire_mtime_json(m->mtime_ns));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -201,7 +202,7 @@ int route_file_get(struct request *req)
     sandbox_rec_release(&rec);
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, path, true, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, true, &real, &m);
     free(path);
     free(real);
     if (r < 0)
@@ -211,7 +212,7 @@ int route_file_get(struct request *req)
         file_meta_release(&m);
         return r;
     }
-    sandbox_touch(req->app, req->sandbox_id);
+    sandbox_touch(req->app->sandboxes, req->sandbox_id);
     int64_t start = 0, end = m.size - 1;
     int ranged = parse_range(http_header(req, "Range"), m.size, &start, &end);
     char cr[96];
@@ -300,7 +301,7 @@ static int64_t put_room(struct app *app, const struct sandbox_rec *rec, const ch
     int64_t room = quota - rec->size_bytes;
     struct file_meta m;
     char *real = NULL;
-    if (sandbox_resolve(app, rec->id, path, true, &real, &m) == 0) {
+    if (sandbox_resolve(app->sandboxes, rec->id, path, true, &real, &m) == 0) {
         if (m.kind == FILE_KIND_FILE)
             room += m.size;
         file_meta_release(&m);
@@ -325,7 +326,7 @@ int route_file_put_begin(struct request *req)
     if (reserved) /* refused before the upload, not after it */
         return reserved_error(st->path, reserved);
     struct sandbox_rec rec;
-    r = sandbox_lookup(req->app, req->sandbox_id, req->tenant, req->sub, &rec);
+    r = sandbox_lookup(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
         return r;
     st->room = put_room(req->app, &rec, st->path);
@@ -388,7 +389,7 @@ static int write_target(struct app *app, const char *sandbox_id, const char *pat
 {
     struct file_meta m;
     char *real = NULL;
-    int r = sandbox_resolve(app, sandbox_id, path, true, &real, &m);
+    int r = sandbox_resolve(app->sandboxes, sandbox_id, path, true, &real, &m);
     if (r == 0) {
         bool dir = m.kind == FILE_KIND_DIR;
         *ret_mode = m.kind == FILE_KIND_FILE ? m.mode : 0644;
@@ -434,10 +435,10 @@ int route_file_put(struct request *req)
     cs.create_parents = true;
     if (changeset_put(&cs, &m) < 0)
         r = r < 0 ? r : -ENOMEM;
-    if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs); /* discards what it stored when it fails */
+    if (r == 0) /* a failed commit discards what it stored */
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
     else if (m.has_content)
-        sandbox_discard(req->app, &cs); /* the upload is not going anywhere */
+        sandbox_discard(req->app->sandboxes, &cs); /* the upload is not going anywhere */
     changeset_release(&cs);
     free(m.path);
     if (opened)
@@ -542,7 +543,7 @@ int route_file_patch(struct request *req)
     char *real = NULL;
     struct file_meta m;
     struct buf content = BUF_INIT(0), edited = BUF_INIT(0);
-    r = sandbox_resolve(req->app, req->sandbox_id, path, true, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, true, &real, &m);
     if (r < 0)
         goto out_nometa;
     if (m.kind == FILE_KIND_DIR) {
@@ -574,9 +575,9 @@ int route_file_patch(struct request *req)
         goto out;
     struct changeset cs;
     changeset_init(&cs, "edit");
-    r = sandbox_put_bytes(req->app, &cs, real, buf_cstr(&edited), edited.len, m.mode);
+    r = sandbox_put_bytes(req->app->sandboxes, &cs, real, buf_cstr(&edited), edited.len, m.mode);
     if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs);
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
     changeset_release(&cs);
     if (r == 0) {
         json_t *o = json_object();
@@ -638,7 +639,7 @@ int route_file_delete(struct request *req)
     }
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, path, false, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, false, &real, &m);
     if (r == 0) {
         if (m.kind == FILE_KIND_DIR && !recursive) {
             r = store_has_children(req->app->store, req->sandbox_id, real);
@@ -652,7 +653,7 @@ int route_file_delete(struct request *req)
         changeset_init(&cs, "delete");
         r = changeset_delete(&cs, real);
         if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs);
+            r = sandbox_commit(req->app->sandboxes, &rec, &cs);
         changeset_release(&cs);
     }
     free(real);
@@ -686,7 +687,7 @@ int route_mkdir(struct request *req)
     }
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, path, false, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, false, &real, &m);
     bool create = false;
     if (r == 0) {
         bool dir = m.kind == FILE_KIND_DIR;
@@ -710,7 +711,7 @@ int route_mkdir(struct request *req)
         };
         r = changeset_put(&cs, &d);
         if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs);
+            r = sandbox_commit(req->app->sandboxes, &rec, &cs);
         changeset_release(&cs);
     }
     free(real);
@@ -768,17 +769,17 @@ int route_write_files(struct request *req)
         if (r == 0)
             r = write_target(req->app, req->sandbox_id, p, &target, &mode);
         if (r == 0)
-            r = sandbox_put_bytes(req->app, &cs, target, json_string_value(val),
+            r = sandbox_put_bytes(req->app->sandboxes, &cs, target, json_string_value(val),
                                   json_string_length(val), mode);
         free(p);
         free(target);
         if (r < 0)
             break;
     }
-    if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs); /* discards what it stored when it fails */
+    if (r == 0) /* a failed commit discards what it stored */
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
     else
-        sandbox_discard(req->app, &cs);
+        sandbox_discard(req->app->sandboxes, &cs);
     changeset_release(&cs);
     sandbox_rec_release(&rec);
     return r < 0 ? r : http_reply_empty(req, 204);
@@ -804,7 +805,7 @@ static int tree_one(const struct file_meta *m, void *userdata)
     }
     json_object_set_new(o, "kind", json_string(file_kind_name(m->kind)));
     json_object_set_new(o, "size", json_integer(m->size));
-    json_object_set_new(o, "mtime", sandbox_mtime_json(m->mtime_ns));
+    json_object_set_new(o, "mtime", wire_mtime_json(m->mtime_ns));
     json_object_set_new(o, "mode", json_integer(m->mode & 07777));
     return json_array_append_new(t->arr, o) == 0 ? 0 : -ENOMEM;
 }
@@ -843,7 +844,7 @@ int route_tree(struct request *req)
     struct tree_ctx t = {.arr = json_array(), .max = req->app->cfg->max_tree_entries};
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, prefix, true, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, prefix, true, &real, &m);
     if (r == 0) {
         if (m.kind == FILE_KIND_DIR)
             r = store_list(req->app->store, req->sandbox_id, real, (int)depth, tree_one, &t);
@@ -865,6 +866,6 @@ int route_tree(struct request *req)
         json_decref(t.arr);
         return r;
     }
-    sandbox_touch(req->app, req->sandbox_id);
+    sandbox_touch(req->app->sandboxes, req->sandbox_id);
     return http_reply_json(req, 200, t.arr);
 }

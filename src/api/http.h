@@ -124,9 +124,6 @@ void http_add_header(struct request *req, const char *name, const char *value);
 __attribute__((warn_unused_result)) int http_unescape(const char *s, size_t len, char **ret,
                                                       size_t *ret_len);
 
-/* Formats a sandbox-visible ISO timestamp for epoch ms; "null" handling is the caller's. */
-json_t *http_time_json(int64_t ms);
-
 /* The route table (api/routes.c). */
 extern const struct route http_routes[];
 extern const size_t http_routes_count;

@@ -196,15 +196,6 @@ void http_reply_error(struct request *req, int code)
     (void)http_reply_error_body(req, code, http_error_json(code));
 }
 
-json_t *http_time_json(int64_t ms)
-{
-    if (ms <= 0)
-        return json_null();
-    char ts[TIME_ISO_LEN];
-    time_iso8601(ms, ts, sizeof(ts));
-    return json_string(ts);
-}
-
 /* ---- dispatch ---- */
 
 /* Matches url against pattern; on success fills the captures of req. 1 match, 0 no match,

@@ -175,11 +175,11 @@ static const char driver[] =
     "  fi\n"
     "done\n";
 
-void batch_results_release(struct app *app, struct batch_result *results, size_t n)
+void batch_results_release(struct exec_engine *e, struct batch_result *results, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        exec_output_release(app, &results[i].out);
-        exec_output_release(app, &results[i].err);
+        exec_output_release(e, &results[i].out);
+        exec_output_release(e, &results[i].err);
     }
 }
 
@@ -745,7 +745,7 @@ static int run_read_only_batch(struct exec_engine *e, struct sandbox_rec *rec,
     };
     exec_allowance_init(e, &pool.allowance);
     pthread_mutex_init(&pool.mu, NULL);
-    size_t workers = (size_t)e->app->cfg->batch_workers;
+    size_t workers = (size_t)e->cfg.batch_workers;
     if (workers < 1)
         workers = 1;
     if (workers > p->n)

@@ -142,23 +142,23 @@ void exec_rest_finish(struct exec_session *rest)
     free(rest);
 }
 
-void exec_outcome_release(struct app *app, struct exec_outcome *o)
+void exec_outcome_release(struct exec_engine *e, struct exec_outcome *o)
 {
     exec_rest_finish(o->rest);
     o->rest = NULL;
-    exec_output_release(app, &o->out);
-    exec_output_release(app, &o->err);
+    exec_output_release(e, &o->out);
+    exec_output_release(e, &o->err);
 }
 
 void exec_allowance_init(struct exec_engine *e, struct exec_allowance *a)
 {
     for (int i = 0; i < 2; i++)
-        a->stream[i] = (struct budget)BUDGET_INIT(e->app->cfg->max_exec_output_bytes);
+        a->stream[i] = (struct budget)BUDGET_INIT(e->cfg.max_output_bytes);
 }
 
-void exec_output_release(struct app *app, struct buf *b)
+void exec_output_release(struct exec_engine *e, struct buf *b)
 {
-    budget_give(&app->reply_memory, b->len);
+    budget_give(e->cfg.reply_memory, b->len);
     buf_release(b);
 }
 
@@ -169,9 +169,9 @@ void exec_output_keep(struct exec_engine *e, struct exec_allowance *a, int strea
         return;
     struct budget *mine = &a->stream[stream == 1 ? 0 : 1];
     size_t n = budget_take(mine, len);
-    size_t kept = budget_take(&e->app->reply_memory, n);
+    size_t kept = budget_take(e->cfg.reply_memory, n);
     if (kept && buf_add(b, data, kept) < 0) {
-        budget_give(&e->app->reply_memory, kept);
+        budget_give(e->cfg.reply_memory, kept);
         kept = 0;
     }
     budget_give(mine, n - kept);
@@ -205,29 +205,32 @@ const char *exec_signal_name(int sig)
     }
 }
 
-/* ---- commit hooks: keep checkouts coherent with every commit ---- */
+/* ---- the engine as an observer of the sandboxes: checkouts follow every commit ---- */
 
-static void after_commit(struct app *app, const char *sandbox_id, int64_t old_version,
-                         int64_t new_version, const struct changeset *cs, const char *upper_dir)
+/* sandbox_observer.committed (sandbox/sandbox.h: called with the sandbox's exclusive lock). */
+static void on_committed(void *ud, const struct sandbox_commit_info *c)
 {
-    struct exec_engine *e = app->exec;
-    if (!e)
+    struct exec_engine *e = ud;
+    uppers_drop(e->uppers, c->sandbox_id); /* made over the old version: never reusable now */
+    if (c->old_version < 0) { /* created: a checkout under its id is a leftover, never its tree */
+        checkout_invalidate(e->checkouts, c->sandbox_id);
         return;
-    uppers_drop(e->uppers, sandbox_id); /* made over the old version: never reusable now */
-    int r = upper_dir ? checkout_apply_upper(e->checkouts, sandbox_id, old_version, new_version,
-                                             upper_dir, cs)
-                      : checkout_apply(e->checkouts, sandbox_id, old_version, new_version, cs);
+    }
+    int r = c->upper_dir ? checkout_apply_upper(e->checkouts, c->sandbox_id, c->old_version,
+                                                c->new_version, c->upper_dir, c->cs)
+                         : checkout_apply(e->checkouts, c->sandbox_id, c->old_version,
+                                          c->new_version, c->cs);
     if (r < 0)
         err_clear(); /* the checkout invalidated itself: the next exec rebuilds it */
 }
 
-static void after_delete(struct app *app, const char *sandbox_id)
+/* sandbox_observer.deleted */
+static void on_deleted(void *ud, const char *sandbox_id)
 {
-    if (!app->exec)
-        return;
-    uppers_drop(app->exec->uppers, sandbox_id);
-    netns_drop(app->exec->netns, sandbox_id);
-    if (checkout_remove(app->exec->checkouts, sandbox_id) < 0)
+    struct exec_engine *e = ud;
+    uppers_drop(e->uppers, sandbox_id);
+    netns_drop(e->netns, sandbox_id);
+    if (checkout_remove(e->checkouts, sandbox_id) < 0)
         err_clear();
 }
 
@@ -242,11 +245,11 @@ static void on_checkout_evicted(void *ud, const char *sandbox_id)
 }
 
 /* Sandboxes kept warm (EXEC_WARM_SANDBOXES), least recently used dropped first: each keeps its
- * network namespace (about 200 KiB of kernel memory) and one idle upper (a detached overlay
- * mount and three empty directories). */
-static size_t warm_max(const struct config *c)
+ * network namespace (a little kernel memory) and one idle upper (a detached overlay mount and
+ * three empty directories). */
+static size_t warm_max(const struct exec_config *c)
 {
-    return (size_t)c->exec_warm_sandboxes;
+    return (size_t)c->warm_sandboxes;
 }
 
 /* ---- lifecycle ---- */
@@ -295,7 +298,8 @@ int exec_engine_unavailable(void)
                    unavailable_reason);
 }
 
-int exec_engine_new(struct app *app, struct exec_engine **ret)
+int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct store *st,
+                    struct exec_engine **ret)
 {
     *ret = NULL;
     int r = check_root();
@@ -307,21 +311,23 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     struct exec_engine *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
-    e->app = app;
+    e->cfg = *cfg;
+    e->sandboxes = sbx;
+    e->store = st;
     exec_health_init(&e->health);
     pthread_mutex_init(&e->mu, NULL);
     struct admission_limits lim = {
-        .concurrency = app->cfg->exec_concurrency,
-        .queue = app->cfg->exec_queue,
-        .owner_concurrency = app->cfg->exec_owner_concurrency,
-        .owner_queue = app->cfg->exec_owner_queue,
+        .concurrency = cfg->concurrency,
+        .queue = cfg->queue,
+        .owner_concurrency = cfg->owner_concurrency,
+        .owner_queue = cfg->owner_queue,
     };
     r = admission_new(&lim, &e->admission);
     char *uppers_dir = NULL;
     if (r == 0)
-        r = asprintf(&uppers_dir, "%s/uppers", app->cfg->data_dir) < 0 ? -ENOMEM : 0;
+        r = asprintf(&uppers_dir, "%s/uppers", cfg->data_dir) < 0 ? -ENOMEM : 0;
     if (r == 0)
-        r = jail_runtime_init(app->cfg->data_dir, app->cfg->rootfs, &e->jail);
+        r = jail_runtime_init(cfg->data_dir, cfg->rootfs, &e->jail);
     bool runtime_failed = r < 0;
     if (r < 0) {
         const char *m = err_message();
@@ -331,13 +337,13 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     if (!probe_ok && r == 0)
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the host lacks a feature the jail needs (see checks)");
     if (r == 0)
-        r = checkouts_new(app->cfg->data_dir, app->store, app->cfg->checkout_budget_bytes,
-                          SANDBOX_HOST_UID, SANDBOX_HOST_UID, &e->checkouts);
+        r = checkouts_new(cfg->data_dir, st, cfg->checkout_budget_bytes, SANDBOX_HOST_UID,
+                          SANDBOX_HOST_UID, &e->checkouts);
     if (r == 0) {
         struct uppers_config uc = {
             .dir = uppers_dir,
             .checkouts = e->checkouts,
-            .warm_max = warm_max(app->cfg),
+            .warm_max = warm_max(cfg),
             .overlay_open = overlay_open,
             .overlay_ud = e->jail,
         };
@@ -347,7 +353,7 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
     if (r == 0)
         checkouts_on_evict(e->checkouts, on_checkout_evicted, e);
     if (r == 0)
-        r = netns_cache_new(warm_max(app->cfg), &e->netns);
+        r = netns_cache_new(warm_max(cfg), &e->netns);
     if (r < 0) {
         const char *m = err_message();
         if (e->jail || !last_error[0])
@@ -364,8 +370,13 @@ int exec_engine_new(struct app *app, struct exec_engine **ret)
         exec_engine_free(e);
         return r;
     }
-    app->after_commit = after_commit;
-    app->after_delete = after_delete;
+    struct sandbox_observer obs = {.committed = on_committed, .deleted = on_deleted, .ud = e};
+    r = sandbox_observe(sbx, &obs);
+    if (r < 0) {
+        exec_engine_free(e);
+        return err_set(r, "cannot observe the sandboxes");
+    }
+    e->observing = true;
     *ret = e;
     return 0;
 }
@@ -374,6 +385,8 @@ void exec_engine_free(struct exec_engine *e)
 {
     if (!e)
         return;
+    if (e->observing)
+        sandbox_unobserve(e->sandboxes, e);
     uppers_free(e->uppers);
     checkouts_free(e->checkouts);
     netns_cache_free(e->netns);
@@ -420,10 +433,10 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "queued", json_integer(adm.waiting));
     json_object_set_new(o, "owners", json_integer(adm.owners));
     json_object_set_new(o, "idleUppers", json_integer((json_int_t)uppers_idle_count(e->uppers)));
-    json_object_set_new(o, "warmSandboxes", json_integer(e->app->cfg->exec_warm_sandboxes));
+    json_object_set_new(o, "warmSandboxes", json_integer(e->cfg.warm_sandboxes));
     json_t *mem = json_object();
-    json_object_set_new(mem, "used", json_integer(budget_used(&e->app->reply_memory)));
-    json_object_set_new(mem, "limit", json_integer(e->app->reply_memory.limit));
+    json_object_set_new(mem, "used", json_integer(budget_used(e->cfg.reply_memory)));
+    json_object_set_new(mem, "limit", json_integer(e->cfg.reply_memory->limit));
     json_object_set_new(o, "replyMemoryBytes", mem);
     exec_health_json(e, o);
     return o;
@@ -570,7 +583,7 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
     char **envp = build_env(s->rec->env_json, sp->env);
     if (!envp)
         return -ENOMEM;
-    const struct config *c = e->app->cfg;
+    const struct exec_config *c = &e->cfg;
     struct jail_plan plan = {
         .exec_id = s->u.id,
         .lower = s->lower,
@@ -588,10 +601,10 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
         .javascript = s->rec->javascript,
         .limits =
             {
-                .memory_bytes = c->exec_memory_bytes,
-                .pids_max = c->exec_pids_max,
-                .cpu_percent = c->exec_cpu_percent,
-                .fsize_bytes = c->exec_file_size_bytes,
+                .memory_bytes = c->memory_bytes,
+                .pids_max = c->pids_max,
+                .cpu_percent = c->cpu_percent,
+                .fsize_bytes = c->file_size_bytes,
             },
     };
     pthread_mutex_lock(&e->mu);
@@ -736,7 +749,7 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
             return err_set(-ERR_READONLY_VIOLATION,
                            "read-only exec changed the filesystem; nothing was kept");
         s->unchanged = true;
-        sandbox_touch(e->app, s->rec->id);
+        sandbox_touch(e->sandboxes, s->rec->id);
         return 0;
     }
     /* The upper's size against the quota before any of it is stored (the watch while the
@@ -753,9 +766,9 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
     changeset_release(cs);
     changeset_init(cs, "exec");
     struct diff_stats ds = {0};
-    int r = s->pristine ? 0 : diff_upper(e->app->store, s->u.upper, s->lower, cs, &ds);
+    int r = s->pristine ? 0 : diff_upper(e->store, s->u.upper, s->lower, cs, &ds);
     if (r < 0)
-        sandbox_discard(e->app, cs); /* what the diff stored before failing */
+        sandbox_discard(e->sandboxes, cs); /* what the diff stored before failing */
     if (r == 0 && new_cwd && (!s->rec->cwd || strcmp(new_cwd, s->rec->cwd) != 0)) {
         cs->new_cwd = strdup(new_cwd);
         if (!cs->new_cwd)
@@ -766,7 +779,7 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
             r = -ENOMEM;
         int64_t from = s->rec->version;
         if (r == 0)
-            r = sandbox_commit_untold(e->app, s->rec, cs);
+            r = sandbox_commit_untold(e->sandboxes, s->rec, cs);
         if (r == 0) {
             s->tell_pending = true;
             s->tell_from = from;
@@ -775,7 +788,7 @@ int exec_session_finish(struct exec_session *s, bool read_only, const char *new_
             *ret_changes = (int64_t)cs->n;
         s->committed_files = r == 0 && cs->n > 0;
     } else if (r == 0) {
-        sandbox_touch(e->app, s->rec->id);
+        sandbox_touch(e->sandboxes, s->rec->id);
     }
     s->unchanged = r == 0 && cs->n == 0;
     if (!s->tell_pending)
@@ -800,7 +813,7 @@ void exec_session_end(struct exec_session *s)
     session_give_back_netns(s);
     /* before the upper goes: the checkout apply reads the changed files from it */
     if (s->tell_pending)
-        sandbox_tell_commit(s->e->app, s->rec->id, s->tell_from, s->rec->version, &s->cs,
+        sandbox_tell_commit(s->e->sandboxes, s->rec->id, s->tell_from, s->rec->version, &s->cs,
                             s->u.upper);
     changeset_release(&s->cs);
     if (s->acquired)

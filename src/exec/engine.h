@@ -20,12 +20,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "app.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/budget.h"
 
 struct exec_engine;
+struct sandboxes;
+
+/* What the engine is set up with (filled by the composition root from the configuration).
+ * Pointers are borrowed and must outlive the engine. */
+struct exec_config {
+    const char *data_dir;          /* absolute; checkouts, uppers and jail files live below */
+    const char *rootfs;            /* SQLFS_ROOTFS: the jail's /usr comes from here; NULL: "/" */
+    int64_t concurrency;           /* EXEC_CONCURRENCY */
+    int64_t queue;                 /* EXEC_QUEUE */
+    int64_t owner_concurrency;     /* EXEC_OWNER_CONCURRENCY */
+    int64_t owner_queue;           /* EXEC_OWNER_QUEUE */
+    int64_t warm_sandboxes;        /* EXEC_WARM_SANDBOXES */
+    int64_t checkout_budget_bytes; /* CHECKOUT_BUDGET_BYTES */
+    int64_t max_output_bytes;      /* MAX_EXEC_OUTPUT_BYTES: per stream of a request */
+    int64_t batch_workers;         /* BATCH_WORKERS */
+    int64_t memory_bytes;          /* EXEC_MEMORY_BYTES */
+    int64_t pids_max;              /* EXEC_PIDS_MAX */
+    int64_t cpu_percent;           /* EXEC_CPU_PERCENT */
+    int64_t file_size_bytes;       /* EXEC_FILE_SIZE_BYTES */
+    /* REPLY_MEMORY_BYTES: output held for replies, shared with the API's reply buffers */
+    struct budget *reply_memory;
+};
 
 /* Receives output as it is produced (stream 1 = stdout, 2 = stderr). */
 typedef void (*exec_output_cb)(void *userdata, int stream, const char *data, size_t len);
@@ -34,8 +55,8 @@ typedef void (*exec_output_cb)(void *userdata, int stream, const char *data, siz
  * Output buffered for a reply (docs/API.md "Exec", "Output and memory"). A request keeps at most
  * MAX_EXEC_OUTPUT_BYTES of stdout and as much of stderr, all the scripts of a batch together
  * (its allowance); every byte kept also counts in the server's REPLY_MEMORY_BYTES
- * (app->reply_memory) until the buffer holding it is freed with exec_output_release. What does
- * not fit is read and dropped, and the stream is marked truncated: a kept stream is always a
+ * (exec_config.reply_memory) until the buffer holding it is freed with exec_output_release. What
+ * does not fit is read and dropped, and the stream is marked truncated: a kept stream is always a
  * prefix of what the script wrote.
  */
 struct exec_allowance {
@@ -45,7 +66,7 @@ struct exec_allowance {
 /* An allowance of MAX_EXEC_OUTPUT_BYTES per stream. */
 void exec_allowance_init(struct exec_engine *e, struct exec_allowance *a);
 /* Frees a buffer of kept output and gives its bytes back to REPLY_MEMORY_BYTES. */
-void exec_output_release(struct app *app, struct buf *b);
+void exec_output_release(struct exec_engine *e, struct buf *b);
 
 struct exec_params {
     const char *script;     /* bash script (binary-safe) */
@@ -102,13 +123,17 @@ struct exec_outcome {
  * exec_engine_run_batch). NULL-safe. */
 void exec_rest_finish(struct exec_session *rest);
 /* Frees the output buffers (exec_output_release), and runs o->rest if it is still there. */
-void exec_outcome_release(struct app *app, struct exec_outcome *o);
+void exec_outcome_release(struct exec_engine *e, struct exec_outcome *o);
 
-/* Starts the engine: jail runtime (start-up checks), checkout cache, cleanup of leftovers.
- * On failure the server still runs without execs (readyz degraded): *ret is NULL and the
- * status JSON explains which feature is missing (logged by the caller). */
-__attribute__((warn_unused_result)) int exec_engine_new(struct app *app,
+/* Starts the engine over the sandboxes `sbx` and their store `st` (both must outlive it): jail
+ * runtime (start-up checks), checkout cache, uppers, cleanup of leftovers; then registers it as
+ * an observer of the sandboxes (sandbox_observe), so that its checkouts and idle uppers follow
+ * every commit and deletion. On failure the server still runs without execs (readyz degraded):
+ * *ret is NULL and the status JSON explains which feature is missing (logged by the caller). */
+__attribute__((warn_unused_result)) int exec_engine_new(const struct exec_config *cfg,
+                                                        struct sandboxes *sbx, struct store *st,
                                                         struct exec_engine **ret);
+/* Unregisters the engine from the sandboxes and frees it. NULL-safe. */
 void exec_engine_free(struct exec_engine *e);
 
 /* The operator's view (GET /v1/status): {"ok": bool, "checks": {...}, "limits": {...}, "shell",
@@ -184,7 +209,7 @@ struct batch_params {
 __attribute__((warn_unused_result)) int
 exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec, const struct batch_params *p,
                       struct batch_result *results, struct exec_session **ret_rest);
-void batch_results_release(struct app *app, struct batch_result *results, size_t n);
+void batch_results_release(struct exec_engine *e, struct batch_result *results, size_t n);
 
 /* Shutdown: refuses new execs and kills every running jail (their writes commit like a
  * timeout's). */

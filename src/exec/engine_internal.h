@@ -13,6 +13,7 @@
 
 #include "exec/admission.h"
 #include "exec/engine.h"
+#include "sandbox/sandbox.h"
 #include "jail/jail.h"
 #include "workspace/upper.h"
 
@@ -29,7 +30,10 @@ struct exec_health {
 };
 
 struct exec_engine {
-    struct app *app;
+    struct exec_config cfg;      /* as given to exec_engine_new (its pointers borrowed) */
+    struct sandboxes *sandboxes; /* the commit path and the sandbox locks (not owned) */
+    struct store *store;         /* where diffs store their contents (not owned) */
+    bool observing;              /* registered with sandbox_observe */
     struct jail_runtime *jail;
     struct checkouts *checkouts; /* the lower layers (workspace/checkout.h) */
     struct uppers *uppers;       /* the upper layers, idle and prewarmed (workspace/upper.h) */
@@ -55,8 +59,8 @@ struct exec_session {
     bool committed_files;    /* it committed file changes (set by exec_session_finish) */
     int pristine;            /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */
     int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
-    /* The committed change set, whose app->after_commit call (the checkout apply) is owed
-     * until exec_session_end: from version tell_from to rec->version. */
+    /* The committed change set, whose observers' call (the checkout apply) is owed until
+     * exec_session_end: from version tell_from to rec->version. */
     struct changeset cs;
     bool tell_pending;
     int64_t tell_from;

@@ -135,14 +135,30 @@ void exec_health_ok(struct exec_engine *e)
     pthread_mutex_unlock(&h->mu);
 }
 
-/* Creates the self-test's sandbox (after removing a leftover of an earlier run). */
-static int selftest_create(struct app *app)
+/* Deletes the self-test's sandbox when it exists, under its lock like any route. */
+static int selftest_delete(struct exec_engine *e)
 {
-    int r = store_sandbox_delete(app->store, SELFTEST_ID, NULL, NULL);
-    if (r < 0 && r != -ENOENT)
+    struct sandbox_rec rec;
+    struct lock_ref *lock = NULL;
+    int r = sandbox_open(e->sandboxes, SELFTEST_ID, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
+    if (r == -ERR_SANDBOX_NOT_FOUND) {
+        err_clear();
+        return 0;
+    }
+    if (r < 0)
         return r;
-    if (r == 0 && app->after_delete)
-        app->after_delete(app, SELFTEST_ID);
+    sandbox_rec_release(&rec);
+    r = sandbox_delete(e->sandboxes, SELFTEST_ID, NULL, NULL);
+    locks_release(lock);
+    return r;
+}
+
+/* Creates the self-test's sandbox (after removing a leftover of an earlier run). */
+static int selftest_create(struct exec_engine *e)
+{
+    int r = selftest_delete(e);
+    if (r < 0)
+        return r;
     struct changeset cs;
     changeset_init(&cs, "create");
     cs.create_parents = true;
@@ -155,9 +171,8 @@ static int selftest_create(struct app *app)
         .cwd = SANDBOX_HOME,
         .created_ms = time_now_ms(),
     };
-    struct commit_opts opts = {.expect_version = -1, .now_ms = rec.created_ms};
     if (r == 0)
-        r = store_sandbox_create(app->store, &rec, &cs, &opts);
+        r = sandbox_create(e->sandboxes, &rec, &cs, NULL);
     changeset_release(&cs);
     return r;
 }
@@ -165,10 +180,9 @@ static int selftest_create(struct app *app)
 /* The exec itself, under the sandbox's lock like any route's. */
 static int selftest_exec(struct exec_engine *e)
 {
-    struct app *app = e->app;
     struct sandbox_rec rec;
     struct lock_ref *lock = NULL;
-    int r = sandbox_open(app, SELFTEST_ID, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
+    int r = sandbox_open(e->sandboxes, SELFTEST_ID, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
     if (r < 0)
         return r;
     static const char script[] = SELFTEST_SCRIPT;
@@ -189,7 +203,7 @@ static int selftest_exec(struct exec_engine *e)
                    memcmp(buf_cstr(&got.out), "ok\n", 3) != 0))
         r = err_set(-EPROTO, "the test exec exited %d (stdout %zu bytes, stderr: %.120s)",
                     out.exit_code, got.out.len, buf_cstr(&got.err));
-    exec_outcome_release(e->app, &out);
+    exec_outcome_release(e, &out);
     runner_buffer_release(&got);
     sandbox_rec_release(&rec);
     locks_release(lock);
@@ -208,16 +222,13 @@ int exec_engine_selftest(struct exec_engine *e)
     h->selftest_ns = time_mono_ns();
     pthread_mutex_unlock(&h->mu);
 
-    struct app *app = e->app;
     err_clear();
     const char *phase = "self-test: create its sandbox";
-    int r = selftest_create(app);
+    int r = selftest_create(e);
     if (r == 0) {
         phase = "self-test";
         r = selftest_exec(e);
-        int d = store_sandbox_delete(app->store, SELFTEST_ID, NULL, NULL);
-        if (d == 0 && app->after_delete)
-            app->after_delete(app, SELFTEST_ID);
+        (void)selftest_delete(e); /* what is left, the next self-test removes */
     }
     if (r < 0) {
         json_t *f = json_object();
@@ -266,7 +277,9 @@ void exec_health_json(struct exec_engine *e, json_t *o)
     json_object_set_new(f, "transient", json_integer(h->transient));
     if (h->failing) {
         json_object_set_new(f, "failing", json_string(h->reason));
-        json_object_set_new(f, "since", sandbox_mtime_json(h->failed_ms * 1000000));
+        char since[TIME_ISO_LEN];
+        time_iso8601(h->failed_ms, since, sizeof(since));
+        json_object_set_new(f, "since", json_string(since));
     }
     pthread_mutex_unlock(&h->mu);
     json_object_set_new(o, "faults", f);
