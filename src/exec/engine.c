@@ -36,7 +36,6 @@
 #include "jail/ids.h"
 #include "jail/jail.h"
 #include "exec/runner.h"
-#include "jail/sysprobe.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/jsontext.h"
@@ -53,70 +52,6 @@ static const char cwd_trap[] =
 static const char cwd_trap_debug[] =
     "trap '{ set +x; } 2>/dev/null; builtin printf \"%s\" \"$PWD\" >&3 2>/dev/null' EXIT; "
     "set -x; ";
-
-static char last_error[512] = "the exec engine has not started";
-/* Why there is no engine, in words safe for any client (no host path, no counter): a fixed
- * text, or public_reason. Set by exec_engine_new before the server listens. */
-static const char *unavailable_reason = "the exec engine has not started";
-static char public_reason[600];
-/* The start-up checks of the last exec_engine_new (read-only afterwards). */
-static struct sysprobe probe;
-static bool probed;
-
-/* Each start-up check: its name in JSON and in /readyz, and the feature the log names. */
-static const struct {
-    const char *name;
-    const char *feature;
-    const struct sysprobe_check *c;
-} probe_checks[] = {
-    {"userns", "user namespaces", &probe.userns}, {"overlay", "overlayfs", &probe.overlay},
-    {"seccomp", "seccomp", &probe.seccomp},       {"cgroup", "cgroup limits", &probe.cgroup},
-    {"rootfs", "rootfs", &probe.rootfs},          {"exec", "jailed exec", &probe.exec},
-};
-
-#define NPROBE_CHECKS (sizeof(probe_checks) / sizeof(probe_checks[0]))
-
-static json_t *probe_json(void)
-{
-    json_t *o = json_object();
-    for (size_t i = 0; i < NPROBE_CHECKS; i++)
-        json_object_set_new(o, probe_checks[i].name,
-                            jsontext(probe_checks[i].c->ok ? "ok" : probe_checks[i].c->message));
-    return o;
-}
-
-/* The start-up checks that failed, as " (name: what is missing; ...)" (messages name no host
- * path), appended to out[len..n). Limits not enforced (cgroup) do not stop execs: left out. */
-static void probe_failures(char *out, size_t len, size_t n)
-{
-    const char *sep = " (";
-    for (size_t i = 0; probed && i < NPROBE_CHECKS && len < n; i++) {
-        if (probe_checks[i].c->ok || probe_checks[i].c == &probe.cgroup)
-            continue;
-        len += (size_t)snprintf(out + len, n - len, "%s%s: %s", sep, probe_checks[i].name,
-                                probe_checks[i].c->message);
-        sep = "; ";
-    }
-    if (*sep == ';' && len < n)
-        snprintf(out + len, n - len, ")");
-}
-
-/* Runs the start-up checks and logs one line per missing feature. */
-static bool run_probe(const struct jail_runtime *rt)
-{
-    sysprobe_run(rt, &probe);
-    probed = true;
-    for (size_t i = 0; i < NPROBE_CHECKS; i++) {
-        const struct sysprobe_check *c = probe_checks[i].c;
-        if (c->ok)
-            continue;
-        json_t *f = json_object();
-        json_object_set_new(f, "feature", json_string(probe_checks[i].feature));
-        json_object_set_new(f, "error", jsontext(c->message));
-        log_json(c == &probe.cgroup ? "warn" : "error", "sandbox runtime check failed", f);
-    }
-    return sysprobe_ok(&probe);
-}
 
 /* The exec left its upper exactly as made: exec_session_end keeps it for the sandbox's next
  * exec instead of discarding it. (unchanged is only ever set by exec_session_finish, which
@@ -273,41 +208,13 @@ static void netns_warn_once(int r)
     err_clear();
 }
 
-/* The jail is made by the server itself: new user, mount, pid and network namespaces, an
- * overlayfs mount, uid/gid maps, cgroup files and pivot_root, all from the host's initial user
- * namespace. That needs root: uid 0 with CAP_SYS_ADMIN (the mounts), CAP_SETUID/CAP_SETGID (the
- * maps), CAP_SYS_CHROOT and write access to the cgroup hierarchy. Said once and clearly rather
- * than as the first of the failures it causes. */
-static int check_root(void)
-{
-    bool sys_admin = jail_has_sys_admin();
-    if (geteuid() == 0 && sys_admin)
-        return 0;
-    unavailable_reason = "this server runs without root, which the exec jail needs";
-    return err_set(-ERR_JAIL_UNAVAILABLE,
-                   "the exec jail needs root: uid 0 with CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID "
-                   "and CAP_SYS_CHROOT, on a kernel with user, mount, pid and network "
-                   "namespaces, overlayfs, seccomp and cgroups; this server runs as uid %ld%s, "
-                   "so sandboxes cannot run commands (files, archives and tokens still work)",
-                   (long)geteuid(), sys_admin ? "" : " without CAP_SYS_ADMIN");
-}
-
-int exec_engine_unavailable(void)
-{
-    return err_set(-ERR_JAIL_UNAVAILABLE, "exec is unavailable on this server: %s; see /readyz",
-                   unavailable_reason);
-}
-
 int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct store *st,
                     struct exec_engine **ret)
 {
     *ret = NULL;
-    int r = check_root();
-    if (r < 0) {
-        snprintf(last_error, sizeof(last_error), "%s", err_message());
+    int r = exec_startup_check_root();
+    if (r < 0)
         return r;
-    }
-    unavailable_reason = "the host lacks a feature the exec jail needs";
     struct exec_engine *e = calloc(1, sizeof(*e));
     if (!e)
         return -ENOMEM;
@@ -329,11 +236,9 @@ int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct
     if (r == 0)
         r = jail_runtime_init(cfg->data_dir, cfg->rootfs, &e->jail);
     bool runtime_failed = r < 0;
-    if (r < 0) {
-        const char *m = err_message();
-        snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
-    }
-    bool probe_ok = run_probe(e->jail);
+    if (r < 0)
+        exec_startup_error(r);
+    bool probe_ok = exec_startup_probe(e->jail);
     if (!probe_ok && r == 0)
         r = err_set(-ERR_JAIL_UNAVAILABLE, "the host lacks a feature the jail needs (see checks)");
     if (r == 0)
@@ -354,29 +259,18 @@ int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct
         checkouts_on_evict(e->checkouts, on_checkout_evicted, e);
     if (r == 0)
         r = netns_cache_new(warm_max(cfg), &e->netns);
+    if (r == 0) {
+        struct sandbox_observer obs = {.committed = on_committed, .deleted = on_deleted, .ud = e};
+        r = sandbox_observe(sbx, &obs);
+        e->observing = r == 0;
+        if (r < 0)
+            r = err_set(r, "cannot observe the sandboxes");
+    }
     if (r < 0) {
-        const char *m = err_message();
-        if (e->jail || !last_error[0])
-            snprintf(last_error, sizeof(last_error), "%s", m ? m : strerror(-r));
-        /* error messages name no host path (the project's rule), so they can be shown */
-        if (runtime_failed || probe_ok) {
-            snprintf(public_reason, sizeof(public_reason),
-                     "the sandbox runtime could not start: %s", last_error);
-        } else {
-            int len = snprintf(public_reason, sizeof(public_reason), "%s", unavailable_reason);
-            probe_failures(public_reason, (size_t)len, sizeof(public_reason));
-        }
-        unavailable_reason = public_reason;
+        exec_startup_failed(r, e->jail != NULL, runtime_failed, probe_ok);
         exec_engine_free(e);
         return r;
     }
-    struct sandbox_observer obs = {.committed = on_committed, .deleted = on_deleted, .ud = e};
-    r = sandbox_observe(sbx, &obs);
-    if (r < 0) {
-        exec_engine_free(e);
-        return err_set(r, "cannot observe the sandboxes");
-    }
-    e->observing = true;
     *ret = e;
     return 0;
 }
@@ -407,12 +301,9 @@ json_t *exec_engine_status_json(struct exec_engine *e)
 {
     json_t *o = json_object();
     json_object_set_new(o, "ok", json_boolean(exec_engine_ready(e)));
-    if (probed)
-        json_object_set_new(o, "checks", probe_json());
-    if (!e) {
-        json_object_set_new(o, "error", jsontext(last_error));
+    exec_startup_json(o, !e);
+    if (!e)
         return o;
-    }
     struct jail_info info;
     jail_runtime_info(e->jail, &info);
     json_t *lim = json_object();
@@ -450,7 +341,7 @@ bool exec_engine_ready_why(struct exec_engine *e, char *why, size_t n)
         exec_health_reason(e, why, n);
         return false;
     }
-    snprintf(why, n, "%s", unavailable_reason);
+    snprintf(why, n, "%s", exec_startup_reason());
     return false;
 }
 

@@ -152,4 +152,23 @@ void exec_health_json(struct exec_engine *e, json_t *o);
 /* Copies the reason of the latest failure (phase: error) into why. */
 void exec_health_reason(struct exec_engine *e, char *why, size_t n);
 
+/* ---- health.c: start-up checks ---- */
+
+/* The jail needs root with CAP_SYS_ADMIN: 0, or -ERR_JAIL_UNAVAILABLE saying so (recorded as
+ * the reason there is no engine). */
+__attribute__((warn_unused_result)) int exec_startup_check_root(void);
+/* Runs the start-up checks over the runtime (NULL: it failed to start) and logs one line per
+ * missing feature. True when execs can run. */
+bool exec_startup_probe(const struct jail_runtime *rt);
+/* Records r's message (this thread's, or strerror) as why the engine did not start. */
+void exec_startup_error(int r);
+/* exec_engine_new failed with r: records why, for /v1/status (the error) and /readyz and exec
+ * routes (a reason that names no host path). */
+void exec_startup_failed(int r, bool have_runtime, bool runtime_failed, bool probe_ok);
+/* Adds the start-up checks ("checks", when they ran) and, with no_engine, why there is no
+ * engine ("error") to a status object. */
+void exec_startup_json(json_t *o, bool no_engine);
+/* Why there is no engine, in words safe for anyone. */
+const char *exec_startup_reason(void);
+
 #endif
