@@ -1,8 +1,9 @@
 /*
  * engine_internal — what the single exec (engine.c) and the batch runner (batch.c) share:
- * the engine struct and exec sessions. A session is everything one run holds from admission
- * to cleanup: an admission slot, the acquired checkout (lower layer), a fresh upper dir and the
- * report pipe (fd 3 in the jail: the script's final cwd, batch markers). Not for other modules.
+ * the engine struct and exec sessions (session.c). A session is everything one run holds from
+ * admission to cleanup: an admission slot, the acquired checkout (lower layer), a fresh upper dir
+ * and the report pipe (fd 3 in the jail: the script's final cwd, batch markers). Not for other
+ * modules.
  */
 #ifndef SQLFS_EXEC_ENGINE_INTERNAL_H
 #define SQLFS_EXEC_ENGINE_INTERNAL_H
@@ -98,6 +99,9 @@ __attribute__((warn_unused_result)) int exec_session_finish(struct exec_session 
                                                             bool read_only, const char *new_cwd,
                                                             const char *info_json,
                                                             int64_t *ret_changes);
+/* The exec left its upper exactly as made: exec_session_end keeps it for the sandbox's next
+ * exec instead of discarding it. */
+bool exec_session_keeps_upper(const struct exec_session *s);
 /* Frees the session's admission slot (exec_session_end does it too, if not done). */
 void exec_session_leave(struct exec_session *s);
 /* Everything else the session holds: the owed after-commit call (checkout apply), the
