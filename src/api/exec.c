@@ -1,4 +1,5 @@
-/* Exec routes (docs/API.md "Exec"): exec-sync (this file), SSE exec and batches (exec_stream.c). */
+/* Exec routes (docs/API.md "Exec"): exec-sync (this file), SSE exec (exec_stream.c) and batches
+ * (exec_batch.c); this file also holds what they share (api/exec.h). */
 #include "api/exec.h"
 
 #include <errno.h>

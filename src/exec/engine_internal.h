@@ -1,9 +1,9 @@
 /*
  * engine_internal — what the single exec (engine.c) and the batch runner (batch.c) share:
  * the engine struct and exec sessions (session.c). A session is everything one run holds from
- * admission to cleanup: an admission slot, the acquired checkout (lower layer), a fresh upper dir
- * and the report pipe (fd 3 in the jail: the script's final cwd, batch markers). Not for other
- * modules.
+ * admission to cleanup: an admission slot, the acquired checkout (lower layer), an upper
+ * (workspace/upper.h) and the report pipe (fd 3 in the jail: the script's final cwd, batch
+ * markers). Not for other modules.
  */
 #ifndef SQLFS_EXEC_ENGINE_INTERNAL_H
 #define SQLFS_EXEC_ENGINE_INTERNAL_H
@@ -14,8 +14,8 @@
 
 #include "exec/admission.h"
 #include "exec/engine.h"
-#include "sandbox/sandbox.h"
 #include "jail/jail.h"
+#include "sandbox/sandbox.h"
 #include "workspace/upper.h"
 
 /* Whether execs work (health.c): the server's own set-up failures and the self-test. */

@@ -236,8 +236,8 @@ static void read_boot_id(char out[64])
 #define TAG_XATTR "trusted.sqlfs.checkout"
 
 /* The tag text. Fixed width (zero-padded numbers, the boot id's fixed length): ext4 rewrites an
- * attribute of unchanged length in place (~5 us) but reallocates its block when the length
- * changes (~100 us), on every commit. version -1 gives the invalid tag of the same width. */
+ * attribute of unchanged length in place but reallocates its block, far slower, when the
+ * length changes, on every commit. version -1 gives the invalid tag of the same width. */
 static int tag_format(const struct checkouts *cos, int64_t version, int64_t size, char *text,
                       size_t cap)
 {

@@ -122,8 +122,8 @@ __attribute__((warn_unused_result)) int checkout_rm_rf_at(int dirfd, const char 
  * checkouts (e.g. an exec's upper/work dirs): renames it into the checkouts directory at once and
  * removes it on the background thread (or at the next start), so callers do not wait for one
  * unlink per node. `close_fd` (or -1) is a descriptor the background thread closes first: an
- * exec's detached overlay mount over that upper, whose final close unmounts it (~0.3 ms, also
- * off the caller's path). It is consumed whatever the result. 0, 1 when name does not exist,
+ * exec's detached overlay mount over that upper, whose final close unmounts it (also off the
+ * caller's path). It is consumed whatever the result. 0, 1 when name does not exist,
  * negative errno (nothing moved: the caller may remove it itself). Thread-safe. */
 __attribute__((warn_unused_result)) int checkout_discard(struct checkouts *cos, int dirfd,
                                                          const char *name, int close_fd);
