@@ -1,5 +1,5 @@
 /*
- * engine — the exec engine as the rest of the server sees it (DESIGN.md "Exec"):
+ * engine — the exec engine as the rest of the server sees it (README.md "The exec model"):
  *   admission (bounded concurrency + bounded queue, shared fairly between owners: admission.h)
  *   → checkout (lower layer, at the sandbox's version) → jail (overlay with a fresh upper) → run
  *   bash, streaming its output → diff of the upper into a change set → commit through

@@ -3,9 +3,9 @@
  * opening one for a caller (ownership + lock), the one commit path of every mutation, symlink
  * resolution inside the sandbox, and the observers told of commits and deletions.
  *
- * The commit path (DESIGN.md): every mutation of a sandbox's tree builds a change set and calls
- * sandbox_commit() (or sandbox_commit_untold() + sandbox_tell_commit()) while holding the
- * sandbox's exclusive lock; creation and deletion go through sandbox_create() and
+ * The commit path (HACKING.md "The one commit path"): every mutation of a sandbox's tree builds a
+ * change set and calls sandbox_commit() (or sandbox_commit_untold() + sandbox_tell_commit()) while
+ * holding the sandbox's exclusive lock; creation and deletion go through sandbox_create() and
  * sandbox_delete(). Nothing else writes a sandbox to the store. A commit checks the reserved
  * paths (store/reserved.h), commits to SQL (fenced by the version read under the lock, bounded
  * by the quota) and then tells the observers, so caches such as the exec's checkouts follow.
