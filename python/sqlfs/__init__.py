@@ -4,11 +4,13 @@
 >>> with Client(base_url="http://127.0.0.1:8080", auth_secret="...", sub="agent-001") as fs:
 ...     sb = fs.sandboxes.create(name="demo")
 ...     print(sb.exec("echo hello").stdout)
+
+Every public name is imported from here; the modules behind it (``sqlfs._client``, ...) are
+private and may change.
 """
 
-from .async_client import AsyncClient, AsyncFiles, AsyncSandbox, AsyncSandboxes
-from .client import Client, Files, Sandbox, Sandboxes
-from .errors import (
+from ._client import AsyncClient, Client
+from ._exceptions import (
     AuthError,
     ConflictError,
     ExecTimeoutError,
@@ -22,7 +24,7 @@ from .errors import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from .models import (
+from ._models import (
     BatchExecResult,
     EditResult,
     ExecResult,
@@ -34,8 +36,8 @@ from .models import (
     StreamEvent,
     TreeEntry,
 )
-
-__version__ = "0.3.0"
+from ._resources import AsyncFiles, AsyncSandbox, AsyncSandboxes, Files, Sandbox, Sandboxes
+from ._version import __version__
 
 __all__ = [
     "__version__",

@@ -32,9 +32,11 @@ def check_import(python: str, extra_path: str = "") -> str:
     code = (
         "import sys\n"
         f"{'sys.path.insert(0, %r)' % extra_path if extra_path else ''}\n"
-        "import sqlfs, httpx, pathlib\n"
+        "import sqlfs, httpx, pathlib, importlib.metadata\n"
         "p = pathlib.Path(sqlfs.__file__).parent\n"
         "assert (p / 'py.typed').exists(), 'py.typed missing'\n"
+        "meta = importlib.metadata.version('sql-fs-sdk')\n"
+        "assert meta == sqlfs.__version__, (meta, sqlfs.__version__)\n"
         "print(p, sqlfs.__version__)\n"
     )
     res = run([python, "-I", "-c", code], cwd="/")

@@ -14,7 +14,6 @@ import pytest
 
 import sqlfs
 from sqlfs._sse import SSEFrame, SSEParser, iter_frames, iter_frames_from_lines
-from sqlfs.models import StreamEvent
 
 
 def frame(event: str, obj: Any) -> bytes:
@@ -106,14 +105,14 @@ def test_httpx_iter_lines_of_installed_version() -> None:
 
 
 def test_stream_events_from_frames() -> None:
-    events = [StreamEvent.from_frame(f.event, f.data) for f in EXPECTED]
+    events = [sqlfs.StreamEvent.from_frame(f.event, f.data) for f in EXPECTED]
     assert [e.type for e in events] == ["stdout", "stderr", "stdout", "exit"]
     assert events[0].data == "h\u00e9llo \u2603 \U0001f600\n" and events[0].t == 1.0
     assert events[1].data == "warn\n"
     assert events[3].exit_code == 0 and events[3].duration_ms == 4 and not events[3].timed_out
-    err = StreamEvent.from_frame("error", json.dumps({"code": "EREADONLY_VIOLATION", "error": "x", "retryable": False}))
+    err = sqlfs.StreamEvent.from_frame("error", json.dumps({"code": "EREADONLY_VIOLATION", "error": "x", "retryable": False}))
     assert err.type == "error" and err.code == "EREADONLY_VIOLATION" and err.data == "x"
-    to = StreamEvent.from_frame("exit", json.dumps({"exitCode": -1, "timedOut": True, "error": "timeout", "durationMs": 9}))
+    to = sqlfs.StreamEvent.from_frame("exit", json.dumps({"exitCode": -1, "timedOut": True, "error": "timeout", "durationMs": 9}))
     assert to.exit_code == -1 and to.timed_out and to.error == "timeout"
 
 

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 import sqlfs
-from sqlfs import _base as b
-from sqlfs.errors import error_from_response, parse_retry_after
+from sqlfs import _base_client as base
+from sqlfs import _calls as calls
+from sqlfs._exceptions import error_from_response, parse_retry_after
 
 
 def err(status: int, body: object = None, headers: dict = None) -> sqlfs.SQLFSError:
@@ -87,8 +88,8 @@ def test_parse_retry_after() -> None:
     assert 28 <= (parse_retry_after(date, now=now) or 0) <= 31
 
 
-def call(retry: b.Retry) -> b.Call:
-    return b.Call("GET", "/x", retry=retry)
+def call(retry: calls.Retry) -> calls.Call:
+    return calls.Call("GET", "/x", retry=retry)
 
 
 def test_retry_policy_on_responses() -> None:
@@ -97,70 +98,70 @@ def test_retry_policy_on_responses() -> None:
     r429 = err(429, {"code": "RATE_LIMITED"})
     r404 = err(404, {"code": "ENOENT"})
     for e in (r500, r503, r429):
-        assert b.should_retry_response(call(b.Retry.IDEMPOTENT), e)
-        assert b.should_retry_response(call(b.Retry.ATOMIC), e)
-        assert not b.should_retry_response(call(b.Retry.NONE), e)
-    assert not b.should_retry_response(call(b.Retry.IDEMPOTENT), r404)
-    assert not b.should_retry_response(call(b.Retry.SAFE_ONLY), r500)
-    assert b.should_retry_response(call(b.Retry.SAFE_ONLY), r503)
-    assert b.should_retry_response(call(b.Retry.SAFE_ONLY), r429)
+        assert base.should_retry_response(call(calls.Retry.IDEMPOTENT), e)
+        assert base.should_retry_response(call(calls.Retry.ATOMIC), e)
+        assert not base.should_retry_response(call(calls.Retry.NONE), e)
+    assert not base.should_retry_response(call(calls.Retry.IDEMPOTENT), r404)
+    assert not base.should_retry_response(call(calls.Retry.SAFE_ONLY), r500)
+    assert base.should_retry_response(call(calls.Retry.SAFE_ONLY), r503)
+    assert base.should_retry_response(call(calls.Retry.SAFE_ONLY), r429)
     for status in (400, 401, 403, 408, 409, 413, 415, 422):
-        assert not b.should_retry_response(call(b.Retry.IDEMPOTENT), err(status, {"code": "X"}))
+        assert not base.should_retry_response(call(calls.Retry.IDEMPOTENT), err(status, {"code": "X"}))
 
 
 def test_retry_policy_on_transport_errors() -> None:
     req = httpx.Request("GET", "http://x")
     unsent = httpx.ConnectError("refused", request=req)
     sent = httpx.ReadError("reset", request=req)
-    assert b.should_retry_transport(call(b.Retry.SAFE_ONLY), unsent)
-    assert not b.should_retry_transport(call(b.Retry.SAFE_ONLY), sent)
-    assert not b.should_retry_transport(call(b.Retry.ATOMIC), sent)
-    assert b.should_retry_transport(call(b.Retry.IDEMPOTENT), sent)
-    assert not b.should_retry_transport(call(b.Retry.NONE), unsent)
+    assert base.should_retry_transport(call(calls.Retry.SAFE_ONLY), unsent)
+    assert not base.should_retry_transport(call(calls.Retry.SAFE_ONLY), sent)
+    assert not base.should_retry_transport(call(calls.Retry.ATOMIC), sent)
+    assert base.should_retry_transport(call(calls.Retry.IDEMPOTENT), sent)
+    assert not base.should_retry_transport(call(calls.Retry.NONE), unsent)
 
 
 def test_exec_retry_modes() -> None:
-    def mode(read_only: bool, retry_exec: bool) -> b.Retry:
-        return b.exec_call("id", "true", None, None, None, False, read_only, None, retry_exec).retry
+    def mode(read_only: bool, retry_exec: bool) -> calls.Retry:
+        return calls.exec_call("id", "true", None, None, None, False, read_only, None, retry_exec).retry
 
-    assert mode(False, False) is b.Retry.SAFE_ONLY
-    assert mode(True, False) is b.Retry.IDEMPOTENT
-    assert mode(False, True) is b.Retry.IDEMPOTENT
-    assert b.stream_call("id", "true", None, None, None, False, False, None).retry is b.Retry.NONE
-    assert b.export_call("id", None, True).retry is b.Retry.NONE
-    assert b.export_call("id", None, False).retry is b.Retry.IDEMPOTENT
+    assert mode(False, False) is calls.Retry.SAFE_ONLY
+    assert mode(True, False) is calls.Retry.IDEMPOTENT
+    assert mode(False, True) is calls.Retry.IDEMPOTENT
+    assert calls.stream_call("id", "true", None, None, None, False, False, None).retry is calls.Retry.NONE
+    assert calls.export_call("id", None, True).retry is calls.Retry.NONE
+    assert calls.export_call("id", None, False).retry is calls.Retry.IDEMPOTENT
 
 
 def test_backoff_grows_and_is_capped() -> None:
     for attempt in range(10):
-        d = b.backoff_delay(attempt)
-        top = min(b.BACKOFF_CAP, b.BACKOFF_BASE * 2 ** attempt)
+        d = base.backoff_delay(attempt)
+        top = min(base.BACKOFF_CAP, base.BACKOFF_BASE * 2 ** attempt)
         assert top / 2 <= d <= top
 
 
 def test_file_url_path() -> None:
-    assert b.file_url_path("/home/user/a b.txt") == "home/user/a%20b.txt"
-    assert b.file_url_path("/a/%/#/?/\u00e9") == "a/%25/%23/%3F/%C3%A9"
+    assert calls.file_url_path("/home/user/a b.txt") == "home/user/a%20b.txt"
+    assert calls.file_url_path("/a/%/#/?/\u00e9") == "a/%25/%23/%3F/%C3%A9"
     with pytest.raises(ValueError):
-        b.file_url_path("relative/path")
+        calls.file_url_path("relative/path")
     with pytest.raises(ValueError):
-        b.file_url_path("/a\0b")
+        calls.file_url_path("/a\0b")
     # names that are not UTF-8: surrogate escapes or bytes, percent-encoded byte by byte
-    assert b.file_url_path("/home/\udcff/a\udcfeb") == "home/%FF/a%FEb"
-    assert b.file_url_path(b"/home/\xff/a\xfeb") == "home/%FF/a%FEb"
+    assert calls.file_url_path("/home/\udcff/a\udcfeb") == "home/%FF/a%FEb"
+    assert calls.file_url_path(b"/home/\xff/a\xfeb") == "home/%FF/a%FEb"
     with pytest.raises(ValueError):
-        b.file_url_path(b"rel")
+        calls.file_url_path(b"rel")
     with pytest.raises(TypeError):
-        b.file_url_path(7)  # type: ignore[arg-type]
-    assert b.tree_call("id", "/d\udcff x", 2).path == "/v1/sandboxes/id/tree?prefix=/d%FF%20x&depth=2"
-    assert b.tree_call("id", None, None).path == "/v1/sandboxes/id/tree"
-    assert b.export_call("id", b"/\xfe", False).path == "/v1/sandboxes/id/export?basePath=/%FE"
-    assert b.ingest_archive_call("id", b"", "/\udcff", "a.tar").data == {"basePath": b"/\xff"}
-    assert b.parse_read(b"/x\xff")  # builds
+        calls.file_url_path(7)  # type: ignore[arg-type]
+    assert calls.tree_call("id", "/d\udcff x", 2).path == "/v1/sandboxes/id/tree?prefix=/d%FF%20x&depth=2"
+    assert calls.tree_call("id", None, None).path == "/v1/sandboxes/id/tree"
+    assert calls.export_call("id", b"/\xfe", False).path == "/v1/sandboxes/id/export?basePath=/%FE"
+    assert calls.ingest_archive_call("id", b"", "/\udcff", "a.tar").data == {"basePath": b"/\xff"}
+    assert calls.parse_read(b"/x\xff")  # builds
     with pytest.raises(ValueError):
-        b.mkdir_call("id", "/\udcff", False)
+        calls.mkdir_call("id", "/\udcff", False)
     with pytest.raises(ValueError):
-        b.exec_body("ls", b"/\xff", None, None, False, False, None)
+        calls.exec_body("ls", b"/\xff", None, None, False, False, None)
 
 
 def test_models_decode_path_bytes() -> None:
@@ -179,48 +180,48 @@ def test_models_decode_path_bytes() -> None:
 
 
 def test_exec_body_camel_case() -> None:
-    body = b.exec_body("ls", "/tmp", {"A": "1"}, 500, True, True, "in")
+    body = calls.exec_body("ls", "/tmp", {"A": "1"}, 500, True, True, "in")
     assert body == {"script": "ls", "cwd": "/tmp", "env": {"A": "1"}, "timeoutMs": 500,
                     "debug": True, "readOnly": True, "stdin": "in"}
-    assert b.exec_body("ls", None, None, None, False, False, None) == {"script": "ls"}
+    assert calls.exec_body("ls", None, None, None, False, False, None) == {"script": "ls"}
 
 
 def test_batch_body() -> None:
-    c = b.batch_call("id", ["a", {"id": "x", "script": "b"}], 1000, True, True, 50, False)
+    c = calls.batch_call("id", ["a", {"id": "x", "script": "b"}], 1000, True, True, 50, False)
     assert c.json == {"scripts": [{"id": "0", "script": "a"}, {"id": "x", "script": "b"}],
                       "timeoutMs": 1000, "perScriptTimeoutMs": 50, "readOnly": True, "stopOnError": True}
     with pytest.raises(ValueError):
-        b.batch_call("id", [{"id": "x"}], None, False, None, None, False)
+        calls.batch_call("id", [{"id": "x"}], None, False, None, None, False)
 
 
 def test_ingest_files_body_is_base64() -> None:
-    c = b.ingest_files_call("id", {"a.bin": b"\x00\xff", "t.txt": "h\u00e9"}, "/home/user/p")
+    c = calls.ingest_files_call("id", {"a.bin": b"\x00\xff", "t.txt": "h\u00e9"}, "/home/user/p")
     assert c.json["basePath"] == "/home/user/p"
     assert base64.b64decode(c.json["files"]["a.bin"]) == b"\x00\xff"
     assert base64.b64decode(c.json["files"]["t.txt"]) == "h\u00e9".encode()
 
 
 def test_write_files_rejects_binary() -> None:
-    assert b.write_files_call("id", {"/a": b"text"}).json == {"files": {"/a": "text"}}
+    assert calls.write_files_call("id", {"/a": b"text"}).json == {"files": {"/a": "text"}}
     with pytest.raises(ValueError):
-        b.write_files_call("id", {"/a": b"\xff\xfe"})
+        calls.write_files_call("id", {"/a": b"\xff\xfe"})
 
 
 def test_ingest_archive_rewind() -> None:
     f = io.BytesIO(b"0123456789")
     f.read(2)
-    c = b.ingest_archive_call("id", f, "/x", "a.tar")
+    c = calls.ingest_archive_call("id", f, "/x", "a.tar")
     f.read()
     assert c.rewind is not None and c.rewind() and f.tell() == 2
     assert c.data == {"basePath": b"/x"} and "archive" in c.files
 
 
 def test_make_timeout_extends_read() -> None:
-    t = b.make_timeout(10.0, 45.0)
+    t = base.make_timeout(10.0, 45.0)
     assert t.read == 45.0 and t.connect == 10.0
-    assert b.make_timeout(100.0, 45.0).read == 100.0
+    assert base.make_timeout(100.0, 45.0).read == 100.0
     custom = httpx.Timeout(5.0, connect=1.0)
-    assert b.make_timeout(custom, 20.0).connect == 1.0 and b.make_timeout(custom, 20.0).read == 20.0
+    assert base.make_timeout(custom, 20.0).connect == 1.0 and base.make_timeout(custom, 20.0).read == 20.0
 
 
 def test_models_keep_unknown_fields() -> None:
@@ -268,10 +269,10 @@ def test_client_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_write_call_streams_file_objects() -> None:
     f = io.BytesIO(b"x" * 10)
-    c = b.write_call("id", "/a", f)
+    c = calls.write_call("id", "/a", f)
     assert c.content is None and c.stream_body is f
-    assert b"".join(b.iter_file(f)) == b"x" * 10
+    assert b"".join(base.iter_file(f)) == b"x" * 10
     assert c.rewind is not None and c.rewind() and f.tell() == 0
-    assert b.write_call("id", "/a", "t\u00e9").content == "t\u00e9".encode()
+    assert calls.write_call("id", "/a", "t\u00e9").content == "t\u00e9".encode()
     with pytest.raises(TypeError):
-        b.write_call("id", "/a", 5)  # type: ignore[arg-type]
+        calls.write_call("id", "/a", 5)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@
 #include <archive_entry.h>
 #include <libdeflate.h>
 
+#include "util/array.h"
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/path.h"
@@ -46,15 +47,10 @@ struct export
 static int collect_cb(const struct file_meta *meta, void *userdata)
 {
     struct export *exp = userdata;
-    if (exp->n == exp->cap) {
-        size_t cap = exp->cap ? exp->cap * 2 : 256;
-        struct file_meta *v = realloc(exp->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        exp->v = v;
-        exp->cap = cap;
-    }
-    int r = file_meta_copy(&exp->v[exp->n], meta);
+    int r = ARRAY_GROW(exp->v, exp->n + 1, exp->cap);
+    if (r < 0)
+        return r;
+    r = file_meta_copy(&exp->v[exp->n], meta);
     if (r < 0)
         return r;
     exp->n++;
@@ -73,9 +69,9 @@ static la_ssize_t write_cb(struct archive *a, void *userdata, const void *data, 
 
 /* gzip: the tar stream is cut into EXPORT_GZ_BLOCK pieces, each compressed whole by libdeflate
  * into its own gzip member. A gzip file may hold any number of members (RFC 1952 §2.2) and every
- * gunzip, tar -z, Python's gzip/tarfile and libarchive read them as one stream; whole-buffer
- * libdeflate at level 1 compresses about twice as fast as zlib's streaming level 1, which is what
- * makes exports of incompressible trees keep up with the network. */
+ * gunzip, tar -z, Python's gzip/tarfile and libarchive read them as one stream. Whole-buffer
+ * libdeflate costs far less per byte than zlib's streaming interface at the same level, which
+ * lets exports of incompressible trees keep up with the network. */
 static int setup_writer(struct export *exp, enum export_format fmt)
 {
     exp->a = archive_write_new();

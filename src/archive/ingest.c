@@ -14,9 +14,12 @@
 #include <archive_entry.h>
 
 #include "store/reserved.h"
+#include "util/array.h"
 #include "util/b64.h"
 #include "util/buf.h"
+#include "util/cleanup.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -94,17 +97,9 @@ static int entries_rehash(struct entries *es)
  * marked dead: the last entry wins. */
 static int entries_add(struct entries *es, struct file_meta *meta)
 {
-    int r = 0;
-    if (es->n == es->cap) {
-        size_t cap = es->cap ? es->cap * 2 : 256;
-        struct item *v = realloc(es->v, cap * sizeof(*v));
-        if (!v) {
-            r = -ENOMEM;
-            goto fail;
-        }
-        es->v = v;
-        es->cap = cap;
-    }
+    int r = ARRAY_GROW(es->v, es->n + 1, es->cap);
+    if (r < 0)
+        goto fail;
     if ((es->n + 1) * 2 > es->nslots && (r = entries_rehash(es)) < 0)
         goto fail;
     size_t *slot = entries_slot(es, meta->path, strlen(meta->path));
@@ -723,15 +718,9 @@ static int spool(struct ingest *ing, int fd)
             err_detail("MAX_INGEST_BYTES=%lld", (long long)ing->lim.max_bytes);
             return r;
         }
-        for (const char *c = p; n > 0;) {
-            ssize_t w = write(fd, c, (size_t)n);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                return err_set(errno == ENOSPC ? -ENOSPC : -EIO, "cannot spool the zip archive");
-            c += w;
-            n -= w;
-        }
+        int r = write_all(fd, p, (size_t)n);
+        if (r < 0)
+            return err_set(r == -ENOSPC ? -ENOSPC : -EIO, "cannot spool the zip archive");
     }
 }
 
@@ -760,9 +749,9 @@ static void support_filters(struct archive *a)
 }
 
 /* ---- the inflater: decompression on its own thread ------------------------------------------
- * Decompressing and parsing on one thread left the other core idle while the worker also hashes
- * and stores; the inflater reads the body (libarchive's raw format behind the same filters) and
- * hands the tar stream to the worker through a second queue. */
+ * Decompression runs beside the worker so that it overlaps with parsing, hashing and storing:
+ * the inflater reads the body (libarchive's raw format behind the same filters) and hands the
+ * tar stream to the worker through a second queue. */
 
 struct inflater {
     struct queue *in; /* the body */
@@ -848,7 +837,7 @@ static int run_archive(struct ingest *ing)
     int r = queue_peek(&ing->in, magic, sizeof(magic), &nmagic);
     if (r < 0)
         return err_set(r, "ingest aborted");
-    int fd = -1;
+    _cleanup_close_ int fd = -1;
     struct inflater *inf = NULL;
     if (is_zip(magic, nmagic)) {
         const char *dir = ing->lim.tmp_dir ? ing->lim.tmp_dir : getenv("TMPDIR");
@@ -856,10 +845,8 @@ static int run_archive(struct ingest *ing)
         if (fd < 0) /* a server-side problem, whatever errno says (ENOENT must not be a 404) */
             return err_set(fd == -ENOSPC ? -ENOSPC : -EIO,
                            "cannot create a temporary file for the zip archive");
-        if ((r = spool(ing, fd)) < 0 || lseek(fd, 0, SEEK_SET) != 0) {
-            close(fd);
+        if ((r = spool(ing, fd)) < 0 || lseek(fd, 0, SEEK_SET) != 0)
             return r < 0 ? r : -EIO;
-        }
     } else if (is_compressed(magic, nmagic)) {
         inf = inflater_start(&ing->in);
     }
@@ -898,8 +885,6 @@ out:
     archive_read_free(a);
     if (inf)
         r = inflater_stop(inf, r);
-    if (fd >= 0)
-        close(fd);
     return r;
 }
 
@@ -992,7 +977,7 @@ static void entries_discard(struct store *st, const struct entries *es)
         if (m->kind == FILE_KIND_FILE && m->has_content && changeset_put(&cs, m) < 0)
             break;
     }
-    int r = store_discard(st, &cs); /* on failure the pins expire as before */
+    int r = store_discard(st, &cs); /* on failure the pins expire on their own */
     (void)r;
     changeset_release(&cs);
 }

@@ -17,8 +17,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "util/cleanup.h"
 #include "util/datadir.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/rand.h"
 
 #define SECRET_RANDOM_BYTES 32
@@ -43,26 +45,13 @@ static int read_secret_fd(int fd, char **ret)
                              "and not accessible to group or others (found mode %04o%s); "
                              "fix it with chmod 600",
             (unsigned)(st.st_mode & 07777), st.st_uid != geteuid() ? ", different owner" : "");
-    char *data = malloc(SECRET_MAX_LEN + 2);
+    _cleanup_free_ char *data = malloc(SECRET_MAX_LEN + 2);
     if (!data)
         return -ENOMEM;
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, data + len, SECRET_MAX_LEN + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = -errno;
-            free(data);
-            return e;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > SECRET_MAX_LEN)
-            break;
-    }
-    size_t start = 0;
+    ssize_t n = read_all(fd, data, SECRET_MAX_LEN + 1); /* one more: too long is an error */
+    if (n < 0)
+        return (int)n;
+    size_t len = (size_t)n, start = 0;
     while (start < len && is_space(data[start]))
         start++;
     while (len > start && is_space(data[len - 1]))
@@ -76,19 +65,18 @@ static int read_secret_fd(int fd, char **ret)
         r = err_set(-EINVAL, SECRET_FILE_NAME " contains a NUL byte");
     else
         r = secret_check_length(SECRET_FILE_NAME " in the data directory", len - start);
-    if (r < 0) {
-        free(data);
+    if (r < 0)
         return r;
-    }
     memmove(data, data + start, len - start);
     data[len - start] = '\0';
-    *ret = data;
+    *ret = TAKE_PTR(data);
     return 0;
 }
 
 static int load_at(int dfd, char **ret)
 {
-    int fd = openat(dfd, SECRET_FILE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    _cleanup_close_ int fd =
+        openat(dfd, SECRET_FILE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT) /* not an error for secret_load_or_create: no message */
@@ -97,9 +85,7 @@ static int load_at(int dfd, char **ret)
             return err_set(-EINVAL, SECRET_FILE_NAME " in the data directory is a symlink");
         return err_set(-e, "cannot open " SECRET_FILE_NAME ": %s", strerror(e));
     }
-    int r = read_secret_fd(fd, ret);
-    close(fd);
-    return r;
+    return read_secret_fd(fd, ret);
 }
 
 static int open_dir(const char *dir)
@@ -116,29 +102,13 @@ int secret_load(const char *data_dir, char **ret_secret)
 {
     if (!data_dir || !*data_dir)
         return err_set(-EINVAL, "the data directory is not set");
-    int dfd = open_dir(data_dir);
+    _cleanup_close_ int dfd = open_dir(data_dir);
     if (dfd < 0)
         return dfd;
     int r = load_at(dfd, ret_secret);
-    close(dfd);
     if (r == -ENOENT)
         return err_set(r, "no " SECRET_FILE_NAME " file in the data directory");
     return r;
-}
-
-/* mkdir -p with mode 0700 for every directory it creates; existing ones are left as they are. */
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* Moves tmp to SECRET_FILE_NAME unless that already exists (-EEXIST). renameat2 is atomic; the
@@ -205,7 +175,7 @@ int secret_load_or_create(const char *data_dir, char **ret_secret, bool *ret_cre
     int r = datadir_make(data_dir);
     if (r < 0)
         return r;
-    int dfd = open_dir(data_dir);
+    _cleanup_close_ int dfd = open_dir(data_dir);
     if (dfd < 0)
         return dfd;
     bool created = false;
@@ -216,7 +186,6 @@ int secret_load_or_create(const char *data_dir, char **ret_secret, bool *ret_cre
         if (r == -EEXIST) /* lost a race with another starting server: use its secret */
             r = load_at(dfd, ret_secret);
     }
-    close(dfd);
     if (r >= 0 && ret_created)
         *ret_created = created;
     return r;

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <linux/openat2.h>
 #include <signal.h>
 #include <spawn.h>
@@ -17,6 +16,7 @@
 
 #include "jail/ids.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 static const char *const runtime_names[2] = {"python", "javascript"};
@@ -26,22 +26,9 @@ static const char *const runtime_names[2] = {"python", "javascript"};
 /* How long the server's start waits for localedef. */
 #define LOCALEDEF_WAIT_MS 10000
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    int r = type == FTW_DP ? rmdir(path) : unlink(path);
-    return r < 0 && errno != ENOENT ? -1 : 0;
-}
-
 int rootfs_rm_rf(const char *path)
 {
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
-        return errno ? -errno : -EIO;
-    return 0;
+    return rm_rf_at(AT_FDCWD, path, NULL);
 }
 
 static int write_file(int dirfd, const char *name, const char *text, mode_t mode)

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/cleanup.h"
 #include "util/err.h"
 
 int datadir_make(const char *dir)
@@ -84,7 +85,7 @@ int datadir_open(const char *dir, struct datadir *ret, pid_t *ret_owner)
     char *lock_path = NULL;
     if (asprintf(&lock_path, "%s/" DATADIR_LOCK_NAME, ret->path) < 0)
         return -ENOMEM;
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    _cleanup_close_ int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     free(lock_path);
     if (fd < 0)
         return err_set(-errno, "cannot open the lock file of the data directory %s: %s", ret->path,
@@ -93,16 +94,13 @@ int datadir_open(const char *dir, struct datadir *ret, pid_t *ret_owner)
         int e = errno;
         if (e == EWOULDBLOCK) {
             *ret_owner = read_owner(fd);
-            close(fd);
             return -EBUSY;
         }
-        close(fd);
         return err_set(-e, "cannot lock the data directory %s: %s", ret->path, strerror(e));
     }
     /* Ours now: what is in it is private to the server's user. */
     if ((st.st_mode & 077) && chmod(ret->path, 0700) < 0) {
         int e = errno;
-        close(fd);
         return err_set(-e,
                        "the data directory %s is accessible to group or others (mode %04o) and "
                        "cannot be made 0700: %s",
@@ -112,18 +110,16 @@ int datadir_open(const char *dir, struct datadir *ret, pid_t *ret_owner)
         ret->loose_mode = st.st_mode & 07777;
     if (fchmod(fd, 0600) < 0 || (r = write_owner(fd)) < 0) {
         r = r < 0 ? r : -errno;
-        close(fd);
         return err_set(r, "cannot write the lock file of the data directory %s: %s", ret->path,
                        strerror(-r));
     }
-    ret->lock_fd = fd;
+    ret->lock_fd = TAKE_FD(fd);
     return 0;
 }
 
 void datadir_close(struct datadir *d)
 {
-    if (d->lock_fd >= 0)
-        close(d->lock_fd);
+    safe_close(d->lock_fd);
     free(d->path);
     *d = (struct datadir)DATADIR_INIT;
 }

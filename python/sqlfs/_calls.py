@@ -1,23 +1,19 @@
-"""Shared plumbing of the sync and async clients: request descriptions, retry policy, parsers.
+"""What each SDK method sends and how its answer is parsed, written once for both clients.
 
-Every SDK method is described once here as a :class:`Call` (what to send and how it may be
-retried) plus a parser of the response; ``Client`` and ``AsyncClient`` only differ in how they
-send it.
+A :class:`Call` describes one request (method, path, body, headers, read timeout) and how it may
+be retried; each method of the sync and async handles builds one here, hands it to its session
+(``_base_client``) with a parser from here, and returns what the parser returns.
 """
 
 from __future__ import annotations
 
 import base64
 import enum
-import os
-import random
 from dataclasses import dataclass, field
 from typing import (
     IO,
     Any,
-    AsyncIterator,
     Callable,
-    Iterator,
     Dict,
     List,
     Mapping,
@@ -30,8 +26,8 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import SQLFSError, parse_retry_after
-from .models import (
+from ._exceptions import SQLFSError
+from ._models import (
     BatchExecResult,
     EditResult,
     ExecResult,
@@ -44,11 +40,6 @@ from .models import (
     records_from_list,
 )
 
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_MAX_RETRY_DELAY = 30.0
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 8.0
 # Extra seconds the HTTP read timeout allows beyond an exec's own timeout.
 EXEC_READ_SLACK = 15.0
 DEFAULT_EXEC_TIMEOUT_MS = 30000
@@ -57,7 +48,7 @@ FileContent = Union[str, bytes]
 WriteContent = Union[str, bytes, IO[bytes]]
 # A sandbox path: str (undecodable bytes as surrogate escapes, like os.fsdecode) or raw bytes.
 PathArg = Union[str, bytes]
-TimeoutArg = Union[float, int, httpx.Timeout, None]
+BatchItem = Union[str, Mapping[str, Any]]
 
 
 class Retry(enum.Enum):
@@ -69,7 +60,8 @@ class Retry(enum.Enum):
     SAFE_ONLY = "safe-only"  # 429, responses marked retryable, connect errors (write exec)
 
 
-_UNSET: Any = object()
+# Call.json when the request has no JSON body (None is a JSON body: ``null``).
+UNSET: Any = object()
 
 
 @dataclass
@@ -77,7 +69,7 @@ class Call:
     method: str
     path: str
     params: Optional[Dict[str, Any]] = None
-    json: Any = _UNSET
+    json: Any = UNSET
     content: Optional[bytes] = None
     files: Any = None
     data: Optional[Dict[str, Union[str, bytes]]] = None
@@ -89,9 +81,6 @@ class Call:
     rewind: Optional[Callable[[], bool]] = None
     # A binary file object sent in chunks (chunked transfer encoding), for large uploads.
     stream_body: Any = None
-
-
-STREAM_CHUNK = 1 << 20
 
 
 def rewinder(file_obj: Any) -> Callable[[], bool]:
@@ -108,77 +97,6 @@ def rewinder(file_obj: Any) -> Callable[[], bool]:
         return True
 
     return rewind
-
-
-def iter_file(file_obj: Any) -> Iterator[bytes]:
-    while True:
-        chunk = file_obj.read(STREAM_CHUNK)
-        if not chunk:
-            return
-        yield chunk
-
-
-async def aiter_file(file_obj: Any) -> AsyncIterator[bytes]:
-    while True:
-        chunk = file_obj.read(STREAM_CHUNK)
-        if not chunk:
-            return
-        yield chunk
-
-
-def env_default(value: Optional[str], name: str) -> Optional[str]:
-    return value if value is not None else os.environ.get(name)
-
-
-def make_timeout(base: TimeoutArg, read: Optional[float]) -> httpx.Timeout:
-    if isinstance(base, httpx.Timeout):
-        if read is None:
-            return base
-        cur = base.read
-        r = read if cur is None else max(cur, read)
-        return httpx.Timeout(connect=base.connect, read=r, write=base.write, pool=base.pool)
-    t = DEFAULT_TIMEOUT if base is None else float(base)
-    return httpx.Timeout(t, read=max(t, read) if read is not None else t)
-
-
-def is_unsent(exc: Exception) -> bool:
-    """True when the transport error happened before the request reached the server."""
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-
-
-def should_retry_response(call: Call, err: SQLFSError) -> bool:
-    if call.retry is Retry.NONE:
-        return False
-    status = err.status or 0
-    if status == 429:
-        return True
-    if status < 500:
-        return False
-    if call.retry is Retry.SAFE_ONLY:
-        return err.retryable
-    return True
-
-
-def should_retry_transport(call: Call, exc: Exception) -> bool:
-    if call.retry is Retry.NONE:
-        return False
-    if is_unsent(exc):
-        return True
-    return call.retry is Retry.IDEMPOTENT
-
-
-def backoff_delay(attempt: int) -> float:
-    """Exponential backoff with jitter: attempt 0 → 0.25..0.5 s, 1 → 0.5..1 s, ..."""
-    top = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt))
-    return random.uniform(top / 2, top)
-
-
-def retry_delay(attempt: int, response: Optional[httpx.Response]) -> float:
-    if response is not None:
-        ra = parse_retry_after(response.headers.get("retry-after"))
-        if ra is not None:
-            return ra
-    return backoff_delay(attempt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +190,39 @@ def parse_token(resp: httpx.Response) -> str:
     if not isinstance(token, str) or not token:
         raise SQLFSError("bootstrap response has no token", code="BAD_RESPONSE", status=resp.status_code)
     return token
+
+
+def request_call(
+    method: str,
+    path: str,
+    params: Optional[Mapping[str, Any]],
+    json: Any,
+    content: Optional[bytes],
+    headers: Optional[Mapping[str, str]],
+    retry: bool,
+) -> Call:
+    """``client.request()``: a raw authenticated request, retried only when asked."""
+    return Call(
+        method.upper(),
+        path if path.startswith("/") else "/" + path,
+        params=dict(params) if params else None,
+        json=json,
+        content=content,
+        headers=dict(headers or {}),
+        retry=Retry.IDEMPOTENT if retry else Retry.NONE,
+    )
+
+
+def list_call() -> Call:
+    return Call("GET", "/v1/sandboxes")
+
+
+def get_call(sid: str) -> Call:
+    return Call("GET", sandbox_path(sid))
+
+
+def delete_call(sid: str) -> Call:
+    return Call("DELETE", sandbox_path(sid))
 
 
 def create_call(
@@ -477,9 +428,6 @@ def exec_call(
 
 def parse_exec(resp: httpx.Response) -> ExecResult:
     return ExecResult.from_json(resp.json())
-
-
-BatchItem = Union[str, Mapping[str, Any]]
 
 
 def batch_call(

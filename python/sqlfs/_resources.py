@@ -1,0 +1,380 @@
+"""The handles a client gives out: ``client.sandboxes`` → :class:`Sandbox` → ``sb.fs``, and their
+async twins. Each holds its client's session and sends through it the calls built in ``_calls``."""
+
+from __future__ import annotations
+
+from typing import IO, Any, AsyncIterator, Iterator, List, Mapping, Optional, Sequence, Union
+
+from . import _calls as calls
+from ._base_client import AsyncSession, SyncSession
+from ._models import (
+    BatchExecResult,
+    EditResult,
+    ExecResult,
+    IngestResult,
+    ReadResult,
+    SandboxInfo,
+    SandboxRecord,
+    StreamEvent,
+    TreeEntry,
+)
+
+__all__ = ["Sandboxes", "Sandbox", "Files", "AsyncSandboxes", "AsyncSandbox", "AsyncFiles"]
+
+
+class Sandboxes:
+    """``client.sandboxes``: list, create, get, attach and delete sandboxes."""
+
+    def __init__(self, session: SyncSession) -> None:
+        self._session = session
+
+    def list(self) -> List[SandboxRecord]:
+        return self._session.call(calls.list_call(), calls.parse_records)
+
+    def create(
+        self,
+        name: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        files: Optional[Mapping[str, calls.FileContent]] = None,
+        python: Optional[bool] = None,
+        javascript: Optional[bool] = None,
+        network: Optional[bool] = None,
+        **extra: Any,
+    ) -> "Sandbox":
+        """Create a sandbox. ``files`` maps absolute paths to UTF-8 text; ``env`` applies to
+        every exec of the sandbox. Unknown keyword arguments are sent as extra body fields."""
+        call = calls.create_call(name, env, files, python, javascript, network, extra)
+        record = self._session.call(call, calls.parse_record)
+        return Sandbox(self._session, record.id, record)
+
+    def get(self, sandbox_id: str) -> SandboxInfo:
+        return self._session.call(calls.get_call(sandbox_id), calls.parse_info)
+
+    def attach(self, sandbox_id: str) -> "Sandbox":
+        """A handle on an existing sandbox, without any request."""
+        calls.sandbox_path(sandbox_id)
+        return Sandbox(self._session, sandbox_id, None)
+
+    def delete(self, sandbox_id: str) -> None:
+        self._session.call(calls.delete_call(sandbox_id), calls.parse_none)
+
+
+class Files:
+    """``sb.fs``: the sandbox's filesystem."""
+
+    def __init__(self, session: SyncSession, sandbox_id: str) -> None:
+        self._session = session
+        self._id = sandbox_id
+
+    def read(self, path: calls.PathArg) -> ReadResult:
+        return self._session.call(calls.read_call(self._id, path), calls.parse_read(path))
+
+    def read_text(self, path: calls.PathArg, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self.read(path).content.decode(encoding, errors)
+
+    def read_stream(self, path: calls.PathArg, chunk_size: Optional[int] = None) -> Iterator[bytes]:
+        """The file's bytes in chunks as they arrive, for files too large to hold in memory.
+        Not retried."""
+        call = calls.read_call(self._id, path)
+        call.retry = calls.Retry.NONE
+        return self._session.iter_bytes(call, chunk_size)
+
+    def write(self, path: calls.PathArg, content: calls.WriteContent) -> None:
+        """Create or replace a file (parents created; an existing file keeps its mode).
+
+        ``content`` is str (UTF-8), bytes, or a binary file object, which is streamed in chunks
+        (for files too large to hold in memory; retried only if it can seek back)."""
+        self._session.call(calls.write_call(self._id, path, content), calls.parse_none)
+
+    def write_files(self, files: Mapping[str, calls.FileContent]) -> None:
+        """Write several UTF-8 text files in one atomic transaction."""
+        self._session.call(calls.write_files_call(self._id, files), calls.parse_none)
+
+    def delete(self, path: calls.PathArg, recursive: bool = False) -> None:
+        self._session.call(calls.delete_file_call(self._id, path, recursive), calls.parse_none)
+
+    def mkdir(self, path: calls.PathArg, recursive: bool = False) -> None:
+        self._session.call(calls.mkdir_call(self._id, path, recursive), calls.parse_none)
+
+    def tree(self, prefix: Optional[calls.PathArg] = None, depth: Optional[int] = None) -> List[TreeEntry]:
+        return self._session.call(calls.tree_call(self._id, prefix, depth), calls.parse_tree)
+
+    def edit(self, path: calls.PathArg, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
+        """Replace an exact string in a UTF-8 file (``PATCH /files/{path}``)."""
+        return self._session.call(
+            calls.edit_call(self._id, path, old_string, new_string, replace_all), calls.parse_edit
+        )
+
+
+class Sandbox:
+    """A handle on one sandbox: ``sb.fs``, exec, ingest/export, delete."""
+
+    def __init__(self, session: SyncSession, sandbox_id: str, record: Optional[SandboxRecord]) -> None:
+        self._session = session
+        self.id = sandbox_id
+        self.record = record
+        self.fs = Files(session, sandbox_id)
+
+    def __repr__(self) -> str:
+        return f"Sandbox(id={self.id!r}, name={self.name!r})"
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.record.name if self.record is not None else None
+
+    def info(self) -> SandboxInfo:
+        """Fetch the current record (``GET /v1/sandboxes/{id}``) and remember it."""
+        rec = self._session.call(calls.get_call(self.id), calls.parse_info)
+        self.record = rec
+        return rec
+
+    def exec(
+        self,
+        script: str,
+        cwd: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout_ms: Optional[int] = None,
+        debug: bool = False,
+        read_only: bool = False,
+        stdin: Optional[str] = None,
+    ) -> ExecResult:
+        """Run a bash script and wait for it. A timeout raises :class:`ExecTimeoutError`."""
+        call = calls.exec_call(
+            self.id, script, cwd, env, timeout_ms, debug, read_only, stdin, self._session.retry_exec
+        )
+        return self._session.call(call, calls.parse_exec)
+
+    def exec_batch(
+        self,
+        scripts: Sequence[calls.BatchItem],
+        timeout_ms: Optional[int] = None,
+        read_only: bool = False,
+        stop_on_error: Optional[bool] = None,
+        per_script_timeout_ms: Optional[int] = None,
+    ) -> List[BatchExecResult]:
+        """Run several scripts in one request (``{"id", "script"}`` mappings or plain strings,
+        whose ids are then their indexes). Write mode: sequential, shared shell state, one
+        commit. ``read_only=True``: parallel, nothing may be written.
+
+        ``per_script_timeout_ms``: a script that runs longer is killed (``exit_code`` -1,
+        ``error == "timeout"``) and the batch continues with the next script, which starts from
+        the shell state after the last script that completed. ``timeout_ms`` is the budget of
+        the whole batch: when it runs out, the running script and every later one time out."""
+        call = calls.batch_call(
+            self.id, scripts, timeout_ms, read_only, stop_on_error, per_script_timeout_ms,
+            self._session.retry_exec,
+        )
+        return self._session.call(call, calls.parse_batch)
+
+    def exec_stream(
+        self,
+        script: str,
+        cwd: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout_ms: Optional[int] = None,
+        debug: bool = False,
+        read_only: bool = False,
+        stdin: Optional[str] = None,
+    ) -> Iterator[StreamEvent]:
+        """Run a script and yield its output live; the last event has ``type == "exit"``.
+
+        Never retried. Leaving the loop early closes the connection, which kills the script.
+        """
+        call = calls.stream_call(self.id, script, cwd, env, timeout_ms, debug, read_only, stdin)
+        return self._session.iter_events(call)
+
+    def ingest_archive(
+        self,
+        file_obj: Union[IO[bytes], bytes],
+        base_path: Optional[calls.PathArg] = None,
+        *,
+        filename: str = "archive",
+    ) -> IngestResult:
+        """Upload a tar/tar.gz/tar.bz2/tar.xz/tar.zst/zip archive and unpack it at ``base_path``
+        (server default ``/home/user/project``). All or nothing."""
+        call = calls.ingest_archive_call(self.id, file_obj, base_path, filename)
+        return self._session.call(call, calls.parse_ingest)
+
+    def ingest_files(
+        self, files: Mapping[str, calls.FileContent], base_path: Optional[calls.PathArg] = None
+    ) -> IngestResult:
+        """Write files given as ``{relative/path: bytes or str}`` under ``base_path`` (sent
+        base64-encoded, so binary content is fine). Atomic."""
+        return self._session.call(calls.ingest_files_call(self.id, files, base_path), calls.parse_ingest)
+
+    def export(self, base_path: Optional[calls.PathArg] = None) -> bytes:
+        """The subtree at ``base_path`` as a gzip-compressed tar archive."""
+        return self._session.call(calls.export_call(self.id, base_path, False), calls.parse_bytes)
+
+    def export_stream(
+        self, base_path: Optional[calls.PathArg] = None, chunk_size: Optional[int] = None
+    ) -> Iterator[bytes]:
+        """Like :meth:`export` but yields the archive in chunks as it is produced."""
+        return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
+
+    def delete(self) -> None:
+        self._session.call(calls.delete_call(self.id), calls.parse_none)
+
+
+class AsyncSandboxes:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def list(self) -> List[SandboxRecord]:
+        return await self._session.call(calls.list_call(), calls.parse_records)
+
+    async def create(
+        self,
+        name: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        files: Optional[Mapping[str, calls.FileContent]] = None,
+        python: Optional[bool] = None,
+        javascript: Optional[bool] = None,
+        network: Optional[bool] = None,
+        **extra: Any,
+    ) -> "AsyncSandbox":
+        call = calls.create_call(name, env, files, python, javascript, network, extra)
+        record = await self._session.call(call, calls.parse_record)
+        return AsyncSandbox(self._session, record.id, record)
+
+    async def get(self, sandbox_id: str) -> SandboxInfo:
+        return await self._session.call(calls.get_call(sandbox_id), calls.parse_info)
+
+    def attach(self, sandbox_id: str) -> "AsyncSandbox":
+        """A handle on an existing sandbox, without any request (not a coroutine)."""
+        calls.sandbox_path(sandbox_id)
+        return AsyncSandbox(self._session, sandbox_id, None)
+
+    async def delete(self, sandbox_id: str) -> None:
+        await self._session.call(calls.delete_call(sandbox_id), calls.parse_none)
+
+
+class AsyncFiles:
+    def __init__(self, session: AsyncSession, sandbox_id: str) -> None:
+        self._session = session
+        self._id = sandbox_id
+
+    async def read(self, path: calls.PathArg) -> ReadResult:
+        return await self._session.call(calls.read_call(self._id, path), calls.parse_read(path))
+
+    async def read_text(self, path: calls.PathArg, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return (await self.read(path)).content.decode(encoding, errors)
+
+    def read_stream(self, path: calls.PathArg, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
+        """``async for chunk in sb.fs.read_stream(path)`` (not awaited itself). Not retried."""
+        call = calls.read_call(self._id, path)
+        call.retry = calls.Retry.NONE
+        return self._session.iter_bytes(call, chunk_size)
+
+    async def write(self, path: calls.PathArg, content: calls.WriteContent) -> None:
+        await self._session.call(calls.write_call(self._id, path, content), calls.parse_none)
+
+    async def write_files(self, files: Mapping[str, calls.FileContent]) -> None:
+        await self._session.call(calls.write_files_call(self._id, files), calls.parse_none)
+
+    async def delete(self, path: calls.PathArg, recursive: bool = False) -> None:
+        await self._session.call(calls.delete_file_call(self._id, path, recursive), calls.parse_none)
+
+    async def mkdir(self, path: calls.PathArg, recursive: bool = False) -> None:
+        await self._session.call(calls.mkdir_call(self._id, path, recursive), calls.parse_none)
+
+    async def tree(self, prefix: Optional[calls.PathArg] = None, depth: Optional[int] = None) -> List[TreeEntry]:
+        return await self._session.call(calls.tree_call(self._id, prefix, depth), calls.parse_tree)
+
+    async def edit(
+        self, path: calls.PathArg, old_string: str, new_string: str, replace_all: bool = False
+    ) -> EditResult:
+        return await self._session.call(
+            calls.edit_call(self._id, path, old_string, new_string, replace_all), calls.parse_edit
+        )
+
+
+class AsyncSandbox:
+    def __init__(self, session: AsyncSession, sandbox_id: str, record: Optional[SandboxRecord]) -> None:
+        self._session = session
+        self.id = sandbox_id
+        self.record = record
+        self.fs = AsyncFiles(session, sandbox_id)
+
+    def __repr__(self) -> str:
+        return f"AsyncSandbox(id={self.id!r}, name={self.name!r})"
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.record.name if self.record is not None else None
+
+    async def info(self) -> SandboxInfo:
+        rec = await self._session.call(calls.get_call(self.id), calls.parse_info)
+        self.record = rec
+        return rec
+
+    async def exec(
+        self,
+        script: str,
+        cwd: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout_ms: Optional[int] = None,
+        debug: bool = False,
+        read_only: bool = False,
+        stdin: Optional[str] = None,
+    ) -> ExecResult:
+        call = calls.exec_call(
+            self.id, script, cwd, env, timeout_ms, debug, read_only, stdin, self._session.retry_exec
+        )
+        return await self._session.call(call, calls.parse_exec)
+
+    async def exec_batch(
+        self,
+        scripts: Sequence[calls.BatchItem],
+        timeout_ms: Optional[int] = None,
+        read_only: bool = False,
+        stop_on_error: Optional[bool] = None,
+        per_script_timeout_ms: Optional[int] = None,
+    ) -> List[BatchExecResult]:
+        call = calls.batch_call(
+            self.id, scripts, timeout_ms, read_only, stop_on_error, per_script_timeout_ms,
+            self._session.retry_exec,
+        )
+        return await self._session.call(call, calls.parse_batch)
+
+    def exec_stream(
+        self,
+        script: str,
+        cwd: Optional[str] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout_ms: Optional[int] = None,
+        debug: bool = False,
+        read_only: bool = False,
+        stdin: Optional[str] = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """``async for ev in sb.exec_stream(...)`` (not awaited itself)."""
+        call = calls.stream_call(self.id, script, cwd, env, timeout_ms, debug, read_only, stdin)
+        return self._session.iter_events(call)
+
+    async def ingest_archive(
+        self,
+        file_obj: Union[IO[bytes], bytes],
+        base_path: Optional[calls.PathArg] = None,
+        *,
+        filename: str = "archive",
+    ) -> IngestResult:
+        call = calls.ingest_archive_call(self.id, file_obj, base_path, filename)
+        return await self._session.call(call, calls.parse_ingest)
+
+    async def ingest_files(
+        self, files: Mapping[str, calls.FileContent], base_path: Optional[calls.PathArg] = None
+    ) -> IngestResult:
+        return await self._session.call(calls.ingest_files_call(self.id, files, base_path), calls.parse_ingest)
+
+    async def export(self, base_path: Optional[calls.PathArg] = None) -> bytes:
+        return await self._session.call(calls.export_call(self.id, base_path, False), calls.parse_bytes)
+
+    def export_stream(
+        self, base_path: Optional[calls.PathArg] = None, chunk_size: Optional[int] = None
+    ) -> AsyncIterator[bytes]:
+        """``async for chunk in sb.export_stream(...)`` (not awaited itself)."""
+        return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
+
+    async def delete(self) -> None:
+        await self._session.call(calls.delete_call(self.id), calls.parse_none)
+
