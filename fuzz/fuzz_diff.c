@@ -16,6 +16,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "workspace/checkout.h"
 #include "workspace/diff.h"
 #include "memstore.h"
@@ -34,7 +35,7 @@ static void cleanup(void)
         return;
     int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
-        if (checkout_rm_rf_at(fd, top + 1, NULL) < 0)
+        if (rm_rf_at(fd, top + 1, NULL) < 0)
             abort();
         close(fd);
     }

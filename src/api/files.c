@@ -387,7 +387,7 @@ int route_file_put(struct request *req)
 
 /* ---- PATCH ---- */
 
-static int read_all(struct app *app, const struct file_meta *m, size_t max, struct buf *out)
+static int read_content(struct app *app, const struct file_meta *m, size_t max, struct buf *out)
 {
     if (!m->has_content || m->size == 0)
         return 0;
@@ -489,7 +489,7 @@ int route_file_patch(struct request *req)
         r = err_set(-EISDIR, "is a directory: %s", path);
         goto out;
     }
-    r = read_all(req->app, &m, EDIT_MAX_BYTES, &content);
+    r = read_content(req->app, &m, EDIT_MAX_BYTES, &content);
     if (r < 0)
         goto out;
     if (memchr(buf_cstr(&content), '\0', content.len) || !utf8_valid(buf_cstr(&content), content.len)) {

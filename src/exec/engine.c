@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
@@ -30,6 +29,7 @@
 #include "jail/rootfs.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/jsontext.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -334,27 +334,7 @@ static int make_stdin(const char *data, size_t len)
 {
     if (!data)
         return -1;
-    int fd = memfd_create("sqlfs-stdin", MFD_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            int r = -errno;
-            close(fd);
-            return r;
-        }
-        off += (size_t)w;
-    }
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
-    return fd;
+    return memfd_from_bytes("sqlfs-stdin", data, len, 0);
 }
 
 /* Forwards output to the caller, or buffers it in the outcome within its allowance. */

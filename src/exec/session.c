@@ -17,6 +17,7 @@
 #include "jail/ids.h"
 #include "jail/netns.h"
 #include "sandbox/sandbox.h"
+#include "util/array.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -196,15 +197,8 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
     if (r < 0)
         return exec_fault(e, "spawn", r);
     pthread_mutex_lock(&e->mu);
-    if (e->nlive == e->caplive) {
-        size_t cap = e->caplive ? e->caplive * 2 : 16;
-        struct jail_proc **v = realloc(e->live, cap * sizeof(*v));
-        if (v) {
-            e->live = v;
-            e->caplive = cap;
-        }
-    }
-    if (e->nlive < e->caplive)
+    /* without memory to track it, the jail runs untracked: shutdown does not kill it early */
+    if (ARRAY_GROW(e->live, e->nlive + 1, e->caplive) == 0)
         e->live[e->nlive++] = *ret;
     if (e->stopping) /* shutdown began while this one was starting */
         jail_kill(*ret);

@@ -25,187 +25,15 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/rand.h"
 #include "workspace/checkout_internal.h"
 
 #define TAG_MAGIC "sqlfs-checkout 1"
 
-/* ---------- rm -rf without following symlinks ---------- */
-
-struct rm_frame {
-    char **names; /* subdirectories still to remove */
-    size_t n, i;  /* count, next index */
-    dev_t dev;    /* identity of the directory, to check ".." when coming back */
-    ino_t ino;
-};
-
-static void rm_frame_release(struct rm_frame *f)
-{
-    for (size_t k = 0; k < f->n; k++)
-        free(f->names[k]);
-    free(f->names);
-    memset(f, 0, sizeof(*f));
-}
-
-/* Unlinks the non-directories of the directory `fd` and lists its subdirectories into f. */
-static int rm_scan(int fd, struct rm_frame *f, int64_t *bytes)
-{
-    int dfd = dup(fd);
-    if (dfd < 0)
-        return -errno;
-    DIR *d = fdopendir(dfd);
-    if (!d) {
-        int r = -errno;
-        close(dfd);
-        return r;
-    }
-    size_t cap = 0;
-    int r = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d))) {
-        const char *nm = de->d_name;
-        if (nm[0] == '.' && (nm[1] == '\0' || (nm[1] == '.' && nm[2] == '\0')))
-            continue;
-        bool isdir = de->d_type == DT_DIR;
-        bool need_stat = de->d_type == DT_UNKNOWN || (bytes && de->d_type == DT_REG);
-        if (need_stat) {
-            struct stat sb;
-            if (fstatat(fd, nm, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-                r = -errno;
-                break;
-            }
-            isdir = S_ISDIR(sb.st_mode);
-            if (bytes && S_ISREG(sb.st_mode))
-                *bytes += sb.st_size;
-        }
-        if (!isdir) {
-            if (unlinkat(fd, nm, 0) < 0 && errno != ENOENT) {
-                r = -errno;
-                break;
-            }
-            continue;
-        }
-        if (f->n == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            char **p = realloc(f->names, ncap * sizeof(*p));
-            if (!p) {
-                r = -ENOMEM;
-                break;
-            }
-            f->names = p;
-            cap = ncap;
-        }
-        if (!(f->names[f->n] = strdup(nm))) {
-            r = -ENOMEM;
-            break;
-        }
-        f->n++;
-        errno = 0;
-    }
-    if (r == 0 && errno != 0)
-        r = -errno;
-    closedir(d);
-    return r;
-}
-
-/* Depth-first removal holding one directory fd at a time: it descends with openat(O_NOFOLLOW)
- * and climbs back with "..", checking that ".." is the directory it came from. Depth is not
- * limited by fds or PATH_MAX (an exec can nest directories arbitrarily deep). */
-int checkout_rm_rf_at(int dirfd, const char *name, int64_t *ret_bytes)
-{
-    struct stat sb;
-    if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISDIR(sb.st_mode)) {
-        if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
-            return -errno;
-        if (ret_bytes && S_ISREG(sb.st_mode))
-            *ret_bytes += sb.st_size;
-        return 0;
-    }
-    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    struct rm_frame *stack = NULL;
-    size_t depth = 0, cap = 0;
-    int r = 0;
-    for (;;) {
-        if (depth == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct rm_frame *p = realloc(stack, ncap * sizeof(*p));
-            if (!p) {
-                r = -ENOMEM;
-                break;
-            }
-            stack = p;
-            cap = ncap;
-        }
-        struct rm_frame *f = &stack[depth++];
-        memset(f, 0, sizeof(*f));
-        if (fstat(fd, &sb) < 0 || (r = rm_scan(fd, f, ret_bytes)) < 0) {
-            if (r == 0)
-                r = -errno;
-            break;
-        }
-        f->dev = sb.st_dev;
-        f->ino = sb.st_ino;
-        /* Descend into the next pending subdirectory, climbing up over finished ones. */
-        bool descended = false;
-        while (!descended && depth > 0) {
-            f = &stack[depth - 1];
-            if (f->i < f->n) {
-                int child =
-                    openat(fd, f->names[f->i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (child < 0) {
-                    r = -errno;
-                    break;
-                }
-                f->i++;
-                close(fd);
-                fd = child;
-                descended = true;
-                break;
-            }
-            /* This directory is empty now: go up and remove it. */
-            rm_frame_release(f);
-            depth--;
-            if (depth == 0)
-                break;
-            int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (up < 0) {
-                r = -errno;
-                break;
-            }
-            close(fd);
-            fd = up;
-            struct rm_frame *pf = &stack[depth - 1];
-            if (fstat(fd, &sb) < 0 || sb.st_dev != pf->dev || sb.st_ino != pf->ino) {
-                r = -EIO;
-                break;
-            }
-            if (unlinkat(fd, pf->names[pf->i - 1], AT_REMOVEDIR) < 0) {
-                r = -errno;
-                break;
-            }
-        }
-        if (r < 0 || !descended)
-            break;
-    }
-    for (size_t k = 0; k < depth; k++)
-        rm_frame_release(&stack[k]);
-    free(stack);
-    close(fd);
-    if (r < 0)
-        return r;
-    if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        return -errno;
-    return 0;
-}
-
 void checkout_rm_rf_quiet(int dirfd, const char *name)
 {
-    if (checkout_rm_rf_at(dirfd, name, NULL) < 0)
+    if (rm_rf_at(dirfd, name, NULL) < 0)
         return; /* start-up removes what is left */
 }
 
@@ -572,7 +400,7 @@ static int adopt(struct checkouts *cos, const char *name)
         r = -EINVAL;
     if (r < 0) {
         close(edfd);
-        return checkout_rm_rf_at(cos->dirfd, name, NULL);
+        return rm_rf_at(cos->dirfd, name, NULL);
     }
     /* Drop build dirs and half-written tags. */
     int lfd = openat(edfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -629,7 +457,7 @@ static int scan_dir(struct checkouts *cos)
     for (size_t i = 0; i < names.n && r >= 0; i++) {
         const char *nm = names.v[i].path;
         if (has_prefix(nm, TRASH_PREFIX))
-            r = checkout_rm_rf_at(cos->dirfd, nm, NULL);
+            r = rm_rf_at(cos->dirfd, nm, NULL);
         else if (uuid_valid(nm))
             r = adopt(cos, nm);
     }
@@ -716,7 +544,7 @@ void checkouts_free(struct checkouts *cos)
         entry_free(e);
         e = next;
     }
-    close_fd(&cos->dirfd);
+    closep(&cos->dirfd);
     pthread_mutex_destroy(&cos->mu);
     free(cos->dir);
     free(cos);

@@ -112,12 +112,6 @@ __attribute__((warn_unused_result)) int checkout_remove(struct checkouts *cos,
 
 void checkouts_get_stats(struct checkouts *cos, struct checkout_stats *ret);
 
-/* Removes the directory tree `name` below dirfd without following symlinks (a non-directory is
- * simply unlinked; absent is not an error). Adds the bytes of removed regular files to
- * *ret_bytes when it is not NULL. Used for checkouts and exec upper/work dirs. */
-__attribute__((warn_unused_result)) int checkout_rm_rf_at(int dirfd, const char *name,
-                                                          int64_t *ret_bytes);
-
 /* Discards the directory tree dirfd/`name`, which must be on the same filesystem as the
  * checkouts (e.g. an exec's upper/work dirs): renames it into the checkouts directory at once and
  * removes it on the background thread (or at the next start), so callers do not wait for one

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "store/reserved.h"
+#include "util/array.h"
 #include "util/path.h"
 #include "workspace/checkout_internal.h"
 
@@ -32,7 +33,7 @@ struct applier {
 static int remove_node(struct applier *a, int pfd, const char *name)
 {
     int64_t bytes = 0;
-    int r = checkout_rm_rf_at(pfd, name, &bytes);
+    int r = rm_rf_at(pfd, name, &bytes);
     a->size -= bytes;
     return r;
 }
@@ -44,7 +45,7 @@ static int make_parents(struct applier *a, const char *p)
     if (!rel)
         return -ENOMEM;
     int r = 0;
-    int fd = open_beneath(a->rootfd, "", O_PATH | O_DIRECTORY);
+    int fd = open_beneath(a->rootfd, "", O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     if (fd < 0) {
         free(rel);
         return fd;
@@ -63,7 +64,7 @@ static int make_parents(struct applier *a, const char *p)
             r = -errno;
             break;
         }
-        int next = open_beneath(fd, seg, O_PATH | O_DIRECTORY);
+        int next = open_beneath(fd, seg, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
         if (next < 0) {
             r = next;
             break;
@@ -84,7 +85,7 @@ static int move_from_upper(struct applier *a, int pfd, const char *name, const s
     char *prel = strndup(m->path + 1, (size_t)(slash - m->path) - (slash > m->path ? 1 : 0));
     if (!prel)
         return -ENOMEM;
-    int ufd = open_beneath(a->upperfd, prel, O_PATH | O_DIRECTORY);
+    int ufd = open_beneath(a->upperfd, prel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     free(prel);
     if (ufd < 0)
         return -EAGAIN;
@@ -192,17 +193,11 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
             if (is_put_dir(cs, pp)) {
                 free(pp);
             } else {
-                if (np == cap) {
-                    size_t ncap = cap ? cap * 2 : 16;
-                    char **q = realloc(parents, ncap * sizeof(*q));
-                    if (!q) {
-                        free(pp);
-                        free(next);
-                        r = -ENOMEM;
-                        break;
-                    }
-                    parents = q;
-                    cap = ncap;
+                if (ARRAY_GROW(parents, np + 1, cap) < 0) {
+                    free(pp);
+                    free(next);
+                    r = -ENOMEM;
+                    break;
                 }
                 parents[np++] = pp;
             }
@@ -316,8 +311,8 @@ out:
         checkout_entry_invalidate_locked(cos, e);
     checkout_parent_cache_release(&a.pc);
     free(a.buf);
-    close_fd(&a.rootfd);
-    close_fd(&a.upperfd);
+    closep(&a.rootfd);
+    closep(&a.upperfd);
     if (edfd >= 0)
         close(edfd);
     pthread_mutex_unlock(&e->mu);

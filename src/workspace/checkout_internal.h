@@ -16,15 +16,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "util/fd.h"
+#include "util/fs.h"
 #include "util/path.h"
 #include "util/rand.h"
 #include "workspace/checkout.h"
@@ -89,45 +89,6 @@ struct parent_cache {
     int fd;     /* O_PATH fd of it, -1 when none */
 };
 
-/* Opens rel below dirfd (whole path resolved beneath it, no symlink anywhere, "" = dirfd
- * itself); -errno. */
-static inline int open_beneath(int dirfd, const char *rel, int flags)
-{
-    struct open_how how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    long fd = syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how, sizeof(how));
-    if (fd < 0)
-        return -errno;
-    return (int)fd;
-}
-
-/* Closes *fd if open and marks it closed. */
-static inline void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-/* Writes all of data, retrying on EINTR; -errno. */
-static inline int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* utimensat times that set the mtime to mtime_ns and leave the atime alone. */
 static inline void ts_from_ns(struct timespec ts[2], int64_t mtime_ns)
 {
@@ -181,7 +142,7 @@ bool checkout_tree_is_valid(struct checkouts *cos, struct entry *e, int edfd, in
  * close_fd (or -1) first. 0 when moved and queued (close_fd is then the reaper's), 1 when name
  * did not exist, -errno. */
 int checkout_trash_move(struct checkouts *cos, int fromfd, const char *name, int close_fd);
-/* Best-effort checkout_rm_rf_at of leftovers: a failure only leaves garbage that start-up
+/* Best-effort rm_rf_at of leftovers: a failure only leaves garbage that start-up
  * removes. */
 void checkout_rm_rf_quiet(int dirfd, const char *name);
 /* Tags the entry directory edfd: its tree is complete at `version` with `size` bytes. */

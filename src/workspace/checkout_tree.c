@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "store/reserved.h"
+#include "util/array.h"
 #include "util/err.h"
 #include "util/rand.h"
 #include "util/timeutil.h"
@@ -33,14 +34,8 @@ int checkout_rows_add(const struct file_meta *meta, void *userdata)
     struct rows *rs = userdata;
     if (reserved_path(meta->path, meta->kind == FILE_KIND_DIR))
         return 0; /* the jail's own (store/reserved.h): never materialised */
-    if (rs->n == rs->cap) {
-        size_t ncap = rs->cap ? rs->cap * 2 : 256;
-        struct file_meta *p = realloc(rs->v, ncap * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        rs->v = p;
-        rs->cap = ncap;
-    }
+    if (ARRAY_GROW(rs->v, rs->n + 1, rs->cap) < 0)
+        return -ENOMEM;
     int r = file_meta_copy(&rs->v[rs->n], meta);
     if (r < 0)
         return r;
@@ -52,7 +47,7 @@ void checkout_parent_cache_release(struct parent_cache *pc)
 {
     free(pc->path);
     pc->path = NULL;
-    close_fd(&pc->fd);
+    closep(&pc->fd);
 }
 
 int checkout_parent_get(struct parent_cache *pc, const char *p, const char **ret_name)
@@ -67,7 +62,7 @@ int checkout_parent_get(struct parent_cache *pc, const char *p, const char **ret
     pc->path = strndup(rel, plen);
     if (!pc->path)
         return -ENOMEM;
-    int fd = open_beneath(pc->rootfd, pc->path, O_PATH | O_DIRECTORY);
+    int fd = open_beneath(pc->rootfd, pc->path, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     if (fd < 0) {
         checkout_parent_cache_release(pc);
         return fd;
@@ -154,7 +149,7 @@ int checkout_create_dir(const struct checkouts *cos, int pfd, const char *name)
 int checkout_fix_dir(const struct checkouts *cos, int rootfd, const char *p, uint32_t mode,
                      int64_t mtime_ns)
 {
-    int fd = open_beneath(rootfd, p + 1, O_RDONLY | O_DIRECTORY);
+    int fd = open_beneath(rootfd, p + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
     if (fd < 0)
         return fd;
     int r = checkout_set_meta_fd(cos, fd, mode, mtime_ns);
@@ -352,7 +347,7 @@ int checkout_build_tree(struct checkouts *cos, struct entry *e, int edfd, int64_
     cos->stats.last_build_ms = time_mono_ms() - t0;
     pthread_mutex_unlock(&cos->mu);
 out:
-    close_fd(&rootfd);
+    closep(&rootfd);
     /* The old tree after a swap, or a failed build. */
     if (checkout_trash_move(cos, edfd, bname, -1) < 0)
         checkout_rm_rf_quiet(edfd, bname);

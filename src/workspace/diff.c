@@ -10,34 +10,22 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "store/reserved.h"
+#include "util/array.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/path.h"
 
 #define DIFF_BUF_SIZE (1024 * 1024)
-
-static int open_beneath(int dirfd, const char *rel, int flags)
-{
-    struct open_how how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    long fd = syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how, sizeof(how));
-    if (fd < 0)
-        return -errno;
-    return (int)fd;
-}
 
 static int64_t mtime_ns_of(const struct stat *sb)
 {
@@ -108,15 +96,9 @@ static int names_push(struct names *ns, char *s)
 {
     if (!s)
         return -ENOMEM;
-    if (ns->n == ns->cap) {
-        size_t cap = ns->cap ? ns->cap * 2 : 16;
-        char **p = realloc(ns->v, cap * sizeof(*p));
-        if (!p) {
-            free(s);
-            return -ENOMEM;
-        }
-        ns->v = p;
-        ns->cap = cap;
+    if (ARRAY_GROW(ns->v, ns->n + 1, ns->cap) < 0) {
+        free(s);
+        return -ENOMEM;
     }
     ns->v[ns->n++] = s;
     return 0;
@@ -343,7 +325,7 @@ static int diff_symlink(struct walker *w, int dfd, const char *name, const char 
 /* True when the lower holds rel as a directory with the same mode and mtime as sb. */
 static bool same_dir_in_lower(int lowerfd, const char *rel, const struct stat *sb)
 {
-    int fd = open_beneath(lowerfd, rel, O_PATH | O_DIRECTORY);
+    int fd = open_beneath(lowerfd, rel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     if (fd < 0)
         return false;
     struct stat lsb;
@@ -390,7 +372,7 @@ static int diff_dir(struct walker *w, int dfd, const char *name, const char *rel
 /* Diffs the entries of the directory at rel; pushes its subdirectories onto `todo`. */
 static int diff_entries(struct walker *w, int rootfd, const char *rel, struct names *todo)
 {
-    int dfd = open_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY);
+    int dfd = open_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
     if (dfd < 0)
         return dfd;
     struct names ns = {0};
@@ -501,7 +483,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
                         const char *rel, char *buf)
 {
     struct stat lsb;
-    int lfd = open_beneath(lowerfd, rel, O_PATH);
+    int lfd = open_beneath(lowerfd, rel, O_PATH | O_NOFOLLOW, 0);
     if (lfd == -ENOENT || lfd == -ELOOP || lfd == -ENOTDIR)
         return 1;
     if (lfd < 0)
@@ -528,7 +510,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
         char *prel = strndup(rel, slash ? (size_t)(slash - rel) : 0);
         if (!prel)
             return -ENOMEM;
-        int pfd = open_beneath(lowerfd, prel, O_PATH | O_DIRECTORY);
+        int pfd = open_beneath(lowerfd, prel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
         free(prel);
         if (pfd < 0)
             return 1;
@@ -543,7 +525,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
     int ufd = openat(udfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (ufd < 0)
         return -errno;
-    lfd = open_beneath(lowerfd, rel, O_RDONLY | O_NONBLOCK);
+    lfd = open_beneath(lowerfd, rel, O_RDONLY | O_NONBLOCK | O_NOFOLLOW, 0);
     if (lfd < 0) {
         close(ufd);
         return 1;
@@ -556,7 +538,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
 
 static int changed_entries(int upperfd, int lowerfd, const char *rel, struct names *todo, char *buf)
 {
-    int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY);
+    int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
     if (dfd < 0)
         return dfd;
     struct names ns = {0};
@@ -619,7 +601,7 @@ int diff_upper_changed(const char *upper_dir, const char *lower_dir)
 /* Disk blocks (bytes) of the lower's regular file at rel, 0 when there is none. */
 static int64_t lower_file_bytes(int lowerfd, const char *rel)
 {
-    int fd = open_beneath(lowerfd, rel, O_PATH);
+    int fd = open_beneath(lowerfd, rel, O_PATH | O_NOFOLLOW, 0);
     if (fd < 0)
         return 0;
     struct stat sb;
@@ -633,7 +615,7 @@ static int64_t lower_file_bytes(int lowerfd, const char *rel)
 static int usage_entries(int upperfd, int lowerfd, const char *rel, struct names *todo,
                          struct upper_usage *u)
 {
-    int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY);
+    int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
     if (dfd == -ENOENT || dfd == -ENOTDIR)
         return 0;
     if (dfd < 0)

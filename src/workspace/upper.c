@@ -22,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/array.h"
 #include "util/err.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/rand.h"
 #include "workspace/checkout.h"
@@ -97,7 +99,7 @@ void upper_release(struct uppers *ups, struct upper *u)
             /* removing takes one unlink per node and closing the overlay unmounts it: move the
              * dirs aside at once and let the checkouts' reaper do both after the reply */
             if (checkout_discard(ups->cfg.checkouts, dfd, u->dir, ovl_fd) < 0 &&
-                checkout_rm_rf_at(dfd, u->dir, NULL) < 0)
+                rm_rf_at(dfd, u->dir, NULL) < 0)
                 log_msg("warn", "could not remove exec upper %s", u->dir);
             ovl_fd = -1; /* consumed */
             close(dfd);
@@ -377,19 +379,9 @@ static void idle_put(struct uppers *ups, const char *sandbox_id, struct upper *u
     pthread_mutex_lock(&ups->mu);
     bool keep = it && !ups->stopping && (!drops_then || *drops_then == ups->drops) &&
                 idle_find_locked(ups, sandbox_id) < 0;
-    if (keep && ups->nidle == ups->capidle && ups->capidle < max) {
-        size_t cap = ups->capidle ? ups->capidle * 2 : 8;
-        if (cap > max)
-            cap = max;
-        struct idle_upper **v = realloc(ups->idle, cap * sizeof(*v));
-        if (v) {
-            ups->idle = v;
-            ups->capidle = cap;
-        }
-    }
     if (keep && ups->nidle >= max && ups->nidle > 0)
         drop = idle_remove_locked(ups, 0);
-    if (keep && ups->nidle < ups->capidle) {
+    if (keep && ups->nidle < max && ARRAY_GROW(ups->idle, ups->nidle + 1, ups->capidle) == 0) {
         ups->idle[ups->nidle++] = it;
         it = NULL;
     }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "workspace/checkout.h"
 #include "jail/ids.h"
 #include "store/store.h"
@@ -30,7 +31,7 @@ static void rm_tree(const char *path)
 {
     int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     assert_true(fd >= 0);
-    assert_int_equal(checkout_rm_rf_at(fd, path + 1, NULL), 0);
+    assert_int_equal(rm_rf_at(fd, path + 1, NULL), 0);
     close(fd);
 }
 
@@ -685,11 +686,11 @@ static void test_rm_rf_safe(void **state)
     close(dfd);
     int top = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int64_t bytes = 0;
-    assert_int_equal(checkout_rm_rf_at(top, "victim", &bytes), 0);
+    assert_int_equal(rm_rf_at(top, "victim", &bytes), 0);
     assert_int_equal(bytes, 15 * 3);
     assert_false(exists_at(f->dir, "victim"));
     assert_true(exists_at(f->dir, "outside/keep"));
-    assert_int_equal(checkout_rm_rf_at(top, "victim", NULL), 0); /* absent: fine */
+    assert_int_equal(rm_rf_at(top, "victim", NULL), 0); /* absent: fine */
     close(top);
 }
 
