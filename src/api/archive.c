@@ -168,6 +168,21 @@ void route_ingest_done(struct request *req, bool completed)
     req->route_state = NULL;
 }
 
+/* {"status":"ok","basePath","fileCount","bytes"}: what an ingest committed. */
+static int reply_ingested(struct request *req, const char *base, const struct ingest_result *res)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "status", json_string("ok"));
+    int r = jsontext_set_path(o, "basePath", base, strlen(base));
+    json_object_set_new(o, "fileCount", json_integer(res->file_count));
+    json_object_set_new(o, "bytes", json_integer(res->bytes));
+    if (r < 0) {
+        json_decref(o);
+        return r;
+    }
+    return http_reply_json(req, 200, o);
+}
+
 int route_ingest(struct request *req)
 {
     struct ingest_state *st = req->route_state;
@@ -197,18 +212,8 @@ int route_ingest(struct request *req)
     }
     if (r == 0 && cs.n > 0)
         r = sandbox_commit(req->app->sandboxes, &rec, &cs);
-    if (r == 0) {
-        json_t *o = json_object();
-        json_object_set_new(o, "status", json_string("ok"));
-        const char *base = res.base_path ? res.base_path : "";
-        r = jsontext_set_path(o, "basePath", base, strlen(base));
-        json_object_set_new(o, "fileCount", json_integer(res.file_count));
-        json_object_set_new(o, "bytes", json_integer(res.bytes));
-        if (r == 0)
-            r = http_reply_json(req, 200, o);
-        else
-            json_decref(o);
-    }
+    if (r == 0)
+        r = reply_ingested(req, res.base_path ? res.base_path : "", &res);
     if (opened)
         sandbox_rec_release(&rec);
     ingest_result_release(&res);
@@ -245,17 +250,8 @@ int route_ingest_files(struct request *req)
                            req->app->cfg->max_ingest_bytes, &cs, &res);
     if (r == 0 && cs.n > 0)
         r = sandbox_commit(req->app->sandboxes, &rec, &cs);
-    if (r == 0) {
-        json_t *o = json_object();
-        json_object_set_new(o, "status", json_string("ok"));
-        r = jsontext_set_path(o, "basePath", norm, strlen(norm));
-        json_object_set_new(o, "fileCount", json_integer(res.file_count));
-        json_object_set_new(o, "bytes", json_integer(res.bytes));
-        if (r == 0)
-            r = http_reply_json(req, 200, o);
-        else
-            json_decref(o);
-    }
+    if (r == 0)
+        r = reply_ingested(req, norm, &res);
     ingest_result_release(&res);
     changeset_release(&cs);
     sandbox_rec_release(&rec);
