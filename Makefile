@@ -1,8 +1,9 @@
 # sqlfs — build, test and run.
 #   make            build build/sqlfs
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
-#   make test       install deps, build, run unit tests and integration tests, each plain and
-#                   under ASan/LSan/UBSan (zero sanitizer reports required), then a fuzz smoke
+#   make test       install deps, check formatting, build, run unit tests and integration tests,
+#                   each plain and under ASan/LSan/UBSan (zero sanitizer reports required), the
+#                   unit tests built with clang, then a fuzz smoke
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 #   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
@@ -14,8 +15,7 @@ PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdefl
 SAN     ?=
 
 OPT     ?= -O2 -g
-WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -Wno-unused-parameter -Wformat=2
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Isrc -MMD -MP \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
@@ -34,9 +34,12 @@ INIT_IMG := src/jail/init/jail_init_image.S
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# Every C file clang-format checks (.clang-format): the server, its unit tests, fuzz targets and
+# the C benchmarks.
+FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o -name '*.[ch]' -print | sort)
 
-.PHONY: all deps run test unit test-unit test-asan test-integration test-integration-asan clean bench bench-quick \
-        bench-foundation bench-deps bench-tools fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
+.PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-asan clean bench bench-quick \
+        bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
 
 all: $(BUILD)/sqlfs
 
@@ -45,9 +48,10 @@ $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 .PRECIOUS: %/jail-init
+# -static links a non-PIE executable under gcc and clang alike (clang rejects -no-pie beside it).
 %/jail-init: $(INIT_SRC) src/jail/jail_proto.h
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -Os -Isrc $(WARN) -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+	$(CC) -std=gnu11 -Os -Isrc $(WARN) -ffreestanding -fno-stack-protector -fno-pie \
 		-nostdlib -static -s -o $@ $(INIT_SRC)
 
 %/src/jail/init/jail_init_image.o: $(INIT_IMG) %/jail-init
@@ -61,9 +65,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	@echo "  CC $<"; $(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(BUILD)/libsqlfs.a
+# Compiled and linked in one step; -MF names the dependency file (the headers the test includes)
+# the same way under gcc and clang.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsqlfs.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -MF $@.d -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS) -lcmocka
 
 $(BUILD)/bench/httpbench: bench/httpbench.c
 	@mkdir -p $(@D)
@@ -74,6 +80,17 @@ $(BUILD)/bench/spawnbench: bench/spawnbench.c
 	$(CC) -O2 -g -Wall -Wextra -o $@ $<
 
 bench-tools: all $(BUILD)/bench/httpbench $(BUILD)/bench/spawnbench
+
+# The store and archive engines' own figures, without HTTP (bench/store_bench.c,
+# bench/archive_bench.c: how to run them is at their top).
+ENGINE_BENCH := $(BUILD)/bench/store_bench $(BUILD)/bench/archive_bench
+$(ENGINE_BENCH): $(BUILD)/bench/%: bench/%.c $(BUILD)/libsqlfs.a
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra -Wno-unused-parameter $(LDFLAGS) \
+		-o $@ $< $(BUILD)/libsqlfs.a $(LDLIBS)
+
+.PHONY: bench-engines
+bench-engines: $(ENGINE_BENCH)
 
 # Benchmarks print their figures and write bench/results/*.json (see README "Performance").
 bench-foundation: bench-tools
@@ -88,6 +105,10 @@ bench: bench-tools
 bench-quick: bench-tools
 	$(PYTHON) bench/suite.py --quick
 	$(PYTHON) bench/report.py bench/results/suite-quick.json
+
+# bench-quick's scenarios for two binaries side by side: make bench-side OLD=path/to/old/sqlfs
+bench-side: bench-tools
+	$(PYTHON) bench/side_by_side.py $(OLD) $(or $(NEW),$(BUILD)/sqlfs)
 
 # Tools the comparison needs; kept out of `make deps` so tests and CI do not need them.
 bench-deps:
@@ -109,6 +130,11 @@ test-unit: unit
 test-asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' test-unit
 
+# The library and unit tests built and run with clang (its warnings differ from gcc's).
+test-clang:
+	$(MAKE) BUILD=build/clang CC=clang all unit
+	$(MAKE) BUILD=build/clang CC=clang test-unit
+
 # The same suites against the ASan/LSan/UBSan server; fails on any sanitizer report.
 test-integration-asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' build/asan/sqlfs
@@ -119,9 +145,11 @@ test-integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 test: deps
+	$(MAKE) fmt-check
 	$(MAKE) all
 	$(MAKE) test-unit
 	$(MAKE) test-asan
+	$(MAKE) test-clang
 	$(MAKE) test-integration
 	$(MAKE) test-integration-asan
 	$(MAKE) fuzz-smoke
@@ -133,7 +161,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build/fuzz
 FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra -Werror \
-                -Wno-unused-parameter -fno-omit-frame-pointer \
+                -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
@@ -148,7 +176,7 @@ $(FUZZ_BUILD)/libsqlfs.a: $(FUZZ_LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libsqlfs.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libsqlfs.a $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< $(FUZZ_BUILD)/libsqlfs.a $(LDLIBS)
 
 fuzz-build: $(FUZZ_BIN)
 
@@ -171,12 +199,12 @@ bench-hostile: all
 	$(PYTHON) bench/hostile.py
 
 fmt:
-	clang-format -i $$(find src tests/unit -name '*.[ch]')
+	clang-format -i $(FMT_SRC)
 
 fmt-check:
-	clang-format --dry-run --Werror $$(find src tests/unit -name '*.[ch]')
+	@echo "  FMT-CHECK $(words $(FMT_SRC)) files"; clang-format --dry-run --Werror $(FMT_SRC)
 
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d $(wildcard $(FUZZ_BUILD)/src/*/*.d)
+-include $(LIB_OBJ:.o=.d) $(BUILD)/src/main.d $(UNIT_BIN:=.d) $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_BIN:=.d)

@@ -59,8 +59,7 @@ def interleaved(a, measure):
     figures printed as one JSON line."""
     for rnd in range(a.rounds):
         for name, binary in (("old", a.old), ("new", a.new)):
-            lib.BINARY = os.path.abspath(binary)
-            s = lib.Server().start()
+            s = lib.Server(binary=os.path.abspath(binary)).start()
             try:
                 fig = measure(a, s, Api(s))
                 print(json.dumps({"round": rnd, "binary": name, **fig,
@@ -74,8 +73,7 @@ def same_window(a):
         up = {}
         try:
             for name, binary in (("old", a.old), ("new", a.new)):
-                lib.BINARY = os.path.abspath(binary)
-                s = lib.Server().start()
+                s = lib.Server(binary=os.path.abspath(binary)).start()
                 api = Api(s)
                 up[name] = (s, api, api.create())
                 alternate_pair(api, up[name][2], 20, 0)  # warm up

@@ -4,7 +4,6 @@ PUT/GET throughput and server RSS. Run: make bench-foundation (or python3 bench/
 import os
 import sys
 import tempfile
-import time
 
 import httpx
 

@@ -41,15 +41,13 @@ import httpx
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 from lib import ADMIN_SECRET, SECRET, RssSampler, Server, percentile, save  # noqa: E402
+from sqlfs_harness import PeakSampler, read_all  # noqa: E402
+from sqlfs_harness import proc_status_kib as status_kib  # noqa: E402
 
 sys.path.insert(0, os.path.join(lib.ROOT, "tests", "integration"))
-from conftest import PeakSampler, read_all  # noqa: E402
-from conftest import proc_status_kib as status_kib  # noqa: E402
 from test_archive import long_path_archive  # noqa: E402
 from test_exec_bounds import ERR_FLOOD, FD3_FLOOD, FD3_RECORDS, OUT_FLOOD, raw_post  # noqa: E402
 from test_quota import QUOTA, dir_bytes, store_used  # noqa: E402
-
-lib.BINARY = os.environ.get("SQLFS_BINARY") or lib.BINARY  # e.g. to measure another build
 
 MIB = 1 << 20
 ATTACKER_IP = "127.0.0.2"  # the attacker's own loopback address; probes come from 127.0.0.1
@@ -114,7 +112,7 @@ class PeakRss(RssSampler):
 def disk_used(srv):
     """Bytes of the data dir that attacks can grow: the disk blocks under <data>/uppers (exec
     uppers) and the pages in use in both database files."""
-    return dir_bytes(os.path.join(srv.data, "uppers")) + store_used(srv.data)
+    return dir_bytes(os.path.join(srv.data_dir, "uppers")) + store_used(srv.data_dir)
 
 
 def exec_counts(srv):

@@ -3,109 +3,40 @@ percentiles, the httpbench load generator."""
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-
-import httpx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from conftest import PeakSampler  # noqa: E402
-BINARY = os.path.join(ROOT, "build", "sqlfs")
+sys.path.insert(0, os.path.join(ROOT, "tests", "harness"))
+import sqlfs_harness  # noqa: E402
+from sqlfs_harness import ADMIN_SECRET, SECRET, PeakSampler  # noqa: E402,F401
+
+BINARY = sqlfs_harness.BINARY  # SQLFS_BINARY measures another build
 HTTPBENCH = os.path.join(ROOT, "build", "bench", "httpbench")
 RESULTS = os.path.join(ROOT, "bench", "results")
-SECRET = "bench-secret-0123456789abcdef0123456789"
-ADMIN_SECRET = "bench-admin-secret-0123456789abcdef"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(sqlfs_harness.Server):
+    """A server on a fresh temporary directory (its data dir unless data_dir is given, and its
+    log), removed by cleanup(), with the failed-auth limit out of the way."""
 
-
-class Server:
-    def __init__(self, env=None, data_dir=None):
+    def __init__(self, env=None, data_dir=None, binary=None):
         self.tmp = tempfile.mkdtemp(prefix="sqlfs-bench-")
-        self.data = data_dir or os.path.join(self.tmp, "data")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, AUTH_SECRET=SECRET, ADMIN_SECRET=ADMIN_SECRET, SQLFS_QUIET="1",
-                        AUTH_RATE_LIMIT_MAX="1000000")
-        self.env.update(env or {})
-        self.proc = None
-        self.wedged = False
-
-    def start(self):
-        self.proc = subprocess.Popen([BINARY, "serve", "--listen", f"127.0.0.1:{self.port}",
-                                      "--data", self.data], env=self.env,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.tmp, "log"), "ab"))
-        for _ in range(400):
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.025)
-        raise RuntimeError("server did not start")
-
-    def stop(self):
-        if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                # a wedged server (see docs/BENCHMARKS.md, "Problems found"): kill it and the
-                # children it forked, by pid
-                kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                                      text=True).stdout.split()
-                for k in kids:
-                    try:
-                        os.kill(int(k), 9)
-                    except OSError:
-                        pass
-                self.proc.kill()
-                self.proc.wait(15)
-                self.wedged = True
-            self.proc = None
+        super().__init__(data_dir or os.path.join(self.tmp, "data"),
+                         {"AUTH_RATE_LIMIT_MAX": "1000000", **(env or {})},
+                         binary=binary or BINARY, log_path=os.path.join(self.tmp, "log"))
 
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def status(self):
-        """GET /v1/status: the exec counters and the store's memory (admin secret)."""
-        r = httpx.get(self.url + "/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET})
-        r.raise_for_status()
-        return r.json()
+    def token(self, sub="bench", tenant=None):
+        return super().token(sub, tenant)
 
-    def token(self, sub="bench"):
-        r = httpx.post(self.url + "/v1/auth/bootstrap", json={"sub": sub},
-                       headers={"X-Auth-Secret": SECRET})
-        r.raise_for_status()
-        return r.json()["token"]
-
-    def client(self, sub="bench", timeout=120):
-        """An httpx client for this server with a token of `sub`."""
-        return httpx.Client(base_url=self.url, timeout=timeout,
-                            headers={"Authorization": "Bearer " + self.token(sub)})
-
-    def cpu_seconds(self):
-        """CPU time of the server and of its reaped children (jails, bash), user + system."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-    def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+    def client(self, sub="bench", tenant=None, timeout=120):
+        return super().client(sub, tenant, timeout)
 
 
 class RssSampler(PeakSampler):

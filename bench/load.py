@@ -22,9 +22,9 @@ import time
 
 import httpx
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from conftest import make_server  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import Server  # noqa: E402
+from sqlfs_harness import proc_status_kib  # noqa: E402
 
 CONNS = 1000
 ROUNDS = 5
@@ -37,11 +37,7 @@ HEALTH_P99_MAX_MS = 500
 
 
 def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return proc_status_kib(pid, "VmRSS")
 
 
 def nfds(pid):
@@ -202,12 +198,9 @@ def settle(pid, base_fds, base_rss, timeout=20):
 def main():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    import tempfile
-    tmp = tempfile.mkdtemp(prefix="sqlfs-load-")
     # one client address opens 1,000 connections here: no per-address limit (bench/hostile.py
     # measures the server with its defaults against such a client)
-    srv = make_server(tmp, {"AUTH_RATE_LIMIT_MAX": "100000", "CONNECTION_TIMEOUT_S": "30",
-                            "MAX_CONNECTIONS_PER_IP": "0"}).start()
+    srv = Server({"CONNECTION_TIMEOUT_S": "30", "MAX_CONNECTIONS_PER_IP": "0"}).start()
     pid = srv.proc.pid
     failed = []
     try:
@@ -261,7 +254,7 @@ def main():
         if rss > base_rss * 1.5 + 20000:
             failed.append("RSS not back near baseline")
     finally:
-        srv.stop()
+        srv.cleanup()
     if failed:
         print("LOAD FAILED:", ", ".join(failed))
         return 1

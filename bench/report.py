@@ -740,7 +740,7 @@ Found by this suite, both fixed before the run recorded here:
    not stop the server): the child, made by a raw `clone3` of the threaded server, called glibc's
    `setgroups`/`setresgid`/`setresuid`, which wait for every thread glibc believes exists.
    Fixed by raw system calls in the child and binding every symbol at load (`-z now`);
-   `bench/repro_ro_batch.py 20` and `tests/integration/test_exec_concurrency.py` check it.
+   `tests/integration/test_exec_concurrency.py` checks it.
 2. **A 40 ms stall for clients that write headers and body separately** (Python httpx: Nagle on
    the client waiting for the server's delayed ACK). Fixed in the server: the headers are
    acknowledged at once (`TCP_QUICKACK`); `POST /v1/sandboxes` from httpx is ~1 ms p50 again.

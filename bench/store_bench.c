@@ -1,10 +1,8 @@
 /*
  * store_bench — throughput and latency of the SQLite store engine.
  *
- * Build (after `make`), one line:
- *   cc -O2 -D_GNU_SOURCE -Isrc bench/store_bench.c build/libsqlfs.a \
- *      $(pkg-config --libs sqlite3 libcrypto jansson) -lpthread -o build/store_bench
- * Run: build/store_bench [dir] [MiB] [sandboxes]
+ * Build: make bench-engines (build/bench/store_bench).
+ * Run: build/bench/store_bench [dir] [MiB] [sandboxes]
  *      (defaults: a temp dir under /tmp, 256, 10000)
  *
  * Prints: streaming write and read MB/s of one large file, small-file commit latency, and

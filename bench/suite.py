@@ -31,6 +31,8 @@ ONLY = None
 if "--only" in sys.argv:
     ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(","))
 NAME = "suite-quick" if QUICK else "suite"
+if "--name" in sys.argv:  # where the results go: bench/results/<name>.json
+    NAME = sys.argv[sys.argv.index("--name") + 1]
 BENCH = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(ROOT, "build", "bench", "cache")
 TIMEOUT = 120  # seconds per request; a request that hangs is reported, not waited on
@@ -621,9 +623,9 @@ def sc_scale(res):
         for sid in warm:
             api.delete(sid)
         api.c.post(f"/v1/sandboxes/{api.create()}/exec-sync", json={"script": "true"})
-        wait_wal_truncated(s.data)
+        wait_wal_truncated(s.data_dir)
         wait_idle(s)
-        rss0, db0, mem0 = s.rss_kib(), db_bytes(s.data), store_memory(s)
+        rss0, db0, mem0 = s.rss_kib(), db_bytes(s.data_dir), store_memory(s)
         t0 = time.perf_counter()
         owners = 10
         for i in range(owners):
@@ -633,10 +635,10 @@ def sc_scale(res):
             assert r["errors"] == 0, r
         fill_s = time.perf_counter() - t0
         subprocess.run(["sync"])
-        wal_peak = wal_bytes(s.data)
-        wal_idle = wait_wal_truncated(s.data)
+        wal_peak = wal_bytes(s.data_dir)
+        wal_idle = wait_wal_truncated(s.data_dir)
         wait_idle(s)
-        rss1, db1, mem1 = s.rss_kib(), db_bytes(s.data), store_memory(s)
+        rss1, db1, mem1 = s.rss_kib(), db_bytes(s.data_dir), store_memory(s)
         create = httpbench(s, api.tok, "/v1/sandboxes", "POST", body="{}", n=q(300, 100),
                            expect=201)
         lst = httpbench(s, s.token("owner-0"), "/v1/sandboxes", n=q(100, 30))
@@ -752,7 +754,7 @@ def sc_cold(res):
         firsts, seconds = [], []
         for _ in range(q(3, 1)):
             s.stop()
-            shutil.rmtree(os.path.join(s.data, "checkouts"), ignore_errors=True)
+            shutil.rmtree(os.path.join(s.data_dir, "checkouts"), ignore_errors=True)
             s.start()
             api = Api(s)
             t0 = time.perf_counter()

@@ -1,5 +1,8 @@
 """Test helpers: the real sqlfs server (build/sqlfs) on a free port with a temporary data dir.
 
+The server process is tests/harness/sqlfs_harness.py's (shared with tests/integration and
+bench/); this module gives it SDK clients and a pool of session-wide servers.
+
 Server-backed tests are skipped, with the reason printed, only when the binary has not been
 built. A binary that exists but does not start makes them fail with the tail of its log.
 Environment: SQLFS_BINARY overrides the binary's path.
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -26,12 +28,15 @@ import pytest
 HERE = Path(__file__).resolve().parent
 PYTHON_DIR = HERE.parent
 REPO = PYTHON_DIR.parent
-if str(PYTHON_DIR) not in sys.path:
-    sys.path.insert(0, str(PYTHON_DIR))
+for _p in (PYTHON_DIR, REPO / "tests" / "harness"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 import sqlfs  # noqa: E402
+import sqlfs_harness  # noqa: E402
+from sqlfs_harness import free_port  # noqa: E402,F401
 
-BINARY = Path(os.environ.get("SQLFS_BINARY", str(REPO / "build" / "sqlfs")))
+BINARY = Path(sqlfs_harness.BINARY)
 
 
 def _seed_readme() -> Path:
@@ -61,52 +66,16 @@ SEED_README = _seed_readme()
 # Limits of the default server: the failed-auth limit (AUTH_RATE_LIMIT_MAX) is raised so that the
 # tests that send a wrong secret on purpose cannot lock the rest of the suite out. Every Client
 # mints its own token; successful mints have their own limit (600 a minute by default).
-DEFAULT_ENV = {"AUTH_RATE_LIMIT_MAX": "100000", "SQLFS_QUIET": "1"}
-if os.environ.get("SQLFS_TEST_SERVER_LOG"):  # keep per-request log lines (in the temp dir)
-    DEFAULT_ENV.pop("SQLFS_QUIET")
+DEFAULT_ENV = {"AUTH_RATE_LIMIT_MAX": "100000"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Server(sqlfs_harness.Server):
+    """A server of its own AUTH_SECRET (random) whose clients are SDK clients."""
 
-
-class Server:
-    def __init__(self, url: str, secret: str, proc: subprocess.Popen, log: Path, data: Path) -> None:
-        self.url = url
-        self.secret = secret
-        self.proc = proc
-        self.log = log
-        self.data = data
-        self._tokens: Dict[str, str] = {}
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-    def client(self, sub: Optional[str] = None, **kw: Any) -> sqlfs.Client:
+    def client(self, sub: Optional[str] = None, **kw: Any) -> sqlfs.Client:  # type: ignore[override]
         return sqlfs.Client(
             base_url=self.url, auth_secret=self.secret, sub=sub or new_sub(), **kw
         )
-
-    def token(self, sub: str) -> str:
-        """A token for ``sub``, minted once per server (for servers with a tight rate limit)."""
-        if sub not in self._tokens:
-            with self.client(sub=sub, max_retries=0) as c:
-                self._tokens[sub] = c.token
-        return self._tokens[sub]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def new_sub() -> str:
@@ -116,42 +85,17 @@ def new_sub() -> str:
 def start_server(base: Path, env_over: Dict[str, str]) -> Server:
     if not BINARY.exists():
         pytest.skip(f"server binary {BINARY} is not built (run `make` at the repo root)")
-    port = free_port()
-    secret = "test-secret-" + secrets.token_hex(16)  # the server wants at least 32 bytes
     data = base / "data"
     data.mkdir(parents=True)
-    log = base / "server.log"
-    env = dict(os.environ)
-    env.update(DEFAULT_ENV)
-    env.update(env_over)
-    env["AUTH_SECRET"] = secret
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(
-            [str(BINARY), "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data)],
-            env=env,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url, secret, proc, log, data)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(
-                f"sqlfs serve exited with {proc.returncode} before answering /healthz:\n"
-                + server.log_tail()
-            )
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                if os.environ.get("SQLFS_TEST_SERVER_LOG"):
-                    print(f"sqlfs test server {url} log: {log}", file=sys.stderr)
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    pytest.fail("sqlfs serve did not answer /healthz within 30 s:\n" + server.log_tail())
+    server = Server(
+        data, {**DEFAULT_ENV, **env_over},
+        secret="test-secret-" + secrets.token_hex(16),  # the server wants at least 32 bytes
+        admin_secret=None, log_path=base / "server.log",
+    )
+    try:
+        return server.start()
+    except sqlfs_harness.ServerError as e:
+        pytest.fail(str(e))
 
 
 class ServerPool:
@@ -166,7 +110,7 @@ class ServerPool:
         key = tuple(sorted(env.items()))
         with self._lock:
             srv = self._servers.get(key)
-            if srv is None or srv.proc.poll() is not None:
+            if srv is None or srv.proc is None or srv.proc.poll() is not None:
                 srv = start_server(self._tmp.mktemp("sqlfs"), dict(env))
                 self._servers[key] = srv
             return srv

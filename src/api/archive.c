@@ -15,11 +15,13 @@
 #include "archive/export.h"
 #include "archive/ingest.h"
 #include "sandbox/sandbox.h"
+#include "util/compiler.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/jsontext.h"
 
-#define DEFAULT_INGEST_BASE "/home/user/project"
-#define DEFAULT_EXPORT_BASE "/home/user"
+#define DEFAULT_INGEST_BASE SANDBOX_HOME "/project"
+#define DEFAULT_EXPORT_BASE SANDBOX_HOME
 #define POST_BUFFER 65536
 #define BASE_PATH_FIELD_MAX 4096
 
@@ -72,10 +74,10 @@ static int start_ingest(struct request *req, struct ingest_state *st)
     return r;
 }
 
-static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key,
-                                 const char *filename, const char *content_type,
-                                 const char *transfer_encoding, const char *data, uint64_t off,
-                                 size_t size)
+static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind UNUSED, const char *key,
+                                 const char *filename UNUSED, const char *content_type UNUSED,
+                                 const char *transfer_encoding UNUSED, const char *data,
+                                 uint64_t off UNUSED, size_t size)
 {
     struct request *req = cls;
     struct ingest_state *st = req->route_state;
@@ -154,7 +156,7 @@ int route_ingest_data(struct request *req, const char *data, size_t len)
     return 0;
 }
 
-void route_ingest_done(struct request *req, bool completed)
+void route_ingest_done(struct request *req, bool completed UNUSED)
 {
     struct ingest_state *st = req->route_state;
     if (!st)
@@ -259,7 +261,7 @@ int route_ingest_files(struct request *req)
     return r;
 }
 
-static ssize_t export_cb(void *cls, uint64_t pos, char *buf, size_t max)
+static ssize_t export_cb(void *cls, uint64_t pos UNUSED, char *buf, size_t max)
 {
     size_t got = 0;
     if (export_read(cls, buf, max, &got) < 0)

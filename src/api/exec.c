@@ -130,20 +130,21 @@ int exec_reply_admit(struct request *req)
     return -ERR_BUSY;
 }
 
-int exec_reply_result(struct outreply *rep, json_t *fields, struct buf *out, struct buf *err)
+int exec_reply_result(struct outreply *rep, json_t *fields, struct capture *output)
 {
+    json_object_set_new(fields, "stdoutTruncated", json_boolean(output->out.truncated));
+    json_object_set_new(fields, "stderrTruncated", json_boolean(output->err.truncated));
     int r = outreply_text(rep, "{", 1);
     if (r == 0)
         r = outreply_members(rep, fields);
     if (r == 0)
-        r = json_object_size(fields) ? outreply_text(rep, ",\"stdout\":", 10)
-                                     : outreply_text(rep, "\"stdout\":", 9);
+        r = outreply_text(rep, ",\"stdout\":", 10);
     if (r == 0)
-        r = outreply_output(rep, out);
+        r = outreply_output(rep, &output->out.data);
     if (r == 0)
         r = outreply_text(rep, ",\"stderr\":", 10);
     if (r == 0)
-        r = outreply_output(rep, err);
+        r = outreply_output(rep, &output->err.data);
     if (r == 0)
         r = outreply_text(rep, "}", 1);
     json_decref(fields);
@@ -221,33 +222,36 @@ int route_exec_sync(struct request *req)
     out.rest = NULL;
     exec_request_release(&x);
     if (r < 0) {
-        exec_outcome_release(req->app->exec, &out);
+        exec_outcome_release(&out);
         return r;
     }
-    json_t *o = json_object();
+    /* a timeout answers 408: the error body's fields, then the result's */
+    json_t *o;
     if (out.timed_out) {
         char msg[96];
         snprintf(msg, sizeof(msg), "exec timed out after %lld ms", (long long)timeout_ms);
-        json_object_set_new(o, "error", json_string(msg));
-        json_object_set_new(o, "code", json_string("EXEC_TIMEOUT"));
-        json_object_set_new(o, "retryable", json_false());
+        o = api_error_json(-ERR_EXEC_TIMEOUT, msg, NULL);
+    } else {
+        o = json_object();
+    }
+    if (!o) {
+        exec_outcome_release(&out);
+        return -ENOMEM;
     }
     const char *sig = exec_signal_name(out.exit_signal);
     json_object_set_new(o, "exitCode", json_integer(out.exit_code));
     json_object_set_new(o, "exitSignal", sig ? json_string(sig) : json_null());
     json_object_set_new(o, "timedOut", json_boolean(out.timed_out));
     json_object_set_new(o, "durationMs", json_integer(out.duration_ms));
-    json_object_set_new(o, "stdoutTruncated", json_boolean(out.out_truncated));
-    json_object_set_new(o, "stderrTruncated", json_boolean(out.err_truncated));
     unsigned status = out.timed_out ? 408 : 200;
     char timing[256];
     exec_timing_header(timing, sizeof(timing), lock_ns, &out.timing);
     /* the output goes into the reply as it is, escaped only as it is sent */
     struct outreply *rep = outreply_new(&req->app->reply_memory);
-    r = rep ? exec_reply_result(rep, o, &out.out, &out.err) : -ENOMEM;
+    r = rep ? exec_reply_result(rep, o, &out.output) : -ENOMEM;
     if (!rep)
         json_decref(o);
-    exec_outcome_release(req->app->exec, &out);
+    exec_outcome_release(&out);
     if (r < 0) {
         outreply_free(rep);
         return r;

@@ -25,10 +25,12 @@ __attribute__((warn_unused_result)) int exec_parse_timeout(json_t *body, struct 
 /* 503 EBUSY while REPLY_MEMORY_BYTES is spent (replies not read yet hold it all): checked by
  * exec-sync and batch before their exec. 0 or -ERR_BUSY with a message. */
 __attribute__((warn_unused_result)) int exec_reply_admit(struct request *req);
-/* Appends one exec's result to a reply: {<fields' members>,"stdout":"…","stderr":"…"}, taking
- * `fields` and the storage of both output buffers whatever happens. 0 or -ENOMEM. */
+/* Appends one exec's result to a reply: {<fields' members>,"stdoutTruncated",
+ * "stderrTruncated","stdout":"…","stderr":"…"}, taking `fields` whatever happens, and the
+ * storage of the output's buffers as far as it got (capture_release frees the rest). The
+ * capture counts in the reply's budget. 0 or -ENOMEM. */
 __attribute__((warn_unused_result)) int exec_reply_result(struct outreply *rep, json_t *fields,
-                                                          struct buf *out, struct buf *err);
+                                                          struct capture *output);
 /* What an exec route leaves for after its reply (exec_params.rest_after_reply, the ret_rest of
  * exec_engine_run_batch): the record the exec ran with, kept alive, and the exec's remaining
  * work. A route keeps it in req->route_state and names route_exec_rest_done as its on_done,

@@ -63,9 +63,7 @@ static int add_result(struct outreply *rep, const struct batch_script *s, struct
     json_object_set_new(o, "durationMs", json_integer(r->duration_ms));
     if (r->error)
         json_object_set_new(o, "error", jsontext(r->error));
-    json_object_set_new(o, "stdoutTruncated", json_boolean(r->out_truncated));
-    json_object_set_new(o, "stderrTruncated", json_boolean(r->err_truncated));
-    return exec_reply_result(rep, o, &r->out, &r->err);
+    return exec_reply_result(rep, o, &r->output);
 }
 
 /* The reply: {"results": [...]}, the output escaped only as it is sent. */
@@ -151,7 +149,7 @@ int route_exec_batch(struct request *req)
     if (r == 0)
         r = reply_results(req, scripts, res, p.n);
     if (res)
-        batch_results_release(req->app->exec, res, p.n);
+        batch_results_release(res, p.n);
     free(res);
     free(scripts);
     return r;

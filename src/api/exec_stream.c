@@ -32,6 +32,7 @@
 #include "api/routes.h"
 #include "api/sse.h"
 #include "sandbox/sandbox.h"
+#include "util/compiler.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
@@ -224,7 +225,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&s->mu);
     if (r < 0 && !started) { /* answered by the route with this status and body */
         json_t *body = http_error_json(r);
-        exec_outcome_release(s->app->exec, &out);
+        exec_outcome_release(&out);
         pthread_mutex_lock(&s->mu);
         s->failed = r;
         s->failed_body = body;
@@ -247,7 +248,7 @@ static void *worker_main(void *arg)
     const char *sig = exec_signal_name(out.exit_signal);
     json_object_set_new(x, "exitSignal", sig && r == 0 ? json_string(sig) : json_null());
     push_json(s, "exit", x);
-    exec_outcome_release(s->app->exec, &out);
+    exec_outcome_release(&out);
     pthread_mutex_lock(&s->mu);
     s->done = true;
     pthread_cond_signal(&s->readable);
@@ -314,7 +315,7 @@ static void mark_gone(struct stream *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+static ssize_t stream_read(void *cls, uint64_t pos UNUSED, char *out, size_t max)
 {
     struct stream *s = cls;
     int64_t last_activity = time_mono_ms();
@@ -379,13 +380,13 @@ static void stream_free(struct stream *s)
     free(s);
 }
 
-void route_exec_stream_done(struct request *req, bool completed)
+void route_exec_stream_done(struct request *req, bool completed UNUSED)
 {
     stream_free(req->route_state);
     req->route_state = NULL;
 }
 
-static void response_free(void *cls)
+static void response_free(void *cls UNUSED)
 {
     /* the stream lives until the request completes (route_exec_stream_done) */
 }

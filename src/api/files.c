@@ -10,6 +10,7 @@
 #include "api/wire.h"
 #include "store/reserved.h"
 #include "sandbox/sandbox.h"
+#include "util/compiler.h"
 #include "util/err.h"
 #include "util/jsontext.h"
 #include "util/path.h"
@@ -68,7 +69,7 @@ struct read_ctx {
     struct content_reader *reader;
 };
 
-static ssize_t read_cb(void *cls, uint64_t pos, char *buf, size_t max)
+static ssize_t read_cb(void *cls, uint64_t pos UNUSED, char *buf, size_t max)
 {
     struct read_ctx *ctx = cls;
     size_t got = 0;
@@ -310,7 +311,7 @@ int route_file_put_data(struct request *req, const char *data, size_t len)
     return store_content_write(req->app->store, st->writer, data, len);
 }
 
-void route_file_put_done(struct request *req, bool completed)
+void route_file_put_done(struct request *req, bool completed UNUSED)
 {
     struct put_state *st = req->route_state;
     if (!st)

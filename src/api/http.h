@@ -108,9 +108,14 @@ int http_client_fd(struct request *req);
 int http_reply_json(struct request *req, unsigned status, json_t *body);
 int http_reply_empty(struct request *req, unsigned status);
 int http_reply_response(struct request *req, unsigned status, struct MHD_Response *resp);
-/* The error body for `code` (negative): {"error","code","details"?,"retryable"} from this
- * thread's err_message()/err_detail_*(), any bytes in them made valid text (jsontext.h).
- * New reference; NULL only when out of memory. */
+/* The error body for `code` (negative), the one builder of every error body and error field
+ * set: {"error": message (NULL or "": the code's default message), "code", "details"?: the
+ * strings of `details` (a JSON array, stolen; NULL or empty: none), "retryable"}, the code and
+ * the retryable flag from util/err.h's table. Any bytes in message are made valid text
+ * (jsontext.h). New reference; NULL only when out of memory. */
+json_t *api_error_json(int code, const char *message, json_t *details);
+/* api_error_json for this thread's error: err_message() and err_detail_*(), any bytes in them
+ * made valid text. */
 json_t *http_error_json(int code);
 /* Sets the error response for `code` with a body made by http_error_json (stolen), possibly on
  * another thread: the status and headers of http_reply_error. Returns 0. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/sse.h"
+#include "util/array.h"
 #include "util/err.h"
 #include "util/utf8.h"
 
@@ -61,14 +62,8 @@ void outreply_free(struct outreply *o)
 /* A new piece at the end. NULL when out of memory. */
 static struct piece *piece_add(struct outreply *o)
 {
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 16;
-        struct piece *p = realloc(o->pieces, cap * sizeof(*p));
-        if (!p)
-            return NULL;
-        o->pieces = p;
-        o->cap = cap;
-    }
+    if (ARRAY_GROW(o->pieces, o->n + 1, o->cap) < 0)
+        return NULL;
     struct piece *p = &o->pieces[o->n++];
     *p = (struct piece){.b = BUF_INIT(0)};
     return p;

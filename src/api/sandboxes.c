@@ -8,6 +8,7 @@
 #include "api/wire.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/path.h"
 #include "util/rand.h"
 #include "util/timeutil.h"
@@ -32,7 +33,7 @@ static int add_initial_files(struct request *req, json_t *files, struct changese
         if (r < 0)
             return r;
         if (strcmp(path, "/") == 0 || strcmp(path, "/home") == 0 ||
-            strcmp(path, "/home/user") == 0 || strcmp(path, "/tmp") == 0) {
+            strcmp(path, SANDBOX_HOME) == 0 || strcmp(path, "/tmp") == 0) {
             free(path);
             return err_set(-EISDIR, "files['%.200s'] names a directory", key);
         }
@@ -82,7 +83,7 @@ int route_sandbox_create(struct request *req)
     rec.python = python;
     rec.javascript = javascript;
     rec.network = network;
-    rec.cwd = "/home/user";
+    rec.cwd = SANDBOX_HOME;
     rec.created_ms = time_now_ms();
     struct sandbox_rec created;
     if (rec.env_json) {

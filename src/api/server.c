@@ -19,6 +19,7 @@
 
 #include "auth/jwt.h"
 #include "sandbox/lock.h"
+#include "util/compiler.h"
 #include "util/err.h"
 #include "util/jsontext.h"
 #include "util/log.h"
@@ -159,24 +160,30 @@ int http_reply_empty(struct request *req, unsigned status)
                                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
 }
 
-json_t *http_error_json(int code)
+json_t *api_error_json(int code, const char *message, json_t *details)
 {
     const struct err_info *info = err_info(code);
     json_t *o = json_object();
-    if (!o)
+    if (!o) {
+        json_decref(details);
         return NULL;
-    const char *msg = err_message();
-    /* messages embed paths, which may be any bytes: jsontext keeps them valid JSON */
-    json_object_set_new(o, "error", jsontext(msg && *msg ? msg : info->message));
-    json_object_set_new(o, "code", json_string(info->code));
-    if (err_detail_count() > 0) {
-        json_t *d = json_array();
-        for (int i = 0; i < err_detail_count(); i++)
-            json_array_append_new(d, jsontext(err_detail_at(i)));
-        json_object_set_new(o, "details", d);
     }
+    /* messages embed paths, which may be any bytes: jsontext keeps them valid JSON */
+    json_object_set_new(o, "error", jsontext(message && *message ? message : info->message));
+    json_object_set_new(o, "code", json_string(info->code));
+    if (json_array_size(details) > 0)
+        json_object_set(o, "details", details);
+    json_decref(details);
     json_object_set_new(o, "retryable", json_boolean(info->retryable));
     return o;
+}
+
+json_t *http_error_json(int code)
+{
+    json_t *d = err_detail_count() > 0 ? json_array() : NULL;
+    for (int i = 0; d && i < err_detail_count(); i++)
+        json_array_append_new(d, jsontext(err_detail_at(i)));
+    return api_error_json(code, err_message(), d);
 }
 
 int http_reply_error_body(struct request *req, int code, json_t *body)
@@ -322,7 +329,7 @@ struct framing {
     bool space_in_name;         /* a header name holding a space or tab */
 };
 
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind UNUSED, const char *key,
                                      const char *value)
 {
     struct framing *f = cls;
@@ -627,12 +634,13 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* Keeps the URL as sent: routes decode each capture themselves, so "%00" or "%2F" cannot
  * change how a path is split or be silently truncated. */
-static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+static size_t keep_escaped(void *cls UNUSED, struct MHD_Connection *c UNUSED, char *s)
 {
     return strlen(s);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls UNUSED, const char *fmt,
+                                                          va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);

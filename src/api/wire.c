@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "util/home.h"
 #include "util/jsontext.h"
 #include "util/timeutil.h"
 
@@ -34,7 +35,7 @@ json_t *wire_sandbox_json(const struct sandbox_rec *rec)
     json_object_set_new(o, "python", json_boolean(rec->python));
     json_object_set_new(o, "javascript", json_boolean(rec->javascript));
     json_object_set_new(o, "network", json_boolean(rec->network));
-    const char *cwd = rec->cwd ? rec->cwd : "/home/user";
+    const char *cwd = rec->cwd ? rec->cwd : SANDBOX_HOME;
     if (jsontext_set_path(o, "cwd", cwd, strlen(cwd)) < 0) {
         json_decref(o);
         return NULL;

@@ -19,10 +19,12 @@
  * batch whose scripts write more there is killed and answered 413 PAYLOAD_TOO_LARGE; nothing
  * commits (the server can no longer tell which script did what).
  *
- * The loop (batch_loop). Every pipe is read a bounded amount per wake-up, and every wake-up,
- * whatever the pipes did, goes through batch_check: the client gone (its socket hung up), the
- * status channel's budget, the deadline. So a script that writes as fast as it can to any of
- * its pipes cannot keep the loop from its deadline or from noticing that the client left.
+ * The loop is the runner's (exec/runner.h), with the batch's hooks (batch_drive): the report
+ * and control pipes are served at every wake-up, a bounded amount, before the output pipes are
+ * read, and every wake-up, whatever the pipes did, checks the client gone (its socket hung up),
+ * the status channel's budget, the quota and the deadline. So a script that writes as fast as it
+ * can to any of its pipes cannot keep the loop from its deadline or from noticing that the
+ * client left.
  *
  * `exit N` in a script ends only that script: it ends B, whose EXIT trap saves the shell state
  * (variables incl. exported ones, functions, aliases, set -o / shopt options, cwd) to /dev/shm
@@ -64,11 +66,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
+#include "exec/runner.h"
 #include "jail/jail.h"
+#include "util/cleanup.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/path.h"
@@ -81,9 +84,8 @@
  * write a little to fd 3 themselves. */
 #define REPORT_BUDGET_FIXED (64 * 1024)
 #define REPORT_BUDGET_PER_SCRIPT (2 * REPORT_RECORD_MAX)
-/* What one wake-up of the loop reads at most: of the report pipe, of each output pipe. */
+/* What one wake-up of the loop reads of the report pipe at most (the runner bounds the rest). */
 #define REPORT_READ_PER_WAKE (64 * 1024)
-#define DRAIN_PER_WAKE (1024 * 1024)
 /* How long the shell may take to report a per-script kill before the whole jail is killed. */
 #define CUT_GRACE_MS 5000
 /* The signal that asks the driver to kill the running script (its trap in `driver`). */
@@ -175,11 +177,10 @@ static const char driver[] =
     "  fi\n"
     "done\n";
 
-void batch_results_release(struct exec_engine *e, struct batch_result *results, size_t n)
+void batch_results_release(struct batch_result *results, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        exec_output_release(e, &results[i].out);
-        exec_output_release(e, &results[i].err);
+        capture_release(&results[i].output);
     }
 }
 
@@ -187,7 +188,9 @@ struct batch_run {
     struct exec_engine *e;
     const struct batch_params *p;
     struct batch_result *res;
-    struct exec_allowance allowance; /* the output all the scripts may keep */
+    struct jail_proc *proc;             /* the batch's jail */
+    bool shell_pinned;                  /* its shell can be signalled (jail_pin_shell) */
+    struct capture_allowance allowance; /* the output all the scripts may keep */
     ssize_t cur;                     /* running script, -1 between scripts */
     ssize_t last;                    /* last script that started (late output goes there) */
     size_t fed;                      /* scripts written to the control pipe */
@@ -200,53 +203,22 @@ struct batch_run {
     struct buf control;   /* bytes not yet written to the control pipe */
     struct buf report;    /* report record being received (no NUL yet) */
     bool report_skip;     /* the record being received is too long: dropped up to its NUL */
+    int report_fd;        /* the report pipe's read end, -1 once done with */
+    int control_fd;       /* the control pipe's write end, -1 once closed */
+    int i_ctl;            /* index of control_fd among the hook's poll descriptors, -1 */
     size_t report_read;   /* bytes read from the report pipe */
     size_t report_budget; /* the most it may bring (REPORT_BUDGET_*) */
     bool overflow;        /* the scripts wrote more than that: the batch is killed, 413 */
     struct quota_watch quota; /* the upper against the sandbox's quota (exec/quota.c) */
-    int64_t next_quota;       /* monotonic ms of its next check */
 };
 
-static void keep_output(struct batch_run *b, int stream, const char *data, size_t len)
+/* The runner's on_output: output goes to the running script, or to the last one that ran. */
+static void keep_output(void *ud, int stream, const char *data, size_t len)
 {
+    struct batch_run *b = ud;
     ssize_t i = b->cur >= 0 ? b->cur : b->last;
-    if (i < 0)
-        return;
-    struct batch_result *r = &b->res[i];
-    if (stream == 1)
-        exec_output_keep(b->e, &b->allowance, 1, &r->out, &r->out_truncated, data, len);
-    else
-        exec_output_keep(b->e, &b->allowance, 2, &r->err, &r->err_truncated, data, len);
-}
-
-/* Reads what is available from a non-blocking output pipe, at most `max` bytes. Returns false at
- * EOF. */
-static bool drain(struct batch_run *b, int fd, int stream, size_t max)
-{
-    char chunk[65536];
-    while (max > 0) {
-        ssize_t n = read(fd, chunk, max < sizeof(chunk) ? max : sizeof(chunk));
-        if (n > 0) {
-            keep_output(b, stream, chunk, (size_t)n);
-            max -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        return !(n == 0);
-    }
-    return true;
-}
-
-/* Reads what a pipe holds now (what was written before a marker that was just read), not what a
- * script keeps writing meanwhile. */
-static void drain_pending(struct batch_run *b, int fd, int stream)
-{
-    int n = 0;
-    if (ioctl(fd, FIONREAD, &n) < 0)
-        n = DRAIN_PER_WAKE;
-    if (n > 0)
-        (void)drain(b, fd, stream, (size_t)n);
+    if (i >= 0)
+        capture_add(&b->res[i].output, stream, data, len);
 }
 
 static int feed_next(struct batch_run *b)
@@ -333,7 +305,7 @@ static int on_killed(struct batch_run *b)
 }
 
 /* Handles one report record (without its NUL). */
-static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd, int errfd)
+static int on_record(struct batch_run *b, struct runner *run, const char *rec, size_t len)
 {
     /* Output already in the pipes was written before this record: before an E or K it belongs
      * to the ending script; before an S there is none of the previous script left (its E came
@@ -341,8 +313,7 @@ static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd
      * with it. Other records (empty ones, a script's bytes, an E that counts for nothing) leave
      * the output where it is. */
     if ((len >= 2 && rec[0] == 'E' && b->cur >= 0 && !b->cutting) || (len == 1 && rec[0] == 'K')) {
-        drain_pending(b, outfd, 1);
-        drain_pending(b, errfd, 2);
+        runner_drain_pending(run);
     }
     if (len >= 1 && rec[0] == 'S') {
         if (b->cutting || b->last + 1 >= (ssize_t)b->p->n)
@@ -351,8 +322,7 @@ static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd
         b->last = b->cur;
         b->res[b->cur].started = true;
         b->script_start = time_mono_ms();
-        drain_pending(b, outfd, 1);
-        drain_pending(b, errfd, 2);
+        runner_drain_pending(run);
         return 0;
     }
     if (len >= 2 && rec[0] == 'E')
@@ -364,7 +334,7 @@ static int on_record(struct batch_run *b, const char *rec, size_t len, int outfd
 
 /* Takes bytes read from the report pipe: NUL-terminated records. fd 3 is the script's too, so a
  * record longer than any of the driver's is dropped rather than held. */
-static int take_reports(struct batch_run *b, const char *data, size_t len, int outfd, int errfd)
+static int take_reports(struct batch_run *b, struct runner *run, const char *data, size_t len)
 {
     while (len > 0) {
         const char *nul = memchr(data, '\0', len);
@@ -381,7 +351,7 @@ static int take_reports(struct batch_run *b, const char *data, size_t len, int o
         if (!nul)
             return 0;
         if (!b->report_skip) {
-            int r = on_record(b, buf_cstr(&b->report), b->report.len, outfd, errfd);
+            int r = on_record(b, run, buf_cstr(&b->report), b->report.len);
             if (r < 0)
                 return r;
         }
@@ -393,28 +363,28 @@ static int take_reports(struct batch_run *b, const char *data, size_t len, int o
     return 0;
 }
 
-/* Reads what is in the report pipe, at most REPORT_READ_PER_WAKE bytes; *fd becomes -1 at its
- * EOF, or once the batch's budget is spent (b->overflow is then set). */
-static int read_reports(struct batch_run *b, int *fd, int outfd, int errfd)
+/* Reads what is in the report pipe, at most REPORT_READ_PER_WAKE bytes; report_fd becomes -1
+ * at its EOF, or once the batch's budget is spent (b->overflow is then set). */
+static int read_reports(struct batch_run *b, struct runner *run)
 {
     for (size_t round = 0; round < REPORT_READ_PER_WAKE;) {
         char chunk[4096];
-        ssize_t got = read(*fd, chunk, sizeof(chunk));
+        ssize_t got = read(b->report_fd, chunk, sizeof(chunk));
         if (got > 0) {
             round += (size_t)got;
             b->report_read += (size_t)got;
             if (b->report_read > b->report_budget) {
                 b->overflow = true; /* the jail is killed: the pipe is not read any more */
-                *fd = -1;
+                b->report_fd = -1;
                 return 0;
             }
-            int r = take_reports(b, chunk, (size_t)got, outfd, errfd);
+            int r = take_reports(b, run, chunk, (size_t)got);
             if (r < 0)
                 return r;
             continue;
         }
         if (got == 0)
-            *fd = -1;
+            b->report_fd = -1;
         else if (errno == EINTR)
             continue;
         return 0;
@@ -422,33 +392,82 @@ static int read_reports(struct batch_run *b, int *fd, int outfd, int errfd)
     return 0;
 }
 
-static int64_t deadline_of(const struct batch_run *b)
+/* Writes what the control pipe takes of the scripts still to send. */
+static void write_control(struct batch_run *b)
 {
-    int64_t d = b->batch_start + b->p->timeout_ms;
+    ssize_t w = write(b->control_fd, b->control.data, b->control.len);
+    if (w > 0)
+        buf_consume(&b->control, (size_t)w);
+    else if (w < 0 && errno != EAGAIN && errno != EINTR)
+        buf_reset(&b->control); /* the shell is gone */
+}
+
+/* runner hook: the report pipe, and the control pipe while it has something to send. Once
+ * everything is sent and no script runs, the control pipe is closed: at its EOF the driver
+ * leaves its loop. */
+static int hook_poll_fds(void *ud, struct pollfd *fds)
+{
+    struct batch_run *b = ud;
+    if (b->control_fd >= 0 && b->control.len == 0 && (b->stop || b->fed >= b->p->n) && b->cur < 0 &&
+        !b->cutting) {
+        b->control_fd = safe_close(b->control_fd);
+    }
+    int n = 0;
+    b->i_ctl = -1;
+    if (b->report_fd >= 0)
+        fds[n++] = (struct pollfd){.fd = b->report_fd, .events = POLLIN};
+    if (b->control_fd >= 0 && b->control.len > 0)
+        fds[b->i_ctl = n++] = (struct pollfd){.fd = b->control_fd, .events = POLLOUT};
+    return n;
+}
+
+/* runner hook, at every wake-up. The reports first, whether the pipe woke the loop or not:
+ * output in the pipes may belong to a script whose "S" is already waiting there (it was
+ * written before the script ran), and a script whose end is reported did not time out. A
+ * status channel over its budget kills the jail (413). */
+static int hook_woke(void *ud, struct runner *run, const struct pollfd *fds, int n)
+{
+    struct batch_run *b = ud;
+    int r = b->report_fd >= 0 ? read_reports(b, run) : 0;
+    if (r < 0)
+        return r;
+    if (b->i_ctl >= 0 && b->i_ctl < n && (fds[b->i_ctl].revents & (POLLOUT | POLLERR | POLLHUP)))
+        write_control(b);
+    return b->overflow ? RUNNER_KILL : 0;
+}
+
+/* runner hook: the batch's deadline, or the running script's, or the shell's grace to report
+ * a kill it was asked for, whichever comes first. */
+static int64_t hook_deadline(void *ud)
+{
+    const struct batch_run *b = ud;
+    int64_t d = time_mono_deadline_ms(b->batch_start, b->p->timeout_ms);
     if (b->cutting && b->cut_at + CUT_GRACE_MS < d)
         d = b->cut_at + CUT_GRACE_MS;
     else if (!b->cutting && b->cur >= 0 && b->p->per_script_timeout_ms > 0 &&
-             b->script_start + b->p->per_script_timeout_ms < d)
-        d = b->script_start + b->p->per_script_timeout_ms;
+             time_mono_deadline_ms(b->script_start, b->p->per_script_timeout_ms) < d)
+        d = time_mono_deadline_ms(b->script_start, b->p->per_script_timeout_ms);
     return d;
 }
 
-/* A deadline passed. A per-script one: the shell is asked to kill the running script, which
- * times out, and the batch goes on with the next (on_killed). The batch's own, or a per-script
- * one the shell cannot act on (not pinned, gone): the whole jail is killed, the running script
- * and those not started yet time out. The shell's grace to report a kill: the jail is killed,
- * the scripts not started are left "aborted". Returns true when the jail was killed. */
-static bool on_deadline(struct batch_run *b, struct jail_proc *proc, bool shell_pinned)
+/* runner hook: a deadline passed. A per-script one: the shell is asked to kill the running
+ * script, which times out, and the batch goes on with the next (on_killed). The batch's own,
+ * or a per-script one the shell cannot act on (not pinned, gone): the whole jail is killed, the
+ * running script and those not started yet time out. The shell's grace to report a kill: the
+ * jail is killed, the scripts not started are left "aborted". Returns true when the jail is to
+ * be killed. */
+static bool hook_expired(void *ud)
 {
+    struct batch_run *b = ud;
     int64_t now = time_mono_ms();
-    bool batch_over = now >= b->batch_start + b->p->timeout_ms;
-    if (!batch_over && !b->cutting && shell_pinned && jail_signal_shell(proc, CUT_SIGNAL) == 0) {
+    bool batch_over = now >= time_mono_deadline_ms(b->batch_start, b->p->timeout_ms);
+    if (!batch_over && !b->cutting && b->shell_pinned &&
+        jail_signal_shell(b->proc, CUT_SIGNAL) == 0) {
         mark_timeout(b, b->cur);
         b->cutting = true;
         b->cut_at = now;
         return false;
     }
-    jail_kill(proc);
     mark_timeout(b, b->cur);
     if (batch_over || !b->cutting)
         for (size_t k = 0; k < b->p->n; k++)
@@ -457,100 +476,30 @@ static bool on_deadline(struct batch_run *b, struct jail_proc *proc, bool shell_
     return true;
 }
 
-/* What every wake-up of the loop checks, whatever the pipes did: the client (gone: the jail is
- * killed, what ran commits), the status channel's budget (spent: killed, 413), the deadline
- * (on_deadline). Returns true when the jail was killed. */
-static bool batch_check(struct batch_run *b, struct jail_proc *proc, bool shell_pinned,
-                        bool client_gone, bool ended)
+/* Drives a write-mode batch's jail to its end under the runner's loop, with the batch's hooks:
+ * the client gone (killed; what ran commits), the status channel over its budget (killed, 413),
+ * the quota (killed, 413), the deadlines (hook_expired). */
+static int batch_drive(struct batch_run *b)
 {
-    if (client_gone || b->overflow) {
-        jail_kill(proc);
-        return true;
-    }
-    int64_t now = time_mono_ms();
-    if (!ended && b->quota.limit >= 0 && now >= b->next_quota) {
-        int64_t delay = QUOTA_WATCH_MS;
-        if (quota_watch_check(&b->quota, &delay)) { /* past the quota: nothing is kept */
-            jail_kill(proc);
-            return true;
-        }
-        b->next_quota = time_mono_ms() + delay;
-    }
-    if (!ended && now >= deadline_of(b))
-        return on_deadline(b, proc, shell_pinned);
-    return false;
-}
-
-/* The poll loop of a write-mode batch. Returns when the jail has ended. */
-static int batch_loop(struct batch_run *b, struct jail_proc *proc, bool shell_pinned, int report_fd,
-                      int control_fd)
-{
-    int outfd = jail_proc_stdout_fd(proc), errfd = jail_proc_stderr_fd(proc);
-    int pidfd = jail_proc_pidfd(proc);
-    bool out_open = true, err_open = true, ended = false, killed = false;
-    int r = buf_add(&b->control, b->p->per_script_timeout_ms > 0 ? "1" : "0", 2);
-    if (r == 0)
-        r = feed_next(b);
-    while (r == 0 && !(ended && !out_open && !err_open)) {
-        if (control_fd >= 0 && b->control.len == 0 && (b->stop || b->fed >= b->p->n) &&
-            b->cur < 0 && !b->cutting) {
-            close(control_fd); /* EOF: the driver leaves its loop */
-            control_fd = -1;
-        }
-        struct pollfd fds[6];
-        int nfds = 0;
-        int i_out = -1, i_err = -1, i_ctl = -1, i_pid = -1, i_can = -1;
-        if (out_open)
-            fds[i_out = nfds++] = (struct pollfd){.fd = outfd, .events = POLLIN};
-        if (err_open)
-            fds[i_err = nfds++] = (struct pollfd){.fd = errfd, .events = POLLIN};
-        if (report_fd >= 0)
-            fds[nfds++] = (struct pollfd){.fd = report_fd, .events = POLLIN};
-        if (control_fd >= 0 && b->control.len > 0)
-            fds[i_ctl = nfds++] = (struct pollfd){.fd = control_fd, .events = POLLOUT};
-        if (!ended)
-            fds[i_pid = nfds++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
-        if (b->p->cancel_fd >= 0 && !killed)
-            fds[i_can = nfds++] = (struct pollfd){.fd = b->p->cancel_fd, .events = POLLRDHUP};
-        int64_t wake = deadline_of(b);
-        if (b->quota.limit >= 0 && b->next_quota < wake)
-            wake = b->next_quota;
-        int64_t wait = killed || ended ? 100 : wake - time_mono_ms();
-        if (wait < 0)
-            wait = 0;
-        /* revents stay 0 when poll times out or is interrupted */
-        if (poll(fds, (nfds_t)nfds, (int)(wait > 1000 ? 1000 : wait)) < 0 && errno != EINTR) {
-            r = -errno;
-            break;
-        }
-        bool client_gone =
-            i_can >= 0 && (fds[i_can].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-        /* Markers first: output in the pipes may belong to a script whose "S" is already
-         * waiting in the report pipe (it was written before the script ran). */
-        if (report_fd >= 0)
-            r = read_reports(b, &report_fd, outfd, errfd);
-        if (i_out >= 0 && fds[i_out].revents)
-            out_open = drain(b, outfd, 1, DRAIN_PER_WAKE);
-        if (i_err >= 0 && fds[i_err].revents)
-            err_open = drain(b, errfd, 2, DRAIN_PER_WAKE);
-        if (i_ctl >= 0 && (fds[i_ctl].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = write(control_fd, b->control.data, b->control.len);
-            if (w > 0)
-                buf_consume(&b->control, (size_t)w);
-            else if (w < 0 && errno != EAGAIN && errno != EINTR)
-                buf_reset(&b->control); /* the shell is gone */
-        }
-        if (i_pid >= 0 && fds[i_pid].revents)
-            ended = true;
-        /* after the reports: a script whose end is already reported did not time out */
-        if (r == 0 && !killed)
-            killed = batch_check(b, proc, shell_pinned, client_gone, ended);
-    }
-    if (r < 0 && !killed)
-        jail_kill(proc); /* the caller waits for the jail */
-    if (control_fd >= 0)
-        close(control_fd);
-    return r;
+    const struct runner_hooks hooks = {
+        .poll_fds = hook_poll_fds,
+        .woke = hook_woke,
+        .deadline = hook_deadline,
+        .expired = hook_expired,
+        .ud = b,
+    };
+    struct runner_opts ro = {
+        .cancel_fd = b->p->cancel_fd,
+        .on_output = keep_output,
+        .ud = b,
+        .watch = b->quota.limit >= 0 ? quota_watch_check : NULL,
+        .watch_ud = &b->quota,
+        .watch_ms = QUOTA_WATCH_MS,
+        .hooks = &hooks,
+    };
+    struct runner_result res;
+    b->batch_start = time_mono_ms();
+    return runner_run(b->proc, &ro, &res);
 }
 
 /* The answer to a batch whose scripts wrote more than its budget to fd 3. */
@@ -575,7 +524,6 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     if (!s)
         return -ENOMEM;
     int ctl[2] = {-1, -1};
-    struct jail_proc *proc = NULL;
     struct batch_run b = {
         .e = e,
         .p = p,
@@ -585,10 +533,16 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         .last = -1,
         .control = BUF_INIT(0),
         .report = BUF_INIT(0),
+        .report_fd = -1,
+        .control_fd = -1,
+        .report_budget = REPORT_BUDGET_FIXED + p->n * REPORT_BUDGET_PER_SCRIPT,
     };
-    exec_allowance_init(e, &b.allowance);
-    b.report_budget = REPORT_BUDGET_FIXED + p->n * REPORT_BUDGET_PER_SCRIPT;
     int r = exec_session_begin(e, rec, s);
+    /* the driver's first record, then the first script */
+    if (r == 0)
+        r = buf_add(&b.control, p->per_script_timeout_ms > 0 ? "1" : "0", 2);
+    if (r == 0)
+        r = feed_next(&b);
     /* The loop reads the report pipe all along, so the jail's end of it blocks when full (a
      * single exec reads it only at the end and keeps it non-blocking). */
     if (r == 0 && fcntl(s->report[1], F_SETFL, 0) < 0)
@@ -606,42 +560,34 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
             .cwd_is_stored = true,
             .stdin_fd = ctl[0],
         };
-        r = exec_session_spawn(s, &sp, &proc);
+        r = exec_session_spawn(s, &sp, &b.proc);
     }
-    if (ctl[0] >= 0)
-        close(ctl[0]);
+    ctl[0] = safe_close(ctl[0]);
     if (r == 0) {
         exec_session_close_report_writer(s);
         /* Only the driver runs yet: its shell is still the init's only child. Without it a
          * per-script deadline kills the whole jail. */
-        bool pinned = false;
         if (p->per_script_timeout_ms > 0) {
-            int pin = jail_pin_shell(proc);
+            int pin = jail_pin_shell(b.proc);
             if (pin < 0)
                 log_msg("warn",
                         "exec batch: cannot pin the batch shell (%s): a per-script "
                         "timeout ends the batch",
                         strerror(-pin));
-            pinned = pin == 0;
+            b.shell_pinned = pin == 0;
         }
-        b.batch_start = time_mono_ms();
         quota_watch_init(&b.quota, s);
-        b.next_quota = b.batch_start + QUOTA_WATCH_MS;
-        r = batch_loop(&b, proc, pinned, s->report[0], ctl[1]);
-        ctl[1] = -1; /* closed by the loop */
-        struct jail_status st;
-        int w = jail_wait(proc, &st);
-        if (r == 0 && w < 0)
-            r = w;
-        r = exec_fault(e, "run", r);
-        exec_session_free_proc(s, proc);
+        b.report_fd = s->report[0];
+        b.control_fd = TAKE_FD(ctl[1]);
+        r = exec_fault(e, "run", batch_drive(&b));
+        exec_session_free_proc(s, b.proc);
         if (r == 0 && b.overflow)
             r = overflow_error(&b);
         if (r == 0 && b.quota.exceeded)
             r = quota_error(&b.quota);
     }
-    if (ctl[1] >= 0)
-        close(ctl[1]);
+    safe_close(ctl[1]);
+    safe_close(b.control_fd);
     for (size_t i = 0; i < p->n; i++) {
         if (!res[i].started && !res[i].error)
             res[i].error = b.stop ? "skipped" : "aborted";
@@ -675,7 +621,7 @@ struct ro_pool {
     const struct batch_params *p;
     struct batch_result *res;
     int64_t deadline;
-    struct exec_allowance allowance; /* the output all the scripts may keep */
+    struct capture_allowance *allowance; /* the output all the scripts may keep */
     pthread_mutex_t mu;
     size_t next;
     int error; /* first failure */
@@ -707,16 +653,13 @@ static void *ro_worker(void *arg)
             .timeout_ms = left,
             .read_only = true,
             .cancel_fd = pool->p->cancel_fd,
-            .allowance = &pool->allowance,
+            .allowance = pool->allowance,
         };
         struct exec_outcome out;
         err_clear();
         int r = exec_engine_run(pool->e, pool->rec, &ep, &out);
         res->started = true;
-        res->out = out.out;
-        res->err = out.err;
-        res->out_truncated = out.out_truncated;
-        res->err_truncated = out.err_truncated;
+        res->output = out.output;
         res->exit_code = out.timed_out ? -1 : out.exit_code;
         res->duration_ms = out.duration_ms;
         if (out.timed_out)
@@ -734,7 +677,8 @@ static void *ro_worker(void *arg)
 }
 
 static int run_read_only_batch(struct exec_engine *e, struct sandbox_rec *rec,
-                               const struct batch_params *p, struct batch_result *res)
+                               const struct batch_params *p, struct batch_result *res,
+                               struct capture_allowance *allowance)
 {
     struct ro_pool pool = {
         .e = e,
@@ -742,8 +686,8 @@ static int run_read_only_batch(struct exec_engine *e, struct sandbox_rec *rec,
         .p = p,
         .res = res,
         .deadline = time_mono_ms() + p->timeout_ms,
+        .allowance = allowance,
     };
-    exec_allowance_init(e, &pool.allowance);
     pthread_mutex_init(&pool.mu, NULL);
     size_t workers = (size_t)e->cfg.batch_workers;
     if (workers < 1)
@@ -780,10 +724,13 @@ int exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec,
 {
     if (ret_rest)
         *ret_rest = NULL;
+    /* the scripts share the request's output cap, in the order they write */
+    struct capture_allowance allowance = CAPTURE_ALLOWANCE_INIT(e->cfg.max_output_bytes);
     for (size_t i = 0; i < p->n; i++) {
         memset(&results[i], 0, sizeof(results[i]));
+        capture_init(&results[i].output, &allowance, e->cfg.reply_memory);
         results[i].exit_code = -1;
     }
-    return p->read_only ? run_read_only_batch(e, rec, p, results)
+    return p->read_only ? run_read_only_batch(e, rec, p, results, &allowance)
                         : run_write_batch(e, rec, p, results, ret_rest);
 }

@@ -60,41 +60,11 @@ void exec_rest_finish(struct exec_session *rest)
     free(rest);
 }
 
-void exec_outcome_release(struct exec_engine *e, struct exec_outcome *o)
+void exec_outcome_release(struct exec_outcome *o)
 {
     exec_rest_finish(o->rest);
     o->rest = NULL;
-    exec_output_release(e, &o->out);
-    exec_output_release(e, &o->err);
-}
-
-void exec_allowance_init(struct exec_engine *e, struct exec_allowance *a)
-{
-    for (int i = 0; i < 2; i++)
-        a->stream[i] = (struct budget)BUDGET_INIT(e->cfg.max_output_bytes);
-}
-
-void exec_output_release(struct exec_engine *e, struct buf *b)
-{
-    budget_give(e->cfg.reply_memory, b->len);
-    buf_release(b);
-}
-
-void exec_output_keep(struct exec_engine *e, struct exec_allowance *a, int stream, struct buf *b,
-                      bool *truncated, const char *data, size_t len)
-{
-    if (*truncated) /* a stream stays a prefix of what the script wrote */
-        return;
-    struct budget *mine = &a->stream[stream == 1 ? 0 : 1];
-    size_t n = budget_take(mine, len);
-    size_t kept = budget_take(e->cfg.reply_memory, n);
-    if (kept && buf_add(b, data, kept) < 0) {
-        budget_give(e->cfg.reply_memory, kept);
-        kept = 0;
-    }
-    budget_give(mine, n - kept);
-    if (kept < len)
-        *truncated = true;
+    capture_release(&o->output);
 }
 
 const char *exec_signal_name(int sig)
@@ -337,27 +307,6 @@ static int make_stdin(const char *data, size_t len)
     return memfd_from_bytes("sqlfs-stdin", data, len, 0);
 }
 
-/* Forwards output to the caller, or buffers it in the outcome within its allowance. */
-struct collect {
-    struct exec_engine *e;
-    const struct exec_params *p;
-    struct exec_outcome *out;
-    struct exec_allowance *allowance;
-};
-
-static void on_output(void *userdata, int stream, const char *data, size_t len)
-{
-    struct collect *c = userdata;
-    if (c->p->on_output) {
-        c->p->on_output(c->p->userdata, stream, data, len);
-        return;
-    }
-    if (stream == 1)
-        exec_output_keep(c->e, c->allowance, 1, &c->out->out, &c->out->out_truncated, data, len);
-    else
-        exec_output_keep(c->e, c->allowance, 2, &c->out->err, &c->out->err_truncated, data, len);
-}
-
 /* Reads what the EXIT trap reported on the report pipe: a normalised absolute path, or NULL. */
 static char *read_cwd(int fd)
 {
@@ -387,8 +336,8 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
                     struct exec_outcome *out)
 {
     memset(out, 0, sizeof(*out));
-    out->out = (struct buf)BUF_INIT(0);
-    out->err = (struct buf)BUF_INIT(0);
+    struct capture_allowance own = CAPTURE_ALLOWANCE_INIT(e->cfg.max_output_bytes);
+    capture_init(&out->output, p->allowance ? p->allowance : &own, e->cfg.reply_memory);
     struct exec_session *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -442,19 +391,13 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         exec_session_close_report_writer(s);
         if (p->on_start)
             p->on_start(p->userdata);
-        struct exec_allowance own;
-        struct collect col = {.e = e, .p = p, .out = out, .allowance = p->allowance};
-        if (!col.allowance) {
-            exec_allowance_init(e, &own);
-            col.allowance = &own;
-        }
         struct quota_watch qw;
         quota_watch_init(&qw, s);
         struct runner_opts ro = {
             .timeout_ms = p->timeout_ms,
             .cancel_fd = p->cancel_fd,
-            .on_output = on_output,
-            .ud = &col,
+            .on_output = p->on_output ? p->on_output : capture_on_output,
+            .ud = p->on_output ? p->userdata : (void *)&out->output,
             .watch = qw.limit >= 0 ? quota_watch_check : NULL,
             .watch_ud = &qw,
             .watch_ms = QUOTA_WATCH_MS,

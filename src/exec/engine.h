@@ -20,9 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "exec/capture.h"
 #include "store/store.h"
-#include "util/buf.h"
-#include "util/budget.h"
 
 struct exec_engine;
 struct sandboxes;
@@ -51,23 +50,6 @@ struct exec_config {
 /* Receives output as it is produced (stream 1 = stdout, 2 = stderr). */
 typedef void (*exec_output_cb)(void *userdata, int stream, const char *data, size_t len);
 
-/*
- * Output buffered for a reply (docs/API.md "Exec", "Output and memory"). A request keeps at most
- * MAX_EXEC_OUTPUT_BYTES of stdout and as much of stderr, all the scripts of a batch together
- * (its allowance); every byte kept also counts in the server's REPLY_MEMORY_BYTES
- * (exec_config.reply_memory) until the buffer holding it is freed with exec_output_release. What
- * does not fit is read and dropped, and the stream is marked truncated: a kept stream is always a
- * prefix of what the script wrote.
- */
-struct exec_allowance {
-    struct budget stream[2]; /* stdout, stderr */
-};
-
-/* An allowance of MAX_EXEC_OUTPUT_BYTES per stream. */
-void exec_allowance_init(struct exec_engine *e, struct exec_allowance *a);
-/* Frees a buffer of kept output and gives its bytes back to REPLY_MEMORY_BYTES. */
-void exec_output_release(struct exec_engine *e, struct buf *b);
-
 struct exec_params {
     const char *script;     /* bash script (binary-safe) */
     size_t script_len;
@@ -79,9 +61,9 @@ struct exec_params {
     const char *stdin_data; /* may be NULL */
     size_t stdin_len;
     int cancel_fd;          /* client socket: hang-up kills the script; -1 = none */
-    exec_output_cb on_output; /* NULL: output is buffered in the outcome (capped) */
-    struct exec_allowance *allowance; /* buffered output: shared with other execs of the
-                                       * request; NULL = an allowance of its own */
+    exec_output_cb on_output;            /* NULL: output is kept in the outcome (exec/capture.h) */
+    struct capture_allowance *allowance; /* kept output: shared with other execs of the
+                                          * request; NULL = MAX_EXEC_OUTPUT_BYTES of its own */
     void (*on_start)(void *userdata); /* may be NULL: called once bash runs the script (the
                                        * set-up went through; output may follow) */
     void *userdata;
@@ -107,9 +89,8 @@ struct exec_outcome {
     bool timed_out;       /* killed at timeout_ms */
     bool cancelled;       /* killed because the client went away */
     int64_t duration_ms;  /* wall time of the script */
-    struct buf out, err;  /* buffered output when on_output is NULL (raw bytes; counted in
-                           * REPLY_MEMORY_BYTES until exec_output_release) */
-    bool out_truncated, err_truncated;
+    struct capture output; /* kept output when on_output is NULL (counted in
+                            * REPLY_MEMORY_BYTES until released) */
     int64_t files_changed; /* changes committed */
     struct exec_timing timing;
     /* With exec_params.rest_after_reply, on success: the exec's remaining work. The caller
@@ -122,8 +103,8 @@ struct exec_outcome {
 /* Runs and frees what an exec left for after its reply (exec_outcome.rest, the ret_rest of
  * exec_engine_run_batch). NULL-safe. */
 void exec_rest_finish(struct exec_session *rest);
-/* Frees the output buffers (exec_output_release), and runs o->rest if it is still there. */
-void exec_outcome_release(struct exec_engine *e, struct exec_outcome *o);
+/* Frees the kept output (capture_release), and runs o->rest if it is still there. */
+void exec_outcome_release(struct exec_outcome *o);
 
 /* Starts the engine over the sandboxes `sbx` and their store `st` (both must outlive it): jail
  * runtime (start-up checks), checkout cache, uppers, cleanup of leftovers; then registers it as
@@ -181,8 +162,8 @@ struct batch_script {
 };
 
 struct batch_result {
-    struct buf out, err; /* this script's output (raw bytes, capped; exec_output_release) */
-    bool out_truncated, err_truncated;
+    struct capture output; /* this script's kept output (the batch's scripts share the
+                            * request's allowance) */
     int exit_code;         /* -1 when it did not finish */
     int64_t duration_ms;
     const char *error;     /* NULL, "timeout", "skipped" (stopOnError) or "aborted" */
@@ -209,7 +190,8 @@ struct batch_params {
 __attribute__((warn_unused_result)) int
 exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec, const struct batch_params *p,
                       struct batch_result *results, struct exec_session **ret_rest);
-void batch_results_release(struct exec_engine *e, struct batch_result *results, size_t n);
+/* Releases the kept output of each result. */
+void batch_results_release(struct batch_result *results, size_t n);
 
 /* Shutdown: refuses new execs and kills every running jail (their writes commit like a
  * timeout's). */

@@ -78,12 +78,6 @@ struct exec_spawn {
     int stdin_fd;       /* -1 = /dev/null */
 };
 
-/* Keeps data[0..len) of `stream` (1 stdout, 2 stderr) in b as far as the allowance and the
- * server's REPLY_MEMORY_BYTES let it; sets *truncated when something was dropped, and keeps
- * nothing more once it is set. */
-void exec_output_keep(struct exec_engine *e, struct exec_allowance *a, int stream, struct buf *b,
-                      bool *truncated, const char *data, size_t len);
-
 __attribute__((warn_unused_result)) int exec_session_begin(struct exec_engine *e,
                                                            struct sandbox_rec *rec,
                                                            struct exec_session *s);

@@ -21,12 +21,12 @@
 
 #include "exec/engine_internal.h"
 #include "exec/runner.h"
-#include "jail/ids.h"
 #include "jail/rootfs.h"
 #include "jail/sysprobe.h"
 #include "sandbox/lock.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/jsontext.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -196,24 +196,25 @@ static int selftest_exec(struct exec_engine *e)
         return r;
     static const char script[] = SELFTEST_SCRIPT;
     /* its own small buffer: the test passes whatever replies hold of REPLY_MEMORY_BYTES */
-    struct runner_buffer got;
-    runner_buffer_init(&got, 256);
+    struct capture_allowance cap = CAPTURE_ALLOWANCE_INIT(256);
+    struct capture got;
+    capture_init(&got, &cap, NULL);
     struct exec_params p = {
         .script = script,
         .script_len = sizeof(script) - 1,
         .timeout_ms = 10000,
         .cancel_fd = -1,
-        .on_output = runner_buffer_on_output,
+        .on_output = capture_on_output,
         .userdata = &got,
     };
     struct exec_outcome out;
     r = exec_engine_run(e, &rec, &p, &out);
-    if (r == 0 && (out.exit_code != 0 || out.timed_out || got.out.len != 3 ||
-                   memcmp(buf_cstr(&got.out), "ok\n", 3) != 0))
+    if (r == 0 && (out.exit_code != 0 || out.timed_out || got.out.data.len != 3 ||
+                   memcmp(buf_cstr(&got.out.data), "ok\n", 3) != 0))
         r = err_set(-EPROTO, "the test exec exited %d (stdout %zu bytes, stderr: %.120s)",
-                    out.exit_code, got.out.len, buf_cstr(&got.err));
-    exec_outcome_release(e, &out);
-    runner_buffer_release(&got);
+                    out.exit_code, got.out.data.len, buf_cstr(&got.err.data));
+    exec_outcome_release(&out);
+    capture_release(&got);
     sandbox_rec_release(&rec);
     locks_release(lock);
     return r;
@@ -394,16 +395,17 @@ static void probe_exec(const struct jail_runtime *rt, struct sysprobe_check *c)
         (void)rootfs_rm_rf(dir);
         return;
     }
-    struct runner_buffer b;
-    runner_buffer_init(&b, 64);
+    struct capture_allowance cap = CAPTURE_ALLOWANCE_INIT(64);
+    struct capture b;
+    capture_init(&b, &cap, NULL);
     struct runner_opts o = {
-        .timeout_ms = 10000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
+        .timeout_ms = 10000, .cancel_fd = -1, .on_output = capture_on_output, .ud = &b};
     struct runner_result res;
     r = runner_run(p, &o, &res);
     jail_proc_free(p);
-    check_set(c, r == 0 && res.exit_code == 0 && strcmp(buf_cstr(&b.out), "ok\n") == 0,
+    check_set(c, r == 0 && res.exit_code == 0 && strcmp(buf_cstr(&b.out.data), "ok\n") == 0,
               "a test exec did not print its output");
-    runner_buffer_release(&b);
+    capture_release(&b);
     (void)rootfs_rm_rf(dir);
 }
 

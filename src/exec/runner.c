@@ -2,9 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,26 +17,65 @@
 #define RUNNER_BULK_BYTES (256 * 1024)
 /* How long a bulk reader lets output gather after catching up with the writer. */
 #define RUNNER_GATHER_NS 1000000L
+/* The wait between wake-ups once the jail was killed or has ended (its pipes are closing). */
+#define RUNNER_ENDING_WAKE_MS 100
 
-/* Reads what is available on one pipe, adding the byte count to *got. Returns 1 while open, 0
- * at EOF, -errno on error. */
-static int drain(int fd, int stream, const struct runner_opts *o, char *chunk, size_t *got)
+struct runner {
+    struct jail_proc *proc;
+    const struct runner_opts *opts;
+    int fd[2];          /* stdout, stderr pipes (the proc's) */
+    bool open[2];       /* not at EOF yet */
+    char *chunk;        /* RUNNER_CHUNK bytes to read into */
+    size_t round;       /* bytes read in this wake-up */
+    size_t total;       /* bytes read in all */
+    int64_t timeout_at; /* start + opts->timeout_ms, 0: none */
+    int64_t next_watch; /* monotonic ms of the next watch, 0: no watch */
+};
+
+/* The deadline now (monotonic ms, 0: none): the hooks' or the timeout's. */
+static int64_t deadline_of(const struct runner *run)
 {
-    for (int i = 0; i < 16; i++) { /* bounded, so one busy stream cannot starve the other */
-        ssize_t n = read(fd, chunk, RUNNER_CHUNK);
+    const struct runner_hooks *h = run->opts->hooks;
+    return h && h->deadline ? h->deadline(h->ud) : run->timeout_at;
+}
+
+/* Reads what one pipe has, at most RUNNER_DRAIN_READS reads and `max` bytes (so one busy stream
+ * cannot starve the other), and delivers it. Marks the pipe closed at EOF. 0 or -errno. */
+static int drain(struct runner *run, int s, size_t max)
+{
+    const struct runner_opts *o = run->opts;
+    for (int i = 0; i < RUNNER_DRAIN_READS && max > 0; i++) {
+        ssize_t n = read(run->fd[s], run->chunk, max < RUNNER_CHUNK ? max : RUNNER_CHUNK);
         if (n > 0) {
-            *got += (size_t)n;
+            run->round += (size_t)n;
+            max -= (size_t)n;
             if (o->on_output)
-                o->on_output(o->ud, stream, chunk, (size_t)n);
+                o->on_output(o->ud, s + 1, run->chunk, (size_t)n);
             continue;
         }
-        if (n == 0)
+        if (n == 0) {
+            run->open[s] = false;
             return 0;
+        }
         if (errno == EINTR)
             continue;
-        return errno == EAGAIN ? 1 : -errno;
+        return errno == EAGAIN ? 0 : -errno;
     }
-    return 1;
+    return 0;
+}
+
+void runner_drain_pending(struct runner *run)
+{
+    for (int s = 0; s < 2; s++) {
+        int n = 0;
+        if (!run->open[s])
+            continue;
+        if (ioctl(run->fd[s], FIONREAD, &n) < 0)
+            n = RUNNER_DRAIN_READS * RUNNER_CHUNK;
+        /* a read failure here shows again, and fails the run, when the loop reads the pipe */
+        if (n > 0)
+            (void)drain(run, s, (size_t)n);
+    }
 }
 
 /*
@@ -56,86 +95,114 @@ static void pause_for_bulk(size_t total, size_t round)
         ;
 }
 
+/* Milliseconds poll() may wait until `wake` (0: none), at most RUNNER_WAKE_MS. */
+static int wait_ms(int64_t wake)
+{
+    if (!wake)
+        return RUNNER_WAKE_MS;
+    int64_t left = wake - time_mono_ms();
+    return left <= 0 ? 0 : left > RUNNER_WAKE_MS ? RUNNER_WAKE_MS : (int)left;
+}
+
+/* The checks of every wake-up, in order (runner.h); `cancel` is the cancel fd's revents,
+ * `asked` a hook's kill. Returns true when the jail is to be killed. */
+static bool check(struct runner *run, struct runner_result *res, short cancel, bool asked,
+                  bool exited)
+{
+    const struct runner_opts *o = run->opts;
+    const struct runner_hooks *h = o->hooks;
+    if (cancel & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
+        res->cancelled = true;
+        return true;
+    }
+    if (asked)
+        return true;
+    if (exited)
+        return false;
+    int64_t now = time_mono_ms();
+    if (run->next_watch && now >= run->next_watch) {
+        int64_t delay = o->watch_ms;
+        if (o->watch(o->watch_ud, &delay)) {
+            res->stopped = true;
+            return true;
+        }
+        run->next_watch = time_mono_ms() + (delay > 0 ? delay : 1);
+    }
+    int64_t deadline = deadline_of(run); /* after the hooks: it may have moved */
+    if (!deadline || now < deadline)
+        return false;
+    if (h && h->deadline)
+        return !h->expired || h->expired(h->ud);
+    res->timed_out = true;
+    return true;
+}
+
 int runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct runner_result *ret)
 {
     static __thread char chunk[RUNNER_CHUNK];
+    const struct runner_hooks *h = opts->hooks;
+    struct runner run = {
+        .proc = proc,
+        .opts = opts,
+        .fd = {jail_proc_stdout_fd(proc), jail_proc_stderr_fd(proc)},
+        .open = {true, true},
+        .chunk = chunk,
+    };
     /* best effort: where the kernel refuses, the default pipe size only costs speed */
-    (void)fcntl(jail_proc_stdout_fd(proc), F_SETPIPE_SZ, RUNNER_PIPE_SIZE);
-    (void)fcntl(jail_proc_stderr_fd(proc), F_SETPIPE_SZ, RUNNER_PIPE_SIZE);
-    size_t total = 0;
+    (void)fcntl(run.fd[0], F_SETPIPE_SZ, RUNNER_PIPE_SIZE);
+    (void)fcntl(run.fd[1], F_SETPIPE_SZ, RUNNER_PIPE_SIZE);
     struct runner_result res;
     memset(&res, 0, sizeof(res));
     int64_t start = time_mono_ms();
-    int64_t deadline = opts->timeout_ms > 0 ? start + opts->timeout_ms : 0;
-    bool watching = opts->watch && opts->watch_ms > 0;
-    int64_t next_watch = watching ? start + opts->watch_ms : 0;
-    bool open_out = true, open_err = true, exited = false, killed = false;
-    int cancel_fd = opts->cancel_fd;
+    run.timeout_at = opts->timeout_ms > 0 ? time_mono_deadline_ms(start, opts->timeout_ms) : 0;
+    run.next_watch = opts->watch && opts->watch_ms > 0 ? start + opts->watch_ms : 0;
+    bool exited = false, killed = false;
     int r = 0;
-    while (open_out || open_err || !exited) {
-        struct pollfd pfd[4] = {
-            {open_out ? jail_proc_stdout_fd(proc) : -1, POLLIN, 0},
-            {open_err ? jail_proc_stderr_fd(proc) : -1, POLLIN, 0},
+    while (run.open[0] || run.open[1] || !exited) {
+        struct pollfd pfd[4 + RUNNER_HOOK_FDS] = {
+            {run.open[0] ? run.fd[0] : -1, POLLIN, 0},
+            {run.open[1] ? run.fd[1] : -1, POLLIN, 0},
             {exited ? -1 : jail_proc_pidfd(proc), POLLIN, 0},
-            {killed ? -1 : cancel_fd, POLLRDHUP, 0},
+            {killed ? -1 : opts->cancel_fd, POLLRDHUP, 0},
         };
-        int timeout = -1;
-        int64_t wake = 0; /* the earlier of the deadline and the next watch */
-        if (!killed) {
-            wake = deadline;
-            if (watching && (!wake || next_watch < wake))
-                wake = next_watch;
+        int nh = h && h->poll_fds ? h->poll_fds(h->ud, pfd + 4) : 0;
+        int64_t wake; /* the earlier of the deadline and the next watch */
+        if (killed || exited) {
+            wake = time_mono_ms() + RUNNER_ENDING_WAKE_MS;
+        } else {
+            wake = deadline_of(&run);
+            if (run.next_watch && (!wake || run.next_watch < wake))
+                wake = run.next_watch;
         }
-        if (wake) {
-            int64_t left = wake - time_mono_ms();
-            timeout = left > 0 ? (int)(left > 1000000 ? 1000000 : left) : 0;
-        }
-        int n = poll(pfd, 4, timeout);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = -errno;
-            break;
-        }
-        int64_t now = time_mono_ms();
-        if (deadline && !killed && now >= deadline) {
-            res.timed_out = true;
-            killed = true;
-            jail_kill(proc);
-        }
-        if (watching && !killed && !exited && now >= next_watch) {
-            int64_t delay = opts->watch_ms;
-            if (opts->watch(opts->watch_ud, &delay)) {
-                res.stopped = true;
-                killed = true;
-                jail_kill(proc);
-            }
-            next_watch = time_mono_ms() + (delay > 0 ? delay : 1);
-        }
-        if (pfd[3].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) {
-            res.cancelled = true;
-            killed = true;
-            jail_kill(proc);
-        }
-        size_t round = 0;
-        for (int s = 0; s < 2; s++) {
-            if (!pfd[s].revents)
-                continue;
-            int d = drain(pfd[s].fd, s + 1, opts, chunk, &round);
-            if (d < 0) {
-                r = d;
+        if (poll(pfd, (nfds_t)(4 + nh), wait_ms(wake)) < 0) {
+            if (errno != EINTR) {
+                r = -errno;
                 break;
             }
-            if (d == 0)
-                *(s == 0 ? &open_out : &open_err) = false;
+            for (int i = 0; i < 4 + nh; i++) /* a signal: a wake-up like a timeout */
+                pfd[i].revents = 0;
         }
+        run.round = 0;
+        int asked = h && h->woke ? h->woke(h->ud, &run, pfd + 4, nh) : 0;
+        if (asked < 0) {
+            r = asked;
+            break;
+        }
+        for (int s = 0; s < 2 && r == 0; s++)
+            if (pfd[s].revents)
+                r = drain(&run, s, RUNNER_DRAIN_READS * RUNNER_CHUNK);
         if (r < 0)
             break;
         if (pfd[2].revents)
             exited = true;
-        total += round;
-        if (!exited && !killed)
-            pause_for_bulk(total, round);
+        run.total += run.round;
+        if (!killed) {
+            killed = check(&run, &res, pfd[3].revents, asked == RUNNER_KILL, exited);
+            if (killed)
+                jail_kill(proc);
+        }
+        if (!killed && !exited)
+            pause_for_bulk(run.total, run.round);
     }
     if (r < 0)
         jail_kill(proc);
@@ -151,31 +218,4 @@ int runner_run(struct jail_proc *proc, const struct runner_opts *opts, struct ru
     res.duration_ms = time_mono_ms() - start;
     *ret = res;
     return 0;
-}
-
-void runner_buffer_init(struct runner_buffer *b, size_t cap)
-{
-    memset(b, 0, sizeof(*b));
-    b->out = (struct buf)BUF_INIT(cap);
-    b->err = (struct buf)BUF_INIT(cap);
-    b->cap = cap;
-}
-
-void runner_buffer_release(struct runner_buffer *b)
-{
-    buf_release(&b->out);
-    buf_release(&b->err);
-}
-
-void runner_buffer_on_output(void *ud, int stream, const char *data, size_t len)
-{
-    struct runner_buffer *b = ud;
-    struct buf *t = stream == 1 ? &b->out : &b->err;
-    bool *trunc = stream == 1 ? &b->out_truncated : &b->err_truncated;
-    size_t room = b->cap - t->len;
-    size_t take = len < room ? len : room;
-    if (take && buf_add(t, data, take) < 0)
-        *trunc = true;
-    if (take < len)
-        *trunc = true;
 }

@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 #include "exec/engine_internal.h"
-#include "jail/ids.h"
 #include "jail/netns.h"
 #include "sandbox/sandbox.h"
 #include "util/array.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "workspace/checkout.h"

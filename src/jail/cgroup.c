@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/array.h"
+#include "util/fd.h"
+
 static const char *const ctl_names[CGROUP_NCTL] = {"memory", "pids", "cpu"};
 
 /* A pooled exec cgroup between two execs: which one, the limits in place, its kill counter. */
@@ -36,9 +39,7 @@ static int write_at(int dirfd, const char *path, const char *s)
     int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    size_t len = strlen(s);
-    ssize_t n = write(fd, s, len);
-    int r = n == (ssize_t)len ? 0 : (n < 0 ? -errno : -EIO);
+    int r = write_all(fd, s, strlen(s));
     close(fd);
     return r;
 }
@@ -538,15 +539,7 @@ void cgroup_exec_release(struct cgroup_exec *cg, bool empty)
         struct pooled e = {cg->slot, cg->written, kills};
         struct cgroup_pool *pool = rt->pool;
         pthread_mutex_lock(&pool->mu);
-        if (pool->nfree == pool->cap) {
-            size_t cap = pool->cap ? pool->cap * 2 : 16;
-            struct pooled *grown = realloc(pool->free, cap * sizeof(*grown));
-            if (grown) {
-                pool->free = grown;
-                pool->cap = cap;
-            }
-        }
-        bool kept = pool->nfree < pool->cap;
+        bool kept = ARRAY_GROW(pool->free, pool->nfree + 1, pool->cap) == 0;
         if (kept)
             pool->free[pool->nfree++] = e;
         pthread_mutex_unlock(&pool->mu);

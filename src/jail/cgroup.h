@@ -13,9 +13,9 @@
  * one the first time: mkdir and the pids and CPU limits), cgroup_exec_attach() moves the (not
  * yet running) jail child into it, cgroup_exec_limit_memory() sets the memory limit once the
  * child runs in its own address space, and cgroup_exec_release() lifts the memory limit and
- * puts the cgroup back once every process in it is dead. Pooling matters on a host where each
- * exec is a few milliseconds: making and removing a cgroup in three v1 hierarchies (and the
- * kernel's deferred teardown of each) cost more than the writes a reused one needs. A reused
+ * puts the cgroup back once every process in it is dead. Pooling matters because an exec is
+ * short: making and removing a cgroup in three v1 hierarchies (and the kernel's deferred
+ * teardown of each) costs more than the writes a reused one needs. A reused
  * cgroup carries nothing an exec could observe: no processes (the jail's pid namespace is gone
  * when its init is reaped), the same limits; memory charged to it by the previous exec (page
  * cache) stays reclaimable and counts against the limit like any other cache. The out-of-memory

@@ -12,6 +12,5 @@
 
 #define SANDBOX_UID 1000            /* uid/gid of `user` inside the jail */
 #define SANDBOX_HOST_UID 100000     /* host uid/gid mapped to SANDBOX_UID */
-#define SANDBOX_HOME "/home/user"   /* HOME and the initial cwd */
 
 #endif

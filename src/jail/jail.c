@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -44,6 +43,8 @@
 #include "jail/rootfs.h"
 #include "jail/seccomp.h"
 #include "util/err.h"
+#include "util/fd.h"
+#include "util/home.h"
 #include "util/log.h"
 
 #ifndef P_PIDFD
@@ -149,10 +150,8 @@ static void child_report(int kind, int err, int status, const char *step)
 {
     struct jail_report rec;
     jail_report_fill(&rec, kind, err, status, step);
-    ssize_t w;
-    do
-        w = write(JAIL_SLOT_REPORT, &rec, sizeof(rec));
-    while (w < 0 && errno == EINTR);
+    if (write_all(JAIL_SLOT_REPORT, &rec, sizeof(rec)) < 0)
+        return; /* the parent then reads no record: a setup failure without its reason */
 }
 
 __attribute__((noreturn)) static void child_fail(const char *step)
@@ -550,34 +549,11 @@ static int clean_uppers(const char *data_dir)
  * no path inside the jail and cannot be changed by anyone once sealed. */
 static int load_init_image(struct jail_runtime *rt)
 {
-#ifndef MFD_EXEC
-#define MFD_EXEC 0x0010U
-#endif
-    /* MFD_EXEC: hosts with vm.memfd_noexec=1 make memfds non-executable by default; kernels
-     * before 6.3 do not know the flag (EINVAL) and make every memfd executable. */
-    int fd = memfd_create(JAIL_INIT_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
-    if (fd < 0 && errno == EINVAL)
-        fd = memfd_create(JAIL_INIT_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int fd = memfd_from_bytes(JAIL_INIT_NAME, jail_init_image,
+                              (size_t)(jail_init_image_end - jail_init_image),
+                              MEMFD_SEALED | MEMFD_EXECUTABLE);
     if (fd < 0)
-        return -errno;
-    const unsigned char *img = jail_init_image;
-    size_t len = (size_t)(jail_init_image_end - jail_init_image);
-    while (len > 0) {
-        ssize_t w = write(fd, img, len);
-        if (w < 0) {
-            int r = -errno;
-            close(fd);
-            return r;
-        }
-        img += w;
-        len -= (size_t)w;
-    }
-    if (fchmod(fd, 0555) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-        int r = -errno;
-        close(fd);
-        return r;
-    }
+        return fd;
     rt->init_fd = fd;
     return 0;
 }
@@ -837,19 +813,9 @@ static int build_argv(const struct rootfs *rf, const struct jail_plan *plan,
         argv[n++] = "-c";
         argv[n++] = *copy;
     } else {
-        int fd = memfd_create("script", MFD_CLOEXEC);
+        int fd = memfd_from_bytes("script", plan->script, plan->script_len, 0);
         if (fd < 0)
-            return -errno;
-        size_t off = 0;
-        while (off < plan->script_len) {
-            ssize_t w = write(fd, plan->script + off, plan->script_len - off);
-            if (w < 0) {
-                int r = -errno;
-                close(fd);
-                return r;
-            }
-            off += (size_t)w;
-        }
+            return fd;
         *script_fd = fd;
         argv[n++] = "/dev/fd/4";
     }
@@ -864,31 +830,18 @@ static int write_proc_file(pid_t pid, const char *name, const char *text)
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    size_t len = strlen(text);
-    int r = write(fd, text, len) == (ssize_t)len ? 0 : -errno;
+    int r = write_all(fd, text, strlen(text));
     close(fd);
     return r;
 }
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
+/* One record: 1, 0 at the end of the pipe (no record), -EIO for a partial one, -errno. */
 static int read_report(int fd, struct jail_report *rec)
 {
-    size_t got = 0;
-    while (got < sizeof(*rec)) {
-        ssize_t n = read(fd, (char *)rec + got, sizeof(*rec) - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : (got ? -EIO : 0);
-        got += (size_t)n;
-    }
-    return 1;
+    ssize_t n = read_all(fd, rec, sizeof(*rec));
+    if (n < 0)
+        return (int)n;
+    return n == (ssize_t)sizeof(*rec) ? 1 : n == 0 ? 0 : -EIO;
 }
 
 /* Everything jail_spawn allocates before the clone, released in one place. */
@@ -904,7 +857,7 @@ static void spawn_ctx_release(struct spawn_ctx *c)
     int *fds[] = {&c->out[0],  &c->out[1],  &c->err[0], &c->err[1], &c->rep[0],   &c->rep[1],
                   &c->sync[0], &c->sync[1], &c->in_fd,  &c->ovl_fd, &c->script_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-        close_fd(fds[i]);
+        closep(fds[i]);
     free(c->script_copy);
     free(c->pwd);
     free(c->envp);
@@ -974,9 +927,8 @@ static int spawn_prepare(const struct jail_runtime *rt, const struct jail_plan *
     return 0;
 }
 
-/* After clone3: maps, cgroup, go, then wait for READY or a setup error. */
-static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struct jail_proc *p,
-                       const char *cwd)
+/* After the clone(): maps, cgroup, go, then wait for READY or a setup error. */
+static int spawn_start(struct spawn_ctx *c, struct jail_proc *p, const char *cwd)
 {
     char map[64];
     snprintf(map, sizeof(map), "%d %d 1\n", SANDBOX_UID, SANDBOX_HOST_UID);
@@ -990,7 +942,7 @@ static int spawn_start(const struct jail_runtime *rt, struct spawn_ctx *c, struc
         return err_set(r, "cannot move the sandbox into its cgroup");
     if (write(c->sync[1], "g", 1) != 1)
         return err_set(-EIO, "cannot start the sandbox");
-    close_fd(&c->sync[1]);
+    closep(&c->sync[1]);
     struct jail_report rec;
     r = read_report(p->report_fd, &rec);
     if (r < 0)
@@ -1054,8 +1006,6 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     masked = true;
-    /* CLONE_VM: no copy of the server's page tables, and no copy-on-write faults in the
-     * server's threads afterwards; the child leaves this address space at the init's execve. */
     int pidfd = -1;
     /* The sandbox's kept network namespace belongs to the host's user namespace, which the
      * child (in a user namespace of its own) could not join: this thread joins it for the
@@ -1064,6 +1014,8 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
         r = err_set(-errno, "cannot enter the sandbox's network namespace");
         goto fail;
     }
+    /* CLONE_VM: no copy of the server's page tables, and no copy-on-write faults in the
+     * server's threads afterwards; the child leaves this address space at the init's execve. */
     int pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
                     CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
                         (cp.new_net ? CLONE_NEWNET : 0) | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
@@ -1093,8 +1045,8 @@ int jail_spawn(const struct jail_runtime *rt, const struct jail_plan *plan, stru
     int *child_ends[] = {&c.out[1], &c.err[1], &c.rep[1],   &c.sync[0],
                          &c.in_fd,  &c.ovl_fd, &c.script_fd};
     for (size_t i = 0; i < sizeof(child_ends) / sizeof(child_ends[0]); i++)
-        close_fd(child_ends[i]);
-    r = spawn_start(rt, &c, p, cp.cwd);
+        closep(child_ends[i]);
+    r = spawn_start(&c, p, cp.cwd);
     if (r == 0 && (r = cgroup_exec_limit_memory(&p->cg, plan->limits.memory_bytes)) < 0)
         err_set(r, "cannot set the exec's memory limit");
     if (r < 0)
@@ -1132,23 +1084,12 @@ static ssize_t read_proc(pid_t pid, const char *rel, char *buf, size_t size)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    size_t len = 0;
-    while (len + 1 < size) {
-        ssize_t n = read(fd, buf + len, size - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            return -e;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
+    ssize_t len = read_all(fd, buf, size - 1);
     close(fd);
+    if (len < 0)
+        return len;
     buf[len] = '\0';
-    return (ssize_t)len;
+    return len;
 }
 
 /*
@@ -1270,10 +1211,10 @@ void jail_proc_free(struct jail_proc *p)
     /* Still held only when the child was never created (nothing can be inside: back to the
      * pool) or never reaped (whatever is inside is killed, the cgroup removed). */
     cgroup_exec_release(&p->cg, p->pid <= 0);
-    close_fd(&p->pidfd);
-    close_fd(&p->shell_fd);
-    close_fd(&p->stdout_fd);
-    close_fd(&p->stderr_fd);
-    close_fd(&p->report_fd);
+    closep(&p->pidfd);
+    closep(&p->shell_fd);
+    closep(&p->stdout_fd);
+    closep(&p->stderr_fd);
+    closep(&p->report_fd);
     free(p);
 }

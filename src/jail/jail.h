@@ -34,8 +34,12 @@
  * out-of-memory kill must not hit the child while it shares the server's memory, so the exec's
  * memory limit is set only once the init runs. The child:
  *   1. waits for the parent to write its uid/gid maps and move it into the exec cgroup;
- *   2. starts a new session, builds the mount tree, pivots into it, drops groups/uid/gid, sets
- *      rlimits, drops all capabilities, sets no_new_privs and loads the seccomp filter;
+ *   2. keeps only its descriptor slots, starts a new session, binds the host's parts (/usr,
+ *      /etc, /opt/sqlfs/bin, the /dev template) into the overlay root while it still has the
+ *      host-root uid, drops groups/gid/uid, enters a cgroup namespace, names the host, brings
+ *      `lo` up when its network namespace is new, mounts /proc (with its masks) and /dev's
+ *      nodes, devpts and /dev/shm, pivots into the new root, sets rlimits, drops all
+ *      capabilities, enters cwd, sets no_new_privs and loads the seccomp filter;
  *   3. executes the jail init (init/jail_init.c: a static program embedded in the server, run
  *      from a sealed memfd) as pid 1 of the new pid namespace: it forks bash, reaps every zombie,
  *      and when bash exits reports bash's wait status over the report pipe and exits.
@@ -85,7 +89,7 @@ struct jail_plan {
     const char *lower;   /* checkout directory (read-only lower layer); absolute */
     const char *upper;   /* fresh empty overlay upper dir; absolute, same fs as work */
     const char *work;    /* fresh empty overlay work dir; absolute */
-    const char *cwd;     /* start directory inside the jail (absolute); NULL = /home/user */
+    const char *cwd;     /* start directory inside the jail (absolute); NULL = SANDBOX_HOME */
     char *const *envp;   /* "K=V" entries overlaid on the defaults (later wins); may be NULL */
     const char *script;  /* bash script; binary-safe with script_len */
     size_t script_len;

@@ -2,13 +2,13 @@
  * netns — each sandbox's own network namespace, kept between its execs.
  *
  * A network namespace holding only `lo` (up) is made at a sandbox's first exec and kept,
- * referenced by a descriptor, for the sandbox's next ones: creating one and tearing it down
- * (a kernel worker, an expedited RCU grace period that interrupts every CPU) cost about 1 ms of
- * CPU per exec. One exec at a time runs in it, and only execs of that sandbox; nothing of it
- * survives an exec but what the kernel keeps on its own after a socket closes, such as a TCP
- * connection's TIME_WAIT state. The
- * namespace belongs to the host's user namespace, so the sandbox user, who holds no capability
- * there, can change nothing in it (interfaces, addresses, routes, sysctls).
+ * referenced by a descriptor, for the sandbox's next ones: creating one and tearing it down (a
+ * kernel worker, an expedited RCU grace period that interrupts every CPU) would cost CPU on
+ * every exec (docs/BENCHMARKS.md). One exec at a time runs in it, and only execs of that
+ * sandbox; nothing of it survives an exec but what the kernel keeps on its own after a socket
+ * closes, such as a TCP connection's TIME_WAIT state. The namespace belongs to the host's user
+ * namespace, so the sandbox user, who holds no capability there, can change nothing in it
+ * (interfaces, addresses, routes, sysctls).
  *
  * At most `max` namespaces are kept; the least recently used one goes first. A sandbox's goes
  * when it is deleted (netns_drop) and all go with the cache.
@@ -30,7 +30,7 @@ void netns_cache_free(struct netns_cache *c);
  * made now (with `lo` up) when none is kept; the caller gives it back with netns_give_back once
  * the exec's processes are gone. 0 when another exec of the sandbox runs in it (concurrent
  * read-only execs) or every kept namespace is in use: the caller then runs in a new namespace
- * of its own, as each exec did before, so that concurrent execs never share ports or sockets.
+ * of its own, so that concurrent execs never share ports or sockets.
  * -errno with err_set() on failure. */
 __attribute__((warn_unused_result)) int netns_take(struct netns_cache *c, const char *sandbox_id);
 void netns_give_back(struct netns_cache *c, const char *sandbox_id);

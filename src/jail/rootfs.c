@@ -15,8 +15,11 @@
 #include <unistd.h>
 
 #include "jail/ids.h"
+#include "util/cleanup.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/fs.h"
+#include "util/home.h"
 #include "util/log.h"
 
 static const char *const runtime_names[2] = {"python", "javascript"};
@@ -36,9 +39,7 @@ static int write_file(int dirfd, const char *name, const char *text, mode_t mode
     int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return -errno;
-    size_t len = strlen(text);
-    ssize_t n = write(fd, text, len);
-    int r = n == (ssize_t)len ? 0 : -EIO;
+    int r = write_all(fd, text, strlen(text));
     if (fchmod(fd, mode) < 0 && r == 0)
         r = -errno;
     close(fd);
@@ -57,29 +58,23 @@ static int mkdir_public(int dirfd, const char *name)
 /* Copies one regular file (contents and permission bits). */
 static int copy_file(int sfd, const char *name, int dfd, mode_t mode)
 {
-    int in = openat(sfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int in = openat(sfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (in < 0)
         return -errno;
-    int out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (out < 0) {
-        close(in);
+    _cleanup_close_ int out =
+        openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (out < 0)
         return -errno;
-    }
     char buf[65536];
     ssize_t n;
-    int r = 0;
-    while ((n = read(in, buf, sizeof(buf))) > 0)
-        if (write(out, buf, (size_t)n) != n) {
-            r = -EIO;
-            break;
-        }
+    while ((n = read_all(in, buf, sizeof(buf))) > 0) {
+        int r = write_all(out, buf, (size_t)n);
+        if (r < 0)
+            return r;
+    }
     if (n < 0)
-        r = -errno;
-    if (r == 0 && fchmod(out, mode & 0755) < 0)
-        r = -errno;
-    close(in);
-    close(out);
-    return r;
+        return (int)n;
+    return fchmod(out, mode & 0755) < 0 ? -errno : 0;
 }
 
 /* Copies name (file, symlink or directory tree) from sfd to dfd. Other file types, and files
@@ -149,7 +144,7 @@ static const struct {
     const char *text;
 } etc_gen[] = {
     {"passwd", "root:x:0:0:root:/root:/bin/bash\n"
-               "user:x:1000:1000:user:/home/user:/bin/bash\n"
+               "user:x:1000:1000:user:" SANDBOX_HOME ":/bin/bash\n"
                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"},
     {"group", "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"},
     {"hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tsandbox\n"
@@ -206,16 +201,16 @@ static int build_etc(int rootfd, int jailfd)
 static int build_skel(int rootfd, int jailfd)
 {
     static const char *const dirs[] = {
-        "skel",     "skel/usr",       "skel/etc",           "skel/proc",    "skel/dev",
-        "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin", "skel/home",    "skel/home/user",
-        "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run",
-        "skel/sys"};
+        "skel",      "skel/usr",          "skel/etc",       "skel/proc",
+        "skel/dev",  "skel/opt",          "skel/opt/sqlfs", "skel/opt/sqlfs/bin",
+        "skel/home", "skel" SANDBOX_HOME, "skel/tmp",       "skel/root",
+        "skel/var",  "skel/var/tmp",      "skel/run",       "skel/sys"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         int r = mkdir_public(jailfd, dirs[i]);
         if (r < 0)
             return r;
     }
-    if (fchownat(jailfd, "skel/home/user", SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
+    if (fchownat(jailfd, "skel" SANDBOX_HOME, SANDBOX_HOST_UID, SANDBOX_HOST_UID, 0) < 0 ||
         fchmodat(jailfd, "skel/tmp", 01777, 0) < 0 ||
         fchmodat(jailfd, "skel/var/tmp", 01777, 0) < 0 ||
         fchmodat(jailfd, "skel/root", 0700, 0) < 0 || fchmodat(jailfd, "skel/sys", 0555, 0) < 0)
@@ -240,7 +235,7 @@ static int build_skel(int rootfd, int jailfd)
     return r;
 }
 
-static int build_stubs_and_bins(struct rootfs *rf, int jailfd)
+static int build_stubs_and_bins(int jailfd)
 {
     int r = mkdir_public(jailfd, "stub");
     if (r == 0)
@@ -402,8 +397,8 @@ static int run_localedef(const char *prefix, const char *src, char *const *names
             r = -e;
     }
     if (pid > 0) {
-        /* It takes ~20 ms; a localedef stuck (on a lock of an odd filesystem) must not hold up
-         * the server's start: after LOCALEDEF_WAIT_MS it is killed and the jail does without. */
+        /* A localedef stuck (on a lock of an odd filesystem) must not hold up the server's
+         * start: after LOCALEDEF_WAIT_MS it is killed and the jail does without. */
         int status = 0;
         pid_t w = 0;
         for (int waited = 0; w == 0; waited += 10) {
@@ -462,10 +457,10 @@ static bool locale_dir_public(int parent, const char *name)
 /* locale/: the rootfs's /usr/lib/locale plus one archive of its compiled locales. Every
  * program in a jail sets its locale from LANG=C.UTF-8 at start; without an archive glibc looks
  * for each of the 13 categories in its own file (two opens, a stat and a map each), with it one
- * map of one file serves them all: about 0.5 ms less for every program a script starts.
+ * map of one file serves them all, for every program a script starts (docs/BENCHMARKS.md).
  * Built only over the host's own /usr (the archive is the host glibc's format, made by its
  * localedef) and only when the host has no archive already; an image given with --rootfs ships
- * its own. A failure is logged and leaves the jail reading the separate files, as before. */
+ * its own. A failure is logged and leaves the jail reading the separate files. */
 static void build_locale(struct rootfs *rf, int jailfd)
 {
     if (strcmp(rf->rootfs, "/") != 0 || access("/usr/lib/locale/locale-archive", F_OK) == 0)
@@ -588,7 +583,7 @@ int rootfs_build(const char *data_dir, const char *rootfs, struct rootfs *ret)
         err_set(r, "rootfs: cannot generate /etc");
     if (r == 0 && (r = build_skel(rootfd, jailfd)) < 0)
         err_set(r, "rootfs: cannot generate the skeleton layer");
-    if (r == 0 && (r = build_stubs_and_bins(&rf, jailfd)) < 0)
+    if (r == 0 && (r = build_stubs_and_bins(jailfd)) < 0)
         err_set(r, "rootfs: cannot generate the runtime stubs");
     if (r == 0)
         build_locale(&rf, jailfd);

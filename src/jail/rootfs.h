@@ -50,8 +50,9 @@ struct rootfs {
     int ntargets[2];
     bool has_bash; /* <rootfs>/usr/bin/bash exists */
     /* The bash binary a jail runs: "/usr/bin/bash-static" when the rootfs has it (the same GNU
-     * bash, statically linked: no dynamic loader, about half the start-up cost of every exec),
-     * else "/usr/bin/bash". Scripts still see $BASH = /usr/bin/bash (argv[0] is "bash"). */
+     * bash, statically linked: no dynamic loader to run at every exec's start; see
+     * docs/BENCHMARKS.md), else "/usr/bin/bash". Scripts still see $BASH = /usr/bin/bash
+     * (argv[0] is "bash"). */
     const char *shell;
 };
 

@@ -19,8 +19,8 @@
 
 /* Allowed outright: the container default profile's list (moby profiles/seccomp/default.json)
  * without what needs a capability the jail never has, and without io_uring, ptrace,
- * process_vm_readv/writev, name_to_handle_at, adjtimex and clock_adjtime, which the jail has
- * always denied; plus mbind, get_mempolicy and set_mempolicy (that profile reserves them to
+ * process_vm_readv/writev, name_to_handle_at, adjtimex and clock_adjtime, which the jail
+ * denies; plus mbind, get_mempolicy and set_mempolicy (that profile reserves them to
  * CAP_SYS_NICE, but they only place the caller's own memory; ps calls them through libnuma),
  * and the newer cachestat, fchmodat2, map_shadow_stack and futex_wake/wait/requeue. Names this
  * libseccomp does not know on the native architecture are skipped. */
@@ -399,7 +399,7 @@ static int add_conditional_rules(scmp_filter_ctx ctx)
                          SCMP_A0(SCMP_CMP_MASKED_EQ, forbidden, 0));
     if (r >= 0)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1,
-                             SCMP_A0(SCMP_CMP_EQ, 0xffffffffUL));
+                             SCMP_A0(SCMP_CMP_EQ, 0xffffffffUL, 0));
     if (r < 0)
         return r;
 

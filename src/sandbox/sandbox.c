@@ -8,6 +8,7 @@
 
 #include "store/reserved.h"
 #include "util/err.h"
+#include "util/home.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -326,7 +327,7 @@ int sandbox_add_skeleton(struct changeset *cs)
     int64_t now = time_now_ns();
     struct file_meta dirs[] = {
         {.path = "/home", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
-        {.path = "/home/user", .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
+        {.path = SANDBOX_HOME, .kind = FILE_KIND_DIR, .mode = 0755, .mtime_ns = now},
         {.path = "/tmp", .kind = FILE_KIND_DIR, .mode = 01777, .mtime_ns = now},
     };
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {

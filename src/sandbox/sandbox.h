@@ -134,7 +134,7 @@ __attribute__((warn_unused_result)) int sandbox_put_bytes(struct sandboxes *sbx,
                                                           const void *data, size_t len,
                                                           uint32_t mode);
 
-/* Appends the tree every sandbox starts with to cs: /home/user (the start cwd) and /tmp (1777).
+/* Appends the tree every sandbox starts with to cs: SANDBOX_HOME (the start cwd) and /tmp (1777).
  * -ENOMEM. */
 __attribute__((warn_unused_result)) int sandbox_add_skeleton(struct changeset *cs);
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/home.h"
 #include "util/path.h"
 
 /* Sorted; each also reserves everything below it. */
@@ -44,11 +45,11 @@ int reserved_error(const char *path, const char *root)
     if (strcmp(path, root) == 0)
         return err_set(-ERR_INVALID_INPUT,
                        "%s is reserved: the sandbox runtime provides it in every exec; write "
-                       "somewhere else (e.g. /home/user)",
+                       "somewhere else (e.g. " SANDBOX_HOME ")",
                        root);
     return err_set(-ERR_INVALID_INPUT,
                    "%s is below %s, which is reserved: the sandbox runtime provides it in every "
-                   "exec; write somewhere else (e.g. /home/user)",
+                   "exec; write somewhere else (e.g. " SANDBOX_HOME ")",
                    path, root);
 }
 

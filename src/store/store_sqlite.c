@@ -70,6 +70,7 @@
 #include <openssl/evp.h>
 
 #include "util/err.h"
+#include "util/home.h"
 #include "util/timeutil.h"
 
 #define POOL_IDLE_MAX 16
@@ -79,7 +80,7 @@
 /* Contents up to this size are stored inline in their contents row (metadata database, small
  * pages) instead of as a chunk: one small transaction per small file. */
 #define INLINE_MAX (16 * 1024)
-#define DEFAULT_CWD "/home/user"
+#define DEFAULT_CWD SANDBOX_HOME
 #define DIR_MODE_DEFAULT 0755
 
 /* ---- schema ---------------------------------------------------------------------------- */

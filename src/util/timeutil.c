@@ -39,3 +39,8 @@ void time_iso8601(int64_t ms, char *out, size_t outlen)
     snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, milli);
 }
+
+int64_t time_mono_deadline_ms(int64_t start_ms, int64_t span_ms)
+{
+    return start_ms + span_ms + 1;
+}

@@ -155,8 +155,9 @@ def test_server_timing_splits_the_exec(api, sandbox):
     assert r.status_code == 200, r.text
     t = server_timing(r)
     assert all(v >= 0 for v in t.values())
-    # the script's own time is in `run`, the rest is the exec's overhead around it
-    assert 300 <= t["run"] < wall_ms
+    # the script's own time is in `run`, the rest is the exec's overhead around it; `run` starts
+    # when the server hears that bash started, which can be a fraction of a millisecond late
+    assert 299 <= t["run"] < wall_ms
     assert t["spawn"] > 0 and t["commit"] > 0
     assert sum(t.values()) <= wall_ms
     assert t["run"] > 10 * max(t["spawn"], t["commit"], t["prepare"])

@@ -16,6 +16,7 @@
 
 #include "store/store.h"
 #include "util/buf.h"
+#include "util/compiler.h"
 #include "util/path.h"
 
 struct mem_content {
@@ -149,7 +150,8 @@ static ssize_t ms_find(struct memstore *ms, const char *path)
     return -1;
 }
 
-static int ms_stat(struct store *st, const char *sid, const char *path, struct file_meta *ret)
+static int ms_stat(struct store *st, const char *sid UNUSED, const char *path,
+                   struct file_meta *ret)
 {
     struct memstore *ms = (struct memstore *)st;
     ssize_t i = ms_find(ms, path);
@@ -163,8 +165,8 @@ static int ms_cmp(const void *a, const void *b)
     return strcmp(((const struct file_meta *)a)->path, ((const struct file_meta *)b)->path);
 }
 
-static int ms_list(struct store *st, const char *sid, const char *prefix, int max_depth,
-                   store_file_cb cb, void *userdata)
+static int ms_list(struct store *st, const char *sid UNUSED, const char *prefix,
+                   int max_depth UNUSED, store_file_cb cb, void *userdata)
 {
     struct memstore *ms = (struct memstore *)st;
     qsort(ms->files, ms->nfiles, sizeof(*ms->files), ms_cmp);
@@ -206,8 +208,8 @@ static void ms_put(struct memstore *ms, const struct file_meta *m)
         ms->nfiles++;
 }
 
-static int ms_commit(struct store *st, const char *sid, const struct changeset *cs,
-                     const struct commit_opts *opts, struct commit_result *ret)
+static int ms_commit(struct store *st, const char *sid UNUSED, const struct changeset *cs,
+                     const struct commit_opts *opts UNUSED, struct commit_result *ret)
 {
     struct memstore *ms = (struct memstore *)st;
     for (size_t c = 0; c < cs->n; c++) {

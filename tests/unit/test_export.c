@@ -203,6 +203,7 @@ static void check_sample(const struct got_entry *g, size_t n, const char *longna
 
 static void test_export_formats(void **state)
 {
+    (void)state;
     char *longname = NULL;
     char dir[64];
     struct store *st = sample_store(dir, &longname);
@@ -233,6 +234,7 @@ static void test_export_formats(void **state)
 
 static void test_export_base_kinds(void **state)
 {
+    (void)state;
     char dir[64];
     struct store *st = sample_store(dir, NULL);
     struct buf ar = BUF_INIT(0);
@@ -282,6 +284,7 @@ static void test_export_base_kinds(void **state)
 
 static void test_export_close_early(void **state)
 {
+    (void)state;
     char dir[64];
     struct store *st = sample_store(dir, NULL);
     struct export *exp = NULL;
@@ -308,6 +311,7 @@ static long rss_kb(void)
 /* Memory stays bounded while a large file streams out: the export holds about one step. */
 static void test_export_bounded(void **state)
 {
+    (void)state;
     char dir[64];
     struct store *st = test_sqlite_open(dir);
     assert_non_null(st);

@@ -369,6 +369,7 @@ static void round_trip(enum fmt f, size_t piece)
  * several batch flushes and the inflater thread are crossed; every byte comes back. */
 static void test_many_files_sqlite(void **state)
 {
+    (void)state;
     char dir[64];
     struct store *st = test_sqlite_open(dir);
     assert_non_null(st);
@@ -406,36 +407,42 @@ static void test_many_files_sqlite(void **state)
 
 static void test_round_trip_tar(void **state)
 {
+    (void)state;
     round_trip(F_TAR, 1);
     round_trip(F_TAR, 7);
     round_trip(F_TAR, 65536);
 }
 static void test_round_trip_tgz(void **state)
 {
+    (void)state;
     round_trip(F_TGZ, 1);
     round_trip(F_TGZ, 7);
     round_trip(F_TGZ, 65536);
 }
 static void test_round_trip_tbz2(void **state)
 {
+    (void)state;
     round_trip(F_TBZ2, 1);
     round_trip(F_TBZ2, 7);
     round_trip(F_TBZ2, 65536);
 }
 static void test_round_trip_txz(void **state)
 {
+    (void)state;
     round_trip(F_TXZ, 1);
     round_trip(F_TXZ, 7);
     round_trip(F_TXZ, 65536);
 }
 static void test_round_trip_tzst(void **state)
 {
+    (void)state;
     round_trip(F_TZST, 1);
     round_trip(F_TZST, 7);
     round_trip(F_TZST, 65536);
 }
 static void test_round_trip_zip(void **state)
 {
+    (void)state;
     round_trip(F_ZIP, 1);
     round_trip(F_ZIP, 7);
     round_trip(F_ZIP, 65536);
@@ -445,6 +452,7 @@ static void test_round_trip_zip(void **state)
 
 static void test_zip_slip(void **state)
 {
+    (void)state;
     const struct spec a[] = {{"ok.txt", 'f', 0644, 1, "x", 1}, {"../x", 'f', 0644, 1, "evil", 4}};
     expect_refused(F_TAR, a, 2, &nolimits, -ERR_INVALID_INPUT, "../x");
     expect_refused(F_ZIP, a, 2, &nolimits, -ERR_INVALID_INPUT, "../x");
@@ -456,6 +464,7 @@ static void test_zip_slip(void **state)
 
 static void test_absolute(void **state)
 {
+    (void)state;
     const struct spec a[] = {{"/etc/passwd", 'f', 0644, 1, "root::0:0\n", 10}};
     expect_refused(F_TAR, a, 1, &nolimits, -ERR_INVALID_INPUT, "/etc/passwd");
     expect_refused(F_ZIP, a, 1, &nolimits, -ERR_INVALID_INPUT, "/etc/passwd");
@@ -463,6 +472,7 @@ static void test_absolute(void **state)
 
 static void test_symlink_write_through(void **state)
 {
+    (void)state;
     const struct spec a[] = {{"l", 'l', 0777, 1, "/etc", 0}, {"l/passwd", 'f', 0644, 1, "evil", 4}};
     expect_refused(F_TAR, a, 2, &nolimits, -ERR_INVALID_INPUT, "l/passwd");
     const struct spec b[] = {{"d/", 'd', 0755, 1, NULL, 0},
@@ -477,6 +487,7 @@ static void test_symlink_write_through(void **state)
 
 static void test_device_fifo(void **state)
 {
+    (void)state;
     const struct spec a[] = {{"ok", 'f', 0644, 1, "x", 1}, {"dev/null", 'c', 0666, 1, NULL, 0}};
     expect_refused(F_TAR, a, 2, &nolimits, -ERR_INVALID_INPUT, "dev/null");
     const struct spec b[] = {{"fifo", 'p', 0644, 1, NULL, 0}};
@@ -485,6 +496,7 @@ static void test_device_fifo(void **state)
 
 static void test_bad_hardlink(void **state)
 {
+    (void)state;
     const struct spec a[] = {{"h", 'h', 0644, 1, "missing", 0}};
     expect_refused(F_TAR, a, 1, &nolimits, -ERR_INVALID_INPUT, "entry: h");
     const struct spec b[] = {{"h", 'h', 0644, 1, "../../../etc/shadow", 0}};
@@ -493,6 +505,7 @@ static void test_bad_hardlink(void **state)
 
 static void test_limits(void **state)
 {
+    (void)state;
     const struct spec a[] = {{"a", 'f', 0644, 1, "1", 1},
                              {"b", 'f', 0644, 1, "2", 1},
                              {"c/", 'd', 0755, 1, NULL, 0},
@@ -559,6 +572,7 @@ static void gzip_member(struct buf *out, const void *data, size_t len)
 /* A 1 GiB file of zeros in about 1 MB of tar.gz (concatenated gzip members). */
 static void test_bomb(void **state)
 {
+    (void)state;
     struct archive_entry *e = archive_entry_new();
     archive_entry_copy_pathname(e, "zeros");
     archive_entry_set_filetype(e, AE_IFREG);
@@ -642,6 +656,7 @@ static void test_bomb(void **state)
  * must not take away the data it produced before. */
 static void test_cut_gzip_trailer(void **state)
 {
+    (void)state;
     struct memstore *ms = memstore_new();
     enum { N = 600 }; /* under INGEST_QUEUE_BYTES once decompressed */
     struct spec sp[N];
@@ -672,6 +687,7 @@ static void test_cut_gzip_trailer(void **state)
 
 static void test_corrupt(void **state)
 {
+    (void)state;
     struct memstore *ms = memstore_new();
     struct changeset cs;
     changeset_init(&cs, "ingest");
@@ -710,6 +726,7 @@ static void test_corrupt(void **state)
 
 static void test_abort(void **state)
 {
+    (void)state;
     struct memstore *ms = memstore_new();
     const struct spec sp[] = {{"a", 'f', 0644, 1, NULL, 3 << 20},
                               {"b", 'f', 0644, 1, NULL, 3 << 20}};
@@ -747,6 +764,7 @@ static void test_abort(void **state)
  * does not concern tar bodies. */
 static void test_zip_spool_dir(void **state)
 {
+    (void)state;
     struct memstore *ms = memstore_new();
     const struct spec sp[] = {{"a", 'f', 0644, 2, "zip", 3}};
     struct ingest_limits bad = {.max_files = 0, .max_bytes = 0, .tmp_dir = "/nonexistent-dir-for-sqlfs-tests", .max_path_bytes = 0};
@@ -775,6 +793,7 @@ static void test_zip_spool_dir(void **state)
 
 static void test_duplicates_and_dot(void **state)
 {
+    (void)state;
     struct memstore *ms = memstore_new();
     const struct spec sp[] = {{"./", 'd', 0755, 1, NULL, 0},
                               {"./a", 'f', 0644, 1, "first", 5},
@@ -803,6 +822,7 @@ static void test_duplicates_and_dot(void **state)
 
 static void test_setuid_dropped(void **state)
 {
+    (void)state;
     struct memstore *ms = memstore_new();
     const struct spec sp[] = {{"suid", 'f', 06755, 1, "x", 1}, {"tmp/", 'd', 01777, 1, NULL, 0}};
     struct buf ar = BUF_INIT(0);
@@ -843,6 +863,7 @@ static void expect_b64_bad(const char *in, size_t len)
 
 static void test_b64(void **state)
 {
+    (void)state;
     expect_b64("", "");
     expect_b64("Zg==", "f");
     expect_b64("Zm8=", "fo");
@@ -894,6 +915,7 @@ static void test_b64(void **state)
 
 static void test_ingest_files(void **state)
 {
+    (void)state;
     char dir[64];
     struct store *st = test_sqlite_open(dir);
     assert_non_null(st);

@@ -16,6 +16,7 @@
 #include "jail/ids.h"
 #include "jail/jail.h"
 #include "jail/rootfs.h"
+#include "exec/capture.h"
 #include "exec/runner.h"
 #include "jail/sysprobe.h"
 #include "util/err.h"
@@ -27,7 +28,8 @@ static char data_dir[64], lower[64], upper[256], work[256];
 static int seq;
 
 struct run {
-    struct runner_buffer buf;
+    struct capture_allowance cap;
+    struct capture buf;
     struct runner_result res;
     int spawn_rc;
 };
@@ -79,7 +81,8 @@ static int spawn_script(const char *script, const struct run_opts *o, struct jai
 static void run_script(const char *script, const struct run_opts *o, struct run *ret)
 {
     memset(ret, 0, sizeof(*ret));
-    runner_buffer_init(&ret->buf, o && o->cap ? o->cap : 1 << 20);
+    ret->cap = (struct capture_allowance)CAPTURE_ALLOWANCE_INIT(o && o->cap ? o->cap : 1 << 20);
+    capture_init(&ret->buf, &ret->cap, NULL);
     struct jail_proc *p = NULL;
     ret->spawn_rc = spawn_script(script, o, &p);
     if (ret->spawn_rc < 0) {
@@ -89,7 +92,7 @@ static void run_script(const char *script, const struct run_opts *o, struct run 
     struct runner_opts ro = {
         .timeout_ms = o && o->timeout_ms ? o->timeout_ms : 20000,
         .cancel_fd = o && o->cancel_fd ? o->cancel_fd : -1,
-        .on_output = runner_buffer_on_output,
+        .on_output = capture_on_output,
         .ud = &ret->buf,
     };
     assert_int_equal(runner_run(p, &ro, &ret->res), 0);
@@ -98,7 +101,7 @@ static void run_script(const char *script, const struct run_opts *o, struct run 
 
 static void run_release(struct run *r)
 {
-    runner_buffer_release(&r->buf);
+    capture_release(&r->buf);
 }
 
 /* Runs a script expected to succeed and returns its stdout (static copy). */
@@ -110,9 +113,9 @@ static const char *run_ok(const char *script, const struct run_opts *o)
     assert_int_equal(r.spawn_rc, 0);
     if (r.res.exit_code != 0)
         fprintf(stderr, "script failed (%d): %s\nstderr: %s\n", r.res.exit_code, script,
-                buf_cstr(&r.buf.err));
+                buf_cstr(&r.buf.err.data));
     assert_int_equal(r.res.exit_code, 0);
-    snprintf(out, sizeof(out), "%s", buf_cstr(&r.buf.out));
+    snprintf(out, sizeof(out), "%s", buf_cstr(&r.buf.out.data));
     run_release(&r);
     return out;
 }
@@ -256,17 +259,18 @@ static void test_reused_upper(void **state)
                                  .stdin_fd = -1};
         struct jail_proc *p = NULL;
         assert_int_equal(jail_spawn(rt, &plan, &p), 0);
-        struct runner_buffer b;
-        runner_buffer_init(&b, 64);
+        struct capture_allowance cap = CAPTURE_ALLOWANCE_INIT(64);
+        struct capture b;
+        capture_init(&b, &cap, NULL);
         struct runner_opts o = {
-            .timeout_ms = 10000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
+            .timeout_ms = 10000, .cancel_fd = -1, .on_output = capture_on_output, .ud = &b};
         struct runner_result res;
         assert_int_equal(runner_run(p, &o, &res), 0);
         jail_proc_free(p);
         char want[16];
         snprintf(want, sizeof(want), "%d\n", i + 1);
-        assert_string_equal(buf_cstr(&b.out), want);
-        runner_buffer_release(&b);
+        assert_string_equal(buf_cstr(&b.out.data), want);
+        capture_release(&b);
     }
 }
 
@@ -511,13 +515,13 @@ static void test_exit_status(void **state)
     assert_int_equal(r.spawn_rc, 0);
     assert_int_equal(r.res.exit_code, 3);
     assert_int_equal(r.res.exit_signal, 0);
-    assert_string_equal(buf_cstr(&r.buf.out), "out\n");
-    assert_string_equal(buf_cstr(&r.buf.err), "err\n");
+    assert_string_equal(buf_cstr(&r.buf.out.data), "out\n");
+    assert_string_equal(buf_cstr(&r.buf.err.data), "err\n");
     run_release(&r);
     struct run_opts dbg = {.debug = true};
     run_script("echo traced", &dbg, &r);
-    assert_string_equal(buf_cstr(&r.buf.out), "traced\n");
-    assert_string_equal(buf_cstr(&r.buf.err), "+ echo traced\n");
+    assert_string_equal(buf_cstr(&r.buf.out.data), "traced\n");
+    assert_string_equal(buf_cstr(&r.buf.err.data), "+ echo traced\n");
     run_release(&r);
     run_script("kill -9 $$", NULL, &r);
     assert_int_equal(r.res.exit_signal, SIGKILL);
@@ -529,7 +533,7 @@ static void test_exit_status(void **state)
     assert_true(r.res.timed_out);
     assert_true(time_mono_ms() - t0 < 2000);
     assert_int_equal(r.res.exit_signal, SIGKILL);
-    assert_string_equal(buf_cstr(&r.buf.out), "before\n");
+    assert_string_equal(buf_cstr(&r.buf.out.data), "before\n");
     run_release(&r);
 }
 
@@ -576,10 +580,10 @@ static void test_big_script_and_output(void **state)
     struct run r;
     run_script("head -c 67108864 /dev/zero; echo done >&2", &o, &r);
     assert_int_equal(r.res.exit_code, 0);
-    assert_int_equal(r.buf.out.len, 1 << 20);
-    assert_true(r.buf.out_truncated);
-    assert_false(r.buf.err_truncated);
-    assert_string_equal(buf_cstr(&r.buf.err), "done\n");
+    assert_int_equal(r.buf.out.data.len, 1 << 20);
+    assert_true(r.buf.out.truncated);
+    assert_false(r.buf.err.truncated);
+    assert_string_equal(buf_cstr(&r.buf.err.data), "done\n");
     run_release(&r);
 }
 
@@ -630,7 +634,7 @@ static void test_memory_limit(void **state)
     assert_int_equal(r.spawn_rc, 0);
     assert_int_not_equal(r.res.exit_code, 0);
     assert_true(r.res.oom);
-    assert_null(strstr(buf_cstr(&r.buf.out), "419430400"));
+    assert_null(strstr(buf_cstr(&r.buf.out.data), "419430400"));
     run_release(&r);
     /* The same (pooled) exec cgroup serves the next exec: the kill above is not reported again,
      * and the new, higher limit replaced the old one. */
@@ -639,7 +643,7 @@ static void test_memory_limit(void **state)
     assert_int_equal(r.spawn_rc, 0);
     assert_int_equal(r.res.exit_code, 0);
     assert_false(r.res.oom);
-    assert_string_equal(buf_cstr(&r.buf.out), "157286400\n");
+    assert_string_equal(buf_cstr(&r.buf.out.data), "157286400\n");
     run_release(&r);
 }
 
@@ -651,14 +655,14 @@ static void test_runtimes(void **state)
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         run_script(cmds[i], NULL, &r);
         assert_int_equal(r.res.exit_code, 127);
-        assert_non_null(strstr(buf_cstr(&r.buf.err),
+        assert_non_null(strstr(buf_cstr(&r.buf.err.data),
                                "python is not enabled for this sandbox; create it "
                                "with python=true"));
         run_release(&r);
     }
     run_script("js-exec -c 1", NULL, &r);
     assert_int_equal(r.res.exit_code, 127);
-    assert_non_null(strstr(buf_cstr(&r.buf.err), "javascript is not enabled"));
+    assert_non_null(strstr(buf_cstr(&r.buf.err.data), "javascript is not enabled"));
     run_release(&r);
     struct run_opts o = {.python = true, .javascript = true};
     assert_string_equal(run_ok("python3 -c 'print(6*7)'; py-exec -c 'print(1)'", &o), "42\n1\n");
@@ -698,15 +702,16 @@ static void *conc_thread(void *arg)
         struct jail_proc *p = NULL;
         if (jail_spawn(rt, &plan, &p) < 0)
             return NULL;
-        struct runner_buffer b;
-        runner_buffer_init(&b, 1024);
+        struct capture_allowance cap = CAPTURE_ALLOWANCE_INIT(1024);
+        struct capture b;
+        capture_init(&b, &cap, NULL);
         struct runner_opts o = {
-            .timeout_ms = 20000, .cancel_fd = -1, .on_output = runner_buffer_on_output, .ud = &b};
+            .timeout_ms = 20000, .cancel_fd = -1, .on_output = capture_on_output, .ud = &b};
         struct runner_result res;
         if (runner_run(p, &o, &res) == 0 && res.exit_code == 0 &&
-            strcmp(buf_cstr(&b.out), want) == 0)
+            strcmp(buf_cstr(&b.out.data), want) == 0)
             c->ok++;
-        runner_buffer_release(&b);
+        capture_release(&b);
         jail_proc_free(p);
     }
     return NULL;

@@ -9,9 +9,9 @@
  * gives pid 1 a fresh, tiny address space that holds nothing of the server and forks cheaply.
  *
  * Why no C library: it runs once per exec, and a statically linked C library's start-up alone
- * (TLS, IRELATIVE relocations, tunables, RELRO) cost ~1.3 ms of CPU per run on the development
- * machine against ~0.3 ms for this program. It needs nine system calls, made directly, and starts the shell with a
- * vfork-style clone (spawn_shell).
+ * (TLS, IRELATIVE relocations, tunables, RELRO) costs several times what this whole program does
+ * (its page faults: docs/BENCHMARKS.md). It needs nine system calls, made directly, and starts
+ * the shell with a vfork-style clone (spawn_shell).
  *
  * Contract (jail/jail_proto.h): argv[1] = path of the shell, argv[2..] = its argv, envp = its
  * environment; descriptors 0..4 are for the shell, JAIL_SLOT_REPORT is the report pipe.
