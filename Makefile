@@ -43,9 +43,12 @@ FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o 
 
 all: $(BUILD)/sqlfs
 
+# Made afresh each time, by appending: `ar r` would keep members of removed sources and would
+# replace one object by another of the same name (api/health.o, exec/health.o).
 $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
-	$(AR) rcs $@ $^
+	@rm -f $@
+	$(AR) qcs $@ $^
 
 .PRECIOUS: %/jail-init
 # -static links a non-PIE executable under gcc and clang alike (clang rejects -no-pie beside it).
@@ -173,7 +176,8 @@ $(FUZZ_BUILD)/%.o: %.c
 	@echo "  CC(fuzz) $<"; $(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
 $(FUZZ_BUILD)/libsqlfs.a: $(FUZZ_LIB_OBJ)
-	$(AR) rcs $@ $^
+	@rm -f $@
+	$(AR) qcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libsqlfs.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MF $@.d -o $@ $< $(FUZZ_BUILD)/libsqlfs.a $(LDLIBS)

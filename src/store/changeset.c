@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "util/array.h"
+
 uint32_t file_mode_allowed(enum file_kind k, uint32_t mode)
 {
     mode &= 07777 & ~(uint32_t)(S_ISUID | S_ISGID);
@@ -61,20 +63,9 @@ void changeset_release(struct changeset *cs)
 
 int changeset_reserve(struct changeset *cs, size_t more)
 {
-    if (more <= cs->cap - cs->n)
-        return 0;
-    size_t cap = cs->cap ? cs->cap : 16;
-    while (more > cap - cs->n) {
-        if (cap > SIZE_MAX / 2 / sizeof(struct change))
-            return -ENOMEM;
-        cap *= 2;
-    }
-    struct change *p = realloc(cs->items, cap * sizeof(*p));
-    if (!p)
+    if (more > SIZE_MAX - cs->n)
         return -ENOMEM;
-    cs->items = p;
-    cs->cap = cap;
-    return 0;
+    return ARRAY_GROW(cs->items, cs->n + more, cs->cap);
 }
 
 static int reserve(struct changeset *cs)

@@ -1,7 +1,7 @@
 /*
  * store — the SQL source of truth: sandboxes, their path-keyed file rows, content-addressed
- * chunked content and the commit log. One interface, several engines (store_sqlite.c today;
- * a PostgreSQL engine plugs in behind the same vtable). Nothing above this header knows SQL.
+ * chunked content and the commit log. One interface (struct store_ops, below), one or more
+ * engines behind it: SQLite in store/sqlite/. Nothing above this header knows SQL.
  *
  * Content model: a file's bytes are split into chunks of at most STORE_CHUNK_SIZE bytes, each
  * stored once by its SHA-256. A content id is the SHA-256 of the file's ordered chunk hashes and
@@ -16,11 +16,11 @@
  * Ownership lookups take (tenant, sub): a sandbox owned by someone else is reported exactly like
  * a missing one (-ENOENT). Internal callers pass NULL owner to skip the check.
  *
- * Thread-safety: every function may be called from any thread concurrently. Readers and content
- * readers see committed data only. Writers are serialised by the engine. Per-sandbox ordering
- * (e.g. check-then-commit) is the caller's job: see sandbox/lock.h.
- *
- * Errors: negative errno or -ERR_* (util/err.h). -ENOSPC when the disk is full, -EIO otherwise.
+ * Thread-safety, transactions, errors and ownership: the contract above struct store_ops, and
+ * each member's comment there. In short: any function from any thread; reads see committed data
+ * only; writes are serialised by the engine, and per-sandbox ordering (check, then commit) is the
+ * caller's (sandbox/lock.h); errors are negative errno or -ERR_* (util/err.h), -ENOSPC when the
+ * disk is full and -EIO for other storage failures.
  */
 #ifndef SQLFS_STORE_STORE_H
 #define SQLFS_STORE_STORE_H
@@ -77,9 +77,9 @@ struct commit_result {
 };
 
 struct gc_stats {
-    int64_t contents_deleted;
-    int64_t chunks_deleted;
-    int64_t bytes_freed;
+    int64_t contents_deleted; /* contents removed */
+    int64_t chunks_deleted;   /* chunks removed */
+    int64_t bytes_freed;      /* content bytes removed (chunks and inline contents) */
 };
 
 /* Called once per sandbox / file; a non-zero return stops the walk and is returned. The record
@@ -88,44 +88,172 @@ struct gc_stats {
 typedef int (*store_sandbox_cb)(const struct sandbox_rec *rec, void *userdata);
 typedef int (*store_file_cb)(const struct file_meta *meta, void *userdata);
 
+/*
+ * The engine interface. An engine fills one `struct store_ops` and gives out handles whose
+ * first member is `struct store` pointing at it; callers use the store_*() wrappers below, never
+ * the members. Contract for every member unless it says otherwise:
+ *   - Thread-safety: any member may be called from any thread concurrently on the same store;
+ *     a content writer, reader or batch is used by one thread at a time. The engine serialises
+ *     its own writes; per-sandbox ordering (check, then commit) is the caller's (sandbox/lock.h).
+ *   - Transactions: a member that changes rows does so in its own transactions and returns
+ *     after they have committed (each all or nothing) or rolled back; no transaction stays open
+ *     between calls. Reads see committed data only.
+ *   - Errors: negative errno or -ERR_* (util/err.h); a message set with err_set() is for the
+ *     client and names no SQL, host path or secret. Every member may fail with -ENOMEM, -ENOSPC
+ *     (the server's storage is full) or -EIO (any other storage failure) beside those listed.
+ *   - Out-parameters named ret* are written on success only (or hold nothing to release after a
+ *     failure). Strings in records given to callbacks are valid during the call only.
+ *   - Callbacks (store_sandbox_cb, store_file_cb) run without any engine lock held: they may
+ *     call any member of the same store, writes included.
+ */
+#define STORE_OPS_VERSION 1
+
 struct store_ops {
+    /* The revision of this contract the engine implements: STORE_OPS_VERSION when it was
+     * written. A change to any member's meaning or signature raises STORE_OPS_VERSION, so an
+     * engine not updated with it is refused at open (store_ops_check). */
+    int version;
+    /* Short engine name for logs ("sqlite"). */
     const char *name;
+
+    /* Frees the store and everything it holds. Every writer, reader and batch is closed first
+     * and no other call is in progress or will follow. Never NULL. */
     void (*close)(struct store *st);
+    /* 0 when the engine answers a trivial query (health checks). */
     int (*check)(struct store *st);
-    /* Bytes of memory the engine holds (page caches, statements); -1 if it cannot tell. */
+    /* Optional (NULL: -1). Bytes of memory the engine holds now (page caches, statements: what
+     * the server's RSS grows by as the database grows, not per sandbox); -1 if it cannot tell. */
     int64_t (*memory_bytes)(struct store *st);
+
+    /* ---- sandboxes ---- */
+
+    /* Inserts the sandbox row and commits `initial` (NULL: none) as its first version, in one
+     * transaction. rec: id, tenant and sub are required (-EINVAL); name may be NULL; env_json
+     * NULL stores "{}"; cwd NULL stores the sandbox home; created_ms 0 stores the time now;
+     * version, size_bytes and file_count are ignored (a new sandbox starts at 0 and `initial`
+     * moves them). opts may be NULL (no limits); its expect_version is ignored; quota_bytes
+     * applies to `initial` as to any commit. The caller keeps ownership of rec and initial.
+     * Errors: -EEXIST (the id is taken), -ERR_SANDBOX_LIMIT (the owner has
+     * opts->max_owner_sandboxes already, counted in the same transaction as the insert, so two
+     * concurrent creates cannot both pass), any error of commit for `initial` (nothing is then
+     * created). */
     int (*sandbox_create)(struct store *st, const struct sandbox_rec *rec,
                           const struct changeset *initial, const struct commit_opts *opts);
+    /* Reads sandbox `id` into *ret (strings malloc'd, owned by the caller: sandbox_rec_release;
+     * env_json and cwd never NULL). tenant, sub: the owner the row must have; NULL skips that
+     * half of the check. -ENOENT when missing or owned by someone else (indistinguishable). */
     int (*sandbox_get)(struct store *st, const char *id, const char *tenant, const char *sub,
                        struct sandbox_rec *ret);
+    /* Calls cb for each sandbox of the owner (tenant, sub; a NULL half matches any), newest
+     * created first, creations within one millisecond in creation order. A non-zero return of
+     * cb stops the walk and is returned; otherwise 0. Sandboxes created or deleted during the
+     * walk may or may not be seen. */
     int (*sandbox_list)(struct store *st, const char *tenant, const char *sub,
                         store_sandbox_cb cb, void *userdata);
+    /* Deletes the sandbox, its files and its commit log in one transaction, then collects the
+     * content nothing references any longer (as gc; a failure there is not reported: what was
+     * not collected stays for the next collection). tenant, sub as for sandbox_get. -ENOENT
+     * when missing or not owned. */
     int (*sandbox_delete)(struct store *st, const char *id, const char *tenant, const char *sub);
+    /* Sets lastUsedAt to now_ms (no version change, no owner check). -ENOENT when missing. */
     int (*sandbox_touch)(struct store *st, const char *id, int64_t now_ms);
+
+    /* ---- file reads ---- */
+
+    /* The row at `path` (a normalised absolute path; no symlink following) into *ret (strings
+     * owned by the caller: file_meta_release). The root "/" has no row: it is reported as a
+     * 0755 directory with the sandbox's creation time while the sandbox exists. -ENOENT when
+     * there is no such row or no such sandbox. */
     int (*stat)(struct store *st, const char *sandbox_id, const char *path,
                 struct file_meta *ret);
+    /* Calls cb for each row strictly below `prefix` in path order (memcmp byte order: a
+     * directory always comes before its contents), at most max_depth levels below it (<= 0:
+     * unlimited). The root is implicit: listing "/" walks the whole tree. A prefix with no rows
+     * below it (a file, a missing path) walks nothing and returns 0. A non-zero return of cb
+     * stops the walk and is returned. -EINVAL when prefix is not an absolute path without a
+     * trailing slash, -ENOENT when the sandbox does not exist. Rows committed during the walk
+     * may or may not be seen. */
     int (*list)(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
                 store_file_cb cb, void *userdata);
+    /* 1 when some row lies below `path`, 0 when none; -EINVAL (path as for list), -ENOENT (no
+     * such sandbox). */
     int (*has_children)(struct store *st, const char *sandbox_id, const char *path);
+
+    /* ---- content writers ---- */
+
+    /* A new content writer in *ret, for one content's bytes. Finish or abort it, on every
+     * path. */
     int (*content_begin)(struct store *st, struct content_writer **ret);
+    /* Appends len bytes. The bytes may be stored before finish (memory stays bounded by about
+     * one chunk whatever the content's size), but no content exists until finish. After a
+     * failed write the writer can only be aborted: a later write or finish fails -EINVAL. */
     int (*content_write)(struct content_writer *w, const void *data, size_t len);
+    /* Ends the content and frees the writer, whatever it returns. On success ret_id gets the
+     * content id (store.h's content model; all zero for an empty content, which is not stored)
+     * and *ret_size its size (ret_size may be NULL). The content is then stored and pinned (one
+     * pin per finish): gc keeps it until a commit that puts it or a discard of such a change
+     * set drops the pin, an hour passes, or the store is reopened. On failure nothing is
+     * stored. */
     int (*content_finish)(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN],
                           int64_t *ret_size);
+    /* Drops the writer and whatever it stored that nothing else uses (best effort: what cannot
+     * be removed now is removed at the next open). Frees w. */
     void (*content_abort)(struct content_writer *w);
-    /* optional (NULL: finishes are not batched) */
+
+    /* ---- content batches: optional, all four or none (NULL: finishes are not batched) ---- */
+
+    /* A new batch in *ret (see store_content_batch_new for its semantics). */
     int (*content_batch_new)(struct store *st, struct content_batch **ret);
+    /* content_finish, except that the content is stored and pinned only by a later flush. The
+     * writer is consumed whatever it returns. -EIO once a flush of b has failed. */
     int (*content_finish_in)(struct content_batch *b, struct content_writer *w,
                              uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
+    /* Stores and pins every content finished into b since the last flush. On failure those
+     * contents are gone and every later call on b fails -EIO. */
     int (*content_batch_flush)(struct content_batch *b);
+    /* Frees b, dropping (as content_abort) the contents not flushed. */
     void (*content_batch_free)(struct content_batch *b);
+
+    /* ---- content readers ---- */
+
+    /* A reader of content `id` in *ret, positioned at 0; the all-zero id opens as an empty
+     * content. The caller keeps the content referenced while reading (a file row under the
+     * sandbox read lock, or its pin): content collected meanwhile reads as -EIO, never as other
+     * bytes. No transaction or lock is held between calls. -ENOENT when no such content. */
     int (*content_open)(struct store *st, const uint8_t id[CONTENT_ID_LEN],
                         struct content_reader **ret);
+    /* Reads up to cap bytes at the position into buf and advances; *ret_got == 0 only at the
+     * end (or when cap is 0). -EIO when the content is no longer stored. */
     int (*content_read)(struct content_reader *r, void *buf, size_t cap, size_t *ret_got);
+    /* Moves the position to offset, 0 <= offset <= size (-EINVAL otherwise). */
     int (*content_seek)(struct content_reader *r, int64_t offset);
+    /* Frees the reader. */
     void (*content_close)(struct content_reader *r);
+
+    /* ---- commits and collection ---- */
+
+    /* Applies the change set (changeset.h: its changes in order) to sandbox `sandbox_id` in one
+     * transaction: file rows, size and count accounting, cwd (cs->new_cwd), lastUsedAt, version
+     * + 1, a commit log row (cs->kind, cs->info_json, the paths changed); then drops one pin of
+     * each distinct content the change set puts. cs NULL: an empty change set; opts NULL:
+     * expect_version -1, no quota, now. An empty change set still bumps the version and logs
+     * the commit. *ret (may be NULL) gets the version, size and log id after the commit. The
+     * caller keeps ownership of cs. On any failure nothing changes (pins included): -ESTALE
+     * (expect_version given and the sandbox moved on), -ERR_QUOTA (the sandbox would grow past
+     * quota_bytes), -ENOENT (the sandbox is gone, or a parent is missing and create_parents is
+     * off), -ENOTDIR (a parent is not a directory), -EISDIR (a non-directory put at "/", or onto
+     * a directory with keep_dirs), -EINVAL (a path that is not absolute or ends in '/' (paths
+     * are normalised by the caller), an unknown kind or op, a symlink without target, a file
+     * whose size does not match its content), -EIO (a file's content is not stored). */
     int (*commit)(struct store *st, const char *sandbox_id, const struct changeset *cs,
                   const struct commit_opts *opts, struct commit_result *ret);
+    /* Removes the contents no file references and no writer pins (pins past their hour first
+     * expire), then the chunks no content uses; *ret (may be NULL) gets the counts. Collection
+     * proceeds in small transactions so that commits are not held up. */
     int (*gc)(struct store *st, struct gc_stats *ret);
+    /* Optional (NULL: does nothing). The change set will never be committed (its commit
+     * failed): drops the pins its contents got when they were finished and removes at once
+     * every content (and chunk) of it that nothing else references. */
     int (*discard)(struct store *st, const struct changeset *cs);
 };
 
@@ -134,33 +262,35 @@ struct store {
     const struct store_ops *ops;
 };
 
-/* Opens (creating if needed) the SQLite store at `path`, applying schema migrations and removing
- * content pins left by a previous crash. */
+/* 0 when `ops` states STORE_OPS_VERSION and fills every member that is not optional (the
+ * content batch members: all four or none); -EINVAL otherwise, with a message naming the
+ * engine. Every engine's open calls it before handing out a store. */
+__attribute__((warn_unused_result)) int store_ops_check(const struct store_ops *ops);
+
+/* Opens (creating if needed) the SQLite store at `path` (and `path`.chunks, both mode 0600),
+ * applying schema migrations and releasing the pins and pending chunks a previous run left. */
 __attribute__((warn_unused_result)) int store_open_sqlite(const char *path, struct store **ret);
 
-/* Closes the store; NULL-safe. All readers and writers must be closed first. */
+/* The wrappers: each calls the member of the same name (see struct store_ops); they add only
+ * what their comments say. */
+
+/* NULL-safe. */
 static inline void store_close(struct store *st)
 {
     if (st)
         st->ops->close(st);
 }
 
-/* 0 when the store answers a trivial query. */
 static inline int store_check(struct store *st)
 {
     return st->ops->check(st);
 }
 
-/* Bytes of memory the store's engine holds now (bounded caches: what the server's RSS grows by
- * as the database grows, not per sandbox); -1 if the engine cannot tell. */
 static inline int64_t store_memory_bytes(struct store *st)
 {
     return st->ops->memory_bytes ? st->ops->memory_bytes(st) : -1;
 }
 
-/* Inserts the sandbox row and commits `initial` (may be NULL) as its first version, in one
- * transaction. -EEXIST if the id is taken; -ERR_SANDBOX_LIMIT when the owner has
- * opts->max_owner_sandboxes sandboxes already (concurrent creates cannot both pass the limit). */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_create(struct store *st, const struct sandbox_rec *rec,
                      const struct changeset *initial, const struct commit_opts *opts)
@@ -168,7 +298,6 @@ store_sandbox_create(struct store *st, const struct sandbox_rec *rec,
     return st->ops->sandbox_create(st, rec, initial, opts);
 }
 
-/* Reads one sandbox; -ENOENT if missing or not owned by (tenant, sub) (NULLs: any owner). */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_get(struct store *st, const char *id, const char *tenant, const char *sub,
                   struct sandbox_rec *ret)
@@ -176,7 +305,6 @@ store_sandbox_get(struct store *st, const char *id, const char *tenant, const ch
     return st->ops->sandbox_get(st, id, tenant, sub, ret);
 }
 
-/* Walks the owner's sandboxes, newest first (creations within one millisecond in creation order). */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_list(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
                    void *userdata)
@@ -184,33 +312,24 @@ store_sandbox_list(struct store *st, const char *tenant, const char *sub, store_
     return st->ops->sandbox_list(st, tenant, sub, cb, userdata);
 }
 
-/* Deletes the sandbox, its files and commit log, then collects unreferenced content.
- * -ENOENT if missing or not owned. */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub)
 {
     return st->ops->sandbox_delete(st, id, tenant, sub);
 }
 
-/* Sets lastUsedAt. */
 __attribute__((warn_unused_result)) static inline int
 store_sandbox_touch(struct store *st, const char *id, int64_t now_ms)
 {
     return st->ops->sandbox_touch(st, id, now_ms);
 }
 
-/* The row at path (no symlink following); -ENOENT. The root "/" has no row: it is reported as
- * a 0755 directory while the sandbox exists. ret's strings are owned: file_meta_release. */
 __attribute__((warn_unused_result)) static inline int
 store_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret)
 {
     return st->ops->stat(st, sandbox_id, path, ret);
 }
 
-/* Walks the rows strictly below `prefix` in path order (memcmp byte order: a directory always
- * comes before its contents), at most max_depth levels below it (<= 0: unlimited). The root "/"
- * is implicit: it has no row, and listing "/" walks the whole tree. -ENOENT when the sandbox
- * does not exist. */
 __attribute__((warn_unused_result)) static inline int
 store_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
            store_file_cb cb, void *userdata)
@@ -218,18 +337,14 @@ store_list(struct store *st, const char *sandbox_id, const char *prefix, int max
     return st->ops->list(st, sandbox_id, prefix, max_depth, cb, userdata);
 }
 
-/* 1 when some row lies below path, 0 when none, negative on error (-ENOENT: no sandbox). */
 __attribute__((warn_unused_result)) static inline int
 store_has_children(struct store *st, const char *sandbox_id, const char *path)
 {
     return st->ops->has_children(st, sandbox_id, path);
 }
 
-/* Content writers: begin, write any number of times, then finish (which frees the writer
- * whatever it returns, and yields the content id and size; the content stays pinned until a
- * commit references it, an hour passes, or the store restarts) or abort. After a failed write
- * the writer can only be aborted (finish fails too). An empty content finishes with size 0 and
- * an all-zero id. */
+/* Content writers: begin, write any number of times, then finish or abort (abort is
+ * NULL-safe). */
 __attribute__((warn_unused_result)) static inline int
 store_content_begin(struct store *st, struct content_writer **ret)
 {
@@ -259,7 +374,7 @@ static inline void store_content_abort(struct store *st, struct content_writer *
  * committed; store_content_batch_free() discards what was not flushed. After a failed flush the
  * batch's unflushed contents are gone and every later call fails. Memory: the batch holds at most
  * a few MiB. A batch is used by one thread at a time. Engines without batches give a NULL batch,
- * with which finish_in is a plain finish and flush does nothing. */
+ * with which finish_in is a plain finish and flush does nothing; free is NULL-safe. */
 __attribute__((warn_unused_result)) static inline int
 store_content_batch_new(struct store *st, struct content_batch **ret)
 {
@@ -284,10 +399,7 @@ static inline void store_content_batch_free(struct store *st, struct content_bat
         st->ops->content_batch_free(b);
 }
 
-/* Content readers stream a content's bytes; read returns *ret_got == 0 at the end. The caller
- * keeps the content referenced while reading (e.g. under the sandbox read lock): content
- * collected meanwhile reads as -EIO. A reader is used by one thread at a time. The all-zero id
- * opens as an empty content. */
+/* Content readers: open, read or seek, close (NULL-safe). */
 __attribute__((warn_unused_result)) static inline int
 store_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN], struct content_reader **ret)
 {
@@ -310,10 +422,6 @@ static inline void store_content_close(struct store *st, struct content_reader *
         st->ops->content_close(r);
 }
 
-/* Applies the change set in one transaction (rows, size accounting, cwd, version + 1, a commit
- * log row). On any failure nothing changes: -ESTALE (version moved), -ERR_QUOTA, -ENOENT (a
- * parent is missing and create_parents is off, or the sandbox is gone), -ENOTDIR, -ENOSPC, -EIO.
- * An empty change set still bumps the version and logs the commit (and may set cwd). */
 __attribute__((warn_unused_result)) static inline int
 store_commit(struct store *st, const char *sandbox_id, const struct changeset *cs,
              const struct commit_opts *opts, struct commit_result *ret)
@@ -321,16 +429,12 @@ store_commit(struct store *st, const char *sandbox_id, const struct changeset *c
     return st->ops->commit(st, sandbox_id, cs, opts, ret);
 }
 
-/* Removes contents no file references and no writer pins, then chunks no content uses. */
 __attribute__((warn_unused_result)) static inline int store_gc(struct store *st,
                                                                struct gc_stats *ret)
 {
     return st->ops->gc(st, ret);
 }
 
-/* The change set will never be committed (its commit failed, e.g. on the quota): gives back
- * the pins its contents got when they were finished, and removes at once every content (and
- * chunk) of it that nothing else references, so a refused write leaves nothing behind. */
 __attribute__((warn_unused_result)) static inline int store_discard(struct store *st,
                                                                     const struct changeset *cs)
 {

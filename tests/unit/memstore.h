@@ -89,7 +89,8 @@ static void ms_abort(struct content_writer *w)
 static int ms_finish(struct content_writer *w, uint8_t id[CONTENT_ID_LEN], int64_t *ret_size)
 {
     struct memstore *ms = w->ms;
-    *ret_size = (int64_t)w->data.len;
+    if (ret_size)
+        *ret_size = (int64_t)w->data.len;
     if (w->data.len == 0) {
         memset(id, 0, CONTENT_ID_LEN);
         ms_abort(w);
@@ -150,6 +151,7 @@ static ssize_t ms_find(struct memstore *ms, const char *path)
     return -1;
 }
 
+/* One sandbox: sid is not looked at. */
 static int ms_stat(struct store *st, const char *sid UNUSED, const char *path,
                    struct file_meta *ret)
 {
@@ -165,6 +167,7 @@ static int ms_cmp(const void *a, const void *b)
     return strcmp(((const struct file_meta *)a)->path, ((const struct file_meta *)b)->path);
 }
 
+/* Always the whole subtree below prefix, whatever max_depth. */
 static int ms_list(struct store *st, const char *sid UNUSED, const char *prefix,
                    int max_depth UNUSED, store_file_cb cb, void *userdata)
 {
@@ -208,6 +211,7 @@ static void ms_put(struct memstore *ms, const struct file_meta *m)
         ms->nfiles++;
 }
 
+/* No version checks, no quota. */
 static int ms_commit(struct store *st, const char *sid UNUSED, const struct changeset *cs,
                      const struct commit_opts *opts UNUSED, struct commit_result *ret)
 {
@@ -247,6 +251,7 @@ static int ms_commit(struct store *st, const char *sid UNUSED, const struct chan
 }
 
 static const struct store_ops memstore_ops = {
+    .version = STORE_OPS_VERSION,
     .name = "memory",
     .close = ms_close,
     .stat = ms_stat,
@@ -273,18 +278,13 @@ static inline struct memstore *memstore_new(void)
 
 /* ---- the real SQLite engine in a temporary directory ----------------------------------------- */
 
-#include <ftw.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+
+#include "util/fs.h"
 
 #define TEST_SB "11111111-1111-4111-8111-111111111111"
-
-static int test_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 /* Opens a fresh SQLite store under dir (>= 64 bytes, filled here) holding sandbox TEST_SB. */
 static inline struct store *test_sqlite_open(char *dir)
@@ -311,7 +311,8 @@ static inline struct store *test_sqlite_open(char *dir)
 static inline void test_sqlite_close(struct store *st, const char *dir)
 {
     store_close(st);
-    nftw(dir, test_rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    if (rm_rf_at(AT_FDCWD, dir, NULL) < 0)
+        fprintf(stderr, "cannot remove the test directory %s\n", dir);
 }
 
 /* The sandbox's version (how many commits it saw). */

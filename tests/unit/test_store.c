@@ -4,7 +4,7 @@
 #include "unit.h"
 
 #include <errno.h>
-#include <ftw.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,6 +16,7 @@
 
 #include "store/store.h"
 #include "util/err.h"
+#include "util/fs.h"
 
 #define MIB (1024 * 1024)
 
@@ -24,14 +25,6 @@ struct fx {
     char db[128];
     struct store *st;
 };
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
@@ -49,7 +42,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     store_close(f->st);
-    nftw(f->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(rm_rf_at(AT_FDCWD, f->dir, NULL), 0);
     free(f);
     return 0;
 }
@@ -237,6 +230,41 @@ static int collect_sb(const struct sandbox_rec *rec, void *ud)
     return l->stop_after && l->n == l->stop_after ? 77 : 0;
 }
 
+/* The engine's ops table passes the interface check; a table of another version, or missing a
+ * required member or part of the batch members, is refused. */
+static void test_ops_check(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(store_ops_check(f->st->ops), 0);
+    assert_int_equal(f->st->ops->version, STORE_OPS_VERSION);
+
+    struct store_ops ops = *f->st->ops;
+    ops.version = STORE_OPS_VERSION + 1;
+    err_clear();
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+    assert_non_null(strstr(err_message(), "sqlite"));
+    ops.version = 0;
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+
+    ops = *f->st->ops;
+    ops.commit = NULL;
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+
+    /* Optional members. */
+    ops = *f->st->ops;
+    ops.memory_bytes = NULL;
+    ops.discard = NULL;
+    assert_int_equal(store_ops_check(&ops), 0);
+    struct store plain = {.ops = &ops};
+    assert_int_equal(store_memory_bytes(&plain), -1);
+    ops.content_batch_flush = NULL;
+    assert_int_equal(store_ops_check(&ops), -EINVAL);
+    ops.content_batch_new = NULL;
+    ops.content_finish_in = NULL;
+    ops.content_batch_free = NULL;
+    assert_int_equal(store_ops_check(&ops), 0);
+}
+
 static void test_sandbox_crud(void **state)
 {
     struct fx *f = *state;
@@ -336,6 +364,15 @@ static void test_changeset_take(void **state)
     assert_ptr_equal(cs.items, items);
     assert_int_equal(cs.n, 101);
     assert_string_equal(cs.items[100].meta.path, "/f99");
+
+    /* A reservation that cannot be met fails and changes nothing. */
+    size_t cap = cs.cap;
+    assert_int_equal(changeset_reserve(&cs, SIZE_MAX), -ENOMEM);
+    assert_int_equal(changeset_reserve(&cs, SIZE_MAX / sizeof(struct change)), -ENOMEM);
+    assert_ptr_equal(cs.items, items);
+    assert_int_equal(cs.cap, cap);
+    assert_int_equal(cs.n, 101);
+    assert_int_equal(changeset_reserve(&cs, 0), 0);
     changeset_release(&cs);
 }
 
@@ -1057,6 +1094,47 @@ static void test_gc_keeps_pinned(void **state)
     free(data);
 }
 
+/* A refused change set, discarded: its own contents go at once (chunks included), a content it
+ * shares with a committed file stays, and no pin is left behind. */
+static void test_discard(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    uint8_t *data = malloc(2 * MIB);
+    fill(data, 2 * MIB, 41);
+    uint8_t kept[CONTENT_ID_LEN], mine[CONTENT_ID_LEN], small[CONTENT_ID_LEN];
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    put_bytes(f->st, data, MIB, kept);
+    cs_file(&cs, "/kept", kept, MIB);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    int64_t chunks_before = db_int(f, "SELECT count(*) FROM blobs.chunks");
+
+    changeset_init(&cs, "put");
+    put_bytes(f->st, data, MIB, kept); /* pinned again by this change set's writer */
+    cs_file(&cs, "/again", kept, MIB);
+    put_bytes(f->st, data + MIB, MIB, mine);
+    cs_file(&cs, "/mine", mine, MIB);
+    put_bytes(f->st, "small", 5, small); /* inline */
+    cs_file(&cs, "/small", small, 5);
+    struct commit_opts o = {.expect_version = -1, .quota_bytes = MIB + 1};
+    assert_int_equal(store_commit(f->st, SB1, &cs, &o, NULL), -ERR_QUOTA);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM content_pins"), 3);
+
+    assert_int_equal(store_discard(f->st, &cs), 0);
+    changeset_release(&cs);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM content_pins"), 0);
+    struct content_reader *r;
+    assert_int_equal(store_content_open(f->st, mine, &r), -ENOENT);
+    assert_int_equal(store_content_open(f->st, small, &r), -ENOENT);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), chunks_before);
+    expect_content(f->st, kept, data, MIB);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    expect_content(f->st, kept, data, MIB);
+    free(data);
+}
+
 /* ---- persistence, listing -------------------------------------------------------------- */
 
 static void test_persistence(void **state)
@@ -1420,6 +1498,7 @@ static void test_concurrency(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ops_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sandbox_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_wal_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_releases_cache_memory, setup, teardown),
@@ -1439,6 +1518,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_bad_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),

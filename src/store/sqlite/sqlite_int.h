@@ -1,0 +1,357 @@
+/*
+ * sqlite_int.h — what the files of the SQLite engine share (contract: store.h, changeset.h).
+ * Private to src/store/sqlite/: nothing else includes it.
+ *
+ * Files: store_sqlite.c (open, close, the ops table), sqlite_schema.c (migrations and every
+ * statement's SQL), sqlite_conn.c (connections, the read pool, write transactions),
+ * sqlite_sandbox.c (sandbox rows), sqlite_tree.c (file reads), sqlite_commit.c (change sets),
+ * sqlite_content_write.c (content writers and batches), sqlite_content_read.c (content readers),
+ * sqlite_gc.c (garbage collection), sqlite_checkpoint.c (WAL checkpoints off the write path).
+ *
+ * Connections: one read-write connection, guarded by `wlock`, runs every write transaction
+ * (BEGIN IMMEDIATE ... COMMIT), so writers are serialised inside the process and never see
+ * SQLITE_BUSY from each other. Reads use a pool of read-only connections (opened on demand, at
+ * most POOL_IDLE_MAX idle ones kept), so in WAL mode they run concurrently with the writer and
+ * with each other. Each connection is used by one thread at a time and caches its prepared
+ * statements (prepared on first use).
+ *
+ * Schema (sqlite_schema.c): sandboxes are keyed by an integer `sid` so that the per-file rows
+ * stay lean; files are a WITHOUT ROWID table keyed (sid, path) whose BINARY (memcmp) order puts
+ * a directory before its contents, and the subtree of P is the key range [P/, P0) ('0' follows
+ * '/'). Content is chunked: `chunks` (id, hash unique, size, data), `contents` (id = SHA-256 of
+ * chunk hashes and size) and `content_chunks` (content, seq) -> chunk.
+ *
+ * Garbage collection never scans the whole store. Every event that can make a content
+ * unreferenced records it in `gc_candidates`: a file row holding it removed or replaced, a pin
+ * dropped by expiry. GC examines only candidates (in small batches, one write transaction each,
+ * so commits are not starved): a candidate with no file row and no pin is deleted together with
+ * the chunks no other content uses. Protection of data not yet committed:
+ *   - a content writer's chunks are listed in `pending_chunks` (writer id, chunk id) in the same
+ *     transaction that inserts or finds the chunk, and GC keeps every chunk listed there; finish
+ *     replaces them by the content's content_chunks rows, abort deletes the ones nobody uses;
+ *   - a finished content is pinned in `content_pins` (a reference count: one per finish, and a
+ *     lease time). A commit drops one reference for each distinct content it puts; pins older than
+ *     PIN_LEASE_MS (finished, never committed: e.g. the commit failed on quota) expire in GC.
+ *   - a content batch keeps finished contents in memory until its flush, which stores their
+ *     last chunks with pending rows in one transaction and their contents rows and pins in the
+ *     next, so the two rules above hold for batched contents too.
+ * Writers are in-process only, so at open both tables are cleared: pending chunks nobody uses are
+ * deleted and pinned contents become GC candidates.
+ *
+ * Two database files: `path` holds all metadata (4 KiB pages, so small commits write little),
+ * `path`.chunks holds the chunk bytes (64 KiB pages: fewer, larger pages per chunk). Contents up
+ * to INLINE_MAX bytes live inline in their `contents` row, so a small file costs one transaction
+ * on the metadata database only. A transaction over both files is atomic per file only (SQLite
+ * WAL): the states a crash can leave across them are a pending row naming a chunk that was never
+ * stored (cleared at open) or chunks no content uses, which open sweeps.
+ *
+ * Locks: `wlock` guards the write connection and every write transaction, `plock` the idle read
+ * pool, `ckpt_lock` the checkpointer's state. The only nesting is wlock, then ckpt_lock (the WAL
+ * hook runs inside a commit); plock is never held together with another lock.
+ */
+#ifndef SQLFS_STORE_SQLITE_SQLITE_INT_H
+#define SQLFS_STORE_SQLITE_SQLITE_INT_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+#define BUSY_TIMEOUT_MS 10000
+#define DIR_MODE_DEFAULT 0755 /* the root, and parents a change set creates */
+
+/* Every statement the engine runs, prepared once per connection on first use. The SQL of each
+ * is sq_stmt_sql[id] (sqlite_schema.c). */
+enum stmt_id {
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_CHECK,
+    ST_SB_INSERT,
+    ST_SB_GET,
+    ST_SB_LIST_OWNER,
+    ST_SB_LIST_ANY,
+    ST_SB_STATE,
+    ST_SB_UPDATE,
+    ST_SB_TOUCH,
+    ST_SB_DELETE,
+    ST_SB_CREATED,
+    ST_SB_COUNT_OWNER,
+    ST_F_GET,
+    ST_F_PUT,
+    ST_F_SETDIR,
+    ST_F_DEL,
+    ST_F_RANGE_STATS,
+    ST_F_RANGE_CAND,
+    ST_F_RANGE_DEL,
+    ST_F_STAT,
+    ST_F_LIST,
+    ST_F_HAS_CHILD,
+    ST_CAND_ADD,
+    ST_CONTENT_SIZE,
+    ST_CONTENT_INSERT,
+    ST_CC_INSERT,
+    ST_CONTENT_CHUNKS,
+    ST_PIN_ADD,
+    ST_PIN_DROP,
+    ST_PIN_DEL_ZERO,
+    ST_COMMIT_INSERT,
+    ST_CHANGE_INSERT,
+    ST_COMMITS_DEL_CHANGES,
+    ST_COMMITS_DEL,
+    ST_CHUNK_FIND,
+    ST_CHUNK_INSERT,
+    ST_CHUNK_DEL_IF_FREE,
+    ST_PENDING_ADD,
+    ST_PENDING_DEL,
+    ST_GC_EXPIRED_CAND,
+    ST_GC_EXPIRED_DEL,
+    ST_GC_BATCH,
+    ST_GC_CAND_DEL,
+    ST_GC_IS_GARBAGE,
+    ST_GC_CHUNKS_OF,
+    ST_GC_CC_DEL,
+    ST_GC_CONTENT_DEL,
+    ST_COUNT
+};
+
+extern const char *const sq_stmt_sql[ST_COUNT];
+
+struct conn {
+    sqlite3 *db;                  /* owned */
+    sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use, finalized at close */
+    struct conn *next;            /* idle list link (read pool) */
+};
+
+struct sqlite_store {
+    struct store base;     /* must stay first: struct store * is cast to this */
+    char *path;            /* metadata database file */
+    char *blobs_path;      /* chunk database file: path + ".chunks" */
+    pthread_mutex_t wlock; /* guards w and every write transaction */
+    struct conn *w;        /* the one read-write connection */
+    pthread_mutex_t plock; /* guards idle, nidle */
+    struct conn *idle;     /* idle read-only connections */
+    int nidle;
+    int64_t next_writer;       /* content writer ids (atomic) */
+    pthread_mutex_t ckpt_lock; /* guards ckpt_want, ckpt_dirty, ckpt_last_ms, mem_dirty,
+                                * ckpt_stop */
+    pthread_cond_t ckpt_cond;  /* signals the checkpointer */
+    unsigned ckpt_want;        /* databases to checkpoint: CKPT_MAIN | CKPT_BLOBS */
+    unsigned ckpt_dirty;       /* databases whose WAL holds frames since its last truncation */
+    int64_t ckpt_last_ms;      /* monotonic time of the last commit (time_mono_ms) */
+    bool mem_dirty;            /* a commit came since the caches were last given back */
+    bool ckpt_stop;            /* the checkpointer must exit */
+    bool ckpt_running;         /* ckpt_thread was started */
+    pthread_t ckpt_thread;     /* runs WAL checkpoints off the write path */
+    struct conn *ckpt;         /* the checkpointer's own read-write connection */
+};
+
+static inline struct sqlite_store *to_sq(struct store *st)
+{
+    return (struct sqlite_store *)st;
+}
+
+static inline bool id_is_zero(const uint8_t id[CONTENT_ID_LEN])
+{
+    for (int i = 0; i < CONTENT_ID_LEN; i++)
+        if (id[i])
+            return false;
+    return true;
+}
+
+/* A sandbox path as the engine stores it: absolute, no trailing slash except the root's. */
+static inline bool path_ok(const char *path, size_t len)
+{
+    return len >= 1 && path[0] == '/' && (len == 1 || path[len - 1] != '/');
+}
+
+/* The key range [lo, hi) of the subtree strictly below a path P: [P/, P0), or every path for
+ * the root ('0' follows '/' in memcmp order). The bounds are not NUL-terminated. */
+struct subtree {
+    char *lo;     /* owned; locap bytes (a walk moves lo forward) */
+    char *hi;     /* owned */
+    size_t lolen; /* bytes of lo */
+    size_t hilen; /* bytes of hi */
+    size_t locap; /* bytes allocated at lo */
+};
+
+/* Sets r to the range below path[0..len) (a path_ok path). -ENOMEM; release with
+ * subtree_release either way. */
+static inline int subtree_init(struct subtree *r, const char *path, size_t len)
+{
+    bool root = len == 1 && path[0] == '/';
+    size_t n = root ? 1 : len + 1;
+    *r = (struct subtree){.lo = malloc(n), .hi = malloc(n), .lolen = n, .hilen = n, .locap = n};
+    if (!r->lo || !r->hi)
+        return -ENOMEM;
+    if (!root) {
+        memcpy(r->lo, path, len);
+        memcpy(r->hi, path, len);
+    }
+    r->lo[n - 1] = '/';
+    r->hi[n - 1] = '0';
+    return 0;
+}
+
+static inline void subtree_release(struct subtree *r)
+{
+    free(r->lo);
+    free(r->hi);
+    r->lo = r->hi = NULL;
+}
+
+/* ---- sqlite_conn.c: connections, statements, the read pool, write transactions ---------- */
+
+/* Maps a SQLite failure to the store's codes (err_set); the message never holds SQL. c may be
+ * NULL. */
+int sq_fail(struct conn *c, int rc);
+
+/* Opens a connection to the metadata database `path` with the chunk database attached as
+ * "blobs"; the read-write one also sets the persistent modes (WAL, page sizes). Free with
+ * sq_conn_close (NULL-safe). */
+int sq_conn_open(const char *path, const char *blobs_path, bool readonly, struct conn **ret);
+void sq_conn_close(struct conn *c);
+/* Runs SQL text (no parameters, no rows of interest). */
+int sq_conn_exec(struct conn *c, const char *sql);
+
+/* The cached statement `id` of c, prepared on first use. The caller resets it after use (or
+ * declares it _cleanup_reset_). */
+int sq_stmt_get(struct conn *c, enum stmt_id id, sqlite3_stmt **ret);
+/* Steps st: 1 on a row, 0 when done, negative on failure. */
+int sq_stmt_step(struct conn *c, sqlite3_stmt *st);
+/* Runs a statement that returns no row of interest, and resets it. */
+int sq_stmt_run(struct conn *c, sqlite3_stmt *st);
+
+static inline void stmt_resetp(sqlite3_stmt **p)
+{
+    if (*p)
+        sqlite3_reset(*p);
+}
+#define _cleanup_reset_ __attribute__((cleanup(stmt_resetp)))
+
+/* Statement `id` with the content id bound to ?1 (its only parameter), stepped once: 1 on a row
+ * (its columns in *ret; sq_stmt_step for the next), 0 when none, negative on failure. *ret is
+ * the statement or NULL, whatever the result: declare it _cleanup_reset_. */
+int sq_query_content(struct conn *c, enum stmt_id id, const uint8_t content_id[CONTENT_ID_LEN],
+                     sqlite3_stmt **ret);
+/* sq_query_content with a sandbox id (text) as ?1. */
+int sq_query_sandbox(struct conn *c, enum stmt_id id, const char *sandbox_id, sqlite3_stmt **ret);
+/* Runs statement `id` with the content id bound to ?1, for its effect only. */
+int sq_run_content(struct conn *c, enum stmt_id id, const uint8_t content_id[CONTENT_ID_LEN]);
+
+/* Copies a content id column into id; false when the column is NULL or not an id. */
+static inline bool column_id(sqlite3_stmt *st, int col, uint8_t id[CONTENT_ID_LEN])
+{
+    const void *p = sqlite3_column_blob(st, col);
+    if (!p || sqlite3_column_bytes(st, col) != CONTENT_ID_LEN)
+        return false;
+    memcpy(id, p, CONTENT_ID_LEN);
+    return true;
+}
+
+/* Bind helpers: they return the SQLite code; callers OR them and check once with
+ * sq_bind_check (a bind fails only on misuse or out of memory). Bound values are not copied:
+ * they must outlive the statement's use. */
+static inline int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+static inline int bind_textn(sqlite3_stmt *st, int i, const char *s, size_t n)
+{
+    return sqlite3_bind_text(st, i, s, (int)n, SQLITE_STATIC);
+}
+static inline int bind_id(sqlite3_stmt *st, int i, const uint8_t id[CONTENT_ID_LEN])
+{
+    return sqlite3_bind_blob(st, i, id, CONTENT_ID_LEN, SQLITE_STATIC);
+}
+int sq_bind_check(struct conn *c, int rc);
+
+/* A read-only connection from the pool (opened when none is idle); give it back with
+ * sq_pool_put (NULL-safe), which rolls back a transaction left open. */
+int sq_pool_get(struct sqlite_store *s, struct conn **ret);
+void sq_pool_put(struct sqlite_store *s, struct conn *c);
+
+/* Write transactions on s->w: sq_wtx_begin locks wlock and opens BEGIN IMMEDIATE (unlocked
+ * again when it fails); sq_wtx_end commits when r >= 0 (rolls back otherwise, or when the
+ * commit fails), unlocks and returns r or the commit's error. */
+int sq_wtx_begin(struct sqlite_store *s);
+int sq_wtx_end(struct sqlite_store *s, int r);
+
+/* ---- sqlite_schema.c -------------------------------------------------------------------- */
+
+/* Brings the schema of the database on c (write connection, no transaction open) to the
+ * latest version, one transaction per migration. -EIO when the database is newer than this
+ * code. */
+int sq_migrate(struct conn *c);
+
+/* ---- sqlite_commit.c -------------------------------------------------------------------- */
+
+/* Applies cs to sandbox `id` inside the write transaction the caller holds (sq_wtx_begin). On
+ * failure the caller must roll back (some rows may have changed). ret may be NULL. */
+int sq_commit_locked(struct sqlite_store *s, const char *id, const struct changeset *cs,
+                     const struct commit_opts *opts, struct commit_result *ret);
+/* Deletes every file row of sandbox `sid` inside the caller's write transaction, recording
+ * their contents as GC candidates. */
+int sq_files_delete_all(struct sqlite_store *s, int64_t sid);
+
+/* ---- sqlite_gc.c ------------------------------------------------------------------------ */
+
+/* Expires old pins, then collects candidates in batches of one write transaction each (takes
+ * wlock per batch: the caller must not hold it). ret may be NULL. */
+int sq_gc_run(struct sqlite_store *s, struct gc_stats *ret);
+
+/* ---- sqlite_checkpoint.c ---------------------------------------------------------------- */
+
+/* Starts the checkpoint thread and installs the write connection's WAL hook. */
+int sq_ckpt_start(struct sqlite_store *s);
+/* Stops and joins the thread (if started) and closes its connection. */
+void sq_ckpt_stop(struct sqlite_store *s);
+
+/* ---- the store_ops members (contract: store.h) ------------------------------------------ */
+
+/* sqlite_sandbox.c */
+int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
+                      const struct changeset *initial, const struct commit_opts *opts);
+int sq_sandbox_get(struct store *st, const char *id, const char *tenant, const char *sub,
+                   struct sandbox_rec *ret);
+int sq_sandbox_list(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
+                    void *userdata);
+int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
+int sq_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
+
+/* sqlite_tree.c */
+int sq_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret);
+int sq_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
+            store_file_cb cb, void *userdata);
+int sq_has_children(struct store *st, const char *sandbox_id, const char *path);
+
+/* sqlite_content_write.c */
+int sq_content_begin(struct store *st, struct content_writer **ret);
+int sq_content_write(struct content_writer *w, const void *data, size_t len);
+int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
+void sq_content_abort(struct content_writer *w);
+int sq_content_batch_new(struct store *st, struct content_batch **ret);
+int sq_content_finish_in(struct content_batch *b, struct content_writer *w,
+                         uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
+int sq_content_batch_flush(struct content_batch *b);
+void sq_content_batch_free(struct content_batch *b);
+
+/* sqlite_content_read.c */
+int sq_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN],
+                    struct content_reader **ret);
+int sq_content_read(struct content_reader *r, void *buf, size_t cap, size_t *ret_got);
+int sq_content_seek(struct content_reader *r, int64_t offset);
+void sq_content_close(struct content_reader *r);
+
+/* sqlite_commit.c, sqlite_gc.c */
+int sq_commit(struct store *st, const char *sandbox_id, const struct changeset *cs,
+              const struct commit_opts *opts, struct commit_result *ret);
+int sq_discard(struct store *st, const struct changeset *cs);
+int sq_gc(struct store *st, struct gc_stats *ret);
+
+#endif

@@ -1,0 +1,218 @@
+/*
+ * sqlite_schema.c — the SQL of the SQLite engine: the schema's migrations and the text of every
+ * statement the engine prepares (enum stmt_id in sqlite_int.h). The tables are described in
+ * sqlite_int.h.
+ */
+#include "store/sqlite/sqlite_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+#include "util/err.h"
+#include "util/timeutil.h"
+
+/* Migration i brings the schema to version i + 1. Never edit a released entry: append. */
+static const char *const migrations[] = {
+    "CREATE TABLE sandboxes ("
+    "  sid INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  tenant TEXT NOT NULL,"
+    "  sub TEXT NOT NULL,"
+    "  name TEXT,"
+    "  env TEXT NOT NULL,"
+    "  python INTEGER NOT NULL,"
+    "  javascript INTEGER NOT NULL,"
+    "  network INTEGER NOT NULL,"
+    "  cwd TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  last_used_ms INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  size_bytes INTEGER NOT NULL,"
+    "  file_count INTEGER NOT NULL);"
+    "CREATE INDEX sandboxes_owner ON sandboxes(tenant, sub, created_ms DESC, id);"
+    "CREATE TABLE files ("
+    "  sid INTEGER NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  kind INTEGER NOT NULL,"
+    "  mode INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL,"
+    "  content BLOB,"
+    "  target TEXT,"
+    "  PRIMARY KEY (sid, path)) WITHOUT ROWID;"
+    "CREATE INDEX files_content ON files(content) WHERE content IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS blobs.chunks ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  hash BLOB NOT NULL UNIQUE,"
+    "  size INTEGER NOT NULL,"
+    "  data BLOB NOT NULL);"
+    "CREATE TABLE contents ("
+    "  rid INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id BLOB NOT NULL UNIQUE,"
+    "  size INTEGER NOT NULL,"
+    "  nchunks INTEGER NOT NULL,"
+    "  data BLOB);"
+    "CREATE TABLE content_chunks ("
+    "  content_id BLOB NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  chunk_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (content_id, seq)) WITHOUT ROWID;"
+    "CREATE INDEX content_chunks_chunk ON content_chunks(chunk_id);"
+    "CREATE TABLE content_pins ("
+    "  content_id BLOB PRIMARY KEY,"
+    "  refs INTEGER NOT NULL,"
+    "  pinned_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE pending_chunks ("
+    "  writer INTEGER NOT NULL,"
+    "  chunk_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (writer, chunk_id)) WITHOUT ROWID;"
+    "CREATE INDEX pending_chunks_chunk ON pending_chunks(chunk_id);"
+    "CREATE TABLE gc_candidates (content_id BLOB PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE commits ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  sid INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  kind TEXT,"
+    "  info TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  changes INTEGER NOT NULL,"
+    "  bytes_delta INTEGER NOT NULL);"
+    "CREATE INDEX commits_sid ON commits(sid, version);"
+    "CREATE TABLE commit_changes ("
+    "  commit_id INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  op INTEGER NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  PRIMARY KEY (commit_id, seq)) WITHOUT ROWID;",
+};
+
+/* Column lists shared by several statements. */
+#define SB_COLS                                                                                    \
+    "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, "     \
+    "version, size_bytes, file_count"
+#define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
+#define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = ?1)"
+
+/* Indexed by enum stmt_id (sqlite_int.h). */
+const char *const sq_stmt_sql[ST_COUNT] = {
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_CHECK] = "SELECT count(*) FROM schema_migrations",
+    [ST_SB_INSERT] = "INSERT INTO sandboxes (" SB_COLS ") "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, 0)",
+    [ST_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1",
+    [ST_SB_LIST_OWNER] = "SELECT " SB_COLS " FROM sandboxes WHERE tenant = ?1 AND sub = ?2 "
+                         "ORDER BY created_ms DESC, sid DESC",
+    [ST_SB_LIST_ANY] = "SELECT " SB_COLS " FROM sandboxes "
+                       "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR sub = ?2) "
+                       "ORDER BY created_ms DESC, sid DESC",
+    [ST_SB_STATE] = "SELECT sid, version, size_bytes, file_count, tenant, sub FROM sandboxes "
+                    "WHERE id = ?1",
+    [ST_SB_UPDATE] = "UPDATE sandboxes SET version = ?2, size_bytes = ?3, file_count = ?4, "
+                     "last_used_ms = ?5, cwd = coalesce(?6, cwd) WHERE sid = ?1",
+    [ST_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = ?2 WHERE id = ?1",
+    [ST_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = ?1",
+    [ST_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
+    [ST_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
+                          "WHERE tenant = ?1 AND sub = ?2 LIMIT ?3)",
+    [ST_F_GET] = "SELECT kind, size, content FROM files WHERE sid = ?1 AND path = ?2",
+    [ST_F_PUT] = "INSERT OR REPLACE INTO files (sid, " FILE_COLS ") "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_F_SETDIR] = "UPDATE files SET mode = ?3, mtime_ns = ?4 WHERE sid = ?1 AND path = ?2",
+    [ST_F_DEL] = "DELETE FROM files WHERE sid = ?1 AND path = ?2",
+    [ST_F_RANGE_STATS] = "SELECT count(*), coalesce(sum(CASE WHEN kind = 1 THEN size END), 0) "
+                         "FROM files WHERE sid = ?1 AND path >= ?2 AND path < ?3",
+    [ST_F_RANGE_CAND] = "INSERT OR IGNORE INTO gc_candidates SELECT content FROM files "
+                        "WHERE sid = ?1 AND path >= ?2 AND path < ?3 AND content IS NOT NULL",
+    [ST_F_RANGE_DEL] = "DELETE FROM files WHERE sid = ?1 AND path >= ?2 AND path < ?3",
+    [ST_F_STAT] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1 " AND path = ?2",
+    [ST_F_LIST] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1
+                  " AND path >= ?2 AND path < ?3 ORDER BY path",
+    [ST_F_HAS_CHILD] =
+        "SELECT 1 FROM files WHERE sid = " SID_OF_1 " AND path >= ?2 AND path < ?3 LIMIT 1",
+    [ST_CAND_ADD] = "INSERT OR IGNORE INTO gc_candidates (content_id) VALUES (?1)",
+    [ST_CONTENT_SIZE] = "SELECT size, nchunks, rid FROM contents WHERE id = ?1",
+    [ST_CONTENT_INSERT] = "INSERT OR IGNORE INTO contents (id, size, nchunks, data) "
+                          "VALUES (?1, ?2, ?3, ?4)",
+    [ST_CC_INSERT] = "INSERT INTO content_chunks (content_id, seq, chunk_id) VALUES (?1, ?2, ?3)",
+    [ST_CONTENT_CHUNKS] = "SELECT cc.chunk_id, ch.size FROM content_chunks cc "
+                          "JOIN blobs.chunks ch ON ch.id = cc.chunk_id "
+                          "WHERE cc.content_id = ?1 ORDER BY cc.seq",
+    [ST_PIN_ADD] = "INSERT INTO content_pins (content_id, refs, pinned_ms) VALUES (?1, 1, ?2) "
+                   "ON CONFLICT (content_id) DO UPDATE SET refs = refs + 1, "
+                   "pinned_ms = excluded.pinned_ms",
+    [ST_PIN_DROP] = "UPDATE content_pins SET refs = refs - 1 WHERE content_id = ?1",
+    [ST_PIN_DEL_ZERO] = "DELETE FROM content_pins WHERE content_id = ?1 AND refs <= 0",
+    [ST_COMMIT_INSERT] = "INSERT INTO commits (sid, version, kind, info, created_ms, changes, "
+                         "bytes_delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_CHANGE_INSERT] = "INSERT INTO commit_changes (commit_id, seq, op, path) "
+                         "VALUES (?1, ?2, ?3, ?4)",
+    [ST_COMMITS_DEL_CHANGES] = "DELETE FROM commit_changes WHERE commit_id IN "
+                               "(SELECT id FROM commits WHERE sid = ?1)",
+    [ST_COMMITS_DEL] = "DELETE FROM commits WHERE sid = ?1",
+    [ST_CHUNK_FIND] = "SELECT id FROM blobs.chunks WHERE hash = ?1",
+    [ST_CHUNK_INSERT] = "INSERT INTO blobs.chunks (hash, size, data) VALUES (?1, ?2, ?3)",
+    [ST_CHUNK_DEL_IF_FREE] =
+        "DELETE FROM blobs.chunks WHERE id = ?1 "
+        "AND NOT EXISTS (SELECT 1 FROM content_chunks WHERE chunk_id = ?1) "
+        "AND NOT EXISTS (SELECT 1 FROM pending_chunks WHERE chunk_id = ?1) RETURNING size",
+    [ST_PENDING_ADD] = "INSERT OR IGNORE INTO pending_chunks (writer, chunk_id) VALUES (?1, ?2)",
+    [ST_PENDING_DEL] = "DELETE FROM pending_chunks WHERE writer = ?1",
+    [ST_GC_EXPIRED_CAND] = "INSERT OR IGNORE INTO gc_candidates "
+                           "SELECT content_id FROM content_pins WHERE pinned_ms < ?1",
+    [ST_GC_EXPIRED_DEL] = "DELETE FROM content_pins WHERE pinned_ms < ?1",
+    [ST_GC_BATCH] = "SELECT content_id FROM gc_candidates LIMIT ?1",
+    [ST_GC_CAND_DEL] = "DELETE FROM gc_candidates WHERE content_id = ?1",
+    [ST_GC_IS_GARBAGE] = "SELECT NOT EXISTS (SELECT 1 FROM files WHERE content = ?1) "
+                         "AND NOT EXISTS (SELECT 1 FROM content_pins WHERE content_id = ?1)",
+    [ST_GC_CHUNKS_OF] = "SELECT chunk_id FROM content_chunks WHERE content_id = ?1",
+    [ST_GC_CC_DEL] = "DELETE FROM content_chunks WHERE content_id = ?1",
+    [ST_GC_CONTENT_DEL] = "DELETE FROM contents WHERE id = ?1",
+};
+
+int sq_migrate(struct conn *c)
+{
+    int r = sq_conn_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                            "version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)");
+    if (r < 0)
+        return r;
+    int64_t current = 0;
+    {
+        sqlite3_stmt *q = NULL;
+        int rc = sqlite3_prepare_v2(
+            c->db, "SELECT coalesce(max(version), 0) FROM schema_migrations", -1, &q, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(q);
+            if (rc == SQLITE_ROW) {
+                current = sqlite3_column_int64(q, 0);
+                rc = SQLITE_OK;
+            }
+        }
+        sqlite3_finalize(q);
+        if (rc != SQLITE_OK)
+            return sq_fail(c, rc);
+    }
+    int64_t latest = (int64_t)(sizeof(migrations) / sizeof(migrations[0]));
+    if (current > latest)
+        return err_set(
+            -EIO, "the database schema (version %" PRId64 ") is newer than this server understands",
+            current);
+    for (int64_t v = current + 1; v <= latest && r >= 0; v++) {
+        r = sq_conn_exec(c, "BEGIN IMMEDIATE");
+        if (r < 0)
+            return r;
+        r = sq_conn_exec(c, migrations[v - 1]);
+        if (r >= 0) {
+            char *sql = sqlite3_mprintf("INSERT INTO schema_migrations VALUES (%lld, %lld)",
+                                        (long long)v, (long long)time_now_ms());
+            r = sql ? sq_conn_exec(c, sql) : -ENOMEM;
+            sqlite3_free(sql);
+        }
+        if (r >= 0)
+            r = sq_conn_exec(c, "COMMIT");
+        if (r < 0)
+            (void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return r;
+}

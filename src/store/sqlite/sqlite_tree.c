@@ -1,0 +1,196 @@
+/*
+ * sqlite_tree.c — reads of a sandbox's file rows in the SQLite engine: stat (the root is
+ * implicit), list (a range scan in path order that skips whole subtrees below max_depth with one
+ * index seek each) and has_children. Each runs on a pooled read-only connection.
+ */
+#include "store/sqlite/sqlite_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "util/array.h"
+#include "util/err.h"
+
+/* Points the file_meta at the columns of the current row (valid until the next step). */
+static void meta_from_row(sqlite3_stmt *st, struct file_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->path = (char *)sqlite3_column_text(st, 0);
+    m->kind = (enum file_kind)sqlite3_column_int(st, 1);
+    m->mode = (uint32_t)sqlite3_column_int64(st, 2);
+    m->size = sqlite3_column_int64(st, 3);
+    m->mtime_ns = sqlite3_column_int64(st, 4);
+    m->has_content = column_id(st, 5, m->content);
+    m->target = (char *)sqlite3_column_text(st, 6);
+}
+
+/* 0 when the sandbox exists, -ENOENT when not; *ret_created_ms gets its creation time. */
+static int sandbox_exists(struct conn *c, const char *id, int64_t *ret_created_ms)
+{
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    int r = sq_query_sandbox(c, ST_SB_CREATED, id, &q);
+    if (r == 0)
+        return err_set(-ENOENT, "sandbox not found");
+    if (r > 0 && ret_created_ms)
+        *ret_created_ms = sqlite3_column_int64(q, 0);
+    return r < 0 ? r : 0;
+}
+
+static int stat_locked(struct conn *c, const char *sandbox_id, const char *path,
+                       struct file_meta *ret)
+{
+    if (strcmp(path, "/") == 0) {
+        /* The root has no row: it is a directory that always exists. */
+        int64_t created_ms = 0;
+        int r = sandbox_exists(c, sandbox_id, &created_ms);
+        if (r < 0)
+            return r;
+        memset(ret, 0, sizeof(*ret));
+        ret->path = strdup("/");
+        if (!ret->path)
+            return -ENOMEM;
+        ret->kind = FILE_KIND_DIR;
+        ret->mode = DIR_MODE_DEFAULT;
+        ret->mtime_ns = created_ms * 1000000;
+        return 0;
+    }
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    int r = sq_stmt_get(c, ST_F_STAT, &q);
+    if (r >= 0)
+        r = sq_bind_check(c, bind_text(q, 1, sandbox_id) | bind_text(q, 2, path));
+    if (r >= 0)
+        r = sq_stmt_step(c, q);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return err_set(-ENOENT, "no such file or directory: %s", path);
+    struct file_meta view;
+    meta_from_row(q, &view);
+    return file_meta_copy(ret, &view);
+}
+
+int sq_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret)
+{
+    struct sqlite_store *s = to_sq(st);
+    struct conn *c;
+    int r = sq_pool_get(s, &c);
+    if (r < 0)
+        return r;
+    r = stat_locked(c, sandbox_id, path, ret);
+    sq_pool_put(s, c);
+    return r;
+}
+
+/* Index just past the max_depth-th segment of `path` below the prefix (whose subtree starts at
+ * byte `base`), or 0 when the path is not deeper than max_depth. */
+static size_t depth_cut(const char *path, size_t base, int max_depth)
+{
+    int depth = 1;
+    for (size_t i = base; path[i]; i++) {
+        if (path[i] == '/' && ++depth > max_depth)
+            return i;
+    }
+    return 0;
+}
+
+struct walk {
+    struct conn *c;
+    const char *sandbox_id;
+    struct subtree range; /* what is left to walk (lo moves forward on skips) */
+    size_t base;          /* offset of the first byte below the prefix */
+    int max_depth;
+    bool seen; /* some row lies below the prefix */
+};
+
+/* Walks [lo, hi); on a row deeper than max_depth restarts after that row's ancestor at
+ * max_depth (its whole subtree is skipped by one index seek). */
+static int walk_run(struct walk *w, store_file_cb cb, void *userdata)
+{
+    sqlite3_stmt *q = NULL;
+    int r = sq_stmt_get(w->c, ST_F_LIST, &q);
+    while (r >= 0) {
+        r = sq_bind_check(w->c, bind_text(q, 1, w->sandbox_id) |
+                                    bind_textn(q, 2, w->range.lo, w->range.lolen) |
+                                    bind_textn(q, 3, w->range.hi, w->range.hilen));
+        bool restart = false;
+        while (r >= 0 && !restart) {
+            r = sq_stmt_step(w->c, q);
+            if (r <= 0)
+                break;
+            w->seen = true;
+            const char *path = (const char *)sqlite3_column_text(q, 0);
+            size_t cut = w->max_depth > 0 && path ? depth_cut(path, w->base, w->max_depth) : 0;
+            if (cut) {
+                r = ARRAY_GROW(w->range.lo, cut + 1, w->range.locap);
+                if (r < 0)
+                    break;
+                memcpy(w->range.lo, path, cut);
+                w->range.lo[cut] = '0';
+                w->range.lolen = cut + 1;
+                restart = true;
+                break;
+            }
+            struct file_meta m;
+            meta_from_row(q, &m);
+            r = cb(&m, userdata);
+            if (r != 0)
+                break;
+        }
+        sqlite3_reset(q);
+        if (!restart)
+            break;
+    }
+    return r;
+}
+
+int sq_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
+            store_file_cb cb, void *userdata)
+{
+    struct sqlite_store *s = to_sq(st);
+    size_t len = strlen(prefix);
+    if (!path_ok(prefix, len))
+        return err_set(-EINVAL, "invalid path");
+    struct walk w = {.sandbox_id = sandbox_id, .max_depth = max_depth};
+    w.base = len == 1 ? 1 : len + 1;
+    int r = subtree_init(&w.range, prefix, len);
+    if (r >= 0)
+        r = sq_pool_get(s, &w.c);
+    if (r >= 0) {
+        r = walk_run(&w, cb, userdata);
+        if (r == 0 && !w.seen)
+            r = sandbox_exists(w.c, sandbox_id, NULL);
+        sq_pool_put(s, w.c);
+    }
+    subtree_release(&w.range);
+    return r;
+}
+
+int sq_has_children(struct store *st, const char *sandbox_id, const char *path)
+{
+    struct sqlite_store *s = to_sq(st);
+    size_t len = strlen(path);
+    if (!path_ok(path, len))
+        return err_set(-EINVAL, "invalid path");
+    struct subtree range;
+    struct conn *c;
+    int r = subtree_init(&range, path, len);
+    if (r >= 0)
+        r = sq_pool_get(s, &c);
+    if (r >= 0) {
+        {
+            _cleanup_reset_ sqlite3_stmt *q = NULL;
+            r = sq_stmt_get(c, ST_F_HAS_CHILD, &q);
+            if (r >= 0)
+                r = sq_bind_check(c, bind_text(q, 1, sandbox_id) |
+                                         bind_textn(q, 2, range.lo, range.lolen) |
+                                         bind_textn(q, 3, range.hi, range.hilen));
+            if (r >= 0)
+                r = sq_stmt_step(c, q);
+        }
+        if (r == 0)
+            r = sandbox_exists(c, sandbox_id, NULL);
+        sq_pool_put(s, c);
+    }
+    subtree_release(&range);
+    return r;
+}
