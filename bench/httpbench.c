@@ -31,8 +31,8 @@ struct opts {
 struct worker {
     const struct opts *o;
     long index;
-    long count;      /* requests this worker sends */
-    double *lat_ms;  /* latencies */
+    long count;     /* requests this worker sends */
+    double *lat_ms; /* latencies */
     long errors;
     long statuses[600];
 };

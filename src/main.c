@@ -86,15 +86,16 @@ static void print_banner(const struct app *app, bool secret_created, const char 
     log_json("info", "sqlfs serving", f);
     if (secret_created || !c->auth_secret) {
         /* the secret itself is never printed: it stays in its 0600 file */
-        fprintf(stderr,
-                "\nsqlfs is listening on %s\n"
-                "AUTH_SECRET was not set: using the secret stored in %s/auth_secret%s.\n"
-                "Get a token:\n"
-                "  curl -s -X POST %s/v1/auth/bootstrap -H \"X-Auth-Secret: $(cat %s/auth_secret)\" "
-                "-H 'Content-Type: application/json' -d '{\"sub\":\"me\"}'\n"
-                "or offline: %s token --sub me --data %s\n\n",
-                url, c->data_dir, secret_created ? " (generated now)" : "", url, c->data_dir,
-                self, c->data_dir);
+        fprintf(
+            stderr,
+            "\nsqlfs is listening on %s\n"
+            "AUTH_SECRET was not set: using the secret stored in %s/auth_secret%s.\n"
+            "Get a token:\n"
+            "  curl -s -X POST %s/v1/auth/bootstrap -H \"X-Auth-Secret: $(cat %s/auth_secret)\" "
+            "-H 'Content-Type: application/json' -d '{\"sub\":\"me\"}'\n"
+            "or offline: %s token --sub me --data %s\n\n",
+            url, c->data_dir, secret_created ? " (generated now)" : "", url, c->data_dir, self,
+            c->data_dir);
     }
 }
 
@@ -178,8 +179,8 @@ static int serve(const char *self, int argc, char **argv)
     pid_t owner = 0;
     if ((r = datadir_open(cfg.data_dir, &data, &owner)) == -EBUSY) {
         if (owner > 0)
-            fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs (pid %ld)\n",
-                    data.path, (long)owner);
+            fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs (pid %ld)\n", data.path,
+                    (long)owner);
         else
             fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs\n", data.path);
         goto out;

@@ -44,11 +44,10 @@ static bool ctype_is(const char *ctype, const char *want)
 
 static bool raw_archive_type(const char *ctype)
 {
-    static const char *types[] = {"application/x-tar",  "application/gzip",
-                                  "application/x-gzip", "application/zip",
-                                  "application/octet-stream", "application/x-bzip2",
-                                  "application/x-xz",   "application/zstd",
-                                  "application/x-compressed-tar"};
+    static const char *types[] = {
+        "application/x-tar", "application/gzip",         "application/x-gzip",
+        "application/zip",   "application/octet-stream", "application/x-bzip2",
+        "application/x-xz",  "application/zstd",         "application/x-compressed-tar"};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (ctype_is(ctype, types[i]))
             return true;
@@ -86,8 +85,7 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind UNUSED, cons
     int r = 0;
     if (key && strcmp(key, "basePath") == 0) {
         if (st->archive_seen)
-            r = err_set(-ERR_INVALID_INPUT,
-                        "the basePath field must come before the archive part");
+            r = err_set(-ERR_INVALID_INPUT, "the basePath field must come before the archive part");
         else if (size && buf_add(&st->field, data, size) < 0)
             r = err_set(-ERR_INVALID_INPUT, "basePath is too long");
     } else if (key && strcmp(key, "archive") == 0) {
@@ -194,8 +192,7 @@ int route_ingest(struct request *req)
         if (st->error)
             return st->error;
         if (!st->ing)
-            return err_set(-ERR_INVALID_INPUT,
-                           "multipart body has no 'archive' file part");
+            return err_set(-ERR_INVALID_INPUT, "multipart body has no 'archive' file part");
     }
     struct changeset cs;
     changeset_init(&cs, "ingest");
@@ -310,9 +307,8 @@ int route_export(struct request *req)
     if (r < 0)
         return r;
     sandbox_touch(req->app->sandboxes, req->sandbox_id);
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 * 1024, export_cb, exp,
-                                          export_free);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 * 1024,
+                                                                  export_cb, exp, export_free);
     if (!resp) {
         export_close(exp);
         return -ENOMEM;

@@ -52,30 +52,30 @@ struct frame {
 
 struct stream {
     struct app *app;
-    struct exec_request x;      /* parsed request (params borrow from it) */
-    struct sandbox_rec rec;     /* read under the lock held by the request */
+    struct exec_request x;  /* parsed request (params borrow from it) */
+    struct sandbox_rec rec; /* read under the lock held by the request */
     pthread_t worker;
     bool worker_started;
-    int cancel_pipe[2];         /* closing [1] cancels the exec (runner sees POLLHUP on [0]) */
-    int client_fd;              /* the connection's socket, watched for hang-up */
-    int64_t started_ms;         /* monotonic start, for "t" */
-    pthread_mutex_t mu;         /* guards the fields below, up to tail */
-    pthread_cond_t readable;    /* for the reader: a frame was queued, or done / gone was set */
-    pthread_cond_t writable;    /* for the worker: the queue drained, or gone was set */
-    struct frame *head, *last;  /* the queue, oldest first */
-    size_t queued;              /* bytes in the queue not yet handed out */
-    size_t held;                /* memory (buffer capacity) of the queued frames */
-    struct frame *spare;        /* sent frames kept for reuse (their memory is already mapped) */
-    size_t spare_bytes;         /* capacity held in `spare`, at most STREAM_QUEUE_MAX */
-    bool reader_waiting;        /* the reader sleeps on `readable` */
-    bool writer_waiting;        /* the worker sleeps on `writable` */
-    bool done;                  /* the exit frame is queued */
-    bool started;               /* bash runs the script: the stream can begin */
-    int failed;                 /* the exec failed before its script started (error code) */
-    json_t *failed_body;        /* its error body, built on the worker's thread */
-    bool gone;                  /* the client went away: drop output, do not wait */
-    struct buf tail[3];         /* worker only, per stream: incomplete UTF-8 held back */
-    int64_t deadline_ms;        /* monotonic: the exec's own timeout */
+    int cancel_pipe[2];        /* closing [1] cancels the exec (runner sees POLLHUP on [0]) */
+    int client_fd;             /* the connection's socket, watched for hang-up */
+    int64_t started_ms;        /* monotonic start, for "t" */
+    pthread_mutex_t mu;        /* guards the fields below, up to tail */
+    pthread_cond_t readable;   /* for the reader: a frame was queued, or done / gone was set */
+    pthread_cond_t writable;   /* for the worker: the queue drained, or gone was set */
+    struct frame *head, *last; /* the queue, oldest first */
+    size_t queued;             /* bytes in the queue not yet handed out */
+    size_t held;               /* memory (buffer capacity) of the queued frames */
+    struct frame *spare;       /* sent frames kept for reuse (their memory is already mapped) */
+    size_t spare_bytes;        /* capacity held in `spare`, at most STREAM_QUEUE_MAX */
+    bool reader_waiting;       /* the reader sleeps on `readable` */
+    bool writer_waiting;       /* the worker sleeps on `writable` */
+    bool done;                 /* the exit frame is queued */
+    bool started;              /* bash runs the script: the stream can begin */
+    int failed;                /* the exec failed before its script started (error code) */
+    json_t *failed_body;       /* its error body, built on the worker's thread */
+    bool gone;                 /* the client went away: drop output, do not wait */
+    struct buf tail[3];        /* worker only, per stream: incomplete UTF-8 held back */
+    int64_t deadline_ms;       /* monotonic: the exec's own timeout */
 };
 
 static int64_t since_start(struct stream *s)
@@ -430,9 +430,8 @@ int route_exec_stream(struct request *req)
     pthread_mutex_unlock(&s->mu);
     if (failed_body)
         return http_reply_error_body(req, s->failed, failed_body);
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s,
-                                          response_free);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024,
+                                                                  stream_read, s, response_free);
     r = http_reply_response(req, 200, resp);
     if (r < 0)
         return r;

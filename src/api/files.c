@@ -25,21 +25,36 @@ static const char *content_type_for(const char *path)
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {".txt", "text/plain; charset=utf-8"}, {".md", "text/markdown; charset=utf-8"},
-        {".json", "application/json"},         {".html", "text/html; charset=utf-8"},
-        {".htm", "text/html; charset=utf-8"},  {".css", "text/css"},
-        {".js", "text/javascript"},            {".mjs", "text/javascript"},
-        {".ts", "text/plain; charset=utf-8"},  {".py", "text/x-python; charset=utf-8"},
-        {".sh", "text/x-shellscript"},         {".c", "text/x-c; charset=utf-8"},
-        {".h", "text/x-c; charset=utf-8"},     {".csv", "text/csv"},
-        {".xml", "application/xml"},           {".yaml", "application/yaml"},
-        {".yml", "application/yaml"},          {".toml", "application/toml"},
-        {".png", "image/png"},                 {".jpg", "image/jpeg"},
-        {".jpeg", "image/jpeg"},               {".gif", "image/gif"},
-        {".svg", "image/svg+xml"},             {".webp", "image/webp"},
-        {".pdf", "application/pdf"},           {".zip", "application/zip"},
-        {".gz", "application/gzip"},           {".tgz", "application/gzip"},
-        {".tar", "application/x-tar"},         {".wasm", "application/wasm"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".md", "text/markdown; charset=utf-8"},
+        {".json", "application/json"},
+        {".html", "text/html; charset=utf-8"},
+        {".htm", "text/html; charset=utf-8"},
+        {".css", "text/css"},
+        {".js", "text/javascript"},
+        {".mjs", "text/javascript"},
+        {".ts", "text/plain; charset=utf-8"},
+        {".py", "text/x-python; charset=utf-8"},
+        {".sh", "text/x-shellscript"},
+        {".c", "text/x-c; charset=utf-8"},
+        {".h", "text/x-c; charset=utf-8"},
+        {".csv", "text/csv"},
+        {".xml", "application/xml"},
+        {".yaml", "application/yaml"},
+        {".yml", "application/yaml"},
+        {".toml", "application/toml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"},
+        {".svg", "image/svg+xml"},
+        {".webp", "image/webp"},
+        {".pdf", "application/pdf"},
+        {".zip", "application/zip"},
+        {".gz", "application/gzip"},
+        {".tgz", "application/gzip"},
+        {".tar", "application/x-tar"},
+        {".wasm", "application/wasm"},
     };
     const char *base = path_basename(path);
     const char *dot = strrchr(base, '.');
@@ -212,7 +227,7 @@ int route_file_get(struct request *req)
 /* ---- PUT (streamed) ---- */
 
 struct put_state {
-    char *path;                   /* normalised target path */
+    char *path;                    /* normalised target path */
     struct content_writer *writer; /* open while the body streams */
     int64_t bytes;
     int64_t room;  /* bytes the sandbox's quota has left for this file when the upload began
@@ -324,8 +339,8 @@ void route_file_put_done(struct request *req, bool completed UNUSED)
 
 /* Where a write of `path` lands: the resolved target (through symlinks) and the mode to keep.
  * -EISDIR for directories. */
-static int write_target(struct app *app, const char *sandbox_id, const char *path,
-                        char **ret_path, uint32_t *ret_mode)
+static int write_target(struct app *app, const char *sandbox_id, const char *path, char **ret_path,
+                        uint32_t *ret_mode)
 {
     struct file_meta m;
     char *real = NULL;
@@ -430,8 +445,8 @@ static size_t count_matches(const char *hay, size_t hlen, const char *needle, si
     return n;
 }
 
-static int replace_all(const char *hay, size_t hlen, const char *old, size_t olen,
-                       const char *new, size_t nlen, size_t limit, struct buf *out)
+static int replace_all(const char *hay, size_t hlen, const char *old, size_t olen, const char *new,
+                       size_t nlen, size_t limit, struct buf *out)
 {
     const char *p = hay, *end = hay + hlen;
     size_t done = 0;
@@ -493,7 +508,8 @@ int route_file_patch(struct request *req)
     r = read_content(req->app, &m, EDIT_MAX_BYTES, &content);
     if (r < 0)
         goto out;
-    if (memchr(buf_cstr(&content), '\0', content.len) || !utf8_valid(buf_cstr(&content), content.len)) {
+    if (memchr(buf_cstr(&content), '\0', content.len) ||
+        !utf8_valid(buf_cstr(&content), content.len)) {
         r = err_set(-ERR_EDIT_BINARY, "file is not UTF-8 text (or contains NUL bytes): %s", path);
         goto out;
     }
@@ -509,8 +525,7 @@ int route_file_patch(struct request *req)
                    n);
         goto out;
     }
-    r = replace_all(buf_cstr(&content), content.len, olds, olen, news, nlen, all ? n : 1,
-                    &edited);
+    r = replace_all(buf_cstr(&content), content.len, olds, olen, news, nlen, all ? n : 1, &edited);
     if (r < 0)
         goto out;
     struct changeset cs;

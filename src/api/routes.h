@@ -61,8 +61,7 @@ int route_export(struct request *req);
 __attribute__((warn_unused_result)) int route_capture_path(struct request *req, char **ret);
 /* Takes the lock of the request's sandbox in `mode` (held until the request
  * completes) and reads its record for the caller (see sandbox_open). */
-__attribute__((warn_unused_result)) int route_open_sandbox(struct request *req,
-                                                           enum lock_mode mode,
+__attribute__((warn_unused_result)) int route_open_sandbox(struct request *req, enum lock_mode mode,
                                                            struct sandbox_rec *rec);
 /* 413 naming MAX_BULK_WRITE_FILES when a request carries more than it. */
 __attribute__((warn_unused_result)) int route_check_bulk_count(struct request *req, size_t n);

@@ -199,13 +199,13 @@ struct queue {
     pthread_cond_t can_read;  /* data, eof or abort for the reader */
     pthread_cond_t can_write; /* room, or the reader done, for the writer */
     uint8_t *ring;
-    uint64_t wr;  /* bytes ever written into the ring */
-    uint64_t rd;  /* bytes ever released by the reader */
-    size_t held;  /* bytes lent to libarchive by the last read callback */
-    bool eof;     /* the writer has no more data */
-    bool failed;  /* ... because it failed: reads fail */
-    bool abort;   /* the reader must stop now */
-    bool done;    /* the reader has finished: writes are dropped */
+    uint64_t wr; /* bytes ever written into the ring */
+    uint64_t rd; /* bytes ever released by the reader */
+    size_t held; /* bytes lent to libarchive by the last read callback */
+    bool eof;    /* the writer has no more data */
+    bool failed; /* ... because it failed: reads fail */
+    bool abort;  /* the reader must stop now */
+    bool done;   /* the reader has finished: writes are dropped */
 };
 
 static int queue_init(struct queue *q)
@@ -398,8 +398,8 @@ struct ingest {
     /* written by the worker only; read after in.done (under in.mu) or after join */
     struct saved_err err;
     struct entries es;
-    int64_t n_entries; /* entries seen (the max_files count) */
-    int64_t bytes;     /* uncompressed file bytes read (the max_bytes count) */
+    int64_t n_entries;  /* entries seen (the max_files count) */
+    int64_t bytes;      /* uncompressed file bytes read (the max_bytes count) */
     int64_t path_bytes; /* bytes of entry paths and symlink targets (the max_path_bytes count) */
     struct content_batch *batch; /* contents finished but maybe not yet stored (see
                                   * store_content_finish_in): flushed before the worker ends */
@@ -734,7 +734,10 @@ static bool is_zip(const uint8_t *m, size_t n)
 static bool is_compressed(const uint8_t *m, size_t n)
 {
     return (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) || (n >= 3 && memcmp(m, "BZh", 3) == 0) ||
-           (n >= 6 && memcmp(m, "\xfd" "7zXZ\0", 6) == 0) ||
+           (n >= 6 && memcmp(m,
+                             "\xfd"
+                             "7zXZ\0",
+                             6) == 0) ||
            (n >= 4 && memcmp(m, "\x28\xb5\x2f\xfd", 4) == 0);
 }
 
@@ -777,8 +780,7 @@ static int run_inflate(struct inflater *inf)
         size_t size;
         la_int64_t offset;
         ar = archive_read_data_block(a, &buf, &size, &offset);
-        if ((ar == ARCHIVE_OK || ar == ARCHIVE_WARN) && size > 0 &&
-            queue_put(&inf->out, buf, size))
+        if ((ar == ARCHIVE_OK || ar == ARCHIVE_WARN) && size > 0 && queue_put(&inf->out, buf, size))
             break; /* the worker is done: the rest is not needed */
     }
     if (ar < ARCHIVE_WARN)

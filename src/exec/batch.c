@@ -191,24 +191,24 @@ struct batch_run {
     struct jail_proc *proc;             /* the batch's jail */
     bool shell_pinned;                  /* its shell can be signalled (jail_pin_shell) */
     struct capture_allowance allowance; /* the output all the scripts may keep */
-    ssize_t cur;                     /* running script, -1 between scripts */
-    ssize_t last;                    /* last script that started (late output goes there) */
-    size_t fed;                      /* scripts written to the control pipe */
-    bool stop;                       /* feed nothing more */
+    ssize_t cur;                        /* running script, -1 between scripts */
+    ssize_t last;                       /* last script that started (late output goes there) */
+    size_t fed;                         /* scripts written to the control pipe */
+    bool stop;                          /* feed nothing more */
     bool cutting;   /* the shell was asked to kill the running script; no "K" yet */
     int64_t cut_at; /* when it was asked */
     int64_t batch_start;
     int64_t script_start;
-    char *cwd;            /* last reported cwd */
-    struct buf control;   /* bytes not yet written to the control pipe */
-    struct buf report;    /* report record being received (no NUL yet) */
-    bool report_skip;     /* the record being received is too long: dropped up to its NUL */
-    int report_fd;        /* the report pipe's read end, -1 once done with */
-    int control_fd;       /* the control pipe's write end, -1 once closed */
-    int i_ctl;            /* index of control_fd among the hook's poll descriptors, -1 */
-    size_t report_read;   /* bytes read from the report pipe */
-    size_t report_budget; /* the most it may bring (REPORT_BUDGET_*) */
-    bool overflow;        /* the scripts wrote more than that: the batch is killed, 413 */
+    char *cwd;                /* last reported cwd */
+    struct buf control;       /* bytes not yet written to the control pipe */
+    struct buf report;        /* report record being received (no NUL yet) */
+    bool report_skip;         /* the record being received is too long: dropped up to its NUL */
+    int report_fd;            /* the report pipe's read end, -1 once done with */
+    int control_fd;           /* the control pipe's write end, -1 once closed */
+    int i_ctl;                /* index of control_fd among the hook's poll descriptors, -1 */
+    size_t report_read;       /* bytes read from the report pipe */
+    size_t report_budget;     /* the most it may bring (REPORT_BUDGET_*) */
+    bool overflow;            /* the scripts wrote more than that: the batch is killed, 413 */
     struct quota_watch quota; /* the upper against the sandbox's quota (exec/quota.c) */
 };
 

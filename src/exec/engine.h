@@ -51,7 +51,7 @@ struct exec_config {
 typedef void (*exec_output_cb)(void *userdata, int stream, const char *data, size_t len);
 
 struct exec_params {
-    const char *script;     /* bash script (binary-safe) */
+    const char *script; /* bash script (binary-safe) */
     size_t script_len;
     const char *cwd;        /* start dir; NULL = the sandbox's stored cwd */
     json_t *env;            /* request env object (string→string), may be NULL */
@@ -60,12 +60,12 @@ struct exec_params {
     bool read_only;         /* shared lock held; any change → EREADONLY_VIOLATION */
     const char *stdin_data; /* may be NULL */
     size_t stdin_len;
-    int cancel_fd;          /* client socket: hang-up kills the script; -1 = none */
+    int cancel_fd;                       /* client socket: hang-up kills the script; -1 = none */
     exec_output_cb on_output;            /* NULL: output is kept in the outcome (exec/capture.h) */
     struct capture_allowance *allowance; /* kept output: shared with other execs of the
                                           * request; NULL = MAX_EXEC_OUTPUT_BYTES of its own */
-    void (*on_start)(void *userdata); /* may be NULL: called once bash runs the script (the
-                                       * set-up went through; output may follow) */
+    void (*on_start)(void *userdata);    /* may be NULL: called once bash runs the script (the
+                                          * set-up went through; output may follow) */
     void *userdata;
     /* The caller answers first: what the exec leaves to do once its outcome is known (the
      * checkout apply of its commit, the upper's removal, the next upper's preparation) is
@@ -84,11 +84,11 @@ struct exec_timing {
 };
 
 struct exec_outcome {
-    int exit_code;        /* bash's exit code (128+N when killed by signal N) */
-    int exit_signal;      /* 0 or the signal number */
-    bool timed_out;       /* killed at timeout_ms */
-    bool cancelled;       /* killed because the client went away */
-    int64_t duration_ms;  /* wall time of the script */
+    int exit_code;         /* bash's exit code (128+N when killed by signal N) */
+    int exit_signal;       /* 0 or the signal number */
+    bool timed_out;        /* killed at timeout_ms */
+    bool cancelled;        /* killed because the client went away */
+    int64_t duration_ms;   /* wall time of the script */
     struct capture output; /* kept output when on_output is NULL (counted in
                             * REPLY_MEMORY_BYTES until released) */
     int64_t files_changed; /* changes committed */
@@ -166,18 +166,18 @@ struct batch_result {
                             * request's allowance) */
     int exit_code;         /* -1 when it did not finish */
     int64_t duration_ms;
-    const char *error;     /* NULL, "timeout", "skipped" (stopOnError) or "aborted" */
+    const char *error; /* NULL, "timeout", "skipped" (stopOnError) or "aborted" */
     bool started;
 };
 
 struct batch_params {
     const struct batch_script *scripts;
-    size_t n;                       /* 1..50 */
-    int64_t timeout_ms;             /* total budget */
-    int64_t per_script_timeout_ms;  /* 0 = only the total budget */
-    bool stop_on_error;             /* write mode: skip the rest after a non-zero exit */
-    bool read_only;                 /* parallel read-only jails, shared lock held */
-    int cancel_fd;                  /* client socket, -1 = none */
+    size_t n;                      /* 1..50 */
+    int64_t timeout_ms;            /* total budget */
+    int64_t per_script_timeout_ms; /* 0 = only the total budget */
+    bool stop_on_error;            /* write mode: skip the rest after a non-zero exit */
+    bool read_only;                /* parallel read-only jails, shared lock held */
+    int cancel_fd;                 /* client socket, -1 = none */
 };
 
 /* Runs a batch. Write mode: one bash process runs the scripts in order under the exclusive lock

@@ -38,28 +38,28 @@ struct exec_engine {
     struct jail_runtime *jail;
     struct checkouts *checkouts; /* the lower layers (workspace/checkout.h) */
     struct uppers *uppers;       /* the upper layers, idle and prewarmed (workspace/upper.h) */
-    struct netns_cache *netns; /* each sandbox's network namespace, kept between its execs */
+    struct netns_cache *netns;   /* each sandbox's network namespace, kept between its execs */
     struct admission *admission; /* exec slots, shared fairly between owners */
     pthread_mutex_t mu;          /* guards live and stopping */
-    struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
+    struct jail_proc **live;     /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
-    bool stopping;      /* shutdown: no new jail starts */
-    struct exec_health health;         /* faults and the self-test (health.c) */
+    bool stopping;             /* shutdown: no new jail starts */
+    struct exec_health health; /* faults and the self-test (health.c) */
 };
 
 struct exec_session {
     struct exec_engine *e;
     struct sandbox_rec *rec; /* borrowed; updated by the commit */
     struct upper u;
-    char *lower;             /* checkout tree */
+    char *lower; /* checkout tree */
     bool admitted, acquired;
     struct admission_owner *owner; /* the owner whose slot it holds, while admitted */
-    int64_t admitted_ns; /* time_mono_ns() when the exec got its slot */
-    bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
-    bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
-    bool committed_files;    /* it committed file changes (set by exec_session_finish) */
-    int pristine;            /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */
-    int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
+    int64_t admitted_ns;           /* time_mono_ns() when the exec got its slot */
+    bool netns_taken;     /* the jail runs in the sandbox's kept network namespace (netns_take) */
+    bool unchanged;       /* the exec left the tree as it was (set by exec_session_finish) */
+    bool committed_files; /* it committed file changes (set by exec_session_finish) */
+    int pristine;         /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */
+    int report[2];        /* report pipe: [0] non-blocking read end, [1] goes to the jail */
     /* The committed change set, whose observers' call (the checkout apply) is owed until
      * exec_session_end: from version tell_from to rec->version. */
     struct changeset cs;
@@ -75,22 +75,20 @@ struct exec_spawn {
     bool cwd_is_stored; /* cwd came from the sandbox record: fall back to home if missing */
     json_t *env;        /* request env, may be NULL */
     bool debug;
-    int stdin_fd;       /* -1 = /dev/null */
+    int stdin_fd; /* -1 = /dev/null */
 };
 
-__attribute__((warn_unused_result)) int exec_session_begin(struct exec_engine *e,
-                                                           struct sandbox_rec *rec,
-                                                           struct exec_session *s);
-__attribute__((warn_unused_result)) int exec_session_spawn(struct exec_session *s,
-                                                           const struct exec_spawn *sp,
-                                                           struct jail_proc **ret);
+__attribute__((warn_unused_result)) int
+exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct exec_session *s);
+__attribute__((warn_unused_result)) int
+exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, struct jail_proc **ret);
 void exec_session_close_report_writer(struct exec_session *s);
 /* Frees a jail started by exec_session_spawn (and forgets it for shutdown). */
 void exec_session_free_proc(struct exec_session *s, struct jail_proc *proc);
 /* Read-only: fails with EREADONLY_VIOLATION if the upper holds a change. Write mode: diffs the
  * upper and commits it with new_cwd (may be NULL) and the commit-log info. */
-__attribute__((warn_unused_result)) int exec_session_finish(struct exec_session *s,
-                                                            bool read_only, const char *new_cwd,
+__attribute__((warn_unused_result)) int exec_session_finish(struct exec_session *s, bool read_only,
+                                                            const char *new_cwd,
                                                             const char *info_json,
                                                             int64_t *ret_changes);
 /* The exec left its upper exactly as made: exec_session_end keeps it for the sandbox's next
@@ -109,15 +107,15 @@ void exec_session_end(struct exec_session *s);
 #define QUOTA_WATCH_MS 20
 
 struct quota_watch {
-    const char *upper;  /* the session's upper (borrowed) */
-    const char *lower;  /* its checkout (borrowed) */
-    int64_t limit;      /* bytes the upper may hold beyond what it replaces; -1: no quota */
-    int64_t quota;      /* SANDBOX_QUOTA_BYTES, for the error's detail */
-    int64_t used;       /* the upper's bytes (net of what it replaces) at the last walk */
-    int64_t entries;    /* nodes the last walk saw */
-    int64_t fs_used;    /* the data filesystem's bytes in use at the last walk */
-    int64_t walked_ms;  /* monotonic time of the last walk */
-    bool exceeded;      /* the upper went past the limit: the exec is to be stopped */
+    const char *upper; /* the session's upper (borrowed) */
+    const char *lower; /* its checkout (borrowed) */
+    int64_t limit;     /* bytes the upper may hold beyond what it replaces; -1: no quota */
+    int64_t quota;     /* SANDBOX_QUOTA_BYTES, for the error's detail */
+    int64_t used;      /* the upper's bytes (net of what it replaces) at the last walk */
+    int64_t entries;   /* nodes the last walk saw */
+    int64_t fs_used;   /* the data filesystem's bytes in use at the last walk */
+    int64_t walked_ms; /* monotonic time of the last walk */
+    bool exceeded;     /* the upper went past the limit: the exec is to be stopped */
 };
 
 /* The watch of the session's upper against its sandbox's quota (no quota: a watch that never
@@ -141,8 +139,7 @@ void exec_health_release(struct exec_health *h);
  * own fault: logged once with its cause, counted, /readyz marked failing, and returned as
  * -ERR_EXEC_TRANSIENT (503, retryable, for a shortage of memory, processes or descriptors) or
  * -ERR_EXEC_FAILED (500), with a message that names no host path. */
-__attribute__((warn_unused_result)) int exec_fault(struct exec_engine *e, const char *phase,
-                                                   int r);
+__attribute__((warn_unused_result)) int exec_fault(struct exec_engine *e, const char *phase, int r);
 /* An exec went through: /readyz is no longer failing. */
 void exec_health_ok(struct exec_engine *e);
 /* Adds {"faults": {"count", "transient", "failing"?, "since"?}} to a status object. */

@@ -58,8 +58,8 @@ static int upper_overlay(struct exec_session *s)
 static char **build_env(const char *sandbox_env_json, json_t *request_env)
 {
     json_t *senv = sandbox_env_json ? json_loads(sandbox_env_json, 0, NULL) : NULL;
-    size_t n = (senv ? json_object_size(senv) : 0) +
-               (request_env ? json_object_size(request_env) : 0);
+    size_t n =
+        (senv ? json_object_size(senv) : 0) + (request_env ? json_object_size(request_env) : 0);
     char **envp = calloc(n + 1, sizeof(char *));
     size_t i = 0;
     json_t *sources[2] = {senv, request_env};
@@ -117,8 +117,7 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     return exec_fault(e, "prepare", r);
 }
 
-int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
-                       struct jail_proc **ret)
+int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, struct jail_proc **ret)
 {
     struct exec_engine *e = s->e;
     char **envp = build_env(s->rec->env_json, sp->env);
@@ -182,8 +181,9 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp,
             r = jail_spawn(e->jail, &plan, ret);
         }
         if (r == -ERR_CWD_MISSING)
-            r = err_set(r, "the sandbox's working directory (%s) and " SANDBOX_HOME
-                           " are both missing; create " SANDBOX_HOME " or pass cwd",
+            r = err_set(r,
+                        "the sandbox's working directory (%s) and " SANDBOX_HOME
+                        " are both missing; create " SANDBOX_HOME " or pass cwd",
                         sp->cwd);
     }
     if (netfd > 2) {
@@ -338,4 +338,3 @@ void exec_session_close_report_writer(struct exec_session *s)
         s->report[1] = -1;
     }
 }
-

@@ -168,7 +168,8 @@ static void child_fds(const struct child_plan *cp)
     for (int i = 0; i < JAIL_SLOT_COUNT; i++) {
         tmp[i] = -1;
         /* Above every slot, so no dup2 below can clobber a descriptor still to be moved. */
-        if (cp->src_fd[i] >= 0 && (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, JAIL_SLOT_COUNT)) < 0)
+        if (cp->src_fd[i] >= 0 &&
+            (tmp[i] = fcntl(cp->src_fd[i], F_DUPFD_CLOEXEC, JAIL_SLOT_COUNT)) < 0)
             _exit(126);
     }
     for (int i = 0; i < JAIL_SLOT_COUNT; i++) {

@@ -201,10 +201,10 @@ static int build_etc(int rootfd, int jailfd)
 static int build_skel(int rootfd, int jailfd)
 {
     static const char *const dirs[] = {
-        "skel",      "skel/usr",          "skel/etc",       "skel/proc",
-        "skel/dev",  "skel/opt",          "skel/opt/sqlfs", "skel/opt/sqlfs/bin",
-        "skel/home", ("skel" SANDBOX_HOME), "skel/tmp",     "skel/root",
-        "skel/var",  "skel/var/tmp",      "skel/run",       "skel/sys"};
+        "skel",     "skel/usr",       "skel/etc",           "skel/proc",    "skel/dev",
+        "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin", "skel/home",    ("skel" SANDBOX_HOME),
+        "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run",
+        "skel/sys"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         int r = mkdir_public(jailfd, dirs[i]);
         if (r < 0)

@@ -13,10 +13,11 @@
  *
  * Every node of a tree is owned by the uid/gid given to checkouts_new (the host identity the
  * jail maps the sandbox user to: the exec engine passes SANDBOX_HOST_UID from jail/ids.h; this
- * module knows nothing of the jail) and has the mode and mtime of its store row; the tree root, which has no row, is host root's with mode 0755, like the
- * upper directory whose attributes the jail's `/` shows. Trees are built and changed only with
- * *at() calls relative to directory fds and never follow a symlink (openat2 RESOLVE_NO_SYMLINKS,
- * O_NOFOLLOW, AT_SYMLINK_NOFOLLOW), so a symlink a sandbox made cannot redirect a host write.
+ * module knows nothing of the jail) and has the mode and mtime of its store row; the tree root,
+ * which has no row, is host root's with mode 0755, like the upper directory whose attributes the
+ * jail's `/` shows. Trees are built and changed only with *at() calls relative to directory fds and
+ * never follow a symlink (openat2 RESOLVE_NO_SYMLINKS, O_NOFOLLOW, AT_SYMLINK_NOFOLLOW), so a
+ * symlink a sandbox made cannot redirect a host write.
  *
  * SQL is the source of truth: whenever a tree cannot be kept coherent it is invalidated and the
  * next acquire rebuilds it from the store.
@@ -94,8 +95,8 @@ __attribute__((warn_unused_result)) int checkout_apply(struct checkouts *cos,
                                                        int64_t new_version,
                                                        const struct changeset *cs);
 
-/* Like checkout_apply after an exec commit: `cs` is the diff of `upper_dir` (workspace/diff.h), which
- * must be unmounted and on the same filesystem as the checkouts. New and changed files are
+/* Like checkout_apply after an exec commit: `cs` is the diff of `upper_dir` (workspace/diff.h),
+ * which must be unmounted and on the same filesystem as the checkouts. New and changed files are
  * moved from the upper into the tree by rename (falling back to the store's content), deletions
  * and opaque directories are applied, the tree is retagged. The upper is left for the caller to
  * discard. Same failure rule as checkout_apply. */

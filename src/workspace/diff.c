@@ -418,8 +418,8 @@ static int diff_entries(struct walker *w, int rootfd, const char *rel, struct na
     return 0;
 }
 
-int diff_upper(struct store *st, const char *upper_dir, const char *lower_dir,
-               struct changeset *cs, struct diff_stats *ret)
+int diff_upper(struct store *st, const char *upper_dir, const char *lower_dir, struct changeset *cs,
+               struct diff_stats *ret)
 {
     struct walker w = {.st = st, .cs = cs, .lowerfd = -1};
     int rootfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -656,7 +656,8 @@ int diff_upper_usage(const char *upper_dir, const char *lower_dir, struct upper_
     if (upperfd < 0)
         return -errno;
     int lowerfd = -1;
-    if (lower_dir && (lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+    if (lower_dir &&
+        (lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
         int r = -errno;
         close(upperfd);
         return r;

@@ -80,8 +80,7 @@ struct upper_usage {
  * replaces: one stat of the lower per regular file and whiteout of the upper (a deleted or
  * replaced directory counts nothing). The quota watch of a running exec and its commit use it.
  * Memory: one directory's names at a time plus the directories still to visit. */
-__attribute__((warn_unused_result)) int diff_upper_usage(const char *upper_dir,
-                                                         const char *lower_dir,
-                                                         struct upper_usage *ret);
+__attribute__((warn_unused_result)) int
+diff_upper_usage(const char *upper_dir, const char *lower_dir, struct upper_usage *ret);
 
 #endif

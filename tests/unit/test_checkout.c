@@ -561,7 +561,8 @@ static void test_eviction(void **state)
     make_sandbox_of(f, &b, 600000);
     make_sandbox_of(f, &c, 600000);
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 1000000, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
+    assert_int_equal(
+        checkouts_new(f->dir, f->st, 1000000, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char co[256];
     snprintf(co, sizeof(co), "%s/checkouts", f->dir);
     char *ta = NULL, *tb = NULL, *tc = NULL;

@@ -112,7 +112,8 @@ static int fx_setup(void **state)
     fx_commit(f, &cs);
     changeset_release(&cs);
 
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &f->cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &f->cos),
+                     0);
     assert_int_equal(checkout_acquire(f->cos, f->id, f->version, &f->lower), 0);
     char p[128];
     snprintf(p, sizeof(p), "%s/uppers", f->dir);
