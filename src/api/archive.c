@@ -292,13 +292,11 @@ int route_export(struct request *req)
     free(fmt);
     if (r < 0)
         return r;
-    struct sandbox_rec rec;
-    r = route_open_sandbox(req, LOCK_SHARED, &rec);
+    r = route_open_sandbox(req, LOCK_SHARED, NULL);
     if (r < 0) {
         free(norm);
         return r;
     }
-    sandbox_rec_release(&rec);
     struct export *exp = NULL;
     r = export_open(req->app->store, req->sandbox_id, norm, format, &exp);
     if (r == -ENOENT)

@@ -10,6 +10,7 @@
 #include "api/wire.h"
 #include "store/reserved.h"
 #include "sandbox/sandbox.h"
+#include "util/cleanup.h"
 #include "util/compiler.h"
 #include "util/err.h"
 #include "util/jsontext.h"
@@ -148,13 +149,11 @@ int route_file_get(struct request *req)
     int r = route_capture_path(req, &path);
     if (r < 0)
         return r;
-    struct sandbox_rec rec;
-    r = route_open_sandbox(req, LOCK_SHARED, &rec);
+    r = route_open_sandbox(req, LOCK_SHARED, NULL);
     if (r < 0) {
         free(path);
         return r;
     }
-    sandbox_rec_release(&rec);
     char *real = NULL;
     struct file_meta m;
     r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, true, &real, &m);
@@ -371,6 +370,23 @@ static int write_target(struct app *app, const char *sandbox_id, const char *pat
     return r;
 }
 
+/* The end of a route that changes files, with the sandbox open (rec; NULL when opening it
+ * failed): commits cs (NULL: nothing to change) when r is 0 (a failed commit discards what it
+ * stored), or else, when the route `stored` contents for cs, gives them back. Releases cs and
+ * rec; 204 on success. */
+static int change_done(struct request *req, struct sandbox_rec *rec, struct changeset *cs,
+                       bool stored, int r)
+{
+    if (cs && r == 0)
+        r = sandbox_commit(req->app->sandboxes, rec, cs);
+    else if (cs && stored)
+        sandbox_discard(req->app->sandboxes, cs);
+    if (cs)
+        changeset_release(cs);
+    sandbox_rec_release(rec);
+    return r < 0 ? r : http_reply_empty(req, 204);
+}
+
 int route_file_put(struct request *req)
 {
     struct put_state *st = req->route_state;
@@ -390,15 +406,9 @@ int route_file_put(struct request *req)
     cs.create_parents = true;
     if (changeset_put(&cs, &m) < 0)
         r = r < 0 ? r : -ENOMEM;
-    if (r == 0) /* a failed commit discards what it stored */
-        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
-    else if (m.has_content)
-        sandbox_discard(req->app->sandboxes, &cs); /* the upload is not going anywhere */
-    changeset_release(&cs);
     free(m.path);
-    if (opened)
-        sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    /* on failure the upload is not going anywhere */
+    return change_done(req, opened ? &rec : NULL, &cs, m.has_content, r);
 }
 
 /* ---- PATCH ---- */
@@ -486,15 +496,13 @@ int route_file_patch(struct request *req)
         return r;
     if (olen == nlen && memcmp(olds, news, olen) == 0)
         return err_set(-ERR_INVALID_INPUT, "oldString and newString are equal: nothing to do");
-    char *path = NULL;
+    _cleanup_free_ char *path = NULL;
     if ((r = route_capture_path(req, &path)) < 0)
         return r;
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
-    if (r < 0) {
-        free(path);
+    if (r < 0)
         return r;
-    }
     char *real = NULL;
     struct file_meta m;
     struct buf content = BUF_INIT(0), edited = BUF_INIT(0);
@@ -550,7 +558,6 @@ out_nometa:
     buf_release(&content);
     buf_release(&edited);
     free(real);
-    free(path);
     sandbox_rec_release(&rec);
     return r;
 }
@@ -579,19 +586,15 @@ int route_file_delete(struct request *req)
     int r = parse_bool_query(req, "recursive", &recursive);
     if (r < 0)
         return r;
-    char *path = NULL;
+    _cleanup_free_ char *path = NULL;
     if ((r = route_capture_path(req, &path)) < 0)
         return r;
-    if (strcmp(path, "/") == 0) {
-        free(path);
+    if (strcmp(path, "/") == 0)
         return err_set(-EINVAL, "cannot delete the sandbox root; delete the sandbox instead");
-    }
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
-    if (r < 0) {
-        free(path);
+    if (r < 0)
         return r;
-    }
     char *real = NULL;
     struct file_meta m;
     r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, false, &real, &m);
@@ -603,18 +606,12 @@ int route_file_delete(struct request *req)
         }
         file_meta_release(&m);
     }
-    if (r >= 0) {
-        struct changeset cs;
-        changeset_init(&cs, "delete");
+    struct changeset cs;
+    changeset_init(&cs, "delete");
+    if (r >= 0)
         r = changeset_delete(&cs, real);
-        if (r == 0)
-            r = sandbox_commit(req->app->sandboxes, &rec, &cs);
-        changeset_release(&cs);
-    }
     free(real);
-    free(path);
-    sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    return change_done(req, &rec, &cs, false, r);
 }
 
 /* ---- mkdir ---- */
@@ -631,15 +628,13 @@ int route_mkdir(struct request *req)
         return err_set(-ERR_INVALID_INPUT, "field 'path' is required");
     if ((r = jsonv_bool(req->json, "recursive", &recursive)) < 0)
         return r;
-    char *path = NULL;
+    _cleanup_free_ char *path = NULL;
     if ((r = route_write_path_arg("path", p, plen, true, &path)) < 0)
         return r;
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
-    if (r < 0) {
-        free(path);
+    if (r < 0)
         return r;
-    }
     char *real = NULL;
     struct file_meta m;
     r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, false, &real, &m);
@@ -654,8 +649,8 @@ int route_mkdir(struct request *req)
         r = 0;
         create = true;
     }
-    if (r == 0 && create) {
-        struct changeset cs;
+    struct changeset cs;
+    if (create) { /* else it exists and was asked for recursively: nothing to do */
         changeset_init(&cs, "mkdir");
         cs.create_parents = recursive;
         struct file_meta d = {
@@ -665,14 +660,9 @@ int route_mkdir(struct request *req)
             .mtime_ns = time_now_ns(),
         };
         r = changeset_put(&cs, &d);
-        if (r == 0)
-            r = sandbox_commit(req->app->sandboxes, &rec, &cs);
-        changeset_release(&cs);
     }
     free(real);
-    free(path);
-    sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    return change_done(req, &rec, create ? &cs : NULL, false, r);
 }
 
 /* ---- writeFiles ---- */
@@ -731,13 +721,7 @@ int route_write_files(struct request *req)
         if (r < 0)
             break;
     }
-    if (r == 0) /* a failed commit discards what it stored */
-        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
-    else
-        sandbox_discard(req->app->sandboxes, &cs);
-    changeset_release(&cs);
-    sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    return change_done(req, &rec, &cs, true, r);
 }
 
 /* ---- tree ---- */
@@ -789,13 +773,11 @@ int route_tree(struct request *req)
         free(prefix);
         return r;
     }
-    struct sandbox_rec rec;
-    r = route_open_sandbox(req, LOCK_SHARED, &rec);
+    r = route_open_sandbox(req, LOCK_SHARED, NULL);
     if (r < 0) {
         free(prefix);
         return r;
     }
-    sandbox_rec_release(&rec);
     struct tree_ctx t = {.arr = json_array(), .max = req->app->cfg->max_tree_entries};
     char *real = NULL;
     struct file_meta m;

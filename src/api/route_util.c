@@ -40,8 +40,12 @@ int route_write_path_arg(const char *field, const char *value, size_t len, bool 
 
 int route_open_sandbox(struct request *req, enum lock_mode mode, struct sandbox_rec *rec)
 {
-    return sandbox_open(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, mode, rec,
-                        &req->lock);
+    struct sandbox_rec unused;
+    int r = sandbox_open(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, mode,
+                         rec ? rec : &unused, &req->lock);
+    if (r == 0 && !rec)
+        sandbox_rec_release(&unused);
+    return r;
 }
 
 int route_check_bulk_count(struct request *req, size_t n)

@@ -60,7 +60,8 @@ int route_export(struct request *req);
 /* The sandbox path named by the "*" capture (normalised, malloc'd). */
 __attribute__((warn_unused_result)) int route_capture_path(struct request *req, char **ret);
 /* Takes the lock of the request's sandbox in `mode` (held until the request
- * completes) and reads its record for the caller (see sandbox_open). */
+ * completes) and reads its record for the caller (see sandbox_open); rec NULL: a route that
+ * needs no record (the ownership check and the lock are all it wants). */
 __attribute__((warn_unused_result)) int route_open_sandbox(struct request *req, enum lock_mode mode,
                                                            struct sandbox_rec *rec);
 /* 413 naming MAX_BULK_WRITE_FILES when a request carries more than it. */
