@@ -34,6 +34,7 @@
 #include "sandbox/sandbox.h"
 #include "util/compiler.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -258,10 +259,7 @@ static void *worker_main(void *arg)
 
 static void cancel_exec(struct stream *s)
 {
-    if (s->cancel_pipe[1] >= 0) {
-        close(s->cancel_pipe[1]);
-        s->cancel_pipe[1] = -1;
-    }
+    closep(&s->cancel_pipe[1]);
 }
 
 static bool client_gone(int fd)
@@ -365,8 +363,7 @@ static void stream_free(struct stream *s)
         pthread_join(s->worker, NULL);
     }
     cancel_exec(s);
-    if (s->cancel_pipe[0] >= 0)
-        close(s->cancel_pipe[0]);
+    closep(&s->cancel_pipe[0]);
     frame_list_free(s->head);
     frame_list_free(s->spare);
     for (int i = 0; i < 3; i++)

@@ -404,8 +404,7 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         if (r == -ERR_CWD_MISSING && p->cwd) /* the request named a missing start directory */
             r = err_set(r, "cwd does not exist in the sandbox: %s", p->cwd);
     }
-    if (stdin_fd >= 0)
-        close(stdin_fd);
+    safe_close(stdin_fd);
     free(script);
     if (r == 0) {
         exec_session_close_report_writer(s);

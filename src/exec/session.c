@@ -18,6 +18,7 @@
 #include "sandbox/sandbox.h"
 #include "util/array.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/home.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -303,10 +304,8 @@ void exec_session_leave(struct exec_session *s)
 
 void exec_session_end(struct exec_session *s)
 {
-    if (s->report[0] >= 0)
-        close(s->report[0]);
-    if (s->report[1] >= 0)
-        close(s->report[1]);
+    closep(&s->report[0]);
+    closep(&s->report[1]);
     session_give_back_netns(s);
     /* before the upper goes: the checkout apply reads the changed files from it */
     if (s->tell_pending)
@@ -333,8 +332,5 @@ void exec_session_end(struct exec_session *s)
 /* Closes the parent's copy of the report pipe's write end once the jail holds its own. */
 void exec_session_close_report_writer(struct exec_session *s)
 {
-    if (s->report[1] >= 0) {
-        close(s->report[1]);
-        s->report[1] = -1;
-    }
+    closep(&s->report[1]);
 }

@@ -269,15 +269,14 @@ int checkout_trash_move(struct checkouts *cos, int fromfd, const char *name, int
 int checkout_discard(struct checkouts *cos, int dirfd, const char *name, int close_fd)
 {
     int r = checkout_trash_move(cos, dirfd, name, close_fd);
-    if (r != 0 && close_fd >= 0)
-        close(close_fd);
+    if (r != 0)
+        safe_close(close_fd);
     return r;
 }
 
 static void trash_free(struct trash *t)
 {
-    if (t->close_fd >= 0)
-        close(t->close_fd);
+    safe_close(t->close_fd);
     free(t);
 }
 
@@ -411,8 +410,8 @@ static int adopt(struct checkouts *cos, const char *name)
             if (has_prefix(de->d_name, BUILD_PREFIX) || strcmp(de->d_name, TAG_TMP_NAME) == 0)
                 checkout_rm_rf_quiet(edfd, de->d_name);
         closedir(d);
-    } else if (lfd >= 0) {
-        close(lfd);
+    } else {
+        safe_close(lfd);
     }
     close(edfd);
     struct entry *e = entry_new(name);
@@ -598,8 +597,7 @@ int checkout_acquire(struct checkouts *cos, const char *sandbox_id, int64_t vers
             r = checkout_build_tree(cos, e, edfd, version);
         }
     }
-    if (edfd >= 0)
-        close(edfd);
+    safe_close(edfd);
     if (r >= 0) {
         pthread_mutex_lock(&cos->mu);
         e->users++;

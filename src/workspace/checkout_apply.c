@@ -313,8 +313,7 @@ out:
     free(a.buf);
     closep(&a.rootfd);
     closep(&a.upperfd);
-    if (edfd >= 0)
-        close(edfd);
+    safe_close(edfd);
     pthread_mutex_unlock(&e->mu);
     checkout_entry_unpin(cos, e, false);
     return r;

@@ -512,19 +512,15 @@ static int content_differs(int a, int b, char *buf)
         ssize_t na = read(a, ba, DIFF_BUF_SIZE / 2);
         if (na < 0)
             return -errno;
-        size_t got = 0;
-        while (got < (size_t)na) {
-            ssize_t nb = read(b, bb + got, (size_t)na - got);
-            if (nb < 0)
-                return -errno;
-            if (nb == 0)
-                return 1;
-            got += (size_t)nb;
-        }
+        ssize_t nb = read_all(b, bb, (size_t)na);
+        if (nb < 0)
+            return (int)nb;
+        if (nb < na)
+            return 1;
         if (memcmp(ba, bb, (size_t)na) != 0)
             return 1;
         if (na == 0) {
-            ssize_t nb = read(b, bb, 1);
+            nb = read(b, bb, 1);
             return nb < 0 ? -errno : nb > 0;
         }
     }

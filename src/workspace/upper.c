@@ -24,6 +24,7 @@
 
 #include "util/array.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/rand.h"
@@ -105,8 +106,7 @@ void upper_release(struct uppers *ups, struct upper *u)
             close(dfd);
         }
     }
-    if (ovl_fd >= 0)
-        close(ovl_fd);
+    safe_close(ovl_fd);
     free(u->skel);
     free(u->base);
     free(u->upper);
@@ -300,10 +300,8 @@ static void upper_skeleton(struct upper *u, const char *lower, const char *cwd)
     for (int i = n; !ok && i-- > 0;) /* a skeleton unlike the lower would be persisted */
         (void)unlinkat(ufd[i], name[i], AT_REMOVEDIR);
     for (int i = 0; i <= n; i++) {
-        if (lfd[i] >= 0)
-            close(lfd[i]);
-        if (ufd[i] >= 0)
-            close(ufd[i]);
+        safe_close(lfd[i]);
+        safe_close(ufd[i]);
     }
 }
 
