@@ -46,6 +46,8 @@ static double now_s(void)
 
 static size_t discard(char *p, size_t s, size_t n, void *u)
 {
+    (void)p;
+    (void)u;
     return s * n;
 }
 
