@@ -76,7 +76,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsqlfs.a
 
 $(BUILD)/bench/httpbench: bench/httpbench.c
 	@mkdir -p $(@D)
-	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -o $@ $< $$(pkg-config --cflags --libs libcurl) -lpthread
+	$(CC) -O2 -g -Wall -Wextra -o $@ $< $$(pkg-config --cflags --libs libcurl) -lpthread
 
 $(BUILD)/bench/spawnbench: bench/spawnbench.c
 	@mkdir -p $(@D)

@@ -31,8 +31,8 @@ struct opts {
 struct worker {
     const struct opts *o;
     long index;
-    long count;      /* requests this worker sends */
-    double *lat_ms;  /* latencies */
+    long count;     /* requests this worker sends */
+    double *lat_ms; /* latencies */
     long errors;
     long statuses[600];
 };
@@ -46,6 +46,8 @@ static double now_s(void)
 
 static size_t discard(char *p, size_t s, size_t n, void *u)
 {
+    (void)p;
+    (void)u;
     return s * n;
 }
 

@@ -1,5 +1,5 @@
-/* libFuzzer target: the overlay diff (src/workspace/diff.h), which reads an upper directory written by
- * a sandbox. Each input builds a small upper tree in a temporary directory from 3-byte
+/* libFuzzer target: the overlay diff (src/workspace/diff.h), which reads an upper directory written
+ * by a sandbox. Each input builds a small upper tree in a temporary directory from 3-byte
  * instructions (kind, parent directory, name), with the shapes a script or overlayfs can leave:
  * files, directories, symlinks, fifos, 0/0 character-device whiteouts, xattr whiteouts, opaque
  * and redirected directories, metacopy files. diff_upper must answer 0 or a clean error; on
@@ -16,6 +16,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "workspace/checkout.h"
 #include "workspace/diff.h"
 #include "memstore.h"
@@ -34,7 +35,7 @@ static void cleanup(void)
         return;
     int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
-        if (checkout_rm_rf_at(fd, top + 1, NULL) < 0)
+        if (rm_rf_at(fd, top + 1, NULL) < 0)
             abort();
         close(fd);
     }
@@ -67,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         switch (data[i] % 9) {
         case 0: { /* regular file with a little content */
-            int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+            int fd =
+                open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
             if (fd >= 0) {
                 if (write(fd, data, data[i + 2] % (size + 1)) < 0) {
                 }
@@ -89,8 +91,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)mknod(p, S_IFCHR | 0, makedev(0, 0));
             break;
         case 5: /* opaque directory */
-            (void)setxattr(parent, data[i + 2] & 1 ? "trusted.overlay.opaque" : "user.overlay.opaque",
-                           "y", 1, 0);
+            (void)setxattr(parent,
+                           data[i + 2] & 1 ? "trusted.overlay.opaque" : "user.overlay.opaque", "y",
+                           1, 0);
             break;
         case 6: { /* xattr whiteout: zero-size file marked trusted.overlay.whiteout */
             int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
@@ -101,8 +104,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 7: /* a redirect or metacopy marker: the diff must refuse, not lose data */
-            (void)setxattr(parent, data[i + 2] & 1 ? "trusted.overlay.redirect" : "trusted.overlay.metacopy",
-                           "/x", 2, 0);
+            (void)setxattr(
+                parent, data[i + 2] & 1 ? "trusted.overlay.redirect" : "trusted.overlay.metacopy",
+                "/x", 2, 0);
             break;
         case 8: /* a device other than a whiteout: skipped */
             (void)mknod(p, S_IFCHR | 0644, makedev(1, 3));

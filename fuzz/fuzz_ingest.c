@@ -2,7 +2,8 @@
  * error, never crash, leak or hang, and never put a path outside basePath in the change set.
  * Build with clang -fsanitize=fuzzer,address,undefined from this file, src/archive/ingest.c,
  * src/store/changeset.c and the src/util sources (-Isrc -Itests/unit, linked
- * with jansson, libcrypto, libarchive and pthread); run with fuzz/corpus/ingest as the corpus (or `make fuzz`). */
+ * with jansson, libcrypto, libarchive and pthread); run with fuzz/corpus/ingest as the corpus (or
+ * `make fuzz`). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -16,9 +16,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const keys[] = {"sub", "tenant", "expiresIn", "code", "cwd", "path",
-                                   "timeoutMs", "env", "files", "mode", "python", "javascript",
-                                   "readOnly", "debug", "commands", "basePath", "content", ""};
+static const char *const keys[] = {"sub",      "tenant",     "expiresIn", "code",  "cwd",
+                                   "path",     "timeoutMs",  "env",       "files", "mode",
+                                   "python",   "javascript", "readOnly",  "debug", "commands",
+                                   "basePath", "content",    ""};
 
 static void ok_rc(int r)
 {
@@ -52,9 +53,8 @@ static void check_obj(json_t *o)
             json_t *val;
             if (json_object_size(j) > 8)
                 abort();
-            json_object_foreach (j, name, val)
-                if (!jsonv_env_name_ok(name) || !json_is_string(val))
-                    abort();
+            json_object_foreach(j, name, val) if (!jsonv_env_name_ok(name) || !json_is_string(val))
+                abort();
         }
         err_clear();
     }
@@ -91,9 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (json_is_object(root)) {
             const char *k;
             json_t *v;
-            json_object_foreach (root, k, v)
-                if (json_is_object(v))
-                    check_obj(v);
+            json_object_foreach(root, k, v) if (json_is_object(v)) check_obj(v);
         }
         json_decref(root);
     }

@@ -341,6 +341,40 @@ static int set_token_setting(struct config *c, const struct token_spec *t, const
     return 0;
 }
 
+/* The setters of the other kinds of option, shared by the environment and the flags: `name` is
+ * the variable or the flag ("PORT", "--port") as the message names it. -EINVAL or -ENOMEM. */
+
+static int set_listen(struct config *c, const char *name, const char *v)
+{
+    char *host = NULL;
+    int r = parse_listen(v, &host, &c->port);
+    if (r == -ENOMEM)
+        return r;
+    if (r < 0)
+        return err_set(-EINVAL,
+                       "%s: expected HOST, HOST:PORT or [IPV6]:PORT with a port from 0 to 65535, "
+                       "got \"%.*s%s\"",
+                       name, SHOWN(v));
+    free(c->listen_host);
+    c->listen_host = host;
+    return 0;
+}
+
+static int set_port(struct config *c, const char *name, const char *v)
+{
+    if (parse_port(v, &c->port) < 0)
+        return err_set(-EINVAL, "%s: expected a port number from 0 to 65535, got \"%.*s%s\"", name,
+                       SHOWN(v));
+    return 0;
+}
+
+static int set_limit(struct config *c, const struct limit_spec *l, const char *name, const char *v)
+{
+    if (parse_number(v, l->bytes, l->min, l->max, limit_field(c, l)) < 0)
+        return bad_limit(name, l, v);
+    return 0;
+}
+
 /* ---- public ---- */
 
 int config_init(struct config *c)
@@ -439,25 +473,11 @@ static int env_bool(const char *name, bool *field)
 
 int config_from_env(struct config *c)
 {
-    const char *v = env("PORT");
-    if (v && parse_port(v, &c->port) < 0)
-        return err_set(-EINVAL, "PORT: expected a port number from 0 to 65535, got \"%.*s%s\"",
-                       SHOWN(v));
-    v = env("SQLFS_LISTEN");
-    if (v) {
-        char *host = NULL;
-        int r = parse_listen(v, &host, &c->port);
-        if (r == -ENOMEM)
-            return r;
-        if (r < 0)
-            return err_set(-EINVAL,
-                           "SQLFS_LISTEN: expected HOST, HOST:PORT or [IPV6]:PORT with a port "
-                           "from 0 to 65535, got \"%.*s%s\"",
-                           SHOWN(v));
-        free(c->listen_host);
-        c->listen_host = host;
-    }
-    int r;
+    const char *v;
+    int r = 0;
+    if (((v = env("PORT")) && (r = set_port(c, "PORT", v)) < 0) ||
+        ((v = env("SQLFS_LISTEN")) && (r = set_listen(c, "SQLFS_LISTEN", v)) < 0))
+        return r;
     if ((r = env_path("SQLFS_DATA", &c->data_dir)) < 0 ||
         (r = env_path("SQLFS_DATABASE", &c->database)) < 0 ||
         (r = env_path("SQLFS_ROOTFS", &c->rootfs)) < 0 ||
@@ -474,9 +494,8 @@ int config_from_env(struct config *c)
     }
     for (size_t i = 0; i < NLIMITS; i++) {
         v = env(limits[i].env);
-        if (v && parse_number(v, limits[i].bytes, limits[i].min, limits[i].max,
-                              limit_field(c, &limits[i])) < 0)
-            return bad_limit(limits[i].env, &limits[i], v);
+        if (v && (r = set_limit(c, &limits[i], limits[i].env, v)) < 0)
+            return r;
     }
     return 0;
 }
@@ -500,80 +519,78 @@ static bool flag_is(const char *arg, const char *name, const char **ret_value)
     return false;
 }
 
+enum flag_kind {
+    FLAG_NONE,
+    FLAG_LISTEN,
+    FLAG_PORT,
+    FLAG_DATA,
+    FLAG_DATABASE,
+    FLAG_ROOTFS,
+    FLAG_TOKEN,
+    FLAG_LIMIT
+};
+
+/* What a value-taking flag sets: the kind of option and, for the tables, its entry. */
+struct flag_target {
+    enum flag_kind kind;
+    const struct token_spec *token;
+    const struct limit_spec *limit;
+};
+
+/* The option of the flag --<name>; FLAG_NONE when there is none that takes a value. */
+static struct flag_target flag_target(const char *name)
+{
+    static const struct {
+        const char *name;
+        enum flag_kind kind;
+    } fixed[] = {{"listen", FLAG_LISTEN},
+                 {"port", FLAG_PORT},
+                 {"data", FLAG_DATA},
+                 {"database", FLAG_DATABASE},
+                 {"rootfs", FLAG_ROOTFS}};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (strcmp(name, fixed[i].name) == 0)
+            return (struct flag_target){.kind = fixed[i].kind};
+    char flag[64];
+    for (size_t i = 0; i < NTOKEN_SETTINGS; i++) {
+        kebab(token_settings[i].env, flag, sizeof(flag));
+        if (strcmp(name, flag) == 0)
+            return (struct flag_target){.kind = FLAG_TOKEN, .token = &token_settings[i]};
+    }
+    for (size_t i = 0; i < NLIMITS; i++) {
+        kebab(limits[i].env, flag, sizeof(flag));
+        if (strcmp(name, flag) == 0)
+            return (struct flag_target){.kind = FLAG_LIMIT, .limit = &limits[i]};
+    }
+    return (struct flag_target){.kind = FLAG_NONE};
+}
+
 /* Applies one value-taking flag; -EINVAL with a message naming it. */
 static int apply_flag(struct config *c, const char *name, const char *v)
 {
-    char flag[64];
-    if (strcmp(name, "listen") == 0) {
-        char *host = NULL;
-        int r = parse_listen(v, &host, &c->port);
-        if (r == -ENOMEM)
-            return r;
-        if (r < 0)
-            return err_set(-EINVAL,
-                           "--listen: expected HOST, HOST:PORT or [IPV6]:PORT with a port from "
-                           "0 to 65535, got \"%.*s%s\"",
-                           SHOWN(v));
-        free(c->listen_host);
-        c->listen_host = host;
-        return 0;
-    }
-    if (strcmp(name, "port") == 0) {
-        if (parse_port(v, &c->port) < 0)
-            return err_set(-EINVAL,
-                           "--port: expected a port number from 0 to 65535, got "
-                           "\"%.*s%s\"",
-                           SHOWN(v));
-        return 0;
-    }
-    if (strcmp(name, "data") == 0 || strcmp(name, "rootfs") == 0) {
+    struct flag_target t = flag_target(name);
+    char shown[70];
+    snprintf(shown, sizeof(shown), "--%s", name);
+    switch (t.kind) {
+    case FLAG_LISTEN:
+        return set_listen(c, shown, v);
+    case FLAG_PORT:
+        return set_port(c, shown, v);
+    case FLAG_DATA:
+    case FLAG_ROOTFS:
         if (!*v)
-            return err_set(-EINVAL, "--%s: expected a directory, got an empty value", name);
-        return set_str(strcmp(name, "data") == 0 ? &c->data_dir : &c->rootfs, v);
-    }
-    if (strcmp(name, "database") == 0)
+            return err_set(-EINVAL, "%s: expected a directory, got an empty value", shown);
+        return set_str(t.kind == FLAG_DATA ? &c->data_dir : &c->rootfs, v);
+    case FLAG_DATABASE:
         return set_str(&c->database, v);
-    for (size_t i = 0; i < NTOKEN_SETTINGS; i++) {
-        kebab(token_settings[i].env, flag, sizeof(flag));
-        if (strcmp(name, flag) == 0) {
-            char shown[70];
-            snprintf(shown, sizeof(shown), "--%s", flag);
-            return set_token_setting(c, &token_settings[i], shown, v);
-        }
-    }
-    for (size_t i = 0; i < NLIMITS; i++) {
-        kebab(limits[i].env, flag, sizeof(flag));
-        if (strcmp(name, flag) != 0)
-            continue;
-        if (parse_number(v, limits[i].bytes, limits[i].min, limits[i].max,
-                         limit_field(c, &limits[i])) < 0) {
-            char shown[70];
-            snprintf(shown, sizeof(shown), "--%s", flag);
-            return bad_limit(shown, &limits[i], v);
-        }
-        return 0;
+    case FLAG_TOKEN:
+        return set_token_setting(c, t.token, shown, v);
+    case FLAG_LIMIT:
+        return set_limit(c, t.limit, shown, v);
+    case FLAG_NONE:
+        break;
     }
     return err_set(-EINVAL, "unknown option --%s (see sqlfs serve --help)", name);
-}
-
-static bool takes_value(const char *name)
-{
-    static const char *const with_value[] = {"listen", "port", "data", "database", "rootfs"};
-    for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
-        if (strcmp(name, with_value[i]) == 0)
-            return true;
-    char flag[64];
-    for (size_t i = 0; i < NTOKEN_SETTINGS; i++) {
-        kebab(token_settings[i].env, flag, sizeof(flag));
-        if (strcmp(name, flag) == 0)
-            return true;
-    }
-    for (size_t i = 0; i < NLIMITS; i++) {
-        kebab(limits[i].env, flag, sizeof(flag));
-        if (strcmp(name, flag) == 0)
-            return true;
-    }
-    return false;
 }
 
 int config_from_args(struct config *c, int argc, char **argv)
@@ -603,7 +620,7 @@ int config_from_args(struct config *c, int argc, char **argv)
                            SHOWN(arg));
         memcpy(name, arg + 2, nlen);
         name[nlen] = '\0';
-        if (!takes_value(name))
+        if (flag_target(name).kind == FLAG_NONE)
             return err_set(-EINVAL, "unknown option --%s (see sqlfs serve --help)", name);
         const char *v = eq ? eq + 1 : NULL;
         if (!v) {

@@ -1,9 +1,10 @@
 /*
  * sqlfs — persistent bash sandboxes for AI agents, served over HTTP.
  *
- * main parses the command line, wires the modules into one struct app, serves until SIGTERM or
- * SIGINT, then shuts down in order: stop accepting, let in-flight requests finish (bounded),
- * stop the HTTP server, close the store. Only this file may exit the process.
+ * main parses the command line, locks the data directory, has app_open (app.c) build the
+ * modules into one struct app, serves until SIGTERM or SIGINT, then shuts down in order: stop
+ * accepting, let in-flight requests finish (bounded), stop the HTTP server, close the modules.
+ * Only this file may exit the process.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -18,16 +19,11 @@
 #include "api/http.h"
 #include "api/jsonv.h"
 #include "app.h"
-#include "auth/ratelimit.h"
-#include "auth/secret.h"
 #include "cli.h"
 #include "config.h"
 #include "exec/engine.h"
-#include "sandbox/lock.h"
-#include "store/store.h"
 #include "util/datadir.h"
 #include "util/err.h"
-#include "util/jsontext.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -90,47 +86,17 @@ static void print_banner(const struct app *app, bool secret_created, const char 
     log_json("info", "sqlfs serving", f);
     if (secret_created || !c->auth_secret) {
         /* the secret itself is never printed: it stays in its 0600 file */
-        fprintf(stderr,
-                "\nsqlfs is listening on %s\n"
-                "AUTH_SECRET was not set: using the secret stored in %s/auth_secret%s.\n"
-                "Get a token:\n"
-                "  curl -s -X POST %s/v1/auth/bootstrap -H \"X-Auth-Secret: $(cat %s/auth_secret)\" "
-                "-H 'Content-Type: application/json' -d '{\"sub\":\"me\"}'\n"
-                "or offline: %s token --sub me --data %s\n\n",
-                url, c->data_dir, secret_created ? " (generated now)" : "", url, c->data_dir,
-                self, c->data_dir);
+        fprintf(
+            stderr,
+            "\nsqlfs is listening on %s\n"
+            "AUTH_SECRET was not set: using the secret stored in %s/auth_secret%s.\n"
+            "Get a token:\n"
+            "  curl -s -X POST %s/v1/auth/bootstrap -H \"X-Auth-Secret: $(cat %s/auth_secret)\" "
+            "-H 'Content-Type: application/json' -d '{\"sub\":\"me\"}'\n"
+            "or offline: %s token --sub me --data %s\n\n",
+            url, c->data_dir, secret_created ? " (generated now)" : "", url, c->data_dir, self,
+            c->data_dir);
     }
-}
-
-/*
- * The signing secrets: AUTH_SECRET (else the data dir's generated file) and, during a key
- * rotation, AUTH_SECRET_PREVIOUS. Each at least SECRET_MIN_LEN bytes (config_check checked the
- * variables, secret_load the file). The configuration keeps its own copies.
- */
-static int load_secrets(struct app *app, bool *ret_created)
-{
-    const struct config *c = app->cfg;
-    int r;
-    if (c->auth_secret) {
-        if (!(app->auth_secret = strdup(c->auth_secret)))
-            return -ENOMEM;
-    } else if ((r = secret_load_or_create(c->data_dir, &app->auth_secret, ret_created)) < 0) {
-        return r;
-    }
-    app->auth_secret_len = strlen(app->auth_secret);
-    if (!c->auth_secret_previous)
-        return 0;
-    app->auth_secret_previous_len = strlen(c->auth_secret_previous);
-    if (secret_equal(c->auth_secret_previous, app->auth_secret_previous_len, app->auth_secret,
-                     app->auth_secret_len))
-        return err_set(-EINVAL, "AUTH_SECRET_PREVIOUS is the current secret: set it to the "
-                                "secret used before the rotation, or unset it");
-    if (!(app->auth_secret_previous = strdup(c->auth_secret_previous)))
-        return -ENOMEM;
-    log_msg("warn",
-            "key rotation: tokens signed with AUTH_SECRET_PREVIOUS are accepted until it is "
-            "removed (grace period); new tokens are signed with the current secret");
-    return 0;
 }
 
 /* Blocks until SIGTERM/SIGINT (the signals are blocked in every thread so only sigwait sees
@@ -195,7 +161,7 @@ static int serve(const char *self, int argc, char **argv)
                 "TRUST_PROXY is set: every connection comes from the proxy's address, so "
                 "MAX_CONNECTIONS_PER_IP=%lld caps the proxy's connections (0 lifts it)",
                 (long long)cfg.max_connections_per_ip);
-    struct app app = {.cfg = &cfg, .reply_memory = BUDGET_INIT(cfg.reply_memory_bytes)};
+    struct app app = {.cfg = &cfg};
     int status = 1;
     bool secret_created = false;
     struct MHD_Daemon *daemon = NULL;
@@ -213,8 +179,8 @@ static int serve(const char *self, int argc, char **argv)
     pid_t owner = 0;
     if ((r = datadir_open(cfg.data_dir, &data, &owner)) == -EBUSY) {
         if (owner > 0)
-            fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs (pid %ld)\n",
-                    data.path, (long)owner);
+            fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs (pid %ld)\n", data.path,
+                    (long)owner);
         else
             fprintf(stderr, "sqlfs: data dir %s is in use by another sqlfs\n", data.path);
         goto out;
@@ -231,38 +197,11 @@ static int serve(const char *self, int argc, char **argv)
     free(cfg.data_dir);
     if (!(cfg.data_dir = strdup(data.path)))
         goto out;
-    if ((r = load_secrets(&app, &secret_created)) < 0) {
-        if (r != -ENOMEM)
-            die("auth secret", r);
+    const char *what = NULL;
+    if ((r = app_open(&app, &cfg, &secret_created, &what)) < 0) {
+        if (what)
+            die(what, r);
         goto out;
-    }
-    struct store_config sc = {
-        .database = cfg.database,
-        .data_dir = cfg.data_dir,
-        .pg = {.pool_size = (int)cfg.database_pool_size, .pool_wait_ms = cfg.database_pool_wait_ms},
-    };
-    if ((r = store_open(&sc, &app.store)) < 0) {
-        die("store", r);
-        goto out;
-    }
-    if ((r = locks_new(&app.locks)) < 0) {
-        die("locks", r);
-        goto out;
-    }
-    app.auth_fail_limit = ratelimit_new(cfg.auth_rate_limit_max, cfg.auth_rate_limit_window_ms);
-    app.auth_success_limit =
-        ratelimit_new(cfg.auth_success_rate_limit_max, cfg.auth_success_rate_limit_window_ms);
-    if (!app.auth_fail_limit || !app.auth_success_limit)
-        goto out;
-    err_clear();
-    if ((r = exec_engine_new(&app, &app.exec)) < 0) {
-        /* the API still serves files; execs answer 503 and /readyz says why */
-        json_t *f = json_object();
-        const char *m = err_message();
-        json_object_set_new(f, "error", jsontext(m ? m : strerror(-r)));
-        log_json("error", "exec engine unavailable: sandboxes cannot run commands", f);
-    } else if (exec_engine_selftest(app.exec) < 0) {
-        /* logged with its cause; /readyz is 503 until an exec or a later self-test passes */
     }
     if ((r = http_start(&app, &daemon)) < 0) {
         die("listen", r);
@@ -276,13 +215,7 @@ static int serve(const char *self, int argc, char **argv)
     status = 0;
 out:
     http_stop(daemon);
-    exec_engine_free(app.exec);
-    store_close(app.store);
-    locks_free(app.locks);
-    ratelimit_free(app.auth_fail_limit);
-    ratelimit_free(app.auth_success_limit);
-    free(app.auth_secret);
-    free(app.auth_secret_previous);
+    app_close(&app);
     datadir_close(&data);
     config_release(&cfg);
     if (status == 0)

@@ -44,11 +44,10 @@ static bool ctype_is(const char *ctype, const char *want)
 
 static bool raw_archive_type(const char *ctype)
 {
-    static const char *types[] = {"application/x-tar",  "application/gzip",
-                                  "application/x-gzip", "application/zip",
-                                  "application/octet-stream", "application/x-bzip2",
-                                  "application/x-xz",   "application/zstd",
-                                  "application/x-compressed-tar"};
+    static const char *types[] = {
+        "application/x-tar", "application/gzip",         "application/x-gzip",
+        "application/zip",   "application/octet-stream", "application/x-bzip2",
+        "application/x-xz",  "application/zstd",         "application/x-compressed-tar"};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (ctype_is(ctype, types[i]))
             return true;
@@ -86,8 +85,7 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind UNUSED, cons
     int r = 0;
     if (key && strcmp(key, "basePath") == 0) {
         if (st->archive_seen)
-            r = err_set(-ERR_INVALID_INPUT,
-                        "the basePath field must come before the archive part");
+            r = err_set(-ERR_INVALID_INPUT, "the basePath field must come before the archive part");
         else if (size && buf_add(&st->field, data, size) < 0)
             r = err_set(-ERR_INVALID_INPUT, "basePath is too long");
     } else if (key && strcmp(key, "archive") == 0) {
@@ -121,7 +119,7 @@ int route_ingest_begin(struct request *req)
     st->field = (struct buf)BUF_INIT(BASE_PATH_FIELD_MAX);
     req->route_state = st;
     struct sandbox_rec rec;
-    int r = sandbox_lookup(req->app, req->sandbox_id, req->tenant, req->sub, &rec);
+    int r = sandbox_lookup(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
         return r;
     sandbox_rec_release(&rec);
@@ -170,6 +168,21 @@ void route_ingest_done(struct request *req, bool completed UNUSED)
     req->route_state = NULL;
 }
 
+/* {"status":"ok","basePath","fileCount","bytes"}: what an ingest committed. */
+static int reply_ingested(struct request *req, const char *base, const struct ingest_result *res)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "status", json_string("ok"));
+    int r = jsontext_set_path(o, "basePath", base, strlen(base));
+    json_object_set_new(o, "fileCount", json_integer(res->file_count));
+    json_object_set_new(o, "bytes", json_integer(res->bytes));
+    if (r < 0) {
+        json_decref(o);
+        return r;
+    }
+    return http_reply_json(req, 200, o);
+}
+
 int route_ingest(struct request *req)
 {
     struct ingest_state *st = req->route_state;
@@ -179,8 +192,7 @@ int route_ingest(struct request *req)
         if (st->error)
             return st->error;
         if (!st->ing)
-            return err_set(-ERR_INVALID_INPUT,
-                           "multipart body has no 'archive' file part");
+            return err_set(-ERR_INVALID_INPUT, "multipart body has no 'archive' file part");
     }
     struct changeset cs;
     changeset_init(&cs, "ingest");
@@ -195,22 +207,12 @@ int route_ingest(struct request *req)
         r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
         opened = r == 0;
         if (r < 0)
-            sandbox_discard(req->app, &cs); /* a failed commit discards for itself */
+            sandbox_discard(req->app->sandboxes, &cs); /* a failed commit discards for itself */
     }
     if (r == 0 && cs.n > 0)
-        r = sandbox_commit(req->app, &rec, &cs);
-    if (r == 0) {
-        json_t *o = json_object();
-        json_object_set_new(o, "status", json_string("ok"));
-        const char *base = res.base_path ? res.base_path : "";
-        r = jsontext_set_path(o, "basePath", base, strlen(base));
-        json_object_set_new(o, "fileCount", json_integer(res.file_count));
-        json_object_set_new(o, "bytes", json_integer(res.bytes));
-        if (r == 0)
-            r = http_reply_json(req, 200, o);
-        else
-            json_decref(o);
-    }
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
+    if (r == 0)
+        r = reply_ingested(req, res.base_path ? res.base_path : "", &res);
     if (opened)
         sandbox_rec_release(&rec);
     ingest_result_release(&res);
@@ -246,18 +248,9 @@ int route_ingest_files(struct request *req)
     r = ingest_files_build(req->app->store, norm, files, req->app->cfg->max_ingest_files,
                            req->app->cfg->max_ingest_bytes, &cs, &res);
     if (r == 0 && cs.n > 0)
-        r = sandbox_commit(req->app, &rec, &cs);
-    if (r == 0) {
-        json_t *o = json_object();
-        json_object_set_new(o, "status", json_string("ok"));
-        r = jsontext_set_path(o, "basePath", norm, strlen(norm));
-        json_object_set_new(o, "fileCount", json_integer(res.file_count));
-        json_object_set_new(o, "bytes", json_integer(res.bytes));
-        if (r == 0)
-            r = http_reply_json(req, 200, o);
-        else
-            json_decref(o);
-    }
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
+    if (r == 0)
+        r = reply_ingested(req, norm, &res);
     ingest_result_release(&res);
     changeset_release(&cs);
     sandbox_rec_release(&rec);
@@ -299,13 +292,11 @@ int route_export(struct request *req)
     free(fmt);
     if (r < 0)
         return r;
-    struct sandbox_rec rec;
-    r = route_open_sandbox(req, LOCK_SHARED, &rec);
+    r = route_open_sandbox(req, LOCK_SHARED, NULL);
     if (r < 0) {
         free(norm);
         return r;
     }
-    sandbox_rec_release(&rec);
     struct export *exp = NULL;
     r = export_open(req->app->store, req->sandbox_id, norm, format, &exp);
     if (r == -ENOENT)
@@ -313,10 +304,9 @@ int route_export(struct request *req)
     free(norm);
     if (r < 0)
         return r;
-    sandbox_touch(req->app, req->sandbox_id);
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 * 1024, export_cb, exp,
-                                          export_free);
+    sandbox_touch(req->app->sandboxes, req->sandbox_id);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256 * 1024,
+                                                                  export_cb, exp, export_free);
     if (!resp) {
         export_close(exp);
         return -ENOMEM;

@@ -17,6 +17,7 @@
 
 #include "api/jsonv.h"
 #include "api/routes.h"
+#include "api/wire.h"
 #include "auth/jwt.h"
 #include "auth/ratelimit.h"
 #include "auth/secret.h"
@@ -121,7 +122,7 @@ static int mint(struct request *req, bool admin, const struct mint_req *m)
     json_object_set_new(o, "token", json_string(token));
     json_object_set_new(o, "sub", json_string(m->sub));
     json_object_set_new(o, "tenant", json_string(m->tenant));
-    json_object_set_new(o, "expiresAt", exp_at > 0 ? http_time_json(exp_at * 1000) : json_null());
+    json_object_set_new(o, "expiresAt", exp_at > 0 ? wire_time_json(exp_at * 1000) : json_null());
     free(token);
     return http_reply_json(req, 201, o);
 }

@@ -1,5 +1,5 @@
-/* Exec routes (docs/API.md "Exec"): exec-sync (this file), SSE exec (exec_stream.c), batches
- * (exec_batch.c). */
+/* Exec routes (docs/API.md "Exec"): exec-sync (this file), SSE exec (exec_stream.c) and batches
+ * (exec_batch.c); this file also holds what they share (api/exec.h). */
 #include "api/exec.h"
 
 #include <errno.h>
@@ -56,8 +56,9 @@ int exec_parse_timeout(json_t *body, struct request *req, int64_t *ret)
     errno = 0;
     long long v = strtoll(q, &e, 10);
     if (errno || e == q || *e || v < 1 || v > EXEC_TIMEOUT_MAX)
-        r = err_set(-ERR_INVALID_INPUT, "query parameter 'timeoutMs' must be an integer between "
-                                        "1 and %d",
+        r = err_set(-ERR_INVALID_INPUT,
+                    "query parameter 'timeoutMs' must be an integer between "
+                    "1 and %d",
                     EXEC_TIMEOUT_MAX);
     else
         *ret = v;

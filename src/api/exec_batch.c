@@ -97,8 +97,8 @@ int route_exec_batch(struct request *req)
     struct batch_params p = {.timeout_ms = BATCH_TIMEOUT_DEFAULT, .cancel_fd = -1};
     struct batch_script *scripts = NULL;
     json_t *arr = NULL;
-    int r = json_is_object(body) ? 0
-                                 : err_set(-ERR_INVALID_INPUT, "request body must be an object");
+    int r =
+        json_is_object(body) ? 0 : err_set(-ERR_INVALID_INPUT, "request body must be an object");
     if (r == 0 && (r = jsonv_array(body, "scripts", &arr)) == 0)
         r = err_set(-ERR_INVALID_INPUT, "field 'scripts' is required: [{\"id\", \"script\"}]");
     if (r > 0)
@@ -111,12 +111,11 @@ int route_exec_batch(struct request *req)
                 r = err_set(-ERR_INVALID_INPUT, "field 'timeoutMs' must be a positive integer");
             else
                 p.timeout_ms = json_integer_value(t) > BATCH_TIMEOUT_MAX ? BATCH_TIMEOUT_MAX
-                                                                          : json_integer_value(t);
+                                                                         : json_integer_value(t);
         }
     }
-    if (r == 0 &&
-        (r = jsonv_int(body, "perScriptTimeoutMs", 1, BATCH_TIMEOUT_MAX,
-                       &p.per_script_timeout_ms)) > 0)
+    if (r == 0 && (r = jsonv_int(body, "perScriptTimeoutMs", 1, BATCH_TIMEOUT_MAX,
+                                 &p.per_script_timeout_ms)) > 0)
         r = 0;
     if (r == 0 && (r = jsonv_bool(body, "readOnly", &p.read_only)) > 0)
         r = 0;

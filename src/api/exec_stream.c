@@ -34,6 +34,7 @@
 #include "sandbox/sandbox.h"
 #include "util/compiler.h"
 #include "util/err.h"
+#include "util/fd.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -52,30 +53,30 @@ struct frame {
 
 struct stream {
     struct app *app;
-    struct exec_request x;      /* parsed request (params borrow from it) */
-    struct sandbox_rec rec;     /* read under the lock held by the request */
+    struct exec_request x;  /* parsed request (params borrow from it) */
+    struct sandbox_rec rec; /* read under the lock held by the request */
     pthread_t worker;
     bool worker_started;
-    int cancel_pipe[2];         /* closing [1] cancels the exec (runner sees POLLHUP on [0]) */
-    int client_fd;              /* the connection's socket, watched for hang-up */
-    int64_t started_ms;         /* monotonic start, for "t" */
-    pthread_mutex_t mu;         /* guards the fields below, up to tail */
-    pthread_cond_t readable;    /* for the reader: a frame was queued, or done / gone was set */
-    pthread_cond_t writable;    /* for the worker: the queue drained, or gone was set */
-    struct frame *head, *last;  /* the queue, oldest first */
-    size_t queued;              /* bytes in the queue not yet handed out */
-    size_t held;                /* memory (buffer capacity) of the queued frames */
-    struct frame *spare;        /* sent frames kept for reuse (their memory is already mapped) */
-    size_t spare_bytes;         /* capacity held in `spare`, at most STREAM_QUEUE_MAX */
-    bool reader_waiting;        /* the reader sleeps on `readable` */
-    bool writer_waiting;        /* the worker sleeps on `writable` */
-    bool done;                  /* the exit frame is queued */
-    bool started;               /* bash runs the script: the stream can begin */
-    int failed;                 /* the exec failed before its script started (error code) */
-    json_t *failed_body;        /* its error body, built on the worker's thread */
-    bool gone;                  /* the client went away: drop output, do not wait */
-    struct buf tail[3];         /* worker only, per stream: incomplete UTF-8 held back */
-    int64_t deadline_ms;        /* monotonic: the exec's own timeout */
+    int cancel_pipe[2];        /* closing [1] cancels the exec (runner sees POLLHUP on [0]) */
+    int client_fd;             /* the connection's socket, watched for hang-up */
+    int64_t started_ms;        /* monotonic start, for "t" */
+    pthread_mutex_t mu;        /* guards the fields below, up to tail */
+    pthread_cond_t readable;   /* for the reader: a frame was queued, or done / gone was set */
+    pthread_cond_t writable;   /* for the worker: the queue drained, or gone was set */
+    struct frame *head, *last; /* the queue, oldest first */
+    size_t queued;             /* bytes in the queue not yet handed out */
+    size_t held;               /* memory (buffer capacity) of the queued frames */
+    struct frame *spare;       /* sent frames kept for reuse (their memory is already mapped) */
+    size_t spare_bytes;        /* capacity held in `spare`, at most STREAM_QUEUE_MAX */
+    bool reader_waiting;       /* the reader sleeps on `readable` */
+    bool writer_waiting;       /* the worker sleeps on `writable` */
+    bool done;                 /* the exit frame is queued */
+    bool started;              /* bash runs the script: the stream can begin */
+    int failed;                /* the exec failed before its script started (error code) */
+    json_t *failed_body;       /* its error body, built on the worker's thread */
+    bool gone;                 /* the client went away: drop output, do not wait */
+    struct buf tail[3];        /* worker only, per stream: incomplete UTF-8 held back */
+    int64_t deadline_ms;       /* monotonic: the exec's own timeout */
 };
 
 static int64_t since_start(struct stream *s)
@@ -258,10 +259,7 @@ static void *worker_main(void *arg)
 
 static void cancel_exec(struct stream *s)
 {
-    if (s->cancel_pipe[1] >= 0) {
-        close(s->cancel_pipe[1]);
-        s->cancel_pipe[1] = -1;
-    }
+    closep(&s->cancel_pipe[1]);
 }
 
 static bool client_gone(int fd)
@@ -365,8 +363,7 @@ static void stream_free(struct stream *s)
         pthread_join(s->worker, NULL);
     }
     cancel_exec(s);
-    if (s->cancel_pipe[0] >= 0)
-        close(s->cancel_pipe[0]);
+    closep(&s->cancel_pipe[0]);
     frame_list_free(s->head);
     frame_list_free(s->spare);
     for (int i = 0; i < 3; i++)
@@ -430,9 +427,8 @@ int route_exec_stream(struct request *req)
     pthread_mutex_unlock(&s->mu);
     if (failed_body)
         return http_reply_error_body(req, s->failed, failed_body);
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s,
-                                          response_free);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024,
+                                                                  stream_read, s, response_free);
     r = http_reply_response(req, 200, resp);
     if (r < 0)
         return r;

@@ -7,8 +7,10 @@
 
 #include "api/jsonv.h"
 #include "api/routes.h"
-#include "sandbox/reserved.h"
+#include "api/wire.h"
+#include "store/reserved.h"
 #include "sandbox/sandbox.h"
+#include "util/cleanup.h"
 #include "util/compiler.h"
 #include "util/err.h"
 #include "util/jsontext.h"
@@ -19,87 +21,41 @@
 #define READ_BLOCK (256 * 1024)
 #define EDIT_MAX_BYTES (64 * 1024 * 1024)
 
-int route_path_arg(const char *field, const char *value, size_t len, char **ret)
-{
-    if (len == 0 || value[0] != '/')
-        return err_set(-ERR_INVALID_INPUT, "%s: path must be absolute (start with '/')", field);
-    int r = path_normalize(value, len, ret);
-    if (r == -EINVAL)
-        return err_set(-ERR_INVALID_INPUT, "%s: path contains a NUL byte", field);
-    if (r == -ENAMETOOLONG)
-        return err_set(-ENAMETOOLONG, "%s: path too long (max %d bytes, %d per name)", field,
-                       PATH_MAX_LEN, PATH_NAME_MAX);
-    return r;
-}
-
-int route_write_path_arg(const char *field, const char *value, size_t len, bool is_dir,
-                         char **ret)
-{
-    int r = route_path_arg(field, value, len, ret);
-    const char *reserved = r < 0 ? NULL : reserved_root(*ret, is_dir);
-    if (reserved) {
-        r = reserved_error(*ret, reserved);
-        free(*ret);
-        *ret = NULL;
-    }
-    return r;
-}
-
-int route_open_sandbox(struct request *req, enum lock_mode mode, struct sandbox_rec *rec)
-{
-    return sandbox_open(req->app, req->sandbox_id, req->tenant, req->sub, mode, rec,
-                        &req->lock);
-}
-
-int route_check_bulk_count(struct request *req, size_t n)
-{
-    int64_t max = req->app->cfg->max_bulk_write_files;
-    if ((int64_t)n <= max)
-        return 0;
-    err_set(-ERR_PAYLOAD_TOO_LARGE, "too many files: %zu (limit %lld)", n, (long long)max);
-    err_detail("MAX_BULK_WRITE_FILES=%lld", (long long)max);
-    return -ERR_PAYLOAD_TOO_LARGE;
-}
-
-int route_capture_path(struct request *req, char **ret)
-{
-    const char *rest = req->rest ? req->rest : "";
-    size_t len = req->rest ? req->rest_len : 0;
-    if (memchr(rest, '\0', len))
-        return err_set(-ERR_INVALID_INPUT, "path contains a NUL byte");
-    if (len == 0) {
-        *ret = strdup("/");
-        return *ret ? 0 : -ENOMEM;
-    }
-    int r = path_normalize(rest, len, ret);
-    if (r == -EINVAL)
-        return err_set(-ERR_INVALID_INPUT, "invalid path");
-    if (r == -ENAMETOOLONG)
-        return err_set(-ENAMETOOLONG, "path too long (max %d bytes, %d per name)", PATH_MAX_LEN,
-                       PATH_NAME_MAX);
-    return r;
-}
-
 static const char *content_type_for(const char *path)
 {
     static const struct {
         const char *ext, *type;
     } types[] = {
-        {".txt", "text/plain; charset=utf-8"}, {".md", "text/markdown; charset=utf-8"},
-        {".json", "application/json"},         {".html", "text/html; charset=utf-8"},
-        {".htm", "text/html; charset=utf-8"},  {".css", "text/css"},
-        {".js", "text/javascript"},            {".mjs", "text/javascript"},
-        {".ts", "text/plain; charset=utf-8"},  {".py", "text/x-python; charset=utf-8"},
-        {".sh", "text/x-shellscript"},         {".c", "text/x-c; charset=utf-8"},
-        {".h", "text/x-c; charset=utf-8"},     {".csv", "text/csv"},
-        {".xml", "application/xml"},           {".yaml", "application/yaml"},
-        {".yml", "application/yaml"},          {".toml", "application/toml"},
-        {".png", "image/png"},                 {".jpg", "image/jpeg"},
-        {".jpeg", "image/jpeg"},               {".gif", "image/gif"},
-        {".svg", "image/svg+xml"},             {".webp", "image/webp"},
-        {".pdf", "application/pdf"},           {".zip", "application/zip"},
-        {".gz", "application/gzip"},           {".tgz", "application/gzip"},
-        {".tar", "application/x-tar"},         {".wasm", "application/wasm"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".md", "text/markdown; charset=utf-8"},
+        {".json", "application/json"},
+        {".html", "text/html; charset=utf-8"},
+        {".htm", "text/html; charset=utf-8"},
+        {".css", "text/css"},
+        {".js", "text/javascript"},
+        {".mjs", "text/javascript"},
+        {".ts", "text/plain; charset=utf-8"},
+        {".py", "text/x-python; charset=utf-8"},
+        {".sh", "text/x-shellscript"},
+        {".c", "text/x-c; charset=utf-8"},
+        {".h", "text/x-c; charset=utf-8"},
+        {".csv", "text/csv"},
+        {".xml", "application/xml"},
+        {".yaml", "application/yaml"},
+        {".yml", "application/yaml"},
+        {".toml", "application/toml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"},
+        {".svg", "image/svg+xml"},
+        {".webp", "image/webp"},
+        {".pdf", "application/pdf"},
+        {".zip", "application/zip"},
+        {".gz", "application/gzip"},
+        {".tgz", "application/gzip"},
+        {".tar", "application/x-tar"},
+        {".wasm", "application/wasm"},
     };
     const char *base = path_basename(path);
     const char *dot = strrchr(base, '.');
@@ -116,7 +72,7 @@ static char *stat_header(const struct file_meta *m)
     json_object_set_new(o, "kind", json_string(file_kind_name(m->kind)));
     json_object_set_new(o, "mode", json_integer(m->mode & 07777));
     json_object_set_new(o, "size", json_integer(m->size));
-    json_object_set_new(o, "mtime", sandbox_mtime_json(m->mtime_ns));
+    json_object_set_new(o, "mtime", wire_mtime_json(m->mtime_ns));
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -193,16 +149,14 @@ int route_file_get(struct request *req)
     int r = route_capture_path(req, &path);
     if (r < 0)
         return r;
-    struct sandbox_rec rec;
-    r = route_open_sandbox(req, LOCK_SHARED, &rec);
+    r = route_open_sandbox(req, LOCK_SHARED, NULL);
     if (r < 0) {
         free(path);
         return r;
     }
-    sandbox_rec_release(&rec);
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, path, true, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, true, &real, &m);
     free(path);
     free(real);
     if (r < 0)
@@ -212,7 +166,7 @@ int route_file_get(struct request *req)
         file_meta_release(&m);
         return r;
     }
-    sandbox_touch(req->app, req->sandbox_id);
+    sandbox_touch(req->app->sandboxes, req->sandbox_id);
     int64_t start = 0, end = m.size - 1;
     int ranged = parse_range(http_header(req, "Range"), m.size, &start, &end);
     char cr[96];
@@ -272,7 +226,7 @@ int route_file_get(struct request *req)
 /* ---- PUT (streamed) ---- */
 
 struct put_state {
-    char *path;                   /* normalised target path */
+    char *path;                    /* normalised target path */
     struct content_writer *writer; /* open while the body streams */
     int64_t bytes;
     int64_t room;  /* bytes the sandbox's quota has left for this file when the upload began
@@ -301,7 +255,7 @@ static int64_t put_room(struct app *app, const struct sandbox_rec *rec, const ch
     int64_t room = quota - rec->size_bytes;
     struct file_meta m;
     char *real = NULL;
-    if (sandbox_resolve(app, rec->id, path, true, &real, &m) == 0) {
+    if (sandbox_resolve(app->sandboxes, rec->id, path, true, &real, &m) == 0) {
         if (m.kind == FILE_KIND_FILE)
             room += m.size;
         file_meta_release(&m);
@@ -326,7 +280,7 @@ int route_file_put_begin(struct request *req)
     if (reserved) /* refused before the upload, not after it */
         return reserved_error(st->path, reserved);
     struct sandbox_rec rec;
-    r = sandbox_lookup(req->app, req->sandbox_id, req->tenant, req->sub, &rec);
+    r = sandbox_lookup(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
         return r;
     st->room = put_room(req->app, &rec, st->path);
@@ -384,12 +338,12 @@ void route_file_put_done(struct request *req, bool completed UNUSED)
 
 /* Where a write of `path` lands: the resolved target (through symlinks) and the mode to keep.
  * -EISDIR for directories. */
-static int write_target(struct app *app, const char *sandbox_id, const char *path,
-                        char **ret_path, uint32_t *ret_mode)
+static int write_target(struct app *app, const char *sandbox_id, const char *path, char **ret_path,
+                        uint32_t *ret_mode)
 {
     struct file_meta m;
     char *real = NULL;
-    int r = sandbox_resolve(app, sandbox_id, path, true, &real, &m);
+    int r = sandbox_resolve(app->sandboxes, sandbox_id, path, true, &real, &m);
     if (r == 0) {
         bool dir = m.kind == FILE_KIND_DIR;
         *ret_mode = m.kind == FILE_KIND_FILE ? m.mode : 0644;
@@ -416,6 +370,23 @@ static int write_target(struct app *app, const char *sandbox_id, const char *pat
     return r;
 }
 
+/* The end of a route that changes files, with the sandbox open (rec; NULL when opening it
+ * failed): commits cs (NULL: nothing to change) when r is 0 (a failed commit discards what it
+ * stored), or else, when the route `stored` contents for cs, gives them back. Releases cs and
+ * rec; 204 on success. */
+static int change_done(struct request *req, struct sandbox_rec *rec, struct changeset *cs,
+                       bool stored, int r)
+{
+    if (cs && r == 0)
+        r = sandbox_commit(req->app->sandboxes, rec, cs);
+    else if (cs && stored)
+        sandbox_discard(req->app->sandboxes, cs);
+    if (cs)
+        changeset_release(cs);
+    sandbox_rec_release(rec);
+    return r < 0 ? r : http_reply_empty(req, 204);
+}
+
 int route_file_put(struct request *req)
 {
     struct put_state *st = req->route_state;
@@ -435,20 +406,14 @@ int route_file_put(struct request *req)
     cs.create_parents = true;
     if (changeset_put(&cs, &m) < 0)
         r = r < 0 ? r : -ENOMEM;
-    if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs); /* discards what it stored when it fails */
-    else if (m.has_content)
-        sandbox_discard(req->app, &cs); /* the upload is not going anywhere */
-    changeset_release(&cs);
     free(m.path);
-    if (opened)
-        sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    /* on failure the upload is not going anywhere */
+    return change_done(req, opened ? &rec : NULL, &cs, m.has_content, r);
 }
 
 /* ---- PATCH ---- */
 
-static int read_all(struct app *app, const struct file_meta *m, size_t max, struct buf *out)
+static int read_content(struct app *app, const struct file_meta *m, size_t max, struct buf *out)
 {
     if (!m->has_content || m->size == 0)
         return 0;
@@ -490,8 +455,8 @@ static size_t count_matches(const char *hay, size_t hlen, const char *needle, si
     return n;
 }
 
-static int replace_all(const char *hay, size_t hlen, const char *old, size_t olen,
-                       const char *new, size_t nlen, size_t limit, struct buf *out)
+static int replace_all(const char *hay, size_t hlen, const char *old, size_t olen, const char *new,
+                       size_t nlen, size_t limit, struct buf *out)
 {
     const char *p = hay, *end = hay + hlen;
     size_t done = 0;
@@ -531,29 +496,28 @@ int route_file_patch(struct request *req)
         return r;
     if (olen == nlen && memcmp(olds, news, olen) == 0)
         return err_set(-ERR_INVALID_INPUT, "oldString and newString are equal: nothing to do");
-    char *path = NULL;
+    _cleanup_free_ char *path = NULL;
     if ((r = route_capture_path(req, &path)) < 0)
         return r;
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
-    if (r < 0) {
-        free(path);
+    if (r < 0)
         return r;
-    }
     char *real = NULL;
     struct file_meta m;
     struct buf content = BUF_INIT(0), edited = BUF_INIT(0);
-    r = sandbox_resolve(req->app, req->sandbox_id, path, true, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, true, &real, &m);
     if (r < 0)
         goto out_nometa;
     if (m.kind == FILE_KIND_DIR) {
         r = err_set(-EISDIR, "is a directory: %s", path);
         goto out;
     }
-    r = read_all(req->app, &m, EDIT_MAX_BYTES, &content);
+    r = read_content(req->app, &m, EDIT_MAX_BYTES, &content);
     if (r < 0)
         goto out;
-    if (memchr(buf_cstr(&content), '\0', content.len) || !utf8_valid(buf_cstr(&content), content.len)) {
+    if (memchr(buf_cstr(&content), '\0', content.len) ||
+        !utf8_valid(buf_cstr(&content), content.len)) {
         r = err_set(-ERR_EDIT_BINARY, "file is not UTF-8 text (or contains NUL bytes): %s", path);
         goto out;
     }
@@ -569,15 +533,14 @@ int route_file_patch(struct request *req)
                    n);
         goto out;
     }
-    r = replace_all(buf_cstr(&content), content.len, olds, olen, news, nlen, all ? n : 1,
-                    &edited);
+    r = replace_all(buf_cstr(&content), content.len, olds, olen, news, nlen, all ? n : 1, &edited);
     if (r < 0)
         goto out;
     struct changeset cs;
     changeset_init(&cs, "edit");
-    r = sandbox_put_bytes(req->app, &cs, real, buf_cstr(&edited), edited.len, m.mode);
+    r = sandbox_put_bytes(req->app->sandboxes, &cs, real, buf_cstr(&edited), edited.len, m.mode);
     if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs);
+        r = sandbox_commit(req->app->sandboxes, &rec, &cs);
     changeset_release(&cs);
     if (r == 0) {
         json_t *o = json_object();
@@ -595,7 +558,6 @@ out_nometa:
     buf_release(&content);
     buf_release(&edited);
     free(real);
-    free(path);
     sandbox_rec_release(&rec);
     return r;
 }
@@ -624,22 +586,18 @@ int route_file_delete(struct request *req)
     int r = parse_bool_query(req, "recursive", &recursive);
     if (r < 0)
         return r;
-    char *path = NULL;
+    _cleanup_free_ char *path = NULL;
     if ((r = route_capture_path(req, &path)) < 0)
         return r;
-    if (strcmp(path, "/") == 0) {
-        free(path);
+    if (strcmp(path, "/") == 0)
         return err_set(-EINVAL, "cannot delete the sandbox root; delete the sandbox instead");
-    }
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
-    if (r < 0) {
-        free(path);
+    if (r < 0)
         return r;
-    }
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, path, false, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, false, &real, &m);
     if (r == 0) {
         if (m.kind == FILE_KIND_DIR && !recursive) {
             r = store_has_children(req->app->store, req->sandbox_id, real);
@@ -648,18 +606,12 @@ int route_file_delete(struct request *req)
         }
         file_meta_release(&m);
     }
-    if (r >= 0) {
-        struct changeset cs;
-        changeset_init(&cs, "delete");
+    struct changeset cs;
+    changeset_init(&cs, "delete");
+    if (r >= 0)
         r = changeset_delete(&cs, real);
-        if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs);
-        changeset_release(&cs);
-    }
     free(real);
-    free(path);
-    sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    return change_done(req, &rec, &cs, false, r);
 }
 
 /* ---- mkdir ---- */
@@ -676,18 +628,16 @@ int route_mkdir(struct request *req)
         return err_set(-ERR_INVALID_INPUT, "field 'path' is required");
     if ((r = jsonv_bool(req->json, "recursive", &recursive)) < 0)
         return r;
-    char *path = NULL;
+    _cleanup_free_ char *path = NULL;
     if ((r = route_write_path_arg("path", p, plen, true, &path)) < 0)
         return r;
     struct sandbox_rec rec;
     r = route_open_sandbox(req, LOCK_EXCLUSIVE, &rec);
-    if (r < 0) {
-        free(path);
+    if (r < 0)
         return r;
-    }
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, path, false, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, false, &real, &m);
     bool create = false;
     if (r == 0) {
         bool dir = m.kind == FILE_KIND_DIR;
@@ -699,8 +649,8 @@ int route_mkdir(struct request *req)
         r = 0;
         create = true;
     }
-    if (r == 0 && create) {
-        struct changeset cs;
+    struct changeset cs;
+    if (create) { /* else it exists and was asked for recursively: nothing to do */
         changeset_init(&cs, "mkdir");
         cs.create_parents = recursive;
         struct file_meta d = {
@@ -710,14 +660,9 @@ int route_mkdir(struct request *req)
             .mtime_ns = time_now_ns(),
         };
         r = changeset_put(&cs, &d);
-        if (r == 0)
-            r = sandbox_commit(req->app, &rec, &cs);
-        changeset_release(&cs);
     }
     free(real);
-    free(path);
-    sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    return change_done(req, &rec, create ? &cs : NULL, false, r);
 }
 
 /* ---- writeFiles ---- */
@@ -769,20 +714,14 @@ int route_write_files(struct request *req)
         if (r == 0)
             r = write_target(req->app, req->sandbox_id, p, &target, &mode);
         if (r == 0)
-            r = sandbox_put_bytes(req->app, &cs, target, json_string_value(val),
+            r = sandbox_put_bytes(req->app->sandboxes, &cs, target, json_string_value(val),
                                   json_string_length(val), mode);
         free(p);
         free(target);
         if (r < 0)
             break;
     }
-    if (r == 0)
-        r = sandbox_commit(req->app, &rec, &cs); /* discards what it stored when it fails */
-    else
-        sandbox_discard(req->app, &cs);
-    changeset_release(&cs);
-    sandbox_rec_release(&rec);
-    return r < 0 ? r : http_reply_empty(req, 204);
+    return change_done(req, &rec, &cs, true, r);
 }
 
 /* ---- tree ---- */
@@ -805,7 +744,7 @@ static int tree_one(const struct file_meta *m, void *userdata)
     }
     json_object_set_new(o, "kind", json_string(file_kind_name(m->kind)));
     json_object_set_new(o, "size", json_integer(m->size));
-    json_object_set_new(o, "mtime", sandbox_mtime_json(m->mtime_ns));
+    json_object_set_new(o, "mtime", wire_mtime_json(m->mtime_ns));
     json_object_set_new(o, "mode", json_integer(m->mode & 07777));
     return json_array_append_new(t->arr, o) == 0 ? 0 : -ENOMEM;
 }
@@ -834,17 +773,15 @@ int route_tree(struct request *req)
         free(prefix);
         return r;
     }
-    struct sandbox_rec rec;
-    r = route_open_sandbox(req, LOCK_SHARED, &rec);
+    r = route_open_sandbox(req, LOCK_SHARED, NULL);
     if (r < 0) {
         free(prefix);
         return r;
     }
-    sandbox_rec_release(&rec);
     struct tree_ctx t = {.arr = json_array(), .max = req->app->cfg->max_tree_entries};
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app, req->sandbox_id, prefix, true, &real, &m);
+    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, prefix, true, &real, &m);
     if (r == 0) {
         if (m.kind == FILE_KIND_DIR)
             r = store_list(req->app->store, req->sandbox_id, real, (int)depth, tree_one, &t);
@@ -866,6 +803,6 @@ int route_tree(struct request *req)
         json_decref(t.arr);
         return r;
     }
-    sandbox_touch(req->app, req->sandbox_id);
+    sandbox_touch(req->app->sandboxes, req->sandbox_id);
     return http_reply_json(req, 200, t.arr);
 }

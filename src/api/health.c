@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "api/routes.h"
+#include "api/wire.h"
 #include "auth/jwt.h"
 #include "exec/engine.h"
 #include "store/store.h"
@@ -73,7 +74,7 @@ int route_status(struct request *req)
     json_object_set_new(auth, "tokenDefaultExpires", expires_json(c->token_default_expires_s));
     json_object_set_new(auth, "tokenMaxExpires", expires_json(c->token_max_expires_s));
     json_object_set_new(auth, "tokensNotBefore",
-                        c->tokens_not_before_s > 0 ? http_time_json(c->tokens_not_before_s * 1000)
+                        c->tokens_not_before_s > 0 ? wire_time_json(c->tokens_not_before_s * 1000)
                                                    : json_null());
     json_object_set_new(auth, "previousSecret", json_boolean(app->auth_secret_previous != NULL));
     json_object_set_new(auth, "previousSecretUses",

@@ -40,7 +40,7 @@ struct route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* e.g. "/v1/sandboxes/:id/files/..." (see server.c) */
     enum body_mode body;
-    bool auth;           /* needs a valid bearer token */
+    bool auth; /* needs a valid bearer token */
     /* BODY_STREAM: called before the first body byte; may reject (negative error). */
     int (*on_begin)(struct request *req);
     /* BODY_STREAM: one piece of the body. */
@@ -60,25 +60,25 @@ struct request {
     struct MHD_Connection *conn;
     const struct route *route;
     const char *method;
-    char *url;              /* raw URL path, still percent-encoded */
-    char *sandbox_id;       /* the ":id" capture, validated UUID, or NULL */
-    char *rest;             /* the "*" capture, percent-decoded (may be NULL) */
-    size_t rest_len;        /* bytes in rest (it may not be a C string if it held %00) */
-    char *tenant;           /* authenticated owner */
+    char *url;        /* raw URL path, still percent-encoded */
+    char *sandbox_id; /* the ":id" capture, validated UUID, or NULL */
+    char *rest;       /* the "*" capture, percent-decoded (may be NULL) */
+    size_t rest_len;  /* bytes in rest (it may not be a C string if it held %00) */
+    char *tenant;     /* authenticated owner */
     char *sub;
-    int64_t started_ns;     /* monotonic start, for the log line */
-    struct buf body;        /* BODY_JSON / BODY_RAW */
-    json_t *json;           /* BODY_JSON parsed object */
-    int64_t body_bytes;     /* bytes of body seen */
-    bool chunked;           /* the body comes with Transfer-Encoding: chunked (length unknown) */
-    int pending_error;      /* an error found while reading the body, answered at the end */
-    int64_t drained;        /* chunked body bytes dropped after pending_error */
-    size_t parse_peak;      /* most memory the parse of the body held (jsonv_parse_peak) */
-    bool begun;             /* on_begin ran */
+    int64_t started_ns; /* monotonic start, for the log line */
+    struct buf body;    /* BODY_JSON / BODY_RAW */
+    json_t *json;       /* BODY_JSON parsed object */
+    int64_t body_bytes; /* bytes of body seen */
+    bool chunked;       /* the body comes with Transfer-Encoding: chunked (length unknown) */
+    int pending_error;  /* an error found while reading the body, answered at the end */
+    int64_t drained;    /* chunked body bytes dropped after pending_error */
+    size_t parse_peak;  /* most memory the parse of the body held (jsonv_parse_peak) */
+    bool begun;         /* on_begin ran */
     struct MHD_Response *response; /* set by the handler */
-    unsigned status;        /* status of response */
-    struct lock_ref *lock;  /* a sandbox lock held until the request completes */
-    void *route_state;      /* route-owned; freed by route->on_done */
+    unsigned status;               /* status of response */
+    struct lock_ref *lock;         /* a sandbox lock held until the request completes */
+    void *route_state;             /* route-owned; freed by route->on_done */
 };
 
 /* Starts the server. -errno with err_set() on failure. */
@@ -128,9 +128,6 @@ void http_add_header(struct request *req, const char *name, const char *value);
 /* Percent-decodes s[0..len) into a new buffer (may contain NUL bytes; *ret_len says how many). */
 __attribute__((warn_unused_result)) int http_unescape(const char *s, size_t len, char **ret,
                                                       size_t *ret_len);
-
-/* Formats a sandbox-visible ISO timestamp for epoch ms; "null" handling is the caller's. */
-json_t *http_time_json(int64_t ms);
 
 /* The route table (api/routes.c). */
 extern const struct route http_routes[];

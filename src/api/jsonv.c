@@ -94,9 +94,10 @@ int jsonv_parse_object(const char *data, size_t len, json_t **ret)
         return err_set(-ENOMEM, "out of memory");
     if (!*ret) {
         if (json_error_code(&jerr) == json_error_null_character)
-            return err_set(-ERR_INVALID_INPUT, "JSON strings in the request body must not contain "
-                           "\\u0000 (line %d, column %d)", jerr.line,
-                           jerr.column);
+            return err_set(-ERR_INVALID_INPUT,
+                           "JSON strings in the request body must not contain "
+                           "\\u0000 (line %d, column %d)",
+                           jerr.line, jerr.column);
         return err_set(-ERR_INVALID_INPUT, "request body is not valid JSON: %s (line %d)",
                        jerr.text, jerr.line);
     }
@@ -207,8 +208,7 @@ int jsonv_env(json_t *obj, const char *key, size_t max_vars, json_t **ret)
     if (r <= 0)
         return r;
     if (json_object_size(env) > max_vars)
-        return err_set(-ERR_INVALID_INPUT, "field '%s' has more than %zu variables", key,
-                       max_vars);
+        return err_set(-ERR_INVALID_INPUT, "field '%s' has more than %zu variables", key, max_vars);
     const char *name;
     json_t *val;
     int bad = 0;

@@ -1,8 +1,9 @@
 /*
  * jsonv — validation of fields of JSON request bodies, with error messages that tell the client
- * what to fix ("field 'timeoutMs' must be an integer between 1 and 300000"). Every getter
- * returns 0 when the field is absent (leaving *ret unchanged), 1 when present and valid, or
- * -ERR_INVALID_INPUT (message set). `obj` may be NULL (no body): every field is then absent.
+ * what to fix ("field 'timeoutMs' must be an integer between 1 and 300000"). Every field getter
+ * (jsonv_string to jsonv_env) returns 0 when the field is absent (leaving *ret unchanged), 1 when
+ * present and valid, or -ERR_INVALID_INPUT (message set). `obj` may be NULL (no body): every field
+ * is then absent.
  */
 #ifndef SQLFS_API_JSONV_H
 #define SQLFS_API_JSONV_H
@@ -23,10 +24,10 @@ size_t jsonv_parse_limit(size_t len);
  * before any thread uses jansson; without it the budget is not enforced. */
 void jsonv_init(void);
 
-/* Parses a request body that must be one JSON object (duplicate keys refused). *ret is a new
- * reference. The parse may take at most jsonv_parse_limit(len) bytes of memory (once jsonv_init
- * ran): past it, -ERR_PAYLOAD_TOO_LARGE naming the bound. -ERR_INVALID_INPUT with a message
- * saying what is wrong and where; -ENOMEM. */
+/* Parses a request body that must be one JSON object (duplicate keys refused): 0 and *ret a new
+ * reference, or an error and *ret NULL. The parse may take at most jsonv_parse_limit(len) bytes of
+ * memory (once jsonv_init ran): past it, -ERR_PAYLOAD_TOO_LARGE naming the bound.
+ * -ERR_INVALID_INPUT with a message saying what is wrong and where; -ENOMEM. */
 __attribute__((warn_unused_result)) int jsonv_parse_object(const char *data, size_t len,
                                                            json_t **ret);
 /* The most memory the last jsonv_parse_object on this thread held at once, in bytes. */

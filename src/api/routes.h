@@ -37,15 +37,17 @@ int route_mkdir(struct request *req);
 int route_write_files(struct request *req);
 int route_tree(struct request *req);
 
-/* exec routes (api/exec.c) */
+/* exec.c */
 int route_exec_sync(struct request *req);
 /* on_done of exec-sync and exec-sync-batch: the exec's work left after the reply (api/exec.h) */
 void route_exec_rest_done(struct request *req, bool completed);
+/* exec_stream.c */
 int route_exec_stream(struct request *req);
 void route_exec_stream_done(struct request *req, bool completed);
+/* exec_batch.c */
 int route_exec_batch(struct request *req);
 
-/* archive routes (api/archive.c) */
+/* archive.c */
 int route_ingest_begin(struct request *req);
 int route_ingest_data(struct request *req, const char *data, size_t len);
 int route_ingest(struct request *req);
@@ -53,20 +55,22 @@ void route_ingest_done(struct request *req, bool completed);
 int route_ingest_files(struct request *req);
 int route_export(struct request *req);
 
-/* Shared by routes: the sandbox path named by the "*" capture (normalised, malloc'd). */
+/* ---- route_util.c: shared by the routes of several resources ---- */
+
+/* The sandbox path named by the "*" capture (normalised, malloc'd). */
 __attribute__((warn_unused_result)) int route_capture_path(struct request *req, char **ret);
-/* Shared by routes: takes the lock of the request's sandbox in `mode` (held until the request
- * completes) and reads its record for the caller (see sandbox_open). */
-__attribute__((warn_unused_result)) int route_open_sandbox(struct request *req,
-                                                           enum lock_mode mode,
+/* Takes the lock of the request's sandbox in `mode` (held until the request
+ * completes) and reads its record for the caller (see sandbox_open); rec NULL: a route that
+ * needs no record (the ownership check and the lock are all it wants). */
+__attribute__((warn_unused_result)) int route_open_sandbox(struct request *req, enum lock_mode mode,
                                                            struct sandbox_rec *rec);
-/* Shared by routes: 413 naming MAX_BULK_WRITE_FILES when a request carries more than it. */
+/* 413 naming MAX_BULK_WRITE_FILES when a request carries more than it. */
 __attribute__((warn_unused_result)) int route_check_bulk_count(struct request *req, size_t n);
-/* Shared by routes: normalises a path given in a JSON field or query parameter. */
+/* Normalises a path given in a JSON field or query parameter. */
 __attribute__((warn_unused_result)) int route_path_arg(const char *field, const char *value,
                                                        size_t len, char **ret);
 /* route_path_arg for a path the request will write at or below (a directory when is_dir): also
- * 400 when it is reserved (sandbox/reserved.h). */
+ * 400 when it is reserved (store/reserved.h). */
 __attribute__((warn_unused_result)) int route_write_path_arg(const char *field, const char *value,
                                                              size_t len, bool is_dir, char **ret);
 

@@ -5,7 +5,7 @@
 
 #include "api/jsonv.h"
 #include "api/routes.h"
-#include "sandbox/reserved.h"
+#include "api/wire.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/home.h"
@@ -37,8 +37,8 @@ static int add_initial_files(struct request *req, json_t *files, struct changese
             free(path);
             return err_set(-EISDIR, "files['%.200s'] names a directory", key);
         }
-        r = sandbox_put_bytes(req->app, cs, path, json_string_value(val), json_string_length(val),
-                              0644);
+        r = sandbox_put_bytes(req->app->sandboxes, cs, path, json_string_value(val),
+                              json_string_length(val), 0644);
         free(path);
         if (r < 0)
             return r;
@@ -71,10 +71,8 @@ int route_sandbox_create(struct request *req)
         r = sandbox_add_skeleton(&cs);
     if (r == 0 && files)
         r = add_initial_files(req, files, &cs);
-    if (r == 0)
-        r = reserved_check_changeset(&cs);
     if (r < 0) {
-        sandbox_discard(req->app, &cs);
+        sandbox_discard(req->app->sandboxes, &cs);
         changeset_release(&cs);
         return r;
     }
@@ -87,36 +85,25 @@ int route_sandbox_create(struct request *req)
     rec.network = network;
     rec.cwd = SANDBOX_HOME;
     rec.created_ms = time_now_ms();
-    struct commit_opts opts = {
-        .expect_version = -1,
-        .quota_bytes = req->app->cfg->sandbox_quota_bytes,
-        .now_ms = rec.created_ms,
-        .max_owner_sandboxes = req->app->cfg->max_sandboxes_per_owner,
-    };
-    r = rec.env_json ? store_sandbox_create(req->app->store, &rec, &cs, &opts) : -ENOMEM;
-    free(rec.env_json);
-    if (r < 0)
-        sandbox_discard(req->app, &cs);
-    changeset_release(&cs);
-    if (r == -ERR_QUOTA)
-        err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)req->app->cfg->sandbox_quota_bytes);
-    if (r == -ERR_SANDBOX_LIMIT)
-        err_detail("MAX_SANDBOXES_PER_OWNER=%lld",
-                   (long long)req->app->cfg->max_sandboxes_per_owner);
-    if (r < 0)
-        return r;
     struct sandbox_rec created;
-    r = sandbox_lookup(req->app, rec.id, NULL, NULL, &created);
+    if (rec.env_json) {
+        r = sandbox_create(req->app->sandboxes, &rec, &cs, &created);
+    } else {
+        sandbox_discard(req->app->sandboxes, &cs);
+        r = -ENOMEM;
+    }
+    free(rec.env_json);
+    changeset_release(&cs);
     if (r < 0)
         return r;
-    json_t *o = sandbox_rec_json(&created);
+    json_t *o = wire_sandbox_json(&created);
     sandbox_rec_release(&created);
     return http_reply_json(req, 201, o);
 }
 
 static int list_one(const struct sandbox_rec *rec, void *userdata)
 {
-    return json_array_append_new(userdata, sandbox_rec_json(rec)) == 0 ? 0 : -ENOMEM;
+    return json_array_append_new(userdata, wire_sandbox_json(rec)) == 0 ? 0 : -ENOMEM;
 }
 
 int route_sandbox_list(struct request *req)
@@ -135,10 +122,10 @@ int route_sandbox_list(struct request *req)
 int route_sandbox_get(struct request *req)
 {
     struct sandbox_rec rec;
-    int r = sandbox_lookup(req->app, req->sandbox_id, req->tenant, req->sub, &rec);
+    int r = sandbox_lookup(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
         return r;
-    json_t *o = sandbox_rec_json(&rec);
+    json_t *o = wire_sandbox_json(&rec);
     sandbox_rec_release(&rec);
     return http_reply_json(req, 200, o);
 }
@@ -150,12 +137,8 @@ int route_sandbox_delete(struct request *req)
     if (r < 0)
         return r;
     sandbox_rec_release(&rec);
-    r = store_sandbox_delete(req->app->store, req->sandbox_id, req->tenant, req->sub);
-    if (r == -ENOENT)
-        return err_set(-ERR_SANDBOX_NOT_FOUND, "sandbox not found: %s", req->sandbox_id);
+    r = sandbox_delete(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub);
     if (r < 0)
         return r;
-    if (req->app->after_delete)
-        req->app->after_delete(req->app, req->sandbox_id);
     return http_reply_empty(req, 204);
 }

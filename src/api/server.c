@@ -108,8 +108,7 @@ void http_client_ip(struct request *req, char *out, size_t outlen)
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
     else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-                  (socklen_t)outlen);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)outlen);
 }
 
 int http_client_fd(struct request *req)
@@ -143,8 +142,7 @@ int http_reply_json(struct request *req, unsigned status, json_t *body)
     if (!text)
         return err_set(-ENOMEM, "out of memory");
     size_t len = strlen(text);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(text);
         return err_set(-ENOMEM, "out of memory");
@@ -201,15 +199,6 @@ int http_reply_error_body(struct request *req, int code, json_t *body)
 void http_reply_error(struct request *req, int code)
 {
     (void)http_reply_error_body(req, code, http_error_json(code));
-}
-
-json_t *http_time_json(int64_t ms)
-{
-    if (ms <= 0)
-        return json_null();
-    char ts[TIME_ISO_LEN];
-    time_iso8601(ms, ts, sizeof(ts));
-    return json_string(ts);
 }
 
 /* ---- dispatch ---- */
@@ -274,8 +263,8 @@ static int find_route(const char *method, const char *url, const struct route **
         }
     }
     if (path_matched)
-        return err_set(-ERR_METHOD_NOT_ALLOWED, "method %s is not allowed on this route (allowed: %s)",
-                       method, allow);
+        return err_set(-ERR_METHOD_NOT_ALLOWED,
+                       "method %s is not allowed on this route (allowed: %s)", method, allow);
     return err_set(-ERR_NOT_FOUND, "no such route: %s %s", method, url);
 }
 
@@ -534,9 +523,8 @@ static enum MHD_Result fail(struct request *req, int code)
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     struct app *app = cls;
     struct request *req = *con_cls;

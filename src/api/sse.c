@@ -46,8 +46,14 @@ static inline bool byte_plain(unsigned char c)
 static size_t escape_ascii(unsigned char c, char seq[7])
 {
     static const char hex[] = "0123456789ABCDEF";
-    char e = c == '"' ? '"' : c == '\\' ? '\\' : c == '\b' ? 'b' : c == '\f' ? 'f'
-           : c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : 0;
+    char e = c == '"'    ? '"'
+             : c == '\\' ? '\\'
+             : c == '\b' ? 'b'
+             : c == '\f' ? 'f'
+             : c == '\n' ? 'n'
+             : c == '\r' ? 'r'
+             : c == '\t' ? 't'
+                         : 0;
     seq[0] = '\\';
     if (e) {
         seq[1] = e;

@@ -61,7 +61,7 @@
  *             for key "archive"). On a negative return remember the error, stop feeding and
  *             discard the rest of the body.
  *   handler   ingest_finish() (also after a feed error: it re-raises the worker's error), then
- *             take the sandbox's exclusive lock and store_commit() the change set; the contents
+ *             take the sandbox's exclusive lock and sandbox_commit() the change set; the contents
  *             stay pinned until then. Reply {"status":"ok","basePath","fileCount","bytes"}.
  *   on_done   if the request ended before the handler ran (client gone): ingest_abort().
  *

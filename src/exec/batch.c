@@ -191,24 +191,24 @@ struct batch_run {
     struct jail_proc *proc;             /* the batch's jail */
     bool shell_pinned;                  /* its shell can be signalled (jail_pin_shell) */
     struct capture_allowance allowance; /* the output all the scripts may keep */
-    ssize_t cur;                     /* running script, -1 between scripts */
-    ssize_t last;                    /* last script that started (late output goes there) */
-    size_t fed;                      /* scripts written to the control pipe */
-    bool stop;                       /* feed nothing more */
+    ssize_t cur;                        /* running script, -1 between scripts */
+    ssize_t last;                       /* last script that started (late output goes there) */
+    size_t fed;                         /* scripts written to the control pipe */
+    bool stop;                          /* feed nothing more */
     bool cutting;   /* the shell was asked to kill the running script; no "K" yet */
     int64_t cut_at; /* when it was asked */
     int64_t batch_start;
     int64_t script_start;
-    char *cwd;            /* last reported cwd */
-    struct buf control;   /* bytes not yet written to the control pipe */
-    struct buf report;    /* report record being received (no NUL yet) */
-    bool report_skip;     /* the record being received is too long: dropped up to its NUL */
-    int report_fd;        /* the report pipe's read end, -1 once done with */
-    int control_fd;       /* the control pipe's write end, -1 once closed */
-    int i_ctl;            /* index of control_fd among the hook's poll descriptors, -1 */
-    size_t report_read;   /* bytes read from the report pipe */
-    size_t report_budget; /* the most it may bring (REPORT_BUDGET_*) */
-    bool overflow;        /* the scripts wrote more than that: the batch is killed, 413 */
+    char *cwd;                /* last reported cwd */
+    struct buf control;       /* bytes not yet written to the control pipe */
+    struct buf report;        /* report record being received (no NUL yet) */
+    bool report_skip;         /* the record being received is too long: dropped up to its NUL */
+    int report_fd;            /* the report pipe's read end, -1 once done with */
+    int control_fd;           /* the control pipe's write end, -1 once closed */
+    int i_ctl;                /* index of control_fd among the hook's poll descriptors, -1 */
+    size_t report_read;       /* bytes read from the report pipe */
+    size_t report_budget;     /* the most it may bring (REPORT_BUDGET_*) */
+    bool overflow;            /* the scripts wrote more than that: the batch is killed, 413 */
     struct quota_watch quota; /* the upper against the sandbox's quota (exec/quota.c) */
 };
 
@@ -689,7 +689,7 @@ static int run_read_only_batch(struct exec_engine *e, struct sandbox_rec *rec,
         .allowance = allowance,
     };
     pthread_mutex_init(&pool.mu, NULL);
-    size_t workers = (size_t)e->app->cfg->batch_workers;
+    size_t workers = (size_t)e->cfg.batch_workers;
     if (workers < 1)
         workers = 1;
     if (workers > p->n)
@@ -725,10 +725,10 @@ int exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec,
     if (ret_rest)
         *ret_rest = NULL;
     /* the scripts share the request's output cap, in the order they write */
-    struct capture_allowance allowance = CAPTURE_ALLOWANCE_INIT(e->app->cfg->max_exec_output_bytes);
+    struct capture_allowance allowance = CAPTURE_ALLOWANCE_INIT(e->cfg.max_output_bytes);
     for (size_t i = 0; i < p->n; i++) {
         memset(&results[i], 0, sizeof(results[i]));
-        capture_init(&results[i].output, &allowance, &e->app->reply_memory);
+        capture_init(&results[i].output, &allowance, e->cfg.reply_memory);
         results[i].exit_code = -1;
     }
     return p->read_only ? run_read_only_batch(e, rec, p, results, &allowance)

@@ -11,7 +11,7 @@
  *     drops an incomplete character at the very end (api/outreply.h).
  * The allowance is the cap of a request (MAX_EXEC_OUTPUT_BYTES per stream): the captures of a
  * batch's scripts share one, in the order they write, and a capture of its own gets one of its
- * own. The memory budget (REPLY_MEMORY_BYTES, app->reply_memory) is shared by every request:
+ * own. The memory budget (REPLY_MEMORY_BYTES, exec_config.reply_memory) is shared by every request:
  * each byte kept is counted in it until capture_release frees it, or until whoever took a
  * stream's buffer (outreply_output) gives it back. What an allowance or the budget refuses is
  * given back to the other at once, so a refusal costs neither.

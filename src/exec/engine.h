@@ -1,5 +1,5 @@
 /*
- * engine — the exec engine as the rest of the server sees it (DESIGN.md "Exec"):
+ * engine — the exec engine as the rest of the server sees it (README.md "The exec model"):
  *   admission (bounded concurrency + bounded queue, shared fairly between owners: admission.h)
  *   → checkout (lower layer, at the sandbox's version) → jail (overlay with a fresh upper) → run
  *   bash, streaming its output → diff of the upper into a change set → commit through
@@ -20,17 +20,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "app.h"
 #include "exec/capture.h"
 #include "store/store.h"
 
 struct exec_engine;
+struct sandboxes;
+
+/* What the engine is set up with (filled by the composition root from the configuration).
+ * Pointers are borrowed and must outlive the engine. */
+struct exec_config {
+    const char *data_dir;          /* absolute; checkouts, uppers and jail files live below */
+    const char *rootfs;            /* SQLFS_ROOTFS: the jail's /usr comes from here; NULL: "/" */
+    int64_t concurrency;           /* EXEC_CONCURRENCY */
+    int64_t queue;                 /* EXEC_QUEUE */
+    int64_t owner_concurrency;     /* EXEC_OWNER_CONCURRENCY */
+    int64_t owner_queue;           /* EXEC_OWNER_QUEUE */
+    int64_t warm_sandboxes;        /* EXEC_WARM_SANDBOXES */
+    int64_t checkout_budget_bytes; /* CHECKOUT_BUDGET_BYTES */
+    int64_t max_output_bytes;      /* MAX_EXEC_OUTPUT_BYTES: per stream of a request */
+    int64_t batch_workers;         /* BATCH_WORKERS */
+    int64_t memory_bytes;          /* EXEC_MEMORY_BYTES */
+    int64_t pids_max;              /* EXEC_PIDS_MAX */
+    int64_t cpu_percent;           /* EXEC_CPU_PERCENT */
+    int64_t file_size_bytes;       /* EXEC_FILE_SIZE_BYTES */
+    /* REPLY_MEMORY_BYTES: output held for replies, shared with the API's reply buffers */
+    struct budget *reply_memory;
+};
 
 /* Receives output as it is produced (stream 1 = stdout, 2 = stderr). */
 typedef void (*exec_output_cb)(void *userdata, int stream, const char *data, size_t len);
 
 struct exec_params {
-    const char *script;     /* bash script (binary-safe) */
+    const char *script; /* bash script (binary-safe) */
     size_t script_len;
     const char *cwd;        /* start dir; NULL = the sandbox's stored cwd */
     json_t *env;            /* request env object (string→string), may be NULL */
@@ -39,12 +60,12 @@ struct exec_params {
     bool read_only;         /* shared lock held; any change → EREADONLY_VIOLATION */
     const char *stdin_data; /* may be NULL */
     size_t stdin_len;
-    int cancel_fd;          /* client socket: hang-up kills the script; -1 = none */
+    int cancel_fd;                       /* client socket: hang-up kills the script; -1 = none */
     exec_output_cb on_output;            /* NULL: output is kept in the outcome (exec/capture.h) */
     struct capture_allowance *allowance; /* kept output: shared with other execs of the
                                           * request; NULL = MAX_EXEC_OUTPUT_BYTES of its own */
-    void (*on_start)(void *userdata); /* may be NULL: called once bash runs the script (the
-                                       * set-up went through; output may follow) */
+    void (*on_start)(void *userdata);    /* may be NULL: called once bash runs the script (the
+                                          * set-up went through; output may follow) */
     void *userdata;
     /* The caller answers first: what the exec leaves to do once its outcome is known (the
      * checkout apply of its commit, the upper's removal, the next upper's preparation) is
@@ -63,11 +84,11 @@ struct exec_timing {
 };
 
 struct exec_outcome {
-    int exit_code;        /* bash's exit code (128+N when killed by signal N) */
-    int exit_signal;      /* 0 or the signal number */
-    bool timed_out;       /* killed at timeout_ms */
-    bool cancelled;       /* killed because the client went away */
-    int64_t duration_ms;  /* wall time of the script */
+    int exit_code;         /* bash's exit code (128+N when killed by signal N) */
+    int exit_signal;       /* 0 or the signal number */
+    bool timed_out;        /* killed at timeout_ms */
+    bool cancelled;        /* killed because the client went away */
+    int64_t duration_ms;   /* wall time of the script */
     struct capture output; /* kept output when on_output is NULL (counted in
                             * REPLY_MEMORY_BYTES until released) */
     int64_t files_changed; /* changes committed */
@@ -85,11 +106,15 @@ void exec_rest_finish(struct exec_session *rest);
 /* Frees the kept output (capture_release), and runs o->rest if it is still there. */
 void exec_outcome_release(struct exec_outcome *o);
 
-/* Starts the engine: jail runtime (start-up checks), checkout cache, cleanup of leftovers.
- * On failure the server still runs without execs (readyz degraded): *ret is NULL and the
- * status JSON explains which feature is missing (logged by the caller). */
-__attribute__((warn_unused_result)) int exec_engine_new(struct app *app,
+/* Starts the engine over the sandboxes `sbx` and their store `st` (both must outlive it): jail
+ * runtime (start-up checks), checkout cache, uppers, cleanup of leftovers; then registers it as
+ * an observer of the sandboxes (sandbox_observe), so that its checkouts and idle uppers follow
+ * every commit and deletion. On failure the server still runs without execs (readyz degraded):
+ * *ret is NULL and the status JSON explains which feature is missing (logged by the caller). */
+__attribute__((warn_unused_result)) int exec_engine_new(const struct exec_config *cfg,
+                                                        struct sandboxes *sbx, struct store *st,
                                                         struct exec_engine **ret);
+/* Unregisters the engine from the sandboxes and frees it. NULL-safe. */
 void exec_engine_free(struct exec_engine *e);
 
 /* The operator's view (GET /v1/status): {"ok": bool, "checks": {...}, "limits": {...}, "shell",
@@ -141,18 +166,18 @@ struct batch_result {
                             * request's allowance) */
     int exit_code;         /* -1 when it did not finish */
     int64_t duration_ms;
-    const char *error;     /* NULL, "timeout", "skipped" (stopOnError) or "aborted" */
+    const char *error; /* NULL, "timeout", "skipped" (stopOnError) or "aborted" */
     bool started;
 };
 
 struct batch_params {
     const struct batch_script *scripts;
-    size_t n;                       /* 1..50 */
-    int64_t timeout_ms;             /* total budget */
-    int64_t per_script_timeout_ms;  /* 0 = only the total budget */
-    bool stop_on_error;             /* write mode: skip the rest after a non-zero exit */
-    bool read_only;                 /* parallel read-only jails, shared lock held */
-    int cancel_fd;                  /* client socket, -1 = none */
+    size_t n;                      /* 1..50 */
+    int64_t timeout_ms;            /* total budget */
+    int64_t per_script_timeout_ms; /* 0 = only the total budget */
+    bool stop_on_error;            /* write mode: skip the rest after a non-zero exit */
+    bool read_only;                /* parallel read-only jails, shared lock held */
+    int cancel_fd;                 /* client socket, -1 = none */
 };
 
 /* Runs a batch. Write mode: one bash process runs the scripts in order under the exclusive lock

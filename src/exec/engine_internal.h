@@ -1,8 +1,9 @@
 /*
  * engine_internal — what the single exec (engine.c) and the batch runner (batch.c) share:
- * the engine struct and exec sessions. A session is everything one run holds from admission
- * to cleanup: an admission slot, the acquired checkout (lower layer), a fresh upper dir and the
- * report pipe (fd 3 in the jail: the script's final cwd, batch markers). Not for other modules.
+ * the engine struct and exec sessions (session.c). A session is everything one run holds from
+ * admission to cleanup: an admission slot, the acquired checkout (lower layer), an upper
+ * (workspace/upper.h) and the report pipe (fd 3 in the jail: the script's final cwd, batch
+ * markers). Not for other modules.
  */
 #ifndef SQLFS_EXEC_ENGINE_INTERNAL_H
 #define SQLFS_EXEC_ENGINE_INTERNAL_H
@@ -14,6 +15,8 @@
 #include "exec/admission.h"
 #include "exec/engine.h"
 #include "jail/jail.h"
+#include "sandbox/sandbox.h"
+#include "workspace/upper.h"
 
 /* Whether execs work (health.c): the server's own set-up failures and the self-test. */
 struct exec_health {
@@ -28,90 +31,37 @@ struct exec_health {
 };
 
 struct exec_engine {
-    struct app *app;
+    struct exec_config cfg;      /* as given to exec_engine_new (its pointers borrowed) */
+    struct sandboxes *sandboxes; /* the commit path and the sandbox locks (not owned) */
+    struct store *store;         /* where diffs store their contents (not owned) */
+    bool observing;              /* registered with sandbox_observe */
     struct jail_runtime *jail;
-    struct checkouts *checkouts;
-    struct netns_cache *netns; /* each sandbox's network namespace, kept between its execs */
-    char *uppers_dir;   /* <data>/uppers */
+    struct checkouts *checkouts; /* the lower layers (workspace/checkout.h) */
+    struct uppers *uppers;       /* the upper layers, idle and prewarmed (workspace/upper.h) */
+    struct netns_cache *netns;   /* each sandbox's network namespace, kept between its execs */
     struct admission *admission; /* exec slots, shared fairly between owners */
-    pthread_mutex_t mu;          /* guards live, stopping and the idle uppers */
-    struct jail_proc **live; /* running jails (guarded by mu), killed at shutdown */
+    pthread_mutex_t mu;          /* guards live and stopping */
+    struct jail_proc **live;     /* running jails (guarded by mu), killed at shutdown */
     size_t nlive, caplive;
-    bool stopping;      /* shutdown: no new jail starts */
-    /* Unchanged uppers kept for the next exec, at most one per sandbox and idle_max() in all,
-     * oldest first (guarded by mu). Pointers: evicting the oldest moves only those. */
-    struct idle_upper **idle;
-    size_t nidle, capidle;
-    uint64_t idle_drops;     /* count of idle_drop calls (guarded by mu) */
-    /* Prewarming: after an exec committed files, a background thread makes the sandbox's next
-     * upper and overlay over the new tree, off the request's path (engine.c). */
-    pthread_t prewarm_thread;
-    bool prewarm_running;
-    pthread_mutex_t pw_mu;
-    pthread_cond_t pw_cond;
-    bool pw_stop;
-    struct prewarm_job *pw_jobs; /* bounded queue, guarded by pw_mu */
-    size_t pw_n;
-    const struct prewarm_job *pw_busy; /* the job being made, or NULL (guarded by pw_mu) */
-    pthread_cond_t pw_done;            /* broadcast when a job ends (CLOCK_MONOTONIC) */
-    struct exec_health health;         /* faults and the self-test (health.c) */
-};
-
-/* An exec's overlay upper. Made per exec; an upper the script left exactly as it was is kept
- * with its overlay (engine.c, "idle uppers") and reused by the next exec of the same sandbox
- * tree: no directories to create or remove, no overlay to mount. */
-#define UPPER_SKEL_MAX 8
-
-struct upper {
-    char id[33];  /* exec id (hex): names the exec cgroup; new for every exec */
-    char dir[33]; /* <uppers>/<dir> holds upper/ and work/ */
-    char *base;   /* <uppers>/<dir> */
-    char *upper;  /* <base>/upper */
-    char *work;   /* <base>/work */
-    int ovl_fd;   /* detached overlay over `lower` (jail_overlay_open), -1 until made */
-    /* What the overlay was made over and how its upper looked then: reused only while all of
-     * it still holds (the checkout directory's identity includes its birth time, so a checkout
-     * rebuilt at the same path with a recycled inode number never matches). */
-    int64_t version;
-    struct statx lower_id;
-    struct statx root0;
-    /* The directories of the sandbox's cwd copied into the upper before the mount, with the
-     * lower's mode, owner and times (upper_skeleton): a write there then needs no copy-up, and
-     * the diff skips them while unchanged. `skel` is their path ("home/user"), skel_st how each
-     * looked after the mount; none when nskel is 0. */
-    char *skel;
-    int nskel;
-    struct statx skel_st[UPPER_SKEL_MAX];
-};
-
-struct idle_upper {
-    char *sandbox_id;
-    struct upper u;
-};
-
-struct prewarm_job {
-    char *sandbox_id;
-    char *lower;
-    char *cwd; /* the sandbox's cwd: its directories go into the upper (upper_skeleton) */
-    int64_t version;
-    uint64_t drops; /* exec_engine.idle_drops when queued: any drop since voids the job */
+    bool stopping;             /* shutdown: no new jail starts */
+    struct exec_health health; /* faults and the self-test (health.c) */
 };
 
 struct exec_session {
     struct exec_engine *e;
     struct sandbox_rec *rec; /* borrowed; updated by the commit */
     struct upper u;
-    char *lower;             /* checkout tree */
+    char *lower; /* checkout tree */
     bool admitted, acquired;
     struct admission_owner *owner; /* the owner whose slot it holds, while admitted */
-    int64_t admitted_ns; /* time_mono_ns() when the exec got its slot */
-    bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
-    bool unchanged;          /* the exec left the tree as it was (set by exec_session_finish) */
-    bool committed_files;    /* it committed file changes (set by exec_session_finish) */
-    int pristine;            /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */
-    int report[2];           /* report pipe: [0] non-blocking read end, [1] goes to the jail */
-    /* The committed change set, whose app->after_commit call (the checkout apply) is owed
-     * until exec_session_end: from version tell_from to rec->version. */
+    int64_t admitted_ns;           /* time_mono_ns() when the exec got its slot */
+    bool netns_taken;     /* the jail runs in the sandbox's kept network namespace (netns_take) */
+    bool unchanged;       /* the exec left the tree as it was (set by exec_session_finish) */
+    bool committed_files; /* it committed file changes (set by exec_session_finish) */
+    int pristine;         /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */
+    int report[2];        /* report pipe: [0] non-blocking read end, [1] goes to the jail */
+    /* The committed change set, whose observers' call (the checkout apply) is owed until
+     * exec_session_end: from version tell_from to rec->version. */
     struct changeset cs;
     bool tell_pending;
     int64_t tell_from;
@@ -125,24 +75,25 @@ struct exec_spawn {
     bool cwd_is_stored; /* cwd came from the sandbox record: fall back to home if missing */
     json_t *env;        /* request env, may be NULL */
     bool debug;
-    int stdin_fd;       /* -1 = /dev/null */
+    int stdin_fd; /* -1 = /dev/null */
 };
 
-__attribute__((warn_unused_result)) int exec_session_begin(struct exec_engine *e,
-                                                           struct sandbox_rec *rec,
-                                                           struct exec_session *s);
-__attribute__((warn_unused_result)) int exec_session_spawn(struct exec_session *s,
-                                                           const struct exec_spawn *sp,
-                                                           struct jail_proc **ret);
+__attribute__((warn_unused_result)) int
+exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct exec_session *s);
+__attribute__((warn_unused_result)) int
+exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, struct jail_proc **ret);
 void exec_session_close_report_writer(struct exec_session *s);
 /* Frees a jail started by exec_session_spawn (and forgets it for shutdown). */
 void exec_session_free_proc(struct exec_session *s, struct jail_proc *proc);
 /* Read-only: fails with EREADONLY_VIOLATION if the upper holds a change. Write mode: diffs the
  * upper and commits it with new_cwd (may be NULL) and the commit-log info. */
-__attribute__((warn_unused_result)) int exec_session_finish(struct exec_session *s,
-                                                            bool read_only, const char *new_cwd,
+__attribute__((warn_unused_result)) int exec_session_finish(struct exec_session *s, bool read_only,
+                                                            const char *new_cwd,
                                                             const char *info_json,
                                                             int64_t *ret_changes);
+/* The exec left its upper exactly as made: exec_session_end keeps it for the sandbox's next
+ * exec instead of discarding it. */
+bool exec_session_keeps_upper(const struct exec_session *s);
 /* Frees the session's admission slot (exec_session_end does it too, if not done). */
 void exec_session_leave(struct exec_session *s);
 /* Everything else the session holds: the owed after-commit call (checkout apply), the
@@ -156,15 +107,15 @@ void exec_session_end(struct exec_session *s);
 #define QUOTA_WATCH_MS 20
 
 struct quota_watch {
-    const char *upper;  /* the session's upper (borrowed) */
-    const char *lower;  /* its checkout (borrowed) */
-    int64_t limit;      /* bytes the upper may hold beyond what it replaces; -1: no quota */
-    int64_t quota;      /* SANDBOX_QUOTA_BYTES, for the error's detail */
-    int64_t used;       /* the upper's bytes (net of what it replaces) at the last walk */
-    int64_t entries;    /* nodes the last walk saw */
-    int64_t fs_used;    /* the data filesystem's bytes in use at the last walk */
-    int64_t walked_ms;  /* monotonic time of the last walk */
-    bool exceeded;      /* the upper went past the limit: the exec is to be stopped */
+    const char *upper; /* the session's upper (borrowed) */
+    const char *lower; /* its checkout (borrowed) */
+    int64_t limit;     /* bytes the upper may hold beyond what it replaces; -1: no quota */
+    int64_t quota;     /* SANDBOX_QUOTA_BYTES, for the error's detail */
+    int64_t used;      /* the upper's bytes (net of what it replaces) at the last walk */
+    int64_t entries;   /* nodes the last walk saw */
+    int64_t fs_used;   /* the data filesystem's bytes in use at the last walk */
+    int64_t walked_ms; /* monotonic time of the last walk */
+    bool exceeded;     /* the upper went past the limit: the exec is to be stopped */
 };
 
 /* The watch of the session's upper against its sandbox's quota (no quota: a watch that never
@@ -188,13 +139,31 @@ void exec_health_release(struct exec_health *h);
  * own fault: logged once with its cause, counted, /readyz marked failing, and returned as
  * -ERR_EXEC_TRANSIENT (503, retryable, for a shortage of memory, processes or descriptors) or
  * -ERR_EXEC_FAILED (500), with a message that names no host path. */
-__attribute__((warn_unused_result)) int exec_fault(struct exec_engine *e, const char *phase,
-                                                   int r);
+__attribute__((warn_unused_result)) int exec_fault(struct exec_engine *e, const char *phase, int r);
 /* An exec went through: /readyz is no longer failing. */
 void exec_health_ok(struct exec_engine *e);
 /* Adds {"faults": {"count", "transient", "failing"?, "since"?}} to a status object. */
 void exec_health_json(struct exec_engine *e, json_t *o);
 /* Copies the reason of the latest failure (phase: error) into why. */
 void exec_health_reason(struct exec_engine *e, char *why, size_t n);
+
+/* ---- health.c: start-up checks ---- */
+
+/* The jail needs root with CAP_SYS_ADMIN: 0, or -ERR_JAIL_UNAVAILABLE saying so (recorded as
+ * the reason there is no engine). */
+__attribute__((warn_unused_result)) int exec_startup_check_root(void);
+/* Runs the start-up checks over the runtime (NULL: it failed to start) and logs one line per
+ * missing feature. True when execs can run. */
+bool exec_startup_probe(const struct jail_runtime *rt);
+/* Records r's message (this thread's, or strerror) as why the engine did not start. */
+void exec_startup_error(int r);
+/* exec_engine_new failed with r: records why, for /v1/status (the error) and /readyz and exec
+ * routes (a reason that names no host path). */
+void exec_startup_failed(int r, bool have_runtime, bool runtime_failed, bool probe_ok);
+/* Adds the start-up checks ("checks", when they ran) and, with no_engine, why there is no
+ * engine ("error") to a status object. */
+void exec_startup_json(json_t *o, bool no_engine);
+/* Why there is no engine, in words safe for anyone. */
+const char *exec_startup_reason(void);
 
 #endif

@@ -53,7 +53,7 @@ void quota_watch_init(struct quota_watch *w, const struct exec_session *s)
 {
     memset(w, 0, sizeof(*w));
     w->limit = -1;
-    int64_t quota = s->e->app->cfg->sandbox_quota_bytes;
+    int64_t quota = sandboxes_quota_bytes(s->e->sandboxes);
     if (quota <= 0 || !s->u.upper)
         return;
     w->upper = s->u.upper;

@@ -403,8 +403,8 @@ static int64_t read_memory_number(const struct cgroup_exec *cg, const char *file
 /* Both v2 memory.events and v1 memory.oom_control have an "oom_kill N" line. */
 static int64_t read_oom_kills(const struct cgroup_exec *cg)
 {
-    return read_memory_number(cg, cg->rt->mode == CGROUP_V2 ? "memory.events" : "memory.oom_control",
-                              "oom_kill ");
+    return read_memory_number(
+        cg, cg->rt->mode == CGROUP_V2 ? "memory.events" : "memory.oom_control", "oom_kill ");
 }
 
 /* Memory still charged to a cgroup going back to the pool: above this (a script's page cache

@@ -54,7 +54,7 @@ struct cgroup_limits {
 
 struct cgroup_exec {
     const struct cgroup_rt *rt;
-    unsigned slot;                /* the pooled cgroup: name "x<slot>" below each base */
+    unsigned slot; /* the pooled cgroup: name "x<slot>" below each base */
     char name[24];
     bool created[CGROUP_NCTL];    /* exists in this hierarchy */
     struct cgroup_limits written; /* pids and CPU limits in place */

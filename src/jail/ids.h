@@ -10,7 +10,7 @@
 #ifndef SQLFS_JAIL_IDS_H
 #define SQLFS_JAIL_IDS_H
 
-#define SANDBOX_UID 1000            /* uid/gid of `user` inside the jail */
-#define SANDBOX_HOST_UID 100000     /* host uid/gid mapped to SANDBOX_UID */
+#define SANDBOX_UID 1000        /* uid/gid of `user` inside the jail */
+#define SANDBOX_HOST_UID 100000 /* host uid/gid mapped to SANDBOX_UID */
 
 #endif

@@ -27,12 +27,12 @@
  * clone() with CLONE_VM (the server's address space is shared, not copied: no page-table copy,
  * no copy-on-write faults in the server's threads afterwards), CLONE_PIDFD and all namespaces at
  * once, on a stack of its own. Until it executes the init it only runs async-signal-safe system
- * calls over a plan (struct child_plan in jail.c) that the parent prepared completely: every
- * path, argv, envp, the BPF program, the fd numbers. No malloc, no stdio, no locks, no write to
- * the server's data. The server is non-dumpable (jail_runtime_init), since the child's uid change
- * would otherwise set the shared address space's dumpable flag from fs.suid_dumpable. An
- * out-of-memory kill must not hit the child while it shares the server's memory, so the exec's
- * memory limit is set only once the init runs. The child:
+ * calls over a plan (struct child_plan in jail_internal.h; the child is jail_child.c) that the
+ * parent prepared completely: every path, argv, envp, the BPF program, the fd numbers. No malloc,
+ * no stdio, no locks, no write to the server's data. The server is non-dumpable
+ * (jail_runtime_init), since the child's uid change would otherwise set the shared address space's
+ * dumpable flag from fs.suid_dumpable. An out-of-memory kill must not hit the child while it shares
+ * the server's memory, so the exec's memory limit is set only once the init runs. The child:
  *   1. waits for the parent to write its uid/gid maps and move it into the exec cgroup;
  *   2. keeps only its descriptor slots, starts a new session, binds the host's parts (/usr,
  *      /etc, /opt/sqlfs/bin, the /dev template) into the overlay root while it still has the

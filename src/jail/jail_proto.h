@@ -1,5 +1,5 @@
 /*
- * jail_proto — what the server's jail code (jail.c) and the jail's init program
+ * jail_proto — what the server's jail code (jail.c, jail_child.c) and the jail's init program
  * (init/jail_init.c) agree on: the descriptor slots of a jail process and the fixed-size records
  * both write to the report pipe.
  *

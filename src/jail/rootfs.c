@@ -196,15 +196,15 @@ static int build_etc(int rootfd, int jailfd)
 }
 
 /* The lowest overlay layer: mount points, merged-/usr links, an empty /sys, home and tmp. The
- * checkout above it never holds a node at any of the runtime's paths (sandbox/reserved.h), so
+ * checkout above it never holds a node at any of the runtime's paths (store/reserved.h), so
  * these always show through. */
 static int build_skel(int rootfd, int jailfd)
 {
     static const char *const dirs[] = {
-        "skel",      "skel/usr",          "skel/etc",       "skel/proc",
-        "skel/dev",  "skel/opt",          "skel/opt/sqlfs", "skel/opt/sqlfs/bin",
-        "skel/home", "skel" SANDBOX_HOME, "skel/tmp",       "skel/root",
-        "skel/var",  "skel/var/tmp",      "skel/run",       "skel/sys"};
+        "skel",     "skel/usr",       "skel/etc",           "skel/proc",    "skel/dev",
+        "skel/opt", "skel/opt/sqlfs", "skel/opt/sqlfs/bin", "skel/home",    ("skel" SANDBOX_HOME),
+        "skel/tmp", "skel/root",      "skel/var",           "skel/var/tmp", "skel/run",
+        "skel/sys"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         int r = mkdir_public(jailfd, dirs[i]);
         if (r < 0)

@@ -8,7 +8,7 @@
  *   skel/     the lowest overlay layer: empty mount points (usr, etc, proc, dev, opt/sqlfs/bin)
  *             and the merged-/usr links (bin → usr/bin, ...), an empty read-only sys, plus
  *             home/user and tmp, so that mounting over them never writes into the sandbox's upper
- *             layer. Checkouts never hold these reserved paths (sandbox/reserved.h), so the
+ *             layer. Checkouts never hold these reserved paths (store/reserved.h), so the
  *             skeleton's always show through.
  *   stub/     "python"/"javascript" stubs: exit 127 with a one-line hint on stderr.
  *   bin/N/    /opt/sqlfs/bin for each combination of the runtime flags (N = python | js << 1):

@@ -16,8 +16,6 @@
 
 #include "jail/jail.h"
 #include "jail/rootfs.h"
-#include "exec/capture.h"
-#include "exec/runner.h"
 #include "jail/seccomp.h"
 #include "util/err.h"
 
@@ -88,53 +86,6 @@ static void probe_seccomp(struct sysprobe_check *c)
     set(c, ok, "the kernel has no seccomp filter support");
 }
 
-static void probe_exec(const struct jail_runtime *rt, struct sysprobe_check *c)
-{
-    const struct rootfs *rf = jail_runtime_rootfs(rt);
-    char dir[4200], up[4300], wk[4300], lo[4300];
-    snprintf(dir, sizeof(dir), "%s/probe-exec", rf->jail_dir);
-    snprintf(up, sizeof(up), "%s/upper", dir);
-    snprintf(wk, sizeof(wk), "%s/work", dir);
-    snprintf(lo, sizeof(lo), "%s/lower", dir);
-    (void)rootfs_rm_rf(dir);
-    /* the overlay's root shows the upper's mode: 0755 whatever the server's umask */
-    if (mkdir(dir, 0700) < 0 || mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0 || mkdir(lo, 0755) < 0 ||
-        chmod(up, 0755) < 0 || chmod(lo, 0755) < 0) {
-        set(c, false, "cannot create probe directories");
-        return;
-    }
-    static const char script[] = "echo ok";
-    struct jail_plan plan = {.exec_id = "probe",
-                             .lower = lo,
-                             .upper = up,
-                             .work = wk,
-                             .script = script,
-                             .script_len = sizeof(script) - 1,
-                             .stdin_fd = -1,
-                             .cwd = "/"};
-    struct jail_proc *p = NULL;
-    int r = jail_spawn(rt, &plan, &p);
-    if (r < 0) {
-        snprintf(c->message, sizeof(c->message), "exec failed: %s",
-                 err_message() ? err_message() : "setup error");
-        c->ok = false;
-        (void)rootfs_rm_rf(dir);
-        return;
-    }
-    struct capture_allowance cap = CAPTURE_ALLOWANCE_INIT(64);
-    struct capture b;
-    capture_init(&b, &cap, NULL);
-    struct runner_opts o = {
-        .timeout_ms = 10000, .cancel_fd = -1, .on_output = capture_on_output, .ud = &b};
-    struct runner_result res;
-    r = runner_run(p, &o, &res);
-    jail_proc_free(p);
-    set(c, r == 0 && res.exit_code == 0 && strcmp(buf_cstr(&b.out.data), "ok\n") == 0,
-        "a test exec did not print its output");
-    capture_release(&b);
-    (void)rootfs_rm_rf(dir);
-}
-
 void sysprobe_run(const struct jail_runtime *rt, struct sysprobe *ret)
 {
     memset(ret, 0, sizeof(*ret));
@@ -144,7 +95,6 @@ void sysprobe_run(const struct jail_runtime *rt, struct sysprobe *ret)
         set(&ret->overlay, false, "sandbox runtime not initialised");
         set(&ret->cgroup, false, "sandbox runtime not initialised");
         set(&ret->rootfs, false, "sandbox runtime not initialised");
-        set(&ret->exec, false, "sandbox runtime not initialised");
         return;
     }
     const struct rootfs *rf = jail_runtime_rootfs(rt);
@@ -159,13 +109,9 @@ void sysprobe_run(const struct jail_runtime *rt, struct sysprobe *ret)
     ret->pids_limit = info.pids_limit;
     ret->cpu_limit = info.cpu_limit;
     set(&ret->cgroup, info.memory_limit && info.pids_limit && info.cpu_limit, info.cgroup_message);
-    if (ret->userns.ok && ret->overlay.ok && ret->seccomp.ok && ret->rootfs.ok)
-        probe_exec(rt, &ret->exec);
-    else
-        set(&ret->exec, false, "skipped: a required feature is missing");
 }
 
 bool sysprobe_ok(const struct sysprobe *p)
 {
-    return p->userns.ok && p->overlay.ok && p->seccomp.ok && p->rootfs.ok && p->exec.ok;
+    return p->userns.ok && p->overlay.ok && p->seccomp.ok && p->rootfs.ok;
 }

@@ -3,8 +3,9 @@
  *
  * Each check runs the real mechanism, not a version test: a user namespace is created, a test
  * overlay is mounted (detached, never visible), the seccomp filter is compiled and the kernel
- * asked for filter support, cgroup limits come from the probe of cgroup.h, the rootfs is
- * looked at (usr, bash), and finally one real exec runs `echo ok` end to end.
+ * asked for filter support, cgroup limits come from the probe of cgroup.h, and the rootfs is
+ * looked at (usr, bash). The end-to-end check, one real jailed exec of `echo ok`, needs the
+ * runner and so lives above the jail (exec/health.c); it runs once these pass.
  *
  * The result is plain data: one struct sysprobe_check per feature (ok + a message naming what
  * is missing, never a host path) and which limits are enforced. Not thread-safe while
@@ -28,7 +29,6 @@ struct sysprobe {
     struct sysprobe_check seccomp; /* seccomp filters load */
     struct sysprobe_check cgroup;  /* memory, pids and cpu limits all enforced */
     struct sysprobe_check rootfs;  /* rootfs /usr and /usr/bin/bash present */
-    struct sysprobe_check exec;    /* a real jailed `echo ok` works */
     bool memory_limit;             /* which limits execs get on this host */
     bool pids_limit;
     bool cpu_limit;
@@ -37,7 +37,8 @@ struct sysprobe {
 /* Runs every check. `rt` may be NULL (jail_runtime_init failed): the checks that need it fail
  * with a message. Uses "<data>/jail" of the runtime for its scratch directories. */
 void sysprobe_run(const struct jail_runtime *rt, struct sysprobe *ret);
-/* True when execs can run (everything but cgroup limits, which are reported separately). */
+/* True when the mechanisms execs need are there (everything but cgroup limits, which are
+ * reported separately). */
 bool sysprobe_ok(const struct sysprobe *p);
 
 #endif

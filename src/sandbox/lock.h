@@ -1,5 +1,5 @@
 /*
- * lock — per-sandbox readers-writer locks (DESIGN.md "Concurrency").
+ * lock — per-sandbox readers-writer locks (README.md "How it works").
  *
  * Write-mode execs and file writes take a sandbox's lock exclusively; read-only execs, reads,
  * tree and export take it shared. Different sandboxes never wait for each other. Waiting writers

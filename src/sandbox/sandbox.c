@@ -6,40 +6,101 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sandbox/reserved.h"
+#include "store/reserved.h"
 #include "util/err.h"
 #include "util/home.h"
-#include "util/jsontext.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
 #define SYMLINK_MAX_FOLLOW 40
 
-int sandbox_lookup(struct app *app, const char *id, const char *tenant, const char *sub,
+struct sandboxes {
+    struct store *st; /* not owned */
+    struct sandbox_config cfg;
+    struct locks *locks; /* per-sandbox readers-writer locks */
+    struct sandbox_observer observers[SANDBOX_OBSERVERS_MAX];
+    size_t nobservers;
+};
+
+int sandboxes_new(struct store *st, const struct sandbox_config *cfg, struct sandboxes **ret)
+{
+    *ret = NULL;
+    struct sandboxes *sbx = calloc(1, sizeof(*sbx));
+    if (!sbx)
+        return -ENOMEM;
+    sbx->st = st;
+    sbx->cfg = *cfg;
+    int r = locks_new(&sbx->locks);
+    if (r < 0) {
+        free(sbx);
+        return r;
+    }
+    *ret = sbx;
+    return 0;
+}
+
+void sandboxes_free(struct sandboxes *sbx)
+{
+    if (!sbx)
+        return;
+    locks_free(sbx->locks);
+    free(sbx);
+}
+
+int64_t sandboxes_quota_bytes(const struct sandboxes *sbx)
+{
+    return sbx->cfg.quota_bytes;
+}
+
+int sandbox_observe(struct sandboxes *sbx, const struct sandbox_observer *o)
+{
+    if (sbx->nobservers == SANDBOX_OBSERVERS_MAX)
+        return -ENOSPC;
+    sbx->observers[sbx->nobservers++] = *o;
+    return 0;
+}
+
+void sandbox_unobserve(struct sandboxes *sbx, void *ud)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < sbx->nobservers; i++)
+        if (sbx->observers[i].ud != ud)
+            sbx->observers[kept++] = sbx->observers[i];
+    sbx->nobservers = kept;
+}
+
+static void tell_deleted(struct sandboxes *sbx, const char *sandbox_id)
+{
+    for (size_t i = 0; i < sbx->nobservers; i++)
+        if (sbx->observers[i].deleted)
+            sbx->observers[i].deleted(sbx->observers[i].ud, sandbox_id);
+}
+
+int sandbox_lookup(struct sandboxes *sbx, const char *id, const char *tenant, const char *sub,
                    struct sandbox_rec *ret_rec)
 {
-    int r = store_sandbox_get(app->store, id, tenant, sub, ret_rec);
+    int r = store_sandbox_get(sbx->st, id, tenant, sub, ret_rec);
     if (r == -ENOENT)
         return err_set(-ERR_SANDBOX_NOT_FOUND, "sandbox not found: %s", id);
     return r;
 }
 
-int sandbox_open(struct app *app, const char *id, const char *tenant, const char *sub,
+int sandbox_open(struct sandboxes *sbx, const char *id, const char *tenant, const char *sub,
                  enum lock_mode mode, struct sandbox_rec *ret_rec, struct lock_ref **ret_lock)
 {
     /* Ownership first, from the record alone and before the lock: a sandbox of someone else is
      * answered exactly like a missing one (one lookup, no wait), so a stranger can neither tell
      * that its owner is busy nor queue on its lock (a waiting writer holds back new readers). */
-    int r = sandbox_lookup(app, id, tenant, sub, ret_rec);
+    int r = sandbox_lookup(sbx, id, tenant, sub, ret_rec);
     if (r < 0)
         return r;
     sandbox_rec_release(ret_rec);
     struct lock_ref *lock = NULL;
-    r = locks_acquire(app->locks, id, mode, app->cfg->lock_timeout_ms, &lock);
+    r = locks_acquire(sbx->locks, id, mode, sbx->cfg.lock_timeout_ms, &lock);
     if (r < 0)
         return r;
     /* the record as of the lock: it may have changed, or gone, while we waited */
-    r = sandbox_lookup(app, id, tenant, sub, ret_rec);
+    r = sandbox_lookup(sbx, id, tenant, sub, ret_rec);
     if (r < 0) {
         locks_release(lock);
         return r;
@@ -48,22 +109,27 @@ int sandbox_open(struct app *app, const char *id, const char *tenant, const char
     return 0;
 }
 
-static int commit_once(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
+/* The details of a refusal by the sandbox's quota. */
+static int quota_error(struct sandboxes *sbx, int r)
+{
+    err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)sbx->cfg.quota_bytes);
+    return r;
+}
+
+static int commit_once(struct sandboxes *sbx, struct sandbox_rec *rec, const struct changeset *cs)
 {
     struct commit_opts opts = {
         .expect_version = rec->version,
-        .quota_bytes = app->cfg->sandbox_quota_bytes,
+        .quota_bytes = sbx->cfg.quota_bytes,
         .now_ms = time_now_ms(),
     };
     struct commit_result res;
     int r = reserved_check_changeset(cs);
     if (r < 0)
         return r;
-    r = store_commit(app->store, rec->id, cs, &opts, &res);
-    if (r == -ERR_QUOTA) {
-        err_detail("SANDBOX_QUOTA_BYTES=%lld", (long long)app->cfg->sandbox_quota_bytes);
-        return r;
-    }
+    r = store_commit(sbx->st, rec->id, cs, &opts, &res);
+    if (r == -ERR_QUOTA)
+        return quota_error(sbx, r);
     if (r == -ESTALE)
         return err_set(-ERR_BUSY, "the sandbox changed concurrently; retry");
     if (r == -ENOENT && !err_message())
@@ -83,12 +149,12 @@ static int commit_once(struct app *app, struct sandbox_rec *rec, const struct ch
     return 0;
 }
 
-void sandbox_discard(struct app *app, const struct changeset *cs)
+void sandbox_discard(struct sandboxes *sbx, const struct changeset *cs)
 {
     char saved[512];
     const char *m = err_message();
     snprintf(saved, sizeof(saved), "%s", m ? m : "");
-    if (store_discard(app->store, cs) == 0)
+    if (store_discard(sbx->st, cs) == 0)
         return;
     /* Left pinned until its lease expires and the store's GC takes it; the caller's own error
      * is what its client must see. */
@@ -97,27 +163,36 @@ void sandbox_discard(struct app *app, const struct changeset *cs)
         err_set(-EIO, "%s", saved);
 }
 
-int sandbox_commit_untold(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
+int sandbox_commit_untold(struct sandboxes *sbx, struct sandbox_rec *rec,
+                          const struct changeset *cs)
 {
-    int r = commit_once(app, rec, cs);
+    int r = commit_once(sbx, rec, cs);
     if (r < 0)
-        sandbox_discard(app, cs); /* nothing references what it stored: reclaim it now */
+        sandbox_discard(sbx, cs); /* nothing references what it stored: reclaim it now */
     return r;
 }
 
-void sandbox_tell_commit(struct app *app, const char *sandbox_id, int64_t old_version,
+void sandbox_tell_commit(struct sandboxes *sbx, const char *sandbox_id, int64_t old_version,
                          int64_t new_version, const struct changeset *cs, const char *upper_dir)
 {
-    if (app->after_commit)
-        app->after_commit(app, sandbox_id, old_version, new_version, cs, upper_dir);
+    struct sandbox_commit_info c = {
+        .sandbox_id = sandbox_id,
+        .old_version = old_version,
+        .new_version = new_version,
+        .cs = cs,
+        .upper_dir = upper_dir,
+    };
+    for (size_t i = 0; i < sbx->nobservers; i++)
+        if (sbx->observers[i].committed)
+            sbx->observers[i].committed(sbx->observers[i].ud, &c);
 }
 
-int sandbox_commit(struct app *app, struct sandbox_rec *rec, const struct changeset *cs)
+int sandbox_commit(struct sandboxes *sbx, struct sandbox_rec *rec, const struct changeset *cs)
 {
     int64_t old = rec->version;
-    int r = sandbox_commit_untold(app, rec, cs);
+    int r = sandbox_commit_untold(sbx, rec, cs);
     if (r == 0)
-        sandbox_tell_commit(app, rec->id, old, rec->version, cs, NULL);
+        sandbox_tell_commit(sbx, rec->id, old, rec->version, cs, NULL);
     return r;
 }
 
@@ -127,8 +202,8 @@ static int join_rest(const char *dir, const char *rest, char **ret)
     return path_resolve(dir, rest, ret);
 }
 
-int sandbox_resolve(struct app *app, const char *sandbox_id, const char *path, bool follow_last,
-                    char **ret_path, struct file_meta *ret_meta)
+int sandbox_resolve(struct sandboxes *sbx, const char *sandbox_id, const char *path,
+                    bool follow_last, char **ret_path, struct file_meta *ret_meta)
 {
     *ret_path = NULL;
     char *todo = strdup(path); /* the normalised path still to resolve */
@@ -170,7 +245,7 @@ restart:;
         if (have_meta)
             file_meta_release(&meta);
         have_meta = false;
-        rc = store_stat(app->store, sandbox_id, cand, &meta);
+        rc = store_stat(sbx->st, sandbox_id, cand, &meta);
         if (rc == -ENOENT) {
             if (last) {
                 free(done);
@@ -263,8 +338,8 @@ int sandbox_add_skeleton(struct changeset *cs)
     return 0;
 }
 
-int sandbox_put_bytes(struct app *app, struct changeset *cs, const char *path, const void *data,
-                      size_t len, uint32_t mode)
+int sandbox_put_bytes(struct sandboxes *sbx, struct changeset *cs, const char *path,
+                      const void *data, size_t len, uint32_t mode)
 {
     struct file_meta m = {
         .path = (char *)path,
@@ -274,15 +349,15 @@ int sandbox_put_bytes(struct app *app, struct changeset *cs, const char *path, c
     };
     if (len > 0) {
         struct content_writer *w = NULL;
-        int r = store_content_begin(app->store, &w);
+        int r = store_content_begin(sbx->st, &w);
         if (r < 0)
             return r;
-        r = store_content_write(app->store, w, data, len);
+        r = store_content_write(sbx->st, w, data, len);
         if (r < 0) {
-            store_content_abort(app->store, w);
+            store_content_abort(sbx->st, w);
             return r;
         }
-        r = store_content_finish(app->store, w, m.content, &m.size);
+        r = store_content_finish(sbx->st, w, m.content, &m.size);
         if (r < 0)
             return r;
         m.has_content = true;
@@ -299,7 +374,7 @@ static struct {
 } touches[TOUCH_SLOTS];
 static pthread_mutex_t touch_mu = PTHREAD_MUTEX_INITIALIZER;
 
-void sandbox_touch(struct app *app, const char *sandbox_id)
+void sandbox_touch(struct sandboxes *sbx, const char *sandbox_id)
 {
     int64_t now = time_now_ms();
     unsigned h = 0;
@@ -313,45 +388,49 @@ void sandbox_touch(struct app *app, const char *sandbox_id)
         touches[h].ms = now;
     }
     pthread_mutex_unlock(&touch_mu);
-    if (!recent && store_sandbox_touch(app->store, sandbox_id, now) < 0)
+    if (!recent && store_sandbox_touch(sbx->st, sandbox_id, now) < 0)
         err_clear(); /* advisory: a failed touch must not fail the request */
 }
 
-json_t *sandbox_mtime_json(int64_t mtime_ns)
+int sandbox_create(struct sandboxes *sbx, const struct sandbox_rec *rec,
+                   const struct changeset *initial, struct sandbox_rec *ret_created)
 {
-    char ts[TIME_ISO_LEN];
-    time_iso8601(mtime_ns / 1000000, ts, sizeof(ts));
-    return json_string(ts);
+    struct commit_opts opts = {
+        .expect_version = -1,
+        .quota_bytes = sbx->cfg.quota_bytes,
+        .now_ms = rec->created_ms,
+        .max_owner_sandboxes = sbx->cfg.max_per_owner,
+    };
+    int r = reserved_check_changeset(initial);
+    if (r == 0)
+        r = store_sandbox_create(sbx->st, rec, initial, &opts);
+    if (r < 0)
+        sandbox_discard(sbx, initial);
+    if (r == -ERR_QUOTA)
+        return quota_error(sbx, r);
+    if (r == -ERR_SANDBOX_LIMIT)
+        err_detail("MAX_SANDBOXES_PER_OWNER=%lld", (long long)sbx->cfg.max_per_owner);
+    if (r < 0)
+        return r;
+    struct sandbox_rec created;
+    r = sandbox_lookup(sbx, rec->id, NULL, NULL, &created);
+    if (r < 0)
+        return r;
+    sandbox_tell_commit(sbx, rec->id, -1, created.version, initial, NULL);
+    if (ret_created)
+        *ret_created = created;
+    else
+        sandbox_rec_release(&created);
+    return 0;
 }
 
-json_t *sandbox_rec_json(const struct sandbox_rec *rec)
+int sandbox_delete(struct sandboxes *sbx, const char *id, const char *tenant, const char *sub)
 {
-    json_t *o = json_object();
-    char ts[TIME_ISO_LEN];
-    json_object_set_new(o, "id", json_string(rec->id));
-    json_object_set_new(o, "name", rec->name ? json_string(rec->name) : json_null());
-    json_object_set_new(o, "owner", json_string(rec->sub));
-    json_object_set_new(o, "tenant", json_string(rec->tenant));
-    time_iso8601(rec->created_ms, ts, sizeof(ts));
-    json_object_set_new(o, "createdAt", json_string(ts));
-    if (rec->last_used_ms > 0) {
-        time_iso8601(rec->last_used_ms, ts, sizeof(ts));
-        json_object_set_new(o, "lastUsedAt", json_string(ts));
-    } else {
-        json_object_set_new(o, "lastUsedAt", json_null());
-    }
-    json_object_set_new(o, "python", json_boolean(rec->python));
-    json_object_set_new(o, "javascript", json_boolean(rec->javascript));
-    json_object_set_new(o, "network", json_boolean(rec->network));
-    const char *cwd = rec->cwd ? rec->cwd : SANDBOX_HOME;
-    if (jsontext_set_path(o, "cwd", cwd, strlen(cwd)) < 0) {
-        json_decref(o);
-        return NULL;
-    }
-    json_t *env = rec->env_json ? json_loads(rec->env_json, 0, NULL) : NULL;
-    json_object_set_new(o, "env", env ? env : json_object());
-    json_object_set_new(o, "fileCount", json_integer(rec->file_count));
-    json_object_set_new(o, "sizeBytes", json_integer(rec->size_bytes));
-    json_object_set_new(o, "version", json_integer(rec->version));
-    return o;
+    int r = store_sandbox_delete(sbx->st, id, tenant, sub);
+    if (r == -ENOENT)
+        return err_set(-ERR_SANDBOX_NOT_FOUND, "sandbox not found: %s", id);
+    if (r < 0)
+        return r;
+    tell_deleted(sbx, id);
+    return 0;
 }

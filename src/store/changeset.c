@@ -38,9 +38,12 @@ int file_meta_copy(struct file_meta *dst, const struct file_meta *src)
 const char *file_kind_name(enum file_kind k)
 {
     switch (k) {
-    case FILE_KIND_DIR: return "dir";
-    case FILE_KIND_SYMLINK: return "symlink";
-    default: return "file";
+    case FILE_KIND_DIR:
+        return "dir";
+    case FILE_KIND_SYMLINK:
+        return "symlink";
+    default:
+        return "file";
     }
 }
 

@@ -32,14 +32,14 @@ enum file_kind {
 
 /* Metadata of one node of a sandbox tree. */
 struct file_meta {
-    char *path;                       /* normalised absolute sandbox path */
-    enum file_kind kind;              /* file, dir or symlink */
-    uint32_t mode;                    /* permission bits (07777) */
-    int64_t size;                     /* bytes of content (file) or target length (symlink) */
-    int64_t mtime_ns;                 /* modification time, ns since the epoch */
-    bool has_content;                 /* files only: false for an empty file */
-    uint8_t content[CONTENT_ID_LEN];  /* content id when has_content */
-    char *target;                     /* symlinks only: the link target, verbatim */
+    char *path;                      /* normalised absolute sandbox path */
+    enum file_kind kind;             /* file, dir or symlink */
+    uint32_t mode;                   /* permission bits (07777) */
+    int64_t size;                    /* bytes of content (file) or target length (symlink) */
+    int64_t mtime_ns;                /* modification time, ns since the epoch */
+    bool has_content;                /* files only: false for an empty file */
+    uint8_t content[CONTENT_ID_LEN]; /* content id when has_content */
+    char *target;                    /* symlinks only: the link target, verbatim */
 };
 
 /* The permission bits a node of kind k may carry in a sandbox: setuid and setgid never (a tree
@@ -69,13 +69,13 @@ struct change {
 struct changeset {
     struct change *items; /* in application order */
     size_t n, cap;
-    bool create_parents;  /* create missing parent dirs (0755) instead of failing -ENOENT */
-    bool keep_dirs;       /* a file or symlink PUT onto an existing directory fails -EISDIR
-                           * (archive ingests, like the file API) instead of replacing the
-                           * directory's subtree (what an exec's diff means by it) */
-    char *new_cwd;        /* when set, the sandbox's stored cwd becomes this */
-    char *kind;           /* what made it: "put", "exec", "ingest", ... (commit log) */
-    char *info_json;      /* free-form JSON object for the commit log, or NULL */
+    bool create_parents; /* create missing parent dirs (0755) instead of failing -ENOENT */
+    bool keep_dirs;      /* a file or symlink PUT onto an existing directory fails -EISDIR
+                          * (archive ingests, like the file API) instead of replacing the
+                          * directory's subtree (what an exec's diff means by it) */
+    char *new_cwd;       /* when set, the sandbox's stored cwd becomes this */
+    char *kind;          /* what made it: "put", "exec", "ingest", ... (commit log) */
+    char *info_json;     /* free-form JSON object for the commit log, or NULL */
 };
 
 void changeset_init(struct changeset *cs, const char *kind);
@@ -93,8 +93,7 @@ __attribute__((warn_unused_result)) int changeset_put_take(struct changeset *cs,
 /* Appends a DELETE of path (subtree). -ENOMEM. */
 __attribute__((warn_unused_result)) int changeset_delete(struct changeset *cs, const char *path);
 /* Sets info_json (copied). */
-__attribute__((warn_unused_result)) int changeset_set_info(struct changeset *cs,
-                                                           const char *json);
+__attribute__((warn_unused_result)) int changeset_set_info(struct changeset *cs, const char *json);
 /* Sum of file sizes put by the change set (an upper bound of the bytes it adds). */
 int64_t changeset_put_bytes(const struct changeset *cs);
 

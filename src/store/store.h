@@ -51,22 +51,22 @@ struct sandbox_rec {
     bool python;           /* runtime flags */
     bool javascript;
     bool network;
-    char *cwd;             /* stored start directory of execs */
-    int64_t created_ms;    /* epoch ms */
-    int64_t last_used_ms;  /* epoch ms; 0 = never used */
-    int64_t version;       /* bumped by every commit */
-    int64_t size_bytes;    /* sum of file sizes */
-    int64_t file_count;    /* number of rows (files, dirs, symlinks) */
+    char *cwd;            /* stored start directory of execs */
+    int64_t created_ms;   /* epoch ms */
+    int64_t last_used_ms; /* epoch ms; 0 = never used */
+    int64_t version;      /* bumped by every commit */
+    int64_t size_bytes;   /* sum of file sizes */
+    int64_t file_count;   /* number of rows (files, dirs, symlinks) */
 };
 
 void sandbox_rec_release(struct sandbox_rec *r);
 
 struct commit_opts {
-    int64_t expect_version; /* -1: do not check */
-    int64_t quota_bytes;    /* 0: unlimited; the sandbox's size after the commit must fit,
-                               unless the commit does not grow it (an over-quota sandbox can
-                               always be cleaned up) */
-    int64_t now_ms;         /* timestamp of the commit (also lastUsedAt) */
+    int64_t expect_version;      /* -1: do not check */
+    int64_t quota_bytes;         /* 0: unlimited; the sandbox's size after the commit must fit,
+                                    unless the commit does not grow it (an over-quota sandbox can
+                                    always be cleaned up) */
+    int64_t now_ms;              /* timestamp of the commit (also lastUsedAt) */
     int64_t max_owner_sandboxes; /* store_sandbox_create only: the sandboxes the owner may have,
                                   * this one included (0: no limit), counted in the same
                                   * transaction as the insert */
@@ -150,8 +150,8 @@ struct store_ops {
      * created first, creations within one millisecond in creation order. A non-zero return of
      * cb stops the walk and is returned; otherwise 0. Sandboxes created or deleted during the
      * walk may or may not be seen. */
-    int (*sandbox_list)(struct store *st, const char *tenant, const char *sub,
-                        store_sandbox_cb cb, void *userdata);
+    int (*sandbox_list)(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
+                        void *userdata);
     /* Deletes the sandbox, its files and its commit log in one transaction, then collects the
      * content nothing references any longer (as gc; a failure there is not reported: what was
      * not collected stays for the next collection). tenant, sub as for sandbox_get. -ENOENT
@@ -166,8 +166,7 @@ struct store_ops {
      * owned by the caller: file_meta_release). The root "/" has no row: it is reported as a
      * 0755 directory with the sandbox's creation time while the sandbox exists. -ENOENT when
      * there is no such row or no such sandbox. */
-    int (*stat)(struct store *st, const char *sandbox_id, const char *path,
-                struct file_meta *ret);
+    int (*stat)(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret);
     /* Calls cb for each row strictly below `prefix` in path order (memcmp byte order: a
      * directory always comes before its contents), at most max_depth levels below it (<= 0:
      * unlimited). The root is implicit: listing "/" walks the whole tree. A prefix with no rows
@@ -371,9 +370,10 @@ store_stat(struct store *st, const char *sandbox_id, const char *path, struct fi
     return st->ops->stat(st, sandbox_id, path, ret);
 }
 
-__attribute__((warn_unused_result)) static inline int
-store_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
-           store_file_cb cb, void *userdata)
+__attribute__((warn_unused_result)) static inline int store_list(struct store *st,
+                                                                 const char *sandbox_id,
+                                                                 const char *prefix, int max_depth,
+                                                                 store_file_cb cb, void *userdata)
 {
     return st->ops->list(st, sandbox_id, prefix, max_depth, cb, userdata);
 }
@@ -446,9 +446,10 @@ store_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN], struct co
 {
     return st->ops->content_open(st, id, ret);
 }
-__attribute__((warn_unused_result)) static inline int
-store_content_read(struct store *st, struct content_reader *r, void *buf, size_t cap,
-                   size_t *ret_got)
+__attribute__((warn_unused_result)) static inline int store_content_read(struct store *st,
+                                                                         struct content_reader *r,
+                                                                         void *buf, size_t cap,
+                                                                         size_t *ret_got)
 {
     return st->ops->content_read(r, buf, cap, ret_got);
 }

@@ -22,17 +22,19 @@ struct buf {
     size_t max; /* limit on len; 0 = none */
 };
 
-#define BUF_INIT(limit) {NULL, 0, 0, (limit)}
+#define BUF_INIT(limit)                                                                            \
+    {                                                                                              \
+        NULL, 0, 0, (limit)                                                                        \
+    }
 
 /* Ensures room for `extra` more bytes. 0, -EFBIG (over max) or -ENOMEM. */
 __attribute__((warn_unused_result)) int buf_grow(struct buf *b, size_t extra);
 __attribute__((warn_unused_result)) int buf_add(struct buf *b, const void *data, size_t len);
 __attribute__((warn_unused_result)) int buf_addstr(struct buf *b, const char *s);
 __attribute__((warn_unused_result, format(printf, 2, 3))) int buf_addf(struct buf *b,
-                                                                        const char *fmt, ...);
-__attribute__((warn_unused_result, format(printf, 2, 0))) int buf_vaddf(struct buf *b,
-                                                                        const char *fmt,
-                                                                        va_list ap);
+                                                                       const char *fmt, ...);
+__attribute__((warn_unused_result, format(printf, 2, 0))) int
+buf_vaddf(struct buf *b, const char *fmt, va_list ap);
 /* Drops the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /* Empties the buffer, keeping its storage. */

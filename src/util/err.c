@@ -12,41 +12,41 @@
 
 static const struct err_info table[ERR_END - ERR_BASE] = {
     [ERR_INVALID_INPUT - ERR_BASE] = {"INVALID_INPUT", 400, false, "invalid input"},
-    [ERR_EDIT_BINARY - ERR_BASE] = {"EDIT_BINARY", 400, false,
-                                    "file is not UTF-8 text and cannot be edited"},
+    [ERR_EDIT_BINARY -
+        ERR_BASE] = {"EDIT_BINARY", 400, false, "file is not UTF-8 text and cannot be edited"},
     [ERR_AUTH_REQUIRED - ERR_BASE] = {"AUTH_REQUIRED", 401, false,
                                       "missing or malformed Authorization: Bearer header"},
     [ERR_AUTH_INVALID - ERR_BASE] = {"AUTH_INVALID", 401, false, "invalid or expired token"},
     [ERR_FORBIDDEN - ERR_BASE] = {"FORBIDDEN", 403, false, "forbidden"},
     [ERR_SANDBOX_NOT_FOUND - ERR_BASE] = {"SANDBOX_NOT_FOUND", 404, false, "sandbox not found"},
     [ERR_NOT_FOUND - ERR_BASE] = {"NOT_FOUND", 404, false, "no such route"},
-    [ERR_METHOD_NOT_ALLOWED - ERR_BASE] = {"METHOD_NOT_ALLOWED", 405, false,
-                                           "method not allowed on this route"},
+    [ERR_METHOD_NOT_ALLOWED -
+        ERR_BASE] = {"METHOD_NOT_ALLOWED", 405, false, "method not allowed on this route"},
     [ERR_EXEC_TIMEOUT - ERR_BASE] = {"EXEC_TIMEOUT", 408, false, "exec timed out"},
     [ERR_EDIT_NO_MATCH - ERR_BASE] = {"EDIT_NO_MATCH", 409, false, "oldString not found"},
     [ERR_EDIT_NOT_UNIQUE - ERR_BASE] = {"EDIT_NOT_UNIQUE", 409, false,
                                         "oldString matches more than once; use replaceAll"},
-    [ERR_PAYLOAD_TOO_LARGE - ERR_BASE] = {"PAYLOAD_TOO_LARGE", 413, false,
-                                          "request body too large"},
+    [ERR_PAYLOAD_TOO_LARGE -
+        ERR_BASE] = {"PAYLOAD_TOO_LARGE", 413, false, "request body too large"},
     [ERR_QUOTA - ERR_BASE] = {"EQUOTA", 413, false, "sandbox storage quota exceeded"},
     [ERR_TOO_MANY_ENTRIES - ERR_BASE] = {"PAYLOAD_TOO_LARGE", 413, false, "too many entries"},
-    [ERR_UNSUPPORTED_MEDIA_TYPE - ERR_BASE] = {"UNSUPPORTED_MEDIA_TYPE", 415, false,
-                                               "unsupported content type"},
+    [ERR_UNSUPPORTED_MEDIA_TYPE -
+        ERR_BASE] = {"UNSUPPORTED_MEDIA_TYPE", 415, false, "unsupported content type"},
     [ERR_READONLY_VIOLATION - ERR_BASE] = {"EREADONLY_VIOLATION", 422, false,
                                            "read-only exec tried to change the filesystem"},
     [ERR_RATE_LIMITED - ERR_BASE] = {"RATE_LIMITED", 429, true, "too many requests"},
     [ERR_INTERNAL - ERR_BASE] = {"INTERNAL_ERROR", 500, false, "internal error"},
-    [ERR_ADMIN_NOT_CONFIGURED - ERR_BASE] = {"ADMIN_NOT_CONFIGURED", 500, false,
-                                             "admin routes are not configured"},
+    [ERR_ADMIN_NOT_CONFIGURED -
+        ERR_BASE] = {"ADMIN_NOT_CONFIGURED", 500, false, "admin routes are not configured"},
     [ERR_JAIL_UNAVAILABLE - ERR_BASE] = {"EXEC_UNAVAILABLE", 503, false,
                                          "the sandbox runtime is not available on this host"},
     [ERR_BUSY - ERR_BASE] = {"EBUSY", 503, true, "server busy, retry later"},
     [ERR_SHUTTING_DOWN - ERR_BASE] = {"ESHUTTINGDOWN", 503, true, "server is shutting down"},
-    [ERR_LOCK_TIMEOUT - ERR_BASE] = {"ELOCKTIMEOUT", 503, true,
-                                     "sandbox is busy; timed out waiting for its lock"},
+    [ERR_LOCK_TIMEOUT -
+        ERR_BASE] = {"ELOCKTIMEOUT", 503, true, "sandbox is busy; timed out waiting for its lock"},
     [ERR_STORAGE_FULL - ERR_BASE] = {"ENOSPC", 507, true, "server storage is full"},
-    [ERR_RANGE_NOT_SATISFIABLE - ERR_BASE] = {"RANGE_NOT_SATISFIABLE", 416, false,
-                                              "requested range not satisfiable"},
+    [ERR_RANGE_NOT_SATISFIABLE -
+        ERR_BASE] = {"RANGE_NOT_SATISFIABLE", 416, false, "requested range not satisfiable"},
     [ERR_EXEC_FAILED - ERR_BASE] = {"EXEC_FAILED", 500, false,
                                     "the server failed to set up the exec; nothing ran"},
     [ERR_EXEC_TRANSIENT - ERR_BASE] = {"EXEC_UNAVAILABLE", 503, true,
@@ -57,8 +57,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                       "too many sandboxes; delete one to create another"},
     [ERR_NOT_IMPLEMENTED - ERR_BASE] = {"NOT_IMPLEMENTED", 501, false,
                                         "the server does not implement this request framing"},
-    [ERR_STORE_UNAVAILABLE - ERR_BASE] = {"STORE_UNAVAILABLE", 503, true,
-                                          "the database is unavailable; retry later"},
+    [ERR_STORE_UNAVAILABLE -
+        ERR_BASE] = {"STORE_UNAVAILABLE", 503, true, "the database is unavailable; retry later"},
 };
 
 static const struct err_info errno_table[] = {
@@ -78,20 +78,32 @@ static const struct err_info errno_table[] = {
 static const struct err_info *errno_info(int e)
 {
     switch (e) {
-    case ENOENT: return &errno_table[0];
-    case EISDIR: return &errno_table[1];
-    case ENOTDIR: return &errno_table[2];
-    case EEXIST: return &errno_table[3];
-    case ENOTEMPTY: return &errno_table[4];
-    case ELOOP: return &errno_table[5];
-    case EINVAL: return &errno_table[6];
-    case EFBIG: return &errno_table[7];
-    case ENAMETOOLONG: return &errno_table[8];
+    case ENOENT:
+        return &errno_table[0];
+    case EISDIR:
+        return &errno_table[1];
+    case ENOTDIR:
+        return &errno_table[2];
+    case EEXIST:
+        return &errno_table[3];
+    case ENOTEMPTY:
+        return &errno_table[4];
+    case ELOOP:
+        return &errno_table[5];
+    case EINVAL:
+        return &errno_table[6];
+    case EFBIG:
+        return &errno_table[7];
+    case ENAMETOOLONG:
+        return &errno_table[8];
     case ENOSPC:
-    case EDQUOT: return &errno_table[9];
+    case EDQUOT:
+        return &errno_table[9];
     case EBUSY:
-    case EAGAIN: return &errno_table[10];
-    default: return NULL;
+    case EAGAIN:
+        return &errno_table[10];
+    default:
+        return NULL;
     }
 }
 

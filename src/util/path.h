@@ -23,8 +23,7 @@ __attribute__((warn_unused_result)) int path_normalize(const char *in, size_t le
 
 /* Like path_normalize, but `rel` is resolved against the absolute normalised `base`; an
  * absolute `rel` replaces base. */
-__attribute__((warn_unused_result)) int path_resolve(const char *base, const char *rel,
-                                                     char **ret);
+__attribute__((warn_unused_result)) int path_resolve(const char *base, const char *rel, char **ret);
 
 /* Strict join for archive entries and ingest keys: `rel` must be relative with no empty, "." or
  * ".." segments (a trailing '/' is allowed and dropped, a leading "./" is dropped). The result is

@@ -11,11 +11,13 @@
  * either a valid tree or an untagged one that is dropped at the next start. Tags also record the
  * host's boot id: after a reboot (possible loss of unsynced data) every checkout is rebuilt.
  *
- * Every node of a tree is owned by SANDBOX_HOST_UID/GID (jail/ids.h) and has the mode and mtime
- * of its store row; the tree root, which has no row, is host root's with mode 0755, like the
- * upper directory whose attributes the jail's `/` shows. Trees are built and changed only with
- * *at() calls relative to directory fds and never follow a symlink (openat2 RESOLVE_NO_SYMLINKS,
- * O_NOFOLLOW, AT_SYMLINK_NOFOLLOW), so a symlink a sandbox made cannot redirect a host write.
+ * Every node of a tree is owned by the uid/gid given to checkouts_new (the host identity the
+ * jail maps the sandbox user to: the exec engine passes SANDBOX_HOST_UID from jail/ids.h; this
+ * module knows nothing of the jail) and has the mode and mtime of its store row; the tree root,
+ * which has no row, is host root's with mode 0755, like the upper directory whose attributes the
+ * jail's `/` shows. Trees are built and changed only with *at() calls relative to directory fds and
+ * never follow a symlink (openat2 RESOLVE_NO_SYMLINKS, O_NOFOLLOW, AT_SYMLINK_NOFOLLOW), so a
+ * symlink a sandbox made cannot redirect a host write.
  *
  * SQL is the source of truth: whenever a tree cannot be kept coherent it is invalidated and the
  * next acquire rebuilds it from the store.
@@ -40,6 +42,7 @@
 #define SQLFS_WORKSPACE_CHECKOUT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "store/changeset.h"
 #include "store/store.h"
@@ -57,9 +60,11 @@ struct checkout_stats {
 
 /* Opens the cache at <data_dir>/checkouts (created 0700 if missing), drops crash leftovers
  * (untagged checkouts, build dirs, trash, tags of another boot) and adopts the valid ones.
- * `st` must outlive the cache. budget_bytes <= 0: unlimited. */
+ * `st` must outlive the cache. budget_bytes <= 0: unlimited. Every node the cache creates in a
+ * tree (all but the tree root) is owned by uid/gid. */
 __attribute__((warn_unused_result)) int checkouts_new(const char *data_dir, struct store *st,
-                                                      int64_t budget_bytes, struct checkouts **ret);
+                                                      int64_t budget_bytes, uid_t uid, gid_t gid,
+                                                      struct checkouts **ret);
 /* Calls fn(ud, sandbox_id) for each checkout evicted to meet the budget, once its tree is in the
  * trash: whoever still holds that tree open (an idle overlay over it) lets it go, so that its
  * blocks are freed. Set once, before the cache is used. fn runs with the cache's lock held: it
@@ -90,8 +95,8 @@ __attribute__((warn_unused_result)) int checkout_apply(struct checkouts *cos,
                                                        int64_t new_version,
                                                        const struct changeset *cs);
 
-/* Like checkout_apply after an exec commit: `cs` is the diff of `upper_dir` (workspace/diff.h), which
- * must be unmounted and on the same filesystem as the checkouts. New and changed files are
+/* Like checkout_apply after an exec commit: `cs` is the diff of `upper_dir` (workspace/diff.h),
+ * which must be unmounted and on the same filesystem as the checkouts. New and changed files are
  * moved from the upper into the tree by rename (falling back to the store's content), deletions
  * and opaque directories are applied, the tree is retagged. The upper is left for the caller to
  * discard. Same failure rule as checkout_apply. */
@@ -108,18 +113,12 @@ __attribute__((warn_unused_result)) int checkout_remove(struct checkouts *cos,
 
 void checkouts_get_stats(struct checkouts *cos, struct checkout_stats *ret);
 
-/* Removes the directory tree `name` below dirfd without following symlinks (a non-directory is
- * simply unlinked; absent is not an error). Adds the bytes of removed regular files to
- * *ret_bytes when it is not NULL. Used for checkouts and exec upper/work dirs. */
-__attribute__((warn_unused_result)) int checkout_rm_rf_at(int dirfd, const char *name,
-                                                          int64_t *ret_bytes);
-
 /* Discards the directory tree dirfd/`name`, which must be on the same filesystem as the
  * checkouts (e.g. an exec's upper/work dirs): renames it into the checkouts directory at once and
  * removes it on the background thread (or at the next start), so callers do not wait for one
  * unlink per node. `close_fd` (or -1) is a descriptor the background thread closes first: an
- * exec's detached overlay mount over that upper, whose final close unmounts it (~0.3 ms, also
- * off the caller's path). It is consumed whatever the result. 0, 1 when name does not exist,
+ * exec's detached overlay mount over that upper, whose final close unmounts it (also off the
+ * caller's path). It is consumed whatever the result. 0, 1 when name does not exist,
  * negative errno (nothing moved: the caller may remove it itself). Thread-safe. */
 __attribute__((warn_unused_result)) int checkout_discard(struct checkouts *cos, int dirfd,
                                                          const char *name, int close_fd);

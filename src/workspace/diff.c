@@ -10,34 +10,23 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "sandbox/reserved.h"
+#include "store/reserved.h"
+#include "util/array.h"
 #include "util/err.h"
+#include "util/fd.h"
+#include "util/fs.h"
 #include "util/path.h"
 
 #define DIFF_BUF_SIZE (1024 * 1024)
-
-static int open_beneath(int dirfd, const char *rel, int flags)
-{
-    struct open_how how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    long fd = syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how, sizeof(how));
-    if (fd < 0)
-        return -errno;
-    return (int)fd;
-}
 
 static int64_t mtime_ns_of(const struct stat *sb)
 {
@@ -108,15 +97,9 @@ static int names_push(struct names *ns, char *s)
 {
     if (!s)
         return -ENOMEM;
-    if (ns->n == ns->cap) {
-        size_t cap = ns->cap ? ns->cap * 2 : 16;
-        char **p = realloc(ns->v, cap * sizeof(*p));
-        if (!p) {
-            free(s);
-            return -ENOMEM;
-        }
-        ns->v = p;
-        ns->cap = cap;
+    if (ARRAY_GROW(ns->v, ns->n + 1, ns->cap) < 0) {
+        free(s);
+        return -ENOMEM;
     }
     ns->v[ns->n++] = s;
     return 0;
@@ -167,7 +150,7 @@ static int join_rel(const char *rel, const char *name, char **ret)
     return 0;
 }
 
-/* An entry at a reserved path (sandbox/reserved.h: /usr, /etc, /proc, ...) belongs to the
+/* An entry at a reserved path (store/reserved.h: /usr, /etc, /proc, ...) belongs to the
  * runtime, never to the change set: whatever a script did there (`rm /bin`, `mkdir /sys/x`) lasts
  * only as long as its exec. Reserved paths are at most two segments deep, so only entries of the
  * root (rel "") and of its direct subdirectories can be one. */
@@ -185,6 +168,100 @@ static bool reserved_entry(const char *rel, const char *crel, const struct stat 
 static int sandbox_path(const char *rel, char **ret)
 {
     return asprintf(ret, "/%s", rel) < 0 ? -ENOMEM : 0;
+}
+
+/* ---------- the walks ---------- */
+
+/* The upper's root directory and, when lower_dir is not NULL, the lower's (else *lowerfd is
+ * -1), both O_PATH. */
+static int open_roots(const char *upper_dir, const char *lower_dir, int *upperfd, int *lowerfd)
+{
+    *lowerfd = -1;
+    *upperfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (*upperfd < 0)
+        return -errno;
+    if (lower_dir &&
+        (*lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        int r = -errno;
+        *upperfd = safe_close(*upperfd);
+        return r;
+    }
+    return 0;
+}
+
+/* Reads the directory at rel (relative to the walked root, "" the root itself) and pushes onto
+ * todo the subdirectories still to read. 0 to go on; anything else stops the walk. */
+typedef int (*walk_dir_fn)(void *ud, const char *rel, struct names *todo);
+
+/* Walks a tree depth first from its root: a stack of directories still to read. Returns the
+ * first non-zero answer of dir, else 0. */
+static int walk_tree(walk_dir_fn dir, void *ud)
+{
+    struct names todo = {0};
+    int r = names_push(&todo, strdup(""));
+    while (r == 0 && todo.n > 0) {
+        char *rel = todo.v[--todo.n];
+        r = dir(ud, rel, &todo);
+        free(rel);
+    }
+    names_release(&todo);
+    return r;
+}
+
+/*
+ * The walk of diff_upper and diff_upper_changed: every entry of the upper in name order, a
+ * directory's entries after the directory, entries at reserved paths passed over (counted).
+ * `entry` gets each other entry (dfd: its directory, crel: its path from the root, sb: its
+ * lstat) and sets *descend to have a directory's entries read; it returns 0 to go on, anything
+ * else stops the walk, which returns it.
+ */
+struct entry_walk {
+    int rootfd;
+    int (*entry)(void *ud, int dfd, const char *name, const char *crel, const struct stat *sb,
+                 bool *descend);
+    void *ud;
+    int64_t reserved; /* entries at reserved paths */
+};
+
+static int walk_entries(void *ud, const char *rel, struct names *todo)
+{
+    struct entry_walk *wk = ud;
+    int dfd = open_beneath(wk->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+    if (dfd < 0)
+        return dfd;
+    struct names ns = {0};
+    int r = list_dir(dfd, &ns);
+    size_t first_sub = todo->n;
+    for (size_t i = 0; i < ns.n && r == 0; i++) {
+        const char *name = ns.v[i];
+        char *crel = NULL;
+        struct stat sb;
+        bool descend = false;
+        if ((r = join_rel(rel, name, &crel)) < 0)
+            break;
+        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            r = -errno;
+        else if (reserved_entry(rel, crel, &sb))
+            wk->reserved++;
+        else
+            r = wk->entry(wk->ud, dfd, name, crel, &sb, &descend);
+        if (r == 0 && descend) {
+            r = names_push(todo, crel);
+            crel = NULL;
+        }
+        free(crel);
+    }
+    names_release(&ns);
+    close(dfd);
+    if (r != 0)
+        return r;
+    /* Reverse the pushed subdirectories so that they pop in name order. */
+    for (size_t a = first_sub, b = todo->n; a + 1 < b; a++, b--) {
+        char *t = todo->v[a];
+        todo->v[a] = todo->v[b - 1];
+        todo->v[b - 1] = t;
+    }
+    return 0;
 }
 
 /* ---------- diff_upper ---------- */
@@ -343,7 +420,7 @@ static int diff_symlink(struct walker *w, int dfd, const char *name, const char 
 /* True when the lower holds rel as a directory with the same mode and mtime as sb. */
 static bool same_dir_in_lower(int lowerfd, const char *rel, const struct stat *sb)
 {
-    int fd = open_beneath(lowerfd, rel, O_PATH | O_DIRECTORY);
+    int fd = open_beneath(lowerfd, rel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
     if (fd < 0)
         return false;
     struct stat lsb;
@@ -387,85 +464,42 @@ static int diff_dir(struct walker *w, int dfd, const char *name, const char *rel
     return r;
 }
 
-/* Diffs the entries of the directory at rel; pushes its subdirectories onto `todo`. */
-static int diff_entries(struct walker *w, int rootfd, const char *rel, struct names *todo)
+/* One entry of the upper (struct entry_walk). */
+static int diff_entry(void *ud, int dfd, const char *name, const char *crel, const struct stat *sb,
+                      bool *descend)
 {
-    int dfd = open_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY);
-    if (dfd < 0)
-        return dfd;
-    struct names ns = {0};
-    int r = list_dir(dfd, &ns);
-    size_t first_sub = todo->n;
-    for (size_t i = 0; i < ns.n && r >= 0; i++) {
-        const char *name = ns.v[i];
-        char *crel = NULL;
-        struct stat sb;
-        if ((r = join_rel(rel, name, &crel)) < 0)
-            break;
-        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-            r = -errno;
-        } else if (reserved_entry(rel, crel, &sb)) {
-            w->stats.reserved++;
-        } else if (S_ISCHR(sb.st_mode) && major(sb.st_rdev) == 0 && minor(sb.st_rdev) == 0) {
-            r = put_delete(w, crel);
-        } else if (S_ISREG(sb.st_mode)) {
-            r = diff_file(w, dfd, name, crel);
-        } else if (S_ISLNK(sb.st_mode)) {
-            r = diff_symlink(w, dfd, name, crel, &sb);
-        } else if (S_ISDIR(sb.st_mode)) {
-            r = diff_dir(w, dfd, name, crel);
-            if (r >= 0) {
-                r = names_push(todo, crel);
-                crel = NULL;
-            }
-        } else {
-            w->stats.skipped++;
-        }
-        free(crel);
-    }
-    names_release(&ns);
-    close(dfd);
-    if (r < 0)
+    struct walker *w = ud;
+    if (S_ISCHR(sb->st_mode) && major(sb->st_rdev) == 0 && minor(sb->st_rdev) == 0)
+        return put_delete(w, crel);
+    if (S_ISREG(sb->st_mode))
+        return diff_file(w, dfd, name, crel);
+    if (S_ISLNK(sb->st_mode))
+        return diff_symlink(w, dfd, name, crel, sb);
+    if (S_ISDIR(sb->st_mode)) {
+        int r = diff_dir(w, dfd, name, crel);
+        *descend = r == 0;
         return r;
-    /* Reverse the pushed subdirectories so that they pop in name order. */
-    for (size_t a = first_sub, b = todo->n; a + 1 < b; a++, b--) {
-        char *t = todo->v[a];
-        todo->v[a] = todo->v[b - 1];
-        todo->v[b - 1] = t;
     }
+    w->stats.skipped++;
     return 0;
 }
 
-int diff_upper(struct store *st, const char *upper_dir, const char *lower_dir,
-               struct changeset *cs, struct diff_stats *ret)
+int diff_upper(struct store *st, const char *upper_dir, const char *lower_dir, struct changeset *cs,
+               struct diff_stats *ret)
 {
-    struct walker w = {.st = st, .cs = cs, .lowerfd = -1};
-    int rootfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (rootfd < 0)
-        return -errno;
-    if (lower_dir) {
-        w.lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (w.lowerfd < 0) {
-            int r = -errno;
-            close(rootfd);
-            return r;
-        }
-    }
-    struct names todo = {0};
-    int r = names_push(&todo, strdup(""));
-    while (r >= 0 && todo.n > 0) {
-        char *rel = todo.v[--todo.n];
-        r = diff_entries(&w, rootfd, rel, &todo);
-        free(rel);
-    }
-    names_release(&todo);
+    struct walker w = {.st = st, .cs = cs};
+    struct entry_walk wk = {.entry = diff_entry, .ud = &w};
+    int r = open_roots(upper_dir, lower_dir, &wk.rootfd, &w.lowerfd);
+    if (r < 0)
+        return r;
+    r = walk_tree(walk_entries, &wk);
     free(w.buf);
-    close(rootfd);
-    if (w.lowerfd >= 0)
-        close(w.lowerfd);
-    if (r >= 0 && ret)
+    close(wk.rootfd);
+    safe_close(w.lowerfd);
+    w.stats.reserved = wk.reserved;
+    if (r == 0 && ret)
         *ret = w.stats;
-    return r < 0 ? r : 0;
+    return r;
 }
 
 /* ---------- diff_upper_changed ---------- */
@@ -478,19 +512,15 @@ static int content_differs(int a, int b, char *buf)
         ssize_t na = read(a, ba, DIFF_BUF_SIZE / 2);
         if (na < 0)
             return -errno;
-        size_t got = 0;
-        while (got < (size_t)na) {
-            ssize_t nb = read(b, bb + got, (size_t)na - got);
-            if (nb < 0)
-                return -errno;
-            if (nb == 0)
-                return 1;
-            got += (size_t)nb;
-        }
+        ssize_t nb = read_all(b, bb, (size_t)na);
+        if (nb < 0)
+            return (int)nb;
+        if (nb < na)
+            return 1;
         if (memcmp(ba, bb, (size_t)na) != 0)
             return 1;
         if (na == 0) {
-            ssize_t nb = read(b, bb, 1);
+            nb = read(b, bb, 1);
             return nb < 0 ? -errno : nb > 0;
         }
     }
@@ -501,7 +531,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
                         const char *rel, char *buf)
 {
     struct stat lsb;
-    int lfd = open_beneath(lowerfd, rel, O_PATH);
+    int lfd = open_beneath(lowerfd, rel, O_PATH | O_NOFOLLOW, 0);
     if (lfd == -ENOENT || lfd == -ELOOP || lfd == -ENOTDIR)
         return 1;
     if (lfd < 0)
@@ -528,7 +558,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
         char *prel = strndup(rel, slash ? (size_t)(slash - rel) : 0);
         if (!prel)
             return -ENOMEM;
-        int pfd = open_beneath(lowerfd, prel, O_PATH | O_DIRECTORY);
+        int pfd = open_beneath(lowerfd, prel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
         free(prel);
         if (pfd < 0)
             return 1;
@@ -543,7 +573,7 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
     int ufd = openat(udfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (ufd < 0)
         return -errno;
-    lfd = open_beneath(lowerfd, rel, O_RDONLY | O_NONBLOCK);
+    lfd = open_beneath(lowerfd, rel, O_RDONLY | O_NONBLOCK | O_NOFOLLOW, 0);
     if (lfd < 0) {
         close(ufd);
         return 1;
@@ -554,63 +584,37 @@ static int node_changed(int udfd, const char *name, const struct stat *usb, int 
     return r;
 }
 
-static int changed_entries(int upperfd, int lowerfd, const char *rel, struct names *todo, char *buf)
+struct changed_walk {
+    int lowerfd;
+    char *buf; /* DIFF_BUF_SIZE bytes for content_differs */
+};
+
+/* One entry of the upper (struct entry_walk): 1 when it is a change. */
+static int changed_entry(void *ud, int dfd, const char *name, const char *crel,
+                         const struct stat *sb, bool *descend)
 {
-    int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY);
-    if (dfd < 0)
-        return dfd;
-    struct names ns = {0};
-    int r = list_dir(dfd, &ns);
-    for (size_t i = 0; i < ns.n && r == 0; i++) {
-        const char *name = ns.v[i];
-        char *crel = NULL;
-        struct stat sb;
-        if ((r = join_rel(rel, name, &crel)) < 0)
-            break;
-        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
-            r = -errno;
-        } else if (reserved_entry(rel, crel, &sb)) {
-            free(crel);
-            continue;
-        } else if (S_ISCHR(sb.st_mode) && sb.st_rdev == makedev(0, 0)) {
-            r = 1;
-        } else if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode) || S_ISLNK(sb.st_mode)) {
-            r = node_changed(dfd, name, &sb, lowerfd, crel, buf);
-        }
-        if (r == 0 && S_ISDIR(sb.st_mode)) {
-            r = names_push(todo, crel);
-            crel = NULL;
-        }
-        free(crel);
-    }
-    names_release(&ns);
-    close(dfd);
+    struct changed_walk *cw = ud;
+    if (S_ISCHR(sb->st_mode) && sb->st_rdev == makedev(0, 0))
+        return 1;
+    int r = 0;
+    if (S_ISREG(sb->st_mode) || S_ISDIR(sb->st_mode) || S_ISLNK(sb->st_mode))
+        r = node_changed(dfd, name, sb, cw->lowerfd, crel, cw->buf);
+    *descend = r == 0 && S_ISDIR(sb->st_mode);
     return r;
 }
 
 int diff_upper_changed(const char *upper_dir, const char *lower_dir)
 {
-    int upperfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (upperfd < 0)
-        return -errno;
-    int lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (lowerfd < 0) {
-        int r = -errno;
-        close(upperfd);
+    struct changed_walk cw = {.lowerfd = -1};
+    struct entry_walk wk = {.entry = changed_entry, .ud = &cw};
+    int r = open_roots(upper_dir, lower_dir, &wk.rootfd, &cw.lowerfd);
+    if (r < 0)
         return r;
-    }
-    char *buf = malloc(DIFF_BUF_SIZE);
-    struct names todo = {0};
-    int r = buf ? names_push(&todo, strdup("")) : -ENOMEM;
-    while (r == 0 && todo.n > 0) {
-        char *rel = todo.v[--todo.n];
-        r = changed_entries(upperfd, lowerfd, rel, &todo, buf);
-        free(rel);
-    }
-    names_release(&todo);
-    free(buf);
-    close(upperfd);
-    close(lowerfd);
+    cw.buf = malloc(DIFF_BUF_SIZE);
+    r = cw.buf ? walk_tree(walk_entries, &wk) : -ENOMEM;
+    free(cw.buf);
+    close(wk.rootfd);
+    safe_close(cw.lowerfd);
     return r;
 }
 
@@ -619,7 +623,7 @@ int diff_upper_changed(const char *upper_dir, const char *lower_dir)
 /* Disk blocks (bytes) of the lower's regular file at rel, 0 when there is none. */
 static int64_t lower_file_bytes(int lowerfd, const char *rel)
 {
-    int fd = open_beneath(lowerfd, rel, O_PATH);
+    int fd = open_beneath(lowerfd, rel, O_PATH | O_NOFOLLOW, 0);
     if (fd < 0)
         return 0;
     struct stat sb;
@@ -630,10 +634,17 @@ static int64_t lower_file_bytes(int lowerfd, const char *rel)
 
 /* One directory of the usage walk. Entries that vanish under the walk (the exec still runs) are
  * skipped. */
-static int usage_entries(int upperfd, int lowerfd, const char *rel, struct names *todo,
-                         struct upper_usage *u)
+struct usage_walk {
+    int upperfd, lowerfd;
+    struct upper_usage *u;
+};
+
+static int usage_entries(void *ud, const char *rel, struct names *todo)
 {
-    int dfd = open_beneath(upperfd, rel, O_RDONLY | O_DIRECTORY);
+    struct usage_walk *uw = ud;
+    int lowerfd = uw->lowerfd;
+    struct upper_usage *u = uw->u;
+    int dfd = open_beneath(uw->upperfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
     if (dfd == -ENOENT || dfd == -ENOTDIR)
         return 0;
     if (dfd < 0)
@@ -670,25 +681,12 @@ static int usage_entries(int upperfd, int lowerfd, const char *rel, struct names
 int diff_upper_usage(const char *upper_dir, const char *lower_dir, struct upper_usage *ret)
 {
     memset(ret, 0, sizeof(*ret));
-    int upperfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (upperfd < 0)
-        return -errno;
-    int lowerfd = -1;
-    if (lower_dir && (lowerfd = open(lower_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-        int r = -errno;
-        close(upperfd);
+    struct usage_walk uw = {.u = ret};
+    int r = open_roots(upper_dir, lower_dir, &uw.upperfd, &uw.lowerfd);
+    if (r < 0)
         return r;
-    }
-    struct names todo = {0};
-    int r = names_push(&todo, strdup(""));
-    while (r == 0 && todo.n > 0) {
-        char *rel = todo.v[--todo.n];
-        r = usage_entries(upperfd, lowerfd, rel, &todo, ret);
-        free(rel);
-    }
-    names_release(&todo);
-    close(upperfd);
-    if (lowerfd >= 0)
-        close(lowerfd);
+    r = walk_tree(usage_entries, &uw);
+    close(uw.upperfd);
+    safe_close(uw.lowerfd);
     return r;
 }

@@ -16,7 +16,7 @@
  *   symlink      → CHANGE_PUT symlink (target verbatim)
  *   whiteout     → CHANGE_DELETE
  *   fifo, socket, other devices → not persisted, counted in stats.skipped
- *   anything at a reserved path (/usr, /etc, /proc, /dev, /sys, /bin, ...: sandbox/reserved.h)
+ *   anything at a reserved path (/usr, /etc, /proc, /dev, /sys, /bin, ...: store/reserved.h)
  *                → not persisted, counted in stats.reserved (diff_upper_changed ignores it too)
  * A directory's changes precede its entries; entries of a directory come in name order.
  * The upper root itself has no row (the sandbox root "/").
@@ -47,7 +47,7 @@ struct diff_stats {
     int64_t deletes;  /* deletions (whiteouts and opaque directories) */
     int64_t bytes;    /* content bytes stored */
     int64_t skipped;  /* fifos, sockets and device files not persisted */
-    int64_t reserved; /* entries at reserved paths (sandbox/reserved.h), not persisted */
+    int64_t reserved; /* entries at reserved paths (store/reserved.h), not persisted */
 };
 
 /* Appends the changes recorded in upper_dir to cs, storing file contents in st (each file is
@@ -80,8 +80,7 @@ struct upper_usage {
  * replaces: one stat of the lower per regular file and whiteout of the upper (a deleted or
  * replaced directory counts nothing). The quota watch of a running exec and its commit use it.
  * Memory: one directory's names at a time plus the directories still to visit. */
-__attribute__((warn_unused_result)) int diff_upper_usage(const char *upper_dir,
-                                                         const char *lower_dir,
-                                                         struct upper_usage *ret);
+__attribute__((warn_unused_result)) int
+diff_upper_usage(const char *upper_dir, const char *lower_dir, struct upper_usage *ret);
 
 #endif

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "workspace/checkout.h"
 #include "jail/ids.h"
 #include "store/store.h"
@@ -30,7 +31,7 @@ static void rm_tree(const char *path)
 {
     int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     assert_true(fd >= 0);
-    assert_int_equal(checkout_rm_rf_at(fd, path + 1, NULL), 0);
+    assert_int_equal(rm_rf_at(fd, path + 1, NULL), 0);
     close(fd);
 }
 
@@ -305,7 +306,7 @@ static void test_acquire_builds_tree(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     assert_tree_matches(f->st, f->id, tree);
@@ -332,7 +333,7 @@ static void test_stale_and_untagged_rebuild(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     checkout_release(cos, f->id);
@@ -385,7 +386,7 @@ static void test_restart_adopts_and_cleans(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     checkout_release(cos, f->id);
@@ -403,7 +404,7 @@ static void test_restart_adopts_and_cleans(void **state)
     snprintf(p, sizeof(p), "%s/checkouts/.trash-77", f->dir);
     assert_int_equal(mkdir(p, 0700), 0);
 
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char co[256];
     snprintf(co, sizeof(co), "%s/checkouts", f->dir);
     assert_false(exists_at(co, untagged));
@@ -439,7 +440,7 @@ static void test_apply_changeset(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
     checkout_release(cos, f->id);
@@ -560,7 +561,8 @@ static void test_eviction(void **state)
     make_sandbox_of(f, &b, 600000);
     make_sandbox_of(f, &c, 600000);
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 1000000, &cos), 0);
+    assert_int_equal(
+        checkouts_new(f->dir, f->st, 1000000, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char co[256];
     snprintf(co, sizeof(co), "%s/checkouts", f->dir);
     char *ta = NULL, *tb = NULL, *tc = NULL;
@@ -619,7 +621,7 @@ static void test_concurrent_acquire(void **state)
     struct fx g = {0};
     make_sandbox_of(f, &g, 300000);
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     enum { N = 6 };
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, N);
@@ -685,11 +687,11 @@ static void test_rm_rf_safe(void **state)
     close(dfd);
     int top = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int64_t bytes = 0;
-    assert_int_equal(checkout_rm_rf_at(top, "victim", &bytes), 0);
+    assert_int_equal(rm_rf_at(top, "victim", &bytes), 0);
     assert_int_equal(bytes, 15 * 3);
     assert_false(exists_at(f->dir, "victim"));
     assert_true(exists_at(f->dir, "outside/keep"));
-    assert_int_equal(checkout_rm_rf_at(top, "victim", NULL), 0); /* absent: fine */
+    assert_int_equal(rm_rf_at(top, "victim", NULL), 0); /* absent: fine */
     close(top);
 }
 
@@ -699,7 +701,7 @@ static void test_discard(void **state)
 {
     struct fx *f = *state;
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char p[256];
     snprintf(p, sizeof(p), "%s/uppers", f->dir);
     assert_int_equal(mkdir(p, 0700), 0);
@@ -754,7 +756,7 @@ static void test_discard(void **state)
     assert_int_equal(renameat(ufd, "x2", cofd, ".trash-left"), 0);
     close(cofd);
     assert_true(exists_at(co, ".trash-left"));
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     assert_false(exists_at(co, ".trash-left"));
     checkouts_free(cos);
     close(ufd);
@@ -797,7 +799,7 @@ static void rebuild_bench(struct fx *f, int files, int64_t bytes)
     free(data);
 
     struct checkouts *cos = NULL;
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
     char *tree = NULL;
     double cpu_first = cpu_seconds();
     t0 = time_mono_ns();

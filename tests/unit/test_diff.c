@@ -12,6 +12,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "workspace/checkout.h"
 #include "workspace/diff.h"
 #include "jail/ids.h"
@@ -111,7 +112,8 @@ static int fx_setup(void **state)
     fx_commit(f, &cs);
     changeset_release(&cs);
 
-    assert_int_equal(checkouts_new(f->dir, f->st, 0, &f->cos), 0);
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &f->cos),
+                     0);
     assert_int_equal(checkout_acquire(f->cos, f->id, f->version, &f->lower), 0);
     char p[128];
     snprintf(p, sizeof(p), "%s/uppers", f->dir);
@@ -155,7 +157,7 @@ static int fx_teardown(void **state)
     free(f->lower);
     store_close(f->st);
     int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    assert_int_equal(checkout_rm_rf_at(fd, f->dir + 1, NULL), 0);
+    assert_int_equal(rm_rf_at(fd, f->dir + 1, NULL), 0);
     close(fd);
     free(f);
     return 0;
@@ -335,7 +337,7 @@ static void test_diff_exec_and_apply(void **state)
     assert_int_equal(unlink(p), 0); /* → whiteout */
     free(p);
     int mfd = open(f->merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    assert_int_equal(checkout_rm_rf_at(mfd, "home/user/sub", NULL), 0);
+    assert_int_equal(rm_rf_at(mfd, "home/user/sub", NULL), 0);
     close(mfd);
     p = mpath(f, "/home/user/sub");
     assert_int_equal(mkdir(p, 0700), 0); /* → opaque */
@@ -511,8 +513,8 @@ static void test_changed_kinds(void **state)
     /* Each operation alone is a change. */
     for (int op = 0; op < 4; op++) {
         int top = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        assert_int_equal(checkout_rm_rf_at(top, "uppers/x/upper", NULL), 0);
-        assert_int_equal(checkout_rm_rf_at(top, "uppers/x/work", NULL), 0);
+        assert_int_equal(rm_rf_at(top, "uppers/x/upper", NULL), 0);
+        assert_int_equal(rm_rf_at(top, "uppers/x/work", NULL), 0);
         close(top);
         assert_int_equal(mkdir(f->upper, 0755), 0);
         assert_int_equal(mkdir(f->work, 0700), 0);
@@ -648,7 +650,7 @@ static void test_diff_markers(void **state)
 
     /* An empty upper is no change; a missing one is an error. */
     int top = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    assert_int_equal(checkout_rm_rf_at(top, "uppers/x/upper", NULL), 0);
+    assert_int_equal(rm_rf_at(top, "uppers/x/upper", NULL), 0);
     close(top);
     assert_int_equal(mkdir(f->upper, 0755), 0);
     changeset_init(&cs, "exec");

@@ -128,7 +128,8 @@ static void build(enum fmt f, const struct spec *sp, size_t n, struct buf *out)
 
 /* ---- driving an ingest ---------------------------------------------------------------------- */
 
-static struct ingest_limits nolimits = {.max_files = 0, .max_bytes = 0, .tmp_dir = NULL, .max_path_bytes = 0};
+static struct ingest_limits nolimits = {
+    .max_files = 0, .max_bytes = 0, .tmp_dir = NULL, .max_path_bytes = 0};
 
 static int run_ingest(struct store *st, const char *base, const void *data, size_t len,
                       size_t piece, const struct ingest_limits *lim, struct changeset *cs,
@@ -375,7 +376,7 @@ static void test_many_files_sqlite(void **state)
     assert_non_null(st);
     enum { N = 3000 };
     struct spec *sp = calloc(N, sizeof(*sp));
-    char (*names)[32] = calloc(N, sizeof(*names));
+    char(*names)[32] = calloc(N, sizeof(*names));
     assert_non_null(sp);
     assert_non_null(names);
     for (size_t i = 0; i < N; i++) {
@@ -511,19 +512,23 @@ static void test_limits(void **state)
                              {"c/", 'd', 0755, 1, NULL, 0},
                              {"c/d", 'f', 0644, 1, "3", 1},
                              {"e", 'l', 0777, 1, "a", 0}};
-    struct ingest_limits four = {.max_files = 4, .max_bytes = 0, .tmp_dir = NULL, .max_path_bytes = 0};
+    struct ingest_limits four = {
+        .max_files = 4, .max_bytes = 0, .tmp_dir = NULL, .max_path_bytes = 0};
     expect_refused(F_TAR, a, 5, &four, -ERR_TOO_MANY_ENTRIES, "MAX_INGEST_FILES=4");
-    struct ingest_limits two_bytes = {.max_files = 0, .max_bytes = 2, .tmp_dir = NULL, .max_path_bytes = 0};
+    struct ingest_limits two_bytes = {
+        .max_files = 0, .max_bytes = 2, .tmp_dir = NULL, .max_path_bytes = 0};
     expect_refused(F_TGZ, a, 5, &two_bytes, -ERR_PAYLOAD_TOO_LARGE, "MAX_INGEST_BYTES=2");
     const struct spec big[] = {{"big", 'f', 0644, 1, NULL, 100000}};
-    struct ingest_limits small = {.max_files = 0, .max_bytes = 99999, .tmp_dir = NULL, .max_path_bytes = 0};
+    struct ingest_limits small = {
+        .max_files = 0, .max_bytes = 99999, .tmp_dir = NULL, .max_path_bytes = 0};
     expect_refused(F_ZIP, big, 1, &small, -ERR_PAYLOAD_TOO_LARGE, "MAX_INGEST_BYTES=99999");
     /* files that can never fit in the sandbox's quota stop the ingest, whatever the format */
     struct ingest_limits quota = {.max_bytes = 1 << 20, .quota_bytes = 99999};
     expect_refused(F_TAR, big, 1, &quota, -ERR_QUOTA, "SANDBOX_QUOTA_BYTES=99999");
     expect_refused(F_TGZ, big, 1, &quota, -ERR_QUOTA, "SANDBOX_QUOTA_BYTES=99999");
     /* paths below /home/user/project (20, 20, 20, 22 and 20 bytes) and e's target "a" (1) */
-    struct ingest_limits paths = {.max_files = 0, .max_bytes = 0, .tmp_dir = NULL, .max_path_bytes = 102};
+    struct ingest_limits paths = {
+        .max_files = 0, .max_bytes = 0, .tmp_dir = NULL, .max_path_bytes = 102};
     expect_refused(F_TAR, a, 5, &paths, -ERR_PAYLOAD_TOO_LARGE, "MAX_INGEST_PATH_BYTES=102");
     paths.max_path_bytes = 81; /* refused at the fourth entry */
     expect_refused(F_ZIP, a, 5, &paths, -ERR_PAYLOAD_TOO_LARGE, "entry: c/d");
@@ -534,7 +539,11 @@ static void test_limits(void **state)
     struct changeset cs;
     changeset_init(&cs, "ingest");
     struct ingest_result res = {0};
-    struct ingest_limits exact = {.max_files = 5, .max_bytes = 3, .tmp_dir = NULL, .max_path_bytes = 23}; /* below /p: 22 bytes of paths, 1 of target */
+    struct ingest_limits exact = {.max_files = 5,
+                                  .max_bytes = 3,
+                                  .tmp_dir = NULL,
+                                  .max_path_bytes =
+                                      23}; /* below /p: 22 bytes of paths, 1 of target */
     assert_int_equal(run_ingest(&ms->base, "/p", ar.data, ar.len, 512, &exact, &cs, &res), 0);
     assert_int_equal(res.file_count, 3);
     assert_int_equal(res.bytes, 3);
@@ -603,7 +612,8 @@ static void test_bomb(void **state)
     struct ingest_result res = {0};
     int64_t t0 = time_mono_ms();
     /* the declared size alone stops it */
-    struct ingest_limits lim = {.max_files = 0, .max_bytes = 64 << 20, .tmp_dir = NULL, .max_path_bytes = 0};
+    struct ingest_limits lim = {
+        .max_files = 0, .max_bytes = 64 << 20, .tmp_dir = NULL, .max_path_bytes = 0};
     assert_int_equal(run_ingest(&ms->base, "/p", gz.data, gz.len, 65536, &lim, &cs, &res),
                      -ERR_PAYLOAD_TOO_LARGE);
     assert_true(has_detail("MAX_INGEST_BYTES=67108864"));
@@ -631,7 +641,8 @@ static void test_bomb(void **state)
     cd[24] = 1000 & 0xff;
     cd[25] = 1000 >> 8;
     cd[26] = cd[27] = 0;
-    struct ingest_limits lim2 = {.max_files = 0, .max_bytes = 1 << 20, .tmp_dir = NULL, .max_path_bytes = 0};
+    struct ingest_limits lim2 = {
+        .max_files = 0, .max_bytes = 1 << 20, .tmp_dir = NULL, .max_path_bytes = 0};
     assert_int_equal(run_ingest(&ms->base, "/p", zip.data, zip.len, 65536, &lim2, &cs, &res),
                      -ERR_PAYLOAD_TOO_LARGE);
     assert_true(has_detail("MAX_INGEST_BYTES=1048576"));
@@ -767,7 +778,10 @@ static void test_zip_spool_dir(void **state)
     (void)state;
     struct memstore *ms = memstore_new();
     const struct spec sp[] = {{"a", 'f', 0644, 2, "zip", 3}};
-    struct ingest_limits bad = {.max_files = 0, .max_bytes = 0, .tmp_dir = "/nonexistent-dir-for-sqlfs-tests", .max_path_bytes = 0};
+    struct ingest_limits bad = {.max_files = 0,
+                                .max_bytes = 0,
+                                .tmp_dir = "/nonexistent-dir-for-sqlfs-tests",
+                                .max_path_bytes = 0};
     struct changeset cs;
     changeset_init(&cs, "ingest");
     struct ingest_result res = {0};
@@ -781,7 +795,8 @@ static void test_zip_spool_dir(void **state)
     assert_int_equal(res.file_count, 1);
     ingest_result_release(&res);
     /* a usable tmp_dir is used, and the spool leaves no file behind */
-    struct ingest_limits good = {.max_files = 0, .max_bytes = 0, .tmp_dir = "/tmp", .max_path_bytes = 0};
+    struct ingest_limits good = {
+        .max_files = 0, .max_bytes = 0, .tmp_dir = "/tmp", .max_path_bytes = 0};
     buf_release(&ar);
     build(F_ZIP, sp, 1, &ar);
     assert_int_equal(run_ingest(&ms->base, "/p", ar.data, ar.len, 100, &good, &cs, &res), 0);

@@ -741,9 +741,6 @@ static void test_sysprobe(void **state)
     assert_true(pr.overlay.ok);
     assert_true(pr.seccomp.ok);
     assert_true(pr.rootfs.ok);
-    if (!pr.exec.ok)
-        fprintf(stderr, "exec probe: %s\n", pr.exec.message);
-    assert_true(pr.exec.ok);
     assert_true(sysprobe_ok(&pr));
 }
 

@@ -9,7 +9,7 @@
 #include "sandbox/sandbox.h"
 
 static struct memstore *ms;
-static struct app app;
+static struct sandboxes *sbx;
 
 static void put(const char *path, enum file_kind kind, const char *target)
 {
@@ -35,7 +35,8 @@ static int setup(void **state)
 {
     (void)state;
     ms = memstore_new();
-    app = (struct app){.store = &ms->base};
+    struct sandbox_config cfg = {0};
+    assert_int_equal(sandboxes_new(&ms->base, &cfg, &sbx), 0);
     put("/d", FILE_KIND_DIR, NULL);
     put("/d/sub", FILE_KIND_DIR, NULL);
     put("/d/f", FILE_KIND_FILE, NULL);
@@ -61,6 +62,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    sandboxes_free(sbx);
     store_close(&ms->base);
     return 0;
 }
@@ -71,7 +73,7 @@ static int resolve(const char *path, bool follow_last, char **ret_path, enum fil
     struct file_meta m;
     memset(&m, 0, sizeof(m));
     *ret_path = (char *)"unset";
-    int r = sandbox_resolve(&app, TEST_SB, path, follow_last, ret_path, &m);
+    int r = sandbox_resolve(sbx, TEST_SB, path, follow_last, ret_path, &m);
     *ret_kind = 0;
     if (r == 0) {
         assert_string_equal(m.path, *ret_path);

@@ -66,25 +66,30 @@ static void test_utf8(void **state)
 {
     (void)state;
     static const char *const cases[] = {
-        "caf\xc3\xa9",             /* 2-byte */
-        "\xe2\x82\xac 5",          /* 3-byte */
-        "\xf0\x9f\x98\x80!",       /* 4-byte */
-        "\x80",                    /* lone continuation */
-        "\xc0\x80",                /* overlong NUL */
-        "\xe0\x80\xaf",            /* overlong '/' */
-        "\xed\xa0\x80",            /* surrogate */
-        "\xf4\x90\x80\x80",        /* above U+10FFFF */
-        "\xf5\xff\xfe",            /* never valid */
-        "ab\xe2\x82",              /* truncated at the end */
-        "\xe2\x82x\xe2\x82\xac\"", /* truncated in the middle, then valid */
-        "\xef\xbf\xbd",            /* U+FFFD itself */
+        "caf\xc3\xa9",              /* 2-byte */
+        "\xe2\x82\xac 5",           /* 3-byte */
+        "\xf0\x9f\x98\x80!",        /* 4-byte */
+        "\x80",                     /* lone continuation */
+        "\xc0\x80",                 /* overlong NUL */
+        "\xe0\x80\xaf",             /* overlong '/' */
+        "\xed\xa0\x80",             /* surrogate */
+        "\xf4\x90\x80\x80",         /* above U+10FFFF */
+        "\xf5\xff\xfe",             /* never valid */
+        "ab\xe2\x82",               /* truncated at the end */
+        "\xe2\x82x\xe2\x82\xac\"",  /* truncated in the middle, then valid */
+        "\xef\xbf\xbd",             /* U+FFFD itself */
         "\xe2\x80\xa8\xe2\x80\xa9", /* U+2028/9 pass as they are, like jansson */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         check_escape(cases[i], strlen(cases[i]));
     struct buf b = BUF_INIT(0);
-    assert_int_equal(sse_json_escape(&b, "a\xff" "b", 3), 0);
-    assert_string_equal(b.data, "a\xef\xbf\xbd" "b");
+    assert_int_equal(sse_json_escape(&b,
+                                     "a\xff"
+                                     "b",
+                                     3),
+                     0);
+    assert_string_equal(b.data, "a\xef\xbf\xbd"
+                                "b");
     buf_release(&b);
 }
 
@@ -107,8 +112,8 @@ static void test_random_against_jansson(void **state)
 {
     (void)state;
     /* biased towards the bytes that matter; a fixed seed keeps failures reproducible */
-    static const unsigned char alphabet[] = {'a', 'Z', ' ', '\n', '\r', '\t', '"', '\\', 0, 1,
-                                             0x1f, 0x20, 0x7f, 0x80, 0xbf, 0xc2, 0xc3, 0xe2,
+    static const unsigned char alphabet[] = {'a',  'Z',  ' ',  '\n', '\r', '\t', '"',  '\\', 0,
+                                             1,    0x1f, 0x20, 0x7f, 0x80, 0xbf, 0xc2, 0xc3, 0xe2,
                                              0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, 0x9f, 0xa0};
     unsigned seed = 12345;
     char s[300];
@@ -204,14 +209,10 @@ static void test_large(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_ascii_byte),
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_word_boundaries),
-        cmocka_unit_test(test_random_against_jansson),
-        cmocka_unit_test(test_output_frame),
-        cmocka_unit_test(test_json_frame),
-        cmocka_unit_test(test_failure_leaves_buffer),
-        cmocka_unit_test(test_large),
+        cmocka_unit_test(test_every_ascii_byte),      cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_word_boundaries),       cmocka_unit_test(test_random_against_jansson),
+        cmocka_unit_test(test_output_frame),          cmocka_unit_test(test_json_frame),
+        cmocka_unit_test(test_failure_leaves_buffer), cmocka_unit_test(test_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

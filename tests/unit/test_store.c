@@ -67,7 +67,8 @@ static char *url_with_db(const char *url, const char *dbname)
 static char *pg_new_db(char *name, size_t cap)
 {
     static int seq;
-    snprintf(name, cap, "sqlfs_t%d_%d", (int)getpid(), __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+    snprintf(name, cap, "sqlfs_t%d_%d", (int)getpid(),
+             __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
     PGconn *c = pg_admin(pg_url);
     char sql[128];
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);

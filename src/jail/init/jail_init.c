@@ -88,9 +88,9 @@ __asm__(".text\n.global _start\n_start:\n"
 __asm__(".text\n.type spawn_shell,%function\nspawn_shell:\n"
         "  mov x9, x0\n  mov x10, x1\n  mov x11, x2\n  mov x12, x3\n"
         "  mov x0, #" SPAWN_FLAGS_STR "\n  mov x1, #0\n  mov x2, #0\n  mov x3, #0\n  mov x4, #0\n"
-        "  mov x8, #220\n  svc 0\n  cbnz x0, 1f\n" /* clone */
+        "  mov x8, #220\n  svc 0\n  cbnz x0, 1f\n"                              /* clone */
         "  mov x0, x9\n  mov x1, x10\n  mov x2, x11\n  mov x8, #221\n  svc 0\n" /* execve */
-        "  str x0, [x12]\n  mov x0, #127\n  mov x8, #93\n  svc 0\n  brk #0\n" /* exit */
+        "  str x0, [x12]\n  mov x0, #127\n  mov x8, #93\n  svc 0\n  brk #0\n"   /* exit */
         "1:\n  ret\n");
 #else
 #error "the jail init supports x86_64 and aarch64"

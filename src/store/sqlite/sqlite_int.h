@@ -227,6 +227,28 @@ int sq_bind_check(struct conn *c, int rc);
 int sq_pool_get(struct sqlite_store *s, struct conn **ret);
 void sq_pool_put(struct sqlite_store *s, struct conn *c);
 
+/* A pooled connection held for the rest of a scope, given back when the scope ends (after the
+ * statements declared below it are reset: cleanups run in reverse order):
+ *     _cleanup_pooled_ struct pooled p = {.s = s};
+ *     int r = sq_pooled_get(&p);    then p.c */
+struct pooled {
+    struct sqlite_store *s;
+    struct conn *c; /* NULL until sq_pooled_get succeeded */
+};
+static inline int sq_pooled_get(struct pooled *p)
+{
+    struct conn *c = NULL;
+    int r = sq_pool_get(p->s, &c);
+    if (r >= 0)
+        p->c = c;
+    return r;
+}
+static inline void pooled_putp(struct pooled *p)
+{
+    sq_pool_put(p->s, p->c);
+}
+#define _cleanup_pooled_ __attribute__((cleanup(pooled_putp)))
+
 /* Write transactions on s->w: sq_wtx_begin locks wlock and opens BEGIN IMMEDIATE (unlocked
  * again when it fails); sq_wtx_end commits when r >= 0 (rolls back otherwise, or when the
  * commit fails), unlocks and returns r or the commit's error. */

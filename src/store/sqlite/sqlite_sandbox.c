@@ -109,49 +109,41 @@ static int rec_copy_row(sqlite3_stmt *st, struct sandbox_rec *ret)
 int sq_sandbox_get(struct store *st, const char *id, const char *tenant, const char *sub,
                    struct sandbox_rec *ret)
 {
-    struct sqlite_store *s = to_sq(st);
-    struct conn *c;
-    int r = sq_pool_get(s, &c);
+    _cleanup_pooled_ struct pooled p = {.s = to_sq(st)};
+    int r = sq_pooled_get(&p);
     if (r < 0)
         return r;
-    {
-        _cleanup_reset_ sqlite3_stmt *q = NULL;
-        r = sq_query_sandbox(c, ST_SB_GET, id, &q);
-        if (r == 0 || (r > 0 && !owner_matches(tenant, sub, (const char *)sqlite3_column_text(q, 1),
-                                               (const char *)sqlite3_column_text(q, 2))))
-            r = err_set(-ENOENT, "sandbox not found");
-        else if (r > 0)
-            r = rec_copy_row(q, ret);
-    }
-    sq_pool_put(s, c);
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    r = sq_query_sandbox(p.c, ST_SB_GET, id, &q);
+    if (r == 0 || (r > 0 && !owner_matches(tenant, sub, (const char *)sqlite3_column_text(q, 1),
+                                           (const char *)sqlite3_column_text(q, 2))))
+        r = err_set(-ENOENT, "sandbox not found");
+    else if (r > 0)
+        r = rec_copy_row(q, ret);
     return r;
 }
 
 int sq_sandbox_list(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
                     void *userdata)
 {
-    struct sqlite_store *s = to_sq(st);
-    struct conn *c;
-    int r = sq_pool_get(s, &c);
+    _cleanup_pooled_ struct pooled p = {.s = to_sq(st)};
+    int r = sq_pooled_get(&p);
     if (r < 0)
         return r;
-    {
-        _cleanup_reset_ sqlite3_stmt *q = NULL;
-        r = sq_stmt_get(c, tenant && sub ? ST_SB_LIST_OWNER : ST_SB_LIST_ANY, &q);
-        if (r >= 0)
-            r = sq_bind_check(c, bind_text(q, 1, tenant) | bind_text(q, 2, sub));
-        while (r >= 0) {
-            r = sq_stmt_step(c, q);
-            if (r <= 0)
-                break;
-            struct sandbox_rec rec;
-            rec_from_row(q, &rec);
-            r = cb(&rec, userdata);
-            if (r != 0)
-                break;
-        }
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    r = sq_stmt_get(p.c, tenant && sub ? ST_SB_LIST_OWNER : ST_SB_LIST_ANY, &q);
+    if (r >= 0)
+        r = sq_bind_check(p.c, bind_text(q, 1, tenant) | bind_text(q, 2, sub));
+    while (r >= 0) {
+        r = sq_stmt_step(p.c, q);
+        if (r <= 0)
+            break;
+        struct sandbox_rec rec;
+        rec_from_row(q, &rec);
+        r = cb(&rec, userdata);
+        if (r != 0)
+            break;
     }
-    sq_pool_put(s, c);
     return r;
 }
 

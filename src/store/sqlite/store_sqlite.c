@@ -61,20 +61,16 @@ static int64_t sq_memory_bytes(struct store *st UNUSED)
 
 static int sq_check(struct store *st)
 {
-    struct sqlite_store *s = to_sq(st);
-    struct conn *c;
-    int r = sq_pool_get(s, &c);
+    _cleanup_pooled_ struct pooled p = {.s = to_sq(st)};
+    int r = sq_pooled_get(&p);
     if (r < 0)
         return r;
-    {
-        _cleanup_reset_ sqlite3_stmt *q = NULL;
-        r = sq_stmt_get(c, ST_CHECK, &q);
-        if (r >= 0)
-            r = sq_stmt_step(c, q);
-        if (r == 0)
-            r = err_set(-EIO, "store answered no row");
-    }
-    sq_pool_put(s, c);
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    r = sq_stmt_get(p.c, ST_CHECK, &q);
+    if (r >= 0)
+        r = sq_stmt_step(p.c, q);
+    if (r == 0)
+        r = err_set(-EIO, "store answered no row");
     return r < 0 ? r : 0;
 }
 

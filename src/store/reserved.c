@@ -1,4 +1,4 @@
-#include "sandbox/reserved.h"
+#include "store/reserved.h"
 
 #include <string.h>
 

@@ -13,10 +13,16 @@
  *     and deletable through the API, but no jail sees them.
  * Deleting, reading and listing are never refused.
  *
+ * Why here, next to the change set: it is a rule about which nodes a sandbox tree may hold, and
+ * every layer that makes or materialises trees applies it: the sandbox layer's commit path
+ * (every change set it commits), archive ingest, and the workspace (the exec diff and the
+ * checkouts). Those layers share only the store below them, so the rule lives there; the store's
+ * engines themselves do not enforce it (sandbox_commit does, before calling them).
+ *
  * Pure functions over normalised sandbox paths (util/path.h); thread-safe.
  */
-#ifndef SQLFS_SANDBOX_RESERVED_H
-#define SQLFS_SANDBOX_RESERVED_H
+#ifndef SQLFS_STORE_RESERVED_H
+#define SQLFS_STORE_RESERVED_H
 
 #include <stdbool.h>
 
@@ -34,7 +40,7 @@ bool reserved_path(const char *path, bool is_dir);
 int reserved_error(const char *path, const char *root);
 
 /* 0 when no PUT of cs writes a reserved path, else reserved_error() for the first that does.
- * Every commit checks this (sandbox_commit, sandbox creation). */
+ * Every commit checks this (sandbox_commit, sandbox_create). */
 __attribute__((warn_unused_result)) int reserved_check_changeset(const struct changeset *cs);
 
 #endif

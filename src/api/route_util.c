@@ -1,0 +1,78 @@
+/*
+ * route_util — helpers every resource's routes share (routes.h): the request's sandbox opened
+ * under its lock, sandbox paths from the URL or from JSON fields and query parameters (with the
+ * reserved-path check for writes), and the bulk-write limit.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/routes.h"
+#include "sandbox/sandbox.h"
+#include "store/reserved.h"
+#include "util/err.h"
+#include "util/path.h"
+
+int route_path_arg(const char *field, const char *value, size_t len, char **ret)
+{
+    if (len == 0 || value[0] != '/')
+        return err_set(-ERR_INVALID_INPUT, "%s: path must be absolute (start with '/')", field);
+    int r = path_normalize(value, len, ret);
+    if (r == -EINVAL)
+        return err_set(-ERR_INVALID_INPUT, "%s: path contains a NUL byte", field);
+    if (r == -ENAMETOOLONG)
+        return err_set(-ENAMETOOLONG, "%s: path too long (max %d bytes, %d per name)", field,
+                       PATH_MAX_LEN, PATH_NAME_MAX);
+    return r;
+}
+
+int route_write_path_arg(const char *field, const char *value, size_t len, bool is_dir, char **ret)
+{
+    int r = route_path_arg(field, value, len, ret);
+    const char *reserved = r < 0 ? NULL : reserved_root(*ret, is_dir);
+    if (reserved) {
+        r = reserved_error(*ret, reserved);
+        free(*ret);
+        *ret = NULL;
+    }
+    return r;
+}
+
+int route_open_sandbox(struct request *req, enum lock_mode mode, struct sandbox_rec *rec)
+{
+    struct sandbox_rec unused;
+    int r = sandbox_open(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, mode,
+                         rec ? rec : &unused, &req->lock);
+    if (r == 0 && !rec)
+        sandbox_rec_release(&unused);
+    return r;
+}
+
+int route_check_bulk_count(struct request *req, size_t n)
+{
+    int64_t max = req->app->cfg->max_bulk_write_files;
+    if ((int64_t)n <= max)
+        return 0;
+    err_set(-ERR_PAYLOAD_TOO_LARGE, "too many files: %zu (limit %lld)", n, (long long)max);
+    err_detail("MAX_BULK_WRITE_FILES=%lld", (long long)max);
+    return -ERR_PAYLOAD_TOO_LARGE;
+}
+
+int route_capture_path(struct request *req, char **ret)
+{
+    const char *rest = req->rest ? req->rest : "";
+    size_t len = req->rest ? req->rest_len : 0;
+    if (memchr(rest, '\0', len))
+        return err_set(-ERR_INVALID_INPUT, "path contains a NUL byte");
+    if (len == 0) {
+        *ret = strdup("/");
+        return *ret ? 0 : -ENOMEM;
+    }
+    int r = path_normalize(rest, len, ret);
+    if (r == -EINVAL)
+        return err_set(-ERR_INVALID_INPUT, "invalid path");
+    if (r == -ENAMETOOLONG)
+        return err_set(-ENAMETOOLONG, "path too long (max %d bytes, %d per name)", PATH_MAX_LEN,
+                       PATH_NAME_MAX);
+    return r;
+}

@@ -1,0 +1,332 @@
+/*
+ * checkout_apply — a committed change set applied to the checkout of its sandbox, so that the
+ * tree follows the store without a rebuild (checkout_apply, checkout_apply_upper in checkout.h).
+ * Same trust rules as checkout.c; an exec's upper is read beneath its directory fd too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "store/reserved.h"
+#include "util/array.h"
+#include "util/path.h"
+#include "workspace/checkout_internal.h"
+
+struct applier {
+    struct checkouts *cos;
+    int rootfd;             /* tree root */
+    int upperfd;            /* exec upper dir, -1 for file-API commits */
+    struct parent_cache pc; /* parents in the tree */
+    int64_t size;           /* running size of the tree */
+    char *buf;              /* IO_BUF_SIZE bytes */
+    const char *sandbox_id;
+    bool create_parents;
+};
+
+/* Removes whatever is at pfd/name, accounting its bytes. */
+static int remove_node(struct applier *a, int pfd, const char *name)
+{
+    int64_t bytes = 0;
+    int r = rm_rf_at(pfd, name, &bytes);
+    a->size -= bytes;
+    return r;
+}
+
+/* mkdir -p of the parents of sandbox path p inside the tree (file-API create_parents). */
+static int make_parents(struct applier *a, const char *p)
+{
+    char *rel = strdup(p + 1);
+    if (!rel)
+        return -ENOMEM;
+    int r = 0;
+    int fd = open_beneath(a->rootfd, "", O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+    if (fd < 0) {
+        free(rel);
+        return fd;
+    }
+    char *seg = rel;
+    for (char *slash; (slash = strchr(seg, '/')); seg = slash + 1) {
+        *slash = '\0';
+        if (mkdirat(fd, seg, 0755) == 0) {
+            /* the mode the store gives such a parent, whatever the server's umask */
+            if (fchownat(fd, seg, a->cos->uid, a->cos->gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+                fchmodat(fd, seg, 0755, 0) < 0) {
+                r = -errno;
+                break;
+            }
+        } else if (errno != EEXIST) {
+            r = -errno;
+            break;
+        }
+        int next = open_beneath(fd, seg, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+        if (next < 0) {
+            r = next;
+            break;
+        }
+        close(fd);
+        fd = next;
+    }
+    close(fd);
+    free(rel);
+    return r;
+}
+
+/* Moves the exec's file at the same path from the upper into the tree. -EAGAIN when the upper
+ * does not hold a regular file of the expected size (the caller then uses the store). */
+static int move_from_upper(struct applier *a, int pfd, const char *name, const struct file_meta *m)
+{
+    const char *slash = strrchr(m->path, '/');
+    char *prel = strndup(m->path + 1, (size_t)(slash - m->path) - (slash > m->path ? 1 : 0));
+    if (!prel)
+        return -ENOMEM;
+    int ufd = open_beneath(a->upperfd, prel, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+    free(prel);
+    if (ufd < 0)
+        return -EAGAIN;
+    struct stat sb;
+    int r = 0;
+    if (fstatat(ufd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode) ||
+        sb.st_size != m->size || sb.st_nlink != 1)
+        r = -EAGAIN;
+    else if (renameat(ufd, name, pfd, name) < 0)
+        r = errno == EXDEV || errno == ENOENT ? -EAGAIN : -errno;
+    close(ufd);
+    if (r < 0)
+        return r;
+    int fd = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* Overlay bookkeeping xattrs of the upper (origin, metacopy, ...) mean something in a
+     * lower layer, and no xattr is part of the store's state: strip them all, so the tree
+     * equals a rebuild. */
+    char names[4096];
+    ssize_t len = flistxattr(fd, names, sizeof(names));
+    for (ssize_t off = 0; len > 0 && off < len; off += (ssize_t)strlen(names + off) + 1)
+        (void)fremovexattr(fd, names + off);
+    r = checkout_set_meta_fd(a->cos, fd, m->mode, m->mtime_ns);
+    close(fd);
+    return r;
+}
+
+static int apply_put(struct applier *a, int pfd, const char *name, const struct file_meta *m)
+{
+    struct stat sb;
+    bool exists = fstatat(pfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!exists && errno != ENOENT)
+        return -errno;
+    int r = 0;
+    if (m->kind == FILE_KIND_DIR) {
+        if (exists && S_ISDIR(sb.st_mode))
+            return 0; /* mode/mtime are set after its entries changed */
+        if (exists && (r = remove_node(a, pfd, name)) < 0)
+            return r;
+        return checkout_create_dir(a->cos, pfd, name);
+    }
+    if (exists && (r = remove_node(a, pfd, name)) < 0)
+        return r;
+    if (m->kind == FILE_KIND_SYMLINK)
+        return checkout_create_symlink(a->cos, pfd, name, m);
+    if (m->kind != FILE_KIND_FILE)
+        return -EIO;
+    /* Unlink, then rename: renaming over an existing file makes ext4 (auto_da_alloc) start
+     * writeback of the new file's data at once, which the commit would wait for. */
+    r = -EAGAIN;
+    if (a->upperfd >= 0)
+        r = move_from_upper(a, pfd, name, m);
+    if (r == -EAGAIN)
+        r = checkout_create_file(a->cos, pfd, name, m, a->buf);
+    if (r >= 0)
+        a->size += m->size;
+    return r;
+}
+
+static bool is_put_dir(const struct changeset *cs, const char *p)
+{
+    for (size_t i = cs->n; i-- > 0;)
+        if (cs->items[i].op == CHANGE_PUT && cs->items[i].meta.kind == FILE_KIND_DIR &&
+            strcmp(cs->items[i].meta.path, p) == 0)
+            return true;
+    return false;
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Sets mode/mtime of directories the change set touched: those it PUT (from the change) and
+ * the parents of its changes (from the store, which decides what a parent's mtime becomes). */
+static int apply_dir_meta(struct applier *a, const struct changeset *cs)
+{
+    int r = 0;
+    for (size_t i = cs->n; i-- > 0 && r >= 0;) {
+        const struct change *c = &cs->items[i];
+        if (c->op == CHANGE_PUT && c->meta.kind == FILE_KIND_DIR &&
+            !reserved_path(c->meta.path, true))
+            r = checkout_fix_dir(a->cos, a->rootfd, c->meta.path, c->meta.mode, c->meta.mtime_ns);
+    }
+    if (r < 0 || cs->n == 0)
+        return r;
+    /* Parents, and with create_parents all ancestors (they may have been created). */
+    size_t cap = 0, np = 0;
+    char **parents = NULL;
+    for (size_t i = 0; i < cs->n && r >= 0; i++) {
+        if (reserved_path(cs->items[i].meta.path, true))
+            continue;
+        char *pp = path_parent(cs->items[i].meta.path);
+        while (r >= 0) {
+            if (!pp) {
+                r = -ENOMEM;
+                break;
+            }
+            if (strcmp(pp, "/") == 0) {
+                free(pp);
+                break;
+            }
+            char *next = cs->create_parents ? path_parent(pp) : strdup("/");
+            if (is_put_dir(cs, pp)) {
+                free(pp);
+            } else {
+                if (ARRAY_GROW(parents, np + 1, cap) < 0) {
+                    free(pp);
+                    free(next);
+                    r = -ENOMEM;
+                    break;
+                }
+                parents[np++] = pp;
+            }
+            pp = next;
+        }
+    }
+    if (np > 1)
+        qsort(parents, np, sizeof(*parents), cmp_str);
+    for (size_t i = 0; i < np && r >= 0; i++) {
+        if (i > 0 && strcmp(parents[i], parents[i - 1]) == 0)
+            continue;
+        struct file_meta m;
+        memset(&m, 0, sizeof(m));
+        r = store_stat(a->cos->st, a->sandbox_id, parents[i], &m);
+        if (r == 0 && m.kind == FILE_KIND_DIR)
+            r = checkout_fix_dir(a->cos, a->rootfd, parents[i], m.mode, m.mtime_ns);
+        else if (r == 0)
+            r = -EIO;
+        file_meta_release(&m);
+    }
+    for (size_t i = 0; i < np; i++)
+        free(parents[i]);
+    free(parents);
+    return r;
+}
+
+static int apply_changes(struct applier *a, const struct changeset *cs)
+{
+    for (size_t i = 0; i < cs->n; i++) {
+        const struct change *c = &cs->items[i];
+        if (!row_path_ok(c->meta.path))
+            return -EINVAL; /* includes "/": the root is never put or deleted here */
+        if (reserved_path(c->meta.path, c->op == CHANGE_DELETE || c->meta.kind == FILE_KIND_DIR))
+            continue; /* never in a tree (checkout_rows_add) */
+        const char *name;
+        int pfd = checkout_parent_get(&a->pc, c->meta.path, &name);
+        if (pfd == -ENOENT && c->op == CHANGE_DELETE)
+            continue;
+        if (pfd == -ENOENT && a->create_parents && c->op == CHANGE_PUT) {
+            int r = make_parents(a, c->meta.path);
+            if (r < 0)
+                return r;
+            pfd = checkout_parent_get(&a->pc, c->meta.path, &name);
+        }
+        if (pfd < 0)
+            return pfd;
+        int r =
+            c->op == CHANGE_DELETE ? remove_node(a, pfd, name) : apply_put(a, pfd, name, &c->meta);
+        if (r < 0)
+            return r;
+    }
+    return apply_dir_meta(a, cs);
+}
+
+static int apply_common(struct checkouts *cos, const char *sandbox_id, int64_t old_version,
+                        int64_t new_version, const char *upper_dir, const struct changeset *cs)
+{
+    struct entry *e;
+    int r = checkout_entry_pin(cos, sandbox_id, false, true, &e);
+    if (r < 0 || !e)
+        return r;
+    pthread_mutex_lock(&e->mu);
+    struct applier a = {.cos = cos,
+                        .rootfd = -1,
+                        .upperfd = -1,
+                        .pc = {.fd = -1},
+                        .sandbox_id = sandbox_id,
+                        .create_parents = cs->create_parents};
+    int edfd = checkout_entry_dir_open(cos, sandbox_id, false);
+    if (edfd < 0) {
+        r = edfd == -ENOENT ? 0 : edfd;
+        e->version = -1;
+        goto out;
+    }
+    if (!checkout_tree_is_valid(cos, e, edfd, old_version)) {
+        r = -ESTALE;
+        goto out;
+    }
+    /* From here the tree is incoherent until retagged. */
+    e->version = -1;
+    if ((r = checkout_tag_invalidate(cos, edfd)) < 0)
+        goto out;
+    a.rootfd = openat(edfd, TREE_NAME, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (a.rootfd < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (upper_dir) {
+        a.upperfd = open(upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (a.upperfd < 0) {
+            r = -errno;
+            goto out;
+        }
+    }
+    a.pc.rootfd = a.rootfd;
+    a.size = checkout_entry_size(cos, e);
+    a.buf = malloc(IO_BUF_SIZE);
+    if (!a.buf) {
+        r = -ENOMEM;
+        goto out;
+    }
+    r = apply_changes(&a, cs);
+    if (r >= 0)
+        r = checkout_tag_write(cos, edfd, new_version, a.size < 0 ? 0 : a.size);
+    if (r >= 0) {
+        e->version = new_version;
+        checkout_entry_set_size(cos, e, a.size);
+    }
+out:
+    if (r < 0)
+        checkout_entry_invalidate_locked(cos, e);
+    checkout_parent_cache_release(&a.pc);
+    free(a.buf);
+    closep(&a.rootfd);
+    closep(&a.upperfd);
+    safe_close(edfd);
+    pthread_mutex_unlock(&e->mu);
+    checkout_entry_unpin(cos, e, false);
+    return r;
+}
+
+int checkout_apply(struct checkouts *cos, const char *sandbox_id, int64_t old_version,
+                   int64_t new_version, const struct changeset *cs)
+{
+    return apply_common(cos, sandbox_id, old_version, new_version, NULL, cs);
+}
+
+int checkout_apply_upper(struct checkouts *cos, const char *sandbox_id, int64_t old_version,
+                         int64_t new_version, const char *upper_dir, const struct changeset *cs)
+{
+    return apply_common(cos, sandbox_id, old_version, new_version, upper_dir, cs);
+}
