@@ -74,8 +74,9 @@ static int parent_missing(struct apply *a, const char *path, size_t len)
 }
 
 /* Makes sure the parent of path[0..len) exists as a directory, creating missing ones (0755)
- * when the change set allows it. The tree invariant (every row's parent is a dir row or the
- * root) means an existing parent directory needs no further check. */
+ * when the change set allows it: 1 when it created the parent (so nothing lies below it yet),
+ * 0 when the parent was there. The tree invariant (every row's parent is a dir row or the root)
+ * means an existing parent directory needs no further check. */
 static int parents_ensure(struct apply *a, const char *path, size_t len)
 {
     size_t plen = len;
@@ -95,9 +96,9 @@ static int parents_ensure(struct apply *a, const char *path, size_t len)
     if (!a->create_parents)
         return parent_missing(a, path, plen);
     r = parents_ensure(a, path, plen);
-    if (r < 0)
-        return r;
-    return row_insert(a, path, plen, FILE_KIND_DIR, DIR_MODE_DEFAULT, 0, a->now_ns, NULL, NULL);
+    if (r >= 0)
+        r = row_insert(a, path, plen, FILE_KIND_DIR, DIR_MODE_DEFAULT, 0, a->now_ns, NULL, NULL);
+    return r < 0 ? r : 1;
 }
 
 /* Checks a file's content reference: the content must be stored and of the stated size. */
@@ -147,8 +148,8 @@ static int change_put(struct apply *a, const struct file_meta *m)
     }
     if (r >= 0)
         r = parents_ensure(a, m->path, len);
-    struct store_row old;
-    if (r >= 0)
+    struct store_row old = {0};
+    if (r == 0) /* a parent created just now has nothing below it */
         r = a->ops->row_get(a->ctx, m->path, len, &old);
     if (r < 0)
         return r;
