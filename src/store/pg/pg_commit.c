@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/cleanup.h"
 #include "util/err.h"
 #include "util/timeutil.h"
@@ -171,58 +172,141 @@ static int contents_lock(struct pg_apply *x, const uint8_t *ids, size_t n)
     return 0;
 }
 
-/* Inserts change-log rows [from, to) of cs for commit `commit_id` in one statement. */
-static int log_rows(struct pg_apply *x, const struct changeset *cs, const char *commit_id,
-                    size_t from, size_t to)
+/* Parameters of a statement built at run time: text integers, and bytes. */
+struct sql_params {
+    const char **vals;
+    int *lens, *fmts;
+    char (*num)[24];
+    int n;
+};
+
+static int sql_params_init(struct sql_params *p, size_t n)
 {
-    size_t n = to - from, cap = 96 + n * 64;
-    _cleanup_free_ char *sql = malloc(cap);
-    _cleanup_free_ const char **vals = calloc(n + 1, sizeof(*vals));
-    _cleanup_free_ int *lens = calloc(n + 1, sizeof(*lens));
-    _cleanup_free_ int *fmts = calloc(n + 1, sizeof(*fmts));
-    if (!sql || !vals || !lens || !fmts)
-        return -ENOMEM;
-    int off = snprintf(sql, cap, "INSERT INTO commit_changes (commit_id, seq, op, path) VALUES ");
-    vals[0] = commit_id;
-    for (size_t i = from; i < to && off > 0 && (size_t)off < cap; i++) {
-        const char *path = cs->items[i].meta.path ? cs->items[i].meta.path : "";
-        size_t k = i - from + 1;
-        int m = snprintf(sql + off, cap - (size_t)off, "%s($1::bigint, %zu, %d, $%zu::bytea)",
-                         k > 1 ? "," : "", i, (int)cs->items[i].op, k + 1);
-        off = m < 0 ? -1 : off + m;
-        vals[k] = path;
-        lens[k] = (int)strlen(path);
-        fmts[k] = 1;
+    *p = (struct sql_params){.vals = calloc(n, sizeof(*p->vals)),
+                             .lens = calloc(n, sizeof(int)),
+                             .fmts = calloc(n, sizeof(int)),
+                             .num = calloc(n, sizeof(*p->num))};
+    return p->vals && p->lens && p->fmts && p->num ? 0 : -ENOMEM;
+}
+
+static void sql_params_release(struct sql_params *p)
+{
+    free(p->vals);
+    free(p->lens);
+    free(p->fmts);
+    free(p->num);
+}
+
+static void sp_i64(struct sql_params *p, int64_t v)
+{
+    snprintf(p->num[p->n], sizeof(p->num[p->n]), "%" PRId64, v);
+    p->vals[p->n] = p->num[p->n];
+    p->n++;
+}
+
+static void sp_text(struct sql_params *p, const char *v)
+{
+    p->vals[p->n++] = v;
+}
+
+static void sp_bytes(struct sql_params *p, const char *v)
+{
+    p->vals[p->n] = v;
+    p->lens[p->n] = v ? (int)strlen(v) : 0;
+    p->fmts[p->n++] = 1;
+}
+
+/* Appends the change rows [from, to) of cs to sql as VALUES rows (seq, op, $k::bytea), their
+ * paths to p. */
+static int change_rows(struct buf *sql, struct sql_params *p, const struct changeset *cs,
+                       size_t from, size_t to)
+{
+    int r = 0;
+    for (size_t i = from; i < to && r >= 0; i++) {
+        r = buf_addf(sql, "%s(%zu, %d, $%d::bytea)", i > from ? "," : "", i, (int)cs->items[i].op,
+                     p->n + 1);
+        sp_bytes(p, cs->items[i].meta.path ? cs->items[i].meta.path : "");
     }
-    if (off < 0 || (size_t)off >= cap)
-        return err_set(-EIO, "change log statement too long");
-    int r = pg_exec_sql(x->s, x->c, sql, (int)n + 1, vals, lens, fmts, NULL);
+    return r;
+}
+
+/* Inserts change-log rows [from, to) of cs for commit `commit_id` in one statement. */
+static int log_rows(struct pg_apply *x, const struct changeset *cs, int64_t commit_id, size_t from,
+                    size_t to)
+{
+    struct sql_params p;
+    struct buf sql = BUF_INIT(0);
+    int r = sql_params_init(&p, to - from + 1);
+    if (r >= 0) {
+        sp_i64(&p, commit_id);
+        r = buf_addstr(&sql, "INSERT INTO commit_changes (commit_id, seq, op, path) "
+                             "SELECT $1::bigint, v.seq, v.op, v.path FROM (VALUES ");
+    }
+    if (r >= 0)
+        r = change_rows(&sql, &p, cs, from, to);
+    if (r >= 0)
+        r = buf_addstr(&sql, ") AS v(seq, op, path)");
+    if (r >= 0)
+        r = pg_exec_sql(x->s, x->c, buf_cstr(&sql), p.n, p.vals, p.lens, p.fmts, NULL);
+    buf_release(&sql);
+    sql_params_release(&p);
     return r < 0 ? r : 0;
 }
 
-/* The commit's log row (its id into *ret_id) and one change row per change. */
-static int commit_log(struct pg_apply *x, const struct changeset *cs, int64_t version,
-                      int64_t now_ms, int64_t delta, int64_t *ret_id)
+/*
+ * The statement that ends a commit, in one round trip: the sandbox row's new state (version,
+ * size, count, lastUsedAt, cwd), the commit's log row and its first change rows; the commit's
+ * id into *ret_id. Change sets longer than LOG_ROWS_PER_INSERT go on in further statements.
+ */
+static int commit_finish(struct pg_apply *x, const struct changeset *cs, int64_t version,
+                         const struct apply *a, int64_t now_ms, int64_t delta, int64_t *ret_id)
 {
-    struct pg_params p = {0};
-    pp_i64(&p, x->sid);
-    pp_i64(&p, version);
-    pp_text(&p, cs->kind);
-    pp_text(&p, cs->info_json);
-    pp_i64(&p, now_ms);
-    pp_i64(&p, (int64_t)cs->n);
-    pp_i64(&p, delta);
+    size_t first = cs->n < LOG_ROWS_PER_INSERT ? cs->n : LOG_ROWS_PER_INSERT;
+    struct sql_params p;
+    struct buf sql = BUF_INIT(0);
+    int r = sql_params_init(&p, 10 + first);
+    if (r >= 0) {
+        sp_i64(&p, x->sid);
+        sp_i64(&p, version);
+        sp_i64(&p, a->size);
+        sp_i64(&p, a->count);
+        sp_i64(&p, now_ms);
+        sp_bytes(&p, cs->new_cwd);
+        sp_text(&p, cs->kind);
+        sp_text(&p, cs->info_json);
+        sp_i64(&p, (int64_t)cs->n);
+        sp_i64(&p, delta);
+        r = buf_addstr(&sql, "WITH u AS (UPDATE sandboxes SET version = $2, size_bytes = $3, "
+                             "file_count = $4, last_used_ms = $5, cwd = coalesce($6::bytea, cwd) "
+                             "WHERE sid = $1), "
+                             "c AS (INSERT INTO commits (sid, version, kind, info, created_ms, "
+                             "changes, bytes_delta) VALUES ($1, $2, $7, $8, $5, $9, $10) "
+                             "RETURNING id)");
+    }
+    if (r >= 0 && first > 0) {
+        r = buf_addstr(&sql, ", ch AS (INSERT INTO commit_changes (commit_id, seq, op, path) "
+                             "SELECT c.id, v.seq, v.op, v.path FROM c, (VALUES ");
+        if (r >= 0)
+            r = change_rows(&sql, &p, cs, 0, first);
+        if (r >= 0)
+            r = buf_addstr(&sql, ") AS v(seq, op, path))");
+    }
+    if (r >= 0)
+        r = buf_addstr(&sql, " SELECT id FROM c");
     _cleanup_pgresult_ PGresult *res = NULL;
-    int r = pg_exec(x->s, x->c, PS_COMMIT_INSERT, &p, &res);
+    /* the text depends only on the number of change rows: small commits, the most frequent,
+     * run prepared */
+    if (r >= 0)
+        r = pg_exec_slot(x->s, x->c, (int)first, buf_cstr(&sql), p.n, p.vals, p.lens, p.fmts, &res);
+    buf_release(&sql);
+    sql_params_release(&p);
     if (r < 0)
         return r;
     if (r != 1)
         return err_set(-EIO, "the commit log row was not created");
     *ret_id = pg_i64(res, 0, 0);
-    char id[24];
-    snprintf(id, sizeof(id), "%" PRId64, *ret_id);
-    for (size_t i = 0; i < cs->n && r >= 0; i += LOG_ROWS_PER_INSERT)
-        r = log_rows(x, cs, id, i,
+    for (size_t i = first; i < cs->n && r >= 0; i += LOG_ROWS_PER_INSERT)
+        r = log_rows(x, cs, *ret_id, i,
                      i + LOG_ROWS_PER_INSERT < cs->n ? i + LOG_ROWS_PER_INSERT : cs->n);
     return r < 0 ? r : 0;
 }
@@ -238,8 +322,6 @@ static int pins_drop(struct pg_store *s, struct pg_conn *c, const uint8_t *ids, 
     pp_bytes(&p, ids, n * CONTENT_ID_LEN);
     pp_text(&p, s->owner);
     int r = pg_exec(s, c, PS_PINS_DROP, &p, NULL);
-    if (r > 0)
-        r = pg_exec(s, c, PS_PINS_DEL_ZERO, &p, NULL);
     if (r >= 0 && candidates) {
         p.n = 1;
         r = pg_exec(s, c, PS_CANDS_ADD, &p, NULL);
@@ -266,22 +348,9 @@ static int sandbox_lock(struct pg_apply *x, const char *id, int64_t *ret_version
     return 0;
 }
 
-static int sandbox_update(struct pg_apply *x, const struct changeset *cs, int64_t version,
-                          const struct apply *a, int64_t now_ms)
-{
-    struct pg_params p = {0};
-    pp_i64(&p, x->sid);
-    pp_i64(&p, version);
-    pp_i64(&p, a->size);
-    pp_i64(&p, a->count);
-    pp_i64(&p, now_ms);
-    pp_bytes(&p, cs->new_cwd, cs->new_cwd ? strlen(cs->new_cwd) : 0);
-    int r = pg_exec(x->s, x->c, PS_SB_UPDATE, &p, NULL);
-    return r < 0 ? r : 0;
-}
-
 int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const struct changeset *cs,
-                 const struct commit_opts *opts, struct commit_result *ret)
+                 const struct commit_opts *opts, const struct sb_state *known,
+                 struct commit_result *ret)
 {
     struct pg_apply x = {.s = s, .c = c};
     struct apply a = {.ops = &pg_apply_ops, .ctx = &x};
@@ -289,8 +358,14 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
     size_t nids = 0;
     int64_t version = 0;
     int r = changeset_contents(cs, &ids, &nids);
-    if (r >= 0)
+    if (r >= 0 && known) {
+        x.sid = known->sid;
+        version = known->version;
+        a.size = known->size;
+        a.count = known->count;
+    } else if (r >= 0) {
         r = sandbox_lock(&x, id, &version, &a);
+    }
     if (r >= 0 && opts->expect_version >= 0 && opts->expect_version != version)
         r = err_set(-ESTALE, "sandbox changed: version %" PRId64 ", expected %" PRId64, version,
                     opts->expect_version);
@@ -304,9 +379,7 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
     if (r >= 0)
         r = apply_quota_check(opts, old_size, a.size);
     if (r >= 0)
-        r = commit_log(&x, cs, version + 1, now_ms, a.size - old_size, &commit_id);
-    if (r >= 0)
-        r = sandbox_update(&x, cs, version + 1, &a, now_ms);
+        r = commit_finish(&x, cs, version + 1, &a, now_ms, a.size - old_size, &commit_id);
     if (r >= 0)
         r = pins_drop(s, c, ids, nids, false);
     free(x.ids);
@@ -343,7 +416,7 @@ int pg_commit(struct store *st, const char *sandbox_id, const struct changeset *
     int r = pg_tx_begin(s, &c);
     if (r < 0)
         return r;
-    r = pg_commit_in(s, c, sandbox_id, cs ? cs : &empty, opts ? opts : &default_opts, &res);
+    r = pg_commit_in(s, c, sandbox_id, cs ? cs : &empty, opts ? opts : &default_opts, NULL, &res);
     /* A commit whose log row was never written cannot be in doubt: it never reached COMMIT. */
     r = pg_tx_end(s, c, r, commit_there, &res);
     if (r >= 0 && ret)

@@ -202,6 +202,22 @@ int pg_exec(struct pg_store *s, struct pg_conn *c, enum pg_stmt id, const struct
     return result_take(s, c, res, ret);
 }
 
+int pg_exec_slot(struct pg_store *s, struct pg_conn *c, int slot, const char *sql, int n,
+                 const char *const *values, const int *lengths, const int *formats, PGresult **ret)
+{
+    if (slot < 0 || slot >= PG_SQL_SLOTS)
+        return pg_exec_sql(s, c, sql, n, values, lengths, formats, ret);
+    char name[16];
+    snprintf(name, sizeof(name), "d%d", slot);
+    if (!(c->slots & (1u << slot))) {
+        int r = result_take(s, c, PQprepare(c->pg, name, sql, 0, NULL), NULL);
+        if (r < 0)
+            return r;
+        c->slots |= 1u << slot;
+    }
+    return result_take(s, c, PQexecPrepared(c->pg, name, n, values, lengths, formats, 1), ret);
+}
+
 int pg_query(struct pg_store *s, enum pg_stmt id, const struct pg_params *p, PGresult **ret)
 {
     struct pg_conn *c;

@@ -109,7 +109,6 @@ enum pg_stmt {
     PS_SB_LIST_OWNER,
     PS_SB_LIST_ANY,
     PS_SB_STATE_LOCK,
-    PS_SB_UPDATE,
     PS_SB_TOUCH,
     PS_SB_DELETE,
     PS_SB_CREATED,
@@ -137,14 +136,12 @@ enum pg_stmt {
     PS_CHUNKS_LOCK,
     PS_PIN_ADD,
     PS_PINS_DROP,
-    PS_PINS_DEL_ZERO,
     PS_CHUNK_LOCK,
     PS_CHUNK_INSERT,
     PS_PENDING_ADD,
     PS_WRITER_END,
     PS_CHUNKS_COLLECT_LOCK,
     PS_CHUNKS_COLLECT,
-    PS_COMMIT_INSERT,
     PS_COMMIT_EXISTS,
     PS_COMMITS_DEL_CHANGES,
     PS_COMMITS_DEL,
@@ -169,6 +166,7 @@ extern const char *const pg_stmt_sql[PS_COUNT];
 struct pg_conn {
     PGconn *pg;                              /* owned */
     uint64_t prepared[(PS_COUNT + 63) / 64]; /* bit per statement prepared on this session */
+    uint32_t slots;                          /* bit per pg_exec_slot slot prepared */
     bool broken;                             /* failed: closed, not pooled, when given back */
     bool reused;                             /* taken from the idle list (not just opened) */
     struct pg_conn *next;                    /* idle list link */
@@ -228,6 +226,13 @@ int pg_exec(struct pg_store *s, struct pg_conn *c, enum pg_stmt id, const struct
             PGresult **ret);
 /* pg_exec on a pooled connection, given back before it returns. */
 int pg_query(struct pg_store *s, enum pg_stmt id, const struct pg_params *p, PGresult **ret);
+/* Slots of pg_exec_slot: statements built at run time that repeat often enough to prepare. */
+#define PG_SQL_SLOTS 16
+
+/* pg_exec_sql for SQL that is always the same text for one `slot` (< PG_SQL_SLOTS; the caller
+ * keeps that promise): prepared on c the first time, then only bound and run. */
+int pg_exec_slot(struct pg_store *s, struct pg_conn *c, int slot, const char *sql, int n,
+                 const char *const *values, const int *lengths, const int *formats, PGresult **ret);
 /* Runs SQL text without parameters, possibly several statements (BEGIN, COMMIT, migrations);
  * 0 or a negative code. */
 int pg_cmd(struct pg_store *s, struct pg_conn *c, const char *sql);
@@ -280,9 +285,17 @@ int pg_migrate(struct pg_store *s, struct pg_conn *c);
 
 /* ---- pg_commit.c ------------------------------------------------------------------------- */
 
-/* Applies cs to sandbox `id` inside the transaction open on c. ret may be NULL. */
+/* A sandbox row's key and the state a commit starts from. */
+struct sb_state {
+    int64_t sid, version, size, count;
+};
+
+/* Applies cs to sandbox `id` inside the transaction open on c. known: the sandbox's state when
+ * this transaction has just inserted its row (so nobody else can see or lock it), NULL to lock
+ * and read it. ret may be NULL. */
 int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const struct changeset *cs,
-                 const struct commit_opts *opts, struct commit_result *ret);
+                 const struct commit_opts *opts, const struct sb_state *known,
+                 struct commit_result *ret);
 
 /* ---- pg_gc.c ----------------------------------------------------------------------------- */
 

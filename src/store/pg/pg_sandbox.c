@@ -85,8 +85,9 @@ static int owner_limit_check(struct pg_store *s, struct pg_conn *c, const struct
     return 0;
 }
 
+/* Inserts the row; its key into *ret_sid. */
 static int sandbox_insert(struct pg_store *s, struct pg_conn *c, const struct sandbox_rec *rec,
-                          int64_t now_ms)
+                          int64_t now_ms, int64_t *ret_sid)
 {
     const char *cwd = rec->cwd ? rec->cwd : SANDBOX_HOME;
     struct pg_params p = {0};
@@ -101,10 +102,14 @@ static int sandbox_insert(struct pg_store *s, struct pg_conn *c, const struct sa
     pp_bytes(&p, cwd, strlen(cwd));
     pp_i64(&p, rec->created_ms ? rec->created_ms : now_ms);
     pp_i64(&p, rec->last_used_ms);
-    int r = pg_exec(s, c, PS_SB_INSERT, &p, NULL);
+    _cleanup_pgresult_ PGresult *res = NULL;
+    int r = pg_exec(s, c, PS_SB_INSERT, &p, &res);
     if (r == 0)
         return err_set(-EEXIST, "sandbox already exists");
-    return r < 0 ? r : 0;
+    if (r < 0)
+        return r;
+    *ret_sid = pg_i64(res, 0, 0);
+    return 0;
 }
 
 /* pg_tx_check after a lost COMMIT of a create: is the sandbox there? */
@@ -131,10 +136,11 @@ int pg_sandbox_create(struct store *st, const struct sandbox_rec *rec,
         return r;
     if (o.max_owner_sandboxes > 0)
         r = owner_limit_check(s, c, rec, o.max_owner_sandboxes);
+    struct sb_state fresh = {0};
     if (r >= 0)
-        r = sandbox_insert(s, c, rec, now_ms);
+        r = sandbox_insert(s, c, rec, now_ms, &fresh.sid);
     if (r >= 0 && initial)
-        r = pg_commit_in(s, c, rec->id, initial, &o, NULL);
+        r = pg_commit_in(s, c, rec->id, initial, &o, &fresh, NULL);
     return pg_tx_end(s, c, r, sandbox_there, (void *)rec->id);
 }
 

@@ -130,7 +130,7 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_SB_INSERT] = "INSERT INTO sandboxes (id, tenant, sub, name, env, python, javascript, "
                      "network, cwd, created_ms, last_used_ms, version, size_bytes, file_count) "
                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0) "
-                     "ON CONFLICT (id) DO NOTHING",
+                     "ON CONFLICT (id) DO NOTHING RETURNING sid",
     [PS_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = $1",
     [PS_SB_LIST_OWNER] = "SELECT " SB_COLS " FROM sandboxes WHERE tenant = $1 AND sub = $2 "
                          "AND (created_ms, sid) < ($3, $4) "
@@ -141,8 +141,6 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                        "ORDER BY created_ms DESC, sid DESC " PAGE,
     [PS_SB_STATE_LOCK] = "SELECT sid, version, size_bytes, file_count, tenant, sub "
                          "FROM sandboxes WHERE id = $1 FOR UPDATE",
-    [PS_SB_UPDATE] = "UPDATE sandboxes SET version = $2, size_bytes = $3, file_count = $4, "
-                     "last_used_ms = $5, cwd = coalesce($6, cwd) WHERE sid = $1",
     [PS_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = $2 WHERE id = $1",
     [PS_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = $1",
     [PS_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = $1",
@@ -191,10 +189,13 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_PIN_ADD] = "INSERT INTO content_pins (content_id, owner, refs, pinned_ms) "
                    "VALUES ($1, $2, 1, " NOW_MS ") ON CONFLICT (content_id, owner) "
                    "DO UPDATE SET refs = content_pins.refs + 1, pinned_ms = excluded.pinned_ms",
-    [PS_PINS_DROP] = "UPDATE content_pins SET refs = refs - 1 "
-                     "WHERE owner = $2 AND content_id IN " IDS_1,
-    [PS_PINS_DEL_ZERO] = "DELETE FROM content_pins "
-                         "WHERE owner = $2 AND content_id IN " IDS_1 " AND refs <= 0",
+    /* one reference of this store's pin on each content: the last one deletes the row; the
+     * update skips the rows the delete takes, so no row is changed twice */
+    [PS_PINS_DROP] =
+        "WITH d AS (DELETE FROM content_pins WHERE owner = $2 AND content_id IN " IDS_1
+        " AND refs <= 1 RETURNING content_id) "
+        "UPDATE content_pins SET refs = refs - 1 WHERE owner = $2 AND content_id IN " IDS_1
+        " AND content_id NOT IN (SELECT content_id FROM d)",
     [PS_CHUNK_LOCK] = "SELECT 1 FROM chunks WHERE hash = $1 FOR KEY SHARE",
     [PS_CHUNK_INSERT] = "INSERT INTO chunks (hash, size, data) VALUES ($1, $2, $3) "
                         "ON CONFLICT (hash) DO NOTHING",
@@ -214,8 +215,6 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                           "JOIN writers w ON w.id = p.writer "
                           "WHERE p.chunk = c.hash AND w.lease_ms >= " NOW_MS ") "
                           "RETURNING c.size",
-    [PS_COMMIT_INSERT] = "INSERT INTO commits (sid, version, kind, info, created_ms, changes, "
-                         "bytes_delta) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     [PS_COMMIT_EXISTS] = "SELECT 1 FROM commits WHERE id = $1",
     [PS_COMMITS_DEL_CHANGES] = "DELETE FROM commit_changes WHERE commit_id IN "
                                "(SELECT id FROM commits WHERE sid = $1)",
