@@ -3,9 +3,9 @@
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
 #   make test       install deps, check formatting, build, run unit tests and integration tests,
 #                   each plain and under ASan/LSan/UBSan (zero sanitizer reports required), the
-#                   unit tests built with clang, the integration tests again on PostgreSQL (a
-#                   throw-away cluster; the store unit tests run on both engines), then a fuzz
-#                   smoke
+#                   unit tests built with clang (the store unit tests run on both engines, on a
+#                   throw-away PostgreSQL cluster), then a fuzz smoke
+#   make test-integration-pg   the integration and SDK suites with every server on PostgreSQL
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 #   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
@@ -162,7 +162,6 @@ test: deps
 	$(MAKE) test-asan
 	$(MAKE) test-clang
 	$(MAKE) test-integration
-	$(MAKE) test-integration-pg
 	$(MAKE) test-integration-asan
 	$(MAKE) fuzz-smoke
 
