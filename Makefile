@@ -3,7 +3,9 @@
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
 #   make test       install deps, check formatting, build, run unit tests and integration tests,
 #                   each plain and under ASan/LSan/UBSan (zero sanitizer reports required), the
-#                   unit tests built with clang, then a fuzz smoke
+#                   unit tests built with clang (the store unit tests run on both engines, on a
+#                   throw-away PostgreSQL cluster), then a fuzz smoke
+#   make test-integration-pg   the integration and SDK suites with every server on PostgreSQL
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 #   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
@@ -11,7 +13,7 @@
 CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
-PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate
+PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate libpq
 SAN     ?=
 
 OPT     ?= -O2 -g
@@ -38,7 +40,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # the C benchmarks.
 FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o -name '*.[ch]' -print | sort)
 
-.PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-asan clean bench bench-quick \
+.PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
 
 all: $(BUILD)/sqlfs
@@ -146,6 +148,12 @@ test-integration-asan:
 test-integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
+
+# The same suites with every server on PostgreSQL (SQLFS_TEST_DATABASE, tests/harness): a
+# throw-away cluster per suite unless SQLFS_TEST_PG_URL names one.
+test-integration-pg: all
+	SQLFS_TEST_DATABASE=postgres $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+	SQLFS_TEST_DATABASE=postgres $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 test: deps
 	$(MAKE) fmt-check

@@ -686,6 +686,33 @@ def hostile_section():
     return markdown_section()
 
 
+STORE_ENGINES = """\
+`/usr/bin/python3 bench/store_engines.py` (`--mib 256 --creates 300`), 2026-12-07, load average
+about 0.7: one server on SQLite, then one on PostgreSQL 15 (a throw-away cluster on the same
+2 CPUs from `scripts/pg-test-cluster.sh`: unix socket, fsync and synchronous commit off), each
+driven the same way (httpbench for latencies, curl for the transfers). RSS is the sqlfs process
+only; the PostgreSQL server's memory and CPU are the database's (its CPU shares the same two
+cores here).
+
+| figure | SQLite | PostgreSQL | target (issue 19) |
+|---|---|---|---|
+| create p50 / p99 | 0.14 / 0.25 ms | 0.96 / 1.65 ms | p50 ≤ 3 ms |
+| exec-sync `true` p50 | 1.84 ms | 2.09 ms (1.13×) | ≤ 1.3× SQLite |
+| exec-sync `echo x > f` p50 | 3.28 ms (+1.44 over `true`) | 4.09 ms (+2.00) | extra ≤ 2 ms |
+| PUT 256 MiB, peak RSS | 562 MB/s, 22 MiB | 234 MB/s, 18 MiB | ≥ 200 MB/s, < 64 MiB |
+| GET 256 MiB, peak RSS | 2536 MB/s, 22 MiB | 1167 MB/s, 17 MiB | ≥ 200 MB/s, < 64 MiB |
+
+Where PostgreSQL's time goes: every statement is a round trip (about 15 µs for `SELECT 1` on
+this socket), and a commit costs six (begin, lock the sandbox row, lock the contents it puts,
+the final statement that updates the row and writes the log, the pins, commit) plus up to three
+per file put (parent, old row, insert); a create, with its owner lock and count, about nine. A PUT stores each 1 MiB chunk in its own transaction (the chunk out of line
+in PostgreSQL's 2 KiB toast rows, its pending row under the writer's lease), about half of each
+chunk's 4.5 ms in the database server. With fsync on and a network between server and database
+every commit adds a WAL flush and every round trip the network's latency: expect these figures
+to be floors.
+
+"""
+
 HARDENING_SIDE_BY_SIDE = """\
 Measured 2026-12-07 on this machine (2 CPUs, load average 0.3–2), the server at the start of the
 hardening work (commit 44a6796) against the server with all of it (the data dir lock, the
@@ -968,6 +995,7 @@ def main():
         "## Data: files, trees, SSE", "", plot_data(), "", section_data(), "",
         "## Cold start", "", section_cold(), "",
         "## Hostile clients", "", hostile_section(), "",
+        "## Store engines, side by side", "", STORE_ENGINES,
         "## Jail changes, side by side", "", JAIL_SIDE_BY_SIDE,
         "## Hardening, side by side", "", HARDENING_SIDE_BY_SIDE,
         "## Problems found", "", PROBLEMS,

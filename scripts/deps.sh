@@ -6,9 +6,10 @@ pkgs=(
   # build
   build-essential pkg-config clang
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libarchive-dev libseccomp-dev
-  libcmocka-dev libclang-rt-14-dev libcurl4-openssl-dev libdeflate-dev
+  libcmocka-dev libclang-rt-14-dev libcurl4-openssl-dev libdeflate-dev libpq-dev
   # tests
   python3 python3-pytest python3-httpx sqlite3 curl valgrind bubblewrap
+  postgresql-15 postgresql-client-15
   python3-pip python3-venv python3-setuptools python3-wheel
   # tools inside the default sandbox rootfs (the host /usr)
   bash bash-static coreutils grep sed gawk findutils diffutils patch tar gzip bzip2 xz-utils zstd zip unzip

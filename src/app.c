@@ -110,11 +110,13 @@ int app_open(struct app *app, struct config *cfg, bool *ret_secret_created, cons
             *what = "auth secret";
         return r;
     }
-    char *db_path = NULL;
-    if (asprintf(&db_path, "%s/sqlfs.db", cfg->data_dir) < 0)
-        return -ENOMEM;
-    r = store_open_sqlite(db_path, &app->store);
-    free(db_path);
+    struct store_config stc = {
+        .database = cfg->database,
+        .data_dir = cfg->data_dir,
+        .pg = {.pool_size = (int)cfg->database_pool_size,
+               .pool_wait_ms = cfg->database_pool_wait_ms},
+    };
+    r = store_open(&stc, &app->store);
     if (r < 0) {
         *what = "store";
         return r;

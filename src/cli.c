@@ -1,6 +1,7 @@
 /*
- * cli — `sqlfs token`. Runs before any server state exists and talks to an operator's terminal,
- * so it prints its own messages; the secret is never printed.
+ * cli — `sqlfs token` and `sqlfs migrate`. They run before any server state exists and talk to
+ * an operator's terminal, so they print their own messages; the secret and the database URL
+ * (which may hold a password) are never printed.
  */
 #include "cli.h"
 
@@ -15,6 +16,8 @@
 #include "auth/jwt.h"
 #include "auth/secret.h"
 #include "config.h"
+#include "store/store.h"
+#include "util/datadir.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 
@@ -29,6 +32,8 @@ const char *cli_main_help(void)
            "  serve      run the HTTP server (sqlfs serve --help lists every option)\n"
            "  token      mint a bearer token offline:\n"
            "             sqlfs token --sub NAME [--tenant T] [--expires 30d] [--data DIR]\n"
+           "  migrate    bring the database schema to this version, then exit:\n"
+           "             sqlfs migrate [--database URL] [--data DIR]\n"
            "  version    print the version\n"
            "\n"
            "Options:\n"
@@ -38,6 +43,7 @@ const char *cli_main_help(void)
            "  SQLFS_LISTEN   HOST or HOST:PORT to listen on (default 127.0.0.1)\n"
            "  PORT           TCP port (default 8080)\n"
            "  SQLFS_DATA     data directory (default ./data)\n"
+           "  SQLFS_DATABASE sqlite: (default, in the data directory) or a PostgreSQL URL\n"
            "  AUTH_SECRET    token signing secret; unset: generated once into DATA/auth_secret\n"
            "  ADMIN_SECRET   enables POST /v1/auth/admin\n"
            "  TRUST_PROXY    take client IPs from X-Forwarded-For (behind your own proxy)\n"
@@ -66,6 +72,25 @@ const char *cli_token_help(void)
            "secret, 2 bad usage.\n";
 }
 
+const char *cli_migrate_help(void)
+{
+    return "Usage: sqlfs migrate [--database URL] [--data DIR]\n"
+           "\n"
+           "Applies the database schema migrations of this sqlfs version, then exits. sqlfs\n"
+           "serve migrates at start too (servers sharing one database migrate once); run this\n"
+           "before starting upgraded servers to see the migration succeed on its own.\n"
+           "\n"
+           "  --database URL  a postgres:// or postgresql:// URL (default: SQLFS_DATABASE;\n"
+           "                  unset or sqlite: means the SQLite database of the data\n"
+           "                  directory). A URL with a password belongs in SQLFS_DATABASE\n"
+           "                  or ~/.pgpass, not on the command line.\n"
+           "  --data DIR      the data directory of a SQLite database (default: SQLFS_DATA,\n"
+           "                  else ./data); refused while a server uses it\n"
+           "  -h, --help      this text\n"
+           "\n"
+           "Exit status: 0 success, 1 the database could not be migrated, 2 bad usage.\n";
+}
+
 struct token_opts {
     const char *sub;     /* --sub */
     const char *tenant;  /* --tenant, NULL = default */
@@ -74,48 +99,58 @@ struct token_opts {
     bool help;           /* -h / --help */
 };
 
-__attribute__((format(printf, 1, 2))) static int usage(const char *fmt, ...)
+/* Prints "sqlfs CMD: message" and the way to the command's help. CLI_EXIT_USAGE. */
+__attribute__((format(printf, 2, 3))) static int usage(const char *cmd, const char *fmt, ...)
 {
-    fputs("sqlfs token: ", stderr);
+    fprintf(stderr, "sqlfs %s: ", cmd);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fputs("\nRun sqlfs token --help for usage.\n", stderr);
+    fprintf(stderr, "\nRun sqlfs %s --help for usage.\n", cmd);
     return CLI_EXIT_USAGE;
+}
+
+/* Parses the value-taking flags names[i] (--name VALUE or --name=VALUE) of command cmd into
+ * *slots[i]; -h/--help sets *ret_help and stops. CLI_EXIT_OK or CLI_EXIT_USAGE (message
+ * printed). */
+static int parse_flags(const char *cmd, int argc, char **argv, const char *const *names,
+                       const char **const *slots, size_t n, bool *ret_help)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            *ret_help = true;
+            return CLI_EXIT_OK;
+        }
+        size_t k = 0;
+        const char *value = NULL;
+        for (; k < n; k++) {
+            size_t len = strlen(names[k]);
+            if (strncmp(arg, names[k], len) == 0 && (arg[len] == '\0' || arg[len] == '=')) {
+                value = arg[len] == '=' ? arg + len + 1 : NULL;
+                break;
+            }
+        }
+        if (k == n)
+            return arg[0] == '-' ? usage(cmd, "unknown option %s", arg)
+                                 : usage(cmd, "unexpected argument %s", arg);
+        if (!value) {
+            if (i + 1 >= argc)
+                return usage(cmd, "%s needs a value", names[k]);
+            value = argv[++i];
+        }
+        *slots[k] = value;
+    }
+    return CLI_EXIT_OK;
 }
 
 /* Parses flags into *o. CLI_EXIT_OK or CLI_EXIT_USAGE (message printed). */
 static int parse_token_args(int argc, char **argv, struct token_opts *o)
 {
     static const char *const names[] = {"--sub", "--tenant", "--expires", "--data"};
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            o->help = true;
-            return CLI_EXIT_OK;
-        }
-        const char **slot[] = {&o->sub, &o->tenant, &o->expires, &o->data};
-        size_t k = 0;
-        const char *value = NULL;
-        for (; k < 4; k++) {
-            size_t n = strlen(names[k]);
-            if (strncmp(arg, names[k], n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
-                value = arg[n] == '=' ? arg + n + 1 : NULL;
-                break;
-            }
-        }
-        if (k == 4)
-            return arg[0] == '-' ? usage("unknown option %s", arg)
-                                 : usage("unexpected argument %s", arg);
-        if (!value) {
-            if (i + 1 >= argc)
-                return usage("%s needs a value", names[k]);
-            value = argv[++i];
-        }
-        *slot[k] = value;
-    }
-    return CLI_EXIT_OK;
+    const char **const slots[] = {&o->sub, &o->tenant, &o->expires, &o->data};
+    return parse_flags("token", argc, argv, names, slots, 4, &o->help);
 }
 
 /* The secret: AUTH_SECRET, else the data directory's file. Message printed on failure. */
@@ -184,8 +219,8 @@ static int token_lifetime(const struct token_opts *o, int64_t *ret)
     err_clear();
     if (jwt_lifetime("--expires", o->expires, def, max, ret) < 0) {
         if (!o->expires)
-            return usage("TOKEN_DEFAULT_EXPIRES is longer than TOKEN_MAX_EXPIRES");
-        return usage("%s", err_message());
+            return usage("token", "TOKEN_DEFAULT_EXPIRES is longer than TOKEN_MAX_EXPIRES");
+        return usage("token", "%s", err_message());
     }
     return CLI_EXIT_OK;
 }
@@ -201,11 +236,11 @@ int cli_token(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (!o.sub)
-        return usage("%s is required", "--sub");
+        return usage("token", "%s is required", "--sub");
     if (!jwt_sub_valid(o.sub, strlen(o.sub)))
-        return usage("%s must be 1 to 256 characters of UTF-8", "--sub");
+        return usage("token", "%s must be 1 to 256 characters of UTF-8", "--sub");
     if (o.tenant && !jwt_tenant_valid(o.tenant, strlen(o.tenant)))
-        return usage("%s must match ^[A-Za-z0-9_.-]{1,64}$", "--tenant");
+        return usage("token", "%s must match ^[A-Za-z0-9_.-]{1,64}$", "--tenant");
     int64_t expires;
     rc = token_lifetime(&o, &expires);
     if (rc != CLI_EXIT_OK)
@@ -232,4 +267,57 @@ int cli_token(int argc, char **argv)
     }
     free(token);
     return rc;
+}
+
+/* The data directory of a command: --data, else SQLFS_DATA, else ./data. */
+static const char *data_dir_of(const char *flag)
+{
+    if (flag)
+        return flag;
+    const char *dir = getenv("SQLFS_DATA");
+    return dir && *dir ? dir : "./data";
+}
+
+int cli_migrate(int argc, char **argv)
+{
+    const char *database = NULL, *data = NULL;
+    bool help = false;
+    static const char *const names[] = {"--database", "--data"};
+    const char **const slots[] = {&database, &data};
+    int rc = parse_flags("migrate", argc, argv, names, slots, 2, &help);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (help) {
+        fputs(cli_migrate_help(), stdout);
+        return CLI_EXIT_OK;
+    }
+    if (!database)
+        database = getenv("SQLFS_DATABASE");
+    err_clear();
+    if (store_database_check(database) < 0)
+        return usage("migrate", "%s", err_message());
+    const char *engine = store_database_engine(database);
+    struct datadir dd = DATADIR_INIT;
+    struct store_config sc = {.database = database};
+    int r = 0;
+    if (strcmp(engine, "sqlite") == 0) {
+        /* one process per data directory: a running server has migrated it already */
+        pid_t owner = 0;
+        r = datadir_open(data_dir_of(data), &dd, &owner);
+        if (r == -EBUSY)
+            err_set(r,
+                    "the data directory %s is in use by a running sqlfs (pid %ld), which "
+                    "migrated it at start",
+                    dd.path ? dd.path : data_dir_of(data), (long)owner);
+        sc.data_dir = dd.path;
+    }
+    if (r >= 0)
+        r = store_migrate(&sc);
+    datadir_close(&dd);
+    if (r < 0) {
+        fprintf(stderr, "sqlfs migrate: %s\n", err_message() ? err_message() : strerror(-r));
+        return CLI_EXIT_FAILURE;
+    }
+    printf("sqlfs migrate: the %s database schema is up to date\n", engine);
+    return CLI_EXIT_OK;
 }

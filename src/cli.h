@@ -1,9 +1,11 @@
 /*
- * cli — the `sqlfs token` subcommand (offline token minting for operators) and the top-level
- * help text. Self-contained: it reads its own flags and environment and writes to stdout/stderr,
- * which is why, unlike other modules, it prints.
+ * cli — the `sqlfs token` subcommand (offline token minting for operators), `sqlfs migrate`
+ * (bring the database schema to this version and exit) and the top-level help text.
+ * Self-contained: it reads its own flags and environment and writes to stdout/stderr, which is
+ * why, unlike other modules, it prints.
  *
  *   sqlfs token --sub NAME [--tenant T] [--expires 24h|30d|1y|never] [--data DIR]
+ *   sqlfs migrate [--database URL] [--data DIR]
  *
  * The signing secret is AUTH_SECRET when set (non-empty), otherwise the auth_secret file of the
  * data directory (--data, else SQLFS_DATA, else ./data) that `sqlfs serve` created; the command
@@ -23,9 +25,18 @@
  * CLI_EXIT_FAILURE. -h/--help prints cli_token_help() on stdout and returns CLI_EXIT_OK. */
 int cli_token(int argc, char **argv);
 
+/* Runs `sqlfs migrate` (argv[0] is "migrate"): applies the schema migrations to the database
+ * of --database, else SQLFS_DATABASE (PostgreSQL), or to the SQLite database of the data
+ * directory (--data, else SQLFS_DATA, else ./data; refused while a server holds it), prints
+ * what it did and returns CLI_EXIT_OK; CLI_EXIT_USAGE or CLI_EXIT_FAILURE with a message on
+ * stderr. -h/--help prints cli_migrate_help(). */
+int cli_migrate(int argc, char **argv);
+
 /* `sqlfs --help`: commands and the main environment variables. */
 const char *cli_main_help(void);
 /* `sqlfs token --help`. */
 const char *cli_token_help(void);
+/* `sqlfs migrate --help`. */
+const char *cli_migrate_help(void);
 
 #endif

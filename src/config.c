@@ -16,6 +16,7 @@
 
 #include "auth/jwt.h"
 #include "auth/secret.h"
+#include "store/store.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -31,7 +32,14 @@
 
 /* How a default is derived: from the CPU count (config_init), or from another setting once
  * every setting is known (config_finish; -1 until then). */
-enum computed { FIXED, CPUS_X2_PLUS_2, CPUS_X2, HALF_EXEC_CONCURRENCY, QUARTER_EXEC_QUEUE };
+enum computed {
+    FIXED,
+    CPUS_X2_PLUS_2,
+    CPUS_X2,
+    HALF_EXEC_CONCURRENCY,
+    QUARTER_EXEC_QUEUE,
+    EXEC_CONCURRENCY_PLUS_4
+};
 
 struct limit_spec {
     const char *env;        /* environment variable; the flag is its kebab-case form */
@@ -111,6 +119,11 @@ static const struct limit_spec limits[] = {
     {"CONNECTION_TIMEOUT_S", F(connection_timeout_s), 600, FIXED, 1, 86400, false,
      "seconds a client may stop reading while the server sends a response (a streamed exec "
      "sends a keep-alive every 15 s)"},
+    {"DATABASE_POOL_SIZE", F(database_pool_size), 0, EXEC_CONCURRENCY_PLUS_4, 1, 10000, false,
+     "PostgreSQL connections this server opens at most (each replica: keep the sum below the "
+     "database's max_connections)"},
+    {"DATABASE_POOL_WAIT_MS", F(database_pool_wait_ms), 5000, FIXED, 0, MS_MAX, false,
+     "wait for a free PostgreSQL connection before 503 EBUSY, milliseconds"},
 };
 
 #define NLIMITS (sizeof(limits) / sizeof(limits[0]))
@@ -150,6 +163,7 @@ static int64_t limit_default(const struct limit_spec *l, int64_t cpus)
         return 2 * cpus;
     case HALF_EXEC_CONCURRENCY:
     case QUARTER_EXEC_QUEUE:
+    case EXEC_CONCURRENCY_PLUS_4:
         return -1;
     case FIXED:
         break;
@@ -388,18 +402,21 @@ void config_finish(struct config *c)
         c->exec_owner_concurrency = (c->exec_concurrency + 1) / 2;
     if (c->exec_owner_queue < 0)
         c->exec_owner_queue = (c->exec_queue + 3) / 4;
+    if (c->database_pool_size < 0)
+        c->database_pool_size = c->exec_concurrency + 4;
 }
 
 void config_release(struct config *c)
 {
     free(c->listen_host);
     free(c->data_dir);
+    free(c->database);
     free(c->auth_secret);
     free(c->auth_secret_previous);
     free(c->admin_secret);
     free(c->rootfs);
-    c->listen_host = c->data_dir = c->auth_secret = c->auth_secret_previous = c->admin_secret =
-        c->rootfs = NULL;
+    c->listen_host = c->data_dir = c->database = c->auth_secret = c->auth_secret_previous =
+        c->admin_secret = c->rootfs = NULL;
 }
 
 int config_check(const struct config *c, int64_t now_s)
@@ -424,6 +441,11 @@ int config_check(const struct config *c, int64_t now_s)
                        "TOKENS_NOT_BEFORE (%lld) is in the future: every token minted until then "
                        "would be refused; use the current time (date +%%s)",
                        (long long)c->tokens_not_before_s);
+    if (store_database_check(c->database) < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", err_message() ? err_message() : "invalid");
+        return err_set(-EINVAL, "SQLFS_DATABASE (--database): %s", why);
+    }
     return 0;
 }
 
@@ -457,6 +479,7 @@ int config_from_env(struct config *c)
         ((v = env("SQLFS_LISTEN")) && (r = set_listen(c, "SQLFS_LISTEN", v)) < 0))
         return r;
     if ((r = env_path("SQLFS_DATA", &c->data_dir)) < 0 ||
+        (r = env_path("SQLFS_DATABASE", &c->database)) < 0 ||
         (r = env_path("SQLFS_ROOTFS", &c->rootfs)) < 0 ||
         (r = env_path("AUTH_SECRET", &c->auth_secret)) < 0 ||
         (r = env_path("AUTH_SECRET_PREVIOUS", &c->auth_secret_previous)) < 0 ||
@@ -501,6 +524,7 @@ enum flag_kind {
     FLAG_LISTEN,
     FLAG_PORT,
     FLAG_DATA,
+    FLAG_DATABASE,
     FLAG_ROOTFS,
     FLAG_TOKEN,
     FLAG_LIMIT
@@ -519,8 +543,11 @@ static struct flag_target flag_target(const char *name)
     static const struct {
         const char *name;
         enum flag_kind kind;
-    } fixed[] = {
-        {"listen", FLAG_LISTEN}, {"port", FLAG_PORT}, {"data", FLAG_DATA}, {"rootfs", FLAG_ROOTFS}};
+    } fixed[] = {{"listen", FLAG_LISTEN},
+                 {"port", FLAG_PORT},
+                 {"data", FLAG_DATA},
+                 {"database", FLAG_DATABASE},
+                 {"rootfs", FLAG_ROOTFS}};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (strcmp(name, fixed[i].name) == 0)
             return (struct flag_target){.kind = fixed[i].kind};
@@ -554,6 +581,8 @@ static int apply_flag(struct config *c, const char *name, const char *v)
         if (!*v)
             return err_set(-EINVAL, "%s: expected a directory, got an empty value", shown);
         return set_str(t.kind == FLAG_DATA ? &c->data_dir : &c->rootfs, v);
+    case FLAG_DATABASE:
+        return set_str(&c->database, v);
     case FLAG_TOKEN:
         return set_token_setting(c, t.token, shown, v);
     case FLAG_LIMIT:
@@ -629,6 +658,10 @@ static void format_default(const struct limit_spec *l, char *out, size_t n)
         snprintf(out, n, "a quarter of EXEC_QUEUE, rounded up");
         return;
     }
+    if (l->computed == EXEC_CONCURRENCY_PLUS_4) {
+        snprintf(out, n, "EXEC_CONCURRENCY + 4");
+        return;
+    }
     static const struct {
         int64_t mult;
         const char *unit;
@@ -664,6 +697,16 @@ static void build_help(void)
                        "  --data DIR               SQLFS_DATA     data directory: database and "
                        "auth_secret\n"
                        "                                          (default ./data)\n"
+                       "  --database URL           SQLFS_DATABASE where the state lives: sqlite: "
+                       "(default,\n"
+                       "                                          SQLite in the data directory) "
+                       "or a\n"
+                       "                                          postgres:// or postgresql:// "
+                       "URL (one\n"
+                       "                                          database can serve several "
+                       "servers; keep\n"
+                       "                                          a password in the variable or "
+                       "~/.pgpass)\n"
                        "  --rootfs DIR             SQLFS_ROOTFS   root file system for execs "
                        "(default: the\n"
                        "                                          host's own /usr)\n"

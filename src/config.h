@@ -13,6 +13,12 @@ struct config {
     char *listen_host;               /* SQLFS_LISTEN host part / --listen; default 127.0.0.1 */
     int port;                        /* PORT or SQLFS_LISTEN port; default 8080 */
     char *data_dir;                  /* SQLFS_DATA / --data; default ./data */
+    char *database;                  /* SQLFS_DATABASE / --database: NULL or "sqlite:" → SQLite
+                                      * in the data dir; postgres:// or postgresql:// →
+                                      * PostgreSQL (may hold a password: never shown) */
+    int64_t database_pool_size;      /* DATABASE_POOL_SIZE: PostgreSQL connections at most;
+                                      * default EXEC_CONCURRENCY + 4 (-1 until config_finish) */
+    int64_t database_pool_wait_ms;   /* DATABASE_POOL_WAIT_MS 5000: wait for one, then 503 */
     char *auth_secret;               /* AUTH_SECRET; NULL → generated and kept in data dir */
     char *auth_secret_previous;      /* AUTH_SECRET_PREVIOUS; NULL → none (key rotation) */
     char *admin_secret;              /* ADMIN_SECRET; NULL → admin routes answer 500 */
@@ -73,10 +79,12 @@ __attribute__((warn_unused_result)) int config_from_env(struct config *c);
 __attribute__((warn_unused_result)) int config_from_args(struct config *c, int argc, char **argv);
 /* Checks what no single setting shows, once the environment and the flags are applied: the
  * signing secrets long enough (secret_check_length), the default token lifetime within the
- * maximum, TOKENS_NOT_BEFORE not in the future (now_s). -EINVAL with err_set(). */
+ * maximum, TOKENS_NOT_BEFORE not in the future (now_s), the database a known engine's
+ * (store_database_check). -EINVAL with err_set(). */
 __attribute__((warn_unused_result)) int config_check(const struct config *c, int64_t now_s);
-/* Fills the defaults derived from other settings (EXEC_OWNER_CONCURRENCY, EXEC_OWNER_QUEUE)
- * that neither the environment nor a flag set: call once both are applied. */
+/* Fills the defaults derived from other settings (EXEC_OWNER_CONCURRENCY, EXEC_OWNER_QUEUE,
+ * DATABASE_POOL_SIZE) that neither the environment nor a flag set: call once both are
+ * applied. */
 void config_finish(struct config *c);
 void config_release(struct config *c);
 /* The help text of `sqlfs serve`. */

@@ -82,7 +82,7 @@ static void print_banner(const struct app *app, bool secret_created, const char 
     json_t *f = json_object();
     json_object_set_new(f, "listen", json_string(url));
     json_object_set_new(f, "version", json_string(SQLFS_VERSION));
-    json_object_set_new(f, "store", json_string("sqlite"));
+    json_object_set_new(f, "store", json_string(app->store->ops->name));
     log_json("info", "sqlfs serving", f);
     if (secret_created || !c->auth_secret) {
         /* the secret itself is never printed: it stays in its 0600 file */
@@ -238,6 +238,8 @@ int main(int argc, char **argv)
         return serve(argv[0], argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cli_token(argc - 1, argv + 1);
+    if (strcmp(argv[1], "migrate") == 0)
+        return cli_migrate(argc - 1, argv + 1);
     fprintf(stderr, "sqlfs: unknown command '%s'\n\n%s", argv[1], cli_main_help());
     return 2;
 }

@@ -2,6 +2,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,4 +39,63 @@ int store_ops_check(const struct store_ops *ops)
     if (!required || (batch != 0 && batch != 4))
         return err_set(-EINVAL, "store engine %s lacks a member of the store interface", name);
     return 0;
+}
+
+static bool is_sqlite(const char *database)
+{
+    return !database || !*database || strcmp(database, "sqlite:") == 0;
+}
+
+const char *store_database_engine(const char *database)
+{
+    if (is_sqlite(database))
+        return "sqlite";
+    if (strncmp(database, "postgres://", 11) == 0 || strncmp(database, "postgresql://", 13) == 0)
+        return "postgres";
+    return NULL;
+}
+
+int store_database_check(const char *database)
+{
+    const char *engine = store_database_engine(database);
+    if (!engine)
+        return err_set(-EINVAL, "unknown database: use sqlite: (the default, in the data "
+                                "directory) or a postgres:// or postgresql:// URL");
+    return strcmp(engine, "postgres") == 0 ? store_pg_url_check(database) : 0;
+}
+
+/* The SQLite database file of a data directory (malloc'd). */
+static int sqlite_path(const struct store_config *cfg, char **ret)
+{
+    if (asprintf(ret, "%s/sqlfs.db", cfg->data_dir ? cfg->data_dir : ".") < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int store_open(const struct store_config *cfg, struct store **ret)
+{
+    int r = store_database_check(cfg->database);
+    if (r < 0)
+        return r;
+    if (!is_sqlite(cfg->database))
+        return store_open_pg(cfg->database, &cfg->pg, ret);
+    char *path = NULL;
+    r = sqlite_path(cfg, &path);
+    if (r >= 0)
+        r = store_open_sqlite(path, ret);
+    free(path);
+    return r;
+}
+
+int store_migrate(const struct store_config *cfg)
+{
+    if (!is_sqlite(cfg->database)) {
+        int r = store_database_check(cfg->database);
+        return r < 0 ? r : store_migrate_pg(cfg->database);
+    }
+    /* SQLite migrates at open */
+    struct store *st = NULL;
+    int r = store_open(cfg, &st);
+    store_close(st);
+    return r;
 }

@@ -1,7 +1,9 @@
 /*
  * store — the SQL source of truth: sandboxes, their path-keyed file rows, content-addressed
- * chunked content and the commit log. One interface (struct store_ops, below), one or more
- * engines behind it: SQLite in store/sqlite/. Nothing above this header knows SQL.
+ * chunked content and the commit log. One interface (struct store_ops, below), engines behind
+ * it: SQLite in store/sqlite/ (the embedded default), PostgreSQL in store/pg/ (one database
+ * shared by several servers); store_open() picks one from the configuration. What the engines
+ * share is in store/engine.h. Nothing above this header knows SQL.
  *
  * Content model: a file's bytes are split into chunks of at most STORE_CHUNK_SIZE bytes, each
  * stored once by its SHA-256. A content id is the SHA-256 of the file's ordered chunk hashes and
@@ -191,8 +193,9 @@ struct store_ops {
      * content id (store.h's content model; all zero for an empty content, which is not stored)
      * and *ret_size its size (ret_size may be NULL). The content is then stored and pinned (one
      * pin per finish): gc keeps it until a commit that puts it or a discard of such a change
-     * set drops the pin, an hour passes, or the store is reopened. On failure nothing is
-     * stored. */
+     * set drops the pin, an hour passes, or the store is closed (a pin left by a server that
+     * died ends with its hour, or when that server's SQLite store is reopened). On failure
+     * nothing is stored. */
     int (*content_finish)(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN],
                           int64_t *ret_size);
     /* Drops the writer and whatever it stored that nothing else uses (best effort: what cannot
@@ -269,6 +272,44 @@ __attribute__((warn_unused_result)) int store_ops_check(const struct store_ops *
 /* Opens (creating if needed) the SQLite store at `path` (and `path`.chunks, both mode 0600),
  * applying schema migrations and releasing the pins and pending chunks a previous run left. */
 __attribute__((warn_unused_result)) int store_open_sqlite(const char *path, struct store **ret);
+
+/* Connection pool of a PostgreSQL store: at most pool_size connections (>= 1); a call that
+ * finds them all in use waits up to pool_wait_ms, then fails -ERR_BUSY. */
+struct store_pg_opts {
+    int pool_size;
+    int64_t pool_wait_ms;
+};
+
+/* 0 when url is a postgres:// or postgresql:// URI libpq can parse; -EINVAL with a message
+ * that does not repeat the URL (it may hold a password) otherwise. */
+__attribute__((warn_unused_result)) int store_pg_url_check(const char *url);
+/* Opens the PostgreSQL store at `url` (a libpq URI): connects, applies schema migrations (under
+ * a lock: servers starting together migrate once) and runs a first collection. Fails
+ * -ERR_STORE_UNAVAILABLE, with libpq's reason, when the database cannot be reached. Several
+ * stores (servers) may share one database. */
+__attribute__((warn_unused_result)) int
+store_open_pg(const char *url, const struct store_pg_opts *opts, struct store **ret);
+/* Applies the schema migrations to the PostgreSQL database at `url`, and nothing else. */
+__attribute__((warn_unused_result)) int store_migrate_pg(const char *url);
+
+/* Which engine and where, from the server's configuration (SQLFS_DATABASE and friends). */
+struct store_config {
+    const char *database; /* NULL, "" or "sqlite:": SQLite in data_dir; postgres:// or
+                           * postgresql://: PostgreSQL at that libpq URI */
+    const char *data_dir; /* SQLite: the database is data_dir/sqlfs.db */
+    struct store_pg_opts pg;
+};
+
+/* 0 when `database` names an engine (see struct store_config) and, for PostgreSQL, is a URI
+ * libpq parses; -EINVAL with a message (never repeating the URL) otherwise. */
+__attribute__((warn_unused_result)) int store_database_check(const char *database);
+/* The engine's name for `database` ("sqlite", "postgres"); NULL when it names none. */
+const char *store_database_engine(const char *database);
+/* Opens the store cfg names (store_open_sqlite, store_open_pg). */
+__attribute__((warn_unused_result)) int store_open(const struct store_config *cfg,
+                                                   struct store **ret);
+/* Brings the schema of the store cfg names to this server's version, and closes it. */
+__attribute__((warn_unused_result)) int store_migrate(const struct store_config *cfg);
 
 /* The wrappers: each calls the member of the same name (see struct store_ops); they add only
  * what their comments say. */

@@ -57,6 +57,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                       "too many sandboxes; delete one to create another"},
     [ERR_NOT_IMPLEMENTED - ERR_BASE] = {"NOT_IMPLEMENTED", 501, false,
                                         "the server does not implement this request framing"},
+    [ERR_STORE_UNAVAILABLE -
+        ERR_BASE] = {"STORE_UNAVAILABLE", 503, true, "the database is unavailable; retry later"},
 };
 
 static const struct err_info errno_table[] = {

@@ -49,6 +49,8 @@ enum err_code {
     ERR_CWD_MISSING,              /* 400 an exec's start directory does not exist */
     ERR_SANDBOX_LIMIT,            /* 409 the owner has MAX_SANDBOXES_PER_OWNER sandboxes */
     ERR_NOT_IMPLEMENTED,          /* 501 a request framing the server does not implement */
+    ERR_STORE_UNAVAILABLE,        /* 503 retryable: the database cannot be reached (connection
+                                   * lost, server restarting); nothing was applied */
     ERR_END
 };
 

@@ -6,7 +6,13 @@ unique module name, so that the suites can share one pytest session).
 Environment: SQLFS_BINARY selects the binary (default build/sqlfs; scripts/integration-asan.sh
 points it at the ASan build); SQLFS_TEST_SERVER_LOG keeps the per-request log lines (the
 servers run with SQLFS_QUIET=1 otherwise) and prints where each server's log is.
+SQLFS_TEST_DATABASE=postgres runs every server on PostgreSQL: each Server gets a database of its
+own (kept across its restarts) on one cluster, the one SQLFS_TEST_PG_URL names or else a
+throw-away one this process starts (scripts/pg-test-cluster.sh) and removes at exit. A test that
+reads the SQLite files directly asks `engine()` first.
 """
+import atexit
+import itertools
 import os
 import signal
 import socket
@@ -23,6 +29,63 @@ BINARY = os.environ.get("SQLFS_BINARY") or os.path.join(ROOT, "build", "sqlfs")
 SECRET = "test-auth-secret-0123456789abcdef"
 ADMIN_SECRET = "test-admin-secret-abcdef"
 READY_SECONDS = 30  # an ASan build on a loaded machine starts slowly
+PG_CLUSTER_SCRIPT = os.path.join(ROOT, "scripts", "pg-test-cluster.sh")
+
+
+def engine():
+    """The store engine the test servers run on: "sqlite" or "postgres"."""
+    return "postgres" if os.environ.get("SQLFS_TEST_DATABASE") == "postgres" else "sqlite"
+
+
+_pg = {"url": None, "databases": [], "seq": itertools.count()}
+
+
+def _psql(url, sql):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def _pg_cleanup(cluster_dir):
+    for name in _pg["databases"]:
+        try:
+            _psql(_pg["url"], f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    if cluster_dir:
+        subprocess.run(["bash", PG_CLUSTER_SCRIPT, "stop", cluster_dir], check=False)
+
+
+def pg_cluster_url():
+    """The URL of the test cluster (SQLFS_TEST_PG_URL, else one started for this process)."""
+    if _pg["url"]:
+        return _pg["url"]
+    url = os.environ.get("SQLFS_TEST_PG_URL")
+    cluster_dir = None
+    if not url:
+        import tempfile
+        cluster_dir = tempfile.mkdtemp(prefix="sqlfs-pg.", dir="/tmp")
+        url = subprocess.run(["bash", PG_CLUSTER_SCRIPT, "start", cluster_dir], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    _pg["url"] = url
+    atexit.register(_pg_cleanup, cluster_dir)
+    return url
+
+
+def pg_new_database():
+    """A new empty database on the test cluster; its URL."""
+    base = pg_cluster_url()
+    name = f"sqlfs_it_{os.getpid()}_{next(_pg['seq'])}"
+    _psql(base, f"CREATE DATABASE {name}")
+    _pg["databases"].append(name)
+    return base + ("&" if "?" in base else "?") + "dbname=" + name
+
+
+def pg_query(url, sql):
+    """The rows of a query on the database at url, as lists of strings."""
+    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                          "-d", url, "-c", sql], check=True, capture_output=True,
+                         text=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
 
 
 def free_port():
@@ -59,6 +122,8 @@ class Server:
         if not os.environ.get("SQLFS_TEST_SERVER_LOG"):
             self.env["SQLFS_QUIET"] = "1"
         self.env.update(env or {})
+        if engine() == "postgres" and "SQLFS_DATABASE" not in self.env:
+            self.env["SQLFS_DATABASE"] = pg_new_database()
         self.log_path = str(log_path or os.path.join(cwd or "", self.data_dir + ".log"))
         self.proc = None
         self.wedged = False  # a stop() had to kill the server
@@ -66,6 +131,12 @@ class Server:
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database_url(self):
+        """The PostgreSQL database this server uses, or None on SQLite."""
+        db = self.env.get("SQLFS_DATABASE") or ""
+        return db if db.startswith(("postgres://", "postgresql://")) else None
 
     @property
     def secret(self):

@@ -10,7 +10,14 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "harness"))
 from sqlfs_harness import (ADMIN_SECRET, BINARY, ROOT, SECRET, PeakSampler,  # noqa: E402,F401
-                           Server, free_port, proc_status_kib, raw_http, read_all)
+                           Server, engine, free_port, pg_query, proc_status_kib, raw_http,
+                           read_all)
+
+
+def sqlite_only(reason):
+    """Marks a test that inspects the SQLite files themselves: skipped when the servers run on
+    PostgreSQL (SQLFS_TEST_DATABASE=postgres), with the reason."""
+    return pytest.mark.skipif(engine() != "sqlite", reason="SQLite only: " + reason)
 
 
 def make_server(tmp_root, env=None, args=None, preexec_fn=None):

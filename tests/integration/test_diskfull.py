@@ -11,7 +11,7 @@ import subprocess
 import httpx
 import pytest
 
-from conftest import Server
+from conftest import Server, sqlite_only
 
 CLEAR_ERRORS = {413, 500, 503, 507}
 
@@ -27,6 +27,8 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@sqlite_only("fills the data directory's file system, which holds the SQLite database; a "
+             "PostgreSQL database lives on its own server's disk")
 def test_disk_full_fails_cleanly_and_recovers(tmpfs):
     data = os.path.join(tmpfs, "data")
     srv = Server(data, {"AUTH_RATE_LIMIT_MAX": "100000"})

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from conftest import SECRET, assert_error, status
+from conftest import SECRET, assert_error, engine, pg_query, status
 
 
 def run(api, sid, script, **kw):
@@ -397,17 +397,25 @@ def test_prewarmed_upper_holds_the_cwd_directories(api, sandbox, server):
     ok(api, sandbox, "echo 2 > two")
     assert api.get(f"/v1/sandboxes/{sandbox}/files/home/user/{proj}/two").content == b"2\n"
     # the commit names only what changed: the new file and its directory's new mtime
+    assert last_commit_paths(server, sandbox) == [f"/home/user/{proj}",
+                                                  f"/home/user/{proj}/two"]
+    res = ok(api, sandbox, f"ls /home/user/{proj}; stat -c %a /home/user/{proj}")
+    assert res["stdout"] == "one\ntwo\n755\n"
+
+
+def last_commit_paths(server, sandbox):
+    """The paths of the sandbox's last commit, from the change log in the database."""
+    sql = ("SELECT {path} FROM commit_changes WHERE commit_id = (SELECT max(c.id) FROM commits c "
+           "JOIN sandboxes s ON s.sid = c.sid WHERE s.id = '{sid}') ORDER BY seq")
+    if engine() == "postgres":
+        return [r[0] for r in pg_query(server.database_url,
+                                       sql.format(path="convert_from(path, 'UTF8')", sid=sandbox))]
     import sqlite3
     db = sqlite3.connect(f"file:{os.path.join(server.data_dir, 'sqlfs.db')}?mode=ro", uri=True)
     try:
-        paths = [r[0] for r in db.execute(
-            "SELECT path FROM commit_changes WHERE commit_id = (SELECT max(c.id) FROM commits c "
-            "JOIN sandboxes s ON s.sid = c.sid WHERE s.id = ?) ORDER BY seq", (sandbox,))]
+        return [r[0] for r in db.execute(sql.format(path="path", sid=sandbox))]
     finally:
         db.close()
-    assert paths == [f"/home/user/{proj}", f"/home/user/{proj}/two"], paths
-    res = ok(api, sandbox, f"ls /home/user/{proj}; stat -c %a /home/user/{proj}")
-    assert res["stdout"] == "one\ntwo\n755\n"
 
 
 def test_uppers_spread_over_the_filesystem(server):

@@ -14,7 +14,11 @@ import time
 import httpx
 import pytest
 
-from conftest import BINARY, SECRET, Server, free_port, status
+from conftest import BINARY, SECRET, Server, engine, free_port, status
+
+# The SQLite database and its journals in the data directory (none on PostgreSQL).
+SQLITE_FILES = (("sqlfs.db", "sqlfs.db-wal", "sqlfs.db-shm", "sqlfs.db.chunks",
+                 "sqlfs.db.chunks-wal", "sqlfs.db.chunks-shm") if engine() == "sqlite" else ())
 
 
 def exec_sync(c, sid, script, **kw):
@@ -44,7 +48,8 @@ def test_relative_data_dir_runs_every_exec_route(tmp_path):
                 body = r.read().decode()
             assert "event: exit" in body and '"data":"s\\n"' in body, body
         # everything the server keeps lives under the relative dir it was given
-        assert os.path.isfile(tmp_path / "rel" / "sqlfs.db")
+        assert os.path.isfile(tmp_path / "rel" / ("sqlfs.db" if engine() == "sqlite"
+                                                   else "sqlfs.lock"))
     finally:
         srv.stop()
 
@@ -289,8 +294,7 @@ def test_files_on_disk_are_private_whatever_the_umask(fresh_server, umask):
         assert c.put(f"/v1/sandboxes/{sid}/files/home/user/n/m/f", content=b"f").status_code == 204
         assert private_violations(srv.data_dir) == []
         assert os.stat(srv.data_dir).st_mode & 0o777 == 0o700
-        for name in ("sqlfs.db", "sqlfs.db-wal", "sqlfs.db-shm", "sqlfs.db.chunks",
-                     "sqlfs.db.chunks-wal", "sqlfs.db.chunks-shm", "sqlfs.lock", "auth_secret"):
+        for name in ("sqlfs.lock", "auth_secret") + SQLITE_FILES:
             assert os.stat(os.path.join(srv.data_dir, name)).st_mode & 0o777 == 0o600, name
         r = exec_sync(c, sid, "umask; stat -c '%a %n' / /home/user b d/e n/m n/m/f /etc/passwd")
         assert r.status_code == 200, r.text
@@ -309,17 +313,18 @@ def test_loose_data_dir_and_database_files_are_made_private(fresh_server):
         assert c.put(f"/v1/sandboxes/{sid}/files/home/user/a", content=b"x").status_code == 204
     srv.stop()
     os.chmod(srv.data_dir, 0o755)
-    for name in ("sqlfs.db", "sqlfs.db.chunks", "sqlfs.lock"):
+    sqlite = engine() == "sqlite"
+    for name in ("sqlfs.lock",) + (("sqlfs.db", "sqlfs.db.chunks") if sqlite else ()):
         os.chmod(os.path.join(srv.data_dir, name), 0o644)
     # journals left behind by a crash
-    for name in ("sqlfs.db-wal", "sqlfs.db.chunks-shm"):
+    for name in ("sqlfs.db-wal", "sqlfs.db.chunks-shm") if sqlite else ():
         with open(os.path.join(srv.data_dir, name), "ab"):
             pass
         os.chmod(os.path.join(srv.data_dir, name), 0o644)
     srv.start()
     assert os.stat(srv.data_dir).st_mode & 0o777 == 0o700
-    for name in ("sqlfs.db", "sqlfs.db.chunks", "sqlfs.lock", "sqlfs.db-wal",
-                 "sqlfs.db.chunks-shm"):
+    for name in ("sqlfs.lock",) + (("sqlfs.db", "sqlfs.db.chunks", "sqlfs.db-wal",
+                                    "sqlfs.db.chunks-shm") if sqlite else ()):
         assert os.stat(os.path.join(srv.data_dir, name)).st_mode & 0o777 == 0o600, name
     with srv.client() as c:
         assert c.get(f"/v1/sandboxes/{sid}/files/home/user/a").content == b"x"

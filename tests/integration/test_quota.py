@@ -19,7 +19,7 @@ import time
 import httpx
 import pytest
 
-from conftest import PeakSampler, assert_error
+from conftest import PeakSampler, assert_error, engine, pg_query
 
 MB = 1 << 20
 QUOTA = 200 * MB
@@ -66,8 +66,14 @@ def dir_bytes(path):
     return total
 
 
-def store_used(data_dir):
-    """Bytes of both database files in use (pages not on the free list), WAL included."""
+def store_used(srv):
+    """Bytes the store holds: on SQLite those of both database files in use (pages not on the
+    free list), WAL included; on PostgreSQL those of the chunk and content rows."""
+    if engine() == "postgres":
+        return int(pg_query(srv.database_url,
+                            "SELECT (SELECT coalesce(sum(length(data)), 0) FROM chunks) + "
+                            "(SELECT coalesce(sum(length(data)), 0) FROM contents)")[0][0])
+    data_dir = srv.data_dir
     total = 0
     for name in ("sqlfs.db", "sqlfs.db.chunks"):
         db = sqlite3.connect(f"file:{os.path.join(data_dir, name)}?mode=ro", uri=True)
@@ -91,7 +97,7 @@ def paths(c, sid):
 
 def test_exec_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qsandbox):
     uppers = os.path.join(quota_server.data_dir, "uppers")
-    before = store_used(quota_server.data_dir)
+    before = store_used(quota_server)
     script = ("echo kept > before.txt; for i in 1 2 3; do "
               "dd if=/dev/zero of=big$i bs=1M count=100 status=none; done; echo done")
     t0 = time.monotonic()
@@ -108,7 +114,7 @@ def test_exec_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qs
                    for p in paths(qapi, qsandbox))
     time.sleep(0.5)  # the upper is removed after the reply
     assert dir_bytes(uppers) < 1 * MB
-    assert store_used(quota_server.data_dir) - before < 1 * MB
+    assert store_used(quota_server) - before < 1 * MB
     # and the sandbox works on
     r = exec_sync(qapi, qsandbox, "echo small > s; cat s")
     assert r.status_code == 200 and r.json()["stdout"] == "small\n", r.text
@@ -162,7 +168,7 @@ def test_put_larger_than_the_room_left_is_refused_before_its_body(quota_server, 
 
 
 def test_chunked_put_stops_at_the_quota_and_leaves_nothing(quota_server, qapi, qsandbox):
-    before = store_used(quota_server.data_dir)
+    before = store_used(quota_server)
     sent = [0]
 
     def body():
@@ -186,13 +192,13 @@ def test_chunked_put_stops_at_the_quota_and_leaves_nothing(quota_server, qapi, q
     assert sent[0] <= QUOTA + MB + in_flight, f"the client sent {sent[0] / MB:.0f} MiB"
     assert sent[0] < 400 * MB, "the server read the whole body"
     assert qapi.get(f"/v1/sandboxes/{qsandbox}/files/home/user/f").status_code == 404
-    assert store_used(quota_server.data_dir) - before < 1 * MB
+    assert store_used(quota_server) - before < 1 * MB
 
 
 def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qsandbox):
     r = exec_sync(qapi, qsandbox, "head -c 150M /dev/urandom > base", timeoutMs=120000)
     assert r.status_code == 200, r.text
-    before = store_used(quota_server.data_dir)
+    before = store_used(quota_server)
     # 100 MiB of new content: fits in the quota alone, not with what the sandbox holds, so the
     # archive is stored whole and its commit refused
     bio = io.BytesIO()
@@ -204,7 +210,7 @@ def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qs
     r = qapi.post(f"/v1/sandboxes/{qsandbox}/ingest", params={"basePath": "/home/user/in"},
                   content=bio.getvalue(), headers={"Content-Type": "application/x-tar"})
     assert_error(r, 413, "EQUOTA")
-    assert store_used(quota_server.data_dir) - before < 1 * MB
+    assert store_used(quota_server) - before < 1 * MB
     # an archive whose files hold more than the whole quota stops there, and leaves nothing
     big = io.BytesIO()
     with tarfile.open(fileobj=big, mode="w") as t:
@@ -216,7 +222,7 @@ def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qs
                   content=big.getvalue(), headers={"Content-Type": "application/x-tar"})
     body = assert_error(r, 413, "EQUOTA")
     assert "SANDBOX_QUOTA_BYTES=%d" % QUOTA in body.get("details", []), body
-    assert store_used(quota_server.data_dir) - before < 1 * MB
+    assert store_used(quota_server) - before < 1 * MB
 
 
 def test_a_batch_past_the_quota_is_stopped_and_keeps_nothing(quota_server, qapi, qsandbox):

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from conftest import SECRET, assert_error, status
+from conftest import SECRET, assert_error, engine, pg_query, status
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -92,6 +92,9 @@ def test_delete_reclaims_storage(server, api):
     db = os.path.join(server.data_dir, "sqlfs.db")
 
     def chunk_bytes():
+        if engine() == "postgres":
+            return int(pg_query(server.database_url,
+                                "SELECT coalesce(sum(length(data)), 0) FROM chunks")[0][0])
         con = sqlite3.connect(db)
         try:
             # chunk bytes live in a second database file beside the main one

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import assert_error
+from conftest import assert_error, engine, pg_query
 
 
 def run(api, sid, script, **kw):
@@ -190,19 +190,31 @@ def test_a_tree_that_already_holds_reserved_entries_still_runs_execs(fresh_serve
     srv.stop()
     # entries written before such paths were refused: a file at /usr, a directory at /bin,
     # /etc as a symlink, /opt as a file, /proc/x
-    db = sqlite3.connect(os.path.join(srv.data_dir, "sqlfs.db"))
     now = time.time_ns()
-    (rowid,) = db.execute("SELECT sid FROM sandboxes WHERE id = ?", (sid,)).fetchone()
     rows = [("/usr", 1, 0o644, None), ("/bin", 2, 0o755, None), ("/bin/x", 1, 0o644, None),
             ("/etc", 3, 0o777, "/home/user"), ("/opt", 1, 0o644, None),
             ("/proc", 2, 0o755, None), ("/proc/x", 1, 0o644, None)]
-    for path, kind, mode, target in rows:
-        db.execute("INSERT INTO files (sid, path, kind, mode, size, mtime_ns, content, target) "
-                   "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                   (rowid, path, kind, mode, len(target) if target else 0, now, target))
-    db.execute("UPDATE sandboxes SET version = version + 1 WHERE sid = ?", (rowid,))
-    db.commit()
-    db.close()
+    if engine() == "postgres":
+        def lit(v):
+            return "NULL" if v is None else f"convert_to('{v}', 'UTF8')"
+        values = ", ".join(
+            f"((SELECT sid FROM sandboxes WHERE id = '{sid}'), {lit(path)}, {kind}, {mode}, "
+            f"{len(target) if target else 0}, {now}, NULL, {lit(target)})"
+            for path, kind, mode, target in rows)
+        pg_query(srv.database_url,
+                 "INSERT INTO files (sid, path, kind, mode, size, mtime_ns, content, target) "
+                 f"VALUES {values}; "
+                 f"UPDATE sandboxes SET version = version + 1 WHERE id = '{sid}'")
+    else:
+        db = sqlite3.connect(os.path.join(srv.data_dir, "sqlfs.db"))
+        (rowid,) = db.execute("SELECT sid FROM sandboxes WHERE id = ?", (sid,)).fetchone()
+        for path, kind, mode, target in rows:
+            db.execute("INSERT INTO files (sid, path, kind, mode, size, mtime_ns, content, "
+                       "target) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                       (rowid, path, kind, mode, len(target) if target else 0, now, target))
+        db.execute("UPDATE sandboxes SET version = version + 1 WHERE sid = ?", (rowid,))
+        db.commit()
+        db.close()
     srv.start()
     with srv.client() as c:
         out = run(c, sid, "ls /usr/bin/bash && readlink /bin && grep -c user /etc/passwd"

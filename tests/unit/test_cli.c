@@ -29,12 +29,14 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* Runs cli_token with stdout and stderr captured into out/errout (each up to n bytes). */
-static int run(const char *const *args, char *out, char *errout, size_t n)
+/* Runs command cmd (named name) with stdout and stderr captured into out/errout (each up to n
+ * bytes). */
+static int run_cmd(int (*cmd)(int, char **), const char *name, const char *const *args, char *out,
+                   char *errout, size_t n)
 {
     char *argv[16];
     int argc = 0;
-    argv[argc++] = (char *)"token";
+    argv[argc++] = (char *)name;
     for (; *args; args++)
         argv[argc++] = (char *)*args;
     argv[argc] = NULL;
@@ -47,7 +49,7 @@ static int run(const char *const *args, char *out, char *errout, size_t n)
     int saved_out = dup(1), saved_err = dup(2);
     dup2(fileno(fo), 1);
     dup2(fileno(fe), 2);
-    int rc = cli_token(argc, argv);
+    int rc = cmd(argc, argv);
     fflush(stdout);
     fflush(stderr);
     dup2(saved_out, 1);
@@ -63,6 +65,11 @@ static int run(const char *const *args, char *out, char *errout, size_t n)
         fclose(files[i]);
     }
     return rc;
+}
+
+static int run(const char *const *args, char *out, char *errout, size_t n)
+{
+    return run_cmd(cli_token, "token", args, out, errout, n);
 }
 
 static void verify_output(const char *out, const char *secret, const char *sub, const char *tenant,
@@ -218,13 +225,54 @@ static void test_usage(void **state)
     assert_non_null(strstr(cli_main_help(), "AUTH_SECRET"));
 }
 
+/* sqlfs migrate: the SQLite database of a data directory, a PostgreSQL URL (whose password is
+ * never printed), bad usage. */
+static void test_migrate(void **state)
+{
+    (void)state;
+    char out[4096], err[4096], dir[128], db[160];
+    unsetenv("SQLFS_DATABASE");
+    snprintf(dir, sizeof(dir), "%s/migrate-data", tmpdir);
+    assert_int_equal(run_cmd(cli_migrate, "migrate", (const char *[]){"--data", dir, NULL}, out,
+                             err, sizeof(out)),
+                     CLI_EXIT_OK);
+    assert_non_null(strstr(out, "sqlite database schema is up to date"));
+    snprintf(db, sizeof(db), "%s/sqlfs.db", dir);
+    assert_int_equal(access(db, F_OK), 0);
+    /* again: nothing to do, still fine */
+    assert_int_equal(run_cmd(cli_migrate, "migrate", (const char *[]){"--data", dir, NULL}, out,
+                             err, sizeof(out)),
+                     CLI_EXIT_OK);
+
+    assert_int_equal(run_cmd(cli_migrate, "migrate",
+                             (const char *[]){"--database", "mysql://u:hunter2@db/x", NULL}, out,
+                             err, sizeof(out)),
+                     CLI_EXIT_USAGE);
+    assert_non_null(strstr(err, "sqlfs migrate: unknown database"));
+    assert_null(strstr(err, "hunter2"));
+    /* a database that cannot be reached: a failure naming why, never the password */
+    setenv("SQLFS_DATABASE", "postgresql://u:hunter2@/x?host=/nonexistent-sqlfs-dir", 1);
+    assert_int_equal(run_cmd(cli_migrate, "migrate", (const char *[]){NULL}, out, err, sizeof(out)),
+                     CLI_EXIT_FAILURE);
+    assert_non_null(strstr(err, "sqlfs migrate: cannot connect to the database"));
+    assert_null(strstr(err, "hunter2"));
+    unsetenv("SQLFS_DATABASE");
+    assert_int_equal(
+        run_cmd(cli_migrate, "migrate", (const char *[]){"--bogus", NULL}, out, err, sizeof(out)),
+        CLI_EXIT_USAGE);
+    assert_int_equal(
+        run_cmd(cli_migrate, "migrate", (const char *[]){"--help", NULL}, out, err, sizeof(out)),
+        CLI_EXIT_OK);
+    assert_non_null(strstr(out, "--database"));
+    assert_non_null(strstr(cli_main_help(), "migrate"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_env_secret),
-        cmocka_unit_test(test_data_secret),
-        cmocka_unit_test(test_short_secret),
-        cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_env_secret),   cmocka_unit_test(test_data_secret),
+        cmocka_unit_test(test_short_secret), cmocka_unit_test(test_usage),
+        cmocka_unit_test(test_migrate),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

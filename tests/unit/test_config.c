@@ -12,6 +12,7 @@ static const char *const vars[] = {
     "PORT",
     "SQLFS_LISTEN",
     "SQLFS_DATA",
+    "SQLFS_DATABASE",
     "SQLFS_ROOTFS",
     "AUTH_SECRET",
     "AUTH_SECRET_PREVIOUS",
@@ -51,6 +52,8 @@ static const char *const vars[] = {
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
     "CONNECTION_TIMEOUT_S",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_POOL_WAIT_MS",
 };
 
 static int clear_env(void **state)
@@ -213,6 +216,20 @@ static void test_derived_defaults(void **state)
     assert_int_equal(config_init(&c), 0);
     assert_int_equal(config_from_env(&c), 0);
     assert_int_equal(c.max_sandboxes_per_owner, 0);
+    config_release(&c);
+    /* the PostgreSQL pool: EXEC_CONCURRENCY + 4 unless set */
+    setenv("EXEC_CONCURRENCY", "6", 1);
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    config_finish(&c);
+    assert_int_equal(c.database_pool_size, 10);
+    assert_int_equal(c.database_pool_wait_ms, 5000);
+    config_release(&c);
+    setenv("DATABASE_POOL_SIZE", "3", 1);
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    config_finish(&c);
+    assert_int_equal(c.database_pool_size, 3);
     config_release(&c);
 }
 
@@ -398,7 +415,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 31);
+    assert_int_equal(seen, 33);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.request_timeout_s, 2048);
@@ -483,6 +500,33 @@ static void test_help(void **state)
     assert_non_null(strstr(help, "KiB"));
 }
 
+/* SQLFS_DATABASE / --database: unset, "sqlite:" or a PostgreSQL URL (the flag wins). */
+static void test_database(void **state)
+{
+    (void)state;
+    struct config c;
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_null(c.database);
+    assert_int_equal(config_check(&c, 1800000000), 0);
+    config_release(&c);
+    static const char *const good[] = {"sqlite:", "postgres://u@db:5432/sqlfs",
+                                       "postgresql:///sqlfs?host=/run/postgresql"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        setenv("SQLFS_DATABASE", good[i], 1);
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_from_env(&c), 0);
+        assert_string_equal(c.database, good[i]);
+        assert_int_equal(config_check(&c, 1800000000), 0);
+        config_release(&c);
+    }
+    assert_int_equal(config_init(&c), 0);
+    assert_int_equal(config_from_env(&c), 0);
+    assert_int_equal(run_args(&c, (const char *[]){"--database", "sqlite:", NULL}), 0);
+    assert_string_equal(c.database, "sqlite:");
+    config_release(&c);
+}
+
 /* config_check: what only the whole configuration shows. */
 static void expect_check_rejected(const char *var, const char *value, const char *want)
 {
@@ -496,7 +540,7 @@ static void expect_check_rejected(const char *var, const char *value, const char
         fail_msg("config_check accepted %s=%s", var, value);
     if (!strstr(err_message(), want))
         fail_msg("message \"%s\" lacks \"%s\"", err_message(), want);
-    if (strstr(var, "SECRET"))
+    if (strstr(var, "SECRET") || strstr(var, "DATABASE"))
         assert_null(strstr(err_message(), value)); /* a secret is never repeated */
     config_release(&c);
 }
@@ -514,6 +558,10 @@ static void test_check(void **state)
     expect_check_rejected("TOKENS_NOT_BEFORE", "1800000001",
                           "TOKENS_NOT_BEFORE (1800000001) is "
                           "in the future");
+    expect_check_rejected("SQLFS_DATABASE", "mysql://u:hunter2@db/x",
+                          "SQLFS_DATABASE (--database): unknown database");
+    expect_check_rejected("SQLFS_DATABASE", "postgresql://u:hunter2@db/x?bogus_option=1",
+                          "SQLFS_DATABASE (--database): the PostgreSQL URL is malformed");
 
     struct config c;
     clear_env(NULL);
@@ -540,7 +588,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_defaults),          T(test_env),           T(test_listen), T(test_env_rejected),
         T(test_args_override_env), T(test_args_rejected), T(test_help),   T(test_check),
-        T(test_derived_defaults),
+        T(test_derived_defaults),  T(test_database),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -63,6 +63,7 @@ static void test_sqlfs_codes(void **state)
     expect(-ERR_LOCK_TIMEOUT, "ELOCKTIMEOUT", 503, true);
     expect(-ERR_STORAGE_FULL, "ENOSPC", 507, true);
     expect(-ERR_RANGE_NOT_SATISFIABLE, "RANGE_NOT_SATISFIABLE", 416, false);
+    expect(-ERR_STORE_UNAVAILABLE, "STORE_UNAVAILABLE", 503, true);
     /* Every code of the enum has an entry that is not the fallback (except ERR_INTERNAL). */
     for (int c = ERR_BASE; c < ERR_END; c++)
         if (c != ERR_INTERNAL && strcmp(err_info(-c)->code, "INTERNAL_ERROR") == 0)

@@ -17,9 +17,8 @@
 #include "util/err.h"
 
 struct rchunk {
-    int64_t id;  /* chunks rowid */
-    int64_t off; /* offset of its first byte in the content */
-    int64_t len; /* its size */
+    struct chunk_span span; /* where it lies in the content */
+    int64_t id;             /* chunks rowid */
 };
 
 struct content_reader {
@@ -39,8 +38,8 @@ static int reader_add(struct content_reader *rd, size_t *cap, int64_t id, int64_
         return r;
     struct rchunk *ch = &rd->chunks[rd->n++];
     ch->id = id;
-    ch->len = len;
-    ch->off = rd->size;
+    ch->span.len = len;
+    ch->span.off = rd->size;
     rd->size += len;
     return 0;
 }
@@ -117,7 +116,8 @@ int sq_content_read(struct content_reader *rd, void *buf, size_t cap, size_t *re
         return r;
     sqlite3_blob *blob = NULL;
     while (got < cap && rd->pos < rd->size) {
-        while (rd->cur < rd->n && rd->pos >= rd->chunks[rd->cur].off + rd->chunks[rd->cur].len)
+        while (rd->cur < rd->n &&
+               rd->pos >= rd->chunks[rd->cur].span.off + rd->chunks[rd->cur].span.len)
             rd->cur++;
         if (rd->cur >= rd->n)
             break;
@@ -126,10 +126,10 @@ int sq_content_read(struct content_reader *rd, void *buf, size_t cap, size_t *re
                  : rd->inline_data
                      ? sqlite3_blob_open(c->db, "main", "contents", "data", ch->id, 0, &blob)
                      : sqlite3_blob_open(c->db, "blobs", "chunks", "data", ch->id, 0, &blob);
-        if (rc == SQLITE_OK && sqlite3_blob_bytes(blob) != ch->len)
+        if (rc == SQLITE_OK && sqlite3_blob_bytes(blob) != ch->span.len)
             rc = SQLITE_CORRUPT;
-        int64_t in_chunk = rd->pos - ch->off;
-        size_t n = (size_t)(ch->len - in_chunk);
+        int64_t in_chunk = rd->pos - ch->span.off;
+        size_t n = (size_t)(ch->span.len - in_chunk);
         if (n > cap - got)
             n = cap - got;
         if (rc == SQLITE_OK)
@@ -153,16 +153,7 @@ int sq_content_seek(struct content_reader *rd, int64_t offset)
 {
     if (offset < 0 || offset > rd->size)
         return err_set(-EINVAL, "seek outside the content");
-    /* Binary search for the chunk holding offset (n when offset == size). */
-    size_t lo = 0, hi = rd->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (rd->chunks[mid].off + rd->chunks[mid].len <= offset)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    rd->cur = lo;
+    rd->cur = chunk_span_find(rd->chunks, rd->n, sizeof(*rd->chunks), offset);
     rd->pos = offset;
     return 0;
 }

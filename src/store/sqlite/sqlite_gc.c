@@ -14,7 +14,6 @@
 #include "util/err.h"
 #include "util/timeutil.h"
 
-#define PIN_LEASE_MS (60LL * 60 * 1000)
 #define GC_BATCH 256
 
 /* Moves pins past their lease to the candidates (content finished but never committed). */
@@ -23,7 +22,7 @@ static int gc_expire_pins(struct sqlite_store *s)
     int r = sq_wtx_begin(s);
     if (r < 0)
         return r;
-    int64_t before = time_now_ms() - PIN_LEASE_MS;
+    int64_t before = time_now_ms() - STORE_PIN_LEASE_MS;
     static const enum stmt_id ids[] = {ST_GC_EXPIRED_CAND, ST_GC_EXPIRED_DEL};
     for (size_t i = 0; i < 2 && r >= 0; i++) {
         sqlite3_stmt *q = NULL;

@@ -31,7 +31,7 @@
  *     replaces them by the content's content_chunks rows, abort deletes the ones nobody uses;
  *   - a finished content is pinned in `content_pins` (a reference count: one per finish, and a
  *     lease time). A commit drops one reference for each distinct content it puts; pins older than
- *     PIN_LEASE_MS (finished, never committed: e.g. the commit failed on quota) expire in GC.
+ *     STORE_PIN_LEASE_MS (finished, never committed: e.g. the commit failed on quota) expire in GC.
  *   - a content batch keeps finished contents in memory until its flush, which stores their
  *     last chunks with pending rows in one transaction and their contents rows and pins in the
  *     next, so the two rules above hold for batched contents too.
@@ -40,10 +40,10 @@
  *
  * Two database files: `path` holds all metadata (4 KiB pages, so small commits write little),
  * `path`.chunks holds the chunk bytes (64 KiB pages: fewer, larger pages per chunk). Contents up
- * to INLINE_MAX bytes live inline in their `contents` row, so a small file costs one transaction
- * on the metadata database only. A transaction over both files is atomic per file only (SQLite
- * WAL): the states a crash can leave across them are a pending row naming a chunk that was never
- * stored (cleared at open) or chunks no content uses, which open sweeps.
+ * to STORE_INLINE_MAX bytes live inline in their `contents` row, so a small file costs one
+ * transaction on the metadata database only. A transaction over both files is atomic per file only
+ * (SQLite WAL): the states a crash can leave across them are a pending row naming a chunk that was
+ * never stored (cleared at open) or chunks no content uses, which open sweeps.
  *
  * Locks: `wlock` guards the write connection and every write transaction, `plock` the idle read
  * pool, `ckpt_lock` the checkpointer's state. The only nesting is wlock, then ckpt_lock (the WAL
@@ -60,10 +60,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/engine.h"
 #include "store/store.h"
 
 #define BUSY_TIMEOUT_MS 10000
-#define DIR_MODE_DEFAULT 0755 /* the root, and parents a change set creates */
 
 /* Every statement the engine runs, prepared once per connection on first use. The SQL of each
  * is sq_stmt_sql[id] (sqlite_schema.c). */
@@ -154,55 +154,6 @@ struct sqlite_store {
 static inline struct sqlite_store *to_sq(struct store *st)
 {
     return (struct sqlite_store *)st;
-}
-
-static inline bool id_is_zero(const uint8_t id[CONTENT_ID_LEN])
-{
-    for (int i = 0; i < CONTENT_ID_LEN; i++)
-        if (id[i])
-            return false;
-    return true;
-}
-
-/* A sandbox path as the engine stores it: absolute, no trailing slash except the root's. */
-static inline bool path_ok(const char *path, size_t len)
-{
-    return len >= 1 && path[0] == '/' && (len == 1 || path[len - 1] != '/');
-}
-
-/* The key range [lo, hi) of the subtree strictly below a path P: [P/, P0), or every path for
- * the root ('0' follows '/' in memcmp order). The bounds are not NUL-terminated. */
-struct subtree {
-    char *lo;     /* owned; locap bytes (a walk moves lo forward) */
-    char *hi;     /* owned */
-    size_t lolen; /* bytes of lo */
-    size_t hilen; /* bytes of hi */
-    size_t locap; /* bytes allocated at lo */
-};
-
-/* Sets r to the range below path[0..len) (a path_ok path). -ENOMEM; release with
- * subtree_release either way. */
-static inline int subtree_init(struct subtree *r, const char *path, size_t len)
-{
-    bool root = len == 1 && path[0] == '/';
-    size_t n = root ? 1 : len + 1;
-    *r = (struct subtree){.lo = malloc(n), .hi = malloc(n), .lolen = n, .hilen = n, .locap = n};
-    if (!r->lo || !r->hi)
-        return -ENOMEM;
-    if (!root) {
-        memcpy(r->lo, path, len);
-        memcpy(r->hi, path, len);
-    }
-    r->lo[n - 1] = '/';
-    r->hi[n - 1] = '0';
-    return 0;
-}
-
-static inline void subtree_release(struct subtree *r)
-{
-    free(r->lo);
-    free(r->hi);
-    r->lo = r->hi = NULL;
 }
 
 /* ---- sqlite_conn.c: connections, statements, the read pool, write transactions ---------- */
@@ -358,10 +309,6 @@ int sq_content_write(struct content_writer *w, const void *data, size_t len);
 int sq_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
 void sq_content_abort(struct content_writer *w);
 int sq_content_batch_new(struct store *st, struct content_batch **ret);
-int sq_content_finish_in(struct content_batch *b, struct content_writer *w,
-                         uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
-int sq_content_batch_flush(struct content_batch *b);
-void sq_content_batch_free(struct content_batch *b);
 
 /* sqlite_content_read.c */
 int sq_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN],

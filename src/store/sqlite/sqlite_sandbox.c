@@ -14,12 +14,6 @@
 #include "util/home.h"
 #include "util/timeutil.h"
 
-static char *dup_col(sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return t ? strdup((const char *)t) : NULL;
-}
-
 /* Fills a sandbox_rec whose strings point at the columns of the current row. */
 static void rec_from_row(sqlite3_stmt *st, struct sandbox_rec *r)
 {
@@ -40,16 +34,6 @@ static void rec_from_row(sqlite3_stmt *st, struct sandbox_rec *r)
     r->version = sqlite3_column_int64(st, 11);
     r->size_bytes = sqlite3_column_int64(st, 12);
     r->file_count = sqlite3_column_int64(st, 13);
-}
-
-static bool owner_matches(const char *tenant, const char *sub, const char *row_tenant,
-                          const char *row_sub)
-{
-    if (tenant && (!row_tenant || strcmp(tenant, row_tenant) != 0))
-        return false;
-    if (sub && (!row_sub || strcmp(sub, row_sub) != 0))
-        return false;
-    return true;
 }
 
 /* Inside the write transaction (so two creates cannot both pass at max - 1): -ERR_SANDBOX_LIMIT
@@ -117,20 +101,9 @@ int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
 /* Copies the current sandbox row into ret (owned strings). */
 static int rec_copy_row(sqlite3_stmt *st, struct sandbox_rec *ret)
 {
-    struct sandbox_rec view, out;
+    struct sandbox_rec view;
     rec_from_row(st, &view);
-    out = view;
-    out.tenant = dup_col(st, 1);
-    out.sub = dup_col(st, 2);
-    out.name = dup_col(st, 3);
-    out.env_json = view.env_json ? strdup(view.env_json) : strdup("{}");
-    out.cwd = view.cwd ? strdup(view.cwd) : strdup(SANDBOX_HOME);
-    if (!out.tenant || !out.sub || (view.name && !out.name) || !out.env_json || !out.cwd) {
-        sandbox_rec_release(&out);
-        return -ENOMEM;
-    }
-    *ret = out;
-    return 0;
+    return sandbox_rec_dup(&view, ret);
 }
 
 int sq_sandbox_get(struct store *st, const char *id, const char *tenant, const char *sub,

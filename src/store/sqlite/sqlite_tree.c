@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "util/array.h"
 #include "util/err.h"
 
 /* Points the file_meta at the columns of the current row (valid until the next step). */
@@ -43,16 +42,7 @@ static int stat_locked(struct conn *c, const char *sandbox_id, const char *path,
         /* The root has no row: it is a directory that always exists. */
         int64_t created_ms = 0;
         int r = sandbox_exists(c, sandbox_id, &created_ms);
-        if (r < 0)
-            return r;
-        memset(ret, 0, sizeof(*ret));
-        ret->path = strdup("/");
-        if (!ret->path)
-            return -ENOMEM;
-        ret->kind = FILE_KIND_DIR;
-        ret->mode = DIR_MODE_DEFAULT;
-        ret->mtime_ns = created_ms * 1000000;
-        return 0;
+        return r < 0 ? r : root_meta(created_ms, ret);
     }
     _cleanup_reset_ sqlite3_stmt *q = NULL;
     int r = sq_stmt_get(c, ST_F_STAT, &q);
@@ -81,18 +71,6 @@ int sq_stat(struct store *st, const char *sandbox_id, const char *path, struct f
     return r;
 }
 
-/* Index just past the max_depth-th segment of `path` below the prefix (whose subtree starts at
- * byte `base`), or 0 when the path is not deeper than max_depth. */
-static size_t depth_cut(const char *path, size_t base, int max_depth)
-{
-    int depth = 1;
-    for (size_t i = base; path[i]; i++) {
-        if (path[i] == '/' && ++depth > max_depth)
-            return i;
-    }
-    return 0;
-}
-
 struct walk {
     struct conn *c;
     const char *sandbox_id;
@@ -119,15 +97,10 @@ static int walk_run(struct walk *w, store_file_cb cb, void *userdata)
                 break;
             w->seen = true;
             const char *path = (const char *)sqlite3_column_text(q, 0);
-            size_t cut = w->max_depth > 0 && path ? depth_cut(path, w->base, w->max_depth) : 0;
+            size_t cut = path ? walk_depth_cut(path, w->base, w->max_depth) : 0;
             if (cut) {
-                r = ARRAY_GROW(w->range.lo, cut + 1, w->range.locap);
-                if (r < 0)
-                    break;
-                memcpy(w->range.lo, path, cut);
-                w->range.lo[cut] = '0';
-                w->range.lolen = cut + 1;
-                restart = true;
+                r = subtree_seek(&w->range, path, cut, '0');
+                restart = r >= 0;
                 break;
             }
             struct file_meta m;

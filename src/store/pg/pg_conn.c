@@ -1,0 +1,462 @@
+/*
+ * pg_conn.c — connections of the PostgreSQL engine: opening one, the bounded pool, prepared
+ * statements with their parameters and binary results, transactions (with the in-doubt COMMIT
+ * rule), and the mapping of failures to the store's codes. See pg_int.h for the model.
+ */
+#include "store/pg/pg_int.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/err.h"
+
+/* ---- parameters -------------------------------------------------------------------------- */
+
+static int pp_slot(struct pg_params *p)
+{
+    if (p->n >= PG_MAX_PARAMS) {
+        p->overflow = true;
+        return -1;
+    }
+    return p->n++;
+}
+
+void pp_i64(struct pg_params *p, int64_t v)
+{
+    int i = pp_slot(p);
+    if (i < 0)
+        return;
+    snprintf(p->num[i], sizeof(p->num[i]), "%" PRId64, v);
+    p->values[i] = p->num[i];
+    p->lengths[i] = 0;
+    p->formats[i] = 0;
+}
+
+void pp_text(struct pg_params *p, const char *s)
+{
+    int i = pp_slot(p);
+    if (i < 0)
+        return;
+    p->values[i] = s;
+    p->lengths[i] = 0;
+    p->formats[i] = 0;
+}
+
+void pp_bytes(struct pg_params *p, const void *data, size_t len)
+{
+    int i = pp_slot(p);
+    if (i < 0)
+        return;
+    /* A zero-length bytea still needs a non-NULL pointer (NULL means SQL NULL). */
+    p->values[i] = data ? (len ? (const char *)data : "") : NULL;
+    p->lengths[i] = (int)len;
+    p->formats[i] = 1;
+}
+
+/* ---- results ------------------------------------------------------------------------------ */
+
+int64_t pg_i64(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return 0;
+    const unsigned char *v = (const unsigned char *)PQgetvalue(res, row, col);
+    uint64_t x = 0;
+    int len = PQgetlength(res, row, col);
+    if (len != 1 && len != 2 && len != 4 && len != 8)
+        return 0;
+    for (int i = 0; i < len; i++)
+        x = x << 8 | v[i];
+    if (len < 8 && len > 1 && (x >> (8 * len - 1)) & 1)
+        x |= ~0ULL << (8 * len); /* sign-extend int2, int4 */
+    return (int64_t)x;
+}
+
+const char *pg_bytes(const PGresult *res, int row, int col, size_t *ret_len)
+{
+    if (PQgetisnull(res, row, col)) {
+        if (ret_len)
+            *ret_len = 0;
+        return NULL;
+    }
+    if (ret_len)
+        *ret_len = (size_t)PQgetlength(res, row, col);
+    return PQgetvalue(res, row, col);
+}
+
+bool pg_id(const PGresult *res, int row, int col, uint8_t id[CONTENT_ID_LEN])
+{
+    size_t len = 0;
+    const char *v = pg_bytes(res, row, col, &len);
+    if (!v || len != CONTENT_ID_LEN)
+        return false;
+    memcpy(id, v, CONTENT_ID_LEN);
+    return true;
+}
+
+/* ---- failures ----------------------------------------------------------------------------- */
+
+/* libpq's reason for a failed connection attempt, first line only: for the operator at open. */
+static int connect_failure(struct pg_store *s, PGconn *pg)
+{
+    if (!s->opening)
+        return err_set(-ERR_STORE_UNAVAILABLE, "the database is unavailable; retry later");
+    const char *m = pg ? PQerrorMessage(pg) : NULL;
+    size_t n = m ? strcspn(m, "\n") : 0;
+    if (n == 0)
+        return err_set(-ERR_STORE_UNAVAILABLE, "cannot connect to the database");
+    return err_set(-ERR_STORE_UNAVAILABLE, "cannot connect to the database: %.*s", (int)n, m);
+}
+
+static bool sqlstate_is(const char *state, const char *want)
+{
+    return state && strcmp(state, want) == 0;
+}
+
+int pg_fail(struct pg_store *s, struct pg_conn *c, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    bool lost = !res || !state || PQstatus(c->pg) == CONNECTION_BAD;
+    /* 08: connection exceptions; 57P01-57P03: the server is shutting down, crashed or starting;
+     * 53300: too many connections */
+    if (lost || strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 ||
+        sqlstate_is(state, "53300")) {
+        c->broken = true;
+        (void)s;
+        return err_set(-ERR_STORE_UNAVAILABLE, "the database is unavailable; retry later");
+    }
+    if (sqlstate_is(state, "53100"))
+        return err_set(-ENOSPC, "server storage is full");
+    if (sqlstate_is(state, "53200"))
+        return err_set(-ENOMEM, "the database is out of memory");
+    /* serialization failure, deadlock, lock not available, statement cancelled */
+    if (sqlstate_is(state, "40001") || sqlstate_is(state, "40P01") || sqlstate_is(state, "55P03") ||
+        sqlstate_is(state, "57014"))
+        return err_set(-ERR_BUSY, "the database was busy with a conflicting change; retry");
+    if (strncmp(state, "22", 2) == 0)
+        return err_set(-EINVAL, "a value the database cannot store (sqlstate %s)", state);
+    if (sqlstate_is(state, "23505"))
+        return err_set(-EEXIST, "already exists");
+    return err_set(-EIO, "storage error (sqlstate %s)", state);
+}
+
+/* ---- statements --------------------------------------------------------------------------- */
+
+/* The rows a successful result returned or changed. */
+static int result_rows(PGresult *res)
+{
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        return PQntuples(res);
+    const char *n = PQcmdTuples(res);
+    return n && *n ? atoi(n) : 0;
+}
+
+/* Takes a result: its rows on success (handing it to *ret when asked), else the failure. */
+static int result_take(struct pg_store *s, struct pg_conn *c, PGresult *res, PGresult **ret)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        int r = pg_fail(s, c, res);
+        PQclear(res);
+        return r;
+    }
+    int rows = result_rows(res);
+    if (ret)
+        *ret = res;
+    else
+        PQclear(res);
+    return rows;
+}
+
+static int stmt_prepare(struct pg_store *s, struct pg_conn *c, enum pg_stmt id)
+{
+    uint64_t bit = 1ULL << (id % 64);
+    if (c->prepared[id / 64] & bit)
+        return 0;
+    char name[16];
+    snprintf(name, sizeof(name), "s%d", (int)id);
+    int r = result_take(s, c, PQprepare(c->pg, name, pg_stmt_sql[id], 0, NULL), NULL);
+    if (r < 0)
+        return r;
+    c->prepared[id / 64] |= bit;
+    return 0;
+}
+
+int pg_exec(struct pg_store *s, struct pg_conn *c, enum pg_stmt id, const struct pg_params *p,
+            PGresult **ret)
+{
+    if (p && p->overflow)
+        return err_set(-EINVAL, "too many statement parameters");
+    int r = stmt_prepare(s, c, id);
+    if (r < 0)
+        return r;
+    char name[16];
+    snprintf(name, sizeof(name), "s%d", (int)id);
+    PGresult *res = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->values : NULL,
+                                   p ? p->lengths : NULL, p ? p->formats : NULL, 1);
+    return result_take(s, c, res, ret);
+}
+
+int pg_exec_slot(struct pg_store *s, struct pg_conn *c, int slot, const char *sql, int n,
+                 const char *const *values, const int *lengths, const int *formats, PGresult **ret)
+{
+    if (slot < 0 || slot >= PG_SQL_SLOTS)
+        return pg_exec_sql(s, c, sql, n, values, lengths, formats, ret);
+    char name[16];
+    snprintf(name, sizeof(name), "d%d", slot);
+    if (!(c->slots & (1u << slot))) {
+        int r = result_take(s, c, PQprepare(c->pg, name, sql, 0, NULL), NULL);
+        if (r < 0)
+            return r;
+        c->slots |= 1u << slot;
+    }
+    return result_take(s, c, PQexecPrepared(c->pg, name, n, values, lengths, formats, 1), ret);
+}
+
+int pg_query(struct pg_store *s, enum pg_stmt id, const struct pg_params *p, PGresult **ret)
+{
+    struct pg_conn *c;
+    int r = pg_pool_get(s, &c);
+    if (r < 0)
+        return r;
+    r = pg_exec(s, c, id, p, ret);
+    pg_pool_put(s, c);
+    return r;
+}
+
+int pg_exec_sql(struct pg_store *s, struct pg_conn *c, const char *sql, int n,
+                const char *const *values, const int *lengths, const int *formats, PGresult **ret)
+{
+    PGresult *res = PQexecParams(c->pg, sql, n, NULL, values, lengths, formats, 1);
+    return result_take(s, c, res, ret);
+}
+
+int pg_cmd(struct pg_store *s, struct pg_conn *c, const char *sql)
+{
+    return result_take(s, c, PQexec(c->pg, sql), NULL);
+}
+
+/* ---- connections and the pool ------------------------------------------------------------ */
+
+void pg_conn_close(struct pg_conn *c)
+{
+    if (!c)
+        return;
+    PQfinish(c->pg);
+    free(c);
+}
+
+static void notice_ignore(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/*
+ * Settings the URL may override (they come before it): a bounded connect, keepalives and a TCP
+ * user timeout so that a silent peer is given up within about a minute instead of hanging a
+ * request, UTF-8 text, and the application name operators see in pg_stat_activity.
+ */
+int pg_connect(struct pg_store *s, struct pg_conn **ret)
+{
+    static const char *const keys[] = {"connect_timeout",  "application_name",
+                                       "client_encoding",  "keepalives",
+                                       "keepalives_idle",  "keepalives_interval",
+                                       "keepalives_count", "tcp_user_timeout",
+                                       "dbname",           NULL};
+    const char *const vals[] = {"10", "sqlfs", "UTF8", "1", "30", "10", "3", "60000", s->url, NULL};
+    struct pg_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        int r = c->pg ? connect_failure(s, c->pg) : -ENOMEM;
+        pg_conn_close(c);
+        return r;
+    }
+    /* The server's notices ("relation already exists, skipping") are not for stderr. */
+    PQsetNoticeProcessor(c->pg, notice_ignore, NULL);
+    *ret = c;
+    return 0;
+}
+
+/* An idle connection is never sent anything (no notifications are listened for), except by a
+ * server about to close it (an error message, the end of the stream) or, rarely, a setting it
+ * reports: one whose socket has anything to read is not reused. */
+static bool conn_alive(struct pg_conn *c)
+{
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        return false;
+    struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
+    return p.fd >= 0 && poll(&p, 1, 0) == 0;
+}
+
+static struct timespec deadline_after(int64_t ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+int pg_pool_get(struct pg_store *s, struct pg_conn **ret)
+{
+    struct timespec deadline = deadline_after(s->pool_wait_ms);
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        struct pg_conn *c = s->idle;
+        if (c) {
+            s->idle = c->next;
+            pthread_mutex_unlock(&s->lock);
+            if (conn_alive(c)) {
+                c->next = NULL;
+                c->reused = true;
+                *ret = c;
+                return 0;
+            }
+            pg_conn_close(c);
+            pthread_mutex_lock(&s->lock);
+            s->nopen--;
+            continue;
+        }
+        if (s->nopen < s->pool_size) {
+            s->nopen++;
+            pthread_mutex_unlock(&s->lock);
+            int r = pg_connect(s, &c);
+            if (r < 0) {
+                pthread_mutex_lock(&s->lock);
+                s->nopen--;
+                pthread_cond_signal(&s->cond);
+                pthread_mutex_unlock(&s->lock);
+                return r;
+            }
+            *ret = c;
+            return 0;
+        }
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&s->lock);
+            return err_set(-ERR_BUSY,
+                           "all %d database connections stayed in use for %" PRId64
+                           " ms (DATABASE_POOL_SIZE); retry",
+                           s->pool_size, s->pool_wait_ms);
+        }
+    }
+}
+
+void pg_pool_put(struct pg_store *s, struct pg_conn *c)
+{
+    if (!c)
+        return;
+    bool keep = !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+                PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    if (!keep)
+        pg_conn_close(c);
+    pthread_mutex_lock(&s->lock);
+    if (keep) {
+        c->next = s->idle;
+        s->idle = c;
+    } else {
+        s->nopen--;
+    }
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- transactions ------------------------------------------------------------------------- */
+
+int pg_tx_begin(struct pg_store *s, struct pg_conn **ret)
+{
+    for (int attempt = 0;; attempt++) {
+        struct pg_conn *c;
+        int r = pg_pool_get(s, &c);
+        if (r < 0)
+            return r;
+        bool reused = c->reused;
+        r = pg_cmd(s, c, "BEGIN ISOLATION LEVEL READ COMMITTED");
+        if (r >= 0) {
+            *ret = c;
+            return 0;
+        }
+        bool retry = reused && c->broken && attempt == 0;
+        pg_pool_put(s, c);
+        if (!retry)
+            return r;
+    }
+}
+
+/* After a lost COMMIT answer: 1 when the old session (backend pid) is gone, so its transaction
+ * either committed or never will; 0 when it is still there after about a second (its end of
+ * the connection was closed first, so a live backend is on its way out); negative on
+ * failure. */
+static int session_gone(struct pg_store *s, struct pg_conn *c, int pid)
+{
+    struct pg_params p = {0};
+    pp_i64(&p, pid);
+    for (int i = 0; i < 20; i++) {
+        int r = pg_exec(s, c, PS_BACKEND_ALIVE, &p, NULL);
+        if (r <= 0)
+            return r < 0 ? r : 1;
+        struct timespec t = {0, 50 * 1000000L};
+        nanosleep(&t, NULL);
+    }
+    return 0;
+}
+
+/* Decides a COMMIT whose answer was lost (pg_tx_end), once its connection is closed. */
+static int commit_in_doubt(struct pg_store *s, int pid, pg_tx_check check, void *arg)
+{
+    int r = -1;
+    struct pg_conn *c = NULL;
+    if (check && pid > 0 && pg_connect(s, &c) >= 0) {
+        r = session_gone(s, c, pid);
+        r = r > 0 ? check(s, c, arg) : -1;
+        pg_conn_close(c);
+    }
+    if (r == 1)
+        return 0;
+    if (r == 0)
+        return err_set(-ERR_STORE_UNAVAILABLE,
+                       "the database connection was lost; nothing was applied, retry later");
+    return err_set(-EIO, "the database connection was lost while committing: the change may "
+                         "or may not have been applied (check the sandbox's version)");
+}
+
+int pg_tx_end(struct pg_store *s, struct pg_conn *c, int r, pg_tx_check check, void *arg)
+{
+    int doubt_pid = 0;
+    if (r >= 0) {
+        int pid = PQbackendPID(c->pg);
+        PGresult *res = PQexec(c->pg, "COMMIT");
+        ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+        if (st != PGRES_COMMAND_OK) {
+            r = pg_fail(s, c, res);
+            /* A COMMIT the server refused with an error is a plain failure; one whose answer
+             * never came (the session is gone) may have committed. */
+            if (c->broken)
+                doubt_pid = pid > 0 ? pid : -1;
+        }
+        PQclear(res);
+    } else if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        char saved[512];
+        const char *m = err_message();
+        snprintf(saved, sizeof(saved), "%s", m ? m : "");
+        if (pg_cmd(s, c, "ROLLBACK") < 0)
+            c->broken = true;
+        if (m)
+            err_set(r, "%s", saved);
+        else
+            err_clear_message();
+    }
+    pg_pool_put(s, c);
+    return doubt_pid ? commit_in_doubt(s, doubt_pid, check, arg) : r;
+}

@@ -1,0 +1,347 @@
+/*
+ * pg_int.h — what the files of the PostgreSQL engine share (contract: store.h, changeset.h).
+ * Private to src/store/pg/: nothing else includes it.
+ *
+ * Files: store_pg.c (open, close, the ops table), pg_conn.c (connections, the pool, statements,
+ * parameters, transactions, error mapping), pg_schema.c (migrations and every statement's SQL),
+ * pg_sandbox.c (sandbox rows), pg_tree.c (file reads), pg_commit.c (change sets),
+ * pg_content_write.c (content writers and batches), pg_content_read.c (content readers), pg_gc.c
+ * (garbage collection, and the chunk collection aborts share).
+ *
+ * Several servers (replicas) may share one database; every rule below holds across them.
+ *
+ * Connections: a pool per store of at most pool_size connections, opened on demand and kept
+ * idle. A caller holds one connection for one statement or one transaction, never two at a time
+ * and never while a store callback runs, so the pool cannot deadlock; a caller that finds every
+ * connection busy waits at most pool_wait_ms, then fails -ERR_BUSY. Statements are prepared once
+ * per connection on first use; results are binary (integers big-endian), content bytes go as
+ * binary parameters. An idle connection the server dropped (restart, termination) is noticed
+ * when it is taken from the pool and replaced.
+ *
+ * Errors: a lost connection, a server shutting down or refusing connections is
+ * -ERR_STORE_UNAVAILABLE (retryable: nothing was applied); a serialisation conflict or lock
+ * timeout -ERR_BUSY; a full disk -ENOSPC; anything else -EIO naming only the SQLSTATE. No
+ * message holds SQL, the database URL or libpq's text (which can name hosts and paths), except
+ * at open, where the operator reads why the server could not start.
+ *
+ * Transactions run at READ COMMITTED: every statement sees what committed before it started,
+ * which the lock-then-check steps below rely on. A transaction whose COMMIT got no answer (the
+ * connection died after sending it) is in doubt: once the old session is known to be gone, the
+ * engine asks a fresh connection whether the transaction's effect is there (pg_tx_end's check),
+ * and reports success or a plain failure accordingly; only when that cannot be told does the
+ * caller get -EIO saying that the change may or may not have been applied.
+ *
+ * Schema (pg_schema.c): as SQLite's (sqlite_int.h), with paths, symlink targets and the cwd as
+ * bytea (memcmp order, any bytes), chunks keyed by their hash, and pins and pending chunks owned
+ * by a store instance (`owner`, a random UUID per open) with leases from the database's clock:
+ *   - sandboxes (sid, id unique, owner, flags, version, size_bytes, file_count, ...);
+ *   - files (sid, path) -> kind, mode, size, mtime_ns, content, target;
+ *   - chunks (hash) -> size, data (stored uncompressed, out of line);
+ *   - contents (id) -> size, nchunks, data (inline when small); content_chunks (content, seq) ->
+ *     chunk;
+ *   - content_pins (content, owner) -> refs, pinned_ms; writers (id) -> owner, lease_ms;
+ *     pending_chunks (writer, chunk);
+ *   - gc_candidates (content), gc_chunk_candidates (chunk);
+ *   - commits (id) -> sid, version, kind, info, created_ms, changes, bytes_delta;
+ *     commit_changes (commit, seq) -> op, path: the change log;
+ *   - schema_migrations (version, applied_ms).
+ *
+ * Fencing: a commit locks its sandbox row (SELECT ... FOR UPDATE) and compares the version
+ * with expect_version before changing anything; two commits of one sandbox, from any replicas,
+ * are serialised by that row lock, and the second one based on the same version gets -ESTALE.
+ * The owner limit of sandbox_create is counted under a transaction-level advisory lock on the
+ * owner, so two creates of one owner are serialised too.
+ *
+ * Content protection (no GC on any replica removes what is being written or committed):
+ *   - a writer stores each chunk in its own transaction: the chunk row is inserted, or an
+ *     existing one locked (FOR KEY SHARE), and listed in pending_chunks under the writer, whose
+ *     `writers` row holds a lease renewed with every chunk;
+ *   - finish locks the content row (inserted, or existing: FOR KEY SHARE) and its chunks, adds
+ *     content_chunks when new, pins the content (refs + 1, lease renewed) and ends the writer;
+ *   - a commit locks every content it puts (FOR KEY SHARE, sorted by id) before checking it,
+ *     and in the same transaction adds the file rows and drops the pins;
+ *   - GC locks what it may delete (FOR UPDATE, sorted), and only then, in a later statement that
+ *     sees everything committed meanwhile, deletes the rows that no file, pin, content or live
+ *     pending row references. Row locks make the two sides wait for each other, so a content or
+ *     chunk is either seen as referenced or locked away from deletion.
+ * Candidates: every event that can make a content unreferenced records it in gc_candidates (the
+ * insert locks an existing candidate row, so GC's batch, which locks its candidates, cannot
+ * lose it); deleted contents and expired writers record their chunks in gc_chunk_candidates.
+ * GC runs one replica at a time (a transaction-level advisory try-lock per batch: a replica
+ * that finds it taken leaves the work to the other), in batches of GC_BATCH candidates, each a
+ * short transaction. Closing a store releases its own pins and writers; a replica that died
+ * leaves them to expire (STORE_PIN_LEASE_MS).
+ *
+ * Advisory locks use the two-key form, the first key a class of this engine (PG_LOCK_CLASS*),
+ * so that other applications on the same database, using other classes, never meet them.
+ */
+#ifndef SQLFS_STORE_PG_PG_INT_H
+#define SQLFS_STORE_PG_PG_INT_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/engine.h"
+#include "store/store.h"
+#include "util/rand.h"
+
+#define PG_LOCK_CLASS 0x53514c46 /* "SQLF": the engine's fixed locks, enum pg_lock_key */
+#define PG_LOCK_CLASS_OWNER                                                                        \
+    0x53514c4f /* "SQLO": sandbox_create, second key hashtext of the                               \
+                * owner (tenant, sub) */
+
+enum pg_lock_key {
+    PG_LOCK_MIGRATE = 1, /* session lock while migrating */
+    PG_LOCK_GC = 2,      /* transaction lock per GC batch */
+};
+
+#define PG_PAGE_ROWS 256 /* rows per page of a list or walk */
+#define GC_BATCH 256     /* candidates per GC transaction */
+
+/* Every statement the engine prepares, once per connection on first use. The SQL of each is
+ * pg_stmt_sql[id] (pg_schema.c). */
+enum pg_stmt {
+    PS_CHECK,
+    PS_SB_INSERT,
+    PS_SB_GET,
+    PS_SB_LIST_OWNER,
+    PS_SB_LIST_ANY,
+    PS_SB_STATE_LOCK,
+    PS_SB_TOUCH,
+    PS_SB_DELETE,
+    PS_SB_CREATED,
+    PS_SB_EXISTS,
+    PS_OWNER_LOCK,
+    PS_SB_COUNT_OWNER,
+    PS_F_GET,
+    PS_F_PUT,
+    PS_F_SETDIR,
+    PS_F_DEL,
+    PS_F_RANGE_DEL,
+    PS_F_DEL_ALL,
+    PS_F_STAT,
+    PS_F_LIST,
+    PS_F_HAS_CHILD,
+    PS_CAND_ADD,
+    PS_CANDS_ADD,
+    PS_CONTENT_SIZES_LOCK,
+    PS_CONTENT_GET,
+    PS_CONTENT_CHUNKS,
+    PS_CHUNK_DATA,
+    PS_CONTENT_INSERT,
+    PS_CONTENT_LOCK,
+    PS_CC_INSERT,
+    PS_CHUNKS_LOCK,
+    PS_PIN_ADD,
+    PS_PINS_DROP,
+    PS_CHUNK_LOCK,
+    PS_CHUNK_INSERT,
+    PS_PENDING_ADD,
+    PS_WRITER_END,
+    PS_CHUNKS_COLLECT_LOCK,
+    PS_CHUNKS_COLLECT,
+    PS_COMMIT_EXISTS,
+    PS_COMMITS_DEL_CHANGES,
+    PS_COMMITS_DEL,
+    PS_BACKEND_ALIVE,
+    PS_OWNER_PINS_RELEASE,
+    PS_OWNER_WRITERS_RELEASE,
+    PS_GC_TRYLOCK,
+    PS_GC_EXPIRE_PINS,
+    PS_GC_EXPIRE_WRITERS,
+    PS_GC_BATCH,
+    PS_GC_CAND_DEL,
+    PS_GC_CONTENTS_LOCK,
+    PS_GC_CONTENTS_DEL,
+    PS_GC_CC_DEL,
+    PS_GC_CHUNK_BATCH,
+    PS_GC_CHUNK_CAND_DEL,
+    PS_COUNT
+};
+
+extern const char *const pg_stmt_sql[PS_COUNT];
+
+struct pg_conn {
+    PGconn *pg;                              /* owned */
+    uint64_t prepared[(PS_COUNT + 63) / 64]; /* bit per statement prepared on this session */
+    uint32_t slots;                          /* bit per pg_exec_slot slot prepared */
+    bool broken;                             /* failed: closed, not pooled, when given back */
+    bool reused;                             /* taken from the idle list (not just opened) */
+    struct pg_conn *next;                    /* idle list link */
+};
+
+struct pg_store {
+    struct store base;        /* must stay first: struct store * is cast to this */
+    char *url;                /* the libpq URI; never in a message (it may hold a password) */
+    char owner[UUID_STR_LEN]; /* this store instance: its pins and writers */
+    int pool_size;            /* connections at most */
+    int64_t pool_wait_ms;     /* how long a caller waits for one */
+    bool opening;             /* store_open_pg runs: connection errors name their cause */
+    pthread_mutex_t lock;     /* guards idle, nopen */
+    pthread_cond_t cond;      /* signalled when a connection is given back or closed */
+    struct pg_conn *idle;     /* idle connections */
+    int nopen;                /* connections open (idle or in use) */
+};
+
+static inline struct pg_store *to_pg(struct store *st)
+{
+    return (struct pg_store *)st;
+}
+
+/* ---- pg_conn.c: parameters, statements, the pool, transactions ------------------------- */
+
+#define PG_MAX_PARAMS 12
+
+/* Parameters of one statement, in order ($1, $2, ...): integers and text in text format, bytes
+ * in binary. Values are not copied (except integers): they must outlive the call. */
+struct pg_params {
+    int n;
+    bool overflow; /* more than PG_MAX_PARAMS were added: the statement is refused */
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS];
+    int formats[PG_MAX_PARAMS];
+    char num[PG_MAX_PARAMS][24];
+};
+
+void pp_i64(struct pg_params *p, int64_t v);
+/* NULL: SQL NULL. */
+void pp_text(struct pg_params *p, const char *s);
+/* len bytes as bytea; data NULL: SQL NULL. */
+void pp_bytes(struct pg_params *p, const void *data, size_t len);
+static inline void pp_id(struct pg_params *p, const uint8_t id[CONTENT_ID_LEN])
+{
+    pp_bytes(p, id, CONTENT_ID_LEN);
+}
+
+/* Maps a failed statement (res NULL: no answer) to the store's codes with err_set; marks c
+ * broken when its session is lost. */
+int pg_fail(struct pg_store *s, struct pg_conn *c, const PGresult *res);
+
+/* Runs statement id with p (NULL: none) on c, results binary. Returns the rows it returned, or
+ * for a statement without rows the rows it changed (>= 0), or a negative code. *ret (may be NULL)
+ * gets the result on success (PQclear it; declare it _cleanup_pgresult_). */
+int pg_exec(struct pg_store *s, struct pg_conn *c, enum pg_stmt id, const struct pg_params *p,
+            PGresult **ret);
+/* pg_exec on a pooled connection, given back before it returns. */
+int pg_query(struct pg_store *s, enum pg_stmt id, const struct pg_params *p, PGresult **ret);
+/* Slots of pg_exec_slot: statements built at run time that repeat often enough to prepare. */
+#define PG_SQL_SLOTS 16
+
+/* pg_exec_sql for SQL that is always the same text for one `slot` (< PG_SQL_SLOTS; the caller
+ * keeps that promise): prepared on c the first time, then only bound and run. */
+int pg_exec_slot(struct pg_store *s, struct pg_conn *c, int slot, const char *sql, int n,
+                 const char *const *values, const int *lengths, const int *formats, PGresult **ret);
+/* Runs SQL text without parameters, possibly several statements (BEGIN, COMMIT, migrations);
+ * 0 or a negative code. */
+int pg_cmd(struct pg_store *s, struct pg_conn *c, const char *sql);
+/* pg_exec for SQL built at run time (unprepared), with n parameters in the arrays. */
+int pg_exec_sql(struct pg_store *s, struct pg_conn *c, const char *sql, int n,
+                const char *const *values, const int *lengths, const int *formats, PGresult **ret);
+
+static inline void pgresult_clearp(PGresult **p)
+{
+    if (*p)
+        PQclear(*p);
+}
+#define _cleanup_pgresult_ __attribute__((cleanup(pgresult_clearp)))
+
+/* Column readers for binary results. pg_i64 reads an integer or boolean column of any width
+ * (0 for NULL); pg_bytes points at a column's bytes (NULL for SQL NULL; NUL-terminated). */
+int64_t pg_i64(const PGresult *res, int row, int col);
+const char *pg_bytes(const PGresult *res, int row, int col, size_t *ret_len);
+/* Copies a content id column; false when it is NULL or not an id. */
+bool pg_id(const PGresult *res, int row, int col, uint8_t id[CONTENT_ID_LEN]);
+
+/* A connection from the pool (opened when none is idle and fewer than pool_size are open;
+ * otherwise waits up to pool_wait_ms: -ERR_BUSY). Give it back with pg_pool_put (NULL-safe),
+ * which closes it when it is broken or left inside a transaction. */
+int pg_pool_get(struct pg_store *s, struct pg_conn **ret);
+void pg_pool_put(struct pg_store *s, struct pg_conn *c);
+/* Opens one connection (not counted in the pool). */
+int pg_connect(struct pg_store *s, struct pg_conn **ret);
+void pg_conn_close(struct pg_conn *c);
+
+/* Is the effect of a transaction whose COMMIT went unanswered there? 1 yes, 0 no, negative
+ * when it cannot be told; runs on a fresh connection c. */
+typedef int (*pg_tx_check)(struct pg_store *s, struct pg_conn *c, void *arg);
+
+/* A pooled connection inside BEGIN (READ COMMITTED) in *ret; a pooled connection the server
+ * dropped while idle is replaced once. */
+int pg_tx_begin(struct pg_store *s, struct pg_conn **ret);
+/* Ends the transaction on c and gives c back: COMMIT when r >= 0, ROLLBACK otherwise. Returns r,
+ * or the failure of the COMMIT. When the COMMIT's answer is lost, `check` (NULL: none) decides
+ * as described above: 0 when the effect is there, -ERR_STORE_UNAVAILABLE when it is not, -EIO
+ * (the change may or may not have been applied) when that cannot be told. */
+int pg_tx_end(struct pg_store *s, struct pg_conn *c, int r, pg_tx_check check, void *arg);
+
+/* ---- pg_schema.c ------------------------------------------------------------------------- */
+
+/* Brings the schema to the latest version under the migration lock (a second server starting
+ * at the same time waits, then finds it done), one transaction per migration. -EIO when the
+ * database is newer than this code. */
+int pg_migrate(struct pg_store *s, struct pg_conn *c);
+
+/* ---- pg_commit.c ------------------------------------------------------------------------- */
+
+/* A sandbox row's key and the state a commit starts from. */
+struct sb_state {
+    int64_t sid, version, size, count;
+};
+
+/* Applies cs to sandbox `id` inside the transaction open on c. known: the sandbox's state when
+ * this transaction has just inserted its row (so nobody else can see or lock it), NULL to lock
+ * and read it. ret may be NULL. */
+int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const struct changeset *cs,
+                 const struct commit_opts *opts, const struct sb_state *known,
+                 struct commit_result *ret);
+
+/* ---- pg_gc.c ----------------------------------------------------------------------------- */
+
+/* Inside c's transaction: locks the n chunks (hashes, 32 bytes each) and deletes those no
+ * content uses and no live writer lists; adds what it frees to stats (may be NULL). */
+int pg_chunks_collect(struct pg_store *s, struct pg_conn *c, const uint8_t *hashes, size_t n,
+                      struct gc_stats *stats);
+/* Expires leases, then collects candidates in short transactions. ret may be NULL. */
+int pg_gc_run(struct pg_store *s, struct gc_stats *ret);
+
+/* ---- the store_ops members (contract: store.h) ------------------------------------------ */
+
+/* pg_sandbox.c */
+int pg_sandbox_create(struct store *st, const struct sandbox_rec *rec,
+                      const struct changeset *initial, const struct commit_opts *opts);
+int pg_sandbox_get(struct store *st, const char *id, const char *tenant, const char *sub,
+                   struct sandbox_rec *ret);
+int pg_sandbox_list(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
+                    void *userdata);
+int pg_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
+int pg_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
+
+/* pg_tree.c */
+int pg_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret);
+int pg_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
+            store_file_cb cb, void *userdata);
+int pg_has_children(struct store *st, const char *sandbox_id, const char *path);
+
+/* pg_content_write.c */
+int pg_content_begin(struct store *st, struct content_writer **ret);
+int pg_content_write(struct content_writer *w, const void *data, size_t len);
+int pg_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
+void pg_content_abort(struct content_writer *w);
+int pg_content_batch_new(struct store *st, struct content_batch **ret);
+
+/* pg_content_read.c */
+int pg_content_open(struct store *st, const uint8_t id[CONTENT_ID_LEN],
+                    struct content_reader **ret);
+int pg_content_read(struct content_reader *r, void *buf, size_t cap, size_t *ret_got);
+int pg_content_seek(struct content_reader *r, int64_t offset);
+void pg_content_close(struct content_reader *r);
+
+/* pg_commit.c, pg_gc.c */
+int pg_commit(struct store *st, const char *sandbox_id, const struct changeset *cs,
+              const struct commit_opts *opts, struct commit_result *ret);
+int pg_discard(struct store *st, const struct changeset *cs);
+int pg_gc(struct store *st, struct gc_stats *ret);
+
+#endif

@@ -1,0 +1,335 @@
+/*
+ * pg_schema.c — the SQL of the PostgreSQL engine: the schema's migrations, the migration lock,
+ * and the text of every statement the engine prepares (enum pg_stmt in pg_int.h). The tables
+ * and the locking rules the statements follow are described in pg_int.h.
+ */
+#include "store/pg/pg_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "util/err.h"
+
+/* Leases are measured on the database's clock, the one all replicas share. */
+#define NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+#define LEASE_MS "3600000"
+_Static_assert(STORE_PIN_LEASE_MS == 3600000, "LEASE_MS is STORE_PIN_LEASE_MS");
+
+/* The rows (i, h) of a bytea parameter holding content ids or chunk hashes back to back (32
+ * bytes each): one parameter carries any number of them. */
+#define SPLIT32(P)                                                                                 \
+    "(SELECT g AS i, substring(" P " FROM g * 32 + 1 FOR 32) AS h "                                \
+    "FROM generate_series(0, length(" P ") / 32 - 1) AS g)"
+#define IDS_1 "(SELECT h FROM " SPLIT32("$1::bytea") " AS ids)"
+
+/* A GC candidate insert that locks an existing candidate row (pg_int.h: GC's batch, which locks
+ * its candidates, then waits for this transaction instead of losing the candidate). */
+#define CAND_UPSERT "ON CONFLICT (content_id) DO UPDATE SET content_id = excluded.content_id"
+
+/* Migration i brings the schema to version i + 1. Never edit a released entry: append. */
+static const char *const migrations[] = {
+    "CREATE TABLE sandboxes ("
+    "  sid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  id text NOT NULL UNIQUE,"
+    "  tenant text NOT NULL,"
+    "  sub text NOT NULL,"
+    "  name text,"
+    "  env text NOT NULL,"
+    "  python boolean NOT NULL,"
+    "  javascript boolean NOT NULL,"
+    "  network boolean NOT NULL,"
+    "  cwd bytea NOT NULL,"
+    "  created_ms bigint NOT NULL,"
+    "  last_used_ms bigint NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  size_bytes bigint NOT NULL,"
+    "  file_count bigint NOT NULL);"
+    "CREATE INDEX sandboxes_owner ON sandboxes (tenant, sub, created_ms DESC, sid DESC);"
+    "CREATE INDEX sandboxes_created ON sandboxes (created_ms DESC, sid DESC);"
+    "CREATE TABLE files ("
+    "  sid bigint NOT NULL,"
+    "  path bytea NOT NULL,"
+    "  kind smallint NOT NULL,"
+    "  mode integer NOT NULL,"
+    "  size bigint NOT NULL,"
+    "  mtime_ns bigint NOT NULL,"
+    "  content bytea,"
+    "  target bytea,"
+    "  PRIMARY KEY (sid, path));"
+    "CREATE INDEX files_content ON files (content) WHERE content IS NOT NULL;"
+    "CREATE TABLE chunks ("
+    "  hash bytea PRIMARY KEY,"
+    "  size integer NOT NULL,"
+    "  data bytea NOT NULL);"
+    /* chunks hold compressed data as often as not: no compression attempt, stored out of line
+     * so that reading a chunk's size never touches its bytes */
+    "ALTER TABLE chunks ALTER COLUMN data SET STORAGE EXTERNAL;"
+    "CREATE TABLE contents ("
+    "  id bytea PRIMARY KEY,"
+    "  size bigint NOT NULL,"
+    "  nchunks integer NOT NULL,"
+    "  data bytea);"
+    "CREATE TABLE content_chunks ("
+    "  content_id bytea NOT NULL,"
+    "  seq integer NOT NULL,"
+    "  chunk bytea NOT NULL,"
+    "  PRIMARY KEY (content_id, seq));"
+    "CREATE INDEX content_chunks_chunk ON content_chunks (chunk);"
+    "CREATE TABLE content_pins ("
+    "  content_id bytea NOT NULL,"
+    "  owner text NOT NULL,"
+    "  refs integer NOT NULL,"
+    "  pinned_ms bigint NOT NULL,"
+    "  PRIMARY KEY (content_id, owner));"
+    "CREATE INDEX content_pins_owner ON content_pins (owner);"
+    "CREATE INDEX content_pins_time ON content_pins (pinned_ms);"
+    "CREATE TABLE writers ("
+    "  id bigint PRIMARY KEY,"
+    "  owner text NOT NULL,"
+    "  lease_ms bigint NOT NULL);"
+    "CREATE INDEX writers_owner ON writers (owner);"
+    "CREATE INDEX writers_lease ON writers (lease_ms);"
+    "CREATE TABLE pending_chunks ("
+    "  writer bigint NOT NULL,"
+    "  chunk bytea NOT NULL,"
+    "  PRIMARY KEY (writer, chunk));"
+    "CREATE INDEX pending_chunks_chunk ON pending_chunks (chunk);"
+    "CREATE TABLE gc_candidates (content_id bytea PRIMARY KEY);"
+    "CREATE TABLE gc_chunk_candidates (chunk bytea PRIMARY KEY);"
+    "CREATE TABLE commits ("
+    "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  sid bigint NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  kind text,"
+    "  info text,"
+    "  created_ms bigint NOT NULL,"
+    "  changes integer NOT NULL,"
+    "  bytes_delta bigint NOT NULL);"
+    "CREATE INDEX commits_sid ON commits (sid, version);"
+    "CREATE TABLE commit_changes ("
+    "  commit_id bigint NOT NULL,"
+    "  seq integer NOT NULL,"
+    "  op smallint NOT NULL,"
+    "  path bytea NOT NULL,"
+    "  PRIMARY KEY (commit_id, seq));",
+};
+
+/* Column lists shared by several statements. */
+#define SB_COLS                                                                                    \
+    "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, "     \
+    "version, size_bytes, file_count, sid"
+#define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
+#define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = $1)"
+#define PAGE "LIMIT 256"
+_Static_assert(PG_PAGE_ROWS == 256, "PAGE is PG_PAGE_ROWS");
+
+/* Indexed by enum pg_stmt (pg_int.h). */
+const char *const pg_stmt_sql[PS_COUNT] = {
+    [PS_CHECK] = "SELECT count(*) FROM schema_migrations",
+    [PS_SB_INSERT] = "INSERT INTO sandboxes (id, tenant, sub, name, env, python, javascript, "
+                     "network, cwd, created_ms, last_used_ms, version, size_bytes, file_count) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0) "
+                     "ON CONFLICT (id) DO NOTHING RETURNING sid",
+    [PS_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = $1",
+    [PS_SB_LIST_OWNER] = "SELECT " SB_COLS " FROM sandboxes WHERE tenant = $1 AND sub = $2 "
+                         "AND (created_ms, sid) < ($3, $4) "
+                         "ORDER BY created_ms DESC, sid DESC " PAGE,
+    [PS_SB_LIST_ANY] = "SELECT " SB_COLS " FROM sandboxes "
+                       "WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR sub = $2) "
+                       "AND (created_ms, sid) < ($3, $4) "
+                       "ORDER BY created_ms DESC, sid DESC " PAGE,
+    [PS_SB_STATE_LOCK] = "SELECT sid, version, size_bytes, file_count, tenant, sub "
+                         "FROM sandboxes WHERE id = $1 FOR UPDATE",
+    [PS_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = $2 WHERE id = $1",
+    [PS_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = $1",
+    [PS_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = $1",
+    [PS_SB_EXISTS] = "SELECT 1 FROM sandboxes WHERE id = $1",
+    [PS_OWNER_LOCK] = "SELECT pg_advisory_xact_lock($1::integer, hashtext($2 || chr(10) || $3))",
+    [PS_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
+                          "WHERE tenant = $1 AND sub = $2 LIMIT $3) AS t",
+    [PS_F_GET] = "SELECT kind, size, content FROM files WHERE sid = $1 AND path = $2",
+    [PS_F_PUT] = "INSERT INTO files (sid, " FILE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                 "ON CONFLICT (sid, path) DO UPDATE SET kind = excluded.kind, "
+                 "mode = excluded.mode, size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                 "content = excluded.content, target = excluded.target",
+    [PS_F_SETDIR] = "UPDATE files SET mode = $3, mtime_ns = $4 WHERE sid = $1 AND path = $2",
+    [PS_F_DEL] = "DELETE FROM files WHERE sid = $1 AND path = $2",
+    [PS_F_RANGE_DEL] = "WITH d AS (DELETE FROM files WHERE sid = $1 AND path >= $2 AND path < $3 "
+                       "RETURNING kind, size, content), "
+                       "c AS (INSERT INTO gc_candidates (content_id) SELECT DISTINCT content "
+                       "FROM d WHERE content IS NOT NULL " CAND_UPSERT ") "
+                       "SELECT count(*), coalesce(sum(size) FILTER (WHERE kind = 1), 0)::bigint "
+                       "FROM d",
+    [PS_F_DEL_ALL] = "WITH d AS (DELETE FROM files WHERE sid = $1 RETURNING content) "
+                     "INSERT INTO gc_candidates (content_id) SELECT DISTINCT content FROM d "
+                     "WHERE content IS NOT NULL " CAND_UPSERT,
+    [PS_F_STAT] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1 " AND path = $2",
+    [PS_F_LIST] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1
+                  " AND path >= $2 AND path < $3 ORDER BY path " PAGE,
+    [PS_F_HAS_CHILD] =
+        "SELECT 1 FROM files WHERE sid = " SID_OF_1 " AND path >= $2 AND path < $3 LIMIT 1",
+    [PS_CAND_ADD] = "INSERT INTO gc_candidates (content_id) VALUES ($1) " CAND_UPSERT,
+    [PS_CANDS_ADD] =
+        "INSERT INTO gc_candidates (content_id) SELECT h FROM " IDS_1 " AS t(h) " CAND_UPSERT,
+    [PS_CONTENT_SIZES_LOCK] =
+        "SELECT id, size FROM contents WHERE id IN " IDS_1 " ORDER BY id FOR KEY SHARE",
+    [PS_CONTENT_GET] = "SELECT size, nchunks, data FROM contents WHERE id = $1",
+    [PS_CONTENT_CHUNKS] = "SELECT cc.chunk, ch.size FROM content_chunks cc "
+                          "JOIN chunks ch ON ch.hash = cc.chunk "
+                          "WHERE cc.content_id = $1 ORDER BY cc.seq",
+    [PS_CHUNK_DATA] = "SELECT data FROM chunks WHERE hash = $1",
+    [PS_CONTENT_INSERT] = "INSERT INTO contents (id, size, nchunks, data) "
+                          "VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+    [PS_CONTENT_LOCK] = "SELECT 1 FROM contents WHERE id = $1 FOR KEY SHARE",
+    [PS_CC_INSERT] = "INSERT INTO content_chunks (content_id, seq, chunk) "
+                     "SELECT $1::bytea, s.i, s.h FROM " SPLIT32("$2::bytea") " AS s",
+    [PS_CHUNKS_LOCK] =
+        "SELECT hash FROM chunks WHERE hash IN " IDS_1 " ORDER BY hash FOR KEY SHARE",
+    [PS_PIN_ADD] = "INSERT INTO content_pins (content_id, owner, refs, pinned_ms) "
+                   "VALUES ($1, $2, 1, " NOW_MS ") ON CONFLICT (content_id, owner) "
+                   "DO UPDATE SET refs = content_pins.refs + 1, pinned_ms = excluded.pinned_ms",
+    /* one reference of this store's pin on each content: the last one deletes the row; the
+     * update skips the rows the delete takes, so no row is changed twice */
+    [PS_PINS_DROP] =
+        "WITH d AS (DELETE FROM content_pins WHERE owner = $2 AND content_id IN " IDS_1
+        " AND refs <= 1 RETURNING content_id) "
+        "UPDATE content_pins SET refs = refs - 1 WHERE owner = $2 AND content_id IN " IDS_1
+        " AND content_id NOT IN (SELECT content_id FROM d)",
+    [PS_CHUNK_LOCK] = "SELECT 1 FROM chunks WHERE hash = $1 FOR KEY SHARE",
+    [PS_CHUNK_INSERT] = "INSERT INTO chunks (hash, size, data) VALUES ($1, $2, $3) "
+                        "ON CONFLICT (hash) DO NOTHING",
+    [PS_PENDING_ADD] = "WITH w AS (INSERT INTO writers (id, owner, lease_ms) "
+                       "VALUES ($1, $2, " NOW_MS " + " LEASE_MS ") "
+                       "ON CONFLICT (id) DO UPDATE SET lease_ms = excluded.lease_ms) "
+                       "INSERT INTO pending_chunks (writer, chunk) VALUES ($1, $3) "
+                       "ON CONFLICT DO NOTHING",
+    [PS_WRITER_END] = "WITH p AS (DELETE FROM pending_chunks WHERE writer = $1) "
+                      "DELETE FROM writers WHERE id = $1",
+    [PS_CHUNKS_COLLECT_LOCK] =
+        "SELECT hash FROM chunks WHERE hash IN " IDS_1 " ORDER BY hash FOR UPDATE",
+    [PS_CHUNKS_COLLECT] = "DELETE FROM chunks c WHERE c.hash IN " IDS_1
+                          " AND NOT EXISTS (SELECT 1 FROM content_chunks cc "
+                          "WHERE cc.chunk = c.hash) "
+                          "AND NOT EXISTS (SELECT 1 FROM pending_chunks p "
+                          "JOIN writers w ON w.id = p.writer "
+                          "WHERE p.chunk = c.hash AND w.lease_ms >= " NOW_MS ") "
+                          "RETURNING c.size",
+    [PS_COMMIT_EXISTS] = "SELECT 1 FROM commits WHERE id = $1",
+    [PS_COMMITS_DEL_CHANGES] = "DELETE FROM commit_changes WHERE commit_id IN "
+                               "(SELECT id FROM commits WHERE sid = $1)",
+    [PS_COMMITS_DEL] = "DELETE FROM commits WHERE sid = $1",
+    [PS_BACKEND_ALIVE] = "SELECT 1 FROM pg_stat_activity WHERE pid = $1",
+    [PS_OWNER_PINS_RELEASE] = "WITH d AS (DELETE FROM content_pins WHERE owner = $1 "
+                              "RETURNING content_id) "
+                              "INSERT INTO gc_candidates (content_id) "
+                              "SELECT DISTINCT content_id FROM d " CAND_UPSERT,
+    [PS_OWNER_WRITERS_RELEASE] = "WITH w AS (DELETE FROM writers WHERE owner = $1 RETURNING id), "
+                                 "p AS (DELETE FROM pending_chunks "
+                                 "WHERE writer IN (SELECT id FROM w) RETURNING chunk) "
+                                 "INSERT INTO gc_chunk_candidates (chunk) "
+                                 "SELECT DISTINCT chunk FROM p ON CONFLICT DO NOTHING",
+    [PS_GC_TRYLOCK] = "SELECT pg_try_advisory_xact_lock($1::integer, $2::integer)",
+    [PS_GC_EXPIRE_PINS] = "WITH d AS (DELETE FROM content_pins "
+                          "WHERE pinned_ms < " NOW_MS " - " LEASE_MS " RETURNING content_id) "
+                          "INSERT INTO gc_candidates (content_id) "
+                          "SELECT DISTINCT content_id FROM d " CAND_UPSERT,
+    [PS_GC_EXPIRE_WRITERS] =
+        "WITH w AS (DELETE FROM writers WHERE lease_ms < " NOW_MS " RETURNING id), "
+        "p AS (DELETE FROM pending_chunks "
+        "WHERE writer IN (SELECT id FROM w) RETURNING chunk) "
+        "INSERT INTO gc_chunk_candidates (chunk) "
+        "SELECT DISTINCT chunk FROM p ON CONFLICT DO NOTHING",
+    [PS_GC_BATCH] = "SELECT content_id FROM gc_candidates ORDER BY content_id LIMIT $1 "
+                    "FOR UPDATE SKIP LOCKED",
+    [PS_GC_CAND_DEL] =
+        "DELETE FROM gc_candidates g WHERE g.content_id IN " IDS_1
+        " AND (g.content_id IN (SELECT h FROM " SPLIT32(
+            "$2::bytea") " AS l) "
+                         "OR NOT EXISTS (SELECT 1 FROM contents c WHERE c.id = g.content_id))",
+    [PS_GC_CONTENTS_LOCK] =
+        "SELECT id FROM contents WHERE id IN " IDS_1 " ORDER BY id FOR UPDATE SKIP LOCKED",
+    [PS_GC_CONTENTS_DEL] = "DELETE FROM contents c WHERE c.id IN " IDS_1
+                           " AND NOT EXISTS (SELECT 1 FROM files f WHERE f.content = c.id) "
+                           "AND NOT EXISTS (SELECT 1 FROM content_pins p "
+                           "WHERE p.content_id = c.id) RETURNING c.id, c.size, c.nchunks",
+    [PS_GC_CC_DEL] = "WITH d AS (DELETE FROM content_chunks WHERE content_id IN " IDS_1
+                     " RETURNING chunk) INSERT INTO gc_chunk_candidates (chunk) "
+                     "SELECT DISTINCT chunk FROM d ON CONFLICT DO NOTHING",
+    [PS_GC_CHUNK_BATCH] = "SELECT chunk FROM gc_chunk_candidates ORDER BY chunk LIMIT $1 "
+                          "FOR UPDATE SKIP LOCKED",
+    [PS_GC_CHUNK_CAND_DEL] = "DELETE FROM gc_chunk_candidates WHERE chunk IN " IDS_1,
+};
+
+/* The schema's version: 0 before the first migration. */
+static int schema_version(struct pg_store *s, struct pg_conn *c, int64_t *ret)
+{
+    _cleanup_pgresult_ PGresult *res = NULL;
+    int r = pg_exec_sql(s, c, "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL,
+                        NULL, NULL, &res);
+    if (r < 0)
+        return r;
+    *ret = r > 0 ? pg_i64(res, 0, 0) : 0;
+    return 0;
+}
+
+/* Applies migration v (1-based) and records it, in one transaction. */
+static int migrate_one(struct pg_store *s, struct pg_conn *c, int64_t v)
+{
+    int r = pg_cmd(s, c, "BEGIN");
+    if (r < 0)
+        return r;
+    r = pg_cmd(s, c, migrations[v - 1]);
+    if (r >= 0) {
+        char num[24];
+        snprintf(num, sizeof(num), "%" PRId64, v);
+        const char *vals[] = {num};
+        r = pg_exec_sql(s, c,
+                        "INSERT INTO schema_migrations (version, applied_ms) "
+                        "VALUES ($1::bigint, " NOW_MS ")",
+                        1, vals, NULL, NULL, NULL);
+    }
+    if (r >= 0)
+        r = pg_cmd(s, c, "COMMIT");
+    if (r < 0 && !c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE &&
+        pg_cmd(s, c, "ROLLBACK") < 0)
+        c->broken = true;
+    return r;
+}
+
+static int migrate_locked(struct pg_store *s, struct pg_conn *c)
+{
+    int r = pg_exec_sql(s, c,
+                        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                        "version bigint PRIMARY KEY, applied_ms bigint NOT NULL)",
+                        0, NULL, NULL, NULL, NULL);
+    int64_t current = 0;
+    if (r >= 0)
+        r = schema_version(s, c, &current);
+    if (r < 0)
+        return r;
+    int64_t latest = (int64_t)(sizeof(migrations) / sizeof(migrations[0]));
+    if (current > latest)
+        return err_set(
+            -EIO, "the database schema (version %" PRId64 ") is newer than this server understands",
+            current);
+    for (int64_t v = current + 1; v <= latest && r >= 0; v++)
+        r = migrate_one(s, c, v);
+    return r;
+}
+
+int pg_migrate(struct pg_store *s, struct pg_conn *c)
+{
+    char cls[24], key[24];
+    snprintf(cls, sizeof(cls), "%d", PG_LOCK_CLASS);
+    snprintf(key, sizeof(key), "%d", PG_LOCK_MIGRATE);
+    const char *vals[] = {cls, key};
+    int r = pg_exec_sql(s, c, "SELECT pg_advisory_lock($1::integer, $2::integer)", 2, vals, NULL,
+                        NULL, NULL);
+    if (r < 0)
+        return r;
+    r = migrate_locked(s, c);
+    int u = pg_exec_sql(s, c, "SELECT pg_advisory_unlock($1::integer, $2::integer)", 2, vals, NULL,
+                        NULL, NULL);
+    return r < 0 ? r : u < 0 ? u : 0;
+}
