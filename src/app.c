@@ -114,7 +114,8 @@ int app_open(struct app *app, struct config *cfg, bool *ret_secret_created, cons
         .database = cfg->database,
         .data_dir = cfg->data_dir,
         .pg = {.pool_size = (int)cfg->database_pool_size,
-               .pool_wait_ms = cfg->database_pool_wait_ms},
+               .pool_wait_ms = cfg->database_pool_wait_ms,
+               .lock_connections = (int)cfg->database_lock_connections},
     };
     r = store_open(&stc, &app->store);
     if (r < 0) {

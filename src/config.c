@@ -38,7 +38,8 @@ enum computed {
     CPUS_X2,
     HALF_EXEC_CONCURRENCY,
     QUARTER_EXEC_QUEUE,
-    EXEC_CONCURRENCY_PLUS_4
+    EXEC_CONCURRENCY_PLUS_4,
+    EXEC_CONCURRENCY_X2_PLUS_8
 };
 
 struct limit_spec {
@@ -122,6 +123,10 @@ static const struct limit_spec limits[] = {
     {"DATABASE_POOL_SIZE", F(database_pool_size), 0, EXEC_CONCURRENCY_PLUS_4, 1, 10000, false,
      "PostgreSQL connections this server opens at most (each replica: keep the sum below the "
      "database's max_connections)"},
+    {"DATABASE_LOCK_CONNECTIONS", F(database_lock_connections), 0, EXEC_CONCURRENCY_X2_PLUS_8, 1,
+     10000, false,
+     "PostgreSQL sessions this server holds sandbox locks on, at most: one per sandbox it is "
+     "writing (or reading) at a time; more wait, then 503 EBUSY"},
     {"DATABASE_POOL_WAIT_MS", F(database_pool_wait_ms), 5000, FIXED, 0, MS_MAX, false,
      "wait for a free PostgreSQL connection before 503 EBUSY, milliseconds"},
 };
@@ -164,6 +169,7 @@ static int64_t limit_default(const struct limit_spec *l, int64_t cpus)
     case HALF_EXEC_CONCURRENCY:
     case QUARTER_EXEC_QUEUE:
     case EXEC_CONCURRENCY_PLUS_4:
+    case EXEC_CONCURRENCY_X2_PLUS_8:
         return -1;
     case FIXED:
         break;
@@ -404,6 +410,8 @@ void config_finish(struct config *c)
         c->exec_owner_queue = (c->exec_queue + 3) / 4;
     if (c->database_pool_size < 0)
         c->database_pool_size = c->exec_concurrency + 4;
+    if (c->database_lock_connections < 0)
+        c->database_lock_connections = 2 * c->exec_concurrency + 8;
 }
 
 void config_release(struct config *c)
@@ -660,6 +668,10 @@ static void format_default(const struct limit_spec *l, char *out, size_t n)
     }
     if (l->computed == EXEC_CONCURRENCY_PLUS_4) {
         snprintf(out, n, "EXEC_CONCURRENCY + 4");
+        return;
+    }
+    if (l->computed == EXEC_CONCURRENCY_X2_PLUS_8) {
+        snprintf(out, n, "2 x EXEC_CONCURRENCY + 8");
         return;
     }
     static const struct {

@@ -10,39 +10,40 @@
 #include <stdint.h>
 
 struct config {
-    char *listen_host;               /* SQLFS_LISTEN host part / --listen; default 127.0.0.1 */
-    int port;                        /* PORT or SQLFS_LISTEN port; default 8080 */
-    char *data_dir;                  /* SQLFS_DATA / --data; default ./data */
-    char *database;                  /* SQLFS_DATABASE / --database: NULL or "sqlite:" → SQLite
-                                      * in the data dir; postgres:// or postgresql:// →
-                                      * PostgreSQL (may hold a password: never shown) */
-    int64_t database_pool_size;      /* DATABASE_POOL_SIZE: PostgreSQL connections at most;
-                                      * default EXEC_CONCURRENCY + 4 (-1 until config_finish) */
-    int64_t database_pool_wait_ms;   /* DATABASE_POOL_WAIT_MS 5000: wait for one, then 503 */
-    char *auth_secret;               /* AUTH_SECRET; NULL → generated and kept in data dir */
-    char *auth_secret_previous;      /* AUTH_SECRET_PREVIOUS; NULL → none (key rotation) */
-    char *admin_secret;              /* ADMIN_SECRET; NULL → admin routes answer 500 */
-    int64_t token_default_expires_s; /* TOKEN_DEFAULT_EXPIRES 30d; -1 = never */
-    int64_t token_max_expires_s;     /* TOKEN_MAX_EXPIRES 365d; -1 = no maximum ("never") */
-    int64_t tokens_not_before_s;     /* TOKENS_NOT_BEFORE: tokens issued earlier are refused
-                                      * (Unix seconds; 0 = none) */
-    bool trust_proxy;                /* TRUST_PROXY: honour X-Forwarded-For for rate limits */
-    int64_t max_request_body_bytes;  /* MAX_REQUEST_BODY_BYTES 268435456 (JSON bodies) */
-    int64_t max_file_write_bytes;    /* MAX_FILE_WRITE_BYTES 1073741824 */
-    int64_t max_bulk_write_files;    /* MAX_BULK_WRITE_FILES 1000 */
-    int64_t max_ingest_files;        /* MAX_INGEST_FILES 100000 */
-    int64_t max_ingest_bytes;        /* MAX_INGEST_BYTES 4294967296 */
-    int64_t max_ingest_path_bytes;   /* MAX_INGEST_PATH_BYTES 33554432 */
-    int64_t max_tree_entries;        /* MAX_TREE_ENTRIES 50000 */
-    int64_t max_exec_output_bytes;   /* MAX_EXEC_OUTPUT_BYTES 16777216: per stream of a request */
-    int64_t reply_memory_bytes;      /* REPLY_MEMORY_BYTES 268435456: exec output held for
-                                      * exec-sync and batch replies, all requests together */
-    int64_t sandbox_quota_bytes;     /* SANDBOX_QUOTA_BYTES 10737418240 */
-    int64_t max_sandboxes_per_owner; /* MAX_SANDBOXES_PER_OWNER 1000 (0 = no limit) */
-    int64_t exec_memory_bytes;       /* EXEC_MEMORY_BYTES 1073741824 */
-    int64_t exec_pids_max;           /* EXEC_PIDS_MAX 512 */
-    int64_t exec_cpu_percent;        /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */
-    int64_t exec_file_size_bytes;    /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
+    char *listen_host;                 /* SQLFS_LISTEN host part / --listen; default 127.0.0.1 */
+    int port;                          /* PORT or SQLFS_LISTEN port; default 8080 */
+    char *data_dir;                    /* SQLFS_DATA / --data; default ./data */
+    char *database;                    /* SQLFS_DATABASE / --database: NULL or "sqlite:" → SQLite
+                                        * in the data dir; postgres:// or postgresql:// →
+                                        * PostgreSQL (may hold a password: never shown) */
+    int64_t database_pool_size;        /* DATABASE_POOL_SIZE: PostgreSQL connections at most;
+                                        * default EXEC_CONCURRENCY + 4 (-1 until config_finish) */
+    int64_t database_lock_connections; /* DATABASE_LOCK_CONNECTIONS: lock sessions at most */
+    int64_t database_pool_wait_ms;     /* DATABASE_POOL_WAIT_MS 5000: wait for one, then 503 */
+    char *auth_secret;                 /* AUTH_SECRET; NULL → generated and kept in data dir */
+    char *auth_secret_previous;        /* AUTH_SECRET_PREVIOUS; NULL → none (key rotation) */
+    char *admin_secret;                /* ADMIN_SECRET; NULL → admin routes answer 500 */
+    int64_t token_default_expires_s;   /* TOKEN_DEFAULT_EXPIRES 30d; -1 = never */
+    int64_t token_max_expires_s;       /* TOKEN_MAX_EXPIRES 365d; -1 = no maximum ("never") */
+    int64_t tokens_not_before_s;       /* TOKENS_NOT_BEFORE: tokens issued earlier are refused
+                                        * (Unix seconds; 0 = none) */
+    bool trust_proxy;                  /* TRUST_PROXY: honour X-Forwarded-For for rate limits */
+    int64_t max_request_body_bytes;    /* MAX_REQUEST_BODY_BYTES 268435456 (JSON bodies) */
+    int64_t max_file_write_bytes;      /* MAX_FILE_WRITE_BYTES 1073741824 */
+    int64_t max_bulk_write_files;      /* MAX_BULK_WRITE_FILES 1000 */
+    int64_t max_ingest_files;          /* MAX_INGEST_FILES 100000 */
+    int64_t max_ingest_bytes;          /* MAX_INGEST_BYTES 4294967296 */
+    int64_t max_ingest_path_bytes;     /* MAX_INGEST_PATH_BYTES 33554432 */
+    int64_t max_tree_entries;          /* MAX_TREE_ENTRIES 50000 */
+    int64_t max_exec_output_bytes;     /* MAX_EXEC_OUTPUT_BYTES 16777216: per stream of a request */
+    int64_t reply_memory_bytes;        /* REPLY_MEMORY_BYTES 268435456: exec output held for
+                                        * exec-sync and batch replies, all requests together */
+    int64_t sandbox_quota_bytes;       /* SANDBOX_QUOTA_BYTES 10737418240 */
+    int64_t max_sandboxes_per_owner;   /* MAX_SANDBOXES_PER_OWNER 1000 (0 = no limit) */
+    int64_t exec_memory_bytes;         /* EXEC_MEMORY_BYTES 1073741824 */
+    int64_t exec_pids_max;             /* EXEC_PIDS_MAX 512 */
+    int64_t exec_cpu_percent;          /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */
+    int64_t exec_file_size_bytes;      /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
     int64_t exec_concurrency;       /* EXEC_CONCURRENCY: execs running at once; default 2×CPUs+2 */
     int64_t exec_queue;             /* EXEC_QUEUE: execs waiting beyond that; default 256 */
     int64_t exec_owner_concurrency; /* EXEC_OWNER_CONCURRENCY: execs of one owner (tenant, sub)

@@ -190,6 +190,8 @@ int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct
         .owner_queue = cfg->owner_queue,
     };
     r = admission_new(&lim, &e->admission);
+    if (r == 0)
+        r = exec_health_load_id(&e->health, cfg->data_dir);
     char *uppers_dir = NULL;
     if (r == 0)
         r = asprintf(&uppers_dir, "%s/uppers", cfg->data_dir) < 0 ? -ENOMEM : 0;
@@ -301,6 +303,16 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(mem, "used", json_integer(budget_used(e->cfg.reply_memory)));
     json_object_set_new(mem, "limit", json_integer(e->cfg.reply_memory->limit));
     json_object_set_new(o, "replyMemoryBytes", mem);
+    struct checkout_stats cst;
+    checkouts_get_stats(e->checkouts, &cst);
+    json_t *co = json_object();
+    json_object_set_new(co, "entries", json_integer(cst.entries));
+    json_object_set_new(co, "bytes", json_integer(cst.bytes));
+    json_object_set_new(co, "builds", json_integer(cst.builds));
+    json_object_set_new(co, "refreshes", json_integer(cst.refreshes));
+    json_object_set_new(co, "evictions", json_integer(cst.evictions));
+    json_object_set_new(co, "lastBuildMs", json_integer(cst.last_build_ms));
+    json_object_set_new(o, "checkouts", co);
     exec_health_json(e, o);
     return o;
 }

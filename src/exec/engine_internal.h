@@ -28,6 +28,7 @@ struct exec_health {
     int64_t failed_ms;     /* wall clock of that failure */
     int64_t selftest_ns;   /* monotonic time the last self-test started, 0 = never */
     bool selftest_running; /* one self-test at a time */
+    char selftest_id[UUID_STR_LEN]; /* the self-test's sandbox (exec_health_load_id) */
 };
 
 struct exec_engine {
@@ -132,6 +133,9 @@ int quota_error(const struct quota_watch *w);
 /* ---- health.c ---- */
 
 void exec_health_init(struct exec_health *h);
+/* Sets the self-test's sandbox id: this server's, kept in the data dir. -errno. */
+__attribute__((warn_unused_result)) int exec_health_load_id(struct exec_health *h,
+                                                            const char *data_dir);
 void exec_health_release(struct exec_health *h);
 /* Classifies the failure r of an exec's `phase` ("prepare", "spawn", "run", "commit"). Failures
  * the request or its sandbox caused, and answers that already say what happened (EBUSY,

@@ -14,6 +14,7 @@
  * its first request.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,7 +26,10 @@
 #include "jail/sysprobe.h"
 #include "sandbox/lock.h"
 #include "sandbox/sandbox.h"
+#include "util/cleanup.h"
 #include "util/err.h"
+#include "util/fd.h"
+#include "util/rand.h"
 #include "util/home.h"
 #include "util/jsontext.h"
 #include "util/log.h"
@@ -33,11 +37,47 @@
 
 /* While failing, /readyz re-runs the self-test at most this often. */
 #define SELFTEST_RETRY_NS (10LL * 1000 * 1000 * 1000)
-/* The self-test's private sandbox: a fixed id (a leftover of a crash is found and removed by
- * the next self-test) owned by a tenant no token can name (':' is outside the tenant syntax). */
-#define SELFTEST_ID "00000000-0000-4000-8000-000000000000"
+/* The self-test's private sandbox: an id of this server's own, kept in <data>/SELFTEST_ID_FILE
+ * (so that a leftover of a crash is found and removed by the next self-test, and servers
+ * sharing a database never test in one another's sandbox), owned by a tenant no token can name
+ * (':' is outside the tenant syntax). */
+#define SELFTEST_ID_FILE "selftest-id"
 #define SELFTEST_TENANT "sqlfs:self-test"
 #define SELFTEST_SCRIPT "echo ok > self-test && cat self-test"
+
+/* Reads this server's self-test sandbox id from the data dir, or makes and keeps a new one. */
+static int selftest_id_load(const char *data_dir, char id[UUID_STR_LEN])
+{
+    _cleanup_close_ int dfd = open(data_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    _cleanup_close_ int fd = openat(dfd, SELFTEST_ID_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        char got[UUID_STR_LEN] = {0};
+        ssize_t n = read_all(fd, got, UUID_STR_LEN - 1);
+        if (n == UUID_STR_LEN - 1 && uuid_valid(got)) {
+            memcpy(id, got, UUID_STR_LEN);
+            return 0;
+        }
+    }
+    int r = rand_uuid(id);
+    if (r < 0)
+        return r;
+    static const char tmp[] = SELFTEST_ID_FILE ".tmp";
+    _cleanup_close_ int out =
+        openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0)
+        return -errno;
+    r = write_all(out, id, UUID_STR_LEN - 1);
+    if (r >= 0 && renameat(dfd, tmp, dfd, SELFTEST_ID_FILE) < 0)
+        r = -errno;
+    return r;
+}
+
+int exec_health_load_id(struct exec_health *h, const char *data_dir)
+{
+    return selftest_id_load(data_dir, h->selftest_id);
+}
 
 void exec_health_init(struct exec_health *h)
 {
@@ -149,7 +189,8 @@ static int selftest_delete(struct exec_engine *e)
 {
     struct sandbox_rec rec;
     struct lock_ref *lock = NULL;
-    int r = sandbox_open(e->sandboxes, SELFTEST_ID, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
+    int r =
+        sandbox_open(e->sandboxes, e->health.selftest_id, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
     if (r == -ERR_SANDBOX_NOT_FOUND) {
         err_clear();
         return 0;
@@ -157,7 +198,7 @@ static int selftest_delete(struct exec_engine *e)
     if (r < 0)
         return r;
     sandbox_rec_release(&rec);
-    r = sandbox_delete(e->sandboxes, SELFTEST_ID, NULL, NULL);
+    r = sandbox_delete(e->sandboxes, e->health.selftest_id, NULL, NULL);
     locks_release(lock);
     return r;
 }
@@ -173,13 +214,13 @@ static int selftest_create(struct exec_engine *e)
     cs.create_parents = true;
     r = sandbox_add_skeleton(&cs);
     struct sandbox_rec rec = {
-        .id = SELFTEST_ID,
         .tenant = SELFTEST_TENANT,
         .sub = "self-test",
         .env_json = "{}",
         .cwd = SANDBOX_HOME,
         .created_ms = time_now_ms(),
     };
+    memcpy(rec.id, e->health.selftest_id, UUID_STR_LEN);
     if (r == 0)
         r = sandbox_create(e->sandboxes, &rec, &cs, NULL);
     changeset_release(&cs);
@@ -191,7 +232,8 @@ static int selftest_exec(struct exec_engine *e)
 {
     struct sandbox_rec rec;
     struct lock_ref *lock = NULL;
-    int r = sandbox_open(e->sandboxes, SELFTEST_ID, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
+    int r =
+        sandbox_open(e->sandboxes, e->health.selftest_id, NULL, NULL, LOCK_EXCLUSIVE, &rec, &lock);
     if (r < 0)
         return r;
     static const char script[] = SELFTEST_SCRIPT;

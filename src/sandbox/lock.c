@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,8 @@ struct lock_entry {
     int readers;             /* shared holders */
     bool writer;             /* an exclusive holder */
     int waiting_writers;     /* writers blocked in acquire */
+    void *remote;            /* the remote lock held (the writer's, or the readers' shared) */
+    bool remote_busy;        /* a remote lock is being taken or released: others wait */
     pthread_cond_t cond;     /* signalled on every release */
 };
 
@@ -28,16 +31,19 @@ struct lock_ref {
 };
 
 struct locks {
-    pthread_mutex_t mu; /* guards every entry and bucket */
+    struct lock_remote remote; /* acquire NULL: none */
+    pthread_mutex_t mu;        /* guards every entry and bucket */
     struct lock_entry *buckets[LOCK_BUCKETS];
     int active;
 };
 
-int locks_new(struct locks **ret)
+int locks_new(const struct lock_remote *remote, struct locks **ret)
 {
     struct locks *l = calloc(1, sizeof(*l));
     if (!l)
         return -ENOMEM;
+    if (remote)
+        l->remote = *remote;
     pthread_mutex_init(&l->mu, NULL);
     *ret = l;
     return 0;
@@ -103,9 +109,62 @@ static void entry_put(struct locks *l, struct lock_entry *e)
 
 static bool can_take(const struct lock_entry *e, enum lock_mode mode)
 {
+    if (e->remote_busy)
+        return false;
     if (mode == LOCK_EXCLUSIVE)
         return !e->writer && e->readers == 0;
     return !e->writer && e->waiting_writers == 0;
+}
+
+/* Milliseconds left until deadline (CLOCK_MONOTONIC), at least 0. */
+static int64_t ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ms = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+                 (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    return ms < 0 ? 0 : ms;
+}
+
+/* Under l->mu, with e marked as held in `mode` by the caller: takes the remote lock when this
+ * holder is the one that needs it (a writer; the first reader), with l->mu released meanwhile.
+ * On failure the local hold is undone. */
+static int remote_take(struct locks *l, struct lock_entry *e, enum lock_mode mode,
+                       int64_t timeout_ms, const struct timespec *deadline)
+{
+    if (!l->remote.acquire || (mode == LOCK_SHARED && e->readers > 1))
+        return 0;
+    e->remote_busy = true;
+    pthread_mutex_unlock(&l->mu);
+    void *handle = NULL;
+    int64_t wait = timeout_ms < 0 ? INT64_MAX / 2 : ms_left(deadline);
+    int rc = l->remote.acquire(l->remote.ud, e->id, mode, wait, &handle);
+    pthread_mutex_lock(&l->mu);
+    e->remote_busy = false;
+    if (rc >= 0) {
+        e->remote = handle;
+    } else if (mode == LOCK_EXCLUSIVE) {
+        e->writer = false;
+    } else {
+        e->readers--;
+    }
+    pthread_cond_broadcast(&e->cond);
+    return rc;
+}
+
+/* Under l->mu: releases the remote lock when the last holder that needs it goes (the writer;
+ * the last reader), with l->mu released meanwhile. */
+static void remote_give(struct locks *l, struct lock_entry *e, enum lock_mode mode)
+{
+    if (!e->remote || (mode == LOCK_SHARED && e->readers > 0))
+        return;
+    void *handle = e->remote;
+    e->remote = NULL;
+    e->remote_busy = true;
+    pthread_mutex_unlock(&l->mu);
+    l->remote.release(l->remote.ud, handle);
+    pthread_mutex_lock(&l->mu);
+    e->remote_busy = false;
 }
 
 int locks_acquire(struct locks *l, const char *id, enum lock_mode mode, int64_t timeout_ms,
@@ -145,6 +204,13 @@ int locks_acquire(struct locks *l, const char *id, enum lock_mode mode, int64_t 
     }
     if (mode == LOCK_EXCLUSIVE)
         e->waiting_writers--;
+    if (rc >= 0) {
+        if (mode == LOCK_EXCLUSIVE)
+            e->writer = true;
+        else
+            e->readers++;
+        rc = remote_take(l, e, mode, timeout_ms, &deadline);
+    }
     if (rc < 0) {
         /* a reader may have been held back by our waiting; let it retry */
         pthread_cond_broadcast(&e->cond);
@@ -153,10 +219,6 @@ int locks_acquire(struct locks *l, const char *id, enum lock_mode mode, int64_t 
         free(ref);
         return rc;
     }
-    if (mode == LOCK_EXCLUSIVE)
-        e->writer = true;
-    else
-        e->readers++;
     pthread_mutex_unlock(&l->mu);
     ref->table = l;
     ref->entry = e;
@@ -172,10 +234,11 @@ void locks_release(struct lock_ref *ref)
     struct locks *l = ref->table;
     pthread_mutex_lock(&l->mu);
     struct lock_entry *e = ref->entry;
+    if (ref->mode == LOCK_SHARED)
+        e->readers--;
+    remote_give(l, e, ref->mode);
     if (ref->mode == LOCK_EXCLUSIVE)
         e->writer = false;
-    else
-        e->readers--;
     pthread_cond_broadcast(&e->cond);
     entry_put(l, e);
     pthread_mutex_unlock(&l->mu);

@@ -22,6 +22,22 @@ struct sandboxes {
     size_t nobservers;
 };
 
+/* The sandbox locks of other servers on the same database: the store's (store_lock_acquire). */
+static int remote_acquire(void *ud, const char *id, enum lock_mode mode, int64_t timeout_ms,
+                          void **ret)
+{
+    struct store_lock *l;
+    int r = store_lock_acquire(ud, id, mode == LOCK_EXCLUSIVE, timeout_ms, &l);
+    if (r >= 0)
+        *ret = l;
+    return r;
+}
+
+static void remote_release(void *ud, void *handle)
+{
+    store_lock_release(ud, handle);
+}
+
 int sandboxes_new(struct store *st, const struct sandbox_config *cfg, struct sandboxes **ret)
 {
     *ret = NULL;
@@ -30,7 +46,8 @@ int sandboxes_new(struct store *st, const struct sandbox_config *cfg, struct san
         return -ENOMEM;
     sbx->st = st;
     sbx->cfg = *cfg;
-    int r = locks_new(&sbx->locks);
+    struct lock_remote remote = {.acquire = remote_acquire, .release = remote_release, .ud = st};
+    int r = locks_new(store_has_locks(st) ? &remote : NULL, &sbx->locks);
     if (r < 0) {
         free(sbx);
         return r;

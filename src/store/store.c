@@ -28,15 +28,16 @@ int store_ops_check(const struct store_ops *ops)
                        "store engine %s implements store interface version %d, this server "
                        "needs version %d",
                        name, ops->version, STORE_OPS_VERSION);
-    bool required = ops->name && ops->close && ops->check && ops->sandbox_create &&
-                    ops->sandbox_get && ops->sandbox_list && ops->sandbox_delete &&
-                    ops->sandbox_touch && ops->stat && ops->list && ops->has_children &&
-                    ops->content_begin && ops->content_write && ops->content_finish &&
-                    ops->content_abort && ops->content_open && ops->content_read &&
-                    ops->content_seek && ops->content_close && ops->commit && ops->gc;
+    bool required =
+        ops->name && ops->close && ops->check && ops->sandbox_create && ops->sandbox_get &&
+        ops->sandbox_list && ops->sandbox_delete && ops->sandbox_touch && ops->stat && ops->list &&
+        ops->has_children && ops->content_begin && ops->content_write && ops->content_finish &&
+        ops->content_abort && ops->content_open && ops->content_read && ops->content_seek &&
+        ops->content_close && ops->commit && ops->gc && ops->changes_since;
     int batch = !!ops->content_batch_new + !!ops->content_finish_in + !!ops->content_batch_flush +
                 !!ops->content_batch_free;
-    if (!required || (batch != 0 && batch != 4))
+    bool locks_paired = !ops->lock_acquire == !ops->lock_release;
+    if (!required || (batch != 0 && batch != 4) || !locks_paired)
         return err_set(-EINVAL, "store engine %s lacks a member of the store interface", name);
     return 0;
 }

@@ -89,6 +89,12 @@ struct gc_stats {
  * store functions. */
 typedef int (*store_sandbox_cb)(const struct sandbox_rec *rec, void *userdata);
 typedef int (*store_file_cb)(const struct file_meta *meta, void *userdata);
+/* One entry of the commit log: the change of `path` (op: enum change_op) made by the commit that
+ * took the sandbox to `version`. Valid during the call only. */
+typedef int (*store_change_cb)(int64_t version, int op, const char *path, void *userdata);
+
+/* A cross-server lock held on a sandbox (store_ops.lock_acquire). */
+struct store_lock;
 
 /*
  * The engine interface. An engine fills one `struct store_ops` and gives out handles whose
@@ -108,7 +114,7 @@ typedef int (*store_file_cb)(const struct file_meta *meta, void *userdata);
  *   - Callbacks (store_sandbox_cb, store_file_cb) run without any engine lock held: they may
  *     call any member of the same store, writes included.
  */
-#define STORE_OPS_VERSION 1
+#define STORE_OPS_VERSION 2
 
 struct store_ops {
     /* The revision of this contract the engine implements: STORE_OPS_VERSION when it was
@@ -257,6 +263,33 @@ struct store_ops {
      * failed): drops the pins its contents got when they were finished and removes at once
      * every content (and chunk) of it that nothing else references. */
     int (*discard)(struct store *st, const struct changeset *cs);
+
+    /* ---- the commit log ---- */
+
+    /* Calls cb, in commit order and within a commit in change order, for each change the
+     * commits of sandbox `sandbox_id` with since_version < version <= to_version made. Fails
+     * -ERANGE (nothing is called) when the log does not hold every one of those commits, or
+     * when they made more than max_changes changes: the caller then reads the tree whole.
+     * -ENOENT when the sandbox does not exist. A non-zero return of cb stops the walk and is
+     * returned. */
+    int (*changes_since)(struct store *st, const char *sandbox_id, int64_t since_version,
+                         int64_t to_version, size_t max_changes, store_change_cb cb,
+                         void *userdata);
+
+    /* ---- cross-server locks: optional, both or none (NULL: the engine serves one server,
+     * whose own locks (sandbox/lock.h) suffice) ---- */
+
+    /* Takes the lock of sandbox `sandbox_id` shared by every server on the database, exclusive
+     * or shared, waiting at most timeout_ms (>= 0). A lock is held by one server's session with
+     * the database and ends with it: when the server dies or loses the database, its locks are
+     * released within the bound the engine documents. -ERR_LOCK_TIMEOUT when the wait timed
+     * out; -ERR_BUSY when every lock connection of this server stayed in use;
+     * -ERR_STORE_UNAVAILABLE. */
+    int (*lock_acquire)(struct store *st, const char *sandbox_id, bool exclusive,
+                        int64_t timeout_ms, struct store_lock **ret);
+    /* Releases a lock of lock_acquire and frees it. Never fails: a lock that cannot be
+     * released otherwise is released by ending its session. */
+    void (*lock_release)(struct store *st, struct store_lock *l);
 };
 
 /* Every engine's handle starts with this. */
@@ -273,11 +306,15 @@ __attribute__((warn_unused_result)) int store_ops_check(const struct store_ops *
  * applying schema migrations and releasing the pins and pending chunks a previous run left. */
 __attribute__((warn_unused_result)) int store_open_sqlite(const char *path, struct store **ret);
 
-/* Connection pool of a PostgreSQL store: at most pool_size connections (>= 1); a call that
- * finds them all in use waits up to pool_wait_ms, then fails -ERR_BUSY. */
+/* Connection pools of a PostgreSQL store: at most pool_size connections (>= 1) for statements
+ * and lock_connections for locks; a call that finds them all in use waits up to pool_wait_ms,
+ * then fails -ERR_BUSY. */
 struct store_pg_opts {
     int pool_size;
     int64_t pool_wait_ms;
+    /* Sessions that hold sandbox locks (lock_acquire), at most: one per sandbox this server
+     * holds a lock of, or waits for (<= 0: 1). */
+    int lock_connections;
 };
 
 /* 0 when url is a postgres:// or postgresql:// URI libpq can parse; -EINVAL with a message
@@ -481,6 +518,39 @@ __attribute__((warn_unused_result)) static inline int store_discard(struct store
                                                                     const struct changeset *cs)
 {
     return st->ops->discard ? st->ops->discard(st, cs) : 0;
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_changes_since(struct store *st, const char *sandbox_id, int64_t since_version,
+                    int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata)
+{
+    return st->ops->changes_since(st, sandbox_id, since_version, to_version, max_changes, cb,
+                                  userdata);
+}
+
+/* True when the engine has cross-server locks (store_lock_acquire does something). */
+static inline bool store_has_locks(const struct store *st)
+{
+    return st->ops->lock_acquire != NULL;
+}
+
+/* *ret NULL (and 0) when the engine has no cross-server locks. */
+__attribute__((warn_unused_result)) static inline int
+store_lock_acquire(struct store *st, const char *sandbox_id, bool exclusive, int64_t timeout_ms,
+                   struct store_lock **ret)
+{
+    if (!st->ops->lock_acquire) {
+        *ret = NULL;
+        return 0;
+    }
+    return st->ops->lock_acquire(st, sandbox_id, exclusive, timeout_ms, ret);
+}
+
+/* NULL-safe. */
+static inline void store_lock_release(struct store *st, struct store_lock *l)
+{
+    if (l)
+        st->ops->lock_release(st, l);
 }
 
 #endif

@@ -594,7 +594,12 @@ int checkout_acquire(struct checkouts *cos, const char *sandbox_id, int64_t vers
         if (busy) {
             r = err_set(-ERR_BUSY, "sandbox checkout is in use at another version");
         } else {
-            r = checkout_build_tree(cos, e, edfd, version);
+            /* behind (another server committed): forward from the log, else rebuild */
+            r = checkout_refresh_locked(cos, e, edfd, version);
+            if (r < 0) {
+                err_clear();
+                r = checkout_build_tree(cos, e, edfd, version);
+            }
         }
     }
     safe_close(edfd);

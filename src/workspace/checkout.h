@@ -49,11 +49,15 @@
 
 struct checkouts;
 
+/* A tree behind by more changes than this is rebuilt rather than refreshed. */
+#define CHECKOUT_REFRESH_MAX_CHANGES 4096
+
 /* Statistics of the whole cache (for metrics and tests). */
 struct checkout_stats {
     int64_t entries;       /* checkouts on disk (valid or being built) */
     int64_t bytes;         /* their tracked size */
     int64_t builds;        /* full rebuilds from the store since start */
+    int64_t refreshes;     /* trees brought forward from the commit log since start */
     int64_t evictions;     /* checkouts deleted to stay within the budget */
     int64_t last_build_ms; /* duration of the latest rebuild */
 };
@@ -75,7 +79,11 @@ void checkouts_on_evict(struct checkouts *cos, void (*fn)(void *ud, const char *
 void checkouts_free(struct checkouts *cos);
 
 /* Returns the path of a tree reflecting `version` of the sandbox in *ret_tree_path (malloc'd,
- * caller frees), building it from the store when missing, invalid or at another version. The
+ * caller frees), building it from the store when missing, invalid or at another version. A
+ * tree at an older version (another server committed since) is brought forward instead: the
+ * paths the commit log names since its version (at most CHECKOUT_REFRESH_MAX_CHANGES changes)
+ * are read from the store and applied as checkout_apply does; when the log cannot tell, or
+ * the refresh fails, the tree is rebuilt. The
  * checkout is pinned until checkout_release: it is never evicted and never rebuilt meanwhile.
  * -ERR_BUSY if a different version is asked while the tree is acquired by someone else; store
  * errors; -ENOSPC. On failure nothing stays acquired. */

@@ -15,6 +15,7 @@
 
 #include "store/reserved.h"
 #include "util/array.h"
+#include "util/err.h"
 #include "util/path.h"
 #include "workspace/checkout_internal.h"
 
@@ -252,26 +253,18 @@ static int apply_changes(struct applier *a, const struct changeset *cs)
     return apply_dir_meta(a, cs);
 }
 
-static int apply_common(struct checkouts *cos, const char *sandbox_id, int64_t old_version,
+/* Under e->mu: applies cs, committed from old_version to new_version, to the entry's tree
+ * (edfd: its directory). On failure the entry is invalid. */
+static int apply_locked(struct checkouts *cos, struct entry *e, int edfd, int64_t old_version,
                         int64_t new_version, const char *upper_dir, const struct changeset *cs)
 {
-    struct entry *e;
-    int r = checkout_entry_pin(cos, sandbox_id, false, true, &e);
-    if (r < 0 || !e)
-        return r;
-    pthread_mutex_lock(&e->mu);
     struct applier a = {.cos = cos,
                         .rootfd = -1,
                         .upperfd = -1,
                         .pc = {.fd = -1},
-                        .sandbox_id = sandbox_id,
+                        .sandbox_id = e->id,
                         .create_parents = cs->create_parents};
-    int edfd = checkout_entry_dir_open(cos, sandbox_id, false);
-    if (edfd < 0) {
-        r = edfd == -ENOENT ? 0 : edfd;
-        e->version = -1;
-        goto out;
-    }
+    int r;
     if (!checkout_tree_is_valid(cos, e, edfd, old_version)) {
         r = -ESTALE;
         goto out;
@@ -313,9 +306,139 @@ out:
     free(a.buf);
     closep(&a.rootfd);
     closep(&a.upperfd);
+    return r;
+}
+
+static int apply_common(struct checkouts *cos, const char *sandbox_id, int64_t old_version,
+                        int64_t new_version, const char *upper_dir, const struct changeset *cs)
+{
+    struct entry *e;
+    int r = checkout_entry_pin(cos, sandbox_id, false, true, &e);
+    if (r < 0 || !e)
+        return r;
+    pthread_mutex_lock(&e->mu);
+    int edfd = checkout_entry_dir_open(cos, sandbox_id, false);
+    if (edfd < 0) {
+        r = edfd == -ENOENT ? 0 : edfd;
+        e->version = -1;
+    } else {
+        r = apply_locked(cos, e, edfd, old_version, new_version, upper_dir, cs);
+    }
     safe_close(edfd);
     pthread_mutex_unlock(&e->mu);
     checkout_entry_unpin(cos, e, false);
+    return r;
+}
+
+/* ---- refresh from the commit log ---- */
+
+/* One change the log names: its path and op, in log order. */
+struct logged {
+    char *path;
+    int op;
+};
+
+struct log_read {
+    struct logged *v;
+    size_t n, cap;
+};
+
+static int log_add(int64_t version, int op, const char *path, void *ud)
+{
+    (void)version;
+    struct log_read *lr = ud;
+    if (op != CHANGE_PUT && op != CHANGE_DELETE)
+        return err_set(-EIO, "unknown change in the commit log");
+    if (ARRAY_GROW(lr->v, lr->n + 1, lr->cap) < 0)
+        return -ENOMEM;
+    char *p = strdup(path);
+    if (!p)
+        return -ENOMEM;
+    lr->v[lr->n++] = (struct logged){.path = p, .op = op};
+    return 0;
+}
+
+static int cmp_logged(const void *x, const void *y)
+{
+    const struct logged *a = *(const struct logged *const *)x,
+                        *b = *(const struct logged *const *)y;
+    int c = strcmp(a->path, b->path);
+    return c ? c : (a < b ? -1 : a > b);
+}
+
+/*
+ * The change set that takes the tree from its version to the log's last: the logged changes in
+ * order, each PUT carrying the path's row as the store has it now (a path put several times
+ * only at its last put; one the store no longer has is left out: a later delete in the log, of
+ * it or of a parent, removes it), deletes as logged (a delete removes a whole subtree). Parents
+ * are created as needed and every touched directory takes its mode and mtime from the store, as
+ * in checkout_apply.
+ */
+static int log_changeset(struct checkouts *cos, const char *sandbox_id, struct log_read *lr,
+                         struct changeset *cs)
+{
+    struct logged **order = malloc((lr->n ? lr->n : 1) * sizeof(*order));
+    if (!order)
+        return -ENOMEM;
+    for (size_t i = 0; i < lr->n; i++)
+        order[i] = &lr->v[i];
+    qsort(order, lr->n, sizeof(*order), cmp_logged);
+    /* an earlier put of a path that the log changes again is superseded */
+    for (size_t i = 0; i + 1 < lr->n; i++)
+        if (order[i]->op == CHANGE_PUT && strcmp(order[i]->path, order[i + 1]->path) == 0)
+            order[i]->op = -1;
+    free(order);
+    cs->create_parents = true;
+    int r = changeset_reserve(cs, lr->n);
+    for (size_t i = 0; i < lr->n && r >= 0; i++) {
+        const struct logged *c = &lr->v[i];
+        if (c->op == CHANGE_DELETE) {
+            r = changeset_delete(cs, c->path);
+            continue;
+        }
+        if (c->op != CHANGE_PUT)
+            continue;
+        struct file_meta m;
+        memset(&m, 0, sizeof(m));
+        r = store_stat(cos->st, sandbox_id, c->path, &m);
+        if (r == -ENOENT) {
+            err_clear();
+            r = 0;
+            continue;
+        }
+        if (r >= 0)
+            r = changeset_put_take(cs, &m);
+        file_meta_release(&m);
+    }
+    return r;
+}
+
+int checkout_refresh_locked(struct checkouts *cos, struct entry *e, int edfd, int64_t version)
+{
+    int64_t from = e->version;
+    if (from < 0 || from >= version)
+        return -ERANGE;
+    struct log_read lr = {0};
+    struct changeset cs;
+    changeset_init(&cs, "refresh");
+    int r = store_changes_since(cos->st, e->id, from, version, CHECKOUT_REFRESH_MAX_CHANGES,
+                                log_add, &lr);
+    if (r >= 0)
+        r = log_changeset(cos, e->id, &lr, &cs);
+    if (r == -ERANGE) {
+        err_clear();
+    } else if (r >= 0) {
+        r = apply_locked(cos, e, edfd, from, version, NULL, &cs);
+        if (r >= 0) {
+            pthread_mutex_lock(&cos->mu);
+            cos->stats.refreshes++;
+            pthread_mutex_unlock(&cos->mu);
+        }
+    }
+    for (size_t i = 0; i < lr.n; i++)
+        free(lr.v[i].path);
+    free(lr.v);
+    changeset_release(&cs);
     return r;
 }
 

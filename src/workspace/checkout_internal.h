@@ -150,6 +150,14 @@ int checkout_tag_write(struct checkouts *cos, int edfd, int64_t version, int64_t
 /* Makes the tag invalid (the tree is about to change). */
 int checkout_tag_invalidate(const struct checkouts *cos, int edfd);
 
+/* ---- checkout_apply.c ---- */
+
+/* Under e->mu, edfd the entry's directory, its tree valid at e->version < version: brings it to
+ * `version` from the commit log (checkout_acquire). -ERANGE when the log cannot tell (nothing
+ * changed); other failures leave the entry invalid. */
+__attribute__((warn_unused_result)) int
+checkout_refresh_locked(struct checkouts *cos, struct entry *e, int edfd, int64_t version);
+
 /* ---- checkout_tree.c ---- */
 
 /* Builds version `version` into <id>/build-<rnd>, swaps it in as <id>/tree and tags it.

@@ -339,7 +339,8 @@ static void test_stale_and_untagged_rebuild(void **state)
     checkout_release(cos, f->id);
     free(tree);
 
-    /* The store moves on behind the cache's back: the old version is stale. */
+    /* The store moves on behind the cache's back (another server's commit): the tree is
+     * brought forward from the commit log, not rebuilt. */
     struct changeset cs;
     changeset_init(&cs, "test");
     put_file(f->st, &cs, "/home/user/a.txt", "changed", 7, 0600, 1700000000999999999LL);
@@ -352,7 +353,8 @@ static void test_stale_and_untagged_rebuild(void **state)
     checkout_release(cos, f->id);
     struct checkout_stats s;
     checkouts_get_stats(cos, &s);
-    assert_int_equal(s.builds, 2);
+    assert_int_equal(s.builds, 1);
+    assert_int_equal(s.refreshes, 1);
 
     /* Asking a version the store is not at fails and leaves nothing acquired. */
     char *bad = NULL;
@@ -368,7 +370,7 @@ static void test_stale_and_untagged_rebuild(void **state)
     checkout_release(cos, f->id);
     free(bad);
     checkouts_get_stats(cos, &s);
-    assert_int_equal(s.builds, 3);
+    assert_int_equal(s.builds, 2);
     assert_tree_matches(f->st, f->id, tree);
 
     /* Invalidate → rebuild. */
@@ -377,8 +379,74 @@ static void test_stale_and_untagged_rebuild(void **state)
     checkout_release(cos, f->id);
     free(bad);
     checkouts_get_stats(cos, &s);
-    assert_int_equal(s.builds, 4);
+    assert_int_equal(s.builds, 3);
     free(tree);
+    checkouts_free(cos);
+}
+
+/* A tree several commits behind follows the commit log whatever those commits did: a subtree
+ * deleted and rebuilt with other contents, a file put many times, a directory turned into a
+ * file and back, implicit parents, symlinks. The refreshed tree equals the store's. */
+static void test_refresh_follows_log(void **state)
+{
+    struct fx *f = *state;
+    struct checkouts *cos = NULL;
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
+    char *tree = NULL;
+    assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
+    checkout_release(cos, f->id);
+    free(tree);
+    int64_t t = 1700000001000000000LL;
+    struct changeset cs;
+    /* 1: the subtree goes; a new one of the same name comes with other children */
+    changeset_init(&cs, "test");
+    assert_int_equal(changeset_delete(&cs, "/home/user/sub"), 0);
+    fx_commit(f, &cs);
+    changeset_release(&cs);
+    changeset_init(&cs, "test");
+    cs.create_parents = true;
+    put_file(f->st, &cs, "/home/user/sub/other/new.txt", "new", 3, 0600, t + 1);
+    put_dir(&cs, "/home/user/sub", 0711, t + 2);
+    fx_commit(f, &cs);
+    changeset_release(&cs);
+    /* 2: one file put many times, the last one wins */
+    for (int i = 0; i < 5; i++) {
+        char text[32];
+        int n = snprintf(text, sizeof(text), "round %d\n", i);
+        changeset_init(&cs, "test");
+        put_file(f->st, &cs, "/home/user/a.txt", text, (size_t)n, 0640, t + 10 + i);
+        fx_commit(f, &cs);
+        changeset_release(&cs);
+    }
+    /* 3: a directory becomes a file, a file becomes a directory with contents */
+    changeset_init(&cs, "test");
+    assert_int_equal(changeset_delete(&cs, "/home/user/bin"), 0);
+    put_file(f->st, &cs, "/home/user/bin", "now a file", 10, 0644, t + 20);
+    assert_int_equal(changeset_delete(&cs, "/home/user/empty"), 0);
+    put_dir(&cs, "/home/user/empty", 0750, t + 21);
+    put_symlink(&cs, "/home/user/empty/link", "../a.txt");
+    fx_commit(f, &cs);
+    changeset_release(&cs);
+    /* 4: something put and then deleted again never shows */
+    changeset_init(&cs, "test");
+    put_file(f->st, &cs, "/home/user/tmp.txt", "tmp", 3, 0644, t + 30);
+    fx_commit(f, &cs);
+    changeset_release(&cs);
+    changeset_init(&cs, "test");
+    assert_int_equal(changeset_delete(&cs, "/home/user/tmp.txt"), 0);
+    fx_commit(f, &cs);
+    changeset_release(&cs);
+
+    assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
+    assert_tree_matches(f->st, f->id, tree);
+    assert_false(exists_at(tree, "home/user/sub/deep"));
+    assert_false(exists_at(tree, "home/user/tmp.txt"));
+    checkout_release(cos, f->id);
+    free(tree);
+    struct checkout_stats s;
+    checkouts_get_stats(cos, &s);
+    assert_int_equal(s.builds, 1);
+    assert_int_equal(s.refreshes, 1);
     checkouts_free(cos);
 }
 
@@ -846,6 +914,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_acquire_builds_tree, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stale_and_untagged_rebuild, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_follows_log, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_restart_adopts_and_cleans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_apply_changeset, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_eviction, fx_setup, fx_teardown),

@@ -21,7 +21,7 @@ static void sleep_ms(int ms)
 static int setup(void **state)
 {
     struct locks *l = NULL;
-    assert_int_equal(locks_new(&l), 0);
+    assert_int_equal(locks_new(NULL, &l), 0);
     *state = l;
     return 0;
 }

@@ -20,6 +20,7 @@
 
 #include "store/store.h"
 #include "util/err.h"
+#include "util/timeutil.h"
 #include "util/fs.h"
 
 #define MIB (1024 * 1024)
@@ -1013,6 +1014,72 @@ static void test_commit_quota(void **state)
     assert_int_equal(commit(f->st, SB1, &cs, -1, 50, NULL), -ERR_QUOTA);
 }
 
+/* The commit log read back: every change of versions (since, to] in order; -ERANGE when asked
+ * for more than max_changes, or for versions the sandbox has not reached; -ENOENT without the
+ * sandbox. */
+struct logged_change {
+    int64_t version;
+    int op;
+    char path[32];
+};
+
+struct change_log {
+    struct logged_change v[16];
+    int n;
+};
+
+static int change_collect(int64_t version, int op, const char *path, void *ud)
+{
+    struct change_log *l = ud;
+    assert_true(l->n < 16);
+    l->v[l->n].version = version;
+    l->v[l->n].op = op;
+    snprintf(l->v[l->n].path, sizeof(l->v[l->n].path), "%s", path);
+    l->n++;
+    return 0;
+}
+
+static void test_changes_since(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/a", "a");
+    cs_text(f->st, &cs, "/b", "b");
+    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0); /* version 1 */
+    changeset_init(&cs, "put");
+    assert_int_equal(changeset_delete(&cs, "/a"), 0);
+    cs_text(f->st, &cs, "/c", "c");
+    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, NULL), 0); /* version 2 */
+    changeset_init(&cs, "exec");
+    assert_int_equal(commit(f->st, SB1, &cs, 2, 0, NULL), 0); /* version 3: no change */
+
+    struct change_log l = {0};
+    assert_int_equal(store_changes_since(f->st, SB1, 0, 3, 100, change_collect, &l), 0);
+    assert_int_equal(l.n, 4);
+    const struct logged_change want[] = {{1, CHANGE_PUT, "/a"},
+                                         {1, CHANGE_PUT, "/b"},
+                                         {2, CHANGE_DELETE, "/a"},
+                                         {2, CHANGE_PUT, "/c"}};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(l.v[i].version, want[i].version);
+        assert_int_equal(l.v[i].op, want[i].op);
+        assert_string_equal(l.v[i].path, want[i].path);
+    }
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_changes_since(f->st, SB1, 1, 2, 100, change_collect, &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.v[1].path, "/c");
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(store_changes_since(f->st, SB1, 2, 3, 100, change_collect, &l), 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(store_changes_since(f->st, SB1, 0, 3, 3, change_collect, &l), -ERANGE);
+    assert_int_equal(store_changes_since(f->st, SB1, 0, 4, 100, change_collect, &l), -ERANGE);
+    assert_int_equal(store_changes_since(f->st, SB2, 0, 1, 100, change_collect, &l), -ENOENT);
+    err_clear();
+}
+
 static void test_commit_stale_cwd_log(void **state)
 {
     struct fx *f = *state;
@@ -1692,6 +1759,68 @@ static void test_pg_fence_two_replicas(void **state)
     store_close(b);
 }
 
+struct lock_taker {
+    struct store *st;
+    bool exclusive;
+    int64_t timeout_ms;
+    int rc;
+    int64_t waited_ms;
+    struct store_lock *l;
+};
+
+static void *lock_take(void *arg)
+{
+    struct lock_taker *t = arg;
+    int64_t t0 = time_mono_ms();
+    t->rc = store_lock_acquire(t->st, SB1, t->exclusive, t->timeout_ms, &t->l);
+    t->waited_ms = time_mono_ms() - t0;
+    return NULL;
+}
+
+/* Sandbox locks across two stores on one database: a writer excludes writers and readers of
+ * the other, readers share, a wait is bounded by its timeout, and a lock whose session dies
+ * (its server killed) is released at once. */
+static void test_pg_locks_two_replicas(void **state)
+{
+    struct fx *f = *state;
+    struct store *b = replica(f, NULL);
+    struct store_lock *la = NULL, *lb = NULL;
+    assert_true(store_has_locks(f->st));
+    assert_int_equal(store_lock_acquire(f->st, SB1, true, 1000, &la), 0);
+    int64_t t0 = time_mono_ms();
+    assert_int_equal(store_lock_acquire(b, SB1, true, 300, &lb), -ERR_LOCK_TIMEOUT);
+    assert_true(time_mono_ms() - t0 >= 250);
+    assert_int_equal(store_lock_acquire(b, SB1, false, 100, &lb), -ERR_LOCK_TIMEOUT);
+    /* another sandbox is not held back */
+    assert_int_equal(store_lock_acquire(b, SB2, true, 1000, &lb), 0);
+    store_lock_release(b, lb);
+    /* a waiter gets the lock as soon as the holder lets go */
+    struct lock_taker w = {.st = b, .exclusive = true, .timeout_ms = 10000};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, lock_take, &w), 0);
+    usleep(200 * 1000);
+    store_lock_release(f->st, la);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(w.rc, 0);
+    store_lock_release(b, w.l);
+    /* readers share */
+    assert_int_equal(store_lock_acquire(f->st, SB1, false, 1000, &la), 0);
+    assert_int_equal(store_lock_acquire(b, SB1, false, 1000, &lb), 0);
+    store_lock_release(b, lb);
+    store_lock_release(f->st, la);
+    /* the holder's session dies: its lock goes with it */
+    assert_int_equal(store_lock_acquire(f->st, SB1, true, 1000, &la), 0);
+    admin_sql(f, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                 "AND classid = 1397836883 AND granted AND pid <> pg_backend_pid()");
+    t0 = time_mono_ms();
+    assert_int_equal(store_lock_acquire(b, SB1, true, 5000, &lb), 0);
+    assert_true(time_mono_ms() - t0 < 2000);
+    store_lock_release(b, lb);
+    store_lock_release(f->st, la); /* its session is gone: released by closing it */
+    err_clear();
+    store_close(b);
+}
+
 struct create_racer {
     struct store *st;
     pthread_barrier_t *start;
@@ -2107,6 +2236,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_replace_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_stale_cwd_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_since, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_bad_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
@@ -2127,6 +2257,7 @@ int main(void)
     failed += cmocka_run_group_tests_name("store: postgres", tests, NULL, NULL);
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test_setup_teardown(test_pg_fence_two_replicas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_locks_two_replicas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_owner_limit_two_replicas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_connection_loss_mid_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_gc_with_writer_on_other_replica, setup, teardown),

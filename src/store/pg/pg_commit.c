@@ -216,15 +216,17 @@ static void sp_bytes(struct sql_params *p, const char *v)
     p->fmts[p->n++] = 1;
 }
 
-/* Appends the change rows [from, to) of cs to sql as VALUES rows (seq, op, $k::bytea), their
- * paths to p. */
+/* Appends the change rows [from, to) of cs to sql as VALUES rows (seq, $j::integer,
+ * $k::bytea), their ops and paths to p: the text depends only on from and to, so that it can be
+ * prepared once for every commit of that many changes. */
 static int change_rows(struct buf *sql, struct sql_params *p, const struct changeset *cs,
                        size_t from, size_t to)
 {
     int r = 0;
     for (size_t i = from; i < to && r >= 0; i++) {
-        r = buf_addf(sql, "%s(%zu, %d, $%d::bytea)", i > from ? "," : "", i, (int)cs->items[i].op,
-                     p->n + 1);
+        r = buf_addf(sql, "%s(%zu, $%d::integer, $%d::bytea)", i > from ? "," : "", i, p->n + 1,
+                     p->n + 2);
+        sp_i64(p, (int64_t)cs->items[i].op);
         sp_bytes(p, cs->items[i].meta.path ? cs->items[i].meta.path : "");
     }
     return r;
@@ -236,7 +238,7 @@ static int log_rows(struct pg_apply *x, const struct changeset *cs, int64_t comm
 {
     struct sql_params p;
     struct buf sql = BUF_INIT(0);
-    int r = sql_params_init(&p, to - from + 1);
+    int r = sql_params_init(&p, 2 * (to - from) + 1);
     if (r >= 0) {
         sp_i64(&p, commit_id);
         r = buf_addstr(&sql, "INSERT INTO commit_changes (commit_id, seq, op, path) "
@@ -264,7 +266,7 @@ static int commit_finish(struct pg_apply *x, const struct changeset *cs, int64_t
     size_t first = cs->n < LOG_ROWS_PER_INSERT ? cs->n : LOG_ROWS_PER_INSERT;
     struct sql_params p;
     struct buf sql = BUF_INIT(0);
-    int r = sql_params_init(&p, 10 + first);
+    int r = sql_params_init(&p, 10 + 2 * first);
     if (r >= 0) {
         sp_i64(&p, x->sid);
         sp_i64(&p, version);

@@ -309,15 +309,57 @@ static struct timespec deadline_after(int64_t ms)
     return t;
 }
 
-int pg_pool_get(struct pg_store *s, struct pg_conn **ret)
+void pg_pool_init(struct pg_pool *pool, const char *setting, int size, int64_t wait_ms,
+                  const char *init_sql)
 {
-    struct timespec deadline = deadline_after(s->pool_wait_ms);
-    pthread_mutex_lock(&s->lock);
+    memset(pool, 0, sizeof(*pool));
+    pool->setting = setting;
+    pool->size = size;
+    pool->wait_ms = wait_ms;
+    pool->init_sql = init_sql;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool->cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+void pg_pool_destroy(struct pg_pool *pool)
+{
+    while (pool->idle) {
+        struct pg_conn *c = pool->idle;
+        pool->idle = c->next;
+        pg_conn_close(c);
+        pool->nopen--;
+    }
+    pthread_mutex_destroy(&pool->lock);
+    pthread_cond_destroy(&pool->cond);
+}
+
+/* A new connection of the pool, with its session set up. */
+static int pool_connect(struct pg_store *s, struct pg_pool *pool, struct pg_conn **ret)
+{
+    struct pg_conn *c;
+    int r = pg_connect(s, &c);
+    if (r >= 0 && pool->init_sql && (r = pg_cmd(s, c, pool->init_sql)) < 0)
+        pg_conn_close(c);
+    if (r >= 0)
+        *ret = c;
+    return r;
+}
+
+int pg_pool_take(struct pg_store *s, struct pg_pool *pool, int64_t wait_ms, struct pg_conn **ret)
+{
+    if (wait_ms < 0 || wait_ms > pool->wait_ms)
+        wait_ms = pool->wait_ms;
+    struct timespec deadline = deadline_after(wait_ms);
+    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        struct pg_conn *c = s->idle;
+        struct pg_conn *c = pool->idle;
         if (c) {
-            s->idle = c->next;
-            pthread_mutex_unlock(&s->lock);
+            pool->idle = c->next;
+            pthread_mutex_unlock(&pool->lock);
             if (conn_alive(c)) {
                 c->next = NULL;
                 c->reused = true;
@@ -325,35 +367,35 @@ int pg_pool_get(struct pg_store *s, struct pg_conn **ret)
                 return 0;
             }
             pg_conn_close(c);
-            pthread_mutex_lock(&s->lock);
-            s->nopen--;
+            pthread_mutex_lock(&pool->lock);
+            pool->nopen--;
             continue;
         }
-        if (s->nopen < s->pool_size) {
-            s->nopen++;
-            pthread_mutex_unlock(&s->lock);
-            int r = pg_connect(s, &c);
+        if (pool->nopen < pool->size) {
+            pool->nopen++;
+            pthread_mutex_unlock(&pool->lock);
+            int r = pool_connect(s, pool, &c);
             if (r < 0) {
-                pthread_mutex_lock(&s->lock);
-                s->nopen--;
-                pthread_cond_signal(&s->cond);
-                pthread_mutex_unlock(&s->lock);
+                pthread_mutex_lock(&pool->lock);
+                pool->nopen--;
+                pthread_cond_signal(&pool->cond);
+                pthread_mutex_unlock(&pool->lock);
                 return r;
             }
             *ret = c;
             return 0;
         }
-        if (pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == ETIMEDOUT) {
-            pthread_mutex_unlock(&s->lock);
+        if (pthread_cond_timedwait(&pool->cond, &pool->lock, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&pool->lock);
             return err_set(-ERR_BUSY,
                            "all %d database connections stayed in use for %" PRId64
-                           " ms (DATABASE_POOL_SIZE); retry",
-                           s->pool_size, s->pool_wait_ms);
+                           " ms (%s); retry",
+                           pool->size, wait_ms, pool->setting);
         }
     }
 }
 
-void pg_pool_put(struct pg_store *s, struct pg_conn *c)
+void pg_pool_give(struct pg_pool *pool, struct pg_conn *c)
 {
     if (!c)
         return;
@@ -361,15 +403,25 @@ void pg_pool_put(struct pg_store *s, struct pg_conn *c)
                 PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     if (!keep)
         pg_conn_close(c);
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&pool->lock);
     if (keep) {
-        c->next = s->idle;
-        s->idle = c;
+        c->next = pool->idle;
+        pool->idle = c;
     } else {
-        s->nopen--;
+        pool->nopen--;
     }
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&pool->cond);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+int pg_pool_get(struct pg_store *s, struct pg_conn **ret)
+{
+    return pg_pool_take(s, &s->pool, -1, ret);
+}
+
+void pg_pool_put(struct pg_store *s, struct pg_conn *c)
+{
+    pg_pool_give(&s->pool, c);
 }
 
 /* ---- transactions ------------------------------------------------------------------------- */

@@ -92,6 +92,18 @@
     0x53514c4f /* "SQLO": sandbox_create, second key hashtext of the                               \
                 * owner (tenant, sub) */
 
+#define PG_LOCK_CLASS_SANDBOX                                                                      \
+    0x53514c53 /* "SQLS": sandbox locks (pg_lock.c), second key hashtext of the sandbox id */
+
+/* Every lock session's settings: the server probes a silent client (TCP keepalives after 10 s
+ * idle, every 5 s, given up after 3 unanswered: about 25 s) and checks that its client is still
+ * there every 5 s while a statement runs (a lock wait), so that the locks of a server cut off
+ * from the database end within about half a minute. Unix-socket sessions ignore the TCP ones:
+ * their peer's death closes the socket at once. */
+#define PG_LOCK_SESSION_SQL                                                                        \
+    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "                              \
+    "SET tcp_keepalives_count = 3; SET client_connection_check_interval = 5000"
+
 enum pg_lock_key {
     PG_LOCK_MIGRATE = 1, /* session lock while migrating */
     PG_LOCK_GC = 2,      /* transaction lock per GC batch */
@@ -158,6 +170,11 @@ enum pg_stmt {
     PS_GC_CC_DEL,
     PS_GC_CHUNK_BATCH,
     PS_GC_CHUNK_CAND_DEL,
+    PS_LOG_CHANGES,
+    PS_LOCK_SANDBOX,
+    PS_LOCK_SANDBOX_SHARED,
+    PS_UNLOCK_SANDBOX,
+    PS_UNLOCK_SANDBOX_SHARED,
     PS_COUNT
 };
 
@@ -172,19 +189,26 @@ struct pg_conn {
     struct pg_conn *next;                    /* idle list link */
 };
 
+/* A pool of connections: at most `size` open, opened on demand and kept idle. */
+struct pg_pool {
+    const char *setting;  /* the setting that sizes it, for messages */
+    int size;             /* connections at most */
+    int64_t wait_ms;      /* how long a caller waits for one */
+    const char *init_sql; /* run on each new connection (NULL: nothing) */
+    pthread_mutex_t lock; /* guards idle, nopen */
+    pthread_cond_t cond;  /* signalled when a connection is given back or closed */
+    struct pg_conn *idle; /* idle connections */
+    int nopen;            /* connections open (idle or in use) */
+};
+
 struct pg_store {
     struct store base;        /* must stay first: struct store * is cast to this */
     char *url;                /* the libpq URI; never in a message (it may hold a password) */
     char owner[UUID_STR_LEN]; /* this store instance: its pins and writers */
-    int pool_size;            /* connections at most */
-    int64_t pool_wait_ms;     /* how long a caller waits for one */
     bool opening;             /* store_open_pg runs: connection errors name their cause */
-    pthread_mutex_t lock;     /* guards idle, nopen */
-    pthread_cond_t cond;      /* signalled when a connection is given back or closed */
-    struct pg_conn *idle;     /* idle connections */
-    int nopen;                /* connections open (idle or in use) */
+    struct pg_pool pool;      /* statements and transactions */
+    struct pg_pool locks;     /* sessions holding sandbox locks (pg_lock.c) */
 };
-
 static inline struct pg_store *to_pg(struct store *st)
 {
     return (struct pg_store *)st;
@@ -254,9 +278,18 @@ const char *pg_bytes(const PGresult *res, int row, int col, size_t *ret_len);
 /* Copies a content id column; false when it is NULL or not an id. */
 bool pg_id(const PGresult *res, int row, int col, uint8_t id[CONTENT_ID_LEN]);
 
-/* A connection from the pool (opened when none is idle and fewer than pool_size are open;
- * otherwise waits up to pool_wait_ms: -ERR_BUSY). Give it back with pg_pool_put (NULL-safe),
- * which closes it when it is broken or left inside a transaction. */
+/* Sets up an empty pool (no connection opened). */
+void pg_pool_init(struct pg_pool *pool, const char *setting, int size, int64_t wait_ms,
+                  const char *init_sql);
+/* Closes the idle connections and frees the pool; none may be in use. */
+void pg_pool_destroy(struct pg_pool *pool);
+/* A connection of `pool` (opened when none is idle and fewer than its size are open; otherwise
+ * waits up to its wait_ms, or wait_ms when that is >= 0 and shorter: -ERR_BUSY). Give it back
+ * with pg_pool_give (NULL-safe), which closes it when it is broken or left inside a
+ * transaction. */
+int pg_pool_take(struct pg_store *s, struct pg_pool *pool, int64_t wait_ms, struct pg_conn **ret);
+void pg_pool_give(struct pg_pool *pool, struct pg_conn *c);
+/* pg_pool_take / pg_pool_give of the statement pool (s->pool). */
 int pg_pool_get(struct pg_store *s, struct pg_conn **ret);
 void pg_pool_put(struct pg_store *s, struct pg_conn *c);
 /* Opens one connection (not counted in the pool). */
@@ -323,6 +356,11 @@ int pg_stat(struct store *st, const char *sandbox_id, const char *path, struct f
 int pg_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
             store_file_cb cb, void *userdata);
 int pg_has_children(struct store *st, const char *sandbox_id, const char *path);
+int pg_lock_acquire(struct store *st, const char *sandbox_id, bool exclusive, int64_t timeout_ms,
+                    struct store_lock **ret);
+void pg_lock_release(struct store *st, struct store_lock *l);
+int pg_changes_since(struct store *st, const char *sandbox_id, int64_t since_version,
+                     int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata);
 
 /* pg_content_write.c */
 int pg_content_begin(struct store *st, struct content_writer **ret);

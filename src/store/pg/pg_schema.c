@@ -259,6 +259,25 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_GC_CHUNK_BATCH] = "SELECT chunk FROM gc_chunk_candidates ORDER BY chunk LIMIT $1 "
                           "FOR UPDATE SKIP LOCKED",
     [PS_GC_CHUNK_CAND_DEL] = "DELETE FROM gc_chunk_candidates WHERE chunk IN " IDS_1,
+    /* Row 0: the commits of versions ($2, $3] and their changes counted; then up to $4 of
+     * those changes in order. */
+    [PS_LOG_CHANGES] =
+        "WITH c AS (SELECT id, version, changes FROM commits WHERE sid = "
+        "(SELECT sid FROM sandboxes WHERE id = $1) AND version > $2 AND version <= $3) "
+        "(SELECT 0 AS k, count(*)::bigint, coalesce(sum(changes), 0)::bigint, NULL::integer, "
+        "NULL::bytea, 0::bigint FROM c) "
+        "UNION ALL (SELECT 1, c.version, 0, cc.op, cc.path, cc.seq FROM c "
+        "JOIN commit_changes cc ON cc.commit_id = c.id ORDER BY c.version, cc.seq LIMIT $4) "
+        "ORDER BY 1, 2, 6",
+    /* Sandbox locks across servers (pg_lock.c): the wait bounded by $3 (lock_timeout), set
+     * before the lock is asked for. */
+    [PS_LOCK_SANDBOX] = "WITH t AS MATERIALIZED (SELECT set_config('lock_timeout', $3, false)) "
+                        "SELECT pg_advisory_lock($1::integer, hashtext($2)) FROM t",
+    [PS_LOCK_SANDBOX_SHARED] =
+        "WITH t AS MATERIALIZED (SELECT set_config('lock_timeout', $3, false)) "
+        "SELECT pg_advisory_lock_shared($1::integer, hashtext($2)) FROM t",
+    [PS_UNLOCK_SANDBOX] = "SELECT pg_advisory_unlock($1::integer, hashtext($2))",
+    [PS_UNLOCK_SANDBOX_SHARED] = "SELECT pg_advisory_unlock_shared($1::integer, hashtext($2))",
 };
 
 /* The schema's version: 0 before the first migration. */

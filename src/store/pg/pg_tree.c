@@ -181,3 +181,73 @@ int pg_has_children(struct store *st, const char *sandbox_id, const char *path)
     subtree_release(&range);
     return r;
 }
+
+/* Hands the change rows of a PS_LOG_CHANGES result (after its count row) to cb, each path
+ * copied out with its terminating NUL. */
+static int changes_deliver(const PGresult *res, int rows, store_change_cb cb, void *userdata)
+{
+    char *path = NULL;
+    size_t cap = 0;
+    int r = 0;
+    for (int i = 1; i < rows && r == 0; i++) {
+        size_t len;
+        const char *p = pg_bytes(res, i, 4, &len);
+        if (!p) {
+            r = err_set(-EIO, "a change-log row has no path");
+            break;
+        }
+        if (len + 1 > cap) {
+            char *n = realloc(path, len + 1);
+            if (!n) {
+                r = -ENOMEM;
+                break;
+            }
+            path = n;
+            cap = len + 1;
+        }
+        memcpy(path, p, len);
+        path[len] = '\0';
+        if (strlen(path) != len) {
+            r = err_set(-EIO, "a change-log path holds a NUL byte");
+            break;
+        }
+        r = cb(pg_i64(res, i, 1), (int)pg_i64(res, i, 3), path, userdata);
+    }
+    free(path);
+    return r;
+}
+
+int pg_changes_since(struct store *st, const char *sandbox_id, int64_t since_version,
+                     int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata)
+{
+    struct pg_store *s = to_pg(st);
+    if (since_version < 0 || to_version < since_version)
+        return err_set(-EINVAL, "invalid version range");
+    if (max_changes > INT32_MAX - 1)
+        max_changes = INT32_MAX - 1;
+    struct pg_conn *c;
+    int r = pg_pool_get(s, &c);
+    if (r < 0)
+        return r;
+    struct pg_params p = {0};
+    pp_text(&p, sandbox_id);
+    pp_i64(&p, since_version);
+    pp_i64(&p, to_version);
+    pp_i64(&p, (int64_t)max_changes + 1);
+    _cleanup_pgresult_ PGresult *res = NULL;
+    r = pg_exec(s, c, PS_LOG_CHANGES, &p, &res);
+    int64_t commits = r > 0 ? pg_i64(res, 0, 1) : 0;
+    if (r >= 0 && commits == 0 && to_version > since_version)
+        r = sandbox_exists(s, c, sandbox_id, NULL);
+    pg_pool_put(s, c);
+    if (r < 0)
+        return r;
+    int64_t changes = pg_i64(res, 0, 2);
+    int rows = PQntuples(res);
+    /* the commits and their change rows come from one snapshot: they agree unless the log is
+     * incomplete */
+    if (commits != to_version - since_version || changes < 0 || (uint64_t)changes > max_changes ||
+        rows - 1 != changes)
+        return err_set(-ERANGE, "the commit log does not hold those versions' changes");
+    return changes_deliver(res, rows, cb, userdata);
+}

@@ -30,16 +30,6 @@ int store_pg_url_check(const char *url)
     return 0;
 }
 
-static void pool_close_idle(struct pg_store *s)
-{
-    while (s->idle) {
-        struct pg_conn *c = s->idle;
-        s->idle = c->next;
-        pg_conn_close(c);
-        s->nopen--;
-    }
-}
-
 /* This store's pins and writers go: nothing of this process will commit them now. Best effort:
  * what is left expires with its lease. */
 static void owner_release(struct pg_store *s)
@@ -57,9 +47,8 @@ static void owner_release(struct pg_store *s)
 
 static void store_free(struct pg_store *s)
 {
-    pool_close_idle(s);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->cond);
+    pg_pool_destroy(&s->pool);
+    pg_pool_destroy(&s->locks);
     free(s->url);
     free(s);
 }
@@ -107,6 +96,9 @@ static const struct store_ops pg_ops = {
     .commit = pg_commit,
     .gc = pg_gc,
     .discard = pg_discard,
+    .changes_since = pg_changes_since,
+    .lock_acquire = pg_lock_acquire,
+    .lock_release = pg_lock_release,
 };
 
 /* A store handle with its pool set up and no connection open yet. */
@@ -123,14 +115,10 @@ static int store_new(const char *url, const struct store_pg_opts *opts, struct p
     if (!s)
         return -ENOMEM;
     s->base.ops = &pg_ops;
-    s->pool_size = opts->pool_size;
-    s->pool_wait_ms = opts->pool_wait_ms;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    pg_pool_init(&s->pool, "DATABASE_POOL_SIZE", opts->pool_size, opts->pool_wait_ms, NULL);
+    pg_pool_init(&s->locks, "DATABASE_LOCK_CONNECTIONS",
+                 opts->lock_connections > 0 ? opts->lock_connections : 1, opts->pool_wait_ms,
+                 PG_LOCK_SESSION_SQL);
     s->url = strdup(url);
     r = s->url ? rand_uuid(s->owner) : -ENOMEM;
     if (r < 0) {

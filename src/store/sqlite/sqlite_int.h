@@ -104,6 +104,8 @@ enum stmt_id {
     ST_CHANGE_INSERT,
     ST_COMMITS_DEL_CHANGES,
     ST_COMMITS_DEL,
+    ST_LOG_COUNT,
+    ST_LOG_CHANGES,
     ST_CHUNK_FIND,
     ST_CHUNK_INSERT,
     ST_CHUNK_DEL_IF_FREE,
@@ -302,6 +304,8 @@ int sq_stat(struct store *st, const char *sandbox_id, const char *path, struct f
 int sq_list(struct store *st, const char *sandbox_id, const char *prefix, int max_depth,
             store_file_cb cb, void *userdata);
 int sq_has_children(struct store *st, const char *sandbox_id, const char *path);
+int sq_changes_since(struct store *st, const char *sandbox_id, int64_t since_version,
+                     int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata);
 
 /* sqlite_content_write.c */
 int sq_content_begin(struct store *st, struct content_writer **ret);

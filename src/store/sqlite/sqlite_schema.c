@@ -151,6 +151,12 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_COMMITS_DEL_CHANGES] = "DELETE FROM commit_changes WHERE commit_id IN "
                                "(SELECT id FROM commits WHERE sid = ?1)",
     [ST_COMMITS_DEL] = "DELETE FROM commits WHERE sid = ?1",
+    [ST_LOG_COUNT] = "SELECT count(*), coalesce(sum(changes), 0) FROM commits "
+                     "WHERE sid = " SID_OF_1 " AND version > ?2 AND version <= ?3",
+    [ST_LOG_CHANGES] = "SELECT c.version, cc.op, cc.path FROM commits c "
+                       "JOIN commit_changes cc ON cc.commit_id = c.id "
+                       "WHERE c.sid = " SID_OF_1 " AND c.version > ?2 AND c.version <= ?3 "
+                       "ORDER BY c.version, cc.seq",
     [ST_CHUNK_FIND] = "SELECT id FROM blobs.chunks WHERE hash = ?1",
     [ST_CHUNK_INSERT] = "INSERT INTO blobs.chunks (hash, size, data) VALUES (?1, ?2, ?3)",
     [ST_CHUNK_DEL_IF_FREE] =

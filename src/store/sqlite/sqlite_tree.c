@@ -1,7 +1,8 @@
 /*
  * sqlite_tree.c — reads of a sandbox's file rows in the SQLite engine: stat (the root is
  * implicit), list (a range scan in path order that skips whole subtrees below max_depth with one
- * index seek each) and has_children. Each runs on a pooled read-only connection.
+ * index seek each), has_children and changes_since (the commit log). Each runs on a pooled
+ * read-only connection.
  */
 #include "store/sqlite/sqlite_int.h"
 
@@ -165,5 +166,66 @@ int sq_has_children(struct store *st, const char *sandbox_id, const char *path)
         sq_pool_put(s, c);
     }
     subtree_release(&range);
+    return r;
+}
+
+/* The commit log of versions (since, to]: its commits counted first (each must be there, and
+ * their changes within max_changes), then its change rows streamed in order. */
+static int changes_locked(struct conn *c, const char *sandbox_id, int64_t since, int64_t to,
+                          size_t max_changes, store_change_cb cb, void *userdata)
+{
+    int64_t commits = 0, changes = 0;
+    {
+        _cleanup_reset_ sqlite3_stmt *q = NULL;
+        int r = sq_stmt_get(c, ST_LOG_COUNT, &q);
+        if (r >= 0)
+            r = sq_bind_check(c, bind_text(q, 1, sandbox_id) | sqlite3_bind_int64(q, 2, since) |
+                                     sqlite3_bind_int64(q, 3, to));
+        if (r >= 0)
+            r = sq_stmt_step(c, q);
+        if (r < 0)
+            return r;
+        commits = sqlite3_column_int64(q, 0);
+        changes = sqlite3_column_int64(q, 1);
+    }
+    if (commits == 0 && to > since) {
+        int r = sandbox_exists(c, sandbox_id, NULL);
+        if (r < 0)
+            return r;
+    }
+    if (commits != to - since || changes < 0 || (uint64_t)changes > max_changes)
+        return err_set(-ERANGE, "the commit log does not hold those versions' changes");
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    int r = sq_stmt_get(c, ST_LOG_CHANGES, &q);
+    if (r >= 0)
+        r = sq_bind_check(c, bind_text(q, 1, sandbox_id) | sqlite3_bind_int64(q, 2, since) |
+                                 sqlite3_bind_int64(q, 3, to));
+    int64_t seen = 0;
+    while (r >= 0 && (r = sq_stmt_step(c, q)) > 0) {
+        const char *path = (const char *)sqlite3_column_text(q, 2);
+        if (!path)
+            return err_set(-EIO, "a change-log row has no path");
+        seen++;
+        r = cb(sqlite3_column_int64(q, 0), sqlite3_column_int(q, 1), path, userdata);
+        if (r != 0)
+            return r;
+    }
+    if (r == 0 && seen != changes)
+        r = err_set(-ERANGE, "the commit log changed while it was read");
+    return r;
+}
+
+int sq_changes_since(struct store *st, const char *sandbox_id, int64_t since_version,
+                     int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata)
+{
+    struct sqlite_store *s = to_sq(st);
+    if (since_version < 0 || to_version < since_version)
+        return err_set(-EINVAL, "invalid version range");
+    struct conn *c;
+    int r = sq_pool_get(s, &c);
+    if (r < 0)
+        return r;
+    r = changes_locked(c, sandbox_id, since_version, to_version, max_changes, cb, userdata);
+    sq_pool_put(s, c);
     return r;
 }

@@ -103,6 +103,7 @@ static const struct store_ops sqlite_ops = {
     .commit = sq_commit,
     .gc = sq_gc,
     .discard = sq_discard,
+    .changes_since = sq_changes_since,
 };
 
 /* Opens `path` (creating it when `create`, mode 0600) and takes away group and other access
