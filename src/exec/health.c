@@ -91,13 +91,16 @@ void exec_health_release(struct exec_health *h)
 }
 
 /* Failures that say what happened to the client in their own terms: the request's or its
- * sandbox's doing, admission and shutdown, limits, and a full disk. */
+ * sandbox's doing (the sandbox deleted meanwhile), admission and shutdown, limits, a full disk,
+ * and a database that cannot be reached (503, retryable: nothing was applied). */
 static bool answers_for_itself(int r)
 {
     switch (-r) {
     case ERR_BUSY:
     case ERR_SHUTTING_DOWN:
     case ERR_LOCK_TIMEOUT:
+    case ERR_STORE_UNAVAILABLE:
+    case ERR_SANDBOX_NOT_FOUND:
     case ERR_QUOTA:
     case ERR_READONLY_VIOLATION:
     case ERR_INVALID_INPUT:

@@ -133,6 +133,23 @@ static int quota_error(struct sandboxes *sbx, int r)
     return r;
 }
 
+/* True when the store no longer has the sandbox (a commit's -ENOENT may mean that, or a missing
+ * parent). Keeps this thread's error message. */
+static bool sandbox_gone(struct sandboxes *sbx, const char *id)
+{
+    char saved[512];
+    const char *m = err_message();
+    snprintf(saved, sizeof(saved), "%s", m ? m : "");
+    struct sandbox_rec rec;
+    int r = store_sandbox_get(sbx->st, id, NULL, NULL, &rec);
+    if (r == 0)
+        sandbox_rec_release(&rec);
+    err_clear();
+    if (saved[0])
+        err_set(-ENOENT, "%s", saved);
+    return r == -ENOENT;
+}
+
 static int commit_once(struct sandboxes *sbx, struct sandbox_rec *rec, const struct changeset *cs)
 {
     struct commit_opts opts = {
@@ -149,6 +166,8 @@ static int commit_once(struct sandboxes *sbx, struct sandbox_rec *rec, const str
         return quota_error(sbx, r);
     if (r == -ESTALE)
         return err_set(-ERR_BUSY, "the sandbox changed concurrently; retry");
+    if (r == -ENOENT && sandbox_gone(sbx, rec->id))
+        return err_set(-ERR_SANDBOX_NOT_FOUND, "sandbox not found (deleted meanwhile)");
     if (r == -ENOENT && !err_message())
         return err_set(-ENOENT, "parent directory does not exist");
     if (r < 0)
