@@ -27,9 +27,10 @@
  * Transactions run at READ COMMITTED: every statement sees what committed before it started,
  * which the lock-then-check steps below rely on. A transaction whose COMMIT got no answer (the
  * connection died after sending it) is in doubt: once the old session is known to be gone, the
- * engine asks a fresh connection whether the transaction's effect is there (pg_tx_end's check),
- * and reports success or a plain failure accordingly; only when that cannot be told does the
- * caller get -EIO saying that the change may or may not have been applied.
+ * engine asks a fresh connection (waiting up to DATABASE_POOL_WAIT_MS for a database that is
+ * restarting) whether the transaction's effect is there (pg_tx_end's check), and reports success or
+ * a plain failure accordingly; only when that cannot be told does the caller get -EIO saying that
+ * the change may or may not have been applied.
  *
  * Schema (pg_schema.c): as SQLite's (sqlite_int.h), with paths, symlink targets and the cwd as
  * bytea (memcmp order, any bytes), chunks keyed by their hash, and pins and pending chunks owned
