@@ -394,15 +394,46 @@ def test_replica_killed_mid_exec_leaves_no_lock_and_no_half_exec(rep):
 # ---- (g) a torn commit on connection loss --------------------------------------------------
 
 
-def terminate_active_backends(db):
-    """Ends the sessions of the database that are running a statement (not a lock wait): the
-    pooled connections of the replicas in the middle of their work. How many it ended."""
-    name = re.search(r"dbname=([A-Za-z0-9_]+)", db).group(1)
-    rows = pg_query(db.replace(f"dbname={name}", "dbname=postgres"),
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
-                    f"pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid() "
-                    "AND state = 'active' AND query NOT ILIKE '%advisory%'")
-    return int(rows[0][0])
+KILLER = """
+CREATE OR REPLACE FUNCTION sqlfs_test_kill(db text, delay_ms int, max_ms int) RETURNS int AS $$
+DECLARE
+    n int := 0;
+    busy boolean := false;
+    until timestamptz := clock_timestamp() + max_ms * interval '1 ms';
+BEGIN
+    -- A busy session: in the middle of a statement or a transaction, and not a lock session
+    -- (idle while it holds its locks, or waiting in pg_advisory_lock). Once one is seen, wait
+    -- delay_ms, then end the sessions busy at that moment (or the next busy ones).
+    LOOP
+        PERFORM pg_stat_clear_snapshot();  -- else the view stays as first read
+        IF busy THEN
+            SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) INTO n
+            FROM pg_stat_activity WHERE datname = db AND pid <> pg_backend_pid()
+              AND state <> 'idle' AND query NOT ILIKE '%advisory%';
+        ELSE
+            busy := EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = db
+                            AND pid <> pg_backend_pid() AND state <> 'idle'
+                            AND query NOT ILIKE '%advisory%');
+            IF busy THEN
+                PERFORM pg_sleep(delay_ms / 1000.0);
+                CONTINUE;
+            END IF;
+        END IF;
+        EXIT WHEN n > 0 OR clock_timestamp() > until;
+        PERFORM pg_sleep(0.0005);
+    END LOOP;
+    RETURN n;
+END $$ LANGUAGE plpgsql
+"""
+
+
+def terminate_busy_backend(rep, delay_ms, max_ms):
+    """Waits (at most max_ms) for a session of the replicas' database to be in the middle of a
+    statement or a transaction (a pooled connection at work), lets it run delay_ms more, then
+    ends the sessions busy then. How many it ended."""
+    name = re.search(r"dbname=([A-Za-z0-9_]+)", rep.db).group(1)
+    return int(pg_query(rep.cluster.url,
+                        f"SELECT sqlfs_test_kill('{name}', {delay_ms}, {max_ms})")[0][0])
 
 
 def tree_files(c, sid, prefix):
@@ -415,9 +446,10 @@ def tree_files(c, sid, prefix):
 
 def test_commit_is_atomic_when_the_database_session_is_killed(rep):
     """pg_terminate_backend of the replica's busy database sessions at different moments of a
-    large writeFiles (500 files): each time the files are all there with their content, or none
-    is; the replica then writes again."""
+    large writeFiles (500 files; from the first statement on, 0 to 320 ms later): each time the
+    files are all there with their content, or none is; the replica then writes again."""
     nfiles = 500
+    rep.cluster.sql(KILLER)
     with rep.client(0) as ca:
         sid = new_sandbox(ca)
 
@@ -431,21 +463,16 @@ def test_commit_is_atomic_when_the_database_session_is_killed(rep):
                        json={"files": batch(0)}).status_code == 204
         took = time.monotonic() - t0
         outcomes, kills = [], 0
-        rounds = 8
-        for k in range(1, rounds + 1):
+        delays_ms = (0, 5, 10, 20, 40, 80, 160, 320)
+        for k, delay_ms in enumerate(delays_ms, 1):
             files = batch(k)
             res, killed = {}, []
 
-            def killer(at):
-                time.sleep(at)
-                deadline = time.monotonic() + max(took, 0.5)
-                while "r" not in res and time.monotonic() < deadline:
-                    n = terminate_active_backends(rep.db)
-                    if n:
-                        killed.append(n)
-                        return
+            def killer(delay_ms):
+                killed.append(terminate_busy_backend(rep, delay_ms,
+                                                     delay_ms + int(1000 * max(took, 1))))
 
-            t = threading.Thread(target=killer, args=(took * (k - 1) / rounds,))
+            t = threading.Thread(target=killer, args=(delay_ms,))
             t.start()
             try:
                 res["r"] = ca.post(f"/v1/sandboxes/{sid}/writeFiles", json={"files": files})
@@ -453,9 +480,9 @@ def test_commit_is_atomic_when_the_database_session_is_killed(rep):
                 res.setdefault("r", None)
                 t.join()
             r = res["r"]
-            kills += bool(killed)
+            kills += bool(sum(killed))
             got = tree_files(ca, sid, f"/home/user/b{k}")
-            outcomes.append((r.status_code, len(got), bool(killed)))
+            outcomes.append((r.status_code, len(got), bool(sum(killed))))
             assert len(got) in (0, nfiles), f"round {k}: {len(got)} of {nfiles} files: " \
                 f"{describe(r)}"
             if r.status_code == 204:
