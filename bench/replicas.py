@@ -163,17 +163,20 @@ def markdown_section():
     t1, w1 = med["1/true"], med["1/write"]
     lines += [
         "",
-        f"Every exec answered 200 ({errors} errors). Throughput is flat in the number of "
-        "replicas here, as it must be on one machine: an exec costs the same CPU whichever "
-        "replica runs it (the CPU per exec column), and the replicas, the database and the "
-        f"load generator share the same {nproc} CPUs, so more processes only divide them "
-        "differently. The capacity column, which does not depend on how much of the machine a "
-        f"run got, says so: {caps['true']} execs/s of `true` and {caps['write']} of the "
-        "one-file write with 1 / 2 / 3 replicas. The measured execs/s track the *CPUs used* "
-        "column instead, which "
-        "moved with the other work on this shared machine (busy all the time), from round to "
-        "round and from row to row; the per-round figures are in "
-        "`bench/results/replicas.json`.",
+        f"Every exec answered 200 ({errors} errors). What an exec costs does not depend on "
+        "the number of replicas: the CPU per exec, and so the capacity, is "
+        f"{caps['true']} execs/s of `true` and {caps['write']} of the one-file write with "
+        "1 / 2 / 3 replicas, as expected when the replicas, the database and the load "
+        f"generator share the same {nproc} CPUs: more processes only divide them differently. "
+        "The measured execs/s ("
+        f"`true` × {med['3/true']['execs_s'] / t1['execs_s']:.2f}, the write × "
+        f"{med['3/write']['execs_s'] / w1['execs_s']:.2f} from 1 to 3 replicas) follow the "
+        "*CPUs used* column instead: how much of this shared machine the run got, never all "
+        "of it (the machine was busy all the time; the load average was "
+        f"{r['loadavg_1min']:.1f} at the start and {r.get('loadavg_1min_end', 0):.1f} at the "
+        "end). Whether a single replica, on a machine of its own, would also stop short of "
+        "the CPUs at this rate (its jails share the server's address space) these runs cannot "
+        "tell; the per-round figures are in `bench/results/replicas.json`.",
         "",
         "What replicas buy is CPUs: on separate hosts each replica brings its own, and the "
         "shared database is what they then compete for. With one replica the database spent "
@@ -265,7 +268,8 @@ def main():
            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime()),
            "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                     capture_output=True, text=True).stdout.strip() or None,
-           "loadavg_1min": round(load_at_start, 2), "nproc": os.cpu_count(),
+           "loadavg_1min": round(load_at_start, 2),
+           "loadavg_1min_end": round(os.getloadavg()[0], 2), "nproc": os.cpu_count(),
            "median": med, "runs": runs}
     save("replicas", out)
     print(f"\n{a.clients} clients, {a.n} execs per measurement, median of {a.rounds} rounds "
