@@ -9,6 +9,7 @@
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each; make fuzz-smoke: ~30 s in all
 #   make deps       install the Debian packages the project needs (idempotent)
 #   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
+#   make bench-replicas   exec throughput with 1, 2 and 3 replicas on one PostgreSQL database
 
 CC      ?= cc
 BUILD   ?= build
@@ -41,7 +42,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o -name '*.[ch]' -print | sort)
 
 .PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
-        bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile
+        bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile \
+        bench-replicas
 
 all: $(BUILD)/sqlfs
 
@@ -209,6 +211,12 @@ load: all
 # SECURITY.md). A build without the bounds takes longer: a class waits up to 60 s for an answer.
 bench-hostile: all
 	$(PYTHON) bench/hostile.py
+
+# Exec throughput (execs/s of `true` and of a one-file write, a fixed number of clients on
+# distinct sandboxes) with 1, 2 and 3 replicas on one throw-away PostgreSQL database, side by
+# side (about 1 min; not part of make test): bench/replicas.py, bench/results/replicas.json.
+bench-replicas: bench-tools
+	$(PYTHON) bench/replicas.py
 
 fmt:
 	clang-format -i $(FMT_SRC)

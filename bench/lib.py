@@ -20,13 +20,15 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 
 class Server(sqlfs_harness.Server):
     """A server on a fresh temporary directory (its data dir unless data_dir is given, and its
-    log), removed by cleanup(), with the failed-auth limit out of the way."""
+    log), removed by cleanup(), with the failed-auth limit out of the way. database_url: a
+    PostgreSQL database (servers given the same one are replicas)."""
 
-    def __init__(self, env=None, data_dir=None, binary=None):
+    def __init__(self, env=None, data_dir=None, binary=None, database_url=None):
         self.tmp = tempfile.mkdtemp(prefix="sqlfs-bench-")
         super().__init__(data_dir or os.path.join(self.tmp, "data"),
                          {"AUTH_RATE_LIMIT_MAX": "1000000", **(env or {})},
-                         binary=binary or BINARY, log_path=os.path.join(self.tmp, "log"))
+                         binary=binary or BINARY, log_path=os.path.join(self.tmp, "log"),
+                         database_url=database_url)
 
     def cleanup(self):
         self.stop()

@@ -686,6 +686,12 @@ def hostile_section():
     return markdown_section()
 
 
+def replicas_section():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from replicas import markdown_section
+    return markdown_section()
+
+
 STORE_ENGINES = """\
 `/usr/bin/python3 bench/store_engines.py` (`--mib 256 --creates 300`), 2026-12-07, load average
 about 0.7: one server on SQLite, then one on PostgreSQL 15 (a throw-away cluster on the same
@@ -996,6 +1002,7 @@ def main():
         "## Cold start", "", section_cold(), "",
         "## Hostile clients", "", hostile_section(), "",
         "## Store engines, side by side", "", STORE_ENGINES,
+        "## Replicas, side by side", "", replicas_section(),
         "## Jail changes, side by side", "", JAIL_SIDE_BY_SIDE,
         "## Hardening, side by side", "", HARDENING_SIDE_BY_SIDE,
         "## Problems found", "", PROBLEMS,

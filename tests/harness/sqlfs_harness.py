@@ -10,6 +10,11 @@ SQLFS_TEST_DATABASE=postgres runs every server on PostgreSQL: each Server gets a
 own (kept across its restarts) on one cluster, the one SQLFS_TEST_PG_URL names or else a
 throw-away one this process starts (scripts/pg-test-cluster.sh) and removes at exit. A test that
 reads the SQLite files directly asks `engine()` first.
+
+Several servers on one database (replicas): start a cluster of the test's own with `PgCluster`
+(whatever SQLFS_TEST_DATABASE says), make a database on it, and give each Server that database
+with `database_url=`; they share the AUTH_SECRET (a token minted by one works on all), each with
+its own data dir, port and log.
 """
 import atexit
 import itertools
@@ -80,6 +85,80 @@ def pg_new_database():
     return base + ("&" if "?" in base else "?") + "dbname=" + name
 
 
+class PgCluster:
+    """A throw-away PostgreSQL cluster of the caller's own (scripts/pg-test-cluster.sh), for
+    tests that restart or limit the database under servers: start() with server settings
+    (`max_connections=12`), restart() (fast: every session ends), down() and up() (the server
+    stopped, its files kept), stop() (removed; also at exit). As root the cluster belongs to
+    the `postgres` user; `available()` says whether one can run here."""
+
+    def __init__(self, *settings):
+        self.settings = list(settings)
+        self.dir = None
+        self.url = None
+
+    @staticmethod
+    def available():
+        """None when a cluster can be started here, else why not."""
+        import glob
+        import pwd
+        if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+            return "PostgreSQL is not installed (apt-get install postgresql-15)"
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return "no postgres user to own a cluster started by root"
+        return None
+
+    def _script(self, cmd, *extra):
+        return subprocess.run(["bash", PG_CLUSTER_SCRIPT, cmd, self.dir, *extra], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    def start(self):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="sqlfs-pg.", dir="/tmp")
+        try:
+            self.url = self._script("start", *self.settings)
+        except subprocess.CalledProcessError as e:
+            self.dir = None
+            raise RuntimeError("cannot start a PostgreSQL cluster: " + e.stderr) from e
+        atexit.register(self.stop)
+        return self
+
+    def restart(self):
+        self._script("restart")
+
+    def down(self):
+        self._script("down")
+
+    def up(self):
+        self._script("up")
+
+    def stop(self):
+        if self.dir:
+            subprocess.run(["bash", PG_CLUSTER_SCRIPT, "stop", self.dir], check=False,
+                           capture_output=True)
+            self.dir = None
+
+    def sql(self, sql):
+        """Runs sql as the cluster's superuser on its "postgres" database."""
+        _psql(self.url, sql)
+
+    def new_database(self, name=None, owner=None):
+        """A new empty database on this cluster (owned by the role owner if given); its URL."""
+        name = name or f"sqlfs_r_{os.getpid()}_{next(_pg['seq'])}"
+        _psql(self.url, f"CREATE DATABASE {name}" + (f" OWNER {owner}" if owner else ""))
+        return self.url + ("&" if "?" in self.url else "?") + "dbname=" + name
+
+    def log_tail(self, n=40):
+        try:
+            with open(os.path.join(self.dir, "log"), errors="replace") as f:
+                return "\n".join(f.read().splitlines()[-n:])
+        except (OSError, TypeError):
+            return "(no log)"
+
+
 def pg_query(url, sql):
     """The rows of a query on the database at url, as lists of strings."""
     out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
@@ -106,10 +185,13 @@ class Server:
     with AUTH_SECRET=secret, ADMIN_SECRET=admin_secret (not set when None) and SQLFS_QUIET=1;
     env, args and log_path may be changed between stop() and start(). preexec_fn runs in the
     child before exec (e.g. to drop privileges). The server's stdout and stderr append to
-    log_path (default: <data_dir>.log)."""
+    log_path (default: <data_dir>.log). database_url (a postgres:// URL) is the database the
+    server uses whatever engine() says: servers given the same one are replicas of each other
+    (each with its own data dir and port, the same secrets)."""
 
     def __init__(self, data_dir, env=None, args=None, preexec_fn=None, cwd=None, *,
-                 secret=SECRET, admin_secret=ADMIN_SECRET, binary=None, log_path=None):
+                 secret=SECRET, admin_secret=ADMIN_SECRET, binary=None, log_path=None,
+                 database_url=None):
         self.data_dir = str(data_dir)
         self.cwd = cwd
         self.preexec_fn = preexec_fn
@@ -122,7 +204,9 @@ class Server:
         if not os.environ.get("SQLFS_TEST_SERVER_LOG"):
             self.env["SQLFS_QUIET"] = "1"
         self.env.update(env or {})
-        if engine() == "postgres" and "SQLFS_DATABASE" not in self.env:
+        if database_url:
+            self.env["SQLFS_DATABASE"] = database_url
+        elif engine() == "postgres" and "SQLFS_DATABASE" not in self.env:
             self.env["SQLFS_DATABASE"] = pg_new_database()
         self.log_path = str(log_path or os.path.join(cwd or "", self.data_dir + ".log"))
         self.proc = None

@@ -11,7 +11,8 @@ import subprocess
 
 from conftest import BINARY, ROOT, Server
 
-DOCS = ["README.md", "SECURITY.md", "docs/API.md", "docs/JAIL.md", "python/README.md"]
+DOCS = ["README.md", "SECURITY.md", "docs/API.md", "docs/JAIL.md", "docs/DEPLOYMENT.md",
+        "python/README.md"]
 
 
 def read(rel):
@@ -78,6 +79,18 @@ def test_readme_links_the_sdk_readme_and_py_exec_is_described_alike():
     assert "python/README.md" in read("README.md")
     sdk = read("python/README.md")
     assert "warm interpreter" not in sdk and "keeps the interpreter warm" not in sdk
+
+
+def test_the_settings_the_deployment_guide_names_are_the_servers():
+    """Every setting docs/DEPLOYMENT.md names (`UPPER_CASE` in backticks, error codes aside) is
+    one `sqlfs serve --help` lists."""
+    helptext = subprocess.run([BINARY, "serve", "--help"], capture_output=True,
+                              text=True).stdout
+    codes = server_codes()
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]{3,})`", read("docs/DEPLOYMENT.md"))) - codes
+    assert "DATABASE_POOL_SIZE" in named
+    unknown = sorted(n for n in named if not re.search(r"\b" + n + r"\b", helptext))
+    assert not unknown, f"docs/DEPLOYMENT.md names settings the server does not have: {unknown}"
 
 
 def test_start_banner_and_log_lines(tmp_path):
