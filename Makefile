@@ -164,6 +164,7 @@ test: deps
 	$(MAKE) test-asan
 	$(MAKE) test-clang
 	$(MAKE) test-integration
+	$(MAKE) test-integration-pg
 	$(MAKE) test-integration-asan
 	$(MAKE) fuzz-smoke
 
