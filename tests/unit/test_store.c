@@ -1242,6 +1242,52 @@ static void test_discard(void **state)
     free(data);
 }
 
+/* A commit says whether it left contents for a collection to free: when it deleted or replaced
+ * files holding content, directly or below a deleted directory, and only then. */
+static void test_commit_unreferenced(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct commit_result res;
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    cs_text(f->st, &cs, "/d/a", "alpha");
+    cs_file(&cs, "/d/empty", NULL, 0);
+    cs_dir(&cs, "/e", 0755);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_false(res.unreferenced);
+
+    /* rows without content go: nothing to collect */
+    changeset_init(&cs, "delete");
+    assert_int_equal(changeset_delete(&cs, "/d/empty"), 0);
+    assert_int_equal(changeset_delete(&cs, "/e"), 0);
+    assert_int_equal(changeset_delete(&cs, "/absent"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_false(res.unreferenced);
+    changeset_init(&cs, "empty");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_false(res.unreferenced);
+
+    /* a file replaced */
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/d/a", "beta");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_true(res.unreferenced);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.contents_deleted, 1);
+
+    /* a directory deleted with the files below it */
+    changeset_init(&cs, "delete");
+    assert_int_equal(changeset_delete(&cs, "/d"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_true(res.unreferenced);
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.contents_deleted, 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 0);
+}
+
 /* ---- persistence, listing -------------------------------------------------------------- */
 
 static void test_persistence(void **state)
@@ -2111,6 +2157,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_unreferenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
