@@ -150,6 +150,17 @@ static bool sandbox_gone(struct sandboxes *sbx, const char *id)
     return r == -ENOENT;
 }
 
+/* Collects what a commit left unreferenced (deleted or replaced files), so that the space it
+ * held is reused by the next writes instead of waiting for a restart. The commit stands
+ * whatever this does: what cannot be collected now (a full disk may refuse even the
+ * collection's transaction) stays a candidate for the next collection. */
+static void collect(struct sandboxes *sbx)
+{
+    struct gc_stats gs;
+    if (store_gc(sbx->st, &gs) < 0)
+        err_clear();
+}
+
 static int commit_once(struct sandboxes *sbx, struct sandbox_rec *rec, const struct changeset *cs)
 {
     struct commit_opts opts = {
@@ -172,6 +183,8 @@ static int commit_once(struct sandboxes *sbx, struct sandbox_rec *rec, const str
         return err_set(-ENOENT, "parent directory does not exist");
     if (r < 0)
         return r;
+    if (res.unreferenced)
+        collect(sbx);
     rec->version = res.version;
     rec->size_bytes = res.size_bytes;
     rec->last_used_ms = opts.now_ms;

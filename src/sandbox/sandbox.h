@@ -8,7 +8,8 @@
  * holding the sandbox's exclusive lock; creation and deletion go through sandbox_create() and
  * sandbox_delete(). Nothing else writes a sandbox to the store. A commit checks the reserved
  * paths (store/reserved.h), commits to SQL (fenced by the version read under the lock, bounded
- * by the quota) and then tells the observers, so caches such as the exec's checkouts follow.
+ * by the quota), collects the contents of the files it deleted or replaced (store_gc), and
+ * then tells the observers, so caches such as the exec's checkouts follow.
  *
  * Observers (sandbox_observe): the layers above register what they keep per sandbox; this
  * layer calls them and knows nothing of them. Contract of every observer call:
@@ -97,7 +98,8 @@ __attribute__((warn_unused_result)) int sandbox_lookup(struct sandboxes *sbx, co
                                                        struct sandbox_rec *ret_rec);
 
 /* Commits cs for the sandbox whose record (read under its exclusive lock) is rec; rec->version,
- * size_bytes, last_used_ms and cwd are updated, then the observers are told. Fails like
+ * size_bytes, last_used_ms and cwd are updated, what the commit left unreferenced is collected
+ * (its space is reusable when this returns), then the observers are told. Fails like
  * store_commit (-ERR_QUOTA with the quota in the details, -ERR_BUSY for -ESTALE, 400 for a
  * reserved path, ...) and then nothing changed and what cs stored is discarded. */
 __attribute__((warn_unused_result)) int

@@ -27,6 +27,8 @@ static int subtree_delete(struct apply *a, const char *path, size_t len)
         return r;
     a->count -= n;
     a->size -= bytes;
+    if (bytes > 0) /* a file with bytes has content */
+        a->unreferenced = true;
     return 0;
 }
 
@@ -36,7 +38,10 @@ static int forget_row(struct apply *a, const struct store_row *old)
     a->count--;
     if (old->kind == FILE_KIND_FILE)
         a->size -= old->size;
-    return old->has_content ? a->ops->candidate_add(a->ctx, old->content) : 0;
+    if (!old->has_content)
+        return 0;
+    a->unreferenced = true;
+    return a->ops->candidate_add(a->ctx, old->content);
 }
 
 static int row_insert(struct apply *a, const char *path, size_t len, int kind, uint32_t mode,

@@ -258,6 +258,7 @@ struct apply {
     int64_t now_ns;      /* mtime of created parents */
     bool create_parents; /* from the change set */
     bool keep_dirs;      /* from the change set */
+    bool unreferenced;   /* a row holding content went away (its content is a GC candidate) */
 };
 
 /* Applies cs's changes in order (changeset.h), with the errors store.h lists for commit except

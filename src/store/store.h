@@ -76,6 +76,8 @@ struct commit_result {
     int64_t version;    /* the sandbox's version after the commit */
     int64_t size_bytes; /* the sandbox's size after the commit */
     int64_t commit_id;  /* row id in the commit log */
+    bool unreferenced;  /* the commit deleted or replaced files holding content: that content is
+                         * a GC candidate now, which only a collection (gc) frees */
 };
 
 struct gc_stats {
@@ -245,7 +247,8 @@ struct store_ops {
      * + 1, a commit log row (cs->kind, cs->info_json, the paths changed); then drops one pin of
      * each distinct content the change set puts. cs NULL: an empty change set; opts NULL:
      * expect_version -1, no quota, now. An empty change set still bumps the version and logs
-     * the commit. *ret (may be NULL) gets the version, size and log id after the commit. The
+     * the commit. *ret (may be NULL) gets the version, size and log id after the commit, and
+     * whether it left contents to collect (the commit itself collects nothing). The
      * caller keeps ownership of cs. On any failure nothing changes (pins included): -ESTALE
      * (expect_version given and the sandbox moved on), -ERR_QUOTA (the sandbox would grow past
      * quota_bytes), -ENOENT (the sandbox is gone, or a parent is missing and create_parents is
@@ -257,7 +260,9 @@ struct store_ops {
                   const struct commit_opts *opts, struct commit_result *ret);
     /* Removes the contents no file references and no writer pins (pins past their hour first
      * expire), then the chunks no content uses; *ret (may be NULL) gets the counts. Collection
-     * proceeds in small transactions so that commits are not held up. */
+     * proceeds in small transactions so that commits are not held up. The store runs it on its
+     * own only at open, after sandbox_delete and after discard: the caller collects after a
+     * commit whose result says `unreferenced`. */
     int (*gc)(struct store *st, struct gc_stats *ret);
     /* Optional (NULL: does nothing). The change set will never be committed (its commit
      * failed): drops the pins its contents got when they were finished and removes at once

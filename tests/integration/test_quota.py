@@ -7,7 +7,8 @@
 - A PUT whose Content-Length does not fit is refused before a byte of its body is read; a
   chunked one stops at the quota.
 - Content stored for a write that is then refused is reclaimed at once: the store is back
-  within 1 MiB of where it was.
+  within 1 MiB of where it was. So is the content of files deleted or replaced through the API
+  or by an exec.
 """
 import io
 import os
@@ -222,6 +223,26 @@ def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qs
                   content=big.getvalue(), headers={"Content-Type": "application/x-tar"})
     body = assert_error(r, 413, "EQUOTA")
     assert "SANDBOX_QUOTA_BYTES=%d" % QUOTA in body.get("details", []), body
+    assert store_used(quota_server) - before < 1 * MB
+
+
+def test_content_of_deleted_and_replaced_files_is_reclaimed_at_once(quota_server, qapi, qsandbox):
+    """What a commit leaves unreferenced is collected before it answers, so the next write
+    reuses that room (on SQLite: pages on the free list) instead of growing the store."""
+    url = f"/v1/sandboxes/{qsandbox}/files/home/user"
+    before = store_used(quota_server)
+    assert qapi.put(f"{url}/a.bin", content=os.urandom(8 * MB)).status_code == 204
+    assert store_used(quota_server) - before > 7 * MB
+    assert qapi.put(f"{url}/a.bin", content=b"replaced").status_code == 204
+    assert store_used(quota_server) - before < 1 * MB
+    assert qapi.put(f"{url}/b.bin", content=os.urandom(8 * MB)).status_code == 204
+    assert qapi.delete(f"{url}/b.bin").status_code == 204
+    assert store_used(quota_server) - before < 1 * MB
+    r = exec_sync(qapi, qsandbox, "head -c 8M /dev/urandom > c.bin")
+    assert r.status_code == 200, r.text
+    assert store_used(quota_server) - before > 7 * MB
+    r = exec_sync(qapi, qsandbox, "rm c.bin")
+    assert r.status_code == 200, r.text
     assert store_used(quota_server) - before < 1 * MB
 
 

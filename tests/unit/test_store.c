@@ -1309,6 +1309,97 @@ static void test_discard(void **state)
     free(data);
 }
 
+/* A commit says whether it left contents for a collection to free: when it deleted or replaced
+ * files holding content, directly or below a deleted directory, and only then. */
+static void test_commit_unreferenced(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    struct commit_result res;
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    cs_text(f->st, &cs, "/d/a", "alpha");
+    cs_file(&cs, "/d/empty", NULL, 0);
+    cs_dir(&cs, "/e", 0755);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_false(res.unreferenced);
+
+    /* rows without content go: nothing to collect */
+    changeset_init(&cs, "delete");
+    assert_int_equal(changeset_delete(&cs, "/d/empty"), 0);
+    assert_int_equal(changeset_delete(&cs, "/e"), 0);
+    assert_int_equal(changeset_delete(&cs, "/absent"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_false(res.unreferenced);
+    changeset_init(&cs, "empty");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_false(res.unreferenced);
+
+    /* a file replaced */
+    changeset_init(&cs, "put");
+    cs_text(f->st, &cs, "/d/a", "beta");
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_true(res.unreferenced);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.contents_deleted, 1);
+
+    /* a directory deleted with the files below it */
+    changeset_init(&cs, "delete");
+    assert_int_equal(changeset_delete(&cs, "/d"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_true(res.unreferenced);
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.contents_deleted, 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), 0);
+}
+
+/* Collecting chunks frees their pages without writing them again: the chunk database's WAL
+ * grows by a few pages, not by the bytes collected (whatever the SQLite library's secure_delete
+ * default), so that a collection on a nearly full disk does not need as much room as it frees.
+ * A reader holding a snapshot keeps the WAL from restarting, so its size shows every write. */
+static void test_gc_does_not_rewrite_freed_chunks(void **state)
+{
+    struct fx *f = *state;
+    if (on_pg)
+        skip(); /* SQLite's pages */
+    size_t len = 8 * MIB;
+    uint8_t *data = malloc(len);
+    fill(data, len, 51);
+    uint8_t id[CONTENT_ID_LEN];
+    create_sb(f->st, SB1);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    put_bytes(f->st, data, len, id);
+    cs_file(&cs, "/big", id, (int64_t)len);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    changeset_init(&cs, "delete");
+    assert_int_equal(changeset_delete(&cs, "/big"), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+
+    sqlite3 *reader;
+    assert_int_equal(sqlite3_open_v2(f->db, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "ATTACH DATABASE '%s.chunks' AS blobs; BEGIN; SELECT count(*) FROM blobs.chunks;",
+             f->db);
+    assert_int_equal(sqlite3_exec(reader, sql, NULL, NULL, NULL), SQLITE_OK);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s.chunks-wal", f->db);
+    struct stat before, after;
+    assert_int_equal(stat(wal, &before), 0);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    assert_int_equal(gs.chunks_deleted, 8);
+    assert_int_equal(stat(wal, &after), 0);
+    assert_true(after.st_size - before.st_size < (off_t)MIB);
+    assert_int_equal(sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(reader);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 0);
+    free(data);
+}
+
 /* ---- persistence, listing -------------------------------------------------------------- */
 
 static void test_persistence(void **state)
@@ -2241,6 +2332,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc_after_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_discard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_unreferenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_does_not_rewrite_freed_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),

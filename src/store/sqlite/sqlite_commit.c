@@ -237,6 +237,7 @@ int sq_commit_locked(struct sqlite_store *s, const char *id, const struct change
         ret->version = version + 1;
         ret->size_bytes = a.size;
         ret->commit_id = commit_id;
+        ret->unreferenced = a.unreferenced;
     }
     return 0;
 }

@@ -57,7 +57,10 @@ static int conn_attach(struct conn *c, const char *blobs_path)
 /* Opens a connection to the metadata database with the chunk database attached. The
  * read-write one also sets the persistent modes: WAL for both, 64 KiB pages for the chunk
  * database (chunks are up to 1 MiB: large pages mean few pages, so little per-page work, per
- * chunk) and the default 4 KiB for the metadata (small commits write few small pages). */
+ * chunk) and the default 4 KiB for the metadata (small commits write few small pages).
+ * Deleted chunks are not overwritten (blobs.secure_delete FAST, whatever the library's default):
+ * zeroing a freed chunk's pages would write as much to the WAL as the collection frees, so that
+ * on a nearly full disk collecting garbage would itself run out of space. */
 int sq_conn_open(const char *path, const char *blobs_path, bool readonly, struct conn **ret)
 {
     struct conn *c = calloc(1, sizeof(*c));
@@ -83,6 +86,7 @@ int sq_conn_open(const char *path, const char *blobs_path, bool readonly, struct
                             "PRAGMA blobs.page_size = 65536; PRAGMA blobs.journal_mode = WAL;"
                             "PRAGMA blobs.synchronous = NORMAL;"
                             "PRAGMA blobs.journal_size_limit = 67108864;"
+                            "PRAGMA blobs.secure_delete = FAST;"
                             "PRAGMA blobs.cache_size = -4096; PRAGMA temp_store = MEMORY;");
     if (r >= 0 && readonly)
         r = sq_conn_exec(c, "PRAGMA main.cache_size = -2048; PRAGMA blobs.cache_size = -512;");

@@ -93,8 +93,8 @@ static int gc_one(struct conn *c, const uint8_t *id, struct gc_stats *stats)
     return r < 0 ? r : 0;
 }
 
-/* One batch of candidates in one write transaction. 1 when there may be more, 0 when none
- * were left. */
+/* One batch of candidates in one write transaction. 1 when there may be more, 0 when this
+ * batch took the last ones (a short batch: it read every candidate the transaction saw). */
 static int gc_batch(struct sqlite_store *s, struct gc_stats *stats)
 {
     struct conn *c = s->w;
@@ -122,7 +122,7 @@ static int gc_batch(struct sqlite_store *s, struct gc_stats *stats)
     for (size_t i = 0; i < n && r >= 0; i++)
         r = gc_one(c, ids[i], stats);
     r = sq_wtx_end(s, r);
-    return r < 0 ? r : n > 0;
+    return r < 0 ? r : n == GC_BATCH;
 }
 
 int sq_gc_run(struct sqlite_store *s, struct gc_stats *ret)
