@@ -33,12 +33,14 @@ static int subtree_delete(struct apply *a, const char *path, size_t len)
 }
 
 /* Accounts for the row `old` going away (its row is deleted or replaced by the caller). */
-static int forget_row(struct apply *a, const struct store_row *old)
+/* Accounts a row that goes; its content becomes a GC candidate unless it is `kept`, the content
+ * of the row that replaces it (NULL: none). */
+static int forget_row(struct apply *a, const struct store_row *old, const uint8_t *kept)
 {
     a->count--;
     if (old->kind == FILE_KIND_FILE)
         a->size -= old->size;
-    if (!old->has_content)
+    if (!old->has_content || (kept && memcmp(kept, old->content, CONTENT_ID_LEN) == 0))
         return 0;
     a->unreferenced = true;
     return a->ops->candidate_add(a->ctx, old->content);
@@ -165,7 +167,7 @@ static int change_put(struct apply *a, const struct file_meta *m)
     if (old.kind == FILE_KIND_DIR)
         r = subtree_delete(a, m->path, len);
     if (r >= 0 && old.kind)
-        r = forget_row(a, &old);
+        r = forget_row(a, &old, content);
     if (r >= 0)
         r = row_insert(a, m->path, len, m->kind, m->mode, size, m->mtime_ns, content,
                        m->kind == FILE_KIND_SYMLINK ? m->target : NULL);
@@ -189,7 +191,7 @@ static int change_delete(struct apply *a, const char *path)
             return r;
     }
     r = a->ops->row_delete(a->ctx, path, len);
-    return r < 0 ? r : forget_row(a, &old);
+    return r < 0 ? r : forget_row(a, &old, NULL);
 }
 
 int apply_changes(struct apply *a, const struct changeset *cs)
