@@ -11,7 +11,8 @@
  *     that holds sealed writers until a flush (store/batch.c);
  *   - the commit driver (store/apply.c): applies a change set's changes in order through an
  *     engine's row primitives (struct apply_ops), with the parent rules, subtree deletes and
- *     the size and count accounting;
+ *     the size and count accounting; runs of puts in bulk when the engine has bulk
+ *     primitives;
  *   - helpers (engine.c, apply.c): the distinct contents a change set puts (the pins a commit
  *     drops), the quota rule, the depth cut of a tree walk, sandbox records copied out of rows,
  *     the owner check, the implicit root, the chunk holding an offset.
@@ -224,9 +225,33 @@ struct store_row {
     uint8_t content[CONTENT_ID_LEN];
 };
 
+/* A path whose row apply_ops.rows_get reads, and that row. */
+struct row_read {
+    const char *path;     /* not NUL-terminated */
+    size_t len;           /* bytes of path */
+    struct store_row row; /* out: the row (kind 0 when none) */
+};
+
+/* A row apply_ops.rows_put writes: row_put's arguments. */
+struct row_write {
+    const char *path; /* not NUL-terminated */
+    size_t len;
+    int kind;
+    uint32_t mode;
+    int64_t size;
+    int64_t mtime_ns;
+    const uint8_t *content; /* NULL or the content id */
+    const char *target;     /* NULL or the symlink target */
+};
+
 /* An engine's row primitives, run inside the engine's open write transaction on the sandbox
  * being committed (ctx: the engine's state). Each returns 0 or a negative code; a failure stops
- * the commit, and the engine rolls its transaction back. */
+ * the commit, and the engine rolls its transaction back.
+ *
+ * The bulk members (rows_get, rows_put, candidates_add) are optional, all three or none. An
+ * engine for which each primitive costs a round trip gives them: the driver then applies a run
+ * of puts with one rows_get for the rows the run reads and one rows_put per run (see apply.c),
+ * the result being exactly that of the per-row primitives in order. */
 struct apply_ops {
     /* The row at path[0..len) into *ret (kind 0 when none). */
     int (*row_get)(void *ctx, const char *path, size_t len, struct store_row *ret);
@@ -246,6 +271,13 @@ struct apply_ops {
     int (*content_size)(void *ctx, const uint8_t id[CONTENT_ID_LEN], int64_t *ret_size);
     /* Records content `id` as a GC candidate (a row holding it went away). */
     int (*candidate_add)(void *ctx, const uint8_t id[CONTENT_ID_LEN]);
+    /* Optional: row_get for each of the n paths (distinct) at once, into v[i].row. */
+    int (*rows_get)(void *ctx, struct row_read *v, size_t n);
+    /* Optional: row_put for each of the n rows (distinct paths) at once. */
+    int (*rows_put)(void *ctx, const struct row_write *v, size_t n);
+    /* Optional: candidate_add for each of the n ids (CONTENT_ID_LEN bytes each, maybe
+     * repeated) at once. */
+    int (*candidates_add)(void *ctx, const uint8_t *ids, size_t n);
 };
 
 /* One commit being applied. The engine fills ops, ctx and the sandbox's size and count before,
