@@ -279,11 +279,9 @@ static int bytail_cmp(const void *x, const void *y)
     return memcmp(a->h.ck.tail_hash, b->h.ck.tail_hash, 32);
 }
 
-/* Sorts the writers of b by content id, and the distinct tail chunks by hash. */
-static int flush_plan(struct flush *f, struct content_batch *b)
+/* Sorts the n writers v by content id, and the distinct tail chunks by hash. */
+static int flush_plan(struct flush *f, struct content_writer *const *v, size_t n)
 {
-    struct content_writer *const *v = b->core.v;
-    size_t n = b->core.n;
     f->n = n;
     f->byid = malloc(n * sizeof(*f->byid));
     f->tails = malloc(n * sizeof(*f->tails));
@@ -597,13 +595,13 @@ static int pins_add(struct pg_store *s, struct pg_conn *c, struct flush *f)
 }
 
 /* batch_engine.record */
-static int batch_record(struct content_batch *b)
+static int batch_record(struct content_batch *b, struct content_writer *const *v, size_t n)
 {
     struct flush f = {0};
-    int r = flush_plan(&f, b);
+    int r = flush_plan(&f, v, n);
     /* each writer's chunk list ends with its tail chunk */
-    for (size_t i = 0; i < f.n && r >= 0; i++) {
-        struct content_writer *w = b->core.v[i];
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        struct content_writer *w = v[i];
         if (!writer_has_tail_chunk(&w->h))
             continue;
         r = ARRAY_GROW(w->hashes, (w->n + 1) * 32, w->cap);

@@ -12,7 +12,8 @@
  *
  * Connections: a pool per store of at most pool_size connections, opened on demand and kept
  * idle. A caller holds one connection for one statement or one transaction, never two at a time
- * and never while a store callback runs, so the pool cannot deadlock; a caller that finds every
+ * and never while a store callback runs (a content batch's thread is a caller of its own), so
+ * the pool cannot deadlock; a caller that finds every
  * connection busy waits at most pool_wait_ms, then fails -ERR_BUSY. Statements are prepared once
  * per connection on first use; results are binary (integers big-endian), content bytes go as
  * binary parameters. An idle connection the server dropped (restart, termination) is noticed
