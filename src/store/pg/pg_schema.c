@@ -156,10 +156,13 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
                           "WHERE tenant = $1 AND sub = $2 LIMIT $3) AS t",
     [PS_F_GET] = "SELECT kind, size, content FROM files WHERE sid = $1 AND path = $2",
-    /* the rows at the paths of a bytea array, each with its index (1-based) in the array */
+    /* the rows at the paths of a bytea array, each with its index (1-based) in the array; one
+     * index lookup per path (the LIMIT keeps the planner from joining with a scan of the whole
+     * table, which it prefers for many paths while its statistics are those of a small table) */
     [PS_F_GET_MANY] = "SELECT k.i, f.kind, f.size, f.content "
                       "FROM unnest($2::bytea[]) WITH ORDINALITY AS k(path, i) "
-                      "JOIN files f ON f.sid = $1 AND f.path = k.path",
+                      "CROSS JOIN LATERAL (SELECT kind, size, content FROM files "
+                      "WHERE sid = $1 AND path = k.path LIMIT 1) AS f",
     [PS_F_PUT] = "INSERT INTO files (sid, " FILE_COLS
                  ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) " FILE_UPSERT,
     /* the same for rows given as arrays, one per column (distinct paths) */
