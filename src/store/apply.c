@@ -192,7 +192,8 @@ static int change_delete(struct apply *a, const char *path)
 
 /*
  * For an engine with bulk primitives (apply_ops.rows_get, rows_put, candidates_add), a run of
- * consecutive puts is applied through a row cache that stands in for the engine's primitives:
+ * two or more consecutive puts (a lone put costs less through the per-row primitives) is
+ * applied through a row cache that stands in for the engine's primitives:
  * before the run, one rows_get reads the rows the run will look at (each put's path and its
  * ancestors); then the puts run through change_put as always, their reads answered from the
  * cache and their writes kept there (the row as the transaction now sees it) and queued; the
@@ -207,6 +208,7 @@ static int change_delete(struct apply *a, const char *path)
  * content ids point into the change set.
  */
 #define APPLY_RUN_PUTS 1024    /* puts per run: one rows_get */
+#define APPLY_RUN_MIN 2        /* a lone put goes through the per-row primitives */
 #define APPLY_QUEUE_ROWS 2048  /* rows (and candidates) per rows_put (candidates_add) */
 #define APPLY_CACHE_ROWS 16384 /* rows cached at most */
 
@@ -536,8 +538,8 @@ int apply_changes(struct apply *a, const struct changeset *cs)
     int r = 0;
     for (size_t i = 0; i < cs->n && r >= 0;) {
         const struct change *ch = &cs->items[i];
-        if (ch->op == CHANGE_PUT && bulk) {
-            size_t to = run_end(cs, i);
+        size_t to = ch->op == CHANGE_PUT && bulk ? run_end(cs, i) : i;
+        if (to - i >= APPLY_RUN_MIN) {
             r = apply_run(a, cs, i, to);
             i = to;
             continue;
