@@ -193,15 +193,15 @@ static int change_delete(struct apply *a, const char *path)
 /*
  * For an engine with bulk primitives (apply_ops.rows_get, rows_put, candidates_add), a run of
  * two or more consecutive puts (a lone put costs less through the per-row primitives) is
- * applied through a row cache that stands in for the engine's primitives:
- * before the run, one rows_get reads the rows the run will look at (each put's path and its
- * ancestors); then the puts run through change_put as always, their reads answered from the
- * cache and their writes kept there (the row as the transaction now sees it) and queued; the
- * queue goes to the engine with one rows_put. A primitive that changes rows in a way the cache
- * does not model (a row or subtree delete, when a put replaces a directory) first writes the
- * queue, then runs on the engine, and the cache follows what it did. A read the cache cannot
- * answer goes to the engine's row_get: every row this run wrote is in the cache, so the engine
- * has the current row there. The result is therefore the per-row one, in the same order.
+ * applied through a row cache that stands in for the engine's primitives: before the run, one
+ * rows_get reads the rows the run will look at (each put's path and its ancestors); then the puts
+ * run through change_put as always, their reads answered from the cache and their writes kept there
+ * (the row as the transaction now sees it) and queued; the queue goes to the engine with one
+ * rows_put. A primitive that changes rows in a way the cache does not model (a row or subtree
+ * delete, when a put replaces a directory) first writes the queue, then runs on the engine, and the
+ * cache follows what it did. A read the cache cannot answer goes to the engine's row_get: every row
+ * this run wrote is in the cache, so the engine has the current row there. The result is therefore
+ * the per-row one, in the same order.
  *
  * Memory: at most APPLY_CACHE_ROWS rows cached (past that the queue is written and the cache
  * starts over empty), APPLY_QUEUE_ROWS rows and as many candidates queued; paths, targets and
