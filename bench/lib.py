@@ -1,11 +1,13 @@
 """Shared helpers of the benchmark scripts: a server on a temp dir, tokens, RSS sampling,
 percentiles, the httpbench load generator."""
+import gzip
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +18,7 @@ from sqlfs_harness import ADMIN_SECRET, SECRET, PeakSampler  # noqa: E402,F401
 BINARY = sqlfs_harness.BINARY  # SQLFS_BINARY measures another build
 HTTPBENCH = os.path.join(ROOT, "build", "bench", "httpbench")
 RESULTS = os.path.join(ROOT, "bench", "results")
+CACHE = os.path.join(ROOT, "build", "bench", "cache")  # inputs built once and kept
 
 
 class Server(sqlfs_harness.Server):
@@ -109,3 +112,49 @@ def curl_transfer(url, token, method, path, src=None):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     t, up, down = float(out[0]), float(out[1]), float(out[2])
     return t, (up if src else down)
+
+
+def tree_tarball(target_mb):
+    """A tar.gz of up to target_mb of regular files from /usr/share and /usr/lib."""
+    out = os.path.join(CACHE, f"tree-{target_mb}mb.tar.gz")
+    if os.path.exists(out):
+        return out
+    os.makedirs(CACHE, exist_ok=True)
+    files, total = [], 0
+    for top in ("/usr/share", "/usr/lib"):
+        for root, dirs, names in os.walk(top):
+            dirs.sort()
+            for fn in sorted(names):
+                p = os.path.join(root, fn)
+                try:
+                    if not os.path.isfile(p) or os.path.islink(p) or not os.access(p, os.R_OK):
+                        continue
+                    sz = os.path.getsize(p)
+                except OSError:
+                    continue
+                if total + sz > target_mb * 1_000_000:
+                    continue
+                files.append(p[1:])
+                total += sz
+            if total >= target_mb * 1_000_000 * 0.98:
+                break
+        if total >= target_mb * 1_000_000 * 0.98:
+            break
+    lst = out + ".list"
+    with open(lst, "w") as f:
+        f.write("\n".join(files) + "\n")
+    subprocess.run(f"tar -C / -cf - -T {lst} | gzip -1 > {out}.tmp", shell=True, check=True)
+    os.rename(out + ".tmp", out)
+    os.unlink(lst)
+    return out
+
+
+def tarball_files(path):
+    """The regular files of a tar.gz and their bytes: (count, bytes)."""
+    n = raw = 0
+    with gzip.open(path, "rb") as g, tarfile.open(fileobj=g, mode="r|") as t:
+        for m in t:
+            if m.isfile():
+                n += 1
+                raw += m.size
+    return n, raw

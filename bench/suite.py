@@ -4,7 +4,6 @@ Run: make bench (full) or make bench-quick; or /usr/bin/python3 bench/suite.py [
 [--only a,b]. Each scenario writes into bench/results/suite[-quick].json; bench/report.py turns
 that file into docs/BENCHMARKS.md and docs/img/*.png.
 """
-import gzip
 import http.client
 import io
 import json
@@ -23,8 +22,8 @@ import traceback
 import httpx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import (RESULTS, ROOT, RssSampler, Server, curl_transfer, httpbench,  # noqa: E402
-                 summarize)
+from lib import (CACHE, RESULTS, ROOT, RssSampler, Server, curl_transfer, httpbench,  # noqa: E402
+                 summarize, tarball_files, tree_tarball)
 
 QUICK = "--quick" in sys.argv
 ONLY = None
@@ -34,7 +33,6 @@ NAME = "suite-quick" if QUICK else "suite"
 if "--name" in sys.argv:  # where the results go: bench/results/<name>.json
     NAME = sys.argv[sys.argv.index("--name") + 1]
 BENCH = os.path.dirname(os.path.abspath(__file__))
-CACHE = os.path.join(ROOT, "build", "bench", "cache")
 TIMEOUT = 120  # seconds per request; a request that hangs is reported, not waited on
 SPAWNBENCH = os.path.join(ROOT, "build", "bench", "spawnbench")
 BWRAP = ["bwrap", "--unshare-all", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
@@ -207,40 +205,6 @@ def tar_of_dir(d, out, compress=True):
         subprocess.run(["tar", "-C", d, "-c" + ("z" if compress else "") + "f", out + ".tmp",
                         "."], check=True)
         os.rename(out + ".tmp", out)
-    return out
-
-
-def tree_tarball(target_mb):
-    """A tar.gz of up to target_mb of regular files from /usr/share and /usr/lib."""
-    out = os.path.join(CACHE, f"tree-{target_mb}mb.tar.gz")
-    if os.path.exists(out):
-        return out
-    files, total = [], 0
-    for top in ("/usr/share", "/usr/lib"):
-        for root, dirs, names in os.walk(top):
-            dirs.sort()
-            for fn in sorted(names):
-                p = os.path.join(root, fn)
-                try:
-                    if not os.path.isfile(p) or os.path.islink(p) or not os.access(p, os.R_OK):
-                        continue
-                    sz = os.path.getsize(p)
-                except OSError:
-                    continue
-                if total + sz > target_mb * 1_000_000:
-                    continue
-                files.append(p[1:])
-                total += sz
-            if total >= target_mb * 1_000_000 * 0.98:
-                break
-        if total >= target_mb * 1_000_000 * 0.98:
-            break
-    lst = out + ".list"
-    with open(lst, "w") as f:
-        f.write("\n".join(files) + "\n")
-    subprocess.run(f"tar -C / -cf - -T {lst} | gzip -1 > {out}.tmp", shell=True, check=True)
-    os.rename(out + ".tmp", out)
-    os.unlink(lst)
     return out
 
 
@@ -692,14 +656,7 @@ def sc_data(res):
 
         mb = q(500, 50)
         tgz = tree_tarball(mb)
-        raw = 0
-        nfiles = 0
-        with gzip.open(tgz, "rb") as g:
-            with tarfile.open(fileobj=g, mode="r|") as t:
-                for m in t:
-                    if m.isfile():
-                        raw += m.size
-                        nfiles += 1
+        nfiles, raw = tarball_files(tgz)
         sid2 = api.create()
         with RssSampler(s) as ir:
             t0 = time.perf_counter()

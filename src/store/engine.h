@@ -8,10 +8,12 @@
  *   - the content chunker (store/chunker.c): splits a content's bytes into chunks of
  *     STORE_CHUNK_SIZE, hashes each and computes the content id of store.h's content model,
  *     handing every whole chunk to the engine as it fills; and the part of content batches
- *     that holds sealed writers until a flush (store/batch.c);
+ *     that holds sealed writers until the engine records them, a full set on a thread of the
+ *     batch (store/batch.c);
  *   - the commit driver (store/apply.c): applies a change set's changes in order through an
  *     engine's row primitives (struct apply_ops), with the parent rules, subtree deletes and
- *     the size and count accounting;
+ *     the size and count accounting; runs of puts in bulk when the engine has bulk
+ *     primitives;
  *   - helpers (engine.c, apply.c): the distinct contents a change set puts (the pins a commit
  *     drops), the quota rule, the depth cut of a tree walk, sandbox records copied out of rows,
  *     the owner check, the implicit root, the chunk holding an offset.
@@ -22,6 +24,7 @@
 #define SQLFS_STORE_ENGINE_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -168,29 +171,45 @@ static inline bool writer_has_tail_chunk(const struct writer_head *h)
 
 /*
  * The engine-independent part of a content batch (store.h: store_content_finish_in), the first
- * member of every engine's struct content_batch: sealed writers whose tails are copied into one
- * arena (so each writer's chunk buffer is freed at once), flushed when BATCH_MAX_WRITERS or
- * the arena are full. The engine records them (struct batch_engine).
+ * member of every engine's struct content_batch: sealed writers whose tails are copied into an
+ * arena (so each writer's chunk buffer is freed at once), which the engine records (struct
+ * batch_engine). The batch has two sets of writers, each with half the arena: while one fills,
+ * the other, full, is recorded on a thread of the batch, so that the caller's parsing and
+ * hashing overlap with the engine's writing. A set is full at BATCH_MAX_WRITERS writers or when
+ * the next tail would not fit its half of BATCH_ARENA_BYTES. An explicit flush waits for the
+ * set being recorded, then records the other on the caller's thread. A failure of the
+ * background recording is reported by the next call, with its code and message.
  */
-#define BATCH_ARENA_BYTES ((size_t)4 << 20) /* >= STORE_CHUNK_SIZE: any tail fits */
-#define BATCH_MAX_WRITERS 2048
+#define BATCH_ARENA_BYTES ((size_t)4 << 20) /* >= 2 STORE_CHUNK_SIZE: a tail fits a half */
+#define BATCH_MAX_WRITERS 1024              /* per set */
 
 struct batch_engine;
 
-struct batch_core {
-    const struct batch_engine *e; /* the engine that records it */
-    struct content_writer **v;    /* sealed, not yet recorded */
+/* One set of sealed writers and their tails. */
+struct batch_set {
+    struct content_writer **v; /* sealed, not yet recorded */
     size_t n, cap;
-    uint8_t *arena; /* BATCH_ARENA_BYTES: the tails of v */
+    uint8_t *arena; /* BATCH_ARENA_BYTES / 2: the tails of v */
     size_t used;
-    bool failed; /* a flush failed: its contents are gone, the batch only frees */
 };
 
-/* What a batch needs from its engine. */
+struct batch_core {
+    const struct batch_engine *e; /* the engine that records it */
+    struct batch_set sets[2];
+    struct batch_set *cur;    /* the set finishes go into */
+    struct batch_set *flying; /* the set `thread` records, or NULL */
+    pthread_t thread;
+    int flying_r;         /* the result of recording `flying`, once joined */
+    char flying_msg[512]; /* its message ("" when none) */
+    bool failed;          /* a recording failed: its contents are gone, the batch only frees */
+};
+
+/* What a batch needs from its engine. Called on the batch's thread or the caller's, one call
+ * at a time for a batch. */
 struct batch_engine {
-    /* Stores and pins every writer of the batch (b's core.v), in the engine's transactions:
-     * 0, or a negative code with nothing of them stored. */
-    int (*record)(struct content_batch *b);
+    /* Stores and pins the n writers v of batch b, in the engine's transactions: 0, or a
+     * negative code with nothing of them stored. The writers stay the batch's. */
+    int (*record)(struct content_batch *b, struct content_writer *const *v, size_t n);
     /* content_abort and the freeing of a recorded writer. */
     void (*abort)(struct content_writer *w);
     void (*free_writer)(struct content_writer *w);
@@ -205,10 +224,12 @@ static inline struct batch_core *batch_core(struct content_batch *b)
  * hands it out in *ret: the store_ops batch members below then serve it. -ENOMEM (b freed). */
 __attribute__((warn_unused_result)) int batch_new(void *b, const struct batch_engine *e,
                                                   struct content_batch **ret);
-/* The store_ops members content_finish_in (seals w, small contents inline; flushes first when
- * the batch is full; keeps w with its tail), content_batch_flush (records the writers with
- * e->record and frees them; on failure drops them and fails every later call -EIO) and
- * content_batch_free (drops what was not flushed, frees the batch). */
+/* The store_ops members content_finish_in (seals w, small contents inline; when the set is
+ * full, hands it to the batch's thread first; keeps w with its tail), content_batch_flush
+ * (waits for the batch's thread, records the other set with e->record and frees its writers;
+ * on failure drops every unrecorded writer and fails every later call -EIO) and
+ * content_batch_free (waits for the batch's thread, drops what was not flushed, frees the
+ * batch). */
 int batch_finish_in(struct content_batch *b, struct content_writer *w,
                     uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
 int batch_flush(struct content_batch *b);
@@ -224,9 +245,33 @@ struct store_row {
     uint8_t content[CONTENT_ID_LEN];
 };
 
+/* A path whose row apply_ops.rows_get reads, and that row. */
+struct row_read {
+    const char *path;     /* not NUL-terminated */
+    size_t len;           /* bytes of path */
+    struct store_row row; /* out: the row (kind 0 when none) */
+};
+
+/* A row apply_ops.rows_put writes: row_put's arguments. */
+struct row_write {
+    const char *path; /* not NUL-terminated */
+    size_t len;
+    int kind;
+    uint32_t mode;
+    int64_t size;
+    int64_t mtime_ns;
+    const uint8_t *content; /* NULL or the content id */
+    const char *target;     /* NULL or the symlink target */
+};
+
 /* An engine's row primitives, run inside the engine's open write transaction on the sandbox
  * being committed (ctx: the engine's state). Each returns 0 or a negative code; a failure stops
- * the commit, and the engine rolls its transaction back. */
+ * the commit, and the engine rolls its transaction back.
+ *
+ * The bulk members (rows_get, rows_put, candidates_add) are optional, all three or none. An
+ * engine for which each primitive costs a round trip gives them: the driver then applies a run
+ * of puts with one rows_get for the rows the run reads and one rows_put per run (see apply.c),
+ * the result being exactly that of the per-row primitives in order. */
 struct apply_ops {
     /* The row at path[0..len) into *ret (kind 0 when none). */
     int (*row_get)(void *ctx, const char *path, size_t len, struct store_row *ret);
@@ -246,6 +291,13 @@ struct apply_ops {
     int (*content_size)(void *ctx, const uint8_t id[CONTENT_ID_LEN], int64_t *ret_size);
     /* Records content `id` as a GC candidate (a row holding it went away). */
     int (*candidate_add)(void *ctx, const uint8_t id[CONTENT_ID_LEN]);
+    /* Optional: row_get for each of the n paths (distinct) at once, into v[i].row. */
+    int (*rows_get)(void *ctx, struct row_read *v, size_t n);
+    /* Optional: row_put for each of the n rows (distinct paths) at once. */
+    int (*rows_put)(void *ctx, const struct row_write *v, size_t n);
+    /* Optional: candidate_add for each of the n ids (CONTENT_ID_LEN bytes each, maybe
+     * repeated) at once. */
+    int (*candidates_add)(void *ctx, const uint8_t *ids, size_t n);
 };
 
 /* One commit being applied. The engine fills ops, ctx and the sandbox's size and count before,

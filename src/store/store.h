@@ -215,7 +215,8 @@ struct store_ops {
     /* A new batch in *ret (see store_content_batch_new for its semantics). */
     int (*content_batch_new)(struct store *st, struct content_batch **ret);
     /* content_finish, except that the content is stored and pinned only by a later flush. The
-     * writer is consumed whatever it returns. -EIO once a flush of b has failed. */
+     * writer is consumed whatever it returns. The failure of a flush b started by itself (its
+     * code and message), then -EIO once a flush of b has failed. */
     int (*content_finish_in)(struct content_batch *b, struct content_writer *w,
                              uint8_t ret_id[CONTENT_ID_LEN], int64_t *ret_size);
     /* Stores and pins every content finished into b since the last flush. On failure those
@@ -452,7 +453,8 @@ static inline void store_content_abort(struct store *st, struct content_writer *
 
 /* Content batches, for many small contents in a row (archive ingest): store_content_finish_in()
  * is store_content_finish() except that the content is stored and pinned only by a later flush
- * (the batch flushes itself when it holds a few MiB), with a few transactions for many contents.
+ * (the batch flushes itself when it holds a few MiB, on a thread of its own while the caller goes
+ * on; a failure there is returned by the next call), with a few transactions for many contents.
  * Until store_content_batch_flush() has returned 0, a content finished into the batch may not be
  * committed; store_content_batch_free() discards what was not flushed. After a failed flush the
  * batch's unflushed contents are gone and every later call fails. Memory: the batch holds at most

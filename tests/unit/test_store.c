@@ -24,6 +24,9 @@
 #include "util/fs.h"
 
 #define MIB (1024 * 1024)
+/* The schema versions of this code: the number of migrations of each engine. */
+#define SQLITE_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
 
 static const char *pg_url; /* SQLFS_TEST_PG_URL; NULL: SQLite only */
 static bool on_pg;         /* the group running is PostgreSQL's */
@@ -736,9 +739,11 @@ static void test_content_batch(void **state)
     assert_int_equal(store_content_batch_flush(f->st, b), 0); /* empty: nothing to do */
     store_content_batch_free(f->st, b);
 
-    /* A full batch flushes itself; what is left unflushed is discarded by free. */
+    /* A full batch flushes itself (the first full set is recorded by the time the second one
+     * is full); what is left unflushed is discarded by free. */
     assert_int_equal(store_content_batch_new(f->st, &b), 0);
     int64_t before = db_int(f, "SELECT count(*) FROM contents");
+    int64_t pins = db_int(f, "SELECT sum(refs) FROM content_pins");
     for (uint32_t i = 0; i < 3000; i++) {
         uint8_t id[CONTENT_ID_LEN];
         char text[32];
@@ -751,7 +756,9 @@ static void test_content_batch(void **state)
     fill(data, MIB + 100, 77);
     put_in_batch(f->st, b, data, MIB + 100, id);
     store_content_batch_free(f->st, b);
-    assert_int_equal(db_int(f, "SELECT count(*) FROM contents") - before, flushed);
+    int64_t kept = db_int(f, "SELECT count(*) FROM contents") - before;
+    assert_true(kept >= flushed && kept < 3000);
+    assert_int_equal(db_int(f, "SELECT sum(refs) FROM content_pins"), pins + kept);
     assert_int_equal(db_int(f, "SELECT count(*) FROM pending_chunks"), 0);
     assert_int_equal(db_int(f, "SELECT count(*) FROM blobs.chunks"), 6);
     free(data);
@@ -964,6 +971,108 @@ static void test_commit_replace_and_delete(void **state)
     assert_int_equal(g.size_bytes, 0);
     sandbox_rec_release(&g);
     assert_int_equal(store_has_children(f->st, SB1, "/"), 0);
+}
+
+/* Stores `n` contents of 10 bytes ("<tag> %05d") through a content batch, into ids. */
+static void batch_texts(struct store *st, const char *tag, int n, uint8_t (*ids)[CONTENT_ID_LEN])
+{
+    struct content_batch *b;
+    assert_int_equal(store_content_batch_new(st, &b), 0);
+    for (int i = 0; i < n; i++) {
+        char text[16];
+        assert_int_equal(snprintf(text, sizeof(text), "%s %05d", tag, i), 10);
+        put_in_batch(st, b, text, 10, ids[i]);
+    }
+    assert_int_equal(store_content_batch_flush(st, b), 0);
+    store_content_batch_free(st, b);
+}
+
+/* Change sets of thousands of puts, which an engine with bulk row primitives applies in runs
+ * (store/apply.c): a path put twice, a directory put twice, a directory replaced by a file and
+ * that by a directory within one run, a run whose parents outgrow the row cache, many replaced
+ * contents; the result is that of the changes applied one by one. */
+static void test_commit_many(void **state)
+{
+    struct fx *f = *state;
+    enum { FILES = 3000, DIRS = 50, DEEP = 1024 };
+    uint8_t(*ids)[CONTENT_ID_LEN] = malloc(FILES * CONTENT_ID_LEN);
+    assert_non_null(ids);
+    create_sb(f->st, SB1);
+    batch_texts(f->st, "file", FILES, ids);
+    struct changeset cs;
+    changeset_init(&cs, "ingest");
+    cs.create_parents = true;
+    char path[128];
+    for (int i = 0; i < FILES; i++) {
+        snprintf(path, sizeof(path), "/m/d%02d/f%04d", i % DIRS, i);
+        cs_file(&cs, path, ids[i], 10);
+    }
+    /* these fall in the run that also put /m/d01/f2051 and others below /m/d01 */
+    cs_file(&cs, "/m/d00/f0000", ids[1], 10); /* the last put of a path wins */
+    cs_dir(&cs, "/m/dd", 0700);
+    cs_dir(&cs, "/m/dd", 0750);
+    cs_file(&cs, "/m/d01", ids[3], 10); /* the 60 files below /m/d01 go */
+    cs_dir(&cs, "/m/d01", 0755);
+    cs_file(&cs, "/m/d01/again", ids[2], 10);
+    struct file_meta link = {
+        .path = "/m/link", .kind = FILE_KIND_SYMLINK, .mode = 0777, .target = "d00"};
+    assert_int_equal(changeset_put(&cs, &link), 0);
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    check_accounting(f->st, SB1);
+    struct sandbox_rec g = get_sb(f->st, SB1);
+    int64_t rows = 1 + DIRS + FILES - FILES / DIRS + 3;
+    assert_int_equal(g.file_count, rows);
+    assert_int_equal(g.size_bytes, (FILES - FILES / DIRS + 1) * 10);
+    sandbox_rec_release(&g);
+    struct file_meta m;
+    assert_int_equal(store_stat(f->st, SB1, "/m/d00/f0000", &m), 0);
+    assert_memory_equal(m.content, ids[1], CONTENT_ID_LEN);
+    file_meta_release(&m);
+    assert_int_equal(store_stat(f->st, SB1, "/m/dd", &m), 0);
+    assert_int_equal(m.mode, 0750);
+    file_meta_release(&m);
+    expect_kind(f->st, SB1, "/m/d01", FILE_KIND_DIR);
+    expect_kind(f->st, SB1, "/m/d01/f0001", 0);
+    expect_kind(f->st, SB1, "/m/d01/f2051", 0);
+    expect_kind(f->st, SB1, "/m/d01/again", FILE_KIND_FILE);
+    expect_kind(f->st, SB1, "/m/d02/f2052", FILE_KIND_FILE);
+    expect_kind(f->st, SB1, "/m/link", FILE_KIND_SYMLINK);
+    struct gc_stats gs;
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    /* ids[0] and those of the files below /m/d01 but f0001 (whose content f0000 holds) */
+    assert_int_equal(gs.contents_deleted, FILES / DIRS);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), FILES - FILES / DIRS);
+
+    /* 18 rows a file, all new: more than the row cache holds */
+    changeset_init(&cs, "deep");
+    cs.create_parents = true;
+    for (int i = 0; i < DEEP; i++) {
+        snprintf(path, sizeof(path), "/z/%04d/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/file", i);
+        cs_file(&cs, path, NULL, 0);
+    }
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    rows += 1 + DEEP * 18;
+    g = get_sb(f->st, SB1);
+    assert_int_equal(g.file_count, rows);
+    sandbox_rec_release(&g);
+    check_accounting(f->st, SB1);
+    expect_kind(f->st, SB1, "/z/1023/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p", FILE_KIND_DIR);
+
+    /* every file of /m/dNN replaced by new content: the old contents are collected */
+    batch_texts(f->st, "next", FILES, ids);
+    changeset_init(&cs, "replace");
+    for (int i = 0; i < FILES; i++) {
+        snprintf(path, sizeof(path), "/m/d%02d/f%04d", i % DIRS, i);
+        if (i % DIRS != 1)
+            cs_file(&cs, path, ids[i], 10);
+    }
+    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, NULL), 0);
+    assert_int_equal(store_gc(f->st, &gs), 0);
+    /* the new contents of /m/d01 were never committed: still pinned */
+    assert_int_equal(gs.contents_deleted, FILES - FILES / DIRS - 1); /* /m/d01/again's stays */
+    assert_int_equal(db_int(f, "SELECT count(*) FROM contents"), FILES + 1);
+    check_accounting(f->st, SB1);
+    free(ids);
 }
 
 static void test_commit_quota(void **state)
@@ -1433,7 +1542,8 @@ static void test_persistence(void **state)
     assert_int_equal(store_stat(f->st, SB1, "/home/user/big.bin", &m), 0);
     expect_content(f->st, m.content, data, len);
     file_meta_release(&m);
-    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_migrations"), 1);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_migrations"),
+                     on_pg ? PG_SCHEMA_VERSION : SQLITE_SCHEMA_VERSION);
     free(data);
 }
 
@@ -2302,7 +2412,7 @@ static void test_pg_migrate_together(void **state)
     pthread_barrier_destroy(&start);
     assert_int_equal(store_migrate_pg(url), 0);
     struct fx tmp = {.url = url};
-    assert_int_equal(db_int(&tmp, "SELECT count(*) FROM schema_migrations"), 1);
+    assert_int_equal(db_int(&tmp, "SELECT count(*) FROM schema_migrations"), PG_SCHEMA_VERSION);
     free(url);
     pg_drop_db(name);
 }
@@ -2325,6 +2435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_content_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_replace_and_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_stale_cwd_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changes_since, setup, teardown),

@@ -9,17 +9,15 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/buf.h"
 #include "util/cleanup.h"
 #include "util/err.h"
 #include "util/timeutil.h"
 
 /* Rows of the change log per INSERT statement. */
-#define LOG_ROWS_PER_INSERT 500
+#define LOG_ROWS_PER_INSERT 4096
 
 /* The connection, the sandbox and the contents of one commit: the apply_ops context. */
 struct pg_apply {
@@ -136,6 +134,102 @@ static int content_size(void *ctx, const uint8_t id[CONTENT_ID_LEN], int64_t *re
     return -ENOENT;
 }
 
+/* The bulk primitives: one statement for many rows, which go as array parameters. */
+
+static int rows_get(void *ctx, struct row_read *v, size_t n)
+{
+    struct pg_apply *x = ctx;
+    struct pg_array paths;
+    int r = pga_init(&paths, PG_OID_BYTEA);
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        v[i].row = (struct store_row){0};
+        r = pga_bytes(&paths, v[i].path, v[i].len);
+    }
+    _cleanup_pgresult_ PGresult *res = NULL;
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_i64(&p, x->sid);
+        pp_array(&p, &paths);
+        r = pg_exec(x->s, x->c, PS_F_GET_MANY, &p, &res);
+    }
+    pga_release(&paths);
+    for (int row = 0; row < r; row++) {
+        int64_t i = pg_i64(res, row, 0);
+        if (i < 1 || (uint64_t)i > n)
+            return err_set(-EIO, "corrupt file row");
+        struct store_row *out = &v[i - 1].row;
+        out->kind = (int)pg_i64(res, row, 1);
+        out->size = pg_i64(res, row, 2);
+        out->has_content = pg_id(res, row, 3, out->content);
+    }
+    return r < 0 ? r : 0;
+}
+
+/* One array per column of the files rows. */
+enum { COL_PATH, COL_KIND, COL_MODE, COL_SIZE, COL_MTIME, COL_CONTENT, COL_TARGET, NCOLS };
+
+static int rows_put(void *ctx, const struct row_write *v, size_t n)
+{
+    struct pg_apply *x = ctx;
+    static const uint32_t oids[NCOLS] = {PG_OID_BYTEA, PG_OID_INT8,  PG_OID_INT8, PG_OID_INT8,
+                                         PG_OID_INT8,  PG_OID_BYTEA, PG_OID_BYTEA};
+    struct pg_array col[NCOLS] = {0};
+    int r = 0;
+    for (int k = 0; k < NCOLS && r >= 0; k++)
+        r = pga_init(&col[k], oids[k]);
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        const struct row_write *w = &v[i];
+        r = pga_bytes(&col[COL_PATH], w->path, w->len);
+        if (r >= 0)
+            r = pga_i64(&col[COL_KIND], w->kind);
+        if (r >= 0)
+            r = pga_i64(&col[COL_MODE], w->mode);
+        if (r >= 0)
+            r = pga_i64(&col[COL_SIZE], w->size);
+        if (r >= 0)
+            r = pga_i64(&col[COL_MTIME], w->mtime_ns);
+        if (r >= 0)
+            r = pga_bytes(&col[COL_CONTENT], w->content, w->content ? CONTENT_ID_LEN : 0);
+        if (r >= 0)
+            r = pga_bytes(&col[COL_TARGET], w->target, w->target ? strlen(w->target) : 0);
+    }
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_i64(&p, x->sid);
+        for (int k = 0; k < NCOLS; k++)
+            pp_array(&p, &col[k]);
+        r = pg_exec(x->s, x->c, PS_F_PUT_MANY, &p, NULL);
+    }
+    for (int k = 0; k < NCOLS; k++)
+        pga_release(&col[k]);
+    return r < 0 ? r : 0;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, CONTENT_ID_LEN);
+}
+
+/* The candidates distinct (one upsert may not touch a row twice), in id order. */
+static int candidates_add(void *ctx, const uint8_t *ids, size_t n)
+{
+    struct pg_apply *x = ctx;
+    _cleanup_free_ uint8_t *v = malloc(n * CONTENT_ID_LEN);
+    if (!v)
+        return -ENOMEM;
+    memcpy(v, ids, n * CONTENT_ID_LEN);
+    qsort(v, n, CONTENT_ID_LEN, id_cmp);
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        if (d == 0 ||
+            memcmp(v + CONTENT_ID_LEN * i, v + CONTENT_ID_LEN * (d - 1), CONTENT_ID_LEN) != 0)
+            memmove(v + CONTENT_ID_LEN * d++, v + CONTENT_ID_LEN * i, CONTENT_ID_LEN);
+    struct pg_params p = {0};
+    pp_bytes(&p, v, d * CONTENT_ID_LEN);
+    int r = pg_exec(x->s, x->c, PS_CANDS_ADD, &p, NULL);
+    return r < 0 ? r : 0;
+}
+
 static const struct apply_ops pg_apply_ops = {
     .row_get = row_get,
     .row_put = row_put,
@@ -144,6 +238,9 @@ static const struct apply_ops pg_apply_ops = {
     .range_delete = range_delete,
     .content_size = content_size,
     .candidate_add = candidate_add,
+    .rows_get = rows_get,
+    .rows_put = rows_put,
+    .candidates_add = candidates_add,
 };
 
 /* Locks every stored content among ids (n, sorted) FOR KEY SHARE, in id order so that GC, which
@@ -172,86 +269,45 @@ static int contents_lock(struct pg_apply *x, const uint8_t *ids, size_t n)
     return 0;
 }
 
-/* Parameters of a statement built at run time: text integers, and bytes. */
-struct sql_params {
-    const char **vals;
-    int *lens, *fmts;
-    char (*num)[24];
-    int n;
-};
-
-static int sql_params_init(struct sql_params *p, size_t n)
+/* The change rows [from, to) of cs as the three arrays of a log statement: seq, op, path. */
+static int change_rows(struct pg_array col[3], const struct changeset *cs, size_t from, size_t to)
 {
-    *p = (struct sql_params){.vals = calloc(n, sizeof(*p->vals)),
-                             .lens = calloc(n, sizeof(int)),
-                             .fmts = calloc(n, sizeof(int)),
-                             .num = calloc(n, sizeof(*p->num))};
-    return p->vals && p->lens && p->fmts && p->num ? 0 : -ENOMEM;
-}
-
-static void sql_params_release(struct sql_params *p)
-{
-    free(p->vals);
-    free(p->lens);
-    free(p->fmts);
-    free(p->num);
-}
-
-static void sp_i64(struct sql_params *p, int64_t v)
-{
-    snprintf(p->num[p->n], sizeof(p->num[p->n]), "%" PRId64, v);
-    p->vals[p->n] = p->num[p->n];
-    p->n++;
-}
-
-static void sp_text(struct sql_params *p, const char *v)
-{
-    p->vals[p->n++] = v;
-}
-
-static void sp_bytes(struct sql_params *p, const char *v)
-{
-    p->vals[p->n] = v;
-    p->lens[p->n] = v ? (int)strlen(v) : 0;
-    p->fmts[p->n++] = 1;
-}
-
-/* Appends the change rows [from, to) of cs to sql as VALUES rows (seq, $j::integer,
- * $k::bytea), their ops and paths to p: the text depends only on from and to, so that it can be
- * prepared once for every commit of that many changes. */
-static int change_rows(struct buf *sql, struct sql_params *p, const struct changeset *cs,
-                       size_t from, size_t to)
-{
-    int r = 0;
+    int r = pga_init(&col[0], PG_OID_INT8);
+    if (r >= 0)
+        r = pga_init(&col[1], PG_OID_INT8);
+    if (r >= 0)
+        r = pga_init(&col[2], PG_OID_BYTEA);
     for (size_t i = from; i < to && r >= 0; i++) {
-        r = buf_addf(sql, "%s(%zu, $%d::integer, $%d::bytea)", i > from ? "," : "", i, p->n + 1,
-                     p->n + 2);
-        sp_i64(p, (int64_t)cs->items[i].op);
-        sp_bytes(p, cs->items[i].meta.path ? cs->items[i].meta.path : "");
+        const char *path = cs->items[i].meta.path ? cs->items[i].meta.path : "";
+        r = pga_i64(&col[0], (int64_t)i);
+        if (r >= 0)
+            r = pga_i64(&col[1], (int64_t)cs->items[i].op);
+        if (r >= 0)
+            r = pga_bytes(&col[2], path, strlen(path));
     }
     return r;
+}
+
+static void change_rows_release(struct pg_array col[3])
+{
+    for (int k = 0; k < 3; k++)
+        pga_release(&col[k]);
 }
 
 /* Inserts change-log rows [from, to) of cs for commit `commit_id` in one statement. */
 static int log_rows(struct pg_apply *x, const struct changeset *cs, int64_t commit_id, size_t from,
                     size_t to)
 {
-    struct sql_params p;
-    struct buf sql = BUF_INIT(0);
-    int r = sql_params_init(&p, 2 * (to - from) + 1);
+    struct pg_array col[3] = {0};
+    int r = change_rows(col, cs, from, to);
     if (r >= 0) {
-        sp_i64(&p, commit_id);
-        r = buf_addstr(&sql, "INSERT INTO commit_changes (commit_id, seq, op, path) "
-                             "SELECT $1::bigint, v.seq, v.op, v.path FROM (VALUES ");
+        struct pg_params p = {0};
+        pp_i64(&p, commit_id);
+        for (int k = 0; k < 3; k++)
+            pp_array(&p, &col[k]);
+        r = pg_exec(x->s, x->c, PS_LOG_ADD, &p, NULL);
     }
-    if (r >= 0)
-        r = change_rows(&sql, &p, cs, from, to);
-    if (r >= 0)
-        r = buf_addstr(&sql, ") AS v(seq, op, path)");
-    if (r >= 0)
-        r = pg_exec_sql(x->s, x->c, buf_cstr(&sql), p.n, p.vals, p.lens, p.fmts, NULL);
-    buf_release(&sql);
-    sql_params_release(&p);
+    change_rows_release(col);
     return r < 0 ? r : 0;
 }
 
@@ -264,44 +320,26 @@ static int commit_finish(struct pg_apply *x, const struct changeset *cs, int64_t
                          const struct apply *a, int64_t now_ms, int64_t delta, int64_t *ret_id)
 {
     size_t first = cs->n < LOG_ROWS_PER_INSERT ? cs->n : LOG_ROWS_PER_INSERT;
-    struct sql_params p;
-    struct buf sql = BUF_INIT(0);
-    int r = sql_params_init(&p, 10 + 2 * first);
-    if (r >= 0) {
-        sp_i64(&p, x->sid);
-        sp_i64(&p, version);
-        sp_i64(&p, a->size);
-        sp_i64(&p, a->count);
-        sp_i64(&p, now_ms);
-        sp_bytes(&p, cs->new_cwd);
-        sp_text(&p, cs->kind);
-        sp_text(&p, cs->info_json);
-        sp_i64(&p, (int64_t)cs->n);
-        sp_i64(&p, delta);
-        r = buf_addstr(&sql, "WITH u AS (UPDATE sandboxes SET version = $2, size_bytes = $3, "
-                             "file_count = $4, last_used_ms = $5, cwd = coalesce($6::bytea, cwd) "
-                             "WHERE sid = $1), "
-                             "c AS (INSERT INTO commits (sid, version, kind, info, created_ms, "
-                             "changes, bytes_delta) VALUES ($1, $2, $7, $8, $5, $9, $10) "
-                             "RETURNING id)");
-    }
-    if (r >= 0 && first > 0) {
-        r = buf_addstr(&sql, ", ch AS (INSERT INTO commit_changes (commit_id, seq, op, path) "
-                             "SELECT c.id, v.seq, v.op, v.path FROM c, (VALUES ");
-        if (r >= 0)
-            r = change_rows(&sql, &p, cs, 0, first);
-        if (r >= 0)
-            r = buf_addstr(&sql, ") AS v(seq, op, path))");
-    }
-    if (r >= 0)
-        r = buf_addstr(&sql, " SELECT id FROM c");
+    struct pg_array col[3] = {0};
     _cleanup_pgresult_ PGresult *res = NULL;
-    /* the text depends only on the number of change rows: small commits, the most frequent,
-     * run prepared */
-    if (r >= 0)
-        r = pg_exec_slot(x->s, x->c, (int)first, buf_cstr(&sql), p.n, p.vals, p.lens, p.fmts, &res);
-    buf_release(&sql);
-    sql_params_release(&p);
+    int r = change_rows(col, cs, 0, first);
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_i64(&p, x->sid);
+        pp_i64(&p, version);
+        pp_i64(&p, a->size);
+        pp_i64(&p, a->count);
+        pp_i64(&p, now_ms);
+        pp_bytes(&p, cs->new_cwd, cs->new_cwd ? strlen(cs->new_cwd) : 0);
+        pp_text(&p, cs->kind);
+        pp_text(&p, cs->info_json);
+        pp_i64(&p, (int64_t)cs->n);
+        pp_i64(&p, delta);
+        for (int k = 0; k < 3; k++)
+            pp_array(&p, &col[k]);
+        r = pg_exec(x->s, x->c, PS_COMMIT_FINISH, &p, &res);
+    }
+    change_rows_release(col);
     if (r < 0)
         return r;
     if (r != 1)
@@ -392,7 +430,6 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
         ret->version = version + 1;
         ret->size_bytes = a.size;
         ret->commit_id = commit_id;
-        ret->unreferenced = a.unreferenced;
     }
     return 0;
 }

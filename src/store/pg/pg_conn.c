@@ -8,6 +8,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,88 @@ void pp_bytes(struct pg_params *p, const void *data, size_t len)
     p->values[i] = data ? (len ? (const char *)data : "") : NULL;
     p->lengths[i] = (int)len;
     p->formats[i] = 1;
+}
+
+/* ---- array parameters --------------------------------------------------------------------- */
+
+/* The header of a one-dimensional binary array (array_send): ndim, has-nulls flag, element
+ * type, then the dimension's length and lower bound; the flag and the length are set by
+ * pp_array. */
+#define PGA_HEADER 20
+#define PGA_FLAGS_AT 4
+#define PGA_DIM_AT 12
+
+static void put_be32(char *at, uint32_t v)
+{
+    uint32_t be = htobe32(v);
+    memcpy(at, &be, 4);
+}
+
+/* Room for `extra` more bytes, the whole within what a parameter's int length holds. */
+static int pga_room(struct pg_array *a, size_t extra)
+{
+    if (extra > (size_t)INT_MAX - a->len)
+        return err_set(-E2BIG, "too much data for one statement");
+    if (a->len + extra <= a->cap)
+        return 0;
+    size_t cap = a->cap * 2 > a->len + extra ? a->cap * 2 : a->len + extra;
+    char *d = realloc(a->data, cap);
+    if (!d)
+        return -ENOMEM;
+    a->data = d;
+    a->cap = cap;
+    return 0;
+}
+
+int pga_init(struct pg_array *a, uint32_t oid)
+{
+    *a = (struct pg_array){0};
+    int r = pga_room(a, 256);
+    if (r < 0)
+        return r;
+    put_be32(a->data, 1);
+    put_be32(a->data + PGA_FLAGS_AT, 0);
+    put_be32(a->data + 8, oid);
+    put_be32(a->data + PGA_DIM_AT, 0);
+    put_be32(a->data + 16, 1);
+    a->len = PGA_HEADER;
+    return 0;
+}
+
+int pga_bytes(struct pg_array *a, const void *data, size_t len)
+{
+    if (a->n == INT32_MAX)
+        return err_set(-E2BIG, "too many rows for one statement");
+    int r = pga_room(a, 4 + (data ? len : 0));
+    if (r < 0)
+        return r;
+    put_be32(a->data + a->len, data ? (uint32_t)len : UINT32_MAX); /* -1: NULL */
+    a->len += 4;
+    if (data && len > 0)
+        memcpy(a->data + a->len, data, len);
+    a->len += data ? len : 0;
+    a->nulls |= !data;
+    a->n++;
+    return 0;
+}
+
+int pga_i64(struct pg_array *a, int64_t v)
+{
+    uint64_t be = htobe64((uint64_t)v);
+    return pga_bytes(a, &be, 8);
+}
+
+void pga_release(struct pg_array *a)
+{
+    free(a->data);
+    *a = (struct pg_array){0};
+}
+
+void pp_array(struct pg_params *p, struct pg_array *a)
+{
+    put_be32(a->data + PGA_FLAGS_AT, a->nulls);
+    put_be32(a->data + PGA_DIM_AT, (uint32_t)a->n);
+    pp_bytes(p, a->data, a->len);
 }
 
 /* ---- results ------------------------------------------------------------------------------ */
@@ -201,22 +284,6 @@ int pg_exec(struct pg_store *s, struct pg_conn *c, enum pg_stmt id, const struct
     PGresult *res = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->values : NULL,
                                    p ? p->lengths : NULL, p ? p->formats : NULL, 1);
     return result_take(s, c, res, ret);
-}
-
-int pg_exec_slot(struct pg_store *s, struct pg_conn *c, int slot, const char *sql, int n,
-                 const char *const *values, const int *lengths, const int *formats, PGresult **ret)
-{
-    if (slot < 0 || slot >= PG_SQL_SLOTS)
-        return pg_exec_sql(s, c, sql, n, values, lengths, formats, ret);
-    char name[16];
-    snprintf(name, sizeof(name), "d%d", slot);
-    if (!(c->slots & (1u << slot))) {
-        int r = result_take(s, c, PQprepare(c->pg, name, sql, 0, NULL), NULL);
-        if (r < 0)
-            return r;
-        c->slots |= 1u << slot;
-    }
-    return result_take(s, c, PQexecPrepared(c->pg, name, n, values, lengths, formats, 1), ret);
 }
 
 int pg_query(struct pg_store *s, enum pg_stmt id, const struct pg_params *p, PGresult **ret)

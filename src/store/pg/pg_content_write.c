@@ -27,6 +27,7 @@ struct content_writer {
     int64_t writer_id; /* key of the writers row and of the pending rows (random) */
     uint8_t *hashes;   /* the stored chunks' hashes in order, 32 bytes each */
     size_t n, cap;     /* chunks stored; capacity in bytes */
+    bool pending;      /* a chunk was stored pending under writer_id (its lease is held) */
 };
 
 static void writer_free(struct content_writer *w)
@@ -97,8 +98,10 @@ static int chunk_store(void *ctx, const uint8_t hash[32], const void *data, size
         r = pg_exec(s, c, PS_PENDING_ADD, &p, NULL);
     }
     r = pg_tx_end(s, c, r, NULL, NULL);
-    if (r >= 0)
+    if (r >= 0) {
         memcpy(w->hashes + 32 * w->n++, hash, 32);
+        w->pending = true;
+    }
     return r < 0 ? r : 0;
 }
 
@@ -235,38 +238,387 @@ int pg_content_finish(struct content_writer *w, uint8_t ret_id[CONTENT_ID_LEN], 
 
 /* ---- content batches ---------------------------------------------------------------- */
 
-/* A batch (store/batch.c holds the sealed writers) is recorded in one transaction per flush:
- * each tail chunk inserted or locked, then each content recorded and pinned as a plain finish
- * does. Until a flush a batched content exists only in memory. */
+/*
+ * A batch (store/batch.c holds the sealed writers) is recorded in one transaction per flush,
+ * with a few statements whatever the number of contents, each taking its rows as array
+ * parameters, distinct and in key order (the order GC locks in):
+ *   1. the tail chunks: the stored ones locked (FOR KEY SHARE), the others inserted; one a
+ *      concurrent writer inserted meanwhile is locked on the next turn;
+ *   2. the contents: inserted (with their inline bytes), the ones stored already locked; one a
+ *      collection deleted meanwhile is inserted on the next turn;
+ *   3. for the contents inserted with chunks: every chunk locked (all must still be stored) and
+ *      the chunk lists added;
+ *   4. one pin reference per finish, and the end of the writers that stored chunks before.
+ * Until a flush a batched content exists only in memory.
+ */
 struct content_batch {
     struct batch_core core; /* must stay first (engine.h) */
     struct pg_store *s;
 };
 
-/* Inside c's transaction: stores the tail chunk of w (if any) and records w. */
-static int batch_record_one(struct pg_store *s, struct pg_conn *c, struct content_writer *w)
+/* The rows of one flush. */
+struct flush {
+    struct content_writer **byid;  /* the writers by content id (repeats kept) */
+    struct content_writer **tails; /* writers of distinct tail chunks, by hash */
+    struct content_writer **todo;  /* the keys a step still has to hold */
+    bool *held;                    /* per todo entry: held now */
+    size_t n, ntails;
+};
+
+static int byid_cmp(const void *x, const void *y)
 {
-    if (writer_has_tail_chunk(&w->h)) {
-        int r = ARRAY_GROW(w->hashes, (w->n + 1) * 32, w->cap);
+    const struct content_writer *a = *(struct content_writer *const *)x;
+    const struct content_writer *b = *(struct content_writer *const *)y;
+    return memcmp(a->h.ck.id, b->h.ck.id, CONTENT_ID_LEN);
+}
+
+static int bytail_cmp(const void *x, const void *y)
+{
+    const struct content_writer *a = *(struct content_writer *const *)x;
+    const struct content_writer *b = *(struct content_writer *const *)y;
+    return memcmp(a->h.ck.tail_hash, b->h.ck.tail_hash, 32);
+}
+
+/* Sorts the n writers v by content id, and the distinct tail chunks by hash. */
+static int flush_plan(struct flush *f, struct content_writer *const *v, size_t n)
+{
+    f->n = n;
+    f->byid = malloc(n * sizeof(*f->byid));
+    f->tails = malloc(n * sizeof(*f->tails));
+    f->todo = malloc(n * sizeof(*f->todo));
+    f->held = malloc(n * sizeof(*f->held));
+    if (!f->byid || !f->tails || !f->todo || !f->held)
+        return -ENOMEM;
+    memcpy(f->byid, v, n * sizeof(*f->byid));
+    qsort(f->byid, n, sizeof(*f->byid), byid_cmp);
+    size_t t = 0;
+    for (size_t i = 0; i < n; i++)
+        if (writer_has_tail_chunk(&v[i]->h))
+            f->tails[t++] = v[i];
+    qsort(f->tails, t, sizeof(*f->tails), bytail_cmp);
+    f->ntails = 0;
+    for (size_t i = 0; i < t; i++)
+        if (f->ntails == 0 ||
+            memcmp(f->tails[i]->h.ck.tail_hash, f->tails[f->ntails - 1]->h.ck.tail_hash, 32) != 0)
+            f->tails[f->ntails++] = f->tails[i];
+    return 0;
+}
+
+static void flush_release(struct flush *f)
+{
+    free(f->byid);
+    free(f->tails);
+    free(f->todo);
+    free(f->held);
+}
+
+/* Marks held the todo entries (sorted by key(w), 32 bytes) whose key is in the first column of
+ * one of res's rows. */
+static void mark_held(struct flush *f, size_t ntodo, const PGresult *res, int rows,
+                      const uint8_t *(*key)(const struct content_writer *))
+{
+    for (int row = 0; row < rows; row++) {
+        size_t len = 0;
+        const char *k = pg_bytes(res, row, 0, &len);
+        if (!k || len != 32)
+            continue;
+        size_t lo = 0, hi = ntodo;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int cmp = memcmp(key(f->todo[mid]), k, 32);
+            if (cmp == 0) {
+                f->held[mid] = true;
+                break;
+            }
+            if (cmp < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    }
+}
+
+/* Keeps in todo the entries not held; their number. */
+static size_t todo_left(struct flush *f, size_t ntodo)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ntodo; i++)
+        if (!f->held[i])
+            f->todo[k++] = f->todo[i];
+    memset(f->held, 0, k * sizeof(*f->held));
+    return k;
+}
+
+static const uint8_t *tail_key(const struct content_writer *w)
+{
+    return w->h.ck.tail_hash;
+}
+
+static const uint8_t *id_key(const struct content_writer *w)
+{
+    return w->h.ck.id;
+}
+
+/* Runs `id` with the todo keys (32 bytes each, back to back) as $1, marking held what it
+ * returns. */
+static int todo_lock(struct pg_store *s, struct pg_conn *c, struct flush *f, size_t ntodo,
+                     enum pg_stmt id, const uint8_t *(*key)(const struct content_writer *))
+{
+    _cleanup_free_ uint8_t *keys = malloc(ntodo * 32);
+    if (!keys)
+        return -ENOMEM;
+    for (size_t i = 0; i < ntodo; i++)
+        memcpy(keys + 32 * i, key(f->todo[i]), 32);
+    struct pg_params p = {0};
+    pp_bytes(&p, keys, ntodo * 32);
+    _cleanup_pgresult_ PGresult *res = NULL;
+    int r = pg_exec(s, c, id, &p, &res);
+    if (r > 0)
+        mark_held(f, ntodo, res, r, key);
+    return r < 0 ? r : 0;
+}
+
+/* Inserts the todo tail chunks (ON CONFLICT DO NOTHING), marking held the ones inserted. */
+static int tails_insert(struct pg_store *s, struct pg_conn *c, struct flush *f, size_t ntodo)
+{
+    struct pg_array hash, size, data;
+    int r = pga_init(&hash, PG_OID_BYTEA);
+    int r2 = pga_init(&size, PG_OID_INT8);
+    int r3 = pga_init(&data, PG_OID_BYTEA);
+    r = r < 0 ? r : r2 < 0 ? r2 : r3;
+    for (size_t i = 0; i < ntodo && r >= 0; i++) {
+        const struct content_writer *w = f->todo[i];
+        r = pga_bytes(&hash, w->h.ck.tail_hash, 32);
         if (r >= 0)
-            r = chunk_hold(s, c, w->h.ck.tail_hash, w->h.tail, w->h.ck.len);
+            r = pga_i64(&size, (int64_t)w->h.ck.len);
+        if (r >= 0)
+            r = pga_bytes(&data, w->h.tail, w->h.ck.len);
+    }
+    _cleanup_pgresult_ PGresult *res = NULL;
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_array(&p, &hash);
+        pp_array(&p, &size);
+        pp_array(&p, &data);
+        r = pg_exec(s, c, PS_CHUNKS_INSERT, &p, &res);
+    }
+    pga_release(&hash);
+    pga_release(&size);
+    pga_release(&data);
+    if (r > 0)
+        mark_held(f, ntodo, res, r, tail_key);
+    return r < 0 ? r : 0;
+}
+
+/* Step 1: every tail chunk stored and locked (or inserted) by this transaction. */
+static int tails_hold(struct pg_store *s, struct pg_conn *c, struct flush *f)
+{
+    size_t ntodo = f->ntails;
+    memcpy(f->todo, f->tails, ntodo * sizeof(*f->todo));
+    memset(f->held, 0, ntodo * sizeof(*f->held));
+    for (int attempt = 0; attempt < RACE_ATTEMPTS && ntodo > 0; attempt++) {
+        int r = todo_lock(s, c, f, ntodo, PS_CHUNKS_LOCK, tail_key);
         if (r < 0)
             return r;
-        memcpy(w->hashes + 32 * w->n++, w->h.ck.tail_hash, 32);
+        ntodo = todo_left(f, ntodo);
+        if (ntodo == 0)
+            break;
+        r = tails_insert(s, c, f, ntodo);
+        if (r < 0)
+            return r;
+        ntodo = todo_left(f, ntodo);
     }
-    return content_record(s, c, w);
+    return ntodo ? err_set(-ERR_BUSY, "the store was busy collecting the same data; retry") : 0;
+}
+
+/* Inserts the todo contents (ON CONFLICT DO NOTHING), marking held the ones inserted; those
+ * get their chunk lists (their number of chunks includes the tail). */
+static int contents_insert(struct pg_store *s, struct pg_conn *c, struct flush *f, size_t ntodo)
+{
+    struct pg_array id, size, nchunks, data;
+    int r = pga_init(&id, PG_OID_BYTEA);
+    int r2 = pga_init(&size, PG_OID_INT8);
+    int r3 = pga_init(&nchunks, PG_OID_INT8);
+    int r4 = pga_init(&data, PG_OID_BYTEA);
+    r = r < 0 ? r : r2 < 0 ? r2 : r3 < 0 ? r3 : r4;
+    for (size_t i = 0; i < ntodo && r >= 0; i++) {
+        const struct content_writer *w = f->todo[i];
+        const struct writer_head *h = &w->h;
+        r = pga_bytes(&id, h->ck.id, CONTENT_ID_LEN);
+        if (r >= 0)
+            r = pga_i64(&size, h->ck.size);
+        if (r >= 0)
+            r = pga_i64(&nchunks, (int64_t)w->n);
+        if (r >= 0)
+            r = pga_bytes(&data, h->ck.is_inline ? h->tail : NULL,
+                          h->ck.is_inline ? (size_t)h->ck.size : 0);
+    }
+    _cleanup_pgresult_ PGresult *res = NULL;
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_array(&p, &id);
+        pp_array(&p, &size);
+        pp_array(&p, &nchunks);
+        pp_array(&p, &data);
+        r = pg_exec(s, c, PS_CONTENTS_INSERT, &p, &res);
+    }
+    pga_release(&id);
+    pga_release(&size);
+    pga_release(&nchunks);
+    pga_release(&data);
+    if (r > 0)
+        mark_held(f, ntodo, res, r, id_key);
+    return r < 0 ? r : 0;
+}
+
+/* Step 3: the contents inserted (the first `ntodo` of todo, held) that have chunks: every chunk
+ * locked, all still stored, then their chunk lists. */
+static int chunk_lists_add(struct pg_store *s, struct pg_conn *c, struct flush *f, size_t ntodo)
+{
+    size_t nhash = 0;
+    for (size_t i = 0; i < ntodo; i++)
+        nhash += f->todo[i]->n;
+    if (nhash == 0)
+        return 0;
+    _cleanup_free_ uint8_t *hashes = malloc(nhash * 32);
+    if (!hashes)
+        return -ENOMEM;
+    struct pg_array cid, seq, chunk;
+    int r = pga_init(&cid, PG_OID_BYTEA);
+    int r2 = pga_init(&seq, PG_OID_INT8);
+    int r3 = pga_init(&chunk, PG_OID_BYTEA);
+    r = r < 0 ? r : r2 < 0 ? r2 : r3;
+    size_t k = 0;
+    for (size_t i = 0; i < ntodo && r >= 0; i++) {
+        const struct content_writer *w = f->todo[i];
+        for (size_t j = 0; j < w->n && r >= 0; j++) {
+            memcpy(hashes + 32 * k++, w->hashes + 32 * j, 32);
+            r = pga_bytes(&cid, w->h.ck.id, CONTENT_ID_LEN);
+            if (r >= 0)
+                r = pga_i64(&seq, (int64_t)j);
+            if (r >= 0)
+                r = pga_bytes(&chunk, w->hashes + 32 * j, 32);
+        }
+    }
+    if (r >= 0) {
+        qsort(hashes, nhash, 32, hash_cmp);
+        size_t distinct = 0;
+        for (size_t i = 0; i < nhash; i++)
+            distinct += i == 0 || memcmp(hashes + 32 * i, hashes + 32 * (i - 1), 32) != 0;
+        struct pg_params p = {0};
+        pp_bytes(&p, hashes, nhash * 32);
+        r = pg_exec(s, c, PS_CHUNKS_LOCK, &p, NULL);
+        if (r >= 0 && (size_t)r != distinct)
+            r = err_set(-EIO, "content data was collected while it was being written; retry");
+    }
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_array(&p, &cid);
+        pp_array(&p, &seq);
+        pp_array(&p, &chunk);
+        r = pg_exec(s, c, PS_CCS_INSERT, &p, NULL);
+    }
+    pga_release(&cid);
+    pga_release(&seq);
+    pga_release(&chunk);
+    return r < 0 ? r : 0;
+}
+
+/* Step 2 and 3: every content stored (inserted with its chunk list) or locked. */
+static int contents_hold(struct pg_store *s, struct pg_conn *c, struct flush *f)
+{
+    size_t ntodo = 0;
+    for (size_t i = 0; i < f->n; i++)
+        if (ntodo == 0 ||
+            memcmp(f->byid[i]->h.ck.id, f->todo[ntodo - 1]->h.ck.id, CONTENT_ID_LEN) != 0)
+            f->todo[ntodo++] = f->byid[i];
+    memset(f->held, 0, ntodo * sizeof(*f->held));
+    for (int attempt = 0; attempt < RACE_ATTEMPTS && ntodo > 0; attempt++) {
+        int r = contents_insert(s, c, f, ntodo);
+        if (r < 0)
+            return r;
+        /* the inserted ones first: their chunk lists */
+        size_t k = 0;
+        for (size_t i = 0; i < ntodo; i++)
+            if (f->held[i]) {
+                struct content_writer *w = f->todo[i];
+                f->todo[i] = f->todo[k];
+                f->todo[k] = w;
+                f->held[i] = f->held[k];
+                f->held[k++] = true;
+            }
+        r = chunk_lists_add(s, c, f, k);
+        if (r < 0)
+            return r;
+        /* the others are stored already: lock them (a collection may have deleted one) */
+        memmove(f->todo, f->todo + k, (ntodo - k) * sizeof(*f->todo));
+        ntodo -= k;
+        memset(f->held, 0, ntodo * sizeof(*f->held));
+        if (ntodo == 0)
+            break;
+        qsort(f->todo, ntodo, sizeof(*f->todo), byid_cmp);
+        r = todo_lock(s, c, f, ntodo, PS_CONTENTS_LOCK, id_key);
+        if (r < 0)
+            return r;
+        ntodo = todo_left(f, ntodo);
+    }
+    return ntodo ? err_set(-ERR_BUSY, "the store was busy collecting the same data; retry") : 0;
+}
+
+/* Step 4: one pin reference per writer, and the end of the writers that stored chunks (their
+ * pending rows and lease). */
+static int pins_add(struct pg_store *s, struct pg_conn *c, struct flush *f)
+{
+    _cleanup_free_ uint8_t *ids = malloc(f->n * CONTENT_ID_LEN);
+    if (!ids)
+        return -ENOMEM;
+    struct pg_array writers;
+    int r = pga_init(&writers, PG_OID_INT8);
+    for (size_t i = 0; i < f->n && r >= 0; i++) {
+        memcpy(ids + CONTENT_ID_LEN * i, f->byid[i]->h.ck.id, CONTENT_ID_LEN);
+        if (f->byid[i]->pending)
+            r = pga_i64(&writers, f->byid[i]->writer_id);
+    }
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_bytes(&p, ids, f->n * CONTENT_ID_LEN);
+        pp_text(&p, s->owner);
+        r = pg_exec(s, c, PS_PINS_ADD, &p, NULL);
+    }
+    if (r >= 0 && writers.n > 0) {
+        struct pg_params p = {0};
+        pp_array(&p, &writers);
+        r = pg_exec(s, c, PS_WRITERS_END, &p, NULL);
+    }
+    pga_release(&writers);
+    return r < 0 ? r : 0;
 }
 
 /* batch_engine.record */
-static int batch_record(struct content_batch *b)
+static int batch_record(struct content_batch *b, struct content_writer *const *v, size_t n)
 {
+    struct flush f = {0};
+    int r = flush_plan(&f, v, n);
+    /* each writer's chunk list ends with its tail chunk */
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        struct content_writer *w = v[i];
+        if (!writer_has_tail_chunk(&w->h))
+            continue;
+        r = ARRAY_GROW(w->hashes, (w->n + 1) * 32, w->cap);
+        if (r >= 0)
+            memcpy(w->hashes + 32 * w->n++, w->h.ck.tail_hash, 32);
+    }
     struct pg_conn *c;
-    int r = pg_tx_begin(b->s, &c);
-    if (r < 0)
-        return r;
-    for (size_t i = 0; i < b->core.n && r >= 0; i++)
-        r = batch_record_one(b->s, c, b->core.v[i]);
-    return pg_tx_end(b->s, c, r, NULL, NULL);
+    if (r >= 0 && (r = pg_tx_begin(b->s, &c)) >= 0) {
+        r = tails_hold(b->s, c, &f);
+        if (r >= 0)
+            r = contents_hold(b->s, c, &f);
+        if (r >= 0)
+            r = pins_add(b->s, c, &f);
+        r = pg_tx_end(b->s, c, r, NULL, NULL);
+    }
+    flush_release(&f);
+    return r;
 }
 
 static const struct batch_engine pg_batch = {

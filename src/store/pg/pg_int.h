@@ -12,7 +12,8 @@
  *
  * Connections: a pool per store of at most pool_size connections, opened on demand and kept
  * idle. A caller holds one connection for one statement or one transaction, never two at a time
- * and never while a store callback runs, so the pool cannot deadlock; a caller that finds every
+ * and never while a store callback runs (a content batch's thread is a caller of its own), so
+ * the pool cannot deadlock; a caller that finds every
  * connection busy waits at most pool_wait_ms, then fails -ERR_BUSY. Statements are prepared once
  * per connection on first use; results are binary (integers big-endian), content bytes go as
  * binary parameters. An idle connection the server dropped (restart, termination) is noticed
@@ -38,8 +39,8 @@
  *   - sandboxes (sid, id unique, owner, flags, version, size_bytes, file_count, ...);
  *   - files (sid, path) -> kind, mode, size, mtime_ns, content, target;
  *   - chunks (hash) -> size, data (stored uncompressed, out of line);
- *   - contents (id) -> size, nchunks, data (inline when small); content_chunks (content, seq) ->
- *     chunk;
+ *   - contents (id) -> size, nchunks, data (inline when small, stored uncompressed);
+ *     content_chunks (content, seq) -> chunk;
  *   - content_pins (content, owner) -> refs, pinned_ms; writers (id) -> owner, lease_ms;
  *     pending_chunks (writer, chunk);
  *   - gc_candidates (content), gc_chunk_candidates (chunk);
@@ -129,7 +130,9 @@ enum pg_stmt {
     PS_OWNER_LOCK,
     PS_SB_COUNT_OWNER,
     PS_F_GET,
+    PS_F_GET_MANY,
     PS_F_PUT,
+    PS_F_PUT_MANY,
     PS_F_SETDIR,
     PS_F_DEL,
     PS_F_RANGE_DEL,
@@ -144,17 +147,25 @@ enum pg_stmt {
     PS_CONTENT_CHUNKS,
     PS_CHUNK_DATA,
     PS_CONTENT_INSERT,
+    PS_CONTENTS_INSERT,
     PS_CONTENT_LOCK,
+    PS_CONTENTS_LOCK,
     PS_CC_INSERT,
+    PS_CCS_INSERT,
     PS_CHUNKS_LOCK,
     PS_PIN_ADD,
+    PS_PINS_ADD,
     PS_PINS_DROP,
     PS_CHUNK_LOCK,
     PS_CHUNK_INSERT,
+    PS_CHUNKS_INSERT,
     PS_PENDING_ADD,
     PS_WRITER_END,
+    PS_WRITERS_END,
     PS_CHUNKS_COLLECT_LOCK,
     PS_CHUNKS_COLLECT,
+    PS_COMMIT_FINISH,
+    PS_LOG_ADD,
     PS_COMMIT_EXISTS,
     PS_COMMITS_DEL_CHANGES,
     PS_COMMITS_DEL,
@@ -184,7 +195,6 @@ extern const char *const pg_stmt_sql[PS_COUNT];
 struct pg_conn {
     PGconn *pg;                              /* owned */
     uint64_t prepared[(PS_COUNT + 63) / 64]; /* bit per statement prepared on this session */
-    uint32_t slots;                          /* bit per pg_exec_slot slot prepared */
     bool broken;                             /* failed: closed, not pooled, when given back */
     bool reused;                             /* taken from the idle list (not just opened) */
     struct pg_conn *next;                    /* idle list link */
@@ -217,7 +227,7 @@ static inline struct pg_store *to_pg(struct store *st)
 
 /* ---- pg_conn.c: parameters, statements, the pool, transactions ------------------------- */
 
-#define PG_MAX_PARAMS 12
+#define PG_MAX_PARAMS 16
 
 /* Parameters of one statement, in order ($1, $2, ...): integers and text in text format, bytes
  * in binary. Values are not copied (except integers): they must outlive the call. */
@@ -240,6 +250,33 @@ static inline void pp_id(struct pg_params *p, const uint8_t id[CONTENT_ID_LEN])
     pp_bytes(p, id, CONTENT_ID_LEN);
 }
 
+/*
+ * A one-dimensional array parameter in PostgreSQL's binary array format: many rows of a
+ * statement in one parameter (`unnest($1::bytea[], $2::bigint[])`). Elements are bytes (a bytea
+ * array; NULL elements allowed) or 64-bit integers (a bigint array, which assigns to any integer
+ * column). The bytes are copied in. Release with pga_release whatever happened.
+ */
+struct pg_array {
+    char *data;      /* the header, then each element: its length and bytes */
+    size_t len, cap; /* bytes used and allocated at data */
+    int32_t n;       /* elements */
+    bool nulls;      /* some element is NULL */
+};
+
+#define PG_OID_BYTEA 17
+#define PG_OID_INT8 20
+
+/* Starts an empty array of element type oid (PG_OID_*). -ENOMEM. */
+__attribute__((warn_unused_result)) int pga_init(struct pg_array *a, uint32_t oid);
+/* Appends len bytes (data NULL: a NULL element). -ENOMEM, -E2BIG past what one parameter can
+ * carry. */
+__attribute__((warn_unused_result)) int pga_bytes(struct pg_array *a, const void *data, size_t len);
+__attribute__((warn_unused_result)) int pga_i64(struct pg_array *a, int64_t v);
+void pga_release(struct pg_array *a);
+/* Adds the array as the next parameter (binary, pointing into a: keep it until the statement
+ * ran). */
+void pp_array(struct pg_params *p, struct pg_array *a);
+
 /* Maps a failed statement (res NULL: no answer) to the store's codes with err_set; marks c
  * broken when its session is lost. */
 int pg_fail(struct pg_store *s, struct pg_conn *c, const PGresult *res);
@@ -251,13 +288,6 @@ int pg_exec(struct pg_store *s, struct pg_conn *c, enum pg_stmt id, const struct
             PGresult **ret);
 /* pg_exec on a pooled connection, given back before it returns. */
 int pg_query(struct pg_store *s, enum pg_stmt id, const struct pg_params *p, PGresult **ret);
-/* Slots of pg_exec_slot: statements built at run time that repeat often enough to prepare. */
-#define PG_SQL_SLOTS 16
-
-/* pg_exec_sql for SQL that is always the same text for one `slot` (< PG_SQL_SLOTS; the caller
- * keeps that promise): prepared on c the first time, then only bound and run. */
-int pg_exec_slot(struct pg_store *s, struct pg_conn *c, int slot, const char *sql, int n,
-                 const char *const *values, const int *lengths, const int *formats, PGresult **ret);
 /* Runs SQL text without parameters, possibly several statements (BEGIN, COMMIT, migrations);
  * 0 or a negative code. */
 int pg_cmd(struct pg_store *s, struct pg_conn *c, const char *sql);

@@ -113,6 +113,9 @@ static const char *const migrations[] = {
     "  op smallint NOT NULL,"
     "  path bytea NOT NULL,"
     "  PRIMARY KEY (commit_id, seq));",
+    /* inline contents as chunks: no compression attempt (a small file's bytes are stored as
+     * they are, like a chunk's; compressing them cost more than writing them) */
+    "ALTER TABLE contents ALTER COLUMN data SET STORAGE EXTERNAL;",
 };
 
 /* Column lists shared by several statements. */
@@ -120,6 +123,10 @@ static const char *const migrations[] = {
     "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, "     \
     "version, size_bytes, file_count, sid"
 #define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
+#define FILE_UPSERT                                                                                \
+    "ON CONFLICT (sid, path) DO UPDATE SET kind = excluded.kind, mode = excluded.mode, "           \
+    "size = excluded.size, mtime_ns = excluded.mtime_ns, content = excluded.content, "             \
+    "target = excluded.target"
 #define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = $1)"
 #define PAGE "LIMIT 256"
 _Static_assert(PG_PAGE_ROWS == 256, "PAGE is PG_PAGE_ROWS");
@@ -149,10 +156,19 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
                           "WHERE tenant = $1 AND sub = $2 LIMIT $3) AS t",
     [PS_F_GET] = "SELECT kind, size, content FROM files WHERE sid = $1 AND path = $2",
-    [PS_F_PUT] = "INSERT INTO files (sid, " FILE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-                 "ON CONFLICT (sid, path) DO UPDATE SET kind = excluded.kind, "
-                 "mode = excluded.mode, size = excluded.size, mtime_ns = excluded.mtime_ns, "
-                 "content = excluded.content, target = excluded.target",
+    /* the rows at the paths of a bytea array, each with its index (1-based) in the array; one
+     * index lookup per path (the LIMIT keeps the planner from joining with a scan of the whole
+     * table, which it prefers for many paths while its statistics are those of a small table) */
+    [PS_F_GET_MANY] = "SELECT k.i, f.kind, f.size, f.content "
+                      "FROM unnest($2::bytea[]) WITH ORDINALITY AS k(path, i) "
+                      "CROSS JOIN LATERAL (SELECT kind, size, content FROM files "
+                      "WHERE sid = $1 AND path = k.path LIMIT 1) AS f",
+    [PS_F_PUT] = "INSERT INTO files (sid, " FILE_COLS
+                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) " FILE_UPSERT,
+    /* the same for rows given as arrays, one per column (distinct paths) */
+    [PS_F_PUT_MANY] = "INSERT INTO files (sid, " FILE_COLS ") SELECT $1::bigint, * FROM "
+                      "unnest($2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], "
+                      "$6::bigint[], $7::bytea[], $8::bytea[]) " FILE_UPSERT,
     [PS_F_SETDIR] = "UPDATE files SET mode = $3, mtime_ns = $4 WHERE sid = $1 AND path = $2",
     [PS_F_DEL] = "DELETE FROM files WHERE sid = $1 AND path = $2",
     [PS_F_RANGE_DEL] = "WITH d AS (DELETE FROM files WHERE sid = $1 AND path >= $2 AND path < $3 "
@@ -181,14 +197,26 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_CHUNK_DATA] = "SELECT data FROM chunks WHERE hash = $1",
     [PS_CONTENT_INSERT] = "INSERT INTO contents (id, size, nchunks, data) "
                           "VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+    /* content batches: rows as arrays, one per column, distinct keys in key order */
+    [PS_CONTENTS_INSERT] = "INSERT INTO contents (id, size, nchunks, data) SELECT * FROM "
+                           "unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[]) "
+                           "ON CONFLICT (id) DO NOTHING RETURNING id",
     [PS_CONTENT_LOCK] = "SELECT 1 FROM contents WHERE id = $1 FOR KEY SHARE",
+    [PS_CONTENTS_LOCK] = "SELECT id FROM contents WHERE id IN " IDS_1 " ORDER BY id FOR KEY SHARE",
     [PS_CC_INSERT] = "INSERT INTO content_chunks (content_id, seq, chunk) "
                      "SELECT $1::bytea, s.i, s.h FROM " SPLIT32("$2::bytea") " AS s",
+    [PS_CCS_INSERT] = "INSERT INTO content_chunks (content_id, seq, chunk) SELECT * FROM "
+                      "unnest($1::bytea[], $2::bigint[], $3::bytea[])",
     [PS_CHUNKS_LOCK] =
         "SELECT hash FROM chunks WHERE hash IN " IDS_1 " ORDER BY hash FOR KEY SHARE",
     [PS_PIN_ADD] = "INSERT INTO content_pins (content_id, owner, refs, pinned_ms) "
                    "VALUES ($1, $2, 1, " NOW_MS ") ON CONFLICT (content_id, owner) "
                    "DO UPDATE SET refs = content_pins.refs + 1, pinned_ms = excluded.pinned_ms",
+    /* one pin reference per id of $1 (ids repeat: one reference each), in id order */
+    [PS_PINS_ADD] = "INSERT INTO content_pins (content_id, owner, refs, pinned_ms) "
+                    "SELECT t.h, $2, count(*), " NOW_MS " FROM " IDS_1 " AS t(h) "
+                    "GROUP BY t.h ORDER BY t.h ON CONFLICT (content_id, owner) DO UPDATE "
+                    "SET refs = content_pins.refs + excluded.refs, pinned_ms = excluded.pinned_ms",
     /* one reference of this store's pin on each content: the last one deletes the row; the
      * update skips the rows the delete takes, so no row is changed twice */
     [PS_PINS_DROP] =
@@ -199,6 +227,9 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_CHUNK_LOCK] = "SELECT 1 FROM chunks WHERE hash = $1 FOR KEY SHARE",
     [PS_CHUNK_INSERT] = "INSERT INTO chunks (hash, size, data) VALUES ($1, $2, $3) "
                         "ON CONFLICT (hash) DO NOTHING",
+    [PS_CHUNKS_INSERT] = "INSERT INTO chunks (hash, size, data) SELECT * FROM "
+                         "unnest($1::bytea[], $2::bigint[], $3::bytea[]) "
+                         "ON CONFLICT (hash) DO NOTHING RETURNING hash",
     [PS_PENDING_ADD] = "WITH w AS (INSERT INTO writers (id, owner, lease_ms) "
                        "VALUES ($1, $2, " NOW_MS " + " LEASE_MS ") "
                        "ON CONFLICT (id) DO UPDATE SET lease_ms = excluded.lease_ms) "
@@ -206,6 +237,21 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                        "ON CONFLICT DO NOTHING",
     [PS_WRITER_END] = "WITH p AS (DELETE FROM pending_chunks WHERE writer = $1) "
                       "DELETE FROM writers WHERE id = $1",
+    [PS_WRITERS_END] = "WITH p AS (DELETE FROM pending_chunks WHERE writer = ANY($1::bigint[])) "
+                       "DELETE FROM writers WHERE id = ANY($1::bigint[])",
+    /* the end of a commit in one statement: the sandbox row's new state, the commit's log row
+     * and its first change rows (arrays: seq, op, path) */
+    [PS_COMMIT_FINISH] =
+        "WITH u AS (UPDATE sandboxes SET version = $2, size_bytes = $3, file_count = $4, "
+        "last_used_ms = $5, cwd = coalesce($6::bytea, cwd) WHERE sid = $1), "
+        "c AS (INSERT INTO commits (sid, version, kind, info, created_ms, changes, bytes_delta) "
+        "VALUES ($1, $2, $7, $8, $5, $9, $10) RETURNING id), "
+        "ch AS (INSERT INTO commit_changes (commit_id, seq, op, path) "
+        "SELECT c.id, v.seq, v.op, v.path FROM c, "
+        "unnest($11::bigint[], $12::bigint[], $13::bytea[]) AS v(seq, op, path)) "
+        "SELECT id FROM c",
+    [PS_LOG_ADD] = "INSERT INTO commit_changes (commit_id, seq, op, path) SELECT $1::bigint, * "
+                   "FROM unnest($2::bigint[], $3::bigint[], $4::bytea[])",
     [PS_CHUNKS_COLLECT_LOCK] =
         "SELECT hash FROM chunks WHERE hash IN " IDS_1 " ORDER BY hash FOR UPDATE",
     [PS_CHUNKS_COLLECT] = "DELETE FROM chunks c WHERE c.hash IN " IDS_1

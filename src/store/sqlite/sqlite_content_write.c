@@ -221,10 +221,9 @@ struct content_batch {
     struct sqlite_store *s;
 };
 
-static int batch_store_tails(struct content_batch *b)
+static int batch_store_tails(struct content_batch *b, struct content_writer *const *v, size_t n)
 {
-    struct content_writer **v = b->core.v;
-    size_t n = b->core.n, i = 0;
+    size_t i = 0;
     while (i < n && !writer_has_tail_chunk(&v[i]->h))
         i++;
     if (i == n)
@@ -256,12 +255,12 @@ static int batch_store_tails(struct content_batch *b)
 }
 
 /* batch_engine.record: the tails, then the contents rows. */
-static int batch_record(struct content_batch *b)
+static int batch_record(struct content_batch *b, struct content_writer *const *v, size_t n)
 {
-    int r = batch_store_tails(b);
+    int r = batch_store_tails(b, v, n);
     if (r >= 0 && (r = sq_wtx_begin(b->s)) >= 0) {
-        for (size_t i = 0; i < b->core.n && r >= 0; i++)
-            r = content_record_tx(b->core.v[i]);
+        for (size_t i = 0; i < n && r >= 0; i++)
+            r = content_record_tx(v[i]);
         r = sq_wtx_end(b->s, r);
     }
     return r;
