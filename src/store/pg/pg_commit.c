@@ -430,6 +430,7 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
         ret->version = version + 1;
         ret->size_bytes = a.size;
         ret->commit_id = commit_id;
+        ret->unreferenced = a.unreferenced;
     }
     return 0;
 }
