@@ -48,7 +48,7 @@
 /* Reads this server's self-test sandbox id from the data dir, or makes and keeps a new one. */
 static int selftest_id_load(const char *data_dir, char id[UUID_STR_LEN])
 {
-    _cleanup_close_ int dfd = open(data_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
     _cleanup_close_ int fd = openat(dfd, SELFTEST_ID_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -69,8 +69,14 @@ static int selftest_id_load(const char *data_dir, char id[UUID_STR_LEN])
     if (out < 0)
         return -errno;
     r = write_all(out, id, UUID_STR_LEN - 1);
+    if (r >= 0 && fsync(out) < 0)
+        r = -errno;
     if (r >= 0 && renameat(dfd, tmp, dfd, SELFTEST_ID_FILE) < 0)
         r = -errno;
+    if (r < 0)
+        (void)unlinkat(dfd, tmp, 0);
+    else
+        (void)fsync(dfd);
     return r;
 }
 

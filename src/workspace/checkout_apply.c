@@ -213,6 +213,12 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
         struct file_meta m;
         memset(&m, 0, sizeof(m));
         r = store_stat(a->cos->st, a->sandbox_id, parents[i], &m);
+        if (r == -ENOENT) {
+            /* gone since (a refresh replays older changes): a later delete removes it */
+            err_clear();
+            r = 0;
+            continue;
+        }
         if (r == 0 && m.kind == FILE_KIND_DIR)
             r = checkout_fix_dir(a->cos, a->rootfd, parents[i], m.mode, m.mtime_ns);
         else if (r == 0)
@@ -336,6 +342,7 @@ static int apply_common(struct checkouts *cos, const char *sandbox_id, int64_t o
 struct logged {
     char *path;
     int op;
+    bool superseding; /* a put of this path came earlier and is left out */
 };
 
 struct log_read {
@@ -385,8 +392,10 @@ static int log_changeset(struct checkouts *cos, const char *sandbox_id, struct l
     qsort(order, lr->n, sizeof(*order), cmp_logged);
     /* an earlier put of a path that the log changes again is superseded */
     for (size_t i = 0; i + 1 < lr->n; i++)
-        if (order[i]->op == CHANGE_PUT && strcmp(order[i]->path, order[i + 1]->path) == 0)
+        if (order[i]->op == CHANGE_PUT && strcmp(order[i]->path, order[i + 1]->path) == 0) {
             order[i]->op = -1;
+            order[i + 1]->superseding = true;
+        }
     free(order);
     cs->create_parents = true;
     int r = changeset_reserve(cs, lr->n);
@@ -406,10 +415,28 @@ static int log_changeset(struct checkouts *cos, const char *sandbox_id, struct l
             r = 0;
             continue;
         }
+        /* A put left out may have replaced a directory by a file, which dropped the
+         * directory's contents without a logged change each; a directory put over the tree's
+         * old directory would keep them: the tree is rebuilt instead. */
+        if (r >= 0 && c->superseding && m.kind == FILE_KIND_DIR)
+            r = err_set(-ERANGE, "a directory replaced more than once");
         if (r >= 0)
             r = changeset_put_take(cs, &m);
         file_meta_release(&m);
     }
+    return r;
+}
+
+/* -ERANGE unless the sandbox is still at `version`. */
+static int version_unchanged(struct checkouts *cos, const char *sandbox_id, int64_t version)
+{
+    struct sandbox_rec rec;
+    int r = store_sandbox_get(cos->st, sandbox_id, NULL, NULL, &rec);
+    if (r < 0)
+        return r;
+    if (rec.version != version)
+        r = err_set(-ERANGE, "the sandbox moved on during the refresh");
+    sandbox_rec_release(&rec);
     return r;
 }
 
@@ -425,6 +452,10 @@ int checkout_refresh_locked(struct checkouts *cos, struct entry *e, int edfd, in
                                 log_add, &lr);
     if (r >= 0)
         r = log_changeset(cos, e->id, &lr, &cs);
+    /* the rows were read as the store has them now: they are `version`'s only if no commit
+     * came in between (one of another server whose lock this caller's does not exclude) */
+    if (r >= 0)
+        r = version_unchanged(cos, e->id, version);
     if (r == -ERANGE) {
         err_clear();
     } else if (r >= 0) {

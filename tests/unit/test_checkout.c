@@ -450,6 +450,34 @@ static void test_refresh_follows_log(void **state)
     checkouts_free(cos);
 }
 
+/* A directory replaced by a file and then by a directory again, through puts alone (the store
+ * drops the first directory's contents without logging each): the tree must not keep them. */
+static void test_refresh_dir_replaced_twice(void **state)
+{
+    struct fx *f = *state;
+    struct checkouts *cos = NULL;
+    assert_int_equal(checkouts_new(f->dir, f->st, 0, SANDBOX_HOST_UID, SANDBOX_HOST_UID, &cos), 0);
+    char *tree = NULL;
+    assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
+    checkout_release(cos, f->id);
+    free(tree);
+    struct changeset cs;
+    changeset_init(&cs, "test");
+    put_file(f->st, &cs, "/home/user/bin", "a file now", 10, 0644, 1700000002000000000LL);
+    fx_commit(f, &cs);
+    changeset_release(&cs);
+    changeset_init(&cs, "test");
+    put_dir(&cs, "/home/user/bin", 0755, 1700000002000000001LL);
+    fx_commit(f, &cs);
+    changeset_release(&cs);
+    assert_int_equal(checkout_acquire(cos, f->id, f->version, &tree), 0);
+    assert_false(exists_at(tree, "home/user/bin/run.sh"));
+    assert_tree_matches(f->st, f->id, tree);
+    checkout_release(cos, f->id);
+    free(tree);
+    checkouts_free(cos);
+}
+
 static void test_restart_adopts_and_cleans(void **state)
 {
     struct fx *f = *state;
@@ -915,6 +943,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_acquire_builds_tree, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stale_and_untagged_rebuild, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refresh_follows_log, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_dir_replaced_twice, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_restart_adopts_and_cleans, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_apply_changeset, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_eviction, fx_setup, fx_teardown),

@@ -101,10 +101,12 @@
  * idle, every 5 s, given up after 3 unanswered: about 25 s) and checks that its client is still
  * there every 5 s while a statement runs (a lock wait), so that the locks of a server cut off
  * from the database end within about half a minute. Unix-socket sessions ignore the TCP ones:
- * their peer's death closes the socket at once. */
+ * their peer's death closes the socket at once. A lock session idles while its lock is held (an
+ * exec's whole run): no idle or statement timeout of the role or the database may end it. */
 #define PG_LOCK_SESSION_SQL                                                                        \
     "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; "                              \
-    "SET tcp_keepalives_count = 3; SET client_connection_check_interval = 5000"
+    "SET tcp_keepalives_count = 3; SET client_connection_check_interval = 5000; "                  \
+    "SET idle_session_timeout = 0; SET statement_timeout = 0"
 
 enum pg_lock_key {
     PG_LOCK_MIGRATE = 1, /* session lock while migrating */

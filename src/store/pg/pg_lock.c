@@ -10,7 +10,9 @@
  * (PG_LOCK_SESSION_SQL: within about half a minute); its locks go with it, so no lock outlives
  * its holder. Two sandboxes whose ids hash alike share a lock: they wait for each other, which
  * is slower, never wrong. The database's lock queue is fair: a waiting writer holds back later
- * readers, so a stream of readers cannot starve it.
+ * requests for the shared lock. (A server's readers of one sandbox share one shared lock,
+ * sandbox/lock.h, so while their reads overlap without a gap a writer of another server waits,
+ * at most LOCK_TIMEOUT_MS.)
  *
  * A wait is bounded by lock_timeout, set in the same statement that asks for the lock.
  */
@@ -46,6 +48,8 @@ int pg_lock_acquire(struct store *st, const char *sandbox_id, bool exclusive, in
     }
     if (timeout_ms < 1)
         timeout_ms = 1; /* lock_timeout 0 would wait forever */
+    if (timeout_ms > INT32_MAX)
+        timeout_ms = INT32_MAX; /* lock_timeout's largest value */
     int64_t t0 = time_mono_ms();
     int r = pg_pool_take(s, &s->locks, timeout_ms, &l->c);
     if (r >= 0) {
@@ -57,6 +61,10 @@ int pg_lock_acquire(struct store *st, const char *sandbox_id, bool exclusive, in
         pp_text(&p, sandbox_id);
         pp_text(&p, timeout);
         r = pg_exec(s, l->c, exclusive ? PS_LOCK_SANDBOX : PS_LOCK_SANDBOX_SHARED, &p, NULL);
+        /* A lock granted just as the wait timed out (or was cancelled) is held although the
+         * statement failed: a session whose lock statement failed is closed, never pooled. */
+        if (r < 0)
+            l->c->broken = true;
         /* the statement can only time out: lock_not_available */
         if (r == -ERR_BUSY)
             r = err_set(-ERR_LOCK_TIMEOUT,
