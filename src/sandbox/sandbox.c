@@ -137,16 +137,14 @@ static int quota_error(struct sandboxes *sbx, int r)
  * parent). Keeps this thread's error message. */
 static bool sandbox_gone(struct sandboxes *sbx, const char *id)
 {
-    char saved[512];
-    const char *m = err_message();
-    snprintf(saved, sizeof(saved), "%s", m ? m : "");
+    struct err_saved saved;
+    err_save(&saved);
     struct sandbox_rec rec;
     int r = store_sandbox_get(sbx->st, id, NULL, NULL, &rec);
     if (r == 0)
         sandbox_rec_release(&rec);
     err_clear();
-    if (saved[0])
-        err_set(-ENOENT, "%s", saved);
+    err_restore(&saved, -ENOENT);
     return r == -ENOENT;
 }
 
@@ -200,16 +198,13 @@ static int commit_once(struct sandboxes *sbx, struct sandbox_rec *rec, const str
 
 void sandbox_discard(struct sandboxes *sbx, const struct changeset *cs)
 {
-    char saved[512];
-    const char *m = err_message();
-    snprintf(saved, sizeof(saved), "%s", m ? m : "");
+    struct err_saved saved;
+    err_save(&saved);
     if (store_discard(sbx->st, cs) == 0)
         return;
     /* Left pinned until its lease expires and the store's GC takes it; the caller's own error
      * is what its client must see. */
-    err_clear_message();
-    if (m)
-        err_set(-EIO, "%s", saved);
+    err_restore(&saved, -EIO);
 }
 
 int sandbox_commit_untold(struct sandboxes *sbx, struct sandbox_rec *rec,

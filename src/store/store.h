@@ -27,6 +27,7 @@
 #ifndef SQLFS_STORE_STORE_H
 #define SQLFS_STORE_STORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -277,7 +278,7 @@ struct store_ops {
      * -ERANGE (nothing is called) when the log does not hold every one of those commits, or
      * when they made more than max_changes changes: the caller then reads the tree whole.
      * -ENOENT when the sandbox does not exist. A non-zero return of cb stops the walk and is
-     * returned. */
+     * returned. The wrapper has checked 0 <= since_version <= to_version. */
     int (*changes_since)(struct store *st, const char *sandbox_id, int64_t since_version,
                          int64_t to_version, size_t max_changes, store_change_cb cb,
                          void *userdata);
@@ -531,6 +532,8 @@ __attribute__((warn_unused_result)) static inline int
 store_changes_since(struct store *st, const char *sandbox_id, int64_t since_version,
                     int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata)
 {
+    if (since_version < 0 || to_version < since_version)
+        return -EINVAL;
     return st->ops->changes_since(st, sandbox_id, since_version, to_version, max_changes, cb,
                                   userdata);
 }

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ERR_MSG_MAX 512
 #define ERR_DETAILS_MAX 32
 #define ERR_DETAIL_LEN 256
 
@@ -161,6 +160,21 @@ void err_clear_message(void)
 {
     has_msg = false;
     msg[0] = '\0';
+}
+
+void err_save(struct err_saved *s)
+{
+    const char *m = err_message();
+    s->has = m != NULL;
+    snprintf(s->msg, sizeof(s->msg), "%s", m ? m : "");
+}
+
+void err_restore(const struct err_saved *s, int code)
+{
+    if (s->has)
+        err_set(code, "%s", s->msg);
+    else
+        err_clear_message();
 }
 
 void err_clear(void)

@@ -80,4 +80,14 @@ void err_clear(void);
 /* Forgets the message only (the details stay). */
 void err_clear_message(void);
 
+/* This thread's message kept aside while cleanup that may set its own runs (err_save), then
+ * put back (err_restore: recorded again with `code`, or none when there was none). */
+#define ERR_MSG_MAX 512 /* bytes of a message, its NUL included */
+struct err_saved {
+    bool has;
+    char msg[ERR_MSG_MAX];
+};
+void err_save(struct err_saved *s);
+void err_restore(const struct err_saved *s, int code);
+
 #endif

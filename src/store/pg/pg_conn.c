@@ -583,15 +583,11 @@ int pg_tx_end(struct pg_store *s, struct pg_conn *c, int r, pg_tx_check check, v
         }
         PQclear(res);
     } else if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-        char saved[512];
-        const char *m = err_message();
-        snprintf(saved, sizeof(saved), "%s", m ? m : "");
+        struct err_saved saved;
+        err_save(&saved);
         if (pg_cmd(s, c, "ROLLBACK") < 0)
             c->broken = true;
-        if (m)
-            err_set(r, "%s", saved);
-        else
-            err_clear_message();
+        err_restore(&saved, r);
     }
     pg_pool_put(s, c);
     return doubt_pid ? commit_in_doubt(s, doubt_pid, check, arg) : r;

@@ -221,8 +221,6 @@ int pg_changes_since(struct store *st, const char *sandbox_id, int64_t since_ver
                      int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata)
 {
     struct pg_store *s = to_pg(st);
-    if (since_version < 0 || to_version < since_version)
-        return err_set(-EINVAL, "invalid version range");
     if (max_changes > INT32_MAX - 1)
         max_changes = INT32_MAX - 1;
     struct pg_conn *c;

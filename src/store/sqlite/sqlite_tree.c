@@ -219,8 +219,6 @@ int sq_changes_since(struct store *st, const char *sandbox_id, int64_t since_ver
                      int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata)
 {
     struct sqlite_store *s = to_sq(st);
-    if (since_version < 0 || to_version < since_version)
-        return err_set(-EINVAL, "invalid version range");
     struct conn *c;
     int r = sq_pool_get(s, &c);
     if (r < 0)
