@@ -165,7 +165,7 @@ def test_coreutils_and_process_tools(api, box):
         seq 200000 | sort -rn --parallel=4 -S 4M | head -1
         timeout 0.2 sleep 5 || echo "timeout $?"
         flock /tmp/lock -c 'echo locked'
-        mkfifo /tmp/fifo && (echo through-fifo > /tmp/fifo &) && cat /tmp/fifo
+        mkfifo /tmp/fifo && { echo through-fifo > /tmp/fifo & } && cat /tmp/fifo && wait
         echo teed | tee /tmp/tee.txt >/dev/null && cat /tmp/tee.txt
         date -u -d @0 +%Y-%m-%d
         ps -o args= -p $$ | cut -d" " -f1; ps -e | grep -c bash
