@@ -73,6 +73,8 @@ struct changeset {
     bool keep_dirs;      /* a file or symlink PUT onto an existing directory fails -EISDIR
                           * (archive ingests, like the file API) instead of replacing the
                           * directory's subtree (what an exec's diff means by it) */
+    bool unpinned;       /* its contents were not finished for it (they are stored already, held
+                          * by a retained version: a restore): its commit drops no pins */
     char *new_cwd;       /* when set, the sandbox's stored cwd becomes this */
     char *kind;          /* what made it: "put", "exec", "ingest", ... (commit log) */
     char *info_json;     /* free-form JSON object for the commit log, or NULL */

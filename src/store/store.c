@@ -20,6 +20,24 @@ void sandbox_rec_release(struct sandbox_rec *r)
     r->tenant = r->sub = r->name = r->env_json = r->cwd = NULL;
 }
 
+void commit_rec_release(struct commit_rec *c)
+{
+    if (!c)
+        return;
+    free(c->kind);
+    free(c->info_json);
+    free(c->cwd);
+    c->kind = c->info_json = c->cwd = NULL;
+}
+
+void snapshot_rec_release(struct snapshot_rec *s)
+{
+    if (!s)
+        return;
+    free(s->name);
+    s->name = NULL;
+}
+
 int store_ops_check(const struct store_ops *ops)
 {
     const char *name = ops->name ? ops->name : "(unnamed)";
@@ -33,7 +51,10 @@ int store_ops_check(const struct store_ops *ops)
         ops->sandbox_list && ops->sandbox_delete && ops->sandbox_touch && ops->stat && ops->list &&
         ops->has_children && ops->content_begin && ops->content_write && ops->content_finish &&
         ops->content_abort && ops->content_open && ops->content_read && ops->content_seek &&
-        ops->content_close && ops->commit && ops->gc && ops->changes_since;
+        ops->content_close && ops->commit && ops->gc && ops->changes_since && ops->stat_at &&
+        ops->list_at && ops->commits_list && ops->commit_get && ops->commit_paths &&
+        ops->sandbox_fork && ops->snapshot_create && ops->snapshot_get && ops->snapshot_list &&
+        ops->snapshot_delete;
     int batch = !!ops->content_batch_new + !!ops->content_finish_in + !!ops->content_batch_flush +
                 !!ops->content_batch_free;
     bool locks_paired = !ops->lock_acquire == !ops->lock_release;

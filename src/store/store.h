@@ -15,6 +15,14 @@
  * was built from (`expect_version`); if the sandbox moved on, it fails with -ESTALE and changes
  * nothing (fencing of stale writers).
  *
+ * History: every version a sandbox had stays readable (stat_at, list_at) until it is pruned.
+ * A row a commit replaces or deletes is kept, with the versions it was live for, instead of
+ * being forgotten; a version's tree is the rows live at it. Retention (commit_opts): the newest
+ * history_max_commits versions, those younger than history_max_age_ms, and, within a quota, only
+ * as much history as the quota leaves room for beside the live tree (the oldest goes first);
+ * a version named by a snapshot is never pruned. The content a retained version uses stays
+ * stored; the content only pruned versions used is collected like any other.
+ *
  * Ownership lookups take (tenant, sub): a sandbox owned by someone else is reported exactly like
  * a missing one (-ENOENT). Internal callers pass NULL owner to skip the check.
  *
@@ -71,15 +79,49 @@ struct commit_opts {
     int64_t max_owner_sandboxes; /* store_sandbox_create only: the sandboxes the owner may have,
                                   * this one included (0: no limit), counted in the same
                                   * transaction as the insert */
+    int64_t history_max_commits; /* versions kept, the new one included (0: no limit) */
+    int64_t history_max_age_ms;  /* versions older than this are pruned (0: no limit); the
+                                  * current version is never pruned */
 };
 
 struct commit_result {
     int64_t version;    /* the sandbox's version after the commit */
     int64_t size_bytes; /* the sandbox's size after the commit */
     int64_t commit_id;  /* row id in the commit log */
-    bool unreferenced;  /* the commit deleted or replaced files holding content: that content is
-                         * a GC candidate now, which only a collection (gc) frees */
+    bool unreferenced;  /* the commit pruned history that held content: that content is a GC
+                         * candidate now, which only a collection (gc) frees */
 };
+
+/* One commit of a sandbox's history. Strings malloc'd, owned by the record. */
+struct commit_rec {
+    int64_t version;     /* the version the commit made */
+    int64_t created_ms;  /* epoch ms */
+    char *kind;          /* the change set's kind ("exec", "put", "restore", "fork", ...) */
+    char *info_json;     /* the change set's info_json, or NULL */
+    char *cwd;           /* the sandbox's stored cwd after the commit */
+    int64_t added;       /* paths that had no row at version - 1 */
+    int64_t modified;    /* paths whose row the commit replaced */
+    int64_t deleted;     /* paths whose row the commit removed */
+    int64_t bytes_added; /* sum of the sizes of the files the commit wrote */
+};
+
+void commit_rec_release(struct commit_rec *c);
+
+/* How a path differs between two trees (commit_paths: version - 1 and version). */
+enum path_change_kind {
+    PATH_ADDED = 1,
+    PATH_MODIFIED = 2,
+    PATH_DELETED = 3,
+};
+
+/* A snapshot: a name pinning one version against pruning. */
+struct snapshot_rec {
+    char *name;
+    int64_t version;
+    int64_t created_ms;
+};
+
+void snapshot_rec_release(struct snapshot_rec *s);
 
 struct gc_stats {
     int64_t contents_deleted; /* contents removed */
@@ -95,6 +137,12 @@ typedef int (*store_file_cb)(const struct file_meta *meta, void *userdata);
 /* One entry of the commit log: the change of `path` (op: enum change_op) made by the commit that
  * took the sandbox to `version`. Valid during the call only. */
 typedef int (*store_change_cb)(int64_t version, int op, const char *path, void *userdata);
+typedef int (*store_commit_cb)(const struct commit_rec *c, void *userdata);
+typedef int (*store_snapshot_cb)(const struct snapshot_rec *s, void *userdata);
+/* A path a commit changed (commit_paths): `meta` is its row after the commit (added, modified)
+ * or before it (deleted). */
+typedef int (*store_path_change_cb)(enum path_change_kind change, const struct file_meta *meta,
+                                    void *userdata);
 
 /* A cross-server lock held on a sandbox (store_ops.lock_acquire). */
 struct store_lock;
@@ -117,7 +165,7 @@ struct store_lock;
  *   - Callbacks (store_sandbox_cb, store_file_cb) run without any engine lock held: they may
  *     call any member of the same store, writes included.
  */
-#define STORE_OPS_VERSION 2
+#define STORE_OPS_VERSION 3
 
 struct store_ops {
     /* The revision of this contract the engine implements: STORE_OPS_VERSION when it was
@@ -282,6 +330,60 @@ struct store_ops {
     int (*changes_since)(struct store *st, const char *sandbox_id, int64_t since_version,
                          int64_t to_version, size_t max_changes, store_change_cb cb,
                          void *userdata);
+
+    /* ---- history (see the top of this file) ----
+     * A version is readable when it is the sandbox's current version, or a version made by a
+     * commit (>= 1) that is not pruned: at or after the sandbox's history floor, or named by a
+     * snapshot. Every member below fails -ERR_VERSION_NOT_FOUND (with a message) for a version
+     * that is not readable and -ENOENT when the sandbox does not exist (no owner check: the
+     * caller has opened the sandbox). A caller reading a version other than the current one
+     * holds the sandbox's read lock (sandbox/lock.h), which keeps commits, and so pruning, out. */
+
+    /* stat at `version` (see stat). */
+    int (*stat_at)(struct store *st, const char *sandbox_id, int64_t version, const char *path,
+                   struct file_meta *ret);
+    /* list at `version` (see list). */
+    int (*list_at)(struct store *st, const char *sandbox_id, int64_t version, const char *prefix,
+                   int max_depth, store_file_cb cb, void *userdata);
+    /* Calls cb for the retained commits of the sandbox with version < before (INT64_MAX: all),
+     * newest first, at most limit (> 0) of them. A non-zero return of cb stops the walk and
+     * is returned. */
+    int (*commits_list)(struct store *st, const char *sandbox_id, int64_t before, int64_t limit,
+                        store_commit_cb cb, void *userdata);
+    /* The retained commit that made `version` into *ret (commit_rec_release). */
+    int (*commit_get)(struct store *st, const char *sandbox_id, int64_t version,
+                      struct commit_rec *ret);
+    /* Calls cb, in path order, for each path whose row the commit that made `version` added,
+     * replaced or removed (a path it put and removed again is not one). The rows the commit
+     * removed are known only while version - 1 is retained: for a snapshot's version below the
+     * history floor, deletions are not reported and replaced rows read as added. */
+    int (*commit_paths)(struct store *st, const char *sandbox_id, int64_t version,
+                        store_path_change_cb cb, void *userdata);
+
+    /* Creates sandbox `rec` (as sandbox_create: id, owner, name, env, flags from rec; the
+     * owner limit and quota of opts) whose first version (1, kind "fork", info_json as given,
+     * cwd the source's at `version`) is the tree of sandbox `source_id` at `version`, in one
+     * transaction. The rows are copied; content is shared, not copied. -ENOENT (no source),
+     * -ERR_VERSION_NOT_FOUND, -EEXIST, -ERR_SANDBOX_LIMIT, -ERR_QUOTA. */
+    int (*sandbox_fork)(struct store *st, const char *source_id, int64_t version,
+                        const struct sandbox_rec *rec, const char *info_json,
+                        const struct commit_opts *opts);
+
+    /* Names `version` of the sandbox `name` (any string; the caller checks its form), created
+     * at now_ms. -EEXIST (the sandbox has a snapshot of that name), -E2BIG (it has max (> 0)
+     * snapshots already), -ERR_VERSION_NOT_FOUND. */
+    int (*snapshot_create)(struct store *st, const char *sandbox_id, const char *name,
+                           int64_t version, int64_t now_ms, int64_t max);
+    /* The snapshot `name` into *ret (snapshot_rec_release). -ENOENT: no such snapshot (or
+     * sandbox). */
+    int (*snapshot_get)(struct store *st, const char *sandbox_id, const char *name,
+                        struct snapshot_rec *ret);
+    /* Calls cb for each snapshot of the sandbox, newest version first. */
+    int (*snapshot_list)(struct store *st, const char *sandbox_id, store_snapshot_cb cb,
+                         void *userdata);
+    /* Deletes snapshot `name`; its version becomes prunable (it is pruned by a later commit).
+     * -ENOENT: no such snapshot (or sandbox). */
+    int (*snapshot_delete)(struct store *st, const char *sandbox_id, const char *name);
 
     /* ---- cross-server locks: optional, both or none (NULL: the engine serves one server,
      * whose own locks (sandbox/lock.h) suffice) ---- */
@@ -536,6 +638,76 @@ store_changes_since(struct store *st, const char *sandbox_id, int64_t since_vers
         return -EINVAL;
     return st->ops->changes_since(st, sandbox_id, since_version, to_version, max_changes, cb,
                                   userdata);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_stat_at(struct store *st, const char *sandbox_id, int64_t version, const char *path,
+              struct file_meta *ret)
+{
+    return st->ops->stat_at(st, sandbox_id, version, path, ret);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_list_at(struct store *st, const char *sandbox_id, int64_t version, const char *prefix,
+              int max_depth, store_file_cb cb, void *userdata)
+{
+    return st->ops->list_at(st, sandbox_id, version, prefix, max_depth, cb, userdata);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_commits_list(struct store *st, const char *sandbox_id, int64_t before, int64_t limit,
+                   store_commit_cb cb, void *userdata)
+{
+    if (limit <= 0)
+        return -EINVAL;
+    return st->ops->commits_list(st, sandbox_id, before, limit, cb, userdata);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_commit_get(struct store *st, const char *sandbox_id, int64_t version, struct commit_rec *ret)
+{
+    return st->ops->commit_get(st, sandbox_id, version, ret);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_commit_paths(struct store *st, const char *sandbox_id, int64_t version,
+                   store_path_change_cb cb, void *userdata)
+{
+    return st->ops->commit_paths(st, sandbox_id, version, cb, userdata);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_sandbox_fork(struct store *st, const char *source_id, int64_t version,
+                   const struct sandbox_rec *rec, const char *info_json,
+                   const struct commit_opts *opts)
+{
+    return st->ops->sandbox_fork(st, source_id, version, rec, info_json, opts);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_snapshot_create(struct store *st, const char *sandbox_id, const char *name, int64_t version,
+                      int64_t now_ms, int64_t max)
+{
+    return st->ops->snapshot_create(st, sandbox_id, name, version, now_ms, max);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_snapshot_get(struct store *st, const char *sandbox_id, const char *name,
+                   struct snapshot_rec *ret)
+{
+    return st->ops->snapshot_get(st, sandbox_id, name, ret);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_snapshot_list(struct store *st, const char *sandbox_id, store_snapshot_cb cb, void *userdata)
+{
+    return st->ops->snapshot_list(st, sandbox_id, cb, userdata);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_snapshot_delete(struct store *st, const char *sandbox_id, const char *name)
+{
+    return st->ops->snapshot_delete(st, sandbox_id, name);
 }
 
 /* True when the engine has cross-server locks (store_lock_acquire does something). */

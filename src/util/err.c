@@ -58,6 +58,9 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                         "the server does not implement this request framing"},
     [ERR_STORE_UNAVAILABLE -
         ERR_BASE] = {"STORE_UNAVAILABLE", 503, true, "the database is unavailable; retry later"},
+    [ERR_VERSION_NOT_FOUND - ERR_BASE] = {"VERSION_NOT_FOUND", 404, false,
+                                          "no such version of this sandbox (never made, or "
+                                          "pruned from its history)"},
 };
 
 static const struct err_info errno_table[] = {

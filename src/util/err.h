@@ -51,6 +51,7 @@ enum err_code {
     ERR_NOT_IMPLEMENTED,          /* 501 a request framing the server does not implement */
     ERR_STORE_UNAVAILABLE,        /* 503 retryable: the database cannot be reached (connection
                                    * lost, server restarting); nothing was applied */
+    ERR_VERSION_NOT_FOUND,        /* 404 a sandbox version never made or pruned from history */
     ERR_END
 };
 
