@@ -43,7 +43,7 @@ FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o 
 
 .PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile \
-        bench-replicas
+        bench-replicas bench-history
 
 all: $(BUILD)/sqlfs
 
@@ -218,6 +218,12 @@ bench-hostile: all
 # side (about 1 min; not part of make test): bench/replicas.py, bench/results/replicas.json.
 bench-replicas: bench-tools
 	$(PYTHON) bench/replicas.py
+
+# History: fork of 10,000 files (latency, store growth), restore of 10,000 files, the commit
+# list at 1,000 commits (about 1 min; ENGINE=postgres on a throw-away cluster):
+# bench/history.py, bench/results/history*.json.
+bench-history: bench-tools
+	$(PYTHON) bench/history.py --engine $(or $(ENGINE),sqlite)
 
 fmt:
 	clang-format -i $(FMT_SRC)

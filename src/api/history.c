@@ -238,7 +238,7 @@ int route_commit(struct request *req)
     if (r < 0) {
         json_decref(o);
         json_decref(l.arr);
-        return r == -ERR_TOO_MANY_ENTRIES ? too_many_paths(req) : r;
+        return r == -ERR_TOO_MANY_ENTRIES && !err_message() ? too_many_paths(req) : r;
     }
     json_object_set_new(o, "paths", l.arr);
     return http_reply_json(req, 200, o);
@@ -369,7 +369,7 @@ int route_diff(struct request *req)
     free(path);
     if (r < 0) {
         json_decref(l.arr);
-        return r == -ERR_TOO_MANY_ENTRIES ? too_many_paths(req) : r;
+        return r == -ERR_TOO_MANY_ENTRIES && !err_message() ? too_many_paths(req) : r;
     }
     json_t *o =
         json_pack("{sIsIso}", "from", (json_int_t)from, "to", (json_int_t)to, "paths", l.arr);

@@ -32,6 +32,10 @@ static void rows_release(struct rows *t)
 static int rows_add(const struct file_meta *m, void *userdata)
 {
     struct rows *t = userdata;
+    if (t->n >= HISTORY_TREE_ROWS_MAX)
+        return err_set(-ERR_TOO_MANY_ENTRIES,
+                       "the tree has more than %d entries, the most a restore or a diff compares",
+                       HISTORY_TREE_ROWS_MAX);
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 256;
         struct file_meta *v = reallocarray(t->v, cap, sizeof(*v));

@@ -14,11 +14,16 @@
 
 #include "sandbox/sandbox.h"
 
+/* The most entries (files, directories, symlinks) of one tree a restore or a diff holds in
+ * memory (about 100 bytes each beside the paths): past it, -ERR_TOO_MANY_ENTRIES. */
+#define HISTORY_TREE_ROWS_MAX 250000
+
 /* Makes the tree and stored cwd of the sandbox whose record (read under its exclusive lock) is
  * rec equal to those of its version `version`, as one new commit (kind "restore", info_json
  * {"restoredFrom": version} plus `snapshot` when given), through sandbox_commit: history is
  * kept, so a restore is undone like any commit. rec is updated. Fails like sandbox_commit, and
- * -ERR_VERSION_NOT_FOUND. Memory: the two trees' metadata (not their contents). */
+ * -ERR_VERSION_NOT_FOUND, -ERR_TOO_MANY_ENTRIES (a tree past HISTORY_TREE_ROWS_MAX). Memory: the
+ * two trees' metadata (not their contents). */
 __attribute__((warn_unused_result)) int sandbox_restore(struct sandboxes *sbx,
                                                         struct sandbox_rec *rec, int64_t version,
                                                         const char *snapshot);
@@ -38,7 +43,8 @@ typedef int (*sandbox_diff_cb)(enum path_change_kind change, const struct file_m
 
 /* Calls cb in path order for each path whose row differs between versions `from` and `to` of
  * the sandbox (kind, mode, size, content, target or, for directories, mode only: a directory's
- * mtime alone is not a difference). -ERR_VERSION_NOT_FOUND. Memory: the two trees' metadata. */
+ * mtime alone is not a difference). -ERR_VERSION_NOT_FOUND, -ERR_TOO_MANY_ENTRIES. Memory: the
+ * two trees' metadata. */
 __attribute__((warn_unused_result)) int sandbox_diff(struct sandboxes *sbx, const char *sandbox_id,
                                                      int64_t from, int64_t to, sandbox_diff_cb cb,
                                                      void *userdata);

@@ -8,7 +8,9 @@
   chunked one stops at the quota.
 - Content stored for a write that is then refused is reclaimed at once: the store is back
   within 1 MiB of where it was. So is the content of files deleted or replaced through the API
-  or by an exec.
+  or by an exec once no version of the sandbox's history uses it: at once without history
+  (HISTORY_MAX_COMMITS=1); with history, as soon as the live tree and its history would not
+  fit the quota together, oldest history first.
 """
 import io
 import os
@@ -226,9 +228,43 @@ def test_content_of_a_refused_commit_is_reclaimed_at_once(quota_server, qapi, qs
     assert store_used(quota_server) - before < 1 * MB
 
 
-def test_content_of_deleted_and_replaced_files_is_reclaimed_at_once(quota_server, qapi, qsandbox):
-    """What a commit leaves unreferenced is collected before it answers, so the next write
-    reuses that room (on SQLite: pages on the free list) instead of growing the store."""
+@pytest.fixture
+def nohist_server(fresh_server):
+    return fresh_server({"AUTH_RATE_LIMIT_MAX": "1000", "SANDBOX_QUOTA_BYTES": str(QUOTA),
+                         "HISTORY_MAX_COMMITS": "1"})
+
+
+def test_content_of_deleted_and_replaced_files_is_reclaimed_at_once(nohist_server):
+    """Without history, what a commit leaves unreferenced is collected before it answers, so
+    the next write reuses that room (on SQLite: pages on the free list) instead of growing the
+    store."""
+    quota_server = nohist_server
+    with quota_server.client(timeout=120) as qapi:
+        qsandbox = qapi.post("/v1/sandboxes", json={}).json()["id"]
+        reclaimed_at_once(quota_server, qapi, qsandbox)
+
+
+def test_history_gives_its_room_back_within_the_quota(quota_server, qapi, qsandbox):
+    """With history, replaced content stays while the live tree and the history fit the quota
+    together; past it the oldest versions are pruned and their content collected, so the store
+    never holds much more than the quota for the sandbox."""
+    before = store_used(quota_server)
+    first = qapi.get(f"/v1/sandboxes/{qsandbox}").json()["version"]
+    for i in range(7):
+        r = exec_sync(qapi, qsandbox, "head -c 40M /dev/urandom > f.bin", timeoutMs=120000)
+        assert r.status_code == 200, r.text
+    now = qapi.get(f"/v1/sandboxes/{qsandbox}").json()["version"]
+    used = store_used(quota_server) - before
+    assert used <= QUOTA + 2 * MB, f"store grew by {used / MB:.0f} MiB"
+    assert used >= 4 * 40 * MB, f"history kept only {used / MB:.0f} MiB"
+    # the newest versions are readable, the oldest were pruned
+    r = qapi.get(f"/v1/sandboxes/{qsandbox}/files/home/user/f.bin?version={now - 3}")
+    assert r.status_code == 200 and len(r.content) == 40 * MB
+    assert_error(qapi.get(f"/v1/sandboxes/{qsandbox}/tree?version={first + 1}"), 404,
+                 "VERSION_NOT_FOUND")
+
+
+def reclaimed_at_once(quota_server, qapi, qsandbox):
     url = f"/v1/sandboxes/{qsandbox}/files/home/user"
     before = store_used(quota_server)
     assert qapi.put(f"{url}/a.bin", content=os.urandom(8 * MB)).status_code == 204
