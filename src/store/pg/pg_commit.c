@@ -358,7 +358,8 @@ static int commit_finish(struct pg_apply *x, const struct changeset *cs, int64_t
 /*
  * After the commit that made version x->version was written (its rows, counts and
  * history_bytes): raises the sandbox's history floor as the retention of opts asks and prunes
- * what falls below it (PS_HIST_FLOOR, PS_HIST_PRUNE). *ret_pruned is set when it pruned.
+ * what falls below it (PS_HIST_FLOOR, PS_HIST_PRUNE). *ret_pruned is set when it pruned rows
+ * that held content (candidates for GC now).
  * Nothing to do without a retention limit: the floor never moves then.
  */
 static int history_prune(struct pg_apply *x, const struct commit_opts *opts, int64_t now_ms,
@@ -386,10 +387,11 @@ static int history_prune(struct pg_apply *x, const struct commit_opts *opts, int
     p = (struct pg_params){0};
     pp_i64(&p, x->sid);
     pp_i64(&p, next);
-    r = pg_exec(x->s, x->c, PS_HIST_PRUNE, &p, NULL);
+    _cleanup_pgresult_ PGresult *pruned = NULL;
+    r = pg_exec(x->s, x->c, PS_HIST_PRUNE, &p, &pruned);
     if (r < 0)
         return r;
-    *ret_pruned = true;
+    *ret_pruned = r > 0 && pg_i64(pruned, 0, 0) > 0;
     return 0;
 }
 
