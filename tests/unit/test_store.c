@@ -25,11 +25,15 @@
 
 #define MIB (1024 * 1024)
 /* The schema versions of this code: the number of migrations of each engine. */
-#define SQLITE_SCHEMA_VERSION 1
-#define PG_SCHEMA_VERSION 2
+#define SQLITE_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 
 static const char *pg_url; /* SQLFS_TEST_PG_URL; NULL: SQLite only */
 static bool on_pg;         /* the group running is PostgreSQL's */
+/* The history_max_commits of commit(): 1 unless a test keeps the commit log (setup resets it),
+ * so that a commit keeps no history (test_history.c tests it) and what it replaces or deletes
+ * is garbage at once. */
+static int64_t keep_commits = 1;
 static const struct store_pg_opts pg_opts = {.pool_size = 8, .pool_wait_ms = 10000};
 
 struct fx {
@@ -100,6 +104,7 @@ static void open_store(struct fx *f)
 
 static int setup(void **state)
 {
+    keep_commits = 1;
     struct fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     if (on_pg) {
@@ -286,7 +291,10 @@ static void cs_text(struct store *st, struct changeset *cs, const char *path, co
 static int commit(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
                   int64_t quota, struct commit_result *res)
 {
-    struct commit_opts o = {.expect_version = expect, .quota_bytes = quota, .now_ms = 42000};
+    struct commit_opts o = {.expect_version = expect,
+                            .quota_bytes = quota,
+                            .now_ms = 42000,
+                            .history_max_commits = keep_commits};
     struct commit_result tmp;
     int r = store_commit(st, sb, cs, &o, res ? res : &tmp);
     changeset_release(cs);
@@ -1151,6 +1159,7 @@ static int change_collect(int64_t version, int op, const char *path, void *ud)
 static void test_changes_since(void **state)
 {
     struct fx *f = *state;
+    keep_commits = 0; /* the log of every version */
     create_sb(f->st, SB1);
     struct changeset cs;
     changeset_init(&cs, "put");
@@ -1192,6 +1201,7 @@ static void test_changes_since(void **state)
 static void test_commit_stale_cwd_log(void **state)
 {
     struct fx *f = *state;
+    keep_commits = 0; /* the log of every version */
     create_sb(f->st, SB1);
     struct changeset cs;
     changeset_init(&cs, "put");
@@ -2450,7 +2460,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
     };
-    int failed = cmocka_run_group_tests_name("store: sqlite", tests, NULL, NULL);
+    /* SQLFS_TEST_ENGINE=sqlite or =postgres: one engine only */
+    const char *only = getenv("SQLFS_TEST_ENGINE");
+    int failed = 0;
+    if (!only || strcmp(only, "sqlite") == 0)
+        failed += cmocka_run_group_tests_name("store: sqlite", tests, NULL, NULL);
+    if (only && strcmp(only, "sqlite") == 0)
+        return failed;
     pg_url = getenv("SQLFS_TEST_PG_URL");
     if (!pg_url || !*pg_url) {
         printf("store: SQLFS_TEST_PG_URL is not set: the PostgreSQL engine is not tested "
