@@ -30,10 +30,6 @@
 
 static const char *pg_url; /* SQLFS_TEST_PG_URL; NULL: SQLite only */
 static bool on_pg;         /* the group running is PostgreSQL's */
-/* The history_max_commits of commit(): 1 unless a test keeps the commit log (setup resets it),
- * so that a commit keeps no history (test_history.c tests it) and what it replaces or deletes
- * is garbage at once. */
-static int64_t keep_commits = 1;
 static const struct store_pg_opts pg_opts = {.pool_size = 8, .pool_wait_ms = 10000};
 
 struct fx {
@@ -104,7 +100,6 @@ static void open_store(struct fx *f)
 
 static int setup(void **state)
 {
-    keep_commits = 1;
     struct fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     if (on_pg) {
@@ -288,17 +283,26 @@ static void cs_text(struct store *st, struct changeset *cs, const char *path, co
     cs_file(cs, path, id, (int64_t)strlen(text));
 }
 
-static int commit(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
-                  int64_t quota, struct commit_result *res)
+/* Commits cs keeping `versions` versions of history (0: all). */
+static int commit_keeping(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
+                          int64_t quota, struct commit_result *res, int64_t versions)
 {
     struct commit_opts o = {.expect_version = expect,
                             .quota_bytes = quota,
                             .now_ms = 42000,
-                            .history_max_commits = keep_commits};
+                            .history_max_commits = versions};
     struct commit_result tmp;
     int r = store_commit(st, sb, cs, &o, res ? res : &tmp);
     changeset_release(cs);
     return r;
+}
+
+/* Commits cs keeping one version: what a commit replaces or removes is collectable at once
+ * (history is test_history.c's). */
+static int commit(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
+                  int64_t quota, struct commit_result *res)
+{
+    return commit_keeping(st, sb, cs, expect, quota, res, 1);
 }
 
 static struct sandbox_rec get_sb(struct store *st, const char *id)
@@ -1159,19 +1163,18 @@ static int change_collect(int64_t version, int op, const char *path, void *ud)
 static void test_changes_since(void **state)
 {
     struct fx *f = *state;
-    keep_commits = 0; /* the log of every version */
     create_sb(f->st, SB1);
     struct changeset cs;
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/a", "a");
     cs_text(f->st, &cs, "/b", "b");
-    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0); /* version 1 */
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 0, 0, NULL, 0), 0); /* version 1 */
     changeset_init(&cs, "put");
     assert_int_equal(changeset_delete(&cs, "/a"), 0);
     cs_text(f->st, &cs, "/c", "c");
-    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, NULL), 0); /* version 2 */
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 1, 0, NULL, 0), 0); /* version 2 */
     changeset_init(&cs, "exec");
-    assert_int_equal(commit(f->st, SB1, &cs, 2, 0, NULL), 0); /* version 3: no change */
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 2, 0, NULL, 0), 0); /* version 3: no change */
 
     struct change_log l = {0};
     assert_int_equal(store_changes_since(f->st, SB1, 0, 3, 100, change_collect, &l), 0);
@@ -1201,18 +1204,17 @@ static void test_changes_since(void **state)
 static void test_commit_stale_cwd_log(void **state)
 {
     struct fx *f = *state;
-    keep_commits = 0; /* the log of every version */
     create_sb(f->st, SB1);
     struct changeset cs;
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/f", "f");
-    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, NULL), -ESTALE);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 1, 0, NULL, 0), -ESTALE);
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/f", "f");
-    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 0, 0, NULL, 0), 0);
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/g", "g");
-    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), -ESTALE);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 0, 0, NULL, 0), -ESTALE);
     expect_kind(f->st, SB1, "/g", 0);
 
     /* An empty change set bumps the version, logs and sets cwd. */
@@ -1220,7 +1222,7 @@ static void test_commit_stale_cwd_log(void **state)
     cs.new_cwd = strdup("/tmp");
     assert_int_equal(changeset_set_info(&cs, "{\"exitCode\":0}"), 0);
     struct commit_result res;
-    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, &res), 0);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 1, 0, &res, 0), 0);
     assert_int_equal(res.version, 2);
     struct sandbox_rec g = get_sb(f->st, SB1);
     assert_int_equal(g.version, 2);
@@ -1237,7 +1239,7 @@ static void test_commit_stale_cwd_log(void **state)
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/h", "hhh");
     assert_int_equal(changeset_delete(&cs, "/f"), 0);
-    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, -1, 0, &res, 0), 0);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM commits WHERE id = %lld AND changes = 2 AND bytes_delta = 2",
              (long long)res.commit_id);
