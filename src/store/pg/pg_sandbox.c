@@ -451,13 +451,47 @@ int pg_snapshot_list(struct store *st, const char *sandbox_id, store_snapshot_cb
     return r < 0 ? r : 0;
 }
 
-int pg_snapshot_delete(struct store *st, const char *sandbox_id, const char *name)
+/* Inside the transaction: the sandbox row locked FOR UPDATE (as a commit), the snapshot
+ * deleted, then what it alone kept below the floor pruned at once (PS_HIST_PRUNE at the floor
+ * the sandbox has). *ret_pruned: rows that held content went. */
+static int snapshot_delete_in(struct pg_store *s, struct pg_conn *c, const char *id,
+                              const char *name, bool *ret_pruned)
 {
     struct pg_params p = {0};
-    pp_text(&p, sandbox_id);
-    pp_text(&p, name);
-    int r = pg_query(to_pg(st), PS_SNAP_DEL, &p, NULL);
+    pp_text(&p, id);
+    _cleanup_pgresult_ PGresult *res = NULL;
+    int r = pg_exec(s, c, PS_SB_STATE_LOCK, &p, &res);
+    if (r < 0)
+        return r;
     if (r == 0)
         return err_set(-ENOENT, "no such snapshot");
-    return r < 0 ? r : 0;
+    pp_text(&p, name);
+    r = pg_exec(s, c, PS_SNAP_DEL, &p, NULL);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return err_set(-ENOENT, "no such snapshot");
+    p = (struct pg_params){0};
+    pp_i64(&p, pg_i64(res, 0, 0));
+    pp_i64(&p, pg_i64(res, 0, 6));
+    _cleanup_pgresult_ PGresult *pruned = NULL;
+    r = pg_exec(s, c, PS_HIST_PRUNE, &p, &pruned);
+    if (r < 0)
+        return r;
+    *ret_pruned = r > 0 && pg_i64(pruned, 0, 0) > 0;
+    return 0;
+}
+
+int pg_snapshot_delete(struct store *st, const char *sandbox_id, const char *name)
+{
+    struct pg_store *s = to_pg(st);
+    struct pg_conn *c;
+    int r = pg_tx_begin(s, &c);
+    if (r < 0)
+        return r;
+    bool pruned = false;
+    r = pg_tx_end(s, c, snapshot_delete_in(s, c, sandbox_id, name, &pruned), NULL, NULL);
+    if (r >= 0 && pruned)
+        (void)pg_gc_run(s, NULL); /* what is not collected now stays a candidate */
+    return r;
 }

@@ -221,7 +221,7 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                        "WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR sub = $2) "
                        "AND (created_ms, sid) < ($3, $4) "
                        "ORDER BY created_ms DESC, sid DESC " PAGE,
-    [PS_SB_STATE_LOCK] = "SELECT sid, version, size_bytes, file_count, tenant, sub "
+    [PS_SB_STATE_LOCK] = "SELECT sid, version, size_bytes, file_count, tenant, sub, history_floor "
                          "FROM sandboxes WHERE id = $1 FOR UPDATE",
     [PS_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = $2 WHERE id = $1",
     [PS_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = $1",
