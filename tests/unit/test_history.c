@@ -841,7 +841,7 @@ static void test_snapshots(void **state)
     changeset_release(&pin);
     assert_int_equal(store_snapshot_create(f->st, SB1, "keep", 1, 5000, 3), 0);
     for (int v = 2; v <= 5; v++) {
-        char text[8];
+        char text[16];
         snprintf(text, sizeof(text), "s%d", v);
         commit_f(f->st, SB1, text, &o, NULL);
     }
