@@ -2462,7 +2462,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
     };
-    int failed = cmocka_run_group_tests_name("store: sqlite", tests, NULL, NULL);
+    /* SQLFS_TEST_ENGINE=sqlite or =postgres: one engine only */
+    const char *only = getenv("SQLFS_TEST_ENGINE");
+    int failed = 0;
+    if (!only || strcmp(only, "sqlite") == 0)
+        failed += cmocka_run_group_tests_name("store: sqlite", tests, NULL, NULL);
+    if (only && strcmp(only, "sqlite") == 0)
+        return failed;
     pg_url = getenv("SQLFS_TEST_PG_URL");
     if (!pg_url || !*pg_url) {
         printf("store: SQLFS_TEST_PG_URL is not set: the PostgreSQL engine is not tested "

@@ -24,6 +24,7 @@ struct pg_apply {
     struct pg_store *s;
     struct pg_conn *c; /* transaction open */
     int64_t sid;       /* sandbox key */
+    int64_t version;   /* the version the commit makes: the `since` of the rows it writes */
     uint8_t *ids;      /* contents the change set puts that are stored: sorted, locked */
     int64_t *sizes;    /* their sizes */
     size_t n;
@@ -61,6 +62,7 @@ static int row_put(void *ctx, const char *path, size_t len, int kind, uint32_t m
     pp_i64(&p, mtime_ns);
     pp_bytes(&p, content, content ? CONTENT_ID_LEN : 0);
     pp_bytes(&p, target, target ? strlen(target) : 0);
+    pp_i64(&p, x->version);
     int r = pg_exec(x->s, x->c, PS_F_PUT, &p, NULL);
     return r < 0 ? r : 0;
 }
@@ -73,6 +75,7 @@ static int dir_update(void *ctx, const char *path, size_t len, uint32_t mode, in
     pp_bytes(&p, path, len);
     pp_i64(&p, mode);
     pp_i64(&p, mtime_ns);
+    pp_i64(&p, x->version);
     int r = pg_exec(x->s, x->c, PS_F_SETDIR, &p, NULL);
     return r < 0 ? r : 0;
 }
@@ -198,6 +201,7 @@ static int rows_put(void *ctx, const struct row_write *v, size_t n)
         pp_i64(&p, x->sid);
         for (int k = 0; k < NCOLS; k++)
             pp_array(&p, &col[k]);
+        pp_i64(&p, x->version);
         r = pg_exec(x->s, x->c, PS_F_PUT_MANY, &p, NULL);
     }
     for (int k = 0; k < NCOLS; k++)
@@ -351,6 +355,46 @@ static int commit_finish(struct pg_apply *x, const struct changeset *cs, int64_t
     return r < 0 ? r : 0;
 }
 
+/*
+ * After the commit that made version x->version was written (its rows, counts and
+ * history_bytes): raises the sandbox's history floor as the retention of opts asks and prunes
+ * what falls below it (PS_HIST_FLOOR, PS_HIST_PRUNE). *ret_pruned is set when it pruned rows
+ * that held content (candidates for GC now).
+ * Nothing to do without a retention limit: the floor never moves then.
+ */
+static int history_prune(struct pg_apply *x, const struct commit_opts *opts, int64_t now_ms,
+                         bool *ret_pruned)
+{
+    *ret_pruned = false;
+    if (opts->history_max_commits <= 0 && opts->history_max_age_ms <= 0 && opts->quota_bytes <= 0)
+        return 0;
+    struct pg_params p = {0};
+    pp_i64(&p, x->sid);
+    pp_i64(&p, x->version);
+    pp_i64(&p, opts->history_max_commits > 0 ? opts->history_max_commits : 0);
+    pp_i64(&p, opts->history_max_age_ms > 0 ? opts->history_max_age_ms : 0);
+    pp_i64(&p, now_ms);
+    pp_i64(&p, opts->quota_bytes > 0 ? opts->quota_bytes : 0);
+    _cleanup_pgresult_ PGresult *res = NULL;
+    int r = pg_exec(x->s, x->c, PS_HIST_FLOOR, &p, &res);
+    if (r < 0)
+        return r;
+    if (r != 1)
+        return err_set(-EIO, "the sandbox row is gone");
+    int64_t floor = pg_i64(res, 0, 0), next = pg_i64(res, 0, 1);
+    if (next <= floor)
+        return 0;
+    p = (struct pg_params){0};
+    pp_i64(&p, x->sid);
+    pp_i64(&p, next);
+    _cleanup_pgresult_ PGresult *pruned = NULL;
+    r = pg_exec(x->s, x->c, PS_HIST_PRUNE, &p, &pruned);
+    if (r < 0)
+        return r;
+    *ret_pruned = r > 0 && pg_i64(pruned, 0, 0) > 0;
+    return 0;
+}
+
 /* Drops one pin reference of this store of each of the n contents (sorted ids); with
  * `candidates`, also records each as a GC candidate. */
 static int pins_drop(struct pg_store *s, struct pg_conn *c, const uint8_t *ids, size_t n,
@@ -412,6 +456,8 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
     int64_t now_ms = opts->now_ms > 0 ? opts->now_ms : time_now_ms();
     a.now_ns = now_ms * 1000000;
     int64_t old_size = a.size, commit_id = 0;
+    x.version = version + 1;
+    bool pruned = false;
     if (r >= 0)
         r = contents_lock(&x, ids, nids);
     if (r >= 0)
@@ -421,6 +467,9 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
     if (r >= 0)
         r = commit_finish(&x, cs, version + 1, &a, now_ms, a.size - old_size, &commit_id);
     if (r >= 0)
+        r = history_prune(&x, opts, now_ms, &pruned);
+    /* a restore's contents were never pinned for it */
+    if (r >= 0 && !cs->unpinned)
         r = pins_drop(s, c, ids, nids, false);
     free(x.ids);
     free(x.sizes);
@@ -430,7 +479,7 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
         ret->version = version + 1;
         ret->size_bytes = a.size;
         ret->commit_id = commit_id;
-        ret->unreferenced = a.unreferenced;
+        ret->unreferenced = a.unreferenced || pruned;
     }
     return 0;
 }

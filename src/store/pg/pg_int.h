@@ -4,7 +4,8 @@
  *
  * Files: store_pg.c (open, close, the ops table), pg_conn.c (connections, the pool, statements,
  * parameters, transactions, error mapping), pg_schema.c (migrations and every statement's SQL),
- * pg_sandbox.c (sandbox rows), pg_tree.c (file reads), pg_commit.c (change sets),
+ * pg_sandbox.c (sandbox rows, fork, snapshots), pg_tree.c (file reads, now and at past
+ * versions; the commits retained), pg_commit.c (change sets, history pruning),
  * pg_content_write.c (content writers and batches), pg_content_read.c (content readers), pg_gc.c
  * (garbage collection, and the chunk collection aborts share).
  *
@@ -44,8 +45,15 @@
  *   - content_pins (content, owner) -> refs, pinned_ms; writers (id) -> owner, lease_ms;
  *     pending_chunks (writer, chunk);
  *   - gc_candidates (content), gc_chunk_candidates (chunk);
- *   - commits (id) -> sid, version, kind, info, created_ms, changes, bytes_delta;
+ *   - commits (id) -> sid, version, kind, info, created_ms, changes, bytes_delta, and the
+ *     history's cwd, added, modified, deleted, bytes_added;
  *     commit_changes (commit, seq) -> op, path: the change log;
+ *   - history (HISTORY: store.h): files.since, the version that wrote a row;
+ *     file_history (sid, path, vto) -> vfrom, the row's columns: a row live for versions
+ *     [vfrom, vto), kept by triggers on files when an UPDATE or DELETE changes it;
+ *     sandboxes.history_floor (versions below it are pruned unless a snapshot names them),
+ *     history_bytes (the file bytes of its file_history rows); snapshots (sid, name) ->
+ *     version, created_ms;
  *   - schema_migrations (version, applied_ms).
  *
  * Fencing: a commit locks its sandbox row (SELECT ... FOR UPDATE) and compares the version
@@ -62,17 +70,21 @@
  *     content_chunks when new, pins the content (refs + 1, lease renewed) and ends the writer;
  *   - a commit locks every content it puts (FOR KEY SHARE, sorted by id) before checking it,
  *     and in the same transaction adds the file rows and drops the pins;
+ *   - a retired row keeps its content referenced from file_history until a commit of the same
+ *     sandbox (holding its row FOR UPDATE) prunes it; fork reads the source's rows with the
+ *     source's row locked FOR SHARE, so that no commit prunes them before its copies commit;
+ *     snapshot_create checks its version with the row locked FOR UPDATE;
  *   - GC locks what it may delete (FOR UPDATE, sorted), and only then, in a later statement that
- *     sees everything committed meanwhile, deletes the rows that no file, pin, content or live
- *     pending row references. Row locks make the two sides wait for each other, so a content or
- *     chunk is either seen as referenced or locked away from deletion.
- * Candidates: every event that can make a content unreferenced records it in gc_candidates (the
- * insert locks an existing candidate row, so GC's batch, which locks its candidates, cannot
- * lose it); deleted contents and expired writers record their chunks in gc_chunk_candidates.
- * GC runs one replica at a time (a transaction-level advisory try-lock per batch: a replica
- * that finds it taken leaves the work to the other), in batches of GC_BATCH candidates, each a
- * short transaction. Closing a store releases its own pins and writers; a replica that died
- * leaves them to expire (STORE_PIN_LEASE_MS).
+ *     sees everything committed meanwhile, deletes the rows that no file, history row, pin,
+ *     content or live pending row references. Row locks make the two sides wait for each other, so
+ * a content or chunk is either seen as referenced or locked away from deletion. Candidates: every
+ * event that can make a content unreferenced records it in gc_candidates (the insert locks an
+ * existing candidate row, so GC's batch, which locks its candidates, cannot lose it); deleted
+ * contents and expired writers record their chunks in gc_chunk_candidates. GC runs one replica at a
+ * time (a transaction-level advisory try-lock per batch: a replica that finds it taken leaves the
+ * work to the other), in batches of GC_BATCH candidates, each a short transaction. Closing a store
+ * releases its own pins and writers; a replica that died leaves them to expire
+ * (STORE_PIN_LEASE_MS).
  *
  * Advisory locks use the two-key form, the first key a class of this engine (PG_LOCK_CLASS*),
  * so that other applications on the same database, using other classes, never meet them.
@@ -189,6 +201,23 @@ enum pg_stmt {
     PS_LOCK_SANDBOX_SHARED,
     PS_UNLOCK_SANDBOX,
     PS_UNLOCK_SANDBOX_SHARED,
+    PS_VER_READABLE,
+    PS_TREE_STAT,
+    PS_TREE_LIST,
+    PS_HIST_FLOOR,
+    PS_HIST_PRUNE,
+    PS_COMMITS_PAGE,
+    PS_COMMIT_PATHS,
+    PS_SB_LOCK_SHARE,
+    PS_FORK_COPY,
+    PS_FORK_FINISH,
+    PS_SNAP_COUNT,
+    PS_SNAP_INSERT,
+    PS_SNAP_GET,
+    PS_SNAP_LIST,
+    PS_SNAP_DEL,
+    PS_SNAP_DEL_ALL,
+    PS_H_DEL_ALL,
     PS_COUNT
 };
 
@@ -372,6 +401,21 @@ int pg_chunks_collect(struct pg_store *s, struct pg_conn *c, const uint8_t *hash
 /* Expires leases, then collects candidates in short transactions. ret may be NULL. */
 int pg_gc_run(struct pg_store *s, struct gc_stats *ret);
 
+/* ---- pg_tree.c: history ------------------------------------------------------------------ */
+
+/* A readable version of a sandbox. */
+struct pg_version {
+    int64_t sid;        /* the sandbox's key */
+    int64_t created_ms; /* its creation time (the implicit root's mtime) */
+};
+
+/* On c (in a transaction or not): the sandbox `id` into *ret when `version` of it is readable
+ * (store.h: current, or made by a retained commit). -ENOENT (no sandbox),
+ * -ERR_VERSION_NOT_FOUND. ret_cwd (may be NULL) gets a malloc'd copy of the cwd after that
+ * version. A caller that needs the answer to hold locks the sandbox row first. */
+int pg_version_check(struct pg_store *s, struct pg_conn *c, const char *id, int64_t version,
+                     struct pg_version *ret, char **ret_cwd);
+
 /* ---- the store_ops members (contract: store.h) ------------------------------------------ */
 
 /* pg_sandbox.c */
@@ -383,6 +427,16 @@ int pg_sandbox_list(struct store *st, const char *tenant, const char *sub, store
                     void *userdata);
 int pg_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
 int pg_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
+int pg_sandbox_fork(struct store *st, const char *source_id, int64_t version,
+                    const struct sandbox_rec *rec, const char *info_json,
+                    const struct commit_opts *opts);
+int pg_snapshot_create(struct store *st, const char *sandbox_id, const char *name, int64_t version,
+                       int64_t now_ms, int64_t max);
+int pg_snapshot_get(struct store *st, const char *sandbox_id, const char *name,
+                    struct snapshot_rec *ret);
+int pg_snapshot_list(struct store *st, const char *sandbox_id, store_snapshot_cb cb,
+                     void *userdata);
+int pg_snapshot_delete(struct store *st, const char *sandbox_id, const char *name);
 
 /* pg_tree.c */
 int pg_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret);
@@ -394,6 +448,16 @@ int pg_lock_acquire(struct store *st, const char *sandbox_id, bool exclusive, in
 void pg_lock_release(struct store *st, struct store_lock *l);
 int pg_changes_since(struct store *st, const char *sandbox_id, int64_t since_version,
                      int64_t to_version, size_t max_changes, store_change_cb cb, void *userdata);
+int pg_stat_at(struct store *st, const char *sandbox_id, int64_t version, const char *path,
+               struct file_meta *ret);
+int pg_list_at(struct store *st, const char *sandbox_id, int64_t version, const char *prefix,
+               int max_depth, store_file_cb cb, void *userdata);
+int pg_commits_list(struct store *st, const char *sandbox_id, int64_t before, int64_t limit,
+                    store_commit_cb cb, void *userdata);
+int pg_commit_get(struct store *st, const char *sandbox_id, int64_t version,
+                  struct commit_rec *ret);
+int pg_commit_paths(struct store *st, const char *sandbox_id, int64_t version,
+                    store_path_change_cb cb, void *userdata);
 
 /* pg_content_write.c */
 int pg_content_begin(struct store *st, struct content_writer **ret);

@@ -116,6 +116,62 @@ static const char *const migrations[] = {
     /* inline contents as chunks: no compression attempt (a small file's bytes are stored as
      * they are, like a chunk's; compressing them cost more than writing them) */
     "ALTER TABLE contents ALTER COLUMN data SET STORAGE EXTERNAL;",
+    /* History (store.h): a files row knows the version that wrote it; a row a commit replaces
+     * or deletes moves to file_history with the versions it was live for; commits record their
+     * counts and the cwd after them; snapshots name versions kept from pruning. Older
+     * versions of existing sandboxes have no history rows: their floor is their version. */
+    "ALTER TABLE files ADD COLUMN since bigint NOT NULL DEFAULT 0;"
+    "CREATE INDEX files_since ON files (sid, since);"
+    "CREATE TABLE file_history ("
+    "  sid bigint NOT NULL,"
+    "  path bytea NOT NULL,"
+    "  vfrom bigint NOT NULL,"
+    "  vto bigint NOT NULL,"
+    "  kind smallint NOT NULL,"
+    "  mode integer NOT NULL,"
+    "  size bigint NOT NULL,"
+    "  mtime_ns bigint NOT NULL,"
+    "  content bytea,"
+    "  target bytea,"
+    "  PRIMARY KEY (sid, path, vto));"
+    "CREATE INDEX file_history_vto ON file_history (sid, vto);"
+    "CREATE INDEX file_history_vfrom ON file_history (sid, vfrom);"
+    "CREATE INDEX file_history_content ON file_history (content) WHERE content IS NOT NULL;"
+    "ALTER TABLE commits ADD COLUMN cwd bytea,"
+    "  ADD COLUMN added bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN modified bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN deleted bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN bytes_added bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE sandboxes ADD COLUMN history_floor bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN history_bytes bigint NOT NULL DEFAULT 0;"
+    "UPDATE sandboxes SET history_floor = version;"
+    "CREATE TABLE snapshots ("
+    "  sid bigint NOT NULL,"
+    "  name text NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  created_ms bigint NOT NULL,"
+    "  PRIMARY KEY (sid, name));"
+    "CREATE INDEX snapshots_version ON snapshots (sid, version);"
+    /* Retirement: the rows an UPDATE or DELETE of files changed (every statement that changes
+     * a row, whoever runs it) are kept as live for [since, version + 1), version being the
+     * sandbox's before the commit, which moves it only after all its row changes. A row
+     * written by the running commit (since = version + 1) spans no version: not kept. A
+     * sandbox whose row is gone (sandbox_delete removes it first) keeps nothing. Statement
+     * triggers with transition tables: one INSERT per statement, however many rows a subtree
+     * delete or a bulk put changed. */
+    "CREATE FUNCTION sqlfs_files_retire() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN "
+    "  INSERT INTO file_history (sid, path, vfrom, vto, kind, mode, size, mtime_ns, content, "
+    "    target) "
+    "  SELECT o.sid, o.path, o.since, s.version + 1, o.kind, o.mode, o.size, o.mtime_ns, "
+    "    o.content, o.target "
+    "  FROM old_rows o JOIN sandboxes s ON s.sid = o.sid WHERE o.since <= s.version; "
+    "  RETURN NULL; "
+    "END $$;"
+    "CREATE TRIGGER files_retire_update AFTER UPDATE ON files "
+    "  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION sqlfs_files_retire();"
+    "CREATE TRIGGER files_retire_delete AFTER DELETE ON files "
+    "  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION sqlfs_files_retire();",
 };
 
 /* Column lists shared by several statements. */
@@ -123,12 +179,31 @@ static const char *const migrations[] = {
     "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, "     \
     "version, size_bytes, file_count, sid"
 #define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
+/* An upsert, so that a replaced row goes through the UPDATE trigger (history) */
 #define FILE_UPSERT                                                                                \
     "ON CONFLICT (sid, path) DO UPDATE SET kind = excluded.kind, mode = excluded.mode, "           \
     "size = excluded.size, mtime_ns = excluded.mtime_ns, content = excluded.content, "             \
-    "target = excluded.target"
+    "target = excluded.target, since = excluded.since"
 #define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = $1)"
 #define PAGE "LIMIT 256"
+/* The rows of sandbox $1 live at version $2: the files rows written at or before it and the
+ * retired rows whose interval holds it (a path is in one of the two at most). Each is followed
+ * by the same condition on the path, the two joined by UNION ALL. */
+#define LIVE_FILES_1_2 "SELECT " FILE_COLS " FROM files WHERE sid = $1 AND since <= $2::bigint"
+#define LIVE_HISTORY_1_2                                                                           \
+    "SELECT " FILE_COLS " FROM file_history WHERE sid = $1 AND vfrom <= $2::bigint "               \
+    "AND vto > $2::bigint"
+/* A snapshot names a version in the interval of retired row h. */
+#define PROTECTED_H                                                                                \
+    "EXISTS (SELECT 1 FROM snapshots n WHERE n.sid = h.sid AND n.version >= h.vfrom "              \
+    "AND n.version < h.vto)"
+/* A snapshot of sandbox s names the version of commit c. */
+#define SNAPSHOT_OF_C                                                                              \
+    "EXISTS (SELECT 1 FROM snapshots n WHERE n.sid = s.sid AND n.version = c.version)"
+/* Columns of a commit_rec */
+#define COMMIT_COLS                                                                                \
+    "c.version, c.created_ms, c.kind, c.info, c.cwd, c.added, c.modified, c.deleted, "             \
+    "c.bytes_added"
 _Static_assert(PG_PAGE_ROWS == 256, "PAGE is PG_PAGE_ROWS");
 
 /* Indexed by enum pg_stmt (pg_int.h). */
@@ -146,7 +221,7 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                        "WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR sub = $2) "
                        "AND (created_ms, sid) < ($3, $4) "
                        "ORDER BY created_ms DESC, sid DESC " PAGE,
-    [PS_SB_STATE_LOCK] = "SELECT sid, version, size_bytes, file_count, tenant, sub "
+    [PS_SB_STATE_LOCK] = "SELECT sid, version, size_bytes, file_count, tenant, sub, history_floor "
                          "FROM sandboxes WHERE id = $1 FOR UPDATE",
     [PS_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = $2 WHERE id = $1",
     [PS_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = $1",
@@ -163,13 +238,15 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                       "FROM unnest($2::bytea[]) WITH ORDINALITY AS k(path, i) "
                       "CROSS JOIN LATERAL (SELECT kind, size, content FROM files "
                       "WHERE sid = $1 AND path = k.path LIMIT 1) AS f",
+    /* $9: the version the commit makes */
     [PS_F_PUT] = "INSERT INTO files (sid, " FILE_COLS
-                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) " FILE_UPSERT,
+                 ", since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) " FILE_UPSERT,
     /* the same for rows given as arrays, one per column (distinct paths) */
-    [PS_F_PUT_MANY] = "INSERT INTO files (sid, " FILE_COLS ") SELECT $1::bigint, * FROM "
-                      "unnest($2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], "
-                      "$6::bigint[], $7::bytea[], $8::bytea[]) " FILE_UPSERT,
-    [PS_F_SETDIR] = "UPDATE files SET mode = $3, mtime_ns = $4 WHERE sid = $1 AND path = $2",
+    [PS_F_PUT_MANY] = "INSERT INTO files (sid, " FILE_COLS ", since) SELECT $1::bigint, u.*, "
+                      "$9::bigint FROM unnest($2::bytea[], $3::bigint[], $4::bigint[], "
+                      "$5::bigint[], $6::bigint[], $7::bytea[], $8::bytea[]) AS u " FILE_UPSERT,
+    [PS_F_SETDIR] = "UPDATE files SET mode = $3, mtime_ns = $4, since = $5 "
+                    "WHERE sid = $1 AND path = $2",
     [PS_F_DEL] = "DELETE FROM files WHERE sid = $1 AND path = $2",
     [PS_F_RANGE_DEL] = "WITH d AS (DELETE FROM files WHERE sid = $1 AND path >= $2 AND path < $3 "
                        "RETURNING kind, size, content), "
@@ -241,11 +318,23 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                        "DELETE FROM writers WHERE id = ANY($1::bigint[])",
     /* the end of a commit in one statement: the sandbox row's new state, the commit's log row
      * and its first change rows (arrays: seq, op, path) */
+    /* and the commit's counts: n, the rows it wrote (still live); o, the rows it retired (a
+     * path in both was modified); the bytes of retired files join the sandbox's history */
     [PS_COMMIT_FINISH] =
-        "WITH u AS (UPDATE sandboxes SET version = $2, size_bytes = $3, file_count = $4, "
-        "last_used_ms = $5, cwd = coalesce($6::bytea, cwd) WHERE sid = $1), "
-        "c AS (INSERT INTO commits (sid, version, kind, info, created_ms, changes, bytes_delta) "
-        "VALUES ($1, $2, $7, $8, $5, $9, $10) RETURNING id), "
+        "WITH n AS (SELECT path, kind, size FROM files WHERE sid = $1 AND since = $2), "
+        "o AS (SELECT path, kind, size FROM file_history WHERE sid = $1 AND vto = $2), "
+        "st AS (SELECT (SELECT count(*) FROM n) AS n_new, (SELECT count(*) FROM o) AS n_old, "
+        "(SELECT count(*) FROM n JOIN o USING (path)) AS n_both, "
+        "(SELECT coalesce(sum(size), 0) FROM n WHERE kind = 1) AS put_bytes, "
+        "(SELECT coalesce(sum(size), 0) FROM o WHERE kind = 1) AS retired_bytes), "
+        "u AS (UPDATE sandboxes SET version = $2, size_bytes = $3, file_count = $4, "
+        "last_used_ms = $5, cwd = coalesce($6::bytea, cwd), "
+        "history_bytes = history_bytes + (SELECT retired_bytes FROM st) WHERE sid = $1 "
+        "RETURNING cwd), "
+        "c AS (INSERT INTO commits (sid, version, kind, info, created_ms, changes, bytes_delta, "
+        "cwd, added, modified, deleted, bytes_added) "
+        "SELECT $1, $2, $7, $8, $5, $9, $10, u.cwd, st.n_new - st.n_both, st.n_both, "
+        "st.n_old - st.n_both, st.put_bytes FROM st, u RETURNING id), "
         "ch AS (INSERT INTO commit_changes (commit_id, seq, op, path) "
         "SELECT c.id, v.seq, v.op, v.path FROM c, "
         "unnest($11::bigint[], $12::bigint[], $13::bytea[]) AS v(seq, op, path)) "
@@ -297,6 +386,8 @@ const char *const pg_stmt_sql[PS_COUNT] = {
         "SELECT id FROM contents WHERE id IN " IDS_1 " ORDER BY id FOR UPDATE SKIP LOCKED",
     [PS_GC_CONTENTS_DEL] = "DELETE FROM contents c WHERE c.id IN " IDS_1
                            " AND NOT EXISTS (SELECT 1 FROM files f WHERE f.content = c.id) "
+                           "AND NOT EXISTS (SELECT 1 FROM file_history h "
+                           "WHERE h.content = c.id) "
                            "AND NOT EXISTS (SELECT 1 FROM content_pins p "
                            "WHERE p.content_id = c.id) RETURNING c.id, c.size, c.nchunks",
     [PS_GC_CC_DEL] = "WITH d AS (DELETE FROM content_chunks WHERE content_id IN " IDS_1
@@ -324,6 +415,104 @@ const char *const pg_stmt_sql[PS_COUNT] = {
         "SELECT pg_advisory_lock_shared($1::integer, hashtext($2)) FROM t",
     [PS_UNLOCK_SANDBOX] = "SELECT pg_advisory_unlock($1::integer, hashtext($2))",
     [PS_UNLOCK_SANDBOX_SHARED] = "SELECT pg_advisory_unlock_shared($1::integer, hashtext($2))",
+
+    /* ---- history: reads (pg_tree.c), pruning (pg_commit.c), fork and snapshots
+     * (pg_sandbox.c) ---- */
+
+    /* Sandbox $1 and whether version $2 is readable: the current one, or one a retained commit
+     * made (at or above the floor, or named by a snapshot). Columns: sid, created_ms, the
+     * sandbox's cwd, the cwd after commit $2 (NULL: unknown), readable, version. */
+    [PS_VER_READABLE] = "SELECT s.sid, s.created_ms, s.cwd, c.cwd, $2::bigint = s.version OR "
+                        "(c.version IS NOT NULL AND (c.version >= s.history_floor OR " SNAPSHOT_OF_C
+                        ")), s.version "
+                        "FROM sandboxes s LEFT JOIN commits c "
+                        "ON c.sid = s.sid AND c.version = $2::bigint WHERE s.id = $1 LIMIT 1",
+    [PS_TREE_STAT] = "SELECT * FROM (" LIVE_FILES_1_2 " AND path = $3 UNION ALL " LIVE_HISTORY_1_2
+                     " AND path = $3) AS t LIMIT 1",
+    [PS_TREE_LIST] =
+        "SELECT * FROM (" LIVE_FILES_1_2 " AND path >= $3 AND path < $4 UNION ALL " LIVE_HISTORY_1_2
+        " AND path >= $3 AND path < $4) AS t ORDER BY path " PAGE,
+    /* The new history floor of sandbox $1 after the commit that made version $2 (its rows,
+     * counts and history_bytes written): the old floor and the new one. $3 history_max_commits,
+     * $4 history_max_age_ms, $5 now_ms, $6 quota_bytes (0: no limit each). The byte floor is
+     * the lowest R whose unprotected retired files (vto <= R) hold the bytes over quota: the
+     * running sum of their sizes in vto order reaches the excess at R. */
+    [PS_HIST_FLOOR] =
+        "WITH s AS (SELECT history_floor AS f, size_bytes + history_bytes - $6::bigint AS excess "
+        "FROM sandboxes WHERE sid = $1) "
+        "SELECT s.f, least($2::bigint, greatest(s.f, "
+        "CASE WHEN $3::bigint > 0 THEN $2::bigint + 1 - $3::bigint ELSE 0 END, "
+        "CASE WHEN $4::bigint > 0 THEN coalesce((SELECT min(version) FROM commits "
+        "WHERE sid = $1 AND created_ms >= $5::bigint - $4::bigint), $2::bigint) ELSE 0 END, "
+        "CASE WHEN $6::bigint > 0 AND s.excess > 0 THEN coalesce((SELECT min(t.vto) FROM "
+        "(SELECT h.vto, sum(h.size) OVER (ORDER BY h.vto) AS held FROM file_history h "
+        "WHERE h.sid = $1 AND h.kind = 1 AND NOT " PROTECTED_H ") AS t "
+        "WHERE t.held >= s.excess), $2::bigint) ELSE 0 END)) FROM s",
+    /* Raises the floor of sandbox $1 to $2: the retired rows no retained version uses go (their
+     * contents become candidates, their bytes leave history_bytes), so do the change logs of
+     * the versions below the floor, and their commits unless a snapshot names them. Returns
+     * how many pruned rows held content. */
+    [PS_HIST_PRUNE] =
+        "WITH p AS (DELETE FROM file_history h WHERE h.sid = $1 AND h.vto <= $2::bigint "
+        "AND NOT " PROTECTED_H " RETURNING h.kind, h.size, h.content), "
+        "g AS (INSERT INTO gc_candidates (content_id) SELECT DISTINCT content FROM p "
+        "WHERE content IS NOT NULL " CAND_UPSERT "), "
+        "l AS (DELETE FROM commit_changes WHERE commit_id IN "
+        "(SELECT id FROM commits WHERE sid = $1 AND version < $2::bigint)), "
+        "c AS (DELETE FROM commits c WHERE c.sid = $1 AND c.version < $2::bigint "
+        "AND NOT EXISTS (SELECT 1 FROM snapshots n WHERE n.sid = $1 AND n.version = c.version)), "
+        "u AS (UPDATE sandboxes SET history_floor = $2::bigint, history_bytes = history_bytes - "
+        "(SELECT coalesce(sum(size), 0) FROM p WHERE kind = 1) WHERE sid = $1) "
+        "SELECT count(*) FROM p WHERE content IS NOT NULL",
+    /* Sandbox $1's retained commits below version $2, newest first, at most $3. */
+    [PS_COMMITS_PAGE] = "SELECT " COMMIT_COLS " FROM sandboxes s JOIN commits c ON c.sid = s.sid "
+                        "WHERE s.id = $1 AND c.version < $2::bigint "
+                        "AND (c.version >= s.history_floor OR " SNAPSHOT_OF_C ") "
+                        "ORDER BY c.version DESC LIMIT $3",
+    /* The paths commit $2 of sandbox $1 changed: the rows it wrote (live now, or retired by a
+     * later commit) against the rows it retired; kind 1 added, 2 modified, 3 deleted, then the
+     * row after the commit (the one before it when deleted). */
+    [PS_COMMIT_PATHS] =
+        "WITH n AS (SELECT " FILE_COLS " FROM files WHERE sid = $1 AND since = $2::bigint "
+        "UNION ALL SELECT " FILE_COLS " FROM file_history WHERE sid = $1 AND vfrom = $2::bigint), "
+        "o AS (SELECT " FILE_COLS " FROM file_history WHERE sid = $1 AND vto = $2::bigint) "
+        "SELECT CASE WHEN o.path IS NULL THEN 1 WHEN n.path IS NULL THEN 3 ELSE 2 END, "
+        "CASE WHEN n.path IS NULL THEN o.path ELSE n.path END AS path, "
+        "CASE WHEN n.path IS NULL THEN o.kind ELSE n.kind END, "
+        "CASE WHEN n.path IS NULL THEN o.mode ELSE n.mode END, "
+        "CASE WHEN n.path IS NULL THEN o.size ELSE n.size END, "
+        "CASE WHEN n.path IS NULL THEN o.mtime_ns ELSE n.mtime_ns END, "
+        "CASE WHEN n.path IS NULL THEN o.content ELSE n.content END, "
+        "CASE WHEN n.path IS NULL THEN o.target ELSE n.target END "
+        "FROM n FULL JOIN o ON n.path = o.path ORDER BY 2",
+    [PS_SB_LOCK_SHARE] = "SELECT sid FROM sandboxes WHERE id = $1 FOR SHARE",
+    /* Copies the tree of sandbox $1 at version $2 into the new sandbox $3 as its version 1:
+     * the rows copied and their file bytes. */
+    [PS_FORK_COPY] = "WITH t AS (INSERT INTO files (sid, " FILE_COLS ", since) "
+                     "SELECT $3::bigint, " FILE_COLS ", 1 FROM (" LIVE_FILES_1_2
+                     " UNION ALL " LIVE_HISTORY_1_2 ") AS l RETURNING kind, size) "
+                     "SELECT count(*), coalesce(sum(size) FILTER (WHERE kind = 1), 0)::bigint "
+                     "FROM t",
+    /* The fork's first version: $2 bytes in $3 rows, cwd $4, at $5, info $6. The commit has no
+     * change rows but counts $3 changes: the log does not hold it (changes_since reads the
+     * tree whole instead), unless the tree is empty. */
+    [PS_FORK_FINISH] =
+        "WITH u AS (UPDATE sandboxes SET version = 1, size_bytes = $2, file_count = $3, cwd = $4, "
+        "last_used_ms = $5 WHERE sid = $1) "
+        "INSERT INTO commits (sid, version, kind, info, created_ms, changes, bytes_delta, cwd, "
+        "added, bytes_added) VALUES ($1, 1, 'fork', $6, $5, $3, $2, $4, $3, $2) RETURNING id",
+    [PS_SNAP_COUNT] = "SELECT count(*) FROM snapshots WHERE sid = $1",
+    [PS_SNAP_INSERT] = "INSERT INTO snapshots (sid, name, version, created_ms) "
+                       "VALUES ($1, $2, $3, $4) ON CONFLICT (sid, name) DO NOTHING",
+    [PS_SNAP_GET] = "SELECT name, version, created_ms FROM snapshots "
+                    "WHERE sid = " SID_OF_1 " AND name = $2",
+    [PS_SNAP_LIST] = "SELECT name, version, created_ms FROM snapshots WHERE sid = " SID_OF_1
+                     " ORDER BY version DESC, name COLLATE \"C\"",
+    [PS_SNAP_DEL] = "DELETE FROM snapshots WHERE sid = " SID_OF_1 " AND name = $2",
+    [PS_SNAP_DEL_ALL] = "DELETE FROM snapshots WHERE sid = $1",
+    [PS_H_DEL_ALL] = "WITH d AS (DELETE FROM file_history WHERE sid = $1 RETURNING content) "
+                     "INSERT INTO gc_candidates (content_id) SELECT DISTINCT content FROM d "
+                     "WHERE content IS NOT NULL " CAND_UPSERT,
 };
 
 /* The schema's version: 0 before the first migration. */
