@@ -57,6 +57,9 @@ static struct sandbox_config sandbox_config_of(const struct config *c)
         .lock_timeout_ms = c->lock_timeout_ms,
         .quota_bytes = c->sandbox_quota_bytes,
         .max_per_owner = c->max_sandboxes_per_owner,
+        .history_max_commits = c->history_max_commits,
+        .history_max_age_ms = c->history_max_age * 1000,
+        .max_snapshots = c->max_snapshots,
     };
 }
 

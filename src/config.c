@@ -78,6 +78,13 @@ static const struct limit_spec limits[] = {
      "storage quota of one sandbox"},
     {"MAX_SANDBOXES_PER_OWNER", F(max_sandboxes_per_owner), 1000, FIXED, 0, COUNT_MAX, false,
      "sandboxes one owner (tenant, sub) may have, then 409 ESANDBOX_LIMIT (0 = no limit)"},
+    {"HISTORY_MAX_COMMITS", F(history_max_commits), 1000, FIXED, 0, COUNT_MAX, false,
+     "versions of a sandbox kept in its history, the current one included (1 = no history, "
+     "0 = no limit)"},
+    {"HISTORY_MAX_AGE", F(history_max_age), 2592000, FIXED, 0, 315360000, false,
+     "seconds a version stays in a sandbox's history (0 = no limit)"},
+    {"MAX_SNAPSHOTS", F(max_snapshots), 100, FIXED, 0, COUNT_MAX, false,
+     "snapshots of one sandbox, then 409 (0 = no limit)"},
     {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,
      "memory limit of one exec"},
     {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false, "processes in one exec"},

@@ -40,6 +40,9 @@ struct config {
                                         * exec-sync and batch replies, all requests together */
     int64_t sandbox_quota_bytes;       /* SANDBOX_QUOTA_BYTES 10737418240 */
     int64_t max_sandboxes_per_owner;   /* MAX_SANDBOXES_PER_OWNER 1000 (0 = no limit) */
+    int64_t history_max_commits;       /* HISTORY_MAX_COMMITS 1000 (0 = no limit) */
+    int64_t history_max_age;           /* HISTORY_MAX_AGE seconds, 30 days (0 = no limit) */
+    int64_t max_snapshots;             /* MAX_SNAPSHOTS 100 (0 = no limit) */
     int64_t exec_memory_bytes;         /* EXEC_MEMORY_BYTES 1073741824 */
     int64_t exec_pids_max;             /* EXEC_PIDS_MAX 512 */
     int64_t exec_cpu_percent;          /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */

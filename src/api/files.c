@@ -143,10 +143,33 @@ static int parse_range(const char *h, int64_t size, int64_t *start, int64_t *end
     return 1;
 }
 
+/* The "version" query parameter: a past version to read (store.h: History), or -1 (absent: the
+ * current tree). */
+static int version_arg(struct request *req, int64_t *ret)
+{
+    char *v = NULL;
+    *ret = -1;
+    int r = http_query(req, "version", &v);
+    if (r < 0 || !v)
+        return r;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < 0)
+        r = err_set(-ERR_INVALID_INPUT, "query parameter 'version' must be a version number");
+    else
+        *ret = n;
+    free(v);
+    return r;
+}
+
 int route_file_get(struct request *req)
 {
     char *path = NULL;
-    int r = route_capture_path(req, &path);
+    int64_t version;
+    int r = version_arg(req, &version);
+    if (r == 0)
+        r = route_capture_path(req, &path);
     if (r < 0)
         return r;
     r = route_open_sandbox(req, LOCK_SHARED, NULL);
@@ -156,7 +179,7 @@ int route_file_get(struct request *req)
     }
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, path, true, &real, &m);
+    r = sandbox_resolve_at(req->app->sandboxes, req->sandbox_id, version, path, true, &real, &m);
     free(path);
     free(real);
     if (r < 0)
@@ -404,7 +427,7 @@ int route_file_put(struct request *req)
     struct changeset cs;
     changeset_init(&cs, "put");
     cs.create_parents = true;
-    if (changeset_put(&cs, &m) < 0)
+    if (changeset_put(&cs, &m) < 0 || (m.path && route_commit_info_path(&cs, m.path) < 0))
         r = r < 0 ? r : -ENOMEM;
     free(m.path);
     /* on failure the upload is not going anywhere */
@@ -540,6 +563,8 @@ int route_file_patch(struct request *req)
     changeset_init(&cs, "edit");
     r = sandbox_put_bytes(req->app->sandboxes, &cs, real, buf_cstr(&edited), edited.len, m.mode);
     if (r == 0)
+        r = route_commit_info_path(&cs, real);
+    if (r == 0)
         r = sandbox_commit(req->app->sandboxes, &rec, &cs);
     changeset_release(&cs);
     if (r == 0) {
@@ -610,6 +635,8 @@ int route_file_delete(struct request *req)
     changeset_init(&cs, "delete");
     if (r >= 0)
         r = changeset_delete(&cs, real);
+    if (r >= 0)
+        r = route_commit_info_path(&cs, real);
     free(real);
     return change_done(req, &rec, &cs, false, r);
 }
@@ -752,8 +779,10 @@ static int tree_one(const struct file_meta *m, void *userdata)
 int route_tree(struct request *req)
 {
     char *prefix_arg = NULL, *depth_arg = NULL, *prefix = NULL;
-    int64_t depth = 0;
-    int r = http_query(req, "prefix", &prefix_arg);
+    int64_t depth = 0, version;
+    int r = version_arg(req, &version);
+    if (r == 0)
+        r = http_query(req, "prefix", &prefix_arg);
     if (r == 0)
         r = http_query(req, "depth", &depth_arg);
     if (r == 0 && depth_arg) {
@@ -781,9 +810,12 @@ int route_tree(struct request *req)
     struct tree_ctx t = {.arr = json_array(), .max = req->app->cfg->max_tree_entries};
     char *real = NULL;
     struct file_meta m;
-    r = sandbox_resolve(req->app->sandboxes, req->sandbox_id, prefix, true, &real, &m);
+    r = sandbox_resolve_at(req->app->sandboxes, req->sandbox_id, version, prefix, true, &real, &m);
     if (r == 0) {
-        if (m.kind == FILE_KIND_DIR)
+        if (m.kind == FILE_KIND_DIR && version >= 0)
+            r = store_list_at(req->app->store, req->sandbox_id, version, real, (int)depth, tree_one,
+                              &t);
+        else if (m.kind == FILE_KIND_DIR)
             r = store_list(req->app->store, req->sandbox_id, real, (int)depth, tree_one, &t);
         file_meta_release(&m);
     } else if (r == -ENOENT || r == -ENOTDIR) {

@@ -76,3 +76,20 @@ int route_capture_path(struct request *req, char **ret)
                        PATH_NAME_MAX);
     return r;
 }
+
+int route_commit_info_path(struct changeset *cs, const char *path)
+{
+    json_t *o = json_object();
+    json_t *p = json_string(path); /* NULL when not UTF-8: no path in the record */
+    if (!o) {
+        json_decref(p);
+        return -ENOMEM;
+    }
+    if (p)
+        json_object_set_new(o, "path", p);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    int r = text ? changeset_set_info(cs, text) : -ENOMEM;
+    free(text);
+    return r;
+}

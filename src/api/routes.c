@@ -32,6 +32,14 @@ const struct route http_routes[] = {
      route_ingest_done, 0},
     {"POST", SBX "/ingest-files", BODY_JSON, true, NULL, NULL, route_ingest_files, NULL, 0},
     {"GET", SBX "/export", BODY_NONE, true, NULL, NULL, route_export, NULL, 0},
+    {"GET", SBX "/commits", BODY_NONE, true, NULL, NULL, route_commits, NULL, 0},
+    {"GET", SBX "/commits/*", BODY_NONE, true, NULL, NULL, route_commit, NULL, 0},
+    {"GET", SBX "/diff", BODY_NONE, true, NULL, NULL, route_diff, NULL, 0},
+    {"POST", SBX "/restore", BODY_JSON, true, NULL, NULL, route_restore, NULL, 0},
+    {"POST", SBX "/fork", BODY_JSON, true, NULL, NULL, route_fork, NULL, 0},
+    {"POST", SBX "/snapshots", BODY_JSON, true, NULL, NULL, route_snapshot_create, NULL, 0},
+    {"GET", SBX "/snapshots", BODY_NONE, true, NULL, NULL, route_snapshot_list, NULL, 0},
+    {"DELETE", SBX "/snapshots/*", BODY_NONE, true, NULL, NULL, route_snapshot_delete, NULL, 0},
 };
 
 const size_t http_routes_count = sizeof(http_routes) / sizeof(http_routes[0]);

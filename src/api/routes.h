@@ -37,6 +37,19 @@ int route_mkdir(struct request *req);
 int route_write_files(struct request *req);
 int route_tree(struct request *req);
 
+/* The longest sandbox name (create, fork). */
+#define SANDBOX_NAME_MAX 255
+
+/* history.c */
+int route_commits(struct request *req);
+int route_commit(struct request *req);
+int route_diff(struct request *req);
+int route_restore(struct request *req);
+int route_fork(struct request *req);
+int route_snapshot_create(struct request *req);
+int route_snapshot_list(struct request *req);
+int route_snapshot_delete(struct request *req);
+
 /* exec.c */
 int route_exec_sync(struct request *req);
 /* on_done of exec-sync and exec-sync-batch: the exec's work left after the reply (api/exec.h) */
@@ -73,5 +86,9 @@ __attribute__((warn_unused_result)) int route_path_arg(const char *field, const 
  * 400 when it is reserved (store/reserved.h). */
 __attribute__((warn_unused_result)) int route_write_path_arg(const char *field, const char *value,
                                                              size_t len, bool is_dir, char **ret);
+
+/* Sets the commit-log record of a change to one path (its history summary): {"path": path}. */
+__attribute__((warn_unused_result)) int route_commit_info_path(struct changeset *cs,
+                                                               const char *path);
 
 #endif

@@ -13,7 +13,6 @@
 #include "util/rand.h"
 #include "util/timeutil.h"
 
-#define SANDBOX_NAME_MAX 255
 #define SANDBOX_ENV_MAX 1000
 
 /* Adds the "files" of a create request: absolute path → UTF-8 text. */

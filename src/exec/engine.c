@@ -13,6 +13,7 @@
 #include "exec/engine.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -364,6 +365,32 @@ static char *read_cwd(int fd)
     return norm;
 }
 
+/* The commit-log record of an exec (store.h: commit_rec.info_json): its id, the first line of
+ * its script (at most COMMIT_SUMMARY_MAX bytes, when it is UTF-8), its exit code, duration and
+ * whether it timed out. malloc'd JSON text, NULL for want of memory. */
+#define COMMIT_SUMMARY_MAX 200
+static char *commit_info(const struct exec_session *s, const char *script, size_t script_len,
+                         const struct exec_outcome *out)
+{
+    json_t *o = json_pack("{sssisIsb}", "execId", s->u.id, "exitCode", out->exit_code, "durationMs",
+                          (json_int_t)out->duration_ms, "timedOut", out->timed_out);
+    if (!o)
+        return NULL;
+    size_t skip = 0;
+    while (skip < script_len && (script[skip] == '\n' || script[skip] == ' ' ||
+                                 script[skip] == '\t' || script[skip] == '\r'))
+        skip++;
+    size_t n = 0;
+    while (skip + n < script_len && n < COMMIT_SUMMARY_MAX && script[skip + n] != '\n')
+        n++;
+    json_t *line = json_stringn(script + skip, n); /* NULL when not UTF-8: no summary */
+    if (line)
+        json_object_set_new(o, "script", line);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
 int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct exec_params *p,
                     struct exec_outcome *out)
 {
@@ -450,13 +477,14 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         tm->run_ns = time_mono_ns() - t;
     }
     if (r == 0) {
-        char info[160];
-        snprintf(info, sizeof(info), "{\"exitCode\":%d,\"durationMs\":%lld,\"timedOut\":%s}",
-                 out->exit_code, (long long)out->duration_ms, out->timed_out ? "true" : "false");
+        char *info = commit_info(s, p->script, p->script_len, out);
         t = time_mono_ns();
-        r = exec_fault(e, "commit",
-                       exec_session_finish(s, p->read_only, new_cwd, info, &out->files_changed));
+        r = info ? exec_fault(
+                       e, "commit",
+                       exec_session_finish(s, p->read_only, new_cwd, info, &out->files_changed))
+                 : -ENOMEM;
         tm->commit_ns = time_mono_ns() - t;
+        free(info);
     }
     if (r == 0)
         exec_health_ok(e);

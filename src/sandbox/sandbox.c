@@ -69,6 +69,16 @@ int64_t sandboxes_quota_bytes(const struct sandboxes *sbx)
     return sbx->cfg.quota_bytes;
 }
 
+struct store *sandboxes_store(const struct sandboxes *sbx)
+{
+    return sbx->st;
+}
+
+const struct sandbox_config *sandboxes_config(const struct sandboxes *sbx)
+{
+    return &sbx->cfg;
+}
+
 int sandbox_observe(struct sandboxes *sbx, const struct sandbox_observer *o)
 {
     if (sbx->nobservers == SANDBOX_OBSERVERS_MAX)
@@ -165,6 +175,8 @@ static int commit_once(struct sandboxes *sbx, struct sandbox_rec *rec, const str
         .expect_version = rec->version,
         .quota_bytes = sbx->cfg.quota_bytes,
         .now_ms = time_now_ms(),
+        .history_max_commits = sbx->cfg.history_max_commits,
+        .history_max_age_ms = sbx->cfg.history_max_age_ms,
     };
     struct commit_result res;
     int r = reserved_check_changeset(cs);
@@ -249,6 +261,13 @@ static int join_rest(const char *dir, const char *rest, char **ret)
 int sandbox_resolve(struct sandboxes *sbx, const char *sandbox_id, const char *path,
                     bool follow_last, char **ret_path, struct file_meta *ret_meta)
 {
+    return sandbox_resolve_at(sbx, sandbox_id, -1, path, follow_last, ret_path, ret_meta);
+}
+
+int sandbox_resolve_at(struct sandboxes *sbx, const char *sandbox_id, int64_t version,
+                       const char *path, bool follow_last, char **ret_path,
+                       struct file_meta *ret_meta)
+{
     *ret_path = NULL;
     char *todo = strdup(path); /* the normalised path still to resolve */
     if (!todo)
@@ -289,7 +308,8 @@ restart:;
         if (have_meta)
             file_meta_release(&meta);
         have_meta = false;
-        rc = store_stat(sbx->st, sandbox_id, cand, &meta);
+        rc = version < 0 ? store_stat(sbx->st, sandbox_id, cand, &meta)
+                         : store_stat_at(sbx->st, sandbox_id, version, cand, &meta);
         if (rc == -ENOENT) {
             if (last) {
                 free(done);
@@ -444,6 +464,8 @@ int sandbox_create(struct sandboxes *sbx, const struct sandbox_rec *rec,
         .quota_bytes = sbx->cfg.quota_bytes,
         .now_ms = rec->created_ms,
         .max_owner_sandboxes = sbx->cfg.max_per_owner,
+        .history_max_commits = sbx->cfg.history_max_commits,
+        .history_max_age_ms = sbx->cfg.history_max_age_ms,
     };
     int r = reserved_check_changeset(initial);
     if (r == 0)

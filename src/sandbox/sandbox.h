@@ -40,9 +40,12 @@
 struct sandboxes;
 
 struct sandbox_config {
-    int64_t lock_timeout_ms; /* LOCK_TIMEOUT_MS: the longest wait for a sandbox's lock */
-    int64_t quota_bytes;     /* SANDBOX_QUOTA_BYTES: a sandbox's tree at most (0: none) */
-    int64_t max_per_owner;   /* MAX_SANDBOXES_PER_OWNER (0: no limit) */
+    int64_t lock_timeout_ms;     /* LOCK_TIMEOUT_MS: the longest wait for a sandbox's lock */
+    int64_t quota_bytes;         /* SANDBOX_QUOTA_BYTES: a sandbox's tree at most (0: none) */
+    int64_t max_per_owner;       /* MAX_SANDBOXES_PER_OWNER (0: no limit) */
+    int64_t history_max_commits; /* HISTORY_MAX_COMMITS: versions kept (0: no limit) */
+    int64_t history_max_age_ms;  /* HISTORY_MAX_AGE: versions younger than this kept (0: all) */
+    int64_t max_snapshots;       /* MAX_SNAPSHOTS: snapshots of one sandbox (0: no limit) */
 };
 
 /* The layer over `st` (which must outlive it), with its table of sandbox locks. -ENOMEM. */
@@ -52,6 +55,9 @@ sandboxes_new(struct store *st, const struct sandbox_config *cfg, struct sandbox
 void sandboxes_free(struct sandboxes *sbx);
 /* SANDBOX_QUOTA_BYTES, as every commit applies it (0: none). */
 int64_t sandboxes_quota_bytes(const struct sandboxes *sbx);
+/* The store and the configuration the layer was made with. */
+struct store *sandboxes_store(const struct sandboxes *sbx);
+const struct sandbox_config *sandboxes_config(const struct sandboxes *sbx);
 
 /* What a commit did, for observers. Everything is borrowed for the duration of the call. */
 struct sandbox_commit_info {
@@ -128,6 +134,12 @@ __attribute__((warn_unused_result)) int sandbox_resolve(struct sandboxes *sbx,
                                                         const char *sandbox_id, const char *path,
                                                         bool follow_last, char **ret_path,
                                                         struct file_meta *ret_meta);
+
+/* sandbox_resolve in the tree of `version` (< 0: the current tree; else the caller holds the
+ * sandbox's lock, and -ERR_VERSION_NOT_FOUND when that version is not readable). */
+__attribute__((warn_unused_result)) int
+sandbox_resolve_at(struct sandboxes *sbx, const char *sandbox_id, int64_t version, const char *path,
+                   bool follow_last, char **ret_path, struct file_meta *ret_meta);
 
 /* Stores data[0..len) as content and appends a PUT of a regular file at path (mode, mtime now)
  * to cs. */

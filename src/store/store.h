@@ -691,9 +691,10 @@ store_snapshot_create(struct store *st, const char *sandbox_id, const char *name
     return st->ops->snapshot_create(st, sandbox_id, name, version, now_ms, max);
 }
 
-__attribute__((warn_unused_result)) static inline int
-store_snapshot_get(struct store *st, const char *sandbox_id, const char *name,
-                   struct snapshot_rec *ret)
+__attribute__((warn_unused_result)) static inline int store_snapshot_get(struct store *st,
+                                                                         const char *sandbox_id,
+                                                                         const char *name,
+                                                                         struct snapshot_rec *ret)
 {
     return st->ops->snapshot_get(st, sandbox_id, name, ret);
 }

@@ -61,6 +61,8 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
     [ERR_VERSION_NOT_FOUND - ERR_BASE] = {"VERSION_NOT_FOUND", 404, false,
                                           "no such version of this sandbox (never made, or "
                                           "pruned from its history)"},
+    [ERR_SNAPSHOT_LIMIT - ERR_BASE] = {"ESNAPSHOT_LIMIT", 409, false,
+                                       "too many snapshots; delete one to take another"},
 };
 
 static const struct err_info errno_table[] = {

@@ -52,6 +52,7 @@ enum err_code {
     ERR_STORE_UNAVAILABLE,        /* 503 retryable: the database cannot be reached (connection
                                    * lost, server restarting); nothing was applied */
     ERR_VERSION_NOT_FOUND,        /* 404 a sandbox version never made or pruned from history */
+    ERR_SNAPSHOT_LIMIT,           /* 409 the sandbox has MAX_SNAPSHOTS snapshots */
     ERR_END
 };
 

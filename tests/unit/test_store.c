@@ -25,8 +25,8 @@
 
 #define MIB (1024 * 1024)
 /* The schema versions of this code: the number of migrations of each engine. */
-#define SQLITE_SCHEMA_VERSION 1
-#define PG_SCHEMA_VERSION 2
+#define SQLITE_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 
 static const char *pg_url; /* SQLFS_TEST_PG_URL; NULL: SQLite only */
 static bool on_pg;         /* the group running is PostgreSQL's */
@@ -283,14 +283,26 @@ static void cs_text(struct store *st, struct changeset *cs, const char *path, co
     cs_file(cs, path, id, (int64_t)strlen(text));
 }
 
-static int commit(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
-                  int64_t quota, struct commit_result *res)
+/* Commits cs keeping `versions` versions of history (0: all). */
+static int commit_keeping(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
+                          int64_t quota, struct commit_result *res, int64_t versions)
 {
-    struct commit_opts o = {.expect_version = expect, .quota_bytes = quota, .now_ms = 42000};
+    struct commit_opts o = {.expect_version = expect,
+                            .quota_bytes = quota,
+                            .now_ms = 42000,
+                            .history_max_commits = versions};
     struct commit_result tmp;
     int r = store_commit(st, sb, cs, &o, res ? res : &tmp);
     changeset_release(cs);
     return r;
+}
+
+/* Commits cs keeping one version: what a commit replaces or removes is collectable at once
+ * (history is test_history.c's). */
+static int commit(struct store *st, const char *sb, struct changeset *cs, int64_t expect,
+                  int64_t quota, struct commit_result *res)
+{
+    return commit_keeping(st, sb, cs, expect, quota, res, 1);
 }
 
 static struct sandbox_rec get_sb(struct store *st, const char *id)
@@ -1156,13 +1168,13 @@ static void test_changes_since(void **state)
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/a", "a");
     cs_text(f->st, &cs, "/b", "b");
-    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0); /* version 1 */
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 0, 0, NULL, 0), 0); /* version 1 */
     changeset_init(&cs, "put");
     assert_int_equal(changeset_delete(&cs, "/a"), 0);
     cs_text(f->st, &cs, "/c", "c");
-    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, NULL), 0); /* version 2 */
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 1, 0, NULL, 0), 0); /* version 2 */
     changeset_init(&cs, "exec");
-    assert_int_equal(commit(f->st, SB1, &cs, 2, 0, NULL), 0); /* version 3: no change */
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 2, 0, NULL, 0), 0); /* version 3: no change */
 
     struct change_log l = {0};
     assert_int_equal(store_changes_since(f->st, SB1, 0, 3, 100, change_collect, &l), 0);
@@ -1196,13 +1208,13 @@ static void test_commit_stale_cwd_log(void **state)
     struct changeset cs;
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/f", "f");
-    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, NULL), -ESTALE);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 1, 0, NULL, 0), -ESTALE);
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/f", "f");
-    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), 0);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 0, 0, NULL, 0), 0);
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/g", "g");
-    assert_int_equal(commit(f->st, SB1, &cs, 0, 0, NULL), -ESTALE);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 0, 0, NULL, 0), -ESTALE);
     expect_kind(f->st, SB1, "/g", 0);
 
     /* An empty change set bumps the version, logs and sets cwd. */
@@ -1210,7 +1222,7 @@ static void test_commit_stale_cwd_log(void **state)
     cs.new_cwd = strdup("/tmp");
     assert_int_equal(changeset_set_info(&cs, "{\"exitCode\":0}"), 0);
     struct commit_result res;
-    assert_int_equal(commit(f->st, SB1, &cs, 1, 0, &res), 0);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, 1, 0, &res, 0), 0);
     assert_int_equal(res.version, 2);
     struct sandbox_rec g = get_sb(f->st, SB1);
     assert_int_equal(g.version, 2);
@@ -1227,7 +1239,7 @@ static void test_commit_stale_cwd_log(void **state)
     changeset_init(&cs, "put");
     cs_text(f->st, &cs, "/h", "hhh");
     assert_int_equal(changeset_delete(&cs, "/f"), 0);
-    assert_int_equal(commit(f->st, SB1, &cs, -1, 0, &res), 0);
+    assert_int_equal(commit_keeping(f->st, SB1, &cs, -1, 0, &res, 0), 0);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM commits WHERE id = %lld AND changes = 2 AND bytes_delta = 2",
              (long long)res.commit_id);

@@ -17,8 +17,9 @@
 
 /* The write connection and the sandbox a commit applies to: the apply_ops context. */
 struct sq_apply {
-    struct conn *c; /* the write connection (transaction open) */
-    int64_t sid;    /* sandbox key */
+    struct conn *c;  /* the write connection (transaction open) */
+    int64_t sid;     /* sandbox key */
+    int64_t version; /* the version the commit makes: the `since` of the rows it writes */
 };
 
 static int row_get(void *ctx, const char *path, size_t len, struct store_row *ret)
@@ -91,7 +92,7 @@ static int row_put(void *ctx, const char *path, size_t len, int kind, uint32_t m
                                 sqlite3_bind_int64(st, 5, size) |
                                 sqlite3_bind_int64(st, 6, mtime_ns) |
                                 (content ? bind_id(st, 7, content) : sqlite3_bind_null(st, 7)) |
-                                bind_text(st, 8, target));
+                                bind_text(st, 8, target) | sqlite3_bind_int64(st, 9, x->version));
     return r < 0 ? r : sq_stmt_run(x->c, st);
 }
 
@@ -103,7 +104,8 @@ static int dir_update(void *ctx, const char *path, size_t len, uint32_t mode, in
     if (r >= 0)
         r = sq_bind_check(x->c, sqlite3_bind_int64(st, 1, x->sid) | bind_textn(st, 2, path, len) |
                                     sqlite3_bind_int64(st, 3, mode) |
-                                    sqlite3_bind_int64(st, 4, mtime_ns));
+                                    sqlite3_bind_int64(st, 4, mtime_ns) |
+                                    sqlite3_bind_int64(st, 5, x->version));
     return r < 0 ? r : sq_stmt_run(x->c, st);
 }
 
@@ -158,17 +160,22 @@ static int pins_drop(struct conn *c, const struct changeset *cs, bool candidates
     return r;
 }
 
-static int commit_log(struct sq_apply *x, const struct changeset *cs, int64_t version,
-                      int64_t now_ms, int64_t delta, int64_t *ret_id)
+static int commit_log(struct sq_apply *x, const struct changeset *cs, const char *cwd,
+                      const struct sq_commit_stats *stats, int64_t now_ms, int64_t delta,
+                      int64_t *ret_id)
 {
     sqlite3_stmt *st = NULL;
     int r = sq_stmt_get(x->c, ST_COMMIT_INSERT, &st);
     if (r >= 0)
         r = sq_bind_check(
-            x->c, sqlite3_bind_int64(st, 1, x->sid) | sqlite3_bind_int64(st, 2, version) |
+            x->c, sqlite3_bind_int64(st, 1, x->sid) | sqlite3_bind_int64(st, 2, x->version) |
                       bind_text(st, 3, cs->kind) | bind_text(st, 4, cs->info_json) |
                       sqlite3_bind_int64(st, 5, now_ms) |
-                      sqlite3_bind_int64(st, 6, (int64_t)cs->n) | sqlite3_bind_int64(st, 7, delta));
+                      sqlite3_bind_int64(st, 6, (int64_t)cs->n) | sqlite3_bind_int64(st, 7, delta) |
+                      bind_text(st, 8, cwd) | sqlite3_bind_int64(st, 9, stats->added) |
+                      sqlite3_bind_int64(st, 10, stats->modified) |
+                      sqlite3_bind_int64(st, 11, stats->deleted) |
+                      sqlite3_bind_int64(st, 12, stats->bytes_added));
     if (r >= 0)
         r = sq_stmt_run(x->c, st);
     if (r < 0)
@@ -194,6 +201,8 @@ int sq_commit_locked(struct sqlite_store *s, const char *id, const struct change
     struct sq_apply x = {.c = s->w};
     struct apply a = {.ops = &sq_apply_ops, .ctx = &x};
     int64_t version;
+    _cleanup_free_ char *cwd = NULL;
+    struct sq_history h = {0};
     {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r = sq_query_sandbox(x.c, ST_SB_STATE, id, &st);
@@ -205,39 +214,54 @@ int sq_commit_locked(struct sqlite_store *s, const char *id, const struct change
         version = sqlite3_column_int64(st, 1);
         a.size = sqlite3_column_int64(st, 2);
         a.count = sqlite3_column_int64(st, 3);
+        const char *old_cwd = (const char *)sqlite3_column_text(st, 6);
+        cwd = strdup(cs->new_cwd ? cs->new_cwd : old_cwd ? old_cwd : "");
+        if (!cwd)
+            return -ENOMEM;
+        h.floor = sqlite3_column_int64(st, 7);
+        h.bytes = sqlite3_column_int64(st, 8);
     }
     if (opts->expect_version >= 0 && opts->expect_version != version)
         return err_set(-ESTALE, "sandbox changed: version %" PRId64 ", expected %" PRId64, version,
                        opts->expect_version);
+    x.version = version + 1;
     int64_t now_ms = opts->now_ms > 0 ? opts->now_ms : time_now_ms();
     a.now_ns = now_ms * 1000000;
     int64_t old_size = a.size;
     int r = apply_changes(&a, cs);
     if (r >= 0)
         r = apply_quota_check(opts, old_size, a.size);
+    struct sq_commit_stats stats = {0};
+    if (r >= 0)
+        r = sq_history_stats(x.c, x.sid, x.version, &stats);
     int64_t commit_id = 0;
     if (r >= 0)
-        r = commit_log(&x, cs, version + 1, now_ms, a.size - old_size, &commit_id);
+        r = commit_log(&x, cs, cwd, &stats, now_ms, a.size - old_size, &commit_id);
+    if (r >= 0) {
+        h.bytes += stats.bytes_retired;
+        r = sq_history_prune(x.c, x.sid, x.version, opts, now_ms, a.size, &h);
+    }
     if (r < 0)
         return r;
     sqlite3_stmt *st = NULL;
     r = sq_stmt_get(x.c, ST_SB_UPDATE, &st);
     if (r >= 0)
         r = sq_bind_check(
-            x.c, sqlite3_bind_int64(st, 1, x.sid) | sqlite3_bind_int64(st, 2, version + 1) |
+            x.c, sqlite3_bind_int64(st, 1, x.sid) | sqlite3_bind_int64(st, 2, x.version) |
                      sqlite3_bind_int64(st, 3, a.size) | sqlite3_bind_int64(st, 4, a.count) |
-                     sqlite3_bind_int64(st, 5, now_ms) | bind_text(st, 6, cs->new_cwd));
+                     sqlite3_bind_int64(st, 5, now_ms) | bind_text(st, 6, cs->new_cwd) |
+                     sqlite3_bind_int64(st, 7, h.floor) | sqlite3_bind_int64(st, 8, h.bytes));
     if (r >= 0)
         r = sq_stmt_run(x.c, st);
-    if (r >= 0)
+    if (r >= 0 && !cs->unpinned)
         r = pins_drop(x.c, cs, false);
     if (r < 0)
         return r;
     if (ret) {
-        ret->version = version + 1;
+        ret->version = x.version;
         ret->size_bytes = a.size;
         ret->commit_id = commit_id;
-        ret->unreferenced = a.unreferenced;
+        ret->unreferenced = a.unreferenced || h.pruned;
     }
     return 0;
 }

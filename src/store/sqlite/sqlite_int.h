@@ -6,7 +6,8 @@
  * statement's SQL), sqlite_conn.c (connections, the read pool, write transactions),
  * sqlite_sandbox.c (sandbox rows), sqlite_tree.c (file reads), sqlite_commit.c (change sets),
  * sqlite_content_write.c (content writers and batches), sqlite_content_read.c (content readers),
- * sqlite_gc.c (garbage collection), sqlite_checkpoint.c (WAL checkpoints off the write path).
+ * sqlite_gc.c (garbage collection), sqlite_checkpoint.c (WAL checkpoints off the write path),
+ * sqlite_history.c (history: commit records, pruning, versions, forks, snapshots).
  *
  * Connections: one read-write connection, guarded by `wlock`, runs every write transaction
  * (BEGIN IMMEDIATE ... COMMIT), so writers are serialised inside the process and never see
@@ -21,11 +22,19 @@
  * '/'). Content is chunked: `chunks` (id, hash unique, size, data), `contents` (id = SHA-256 of
  * chunk hashes and size) and `content_chunks` (content, seq) -> chunk.
  *
+ * History (store.h): `files.since` is the version whose commit wrote a row; triggers on `files`
+ * keep every row a commit replaces or removes in `file_history` (sid, path, vfrom, vto: live for
+ * versions [vfrom, vto)), so the tree at version V is the rows of `files` with since <= V and
+ * those of `file_history` with vfrom <= V < vto. `commits` holds each commit's cwd and counts;
+ * `sandboxes.history_floor` is the oldest version not pruned and `history_bytes` the file bytes
+ * `file_history` holds for the sandbox; `snapshots` name versions that are never pruned.
+ *
  * Garbage collection never scans the whole store. Every event that can make a content
  * unreferenced records it in `gc_candidates`: a file row holding it removed or replaced, a pin
  * dropped by expiry. GC examines only candidates (in small batches, one write transaction each,
  * so commits are not starved): a candidate with no file row and no pin is deleted together with
- * the chunks no other content uses. Protection of data not yet committed:
+ * the chunks no other content uses (a history row is a reference too). Protection of data not yet
+ * committed:
  *   - a content writer's chunks are listed in `pending_chunks` (writer id, chunk id) in the same
  *     transaction that inserts or finds the chunk, and GC keeps every chunk listed there; finish
  *     replaces them by the content's content_chunks rows, abort deletes the ones nobody uses;
@@ -119,6 +128,34 @@ enum stmt_id {
     ST_GC_CHUNKS_OF,
     ST_GC_CC_DEL,
     ST_GC_CONTENT_DEL,
+    ST_H_COMMIT_STATS,
+    ST_H_OLDEST_AT,
+    ST_H_AGE_FLOOR,
+    ST_H_BYTES_BY_VTO,
+    ST_H_PRUNE_CAND,
+    ST_H_PRUNE_BYTES,
+    ST_H_PRUNE_ROWS,
+    ST_H_PRUNE_CHANGES,
+    ST_H_PRUNE_COMMITS,
+    ST_H_BYTES_SUB,
+    ST_H_DROP_CAND,
+    ST_H_DROP_ROWS,
+    ST_H_DROP_SNAPSHOTS,
+    ST_H_VERSION,
+    ST_H_STAT,
+    ST_H_LIST,
+    ST_H_COMMITS,
+    ST_H_COMMIT,
+    ST_H_PATHS,
+    ST_H_FORK_COPY,
+    ST_H_TREE_STATS,
+    ST_H_SB_SID,
+    ST_H_FORK_SET,
+    ST_H_SNAP_COUNT,
+    ST_H_SNAP_INSERT,
+    ST_H_SNAP_GET,
+    ST_H_SNAP_LIST,
+    ST_H_SNAP_DEL,
     ST_COUNT
 };
 
@@ -224,6 +261,20 @@ static inline int bind_id(sqlite3_stmt *st, int i, const uint8_t id[CONTENT_ID_L
 }
 int sq_bind_check(struct conn *c, int rc);
 
+/* Points the file_meta at the FILE_COLS columns (path, kind, mode, size, mtime_ns, content,
+ * target) of the current row, starting at column col (valid until the next step). */
+static inline void sq_meta_from_row(sqlite3_stmt *st, int col, struct file_meta *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->path = (char *)sqlite3_column_text(st, col);
+    m->kind = (enum file_kind)sqlite3_column_int(st, col + 1);
+    m->mode = (uint32_t)sqlite3_column_int64(st, col + 2);
+    m->size = sqlite3_column_int64(st, col + 3);
+    m->mtime_ns = sqlite3_column_int64(st, col + 4);
+    m->has_content = column_id(st, col + 5, m->content);
+    m->target = (char *)sqlite3_column_text(st, col + 6);
+}
+
 /* A read-only connection from the pool (opened when none is idle); give it back with
  * sq_pool_put (NULL-safe), which rolls back a transaction left open. */
 int sq_pool_get(struct sqlite_store *s, struct conn **ret);
@@ -270,6 +321,64 @@ int sq_migrate(struct conn *c);
  * failure the caller must roll back (some rows may have changed). ret may be NULL. */
 int sq_commit_locked(struct sqlite_store *s, const char *id, const struct changeset *cs,
                      const struct commit_opts *opts, struct commit_result *ret);
+/* ---- sqlite_history.c ------------------------------------------------------------------- */
+
+/* What a commit did to its sandbox's rows (store.h: struct commit_rec). */
+struct sq_commit_stats {
+    int64_t added, modified, deleted;
+    int64_t bytes_added;   /* file bytes the commit wrote */
+    int64_t bytes_retired; /* file bytes of the rows it replaced or removed (now history) */
+};
+
+/* A sandbox's history state while a commit runs. */
+struct sq_history {
+    int64_t floor; /* history_floor */
+    int64_t bytes; /* history_bytes */
+    bool pruned;   /* out: pruning made contents GC candidates */
+};
+
+/* A sandbox version being read: where and what it is. */
+struct sq_version {
+    int64_t sid;
+    int64_t current;    /* the sandbox's version */
+    int64_t created_ms; /* the sandbox's creation (the root's mtime) */
+    bool has_commit;    /* a commit row made it */
+};
+
+/* Checks that version `version` of sandbox `id` is readable (store.h: the history members) on
+ * connection c. -ENOENT (no sandbox), -ERR_VERSION_NOT_FOUND. */
+int sq_version_open(struct conn *c, const char *id, int64_t version, struct sq_version *ret);
+
+/* The stats of commit `version` of sandbox `sid`, right after its changes were applied. */
+int sq_history_stats(struct conn *c, int64_t sid, int64_t version, struct sq_commit_stats *ret);
+/* After commit `version` (its log row written): prunes what opts's retention and quota leave
+ * out, moving h->floor and h->bytes (store.h: History). */
+int sq_history_prune(struct conn *c, int64_t sid, int64_t version, const struct commit_opts *opts,
+                     int64_t now_ms, int64_t size, struct sq_history *h);
+/* Removes sandbox `sid`'s history rows (their contents become GC candidates) and snapshots. */
+int sq_history_drop(struct conn *c, int64_t sid);
+
+int sq_stat_at(struct store *st, const char *sandbox_id, int64_t version, const char *path,
+               struct file_meta *ret);
+int sq_list_at(struct store *st, const char *sandbox_id, int64_t version, const char *prefix,
+               int max_depth, store_file_cb cb, void *userdata);
+int sq_commits_list(struct store *st, const char *sandbox_id, int64_t before, int64_t limit,
+                    store_commit_cb cb, void *userdata);
+int sq_commit_get(struct store *st, const char *sandbox_id, int64_t version,
+                  struct commit_rec *ret);
+int sq_commit_paths(struct store *st, const char *sandbox_id, int64_t version,
+                    store_path_change_cb cb, void *userdata);
+int sq_sandbox_fork(struct store *st, const char *source_id, int64_t version,
+                    const struct sandbox_rec *rec, const char *info_json,
+                    const struct commit_opts *opts);
+int sq_snapshot_create(struct store *st, const char *sandbox_id, const char *name, int64_t version,
+                       int64_t now_ms, int64_t max);
+int sq_snapshot_get(struct store *st, const char *sandbox_id, const char *name,
+                    struct snapshot_rec *ret);
+int sq_snapshot_list(struct store *st, const char *sandbox_id, store_snapshot_cb cb,
+                     void *userdata);
+int sq_snapshot_delete(struct store *st, const char *sandbox_id, const char *name);
+
 /* Deletes every file row of sandbox `sid` inside the caller's write transaction, recording
  * their contents as GC candidates. */
 int sq_files_delete_all(struct sqlite_store *s, int64_t sid);
@@ -290,6 +399,10 @@ void sq_ckpt_stop(struct sqlite_store *s);
 /* ---- the store_ops members (contract: store.h) ------------------------------------------ */
 
 /* sqlite_sandbox.c */
+/* Inserts the row of a new sandbox (version 0, no files) inside the caller's write
+ * transaction, with the owner's sandbox limit of o. -EINVAL, -EEXIST, -ERR_SANDBOX_LIMIT. */
+int sq_sandbox_insert(struct sqlite_store *s, const struct sandbox_rec *rec,
+                      const struct commit_opts *o, int64_t now_ms);
 int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
                       const struct changeset *initial, const struct commit_opts *opts);
 int sq_sandbox_get(struct store *st, const char *id, const char *tenant, const char *sub,

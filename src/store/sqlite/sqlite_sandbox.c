@@ -57,20 +57,14 @@ static int owner_limit_check(struct conn *c, const struct sandbox_rec *rec, int6
     return 0;
 }
 
-int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
-                      const struct changeset *initial, const struct commit_opts *opts)
+int sq_sandbox_insert(struct sqlite_store *s, const struct sandbox_rec *rec,
+                      const struct commit_opts *o, int64_t now_ms)
 {
-    struct sqlite_store *s = to_sq(st);
     if (!rec->tenant || !rec->sub || !rec->id[0])
         return err_set(-EINVAL, "sandbox owner and id are required");
-    struct commit_opts o = opts ? *opts : (struct commit_opts){0};
-    o.expect_version = -1;
-    int64_t now_ms = o.now_ms > 0 ? o.now_ms : time_now_ms();
-    int r = sq_wtx_begin(s);
-    if (r < 0)
-        return r;
-    if (o.max_owner_sandboxes > 0)
-        r = owner_limit_check(s->w, rec, o.max_owner_sandboxes);
+    int r = 0;
+    if (o->max_owner_sandboxes > 0)
+        r = owner_limit_check(s->w, rec, o->max_owner_sandboxes);
     sqlite3_stmt *ins = NULL;
     if (r >= 0)
         r = sq_stmt_get(s->w, ST_SB_INSERT, &ins);
@@ -93,6 +87,20 @@ int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
         else if (rc != SQLITE_DONE)
             r = sq_fail(s->w, rc);
     }
+    return r;
+}
+
+int sq_sandbox_create(struct store *st, const struct sandbox_rec *rec,
+                      const struct changeset *initial, const struct commit_opts *opts)
+{
+    struct sqlite_store *s = to_sq(st);
+    struct commit_opts o = opts ? *opts : (struct commit_opts){0};
+    o.expect_version = -1;
+    int64_t now_ms = o.now_ms > 0 ? o.now_ms : time_now_ms();
+    int r = sq_wtx_begin(s);
+    if (r < 0)
+        return r;
+    r = sq_sandbox_insert(s, rec, &o, now_ms);
     if (r >= 0 && initial)
         r = sq_commit_locked(s, rec->id, initial, &o, NULL);
     return sq_wtx_end(s, r);
@@ -163,9 +171,8 @@ int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, cons
         else if (r > 0)
             sid = sqlite3_column_int64(q, 0);
     }
-    if (r >= 0)
-        r = sq_files_delete_all(s, sid);
-    static const enum stmt_id dels[] = {ST_COMMITS_DEL_CHANGES, ST_COMMITS_DEL, ST_SB_DELETE};
+    /* The sandbox row goes first: with it gone, the files' delete keeps no history. */
+    static const enum stmt_id dels[] = {ST_SB_DELETE, ST_COMMITS_DEL_CHANGES, ST_COMMITS_DEL};
     for (size_t i = 0; i < sizeof(dels) / sizeof(dels[0]) && r >= 0; i++) {
         sqlite3_stmt *q = NULL;
         r = sq_stmt_get(s->w, dels[i], &q);
@@ -174,6 +181,10 @@ int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, cons
         if (r >= 0)
             r = sq_stmt_run(s->w, q);
     }
+    if (r >= 0)
+        r = sq_files_delete_all(s, sid);
+    if (r >= 0)
+        r = sq_history_drop(s->w, sid);
     r = sq_wtx_end(s, r);
     if (r < 0)
         return r;

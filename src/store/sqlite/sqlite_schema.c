@@ -84,6 +84,53 @@ static const char *const migrations[] = {
     "  op INTEGER NOT NULL,"
     "  path TEXT NOT NULL,"
     "  PRIMARY KEY (commit_id, seq)) WITHOUT ROWID;",
+    /* history: every row a commit replaces or deletes is kept with the versions it was live
+     * for (sqlite_int.h); commits record their cwd and counts; snapshots pin versions */
+    "ALTER TABLE files ADD COLUMN since INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX files_since ON files(sid, since);"
+    "CREATE TABLE file_history ("
+    "  sid INTEGER NOT NULL,"
+    "  path TEXT NOT NULL,"
+    "  vfrom INTEGER NOT NULL,"
+    "  vto INTEGER NOT NULL,"
+    "  kind INTEGER NOT NULL,"
+    "  mode INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  mtime_ns INTEGER NOT NULL,"
+    "  content BLOB,"
+    "  target TEXT,"
+    "  PRIMARY KEY (sid, path, vto)) WITHOUT ROWID;"
+    "CREATE INDEX file_history_vto ON file_history(sid, vto);"
+    "CREATE INDEX file_history_vfrom ON file_history(sid, vfrom);"
+    "CREATE INDEX file_history_content ON file_history(content) WHERE content IS NOT NULL;"
+    "ALTER TABLE commits ADD COLUMN cwd TEXT;"
+    "ALTER TABLE commits ADD COLUMN added INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE commits ADD COLUMN modified INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE commits ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE commits ADD COLUMN bytes_added INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sandboxes ADD COLUMN history_floor INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sandboxes ADD COLUMN history_bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE sandboxes SET history_floor = version;"
+    "CREATE TABLE snapshots ("
+    "  sid INTEGER NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (sid, name)) WITHOUT ROWID;"
+    "CREATE INDEX snapshots_version ON snapshots(sid, version);"
+    /* A row written before the commit in progress (since <= the sandbox's version, which the
+     * commit raises only after its row changes) is kept when it is replaced or removed. The
+     * sandbox's row is deleted before its files, so deleting a sandbox keeps nothing. */
+    "CREATE TRIGGER files_keep_replaced AFTER UPDATE ON files "
+    "WHEN OLD.since <= (SELECT version FROM sandboxes WHERE sid = OLD.sid) BEGIN "
+    "INSERT INTO file_history (sid, path, vfrom, vto, kind, mode, size, mtime_ns, content, target) "
+    "SELECT OLD.sid, OLD.path, OLD.since, version + 1, OLD.kind, OLD.mode, OLD.size, "
+    "OLD.mtime_ns, OLD.content, OLD.target FROM sandboxes WHERE sid = OLD.sid; END;"
+    "CREATE TRIGGER files_keep_deleted AFTER DELETE ON files "
+    "WHEN OLD.since <= (SELECT version FROM sandboxes WHERE sid = OLD.sid) BEGIN "
+    "INSERT INTO file_history (sid, path, vfrom, vto, kind, mode, size, mtime_ns, content, target) "
+    "SELECT OLD.sid, OLD.path, OLD.since, version + 1, OLD.kind, OLD.mode, OLD.size, "
+    "OLD.mtime_ns, OLD.content, OLD.target FROM sandboxes WHERE sid = OLD.sid; END;",
 };
 
 /* Column lists shared by several statements. */
@@ -92,6 +139,11 @@ static const char *const migrations[] = {
     "version, size_bytes, file_count"
 #define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
 #define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = ?1)"
+#define COMMIT_COLS "version, created_ms, kind, info, cwd, added, modified, deleted, bytes_added"
+/* a history row no snapshot of its sandbox needs */
+#define H_UNPINNED                                                                                 \
+    "NOT EXISTS (SELECT 1 FROM snapshots p WHERE p.sid = file_history.sid "                        \
+    "AND p.version >= file_history.vfrom AND p.version < file_history.vto)"
 
 /* Indexed by enum stmt_id (sqlite_int.h). */
 const char *const sq_stmt_sql[ST_COUNT] = {
@@ -107,19 +159,25 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_SB_LIST_ANY] = "SELECT " SB_COLS " FROM sandboxes "
                        "WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR sub = ?2) "
                        "ORDER BY created_ms DESC, sid DESC",
-    [ST_SB_STATE] = "SELECT sid, version, size_bytes, file_count, tenant, sub FROM sandboxes "
-                    "WHERE id = ?1",
+    [ST_SB_STATE] = "SELECT sid, version, size_bytes, file_count, tenant, sub, cwd, "
+                    "history_floor, history_bytes FROM sandboxes WHERE id = ?1",
     [ST_SB_UPDATE] = "UPDATE sandboxes SET version = ?2, size_bytes = ?3, file_count = ?4, "
-                     "last_used_ms = ?5, cwd = coalesce(?6, cwd) WHERE sid = ?1",
+                     "last_used_ms = ?5, cwd = coalesce(?6, cwd), history_floor = ?7, "
+                     "history_bytes = ?8 WHERE sid = ?1",
     [ST_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = ?2 WHERE id = ?1",
     [ST_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = ?1",
     [ST_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
     [ST_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
                           "WHERE tenant = ?1 AND sub = ?2 LIMIT ?3)",
     [ST_F_GET] = "SELECT kind, size, content FROM files WHERE sid = ?1 AND path = ?2",
-    [ST_F_PUT] = "INSERT OR REPLACE INTO files (sid, " FILE_COLS ") "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [ST_F_SETDIR] = "UPDATE files SET mode = ?3, mtime_ns = ?4 WHERE sid = ?1 AND path = ?2",
+    /* an upsert, not INSERT OR REPLACE: a replaced row must fire the update trigger */
+    [ST_F_PUT] = "INSERT INTO files (sid, " FILE_COLS ", since) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (sid, path) DO UPDATE "
+                 "SET kind = excluded.kind, mode = excluded.mode, size = excluded.size, "
+                 "mtime_ns = excluded.mtime_ns, content = excluded.content, "
+                 "target = excluded.target, since = excluded.since",
+    [ST_F_SETDIR] = "UPDATE files SET mode = ?3, mtime_ns = ?4, since = ?5 "
+                    "WHERE sid = ?1 AND path = ?2",
     [ST_F_DEL] = "DELETE FROM files WHERE sid = ?1 AND path = ?2",
     [ST_F_RANGE_STATS] = "SELECT count(*), coalesce(sum(CASE WHEN kind = 1 THEN size END), 0) "
                          "FROM files WHERE sid = ?1 AND path >= ?2 AND path < ?3",
@@ -145,7 +203,8 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_PIN_DROP] = "UPDATE content_pins SET refs = refs - 1 WHERE content_id = ?1",
     [ST_PIN_DEL_ZERO] = "DELETE FROM content_pins WHERE content_id = ?1 AND refs <= 0",
     [ST_COMMIT_INSERT] = "INSERT INTO commits (sid, version, kind, info, created_ms, changes, "
-                         "bytes_delta) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         "bytes_delta, cwd, added, modified, deleted, bytes_added) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_CHANGE_INSERT] = "INSERT INTO commit_changes (commit_id, seq, op, path) "
                          "VALUES (?1, ?2, ?3, ?4)",
     [ST_COMMITS_DEL_CHANGES] = "DELETE FROM commit_changes WHERE commit_id IN "
@@ -171,10 +230,82 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_GC_BATCH] = "SELECT content_id FROM gc_candidates LIMIT ?1",
     [ST_GC_CAND_DEL] = "DELETE FROM gc_candidates WHERE content_id = ?1",
     [ST_GC_IS_GARBAGE] = "SELECT NOT EXISTS (SELECT 1 FROM files WHERE content = ?1) "
+                         "AND NOT EXISTS (SELECT 1 FROM file_history WHERE content = ?1) "
                          "AND NOT EXISTS (SELECT 1 FROM content_pins WHERE content_id = ?1)",
     [ST_GC_CHUNKS_OF] = "SELECT chunk_id FROM content_chunks WHERE content_id = ?1",
     [ST_GC_CC_DEL] = "DELETE FROM content_chunks WHERE content_id = ?1",
     [ST_GC_CONTENT_DEL] = "DELETE FROM contents WHERE id = ?1",
+
+    /* ---- history (sqlite_history.c) ---- */
+    /* what commit ?2 did, right after its changes: rows it wrote, rows it retired, paths in
+     * both, bytes of files it wrote, bytes of files it retired */
+    [ST_H_COMMIT_STATS] =
+        "SELECT (SELECT count(*) FROM files WHERE sid = ?1 AND since = ?2), "
+        "(SELECT count(*) FROM file_history WHERE sid = ?1 AND vto = ?2), "
+        "(SELECT count(*) FROM file_history h JOIN files f ON f.sid = h.sid AND f.path = h.path "
+        " WHERE h.sid = ?1 AND h.vto = ?2 AND f.since = ?2), "
+        "(SELECT coalesce(sum(size), 0) FROM files WHERE sid = ?1 AND since = ?2 AND kind = 1), "
+        "(SELECT coalesce(sum(size), 0) FROM file_history "
+        " WHERE sid = ?1 AND vto = ?2 AND kind = 1)",
+    [ST_H_OLDEST_AT] = "SELECT created_ms FROM commits WHERE sid = ?1 AND version >= ?2 "
+                       "ORDER BY version LIMIT 1",
+    [ST_H_AGE_FLOOR] = "SELECT min(version) FROM commits WHERE sid = ?1 AND created_ms >= ?2",
+    [ST_H_BYTES_BY_VTO] = "SELECT vto, sum(size) FROM file_history WHERE sid = ?1 AND kind = 1 "
+                          "AND " H_UNPINNED " GROUP BY vto ORDER BY vto",
+    [ST_H_PRUNE_CAND] = "INSERT OR IGNORE INTO gc_candidates SELECT content FROM file_history "
+                        "WHERE sid = ?1 AND vto <= ?2 AND content IS NOT NULL AND " H_UNPINNED,
+    [ST_H_PRUNE_BYTES] = "SELECT coalesce(sum(size), 0) FROM file_history "
+                         "WHERE sid = ?1 AND vto <= ?2 AND kind = 1 AND " H_UNPINNED,
+    [ST_H_PRUNE_ROWS] = "DELETE FROM file_history WHERE sid = ?1 AND vto <= ?2 AND " H_UNPINNED,
+    [ST_H_PRUNE_CHANGES] = "DELETE FROM commit_changes WHERE commit_id IN "
+                           "(SELECT id FROM commits WHERE sid = ?1 AND version < ?2)",
+    [ST_H_PRUNE_COMMITS] = "DELETE FROM commits WHERE sid = ?1 AND version < ?2 "
+                           "AND version NOT IN (SELECT version FROM snapshots WHERE sid = ?1)",
+    [ST_H_BYTES_SUB] = "UPDATE sandboxes SET history_bytes = history_bytes - ?2 WHERE sid = ?1",
+    [ST_H_DROP_CAND] = "INSERT OR IGNORE INTO gc_candidates SELECT content FROM file_history "
+                       "WHERE sid = ?1 AND content IS NOT NULL",
+    [ST_H_DROP_ROWS] = "DELETE FROM file_history WHERE sid = ?1",
+    [ST_H_DROP_SNAPSHOTS] = "DELETE FROM snapshots WHERE sid = ?1",
+    /* whether version ?2 of sandbox ?1 is readable (sqlite_history.c) */
+    [ST_H_VERSION] = "SELECT s.sid, s.version, s.history_floor, s.cwd, s.created_ms, "
+                     "EXISTS (SELECT 1 FROM commits c WHERE c.sid = s.sid AND c.version = ?2), "
+                     "EXISTS (SELECT 1 FROM snapshots p WHERE p.sid = s.sid AND p.version = ?2) "
+                     "FROM sandboxes s WHERE s.id = ?1",
+    [ST_H_STAT] = "SELECT " FILE_COLS " FROM files WHERE sid = ?1 AND path = ?3 AND since <= ?2 "
+                  "UNION ALL SELECT " FILE_COLS " FROM file_history WHERE sid = ?1 AND path = ?3 "
+                  "AND vfrom <= ?2 AND vto > ?2",
+    [ST_H_LIST] = "SELECT " FILE_COLS " FROM files WHERE sid = ?1 AND since <= ?2 "
+                  "AND path >= ?3 AND path < ?4 "
+                  "UNION ALL SELECT " FILE_COLS " FROM file_history WHERE sid = ?1 "
+                  "AND vfrom <= ?2 AND vto > ?2 AND path >= ?3 AND path < ?4 ORDER BY path",
+    [ST_H_COMMITS] = "SELECT " COMMIT_COLS " FROM commits c WHERE sid = ?1 AND version < ?2 "
+                     "AND (version >= ?3 OR version IN (SELECT version FROM snapshots "
+                     "WHERE sid = ?1)) ORDER BY version DESC LIMIT ?4",
+    [ST_H_COMMIT] = "SELECT " COMMIT_COLS " FROM commits WHERE sid = ?1 AND version = ?2",
+    /* the rows commit ?2 wrote (side 1) and retired (side 0), old before new for a path */
+    [ST_H_PATHS] = "SELECT 1 AS side, " FILE_COLS " FROM files WHERE sid = ?1 AND since = ?2 "
+                   "UNION ALL SELECT 1, " FILE_COLS " FROM file_history "
+                   "WHERE sid = ?1 AND vfrom = ?2 "
+                   "UNION ALL SELECT 0, " FILE_COLS " FROM file_history "
+                   "WHERE sid = ?1 AND vto = ?2 ORDER BY path, side",
+    /* the tree of sandbox ?2 at version ?3 as sandbox ?1's first version */
+    [ST_H_FORK_COPY] = "INSERT INTO files (sid, " FILE_COLS ", since) "
+                       "SELECT ?1, " FILE_COLS ", 1 FROM files WHERE sid = ?2 AND since <= ?3 "
+                       "UNION ALL SELECT ?1, " FILE_COLS ", 1 FROM file_history "
+                       "WHERE sid = ?2 AND vfrom <= ?3 AND vto > ?3",
+    [ST_H_TREE_STATS] = "SELECT count(*), coalesce(sum(CASE WHEN kind = 1 THEN size END), 0) "
+                        "FROM files WHERE sid = ?1",
+    [ST_H_SB_SID] = "SELECT sid FROM sandboxes WHERE id = ?1",
+    [ST_H_FORK_SET] = "UPDATE sandboxes SET version = 1, size_bytes = ?2, file_count = ?3, "
+                      "cwd = ?4 WHERE sid = ?1",
+    [ST_H_SNAP_COUNT] = "SELECT count(*) FROM snapshots WHERE sid = ?1",
+    [ST_H_SNAP_INSERT] = "INSERT INTO snapshots (sid, name, version, created_ms) "
+                         "VALUES (?1, ?2, ?3, ?4)",
+    [ST_H_SNAP_GET] = "SELECT name, version, created_ms FROM snapshots "
+                      "WHERE sid = " SID_OF_1 " AND name = ?2",
+    [ST_H_SNAP_LIST] = "SELECT name, version, created_ms FROM snapshots WHERE sid = " SID_OF_1
+                       " ORDER BY version DESC, name",
+    [ST_H_SNAP_DEL] = "DELETE FROM snapshots WHERE sid = " SID_OF_1 " AND name = ?2",
 };
 
 int sq_migrate(struct conn *c)

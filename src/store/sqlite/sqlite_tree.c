@@ -1,28 +1,17 @@
 /*
  * sqlite_tree.c — reads of a sandbox's file rows in the SQLite engine: stat (the root is
  * implicit), list (a range scan in path order that skips whole subtrees below max_depth with one
- * index seek each), has_children and changes_since (the commit log). Each runs on a pooled
+ * index seek each), the same at a past version (stat_at, list_at: the rows live at it),
+ * has_children and changes_since (the commit log). Each runs on a pooled
  * read-only connection.
  */
 #include "store/sqlite/sqlite_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "util/err.h"
-
-/* Points the file_meta at the columns of the current row (valid until the next step). */
-static void meta_from_row(sqlite3_stmt *st, struct file_meta *m)
-{
-    memset(m, 0, sizeof(*m));
-    m->path = (char *)sqlite3_column_text(st, 0);
-    m->kind = (enum file_kind)sqlite3_column_int(st, 1);
-    m->mode = (uint32_t)sqlite3_column_int64(st, 2);
-    m->size = sqlite3_column_int64(st, 3);
-    m->mtime_ns = sqlite3_column_int64(st, 4);
-    m->has_content = column_id(st, 5, m->content);
-    m->target = (char *)sqlite3_column_text(st, 6);
-}
 
 /* 0 when the sandbox exists, -ENOENT when not; *ret_created_ms gets its creation time. */
 static int sandbox_exists(struct conn *c, const char *id, int64_t *ret_created_ms)
@@ -56,7 +45,7 @@ static int stat_locked(struct conn *c, const char *sandbox_id, const char *path,
     if (r == 0)
         return err_set(-ENOENT, "no such file or directory: %s", path);
     struct file_meta view;
-    meta_from_row(q, &view);
+    sq_meta_from_row(q, 0, &view);
     return file_meta_copy(ret, &view);
 }
 
@@ -75,6 +64,8 @@ int sq_stat(struct store *st, const char *sandbox_id, const char *path, struct f
 struct walk {
     struct conn *c;
     const char *sandbox_id;
+    int64_t sid;          /* with version >= 0: the sandbox's key */
+    int64_t version;      /* the version walked (ST_H_LIST); < 0: the current tree (ST_F_LIST) */
     struct subtree range; /* what is left to walk (lo moves forward on skips) */
     size_t base;          /* offset of the first byte below the prefix */
     int max_depth;
@@ -86,11 +77,18 @@ struct walk {
 static int walk_run(struct walk *w, store_file_cb cb, void *userdata)
 {
     sqlite3_stmt *q = NULL;
-    int r = sq_stmt_get(w->c, ST_F_LIST, &q);
+    bool at = w->version >= 0;
+    int r = sq_stmt_get(w->c, at ? ST_H_LIST : ST_F_LIST, &q);
     while (r >= 0) {
-        r = sq_bind_check(w->c, bind_text(q, 1, w->sandbox_id) |
-                                    bind_textn(q, 2, w->range.lo, w->range.lolen) |
-                                    bind_textn(q, 3, w->range.hi, w->range.hilen));
+        if (at)
+            r = sq_bind_check(w->c, sqlite3_bind_int64(q, 1, w->sid) |
+                                        sqlite3_bind_int64(q, 2, w->version) |
+                                        bind_textn(q, 3, w->range.lo, w->range.lolen) |
+                                        bind_textn(q, 4, w->range.hi, w->range.hilen));
+        else
+            r = sq_bind_check(w->c, bind_text(q, 1, w->sandbox_id) |
+                                        bind_textn(q, 2, w->range.lo, w->range.lolen) |
+                                        bind_textn(q, 3, w->range.hi, w->range.hilen));
         bool restart = false;
         while (r >= 0 && !restart) {
             r = sq_stmt_step(w->c, q);
@@ -105,7 +103,7 @@ static int walk_run(struct walk *w, store_file_cb cb, void *userdata)
                 break;
             }
             struct file_meta m;
-            meta_from_row(q, &m);
+            sq_meta_from_row(q, 0, &m);
             r = cb(&m, userdata);
             if (r != 0)
                 break;
@@ -124,7 +122,7 @@ int sq_list(struct store *st, const char *sandbox_id, const char *prefix, int ma
     size_t len = strlen(prefix);
     if (!path_ok(prefix, len))
         return err_set(-EINVAL, "invalid path");
-    struct walk w = {.sandbox_id = sandbox_id, .max_depth = max_depth};
+    struct walk w = {.sandbox_id = sandbox_id, .max_depth = max_depth, .version = -1};
     w.base = len == 1 ? 1 : len + 1;
     int r = subtree_init(&w.range, prefix, len);
     if (r >= 0)
@@ -135,6 +133,61 @@ int sq_list(struct store *st, const char *sandbox_id, const char *prefix, int ma
             r = sandbox_exists(w.c, sandbox_id, NULL);
         sq_pool_put(s, w.c);
     }
+    subtree_release(&w.range);
+    return r;
+}
+
+int sq_stat_at(struct store *st, const char *sandbox_id, int64_t version, const char *path,
+               struct file_meta *ret)
+{
+    _cleanup_pooled_ struct pooled p = {.s = to_sq(st)};
+    int r = sq_pooled_get(&p);
+    struct sq_version v;
+    if (r >= 0)
+        r = sq_version_open(p.c, sandbox_id, version, &v);
+    if (r < 0)
+        return r;
+    if (strcmp(path, "/") == 0)
+        return root_meta(v.created_ms, ret);
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    r = sq_stmt_get(p.c, ST_H_STAT, &q);
+    if (r >= 0)
+        r = sq_bind_check(p.c, sqlite3_bind_int64(q, 1, v.sid) | sqlite3_bind_int64(q, 2, version) |
+                                   bind_text(q, 3, path));
+    if (r >= 0)
+        r = sq_stmt_step(p.c, q);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return err_set(-ENOENT, "no such file or directory at version %" PRId64 ": %s", version,
+                       path);
+    struct file_meta view;
+    sq_meta_from_row(q, 0, &view);
+    return file_meta_copy(ret, &view);
+}
+
+int sq_list_at(struct store *st, const char *sandbox_id, int64_t version, const char *prefix,
+               int max_depth, store_file_cb cb, void *userdata)
+{
+    size_t len = strlen(prefix);
+    if (!path_ok(prefix, len))
+        return err_set(-EINVAL, "invalid path");
+    _cleanup_pooled_ struct pooled p = {.s = to_sq(st)};
+    int r = sq_pooled_get(&p);
+    struct sq_version v;
+    if (r >= 0)
+        r = sq_version_open(p.c, sandbox_id, version, &v);
+    if (r < 0)
+        return r;
+    struct walk w = {.c = p.c,
+                     .sandbox_id = sandbox_id,
+                     .sid = v.sid,
+                     .version = version,
+                     .max_depth = max_depth};
+    w.base = len == 1 ? 1 : len + 1;
+    r = subtree_init(&w.range, prefix, len);
+    if (r >= 0)
+        r = walk_run(&w, cb, userdata);
     subtree_release(&w.range);
     return r;
 }

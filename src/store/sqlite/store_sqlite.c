@@ -104,6 +104,16 @@ static const struct store_ops sqlite_ops = {
     .gc = sq_gc,
     .discard = sq_discard,
     .changes_since = sq_changes_since,
+    .stat_at = sq_stat_at,
+    .list_at = sq_list_at,
+    .commits_list = sq_commits_list,
+    .commit_get = sq_commit_get,
+    .commit_paths = sq_commit_paths,
+    .sandbox_fork = sq_sandbox_fork,
+    .snapshot_create = sq_snapshot_create,
+    .snapshot_get = sq_snapshot_get,
+    .snapshot_list = sq_snapshot_list,
+    .snapshot_delete = sq_snapshot_delete,
 };
 
 /* Opens `path` (creating it when `create`, mode 0600) and takes away group and other access
