@@ -26,15 +26,20 @@ from urllib.parse import quote
 
 import httpx
 
-from ._exceptions import SQLFSError
+from ._exceptions import SQLFSError, VersionNotFoundError
 from ._models import (
     BatchExecResult,
+    Commit,
+    CommitPage,
+    Diff,
     EditResult,
     ExecResult,
     IngestResult,
     ReadResult,
+    RestoreResult,
     SandboxInfo,
     SandboxRecord,
+    Snapshot,
     TreeEntry,
     parse_stat_header,
     records_from_list,
@@ -288,8 +293,21 @@ def as_bytes(content: FileContent) -> bytes:
     raise TypeError(f"content must be str or bytes, not {type(content).__name__}")
 
 
-def read_call(sid: str, path: PathArg) -> Call:
-    return Call("GET", sandbox_path(sid, "/files/" + file_url_path(path)))
+def int_arg(value: Any, what: str = "version") -> int:
+    """A version (or a limit) for a request: an int (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return value
+
+
+def version_query(version: Optional[int]) -> Dict[str, Optional[PathArg]]:
+    return {"version": None if version is None else str(int_arg(version))}
+
+
+def read_call(sid: str, path: PathArg, version: Optional[int] = None) -> Call:
+    return Call(
+        "GET", with_query(sandbox_path(sid, "/files/" + file_url_path(path)), version_query(version))
+    )
 
 
 def parse_read(path: PathArg) -> Callable[[httpx.Response], ReadResult]:
@@ -356,8 +374,10 @@ def mkdir_call(sid: str, path: PathArg, recursive: bool) -> Call:
     return Call("POST", sandbox_path(sid, "/mkdir"), json=body)
 
 
-def tree_call(sid: str, prefix: Optional[PathArg], depth: Optional[int]) -> Call:
-    query = {"prefix": prefix, "depth": None if depth is None else str(depth)}
+def tree_call(
+    sid: str, prefix: Optional[PathArg], depth: Optional[int], version: Optional[int] = None
+) -> Call:
+    query = {"prefix": prefix, "depth": None if depth is None else str(depth), **version_query(version)}
     return Call("GET", with_query(sandbox_path(sid, "/tree"), query))
 
 
@@ -547,3 +567,124 @@ def export_call(sid: str, base_path: Optional[PathArg], stream: bool) -> Call:
 
 def parse_bytes(resp: httpx.Response) -> bytes:
     return resp.content
+
+
+# ---------------------------------------------------------------------------------------------
+# History
+
+
+def commits_call(sid: str, limit: Optional[int], before: Optional[int]) -> Call:
+    query: Dict[str, Optional[PathArg]] = {
+        "limit": None if limit is None else str(int_arg(limit, "limit")),
+        "before": None if before is None else str(int_arg(before, "before")),
+    }
+    return Call("GET", with_query(sandbox_path(sid, "/commits"), query))
+
+
+def parse_commit_page(resp: httpx.Response) -> CommitPage:
+    return CommitPage.from_json(resp.json())
+
+
+def commit_call(sid: str, version: int) -> Call:
+    return Call("GET", sandbox_path(sid, f"/commits/{int_arg(version)}"))
+
+
+def parse_commit(resp: httpx.Response) -> Commit:
+    return Commit.from_json(resp.json())
+
+
+def diff_call(sid: str, from_version: int, to_version: int, path: Optional[PathArg]) -> Call:
+    query: Dict[str, Optional[PathArg]] = {
+        "from": str(int_arg(from_version, "from_version")),
+        "to": str(int_arg(to_version, "to_version")),
+    }
+    if path is not None:
+        query["path"] = absolute_path(path)
+        query["format"] = "unified"
+    return Call("GET", with_query(sandbox_path(sid, "/diff"), query))
+
+
+def parse_diff(resp: httpx.Response) -> Diff:
+    return Diff.from_json(resp.json())
+
+
+def parse_text(resp: httpx.Response) -> str:
+    """A text body (a unified diff): UTF-8, undecodable bytes replaced."""
+    return resp.content.decode("utf-8", "replace")
+
+
+def version_or_snapshot(version: Optional[int], snapshot: Optional[str], required: bool) -> Dict[str, Any]:
+    """The ``{"version"}`` or ``{"snapshot"}`` of a restore or fork body (at most one; exactly
+    one when ``required``)."""
+    if version is not None and snapshot is not None:
+        raise ValueError("pass version or snapshot, not both")
+    if version is not None:
+        return {"version": int_arg(version)}
+    if snapshot is not None:
+        if not isinstance(snapshot, str):
+            raise TypeError(f"snapshot must be a str, not {type(snapshot).__name__}")
+        return {"snapshot": snapshot}
+    if required:
+        raise ValueError("pass version or snapshot")
+    return {}
+
+
+def restore_call(sid: str, version: Optional[int], snapshot: Optional[str]) -> Call:
+    # One transaction: a failure answered with a 5xx applied nothing (a repeat only ever adds a
+    # commit with the same tree).
+    body = version_or_snapshot(version, snapshot, True)
+    return Call("POST", sandbox_path(sid, "/restore"), json=body, retry=Retry.ATOMIC)
+
+
+def parse_restore(resp: httpx.Response) -> RestoreResult:
+    return RestoreResult.from_json(resp.json())
+
+
+def fork_call(sid: str, version: Optional[int], name: Optional[str], snapshot: Optional[str]) -> Call:
+    body = version_or_snapshot(version, snapshot, False)
+    if name is not None:
+        body["name"] = name
+    # Like create: atomic, so retried on 429/5xx responses but not after a lost connection.
+    return Call("POST", sandbox_path(sid, "/fork"), json=body, retry=Retry.ATOMIC, expect=(201, 200))
+
+
+def snapshot_call(sid: str, name: str, version: Optional[int]) -> Call:
+    if not isinstance(name, str):
+        raise TypeError(f"snapshot name must be a str, not {type(name).__name__}")
+    body: Dict[str, Any] = {"name": name}
+    if version is not None:
+        body["version"] = int_arg(version)
+    return Call(
+        "POST", sandbox_path(sid, "/snapshots"), json=body, retry=Retry.ATOMIC, expect=(201, 200)
+    )
+
+
+def parse_snapshot(resp: httpx.Response) -> Snapshot:
+    return Snapshot.from_json(resp.json())
+
+
+def snapshots_call(sid: str) -> Call:
+    return Call("GET", sandbox_path(sid, "/snapshots"))
+
+
+def parse_snapshots(resp: httpx.Response) -> List[Snapshot]:
+    body = resp.json()
+    items = body.get("snapshots", []) if isinstance(body, dict) else body
+    return [Snapshot.from_json(s) for s in (items or [])]
+
+
+def delete_snapshot_call(sid: str, name: str) -> Call:
+    if not isinstance(name, str) or not name:
+        raise ValueError("snapshot name must be a non-empty string")
+    return Call("DELETE", sandbox_path(sid, "/snapshots/" + quote(name, safe="")))
+
+
+def undo_target(page: CommitPage) -> int:
+    """The version ``sb.undo()`` restores: the parent of the latest commit."""
+    latest = page.commits[0] if page.commits else None
+    if latest is None or latest.parent is None:
+        what = f"version {latest.version} ({latest.kind})" if latest is not None else "the sandbox"
+        raise VersionNotFoundError(
+            f"nothing to undo: {what} has no parent commit", code="VERSION_NOT_FOUND"
+        )
+    return latest.parent

@@ -8,7 +8,7 @@ status exception
 400    :class:`ValidationError`
 401    :class:`AuthError`
 403    :class:`AuthError`
-404    :class:`NotFoundError`
+404    :class:`NotFoundError`; code ``VERSION_NOT_FOUND``: :class:`VersionNotFoundError`
 408    :class:`ExecTimeoutError` (``.duration_ms``, partial ``.stdout``/``.stderr``)
 409    :class:`ConflictError`
 413    :class:`PayloadTooLargeError` (a :class:`ValidationError`)
@@ -38,6 +38,7 @@ __all__ = [
     "ValidationError",
     "AuthError",
     "NotFoundError",
+    "VersionNotFoundError",
     "ExecTimeoutError",
     "ConflictError",
     "PayloadTooLargeError",
@@ -106,6 +107,12 @@ class NotFoundError(SQLFSError):
     """404: the sandbox (or one owned by someone else) or the path does not exist."""
 
 
+class VersionNotFoundError(NotFoundError):
+    """404 ``VERSION_NOT_FOUND``: the sandbox exists but has no such version (never made, or
+    pruned from its history). Also raised, with ``status`` None, by ``sb.undo()`` when the latest
+    commit has no parent to go back to."""
+
+
 class ExecTimeoutError(SQLFSError):
     """408: the script ran out of time and its process tree was killed.
 
@@ -163,6 +170,11 @@ _BY_STATUS: Dict[int, Type[SQLFSError]] = {
     415: UnsupportedMediaTypeError,
     422: ReadOnlyViolationError,
     429: RateLimitError,
+}
+
+# Codes that select a subclass of their status's class (applied only when they agree).
+_BY_CODE: Dict[str, Type[SQLFSError]] = {
+    "VERSION_NOT_FOUND": VersionNotFoundError,
 }
 
 
@@ -239,4 +251,7 @@ def error_from_response(
     if status >= 500:
         return ServerError(message, **common)
     cls = _BY_STATUS.get(status, SQLFSError)
+    by_code = _BY_CODE.get(code)
+    if by_code is not None and issubclass(by_code, cls):
+        cls = by_code
     return cls(message, **common)

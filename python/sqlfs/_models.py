@@ -4,8 +4,8 @@ All are immutable dataclasses built from the server's camelCase JSON. Each keeps
 object in ``.raw``; fields the SDK does not know yet stay reachable there and as snake_case
 attributes (``record.file_count`` reads ``fileCount``).
 
-Paths (``TreeEntry.path``, ``EditResult.path``, ``IngestResult.base_path``, ``record.cwd``) are
-str; a name that is not UTF-8 arrives with its exact bytes in ``<field>Bytes`` and becomes
+Paths (``TreeEntry.path``, ``EditResult.path``, ``PathChange.path``, ``IngestResult.base_path``,
+``record.cwd``) are str; a name that is not UTF-8 arrives with its exact bytes in ``<field>Bytes`` and becomes
 ``bytes.decode("utf-8", "surrogateescape")``, which every SDK method accepts back as a path.
 """
 
@@ -16,7 +16,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Type, TypeVar
 
 __all__ = [
     "SandboxRecord",
@@ -29,6 +29,12 @@ __all__ = [
     "StreamEvent",
     "IngestResult",
     "EditResult",
+    "PathChange",
+    "Commit",
+    "CommitPage",
+    "Diff",
+    "RestoreResult",
+    "Snapshot",
 ]
 
 R = TypeVar("R", bound="SandboxRecord")
@@ -362,6 +368,155 @@ class EditResult(_RawAccess):
             size=int(d.get("size") or 0),
             raw=dict(d),
         )
+
+
+@dataclass(frozen=True)
+class PathChange(_RawAccess):
+    """One path a commit changed (``sb.commit(v).paths``) or that differs between two versions
+    (``sb.diff(v1, v2).paths``). ``change`` is ``"added"``, ``"modified"`` or ``"deleted"``;
+    ``kind`` (``file``/``dir``/``symlink``) and ``size`` describe the path after the change, or
+    before it when it was deleted."""
+
+    path: str
+    change: str
+    kind: str = "file"
+    size: int = 0
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "PathChange":
+        return cls(
+            path=str(_path(d, "path") or ""),
+            change=str(d.get("change", "")),
+            kind=str(d.get("kind", "file")),
+            size=int(d.get("size") or 0),
+            raw=dict(d),
+        )
+
+
+def _path_changes(items: Any) -> List[PathChange]:
+    return [PathChange.from_json(p) for p in (items or [])]
+
+
+@dataclass(frozen=True)
+class Commit(_RawAccess):
+    """One commit of a sandbox's history (``sb.commits()``, ``sb.commit(v)``).
+
+    ``version`` is the version the commit made and ``parent`` the one it was made on (None for
+    the first commit of a sandbox, created or forked). ``at`` is ISO-8601. ``kind`` is
+    ``"create"``, ``"exec"``, ``"files"``, ``"ingest"``, ``"restore"`` or ``"fork"``;
+    ``exec_id`` is set for exec commits. ``added``/``modified``/``deleted`` count the paths
+    it changed (the wire's ``changes``) and ``bytes_added`` the bytes of the files it wrote.
+    ``paths`` lists those paths for ``sb.commit(v)``; it is None in a listing."""
+
+    version: int
+    parent: Optional[int] = None
+    at: Optional[str] = None
+    kind: str = ""
+    summary: str = ""
+    exec_id: Optional[str] = None
+    added: int = 0
+    modified: int = 0
+    deleted: int = 0
+    bytes_added: int = 0
+    paths: Optional[List[PathChange]] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Commit":
+        changes = d.get("changes")
+        if not isinstance(changes, Mapping):
+            changes = {}
+        exec_id = d.get("execId")
+        return cls(
+            version=int(d["version"]),
+            parent=_opt_int(d.get("parent")),
+            at=d.get("at"),
+            kind=str(d.get("kind") or ""),
+            summary=str(d.get("summary") or ""),
+            exec_id=str(exec_id) if exec_id is not None else None,
+            added=int(changes.get("added") or 0),
+            modified=int(changes.get("modified") or 0),
+            deleted=int(changes.get("deleted") or 0),
+            bytes_added=int(d.get("bytesAdded") or 0),
+            paths=_path_changes(d["paths"]) if isinstance(d.get("paths"), list) else None,
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class CommitPage:
+    """One page of ``sb.commits()``, newest first. Iterating it iterates ``commits``. ``next``
+    is the ``before=`` of the following (older) page, None on the last page."""
+
+    commits: List[Commit]
+    next: Optional[int] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __iter__(self) -> Iterator[Commit]:
+        return iter(self.commits)
+
+    def __len__(self) -> int:
+        return len(self.commits)
+
+    def __getitem__(self, index: int) -> Commit:
+        return self.commits[index]
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "CommitPage":
+        return cls(
+            commits=[Commit.from_json(c) for c in (d.get("commits") or [])],
+            next=_opt_int(d.get("next")),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class Diff(_RawAccess):
+    """``sb.diff(v1, v2)``: the paths that differ between two versions (``from_version`` →
+    ``to_version``; ``change`` says what happened going from the first to the second)."""
+
+    from_version: int
+    to_version: int
+    paths: List[PathChange] = field(default_factory=list)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Diff":
+        return cls(
+            from_version=int(d["from"]),
+            to_version=int(d["to"]),
+            paths=_path_changes(d.get("paths")),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class RestoreResult(_RawAccess):
+    """Outcome of ``sb.restore()`` / ``sb.undo()``: ``version`` is the new commit, whose tree
+    equals the tree of ``restored_from``."""
+
+    version: int
+    restored_from: int
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "RestoreResult":
+        return cls(version=int(d["version"]), restored_from=int(d["restoredFrom"]), raw=dict(d))
+
+
+@dataclass(frozen=True)
+class Snapshot(_RawAccess):
+    """A named version of a sandbox (``sb.snapshot()``); a snapshot's version is never pruned."""
+
+    name: str
+    version: int
+    at: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Snapshot":
+        return cls(name=str(d["name"]), version=int(d["version"]), at=d.get("at"), raw=dict(d))
 
 
 def parse_stat_header(value: Optional[str]) -> Optional[FileStat]:

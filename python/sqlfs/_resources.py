@@ -3,18 +3,23 @@ async twins. Each holds its client's session and sends through it the calls buil
 
 from __future__ import annotations
 
-from typing import IO, Any, AsyncIterator, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import IO, Any, AsyncIterator, Iterator, List, Mapping, Optional, Sequence, Union, overload
 
 from . import _calls as calls
 from ._base_client import AsyncSession, SyncSession
 from ._models import (
     BatchExecResult,
+    Commit,
+    CommitPage,
+    Diff,
     EditResult,
     ExecResult,
     IngestResult,
     ReadResult,
+    RestoreResult,
     SandboxInfo,
     SandboxRecord,
+    Snapshot,
     StreamEvent,
     TreeEntry,
 )
@@ -60,22 +65,33 @@ class Sandboxes:
 
 
 class Files:
-    """``sb.fs``: the sandbox's filesystem."""
+    """``sb.fs``: the sandbox's filesystem. The reads take ``version=``: the sandbox as it was at
+    that version of its history (``VersionNotFoundError`` when it was never made or is pruned)."""
 
     def __init__(self, session: SyncSession, sandbox_id: str) -> None:
         self._session = session
         self._id = sandbox_id
 
-    def read(self, path: calls.PathArg) -> ReadResult:
-        return self._session.call(calls.read_call(self._id, path), calls.parse_read(path))
+    def read(self, path: calls.PathArg, *, version: Optional[int] = None) -> ReadResult:
+        """The file's content and metadata, now or as of ``version``."""
+        return self._session.call(calls.read_call(self._id, path, version), calls.parse_read(path))
 
-    def read_text(self, path: calls.PathArg, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return self.read(path).content.decode(encoding, errors)
+    def read_text(
+        self,
+        path: calls.PathArg,
+        encoding: str = "utf-8",
+        errors: str = "strict",
+        *,
+        version: Optional[int] = None,
+    ) -> str:
+        return self.read(path, version=version).content.decode(encoding, errors)
 
-    def read_stream(self, path: calls.PathArg, chunk_size: Optional[int] = None) -> Iterator[bytes]:
+    def read_stream(
+        self, path: calls.PathArg, chunk_size: Optional[int] = None, *, version: Optional[int] = None
+    ) -> Iterator[bytes]:
         """The file's bytes in chunks as they arrive, for files too large to hold in memory.
         Not retried."""
-        call = calls.read_call(self._id, path)
+        call = calls.read_call(self._id, path, version)
         call.retry = calls.Retry.NONE
         return self._session.iter_bytes(call, chunk_size)
 
@@ -96,8 +112,16 @@ class Files:
     def mkdir(self, path: calls.PathArg, recursive: bool = False) -> None:
         self._session.call(calls.mkdir_call(self._id, path, recursive), calls.parse_none)
 
-    def tree(self, prefix: Optional[calls.PathArg] = None, depth: Optional[int] = None) -> List[TreeEntry]:
-        return self._session.call(calls.tree_call(self._id, prefix, depth), calls.parse_tree)
+    def tree(
+        self,
+        prefix: Optional[calls.PathArg] = None,
+        depth: Optional[int] = None,
+        *,
+        version: Optional[int] = None,
+    ) -> List[TreeEntry]:
+        """The entries under ``prefix`` (all when None), ``depth`` levels deep, now or as of
+        ``version``."""
+        return self._session.call(calls.tree_call(self._id, prefix, depth, version), calls.parse_tree)
 
     def edit(self, path: calls.PathArg, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
         """Replace an exact string in a UTF-8 file (``PATCH /files/{path}``)."""
@@ -107,7 +131,7 @@ class Files:
 
 
 class Sandbox:
-    """A handle on one sandbox: ``sb.fs``, exec, ingest/export, delete."""
+    """A handle on one sandbox: ``sb.fs``, exec, ingest/export, history, delete."""
 
     def __init__(self, session: SyncSession, sandbox_id: str, record: Optional[SandboxRecord]) -> None:
         self._session = session
@@ -212,6 +236,69 @@ class Sandbox:
         """Like :meth:`export` but yields the archive in chunks as it is produced."""
         return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
 
+    # ---- history ----
+
+    def commits(self, limit: Optional[int] = None, before: Optional[int] = None) -> CommitPage:
+        """One page of the sandbox's commits, newest first: at most ``limit`` (1..1000, server
+        default 100) with versions below ``before``. ``page.next`` is the ``before`` of the next
+        (older) page, None on the last one."""
+        return self._session.call(calls.commits_call(self.id, limit, before), calls.parse_commit_page)
+
+    def commit(self, version: int) -> Commit:
+        """The commit that made ``version``, with the paths it changed (``.paths``)."""
+        return self._session.call(calls.commit_call(self.id, version), calls.parse_commit)
+
+    @overload
+    def diff(self, from_version: int, to_version: int, path: None = None) -> Diff: ...
+
+    @overload
+    def diff(self, from_version: int, to_version: int, path: calls.PathArg) -> str: ...
+
+    def diff(
+        self, from_version: int, to_version: int, path: Optional[calls.PathArg] = None
+    ) -> Union[Diff, str]:
+        """The paths that differ between two versions (:class:`Diff`); with ``path``, the
+        unified diff of that one file as text (a one-line notice for a binary file)."""
+        call = calls.diff_call(self.id, from_version, to_version, path)
+        if path is None:
+            return self._session.call(call, calls.parse_diff)
+        return self._session.call(call, calls.parse_text)
+
+    def restore(self, version: Optional[int] = None, snapshot: Optional[str] = None) -> RestoreResult:
+        """Make a new commit whose tree is the tree of ``version`` or of the snapshot named
+        ``snapshot`` (exactly one). History is kept: the restore itself can be undone."""
+        return self._session.call(calls.restore_call(self.id, version, snapshot), calls.parse_restore)
+
+    def undo(self) -> RestoreResult:
+        """Restore the parent of the latest commit, i.e. take back the last change. An undo is a
+        commit too: a second undo takes the first one back. Raises
+        :class:`VersionNotFoundError` when the latest commit has no parent (a new sandbox or
+        fork; ``status`` is None then) or its parent is pruned. Two requests, not one
+        transaction: a commit made by someone else in between is the one taken back."""
+        target = calls.undo_target(self.commits(limit=1))
+        return self.restore(version=target)
+
+    def fork(
+        self, version: Optional[int] = None, name: Optional[str] = None, snapshot: Optional[str] = None
+    ) -> "Sandbox":
+        """A new sandbox whose first version is this one's tree at ``version``, at the snapshot
+        ``snapshot``, or now (neither given), named ``name``. Its content is shared with this
+        sandbox, not copied, so forking is cheap; from then on the two are independent."""
+        record = self._session.call(calls.fork_call(self.id, version, name, snapshot), calls.parse_record)
+        return Sandbox(self._session, record.id, record)
+
+    def snapshot(self, name: str, version: Optional[int] = None) -> Snapshot:
+        """Name ``version`` (default: the current one); a named version is never pruned.
+        A name the sandbox already has raises :class:`ConflictError` (``EEXIST``)."""
+        return self._session.call(calls.snapshot_call(self.id, name, version), calls.parse_snapshot)
+
+    def snapshots(self) -> List[Snapshot]:
+        return self._session.call(calls.snapshots_call(self.id), calls.parse_snapshots)
+
+    def delete_snapshot(self, name: str) -> None:
+        """Remove the name; its version becomes prunable like any other."""
+        self._session.call(calls.delete_snapshot_call(self.id, name), calls.parse_none)
+
     def delete(self) -> None:
         self._session.call(calls.delete_call(self.id), calls.parse_none)
 
@@ -254,15 +341,24 @@ class AsyncFiles:
         self._session = session
         self._id = sandbox_id
 
-    async def read(self, path: calls.PathArg) -> ReadResult:
-        return await self._session.call(calls.read_call(self._id, path), calls.parse_read(path))
+    async def read(self, path: calls.PathArg, *, version: Optional[int] = None) -> ReadResult:
+        return await self._session.call(calls.read_call(self._id, path, version), calls.parse_read(path))
 
-    async def read_text(self, path: calls.PathArg, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return (await self.read(path)).content.decode(encoding, errors)
+    async def read_text(
+        self,
+        path: calls.PathArg,
+        encoding: str = "utf-8",
+        errors: str = "strict",
+        *,
+        version: Optional[int] = None,
+    ) -> str:
+        return (await self.read(path, version=version)).content.decode(encoding, errors)
 
-    def read_stream(self, path: calls.PathArg, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
+    def read_stream(
+        self, path: calls.PathArg, chunk_size: Optional[int] = None, *, version: Optional[int] = None
+    ) -> AsyncIterator[bytes]:
         """``async for chunk in sb.fs.read_stream(path)`` (not awaited itself). Not retried."""
-        call = calls.read_call(self._id, path)
+        call = calls.read_call(self._id, path, version)
         call.retry = calls.Retry.NONE
         return self._session.iter_bytes(call, chunk_size)
 
@@ -278,8 +374,16 @@ class AsyncFiles:
     async def mkdir(self, path: calls.PathArg, recursive: bool = False) -> None:
         await self._session.call(calls.mkdir_call(self._id, path, recursive), calls.parse_none)
 
-    async def tree(self, prefix: Optional[calls.PathArg] = None, depth: Optional[int] = None) -> List[TreeEntry]:
-        return await self._session.call(calls.tree_call(self._id, prefix, depth), calls.parse_tree)
+    async def tree(
+        self,
+        prefix: Optional[calls.PathArg] = None,
+        depth: Optional[int] = None,
+        *,
+        version: Optional[int] = None,
+    ) -> List[TreeEntry]:
+        return await self._session.call(
+            calls.tree_call(self._id, prefix, depth, version), calls.parse_tree
+        )
 
     async def edit(
         self, path: calls.PathArg, old_string: str, new_string: str, replace_all: bool = False
@@ -374,6 +478,56 @@ class AsyncSandbox:
     ) -> AsyncIterator[bytes]:
         """``async for chunk in sb.export_stream(...)`` (not awaited itself)."""
         return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
+
+    # ---- history (see :class:`Sandbox`) ----
+
+    async def commits(self, limit: Optional[int] = None, before: Optional[int] = None) -> CommitPage:
+        call = calls.commits_call(self.id, limit, before)
+        return await self._session.call(call, calls.parse_commit_page)
+
+    async def commit(self, version: int) -> Commit:
+        return await self._session.call(calls.commit_call(self.id, version), calls.parse_commit)
+
+    @overload
+    async def diff(self, from_version: int, to_version: int, path: None = None) -> Diff: ...
+
+    @overload
+    async def diff(self, from_version: int, to_version: int, path: calls.PathArg) -> str: ...
+
+    async def diff(
+        self, from_version: int, to_version: int, path: Optional[calls.PathArg] = None
+    ) -> Union[Diff, str]:
+        call = calls.diff_call(self.id, from_version, to_version, path)
+        if path is None:
+            return await self._session.call(call, calls.parse_diff)
+        return await self._session.call(call, calls.parse_text)
+
+    async def restore(
+        self, version: Optional[int] = None, snapshot: Optional[str] = None
+    ) -> RestoreResult:
+        call = calls.restore_call(self.id, version, snapshot)
+        return await self._session.call(call, calls.parse_restore)
+
+    async def undo(self) -> RestoreResult:
+        target = calls.undo_target(await self.commits(limit=1))
+        return await self.restore(version=target)
+
+    async def fork(
+        self, version: Optional[int] = None, name: Optional[str] = None, snapshot: Optional[str] = None
+    ) -> "AsyncSandbox":
+        call = calls.fork_call(self.id, version, name, snapshot)
+        record = await self._session.call(call, calls.parse_record)
+        return AsyncSandbox(self._session, record.id, record)
+
+    async def snapshot(self, name: str, version: Optional[int] = None) -> Snapshot:
+        call = calls.snapshot_call(self.id, name, version)
+        return await self._session.call(call, calls.parse_snapshot)
+
+    async def snapshots(self) -> List[Snapshot]:
+        return await self._session.call(calls.snapshots_call(self.id), calls.parse_snapshots)
+
+    async def delete_snapshot(self, name: str) -> None:
+        await self._session.call(calls.delete_snapshot_call(self.id, name), calls.parse_none)
 
     async def delete(self) -> None:
         await self._session.call(calls.delete_call(self.id), calls.parse_none)

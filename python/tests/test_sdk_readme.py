@@ -107,9 +107,17 @@ def test_readme_block_runs(lang: str, code: str, server: Server) -> None:
 OWN_README = PYTHON_DIR / "README.md"
 
 
+# A block that calls a history method needs the history routes (marker ``history``).
+HISTORY_RE = re.compile(r"\.(commits?|diff|restore|undo|fork|snapshots?|delete_snapshot)\(|version=")
+
+
 def own_python_blocks():
     found = [(m.group(1), m.group(2)) for m in BLOCK_RE.finditer(OWN_README.read_text())]
-    return [pytest.param(code, id=f"own{i}") for i, (lang, code) in enumerate(found) if lang == "python"]
+    return [
+        pytest.param(code, id=f"own{i}", marks=[pytest.mark.history] if HISTORY_RE.search(code) else [])
+        for i, (lang, code) in enumerate(found)
+        if lang == "python"
+    ]
 
 
 @pytest.mark.server

@@ -276,3 +276,334 @@ def test_write_call_streams_file_objects() -> None:
     assert calls.write_call("id", "/a", "t\u00e9").content == "t\u00e9".encode()
     with pytest.raises(TypeError):
         calls.write_call("id", "/a", 5)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# History: error mapping, requests, models, and every method against an in-memory fake of the
+# routes (httpx.MockTransport), sync and async.
+
+
+def test_version_not_found_mapping() -> None:
+    e = err(404, {"error": "no such version", "code": "VERSION_NOT_FOUND"})
+    assert type(e) is sqlfs.VersionNotFoundError and isinstance(e, sqlfs.NotFoundError)
+    assert (e.status, e.code) == (404, "VERSION_NOT_FOUND")
+    assert type(err(404, {"code": "ENOENT"})) is sqlfs.NotFoundError
+    # a code selects a subclass of its status's class only
+    assert type(err(400, {"code": "VERSION_NOT_FOUND"})) is sqlfs.ValidationError
+
+
+def test_history_calls() -> None:
+    assert calls.read_call("id", "/a b", 7).path == "/v1/sandboxes/id/files/a%20b?version=7"
+    assert calls.read_call("id", "/a").path == "/v1/sandboxes/id/files/a"
+    assert calls.tree_call("id", "/h", 1, 3).path == "/v1/sandboxes/id/tree?prefix=/h&depth=1&version=3"
+    assert calls.tree_call("id", None, None, 3).path == "/v1/sandboxes/id/tree?version=3"
+    assert calls.commits_call("id", None, None).path == "/v1/sandboxes/id/commits"
+    assert calls.commits_call("id", 5, 40).path == "/v1/sandboxes/id/commits?limit=5&before=40"
+    assert calls.commit_call("id", 12).path == "/v1/sandboxes/id/commits/12"
+    assert calls.diff_call("id", 1, 2, None).path == "/v1/sandboxes/id/diff?from=1&to=2"
+    assert (calls.diff_call("id", 1, 2, "/home/a b\udcff").path
+            == "/v1/sandboxes/id/diff?from=1&to=2&path=/home/a%20b%FF&format=unified")
+    with pytest.raises(ValueError):
+        calls.diff_call("id", 1, 2, "relative")
+    r = calls.restore_call("id", 4, None)
+    assert (r.method, r.path, r.json, r.retry) == ("POST", "/v1/sandboxes/id/restore", {"version": 4},
+                                                    calls.Retry.ATOMIC)
+    assert calls.restore_call("id", None, "base").json == {"snapshot": "base"}
+    with pytest.raises(ValueError):
+        calls.restore_call("id", None, None)
+    with pytest.raises(ValueError):
+        calls.restore_call("id", 1, "base")
+    f = calls.fork_call("id", None, None, None)
+    assert (f.method, f.path, f.json, f.expect) == ("POST", "/v1/sandboxes/id/fork", {}, (201, 200))
+    assert calls.fork_call("id", 3, "alt", None).json == {"version": 3, "name": "alt"}
+    assert calls.fork_call("id", None, None, "s").json == {"snapshot": "s"}
+    with pytest.raises(ValueError):
+        calls.fork_call("id", 3, None, "s")
+    s = calls.snapshot_call("id", "base", None)
+    assert (s.method, s.path, s.json) == ("POST", "/v1/sandboxes/id/snapshots", {"name": "base"})
+    assert calls.snapshot_call("id", "b", 9).json == {"name": "b", "version": 9}
+    assert calls.snapshots_call("id").path == "/v1/sandboxes/id/snapshots"
+    d = calls.delete_snapshot_call("id", "a/b c")
+    assert (d.method, d.path) == ("DELETE", "/v1/sandboxes/id/snapshots/a%2Fb%20c")
+    with pytest.raises(ValueError):
+        calls.delete_snapshot_call("id", "")
+    for bad in (True, "3", 1.5):
+        with pytest.raises(TypeError):
+            calls.commit_call("id", bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            calls.read_call("id", "/a", bad)  # type: ignore[arg-type]
+
+
+COMMIT_JSON = {
+    "version": 5, "parent": 4, "at": "2026-01-02T03:04:05.000Z", "kind": "exec",
+    "summary": "echo two > a.txt", "execId": "ex1",
+    "changes": {"added": 1, "modified": 2, "deleted": 0}, "bytesAdded": 12,
+}
+
+
+def test_history_models() -> None:
+    c = sqlfs.Commit.from_json(COMMIT_JSON)
+    assert (c.version, c.parent, c.at, c.kind, c.summary, c.exec_id) == (
+        5, 4, "2026-01-02T03:04:05.000Z", "exec", "echo two > a.txt", "ex1")
+    assert (c.added, c.modified, c.deleted, c.bytes_added, c.paths) == (1, 2, 0, 12, None)
+    assert c.changes == {"added": 1, "modified": 2, "deleted": 0}  # the wire object, through raw
+    first = sqlfs.Commit.from_json({"version": 1, "parent": None, "at": "t", "kind": "create",
+                                    "summary": "", "execId": None,
+                                    "changes": {"added": 3, "modified": 0, "deleted": 0},
+                                    "bytesAdded": 0, "paths": []})
+    assert first.parent is None and first.exec_id is None and first.paths == []
+    enc = base64.b64encode(b"/home/user/\xff").decode()
+    full = sqlfs.Commit.from_json({**COMMIT_JSON, "paths": [
+        {"path": "/home/user/a.txt", "change": "modified", "kind": "file", "size": 4},
+        {"path": "/home/user/\ufffd", "pathBytes": enc, "change": "deleted", "kind": "dir", "size": 0},
+    ]})
+    assert full.paths is not None and [p.path for p in full.paths] == ["/home/user/a.txt", "/home/user/\udcff"]
+    assert (full.paths[0].change, full.paths[0].kind, full.paths[0].size) == ("modified", "file", 4)
+    assert full.paths[1].raw["path"] == "/home/user/\ufffd"
+    page = sqlfs.CommitPage.from_json({"commits": [COMMIT_JSON, {**COMMIT_JSON, "version": 4}], "next": 4})
+    assert len(page) == 2 and page[0].version == 5 and [x.version for x in page] == [5, 4] and page.next == 4
+    assert sqlfs.CommitPage.from_json({"commits": [], "next": None}).next is None
+    d = sqlfs.Diff.from_json({"from": 2, "to": 5, "paths": [{"path": "/x", "change": "added",
+                                                              "kind": "symlink", "size": 1}]})
+    assert (d.from_version, d.to_version, d.paths[0].kind) == (2, 5, "symlink")
+    r = sqlfs.RestoreResult.from_json({"version": 9, "restoredFrom": 3})
+    assert (r.version, r.restored_from) == (9, 3)
+    s = sqlfs.Snapshot.from_json({"name": "base", "version": 3, "at": "t"})
+    assert (s.name, s.version, s.at) == ("base", 3, "t")
+
+
+def test_undo_target() -> None:
+    assert calls.undo_target(sqlfs.CommitPage.from_json({"commits": [COMMIT_JSON], "next": 4})) == 4
+    root = {**COMMIT_JSON, "version": 1, "parent": None, "kind": "fork"}
+    with pytest.raises(sqlfs.VersionNotFoundError, match="nothing to undo.*version 1 \\(fork\\)") as ei:
+        calls.undo_target(sqlfs.CommitPage.from_json({"commits": [root], "next": None}))
+    assert ei.value.status is None and ei.value.code == "VERSION_NOT_FOUND"
+    with pytest.raises(sqlfs.VersionNotFoundError):
+        calls.undo_target(sqlfs.CommitPage.from_json({"commits": [], "next": None}))
+
+
+class FakeHistory:
+    """The history routes of one sandbox ("sb"), as the contract describes them, in memory."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+        self.versions = {1: {"/home/user/a.txt": b"one\n"}}
+        self.commits = [{"version": 1, "parent": None, "kind": "create"}]
+        self.snaps: dict = {}
+
+    def head(self) -> int:
+        return self.commits[-1]["version"]
+
+    def add(self, tree: dict, kind: str) -> int:
+        v = self.head() + 1
+        self.versions[v] = dict(tree)
+        self.commits.append({"version": v, "parent": v - 1, "kind": kind})
+        return v
+
+    def commit_json(self, c: dict) -> dict:
+        return {**c, "at": "2026-01-01T00:00:00.000Z", "summary": c["kind"],
+                "execId": "e" if c["kind"] == "exec" else None,
+                "changes": {"added": 0, "modified": 1, "deleted": 0}, "bytesAdded": 4}
+
+    def paths(self, a: int, b: int) -> list:
+        ta, tb = self.versions[a], self.versions[b]
+        out = []
+        for p in sorted(set(ta) | set(tb)):
+            if p not in ta:
+                out.append({"path": p, "change": "added", "kind": "file", "size": len(tb[p])})
+            elif p not in tb:
+                out.append({"path": p, "change": "deleted", "kind": "file", "size": len(ta[p])})
+            elif ta[p] != tb[p]:
+                out.append({"path": p, "change": "modified", "kind": "file", "size": len(tb[p])})
+        return out
+
+    def version(self, raw: object) -> int:
+        v = int(raw)  # type: ignore[arg-type]
+        if v not in self.versions:
+            raise KeyError(v)
+        return v
+
+    def handle(self, req: httpx.Request) -> httpx.Response:
+        self.requests.append(req)
+        url = req.url
+        path = url.path
+        q = dict(url.params)
+        body = json.loads(req.content) if req.content else None
+        prefix = "/v1/sandboxes/sb"
+        assert req.headers["authorization"] == "Bearer tok"
+        assert path.startswith(prefix), path
+        route = path[len(prefix):]
+        try:
+            if req.method == "GET" and route == "/commits":
+                before = int(q.get("before", 1 << 62))
+                limit = int(q.get("limit", 100))
+                if not 1 <= limit <= 1000:
+                    return httpx.Response(400, json={"error": "limit", "code": "EINVAL"})
+                older = [c for c in reversed(self.commits) if c["version"] < before]
+                page = older[:limit]
+                nxt = page[-1]["version"] if len(older) > limit else None
+                return httpx.Response(200, json={"commits": [self.commit_json(c) for c in page], "next": nxt})
+            if req.method == "GET" and route.startswith("/commits/"):
+                v = self.version(route.split("/")[-1])
+                c = next(c for c in self.commits if c["version"] == v)
+                paths = self.paths(c["parent"], v) if c["parent"] else []
+                return httpx.Response(200, json={**self.commit_json(c), "paths": paths})
+            if req.method == "GET" and route == "/diff":
+                a, b = self.version(q["from"]), self.version(q["to"])
+                if "path" in q:
+                    assert q["format"] == "unified"
+                    p = q["path"]
+                    text = (f"--- a{p}\n+++ b{p}\n@@ -1 +1 @@\n-" + self.versions[a][p].decode()
+                            + "+" + self.versions[b][p].decode())
+                    return httpx.Response(200, content=text.encode(), headers={"Content-Type": "text/x-diff"})
+                return httpx.Response(200, json={"from": a, "to": b, "paths": self.paths(a, b)})
+            if req.method == "GET" and route.startswith("/files/"):
+                v = self.version(q.get("version", self.head()))
+                data = self.versions[v].get("/" + route[len("/files/"):])
+                if data is None:
+                    return httpx.Response(404, json={"error": "no such file", "code": "ENOENT"})
+                return httpx.Response(200, content=data)
+            if req.method == "GET" and route == "/tree":
+                v = self.version(q.get("version", self.head()))
+                entries = [{"path": p, "kind": "file", "size": len(d)} for p, d in sorted(self.versions[v].items())]
+                return httpx.Response(200, json={"entries": entries})
+            if req.method == "POST" and route == "/restore":
+                src = self.snaps[body["snapshot"]]["version"] if "snapshot" in body else self.version(body["version"])
+                v = self.add(self.versions[src], "restore")
+                return httpx.Response(200, json={"version": v, "restoredFrom": src})
+            if req.method == "POST" and route == "/fork":
+                return httpx.Response(201, json={"id": "sb2", "name": body.get("name"), "version": 1})
+            if req.method == "POST" and route == "/snapshots":
+                if body["name"] in self.snaps:
+                    return httpx.Response(409, json={"error": "exists", "code": "EEXIST"})
+                v = self.version(body.get("version", self.head()))
+                self.snaps[body["name"]] = {"name": body["name"], "version": v, "at": "t"}
+                return httpx.Response(201, json=self.snaps[body["name"]])
+            if req.method == "GET" and route == "/snapshots":
+                return httpx.Response(200, json={"snapshots": list(self.snaps.values())})
+            if req.method == "DELETE" and route.startswith("/snapshots/"):
+                name = route[len("/snapshots/"):]
+                if self.snaps.pop(name, None) is None:
+                    return httpx.Response(404, json={"error": "no such snapshot", "code": "ENOENT"})
+                return httpx.Response(204)
+        except KeyError:
+            return httpx.Response(404, json={"error": "no such version", "code": "VERSION_NOT_FOUND"})
+        return httpx.Response(404, json={"error": "no such route", "code": "ENOROUTE"})
+
+
+def check_history_walk(fake: FakeHistory, results: dict) -> None:
+    """What the walk in test_history_methods_on_a_fake_server saw (sync and async alike)."""
+    assert [c.version for c in results["all"]] == [3, 2, 1]
+    assert results["all"][2].kind == "create" and results["all"][2].parent is None
+    assert [c.version for c in results["page1"]] == [3, 2] and results["page1"].next == 2
+    assert [c.version for c in results["page2"]] == [1] and results["page2"].next is None
+    c3 = results["commit3"]
+    assert c3.version == 3 and c3.parent == 2 and c3.exec_id == "e"
+    assert c3.paths is not None and [(p.path, p.change) for p in c3.paths] == [
+        ("/home/user/a.txt", "modified"), ("/home/user/b.txt", "added")]
+    d = results["diff"]
+    assert isinstance(d, sqlfs.Diff) and (d.from_version, d.to_version) == (1, 3)
+    assert [(p.path, p.change) for p in d.paths] == [
+        ("/home/user/a.txt", "modified"), ("/home/user/b.txt", "added"), ("/home/user/x", "added")]
+    assert "-one\n+two\n" in results["unified"]
+    assert results["old"] == "one\n" and results["now"] == "two\n" and results["stream"] == b"one\n"
+    assert [e.path for e in results["tree1"]] == ["/home/user/a.txt"]
+    assert results["restore"].restored_from == 1 and results["restore"].version == 4
+    assert results["undo"].restored_from == 3 and results["undo"].version == 5
+    assert results["fork"].id == "sb2" and results["fork"].name == "alt" and results["fork"].record is not None
+    assert [s.name for s in results["snaps"]] == ["base", "old"] and results["snaps"][1].version == 2
+    assert [s.name for s in results["after_delete"]] == ["base"]
+    sent = [(r.method, r.url.path) for r in fake.requests]
+    assert ("DELETE", "/v1/sandboxes/sb/snapshots/old") in sent
+    bodies = [json.loads(r.content) for r in fake.requests if r.url.path.endswith("/fork")]
+    assert bodies == [{"version": 2, "name": "alt"}]
+
+
+def make_fake() -> FakeHistory:
+    fake = FakeHistory()
+    fake.add({"/home/user/a.txt": b"one\n", "/home/user/x": b"x"}, "files")  # 2
+    fake.add({"/home/user/a.txt": b"two\n", "/home/user/b.txt": b"b", "/home/user/x": b"x"}, "exec")  # 3
+    return fake
+
+
+def test_history_methods_on_a_fake_server() -> None:
+    fake = make_fake()
+    with sqlfs.Client(base_url="http://fake", token="tok", max_retries=0,
+                      http_client=httpx.Client(transport=httpx.MockTransport(fake.handle))) as fs:
+        sb = fs.sandboxes.attach("sb")
+        r: dict = {}
+        r["all"] = sb.commits().commits
+        r["page1"] = sb.commits(limit=2)
+        r["page2"] = sb.commits(limit=2, before=r["page1"].next)
+        r["commit3"] = sb.commit(3)
+        r["diff"] = sb.diff(1, 3)
+        r["unified"] = sb.diff(1, 3, path="/home/user/a.txt")
+        r["old"] = sb.fs.read_text("/home/user/a.txt", version=1)
+        r["now"] = sb.fs.read("/home/user/a.txt").text
+        r["stream"] = b"".join(sb.fs.read_stream("/home/user/a.txt", version=2))
+        r["tree1"] = sb.fs.tree(version=1)
+        r["restore"] = sb.restore(version=1)
+        r["undo"] = sb.undo()
+        sb.snapshot("base")
+        sb.snapshot("old", version=2)
+        r["snaps"] = sb.snapshots()
+        with pytest.raises(sqlfs.ConflictError):
+            sb.snapshot("base")
+        r["fork"] = sb.fork(version=2, name="alt")
+        assert isinstance(r["fork"], sqlfs.Sandbox)
+        sb.delete_snapshot("old")
+        r["after_delete"] = sb.snapshots()
+        with pytest.raises(sqlfs.NotFoundError):
+            sb.delete_snapshot("old")
+        with pytest.raises(sqlfs.VersionNotFoundError):
+            sb.commit(99)
+        with pytest.raises(sqlfs.VersionNotFoundError):
+            sb.fs.read("/home/user/a.txt", version=99)
+        with pytest.raises(ValueError):
+            sb.restore()
+        fake.commits = fake.commits[:1]
+        with pytest.raises(sqlfs.VersionNotFoundError, match="nothing to undo"):
+            sb.undo()
+    check_history_walk(fake, r)
+
+
+def test_async_history_methods_on_a_fake_server() -> None:
+    import asyncio
+
+    fake = make_fake()
+
+    async def main() -> dict:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handle))
+        async with sqlfs.AsyncClient(base_url="http://fake", token="tok", max_retries=0, http_client=http) as fs:
+            sb = fs.sandboxes.attach("sb")
+            r: dict = {}
+            r["all"] = (await sb.commits()).commits
+            r["page1"] = await sb.commits(limit=2)
+            r["page2"] = await sb.commits(limit=2, before=r["page1"].next)
+            r["commit3"] = await sb.commit(3)
+            r["diff"] = await sb.diff(1, 3)
+            r["unified"] = await sb.diff(1, 3, path="/home/user/a.txt")
+            r["old"] = await sb.fs.read_text("/home/user/a.txt", version=1)
+            r["now"] = (await sb.fs.read("/home/user/a.txt")).text
+            r["stream"] = b"".join([c async for c in sb.fs.read_stream("/home/user/a.txt", version=2)])
+            r["tree1"] = await sb.fs.tree(version=1)
+            r["restore"] = await sb.restore(version=1)
+            r["undo"] = await sb.undo()
+            await sb.snapshot("base")
+            await sb.snapshot("old", version=2)
+            r["snaps"] = await sb.snapshots()
+            with pytest.raises(sqlfs.ConflictError):
+                await sb.snapshot("base")
+            r["fork"] = await sb.fork(version=2, name="alt")
+            assert isinstance(r["fork"], sqlfs.AsyncSandbox)
+            await sb.delete_snapshot("old")
+            r["after_delete"] = await sb.snapshots()
+            with pytest.raises(sqlfs.VersionNotFoundError):
+                await sb.fs.tree(version=99)
+            fake.commits = fake.commits[:1]
+            with pytest.raises(sqlfs.VersionNotFoundError, match="nothing to undo"):
+                await sb.undo()
+            await http.aclose()
+            return r
+
+    check_history_walk(fake, asyncio.run(main()))
