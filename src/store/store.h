@@ -100,7 +100,8 @@ struct commit_rec {
     char *info_json;     /* the change set's info_json, or NULL */
     char *cwd;           /* the sandbox's stored cwd after the commit */
     int64_t added;       /* paths that had no row at version - 1 */
-    int64_t modified;    /* paths whose row the commit replaced */
+    int64_t modified;    /* paths whose row the commit replaced (a directory whose mtime alone
+                          * changed is not counted) */
     int64_t deleted;     /* paths whose row the commit removed */
     int64_t bytes_added; /* sum of the sizes of the files the commit wrote */
 };
@@ -354,7 +355,8 @@ struct store_ops {
     int (*commit_get)(struct store *st, const char *sandbox_id, int64_t version,
                       struct commit_rec *ret);
     /* Calls cb, in path order, for each path whose row the commit that made `version` added,
-     * replaced or removed (a path it put and removed again is not one). The rows the commit
+     * replaced or removed (a path it put and removed again is not one, nor a directory whose
+     * mtime alone changed). The rows the commit
      * removed are known only while version - 1 is retained: for a snapshot's version below the
      * history floor, deletions are not reported and replaced rows read as added. */
     int (*commit_paths)(struct store *st, const char *sandbox_id, int64_t version,

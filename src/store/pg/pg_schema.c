@@ -319,12 +319,15 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     /* the end of a commit in one statement: the sandbox row's new state, the commit's log row
      * and its first change rows (arrays: seq, op, path) */
     /* and the commit's counts: n, the rows it wrote (still live); o, the rows it retired (a
-     * path in both was modified); the bytes of retired files join the sandbox's history */
+     * path in both was modified, unless it is a directory whose mtime alone changed); the
+     * bytes of retired files join the sandbox's history */
     [PS_COMMIT_FINISH] =
-        "WITH n AS (SELECT path, kind, size FROM files WHERE sid = $1 AND since = $2), "
-        "o AS (SELECT path, kind, size FROM file_history WHERE sid = $1 AND vto = $2), "
+        "WITH n AS (SELECT path, kind, mode, size FROM files WHERE sid = $1 AND since = $2), "
+        "o AS (SELECT path, kind, mode, size FROM file_history WHERE sid = $1 AND vto = $2), "
         "st AS (SELECT (SELECT count(*) FROM n) AS n_new, (SELECT count(*) FROM o) AS n_old, "
         "(SELECT count(*) FROM n JOIN o USING (path)) AS n_both, "
+        "(SELECT count(*) FROM n JOIN o USING (path) "
+        " WHERE NOT (n.kind = 2 AND o.kind = 2 AND n.mode = o.mode)) AS n_mod, "
         "(SELECT coalesce(sum(size), 0) FROM n WHERE kind = 1) AS put_bytes, "
         "(SELECT coalesce(sum(size), 0) FROM o WHERE kind = 1) AS retired_bytes), "
         "u AS (UPDATE sandboxes SET version = $2, size_bytes = $3, file_count = $4, "
@@ -333,7 +336,7 @@ const char *const pg_stmt_sql[PS_COUNT] = {
         "RETURNING cwd), "
         "c AS (INSERT INTO commits (sid, version, kind, info, created_ms, changes, bytes_delta, "
         "cwd, added, modified, deleted, bytes_added) "
-        "SELECT $1, $2, $7, $8, $5, $9, $10, u.cwd, st.n_new - st.n_both, st.n_both, "
+        "SELECT $1, $2, $7, $8, $5, $9, $10, u.cwd, st.n_new - st.n_both, st.n_mod, "
         "st.n_old - st.n_both, st.put_bytes FROM st, u RETURNING id), "
         "ch AS (INSERT INTO commit_changes (commit_id, seq, op, path) "
         "SELECT c.id, v.seq, v.op, v.path FROM c, "
@@ -471,7 +474,8 @@ const char *const pg_stmt_sql[PS_COUNT] = {
                         "ORDER BY c.version DESC LIMIT $3",
     /* The paths commit $2 of sandbox $1 changed: the rows it wrote (live now, or retired by a
      * later commit) against the rows it retired; kind 1 added, 2 modified, 3 deleted, then the
-     * row after the commit (the one before it when deleted). */
+     * row after the commit (the one before it when deleted). A directory whose mtime alone
+     * changed is not a change. */
     [PS_COMMIT_PATHS] =
         "WITH n AS (SELECT " FILE_COLS " FROM files WHERE sid = $1 AND since = $2::bigint "
         "UNION ALL SELECT " FILE_COLS " FROM file_history WHERE sid = $1 AND vfrom = $2::bigint), "
@@ -484,7 +488,9 @@ const char *const pg_stmt_sql[PS_COUNT] = {
         "CASE WHEN n.path IS NULL THEN o.mtime_ns ELSE n.mtime_ns END, "
         "CASE WHEN n.path IS NULL THEN o.content ELSE n.content END, "
         "CASE WHEN n.path IS NULL THEN o.target ELSE n.target END "
-        "FROM n FULL JOIN o ON n.path = o.path ORDER BY 2",
+        "FROM n FULL JOIN o ON n.path = o.path "
+        "WHERE n.path IS NULL OR o.path IS NULL "
+        "OR NOT (n.kind = 2 AND o.kind = 2 AND n.mode = o.mode) ORDER BY 2",
     [PS_SB_LOCK_SHARE] = "SELECT sid FROM sandboxes WHERE id = $1 FOR SHARE",
     /* Copies the tree of sandbox $1 at version $2 into the new sandbox $3 as its version 1:
      * the rows copied and their file bytes. */

@@ -90,10 +90,10 @@ int sq_history_stats(struct conn *c, int64_t sid, int64_t version, struct sq_com
     int64_t wrote = sqlite3_column_int64(q, 0), retired = sqlite3_column_int64(q, 1),
             both = sqlite3_column_int64(q, 2);
     ret->added = wrote - both;
-    ret->modified = both;
+    ret->modified = sqlite3_column_int64(q, 3);
     ret->deleted = retired - both;
-    ret->bytes_added = sqlite3_column_int64(q, 3);
-    ret->bytes_retired = sqlite3_column_int64(q, 4);
+    ret->bytes_added = sqlite3_column_int64(q, 4);
+    ret->bytes_retired = sqlite3_column_int64(q, 5);
     return 0;
 }
 
@@ -321,7 +321,10 @@ int sq_commit_paths(struct store *st, const char *sandbox_id, int64_t version,
                 break;
         }
         if (is_new) {
-            r = cb(same ? PATH_MODIFIED : PATH_ADDED, &m, userdata);
+            /* a directory whose mtime alone changed is not a change */
+            bool touched =
+                same && old.kind == FILE_KIND_DIR && m.kind == FILE_KIND_DIR && old.mode == m.mode;
+            r = touched ? 0 : cb(same ? PATH_MODIFIED : PATH_ADDED, &m, userdata);
             if (same) {
                 file_meta_release(&old);
                 have_old = false;

@@ -238,12 +238,16 @@ const char *const sq_stmt_sql[ST_COUNT] = {
 
     /* ---- history (sqlite_history.c) ---- */
     /* what commit ?2 did, right after its changes: rows it wrote, rows it retired, paths in
-     * both, bytes of files it wrote, bytes of files it retired */
+     * both, those of them that changed (not a directory whose mtime alone did), bytes of files
+     * it wrote, bytes of files it retired */
     [ST_H_COMMIT_STATS] =
         "SELECT (SELECT count(*) FROM files WHERE sid = ?1 AND since = ?2), "
         "(SELECT count(*) FROM file_history WHERE sid = ?1 AND vto = ?2), "
         "(SELECT count(*) FROM file_history h JOIN files f ON f.sid = h.sid AND f.path = h.path "
         " WHERE h.sid = ?1 AND h.vto = ?2 AND f.since = ?2), "
+        "(SELECT count(*) FROM file_history h JOIN files f ON f.sid = h.sid AND f.path = h.path "
+        " WHERE h.sid = ?1 AND h.vto = ?2 AND f.since = ?2 "
+        " AND NOT (h.kind = 2 AND f.kind = 2 AND h.mode = f.mode)), "
         "(SELECT coalesce(sum(size), 0) FROM files WHERE sid = ?1 AND since = ?2 AND kind = 1), "
         "(SELECT coalesce(sum(size), 0) FROM file_history "
         " WHERE sid = ?1 AND vto = ?2 AND kind = 1)",
