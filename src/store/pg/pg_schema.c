@@ -437,7 +437,8 @@ const char *const pg_stmt_sql[PS_COUNT] = {
         " AND path >= $3 AND path < $4) AS t ORDER BY path " PAGE,
     /* The new history floor of sandbox $1 after the commit that made version $2 (its rows,
      * counts and history_bytes written): the old floor and the new one. $3 history_max_commits,
-     * $4 history_max_age_ms, $5 now_ms, $6 quota_bytes (0: no limit each). The byte floor is
+     * $4 history_max_age_ms, $5 now_ms, $6 quota_bytes (0: no limit each). The age floor is
+     * looked for only when the oldest retained commit is past the age. The byte floor is
      * the lowest R whose unprotected retired files (vto <= R) hold the bytes over quota: the
      * running sum of their sizes in vto order reaches the excess at R. */
     [PS_HIST_FLOOR] =
@@ -445,7 +446,9 @@ const char *const pg_stmt_sql[PS_COUNT] = {
         "FROM sandboxes WHERE sid = $1) "
         "SELECT s.f, least($2::bigint, greatest(s.f, "
         "CASE WHEN $3::bigint > 0 THEN $2::bigint + 1 - $3::bigint ELSE 0 END, "
-        "CASE WHEN $4::bigint > 0 THEN coalesce((SELECT min(version) FROM commits "
+        "CASE WHEN $4::bigint > 0 AND (SELECT created_ms FROM commits WHERE sid = $1 "
+        "AND version >= s.f ORDER BY version LIMIT 1) < $5::bigint - $4::bigint "
+        "THEN coalesce((SELECT min(version) FROM commits "
         "WHERE sid = $1 AND created_ms >= $5::bigint - $4::bigint), $2::bigint) ELSE 0 END, "
         "CASE WHEN $6::bigint > 0 AND s.excess > 0 THEN coalesce((SELECT min(t.vto) FROM "
         "(SELECT h.vto, sum(h.size) OVER (ORDER BY h.vto) AS held FROM file_history h "
