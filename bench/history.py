@@ -86,9 +86,12 @@ def main():
                 c.delete(f"/v1/sandboxes/{f}")
 
             # restore: 10,000 files back (puts), then away again (one subtree delete)
-            r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "rm -r w"})
-            assert r.status_code == 200, r.text
+            r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "cd && rm -r w"})
+            assert r.status_code == 200 and r.json()["exitCode"] == 0, r.text
             empty = c.get(f"/v1/sandboxes/{sid}").json()["version"]
+            entries = lambda: len(c.get(f"/v1/sandboxes/{sid}/tree").json())  # noqa: E731
+            small = entries()
+            assert small < 10, small
             back, away = [], []
             for _ in range(RESTORES):
                 t, r = timed(lambda: c.post(f"/v1/sandboxes/{sid}/restore",
@@ -99,6 +102,11 @@ def main():
                                             json={"version": empty}))
                 assert r.status_code == 200, r.text
                 away.append(t)
+                assert entries() == small
+            r = c.post(f"/v1/sandboxes/{sid}/restore", json={"version": full})
+            assert entries() == small + 1 + FILES // 100 + FILES  # w, its dirs, their files
+            r = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": "cat ~/w/d7/f42"})
+            assert r.json()["stdout"] == "file 7 42\n", r.text
             out["restore_10k_files"] = summarize(back)
             out["restore_10k_away"] = summarize(away)
 

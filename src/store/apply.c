@@ -20,28 +20,29 @@ static int subtree_delete(struct apply *a, const char *path, size_t len)
 {
     struct subtree range;
     int64_t n = 0, bytes = 0;
+    bool candidates = false;
     int r = subtree_init(&range, path, len);
     if (r >= 0)
-        r = a->ops->range_delete(a->ctx, &range, &n, &bytes);
+        r = a->ops->range_delete(a->ctx, &range, &n, &bytes, &candidates);
     subtree_release(&range);
     if (r < 0)
         return r;
     a->count -= n;
     a->size -= bytes;
-    if (bytes > 0) /* a file with bytes has content */
+    if (candidates)
         a->unreferenced = true;
     return 0;
 }
 
 /* Accounts for the row `old` going away (its row is deleted or replaced by the caller). */
-/* Accounts a row that goes; its content becomes a GC candidate unless it is `kept`, the content
- * of the row that replaces it (NULL: none). */
+/* Accounts a row that goes; its content becomes a GC candidate unless the history keeps the
+ * row, or it is `kept`, the content of the row that replaces it (NULL: none). */
 static int forget_row(struct apply *a, const struct store_row *old, const uint8_t *kept)
 {
     a->count--;
     if (old->kind == FILE_KIND_FILE)
         a->size -= old->size;
-    if (!old->has_content || (kept && memcmp(kept, old->content, CONTENT_ID_LEN) == 0))
+    if (!old->has_content || old->kept || (kept && memcmp(kept, old->content, CONTENT_ID_LEN) == 0))
         return 0;
     a->unreferenced = true;
     return a->ops->candidate_add(a->ctx, old->content);
@@ -432,12 +433,12 @@ static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 }
 
 static int cache_range_delete(void *ctx, const struct subtree *range, int64_t *ret_rows,
-                              int64_t *ret_bytes)
+                              int64_t *ret_bytes, bool *ret_candidates)
 {
     struct row_cache *rc = ctx;
     int r = cache_flush(rc);
     if (r >= 0)
-        r = rc->ops->range_delete(rc->ctx, range, ret_rows, ret_bytes);
+        r = rc->ops->range_delete(rc->ctx, range, ret_rows, ret_bytes, ret_candidates);
     if (r < 0)
         return r;
     for (size_t k = 0; k < rc->n; k++) {

@@ -243,6 +243,8 @@ struct store_row {
     int64_t size;
     bool has_content;
     uint8_t content[CONTENT_ID_LEN];
+    bool kept; /* written before this commit: the history keeps it when it goes (store.h), so its
+                * content is no GC candidate then */
 };
 
 /* A path whose row apply_ops.rows_get reads, and that row. */
@@ -273,7 +275,7 @@ struct row_write {
  * of puts with one rows_get for the rows the run reads and one rows_put per run (see apply.c),
  * the result being exactly that of the per-row primitives in order. */
 struct apply_ops {
-    /* The row at path[0..len) into *ret (kind 0 when none). */
+    /* The row at path[0..len) into *ret (kind 0 when none; `kept` as struct store_row says). */
     int (*row_get)(void *ctx, const char *path, size_t len, struct store_row *ret);
     /* Inserts the row, replacing one at the same path (its accounting is the driver's).
      * content: NULL or the content id; target: NULL or the symlink target. */
@@ -283,10 +285,12 @@ struct apply_ops {
     int (*dir_update)(void *ctx, const char *path, size_t len, uint32_t mode, int64_t mtime_ns);
     /* Deletes the row (it exists). */
     int (*row_delete)(void *ctx, const char *path, size_t len);
-    /* Deletes every row in the range, recording their contents as GC candidates; the rows
-     * removed and their file bytes into *ret_rows, *ret_bytes. */
+    /* Deletes every row in the range, recording the contents of those the history does not
+     * keep (written by this commit, or of a sandbox being deleted) as GC candidates; the rows
+     * removed and their file bytes into *ret_rows, *ret_bytes, and into *ret_candidates
+     * whether it recorded a candidate. */
     int (*range_delete)(void *ctx, const struct subtree *range, int64_t *ret_rows,
-                        int64_t *ret_bytes);
+                        int64_t *ret_bytes, bool *ret_candidates);
     /* The size of stored content `id` into *ret_size; -ENOENT when it is not stored. */
     int (*content_size)(void *ctx, const uint8_t id[CONTENT_ID_LEN], int64_t *ret_size);
     /* Records content `id` as a GC candidate (a row holding it went away). */

@@ -93,9 +93,16 @@ __attribute__((warn_unused_result)) int checkout_acquire(struct checkouts *cos,
 /* Ends one checkout_acquire; may evict other checkouts to meet the budget. */
 void checkout_release(struct checkouts *cos, const char *sandbox_id);
 
+/* The most changes of a file-API commit checkout_apply writes into the checkout at once. A larger
+ * change set (an archive, a restore) leaves the checkout at the version it reflects, for the
+ * next exec's acquire to bring forward from the commit log or rebuild: the request that
+ * committed it does not wait for thousands of files to be written to a cache. */
+#define CHECKOUT_APPLY_EAGER_MAX 256
+
 /* Keeps the checkout coherent after a file-API commit took the sandbox from old_version to
  * new_version with change set `cs`: applies its PUTs (content streamed from the store) and
- * DELETEs, then retags new_version. When there is no checkout there is nothing to do (0). If the
+ * DELETEs, then retags new_version; a change set of more than CHECKOUT_APPLY_EAGER_MAX changes
+ * is left to the next acquire (0). When there is no checkout there is nothing to do (0). If the
  * checkout is not at old_version or anything fails, it is invalidated (rebuilt at the next
  * acquire) and the error is returned; the commit itself stands, so callers only log it. */
 __attribute__((warn_unused_result)) int checkout_apply(struct checkouts *cos,

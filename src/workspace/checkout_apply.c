@@ -147,18 +147,38 @@ static int apply_put(struct applier *a, int pfd, const char *name, const struct 
     return r;
 }
 
-static bool is_put_dir(const struct changeset *cs, const char *p)
-{
-    for (size_t i = cs->n; i-- > 0;)
-        if (cs->items[i].op == CHANGE_PUT && cs->items[i].meta.kind == FILE_KIND_DIR &&
-            strcmp(cs->items[i].meta.path, p) == 0)
-            return true;
-    return false;
-}
-
 static int cmp_str(const void *x, const void *y)
 {
     return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* The paths of the directories cs puts, sorted (borrowed from cs; *ret NULL when none), so that
+ * looking one up costs a binary search however large the change set. -ENOMEM. */
+static int put_dirs(const struct changeset *cs, const char ***ret, size_t *ret_n)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cs->n; i++)
+        n += cs->items[i].op == CHANGE_PUT && cs->items[i].meta.kind == FILE_KIND_DIR;
+    *ret = NULL;
+    *ret_n = 0;
+    if (n == 0)
+        return 0;
+    const char **v = malloc(n * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < cs->n; i++)
+        if (cs->items[i].op == CHANGE_PUT && cs->items[i].meta.kind == FILE_KIND_DIR)
+            v[k++] = cs->items[i].meta.path;
+    qsort(v, n, sizeof(*v), cmp_str);
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static bool is_put_dir(const char **dirs, size_t n, const char *p)
+{
+    return n > 0 && bsearch(&p, dirs, n, sizeof(*dirs), cmp_str) != NULL;
 }
 
 /* Sets mode/mtime of directories the change set touched: those it PUT (from the change) and
@@ -175,8 +195,10 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
     if (r < 0 || cs->n == 0)
         return r;
     /* Parents, and with create_parents all ancestors (they may have been created). */
-    size_t cap = 0, np = 0;
+    size_t cap = 0, np = 0, ndirs = 0;
     char **parents = NULL;
+    const char **dirs = NULL;
+    r = put_dirs(cs, &dirs, &ndirs);
     for (size_t i = 0; i < cs->n && r >= 0; i++) {
         if (reserved_path(cs->items[i].meta.path, true))
             continue;
@@ -191,7 +213,7 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
                 break;
             }
             char *next = cs->create_parents ? path_parent(pp) : strdup("/");
-            if (is_put_dir(cs, pp)) {
+            if (is_put_dir(dirs, ndirs, pp)) {
                 free(pp);
             } else {
                 if (ARRAY_GROW(parents, np + 1, cap) < 0) {
@@ -205,6 +227,7 @@ static int apply_dir_meta(struct applier *a, const struct changeset *cs)
             pp = next;
         }
     }
+    free(dirs);
     if (np > 1)
         qsort(parents, np, sizeof(*parents), cmp_str);
     for (size_t i = 0; i < np && r >= 0; i++) {
@@ -476,6 +499,9 @@ int checkout_refresh_locked(struct checkouts *cos, struct entry *e, int edfd, in
 int checkout_apply(struct checkouts *cos, const char *sandbox_id, int64_t old_version,
                    int64_t new_version, const struct changeset *cs)
 {
+    /* Left behind on purpose: the next acquire brings it forward (checkout_refresh_locked). */
+    if (cs->n > CHECKOUT_APPLY_EAGER_MAX)
+        return 0;
     return apply_common(cos, sandbox_id, old_version, new_version, NULL, cs);
 }
 

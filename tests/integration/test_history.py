@@ -298,3 +298,22 @@ def test_history_survives_a_kill_during_restore(fresh_server):
     with srv.client() as c:
         now = tree(c, sid)
         assert now in (empty_tree, full_tree), "half a restore"
+
+
+def test_a_large_restore_is_seen_by_the_next_exec(api, sandbox):
+    """A restore of thousands of files answers without writing them to the exec's cached tree;
+    the next exec still sees exactly the restored tree (and the one after a restore away)."""
+    exec_ok(api, sandbox, "cd && mkdir big && for i in $(seq 1500); do echo $i > big/f$i; done")
+    full = version_of(api, sandbox)
+    exec_ok(api, sandbox, "cd && rm -r big && echo after > after.txt")
+    empty = version_of(api, sandbox)
+    for _ in range(2):
+        assert api.post(f"/v1/sandboxes/{sandbox}/restore",
+                        json={"version": full}).status_code == 200
+        out = exec_ok(api, sandbox, "cd && ls big | wc -l; cat big/f1234; ls after.txt 2>&1 | "
+                                    "grep -c 'No such'")["stdout"]
+        assert out.split() == ["1500", "1234", "1"], out
+        assert api.post(f"/v1/sandboxes/{sandbox}/restore",
+                        json={"version": empty}).status_code == 200
+        out = exec_ok(api, sandbox, "cd && ls big 2>&1 | grep -c 'No such'; cat after.txt")
+        assert out["stdout"].split() == ["1", "after"], out

@@ -46,6 +46,7 @@ static int row_get(void *ctx, const char *path, size_t len, struct store_row *re
     ret->kind = (int)pg_i64(res, 0, 0);
     ret->size = pg_i64(res, 0, 1);
     ret->has_content = pg_id(res, 0, 2, ret->content);
+    ret->kept = pg_i64(res, 0, 3) < x->version;
     return 0;
 }
 
@@ -92,19 +93,21 @@ static int row_delete(void *ctx, const char *path, size_t len)
 
 /* One statement: the rows go, their contents become candidates, the counts come back. */
 static int range_delete(void *ctx, const struct subtree *range, int64_t *ret_rows,
-                        int64_t *ret_bytes)
+                        int64_t *ret_bytes, bool *ret_candidates)
 {
     struct pg_apply *x = ctx;
     struct pg_params p = {0};
     pp_i64(&p, x->sid);
     pp_bytes(&p, range->lo, range->lolen);
     pp_bytes(&p, range->hi, range->hilen);
+    pp_i64(&p, x->version);
     _cleanup_pgresult_ PGresult *res = NULL;
     int r = pg_exec(x->s, x->c, PS_F_RANGE_DEL, &p, &res);
     if (r < 0)
         return r;
     *ret_rows = r > 0 ? pg_i64(res, 0, 0) : 0;
     *ret_bytes = r > 0 ? pg_i64(res, 0, 1) : 0;
+    *ret_candidates = r > 0 && pg_i64(res, 0, 2) > 0;
     return 0;
 }
 
@@ -164,6 +167,7 @@ static int rows_get(void *ctx, struct row_read *v, size_t n)
         out->kind = (int)pg_i64(res, row, 1);
         out->size = pg_i64(res, row, 2);
         out->has_content = pg_id(res, row, 3, out->content);
+        out->kept = pg_i64(res, row, 4) < x->version;
     }
     return r < 0 ? r : 0;
 }

@@ -125,8 +125,8 @@ enum pg_lock_key {
     PG_LOCK_GC = 2,      /* transaction lock per GC batch */
 };
 
-#define PG_PAGE_ROWS 256 /* rows per page of a list or walk */
-#define GC_BATCH 256     /* candidates per GC transaction */
+#define PG_PAGE_ROWS 1024 /* rows per page of a list or walk */
+#define GC_BATCH 256      /* candidates per GC transaction */
 
 /* Every statement the engine prepares, once per connection on first use. The SQL of each is
  * pg_stmt_sql[id] (pg_schema.c). */

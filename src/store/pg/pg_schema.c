@@ -185,7 +185,7 @@ static const char *const migrations[] = {
     "size = excluded.size, mtime_ns = excluded.mtime_ns, content = excluded.content, "             \
     "target = excluded.target, since = excluded.since"
 #define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = $1)"
-#define PAGE "LIMIT 256"
+#define PAGE "LIMIT 1024"
 /* The rows of sandbox $1 live at version $2: the files rows written at or before it and the
  * retired rows whose interval holds it (a path is in one of the two at most). Each is followed
  * by the same condition on the path, the two joined by UNION ALL. */
@@ -204,7 +204,7 @@ static const char *const migrations[] = {
 #define COMMIT_COLS                                                                                \
     "c.version, c.created_ms, c.kind, c.info, c.cwd, c.added, c.modified, c.deleted, "             \
     "c.bytes_added"
-_Static_assert(PG_PAGE_ROWS == 256, "PAGE is PG_PAGE_ROWS");
+_Static_assert(PG_PAGE_ROWS == 1024, "PAGE is PG_PAGE_ROWS");
 
 /* Indexed by enum pg_stmt (pg_int.h). */
 const char *const pg_stmt_sql[PS_COUNT] = {
@@ -230,13 +230,13 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_OWNER_LOCK] = "SELECT pg_advisory_xact_lock($1::integer, hashtext($2 || chr(10) || $3))",
     [PS_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
                           "WHERE tenant = $1 AND sub = $2 LIMIT $3) AS t",
-    [PS_F_GET] = "SELECT kind, size, content FROM files WHERE sid = $1 AND path = $2",
+    [PS_F_GET] = "SELECT kind, size, content, since FROM files WHERE sid = $1 AND path = $2",
     /* the rows at the paths of a bytea array, each with its index (1-based) in the array; one
      * index lookup per path (the LIMIT keeps the planner from joining with a scan of the whole
      * table, which it prefers for many paths while its statistics are those of a small table) */
-    [PS_F_GET_MANY] = "SELECT k.i, f.kind, f.size, f.content "
+    [PS_F_GET_MANY] = "SELECT k.i, f.kind, f.size, f.content, f.since "
                       "FROM unnest($2::bytea[]) WITH ORDINALITY AS k(path, i) "
-                      "CROSS JOIN LATERAL (SELECT kind, size, content FROM files "
+                      "CROSS JOIN LATERAL (SELECT kind, size, content, since FROM files "
                       "WHERE sid = $1 AND path = k.path LIMIT 1) AS f",
     /* $9: the version the commit makes */
     [PS_F_PUT] = "INSERT INTO files (sid, " FILE_COLS
@@ -248,12 +248,15 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_F_SETDIR] = "UPDATE files SET mode = $3, mtime_ns = $4, since = $5 "
                     "WHERE sid = $1 AND path = $2",
     [PS_F_DEL] = "DELETE FROM files WHERE sid = $1 AND path = $2",
-    [PS_F_RANGE_DEL] = "WITH d AS (DELETE FROM files WHERE sid = $1 AND path >= $2 AND path < $3 "
-                       "RETURNING kind, size, content), "
-                       "c AS (INSERT INTO gc_candidates (content_id) SELECT DISTINCT content "
-                       "FROM d WHERE content IS NOT NULL " CAND_UPSERT ") "
-                       "SELECT count(*), coalesce(sum(size) FILTER (WHERE kind = 1), 0)::bigint "
-                       "FROM d",
+    /* candidates: the contents of the rows the history does not keep (pg_int.h), written by
+     * the running commit ($4: its version) */
+    [PS_F_RANGE_DEL] =
+        "WITH d AS (DELETE FROM files WHERE sid = $1 AND path >= $2 AND path < $3 "
+        "RETURNING kind, size, content, since), "
+        "c AS (INSERT INTO gc_candidates (content_id) SELECT DISTINCT content "
+        "FROM d WHERE content IS NOT NULL AND since >= $4::bigint " CAND_UPSERT " RETURNING 1) "
+        "SELECT count(*), coalesce(sum(size) FILTER (WHERE kind = 1), 0)::bigint, "
+        "(SELECT count(*) FROM c) FROM d",
     [PS_F_DEL_ALL] = "WITH d AS (DELETE FROM files WHERE sid = $1 RETURNING content) "
                      "INSERT INTO gc_candidates (content_id) SELECT DISTINCT content FROM d "
                      "WHERE content IS NOT NULL " CAND_UPSERT,

@@ -39,16 +39,19 @@ static int row_get(void *ctx, const char *path, size_t len, struct store_row *re
     ret->kind = sqlite3_column_int(st, 0);
     ret->size = sqlite3_column_int64(st, 1);
     ret->has_content = column_id(st, 2, ret->content);
+    ret->kept = sqlite3_column_int64(st, 3) < x->version;
     return 0;
 }
 
-/* Removes the rows in the range, recording their contents as GC candidates. */
+/* Removes the rows in the range, recording the contents the history does not keep as GC
+ * candidates. */
 static int range_delete(void *ctx, const struct subtree *range, int64_t *ret_rows,
-                        int64_t *ret_bytes)
+                        int64_t *ret_bytes, bool *ret_candidates)
 {
     struct sq_apply *x = ctx;
     static const enum stmt_id ids[] = {ST_F_RANGE_STATS, ST_F_RANGE_CAND, ST_F_RANGE_DEL};
     *ret_rows = *ret_bytes = 0;
+    *ret_candidates = false;
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         sqlite3_stmt *st = NULL;
         int r = sq_stmt_get(x->c, ids[i], &st);
@@ -64,6 +67,8 @@ static int range_delete(void *ctx, const struct subtree *range, int64_t *ret_row
             *ret_rows = sqlite3_column_int64(st, 0);
             *ret_bytes = sqlite3_column_int64(st, 1);
         }
+        if (r >= 0 && ids[i] == ST_F_RANGE_CAND)
+            *ret_candidates = sqlite3_changes(x->c->db) > 0;
         sqlite3_reset(st);
         if (r < 0)
             return r;

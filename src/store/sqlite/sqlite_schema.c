@@ -169,7 +169,7 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
     [ST_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
                           "WHERE tenant = ?1 AND sub = ?2 LIMIT ?3)",
-    [ST_F_GET] = "SELECT kind, size, content FROM files WHERE sid = ?1 AND path = ?2",
+    [ST_F_GET] = "SELECT kind, size, content, since FROM files WHERE sid = ?1 AND path = ?2",
     /* an upsert, not INSERT OR REPLACE: a replaced row must fire the update trigger */
     [ST_F_PUT] = "INSERT INTO files (sid, " FILE_COLS ", since) "
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (sid, path) DO UPDATE "
@@ -181,8 +181,12 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_F_DEL] = "DELETE FROM files WHERE sid = ?1 AND path = ?2",
     [ST_F_RANGE_STATS] = "SELECT count(*), coalesce(sum(CASE WHEN kind = 1 THEN size END), 0) "
                          "FROM files WHERE sid = ?1 AND path >= ?2 AND path < ?3",
-    [ST_F_RANGE_CAND] = "INSERT OR IGNORE INTO gc_candidates SELECT content FROM files "
-                        "WHERE sid = ?1 AND path >= ?2 AND path < ?3 AND content IS NOT NULL",
+    /* the rows the history does not keep (sqlite_int.h): written by the running commit, or of
+     * a sandbox whose row is gone */
+    [ST_F_RANGE_CAND] =
+        "INSERT OR IGNORE INTO gc_candidates SELECT content FROM files "
+        "WHERE sid = ?1 AND path >= ?2 AND path < ?3 AND content IS NOT NULL "
+        "AND NOT coalesce(since <= (SELECT version FROM sandboxes WHERE sid = ?1), 0)",
     [ST_F_RANGE_DEL] = "DELETE FROM files WHERE sid = ?1 AND path >= ?2 AND path < ?3",
     [ST_F_STAT] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1 " AND path = ?2",
     [ST_F_LIST] = "SELECT " FILE_COLS " FROM files WHERE sid = " SID_OF_1
