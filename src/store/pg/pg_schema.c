@@ -116,6 +116,43 @@ static const char *const migrations[] = {
     /* inline contents as chunks: no compression attempt (a small file's bytes are stored as
      * they are, like a chunk's; compressing them cost more than writing them) */
     "ALTER TABLE contents ALTER COLUMN data SET STORAGE EXTERNAL;",
+    /* MERGE NOTE: this is migration 4 of the released schema. Migration 3 (history: file_history,
+     * commit stats, snapshots) comes from the history branch and goes right before this entry;
+     * until both are merged this entry sits at index 2. */
+    /* The exec journal and idempotency keys (pg_journal.c). */
+    "CREATE TABLE execs ("
+    "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  sid bigint NOT NULL,"
+    "  exec_id text NOT NULL,"
+    "  kind text NOT NULL,"
+    "  script text NOT NULL,"
+    "  started_ms bigint NOT NULL,"
+    "  duration_ms bigint NOT NULL,"
+    "  exit_code bigint NOT NULL,"
+    "  timed_out boolean NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  stdout_bytes bigint NOT NULL,"
+    "  stderr_bytes bigint NOT NULL,"
+    "  stdout bytea,"
+    "  stderr bytea,"
+    "  stdout_truncated boolean NOT NULL,"
+    "  stderr_truncated boolean NOT NULL,"
+    "  UNIQUE (sid, exec_id));"
+    "CREATE INDEX execs_sid ON execs (sid, seq);"
+    "CREATE INDEX execs_age ON execs (sid, started_ms);"
+    "CREATE TABLE idempotency ("
+    "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  sid bigint NOT NULL,"
+    "  key text NOT NULL,"
+    "  hash bytea NOT NULL,"
+    "  created_ms bigint NOT NULL,"
+    "  state smallint NOT NULL,"
+    "  status integer,"
+    "  ctype text,"
+    "  body bytea,"
+    "  UNIQUE (sid, key));"
+    "CREATE INDEX idempotency_sid ON idempotency (sid, seq);"
+    "CREATE INDEX idempotency_age ON idempotency (sid, created_ms);",
 };
 
 /* Column lists shared by several statements. */

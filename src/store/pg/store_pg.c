@@ -97,6 +97,12 @@ static const struct store_ops pg_ops = {
     .gc = pg_gc,
     .discard = pg_discard,
     .changes_since = pg_changes_since,
+    .exec_add = pg_exec_add,
+    .exec_list = pg_exec_list,
+    .exec_get = pg_exec_get,
+    .idem_begin = pg_idem_begin,
+    .idem_finish = pg_idem_finish,
+    .idem_abort = pg_idem_abort,
     .lock_acquire = pg_lock_acquire,
     .lock_release = pg_lock_release,
 };
