@@ -34,6 +34,8 @@ const struct route http_routes[] = {
     {"GET", SBX "/export", BODY_NONE, true, NULL, NULL, route_export, NULL, 0},
     {"GET", SBX "/commits", BODY_NONE, true, NULL, NULL, route_commits, NULL, 0},
     {"GET", SBX "/commits/*", BODY_NONE, true, NULL, NULL, route_commit, NULL, 0},
+    {"GET", SBX "/execs", BODY_NONE, true, NULL, NULL, route_execs, NULL, 0},
+    {"GET", SBX "/execs/*", BODY_NONE, true, NULL, NULL, route_exec_get, NULL, 0},
     {"GET", SBX "/diff", BODY_NONE, true, NULL, NULL, route_diff, NULL, 0},
     {"POST", SBX "/restore", BODY_JSON, true, NULL, NULL, route_restore, NULL, 0},
     {"POST", SBX "/fork", BODY_JSON, true, NULL, NULL, route_fork, NULL, 0},
