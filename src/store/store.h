@@ -173,9 +173,10 @@ struct idem_rec {
     enum idem_state state;
     uint8_t hash[32];   /* the request's hash (method, route, sandbox, body) */
     int64_t created_ms; /* when its first request began (epoch ms) */
-    int status;         /* IDEM_DONE: the answer's HTTP status */
+    int status;         /* IDEM_DONE, IDEM_TOO_LARGE: the answer's HTTP status */
     char *content_type; /* IDEM_DONE: its Content-Type, or NULL */
-    char *body;         /* IDEM_DONE: its body (NULL when empty) */
+    char *body;         /* IDEM_DONE: its body; IDEM_TOO_LARGE: the note kept instead (the
+                         * exec's id); NULL when empty */
     size_t body_len;
 };
 
@@ -483,9 +484,10 @@ struct store_ops {
     int (*idem_begin)(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
                       const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                       struct idem_rec *ret);
-    /* Ends the pending record `key`: with its answer (status, content_type (may be NULL),
-     * body[0..len)) when too_large is false, else as IDEM_TOO_LARGE (the answer not kept).
-     * -ENOENT: no such pending record (it was dropped meanwhile: nothing is kept). */
+    /* Ends the pending record `key` with its answer: status, content_type (may be NULL) and
+     * body[0..len); too_large: as IDEM_TOO_LARGE, the answer not kept, body then a note kept
+     * in its place (the exec's id). -ENOENT: no such pending record (it was dropped
+     * meanwhile: nothing is kept). */
     int (*idem_finish)(struct store *st, const char *sandbox_id, const char *key, int status,
                        const char *content_type, const void *body, size_t len, bool too_large);
     /* Forgets the pending record `key` (its request failed in a way a retry may not: the

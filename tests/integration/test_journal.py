@@ -174,3 +174,191 @@ def test_journal_deleted_with_the_sandbox(api):
     exec_sync(api, sid, "true")
     assert api.delete(f"/v1/sandboxes/{sid}").status_code == 204
     assert_error(api.get(f"/v1/sandboxes/{sid}/execs"), 404, "SANDBOX_NOT_FOUND")
+
+
+# ---- Idempotency-Key ----
+
+
+def idem(key):
+    return {"Idempotency-Key": key}
+
+
+def file_text(api, sid, path):
+    r = api.get(f"/v1/sandboxes/{sid}/files{path}")
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def version_of(api, sid):
+    return api.get(f"/v1/sandboxes/{sid}").json()["version"]
+
+
+def test_exec_replay_runs_once(api, sandbox):
+    body = {"script": "echo line >> log.txt; wc -l < log.txt"}
+    first = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json=body, headers=idem("k-exec"))
+    assert first.status_code == 200, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json=body, headers=idem("k-exec"))
+    assert again.status_code == 200, again.text
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["content-type"] == "application/json"
+    assert file_text(api, sandbox, "/home/user/log.txt") == "line\n"
+    assert len(execs(api, sandbox)["execs"]) == 1
+    # another key runs again
+    other = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json=body, headers=idem("k-exec2"))
+    assert other.json()["stdout"] == "2\n"
+
+
+def test_exec_timeout_and_client_errors_replay(api, sandbox):
+    r = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": "sleep 5", "timeoutMs": 200},
+                 headers=idem("k-408"))
+    assert r.status_code == 408
+    again = api.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                     json={"script": "sleep 5", "timeoutMs": 200}, headers=idem("k-408"))
+    assert again.status_code == 408 and again.content == r.content
+    bad = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"nope": 1}, headers=idem("k-400"))
+    assert_error(bad, 400, "INVALID_INPUT")
+    missing = api.post(f"/v1/sandboxes/{sandbox}/exec-sync", json={"script": "true", "cwd": "/no"},
+                       headers=idem("k-cwd"))
+    assert missing.status_code == 400
+    again = api.post(f"/v1/sandboxes/{sandbox}/exec-sync",
+                     json={"script": "true", "cwd": "/no"}, headers=idem("k-cwd"))
+    assert again.status_code == 400 and again.content == missing.content
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+def test_mismatch_is_422(api, sandbox):
+    url = f"/v1/sandboxes/{sandbox}/exec-sync"
+    assert api.post(url, json={"script": "true"}, headers=idem("k-mm")).status_code == 200
+    assert_error(api.post(url, json={"script": "false"}, headers=idem("k-mm")), 422,
+                 "IDEMPOTENCY_MISMATCH")
+    assert_error(api.put(f"/v1/sandboxes/{sandbox}/files/home/user/x", content=b"x",
+                         headers=idem("k-mm")), 422, "IDEMPOTENCY_MISMATCH")
+
+
+def test_in_progress_is_409(api, sandbox):
+    url = f"/v1/sandboxes/{sandbox}/exec-sync"
+    body = {"script": "sleep 1.5; echo done >> slow.txt"}
+    out = {}
+
+    def first():
+        out["r"] = api.post(url, json=body, headers=idem("k-slow"))
+
+    t = threading.Thread(target=first)
+    t.start()
+    time.sleep(0.5)
+    busy = api.post(url, json=body, headers=idem("k-slow"))
+    b = assert_error(busy, 409, "IDEMPOTENCY_IN_PROGRESS")
+    assert b["retryable"] is True
+    t.join()
+    assert out["r"].status_code == 200
+    again = api.post(url, json=body, headers=idem("k-slow"))
+    assert again.content == out["r"].content
+    assert file_text(api, sandbox, "/home/user/slow.txt") == "done\n"
+
+
+def test_put_replay_commits_once(api, sandbox):
+    url = f"/v1/sandboxes/{sandbox}/files/home/user/p.txt"
+    r = api.put(url, content=b"hello", headers=idem("k-put"))
+    assert r.status_code == 204, r.text
+    v = version_of(api, sandbox)
+    again = api.put(url, content=b"hello", headers=idem("k-put"))
+    assert again.status_code == 204 and again.headers["idempotent-replayed"] == "true"
+    assert version_of(api, sandbox) == v
+    assert_error(api.put(url, content=b"other", headers=idem("k-put")), 422,
+                 "IDEMPOTENCY_MISMATCH")
+
+
+def test_write_files_and_ingest_replay(api, sandbox):
+    url = f"/v1/sandboxes/{sandbox}/writeFiles"
+    body = {"files": {"/home/user/w.txt": "w"}}
+    r = api.post(url, json=body, headers=idem("k-wf"))
+    assert r.status_code in (200, 201, 204), r.text
+    v = version_of(api, sandbox)
+    again = api.post(url, json=body, headers=idem("k-wf"))
+    assert again.status_code == r.status_code and again.content == r.content
+    assert again.headers["idempotent-replayed"] == "true" and version_of(api, sandbox) == v
+    files = {"files": {"a.txt": "YQ=="}, "basePath": "/home/user/ing"}
+    r = api.post(f"/v1/sandboxes/{sandbox}/ingest-files", json=files, headers=idem("k-if"))
+    assert r.status_code == 200, r.text
+    v = version_of(api, sandbox)
+    again = api.post(f"/v1/sandboxes/{sandbox}/ingest-files", json=files, headers=idem("k-if"))
+    assert again.content == r.content and version_of(api, sandbox) == v
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("t.txt")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+    tar = buf.getvalue()
+    iurl = f"/v1/sandboxes/{sandbox}/ingest?basePath=/home/user/tar"
+    hdr = {"Content-Type": "application/x-tar", **idem("k-tar")}
+    r = api.post(iurl, content=tar, headers=hdr)
+    assert r.status_code == 200, r.text
+    v = version_of(api, sandbox)
+    again = api.post(iurl, content=tar, headers=hdr)
+    assert again.content == r.content and again.headers["idempotent-replayed"] == "true"
+    assert version_of(api, sandbox) == v
+    # the query is part of the request
+    assert_error(api.post(f"/v1/sandboxes/{sandbox}/ingest?basePath=/home/user/tar2",
+                          content=tar, headers=hdr), 422, "IDEMPOTENCY_MISMATCH")
+
+
+def test_batch_replay(api, sandbox):
+    body = {"scripts": [{"id": "a", "script": "echo b >> b.txt"}]}
+    url = f"/v1/sandboxes/{sandbox}/exec-sync-batch"
+    r = api.post(url, json=body, headers=idem("k-batch"))
+    assert r.status_code == 200, r.text
+    again = api.post(url, json=body, headers=idem("k-batch"))
+    assert again.content == r.content and again.headers["idempotent-replayed"] == "true"
+    assert file_text(api, sandbox, "/home/user/b.txt") == "b\n"
+
+
+def test_bad_keys_are_400(api, sandbox):
+    url = f"/v1/sandboxes/{sandbox}/exec-sync"
+    for key in ("", "a" * 256, "has space", "tab\there", "é"):
+        try:
+            r = api.post(url, json={"script": "true"}, headers={"Idempotency-Key": key})
+        except (UnicodeEncodeError, httpx.LocalProtocolError):
+            continue  # the client refuses to send it at all
+        assert_error(r, 400, "INVALID_INPUT")
+    assert api.post(url, json={"script": "true"},
+                    headers={"Idempotency-Key": "a" * 255}).status_code == 200
+
+
+def test_keys_are_per_sandbox_and_owner(server, api, sandbox):
+    other_sid = api.post("/v1/sandboxes", json={}).json()["id"]
+    body = {"script": "echo x >> k.txt"}
+    for sid in (sandbox, other_sid):
+        r = api.post(f"/v1/sandboxes/{sid}/exec-sync", json=body, headers=idem("k-shared"))
+        assert r.status_code == 200 and "idempotent-replayed" not in r.headers
+    with server.client(sub="another-owner") as other:
+        theirs = other.post("/v1/sandboxes", json={}).json()["id"]
+        r = other.post(f"/v1/sandboxes/{theirs}/exec-sync", json=body, headers=idem("k-shared"))
+        assert r.status_code == 200 and "idempotent-replayed" not in r.headers
+        # someone else's sandbox is missing, key or not
+        assert_error(other.post(f"/v1/sandboxes/{sandbox}/exec-sync", json=body,
+                                headers=idem("k-shared")), 404, "SANDBOX_NOT_FOUND")
+    api.delete(f"/v1/sandboxes/{other_sid}")
+
+
+def test_too_large_answer_is_applied_but_not_kept(fresh_server):
+    srv = fresh_server({"IDEMPOTENCY_MAX_BODY_BYTES": "200"})
+    with srv.client() as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        url = f"/v1/sandboxes/{sid}/exec-sync"
+        body = {"script": "echo run >> big.txt; head -c 1000 /dev/zero | tr '\\0' x"}
+        r = c.post(url, json=body, headers=idem("k-big"))
+        assert r.status_code == 200, r.text
+        xid = r.json()["execId"]
+        again = c.post(url, json=body, headers=idem("k-big"))
+        b = assert_error(again, 409, "IDEMPOTENCY_ANSWER_UNAVAILABLE")
+        assert "was applied" in b["error"] and xid in b["error"]
+        assert b["retryable"] is False and "IDEMPOTENCY_MAX_BODY_BYTES=200" in b["details"]
+        assert file_text(c, sid, "/home/user/big.txt") == "run\n"
+        # a small answer on the same server is kept
+        small = c.post(url, json={"script": "true"}, headers=idem("k-small"))
+        assert c.post(url, json={"script": "true"}, headers=idem("k-small")).content == \
+            small.content

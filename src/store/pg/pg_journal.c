@@ -365,8 +365,8 @@ int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key, in
     pp_text(&p, key);
     pp_i64(&p, too_large ? 3 : 2);
     pp_i64(&p, status);
-    pp_text(&p, too_large ? NULL : content_type);
-    pp_bytes(&p, too_large || !len ? NULL : body, too_large ? 0 : len);
+    pp_text(&p, content_type);
+    pp_bytes(&p, len ? body : NULL, len);
     int r = query(to_pg(st),
                   "UPDATE idempotency SET state = $3, status = $4, ctype = $5, body = $6 "
                   "WHERE sid = (SELECT sid FROM sandboxes WHERE id = $1) AND key = $2 "

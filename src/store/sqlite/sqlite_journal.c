@@ -322,11 +322,10 @@ int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key, in
     sqlite3_stmt *q = NULL;
     r = sq_stmt_get(s->w, ST_I_FINISH, &q);
     if (r >= 0)
-        r = sq_bind_check(
-            s->w, bind_text(q, 1, sandbox_id) | bind_text(q, 2, key) |
-                      sqlite3_bind_int(q, 3, too_large ? 3 : 2) | sqlite3_bind_int(q, 4, status) |
-                      (too_large ? sqlite3_bind_null(q, 5) : bind_text(q, 5, content_type)) |
-                      (too_large ? sqlite3_bind_null(q, 6) : bind_blob_or_null(q, 6, body, len)));
+        r = sq_bind_check(s->w, bind_text(q, 1, sandbox_id) | bind_text(q, 2, key) |
+                                    sqlite3_bind_int(q, 3, too_large ? 3 : 2) |
+                                    sqlite3_bind_int(q, 4, status) | bind_text(q, 5, content_type) |
+                                    bind_blob_or_null(q, 6, body, len));
     if (r >= 0)
         r = sq_stmt_run(s->w, q);
     if (r >= 0 && sqlite3_changes(s->w->db) == 0)
