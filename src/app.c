@@ -81,6 +81,7 @@ static struct exec_config exec_config_of(const struct config *c, struct budget *
         .cpu_percent = c->exec_cpu_percent,
         .file_size_bytes = c->exec_file_size_bytes,
         .reply_memory = reply_memory,
+        .journal_output_bytes = c->exec_journal_output_bytes,
     };
 }
 

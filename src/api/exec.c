@@ -218,6 +218,7 @@ int route_exec_sync(struct request *req)
     struct exec_outcome out;
     int64_t timeout_ms = x.params.timeout_ms;
     x.params.rest_after_reply = true;
+    x.params.journal_kind = "sync";
     r = exec_engine_run(req->app->exec, &rest->rec, &x.params, &out);
     rest->rest = out.rest;
     out.rest = NULL;
@@ -240,11 +241,14 @@ int route_exec_sync(struct request *req)
         return -ENOMEM;
     }
     const char *sig = exec_signal_name(out.exit_signal);
+    json_object_set_new(o, "execId", json_string(out.exec_id));
     json_object_set_new(o, "exitCode", json_integer(out.exit_code));
     json_object_set_new(o, "exitSignal", sig ? json_string(sig) : json_null());
     json_object_set_new(o, "timedOut", json_boolean(out.timed_out));
     json_object_set_new(o, "durationMs", json_integer(out.duration_ms));
     unsigned status = out.timed_out ? 408 : 200;
+    char exec_id[EXEC_ID_LEN + 1];
+    memcpy(exec_id, out.exec_id, sizeof(exec_id));
     char timing[256];
     exec_timing_header(timing, sizeof(timing), lock_ns, &out.timing);
     /* the output goes into the reply as it is, escaped only as it is sent */
@@ -258,7 +262,9 @@ int route_exec_sync(struct request *req)
         return r;
     }
     r = outreply_send(req, status, rep);
-    if (r == 0)
+    if (r == 0) {
         http_add_header(req, "Server-Timing", timing);
+        http_add_header(req, "X-Exec-Id", exec_id);
+    }
     return r;
 }

@@ -1,5 +1,6 @@
 /* POST /v1/sandboxes/{id}/exec-sync-batch (docs/API.md "Exec"). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,11 +68,13 @@ static int add_result(struct outreply *rep, const struct batch_script *s, struct
 }
 
 /* The reply: {"results": [...]}, the output escaped only as it is sent. */
-static int reply_results(struct request *req, const struct batch_script *scripts,
-                         struct batch_result *res, size_t n)
+static int reply_results(struct request *req, const char *exec_id,
+                         const struct batch_script *scripts, struct batch_result *res, size_t n)
 {
     struct outreply *rep = outreply_new(&req->app->reply_memory);
-    int r = rep ? outreply_text(rep, "{\"results\":[", 12) : -ENOMEM;
+    char head[EXEC_ID_LEN + 32];
+    int len = snprintf(head, sizeof(head), "{\"execId\":\"%s\",\"results\":[", exec_id);
+    int r = rep ? outreply_text(rep, head, (size_t)len) : -ENOMEM;
     for (size_t i = 0; i < n && r == 0; i++) {
         if (i)
             r = outreply_text(rep, ",", 1);
@@ -84,7 +87,10 @@ static int reply_results(struct request *req, const struct batch_script *scripts
         outreply_free(rep);
         return r;
     }
-    return outreply_send(req, 200, rep);
+    r = outreply_send(req, 200, rep);
+    if (r == 0)
+        http_add_header(req, "X-Exec-Id", exec_id);
+    return r;
 }
 
 int route_exec_batch(struct request *req)
@@ -94,7 +100,11 @@ int route_exec_batch(struct request *req)
     json_t *body = req->json; /* borrowed */
     if (!body)
         return err_set(-ERR_INVALID_INPUT, "request body must be {\"scripts\": [...]}");
-    struct batch_params p = {.timeout_ms = BATCH_TIMEOUT_DEFAULT, .cancel_fd = -1};
+    char exec_id[EXEC_ID_LEN + 1] = "";
+    struct batch_params p = {.timeout_ms = BATCH_TIMEOUT_DEFAULT,
+                             .cancel_fd = -1,
+                             .journal_kind = "batch",
+                             .ret_exec_id = exec_id};
     struct batch_script *scripts = NULL;
     json_t *arr = NULL;
     int r =
@@ -146,7 +156,7 @@ int route_exec_batch(struct request *req)
         r = exec_engine_run_batch(req->app->exec, &state->rec, &p, res, &state->rest);
     }
     if (r == 0)
-        r = reply_results(req, scripts, res, p.n);
+        r = reply_results(req, exec_id, scripts, res, p.n);
     if (res)
         batch_results_release(res, p.n);
     free(res);

@@ -77,6 +77,8 @@ struct stream {
     bool gone;                 /* the client went away: drop output, do not wait */
     struct buf tail[3];        /* worker only, per stream: incomplete UTF-8 held back */
     int64_t deadline_ms;       /* monotonic: the exec's own timeout */
+    struct exec_outcome out;   /* worker only, but for out.exec_id: written before on_start,
+                                * read by the route once `started` is set */
 };
 
 static int64_t since_start(struct stream *s)
@@ -206,6 +208,13 @@ static void on_output(void *userdata, int stream, const char *data, size_t len)
 static void on_start(void *userdata)
 {
     struct stream *s = userdata;
+    /* the first event names the exec: {"t", "execId"} */
+    json_t *x = json_object();
+    if (x) {
+        json_object_set_new(x, "t", json_integer(since_start(s)));
+        json_object_set_new(x, "execId", json_string(s->out.exec_id));
+        push_json(s, "start", x);
+    }
     pthread_mutex_lock(&s->mu);
     s->started = true;
     pthread_cond_broadcast(&s->readable);
@@ -215,18 +224,19 @@ static void on_start(void *userdata)
 static void *worker_main(void *arg)
 {
     struct stream *s = arg;
-    struct exec_outcome out;
+    struct exec_outcome *out = &s->out;
     err_clear();
     /* The exit event goes out first; the checkout apply and the upper's removal follow (in
      * exec_outcome_release below) before the stream ends and its lock is released. */
     s->x.params.rest_after_reply = true;
-    int r = exec_engine_run(s->app->exec, &s->rec, &s->x.params, &out);
+    s->x.params.journal_kind = "stream";
+    int r = exec_engine_run(s->app->exec, &s->rec, &s->x.params, out);
     pthread_mutex_lock(&s->mu);
     bool started = s->started;
     pthread_mutex_unlock(&s->mu);
     if (r < 0 && !started) { /* answered by the route with this status and body */
         json_t *body = http_error_json(r);
-        exec_outcome_release(&out);
+        exec_outcome_release(out);
         pthread_mutex_lock(&s->mu);
         s->failed = r;
         s->failed_body = body;
@@ -241,15 +251,16 @@ static void *worker_main(void *arg)
         push_json(s, "error", http_error_json(r));
     json_t *x = json_object();
     json_object_set_new(x, "t", json_integer(since_start(s)));
-    json_object_set_new(x, "exitCode", json_integer(r < 0 || out.timed_out ? -1 : out.exit_code));
-    json_object_set_new(x, "durationMs", json_integer(out.duration_ms));
-    json_object_set_new(x, "timedOut", json_boolean(out.timed_out));
-    if (out.timed_out)
+    json_object_set_new(x, "execId", json_string(out->exec_id));
+    json_object_set_new(x, "exitCode", json_integer(r < 0 || out->timed_out ? -1 : out->exit_code));
+    json_object_set_new(x, "durationMs", json_integer(out->duration_ms));
+    json_object_set_new(x, "timedOut", json_boolean(out->timed_out));
+    if (out->timed_out)
         json_object_set_new(x, "error", json_string("timeout"));
-    const char *sig = exec_signal_name(out.exit_signal);
+    const char *sig = exec_signal_name(out->exit_signal);
     json_object_set_new(x, "exitSignal", sig && r == 0 ? json_string(sig) : json_null());
     push_json(s, "exit", x);
-    exec_outcome_release(&out);
+    exec_outcome_release(out);
     pthread_mutex_lock(&s->mu);
     s->done = true;
     pthread_cond_signal(&s->readable);
@@ -435,5 +446,6 @@ int route_exec_stream(struct request *req)
     http_add_header(req, "Content-Type", "text/event-stream");
     http_add_header(req, "Cache-Control", "no-cache");
     http_add_header(req, "X-Accel-Buffering", "no");
+    http_add_header(req, "X-Exec-Id", s->out.exec_id);
     return 0;
 }

@@ -23,6 +23,7 @@
 
 struct request;
 struct lock_ref;
+struct idem;
 
 enum body_mode {
     BODY_NONE = 0,   /* a body is read and ignored (at most 64 KiB) */
@@ -53,6 +54,9 @@ struct route {
      * Content-Length above it is refused before any body byte is read; a chunked body is
      * refused once it passes it, and never buffered beyond it. */
     size_t body_max;
+    /* Takes an Idempotency-Key (api/idem.h): the route changes the sandbox :id and answers with
+     * http_reply_json, http_reply_empty or outreply_send. */
+    bool idempotent;
 };
 
 struct request {
@@ -79,6 +83,7 @@ struct request {
     unsigned status;               /* status of response */
     struct lock_ref *lock;         /* a sandbox lock held until the request completes */
     void *route_state;             /* route-owned; freed by route->on_done */
+    struct idem *idem;             /* the Idempotency-Key's state, or NULL (api/idem.h) */
 };
 
 /* Starts the server. -errno with err_set() on failure. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/idem.h"
 #include "api/sse.h"
 #include "util/array.h"
 #include "util/err.h"
@@ -166,6 +167,31 @@ static ssize_t outreply_read(void *cls, uint64_t pos, char *dst, size_t max)
     return n ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
 }
 
+int outreply_render(const struct outreply *o, struct buf *dst)
+{
+    buf_reset(dst);
+    int r = 0;
+    for (size_t i = 0; i < o->n && r == 0; i++) {
+        const struct piece *p = &o->pieces[i];
+        if (!p->output) {
+            r = buf_add(dst, p->b.data, p->end);
+            continue;
+        }
+        /* slice by slice, as it is sent (stage_slice), so that a piece too large for dst is
+         * refused before all of it is escaped */
+        for (size_t off = 0; off < p->end && r == 0;) {
+            size_t k = p->end - off;
+            if (k > OUTREPLY_SLICE) {
+                k = OUTREPLY_SLICE;
+                k -= utf8_incomplete_tail(p->b.data + off, k);
+            }
+            r = sse_json_escape(dst, p->b.data + off, k);
+            off += k;
+        }
+    }
+    return r;
+}
+
 static void outreply_done(void *cls)
 {
     outreply_free(cls);
@@ -180,7 +206,9 @@ int outreply_send(struct request *req, unsigned status, struct outreply *o)
         return err_set(-ENOMEM, "out of memory");
     }
     int r = http_reply_response(req, status, resp);
-    if (r == 0)
+    if (r == 0) {
         http_add_header(req, "Content-Type", "application/json");
+        idem_answer_reply(req, status, o);
+    }
     return r;
 }

@@ -43,6 +43,10 @@ __attribute__((warn_unused_result)) int outreply_members(struct outreply *o, con
 /* Appends the bytes of *b (counted in the reply's budget) as a JSON string, quotes included,
  * taking its storage: *b is left empty whatever happens. 0 or -ENOMEM. */
 __attribute__((warn_unused_result)) int outreply_output(struct outreply *o, struct buf *b);
+/* Writes the whole body the reply will send into dst (reset first), without consuming
+ * anything: byte for byte what the client receives. dst's max bounds it: -EFBIG when the body
+ * is longer (dst then holds a part of it), or -ENOMEM. Not after outreply_send. */
+__attribute__((warn_unused_result)) int outreply_render(const struct outreply *o, struct buf *dst);
 /* Frees the reply and gives its output's bytes back. NULL-safe. */
 void outreply_free(struct outreply *o);
 /* Sets the reply as the request's response (application/json, chunked), taking o whatever

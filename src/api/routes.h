@@ -50,6 +50,10 @@ int route_snapshot_create(struct request *req);
 int route_snapshot_list(struct request *req);
 int route_snapshot_delete(struct request *req);
 
+/* execs.c: the exec journal */
+int route_execs(struct request *req);
+int route_exec_get(struct request *req);
+
 /* exec.c */
 int route_exec_sync(struct request *req);
 /* on_done of exec-sync and exec-sync-batch: the exec's work left after the reply (api/exec.h) */

@@ -3,6 +3,7 @@
  * the per-request log line. See http.h for the contract.
  */
 #include "api/http.h"
+#include "api/idem.h"
 #include "api/jsonv.h"
 
 #include <arpa/inet.h>
@@ -126,6 +127,8 @@ int http_reply_response(struct request *req, unsigned status, struct MHD_Respons
         MHD_destroy_response(req->response);
     req->response = resp;
     req->status = status;
+    /* the builders that can say what the answer is say it after this */
+    idem_answer_unknown(req);
     return 0;
 }
 
@@ -149,13 +152,17 @@ int http_reply_json(struct request *req, unsigned status, json_t *body)
     }
     http_reply_response(req, status, r);
     http_add_header(req, "Content-Type", "application/json");
+    idem_answer(req, status, "application/json", text, len, false);
     return 0;
 }
 
 int http_reply_empty(struct request *req, unsigned status)
 {
-    return http_reply_response(req, status,
-                               MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
+    int r = http_reply_response(req, status,
+                                MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
+    if (r == 0)
+        idem_answer(req, status, NULL, NULL, 0, false);
+    return r;
 }
 
 json_t *api_error_json(int code, const char *message, json_t *details)
@@ -189,6 +196,8 @@ int http_reply_error_body(struct request *req, int code, json_t *body)
     const struct err_info *info = err_info(code);
     if (http_reply_json(req, (unsigned)info->status, body) < 0)
         return 0;
+    if (info->retryable)
+        idem_answer(req, (unsigned)info->status, NULL, NULL, 0, true);
     /* A retryable 503 (busy, shutting down, short of resources) names when to come back; a
      * 429 sets its own, computed from the window. */
     if (info->status == 503 && info->retryable)
@@ -456,6 +465,8 @@ static int begin_request(struct request *req, const char *method, const char *ur
     }
     if (req->route->body == BODY_JSON || req->route->body == BODY_RAW)
         req->body.max = (size_t)cap;
+    if (req->route->idempotent && (r = idem_begin(req)) < 0)
+        return r;
     if (req->route->body == BODY_STREAM && req->route->on_begin) {
         r = req->route->on_begin(req);
         if (r < 0)
@@ -468,6 +479,7 @@ static int begin_request(struct request *req, const char *method, const char *ur
 static int take_body(struct request *req, const char *data, size_t len)
 {
     req->body_bytes += (int64_t)len;
+    idem_body(req, data, len);
     switch (req->route->body) {
     case BODY_STREAM:
         return req->route->on_data(req, data, len);
@@ -508,6 +520,7 @@ static enum MHD_Result queue(struct request *req)
 {
     if (!req->response)
         http_reply_error(req, err_set(-ERR_INTERNAL, "internal error"));
+    idem_finish(req);
     set_timeout(req->conn, req->app->cfg->connection_timeout_s);
     return MHD_queue_response(req->conn, req->status, req->response);
 }
@@ -579,6 +592,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     if (req->route->body == BODY_JSON)
         r = http_parse_json_body(req);
     if (r == 0)
+        r = idem_claim(req);
+    if (r == 0)
         r = req->route->handler(req);
     if (r < 0)
         return fail(req, r);
@@ -597,6 +612,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->route && req->route->on_done)
         req->route->on_done(req, ok);
     locks_release(req->lock);
+    idem_free(req);
     if (!app->cfg->quiet) {
         json_t *f = json_object();
         json_object_set_new(f, "method", jsontext(req->method));

@@ -75,6 +75,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/path.h"
+#include "util/rand.h"
 #include "util/timeutil.h"
 
 /* A report record is "S", "K" or "E<code> <cwd>": anything longer is not ours and is dropped. */
@@ -518,7 +519,7 @@ static int overflow_error(const struct batch_run *b)
 
 static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
                            const struct batch_params *p, struct batch_result *res,
-                           struct exec_session **ret_rest)
+                           struct exec_session **ret_rest, char exec_id[EXEC_ID_LEN + 1])
 {
     struct exec_session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -538,6 +539,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         .report_budget = REPORT_BUDGET_FIXED + p->n * REPORT_BUDGET_PER_SCRIPT,
     };
     int r = exec_session_begin(e, rec, s);
+    if (r == 0)
+        memcpy(exec_id, s->u.id, EXEC_ID_LEN + 1);
     /* the driver's first record, then the first script */
     if (r == 0)
         r = buf_add(&b.control, p->per_script_timeout_ms > 0 ? "1" : "0", 2);
@@ -595,8 +598,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
             res[i].exit_code = -1;
     }
     if (r == 0) {
-        char info[96];
-        snprintf(info, sizeof(info), "{\"batch\":%zu}", p->n);
+        char info[128];
+        snprintf(info, sizeof(info), "{\"execId\":\"%s\",\"batch\":%zu}", exec_id, p->n);
         r = exec_fault(e, "commit", exec_session_finish(s, false, b.cwd, info, NULL));
     }
     if (r == 0)
@@ -718,6 +721,43 @@ static int run_read_only_batch(struct exec_engine *e, struct sandbox_rec *rec,
     return 0;
 }
 
+/* The journal record of a batch that ran: the scripts' first lines, their output one after the
+ * other (as far as the record keeps it), the last started script's exit code. */
+static void batch_journal(struct exec_engine *e, struct sandbox_rec *rec,
+                          const struct batch_params *p, const struct batch_result *res,
+                          const char *exec_id, int64_t started_ms, int64_t duration_ms,
+                          int64_t version)
+{
+    struct exec_journal j;
+    exec_journal_init(&j, e, p->journal_kind, NULL, NULL);
+    j.started_ms = started_ms;
+    struct buf head = BUF_INIT(0);
+    int exit_code = -1, r = 0;
+    bool timed_out = false;
+    for (size_t i = 0; i < p->n && r == 0; i++) {
+        if (i > 0)
+            r = head.len < EXEC_JOURNAL_SCRIPT_BYTES ? buf_add(&head, "\n", 1) : 0;
+        if (r == 0)
+            r = exec_journal_script(&head, p->scripts[i].script, p->scripts[i].script_len, true);
+        if (res[i].started)
+            exit_code = res[i].exit_code;
+        timed_out = timed_out || (res[i].error && strcmp(res[i].error, "timeout") == 0);
+        const struct capture_stream *cs[2] = {&res[i].output.out, &res[i].output.err};
+        for (int k = 0; k < 2; k++) {
+            j.bytes[k] += (int64_t)cs[k]->data.len;
+            if (cs[k]->data.len)
+                capture_add(&j.kept, k + 1, cs[k]->data.data, cs[k]->data.len);
+        }
+        j.kept.out.truncated = j.kept.out.truncated || res[i].output.out.truncated;
+        j.kept.err.truncated = j.kept.err.truncated || res[i].output.err.truncated;
+    }
+    if (r == 0)
+        exec_journal_add(e, rec->id, &j, exec_id, &head, duration_ms, exit_code, timed_out,
+                         version);
+    exec_journal_release(&j);
+    buf_release(&head);
+}
+
 int exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec,
                           const struct batch_params *p, struct batch_result *results,
                           struct exec_session **ret_rest)
@@ -731,6 +771,27 @@ int exec_engine_run_batch(struct exec_engine *e, struct sandbox_rec *rec,
         capture_init(&results[i].output, &allowance, e->cfg.reply_memory);
         results[i].exit_code = -1;
     }
-    return p->read_only ? run_read_only_batch(e, rec, p, results, &allowance)
-                        : run_write_batch(e, rec, p, results, ret_rest);
+    /* A write batch is one session: its upper's id names it. A read-only batch runs a jail per
+     * script: it gets an id of its own. */
+    char exec_id[EXEC_ID_LEN + 1] = "";
+    if (p->read_only) {
+        uint8_t rnd[EXEC_ID_LEN / 2];
+        if (rand_bytes(rnd, sizeof(rnd)) < 0)
+            return err_set(-EIO, "no randomness for the batch's id");
+        hex_encode(rnd, sizeof(rnd), exec_id);
+    }
+    int64_t from = rec->version, started_ms = time_now_ms(), t0 = time_mono_ms();
+    int r = p->read_only ? run_read_only_batch(e, rec, p, results, &allowance)
+                         : run_write_batch(e, rec, p, results, ret_rest, exec_id);
+    int64_t version = r == 0 && rec->version != from ? rec->version : 0;
+    bool ran = false;
+    for (size_t i = 0; i < p->n; i++)
+        ran = ran || results[i].started;
+    if (ran && exec_id[0] && p->journal_kind)
+        batch_journal(e, rec, p, results, exec_id, started_ms, time_mono_ms() - t0, version);
+    if (p->ret_exec_id)
+        memcpy(p->ret_exec_id, exec_id, EXEC_ID_LEN + 1);
+    if (p->ret_version)
+        *p->ret_version = version;
+    return r;
 }

@@ -407,6 +407,13 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         tm->queue_ns = s->admitted_ns - t;
         tm->prepare_ns = time_mono_ns() - s->admitted_ns;
     }
+    if (r == 0)
+        memcpy(out->exec_id, s->u.id, sizeof(out->exec_id));
+    struct exec_journal journal;
+    exec_output_cb sink = p->on_output ? p->on_output : capture_on_output;
+    void *sink_ud = p->on_output ? p->userdata : (void *)&out->output;
+    exec_journal_init(&journal, e, p->journal_kind, sink, sink_ud);
+    bool ran = false;
     char *script = NULL, *new_cwd = NULL;
     int stdin_fd = -1;
     struct jail_proc *proc = NULL;
@@ -454,8 +461,8 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         struct runner_opts ro = {
             .timeout_ms = p->timeout_ms,
             .cancel_fd = p->cancel_fd,
-            .on_output = p->on_output ? p->on_output : capture_on_output,
-            .ud = p->on_output ? p->userdata : (void *)&out->output,
+            .on_output = p->journal_kind ? exec_journal_output : sink,
+            .ud = p->journal_kind ? (void *)&journal : sink_ud,
             .watch = qw.limit >= 0 ? quota_watch_check : NULL,
             .watch_ud = &qw,
             .watch_ms = QUOTA_WATCH_MS,
@@ -472,10 +479,12 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
             out->timed_out = res.timed_out;
             out->cancelled = res.cancelled;
             out->duration_ms = res.duration_ms;
+            ran = true;
             new_cwd = read_cwd(s->report[0]);
         }
         tm->run_ns = time_mono_ns() - t;
     }
+    int64_t from = rec->version;
     if (r == 0) {
         char *info = commit_info(s, p->script, p->script_len, out);
         t = time_mono_ns();
@@ -486,6 +495,16 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         tm->commit_ns = time_mono_ns() - t;
         free(info);
     }
+    if (r == 0 && rec->version != from)
+        out->version = rec->version;
+    if (ran && p->journal_kind) {
+        struct buf head = BUF_INIT(0);
+        if (exec_journal_script(&head, p->script, p->script_len, false) == 0)
+            exec_journal_add(e, rec->id, &journal, out->exec_id, &head, out->duration_ms,
+                             out->exit_code, out->timed_out, out->version);
+        buf_release(&head);
+    }
+    exec_journal_release(&journal);
     if (r == 0)
         exec_health_ok(e);
     free(new_cwd);

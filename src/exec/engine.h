@@ -45,7 +45,12 @@ struct exec_config {
     int64_t file_size_bytes;       /* EXEC_FILE_SIZE_BYTES */
     /* REPLY_MEMORY_BYTES: output held for replies, shared with the API's reply buffers */
     struct budget *reply_memory;
+    int64_t journal_output_bytes; /* EXEC_JOURNAL_OUTPUT_BYTES: per stream, in a journal record */
 };
+
+/* An exec's id: lowercase hex, the id of its upper layer (a batch: one for the whole batch).
+ * It names the exec in its commit's record (execId), its journal record and its answer. */
+#define EXEC_ID_LEN 32
 
 /* Receives output as it is produced (stream 1 = stdout, 2 = stderr). */
 typedef void (*exec_output_cb)(void *userdata, int stream, const char *data, size_t len);
@@ -67,6 +72,9 @@ struct exec_params {
     void (*on_start)(void *userdata);    /* may be NULL: called once bash runs the script (the
                                           * set-up went through; output may follow) */
     void *userdata;
+    /* Non-NULL: the exec is recorded in the sandbox's journal under this kind ("sync",
+     * "stream") once it ran (exec/journal.c); NULL: no record (the self-test). */
+    const char *journal_kind;
     /* The caller answers first: what the exec leaves to do once its outcome is known (the
      * checkout apply of its commit, the upper's removal, the next upper's preparation) is
      * handed back in exec_outcome.rest instead of being done before exec_engine_run returns. */
@@ -84,14 +92,17 @@ struct exec_timing {
 };
 
 struct exec_outcome {
-    int exit_code;         /* bash's exit code (128+N when killed by signal N) */
-    int exit_signal;       /* 0 or the signal number */
-    bool timed_out;        /* killed at timeout_ms */
-    bool cancelled;        /* killed because the client went away */
-    int64_t duration_ms;   /* wall time of the script */
-    struct capture output; /* kept output when on_output is NULL (counted in
-                            * REPLY_MEMORY_BYTES until released) */
-    int64_t files_changed; /* changes committed */
+    char exec_id[EXEC_ID_LEN + 1]; /* the exec's id, set before on_start is called ("" when the
+                                    * exec failed before it got one) */
+    int64_t version;               /* the version its commit made; 0: it committed nothing */
+    int exit_code;                 /* bash's exit code (128+N when killed by signal N) */
+    int exit_signal;               /* 0 or the signal number */
+    bool timed_out;                /* killed at timeout_ms */
+    bool cancelled;                /* killed because the client went away */
+    int64_t duration_ms;           /* wall time of the script */
+    struct capture output;         /* kept output when on_output is NULL (counted in
+                                    * REPLY_MEMORY_BYTES until released) */
+    int64_t files_changed;         /* changes committed */
     struct exec_timing timing;
     /* With exec_params.rest_after_reply, on success: the exec's remaining work. The caller
      * takes it (setting it to NULL) and runs it with exec_rest_finish once its reply is out,
@@ -178,6 +189,11 @@ struct batch_params {
     bool stop_on_error;            /* write mode: skip the rest after a non-zero exit */
     bool read_only;                /* parallel read-only jails, shared lock held */
     int cancel_fd;                 /* client socket, -1 = none */
+    const char *journal_kind;      /* as exec_params.journal_kind ("batch"); NULL: no record */
+    /* Out (each may be NULL): the batch's id (EXEC_ID_LEN + 1 bytes, "" when it got none) and
+     * the version its commit made (0: none). */
+    char *ret_exec_id;
+    int64_t *ret_version;
 };
 
 /* Runs a batch. Write mode: one bash process runs the scripts in order under the exclusive lock

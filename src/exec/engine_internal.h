@@ -170,4 +170,38 @@ void exec_startup_json(json_t *o, bool no_engine);
 /* Why there is no engine, in words safe for anyone. */
 const char *exec_startup_reason(void);
 
+/* ---- journal.c: the exec journal ---- */
+
+/* What an exec's journal record is made of, gathered while it runs. */
+struct exec_journal {
+    const char *kind;    /* "sync", "stream", "batch" */
+    struct capture kept; /* the start of each stream (EXEC_JOURNAL_OUTPUT_BYTES each) */
+    struct capture_allowance allowance; /* kept's cap */
+    int64_t bytes[2];                   /* bytes each stream wrote (stdout, stderr) */
+    exec_output_cb sink;                /* where the output goes on to */
+    void *sink_ud;
+    int64_t started_ms; /* epoch ms */
+};
+
+/* Starts gathering for an exec of `kind` whose output goes on to sink(sink_ud, ...). */
+void exec_journal_init(struct exec_journal *j, const struct exec_engine *e, const char *kind,
+                       exec_output_cb sink, void *sink_ud);
+/* An exec_output_cb: counts and keeps the output (j is a struct exec_journal), then passes it
+ * on. */
+void exec_journal_output(void *j, int stream, const char *data, size_t len);
+/* Appends the start of a script to b as a journal record keeps it: b stays at most
+ * EXEC_JOURNAL_SCRIPT_BYTES, cut on a character, with invalid bytes as U+FFFD. first_line_only:
+ * up to the script's first newline (a batch's record holds each script's first line, one per
+ * line). 0 or -ENOMEM. */
+#define EXEC_JOURNAL_SCRIPT_BYTES 1024
+int exec_journal_script(struct buf *b, const char *script, size_t len, bool first_line_only);
+/* Adds the record of an exec that ran to the journal of sandbox `sandbox_id`, under the
+ * retention of history (HISTORY_MAX_COMMITS, HISTORY_MAX_AGE). A failure is logged, not
+ * returned: the exec stands without its record. Releases j. */
+void exec_journal_add(struct exec_engine *e, const char *sandbox_id, struct exec_journal *j,
+                      const char *exec_id, const struct buf *script, int64_t duration_ms,
+                      int exit_code, bool timed_out, int64_t version);
+/* Frees what j holds (NULL-safe on an unused one). */
+void exec_journal_release(struct exec_journal *j);
+
 #endif

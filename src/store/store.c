@@ -38,6 +38,29 @@ void snapshot_rec_release(struct snapshot_rec *s)
     s->name = NULL;
 }
 
+void exec_rec_release(struct exec_rec *e)
+{
+    if (!e)
+        return;
+    free(e->exec_id);
+    free(e->kind);
+    free(e->script);
+    free(e->stdout_data);
+    free(e->stderr_data);
+    e->exec_id = e->kind = e->script = e->stdout_data = e->stderr_data = NULL;
+    e->stdout_len = e->stderr_len = 0;
+}
+
+void idem_rec_release(struct idem_rec *r)
+{
+    if (!r)
+        return;
+    free(r->content_type);
+    free(r->body);
+    r->content_type = r->body = NULL;
+    r->body_len = 0;
+}
+
 int store_ops_check(const struct store_ops *ops)
 {
     const char *name = ops->name ? ops->name : "(unnamed)";
@@ -54,7 +77,8 @@ int store_ops_check(const struct store_ops *ops)
         ops->content_close && ops->commit && ops->gc && ops->changes_since && ops->stat_at &&
         ops->list_at && ops->commits_list && ops->commit_get && ops->commit_paths &&
         ops->sandbox_fork && ops->snapshot_create && ops->snapshot_get && ops->snapshot_list &&
-        ops->snapshot_delete;
+        ops->snapshot_delete && ops->exec_add && ops->exec_list && ops->exec_get &&
+        ops->idem_begin && ops->idem_finish && ops->idem_abort;
     int batch = !!ops->content_batch_new + !!ops->content_finish_in + !!ops->content_batch_flush +
                 !!ops->content_batch_free;
     bool locks_paired = !ops->lock_acquire == !ops->lock_release;

@@ -23,6 +23,14 @@
  * a version named by a snapshot is never pruned. The content a retained version uses stays
  * stored; the content only pruned versions used is collected like any other.
  *
+ * Exec journal: a record of each finished exec of a sandbox (its id, kind, the start of its
+ * script, timing, exit, the version its commit made, and the start of its output), newest
+ * first; bounded like history (journal_opts), deleted with the sandbox.
+ *
+ * Idempotency: the answer a request carrying an Idempotency-Key got, kept per (sandbox, key)
+ * so that a retry gets it again instead of running twice (struct idem_rec); bounded in age and
+ * count (idem_opts), deleted with the sandbox.
+ *
  * Ownership lookups take (tenant, sub): a sandbox owned by someone else is reported exactly like
  * a missing one (-ENOENT). Internal callers pass NULL owner to skip the check.
  *
@@ -124,6 +132,66 @@ struct snapshot_rec {
 
 void snapshot_rec_release(struct snapshot_rec *s);
 
+/* One exec of a sandbox's journal. Strings and output malloc'd, owned by the record. */
+struct exec_rec {
+    char *exec_id;         /* the exec's id, unique within the sandbox */
+    char *kind;            /* "sync", "stream" or "batch" */
+    char *script;          /* the start of the script (valid UTF-8) */
+    int64_t started_ms;    /* epoch ms */
+    int64_t duration_ms;   /* wall time of the script(s) */
+    int64_t exit_code;     /* bash's exit code (a batch: its last script's that ran; -1: none) */
+    bool timed_out;        /* killed at its timeout */
+    int64_t version;       /* the version its commit made; 0: it committed nothing */
+    int64_t stdout_bytes;  /* bytes the exec wrote to stdout */
+    int64_t stderr_bytes;  /* bytes the exec wrote to stderr */
+    char *stdout_data;     /* the start of stdout kept (exec_get only; NULL in a list) */
+    size_t stdout_len;     /* bytes at stdout_data */
+    bool stdout_truncated; /* stdout_data is not all the exec wrote */
+    char *stderr_data;     /* as stdout_data, for stderr */
+    size_t stderr_len;
+    bool stderr_truncated;
+};
+
+void exec_rec_release(struct exec_rec *e);
+
+/* Retention of the exec journal, applied when a record is added. */
+struct journal_opts {
+    int64_t max_records; /* records kept per sandbox, the new one included (0: no limit) */
+    int64_t max_age_ms;  /* records older than this are dropped (0: no limit) */
+    int64_t now_ms;      /* the time now (epoch ms) */
+};
+
+/* The state of an Idempotency-Key (store_idem_begin). */
+enum idem_state {
+    IDEM_NEW = 0,       /* first use: recorded as pending now, the caller runs the request */
+    IDEM_PENDING = 1,   /* its first request is still running */
+    IDEM_DONE = 2,      /* its first request completed: its answer is kept */
+    IDEM_TOO_LARGE = 3, /* its first request completed with an answer too large to keep */
+};
+
+/* What a key holds. body and content_type malloc'd, owned by the record. */
+struct idem_rec {
+    enum idem_state state;
+    uint8_t hash[32];   /* the request's hash (method, route, sandbox, body) */
+    int64_t created_ms; /* when its first request began (epoch ms) */
+    int status;         /* IDEM_DONE, IDEM_TOO_LARGE: the answer's HTTP status */
+    char *content_type; /* IDEM_DONE: its Content-Type, or NULL */
+    char *body;         /* IDEM_DONE: its body; IDEM_TOO_LARGE: the note kept instead (the
+                         * exec's id); NULL when empty */
+    size_t body_len;
+};
+
+void idem_rec_release(struct idem_rec *r);
+
+/* Bounds of the idempotency records, applied when a key is added. */
+struct idem_opts {
+    int64_t now_ms;         /* the time now (epoch ms) */
+    int64_t ttl_ms;         /* records older than this are forgotten (> 0) */
+    int64_t pending_ttl_ms; /* a pending record older than this is taken as abandoned (its
+                             * server died): the key is used afresh (> 0) */
+    int64_t max_keys;       /* records per sandbox, the new one included; the oldest go (> 0) */
+};
+
 struct gc_stats {
     int64_t contents_deleted; /* contents removed */
     int64_t chunks_deleted;   /* chunks removed */
@@ -140,6 +208,7 @@ typedef int (*store_file_cb)(const struct file_meta *meta, void *userdata);
 typedef int (*store_change_cb)(int64_t version, int op, const char *path, void *userdata);
 typedef int (*store_commit_cb)(const struct commit_rec *c, void *userdata);
 typedef int (*store_snapshot_cb)(const struct snapshot_rec *s, void *userdata);
+typedef int (*store_exec_cb)(const struct exec_rec *e, void *userdata);
 /* A path a commit changed (commit_paths): `meta` is its row after the commit (added, modified)
  * or before it (deleted). */
 typedef int (*store_path_change_cb)(enum path_change_kind change, const struct file_meta *meta,
@@ -166,7 +235,7 @@ struct store_lock;
  *   - Callbacks (store_sandbox_cb, store_file_cb) run without any engine lock held: they may
  *     call any member of the same store, writes included.
  */
-#define STORE_OPS_VERSION 3
+#define STORE_OPS_VERSION 4
 
 struct store_ops {
     /* The revision of this contract the engine implements: STORE_OPS_VERSION when it was
@@ -210,10 +279,10 @@ struct store_ops {
      * walk may or may not be seen. */
     int (*sandbox_list)(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
                         void *userdata);
-    /* Deletes the sandbox, its files and its commit log in one transaction, then collects the
-     * content nothing references any longer (as gc; a failure there is not reported: what was
-     * not collected stays for the next collection). tenant, sub as for sandbox_get. -ENOENT
-     * when missing or not owned. */
+    /* Deletes the sandbox, its files, its commit log, exec journal and idempotency records in
+     * one transaction, then collects the content nothing references any longer (as gc; a
+     * failure there is not reported: what was not collected stays for the next collection). tenant,
+     * sub as for sandbox_get. -ENOENT when missing or not owned. */
     int (*sandbox_delete)(struct store *st, const char *id, const char *tenant, const char *sub);
     /* Sets lastUsedAt to now_ms (no version change, no owner check). -ENOENT when missing. */
     int (*sandbox_touch)(struct store *st, const char *id, int64_t now_ms);
@@ -386,6 +455,46 @@ struct store_ops {
     /* Deletes snapshot `name`; its version becomes prunable (it is pruned by a later commit).
      * -ENOENT: no such snapshot (or sandbox). */
     int (*snapshot_delete)(struct store *st, const char *sandbox_id, const char *name);
+
+    /* ---- the exec journal (see the top of this file) ----
+     * Every member fails -ENOENT when the sandbox does not exist (no owner check: the caller
+     * has opened the sandbox). */
+
+    /* Adds `rec` (exec_id, kind and script required: -EINVAL; the output as given, NULL data
+     * with length 0 for none) to the journal of sandbox `sandbox_id`, then drops the records
+     * opts's retention leaves out, in one transaction. -EEXIST: the sandbox has a record with
+     * that exec_id. */
+    int (*exec_add)(struct store *st, const char *sandbox_id, const struct exec_rec *rec,
+                    const struct journal_opts *opts);
+    /* Calls cb for the sandbox's records added before the record `before` (NULL: all), newest
+     * first, at most limit (> 0) of them, without their output (stdout_data, stderr_data NULL).
+     * -ERR_EXEC_NOT_FOUND: no record `before`. A non-zero return of cb stops the walk and is
+     * returned. */
+    int (*exec_list)(struct store *st, const char *sandbox_id, const char *before, int64_t limit,
+                     store_exec_cb cb, void *userdata);
+    /* The record `exec_id` with its output into *ret (exec_rec_release). -ERR_EXEC_NOT_FOUND. */
+    int (*exec_get)(struct store *st, const char *sandbox_id, const char *exec_id,
+                    struct exec_rec *ret);
+
+    /* ---- idempotency keys (see the top of this file) ---- */
+
+    /* In one transaction: checks that sandbox `sandbox_id` exists and is owned by (tenant, sub)
+     * (-ENOENT otherwise), forgets its records past opts's ttl, then looks `key` up. Absent (or
+     * pending past pending_ttl_ms): records it as pending with `hash`, dropping the sandbox's
+     * oldest records beyond max_keys, and *ret gets IDEM_NEW. Present: *ret gets the record as
+     * it is (its hash may differ from `hash`: the caller compares). */
+    int (*idem_begin)(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
+                      const char *key, const uint8_t hash[32], const struct idem_opts *opts,
+                      struct idem_rec *ret);
+    /* Ends the pending record `key` with its answer: status, content_type (may be NULL) and
+     * body[0..len); too_large: as IDEM_TOO_LARGE, the answer not kept, body then a note kept
+     * in its place (the exec's id). -ENOENT: no such pending record (it was dropped
+     * meanwhile: nothing is kept). */
+    int (*idem_finish)(struct store *st, const char *sandbox_id, const char *key, int status,
+                       const char *content_type, const void *body, size_t len, bool too_large);
+    /* Forgets the pending record `key` (its request failed in a way a retry may not: the
+     * retry runs afresh). 0 also when there is none. */
+    int (*idem_abort)(struct store *st, const char *sandbox_id, const char *key);
 
     /* ---- cross-server locks: optional, both or none (NULL: the engine serves one server,
      * whose own locks (sandbox/lock.h) suffice) ---- */
@@ -711,6 +820,51 @@ __attribute__((warn_unused_result)) static inline int
 store_snapshot_delete(struct store *st, const char *sandbox_id, const char *name)
 {
     return st->ops->snapshot_delete(st, sandbox_id, name);
+}
+
+/* The exec journal. */
+__attribute__((warn_unused_result)) static inline int
+store_exec_add(struct store *st, const char *sandbox_id, const struct exec_rec *rec,
+               const struct journal_opts *opts)
+{
+    return st->ops->exec_add(st, sandbox_id, rec, opts);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_exec_list(struct store *st, const char *sandbox_id, const char *before, int64_t limit,
+                store_exec_cb cb, void *userdata)
+{
+    if (limit <= 0)
+        return -EINVAL;
+    return st->ops->exec_list(st, sandbox_id, before, limit, cb, userdata);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_exec_get(struct store *st, const char *sandbox_id, const char *exec_id, struct exec_rec *ret)
+{
+    return st->ops->exec_get(st, sandbox_id, exec_id, ret);
+}
+
+/* Idempotency keys. */
+__attribute__((warn_unused_result)) static inline int
+store_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
+                 const char *key, const uint8_t hash[32], const struct idem_opts *opts,
+                 struct idem_rec *ret)
+{
+    return st->ops->idem_begin(st, sandbox_id, tenant, sub, key, hash, opts, ret);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
+                  const char *content_type, const void *body, size_t len, bool too_large)
+{
+    return st->ops->idem_finish(st, sandbox_id, key, status, content_type, body, len, too_large);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_idem_abort(struct store *st, const char *sandbox_id, const char *key)
+{
+    return st->ops->idem_abort(st, sandbox_id, key);
 }
 
 /* True when the engine has cross-server locks (store_lock_acquire does something). */

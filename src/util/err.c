@@ -63,6 +63,19 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                           "pruned from its history)"},
     [ERR_SNAPSHOT_LIMIT - ERR_BASE] = {"ESNAPSHOT_LIMIT", 409, false,
                                        "too many snapshots; delete one to take another"},
+    [ERR_EXEC_NOT_FOUND - ERR_BASE] = {"EXEC_NOT_FOUND", 404, false,
+                                       "no such exec in this sandbox's journal (never run, or "
+                                       "pruned from it)"},
+    [ERR_IDEMPOTENCY_MISMATCH - ERR_BASE] = {"IDEMPOTENCY_MISMATCH", 422, false,
+                                             "this Idempotency-Key was used for a different "
+                                             "request; use a new key"},
+    [ERR_IDEMPOTENCY_IN_PROGRESS - ERR_BASE] = {"IDEMPOTENCY_IN_PROGRESS", 409, true,
+                                                "the first request with this Idempotency-Key "
+                                                "is still running; retry shortly"},
+    [ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE - ERR_BASE] = {"IDEMPOTENCY_ANSWER_UNAVAILABLE", 409, false,
+                                                       "the request with this Idempotency-Key "
+                                                       "was applied, but its answer was too "
+                                                       "large to keep"},
 };
 
 static const struct err_info errno_table[] = {

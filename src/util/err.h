@@ -53,6 +53,12 @@ enum err_code {
                                    * lost, server restarting); nothing was applied */
     ERR_VERSION_NOT_FOUND,        /* 404 a sandbox version never made or pruned from history */
     ERR_SNAPSHOT_LIMIT,           /* 409 the sandbox has MAX_SNAPSHOTS snapshots */
+    ERR_EXEC_NOT_FOUND,           /* 404 no such exec in the sandbox's journal (never run, or
+                                   * pruned) */
+    ERR_IDEMPOTENCY_MISMATCH,     /* 422 an Idempotency-Key reused for another request */
+    ERR_IDEMPOTENCY_IN_PROGRESS,  /* 409 retryable: the key's first request still runs */
+    ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE, /* 409 the key's request was applied; its answer was
+                                         * too large to keep */
     ERR_END
 };
 

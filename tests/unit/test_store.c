@@ -25,8 +25,9 @@
 
 #define MIB (1024 * 1024)
 /* The schema versions of this code: the number of migrations of each engine. */
-#define SQLITE_SCHEMA_VERSION 2
-#define PG_SCHEMA_VERSION 3
+#define SQLITE_SCHEMA_VERSION 3
+/* 4 with history's migration 3 (merged from the history branch) */
+#define PG_SCHEMA_VERSION 4
 
 static const char *pg_url; /* SQLFS_TEST_PG_URL; NULL: SQLite only */
 static bool on_pg;         /* the group running is PostgreSQL's */
@@ -2429,6 +2430,176 @@ static void test_pg_migrate_together(void **state)
     pg_drop_db(name);
 }
 
+/* ---- the exec journal ---- */
+
+static struct exec_rec exec_of(const char *id, int64_t started, const char *out)
+{
+    return (struct exec_rec){.exec_id = (char *)id,
+                             .kind = "sync",
+                             .script = "echo hi",
+                             .started_ms = started,
+                             .duration_ms = 7,
+                             .exit_code = 3,
+                             .timed_out = true,
+                             .version = 2,
+                             .stdout_bytes = 100,
+                             .stderr_bytes = 0,
+                             .stdout_data = (char *)out,
+                             .stdout_len = out ? strlen(out) : 0,
+                             .stdout_truncated = true};
+}
+
+struct ids {
+    char got[16][40];
+    int n;
+};
+
+static int collect_id(const struct exec_rec *e, void *ud)
+{
+    struct ids *ids = ud;
+    assert_null(e->stdout_data);
+    snprintf(ids->got[ids->n++], sizeof(ids->got[0]), "%s", e->exec_id);
+    return 0;
+}
+
+static void test_exec_journal(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    struct journal_opts o = {.max_records = 3, .now_ms = 10000};
+    char id[8];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "x%d", i);
+        struct exec_rec e = exec_of(id, 9000 + i, i == 4 ? "out\xff" : NULL);
+        assert_int_equal(store_exec_add(f->st, SB1, &e, &o), 0);
+    }
+    struct exec_rec dup = exec_of("x4", 9999, NULL);
+    assert_int_equal(store_exec_add(f->st, SB1, &dup, &o), -EEXIST);
+    assert_int_equal(store_exec_add(f->st, SB2, &dup, &o), 0); /* ids are per sandbox */
+    assert_int_equal(store_exec_add(f->st, SB3, &dup, &o), -ENOENT);
+    /* newest first, three kept */
+    struct ids ids = {0};
+    assert_int_equal(store_exec_list(f->st, SB1, NULL, 10, collect_id, &ids), 0);
+    assert_int_equal(ids.n, 3);
+    assert_string_equal(ids.got[0], "x4");
+    assert_string_equal(ids.got[2], "x2");
+    ids.n = 0;
+    assert_int_equal(store_exec_list(f->st, SB1, "x4", 1, collect_id, &ids), 0);
+    assert_int_equal(ids.n, 1);
+    assert_string_equal(ids.got[0], "x3");
+    assert_int_equal(store_exec_list(f->st, SB1, "x0", 1, collect_id, &ids), -ERR_EXEC_NOT_FOUND);
+    assert_int_equal(store_exec_list(f->st, SB3, NULL, 1, collect_id, &ids), -ENOENT);
+    /* one record whole */
+    struct exec_rec e;
+    assert_int_equal(store_exec_get(f->st, SB1, "x4", &e), 0);
+    assert_string_equal(e.kind, "sync");
+    assert_string_equal(e.script, "echo hi");
+    assert_int_equal(e.started_ms, 9004);
+    assert_int_equal(e.duration_ms, 7);
+    assert_int_equal(e.exit_code, 3);
+    assert_true(e.timed_out);
+    assert_int_equal(e.version, 2);
+    assert_int_equal(e.stdout_bytes, 100);
+    assert_int_equal(e.stdout_len, 4);
+    assert_memory_equal(e.stdout_data, "out\xff", 4);
+    assert_true(e.stdout_truncated);
+    assert_null(e.stderr_data);
+    assert_int_equal(e.stderr_len, 0);
+    assert_false(e.stderr_truncated);
+    exec_rec_release(&e);
+    assert_int_equal(store_exec_get(f->st, SB1, "x0", &e), -ERR_EXEC_NOT_FOUND);
+    /* by age: records started before now - max_age go when one is added */
+    struct journal_opts aged = {.max_age_ms = 500, .now_ms = 9503};
+    struct exec_rec late = exec_of("late", 9503, NULL);
+    assert_int_equal(store_exec_add(f->st, SB1, &late, &aged), 0);
+    ids.n = 0;
+    assert_int_equal(store_exec_list(f->st, SB1, NULL, 10, collect_id, &ids), 0);
+    assert_int_equal(ids.n, 3); /* x3 (9003) and x4 (9004) are within 500 ms, x2 is not */
+    assert_string_equal(ids.got[0], "late");
+    assert_string_equal(ids.got[2], "x3");
+    /* deleted with the sandbox */
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM execs"), 1);
+}
+
+/* ---- idempotency keys ---- */
+
+static void test_idempotency(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    uint8_t h1[32], h2[32];
+    memset(h1, 1, sizeof(h1));
+    memset(h2, 2, sizeof(h2));
+    struct idem_opts o = {.now_ms = 100000, .ttl_ms = 50000, .pending_ttl_ms = 1000, .max_keys = 3};
+    struct idem_rec r;
+    /* new, then pending */
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h2, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_PENDING);
+    assert_memory_equal(r.hash, h1, 32);
+    idem_rec_release(&r);
+    /* the owner is checked, the sandbox must exist */
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "other", "k", h1, &o, &r), -ENOENT);
+    assert_int_equal(store_idem_begin(f->st, SB3, "t", "u", "k", h1, &o, &r), -ENOENT);
+    /* the answer */
+    assert_int_equal(
+        store_idem_finish(f->st, SB1, "k", 201, "application/json", "{\"a\":1}", 7, false), 0);
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", 200, NULL, NULL, 0, false), -ENOENT);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_DONE);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.content_type, "application/json");
+    assert_int_equal(r.body_len, 7);
+    assert_memory_equal(r.body, "{\"a\":1}", 7);
+    idem_rec_release(&r);
+    /* keys are per sandbox */
+    assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "k", h1, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    /* too large: the status and the note kept, no body */
+    assert_int_equal(store_idem_finish(f->st, SB2, "k", 200, NULL, "x1", 2, true), 0);
+    assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "k", h1, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_TOO_LARGE);
+    assert_int_equal(r.status, 200);
+    assert_null(r.content_type);
+    assert_int_equal(r.body_len, 2);
+    idem_rec_release(&r);
+    /* abort forgets a pending key only */
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h1, &o, &r), 0);
+    assert_int_equal(store_idem_abort(f->st, SB1, "p"), 0);
+    assert_int_equal(store_idem_abort(f->st, SB1, "k"), 0);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h2, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_DONE);
+    idem_rec_release(&r);
+    /* a pending key past pending_ttl is abandoned: used afresh */
+    struct idem_opts later = o;
+    later.now_ms += 2000;
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h1, &later, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    /* at most max_keys per sandbox: the oldest go ("k" and "p" are there; two more) */
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "q", h1, &later, &r), 0);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "s", h1, &later, &r), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency WHERE key = 'k' AND state = 2"),
+                     0);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "q", h1, &later, &r), 0);
+    assert_int_equal(r.state, IDEM_PENDING);
+    idem_rec_release(&r);
+    /* past the ttl every key of the sandbox is forgotten when one is added */
+    struct idem_opts next_day = o;
+    next_day.now_ms += 60000;
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "z", h1, &next_day, &r), 0);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "q", h2, &next_day, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    /* deleted with the sandbox */
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2461,6 +2632,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
     };
     /* SQLFS_TEST_ENGINE=sqlite or =postgres: one engine only */
     const char *only = getenv("SQLFS_TEST_ENGINE");

@@ -416,6 +416,11 @@ struct pg_version {
 int pg_version_check(struct pg_store *s, struct pg_conn *c, const char *id, int64_t version,
                      struct pg_version *ret, char **ret_cwd);
 
+/* ---- pg_journal.c ----------------------------------------------------------------------- */
+
+/* Deletes sandbox `sid`'s exec journal and idempotency records inside c's transaction. */
+int pg_journal_delete_in(struct pg_store *s, struct pg_conn *c, int64_t sid);
+
 /* ---- the store_ops members (contract: store.h) ------------------------------------------ */
 
 /* pg_sandbox.c */
@@ -478,5 +483,19 @@ int pg_commit(struct store *st, const char *sandbox_id, const struct changeset *
               const struct commit_opts *opts, struct commit_result *ret);
 int pg_discard(struct store *st, const struct changeset *cs);
 int pg_gc(struct store *st, struct gc_stats *ret);
+
+/* pg_journal.c */
+int pg_exec_add(struct store *st, const char *sandbox_id, const struct exec_rec *rec,
+                const struct journal_opts *opts);
+int pg_exec_list(struct store *st, const char *sandbox_id, const char *before, int64_t limit,
+                 store_exec_cb cb, void *userdata);
+int pg_exec_get(struct store *st, const char *sandbox_id, const char *exec_id,
+                struct exec_rec *ret);
+int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
+                  const char *key, const uint8_t hash[32], const struct idem_opts *opts,
+                  struct idem_rec *ret);
+int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
+                   const char *content_type, const void *body, size_t len, bool too_large);
+int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key);
 
 #endif

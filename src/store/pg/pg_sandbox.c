@@ -225,6 +225,8 @@ static int delete_in(struct pg_store *s, struct pg_conn *c, const char *id, cons
                                         PS_COMMITS_DEL_CHANGES, PS_COMMITS_DEL, PS_SNAP_DEL_ALL};
     for (size_t i = 0; i < sizeof(dels) / sizeof(dels[0]) && r >= 0; i++)
         r = pg_exec(s, c, dels[i], &p, NULL);
+    if (r >= 0)
+        r = pg_journal_delete_in(s, c, pg_i64(res, 0, 0));
     return r < 0 ? r : 0;
 }
 

@@ -107,6 +107,12 @@ static const struct store_ops pg_ops = {
     .snapshot_get = pg_snapshot_get,
     .snapshot_list = pg_snapshot_list,
     .snapshot_delete = pg_snapshot_delete,
+    .exec_add = pg_exec_add,
+    .exec_list = pg_exec_list,
+    .exec_get = pg_exec_get,
+    .idem_begin = pg_idem_begin,
+    .idem_finish = pg_idem_finish,
+    .idem_abort = pg_idem_abort,
     .lock_acquire = pg_lock_acquire,
     .lock_release = pg_lock_release,
 };

@@ -7,7 +7,8 @@
  * sqlite_sandbox.c (sandbox rows), sqlite_tree.c (file reads), sqlite_commit.c (change sets),
  * sqlite_content_write.c (content writers and batches), sqlite_content_read.c (content readers),
  * sqlite_gc.c (garbage collection), sqlite_checkpoint.c (WAL checkpoints off the write path),
- * sqlite_history.c (history: commit records, pruning, versions, forks, snapshots).
+ * sqlite_history.c (history: commit records, pruning, versions, forks, snapshots),
+ * sqlite_journal.c (the exec journal and idempotency keys).
  *
  * Connections: one read-write connection, guarded by `wlock`, runs every write transaction
  * (BEGIN IMMEDIATE ... COMMIT), so writers are serialised inside the process and never see
@@ -156,6 +157,21 @@ enum stmt_id {
     ST_H_SNAP_GET,
     ST_H_SNAP_LIST,
     ST_H_SNAP_DEL,
+    ST_J_INSERT,
+    ST_J_PRUNE_COUNT,
+    ST_J_PRUNE_AGE,
+    ST_J_SEQ,
+    ST_J_LIST,
+    ST_J_GET,
+    ST_J_DEL_ALL,
+    ST_I_SWEEP,
+    ST_I_GET,
+    ST_I_DEL_KEY,
+    ST_I_TRIM,
+    ST_I_INSERT,
+    ST_I_FINISH,
+    ST_I_ABORT,
+    ST_I_DEL_ALL,
     ST_COUNT
 };
 
@@ -378,6 +394,23 @@ int sq_snapshot_get(struct store *st, const char *sandbox_id, const char *name,
 int sq_snapshot_list(struct store *st, const char *sandbox_id, store_snapshot_cb cb,
                      void *userdata);
 int sq_snapshot_delete(struct store *st, const char *sandbox_id, const char *name);
+
+/* sqlite_journal.c */
+/* Removes sandbox `sid`'s exec journal and idempotency records (inside the caller's write
+ * transaction). */
+int sq_journal_drop(struct conn *c, int64_t sid);
+int sq_exec_add(struct store *st, const char *sandbox_id, const struct exec_rec *rec,
+                const struct journal_opts *opts);
+int sq_exec_list(struct store *st, const char *sandbox_id, const char *before, int64_t limit,
+                 store_exec_cb cb, void *userdata);
+int sq_exec_get(struct store *st, const char *sandbox_id, const char *exec_id,
+                struct exec_rec *ret);
+int sq_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
+                  const char *key, const uint8_t hash[32], const struct idem_opts *opts,
+                  struct idem_rec *ret);
+int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
+                   const char *content_type, const void *body, size_t len, bool too_large);
+int sq_idem_abort(struct store *st, const char *sandbox_id, const char *key);
 
 /* Deletes every file row of sandbox `sid` inside the caller's write transaction, recording
  * their contents as GC candidates. */

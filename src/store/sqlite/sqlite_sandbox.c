@@ -185,6 +185,8 @@ int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, cons
         r = sq_files_delete_all(s, sid);
     if (r >= 0)
         r = sq_history_drop(s->w, sid);
+    if (r >= 0)
+        r = sq_journal_drop(s->w, sid);
     r = sq_wtx_end(s, r);
     if (r < 0)
         return r;

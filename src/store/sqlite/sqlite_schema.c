@@ -131,6 +131,40 @@ static const char *const migrations[] = {
     "INSERT INTO file_history (sid, path, vfrom, vto, kind, mode, size, mtime_ns, content, target) "
     "SELECT OLD.sid, OLD.path, OLD.since, version + 1, OLD.kind, OLD.mode, OLD.size, "
     "OLD.mtime_ns, OLD.content, OLD.target FROM sandboxes WHERE sid = OLD.sid; END;",
+    /* The exec journal and idempotency keys (sqlite_journal.c). */
+    "CREATE TABLE execs ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  sid INTEGER NOT NULL,"
+    "  exec_id TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  script TEXT NOT NULL,"
+    "  started_ms INTEGER NOT NULL,"
+    "  duration_ms INTEGER NOT NULL,"
+    "  exit_code INTEGER NOT NULL,"
+    "  timed_out INTEGER NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  stdout_bytes INTEGER NOT NULL,"
+    "  stderr_bytes INTEGER NOT NULL,"
+    "  stdout BLOB,"
+    "  stderr BLOB,"
+    "  stdout_truncated INTEGER NOT NULL,"
+    "  stderr_truncated INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX execs_id ON execs(sid, exec_id);"
+    "CREATE INDEX execs_sid ON execs(sid, seq);"
+    "CREATE INDEX execs_age ON execs(sid, started_ms);"
+    "CREATE TABLE idempotency ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  sid INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  hash BLOB NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  status INTEGER,"
+    "  ctype TEXT,"
+    "  body BLOB);"
+    "CREATE UNIQUE INDEX idempotency_key ON idempotency(sid, key);"
+    "CREATE INDEX idempotency_sid ON idempotency(sid, seq);"
+    "CREATE INDEX idempotency_age ON idempotency(sid, created_ms);",
 };
 
 /* Column lists shared by several statements. */
@@ -139,6 +173,9 @@ static const char *const migrations[] = {
     "version, size_bytes, file_count"
 #define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
 #define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = ?1)"
+#define EXEC_COLS                                                                                  \
+    "exec_id, kind, script, started_ms, duration_ms, exit_code, timed_out, version, "              \
+    "stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated"
 #define COMMIT_COLS "version, created_ms, kind, info, cwd, added, modified, deleted, bytes_added"
 /* a history row no snapshot of its sandbox needs */
 #define H_UNPINNED                                                                                 \
@@ -314,6 +351,31 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_H_SNAP_LIST] = "SELECT name, version, created_ms FROM snapshots WHERE sid = " SID_OF_1
                        " ORDER BY version DESC, name",
     [ST_H_SNAP_DEL] = "DELETE FROM snapshots WHERE sid = " SID_OF_1 " AND name = ?2",
+    [ST_J_INSERT] = "INSERT INTO execs (sid, exec_id, kind, script, started_ms, duration_ms, "
+                    "exit_code, timed_out, version, stdout_bytes, stderr_bytes, stdout, stderr, "
+                    "stdout_truncated, stderr_truncated) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [ST_J_PRUNE_COUNT] = "DELETE FROM execs WHERE sid = ?1 AND seq <= (SELECT seq FROM execs "
+                         "WHERE sid = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+    [ST_J_PRUNE_AGE] = "DELETE FROM execs WHERE sid = ?1 AND started_ms < ?2",
+    [ST_J_SEQ] = "SELECT seq FROM execs WHERE sid = ?1 AND exec_id = ?2",
+    [ST_J_LIST] = "SELECT " EXEC_COLS " FROM execs WHERE sid = ?1 AND seq < ?2 "
+                  "ORDER BY seq DESC LIMIT ?3",
+    [ST_J_GET] = "SELECT " EXEC_COLS ", stdout, stderr FROM execs "
+                 "WHERE sid = " SID_OF_1 " AND exec_id = ?2",
+    [ST_J_DEL_ALL] = "DELETE FROM execs WHERE sid = ?1",
+    [ST_I_SWEEP] = "DELETE FROM idempotency WHERE sid = ?1 AND created_ms < ?2",
+    [ST_I_GET] = "SELECT state, hash, created_ms, status, ctype, body FROM idempotency "
+                 "WHERE sid = ?1 AND key = ?2",
+    [ST_I_DEL_KEY] = "DELETE FROM idempotency WHERE sid = ?1 AND key = ?2",
+    [ST_I_TRIM] = "DELETE FROM idempotency WHERE sid = ?1 AND seq <= (SELECT seq FROM "
+                  "idempotency WHERE sid = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+    [ST_I_INSERT] = "INSERT INTO idempotency (sid, key, hash, created_ms, state) "
+                    "VALUES (?1, ?2, ?3, ?4, 1)",
+    [ST_I_FINISH] = "UPDATE idempotency SET state = ?3, status = ?4, ctype = ?5, body = ?6 "
+                    "WHERE sid = " SID_OF_1 " AND key = ?2 AND state = 1",
+    [ST_I_ABORT] = "DELETE FROM idempotency WHERE sid = " SID_OF_1 " AND key = ?2 AND state = 1",
+    [ST_I_DEL_ALL] = "DELETE FROM idempotency WHERE sid = ?1",
 };
 
 int sq_migrate(struct conn *c)

@@ -114,6 +114,12 @@ static const struct store_ops sqlite_ops = {
     .snapshot_get = sq_snapshot_get,
     .snapshot_list = sq_snapshot_list,
     .snapshot_delete = sq_snapshot_delete,
+    .exec_add = sq_exec_add,
+    .exec_list = sq_exec_list,
+    .exec_get = sq_exec_get,
+    .idem_begin = sq_idem_begin,
+    .idem_finish = sq_idem_finish,
+    .idem_abort = sq_idem_abort,
 };
 
 /* Opens `path` (creating it when `create`, mode 0600) and takes away group and other access
