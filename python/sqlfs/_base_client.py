@@ -19,8 +19,23 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterator, Mapping, Option
 
 import httpx
 
-from ._calls import UNSET, Call, Retry, bootstrap_call, parse_token
-from ._exceptions import SQLFSError, TransportError, error_from_response, parse_retry_after
+from ._calls import (
+    UNSET,
+    Call,
+    Retry,
+    bootstrap_call,
+    multipart_boundary,
+    new_idempotency_key,
+    parse_token,
+    set_idempotency_key,
+)
+from ._exceptions import (
+    IdempotencyInProgressError,
+    SQLFSError,
+    TransportError,
+    error_from_response,
+    parse_retry_after,
+)
 from ._models import StreamEvent
 from ._sse import SSEParser
 from ._version import __version__
@@ -58,9 +73,16 @@ def is_unsent(exc: Exception) -> bool:
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
+def waits_for_first(call: Call, err: SQLFSError) -> bool:
+    """409 IDEMPOTENCY_IN_PROGRESS to a call with a key: its first attempt still runs."""
+    return call.idempotency_key is not None and isinstance(err, IdempotencyInProgressError)
+
+
 def should_retry_response(call: Call, err: SQLFSError) -> bool:
     if call.retry is Retry.NONE:
         return False
+    if waits_for_first(call, err):
+        return True
     status = err.status or 0
     if status == 429:
         return True
@@ -76,7 +98,9 @@ def should_retry_transport(call: Call, exc: Exception) -> bool:
         return False
     if is_unsent(exc):
         return True
-    return call.retry is Retry.IDEMPOTENT
+    # With a key, a repeat of a request the server already got is answered from what it kept
+    # (or 409 IDEMPOTENCY_IN_PROGRESS while the first still runs): nothing runs twice.
+    return call.retry is Retry.IDEMPOTENT or call.idempotency_key is not None
 
 
 def backoff_delay(attempt: int) -> float:
@@ -91,6 +115,17 @@ def retry_delay(attempt: int, response: Optional[httpx.Response]) -> float:
         if ra is not None:
             return ra
     return backoff_delay(attempt)
+
+
+class Attempts:
+    """The retries of one call. ``count`` is bounded by ``max_retries``; the waits for a first
+    attempt that still runs under the same Idempotency-Key (409 IDEMPOTENCY_IN_PROGRESS) are
+    bounded by time instead: ``pending_until``, set at the first such answer."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.pending = 0
+        self.pending_until: Optional[float] = None
 
 
 def iter_file(file_obj: Any) -> Iterator[bytes]:
@@ -137,6 +172,7 @@ class BaseSession:
         retry_exec: bool,
         max_retry_delay: float,
         headers: Optional[Mapping[str, str]],
+        idempotency_keys: bool = True,
     ) -> None:
         url = env_default(base_url, "SQLFS_URL")
         if not url:
@@ -159,6 +195,7 @@ class BaseSession:
         self.max_retries = max(0, int(max_retries))
         self.retry_exec = bool(retry_exec)
         self.max_retry_delay = float(max_retry_delay)
+        self.idempotency_keys = bool(idempotency_keys)
         self._headers: Dict[str, str] = {"User-Agent": USER_AGENT}
         if headers:
             self._headers.update(headers)
@@ -175,6 +212,30 @@ class BaseSession:
         """The body of a call with ``stream_body``, in the form the session's httpx client sends."""
         raise NotImplementedError
 
+    def prepare(self, call: Call) -> Attempts:
+        """Before the first attempt: a call to a route that takes an Idempotency-Key and may be
+        retried gets a generated key (uuid4) unless the caller gave one; every attempt sends it."""
+        if (
+            call.keyed
+            and call.idempotency_key is None
+            and self.idempotency_keys
+            and self.max_retries > 0
+            and call.retry is not Retry.NONE
+        ):
+            set_idempotency_key(call, new_idempotency_key())
+        return Attempts()
+
+    @staticmethod
+    def failed(call: Call, err: SQLFSError) -> SQLFSError:
+        """``err``, naming the Idempotency-Key its call sent (to retry it later with that key)."""
+        err.idempotency_key = call.idempotency_key
+        return err
+
+    def read_budget(self, call: Call) -> float:
+        """The call's read timeout in seconds: how long its first attempt may still run."""
+        read = make_timeout(self.timeout, call.read_timeout).read
+        return DEFAULT_TIMEOUT if read is None else float(read)
+
     def build(self, call: Call, token: Optional[str]) -> httpx.Request:
         headers = dict(self._headers)
         headers.update(call.headers)
@@ -189,6 +250,9 @@ class BaseSession:
             kwargs["content"] = self._chunks(call.stream_body)
         if call.files is not None:
             kwargs["files"] = call.files
+            if call.idempotency_key is not None and "Content-Type" not in call.headers:
+                boundary = multipart_boundary(call.idempotency_key)
+                headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
         if call.data is not None:
             kwargs["data"] = call.data
         return self._http.build_request(
@@ -226,24 +290,40 @@ class BaseSession:
             self._token = None
 
     def retry_wait(
-        self, call: Call, err: SQLFSError, resp: httpx.Response, attempt: int
+        self, call: Call, err: SQLFSError, resp: httpx.Response, tries: Attempts
     ) -> Optional[float]:
         """Seconds to wait before another attempt, or None to give up and raise ``err``."""
-        if attempt >= self.max_retries or not should_retry_response(call, err):
+        if self.max_retries == 0 or not should_retry_response(call, err):
             return None
-        delay = retry_delay(attempt, resp)
+        if waits_for_first(call, err):
+            now = time.monotonic()
+            if tries.pending_until is None:
+                tries.pending_until = now + self.read_budget(call)
+            if now >= tries.pending_until:
+                return None
+            delay = min(backoff_delay(min(tries.pending, 16)), tries.pending_until - now)
+            if call.rewind is not None and not call.rewind():
+                return None
+            tries.pending += 1
+            return delay
+        if tries.count >= self.max_retries:
+            return None
+        delay = retry_delay(tries.count, resp)
         if delay > self.max_retry_delay:
             return None
         if call.rewind is not None and not call.rewind():
             return None
+        tries.count += 1
         return delay
 
-    def transport_wait(self, call: Call, exc: Exception, attempt: int) -> Optional[float]:
-        if attempt >= self.max_retries or not should_retry_transport(call, exc):
+    def transport_wait(self, call: Call, exc: Exception, tries: Attempts) -> Optional[float]:
+        if tries.count >= self.max_retries or not should_retry_transport(call, exc):
             return None
         if call.rewind is not None and not call.rewind():
             return None
-        return backoff_delay(attempt)
+        delay = backoff_delay(tries.count)
+        tries.count += 1
+        return delay
 
 
 class SyncSession(BaseSession):
@@ -273,7 +353,7 @@ class SyncSession(BaseSession):
 
     def execute(self, call: Call, stream: bool = False) -> httpx.Response:
         """Send ``call`` (retrying as it allows) and return its accepted response, or raise."""
-        attempt = 0
+        tries = self.prepare(call)
         refreshed = False
         while True:
             token = self.token() if call.auth else None
@@ -281,11 +361,10 @@ class SyncSession(BaseSession):
                 req = self.build(call, token)
                 resp = self._http.send(req, stream=stream)
             except httpx.RequestError as exc:
-                wait = self.transport_wait(call, exc, attempt)
+                wait = self.transport_wait(call, exc, tries)
                 if wait is None:
-                    raise transport_error(exc) from exc
+                    raise self.failed(call, transport_error(exc)) from exc
                 time.sleep(wait)
-                attempt += 1
                 continue
             if self.accepted(call, resp):
                 return resp
@@ -303,11 +382,10 @@ class SyncSession(BaseSession):
                     self.forget_token(token)
                 if call.rewind is None or call.rewind():
                     continue
-            wait = self.retry_wait(call, err, resp, attempt)
+            wait = self.retry_wait(call, err, resp, tries)
             if wait is None:
-                raise err
+                raise self.failed(call, err)
             time.sleep(wait)
-            attempt += 1
 
     def call(self, call: Call, parse: Callable[[httpx.Response], T]) -> T:
         return parse(self.execute(call))
@@ -371,7 +449,7 @@ class AsyncSession(BaseSession):
 
     async def execute(self, call: Call, stream: bool = False) -> httpx.Response:
         """Send ``call`` (retrying as it allows) and return its accepted response, or raise."""
-        attempt = 0
+        tries = self.prepare(call)
         refreshed = False
         while True:
             token = await self.token() if call.auth else None
@@ -379,11 +457,10 @@ class AsyncSession(BaseSession):
                 req = self.build(call, token)
                 resp = await self._http.send(req, stream=stream)
             except httpx.RequestError as exc:
-                wait = self.transport_wait(call, exc, attempt)
+                wait = self.transport_wait(call, exc, tries)
                 if wait is None:
-                    raise transport_error(exc) from exc
+                    raise self.failed(call, transport_error(exc)) from exc
                 await asyncio.sleep(wait)
-                attempt += 1
                 continue
             if self.accepted(call, resp):
                 return resp
@@ -400,11 +477,10 @@ class AsyncSession(BaseSession):
                 self.forget_token(token)
                 if call.rewind is None or call.rewind():
                     continue
-            wait = self.retry_wait(call, err, resp, attempt)
+            wait = self.retry_wait(call, err, resp, tries)
             if wait is None:
-                raise err
+                raise self.failed(call, err)
             await asyncio.sleep(wait)
-            attempt += 1
 
     async def call(self, call: Call, parse: Callable[[httpx.Response], T]) -> T:
         return parse(await self.execute(call))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
+import uuid
 from dataclasses import dataclass, field
 from typing import (
     IO,
@@ -33,6 +35,8 @@ from ._models import (
     CommitPage,
     Diff,
     EditResult,
+    ExecPage,
+    ExecRecord,
     ExecResult,
     IngestResult,
     ReadResult,
@@ -57,7 +61,9 @@ BatchItem = Union[str, Mapping[str, Any]]
 
 
 class Retry(enum.Enum):
-    """How a call may be repeated after a failure."""
+    """How a call may be repeated after a failure. A call that sends an Idempotency-Key is
+    also retried after any transport error (the server answers a repeat from what it kept), and
+    on 409 ``IDEMPOTENCY_IN_PROGRESS``, unless it is ``NONE``."""
 
     NONE = "none"  # streams: at most once
     IDEMPOTENT = "idempotent"  # 429, 5xx, any transport error
@@ -86,6 +92,56 @@ class Call:
     rewind: Optional[Callable[[], bool]] = None
     # A binary file object sent in chunks (chunked transfer encoding), for large uploads.
     stream_body: Any = None
+    # The route takes an Idempotency-Key header (the session generates one when none is given).
+    keyed: bool = False
+    # The Idempotency-Key sent with every attempt of this call (also in ``headers``).
+    idempotency_key: Optional[str] = None
+
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def check_idempotency_key(key: Any) -> str:
+    """A caller's Idempotency-Key: 1 to 255 printable ASCII characters, no spaces (what the
+    server accepts)."""
+    if not isinstance(key, str):
+        raise TypeError(f"idempotency_key must be a str, not {type(key).__name__}")
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or any(not "!" <= ch <= "~" for ch in key):
+        raise ValueError(
+            f"idempotency_key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters "
+            f"without spaces: {key!r}"
+        )
+    return key
+
+
+def set_idempotency_key(call: Call, key: str) -> None:
+    call.idempotency_key = key
+    call.headers["Idempotency-Key"] = key
+
+
+def keyed(call: Call, key: Optional[str]) -> Call:
+    """Mark ``call`` as one of the routes that take an Idempotency-Key, with the caller's
+    ``key`` if given (else the session may generate one)."""
+    call.keyed = True
+    if key is not None:
+        set_idempotency_key(call, check_idempotency_key(key))
+    return call
+
+
+def multipart_boundary(key: str) -> str:
+    """The multipart boundary of a call that sends Idempotency-Key ``key``: the server matches a
+    repeat by its body's bytes, so every request with one key and one archive must be
+    byte-identical (httpx would draw a new random boundary for each)."""
+    return hashlib.sha256(b"sqlfs-multipart\0" + key.encode("ascii")).hexdigest()[:32]
+
+
+def new_idempotency_key() -> str:
+    return str(uuid.uuid4())
+
+
+def replayed(resp: httpx.Response) -> bool:
+    """The answer was replayed from the server's store of Idempotency-Key answers."""
+    return resp.headers.get("idempotent-replayed", "").strip().lower() == "true"
 
 
 def rewinder(file_obj: Any) -> Callable[[], bool]:
@@ -322,7 +378,9 @@ def parse_read(path: PathArg) -> Callable[[httpx.Response], ReadResult]:
     return parse
 
 
-def write_call(sid: str, path: PathArg, content: WriteContent) -> Call:
+def write_call(
+    sid: str, path: PathArg, content: WriteContent, idempotency_key: Optional[str] = None
+) -> Call:
     call = Call(
         "PUT",
         sandbox_path(sid, "/files/" + file_url_path(path)),
@@ -336,7 +394,7 @@ def write_call(sid: str, path: PathArg, content: WriteContent) -> Call:
         call.rewind = rewinder(content)
     else:
         raise TypeError(f"content must be str, bytes or a binary file object, not {type(content).__name__}")
-    return call
+    return keyed(call, idempotency_key)
 
 
 def edit_call(sid: str, path: PathArg, old: str, new: str, replace_all: bool) -> Call:
@@ -353,12 +411,15 @@ def parse_edit(resp: httpx.Response) -> EditResult:
     return EditResult.from_json(resp.json())
 
 
-def write_files_call(sid: str, files: Mapping[str, FileContent]) -> Call:
-    return Call(
+def write_files_call(
+    sid: str, files: Mapping[str, FileContent], idempotency_key: Optional[str] = None
+) -> Call:
+    call = Call(
         "POST",
         sandbox_path(sid, "/writeFiles"),
         json={"files": {json_path(p): as_text(c, p) for p, c in files.items()}},
     )
+    return keyed(call, idempotency_key)
 
 
 def delete_file_call(sid: str, path: PathArg, recursive: bool) -> Call:
@@ -436,18 +497,20 @@ def exec_call(
     read_only: bool,
     stdin: Optional[str],
     retry_exec: bool,
+    idempotency_key: Optional[str] = None,
 ) -> Call:
-    return Call(
+    call = Call(
         "POST",
         sandbox_path(sid, "/exec-sync"),
         json=exec_body(script, cwd, env, timeout_ms, debug, read_only, stdin),
         read_timeout=exec_read_timeout(timeout_ms),
         retry=exec_retry(read_only, retry_exec),
     )
+    return keyed(call, idempotency_key)
 
 
 def parse_exec(resp: httpx.Response) -> ExecResult:
-    return ExecResult.from_json(resp.json())
+    return ExecResult.from_json(resp.json(), replayed=replayed(resp))
 
 
 def batch_call(
@@ -458,6 +521,7 @@ def batch_call(
     stop_on_error: Optional[bool],
     per_script_timeout_ms: Optional[int],
     retry_exec: bool,
+    idempotency_key: Optional[str] = None,
 ) -> Call:
     items: List[Dict[str, Any]] = []
     for i, s in enumerate(scripts):
@@ -480,19 +544,25 @@ def batch_call(
         body["readOnly"] = True
     if stop_on_error is not None:
         body["stopOnError"] = bool(stop_on_error)
-    return Call(
+    call = Call(
         "POST",
         sandbox_path(sid, "/exec-sync-batch"),
         json=body,
         read_timeout=exec_read_timeout(timeout_ms),
         retry=exec_retry(read_only, retry_exec),
     )
+    return keyed(call, idempotency_key)
 
 
 def parse_batch(resp: httpx.Response) -> List[BatchExecResult]:
     body = resp.json()
     items = body.get("results", []) if isinstance(body, dict) else body
-    return [BatchExecResult.from_json(r) for r in items]
+    exec_id = body.get("execId") if isinstance(body, dict) else None
+    again = replayed(resp)
+    return [
+        BatchExecResult.from_json(r, exec_id=exec_id if isinstance(exec_id, str) else None, replayed=again)
+        for r in items
+    ]
 
 
 def stream_call(
@@ -517,7 +587,11 @@ def stream_call(
 
 
 def ingest_archive_call(
-    sid: str, file_obj: Any, base_path: Optional[PathArg], filename: str
+    sid: str,
+    file_obj: Any,
+    base_path: Optional[PathArg],
+    filename: str,
+    idempotency_key: Optional[str] = None,
 ) -> Call:
     # a form field carries raw bytes: any base path works here
     data: Optional[Dict[str, Union[str, bytes]]] = None
@@ -529,7 +603,7 @@ def ingest_archive_call(
     else:
         payload = file_obj
         rewind = rewinder(file_obj)
-    return Call(
+    call = Call(
         "POST",
         sandbox_path(sid, "/ingest"),
         files={"archive": (filename, payload, "application/octet-stream")},
@@ -537,10 +611,14 @@ def ingest_archive_call(
         read_timeout=300.0,
         rewind=rewind,
     )
+    return keyed(call, idempotency_key)
 
 
 def ingest_files_call(
-    sid: str, files: Mapping[str, FileContent], base_path: Optional[PathArg]
+    sid: str,
+    files: Mapping[str, FileContent],
+    base_path: Optional[PathArg],
+    idempotency_key: Optional[str] = None,
 ) -> Call:
     body: Dict[str, Any] = {
         "files": {
@@ -549,11 +627,12 @@ def ingest_files_call(
     }
     if base_path is not None:
         body["basePath"] = json_path(base_path, "base_path")
-    return Call("POST", sandbox_path(sid, "/ingest-files"), json=body, read_timeout=300.0)
+    call = Call("POST", sandbox_path(sid, "/ingest-files"), json=body, read_timeout=300.0)
+    return keyed(call, idempotency_key)
 
 
 def parse_ingest(resp: httpx.Response) -> IngestResult:
-    return IngestResult.from_json(resp.json())
+    return IngestResult.from_json(resp.json(), replayed=replayed(resp))
 
 
 def export_call(sid: str, base_path: Optional[PathArg], stream: bool) -> Call:
@@ -688,3 +767,33 @@ def undo_target(page: CommitPage) -> int:
             f"nothing to undo: {what} has no parent commit", code="VERSION_NOT_FOUND"
         )
     return latest.parent
+
+
+# ---------------------------------------------------------------------------------------------
+# Exec journal
+
+
+def exec_id_arg(exec_id: Any, what: str = "exec_id") -> str:
+    if not isinstance(exec_id, str) or not exec_id:
+        raise ValueError(f"{what} must be a non-empty string")
+    return exec_id
+
+
+def execs_call(sid: str, limit: Optional[int], before: Optional[str]) -> Call:
+    query: Dict[str, Optional[PathArg]] = {
+        "limit": None if limit is None else str(int_arg(limit, "limit")),
+        "before": None if before is None else exec_id_arg(before, "before"),
+    }
+    return Call("GET", with_query(sandbox_path(sid, "/execs"), query))
+
+
+def parse_exec_page(resp: httpx.Response) -> ExecPage:
+    return ExecPage.from_json(resp.json())
+
+
+def exec_record_call(sid: str, exec_id: str) -> Call:
+    return Call("GET", sandbox_path(sid, "/execs/" + quote(exec_id_arg(exec_id), safe="")))
+
+
+def parse_exec_record(resp: httpx.Response) -> ExecRecord:
+    return ExecRecord.from_json(resp.json())

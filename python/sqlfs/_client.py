@@ -35,6 +35,12 @@ class Client:
     exponential backoff with jitter otherwise. Other 4xx are raised at once. Streams are never
     retried. A write-mode exec is retried only when the server reports that nothing was applied
     (429, or a 5xx with ``retryable: true``), unless ``retry_exec=True``.
+
+    Idempotency: the calls to exec-sync, exec-sync-batch, PUT files, writeFiles, ingest and
+    ingest-files send an ``Idempotency-Key`` (the caller's ``idempotency_key=``, else a uuid4
+    generated for the call when it may be retried; ``idempotency_keys=False`` turns generation
+    off), the same on every attempt. With a key, a call is also retried after a connection lost
+    mid-request: the server answers the repeat from the answer it kept and runs nothing twice.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class Client:
         retry_exec: bool = False,
         max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY,
         headers: Optional[Mapping[str, str]] = None,
+        idempotency_keys: bool = True,
     ) -> None:
         self._session = SyncSession(
             http_client,
@@ -66,6 +73,7 @@ class Client:
             retry_exec=retry_exec,
             max_retry_delay=max_retry_delay,
             headers=headers,
+            idempotency_keys=idempotency_keys,
         )
         self.sandboxes = Sandboxes(self._session)
 
@@ -131,6 +139,7 @@ class AsyncClient:
         retry_exec: bool = False,
         max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY,
         headers: Optional[Mapping[str, str]] = None,
+        idempotency_keys: bool = True,
     ) -> None:
         self._session = AsyncSession(
             http_client,
@@ -145,6 +154,7 @@ class AsyncClient:
             retry_exec=retry_exec,
             max_retry_delay=max_retry_delay,
             headers=headers,
+            idempotency_keys=idempotency_keys,
         )
         self.sandboxes = AsyncSandboxes(self._session)
 

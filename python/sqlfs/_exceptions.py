@@ -8,12 +8,16 @@ status exception
 400    :class:`ValidationError`
 401    :class:`AuthError`
 403    :class:`AuthError`
-404    :class:`NotFoundError`; code ``VERSION_NOT_FOUND``: :class:`VersionNotFoundError`
-408    :class:`ExecTimeoutError` (``.duration_ms``, partial ``.stdout``/``.stderr``)
-409    :class:`ConflictError`
+404    :class:`NotFoundError`; code ``VERSION_NOT_FOUND``: :class:`VersionNotFoundError`,
+       ``EXEC_NOT_FOUND``: :class:`ExecNotFoundError`
+408    :class:`ExecTimeoutError` (``.duration_ms``, partial ``.stdout``/``.stderr``, ``.exec_id``)
+409    :class:`ConflictError`; code ``IDEMPOTENCY_IN_PROGRESS``:
+       :class:`IdempotencyInProgressError`, ``IDEMPOTENCY_ANSWER_UNAVAILABLE``:
+       :class:`IdempotencyAnswerUnavailableError`
 413    :class:`PayloadTooLargeError` (a :class:`ValidationError`)
 415    :class:`UnsupportedMediaTypeError` (a :class:`ValidationError`)
-422    :class:`ReadOnlyViolationError`
+422    :class:`ReadOnlyViolationError`; code ``IDEMPOTENCY_MISMATCH``:
+       :class:`IdempotencyMismatchError`
 429    :class:`RateLimitError` (``.retry_after`` in seconds)
 5xx    :class:`ServerError`
 other  :class:`SQLFSError`
@@ -22,16 +26,18 @@ other  :class:`SQLFSError`
 
 Each error carries ``.code`` (the server's error code, e.g. ``ENOENT``), ``.status`` (the HTTP
 status, ``None`` for transport errors), ``.details`` (a list of strings, possibly empty),
-``.retryable`` (the server's statement that nothing was applied) and ``.body`` (the decoded
-JSON error body, or ``None``).
+``.retryable`` (the server's statement that nothing was applied), ``.body`` (the decoded
+JSON error body, or ``None``) and ``.idempotency_key`` (the ``Idempotency-Key`` the failed call
+sent, given or generated, or ``None``: pass it back to retry the call without running it twice).
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
-from typing import Any, Dict, List, Mapping, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 __all__ = [
     "SQLFSError",
@@ -39,8 +45,13 @@ __all__ = [
     "AuthError",
     "NotFoundError",
     "VersionNotFoundError",
+    "ExecNotFoundError",
     "ExecTimeoutError",
     "ConflictError",
+    "IdempotencyError",
+    "IdempotencyMismatchError",
+    "IdempotencyInProgressError",
+    "IdempotencyAnswerUnavailableError",
     "PayloadTooLargeError",
     "UnsupportedMediaTypeError",
     "ReadOnlyViolationError",
@@ -70,6 +81,8 @@ class SQLFSError(Exception):
         self.details: List[str] = list(details or [])
         self.retryable = retryable
         self.body = body
+        # set by the session on errors of calls that sent an Idempotency-Key
+        self.idempotency_key: Optional[str] = None
 
     def __str__(self) -> str:
         head = self.message
@@ -113,10 +126,16 @@ class VersionNotFoundError(NotFoundError):
     commit has no parent to go back to."""
 
 
+class ExecNotFoundError(NotFoundError):
+    """404 ``EXEC_NOT_FOUND``: the sandbox exists but its exec journal has no such exec (never
+    run, or pruned with the history)."""
+
+
 class ExecTimeoutError(SQLFSError):
     """408: the script ran out of time and its process tree was killed.
 
-    Changes made before the kill are committed. ``stdout``/``stderr`` hold the partial output.
+    Changes made before the kill are committed. ``stdout``/``stderr`` hold the partial output;
+    ``exec_id`` names the exec's journal record.
     """
 
     def __init__(
@@ -126,12 +145,14 @@ class ExecTimeoutError(SQLFSError):
         duration_ms: Optional[int] = None,
         stdout: str = "",
         stderr: str = "",
+        exec_id: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(message, **kwargs)
         self.duration_ms = duration_ms
         self.stdout = stdout
         self.stderr = stderr
+        self.exec_id = exec_id
 
 
 class ConflictError(SQLFSError):
@@ -141,6 +162,31 @@ class ConflictError(SQLFSError):
 
 class ReadOnlyViolationError(SQLFSError):
     """422: a read-only exec tried to change the filesystem; nothing was kept."""
+
+
+class IdempotencyError(SQLFSError):
+    """Base of the answers about an ``Idempotency-Key`` itself (not about the request)."""
+
+
+class IdempotencyMismatchError(IdempotencyError):
+    """422 ``IDEMPOTENCY_MISMATCH``: the key was used before for a different request (method,
+    path, query, content type, sandbox or body). Nothing ran; use a new key."""
+
+
+class IdempotencyInProgressError(ConflictError, IdempotencyError):
+    """409 ``IDEMPOTENCY_IN_PROGRESS`` (retryable): the first request with this key is still
+    running. The SDK waits and retries it (see the README's "Retries and idempotency"); raised
+    when that wait runs out."""
+
+
+class IdempotencyAnswerUnavailableError(ConflictError, IdempotencyError):
+    """409 ``IDEMPOTENCY_ANSWER_UNAVAILABLE``: the first request with this key **was applied**,
+    but its answer was too large for the server to keep. For an exec, ``exec_id`` names its
+    journal record (``sb.exec_record(exec_id)``); otherwise None."""
+
+    def __init__(self, message: str, *, exec_id: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.exec_id = exec_id
 
 
 class RateLimitError(SQLFSError):
@@ -172,10 +218,17 @@ _BY_STATUS: Dict[int, Type[SQLFSError]] = {
     429: RateLimitError,
 }
 
-# Codes that select a subclass of their status's class (applied only when they agree).
-_BY_CODE: Dict[str, Type[SQLFSError]] = {
-    "VERSION_NOT_FOUND": VersionNotFoundError,
+# Codes that select a class of their own, applied only with the status the server gives them.
+_BY_CODE: Dict[str, Tuple[int, Type[SQLFSError]]] = {
+    "VERSION_NOT_FOUND": (404, VersionNotFoundError),
+    "EXEC_NOT_FOUND": (404, ExecNotFoundError),
+    "IDEMPOTENCY_MISMATCH": (422, IdempotencyMismatchError),
+    "IDEMPOTENCY_IN_PROGRESS": (409, IdempotencyInProgressError),
+    "IDEMPOTENCY_ANSWER_UNAVAILABLE": (409, IdempotencyAnswerUnavailableError),
 }
+
+# The journal record an IDEMPOTENCY_ANSWER_UNAVAILABLE message names (``.../execs/<id>``).
+_EXEC_REF_RE = re.compile(r"/execs/([0-9A-Za-z]+)")
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
@@ -242,6 +295,7 @@ def error_from_response(
             duration_ms=int(duration) if isinstance(duration, (int, float)) else None,
             stdout=str(b.get("stdout") or ""),
             stderr=str(b.get("stderr") or ""),
+            exec_id=b.get("execId") if isinstance(b.get("execId"), str) else None,
             **common,
         )
     if status == 429:
@@ -252,6 +306,11 @@ def error_from_response(
         return ServerError(message, **common)
     cls = _BY_STATUS.get(status, SQLFSError)
     by_code = _BY_CODE.get(code)
-    if by_code is not None and issubclass(by_code, cls):
-        cls = by_code
+    if by_code is not None and by_code[0] == status:
+        cls = by_code[1]
+    if cls is IdempotencyAnswerUnavailableError:
+        ref = _EXEC_REF_RE.search(message)
+        return IdempotencyAnswerUnavailableError(
+            message, exec_id=ref.group(1) if ref else None, **common
+        )
     return cls(message, **common)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import json
 import re
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ __all__ = [
     "PathChange",
     "Commit",
     "CommitPage",
+    "ExecRecord",
+    "ExecPage",
     "Diff",
     "RestoreResult",
     "Snapshot",
@@ -204,9 +207,17 @@ class TreeEntry(_RawAccess):
         )
 
 
+def _opt_str(v: Any) -> Optional[str]:
+    return v if isinstance(v, str) else None
+
+
 @dataclass(frozen=True)
 class ExecResult(_RawAccess):
-    """Outcome of ``sb.exec()``. A non-zero exit code is a result, not an exception."""
+    """Outcome of ``sb.exec()``. A non-zero exit code is a result, not an exception.
+
+    ``exec_id`` names the exec's record in the journal (``sb.exec_record(exec_id)``).
+    ``replayed`` is True when the server answered from its store of ``Idempotency-Key`` answers:
+    this is the answer of an earlier run of the same request, and nothing ran this time."""
 
     stdout: str
     stderr: str
@@ -216,6 +227,8 @@ class ExecResult(_RawAccess):
     exit_signal: Optional[str] = None
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    exec_id: Optional[str] = None
+    replayed: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -229,7 +242,7 @@ class ExecResult(_RawAccess):
         return self.exit_code == 0 and not self.timed_out
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "ExecResult":
+    def from_json(cls, d: Mapping[str, Any], replayed: bool = False) -> "ExecResult":
         code = d.get("exitCode")
         return cls(
             stdout=str(d.get("stdout") or ""),
@@ -240,6 +253,8 @@ class ExecResult(_RawAccess):
             exit_signal=d.get("exitSignal"),
             stdout_truncated=bool(d.get("stdoutTruncated", False)),
             stderr_truncated=bool(d.get("stderrTruncated", False)),
+            exec_id=_opt_str(d.get("execId")),
+            replayed=replayed,
             raw=dict(d),
         )
 
@@ -249,7 +264,8 @@ class BatchExecResult(_RawAccess):
     """One script's outcome in ``sb.exec_batch()``.
 
     ``error`` is the server's per-script status (``"timeout"``, ``"skipped"``) or None; unlike
-    :attr:`ExecResult.error` it is not an alias of stderr.
+    :attr:`ExecResult.error` it is not an alias of stderr. ``exec_id`` is the batch's (one for
+    all its scripts) and ``replayed`` the batch's answer's (see :class:`ExecResult`).
     """
 
     id: str
@@ -258,6 +274,10 @@ class BatchExecResult(_RawAccess):
     exit_code: int
     duration_ms: int = 0
     error: Optional[str] = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    exec_id: Optional[str] = None
+    replayed: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -269,7 +289,9 @@ class BatchExecResult(_RawAccess):
         return self.error == "timeout"
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "BatchExecResult":
+    def from_json(
+        cls, d: Mapping[str, Any], exec_id: Optional[str] = None, replayed: bool = False
+    ) -> "BatchExecResult":
         code = d.get("exitCode")
         err = d.get("error")
         return cls(
@@ -279,6 +301,10 @@ class BatchExecResult(_RawAccess):
             exit_code=int(code) if isinstance(code, (int, float)) else -1,
             duration_ms=int(d.get("durationMs") or 0),
             error=str(err) if err is not None else None,
+            stdout_truncated=bool(d.get("stdoutTruncated", False)),
+            stderr_truncated=bool(d.get("stderrTruncated", False)),
+            exec_id=exec_id if exec_id is not None else _opt_str(d.get("execId")),
+            replayed=replayed,
             raw=dict(d),
         )
 
@@ -287,10 +313,12 @@ class BatchExecResult(_RawAccess):
 class StreamEvent(_RawAccess):
     """One event of ``sb.exec_stream()``.
 
-    ``type`` is ``"stdout"``, ``"stderr"``, ``"exit"`` or ``"error"`` (unknown types are passed
-    through). ``data`` is the output chunk for stdout/stderr, the message for ``error`` and ``""``
-    otherwise. ``exit_code``/``duration_ms``/``timed_out`` are set on ``exit``; ``code`` on
-    ``error``. ``t`` is milliseconds since the script started.
+    ``type`` is ``"start"`` (the first event), ``"stdout"``, ``"stderr"``, ``"exit"`` or
+    ``"error"`` (unknown types are passed through). ``data`` is the output chunk for
+    stdout/stderr, the message for ``error`` and ``""`` otherwise.
+    ``exit_code``/``duration_ms``/``timed_out`` are set on ``exit``; ``code`` on ``error``;
+    ``exec_id`` (the exec's journal record) on ``start`` and ``exit``. ``t`` is milliseconds
+    since the script started.
     """
 
     type: str
@@ -301,6 +329,7 @@ class StreamEvent(_RawAccess):
     timed_out: bool = False
     code: Optional[str] = None
     error: Optional[str] = None
+    exec_id: Optional[str] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -326,27 +355,31 @@ class StreamEvent(_RawAccess):
             timed_out=bool(d.get("timedOut", False)),
             code=d.get("code"),
             error=str(err) if err is not None else None,
+            exec_id=_opt_str(d.get("execId")),
             raw=d,
         )
 
 
 @dataclass(frozen=True)
 class IngestResult(_RawAccess):
-    """Outcome of ``ingest_archive``/``ingest_files``."""
+    """Outcome of ``ingest_archive``/``ingest_files``. ``replayed``: the answer of an earlier
+    run of the same request with the same ``Idempotency-Key`` (nothing was written this time)."""
 
     status: str
     file_count: int = 0
     base_path: Optional[str] = None
     bytes: Optional[int] = None
+    replayed: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "IngestResult":
+    def from_json(cls, d: Mapping[str, Any], replayed: bool = False) -> "IngestResult":
         return cls(
             status=str(d.get("status", "ok")),
             file_count=int(d.get("fileCount") or 0),
             base_path=_path(d, "basePath"),
             bytes=_opt_int(d.get("bytes")),
+            replayed=replayed,
             raw=dict(d),
         )
 
@@ -467,6 +500,128 @@ class CommitPage:
         return cls(
             commits=[Commit.from_json(c) for c in (d.get("commits") or [])],
             next=_opt_int(d.get("next")),
+            raw=dict(d),
+        )
+
+
+def _each_byte(exc: UnicodeError) -> Any:
+    """Decoding error handler: one U+FFFD per byte that is not part of a valid character."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return "\ufffd" * (exc.end - exc.start), exc.end
+
+
+codecs.register_error("sqlfs.each-byte", _each_byte)
+
+
+def output_text(data: bytes) -> str:
+    """Script output as text the way exec results carry it: UTF-8, each byte that is not part
+    of a valid character replaced by U+FFFD."""
+    return data.decode("utf-8", "sqlfs.each-byte")
+
+
+def _stream_bytes(d: Mapping[str, Any], name: str) -> Optional[bytes]:
+    """The exact bytes of a record's ``stdout``/``stderr``: text for ``"utf-8"``, standard base64
+    for ``"base64"``; None when the record carries no output (a listing)."""
+    value = d.get(name)
+    if not isinstance(value, str):
+        return None
+    if d.get(name + "Encoding") == "base64":
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return value.encode("utf-8", "surrogatepass")
+    return value.encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True)
+class ExecRecord(_RawAccess):
+    """One exec of a sandbox's journal (``sb.execs()``, ``sb.exec_record(exec_id)``).
+
+    ``kind`` is ``"sync"``, ``"stream"`` or ``"batch"``; ``script`` the start of the script (a
+    batch: each script's first line); ``started_at`` ISO-8601; ``exit_code`` bash's (-1 when
+    killed at its timeout; a batch: its last started script's); ``version`` the version its
+    commit made (None when it changed nothing, was read-only or its commit was refused);
+    ``stdout_bytes``/``stderr_bytes`` the bytes the script wrote.
+
+    From ``sb.exec_record()`` only (None in a listing): the start of each stream as the server
+    kept it. ``stdout``/``stderr`` are text like :class:`ExecResult`'s (each byte that is not
+    part of a UTF-8 character replaced by U+FFFD); ``stdout_raw``/``stderr_raw`` the exact bytes (the server sends a
+    stream that is not UTF-8 as base64, decoded here). ``stdout_truncated``/``stderr_truncated``:
+    the script wrote more than was kept."""
+
+    exec_id: str
+    kind: str = ""
+    script: str = ""
+    started_at: Optional[str] = None
+    duration_ms: int = 0
+    exit_code: int = -1
+    timed_out: bool = False
+    version: Optional[int] = None
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    stdout: Optional[str] = None
+    stderr: Optional[str] = None
+    stdout_raw: Optional[bytes] = field(default=None, repr=False)
+    stderr_raw: Optional[bytes] = field(default=None, repr=False)
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the exec exited 0 and was not killed."""
+        return self.exit_code == 0 and not self.timed_out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "ExecRecord":
+        code = d.get("exitCode")
+        out = _stream_bytes(d, "stdout")
+        err = _stream_bytes(d, "stderr")
+        return cls(
+            exec_id=str(d["execId"]),
+            kind=str(d.get("kind") or ""),
+            script=str(d.get("script") or ""),
+            started_at=d.get("startedAt"),
+            duration_ms=int(d.get("durationMs") or 0),
+            exit_code=int(code) if isinstance(code, (int, float)) else -1,
+            timed_out=bool(d.get("timedOut", False)),
+            version=_opt_int(d.get("version")),
+            stdout_bytes=int(d.get("stdoutBytes") or 0),
+            stderr_bytes=int(d.get("stderrBytes") or 0),
+            stdout=None if out is None else output_text(out),
+            stderr=None if err is None else output_text(err),
+            stdout_raw=out,
+            stderr_raw=err,
+            stdout_truncated=bool(d.get("stdoutTruncated", False)),
+            stderr_truncated=bool(d.get("stderrTruncated", False)),
+            raw=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class ExecPage:
+    """One page of ``sb.execs()``, newest first. Iterating it iterates ``execs``. ``next`` is
+    the ``before=`` (an exec id) of the following (older) page, None on the last page."""
+
+    execs: List[ExecRecord]
+    next: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __iter__(self) -> Iterator[ExecRecord]:
+        return iter(self.execs)
+
+    def __len__(self) -> int:
+        return len(self.execs)
+
+    def __getitem__(self, index: int) -> ExecRecord:
+        return self.execs[index]
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "ExecPage":
+        return cls(
+            execs=[ExecRecord.from_json(e) for e in (d.get("execs") or [])],
+            next=_opt_str(d.get("next")),
             raw=dict(d),
         )
 

@@ -13,6 +13,8 @@ from ._models import (
     CommitPage,
     Diff,
     EditResult,
+    ExecPage,
+    ExecRecord,
     ExecResult,
     IngestResult,
     ReadResult,
@@ -95,16 +97,23 @@ class Files:
         call.retry = calls.Retry.NONE
         return self._session.iter_bytes(call, chunk_size)
 
-    def write(self, path: calls.PathArg, content: calls.WriteContent) -> None:
+    def write(
+        self, path: calls.PathArg, content: calls.WriteContent, *, idempotency_key: Optional[str] = None
+    ) -> None:
         """Create or replace a file (parents created; an existing file keeps its mode).
 
         ``content`` is str (UTF-8), bytes, or a binary file object, which is streamed in chunks
-        (for files too large to hold in memory; retried only if it can seek back)."""
-        self._session.call(calls.write_call(self._id, path, content), calls.parse_none)
+        (for files too large to hold in memory; retried only if it can seek back).
+        ``idempotency_key``: see the README's "Retries and idempotency"."""
+        call = calls.write_call(self._id, path, content, idempotency_key)
+        self._session.call(call, calls.parse_none)
 
-    def write_files(self, files: Mapping[str, calls.FileContent]) -> None:
+    def write_files(
+        self, files: Mapping[str, calls.FileContent], *, idempotency_key: Optional[str] = None
+    ) -> None:
         """Write several UTF-8 text files in one atomic transaction."""
-        self._session.call(calls.write_files_call(self._id, files), calls.parse_none)
+        call = calls.write_files_call(self._id, files, idempotency_key)
+        self._session.call(call, calls.parse_none)
 
     def delete(self, path: calls.PathArg, recursive: bool = False) -> None:
         self._session.call(calls.delete_file_call(self._id, path, recursive), calls.parse_none)
@@ -161,10 +170,18 @@ class Sandbox:
         debug: bool = False,
         read_only: bool = False,
         stdin: Optional[str] = None,
+        *,
+        idempotency_key: Optional[str] = None,
     ) -> ExecResult:
-        """Run a bash script and wait for it. A timeout raises :class:`ExecTimeoutError`."""
+        """Run a bash script and wait for it. A timeout raises :class:`ExecTimeoutError`.
+
+        ``idempotency_key``: sent as ``Idempotency-Key`` (else one is generated when the call may
+        be retried): a repeat with the same key and request gets the first answer
+        (``result.replayed``) without running again. See the README's "Retries and idempotency".
+        """
         call = calls.exec_call(
-            self.id, script, cwd, env, timeout_ms, debug, read_only, stdin, self._session.retry_exec
+            self.id, script, cwd, env, timeout_ms, debug, read_only, stdin, self._session.retry_exec,
+            idempotency_key,
         )
         return self._session.call(call, calls.parse_exec)
 
@@ -175,6 +192,8 @@ class Sandbox:
         read_only: bool = False,
         stop_on_error: Optional[bool] = None,
         per_script_timeout_ms: Optional[int] = None,
+        *,
+        idempotency_key: Optional[str] = None,
     ) -> List[BatchExecResult]:
         """Run several scripts in one request (``{"id", "script"}`` mappings or plain strings,
         whose ids are then their indexes). Write mode: sequential, shared shell state, one
@@ -186,7 +205,7 @@ class Sandbox:
         the whole batch: when it runs out, the running script and every later one time out."""
         call = calls.batch_call(
             self.id, scripts, timeout_ms, read_only, stop_on_error, per_script_timeout_ms,
-            self._session.retry_exec,
+            self._session.retry_exec, idempotency_key,
         )
         return self._session.call(call, calls.parse_batch)
 
@@ -213,18 +232,24 @@ class Sandbox:
         base_path: Optional[calls.PathArg] = None,
         *,
         filename: str = "archive",
+        idempotency_key: Optional[str] = None,
     ) -> IngestResult:
         """Upload a tar/tar.gz/tar.bz2/tar.xz/tar.zst/zip archive and unpack it at ``base_path``
         (server default ``/home/user/project``). All or nothing."""
-        call = calls.ingest_archive_call(self.id, file_obj, base_path, filename)
+        call = calls.ingest_archive_call(self.id, file_obj, base_path, filename, idempotency_key)
         return self._session.call(call, calls.parse_ingest)
 
     def ingest_files(
-        self, files: Mapping[str, calls.FileContent], base_path: Optional[calls.PathArg] = None
+        self,
+        files: Mapping[str, calls.FileContent],
+        base_path: Optional[calls.PathArg] = None,
+        *,
+        idempotency_key: Optional[str] = None,
     ) -> IngestResult:
         """Write files given as ``{relative/path: bytes or str}`` under ``base_path`` (sent
         base64-encoded, so binary content is fine). Atomic."""
-        return self._session.call(calls.ingest_files_call(self.id, files, base_path), calls.parse_ingest)
+        call = calls.ingest_files_call(self.id, files, base_path, idempotency_key)
+        return self._session.call(call, calls.parse_ingest)
 
     def export(self, base_path: Optional[calls.PathArg] = None) -> bytes:
         """The subtree at ``base_path`` as a gzip-compressed tar archive."""
@@ -235,6 +260,20 @@ class Sandbox:
     ) -> Iterator[bytes]:
         """Like :meth:`export` but yields the archive in chunks as it is produced."""
         return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
+
+    # ---- exec journal ----
+
+    def execs(self, limit: Optional[int] = None, before: Optional[str] = None) -> ExecPage:
+        """One page of the sandbox's exec journal, newest first: at most ``limit`` (1..1000,
+        server default 100) records added before the exec ``before`` (an exec id).
+        ``page.next`` is the ``before`` of the next (older) page, None on the last one. A
+        listing carries no output: see :meth:`exec_record`."""
+        return self._session.call(calls.execs_call(self.id, limit, before), calls.parse_exec_page)
+
+    def exec_record(self, exec_id: str) -> ExecRecord:
+        """The journal record of one exec, with the start of its stdout and stderr.
+        :class:`ExecNotFoundError` when the journal has no such exec (never run, or pruned)."""
+        return self._session.call(calls.exec_record_call(self.id, exec_id), calls.parse_exec_record)
 
     # ---- history ----
 
@@ -362,11 +401,17 @@ class AsyncFiles:
         call.retry = calls.Retry.NONE
         return self._session.iter_bytes(call, chunk_size)
 
-    async def write(self, path: calls.PathArg, content: calls.WriteContent) -> None:
-        await self._session.call(calls.write_call(self._id, path, content), calls.parse_none)
+    async def write(
+        self, path: calls.PathArg, content: calls.WriteContent, *, idempotency_key: Optional[str] = None
+    ) -> None:
+        call = calls.write_call(self._id, path, content, idempotency_key)
+        await self._session.call(call, calls.parse_none)
 
-    async def write_files(self, files: Mapping[str, calls.FileContent]) -> None:
-        await self._session.call(calls.write_files_call(self._id, files), calls.parse_none)
+    async def write_files(
+        self, files: Mapping[str, calls.FileContent], *, idempotency_key: Optional[str] = None
+    ) -> None:
+        call = calls.write_files_call(self._id, files, idempotency_key)
+        await self._session.call(call, calls.parse_none)
 
     async def delete(self, path: calls.PathArg, recursive: bool = False) -> None:
         await self._session.call(calls.delete_file_call(self._id, path, recursive), calls.parse_none)
@@ -421,9 +466,12 @@ class AsyncSandbox:
         debug: bool = False,
         read_only: bool = False,
         stdin: Optional[str] = None,
+        *,
+        idempotency_key: Optional[str] = None,
     ) -> ExecResult:
         call = calls.exec_call(
-            self.id, script, cwd, env, timeout_ms, debug, read_only, stdin, self._session.retry_exec
+            self.id, script, cwd, env, timeout_ms, debug, read_only, stdin, self._session.retry_exec,
+            idempotency_key,
         )
         return await self._session.call(call, calls.parse_exec)
 
@@ -434,10 +482,12 @@ class AsyncSandbox:
         read_only: bool = False,
         stop_on_error: Optional[bool] = None,
         per_script_timeout_ms: Optional[int] = None,
+        *,
+        idempotency_key: Optional[str] = None,
     ) -> List[BatchExecResult]:
         call = calls.batch_call(
             self.id, scripts, timeout_ms, read_only, stop_on_error, per_script_timeout_ms,
-            self._session.retry_exec,
+            self._session.retry_exec, idempotency_key,
         )
         return await self._session.call(call, calls.parse_batch)
 
@@ -461,14 +511,20 @@ class AsyncSandbox:
         base_path: Optional[calls.PathArg] = None,
         *,
         filename: str = "archive",
+        idempotency_key: Optional[str] = None,
     ) -> IngestResult:
-        call = calls.ingest_archive_call(self.id, file_obj, base_path, filename)
+        call = calls.ingest_archive_call(self.id, file_obj, base_path, filename, idempotency_key)
         return await self._session.call(call, calls.parse_ingest)
 
     async def ingest_files(
-        self, files: Mapping[str, calls.FileContent], base_path: Optional[calls.PathArg] = None
+        self,
+        files: Mapping[str, calls.FileContent],
+        base_path: Optional[calls.PathArg] = None,
+        *,
+        idempotency_key: Optional[str] = None,
     ) -> IngestResult:
-        return await self._session.call(calls.ingest_files_call(self.id, files, base_path), calls.parse_ingest)
+        call = calls.ingest_files_call(self.id, files, base_path, idempotency_key)
+        return await self._session.call(call, calls.parse_ingest)
 
     async def export(self, base_path: Optional[calls.PathArg] = None) -> bytes:
         return await self._session.call(calls.export_call(self.id, base_path, False), calls.parse_bytes)
@@ -478,6 +534,16 @@ class AsyncSandbox:
     ) -> AsyncIterator[bytes]:
         """``async for chunk in sb.export_stream(...)`` (not awaited itself)."""
         return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
+
+    # ---- exec journal (see :class:`Sandbox`) ----
+
+    async def execs(self, limit: Optional[int] = None, before: Optional[str] = None) -> ExecPage:
+        call = calls.execs_call(self.id, limit, before)
+        return await self._session.call(call, calls.parse_exec_page)
+
+    async def exec_record(self, exec_id: str) -> ExecRecord:
+        call = calls.exec_record_call(self.id, exec_id)
+        return await self._session.call(call, calls.parse_exec_record)
 
     # ---- history (see :class:`Sandbox`) ----
 

@@ -107,14 +107,25 @@ def test_readme_block_runs(lang: str, code: str, server: Server) -> None:
 OWN_README = PYTHON_DIR / "README.md"
 
 
-# A block that calls a history method needs the history routes (marker ``history``).
+# A block that calls a history method needs the history routes (marker ``history``); one that
+# reads the exec journal or sends an idempotency key needs those (marker ``journal``).
 HISTORY_RE = re.compile(r"\.(commits?|diff|restore|undo|fork|snapshots?|delete_snapshot)\(|version=")
+JOURNAL_RE = re.compile(r"\.(execs|exec_record)\(|idempotency_key=|\.exec_id\b")
+
+
+def own_marks(code: str) -> list:
+    marks = []
+    if HISTORY_RE.search(code):
+        marks.append(pytest.mark.history)
+    if JOURNAL_RE.search(code):
+        marks.append(pytest.mark.journal)
+    return marks
 
 
 def own_python_blocks():
     found = [(m.group(1), m.group(2)) for m in BLOCK_RE.finditer(OWN_README.read_text())]
     return [
-        pytest.param(code, id=f"own{i}", marks=[pytest.mark.history] if HISTORY_RE.search(code) else [])
+        pytest.param(code, id=f"own{i}", marks=own_marks(code))
         for i, (lang, code) in enumerate(found)
         if lang == "python"
     ]

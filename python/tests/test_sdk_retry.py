@@ -133,10 +133,18 @@ def test_dropped_connection(via, proxy: FaultProxy, sb: sqlfs.Sandbox) -> None:
     proxy.add(f"GET /v1/sandboxes/{sb.id} ", kind="drop", times=1)
     assert box.info().id == sb.id
     assert proxy.hits(f"GET /v1/sandboxes/{sb.id} ") == 2
+    # A write exec sends an Idempotency-Key, so a connection lost mid-request is retried: the
+    # server would answer a repeat of a request it got from what it kept.
     proxy.add("/exec-sync", kind="drop", times=1)
-    with pytest.raises(sqlfs.TransportError):
-        box.exec("echo maybe-ran")
-    assert proxy.hits("/exec-sync") == 1
+    assert box.exec("echo once >> /home/user/dropped; cat /home/user/dropped").stdout == "once\n"
+    assert proxy.hits("/exec-sync") == 2
+    # Without a key (generation turned off) it is raised: it may have run.
+    keyless = via(idempotency_keys=False).sandboxes.attach(sb.id)
+    proxy.add("/exec-sync", kind="drop", times=1)
+    with pytest.raises(sqlfs.TransportError) as ei:
+        keyless.exec("echo maybe-ran")
+    assert ei.value.idempotency_key is None
+    assert proxy.hits("/exec-sync") == 3
 
 
 def test_expired_token_is_reminted_once(server: Server, proxy: FaultProxy) -> None:

@@ -7,6 +7,7 @@ import email.utils
 import io
 import json
 import time
+import uuid
 
 import httpx
 import pytest
@@ -607,3 +608,248 @@ def test_async_history_methods_on_a_fake_server() -> None:
             return r
 
     check_history_walk(fake, asyncio.run(main()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Exec journal and Idempotency-Key (no server)
+
+
+def test_journal_and_idempotency_error_mapping() -> None:
+    cases = [
+        (404, "EXEC_NOT_FOUND", sqlfs.ExecNotFoundError),
+        (422, "IDEMPOTENCY_MISMATCH", sqlfs.IdempotencyMismatchError),
+        (409, "IDEMPOTENCY_IN_PROGRESS", sqlfs.IdempotencyInProgressError),
+        (409, "IDEMPOTENCY_ANSWER_UNAVAILABLE", sqlfs.IdempotencyAnswerUnavailableError),
+        (422, "EREADONLY_VIOLATION", sqlfs.ReadOnlyViolationError),
+        (400, "IDEMPOTENCY_MISMATCH", sqlfs.ValidationError),  # a code only counts with its status
+    ]
+    for status, code, cls in cases:
+        e = err(status, {"error": "m", "code": code, "retryable": code.endswith("PROGRESS")})
+        assert type(e) is cls, (status, code)
+    assert issubclass(sqlfs.ExecNotFoundError, sqlfs.NotFoundError)
+    assert issubclass(sqlfs.IdempotencyInProgressError, sqlfs.ConflictError)
+    assert issubclass(sqlfs.IdempotencyAnswerUnavailableError, sqlfs.ConflictError)
+    for cls in (sqlfs.IdempotencyMismatchError, sqlfs.IdempotencyInProgressError,
+                sqlfs.IdempotencyAnswerUnavailableError):
+        assert issubclass(cls, sqlfs.IdempotencyError)
+    assert not issubclass(sqlfs.IdempotencyMismatchError, sqlfs.ReadOnlyViolationError)
+    msg = ("the request with Idempotency-Key 'k' was applied (status 200), but its answer was larger "
+           "than IDEMPOTENCY_MAX_BODY_BYTES and was not kept; read its record with GET "
+           "/v1/sandboxes/sb/execs/0123456789abcdef0123456789abcdef")
+    e = err(409, {"error": msg, "code": "IDEMPOTENCY_ANSWER_UNAVAILABLE"})
+    assert e.exec_id == "0123456789abcdef0123456789abcdef"
+    assert err(409, {"error": "applied", "code": "IDEMPOTENCY_ANSWER_UNAVAILABLE"}).exec_id is None
+    t = err(408, {"error": "t", "code": "EXEC_TIMEOUT", "execId": "ab" * 16, "durationMs": 5})
+    assert t.exec_id == "ab" * 16
+    assert e.idempotency_key is None
+
+
+def test_exec_ids_on_results() -> None:
+    xid = "0f" * 16
+    r = sqlfs.ExecResult.from_json({"execId": xid, "stdout": "", "stderr": "", "exitCode": 0})
+    assert r.exec_id == xid and not r.replayed
+    assert sqlfs.ExecResult.from_json({"exitCode": 0}, replayed=True).replayed
+    resp = httpx.Response(
+        200, json={"execId": xid, "results": [{"id": "a", "exitCode": 0, "stdoutTruncated": True}]},
+        headers={"Idempotent-Replayed": "true"},
+    )
+    (b,) = calls.parse_batch(resp)
+    assert b.exec_id == xid and b.replayed and b.stdout_truncated and not b.stderr_truncated
+    start = sqlfs.StreamEvent.from_frame("start", json.dumps({"t": 0, "execId": xid}))
+    assert start.type == "start" and start.exec_id == xid and start.data == ""
+    assert sqlfs.StreamEvent.from_frame("stdout", '{"t":1,"data":"x"}').exec_id is None
+    assert calls.parse_exec(httpx.Response(200, json={"execId": xid})).replayed is False
+    assert calls.parse_ingest(httpx.Response(200, json={"fileCount": 1}, headers={"Idempotent-Replayed": "true"})).replayed
+
+
+def test_exec_record_model() -> None:
+    xid = "1" * 32
+    base_rec = {"execId": xid, "kind": "sync", "script": "echo", "startedAt": "2026-01-01T00:00:00.000Z",
+                "durationMs": 3, "exitCode": 0, "timedOut": False, "version": None,
+                "stdoutBytes": 9, "stderrBytes": 2}
+    listed = sqlfs.ExecRecord.from_json(base_rec)
+    assert (listed.exec_id, listed.kind, listed.version, listed.stdout_bytes, listed.ok) == (xid, "sync", None, 9, True)
+    assert listed.stdout is None and listed.stdout_raw is None and not listed.stdout_truncated
+    full = sqlfs.ExecRecord.from_json({
+        **base_rec, "version": 4,
+        "stdout": base64.b64encode(b"ok \xff\xe2\x82A").decode(), "stdoutEncoding": "base64",
+        "stderr": "h\u00e9\n", "stderrEncoding": "utf-8", "stdoutTruncated": True, "stderrTruncated": False,
+    })
+    assert full.version == 4 and full.stdout_truncated and not full.stderr_truncated
+    assert full.stdout_raw == b"ok \xff\xe2\x82A"
+    assert full.stdout == "ok \ufffd\ufffd\ufffdA"  # one U+FFFD per byte, as exec-sync sends it
+    assert full.stderr == "h\u00e9\n" and full.stderr_raw == "h\u00e9\n".encode()
+    page = sqlfs.ExecPage.from_json({"execs": [base_rec, {**base_rec, "execId": "2" * 32}], "next": "2" * 32})
+    assert [e.exec_id for e in page] == [xid, "2" * 32] and len(page) == 2 and page[1].exec_id == "2" * 32
+    assert page.next == "2" * 32
+    assert sqlfs.ExecPage.from_json({"execs": [], "next": None}).next is None
+
+
+def test_journal_calls() -> None:
+    c = calls.execs_call("sb", 2, "ab" * 16)
+    assert (c.method, c.path) == ("GET", "/v1/sandboxes/sb/execs?limit=2&before=" + "ab" * 16)
+    assert calls.execs_call("sb", None, None).path == "/v1/sandboxes/sb/execs"
+    assert calls.exec_record_call("sb", "cd" * 16).path == "/v1/sandboxes/sb/execs/" + "cd" * 16
+    with pytest.raises(ValueError):
+        calls.exec_record_call("sb", "")
+    with pytest.raises(TypeError):
+        calls.execs_call("sb", "2", None)  # type: ignore[arg-type]
+
+
+def keyed_calls(key):
+    return [
+        calls.exec_call("sb", "true", None, None, None, False, False, None, False, key),
+        calls.batch_call("sb", ["true"], None, False, None, None, False, key),
+        calls.write_call("sb", "/a", b"x", key),
+        calls.write_files_call("sb", {"/a": "x"}, key),
+        calls.ingest_archive_call("sb", b"tar", None, "archive", key),
+        calls.ingest_files_call("sb", {"a": b"x"}, None, key),
+    ]
+
+
+def test_idempotency_keys_on_calls() -> None:
+    for c in keyed_calls("k-1"):
+        assert c.keyed and c.idempotency_key == "k-1" and c.headers["Idempotency-Key"] == "k-1"
+    for c in keyed_calls(None):
+        assert c.keyed and c.idempotency_key is None and "Idempotency-Key" not in c.headers
+    others = [calls.stream_call("sb", "true", None, None, None, False, False, None),
+              calls.edit_call("sb", "/a", "x", "y", False), calls.mkdir_call("sb", "/d", False),
+              calls.restore_call("sb", 1, None)]
+    assert not any(c.keyed for c in others)
+    for bad in ("", "a b", "x" * 256, "\u00e9", "tab\t"):
+        with pytest.raises(ValueError):
+            calls.exec_call("sb", "true", None, None, None, False, False, None, False, bad)
+    with pytest.raises(TypeError):
+        calls.write_files_call("sb", {}, 5)  # type: ignore[arg-type]
+    assert calls.check_idempotency_key("~" * 255) == "~" * 255
+
+
+def session(**kw) -> base.SyncSession:
+    opts = dict(base_url="http://fake", auth_secret=None, sub=None, token="tok", tenant=None,
+                expires_in=None, timeout=60.0, max_retries=3, retry_exec=False,
+                max_retry_delay=30.0, headers=None)
+    opts.update(kw)
+    return base.SyncSession(None, **opts)
+
+
+def test_generated_keys() -> None:
+    s = session()
+    c = keyed_calls(None)[0]
+    s.prepare(c)
+    key = c.idempotency_key
+    assert key and str(uuid.UUID(key, version=4)) == key
+    assert s.build(c, "tok").headers["idempotency-key"] == key
+    mine = keyed_calls("mine")[2]
+    s.prepare(mine)
+    assert mine.idempotency_key == "mine"
+    for off in (session(max_retries=0), session(idempotency_keys=False)):
+        c = keyed_calls(None)[1]
+        off.prepare(c)
+        assert c.idempotency_key is None and "idempotency-key" not in off.build(c, "tok").headers
+        off.close()
+    plain = calls.list_call()
+    s.prepare(plain)
+    assert plain.idempotency_key is None
+    s.close()
+
+
+def test_keyed_multipart_body_is_the_same_on_every_attempt() -> None:
+    s = session()
+    bodies = []
+    for _ in range(2):
+        c = calls.ingest_archive_call("sb", io.BytesIO(b"archive-bytes"), "/home/user/x", "archive", "same-key")
+        req = s.build(c, "tok")
+        bodies.append((req.headers["content-type"], req.read()))
+    assert bodies[0] == bodies[1] and bodies[0][0].startswith("multipart/form-data; boundary=")
+    assert b"archive-bytes" in bodies[0][1]
+    s.close()
+
+
+def test_retry_policy_with_a_key() -> None:
+    req = httpx.Request("POST", "http://x")
+    sent = httpx.ReadError("reset", request=req)
+    c = calls.exec_call("sb", "true", None, None, None, False, False, None, False)
+    assert not base.should_retry_transport(c, sent)
+    calls.set_idempotency_key(c, "k")
+    assert base.should_retry_transport(c, sent)
+    busy = err(409, {"code": "IDEMPOTENCY_IN_PROGRESS", "retryable": True})
+    assert base.should_retry_response(c, busy)
+    assert not base.should_retry_response(c, err(500, {"code": "INTERNAL_ERROR"}))  # key forgotten: may have run
+    assert not base.should_retry_response(c, err(422, {"code": "IDEMPOTENCY_MISMATCH"}))
+    assert not base.should_retry_response(c, err(409, {"code": "IDEMPOTENCY_ANSWER_UNAVAILABLE"}))
+    assert not base.should_retry_response(calls.exec_call("sb", "true", None, None, None, False, False, None, False), busy)
+    none = calls.Call("POST", "/x", retry=calls.Retry.NONE)
+    calls.set_idempotency_key(none, "k")
+    assert not base.should_retry_transport(none, sent)
+
+
+class FakeIdempotentServer:
+    """exec-sync and writeFiles with Idempotency-Key, as the contract describes them: the answer
+    of the first request is kept; ``busy`` repeats get 409 IDEMPOTENCY_IN_PROGRESS first; the
+    first ``lose`` answers are lost on the way back (ReadError after the work was done)."""
+
+    def __init__(self, busy: int = 0, lose: int = 0) -> None:
+        self.busy = busy
+        self.lose = lose
+        self.runs = 0
+        self.keys: list = []
+        self.answers: dict = {}
+
+    def handle(self, req: httpx.Request) -> httpx.Response:
+        key = req.headers.get("idempotency-key")
+        self.keys.append(key)
+        if key in self.answers:
+            if self.busy > 0:
+                self.busy -= 1
+                return httpx.Response(409, json={"error": "running", "code": "IDEMPOTENCY_IN_PROGRESS",
+                                                 "retryable": True})
+            return httpx.Response(200, json=self.answers[key], headers={"Idempotent-Replayed": "true"})
+        self.runs += 1
+        body = {"execId": "e" * 32, "stdout": f"{self.runs}\n", "stderr": "", "exitCode": 0}
+        if key is not None:
+            self.answers[key] = body
+        if self.lose > 0:
+            self.lose -= 1
+            raise httpx.ReadError("lost", request=req)
+        return httpx.Response(200, json=body)
+
+
+def test_lost_answer_and_in_progress_are_retried_with_one_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "backoff_delay", lambda attempt: 0.0)
+    fake = FakeIdempotentServer(busy=5, lose=1)
+    with sqlfs.Client(base_url="http://fake", token="tok", max_retries=1,
+                      http_client=httpx.Client(transport=httpx.MockTransport(fake.handle))) as fs:
+        r = fs.sandboxes.attach("sb").exec("echo x >> f")
+    # 1 lost + 5 in progress + 1 replay: the in-progress waits do not count against max_retries
+    assert len(fake.keys) == 7 and len(set(fake.keys)) == 1 and fake.keys[0]
+    assert fake.runs == 1 and r.replayed and r.stdout == "1\n" and r.exec_id == "e" * 32
+
+
+def test_in_progress_wait_is_bounded_by_the_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "backoff_delay", lambda attempt: 0.02)
+    fake = FakeIdempotentServer(busy=10**6)
+    fake.answers["k"] = {}
+    t0 = time.monotonic()
+    with sqlfs.Client(base_url="http://fake", token="tok", timeout=0.3,
+                      http_client=httpx.Client(transport=httpx.MockTransport(fake.handle))) as fs:
+        with pytest.raises(sqlfs.IdempotencyInProgressError) as ei:
+            fs.sandboxes.attach("sb").fs.write_files({"/a": "x"}, idempotency_key="k")
+    assert ei.value.idempotency_key == "k" and ei.value.retryable
+    assert 0.25 <= time.monotonic() - t0 < 5 and len(fake.keys) > 4
+
+
+def test_async_lost_answer_is_retried_with_one_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    monkeypatch.setattr(base, "backoff_delay", lambda attempt: 0.0)
+    fake = FakeIdempotentServer(busy=2, lose=1)
+
+    async def main():
+        http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handle))
+        async with sqlfs.AsyncClient(base_url="http://fake", token="tok", http_client=http) as fs:
+            r = await fs.sandboxes.attach("sb").exec("echo x >> f")
+        await http.aclose()
+        return r
+
+    r = asyncio.run(main())
+    assert len(fake.keys) == 4 and len(set(fake.keys)) == 1 and fake.runs == 1 and r.replayed
