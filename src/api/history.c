@@ -172,11 +172,23 @@ static const char *change_name(enum path_change_kind k)
 struct path_list {
     json_t *arr;
     int64_t n, max;
+    const char *under; /* only this path and what lies below it (NULL: every path) */
 };
+
+/* path is `dir` or lies below it. */
+static bool at_or_below(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (n == 1)
+        return true; /* "/" */
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
 
 static int path_one(enum path_change_kind change, const struct file_meta *m, void *userdata)
 {
     struct path_list *l = userdata;
+    if (l->under && !at_or_below(m->path, l->under))
+        return 0;
     if (++l->n > l->max)
         return -ERR_TOO_MANY_ENTRIES;
     json_t *o = json_object();
@@ -360,7 +372,8 @@ int route_diff(struct request *req)
         free(path);
         return r;
     }
-    struct path_list l = {.arr = json_array(), .max = req->app->cfg->max_tree_entries};
+    struct path_list l = {
+        .arr = json_array(), .max = req->app->cfg->max_tree_entries, .under = path};
     if (!l.arr) {
         free(path);
         return -ENOMEM;

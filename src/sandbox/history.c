@@ -128,7 +128,9 @@ int sandbox_diff(struct sandboxes *sbx, const char *sandbox_id, int64_t from, in
 
 struct restore_build {
     struct changeset *cs;
-    const char *deleted; /* the last path deleted: what lies below it goes with it */
+    const char *gone; /* the last path deleted or made a non-directory: what lies below it goes
+                       * with it (the store removes a directory's subtree when a file replaces
+                       * it), so no change below it is made */
 };
 
 static bool below(const char *path, const char *dir)
@@ -141,11 +143,13 @@ static int restore_one(enum path_change_kind change, const struct file_meta *m, 
 {
     struct restore_build *b = userdata;
     if (change == PATH_DELETED) {
-        if (b->deleted && below(m->path, b->deleted))
+        if (b->gone && below(m->path, b->gone))
             return 0;
-        b->deleted = m->path;
+        b->gone = m->path;
         return changeset_delete(b->cs, m->path);
     }
+    if (m->kind != FILE_KIND_DIR)
+        b->gone = m->path;
     return changeset_put(b->cs, m);
 }
 

@@ -294,6 +294,11 @@ static int apply_locked(struct checkouts *cos, struct entry *e, int edfd, int64_
                         .sandbox_id = e->id,
                         .create_parents = cs->create_parents};
     int r;
+    /* Left behind by a larger change set (checkout_apply): it stays behind, coherent at its
+     * version, for the next acquire to bring forward from the commit log. */
+    if (e->version >= 0 && e->version < old_version &&
+        checkout_tree_is_valid(cos, e, edfd, e->version))
+        return 0;
     if (!checkout_tree_is_valid(cos, e, edfd, old_version)) {
         r = -ESTALE;
         goto out;

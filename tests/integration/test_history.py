@@ -11,7 +11,7 @@ import httpx
 
 import pytest
 
-from conftest import assert_error
+from conftest import ADMIN_SECRET, assert_error
 
 
 def exec_ok(api, sid, script):
@@ -310,10 +310,41 @@ def test_a_large_restore_is_seen_by_the_next_exec(api, sandbox):
     for _ in range(2):
         assert api.post(f"/v1/sandboxes/{sandbox}/restore",
                         json={"version": full}).status_code == 200
+        # a small write on top of the cached tree left behind: both reach the next exec
+        put(api, sandbox, "/home/user/small.txt", b"small")
         out = exec_ok(api, sandbox, "cd && ls big | wc -l; cat big/f1234; ls after.txt 2>&1 | "
-                                    "grep -c 'No such'")["stdout"]
-        assert out.split() == ["1500", "1234", "1"], out
+                                    "grep -c 'No such'; cat small.txt")["stdout"]
+        assert out.split() == ["1500", "1234", "1", "small"], out
+        r = api.get("/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET})
+        checkouts = r.json()["exec"]["checkouts"]
+        assert checkouts["refreshes"] + checkouts["builds"] >= 1, checkouts
         assert api.post(f"/v1/sandboxes/{sandbox}/restore",
                         json={"version": empty}).status_code == 200
         out = exec_ok(api, sandbox, "cd && ls big 2>&1 | grep -c 'No such'; cat after.txt")
         assert out["stdout"].split() == ["1", "after"], out
+
+
+def test_restore_over_a_directory_made_a_file_and_diff_of_a_subtree(api, sandbox):
+    exec_ok(api, sandbox, "cd && echo f > thing && mkdir -p keep && echo k > keep/k")
+    as_file = version_of(api, sandbox)
+    exec_ok(api, sandbox, "cd && rm thing && mkdir -p thing/sub && echo x > thing/sub/x && "
+                          "echo y > thing/y && echo k2 > keep/k")
+    as_dir = version_of(api, sandbox)
+    r = api.get(f"/v1/sandboxes/{sandbox}/diff?from={as_file}&to={as_dir}&path=/home/user/thing")
+    assert r.status_code == 200, r.text
+    assert {p["path"] for p in r.json()["paths"]} == {
+        "/home/user/thing", "/home/user/thing/sub", "/home/user/thing/sub/x", "/home/user/thing/y"}
+    # restore: the directory becomes a file again, and the next exec's tree agrees
+    assert api.post(f"/v1/sandboxes/{sandbox}/restore",
+                    json={"version": as_file}).status_code == 200
+    assert tree(api, sandbox) == tree(api, sandbox, as_file)
+    out = exec_ok(api, sandbox, "cd && cat thing keep/k")["stdout"]
+    assert out == "f\nk\n", out
+    assert api.post(f"/v1/sandboxes/{sandbox}/restore",
+                    json={"version": as_dir}).status_code == 200
+    out = exec_ok(api, sandbox, "cd && cat thing/sub/x thing/y keep/k")["stdout"]
+    assert out == "x\ny\nk2\n", out
+    c = api.get(f"/v1/sandboxes/{sandbox}/commits?limit=1").json()["commits"][0]
+    assert c["kind"] == "restore"
+    s = api.get(f"/v1/sandboxes/{sandbox}").json()
+    assert s["lastUsedAt"] is not None

@@ -422,7 +422,8 @@ static int fork_locked(struct sqlite_store *s, const char *source_id, int64_t ve
         r = sq_stmt_get(c, ST_H_FORK_SET, &q);
         if (r >= 0)
             r = sq_bind_check(c, sqlite3_bind_int64(q, 1, sid) | sqlite3_bind_int64(q, 2, size) |
-                                     sqlite3_bind_int64(q, 3, count) | bind_text(q, 4, cwd));
+                                     sqlite3_bind_int64(q, 3, count) | bind_text(q, 4, cwd) |
+                                     sqlite3_bind_int64(q, 5, now_ms));
         if (r >= 0)
             r = sq_stmt_run(c, q);
     }

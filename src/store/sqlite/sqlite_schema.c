@@ -342,7 +342,7 @@ const char *const sq_stmt_sql[ST_COUNT] = {
                         "FROM files WHERE sid = ?1",
     [ST_H_SB_SID] = "SELECT sid FROM sandboxes WHERE id = ?1",
     [ST_H_FORK_SET] = "UPDATE sandboxes SET version = 1, size_bytes = ?2, file_count = ?3, "
-                      "cwd = ?4 WHERE sid = ?1",
+                      "cwd = ?4, last_used_ms = ?5 WHERE sid = ?1",
     [ST_H_SNAP_COUNT] = "SELECT count(*) FROM snapshots WHERE sid = ?1",
     [ST_H_SNAP_INSERT] = "INSERT INTO snapshots (sid, name, version, created_ms) "
                          "VALUES (?1, ?2, ?3, ?4)",
