@@ -141,11 +141,11 @@ int exec_reply_result(struct outreply *rep, json_t *fields, struct capture *outp
     if (r == 0)
         r = outreply_text(rep, ",\"stdout\":", 10);
     if (r == 0)
-        r = outreply_output(rep, &output->out.data);
+        r = outreply_output(rep, &output->out.data, output->out.truncated);
     if (r == 0)
         r = outreply_text(rep, ",\"stderr\":", 10);
     if (r == 0)
-        r = outreply_output(rep, &output->err.data);
+        r = outreply_output(rep, &output->err.data, output->err.truncated);
     if (r == 0)
         r = outreply_text(rep, "}", 1);
     json_decref(fields);

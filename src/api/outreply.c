@@ -90,7 +90,7 @@ int outreply_members(struct outreply *o, const json_t *obj)
     return r;
 }
 
-int outreply_output(struct outreply *o, struct buf *b)
+int outreply_output(struct outreply *o, struct buf *b, bool cut)
 {
     struct piece *p = NULL;
     int r = outreply_text(o, "\"", 1);
@@ -105,7 +105,7 @@ int outreply_output(struct outreply *o, struct buf *b)
     *b = (struct buf)BUF_INIT(0);
     p->output = true;
     /* a cut at the cap may split a character: drop the incomplete tail instead of a U+FFFD */
-    p->end = p->b.len - utf8_incomplete_tail(buf_cstr(&p->b), p->b.len);
+    p->end = p->b.len - (cut ? utf8_incomplete_tail(buf_cstr(&p->b), p->b.len) : 0);
     return outreply_text(o, "\"", 1);
 }
 

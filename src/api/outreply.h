@@ -11,8 +11,8 @@
  * as it has been sent.
  *
  * The string is byte for byte what jansson writes for the same bytes (api/sse.h's escaper):
- * invalid UTF-8 becomes U+FFFD; an incomplete character at the very end (a cut at the cap) is
- * dropped instead.
+ * invalid UTF-8 becomes U+FFFD; an incomplete character at the very end of an output cut at its
+ * cap is dropped instead (the cut made it incomplete, not the program).
  *
  * Ownership: outreply_output takes the buffer's storage; the reply owns everything it was
  * given, until outreply_free or, once handed over with outreply_send, until libmicrohttpd
@@ -41,8 +41,10 @@ __attribute__((warn_unused_result)) int outreply_text(struct outreply *o, const 
  * empty object). 0 or -ENOMEM. */
 __attribute__((warn_unused_result)) int outreply_members(struct outreply *o, const json_t *obj);
 /* Appends the bytes of *b (counted in the reply's budget) as a JSON string, quotes included,
- * taking its storage: *b is left empty whatever happens. 0 or -ENOMEM. */
-__attribute__((warn_unused_result)) int outreply_output(struct outreply *o, struct buf *b);
+ * taking its storage: *b is left empty whatever happens. `cut`: the output was cut at its cap,
+ * so an incomplete last character is the cut's and is dropped. 0 or -ENOMEM. */
+__attribute__((warn_unused_result)) int outreply_output(struct outreply *o, struct buf *b,
+                                                        bool cut);
 /* Writes the whole body the reply will send into dst (reset first), without consuming
  * anything: byte for byte what the client receives. dst's max bounds it: -EFBIG when the body
  * is longer (dst then holds a part of it), or -ENOMEM. Not after outreply_send. */

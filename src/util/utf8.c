@@ -82,7 +82,9 @@ size_t utf8_incomplete_tail(const char *s, size_t n)
         unsigned char c = p[n - back];
         if ((c & 0xc0) == 0x80)
             continue; /* continuation: keep looking for the lead */
-        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        if (c < 0xc2 || c > 0xf4)
+            return 0; /* not the lead byte of any character: nothing incomplete */
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
         return need > back ? back : 0;
     }
     return 0;

@@ -196,6 +196,15 @@ def test_invalid_utf8_replaced_and_output_cap(fresh_server):
         res = r.json()
         assert res["stdout"] == "a\ufffdb"
         assert len(res["stderr"]) == 1000 and res["stderrTruncated"] is True
+        # invalid or incomplete bytes at the very end of an output that was not cut are shown,
+        # not dropped: only a cut at the cap may drop a character it split
+        for script, want in [("printf 'ok \\xff\\xfe'", "ok \ufffd\ufffd"),
+                             ("printf 'x\\xe2\\x82'", "x\ufffd\ufffd")]:
+            res = c.post(f"/v1/sandboxes/{sid}/exec-sync", json={"script": script}).json()
+            assert res["stdout"] == want and res["stdoutTruncated"] is False, (script, res)
+        res = c.post(f"/v1/sandboxes/{sid}/exec-sync",
+                     json={"script": "head -c 999 /dev/zero | tr '\\0' x; printf '\\xc3\\xa9'"}).json()
+        assert res["stdout"] == "x" * 999 and res["stdoutTruncated"] is True, res
 
 
 def test_read_only(api, sandbox):

@@ -106,6 +106,12 @@ static void test_cut_inside_a_character(void **state)
     assert_kept(&c.out, "abcd\xc3", true);
     assert_int_equal(utf8_incomplete_tail(c.out.data.data, c.out.data.len), 1);
     capture_release(&c);
+    /* bytes that lead no character are invalid, not incomplete */
+    assert_int_equal(utf8_incomplete_tail("ok \xff\xfe", 5), 0);
+    assert_int_equal(utf8_incomplete_tail("a\xc0", 2), 0);
+    assert_int_equal(utf8_incomplete_tail("a\xf5\x80", 3), 0);
+    assert_int_equal(utf8_incomplete_tail("a\xf0\x9f\x98", 4), 3);
+    assert_int_equal(utf8_incomplete_tail("a\xe2\x82", 3), 2);
 }
 
 int main(void)
