@@ -147,20 +147,8 @@ static int parse_range(const char *h, int64_t size, int64_t *start, int64_t *end
  * current tree). */
 static int version_arg(struct request *req, int64_t *ret)
 {
-    char *v = NULL;
     *ret = -1;
-    int r = http_query(req, "version", &v);
-    if (r < 0 || !v)
-        return r;
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno || end == v || *end || n < 0)
-        r = err_set(-ERR_INVALID_INPUT, "query parameter 'version' must be a version number");
-    else
-        *ret = n;
-    free(v);
-    return r;
+    return route_query_int(req, "version", 0, INT64_MAX, ret);
 }
 
 int route_file_get(struct request *req)

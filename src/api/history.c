@@ -27,26 +27,6 @@
 /* The largest file a unified diff reads (each side). */
 #define DIFF_FILE_MAX ((int64_t)8 << 20)
 
-/* Query parameter `name` as an integer in [min, max] into *ret; absent: *ret untouched, 0. */
-static int query_int(struct request *req, const char *name, int64_t min, int64_t max, int64_t *ret)
-{
-    char *v = NULL;
-    int r = http_query(req, name, &v);
-    if (r < 0 || !v)
-        return r;
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno || end == v || *end || n < min || n > max)
-        r = err_set(-ERR_INVALID_INPUT,
-                    "query parameter '%s' must be an integer from %" PRId64 " to %" PRId64, name,
-                    min, max);
-    else
-        *ret = n;
-    free(v);
-    return r;
-}
-
 /* The public kind of a commit (create, exec, files, ingest, restore, fork) from its change
  * set's kind. */
 static const char *commit_kind(const char *kind)
@@ -141,9 +121,9 @@ static int commits_one(const struct commit_rec *c, void *userdata)
 int route_commits(struct request *req)
 {
     int64_t limit = COMMITS_PAGE_DEFAULT, before = INT64_MAX;
-    int r = query_int(req, "limit", 1, COMMITS_PAGE_MAX, &limit);
+    int r = route_query_int(req, "limit", 1, COMMITS_PAGE_MAX, &limit);
     if (r == 0)
-        r = query_int(req, "before", 1, INT64_MAX, &before);
+        r = route_query_int(req, "before", 1, INT64_MAX, &before);
     if (r == 0)
         r = route_open_sandbox(req, LOCK_SHARED, NULL);
     if (r < 0)
@@ -343,9 +323,9 @@ int route_diff(struct request *req)
 {
     int64_t from = -1, to = -1;
     char *path_arg = NULL, *format = NULL, *path = NULL;
-    int r = query_int(req, "from", 0, INT64_MAX, &from);
+    int r = route_query_int(req, "from", 0, INT64_MAX, &from);
     if (r == 0)
-        r = query_int(req, "to", 0, INT64_MAX, &to);
+        r = route_query_int(req, "to", 0, INT64_MAX, &to);
     if (r == 0 && (from < 0 || to < 0))
         r = err_set(-ERR_INVALID_INPUT, "query parameters 'from' and 'to' (versions) are required");
     if (r == 0)

@@ -4,6 +4,7 @@
  * reserved-path check for writes), and the bulk-write limit.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,5 +92,24 @@ int route_commit_info_path(struct changeset *cs, const char *path)
     json_decref(o);
     int r = text ? changeset_set_info(cs, text) : -ENOMEM;
     free(text);
+    return r;
+}
+
+int route_query_int(struct request *req, const char *name, int64_t min, int64_t max, int64_t *ret)
+{
+    char *v = NULL;
+    int r = http_query(req, name, &v);
+    if (r < 0 || !v)
+        return r;
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < min || n > max)
+        r = err_set(-ERR_INVALID_INPUT,
+                    "query parameter '%s' must be an integer from %" PRId64 " to %" PRId64, name,
+                    min, max);
+    else
+        *ret = n;
+    free(v);
     return r;
 }

@@ -91,6 +91,11 @@ __attribute__((warn_unused_result)) int route_path_arg(const char *field, const 
 __attribute__((warn_unused_result)) int route_write_path_arg(const char *field, const char *value,
                                                              size_t len, bool is_dir, char **ret);
 
+/* Query parameter `name` as an integer in [min, max] into *ret: 0 (absent: *ret untouched), or
+ * 400 naming the parameter and the range. */
+__attribute__((warn_unused_result)) int route_query_int(struct request *req, const char *name,
+                                                        int64_t min, int64_t max, int64_t *ret);
+
 /* Sets the commit-log record of a change to one path (its history summary): {"path": path}. */
 __attribute__((warn_unused_result)) int route_commit_info_path(struct changeset *cs,
                                                                const char *path);
