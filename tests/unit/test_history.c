@@ -20,101 +20,14 @@
 #include "util/fs.h"
 #include "util/home.h"
 
-static const char *pg_url; /* SQLFS_TEST_PG_URL; NULL: SQLite only */
-static bool on_pg;         /* the group running is PostgreSQL's */
-static const struct store_pg_opts pg_opts = {.pool_size = 8, .pool_wait_ms = 10000};
+#define STORE_FIXTURE_NAME "test_history"
+#include "store_fixture.h"
 
 #define SB1 "11111111-1111-4111-8111-111111111111"
 #define SB2 "22222222-2222-4222-8222-222222222222"
 #define SB3 "33333333-3333-4333-8333-333333333333"
 #define MISSING "99999999-9999-4999-8999-999999999999"
 
-struct fx {
-    char dir[64];
-    char db[128];    /* SQLite: the database file */
-    char dbname[64]; /* PostgreSQL: the test's own database */
-    char *url;       /* PostgreSQL: its URL */
-    struct store *st;
-};
-
-/* ---- databases (as test_store.c) -------------------------------------------------------- */
-
-static PGconn *pg_admin(const char *url)
-{
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("cannot connect to the test cluster: %s", PQerrorMessage(c));
-    return c;
-}
-
-static void pg_run(PGconn *c, const char *sql)
-{
-    PGresult *res = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(res);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    PQclear(res);
-}
-
-static char *pg_new_db(char *name, size_t cap)
-{
-    static int seq;
-    snprintf(name, cap, "sqlfs_h%d_%d", (int)getpid(), ++seq);
-    PGconn *c = pg_admin(pg_url);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
-    pg_run(c, sql);
-    PQfinish(c);
-    char *out = NULL;
-    assert_true(asprintf(&out, "%s%cdbname=%s", pg_url, strchr(pg_url, '?') ? '&' : '?', name) > 0);
-    return out;
-}
-
-static void pg_drop_db(const char *name)
-{
-    PGconn *c = pg_admin(pg_url);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", name);
-    pg_run(c, sql);
-    PQfinish(c);
-}
-
-static void open_store(struct fx *f)
-{
-    if (on_pg)
-        assert_int_equal(store_open_pg(f->url, &pg_opts, &f->st), 0);
-    else
-        assert_int_equal(store_open_sqlite(f->db, &f->st), 0);
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    if (on_pg) {
-        f->url = pg_new_db(f->dbname, sizeof(f->dbname));
-    } else {
-        snprintf(f->dir, sizeof(f->dir), "/tmp/test_history.XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        snprintf(f->db, sizeof(f->db), "%s/store.db", f->dir);
-    }
-    open_store(f);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    store_close(f->st);
-    if (on_pg)
-        pg_drop_db(f->dbname);
-    else
-        assert_int_equal(rm_rf_at(AT_FDCWD, f->dir, NULL), 0);
-    free(f->url);
-    free(f);
-    return 0;
-}
 
 /* Runs SQL on the raw database (no rows of interest). */
 static void db_exec(struct fx *f, const char *sql)
@@ -133,54 +46,7 @@ static void db_exec(struct fx *f, const char *sql)
     sqlite3_close(db);
 }
 
-/* One integer from the raw database (SQLite: the chunk database attached as "blobs"; on
- * PostgreSQL the prefix is dropped). */
-static int64_t db_int(struct fx *f, const char *sql)
-{
-    if (on_pg) {
-        char q[512];
-        size_t n = 0;
-        for (const char *p = sql; *p && n < sizeof(q) - 1;)
-            if (strncmp(p, "blobs.", 6) == 0)
-                p += 6;
-            else
-                q[n++] = *p++;
-        q[n] = 0;
-        PGconn *c = pg_admin(f->url);
-        PGresult *res = PQexec(c, q);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-            fail_msg("%s: %s", q, PQerrorMessage(c));
-        int64_t v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        PQclear(res);
-        PQfinish(c);
-        return v;
-    }
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(f->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    char attach[256];
-    snprintf(attach, sizeof(attach), "ATTACH DATABASE '%s.chunks' AS blobs", f->db);
-    assert_int_equal(sqlite3_exec(db, attach, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return v;
-}
-
 /* ---- contents, change sets, commits ----------------------------------------------------- */
-
-static void put_bytes(struct store *st, const void *data, size_t len, uint8_t id[CONTENT_ID_LEN])
-{
-    struct content_writer *w;
-    assert_int_equal(store_content_begin(st, &w), 0);
-    assert_int_equal(store_content_write(st, w, data, len), 0);
-    int64_t size = -1;
-    assert_int_equal(store_content_finish(st, w, id, &size), 0);
-    assert_int_equal(size, (int64_t)len);
-}
 
 /* A content's bytes as a malloc'd string (contents in these tests are text). */
 static char *read_text(struct store *st, const uint8_t id[CONTENT_ID_LEN])
@@ -254,22 +120,6 @@ static int commit_o(struct store *st, const char *sb, struct changeset *cs,
     int r = store_commit(st, sb, cs, o ? o : &plain, res ? res : &tmp);
     changeset_release(cs);
     return r;
-}
-
-static struct sandbox_rec rec_of(const char *id)
-{
-    struct sandbox_rec r = {0};
-    snprintf(r.id, sizeof(r.id), "%s", id);
-    r.tenant = "t";
-    r.sub = "u";
-    r.created_ms = 1000;
-    return r;
-}
-
-static void create_sb(struct store *st, const char *id)
-{
-    struct sandbox_rec r = rec_of(id);
-    assert_int_equal(store_sandbox_create(st, &r, NULL, NULL), 0);
 }
 
 /* Commits one file /f holding `text` in sandbox sb with opts o. */
@@ -608,7 +458,7 @@ static void test_versions_readable(void **state)
     struct changeset cs;
     changeset_init(&cs, "create");
     cs_text(f->st, &cs, "/f", "first");
-    struct sandbox_rec r = rec_of(SB3);
+    struct sandbox_rec r = rec_of(SB3, "t", "u", 1000);
     assert_int_equal(store_sandbox_create(f->st, &r, &cs, NULL), 0);
     changeset_release(&cs);
     expect_gone(f->st, SB3, 0);
@@ -962,7 +812,7 @@ static void test_fork(void **state)
     build(f, &h);
     int64_t contents = db_int(f, "SELECT count(*) FROM contents");
     int64_t chunks = db_int(f, "SELECT count(*) FROM blobs.chunks");
-    struct sandbox_rec r = rec_of(SB2);
+    struct sandbox_rec r = rec_of(SB2, "t", "u", 1000);
     r.name = "forked";
     struct commit_opts o = {.expect_version = -1, .now_ms = 9000};
     assert_int_equal(store_sandbox_fork(f->st, SB1, 2, &r, "{\"from\":2}", &o), 0);
@@ -999,7 +849,7 @@ static void test_fork(void **state)
     assert_string_equal(t, h.tree[2]);
     free(t);
     /* the current version, with the source's cwd */
-    struct sandbox_rec r3 = rec_of(SB3);
+    struct sandbox_rec r3 = rec_of(SB3, "t", "u", 1000);
     assert_int_equal(store_sandbox_fork(f->st, SB1, NV, &r3, NULL, NULL), 0);
     t = tree(f->st, SB3, -1, "/", 0);
     assert_string_equal(t, h.tree[NV]);
@@ -1009,7 +859,7 @@ static void test_fork(void **state)
     sandbox_rec_release(&g);
 
     /* errors: nothing created */
-    struct sandbox_rec r4 = rec_of("44444444-4444-4444-8444-444444444444");
+    struct sandbox_rec r4 = rec_of("44444444-4444-4444-8444-444444444444", "t", "u", 1000);
     assert_int_equal(store_sandbox_fork(f->st, MISSING, 1, &r4, NULL, NULL), -ENOENT);
     assert_int_equal(store_sandbox_fork(f->st, SB1, 0, &r4, NULL, NULL), -ERR_VERSION_NOT_FOUND);
     assert_int_equal(store_sandbox_fork(f->st, SB1, 99, &r4, NULL, NULL), -ERR_VERSION_NOT_FOUND);
