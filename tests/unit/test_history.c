@@ -28,7 +28,6 @@
 #define SB3 "33333333-3333-4333-8333-333333333333"
 #define MISSING "99999999-9999-4999-8999-999999999999"
 
-
 /* Runs SQL on the raw database (no rows of interest). */
 static void db_exec(struct fx *f, const char *sql)
 {
