@@ -119,13 +119,14 @@ int route_execs(struct request *req)
     return http_reply_json(req, 200, o);
 }
 
-/* Sets `name` to the kept output as text when it is UTF-8 (an incomplete character at the end,
- * where the record's cap cut it, dropped), else as base64 with "<name>Encoding": "base64". */
-static int set_output(json_t *o, const char *name, const char *data, size_t len)
+/* Sets `name` to the kept output as text when it is UTF-8 (with `cut`, the output was cut at the
+ * record's cap: an incomplete character at the end is the cut's and is dropped), else as base64
+ * with "<name>Encoding": "base64". */
+static int set_output(json_t *o, const char *name, const char *data, size_t len, bool cut)
 {
     char key[32];
     snprintf(key, sizeof(key), "%sEncoding", name);
-    size_t text_len = len - utf8_incomplete_tail(data ? data : "", len);
+    size_t text_len = len - (cut ? utf8_incomplete_tail(data ? data : "", len) : 0);
     if (!data || utf8_valid(data, text_len)) {
         json_object_set_new(o, name, json_stringn(data ? data : "", text_len));
         json_object_set_new(o, key, json_string("utf-8"));
@@ -164,9 +165,9 @@ int route_exec_get(struct request *req)
     json_t *o = exec_json(&e);
     r = o ? 0 : -ENOMEM;
     if (r == 0)
-        r = set_output(o, "stdout", e.stdout_data, e.stdout_len);
+        r = set_output(o, "stdout", e.stdout_data, e.stdout_len, e.stdout_truncated);
     if (r == 0)
-        r = set_output(o, "stderr", e.stderr_data, e.stderr_len);
+        r = set_output(o, "stderr", e.stderr_data, e.stderr_len, e.stderr_truncated);
     if (r == 0) {
         json_object_set_new(o, "stdoutTruncated", json_boolean(e.stdout_truncated));
         json_object_set_new(o, "stderrTruncated", json_boolean(e.stderr_truncated));
