@@ -348,3 +348,34 @@ def test_restore_over_a_directory_made_a_file_and_diff_of_a_subtree(api, sandbox
     assert c["kind"] == "restore"
     s = api.get(f"/v1/sandboxes/{sandbox}").json()
     assert s["lastUsedAt"] is not None
+
+
+def test_history_bounds(fresh_server):
+    """What one request or one sandbox can make the server hold is bounded: snapshots per
+    sandbox (MAX_SNAPSHOTS), changed paths listed at once (MAX_TREE_ENTRIES), the size of a file
+    a unified diff reads (8 MiB), the commits of a page (1000)."""
+    srv = fresh_server({"MAX_SNAPSHOTS": "2", "MAX_TREE_ENTRIES": "50"})
+    with srv.client() as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        for name in ("a", "b"):
+            assert c.post(f"/v1/sandboxes/{sid}/snapshots", json={"name": name}).status_code == 201
+        r = c.post(f"/v1/sandboxes/{sid}/snapshots", json={"name": "c"})
+        body = assert_error(r, 409, "ESNAPSHOT_LIMIT")
+        assert "MAX_SNAPSHOTS=2" in body.get("details", []), body
+        v0 = version_of(c, sid)
+        exec_ok(c, sid, "cd && mkdir many && for i in $(seq 60); do echo $i > many/f$i; done; "
+                        "head -c 9M /dev/zero > big.txt")
+        v1 = version_of(c, sid)
+        body = assert_error(c.get(f"/v1/sandboxes/{sid}/diff?from={v0}&to={v1}"), 413,
+                            "PAYLOAD_TOO_LARGE")
+        assert "MAX_TREE_ENTRIES=50" in body.get("details", []), body
+        assert_error(c.get(f"/v1/sandboxes/{sid}/commits/{v1}"), 413, "PAYLOAD_TOO_LARGE")
+        # narrowed to a path, it fits
+        r = c.get(f"/v1/sandboxes/{sid}/diff?from={v0}&to={v1}&path=/home/user/big.txt")
+        assert r.status_code == 200 and len(r.json()["paths"]) == 1, r.text
+        assert_error(c.get(f"/v1/sandboxes/{sid}/diff?from={v0}&to={v1}&path=/home/user/big.txt"
+                           "&format=unified"), 413, "EFBIG")
+        assert_error(c.get(f"/v1/sandboxes/{sid}/commits?limit=1001"), 400, "INVALID_INPUT")
+        assert_error(c.get(f"/v1/sandboxes/{sid}/commits?limit=0"), 400, "INVALID_INPUT")
+        assert_error(c.get(f"/v1/sandboxes/{sid}/commits/abc"), 400, "INVALID_INPUT")
+        assert_error(c.get(f"/v1/sandboxes/{sid}/files/home?version=-1"), 400, "INVALID_INPUT")
