@@ -379,3 +379,33 @@ def test_history_bounds(fresh_server):
         assert_error(c.get(f"/v1/sandboxes/{sid}/commits?limit=0"), 400, "INVALID_INPUT")
         assert_error(c.get(f"/v1/sandboxes/{sid}/commits/abc"), 400, "INVALID_INPUT")
         assert_error(c.get(f"/v1/sandboxes/{sid}/files/home?version=-1"), 400, "INVALID_INPUT")
+
+
+def test_a_kill_during_fork_leaves_no_half_sandbox(fresh_server):
+    """kill -9 while forks of a 3,000-file sandbox commit: after the restart every sandbox the
+    owner has is either the source or a whole copy of it."""
+    srv = fresh_server()
+    with srv.client() as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        exec_ok(c, sid, "cd && mkdir m && for i in $(seq 3000); do echo $i > m/f$i; done")
+        source_tree = tree(c, sid)
+
+        def forks():
+            try:
+                for _ in range(50):
+                    c.post(f"/v1/sandboxes/{sid}/fork", json={})
+            except httpx.HTTPError:
+                pass  # the server was killed under it
+
+        t = threading.Thread(target=forks, daemon=True)
+        t.start()
+        time.sleep(0.3)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        t.join(30)
+    srv.start()
+    with srv.client() as c:
+        ids = [s["id"] for s in c.get("/v1/sandboxes").json()["sandboxes"]]
+        assert sid in ids and len(ids) >= 2, ids  # some forks made it before the kill
+        for other in ids:
+            assert tree(c, other) == source_tree, f"sandbox {other} is half a fork"
