@@ -103,7 +103,11 @@ def test_readme_quick_start_with_curl(new_user):
     assert r.stdout.split("\n") == [
         "hello",                       # GET of the file just written
         "hello", "hello.txt", "w.txt",  # the exec: cat, then ls
-        "/home/user/hello.txt", "/home/user/w.txt",  # the tree
+        "3 exec cat hello.txt; echo world > w.txt; ls",  # the commits, newest first
+        "2 files put /home/user/hello.txt",
+        "1 create sandbox created",
+        '{"version":4,"restoredFrom":2}',  # the exec undone
+        "/home/user/hello.txt",        # the tree: w.txt is gone
         "",
     ], r.stdout
     # and the offline token command the README mentions works from the same directory
