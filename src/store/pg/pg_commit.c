@@ -253,15 +253,17 @@ static const struct apply_ops pg_apply_ops = {
 
 /* Locks every stored content among ids (n, sorted) FOR KEY SHARE, in id order so that GC, which
  * locks in the same order, cannot deadlock with it, and keeps their sizes: a content the commit
- * references cannot be collected before the commit ends. */
-static int contents_lock(struct pg_apply *x, const uint8_t *ids, size_t n)
+ * references cannot be collected before the commit ends. Without `lock` (an unpinned change
+ * set: every content it puts is held by a retained version of this sandbox, whose history no
+ * one prunes while the commit holds the sandbox's row) it only reads the sizes. */
+static int contents_lock(struct pg_apply *x, const uint8_t *ids, size_t n, bool lock)
 {
     if (n == 0)
         return 0;
     struct pg_params p = {0};
     pp_bytes(&p, ids, n * CONTENT_ID_LEN);
     _cleanup_pgresult_ PGresult *res = NULL;
-    int rows = pg_exec(x->s, x->c, PS_CONTENT_SIZES_LOCK, &p, &res);
+    int rows = pg_exec(x->s, x->c, lock ? PS_CONTENT_SIZES_LOCK : PS_CONTENT_SIZES, &p, &res);
     if (rows <= 0)
         return rows;
     x->ids = malloc((size_t)rows * CONTENT_ID_LEN);
@@ -463,7 +465,7 @@ int pg_commit_in(struct pg_store *s, struct pg_conn *c, const char *id, const st
     x.version = version + 1;
     bool pruned = false;
     if (r >= 0)
-        r = contents_lock(&x, ids, nids);
+        r = contents_lock(&x, ids, nids, !cs->unpinned);
     if (r >= 0)
         r = apply_changes(&a, cs);
     if (r >= 0)

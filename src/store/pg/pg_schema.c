@@ -304,6 +304,7 @@ const char *const pg_stmt_sql[PS_COUNT] = {
         "INSERT INTO gc_candidates (content_id) SELECT h FROM " IDS_1 " AS t(h) " CAND_UPSERT,
     [PS_CONTENT_SIZES_LOCK] =
         "SELECT id, size FROM contents WHERE id IN " IDS_1 " ORDER BY id FOR KEY SHARE",
+    [PS_CONTENT_SIZES] = "SELECT id, size FROM contents WHERE id IN " IDS_1 " ORDER BY id",
     [PS_CONTENT_GET] = "SELECT size, nchunks, data FROM contents WHERE id = $1",
     [PS_CONTENT_CHUNKS] = "SELECT cc.chunk, ch.size FROM content_chunks cc "
                           "JOIN chunks ch ON ch.hash = cc.chunk "
