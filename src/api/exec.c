@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/idem.h"
 #include "api/jsonv.h"
 #include "api/routes.h"
 #include "exec/engine.h"
@@ -219,6 +220,8 @@ int route_exec_sync(struct request *req)
     int64_t timeout_ms = x.params.timeout_ms;
     x.params.rest_after_reply = true;
     x.params.journal_kind = "sync";
+    x.params.keepalive = idem_keepalive;
+    x.params.keepalive_arg = req;
     r = exec_engine_run(req->app->exec, &rest->rec, &x.params, &out);
     rest->rest = out.rest;
     out.rest = NULL;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/exec.h"
+#include "api/idem.h"
 #include "api/jsonv.h"
 #include "api/routes.h"
 #include "sandbox/sandbox.h"
@@ -104,6 +105,8 @@ int route_exec_batch(struct request *req)
     struct batch_params p = {.timeout_ms = BATCH_TIMEOUT_DEFAULT,
                              .cancel_fd = -1,
                              .journal_kind = "batch",
+                             .keepalive = idem_keepalive,
+                             .keepalive_arg = req,
                              .ret_exec_id = exec_id};
     struct batch_script *scripts = NULL;
     json_t *arr = NULL;

@@ -21,7 +21,8 @@ enum idem_phase {
 
 struct idem {
     char key[IDEM_KEY_MAX + 1];
-    EVP_MD_CTX *md; /* the request's hash, until the claim */
+    uint8_t claim[IDEM_CLAIM_LEN]; /* PHASE_CLAIMED: the claim on the pending record */
+    EVP_MD_CTX *md;                /* the request's hash, until the claim */
     enum idem_phase phase;
     /* the answer set last (idem_answer*) */
     bool answered;  /* an answer was set */
@@ -146,6 +147,7 @@ int idem_claim(struct request *req)
     if (r < 0)
         return r;
     if (rec.state == IDEM_NEW) {
+        memcpy(d->claim, rec.claim, sizeof(d->claim));
         d->phase = PHASE_CLAIMED;
         return 0;
     }
@@ -216,10 +218,30 @@ void idem_answer_unknown(struct request *req)
     d->status = req->status;
 }
 
-/* Forgets the pending key (a retry runs afresh). */
+int idem_renew(struct request *req)
+{
+    struct idem *d = req->idem;
+    if (!d || d->phase != PHASE_CLAIMED)
+        return 0;
+    int r = store_idem_renew(req->app->store, req->sandbox_id, d->key, d->claim, time_now_ms());
+    if (r == -ENOENT)
+        return err_set(-ERR_IDEMPOTENCY_IN_PROGRESS,
+                       "this request waited more than %lld minutes to run, and a later request "
+                       "with Idempotency-Key '%s' took the key over; that one runs instead of "
+                       "this one: retry to get its answer",
+                       IDEM_PENDING_TTL_MS / 60000, d->key);
+    return r;
+}
+
+int idem_keepalive(void *req)
+{
+    return idem_renew(req);
+}
+
+/* Forgets the pending key (a retry runs afresh); nothing when the claim was lost. */
 static void forget(struct request *req, struct idem *d)
 {
-    if (store_idem_abort(req->app->store, req->sandbox_id, d->key) < 0) {
+    if (store_idem_abort(req->app->store, req->sandbox_id, d->key, d->claim) < 0) {
         log_msg("warn", "idempotency: cannot forget a pending key: %s",
                 err_message() ? err_message() : "storage error");
         err_clear();
@@ -242,13 +264,19 @@ void idem_finish(struct request *req)
         /* the exec's id, when there is one, says where its outcome can be read */
         const char *xid =
             req->response ? MHD_get_response_header(req->response, "X-Exec-Id") : NULL;
-        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, (int)status, NULL, xid,
-                              xid ? strlen(xid) : 0, true);
+        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim, (int)status, NULL,
+                              xid, xid ? strlen(xid) : 0, true);
     } else {
-        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, (int)status, d->ctype,
-                              d->body.data, d->body.len, false);
+        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim, (int)status,
+                              d->ctype, d->body.data, d->body.len, false);
     }
-    if (r < 0) {
+    if (r == -ENOENT) {
+        /* the claim was lost (taken as abandoned, and the key claimed again by a retry, whose
+         * record is left alone) or the record went with its sandbox */
+        log_msg("warn", "idempotency: the answer of a request is not kept: its claim on the key "
+                        "was lost");
+        err_clear();
+    } else if (r < 0) {
         /* the key stays pending until IDEM_PENDING_TTL_MS: retries are refused meanwhile,
          * never run twice */
         log_msg("warn", "idempotency: cannot store the answer of a request: %s",

@@ -27,10 +27,12 @@ struct outreply;
 /* How long a key is remembered, and the most a sandbox keeps (the oldest go first). */
 #define IDEM_TTL_MS (24LL * 3600 * 1000)
 #define IDEM_MAX_KEYS 10000
-/* A pending key older than this was left by a server that died while running its request (its
- * handler: the body has arrived before the key is claimed): the longest exec or batch (300 s),
- * the wait for the sandbox's lock (LOCK_TIMEOUT_MS, 60 s by default) and for an exec slot, and a
- * margin. */
+/* A pending key not renewed for this long was left by a server that died while running its
+ * request, and a retry may claim it afresh. A live request renews its claim (idem_renew) once it
+ * holds the sandbox's lock and, for an exec, once it has its exec slot and before its commit:
+ * what runs between two renewals (the longest exec or batch, 300 s, the exec's set-up, a commit)
+ * stays well within it. A request whose claim was taken over meanwhile stops at its next
+ * renewal and changes nothing. */
 #define IDEM_PENDING_TTL_MS (15LL * 60 * 1000)
 /* The longest key: 1..255 printable ASCII characters. */
 #define IDEM_KEY_MAX 255
@@ -45,6 +47,13 @@ void idem_body(struct request *req, const char *data, size_t len);
  * -ERR_IDEMPOTENCY_IN_PROGRESS, -ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE, -ERR_SANDBOX_NOT_FOUND,
  * a store error. */
 __attribute__((warn_unused_result)) int idem_claim(struct request *req);
+/* Renews the request's claim on its pending key (IDEM_PENDING_TTL_MS starts again): 0 (also
+ * without a claim), -ERR_IDEMPOTENCY_IN_PROGRESS when the claim was lost (a retry took the key
+ * over: the request must change nothing), or a store error. Thread-safe between claim and
+ * finish (an exec's threads call it). */
+__attribute__((warn_unused_result)) int idem_renew(struct request *req);
+/* idem_renew as an exec's keepalive (exec_params.keepalive, with the request as its arg). */
+__attribute__((warn_unused_result)) int idem_keepalive(void *req);
 /* The response is set: stores it for the key (a 5xx or retryable answer is not stored: the key
  * is forgotten, so that a retry runs afresh). Once per request; nothing without a claim. */
 void idem_finish(struct request *req);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/idem.h"
 #include "api/routes.h"
 #include "sandbox/sandbox.h"
 #include "store/reserved.h"
@@ -41,11 +42,16 @@ int route_write_path_arg(const char *field, const char *value, size_t len, bool 
 
 int route_open_sandbox(struct request *req, enum lock_mode mode, struct sandbox_rec *rec)
 {
-    struct sandbox_rec unused;
-    int r = sandbox_open(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, mode,
-                         rec ? rec : &unused, &req->lock);
-    if (r == 0 && !rec)
-        sandbox_rec_release(&unused);
+    struct sandbox_rec unused, *out = rec ? rec : &unused;
+    int r = sandbox_open(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, mode, out,
+                         &req->lock);
+    if (r < 0)
+        return r;
+    /* the wait for the lock may have been long: the request's Idempotency-Key claim is renewed
+     * (or found lost) before the handler changes anything */
+    r = idem_renew(req);
+    if (r < 0 || !rec)
+        sandbox_rec_release(out);
     return r;
 }
 

@@ -555,6 +555,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
     if (r == 0 && fcntl(ctl[1], F_SETFL, O_NONBLOCK) < 0)
         r = -errno;
     r = exec_fault(e, "prepare", r);
+    if (r == 0 && p->keepalive)
+        r = p->keepalive(p->keepalive_arg);
     if (r == 0) {
         struct exec_spawn sp = {
             .script = driver,
@@ -597,6 +599,8 @@ static int run_write_batch(struct exec_engine *e, struct sandbox_rec *rec,
         if (!res[i].started)
             res[i].exit_code = -1;
     }
+    if (r == 0 && p->keepalive)
+        r = p->keepalive(p->keepalive_arg);
     if (r == 0) {
         char info[128];
         snprintf(info, sizeof(info), "{\"execId\":\"%s\",\"batch\":%zu}", exec_id, p->n);
@@ -657,6 +661,8 @@ static void *ro_worker(void *arg)
             .read_only = true,
             .cancel_fd = pool->p->cancel_fd,
             .allowance = pool->allowance,
+            .keepalive = pool->p->keepalive,
+            .keepalive_arg = pool->p->keepalive_arg,
         };
         struct exec_outcome out;
         err_clear();

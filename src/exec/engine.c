@@ -435,6 +435,8 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
             r = stdin_fd;
     }
     r = exec_fault(e, "prepare", r);
+    if (r == 0 && p->keepalive)
+        r = p->keepalive(p->keepalive_arg);
     if (r == 0) {
         struct exec_spawn sp = {
             .script = script,
@@ -485,6 +487,8 @@ int exec_engine_run(struct exec_engine *e, struct sandbox_rec *rec, const struct
         tm->run_ns = time_mono_ns() - t;
     }
     int64_t from = rec->version;
+    if (r == 0 && p->keepalive && !p->read_only)
+        r = p->keepalive(p->keepalive_arg);
     if (r == 0) {
         char *info = commit_info(s, p->script, p->script_len, out);
         t = time_mono_ns();

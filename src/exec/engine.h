@@ -75,6 +75,12 @@ struct exec_params {
     /* Non-NULL: the exec is recorded in the sandbox's journal under this kind ("sync",
      * "stream") once it ran (exec/journal.c); NULL: no record (the self-test). */
     const char *journal_kind;
+    /* May be NULL: called on the exec's thread once it has its exec slot (before the jail
+     * starts) and, in write mode, before its commit; a negative return stops the exec there
+     * (nothing is committed) and is its error. The caller renews there what must outlive the
+     * waits for a slot (an Idempotency-Key's claim: api/idem.h idem_renew). */
+    int (*keepalive)(void *arg);
+    void *keepalive_arg;
     /* The caller answers first: what the exec leaves to do once its outcome is known (the
      * checkout apply of its commit, the upper's removal, the next upper's preparation) is
      * handed back in exec_outcome.rest instead of being done before exec_engine_run returns. */
@@ -190,6 +196,9 @@ struct batch_params {
     bool read_only;                /* parallel read-only jails, shared lock held */
     int cancel_fd;                 /* client socket, -1 = none */
     const char *journal_kind;      /* as exec_params.journal_kind ("batch"); NULL: no record */
+    int (*keepalive)(void *arg);   /* as exec_params.keepalive: once the batch (read-only: each
+                                    * script) has its slot, and before its commit */
+    void *keepalive_arg;
     /* Out (each may be NULL): the batch's id (EXEC_ID_LEN + 1 bytes, "" when it got none) and
      * the version its commit made (0: none). */
     char *ret_exec_id;

@@ -78,7 +78,7 @@ int store_ops_check(const struct store_ops *ops)
         ops->list_at && ops->commits_list && ops->commit_get && ops->commit_paths &&
         ops->sandbox_fork && ops->snapshot_create && ops->snapshot_get && ops->snapshot_list &&
         ops->snapshot_delete && ops->exec_add && ops->exec_list && ops->exec_get &&
-        ops->idem_begin && ops->idem_finish && ops->idem_abort;
+        ops->idem_begin && ops->idem_finish && ops->idem_abort && ops->idem_renew;
     int batch = !!ops->content_batch_new + !!ops->content_finish_in + !!ops->content_batch_flush +
                 !!ops->content_batch_free;
     bool locks_paired = !ops->lock_acquire == !ops->lock_release;

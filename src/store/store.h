@@ -169,15 +169,22 @@ enum idem_state {
     IDEM_TOO_LARGE = 3, /* its first request completed with an answer too large to keep */
 };
 
+/* The claim on a pending key: random bytes that only the request which recorded it holds.
+ * Finishing, forgetting or renewing the record takes its claim, so that a request whose record
+ * was taken as abandoned (and the key used afresh by a retry) cannot touch the retry's. */
+#define IDEM_CLAIM_LEN 16
+
 /* What a key holds. body and content_type malloc'd, owned by the record. */
 struct idem_rec {
     enum idem_state state;
-    uint8_t hash[32];   /* the request's hash (method, route, sandbox, body) */
-    int64_t created_ms; /* when its first request began (epoch ms) */
-    int status;         /* IDEM_DONE, IDEM_TOO_LARGE: the answer's HTTP status */
-    char *content_type; /* IDEM_DONE: its Content-Type, or NULL */
-    char *body;         /* IDEM_DONE: its body; IDEM_TOO_LARGE: the note kept instead (the
-                         * exec's id); NULL when empty */
+    uint8_t claim[IDEM_CLAIM_LEN]; /* IDEM_NEW: the caller's claim on the new pending record */
+    uint8_t hash[32];              /* the request's hash (method, route, sandbox, body) */
+    int64_t created_ms;            /* when its first request began, or its claim was last renewed
+                                    * (epoch ms) */
+    int status;                    /* IDEM_DONE, IDEM_TOO_LARGE: the answer's HTTP status */
+    char *content_type;            /* IDEM_DONE: its Content-Type, or NULL */
+    char *body; /* IDEM_DONE: its body; IDEM_TOO_LARGE: the note kept instead (the
+                 * exec's id); NULL when empty */
     size_t body_len;
 };
 
@@ -235,7 +242,7 @@ struct store_lock;
  *   - Callbacks (store_sandbox_cb, store_file_cb) run without any engine lock held: they may
  *     call any member of the same store, writes included.
  */
-#define STORE_OPS_VERSION 4
+#define STORE_OPS_VERSION 5
 
 struct store_ops {
     /* The revision of this contract the engine implements: STORE_OPS_VERSION when it was
@@ -480,21 +487,29 @@ struct store_ops {
 
     /* In one transaction: checks that sandbox `sandbox_id` exists and is owned by (tenant, sub)
      * (-ENOENT otherwise), forgets its records past opts's ttl, then looks `key` up. Absent (or
-     * pending past pending_ttl_ms): records it as pending with `hash`, dropping the sandbox's
-     * oldest records beyond max_keys, and *ret gets IDEM_NEW. Present: *ret gets the record as
-     * it is (its hash may differ from `hash`: the caller compares). */
+     * pending past pending_ttl_ms): records it as pending with `hash` and a new random claim,
+     * dropping the sandbox's oldest records beyond max_keys, and *ret gets IDEM_NEW and the
+     * claim. Present: *ret gets the record as it is (its hash may differ from `hash`: the
+     * caller compares). */
     int (*idem_begin)(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
                       const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                       struct idem_rec *ret);
-    /* Ends the pending record `key` with its answer: status, content_type (may be NULL) and
-     * body[0..len); too_large: as IDEM_TOO_LARGE, the answer not kept, body then a note kept
-     * in its place (the exec's id). -ENOENT: no such pending record (it was dropped
-     * meanwhile: nothing is kept). */
-    int (*idem_finish)(struct store *st, const char *sandbox_id, const char *key, int status,
-                       const char *content_type, const void *body, size_t len, bool too_large);
-    /* Forgets the pending record `key` (its request failed in a way a retry may not: the
-     * retry runs afresh). 0 also when there is none. */
-    int (*idem_abort)(struct store *st, const char *sandbox_id, const char *key);
+    /* Ends the pending record `key` of `claim` with its answer: status, content_type (may be
+     * NULL) and body[0..len); too_large: as IDEM_TOO_LARGE, the answer not kept, body then a
+     * note kept in its place (the exec's id). -ENOENT: no pending record of this claim (it
+     * was dropped, or taken as abandoned and the key claimed again, meanwhile: nothing is
+     * written). */
+    int (*idem_finish)(struct store *st, const char *sandbox_id, const char *key,
+                       const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
+                       const void *body, size_t len, bool too_large);
+    /* Forgets the pending record `key` of `claim` (its request failed in a way a retry may
+     * not: the retry runs afresh). 0 also when there is none. */
+    int (*idem_abort)(struct store *st, const char *sandbox_id, const char *key,
+                      const uint8_t claim[IDEM_CLAIM_LEN]);
+    /* Renews the claim: the pending record `key` of `claim` counts as begun at now_ms (its
+     * pending_ttl_ms starts again). -ENOENT when the claim is lost (as for idem_finish). */
+    int (*idem_renew)(struct store *st, const char *sandbox_id, const char *key,
+                      const uint8_t claim[IDEM_CLAIM_LEN], int64_t now_ms);
 
     /* ---- cross-server locks: optional, both or none (NULL: the engine serves one server,
      * whose own locks (sandbox/lock.h) suffice) ---- */
@@ -855,16 +870,26 @@ store_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, c
 }
 
 __attribute__((warn_unused_result)) static inline int
-store_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
-                  const char *content_type, const void *body, size_t len, bool too_large)
+store_idem_finish(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
+                  const void *body, size_t len, bool too_large)
 {
-    return st->ops->idem_finish(st, sandbox_id, key, status, content_type, body, len, too_large);
+    return st->ops->idem_finish(st, sandbox_id, key, claim, status, content_type, body, len,
+                                too_large);
 }
 
 __attribute__((warn_unused_result)) static inline int
-store_idem_abort(struct store *st, const char *sandbox_id, const char *key)
+store_idem_abort(struct store *st, const char *sandbox_id, const char *key,
+                 const uint8_t claim[IDEM_CLAIM_LEN])
 {
-    return st->ops->idem_abort(st, sandbox_id, key);
+    return st->ops->idem_abort(st, sandbox_id, key, claim);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_idem_renew(struct store *st, const char *sandbox_id, const char *key,
+                 const uint8_t claim[IDEM_CLAIM_LEN], int64_t now_ms)
+{
+    return st->ops->idem_renew(st, sandbox_id, key, claim, now_ms);
 }
 
 /* True when the engine has cross-server locks (store_lock_acquire does something). */

@@ -4,12 +4,14 @@ newest first, keeps the start of each output, is pruned like history; a request 
 same Idempotency-Key gets the first answer without running again. Real server, real bash in the
 jail; runs on both engines."""
 import json
+import signal
 import threading
 import time
 
 import httpx
+import pytest
 
-from conftest import assert_error
+from conftest import assert_error, engine
 
 
 def exec_sync(api, sid, script, **kw):
@@ -362,3 +364,41 @@ def test_too_large_answer_is_applied_but_not_kept(fresh_server):
         small = c.post(url, json={"script": "true"}, headers=idem("k-small"))
         assert c.post(url, json={"script": "true"}, headers=idem("k-small")).content == \
             small.content
+
+
+@pytest.mark.skipif(engine() != "sqlite",
+                    reason="SQLite only: on PostgreSQL another server may run the request")
+def test_key_pending_when_the_server_died_is_free_after_restart(fresh_server):
+    """A SQLite database has one server: a key its previous run left pending belonged to a
+    request that died with it, so a retry after the restart runs instead of waiting 15
+    minutes for the pending record to expire."""
+    srv = fresh_server()
+    with srv.client() as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+    url = f"/v1/sandboxes/{sid}/exec-sync"
+    body = {"script": "sleep 3; echo ran >> once.txt"}
+    out = {}
+
+    def first():
+        try:
+            with srv.client() as c:
+                out["r"] = c.post(url, json=body, headers=idem("k-died"))
+        except httpx.HTTPError as e:
+            out["r"] = e
+
+    t = threading.Thread(target=first)
+    t.start()
+    time.sleep(1)
+    with srv.client() as c:
+        assert_error(c.post(url, json=body, headers=idem("k-died")), 409,
+                     "IDEMPOTENCY_IN_PROGRESS")
+    srv.stop(signal.SIGKILL)
+    t.join()
+    assert isinstance(out["r"], httpx.HTTPError)
+    srv.start()
+    with srv.client() as c:
+        r = c.post(url, json=body, headers=idem("k-died"))
+        assert r.status_code == 200, r.text
+        assert file_text(c, sid, "/home/user/once.txt") == "ran\n"
+        again = c.post(url, json=body, headers=idem("k-died"))
+        assert again.headers["idempotent-replayed"] == "true"

@@ -28,8 +28,8 @@
 
 #define MIB (1024 * 1024)
 /* The schema versions of this code: the number of migrations of each engine. */
-#define SQLITE_SCHEMA_VERSION 3
-#define PG_SCHEMA_VERSION 4
+#define SQLITE_SCHEMA_VERSION 4
+#define PG_SCHEMA_VERSION 5
 
 /* Reads a whole content with reads of `step` bytes; returns a malloc'd buffer. */
 static uint8_t *read_all(struct store *st, const uint8_t id[CONTENT_ID_LEN], size_t step,
@@ -2350,6 +2350,8 @@ static void test_idempotency(void **state)
     /* new, then pending */
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_NEW);
+    uint8_t claim_k[IDEM_CLAIM_LEN];
+    memcpy(claim_k, r.claim, sizeof(claim_k));
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h2, &o, &r), 0);
     assert_int_equal(r.state, IDEM_PENDING);
     assert_memory_equal(r.hash, h1, 32);
@@ -2359,8 +2361,10 @@ static void test_idempotency(void **state)
     assert_int_equal(store_idem_begin(f->st, SB3, "t", "u", "k", h1, &o, &r), -ENOENT);
     /* the answer */
     assert_int_equal(
-        store_idem_finish(f->st, SB1, "k", 201, "application/json", "{\"a\":1}", 7, false), 0);
-    assert_int_equal(store_idem_finish(f->st, SB1, "k", 200, NULL, NULL, 0, false), -ENOENT);
+        store_idem_finish(f->st, SB1, "k", claim_k, 201, "application/json", "{\"a\":1}", 7, false),
+        0);
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", claim_k, 200, NULL, NULL, 0, false),
+                     -ENOENT);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_DONE);
     assert_int_equal(r.status, 201);
@@ -2372,7 +2376,7 @@ static void test_idempotency(void **state)
     assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_NEW);
     /* too large: the status and the note kept, no body */
-    assert_int_equal(store_idem_finish(f->st, SB2, "k", 200, NULL, "x1", 2, true), 0);
+    assert_int_equal(store_idem_finish(f->st, SB2, "k", r.claim, 200, NULL, "x1", 2, true), 0);
     assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_TOO_LARGE);
     assert_int_equal(r.status, 200);
@@ -2381,8 +2385,8 @@ static void test_idempotency(void **state)
     idem_rec_release(&r);
     /* abort forgets a pending key only */
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h1, &o, &r), 0);
-    assert_int_equal(store_idem_abort(f->st, SB1, "p"), 0);
-    assert_int_equal(store_idem_abort(f->st, SB1, "k"), 0);
+    assert_int_equal(store_idem_abort(f->st, SB1, "p", r.claim), 0);
+    assert_int_equal(store_idem_abort(f->st, SB1, "k", claim_k), 0);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h2, &o, &r), 0);
     assert_int_equal(r.state, IDEM_NEW);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
@@ -2410,6 +2414,61 @@ static void test_idempotency(void **state)
     /* deleted with the sandbox */
     assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0);
     assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 1);
+}
+
+/* A claim renewed stays pending; one taken as abandoned and claimed again is the new claim's:
+ * the first claim's finish, abort and renew touch nothing. */
+static void test_idempotency_claims(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    uint8_t h[32];
+    memset(h, 1, sizeof(h));
+    struct idem_opts o = {.now_ms = 100000, .ttl_ms = 50000, .pending_ttl_ms = 1000, .max_keys = 9};
+    struct idem_rec r;
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    uint8_t first[IDEM_CLAIM_LEN];
+    memcpy(first, r.claim, sizeof(first));
+    /* renewed at +900: still pending at +1500 */
+    assert_int_equal(store_idem_renew(f->st, SB1, "k", first, o.now_ms + 900), 0);
+    struct idem_opts at = o;
+    at.now_ms += 1500;
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
+    assert_int_equal(r.state, IDEM_PENDING);
+    idem_rec_release(&r);
+    /* not renewed again: taken over at +2500 by a second claim */
+    at.now_ms = o.now_ms + 2500;
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    uint8_t second[IDEM_CLAIM_LEN];
+    memcpy(second, r.claim, sizeof(second));
+    assert_memory_not_equal(first, second, IDEM_CLAIM_LEN);
+    /* the first claim is lost: nothing it does reaches the second's record */
+    assert_int_equal(store_idem_renew(f->st, SB1, "k", first, at.now_ms), -ENOENT);
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", first, 200, NULL, "a", 1, false), -ENOENT);
+    assert_int_equal(store_idem_abort(f->st, SB1, "k", first), 0);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
+    assert_int_equal(r.state, IDEM_PENDING);
+    idem_rec_release(&r);
+    /* the second finishes */
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", second, 201, NULL, "b", 1, false), 0);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
+    assert_int_equal(r.state, IDEM_DONE);
+    assert_int_equal(r.status, 201);
+    idem_rec_release(&r);
+    assert_int_equal(store_idem_renew(f->st, SB1, "k", second, at.now_ms), -ENOENT);
+    /* a key left pending by a previous run: on SQLite the store's only server is gone with it,
+     * the key is free at once; on PostgreSQL another server may be running its request */
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h, &at, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    reopen(f);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h, &at, &r), 0);
+    assert_int_equal(r.state, on_pg ? IDEM_PENDING : IDEM_NEW);
+    idem_rec_release(&r);
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
+    assert_int_equal(r.state, IDEM_DONE);
+    idem_rec_release(&r);
 }
 
 int main(void)
@@ -2446,6 +2505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_claims, setup, teardown),
     };
     /* SQLFS_TEST_ENGINE=sqlite or =postgres: one engine only */
     const char *only = getenv("SQLFS_TEST_ENGINE");

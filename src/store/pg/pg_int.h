@@ -495,8 +495,12 @@ int pg_exec_get(struct store *st, const char *sandbox_id, const char *exec_id,
 int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
                   const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                   struct idem_rec *ret);
-int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
-                   const char *content_type, const void *body, size_t len, bool too_large);
-int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key);
+int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
+                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
+                   const void *body, size_t len, bool too_large);
+int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN]);
+int pg_idem_renew(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN], int64_t now_ms);
 
 #endif

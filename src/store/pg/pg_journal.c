@@ -2,7 +2,8 @@
  * pg_journal.c — the exec journal and idempotency keys of the PostgreSQL engine (contract:
  * store.h). Tables (pg_schema.c, the journal's migration): `execs` (one row per exec, `seq` in
  * the order they were added, unique (sid, exec_id)) and `idempotency` (one row per (sid, key):
- * state 1 pending, 2 done with its answer, 3 done with an answer too large to keep). Both are
+ * state 1 pending, with the claim of its request, 2 done with its answer, 3 done with an answer
+ * too large to keep). Both are
  * pruned when a row is added, in the same transaction, through indexes on (sid, seq) and (sid,
  * created time).
  *
@@ -310,14 +311,19 @@ static int idem_begin_in(struct pg_store *s, struct pg_conn *c, const char *sand
                         sid, o->max_keys - 1);
     if (r < 0)
         return r;
+    uint8_t claim[IDEM_CLAIM_LEN];
+    r = rand_bytes(claim, sizeof(claim));
+    if (r < 0)
+        return err_set(r, "no randomness for an idempotency claim");
     p = (struct pg_params){0};
     pp_i64(&p, sid);
     pp_text(&p, key);
     pp_bytes(&p, hash, 32);
     pp_i64(&p, o->now_ms);
+    pp_bytes(&p, claim, sizeof(claim));
     r = run(s, c,
-            "INSERT INTO idempotency (sid, key, hash, created_ms, state) "
-            "VALUES ($1, $2, $3, $4, 1) ON CONFLICT (sid, key) DO NOTHING",
+            "INSERT INTO idempotency (sid, key, hash, created_ms, state, claim) "
+            "VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (sid, key) DO NOTHING",
             &p, NULL);
     if (r < 0)
         return r;
@@ -332,6 +338,7 @@ static int idem_begin_in(struct pg_store *s, struct pg_conn *c, const char *sand
     }
     memset(ret, 0, sizeof(*ret));
     ret->state = IDEM_NEW;
+    memcpy(ret->claim, claim, sizeof(claim));
     memcpy(ret->hash, hash, 32);
     ret->created_ms = o->now_ms;
     return 0;
@@ -357,34 +364,54 @@ int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
     return 0;
 }
 
-int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
-                   const char *content_type, const void *body, size_t len, bool too_large)
+/* The record of sandbox $1, key $2 and claim $3, pending: the condition finish, abort and
+ * renew act on. */
+#define CLAIMED_1_2_3                                                                              \
+    "sid = (SELECT sid FROM sandboxes WHERE id = $1) AND key = $2 AND state = 1 AND claim = $3"
+
+int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
+                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
+                   const void *body, size_t len, bool too_large)
 {
     struct pg_params p = {0};
     pp_text(&p, sandbox_id);
     pp_text(&p, key);
+    pp_bytes(&p, claim, IDEM_CLAIM_LEN);
     pp_i64(&p, too_large ? 3 : 2);
     pp_i64(&p, status);
     pp_text(&p, content_type);
     pp_bytes(&p, len ? body : NULL, len);
     int r = query(to_pg(st),
-                  "UPDATE idempotency SET state = $3, status = $4, ctype = $5, body = $6 "
-                  "WHERE sid = (SELECT sid FROM sandboxes WHERE id = $1) AND key = $2 "
-                  "AND state = 1",
+                  "UPDATE idempotency SET state = $4, status = $5, ctype = $6, body = $7 "
+                  "WHERE " CLAIMED_1_2_3,
                   &p, NULL);
     if (r == 0)
-        return err_set(-ENOENT, "no pending request with this Idempotency-Key");
+        return err_set(-ENOENT, "no pending request with this Idempotency-Key and claim");
     return r < 0 ? r : 0;
 }
 
-int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key)
+int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN])
 {
     struct pg_params p = {0};
     pp_text(&p, sandbox_id);
     pp_text(&p, key);
-    int r = query(to_pg(st),
-                  "DELETE FROM idempotency WHERE sid = (SELECT sid FROM sandboxes WHERE id = $1) "
-                  "AND key = $2 AND state = 1",
-                  &p, NULL);
+    pp_bytes(&p, claim, IDEM_CLAIM_LEN);
+    int r = query(to_pg(st), "DELETE FROM idempotency WHERE " CLAIMED_1_2_3, &p, NULL);
+    return r < 0 ? r : 0;
+}
+
+int pg_idem_renew(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN], int64_t now_ms)
+{
+    struct pg_params p = {0};
+    pp_text(&p, sandbox_id);
+    pp_text(&p, key);
+    pp_bytes(&p, claim, IDEM_CLAIM_LEN);
+    pp_i64(&p, now_ms);
+    int r =
+        query(to_pg(st), "UPDATE idempotency SET created_ms = $4 WHERE " CLAIMED_1_2_3, &p, NULL);
+    if (r == 0)
+        return err_set(-ENOENT, "no pending request with this Idempotency-Key and claim");
     return r < 0 ? r : 0;
 }

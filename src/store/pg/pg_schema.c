@@ -206,6 +206,10 @@ static const char *const migrations[] = {
     "  UNIQUE (sid, key));"
     "CREATE INDEX idempotency_sid ON idempotency (sid, seq);"
     "CREATE INDEX idempotency_age ON idempotency (sid, created_ms);",
+    /* Idempotency: the claim of a pending key (pg_journal.c), and the expiry of any sandbox's
+     * keys in created time order. */
+    "ALTER TABLE idempotency ADD COLUMN claim bytea;"
+    "CREATE INDEX idempotency_expiry ON idempotency (created_ms);",
 };
 
 /* Column lists shared by several statements. */

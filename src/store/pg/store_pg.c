@@ -113,6 +113,7 @@ static const struct store_ops pg_ops = {
     .idem_begin = pg_idem_begin,
     .idem_finish = pg_idem_finish,
     .idem_abort = pg_idem_abort,
+    .idem_renew = pg_idem_renew,
     .lock_acquire = pg_lock_acquire,
     .lock_release = pg_lock_release,
 };

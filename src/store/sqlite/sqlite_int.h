@@ -171,6 +171,7 @@ enum stmt_id {
     ST_I_INSERT,
     ST_I_FINISH,
     ST_I_ABORT,
+    ST_I_RENEW,
     ST_I_DEL_ALL,
     ST_COUNT
 };
@@ -408,9 +409,13 @@ int sq_exec_get(struct store *st, const char *sandbox_id, const char *exec_id,
 int sq_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
                   const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                   struct idem_rec *ret);
-int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
-                   const char *content_type, const void *body, size_t len, bool too_large);
-int sq_idem_abort(struct store *st, const char *sandbox_id, const char *key);
+int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
+                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
+                   const void *body, size_t len, bool too_large);
+int sq_idem_abort(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN]);
+int sq_idem_renew(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN], int64_t now_ms);
 
 /* Deletes every file row of sandbox `sid` inside the caller's write transaction, recording
  * their contents as GC candidates. */

@@ -1,8 +1,9 @@
 /*
  * sqlite_journal.c — the exec journal and idempotency keys of the SQLite engine (contract:
- * store.h). Tables (sqlite_schema.c, migration 3): `execs` (one row per exec, `seq` in the order
- * they were added, keyed (sid, exec_id)) and `idempotency` (one row per (sid, key): state 1
- * pending, 2 done with its answer, 3 done with an answer too large to keep). Both are pruned
+ * store.h). Tables (sqlite_schema.c, migrations 3 and 4): `execs` (one row per exec, `seq` in
+ * the order they were added, keyed (sid, exec_id)) and `idempotency` (one row per (sid, key):
+ * state 1 pending, with the claim of its request, 2 done with its answer, 3 done with an answer
+ * too large to keep; pending rows are released when the store opens). Both are pruned
  * when a row is added, within the same write transaction, through indexes on (sid, seq) and
  * (sid, created time), so that the cost of an insert does not grow with what a sandbox holds.
  */
@@ -277,18 +278,24 @@ static int idem_begin_locked(struct conn *c, const char *sandbox_id, const char 
     r = run_sid_i64(c, ST_I_TRIM, sid, o->max_keys - 1);
     if (r < 0)
         return r;
+    uint8_t claim[IDEM_CLAIM_LEN];
+    r = rand_bytes(claim, sizeof(claim));
+    if (r < 0)
+        return err_set(r, "no randomness for an idempotency claim");
     sqlite3_stmt *q = NULL;
     r = sq_stmt_get(c, ST_I_INSERT, &q);
     if (r >= 0)
         r = sq_bind_check(c, sqlite3_bind_int64(q, 1, sid) | bind_text(q, 2, key) |
                                  sqlite3_bind_blob(q, 3, hash, 32, SQLITE_STATIC) |
-                                 sqlite3_bind_int64(q, 4, o->now_ms));
+                                 sqlite3_bind_int64(q, 4, o->now_ms) |
+                                 sqlite3_bind_blob(q, 5, claim, sizeof(claim), SQLITE_STATIC));
     if (r >= 0)
         r = sq_stmt_run(c, q);
     if (r < 0)
         return r;
     memset(ret, 0, sizeof(*ret));
     ret->state = IDEM_NEW;
+    memcpy(ret->claim, claim, sizeof(claim));
     memcpy(ret->hash, hash, 32);
     ret->created_ms = o->now_ms;
     return 0;
@@ -312,38 +319,66 @@ int sq_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
     return 0;
 }
 
-int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key, int status,
-                   const char *content_type, const void *body, size_t len, bool too_large)
+/* Binds (sandbox_id, key, claim) to ?1, ?2, ?3 of statement id on the writer. */
+static int claim_stmt(struct conn *c, enum stmt_id id, const char *sandbox_id, const char *key,
+                      const uint8_t claim[IDEM_CLAIM_LEN], sqlite3_stmt **ret)
+{
+    int r = sq_stmt_get(c, id, ret);
+    if (r >= 0)
+        r = sq_bind_check(c, bind_text(*ret, 1, sandbox_id) | bind_text(*ret, 2, key) |
+                                 sqlite3_bind_blob(*ret, 3, claim, IDEM_CLAIM_LEN, SQLITE_STATIC));
+    return r;
+}
+
+int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
+                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
+                   const void *body, size_t len, bool too_large)
 {
     struct sqlite_store *s = to_sq(st);
     int r = sq_wtx_begin(s);
     if (r < 0)
         return r;
     sqlite3_stmt *q = NULL;
-    r = sq_stmt_get(s->w, ST_I_FINISH, &q);
+    r = claim_stmt(s->w, ST_I_FINISH, sandbox_id, key, claim, &q);
     if (r >= 0)
-        r = sq_bind_check(s->w, bind_text(q, 1, sandbox_id) | bind_text(q, 2, key) |
-                                    sqlite3_bind_int(q, 3, too_large ? 3 : 2) |
-                                    sqlite3_bind_int(q, 4, status) | bind_text(q, 5, content_type) |
-                                    bind_blob_or_null(q, 6, body, len));
+        r = sq_bind_check(s->w, sqlite3_bind_int(q, 4, too_large ? 3 : 2) |
+                                    sqlite3_bind_int(q, 5, status) | bind_text(q, 6, content_type) |
+                                    bind_blob_or_null(q, 7, body, len));
     if (r >= 0)
         r = sq_stmt_run(s->w, q);
     if (r >= 0 && sqlite3_changes(s->w->db) == 0)
-        r = err_set(-ENOENT, "no pending request with this Idempotency-Key");
+        r = err_set(-ENOENT, "no pending request with this Idempotency-Key and claim");
     return sq_wtx_end(s, r);
 }
 
-int sq_idem_abort(struct store *st, const char *sandbox_id, const char *key)
+int sq_idem_abort(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN])
 {
     struct sqlite_store *s = to_sq(st);
     int r = sq_wtx_begin(s);
     if (r < 0)
         return r;
     sqlite3_stmt *q = NULL;
-    r = sq_stmt_get(s->w, ST_I_ABORT, &q);
-    if (r >= 0)
-        r = sq_bind_check(s->w, bind_text(q, 1, sandbox_id) | bind_text(q, 2, key));
+    r = claim_stmt(s->w, ST_I_ABORT, sandbox_id, key, claim, &q);
     if (r >= 0)
         r = sq_stmt_run(s->w, q);
+    return sq_wtx_end(s, r);
+}
+
+int sq_idem_renew(struct store *st, const char *sandbox_id, const char *key,
+                  const uint8_t claim[IDEM_CLAIM_LEN], int64_t now_ms)
+{
+    struct sqlite_store *s = to_sq(st);
+    int r = sq_wtx_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *q = NULL;
+    r = claim_stmt(s->w, ST_I_RENEW, sandbox_id, key, claim, &q);
+    if (r >= 0)
+        r = sq_bind_check(s->w, sqlite3_bind_int64(q, 4, now_ms));
+    if (r >= 0)
+        r = sq_stmt_run(s->w, q);
+    if (r >= 0 && sqlite3_changes(s->w->db) == 0)
+        r = err_set(-ENOENT, "no pending request with this Idempotency-Key and claim");
     return sq_wtx_end(s, r);
 }

@@ -165,6 +165,10 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX idempotency_key ON idempotency(sid, key);"
     "CREATE INDEX idempotency_sid ON idempotency(sid, seq);"
     "CREATE INDEX idempotency_age ON idempotency(sid, created_ms);",
+    /* Idempotency: the claim of a pending key (sqlite_journal.c), and the expiry of any
+     * sandbox's keys in created time order. */
+    "ALTER TABLE idempotency ADD COLUMN claim BLOB;"
+    "CREATE INDEX idempotency_expiry ON idempotency(created_ms);",
 };
 
 /* Column lists shared by several statements. */
@@ -370,11 +374,15 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_I_DEL_KEY] = "DELETE FROM idempotency WHERE sid = ?1 AND key = ?2",
     [ST_I_TRIM] = "DELETE FROM idempotency WHERE sid = ?1 AND seq <= (SELECT seq FROM "
                   "idempotency WHERE sid = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-    [ST_I_INSERT] = "INSERT INTO idempotency (sid, key, hash, created_ms, state) "
-                    "VALUES (?1, ?2, ?3, ?4, 1)",
-    [ST_I_FINISH] = "UPDATE idempotency SET state = ?3, status = ?4, ctype = ?5, body = ?6 "
-                    "WHERE sid = " SID_OF_1 " AND key = ?2 AND state = 1",
-    [ST_I_ABORT] = "DELETE FROM idempotency WHERE sid = " SID_OF_1 " AND key = ?2 AND state = 1",
+    [ST_I_INSERT] = "INSERT INTO idempotency (sid, key, hash, created_ms, state, claim) "
+                    "VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+    /* finish, abort and renew act only on the pending record of the claim ?3 */
+    [ST_I_FINISH] = "UPDATE idempotency SET state = ?4, status = ?5, ctype = ?6, body = ?7 "
+                    "WHERE sid = " SID_OF_1 " AND key = ?2 AND state = 1 AND claim = ?3",
+    [ST_I_ABORT] = "DELETE FROM idempotency WHERE sid = " SID_OF_1 " AND key = ?2 AND state = 1 "
+                   "AND claim = ?3",
+    [ST_I_RENEW] = "UPDATE idempotency SET created_ms = ?4 "
+                   "WHERE sid = " SID_OF_1 " AND key = ?2 AND state = 1 AND claim = ?3",
     [ST_I_DEL_ALL] = "DELETE FROM idempotency WHERE sid = ?1",
 };
 

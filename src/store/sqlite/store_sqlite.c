@@ -18,7 +18,8 @@
 #include "util/err.h"
 
 /* Writers live in this process only: whatever a previous run left pending or pinned is
- * released (pinned contents become GC candidates, unused pending chunks go). */
+ * released (pinned contents become GC candidates, unused pending chunks go), and so are the
+ * idempotency keys its requests left pending (their requests died with it: a retry runs). */
 static int recover(struct sqlite_store *s)
 {
     int r = sq_wtx_begin(s);
@@ -28,6 +29,7 @@ static int recover(struct sqlite_store *s)
                      "INSERT OR IGNORE INTO gc_candidates SELECT content_id FROM content_pins;"
                      "DELETE FROM content_pins;"
                      "DELETE FROM pending_chunks;"
+                     "DELETE FROM idempotency WHERE state = 1;"
                      "DELETE FROM blobs.chunks WHERE id IN (SELECT id FROM blobs.chunks c "
                      "WHERE NOT EXISTS (SELECT 1 FROM content_chunks WHERE chunk_id = c.id));");
     return sq_wtx_end(s, r);
@@ -120,6 +122,7 @@ static const struct store_ops sqlite_ops = {
     .idem_begin = sq_idem_begin,
     .idem_finish = sq_idem_finish,
     .idem_abort = sq_idem_abort,
+    .idem_renew = sq_idem_renew,
 };
 
 /* Opens `path` (creating it when `create`, mode 0600) and takes away group and other access
