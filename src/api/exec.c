@@ -223,6 +223,8 @@ int route_exec_sync(struct request *req)
     x.params.keepalive = idem_keepalive;
     x.params.keepalive_arg = req;
     r = exec_engine_run(req->app->exec, &rest->rec, &x.params, &out);
+    if (out.exec_id[0])
+        idem_exec_id(req, out.exec_id);
     rest->rest = out.rest;
     out.rest = NULL;
     exec_request_release(&x);

@@ -157,6 +157,8 @@ int route_exec_batch(struct request *req)
         p.scripts = scripts;
         p.cancel_fd = http_client_fd(req);
         r = exec_engine_run_batch(req->app->exec, &state->rec, &p, res, &state->rest);
+        if (exec_id[0])
+            idem_exec_id(req, exec_id);
     }
     if (r == 0)
         r = reply_results(req, exec_id, scripts, res, p.n);

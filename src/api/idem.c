@@ -28,9 +28,11 @@ struct idem {
     bool answered;  /* an answer was set */
     bool unknown;   /* it cannot be kept (too large, or set some other way) */
     bool retryable; /* it is an error a retry may not get */
+    bool in_doubt;  /* it is an error whose commit may or may not have been applied */
     unsigned status;
-    const char *ctype; /* static: "application/json" or NULL */
-    struct buf body;   /* at most IDEMPOTENCY_MAX_BODY_BYTES */
+    const char *ctype;                  /* static: "application/json" or NULL */
+    struct buf body;                    /* at most IDEMPOTENCY_MAX_BODY_BYTES */
+    char exec_id[IDEM_EXEC_ID_MAX + 1]; /* the exec the request ran, or "" (idem_exec_id) */
 };
 
 static bool key_valid(const char *k)
@@ -121,6 +123,27 @@ static int replay(struct request *req, const struct idem_rec *rec)
     return 1;
 }
 
+/* What a retry hears when the first request's commit was in doubt: it may have been applied,
+ * and where to look. */
+static int in_doubt_error(struct request *req, const struct idem *d, const struct idem_rec *rec)
+{
+    const char *sid = req->sandbox_id;
+    if (rec->body_len)
+        return err_set(-ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE,
+                       "the request with Idempotency-Key '%s' failed (status %d) because the "
+                       "database connection was lost while committing: it may or may not have "
+                       "been applied, so it is not run again. Its exec's record is GET "
+                       "/v1/sandboxes/%s/execs/%.*s; it was applied if GET /v1/sandboxes/%s/"
+                       "commits lists a commit with that execId",
+                       d->key, rec->status, sid, (int)rec->body_len, rec->body, sid);
+    return err_set(-ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE,
+                   "the request with Idempotency-Key '%s' failed (status %d) because the "
+                   "database connection was lost while committing: it may or may not have been "
+                   "applied, so it is not run again; GET /v1/sandboxes/%s/commits lists what "
+                   "was committed",
+                   d->key, rec->status, sid);
+}
+
 int idem_claim(struct request *req)
 {
     struct idem *d = req->idem;
@@ -167,6 +190,8 @@ int idem_claim(struct request *req)
                     "answer was larger than IDEMPOTENCY_MAX_BODY_BYTES and was not kept; read "
                     "its record with GET /v1/sandboxes/%s/execs/%.*s",
                     d->key, rec.status, req->sandbox_id, (int)rec.body_len, rec.body);
+    else if (rec.state == IDEM_IN_DOUBT)
+        r = in_doubt_error(req, d, &rec);
     else if (rec.state == IDEM_TOO_LARGE)
         r = err_set(-ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE,
                     "the request with Idempotency-Key '%s' was applied (status %d), but its "
@@ -174,7 +199,7 @@ int idem_claim(struct request *req)
                     d->key, rec.status);
     else
         r = replay(req, &rec);
-    if (r == -ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE)
+    if (r == -ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE && rec.state == IDEM_TOO_LARGE)
         err_detail("IDEMPOTENCY_MAX_BODY_BYTES=%lld",
                    (long long)req->app->cfg->idempotency_max_body_bytes);
     idem_rec_release(&rec);
@@ -191,6 +216,7 @@ void idem_answer(struct request *req, unsigned status, const char *content_type,
     d->status = status;
     d->ctype = content_type;
     d->retryable = retryable;
+    d->in_doubt = false;
     buf_reset(&d->body);
     d->unknown = len && buf_add(&d->body, body, len) < 0;
 }
@@ -204,6 +230,7 @@ void idem_answer_reply(struct request *req, unsigned status, const struct outrep
     d->status = status;
     d->ctype = "application/json";
     d->retryable = false;
+    d->in_doubt = false;
     d->unknown = outreply_render(o, &d->body) < 0;
 }
 
@@ -215,7 +242,22 @@ void idem_answer_unknown(struct request *req)
     d->answered = true;
     d->unknown = true;
     d->retryable = false;
+    d->in_doubt = false;
     d->status = req->status;
+}
+
+void idem_answer_in_doubt(struct request *req)
+{
+    struct idem *d = req->idem;
+    if (d && d->phase == PHASE_CLAIMED && d->answered)
+        d->in_doubt = true;
+}
+
+void idem_exec_id(struct request *req, const char *exec_id)
+{
+    struct idem *d = req->idem;
+    if (d && exec_id)
+        snprintf(d->exec_id, sizeof(d->exec_id), "%s", exec_id);
 }
 
 int idem_renew(struct request *req)
@@ -255,20 +297,23 @@ void idem_finish(struct request *req)
         return;
     d->phase = PHASE_ENDED;
     unsigned status = d->answered ? d->status : req->status;
-    if (!d->answered || status >= 500 || d->retryable) {
+    bool keep = d->answered && (d->in_doubt || (status < 500 && !d->retryable));
+    if (!keep) { /* nothing was applied: a retry runs afresh */
         forget(req, d);
         return;
     }
     int r;
-    if (d->unknown) {
+    if (d->unknown || d->in_doubt) {
         /* the exec's id, when there is one, says where its outcome can be read */
-        const char *xid =
-            req->response ? MHD_get_response_header(req->response, "X-Exec-Id") : NULL;
-        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim, (int)status, NULL,
-                              xid, xid ? strlen(xid) : 0, true);
+        const char *xid = d->exec_id[0] ? d->exec_id : NULL;
+        if (!xid && req->response)
+            xid = MHD_get_response_header(req->response, "X-Exec-Id");
+        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim,
+                              d->in_doubt ? IDEM_IN_DOUBT : IDEM_TOO_LARGE, (int)status, NULL, xid,
+                              xid ? strlen(xid) : 0);
     } else {
-        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim, (int)status,
-                              d->ctype, d->body.data, d->body.len, false);
+        r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim, IDEM_DONE,
+                              (int)status, d->ctype, d->body.data, d->body.len);
     }
     if (r == -ENOENT) {
         /* the claim was lost (taken as abandoned, and the key claimed again by a retry, whose

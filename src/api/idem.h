@@ -36,6 +36,8 @@ struct outreply;
 #define IDEM_PENDING_TTL_MS (15LL * 60 * 1000)
 /* The longest key: 1..255 printable ASCII characters. */
 #define IDEM_KEY_MAX 255
+/* The longest exec id idem_exec_id keeps (an exec's id is EXEC_ID_LEN, exec/engine.h). */
+#define IDEM_EXEC_ID_MAX 64
 
 /* Headers in: reads Idempotency-Key (none: nothing to do) and starts the request's hash. 0, or
  * -ERR_INVALID_INPUT for a malformed key, -ENOMEM. */
@@ -54,8 +56,10 @@ __attribute__((warn_unused_result)) int idem_claim(struct request *req);
 __attribute__((warn_unused_result)) int idem_renew(struct request *req);
 /* idem_renew as an exec's keepalive (exec_params.keepalive, with the request as its arg). */
 __attribute__((warn_unused_result)) int idem_keepalive(void *req);
-/* The response is set: stores it for the key (a 5xx or retryable answer is not stored: the key
- * is forgotten, so that a retry runs afresh). Once per request; nothing without a claim. */
+/* The response is set: stores it for the key. A 5xx or retryable answer is not stored: the key
+ * is forgotten, so that a retry runs afresh; but one whose commit is in doubt
+ * (idem_answer_in_doubt) is kept as IDEM_IN_DOUBT, so that a retry hears the request may have
+ * been applied instead of running it again. Once per request; nothing without a claim. */
 void idem_finish(struct request *req);
 /* The request ended: forgets a key still pending (its handler never answered), frees the
  * state. */
@@ -70,5 +74,10 @@ void idem_answer_reply(struct request *req, unsigned status, const struct outrep
 /* A response set some other way: the answer cannot be kept (a retry hears that the request was
  * applied). */
 void idem_answer_unknown(struct request *req);
+/* The error answer just set (-ERR_COMMIT_IN_DOUBT) says that the request's commit may or may not
+ * have been applied. */
+void idem_answer_in_doubt(struct request *req);
+/* The request ran exec `exec_id`: a retry that cannot get the answer is pointed at its record. */
+void idem_exec_id(struct request *req, const char *exec_id);
 
 #endif

@@ -198,6 +198,8 @@ int http_reply_error_body(struct request *req, int code, json_t *body)
         return 0;
     if (info->retryable)
         idem_answer(req, (unsigned)info->status, NULL, NULL, 0, true);
+    if (code == -ERR_COMMIT_IN_DOUBT)
+        idem_answer_in_doubt(req);
     /* A retryable 503 (busy, shutting down, short of resources) names when to come back; a
      * 429 sets its own, computed from the window. */
     if (info->status == 503 && info->retryable)

@@ -106,6 +106,8 @@ static bool answers_for_itself(int r)
     case ERR_SHUTTING_DOWN:
     case ERR_LOCK_TIMEOUT:
     case ERR_STORE_UNAVAILABLE:
+    case ERR_COMMIT_IN_DOUBT: /* not "nothing ran": its commit may be there */
+    case ERR_IDEMPOTENCY_IN_PROGRESS:
     case ERR_SANDBOX_NOT_FOUND:
     case ERR_QUOTA:
     case ERR_READONLY_VIOLATION:

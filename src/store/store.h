@@ -167,6 +167,8 @@ enum idem_state {
     IDEM_PENDING = 1,   /* its first request is still running */
     IDEM_DONE = 2,      /* its first request completed: its answer is kept */
     IDEM_TOO_LARGE = 3, /* its first request completed with an answer too large to keep */
+    IDEM_IN_DOUBT = 4,  /* its first request failed with its commit in doubt (it may or may not
+                         * have been applied): no answer is kept */
 };
 
 /* The claim on a pending key: random bytes that only the request which recorded it holds.
@@ -181,10 +183,11 @@ struct idem_rec {
     uint8_t hash[32];              /* the request's hash (method, route, sandbox, body) */
     int64_t created_ms;            /* when its first request began, or its claim was last renewed
                                     * (epoch ms) */
-    int status;                    /* IDEM_DONE, IDEM_TOO_LARGE: the answer's HTTP status */
+    int status;                    /* IDEM_DONE, IDEM_TOO_LARGE, IDEM_IN_DOUBT: the answer's HTTP
+                                    * status */
     char *content_type;            /* IDEM_DONE: its Content-Type, or NULL */
-    char *body; /* IDEM_DONE: its body; IDEM_TOO_LARGE: the note kept instead (the
-                 * exec's id); NULL when empty */
+    char *body;                    /* IDEM_DONE: its body; IDEM_TOO_LARGE, IDEM_IN_DOUBT: the note
+                                    * kept instead (the exec's id); NULL when empty */
     size_t body_len;
 };
 
@@ -236,7 +239,9 @@ struct store_lock;
  *     between calls. Reads see committed data only.
  *   - Errors: negative errno or -ERR_* (util/err.h); a message set with err_set() is for the
  *     client and names no SQL, host path or secret. Every member may fail with -ENOMEM, -ENOSPC
- *     (the server's storage is full) or -EIO (any other storage failure) beside those listed.
+ *     (the server's storage is full) or -EIO (any other storage failure) beside those listed; one
+ *     that commits may fail with -ERR_COMMIT_IN_DOUBT (its commit may or may not have been
+ *     applied: the connection to the database was lost, and that cannot be told).
  *   - Out-parameters named ret* are written on success only (or hold nothing to release after a
  *     failure). Strings in records given to callbacks are valid during the call only.
  *   - Callbacks (store_sandbox_cb, store_file_cb) run without any engine lock held: they may
@@ -494,14 +499,14 @@ struct store_ops {
     int (*idem_begin)(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
                       const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                       struct idem_rec *ret);
-    /* Ends the pending record `key` of `claim` with its answer: status, content_type (may be
-     * NULL) and body[0..len); too_large: as IDEM_TOO_LARGE, the answer not kept, body then a
-     * note kept in its place (the exec's id). -ENOENT: no pending record of this claim (it
-     * was dropped, or taken as abandoned and the key claimed again, meanwhile: nothing is
-     * written). */
+    /* Ends the pending record `key` of `claim` as `state` (IDEM_DONE, IDEM_TOO_LARGE or
+     * IDEM_IN_DOUBT) with its answer: status, content_type (may be NULL) and body[0..len)
+     * (IDEM_TOO_LARGE, IDEM_IN_DOUBT: the answer not kept, body then a note kept in its place,
+     * the exec's id). -ENOENT: no pending record of this claim (it was dropped, or taken as
+     * abandoned and the key claimed again, meanwhile: nothing is written). */
     int (*idem_finish)(struct store *st, const char *sandbox_id, const char *key,
-                       const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
-                       const void *body, size_t len, bool too_large);
+                       const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
+                       const char *content_type, const void *body, size_t len);
     /* Forgets the pending record `key` of `claim` (its request failed in a way a retry may
      * not: the retry runs afresh). 0 also when there is none. */
     int (*idem_abort)(struct store *st, const char *sandbox_id, const char *key,
@@ -871,11 +876,10 @@ store_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, c
 
 __attribute__((warn_unused_result)) static inline int
 store_idem_finish(struct store *st, const char *sandbox_id, const char *key,
-                  const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
-                  const void *body, size_t len, bool too_large)
+                  const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
+                  const char *content_type, const void *body, size_t len)
 {
-    return st->ops->idem_finish(st, sandbox_id, key, claim, status, content_type, body, len,
-                                too_large);
+    return st->ops->idem_finish(st, sandbox_id, key, claim, state, status, content_type, body, len);
 }
 
 __attribute__((warn_unused_result)) static inline int

@@ -76,6 +76,9 @@ static const struct err_info table[ERR_END - ERR_BASE] = {
                                                        "the request with this Idempotency-Key "
                                                        "was applied, but its answer was too "
                                                        "large to keep"},
+    [ERR_COMMIT_IN_DOUBT - ERR_BASE] = {"INTERNAL_ERROR", 500, false,
+                                        "the database connection was lost while committing: the "
+                                        "change may or may not have been applied"},
 };
 
 static const struct err_info errno_table[] = {

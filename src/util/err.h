@@ -59,6 +59,9 @@ enum err_code {
     ERR_IDEMPOTENCY_IN_PROGRESS,  /* 409 retryable: the key's first request still runs */
     ERR_IDEMPOTENCY_ANSWER_UNAVAILABLE, /* 409 the key's request was applied; its answer was
                                          * too large to keep */
+    ERR_COMMIT_IN_DOUBT,                /* 500 INTERNAL_ERROR: the database connection was lost
+                                         * while committing, and whether the commit was
+                                         * applied cannot be told */
     ERR_END
 };
 

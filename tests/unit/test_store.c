@@ -1968,7 +1968,7 @@ static void test_pg_connection_loss_mid_commit(void **state)
         else if (k.result == -ERR_STORE_UNAVAILABLE)
             assert_true(none);
         else
-            assert_true(k.result == -EIO && (all || none)); /* in doubt, and said so */
+            assert_true(k.result == -ERR_COMMIT_IN_DOUBT && (all || none)); /* said so */
         lost += k.result != 0;
         applied += all;
         delay_us = all ? delay_us / 2 : delay_us * 3 / 2 + 1000;
@@ -2360,10 +2360,10 @@ static void test_idempotency(void **state)
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "other", "k", h1, &o, &r), -ENOENT);
     assert_int_equal(store_idem_begin(f->st, SB3, "t", "u", "k", h1, &o, &r), -ENOENT);
     /* the answer */
-    assert_int_equal(
-        store_idem_finish(f->st, SB1, "k", claim_k, 201, "application/json", "{\"a\":1}", 7, false),
-        0);
-    assert_int_equal(store_idem_finish(f->st, SB1, "k", claim_k, 200, NULL, NULL, 0, false),
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", claim_k, IDEM_DONE, 201, "application/json",
+                                       "{\"a\":1}", 7),
+                     0);
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", claim_k, IDEM_DONE, 200, NULL, NULL, 0),
                      -ENOENT);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_DONE);
@@ -2376,12 +2376,24 @@ static void test_idempotency(void **state)
     assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_NEW);
     /* too large: the status and the note kept, no body */
-    assert_int_equal(store_idem_finish(f->st, SB2, "k", r.claim, 200, NULL, "x1", 2, true), 0);
+    assert_int_equal(
+        store_idem_finish(f->st, SB2, "k", r.claim, IDEM_TOO_LARGE, 200, NULL, "x1", 2), 0);
     assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_TOO_LARGE);
     assert_int_equal(r.status, 200);
     assert_null(r.content_type);
     assert_int_equal(r.body_len, 2);
+    idem_rec_release(&r);
+    /* in doubt: the status and the note kept, so that a retry does not run again */
+    assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "d", h1, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    assert_int_equal(store_idem_finish(f->st, SB2, "d", r.claim, IDEM_IN_DOUBT, 500, NULL, "x2", 2),
+                     0);
+    assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "d", h1, &o, &r), 0);
+    assert_int_equal(r.state, IDEM_IN_DOUBT);
+    assert_int_equal(r.status, 500);
+    assert_int_equal(r.body_len, 2);
+    assert_memory_equal(r.body, "x2", 2);
     idem_rec_release(&r);
     /* abort forgets a pending key only */
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h1, &o, &r), 0);
@@ -2413,7 +2425,7 @@ static void test_idempotency(void **state)
     assert_int_equal(r.state, IDEM_NEW);
     /* deleted with the sandbox */
     assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0);
-    assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 2);
 }
 
 /* A claim renewed stays pending; one taken as abandoned and claimed again is the new claim's:
@@ -2446,13 +2458,14 @@ static void test_idempotency_claims(void **state)
     assert_memory_not_equal(first, second, IDEM_CLAIM_LEN);
     /* the first claim is lost: nothing it does reaches the second's record */
     assert_int_equal(store_idem_renew(f->st, SB1, "k", first, at.now_ms), -ENOENT);
-    assert_int_equal(store_idem_finish(f->st, SB1, "k", first, 200, NULL, "a", 1, false), -ENOENT);
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", first, IDEM_DONE, 200, NULL, "a", 1),
+                     -ENOENT);
     assert_int_equal(store_idem_abort(f->st, SB1, "k", first), 0);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
     assert_int_equal(r.state, IDEM_PENDING);
     idem_rec_release(&r);
     /* the second finishes */
-    assert_int_equal(store_idem_finish(f->st, SB1, "k", second, 201, NULL, "b", 1, false), 0);
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", second, IDEM_DONE, 201, NULL, "b", 1), 0);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
     assert_int_equal(r.state, IDEM_DONE);
     assert_int_equal(r.status, 201);

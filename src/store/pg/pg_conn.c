@@ -563,8 +563,9 @@ static int commit_in_doubt(struct pg_store *s, int pid, pg_tx_check check, void 
     if (r == 0)
         return err_set(-ERR_STORE_UNAVAILABLE,
                        "the database connection was lost; nothing was applied, retry later");
-    return err_set(-EIO, "the database connection was lost while committing: the change may "
-                         "or may not have been applied (check the sandbox's version)");
+    return err_set(-ERR_COMMIT_IN_DOUBT,
+                   "the database connection was lost while committing: the change may or may "
+                   "not have been applied (check the sandbox's version)");
 }
 
 int pg_tx_end(struct pg_store *s, struct pg_conn *c, int r, pg_tx_check check, void *arg)

@@ -31,8 +31,8 @@
  * connection died after sending it) is in doubt: once the old session is known to be gone, the
  * engine asks a fresh connection (waiting up to DATABASE_POOL_WAIT_MS for a database that is
  * restarting) whether the transaction's effect is there (pg_tx_end's check), and reports success or
- * a plain failure accordingly; only when that cannot be told does the caller get -EIO saying that
- * the change may or may not have been applied.
+ * a plain failure accordingly; only when that cannot be told does the caller get
+ * -ERR_COMMIT_IN_DOUBT saying that the change may or may not have been applied.
  *
  * Schema (pg_schema.c): as SQLite's (sqlite_int.h), with paths, symlink targets and the cwd as
  * bytea (memcmp order, any bytes), chunks keyed by their hash, and pins and pending chunks owned
@@ -368,8 +368,8 @@ typedef int (*pg_tx_check)(struct pg_store *s, struct pg_conn *c, void *arg);
 int pg_tx_begin(struct pg_store *s, struct pg_conn **ret);
 /* Ends the transaction on c and gives c back: COMMIT when r >= 0, ROLLBACK otherwise. Returns r,
  * or the failure of the COMMIT. When the COMMIT's answer is lost, `check` (NULL: none) decides
- * as described above: 0 when the effect is there, -ERR_STORE_UNAVAILABLE when it is not, -EIO
- * (the change may or may not have been applied) when that cannot be told. */
+ * as described above: 0 when the effect is there, -ERR_STORE_UNAVAILABLE when it is not,
+ * -ERR_COMMIT_IN_DOUBT (the change may or may not have been applied) when that cannot be told. */
 int pg_tx_end(struct pg_store *s, struct pg_conn *c, int r, pg_tx_check check, void *arg);
 
 /* ---- pg_schema.c ------------------------------------------------------------------------- */
@@ -496,8 +496,8 @@ int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
                   const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                   struct idem_rec *ret);
 int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
-                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
-                   const void *body, size_t len, bool too_large);
+                   const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
+                   const char *content_type, const void *body, size_t len);
 int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key,
                   const uint8_t claim[IDEM_CLAIM_LEN]);
 int pg_idem_renew(struct store *st, const char *sandbox_id, const char *key,

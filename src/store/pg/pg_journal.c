@@ -3,7 +3,7 @@
  * store.h). Tables (pg_schema.c, the journal's migration): `execs` (one row per exec, `seq` in
  * the order they were added, unique (sid, exec_id)) and `idempotency` (one row per (sid, key):
  * state 1 pending, with the claim of its request, 2 done with its answer, 3 done with an answer
- * too large to keep). Both are
+ * too large to keep, 4 failed with its commit in doubt). Both are
  * pruned when a row is added, in the same transaction, through indexes on (sid, seq) and (sid,
  * created time).
  *
@@ -270,7 +270,10 @@ static int idem_read(struct pg_store *s, struct pg_conn *c, int64_t sid, const c
     if (r <= 0)
         return r;
     int64_t state = pg_i64(res, 0, 0);
-    ret->state = state == 1 ? IDEM_PENDING : state == 2 ? IDEM_DONE : IDEM_TOO_LARGE;
+    ret->state = state == 1   ? IDEM_PENDING
+                 : state == 2 ? IDEM_DONE
+                 : state == 4 ? IDEM_IN_DOUBT
+                              : IDEM_TOO_LARGE;
     size_t n = 0;
     const char *h = pg_bytes(res, 0, 1, &n);
     if (h && n == 32)
@@ -370,14 +373,14 @@ int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
     "sid = (SELECT sid FROM sandboxes WHERE id = $1) AND key = $2 AND state = 1 AND claim = $3"
 
 int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
-                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
-                   const void *body, size_t len, bool too_large)
+                   const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
+                   const char *content_type, const void *body, size_t len)
 {
     struct pg_params p = {0};
     pp_text(&p, sandbox_id);
     pp_text(&p, key);
     pp_bytes(&p, claim, IDEM_CLAIM_LEN);
-    pp_i64(&p, too_large ? 3 : 2);
+    pp_i64(&p, state);
     pp_i64(&p, status);
     pp_text(&p, content_type);
     pp_bytes(&p, len ? body : NULL, len);

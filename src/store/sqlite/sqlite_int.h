@@ -410,8 +410,8 @@ int sq_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
                   const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                   struct idem_rec *ret);
 int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
-                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
-                   const void *body, size_t len, bool too_large);
+                   const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
+                   const char *content_type, const void *body, size_t len);
 int sq_idem_abort(struct store *st, const char *sandbox_id, const char *key,
                   const uint8_t claim[IDEM_CLAIM_LEN]);
 int sq_idem_renew(struct store *st, const char *sandbox_id, const char *key,

@@ -3,7 +3,8 @@
  * store.h). Tables (sqlite_schema.c, migrations 3 and 4): `execs` (one row per exec, `seq` in
  * the order they were added, keyed (sid, exec_id)) and `idempotency` (one row per (sid, key):
  * state 1 pending, with the claim of its request, 2 done with its answer, 3 done with an answer
- * too large to keep; pending rows are released when the store opens). Both are pruned
+ * too large to keep, 4 failed with its commit in doubt; pending rows are released when the
+ * store opens). Both are pruned
  * when a row is added, within the same write transaction, through indexes on (sid, seq) and
  * (sid, created time), so that the cost of an insert does not grow with what a sandbox holds.
  */
@@ -232,7 +233,10 @@ static int idem_read(struct conn *c, int64_t sid, const char *key, struct idem_r
     if (r <= 0)
         return r;
     int state = sqlite3_column_int(q, 0);
-    ret->state = state == 1 ? IDEM_PENDING : state == 2 ? IDEM_DONE : IDEM_TOO_LARGE;
+    ret->state = state == 1   ? IDEM_PENDING
+                 : state == 2 ? IDEM_DONE
+                 : state == 4 ? IDEM_IN_DOUBT
+                              : IDEM_TOO_LARGE;
     const void *h = sqlite3_column_blob(q, 1);
     if (h && sqlite3_column_bytes(q, 1) == 32)
         memcpy(ret->hash, h, 32);
@@ -331,8 +335,8 @@ static int claim_stmt(struct conn *c, enum stmt_id id, const char *sandbox_id, c
 }
 
 int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
-                   const uint8_t claim[IDEM_CLAIM_LEN], int status, const char *content_type,
-                   const void *body, size_t len, bool too_large)
+                   const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
+                   const char *content_type, const void *body, size_t len)
 {
     struct sqlite_store *s = to_sq(st);
     int r = sq_wtx_begin(s);
@@ -341,7 +345,7 @@ int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
     sqlite3_stmt *q = NULL;
     r = claim_stmt(s->w, ST_I_FINISH, sandbox_id, key, claim, &q);
     if (r >= 0)
-        r = sq_bind_check(s->w, sqlite3_bind_int(q, 4, too_large ? 3 : 2) |
+        r = sq_bind_check(s->w, sqlite3_bind_int(q, 4, (int)state) |
                                     sqlite3_bind_int(q, 5, status) | bind_text(q, 6, content_type) |
                                     bind_blob_or_null(q, 7, body, len));
     if (r >= 0)
