@@ -89,6 +89,9 @@ static const struct limit_spec limits[] = {
      "stdout (and as much stderr) of an exec kept in its journal record (GET execs/{execId})"},
     {"IDEMPOTENCY_MAX_BODY_BYTES", F(idempotency_max_body_bytes), 1048576, FIXED, 0, 64 * MIB, true,
      "largest answer kept for a retry with the same Idempotency-Key"},
+    {"IDEMPOTENCY_MAX_STORED_BYTES", F(idempotency_max_stored_bytes), 67108864, FIXED, 0, PIB, true,
+     "answers kept for Idempotency-Keys per sandbox, all together; the oldest go first (0 = no "
+     "limit)"},
     {"EXEC_MEMORY_BYTES", F(exec_memory_bytes), 1073741824, FIXED, MIB, PIB, true,
      "memory limit of one exec"},
     {"EXEC_PIDS_MAX", F(exec_pids_max), 512, FIXED, 1, COUNT_MAX, false, "processes in one exec"},

@@ -45,12 +45,15 @@ struct config {
     int64_t max_snapshots;             /* MAX_SNAPSHOTS 100 (0 = no limit) */
     int64_t exec_journal_output_bytes; /* EXEC_JOURNAL_OUTPUT_BYTES 16384: per stream of an exec,
                                         * kept in its journal record */
-    int64_t idempotency_max_body_bytes; /* IDEMPOTENCY_MAX_BODY_BYTES 1048576: largest answer
-                                         * kept for an Idempotency-Key */
-    int64_t exec_memory_bytes;          /* EXEC_MEMORY_BYTES 1073741824 */
-    int64_t exec_pids_max;              /* EXEC_PIDS_MAX 512 */
-    int64_t exec_cpu_percent;           /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */
-    int64_t exec_file_size_bytes;       /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
+    int64_t idempotency_max_body_bytes;   /* IDEMPOTENCY_MAX_BODY_BYTES 1048576: largest answer
+                                           * kept for an Idempotency-Key */
+    int64_t idempotency_max_stored_bytes; /* IDEMPOTENCY_MAX_STORED_BYTES 67108864: answers kept
+                                           * per sandbox, all its keys together (0 = no
+                                           * limit) */
+    int64_t exec_memory_bytes;            /* EXEC_MEMORY_BYTES 1073741824 */
+    int64_t exec_pids_max;                /* EXEC_PIDS_MAX 512 */
+    int64_t exec_cpu_percent;             /* EXEC_CPU_PERCENT 100 (of one core; 0 = no cap) */
+    int64_t exec_file_size_bytes;         /* EXEC_FILE_SIZE_BYTES 4294967296 (RLIMIT_FSIZE) */
     int64_t exec_concurrency;       /* EXEC_CONCURRENCY: execs running at once; default 2×CPUs+2 */
     int64_t exec_queue;             /* EXEC_QUEUE: execs waiting beyond that; default 256 */
     int64_t exec_owner_concurrency; /* EXEC_OWNER_CONCURRENCY: execs of one owner (tenant, sub)

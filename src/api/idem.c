@@ -78,7 +78,10 @@ int idem_begin(struct request *req)
     if (!d)
         return -ENOMEM;
     snprintf(d->key, sizeof(d->key), "%s", k);
-    d->body = (struct buf)BUF_INIT((size_t)req->app->cfg->idempotency_max_body_bytes);
+    /* an answer is kept whole or not at all: no larger than what its sandbox may hold */
+    int64_t cap = req->app->cfg->idempotency_max_body_bytes;
+    int64_t stored = req->app->cfg->idempotency_max_stored_bytes;
+    d->body = (struct buf)BUF_INIT((size_t)(stored > 0 && stored < cap ? stored : cap));
     req->idem = d;
     d->md = EVP_MD_CTX_new();
     if (!d->md || EVP_DigestInit_ex(d->md, EVP_sha256(), NULL) != 1)
@@ -161,6 +164,7 @@ int idem_claim(struct request *req)
         .ttl_ms = IDEM_TTL_MS,
         .pending_ttl_ms = IDEM_PENDING_TTL_MS,
         .max_keys = IDEM_MAX_KEYS,
+        .sweep_max = IDEM_SWEEP_MAX,
     };
     struct idem_rec rec;
     int r = store_idem_begin(req->app->store, req->sandbox_id, req->tenant, req->sub, d->key, hash,
@@ -310,10 +314,11 @@ void idem_finish(struct request *req)
             xid = MHD_get_response_header(req->response, "X-Exec-Id");
         r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim,
                               d->in_doubt ? IDEM_IN_DOUBT : IDEM_TOO_LARGE, (int)status, NULL, xid,
-                              xid ? strlen(xid) : 0);
+                              xid ? strlen(xid) : 0, req->app->cfg->idempotency_max_stored_bytes);
     } else {
         r = store_idem_finish(req->app->store, req->sandbox_id, d->key, d->claim, IDEM_DONE,
-                              (int)status, d->ctype, d->body.data, d->body.len);
+                              (int)status, d->ctype, d->body.data, d->body.len,
+                              req->app->cfg->idempotency_max_stored_bytes);
     }
     if (r == -ENOENT) {
         /* the claim was lost (taken as abandoned, and the key claimed again by a retry, whose

@@ -24,9 +24,14 @@
 struct request;
 struct outreply;
 
-/* How long a key is remembered, and the most a sandbox keeps (the oldest go first). */
+/* How long a key is remembered, and the most a sandbox keeps (the oldest go first); the answers
+ * a sandbox keeps are bounded in bytes too (IDEMPOTENCY_MAX_STORED_BYTES). */
 #define IDEM_TTL_MS (24LL * 3600 * 1000)
 #define IDEM_MAX_KEYS 10000
+/* Keys past IDEM_TTL_MS are forgotten when a key is added to their sandbox, and this many of
+ * any sandbox's, the oldest, when a key is added to any: a sandbox no longer used does not keep
+ * its answers for ever, and no call does more than a bounded piece of that work. */
+#define IDEM_SWEEP_MAX 16
 /* A pending key not renewed for this long was left by a server that died while running its
  * request, and a retry may claim it afresh. A live request renews its claim (idem_renew) once it
  * holds the sandbox's lock and, for an exec, once it has its exec slot and before its commit:

@@ -28,8 +28,8 @@
  * first; bounded like history (journal_opts), deleted with the sandbox.
  *
  * Idempotency: the answer a request carrying an Idempotency-Key got, kept per (sandbox, key)
- * so that a retry gets it again instead of running twice (struct idem_rec); bounded in age and
- * count (idem_opts), deleted with the sandbox.
+ * so that a retry gets it again instead of running twice (struct idem_rec); bounded in age,
+ * count and bytes per sandbox (idem_opts, idem_finish), deleted with the sandbox.
  *
  * Ownership lookups take (tenant, sub): a sandbox owned by someone else is reported exactly like
  * a missing one (-ENOENT). Internal callers pass NULL owner to skip the check.
@@ -200,6 +200,8 @@ struct idem_opts {
     int64_t pending_ttl_ms; /* a pending record older than this is taken as abandoned (its
                              * server died): the key is used afresh (> 0) */
     int64_t max_keys;       /* records per sandbox, the new one included; the oldest go (> 0) */
+    int64_t sweep_max;      /* at most this many records of any sandbox past ttl_ms are
+                             * forgotten too, oldest first (0: none) */
 };
 
 struct gc_stats {
@@ -491,7 +493,8 @@ struct store_ops {
     /* ---- idempotency keys (see the top of this file) ---- */
 
     /* In one transaction: checks that sandbox `sandbox_id` exists and is owned by (tenant, sub)
-     * (-ENOENT otherwise), forgets its records past opts's ttl, then looks `key` up. Absent (or
+     * (-ENOENT otherwise), forgets its records past opts's ttl (and up to sweep_max of any
+     * other sandbox's), then looks `key` up. Absent (or
      * pending past pending_ttl_ms): records it as pending with `hash` and a new random claim,
      * dropping the sandbox's oldest records beyond max_keys, and *ret gets IDEM_NEW and the
      * claim. Present: *ret gets the record as it is (its hash may differ from `hash`: the
@@ -502,11 +505,14 @@ struct store_ops {
     /* Ends the pending record `key` of `claim` as `state` (IDEM_DONE, IDEM_TOO_LARGE or
      * IDEM_IN_DOUBT) with its answer: status, content_type (may be NULL) and body[0..len)
      * (IDEM_TOO_LARGE, IDEM_IN_DOUBT: the answer not kept, body then a note kept in its place,
-     * the exec's id). -ENOENT: no pending record of this claim (it was dropped, or taken as
-     * abandoned and the key claimed again, meanwhile: nothing is written). */
+     * the exec's id). max_stored_bytes > 0: the bodies of the sandbox's other finished records
+     * are kept within max_stored_bytes - len all together, the oldest dropped first.
+     * -ENOENT: no pending record of this claim (it was dropped, or taken as abandoned and the
+     * key claimed again, meanwhile: nothing is written). */
     int (*idem_finish)(struct store *st, const char *sandbox_id, const char *key,
                        const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
-                       const char *content_type, const void *body, size_t len);
+                       const char *content_type, const void *body, size_t len,
+                       int64_t max_stored_bytes);
     /* Forgets the pending record `key` of `claim` (its request failed in a way a retry may
      * not: the retry runs afresh). 0 also when there is none. */
     int (*idem_abort)(struct store *st, const char *sandbox_id, const char *key,
@@ -877,9 +883,10 @@ store_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, c
 __attribute__((warn_unused_result)) static inline int
 store_idem_finish(struct store *st, const char *sandbox_id, const char *key,
                   const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
-                  const char *content_type, const void *body, size_t len)
+                  const char *content_type, const void *body, size_t len, int64_t max_stored_bytes)
 {
-    return st->ops->idem_finish(st, sandbox_id, key, claim, state, status, content_type, body, len);
+    return st->ops->idem_finish(st, sandbox_id, key, claim, state, status, content_type, body, len,
+                                max_stored_bytes);
 }
 
 __attribute__((warn_unused_result)) static inline int

@@ -402,3 +402,22 @@ def test_key_pending_when_the_server_died_is_free_after_restart(fresh_server):
         assert file_text(c, sid, "/home/user/once.txt") == "ran\n"
         again = c.post(url, json=body, headers=idem("k-died"))
         assert again.headers["idempotent-replayed"] == "true"
+
+
+def test_stored_answers_bounded_per_sandbox(fresh_server):
+    """IDEMPOTENCY_MAX_STORED_BYTES bounds the answers one sandbox keeps: the oldest are
+    dropped, and a dropped answer's key runs afresh, as an expired one does."""
+    srv = fresh_server({"IDEMPOTENCY_MAX_STORED_BYTES": "700"})
+    with srv.client() as c:
+        sid = c.post("/v1/sandboxes", json={}).json()["id"]
+        url = f"/v1/sandboxes/{sid}/exec-sync"
+        body = {"script": "echo run >> n.txt; head -c 100 /dev/zero | tr '\\0' x"}
+        first = c.post(url, json=body, headers=idem("k-0"))
+        assert first.status_code == 200 and len(first.content) > 200, first.text
+        for i in range(1, 4):
+            assert c.post(url, json=body, headers=idem(f"k-{i}")).status_code == 200
+        newest = c.post(url, json=body, headers=idem("k-3"))
+        assert newest.headers["idempotent-replayed"] == "true"
+        again = c.post(url, json=body, headers=idem("k-0"))
+        assert again.status_code == 200 and "idempotent-replayed" not in again.headers
+        assert file_text(c, sid, "/home/user/n.txt") == "run\n" * 5

@@ -2361,9 +2361,9 @@ static void test_idempotency(void **state)
     assert_int_equal(store_idem_begin(f->st, SB3, "t", "u", "k", h1, &o, &r), -ENOENT);
     /* the answer */
     assert_int_equal(store_idem_finish(f->st, SB1, "k", claim_k, IDEM_DONE, 201, "application/json",
-                                       "{\"a\":1}", 7),
+                                       "{\"a\":1}", 7, 0),
                      0);
-    assert_int_equal(store_idem_finish(f->st, SB1, "k", claim_k, IDEM_DONE, 200, NULL, NULL, 0),
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", claim_k, IDEM_DONE, 200, NULL, NULL, 0, 0),
                      -ENOENT);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_DONE);
@@ -2377,7 +2377,7 @@ static void test_idempotency(void **state)
     assert_int_equal(r.state, IDEM_NEW);
     /* too large: the status and the note kept, no body */
     assert_int_equal(
-        store_idem_finish(f->st, SB2, "k", r.claim, IDEM_TOO_LARGE, 200, NULL, "x1", 2), 0);
+        store_idem_finish(f->st, SB2, "k", r.claim, IDEM_TOO_LARGE, 200, NULL, "x1", 2, 0), 0);
     assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "k", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_TOO_LARGE);
     assert_int_equal(r.status, 200);
@@ -2387,8 +2387,8 @@ static void test_idempotency(void **state)
     /* in doubt: the status and the note kept, so that a retry does not run again */
     assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "d", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_NEW);
-    assert_int_equal(store_idem_finish(f->st, SB2, "d", r.claim, IDEM_IN_DOUBT, 500, NULL, "x2", 2),
-                     0);
+    assert_int_equal(
+        store_idem_finish(f->st, SB2, "d", r.claim, IDEM_IN_DOUBT, 500, NULL, "x2", 2, 0), 0);
     assert_int_equal(store_idem_begin(f->st, SB2, "t", "u", "d", h1, &o, &r), 0);
     assert_int_equal(r.state, IDEM_IN_DOUBT);
     assert_int_equal(r.status, 500);
@@ -2458,14 +2458,15 @@ static void test_idempotency_claims(void **state)
     assert_memory_not_equal(first, second, IDEM_CLAIM_LEN);
     /* the first claim is lost: nothing it does reaches the second's record */
     assert_int_equal(store_idem_renew(f->st, SB1, "k", first, at.now_ms), -ENOENT);
-    assert_int_equal(store_idem_finish(f->st, SB1, "k", first, IDEM_DONE, 200, NULL, "a", 1),
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", first, IDEM_DONE, 200, NULL, "a", 1, 0),
                      -ENOENT);
     assert_int_equal(store_idem_abort(f->st, SB1, "k", first), 0);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
     assert_int_equal(r.state, IDEM_PENDING);
     idem_rec_release(&r);
     /* the second finishes */
-    assert_int_equal(store_idem_finish(f->st, SB1, "k", second, IDEM_DONE, 201, NULL, "b", 1), 0);
+    assert_int_equal(store_idem_finish(f->st, SB1, "k", second, IDEM_DONE, 201, NULL, "b", 1, 0),
+                     0);
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
     assert_int_equal(r.state, IDEM_DONE);
     assert_int_equal(r.status, 201);
@@ -2482,6 +2483,81 @@ static void test_idempotency_claims(void **state)
     assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "k", h, &at, &r), 0);
     assert_int_equal(r.state, IDEM_DONE);
     idem_rec_release(&r);
+}
+
+/* Begins `key` (new), finishes it with `len` bytes of answer under max_stored_bytes. */
+static void idem_put(struct fx *f, const char *sb, const char *key, const struct idem_opts *o,
+                     size_t len, int64_t max_stored_bytes)
+{
+    uint8_t h[32];
+    memset(h, 7, sizeof(h));
+    struct idem_rec r;
+    assert_int_equal(store_idem_begin(f->st, sb, "t", "u", key, h, o, &r), 0);
+    assert_int_equal(r.state, IDEM_NEW);
+    char body[64];
+    memset(body, 'b', sizeof(body));
+    assert_true(len <= sizeof(body));
+    assert_int_equal(store_idem_finish(f->st, sb, key, r.claim, IDEM_DONE, 200, NULL, body, len,
+                                       max_stored_bytes),
+                     0);
+}
+
+/* The state of `key` now (its record released). */
+static enum idem_state idem_state_of(struct fx *f, const char *sb, const char *key,
+                                     const struct idem_opts *o)
+{
+    uint8_t h[32];
+    memset(h, 7, sizeof(h));
+    struct idem_rec r;
+    assert_int_equal(store_idem_begin(f->st, sb, "t", "u", key, h, o, &r), 0);
+    enum idem_state st = r.state;
+    idem_rec_release(&r);
+    return st;
+}
+
+/* The answers a sandbox keeps stay within max_stored_bytes, the oldest dropped first (a pending
+ * key and the one just finished stay); keys past the ttl go when a key is added to any sandbox,
+ * sweep_max at a time. */
+static void test_idempotency_bounds(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    struct idem_opts o = {
+        .now_ms = 100000, .ttl_ms = 50000, .pending_ttl_ms = 1000, .max_keys = 99};
+    uint8_t h[32];
+    memset(h, 7, sizeof(h));
+    struct idem_rec r;
+    /* a pending key older than all, then answers of 30, 30 and 30 bytes within 70 */
+    assert_int_equal(store_idem_begin(f->st, SB1, "t", "u", "p", h, &o, &r), 0);
+    idem_put(f, SB1, "a", &o, 30, 70);
+    idem_put(f, SB1, "b", &o, 30, 70);
+    idem_put(f, SB1, "c", &o, 30, 70);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency"), 3);
+    assert_int_equal(idem_state_of(f, SB1, "p", &o), IDEM_PENDING);
+    assert_int_equal(idem_state_of(f, SB1, "b", &o), IDEM_DONE);
+    assert_int_equal(idem_state_of(f, SB1, "c", &o), IDEM_DONE);
+    /* a dropped answer's key is as if expired: it runs afresh */
+    assert_int_equal(idem_state_of(f, SB1, "a", &o), IDEM_NEW);
+    /* other sandboxes' answers are not counted */
+    idem_put(f, SB2, "x", &o, 60, 70);
+    assert_int_equal(idem_state_of(f, SB1, "c", &o), IDEM_DONE);
+    /* past the ttl, a key added to SB2 forgets SB1's keys too, sweep_max at a time */
+    struct idem_opts later = o;
+    later.now_ms += o.ttl_ms + 1;
+    later.sweep_max = 2;
+    int64_t before = db_int(f, "SELECT count(*) FROM idempotency WHERE sid = "
+                               "(SELECT sid FROM sandboxes WHERE id = '" SB1 "')");
+    assert_int_equal(before, 4);
+    idem_put(f, SB2, "y", &later, 1, 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency WHERE sid = "
+                               "(SELECT sid FROM sandboxes WHERE id = '" SB1 "')"),
+                     before - 2);
+    idem_put(f, SB2, "z", &later, 1, 0);
+    idem_put(f, SB2, "w", &later, 1, 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM idempotency WHERE sid = "
+                               "(SELECT sid FROM sandboxes WHERE id = '" SB1 "')"),
+                     0);
 }
 
 int main(void)
@@ -2519,6 +2595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exec_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_bounds, setup, teardown),
     };
     /* SQLFS_TEST_ENGINE=sqlite or =postgres: one engine only */
     const char *only = getenv("SQLFS_TEST_ENGINE");

@@ -497,7 +497,8 @@ int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
                   struct idem_rec *ret);
 int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
                    const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
-                   const char *content_type, const void *body, size_t len);
+                   const char *content_type, const void *body, size_t len,
+                   int64_t max_stored_bytes);
 int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key,
                   const uint8_t claim[IDEM_CLAIM_LEN]);
 int pg_idem_renew(struct store *st, const char *sandbox_id, const char *key,

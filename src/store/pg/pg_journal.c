@@ -297,6 +297,14 @@ static int idem_begin_in(struct pg_store *s, struct pg_conn *c, const char *sand
     if (r >= 0)
         r = run_sid_i64(s, c, "DELETE FROM idempotency WHERE sid = $1 AND created_ms < $2", sid,
                         o->now_ms - o->ttl_ms);
+    /* any sandbox's, a few at a time (index idempotency_expiry); rows another transaction
+     * holds are left to a later call rather than waited for */
+    if (r >= 0 && o->sweep_max > 0)
+        r = run_sid_i64(s, c,
+                        "DELETE FROM idempotency WHERE seq IN (SELECT seq FROM idempotency "
+                        "WHERE created_ms < $1 ORDER BY created_ms LIMIT $2 "
+                        "FOR UPDATE SKIP LOCKED)",
+                        o->now_ms - o->ttl_ms, o->sweep_max);
     struct pg_params p = {0};
     pp_i64(&p, sid);
     pp_text(&p, key);
@@ -372,9 +380,10 @@ int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
 #define CLAIMED_1_2_3                                                                              \
     "sid = (SELECT sid FROM sandboxes WHERE id = $1) AND key = $2 AND state = 1 AND claim = $3"
 
-int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
-                   const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
-                   const char *content_type, const void *body, size_t len)
+static int idem_finish_in(struct pg_store *s, struct pg_conn *c, const char *sandbox_id,
+                          const char *key, const uint8_t claim[IDEM_CLAIM_LEN],
+                          enum idem_state state, int status, const char *content_type,
+                          const void *body, size_t len, int64_t max_stored_bytes)
 {
     struct pg_params p = {0};
     pp_text(&p, sandbox_id);
@@ -384,13 +393,44 @@ int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
     pp_i64(&p, status);
     pp_text(&p, content_type);
     pp_bytes(&p, len ? body : NULL, len);
-    int r = query(to_pg(st),
-                  "UPDATE idempotency SET state = $4, status = $5, ctype = $6, body = $7 "
-                  "WHERE " CLAIMED_1_2_3,
-                  &p, NULL);
+    int r = run(s, c,
+                "UPDATE idempotency SET state = $4, status = $5, ctype = $6, body = $7 "
+                "WHERE " CLAIMED_1_2_3,
+                &p, NULL);
     if (r == 0)
         return err_set(-ENOENT, "no pending request with this Idempotency-Key and claim");
+    if (r < 0 || max_stored_bytes <= 0)
+        return r < 0 ? r : 0;
+    /* the other finished records beyond max_stored_bytes - len body bytes, newest kept; rows
+     * another transaction holds are left to a later call rather than waited for */
+    p = (struct pg_params){0};
+    pp_text(&p, sandbox_id);
+    pp_text(&p, key);
+    pp_i64(&p, max_stored_bytes - (int64_t)len);
+    r = run(s, c,
+            "WITH k AS (SELECT seq, sum(coalesce(octet_length(body), 0)) OVER (ORDER BY seq DESC) "
+            "AS held FROM idempotency WHERE sid = (SELECT sid FROM sandboxes WHERE id = $1) "
+            "AND state <> 1 AND key <> $2) "
+            "DELETE FROM idempotency WHERE seq IN (SELECT i.seq FROM idempotency i "
+            "WHERE i.seq <= (SELECT seq FROM k WHERE held > $3 ORDER BY seq DESC LIMIT 1) "
+            "AND i.sid = (SELECT sid FROM sandboxes WHERE id = $1) AND i.state <> 1 "
+            "AND i.key <> $2 FOR UPDATE SKIP LOCKED)",
+            &p, NULL);
     return r < 0 ? r : 0;
+}
+
+int pg_idem_finish(struct store *st, const char *sandbox_id, const char *key,
+                   const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
+                   const char *content_type, const void *body, size_t len, int64_t max_stored_bytes)
+{
+    struct pg_store *s = to_pg(st);
+    struct pg_conn *c;
+    int r = pg_tx_begin(s, &c);
+    if (r < 0)
+        return r;
+    r = idem_finish_in(s, c, sandbox_id, key, claim, state, status, content_type, body, len,
+                       max_stored_bytes);
+    return pg_tx_end(s, c, r, NULL, NULL);
 }
 
 int pg_idem_abort(struct store *st, const char *sandbox_id, const char *key,

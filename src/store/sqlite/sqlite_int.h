@@ -165,6 +165,8 @@ enum stmt_id {
     ST_J_GET,
     ST_J_DEL_ALL,
     ST_I_SWEEP,
+    ST_I_SWEEP_ANY,
+    ST_I_EVICT,
     ST_I_GET,
     ST_I_DEL_KEY,
     ST_I_TRIM,
@@ -411,7 +413,8 @@ int sq_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, 
                   struct idem_rec *ret);
 int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
                    const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
-                   const char *content_type, const void *body, size_t len);
+                   const char *content_type, const void *body, size_t len,
+                   int64_t max_stored_bytes);
 int sq_idem_abort(struct store *st, const char *sandbox_id, const char *key,
                   const uint8_t claim[IDEM_CLAIM_LEN]);
 int sq_idem_renew(struct store *st, const char *sandbox_id, const char *key,

@@ -261,6 +261,8 @@ static int idem_begin_locked(struct conn *c, const char *sandbox_id, const char 
     int r = sandbox_sid(c, sandbox_id, tenant, sub, &sid);
     if (r >= 0)
         r = run_sid_i64(c, ST_I_SWEEP, sid, o->now_ms - o->ttl_ms);
+    if (r >= 0 && o->sweep_max > 0) /* any sandbox's, a few at a time */
+        r = run_sid_i64(c, ST_I_SWEEP_ANY, o->now_ms - o->ttl_ms, o->sweep_max);
     if (r >= 0)
         r = idem_read(c, sid, key, ret);
     if (r < 0)
@@ -336,7 +338,7 @@ static int claim_stmt(struct conn *c, enum stmt_id id, const char *sandbox_id, c
 
 int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
                    const uint8_t claim[IDEM_CLAIM_LEN], enum idem_state state, int status,
-                   const char *content_type, const void *body, size_t len)
+                   const char *content_type, const void *body, size_t len, int64_t max_stored_bytes)
 {
     struct sqlite_store *s = to_sq(st);
     int r = sq_wtx_begin(s);
@@ -352,6 +354,14 @@ int sq_idem_finish(struct store *st, const char *sandbox_id, const char *key,
         r = sq_stmt_run(s->w, q);
     if (r >= 0 && sqlite3_changes(s->w->db) == 0)
         r = err_set(-ENOENT, "no pending request with this Idempotency-Key and claim");
+    if (r >= 0 && max_stored_bytes > 0) {
+        r = sq_stmt_get(s->w, ST_I_EVICT, &q);
+        if (r >= 0)
+            r = sq_bind_check(s->w, bind_text(q, 1, sandbox_id) | bind_text(q, 2, key) |
+                                        sqlite3_bind_int64(q, 3, max_stored_bytes - (int64_t)len));
+        if (r >= 0)
+            r = sq_stmt_run(s->w, q);
+    }
     return sq_wtx_end(s, r);
 }
 

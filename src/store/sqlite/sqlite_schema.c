@@ -369,6 +369,14 @@ const char *const sq_stmt_sql[ST_COUNT] = {
                  "WHERE sid = " SID_OF_1 " AND exec_id = ?2",
     [ST_J_DEL_ALL] = "DELETE FROM execs WHERE sid = ?1",
     [ST_I_SWEEP] = "DELETE FROM idempotency WHERE sid = ?1 AND created_ms < ?2",
+    /* the oldest ?2 records of any sandbox created before ?1 (index idempotency_expiry) */
+    [ST_I_SWEEP_ANY] = "DELETE FROM idempotency WHERE seq IN (SELECT seq FROM idempotency "
+                       "WHERE created_ms < ?1 ORDER BY created_ms LIMIT ?2)",
+    /* the finished records of sandbox ?1 but key ?2 beyond ?3 body bytes, newest kept */
+    [ST_I_EVICT] = "DELETE FROM idempotency WHERE sid = " SID_OF_1 " AND state <> 1 AND key <> ?2 "
+                   "AND seq <= (SELECT seq FROM (SELECT seq, sum(coalesce(length(body), 0)) "
+                   "OVER (ORDER BY seq DESC) AS held FROM idempotency WHERE sid = " SID_OF_1
+                   " AND state <> 1 AND key <> ?2) WHERE held > ?3 ORDER BY seq DESC LIMIT 1)",
     [ST_I_GET] = "SELECT state, hash, created_ms, status, ctype, body FROM idempotency "
                  "WHERE sid = ?1 AND key = ?2",
     [ST_I_DEL_KEY] = "DELETE FROM idempotency WHERE sid = ?1 AND key = ?2",
