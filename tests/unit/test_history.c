@@ -307,6 +307,90 @@ static void expect_paths(struct store *st, const char *sb, int64_t version, cons
     free(got);
 }
 
+/* What a walk of a large commit's paths saw. */
+struct big_walk {
+    struct fx *f;
+    int64_t n, added, modified, deleted;
+    char last[64];   /* the path before */
+    bool sorted;     /* every path after the one before */
+    int64_t fetches; /* PostgreSQL: sessions reading a cursor's page, seen at the first path */
+    int64_t stop_at; /* > 0: the walk is stopped (7) at this path */
+};
+
+static int big_cb(enum path_change_kind k, const struct file_meta *m, void *ud)
+{
+    struct big_walk *w = ud;
+    if (w->n++ == 0 && on_pg)
+        w->fetches = db_int(w->f, "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE query LIKE 'FETCH % FROM commit_paths'");
+    w->sorted = w->sorted && strcmp(w->last, m->path) < 0;
+    snprintf(w->last, sizeof(w->last), "%s", m->path);
+    w->added += k == PATH_ADDED;
+    w->modified += k == PATH_MODIFIED;
+    w->deleted += k == PATH_DELETED;
+    return w->n == w->stop_at ? 7 : 0;
+}
+
+/* A commit's paths are read in pages (PostgreSQL: through a cursor, one page held at a time),
+ * the pages together what the commit changed, in path order; a walk stopped by its callback
+ * stops there. */
+static void test_commit_paths_paged(void **state)
+{
+    struct fx *f = *state;
+    enum { FILES = 2600 };
+    create_sb(f->st, SB1);
+    uint8_t one[CONTENT_ID_LEN], two[CONTENT_ID_LEN];
+    put_bytes(f->st, "one", 3, one);
+    put_bytes(f->st, "two", 3, two);
+    struct changeset cs;
+    changeset_init(&cs, "put");
+    cs.create_parents = true;
+    for (int i = 0; i < FILES; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/d/f%04d", i);
+        cs_file_mode(&cs, path, one, 3, 0644);
+    }
+    assert_int_equal(commit_o(f->st, SB1, &cs, NULL, NULL), 0);
+    /* v2: every third file modified, every third deleted, as many added between them */
+    changeset_init(&cs, "put");
+    for (int i = 0; i < FILES; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/d/f%04d", i);
+        if (i % 3 == 0)
+            cs_file_mode(&cs, path, two, 3, 0644);
+        else if (i % 3 == 1)
+            cs_del(&cs, path);
+        else {
+            snprintf(path, sizeof(path), "/d/f%04d+", i);
+            cs_file_mode(&cs, path, two, 3, 0644);
+        }
+    }
+    assert_int_equal(commit_o(f->st, SB1, &cs, NULL, NULL), 0);
+    struct big_walk w = {.f = f, .sorted = true};
+    assert_int_equal(store_commit_paths(f->st, SB1, 2, big_cb, &w), 0);
+    assert_true(w.sorted);
+    assert_int_equal(w.modified, (FILES + 2) / 3);
+    assert_int_equal(w.deleted, (FILES + 1) / 3);
+    assert_int_equal(w.added, FILES / 3);
+    assert_int_equal(w.n, FILES);
+    if (on_pg)
+        assert_int_equal(w.fetches, 1);
+    /* v1: the directory and every file, added */
+    w = (struct big_walk){.f = f, .sorted = true};
+    assert_int_equal(store_commit_paths(f->st, SB1, 1, big_cb, &w), 0);
+    assert_true(w.sorted);
+    assert_int_equal(w.added, FILES + 1);
+    assert_int_equal(w.n, FILES + 1);
+    /* stopped past the first page */
+    w = (struct big_walk){.f = f, .sorted = true, .stop_at = 1500};
+    assert_int_equal(store_commit_paths(f->st, SB1, 1, big_cb, &w), 7);
+    assert_int_equal(w.n, 1500);
+    /* the store is still usable afterwards */
+    w = (struct big_walk){.f = f, .sorted = true};
+    assert_int_equal(store_commit_paths(f->st, SB1, 2, big_cb, &w), 0);
+    assert_int_equal(w.n, FILES);
+}
+
 /* ---- a history of six versions ---------------------------------------------------------- */
 
 #define NV 6
@@ -1006,6 +1090,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_versions_readable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_paths_paged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_max_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_quota, setup, teardown),

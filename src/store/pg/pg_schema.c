@@ -520,8 +520,9 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     /* The paths commit $2 of sandbox $1 changed: the rows it wrote (live now, or retired by a
      * later commit) against the rows it retired; kind 1 added, 2 modified, 3 deleted, then the
      * row after the commit (the one before it when deleted). A directory whose mtime alone
-     * changed is not a change. */
+     * changed is not a change. A cursor (pg_commit_paths reads it a page at a time). */
     [PS_COMMIT_PATHS] =
+        "DECLARE commit_paths NO SCROLL CURSOR FOR "
         "WITH n AS (SELECT " FILE_COLS " FROM files WHERE sid = $1 AND since = $2::bigint "
         "UNION ALL SELECT " FILE_COLS " FROM file_history WHERE sid = $1 AND vfrom = $2::bigint), "
         "o AS (SELECT " FILE_COLS " FROM file_history WHERE sid = $1 AND vto = $2::bigint) "

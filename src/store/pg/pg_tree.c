@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -468,35 +469,47 @@ int pg_commit_get(struct store *st, const char *sandbox_id, int64_t version, str
     return 0;
 }
 
-/* One result for the whole commit (paging it would sort the commit's rows once per page): the
- * connection is given back before the callbacks run. */
+/* The commit's rows through a cursor, PG_PAGE_ROWS at a time, in one transaction: the
+ * database sorts them once and this process holds one page, whatever the commit's size, and
+ * stops reading once cb stops. (Keyset pages by path, as pg_list reads, would make the database
+ * sort the commit's rows again for every page: no index orders them by path within a commit.)
+ * The connection stays out of the pool while the callbacks run. */
 int pg_commit_paths(struct store *st, const char *sandbox_id, int64_t version,
                     store_path_change_cb cb, void *userdata)
 {
     struct pg_store *s = to_pg(st);
     struct pg_conn *c;
-    int r = pg_pool_get(s, &c);
+    int r = pg_tx_begin(s, &c);
     if (r < 0)
         return r;
     struct pg_version at;
-    _cleanup_pgresult_ PGresult *res = NULL;
     r = pg_version_check(s, c, sandbox_id, version, &at, NULL);
     if (r >= 0) {
         struct pg_params p = {0};
         pp_i64(&p, at.sid);
         pp_i64(&p, version);
-        r = pg_exec(s, c, PS_COMMIT_PATHS, &p, &res);
+        r = pg_exec(s, c, PS_COMMIT_PATHS, &p, NULL);
     }
-    pg_pool_put(s, c);
-    for (int i = 0; i < r; i++) {
-        /* the row follows the change kind: FILE_COLS from column 1 */
-        struct file_meta m;
-        meta_from_cols(res, i, 1, &m);
-        if (!m.path)
-            return err_set(-EIO, "corrupt file row");
-        int cr = cb((enum path_change_kind)pg_i64(res, i, 0), &m, userdata);
-        if (cr != 0)
-            return cr;
+    char fetch[64];
+    snprintf(fetch, sizeof(fetch), "FETCH %d FROM commit_paths", PG_PAGE_ROWS);
+    bool more = r >= 0;
+    r = r < 0 ? r : 0;
+    while (more && r == 0) {
+        _cleanup_pgresult_ PGresult *res = NULL;
+        int n = pg_exec_sql(s, c, fetch, 0, NULL, NULL, NULL, &res);
+        if (n < 0) {
+            r = n;
+            break;
+        }
+        more = n == PG_PAGE_ROWS;
+        for (int i = 0; i < n && r == 0; i++) {
+            /* the row follows the change kind: FILE_COLS from column 1 */
+            struct file_meta m;
+            meta_from_cols(res, i, 1, &m);
+            r = m.path ? cb((enum path_change_kind)pg_i64(res, i, 0), &m, userdata)
+                       : err_set(-EIO, "corrupt file row");
+        }
     }
-    return r < 0 ? r : 0;
+    /* r > 0: cb's own stop, the transaction (a read) committed all the same */
+    return pg_tx_end(s, c, r, NULL, NULL);
 }
