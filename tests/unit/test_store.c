@@ -2287,7 +2287,7 @@ static void test_exec_journal(void **state)
     create_sb(f->st, SB1);
     create_sb(f->st, SB2);
     struct journal_opts o = {.max_records = 3, .now_ms = 10000};
-    char id[8];
+    char id[16];
     for (int i = 0; i < 5; i++) {
         snprintf(id, sizeof(id), "x%d", i);
         struct exec_rec e = exec_of(id, 9000 + i, i == 4 ? "out\xff" : NULL);

@@ -208,8 +208,8 @@ static const char *const migrations[] = {
     "CREATE INDEX idempotency_age ON idempotency (sid, created_ms);",
     /* Idempotency: the claim of a pending key (pg_journal.c), and the expiry of any sandbox's
      * keys in created time order. */
-    "ALTER TABLE idempotency ADD COLUMN claim bytea;"
-    "CREATE INDEX idempotency_expiry ON idempotency (created_ms);",
+    ("ALTER TABLE idempotency ADD COLUMN claim bytea;"
+     "CREATE INDEX idempotency_expiry ON idempotency (created_ms);"),
 };
 
 /* Column lists shared by several statements. */
