@@ -532,31 +532,29 @@ static int session_gone(struct pg_store *s, struct pg_conn *c, int pid)
     return 0;
 }
 
-/* A fresh connection for deciding a COMMIT in doubt: a database that is restarting is waited
- * for, as long as a pooled connection would be (DATABASE_POOL_WAIT_MS, at least a second). */
-static int connect_patiently(struct pg_store *s, struct pg_conn **ret)
-{
-    int64_t wait = s->pool.wait_ms > 1000 ? s->pool.wait_ms : 1000;
-    int64_t until = time_mono_ms() + wait;
-    for (;;) {
-        int r = pg_connect(s, ret);
-        if (r >= 0 || time_mono_ms() >= until)
-            return r;
-        err_clear();
-        struct timespec t = {0, 100 * 1000000L};
-        nanosleep(&t, NULL);
-    }
-}
-
-/* Decides a COMMIT whose answer was lost (pg_tx_end), once its connection is closed. */
+/* Decides a COMMIT whose answer was lost (pg_tx_end), once its connection is closed: on a
+ * fresh connection, once the old session is gone, by `check` (1 applied, 0 not). A database
+ * that is restarting, or restarts again meanwhile, is waited for as long as a pooled
+ * connection would be (DATABASE_POOL_WAIT_MS, at least a second): every failed attempt to
+ * decide is tried again until then. */
 static int commit_in_doubt(struct pg_store *s, int pid, pg_tx_check check, void *arg)
 {
     int r = -1;
-    struct pg_conn *c = NULL;
-    if (check && pid > 0 && connect_patiently(s, &c) >= 0) {
-        r = session_gone(s, c, pid);
-        r = r > 0 ? check(s, c, arg) : -1;
-        pg_conn_close(c);
+    int64_t wait = s->pool.wait_ms > 1000 ? s->pool.wait_ms : 1000;
+    int64_t until = time_mono_ms() + wait;
+    while (check && pid > 0) {
+        struct pg_conn *c = NULL;
+        r = pg_connect(s, &c);
+        if (r >= 0) {
+            r = session_gone(s, c, pid);
+            r = r > 0 ? check(s, c, arg) : -1;
+            pg_conn_close(c);
+        }
+        if (r >= 0 || time_mono_ms() >= until)
+            break;
+        err_clear();
+        struct timespec t = {0, 100 * 1000000L};
+        nanosleep(&t, NULL);
     }
     if (r == 1)
         return 0;
