@@ -74,8 +74,10 @@ int sandbox_rec_dup(const struct sandbox_rec *view, struct sandbox_rec *ret)
     out.sub = view->sub ? strdup(view->sub) : NULL;
     out.name = view->name ? strdup(view->name) : NULL;
     out.env_json = strdup(view->env_json ? view->env_json : "{}");
+    out.network_policy = view->network_policy ? strdup(view->network_policy) : NULL;
     out.cwd = strdup(view->cwd ? view->cwd : SANDBOX_HOME);
-    if (!out.tenant || !out.sub || (view->name && !out.name) || !out.env_json || !out.cwd) {
+    if (!out.tenant || !out.sub || (view->name && !out.name) || !out.env_json ||
+        (view->network_policy && !out.network_policy) || !out.cwd) {
         sandbox_rec_release(&out);
         return -ENOMEM;
     }

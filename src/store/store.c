@@ -16,8 +16,9 @@ void sandbox_rec_release(struct sandbox_rec *r)
     free(r->sub);
     free(r->name);
     free(r->env_json);
+    free(r->network_policy);
     free(r->cwd);
-    r->tenant = r->sub = r->name = r->env_json = r->cwd = NULL;
+    r->tenant = r->sub = r->name = r->env_json = r->network_policy = r->cwd = NULL;
 }
 
 void commit_rec_release(struct commit_rec *c)
@@ -51,6 +52,18 @@ void exec_rec_release(struct exec_rec *e)
     e->stdout_len = e->stderr_len = 0;
 }
 
+void egress_rec_release(struct egress_rec *r)
+{
+    if (!r)
+        return;
+    free(r->exec_id);
+    free(r->host);
+    free(r->address);
+    free(r->rule);
+    free(r->error);
+    r->exec_id = r->host = r->address = r->rule = r->error = NULL;
+}
+
 void idem_rec_release(struct idem_rec *r)
 {
     if (!r)
@@ -78,7 +91,8 @@ int store_ops_check(const struct store_ops *ops)
         ops->list_at && ops->commits_list && ops->commit_get && ops->commit_paths &&
         ops->sandbox_fork && ops->snapshot_create && ops->snapshot_get && ops->snapshot_list &&
         ops->snapshot_delete && ops->exec_add && ops->exec_list && ops->exec_get &&
-        ops->idem_begin && ops->idem_finish && ops->idem_abort && ops->idem_renew;
+        ops->sandbox_set_network && ops->egress_add && ops->egress_list && ops->idem_begin &&
+        ops->idem_finish && ops->idem_abort && ops->idem_renew;
     int batch = !!ops->content_batch_new + !!ops->content_finish_in + !!ops->content_batch_flush +
                 !!ops->content_batch_free;
     bool locks_paired = !ops->lock_acquire == !ops->lock_release;

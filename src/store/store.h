@@ -27,6 +27,12 @@
  * script, timing, exit, the version its commit made, and the start of its output), newest
  * first; bounded like history (journal_opts), deleted with the sandbox.
  *
+ * Network egress: a sandbox's own egress policy (sandbox_rec.network_policy, JSON text the
+ * store keeps without reading it), and the egress log: one record per connection the sandbox's
+ * egress proxy was asked for (host, port, the decision and the rule that made it, bytes each
+ * way), newest first; bounded per sandbox in count and age (egress_opts), deleted with the
+ * sandbox, not copied by a fork.
+ *
  * Idempotency: the answer a request carrying an Idempotency-Key got, kept per (sandbox, key)
  * so that a retry gets it again instead of running twice (struct idem_rec); bounded in age,
  * count and bytes per sandbox (idem_opts, idem_finish), deleted with the sandbox.
@@ -68,6 +74,10 @@ struct sandbox_rec {
     bool python;           /* runtime flags */
     bool javascript;
     bool network;
+    char *network_policy; /* the sandbox's own egress policy when `network` is an object: its
+                           * JSON text ({"allow":[...],"deny":[...]}); NULL otherwise (network
+                           * false, or true = the server's EGRESS_ALLOW). Kept as given: the
+                           * store does not parse it */
     char *cwd;            /* stored start directory of execs */
     int64_t created_ms;   /* epoch ms */
     int64_t last_used_ms; /* epoch ms; 0 = never used */
@@ -161,6 +171,33 @@ struct journal_opts {
     int64_t now_ms;      /* the time now (epoch ms) */
 };
 
+/* One connection a sandbox's egress proxy was asked for. Strings malloc'd (in records given to
+ * callbacks: valid during the call only), valid UTF-8. */
+struct egress_rec {
+    int64_t at_ms; /* when it was asked for (epoch ms) */
+    char *exec_id; /* the exec that asked, or NULL */
+    char *host;    /* the host name (or address literal) asked for */
+    int port;
+    char *address; /* the address connected to, or that decided a denial; NULL: none */
+    bool allowed;
+    char *rule;         /* what decided, e.g. "allow pypi.org", "deny: not in the allowlist" */
+    char *error;        /* an allowed connection that failed: why (e.g. "connection refused");
+                         * NULL */
+    int64_t bytes_up;   /* bytes from the sandbox to the host */
+    int64_t bytes_down; /* bytes from the host to the sandbox */
+    int64_t duration_ms;
+};
+
+void egress_rec_release(struct egress_rec *r);
+
+/* Retention of the egress log, applied when records are added. */
+struct egress_opts {
+    int64_t max_records; /* per sandbox, newest kept (0: no limit) */
+    int64_t max_age_ms;  /* records asked for before now_ms - max_age_ms are dropped (0: no
+                          * limit) */
+    int64_t now_ms;      /* the time now (epoch ms) */
+};
+
 /* The state of an Idempotency-Key (store_idem_begin). */
 enum idem_state {
     IDEM_NEW = 0,       /* first use: recorded as pending now, the caller runs the request */
@@ -221,6 +258,7 @@ typedef int (*store_change_cb)(int64_t version, int op, const char *path, void *
 typedef int (*store_commit_cb)(const struct commit_rec *c, void *userdata);
 typedef int (*store_snapshot_cb)(const struct snapshot_rec *s, void *userdata);
 typedef int (*store_exec_cb)(const struct exec_rec *e, void *userdata);
+typedef int (*store_egress_cb)(const struct egress_rec *r, void *userdata);
 /* A path a commit changed (commit_paths): `meta` is its row after the commit (added, modified)
  * or before it (deleted). */
 typedef int (*store_path_change_cb)(enum path_change_kind change, const struct file_meta *meta,
@@ -249,7 +287,7 @@ struct store_lock;
  *   - Callbacks (store_sandbox_cb, store_file_cb) run without any engine lock held: they may
  *     call any member of the same store, writes included.
  */
-#define STORE_OPS_VERSION 5
+#define STORE_OPS_VERSION 6
 
 struct store_ops {
     /* The revision of this contract the engine implements: STORE_OPS_VERSION when it was
@@ -272,7 +310,8 @@ struct store_ops {
 
     /* Inserts the sandbox row and commits `initial` (NULL: none) as its first version, in one
      * transaction. rec: id, tenant and sub are required (-EINVAL); name may be NULL; env_json
-     * NULL stores "{}"; cwd NULL stores the sandbox home; created_ms 0 stores the time now;
+     * NULL stores "{}"; cwd NULL stores the sandbox home; network_policy is stored as given
+     * (NULL: none); created_ms 0 stores the time now;
      * version, size_bytes and file_count are ignored (a new sandbox starts at 0 and `initial`
      * moves them). opts may be NULL (no limits); its expect_version is ignored; quota_bytes
      * applies to `initial` as to any commit. The caller keeps ownership of rec and initial.
@@ -283,8 +322,9 @@ struct store_ops {
     int (*sandbox_create)(struct store *st, const struct sandbox_rec *rec,
                           const struct changeset *initial, const struct commit_opts *opts);
     /* Reads sandbox `id` into *ret (strings malloc'd, owned by the caller: sandbox_rec_release;
-     * env_json and cwd never NULL). tenant, sub: the owner the row must have; NULL skips that
-     * half of the check. -ENOENT when missing or owned by someone else (indistinguishable). */
+     * env_json and cwd never NULL, network_policy NULL when it has none). tenant, sub: the owner
+     * the row must have; NULL skips that half of the check. -ENOENT when missing or owned by
+     * someone else (indistinguishable). */
     int (*sandbox_get)(struct store *st, const char *id, const char *tenant, const char *sub,
                        struct sandbox_rec *ret);
     /* Calls cb for each sandbox of the owner (tenant, sub; a NULL half matches any), newest
@@ -293,13 +333,18 @@ struct store_ops {
      * walk may or may not be seen. */
     int (*sandbox_list)(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
                         void *userdata);
-    /* Deletes the sandbox, its files, its commit log, exec journal and idempotency records in
-     * one transaction, then collects the content nothing references any longer (as gc; a
-     * failure there is not reported: what was not collected stays for the next collection). tenant,
-     * sub as for sandbox_get. -ENOENT when missing or not owned. */
+    /* Deletes the sandbox, its files, its commit log, exec journal, egress log and idempotency
+     * records in one transaction, then collects the content nothing references any longer (as
+     * gc; a failure there is not reported: what was not collected stays for the next
+     * collection). tenant, sub as for sandbox_get. -ENOENT when missing or not owned. */
     int (*sandbox_delete)(struct store *st, const char *id, const char *tenant, const char *sub);
     /* Sets lastUsedAt to now_ms (no version change, no owner check). -ENOENT when missing. */
     int (*sandbox_touch)(struct store *st, const char *id, int64_t now_ms);
+    /* Sets the sandbox's `network` flag and its network_policy (policy_json NULL: none) in one
+     * statement; the version, lastUsedAt and the commit log are left as they are. tenant, sub
+     * as for sandbox_get. -ENOENT when missing or not owned. */
+    int (*sandbox_set_network)(struct store *st, const char *id, const char *tenant,
+                               const char *sub, bool network, const char *policy_json);
 
     /* ---- file reads ---- */
 
@@ -445,10 +490,11 @@ struct store_ops {
     int (*commit_paths)(struct store *st, const char *sandbox_id, int64_t version,
                         store_path_change_cb cb, void *userdata);
 
-    /* Creates sandbox `rec` (as sandbox_create: id, owner, name, env, flags from rec; the
-     * owner limit and quota of opts) whose first version (1, kind "fork", info_json as given,
-     * cwd the source's at `version`) is the tree of sandbox `source_id` at `version`, in one
-     * transaction. The rows are copied; content is shared, not copied. -ENOENT (no source),
+    /* Creates sandbox `rec` (as sandbox_create: id, owner, name, env, flags and network policy
+     * from rec; the owner limit and quota of opts) whose first version (1, kind "fork",
+     * info_json as given, cwd the source's at `version`) is the tree of sandbox `source_id` at
+     * `version`, in one transaction. The rows are copied; content is shared, not copied; the
+     * source's exec journal, egress log and snapshots are not. -ENOENT (no source),
      * -ERR_VERSION_NOT_FOUND, -EEXIST, -ERR_SANDBOX_LIMIT, -ERR_QUOTA. */
     int (*sandbox_fork)(struct store *st, const char *source_id, int64_t version,
                         const struct sandbox_rec *rec, const char *info_json,
@@ -489,6 +535,21 @@ struct store_ops {
     /* The record `exec_id` with its output into *ret (exec_rec_release). -ERR_EXEC_NOT_FOUND. */
     int (*exec_get)(struct store *st, const char *sandbox_id, const char *exec_id,
                     struct exec_rec *ret);
+
+    /* ---- the egress log (see the top of this file) ---- */
+
+    /* Adds the n records v[0..n) (host and rule required: -EINVAL, nothing added) to the egress
+     * log of sandbox `sandbox_id`, then drops the records o's retention leaves out of that
+     * sandbox's log (o may be NULL: none), in one transaction. A sandbox that no longer exists
+     * (deleted while its connections were logged): nothing is added, 0. n == 0: nothing is
+     * done. */
+    int (*egress_add)(struct store *st, const char *sandbox_id, const struct egress_rec *v,
+                      size_t n, const struct egress_opts *o);
+    /* Calls cb for the sandbox's records newest first (by at_ms, then in the order they were
+     * added), at most limit (> 0) of them. -ENOENT when the sandbox does not exist (no owner
+     * check). A non-zero return of cb stops the walk and is returned. */
+    int (*egress_list)(struct store *st, const char *sandbox_id, int64_t limit, store_egress_cb cb,
+                       void *userdata);
 
     /* ---- idempotency keys (see the top of this file) ---- */
 
@@ -645,6 +706,13 @@ __attribute__((warn_unused_result)) static inline int
 store_sandbox_touch(struct store *st, const char *id, int64_t now_ms)
 {
     return st->ops->sandbox_touch(st, id, now_ms);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_sandbox_set_network(struct store *st, const char *id, const char *tenant, const char *sub,
+                          bool network, const char *policy_json)
+{
+    return st->ops->sandbox_set_network(st, id, tenant, sub, network, policy_json);
 }
 
 __attribute__((warn_unused_result)) static inline int
@@ -869,6 +937,23 @@ __attribute__((warn_unused_result)) static inline int
 store_exec_get(struct store *st, const char *sandbox_id, const char *exec_id, struct exec_rec *ret)
 {
     return st->ops->exec_get(st, sandbox_id, exec_id, ret);
+}
+
+/* The egress log. */
+__attribute__((warn_unused_result)) static inline int
+store_egress_add(struct store *st, const char *sandbox_id, const struct egress_rec *v, size_t n,
+                 const struct egress_opts *o)
+{
+    return st->ops->egress_add(st, sandbox_id, v, n, o);
+}
+
+__attribute__((warn_unused_result)) static inline int
+store_egress_list(struct store *st, const char *sandbox_id, int64_t limit, store_egress_cb cb,
+                  void *userdata)
+{
+    if (limit <= 0)
+        return -EINVAL;
+    return st->ops->egress_list(st, sandbox_id, limit, cb, userdata);
 }
 
 /* Idempotency keys. */

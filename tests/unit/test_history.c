@@ -1024,9 +1024,10 @@ static void test_unpinned(void **state)
 
 /* The SQL that takes a migrated database back to the schema before history (the previous
  * migration's), for each engine: the migrations after it (the exec journal, the idempotency
- * claims) undone first. */
+ * claims, network egress) undone first. */
 static const char *pg_unhistory =
-    "DROP TABLE execs; DROP TABLE idempotency; DELETE FROM schema_migrations WHERE version >= 4; "
+    "DROP TABLE egress; ALTER TABLE sandboxes DROP COLUMN network_policy; DROP TABLE execs; DROP "
+    "TABLE idempotency; DELETE FROM schema_migrations WHERE version >= 4; "
     "DROP TRIGGER files_retire_update ON files; DROP TRIGGER files_retire_delete ON files; "
     "DROP FUNCTION sqlfs_files_retire(); DROP TABLE file_history; DROP TABLE snapshots; "
     "ALTER TABLE files DROP COLUMN since; "
@@ -1035,7 +1036,8 @@ static const char *pg_unhistory =
     "ALTER TABLE sandboxes DROP COLUMN history_floor, DROP COLUMN history_bytes; "
     "DELETE FROM schema_migrations WHERE version = 3";
 static const char *sqlite_unhistory =
-    "DROP TABLE execs; DROP TABLE idempotency; DELETE FROM schema_migrations WHERE version >= 3; "
+    "DROP TABLE egress; ALTER TABLE sandboxes DROP COLUMN network_policy; DROP TABLE execs; DROP "
+    "TABLE idempotency; DELETE FROM schema_migrations WHERE version >= 3; "
     "DROP TRIGGER files_keep_replaced; DROP TRIGGER files_keep_deleted; "
     "DROP TABLE file_history; DROP TABLE snapshots; DROP INDEX files_since; "
     "ALTER TABLE files DROP COLUMN since; ALTER TABLE commits DROP COLUMN cwd; "
@@ -1065,7 +1067,7 @@ static void test_migration(void **state)
     f->st = NULL;
     db_exec(f, unhistory);
     open_store(f);
-    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_migrations"), on_pg ? 5 : 4);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_migrations"), on_pg ? 6 : 5);
     assert_int_equal(db_int(f, "SELECT count(*) FROM files WHERE since <> 0"), 0);
     assert_int_equal(db_int(f, "SELECT history_floor FROM sandboxes"), 3);
     expect_f(f->st, SB1, 3, "m2");

@@ -28,8 +28,8 @@
 
 #define MIB (1024 * 1024)
 /* The schema versions of this code: the number of migrations of each engine. */
-#define SQLITE_SCHEMA_VERSION 4
-#define PG_SCHEMA_VERSION 5
+#define SQLITE_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 6
 
 /* Reads a whole content with reads of `step` bytes; returns a malloc'd buffer. */
 static uint8_t *read_all(struct store *st, const uint8_t id[CONTENT_ID_LEN], size_t step,
@@ -2342,6 +2342,307 @@ static void test_exec_journal(void **state)
     assert_int_equal(db_int(f, "SELECT count(*) FROM execs"), 1);
 }
 
+/* ---- network egress ---- */
+
+#define POLICY "{\"allow\":[\"pypi.org\",\"*.github.com\"],\"deny\":[\"10.0.0.0/8\"]}"
+
+/* A sandbox's policy by sandbox_get: its network flag into *ret_network, its policy (malloc'd,
+ * NULL when none) returned. */
+static char *policy_of(struct store *st, const char *id, bool *ret_network)
+{
+    struct sandbox_rec g;
+    assert_int_equal(store_sandbox_get(st, id, NULL, NULL, &g), 0);
+    char *policy = g.network_policy ? strdup(g.network_policy) : NULL;
+    *ret_network = g.network;
+    sandbox_rec_release(&g);
+    return policy;
+}
+
+/* What sandbox_list gives for SB1 and SB2. */
+struct policies {
+    char *of[2];
+    bool network[2];
+};
+
+static int collect_policy(const struct sandbox_rec *rec, void *ud)
+{
+    struct policies *l = ud;
+    int i = strcmp(rec->id, SB1) == 0 ? 0 : strcmp(rec->id, SB2) == 0 ? 1 : -1;
+    assert_true(i >= 0);
+    l->of[i] = rec->network_policy ? strdup(rec->network_policy) : NULL;
+    l->network[i] = rec->network;
+    return 0;
+}
+
+/* The policy is stored by create and fork, read by get and list, and set with the network
+ * flag by set_network alone: no version, no commit, no lastUsedAt; the owner is checked. */
+static void test_network_policy(void **state)
+{
+    struct fx *f = *state;
+    struct sandbox_rec r1 = rec_of(SB1, "t", "u", 1000);
+    r1.network = true;
+    r1.network_policy = POLICY;
+    struct sandbox_rec r2 = rec_of(SB2, "t", "u", 2000);
+    r2.network = true;
+    assert_int_equal(store_sandbox_create(f->st, &r1, NULL, NULL), 0);
+    assert_int_equal(store_sandbox_create(f->st, &r2, NULL, NULL), 0);
+    bool net = false;
+    char *p = policy_of(f->st, SB1, &net);
+    assert_string_equal(p, POLICY);
+    assert_true(net);
+    free(p);
+    p = policy_of(f->st, SB2, &net);
+    assert_null(p);
+    assert_true(net);
+    struct policies l = {0};
+    assert_int_equal(store_sandbox_list(f->st, "t", "u", collect_policy, &l), 0);
+    assert_string_equal(l.of[0], POLICY);
+    assert_null(l.of[1]);
+    free(l.of[0]);
+
+    /* set_network: both columns; the version, the commit log and lastUsedAt stay */
+    assert_int_equal(store_commit(f->st, SB1, NULL, NULL, NULL), 0);
+    assert_int_equal(store_sandbox_touch(f->st, SB1, 4242), 0);
+    int64_t commits = db_int(f, "SELECT count(*) FROM commits");
+    assert_int_equal(store_sandbox_set_network(f->st, SB1, "t", "u", false, NULL), 0);
+    struct sandbox_rec g;
+    assert_int_equal(store_sandbox_get(f->st, SB1, NULL, NULL, &g), 0);
+    assert_false(g.network);
+    assert_null(g.network_policy);
+    assert_int_equal(g.version, 1);
+    assert_int_equal(g.last_used_ms, 4242);
+    sandbox_rec_release(&g);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM commits"), commits);
+    assert_int_equal(store_sandbox_set_network(f->st, SB2, NULL, NULL, true, "{\"allow\":[]}"), 0);
+    p = policy_of(f->st, SB2, &net);
+    assert_string_equal(p, "{\"allow\":[]}");
+    assert_true(net);
+    free(p);
+    assert_int_equal(store_sandbox_set_network(f->st, SB1, "t", NULL, true, POLICY), 0);
+    p = policy_of(f->st, SB1, &net);
+    assert_string_equal(p, POLICY);
+    assert_true(net);
+    free(p);
+    /* someone else's, or missing: -ENOENT, nothing changed */
+    assert_int_equal(store_sandbox_set_network(f->st, SB1, "t", "other", false, NULL), -ENOENT);
+    assert_int_equal(store_sandbox_set_network(f->st, SB1, "other", "u", false, NULL), -ENOENT);
+    assert_int_equal(store_sandbox_set_network(f->st, SB3, NULL, NULL, false, NULL), -ENOENT);
+    p = policy_of(f->st, SB1, &net);
+    assert_string_equal(p, POLICY);
+    assert_true(net);
+    free(p);
+
+    /* a fork stores the policy of the record it is given */
+    struct sandbox_rec r3 = rec_of(SB3, "t", "u", 3000);
+    r3.network = true;
+    r3.network_policy = POLICY;
+    assert_int_equal(store_sandbox_fork(f->st, SB1, 1, &r3, NULL, NULL), 0);
+    p = policy_of(f->st, SB3, &net);
+    assert_string_equal(p, POLICY);
+    assert_true(net);
+    free(p);
+    /* and survives a reopen */
+    reopen(f);
+    p = policy_of(f->st, SB3, &net);
+    assert_string_equal(p, POLICY);
+    free(p);
+}
+
+static struct egress_rec egress_of(int64_t at, const char *host, bool allowed)
+{
+    return (struct egress_rec){.at_ms = at,
+                               .host = (char *)host,
+                               .port = 443,
+                               .allowed = allowed,
+                               .rule = allowed ? "allow pypi.org" : "deny: not in the allowlist",
+                               .bytes_up = 10,
+                               .bytes_down = 20,
+                               .duration_ms = 5};
+}
+
+/* Records listed: "host@at" each, newest first. */
+struct egress_list {
+    char got[32][64];
+    int n;
+    int stop_after;
+};
+
+static int collect_egress(const struct egress_rec *e, void *ud)
+{
+    struct egress_list *l = ud;
+    assert_true(l->n < 32);
+    snprintf(l->got[l->n++], sizeof(l->got[0]), "%s@%lld", e->host, (long long)e->at_ms);
+    return l->stop_after && l->n == l->stop_after ? 99 : 0;
+}
+
+/* The sandbox's egress log, newest first, joined with spaces. */
+static char *egress_log(struct store *st, const char *id)
+{
+    struct egress_list l = {0};
+    assert_int_equal(store_egress_list(st, id, 100, collect_egress, &l), 0);
+    size_t cap = sizeof(l.got) + sizeof(l.got) / sizeof(l.got[0]) + 1, len = 0;
+    char *out = calloc(1, cap);
+    assert_non_null(out);
+    for (int i = 0; i < l.n; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? " " : "", l.got[i]);
+    return out;
+}
+
+static void expect_egress(struct store *st, const char *id, const char *want)
+{
+    char *got = egress_log(st, id);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* One record whole. */
+static int check_full_record(const struct egress_rec *e, void *ud)
+{
+    (void)ud;
+    assert_int_equal(e->at_ms, 500);
+    assert_string_equal(e->exec_id, "ex1");
+    assert_string_equal(e->host, "files.pythonhosted.org");
+    assert_int_equal(e->port, 8443);
+    assert_string_equal(e->address, "151.101.0.223");
+    assert_true(e->allowed);
+    assert_string_equal(e->rule, "allow *.pythonhosted.org");
+    assert_string_equal(e->error, "connection refused");
+    assert_int_equal(e->bytes_up, 5000000000LL);
+    assert_int_equal(e->bytes_down, 7);
+    assert_int_equal(e->duration_ms, 1234);
+    return 1;
+}
+
+/* The egress log: added in batches, listed newest first (at_ms, then the order added), bounded
+ * in count and age per sandbox, deleted with its sandbox, not copied by a fork; an add for a
+ * sandbox that is gone adds nothing. */
+static void test_egress_log(void **state)
+{
+    struct fx *f = *state;
+    create_sb(f->st, SB1);
+    create_sb(f->st, SB2);
+    struct egress_rec v[] = {egress_of(100, "a", true), egress_of(300, "b", false),
+                             egress_of(200, "c", true), egress_of(300, "d", true)};
+    assert_int_equal(store_egress_add(f->st, SB1, v, 4, NULL), 0);
+    expect_egress(f->st, SB1, "d@300 b@300 c@200 a@100");
+    expect_egress(f->st, SB2, "");
+    /* limit, and a callback that stops the walk */
+    struct egress_list l = {0};
+    assert_int_equal(store_egress_list(f->st, SB1, 2, collect_egress, &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.got[1], "b@300");
+    l = (struct egress_list){.stop_after = 3};
+    assert_int_equal(store_egress_list(f->st, SB1, 10, collect_egress, &l), 99);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(store_egress_list(f->st, SB1, 0, collect_egress, &l), -EINVAL);
+    assert_int_equal(store_egress_list(f->st, SB3, 10, collect_egress, &l), -ENOENT);
+
+    /* every field, NULLs included */
+    struct egress_rec full = {.at_ms = 500,
+                              .exec_id = "ex1",
+                              .host = "files.pythonhosted.org",
+                              .port = 8443,
+                              .address = "151.101.0.223",
+                              .allowed = true,
+                              .rule = "allow *.pythonhosted.org",
+                              .error = "connection refused",
+                              .bytes_up = 5000000000LL,
+                              .bytes_down = 7,
+                              .duration_ms = 1234};
+    assert_int_equal(store_egress_add(f->st, SB2, &full, 1, NULL), 0);
+    assert_int_equal(store_egress_list(f->st, SB2, 1, check_full_record, NULL), 1);
+    l = (struct egress_list){0};
+    assert_int_equal(store_egress_list(f->st, SB1, 1, collect_egress, &l), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM egress WHERE exec_id IS NULL "
+                               "AND address IS NULL AND error IS NULL"),
+                     4);
+
+    /* a record without host or rule: nothing of the batch is added */
+    struct egress_rec bad[] = {egress_of(600, "e", true), egress_of(600, NULL, true)};
+    assert_int_equal(store_egress_add(f->st, SB1, bad, 2, NULL), -EINVAL);
+    bad[1].host = "f";
+    bad[1].rule = NULL;
+    assert_int_equal(store_egress_add(f->st, SB1, bad, 2, NULL), -EINVAL);
+    assert_int_equal(store_egress_add(f->st, SB1, bad, 0, NULL), 0);
+    expect_egress(f->st, SB1, "d@300 b@300 c@200 a@100");
+
+    /* by count: the newest kept, by at_ms (a late record of an old connection goes first) */
+    struct egress_opts keep3 = {.max_records = 3, .now_ms = 1000};
+    struct egress_rec more[] = {egress_of(400, "g", true), egress_of(150, "h", true)};
+    assert_int_equal(store_egress_add(f->st, SB1, more, 2, &keep3), 0);
+    expect_egress(f->st, SB1, "g@400 d@300 b@300");
+    expect_egress(f->st, SB2, "files.pythonhosted.org@500"); /* another sandbox's stays */
+    /* by age: asked for before now - max_age */
+    struct egress_opts young = {.max_age_ms = 150, .now_ms = 550};
+    struct egress_rec late = egress_of(550, "i", false);
+    assert_int_equal(store_egress_add(f->st, SB1, &late, 1, &young), 0);
+    expect_egress(f->st, SB1, "i@550 g@400");
+    expect_egress(f->st, SB2, "files.pythonhosted.org@500");
+
+    /* a fork does not copy the log */
+    assert_int_equal(store_commit(f->st, SB1, NULL, NULL, NULL), 0);
+    struct sandbox_rec r3 = rec_of(SB3, "t", "u", 3000);
+    assert_int_equal(store_sandbox_fork(f->st, SB1, 1, &r3, NULL, NULL), 0);
+    expect_egress(f->st, SB3, "");
+    assert_int_equal(db_int(f, "SELECT count(*) FROM egress"), 3);
+
+    /* deleted with the sandbox; an add for it afterwards adds nothing */
+    assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM egress"), 1);
+    assert_int_equal(store_egress_add(f->st, SB1, v, 4, &keep3), 0);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM egress"), 1);
+    assert_int_equal(store_egress_list(f->st, SB1, 10, collect_egress, &l), -ENOENT);
+    expect_egress(f->st, SB2, "files.pythonhosted.org@500");
+}
+
+/* Runs SQL on the raw database (no rows of interest). */
+static void db_exec(struct fx *f, const char *sql)
+{
+    if (on_pg) {
+        PGconn *c = pg_admin(f->url);
+        pg_run(c, sql);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* A database made before network egress migrates: its sandboxes have no policy, and the
+ * egress log starts empty. */
+static void test_egress_migration(void **state)
+{
+    struct fx *f = *state;
+    struct sandbox_rec r = rec_of(SB1, "t", "u", 1000);
+    r.network = true;
+    assert_int_equal(store_sandbox_create(f->st, &r, NULL, NULL), 0);
+    store_close(f->st);
+    f->st = NULL;
+    db_exec(f, on_pg ? "DROP TABLE egress; ALTER TABLE sandboxes DROP COLUMN network_policy; "
+                       "DELETE FROM schema_migrations WHERE version = 6"
+                     : "DROP TABLE egress; ALTER TABLE sandboxes DROP COLUMN network_policy; "
+                       "DELETE FROM schema_migrations WHERE version = 5");
+    open_store(f);
+    assert_int_equal(db_int(f, "SELECT max(version) FROM schema_migrations"),
+                     on_pg ? PG_SCHEMA_VERSION : SQLITE_SCHEMA_VERSION);
+    bool net = false;
+    char *p = policy_of(f->st, SB1, &net);
+    assert_null(p);
+    assert_true(net);
+    expect_egress(f->st, SB1, "");
+    struct egress_rec e = egress_of(100, "a", true);
+    assert_int_equal(store_egress_add(f->st, SB1, &e, 1, NULL), 0);
+    expect_egress(f->st, SB1, "a@100");
+    assert_int_equal(store_sandbox_set_network(f->st, SB1, NULL, NULL, true, POLICY), 0);
+    p = policy_of(f->st, SB1, &net);
+    assert_string_equal(p, POLICY);
+    free(p);
+}
+
 /* ---- idempotency keys ---- */
 
 static void test_idempotency(void **state)
@@ -2600,6 +2901,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nested_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_network_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_egress_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_egress_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_bounds, setup, teardown),

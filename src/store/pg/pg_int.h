@@ -7,7 +7,8 @@
  * pg_sandbox.c (sandbox rows, fork, snapshots), pg_tree.c (file reads, now and at past
  * versions; the commits retained), pg_commit.c (change sets, history pruning),
  * pg_content_write.c (content writers and batches), pg_content_read.c (content readers), pg_gc.c
- * (garbage collection, and the chunk collection aborts share).
+ * (garbage collection, and the chunk collection aborts share), pg_journal.c (the exec journal,
+ * the egress log and idempotency keys).
  *
  * Several servers (replicas) may share one database; every rule below holds across them.
  *
@@ -138,6 +139,7 @@ enum pg_stmt {
     PS_SB_LIST_ANY,
     PS_SB_STATE_LOCK,
     PS_SB_TOUCH,
+    PS_SB_SET_NETWORK,
     PS_SB_DELETE,
     PS_SB_CREATED,
     PS_SB_EXISTS,
@@ -419,7 +421,8 @@ int pg_version_check(struct pg_store *s, struct pg_conn *c, const char *id, int6
 
 /* ---- pg_journal.c ----------------------------------------------------------------------- */
 
-/* Deletes sandbox `sid`'s exec journal and idempotency records inside c's transaction. */
+/* Deletes sandbox `sid`'s exec journal, egress log and idempotency records inside c's
+ * transaction. */
 int pg_journal_delete_in(struct pg_store *s, struct pg_conn *c, int64_t sid);
 
 /* ---- the store_ops members (contract: store.h) ------------------------------------------ */
@@ -433,6 +436,8 @@ int pg_sandbox_list(struct store *st, const char *tenant, const char *sub, store
                     void *userdata);
 int pg_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
 int pg_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
+int pg_sandbox_set_network(struct store *st, const char *id, const char *tenant, const char *sub,
+                           bool network, const char *policy_json);
 int pg_sandbox_fork(struct store *st, const char *source_id, int64_t version,
                     const struct sandbox_rec *rec, const char *info_json,
                     const struct commit_opts *opts);
@@ -492,6 +497,10 @@ int pg_exec_list(struct store *st, const char *sandbox_id, const char *before, i
                  store_exec_cb cb, void *userdata);
 int pg_exec_get(struct store *st, const char *sandbox_id, const char *exec_id,
                 struct exec_rec *ret);
+int pg_egress_add(struct store *st, const char *sandbox_id, const struct egress_rec *v, size_t n,
+                  const struct egress_opts *o);
+int pg_egress_list(struct store *st, const char *sandbox_id, int64_t limit, store_egress_cb cb,
+                   void *userdata);
 int pg_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
                   const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                   struct idem_rec *ret);

@@ -1,11 +1,13 @@
 /*
- * pg_journal.c — the exec journal and idempotency keys of the PostgreSQL engine (contract:
- * store.h). Tables (pg_schema.c, the journal's migration): `execs` (one row per exec, `seq` in
- * the order they were added, unique (sid, exec_id)) and `idempotency` (one row per (sid, key):
+ * pg_journal.c — the exec journal, the egress log and idempotency keys of the PostgreSQL engine
+ * (contract: store.h). Tables (pg_schema.c, the journal's, the claims' and egress's
+ * migrations): `execs` (one row per exec, `seq` in the order they were added, unique (sid,
+ * exec_id)), `egress` (one row per connection asked for, read newest first through an index on
+ * (sid, at_ms, seq)) and `idempotency` (one row per (sid, key):
  * state 1 pending, with the claim of its request, 2 done with its answer, 3 done with an answer
- * too large to keep, 4 failed with its commit in doubt). Both are
- * pruned when a row is added, in the same transaction, through indexes on (sid, seq) and (sid,
- * created time).
+ * too large to keep, 4 failed with its commit in doubt). Each is
+ * pruned when rows are added, in the same transaction, through its indexes on the sandbox and
+ * the order or time of its rows.
  *
  * Concurrency between servers: a key's pending row is inserted with ON CONFLICT DO NOTHING, so
  * of two servers beginning the same key one inserts and the other (waiting for the first's
@@ -23,6 +25,8 @@
 #define EXEC_COLS                                                                                  \
     "exec_id, kind, script, started_ms, duration_ms, exit_code, timed_out, version, "              \
     "stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated"
+#define EGRESS_COLS                                                                                \
+    "at_ms, exec_id, host, port, address, allowed, rule, error, bytes_up, bytes_down, duration_ms"
 
 static int run(struct pg_store *s, struct pg_conn *c, const char *sql, const struct pg_params *p,
                PGresult **ret)
@@ -78,6 +82,8 @@ int pg_journal_delete_in(struct pg_store *s, struct pg_conn *c, int64_t sid)
     struct pg_params p = {0};
     pp_i64(&p, sid);
     int r = run(s, c, "DELETE FROM execs WHERE sid = $1", &p, NULL);
+    if (r >= 0)
+        r = run(s, c, "DELETE FROM egress WHERE sid = $1", &p, NULL);
     if (r >= 0)
         r = run(s, c, "DELETE FROM idempotency WHERE sid = $1", &p, NULL);
     return r < 0 ? r : 0;
@@ -250,6 +256,175 @@ int pg_exec_get(struct store *st, const char *sandbox_id, const char *exec_id, s
     }
     *ret = out;
     return 0;
+}
+
+/* ---- the egress log ---- */
+
+/* One array per column of the egress rows, in EGRESS_COLS order. */
+enum {
+    E_AT,
+    E_EXEC,
+    E_HOST,
+    E_PORT,
+    E_ADDRESS,
+    E_ALLOWED,
+    E_RULE,
+    E_ERROR,
+    E_UP,
+    E_DOWN,
+    E_DUR,
+    E_N
+};
+
+/* A string (NULL: a NULL element) into a bytea array. */
+static int pga_str(struct pg_array *a, const char *str)
+{
+    return pga_bytes(a, str, str ? strlen(str) : 0);
+}
+
+/* Appends e's columns to the arrays col. */
+static int egress_row(struct pg_array *col, const struct egress_rec *e)
+{
+    int r = pga_i64(&col[E_AT], e->at_ms);
+    if (r >= 0)
+        r = pga_str(&col[E_EXEC], e->exec_id);
+    if (r >= 0)
+        r = pga_str(&col[E_HOST], e->host);
+    if (r >= 0)
+        r = pga_i64(&col[E_PORT], e->port);
+    if (r >= 0)
+        r = pga_str(&col[E_ADDRESS], e->address);
+    if (r >= 0)
+        r = pga_i64(&col[E_ALLOWED], e->allowed);
+    if (r >= 0)
+        r = pga_str(&col[E_RULE], e->rule);
+    if (r >= 0)
+        r = pga_str(&col[E_ERROR], e->error);
+    if (r >= 0)
+        r = pga_i64(&col[E_UP], e->bytes_up);
+    if (r >= 0)
+        r = pga_i64(&col[E_DOWN], e->bytes_down);
+    if (r >= 0)
+        r = pga_i64(&col[E_DUR], e->duration_ms);
+    return r;
+}
+
+/* The n records as rows of sandbox sid, in one statement (one array per column; the strings
+ * travel as bytea and are read as UTF-8), in their order. */
+static int egress_insert(struct pg_store *s, struct pg_conn *c, int64_t sid,
+                         const struct egress_rec *v, size_t n)
+{
+    static const uint32_t oids[E_N] = {PG_OID_INT8,  PG_OID_BYTEA, PG_OID_BYTEA, PG_OID_INT8,
+                                       PG_OID_BYTEA, PG_OID_INT8,  PG_OID_BYTEA, PG_OID_BYTEA,
+                                       PG_OID_INT8,  PG_OID_INT8,  PG_OID_INT8};
+    struct pg_array col[E_N] = {0};
+    int r = 0;
+    for (int k = 0; k < E_N && r >= 0; k++)
+        r = pga_init(&col[k], oids[k]);
+    for (size_t i = 0; i < n && r >= 0; i++)
+        r = egress_row(col, &v[i]);
+    if (r >= 0) {
+        struct pg_params p = {0};
+        pp_i64(&p, sid);
+        for (int k = 0; k < E_N; k++)
+            pp_array(&p, &col[k]);
+        r = run(s, c,
+                "INSERT INTO egress (sid, " EGRESS_COLS ") SELECT $1::bigint, u.at, "
+                "convert_from(u.ex, 'UTF8'), convert_from(u.h, 'UTF8'), u.p, "
+                "convert_from(u.a, 'UTF8'), u.al <> 0, convert_from(u.r, 'UTF8'), "
+                "convert_from(u.e, 'UTF8'), u.up, u.down, u.dur "
+                "FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bytea[], "
+                "$7::bigint[], $8::bytea[], $9::bytea[], $10::bigint[], $11::bigint[], "
+                "$12::bigint[]) WITH ORDINALITY AS u(at, ex, h, p, a, al, r, e, up, down, dur, i) "
+                "ORDER BY u.i",
+                &p, NULL);
+    }
+    for (int k = 0; k < E_N; k++)
+        pga_release(&col[k]);
+    return r < 0 ? r : 0;
+}
+
+static int egress_add_in(struct pg_store *s, struct pg_conn *c, const char *sandbox_id,
+                         const struct egress_rec *v, size_t n, const struct egress_opts *o)
+{
+    /* The sandbox's row locked against its delete until this transaction ends: a delete
+     * either waits and removes these rows too, or came first and nothing is added. */
+    struct pg_params p = {0};
+    pp_text(&p, sandbox_id);
+    _cleanup_pgresult_ PGresult *res = NULL;
+    int r = run(s, c, "SELECT sid FROM sandboxes WHERE id = $1 FOR KEY SHARE", &p, &res);
+    if (r <= 0)
+        return r;
+    int64_t sid = pg_i64(res, 0, 0);
+    r = egress_insert(s, c, sid, v, n);
+    if (r >= 0 && o && o->max_records > 0)
+        r = run_sid_i64(s, c,
+                        "DELETE FROM egress WHERE seq IN (SELECT seq FROM egress WHERE sid = $1 "
+                        "ORDER BY at_ms DESC, seq DESC OFFSET $2)",
+                        sid, o->max_records);
+    if (r >= 0 && o && o->max_age_ms > 0)
+        r = run_sid_i64(s, c, "DELETE FROM egress WHERE sid = $1 AND at_ms < $2", sid,
+                        o->now_ms - o->max_age_ms);
+    return r < 0 ? r : 0;
+}
+
+int pg_egress_add(struct store *st, const char *sandbox_id, const struct egress_rec *v, size_t n,
+                  const struct egress_opts *o)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!v[i].host || !v[i].rule)
+            return err_set(-EINVAL, "an egress record needs a host and a rule");
+    if (n == 0)
+        return 0;
+    struct pg_store *s = to_pg(st);
+    struct pg_conn *c;
+    int r = pg_tx_begin(s, &c);
+    if (r < 0)
+        return r;
+    return pg_tx_end(s, c, egress_add_in(s, c, sandbox_id, v, n, o), NULL, NULL);
+}
+
+/* Points e at the EGRESS_COLS columns of row i (valid while res lives). */
+static void egress_from_row(const PGresult *res, int i, struct egress_rec *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->at_ms = pg_i64(res, i, 0);
+    e->exec_id = (char *)pg_bytes(res, i, 1, NULL);
+    e->host = (char *)pg_bytes(res, i, 2, NULL);
+    e->port = (int)pg_i64(res, i, 3);
+    e->address = (char *)pg_bytes(res, i, 4, NULL);
+    e->allowed = pg_i64(res, i, 5) != 0;
+    e->rule = (char *)pg_bytes(res, i, 6, NULL);
+    e->error = (char *)pg_bytes(res, i, 7, NULL);
+    e->bytes_up = pg_i64(res, i, 8);
+    e->bytes_down = pg_i64(res, i, 9);
+    e->duration_ms = pg_i64(res, i, 10);
+}
+
+int pg_egress_list(struct store *st, const char *sandbox_id, int64_t limit, store_egress_cb cb,
+                   void *userdata)
+{
+    struct pg_store *s = to_pg(st);
+    int64_t sid = 0;
+    int r = sandbox_sid(s, NULL, sandbox_id, NULL, NULL, &sid);
+    if (r < 0)
+        return r;
+    struct pg_params p = {0};
+    pp_i64(&p, sid);
+    pp_i64(&p, limit);
+    _cleanup_pgresult_ PGresult *res = NULL;
+    r = query(s,
+              "SELECT " EGRESS_COLS " FROM egress WHERE sid = $1 "
+              "ORDER BY at_ms DESC, seq DESC LIMIT $2",
+              &p, &res);
+    for (int i = 0; r > 0 && i < PQntuples(res); i++) {
+        struct egress_rec e;
+        egress_from_row(res, i, &e);
+        int cr = cb(&e, userdata);
+        if (cr != 0)
+            return cr;
+    }
+    return r < 0 ? r : 0;
 }
 
 /* ---- idempotency keys ---- */

@@ -2,7 +2,7 @@
  * pg_sandbox.c — sandbox rows of the PostgreSQL engine: create (with its first commit and the
  * owner's sandbox limit, in one transaction), get, list (in pages, the connection given back
  * before the callbacks run), delete (rows, files, history, commit log, snapshots, then GC),
- * touch, fork (a new sandbox from a version of another) and snapshots.
+ * touch, the network settings, fork (a new sandbox from a version of another) and snapshots.
  */
 #include "store/pg/pg_int.h"
 
@@ -33,7 +33,8 @@ enum {
     C_VER,
     C_SIZE,
     C_COUNT,
-    C_SID
+    C_SID,
+    C_POLICY
 };
 
 /* Points a sandbox_rec at the columns of row i (valid while res lives). */
@@ -56,6 +57,7 @@ static void rec_from_row(const PGresult *res, int i, struct sandbox_rec *r)
     r->version = pg_i64(res, i, C_VER);
     r->size_bytes = pg_i64(res, i, C_SIZE);
     r->file_count = pg_i64(res, i, C_COUNT);
+    r->network_policy = (char *)pg_bytes(res, i, C_POLICY, NULL);
 }
 
 /* Inside the create transaction: serialises the owner's creates (an advisory lock on the owner,
@@ -104,6 +106,7 @@ static int sandbox_insert(struct pg_store *s, struct pg_conn *c, const struct sa
     pp_bytes(&p, cwd, strlen(cwd));
     pp_i64(&p, rec->created_ms ? rec->created_ms : now_ms);
     pp_i64(&p, rec->last_used_ms);
+    pp_text(&p, rec->network_policy);
     _cleanup_pgresult_ PGresult *res = NULL;
     int r = pg_exec(s, c, PS_SB_INSERT, &p, &res);
     if (r == 0)
@@ -252,6 +255,21 @@ int pg_sandbox_touch(struct store *st, const char *id, int64_t now_ms)
     pp_text(&p, id);
     pp_i64(&p, now_ms);
     int r = pg_query(to_pg(st), PS_SB_TOUCH, &p, NULL);
+    if (r == 0)
+        return err_set(-ENOENT, "sandbox not found");
+    return r < 0 ? r : 0;
+}
+
+int pg_sandbox_set_network(struct store *st, const char *id, const char *tenant, const char *sub,
+                           bool network, const char *policy_json)
+{
+    struct pg_params p = {0};
+    pp_text(&p, id);
+    pp_i64(&p, network);
+    pp_text(&p, policy_json);
+    pp_text(&p, tenant);
+    pp_text(&p, sub);
+    int r = pg_query(to_pg(st), PS_SB_SET_NETWORK, &p, NULL);
     if (r == 0)
         return err_set(-ENOENT, "sandbox not found");
     return r < 0 ? r : 0;

@@ -210,12 +210,30 @@ static const char *const migrations[] = {
      * keys in created time order. */
     ("ALTER TABLE idempotency ADD COLUMN claim bytea;"
      "CREATE INDEX idempotency_expiry ON idempotency (created_ms);"),
+    /* Network egress: a sandbox's own policy (NULL for the sandboxes there are: none), and the
+     * egress log (pg_journal.c), read and pruned in (at_ms, seq) order. */
+    ("ALTER TABLE sandboxes ADD COLUMN network_policy text;"
+     "CREATE TABLE egress ("
+     "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  sid bigint NOT NULL,"
+     "  at_ms bigint NOT NULL,"
+     "  exec_id text,"
+     "  host text NOT NULL,"
+     "  port integer NOT NULL,"
+     "  address text,"
+     "  allowed boolean NOT NULL,"
+     "  rule text NOT NULL,"
+     "  error text,"
+     "  bytes_up bigint NOT NULL,"
+     "  bytes_down bigint NOT NULL,"
+     "  duration_ms bigint NOT NULL);"
+     "CREATE INDEX egress_order ON egress (sid, at_ms, seq);"),
 };
 
 /* Column lists shared by several statements. */
 #define SB_COLS                                                                                    \
     "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, "     \
-    "version, size_bytes, file_count, sid"
+    "version, size_bytes, file_count, sid, network_policy"
 #define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
 /* An upsert, so that a replaced row goes through the UPDATE trigger (history) */
 #define FILE_UPSERT                                                                                \
@@ -248,8 +266,9 @@ _Static_assert(PG_PAGE_ROWS == 1024, "PAGE is PG_PAGE_ROWS");
 const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_CHECK] = "SELECT count(*) FROM schema_migrations",
     [PS_SB_INSERT] = "INSERT INTO sandboxes (id, tenant, sub, name, env, python, javascript, "
-                     "network, cwd, created_ms, last_used_ms, version, size_bytes, file_count) "
-                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0) "
+                     "network, cwd, created_ms, last_used_ms, version, size_bytes, file_count, "
+                     "network_policy) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0, $12) "
                      "ON CONFLICT (id) DO NOTHING RETURNING sid",
     [PS_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = $1",
     [PS_SB_LIST_OWNER] = "SELECT " SB_COLS " FROM sandboxes WHERE tenant = $1 AND sub = $2 "
@@ -262,6 +281,10 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_SB_STATE_LOCK] = "SELECT sid, version, size_bytes, file_count, tenant, sub, history_floor "
                          "FROM sandboxes WHERE id = $1 FOR UPDATE",
     [PS_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = $2 WHERE id = $1",
+    /* the owner check of sandbox_get: a NULL half matches any */
+    [PS_SB_SET_NETWORK] =
+        "UPDATE sandboxes SET network = $2, network_policy = $3 WHERE id = $1 "
+        "AND ($4::text IS NULL OR tenant = $4) AND ($5::text IS NULL OR sub = $5)",
     [PS_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = $1",
     [PS_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = $1",
     [PS_SB_EXISTS] = "SELECT 1 FROM sandboxes WHERE id = $1",

@@ -8,7 +8,7 @@
  * sqlite_content_write.c (content writers and batches), sqlite_content_read.c (content readers),
  * sqlite_gc.c (garbage collection), sqlite_checkpoint.c (WAL checkpoints off the write path),
  * sqlite_history.c (history: commit records, pruning, versions, forks, snapshots),
- * sqlite_journal.c (the exec journal and idempotency keys).
+ * sqlite_journal.c (the exec journal, the egress log and idempotency keys).
  *
  * Connections: one read-write connection, guarded by `wlock`, runs every write transaction
  * (BEGIN IMMEDIATE ... COMMIT), so writers are serialised inside the process and never see
@@ -89,6 +89,7 @@ enum stmt_id {
     ST_SB_STATE,
     ST_SB_UPDATE,
     ST_SB_TOUCH,
+    ST_SB_SET_NETWORK,
     ST_SB_DELETE,
     ST_SB_CREATED,
     ST_SB_COUNT_OWNER,
@@ -164,6 +165,11 @@ enum stmt_id {
     ST_J_LIST,
     ST_J_GET,
     ST_J_DEL_ALL,
+    ST_E_INSERT,
+    ST_E_PRUNE_COUNT,
+    ST_E_PRUNE_AGE,
+    ST_E_LIST,
+    ST_E_DEL_ALL,
     ST_I_SWEEP,
     ST_I_SWEEP_ANY,
     ST_I_EVICT,
@@ -399,8 +405,8 @@ int sq_snapshot_list(struct store *st, const char *sandbox_id, store_snapshot_cb
 int sq_snapshot_delete(struct store *st, const char *sandbox_id, const char *name);
 
 /* sqlite_journal.c */
-/* Removes sandbox `sid`'s exec journal and idempotency records (inside the caller's write
- * transaction). */
+/* Removes sandbox `sid`'s exec journal, egress log and idempotency records (inside the
+ * caller's write transaction). */
 int sq_journal_drop(struct conn *c, int64_t sid);
 int sq_exec_add(struct store *st, const char *sandbox_id, const struct exec_rec *rec,
                 const struct journal_opts *opts);
@@ -408,6 +414,10 @@ int sq_exec_list(struct store *st, const char *sandbox_id, const char *before, i
                  store_exec_cb cb, void *userdata);
 int sq_exec_get(struct store *st, const char *sandbox_id, const char *exec_id,
                 struct exec_rec *ret);
+int sq_egress_add(struct store *st, const char *sandbox_id, const struct egress_rec *v, size_t n,
+                  const struct egress_opts *o);
+int sq_egress_list(struct store *st, const char *sandbox_id, int64_t limit, store_egress_cb cb,
+                   void *userdata);
 int sq_idem_begin(struct store *st, const char *sandbox_id, const char *tenant, const char *sub,
                   const char *key, const uint8_t hash[32], const struct idem_opts *opts,
                   struct idem_rec *ret);
@@ -452,6 +462,8 @@ int sq_sandbox_list(struct store *st, const char *tenant, const char *sub, store
                     void *userdata);
 int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
 int sq_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
+int sq_sandbox_set_network(struct store *st, const char *id, const char *tenant, const char *sub,
+                           bool network, const char *policy_json);
 
 /* sqlite_tree.c */
 int sq_stat(struct store *st, const char *sandbox_id, const char *path, struct file_meta *ret);

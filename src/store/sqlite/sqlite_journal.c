@@ -1,12 +1,15 @@
 /*
- * sqlite_journal.c — the exec journal and idempotency keys of the SQLite engine (contract:
- * store.h). Tables (sqlite_schema.c, migrations 3 and 4): `execs` (one row per exec, `seq` in
- * the order they were added, keyed (sid, exec_id)) and `idempotency` (one row per (sid, key):
+ * sqlite_journal.c — the exec journal, the egress log and idempotency keys of the SQLite engine
+ * (contract: store.h). Tables (sqlite_schema.c, migrations 3 to 5): `execs` (one row per exec,
+ * `seq` in the order they were added, keyed (sid, exec_id)), `egress` (one row per connection
+ * asked for, read newest first through an index on (sid, at_ms, seq)) and `idempotency` (one
+ * row per (sid, key):
  * state 1 pending, with the claim of its request, 2 done with its answer, 3 done with an answer
  * too large to keep, 4 failed with its commit in doubt; pending rows are released when the
- * store opens). Both are pruned
- * when a row is added, within the same write transaction, through indexes on (sid, seq) and
- * (sid, created time), so that the cost of an insert does not grow with what a sandbox holds.
+ * store opens). Each is pruned
+ * when rows are added, within the same write transaction, through its indexes on the sandbox
+ * and the order or time of its rows, so that the cost of an insert does not grow with what a
+ * sandbox holds.
  */
 #include "store/sqlite/sqlite_int.h"
 
@@ -40,7 +43,7 @@ static int run_sid_i64(struct conn *c, enum stmt_id id, int64_t sid, int64_t v)
 
 int sq_journal_drop(struct conn *c, int64_t sid)
 {
-    static const enum stmt_id dels[] = {ST_J_DEL_ALL, ST_I_DEL_ALL};
+    static const enum stmt_id dels[] = {ST_J_DEL_ALL, ST_E_DEL_ALL, ST_I_DEL_ALL};
     int r = 0;
     for (size_t i = 0; i < sizeof(dels) / sizeof(dels[0]) && r >= 0; i++) {
         sqlite3_stmt *q = NULL;
@@ -216,6 +219,102 @@ int sq_exec_get(struct store *st, const char *sandbox_id, const char *exec_id, s
     }
     *ret = out;
     return 0;
+}
+
+/* ---- the egress log ---- */
+
+static int egress_insert(struct conn *c, int64_t sid, const struct egress_rec *e)
+{
+    sqlite3_stmt *q = NULL;
+    int r = sq_stmt_get(c, ST_E_INSERT, &q);
+    if (r >= 0)
+        r = sq_bind_check(c, sqlite3_bind_int64(q, 1, sid) | sqlite3_bind_int64(q, 2, e->at_ms) |
+                                 bind_text(q, 3, e->exec_id) | bind_text(q, 4, e->host) |
+                                 sqlite3_bind_int(q, 5, e->port) | bind_text(q, 6, e->address) |
+                                 sqlite3_bind_int(q, 7, e->allowed) | bind_text(q, 8, e->rule) |
+                                 bind_text(q, 9, e->error) |
+                                 sqlite3_bind_int64(q, 10, e->bytes_up) |
+                                 sqlite3_bind_int64(q, 11, e->bytes_down) |
+                                 sqlite3_bind_int64(q, 12, e->duration_ms));
+    return r < 0 ? r : sq_stmt_run(c, q);
+}
+
+/* Inside the write transaction: the records, then the retention of o (may be NULL). */
+static int egress_add_locked(struct conn *c, const char *sandbox_id, const struct egress_rec *v,
+                             size_t n, const struct egress_opts *o)
+{
+    int64_t sid = 0;
+    {
+        _cleanup_reset_ sqlite3_stmt *q = NULL;
+        int r = sq_query_sandbox(c, ST_H_SB_SID, sandbox_id, &q);
+        if (r <= 0) /* a sandbox deleted meanwhile: its connections are not logged */
+            return r;
+        sid = sqlite3_column_int64(q, 0);
+    }
+    int r = 0;
+    for (size_t i = 0; i < n && r >= 0; i++)
+        r = egress_insert(c, sid, &v[i]);
+    if (r >= 0 && o && o->max_records > 0)
+        r = run_sid_i64(c, ST_E_PRUNE_COUNT, sid, o->max_records);
+    if (r >= 0 && o && o->max_age_ms > 0)
+        r = run_sid_i64(c, ST_E_PRUNE_AGE, sid, o->now_ms - o->max_age_ms);
+    return r < 0 ? r : 0;
+}
+
+int sq_egress_add(struct store *st, const char *sandbox_id, const struct egress_rec *v, size_t n,
+                  const struct egress_opts *o)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!v[i].host || !v[i].rule)
+            return err_set(-EINVAL, "an egress record needs a host and a rule");
+    if (n == 0)
+        return 0;
+    struct sqlite_store *s = to_sq(st);
+    int r = sq_wtx_begin(s);
+    if (r < 0)
+        return r;
+    return sq_wtx_end(s, egress_add_locked(s->w, sandbox_id, v, n, o));
+}
+
+/* Points e at the EGRESS_COLS columns of the current row (valid until the next step). */
+static void egress_from_row(sqlite3_stmt *q, struct egress_rec *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->at_ms = sqlite3_column_int64(q, 0);
+    e->exec_id = (char *)sqlite3_column_text(q, 1);
+    e->host = (char *)sqlite3_column_text(q, 2);
+    e->port = sqlite3_column_int(q, 3);
+    e->address = (char *)sqlite3_column_text(q, 4);
+    e->allowed = sqlite3_column_int(q, 5) != 0;
+    e->rule = (char *)sqlite3_column_text(q, 6);
+    e->error = (char *)sqlite3_column_text(q, 7);
+    e->bytes_up = sqlite3_column_int64(q, 8);
+    e->bytes_down = sqlite3_column_int64(q, 9);
+    e->duration_ms = sqlite3_column_int64(q, 10);
+}
+
+int sq_egress_list(struct store *st, const char *sandbox_id, int64_t limit, store_egress_cb cb,
+                   void *userdata)
+{
+    _cleanup_pooled_ struct pooled p = {.s = to_sq(st)};
+    int r = sq_pooled_get(&p);
+    int64_t sid = 0;
+    if (r >= 0)
+        r = sandbox_sid(p.c, sandbox_id, NULL, NULL, &sid);
+    if (r < 0)
+        return r;
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    r = sq_stmt_get(p.c, ST_E_LIST, &q);
+    if (r >= 0)
+        r = sq_bind_check(p.c, sqlite3_bind_int64(q, 1, sid) | sqlite3_bind_int64(q, 2, limit));
+    while (r >= 0 && (r = sq_stmt_step(p.c, q)) > 0) {
+        struct egress_rec e;
+        egress_from_row(q, &e);
+        r = cb(&e, userdata);
+        if (r != 0)
+            return r;
+    }
+    return r;
 }
 
 /* ---- idempotency keys ---- */

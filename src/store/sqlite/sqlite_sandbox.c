@@ -1,7 +1,7 @@
 /*
  * sqlite_sandbox.c — sandbox rows of the SQLite engine: create (with its first commit and the
  * owner's sandbox limit, in one transaction), get, list, delete (rows, files, commit log, then
- * GC) and touch.
+ * GC), touch and the network settings.
  */
 #include "store/sqlite/sqlite_int.h"
 
@@ -34,6 +34,7 @@ static void rec_from_row(sqlite3_stmt *st, struct sandbox_rec *r)
     r->version = sqlite3_column_int64(st, 11);
     r->size_bytes = sqlite3_column_int64(st, 12);
     r->file_count = sqlite3_column_int64(st, 13);
+    r->network_policy = (char *)sqlite3_column_text(st, 14);
 }
 
 /* Inside the write transaction (so two creates cannot both pass at max - 1): -ERR_SANDBOX_LIMIT
@@ -78,7 +79,8 @@ int sq_sandbox_insert(struct sqlite_store *s, const struct sandbox_rec *rec,
                       sqlite3_bind_int(ins, 8, rec->network) |
                       bind_text(ins, 9, rec->cwd ? rec->cwd : SANDBOX_HOME) |
                       sqlite3_bind_int64(ins, 10, rec->created_ms ? rec->created_ms : now_ms) |
-                      sqlite3_bind_int64(ins, 11, rec->last_used_ms));
+                      sqlite3_bind_int64(ins, 11, rec->last_used_ms) |
+                      bind_text(ins, 12, rec->network_policy));
     if (r >= 0) {
         int rc = sqlite3_step(ins);
         sqlite3_reset(ins);
@@ -206,6 +208,26 @@ int sq_sandbox_touch(struct store *st, const char *id, int64_t now_ms)
     r = sq_stmt_get(s->w, ST_SB_TOUCH, &q);
     if (r >= 0)
         r = sq_bind_check(s->w, bind_text(q, 1, id) | sqlite3_bind_int64(q, 2, now_ms));
+    if (r >= 0)
+        r = sq_stmt_run(s->w, q);
+    if (r >= 0 && sqlite3_changes(s->w->db) == 0)
+        r = err_set(-ENOENT, "sandbox not found");
+    return sq_wtx_end(s, r);
+}
+
+int sq_sandbox_set_network(struct store *st, const char *id, const char *tenant, const char *sub,
+                           bool network, const char *policy_json)
+{
+    struct sqlite_store *s = to_sq(st);
+    int r = sq_wtx_begin(s);
+    if (r < 0)
+        return r;
+    sqlite3_stmt *q = NULL;
+    r = sq_stmt_get(s->w, ST_SB_SET_NETWORK, &q);
+    if (r >= 0)
+        r = sq_bind_check(s->w, bind_text(q, 1, id) | sqlite3_bind_int(q, 2, network) |
+                                    bind_text(q, 3, policy_json) | bind_text(q, 4, tenant) |
+                                    bind_text(q, 5, sub));
     if (r >= 0)
         r = sq_stmt_run(s->w, q);
     if (r >= 0 && sqlite3_changes(s->w->db) == 0)

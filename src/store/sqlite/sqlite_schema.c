@@ -169,17 +169,37 @@ static const char *const migrations[] = {
      * sandbox's keys in created time order. */
     ("ALTER TABLE idempotency ADD COLUMN claim BLOB;"
      "CREATE INDEX idempotency_expiry ON idempotency(created_ms);"),
+    /* Network egress: a sandbox's own policy (NULL for the sandboxes there are: none), and the
+     * egress log (sqlite_journal.c), read and pruned in (at_ms, seq) order. */
+    ("ALTER TABLE sandboxes ADD COLUMN network_policy TEXT;"
+     "CREATE TABLE egress ("
+     "  seq INTEGER PRIMARY KEY,"
+     "  sid INTEGER NOT NULL,"
+     "  at_ms INTEGER NOT NULL,"
+     "  exec_id TEXT,"
+     "  host TEXT NOT NULL,"
+     "  port INTEGER NOT NULL,"
+     "  address TEXT,"
+     "  allowed INTEGER NOT NULL,"
+     "  rule TEXT NOT NULL,"
+     "  error TEXT,"
+     "  bytes_up INTEGER NOT NULL,"
+     "  bytes_down INTEGER NOT NULL,"
+     "  duration_ms INTEGER NOT NULL);"
+     "CREATE INDEX egress_order ON egress(sid, at_ms, seq);"),
 };
 
 /* Column lists shared by several statements. */
 #define SB_COLS                                                                                    \
     "id, tenant, sub, name, env, python, javascript, network, cwd, created_ms, last_used_ms, "     \
-    "version, size_bytes, file_count"
+    "version, size_bytes, file_count, network_policy"
 #define FILE_COLS "path, kind, mode, size, mtime_ns, content, target"
 #define SID_OF_1 "(SELECT sid FROM sandboxes WHERE id = ?1)"
 #define EXEC_COLS                                                                                  \
     "exec_id, kind, script, started_ms, duration_ms, exit_code, timed_out, version, "              \
     "stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated"
+#define EGRESS_COLS                                                                                \
+    "at_ms, exec_id, host, port, address, allowed, rule, error, bytes_up, bytes_down, duration_ms"
 #define COMMIT_COLS "version, created_ms, kind, info, cwd, added, modified, deleted, bytes_added"
 /* a history row no snapshot of its sandbox needs */
 #define H_UNPINNED                                                                                 \
@@ -193,7 +213,7 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_CHECK] = "SELECT count(*) FROM schema_migrations",
     [ST_SB_INSERT] = "INSERT INTO sandboxes (" SB_COLS ") "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, 0)",
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, 0, 0, ?12)",
     [ST_SB_GET] = "SELECT " SB_COLS " FROM sandboxes WHERE id = ?1",
     [ST_SB_LIST_OWNER] = "SELECT " SB_COLS " FROM sandboxes WHERE tenant = ?1 AND sub = ?2 "
                          "ORDER BY created_ms DESC, sid DESC",
@@ -206,6 +226,9 @@ const char *const sq_stmt_sql[ST_COUNT] = {
                      "last_used_ms = ?5, cwd = coalesce(?6, cwd), history_floor = ?7, "
                      "history_bytes = ?8 WHERE sid = ?1",
     [ST_SB_TOUCH] = "UPDATE sandboxes SET last_used_ms = ?2 WHERE id = ?1",
+    /* the owner check of sandbox_get: a NULL half matches any */
+    [ST_SB_SET_NETWORK] = "UPDATE sandboxes SET network = ?2, network_policy = ?3 WHERE id = ?1 "
+                          "AND (?4 IS NULL OR tenant = ?4) AND (?5 IS NULL OR sub = ?5)",
     [ST_SB_DELETE] = "DELETE FROM sandboxes WHERE sid = ?1",
     [ST_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
     [ST_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
@@ -368,6 +391,15 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_J_GET] = "SELECT " EXEC_COLS ", stdout, stderr FROM execs "
                  "WHERE sid = " SID_OF_1 " AND exec_id = ?2",
     [ST_J_DEL_ALL] = "DELETE FROM execs WHERE sid = ?1",
+    [ST_E_INSERT] = "INSERT INTO egress (sid, " EGRESS_COLS ") "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    /* the records of sandbox ?1 past its newest ?2 (index egress_order) */
+    [ST_E_PRUNE_COUNT] = "DELETE FROM egress WHERE seq IN (SELECT seq FROM egress WHERE sid = ?1 "
+                         "ORDER BY at_ms DESC, seq DESC LIMIT -1 OFFSET ?2)",
+    [ST_E_PRUNE_AGE] = "DELETE FROM egress WHERE sid = ?1 AND at_ms < ?2",
+    [ST_E_LIST] = "SELECT " EGRESS_COLS " FROM egress WHERE sid = ?1 "
+                  "ORDER BY at_ms DESC, seq DESC LIMIT ?2",
+    [ST_E_DEL_ALL] = "DELETE FROM egress WHERE sid = ?1",
     [ST_I_SWEEP] = "DELETE FROM idempotency WHERE sid = ?1 AND created_ms < ?2",
     /* the oldest ?2 records of any sandbox created before ?1 (index idempotency_expiry) */
     [ST_I_SWEEP_ANY] = "DELETE FROM idempotency WHERE seq IN (SELECT seq FROM idempotency "
