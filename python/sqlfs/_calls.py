@@ -35,6 +35,7 @@ from ._models import (
     CommitPage,
     Diff,
     EditResult,
+    EgressRecord,
     ExecPage,
     ExecRecord,
     ExecResult,
@@ -58,6 +59,10 @@ WriteContent = Union[str, bytes, IO[bytes]]
 # A sandbox path: str (undecodable bytes as surrogate escapes, like os.fsdecode) or raw bytes.
 PathArg = Union[str, bytes]
 BatchItem = Union[str, Mapping[str, Any]]
+# A sandbox's network: False (loopback only), True (the server's EGRESS_ALLOW policy), a policy
+# ``{"allow": [rules], "deny": [rules]}``, or a list of rules, short for ``{"allow": rules,
+# "deny": []}``.
+NetworkArg = Union[bool, Mapping[str, Any], List[str], Tuple[str, ...]]
 
 
 class Retry(enum.Enum):
@@ -292,7 +297,7 @@ def create_call(
     files: Optional[Mapping[str, FileContent]],
     python: Optional[bool],
     javascript: Optional[bool],
-    network: Optional[bool],
+    network: Optional[NetworkArg],
     extra: Mapping[str, Any],
 ) -> Call:
     body: Dict[str, Any] = {}
@@ -307,7 +312,7 @@ def create_call(
     if javascript is not None:
         body["javascript"] = bool(javascript)
     if network is not None:
-        body["network"] = bool(network)
+        body["network"] = network_arg(network)
     body.update(extra)
     return Call("POST", "/v1/sandboxes", json=body, retry=Retry.ATOMIC, expect=(201, 200))
 
@@ -797,3 +802,57 @@ def exec_record_call(sid: str, exec_id: str) -> Call:
 
 def parse_exec_record(resp: httpx.Response) -> ExecRecord:
     return ExecRecord.from_json(resp.json())
+
+
+# ---------------------------------------------------------------------------------------------
+# Network egress
+
+
+def rule_list(rules: Any, what: str) -> List[str]:
+    """A list of egress rules for a JSON body: a list or tuple of str (the server judges each
+    rule; a bare str is refused here, since it would read as a list of characters)."""
+    if isinstance(rules, (str, bytes)) or not isinstance(rules, (list, tuple)):
+        raise TypeError(f"{what} must be a list of rule strings, not {type(rules).__name__}")
+    for rule in rules:
+        if not isinstance(rule, str):
+            raise TypeError(f"{what}: each rule must be a str, not {type(rule).__name__}")
+    return list(rules)
+
+
+def network_arg(network: Any) -> Any:
+    """The wire form of a ``network=`` argument: a bool as it is; a mapping with its ``allow``
+    and ``deny`` made lists of str (a key left out is left out: the server decides what that
+    means, and other keys are sent for the server to judge); a list or tuple of rules as
+    ``{"allow": rules, "deny": []}``."""
+    if isinstance(network, bool):
+        return network
+    if isinstance(network, Mapping):
+        body = dict(network)
+        for key in ("allow", "deny"):
+            if key in body:
+                body[key] = rule_list(body[key], f"network[{key!r}]")
+        return body
+    if isinstance(network, (list, tuple)):
+        return {"allow": rule_list(network, "network"), "deny": []}
+    raise TypeError(
+        "network must be a bool, a mapping {'allow': [...], 'deny': [...]} or a list of rules, "
+        f"not {type(network).__name__}"
+    )
+
+
+def set_network_call(sid: str, network: NetworkArg) -> Call:
+    # Setting a value is idempotent: a repeat sets the same policy again.
+    return Call("PATCH", sandbox_path(sid), json={"network": network_arg(network)})
+
+
+def egress_call(sid: str, limit: Optional[int]) -> Call:
+    query: Dict[str, Optional[PathArg]] = {
+        "limit": None if limit is None else str(int_arg(limit, "limit")),
+    }
+    return Call("GET", with_query(sandbox_path(sid, "/egress"), query))
+
+
+def parse_egress(resp: httpx.Response) -> List[EgressRecord]:
+    body = resp.json()
+    items = body.get("egress", []) if isinstance(body, dict) else body
+    return [EgressRecord.from_json(e) for e in (items or [])]

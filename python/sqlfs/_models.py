@@ -38,6 +38,7 @@ __all__ = [
     "Diff",
     "RestoreResult",
     "Snapshot",
+    "EgressRecord",
 ]
 
 R = TypeVar("R", bound="SandboxRecord")
@@ -88,9 +89,28 @@ def _opt_int(v: Any) -> Optional[int]:
     return None
 
 
+def _network_policy(v: Any) -> Optional[Dict[str, Any]]:
+    """The object form of a record's ``network`` (``{"allow": [...], "deny": [...]}``, both
+    lists always present here, other keys kept as sent); None for ``true``/``false``."""
+    if not isinstance(v, Mapping):
+        return None
+    policy: Dict[str, Any] = dict(v)
+    for key in ("allow", "deny"):
+        rules = v.get(key)
+        policy[key] = [str(r) for r in rules] if isinstance(rules, list) else []
+    return policy
+
+
 @dataclass(frozen=True)
 class SandboxRecord(_RawAccess):
-    """A sandbox as listed by ``GET /v1/sandboxes``."""
+    """A sandbox as listed by ``GET /v1/sandboxes``.
+
+    ``network`` is True when the sandbox's execs have network egress (the wire's ``true``, the
+    server's ``EGRESS_ALLOW`` policy, or a policy object of its own) and False when they have
+    loopback only (the default). ``network_policy`` is that object, ``{"allow": [rules],
+    "deny": [rules]}`` in the server's normal form, or None when ``network`` is a plain
+    bool; ``raw["network"]`` is the wire value itself.
+    """
 
     id: str
     name: Optional[str] = None
@@ -102,6 +122,8 @@ class SandboxRecord(_RawAccess):
     network: bool = False
     file_count: Optional[int] = None
     size_bytes: Optional[int] = None
+    # compared, but left out of the hash (a dict has none), so a record stays hashable
+    network_policy: Optional[Dict[str, Any]] = field(default=None, hash=False)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -116,6 +138,8 @@ class SandboxRecord(_RawAccess):
     @classmethod
     def from_json(cls: Type[R], d: Mapping[str, Any]) -> R:
         owner = d.get("owner")
+        network = d.get("network", False)
+        policy = _network_policy(network)
         return cls(
             id=str(d["id"]),
             name=d.get("name"),
@@ -124,9 +148,10 @@ class SandboxRecord(_RawAccess):
             last_used_at=d.get("lastUsedAt"),
             python=bool(d.get("python", False)),
             javascript=bool(d.get("javascript", False)),
-            network=bool(d.get("network", False)),
+            network=policy is not None or bool(network),
             file_count=_opt_int(d.get("fileCount")),
             size_bytes=_opt_int(d.get("sizeBytes")),
+            network_policy=policy,
             raw=dict(d),
         )
 
@@ -672,6 +697,48 @@ class Snapshot(_RawAccess):
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Snapshot":
         return cls(name=str(d["name"]), version=int(d["version"]), at=d.get("at"), raw=dict(d))
+
+
+@dataclass(frozen=True)
+class EgressRecord(_RawAccess):
+    """One connection a sandbox's exec asked its egress proxy for (``sb.egress()``), allowed or
+    refused.
+
+    ``at`` is ISO-8601; ``exec_id`` the exec that asked (None when the server could not tell);
+    ``host``/``port`` what was asked for; ``address`` the address connected to (None when
+    refused or unresolved); ``rule`` the policy rule that decided; ``error`` why an allowed
+    connection failed (None otherwise); ``bytes_up``/``bytes_down`` what went each way and
+    ``duration_ms`` how long the connection lasted."""
+
+    at: Optional[str] = None
+    exec_id: Optional[str] = None
+    host: str = ""
+    port: int = 0
+    address: Optional[str] = None
+    allowed: bool = False
+    rule: str = ""
+    error: Optional[str] = None
+    bytes_up: int = 0
+    bytes_down: int = 0
+    duration_ms: int = 0
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "EgressRecord":
+        return cls(
+            at=_opt_str(d.get("at")),
+            exec_id=_opt_str(d.get("execId")),
+            host=str(d.get("host") or ""),
+            port=_opt_int(d.get("port")) or 0,
+            address=_opt_str(d.get("address")),
+            allowed=d.get("allowed") is True,
+            rule=str(d.get("rule") or ""),
+            error=_opt_str(d.get("error")),
+            bytes_up=_opt_int(d.get("bytesUp")) or 0,
+            bytes_down=_opt_int(d.get("bytesDown")) or 0,
+            duration_ms=_opt_int(d.get("durationMs")) or 0,
+            raw=dict(d),
+        )
 
 
 def parse_stat_header(value: Optional[str]) -> Optional[FileStat]:

@@ -13,6 +13,7 @@ from ._models import (
     CommitPage,
     Diff,
     EditResult,
+    EgressRecord,
     ExecPage,
     ExecRecord,
     ExecResult,
@@ -45,11 +46,14 @@ class Sandboxes:
         files: Optional[Mapping[str, calls.FileContent]] = None,
         python: Optional[bool] = None,
         javascript: Optional[bool] = None,
-        network: Optional[bool] = None,
+        network: Optional[calls.NetworkArg] = None,
         **extra: Any,
     ) -> "Sandbox":
         """Create a sandbox. ``files`` maps absolute paths to UTF-8 text; ``env`` applies to
-        every exec of the sandbox. Unknown keyword arguments are sent as extra body fields."""
+        every exec of the sandbox. ``network``: ``False`` (the server's default: loopback only),
+        ``True`` (the server's ``EGRESS_ALLOW`` policy), a policy ``{"allow": [rules], "deny":
+        [rules]}``, or a list of rules, short for ``{"allow": rules, "deny": []}`` (see
+        :meth:`Sandbox.set_network`). Unknown keyword arguments are sent as extra body fields."""
         call = calls.create_call(name, env, files, python, javascript, network, extra)
         record = self._session.call(call, calls.parse_record)
         return Sandbox(self._session, record.id, record)
@@ -140,7 +144,7 @@ class Files:
 
 
 class Sandbox:
-    """A handle on one sandbox: ``sb.fs``, exec, ingest/export, history, delete."""
+    """A handle on one sandbox: ``sb.fs``, exec, ingest/export, network, history, delete."""
 
     def __init__(self, session: SyncSession, sandbox_id: str, record: Optional[SandboxRecord]) -> None:
         self._session = session
@@ -261,6 +265,25 @@ class Sandbox:
         """Like :meth:`export` but yields the archive in chunks as it is produced."""
         return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
 
+    # ---- network ----
+
+    def set_network(self, network: calls.NetworkArg) -> SandboxInfo:
+        """Change the sandbox's network egress (``PATCH /v1/sandboxes/{id}``) and return the
+        updated record, which ``sb.record`` then holds. ``network`` takes the forms of
+        ``create(network=)``: ``False`` (loopback only), ``True`` (the server's ``EGRESS_ALLOW``
+        policy), ``{"allow": [rules], "deny": [rules]}``, or a list of rules (allow only). A rule
+        is a host name (``pypi.org``) or a wildcard (``*.pythonhosted.org``), optionally with a
+        port (``github.com:443``), or an address or CIDR range (``203.0.113.0/24``); a rule the
+        server refuses raises :class:`ValidationError` naming it. Takes effect at the next exec."""
+        rec = self._session.call(calls.set_network_call(self.id, network), calls.parse_info)
+        self.record = rec
+        return rec
+
+    def egress(self, limit: Optional[int] = None) -> List[EgressRecord]:
+        """The sandbox's latest connections through its egress proxy, allowed and refused,
+        newest first: at most ``limit`` (1..1000, server default 100)."""
+        return self._session.call(calls.egress_call(self.id, limit), calls.parse_egress)
+
     # ---- exec journal ----
 
     def execs(self, limit: Optional[int] = None, before: Optional[str] = None) -> ExecPage:
@@ -356,7 +379,7 @@ class AsyncSandboxes:
         files: Optional[Mapping[str, calls.FileContent]] = None,
         python: Optional[bool] = None,
         javascript: Optional[bool] = None,
-        network: Optional[bool] = None,
+        network: Optional[calls.NetworkArg] = None,
         **extra: Any,
     ) -> "AsyncSandbox":
         call = calls.create_call(name, env, files, python, javascript, network, extra)
@@ -534,6 +557,16 @@ class AsyncSandbox:
     ) -> AsyncIterator[bytes]:
         """``async for chunk in sb.export_stream(...)`` (not awaited itself)."""
         return self._session.iter_bytes(calls.export_call(self.id, base_path, True), chunk_size)
+
+    # ---- network (see :class:`Sandbox`) ----
+
+    async def set_network(self, network: calls.NetworkArg) -> SandboxInfo:
+        rec = await self._session.call(calls.set_network_call(self.id, network), calls.parse_info)
+        self.record = rec
+        return rec
+
+    async def egress(self, limit: Optional[int] = None) -> List[EgressRecord]:
+        return await self._session.call(calls.egress_call(self.id, limit), calls.parse_egress)
 
     # ---- exec journal (see :class:`Sandbox`) ----
 

@@ -108,9 +108,11 @@ OWN_README = PYTHON_DIR / "README.md"
 
 
 # A block that calls a history method needs the history routes (marker ``history``); one that
-# reads the exec journal or sends an idempotency key needs those (marker ``journal``).
+# reads the exec journal or sends an idempotency key needs those (marker ``journal``); one that
+# sets a network policy or reads the egress log needs those (marker ``egress``).
 HISTORY_RE = re.compile(r"\.(commits?|diff|restore|undo|fork|snapshots?|delete_snapshot)\(|version=")
 JOURNAL_RE = re.compile(r"\.(execs|exec_record)\(|idempotency_key=|\.exec_id\b")
+EGRESS_RE = re.compile(r"\.(set_network|egress)\(|network=|\.network_policy\b")
 
 
 def own_marks(code: str) -> list:
@@ -119,6 +121,8 @@ def own_marks(code: str) -> list:
         marks.append(pytest.mark.history)
     if JOURNAL_RE.search(code):
         marks.append(pytest.mark.journal)
+    if EGRESS_RE.search(code):
+        marks.append(pytest.mark.egress)
     return marks
 
 

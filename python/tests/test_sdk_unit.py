@@ -853,3 +853,185 @@ def test_async_lost_answer_is_retried_with_one_key(monkeypatch: pytest.MonkeyPat
 
     r = asyncio.run(main())
     assert len(fake.keys) == 4 and len(set(fake.keys)) == 1 and fake.runs == 1 and r.replayed
+
+
+# ---------------------------------------------------------------------------------------------
+# Network egress (no server): the record's three forms of ``network``, request bodies, the
+# egress log, and set_network/egress against an in-memory fake of the routes, sync and async.
+
+POLICY = {"allow": ["pypi.org", "*.pythonhosted.org", "github.com:443"], "deny": ["203.0.113.0/24"]}
+
+
+def test_record_network_forms() -> None:
+    off = sqlfs.SandboxRecord.from_json({"id": "s", "network": False})
+    assert off.network is False and off.network_policy is None
+    missing = sqlfs.SandboxRecord.from_json({"id": "s"})
+    assert missing.network is False and missing.network_policy is None
+    on = sqlfs.SandboxRecord.from_json({"id": "s", "network": True})
+    assert on.network is True and on.network_policy is None and on.raw["network"] is True
+    pol = sqlfs.SandboxRecord.from_json({"id": "s", "network": POLICY})
+    assert pol.network is True and pol.network_policy == POLICY and pol.raw["network"] == POLICY
+    assert pol.network_policy is not POLICY and pol.network_policy["allow"] is not POLICY["allow"]
+    empty = sqlfs.SandboxInfo.from_json({"id": "s", "network": {"allow": [], "deny": []}})
+    assert empty.network is True and empty.network_policy == {"allow": [], "deny": []}
+    # a key left out reads as an empty list; a key the SDK does not know is kept
+    odd = sqlfs.SandboxRecord.from_json({"id": "s", "network": {"allow": ["a.org"], "ports": [443]}})
+    assert odd.network_policy == {"allow": ["a.org"], "deny": [], "ports": [443]}
+    assert "network" not in pol.extra and "network_policy" in repr(pol)
+    # records stay hashable; the policy counts for equality
+    assert len({pol, on, off, sqlfs.SandboxRecord.from_json({"id": "s", "network": POLICY})}) == 3
+    assert pol != sqlfs.SandboxRecord.from_json({"id": "s", "network": {"allow": [], "deny": []}})
+
+
+def test_network_argument() -> None:
+    assert calls.network_arg(True) is True and calls.network_arg(False) is False
+    assert calls.network_arg(POLICY) == POLICY
+    assert calls.network_arg({"allow": ("a.org",)}) == {"allow": ["a.org"]}  # deny left to the server
+    assert calls.network_arg({"deny": ["b.org"], "x": 1}) == {"deny": ["b.org"], "x": 1}
+    assert calls.network_arg(["a.org", "b.org:443"]) == {"allow": ["a.org", "b.org:443"], "deny": []}
+    assert calls.network_arg(()) == {"allow": [], "deny": []}
+    for bad in (None, "pypi.org", 1, 0, b"x", {"allow": "pypi.org"}, {"deny": [1]}, ["ok", None]):
+        with pytest.raises(TypeError):
+            calls.network_arg(bad)
+    body = calls.create_call("n", None, None, None, None, ["pypi.org"], {}).json
+    assert body == {"name": "n", "network": {"allow": ["pypi.org"], "deny": []}}
+    assert calls.create_call(None, None, None, None, None, False, {}).json == {"network": False}
+    assert "network" not in calls.create_call(None, None, None, None, None, None, {}).json
+    with pytest.raises(TypeError):
+        calls.create_call(None, None, None, None, None, "yes", {})  # type: ignore[arg-type]
+
+
+def test_network_calls() -> None:
+    c = calls.set_network_call("sb", POLICY)
+    assert (c.method, c.path, c.json, c.retry) == ("PATCH", "/v1/sandboxes/sb", {"network": POLICY},
+                                                   calls.Retry.IDEMPOTENT)
+    assert calls.set_network_call("sb", False).json == {"network": False}
+    with pytest.raises(TypeError):
+        calls.set_network_call("sb", None)  # type: ignore[arg-type]
+    e = calls.egress_call("a b", None)
+    assert (e.method, e.path) == ("GET", "/v1/sandboxes/a%20b/egress")
+    assert calls.egress_call("sb", 5).path == "/v1/sandboxes/sb/egress?limit=5"
+    for bad in (True, "5", 1.0):
+        with pytest.raises(TypeError):
+            calls.egress_call("sb", bad)  # type: ignore[arg-type]
+
+
+EGRESS_JSON = {
+    "at": "2026-01-02T03:04:05.000Z", "execId": "ab" * 16, "host": "pypi.org", "port": 443,
+    "address": "151.101.0.223", "allowed": True, "rule": "pypi.org", "error": None,
+    "bytesUp": 812, "bytesDown": 50210, "durationMs": 340,
+}
+
+
+def test_egress_record_model() -> None:
+    e = sqlfs.EgressRecord.from_json(EGRESS_JSON)
+    assert (e.at, e.exec_id, e.host, e.port, e.address, e.allowed, e.rule, e.error) == (
+        "2026-01-02T03:04:05.000Z", "ab" * 16, "pypi.org", 443, "151.101.0.223", True, "pypi.org", None)
+    assert (e.bytes_up, e.bytes_down, e.duration_ms) == (812, 50210, 340) and e.raw == EGRESS_JSON
+    refused = sqlfs.EgressRecord.from_json({
+        "at": "t", "execId": None, "host": "example.test", "port": 80, "address": None,
+        "allowed": False, "rule": "no rule allows it", "error": None, "bytesUp": 0, "bytesDown": 0,
+        "durationMs": 0, "someNewField": "x",
+    })
+    assert refused.allowed is False and refused.exec_id is None and refused.address is None
+    assert refused.some_new_field == "x" and refused.get("someNewField") == "x"
+    failed = sqlfs.EgressRecord.from_json({**EGRESS_JSON, "error": "connection refused", "bytesDown": 0})
+    assert failed.allowed and failed.error == "connection refused"
+    assert calls.parse_egress(httpx.Response(200, json={"egress": [EGRESS_JSON, EGRESS_JSON]})) == [e, e]
+    assert calls.parse_egress(httpx.Response(200, json={"egress": []})) == []
+
+
+class FakeNetwork:
+    """PATCH /v1/sandboxes/{id} and GET /egress of one sandbox ("sb"), as the contract describes
+    them, in memory; any other sandbox is 404."""
+
+    def __init__(self) -> None:
+        self.network: object = False
+        self.requests: list = []
+
+    def record(self) -> dict:
+        return {"id": "sb", "name": "n", "python": False, "javascript": False, "network": self.network}
+
+    def handle(self, req: httpx.Request) -> httpx.Response:
+        self.requests.append((req.method, req.url.raw_path.decode(), req.content))
+        path = req.url.path
+        if not path.startswith("/v1/sandboxes/sb"):
+            return httpx.Response(404, json={"error": "sandbox not found", "code": "ENOENT"})
+        if req.method == "PATCH" and path == "/v1/sandboxes/sb":
+            body = json.loads(req.content)
+            if set(body) != {"network"}:
+                return httpx.Response(400, json={"error": "only 'network' may be changed",
+                                                 "code": "INVALID_INPUT"})
+            net = body["network"]
+            if isinstance(net, dict):
+                for rule in net.get("allow", []) + net.get("deny", []):
+                    if " " in rule:
+                        return httpx.Response(400, json={"error": f"invalid egress rule '{rule}'",
+                                                         "code": "INVALID_INPUT"})
+                net = {"allow": net.get("allow", []), "deny": net.get("deny", [])}
+            self.network = net
+            return httpx.Response(200, json=self.record())
+        if req.method == "GET" and path == "/v1/sandboxes/sb/egress":
+            limit = int(req.url.params.get("limit", "100"))
+            return httpx.Response(200, json={"egress": [EGRESS_JSON] * min(limit, 3)})
+        return httpx.Response(405, json={"error": "no such route", "code": "METHOD_NOT_ALLOWED"})
+
+
+def check_network_walk(fake: FakeNetwork, r: dict) -> None:
+    assert r["policy"].network is True and r["policy"].network_policy == POLICY
+    assert isinstance(r["policy"], sqlfs.SandboxInfo)
+    assert r["short"].network_policy == {"allow": ["a.org"], "deny": []}
+    assert r["on"].network is True and r["on"].network_policy is None
+    assert r["off"].network is False and r["off"].network_policy is None
+    assert r["record_after"] is r["off"]
+    assert [e.host for e in r["log"]] == ["pypi.org"] * 3 and len(r["log1"]) == 1
+    assert "invalid egress rule 'bad rule'" in r["bad"]
+    patches = [json.loads(c) for m, p, c in fake.requests if m == "PATCH"]
+    assert patches[:4] == [{"network": POLICY}, {"network": {"allow": ["a.org"], "deny": []}},
+                           {"network": True}, {"network": False}]
+    paths = [p for m, p, _ in fake.requests if m == "GET"]
+    assert "/v1/sandboxes/sb/egress" in paths and "/v1/sandboxes/sb/egress?limit=1" in paths
+
+
+def test_network_methods_on_a_fake_server() -> None:
+    fake = FakeNetwork()
+    with sqlfs.Client(base_url="http://fake", token="tok", max_retries=0,
+                      http_client=httpx.Client(transport=httpx.MockTransport(fake.handle))) as fs:
+        sb = fs.sandboxes.attach("sb")
+        r: dict = {"policy": sb.set_network(POLICY), "short": sb.set_network(["a.org"]),
+                   "on": sb.set_network(True), "off": sb.set_network(False)}
+        r["record_after"] = sb.record
+        r["log"], r["log1"] = sb.egress(), sb.egress(limit=1)
+        with pytest.raises(sqlfs.ValidationError) as ei:
+            sb.set_network({"allow": ["bad rule"]})
+        r["bad"] = str(ei.value)
+        assert sb.record is r["off"]  # a refused change leaves the kept record alone
+        with pytest.raises(sqlfs.NotFoundError):
+            fs.sandboxes.attach("other").egress()
+        with pytest.raises(sqlfs.NotFoundError):
+            fs.sandboxes.attach("other").set_network(True)
+    check_network_walk(fake, r)
+
+
+def test_async_network_methods_on_a_fake_server() -> None:
+    import asyncio
+
+    fake = FakeNetwork()
+
+    async def main() -> dict:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handle))
+        async with sqlfs.AsyncClient(base_url="http://fake", token="tok", max_retries=0, http_client=http) as fs:
+            sb = fs.sandboxes.attach("sb")
+            r: dict = {"policy": await sb.set_network(POLICY), "short": await sb.set_network(["a.org"]),
+                       "on": await sb.set_network(True), "off": await sb.set_network(False)}
+            r["record_after"] = sb.record
+            r["log"], r["log1"] = await sb.egress(), await sb.egress(limit=1)
+            with pytest.raises(sqlfs.ValidationError) as ei:
+                await sb.set_network({"allow": ["bad rule"]})
+            r["bad"] = str(ei.value)
+            with pytest.raises(sqlfs.NotFoundError):
+                await fs.sandboxes.attach("other").egress()
+        await http.aclose()
+        return r
+
+    check_network_walk(fake, asyncio.run(main()))
