@@ -10,10 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/log.h"
 
 struct kept {
     char *sandbox_id;
@@ -62,7 +65,7 @@ static void *make_main(void *arg)
     return NULL; /* the thread's reference goes with it; the descriptor keeps the namespace */
 }
 
-static int make_netns(void)
+int netns_new(void)
 {
     struct making m = {.fd = -EIO};
     pthread_t t;
@@ -152,7 +155,7 @@ int netns_take(struct netns_cache *c, const char *sandbox_id)
     if (k)
         return r;
     /* made outside the lock: other sandboxes' execs need not wait for it */
-    int fd = make_netns();
+    int fd = netns_new();
     if (fd < 0)
         return fd;
     char *id = strdup(sandbox_id);
@@ -204,4 +207,46 @@ size_t netns_count(struct netns_cache *c)
     size_t n = c->n;
     pthread_mutex_unlock(&c->mu);
     return n;
+}
+
+/* ---- a listener inside a namespace ---- */
+
+static int host_net_fd = -1;
+static pthread_once_t host_net_once = PTHREAD_ONCE_INIT;
+
+static void host_net_open(void)
+{
+    host_net_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+}
+
+int netns_listen(int netns_fd, uint16_t port)
+{
+    pthread_once(&host_net_once, host_net_open);
+    if (host_net_fd < 0)
+        return err_set(-EIO, "cannot open the server's network namespace");
+    /* A socket belongs to the namespace it was made in: this thread enters the sandbox's for
+     * the socket() call alone and comes back at once. */
+    if (setns(netns_fd, CLONE_NEWNET) < 0)
+        return err_set(-errno, "cannot enter the sandbox's network namespace");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int socket_errno = errno;
+    if (setns(host_net_fd, CLONE_NEWNET) < 0) {
+        /* A server thread left in a sandbox's namespace cannot be trusted with any later
+         * connection: stop rather than go on. */
+        log_msg("error", "exec: cannot return to the server's network namespace: %s",
+                strerror(errno));
+        abort();
+    }
+    if (fd < 0)
+        return err_set(-socket_errno, "cannot create the sandbox's proxy socket");
+    int one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 128) < 0) {
+        int e = errno;
+        close(fd);
+        return err_set(-e, "cannot listen on the sandbox's proxy port");
+    }
+    return fd;
 }

@@ -19,6 +19,7 @@
 #define SQLFS_JAIL_NETNS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct netns_cache;
 
@@ -43,5 +44,15 @@ size_t netns_count(struct netns_cache *c);
 
 /* Brings `lo` up in the calling thread's network namespace. 0 or -errno. */
 int netns_loopback_up(void);
+
+/* A network namespace of its own with `lo` up, kept by nobody: a descriptor (O_CLOEXEC) the
+ * caller closes; the namespace goes once no process uses it. -errno with err_set(). */
+__attribute__((warn_unused_result)) int netns_new(void);
+
+/* A listening TCP socket (non-blocking, O_CLOEXEC) on 127.0.0.1:port inside the namespace
+ * netns_fd, for a service of the server's that processes in it reach (the egress proxy). The
+ * socket is made by the server, root of the host's user namespace that owns the namespace, so
+ * a port below 1024 is allowed, which the sandbox user can never bind. -errno with err_set(). */
+__attribute__((warn_unused_result)) int netns_listen(int netns_fd, uint16_t port);
 
 #endif
