@@ -9,7 +9,7 @@
 #    cli.c and config.c themselves) and by api/.
 # 2. The one commit path: only src/sandbox/ (and the store itself) calls the store functions
 #    that change a sandbox (store_commit, store_sandbox_create, store_sandbox_delete,
-#    store_sandbox_touch). Comments count too: name the sandbox-layer function instead.
+#    store_sandbox_touch, store_sandbox_set_network). Comments count too: name the sandbox-layer function instead.
 # Prints one line per offence (file:line: what) and exits 1 when there is any, else 0.
 set -u
 src=${1:-"$(cd "$(dirname "$0")/.." && pwd)/src"}
@@ -24,12 +24,13 @@ declare -A allowed=(
     [workspace]="store util"
     [sandbox]="store util"
     [archive]="store util"
-    [exec]="sandbox workspace jail store util"
-    [api]="sandbox exec archive auth store util"
-    [root]="api sandbox exec archive auth store workspace jail util"
+    [egress]="store util"
+    [exec]="sandbox workspace jail egress store util"
+    [api]="sandbox exec archive auth egress store util"
+    [root]="api sandbox exec archive auth egress store workspace jail util"
 )
 root_headers="app.h config.h cli.h"
-mutators='store_commit|store_sandbox_create|store_sandbox_delete|store_sandbox_touch'
+mutators='store_commit|store_sandbox_create|store_sandbox_delete|store_sandbox_touch|store_sandbox_set_network'
 
 bad=0
 say() {

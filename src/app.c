@@ -13,6 +13,7 @@
 
 #include "auth/ratelimit.h"
 #include "auth/secret.h"
+#include "egress/proxy.h"
 #include "exec/engine.h"
 #include "sandbox/sandbox.h"
 #include "store/store.h"
@@ -85,11 +86,32 @@ static struct exec_config exec_config_of(const struct config *c, struct budget *
     };
 }
 
+static struct egress_config egress_config_of(const struct config *c)
+{
+    return (struct egress_config){
+        .allow = c->egress_allow,
+        .allow_max = c->egress_allow_max,
+        .resolve = c->egress_resolve,
+        .limits =
+            {
+                .connections_per_exec = c->egress_connections_per_exec,
+                .open_per_exec = c->egress_open_per_exec,
+                .bytes_per_exec = c->egress_bytes_per_exec,
+                .idle_timeout_ms = c->egress_idle_timeout_ms,
+                .connect_timeout_ms = c->egress_connect_timeout_ms,
+                .max_open = c->egress_max_open,
+                .log_max = c->egress_log_max,
+                .log_max_age_ms = c->egress_log_max_age * 1000,
+            },
+    };
+}
+
 /* The exec engine and its self-test. Neither failing stops the server: the API still serves
  * files; execs answer 503 and /readyz says why. */
 static void open_exec(struct app *app)
 {
     struct exec_config ec = exec_config_of(app->cfg, &app->reply_memory);
+    ec.egress = app->egress;
     err_clear();
     int r = exec_engine_new(&ec, app->sandboxes, app->store, &app->exec);
     if (r < 0) {
@@ -136,6 +158,11 @@ int app_open(struct app *app, struct config *cfg, bool *ret_secret_created, cons
         ratelimit_new(cfg->auth_success_rate_limit_max, cfg->auth_success_rate_limit_window_ms);
     if (!app->auth_fail_limit || !app->auth_success_limit)
         return -ENOMEM;
+    struct egress_config eg = egress_config_of(cfg);
+    if ((r = egress_new(&eg, app->store, &app->egress)) < 0) {
+        *what = "egress proxy";
+        return r;
+    }
     open_exec(app);
     return 0;
 }
@@ -143,6 +170,7 @@ int app_open(struct app *app, struct config *cfg, bool *ret_secret_created, cons
 void app_close(struct app *app)
 {
     exec_engine_free(app->exec);
+    egress_free(app->egress);
     sandboxes_free(app->sandboxes);
     store_close(app->store);
     ratelimit_free(app->auth_fail_limit);

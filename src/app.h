@@ -20,6 +20,7 @@ struct store;
 struct sandboxes;
 struct ratelimit;
 struct exec_engine;
+struct egress;
 
 struct app {
     struct config *cfg;          /* settings (read-only after start) */
@@ -28,6 +29,7 @@ struct app {
     struct ratelimit *auth_fail_limit;    /* failed bootstrap/admin attempts per client */
     struct ratelimit *auth_success_limit; /* tokens minted by bootstrap/admin per client */
     struct exec_engine *exec;             /* checkouts + jail; NULL when the runtime is unusable */
+    struct egress *egress;                /* the egress proxy of sandboxes whose network is on */
     char *auth_secret;                    /* HS256 key of every token */
     size_t auth_secret_len;
     char *auth_secret_previous; /* AUTH_SECRET_PREVIOUS: still accepted, never signs; or NULL */

@@ -16,6 +16,7 @@
 
 #include "auth/jwt.h"
 #include "auth/secret.h"
+#include "egress/proxy.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -109,6 +110,22 @@ static const struct limit_spec limits[] = {
      "execs of one owner waiting (then 503 EBUSY for that owner)"},
     {"EXEC_WARM_SANDBOXES", F(exec_warm_sandboxes), 64, FIXED, 1, 4096, false,
      "recently used sandboxes that keep their network namespace and unchanged upper"},
+    {"EGRESS_CONNECTIONS_PER_EXEC", F(egress_connections_per_exec), 1024, FIXED, 1, COUNT_MAX,
+     false, "connections one exec may ask the egress proxy for, then 429"},
+    {"EGRESS_OPEN_PER_EXEC", F(egress_open_per_exec), 64, FIXED, 1, 100000, false,
+     "egress connections one exec may have open at once, then 429"},
+    {"EGRESS_BYTES_PER_EXEC", F(egress_bytes_per_exec), 4294967296, FIXED, 1, PIB, true,
+     "bytes one exec may move through the egress proxy, both directions together"},
+    {"EGRESS_IDLE_TIMEOUT_MS", F(egress_idle_timeout_ms), 60000, FIXED, 100, MS_MAX, false,
+     "an egress connection with no byte either way for this long is closed, milliseconds"},
+    {"EGRESS_CONNECT_TIMEOUT_MS", F(egress_connect_timeout_ms), 10000, FIXED, 100, MS_MAX, false,
+     "time for an egress request's head, name and connection, milliseconds (then 504)"},
+    {"EGRESS_MAX_OPEN", F(egress_max_open), 512, FIXED, 1, 100000, false,
+     "egress connections open on the whole server, then 503"},
+    {"EGRESS_LOG_MAX", F(egress_log_max), 1000, FIXED, 1, COUNT_MAX, false,
+     "egress log records kept per sandbox (the newest)"},
+    {"EGRESS_LOG_MAX_AGE", F(egress_log_max_age), 2592000, FIXED, 0, 315360000, false,
+     "seconds an egress log record is kept (0 = no limit)"},
     {"BATCH_WORKERS", F(batch_workers), 0, CPUS_X2, 1, 10000, false,
      "parallelism of read-only batch execs"},
     {"AUTH_RATE_LIMIT_MAX", F(auth_rate_limit_max), 5, FIXED, 0, COUNT_MAX, false,
@@ -437,6 +454,10 @@ void config_release(struct config *c)
     free(c->auth_secret_previous);
     free(c->admin_secret);
     free(c->rootfs);
+    free(c->egress_allow);
+    free(c->egress_allow_max);
+    free(c->egress_resolve);
+    c->egress_allow = c->egress_allow_max = c->egress_resolve = NULL;
     c->listen_host = c->data_dir = c->database = c->auth_secret = c->auth_secret_previous =
         c->admin_secret = c->rootfs = NULL;
 }
@@ -463,6 +484,10 @@ int config_check(const struct config *c, int64_t now_s)
                        "TOKENS_NOT_BEFORE (%lld) is in the future: every token minted until then "
                        "would be refused; use the current time (date +%%s)",
                        (long long)c->tokens_not_before_s);
+    struct egress_config ec = {
+        .allow = c->egress_allow, .allow_max = c->egress_allow_max, .resolve = c->egress_resolve};
+    if ((r = egress_config_check(&ec)) < 0)
+        return r;
     if (store_database_check(c->database) < 0) {
         char why[256];
         snprintf(why, sizeof(why), "%s", err_message() ? err_message() : "invalid");
@@ -506,6 +531,9 @@ int config_from_env(struct config *c)
         (r = env_path("AUTH_SECRET", &c->auth_secret)) < 0 ||
         (r = env_path("AUTH_SECRET_PREVIOUS", &c->auth_secret_previous)) < 0 ||
         (r = env_path("ADMIN_SECRET", &c->admin_secret)) < 0 ||
+        (r = env_path("EGRESS_ALLOW", &c->egress_allow)) < 0 ||
+        (r = env_path("EGRESS_ALLOW_MAX", &c->egress_allow_max)) < 0 ||
+        (r = env_path("EGRESS_RESOLVE", &c->egress_resolve)) < 0 ||
         (r = env_bool("TRUST_PROXY", &c->trust_proxy)) < 0 ||
         (r = env_bool("SQLFS_QUIET", &c->quiet)) < 0)
         return r;

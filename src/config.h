@@ -74,8 +74,19 @@ struct config {
     int64_t max_connections_per_ip; /* MAX_CONNECTIONS_PER_IP 64 (0 = unlimited) */
     int64_t request_timeout_s;    /* REQUEST_TIMEOUT_S 30: client silent while sending a request */
     int64_t connection_timeout_s; /* CONNECTION_TIMEOUT_S 600: client silent during a response */
-    char *rootfs;                 /* SQLFS_ROOTFS / --rootfs; NULL → host "/" (its /usr) */
-    bool quiet;                   /* SQLFS_QUIET / --quiet: no per-request log lines */
+    int64_t egress_connections_per_exec; /* EGRESS_CONNECTIONS_PER_EXEC 1024 */
+    int64_t egress_open_per_exec;        /* EGRESS_OPEN_PER_EXEC 64 */
+    int64_t egress_bytes_per_exec;       /* EGRESS_BYTES_PER_EXEC 4294967296 */
+    int64_t egress_idle_timeout_ms;      /* EGRESS_IDLE_TIMEOUT_MS 60000 */
+    int64_t egress_connect_timeout_ms;   /* EGRESS_CONNECT_TIMEOUT_MS 10000 */
+    int64_t egress_max_open;             /* EGRESS_MAX_OPEN 512: on the whole server */
+    int64_t egress_log_max;              /* EGRESS_LOG_MAX 1000: log records per sandbox */
+    int64_t egress_log_max_age;          /* EGRESS_LOG_MAX_AGE seconds, 30 days (0 = no limit) */
+    char *egress_allow;                  /* EGRESS_ALLOW: rules of `network: true`; NULL → none */
+    char *egress_allow_max; /* EGRESS_ALLOW_MAX: every sandbox's ceiling; NULL → "*" */
+    char *egress_resolve;   /* EGRESS_RESOLVE: pinned names host:addr,...; NULL → none */
+    char *rootfs;           /* SQLFS_ROOTFS / --rootfs; NULL → host "/" (its /usr) */
+    bool quiet;             /* SQLFS_QUIET / --quiet: no per-request log lines */
 };
 
 #define CONFIG_TOKEN_DEFAULT_EXPIRES "30d"

@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "api/routes.h"
+#include "egress/proxy.h"
 #include "api/wire.h"
 #include "auth/jwt.h"
 #include "exec/engine.h"
@@ -55,6 +56,30 @@ static json_t *expires_json(int64_t seconds)
     return json_string(s);
 }
 
+/* The egress proxy: sessions (execs with egress on running now), connections open, and those
+ * served and refused since start, with the limits. */
+static json_t *egress_status_json(const struct app *app)
+{
+    const struct config *c = app->cfg;
+    json_t *o = json_object();
+    struct egress_stats st = {0};
+    if (app->egress)
+        egress_stats(app->egress, &st);
+    json_object_set_new(o, "sessions", json_integer(st.sessions));
+    json_object_set_new(o, "open", json_integer(st.open));
+    json_object_set_new(o, "served", json_integer(st.served));
+    json_object_set_new(o, "denied", json_integer(st.denied));
+    json_t *lim = json_object();
+    json_object_set_new(lim, "connectionsPerExec", json_integer(c->egress_connections_per_exec));
+    json_object_set_new(lim, "openPerExec", json_integer(c->egress_open_per_exec));
+    json_object_set_new(lim, "bytesPerExec", json_integer(c->egress_bytes_per_exec));
+    json_object_set_new(lim, "idleTimeoutMs", json_integer(c->egress_idle_timeout_ms));
+    json_object_set_new(lim, "connectTimeoutMs", json_integer(c->egress_connect_timeout_ms));
+    json_object_set_new(lim, "maxOpen", json_integer(c->egress_max_open));
+    json_object_set_new(o, "limits", lim);
+    return o;
+}
+
 int route_status(struct request *req)
 {
     int r = route_admin_gate(req);
@@ -80,5 +105,6 @@ int route_status(struct request *req)
     json_object_set_new(auth, "previousSecretUses",
                         json_integer((json_int_t)atomic_load(&app->previous_secret_uses)));
     json_object_set_new(o, "auth", auth);
+    json_object_set_new(o, "egress", egress_status_json(app));
     return http_reply_json(req, 200, o);
 }

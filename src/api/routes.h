@@ -24,6 +24,9 @@ int route_sandbox_create(struct request *req);
 int route_sandbox_list(struct request *req);
 int route_sandbox_get(struct request *req);
 int route_sandbox_delete(struct request *req);
+int route_sandbox_patch(struct request *req);
+/* egress.c */
+int route_egress(struct request *req);
 
 /* files.c */
 int route_file_get(struct request *req);

@@ -6,6 +6,7 @@
 #include "api/jsonv.h"
 #include "api/routes.h"
 #include "api/wire.h"
+#include "egress/policy.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/home.h"
@@ -45,19 +46,31 @@ static int add_initial_files(struct request *req, json_t *files, struct changese
     return 0;
 }
 
+/* The body's "network" (absent: off): whether egress is on, and the sandbox's own policy. */
+static int network_arg(json_t *body, bool *ret_on, char **ret_policy)
+{
+    json_t *v = json_object_get(body, "network");
+    *ret_on = false;
+    *ret_policy = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    return egress_network_parse(v, ret_on, ret_policy);
+}
+
 int route_sandbox_create(struct request *req)
 {
     json_t *body = req->json;
     const char *name = NULL;
     json_t *env = NULL, *files = NULL;
     bool python = false, javascript = false, network = false;
+    char *network_policy = NULL;
     int r;
     if ((r = jsonv_string(body, "name", SANDBOX_NAME_MAX, &name, NULL)) < 0 ||
         (r = jsonv_env(body, "env", SANDBOX_ENV_MAX, &env)) < 0 ||
         (r = jsonv_object(body, "files", &files)) < 0 ||
         (r = jsonv_bool(body, "python", &python)) < 0 ||
         (r = jsonv_bool(body, "javascript", &javascript)) < 0 ||
-        (r = jsonv_bool(body, "network", &network)) < 0)
+        (r = network_arg(body, &network, &network_policy)) < 0)
         return r;
 
     struct sandbox_rec rec;
@@ -73,6 +86,7 @@ int route_sandbox_create(struct request *req)
     if (r < 0) {
         sandbox_discard(req->app->sandboxes, &cs);
         changeset_release(&cs);
+        free(network_policy);
         return r;
     }
     rec.tenant = req->tenant;
@@ -82,6 +96,7 @@ int route_sandbox_create(struct request *req)
     rec.python = python;
     rec.javascript = javascript;
     rec.network = network;
+    rec.network_policy = network_policy;
     rec.cwd = SANDBOX_HOME;
     rec.created_ms = time_now_ms();
     struct sandbox_rec created;
@@ -92,6 +107,7 @@ int route_sandbox_create(struct request *req)
         r = -ENOMEM;
     }
     free(rec.env_json);
+    free(network_policy);
     changeset_release(&cs);
     if (r < 0)
         return r;
@@ -123,6 +139,39 @@ int route_sandbox_get(struct request *req)
     struct sandbox_rec rec;
     int r = sandbox_lookup(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, &rec);
     if (r < 0)
+        return r;
+    json_t *o = wire_sandbox_json(&rec);
+    sandbox_rec_release(&rec);
+    return http_reply_json(req, 200, o);
+}
+
+/* PATCH: what may change of a sandbox after its creation (its network, for its next exec).
+ * No lock: an exec running now keeps the policy it started with. */
+int route_sandbox_patch(struct request *req)
+{
+    json_t *body = req->json;
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        if (strcmp(key, "network") != 0)
+            return err_set(-ERR_INVALID_INPUT,
+                           "\"%.100s\" cannot be changed; a PATCH of a sandbox changes \"network\"",
+                           key);
+    }
+    if (!json_object_get(body, "network"))
+        return err_set(-ERR_INVALID_INPUT, "the body names nothing to change: give \"network\"");
+    bool on;
+    char *policy = NULL;
+    int r = network_arg(body, &on, &policy);
+    if (r == 0)
+        r = sandbox_set_network(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, on,
+                                policy);
+    free(policy);
+    if (r < 0)
+        return r;
+    struct sandbox_rec rec;
+    if ((r = sandbox_lookup(req->app->sandboxes, req->sandbox_id, req->tenant, req->sub, &rec)) < 0)
         return r;
     json_t *o = wire_sandbox_json(&rec);
     sandbox_rec_release(&rec);

@@ -34,7 +34,9 @@ json_t *wire_sandbox_json(const struct sandbox_rec *rec)
     json_object_set_new(o, "lastUsedAt", wire_time_json(rec->last_used_ms));
     json_object_set_new(o, "python", json_boolean(rec->python));
     json_object_set_new(o, "javascript", json_boolean(rec->javascript));
-    json_object_set_new(o, "network", json_boolean(rec->network));
+    json_t *policy =
+        rec->network && rec->network_policy ? json_loads(rec->network_policy, 0, NULL) : NULL;
+    json_object_set_new(o, "network", policy ? policy : json_boolean(rec->network));
     const char *cwd = rec->cwd ? rec->cwd : SANDBOX_HOME;
     if (jsontext_set_path(o, "cwd", cwd, strlen(cwd)) < 0) {
         json_decref(o);

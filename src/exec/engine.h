@@ -46,6 +46,9 @@ struct exec_config {
     /* REPLY_MEMORY_BYTES: output held for replies, shared with the API's reply buffers */
     struct budget *reply_memory;
     int64_t journal_output_bytes; /* EXEC_JOURNAL_OUTPUT_BYTES: per stream, in a journal record */
+    /* The egress proxy (borrowed; outlives the engine): execs of a sandbox whose network is on
+     * reach it, and nothing else. NULL: every exec has loopback only. */
+    struct egress *egress;
 };
 
 /* An exec's id: lowercase hex, the id of its upper layer (a batch: one for the whole batch).

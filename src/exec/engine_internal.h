@@ -56,7 +56,9 @@ struct exec_session {
     bool admitted, acquired;
     struct admission_owner *owner; /* the owner whose slot it holds, while admitted */
     int64_t admitted_ns;           /* time_mono_ns() when the exec got its slot */
-    bool netns_taken;     /* the jail runs in the sandbox's kept network namespace (netns_take) */
+    bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
+    int netns_own;    /* > 2: a namespace of the exec's own (netns_new), closed at its end */
+    struct egress_session *egress; /* the exec's egress proxy session, or NULL */
     bool unchanged;       /* the exec left the tree as it was (set by exec_session_finish) */
     bool committed_files; /* it committed file changes (set by exec_session_finish) */
     int pristine;         /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */

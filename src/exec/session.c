@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "egress/proxy.h"
 #include "exec/engine_internal.h"
 #include "jail/netns.h"
 #include "sandbox/sandbox.h"
@@ -55,14 +56,28 @@ static int upper_overlay(struct exec_session *s)
     return upper_mount(s->e->uppers, &s->u, s->lower, s->rec->version);
 }
 
-/* Builds "K=V" entries: sandbox env, then request env (later wins in the jail). */
-static char **build_env(const char *sandbox_env_json, json_t *request_env)
+/* What a jail with egress on is told of its proxy (before the sandbox's own env, which may
+ * change it). */
+static const char *const egress_env[] = {
+    "HTTP_PROXY=" EGRESS_PROXY_URL, "HTTPS_PROXY=" EGRESS_PROXY_URL,
+    "http_proxy=" EGRESS_PROXY_URL, "https_proxy=" EGRESS_PROXY_URL,
+    "ALL_PROXY=" EGRESS_PROXY_URL,  "all_proxy=" EGRESS_PROXY_URL,
+    "NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1",
+};
+#define EGRESS_ENV_N (sizeof(egress_env) / sizeof(egress_env[0]))
+
+/* Builds "K=V" entries: the proxy's when egress is on, sandbox env, then request env (later
+ * wins in the jail). */
+static char **build_env(bool egress, const char *sandbox_env_json, json_t *request_env)
 {
     json_t *senv = sandbox_env_json ? json_loads(sandbox_env_json, 0, NULL) : NULL;
-    size_t n =
-        (senv ? json_object_size(senv) : 0) + (request_env ? json_object_size(request_env) : 0);
+    size_t n = (egress ? EGRESS_ENV_N : 0) + (senv ? json_object_size(senv) : 0) +
+               (request_env ? json_object_size(request_env) : 0);
     char **envp = calloc(n + 1, sizeof(char *));
     size_t i = 0;
+    for (size_t k = 0; envp && egress && k < EGRESS_ENV_N; k++)
+        if ((envp[i] = strdup(egress_env[k])))
+            i++;
     json_t *sources[2] = {senv, request_env};
     for (int s = 0; envp && s < 2; s++) {
         const char *k;
@@ -118,10 +133,39 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     return exec_fault(e, "prepare", r);
 }
 
+/* For a sandbox whose network is on: the exec's policy, and a listener for its proxy inside
+ * the namespace it runs in (*netfd: the kept one, else one of its own made now), made before
+ * the jail starts so that the script never finds the port closed. */
+static int egress_prepare(struct exec_session *s, int *netfd, int *ret_listen,
+                          struct egress_policy *ret_policy)
+{
+    struct exec_engine *e = s->e;
+    int r = egress_policy_for(e->cfg.egress, s->rec->network_policy, ret_policy);
+    if (r < 0)
+        return r;
+    if (*netfd <= 2) {
+        int fd = netns_new();
+        if (fd < 0) {
+            egress_policy_release(ret_policy);
+            return fd;
+        }
+        s->netns_own = fd;
+        *netfd = fd;
+    }
+    int l = netns_listen(*netfd, EGRESS_PROXY_PORT);
+    if (l < 0) {
+        egress_policy_release(ret_policy);
+        return l;
+    }
+    *ret_listen = l;
+    return 0;
+}
+
 int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, struct jail_proc **ret)
 {
     struct exec_engine *e = s->e;
-    char **envp = build_env(s->rec->env_json, sp->env);
+    bool egress = s->rec->network && e->cfg.egress;
+    char **envp = build_env(egress, s->rec->env_json, sp->env);
     if (!envp)
         return -ENOMEM;
     const struct exec_config *c = &e->cfg;
@@ -160,8 +204,12 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, stru
         netns_warn_once(netfd);
         netfd = -1;
     }
+    int listen_fd = -1;
+    struct egress_policy policy = {0};
+    int r = egress ? egress_prepare(s, &netfd, &listen_fd, &policy) : 0;
     plan.netns_fd = netfd;
-    int r = upper_overlay(s);
+    if (r == 0)
+        r = upper_overlay(s);
     plan.overlay_fd = s->u.ovl_fd;
     if (r == 0)
         r = jail_spawn(e->jail, &plan, ret);
@@ -187,12 +235,27 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, stru
                         " are both missing; create " SANDBOX_HOME " or pass cwd",
                         sp->cwd);
     }
-    if (netfd > 2) {
+    if (r == 0 && listen_fd >= 0) {
+        r = egress_session_open(e->cfg.egress, listen_fd, &policy, s->rec->id, s->u.id, &s->egress);
+        listen_fd = -1; /* taken, as the policy */
+        if (r < 0) {
+            jail_proc_free(*ret);
+            *ret = NULL;
+        }
+    }
+    if (listen_fd >= 0)
+        close(listen_fd);
+    egress_policy_release(&policy);
+    if (netfd > 2 && netfd != s->netns_own) {
         close(netfd);
         if (r < 0)
             netns_give_back(e->netns, s->rec->id);
         else
             s->netns_taken = true;
+    }
+    if (r < 0 && s->netns_own > 2) {
+        close(s->netns_own);
+        s->netns_own = 0;
     }
     free_env(envp);
     if (r < 0)
@@ -207,9 +270,15 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, stru
     return 0;
 }
 
-/* The exec's processes are gone: the sandbox's network namespace is free for its next exec. */
+/* The exec's processes are gone: its egress session ends (its connections with it), and the
+ * sandbox's network namespace is free for its next exec. */
 static void session_give_back_netns(struct exec_session *s)
 {
+    egress_session_close(s->egress);
+    s->egress = NULL;
+    if (s->netns_own > 2)
+        close(s->netns_own);
+    s->netns_own = 0;
     if (s->netns_taken)
         netns_give_back(s->e->netns, s->rec->id);
     s->netns_taken = false;

@@ -52,6 +52,10 @@ const char *const jail_default_env[] = {
     "LANG=C.UTF-8",
     "TZ=UTC",
     "TERM=dumb",
+    /* The jail's /usr is read-only: pip can only install into the sandbox user's own site
+     * (~/.local), which is the sandbox's to manage, so Debian's guard against changing the
+     * system's packages (PEP 668) only stands in the way of `pip install`. */
+    "PIP_BREAK_SYSTEM_PACKAGES=1",
     NULL,
 };
 

@@ -456,6 +456,15 @@ void sandbox_touch(struct sandboxes *sbx, const char *sandbox_id)
         err_clear(); /* advisory: a failed touch must not fail the request */
 }
 
+int sandbox_set_network(struct sandboxes *sbx, const char *id, const char *tenant, const char *sub,
+                        bool on, const char *policy_json)
+{
+    int r = store_sandbox_set_network(sbx->st, id, tenant, sub, on, policy_json);
+    if (r == -ENOENT)
+        return err_set(-ERR_SANDBOX_NOT_FOUND, "sandbox not found: %s", id);
+    return r;
+}
+
 int sandbox_create(struct sandboxes *sbx, const struct sandbox_rec *rec,
                    const struct changeset *initial, struct sandbox_rec *ret_created)
 {

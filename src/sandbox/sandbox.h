@@ -154,6 +154,12 @@ __attribute__((warn_unused_result)) int sandbox_add_skeleton(struct changeset *c
 
 /* Marks the sandbox used now (lastUsedAt), at most about once a second per sandbox. */
 void sandbox_touch(struct sandboxes *sbx, const char *sandbox_id);
+/* Sets the sandbox's network (whether egress is on, and its own policy JSON or NULL) for its
+ * next exec: no commit, no new version. -ERR_SANDBOX_NOT_FOUND when missing or not the
+ * owner's. */
+__attribute__((warn_unused_result)) int sandbox_set_network(struct sandboxes *sbx, const char *id,
+                                                            const char *tenant, const char *sub,
+                                                            bool on, const char *policy_json);
 
 /* Creates the sandbox `rec` (id, owner, name, env_json, flags, cwd, created_ms; the rest is
  * ignored) with `initial` as its first version, reads it back into *ret_created (when not
