@@ -281,6 +281,32 @@ static void conn_bury(struct egress *eg, struct conn *c)
     eg->graveyard = c;
 }
 
+/* Takes c's name out of the resolver's queue when no resolver thread has taken it yet, so
+ * that no thread is spent on a connection that no longer waits for its answer (loop thread). A
+ * name a thread already resolves stays with it: c comes back through conn_resolved. */
+static void resolve_cancel(struct egress *eg, struct conn *c)
+{
+    if (!c->resolving)
+        return;
+    pthread_mutex_lock(&eg->rmu);
+    struct resolve_job *prev = NULL;
+    for (struct resolve_job *j = eg->jobs; j; prev = j, j = j->next) {
+        if (j->c != c)
+            continue;
+        if (prev)
+            prev->next = j->next;
+        else
+            eg->jobs = j->next;
+        if (eg->jobs_tail == j)
+            eg->jobs_tail = prev;
+        eg->njobs--;
+        free(j);
+        c->resolving = false;
+        break;
+    }
+    pthread_mutex_unlock(&eg->rmu);
+}
+
 /* Closes everything of c and records it; c is freed after this batch of events, or when the
  * resolver gives it back. */
 static void conn_close(struct egress *eg, struct conn *c)
@@ -288,6 +314,7 @@ static void conn_close(struct egress *eg, struct conn *c)
     if (c->closed)
         return;
     c->closed = true;
+    resolve_cancel(eg, c);
     epoll_set(eg, c->cfd, &c->ctag, &c->cmask, 0);
     epoll_set(eg, c->ufd, &c->utag, &c->umask, 0);
     if (c->cfd >= 0)
@@ -349,6 +376,7 @@ static void conn_arm(struct egress *eg, struct conn *c)
 static void conn_answer(struct egress *eg, struct conn *c, int status, const char *reason,
                         const char *body)
 {
+    resolve_cancel(eg, c);
     if (c->ufd >= 0) {
         epoll_set(eg, c->ufd, &c->utag, &c->umask, 0);
         close(c->ufd);

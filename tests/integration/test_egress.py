@@ -2,8 +2,11 @@
 the server's egress proxy, to HTTP and HTTPS hosts on this machine reached by names the server
 pins (EGRESS_RESOLVE). What is allowed works unchanged; what is not is refused with the
 documented message, and every connection the proxy was asked for is in the egress log."""
+import ctypes
 import json
 import os
+import random
+import socket
 import sys
 import threading
 import time
@@ -442,3 +445,50 @@ def test_connections_end_with_their_exec(tapi, upstreams, tight_server):
     assert all(rec["error"] == "closed: the exec ended" for rec in log), log
     st = tight_server.status()
     assert st["egress"]["open"] == 0, st
+
+
+def own_resolv_conf(path):
+    """A preexec_fn: the server runs in a mount namespace of its own in which
+    /etc/resolv.conf is `path` (the host's stays as it is)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, ms_bind, ms_rec, ms_private = 0x20000, 0x1000, 0x4000, 0x40000
+
+    def enter():
+        if (libc.unshare(clone_newns) != 0 or
+                libc.mount(None, b"/", None, ms_rec | ms_private, None) != 0 or
+                libc.mount(path.encode(), b"/etc/resolv.conf", None, ms_bind, None) != 0):
+            os._exit(97)
+    return enter
+
+
+def test_names_no_longer_waited_for_leave_the_resolver(tmp_path, upstreams):
+    # a name server that never answers: each name holds a resolver thread for its timeout
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    addr = f"127.53.{random.randrange(1, 255)}.{random.randrange(1, 255)}"
+    silent.bind((addr, 53))
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"nameserver {addr}\noptions timeout:3 attempts:1\n")
+    s = make_server(str(tmp_path), {"EGRESS_RESOLVE": upstreams.resolve_setting(),
+                                    "EGRESS_CONNECT_TIMEOUT_MS": "300"},
+                    preexec_fn=own_resolv_conf(str(conf))).start()
+    try:
+        with s.client() as api:
+            sb = create(api, {"allow": ["*"]})
+            res = run(api, sb["id"],
+                      "for i in $(seq 40); do curl -s -o /dev/null -w '%{http_code}\\n'"
+                      " http://n$i.silent.test/ & done; wait")
+            assert res["stdout"].split() == ["504"] * 40, res
+            # the exec is over: the names nobody waits for are not resolved; only those a
+            # resolver thread already had hold on, for one timeout at most
+            deadline = time.monotonic() + 5
+            while s.status()["egress"]["open"] > 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert s.status()["egress"]["open"] == 0, s.status()
+            # another sandbox's names resolve at once
+            other = create(api, {"allow": ["*"]})
+            res = run(api, other["id"],
+                      "curl -s --noproxy '' -w '\\n%{http_code}' http://localhost/")
+            assert res["stdout"].endswith("\n403") and "loopback" in res["stdout"], res
+    finally:
+        s.stop()
+        silent.close()
