@@ -154,13 +154,19 @@ const char *egress_address_special(const struct sockaddr *a)
         if (range_match(&special_v6[i], AF_INET6, b))
             return special_v6[i].kind;
     /* Forms that carry an IPv4 address a gateway would reach: NAT64 (64:ff9b::/96),
-     * IPv4-compatible (::/96) and 6to4 (2002::/16). */
+     * IPv4-compatible (::/96), IPv4-translated (::ffff:0:0/96) and 6to4 (2002::/16). */
     static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
     static const uint8_t compat[12] = {0};
-    if (memcmp(b, nat64, 12) == 0 || memcmp(b, compat, 12) == 0)
+    static const uint8_t translated[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
+    if (memcmp(b, nat64, 12) == 0 || memcmp(b, compat, 12) == 0 || memcmp(b, translated, 12) == 0)
         return special_v4_kind(b + 12);
     if (b[0] == 0x20 && b[1] == 0x02)
         return special_v4_kind(b + 2);
+    /* The local-use NAT64 prefix (64:ff9b:1::/48): a network's own translator, which carries
+     * the IPv4 address wherever the network's prefix length puts it. */
+    static const uint8_t nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 0x01};
+    if (memcmp(b, nat64_local, 6) == 0)
+        return "reserved";
     return NULL;
 }
 

@@ -102,11 +102,17 @@ static void test_special_addresses(void **state)
     assert_string_equal(special("::ffff:169.254.169.254"), "link-local");
     assert_string_equal(special("64:ff9b::10.0.0.1"), "private");
     assert_string_equal(special("2002:7f00:1::"), "loopback");
+    assert_string_equal(special("::ffff:0:127.0.0.1"), "loopback");
+    assert_string_equal(special("::ffff:0:a9fe:a9fe"), "link-local");
+    assert_string_equal(special("64:ff9b:1::7f00:1"), "reserved");
+    assert_string_equal(special("64:ff9b:1:7f00:1::"), "reserved");
     assert_null(special("172.32.0.1"));
     assert_null(special("8.8.8.8"));
     assert_null(special("203.0.113.9"));
     assert_null(special("2606:4700::1111"));
     assert_null(special("::ffff:8.8.8.8"));
+    assert_null(special("::ffff:0:8.8.8.8"));
+    assert_null(special("64:ff9b:2::1"));
 }
 
 /* A policy from JSON rule lists (NULL: none) under a ceiling list. */
