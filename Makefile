@@ -43,7 +43,7 @@ FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o 
 
 .PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile \
-        bench-replicas bench-history
+        bench-replicas bench-history bench-egress
 
 all: $(BUILD)/sqlfs
 
@@ -224,6 +224,12 @@ bench-replicas: bench-tools
 # bench/history.py, bench/results/history*.json.
 bench-history: bench-tools
 	$(PYTHON) bench/history.py --engine $(or $(ENGINE),sqlite)
+
+# Egress: a 100 MB download through the egress proxy in a jail against the same download on the
+# host, side by side, and the cost of a new proxied connection (about 30 s):
+# bench/egress.py, bench/results/egress.json.
+bench-egress: bench-tools
+	$(PYTHON) bench/egress.py
 
 fmt:
 	clang-format -i $(FMT_SRC)

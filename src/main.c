@@ -39,11 +39,12 @@ static int die(const char *what, int r)
 
 /* Descriptors the server may hold at once with this configuration: one per connection, two per
  * warm sandbox (its network namespace and idle overlay), a handful per running exec (pipes,
- * pidfd, overlay, cgroup files), and a reserve for the store, the listener and start-up. */
+ * pidfd, overlay, cgroup files), six per egress connection (its two sockets and two pipes), and
+ * a reserve for the store, the listener and start-up. */
 static rlim_t descriptors_needed(const struct config *c)
 {
     return (rlim_t)c->max_connections + 2 * (rlim_t)c->exec_warm_sandboxes +
-           16 * (rlim_t)c->exec_concurrency + 256;
+           16 * (rlim_t)c->exec_concurrency + 6 * (rlim_t)c->egress_max_open + 256;
 }
 
 /* A login shell's soft limit on open files is often 1024, below what MAX_CONNECTIONS alone

@@ -33,8 +33,14 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-#define RESOLVER_THREADS 4
+/* Names are resolved by RESOLVER_THREADS threads (getaddrinfo blocks, for as long as a name
+ * server takes, and cannot be cancelled). Fairness between sandboxes: a thread takes the oldest
+ * name of a sandbox none of the threads is resolving for, so one sandbox holds at most one
+ * thread whatever its name servers do; a sandbox has at most RESOLVE_QUEUE_PER_SANDBOX names
+ * waiting, and all sandboxes RESOLVE_QUEUE_MAX (then 502). */
+#define RESOLVER_THREADS 8
 #define RESOLVE_QUEUE_MAX 256
+#define RESOLVE_QUEUE_PER_SANDBOX 16
 #define ADDRS_MAX 16
 #define OWN_ADDRS_MAX 64
 #define OWN_REFRESH_NS (30LL * 1000000000LL)
@@ -51,13 +57,24 @@ struct tag {
 enum conn_state { C_HEAD, C_RESOLVING, C_CONNECTING, C_RELAY, C_ANSWER };
 
 /* One direction of a relayed connection: bytes read from one side, not yet written to the
- * other. */
+ * other. What the proxy itself put there (an answer, the request head it sends on, bytes that
+ * came with the head) is in `data`; what is relayed afterwards moves through a pipe with
+ * splice(2), from socket to socket without being copied to the server's memory, and is written
+ * only once `data` is. */
 struct relay {
     char *data;
     size_t off, len;
-    bool eof;  /* its source ended */
-    bool shut; /* its destination was told (shutdown SHUT_WR) */
+    int pipe[2];  /* -1 until relaying starts */
+    size_t piped; /* bytes in the pipe */
+    bool full;    /* the pipe took no more though bytes were waiting: the source is not read
+                   * until some of the pipe is written on (a pipe of small socket buffers fills
+                   * its slots before its bytes) */
+    bool eof;     /* its source ended */
+    bool shut;    /* its destination was told (shutdown SHUT_WR) */
 };
+
+/* Bytes a relay's pipe holds at most (its capacity is asked to be this much). */
+#define RELAY_PIPE_BYTES (1024 * 1024)
 
 struct conn {
     struct egress_session *s; /* NULL once its session is gone (dead, the resolver holds it) */
@@ -109,6 +126,7 @@ struct egress_session {
 
 struct resolve_job {
     struct conn *c;
+    char sandbox[64]; /* whose name it is (the fairness key) */
     struct resolve_job *next;
 };
 
@@ -135,6 +153,7 @@ struct egress {
     bool rstop;
     pthread_t resolvers[RESOLVER_THREADS];
     size_t nresolvers;
+    char resolving_for[RESOLVER_THREADS][64]; /* each thread's sandbox now, "" idle (rmu) */
     /* loop-thread state */
     struct conn *graveyard;            /* closed in this batch of events, freed after it */
     struct egress_session *closed_ack; /* torn down in this batch, acknowledged after it */
@@ -144,7 +163,7 @@ struct egress {
     size_t nown;
     int64_t own_ns;
     /* figures (mu) */
-    int64_t open, served, denied;
+    int64_t live_sessions, open, served, denied;
 };
 
 /* ---- small helpers ---- */
@@ -263,12 +282,22 @@ static void conn_record(struct conn *c)
 
 /* ---- connections ---- */
 
+static void relay_release(struct relay *r)
+{
+    for (int i = 0; i < 2; i++)
+        if (r->pipe[i] >= 0)
+            close(r->pipe[i]);
+    r->pipe[0] = r->pipe[1] = -1;
+    free(r->data);
+    r->data = NULL;
+}
+
 static void conn_free(struct egress *eg, struct conn *c)
 {
+    relay_release(&c->up);
+    relay_release(&c->down);
     free(c->head);
     free(c->request);
-    free(c->up.data);
-    free(c->down.data);
     free(c);
     pthread_mutex_lock(&eg->mu);
     eg->open--;
@@ -279,6 +308,18 @@ static void conn_bury(struct egress *eg, struct conn *c)
 {
     c->grave = eg->graveyard;
     eg->graveyard = c;
+}
+
+/* Takes job j (after prev, NULL: the first) out of the resolver's queue (rmu held). */
+static void job_unlink(struct egress *eg, struct resolve_job *prev, struct resolve_job *j)
+{
+    if (prev)
+        prev->next = j->next;
+    else
+        eg->jobs = j->next;
+    if (eg->jobs_tail == j)
+        eg->jobs_tail = prev;
+    eg->njobs--;
 }
 
 /* Takes c's name out of the resolver's queue when no resolver thread has taken it yet, so
@@ -293,13 +334,7 @@ static void resolve_cancel(struct egress *eg, struct conn *c)
     for (struct resolve_job *j = eg->jobs; j; prev = j, j = j->next) {
         if (j->c != c)
             continue;
-        if (prev)
-            prev->next = j->next;
-        else
-            eg->jobs = j->next;
-        if (eg->jobs_tail == j)
-            eg->jobs_tail = prev;
-        eg->njobs--;
+        job_unlink(eg, prev, j);
         free(j);
         c->resolving = false;
         break;
@@ -340,6 +375,18 @@ static void conn_close(struct egress *eg, struct conn *c)
         conn_bury(eg, c);
 }
 
+/* The relay holds bytes not yet written on. */
+static bool relay_pending(const struct relay *r)
+{
+    return r->len > r->off || r->piped > 0;
+}
+
+/* The relay can take more from its source. */
+static bool relay_room(const struct relay *r)
+{
+    return !r->eof && r->pipe[0] >= 0 && !r->full && r->piped < RELAY_PIPE_BYTES;
+}
+
 /* The registrations a connection's state and buffers call for. */
 static void conn_arm(struct egress *eg, struct conn *c)
 {
@@ -358,13 +405,13 @@ static void conn_arm(struct egress *eg, struct conn *c)
         cw = (c->down.len > c->down.off ? EPOLLOUT : 0) | (c->up.eof ? 0 : EPOLLIN);
         break;
     case C_RELAY:
-        if (!c->up.eof && c->up.len < EGRESS_RELAY_BUFFER)
+        if (relay_room(&c->up))
             cw |= EPOLLIN;
-        if (c->down.len > c->down.off)
+        if (relay_pending(&c->down))
             cw |= EPOLLOUT;
-        if (!c->down.eof && c->down.len < EGRESS_RELAY_BUFFER)
+        if (relay_room(&c->down))
             uw |= EPOLLIN;
-        if (c->up.len > c->up.off)
+        if (relay_pending(&c->up))
             uw |= EPOLLOUT;
         break;
     }
@@ -523,18 +570,18 @@ static int build_request(struct conn *c, struct head_parse *hp, const http_parse
         path = hp->url + u->field_data[UF_QUERY].off - 1;
         path_len = (size_t)u->field_data[UF_QUERY].len + 1;
     }
-    bool has_host = false;
     int r = buf_addf(&b, "%s %.*s HTTP/%d.%d\r\n", http_method_str(p->method), (int)path_len, path,
                      p->http_major, p->http_minor);
+    /* The host is the one the URL names, whatever the client's Host header said (RFC 9112
+     * 3.2.2): the header a host sees names what the policy allowed. */
     for (size_t i = 0; r == 0 && i < hp->nh; i++) {
-        if (hop_header(hp->h[i].field, hp->h[i].field_len))
+        if (hop_header(hp->h[i].field, hp->h[i].field_len) ||
+            header_is(hp->h[i].field, hp->h[i].field_len, "host"))
             continue;
-        if (header_is(hp->h[i].field, hp->h[i].field_len, "host"))
-            has_host = true;
         r = buf_addf(&b, "%.*s: %.*s\r\n", (int)hp->h[i].field_len, hp->h[i].field,
                      (int)hp->h[i].value_len, hp->h[i].value ? hp->h[i].value : "");
     }
-    if (r == 0 && !has_host) {
+    if (r == 0) {
         bool v6 = strchr(c->host, ':') != NULL;
         r = c->port == 80 ? buf_addf(&b, "Host: %s%s%s\r\n", v6 ? "[" : "", c->host, v6 ? "]" : "")
                           : buf_addf(&b, "Host: %s%s%s:%d\r\n", v6 ? "[" : "", c->host,
@@ -684,8 +731,13 @@ static void conn_decide(struct egress *eg, struct conn *c)
         return;
     }
     struct resolve_job *j = malloc(sizeof(*j));
+    if (j)
+        snprintf(j->sandbox, sizeof(j->sandbox), "%s", s->sandbox_id);
     pthread_mutex_lock(&eg->rmu);
-    bool full = eg->njobs >= RESOLVE_QUEUE_MAX;
+    size_t mine = 0;
+    for (struct resolve_job *q = eg->jobs; j && q; q = q->next)
+        mine += strcmp(q->sandbox, j->sandbox) == 0;
+    bool full = eg->njobs >= RESOLVE_QUEUE_MAX || mine >= RESOLVE_QUEUE_PER_SANDBOX;
     if (j && !full) {
         j->c = c;
         j->next = NULL;
@@ -701,7 +753,10 @@ static void conn_decide(struct egress *eg, struct conn *c)
     pthread_mutex_unlock(&eg->rmu);
     if (!c->resolving) {
         free(j);
-        conn_fail(eg, c, 502, "the server's resolver is busy; try again");
+        conn_fail(eg, c, 502,
+                  mine >= RESOLVE_QUEUE_PER_SANDBOX
+                      ? "this sandbox has 16 names waiting to be resolved; try again"
+                      : "the server's resolver is busy; try again");
         return;
     }
     c->state = C_RESOLVING;
@@ -761,20 +816,49 @@ static void conn_connect_next(struct egress *eg, struct conn *c)
     conn_fail(eg, c, 502, why);
 }
 
+/* The oldest job of a sandbox no thread resolves for now, taken out of the queue; NULL when
+ * every waiting name's sandbox has a thread (rmu held). */
+static struct resolve_job *take_fair_job(struct egress *eg)
+{
+    struct resolve_job *prev = NULL;
+    for (struct resolve_job *j = eg->jobs; j; prev = j, j = j->next) {
+        bool busy = false;
+        for (size_t t = 0; t < RESOLVER_THREADS && !busy; t++)
+            busy = strcmp(eg->resolving_for[t], j->sandbox) == 0;
+        if (busy)
+            continue;
+        job_unlink(eg, prev, j);
+        return j;
+    }
+    return NULL;
+}
+
+struct resolver_arg {
+    struct egress *eg;
+    size_t index;
+};
+
 static void *resolver_main(void *arg)
 {
-    struct egress *eg = arg;
+    struct egress *eg = ((struct resolver_arg *)arg)->eg;
+    size_t me = ((struct resolver_arg *)arg)->index;
+    free(arg);
     pthread_mutex_lock(&eg->rmu);
     for (;;) {
-        while (!eg->rstop && !eg->jobs)
+        struct resolve_job *j = NULL;
+        while (!eg->rstop && !(j = take_fair_job(eg)))
             pthread_cond_wait(&eg->rcond, &eg->rmu);
-        if (eg->rstop)
+        if (eg->rstop) {
+            if (j) { /* back in the queue, for egress_free */
+                j->next = eg->jobs;
+                eg->jobs = j;
+                if (!eg->jobs_tail)
+                    eg->jobs_tail = j;
+                eg->njobs++;
+            }
             break;
-        struct resolve_job *j = eg->jobs;
-        eg->jobs = j->next;
-        if (!eg->jobs)
-            eg->jobs_tail = NULL;
-        eg->njobs--;
+        }
+        snprintf(eg->resolving_for[me], sizeof(eg->resolving_for[me]), "%s", j->sandbox);
         struct conn *c = j->c;
         free(j);
         pthread_mutex_unlock(&eg->rmu);
@@ -799,6 +883,9 @@ static void *resolver_main(void *arg)
         if (res)
             freeaddrinfo(res);
         pthread_mutex_lock(&eg->rmu);
+        eg->resolving_for[me][0] = '\0';
+        /* a name of this sandbox may have waited for this thread */
+        pthread_cond_broadcast(&eg->rcond);
         c->done_next = eg->done;
         eg->done = c;
         uint64_t one = 1;
@@ -817,14 +904,15 @@ static bool session_over_bytes(struct egress_session *s)
     return s->eg->lim.bytes_per_exec > 0 && s->bytes >= s->eg->lim.bytes_per_exec;
 }
 
-/* Reads what fd has into r; false when the connection is to close. */
+/* Moves what fd has into r's pipe; false when the connection is to close. */
 static bool relay_read(struct conn *c, int fd, struct relay *r, int64_t *count)
 {
-    if (r->eof || r->len >= EGRESS_RELAY_BUFFER)
+    if (!relay_room(r))
         return true;
-    ssize_t n = read(fd, r->data + r->len, EGRESS_RELAY_BUFFER - r->len);
+    ssize_t n = splice(fd, NULL, r->pipe[1], NULL, RELAY_PIPE_BYTES - r->piped,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
-        r->len += (size_t)n;
+        r->piped += (size_t)n;
         *count += n;
         c->s->bytes += n;
         c->last_ns = time_mono_ns();
@@ -838,13 +926,16 @@ static bool relay_read(struct conn *c, int fd, struct relay *r, int64_t *count)
         r->eof = true;
         return true;
     }
+    if (errno == EAGAIN && r->piped > 0)
+        r->full = true;
     if (errno == EAGAIN || errno == EINTR)
         return true;
     set_err(c, strerror(errno));
     return false;
 }
 
-/* Writes what r holds to fd; false when the connection is to close. */
+/* Writes what r holds to fd, its own bytes first, then its pipe's; once its source has ended
+ * and all is written, shuts fd's sending side. False when the connection is to close. */
 static bool relay_write(struct conn *c, int fd, struct relay *r)
 {
     if (r->len > r->off) {
@@ -857,36 +948,59 @@ static bool relay_write(struct conn *c, int fd, struct relay *r)
         }
         r->off += (size_t)n;
         c->last_ns = time_mono_ns();
-        if (r->off == r->len)
-            r->off = r->len = 0;
-        else if (r->off > EGRESS_RELAY_BUFFER / 2) {
-            memmove(r->data, r->data + r->off, r->len - r->off);
-            r->len -= r->off;
-            r->off = 0;
-        }
+        if (r->off < r->len)
+            return true;
+        r->off = r->len = 0;
     }
-    if (r->eof && r->len == r->off && !r->shut) {
+    if (r->piped > 0) {
+        ssize_t n = splice(r->pipe[0], NULL, fd, NULL, r->piped, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return true;
+            set_err(c, strerror(errno));
+            return false;
+        }
+        r->piped -= (size_t)n;
+        if (n > 0)
+            r->full = false;
+        c->last_ns = time_mono_ns();
+    }
+    if (r->eof && !relay_pending(r) && !r->shut) {
         shutdown(fd, SHUT_WR);
         r->shut = true;
     }
     return true;
 }
 
+/* Moves bytes from src to dst through r while both keep up: a few rounds per event, so that a
+ * fast transfer does not go back to epoll_wait for every pipeful. */
+#define PUMP_ROUNDS 8
+
+static bool relay_pump(struct conn *c, int src, int dst, struct relay *r, int64_t *count,
+                       bool readable)
+{
+    for (int i = 0; i < PUMP_ROUNDS; i++) {
+        int64_t before = *count;
+        if (readable && !relay_read(c, src, r, count))
+            return false;
+        if (!relay_write(c, dst, r))
+            return false;
+        if (*count == before || relay_pending(r))
+            break;
+    }
+    return true;
+}
+
 static void conn_relay(struct egress *eg, struct conn *c, bool client, uint32_t events)
 {
-    bool ok = true;
+    bool readable = events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR);
+    bool ok;
     if (client) {
-        if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))
-            ok = relay_read(c, c->cfd, &c->up, &c->bytes_up);
-        if (ok)
-            ok = relay_write(c, c->ufd, &c->up);
+        ok = relay_pump(c, c->cfd, c->ufd, &c->up, &c->bytes_up, readable);
         if (ok && (events & EPOLLOUT))
             ok = relay_write(c, c->cfd, &c->down);
     } else {
-        if (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))
-            ok = relay_read(c, c->ufd, &c->down, &c->bytes_down);
-        if (ok)
-            ok = relay_write(c, c->cfd, &c->down);
+        ok = relay_pump(c, c->ufd, c->cfd, &c->down, &c->bytes_down, readable);
         if (ok && (events & EPOLLOUT))
             ok = relay_write(c, c->ufd, &c->up);
     }
@@ -927,6 +1041,14 @@ static void conn_connected(struct egress *eg, struct conn *c)
         conn_close(eg, c);
         return;
     }
+    if (pipe2(c->up.pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
+        pipe2(c->down.pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        conn_fail(eg, c, 502, "the server is out of descriptors");
+        return;
+    }
+    /* a larger pipe moves more per call; the default capacity serves if it is refused */
+    (void)fcntl(c->up.pipe[1], F_SETPIPE_SZ, RELAY_PIPE_BYTES);
+    (void)fcntl(c->down.pipe[1], F_SETPIPE_SZ, RELAY_PIPE_BYTES);
     size_t rest = c->head_len - c->head_end;
     if (c->is_connect) {
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
@@ -1048,6 +1170,7 @@ static void session_accept(struct egress *eg, struct egress_session *s)
         c->s = s;
         c->cfd = fd;
         c->ufd = -1;
+        c->up.pipe[0] = c->up.pipe[1] = c->down.pipe[0] = c->down.pipe[1] = -1;
         c->ctag = (struct tag){TAG_CLIENT, c};
         c->utag = (struct tag){TAG_UPSTREAM, c};
         c->state = C_HEAD;
@@ -1307,11 +1430,18 @@ int egress_new(const struct egress_config *cfg, struct store *st, struct egress 
             r = err_set(-errno, "cannot start the egress proxy");
     }
     for (size_t i = 0; r == 0 && i < RESOLVER_THREADS; i++) {
-        int e = pthread_create(&eg->resolvers[i], NULL, resolver_main, eg);
-        if (e != 0)
+        struct resolver_arg *a = malloc(sizeof(*a));
+        int e = a ? 0 : ENOMEM;
+        if (a) {
+            *a = (struct resolver_arg){eg, i};
+            e = pthread_create(&eg->resolvers[i], NULL, resolver_main, a);
+        }
+        if (e != 0) {
+            free(a);
             r = err_set(-e, "cannot start the egress proxy's resolver");
-        else
+        } else {
             eg->nresolvers++;
+        }
     }
     if (r == 0) {
         int e = pthread_create(&eg->loop, NULL, loop_main, eg);
@@ -1415,6 +1545,7 @@ int egress_session_open(struct egress *eg, int listen_fd, struct egress_policy *
     if (r == 0) { /* the loop adds it to the sessions it sweeps */
         s->cmd = eg->open_queue;
         eg->open_queue = s;
+        eg->live_sessions++;
     }
     pthread_mutex_unlock(&eg->mu);
     if (r < 0) {
@@ -1443,6 +1574,7 @@ void egress_session_close(struct egress_session *s)
     pthread_mutex_lock(&eg->mu);
     while (!s->closed)
         pthread_cond_wait(&eg->closed_cond, &eg->mu);
+    eg->live_sessions--;
     pthread_mutex_unlock(&eg->mu);
     if (s->nrecs > 0) {
         for (size_t i = 0; i < s->nrecs; i++)
@@ -1469,7 +1601,7 @@ void egress_session_close(struct egress_session *s)
 void egress_stats(struct egress *eg, struct egress_stats *ret)
 {
     pthread_mutex_lock(&eg->mu);
-    ret->sessions = (int64_t)eg->nsessions;
+    ret->sessions = eg->live_sessions;
     ret->open = eg->open;
     ret->served = eg->served;
     ret->denied = eg->denied;

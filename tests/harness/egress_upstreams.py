@@ -6,6 +6,8 @@ tests/integration/test_egress.py, python/tests and bench/egress.py.
 Paths served (both servers):
   /hello              "hello from upstream\n"
   /bytes?n=N          N bytes (streamed, 1 MiB at a time)
+  /blob               the bytes of Upstreams.blob (blob_bytes= at start), sent by the kernel
+                      (sendfile), so that the host is not what a throughput figure measures
   /slow?s=S           headers and one line, then silence for S seconds, then a last line
   /echo               the request's method, path and headers as JSON (POST: and its body)
   /simple/            a PEP 503 simple index holding one package, tiny-pkg 0.1 (a wheel made
@@ -18,6 +20,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import socketserver
 import ssl
 import subprocess
@@ -85,7 +88,9 @@ def make_ca_and_cert(workdir, names):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, as a real server's do
     wheel = b""
+    blob_path = None
 
     def log_message(self, fmt, *args):
         pass
@@ -130,6 +135,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(block[:k])
                 n -= k
             return None
+        if path == "/blob" and self.blob_path:
+            size = os.path.getsize(self.blob_path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.wfile.flush()
+            with open(self.blob_path, "rb") as f:
+                self.connection.sendfile(f)
+            return None
         if path == "/slow":
             s = float(q.get("s", ["5"])[0])
             self.send_response(200)
@@ -162,13 +177,19 @@ class Upstreams:
     """Both servers, started in threads of this process. Attributes once started: http_port,
     https_port, ca_pem (the CA's PEM text), ca_path, names."""
 
-    def __init__(self, names=("pkgs.test", "secure.test", "other.test")):
+    def __init__(self, names=("pkgs.test", "secure.test", "other.test"), blob_bytes=0):
         self.names = list(names)
         self._dir = tempfile.mkdtemp(prefix="sqlfs-upstreams-")
         self._servers = []
+        self.blob_bytes = blob_bytes
 
     def start(self):
-        handler = type("Handler", (_Handler,), {"wheel": build_wheel()})
+        blob = None
+        if self.blob_bytes:
+            blob = os.path.join(self._dir, "blob")
+            with open(blob, "wb") as f:
+                f.write(os.urandom(self.blob_bytes))
+        handler = type("Handler", (_Handler,), {"wheel": build_wheel(), "blob_path": blob})
         plain = _Server(("127.0.0.1", 0), handler)
         self.ca_path, crt, key = make_ca_and_cert(self._dir, self.names)
         with open(self.ca_path) as f:
@@ -193,3 +214,4 @@ class Upstreams:
             s.shutdown()
             s.server_close()
         self._servers = []
+        shutil.rmtree(self._dir, ignore_errors=True)
