@@ -492,7 +492,7 @@ def test_slow_names_of_one_sandbox_do_not_starve_another(tmp_path, upstreams):
             t0 = time.monotonic()
             res = run(api, other["id"],
                       "curl -s --noproxy '' -w '\\n%{http_code}' http://localhost/")
-            assert time.monotonic() - t0 < 1.2
+            assert time.monotonic() - t0 < 3
             assert res["stdout"].endswith("\n403") and "loopback" in res["stdout"], res
             t.join()
             codes = attack["res"]["stdout"].split()
