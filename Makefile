@@ -34,7 +34,11 @@ LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c ! -path 'src/jail/in
 # The jail's init is a program of its own (static, never sanitized), embedded in the library.
 INIT_SRC := src/jail/init/jail_init.c
 INIT_IMG := src/jail/init/jail_init_image.S
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o
+# The API's OpenAPI document, embedded in the library and served at GET /openapi.json.
+OPENAPI_DOC := docs/openapi.json
+OPENAPI_IMG := src/api/openapi_doc.S
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o \
+            $(BUILD)/src/api/openapi_doc.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # Every C file clang-format checks (.clang-format): the server, its unit tests, fuzz targets and
@@ -64,6 +68,10 @@ $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 %/src/jail/init/jail_init_image.o: $(INIT_IMG) %/jail-init
 	@mkdir -p $(@D)
 	$(CC) -c -DJAIL_INIT_PATH='"$(abspath $*/jail-init)"' -o $@ $(INIT_IMG)
+
+%/src/api/openapi_doc.o: $(OPENAPI_IMG) $(OPENAPI_DOC)
+	@mkdir -p $(@D)
+	$(CC) -c -DOPENAPI_DOC_PATH='"$(abspath $(OPENAPI_DOC))"' -o $@ $(OPENAPI_IMG)
 
 $(BUILD)/sqlfs: $(BUILD)/src/main.o $(BUILD)/libsqlfs.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -143,17 +151,24 @@ test-clang:
 	$(MAKE) BUILD=build/clang CC=clang test-unit
 
 # The same suites against the ASan/LSan/UBSan server; fails on any sanitizer report.
-test-integration-asan:
+test-integration-asan: $(OPENAPI_CHECK)
 	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' build/asan/sqlfs
 	PYTHON=$(PYTHON) bash scripts/integration-asan.sh
 
-test-integration: all
+# The OpenAPI validator of tests/integration/test_openapi.py (node packages, tests/openapi),
+# installed from its lockfile when that changes; without npm the test says it was skipped.
+OPENAPI_CHECK := tests/openapi/node_modules/.package-lock.json
+$(OPENAPI_CHECK): tests/openapi/package-lock.json
+	@if command -v npm >/dev/null; then cd tests/openapi && npm ci --no-audit --no-fund; \
+	else echo "npm is missing: the OpenAPI validator test will be skipped"; fi
+
+test-integration: all $(OPENAPI_CHECK)
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 # The same suites with every server on PostgreSQL (SQLFS_TEST_DATABASE, tests/harness): a
 # throw-away cluster per suite unless SQLFS_TEST_PG_URL names one.
-test-integration-pg: all
+test-integration-pg: all $(OPENAPI_CHECK)
 	SQLFS_TEST_DATABASE=postgres $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	SQLFS_TEST_DATABASE=postgres $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
@@ -179,7 +194,8 @@ FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra
                 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/src/jail/init/jail_init_image.o
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/src/jail/init/jail_init_image.o \
+                $(FUZZ_BUILD)/src/api/openapi_doc.o
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 $(FUZZ_BUILD)/%.o: %.c

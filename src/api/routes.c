@@ -6,6 +6,7 @@
 const struct route http_routes[] = {
     {"GET", "/healthz", BODY_NONE, false, NULL, NULL, route_healthz, NULL, 0, false},
     {"GET", "/readyz", BODY_NONE, false, NULL, NULL, route_readyz, NULL, 0, false},
+    {"GET", "/openapi.json", BODY_NONE, false, NULL, NULL, route_openapi, NULL, 0, false},
     {"POST", "/v1/auth/bootstrap", BODY_RAW, false, NULL, NULL, route_auth_bootstrap, NULL,
      HTTP_AUTH_BODY_MAX, false},
     {"POST", "/v1/auth/admin", BODY_RAW, true, NULL, NULL, route_auth_admin, NULL,

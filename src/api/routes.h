@@ -10,6 +10,9 @@ int route_healthz(struct request *req);
 int route_readyz(struct request *req);
 int route_status(struct request *req);
 
+/* openapi.c */
+int route_openapi(struct request *req);
+
 /* auth_routes.c */
 int route_auth_bootstrap(struct request *req);
 int route_auth_admin(struct request *req);

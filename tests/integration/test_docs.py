@@ -55,13 +55,15 @@ def test_numbered_sections_are_not_referenced():
         assert out.stdout == "", out.stdout
 
 
-def test_server_and_sdk_are_one_version():
+def test_server_sdk_and_openapi_document_are_one_version():
     out = subprocess.run([BINARY, "version"], capture_output=True, text=True)
     server = out.stdout.split()[-1]
     # the SDK writes its version once, in sqlfs/_version.py; pyproject.toml reads it from there
     sdk = re.search(r'^__version__ = "([^"]+)"', read("python/sqlfs/_version.py"), re.M).group(1)
     assert 'attr = "sqlfs._version.__version__"' in read("python/pyproject.toml")
     assert server == sdk, (server, sdk)
+    # the OpenAPI document (docs/openapi.json, served at /openapi.json) is of this version
+    assert json.loads(read("docs/openapi.json"))["info"]["version"] == server
 
 
 def test_licence_file_matches_the_package_metadata():
