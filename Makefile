@@ -1,6 +1,8 @@
 # sqlfs — build, test and run.
 #   make            build build/sqlfs
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
+#   make install    build/sqlfs to $(DESTDIR)$(PREFIX)/bin (PREFIX /usr/local; the binary
+#                   contrib/sqlfs.service runs)
 #   make test       install deps, check formatting, build, run unit tests and integration tests,
 #                   each plain and under ASan/LSan/UBSan (zero sanitizer reports required), the
 #                   unit tests built with clang (the store unit tests run on both engines, on a
@@ -14,6 +16,7 @@
 CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
+PREFIX  ?= /usr/local
 PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate libpq
 SAN     ?=
 
@@ -41,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # the C benchmarks.
 FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o -name '*.[ch]' -print | sort)
 
-.PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
+.PHONY: all install deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile \
         bench-replicas bench-history bench-egress
 
@@ -236,6 +239,9 @@ fmt:
 
 fmt-check:
 	@echo "  FMT-CHECK $(words $(FMT_SRC)) files"; clang-format --dry-run --Werror $(FMT_SRC)
+
+install: $(BUILD)/sqlfs
+	install -D -m 0755 $(BUILD)/sqlfs $(DESTDIR)$(PREFIX)/bin/sqlfs
 
 clean:
 	rm -rf build
