@@ -1,6 +1,8 @@
 # sqlfs — build, test and run.
 #   make            build build/sqlfs
 #   make run        install deps, build, serve on 127.0.0.1:8080 with ./data (SQLite)
+#   make install    build/sqlfs to $(DESTDIR)$(PREFIX)/bin (PREFIX /usr/local; the binary
+#                   contrib/sqlfs.service runs)
 #   make test       install deps, check formatting, build, run unit tests and integration tests,
 #                   each plain and under ASan/LSan/UBSan (zero sanitizer reports required), the
 #                   unit tests built with clang (the store unit tests run on both engines, on a
@@ -14,6 +16,7 @@
 CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
+PREFIX  ?= /usr/local
 PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate libpq
 SAN     ?=
 
@@ -45,7 +48,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # the C benchmarks.
 FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o -name '*.[ch]' -print | sort)
 
-.PHONY: all deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
+.PHONY: all install deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile \
         bench-replicas bench-history bench-egress
 
@@ -150,17 +153,17 @@ test-clang:
 	$(MAKE) BUILD=build/clang CC=clang all unit
 	$(MAKE) BUILD=build/clang CC=clang test-unit
 
-# The same suites against the ASan/LSan/UBSan server; fails on any sanitizer report.
-test-integration-asan: $(OPENAPI_CHECK)
-	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' build/asan/sqlfs
-	PYTHON=$(PYTHON) bash scripts/integration-asan.sh
-
 # The OpenAPI validator of tests/integration/test_openapi.py (node packages, tests/openapi),
 # installed from its lockfile when that changes; without npm the test says it was skipped.
 OPENAPI_CHECK := tests/openapi/node_modules/.package-lock.json
 $(OPENAPI_CHECK): tests/openapi/package-lock.json
 	@if command -v npm >/dev/null; then cd tests/openapi && npm ci --no-audit --no-fund; \
 	else echo "npm is missing: the OpenAPI validator test will be skipped"; fi
+
+# The same suites against the ASan/LSan/UBSan server; fails on any sanitizer report.
+test-integration-asan: $(OPENAPI_CHECK)
+	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' build/asan/sqlfs
+	PYTHON=$(PYTHON) bash scripts/integration-asan.sh
 
 test-integration: all $(OPENAPI_CHECK)
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
@@ -252,6 +255,9 @@ fmt:
 
 fmt-check:
 	@echo "  FMT-CHECK $(words $(FMT_SRC)) files"; clang-format --dry-run --Werror $(FMT_SRC)
+
+install: $(BUILD)/sqlfs
+	install -D -m 0755 $(BUILD)/sqlfs $(DESTDIR)$(PREFIX)/bin/sqlfs
 
 clean:
 	rm -rf build

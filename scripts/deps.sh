@@ -9,7 +9,8 @@ pkgs=(
   libcmocka-dev libclang-rt-14-dev libcurl4-openssl-dev libdeflate-dev libpq-dev
   libhttp-parser-dev
   # tests
-  python3 python3-pytest python3-httpx python3-jsonschema sqlite3 curl valgrind bubblewrap
+  python3 python3-pytest python3-httpx python3-jsonschema python3-prometheus-client sqlite3 curl
+  valgrind bubblewrap
   postgresql-15 postgresql-client-15
   python3-pip python3-venv python3-setuptools python3-wheel
   # tools inside the default sandbox rootfs (the host /usr)

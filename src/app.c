@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/metrics.h"
 #include "auth/ratelimit.h"
 #include "auth/secret.h"
 #include "egress/proxy.h"
@@ -136,6 +137,8 @@ int app_open(struct app *app, struct config *cfg, bool *ret_secret_created, cons
             *what = "auth secret";
         return r;
     }
+    if ((r = metrics_new(&app->metrics)) < 0)
+        return r;
     struct store_config stc = {
         .database = cfg->database,
         .data_dir = cfg->data_dir,
@@ -175,6 +178,7 @@ void app_close(struct app *app)
     store_close(app->store);
     ratelimit_free(app->auth_fail_limit);
     ratelimit_free(app->auth_success_limit);
+    metrics_free(app->metrics);
     free(app->auth_secret);
     free(app->auth_secret_previous);
     memset(app, 0, sizeof(*app));

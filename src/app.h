@@ -21,6 +21,7 @@ struct sandboxes;
 struct ratelimit;
 struct exec_engine;
 struct egress;
+struct metrics;
 
 struct app {
     struct config *cfg;          /* settings (read-only after start) */
@@ -30,6 +31,7 @@ struct app {
     struct ratelimit *auth_success_limit; /* tokens minted by bootstrap/admin per client */
     struct exec_engine *exec;             /* checkouts + jail; NULL when the runtime is unusable */
     struct egress *egress;                /* the egress proxy of sandboxes whose network is on */
+    struct metrics *metrics;              /* the counters of GET /metrics (api/metrics.h) */
     char *auth_secret;                    /* HS256 key of every token */
     size_t auth_secret_len;
     char *auth_secret_previous; /* AUTH_SECRET_PREVIOUS: still accepted, never signs; or NULL */
@@ -45,10 +47,11 @@ struct app {
 /* Builds the server's modules from cfg (whose data_dir is the absolute path of the locked data
  * directory), into *app (zeroed first; app->cfg = cfg, which must outlive it): the signing
  * secrets (AUTH_SECRET, else the data dir's file; *ret_secret_created says whether it was
- * made now), the store, the sandbox layer, the auth rate limits, and the exec engine with its
- * start-up self-test. An exec engine that cannot start is not a failure: app->exec stays NULL
- * (logged; execs answer 503 and /readyz says why). On failure the error is set (err_set), what
- * was built is left for app_close, and `what` names the part that failed ("store", ...). */
+ * made now), the metrics' counters, the store, the sandbox layer, the auth rate limits, and the
+ * exec engine with its start-up self-test. An exec engine that cannot start is not a failure:
+ * app->exec stays NULL (logged; execs answer 503 and /readyz says why). On failure the error is set
+ * (err_set), what was built is left for app_close, and `what` names the part that failed ("store",
+ * ...). */
 __attribute__((warn_unused_result)) int app_open(struct app *app, struct config *cfg,
                                                  bool *ret_secret_created, const char **what);
 

@@ -453,13 +453,32 @@ void config_release(struct config *c)
     free(c->auth_secret);
     free(c->auth_secret_previous);
     free(c->admin_secret);
+    free(c->metrics_token);
     free(c->rootfs);
     free(c->egress_allow);
     free(c->egress_allow_max);
     free(c->egress_resolve);
     c->egress_allow = c->egress_allow_max = c->egress_resolve = NULL;
     c->listen_host = c->data_dir = c->database = c->auth_secret = c->auth_secret_previous =
-        c->admin_secret = c->rootfs = NULL;
+        c->admin_secret = c->metrics_token = c->rootfs = NULL;
+}
+
+/* METRICS_TOKEN travels in an Authorization header and is compared as sent: printable ASCII
+ * without spaces, and long enough not to be guessed under the auth failure limit. */
+#define METRICS_TOKEN_MIN 16
+static int metrics_token_check(const char *t)
+{
+    size_t n = strlen(t);
+    for (size_t i = 0; i < n; i++)
+        if (t[i] <= ' ' || t[i] > '~')
+            return err_set(-EINVAL, "METRICS_TOKEN must be printable ASCII without spaces (it is "
+                                    "sent in an Authorization header)");
+    if (n < METRICS_TOKEN_MIN)
+        return err_set(-EINVAL,
+                       "METRICS_TOKEN is %zu characters, shorter than %d: make one with openssl "
+                       "rand -hex 32",
+                       n, METRICS_TOKEN_MIN);
+    return 0;
 }
 
 int config_check(const struct config *c, int64_t now_s)
@@ -468,6 +487,8 @@ int config_check(const struct config *c, int64_t now_s)
     if ((c->auth_secret && (r = secret_check_length("AUTH_SECRET", strlen(c->auth_secret))) < 0) ||
         (c->auth_secret_previous &&
          (r = secret_check_length("AUTH_SECRET_PREVIOUS", strlen(c->auth_secret_previous))) < 0))
+        return r;
+    if (c->metrics_token && (r = metrics_token_check(c->metrics_token)) < 0)
         return r;
     int64_t def = c->token_default_expires_s, max = c->token_max_expires_s;
     if (max >= 0 && (def < 0 || def > max)) {
@@ -531,6 +552,7 @@ int config_from_env(struct config *c)
         (r = env_path("AUTH_SECRET", &c->auth_secret)) < 0 ||
         (r = env_path("AUTH_SECRET_PREVIOUS", &c->auth_secret_previous)) < 0 ||
         (r = env_path("ADMIN_SECRET", &c->admin_secret)) < 0 ||
+        (r = env_path("METRICS_TOKEN", &c->metrics_token)) < 0 ||
         (r = env_path("EGRESS_ALLOW", &c->egress_allow)) < 0 ||
         (r = env_path("EGRESS_ALLOW_MAX", &c->egress_allow_max)) < 0 ||
         (r = env_path("EGRESS_RESOLVE", &c->egress_resolve)) < 0 ||
@@ -788,6 +810,11 @@ static void build_help(void)
                        "  ADMIN_SECRET   X-Admin-Secret of POST /v1/auth/admin and GET "
                        "/v1/status. Unset:\n"
                        "                 those routes answer 500 ADMIN_NOT_CONFIGURED.\n"
+                       "  METRICS_TOKEN  bearer token of GET /metrics (Prometheus text format): "
+                       "at least 16\n"
+                       "                 printable ASCII characters without spaces (openssl "
+                       "rand -hex 32).\n"
+                       "                 Unset: that route does not exist (404).\n"
                        "\n"
                        "Network egress (environment; rules as in docs/API.md \"Network\", "
                        "comma-separated):\n"

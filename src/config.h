@@ -23,6 +23,8 @@ struct config {
     char *auth_secret;                 /* AUTH_SECRET; NULL → generated and kept in data dir */
     char *auth_secret_previous;        /* AUTH_SECRET_PREVIOUS; NULL → none (key rotation) */
     char *admin_secret;                /* ADMIN_SECRET; NULL → admin routes answer 500 */
+    char *metrics_token;               /* METRICS_TOKEN: bearer token of GET /metrics; NULL →
+                                        * no such route (404) */
     int64_t token_default_expires_s;   /* TOKEN_DEFAULT_EXPIRES 30d; -1 = never */
     int64_t token_max_expires_s;       /* TOKEN_MAX_EXPIRES 365d; -1 = no maximum ("never") */
     int64_t tokens_not_before_s;       /* TOKENS_NOT_BEFORE: tokens issued earlier are refused

@@ -1,6 +1,6 @@
 /*
- * POST /v1/auth/bootstrap and POST /v1/auth/admin (docs/API.md "Auth"), and the X-Admin-Secret
- * check of GET /v1/status.
+ * POST /v1/auth/bootstrap and POST /v1/auth/admin (docs/API.md "Auth"), the X-Admin-Secret
+ * check of GET /v1/status and the METRICS_TOKEN check of GET /metrics.
  *
  * Two per-IP limits, shared by these routes (an attacker gains nothing by alternating them):
  *   - failures (AUTH_RATE_LIMIT_*): every attempt is counted before its secret or body is
@@ -9,13 +9,18 @@
  *     secret included, until its window ends;
  *   - successes (AUTH_SUCCESS_RATE_LIMIT_*): tokens minted; past it, 429 and no token.
  * A bad bearer token on the admin route is a 401 from the server before the route runs and is
- * not counted here: it is the same check every authenticated route makes.
+ * not counted here: it is the same check every authenticated route makes. A wrong or missing
+ * X-Admin-Secret or METRICS_TOKEN counts as a failure, so that no route is an oracle for
+ * guessing a secret faster than the auth routes are. Each 429 is counted in the metrics
+ * (sqlfs_rate_limited_total, by the limit that refused).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/jsonv.h"
+#include "api/metrics.h"
 #include "api/routes.h"
 #include "api/wire.h"
 #include "auth/jwt.h"
@@ -24,9 +29,11 @@
 #include "util/err.h"
 #include "util/timeutil.h"
 
-/* A 429 with Retry-After; returns 0 (the response is set). */
-static int reply_limited(struct request *req, int64_t retry_after, const char *what)
+/* A 429 with Retry-After, counted under `limit`; returns 0 (the response is set). */
+static int reply_limited(struct request *req, enum metrics_limit limit, int64_t retry_after,
+                         const char *what)
 {
+    metrics_rate_limited(req->app->metrics, limit);
     int r = err_set(-ERR_RATE_LIMITED, "too many %s from this address; retry in %lld s", what,
                     (long long)retry_after);
     http_reply_error(req, r);
@@ -141,7 +148,8 @@ static int auth_request(struct request *req, bool admin)
     http_client_ip(req, ip, sizeof(ip));
     int64_t now = time_mono_ms(), retry_after = 0;
     if (!ratelimit_hit(app->auth_fail_limit, ip, now, &retry_after))
-        return reply_limited(req, retry_after, "failed token requests");
+        return reply_limited(req, METRICS_LIMIT_AUTH_FAILURES, retry_after,
+                             "failed token requests");
     struct mint_req m = {0};
     int r = check_attempt(req, admin, &m);
     if (r < 0 && is_client_error(r))
@@ -150,7 +158,7 @@ static int auth_request(struct request *req, bool admin)
     if (r < 0)
         return r;
     if (!ratelimit_hit(app->auth_success_limit, ip, now, &retry_after))
-        return reply_limited(req, retry_after, "tokens minted");
+        return reply_limited(req, METRICS_LIMIT_AUTH_TOKENS, retry_after, "tokens minted");
     return mint(req, admin, &m);
 }
 
@@ -164,19 +172,54 @@ int route_auth_admin(struct request *req)
     return auth_request(req, true);
 }
 
-int route_admin_gate(struct request *req)
+/* A secret check of an operator route under the failure limit: route_admin_gate and
+ * route_metrics_gate. */
+static int gate(struct request *req, int (*check)(struct request *req))
 {
     struct app *app = req->app;
     char ip[64];
     http_client_ip(req, ip, sizeof(ip));
     int64_t now = time_mono_ms(), retry_after = 0;
     if (!ratelimit_hit(app->auth_fail_limit, ip, now, &retry_after)) {
-        reply_limited(req, retry_after, "failed token requests");
+        reply_limited(req, METRICS_LIMIT_AUTH_FAILURES, retry_after, "failed token requests");
         return 1;
     }
-    int r = check_secret(req, true);
+    int r = check(req);
     if (r < 0 && is_client_error(r))
         return r; /* counted as a failure */
     ratelimit_refund(app->auth_fail_limit, ip, now);
     return r;
+}
+
+static int check_admin_secret(struct request *req)
+{
+    return check_secret(req, true);
+}
+
+int route_admin_gate(struct request *req)
+{
+    return gate(req, check_admin_secret);
+}
+
+/* `Authorization: Bearer <METRICS_TOKEN>`, compared in constant time. */
+static int check_metrics_token(struct request *req)
+{
+    const char *want = req->app->cfg->metrics_token;
+    const char *h = http_header(req, "Authorization");
+    if (!want)
+        return err_set(-ERR_NOT_FOUND, "no such route");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7])
+        return err_set(-ERR_AUTH_REQUIRED, "missing or malformed Authorization header; expected "
+                                           "'Bearer <METRICS_TOKEN>'");
+    const char *tok = h + 7;
+    while (*tok == ' ')
+        tok++;
+    if (!secret_equal(tok, strlen(tok), want, strlen(want)))
+        return err_set(-ERR_AUTH_INVALID, "wrong metrics token");
+    return 0;
+}
+
+int route_metrics_gate(struct request *req)
+{
+    return gate(req, check_metrics_token);
 }

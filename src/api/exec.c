@@ -10,6 +10,7 @@
 
 #include "api/idem.h"
 #include "api/jsonv.h"
+#include "api/metrics.h"
 #include "api/routes.h"
 #include "exec/engine.h"
 #include "sandbox/sandbox.h"
@@ -223,6 +224,7 @@ int route_exec_sync(struct request *req)
     x.params.keepalive = idem_keepalive;
     x.params.keepalive_arg = req;
     r = exec_engine_run(req->app->exec, &rest->rec, &x.params, &out);
+    metrics_exec_timing(req->app->metrics, lock_ns, &out.timing);
     if (out.exec_id[0])
         idem_exec_id(req, out.exec_id);
     rest->rest = out.rest;
@@ -268,6 +270,8 @@ int route_exec_sync(struct request *req)
     }
     r = outreply_send(req, status, rep);
     if (r == 0) {
+        if (status == 408)
+            http_mark_error(req, err_info(-ERR_EXEC_TIMEOUT));
         http_add_header(req, "Server-Timing", timing);
         http_add_header(req, "X-Exec-Id", exec_id);
     }

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "api/exec.h"
+#include "api/metrics.h"
 #include "api/routes.h"
 #include "api/sse.h"
 #include "sandbox/sandbox.h"
@@ -55,6 +56,7 @@ struct stream {
     struct app *app;
     struct exec_request x;  /* parsed request (params borrow from it) */
     struct sandbox_rec rec; /* read under the lock held by the request */
+    int64_t lock_ns;        /* the wait for the sandbox's lock (the metrics' lock phase) */
     pthread_t worker;
     bool worker_started;
     int cancel_pipe[2];        /* closing [1] cancels the exec (runner sees POLLHUP on [0]) */
@@ -231,6 +233,7 @@ static void *worker_main(void *arg)
     s->x.params.rest_after_reply = true;
     s->x.params.journal_kind = "stream";
     int r = exec_engine_run(s->app->exec, &s->rec, &s->x.params, out);
+    metrics_exec_timing(s->app->metrics, s->lock_ns, &out->timing);
     pthread_mutex_lock(&s->mu);
     bool started = s->started;
     pthread_mutex_unlock(&s->mu);
@@ -415,7 +418,9 @@ int route_exec_stream(struct request *req)
     int r = exec_request_parse(req, &s->x);
     if (r < 0)
         return r;
+    s->lock_ns = time_mono_ns();
     r = exec_open_sandbox(req, s->x.params.read_only, &s->rec);
+    s->lock_ns = time_mono_ns() - s->lock_ns;
     if (r < 0)
         return r;
     if (pipe2(s->cancel_pipe, O_CLOEXEC) < 0)

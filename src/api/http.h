@@ -21,6 +21,7 @@
 #include "store/store.h"
 #include "util/buf.h"
 
+struct err_info;
 struct request;
 struct lock_ref;
 struct idem;
@@ -57,7 +58,13 @@ struct route {
     /* Takes an Idempotency-Key (api/idem.h): the route changes the sandbox :id and answers with
      * http_reply_json, http_reply_empty or outreply_send. */
     bool idempotent;
+    /* Optional: whether the route exists on this server (NULL: always). A route that does not
+     * is matched by nothing: its path answers 404 NOT_FOUND like any unknown one. */
+    bool (*available)(const struct app *app);
 };
+
+/* The longest X-Request-Id taken from a client; what the server makes is 32 hex digits. */
+#define HTTP_REQUEST_ID_MAX 128
 
 struct request {
     struct app *app;
@@ -84,6 +91,12 @@ struct request {
     struct lock_ref *lock;         /* a sandbox lock held until the request completes */
     void *route_state;             /* route-owned; freed by route->on_done */
     struct idem *idem;             /* the Idempotency-Key's state, or NULL (api/idem.h) */
+    /* The request's id: the client's valid X-Request-Id, else a random one. Sent back in
+     * X-Request-Id on every answer and written in the request's log line. */
+    char request_id[HTTP_REQUEST_ID_MAX + 1];
+    /* The error table's entry of the error answer set as the response (http_mark_error), or
+     * NULL: counted in the metrics when the request completes. */
+    const struct err_info *error;
 };
 
 /* Starts the server. -errno with err_set() on failure. */
@@ -127,6 +140,11 @@ json_t *http_error_json(int code);
 int http_reply_error_body(struct request *req, int code, json_t *body);
 /* Sets an error response for `code` (negative): http_error_json() with its status. */
 void http_reply_error(struct request *req, int code);
+/* Says that the response just set is the error answer of `info` (an entry of util/err.h's
+ * table): http_reply_error_body does it; a route that builds an error answer otherwise
+ * (exec-sync's 408 with its output, a replayed answer) calls it after setting the response.
+ * Setting another response forgets it. */
+void http_mark_error(struct request *req, const struct err_info *info);
 /* Adds a header to the current response. */
 void http_add_header(struct request *req, const char *name, const char *value);
 

@@ -102,6 +102,18 @@ void idem_body(struct request *req, const char *data, size_t len)
         (void)EVP_DigestUpdate(req->idem->md, data, len);
 }
 
+/* The error table's entry of a stored error answer (its JSON body's "code"), or NULL. */
+static const struct err_info *stored_error(const struct idem_rec *rec)
+{
+    if (rec->status < 400 || !rec->body_len)
+        return NULL;
+    json_t *o = json_loadb(rec->body, rec->body_len, 0, NULL);
+    const char *code = json_string_value(json_object_get(o, "code"));
+    const struct err_info *info = code ? err_info_by_code(code) : NULL;
+    json_decref(o);
+    return info;
+}
+
 /* The stored answer as the response, marked replayed. */
 static int replay(struct request *req, const struct idem_rec *rec)
 {
@@ -123,6 +135,7 @@ static int replay(struct request *req, const struct idem_rec *rec)
     if (rec->content_type)
         http_add_header(req, "Content-Type", rec->content_type);
     http_add_header(req, "Idempotent-Replayed", "true");
+    http_mark_error(req, stored_error(rec));
     return 1;
 }
 

@@ -21,6 +21,14 @@ int route_auth_admin(struct request *req);
  * passed; 1 when the request has been answered (429); negative: the error to answer (403,
  * 500 ADMIN_NOT_CONFIGURED). */
 __attribute__((warn_unused_result)) int route_admin_gate(struct request *req);
+/* The same for the `Authorization: Bearer <METRICS_TOKEN>` of GET /metrics: 0 when it passed;
+ * 1 when answered (429); negative: the error to answer (401 AUTH_REQUIRED when missing or
+ * malformed, 401 AUTH_INVALID when wrong). */
+__attribute__((warn_unused_result)) int route_metrics_gate(struct request *req);
+
+/* metrics.c: GET /metrics (api/metrics.h), a route only while METRICS_TOKEN is set */
+int route_metrics(struct request *req);
+bool route_metrics_available(const struct app *app);
 
 /* sandboxes.c */
 int route_sandbox_create(struct request *req);

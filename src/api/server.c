@@ -5,6 +5,7 @@
 #include "api/http.h"
 #include "api/idem.h"
 #include "api/jsonv.h"
+#include "api/metrics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -127,9 +128,16 @@ int http_reply_response(struct request *req, unsigned status, struct MHD_Respons
         MHD_destroy_response(req->response);
     req->response = resp;
     req->status = status;
+    req->error = NULL;
     /* the builders that can say what the answer is say it after this */
     idem_answer_unknown(req);
     return 0;
+}
+
+void http_mark_error(struct request *req, const struct err_info *info)
+{
+    if (req->response)
+        req->error = info;
 }
 
 void http_add_header(struct request *req, const char *name, const char *value)
@@ -196,6 +204,7 @@ int http_reply_error_body(struct request *req, int code, json_t *body)
     const struct err_info *info = err_info(code);
     if (http_reply_json(req, (unsigned)info->status, body) < 0)
         return 0;
+    http_mark_error(req, info);
     if (info->retryable)
         idem_answer(req, (unsigned)info->status, NULL, NULL, 0, true);
     if (code == -ERR_COMMIT_IN_DOUBT)
@@ -251,15 +260,18 @@ static int match_route(const char *pattern, const char *url, struct request *req
     return *u == '\0' ? 1 : 0;
 }
 
-/* Finds the route for (method, url). Sets *ret_route, or returns -ERR_NOT_FOUND /
- * -ERR_METHOD_NOT_ALLOWED (with the allowed methods in allow). */
-static int find_route(const char *method, const char *url, const struct route **ret_route,
-                      char *allow, size_t allowlen)
+/* Finds the route for (method, url) among the routes available on this server. Sets
+ * *ret_route, or returns -ERR_NOT_FOUND / -ERR_METHOD_NOT_ALLOWED (with the allowed methods in
+ * allow). */
+static int find_route(const struct app *app, const char *method, const char *url,
+                      const struct route **ret_route, char *allow, size_t allowlen)
 {
     bool path_matched = false;
     allow[0] = '\0';
     for (size_t i = 0; i < http_routes_count; i++) {
         const struct route *r = &http_routes[i];
+        if (r->available && !r->available(app))
+            continue;
         if (match_route(r->pattern, url, NULL, false) != 1)
             continue;
         if (strcmp(r->method, method) == 0 ||
@@ -437,7 +449,7 @@ static int begin_request(struct request *req, const char *method, const char *ur
     if (r < 0)
         return r;
     char allow[128];
-    r = find_route(method, url, &req->route, allow, sizeof(allow));
+    r = find_route(req->app, method, url, &req->route, allow, sizeof(allow));
     if (r < 0) {
         http_reply_error(req, r);
         if (r == -ERR_METHOD_NOT_ALLOWED)
@@ -522,6 +534,7 @@ static enum MHD_Result queue(struct request *req)
 {
     if (!req->response)
         http_reply_error(req, err_set(-ERR_INTERNAL, "internal error"));
+    http_add_header(req, "X-Request-Id", req->request_id);
     idem_finish(req);
     set_timeout(req->conn, req->app->cfg->connection_timeout_s);
     return MHD_queue_response(req->conn, req->status, req->response);
@@ -535,6 +548,42 @@ static enum MHD_Result fail(struct request *req, int code)
         /* the route added Retry-After itself */
     }
     return queue(req);
+}
+
+/* A client's X-Request-Id is kept when it is 1 to HTTP_REQUEST_ID_MAX characters of
+ * [A-Za-z0-9._-]: it goes into a header and a log line as it is. */
+static bool request_id_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok || n == HTTP_REQUEST_ID_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+/* The request's id: the client's when valid (request_id_valid), else 16 random bytes in hex.
+ * Should the kernel refuse randomness, a process-wide sequence number still tells requests
+ * apart. */
+static void set_request_id(struct request *req)
+{
+    const char *given = http_header(req, "X-Request-Id");
+    if (given && request_id_valid(given)) {
+        snprintf(req->request_id, sizeof(req->request_id), "%s", given);
+        return;
+    }
+    uint8_t raw[16];
+    if (rand_bytes(raw, sizeof(raw)) == 0) {
+        hex_encode(raw, sizeof(raw), req->request_id);
+        return;
+    }
+    err_clear();
+    static atomic_ullong seq;
+    snprintf(req->request_id, sizeof(req->request_id), "seq-%llu",
+             (unsigned long long)atomic_fetch_add(&seq, 1));
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
@@ -554,6 +603,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         req->url = strdup(url);
         req->started_ns = time_mono_ns();
         req->body = (struct buf)BUF_INIT(0);
+        set_request_id(req);
         atomic_fetch_add(&app->active_requests, 1);
         /* Many clients write the headers and the body of a request separately; with Nagle on
          * their side the body waits for our ACK of the headers, which the kernel delays by up
@@ -615,14 +665,16 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->route->on_done(req, ok);
     locks_release(req->lock);
     idem_free(req);
+    int64_t duration_ns = time_mono_ns() - req->started_ns;
+    metrics_request(app->metrics, req->route, req->method, req->status, duration_ns, req->error);
     if (!app->cfg->quiet) {
         json_t *f = json_object();
         json_object_set_new(f, "method", jsontext(req->method));
         json_object_set_new(f, "path", jsontext(req->url));
         json_object_set_new(f, "status", json_integer(req->status));
         /* milliseconds with microseconds */
-        int64_t us = (time_mono_ns() - req->started_ns) / 1000;
-        json_object_set_new(f, "durationMs", json_real((double)us / 1000.0));
+        json_object_set_new(f, "durationMs", json_real((double)(duration_ns / 1000) / 1000.0));
+        json_object_set_new(f, "requestId", json_string(req->request_id));
         if (!ok)
             json_object_set_new(f, "aborted", json_true());
         log_json("info", "request", f);

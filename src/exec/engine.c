@@ -318,6 +318,15 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     return o;
 }
 
+void exec_engine_load(struct exec_engine *e, int64_t *ret_running, int64_t *ret_queued)
+{
+    struct admission_stats adm = {0};
+    if (e)
+        admission_get_stats(e->admission, &adm);
+    *ret_running = adm.running;
+    *ret_queued = adm.waiting;
+}
+
 bool exec_engine_ready_why(struct exec_engine *e, char *why, size_t n)
 {
     if (e && exec_engine_ready(e))

@@ -143,6 +143,10 @@ void exec_engine_free(struct exec_engine *e);
  * the reason recorded by the last failed exec_engine_new (which may name host paths). */
 json_t *exec_engine_status_json(struct exec_engine *e);
 
+/* The execs holding a slot now and those waiting for one (admission.h); both 0 without an
+ * engine. For the operator's metrics: one mutex, no allocation. */
+void exec_engine_load(struct exec_engine *e, int64_t *ret_running, int64_t *ret_queued);
+
 /* Readiness for /readyz: exec_engine_ready(e); when false, `why` gets the reason in words safe
  * for anyone (no host path, no counter): why there is no engine and which start-up checks
  * failed, or the phase and error of the latest failed exec set-up. */

@@ -333,6 +333,10 @@ struct store_ops {
      * walk may or may not be seen. */
     int (*sandbox_list)(struct store *st, const char *tenant, const char *sub, store_sandbox_cb cb,
                         void *userdata);
+    /* Optional (NULL: store_sandbox_count answers -EOPNOTSUPP). The number of sandboxes in the
+     * store, every owner's (on a database that replicas share, all of theirs), into *ret: one
+     * count query, no lock. For the operator's metrics. */
+    int (*sandbox_count)(struct store *st, int64_t *ret);
     /* Deletes the sandbox, its files, its commit log, exec journal, egress log and idempotency
      * records in one transaction, then collects the content nothing references any longer (as
      * gc; a failure there is not reported: what was not collected stays for the next
@@ -673,6 +677,12 @@ static inline int store_check(struct store *st)
 static inline int64_t store_memory_bytes(struct store *st)
 {
     return st->ops->memory_bytes ? st->ops->memory_bytes(st) : -1;
+}
+
+__attribute__((warn_unused_result)) static inline int store_sandbox_count(struct store *st,
+                                                                          int64_t *ret)
+{
+    return st->ops->sandbox_count ? st->ops->sandbox_count(st, ret) : -EOPNOTSUPP;
 }
 
 __attribute__((warn_unused_result)) static inline int

@@ -137,6 +137,24 @@ const struct err_info *err_info(int code)
     return e ? e : &table[ERR_INTERNAL - ERR_BASE];
 }
 
+const struct err_info *err_info_at(size_t i)
+{
+    size_t n = sizeof(table) / sizeof(table[0]);
+    for (size_t k = 0; k < n; k++) /* the enum may leave holes in the table */
+        if (table[k].code && i-- == 0)
+            return &table[k];
+    return i < sizeof(errno_table) / sizeof(errno_table[0]) ? &errno_table[i] : NULL;
+}
+
+const struct err_info *err_info_by_code(const char *code)
+{
+    const struct err_info *e;
+    for (size_t i = 0; (e = err_info_at(i)); i++)
+        if (strcmp(e->code, code) == 0)
+            return e;
+    return NULL;
+}
+
 static __thread char msg[ERR_MSG_MAX];
 static __thread bool has_msg;
 static __thread char details[ERR_DETAILS_MAX][ERR_DETAIL_LEN];

@@ -15,6 +15,7 @@
 #define SQLFS_UTIL_ERR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum err_code {
     ERR_BASE = 10000,
@@ -75,6 +76,13 @@ struct err_info {
 /* Maps a (negative or positive) error code to its table entry; unknown codes map to
  * INTERNAL_ERROR. Never NULL. */
 const struct err_info *err_info(int code);
+/* The i-th entry of the table, the errno entries included, from 0; NULL past the last. Several
+ * entries may share a wire code (EBUSY, INVALID_INPUT, ...): for listing every wire code the
+ * server can send. */
+const struct err_info *err_info_at(size_t i);
+/* The entry whose wire code is `code` ("ENOENT"; the first of several), or NULL when no entry
+ * has it. */
+const struct err_info *err_info_by_code(const char *code);
 
 /* Records a message for the current thread and returns -abs(code), so callers can write
  * `return err_set(-ENOENT, "no such file: %s", path);`. */

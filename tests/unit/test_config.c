@@ -17,6 +17,7 @@ static const char *const vars[] = {
     "AUTH_SECRET",
     "AUTH_SECRET_PREVIOUS",
     "ADMIN_SECRET",
+    "METRICS_TOKEN",
     "TOKEN_DEFAULT_EXPIRES",
     "TOKEN_MAX_EXPIRES",
     "TOKENS_NOT_BEFORE",
@@ -78,6 +79,7 @@ static void test_defaults(void **state)
     assert_null(c.auth_secret);
     assert_null(c.auth_secret_previous);
     assert_null(c.admin_secret);
+    assert_null(c.metrics_token);
     assert_int_equal(c.token_default_expires_s, 30 * 86400);
     assert_int_equal(c.token_max_expires_s, 365 * 86400);
     assert_int_equal(c.tokens_not_before_s, 0);
@@ -133,6 +135,7 @@ static void test_env(void **state)
     setenv("AUTH_SECRET", "s3cret-0123456789abcdef0123456789", 1);
     setenv("AUTH_SECRET_PREVIOUS", "old-s3cret-0123456789abcdef012345", 1);
     setenv("ADMIN_SECRET", "adm", 1);
+    setenv("METRICS_TOKEN", "scrape-0123456789abcdef", 1);
     setenv("TOKEN_DEFAULT_EXPIRES", "12h", 1);
     setenv("TOKEN_MAX_EXPIRES", "never", 1);
     setenv("TOKENS_NOT_BEFORE", "1700000000", 1);
@@ -156,6 +159,7 @@ static void test_env(void **state)
     assert_string_equal(c.auth_secret, "s3cret-0123456789abcdef0123456789");
     assert_string_equal(c.auth_secret_previous, "old-s3cret-0123456789abcdef012345");
     assert_string_equal(c.admin_secret, "adm");
+    assert_string_equal(c.metrics_token, "scrape-0123456789abcdef");
     assert_int_equal(c.token_default_expires_s, 12 * 3600);
     assert_int_equal(c.token_max_expires_s, -1);
     assert_int_equal(c.tokens_not_before_s, 1700000000);
@@ -540,7 +544,7 @@ static void expect_check_rejected(const char *var, const char *value, const char
         fail_msg("config_check accepted %s=%s", var, value);
     if (!strstr(err_message(), want))
         fail_msg("message \"%s\" lacks \"%s\"", err_message(), want);
-    if (strstr(var, "SECRET") || strstr(var, "DATABASE"))
+    if (strstr(var, "SECRET") || strstr(var, "DATABASE") || strcmp(var, "METRICS_TOKEN") == 0)
         assert_null(strstr(err_message(), value)); /* a secret is never repeated */
     config_release(&c);
 }
@@ -562,6 +566,9 @@ static void test_check(void **state)
                           "SQLFS_DATABASE (--database): unknown database");
     expect_check_rejected("SQLFS_DATABASE", "postgresql://u:hunter2@db/x?bogus_option=1",
                           "SQLFS_DATABASE (--database): the PostgreSQL URL is malformed");
+    expect_check_rejected("METRICS_TOKEN", "scrape-0123", "METRICS_TOKEN is 11 characters");
+    expect_check_rejected("METRICS_TOKEN", "scrape 0123456789abcdef",
+                          "METRICS_TOKEN must be printable ASCII without spaces");
 
     struct config c;
     clear_env(NULL);

@@ -143,12 +143,35 @@ static void test_thread_local(void **state)
     err_clear();
 }
 
+/* err_info_at lists every entry once (each code of the enum and each errno one), and
+ * err_info_by_code finds an entry by its wire code. */
+static void test_listing(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    bool saw_timeout = false, saw_enoent = false;
+    const struct err_info *e;
+    for (; (e = err_info_at(n)); n++) {
+        assert_non_null(e->code);
+        assert_true(e->status >= 400 && e->status <= 599);
+        saw_timeout |= e == err_info(-ERR_EXEC_TIMEOUT);
+        saw_enoent |= e == err_info(-ENOENT);
+        assert_non_null(err_info_by_code(e->code));
+        assert_string_equal(err_info_by_code(e->code)->code, e->code);
+    }
+    assert_true(saw_timeout && saw_enoent);
+    assert_int_equal(n, (size_t)(ERR_END - ERR_BASE) + 11);
+    assert_null(err_info_at(n + 5));
+    assert_ptr_equal(err_info_by_code("EXEC_TIMEOUT"), err_info(-ERR_EXEC_TIMEOUT));
+    assert_null(err_info_by_code("NO_SUCH_CODE"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errno_mapping), cmocka_unit_test(test_sqlfs_codes),
         cmocka_unit_test(test_unknown),       cmocka_unit_test(test_messages),
-        cmocka_unit_test(test_thread_local),
+        cmocka_unit_test(test_thread_local),  cmocka_unit_test(test_listing),
     };
     return cmocka_run_group_tests_name("err", tests, NULL, NULL);
 }

@@ -206,10 +206,15 @@ static void test_sandbox_crud(void **state)
     struct sandbox_rec r2 = rec_of(SB2, "t1", "u2", 2000);
     struct sandbox_rec r3 = rec_of(SB3, "t1", "u1", 3000);
     r3.cwd = "/work";
+    int64_t count = -1;
+    assert_int_equal(store_sandbox_count(f->st, &count), 0);
+    assert_int_equal(count, 0);
     assert_int_equal(store_sandbox_create(f->st, &r1, NULL, NULL), 0);
     assert_int_equal(store_sandbox_create(f->st, &r2, NULL, NULL), 0);
     assert_int_equal(store_sandbox_create(f->st, &r3, NULL, NULL), 0);
     assert_int_equal(store_sandbox_create(f->st, &r1, NULL, NULL), -EEXIST);
+    assert_int_equal(store_sandbox_count(f->st, &count), 0);
+    assert_int_equal(count, 3); /* every owner's */
 
     struct sandbox_rec g;
     assert_int_equal(store_sandbox_get(f->st, SB1, "t1", "u1", &g), 0);
@@ -265,6 +270,8 @@ static void test_sandbox_crud(void **state)
     assert_int_equal(store_sandbox_delete(f->st, SB1, "t1", "u1"), 0);
     assert_int_equal(store_sandbox_get(f->st, SB1, NULL, NULL, &g), -ENOENT);
     assert_int_equal(store_sandbox_delete(f->st, SB1, NULL, NULL), -ENOENT);
+    assert_int_equal(store_sandbox_count(f->st, &count), 0);
+    assert_int_equal(count, 2);
     assert_int_equal(store_check(f->st), 0);
 }
 

@@ -145,6 +145,7 @@ enum pg_stmt {
     PS_SB_EXISTS,
     PS_OWNER_LOCK,
     PS_SB_COUNT_OWNER,
+    PS_SB_COUNT,
     PS_F_GET,
     PS_F_GET_MANY,
     PS_F_PUT,
@@ -436,6 +437,7 @@ int pg_sandbox_list(struct store *st, const char *tenant, const char *sub, store
                     void *userdata);
 int pg_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
 int pg_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
+int pg_sandbox_count(struct store *st, int64_t *ret);
 int pg_sandbox_set_network(struct store *st, const char *id, const char *tenant, const char *sub,
                            bool network, const char *policy_json);
 int pg_sandbox_fork(struct store *st, const char *source_id, int64_t version,

@@ -166,6 +166,18 @@ int pg_sandbox_get(struct store *st, const char *id, const char *tenant, const c
     return sandbox_rec_dup(&view, ret);
 }
 
+int pg_sandbox_count(struct store *st, int64_t *ret)
+{
+    _cleanup_pgresult_ PGresult *res = NULL;
+    int r = pg_query(to_pg(st), PS_SB_COUNT, NULL, &res);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return err_set(-EIO, "store answered no row");
+    *ret = pg_i64(res, 0, 0);
+    return 0;
+}
+
 /* One page of the owner's sandboxes older than (before_ms, before_sid) into *ret. */
 static int list_page(struct pg_store *s, const char *tenant, const char *sub, int64_t before_ms,
                      int64_t before_sid, PGresult **ret)

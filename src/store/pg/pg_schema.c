@@ -291,6 +291,7 @@ const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_OWNER_LOCK] = "SELECT pg_advisory_xact_lock($1::integer, hashtext($2 || chr(10) || $3))",
     [PS_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
                           "WHERE tenant = $1 AND sub = $2 LIMIT $3) AS t",
+    [PS_SB_COUNT] = "SELECT count(*) FROM sandboxes",
     [PS_F_GET] = "SELECT kind, size, content, since FROM files WHERE sid = $1 AND path = $2",
     /* the rows at the paths of a bytea array, each with its index (1-based) in the array; one
      * index lookup per path (the LIMIT keeps the planner from joining with a scan of the whole

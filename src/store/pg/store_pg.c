@@ -76,6 +76,7 @@ static const struct store_ops pg_ops = {
     .sandbox_create = pg_sandbox_create,
     .sandbox_get = pg_sandbox_get,
     .sandbox_list = pg_sandbox_list,
+    .sandbox_count = pg_sandbox_count,
     .sandbox_delete = pg_sandbox_delete,
     .sandbox_touch = pg_sandbox_touch,
     .sandbox_set_network = pg_sandbox_set_network,

@@ -93,6 +93,7 @@ enum stmt_id {
     ST_SB_DELETE,
     ST_SB_CREATED,
     ST_SB_COUNT_OWNER,
+    ST_SB_COUNT,
     ST_F_GET,
     ST_F_PUT,
     ST_F_SETDIR,
@@ -462,6 +463,7 @@ int sq_sandbox_list(struct store *st, const char *tenant, const char *sub, store
                     void *userdata);
 int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub);
 int sq_sandbox_touch(struct store *st, const char *id, int64_t now_ms);
+int sq_sandbox_count(struct store *st, int64_t *ret);
 int sq_sandbox_set_network(struct store *st, const char *id, const char *tenant, const char *sub,
                            bool network, const char *policy_json);
 

@@ -157,6 +157,24 @@ int sq_sandbox_list(struct store *st, const char *tenant, const char *sub, store
     return r;
 }
 
+int sq_sandbox_count(struct store *st, int64_t *ret)
+{
+    _cleanup_pooled_ struct pooled p = {.s = to_sq(st)};
+    int r = sq_pooled_get(&p);
+    if (r < 0)
+        return r;
+    _cleanup_reset_ sqlite3_stmt *q = NULL;
+    r = sq_stmt_get(p.c, ST_SB_COUNT, &q);
+    if (r >= 0)
+        r = sq_stmt_step(p.c, q);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return err_set(-EIO, "store answered no row");
+    *ret = sqlite3_column_int64(q, 0);
+    return 0;
+}
+
 int sq_sandbox_delete(struct store *st, const char *id, const char *tenant, const char *sub)
 {
     struct sqlite_store *s = to_sq(st);

@@ -233,6 +233,7 @@ const char *const sq_stmt_sql[ST_COUNT] = {
     [ST_SB_CREATED] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
     [ST_SB_COUNT_OWNER] = "SELECT count(*) FROM (SELECT 1 FROM sandboxes "
                           "WHERE tenant = ?1 AND sub = ?2 LIMIT ?3)",
+    [ST_SB_COUNT] = "SELECT count(*) FROM sandboxes",
     [ST_F_GET] = "SELECT kind, size, content, since FROM files WHERE sid = ?1 AND path = ?2",
     /* an upsert, not INSERT OR REPLACE: a replaced row must fire the update trigger */
     [ST_F_PUT] = "INSERT INTO files (sid, " FILE_COLS ", since) "

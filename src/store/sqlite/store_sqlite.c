@@ -85,6 +85,7 @@ static const struct store_ops sqlite_ops = {
     .sandbox_create = sq_sandbox_create,
     .sandbox_get = sq_sandbox_get,
     .sandbox_list = sq_sandbox_list,
+    .sandbox_count = sq_sandbox_count,
     .sandbox_delete = sq_sandbox_delete,
     .sandbox_touch = sq_sandbox_touch,
     .sandbox_set_network = sq_sandbox_set_network,
