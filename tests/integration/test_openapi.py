@@ -3,14 +3,16 @@ server.
 
 - The server sends the document it was built with, without credentials, at its own version.
 - The document has every route of the route table (src/api/routes.c) and nothing else; every
-  operation answers a 2xx, a 401 when it needs a token, takes an Idempotency-Key exactly where
-  the table says so, and every $ref resolves.
+  operation answers a 2xx, a 401 when it needs a bearer token (the JWT or METRICS_TOKEN), a 404
+  where the route exists only on some servers, takes an Idempotency-Key exactly where the table
+  says so, and every $ref resolves.
 - An OpenAPI 3.1 validator from npm accepts it (tests/openapi/validate.mjs).
-- Every operation is called on a real server and its answer checked against what the document
-  says of that status: the status must be one the operation lists, and a JSON body must match
-  its schema (JSON Schema 2020-12, as OpenAPI 3.1 has it) with no member the schema does not
-  name.
+- Every operation is called on a real server (one with METRICS_TOKEN, so that it has every
+  route) and its answer checked against what the document says of that status: the status must
+  be one the operation lists, and a JSON body must match its schema (JSON Schema 2020-12, as
+  OpenAPI 3.1 has it) with no member the schema does not name.
 """
+import collections
 import copy
 import gzip
 import io
@@ -26,7 +28,7 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from conftest import ADMIN_SECRET, BINARY, ROOT, SECRET
+from conftest import ADMIN_SECRET, BINARY, ROOT, SECRET, make_server
 
 DOC_PATH = os.path.join(ROOT, "docs", "openapi.json")
 NPM_DIR = os.path.join(ROOT, "tests", "openapi")
@@ -41,8 +43,13 @@ def read(rel):
         return f.read()
 
 
+Route = collections.namedtuple("Route", "method pattern auth idempotent available")
+
+
 def route_table():
-    """(method, pattern, auth, idempotent) of every entry of src/api/routes.c's table."""
+    """A Route of every entry of src/api/routes.c's table: its method, pattern, whether it
+    needs a bearer token, whether it takes an Idempotency-Key, and the name of the function
+    saying whether the route exists on this server (None: it always does)."""
     src = read("src/api/routes.c")
     macros = dict(re.findall(r'#define (\w+) "([^"]*)"', src))
     table = src[src.index("http_routes[] = {"):]
@@ -50,11 +57,11 @@ def route_table():
     routes = []
     for entry in re.findall(r"\{(\"[A-Z]+\".*?)\}", table, re.S):
         fields = [f.strip() for f in entry.split(",")]
-        assert len(fields) == 10, entry
+        assert len(fields) == 11, entry
         pattern = "".join(macros[tok] if tok in macros else tok.strip('"')
                           for tok in re.findall(r'"[^"]*"|\w+', fields[1]))
-        routes.append((fields[0].strip('"'), pattern, fields[3] == "true",
-                       fields[9] == "true"))
+        routes.append(Route(fields[0].strip('"'), pattern, fields[3] == "true",
+                            fields[9] == "true", None if fields[10] == "NULL" else fields[10]))
     assert len(routes) > 30
     return routes
 
@@ -98,7 +105,7 @@ def test_the_server_sends_the_document_at_its_version(server):
 
 
 def test_every_route_is_documented_and_nothing_else():
-    table = {(m, template_of(p)) for m, p, _, _ in route_table()}
+    table = {(m, template_of(p)) for m, p, *_ in route_table()}
     documented = {(m, re.sub(r"\{[^}]+\}", "{}", p)) for m, p, _ in operations()}
     assert table - documented == set(), "routes the document lacks"
     assert documented - table == set(), "operations the server does not have"
@@ -113,22 +120,26 @@ def effective_security(o):
 
 
 def test_every_operation_says_what_it_answers():
-    routes = {(m, template_of(p)): (auth, idem) for m, p, auth, idem in route_table()}
+    routes = {(r.method, template_of(r.pattern)): r for r in route_table()}
     ids = set()
     for method, path, o in operations():
         where = f"{method} {path}"
-        auth, idem = routes[(method, re.sub(r"\{[^}]+\}", "{}", path))]
+        route = routes[(method, re.sub(r"\{[^}]+\}", "{}", path))]
         assert o.get("operationId") and o["operationId"] not in ids, where
         ids.add(o["operationId"])
         assert o.get("summary"), where
         statuses = set(o["responses"])
         assert any(s.startswith("2") for s in statuses), where
         assert all(re.fullmatch(r"[1-5]\d\d", s) for s in statuses), where
-        bearer = any("bearerAuth" in req for req in effective_security(o))
-        assert bearer == auth, where
-        if auth:
+        security = effective_security(o)
+        bearer = any("bearerAuth" in req for req in security)
+        assert bearer == route.auth, where
+        # a bearer token of any scheme (the JWT, METRICS_TOKEN) is refused with 401
+        if any(DOC["components"]["securitySchemes"][name]["type"] == "http"
+               for req in security for name in req):
             assert "401" in statuses, where
-        if "{id}" in path:
+        # a route that exists only on some servers says what the others answer
+        if "{id}" in path or route.available:
             assert "404" in statuses, where
         # every error answer is the error body (a readiness body aside)
         for status in statuses - {"408"}:
@@ -143,7 +154,7 @@ def test_every_operation_says_what_it_answers():
         assert len(names) == len(params), where
         assert {n for i, n in names if i == "path"} == set(re.findall(r"\{([^}]+)\}", path)), \
             where
-        assert (("header", "Idempotency-Key") in names) == idem, where
+        assert (("header", "Idempotency-Key") in names) == route.idempotent, where
 
 
 def test_every_ref_resolves():
@@ -287,9 +298,11 @@ class Checker:
         if not content:
             assert resp.content == b"", where
             return None
-        ctype = resp.headers.get("content-type", "").split(";")[0].strip()
-        media = content.get(ctype) or content.get("*/*")
-        assert media, f"{where}: Content-Type {ctype} is not one of {list(content)}"
+        # the media type as sent (a key with parameters), else without its parameters
+        full = resp.headers.get("content-type", "")
+        ctype = full.split(";")[0].strip()
+        media = content.get(full) or content.get(ctype) or content.get("*/*")
+        assert media, f"{where}: Content-Type {full} is not one of {list(content)}"
         if ctype == "application/json":
             body = resp.json()
             validate(body, media["schema"], where)
@@ -325,18 +338,49 @@ def tar_bytes(files):
     return buf.getvalue()
 
 
-def test_every_operation_answers_as_documented(server, api):
+METRICS_TOKEN = "openapi-scrape-token-0123456789"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.fixture(scope="module")
+def mserver(tmp_path_factory):
+    """A server with METRICS_TOKEN, so that it has every route of the table."""
+    s = make_server(str(tmp_path_factory.mktemp("openapi")),
+                    {"AUTH_RATE_LIMIT_MAX": "100000", "METRICS_TOKEN": METRICS_TOKEN}).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def mapi(mserver):
+    with mserver.client() as c:
+        yield c
+
+
+def test_every_operation_answers_as_documented(mserver, mapi, server):
     check = Checker()
-    url = server.url
+    api = mapi
+    url = mserver.url
     P = "/v1/sandboxes/{id}"
 
-    # health, the document, auth
+    # health, the document, metrics, auth
     check(httpx.get(url + "/healthz"), "GET", "/healthz")
     check(httpx.get(url + "/readyz"), "GET", "/readyz")
     check(httpx.get(url + "/openapi.json"), "GET", "/openapi.json")
     check(httpx.get(url + "/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET}),
           "GET", "/v1/status")
     check(httpx.get(url + "/v1/status"), "GET", "/v1/status")  # 403
+    r = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert r.status_code == 200 and r.headers["content-type"] == METRICS_TYPE, r.text
+    assert METRICS_TYPE in DOC["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert b"# TYPE sqlfs_execs_running gauge" in check(r, "GET", "/metrics")
+    r = httpx.get(url + "/metrics")
+    assert check(r, "GET", "/metrics")["code"] == "AUTH_REQUIRED"  # 401
+    r = httpx.get(url + "/metrics", headers={"Authorization": api.headers["Authorization"]})
+    assert check(r, "GET", "/metrics")["code"] == "AUTH_INVALID"  # 401: not the metrics token
+    if not server.env.get("METRICS_TOKEN"):
+        r = httpx.get(server.url + "/metrics")
+        assert check(r, "GET", "/metrics")["code"] == "NOT_FOUND"  # 404: no such route there
     check(httpx.post(url + "/v1/auth/bootstrap", json={"sub": "oas", "expiresIn": "1h"},
                      headers={"X-Auth-Secret": SECRET}), "POST", "/v1/auth/bootstrap")
     check(httpx.post(url + "/v1/auth/bootstrap", json={"sub": ""},
