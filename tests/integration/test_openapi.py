@@ -9,8 +9,9 @@ server.
 - An OpenAPI 3.1 validator from npm accepts it (tests/openapi/validate.mjs).
 - Every operation is called on a real server (one with METRICS_TOKEN, so that it has every
   route) and its answer checked against what the document says of that status: the status must
-  be one the operation lists, and a JSON body must match its schema (JSON Schema 2020-12, as
-  OpenAPI 3.1 has it) with no member the schema does not name.
+  be one the operation lists, a header it names (X-Request-Id on every answer) must be there
+  when required and match its schema, and a JSON body must match its schema (JSON Schema
+  2020-12, as OpenAPI 3.1 has it) with no member the schema does not name.
 """
 import collections
 import copy
@@ -287,6 +288,7 @@ class Checker:
             h = resolve(h, STRICT)
             value = resp.headers.get(name)
             if value is None:
+                assert not h.get("required"), f"{where}: no {name} header"
                 continue
             if "x-json-schema" in h:
                 validate(json.loads(value), h["x-json-schema"], f"{where} header {name}")
@@ -364,7 +366,9 @@ def test_every_operation_answers_as_documented(mserver, mapi, server):
     P = "/v1/sandboxes/{id}"
 
     # health, the document, metrics, auth
-    check(httpx.get(url + "/healthz"), "GET", "/healthz")
+    r = httpx.get(url + "/healthz", headers={"X-Request-Id": "oas-1"})
+    check(r, "GET", "/healthz")
+    assert r.headers["x-request-id"] == "oas-1"  # the client's own id comes back
     check(httpx.get(url + "/readyz"), "GET", "/readyz")
     check(httpx.get(url + "/openapi.json"), "GET", "/openapi.json")
     check(httpx.get(url + "/v1/status", headers={"X-Admin-Secret": ADMIN_SECRET}),
