@@ -160,18 +160,24 @@ $(OPENAPI_CHECK): tests/openapi/package-lock.json
 	@if command -v npm >/dev/null; then cd tests/openapi && npm ci --no-audit --no-fund; \
 	else echo "npm is missing: the OpenAPI validator test will be skipped"; fi
 
+# The MCP TypeScript SDK client of tests/integration/test_mcp.py (tests/mcp), the same way.
+MCP_CHECK := tests/mcp/node_modules/.package-lock.json
+$(MCP_CHECK): tests/mcp/package-lock.json
+	@if command -v npm >/dev/null; then cd tests/mcp && npm ci --no-audit --no-fund; \
+	else echo "npm is missing: the MCP SDK client test will be skipped"; fi
+
 # The same suites against the ASan/LSan/UBSan server; fails on any sanitizer report.
-test-integration-asan: $(OPENAPI_CHECK)
+test-integration-asan: $(OPENAPI_CHECK) $(MCP_CHECK)
 	$(MAKE) BUILD=build/asan SAN=1 OPT='-O1 -g' build/asan/sqlfs
 	PYTHON=$(PYTHON) bash scripts/integration-asan.sh
 
-test-integration: all $(OPENAPI_CHECK)
+test-integration: all $(OPENAPI_CHECK) $(MCP_CHECK)
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	$(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 
 # The same suites with every server on PostgreSQL (SQLFS_TEST_DATABASE, tests/harness): a
 # throw-away cluster per suite unless SQLFS_TEST_PG_URL names one.
-test-integration-pg: all $(OPENAPI_CHECK)
+test-integration-pg: all $(OPENAPI_CHECK) $(MCP_CHECK)
 	SQLFS_TEST_DATABASE=postgres $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 	SQLFS_TEST_DATABASE=postgres $(PYTHON) -m pytest -q -p no:cacheprovider python/tests
 

@@ -26,8 +26,8 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "version.h"
 
-#define SQLFS_VERSION "0.3.0"
 #define SHUTDOWN_GRACE_MS 5000
 
 static int die(const char *what, int r)

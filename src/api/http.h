@@ -63,6 +63,16 @@ struct route {
     bool (*available)(const struct app *app);
 };
 
+/* The answer of a request the server makes to itself (api/inner.h), captured instead of sent.
+ * Such a request reads no header (http_header answers NULL) and its query parameters from
+ * `query`; the reply builders fill the rest. */
+struct http_inner {
+    json_t *query;   /* query parameters: an object of strings (borrowed), or NULL */
+    unsigned status; /* the answer's status; 0 while none was set */
+    struct buf body; /* its body: JSON text, or empty */
+    bool opaque;     /* the answer was a response whose body cannot be captured (a stream) */
+};
+
 /* The longest X-Request-Id taken from a client; what the server makes is 32 hex digits. */
 #define HTTP_REQUEST_ID_MAX 128
 
@@ -97,6 +107,8 @@ struct request {
     /* The error table's entry of the error answer set as the response (http_mark_error), or
      * NULL: counted in the metrics when the request completes. */
     const struct err_info *error;
+    /* Set on a request the server makes to itself (api/inner.h): where its answer goes. */
+    struct http_inner *inner;
 };
 
 /* Starts the server. -errno with err_set() on failure. */
@@ -107,7 +119,7 @@ void http_stop(struct MHD_Daemon *d);
 
 /* ---- helpers for routes ---- */
 
-/* A request header, or NULL. */
+/* A request header, or NULL (always NULL for an inner request). */
 const char *http_header(struct request *req, const char *name);
 /* A query argument, percent-decoded into *ret (malloc'd; NULL when absent). -EINVAL when it
  * holds a NUL byte, -ENOMEM. */

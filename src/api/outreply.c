@@ -199,6 +199,15 @@ static void outreply_done(void *cls)
 
 int outreply_send(struct request *req, unsigned status, struct outreply *o)
 {
+    if (req->inner) { /* a request the server made to itself: the body is rendered for it */
+        int r = outreply_render(o, &req->inner->body);
+        outreply_free(o);
+        if (r < 0)
+            return err_set(-ENOMEM, "out of memory");
+        req->inner->status = status;
+        req->inner->opaque = false;
+        return 0;
+    }
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, OUTREPLY_BLOCK,
                                                                   outreply_read, o, outreply_done);
     if (!resp) {

@@ -1,5 +1,6 @@
 /* The route table: every route of the API in one place (API.md). */
 #include "api/routes.h"
+#include "api/mcp.h"
 
 #define SBX "/v1/sandboxes/:id"
 
@@ -14,6 +15,7 @@ const struct route http_routes[] = {
     {"GET", "/v1/status", BODY_NONE, false, NULL, NULL, route_status, NULL, 0, false, NULL},
     {"GET", "/metrics", BODY_NONE, false, NULL, NULL, route_metrics, NULL, 0, false,
      route_metrics_available},
+    {"POST", "/mcp", BODY_RAW, true, NULL, NULL, route_mcp, NULL, 0, false, NULL},
     {"POST", "/v1/sandboxes", BODY_JSON, true, NULL, NULL, route_sandbox_create, NULL, 0, false,
      NULL},
     {"GET", "/v1/sandboxes", BODY_NONE, true, NULL, NULL, route_sandbox_list, NULL, 0, false, NULL},

@@ -41,6 +41,8 @@
 
 const char *http_header(struct request *req, const char *name)
 {
+    if (req->inner)
+        return NULL;
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
@@ -63,6 +65,12 @@ int http_unescape(const char *s, size_t len, char **ret, size_t *ret_len)
 int http_query(struct request *req, const char *name, char **ret)
 {
     *ret = NULL;
+    if (req->inner) {
+        const char *v = json_string_value(json_object_get(req->inner->query, name));
+        if (v && !(*ret = strdup(v)))
+            return -ENOMEM;
+        return 0;
+    }
     const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
     if (!raw)
         return 0;
@@ -124,6 +132,13 @@ int http_reply_response(struct request *req, unsigned status, struct MHD_Respons
 {
     if (!resp)
         return err_set(-ENOMEM, "out of memory");
+    if (req->inner) {
+        MHD_destroy_response(resp);
+        buf_reset(&req->inner->body);
+        req->inner->status = status;
+        req->inner->opaque = true;
+        return 0;
+    }
     if (req->response)
         MHD_destroy_response(req->response);
     req->response = resp;
@@ -153,6 +168,16 @@ int http_reply_json(struct request *req, unsigned status, json_t *body)
     if (!text)
         return err_set(-ENOMEM, "out of memory");
     size_t len = strlen(text);
+    if (req->inner) {
+        buf_reset(&req->inner->body);
+        int r = buf_add(&req->inner->body, text, len);
+        free(text);
+        if (r < 0)
+            return err_set(-ENOMEM, "out of memory");
+        req->inner->status = status;
+        req->inner->opaque = false;
+        return 0;
+    }
     struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(text);
@@ -166,6 +191,12 @@ int http_reply_json(struct request *req, unsigned status, json_t *body)
 
 int http_reply_empty(struct request *req, unsigned status)
 {
+    if (req->inner) {
+        buf_reset(&req->inner->body);
+        req->inner->status = status;
+        req->inner->opaque = false;
+        return 0;
+    }
     int r = http_reply_response(req, status,
                                 MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT));
     if (r == 0)
