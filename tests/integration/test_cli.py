@@ -168,7 +168,23 @@ def test_errors(env, server):
     assert p.returncode == 2
     p = cli(dict(env, SQLFS_TOKEN=""), "sandbox", "ls", check=False)
     assert p.returncode == 2 and b"SQLFS_TOKEN" in p.stderr
-    p = cli(env, "--url", "http://127.0.0.1:1", "sandbox", "ls", check=False)
     p = cli(env, "sandbox", "ls", "--url", "http://127.0.0.1:1", check=False)
     assert p.returncode == 1 and b"http://127.0.0.1:1" in p.stderr
     assert b"sandbox create" in cli(env, "--help").stdout
+
+
+def test_shell_prompt_on_a_terminal(env, sid):
+    """On a terminal the prompt shows the sandbox's cwd, which the last line left."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([BINARY, "shell", sid], env=env, stdin=slave, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    os.write(master, b"cd /tmp\n")
+    os.write(master, b"exit\n")
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert p.returncode == 0
+    assert err.startswith(b"sqlfs:/home/user$ ") and b"sqlfs:/tmp$ " in err
