@@ -17,7 +17,7 @@ CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 PREFIX  ?= /usr/local
-PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate libpq
+PKGS    := libmicrohttpd jansson sqlite3 libcrypto libarchive libseccomp libdeflate libpq libcurl
 SAN     ?=
 
 OPT     ?= -O2 -g

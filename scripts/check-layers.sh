@@ -27,7 +27,8 @@ declare -A allowed=(
     [egress]="store util"
     [exec]="sandbox workspace jail egress store util"
     [api]="sandbox exec archive auth egress store util"
-    [root]="api sandbox exec archive auth egress store workspace jail util"
+    [client]="util"
+    [root]="api sandbox exec archive auth egress store workspace jail client util"
 )
 root_headers="app.h config.h cli.h"
 mutators='store_commit|store_sandbox_create|store_sandbox_delete|store_sandbox_touch|store_sandbox_set_network'

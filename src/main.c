@@ -20,6 +20,7 @@
 #include "api/jsonv.h"
 #include "app.h"
 #include "cli.h"
+#include "client/commands.h"
 #include "config.h"
 #include "exec/engine.h"
 #include "util/datadir.h"
@@ -241,6 +242,8 @@ int main(int argc, char **argv)
         return cli_token(argc - 1, argv + 1);
     if (strcmp(argv[1], "migrate") == 0)
         return cli_migrate(argc - 1, argv + 1);
+    if (client_is_command(argv[1]))
+        return client_main(argc - 1, argv + 1);
     fprintf(stderr, "sqlfs: unknown command '%s'\n\n%s", argv[1], cli_main_help());
     return 2;
 }
