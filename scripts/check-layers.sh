@@ -6,7 +6,7 @@
 # 1. Every `#include "folder/file.h"` of a file in src/<folder>/ must name a folder that folder
 #    may use (the table below; a folder may always include its own headers). app.h and
 #    config.h, the composition root's, may be included only by the root files (main.c, app.c,
-#    cli.c and config.c themselves) and by api/.
+#    cli.c and config.c themselves) and by api/; version.h (the version string) by anyone.
 # 2. The one commit path: only src/sandbox/ (and the store itself) calls the store functions
 #    that change a sandbox (store_commit, store_sandbox_create, store_sandbox_delete,
 #    store_sandbox_touch, store_sandbox_set_network). Comments count too: name the sandbox-layer function instead.
@@ -30,7 +30,7 @@ declare -A allowed=(
     [client]="util"
     [root]="api sandbox exec archive auth egress store workspace jail client util"
 )
-root_headers="app.h config.h cli.h"
+root_headers="app.h config.h cli.h version.h"
 mutators='store_commit|store_sandbox_create|store_sandbox_delete|store_sandbox_touch|store_sandbox_set_network'
 
 bad=0
