@@ -142,13 +142,17 @@ def test_every_operation_says_what_it_answers():
         # a route that exists only on some servers says what the others answer
         if "{id}" in path or route.available:
             assert "404" in statuses, where
-        # every error answer is the error body (a readiness body aside)
+        # every error answer is the error body (a readiness body aside), or on /mcp a
+        # JSON-RPC error response
+        bodies = [{"$ref": "#/components/schemas/Error"}]
+        if path == "/mcp":
+            bodies.append({"$ref": "#/components/schemas/McpErrorResponse"})
         for status in statuses - {"408"}:
             if status[0] in "45":
                 content = resolve(o["responses"][status])["content"]["application/json"]
                 schema = content["schema"]
                 refs = [schema] + schema.get("oneOf", [])
-                assert {"$ref": "#/components/schemas/Error"} in refs, (where, status)
+                assert any(b in refs for b in bodies), (where, status)
         params = [resolve(p) for p in DOC["paths"][path].get("parameters", [])]
         params += [resolve(p) for p in o.get("parameters", [])]
         names = {(p["in"], p["name"]) for p in params}
@@ -392,6 +396,40 @@ def test_every_operation_answers_as_documented(mserver, mapi, server):
     check(api.post("/v1/auth/admin", json={"sub": "oas-admin"},
                    headers={"X-Admin-Secret": ADMIN_SECRET}), "POST", "/v1/auth/admin")
     check(httpx.get(url + "/v1/sandboxes"), "GET", "/v1/sandboxes")  # 401
+
+    # MCP
+    def mcp(body, **headers):
+        data = body if isinstance(body, str) else json.dumps(body)
+        return api.post("/mcp", content=data, headers=dict(
+            {"Content-Type": "application/json"}, **headers))
+
+    r = mcp({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "oas", "version": "1"}}})
+    assert check(r, "POST", "/mcp")["result"]["protocolVersion"] == "2025-06-18"
+    r = mcp({"jsonrpc": "2.0", "id": "list", "method": "tools/list"},
+            **{"MCP-Protocol-Version": "2025-06-18"})
+    assert len(check(r, "POST", "/mcp")["result"]["tools"]) == 12
+    r = mcp({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+             "params": {"name": "sandbox_list", "arguments": {}}})
+    assert "structuredContent" in check(r, "POST", "/mcp")["result"]
+    r = mcp({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+             "params": {"name": "read_file", "arguments": {}}})
+    assert check(r, "POST", "/mcp")["result"]["isError"] is True  # bad arguments
+    assert check(mcp({"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+                 "POST", "/mcp")["result"] == {}
+    r = mcp({"jsonrpc": "2.0", "id": 5, "method": "nope"})
+    assert check(r, "POST", "/mcp")["error"]["code"] == -32601  # 200
+    r = mcp({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert r.status_code == 202 and check(r, "POST", "/mcp") is None
+    r = mcp("{not json")
+    assert r.status_code == 400 and check(r, "POST", "/mcp")["error"]["code"] == -32700
+    r = mcp({"jsonrpc": "2.0", "id": 6, "method": "ping"}, **{"MCP-Protocol-Version": "1999"})
+    assert r.status_code == 400 and check(r, "POST", "/mcp")["error"]["code"] == -32600
+    r = mcp({"jsonrpc": "2.0", "id": 7, "method": "ping"}, Origin="http://elsewhere.example")
+    assert r.status_code == 403 and check(r, "POST", "/mcp")["id"] is None
+    r = httpx.post(url + "/mcp", json={"jsonrpc": "2.0", "id": 8, "method": "ping"})
+    assert check(r, "POST", "/mcp")["code"] == "AUTH_REQUIRED"  # 401
 
     # sandboxes
     sbx = check(api.post("/v1/sandboxes", json={
