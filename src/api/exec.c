@@ -120,6 +120,8 @@ check:
     if (memchr(x->params.script, '\0', x->params.script_len))
         return err_set(-ERR_INVALID_INPUT, "script must not contain NUL bytes");
     x->params.cancel_fd = http_client_fd(req);
+    if (req->inner)
+        x->params.allowance = req->inner->allowance;
     return 0;
 }
 

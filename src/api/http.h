@@ -66,8 +66,13 @@ struct route {
 /* The answer of a request the server makes to itself (api/inner.h), captured instead of sent.
  * Such a request reads no header (http_header answers NULL) and its query parameters from
  * `query`; the reply builders fill the rest. */
+struct capture_allowance;
+
 struct http_inner {
-    json_t *query;   /* query parameters: an object of strings (borrowed), or NULL */
+    json_t *query; /* query parameters: an object of strings (borrowed), or NULL */
+    /* the output an exec of the inner request may keep, per stream (borrowed); NULL: the
+     * route's own, MAX_EXEC_OUTPUT_BYTES */
+    struct capture_allowance *allowance;
     unsigned status; /* the answer's status; 0 while none was set */
     struct buf body; /* its body: JSON text, or empty */
     bool opaque;     /* the answer was a response whose body cannot be captured (a stream) */
@@ -118,6 +123,10 @@ void http_quiesce(struct MHD_Daemon *d);
 void http_stop(struct MHD_Daemon *d);
 
 /* ---- helpers for routes ---- */
+
+/* The error of an inner request whose answer did not fit its buffer (r from the buffer):
+ * -ERR_PAYLOAD_TOO_LARGE for -EFBIG, else -ENOMEM; with the message set. */
+__attribute__((warn_unused_result)) int http_inner_full(struct request *req, int r);
 
 /* A request header, or NULL (always NULL for an inner request). */
 const char *http_header(struct request *req, const char *name);

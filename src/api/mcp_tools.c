@@ -17,11 +17,19 @@
 
 #include "api/inner.h"
 #include "api/routes.h"
+#include "exec/capture.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
+#include "util/jsontext.h"
 #include "util/utf8.h"
 
 #define SBX "/v1/sandboxes/:id"
+
+/* What one tool call may answer: each exec stream, and a file's text, at most MCP_OUTPUT_BYTES
+ * (the rest is cut and flagged); the whole answer (JSON text, escapes included) at most
+ * MCP_ANSWER_BYTES, past which the tool fails with 413 instead of holding more. */
+#define MCP_OUTPUT_BYTES ((size_t)1024 * 1024)
+#define MCP_ANSWER_BYTES ((size_t)32 * 1024 * 1024)
 
 /* ---- schemas -------------------------------------------------------------------------------- */
 
@@ -107,7 +115,10 @@ static json_t *result_answer(const struct http_inner *ans, const char *wrap, jso
         return result_json(empty ? empty : json_object());
     json_decref(empty);
     json_error_t jerr;
-    json_t *v = json_loadb(ans->body.data, ans->body.len, 0, &jerr);
+    if (ans->opaque) /* a streamed answer: no tool runs such a route */
+        return result_error(err_set(-ERR_INTERNAL, "the tool's answer could not be read"));
+    /* an exec's output may hold NUL bytes (\u0000 in the answer) */
+    json_t *v = json_loadb(ans->body.data, ans->body.len, JSON_ALLOW_NUL, &jerr);
     if (!v)
         return NULL;
     if (!json_is_object(v)) {
@@ -221,6 +232,14 @@ struct tool_run {
     json_t *empty;           /* the structured content of an empty answer (stolen), or NULL */
 };
 
+/* The output of each stream of an exec a tool answers, at most (MAX_EXEC_OUTPUT_BYTES when
+ * that is lower). */
+static size_t mcp_output_bytes(const struct request *req)
+{
+    int64_t max = req->app->cfg->max_exec_output_bytes;
+    return (uint64_t)max < MCP_OUTPUT_BYTES ? (size_t)max : MCP_OUTPUT_BYTES;
+}
+
 /* Runs t for args into *ret; takes t->empty whatever happens. */
 static int run_route(struct request *req, const struct tool_run *t, json_t *args, json_t **ret)
 {
@@ -249,8 +268,17 @@ static int run_route(struct request *req, const struct tool_run *t, json_t *args
     call.query = query;
     struct http_inner ans;
     inner_answer_init(&ans);
+    /* What a tool answers is read by a model: an exec keeps at most MCP_OUTPUT_BYTES of each
+     * stream (the rest is counted as truncated), and no answer is held past
+     * MCP_ANSWER_BYTES. */
+    struct capture_allowance allowance = CAPTURE_ALLOWANCE_INIT(mcp_output_bytes(req));
+    ans.allowance = &allowance;
+    ans.body.max = MCP_ANSWER_BYTES;
     if (r == 0)
         r = inner_call(req, &call, &ans);
+    /* the memory of a large answer goes back to the system once the request is done */
+    if (ans.body.cap > req->parse_peak)
+        req->parse_peak = ans.body.cap;
     json_decref(query);
     json_decref(call.body);
     if (r < 0)
@@ -294,7 +322,7 @@ static int read_text(struct app *app, const struct file_meta *m, size_t max, str
 }
 
 /* GET files/{path} answering {path, content, size, truncated}: the file's text, cut at
- * MAX_EXEC_OUTPUT_BYTES (at a character's boundary). */
+ * MCP_OUTPUT_BYTES (at a character's boundary). */
 static int read_file_handler(struct request *req)
 {
     char *path = NULL;
@@ -317,7 +345,7 @@ static int read_file_handler(struct request *req)
     if (m.kind == FILE_KIND_DIR)
         r = err_set(-EISDIR, "is a directory: %s (list_tree lists it)", m.path);
     if (r == 0)
-        r = read_text(req->app, &m, (size_t)req->app->cfg->max_exec_output_bytes, &text, &cut);
+        r = read_text(req->app, &m, mcp_output_bytes(req), &text, &cut);
     if (r == 0 && cut)
         text.len -= utf8_incomplete_tail(text.data, text.len);
     if (r == 0 &&
@@ -327,8 +355,8 @@ static int read_file_handler(struct request *req)
                     m.path, (long long)m.size);
     json_t *o = NULL;
     if (r == 0) {
-        o = json_pack("{s:s,s:s%,s:I,s:b}", "path", m.path, "content", buf_cstr(&text), text.len,
-                      "size", (json_int_t)m.size, "truncated", cut);
+        o = json_pack("{s:o,s:s%,s:I,s:b}", "path", jsontext(m.path), "content", buf_cstr(&text),
+                      text.len, "size", (json_int_t)m.size, "truncated", cut);
         r = o ? http_reply_json(req, 200, o) : -ENOMEM;
     }
     buf_release(&text);

@@ -203,7 +203,7 @@ int outreply_send(struct request *req, unsigned status, struct outreply *o)
         int r = outreply_render(o, &req->inner->body);
         outreply_free(o);
         if (r < 0)
-            return err_set(-ENOMEM, "out of memory");
+            return http_inner_full(req, r);
         req->inner->status = status;
         req->inner->opaque = false;
         return 0;

@@ -161,6 +161,16 @@ void http_add_header(struct request *req, const char *name, const char *value)
         MHD_add_response_header(req->response, name, value);
 }
 
+int http_inner_full(struct request *req, int r)
+{
+    if (r != -EFBIG)
+        return err_set(-ENOMEM, "out of memory");
+    return err_set(-ERR_PAYLOAD_TOO_LARGE,
+                   "the answer is larger than the %zu bytes a tool may return; use the HTTP API "
+                   "for it",
+                   req->inner->body.max);
+}
+
 int http_reply_json(struct request *req, unsigned status, json_t *body)
 {
     char *text = json_dumps(body, JSON_COMPACT);
@@ -173,7 +183,7 @@ int http_reply_json(struct request *req, unsigned status, json_t *body)
         int r = buf_add(&req->inner->body, text, len);
         free(text);
         if (r < 0)
-            return err_set(-ENOMEM, "out of memory");
+            return http_inner_full(req, r);
         req->inner->status = status;
         req->inner->opaque = false;
         return 0;

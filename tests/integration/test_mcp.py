@@ -164,3 +164,28 @@ def test_exec_timeout_is_a_result(server):
     assert res["structuredContent"]["timedOut"] is True
     assert res["structuredContent"]["stdout"] == "a\n"
     call(server, t, "sandbox_delete", {"sandboxId": sid})
+
+
+def test_binary_output_is_a_result_and_answers_are_bounded(server):
+    t = server.token()
+    sid = call(server, t, "sandbox_create", {})["structuredContent"]["id"]
+    # NUL bytes in the output: the exec ran and committed, and says so
+    res = call(server, t, "exec", {"sandboxId": sid,
+                                   "script": "printf 'a\\0b'; echo x > f.txt"})
+    assert "isError" not in res, res
+    assert res["structuredContent"]["stdout"] == "a\x00b"
+    assert res["structuredContent"]["exitCode"] == 0
+    # each stream is cut at 1 MiB for a tool, flagged
+    res = call(server, t, "exec", {"sandboxId": sid,
+                                   "script": "head -c 3000000 /dev/zero | tr '\\0' 'a';"
+                                             " head -c 2000000 /dev/zero >&2"})
+    sc = res["structuredContent"]
+    assert len(sc["stdout"]) == 1 << 20 and sc["stdoutTruncated"] is True
+    assert len(sc["stderr"]) == 1 << 20 and sc["stderrTruncated"] is True
+    # and so is a file's text
+    call(server, t, "exec", {"sandboxId": sid,
+                             "script": "head -c 3000000 /dev/zero | tr '\\0' 'b' > big.txt"})
+    res = call(server, t, "read_file", {"sandboxId": sid, "path": "/home/user/big.txt"})
+    sc = res["structuredContent"]
+    assert len(sc["content"]) == 1 << 20 and sc["truncated"] is True and sc["size"] == 3000000
+    call(server, t, "sandbox_delete", {"sandboxId": sid})
