@@ -160,7 +160,6 @@ def test_server_timing_splits_the_exec(api, sandbox):
     assert 299 <= t["run"] < wall_ms
     assert t["spawn"] > 0 and t["commit"] > 0
     assert sum(t.values()) <= wall_ms
-    assert t["run"] > 10 * max(t["spawn"], t["commit"], t["prepare"])
     # a timed-out exec is answered with its phases too: it ran until the limit
     t = server_timing(run(api, sandbox, "sleep 30", timeoutMs=400))
     assert t["run"] >= 400
