@@ -50,7 +50,7 @@ FMT_SRC   = $(shell find src tests/unit fuzz bench -name node_modules -prune -o 
 
 .PHONY: all install deps run test unit test-unit test-asan test-clang test-integration test-integration-pg test-integration-asan clean bench bench-quick \
         bench-foundation bench-deps bench-tools bench-side fmt fmt-check fuzz fuzz-smoke fuzz-build load bench-hostile \
-        bench-replicas bench-history bench-egress
+        bench-replicas bench-history bench-egress bench-pyexec
 
 all: $(BUILD)/sqlfs
 
@@ -255,6 +255,12 @@ bench-history: bench-tools
 # bench/egress.py, bench/results/egress.json.
 bench-egress: bench-tools
 	$(PYTHON) bench/egress.py
+
+# Warm py-exec: the exec time of `py-exec -c ...` over an empty exec, against cold python3 and
+# node, interleaved on one sandbox, and the zygote's and one call's memory (under 1 min;
+# QUICK=1 for a short run): bench/pyexec.py, bench/results/pyexec.json.
+bench-pyexec: all
+	$(PYTHON) bench/pyexec.py $(if $(QUICK),--quick)
 
 fmt:
 	clang-format -i $(FMT_SRC)

@@ -129,6 +129,31 @@ class Api:
             return r.status, (json.loads(raw) if raw else None), r.headers
         return r.status, (json.loads(raw) if raw else None)
 
+    def exec_stream(self, sid, script, **kw):
+        """One POST /exec read to its end on the keep-alive connection: its events as
+        {"exit": the exit event, "error": the error event or None, "stdout": ..., "stderr": ...}
+        (raises on a status other than 200 or a stream without `exit`)."""
+        h = self._conn()
+        h.request("POST", f"/v1/sandboxes/{sid}/exec", body=json.dumps(dict(script=script, **kw)),
+                  headers={"Authorization": "Bearer " + self.tok,
+                           "Content-Type": "application/json"})
+        r = h.getresponse()
+        raw = r.read().decode()
+        if r.status != 200:
+            raise RuntimeError(f"POST /exec {script!r}: {r.status} {raw[:500]}")
+        out = {"exit": None, "error": None, "stdout": "", "stderr": ""}
+        for frame in raw.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in frame.split("\n") if ": " in line
+                          and not line.startswith(":"))
+            ev, data = fields.get("event"), fields.get("data")
+            if ev in ("stdout", "stderr"):
+                out[ev] += json.loads(data)["data"]
+            elif ev in ("exit", "error"):
+                out[ev] = json.loads(data)
+        if out["exit"] is None:
+            raise RuntimeError(f"POST /exec {script!r}: no exit event in {raw[-500:]!r}")
+        return out
+
     def exec_phases(self, sid, script):
         """One exec-sync; its Server-Timing header as {phase: ms}."""
         st, j, hdrs = self.req("POST", f"/v1/sandboxes/{sid}/exec-sync", {"script": script},
