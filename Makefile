@@ -33,14 +33,22 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c ! -path 'src/jail/init/*' | sort)
+LIB_SRC  := $(shell find src -name '*.c' ! -path src/main.c ! -path 'src/jail/init/*' \
+              ! -path 'src/jail/zygote/*' | sort)
 # The jail's init is a program of its own (static, never sanitized), embedded in the library.
 INIT_SRC := src/jail/init/jail_init.c
 INIT_IMG := src/jail/init/jail_init_image.S
 # The API's OpenAPI document, embedded in the library and served at GET /openapi.json.
 OPENAPI_DOC := docs/openapi.json
 OPENAPI_IMG := src/api/openapi_doc.S
+# The warm Python's programs (docs/JAIL.md "Warm Python"): py-exec (static) and the zygote
+# (CPython embedded from the rootfs's libpython), never sanitized, embedded in the library.
+PY_EXEC_SRC  := src/jail/zygote/py_exec.c
+PYZYGOTE_SRC := src/jail/zygote/pyzygote.c src/jail/zygote/child_setup.S
+PY_EMBED     := $(shell pkg-config --cflags python3-embed 2>/dev/null | sed 's/-I/-isystem /g')
+PY_EMBED_LIB := $(shell pkg-config --libs python3-embed 2>/dev/null)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o \
+            $(BUILD)/src/jail/zygote/images.o \
             $(BUILD)/src/api/openapi_doc.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -71,6 +79,23 @@ $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 %/src/jail/init/jail_init_image.o: $(INIT_IMG) %/jail-init
 	@mkdir -p $(@D)
 	$(CC) -c -DJAIL_INIT_PATH='"$(abspath $*/jail-init)"' -o $@ $(INIT_IMG)
+
+.PRECIOUS: %/py-exec %/sqlfs-pyzygote
+%/py-exec: $(PY_EXEC_SRC) src/jail/zygote_proto.h
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -Isrc $(WARN) -D_GNU_SOURCE -static -s -o $@ $(PY_EXEC_SRC)
+
+%/sqlfs-pyzygote: $(PYZYGOTE_SRC) src/jail/zygote/child_setup.py src/jail/zygote_proto.h \
+		src/jail/ids.h
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 -g -Isrc $(WARN) -D_GNU_SOURCE $(PY_EMBED) \
+		-DCHILD_SETUP_PATH='"$(abspath src/jail/zygote/child_setup.py)"' -Wl,-z,now -Wl,-z,relro \
+		-o $@ $(PYZYGOTE_SRC) $(PY_EMBED_LIB)
+
+%/src/jail/zygote/images.o: src/jail/zygote/images.S %/py-exec %/sqlfs-pyzygote
+	@mkdir -p $(@D)
+	$(CC) -c -DPY_EXEC_PATH='"$(abspath $*/py-exec)"' \
+		-DPYZYGOTE_PATH='"$(abspath $*/sqlfs-pyzygote)"' -o $@ src/jail/zygote/images.S
 
 %/src/api/openapi_doc.o: $(OPENAPI_IMG) $(OPENAPI_DOC)
 	@mkdir -p $(@D)
@@ -204,6 +229,7 @@ FUZZ_CFLAGS  := -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -Itests/unit -Wall -Wextra
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/src/jail/init/jail_init_image.o \
+                $(FUZZ_BUILD)/src/jail/zygote/images.o \
                 $(FUZZ_BUILD)/src/api/openapi_doc.o
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 

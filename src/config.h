@@ -85,10 +85,13 @@ struct config {
     int64_t egress_log_max;              /* EGRESS_LOG_MAX 1000: log records per sandbox */
     int64_t egress_log_max_age;          /* EGRESS_LOG_MAX_AGE seconds, 30 days (0 = no limit) */
     char *egress_allow;                  /* EGRESS_ALLOW: rules of `network: true`; NULL → none */
-    char *egress_allow_max; /* EGRESS_ALLOW_MAX: every sandbox's ceiling; NULL → "*" */
-    char *egress_resolve;   /* EGRESS_RESOLVE: pinned names host:addr,...; NULL → none */
-    char *rootfs;           /* SQLFS_ROOTFS / --rootfs; NULL → host "/" (its /usr) */
-    bool quiet;             /* SQLFS_QUIET / --quiet: no per-request log lines */
+    char *egress_allow_max;   /* EGRESS_ALLOW_MAX: every sandbox's ceiling; NULL → "*" */
+    char *egress_resolve;     /* EGRESS_RESOLVE: pinned names host:addr,...; NULL → none */
+    char *rootfs;             /* SQLFS_ROOTFS / --rootfs; NULL → host "/" (its /usr) */
+    bool quiet;               /* SQLFS_QUIET / --quiet: no per-request log lines */
+    bool py_exec_warm;        /* PY_EXEC_WARM (on): py-exec forks the warm interpreter */
+    int64_t py_exec_per_exec; /* PY_EXEC_PER_EXEC 16: warm py-exec children of one exec */
+    int64_t py_exec_max;      /* PY_EXEC_MAX 256: warm py-exec children of the server */
 };
 
 #define CONFIG_TOKEN_DEFAULT_EXPIRES "30d"

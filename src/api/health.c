@@ -38,6 +38,8 @@ static json_t *readiness(struct app *app, bool *ret_ok)
     json_t *o = json_object();
     json_object_set_new(o, "status", json_string(ok ? "ok" : "degraded"));
     json_object_set_new(o, "checks", checks);
+    /* Not a readiness check: without the warm interpreter py-exec still works, cold. */
+    json_object_set_new(o, "pyExec", exec_engine_py_exec_json(app->exec, false));
     *ret_ok = ok;
     return o;
 }

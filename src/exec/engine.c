@@ -28,6 +28,7 @@
 #include "jail/jail.h"
 #include "jail/netns.h"
 #include "jail/rootfs.h"
+#include "jail/zygote.h"
 #include "sandbox/sandbox.h"
 #include "util/err.h"
 #include "util/fd.h"
@@ -223,6 +224,14 @@ int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct
     if (r == 0)
         r = netns_cache_new(warm_max(cfg), &e->netns);
     if (r == 0) {
+        struct zygote_config zc = {
+            .enabled = cfg->py_exec_warm,
+            .per_exec = cfg->py_exec_per_exec,
+            .max = cfg->py_exec_max,
+        };
+        r = zygote_new(e->jail, &zc, &e->zygote);
+    }
+    if (r == 0) {
         struct sandbox_observer obs = {.committed = on_committed, .deleted = on_deleted, .ud = e};
         r = sandbox_observe(sbx, &obs);
         e->observing = r == 0;
@@ -247,6 +256,7 @@ void exec_engine_free(struct exec_engine *e)
     uppers_free(e->uppers);
     checkouts_free(e->checkouts);
     netns_cache_free(e->netns);
+    zygote_free(e->zygote);
     jail_runtime_free(e->jail);
     admission_free(e->admission);
     pthread_mutex_destroy(&e->mu);
@@ -272,6 +282,41 @@ static const char *cgroup_mode_name(enum cgroup_mode m)
     return m == CGROUP_V2 ? "v2" : m == CGROUP_V1 ? "v1" : "none";
 }
 
+json_t *exec_engine_py_exec_json(struct exec_engine *e, bool detail)
+{
+    json_t *o = json_object();
+    if (!e || !e->zygote) {
+        json_object_set_new(o, "state", json_string("unavailable"));
+        json_object_set_new(o, "message", json_string("execs are unavailable"));
+        return o;
+    }
+    struct zygote_info zi;
+    zygote_info(e->zygote, &zi);
+    json_object_set_new(o, "state", json_string(zygote_state_name(zi.state)));
+    if (zi.message[0])
+        json_object_set_new(o, "message", jsontext(zi.message));
+    if (!detail)
+        return o;
+    if (zi.pid)
+        json_object_set_new(o, "pid", json_integer(zi.pid));
+    json_object_set_new(o, "rssBytes", json_integer(zi.rss_bytes));
+    json_t *pre = json_array();
+    char list[sizeof(zi.preloaded)];
+    snprintf(list, sizeof(list), "%s", zi.preloaded);
+    for (char *save = NULL, *m = strtok_r(list, ",", &save); m; m = strtok_r(NULL, ",", &save))
+        json_array_append_new(pre, jsontext(m));
+    json_object_set_new(o, "preloaded", pre);
+    json_object_set_new(o, "running", json_integer(zi.running));
+    json_object_set_new(o, "spawned", json_integer((json_int_t)zi.spawned));
+    json_object_set_new(o, "cold", json_integer((json_int_t)zi.refused));
+    json_object_set_new(o, "restarts", json_integer((json_int_t)zi.restarts));
+    json_t *lim = json_object();
+    json_object_set_new(lim, "perExec", json_integer(e->cfg.py_exec_per_exec));
+    json_object_set_new(lim, "max", json_integer(e->cfg.py_exec_max));
+    json_object_set_new(o, "limits", lim);
+    return o;
+}
+
 json_t *exec_engine_status_json(struct exec_engine *e)
 {
     json_t *o = json_object();
@@ -293,6 +338,7 @@ json_t *exec_engine_status_json(struct exec_engine *e)
     json_object_set_new(o, "networkNamespaces", json_integer((json_int_t)netns_count(e->netns)));
     json_object_set_new(o, "localeArchive",
                         json_boolean(jail_runtime_rootfs(e->jail)->locale != NULL));
+    json_object_set_new(o, "pyExec", exec_engine_py_exec_json(e, true));
     struct admission_stats adm;
     admission_get_stats(e->admission, &adm);
     json_object_set_new(o, "running", json_integer(adm.running));

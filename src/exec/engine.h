@@ -49,6 +49,9 @@ struct exec_config {
     /* The egress proxy (borrowed; outlives the engine): execs of a sandbox whose network is on
      * reach it, and nothing else. NULL: every exec has loopback only. */
     struct egress *egress;
+    bool py_exec_warm;        /* PY_EXEC_WARM */
+    int64_t py_exec_per_exec; /* PY_EXEC_PER_EXEC */
+    int64_t py_exec_max;      /* PY_EXEC_MAX */
 };
 
 /* An exec's id: lowercase hex, the id of its upper layer (a batch: one for the whole batch).
@@ -141,6 +144,9 @@ void exec_engine_free(struct exec_engine *e);
  * "localeArchive", "networkNamespaces", "running", "queued", "idleUppers", "warmSandboxes",
  * "faults": {...}}; "ok" is exec_engine_ready(). NULL engine → {"ok", "checks"?, "error"} with
  * the reason recorded by the last failed exec_engine_new (which may name host paths). */
+/* The warm Python's state (docs/API.md "Health"): {state, message?}, and with `detail` its
+ * pid, memory, preloaded modules, counters and limits. NULL-safe (no engine: unavailable). */
+json_t *exec_engine_py_exec_json(struct exec_engine *e, bool detail);
 json_t *exec_engine_status_json(struct exec_engine *e);
 
 /* The execs holding a slot now and those waiting for one (admission.h); both 0 without an

@@ -40,6 +40,7 @@ struct exec_engine {
     struct checkouts *checkouts; /* the lower layers (workspace/checkout.h) */
     struct uppers *uppers;       /* the upper layers, idle and prewarmed (workspace/upper.h) */
     struct netns_cache *netns;   /* each sandbox's network namespace, kept between its execs */
+    struct zygote *zygote;       /* the warm Python behind py-exec (jail/zygote.h) */
     struct admission *admission; /* exec slots, shared fairly between owners */
     pthread_mutex_t mu;          /* guards live and stopping */
     struct jail_proc **live;     /* running jails (guarded by mu), killed at shutdown */
@@ -59,6 +60,7 @@ struct exec_session {
     bool netns_taken; /* the jail runs in the sandbox's kept network namespace (netns_take) */
     int netns_own;    /* > 2: a namespace of the exec's own (netns_new), closed at its end */
     struct egress_session *egress; /* the exec's egress proxy session, or NULL */
+    struct zygote_session *pyexec; /* the exec's link to the warm Python, or NULL */
     bool unchanged;       /* the exec left the tree as it was (set by exec_session_finish) */
     bool committed_files; /* it committed file changes (set by exec_session_finish) */
     int pristine;         /* upper_pristine() once the jail ended: -1 not yet known, 0, 1 */

@@ -16,6 +16,8 @@
 #include "egress/proxy.h"
 #include "exec/engine_internal.h"
 #include "jail/netns.h"
+#include "jail/zygote.h"
+#include "jail/zygote_proto.h"
 #include "sandbox/sandbox.h"
 #include "util/array.h"
 #include "util/err.h"
@@ -133,6 +135,41 @@ int exec_session_begin(struct exec_engine *e, struct sandbox_rec *rec, struct ex
     return exec_fault(e, "prepare", r);
 }
 
+/* A namespace for the exec to run in when the sandbox's kept one is not free: *netfd becomes
+ * one of the session's own (closed at its end). */
+static int own_netns(struct exec_session *s, int *netfd)
+{
+    if (*netfd > 2)
+        return 0;
+    if (s->netns_own <= 2) {
+        int fd = netns_new();
+        if (fd < 0)
+            return fd;
+        s->netns_own = fd;
+    }
+    *netfd = s->netns_own;
+    return 0;
+}
+
+/* py-exec's listener in the exec's namespace, made before the jail starts (zygote.h). A
+ * failure is the warm start's only: py-exec then runs python3 cold and says so. */
+static int pyexec_listener(struct exec_session *s, int *netfd)
+{
+    if (!s->rec->python || !s->e->zygote)
+        return -1;
+    int r = own_netns(s, netfd);
+    int fd = r < 0 ? r : netns_listen_abstract(*netfd, PYX_SOCKET_NAME);
+    if (fd < 0) {
+        static atomic_bool said;
+        if (!atomic_exchange(&said, true))
+            log_msg("warn", "exec: no py-exec listener (%s); py-exec starts python3 cold",
+                    err_message() ? err_message() : strerror(-fd));
+        err_clear();
+        return -1;
+    }
+    return fd;
+}
+
 /* For a sandbox whose network is on: the exec's policy, and a listener for its proxy inside
  * the namespace it runs in (*netfd: the kept one, else one of its own made now), made before
  * the jail starts so that the script never finds the port closed. */
@@ -143,14 +180,9 @@ static int egress_prepare(struct exec_session *s, int *netfd, int *ret_listen,
     int r = egress_policy_for(e->cfg.egress, s->rec->network_policy, ret_policy);
     if (r < 0)
         return r;
-    if (*netfd <= 2) {
-        int fd = netns_new();
-        if (fd < 0) {
-            egress_policy_release(ret_policy);
-            return fd;
-        }
-        s->netns_own = fd;
-        *netfd = fd;
+    if ((r = own_netns(s, netfd)) < 0) {
+        egress_policy_release(ret_policy);
+        return r;
     }
     int l = netns_listen(*netfd, EGRESS_PROXY_PORT);
     if (l < 0) {
@@ -207,6 +239,7 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, stru
     int listen_fd = -1;
     struct egress_policy policy = {0};
     int r = egress ? egress_prepare(s, &netfd, &listen_fd, &policy) : 0;
+    int py_fd = r == 0 ? pyexec_listener(s, &netfd) : -1;
     plan.netns_fd = netfd;
     if (r == 0)
         r = upper_overlay(s);
@@ -243,6 +276,14 @@ int exec_session_spawn(struct exec_session *s, const struct exec_spawn *sp, stru
             *ret = NULL;
         }
     }
+    if (r == 0 && py_fd >= 0) {
+        int pr = zygote_session_open(e->zygote, py_fd, *ret, &s->pyexec);
+        if (pr < 0)
+            log_msg("warn", "exec: cannot serve py-exec (%s); it starts python3 cold",
+                    strerror(-pr));
+    } else if (py_fd >= 0) {
+        close(py_fd);
+    }
     if (listen_fd >= 0)
         close(listen_fd);
     egress_policy_release(&policy);
@@ -276,6 +317,8 @@ static void session_give_back_netns(struct exec_session *s)
 {
     egress_session_close(s->egress);
     s->egress = NULL;
+    zygote_session_close(s->pyexec);
+    s->pyexec = NULL;
     if (s->netns_own > 2)
         close(s->netns_own);
     s->netns_own = 0;

@@ -516,6 +516,26 @@ int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid)
     return 0;
 }
 
+int cgroup_exec_open_procs(const struct cgroup_exec *cg, int fds[CGROUP_NCTL])
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", cg->name);
+    int n = 0;
+    for (int i = 0; cg->rt && i < CGROUP_NCTL; i++) {
+        if (!cg->created[i])
+            continue;
+        int fd = openat(cg->rt->base_fd[i], path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            int e = -errno;
+            while (n > 0)
+                close(fds[--n]);
+            return e;
+        }
+        fds[n++] = fd;
+    }
+    return n;
+}
+
 bool cgroup_exec_oom(struct cgroup_exec *cg)
 {
     if (!cg->rt || !cg->created[CGROUP_MEMORY])

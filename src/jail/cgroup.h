@@ -81,6 +81,11 @@ __attribute__((warn_unused_result)) int cgroup_exec_limit_memory(struct cgroup_e
                                                                  int64_t memory_bytes);
 /* Moves process `pid` into the exec cgroup in every hierarchy. */
 __attribute__((warn_unused_result)) int cgroup_exec_attach(const struct cgroup_exec *cg, pid_t pid);
+/* Opens the exec cgroup's cgroup.procs in every hierarchy, write-only, into fds[]: a process
+ * that writes "0" to each joins the exec cgroup (the file was opened by the server, whose
+ * credentials the kernel checks). The count, or -errno (nothing left open). */
+__attribute__((warn_unused_result)) int cgroup_exec_open_procs(const struct cgroup_exec *cg,
+                                                               int fds[CGROUP_NCTL]);
 /* Gives the cgroup back. `empty`: the caller knows every process in it has ended (the jail's
  * init was reaped), and the cgroup returns to the pool with its memory limit lifted; otherwise
  * whatever is still inside is killed and the cgroup removed. Idempotent. */

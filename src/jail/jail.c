@@ -388,6 +388,10 @@ pid_t jail_proc_pid(const struct jail_proc *p)
 {
     return p->pid;
 }
+int jail_proc_open_procs(const struct jail_proc *p, int fds[CGROUP_NCTL])
+{
+    return cgroup_exec_open_procs(&p->cg, fds);
+}
 
 /* A volatile overlay leaves work/work/incompat/volatile/dirty behind, and overlayfs refuses
  * (EINVAL) to mount that work dir again. When a caller reuses its upper/work pair (the

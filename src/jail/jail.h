@@ -157,6 +157,10 @@ int jail_proc_stdout_fd(const struct jail_proc *p);
 int jail_proc_stderr_fd(const struct jail_proc *p);
 int jail_proc_pidfd(const struct jail_proc *p); /* readable (POLLIN) when the jail has ended */
 pid_t jail_proc_pid(const struct jail_proc *p); /* host pid of the namespace init */
+/* The exec cgroup's cgroup.procs files (cgroup_exec_open_procs): how a process the server did
+ * not start (a warm py-exec child, jail/zygote.h) joins the jail's cgroup. Count or -errno. */
+__attribute__((warn_unused_result)) int jail_proc_open_procs(const struct jail_proc *p,
+                                                             int fds[CGROUP_NCTL]);
 /* SIGKILLs the whole jail. Safe to call repeatedly and after it ended. */
 void jail_kill(struct jail_proc *p);
 /* The jail's shell (the bash the init started, its only child) as a signal target for the

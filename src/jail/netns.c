@@ -8,11 +8,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util/err.h"
@@ -219,16 +221,16 @@ static void host_net_open(void)
     host_net_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 }
 
-int netns_listen(int netns_fd, uint16_t port)
+/* A socket made inside the namespace netns_fd (a socket belongs to the namespace it was made
+ * in): this thread enters it for the socket() call alone and comes back at once. */
+static int socket_in(int netns_fd, int domain, int type)
 {
     pthread_once(&host_net_once, host_net_open);
     if (host_net_fd < 0)
         return err_set(-EIO, "cannot open the server's network namespace");
-    /* A socket belongs to the namespace it was made in: this thread enters the sandbox's for
-     * the socket() call alone and comes back at once. */
     if (setns(netns_fd, CLONE_NEWNET) < 0)
         return err_set(-errno, "cannot enter the sandbox's network namespace");
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int socket_errno = errno;
     if (setns(host_net_fd, CLONE_NEWNET) < 0) {
         /* A server thread left in a sandbox's namespace cannot be trusted with any later
@@ -238,7 +240,15 @@ int netns_listen(int netns_fd, uint16_t port)
         abort();
     }
     if (fd < 0)
-        return err_set(-socket_errno, "cannot create the sandbox's proxy socket");
+        return err_set(-socket_errno, "cannot create a socket in the sandbox's namespace");
+    return fd;
+}
+
+int netns_listen(int netns_fd, uint16_t port)
+{
+    int fd = socket_in(netns_fd, AF_INET, SOCK_STREAM);
+    if (fd < 0)
+        return fd;
     int one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -247,6 +257,25 @@ int netns_listen(int netns_fd, uint16_t port)
         int e = errno;
         close(fd);
         return err_set(-e, "cannot listen on the sandbox's proxy port");
+    }
+    return fd;
+}
+
+int netns_listen_abstract(int netns_fd, const char *name)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    size_t len = strlen(name);
+    if (len + 1 > sizeof(a.sun_path))
+        return err_set(-ENAMETOOLONG, "socket name too long");
+    int fd = socket_in(netns_fd, AF_UNIX, SOCK_SEQPACKET);
+    if (fd < 0)
+        return fd;
+    memcpy(a.sun_path + 1, name, len);
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    if (bind(fd, (struct sockaddr *)&a, alen) < 0 || listen(fd, 64) < 0) {
+        int e = errno;
+        close(fd);
+        return err_set(-e, "cannot listen on the sandbox's %s socket", name);
     }
     return fd;
 }

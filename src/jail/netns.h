@@ -55,4 +55,10 @@ __attribute__((warn_unused_result)) int netns_new(void);
  * a port below 1024 is allowed, which the sandbox user can never bind. -errno with err_set(). */
 __attribute__((warn_unused_result)) int netns_listen(int netns_fd, uint16_t port);
 
+/* A listening SOCK_SEQPACKET unix socket (non-blocking, O_CLOEXEC) under the abstract `name`
+ * in the namespace netns_fd (abstract names are per network namespace): only processes in it
+ * reach the socket, and none can take the name while the server holds it. -errno with
+ * err_set(). */
+__attribute__((warn_unused_result)) int netns_listen_abstract(int netns_fd, const char *name);
+
 #endif

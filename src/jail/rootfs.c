@@ -22,6 +22,9 @@
 #include "util/home.h"
 #include "util/log.h"
 
+/* The py-exec program (zygote/py_exec.c), embedded (zygote/images.S). */
+extern const unsigned char py_exec_image[], py_exec_image_end[];
+
 static const char *const runtime_names[2] = {"python", "javascript"};
 
 /* Compiled locales put into the jail's archive, at most (more: no archive is built). */
@@ -34,16 +37,21 @@ int rootfs_rm_rf(const char *path)
     return rm_rf_at(AT_FDCWD, path, NULL);
 }
 
-static int write_file(int dirfd, const char *name, const char *text, mode_t mode)
+static int write_bytes(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
 {
     int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return -errno;
-    int r = write_all(fd, text, strlen(text));
+    int r = write_all(fd, data, len);
     if (fchmod(fd, mode) < 0 && r == 0)
         r = -errno;
     close(fd);
     return r;
+}
+
+static int write_file(int dirfd, const char *name, const char *text, mode_t mode)
+{
+    return write_bytes(dirfd, name, text, strlen(text), mode);
 }
 
 /* A directory of the jail tree, which the sandbox user reads through bind mounts and the
@@ -254,7 +262,7 @@ static int build_stubs_and_bins(int jailfd)
         if (r < 0)
             return r;
     }
-    static const char py_exec[] = "#!/bin/sh\nexec python3 \"$@\"\n";
+    static const char py_python[] = "#!/bin/sh\nexec python3 \"$@\"\n";
     static const char js_exec[] =
         "#!/bin/sh\n"
         "if [ \"$1\" = \"-c\" ]; then\n"
@@ -279,7 +287,11 @@ static int build_stubs_and_bins(int jailfd)
             }
             static const char *const names[3] = {"py-exec", "js-exec", "python"};
             snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-            r = write_file(jailfd, path, on ? (kind == 0 ? py_exec : js_exec) : text, 0555);
+            if (on && i == 0) /* the program (zygote/py_exec.c) */
+                r = write_bytes(jailfd, path, py_exec_image,
+                                (size_t)(py_exec_image_end - py_exec_image), 0555);
+            else
+                r = write_file(jailfd, path, on ? (kind == 0 ? py_python : js_exec) : text, 0555);
             if (r < 0)
                 return r;
         }
