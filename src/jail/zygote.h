@@ -42,7 +42,7 @@ struct zygote_config {
 
 #define ZYGOTE_DEFAULT_PRELOAD                                                                     \
     "abc,argparse,base64,collections,contextlib,copy,csv,dataclasses,datetime,decimal,enum,"       \
-    "fnmatch,functools,glob,hashlib,io,itertools,json,logging,math,operator,os,pathlib,"           \
+    "fnmatch,functools,glob,hashlib,io,itertools,json,math,operator,os,pathlib,"           \
     "random,re,shlex,shutil,string,struct,subprocess,tempfile,textwrap,time,traceback,typing,"     \
     "urllib.parse"
 

@@ -46,6 +46,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/filter.h>
+#include <linux/prctl.h>
 #include <linux/seccomp.h>
 #include <locale.h>
 #include <poll.h>
@@ -314,8 +315,11 @@ static PyObject *zy_set_flags(PyObject *self, PyObject *changes)
             Py_CLEAR(copy);
             break;
         }
+        PyObject *orig = PyStructSequence_GetItem(flags, i);
         if (!v)
-            v = PyStructSequence_GetItem(flags, i);
+            v = orig;
+        if (v != orig && PyBool_Check(orig)) /* safe_path and dev_mode are bools */
+            v = PyObject_IsTrue(v) ? Py_True : Py_False;
         Py_INCREF(v);
         PyStructSequence_SetItem(copy, i, v);
     }
@@ -551,6 +555,57 @@ static int install_fds(struct request *rq, int *conn)
     int r = fchdir(rq->fds[0]);
     close(rq->fds[0]);
     return r;
+}
+
+/* /proc/self/cmdline and /proc/self/environ (ps, pgrep -f, psutil) show what python3 started
+ * by py-exec would show: "python3 ARGS" and the caller's environment, not the zygote's. The
+ * kernel takes the new bounds from PR_SET_MM_MAP (no capability needed without an exe change);
+ * the other fields are the current ones (/proc/self/stat). The blocks must outlive the process:
+ * they are never freed. Best effort: a kernel without checkpoint/restore keeps the zygote's. */
+static void set_cmdline_environ(const struct request *rq)
+{
+    size_t alen = 0;
+    for (uint32_t i = 0; i < rq->h.argc; i++)
+        alen += strlen(rq->argv[i]) + 1;
+    char *args = malloc(sizeof("python3") + alen);
+    if (!args)
+        return;
+    char *p = stpcpy(args, "python3") + 1;
+    for (uint32_t i = 0; i < rq->h.argc; i++)
+        p = stpcpy(p, rq->argv[i]) + 1;
+    const char *env = rq->envp[0] ? rq->envp[0] : rq->strings + rq->h.strings_len;
+    const char *env_end = rq->strings + rq->h.strings_len;
+    char stat[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, stat, sizeof(stat) - 1);
+    if (fd >= 0)
+        close(fd);
+    const char *f = n > 0 ? (stat[n] = '\0', strrchr(stat, ')')) : NULL;
+    unsigned long long v[52] = {0};
+    for (int field = 3; f && field <= 51; field++) { /* field 3 follows ") " */
+        f = strchr(f, ' ');
+        if (f)
+            v[field] = strtoull(++f, NULL, 10);
+    }
+    if (!f)
+        return;
+    struct prctl_mm_map map = {
+        .start_code = v[26],
+        .end_code = v[27],
+        .start_data = v[45],
+        .end_data = v[46],
+        .start_brk = v[47],
+        .brk = (uintptr_t)sbrk(0),
+        .start_stack = v[28],
+        .arg_start = (uintptr_t)args,
+        .arg_end = (uintptr_t)p,
+        .env_start = (uintptr_t)env,
+        .env_end = (uintptr_t)env_end,
+        .auxv = NULL,
+        .auxv_size = 0,
+        .exe_fd = (uint32_t)-1,
+    };
+    (void)prctl(PR_SET_MM, PR_SET_MM_MAP, &map, sizeof(map), 0);
 }
 
 /* umask, nice value, limits and signal mask as py-exec had them. */
@@ -874,6 +929,7 @@ __attribute__((noreturn)) static void child_main(int conn, const int *procs, int
         reply(conn, PYX_COLD, 0, -1);
         _exit(0);
     }
+    set_cmdline_environ(&rq);
     PyObject *mode = NULL, *target = NULL;
     bool unbuffered = false;
     int r = prepare(&rq, &mode, &target, &unbuffered);
@@ -891,28 +947,12 @@ __attribute__((noreturn)) static void child_main(int conn, const int *procs, int
     reply(conn, PYX_STARTED, 0, self);
     if (self >= 0)
         close(self);
-    /* Kept (close-on-exec, above the program's descriptors) to say how the program ended before
-     * this process's memory is torn down; remembered by identity, since the program may close
-     * or reuse its number. */
-    struct stat conn_st;
-    if (fstat(conn, &conn_st) < 0)
-        conn_st.st_ino = 0;
+    close(conn);
     int code = run_program(mode, target);
     Py_DECREF(mode);
     Py_DECREF(target);
     if (finish_program() < 0)
         code = 120;
-    int status = _Py_UnhandledKeyboardInterrupt ? SIGINT : (code & 0xff) << 8;
-    /* The program is over: its descriptors go (pipes see their end, locks are released), then
-     * py-exec hears the status and ends, while this process's memory is still being freed. */
-    struct stat now;
-    bool ours = conn_st.st_ino && fstat(conn, &now) == 0 && now.st_ino == conn_st.st_ino &&
-                now.st_dev == conn_st.st_dev;
-    if (ours && conn > 0)
-        (void)syscall(SYS_close_range, 0, conn - 1, 0);
-    (void)syscall(SYS_close_range, conn + 1, ~0U, 0);
-    if (ours)
-        reply(conn, PYX_EXIT, status, -1);
     if (_Py_UnhandledKeyboardInterrupt) {
         /* As CPython's main: die by SIGINT, so the caller sees how the program ended. */
         signal(SIGINT, SIG_DFL);
