@@ -41,10 +41,8 @@ struct zygote_config {
 };
 
 #define ZYGOTE_DEFAULT_PRELOAD                                                                     \
-    "abc,argparse,base64,collections,contextlib,copy,csv,dataclasses,datetime,decimal,enum,"       \
-    "fnmatch,functools,glob,hashlib,io,itertools,json,math,operator,os,pathlib,"           \
-    "random,re,shlex,shutil,string,struct,subprocess,tempfile,textwrap,time,traceback,typing,"     \
-    "urllib.parse"
+    "base64,collections,copy,datetime,fnmatch,functools,glob,hashlib,io,itertools,json,math,os,"   \
+    "pathlib,random,re,shutil,string,struct,subprocess,tempfile,textwrap,time,urllib.parse"
 
 enum zygote_state { ZYGOTE_OFF = 0, ZYGOTE_STARTING, ZYGOTE_READY, ZYGOTE_UNAVAILABLE };
 

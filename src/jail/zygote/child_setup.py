@@ -4,6 +4,7 @@
 # directory already in place (zygote/pyzygote.c); only the caller's program runs after it.
 # Compiled once in the zygote, before any sandbox exists; it holds nothing of any call.
 import codecs
+import importlib.util
 import io
 import os
 import signal
@@ -20,7 +21,12 @@ _SITE_START = next((i for i, p in enumerate(_BASE_PATH) if p in _SITE_DIRS), len
 # The zygote's standard streams: on pipes, as an exec's are; a call whose descriptors are
 # pipes or sockets too keeps them (they are what python3 would have made), others get their own.
 _STDIO = (sys.stdin, sys.stdout, sys.stderr)
+# The zygote's user site (the jail's HOME): a call with the same HOME and no user site directory
+# needs none of site's work, unless a usercustomize module is on the system's path.
+_USER_BASE, _USER_SITE = site.getuserbase(), site.getusersitepackages()
+_SYS_USERCUSTOMIZE = importlib.util.find_spec("usercustomize") is not None
 _ENCODING, _ERRORS = sys.stdout.encoding, sys.stdout.errors
+_TZ = os.environ.get("TZ")
 _MAIN_KEYS = {k: v for k, v in vars(sys.modules["__main__"]).items()
               if k in ("__loader__", "__builtins__")}
 
@@ -30,7 +36,6 @@ _HANDLED_ENV = {"PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PY
                 "PYTHONSAFEPATH", "PYTHONUSERBASE", "PYTHONWARNINGS", "PYTHONIOENCODING",
                 "PYTHONBREAKPOINT", "PYTHONSTARTUP"}
 _FLAG_OPTIONS = set("BEIPqRsu")
-_PYTHON3 = "/usr/bin/python3"
 
 
 def _parse(args):
@@ -73,25 +78,17 @@ def _parse(args):
     return opts, "stdin", "-" if i < len(args) else "", args[i + 1:]
 
 
-def _which_python3():
-    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        p = os.path.join(d or ".", "python3")
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
-
-
 def _env(name, use_env):
     v = os.environ.get(name) if use_env else None
     return v or None
 
 
-def _stdio(fd, write, name, encoding, errors, unbuffered, custom):
-    try:
-        st = os.fstat(fd)
-    except OSError:
+def _stdio(fd, write, name, encoding, errors, unbuffered, kind):
+    """kind (zygote/pyzygote.c): 0 closed, 1 a pipe or socket (the zygote's stream serves),
+    2 anything else (a file, a terminal: a stream of its own, as python3 would make it)."""
+    if kind == 0:
         return None
-    if not custom and (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
+    if kind == 1 and not unbuffered and encoding == _ENCODING and errors == _STDIO[fd].errors:
         return _STDIO[fd]
     buffering = 0 if unbuffered and write else -1
     buf = io.open(fd, "wb" if write else "rb", buffering, closefd=False)
@@ -118,26 +115,21 @@ def _path0(mode, target):
     return target[:cut] if cut > 0 else "/"
 
 
-def prepare(raw_args, raw_env, sigignored, zy):
+def prepare(raw_args, sigignored, zy, pyvars, stdio, user_site_dir):
     """Returns (mode, target, unbuffered) once this interpreter is the caller's python3, or
-    None for a cold start (nothing has then been changed that the caller could see)."""
-    env = os.environ._data
-    env.clear()
-    for item in raw_env:
-        k, sep, v = item.partition(b"=")
-        if sep and k:
-            env[k] = v
+    None for a cold start (nothing has then been changed that the caller could see). os.environ
+    is already the caller's. What pyzygote.c found out cheaply: pyvars, the PYTHON* variables with a value; stdio, each
+    standard descriptor's kind (_stdio); user_site_dir, whether the user site directory of the
+    caller's HOME exists."""
     args = [os.fsdecode(a) for a in raw_args]
     parsed = _parse(args)
-    if parsed is None or _which_python3() != _PYTHON3:
+    if parsed is None:
         return None
     opts, mode, target, rest = parsed
     isolated = "I" in opts
     use_env = not (isolated or "E" in opts)
-    if use_env:
-        for k, v in os.environ.items():
-            if k.startswith("PYTHON") and v and k not in _HANDLED_ENV:
-                return None
+    if use_env and any(k not in _HANDLED_ENV for k in pyvars):
+        return None
     if mode == "c" and any("\udc80" <= ch <= "\udcff" for ch in target):
         return None
     ioenc = _env("PYTHONIOENCODING", use_env)
@@ -162,8 +154,9 @@ def prepare(raw_args, raw_env, sigignored, zy):
         "safe_path": int("P" in opts or isolated or bool(_env("PYTHONSAFEPATH", use_env))),
         "quiet": int("q" in opts),
     }
-    zy.set_flags(flags)
-    sys.dont_write_bytecode = bool(flags["dont_write_bytecode"])
+    if any(getattr(sys.flags, k) != v for k, v in flags.items()):
+        zy.set_flags(flags)
+        sys.dont_write_bytecode = bool(flags["dont_write_bytecode"])
     unbuffered = "u" in opts or bool(_env("PYTHONUNBUFFERED", use_env))
 
     for s in sigignored:
@@ -176,20 +169,25 @@ def prepare(raw_args, raw_env, sigignored, zy):
     pythonpath = _env("PYTHONPATH", use_env)
     front = [os.path.abspath(p) for p in pythonpath.split(os.pathsep)] if pythonpath else []
     sys.path[:] = front + _BASE_PATH[:_SITE_START]
-    site.USER_BASE = None
-    site.USER_SITE = None
-    site.ENABLE_USER_SITE = False if flags["no_user_site"] else site.check_enableusersite()
-    if site.ENABLE_USER_SITE:
-        site.addusersitepackages(site._init_pathinfo())
+    same_home = "PYTHONUSERBASE" not in pyvars and os.environ.get("HOME") == "/home/user"
+    if flags["no_user_site"]:
+        site.ENABLE_USER_SITE = False
+    elif not same_home or user_site_dir:
+        site.USER_BASE = None
+        site.USER_SITE = None
+        site.ENABLE_USER_SITE = site.check_enableusersite()
+        if site.ENABLE_USER_SITE:
+            site.addusersitepackages(site._init_pathinfo())
     sys.path.extend(_BASE_PATH[_SITE_START:])
-    if site.ENABLE_USER_SITE:
+    if site.ENABLE_USER_SITE and (user_site_dir or front or _SYS_USERCUSTOMIZE or not same_home):
         site.execusercustomize()
 
-    custom = unbuffered or bool(ioenc)
-    sys.stdin = sys.__stdin__ = _stdio(0, False, "<stdin>", encoding, errors, unbuffered, custom)
-    sys.stdout = sys.__stdout__ = _stdio(1, True, "<stdout>", encoding, errors, unbuffered, custom)
+    sys.stdin = sys.__stdin__ = _stdio(0, False, "<stdin>", encoding, errors, unbuffered,
+                                       stdio[0])
+    sys.stdout = sys.__stdout__ = _stdio(1, True, "<stdout>", encoding, errors, unbuffered,
+                                         stdio[1])
     sys.stderr = sys.__stderr__ = _stdio(2, True, "<stderr>", encoding, "backslashreplace",
-                                         unbuffered, custom)
+                                         unbuffered, stdio[2])
 
     warnoptions = []
     pywarnings = _env("PYTHONWARNINGS", use_env)
@@ -201,7 +199,7 @@ def prepare(raw_args, raw_env, sigignored, zy):
         import warnings
         warnings._processoptions(warnoptions)
 
-    if "time" in sys.modules:
+    if "time" in sys.modules and os.environ.get("TZ") != _TZ:
         sys.modules["time"].tzset()
     if "tempfile" in sys.modules:
         sys.modules["tempfile"].tempdir = None

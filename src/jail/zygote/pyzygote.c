@@ -346,6 +346,17 @@ static PyObject *zy_get_importer(PyObject *self, PyObject *path)
     return PyBool_FromLong(found);
 }
 
+/* sys.modules[name] if imported (new reference), else NULL with no error set. */
+static PyObject *imported(const char *name)
+{
+    PyObject *n = PyUnicode_FromString(name);
+    PyObject *m = n ? PyImport_GetModule(n) : NULL;
+    Py_XDECREF(n);
+    if (!m)
+        PyErr_Clear();
+    return m;
+}
+
 static PyMethodDef zy_methods[] = {
     {"set_flags", zy_set_flags, METH_O, NULL},
     {"get_importer", zy_get_importer, METH_O, NULL},
@@ -659,14 +670,104 @@ static PyObject *bytes_list(char **v, size_t n)
     return l;
 }
 
+/* What python3 would be when py-exec runs `python3`: the first executable file of that name
+ * on the caller's PATH (execvp's search). Only /usr/bin/python3 is the zygote's interpreter (a
+ * venv's python3, say, is not). */
+static bool python3_is_ours(void)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin";
+    for (const char *p = path;; p++) {
+        const char *end = strchrnul(p, ':');
+        char cand[4096];
+        int n = end == p ? snprintf(cand, sizeof(cand), "python3")
+                         : snprintf(cand, sizeof(cand), "%.*s/python3", (int)(end - p), p);
+        struct stat st;
+        if (n > 0 && (size_t)n < sizeof(cand) && stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
+            access(cand, X_OK) == 0)
+            return strcmp(cand, "/usr/bin/python3") == 0;
+        if (!*end)
+            return false;
+        p = end;
+    }
+}
+
+/* The PYTHON* variables with a value: what child_setup.py must look at. */
+static PyObject *python_vars(const struct request *rq)
+{
+    PyObject *l = PyList_New(0);
+    for (char **e = rq->envp; l && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "PYTHON", 6) != 0 || !eq || !eq[1])
+            continue;
+        PyObject *k = PyUnicode_DecodeFSDefaultAndSize(*e, eq - *e);
+        if (!k || PyList_Append(l, k) < 0)
+            Py_CLEAR(l);
+        Py_XDECREF(k);
+    }
+    return l;
+}
+
+/* Each standard descriptor's kind for child_setup.py's _stdio: 0 closed, 1 a pipe or a socket,
+ * 2 anything else. */
+static PyObject *stdio_kinds(void)
+{
+    int kind[3];
+    for (int fd = 0; fd < 3; fd++) {
+        struct stat st;
+        kind[fd] = fstat(fd, &st) < 0 ? 0 : S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ? 1 : 2;
+    }
+    return Py_BuildValue("(iii)", kind[0], kind[1], kind[2]);
+}
+
+/* Whether the user site directory of the caller's HOME exists (PYTHONUSERBASE is left to
+ * child_setup.py). */
+static bool user_site_dir(void)
+{
+    const char *home = getenv("HOME");
+    char dir[4096];
+    struct stat st;
+    int n = snprintf(dir, sizeof(dir), "%s/.local/lib/python%d.%d/site-packages", home ? home : "",
+                     PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    return home && n > 0 && (size_t)n < sizeof(dir) && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* os.environ (and os.environb): the caller's environment. Their mapping is posix.environ,
+ * bytes to bytes, which CPython filled from the zygote's environment at start. */
+static int set_os_environ(const struct request *rq)
+{
+    PyObject *posix = imported("posix");
+    PyObject *env = posix ? PyObject_GetAttrString(posix, "environ") : NULL;
+    Py_XDECREF(posix);
+    if (!env || !PyDict_Check(env)) {
+        Py_XDECREF(env);
+        return -1;
+    }
+    PyDict_Clear(env);
+    int r = 0;
+    for (char **e = rq->envp; r == 0 && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq || eq == *e)
+            continue;
+        PyObject *k = PyBytes_FromStringAndSize(*e, eq - *e);
+        PyObject *v = PyBytes_FromString(eq + 1);
+        r = k && v ? PyDict_SetItem(env, k, v) : -1;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    Py_DECREF(env);
+    return r;
+}
+
 /* child_setup.prepare(): 1 ready (*mode, *target set; new references), 0 cold, -1 failed. */
 static int prepare(const struct request *rq, PyObject **mode, PyObject **target, bool *unbuffered)
 {
-    size_t envc = 0;
-    while (rq->envp[envc])
-        envc++;
+    if (!python3_is_ours())
+        return 0;
     PyObject *args = bytes_list(rq->argv, rq->h.argc);
-    PyObject *env = bytes_list(rq->envp, envc);
+    PyObject *pyvars = python_vars(rq);
+    PyObject *stdio = stdio_kinds();
     PyObject *ign = PyList_New(0);
     for (int s = 1; ign && s <= 64; s++) {
         if (!(rq->h.sigignored & (1ull << (s - 1))) || s == SIGKILL || s == SIGSTOP)
@@ -676,12 +777,15 @@ static int prepare(const struct request *rq, PyObject **mode, PyObject **target,
             Py_CLEAR(ign);
         Py_XDECREF(v);
     }
-    PyObject *res = args && env && ign ? PyObject_CallFunctionObjArgs(child_prepare, args, env, ign,
-                                                                      zy_module, NULL)
-                                       : NULL;
+    PyObject *res =
+        args && ign && pyvars && stdio && set_os_environ(rq) == 0
+            ? PyObject_CallFunctionObjArgs(child_prepare, args, ign, zy_module, pyvars, stdio,
+                                           user_site_dir() ? Py_True : Py_False, NULL)
+            : NULL;
     Py_XDECREF(args);
-    Py_XDECREF(env);
     Py_XDECREF(ign);
+    Py_XDECREF(pyvars);
+    Py_XDECREF(stdio);
     if (!res)
         return -1;
     if (res == Py_None) {
@@ -793,30 +897,18 @@ static int run_program(PyObject *mode, PyObject *target)
     return PyRun_AnyFileExFlags(stdin, "<stdin>", 0, &cf) != 0;
 }
 
-/* sys.modules[name] if imported (new reference), else NULL with no error set. */
-static PyObject *imported(const char *name)
-{
-    PyObject *n = PyUnicode_FromString(name);
-    PyObject *m = n ? PyImport_GetModule(n) : NULL;
-    Py_XDECREF(n);
-    if (!m)
-        PyErr_Clear();
-    return m;
-}
-
-/* threading.main_thread().native_id: the monitor's host thread id until set again. */
+/* threading.main_thread().native_id: the monitor's host thread id until set again (an
+ * attribute set from C: no Python code runs for it). */
 static void refresh_native_id(void)
 {
     PyObject *threading = imported("threading");
-    if (!threading)
-        return;
-    PyObject *main = PyObject_CallMethod(threading, "main_thread", NULL);
-    PyObject *r = main ? PyObject_CallMethod(main, "_set_native_id", NULL) : NULL;
-    if (!r)
+    PyObject *main = threading ? PyObject_GetAttrString(threading, "_main_thread") : NULL;
+    PyObject *tid = main ? PyLong_FromLong((long)gettid()) : NULL;
+    if (!tid || PyObject_SetAttrString(main, "_native_id", tid) < 0)
         PyErr_Clear();
-    Py_XDECREF(r);
+    Py_XDECREF(tid);
     Py_XDECREF(main);
-    Py_DECREF(threading);
+    Py_XDECREF(threading);
 }
 
 /* Py_FinalizeEx's flush_std_files: -1 when stdout could not be flushed. */
@@ -851,7 +943,7 @@ static int flush_std_files(void)
 
 static void call_module(const char *module, const char *fn)
 {
-    PyObject *m = PyImport_ImportModule(module);
+    PyObject *m = imported(module);
     PyObject *r = m ? PyObject_CallMethod(m, fn, NULL) : NULL;
     if (!r)
         PyErr_WriteUnraisable(m ? m : Py_None);
@@ -880,18 +972,22 @@ static int finish_program(void)
         PyErr_Clear();
     call_module("atexit", "_run_exitfuncs");
     int status = flush_std_files();
+    /* Borrowed references only while looking: the zygote's own modules are not even touched
+     * (a reference count written is a page copied). */
     PyObject *mods = PySys_GetObject("modules"); /* borrowed */
-    PyObject *items = mods ? PyMapping_Items(mods) : NULL;
-    for (Py_ssize_t i = items ? PyList_GET_SIZE(items) - 1 : -1; i >= 0; i--) {
-        PyObject *kv = PyList_GET_ITEM(items, i);
-        PyObject *name = PyTuple_GET_ITEM(kv, 0), *mod = PyTuple_GET_ITEM(kv, 1);
-        int known = PySet_Contains(zygote_modules, name);
+    PyObject *mine = PyList_New(0);
+    Py_ssize_t pos = 0;
+    PyObject *name, *mod;
+    while (mine && mods && PyDict_Check(mods) && PyDict_Next(mods, &pos, &name, &mod)) {
         bool main =
             PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "__main__") == 0;
-        if ((known == 0 || main) && PyModule_Check(mod))
-            _PyModule_Clear(mod);
+        if ((main || PySet_Contains(zygote_modules, name) == 0) && PyModule_Check(mod) &&
+            PyList_Append(mine, mod) < 0)
+            Py_CLEAR(mine);
     }
-    Py_XDECREF(items);
+    for (Py_ssize_t i = mine ? PyList_GET_SIZE(mine) - 1 : -1; i >= 0; i--)
+        _PyModule_Clear(PyList_GET_ITEM(mine, i));
+    Py_XDECREF(mine);
     PyErr_Clear();
     call_module("gc", "collect");
     if (flush_std_files() < 0)
