@@ -44,6 +44,9 @@ OPENAPI_IMG := src/api/openapi_doc.S
 # The warm Python's programs (docs/JAIL.md "Warm Python"): py-exec (static) and the zygote
 # (CPython embedded from the rootfs's libpython), never sanitized, embedded in the library.
 PY_EXEC_SRC  := src/jail/zygote/py_exec.c
+# py-exec is linked against musl when it is installed (make deps): its static start-up costs a
+# fraction of glibc's, on every call (docs/BENCHMARKS.md, "Warm Python").
+PY_EXEC_CC   := $(or $(shell command -v musl-gcc 2>/dev/null),$(CC))
 PYZYGOTE_SRC := src/jail/zygote/pyzygote.c src/jail/zygote/child_setup.S
 PY_EMBED     := $(shell pkg-config --cflags python3-embed 2>/dev/null | sed 's/-I/-isystem /g')
 PY_EMBED_LIB := $(shell pkg-config --libs python3-embed 2>/dev/null)
@@ -83,7 +86,7 @@ $(BUILD)/libsqlfs.a: $(LIB_OBJ)
 .PRECIOUS: %/py-exec %/sqlfs-pyzygote
 %/py-exec: $(PY_EXEC_SRC) src/jail/zygote_proto.h
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 -O2 -Isrc $(WARN) -D_GNU_SOURCE -static -s -o $@ $(PY_EXEC_SRC)
+	$(PY_EXEC_CC) -std=gnu11 -O2 -Isrc $(WARN) -D_GNU_SOURCE -static -s -o $@ $(PY_EXEC_SRC)
 
 %/sqlfs-pyzygote: $(PYZYGOTE_SRC) src/jail/zygote/child_setup.py src/jail/zygote_proto.h \
 		src/jail/ids.h

@@ -7,7 +7,7 @@ pkgs=(
   build-essential pkg-config clang
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev libarchive-dev libseccomp-dev
   libcmocka-dev libclang-rt-14-dev libcurl4-openssl-dev libdeflate-dev libpq-dev
-  libhttp-parser-dev libpython3-dev
+  libhttp-parser-dev libpython3-dev musl-tools
   # tests
   python3 python3-pytest python3-httpx python3-jsonschema python3-prometheus-client sqlite3 curl
   valgrind bubblewrap

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -219,6 +220,20 @@ static void kebab(const char *env, char *out, size_t n)
     for (; env[i] && i + 1 < n; i++)
         out[i] = env[i] == '_' ? '-' : (char)(env[i] | 0x20);
     out[i] = '\0';
+}
+
+/* PY_EXEC_PRELOAD: "json,re,os" — module names the zygote imports (it runs them as root, so
+ * only names of the rootfs's modules, nothing else). */
+#define PRELOAD_MAX 2000
+static bool preload_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > PRELOAD_MAX || s[0] == ',' || s[n - 1] == ',' || strstr(s, ",,"))
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '.' && *p != ',')
+            return false;
+    return true;
 }
 
 static int set_str(char **field, const char *value)
@@ -463,7 +478,8 @@ void config_release(struct config *c)
     free(c->egress_allow);
     free(c->egress_allow_max);
     free(c->egress_resolve);
-    c->egress_allow = c->egress_allow_max = c->egress_resolve = NULL;
+    free(c->py_exec_preload);
+    c->egress_allow = c->egress_allow_max = c->egress_resolve = c->py_exec_preload = NULL;
     c->listen_host = c->data_dir = c->database = c->auth_secret = c->auth_secret_previous =
         c->admin_secret = c->metrics_token = c->rootfs = NULL;
 }
@@ -510,6 +526,11 @@ int config_check(const struct config *c, int64_t now_s)
                        "TOKENS_NOT_BEFORE (%lld) is in the future: every token minted until then "
                        "would be refused; use the current time (date +%%s)",
                        (long long)c->tokens_not_before_s);
+    if (c->py_exec_preload && !preload_valid(c->py_exec_preload))
+        return err_set(-EINVAL,
+                       "PY_EXEC_PRELOAD: expected module names separated by commas (letters, "
+                       "digits, _ and .; at most %d characters), got \"%.*s%s\"",
+                       PRELOAD_MAX, SHOWN(c->py_exec_preload));
     struct egress_config ec = {
         .allow = c->egress_allow, .allow_max = c->egress_allow_max, .resolve = c->egress_resolve};
     if ((r = egress_config_check(&ec)) < 0)
@@ -561,6 +582,7 @@ int config_from_env(struct config *c)
         (r = env_path("EGRESS_ALLOW", &c->egress_allow)) < 0 ||
         (r = env_path("EGRESS_ALLOW_MAX", &c->egress_allow_max)) < 0 ||
         (r = env_path("EGRESS_RESOLVE", &c->egress_resolve)) < 0 ||
+        (r = env_path("PY_EXEC_PRELOAD", &c->py_exec_preload)) < 0 ||
         (r = env_bool("TRUST_PROXY", &c->trust_proxy)) < 0 ||
         (r = env_bool("SQLFS_QUIET", &c->quiet)) < 0 ||
         (r = env_bool("PY_EXEC_WARM", &c->py_exec_warm)) < 0)

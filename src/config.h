@@ -92,6 +92,7 @@ struct config {
     bool py_exec_warm;        /* PY_EXEC_WARM (on): py-exec forks the warm interpreter */
     int64_t py_exec_per_exec; /* PY_EXEC_PER_EXEC 16: warm py-exec children of one exec */
     int64_t py_exec_max;      /* PY_EXEC_MAX 256: warm py-exec children of the server */
+    char *py_exec_preload;    /* PY_EXEC_PRELOAD: modules the zygote imports; NULL → default */
 };
 
 #define CONFIG_TOKEN_DEFAULT_EXPIRES "30d"

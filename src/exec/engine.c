@@ -228,6 +228,7 @@ int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct
             .enabled = cfg->py_exec_warm,
             .per_exec = cfg->py_exec_per_exec,
             .max = cfg->py_exec_max,
+            .preload = cfg->py_exec_preload,
         };
         r = zygote_new(e->jail, &zc, &e->zygote);
     }

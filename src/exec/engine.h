@@ -49,9 +49,10 @@ struct exec_config {
     /* The egress proxy (borrowed; outlives the engine): execs of a sandbox whose network is on
      * reach it, and nothing else. NULL: every exec has loopback only. */
     struct egress *egress;
-    bool py_exec_warm;        /* PY_EXEC_WARM */
-    int64_t py_exec_per_exec; /* PY_EXEC_PER_EXEC */
-    int64_t py_exec_max;      /* PY_EXEC_MAX */
+    bool py_exec_warm;           /* PY_EXEC_WARM */
+    int64_t py_exec_per_exec;    /* PY_EXEC_PER_EXEC */
+    int64_t py_exec_max;         /* PY_EXEC_MAX */
+    const char *py_exec_preload; /* PY_EXEC_PRELOAD; NULL: ZYGOTE_DEFAULT_PRELOAD */
 };
 
 /* An exec's id: lowercase hex, the id of its upper layer (a batch: one for the whole batch).

@@ -40,9 +40,13 @@ struct zygote_config {
     const char *preload; /* comma-separated modules imported before the first fork */
 };
 
+/* The standard library's commonly used modules, not those that map large libraries (hashlib:
+ * libcrypto) or are slow and rarer (typing, decimal, argparse), nor logging (its atexit hook
+ * would run at the end of every call): every module preloaded makes each fork and exit cost a
+ * little more (docs/BENCHMARKS.md). */
 #define ZYGOTE_DEFAULT_PRELOAD                                                                     \
-    "base64,collections,copy,datetime,fnmatch,functools,glob,hashlib,io,itertools,json,math,os,"   \
-    "pathlib,random,re,shutil,string,struct,subprocess,tempfile,textwrap,time,urllib.parse"
+    "base64,collections,copy,datetime,fnmatch,functools,glob,io,itertools,json,math,os,pathlib,"   \
+    "random,re,shutil,string,struct,subprocess,tempfile,textwrap,time,urllib.parse"
 
 enum zygote_state { ZYGOTE_OFF = 0, ZYGOTE_STARTING, ZYGOTE_READY, ZYGOTE_UNAVAILABLE };
 

@@ -97,7 +97,10 @@ static bool same_as_image(const char *rel, const unsigned char *start, const uns
     ssize_t n = buf ? read_all(fd, buf, len + 1) : -1;
     close(fd);
     bool same = n == (ssize_t)len && memcmp(buf, start, len) == 0 && len > 4 &&
-                memcmp(buf, "\x7f" "ELF", 4) == 0;
+                memcmp(buf,
+                       "\x7f"
+                       "ELF",
+                       4) == 0;
     free(buf);
     return same;
 }
