@@ -832,3 +832,144 @@ def test_raw_clients_of_the_socket_change_nothing(api, server, pysb, warm):
     res = ok(api, pysb, f"py-exec -c \"{WARM_PROOF}\"")
     assert res["stdout"] == "warm\n" and res["stderr"] == "", res
     assert wait_no_leftovers(server) == []
+
+
+# ---- bounds a raw client or a zygote restart must not lift ----
+
+# A client of the py-exec socket that speaks the protocol (zygote_proto.h) itself, run by cold
+# python3 in the jail. `connect()` returns a socket and the first reply; `request()` sends a
+# whole request (working directory, fds 0-2, argv, the caller's environment) whose resource
+# limits are the caller's with `rlim` ({RLIMIT_*: (soft, hard)}, -1 for RLIM_INFINITY) over
+# them, and returns the replies up to EXIT, COLD or UNAVAILABLE as (kind, value).
+PROTO = r'''
+import array, os, resource, socket, struct
+MAGIC, INF = 0x70797831, (1 << 64) - 1
+
+def reply(s):
+    msg, anc, _, _ = s.recvmsg(16, socket.CMSG_SPACE(4))
+    for _, _, data in anc:
+        for fd in array.array("i", data[:4]):
+            os.close(fd)
+    return struct.unpack("<IIiI", msg)[1:3] if len(msg) == 16 else ("short", len(msg))
+
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(20)
+    s.connect("\0sqlfs/py-exec")
+    return s, reply(s)
+
+def request(s, argv, rlim=None):
+    env = [k.encode() + b"=" + v.encode() for k, v in os.environ.items()]
+    strings = b"".join(a + b"\0" for a in argv + env)
+    lims = [resource.getrlimit(i) for i in range(16)]
+    for k, v in (rlim or {}).items():
+        lims[k] = v
+    fds, targets = [os.open(".", os.O_PATH | os.O_DIRECTORY), 0, 1, 2], [-1, 0, 1, 2]
+    head = struct.pack("<IIIIIIiIQQ", MAGIC, len(argv), len(env), len(strings), len(fds),
+                       0o22, 0, 0, 0, 0)
+    head += b"".join(struct.pack("<QQ", *(INF if x < 0 else x for x in l)) for l in lims)
+    head += struct.pack(f"<{len(targets)}i", *targets)
+    s.sendmsg([head])
+    s.sendmsg([b"f"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    s.sendmsg([strings])
+    out = []
+    while not out or out[-1][0] not in (3, 4, 5, "short"):
+        out.append(reply(s))
+    return out
+'''
+
+
+def put_proto(api, sid):
+    ok(api, sid, f"mkdir -p pyx; cat > pyx/proto.py <<'PYX_EOF'\n{PROTO}PYX_EOF\n")
+
+
+def test_a_raw_request_cannot_raise_a_limit_of_the_exec(fresh_server, has_warm):
+    """The limits a request names are the caller's claim: a warm child never gets a limit
+    above the exec's own (here RLIMIT_FSIZE, EXEC_FILE_SIZE_BYTES), whatever a raw client asks
+    for; it runs within the exec's limit or not at all (cold)."""
+    if not has_warm:
+        pytest.skip("the server has no warm py-exec yet (/readyz without pyExec)")
+    s = fresh_server({"EXEC_FILE_SIZE_BYTES": str(1 << 20)})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
+        put_proto(c, sid)
+        code = ("import resource\n"
+                "print(resource.getrlimit(resource.RLIMIT_FSIZE))\n")
+        client = ("import sys, resource; sys.path.insert(0, 'pyx'); import proto\n"
+                  "print(resource.getrlimit(resource.RLIMIT_FSIZE), flush=True)\n"
+                  "s, hello = proto.connect()\n"
+                  f"print(proto.request(s, [b'-c', {code.encode()!r}],\n"
+                  "                    {resource.RLIMIT_FSIZE: (-1, -1)}), flush=True)\n")
+        res = ok(c, sid, f"python3 -c {shlex.quote(client)}")
+        lines = res["stdout"].splitlines()
+        assert lines[0] == f"({1 << 20}, {1 << 20})", res
+        if len(lines) == 3:  # the child ran: with the exec's limit at most
+            soft, hard = (int(x) for x in lines[1].strip("()").split(","))
+            assert 0 <= soft <= hard <= 1 << 20, res
+        else:
+            assert "(3, 0)" in lines[-1], res  # COLD
+
+
+def test_warm_children_count_against_the_exec_pid_limit(fresh_server, has_warm):
+    """An exec with no process left under EXEC_PIDS_MAX gets no warm child either: a child
+    that joins the exec's cgroup must not take it past its pid limit (migration into a
+    cgroup is not checked against pids.max, a fork in it is)."""
+    if not has_warm:
+        pytest.skip("the server has no warm py-exec yet (/readyz without pyExec)")
+    s = fresh_server({"EXEC_PIDS_MAX": "24"})
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
+        put_proto(c, sid)
+        fill = ("import os, sys, time; sys.path.insert(0, 'pyx'); import proto\n"
+                "while True:\n"
+                "    try:\n"
+                "        pid = os.fork()\n"
+                "    except OSError:\n"
+                "        break\n"
+                "    if pid == 0:\n"
+                "        time.sleep(20); os._exit(0)\n"
+                "full = len([p for p in os.listdir('/proc') if p.isdigit()])\n"
+                "held = [proto.connect() for _ in range(3)]\n"
+                "now = len([p for p in os.listdir('/proc') if p.isdigit()])\n"
+                "print(full, now, [r for _, r in held], flush=True)\n"
+                "os.killpg(0, 9)\n")
+        res = ok(c, sid, f"python3 -c {shlex.quote(fill)}", timeoutMs=60000)
+        full, now, replies = res["stdout"].split(" ", 2)
+        assert int(now) <= int(full), res  # no process beyond the limit
+        assert "(1, 0)" not in replies, res  # no HELLO: no child in the jail
+
+
+def test_the_bounds_hold_across_a_zygote_restart(fresh_server, has_warm):
+    """Warm children of a zygote that died still run (their monitors were its children): the
+    server keeps counting them against PY_EXEC_MAX until they end, or they end with it."""
+    if not has_warm:
+        pytest.skip("the server has no warm py-exec yet (/readyz without pyExec)")
+    import threading
+    s = fresh_server({"PY_EXEC_MAX": "2", "PY_EXEC_PER_EXEC": "2"})
+
+    def ready():
+        deadline = time.monotonic() + 15
+        while (st := status(s)["exec"]["pyExec"])["state"] != "ready":
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+        return st
+
+    hold = f'for i in 1 2; do py-exec -c "{WARM_PROOF}; import time; time.sleep(8)" & done; wait'
+    with s.client() as c:
+        a = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
+        b = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
+        pid = ready()["pid"]
+        first = {}
+        t = threading.Thread(target=lambda: first.update(ok(c, a, hold, timeoutMs=60000)))
+        t.start()
+        deadline = time.monotonic() + 10
+        while status(s)["exec"]["pyExec"]["running"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(pid, 9)
+        ready()
+        second = ok(c, b, hold.replace("sleep(8)", "sleep(0)"), timeoutMs=60000)
+        t.join()
+    first_warm = first["stdout"].split().count("warm")
+    if first_warm == 2 and first["exitCode"] == 0:  # they outlived their zygote
+        assert second["stdout"].split().count("warm") == 0, (first, second)
