@@ -91,7 +91,8 @@ struct config {
     bool quiet;               /* SQLFS_QUIET / --quiet: no per-request log lines */
     bool py_exec_warm;        /* PY_EXEC_WARM (on): py-exec forks the warm interpreter */
     int64_t py_exec_per_exec; /* PY_EXEC_PER_EXEC 16: warm py-exec children of one exec */
-    int64_t py_exec_max;      /* PY_EXEC_MAX 256: warm py-exec children of the server */
+    int64_t py_exec_max;      /* PY_EXEC_MAX 64: warm py-exec children of the server */
+    int64_t py_exec_rate;     /* PY_EXEC_RATE 100: warm py-exec starts per second of an exec */
     char *py_exec_preload;    /* PY_EXEC_PRELOAD: modules the zygote imports; NULL → default */
 };
 

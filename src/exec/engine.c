@@ -228,7 +228,9 @@ int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct
             .enabled = cfg->py_exec_warm,
             .per_exec = cfg->py_exec_per_exec,
             .max = cfg->py_exec_max,
+            .rate = cfg->py_exec_rate,
             .preload = cfg->py_exec_preload,
+            .fsize_bytes = cfg->file_size_bytes,
         };
         r = zygote_new(e->jail, &zc, &e->zygote);
     }
@@ -314,6 +316,7 @@ json_t *exec_engine_py_exec_json(struct exec_engine *e, bool detail)
     json_t *lim = json_object();
     json_object_set_new(lim, "perExec", json_integer(e->cfg.py_exec_per_exec));
     json_object_set_new(lim, "max", json_integer(e->cfg.py_exec_max));
+    json_object_set_new(lim, "ratePerExec", json_integer(e->cfg.py_exec_rate));
     json_object_set_new(o, "limits", lim);
     return o;
 }

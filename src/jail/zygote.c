@@ -44,6 +44,7 @@ extern const unsigned char pyzygote_image[], pyzygote_image_end[];
 #define BACKOFF_MAX_MS 60000
 #define STABLE_MS 60000 /* running this long resets the pause before the next start */
 #define START_TIMEOUT_MS 30000
+#define ZYGOTE_MEMORY (512LL << 20)
 
 /* epoll tags: a session pointer, or one of these. */
 static char tag_wake, tag_ctl, tag_pidfd, tag_log;
@@ -54,7 +55,10 @@ struct zygote_session {
     int jail_fd;              /* dup of the jail init's pidfd */
     int procs[PYX_MAX_PROCS]; /* the exec cgroup's cgroup.procs, write-only */
     int nprocs;
-    int64_t running; /* warm children of this exec now */
+    int64_t running;        /* warm children of this exec now */
+    double tokens;          /* spawns it may still ask for now (refilled at cfg.rate/s) */
+    int64_t tokens_ms;      /* when they were last refilled */
+    int64_t muted_until_ms; /* its listener is not watched until then (0: watched) */
     struct zygote_session *next;
 };
 
@@ -86,6 +90,11 @@ struct zygote {
     pid_t pid;
     int pidfd, ctl_fd;
     int log_fd; /* read end of its stdout and stderr, logged */
+    /* Its cgroup (one of the exec pool's): the zygote and its monitors, whose work is not the
+     * execs', together at most ZYGOTE_MEMORY and 2 x max + 64 processes. No CPU quota: CFS
+     * bandwidth control slows every call; the spawns' CPU is bounded by cfg.rate per exec. */
+    struct cgroup_exec cg;
+    bool cg_held;
     int64_t started_ms, next_start_ms, backoff_ms;
     char preloaded[600];
     uint64_t spawned, refused, restarts;
@@ -159,6 +168,15 @@ static void log_readable(struct zygote *z)
         log_msg("warn", "py-exec: the warm interpreter says: %.300s", line);
 }
 
+/* The zygote is gone: its monitors follow it (their parent-death signal); what is left in its
+ * cgroup is killed and the cgroup removed. */
+static void release_cgroup(struct zygote *z)
+{
+    if (z->cg_held)
+        cgroup_exec_release(&z->cg, false);
+    z->cg_held = false;
+}
+
 static void stop_process(struct zygote *z)
 {
     close_log(z);
@@ -175,6 +193,7 @@ static void stop_process(struct zygote *z)
         closep(&z->pidfd);
     }
     z->pid = 0;
+    release_cgroup(z);
     forget_pending(z);
 }
 
@@ -195,8 +214,11 @@ static int send_config(struct zygote *z)
     rlim_t nf = JAIL_DEFAULT_NOFILE < z->rt->nofile_max ? JAIL_DEFAULT_NOFILE : z->rt->nofile_max;
     char nofile[24], fsize[24];
     snprintf(nofile, sizeof(nofile), "%llu", (unsigned long long)nf);
-    snprintf(fsize, sizeof(fsize), "%llu",
-             (unsigned long long)(z->rt->fsize_max == RLIM_INFINITY ? 0 : z->rt->fsize_max));
+    /* The jail's own limit (jail_spawn caps it at the server's hard limit the same way) */
+    rlim_t fs = z->cfg.fsize_bytes > 0 ? (rlim_t)z->cfg.fsize_bytes : RLIM_INFINITY;
+    if (fs > z->rt->fsize_max)
+        fs = z->rt->fsize_max;
+    snprintf(fsize, sizeof(fsize), "%llu", (unsigned long long)(fs == RLIM_INFINITY ? 0 : fs));
     const char *conf[] = {z->rt->rf.usr, z->rt->rf.etc, z->rt->rf.locale ? z->rt->rf.locale : "",
                           z->root_dir,   nofile,        fsize,
                           z->preload};
@@ -214,7 +236,27 @@ static int send_config(struct zygote *z)
     char *p = buf + sizeof(h) + len;
     for (size_t i = 0; i < sizeof(conf) / sizeof(conf[0]); i++)
         p = stpcpy(p, conf[i]) + 1;
-    ssize_t n = send(z->ctl_fd, buf, total, MSG_NOSIGNAL);
+    /* with the zygote's own cgroup.procs, which its monitors go back to */
+    int home[CGROUP_NCTL];
+    int nhome = z->cg_held ? cgroup_exec_open_procs(&z->cg, home) : 0;
+    if (nhome < 0)
+        nhome = 0;
+    char cbuf[CMSG_SPACE(sizeof(home))];
+    memset(cbuf, 0, sizeof(cbuf));
+    struct iovec iov = {buf, total};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nhome > 0) {
+        mh.msg_control = cbuf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nhome);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nhome);
+        memcpy(CMSG_DATA(c), home, sizeof(int) * (size_t)nhome);
+    }
+    ssize_t n = sendmsg(z->ctl_fd, &mh, MSG_NOSIGNAL);
+    for (int i = 0; i < nhome; i++)
+        close(home[i]);
     free(buf);
     return n == (ssize_t)total ? 0 : -EIO;
 }
@@ -292,6 +334,14 @@ static int start_process(struct zygote *z)
         closep(&z->log_fd); /* it runs without its output logged */
     z->pid = pid;
     z->ctl_fd = sv[0];
+    /* Before it reads its configuration, so before it forks anything. */
+    struct cgroup_limits lim = {0, 2 * z->cfg.max + 64, 0};
+    if (cgroup_exec_acquire(&z->rt->cg, &lim, &z->cg) == 0) {
+        z->cg_held = true;
+        if (cgroup_exec_attach(&z->cg, pid) < 0 ||
+            cgroup_exec_limit_memory(&z->cg, ZYGOTE_MEMORY) < 0)
+            log_msg("warn", "py-exec: the warm interpreter runs without its cgroup limits");
+    }
     z->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (z->pidfd < 0) {
         r = -errno;
@@ -347,6 +397,7 @@ static void process_ended(struct zygote *z)
     (void)epoll_ctl(z->epfd, EPOLL_CTL_DEL, z->pidfd, NULL);
     closep(&z->pidfd);
     z->pid = 0;
+    release_cgroup(z);
     close_log(z);
     if (z->ctl_fd >= 0) {
         (void)epoll_ctl(z->epfd, EPOLL_CTL_DEL, z->ctl_fd, NULL);
@@ -402,6 +453,51 @@ static void ctl_readable(struct zygote *z)
 
 /* ---- connections ------------------------------------------------------------------------- */
 
+/* A session refused a connection (its limits): its listener is not watched for MUTE_MS, so that
+ * a jail connecting in a loop waits in connect() (the listen backlog fills) instead of keeping
+ * the broker busy refusing it. */
+#define MUTE_MS 20
+
+static void mute(struct zygote *z, struct zygote_session *s)
+{
+    struct epoll_event ev = {.events = 0, .data.ptr = s};
+    if (epoll_ctl(z->epfd, EPOLL_CTL_MOD, s->listen_fd, &ev) == 0)
+        s->muted_until_ms = now_ms() + MUTE_MS;
+}
+
+/* Watches again the listeners whose pause is over; the time to the next one, or -1. */
+static int unmute_due(struct zygote *z)
+{
+    int64_t now = now_ms(), next = -1;
+    for (struct zygote_session *s = z->sessions; s; s = s->next) {
+        if (!s->muted_until_ms)
+            continue;
+        if (s->muted_until_ms <= now) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+            if (epoll_ctl(z->epfd, EPOLL_CTL_MOD, s->listen_fd, &ev) == 0)
+                s->muted_until_ms = 0;
+        } else if (next < 0 || s->muted_until_ms - now < next) {
+            next = s->muted_until_ms - now;
+        }
+    }
+    return (int)next;
+}
+
+/* One spawn from the session's bucket (cfg.rate per second, at most cfg.per_exec saved up):
+ * every spawn costs the zygote and a monitor CPU outside the exec's cgroup. */
+static bool take_token(struct zygote *z, struct zygote_session *s)
+{
+    int64_t now = now_ms();
+    s->tokens += (double)(now - s->tokens_ms) * (double)z->cfg.rate / 1000.0;
+    if (s->tokens > (double)z->cfg.per_exec)
+        s->tokens = (double)z->cfg.per_exec;
+    s->tokens_ms = now;
+    if (s->tokens < 1.0)
+        return false;
+    s->tokens -= 1.0;
+    return true;
+}
+
 static int64_t running_total(const struct zygote *z)
 {
     return (int64_t)z->npending;
@@ -414,13 +510,15 @@ static void hand_over(struct zygote *z, struct zygote_session *s, int conn)
         why = PYX_WHY_OFF;
     else if (z->state != ZYGOTE_READY || z->ctl_fd < 0)
         why = PYX_WHY_DOWN;
-    else if (s->running >= z->cfg.per_exec || running_total(z) >= z->cfg.max)
+    else if (s->running >= z->cfg.per_exec || running_total(z) >= z->cfg.max || !take_token(z, s))
         why = PYX_WHY_BUSY;
     else if (ARRAY_GROW(z->pending, z->npending + 1, z->cappending) < 0)
         why = PYX_WHY_BUSY;
     if (why) {
         answer(conn, why);
         z->refused++;
+        if (why == PYX_WHY_BUSY)
+            mute(z, s);
         return;
     }
     uint64_t id = ++z->next_id;
@@ -453,7 +551,7 @@ static void hand_over(struct zygote *z, struct zygote_session *s, int conn)
 
 static void accept_all(struct zygote *z, struct zygote_session *s)
 {
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < 64 && !s->muted_until_ms; i++) {
         int conn =
             accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC); /* blocking: the child reads it */
         if (conn < 0)
@@ -486,6 +584,9 @@ static void *broker_main(void *arg)
             }
             timeout = (int)wait;
         }
+        int unmute = unmute_due(z);
+        if (unmute >= 0 && (timeout < 0 || unmute < timeout))
+            timeout = unmute;
         bool stopping = z->stopping;
         pthread_mutex_unlock(&z->mu);
         if (stopping)
@@ -541,6 +642,8 @@ int zygote_new(const struct jail_runtime *rt, const struct zygote_config *cfg, s
         z->cfg.per_exec = 1;
     if (z->cfg.max < 1)
         z->cfg.max = 1;
+    if (z->cfg.rate < 1)
+        z->cfg.rate = 1;
     z->image_fd = z->epfd = z->wake_fd = z->pidfd = z->ctl_fd = z->log_fd = -1;
     z->backoff_ms = BACKOFF_MIN_MS;
     z->state = cfg->enabled ? ZYGOTE_STARTING : ZYGOTE_OFF;
@@ -612,6 +715,8 @@ int zygote_session_open(struct zygote *z, int listen_fd, const struct jail_proc 
     }
     s->z = z;
     s->listen_fd = listen_fd;
+    s->tokens = (double)z->cfg.per_exec;
+    s->tokens_ms = now_ms();
     s->jail_fd = fcntl(jail_proc_pidfd(p), F_DUPFD_CLOEXEC, 3);
     int r = s->jail_fd < 0 ? -errno : jail_proc_open_procs(p, s->procs);
     if (r >= 0) {

@@ -37,7 +37,10 @@ struct zygote_config {
     bool enabled;        /* PY_EXEC_WARM */
     int64_t per_exec;    /* PY_EXEC_PER_EXEC: warm children of one exec at once */
     int64_t max;         /* PY_EXEC_MAX: warm children of the whole server at once */
+    int64_t rate;        /* PY_EXEC_RATE: warm children one exec may start per second */
     const char *preload; /* comma-separated modules imported before the first fork */
+    int64_t fsize_bytes; /* EXEC_FILE_SIZE_BYTES: the jail's RLIMIT_FSIZE (0 = unlimited), the
+                          * hard limit of every warm child */
 };
 
 /* The standard library's commonly used modules, not those that map large libraries (hashlib:

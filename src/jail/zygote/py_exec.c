@@ -273,7 +273,11 @@ int main(int argc, char **argv, char **envp)
     }
     free(strings);
     close(cwd_fd);
-    if (r < 0 || recv_reply(s, &rep, &child_pidfd) < 0)
+    /* Descriptors in flight are counted per host user, which every jail shares: a send that
+     * fails for want of them is a shortage, not a fault (python3 cold says nothing either). */
+    if (r < 0)
+        run_cold(argv, errno == ETOOMANYREFS ? NULL : why_text(PYX_WHY_SETUP));
+    if (recv_reply(s, &rep, &child_pidfd) < 0)
         run_cold(argv, why_text(PYX_WHY_SETUP));
     if (rep.kind == PYX_COLD)
         run_cold(argv, NULL);

@@ -64,6 +64,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "jail/ids.h"
@@ -100,7 +101,11 @@ struct cap_data_ {
 static struct sock_fprog jail_filter;
 /* The server's settings (CONFIG): paths, the jail's limits, the modules to preload. */
 enum { CONF_USR, CONF_ETC, CONF_LOCALE, CONF_ROOT, CONF_NOFILE, CONF_FSIZE, CONF_PRELOAD, CONF_N };
-static const char *conf[CONF_N];
+static char *conf[CONF_N];
+/* cgroup.procs of the zygote's own cgroup (CONFIG), where a monitor goes back to once the child
+ * is forked in the exec's: none when the host has no cgroups for it. */
+static int home_procs[PYX_MAX_PROCS];
+static int nhome;
 
 static char zygote_ctype[64];
 static PyObject *child_prepare;  /* child_setup.prepare */
@@ -134,16 +139,17 @@ __attribute__((noreturn)) static void fatal(const char *what)
     _exit(1);
 }
 
+static char ctl_buf[PYX_CTL_MAX]; /* the zygote's messages to the server */
+
 static void ctl_send(uint32_t kind, uint64_t id, const char *text)
 {
     struct pyx_ctl msg = {PYX_MAGIC, kind, id, 0, text ? (uint32_t)strlen(text) : 0};
     if (msg.len > PYX_CTL_MAX - sizeof(msg))
         msg.len = PYX_CTL_MAX - sizeof(msg);
-    static char buf[PYX_CTL_MAX];
-    memcpy(buf, &msg, sizeof(msg));
+    memcpy(ctl_buf, &msg, sizeof(msg));
     if (msg.len)
-        memcpy(buf + sizeof(msg), text, msg.len);
-    if (send(CTL_FD, buf, sizeof(msg) + msg.len, MSG_NOSIGNAL) < 0)
+        memcpy(ctl_buf + sizeof(msg), text, msg.len);
+    if (send(CTL_FD, ctl_buf, sizeof(msg) + msg.len, MSG_NOSIGNAL) < 0)
         _exit(0); /* the server is gone */
 }
 
@@ -229,6 +235,18 @@ static void setup_filesystem(void)
         fatal("make the root read-only");
     if (sethostname("sandbox", 7) < 0)
         fatal("hostname");
+    /* This program runs the server host's libpython; the standard library and site directories
+     * are the rootfs's. Warm children are the jail's python3 only when both are one CPython
+     * release line: the rootfs's /usr/bin/python3 must be python3.<this minor>. */
+    char real[PATH_MAX], want[32];
+    snprintf(want, sizeof(want), "/usr/bin/python%d.%d", PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    if (!realpath("/usr/bin/python3", real) || strcmp(real, want) != 0) {
+        char what[96];
+        snprintf(what, sizeof(what), "the rootfs's python3 is not %s (the server's libpython)",
+                 want + 9);
+        errno = ENOENT;
+        fatal(what);
+    }
 }
 
 /* The jail's RLIMIT_NOFILE and RLIMIT_FSIZE (0 = unlimited), no core dumps. */
@@ -266,7 +284,18 @@ static void setup_privileges(void)
 static void read_config(void)
 {
     static char buf[PYX_CTL_MAX];
-    ssize_t n = recv(CTL_FD, buf, sizeof(buf), 0);
+    char cbuf[CMSG_SPACE(sizeof(int) * PYX_MAX_PROCS)];
+    struct iovec iov = {buf, sizeof(buf)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    ssize_t n = recvmsg(CTL_FD, &mh, MSG_CMSG_CLOEXEC);
+    for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k && nhome < PYX_MAX_PROCS; i++)
+            memcpy(&home_procs[nhome++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
     struct pyx_ctl h;
     if (n < (ssize_t)sizeof(h))
         fatal("read the configuration");
@@ -284,13 +313,26 @@ static void read_config(void)
     memcpy(jail_filter.filter, buf + sizeof(h), h.len);
     char *p = buf + sizeof(h) + h.len, *end = buf + n;
     for (int i = 0; i < CONF_N; i++) {
-        if (p >= end) {
+        if (p >= end || !(conf[i] = strdup(p))) {
             errno = EPROTO;
             fatal("read the configuration");
         }
-        conf[i] = p;
         p += strlen(p) + 1;
     }
+    explicit_bzero(buf, sizeof(buf));
+}
+
+/* What a monitor wipes before it enters a jail: the zygote's record of other calls and the
+ * server's messages (their ids count every call of the server; the configuration names host
+ * paths). */
+static void wipe_zygote_state(void)
+{
+    explicit_bzero(live, sizeof(live));
+    nlive = 0;
+    explicit_bzero(ctl_buf, sizeof(ctl_buf));
+    for (int i = 0; i < CONF_N; i++)
+        if (conf[i] && i != CONF_PRELOAD)
+            explicit_bzero((char *)conf[i], strlen(conf[i]));
 }
 
 /* ---- the interpreter -------------------------------------------------------------------- */
@@ -452,8 +494,28 @@ struct request {
     char **argv, **envp;
 };
 
+/* The whole request must arrive by then (CLOCK_MONOTONIC, ms): a caller that sends it slowly
+ * holds a warm slot no longer than REQUEST_TIMEOUT_S. */
+static int64_t request_deadline_ms;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int recv_msg(int conn, void *buf, size_t len, int *fds, int maxfds, int *nfds)
 {
+    for (;;) {
+        int64_t left = request_deadline_ms - mono_ms();
+        struct pollfd pf = {conn, POLLIN, 0};
+        int r = left > 0 ? poll(&pf, 1, (int)left) : 0;
+        if (r > 0)
+            break;
+        if (r == 0 || errno != EINTR)
+            return -1;
+    }
     char cbuf[CMSG_SPACE(sizeof(int) * PYX_FDS_PER_MSG)];
     struct iovec iov = {buf, len};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -491,9 +553,7 @@ static int recv_msg(int conn, void *buf, size_t len, int *fds, int maxfds, int *
 /* Reads and checks the request: -1 on anything that does not add up. */
 static int read_request(int conn, struct request *rq)
 {
-    struct timeval tv = {REQUEST_TIMEOUT_S, 0};
-    if (setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
-        return -1;
+    request_deadline_ms = mono_ms() + REQUEST_TIMEOUT_S * 1000;
     int n = recv_msg(conn, &rq->h, sizeof(rq->h), NULL, 0, NULL);
     size_t head = offsetof(struct pyx_request, fd_target);
     if (n < (int)head || rq->h.magic != PYX_MAGIC || rq->h.nfds < 1 || rq->h.nfds > PYX_MAX_FDS ||
@@ -996,18 +1056,10 @@ static int finish_program(void)
     return status;
 }
 
-__attribute__((noreturn)) static void child_main(int conn, const int *procs, int nprocs)
+__attribute__((noreturn)) static void child_main(int conn)
 {
-    /* Into the exec's cgroup first: what this process allocates from here on is the exec's. */
-    for (int i = 0; i < nprocs; i++) {
-        if (write(procs[i], "0", 1) != 1) {
-            reply(conn, PYX_UNAVAILABLE, PYX_WHY_SPAWN, -1);
-            _exit(1);
-        }
-        close(procs[i]);
-    }
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || setsid() < 0 ||
-        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) {
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 || prctl(PR_SET_NAME, "python3", 0, 0, 0) < 0) {
         reply(conn, PYX_UNAVAILABLE, PYX_WHY_SPAWN, -1);
         _exit(1);
     }
@@ -1088,15 +1140,30 @@ static int enter_jail(int jail_pidfd)
  * cgroup.procs files. */
 enum { M_CONN = 0, M_JAIL, M_PROCS };
 
+/* Zeroes the stack below the caller's frame: what the zygote's earlier calls left there
+ * (message headers, descriptor numbers) is not for the jail. */
+__attribute__((noinline)) static void scrub_stack(void)
+{
+    volatile char area[64 * 1024];
+    explicit_bzero((char *)area, sizeof(area));
+}
+
 __attribute__((noreturn)) static void monitor_main(int *fds, int nprocs)
 {
-    memset(live, 0, sizeof(live));
-    nlive = 0;
-    /* Every fd of this call above the others, then nothing else open. */
+    wipe_zygote_state();
+    scrub_stack();
+    /* This call's descriptors at fixed numbers (the connection, the jail, the exec's
+     * cgroup.procs, the zygote's), then nothing else open. */
+    int all[M_PROCS + 2 * PYX_MAX_PROCS];
     int total = M_PROCS + nprocs;
-    int hi[M_PROCS + PYX_MAX_PROCS];
     for (int i = 0; i < total; i++)
-        if ((hi[i] = fcntl(fds[i], F_DUPFD, 64)) < 0)
+        all[i] = fds[i];
+    int home = total;
+    for (int i = 0; i < nhome; i++)
+        all[total++] = home_procs[i];
+    int hi[M_PROCS + 2 * PYX_MAX_PROCS];
+    for (int i = 0; i < total; i++)
+        if ((hi[i] = fcntl(all[i], F_DUPFD, 64)) < 0)
             _exit(2);
     for (int i = 0; i < total; i++)
         if (dup2(hi[i], i) < 0)
@@ -1107,23 +1174,40 @@ __attribute__((noreturn)) static void monitor_main(int *fds, int nprocs)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     /* The monitor's own failure before the child exists: py-exec hears UNAVAILABLE. */
+    pid_t zygote = getppid();
     if (enter_jail(M_JAIL) < 0) {
         reply(M_CONN, PYX_UNAVAILABLE, PYX_WHY_SPAWN, -1);
         _exit(2);
     }
+    /* It ends with the zygote (its children with it: their parent-death signal), so that the
+     * server's count of warm children stays true across a restart. Set after the uid change,
+     * which clears it; a zygote already gone is seen by the pid check. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != zygote)
+        _exit(2);
+    /* The child is forked inside the exec's cgroup, so that the fork counts against its pid
+     * limit (a move into a cgroup is not checked against pids.max) and its memory is the
+     * exec's from the start; the monitor then goes back to the zygote's. */
+    for (int i = M_PROCS; i < home; i++)
+        if (write(i, "0", 1) != 1) {
+            reply(M_CONN, PYX_UNAVAILABLE, PYX_WHY_SPAWN, -1);
+            _exit(2);
+        }
     pid_t pid = fork();
+    if (pid == 0) {
+        (void)syscall(SYS_close_range, M_PROCS, ~0U, 0);
+        child_main(M_CONN);
+    }
+    /* If it cannot go back, it stays in the exec's cgroup, which it leaves with its exit. */
+    int back = 0;
+    for (int i = home; i < total; i++)
+        back += write(i, "0", 1) == 1;
+    (void)back;
+    (void)syscall(SYS_close_range, M_PROCS, ~0U, 0);
     if (pid < 0) {
-        reply(M_CONN, PYX_UNAVAILABLE, PYX_WHY_SPAWN, -1);
+        /* The exec is at its pid limit (or ending): python3 starts cold in py-exec's place. */
+        reply(M_CONN, PYX_UNAVAILABLE, errno == EAGAIN ? PYX_WHY_BUSY : PYX_WHY_SPAWN, -1);
         _exit(2);
     }
-    if (pid == 0) {
-        int procs[PYX_MAX_PROCS];
-        for (int i = 0; i < nprocs; i++)
-            procs[i] = M_PROCS + i;
-        child_main(M_CONN, procs, nprocs);
-    }
-    for (int i = 0; i < nprocs; i++)
-        close(M_PROCS + i);
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     struct pollfd pf[2] = {{pidfd, POLLIN, 0}, {M_CONN, POLLRDHUP, 0}};
     bool killed = false;
@@ -1220,15 +1304,26 @@ __attribute__((noreturn)) static void spare_main(int sock)
     /* CPython's own after-fork work (locks, thread states, the fork handlers: random reseeds)
      * happens here, ahead of the call: the child this monitor forks inherits it. */
     PyOS_AfterFork_Child();
-    memset(live, 0, sizeof(live));
-    nlive = 0;
-    if (dup2(sock, 0) < 0 || syscall(SYS_close_range, 1, ~0U, 0) < 0)
+    wipe_zygote_state();
+    /* Only its socket (0) and the zygote's cgroup.procs (1..) stay open. */
+    int hi = fcntl(sock, F_DUPFD, 64);
+    if (hi < 0 || dup2(hi, 0) < 0)
+        _exit(2);
+    for (int i = 0; i < nhome; i++) {
+        int h = fcntl(home_procs[i], F_DUPFD, 64 + 1 + i);
+        if (h < 0 || dup2(h, 1 + i) < 0)
+            _exit(2);
+        home_procs[i] = 1 + i;
+    }
+    if (syscall(SYS_close_range, 1 + nhome, ~0U, 0) < 0)
         _exit(2);
     struct pyx_ctl h;
     int fds[M_PROCS + PYX_MAX_PROCS];
     if (recv_spawn(0, &h, fds) != 1)
         _exit(0); /* the zygote is gone */
-    monitor_main(fds, (int)h.n_procs);
+    int nprocs = (int)h.n_procs;
+    explicit_bzero(&h, sizeof(h));
+    monitor_main(fds, nprocs);
 }
 
 static void make_spare(void)
@@ -1289,7 +1384,7 @@ static int use_spare(const struct pyx_ctl *h, const int *fds, int nfds)
 
 static void spawn(void)
 {
-    struct pyx_ctl h;
+    struct pyx_ctl h = {0};
     int fds[M_PROCS + PYX_MAX_PROCS];
     int r = recv_spawn(CTL_FD, &h, fds);
     if (r == 0)
@@ -1308,7 +1403,9 @@ static void spawn(void)
         pid_t pid = fork();
         if (pid == 0) {
             PyOS_AfterFork_Child();
-            monitor_main(fds, (int)h.n_procs);
+            int nprocs = (int)h.n_procs;
+            explicit_bzero(&h, sizeof(h));
+            monitor_main(fds, nprocs);
         }
         PyOS_AfterFork_Parent();
         if (pid < 0) {
