@@ -79,6 +79,7 @@ static struct exec_config exec_config_of(const struct config *c, struct budget *
         .py_exec_per_exec = c->py_exec_per_exec,
         .py_exec_max = c->py_exec_max,
         .py_exec_rate = c->py_exec_rate,
+        .py_exec_recycle = c->py_exec_recycle,
         .py_exec_preload = c->py_exec_preload,
         .checkout_budget_bytes = c->checkout_budget_bytes,
         .max_output_bytes = c->max_exec_output_bytes,

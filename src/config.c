@@ -135,6 +135,8 @@ static const struct limit_spec limits[] = {
      "warm py-exec children of the whole server at once (more start python3 cold)"},
     {"PY_EXEC_RATE", F(py_exec_rate), 100, FIXED, 1, 100000, false,
      "warm py-exec children one exec may start per second (more start python3 cold)"},
+    {"PY_EXEC_RECYCLE", F(py_exec_recycle), 1000, FIXED, 1, COUNT_MAX, false,
+     "warm py-exec calls after which a fresh interpreter replaces the zygote (also every 10 min)"},
     {"AUTH_RATE_LIMIT_MAX", F(auth_rate_limit_max), 5, FIXED, 0, COUNT_MAX, false,
      "failed auth requests per window per client IP, then 429 even for good ones (0 = no limit)"},
     {"AUTH_RATE_LIMIT_WINDOW_MS", F(auth_rate_limit_window_ms), 60000, FIXED, 1, MS_MAX, false,

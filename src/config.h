@@ -93,6 +93,7 @@ struct config {
     int64_t py_exec_per_exec; /* PY_EXEC_PER_EXEC 16: warm py-exec children of one exec */
     int64_t py_exec_max;      /* PY_EXEC_MAX 64: warm py-exec children of the server */
     int64_t py_exec_rate;     /* PY_EXEC_RATE 100: warm py-exec starts per second of an exec */
+    int64_t py_exec_recycle;  /* PY_EXEC_RECYCLE 1000: calls before a fresh zygote */
     char *py_exec_preload;    /* PY_EXEC_PRELOAD: modules the zygote imports; NULL → default */
 };
 

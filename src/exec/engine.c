@@ -229,6 +229,7 @@ int exec_engine_new(const struct exec_config *cfg, struct sandboxes *sbx, struct
             .per_exec = cfg->py_exec_per_exec,
             .max = cfg->py_exec_max,
             .rate = cfg->py_exec_rate,
+            .recycle = cfg->py_exec_recycle,
             .preload = cfg->py_exec_preload,
             .fsize_bytes = cfg->file_size_bytes,
         };
@@ -313,10 +314,12 @@ json_t *exec_engine_py_exec_json(struct exec_engine *e, bool detail)
     json_object_set_new(o, "spawned", json_integer((json_int_t)zi.spawned));
     json_object_set_new(o, "cold", json_integer((json_int_t)zi.refused));
     json_object_set_new(o, "restarts", json_integer((json_int_t)zi.restarts));
+    json_object_set_new(o, "recycled", json_integer((json_int_t)zi.recycled));
     json_t *lim = json_object();
     json_object_set_new(lim, "perExec", json_integer(e->cfg.py_exec_per_exec));
     json_object_set_new(lim, "max", json_integer(e->cfg.py_exec_max));
     json_object_set_new(lim, "ratePerExec", json_integer(e->cfg.py_exec_rate));
+    json_object_set_new(lim, "recycleCalls", json_integer(e->cfg.py_exec_recycle));
     json_object_set_new(o, "limits", lim);
     return o;
 }

@@ -53,6 +53,7 @@ struct exec_config {
     int64_t py_exec_per_exec;    /* PY_EXEC_PER_EXEC */
     int64_t py_exec_max;         /* PY_EXEC_MAX */
     int64_t py_exec_rate;        /* PY_EXEC_RATE */
+    int64_t py_exec_recycle;     /* PY_EXEC_RECYCLE */
     const char *py_exec_preload; /* PY_EXEC_PRELOAD; NULL: ZYGOTE_DEFAULT_PRELOAD */
 };
 

@@ -45,6 +45,9 @@ extern const unsigned char pyzygote_image[], pyzygote_image_end[];
 #define STABLE_MS 60000 /* running this long resets the pause before the next start */
 #define START_TIMEOUT_MS 30000
 #define ZYGOTE_MEMORY (512LL << 20)
+/* Every warm child inherits the zygote's str hash secret and address layout: a fresh zygote
+ * replaces it after cfg.recycle calls or RECYCLE_MS, at a moment no warm child runs. */
+#define RECYCLE_MS (10 * 60 * 1000)
 
 /* epoll tags: a session pointer, or one of these. */
 static char tag_wake, tag_ctl, tag_pidfd, tag_log;
@@ -96,8 +99,10 @@ struct zygote {
     struct cgroup_exec cg;
     bool cg_held;
     int64_t started_ms, next_start_ms, backoff_ms;
+    uint64_t served; /* calls handed to the running zygote */
+    bool recycling;  /* it is being replaced by a fresh one (RECYCLE_*): calls run cold, quietly */
     char preloaded[600];
-    uint64_t spawned, refused, restarts;
+    uint64_t spawned, refused, restarts, recycled;
 };
 
 const char *zygote_state_name(enum zygote_state s)
@@ -130,6 +135,7 @@ static void answer(int conn, int32_t why)
 static void set_unavailable(struct zygote *z, const char *what, const char *detail)
 {
     z->state = ZYGOTE_UNAVAILABLE;
+    z->recycling = false;
     snprintf(z->message, sizeof(z->message), "%s%s%.150s", what, detail ? ": " : "",
              detail ? detail : "");
     log_msg("warn", "py-exec: the warm interpreter is unavailable: %s", z->message);
@@ -367,7 +373,22 @@ static int start_process(struct zygote *z)
     z->state = ZYGOTE_STARTING;
     z->message[0] = '\0';
     z->started_ms = now_ms();
+    z->served = 0;
     return 0;
+}
+
+/* A zygote that has served long enough is replaced while no warm child runs (none would be
+ * killed with it). */
+static void maybe_recycle(struct zygote *z)
+{
+    if (z->state != ZYGOTE_READY || z->npending ||
+        ((int64_t)z->served < z->cfg.recycle && now_ms() - z->started_ms < RECYCLE_MS))
+        return;
+    stop_process(z);
+    z->recycled++;
+    z->recycling = true;
+    z->next_start_ms = 0;
+    z->state = ZYGOTE_STARTING;
 }
 
 static void maybe_start(struct zygote *z)
@@ -432,6 +453,7 @@ static void ctl_readable(struct zygote *z)
             continue;
         if (h.kind == PYX_CTL_READY) {
             z->state = ZYGOTE_READY;
+            z->recycling = false;
             z->message[0] = '\0';
             snprintf(z->preloaded, sizeof(z->preloaded), "%.*s",
                      (int)(tlen < sizeof(z->preloaded) ? tlen : sizeof(z->preloaded) - 1), text);
@@ -509,7 +531,7 @@ static void hand_over(struct zygote *z, struct zygote_session *s, int conn)
     if (!z->cfg.enabled)
         why = PYX_WHY_OFF;
     else if (z->state != ZYGOTE_READY || z->ctl_fd < 0)
-        why = PYX_WHY_DOWN;
+        why = z->recycling ? PYX_WHY_BUSY : PYX_WHY_DOWN;
     else if (s->running >= z->cfg.per_exec || running_total(z) >= z->cfg.max || !take_token(z, s))
         why = PYX_WHY_BUSY;
     else if (ARRAY_GROW(z->pending, z->npending + 1, z->cappending) < 0)
@@ -547,6 +569,7 @@ static void hand_over(struct zygote *z, struct zygote_session *s, int conn)
     z->pending[z->npending++] = (struct pending){id, s};
     s->running++;
     z->spawned++;
+    z->served++;
 }
 
 static void accept_all(struct zygote *z, struct zygote_session *s)
@@ -567,6 +590,7 @@ static void *broker_main(void *arg)
     struct epoll_event evs[32];
     for (;;) {
         pthread_mutex_lock(&z->mu);
+        maybe_recycle(z);
         maybe_start(z);
         int timeout = -1;
         if (z->cfg.enabled && !z->pid) {
@@ -644,6 +668,8 @@ int zygote_new(const struct jail_runtime *rt, const struct zygote_config *cfg, s
         z->cfg.max = 1;
     if (z->cfg.rate < 1)
         z->cfg.rate = 1;
+    if (z->cfg.recycle < 1)
+        z->cfg.recycle = 1;
     z->image_fd = z->epfd = z->wake_fd = z->pidfd = z->ctl_fd = z->log_fd = -1;
     z->backoff_ms = BACKOFF_MIN_MS;
     z->state = cfg->enabled ? ZYGOTE_STARTING : ZYGOTE_OFF;
@@ -795,6 +821,7 @@ void zygote_info(struct zygote *z, struct zygote_info *ret)
     ret->spawned = z->spawned;
     ret->refused = z->refused;
     ret->restarts = z->restarts;
+    ret->recycled = z->recycled;
     ret->running = running_total(z);
     pthread_mutex_unlock(&z->mu);
     if (ret->pid)

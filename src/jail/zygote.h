@@ -38,6 +38,7 @@ struct zygote_config {
     int64_t per_exec;    /* PY_EXEC_PER_EXEC: warm children of one exec at once */
     int64_t max;         /* PY_EXEC_MAX: warm children of the whole server at once */
     int64_t rate;        /* PY_EXEC_RATE: warm children one exec may start per second */
+    int64_t recycle;     /* PY_EXEC_RECYCLE: calls after which a fresh zygote replaces it */
     const char *preload; /* comma-separated modules imported before the first fork */
     int64_t fsize_bytes; /* EXEC_FILE_SIZE_BYTES: the jail's RLIMIT_FSIZE (0 = unlimited), the
                           * hard limit of every warm child */
@@ -62,6 +63,7 @@ struct zygote_info {
     uint64_t spawned;    /* connections handed to it since start */
     uint64_t refused;    /* connections answered without it (off, down, at a limit) */
     uint64_t restarts;   /* times it was started again after it ended */
+    uint64_t recycled;   /* times a fresh one replaced it (calls or age) */
     int64_t running;     /* warm children now */
 };
 

@@ -973,3 +973,66 @@ def test_the_bounds_hold_across_a_zygote_restart(fresh_server, has_warm):
     first_warm = first["stdout"].split().count("warm")
     if first_warm == 2 and first["exitCode"] == 0:  # they outlived their zygote
         assert second["stdout"].split().count("warm") == 0, (first, second)
+
+
+def test_a_fresh_zygote_replaces_it_after_its_calls(fresh_server, has_warm):
+    """After PY_EXEC_RECYCLE calls a fresh zygote (new pid, new str hash secret) serves the
+    next ones; the calls in between run cold without a notice."""
+    if not has_warm:
+        pytest.skip("the server has no warm py-exec yet (/readyz without pyExec)")
+    s = fresh_server({"PY_EXEC_RECYCLE": "3"})
+
+    def ready():
+        deadline = time.monotonic() + 15
+        while (st := status(s)["exec"]["pyExec"])["state"] != "ready":
+            assert time.monotonic() < deadline, st
+            time.sleep(0.05)
+        return st
+
+    code = f"{WARM_PROOF}; print(hash('sqlfs'))"
+    with s.client() as c:
+        sid = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
+        first = ready()
+        seen = []
+        for _ in range(3):
+            r = ok(c, sid, f"py-exec -c {shlex.quote(code)}")
+            assert r["stderr"] == "", r
+            seen.append(r["stdout"].split())
+        assert [w for w, _ in seen] == ["warm"] * 3
+        assert len({h for _, h in seen}) == 1  # one zygote, one hash secret
+        second = ready()
+        assert second["pid"] != first["pid"] and second["recycled"] == 1, second
+        r = ok(c, sid, f"py-exec -c {shlex.quote(code)}")
+        assert r["stderr"] == "" and r["stdout"].split()[0] == "warm", r
+        assert r["stdout"].split()[1] != seen[0][1]  # a new hash secret
+
+
+def test_a_connect_storm_is_refused_cheaply(fresh_server, has_warm):
+    """An exec may start PY_EXEC_RATE warm children a second: a jail connecting in a loop gets
+    the rest refused (cold, silently) and waits in connect() while its listener rests, so the
+    broker and the zygote stay responsive for other sandboxes."""
+    if not has_warm:
+        pytest.skip("the server has no warm py-exec yet (/readyz without pyExec)")
+    s = fresh_server({"PY_EXEC_RATE": "5"})
+    storm = ("import socket, time\n"
+             "end = time.monotonic() + 2; n = 0\n"
+             "while time.monotonic() < end:\n"
+             "    c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+             "    c.connect('\\0sqlfs/py-exec'); c.close(); n += 1\n"
+             "print(n)\n")
+    with s.client() as c:
+        a = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
+        b = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
+        deadline = time.monotonic() + 15
+        while status(s)["exec"]["pyExec"]["state"] != "ready":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        before = status(s)["exec"]["pyExec"]
+        r = ok(c, a, f"python3 -c {shlex.quote(storm)}")
+        after = status(s)["exec"]["pyExec"]
+        # at most the bucket (PY_EXEC_PER_EXEC) and 5 a second were handed to the zygote
+        assert after["spawned"] - before["spawned"] <= 16 + 5 * 3, (before, after, r)
+        assert after["pid"] == before["pid"]
+        # the other sandbox still gets a warm child
+        r = ok(c, b, f"py-exec -c {shlex.quote(WARM_PROOF)}")
+        assert r["stdout"].strip() == "warm" and r["stderr"] == "", r

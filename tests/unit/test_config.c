@@ -419,7 +419,7 @@ static void test_args_override_env(void **state)
             fail_msg("%s %s rejected: %s", flag, a[1], err_message());
         seen++;
     }
-    assert_int_equal(seen, 51);
+    assert_int_equal(seen, 52);
     assert_int_equal(c.max_tree_entries, 2048);
     assert_int_equal(c.exec_memory_bytes, 2LL << 20);
     assert_int_equal(c.request_timeout_s, 2048);
