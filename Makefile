@@ -12,6 +12,7 @@
 #   make deps       install the Debian packages the project needs (idempotent)
 #   make load, make bench-hostile   load/abuse and hostile-client figures (bench/*.py)
 #   make bench-replicas   exec throughput with 1, 2 and 3 replicas on one PostgreSQL database
+#   make bench-pyexec     warm py-exec against an empty exec, cold python3 and node
 
 CC      ?= cc
 BUILD   ?= build

@@ -4,6 +4,7 @@
 - A second server on the same data dir (running `make run` twice) exits at once, names the
   directory and the pid holding it, and leaves the first server's execs alone.
 """
+import errno
 import os
 import shutil
 import stat
@@ -108,12 +109,18 @@ def cgroup_dirs(data_dir):
 
 
 def remove_exec_cgroups(data_dir):
-    """What a second server on the same data dir used to do: remove the pooled exec cgroups."""
+    """What a second server on the same data dir used to do: remove the pooled exec cgroups
+    (the idle ones: the warm Python's zygote keeps one of them, in use)."""
     removed = 0
     for base in cgroup_dirs(data_dir):
         for d in os.listdir(base):
             if d.startswith("x") and os.path.isdir(os.path.join(base, d)):
-                os.rmdir(os.path.join(base, d))
+                try:
+                    os.rmdir(os.path.join(base, d))
+                except OSError as e:
+                    if e.errno != errno.EBUSY:
+                        raise
+                    continue
                 removed += 1
     return removed
 
