@@ -19,6 +19,9 @@
 #define SQLFS_JAIL_ZYGOTE_PROTO_H
 
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* The listener's abstract name in every jail with python on (no leading NUL here). */
 #define PYX_SOCKET_NAME "sqlfs/py-exec"
@@ -96,5 +99,26 @@ struct pyx_ctl {
 
 #define PYX_CTL_MAX (64 * 1024)
 #define PYX_MAX_PROCS 3
+
+/* The descriptors a received message brought (SCM_RIGHTS): the first `max` into fds[], any
+ * others closed. Returns how many were kept. */
+static inline int pyx_take_fds(struct msghdr *mh, int *fds, int max)
+{
+    int n = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (n < max)
+                fds[n++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
+}
 
 #endif

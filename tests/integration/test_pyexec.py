@@ -270,6 +270,15 @@ def assert_warm_when_built(has_warm, proof):
         assert proof == "warm", "py-exec ran cold on a server with a warm interpreter"
 
 
+
+def zygote_ready(s, seconds=15):
+    """/v1/status exec.pyExec once the zygote of server s is ready."""
+    deadline = time.monotonic() + seconds
+    while (st := status(s)["exec"]["pyExec"])["state"] != "ready":
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+    return st
+
 def jail_pids(api, sid):
     """The processes an exec's bash sees besides itself and the jail's init, found with
     builtins only (a command of its own would be one of them)."""
@@ -598,15 +607,7 @@ def test_zygote_death_falls_back_and_recovers(fresh_server, has_warm):
     if not has_warm:
         pytest.skip("the server has no warm py-exec yet (/readyz without pyExec)")
     s = fresh_server()
-
-    def wait_ready():
-        deadline = time.monotonic() + 10
-        while (st := status(s)["exec"]["pyExec"])["state"] != "ready":
-            assert time.monotonic() < deadline, st
-            time.sleep(0.1)
-        return st
-
-    before = wait_ready()
+    before = zygote_ready(s)
     os.kill(before["pid"], 9)
     with s.client() as c:
         sid = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
@@ -616,7 +617,7 @@ def test_zygote_death_falls_back_and_recovers(fresh_server, has_warm):
         assert lines == [] or (len(lines) == 1 and lines[0].startswith("py-exec: ")
                                and "cold" in lines[0]), res
         assert httpx.get(s.url + "/healthz", timeout=5).status_code == 200
-        after = wait_ready()
+        after = zygote_ready(s)
         assert after["pid"] != before["pid"] and after["restarts"] >= 1, after
         assert not os.path.exists(f"/proc/{before['pid']}"), "the dead zygote was not reaped"
         res = ok(c, sid, f'py-exec -c "{WARM_PROOF}"')
@@ -947,18 +948,12 @@ def test_the_bounds_hold_across_a_zygote_restart(fresh_server, has_warm):
     import threading
     s = fresh_server({"PY_EXEC_MAX": "2", "PY_EXEC_PER_EXEC": "2"})
 
-    def ready():
-        deadline = time.monotonic() + 15
-        while (st := status(s)["exec"]["pyExec"])["state"] != "ready":
-            assert time.monotonic() < deadline, st
-            time.sleep(0.1)
-        return st
 
     hold = f'for i in 1 2; do py-exec -c "{WARM_PROOF}; import time; time.sleep(8)" & done; wait'
     with s.client() as c:
         a = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
         b = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
-        pid = ready()["pid"]
+        pid = zygote_ready(s)["pid"]
         first = {}
         t = threading.Thread(target=lambda: first.update(ok(c, a, hold, timeoutMs=60000)))
         t.start()
@@ -967,7 +962,7 @@ def test_the_bounds_hold_across_a_zygote_restart(fresh_server, has_warm):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         os.kill(pid, 9)
-        ready()
+        zygote_ready(s)
         second = ok(c, b, hold.replace("sleep(8)", "sleep(0)"), timeoutMs=60000)
         t.join()
     first_warm = first["stdout"].split().count("warm")
@@ -982,17 +977,11 @@ def test_a_fresh_zygote_replaces_it_after_its_calls(fresh_server, has_warm):
         pytest.skip("the server has no warm py-exec yet (/readyz without pyExec)")
     s = fresh_server({"PY_EXEC_RECYCLE": "3"})
 
-    def ready():
-        deadline = time.monotonic() + 15
-        while (st := status(s)["exec"]["pyExec"])["state"] != "ready":
-            assert time.monotonic() < deadline, st
-            time.sleep(0.05)
-        return st
 
     code = f"{WARM_PROOF}; print(hash('sqlfs'))"
     with s.client() as c:
         sid = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
-        first = ready()
+        first = zygote_ready(s)
         seen = []
         for _ in range(3):
             r = ok(c, sid, f"py-exec -c {shlex.quote(code)}")
@@ -1000,7 +989,7 @@ def test_a_fresh_zygote_replaces_it_after_its_calls(fresh_server, has_warm):
             seen.append(r["stdout"].split())
         assert [w for w, _ in seen] == ["warm"] * 3
         assert len({h for _, h in seen}) == 1  # one zygote, one hash secret
-        second = ready()
+        second = zygote_ready(s)
         assert second["pid"] != first["pid"] and second["recycled"] == 1, second
         r = ok(c, sid, f"py-exec -c {shlex.quote(code)}")
         assert r["stderr"] == "" and r["stdout"].split()[0] == "warm", r
@@ -1023,10 +1012,7 @@ def test_a_connect_storm_is_refused_cheaply(fresh_server, has_warm):
     with s.client() as c:
         a = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
         b = c.post("/v1/sandboxes", json={"python": True}).json()["id"]
-        deadline = time.monotonic() + 15
-        while status(s)["exec"]["pyExec"]["state"] != "ready":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        zygote_ready(s)
         before = status(s)["exec"]["pyExec"]
         r = ok(c, a, f"python3 -c {shlex.quote(storm)}")
         after = status(s)["exec"]["pyExec"]

@@ -81,13 +81,8 @@ static int recv_reply(int s, struct pyx_reply *rep, int *fd)
     while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof(*rep) || rep->magic != PYX_MAGIC)
         return -1;
-    if (fd) {
+    if (fd && pyx_take_fds(&mh, fd, 1) == 0)
         *fd = -1;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-                c->cmsg_len == CMSG_LEN(sizeof(int)))
-                memcpy(fd, CMSG_DATA(c), sizeof(int));
-    }
     return 0;
 }
 

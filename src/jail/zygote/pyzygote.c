@@ -289,13 +289,8 @@ static void read_config(void)
     struct msghdr mh = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     ssize_t n = recvmsg(CTL_FD, &mh, MSG_CMSG_CLOEXEC);
-    for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < k && nhome < PYX_MAX_PROCS; i++)
-            memcpy(&home_procs[nhome++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-    }
+    if (n > 0)
+        nhome = pyx_take_fds(&mh, home_procs, PYX_MAX_PROCS);
     struct pyx_ctl h;
     if (n < (ssize_t)sizeof(h))
         fatal("read the configuration");
@@ -530,20 +525,7 @@ static int recv_msg(int conn, void *buf, size_t len, int *fds, int maxfds, int *
     if (n <= 0)
         return -1;
     if (fds) {
-        *nfds = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                continue;
-            int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < k; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                if (*nfds < maxfds)
-                    fds[(*nfds)++] = fd;
-                else
-                    close(fd);
-            }
-        }
+        *nfds = pyx_take_fds(&mh, fds, maxfds);
         if (mh.msg_flags & MSG_CTRUNC)
             return -1;
     }
@@ -1277,19 +1259,7 @@ static int recv_spawn(int fd, struct pyx_ctl *h, int *fds)
         return 0;
     if (n < 0)
         return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < k; i++) {
-            int one;
-            memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            if (nfds < M_PROCS + PYX_MAX_PROCS)
-                fds[nfds++] = one;
-            else
-                close(one);
-        }
-    }
+    nfds = pyx_take_fds(&mh, fds, M_PROCS + PYX_MAX_PROCS);
     if (n != (ssize_t)sizeof(*h) || h->magic != PYX_MAGIC || h->kind != PYX_CTL_SPAWN ||
         h->n_procs > PYX_MAX_PROCS || nfds != M_PROCS + (int)h->n_procs ||
         (mh.msg_flags & MSG_CTRUNC)) {
