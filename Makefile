@@ -46,11 +46,12 @@ OPENAPI_IMG := src/api/openapi_doc.S
 # (CPython embedded from the rootfs's libpython), never sanitized, embedded in the library.
 PY_EXEC_SRC  := src/jail/zygote/py_exec.c
 # py-exec is linked against musl when it is installed (make deps): its static start-up costs a
-# fraction of glibc's, on every call (docs/BENCHMARKS.md, "Warm Python").
-PY_EXEC_CC   := $(or $(shell command -v musl-gcc 2>/dev/null),$(CC))
+# fraction of glibc's, on every call (docs/BENCHMARKS.md, "Warm Python"). These are expanded when
+# used, so that `make run` on a new machine sees what `deps` has just installed.
+PY_EXEC_CC   = $(or $(shell command -v musl-gcc 2>/dev/null),$(CC))
 PYZYGOTE_SRC := src/jail/zygote/pyzygote.c src/jail/zygote/child_setup.S
-PY_EMBED     := $(shell pkg-config --cflags python3-embed 2>/dev/null | sed 's/-I/-isystem /g')
-PY_EMBED_LIB := $(shell pkg-config --libs python3-embed 2>/dev/null)
+PY_EMBED     = $(shell pkg-config --cflags python3-embed 2>/dev/null | sed 's/-I/-isystem /g')
+PY_EMBED_LIB = $(shell pkg-config --libs python3-embed 2>/dev/null)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/jail/init/jail_init_image.o \
             $(BUILD)/src/jail/zygote/images.o \
             $(BUILD)/src/api/openapi_doc.o
